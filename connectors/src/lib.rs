@@ -10,6 +10,16 @@
 
 pub mod secret;
 
+pub mod http;
+pub mod okta;
+pub mod scim;
+pub mod slack;
+pub mod webhook;
+
+pub mod aws_iam;
+pub mod github;
+pub mod ldap;
+
 mod connector;
 mod error;
 mod model;

@@ -1,0 +1,669 @@
+//! GitHub organisations through the REST API (`X-GitHub-Api-Version: 2022-11-28`, Bearer token).
+//!
+//! - Account: membership of the configured organisation for the GitHub login
+//!   [`AccountRef::key`]; `id` is the GitHub user id. Create = `PUT /orgs/{org}/memberships/{user}`
+//!   with role `member` unless a membership (active or pending) exists, which is adopted as is.
+//!   GitHub profiles belong to their users, so there is nothing to update; disable and delete
+//!   both remove the membership (`DELETE /orgs/{org}/memberships/{user}`, which also cancels a
+//!   pending invitation), and delete also cancels any invitation still listed for the login.
+//! - Entitlements: kind `org` (id = organisation login, role `member`/`admin`; revoking the
+//!   `admin` role demotes to `member`, revoking without a role removes the membership) and kind
+//!   `team` (id = team slug in the configured org, or `org/slug`; role `member`/`maintainer`).
+//! - Read back: the org membership (role, `active`/`pending`) and membership of each managed
+//!   team ([`GitHubConfig::teams`]: GitHub has no "teams of a user in an org" endpoint for
+//!   another user). List: `GET /orgs/{org}/members`, following the `Link: rel="next"` header; the
+//!   page token is the next page's query, re-based on the configured API URL.
+//! - Pending invitations: [`GitHubConnector::pending_invitations`] and
+//!   [`GitHubConnector::cancel_invitation`].
+//! - Limits: 429, or 403 with `retry-after` or `x-ratelimit-remaining: 0` or a "secondary rate
+//!   limit" message, are retryable with the wait from `retry-after` or `x-ratelimit-reset`;
+//!   401 (bad credentials), other 403s and 422s are permanent; 5xx and transport errors retryable.
+//!
+//! HTTP helpers (status classification, `Retry-After`, `Link`) are private to this module.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::connector::{Capabilities, Capability, Connector};
+use crate::error::ConnectorError;
+use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
+use crate::secret::Secret;
+
+/// Settings for one GitHub connector instance.
+#[derive(Debug, Clone)]
+pub struct GitHubConfig {
+    pub name: String,
+    /// `https://api.github.com` (or a GHES `/api/v3` URL, or a local stand-in).
+    pub api_base: String,
+    pub org: String,
+    /// A token with `admin:org` (classic) or organisation members: write (fine-grained).
+    pub token: Secret,
+    /// Team slugs the policy manages; read back checks membership of each.
+    pub teams: Vec<String>,
+    pub timeout: Duration,
+    pub page_size: u32,
+}
+
+impl GitHubConfig {
+    pub fn new(name: impl Into<String>, org: impl Into<String>, token: Secret) -> Self {
+        GitHubConfig {
+            name: name.into(),
+            api_base: "https://api.github.com".into(),
+            org: org.into(),
+            token,
+            teams: Vec::new(),
+            timeout: Duration::from_secs(20),
+            page_size: 100,
+        }
+    }
+}
+
+/// A pending organisation invitation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: u64,
+    pub login: Option<String>,
+    pub email: Option<String>,
+    pub role: String,
+}
+
+/// The GitHub connector. See the module documentation.
+pub struct GitHubConnector {
+    cfg: GitHubConfig,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for GitHubConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitHubConnector")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Response {
+    status: StatusCode,
+    body: Value,
+    next: Option<String>,
+}
+
+impl GitHubConnector {
+    pub fn new(cfg: GitHubConfig) -> Result<Self, ConnectorError> {
+        if reqwest::Url::parse(&cfg.api_base).is_err() {
+            return Err(ConnectorError::permanent(
+                &cfg.name,
+                "api_base is not a valid URL",
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .user_agent("scimhub-connector")
+            .build()
+            .map_err(|e| ConnectorError::permanent(&cfg.name, format!("http client: {e}")))?;
+        Ok(GitHubConnector { cfg, http })
+    }
+
+    fn url(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{}",
+            self.cfg.api_base.trim_end_matches('/'),
+            path_and_query
+        )
+    }
+
+    /// Sends one request; 2xx and the statuses in `accept` come back as `Ok`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        accept: &[u16],
+    ) -> Result<Response, ConnectorError> {
+        let name = &self.cfg.name;
+        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .header("accept", "application/vnd.github+json, application/json")
+            .header("x-github-api-version", "2022-11-28")
+            .bearer_auth(self.cfg.token.expose());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                ConnectorError::retryable(
+                    name,
+                    format!(
+                        "{what}: timed out after {} ms",
+                        self.cfg.timeout.as_millis()
+                    ),
+                )
+            } else if e.is_connect() {
+                ConnectorError::retryable(name, format!("{what}: cannot connect"))
+            } else {
+                ConnectorError::retryable(name, format!("{what}: transport error"))
+            }
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let header = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let next = header("link").and_then(|l| next_link(&l));
+        let text = resp.text().await.map_err(|e| {
+            if e.is_timeout() {
+                ConnectorError::retryable(name, format!("{what}: timed out reading the response"))
+            } else {
+                ConnectorError::retryable(name, format!("{what}: transport error"))
+            }
+        })?;
+        let body: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.chars().take(200).collect()))
+        };
+        if status.is_success() || accept.contains(&status.as_u16()) {
+            return Ok(Response { status, body, next });
+        }
+
+        let message = body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let details = body
+            .get("errors")
+            .map(|e| format!(" {e}"))
+            .unwrap_or_default();
+        let msg = self.scrub(&format!(
+            "{what}: HTTP {} {message}{details}",
+            status.as_u16()
+        ));
+        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
+        let remaining = header("x-ratelimit-remaining").and_then(|v| v.trim().parse::<u64>().ok());
+        let reset = header("x-ratelimit-reset").and_then(|v| v.trim().parse::<i64>().ok());
+        let limited = status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN
+                && (retry_after.is_some()
+                    || remaining == Some(0)
+                    || message.to_ascii_lowercase().contains("rate limit")));
+        if limited {
+            let wait = retry_after
+                .or_else(|| {
+                    (remaining == Some(0)).then(|| {
+                        let now = chrono::Utc::now().timestamp();
+                        Duration::from_secs(reset.map_or(60, |r| (r - now).max(0)) as u64)
+                    })
+                })
+                // secondary limits without headers: GitHub asks for at least a minute
+                .unwrap_or(Duration::from_secs(60));
+            return Err(ConnectorError::retryable(name, msg).with_retry_after(wait));
+        }
+        let err = if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+            ConnectorError::retryable(name, msg)
+        } else {
+            ConnectorError::permanent(name, msg)
+        };
+        Err(match retry_after {
+            Some(d) => err.with_retry_after(d),
+            None => err,
+        })
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let t = self.cfg.token.expose();
+        let out = if t.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(t, "***")
+        };
+        out.chars().take(400).collect()
+    }
+
+    fn org_path(&self, org: &str, rest: &str) -> String {
+        format!("/orgs/{}{rest}", seg(org))
+    }
+
+    /// The org membership of `user`, `None` when there is none.
+    async fn membership(&self, org: &str, user: &str) -> Result<Option<Value>, ConnectorError> {
+        let r = self
+            .send(
+                Method::GET,
+                &self.org_path(org, &format!("/memberships/{}", seg(user))),
+                None,
+                &[404],
+            )
+            .await?;
+        Ok((r.status != StatusCode::NOT_FOUND).then_some(r.body))
+    }
+
+    async fn put_membership(
+        &self,
+        org: &str,
+        user: &str,
+        role: &str,
+    ) -> Result<Value, ConnectorError> {
+        check_role(&self.cfg.name, role, &["member", "admin"])?;
+        let r = self
+            .send(
+                Method::PUT,
+                &self.org_path(org, &format!("/memberships/{}", seg(user))),
+                Some(json!({ "role": role })),
+                &[],
+            )
+            .await?;
+        Ok(r.body)
+    }
+
+    async fn remove_membership(&self, user: &str) -> Result<(), ConnectorError> {
+        self.send(
+            Method::DELETE,
+            &self.org_path(&self.cfg.org, &format!("/memberships/{}", seg(user))),
+            None,
+            &[404],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `(org, slug)` of a team entitlement id (`slug` or `org/slug`).
+    fn team_of<'a>(&'a self, id: &'a str) -> (&'a str, &'a str) {
+        id.split_once('/').unwrap_or((self.cfg.org.as_str(), id))
+    }
+
+    async fn team_membership(
+        &self,
+        org: &str,
+        slug: &str,
+        user: &str,
+    ) -> Result<Option<Value>, ConnectorError> {
+        let r = self
+            .send(
+                Method::GET,
+                &self.org_path(
+                    org,
+                    &format!("/teams/{}/memberships/{}", seg(slug), seg(user)),
+                ),
+                None,
+                &[404],
+            )
+            .await?;
+        Ok((r.status != StatusCode::NOT_FOUND).then_some(r.body))
+    }
+
+    /// Pending invitations of the configured organisation (all pages).
+    pub async fn pending_invitations(&self) -> Result<Vec<Invitation>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut path = self.org_path(
+            &self.cfg.org,
+            &format!("/invitations?per_page={}", self.cfg.page_size),
+        );
+        for _ in 0..1000 {
+            let r = self.send(Method::GET, &path, None, &[]).await?;
+            for i in r.body.as_array().into_iter().flatten() {
+                out.push(Invitation {
+                    id: i.get("id").and_then(Value::as_u64).unwrap_or_default(),
+                    login: i.get("login").and_then(Value::as_str).map(str::to_owned),
+                    email: i.get("email").and_then(Value::as_str).map(str::to_owned),
+                    role: i
+                        .get("role")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+            }
+            match r.next {
+                Some(n) => path = n,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cancels a pending invitation; one that is gone is success.
+    pub async fn cancel_invitation(&self, id: u64) -> Result<(), ConnectorError> {
+        self.send(
+            Method::DELETE,
+            &self.org_path(&self.cfg.org, &format!("/invitations/{id}")),
+            None,
+            &[404],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Connector for GitHubConnector {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            operations: vec![
+                Capability::CreateAccount,
+                Capability::EnableDisable,
+                Capability::DeleteAccount,
+                Capability::Grant,
+                Capability::Revoke,
+                Capability::ReadAccount,
+                Capability::ListAccounts,
+            ],
+            entitlement_kinds: vec!["org".into(), "team".into()],
+        }
+    }
+
+    async fn create_or_adopt(&self, spec: &AccountSpec) -> Result<AccountRef, ConnectorError> {
+        let user = spec.account.key.as_str();
+        let m = match self.membership(&self.cfg.org, user).await? {
+            Some(m) => m,
+            None => self.put_membership(&self.cfg.org, user, "member").await?,
+        };
+        Ok(with_user_id(AccountRef::new(user), &m))
+    }
+
+    /// GitHub profiles belong to their users: nothing to bring to `spec` beyond the membership,
+    /// which must exist.
+    async fn update(&self, spec: &AccountSpec) -> Result<(), ConnectorError> {
+        match self.membership(&self.cfg.org, &spec.account.key).await? {
+            Some(_) => Ok(()),
+            None => Err(ConnectorError::permanent(
+                &self.cfg.name,
+                format!("{} is not a member of {}", spec.account.key, self.cfg.org),
+            )),
+        }
+    }
+
+    /// Disabling removes the org membership (GitHub has no suspended member); enabling invites
+    /// or adds the user back as `member`.
+    async fn set_enabled(&self, account: &AccountRef, enabled: bool) -> Result<(), ConnectorError> {
+        if enabled {
+            if self
+                .membership(&self.cfg.org, &account.key)
+                .await?
+                .is_none()
+            {
+                self.put_membership(&self.cfg.org, &account.key, "member")
+                    .await?;
+            }
+            Ok(())
+        } else {
+            self.remove_membership(&account.key).await
+        }
+    }
+
+    async fn delete(&self, account: &AccountRef) -> Result<(), ConnectorError> {
+        self.remove_membership(&account.key).await?;
+        for inv in self.pending_invitations().await? {
+            if inv
+                .login
+                .as_deref()
+                .is_some_and(|l| l.eq_ignore_ascii_case(&account.key))
+            {
+                self.cancel_invitation(inv.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn grant(&self, account: &AccountRef, e: &Entitlement) -> Result<(), ConnectorError> {
+        let user = account.key.as_str();
+        match e.kind.as_str() {
+            "org" => {
+                let role = e.role.as_deref().unwrap_or("member");
+                self.put_membership(&e.id, user, role).await.map(|_| ())
+            }
+            "team" => {
+                let role = e.role.as_deref().unwrap_or("member");
+                check_role(&self.cfg.name, role, &["member", "maintainer"])?;
+                let (org, slug) = self.team_of(&e.id);
+                self.send(
+                    Method::PUT,
+                    &self.org_path(
+                        org,
+                        &format!("/teams/{}/memberships/{}", seg(slug), seg(user)),
+                    ),
+                    Some(json!({ "role": role })),
+                    &[],
+                )
+                .await
+                .map(|_| ())
+            }
+            other => Err(unknown_kind(&self.cfg.name, other)),
+        }
+    }
+
+    async fn revoke(&self, account: &AccountRef, e: &Entitlement) -> Result<(), ConnectorError> {
+        let user = account.key.as_str();
+        match e.kind.as_str() {
+            "org" if e.role.as_deref() == Some("admin") => {
+                // revoking the owner role keeps the membership
+                match self.membership(&e.id, user).await? {
+                    Some(m) if m.get("role").and_then(Value::as_str) == Some("admin") => {
+                        self.put_membership(&e.id, user, "member").await.map(|_| ())
+                    }
+                    _ => Ok(()),
+                }
+            }
+            "org" => self
+                .send(
+                    Method::DELETE,
+                    &self.org_path(&e.id, &format!("/memberships/{}", seg(user))),
+                    None,
+                    &[404],
+                )
+                .await
+                .map(|_| ()),
+            "team" => {
+                let (org, slug) = self.team_of(&e.id);
+                self.send(
+                    Method::DELETE,
+                    &self.org_path(
+                        org,
+                        &format!("/teams/{}/memberships/{}", seg(slug), seg(user)),
+                    ),
+                    None,
+                    &[404],
+                )
+                .await
+                .map(|_| ())
+            }
+            other => Err(unknown_kind(&self.cfg.name, other)),
+        }
+    }
+
+    async fn read(&self, account: &AccountRef) -> Result<Option<AccountState>, ConnectorError> {
+        let user = account.key.as_str();
+        let Some(m) = self.membership(&self.cfg.org, user).await? else {
+            return Ok(None);
+        };
+        let state = m
+            .get("state")
+            .and_then(Value::as_str)
+            .unwrap_or("active")
+            .to_owned();
+        let role = m
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("member")
+            .to_owned();
+        let mut ents = vec![Entitlement::new("org", self.cfg.org.clone()).with_role(role.clone())];
+        for slug in &self.cfg.teams {
+            let (org, s) = self.team_of(slug);
+            if let Some(t) = self.team_membership(org, s, user).await? {
+                let r = t.get("role").and_then(Value::as_str).unwrap_or("member");
+                ents.push(Entitlement::new("team", slug.clone()).with_role(r));
+            }
+        }
+        let mut attributes = Map::new();
+        attributes.insert("userName".into(), json!(user));
+        attributes.insert("state".into(), json!(state));
+        attributes.insert("role".into(), json!(role));
+        if let Some(u) = m.get("user") {
+            for (from, to) in [
+                ("id", "githubId"),
+                ("html_url", "profileUrl"),
+                ("type", "userType"),
+            ] {
+                if let Some(v) = u.get(from) {
+                    attributes.insert(to.into(), v.clone());
+                }
+            }
+        }
+        Ok(Some(AccountState {
+            account: with_user_id(AccountRef::new(user), &m),
+            enabled: state == "active",
+            attributes,
+            entitlements: ents,
+        }))
+    }
+
+    async fn list_accounts(&self, page: Option<&str>) -> Result<AccountPage, ConnectorError> {
+        let path = match page {
+            Some(p) if p.starts_with("/orgs/") => p.to_owned(),
+            Some(_) => {
+                return Err(ConnectorError::permanent(
+                    &self.cfg.name,
+                    "invalid page token",
+                ))
+            }
+            None => self.org_path(
+                &self.cfg.org,
+                &format!("/members?per_page={}", self.cfg.page_size),
+            ),
+        };
+        let r = self.send(Method::GET, &path, None, &[]).await?;
+        let accounts = r
+            .body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| {
+                let login = u.get("login")?.as_str()?.to_owned();
+                let mut attributes = Map::new();
+                attributes.insert("userName".into(), json!(login));
+                if let Some(id) = u.get("id") {
+                    attributes.insert("githubId".into(), id.clone());
+                }
+                let mut account = AccountRef::new(login);
+                if let Some(id) = u.get("id").and_then(Value::as_u64) {
+                    account = account.with_id(id.to_string());
+                }
+                Some(AccountState {
+                    account,
+                    enabled: true,
+                    attributes,
+                    entitlements: vec![Entitlement::new("org", self.cfg.org.clone())],
+                })
+            })
+            .collect();
+        Ok(AccountPage {
+            accounts,
+            next: r.next,
+        })
+    }
+}
+
+fn with_user_id(account: AccountRef, membership: &Value) -> AccountRef {
+    match membership.pointer("/user/id").and_then(Value::as_u64) {
+        Some(id) => account.with_id(id.to_string()),
+        None => account,
+    }
+}
+
+fn check_role(name: &str, role: &str, allowed: &[&str]) -> Result<(), ConnectorError> {
+    if allowed.contains(&role) {
+        Ok(())
+    } else {
+        Err(ConnectorError::permanent(
+            name,
+            format!("role {role:?} is not one of {allowed:?}"),
+        ))
+    }
+}
+
+fn unknown_kind(name: &str, kind: &str) -> ConnectorError {
+    ConnectorError::permanent(
+        name,
+        format!("unknown entitlement kind {kind:?} (GitHub knows org, team)"),
+    )
+}
+
+/// A path segment: logins, org names and slugs are `[A-Za-z0-9-_.]`; anything else is
+/// percent-encoded so it cannot change the path.
+fn seg(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The `rel="next"` target of a `Link` header, as path and query (re-based on the configured
+/// API URL by the caller, so pages go through the same endpoint as the first request).
+fn next_link(link: &str) -> Option<String> {
+    for part in link.split(',') {
+        let (url, params) = part.split_once(';')?;
+        if params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        }) {
+            let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+            let parsed = reqwest::Url::parse(url).ok()?;
+            // keep the path below the API base (GHES: /api/v3/orgs/... -> /orgs/...)
+            let path = parsed.path();
+            let path = path.find("/orgs/").map_or(path, |i| &path[i..]);
+            return Some(match parsed.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            });
+        }
+    }
+    None
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_and_segments() {
+        let l = r#"<http://127.0.0.1:4100/orgs/acme/members?per_page=2&page=2>; rel="next", <http://127.0.0.1:4100/orgs/acme/members?per_page=2&page=5>; rel="last""#;
+        assert_eq!(
+            next_link(l).as_deref(),
+            Some("/orgs/acme/members?per_page=2&page=2")
+        );
+        let l = r#"<https://ghe.example/api/v3/orgs/a/members?page=3>; rel="next""#;
+        assert_eq!(next_link(l).as_deref(), Some("/orgs/a/members?page=3"));
+        assert_eq!(
+            next_link(r#"<https://x/orgs/a/members?page=1>; rel="prev""#),
+            None
+        );
+        assert_eq!(seg("a/b c"), "a%2Fb%20c");
+        assert_eq!(parse_retry_after("30"), Some(Duration::from_secs(30)));
+    }
+}

@@ -1,0 +1,450 @@
+//! Shared HTTP plumbing for the HTTP connectors (SCIM, webhook, Slack, Okta).
+//!
+//! One place for: the `reqwest` client (rustls, no OpenSSL), the per-call timeout, turning a
+//! status code into a retryable or permanent [`ConnectorError`], reading Retry-After and the
+//! vendors' rate-limit reset headers, and scrubbing credentials out of every error message.
+//!
+//! Error messages name the method, the path and the status, never the host's query string or a
+//! request header, and any credential the client was told about is replaced by `***` should a
+//! server echo it back in a body.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
+
+use crate::error::{ConnectorError, ErrorKind};
+use crate::secret::Secret;
+
+/// The longest slice of a response body quoted in an error message.
+const MAX_DETAIL: usize = 300;
+
+/// An HTTP client bound to one connector instance: every request gets `timeout`, every error
+/// names the connector and is scrubbed of the registered secrets.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    connector: String,
+    timeout: Duration,
+    redact: Vec<Secret>,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("connector", &self.connector)
+            .field("timeout", &self.timeout)
+            .field("redacted_secrets", &self.redact.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response read in full (the body is read within the same timeout as the request).
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub method: Method,
+    /// The request path (no query string), for error messages.
+    pub path: String,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn is_success(&self) -> bool {
+        self.status.is_success()
+    }
+
+    /// The body as JSON; `Value::Null` for an empty body.
+    pub fn json_value(&self) -> Result<serde_json::Value, String> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&self.body).map_err(|e| format!("invalid JSON: {e}"))
+    }
+
+    /// A short, printable excerpt of the body.
+    pub fn body_excerpt(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        if text.len() <= MAX_DETAIL {
+            return text.to_owned();
+        }
+        let mut end = MAX_DETAIL;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &text[..end])
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl HttpClient {
+    /// A client for connector `connector` whose every call is bounded by `timeout`.
+    pub fn new(connector: &str, timeout: Duration) -> Result<Self, ConnectorError> {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .user_agent(concat!("scimhub-connectors/", env!("CARGO_PKG_VERSION")))
+            // Redirects could carry the Authorization header elsewhere; APIs we call don't need them.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                ConnectorError::permanent(connector, format!("cannot build HTTP client: {e}"))
+            })?;
+        Ok(HttpClient {
+            client,
+            connector: connector.to_owned(),
+            timeout,
+            redact: Vec::new(),
+        })
+    }
+
+    /// Registers a credential that must never appear in an error message.
+    pub fn redacting(mut self, secret: &Secret) -> Self {
+        self.redact.push(secret.clone());
+        self
+    }
+
+    pub fn connector(&self) -> &str {
+        &self.connector
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Starts a request with this client's timeout.
+    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        self.client.request(method, url).timeout(self.timeout)
+    }
+
+    /// Sends the request and reads the whole body. Transport failures (connect, timeout, reset)
+    /// are retryable; a request that cannot even be built is permanent. HTTP error statuses are
+    /// *not* turned into errors here: callers decide (a 404 on delete is success) and use
+    /// [`HttpClient::status_error`] for the rest.
+    pub async fn send(&self, builder: RequestBuilder) -> Result<HttpResponse, ConnectorError> {
+        let request = builder.build().map_err(|e| self.transport_error(&e))?;
+        let method = request.method().clone();
+        let path = request.url().path().to_owned();
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| self.transport_error(&e).prefixed(&method, &path))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e).prefixed(&method, &path))?
+            .to_vec();
+        Ok(HttpResponse {
+            method,
+            path,
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The error for a non-success response: kind from [`classify`], Retry-After from
+    /// [`retry_after`], message `METHOD /path: STATUS detail`.
+    pub fn status_error(&self, response: &HttpResponse, detail: &str) -> ConnectorError {
+        let kind = classify(response.status, &response.headers);
+        let mut message = format!(
+            "{} {}: HTTP {}",
+            response.method,
+            response.path,
+            response.status.as_u16()
+        );
+        if !detail.is_empty() {
+            message.push_str(": ");
+            message.push_str(detail);
+        }
+        let mut err = self.error(kind, message);
+        if kind == ErrorKind::Retryable {
+            if let Some(after) = retry_after(&response.headers) {
+                err = err.with_retry_after(after);
+            }
+        }
+        err
+    }
+
+    /// A connector error of `kind` with `message` scrubbed of registered secrets.
+    pub fn error(&self, kind: ErrorKind, message: impl Into<String>) -> ConnectorError {
+        let message = self.scrub(message.into());
+        match kind {
+            ErrorKind::Retryable => ConnectorError::retryable(&self.connector, message),
+            ErrorKind::Permanent => ConnectorError::permanent(&self.connector, message),
+            ErrorKind::Unsupported => ConnectorError::unsupported(&self.connector, &message),
+        }
+    }
+
+    /// Replaces every registered secret in `text` by `***`.
+    pub fn scrub(&self, mut text: String) -> String {
+        for secret in &self.redact {
+            let value = secret.expose();
+            // Real credentials are long; scrubbing a 1–5 character test value would only
+            // garble the message.
+            if value.len() >= 6 && text.contains(value) {
+                text = text.replace(value, "***");
+            }
+        }
+        text
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> TransportError<'_> {
+        let kind = if e.is_builder() {
+            ErrorKind::Permanent
+        } else {
+            ErrorKind::Retryable
+        };
+        let what = if e.is_timeout() {
+            format!("timed out after {} ms", self.timeout.as_millis())
+        } else if e.is_connect() {
+            format!("cannot connect: {}", source_chain(e))
+        } else if e.is_builder() {
+            format!("invalid request: {}", source_chain(e))
+        } else {
+            format!("request failed: {}", source_chain(e))
+        };
+        TransportError {
+            client: self,
+            kind,
+            what,
+        }
+    }
+}
+
+/// A transport failure before it is turned into a [`ConnectorError`].
+struct TransportError<'a> {
+    client: &'a HttpClient,
+    kind: ErrorKind,
+    what: String,
+}
+
+impl TransportError<'_> {
+    fn prefixed(self, method: &Method, path: &str) -> ConnectorError {
+        self.client
+            .error(self.kind, format!("{method} {path}: {}", self.what))
+    }
+}
+
+impl From<TransportError<'_>> for ConnectorError {
+    fn from(t: TransportError<'_>) -> Self {
+        t.client.error(t.kind, t.what)
+    }
+}
+
+/// The error and its sources, without the URL (which may carry a query string).
+fn source_chain(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut parts = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = e.source();
+    while let Some(err) = cur {
+        parts.push(err.to_string());
+        cur = err.source();
+    }
+    if parts.is_empty() {
+        // reqwest's own Display names the URL; drop it.
+        let mut plain = e.to_string();
+        if let Some(url) = e.url() {
+            plain = plain
+                .replace(&format!(" ({url})"), "")
+                .replace(url.as_str(), "<url>");
+        }
+        plain
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// Whether a non-success status may succeed later.
+///
+/// * 408, 425, 429 and every 5xx except 501 and 505 → retryable;
+/// * 403 that carries Retry-After or `x-ratelimit-remaining: 0` (GitHub's primary and secondary
+///   rate limits answer 403) → retryable;
+/// * every other 4xx (bad credentials 401/403 included), 501, 505 → permanent.
+pub fn classify(status: StatusCode, headers: &HeaderMap) -> ErrorKind {
+    let code = status.as_u16();
+    match code {
+        408 | 425 | 429 => ErrorKind::Retryable,
+        501 | 505 => ErrorKind::Permanent,
+        500..=599 => ErrorKind::Retryable,
+        403 if headers.contains_key(RETRY_AFTER)
+            || header_str(headers, "x-ratelimit-remaining") == Some("0") =>
+        {
+            ErrorKind::Retryable
+        }
+        _ => ErrorKind::Permanent,
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// How long the server asked us to wait, from (in order):
+///
+/// 1. `Retry-After` — delay-seconds or an HTTP-date (RFC 9110 §10.2.3);
+/// 2. `X-Rate-Limit-Reset` (Okta) / `X-RateLimit-Reset` (GitHub) — the UTC epoch second when the
+///    window resets;
+/// 3. `RateLimit-Reset` (IETF draft) — delta seconds.
+///
+/// A date in the past gives zero.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_at(headers, chrono::Utc::now())
+}
+
+/// [`retry_after`] with an explicit "now", for tests.
+pub fn retry_after_at(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    if let Some(v) = header_str(headers, "retry-after") {
+        if let Ok(secs) = v.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(at) = chrono::DateTime::parse_from_rfc2822(v) {
+            let delta = at.with_timezone(&chrono::Utc) - now;
+            return Some(delta.to_std().unwrap_or(Duration::ZERO));
+        }
+    }
+    for name in ["x-rate-limit-reset", "x-ratelimit-reset"] {
+        if let Some(epoch) = header_str(headers, name).and_then(|v| v.parse::<i64>().ok()) {
+            let delta = epoch - now.timestamp();
+            return Some(Duration::from_secs(delta.max(0).unsigned_abs()));
+        }
+    }
+    header_str(headers, "ratelimit-reset")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// An `Authorization` header value marked sensitive (hyper never logs it).
+pub fn auth_header(scheme: &str, secret: &Secret) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(&format!("{scheme} {}", secret.expose()))
+        .map_err(|_| "credential contains characters not allowed in a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// `base` with `segments` appended as path segments, each percent-encoded (a `/` or `?` inside a
+/// user id or login cannot change the path).
+pub fn join_segments(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty();
+        for s in segments {
+            path.push(s);
+        }
+    }
+    url
+}
+
+/// Parses a configured base URL (http or https), naming the setting in the error.
+pub fn parse_base_url(connector: &str, setting: &str, raw: &str) -> Result<Url, ConnectorError> {
+    let url = Url::parse(raw).map_err(|e| {
+        ConnectorError::permanent(connector, format!("{setting} is not a valid URL: {e}"))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(ConnectorError::permanent(
+            connector,
+            format!("{setting} must be an http(s) URL"),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConnectorError::permanent(
+            connector,
+            format!("{setting} must not carry credentials; use a secret reference"),
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn classifies_statuses() {
+        let none = HeaderMap::new();
+        for code in [408, 425, 429, 500, 502, 503, 504] {
+            let s = StatusCode::from_u16(code).expect("status");
+            assert_eq!(classify(s, &none), ErrorKind::Retryable, "{code}");
+        }
+        for code in [400, 401, 403, 404, 409, 422, 501] {
+            let s = StatusCode::from_u16(code).expect("status");
+            assert_eq!(classify(s, &none), ErrorKind::Permanent, "{code}");
+        }
+        assert_eq!(
+            classify(
+                StatusCode::FORBIDDEN,
+                &headers(&[("x-ratelimit-remaining", "0")])
+            ),
+            ErrorKind::Retryable
+        );
+    }
+
+    #[test]
+    fn parses_retry_after_forms() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .expect("date")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            retry_after_at(&headers(&[("retry-after", "2")]), now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_after_at(
+                &headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT")]),
+                now
+            ),
+            Some(Duration::from_secs(30))
+        );
+        let reset = (now.timestamp() + 42).to_string();
+        assert_eq!(
+            retry_after_at(&headers(&[("x-rate-limit-reset", &reset)]), now),
+            Some(Duration::from_secs(42))
+        );
+        assert_eq!(
+            retry_after_at(&headers(&[("x-ratelimit-reset", "1")]), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after_at(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn joins_segments_with_encoding() {
+        let base = Url::parse("http://h/scim/v2/").expect("url");
+        assert_eq!(
+            join_segments(&base, &["Users", "a/b?c"]).as_str(),
+            "http://h/scim/v2/Users/a%2Fb%3Fc"
+        );
+    }
+
+    #[test]
+    fn scrubs_secrets_and_debug_hides_them() {
+        let s = Secret::new("tok-123");
+        let c = HttpClient::new("x", Duration::from_secs(1))
+            .expect("client")
+            .redacting(&s);
+        assert_eq!(c.scrub("echo tok-123!".into()), "echo ***!");
+        assert!(!format!("{c:?}").contains("tok-123"));
+        assert!(parse_base_url("x", "url", "http://u:p@h/").is_err());
+    }
+}

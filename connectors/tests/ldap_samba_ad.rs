@@ -1,0 +1,333 @@
+//! Active Directory flavour of the LDAP connector against a throwaway Samba AD domain controller
+//! (Debian `samba-ad-dc`), provisioned by the test in a scratch directory (~7 s) with a throwaway
+//! CA, so LDAPS and StartTLS are verified. Samba listens on the fixed ports 88/389/636/… of
+//! 127.0.0.1, so this file holds a single test and needs root and those ports free.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod support_standins;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use connectors::ldap::{ActiveDirectory, AdLeave, LdapConfig, LdapConnector, LdapFlavor, LdapTls};
+use connectors::secret::Secret;
+use connectors::{AccountRef, AccountSpec, Connector, Entitlement, ErrorKind};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
+use serde_json::json;
+use support_standins::*;
+
+const BASE: &str = "DC=example,DC=com";
+const ADMIN_DN: &str = "CN=Administrator,CN=Users,DC=example,DC=com";
+const ADMIN_PW: &str = "Passw0rd!Admin";
+const USER_PW: &str = "Us3r-Passw0rd!";
+
+async fn admin_conn() -> Ldap {
+    // fixtures only: the connector under test verifies the certificate
+    let (conn, mut ldap) = LdapConnAsync::with_settings(
+        LdapConnSettings::new().set_no_tls_verify(true),
+        "ldaps://127.0.0.1:636",
+    )
+    .await
+    .unwrap();
+    tokio::spawn(async move { conn.drive().await });
+    ldap.simple_bind(ADMIN_DN, ADMIN_PW)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    ldap
+}
+
+/// Result code of a simple bind as `upn` over LDAPS.
+async fn bind_rc(upn: &str, pw: &str) -> (u32, String) {
+    let (conn, mut ldap) = LdapConnAsync::with_settings(
+        LdapConnSettings::new().set_no_tls_verify(true),
+        "ldaps://127.0.0.1:636",
+    )
+    .await
+    .unwrap();
+    tokio::spawn(async move { conn.drive().await });
+    let r = ldap.simple_bind(upn, pw).await.unwrap();
+    (r.rc, r.text)
+}
+
+fn config(ca: &std::path::Path, tls: LdapTls, leave: AdLeave) -> LdapConfig {
+    let url = match tls {
+        LdapTls::Ldaps => "ldaps://127.0.0.1:636".to_owned(),
+        _ => "ldap://127.0.0.1:389".to_owned(),
+    };
+    LdapConfig {
+        name: "ad-test".into(),
+        url,
+        tls,
+        ca_file: Some(ca.to_path_buf()),
+        bind_dn: ADMIN_DN.into(),
+        bind_password: Secret::new(ADMIN_PW),
+        search_base: BASE.into(),
+        users_dn: format!("OU=People,{BASE}"),
+        groups_dn: format!("OU=Groups,{BASE}"),
+        timeout: Duration::from_secs(10),
+        page_size: 2,
+        flavor: LdapFlavor::ActiveDirectory(ActiveDirectory {
+            upn_suffix: "example.com".into(),
+            leavers_ou: format!("OU=Leavers,{BASE}"),
+            leave,
+        }),
+    }
+}
+
+fn spec(key: &str, given: &str, family: &str) -> AccountSpec {
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("userName".into(), json!(key));
+    attributes.insert(
+        "name".into(),
+        json!({ "givenName": given, "familyName": family }),
+    );
+    attributes.insert("displayName".into(), json!(format!("{given} {family}")));
+    attributes.insert(
+        "emails".into(),
+        json!([{ "value": format!("{key}@example.com"), "primary": true }]),
+    );
+    attributes.insert("password".into(), json!(USER_PW));
+    AccountSpec {
+        account: AccountRef::new(key),
+        attributes,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_lifecycle_against_samba_dc() {
+    require_bin("samba");
+    require_bin("samba-tool");
+    for port in [389, 636] {
+        assert!(
+            !port_open(port),
+            "127.0.0.1:{port} is taken: Samba AD needs the fixed LDAP ports (stop the other directory)"
+        );
+    }
+    let dir = Scratch::new("samba");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support_standins/start-samba-ad.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(script).arg(dir.path());
+    let started = Instant::now();
+    let mut samba = Proc::spawn("samba", cmd, &dir.path().join("samba.log"));
+    samba.wait_ready(Duration::from_secs(120), || {
+        port_open(636) && port_open(389)
+    });
+    // LDAPS answers binds once the DC finished starting
+    let mut admin = None;
+    for _ in 0..100 {
+        if let Ok(Ok((conn, mut l))) = tokio::time::timeout(
+            Duration::from_secs(2),
+            LdapConnAsync::with_settings(
+                LdapConnSettings::new().set_no_tls_verify(true),
+                "ldaps://127.0.0.1:636",
+            ),
+        )
+        .await
+        {
+            tokio::spawn(async move { conn.drive().await });
+            if matches!(l.simple_bind(ADMIN_DN, ADMIN_PW).await.map(|r| r.rc), Ok(0)) {
+                admin = Some(l);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        admin.is_some(),
+        "Samba never accepted the admin bind:\n{}",
+        samba.log_tail()
+    );
+    println!(
+        "Samba AD provisioned and answering in {:?}",
+        started.elapsed()
+    );
+    let ca = dir.path().join("certs/ca.pem");
+
+    // fixtures: OUs, two security groups, a user created outside scimhub (disabled, no password)
+    let mut a = admin_conn().await;
+    for ou in ["People", "Groups", "Leavers"] {
+        a.add(
+            &format!("OU={ou},{BASE}"),
+            vec![("objectClass", ["organizationalUnit"].into())],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    }
+    for (cn, sam) in [("Engineering", "engineering"), ("Oncall", "oncall")] {
+        a.add(
+            &format!("CN={cn},OU=Groups,{BASE}"),
+            vec![
+                ("objectClass", ["group"].into()),
+                ("sAMAccountName", [sam].into()),
+                ("groupType", ["-2147483646"].into()),
+            ],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    }
+    a.add(
+        &format!("CN=Legacy Person,OU=People,{BASE}"),
+        vec![
+            ("objectClass", ["user"].into()),
+            ("sAMAccountName", ["legacy"].into()),
+            ("sn", ["Person"].into()),
+        ],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+
+    let c = LdapConnector::new(config(&ca, LdapTls::Ldaps, AdLeave::DisableAndMove)).unwrap();
+
+    // create with sAMAccountName, userPrincipalName and unicodePwd (over LDAPS) -> enabled
+    let jdoe = c
+        .create_or_adopt(&spec("jdoe", "Jane", "Doe"))
+        .await
+        .expect("create");
+    assert_eq!(
+        jdoe.id.as_deref(),
+        Some("CN=Jane Doe,OU=People,DC=example,DC=com")
+    );
+    let st = c.read(&jdoe).await.unwrap().expect("exists");
+    assert!(st.enabled);
+    assert_eq!(st.attributes["userPrincipalName"], "jdoe@example.com");
+    assert_eq!(st.attributes["userAccountControl"], "512");
+    assert_eq!(
+        bind_rc("jdoe@example.com", USER_PW).await.0,
+        0,
+        "the user can sign in"
+    );
+
+    // adopt: again, and an account made outside scimhub (converged, left disabled)
+    assert_eq!(
+        c.create_or_adopt(&spec("jdoe", "Jane", "Doe"))
+            .await
+            .unwrap(),
+        jdoe
+    );
+    let legacy = c
+        .create_or_adopt(&spec("legacy", "Leg", "Acy"))
+        .await
+        .expect("adopt");
+    assert_eq!(
+        legacy.id.as_deref(),
+        Some("CN=Legacy Person,OU=People,DC=example,DC=com")
+    );
+    let st = c.read(&legacy).await.unwrap().unwrap();
+    assert_eq!(st.attributes["displayName"], "Leg Acy");
+    assert_eq!(st.attributes["userPrincipalName"], "legacy@example.com");
+
+    // update
+    c.update(&spec("jdoe", "Jane", "Roe"))
+        .await
+        .expect("update");
+    let st = c.read(&jdoe).await.unwrap().unwrap();
+    assert_eq!(st.attributes["name"]["familyName"], "Roe");
+    assert_eq!(st.attributes["displayName"], "Jane Roe");
+
+    // grant by cn and by sAMAccountName; AD computes memberOf, which read reports
+    let eng = Entitlement::new("group", "Engineering");
+    let oncall = Entitlement::new("group", "oncall");
+    for e in [&eng, &oncall, &eng] {
+        c.grant(&jdoe, e).await.expect("grant");
+    }
+    let mut ents = c.read(&jdoe).await.unwrap().unwrap().entitlements;
+    ents.sort();
+    assert_eq!(
+        ents,
+        vec![
+            Entitlement::new("group", "Engineering"),
+            Entitlement::new("group", "Oncall")
+        ]
+    );
+
+    // revoke (twice) — AD has no minimum membership, the group may become empty
+    for _ in 0..2 {
+        c.revoke(&jdoe, &oncall).await.expect("revoke");
+    }
+    assert_eq!(
+        c.read(&jdoe).await.unwrap().unwrap().entitlements,
+        vec![Entitlement::new("group", "Engineering")]
+    );
+
+    // disable / enable through userAccountControl; a disabled account cannot bind (data 533)
+    c.set_enabled(&jdoe, false).await.expect("disable");
+    let st = c.read(&jdoe).await.unwrap().unwrap();
+    assert!(!st.enabled);
+    assert_eq!(st.attributes["userAccountControl"], "514");
+    let (rc, text) = bind_rc("jdoe@example.com", USER_PW).await;
+    assert_eq!(rc, 49);
+    assert!(text.contains("data 533"), "{text}");
+    c.set_enabled(&jdoe, true).await.expect("enable");
+    assert!(c.read(&jdoe).await.unwrap().unwrap().enabled);
+    assert_eq!(bind_rc("jdoe@example.com", USER_PW).await.0, 0);
+
+    // list with the paged results control (page size 2)
+    let mut keys = Vec::new();
+    let mut page = None;
+    let mut pages = 0;
+    loop {
+        let p = c.list_accounts(page.as_deref()).await.expect("list");
+        pages += 1;
+        keys.extend(p.accounts.iter().map(|x| x.account.key.clone()));
+        match p.next {
+            Some(n) => page = Some(n),
+            None => break,
+        }
+    }
+    for k in ["Administrator", "Guest", "jdoe", "legacy"] {
+        assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+    }
+    assert!(pages >= 3, "{pages} pages for {keys:?}");
+
+    // StartTLS on 389, verified against the same CA
+    let st_conn =
+        LdapConnector::new(config(&ca, LdapTls::StartTls, AdLeave::DisableAndMove)).unwrap();
+    assert!(st_conn.read(&jdoe).await.unwrap().is_some());
+    // plain ldap:// (explicitly configured): Samba, like AD, refuses a simple bind without TLS
+    let plain =
+        LdapConnector::new(config(&ca, LdapTls::PlainInsecure, AdLeave::DisableAndMove)).unwrap();
+    let e = plain.read(&jdoe).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Permanent, "{e}");
+    assert!(
+        e.message.contains("result 8"),
+        "strongerAuthRequired expected: {e}"
+    );
+
+    // leave: disable, remove from groups, move to the leavers OU
+    c.delete(&jdoe).await.expect("leave");
+    let st = c.read(&jdoe).await.unwrap().expect("kept in leavers");
+    assert!(!st.enabled);
+    assert!(st.entitlements.is_empty());
+    assert_eq!(
+        st.account.id.as_deref(),
+        Some("CN=Jane Doe,OU=Leavers,DC=example,DC=com")
+    );
+    c.delete(&jdoe).await.expect("leave again");
+
+    // delete mode removes the object; again is success
+    let del = LdapConnector::new(config(&ca, LdapTls::Ldaps, AdLeave::Delete)).unwrap();
+    del.delete(&jdoe).await.expect("delete");
+    assert!(del.read(&jdoe).await.unwrap().is_none());
+    del.delete(&jdoe).await.expect("delete again");
+
+    // a wrong admin password: permanent, and never printed
+    let mut cfg = config(&ca, LdapTls::Ldaps, AdLeave::Delete);
+    let wrong = "Wr0ng-Admin-Passw0rd";
+    cfg.bind_password = Secret::new(wrong);
+    let bad = LdapConnector::new(cfg).unwrap();
+    let e = bad.read(&legacy).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Permanent, "{e}");
+    assert!(e.message.contains("result 49"), "{e}");
+    assert!(!format!("{e} {e:?} {bad:?}").contains(wrong));
+    drop(a);
+}
