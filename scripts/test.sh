@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, property and end-to-end tests on SQLite and PostgreSQL, the
-# third-party SCIM conformance suite against a freshly started server, and a bounded fuzz run.
+# The whole test suite: unit, property and end-to-end tests on SQLite and PostgreSQL, connector
+# tests against real stand-ins (installed here, idempotently: Debian slapd and Samba AD, moto,
+# GitHub's emulator behind prism, scim2-server), the third-party SCIM conformance suite against a
+# freshly started server, and a bounded fuzz run. Needs root for apt and the Samba AD ports.
 #
 #   bash scripts/test.sh            # everything
 #   SKIP_FUZZ=1 bash scripts/test.sh
@@ -29,8 +31,14 @@ if [ "${SCIMHUB_TEST_NO_POSTGRES:-0}" != 1 ]; then
   pg_isready -h 127.0.0.1 -p 5432 >&2 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 fi
 
+# ---- connector stand-ins (slapd, Samba AD, moto, GitHub emulator + prism, scim2-server) --------
+log "installing connector stand-ins"
+bash connectors/tests/support_standins/install.sh
+
 log "building"
 cargo build --workspace --all-targets
+# The SCIM connector's tests also provision into a second scimhub.
+export SCIMHUB_BIN=$ROOT/target/debug/scimhub
 
 # ---- conformance: scim2-tester against a freshly started server ---------------------------
 if [ -x "$SHARED/conformance/run-scim2-tester.sh" ] || [ -f "$SHARED/conformance/run-scim2-tester.sh" ]; then
