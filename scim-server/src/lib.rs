@@ -10,3 +10,9 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod http;
+mod run;
+pub mod service;
+pub mod store;
+
+pub use run::run;
