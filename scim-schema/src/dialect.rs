@@ -1,1 +1,416 @@
-//! (being written)
+//! What real SCIM clients send, normalised to RFC 7644 — every client quirk lives here.
+//!
+//! The server picks a [`Dialect`] per request ([`Dialect::detect`] from the `User-Agent`, or a
+//! per-tenant setting), then calls [`normalize_patch`] on PATCH bodies and [`normalize_resource`]
+//! on POST/PUT bodies, and passes [`Dialect::patch_options`] to [`crate::patch::apply_patch`].
+//! [`Dialect::Strict`] is plain RFC 7644: every quirk below is rejected with the error the RFC
+//! prescribes, so strict behaviour stays testable and available.
+//!
+//! # Quirks and where they come from
+//!
+//! | # | quirk | clients | normalised to | Strict |
+//! |---|---|---|---|---|
+//! | 1 | capitalised `op`: `"Replace"`, `"Add"`, `"Remove"` | Entra ID (non-gallery `customappsso` job and many gallery apps; Microsoft's "Known issues ... SCIM 2.0 protocol compliance" page, fixed behind `aadOptscim062020`) | lower case | `invalidSyntax` |
+//! | 2 | booleans as strings, `"active": "False"` / `"True"` | Entra ID (same page: "PATCH ... active ... 'False'") | JSON booleans, for attributes whose schema type is boolean | `invalidValue` |
+//! | 3 | path-less `replace`/`add` whose value keys are paths: `{"name.givenName": "x", "emails[type eq \"work\"].value": "y", "urn:...:enterprise:2.0:User:employeeNumber": "1"}` | Entra ID with `aadOptscim062020` (same page, "PATCH ... with a single replace") | one operation per path-key | `invalidValue` (unknown attribute) |
+//! | 4 | `manager` as a plain string (`"value": "id"`) or as an array `[{"value": "id"}]` | Entra ID (single-valued complex reference attribute sent the way Graph exposes it) | `{"value": "id"}` (any single-valued complex attribute with a `value` sub-attribute) | `invalidValue` |
+//! | 5 | `remove` with a `value` list instead of a filter: `{"op":"Remove","path":"members","value":[{"value":"id"}]}` | Entra ID ("Tutorial: Develop and plan provisioning for a SCIM endpoint", Update Group [Remove Members]) | `remove` with path `members[value eq "id" or ...]` | `invalidSyntax` (remove takes no value) |
+//! | 6 | `add`/`replace` of `emails[type eq "work"].value` when no work email exists | Entra ID (sent for every user whose mail changes; see Microsoft Q&A "SCIM PATCH of Complex Multi-Valued Attribute Includes Filter and Sub Attribute in Path") | creates `{"type": "work", "value": ...}` ([`PatchOptions::create_on_filter_miss`]) | `noTarget` |
+//! | 7 | `remove members[value eq "id"]` for a member already gone | Entra ID and Okta retry membership changes | success ([`PatchOptions::remove_unmatched_ok`]) | `noTarget` |
+//! | 8 | `{"op":"Add","path":"members","value":[{"$ref": null, "value":"id"}]}` | Entra ID (tutorial, Update Group [Add Members]) | RFC already; `$ref: null` is dropped as unassigned | same |
+//! | 9 | `{"op":"replace","value":{"active":false}}` to deactivate | Okta ("SCIM 2.0 ... Update a specific User (PATCH)"; Okta deactivates users, never deletes them) | RFC already (path-less replace) | same |
+//! | 10 | group rename `{"op":"replace","value":{"id":"<same id>","displayName":"new"}}` | Okta (Group Push, "Update a specific Group name") | RFC already: writing a readOnly attribute with its current value is a no-op in [`crate::patch`] | same |
+//! | 11 | `add` on a single-valued attribute meaning replace | Entra ID | RFC already (§3.5.2.1: "the existing value is replaced") | same |
+//! | 12 | POST/PUT bodies with `"active": "True"`, or a single object where an array is expected (`"emails": {...}`) | Entra ID (string booleans); assorted lenient clients | booleans; the single value wrapped in an array | left to validation |
+//! | 13 | path-less values naming `schemas`, `id`, `meta` with unchanged values | several clients echo the resource back | [`PatchOptions::ignore_read_only`] for [`Dialect::Lenient`] | `mutability` when changed |
+//!
+//! [`Dialect::Okta`] gets 1, 2 and 7 as well: harmless, and Okta's custom-app builders have been
+//! seen sending both spellings.
+
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::filter::ast::{AttrPath, CompValue, CompareOp, Filter, PatchPath};
+use crate::filter::parse::parse_patch_path;
+use crate::json::get_ci;
+use crate::message::{
+    has_schema, PatchOpKind, PatchOpRequest, PatchOperation, RawPatchOperation, PATCH_OP,
+};
+use crate::patch::PatchOptions;
+use crate::schema::{AttrType, AttributeDef, ResourceSchema};
+
+/// How much of what a client sends is accepted beyond RFC 7644.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Dialect {
+    /// RFC 7644 as written.
+    #[default]
+    Strict,
+    /// Microsoft Entra ID (formerly Azure AD) provisioning: quirks 1–8, 11, 12.
+    EntraId,
+    /// Okta provisioning: quirks 1, 2, 7, 9, 10, 12.
+    Okta,
+    /// Everything above, plus readOnly attributes in requests ignored (13).
+    Lenient,
+}
+
+impl Dialect {
+    /// The dialect a `User-Agent` announces, `Strict` when unknown or absent.
+    ///
+    /// * Okta sends `Okta SCIM Client 1.0.0` (Okta's SCIM 2.0 reference: "User-Agent: Okta SCIM Client").
+    /// * Entra ID's provisioning service has announced itself as `Microsoft Azure AD SCIM provisioning`
+    ///   (matched by "azure ad"), and older/newer agents spell "Azure Active Directory",
+    ///   "AzureAD" or "Microsoft Entra"; any agent naming Azure AD, Entra or Microsoft is taken as
+    ///   Entra ID.
+    pub fn detect(user_agent: Option<&str>) -> Dialect {
+        let Some(ua) = user_agent else {
+            return Dialect::Strict;
+        };
+        let ua = ua.to_ascii_lowercase();
+        if ua.contains("okta") {
+            Dialect::Okta
+        } else if [
+            "azure ad",
+            "azuread",
+            "azure active directory",
+            "entra",
+            "microsoft",
+            "aadprovisioning",
+        ]
+        .iter()
+        .any(|needle| ua.contains(needle))
+        {
+            Dialect::EntraId
+        } else {
+            Dialect::Strict
+        }
+    }
+
+    /// The [`PatchOptions`] this dialect needs (quirks 6, 7, 13).
+    pub fn patch_options(self) -> PatchOptions {
+        match self {
+            Dialect::Strict => PatchOptions::default(),
+            Dialect::EntraId => PatchOptions {
+                create_on_filter_miss: true,
+                remove_unmatched_ok: true,
+                ignore_read_only: false,
+            },
+            Dialect::Okta => PatchOptions {
+                create_on_filter_miss: false,
+                remove_unmatched_ok: true,
+                ignore_read_only: false,
+            },
+            Dialect::Lenient => PatchOptions {
+                create_on_filter_miss: true,
+                remove_unmatched_ok: true,
+                ignore_read_only: true,
+            },
+        }
+    }
+
+    fn lenient(self) -> bool {
+        self != Dialect::Strict
+    }
+}
+
+/// Turns a received PatchOp body into typed operations, rewriting this dialect's quirks into RFC
+/// form. Errors: `invalidSyntax` for a wrong message schema or an unknown `op`, `invalidPath` for
+/// an unparsable path, `invalidValue` for values the quirks cannot make sense of.
+pub fn normalize_patch(
+    raw: PatchOpRequest,
+    dialect: Dialect,
+    schema: &ResourceSchema,
+) -> Result<Vec<PatchOperation>, Error> {
+    if !has_schema(&raw.schemas, PATCH_OP) && !dialect.lenient() {
+        return Err(Error::InvalidSyntax(format!(
+            "a PATCH request must have the schema {PATCH_OP}"
+        )));
+    }
+    if raw.operations.is_empty() {
+        return Err(Error::InvalidValue(
+            "'Operations' must hold at least one operation".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(raw.operations.len());
+    for (i, op) in raw.operations.into_iter().enumerate() {
+        normalize_op(op, dialect, schema, &mut out).map_err(|e| prefix(e, i))?;
+    }
+    Ok(out)
+}
+
+fn prefix(e: Error, i: usize) -> Error {
+    let d = format!("Operations[{i}]: {}", e.detail());
+    match e {
+        Error::InvalidSyntax(_) => Error::InvalidSyntax(d),
+        Error::InvalidPath(_) => Error::InvalidPath(d),
+        Error::InvalidValue(_) => Error::InvalidValue(d),
+        Error::InvalidFilter(_) => Error::InvalidFilter(d),
+        Error::NoTarget(_) => Error::NoTarget(d),
+        Error::Mutability(_) => Error::Mutability(d),
+        other => other,
+    }
+}
+
+fn normalize_op(
+    raw: RawPatchOperation,
+    dialect: Dialect,
+    schema: &ResourceSchema,
+    out: &mut Vec<PatchOperation>,
+) -> Result<(), Error> {
+    // Quirk 1.
+    let kind = if dialect.lenient() {
+        PatchOpKind::parse_ci(raw.op.trim())
+    } else {
+        PatchOpKind::parse_strict(&raw.op)
+    }
+    .ok_or_else(|| {
+        Error::InvalidSyntax(format!(
+            "unknown PATCH op {:?}; expected add, remove or replace",
+            raw.op
+        ))
+    })?;
+    let path = match raw.path.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(p) => Some(parse_patch_path(p)?),
+    };
+    if !dialect.lenient() {
+        out.push(PatchOperation::new(kind, path, raw.value));
+        return Ok(());
+    }
+    match path {
+        None => {
+            let value = match raw.value {
+                Some(Value::Object(m)) if kind != PatchOpKind::Remove => m,
+                value => {
+                    out.push(PatchOperation::new(kind, None, value));
+                    return Ok(());
+                }
+            };
+            // Quirk 3: split keys that are paths into operations of their own.
+            let mut plain = Map::new();
+            let mut with_path = Vec::new();
+            for (k, v) in value {
+                if is_plain_key(schema, &k) {
+                    let v = coerce_top_level(schema, &k, v);
+                    plain.insert(k, v);
+                } else {
+                    let p = parse_patch_path(&k)?;
+                    with_path.push((p, v));
+                }
+            }
+            if !plain.is_empty() {
+                out.push(PatchOperation::new(kind, None, Some(Value::Object(plain))));
+            }
+            for (p, v) in with_path {
+                push_with_path(kind, p, Some(v), schema, out)?;
+            }
+            Ok(())
+        }
+        Some(p) => push_with_path(kind, p, raw.value, schema, out),
+    }
+}
+
+/// Whether a path-less value key is an attribute name or an extension URN (not a path).
+fn is_plain_key(schema: &ResourceSchema, k: &str) -> bool {
+    schema.is_extension_key(k) || k.eq_ignore_ascii_case("schemas") || !k.contains(['.', '[', ':'])
+}
+
+fn coerce_top_level(schema: &ResourceSchema, k: &str, v: Value) -> Value {
+    if let Some(ext) = schema.extension(k) {
+        return match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k2, v2)| {
+                        let v2 = match ext.attribute(&k2) {
+                            Some(d) => coerce(d, v2),
+                            None => v2,
+                        };
+                        (k2, v2)
+                    })
+                    .collect(),
+            ),
+            other => other,
+        };
+    }
+    match schema.top_level(None, k) {
+        Some((_, def)) => coerce(def, v),
+        None => v,
+    }
+}
+
+/// An operation with a path, with quirks 2, 4 and 5 applied to its value.
+fn push_with_path(
+    kind: PatchOpKind,
+    p: PatchPath,
+    value: Option<Value>,
+    schema: &ResourceSchema,
+    out: &mut Vec<PatchOperation>,
+) -> Result<(), Error> {
+    let top = schema
+        .top_level(
+            p.attr.urn.as_ref().map(|u| u.as_str()),
+            p.attr.name.as_str(),
+        )
+        .map(|(_, d)| d);
+    let Some(top) = top else {
+        // Unknown attribute (or a whole-extension path): let apply_patch judge it.
+        out.push(PatchOperation::new(kind, Some(p), value));
+        return Ok(());
+    };
+    let sub = p
+        .attr
+        .sub_attr
+        .as_ref()
+        .or(p.sub_attr.as_ref())
+        .and_then(|s| top.sub_attribute(s.as_str()));
+    let has_filter = p.value_filter.is_some();
+
+    if kind == PatchOpKind::Remove {
+        // Quirk 5.
+        return match value {
+            None | Some(Value::Null) => {
+                out.push(PatchOperation::new(kind, Some(p), None));
+                Ok(())
+            }
+            Some(v) if top.multi_valued && !has_filter && sub.is_none() => {
+                // An empty list removes nothing.
+                if let Some(f) = value_list_filter(top, v)? {
+                    let p = PatchPath {
+                        value_filter: Some(f),
+                        sub_attr: None,
+                        ..p
+                    };
+                    out.push(PatchOperation::new(kind, Some(p), None));
+                }
+                Ok(())
+            }
+            Some(_) => {
+                out.push(PatchOperation::new(kind, Some(p), None));
+                Ok(())
+            }
+        };
+    }
+    let value = value.map(|v| match (sub, has_filter) {
+        (Some(s), _) => coerce(s, v),
+        (None, true) => coerce_single(top, v),
+        (None, false) => coerce(top, v),
+    });
+    // Quirk 4: an empty string for a single-valued complex attribute (manager) clears it.
+    if !top.multi_valued
+        && top.attr_type == AttrType::Complex
+        && sub.is_none()
+        && value.as_ref().is_some_and(|v| v.as_str() == Some(""))
+    {
+        out.push(PatchOperation::new(PatchOpKind::Remove, Some(p), None));
+        return Ok(());
+    }
+    out.push(PatchOperation::new(kind, Some(p), value));
+    Ok(())
+}
+
+/// `[{"value": "a"}, {"value": "b"}]` (or `["a", "b"]`) → `value eq "a" or value eq "b"`.
+fn value_list_filter(def: &AttributeDef, v: Value) -> Result<Option<Filter>, Error> {
+    let items = match v {
+        Value::Array(items) => items,
+        single => vec![single],
+    };
+    let mut filter: Option<Filter> = None;
+    for item in items {
+        let id = match &item {
+            Value::String(s) => s.clone(),
+            Value::Object(m) => match get_ci(m, "value") {
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    return Err(Error::InvalidValue(format!(
+                        "remove from '{}': each value needs a 'value'",
+                        def.name
+                    )))
+                }
+            },
+            _ => {
+                return Err(Error::InvalidValue(format!(
+                    "remove from '{}': unsupported value",
+                    def.name
+                )))
+            }
+        };
+        let cmp = Filter::Compare {
+            path: AttrPath::simple("value"),
+            op: CompareOp::Eq,
+            value: CompValue::Str(id),
+        };
+        filter = Some(match filter {
+            None => cmp,
+            Some(f) => Filter::Or(Box::new(f), Box::new(cmp)),
+        });
+    }
+    Ok(filter)
+}
+
+/// Quirks 2, 4 and 12 for one attribute's value, guided by its definition.
+fn coerce(def: &AttributeDef, v: Value) -> Value {
+    if def.multi_valued {
+        match v {
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|i| coerce_single(def, i)).collect())
+            }
+            Value::Null => Value::Null,
+            single => Value::Array(vec![coerce_single(def, single)]),
+        }
+    } else {
+        coerce_single(def, v)
+    }
+}
+
+fn coerce_single(def: &AttributeDef, v: Value) -> Value {
+    match (def.attr_type, v) {
+        (AttrType::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(s),
+        },
+        (AttrType::Complex, Value::Object(m)) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let v = match def.sub_attribute(&k) {
+                        Some(s) => coerce(s, v),
+                        None => v,
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        (AttrType::Complex, Value::Array(mut items)) if !def.multi_valued && items.len() == 1 => {
+            coerce_single(def, items.pop().unwrap_or(Value::Null))
+        }
+        (AttrType::Complex, v @ (Value::String(_) | Value::Number(_)))
+            if def.sub_attribute("value").is_some() =>
+        {
+            if v.as_str() == Some("") {
+                return v;
+            }
+            let mut m = Map::new();
+            m.insert("value".to_owned(), v);
+            Value::Object(m)
+        }
+        (_, v) => v,
+    }
+}
+
+/// Normalises a POST/PUT body (quirks 2, 4, 12). `Strict` returns it unchanged: validation then
+/// reports what is wrong.
+pub fn normalize_resource(
+    doc: Map<String, Value>,
+    dialect: Dialect,
+    schema: &ResourceSchema,
+) -> Result<Map<String, Value>, Error> {
+    if !dialect.lenient() {
+        return Ok(doc);
+    }
+    Ok(doc
+        .into_iter()
+        .map(|(k, v)| {
+            let v = coerce_top_level(schema, &k, v);
+            (k, v)
+        })
+        .collect())
+}

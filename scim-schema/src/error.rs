@@ -120,6 +120,9 @@ mod tests {
         assert_eq!(Error::Uniqueness("x".into()).status(), 409);
         assert_eq!(Error::InvalidFilter("x".into()).status(), 400);
         assert_eq!(Error::NoTarget("x".into()).scim_type().as_str(), "noTarget");
-        assert_eq!(serde_json::to_string(&ScimType::InvalidVers).unwrap_or_default(), "\"invalidVers\"");
+        assert_eq!(
+            serde_json::to_string(&ScimType::InvalidVers).unwrap_or_default(),
+            "\"invalidVers\""
+        );
     }
 }

@@ -14,7 +14,10 @@ pub fn find_key<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Strin
 pub fn get_ci<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     match obj.get(name) {
         Some(v) => Some(v),
-        None => obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v),
+        None => obj
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v),
     }
 }
 
@@ -37,7 +40,8 @@ mod tests {
 
     #[test]
     fn finds_keys_in_any_case() {
-        let Value::Object(mut m) = json!({"userName": "bjensen", "Name": {"givenName": "B"}}) else {
+        let Value::Object(mut m) = json!({"userName": "bjensen", "Name": {"givenName": "B"}})
+        else {
             panic!("object");
         };
         assert_eq!(get_ci(&m, "USERNAME"), Some(&json!("bjensen")));

@@ -135,16 +135,25 @@ mod tests {
     fn rfc7643_2_1_names_are_case_insensitive() {
         assert_eq!(CiString::from("userName"), CiString::from("USERNAME"));
         assert_ne!(CiString::from("userName"), CiString::from("userNam"));
-        let set: HashSet<CiString> = ["emails", "EMAILS", "Emails"].into_iter().map(CiString::from).collect();
+        let set: HashSet<CiString> = ["emails", "EMAILS", "Emails"]
+            .into_iter()
+            .map(CiString::from)
+            .collect();
         assert_eq!(set.len(), 1);
         assert_eq!(CiString::from("name").to_string(), "name");
     }
 
     #[test]
     fn ordering_ignores_case() {
-        let mut v: Vec<CiString> = ["b", "A", "a", "C"].into_iter().map(CiString::from).collect();
+        let mut v: Vec<CiString> = ["b", "A", "a", "C"]
+            .into_iter()
+            .map(CiString::from)
+            .collect();
         v.sort();
-        assert_eq!(v.iter().map(CiString::as_str).collect::<Vec<_>>(), ["A", "a", "b", "C"]);
+        assert_eq!(
+            v.iter().map(CiString::as_str).collect::<Vec<_>>(),
+            ["A", "a", "b", "C"]
+        );
     }
 
     #[test]

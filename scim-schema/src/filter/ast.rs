@@ -18,12 +18,20 @@ pub struct AttrPath {
 impl AttrPath {
     /// A path with no URN and no sub-attribute.
     pub fn simple(name: &str) -> Self {
-        AttrPath { urn: None, name: CiString::from(name), sub_attr: None }
+        AttrPath {
+            urn: None,
+            name: CiString::from(name),
+            sub_attr: None,
+        }
     }
 
     /// A path with a sub-attribute (`name.givenName`).
     pub fn with_sub(name: &str, sub: &str) -> Self {
-        AttrPath { urn: None, name: CiString::from(name), sub_attr: Some(CiString::from(sub)) }
+        AttrPath {
+            urn: None,
+            name: CiString::from(name),
+            sub_attr: Some(CiString::from(sub)),
+        }
     }
 }
 
@@ -57,7 +65,11 @@ pub enum CompValue {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     /// `attrPath compareOp compValue`
-    Compare { path: AttrPath, op: CompareOp, value: CompValue },
+    Compare {
+        path: AttrPath,
+        op: CompareOp,
+        value: CompValue,
+    },
     /// `attrPath pr`
     Present(AttrPath),
     And(Box<Filter>, Box<Filter>),
@@ -66,7 +78,10 @@ pub enum Filter {
     Not(Box<Filter>),
     /// `attrPath "[" valFilter "]"`, e.g. `emails[type eq "work" and value co "@example.com"]`.
     /// `path.sub_attr` is `None`; paths inside `filter` are relative to the multi-valued attribute.
-    ValuePath { path: AttrPath, filter: Box<Filter> },
+    ValuePath {
+        path: AttrPath,
+        filter: Box<Filter>,
+    },
 }
 
 /// A PATCH operation path (RFC 7644 §3.5.2 `PATH = attrPath / valuePath [subAttr]`).

@@ -13,5 +13,8 @@ pub mod core;
 pub mod registry;
 pub mod validate;
 
-pub use attribute::{AttrType, AttributeDef, Mutability, ResourceType, Returned, Schema, SchemaExtension, Uniqueness};
+pub use attribute::{
+    AttrType, AttributeDef, Mutability, ResourceType, Returned, Schema, SchemaExtension, Uniqueness,
+};
 pub use registry::{ResourceSchema, SchemaRegistry};
+pub use validate::{validate, ValidationContext, ValidationOptions};

@@ -1,0 +1,244 @@
+//! PATCH rules beyond the printed RFC examples: mutability, primary, required, extensions,
+//! all-or-nothing, and the Group member delta.
+#![allow(clippy::unwrap_used)]
+
+use scim_schema::dialect::{normalize_patch, Dialect};
+use scim_schema::message::PatchOpRequest;
+use scim_schema::patch::{apply_patch, group_member_delta, PatchOperation, RemoveSpec};
+use scim_schema::schema::{ResourceSchema, SchemaRegistry};
+use scim_schema::ScimType;
+use serde_json::{json, Map, Value};
+
+const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+fn rs(t: &str) -> ResourceSchema {
+    SchemaRegistry::core().resource_schema(t).unwrap()
+}
+
+fn ops(rs: &ResourceSchema, ops: Value) -> Vec<PatchOperation> {
+    let req: PatchOpRequest = serde_json::from_value(
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops}),
+    )
+    .unwrap();
+    normalize_patch(req, Dialect::Strict, rs).unwrap()
+}
+
+fn user() -> Map<String, Value> {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": "u1", "userName": "bjensen",
+        "emails": [{"value": "a@example.com", "type": "work", "primary": true}, {"value": "b@example.com", "type": "home"}],
+        "meta": {"resourceType": "User"}
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+fn patch(ops_json: Value) -> Result<Map<String, Value>, scim_schema::Error> {
+    let rs = rs("User");
+    let ops = ops(&rs, ops_json);
+    apply_patch(&user(), &ops, &rs, &Default::default())
+}
+
+fn err(ops_json: Value) -> ScimType {
+    patch(ops_json).unwrap_err().scim_type()
+}
+
+#[test]
+fn read_only_attributes_are_mutability_errors() {
+    assert_eq!(
+        err(json!([{"op": "replace", "path": "id", "value": "other"}])),
+        ScimType::Mutability
+    );
+    assert_eq!(
+        err(json!([{"op": "remove", "path": "meta"}])),
+        ScimType::Mutability
+    );
+    assert_eq!(
+        err(json!([{"op": "replace", "path": "schemas", "value": []}])),
+        ScimType::Mutability
+    );
+    assert_eq!(
+        err(json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}])),
+        ScimType::Mutability
+    );
+    // Writing the current value is not a modification.
+    assert!(patch(json!([{"op": "replace", "value": {"id": "u1", "userName": "x"}}])).is_ok());
+}
+
+#[test]
+fn required_attribute_cannot_be_removed() {
+    assert_eq!(
+        err(json!([{"op": "remove", "path": "userName"}])),
+        ScimType::InvalidValue
+    );
+}
+
+#[test]
+fn unknown_paths_and_bad_values() {
+    assert_eq!(
+        err(json!([{"op": "add", "path": "nope", "value": 1}])),
+        ScimType::InvalidPath
+    );
+    assert_eq!(
+        err(json!([{"op": "add", "path": "name.nope", "value": "x"}])),
+        ScimType::InvalidPath
+    );
+    assert_eq!(
+        err(json!([{"op": "add", "path": "active", "value": "yes"}])),
+        ScimType::InvalidValue
+    );
+    assert_eq!(
+        err(json!([{"op": "add", "path": "active"}])),
+        ScimType::InvalidValue
+    );
+    assert_eq!(
+        err(json!([{"op": "add", "value": {"nope": 1}}])),
+        ScimType::InvalidValue
+    );
+    assert_eq!(
+        err(json!([{"op": "remove", "path": "emails[type eq \"other\"]"}])),
+        ScimType::NoTarget
+    );
+}
+
+#[test]
+fn setting_primary_clears_the_others() {
+    let out = patch(json!([{"op": "add", "path": "emails", "value": [{"value": "c@example.com", "type": "other", "primary": true}]}])).unwrap();
+    let emails = out["emails"].as_array().unwrap();
+    assert_eq!(
+        emails
+            .iter()
+            .filter(|e| e["primary"] == json!(true))
+            .count(),
+        1
+    );
+    assert_eq!(emails[2]["primary"], json!(true));
+    let out = patch(
+        json!([{"op": "replace", "path": "emails[type eq \"home\"].primary", "value": true}]),
+    )
+    .unwrap();
+    assert_eq!(out["emails"][0]["primary"], json!(false));
+    assert_eq!(out["emails"][1]["primary"], json!(true));
+    let two = json!([{"op": "replace", "path": "emails", "value": [{"value": "x@y", "primary": true}, {"value": "z@y", "primary": true}]}]);
+    assert_eq!(err(two), ScimType::InvalidValue);
+}
+
+#[test]
+fn add_does_not_duplicate_case_insensitive_values() {
+    let out = patch(json!([{"op": "add", "path": "emails", "value": [{"value": "A@EXAMPLE.COM", "type": "work"}]}])).unwrap();
+    assert_eq!(out["emails"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn extension_paths_create_the_extension_and_list_its_urn() {
+    let out = patch(json!([
+        {"op": "add", "path": format!("{ENT}:employeeNumber"), "value": "701984"},
+        {"op": "add", "path": format!("{ENT}:manager.value"), "value": "26118915"}
+    ]))
+    .unwrap();
+    assert_eq!(
+        out[ENT],
+        json!({"employeeNumber": "701984", "manager": {"value": "26118915"}})
+    );
+    assert_eq!(
+        out["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENT])
+    );
+    // manager.displayName is readOnly.
+    assert_eq!(
+        err(json!([{"op": "add", "path": format!("{ENT}:manager.displayName"), "value": "x"}])),
+        ScimType::Mutability
+    );
+}
+
+#[test]
+fn failed_operation_rolls_back_everything() {
+    let before = user();
+    let rs = rs("User");
+    let o = ops(
+        &rs,
+        json!([{"op": "replace", "path": "userName", "value": "changed"}, {"op": "replace", "path": "id", "value": "x"}]),
+    );
+    let e = apply_patch(&before, &o, &rs, &Default::default()).unwrap_err();
+    assert!(e.detail().starts_with("Operations[1]"), "{e}");
+    assert_eq!(before, user());
+}
+
+#[test]
+fn immutable_may_be_set_once() {
+    // members.value is immutable: a member's id cannot be changed, but members can be added.
+    let rs = rs("Group");
+    let g = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g", "displayName": "G", "members": [{"value": "1"}]});
+    let g = g.as_object().unwrap();
+    let add = ops(
+        &rs,
+        json!([{"op": "add", "path": "members", "value": [{"value": "2"}]}]),
+    );
+    assert!(apply_patch(g, &add, &rs, &Default::default()).is_ok());
+    let change = ops(
+        &rs,
+        json!([{"op": "replace", "path": "members[value eq \"1\"].value", "value": "3"}]),
+    );
+    assert_eq!(
+        apply_patch(g, &change, &rs, &Default::default())
+            .unwrap_err()
+            .scim_type(),
+        ScimType::Mutability
+    );
+}
+
+#[test]
+fn group_member_delta_nets_operations() {
+    let rs = rs("Group");
+    let o = ops(
+        &rs,
+        json!([
+            {"op": "add", "path": "members", "value": [{"value": "a"}, {"value": "b"}]},
+            {"op": "remove", "path": "members[value eq \"a\" or value eq \"c\"]"},
+            {"op": "replace", "path": "displayName", "value": "New"}
+        ]),
+    );
+    let d = group_member_delta(&o, &rs).unwrap();
+    assert_eq!(d.add, vec![json!({"value": "b"})]);
+    assert_eq!(d.remove, RemoveSpec::Values(vec!["a".into(), "c".into()]));
+    assert_eq!(d.other_ops.len(), 1);
+    let o = ops(
+        &rs,
+        json!([{"op": "replace", "path": "members", "value": [{"value": "z"}]}]),
+    );
+    let d = group_member_delta(&o, &rs).unwrap();
+    assert_eq!(
+        (d.remove, d.add),
+        (RemoveSpec::All, vec![json!({"value": "z"})])
+    );
+    let o = ops(
+        &rs,
+        json!([{"op": "replace", "path": "displayName", "value": "New"}]),
+    );
+    assert!(group_member_delta(&o, &rs).is_none());
+    let o = ops(
+        &rs,
+        json!([{"op": "remove", "path": "members[display eq \"x\"]"}]),
+    );
+    assert!(
+        group_member_delta(&o, &rs).is_none(),
+        "not expressible as a delta"
+    );
+}
+
+#[test]
+fn lenient_normalises_resources() {
+    let rs = rs("User");
+    let doc = json!({"userName": "x", "active": "True", "emails": {"value": "a@b"}, ENT: {"manager": "m1"}});
+    let out = scim_schema::dialect::normalize_resource(
+        doc.as_object().unwrap().clone(),
+        Dialect::EntraId,
+        &rs,
+    )
+    .unwrap();
+    assert_eq!(out["active"], json!(true));
+    assert_eq!(out["emails"], json!([{"value": "a@b"}]));
+    assert_eq!(out[ENT]["manager"], json!({"value": "m1"}));
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Load benchmark of scimhub with the shared SCIM load harness (../shared/bench/scim-bench).
+# Builds the release binary, starts it on a fresh SQLite database pinned to CPU 0, drives it from
+# CPU 1, and leaves results in results/bench-<date>/ (results.json, table.txt).
+#
+#   bash scripts/bench.sh                      # 100,000 users, a 100,000-member group
+#   USERS=10000 MEMBERS=5000 bash scripts/bench.sh
+#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench bash scripts/bench.sh
+#
+# Figures are only meaningful on a quiet machine: the script waits (bounded) for one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SCIMHUB_SHARED_DIR:-$PWD/../shared}
+USERS=${USERS:-100000}
+MEMBERS=${MEMBERS:-100000}
+CONNECTIONS=${CONNECTIONS:-16}
+OUT=${OUT:-results/bench-$(date +%Y%m%d-%H%M%S)}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release -p scim-server
+
+WORK=$(mktemp -d)
+DATABASE_URL=${DATABASE_URL:-sqlite://$WORK/bench.db}
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+TOKEN="bench-$(date +%s%N)"
+SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN taskset -c 0 ./target/release/scimhub serve \
+  --bind "127.0.0.1:$PORT" --database-url "$DATABASE_URL" >"$WORK/server.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+mkdir -p "$OUT"
+"$SHARED/bench/wait-quiet" 0.25 300 || true
+"$SHARED/bench/scim-bench" "http://127.0.0.1:$PORT/scim/v2" --token "$TOKEN" \
+  -n "$USERS" -c "$CONNECTIONS" -m "$MEMBERS" --client-cpus 1 --server-pid "$PID" --out "$OUT" "$@"
+echo "results in $OUT" >&2
