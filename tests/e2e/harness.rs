@@ -191,7 +191,7 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, path: &str) -> Req {
-        Req { rb: self.client.request(method, self.url(path)).bearer_auth(TOKEN), client: self.client.clone(), url: self.url(path) }
+        Req { rb: self.client.request(method, self.url(path)), token: Some(TOKEN.into()), url: self.url(path) }
     }
 
     pub fn get(&self, path: &str) -> Req {
@@ -239,7 +239,7 @@ impl TestApp {
 /// A request being built.
 pub struct Req {
     rb: RequestBuilder,
-    client: Client,
+    token: Option<String>,
     url: String,
 }
 
@@ -248,9 +248,9 @@ impl Req {
         self.rb = self.rb.header(k, v);
         self
     }
-    /// Replaces the bearer token.
+    /// Replaces the bearer token (an empty string sends no Authorization header).
     pub fn token(mut self, t: &str) -> Self {
-        self.rb = self.rb.bearer_auth(t);
+        self.token = Some(t.to_string()).filter(|t| !t.is_empty());
         self
     }
     pub fn json(mut self, body: Value) -> Self {
@@ -262,11 +262,14 @@ impl Req {
         self
     }
     pub fn send(self) -> Resp {
-        let r = self.rb.send().unwrap_or_else(|e| panic!("{}: {e}", self.url));
+        let rb = match &self.token {
+            Some(t) => self.rb.bearer_auth(t),
+            None => self.rb,
+        };
+        let r = rb.send().unwrap_or_else(|e| panic!("{}: {e}", self.url));
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().unwrap_or_default();
-        let _ = self.client;
         Resp { status, headers, text }
     }
 }

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `scimhub` binary over HTTP, on SQLite and (with
+//! `SCIMHUB_TEST_POSTGRES_URL`) PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod api;
+mod clients;
+mod errors;
