@@ -61,7 +61,11 @@ pub struct Common {
 
 impl Common {
     pub fn overrides(&self) -> Overrides {
-        Overrides { bind: self.bind.clone(), database_url: self.database_url.clone(), log_format: self.log_format }
+        Overrides {
+            bind: self.bind.clone(),
+            database_url: self.database_url.clone(),
+            log_format: self.log_format,
+        }
     }
 }
 
@@ -71,16 +75,36 @@ mod tests {
 
     #[test]
     fn parses_serve_and_token_issue() {
-        let cli = Cli::try_parse_from(["scimhub", "serve", "--bind", "0.0.0.0:1", "--log-format", "json"]).expect("parse");
-        let Command::Serve(c) = cli.command else { panic!("serve") };
+        let cli = Cli::try_parse_from([
+            "scimhub",
+            "serve",
+            "--bind",
+            "0.0.0.0:1",
+            "--log-format",
+            "json",
+        ])
+        .expect("parse");
+        let Command::Serve(c) = cli.command else {
+            panic!("serve")
+        };
         assert_eq!(c.bind.as_deref(), Some("0.0.0.0:1"));
         assert_eq!(c.log_format, Some(LogFormat::Json));
 
         let cli = Cli::try_parse_from([
-            "scimhub", "token", "issue", "--name", "okta", "--scope", "scim:read", "--scope", "scim:write,admin",
+            "scimhub",
+            "token",
+            "issue",
+            "--name",
+            "okta",
+            "--scope",
+            "scim:read",
+            "--scope",
+            "scim:write,admin",
         ])
         .expect("parse");
-        let Command::Token(TokenCommand::Issue { name, scopes, .. }) = cli.command else { panic!("issue") };
+        let Command::Token(TokenCommand::Issue { name, scopes, .. }) = cli.command else {
+            panic!("issue")
+        };
         assert_eq!(name, "okta");
         assert_eq!(scopes, vec!["scim:read", "scim:write", "admin"]);
         assert!(Cli::try_parse_from(["scimhub", "token", "issue", "--name", "x"]).is_err());

@@ -153,8 +153,8 @@ pub struct Overrides {
 
 impl Config {
     /// Loads the configuration: defaults, `file` (TOML, when given), `SCIMHUB_*` variables, flags.
-    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, figment::Error> {
-        Self::figment(file, overrides).extract()
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
+        Self::figment(file, overrides).extract().map_err(Box::new)
     }
 
     fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
@@ -162,18 +162,26 @@ impl Config {
         if let Some(path) = file {
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig.merge(Env::prefixed("SCIMHUB_").split("__").ignore(&["config", "test_postgres_url"]))
-            .merge(Serialized::defaults(overrides))
+        fig.merge(
+            Env::prefixed("SCIMHUB_")
+                .split("__")
+                .ignore(&["config", "test_postgres_url"]),
+        )
+        .merge(Serialized::defaults(overrides))
     }
 
     /// The configured dialect of client `name`.
     pub fn client_dialect(&self, name: &str) -> DialectSetting {
-        self.clients.get(name).map(|c| c.dialect).unwrap_or_default()
+        self.clients
+            .get(name)
+            .map(|c| c.dialect)
+            .unwrap_or_default()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::result_large_err)]
     use super::*;
 
     #[test]
@@ -199,13 +207,20 @@ mod tests {
             jail.set_env("SCIMHUB_BOOTSTRAP_TOKEN", "boot");
             let cfg = Config::load(
                 Some(Path::new("hub.toml")),
-                &Overrides { database_url: Some("sqlite://x.db".into()), ..Default::default() },
-            )?;
+                &Overrides {
+                    database_url: Some("sqlite://x.db".into()),
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| *e)?;
             assert_eq!(cfg.bind, "0.0.0.0:9000");
             assert_eq!(cfg.max_results, 75);
             assert_eq!(cfg.database_url, "sqlite://x.db");
             assert_eq!(cfg.bootstrap_token.as_deref(), Some("boot"));
-            let jwt = cfg.jwt.clone().ok_or_else(|| figment::Error::from("jwt".to_string()))?;
+            let jwt = cfg
+                .jwt
+                .clone()
+                .ok_or_else(|| figment::Error::from("jwt".to_string()))?;
             assert_eq!(jwt.scope_claim, "scp");
             assert_eq!(jwt.keys[0].secret.as_deref(), Some("s3cret"));
             assert_eq!(cfg.client_dialect("entra"), DialectSetting::Entra);
@@ -217,7 +232,7 @@ mod tests {
     #[test]
     fn defaults_match_the_contract() {
         figment::Jail::expect_with(|_| {
-            let cfg = Config::load(None, &Overrides::default())?;
+            let cfg = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
             assert_eq!(cfg.bind, "127.0.0.1:8080");
             assert_eq!(cfg.database_url, "sqlite://scimhub.db");
             assert_eq!(cfg.log_format, LogFormat::Text);

@@ -26,7 +26,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(count = applied.len(), "migrations up to date");
             Ok(())
         }
-        Command::Token(TokenCommand::Issue { common, name, scopes }) => {
+        Command::Token(TokenCommand::Issue {
+            common,
+            name,
+            scopes,
+        }) => {
             let config = load(&common)?;
             init_logging(config.log_format);
             let scopes = Scope::parse_list(&scopes.join(" ")).map_err(anyhow::Error::msg)?;
@@ -50,8 +54,12 @@ fn load(common: &Common) -> anyhow::Result<Config> {
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let options = StoreOptions { pool_size: config.db_pool_size, ..Default::default() };
-    Store::open_with(&config.database_url, options).map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))
+    let options = StoreOptions {
+        pool_size: config.db_pool_size,
+        ..Default::default()
+    };
+    Store::open_with(&config.database_url, options)
+        .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))
 }
 
 /// Logs go to stderr (stdout carries `listening on ADDR` and issued tokens), as text or JSON;
@@ -59,7 +67,9 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -67,7 +77,12 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    let jwt = config.jwt.as_ref().map(JwtVerifier::from_config).transpose().context("invalid [jwt] settings")?;
+    let jwt = config
+        .jwt
+        .as_ref()
+        .map(JwtVerifier::from_config)
+        .transpose()
+        .context("invalid [jwt] settings")?;
     let auth = Authenticator::new(config.bootstrap_token.clone(), jwt);
     let store = open_store(&config)?;
     let registry = scim_schema::schema::SchemaRegistry::empty();

@@ -8,9 +8,17 @@ use crate::harness::*;
 
 backends!(okta_user_lifecycle, |app| {
     // Okta: "Check if the user exists" -> GET filter userName eq, startIndex=1&count=100
-    let r = app.get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100").header("user-agent", "Okta SCIM Client 1.0.0").send().status(200).json();
+    let r = app
+        .get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100")
+        .header("user-agent", "Okta SCIM Client 1.0.0")
+        .send()
+        .status(200)
+        .json();
     assert_eq!(r["totalResults"], 0);
-    assert_eq!(r["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:ListResponse");
+    assert_eq!(
+        r["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+    );
     // Create the user
     let u = app
         .post("/Users", json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"test.user@okta.local",
@@ -28,14 +36,23 @@ backends!(okta_user_lifecycle, |app| {
         .status(200)
         .json();
     assert_eq!(p["active"], false);
-    let found = app.get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22").send().status(200).json();
+    let found = app
+        .get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22")
+        .send()
+        .status(200)
+        .json();
     assert_eq!(found["Resources"][0]["active"], false);
 });
 
 backends!(entra_test_connection_and_provisioning, |app| {
     let ua = "Azure AD SCIM Client";
     // Test Connection: a random GUID userName filter answers 200 with an empty list
-    let r = app.get("/Users?filter=userName+eq+%22a1b2c3d4-e5f6-4711-8899-aabbccddeeff%22").header("user-agent", ua).send().status(200).json();
+    let r = app
+        .get("/Users?filter=userName+eq+%22a1b2c3d4-e5f6-4711-8899-aabbccddeeff%22")
+        .header("user-agent", ua)
+        .send()
+        .status(200)
+        .json();
     assert_eq!(r["totalResults"], 0);
     // Create
     let u = app
@@ -64,7 +81,12 @@ backends!(entra_test_connection_and_provisioning, |app| {
     // Groups: create, add member, remove member (Entra's remove with a value list)
     let g = app.post("/Groups", json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"externalId":"8aa1a0c0","displayName":"Group1DisplayName","members":[]})).header("user-agent", ua).send().status(201).json();
     let gid = g["id"].as_str().unwrap().to_string();
-    let r = app.get("/Groups?excludedAttributes=members&filter=displayName+eq+%22Group1DisplayName%22").header("user-agent", ua).send().status(200).json();
+    let r = app
+        .get("/Groups?excludedAttributes=members&filter=displayName+eq+%22Group1DisplayName%22")
+        .header("user-agent", ua)
+        .send()
+        .status(200)
+        .json();
     assert_eq!(r["totalResults"], 1);
     app.patch(&format!("/Groups/{gid}"), json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Add","path":"members","value":[{"value":id}]}]}))
         .header("user-agent", ua).send().status(200);
@@ -74,6 +96,14 @@ backends!(entra_test_connection_and_provisioning, |app| {
         .send()
         .status(200)
         .json();
-    assert!(g.get("members").map(|m| m.as_array().unwrap().is_empty()).unwrap_or(true), "{g}");
-    app.delete(&format!("/Users/{id}")).header("user-agent", ua).send().status(204);
+    assert!(
+        g.get("members")
+            .map(|m| m.as_array().unwrap().is_empty())
+            .unwrap_or(true),
+        "{g}"
+    );
+    app.delete(&format!("/Users/{id}"))
+        .header("user-agent", ua)
+        .send()
+        .status(204);
 });

@@ -39,7 +39,10 @@ impl Drop for Db {
             }
             Db::Postgres { admin_url, name } => {
                 if let Ok(mut c) = PgConnection::establish(admin_url) {
-                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c);
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut c);
                 }
             }
         }
@@ -47,7 +50,11 @@ impl Drop for Db {
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// Builder for a server with extra configuration.
@@ -81,23 +88,35 @@ impl Builder {
             Backend::Postgres => {
                 let admin_url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").ok()?;
                 let name = unique("scimhub_e2e");
-                let mut c = PgConnection::establish(&admin_url).expect("connect to SCIMHUB_TEST_POSTGRES_URL");
-                diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut c).unwrap();
-                let mut u = reqwest::Url::parse(&admin_url).expect("SCIMHUB_TEST_POSTGRES_URL is a URL");
+                let mut c = PgConnection::establish(&admin_url)
+                    .expect("connect to SCIMHUB_TEST_POSTGRES_URL");
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut c)
+                    .unwrap();
+                let mut u =
+                    reqwest::Url::parse(&admin_url).expect("SCIMHUB_TEST_POSTGRES_URL is a URL");
                 u.set_path(&format!("/{name}"));
                 let url = u.to_string();
                 (Db::Postgres { admin_url, name }, url)
             }
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimhub"));
-        cmd.args(["serve", "--bind", "127.0.0.1:0", "--database-url", &url, "--log-format", "json"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SCIMHUB_BOOTSTRAP_TOKEN", TOKEN)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+            "--log-format",
+            "json",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SCIMHUB_BOOTSTRAP_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         if let Some(toml) = &self.config {
             let path = dir.join("scimhub.toml");
             std::fs::write(&path, toml).unwrap();
@@ -121,7 +140,10 @@ impl Builder {
             if stdout.read_line(&mut line).unwrap_or(0) == 0 {
                 let _ = child.wait();
                 std::thread::sleep(Duration::from_millis(200));
-                panic!("scimhub exited before listening: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+                panic!(
+                    "scimhub exited before listening: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
             }
             if let Some(a) = line.trim().strip_prefix("listening on ") {
                 break a.to_string();
@@ -131,8 +153,18 @@ impl Builder {
             let mut sink = std::io::sink();
             let _ = std::io::copy(&mut stdout, &mut sink);
         });
-        let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        Some(TestApp { child, addr, client, dir, log_path, _db: db })
+        let client = Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Some(TestApp {
+            child,
+            addr,
+            client,
+            dir,
+            log_path,
+            _db: db,
+        })
     }
 }
 
@@ -155,7 +187,11 @@ impl Drop for TestApp {
 
 impl TestApp {
     pub fn builder(backend: Backend) -> Builder {
-        Builder { backend, env: Vec::new(), config: None }
+        Builder {
+            backend,
+            env: Vec::new(),
+            config: None,
+        }
     }
 
     pub fn start(backend: Backend) -> Option<TestApp> {
@@ -191,7 +227,11 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, path: &str) -> Req {
-        Req { rb: self.client.request(method, self.url(path)), token: Some(TOKEN.into()), url: self.url(path) }
+        Req {
+            rb: self.client.request(method, self.url(path)),
+            token: Some(TOKEN.into()),
+            url: self.url(path),
+        }
     }
 
     pub fn get(&self, path: &str) -> Req {
@@ -225,7 +265,10 @@ impl TestApp {
 
     /// Creates a group with the given member ids.
     pub fn create_group(&self, name: &str, members: &[&str]) -> Value {
-        let members: Vec<Value> = members.iter().map(|m| serde_json::json!({"value": m})).collect();
+        let members: Vec<Value> = members
+            .iter()
+            .map(|m| serde_json::json!({"value": m}))
+            .collect();
         self.post(
             "/Groups",
             serde_json::json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":name,"members":members}),
@@ -254,11 +297,17 @@ impl Req {
         self
     }
     pub fn json(mut self, body: Value) -> Self {
-        self.rb = self.rb.header("content-type", SCIM_JSON).body(body.to_string());
+        self.rb = self
+            .rb
+            .header("content-type", SCIM_JSON)
+            .body(body.to_string());
         self
     }
     pub fn raw_body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
-        self.rb = self.rb.header("content-type", content_type).body(body.into());
+        self.rb = self
+            .rb
+            .header("content-type", content_type)
+            .body(body.into());
         self
     }
     pub fn send(self) -> Resp {
@@ -270,7 +319,11 @@ impl Req {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().unwrap_or_default();
-        Resp { status, headers, text }
+        Resp {
+            status,
+            headers,
+            text,
+        }
     }
 }
 
@@ -285,22 +338,41 @@ pub struct Resp {
 impl Resp {
     #[track_caller]
     pub fn status(self, expected: u16) -> Self {
-        assert_eq!(self.status, expected, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, expected,
+            "unexpected status; body: {}",
+            self.text
+        );
         self
     }
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
     /// Asserts a SCIM error with this status and scimType.
     #[track_caller]
     pub fn scim_error(self, status: u16, scim_type: Option<&str>) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
-        assert!(self.header("content-type").is_some_and(|c| c.starts_with(SCIM_JSON)), "content type {:?}", self.header("content-type"));
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with(SCIM_JSON)),
+            "content type {:?}",
+            self.header("content-type")
+        );
         let body = self.json();
-        assert_eq!(body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "{body}");
+        assert_eq!(
+            body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{body}"
+        );
         assert_eq!(body["status"], status.to_string(), "{body}");
         assert_eq!(body["scimType"].as_str(), scim_type, "{body}");
         body

@@ -25,7 +25,10 @@ pub struct JwtVerifier {
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtVerifier").field("issuer", &self.issuer).field("keys", &self.keys.len()).finish()
+        f.debug_struct("JwtVerifier")
+            .field("issuer", &self.issuer)
+            .field("keys", &self.keys.len())
+            .finish()
     }
 }
 
@@ -38,7 +41,9 @@ impl JwtVerifier {
                 "HS256" => Algorithm::HS256,
                 "RS256" => Algorithm::RS256,
                 "ES256" => Algorithm::ES256,
-                other => anyhow::bail!("unsupported JWT algorithm {other:?} (use HS256, RS256 or ES256)"),
+                other => {
+                    anyhow::bail!("unsupported JWT algorithm {other:?} (use HS256, RS256 or ES256)")
+                }
             };
             let pem = match (&k.public_key_pem, &k.public_key_file) {
                 (Some(p), _) => Some(p.clone().into_bytes()),
@@ -47,17 +52,24 @@ impl JwtVerifier {
             };
             let key = match algorithm {
                 Algorithm::HS256 => {
-                    let secret = k.secret.as_deref().ok_or_else(|| anyhow::anyhow!("HS256 key needs `secret`"))?;
+                    let secret = k
+                        .secret
+                        .as_deref()
+                        .ok_or_else(|| anyhow::anyhow!("HS256 key needs `secret`"))?;
                     DecodingKey::from_secret(secret.as_bytes())?
                 }
-                Algorithm::RS256 => DecodingKey::from_rsa_pem(
-                    &pem.ok_or_else(|| anyhow::anyhow!("RS256 key needs `public_key_pem` or `public_key_file`"))?,
-                )?,
-                _ => DecodingKey::from_ec_pem(
-                    &pem.ok_or_else(|| anyhow::anyhow!("ES256 key needs `public_key_pem` or `public_key_file`"))?,
-                )?,
+                Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem.ok_or_else(|| {
+                    anyhow::anyhow!("RS256 key needs `public_key_pem` or `public_key_file`")
+                })?)?,
+                _ => DecodingKey::from_ec_pem(&pem.ok_or_else(|| {
+                    anyhow::anyhow!("ES256 key needs `public_key_pem` or `public_key_file`")
+                })?)?,
             };
-            keys.push(Key { kid: k.kid.clone(), algorithm, key });
+            keys.push(Key {
+                kid: k.kid.clone(),
+                algorithm,
+                key,
+            });
         }
         anyhow::ensure!(!keys.is_empty(), "[jwt] needs at least one key");
         Ok(JwtVerifier {
@@ -80,7 +92,8 @@ impl JwtVerifier {
     pub fn verify(&self, token: &str) -> Result<Principal, String> {
         let header = decode_header(token).map_err(|e| format!("malformed JWT: {e}"))?;
         let candidates = self.keys.iter().filter(|k| {
-            k.algorithm == header.alg && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
+            k.algorithm == header.alg
+                && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
         });
         let mut last = String::from("no key for the token's algorithm");
         for key in candidates {
@@ -101,12 +114,27 @@ impl JwtVerifier {
     fn principal(&self, claims: &serde_json::Map<String, Value>) -> Principal {
         let scopes = match claims.get(&self.scope_claim) {
             Some(Value::String(s)) => s.split_whitespace().filter_map(Scope::parse).collect(),
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).filter_map(Scope::parse).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .filter_map(Scope::parse)
+                .collect(),
             _ => Vec::new(),
         };
-        let client = claims.get(&self.client_claim).and_then(Value::as_str).unwrap_or("jwt").to_string();
-        let subject = claims.get("sub").and_then(Value::as_str).map(str::to_string);
-        Principal { client, scopes, subject }
+        let client = claims
+            .get(&self.client_claim)
+            .and_then(Value::as_str)
+            .unwrap_or("jwt")
+            .to_string();
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Principal {
+            client,
+            scopes,
+            subject,
+        }
     }
 }
 
@@ -150,7 +178,9 @@ mod tests {
     #[test]
     fn accepts_a_valid_token_with_string_scopes() {
         let v = JwtVerifier::from_config(&cfg("scope")).expect("verifier");
-        let t = sign(json!({"iss":"https://idp.test","aud":"scimhub","exp":now()+60,"sub":"okta","scope":"scim:read scim:write other"}));
+        let t = sign(
+            json!({"iss":"https://idp.test","aud":"scimhub","exp":now()+60,"sub":"okta","scope":"scim:read scim:write other"}),
+        );
         let p = v.verify(&t).expect("valid");
         assert_eq!(p.client, "okta");
         assert_eq!(p.scopes, vec![Scope::Read, Scope::Write]);
@@ -159,7 +189,9 @@ mod tests {
     #[test]
     fn reads_array_scopes() {
         let v = JwtVerifier::from_config(&cfg("scp")).expect("verifier");
-        let t = sign(json!({"iss":"https://idp.test","aud":["x","scimhub"],"exp":now()+60,"sub":"c","scp":["admin"]}));
+        let t = sign(
+            json!({"iss":"https://idp.test","aud":["x","scimhub"],"exp":now()+60,"sub":"c","scp":["admin"]}),
+        );
         assert_eq!(v.verify(&t).expect("valid").scopes, vec![Scope::Admin]);
     }
 
@@ -187,8 +219,11 @@ mod tests {
     #[test]
     fn es256_keys_verify() {
         let dir = env!("CARGO_MANIFEST_DIR");
-        let private = std::fs::read(format!("{dir}/../tests/e2e/fixtures/es256-private.pem")).expect("fixture");
-        let public = std::fs::read_to_string(format!("{dir}/../tests/e2e/fixtures/es256-public.pem")).expect("fixture");
+        let private = std::fs::read(format!("{dir}/../tests/e2e/fixtures/es256-private.pem"))
+            .expect("fixture");
+        let public =
+            std::fs::read_to_string(format!("{dir}/../tests/e2e/fixtures/es256-public.pem"))
+                .expect("fixture");
         let mut c = cfg("scope");
         c.keys = vec![JwtKey {
             algorithm: "ES256".into(),

@@ -46,7 +46,10 @@ impl Scope {
         let mut out: Vec<Scope> = s
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|p| !p.is_empty())
-            .map(|p| Scope::parse(p).ok_or_else(|| format!("unknown scope {p:?} (scim:read, scim:write, admin)")))
+            .map(|p| {
+                Scope::parse(p)
+                    .ok_or_else(|| format!("unknown scope {p:?} (scim:read, scim:write, admin)"))
+            })
             .collect::<Result<_, _>>()?;
         out.sort();
         out.dedup();
@@ -54,7 +57,11 @@ impl Scope {
     }
 
     pub fn join(scopes: &[Scope]) -> String {
-        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -111,13 +118,19 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(bootstrap: Option<String>, jwt: Option<jwt::JwtVerifier>) -> Self {
-        Authenticator { bootstrap: bootstrap.filter(|b| !b.is_empty()), jwt }
+        Authenticator {
+            bootstrap: bootstrap.filter(|b| !b.is_empty()),
+            jwt,
+        }
     }
 
     /// Extracts the bearer token from an `Authorization` header value.
     pub fn bearer(header: Option<&str>) -> Result<&str, AuthFailure> {
         let value = header.ok_or_else(|| AuthFailure("no Authorization header".into()))?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or_else(|| AuthFailure("malformed Authorization".into()))?;
+        let (scheme, token) = value
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| AuthFailure("malformed Authorization".into()))?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(AuthFailure("Authorization is not a bearer token".into()));
         }
@@ -136,24 +149,38 @@ impl Authenticator {
             }
         }
         if let Some(prefix) = token::prefix_of(token) {
-            return Ok(Credential::Lookup { prefix: prefix.to_string() });
+            return Ok(Credential::Lookup {
+                prefix: prefix.to_string(),
+            });
         }
         match &self.jwt {
-            Some(v) if jwt::JwtVerifier::looks_like_jwt(token) => v.verify(token).map(Credential::Done).map_err(AuthFailure),
+            Some(v) if jwt::JwtVerifier::looks_like_jwt(token) => {
+                v.verify(token).map(Credential::Done).map_err(AuthFailure)
+            }
             _ => Err(AuthFailure("unknown token".into())),
         }
     }
 
     /// Completes an opaque-token check with the row found for its prefix.
-    pub fn check_opaque(token: &str, record: Option<TokenRecord>) -> Result<Principal, AuthFailure> {
+    pub fn check_opaque(
+        token: &str,
+        record: Option<TokenRecord>,
+    ) -> Result<Principal, AuthFailure> {
         let record = record.ok_or_else(|| AuthFailure("unknown token prefix".into()))?;
         if !token::verify(token, &record.hash) {
             return Err(AuthFailure("token does not match".into()));
         }
         if record.revoked {
-            return Err(AuthFailure(format!("token of client {} is revoked", record.name)));
+            return Err(AuthFailure(format!(
+                "token of client {} is revoked",
+                record.name
+            )));
         }
-        Ok(Principal { client: record.name, scopes: record.scopes, subject: None })
+        Ok(Principal {
+            client: record.name,
+            scopes: record.scopes,
+            subject: None,
+        })
     }
 }
 
@@ -174,7 +201,9 @@ mod tests {
     fn bootstrap_token_has_every_scope() {
         let a = Authenticator::new(Some("boot".into()), None);
         match a.classify("boot") {
-            Ok(Credential::Done(p)) => assert!(p.has(Scope::Admin) && p.has(Scope::Write) && p.has(Scope::Read)),
+            Ok(Credential::Done(p)) => {
+                assert!(p.has(Scope::Admin) && p.has(Scope::Write) && p.has(Scope::Read))
+            }
             other => panic!("{other:?}"),
         }
         assert!(a.classify("boo").is_err());
@@ -184,19 +213,36 @@ mod tests {
     fn opaque_tokens_need_the_matching_row() {
         let a = Authenticator::new(None, None);
         let t = token::generate();
-        let Ok(Credential::Lookup { prefix }) = a.classify(&t.token) else { panic!("lookup") };
+        let Ok(Credential::Lookup { prefix }) = a.classify(&t.token) else {
+            panic!("lookup")
+        };
         assert_eq!(prefix, t.prefix);
-        let row = TokenRecord { name: "okta".into(), hash: t.hash.clone(), scopes: vec![Scope::Read], revoked: false };
+        let row = TokenRecord {
+            name: "okta".into(),
+            hash: t.hash.clone(),
+            scopes: vec![Scope::Read],
+            revoked: false,
+        };
         let p = Authenticator::check_opaque(&t.token, Some(row.clone())).expect("valid");
         assert!(p.has(Scope::Read) && !p.has(Scope::Write));
         assert!(Authenticator::check_opaque("shub_000000000000_x", Some(row.clone())).is_err());
-        assert!(Authenticator::check_opaque(&t.token, Some(TokenRecord { revoked: true, ..row })).is_err());
+        assert!(Authenticator::check_opaque(
+            &t.token,
+            Some(TokenRecord {
+                revoked: true,
+                ..row
+            })
+        )
+        .is_err());
         assert!(Authenticator::check_opaque(&t.token, None).is_err());
     }
 
     #[test]
     fn scope_lists() {
-        assert_eq!(Scope::parse_list("scim:write scim:read,scim:read"), Ok(vec![Scope::Read, Scope::Write]));
+        assert_eq!(
+            Scope::parse_list("scim:write scim:read,scim:read"),
+            Ok(vec![Scope::Read, Scope::Write])
+        );
         assert!(Scope::parse_list("root").is_err());
     }
 }

@@ -28,14 +28,19 @@ pub fn generate() -> NewToken {
     let prefix = hex::encode(prefix);
     let token = format!("{TOKEN_PREFIX}{prefix}_{}", hex::encode(secret));
     let hash = hash(&token);
-    NewToken { token, prefix, hash }
+    NewToken {
+        token,
+        prefix,
+        hash,
+    }
 }
 
 /// The lookup prefix of a token of our format, or `None` for anything else.
 pub fn prefix_of(token: &str) -> Option<&str> {
     let rest = token.strip_prefix(TOKEN_PREFIX)?;
     let (prefix, secret) = rest.split_once('_')?;
-    (prefix.len() == 12 && !secret.is_empty() && prefix.bytes().all(|b| b.is_ascii_hexdigit())).then_some(prefix)
+    (prefix.len() == 12 && !secret.is_empty() && prefix.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(prefix)
 }
 
 /// SHA-256 of the whole token, lowercase hex.
@@ -52,7 +57,9 @@ pub fn verify(token: &str, stored_hash: &str) -> bool {
 /// Constant-time equality of two secrets of any length (used for the bootstrap token: both sides
 /// are hashed first so the comparison does not leak the length either).
 pub fn secrets_equal(a: &str, b: &str) -> bool {
-    Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
+    Sha256::digest(a.as_bytes())
+        .ct_eq(&Sha256::digest(b.as_bytes()))
+        .into()
 }
 
 #[cfg(test)]

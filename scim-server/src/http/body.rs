@@ -25,8 +25,17 @@ pub struct ScimJson(pub Value);
 /// Accepts `application/scim+json` and `application/json` (any parameters, e.g. charset=utf-8),
 /// and a missing Content-Type (some clients omit it); anything else is 415.
 pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else { return Ok(()) };
-    let ct = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match ct.as_str() {
         "application/scim+json" | "application/json" => Ok(()),
         _ => Err(ApiError::UnsupportedMediaType(format!(
@@ -36,18 +45,25 @@ pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::PayloadTooLarge(format!("The request body exceeds the limit of {limit} bytes."))
+    ApiError::PayloadTooLarge(format!(
+        "The request body exceeds the limit of {limit} bytes."
+    ))
 }
 
 /// Parses bytes as a JSON value with SCIM errors for bad UTF-8 and bad JSON.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| scim_schema::Error::InvalidSyntax(format!("The request body is not valid UTF-8 (byte {}).", e.valid_up_to())))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        scim_schema::Error::InvalidSyntax(format!(
+            "The request body is not valid UTF-8 (byte {}).",
+            e.valid_up_to()
+        ))
+    })?;
     if text.trim().is_empty() {
         return Err(scim_schema::Error::InvalidSyntax("The request body is empty.".into()).into());
     }
-    serde_json::from_str(text)
-        .map_err(|e| scim_schema::Error::InvalidSyntax(format!("The request body is not valid JSON: {e}")).into())
+    serde_json::from_str(text).map_err(|e| {
+        scim_schema::Error::InvalidSyntax(format!("The request body is not valid JSON: {e}")).into()
+    })
 }
 
 impl FromRequest for ScimJson {
@@ -55,9 +71,17 @@ impl FromRequest for ScimJson {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<BodyLimit>().map(|l| l.0).unwrap_or(1024 * 1024);
+        let limit = req
+            .app_data::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(1024 * 1024);
         let checked = check_content_type(req).and_then(|()| {
-            match req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+            match req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+            {
                 Some(len) if len > limit => Err(too_large(limit)),
                 _ => Ok(()),
             }
@@ -69,7 +93,9 @@ impl FromRequest for ScimJson {
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|e| match e {
                     actix_web::error::PayloadError::Overflow => too_large(limit),
-                    other => ApiError::Scim(scim_schema::Error::InvalidSyntax(format!("Could not read the request body: {other}"))),
+                    other => ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
+                        "Could not read the request body: {other}"
+                    ))),
                 })?;
                 if buf.len() + chunk.len() > limit {
                     return Err(too_large(limit));
@@ -100,7 +126,14 @@ mod tests {
 
     #[test]
     fn content_types() {
-        let ok = |ct: &str| check_content_type(&TestRequest::default().insert_header(("content-type", ct)).to_http_request()).is_ok();
+        let ok = |ct: &str| {
+            check_content_type(
+                &TestRequest::default()
+                    .insert_header(("content-type", ct))
+                    .to_http_request(),
+            )
+            .is_ok()
+        };
         assert!(ok("application/scim+json"));
         assert!(ok("application/json; charset=utf-8"));
         assert!(ok("Application/SCIM+JSON"));
@@ -116,7 +149,10 @@ mod tests {
             .app_data(BodyLimit(8))
             .set_payload(r#"{"userName":"long enough"}"#)
             .to_http_parts();
-        let err = ScimJson::from_request(&req, &mut pl).await.err().map(|e| e.to_string());
+        let err = ScimJson::from_request(&req, &mut pl)
+            .await
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("limit of 8")));
     }
 }

@@ -45,7 +45,10 @@ pub fn service_provider_config(state: &AppState, base: &str) -> Value {
 fn resource_type_json(rt: &scim_schema::schema::ResourceType, base: &str) -> Value {
     let mut v = serde_json::to_value(rt).unwrap_or(Value::Null);
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("schemas".into(), json!(["urn:ietf:params:scim:schemas:core:2.0:ResourceType"]));
+        obj.insert(
+            "schemas".into(),
+            json!(["urn:ietf:params:scim:schemas:core:2.0:ResourceType"]),
+        );
         obj.insert("meta".into(), json!({"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/{}", rt.id)}));
     }
     v
@@ -54,7 +57,10 @@ fn resource_type_json(rt: &scim_schema::schema::ResourceType, base: &str) -> Val
 fn schema_json(s: &scim_schema::schema::Schema, base: &str) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("schemas".into(), json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]));
+        obj.insert(
+            "schemas".into(),
+            json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]),
+        );
         obj.insert("meta".into(), json!({"resourceType": "Schema", "location": format!("{base}/Schemas/{}", s.id.as_str())}));
     }
     v
@@ -77,23 +83,43 @@ fn no_filter(req: &HttpRequest) -> ApiResult<()> {
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("filter"));
     if has_filter {
-        return Err(ApiError::Forbidden("Filtering is not supported on discovery endpoints (RFC 7644 §4).".into()));
+        return Err(ApiError::Forbidden(
+            "Filtering is not supported on discovery endpoints (RFC 7644 §4).".into(),
+        ));
     }
     Ok(())
 }
 
-pub async fn get_service_provider_config(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
-    Ok(scim_response(actix_web::http::StatusCode::OK, &service_provider_config(&state, &base_url(&req))))
+pub async fn get_service_provider_config(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    Ok(scim_response(
+        actix_web::http::StatusCode::OK,
+        &service_provider_config(&state, &base_url(&req)),
+    ))
 }
 
-pub async fn list_resource_types(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+pub async fn list_resource_types(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
     no_filter(&req)?;
     let base = base_url(&req);
-    let items = state.registry.resource_types().iter().map(|rt| resource_type_json(rt, &base)).collect();
+    let items = state
+        .registry
+        .resource_types()
+        .iter()
+        .map(|rt| resource_type_json(rt, &base))
+        .collect();
     Ok(scim_response(actix_web::http::StatusCode::OK, &list(items)))
 }
 
-pub async fn get_resource_type(state: web::Data<AppState>, req: HttpRequest, name: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn get_resource_type(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let base = base_url(&req);
     let rt = state
         .registry
@@ -101,18 +127,35 @@ pub async fn get_resource_type(state: web::Data<AppState>, req: HttpRequest, nam
         .iter()
         .find(|rt| rt.id.eq_ignore_ascii_case(&name) || rt.name.eq_ignore_ascii_case(&name))
         .ok_or_else(|| ApiError::NotFound(format!("Resource type {name:?} not found.")))?;
-    Ok(scim_response(actix_web::http::StatusCode::OK, &resource_type_json(rt, &base)))
+    Ok(scim_response(
+        actix_web::http::StatusCode::OK,
+        &resource_type_json(rt, &base),
+    ))
 }
 
 pub async fn list_schemas(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     no_filter(&req)?;
     let base = base_url(&req);
-    let items = state.registry.schemas().map(|s| schema_json(s, &base)).collect();
+    let items = state
+        .registry
+        .schemas()
+        .map(|s| schema_json(s, &base))
+        .collect();
     Ok(scim_response(actix_web::http::StatusCode::OK, &list(items)))
 }
 
-pub async fn get_schema(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn get_schema(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let base = base_url(&req);
-    let s = state.registry.schema(&id).ok_or_else(|| ApiError::NotFound(format!("Schema {id:?} not found.")))?;
-    Ok(scim_response(actix_web::http::StatusCode::OK, &schema_json(s, &base)))
+    let s = state
+        .registry
+        .schema(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("Schema {id:?} not found.")))?;
+    Ok(scim_response(
+        actix_web::http::StatusCode::OK,
+        &schema_json(s, &base),
+    ))
 }

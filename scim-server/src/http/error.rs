@@ -70,7 +70,9 @@ impl ApiError {
     pub fn client_detail(&self) -> String {
         match self {
             ApiError::Scim(e) => e.detail().to_string(),
-            ApiError::Unavailable(_) => "The service is temporarily unavailable; retry later.".into(),
+            ApiError::Unavailable(_) => {
+                "The service is temporarily unavailable; retry later.".into()
+            }
             ApiError::Internal(_) => "An internal error occurred.".into(),
             ApiError::NotFound(d)
             | ApiError::PreconditionFailed(d)
@@ -104,10 +106,9 @@ impl From<StoreError> for ApiError {
             StoreError::PreconditionFailed { .. } => ApiError::PreconditionFailed(
                 "The resource has changed: its version does not match If-Match.".into(),
             ),
-            StoreError::UnknownMembers(ids) => ApiError::Scim(scim_schema::Error::InvalidValue(format!(
-                "Unknown member ids: {}.",
-                ids.join(", ")
-            ))),
+            StoreError::UnknownMembers(ids) => ApiError::Scim(scim_schema::Error::InvalidValue(
+                format!("Unknown member ids: {}.", ids.join(", ")),
+            )),
             StoreError::Uniqueness(d) => ApiError::Scim(scim_schema::Error::Uniqueness(d)),
             StoreError::Scim(e) => ApiError::Scim(e),
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
@@ -125,7 +126,9 @@ impl From<actix_web::error::BlockingError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Scim(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            ApiError::Scim(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -173,7 +176,11 @@ mod tests {
         let (resp, body) = resp.into_parts();
         let bytes = body.try_into_bytes().unwrap_or_default();
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value, resp.set_body(actix_web::body::BoxBody::new(())))
+        (
+            status,
+            value,
+            resp.set_body(actix_web::body::BoxBody::new(())),
+        )
     }
 
     fn check(e: ApiError, status: u16, scim_type: Option<&str>) -> Value {
@@ -183,7 +190,9 @@ mod tests {
         assert_eq!(body["status"], status.to_string());
         assert_eq!(body["scimType"].as_str(), scim_type);
         assert_eq!(
-            resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            resp.headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             Some(SCIM_JSON)
         );
         body
@@ -217,35 +226,56 @@ mod tests {
 
     #[test]
     fn store_precondition_failed_is_412() {
-        check(StoreError::PreconditionFailed { current_version: 3 }.into(), 412, None);
+        check(
+            StoreError::PreconditionFailed { current_version: 3 }.into(),
+            412,
+            None,
+        );
     }
 
     #[test]
     fn store_uniqueness_is_409_uniqueness() {
-        let body = check(StoreError::Uniqueness("userName taken".into()).into(), 409, Some("uniqueness"));
+        let body = check(
+            StoreError::Uniqueness("userName taken".into()).into(),
+            409,
+            Some("uniqueness"),
+        );
         assert_eq!(body["detail"], "userName taken");
     }
 
     #[test]
     fn store_scim_error_keeps_its_scim_type() {
-        check(StoreError::Scim(scim_schema::Error::InvalidFilter("x".into())).into(), 400, Some("invalidFilter"));
+        check(
+            StoreError::Scim(scim_schema::Error::InvalidFilter("x".into())).into(),
+            400,
+            Some("invalidFilter"),
+        );
     }
 
     #[test]
     fn store_unknown_members_is_400_invalid_value() {
-        let body = check(StoreError::UnknownMembers(vec!["u1".into()]).into(), 400, Some("invalidValue"));
+        let body = check(
+            StoreError::UnknownMembers(vec!["u1".into()]).into(),
+            400,
+            Some("invalidValue"),
+        );
         assert!(body["detail"].as_str().is_some_and(|d| d.contains("u1")));
     }
 
     #[test]
     fn store_config_is_500_without_cause() {
-        let body = check(StoreError::Config("bad url postgres://user:pw@h".into()).into(), 500, None);
+        let body = check(
+            StoreError::Config("bad url postgres://user:pw@h".into()).into(),
+            500,
+            None,
+        );
         assert!(!body.to_string().contains("pw@h"));
     }
 
     #[test]
     fn store_unavailable_is_503_without_cause() {
-        let (s, body, resp) = render(StoreError::Unavailable("connection refused to 10.0.0.7".into()).into());
+        let (s, body, resp) =
+            render(StoreError::Unavailable("connection refused to 10.0.0.7".into()).into());
         assert_eq!(s, 503);
         assert!(!body.to_string().contains("10.0.0.7"));
         assert!(resp.headers().contains_key(header::RETRY_AFTER));
@@ -253,7 +283,11 @@ mod tests {
 
     #[test]
     fn store_backend_is_500_without_cause() {
-        let body = check(StoreError::Backend("syntax error near SELECT secret".into()).into(), 500, None);
+        let body = check(
+            StoreError::Backend("syntax error near SELECT secret".into()).into(),
+            500,
+            None,
+        );
         assert!(!body.to_string().contains("SELECT"));
         assert_eq!(body["detail"], "An internal error occurred.");
     }
@@ -270,7 +304,11 @@ mod tests {
         check(ApiError::Forbidden("scope".into()), 403, None);
         check(ApiError::MethodNotAllowed("m".into()), 405, None);
         check(ApiError::UnsupportedMediaType("ct".into()), 415, None);
-        check(ApiError::PayloadTooLarge("big".into()), 413, Some("tooMany"));
+        check(
+            ApiError::PayloadTooLarge("big".into()),
+            413,
+            Some("tooMany"),
+        );
         check(ApiError::NotImplemented("me".into()), 501, None);
         check(ApiError::NotFound("nf".into()), 404, None);
     }

@@ -19,7 +19,10 @@ use super::AppState;
 /// The scope a request needs: reads (GET, and POST to `/.search`) need `scim:read`, everything
 /// else `scim:write`.
 pub fn required_scope(method: &Method, path: &str) -> Scope {
-    if method == Method::GET || method == Method::HEAD || (method == Method::POST && path.ends_with("/.search")) {
+    if method == Method::GET
+        || method == Method::HEAD
+        || (method == Method::POST && path.ends_with("/.search"))
+    {
         Scope::Read
     } else {
         Scope::Write
@@ -36,7 +39,10 @@ pub async fn authenticate(
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let principal = match resolve(&state, header).await {
         Ok(p) => p,
         Err(ApiError::Unauthorized(reason)) => {
@@ -55,7 +61,9 @@ pub async fn authenticate(
 
 async fn resolve(state: &AppState, header: Option<&str>) -> Result<Principal, ApiError> {
     let unauthorized = |f: crate::auth::AuthFailure| ApiError::Unauthorized(f.0);
-    let token = Authenticator::bearer(header).map_err(unauthorized)?.to_string();
+    let token = Authenticator::bearer(header)
+        .map_err(unauthorized)?
+        .to_string();
     match state.auth.classify(&token).map_err(unauthorized)? {
         Credential::Done(p) => Ok(p),
         Credential::Lookup { prefix } => {
@@ -85,7 +93,12 @@ pub async fn log_requests(
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     match &res {
         Ok(res) => {
-            let client = res.request().extensions().get::<Principal>().map(|p| p.client.clone()).unwrap_or_default();
+            let client = res
+                .request()
+                .extensions()
+                .get::<Principal>()
+                .map(|p| p.client.clone())
+                .unwrap_or_default();
             let status = res.status().as_u16();
             tracing::info!(%method, path = %path, status, latency_ms, client = %client, "request");
         }
@@ -104,9 +117,18 @@ mod tests {
     #[test]
     fn scopes_by_method() {
         assert_eq!(required_scope(&Method::GET, "/scim/v2/Users"), Scope::Read);
-        assert_eq!(required_scope(&Method::POST, "/scim/v2/Users/.search"), Scope::Read);
-        assert_eq!(required_scope(&Method::POST, "/scim/v2/Users"), Scope::Write);
-        assert_eq!(required_scope(&Method::PATCH, "/scim/v2/Groups/1"), Scope::Write);
+        assert_eq!(
+            required_scope(&Method::POST, "/scim/v2/Users/.search"),
+            Scope::Read
+        );
+        assert_eq!(
+            required_scope(&Method::POST, "/scim/v2/Users"),
+            Scope::Write
+        );
+        assert_eq!(
+            required_scope(&Method::PATCH, "/scim/v2/Groups/1"),
+            Scope::Write
+        );
         assert_eq!(required_scope(&Method::POST, "/scim/v2/Bulk"), Scope::Write);
     }
 }

@@ -41,9 +41,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, registry: SchemaRegistry, store: Store, auth: Authenticator) -> Self {
+    pub fn new(
+        config: Config,
+        registry: SchemaRegistry,
+        store: Store,
+        auth: Authenticator,
+    ) -> Self {
         let permits = config.db_pool_size.max(1) as usize;
-        AppState { config, registry: Arc::new(registry), store, auth, db_permits: Semaphore::new(permits) }
+        AppState {
+            config,
+            registry: Arc::new(registry),
+            store,
+            auth,
+            db_permits: Semaphore::new(permits),
+        }
     }
 
     /// Runs blocking store work on the blocking pool, at most `db_pool_size` at a time.
@@ -52,7 +63,11 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = self.db_permits.acquire().await.map_err(ApiError::internal)?;
+        let _permit = self
+            .db_permits
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
         let store = self.store.clone();
         Ok(web::block(move || f(&store)).await??)
     }
@@ -66,15 +81,24 @@ pub fn base_url(req: &HttpRequest) -> String {
 
 /// A response with a SCIM JSON body.
 pub fn scim_response(status: StatusCode, body: &Value) -> HttpResponse {
-    HttpResponse::build(status).insert_header((header::CONTENT_TYPE, SCIM_JSON)).body(body.to_string())
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, SCIM_JSON))
+        .body(body.to_string())
 }
 
 async fn not_found(req: HttpRequest) -> ApiResult<HttpResponse> {
-    Err(ApiError::NotFound(format!("No endpoint at {}.", req.path())))
+    Err(ApiError::NotFound(format!(
+        "No endpoint at {}.",
+        req.path()
+    )))
 }
 
 async fn method_not_allowed(req: HttpRequest) -> ApiResult<HttpResponse> {
-    Err(ApiError::MethodNotAllowed(format!("{} is not allowed on {}.", req.method(), req.path())))
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}.",
+        req.method(),
+        req.path()
+    )))
 }
 
 async fn healthz() -> HttpResponse {
@@ -86,7 +110,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().content_type("text/plain").body("database unavailable")
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body("database unavailable")
         }
     }
 }
@@ -107,13 +133,25 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .service(
             web::scope(BASE_PATH)
                 .wrap(actix_web::middleware::from_fn(middleware::authenticate))
-                .service(resource("/ServiceProviderConfig").route(web::get().to(discovery::get_service_provider_config)))
-                .service(resource("/ResourceTypes").route(web::get().to(discovery::list_resource_types)))
-                .service(resource("/ResourceTypes/{name}").route(web::get().to(discovery::get_resource_type)))
+                .service(
+                    resource("/ServiceProviderConfig")
+                        .route(web::get().to(discovery::get_service_provider_config)),
+                )
+                .service(
+                    resource("/ResourceTypes").route(web::get().to(discovery::list_resource_types)),
+                )
+                .service(
+                    resource("/ResourceTypes/{name}")
+                        .route(web::get().to(discovery::get_resource_type)),
+                )
                 .service(resource("/Schemas").route(web::get().to(discovery::list_schemas)))
                 .service(resource("/Schemas/{id}").route(web::get().to(discovery::get_schema)))
                 .service(resource("/.search").route(web::post().to(resources::search_all)))
-                .service(resource("/Bulk").app_data(bulk_limit).route(web::post().to(resources::bulk)))
+                .service(
+                    resource("/Bulk")
+                        .app_data(bulk_limit)
+                        .route(web::post().to(resources::bulk)),
+                )
                 .service(resource("/Me").to(resources::me))
                 .service(resource("/Me/{rest:.*}").to(resources::me))
                 .service(resource("/{kind}/.search").route(web::post().to(resources::search)))
@@ -150,7 +188,9 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     if let Some(w) = workers {
         server = server.workers(w);
     }
-    let server = server.bind(&bind).map_err(|e| anyhow::anyhow!("cannot bind {bind}: {e}"))?;
+    let server = server
+        .bind(&bind)
+        .map_err(|e| anyhow::anyhow!("cannot bind {bind}: {e}"))?;
     let addrs = server.addrs();
     for addr in &addrs {
         tracing::info!(%addr, "listening");

@@ -25,12 +25,21 @@ pub struct Projection {
 impl Projection {
     /// Whether `name` (e.g. "members") is left out of the response, so need not be loaded.
     pub fn excludes(&self, name: &str) -> bool {
-        let hit = |list: &[String]| list.iter().any(|a| a.eq_ignore_ascii_case(name) || a.to_ascii_lowercase().ends_with(&format!(":{}", name.to_ascii_lowercase())));
+        let hit = |list: &[String]| {
+            list.iter().any(|a| {
+                a.eq_ignore_ascii_case(name)
+                    || a.to_ascii_lowercase()
+                        .ends_with(&format!(":{}", name.to_ascii_lowercase()))
+            })
+        };
         if !self.attributes.is_empty() {
             !self.attributes.iter().any(|a| {
                 let a = a.to_ascii_lowercase();
                 let n = name.to_ascii_lowercase();
-                a == n || a.starts_with(&format!("{n}.")) || a.ends_with(&format!(":{n}")) || a.contains(&format!(":{n}."))
+                a == n
+                    || a.starts_with(&format!("{n}."))
+                    || a.ends_with(&format!(":{n}"))
+                    || a.contains(&format!(":{n}."))
             })
         } else {
             hit(&self.excluded)
@@ -58,11 +67,17 @@ pub struct ListParams {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn parse_int(name: &str, raw: &str) -> Result<i64, Error> {
-    raw.trim().parse::<i64>().map_err(|_| Error::InvalidValue(format!("{name} must be an integer, got {raw:?}.")))
+    raw.trim()
+        .parse::<i64>()
+        .map_err(|_| Error::InvalidValue(format!("{name} must be an integer, got {raw:?}.")))
 }
 
 fn clamp_count(n: i64, max: u64) -> u64 {
@@ -79,7 +94,10 @@ impl ListParams {
     pub fn from_query(query: &str, max_results: u64) -> Result<Self, Error> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
             .map_err(|e| Error::InvalidSyntax(format!("The query string is malformed: {e}")))?;
-        let mut p = ListParams { start_index: 1, ..Default::default() };
+        let mut p = ListParams {
+            start_index: 1,
+            ..Default::default()
+        };
         for (k, v) in pairs {
             match k.to_ascii_lowercase().as_str() {
                 "filter" => p.filter = Some(v),
@@ -98,21 +116,32 @@ impl ListParams {
 
     /// From a `SearchRequest` body (RFC 7644 §3.4.3).
     pub fn from_search_body(body: &Value, max_results: u64) -> Result<Self, Error> {
-        let obj = body.as_object().ok_or_else(|| Error::InvalidSyntax("A SearchRequest must be a JSON object.".into()))?;
-        let mut p = ListParams { start_index: 1, ..Default::default() };
+        let obj = body
+            .as_object()
+            .ok_or_else(|| Error::InvalidSyntax("A SearchRequest must be a JSON object.".into()))?;
+        let mut p = ListParams {
+            start_index: 1,
+            ..Default::default()
+        };
         let string = |name: &str, v: &Value| -> Result<String, Error> {
-            v.as_str().map(str::to_string).ok_or_else(|| Error::InvalidValue(format!("{name} must be a string.")))
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::InvalidValue(format!("{name} must be a string.")))
         };
         let list = |name: &str, v: &Value| -> Result<Vec<String>, Error> {
             match v {
                 Value::Array(items) => items.iter().map(|i| string(name, i)).collect(),
                 Value::String(s) => Ok(split_list(s)),
-                _ => Err(Error::InvalidValue(format!("{name} must be an array of strings."))),
+                _ => Err(Error::InvalidValue(format!(
+                    "{name} must be an array of strings."
+                ))),
             }
         };
         let int = |name: &str, v: &Value| -> Result<i64, Error> {
             match v {
-                Value::Number(n) => n.as_i64().ok_or_else(|| Error::InvalidValue(format!("{name} must be an integer."))),
+                Value::Number(n) => n
+                    .as_i64()
+                    .ok_or_else(|| Error::InvalidValue(format!("{name} must be an integer."))),
                 Value::String(s) => parse_int(name, s),
                 _ => Err(Error::InvalidValue(format!("{name} must be an integer."))),
             }
@@ -148,7 +177,9 @@ fn parse_order(v: &str) -> Result<SortOrder, Error> {
     } else if v.eq_ignore_ascii_case("descending") {
         Ok(SortOrder::Descending)
     } else {
-        Err(Error::InvalidValue(format!("sortOrder must be \"ascending\" or \"descending\", got {v:?}.")))
+        Err(Error::InvalidValue(format!(
+            "sortOrder must be \"ascending\" or \"descending\", got {v:?}."
+        )))
     }
 }
 
@@ -166,13 +197,26 @@ mod tests {
         assert_eq!((p.start_index, p.count), (1, Some(0)));
         let p = ListParams::from_query("count=0", 200).expect("parse");
         assert_eq!(p.page_size(200), 0);
-        assert_eq!(ListParams::from_query("", 200).expect("parse").page_size(200), 200);
+        assert_eq!(
+            ListParams::from_query("", 200)
+                .expect("parse")
+                .page_size(200),
+            200
+        );
     }
 
     #[test]
     fn non_numeric_paging_is_invalid_value() {
-        for q in ["startIndex=abc", "count=1.5", "count=ten", "sortOrder=sideways"] {
-            assert!(matches!(ListParams::from_query(q, 200), Err(Error::InvalidValue(_))), "{q}");
+        for q in [
+            "startIndex=abc",
+            "count=1.5",
+            "count=ten",
+            "sortOrder=sideways",
+        ] {
+            assert!(
+                matches!(ListParams::from_query(q, 200), Err(Error::InvalidValue(_))),
+                "{q}"
+            );
         }
     }
 
@@ -197,17 +241,32 @@ mod tests {
         let p = ListParams::from_search_body(&b, 200).expect("parse");
         assert_eq!((p.start_index, p.count), (1, Some(5)));
         assert_eq!(p.projection.attributes, vec!["userName"]);
-        assert!(matches!(ListParams::from_search_body(&json!({"count":"x"}), 200), Err(Error::InvalidValue(_))));
-        assert!(matches!(ListParams::from_search_body(&json!([1]), 200), Err(Error::InvalidSyntax(_))));
+        assert!(matches!(
+            ListParams::from_search_body(&json!({"count":"x"}), 200),
+            Err(Error::InvalidValue(_))
+        ));
+        assert!(matches!(
+            ListParams::from_search_body(&json!([1]), 200),
+            Err(Error::InvalidSyntax(_))
+        ));
     }
 
     #[test]
     fn members_exclusion() {
-        let ex = Projection { attributes: vec![], excluded: vec!["members".into()] };
+        let ex = Projection {
+            attributes: vec![],
+            excluded: vec!["members".into()],
+        };
         assert!(ex.excludes("members"));
-        let only = Projection { attributes: vec!["displayName".into()], excluded: vec![] };
+        let only = Projection {
+            attributes: vec!["displayName".into()],
+            excluded: vec![],
+        };
         assert!(only.excludes("members"));
-        let with = Projection { attributes: vec!["members.value".into()], excluded: vec![] };
+        let with = Projection {
+            attributes: vec!["members.value".into()],
+            excluded: vec![],
+        };
         assert!(!with.excludes("members"));
         assert!(!Projection::default().excludes("members"));
     }

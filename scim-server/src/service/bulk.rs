@@ -26,7 +26,11 @@ fn resolve(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), Error> {
     match v {
         Value::String(s) => {
             if let Some(b) = s.strip_prefix("bulkId:") {
-                *s = ids.get(b).cloned().ok_or_else(|| Error::InvalidValue(format!("bulkId {b:?} is not defined by an earlier operation.")))?;
+                *s = ids.get(b).cloned().ok_or_else(|| {
+                    Error::InvalidValue(format!(
+                        "bulkId {b:?} is not defined by an earlier operation."
+                    ))
+                })?;
             }
             Ok(())
         }
@@ -39,7 +43,11 @@ fn resolve(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), Error> {
 fn resolve_path(path: &str, ids: &HashMap<String, String>) -> Result<String, Error> {
     path.split('/')
         .map(|seg| match seg.strip_prefix("bulkId:") {
-            Some(b) => ids.get(b).cloned().ok_or_else(|| Error::InvalidValue(format!("bulkId {b:?} is not defined by an earlier operation."))),
+            Some(b) => ids.get(b).cloned().ok_or_else(|| {
+                Error::InvalidValue(format!(
+                    "bulkId {b:?} is not defined by an earlier operation."
+                ))
+            }),
             None => Ok(seg.to_string()),
         })
         .collect::<Result<Vec<_>, _>>()
@@ -47,13 +55,20 @@ fn resolve_path(path: &str, ids: &HashMap<String, String>) -> Result<String, Err
 }
 
 /// Runs a bulk request's operations; `base` is the SCIM base URL for `location`s.
-pub fn run(store: &Store, body: &Map<String, Value>, client: &str, base: &str) -> Result<Vec<OpOutcome>, Error> {
+pub fn run(
+    store: &Store,
+    body: &Map<String, Value>,
+    client: &str,
+    base: &str,
+) -> Result<Vec<OpOutcome>, Error> {
     let ops = get_ci(body, "Operations")
         .and_then(Value::as_array)
         .ok_or_else(|| Error::InvalidSyntax("A BulkRequest needs an Operations array.".into()))?;
     let fail_on_errors = match get_ci(body, "failOnErrors") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| Error::InvalidValue("failOnErrors must be a positive integer.".into()))?),
+        Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+            Error::InvalidValue("failOnErrors must be a positive integer.".into())
+        })?),
     };
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut out = Vec::new();
@@ -71,36 +86,76 @@ pub fn run(store: &Store, body: &Map<String, Value>, client: &str, base: &str) -
     Ok(out)
 }
 
-fn run_one(store: &Store, op: &Value, client: &str, base: &str, ids: &mut HashMap<String, String>) -> OpOutcome {
+fn run_one(
+    store: &Store,
+    op: &Value,
+    client: &str,
+    base: &str,
+    ids: &mut HashMap<String, String>,
+) -> OpOutcome {
     let obj = op.as_object();
     let field = |n: &str| obj.and_then(|o| get_ci(o, n));
-    let method = field("method").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase();
+    let method = field("method")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_uppercase();
     let bulk_id = field("bulkId").and_then(Value::as_str).map(str::to_string);
-    let mut outcome = OpOutcome { method: method.clone(), bulk_id: bulk_id.clone(), location: None, version: None, result: Ok(200) };
+    let mut outcome = OpOutcome {
+        method: method.clone(),
+        bulk_id: bulk_id.clone(),
+        location: None,
+        version: None,
+        result: Ok(200),
+    };
     let result = (|| -> Result<u16, StoreError> {
-        let path = field("path").and_then(Value::as_str).ok_or_else(|| Error::InvalidSyntax("A bulk operation needs a path.".into()))?;
+        let path = field("path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::InvalidSyntax("A bulk operation needs a path.".into()))?;
         let path = resolve_path(path, ids)?;
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let kind = segs.first().and_then(|s| kind_of_endpoint(s)).ok_or_else(|| Error::InvalidPath(format!("Unknown bulk path {path:?}.")))?;
+        let kind = segs
+            .first()
+            .and_then(|s| kind_of_endpoint(s))
+            .ok_or_else(|| Error::InvalidPath(format!("Unknown bulk path {path:?}.")))?;
         let id = segs.get(1).map(|s| s.to_string());
         let if_match = field("version").and_then(Value::as_str).map(str::to_string);
         let mut data = field("data").cloned().unwrap_or(Value::Null);
         resolve(&mut data, ids)?;
         let (status, r) = match (method.as_str(), id) {
             ("POST", None) => {
-                let bulk_id = bulk_id.clone().ok_or_else(|| Error::InvalidSyntax("A bulk POST needs a bulkId.".into()))?;
+                let bulk_id = bulk_id
+                    .clone()
+                    .ok_or_else(|| Error::InvalidSyntax("A bulk POST needs a bulkId.".into()))?;
                 let r = super::create(store, kind, data, client)?;
                 ids.insert(bulk_id, r.id.clone());
                 (201, Some(r))
             }
-            ("PUT", Some(id)) => (200, Some(super::replace(store, kind, &id, data, if_match.as_deref(), client)?)),
-            ("PATCH", Some(id)) => (200, Some(super::patch(store, kind, &id, &data, if_match.as_deref(), client)?.resource)),
+            ("PUT", Some(id)) => (
+                200,
+                Some(super::replace(
+                    store,
+                    kind,
+                    &id,
+                    data,
+                    if_match.as_deref(),
+                    client,
+                )?),
+            ),
+            ("PATCH", Some(id)) => (
+                200,
+                Some(super::patch(store, kind, &id, &data, if_match.as_deref(), client)?.resource),
+            ),
             ("DELETE", Some(id)) => {
                 store.delete(kind, &id, if_match.as_deref())?;
                 outcome.location = Some(format!("{base}/{}/{id}", kind.endpoint()));
                 (204, None)
             }
-            _ => return Err(Error::InvalidSyntax(format!("Unsupported bulk operation {method} {path}.")).into()),
+            _ => {
+                return Err(Error::InvalidSyntax(format!(
+                    "Unsupported bulk operation {method} {path}."
+                ))
+                .into())
+            }
         };
         if let Some(r) = r {
             outcome.location = Some(format!("{base}/{}/{}", kind.endpoint(), r.id));
@@ -150,7 +205,10 @@ mod tests {
         let mut v = json!({"members":[{"type":"User","value":"bulkId:qwerty"}]});
         resolve(&mut v, &ids).expect("resolve");
         assert_eq!(v["members"][0]["value"], "u-1");
-        assert_eq!(resolve_path("/Users/bulkId:qwerty", &ids).expect("path"), "/Users/u-1");
+        assert_eq!(
+            resolve_path("/Users/bulkId:qwerty", &ids).expect("path"),
+            "/Users/u-1"
+        );
         assert!(resolve(&mut json!("bulkId:nope"), &ids).is_err());
     }
 }

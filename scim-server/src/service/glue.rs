@@ -27,15 +27,24 @@ const READ_ONLY: [&str; 3] = ["id", "meta", "groups"];
 /// Checks a create/replace document and returns it without read-only attributes.
 pub fn validate_write(doc: Value, kind: ResourceKind) -> Result<Doc, Error> {
     let Value::Object(mut doc) = doc else {
-        return Err(Error::InvalidSyntax("The resource must be a JSON object.".into()));
+        return Err(Error::InvalidSyntax(
+            "The resource must be a JSON object.".into(),
+        ));
     };
     if let Some(schemas) = get_ci(&doc, "schemas") {
-        let urns = schemas.as_array().ok_or_else(|| Error::InvalidValue("schemas must be an array of URNs.".into()))?;
-        let known = |u: &Value| u.as_str().is_some_and(|u| {
-            u.eq_ignore_ascii_case(main_urn(kind)) || (kind == ResourceKind::User && u.eq_ignore_ascii_case(ENTERPRISE_URN))
-        });
+        let urns = schemas
+            .as_array()
+            .ok_or_else(|| Error::InvalidValue("schemas must be an array of URNs.".into()))?;
+        let known = |u: &Value| {
+            u.as_str().is_some_and(|u| {
+                u.eq_ignore_ascii_case(main_urn(kind))
+                    || (kind == ResourceKind::User && u.eq_ignore_ascii_case(ENTERPRISE_URN))
+            })
+        };
         if let Some(bad) = urns.iter().find(|u| !known(u)) {
-            return Err(Error::InvalidValue(format!("Unknown schema {bad} for a {kind}.")));
+            return Err(Error::InvalidValue(format!(
+                "Unknown schema {bad} for a {kind}."
+            )));
         }
     }
     for k in READ_ONLY {
@@ -78,10 +87,17 @@ pub fn project(mut doc: Doc, p: &Projection) -> Doc {
         let keep: Vec<String> = p.attributes.iter().map(|a| top(a)).collect();
         doc.retain(|k, _| {
             let k = k.to_ascii_lowercase();
-            matches!(k.as_str(), "id" | "schemas" | "meta") || keep.contains(&k) || k.starts_with("urn:")
+            matches!(k.as_str(), "id" | "schemas" | "meta")
+                || keep.contains(&k)
+                || k.starts_with("urn:")
         });
     } else if !p.excluded.is_empty() {
-        let drop: Vec<String> = p.excluded.iter().map(|a| top(a)).filter(|a| !matches!(a.as_str(), "id" | "schemas" | "meta")).collect();
+        let drop: Vec<String> = p
+            .excluded
+            .iter()
+            .map(|a| top(a))
+            .filter(|a| !matches!(a.as_str(), "id" | "schemas" | "meta"))
+            .collect();
         doc.retain(|k, _| !drop.contains(&k.to_ascii_lowercase()));
     }
     doc
@@ -97,22 +113,36 @@ pub struct PatchOp {
 
 /// Parses a PatchOp request body.
 pub fn parse_patch(body: &Value) -> Result<Vec<PatchOp>, Error> {
-    let obj = body.as_object().ok_or_else(|| Error::InvalidSyntax("A PatchOp must be a JSON object.".into()))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| Error::InvalidSyntax("A PatchOp must be a JSON object.".into()))?;
     let ops = get_ci(obj, "Operations")
         .and_then(Value::as_array)
         .ok_or_else(|| Error::InvalidSyntax("A PatchOp needs an Operations array.".into()))?;
     ops.iter()
         .map(|o| {
-            let o = o.as_object().ok_or_else(|| Error::InvalidSyntax("Each operation must be an object.".into()))?;
-            let op = get_ci(o, "op").and_then(Value::as_str).map(str::to_ascii_lowercase).unwrap_or_default();
+            let o = o
+                .as_object()
+                .ok_or_else(|| Error::InvalidSyntax("Each operation must be an object.".into()))?;
+            let op = get_ci(o, "op")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
             if !matches!(op.as_str(), "add" | "remove" | "replace") {
                 return Err(Error::InvalidSyntax(format!("Unknown PATCH op {op:?}.")));
             }
-            let path = get_ci(o, "path").and_then(Value::as_str).map(str::to_string).filter(|p| !p.is_empty());
+            let path = get_ci(o, "path")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .filter(|p| !p.is_empty());
             if op == "remove" && path.is_none() {
                 return Err(Error::NoTarget("A remove operation needs a path.".into()));
             }
-            Ok(PatchOp { op, path, value: get_ci(o, "value").cloned() })
+            Ok(PatchOp {
+                op,
+                path,
+                value: get_ci(o, "value").cloned(),
+            })
         })
         .collect()
 }
@@ -128,17 +158,23 @@ fn fix_bool(name: &str, v: Value) -> Value {
 
 fn set_path(doc: &mut Doc, path: &str, value: Value, add: bool) -> Result<(), Error> {
     let (urn, rest) = match path.rfind(':') {
-        Some(i) if path.to_ascii_lowercase().starts_with("urn:") => (Some(&path[..i]), &path[i + 1..]),
+        Some(i) if path.to_ascii_lowercase().starts_with("urn:") => {
+            (Some(&path[..i]), &path[i + 1..])
+        }
         _ => (None, path),
     };
     if rest.contains('[') {
-        return Err(Error::InvalidPath(format!("Value filters in PATCH paths are not supported here: {path}")));
+        return Err(Error::InvalidPath(format!(
+            "Value filters in PATCH paths are not supported here: {path}"
+        )));
     }
     let target: &mut Doc = match urn {
         Some(u) if !u.eq_ignore_ascii_case(USER_URN) && !u.eq_ignore_ascii_case(GROUP_URN) => {
             let key = find_key(doc, u).cloned().unwrap_or_else(|| u.to_string());
             let entry = doc.entry(key).or_insert_with(|| Value::Object(Map::new()));
-            entry.as_object_mut().ok_or_else(|| Error::InvalidValue(format!("{u} is not an object.")))?
+            entry
+                .as_object_mut()
+                .ok_or_else(|| Error::InvalidValue(format!("{u} is not an object.")))?
         }
         _ => doc,
     };
@@ -147,7 +183,9 @@ fn set_path(doc: &mut Doc, path: &str, value: Value, add: bool) -> Result<(), Er
     let value = fix_bool(name, value);
     match parts.next() {
         None => {
-            let key = find_key(target, name).cloned().unwrap_or_else(|| name.to_string());
+            let key = find_key(target, name)
+                .cloned()
+                .unwrap_or_else(|| name.to_string());
             match (add, target.get_mut(&key), value) {
                 (true, Some(Value::Array(existing)), Value::Array(new)) => existing.extend(new),
                 (_, _, v) => {
@@ -156,10 +194,18 @@ fn set_path(doc: &mut Doc, path: &str, value: Value, add: bool) -> Result<(), Er
             }
         }
         Some(sub) => {
-            let key = find_key(target, name).cloned().unwrap_or_else(|| name.to_string());
-            let entry = target.entry(key).or_insert_with(|| Value::Object(Map::new()));
-            let obj = entry.as_object_mut().ok_or_else(|| Error::InvalidPath(format!("{name} is not complex.")))?;
-            let sk = find_key(obj, sub).cloned().unwrap_or_else(|| sub.to_string());
+            let key = find_key(target, name)
+                .cloned()
+                .unwrap_or_else(|| name.to_string());
+            let entry = target
+                .entry(key)
+                .or_insert_with(|| Value::Object(Map::new()));
+            let obj = entry
+                .as_object_mut()
+                .ok_or_else(|| Error::InvalidPath(format!("{name} is not complex.")))?;
+            let sk = find_key(obj, sub)
+                .cloned()
+                .unwrap_or_else(|| sub.to_string());
             obj.insert(sk, value);
         }
     }
@@ -172,23 +218,31 @@ pub fn apply_patch(mut doc: Doc, ops: &[PatchOp]) -> Result<Doc, Error> {
         match (op.op.as_str(), &op.path) {
             ("add" | "replace", None) => {
                 let Some(Value::Object(values)) = &op.value else {
-                    return Err(Error::InvalidValue("A path-less add/replace needs an object value.".into()));
+                    return Err(Error::InvalidValue(
+                        "A path-less add/replace needs an object value.".into(),
+                    ));
                 };
                 for (k, v) in values {
                     set_path(&mut doc, k, v.clone(), op.op == "add")?;
                 }
             }
             ("add" | "replace", Some(path)) => {
-                let value = op.value.clone().ok_or_else(|| Error::InvalidValue(format!("Operation on {path} needs a value.")))?;
+                let value = op.value.clone().ok_or_else(|| {
+                    Error::InvalidValue(format!("Operation on {path} needs a value."))
+                })?;
                 set_path(&mut doc, path, value, op.op == "add")?;
             }
             (_, Some(path)) => {
                 if path.contains('[') {
-                    return Err(Error::InvalidPath(format!("Value filters in PATCH paths are not supported here: {path}")));
+                    return Err(Error::InvalidPath(format!(
+                        "Value filters in PATCH paths are not supported here: {path}"
+                    )));
                 }
                 match path.split_once('.') {
                     Some((a, sub)) => {
-                        if let Some(Value::Object(o)) = find_key(&doc, a).cloned().and_then(|k| doc.get_mut(&k)) {
+                        if let Some(Value::Object(o)) =
+                            find_key(&doc, a).cloned().and_then(|k| doc.get_mut(&k))
+                        {
                             remove_ci(o, sub);
                         }
                     }
@@ -213,18 +267,25 @@ pub fn resource_schema(
     kind: ResourceKind,
 ) -> scim_schema::schema::ResourceSchema {
     use scim_schema::schema::{ResourceSchema, ResourceType, Schema};
-    registry.resource_schema(kind.as_str()).unwrap_or_else(|| ResourceSchema {
-        resource_type: ResourceType {
-            id: kind.as_str().into(),
-            name: kind.as_str().into(),
-            endpoint: format!("/{}", kind.endpoint()),
-            description: None,
-            schema: main_urn(kind).into(),
-            schema_extensions: vec![],
-        },
-        main: std::sync::Arc::new(Schema { id: main_urn(kind).into(), name: None, description: None, attributes: vec![] }),
-        extensions: vec![],
-    })
+    registry
+        .resource_schema(kind.as_str())
+        .unwrap_or_else(|| ResourceSchema {
+            resource_type: ResourceType {
+                id: kind.as_str().into(),
+                name: kind.as_str().into(),
+                endpoint: format!("/{}", kind.endpoint()),
+                description: None,
+                schema: main_urn(kind).into(),
+                schema_extensions: vec![],
+            },
+            main: std::sync::Arc::new(Schema {
+                id: main_urn(kind).into(),
+                name: None,
+                description: None,
+                attributes: vec![],
+            }),
+            extensions: vec![],
+        })
 }
 
 /// Parses an attribute path (`userName`, `name.familyName`, `urn:...:User:userName`).
@@ -236,14 +297,24 @@ pub fn parse_attr_path(s: &str) -> Result<scim_schema::filter::AttrPath, Error> 
         Some(i) => (Some(CiString::from(&s[..i])), &s[i + 1..]),
         None => (None, s),
     };
-    let valid = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$');
+    let valid = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
+    };
     let mut parts = rest.splitn(2, '.');
     let name = parts.next().unwrap_or_default();
     let sub = parts.next();
     if !valid(name) || sub.is_some_and(|s| !valid(s)) {
-        return Err(Error::InvalidPath(format!("{s:?} is not a valid attribute path.")));
+        return Err(Error::InvalidPath(format!(
+            "{s:?} is not a valid attribute path."
+        )));
     }
-    Ok(AttrPath { urn, name: CiString::from(name), sub_attr: sub.map(CiString::from) })
+    Ok(AttrPath {
+        urn,
+        name: CiString::from(name),
+        sub_attr: sub.map(CiString::from),
+    })
 }
 
 /// Parses a filter. Until the `scim_schema` parser is available this understands
@@ -279,8 +350,12 @@ pub fn parse_filter(s: &str) -> Result<scim_schema::filter::Filter, Error> {
                 "true" => CompValue::Bool(true),
                 "false" => CompValue::Bool(false),
                 "null" => CompValue::Null,
-                r if r.starts_with('"') => CompValue::Str(serde_json::from_str::<String>(r).map_err(|_| bad())?),
-                r => CompValue::Number(serde_json::from_str::<serde_json::Number>(r).map_err(|_| bad())?),
+                r if r.starts_with('"') => {
+                    CompValue::Str(serde_json::from_str::<String>(r).map_err(|_| bad())?)
+                }
+                r => CompValue::Number(
+                    serde_json::from_str::<serde_json::Number>(r).map_err(|_| bad())?,
+                ),
             };
             i += 3;
             Filter::Compare { path, op, value }
@@ -302,10 +377,15 @@ pub fn parse_filter(s: &str) -> Result<scim_schema::filter::Filter, Error> {
 
 fn fold(
     mut terms: Vec<scim_schema::filter::Filter>,
-    f: fn(Box<scim_schema::filter::Filter>, Box<scim_schema::filter::Filter>) -> scim_schema::filter::Filter,
+    f: fn(
+        Box<scim_schema::filter::Filter>,
+        Box<scim_schema::filter::Filter>,
+    ) -> scim_schema::filter::Filter,
 ) -> scim_schema::filter::Filter {
     let first = terms.remove(0);
-    terms.into_iter().fold(first, |acc, t| f(Box::new(acc), Box::new(t)))
+    terms
+        .into_iter()
+        .fold(first, |acc, t| f(Box::new(acc), Box::new(t)))
 }
 
 fn tokenize(s: &str) -> Option<Vec<String>> {

@@ -12,18 +12,24 @@ use scim_schema::json::{find_key, get_ci, remove_ci};
 use scim_schema::Error;
 use serde_json::Value;
 
-use crate::store::{Doc, MemberRemoval, NewMember, ResourceKind, Store, StoreError, StoredResource};
+use crate::store::{
+    Doc, MemberRemoval, NewMember, ResourceKind, Store, StoreError, StoredResource,
+};
 
 use glue::PatchOp;
 
 /// The resource kind behind an endpoint segment (`Users`, `Groups`, any case).
 pub fn kind_of_endpoint(segment: &str) -> Option<ResourceKind> {
-    [ResourceKind::User, ResourceKind::Group].into_iter().find(|k| k.endpoint().eq_ignore_ascii_case(segment))
+    [ResourceKind::User, ResourceKind::Group]
+        .into_iter()
+        .find(|k| k.endpoint().eq_ignore_ascii_case(segment))
 }
 
 /// Replaces a clear-text `password` with its argon2 hash (never stored or returned in clear).
 fn hash_password(doc: &mut Doc) -> Result<(), StoreError> {
-    let Some(key) = find_key(doc, "password").cloned() else { return Ok(()) };
+    let Some(key) = find_key(doc, "password").cloned() else {
+        return Ok(());
+    };
     match doc.get(&key) {
         Some(Value::String(clear)) if clear.starts_with("$argon2") => Ok(()),
         Some(Value::String(clear)) => {
@@ -44,7 +50,12 @@ fn hash_password(doc: &mut Doc) -> Result<(), StoreError> {
 }
 
 /// POST: validates, hashes the password and creates.
-pub fn create(store: &Store, kind: ResourceKind, body: Value, client: &str) -> Result<StoredResource, StoreError> {
+pub fn create(
+    store: &Store,
+    kind: ResourceKind,
+    body: Value,
+    client: &str,
+) -> Result<StoredResource, StoreError> {
     let mut doc = glue::validate_write(body, kind)?;
     hash_password(&mut doc)?;
     store.create(kind, doc, Some(client))
@@ -78,8 +89,13 @@ struct MemberDelta {
 
 fn is_members_path(path: &str) -> bool {
     let p = path.trim();
-    let p = p.strip_prefix(glue::GROUP_URN).map(|r| r.trim_start_matches(':')).unwrap_or(p);
-    p.len() >= 7 && p[..7].eq_ignore_ascii_case("members") && (p.len() == 7 || p[7..].starts_with('['))
+    let p = p
+        .strip_prefix(glue::GROUP_URN)
+        .map(|r| r.trim_start_matches(':'))
+        .unwrap_or(p);
+    p.len() >= 7
+        && p[..7].eq_ignore_ascii_case("members")
+        && (p.len() == 7 || p[7..].starts_with('['))
 }
 
 /// `members[value eq "id"]` → `id`.
@@ -87,7 +103,8 @@ fn member_filter_id(path: &str) -> Option<String> {
     let inner = path.split_once('[')?.1.strip_suffix(']')?.trim();
     let mut parts = inner.splitn(3, char::is_whitespace);
     let (attr, op, val) = (parts.next()?, parts.next()?, parts.next()?.trim());
-    (attr.eq_ignore_ascii_case("value") && op.eq_ignore_ascii_case("eq")).then(|| val.trim_matches('"').to_string())
+    (attr.eq_ignore_ascii_case("value") && op.eq_ignore_ascii_case("eq"))
+        .then(|| val.trim_matches('"').to_string())
 }
 
 fn member_ids(value: &Value) -> Vec<String> {
@@ -97,7 +114,12 @@ fn member_ids(value: &Value) -> Vec<String> {
     };
     items
         .into_iter()
-        .filter_map(|m| m.as_object().and_then(|o| get_ci(o, "value")).and_then(Value::as_str).map(str::to_string))
+        .filter_map(|m| {
+            m.as_object()
+                .and_then(|o| get_ci(o, "value"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .collect()
 }
 
@@ -107,12 +129,18 @@ fn add_ids(delta: &mut MemberDelta, value: &Value) -> Result<(), StoreError> {
         v => vec![v],
     };
     for m in items {
-        let obj = m.as_object().ok_or_else(|| Error::InvalidValue("A member must be an object.".into()))?;
+        let obj = m
+            .as_object()
+            .ok_or_else(|| Error::InvalidValue("A member must be an object.".into()))?;
         let value = get_ci(obj, "value")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::InvalidValue("A member needs a string value.".into()))?;
         let text = |k: &str| get_ci(obj, k).and_then(Value::as_str).map(str::to_string);
-        delta.add.push(NewMember { value: value.to_string(), member_type: text("type"), display: text("display") });
+        delta.add.push(NewMember {
+            value: value.to_string(),
+            member_type: text("type"),
+            display: text("display"),
+        });
     }
     Ok(())
 }
@@ -137,12 +165,18 @@ fn split_members(ops: Vec<PatchOp>) -> Result<(MemberDelta, Vec<PatchOp>), Store
                 "replace" => {
                     delta.add.clear();
                     delta.remove = MemberRemoval::All;
-                    add_ids(&mut delta, op.value.as_ref().unwrap_or(&Value::Array(vec![])))?;
+                    add_ids(
+                        &mut delta,
+                        op.value.as_ref().unwrap_or(&Value::Array(vec![])),
+                    )?;
                 }
                 _ => match (member_filter_id(path), &op.value) {
                     (Some(id), _) => remove_ids(&mut delta, vec![id]),
                     (None, _) if path.contains('[') => {
-                        return Err(Error::InvalidFilter(format!("Unsupported member filter in {path}.")).into())
+                        return Err(Error::InvalidFilter(format!(
+                            "Unsupported member filter in {path}."
+                        ))
+                        .into())
                     }
                     // Entra: remove with a value lists the members to remove.
                     (None, Some(v)) => remove_ids(&mut delta, member_ids(v)),
@@ -197,17 +231,24 @@ pub fn patch(
     let apply = |ops: Vec<PatchOp>| {
         move |doc: Doc| -> Result<Doc, Error> {
             let mut doc = glue::apply_patch(doc, &ops)?;
-            hash_password(&mut doc).map_err(|_| Error::InvalidValue("password must be a string.".into()))?;
+            hash_password(&mut doc)
+                .map_err(|_| Error::InvalidValue("password must be a string.".into()))?;
             Ok(doc)
         }
     };
     match kind {
         ResourceKind::User => {
-            if ops.iter().any(|o| o.path.as_deref().is_some_and(is_members_path)) {
+            if ops
+                .iter()
+                .any(|o| o.path.as_deref().is_some_and(is_members_path))
+            {
                 return Err(Error::InvalidPath("Users have no members attribute.".into()).into());
             }
             let resource = store.update_with(kind, id, if_match, Some(client), apply(ops))?;
-            Ok(Patched { resource, unknown_members: vec![] })
+            Ok(Patched {
+                resource,
+                unknown_members: vec![],
+            })
         }
         ResourceKind::Group => {
             let (mut delta, rest) = split_members(ops)?;
@@ -226,7 +267,12 @@ pub fn patch(
                         delta.add.retain(|m| !ids.contains(&m.value));
                         unknown.extend(ids);
                     }
-                    other => break Ok(Patched { resource: other?, unknown_members: unknown }),
+                    other => {
+                        break Ok(Patched {
+                            resource: other?,
+                            unknown_members: unknown,
+                        })
+                    }
                 }
             }
         }
@@ -251,14 +297,20 @@ mod tests {
             {"op":"replace","value":{"displayName":"x"}}
         ])))
         .expect("split");
-        assert_eq!(d.add.iter().map(|m| m.value.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(
+            d.add.iter().map(|m| m.value.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
         assert_eq!(d.remove, MemberRemoval::Ids(vec!["c".into(), "d".into()]));
         assert_eq!(rest.len(), 1);
     }
 
     #[test]
     fn replace_members_replaces_the_set() {
-        let (d, rest) = split_members(ops(json!([{"op":"replace","value":{"members":[{"value":"a"}]}}]))).expect("split");
+        let (d, rest) = split_members(ops(
+            json!([{"op":"replace","value":{"members":[{"value":"a"}]}}]),
+        ))
+        .expect("split");
         assert_eq!(d.remove, MemberRemoval::All);
         assert_eq!(d.add.len(), 1);
         assert!(rest.is_empty());
@@ -271,6 +323,8 @@ mod tests {
         let mut doc = Doc::new();
         doc.insert("password".into(), json!("t1meMach1ne"));
         hash_password(&mut doc).expect("hash");
-        assert!(doc["password"].as_str().is_some_and(|h| h.starts_with("$argon2")));
+        assert!(doc["password"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("$argon2")));
     }
 }
