@@ -53,7 +53,9 @@ impl DbUrl {
             // `sqlite:///abs` leaves `/abs`; `sqlite://rel.db` leaves `rel.db`.
             let path = rest.split('?').next().unwrap_or("");
             if path.is_empty() {
-                return Err(StoreError::Config(format!("no file name in database URL {url:?}")));
+                return Err(StoreError::Config(format!(
+                    "no file name in database URL {url:?}"
+                )));
             }
             return Ok(DbUrl::SqliteFile(PathBuf::from(path)));
         }
@@ -86,10 +88,14 @@ PRAGMA case_sensitive_like = ON;";
 pub fn establish(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {
     use diesel::r2d2::Error as E;
     match url {
-        DbUrl::Postgres(u) => PgConnection::establish(u).map(DbConnection::Postgresql).map_err(E::ConnectionError),
+        DbUrl::Postgres(u) => PgConnection::establish(u)
+            .map(DbConnection::Postgresql)
+            .map_err(E::ConnectionError),
         DbUrl::SqliteFile(path) => {
             let path = path.to_str().ok_or_else(|| {
-                E::ConnectionError(diesel::ConnectionError::InvalidConnectionUrl("non-UTF-8 path".into()))
+                E::ConnectionError(diesel::ConnectionError::InvalidConnectionUrl(
+                    "non-UTF-8 path".into(),
+                ))
             })?;
             let mut conn = SqliteConnection::establish(path).map_err(E::ConnectionError)?;
             conn.batch_execute(SQLITE_SETUP).map_err(E::QueryError)?;
@@ -97,7 +103,8 @@ pub fn establish(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {
         }
         DbUrl::SqliteMemory => {
             let mut conn = SqliteConnection::establish(":memory:").map_err(E::ConnectionError)?;
-            conn.batch_execute(SQLITE_MEMORY_SETUP).map_err(E::QueryError)?;
+            conn.batch_execute(SQLITE_MEMORY_SETUP)
+                .map_err(E::QueryError)?;
             Ok(DbConnection::Sqlite(conn))
         }
     }
@@ -139,16 +146,37 @@ mod tests {
 
     #[test]
     fn store_url_schemes() {
-        assert_eq!(DbUrl::parse("sqlite://scimhub.db").ok(), Some(DbUrl::SqliteFile("scimhub.db".into())));
+        assert_eq!(
+            DbUrl::parse("sqlite://scimhub.db").ok(),
+            Some(DbUrl::SqliteFile("scimhub.db".into()))
+        );
         assert_eq!(
             DbUrl::parse("sqlite:///var/lib/scimhub/hub.db").ok(),
             Some(DbUrl::SqliteFile("/var/lib/scimhub/hub.db".into()))
         );
-        assert_eq!(DbUrl::parse("sqlite::memory:").ok(), Some(DbUrl::SqliteMemory));
-        assert!(matches!(DbUrl::parse("postgres://u@h/db"), Ok(DbUrl::Postgres(_))));
-        assert!(matches!(DbUrl::parse("postgresql://u@h/db"), Ok(DbUrl::Postgres(_))));
-        assert!(matches!(DbUrl::parse("host=localhost port=5432"), Err(StoreError::Config(_))));
-        assert!(matches!(DbUrl::parse("mysql://x"), Err(StoreError::Config(_))));
-        assert!(matches!(DbUrl::parse("scimhub.db"), Err(StoreError::Config(_))));
+        assert_eq!(
+            DbUrl::parse("sqlite::memory:").ok(),
+            Some(DbUrl::SqliteMemory)
+        );
+        assert!(matches!(
+            DbUrl::parse("postgres://u@h/db"),
+            Ok(DbUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            DbUrl::parse("postgresql://u@h/db"),
+            Ok(DbUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            DbUrl::parse("host=localhost port=5432"),
+            Err(StoreError::Config(_))
+        ));
+        assert!(matches!(
+            DbUrl::parse("mysql://x"),
+            Err(StoreError::Config(_))
+        ));
+        assert!(matches!(
+            DbUrl::parse("scimhub.db"),
+            Err(StoreError::Config(_))
+        ));
     }
 }

@@ -52,7 +52,11 @@ pub(crate) fn map_diesel(e: DieselError) -> StoreError {
     match e {
         DieselError::NotFound => StoreError::NotFound,
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-            let hint = format!("{} {}", info.constraint_name().unwrap_or(""), info.message());
+            let hint = format!(
+                "{} {}",
+                info.constraint_name().unwrap_or(""),
+                info.message()
+            );
             StoreError::Uniqueness(uniqueness_message(&hint).to_string())
         }
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
@@ -92,10 +96,18 @@ mod tests {
     #[test]
     fn store_uniqueness_messages_name_the_attribute() {
         assert_eq!(
-            uniqueness_message("UNIQUE constraint failed: resources.resource_type, resources.user_name_folded"),
+            uniqueness_message(
+                "UNIQUE constraint failed: resources.resource_type, resources.user_name_folded"
+            ),
             "userName is already in use"
         );
-        assert_eq!(uniqueness_message("resources_group_display_name_uq dup"), "a group with this displayName already exists");
-        assert_eq!(uniqueness_message("resources_external_id_client_uq"), "externalId is already in use for this client");
+        assert_eq!(
+            uniqueness_message("resources_group_display_name_uq dup"),
+            "a group with this displayName already exists"
+        );
+        assert_eq!(
+            uniqueness_message("resources_external_id_client_uq"),
+            "externalId is already in use for this client"
+        );
     }
 }

@@ -41,7 +41,9 @@ fn eval(f: &Filter, obj: &Doc, scope: &Scope<'_>) -> bool {
             let def = lookup(path, scope);
             let vals = values(obj, path, scope);
             match op {
-                CompareOp::Ne => !vals.iter().any(|v| compare(v, CompareOp::Eq, value, def, path)),
+                CompareOp::Ne => !vals
+                    .iter()
+                    .any(|v| compare(v, CompareOp::Eq, value, def, path)),
                 _ => {
                     if matches!(value, CompValue::Null) && *op == CompareOp::Eq {
                         return !vals.iter().any(|v| present(v));
@@ -52,12 +54,15 @@ fn eval(f: &Filter, obj: &Doc, scope: &Scope<'_>) -> bool {
         }
         Filter::ValuePath { path, filter } => {
             let parent = lookup(path, scope);
-            let Some(container) = container(obj, path, scope) else { return false };
+            let Some(container) = container(obj, path, scope) else {
+                return false;
+            };
             let inner = Scope::Complex(parent);
             match get_ci(container, path.name.as_str()) {
-                Some(Value::Array(items)) => {
-                    items.iter().filter_map(Value::as_object).any(|o| eval(filter, o, &inner))
-                }
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(Value::as_object)
+                    .any(|o| eval(filter, o, &inner)),
                 Some(Value::Object(o)) => eval(filter, o, &inner),
                 _ => false,
             }
@@ -92,9 +97,13 @@ fn lookup<'a>(path: &AttrPath, scope: &Scope<'a>) -> Option<&'a AttributeDef> {
 /// The object holding the path's top-level attribute: the extension object for URN-qualified
 /// extension paths, else the resource (or the element, inside a value path).
 fn container<'a>(obj: &'a Doc, path: &AttrPath, scope: &Scope<'_>) -> Option<&'a Doc> {
-    let Scope::Resource(schema) = scope else { return Some(obj) };
+    let Scope::Resource(schema) = scope else {
+        return Some(obj);
+    };
     match &path.urn {
-        Some(urn) if schema.is_extension_key(urn.as_str()) => get_ci(obj, urn.as_str()).and_then(Value::as_object),
+        Some(urn) if schema.is_extension_key(urn.as_str()) => {
+            get_ci(obj, urn.as_str()).and_then(Value::as_object)
+        }
         Some(urn) if !schema.main.id.eq_str(urn.as_str()) => None,
         _ => {
             if get_ci(obj, path.name.as_str()).is_some() {
@@ -116,8 +125,12 @@ fn container<'a>(obj: &'a Doc, path: &AttrPath, scope: &Scope<'_>) -> Option<&'a
 /// The scalar values a path designates (flattening multi-valued attributes; a complex
 /// multi-valued attribute without a sub-attribute stands for its `value`s).
 fn values<'a>(obj: &'a Doc, path: &AttrPath, scope: &Scope<'_>) -> Vec<&'a Value> {
-    let Some(c) = container(obj, path, scope) else { return Vec::new() };
-    let Some(top) = get_ci(c, path.name.as_str()) else { return Vec::new() };
+    let Some(c) = container(obj, path, scope) else {
+        return Vec::new();
+    };
+    let Some(top) = get_ci(c, path.name.as_str()) else {
+        return Vec::new();
+    };
     let sub = path.sub_attr.as_ref().map(|s| s.as_str());
     let mut out = Vec::new();
     let mut push = |v: &'a Value| match (v, sub) {
@@ -142,9 +155,14 @@ fn values<'a>(obj: &'a Doc, path: &AttrPath, scope: &Scope<'_>) -> Vec<&'a Value
 }
 
 fn is_datetime(def: Option<&AttributeDef>, path: &AttrPath) -> bool {
-    def.map(|d| d.attr_type == AttrType::DateTime).unwrap_or(false)
+    def.map(|d| d.attr_type == AttrType::DateTime)
+        .unwrap_or(false)
         || (path.name.eq_str("meta")
-            && path.sub_attr.as_ref().map(|s| s.eq_str("created") || s.eq_str("lastModified")).unwrap_or(false))
+            && path
+                .sub_attr
+                .as_ref()
+                .map(|s| s.eq_str("created") || s.eq_str("lastModified"))
+                .unwrap_or(false))
 }
 
 fn case_exact(def: Option<&AttributeDef>, path: &AttrPath) -> bool {
@@ -154,7 +172,13 @@ fn case_exact(def: Option<&AttributeDef>, path: &AttrPath) -> bool {
     }
 }
 
-fn compare(v: &Value, op: CompareOp, cv: &CompValue, def: Option<&AttributeDef>, path: &AttrPath) -> bool {
+fn compare(
+    v: &Value,
+    op: CompareOp,
+    cv: &CompValue,
+    def: Option<&AttributeDef>,
+    path: &AttrPath,
+) -> bool {
     match (v, cv) {
         (Value::String(a), CompValue::Str(b)) => {
             if is_datetime(def, path) {
@@ -163,7 +187,11 @@ fn compare(v: &Value, op: CompareOp, cv: &CompValue, def: Option<&AttributeDef>,
                     _ => false,
                 };
             }
-            let (a, b) = if case_exact(def, path) { (a.clone(), b.clone()) } else { (fold(a), fold(b)) };
+            let (a, b) = if case_exact(def, path) {
+                (a.clone(), b.clone())
+            } else {
+                (fold(a), fold(b))
+            };
             match op {
                 CompareOp::Co => a.contains(&b),
                 CompareOp::Sw => a.starts_with(&b),
@@ -214,12 +242,19 @@ impl SortKey {
 pub(crate) fn sort_key(doc: &Doc, path: &AttrPath, schema: &ResourceSchema) -> SortKey {
     let scope = Scope::Resource(schema);
     let def = lookup(path, &scope);
-    let Some(c) = container(doc, path, &scope) else { return SortKey::Null };
+    let Some(c) = container(doc, path, &scope) else {
+        return SortKey::Null;
+    };
     let v = match get_ci(c, path.name.as_str()) {
         Some(Value::Array(items)) => {
             let primary = items
                 .iter()
-                .find(|i| i.as_object().and_then(|o| get_ci(o, "primary")).and_then(Value::as_bool) == Some(true))
+                .find(|i| {
+                    i.as_object()
+                        .and_then(|o| get_ci(o, "primary"))
+                        .and_then(Value::as_bool)
+                        == Some(true)
+                })
                 .or_else(|| items.first());
             primary.and_then(|p| match (p, &path.sub_attr) {
                 (Value::Object(o), Some(s)) => get_ci(o, s.as_str()),
@@ -232,7 +267,9 @@ pub(crate) fn sort_key(doc: &Doc, path: &AttrPath, schema: &ResourceSchema) -> S
         _ => None,
     };
     match v {
-        Some(Value::String(s)) if is_datetime(def, path) => parse_ts(s).map(SortKey::Time).unwrap_or(SortKey::Null),
+        Some(Value::String(s)) if is_datetime(def, path) => {
+            parse_ts(s).map(SortKey::Time).unwrap_or(SortKey::Null)
+        }
         Some(Value::String(s)) if case_exact(def, path) => SortKey::Str(s.clone()),
         Some(Value::String(s)) => SortKey::Str(fold(s)),
         Some(Value::Bool(b)) => SortKey::Bool(*b),

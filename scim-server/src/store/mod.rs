@@ -157,7 +157,11 @@ pub struct NewMember {
 
 impl NewMember {
     pub fn new(value: impl Into<String>) -> Self {
-        NewMember { value: value.into(), member_type: None, display: None }
+        NewMember {
+            value: value.into(),
+            member_type: None,
+            display: None,
+        }
     }
 }
 
@@ -222,7 +226,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { pool_size: 8, connection_timeout: Duration::from_secs(30), base_url: None }
+        StoreOptions {
+            pool_size: 8,
+            connection_timeout: Duration::from_secs(30),
+            base_url: None,
+        }
     }
 }
 
@@ -247,7 +255,9 @@ struct Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("sqlite", &self.inner.url.is_sqlite()).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("sqlite", &self.inner.url.is_sqlite())
+            .finish_non_exhaustive()
     }
 }
 
@@ -290,7 +300,9 @@ impl Store {
                 read,
                 write,
                 url,
-                base_url: options.base_url.map(|b| b.trim_end_matches('/').to_string()),
+                base_url: options
+                    .base_url
+                    .map(|b| b.trim_end_matches('/').to_string()),
                 hook: None,
                 clock: Utc::now,
             }),
@@ -319,13 +331,16 @@ impl Store {
             clock: self.inner.clock,
         };
         f(&mut inner);
-        Store { inner: Arc::new(inner) }
+        Store {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Runs pending migrations; returns the versions applied.
     pub fn migrate(&self) -> StoreResult<Vec<String>> {
         let mut conn = self.inner.write.get()?;
-        let names = |v: Vec<MigrationVersion<'_>>| v.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        let names =
+            |v: Vec<MigrationVersion<'_>>| v.iter().map(|v| v.to_string()).collect::<Vec<_>>();
         match &mut *conn {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(names),
             DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(names),
@@ -380,7 +395,9 @@ pub(crate) fn fmt_ts(t: DateTime<Utc>) -> String {
 
 /// Parses a stored or client-supplied RFC 3339 timestamp.
 pub(crate) fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Whether `if_match` (an `If-Match` header value: `*`, or a list of ETags) matches `version`.
@@ -400,6 +417,8 @@ pub(crate) fn check_if_match(if_match: Option<&str>, version: i64) -> StoreResul
     if if_match_ok(if_match, version) {
         Ok(())
     } else {
-        Err(StoreError::PreconditionFailed { current_version: version })
+        Err(StoreError::PreconditionFailed {
+            current_version: version,
+        })
     }
 }

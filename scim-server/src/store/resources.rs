@@ -9,12 +9,14 @@ use serde_json::{json, Value};
 
 use super::sql::{Bind, Sql};
 use super::{
-    check_if_match, etag, fmt_ts, parse_ts, Change, ChangeOp, DbConnection, Doc, MemberDeltaOutcome, MemberRemoval,
-    NewMember, ResourceKind, Store, StoreError, StoreResult, StoredResource,
+    check_if_match, etag, fmt_ts, parse_ts, Change, ChangeOp, DbConnection, Doc,
+    MemberDeltaOutcome, MemberRemoval, NewMember, ResourceKind, Store, StoreError, StoreResult,
+    StoredResource,
 };
 
 /// The enterprise extension URN, whose `employeeNumber` and `manager.value` have columns.
-pub(crate) const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub(crate) const ENTERPRISE_URN: &str =
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 /// Statements are chunked so that bind counts stay far below backend limits.
 const CHUNK: usize = 500;
@@ -59,7 +61,8 @@ fn extract(kind: ResourceKind, doc: &Doc) -> Extracted {
         if let Some(Value::Array(emails)) = get_ci(doc, "emails") {
             for e in emails.iter().filter_map(Value::as_object) {
                 // One row per element, so value paths see elements without type or value too.
-                x.emails.push((str_of(e, "type").map(fold), str_of(e, "value").map(fold)));
+                x.emails
+                    .push((str_of(e, "type").map(fold), str_of(e, "value").map(fold)));
             }
         }
         if let Some(Value::Object(ent)) = get_ci(doc, ENTERPRISE_URN) {
@@ -97,9 +100,12 @@ pub fn parse_members(v: &Value) -> StoreResult<Vec<NewMember>> {
     items
         .iter()
         .map(|m| {
-            let obj = m.as_object().ok_or_else(|| scim_schema::Error::InvalidValue("a member must be an object".into()))?;
-            let value = str_of(obj, "value")
-                .ok_or_else(|| scim_schema::Error::InvalidValue("a member needs a string value".into()))?;
+            let obj = m.as_object().ok_or_else(|| {
+                scim_schema::Error::InvalidValue("a member must be an object".into())
+            })?;
+            let value = str_of(obj, "value").ok_or_else(|| {
+                scim_schema::Error::InvalidValue("a member needs a string value".into())
+            })?;
             Ok(NewMember {
                 value: value.to_string(),
                 member_type: str_of(obj, "type").map(str::to_string),
@@ -110,11 +116,13 @@ pub fn parse_members(v: &Value) -> StoreResult<Vec<NewMember>> {
 }
 
 fn parse_doc(s: &str) -> StoreResult<Doc> {
-    serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("stored document is not JSON: {e}")))
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Backend(format!("stored document is not JSON: {e}")))
 }
 
 fn ts(s: &str) -> StoreResult<chrono::DateTime<chrono::Utc>> {
-    parse_ts(s).ok_or_else(|| StoreError::Backend(format!("stored timestamp {s:?} is not RFC 3339")))
+    parse_ts(s)
+        .ok_or_else(|| StoreError::Backend(format!("stored timestamp {s:?} is not RFC 3339")))
 }
 
 /// A member row: `member_id, member_type, display`.
@@ -124,7 +132,10 @@ pub(crate) type GroupRef = (String, Option<String>, bool);
 
 impl Store {
     fn location(&self, kind: ResourceKind, id: &str) -> Option<String> {
-        self.inner.base_url.as_ref().map(|b| format!("{b}/{}/{id}", kind.endpoint()))
+        self.inner
+            .base_url
+            .as_ref()
+            .map(|b| format!("{b}/{}/{id}", kind.endpoint()))
     }
 
     /// Builds the response document from a row and, optionally, members or groups.
@@ -137,7 +148,16 @@ impl Store {
     ) -> StoredResource {
         let (id, doc, created, last_modified, version) = row;
         let stored = parse_doc(&doc).unwrap_or_default();
-        self.assemble_doc(kind, id, stored, &created, &last_modified, version, members, groups)
+        self.assemble_doc(
+            kind,
+            id,
+            stored,
+            &created,
+            &last_modified,
+            version,
+            members,
+            groups,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -192,7 +212,10 @@ impl Store {
                         if let Some(d) = display {
                             g.insert("display".into(), Value::String(d.clone()));
                         }
-                        g.insert("type".into(), Value::String(if *direct { "direct" } else { "indirect" }.into()));
+                        g.insert(
+                            "type".into(),
+                            Value::String(if *direct { "direct" } else { "indirect" }.into()),
+                        );
                         Value::Object(g)
                     })
                     .collect();
@@ -221,12 +244,18 @@ impl Store {
     /// Creates a resource. The server assigns `id` (UUID v7) and `meta`; `client_id` scopes the
     /// uniqueness of `externalId`. Group `members` must name existing resources, else
     /// [`StoreError::UnknownMembers`] and nothing is written.
-    pub fn create(&self, kind: ResourceKind, mut doc: Doc, client_id: Option<&str>) -> StoreResult<StoredResource> {
+    pub fn create(
+        &self,
+        kind: ResourceKind,
+        mut doc: Doc,
+        client_id: Option<&str>,
+    ) -> StoreResult<StoredResource> {
         let members = strip(kind, &mut doc)?;
         let x = extract(kind, &doc);
         let id = uuid::Uuid::now_v7().to_string();
         let now = fmt_ts(self.now());
-        let doc_text = serde_json::to_string(&doc).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let doc_text =
+            serde_json::to_string(&doc).map_err(|e| StoreError::Backend(e.to_string()))?;
         let client = client_id.unwrap_or("").to_string();
         self.write_tx(|c, changes| {
             insert_resource(c, kind, &id, &doc_text, &x, &client, &now)?;
@@ -251,7 +280,12 @@ impl Store {
 
     /// Reads a resource. `with_members` = false skips Group `members` (excludedAttributes=members)
     /// without touching the membership table, and skips User `groups`.
-    pub fn get(&self, kind: ResourceKind, id: &str, with_members: bool) -> StoreResult<StoredResource> {
+    pub fn get(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        with_members: bool,
+    ) -> StoreResult<StoredResource> {
         let mut conn = self.read_conn()?;
         let c = &mut *conn;
         let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
@@ -285,7 +319,15 @@ impl Store {
             ResourceKind::Group => Some(members.unwrap_or_default()),
             ResourceKind::User => None,
         };
-        self.modify(kind, id, if_match, client_id, ChangeOp::Replace, members, |_| Ok(doc))
+        self.modify(
+            kind,
+            id,
+            if_match,
+            client_id,
+            ChangeOp::Replace,
+            members,
+            |_| Ok(doc),
+        )
     }
 
     /// Read-modify-write in one transaction (the PATCH path). `f` receives the current document
@@ -318,13 +360,25 @@ impl Store {
         let kind = ResourceKind::Group;
         let now = fmt_ts(self.now());
         let r = self.write_tx(|c, changes| {
-            let (_, _, bumped) = self.modify_in(c, changes, kind, id, if_match, client_id, ChangeOp::Update, None, f)?;
+            let (_, _, bumped) = self.modify_in(
+                c,
+                changes,
+                kind,
+                id,
+                if_match,
+                client_id,
+                ChangeOp::Update,
+                None,
+                f,
+            )?;
             let delta = member_delta_in(c, changes, id, &add, &remove)?;
             if delta && !bumped {
                 bump(c, id, &now)?;
             }
             let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
-            let members = load_members(c, &[id.to_string()])?.remove(id).unwrap_or_default();
+            let members = load_members(c, &[id.to_string()])?
+                .remove(id)
+                .unwrap_or_default();
             Ok(self.assemble(kind, row, Some(&members), None))
         })?;
         Ok(r)
@@ -342,17 +396,22 @@ impl Store {
         f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
     ) -> StoreResult<StoredResource> {
         self.write_tx(|c, changes| {
-            let (res, member_rows, _) = self.modify_in(c, changes, kind, id, if_match, client_id, op, members, f)?;
+            let (res, member_rows, _) =
+                self.modify_in(c, changes, kind, id, if_match, client_id, op, members, f)?;
             match kind {
                 ResourceKind::Group => {
                     let rows = match member_rows {
                         Some(rows) => rows,
-                        None => load_members(c, &[id.to_string()])?.remove(id).unwrap_or_default(),
+                        None => load_members(c, &[id.to_string()])?
+                            .remove(id)
+                            .unwrap_or_default(),
                     };
                     Ok(self.with_members(res, &rows))
                 }
                 ResourceKind::User => {
-                    let groups = load_groups(c, &[id.to_string()])?.remove(id).unwrap_or_default();
+                    let groups = load_groups(c, &[id.to_string()])?
+                        .remove(id)
+                        .unwrap_or_default();
                     Ok(self.with_groups(res, &groups))
                 }
             }
@@ -361,12 +420,30 @@ impl Store {
 
     fn with_members(&self, r: StoredResource, rows: &[MemberRow]) -> StoredResource {
         let (created, lm) = (fmt_ts(r.created), fmt_ts(r.last_modified));
-        self.assemble_doc(r.kind, r.id, stored_part(r.doc), &created, &lm, r.version, Some(rows), None)
+        self.assemble_doc(
+            r.kind,
+            r.id,
+            stored_part(r.doc),
+            &created,
+            &lm,
+            r.version,
+            Some(rows),
+            None,
+        )
     }
 
     fn with_groups(&self, r: StoredResource, groups: &[GroupRef]) -> StoredResource {
         let (created, lm) = (fmt_ts(r.created), fmt_ts(r.last_modified));
-        self.assemble_doc(r.kind, r.id, stored_part(r.doc), &created, &lm, r.version, None, Some(groups))
+        self.assemble_doc(
+            r.kind,
+            r.id,
+            stored_part(r.doc),
+            &created,
+            &lm,
+            r.version,
+            None,
+            Some(groups),
+        )
     }
 
     /// The body of replace/update inside a write transaction. Returns the resource (without
@@ -388,7 +465,16 @@ impl Store {
         let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
         check_if_match(if_match, row.4)?;
         let before = parse_doc(&row.1)?;
-        let current = self.assemble_doc(kind, row.0.clone(), before.clone(), &row.2, &row.3, row.4, None, None);
+        let current = self.assemble_doc(
+            kind,
+            row.0.clone(),
+            before.clone(),
+            &row.2,
+            &row.3,
+            row.4,
+            None,
+            None,
+        );
         let mut after = f(current.doc)?;
         let returned_members = strip(kind, &mut after)?;
         if op == ChangeOp::Update && returned_members.is_some() {
@@ -409,13 +495,18 @@ impl Store {
         let members_changed = !added.is_empty() || removed != MemberRemoval::None;
         let client = client_id.map(str::to_string);
         if after == before && !members_changed {
-            return Ok((self.assemble_doc(kind, row.0, before, &row.2, &row.3, row.4, None, None), member_rows, false));
+            return Ok((
+                self.assemble_doc(kind, row.0, before, &row.2, &row.3, row.4, None, None),
+                member_rows,
+                false,
+            ));
         }
         let now = fmt_ts(self.now());
         let version = row.4 + 1;
         if after != before {
             let x = extract(kind, &after);
-            let doc_text = serde_json::to_string(&after).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let doc_text =
+                serde_json::to_string(&after).map_err(|e| StoreError::Backend(e.to_string()))?;
             update_resource(c, id, &doc_text, &x, client.as_deref(), &now, version)?;
             if x.emails != extract(kind, &before).emails {
                 let mut q = Sql::<()>::new("DELETE FROM resource_values WHERE resource_id = ");
@@ -435,7 +526,11 @@ impl Store {
             members_added: added,
             members_removed: removed,
         });
-        Ok((self.assemble_doc(kind, row.0, after, &row.2, &now, version, None, None), member_rows, true))
+        Ok((
+            self.assemble_doc(kind, row.0, after, &row.2, &now, version, None, None),
+            member_rows,
+            true,
+        ))
     }
 
     /// Deletes a resource, its memberships (as member and as group) and its extracted values.
@@ -445,10 +540,10 @@ impl Store {
         self.write_tx(|c, changes| {
             let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
             check_if_match(if_match, row.4)?;
-            let mut q = Sql::<()>::new(
-                "UPDATE resources SET version = version + 1, last_modified = ",
-            );
-            q.text(now.as_str()).push(" WHERE id IN (SELECT group_id FROM group_members WHERE member_id = ");
+            let mut q =
+                Sql::<()>::new("UPDATE resources SET version = version + 1, last_modified = ");
+            q.text(now.as_str())
+                .push(" WHERE id IN (SELECT group_id FROM group_members WHERE member_id = ");
             q.text(id).push(")");
             q.execute(c)?;
             let mut q = Sql::<()>::new("DELETE FROM resources WHERE id = ");
@@ -481,16 +576,27 @@ impl Store {
         let now_t = self.now();
         let now = fmt_ts(now_t);
         self.write_tx(|c, changes| {
-            let mut q = Sql::<(BigInt, Text)>::new("SELECT version, last_modified FROM resources WHERE id = ");
+            let mut q = Sql::<(BigInt, Text)>::new(
+                "SELECT version, last_modified FROM resources WHERE id = ",
+            );
             q.text(group_id).push(" AND resource_type = 'Group'");
-            let (version, last_modified): (i64, String) = q.get_result(c).optional()?.ok_or(StoreError::NotFound)?;
+            let (version, last_modified): (i64, String) =
+                q.get_result(c).optional()?.ok_or(StoreError::NotFound)?;
             check_if_match(if_match, version)?;
             let changed = member_delta_in(c, changes, group_id, &add, &remove)?;
             if changed {
                 bump(c, group_id, &now)?;
-                Ok(MemberDeltaOutcome { version: version + 1, last_modified: now_t, changed })
+                Ok(MemberDeltaOutcome {
+                    version: version + 1,
+                    last_modified: now_t,
+                    changed,
+                })
             } else {
-                Ok(MemberDeltaOutcome { version, last_modified: ts(&last_modified)?, changed })
+                Ok(MemberDeltaOutcome {
+                    version,
+                    last_modified: ts(&last_modified)?,
+                    changed,
+                })
             }
         })
     }
@@ -499,7 +605,9 @@ impl Store {
     pub fn group_members(&self, group_id: &str) -> StoreResult<Vec<MemberRow>> {
         let mut conn = self.read_conn()?;
         load_row(&mut conn, ResourceKind::Group, group_id)?.ok_or(StoreError::NotFound)?;
-        Ok(load_members(&mut conn, &[group_id.to_string()])?.remove(group_id).unwrap_or_default())
+        Ok(load_members(&mut conn, &[group_id.to_string()])?
+            .remove(group_id)
+            .unwrap_or_default())
     }
 }
 
@@ -537,7 +645,11 @@ fn member_delta_in(
             n
         }
     };
-    let added = if add.is_empty() { Vec::new() } else { add_members(c, group_id, add)? };
+    let added = if add.is_empty() {
+        Vec::new()
+    } else {
+        add_members(c, group_id, add)?
+    };
     let changed = removed > 0 || !added.is_empty();
     if changed {
         changes.push(Change {
@@ -547,7 +659,11 @@ fn member_delta_in(
             before: None,
             after: None,
             members_added: added.into_iter().map(|m| m.0).collect(),
-            members_removed: if removed > 0 { remove.clone() } else { MemberRemoval::None },
+            members_removed: if removed > 0 {
+                remove.clone()
+            } else {
+                MemberRemoval::None
+            },
         });
     }
     Ok(changed)
@@ -561,18 +677,34 @@ fn bump(c: &mut DbConnection, id: &str, now: &str) -> StoreResult<()> {
     Ok(())
 }
 
-pub(crate) fn load_row(c: &mut DbConnection, kind: ResourceKind, id: &str) -> StoreResult<Option<Row>> {
-    let mut q = Sql::<RowSt>::new("SELECT id, doc, created, last_modified, version FROM resources WHERE id = ");
-    q.text(id).push(" AND resource_type = ").push(kind.sql_literal());
+pub(crate) fn load_row(
+    c: &mut DbConnection,
+    kind: ResourceKind,
+    id: &str,
+) -> StoreResult<Option<Row>> {
+    let mut q = Sql::<RowSt>::new(
+        "SELECT id, doc, created, last_modified, version FROM resources WHERE id = ",
+    );
+    q.text(id)
+        .push(" AND resource_type = ")
+        .push(kind.sql_literal());
     Ok(q.get_result::<Row>(c).optional()?)
 }
 
 /// Loads rows by id, in the order given (missing ids are skipped).
-pub(crate) fn load_rows(c: &mut DbConnection, kind: ResourceKind, ids: &[String]) -> StoreResult<Vec<Row>> {
+pub(crate) fn load_rows(
+    c: &mut DbConnection,
+    kind: ResourceKind,
+    ids: &[String],
+) -> StoreResult<Vec<Row>> {
     let mut by_id: HashMap<String, Row> = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
-        let mut q = Sql::<RowSt>::new("SELECT id, doc, created, last_modified, version FROM resources WHERE id IN (");
-        q.text_list(chunk.iter().map(String::as_str)).push(") AND resource_type = ").push(kind.sql_literal());
+        let mut q = Sql::<RowSt>::new(
+            "SELECT id, doc, created, last_modified, version FROM resources WHERE id IN (",
+        );
+        q.text_list(chunk.iter().map(String::as_str))
+            .push(") AND resource_type = ")
+            .push(kind.sql_literal());
         for row in q.load::<Row>(c)? {
             by_id.insert(row.0.clone(), row);
         }
@@ -598,12 +730,15 @@ fn insert_resource(
     q.text(doc).push(", ");
     q.bind(Bind::OptText(x.user_name_folded.clone())).push(", ");
     q.bind(Bind::OptText(x.display_name.clone())).push(", ");
-    q.bind(Bind::OptText(x.display_name_folded.clone())).push(", ");
+    q.bind(Bind::OptText(x.display_name_folded.clone()))
+        .push(", ");
     q.bind(Bind::OptText(x.external_id.clone())).push(", ");
     q.text(client).push(", ");
     q.bind(Bind::OptBool(x.active)).push(", ");
-    q.bind(Bind::OptText(x.employee_number_folded.clone())).push(", ");
-    q.bind(Bind::OptText(x.manager_value_folded.clone())).push(", ");
+    q.bind(Bind::OptText(x.employee_number_folded.clone()))
+        .push(", ");
+    q.bind(Bind::OptText(x.manager_value_folded.clone()))
+        .push(", ");
     q.text(now).push(", ");
     q.text(now).push(", 1)");
     q.execute(c)?;
@@ -621,13 +756,20 @@ fn update_resource(
 ) -> StoreResult<()> {
     let mut q = Sql::<()>::new("UPDATE resources SET doc = ");
     q.text(doc).push(", user_name_folded = ");
-    q.bind(Bind::OptText(x.user_name_folded.clone())).push(", display_name = ");
-    q.bind(Bind::OptText(x.display_name.clone())).push(", display_name_folded = ");
-    q.bind(Bind::OptText(x.display_name_folded.clone())).push(", external_id = ");
-    q.bind(Bind::OptText(x.external_id.clone())).push(", active = ");
-    q.bind(Bind::OptBool(x.active)).push(", employee_number_folded = ");
-    q.bind(Bind::OptText(x.employee_number_folded.clone())).push(", manager_value_folded = ");
-    q.bind(Bind::OptText(x.manager_value_folded.clone())).push(", last_modified = ");
+    q.bind(Bind::OptText(x.user_name_folded.clone()))
+        .push(", display_name = ");
+    q.bind(Bind::OptText(x.display_name.clone()))
+        .push(", display_name_folded = ");
+    q.bind(Bind::OptText(x.display_name_folded.clone()))
+        .push(", external_id = ");
+    q.bind(Bind::OptText(x.external_id.clone()))
+        .push(", active = ");
+    q.bind(Bind::OptBool(x.active))
+        .push(", employee_number_folded = ");
+    q.bind(Bind::OptText(x.employee_number_folded.clone()))
+        .push(", manager_value_folded = ");
+    q.bind(Bind::OptText(x.manager_value_folded.clone()))
+        .push(", last_modified = ");
     q.text(now).push(", version = ");
     q.int(version);
     if let Some(client) = client {
@@ -642,7 +784,9 @@ fn insert_values(c: &mut DbConnection, id: &str, x: &Extracted) -> StoreResult<(
     if x.emails.is_empty() {
         return Ok(());
     }
-    let mut q = Sql::<()>::new("INSERT INTO resource_values (resource_id, attr, type_folded, value_folded) VALUES ");
+    let mut q = Sql::<()>::new(
+        "INSERT INTO resource_values (resource_id, attr, type_folded, value_folded) VALUES ",
+    );
     for (i, (t, v)) in x.emails.iter().enumerate() {
         if i > 0 {
             q.push(", ");
@@ -657,20 +801,34 @@ fn insert_values(c: &mut DbConnection, id: &str, x: &Extracted) -> StoreResult<(
 
 /// Checks that the members exist and inserts them (existing memberships are left alone).
 /// Returns the member rows actually inserted.
-fn add_members(c: &mut DbConnection, group_id: &str, members: &[NewMember]) -> StoreResult<Vec<MemberRow>> {
+fn add_members(
+    c: &mut DbConnection,
+    group_id: &str,
+    members: &[NewMember],
+) -> StoreResult<Vec<MemberRow>> {
     let mut seen = HashSet::new();
-    let members: Vec<&NewMember> = members.iter().filter(|m| seen.insert(m.value.as_str())).collect();
+    let members: Vec<&NewMember> = members
+        .iter()
+        .filter(|m| seen.insert(m.value.as_str()))
+        .collect();
     // Existence and real type of each member, in one query per chunk.
-    let mut found: HashMap<String, (String, Option<String>)> = HashMap::with_capacity(members.len());
+    let mut found: HashMap<String, (String, Option<String>)> =
+        HashMap::with_capacity(members.len());
     for chunk in members.chunks(CHUNK) {
-        let mut q =
-            Sql::<(Text, Text, Nullable<Text>)>::new("SELECT id, resource_type, display_name FROM resources WHERE id IN (");
-        q.text_list(chunk.iter().map(|m| m.value.as_str())).push(")");
+        let mut q = Sql::<(Text, Text, Nullable<Text>)>::new(
+            "SELECT id, resource_type, display_name FROM resources WHERE id IN (",
+        );
+        q.text_list(chunk.iter().map(|m| m.value.as_str()))
+            .push(")");
         for (id, rtype, display) in q.load::<(String, String, Option<String>)>(c)? {
             found.insert(id, (rtype, display));
         }
     }
-    let unknown: Vec<String> = members.iter().filter(|m| !found.contains_key(&m.value)).map(|m| m.value.clone()).collect();
+    let unknown: Vec<String> = members
+        .iter()
+        .filter(|m| !found.contains_key(&m.value))
+        .map(|m| m.value.clone())
+        .collect();
     if !unknown.is_empty() {
         return Err(StoreError::UnknownMembers(unknown));
     }
@@ -678,14 +836,25 @@ fn add_members(c: &mut DbConnection, group_id: &str, members: &[NewMember]) -> S
         .iter()
         .map(|m| {
             let (rtype, display) = &found[&m.value];
-            (m.value.clone(), rtype.clone(), m.display.clone().or_else(|| display.clone()))
+            (
+                m.value.clone(),
+                rtype.clone(),
+                m.display.clone().or_else(|| display.clone()),
+            )
         })
         .collect();
     let mut inserted = Vec::with_capacity(rows.len());
     // One statement per row keeps the statement cached and tells which rows were new.
     for row in rows {
-        let mut q = Sql::<()>::new("INSERT INTO group_members (group_id, member_id, member_type, display) VALUES (");
-        q.text(group_id).push(", ").text(row.0.as_str()).push(", ").text(row.1.as_str()).push(", ");
+        let mut q = Sql::<()>::new(
+            "INSERT INTO group_members (group_id, member_id, member_type, display) VALUES (",
+        );
+        q.text(group_id)
+            .push(", ")
+            .text(row.0.as_str())
+            .push(", ")
+            .text(row.1.as_str())
+            .push(", ");
         q.bind(Bind::OptText(row.2.clone()))
             .push(") ON CONFLICT (group_id, member_id) DO NOTHING");
         if q.execute(c)? > 0 {
@@ -702,32 +871,52 @@ fn replace_members(
     group_id: &str,
     new_members: &[NewMember],
 ) -> StoreResult<(Vec<MemberRow>, Vec<String>, MemberRemoval)> {
-    let current = load_members(c, &[group_id.to_string()])?.remove(group_id).unwrap_or_default();
+    let current = load_members(c, &[group_id.to_string()])?
+        .remove(group_id)
+        .unwrap_or_default();
     let wanted: HashSet<&str> = new_members.iter().map(|m| m.value.as_str()).collect();
     let have: HashSet<&str> = current.iter().map(|m| m.0.as_str()).collect();
     let gone: Vec<String> = have.difference(&wanted).map(|s| s.to_string()).collect();
-    let to_add: Vec<NewMember> = new_members.iter().filter(|m| !have.contains(m.value.as_str())).cloned().collect();
-    let removal = if gone.is_empty() { MemberRemoval::None } else { MemberRemoval::Ids(gone.clone()) };
+    let to_add: Vec<NewMember> = new_members
+        .iter()
+        .filter(|m| !have.contains(m.value.as_str()))
+        .cloned()
+        .collect();
+    let removal = if gone.is_empty() {
+        MemberRemoval::None
+    } else {
+        MemberRemoval::Ids(gone.clone())
+    };
     for chunk in gone.chunks(CHUNK) {
         let mut q = Sql::<()>::new("DELETE FROM group_members WHERE group_id = ");
         q.text(group_id).push(" AND member_id IN (");
         q.text_list(chunk.iter().map(String::as_str)).push(")");
         q.execute(c)?;
     }
-    let added = if to_add.is_empty() { Vec::new() } else { add_members(c, group_id, &to_add)? };
+    let added = if to_add.is_empty() {
+        Vec::new()
+    } else {
+        add_members(c, group_id, &to_add)?
+    };
     let added_ids = added.iter().map(|m| m.0.clone()).collect();
-    let rows = load_members(c, &[group_id.to_string()])?.remove(group_id).unwrap_or_default();
+    let rows = load_members(c, &[group_id.to_string()])?
+        .remove(group_id)
+        .unwrap_or_default();
     Ok((rows, added_ids, removal))
 }
 
 /// Members of each group in `group_ids`, in member-id order.
-pub(crate) fn load_members(c: &mut DbConnection, group_ids: &[String]) -> StoreResult<HashMap<String, Vec<MemberRow>>> {
+pub(crate) fn load_members(
+    c: &mut DbConnection,
+    group_ids: &[String],
+) -> StoreResult<HashMap<String, Vec<MemberRow>>> {
     let mut out: HashMap<String, Vec<MemberRow>> = HashMap::new();
     for chunk in group_ids.chunks(CHUNK) {
         let mut q = Sql::<(Text, Text, Text, Nullable<Text>)>::new(
             "SELECT group_id, member_id, member_type, display FROM group_members WHERE group_id IN (",
         );
-        q.text_list(chunk.iter().map(String::as_str)).push(") ORDER BY group_id, member_id");
+        q.text_list(chunk.iter().map(String::as_str))
+            .push(") ORDER BY group_id, member_id");
         for (gid, mid, mtype, display) in q.load::<(String, String, String, Option<String>)>(c)? {
             out.entry(gid).or_default().push((mid, mtype, display));
         }
@@ -737,7 +926,10 @@ pub(crate) fn load_members(c: &mut DbConnection, group_ids: &[String]) -> StoreR
 
 /// The groups of each user in `user_ids`, direct and indirect (through nested groups), in one
 /// recursive query per chunk. `UNION` (not `UNION ALL`) makes cycles terminate.
-pub(crate) fn load_groups(c: &mut DbConnection, user_ids: &[String]) -> StoreResult<HashMap<String, Vec<GroupRef>>> {
+pub(crate) fn load_groups(
+    c: &mut DbConnection,
+    user_ids: &[String],
+) -> StoreResult<HashMap<String, Vec<GroupRef>>> {
     let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
     for chunk in user_ids.chunks(CHUNK) {
         let mut q = Sql::<(Text, Text, Nullable<Text>, Integer)>::new(
@@ -750,7 +942,9 @@ pub(crate) fn load_groups(c: &mut DbConnection, user_ids: &[String]) -> StoreRes
              GROUP BY anc.root, r.id, r.display_name ORDER BY anc.root, r.id",
         );
         for (root, gid, display, direct) in q.load::<(String, String, Option<String>, i32)>(c)? {
-            out.entry(root).or_default().push((gid, display, direct != 0));
+            out.entry(root)
+                .or_default()
+                .push((gid, display, direct != 0));
         }
     }
     Ok(out)

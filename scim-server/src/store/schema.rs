@@ -51,4 +51,9 @@ diesel::table! {
 }
 
 diesel::joinable!(resource_values -> resources (resource_id));
-diesel::allow_tables_to_appear_in_same_query!(resources, resource_values, group_members, api_tokens);
+diesel::allow_tables_to_appear_in_same_query!(
+    resources,
+    resource_values,
+    group_members,
+    api_tokens
+);

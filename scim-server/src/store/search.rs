@@ -31,7 +31,9 @@ use sha2::Digest;
 use super::memeval::{self, SortKey};
 use super::resources::{fold, load_groups, load_members, load_rows, Row, ENTERPRISE_URN};
 use super::sql::{Bind, Sql};
-use super::{fmt_ts, parse_ts, DbConnection, ResourceKind, Store, StoreError, StoreResult, StoredResource};
+use super::{
+    fmt_ts, parse_ts, DbConnection, ResourceKind, Store, StoreError, StoreResult, StoredResource,
+};
 
 /// Rows read per batch when evaluating in memory.
 pub const BATCH: i64 = 1000;
@@ -117,8 +119,12 @@ impl Translator<'_> {
         match scope {
             Scope::Emails => {
                 return match (sub, name) {
-                    (None, n) if n.eq_ignore_ascii_case("value") => Some(Target::Value("emails", "v.value_folded", ColType::Folded)),
-                    (None, n) if n.eq_ignore_ascii_case("type") => Some(Target::Value("emails", "v.type_folded", ColType::Folded)),
+                    (None, n) if n.eq_ignore_ascii_case("value") => {
+                        Some(Target::Value("emails", "v.value_folded", ColType::Folded))
+                    }
+                    (None, n) if n.eq_ignore_ascii_case("type") => {
+                        Some(Target::Value("emails", "v.type_folded", ColType::Folded))
+                    }
                     _ => None,
                 };
             }
@@ -129,14 +135,24 @@ impl Translator<'_> {
         let core = urn_ok(path.urn.as_ref(), main);
         let t = match self.kind {
             _ if core && is("id") && sub.is_none() => Target::Col("id", ColType::Exact),
-            _ if core && is("externalId") && sub.is_none() => Target::Col("external_id", ColType::Exact),
-            _ if core && is("displayName") && sub.is_none() => Target::Col("display_name_folded", ColType::Folded),
-            _ if core && is("meta") && sub_is("created") => return Some(Target::Col("created", ColType::Time)),
-            _ if core && is("meta") && sub_is("lastModified") => return Some(Target::Col("last_modified", ColType::Time)),
+            _ if core && is("externalId") && sub.is_none() => {
+                Target::Col("external_id", ColType::Exact)
+            }
+            _ if core && is("displayName") && sub.is_none() => {
+                Target::Col("display_name_folded", ColType::Folded)
+            }
+            _ if core && is("meta") && sub_is("created") => {
+                return Some(Target::Col("created", ColType::Time))
+            }
+            _ if core && is("meta") && sub_is("lastModified") => {
+                return Some(Target::Col("last_modified", ColType::Time))
+            }
             ResourceKind::User if core && is("userName") && sub.is_none() => {
                 Target::Col("user_name_folded", ColType::Folded)
             }
-            ResourceKind::User if core && is("active") && sub.is_none() => Target::Col("active", ColType::Bool),
+            ResourceKind::User if core && is("active") && sub.is_none() => {
+                Target::Col("active", ColType::Bool)
+            }
             ResourceKind::User if core && is("emails") && sub_is("value") => {
                 Target::Value("emails", "v.value_folded", ColType::Folded)
             }
@@ -144,11 +160,17 @@ impl Translator<'_> {
                 Target::Value("emails", "v.type_folded", ColType::Folded)
             }
             ResourceKind::User
-                if urn_ok(path.urn.as_ref(), ENTERPRISE_URN) && is("employeeNumber") && sub.is_none() =>
+                if urn_ok(path.urn.as_ref(), ENTERPRISE_URN)
+                    && is("employeeNumber")
+                    && sub.is_none() =>
             {
                 Target::Col("employee_number_folded", ColType::Folded)
             }
-            ResourceKind::User if urn_ok(path.urn.as_ref(), ENTERPRISE_URN) && is("manager") && sub_is("value") => {
+            ResourceKind::User
+                if urn_ok(path.urn.as_ref(), ENTERPRISE_URN)
+                    && is("manager")
+                    && sub_is("value") =>
+            {
                 Target::Col("manager_value_folded", ColType::Folded)
             }
             ResourceKind::Group if core && is("members") && sub_is("value") => Target::Member,
@@ -221,7 +243,8 @@ impl Translator<'_> {
                     _ => (None, false),
                 }
             }
-            Filter::Compare { path, op, value } => match self.leaf(path, Some((*op, value)), scope) {
+            Filter::Compare { path, op, value } => match self.leaf(path, Some((*op, value)), scope)
+            {
                 Some(s) => (Some(s), true),
                 None => (None, false),
             },
@@ -233,13 +256,22 @@ impl Translator<'_> {
     }
 
     /// A comparison (`Some((op, value))`) or presence test (`None`) on one path.
-    fn leaf(&self, path: &AttrPath, cmp: Option<(CompareOp, &CompValue)>, scope: Scope) -> Option<Sql> {
+    fn leaf(
+        &self,
+        path: &AttrPath,
+        cmp: Option<(CompareOp, &CompValue)>,
+        scope: Scope,
+    ) -> Option<Sql> {
         let target = self.column(path, scope)?;
         let (col, ty, child) = match target {
             Target::Col(c, ty) => (c, ty, None),
-            Target::Value(attr, c, ty) if scope == Scope::Resource => (c, ty, Some(Scope::Emails).filter(|_| attr == "emails")),
+            Target::Value(attr, c, ty) if scope == Scope::Resource => {
+                (c, ty, Some(Scope::Emails).filter(|_| attr == "emails"))
+            }
             Target::Value(_, c, ty) => (c, ty, None),
-            Target::Member if scope == Scope::Resource => ("gm.member_id", ColType::Exact, Some(Scope::Members)),
+            Target::Member if scope == Scope::Resource => {
+                ("gm.member_id", ColType::Exact, Some(Scope::Members))
+            }
             Target::Member => ("gm.member_id", ColType::Exact, None),
         };
         // `ne` on a child table is NOT EXISTS(eq), matching "no value equals".
@@ -321,23 +353,41 @@ fn condition(col: &str, ty: ColType, cmp: Option<(CompareOp, &CompValue)>) -> Op
         CompareOp::Le => " <= ",
         _ => "",
     };
-    let (op, negate) = if op == CompareOp::Ne { (CompareOp::Eq, true) } else { (op, false) };
+    let (op, negate) = if op == CompareOp::Ne {
+        (CompareOp::Eq, true)
+    } else {
+        (op, false)
+    };
     match (ty, value) {
         (ColType::Bool, CompValue::Bool(b)) if op == CompareOp::Eq => {
             s.push(" AND ").push(col).push(" = ").bind(Bind::Bool(*b));
         }
-        (ColType::Time, CompValue::Str(v)) if !matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) => {
+        (ColType::Time, CompValue::Str(v))
+            if !matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) =>
+        {
             let t = fmt_ts(parse_ts(v)?);
             s.push(" AND ").push(col).push(cmp_sql(op)).text(t);
         }
         (ColType::Exact | ColType::Folded, CompValue::Str(v)) => {
-            let v = if ty == ColType::Folded { fold(v) } else { v.clone() };
+            let v = if ty == ColType::Folded {
+                fold(v)
+            } else {
+                v.clone()
+            };
             match op {
                 CompareOp::Co => {
-                    s.push(" AND ").push(col).push(" LIKE ").text(format!("%{}%", like_escape(&v))).push(" ESCAPE '\\'");
+                    s.push(" AND ")
+                        .push(col)
+                        .push(" LIKE ")
+                        .text(format!("%{}%", like_escape(&v)))
+                        .push(" ESCAPE '\\'");
                 }
                 CompareOp::Ew => {
-                    s.push(" AND ").push(col).push(" LIKE ").text(format!("%{}", like_escape(&v))).push(" ESCAPE '\\'");
+                    s.push(" AND ")
+                        .push(col)
+                        .push(" LIKE ")
+                        .text(format!("%{}", like_escape(&v)))
+                        .push(" ESCAPE '\\'");
                 }
                 CompareOp::Sw => match prefix_upper_bound(&v) {
                     // A range uses the index on both backends (LIKE with ESCAPE does not on SQLite).
@@ -347,7 +397,11 @@ fn condition(col: &str, ty: ColType, cmp: Option<(CompareOp, &CompValue)>) -> Op
                     }
                     None if v.is_empty() => {}
                     None => {
-                        s.push(" AND ").push(col).push(" LIKE ").text(format!("{}%", like_escape(&v))).push(" ESCAPE '\\'");
+                        s.push(" AND ")
+                            .push(col)
+                            .push(" LIKE ")
+                            .text(format!("{}%", like_escape(&v)))
+                            .push(" ESCAPE '\\'");
                     }
                 },
                 _ => {
@@ -368,12 +422,22 @@ fn condition(col: &str, ty: ColType, cmp: Option<(CompareOp, &CompValue)>) -> Op
 }
 
 /// A sort that SQL can do: the column (NOT NULL columns need no NULL handling).
-fn sort_column(kind: ResourceKind, path: &AttrPath, schema: &ResourceSchema) -> Option<&'static str> {
+fn sort_column(
+    kind: ResourceKind,
+    path: &AttrPath,
+    schema: &ResourceSchema,
+) -> Option<&'static str> {
     let t = Translator { kind, schema };
     match t.column(path, Scope::Resource)? {
-        Target::Col(c @ ("id" | "user_name_folded" | "display_name_folded" | "external_id" | "created" | "last_modified"), _) => {
-            Some(c)
-        }
+        Target::Col(
+            c @ ("id"
+            | "user_name_folded"
+            | "display_name_folded"
+            | "external_id"
+            | "created"
+            | "last_modified"),
+            _,
+        ) => Some(c),
         _ => None,
     }
 }
@@ -382,9 +446,9 @@ fn sort_column(kind: ResourceKind, path: &AttrPath, schema: &ResourceSchema) -> 
 struct Cursor {
     /// Query signature: a cursor only continues the query it came from.
     s: String,
-    /// Keyset: last sort key (None = NULL) and id.
+    /// Keyset: last sort key (absent = NULL) and id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    k: Option<Option<String>>,
+    k: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     i: Option<String>,
     /// In-memory ordering: offset (0-based) of the next page.
@@ -393,12 +457,19 @@ struct Cursor {
 }
 
 fn encode_cursor(c: &Cursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).unwrap_or_default())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(c).unwrap_or_default())
 }
 
 fn decode_cursor(s: &str, sig: &str) -> StoreResult<Cursor> {
-    let bad = || StoreError::Scim(scim_schema::Error::InvalidValue("invalid or expired cursor".into()));
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    let bad = || {
+        StoreError::Scim(scim_schema::Error::InvalidValue(
+            "invalid or expired cursor".into(),
+        ))
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| bad())?;
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     if c.s != sig {
         return Err(bad());
@@ -408,7 +479,10 @@ fn decode_cursor(s: &str, sig: &str) -> StoreResult<Cursor> {
 
 fn signature(kind: ResourceKind, q: &SearchQuery) -> String {
     let mut h = sha2::Sha256::new();
-    h.update(format!("{kind}|{:?}|{:?}|{}", q.filter, q.sort_by, q.descending));
+    h.update(format!(
+        "{kind}|{:?}|{:?}|{}",
+        q.filter, q.sort_by, q.descending
+    ));
     hex::encode(&h.finalize()[..6])
 }
 
@@ -417,7 +491,12 @@ type SortRow = (String, String, String, String, i64, Option<String>);
 
 impl Store {
     /// Searches resources of `kind` (see the module docs for what runs where).
-    pub fn search(&self, kind: ResourceKind, q: &SearchQuery, schema: &ResourceSchema) -> StoreResult<Page> {
+    pub fn search(
+        &self,
+        kind: ResourceKind,
+        q: &SearchQuery,
+        schema: &ResourceSchema,
+    ) -> StoreResult<Page> {
         let mut conn = self.read_conn()?;
         let c = &mut *conn;
         let tr = Translator { kind, schema };
@@ -455,7 +534,13 @@ impl Store {
         let total = count.get_result::<i64>(c)?.max(0) as u64;
         let start_index = q.start_index.max(1);
         if q.count == 0 {
-            return Ok(Page { total_results: total, start_index, resources: Vec::new(), next_cursor: None, previous_cursor: None });
+            return Ok(Page {
+                total_results: total,
+                start_index,
+                resources: Vec::new(),
+                next_cursor: None,
+                previous_cursor: None,
+            });
         }
         let sort_expr = if col == "id" { "NULL" } else { col };
         let mut page = Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, ");
@@ -466,19 +551,29 @@ impl Store {
             Some(s) => Some(decode_cursor(s, sig)?),
         };
         if let Some(cur) = &cursor {
-            let (Some(key), Some(id)) = (&cur.k, &cur.i) else {
-                return Err(scim_schema::Error::InvalidValue("invalid or expired cursor".into()).into());
+            let Some(id) = &cur.i else {
+                return Err(
+                    scim_schema::Error::InvalidValue("invalid or expired cursor".into()).into(),
+                );
             };
             page.push(" AND ");
-            keyset(&mut page, col, key.as_deref(), id, asc);
+            keyset(&mut page, col, cur.k.as_deref(), id, asc);
         }
         // NULLs first ascending, last descending (ties by id).
         if col == "id" {
-            page.push(if asc { " ORDER BY id ASC" } else { " ORDER BY id DESC" });
+            page.push(if asc {
+                " ORDER BY id ASC"
+            } else {
+                " ORDER BY id DESC"
+            });
         } else if asc {
-            page.push(" ORDER BY ").push(col).push(" ASC NULLS FIRST, id ASC");
+            page.push(" ORDER BY ")
+                .push(col)
+                .push(" ASC NULLS FIRST, id ASC");
         } else {
-            page.push(" ORDER BY ").push(col).push(" DESC NULLS LAST, id DESC");
+            page.push(" ORDER BY ")
+                .push(col)
+                .push(" DESC NULLS LAST, id DESC");
         }
         page.push(" LIMIT ").int(q.count as i64 + 1);
         if cursor.is_none() && q.cursor.is_none() && start_index > 1 {
@@ -490,15 +585,28 @@ impl Store {
         let next_cursor = match (&q.cursor, more, rows.last()) {
             (Some(_), true, Some(last)) => Some(encode_cursor(&Cursor {
                 s: sig.to_string(),
-                k: Some(if col == "id" { Some(last.0.clone()) } else { last.5.clone() }),
+                k: if col == "id" {
+                    Some(last.0.clone())
+                } else {
+                    last.5.clone()
+                },
                 i: Some(last.0.clone()),
                 o: None,
             })),
             _ => None,
         };
-        let rows: Vec<Row> = rows.into_iter().map(|r| (r.0, r.1, r.2, r.3, r.4)).collect();
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .map(|r| (r.0, r.1, r.2, r.3, r.4))
+            .collect();
         let resources = self.page_resources(c, kind, rows, q.with_members)?;
-        Ok(Page { total_results: total, start_index, resources, next_cursor, previous_cursor: None })
+        Ok(Page {
+            total_results: total,
+            start_index,
+            resources,
+            next_cursor,
+            previous_cursor: None,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -513,12 +621,19 @@ impl Store {
         sig: &str,
     ) -> StoreResult<Page> {
         let filter = if exact { None } else { q.filter.as_ref() };
-        let needs_members = q.filter.as_ref().map(|f| mentions(f, kind)).unwrap_or(false) && filter.is_some();
+        let needs_members = q
+            .filter
+            .as_ref()
+            .map(|f| mentions(f, kind))
+            .unwrap_or(false)
+            && filter.is_some();
         let sort_by = q.sort_by.as_ref();
         let mut matched: Vec<(SortKey, String)> = Vec::new();
         let mut last_id: Option<String> = None;
         loop {
-            let mut batch = Sql::<super::resources::RowSt>::new("SELECT id, doc, created, last_modified, version");
+            let mut batch = Sql::<super::resources::RowSt>::new(
+                "SELECT id, doc, created, last_modified, version",
+            );
             batch.append(base);
             if let Some(id) = &last_id {
                 batch.push(" AND id > ").text(id.as_str());
@@ -529,8 +644,13 @@ impl Store {
             last_id = rows.last().map(|r| r.0.clone());
             let docs = self.page_resources(c, kind, rows, needs_members)?;
             for r in docs {
-                if filter.map(|f| memeval::matches(f, &r.doc, schema)).unwrap_or(true) {
-                    let key = sort_by.map(|p| memeval::sort_key(&r.doc, p, schema)).unwrap_or(SortKey::Null);
+                if filter
+                    .map(|f| memeval::matches(f, &r.doc, schema))
+                    .unwrap_or(true)
+                {
+                    let key = sort_by
+                        .map(|p| memeval::sort_key(&r.doc, p, schema))
+                        .unwrap_or(SortKey::Null);
                     matched.push((key, r.id));
                 }
             }
@@ -551,29 +671,59 @@ impl Store {
         let offset = match q.cursor.as_deref() {
             Some("") => 0,
             Some(s) => decode_cursor(s, sig)?.o.ok_or_else(|| {
-                StoreError::Scim(scim_schema::Error::InvalidValue("invalid or expired cursor".into()))
+                StoreError::Scim(scim_schema::Error::InvalidValue(
+                    "invalid or expired cursor".into(),
+                ))
             })?,
             None => q.start_index.max(1) - 1,
         };
         let start_index = offset + 1;
         if q.count == 0 {
-            return Ok(Page { total_results: total, start_index, resources: Vec::new(), next_cursor: None, previous_cursor: None });
+            return Ok(Page {
+                total_results: total,
+                start_index,
+                resources: Vec::new(),
+                next_cursor: None,
+                previous_cursor: None,
+            });
         }
         let end = offset.saturating_add(q.count).min(total);
-        let ids: Vec<String> =
-            matched.get(offset.min(total) as usize..end as usize).unwrap_or(&[]).iter().map(|m| m.1.clone()).collect();
+        let ids: Vec<String> = matched
+            .get(offset.min(total) as usize..end as usize)
+            .unwrap_or(&[])
+            .iter()
+            .map(|m| m.1.clone())
+            .collect();
         let rows = load_rows(c, kind, &ids)?;
         let resources = self.page_resources(c, kind, rows, q.with_members)?;
         let (next_cursor, previous_cursor) = match &q.cursor {
             Some(_) => (
-                (end < total).then(|| encode_cursor(&Cursor { s: sig.to_string(), k: None, i: None, o: Some(end) })),
+                (end < total).then(|| {
+                    encode_cursor(&Cursor {
+                        s: sig.to_string(),
+                        k: None,
+                        i: None,
+                        o: Some(end),
+                    })
+                }),
                 (offset > 0).then(|| {
-                    encode_cursor(&Cursor { s: sig.to_string(), k: None, i: None, o: Some(offset.saturating_sub(q.count)) })
+                    encode_cursor(&Cursor {
+                        s: sig.to_string(),
+                        k: None,
+                        i: None,
+                        o: Some(offset.saturating_sub(q.count)),
+                    })
                 }),
             ),
             None => (None, None),
         };
-        Ok(Page { total_results: total, start_index, resources, next_cursor, previous_cursor })
+        Ok(Page {
+            total_results: total,
+            start_index,
+            resources,
+            next_cursor,
+            previous_cursor,
+        })
     }
 
     /// Assembles rows, loading members (Groups) or groups (Users) for the whole page in one query.
@@ -585,7 +735,10 @@ impl Store {
         with_members: bool,
     ) -> StoreResult<Vec<StoredResource>> {
         if !with_members || rows.is_empty() {
-            return Ok(rows.into_iter().map(|r| self.assemble(kind, r, None, None)).collect());
+            return Ok(rows
+                .into_iter()
+                .map(|r| self.assemble(kind, r, None, None))
+                .collect());
         }
         let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         Ok(match kind {
@@ -620,16 +773,40 @@ fn keyset(s: &mut Sql<SortRowSt>, col: &str, key: Option<&str>, id: &str, asc: b
     }
     match (key, asc) {
         (None, true) => {
-            s.push("((").push(col).push(" IS NULL AND id > ").text(id).push(") OR ").push(col).push(" IS NOT NULL)");
+            s.push("((")
+                .push(col)
+                .push(" IS NULL AND id > ")
+                .text(id)
+                .push(") OR ")
+                .push(col)
+                .push(" IS NOT NULL)");
         }
         (None, false) => {
-            s.push("(").push(col).push(" IS NULL AND id < ").text(id).push(")");
+            s.push("(")
+                .push(col)
+                .push(" IS NULL AND id < ")
+                .text(id)
+                .push(")");
         }
         (Some(k), true) => {
-            s.push("(").push(col).push(", id) > (").text(k).push(", ").text(id).push(")");
+            s.push("(")
+                .push(col)
+                .push(", id) > (")
+                .text(k)
+                .push(", ")
+                .text(id)
+                .push(")");
         }
         (Some(k), false) => {
-            s.push("((").push(col).push(", id) < (").text(k).push(", ").text(id).push(") OR ").push(col).push(" IS NULL)");
+            s.push("((")
+                .push(col)
+                .push(", id) < (")
+                .text(k)
+                .push(", ")
+                .text(id)
+                .push(") OR ")
+                .push(col)
+                .push(" IS NULL)");
         }
     }
 }
@@ -644,7 +821,9 @@ fn mentions(f: &Filter, kind: ResourceKind) -> bool {
     match f {
         Filter::And(a, b) | Filter::Or(a, b) => mentions(a, kind) || mentions(b, kind),
         Filter::Not(a) => mentions(a, kind),
-        Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath { path, .. } => path.name.eq_str(name),
+        Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath { path, .. } => {
+            path.name.eq_str(name)
+        }
     }
 }
 

@@ -38,13 +38,19 @@ pub(crate) struct Sql<ST = ()> {
 
 impl Default for Sql<()> {
     fn default() -> Self {
-        Sql { parts: Vec::new(), _st: PhantomData }
+        Sql {
+            parts: Vec::new(),
+            _st: PhantomData,
+        }
     }
 }
 
 impl<ST> Sql<ST> {
     pub fn new(sql: &str) -> Self {
-        let mut s = Sql { parts: Vec::new(), _st: PhantomData };
+        let mut s = Sql {
+            parts: Vec::new(),
+            _st: PhantomData,
+        };
         s.push(sql);
         s
     }
@@ -115,10 +121,14 @@ impl<ST> QueryFragment<MultiBackend> for Sql<ST> {
             match p {
                 Part::Sql(s) => out.push_sql(s),
                 Part::Bind(Bind::Text(s)) => out.push_bind_param::<Text, String>(s)?,
-                Part::Bind(Bind::OptText(s)) => out.push_bind_param::<Nullable<Text>, Option<String>>(s)?,
+                Part::Bind(Bind::OptText(s)) => {
+                    out.push_bind_param::<Nullable<Text>, Option<String>>(s)?
+                }
                 Part::Bind(Bind::Int(i)) => out.push_bind_param::<BigInt, i64>(i)?,
                 Part::Bind(Bind::Bool(b)) => out.push_bind_param::<Bool, bool>(b)?,
-                Part::Bind(Bind::OptBool(b)) => out.push_bind_param::<Nullable<Bool>, Option<bool>>(b)?,
+                Part::Bind(Bind::OptBool(b)) => {
+                    out.push_bind_param::<Nullable<Bool>, Option<bool>>(b)?
+                }
             }
         }
         Ok(())

@@ -33,7 +33,8 @@ impl Drop for TestDb {
             }
             Cleanup::Postgres { admin_url, db } => {
                 if let Ok(mut c) = diesel::pg::PgConnection::establish(admin_url) {
-                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
+                    let _ =
+                        c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
                 }
             }
         }
@@ -43,18 +44,38 @@ impl Drop for TestDb {
 fn sqlite_db() -> TestDb {
     let path = std::env::temp_dir().join(format!("scimhub-store-{}.db", uuid::Uuid::new_v4()));
     let store = Store::open(&format!("sqlite://{}", path.display())).expect("open sqlite");
-    TestDb { store, name: "sqlite".into(), cleanup: Cleanup::Files(path) }
+    TestDb {
+        store,
+        name: "sqlite".into(),
+        cleanup: Cleanup::Files(path),
+    }
 }
 
 fn postgres_db() -> Option<TestDb> {
     let admin_url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").ok()?;
     let db = format!("scimhub_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = diesel::pg::PgConnection::establish(&admin_url).expect("connect to SCIMHUB_TEST_POSTGRES_URL");
-    admin.batch_execute(&format!("CREATE DATABASE \"{db}\"")).expect("create test database");
-    let (prefix, _) = admin_url.rsplit_once('/').expect("database URL with a database name");
+    let mut admin = diesel::pg::PgConnection::establish(&admin_url)
+        .expect("connect to SCIMHUB_TEST_POSTGRES_URL");
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{db}\""))
+        .expect("create test database");
+    let (prefix, _) = admin_url
+        .rsplit_once('/')
+        .expect("database URL with a database name");
     let url = format!("{prefix}/{db}");
-    let store = Store::open_with(&url, StoreOptions { pool_size: 4, ..StoreOptions::default() }).expect("open pg");
-    Some(TestDb { store, name: "postgres".into(), cleanup: Cleanup::Postgres { admin_url, db } })
+    let store = Store::open_with(
+        &url,
+        StoreOptions {
+            pool_size: 4,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open pg");
+    Some(TestDb {
+        store,
+        name: "postgres".into(),
+        cleanup: Cleanup::Postgres { admin_url, db },
+    })
 }
 
 /// Runs `f` on every configured backend.
@@ -106,7 +127,11 @@ fn user_schema() -> ResourceSchema {
         "schemaExtensions": [{"schema": ENTERPRISE, "required": false}]
     }))
     .unwrap();
-    ResourceSchema { resource_type: rt, main: Arc::new(main), extensions: vec![(Arc::new(ent), false)] }
+    ResourceSchema {
+        resource_type: rt,
+        main: Arc::new(main),
+        extensions: vec![(Arc::new(ent), false)],
+    }
 }
 
 fn group_schema() -> ResourceSchema {
@@ -125,22 +150,36 @@ fn group_schema() -> ResourceSchema {
         "schema": "urn:ietf:params:scim:schemas:core:2.0:Group"
     }))
     .unwrap();
-    ResourceSchema { resource_type: rt, main: Arc::new(main), extensions: vec![] }
+    ResourceSchema {
+        resource_type: rt,
+        main: Arc::new(main),
+        extensions: vec![],
+    }
 }
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 fn user(s: &Store, name: &str) -> StoredResource {
-    s.create(ResourceKind::User, obj(json!({"userName": name})), None).unwrap()
+    s.create(ResourceKind::User, obj(json!({"userName": name})), None)
+        .unwrap()
 }
 
 fn group(s: &Store, name: &str, members: &[&str]) -> StoredResource {
     let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
-    s.create(ResourceKind::Group, obj(json!({"displayName": name, "members": members})), None).unwrap()
+    s.create(
+        ResourceKind::Group,
+        obj(json!({"displayName": name, "members": members})),
+        None,
+    )
+    .unwrap()
 }
 
 fn cmp(path: AttrPath, op: CompareOp, v: &str) -> Filter {
-    Filter::Compare { path, op, value: CompValue::Str(v.into()) }
+    Filter::Compare {
+        path,
+        op,
+        value: CompValue::Str(v.into()),
+    }
 }
 
 #[test]
@@ -148,19 +187,69 @@ fn store_uniqueness() {
     each_backend(|db| {
         let s = &db.store;
         user(s, "BJensen");
-        let e = s.create(ResourceKind::User, obj(json!({"userName": "bjensen"})), None).unwrap_err();
-        assert!(matches!(&e, StoreError::Uniqueness(m) if m.contains("userName")), "{}: {e:?}", db.name);
+        let e = s
+            .create(
+                ResourceKind::User,
+                obj(json!({"userName": "bjensen"})),
+                None,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Uniqueness(m) if m.contains("userName")),
+            "{}: {e:?}",
+            db.name
+        );
         // externalId is unique per client.
-        s.create(ResourceKind::User, obj(json!({"userName": "a", "externalId": "X1"})), Some("hr")).unwrap();
-        s.create(ResourceKind::User, obj(json!({"userName": "b", "externalId": "X1"})), Some("idp")).unwrap();
-        let e = s.create(ResourceKind::User, obj(json!({"userName": "c", "externalId": "X1"})), Some("hr")).unwrap_err();
-        assert!(matches!(&e, StoreError::Uniqueness(m) if m.contains("externalId")), "{}: {e:?}", db.name);
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": "a", "externalId": "X1"})),
+            Some("hr"),
+        )
+        .unwrap();
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": "b", "externalId": "X1"})),
+            Some("idp"),
+        )
+        .unwrap();
+        let e = s
+            .create(
+                ResourceKind::User,
+                obj(json!({"userName": "c", "externalId": "X1"})),
+                Some("hr"),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Uniqueness(m) if m.contains("externalId")),
+            "{}: {e:?}",
+            db.name
+        );
         // Group displayName, case-insensitively; users may share displayNames.
         group(s, "Admins", &[]);
-        let e = s.create(ResourceKind::Group, obj(json!({"displayName": "ADMINS"})), None).unwrap_err();
-        assert!(matches!(&e, StoreError::Uniqueness(m) if m.contains("displayName")), "{}: {e:?}", db.name);
-        s.create(ResourceKind::User, obj(json!({"userName": "d", "displayName": "Same"})), None).unwrap();
-        s.create(ResourceKind::User, obj(json!({"userName": "e", "displayName": "Same"})), None).unwrap();
+        let e = s
+            .create(
+                ResourceKind::Group,
+                obj(json!({"displayName": "ADMINS"})),
+                None,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Uniqueness(m) if m.contains("displayName")),
+            "{}: {e:?}",
+            db.name
+        );
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": "d", "displayName": "Same"})),
+            None,
+        )
+        .unwrap();
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": "e", "displayName": "Same"})),
+            None,
+        )
+        .unwrap();
     });
 }
 
@@ -174,13 +263,32 @@ fn store_versions_if_match_and_delete() {
         let got = s.get(ResourceKind::User, &u.id, true).unwrap();
         assert_eq!(got.doc["userName"], json!("alice"));
         let e = s
-            .replace(ResourceKind::User, &u.id, obj(json!({"userName": "alice2"})), Some("W/\"7\""), None)
+            .replace(
+                ResourceKind::User,
+                &u.id,
+                obj(json!({"userName": "alice2"})),
+                Some("W/\"7\""),
+                None,
+            )
             .unwrap_err();
-        assert!(matches!(e, StoreError::PreconditionFailed { current_version: 1 }));
-        let r = s.replace(ResourceKind::User, &u.id, obj(json!({"userName": "alice2"})), Some("W/\"1\""), None).unwrap();
+        assert!(matches!(
+            e,
+            StoreError::PreconditionFailed { current_version: 1 }
+        ));
+        let r = s
+            .replace(
+                ResourceKind::User,
+                &u.id,
+                obj(json!({"userName": "alice2"})),
+                Some("W/\"1\""),
+                None,
+            )
+            .unwrap();
         assert_eq!(r.version, 2);
         // An update that changes nothing keeps the version.
-        let same = s.update_with(ResourceKind::User, &u.id, Some("*"), None, Ok).unwrap();
+        let same = s
+            .update_with(ResourceKind::User, &u.id, Some("*"), None, Ok)
+            .unwrap();
         assert_eq!(same.version, 2);
         let up = s
             .update_with(ResourceKind::User, &u.id, None, None, |mut d| {
@@ -195,11 +303,20 @@ fn store_versions_if_match_and_delete() {
             Err(StoreError::PreconditionFailed { current_version: 3 })
         ));
         s.delete(ResourceKind::User, &u.id, None).unwrap();
-        assert!(matches!(s.delete(ResourceKind::User, &u.id, None), Err(StoreError::NotFound)));
-        assert!(matches!(s.get(ResourceKind::User, &u.id, false), Err(StoreError::NotFound)));
+        assert!(matches!(
+            s.delete(ResourceKind::User, &u.id, None),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            s.get(ResourceKind::User, &u.id, false),
+            Err(StoreError::NotFound)
+        ));
         // A kind mismatch is NotFound.
         let g = group(s, "g", &[]);
-        assert!(matches!(s.get(ResourceKind::User, &g.id, false), Err(StoreError::NotFound)));
+        assert!(matches!(
+            s.get(ResourceKind::User, &g.id, false),
+            Err(StoreError::NotFound)
+        ));
     });
 }
 
@@ -219,16 +336,36 @@ fn store_member_delta_touches_only_changed_rows() {
         let s = &db.store;
         let n_big = if db.name == "sqlite" { 10_000 } else { 3_000 };
         let users: Vec<String> = (0..n_big).map(|i| user(s, &format!("u{i}")).id).collect();
-        let small = group(s, "small", &users[..10].iter().map(String::as_str).collect::<Vec<_>>());
-        let big = group(s, "big", &users.iter().map(String::as_str).collect::<Vec<_>>());
+        let small = group(
+            s,
+            "small",
+            &users[..10].iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let big = group(
+            s,
+            "big",
+            &users.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         let extra = user(s, "extra").id;
         let mut times = Vec::new();
         for g in [&small, &big] {
             let (doc_before, v_before) = doc_text(s, &g.id);
             let t = std::time::Instant::now();
-            let out = s.apply_member_delta(&g.id, vec![NewMember::new(extra.clone())], MemberRemoval::None, None).unwrap();
+            let out = s
+                .apply_member_delta(
+                    &g.id,
+                    vec![NewMember::new(extra.clone())],
+                    MemberRemoval::None,
+                    None,
+                )
+                .unwrap();
             let out2 = s
-                .apply_member_delta(&g.id, vec![], MemberRemoval::Ids(vec![users[3].clone()]), Some(&etag(out.version)))
+                .apply_member_delta(
+                    &g.id,
+                    vec![],
+                    MemberRemoval::Ids(vec![users[3].clone()]),
+                    Some(&etag(out.version)),
+                )
                 .unwrap();
             times.push(t.elapsed());
             assert!(out.changed && out2.changed);
@@ -236,7 +373,14 @@ fn store_member_delta_touches_only_changed_rows() {
             assert_eq!(doc_before, doc_after, "the document is not rewritten");
             assert_eq!(v_after, v_before + 2);
             // Adding an existing member changes nothing.
-            let same = s.apply_member_delta(&g.id, vec![NewMember::new(extra.clone())], MemberRemoval::None, None).unwrap();
+            let same = s
+                .apply_member_delta(
+                    &g.id,
+                    vec![NewMember::new(extra.clone())],
+                    MemberRemoval::None,
+                    None,
+                )
+                .unwrap();
             assert!(!same.changed);
             assert_eq!(same.version, v_after);
         }
@@ -244,19 +388,36 @@ fn store_member_delta_touches_only_changed_rows() {
         assert_eq!(s.group_members(&small.id).unwrap().len(), 10);
         // Unknown members fail the whole change.
         let e = s
-            .apply_member_delta(&small.id, vec![NewMember::new("nope"), NewMember::new(users[20].clone())], MemberRemoval::None, None)
+            .apply_member_delta(
+                &small.id,
+                vec![NewMember::new("nope"), NewMember::new(users[20].clone())],
+                MemberRemoval::None,
+                None,
+            )
             .unwrap_err();
         assert!(matches!(&e, StoreError::UnknownMembers(ids) if ids == &vec!["nope".to_string()]));
         assert_eq!(s.group_members(&small.id).unwrap().len(), 10);
         // Cost does not grow with the group (generous bound against machine noise).
-        assert!(times[1] < times[0] * 20 + std::time::Duration::from_millis(50), "{}: {times:?}", db.name);
+        assert!(
+            times[1] < times[0] * 20 + std::time::Duration::from_millis(50),
+            "{}: {times:?}",
+            db.name
+        );
         // excludedAttributes=members does not read members.
         let g = s.get(ResourceKind::Group, &big.id, false).unwrap();
         assert!(g.doc.get("members").is_none());
         // Deleting a member removes it from the groups and bumps their versions.
-        let v = s.get(ResourceKind::Group, &small.id, false).unwrap().version;
+        let v = s
+            .get(ResourceKind::Group, &small.id, false)
+            .unwrap()
+            .version;
         s.delete(ResourceKind::User, &extra, None).unwrap();
-        assert_eq!(s.get(ResourceKind::Group, &small.id, false).unwrap().version, v + 1);
+        assert_eq!(
+            s.get(ResourceKind::Group, &small.id, false)
+                .unwrap()
+                .version,
+            v + 1
+        );
         assert_eq!(s.group_members(&small.id).unwrap().len(), 9);
     });
 }
@@ -270,17 +431,42 @@ fn store_user_groups_direct_and_indirect() {
         let outer = group(s, "outer", &[&inner.id]);
         let top = group(s, "top", &[&outer.id, &u.id]);
         // A cycle must not loop.
-        s.apply_member_delta(&inner.id, vec![NewMember::new(top.id.clone())], MemberRemoval::None, None).unwrap();
+        s.apply_member_delta(
+            &inner.id,
+            vec![NewMember::new(top.id.clone())],
+            MemberRemoval::None,
+            None,
+        )
+        .unwrap();
         let got = s.get(ResourceKind::User, &u.id, true).unwrap();
         let groups = got.doc["groups"].as_array().unwrap();
-        let find = |id: &str| groups.iter().find(|g| g["value"] == json!(id)).map(|g| g["type"].clone());
+        let find = |id: &str| {
+            groups
+                .iter()
+                .find(|g| g["value"] == json!(id))
+                .map(|g| g["type"].clone())
+        };
         assert_eq!(find(&inner.id), Some(json!("direct")));
         assert_eq!(find(&outer.id), Some(json!("indirect")));
         assert_eq!(find(&top.id), Some(json!("direct")));
         assert_eq!(groups.len(), 3);
-        assert_eq!(groups.iter().find(|g| g["value"] == json!(inner.id)).unwrap()["display"], json!("inner"));
+        assert_eq!(
+            groups
+                .iter()
+                .find(|g| g["value"] == json!(inner.id))
+                .unwrap()["display"],
+            json!("inner")
+        );
         let page = s
-            .search(ResourceKind::User, &SearchQuery { count: 10, with_members: true, ..Default::default() }, &user_schema())
+            .search(
+                ResourceKind::User,
+                &SearchQuery {
+                    count: 10,
+                    with_members: true,
+                    ..Default::default()
+                },
+                &user_schema(),
+            )
             .unwrap();
         assert_eq!(page.resources[0].doc["groups"].as_array().unwrap().len(), 3);
         let g = s.get(ResourceKind::Group, &top.id, true).unwrap();
@@ -355,7 +541,10 @@ fn parse_ish(spec: &str) -> Filter {
     }
     if let Some(rest) = spec.strip_prefix("vp ") {
         let (attr, inner) = rest.split_once(' ').unwrap();
-        return Filter::ValuePath { path: AttrPath::simple(attr), filter: Box::new(parse_ish(inner)) };
+        return Filter::ValuePath {
+            path: AttrPath::simple(attr),
+            filter: Box::new(parse_ish(inner)),
+        };
     }
     let mut it = spec.splitn(3, ' ');
     let (p, op, v) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
@@ -376,7 +565,11 @@ fn parse_ish(spec: &str) -> Filter {
         "false" => CompValue::Bool(false),
         _ => CompValue::Str(v.trim_matches('"').to_string()),
     };
-    Filter::Compare { path: path(p), op, value }
+    Filter::Compare {
+        path: path(p),
+        op,
+        value,
+    }
 }
 
 #[test]
@@ -437,7 +630,16 @@ fn store_filter_push_down_matches_memory() {
         let s = &db.store;
         seed(s);
         let schema = user_schema();
-        let all = s.search(ResourceKind::User, &SearchQuery { count: 1000, ..Default::default() }, &schema).unwrap();
+        let all = s
+            .search(
+                ResourceKind::User,
+                &SearchQuery {
+                    count: 1000,
+                    ..Default::default()
+                },
+                &schema,
+            )
+            .unwrap();
         assert_eq!(all.total_results, 46);
         for spec in filters {
             let f = parse_ish(spec);
@@ -448,11 +650,20 @@ fn store_filter_push_down_matches_memory() {
                 .map(|r| r.id.clone())
                 .collect();
             expected.sort();
-            let q = SearchQuery { filter: Some(f), count: 1000, ..Default::default() };
+            let q = SearchQuery {
+                filter: Some(f),
+                count: 1000,
+                ..Default::default()
+            };
             let page = s.search(ResourceKind::User, &q, &schema).unwrap();
             let got: Vec<String> = page.resources.iter().map(|r| r.id.clone()).collect();
             assert_eq!(got, expected, "{}: filter {spec}", db.name);
-            assert_eq!(page.total_results as usize, expected.len(), "{}: total for {spec}", db.name);
+            assert_eq!(
+                page.total_results as usize,
+                expected.len(),
+                "{}: total for {spec}",
+                db.name
+            );
         }
         // Groups: members.value pushed down.
         let gs = group_schema();
@@ -460,14 +671,33 @@ fn store_filter_push_down_matches_memory() {
         let g1 = group(s, "with", &[u]);
         group(s, "without", &[]);
         let q = SearchQuery {
-            filter: Some(cmp(AttrPath::with_sub("members", "value"), CompareOp::Eq, u)),
+            filter: Some(cmp(
+                AttrPath::with_sub("members", "value"),
+                CompareOp::Eq,
+                u,
+            )),
             count: 10,
             ..Default::default()
         };
         let page = s.search(ResourceKind::Group, &q, &gs).unwrap();
-        assert_eq!(page.resources.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![g1.id.clone()]);
-        let q = SearchQuery { filter: Some(parse_ish(&format!("vp members value eq {u}"))), count: 10, ..Default::default() };
-        assert_eq!(s.search(ResourceKind::Group, &q, &gs).unwrap().total_results, 1);
+        assert_eq!(
+            page.resources
+                .iter()
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>(),
+            vec![g1.id.clone()]
+        );
+        let q = SearchQuery {
+            filter: Some(parse_ish(&format!("vp members value eq {u}"))),
+            count: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.search(ResourceKind::Group, &q, &gs)
+                .unwrap()
+                .total_results,
+            1
+        );
     });
 }
 
@@ -480,11 +710,19 @@ fn store_paging_sorting_and_cursors() {
         for (sort, desc, filter) in [
             (None, false, None),
             (Some(AttrPath::simple("userName")), false, None),
-            (Some(AttrPath::simple("userName")), true, Some("userName sw bulk")),
+            (
+                Some(AttrPath::simple("userName")),
+                true,
+                Some("userName sw bulk"),
+            ),
             (Some(AttrPath::simple("displayName")), false, None),
             (Some(AttrPath::simple("displayName")), true, None),
             (Some(AttrPath::simple("title")), false, None),
-            (Some(AttrPath::simple("userName")), false, Some("or title co manager ; active eq true")),
+            (
+                Some(AttrPath::simple("userName")),
+                false,
+                Some("or title co manager ; active eq true"),
+            ),
         ] {
             let base = SearchQuery {
                 filter: filter.map(parse_ish),
@@ -492,23 +730,64 @@ fn store_paging_sorting_and_cursors() {
                 descending: desc,
                 ..Default::default()
             };
-            let all = s.search(ResourceKind::User, &SearchQuery { count: 1000, ..base.clone() }, &schema).unwrap();
+            let all = s
+                .search(
+                    ResourceKind::User,
+                    &SearchQuery {
+                        count: 1000,
+                        ..base.clone()
+                    },
+                    &schema,
+                )
+                .unwrap();
             let all_ids: Vec<String> = all.resources.iter().map(|r| r.id.clone()).collect();
             // Sorted as the in-memory sort key says.
             if let Some(p) = &sort {
-                let keys: Vec<_> = all.resources.iter().map(|r| memeval::sort_key(&r.doc, p, &schema)).collect();
+                let keys: Vec<_> = all
+                    .resources
+                    .iter()
+                    .map(|r| memeval::sort_key(&r.doc, p, &schema))
+                    .collect();
                 for w in keys.windows(2) {
                     let o = w[0].cmp_total(&w[1]);
-                    assert!(if desc { o.is_ge() } else { o.is_le() }, "{}: {sort:?} {desc}: {keys:?}", db.name);
+                    assert!(
+                        if desc { o.is_ge() } else { o.is_le() },
+                        "{}: {sort:?} {desc}: {keys:?}",
+                        db.name
+                    );
                 }
             }
             // startIndex/count.
-            let p2 = s.search(ResourceKind::User, &SearchQuery { start_index: 8, count: 7, ..base.clone() }, &schema).unwrap();
+            let p2 = s
+                .search(
+                    ResourceKind::User,
+                    &SearchQuery {
+                        start_index: 8,
+                        count: 7,
+                        ..base.clone()
+                    },
+                    &schema,
+                )
+                .unwrap();
             let ids: Vec<String> = p2.resources.iter().map(|r| r.id.clone()).collect();
-            assert_eq!(ids, all_ids.iter().skip(7).take(7).cloned().collect::<Vec<_>>(), "{}: {sort:?}", db.name);
+            assert_eq!(
+                ids,
+                all_ids.iter().skip(7).take(7).cloned().collect::<Vec<_>>(),
+                "{}: {sort:?}",
+                db.name
+            );
             assert_eq!(p2.total_results as usize, all_ids.len());
             // count=0.
-            let p0 = s.search(ResourceKind::User, &SearchQuery { count: 0, ..base.clone() }, &schema).unwrap();
+            let p0 = s
+                .search(
+                    ResourceKind::User,
+                    &SearchQuery {
+                        count: 0,
+                        ..base.clone()
+                    },
+                    &schema,
+                )
+                .unwrap();
             assert!(p0.resources.is_empty());
             assert_eq!(p0.total_results as usize, all_ids.len());
             // Cursors walk the same order.
@@ -517,7 +796,15 @@ fn store_paging_sorting_and_cursors() {
             let mut pages = 0;
             while let Some(c) = cursor {
                 let p = s
-                    .search(ResourceKind::User, &SearchQuery { count: 10, cursor: Some(c), ..base.clone() }, &schema)
+                    .search(
+                        ResourceKind::User,
+                        &SearchQuery {
+                            count: 10,
+                            cursor: Some(c),
+                            ..base.clone()
+                        },
+                        &schema,
+                    )
                     .unwrap();
                 walked.extend(p.resources.iter().map(|r| r.id.clone()));
                 cursor = p.next_cursor;
@@ -528,10 +815,26 @@ fn store_paging_sorting_and_cursors() {
         }
         // A cursor from another query is rejected.
         let p = s
-            .search(ResourceKind::User, &SearchQuery { count: 5, cursor: Some(String::new()), ..Default::default() }, &schema)
+            .search(
+                ResourceKind::User,
+                &SearchQuery {
+                    count: 5,
+                    cursor: Some(String::new()),
+                    ..Default::default()
+                },
+                &schema,
+            )
             .unwrap();
-        let other = SearchQuery { count: 5, cursor: p.next_cursor, descending: true, ..Default::default() };
-        assert!(matches!(s.search(ResourceKind::User, &other, &schema), Err(StoreError::Scim(_))));
+        let other = SearchQuery {
+            count: 5,
+            cursor: p.next_cursor,
+            descending: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.search(ResourceKind::User, &other, &schema),
+            Err(StoreError::Scim(_))
+        ));
     });
 }
 
@@ -543,7 +846,13 @@ fn store_concurrent_sqlite_writes_never_fail() {
             let s = db.store.clone();
             std::thread::spawn(move || {
                 for i in 0..60 {
-                    let u = s.create(ResourceKind::User, obj(json!({"userName": format!("t{t}-{i}")})), None).unwrap();
+                    let u = s
+                        .create(
+                            ResourceKind::User,
+                            obj(json!({"userName": format!("t{t}-{i}")})),
+                            None,
+                        )
+                        .unwrap();
                     s.update_with(ResourceKind::User, &u.id, None, None, |mut d| {
                         d.insert("title".into(), json!("x"));
                         Ok(d)
@@ -557,7 +866,17 @@ fn store_concurrent_sqlite_writes_never_fail() {
     for t in threads {
         t.join().unwrap();
     }
-    let page = db.store.search(ResourceKind::User, &SearchQuery { count: 0, ..Default::default() }, &user_schema()).unwrap();
+    let page = db
+        .store
+        .search(
+            ResourceKind::User,
+            &SearchQuery {
+                count: 0,
+                ..Default::default()
+            },
+            &user_schema(),
+        )
+        .unwrap();
     assert_eq!(page.total_results, 480);
 }
 
@@ -565,14 +884,31 @@ fn store_concurrent_sqlite_writes_never_fail() {
 fn store_tokens() {
     each_backend(|db| {
         let s = &db.store;
-        let t = s.insert_token("ci", "hash", "pfx1", &["scim:read".to_string(), "admin".to_string()]).unwrap();
+        let t = s
+            .insert_token(
+                "ci",
+                "hash",
+                "pfx1",
+                &["scim:read".to_string(), "admin".to_string()],
+            )
+            .unwrap();
         let found = s.find_token_by_prefix("pfx1").unwrap().unwrap();
         assert_eq!(found.scopes, vec!["scim:read", "admin"]);
         assert!(found.last_used.is_none());
         s.touch_token(&t.id).unwrap();
-        assert!(s.find_token_by_prefix("pfx1").unwrap().unwrap().last_used.is_some());
+        assert!(s
+            .find_token_by_prefix("pfx1")
+            .unwrap()
+            .unwrap()
+            .last_used
+            .is_some());
         s.revoke_token(&t.id).unwrap();
-        assert!(s.find_token_by_prefix("pfx1").unwrap().unwrap().revoked.is_some());
+        assert!(s
+            .find_token_by_prefix("pfx1")
+            .unwrap()
+            .unwrap()
+            .revoked
+            .is_some());
         assert!(matches!(s.revoke_token("nope"), Err(StoreError::NotFound)));
         assert!(s.find_token_by_prefix("none").unwrap().is_none());
         assert_eq!(s.list_tokens().unwrap().len(), 1);
@@ -581,5 +917,8 @@ fn store_tokens() {
 
 #[test]
 fn store_rejects_foreign_urls() {
-    assert!(matches!(Store::open("host=localhost port=5432"), Err(StoreError::Config(_))));
+    assert!(matches!(
+        Store::open("host=localhost port=5432"),
+        Err(StoreError::Config(_))
+    ));
 }

@@ -60,7 +60,13 @@ impl From<TokenRow> for ApiToken {
 
 impl Store {
     /// Stores a new token (its hash, never the token) and returns it.
-    pub fn insert_token(&self, name: &str, token_hash: &str, prefix: &str, scopes: &[String]) -> StoreResult<ApiToken> {
+    pub fn insert_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        prefix: &str,
+        scopes: &[String],
+    ) -> StoreResult<ApiToken> {
         let id = uuid::Uuid::now_v7().to_string();
         let created = fmt_ts(self.now());
         let scopes_text = scopes.join(" ");
@@ -112,11 +118,18 @@ impl Store {
     pub fn revoke_token(&self, id: &str) -> StoreResult<()> {
         let now = fmt_ts(self.now());
         let mut conn = self.inner.write.get()?;
-        let n = diesel::update(api_tokens::table.filter(api_tokens::id.eq(id)).filter(api_tokens::revoked.is_null()))
-            .set(api_tokens::revoked.eq(Some(now)))
-            .execute(&mut *conn)?;
+        let n = diesel::update(
+            api_tokens::table
+                .filter(api_tokens::id.eq(id))
+                .filter(api_tokens::revoked.is_null()),
+        )
+        .set(api_tokens::revoked.eq(Some(now)))
+        .execute(&mut *conn)?;
         if n == 0 {
-            let exists = api_tokens::table.filter(api_tokens::id.eq(id)).count().get_result::<i64>(&mut *conn)?;
+            let exists = api_tokens::table
+                .filter(api_tokens::id.eq(id))
+                .count()
+                .get_result::<i64>(&mut *conn)?;
             if exists == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -127,7 +140,10 @@ impl Store {
     /// All tokens, oldest first.
     pub fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
         let mut conn = self.read_conn()?;
-        let rows = api_tokens::table.order(api_tokens::created.asc()).select(TokenRow::as_select()).load(&mut *conn)?;
+        let rows = api_tokens::table
+            .order(api_tokens::created.asc())
+            .select(TokenRow::as_select())
+            .load(&mut *conn)?;
         Ok(rows.into_iter().map(ApiToken::from).collect())
     }
 }
