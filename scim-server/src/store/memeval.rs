@@ -1,8 +1,8 @@
 //! In-memory filter evaluation and sort keys for what the store cannot push down to SQL.
 //!
-//! Stand-in until `scim_schema::filter::eval::matches` and `scim_schema::sort` are merged into
-//! this branch: [`matches`] is the one entry point the search uses, so switching to the schema
-//! crate's evaluator is a one-line change. Semantics: a comparison on a multi-valued attribute
+//! [`matches`] is the one entry point the search uses; it delegates to
+//! `scim_schema::filter::eval::matches`. The sort keys (and a local evaluator kept as a test
+//! cross-check) are still the store's own until `scim_schema::sort` is wired in. Semantics: a comparison on a multi-valued attribute
 //! holds when any value satisfies it; `ne` is the negation of `eq` (so it holds when the attribute
 //! is absent); `pr` needs a non-null, non-empty value; string comparisons fold case unless the
 //! attribute is caseExact; `meta.created`/`meta.lastModified` and dateTime attributes compare as
@@ -22,6 +22,12 @@ use super::{parse_ts, Doc};
 /// Whether `doc` (an assembled resource: id, attributes, meta, and members/groups when the filter
 /// needs them) matches `filter`.
 pub(crate) fn matches(filter: &Filter, doc: &Doc, schema: &ResourceSchema) -> bool {
+    scim_schema::filter::eval::matches(filter, doc, Some(schema))
+}
+
+/// The store's own evaluator, kept as a cross-check of the schema crate's (tests only).
+#[cfg(test)]
+pub(crate) fn matches_local(filter: &Filter, doc: &Doc, schema: &ResourceSchema) -> bool {
     eval(filter, doc, &Scope::Resource(schema))
 }
 

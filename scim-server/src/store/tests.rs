@@ -647,6 +647,12 @@ fn store_filter_push_down_matches_memory() {
                 .resources
                 .iter()
                 .filter(|r| memeval::matches(&f, &r.doc, &schema))
+                .inspect(|r| {
+                    assert!(
+                        memeval::matches_local(&f, &r.doc, &schema),
+                        "{spec}: evaluators disagree"
+                    )
+                })
                 .map(|r| r.id.clone())
                 .collect();
             expected.sort();
