@@ -14,7 +14,8 @@ backends!(health_and_discovery, |app| {
     spc["meta"]["location"] = json!("[location]");
     insta::assert_json_snapshot!("service_provider_config", spc);
     app.get("/ResourceTypes").send().status(200);
-    app.get("/Schemas").send().status(200);
+    let schemas = app.get("/Schemas").send().status(200).json();
+    insta::assert_json_snapshot!("schemas", schemas, {".Resources[].meta.location" => "[location]"});
     app.get("/Schemas?filter=id%20eq%20%22x%22")
         .send()
         .scim_error(403, None);
