@@ -33,12 +33,18 @@ fn bench(c: &mut Criterion) {
     assert!(matches(&filter, &user, Some(&rs)));
     assert!(matches(&filter, &user, None));
 
-    c.bench_function("parse_filter (5 clauses)", |b| b.iter(|| parse_filter(black_box(FILTER)).unwrap()));
+    c.bench_function("parse_filter (5 clauses)", |b| {
+        b.iter(|| parse_filter(black_box(FILTER)).unwrap())
+    });
     c.bench_function("matches (5 clauses, with schema)", |b| {
         b.iter(|| matches(black_box(&filter), black_box(&user), Some(&rs)))
     });
-    c.bench_function("matches (5 clauses, no schema)", |b| b.iter(|| matches(black_box(&filter), black_box(&user), None)));
-    c.bench_function("print filter", |b| b.iter(|| black_box(&filter).to_string()));
+    c.bench_function("matches (5 clauses, no schema)", |b| {
+        b.iter(|| matches(black_box(&filter), black_box(&user), None))
+    });
+    c.bench_function("print filter", |b| {
+        b.iter(|| black_box(&filter).to_string())
+    });
 }
 
 criterion_group!(benches, bench);

@@ -29,7 +29,9 @@ fn bench(c: &mut Criterion) {
     let req: PatchOpRequest = serde_json::from_value(body).unwrap();
     let ops = normalize_patch(req.clone(), Dialect::EntraId, &rs).unwrap();
     let opts = Dialect::EntraId.patch_options();
-    c.bench_function("apply_patch user (3 ops)", |b| b.iter(|| apply_patch(&user, &ops, &rs, &opts).unwrap()));
+    c.bench_function("apply_patch user (3 ops)", |b| {
+        b.iter(|| apply_patch(&user, &ops, &rs, &opts).unwrap())
+    });
     c.bench_function("normalize_patch + apply_patch user (3 ops)", |b| {
         b.iter(|| {
             let ops = normalize_patch(req.clone(), Dialect::EntraId, &rs).unwrap();
