@@ -85,7 +85,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("invalid [jwt] settings")?;
     let auth = Authenticator::new(config.bootstrap_token.clone(), jwt);
     let store = open_store(&config)?;
-    let registry = scim_schema::schema::SchemaRegistry::core();
-    let state = AppState::new(config, registry, store, auth);
+    let registry = crate::service::schemas::registry();
+    let state = AppState::new(config, registry, store, auth)?;
     actix_web::rt::System::new().block_on(crate::http::serve(state))
 }

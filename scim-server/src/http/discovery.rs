@@ -107,6 +107,7 @@ pub async fn list_resource_types(
     no_filter(&req)?;
     let base = base_url(&req);
     let items = state
+        .schemas
         .registry
         .resource_types()
         .iter()
@@ -122,6 +123,7 @@ pub async fn get_resource_type(
 ) -> ApiResult<HttpResponse> {
     let base = base_url(&req);
     let rt = state
+        .schemas
         .registry
         .resource_types()
         .iter()
@@ -137,6 +139,7 @@ pub async fn list_schemas(state: web::Data<AppState>, req: HttpRequest) -> ApiRe
     no_filter(&req)?;
     let base = base_url(&req);
     let items = state
+        .schemas
         .registry
         .schemas()
         .map(|s| schema_json(s, &base))
@@ -151,6 +154,7 @@ pub async fn get_schema(
 ) -> ApiResult<HttpResponse> {
     let base = base_url(&req);
     let s = state
+        .schemas
         .registry
         .schema(&id)
         .ok_or_else(|| ApiError::NotFound(format!("Schema {id:?} not found.")))?;

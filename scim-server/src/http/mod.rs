@@ -14,12 +14,14 @@ use std::sync::Arc;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use scim_schema::dialect::Dialect;
 use scim_schema::schema::SchemaRegistry;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, DialectSetting};
+use crate::service::{Caller, Schemas};
 use crate::store::{Store, StoreError};
 
 use body::BodyLimit;
@@ -32,7 +34,8 @@ pub const BASE_PATH: &str = "/scim/v2";
 #[derive(Debug)]
 pub struct AppState {
     pub config: Config,
-    pub registry: Arc<SchemaRegistry>,
+    /// The registry and resolved resource schemas, built once at start.
+    pub schemas: Arc<Schemas>,
     pub store: Store,
     pub auth: Authenticator,
     /// Bounds concurrent blocking database work by the pool size, so blocking tasks never wait on
@@ -46,15 +49,43 @@ impl AppState {
         registry: SchemaRegistry,
         store: Store,
         auth: Authenticator,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let permits = config.db_pool_size.max(1) as usize;
-        AppState {
+        let schemas = Schemas::new(registry, config.strict).map_err(anyhow::Error::msg)?;
+        Ok(AppState {
             config,
-            registry: Arc::new(registry),
+            schemas: Arc::new(schemas),
             store,
             auth,
             db_permits: Semaphore::new(permits),
+        })
+    }
+
+    /// The dialect of a request: the client's `dialect` setting, or (`auto`) what its
+    /// User-Agent announces.
+    pub fn dialect(&self, client: &str, user_agent: Option<&str>) -> Dialect {
+        match self.config.client_dialect(client) {
+            DialectSetting::Auto => Dialect::detect(user_agent),
+            DialectSetting::Rfc => Dialect::Strict,
+            DialectSetting::Entra => Dialect::EntraId,
+            DialectSetting::Okta => Dialect::Okta,
         }
+    }
+
+    /// The [`Caller`] of an authenticated request.
+    pub fn caller(&self, req: &HttpRequest) -> ApiResult<Caller> {
+        use actix_web::HttpMessage;
+        let client = req
+            .extensions()
+            .get::<crate::auth::Principal>()
+            .map(|p| p.client.clone())
+            .ok_or_else(|| ApiError::internal("no principal on an authenticated route"))?;
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let dialect = self.dialect(&client, ua);
+        Ok(Caller { client, dialect })
     }
 
     /// Runs blocking store work on the blocking pool, at most `db_pool_size` at a time.

@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use scim_schema::filter::AttrPath;
+use scim_schema::projection::parse_attribute_list;
 use scim_schema::Error;
 
 /// `sortOrder`.
@@ -15,34 +17,26 @@ pub enum SortOrder {
     Descending,
 }
 
-/// `attributes` / `excludedAttributes` (RFC 7644 §3.9), as given (names or URN-qualified paths).
+/// `attributes` / `excludedAttributes` (RFC 7644 §3.9), parsed with
+/// [`scim_schema::projection::parse_attribute_list`] and applied by
+/// [`scim_schema::projection::project`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Projection {
-    pub attributes: Vec<String>,
-    pub excluded: Vec<String>,
+    pub attributes: Vec<AttrPath>,
+    pub excluded: Vec<AttrPath>,
 }
 
 impl Projection {
-    /// Whether `name` (e.g. "members") is left out of the response, so need not be loaded.
+    /// Whether top-level attribute `name` (e.g. "members") is left out of the response, so need
+    /// not be loaded: `attributes` is given and names neither it nor one of its sub-attributes,
+    /// or `excludedAttributes` names it whole.
     pub fn excludes(&self, name: &str) -> bool {
-        let hit = |list: &[String]| {
-            list.iter().any(|a| {
-                a.eq_ignore_ascii_case(name)
-                    || a.to_ascii_lowercase()
-                        .ends_with(&format!(":{}", name.to_ascii_lowercase()))
-            })
-        };
         if !self.attributes.is_empty() {
-            !self.attributes.iter().any(|a| {
-                let a = a.to_ascii_lowercase();
-                let n = name.to_ascii_lowercase();
-                a == n
-                    || a.starts_with(&format!("{n}."))
-                    || a.ends_with(&format!(":{n}"))
-                    || a.contains(&format!(":{n}."))
-            })
+            !self.attributes.iter().any(|a| a.name.eq_str(name))
         } else {
-            hit(&self.excluded)
+            self.excluded
+                .iter()
+                .any(|a| a.name.eq_str(name) && a.sub_attr.is_none())
         }
     }
 
@@ -64,14 +58,6 @@ pub struct ListParams {
     /// RFC 9865: `Some("")` asks for the first page of cursor paging.
     pub cursor: Option<String>,
     pub projection: Projection,
-}
-
-fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 fn parse_int(name: &str, raw: &str) -> Result<i64, Error> {
@@ -106,8 +92,8 @@ impl ListParams {
                 "startindex" => p.start_index = parse_int("startIndex", &v)?.max(1) as u64,
                 "count" => p.count = Some(clamp_count(parse_int("count", &v)?, max_results)),
                 "cursor" => p.cursor = Some(v),
-                "attributes" => p.projection.attributes = split_list(&v),
-                "excludedattributes" => p.projection.excluded = split_list(&v),
+                "attributes" => p.projection.attributes = parse_attribute_list(&v)?,
+                "excludedattributes" => p.projection.excluded = parse_attribute_list(&v)?,
                 _ => {}
             }
         }
@@ -128,14 +114,21 @@ impl ListParams {
                 .map(str::to_string)
                 .ok_or_else(|| Error::InvalidValue(format!("{name} must be a string.")))
         };
-        let list = |name: &str, v: &Value| -> Result<Vec<String>, Error> {
-            match v {
-                Value::Array(items) => items.iter().map(|i| string(name, i)).collect(),
-                Value::String(s) => Ok(split_list(s)),
-                _ => Err(Error::InvalidValue(format!(
-                    "{name} must be an array of strings."
-                ))),
-            }
+        let list = |name: &str, v: &Value| -> Result<Vec<AttrPath>, Error> {
+            let joined = match v {
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| string(name, i))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(","),
+                Value::String(s) => s.clone(),
+                _ => {
+                    return Err(Error::InvalidValue(format!(
+                        "{name} must be an array of strings."
+                    )))
+                }
+            };
+            parse_attribute_list(&joined)
         };
         let int = |name: &str, v: &Value| -> Result<i64, Error> {
             match v {
@@ -230,7 +223,10 @@ mod tests {
         assert_eq!(p.filter.as_deref(), Some("userName eq \"a\""));
         assert_eq!(p.sort_by.as_deref(), Some("name.familyName"));
         assert_eq!(p.sort_order, SortOrder::Descending);
-        assert_eq!(p.projection.attributes, vec!["userName", "emails"]);
+        assert_eq!(
+            p.projection.attributes,
+            vec![AttrPath::simple("userName"), AttrPath::simple("emails")]
+        );
         assert_eq!(p.cursor.as_deref(), Some(""));
     }
 
@@ -240,7 +236,7 @@ mod tests {
             "filter":"active eq true","startIndex":0,"count":5,"attributes":["userName"],"excludedAttributes":null});
         let p = ListParams::from_search_body(&b, 200).expect("parse");
         assert_eq!((p.start_index, p.count), (1, Some(5)));
-        assert_eq!(p.projection.attributes, vec!["userName"]);
+        assert_eq!(p.projection.attributes, vec![AttrPath::simple("userName")]);
         assert!(matches!(
             ListParams::from_search_body(&json!({"count":"x"}), 200),
             Err(Error::InvalidValue(_))
@@ -255,19 +251,28 @@ mod tests {
     fn members_exclusion() {
         let ex = Projection {
             attributes: vec![],
-            excluded: vec!["members".into()],
+            excluded: vec![AttrPath::simple("members")],
         };
         assert!(ex.excludes("members"));
         let only = Projection {
-            attributes: vec!["displayName".into()],
+            attributes: vec![AttrPath::simple("displayName")],
             excluded: vec![],
         };
         assert!(only.excludes("members"));
         let with = Projection {
-            attributes: vec!["members.value".into()],
+            attributes: vec![AttrPath::with_sub("members", "value")],
             excluded: vec![],
         };
         assert!(!with.excludes("members"));
         assert!(!Projection::default().excludes("members"));
+        let sub = Projection {
+            attributes: vec![],
+            excluded: vec![AttrPath::with_sub("members", "display")],
+        };
+        assert!(!sub.excludes("members"));
+        assert!(matches!(
+            ListParams::from_query("attributes=userName,,emails", 200),
+            Err(Error::InvalidPath(_))
+        ));
     }
 }

@@ -1,158 +1,161 @@
-//! /Bulk (RFC 7644 §3.7): operations in order, `bulkId` references resolved across operations
-//! (including inside member values), `failOnErrors` honoured.
+//! /Bulk (RFC 7644 §3.7): the request is parsed as a [`BulkRequest`], run in the order
+//! [`order_bulk_operations`] gives (each operation after the ones whose `bulkId`s it references;
+//! request order otherwise), `"bulkId:<id>"` references resolved with [`resolve_bulk_ids`]
+//! (including inside member values and in paths), and `failOnErrors` honoured. Responses are
+//! listed in request order.
+//!
+//! Circular references (§3.7.1) are not resolved: the operations then run in request order and
+//! those naming a resource not yet created fail with `invalidValue`.
 
 use std::collections::HashMap;
 
-use scim_schema::json::get_ci;
+use scim_schema::message::{
+    order_bulk_operations, resolve_bulk_ids, BulkMethod, BulkOperation, BulkRequest,
+};
 use scim_schema::Error;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::store::{Store, StoreError};
 
-use super::kind_of_endpoint;
+use super::{kind_of_endpoint, Caller, Schemas};
 
 /// How one operation ended.
 #[derive(Debug)]
 pub struct OpOutcome {
-    pub method: String,
+    pub method: BulkMethod,
     pub bulk_id: Option<String>,
     pub location: Option<String>,
     pub version: Option<String>,
     pub result: Result<u16, StoreError>,
 }
 
-/// Replaces every `"bulkId:<id>"` string in `v` by the id it was created with.
-fn resolve(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), Error> {
-    match v {
-        Value::String(s) => {
-            if let Some(b) = s.strip_prefix("bulkId:") {
-                *s = ids.get(b).cloned().ok_or_else(|| {
-                    Error::InvalidValue(format!(
-                        "bulkId {b:?} is not defined by an earlier operation."
-                    ))
-                })?;
-            }
-            Ok(())
-        }
-        Value::Array(items) => items.iter_mut().try_for_each(|i| resolve(i, ids)),
-        Value::Object(o) => o.values_mut().try_for_each(|i| resolve(i, ids)),
-        _ => Ok(()),
+/// Parses a BulkRequest body (`invalidSyntax` when it is not one).
+pub fn parse(body: Value) -> Result<BulkRequest, Error> {
+    if !body.is_object() {
+        return Err(Error::InvalidSyntax(
+            "A BulkRequest must be a JSON object.".into(),
+        ));
     }
+    serde_json::from_value(body)
+        .map_err(|e| Error::InvalidSyntax(format!("The BulkRequest is malformed: {e}")))
 }
 
-fn resolve_path(path: &str, ids: &HashMap<String, String>) -> Result<String, Error> {
-    path.split('/')
-        .map(|seg| match seg.strip_prefix("bulkId:") {
-            Some(b) => ids.get(b).cloned().ok_or_else(|| {
-                Error::InvalidValue(format!(
-                    "bulkId {b:?} is not defined by an earlier operation."
-                ))
-            }),
-            None => Ok(seg.to_string()),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|s| s.join("/"))
+fn unresolved(ids: &[String]) -> Error {
+    Error::InvalidValue(format!(
+        "bulkId {} is not defined by an operation that ran before this one.",
+        ids.join(", ")
+    ))
 }
 
 /// Runs a bulk request's operations; `base` is the SCIM base URL for `location`s.
 pub fn run(
     store: &Store,
-    body: &Map<String, Value>,
-    client: &str,
+    schemas: &Schemas,
+    request: BulkRequest,
+    caller: &Caller,
     base: &str,
 ) -> Result<Vec<OpOutcome>, Error> {
-    let ops = get_ci(body, "Operations")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::InvalidSyntax("A BulkRequest needs an Operations array.".into()))?;
-    let fail_on_errors = match get_ci(body, "failOnErrors") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            Error::InvalidValue("failOnErrors must be a positive integer.".into())
-        })?),
+    let order = match order_bulk_operations(&request.operations) {
+        Ok(order) => order,
+        Err(scim_schema::message::BulkOrderError::DuplicateBulkId(id)) => {
+            return Err(Error::InvalidValue(format!(
+                "bulkId {id:?} is used by more than one operation."
+            )))
+        }
+        // Unresolvable or circular references: run as written; the references fail one by one.
+        Err(_) => (0..request.operations.len()).collect(),
     };
+    let fail_on_errors = request.fail_on_errors.filter(|n| *n > 0);
+    let mut ops: Vec<Option<BulkOperation>> = request.operations.into_iter().map(Some).collect();
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut out = Vec::new();
-    let mut errors = 0u64;
-    for op in ops {
+    let mut out: Vec<(usize, OpOutcome)> = Vec::new();
+    let mut errors = 0u32;
+    for i in order {
         if fail_on_errors.is_some_and(|max| errors >= max) {
             break;
         }
-        let outcome = run_one(store, op, client, base, &mut ids);
+        let Some(op) = ops.get_mut(i).and_then(Option::take) else {
+            continue;
+        };
+        let outcome = run_one(store, schemas, op, caller, base, &mut ids);
         if outcome.result.is_err() {
             errors += 1;
         }
-        out.push(outcome);
+        out.push((i, outcome));
     }
-    Ok(out)
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, o)| o).collect())
 }
 
 fn run_one(
     store: &Store,
-    op: &Value,
-    client: &str,
+    schemas: &Schemas,
+    op: BulkOperation,
+    caller: &Caller,
     base: &str,
     ids: &mut HashMap<String, String>,
 ) -> OpOutcome {
-    let obj = op.as_object();
-    let field = |n: &str| obj.and_then(|o| get_ci(o, n));
-    let method = field("method")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_ascii_uppercase();
-    let bulk_id = field("bulkId").and_then(Value::as_str).map(str::to_string);
     let mut outcome = OpOutcome {
-        method: method.clone(),
-        bulk_id: bulk_id.clone(),
+        method: op.method,
+        bulk_id: op.bulk_id.clone(),
         location: None,
         version: None,
         result: Ok(200),
     };
     let result = (|| -> Result<u16, StoreError> {
-        let path = field("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::InvalidSyntax("A bulk operation needs a path.".into()))?;
-        let path = resolve_path(path, ids)?;
+        // Each path segment may be a reference: `/Users/bulkId:qwerty`.
+        let mut segments = Value::Array(
+            op.path
+                .split('/')
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        );
+        resolve_bulk_ids(&mut segments, ids).map_err(|e| unresolved(&e.bulk_ids))?;
+        let path = segments
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("/"))
+            .unwrap_or_default();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let kind = segs
             .first()
             .and_then(|s| kind_of_endpoint(s))
             .ok_or_else(|| Error::InvalidPath(format!("Unknown bulk path {path:?}.")))?;
-        let id = segs.get(1).map(|s| s.to_string());
-        let if_match = field("version").and_then(Value::as_str).map(str::to_string);
-        let mut data = field("data").cloned().unwrap_or(Value::Null);
-        resolve(&mut data, ids)?;
-        let (status, r) = match (method.as_str(), id) {
-            ("POST", None) => {
-                let bulk_id = bulk_id
+        let id = match segs.get(1..) {
+            Some([]) | None => None,
+            Some([id]) if !id.is_empty() => Some(id.to_string()),
+            _ => return Err(Error::InvalidPath(format!("Unknown bulk path {path:?}.")).into()),
+        };
+        let if_match = op.version.as_deref();
+        let mut data = op.data.unwrap_or(Value::Null);
+        resolve_bulk_ids(&mut data, ids).map_err(|e| unresolved(&e.bulk_ids))?;
+        let (status, r) = match (op.method, id) {
+            (BulkMethod::Post, None) => {
+                let bulk_id = op
+                    .bulk_id
                     .clone()
                     .ok_or_else(|| Error::InvalidSyntax("A bulk POST needs a bulkId.".into()))?;
-                let r = super::create(store, kind, data, client)?;
+                let r = super::create(store, schemas, kind, data, caller)?;
                 ids.insert(bulk_id, r.id.clone());
                 (201, Some(r))
             }
-            ("PUT", Some(id)) => (
+            (BulkMethod::Put, Some(id)) => (
                 200,
                 Some(super::replace(
-                    store,
-                    kind,
-                    &id,
-                    data,
-                    if_match.as_deref(),
-                    client,
+                    store, schemas, kind, &id, data, if_match, caller,
                 )?),
             ),
-            ("PATCH", Some(id)) => (
+            (BulkMethod::Patch, Some(id)) => (
                 200,
-                Some(super::patch(store, kind, &id, &data, if_match.as_deref(), client)?.resource),
+                Some(super::patch(store, schemas, kind, &id, data, if_match, caller)?.resource),
             ),
-            ("DELETE", Some(id)) => {
-                store.delete(kind, &id, if_match.as_deref())?;
+            (BulkMethod::Delete, Some(id)) => {
+                store.delete(kind, &id, if_match)?;
                 outcome.location = Some(format!("{base}/{}/{id}", kind.endpoint()));
                 (204, None)
             }
-            _ => {
+            (m, _) => {
                 return Err(Error::InvalidSyntax(format!(
-                    "Unsupported bulk operation {method} {path}."
+                    "Unsupported bulk operation {m:?} {path}."
                 ))
                 .into())
             }
@@ -169,30 +172,22 @@ fn run_one(
 
 /// The BulkResponse operation entry for an outcome; `error_body` renders a failure.
 pub fn response_entry(o: &OpOutcome, error_body: impl Fn(&StoreError) -> (u16, Value)) -> Value {
-    let mut e = json!({"method": o.method});
-    let obj = e.as_object_mut();
-    if let Some(obj) = obj {
-        if let Some(b) = &o.bulk_id {
-            obj.insert("bulkId".into(), json!(b));
+    let (status, response) = match &o.result {
+        Ok(status) => (*status, None),
+        Err(err) => {
+            let (status, body) = error_body(err);
+            (status, Some(body))
         }
-        if let Some(l) = &o.location {
-            obj.insert("location".into(), json!(l));
-        }
-        if let Some(v) = &o.version {
-            obj.insert("version".into(), json!(v));
-        }
-        match &o.result {
-            Ok(status) => {
-                obj.insert("status".into(), json!(status.to_string()));
-            }
-            Err(err) => {
-                let (status, body) = error_body(err);
-                obj.insert("status".into(), json!(status.to_string()));
-                obj.insert("response".into(), body);
-            }
-        }
-    }
-    e
+    };
+    let entry = scim_schema::message::BulkOperationResponse {
+        location: o.location.clone(),
+        method: o.method,
+        bulk_id: o.bulk_id.clone(),
+        version: o.version.clone(),
+        status: status.to_string(),
+        response,
+    };
+    serde_json::to_value(entry).unwrap_or_else(|_| json!({"status": status.to_string()}))
 }
 
 #[cfg(test)]
@@ -200,15 +195,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc7644_3_7_2_bulk_ids_resolve_in_values_and_paths() {
-        let ids = HashMap::from([("qwerty".to_string(), "u-1".to_string())]);
-        let mut v = json!({"members":[{"type":"User","value":"bulkId:qwerty"}]});
-        resolve(&mut v, &ids).expect("resolve");
-        assert_eq!(v["members"][0]["value"], "u-1");
-        assert_eq!(
-            resolve_path("/Users/bulkId:qwerty", &ids).expect("path"),
-            "/Users/u-1"
-        );
-        assert!(resolve(&mut json!("bulkId:nope"), &ids).is_err());
+    fn rfc7644_3_7_bulk_requests_parse() {
+        let r = parse(json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "failOnErrors":1,"Operations":[{"method":"post","path":"/Users","bulkId":"q","data":{}}]}))
+        .expect("parse");
+        assert_eq!(r.operations[0].method, BulkMethod::Post);
+        assert_eq!(r.fail_on_errors, Some(1));
+        assert!(matches!(parse(json!([1])), Err(Error::InvalidSyntax(_))));
+        assert!(matches!(
+            parse(json!({"Operations":[{"method":"MOVE","path":"/Users"}]})),
+            Err(Error::InvalidSyntax(_))
+        ));
     }
 }

@@ -310,24 +310,25 @@ impl Store {
         &self,
         kind: ResourceKind,
         id: &str,
-        mut doc: Doc,
+        doc: Doc,
         if_match: Option<&str>,
         client_id: Option<&str>,
     ) -> StoreResult<StoredResource> {
-        let members = strip(kind, &mut doc)?;
-        let members = match kind {
-            ResourceKind::Group => Some(members.unwrap_or_default()),
-            ResourceKind::User => None,
-        };
-        self.modify(
-            kind,
-            id,
-            if_match,
-            client_id,
-            ChangeOp::Replace,
-            members,
-            |_| Ok(doc),
-        )
+        self.replace_with(kind, id, if_match, client_id, |_| Ok(doc))
+    }
+
+    /// Replace in one transaction, computed from the current resource: `f` receives the current
+    /// document (as [`Store::get`] returns it without `members`/`groups`) and returns the
+    /// replacement, whose Group `members` (none when absent) replace the member set.
+    pub fn replace_with(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+        client_id: Option<&str>,
+        f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
+    ) -> StoreResult<StoredResource> {
+        self.modify(kind, id, if_match, client_id, ChangeOp::Replace, f)
     }
 
     /// Read-modify-write in one transaction (the PATCH path). `f` receives the current document
@@ -343,7 +344,7 @@ impl Store {
         client_id: Option<&str>,
         f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
     ) -> StoreResult<StoredResource> {
-        self.modify(kind, id, if_match, client_id, ChangeOp::Update, None, f)
+        self.modify(kind, id, if_match, client_id, ChangeOp::Update, f)
     }
 
     /// A Group PATCH in one transaction: `f` changes the document (as in [`Store::update_with`])
@@ -368,7 +369,6 @@ impl Store {
                 if_match,
                 client_id,
                 ChangeOp::Update,
-                None,
                 f,
             )?;
             let delta = member_delta_in(c, changes, id, &add, &remove)?;
@@ -392,12 +392,11 @@ impl Store {
         if_match: Option<&str>,
         client_id: Option<&str>,
         op: ChangeOp,
-        members: Option<Vec<NewMember>>,
         f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
     ) -> StoreResult<StoredResource> {
         self.write_tx(|c, changes| {
             let (res, member_rows, _) =
-                self.modify_in(c, changes, kind, id, if_match, client_id, op, members, f)?;
+                self.modify_in(c, changes, kind, id, if_match, client_id, op, f)?;
             match kind {
                 ResourceKind::Group => {
                     let rows = match member_rows {
@@ -447,8 +446,8 @@ impl Store {
     }
 
     /// The body of replace/update inside a write transaction. Returns the resource (without
-    /// members), the new member rows when `members` replaced the member set, and whether the
-    /// version was bumped.
+    /// members), the new member rows when a Group replacement replaced the member set, and
+    /// whether the version was bumped.
     #[allow(clippy::too_many_arguments)]
     fn modify_in(
         &self,
@@ -459,7 +458,6 @@ impl Store {
         if_match: Option<&str>,
         client_id: Option<&str>,
         op: ChangeOp,
-        members: Option<Vec<NewMember>>,
         f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
     ) -> StoreResult<(StoredResource, Option<Vec<MemberRow>>, bool)> {
         let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
@@ -477,12 +475,16 @@ impl Store {
         );
         let mut after = f(current.doc)?;
         let returned_members = strip(kind, &mut after)?;
-        if op == ChangeOp::Update && returned_members.is_some() {
-            return Err(scim_schema::Error::InvalidPath(
-                "members can only be changed through the membership delta".into(),
-            )
-            .into());
-        }
+        let members = match (op, kind) {
+            (ChangeOp::Update, _) if returned_members.is_some() => {
+                return Err(scim_schema::Error::InvalidPath(
+                    "members can only be changed through the membership delta".into(),
+                )
+                .into())
+            }
+            (ChangeOp::Replace, ResourceKind::Group) => Some(returned_members.unwrap_or_default()),
+            _ => None,
+        };
         let mut member_rows = None;
         let mut added = Vec::new();
         let mut removed = MemberRemoval::None;
