@@ -84,10 +84,7 @@ fn resource_response(
 ) -> HttpResponse {
     let etag = r.etag();
     let location = location(&r, req);
-    let mut resp = scim_response(
-        status,
-        &render(r, p, &state.schemas, &super::base_url(req)),
-    );
+    let mut resp = scim_response(status, &render(r, p, &state.schemas, &super::base_url(req)));
     let headers = resp.headers_mut();
     if let Ok(v) = header::HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, v);
@@ -169,17 +166,7 @@ pub async fn replace(
     let schemas = state.schemas.clone();
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
     let r = state
-        .db(move |s| {
-            service::replace(
-                s,
-                &schemas,
-                kind,
-                &id,
-                body.0,
-                if_match.as_deref(),
-                &caller,
-            )
-        })
+        .db(move |s| service::replace(s, &schemas, kind, &id, body.0, if_match.as_deref(), &caller))
         .await?;
     Ok(resource_response(StatusCode::OK, r, &p, &state, &req))
 }
@@ -200,17 +187,7 @@ pub async fn patch(
     let schemas = state.schemas.clone();
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
     let out = state
-        .db(move |s| {
-            service::patch(
-                s,
-                &schemas,
-                kind,
-                &id,
-                body.0,
-                if_match.as_deref(),
-                &caller,
-            )
-        })
+        .db(move |s| service::patch(s, &schemas, kind, &id, body.0, if_match.as_deref(), &caller))
         .await?;
     let group_id = out.resource.id.clone();
     let minimal = header_str(&req, header::HeaderName::from_static("prefer")).is_some_and(|v| {
@@ -277,11 +254,7 @@ fn search_query(
             .filter(|f| !f.trim().is_empty())
             .map(parse_filter)
             .transpose()?,
-        sort_by: params
-            .sort_by
-            .as_deref()
-            .map(parse_attr_path)
-            .transpose()?,
+        sort_by: params.sort_by.as_deref().map(parse_attr_path).transpose()?,
         descending: params.sort_order == SortOrder::Descending,
         start_index: params.start_index,
         count: params.page_size(max),

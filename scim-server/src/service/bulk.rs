@@ -113,7 +113,12 @@ fn run_one(
         resolve_bulk_ids(&mut segments, ids).map_err(|e| unresolved(&e.bulk_ids))?;
         let path = segments
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("/"))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .unwrap_or_default();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let kind = segs

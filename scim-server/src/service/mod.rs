@@ -78,7 +78,9 @@ fn hash_password(doc: &mut Doc, existing: Option<&Doc>) -> Result<(), Error> {
 fn object(body: Value, what: &str) -> Result<Doc, Error> {
     match body {
         Value::Object(doc) => Ok(doc),
-        _ => Err(Error::InvalidSyntax(format!("{what} must be a JSON object."))),
+        _ => Err(Error::InvalidSyntax(format!(
+            "{what} must be a JSON object."
+        ))),
     }
 }
 
@@ -241,11 +243,14 @@ fn patched_doc(
 /// Whether any operation touches Group `members` (by path, or as a key of a path-less value).
 fn touches_members(ops: &[PatchOperation]) -> bool {
     ops.iter().any(|op| match (&op.path, &op.value) {
-        (Some(p), _) => p.attr.urn.is_none() && p.attr.name.eq_str("members")
-            || p.attr.name.eq_str("members")
-                && p.attr.urn.as_ref().is_some_and(|u| {
-                    u.eq_str(scim_schema::schema::core::GROUP)
-                }),
+        (Some(p), _) => {
+            p.attr.urn.is_none() && p.attr.name.eq_str("members")
+                || p.attr.name.eq_str("members")
+                    && p.attr
+                        .urn
+                        .as_ref()
+                        .is_some_and(|u| u.eq_str(scim_schema::schema::core::GROUP))
+        }
         (None, Some(Value::Object(v))) => find_key(v, "members").is_some(),
         _ => false,
     })
@@ -352,9 +357,7 @@ fn patch_group_whole(
                     .cloned()
                     .and_then(|k| new.get_mut(&k))
                 {
-                    members.retain(|m| {
-                        new_member(m).is_none_or(|m| !ids.iter().any(|i| *i == m.value))
-                    });
+                    members.retain(|m| new_member(m).is_none_or(|m| !ids.contains(&m.value)));
                 }
                 unknown.extend(ids);
             }
@@ -428,7 +431,11 @@ mod tests {
         assert_eq!(t["schemas"], json!([core]));
         let t = tolerate(doc(json!({"userName":"a"})), user, true);
         assert!(t.get("schemas").is_none());
-        let t = tolerate(doc(json!({"schemas":[core, ent],"userName":"a"})), user, true);
+        let t = tolerate(
+            doc(json!({"schemas":[core, ent],"userName":"a"})),
+            user,
+            true,
+        );
         assert_eq!(t["schemas"], json!([core]));
         let t = tolerate(
             doc(json!({"schemas":[core, ent],"userName":"a", ent: {"employeeNumber":"1"}})),

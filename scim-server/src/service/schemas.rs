@@ -80,7 +80,10 @@ mod tests {
             .main_attribute("displayName")
             .expect("displayName");
         assert!(dn.required);
-        assert!(s.of(ResourceKind::User).main_attribute("userName").is_some());
+        assert!(s
+            .of(ResourceKind::User)
+            .main_attribute("userName")
+            .is_some());
         assert!(!s.validation.reject_unknown_attributes);
     }
 }
