@@ -648,9 +648,7 @@ impl Store {
                     .map(|f| memeval::matches(f, &r.doc, schema))
                     .unwrap_or(true)
                 {
-                    let key = sort_by
-                        .map(|p| memeval::sort_key(&r.doc, p, schema))
-                        .unwrap_or(SortKey::Null);
+                    let key = sort_by.and_then(|p| memeval::sort_key(&r.doc, p, schema));
                     matched.push((key, r.id));
                 }
             }
@@ -660,7 +658,7 @@ impl Store {
         }
         let desc = q.descending;
         matched.sort_by(|a, b| {
-            let o = a.0.cmp_total(&b.0).then_with(|| a.1.cmp(&b.1));
+            let o = memeval::cmp_keys(&a.0, &b.0).then_with(|| a.1.cmp(&b.1));
             if desc {
                 o.reverse()
             } else {
