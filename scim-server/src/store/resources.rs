@@ -288,6 +288,10 @@ impl Store {
     ) -> StoreResult<StoredResource> {
         let mut conn = self.read_conn()?;
         let c = &mut *conn;
+        if (kind, with_members) == (ResourceKind::User, true) {
+            let (row, groups) = load_user_with_groups(c, id)?.ok_or(StoreError::NotFound)?;
+            return Ok(self.assemble(kind, row, None, Some(&groups)));
+        }
         let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
         let ids = [row.0.clone()];
         match (kind, with_members) {
@@ -691,6 +695,63 @@ pub(crate) fn load_row(
         .push(" AND resource_type = ")
         .push(kind.sql_literal());
     Ok(q.get_result::<Row>(c).optional()?)
+}
+
+/// A User's row and its groups (direct and indirect) in one query: the row is joined with the
+/// recursive group walk, one result row per group (one with NULL group columns when none).
+fn load_user_with_groups(
+    c: &mut DbConnection,
+    id: &str,
+) -> StoreResult<Option<(Row, Vec<GroupRef>)>> {
+    type St = (
+        Text,
+        Text,
+        Text,
+        Text,
+        BigInt,
+        Nullable<Text>,
+        Nullable<Text>,
+        Nullable<Integer>,
+    );
+    type R = (
+        String,
+        String,
+        String,
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<i32>,
+    );
+    let mut q = Sql::<St>::new(
+        "WITH RECURSIVE anc(gid, direct) AS (\
+         SELECT group_id, 1 FROM group_members WHERE member_id = ",
+    );
+    q.text(id).push(
+        " UNION SELECT gm.group_id, 0 FROM group_members gm JOIN anc ON gm.member_id = anc.gid), \
+         g AS (SELECT r.id AS gid, r.display_name AS gdisplay, MAX(anc.direct) AS direct \
+         FROM anc JOIN resources r ON r.id = anc.gid GROUP BY r.id, r.display_name) \
+         SELECT u.id, u.doc, u.created, u.last_modified, u.version, g.gid, g.gdisplay, g.direct \
+         FROM resources u LEFT JOIN g ON 1 = 1 WHERE u.id = ",
+    );
+    q.text(id)
+        .push(" AND u.resource_type = 'User' ORDER BY g.gid");
+    let rows: Vec<R> = q.load(c)?;
+    let mut rows = rows.into_iter();
+    let Some(first) = rows.next() else {
+        return Ok(None);
+    };
+    let mut groups = Vec::new();
+    let (uid, doc, created, lm, version, gid, gdisplay, direct) = first;
+    if let Some(gid) = gid {
+        groups.push((gid, gdisplay, direct.unwrap_or(0) != 0));
+    }
+    for (_, _, _, _, _, gid, gdisplay, direct) in rows {
+        if let Some(gid) = gid {
+            groups.push((gid, gdisplay, direct.unwrap_or(0) != 0));
+        }
+    }
+    Ok(Some(((uid, doc, created, lm, version), groups)))
 }
 
 /// Loads rows by id, in the order given (missing ids are skipped).
