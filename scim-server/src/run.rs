@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&config)?;
             let applied = store.migrate().map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(count = applied.len(), "migrations up to date");
+            close(store);
             Ok(())
         }
         Command::Token(TokenCommand::Issue {
@@ -42,11 +43,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .insert_token(&name, &new.hash, &new.prefix, &scope_names)
                 .map_err(|e| anyhow::anyhow!("cannot store the token: {e}"))?;
             tracing::info!(client = %name, scopes = %Scope::join(&scopes), "token issued");
+            close(store);
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", new.token)?;
+            out.flush()?;
             Ok(())
         }
     }
+}
+
+/// Closes the store of a short-lived command and gives the connection pool's worker threads a
+/// moment to wind down before the process exits. Without it `scimhub migrate`/`token issue` on
+/// PostgreSQL occasionally died with SIGSEGV after finishing their work (seen under load in the
+/// e2e tests, not reproduced in isolation): the pool's threads were still exiting while the
+/// process ran its exit handlers (libpq/OpenSSL cleanup).
+fn close(store: Store) {
+    drop(store);
+    std::thread::sleep(std::time::Duration::from_millis(100));
 }
 
 fn load(common: &Common) -> anyhow::Result<Config> {

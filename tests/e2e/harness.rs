@@ -159,6 +159,7 @@ impl Builder {
             .unwrap();
         Some(TestApp {
             child,
+            db_url: url,
             addr,
             client,
             dir,
@@ -171,6 +172,8 @@ impl Builder {
 /// A running server.
 pub struct TestApp {
     child: Child,
+    /// The database the server runs on (for `scimhub` subcommands against it).
+    pub db_url: String,
     pub addr: String,
     client: Client,
     pub dir: PathBuf,
@@ -196,6 +199,19 @@ impl TestApp {
 
     pub fn start(backend: Backend) -> Option<TestApp> {
         Self::builder(backend).start()
+    }
+
+    /// Runs `scimhub ARGS --database-url <this app's database>` to completion.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_scimhub"))
+            .args(args)
+            .args(["--database-url", &self.db_url])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scimhub")
     }
 
     pub fn url(&self, path: &str) -> String {

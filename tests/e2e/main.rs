@@ -6,5 +6,7 @@
 mod harness;
 
 mod api;
+mod auth;
 mod clients;
 mod errors;
+mod queries;
