@@ -1,0 +1,248 @@
+//! Who is calling, and what they may do.
+//!
+//! Three kinds of bearer credential are accepted, checked in this order:
+//!
+//! 1. the bootstrap token (`SCIMHUB_BOOTSTRAP_TOKEN`), valid with every scope;
+//! 2. a JWT (when `[jwt]` is configured), verified by [`jwt::JwtVerifier`];
+//! 3. an opaque API token `shub_<prefix>_<secret>` ([`token`]), looked up by prefix in the store
+//!    and compared by hash in constant time.
+//!
+//! Tokens are never logged; only the client name is.
+
+pub mod jwt;
+pub mod token;
+
+use serde::{Deserialize, Serialize};
+
+/// What a credential allows. `admin` implies the other two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    #[serde(rename = "scim:read")]
+    Read,
+    #[serde(rename = "scim:write")]
+    Write,
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "scim:read",
+            Scope::Write => "scim:write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// Parses a scope name; unknown names yield `None` (and are ignored in tokens).
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|sc| sc.as_str() == s)
+    }
+
+    /// Parses a space- or comma-separated list, rejecting unknown names.
+    pub fn parse_list(s: &str) -> Result<Vec<Scope>, String> {
+        let mut out: Vec<Scope> = s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                Scope::parse(p)
+                    .ok_or_else(|| format!("unknown scope {p:?} (scim:read, scim:write, admin)"))
+            })
+            .collect::<Result<_, _>>()?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    pub fn join(scopes: &[Scope]) -> String {
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The client's name (token name, or the JWT's client claim); safe to log.
+    pub client: String,
+    pub scopes: Vec<Scope>,
+    /// The JWT `sub`, when the credential is a JWT.
+    pub subject: Option<String>,
+}
+
+impl Principal {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+    }
+}
+
+/// A stored API token, as the store returns it for a prefix.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub name: String,
+    pub hash: String,
+    pub scopes: Vec<Scope>,
+    pub revoked: bool,
+}
+
+/// The first, synchronous step of authentication.
+#[derive(Debug)]
+pub enum Credential {
+    /// Fully authenticated already (bootstrap token or JWT).
+    Done(Principal),
+    /// An opaque token whose row must be fetched by this prefix, then checked with [`Authenticator::check_opaque`].
+    Lookup { prefix: String },
+}
+
+/// Why authentication failed; always answered 401, the reason only logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure(pub String);
+
+/// Verifies bearer credentials.
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    bootstrap: Option<String>,
+    jwt: Option<jwt::JwtVerifier>,
+}
+
+impl Authenticator {
+    pub fn new(bootstrap: Option<String>, jwt: Option<jwt::JwtVerifier>) -> Self {
+        Authenticator {
+            bootstrap: bootstrap.filter(|b| !b.is_empty()),
+            jwt,
+        }
+    }
+
+    /// Extracts the bearer token from an `Authorization` header value.
+    pub fn bearer(header: Option<&str>) -> Result<&str, AuthFailure> {
+        let value = header.ok_or_else(|| AuthFailure("no Authorization header".into()))?;
+        let (scheme, token) = value
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| AuthFailure("malformed Authorization".into()))?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(AuthFailure("Authorization is not a bearer token".into()));
+        }
+        Ok(token.trim())
+    }
+
+    /// Checks what can be checked without the database.
+    pub fn classify(&self, token: &str) -> Result<Credential, AuthFailure> {
+        if let Some(boot) = &self.bootstrap {
+            if token::secrets_equal(token, boot) {
+                return Ok(Credential::Done(Principal {
+                    client: "bootstrap".into(),
+                    scopes: Scope::ALL.to_vec(),
+                    subject: None,
+                }));
+            }
+        }
+        if let Some(prefix) = token::prefix_of(token) {
+            return Ok(Credential::Lookup {
+                prefix: prefix.to_string(),
+            });
+        }
+        match &self.jwt {
+            Some(v) if jwt::JwtVerifier::looks_like_jwt(token) => {
+                v.verify(token).map(Credential::Done).map_err(AuthFailure)
+            }
+            _ => Err(AuthFailure("unknown token".into())),
+        }
+    }
+
+    /// Completes an opaque-token check with the row found for its prefix.
+    pub fn check_opaque(
+        token: &str,
+        record: Option<TokenRecord>,
+    ) -> Result<Principal, AuthFailure> {
+        let record = record.ok_or_else(|| AuthFailure("unknown token prefix".into()))?;
+        if !token::verify(token, &record.hash) {
+            return Err(AuthFailure("token does not match".into()));
+        }
+        if record.revoked {
+            return Err(AuthFailure(format!(
+                "token of client {} is revoked",
+                record.name
+            )));
+        }
+        Ok(Principal {
+            client: record.name,
+            scopes: record.scopes,
+            subject: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(Authenticator::bearer(Some("Bearer abc")), Ok("abc"));
+        assert_eq!(Authenticator::bearer(Some("bearer  abc ")), Ok("abc"));
+        assert!(Authenticator::bearer(Some("Basic abc")).is_err());
+        assert!(Authenticator::bearer(Some("Bearer ")).is_err());
+        assert!(Authenticator::bearer(None).is_err());
+    }
+
+    #[test]
+    fn bootstrap_token_has_every_scope() {
+        let a = Authenticator::new(Some("boot".into()), None);
+        match a.classify("boot") {
+            Ok(Credential::Done(p)) => {
+                assert!(p.has(Scope::Admin) && p.has(Scope::Write) && p.has(Scope::Read))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(a.classify("boo").is_err());
+    }
+
+    #[test]
+    fn opaque_tokens_need_the_matching_row() {
+        let a = Authenticator::new(None, None);
+        let t = token::generate();
+        let Ok(Credential::Lookup { prefix }) = a.classify(&t.token) else {
+            panic!("lookup")
+        };
+        assert_eq!(prefix, t.prefix);
+        let row = TokenRecord {
+            name: "okta".into(),
+            hash: t.hash.clone(),
+            scopes: vec![Scope::Read],
+            revoked: false,
+        };
+        let p = Authenticator::check_opaque(&t.token, Some(row.clone())).expect("valid");
+        assert!(p.has(Scope::Read) && !p.has(Scope::Write));
+        assert!(Authenticator::check_opaque("shub_000000000000_x", Some(row.clone())).is_err());
+        assert!(Authenticator::check_opaque(
+            &t.token,
+            Some(TokenRecord {
+                revoked: true,
+                ..row
+            })
+        )
+        .is_err());
+        assert!(Authenticator::check_opaque(&t.token, None).is_err());
+    }
+
+    #[test]
+    fn scope_lists() {
+        assert_eq!(
+            Scope::parse_list("scim:write scim:read,scim:read"),
+            Ok(vec![Scope::Read, Scope::Write])
+        );
+        assert!(Scope::parse_list("root").is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! Server configuration: defaults, then a TOML file, then `SCIMHUB_*` environment variables,
+//! then command-line flags (each later source overrides the earlier ones).
+//!
+//! Nested settings come from the environment with a double underscore:
+//! `SCIMHUB_JWT__ISSUER=https://idp.example.com`.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Which client dialect a token speaks (see `scim_schema::dialect`). `auto` detects it from the
+/// User-Agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DialectSetting {
+    #[default]
+    Auto,
+    Rfc,
+    Entra,
+    Okta,
+}
+
+/// The whole configuration of `scimhub serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `HOST:PORT` to listen on. Port 0 picks a free port; the bound address is printed on stdout.
+    pub bind: String,
+    /// `sqlite://relative.db`, `sqlite:///absolute/path.db` or `postgres://…`.
+    pub database_url: String,
+    pub log_format: LogFormat,
+    /// Bearer token that is valid with every scope (for automation and tests). Never logged.
+    #[serde(skip_serializing)]
+    pub bootstrap_token: Option<String>,
+    /// Largest request body accepted (bytes) on every endpoint but /Bulk.
+    pub max_body_bytes: usize,
+    /// Largest /Bulk request body (bytes), advertised as bulk.maxPayloadSize.
+    pub bulk_max_payload_bytes: usize,
+    /// Most operations in one /Bulk request, advertised as bulk.maxOperations.
+    pub bulk_max_operations: usize,
+    /// Most resources in one page of a list or search, advertised as filter.maxResults.
+    pub max_results: usize,
+    /// Database connections; blocking database work is bounded by this number too.
+    pub db_pool_size: u32,
+    /// actix worker threads (default: number of CPUs).
+    pub workers: Option<usize>,
+    /// Reject attributes that no schema defines (strict) instead of ignoring them.
+    pub strict: bool,
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+    /// JSON Web Token verification; absent means JWTs are not accepted.
+    pub jwt: Option<JwtConfig>,
+    /// Per-client settings, keyed by the client (token) name.
+    pub clients: std::collections::BTreeMap<String, ClientConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1:8080".into(),
+            database_url: "sqlite://scimhub.db".into(),
+            log_format: LogFormat::Text,
+            bootstrap_token: None,
+            max_body_bytes: 1024 * 1024,
+            bulk_max_payload_bytes: 1024 * 1024,
+            bulk_max_operations: 1000,
+            max_results: 200,
+            db_pool_size: 8,
+            workers: None,
+            strict: false,
+            shutdown_timeout_secs: 30,
+            jwt: None,
+            clients: Default::default(),
+        }
+    }
+}
+
+/// Settings for one client.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientConfig {
+    pub dialect: DialectSetting,
+}
+
+/// JWT verification: every key listed is tried (or the one whose `kid` matches the token's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JwtConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values (at least one must match).
+    pub audience: Vec<String>,
+    /// The claim holding scopes: a space-separated string (`scope`) or an array (`scp`).
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+    /// The claim naming the client in logs (default `sub`).
+    #[serde(default = "default_client_claim")]
+    pub client_claim: String,
+    /// Clock skew allowed on `exp`/`nbf`, seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    pub keys: Vec<JwtKey>,
+}
+
+fn default_scope_claim() -> String {
+    "scope".into()
+}
+fn default_client_claim() -> String {
+    "sub".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+
+/// One verification key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JwtKey {
+    /// `HS256`, `RS256` or `ES256`.
+    pub algorithm: String,
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// HS256 shared secret.
+    #[serde(default, skip_serializing)]
+    pub secret: Option<String>,
+    /// RS256/ES256 public key, PEM text.
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    /// RS256/ES256 public key, PEM file.
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+}
+
+/// Flags given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, `file` (TOML, when given), `SCIMHUB_*` variables, flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
+        Self::figment(file, overrides).extract().map_err(Box::new)
+    }
+
+    fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig.merge(
+            Env::prefixed("SCIMHUB_")
+                .split("__")
+                .ignore(&["config", "test_postgres_url"]),
+        )
+        .merge(Serialized::defaults(overrides))
+    }
+
+    /// The configured dialect of client `name`.
+    pub fn client_dialect(&self, name: &str) -> DialectSetting {
+        self.clients
+            .get(name)
+            .map(|c| c.dialect)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::result_large_err)]
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "hub.toml",
+                r#"
+                bind = "0.0.0.0:9000"
+                max_results = 50
+                [jwt]
+                issuer = "https://idp"
+                audience = ["scimhub"]
+                scope_claim = "scp"
+                [[jwt.keys]]
+                algorithm = "HS256"
+                secret = "s3cret"
+                [clients.entra]
+                dialect = "entra"
+                "#,
+            )?;
+            jail.set_env("SCIMHUB_MAX_RESULTS", "75");
+            jail.set_env("SCIMHUB_BOOTSTRAP_TOKEN", "boot");
+            let cfg = Config::load(
+                Some(Path::new("hub.toml")),
+                &Overrides {
+                    database_url: Some("sqlite://x.db".into()),
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| *e)?;
+            assert_eq!(cfg.bind, "0.0.0.0:9000");
+            assert_eq!(cfg.max_results, 75);
+            assert_eq!(cfg.database_url, "sqlite://x.db");
+            assert_eq!(cfg.bootstrap_token.as_deref(), Some("boot"));
+            let jwt = cfg
+                .jwt
+                .clone()
+                .ok_or_else(|| figment::Error::from("jwt".to_string()))?;
+            assert_eq!(jwt.scope_claim, "scp");
+            assert_eq!(jwt.keys[0].secret.as_deref(), Some("s3cret"));
+            assert_eq!(cfg.client_dialect("entra"), DialectSetting::Entra);
+            assert_eq!(cfg.client_dialect("other"), DialectSetting::Auto);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        figment::Jail::expect_with(|_| {
+            let cfg = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
+            assert_eq!(cfg.bind, "127.0.0.1:8080");
+            assert_eq!(cfg.database_url, "sqlite://scimhub.db");
+            assert_eq!(cfg.log_format, LogFormat::Text);
+            Ok(())
+        });
+    }
+}

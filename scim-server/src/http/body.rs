@@ -1,0 +1,158 @@
+//! Request bodies: content type, size limit, UTF-8 and JSON checked here, each failure a SCIM error.
+//!
+//! actix's own `Json` extractor answers with plain-text errors, so SCIM bodies are read as bytes and
+//! parsed here instead.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// The body limit in force for a route (app data); the default comes from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// A JSON request body, parsed and checked.
+#[derive(Debug)]
+pub struct ScimJson(pub Value);
+
+/// Accepts `application/scim+json` and `application/json` (any parameters, e.g. charset=utf-8),
+/// and a missing Content-Type (some clients omit it); anything else is 415.
+pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "application/scim+json" | "application/json" => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {ct:?} is not supported; use application/scim+json or application/json."
+        ))),
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "The request body exceeds the limit of {limit} bytes."
+    ))
+}
+
+/// Parses bytes as a JSON value with SCIM errors for bad UTF-8 and bad JSON.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        scim_schema::Error::InvalidSyntax(format!(
+            "The request body is not valid UTF-8 (byte {}).",
+            e.valid_up_to()
+        ))
+    })?;
+    if text.trim().is_empty() {
+        return Err(scim_schema::Error::InvalidSyntax("The request body is empty.".into()).into());
+    }
+    serde_json::from_str(text).map_err(|e| {
+        scim_schema::Error::InvalidSyntax(format!("The request body is not valid JSON: {e}")).into()
+    })
+}
+
+impl FromRequest for ScimJson {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(1024 * 1024);
+        let checked = check_content_type(req).and_then(|()| {
+            match req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+            {
+                Some(len) if len > limit => Err(too_large(limit)),
+                _ => Ok(()),
+            }
+        });
+        let mut payload = payload.take();
+        Box::pin(async move {
+            checked?;
+            let mut buf = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| match e {
+                    actix_web::error::PayloadError::Overflow => too_large(limit),
+                    other => ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
+                        "Could not read the request body: {other}"
+                    ))),
+                })?;
+                if buf.len() + chunk.len() > limit {
+                    return Err(too_large(limit));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            parse_json(&buf).map(ScimJson)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn status(r: Result<Value, ApiError>) -> Option<&'static str> {
+        r.err().and_then(|e| e.scim_type())
+    }
+
+    #[test]
+    fn json_errors_are_invalid_syntax() {
+        assert_eq!(status(parse_json(b"{")), Some("invalidSyntax"));
+        assert_eq!(status(parse_json(b"\xff\xfe")), Some("invalidSyntax"));
+        assert_eq!(status(parse_json(b"  ")), Some("invalidSyntax"));
+        assert!(parse_json(br#"{"a":1}"#).is_ok());
+    }
+
+    #[test]
+    fn content_types() {
+        let ok = |ct: &str| {
+            check_content_type(
+                &TestRequest::default()
+                    .insert_header(("content-type", ct))
+                    .to_http_request(),
+            )
+            .is_ok()
+        };
+        assert!(ok("application/scim+json"));
+        assert!(ok("application/json; charset=utf-8"));
+        assert!(ok("Application/SCIM+JSON"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/x-www-form-urlencoded"));
+        assert!(check_content_type(&TestRequest::default().to_http_request()).is_ok());
+    }
+
+    #[actix_web::test]
+    async fn oversized_bodies_are_413() {
+        let (req, mut pl) = TestRequest::post()
+            .insert_header(("content-type", "application/json"))
+            .app_data(BodyLimit(8))
+            .set_payload(r#"{"userName":"long enough"}"#)
+            .to_http_parts();
+        let err = ScimJson::from_request(&req, &mut pl)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("limit of 8")));
+    }
+}

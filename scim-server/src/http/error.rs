@@ -1,0 +1,315 @@
+//! The one place where every failure becomes a SCIM error response (RFC 7644 §3.12).
+//!
+//! Handlers and the service layer return [`ApiError`]; protocol errors from `scim-schema`
+//! and storage errors convert into it with `?`. Internal causes (database messages, I/O errors)
+//! are logged here and never sent to the client: a 500 or 503 carries a generic detail.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value};
+
+use crate::store::StoreError;
+
+/// The media type of every SCIM response body (RFC 7644 §3.1).
+pub const SCIM_JSON: &str = "application/scim+json";
+
+/// The URN of the SCIM error message (RFC 7644 §3.12).
+pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+
+/// Every way a request can fail, each with its HTTP status and (where RFC 7644 defines one) scimType.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A protocol error (invalid filter, mutability, uniqueness, ...): status and scimType from
+    /// RFC 7644 §3.12 Table 9.
+    #[error(transparent)]
+    Scim(#[from] scim_schema::Error),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 401: no credentials, or credentials that are not valid. Answered with `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: valid credentials whose scopes do not cover the request.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 413: a body over the configured limit, or a bulk request over maxOperations/maxPayloadSize.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    /// 503: the database cannot be reached right now; the client may retry.
+    #[error("service unavailable")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected backend failure. The cause is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::Internal(cause.to_string())
+    }
+
+    /// The RFC 7644 §3.12 scimType, when the error has one.
+    pub fn scim_type(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Scim(e) => Some(e.scim_type().as_str()),
+            // RFC 7644 §3.4.3/§3.7: too many operations or too large a payload.
+            ApiError::PayloadTooLarge(_) => Some("tooMany"),
+            _ => None,
+        }
+    }
+
+    /// The detail sent to the client. Internal causes are replaced by a generic sentence.
+    pub fn client_detail(&self) -> String {
+        match self {
+            ApiError::Scim(e) => e.detail().to_string(),
+            ApiError::Unavailable(_) => {
+                "The service is temporarily unavailable; retry later.".into()
+            }
+            ApiError::Internal(_) => "An internal error occurred.".into(),
+            ApiError::NotFound(d)
+            | ApiError::PreconditionFailed(d)
+            | ApiError::Unauthorized(d)
+            | ApiError::Forbidden(d)
+            | ApiError::MethodNotAllowed(d)
+            | ApiError::UnsupportedMediaType(d)
+            | ApiError::PayloadTooLarge(d)
+            | ApiError::NotImplemented(d) => d.clone(),
+        }
+    }
+
+    /// The SCIM error body (RFC 7644 §3.12): `status` is a string, `scimType` only when defined.
+    pub fn body(&self) -> Value {
+        let mut body = json!({
+            "schemas": [ERROR_URN],
+            "status": self.status_code().as_u16().to_string(),
+            "detail": self.client_detail(),
+        });
+        if let (Some(t), Some(obj)) = (self.scim_type(), body.as_object_mut()) {
+            obj.insert("scimType".into(), Value::String(t.into()));
+        }
+        body
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("Resource not found.".into()),
+            StoreError::PreconditionFailed { .. } => ApiError::PreconditionFailed(
+                "The resource has changed: its version does not match If-Match.".into(),
+            ),
+            StoreError::UnknownMembers(ids) => ApiError::Scim(scim_schema::Error::InvalidValue(
+                format!("Unknown member ids: {}.", ids.join(", ")),
+            )),
+            StoreError::Uniqueness(d) => ApiError::Scim(scim_schema::Error::Uniqueness(d)),
+            StoreError::Scim(e) => ApiError::Scim(e),
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            StoreError::Config(cause) | StoreError::Backend(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Scim(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            ApiError::Unavailable(cause) => tracing::warn!(cause = %cause, "database unavailable"),
+            _ => {}
+        }
+        let mut resp = HttpResponse::build(self.status_code());
+        resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)));
+        if let ApiError::Unauthorized(_) = self {
+            resp.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"scimhub\""),
+            ));
+        }
+        if let ApiError::Unavailable(_) = self {
+            resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        resp.body(self.body().to_string())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn render(e: ApiError) -> (u16, Value, HttpResponse) {
+        let resp = e.error_response();
+        let status = resp.status().as_u16();
+        let (resp, body) = resp.into_parts();
+        let bytes = body.try_into_bytes().unwrap_or_default();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (
+            status,
+            value,
+            resp.set_body(actix_web::body::BoxBody::new(())),
+        )
+    }
+
+    fn check(e: ApiError, status: u16, scim_type: Option<&str>) -> Value {
+        let (s, body, resp) = render(e);
+        assert_eq!(s, status);
+        assert_eq!(body["schemas"][0], ERROR_URN);
+        assert_eq!(body["status"], status.to_string());
+        assert_eq!(body["scimType"].as_str(), scim_type);
+        assert_eq!(
+            resp.headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some(SCIM_JSON)
+        );
+        body
+    }
+
+    #[test]
+    fn every_scim_type_maps_to_its_table_9_status() {
+        use scim_schema::Error as E;
+        let cases = [
+            (E::InvalidFilter("f".into()), 400, "invalidFilter"),
+            (E::TooMany("f".into()), 400, "tooMany"),
+            (E::Uniqueness("f".into()), 409, "uniqueness"),
+            (E::Mutability("f".into()), 400, "mutability"),
+            (E::InvalidSyntax("f".into()), 400, "invalidSyntax"),
+            (E::InvalidPath("f".into()), 400, "invalidPath"),
+            (E::NoTarget("f".into()), 400, "noTarget"),
+            (E::InvalidValue("f".into()), 400, "invalidValue"),
+            (E::InvalidVers("f".into()), 400, "invalidVers"),
+            (E::Sensitive("f".into()), 400, "sensitive"),
+        ];
+        for (e, status, t) in cases {
+            let body = check(ApiError::Scim(e), status, Some(t));
+            assert_eq!(body["detail"], "f");
+        }
+    }
+
+    #[test]
+    fn store_not_found_is_404() {
+        check(StoreError::NotFound.into(), 404, None);
+    }
+
+    #[test]
+    fn store_precondition_failed_is_412() {
+        check(
+            StoreError::PreconditionFailed { current_version: 3 }.into(),
+            412,
+            None,
+        );
+    }
+
+    #[test]
+    fn store_uniqueness_is_409_uniqueness() {
+        let body = check(
+            StoreError::Uniqueness("userName taken".into()).into(),
+            409,
+            Some("uniqueness"),
+        );
+        assert_eq!(body["detail"], "userName taken");
+    }
+
+    #[test]
+    fn store_scim_error_keeps_its_scim_type() {
+        check(
+            StoreError::Scim(scim_schema::Error::InvalidFilter("x".into())).into(),
+            400,
+            Some("invalidFilter"),
+        );
+    }
+
+    #[test]
+    fn store_unknown_members_is_400_invalid_value() {
+        let body = check(
+            StoreError::UnknownMembers(vec!["u1".into()]).into(),
+            400,
+            Some("invalidValue"),
+        );
+        assert!(body["detail"].as_str().is_some_and(|d| d.contains("u1")));
+    }
+
+    #[test]
+    fn store_config_is_500_without_cause() {
+        let body = check(
+            StoreError::Config("bad url postgres://user:pw@h".into()).into(),
+            500,
+            None,
+        );
+        assert!(!body.to_string().contains("pw@h"));
+    }
+
+    #[test]
+    fn store_unavailable_is_503_without_cause() {
+        let (s, body, resp) =
+            render(StoreError::Unavailable("connection refused to 10.0.0.7".into()).into());
+        assert_eq!(s, 503);
+        assert!(!body.to_string().contains("10.0.0.7"));
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn store_backend_is_500_without_cause() {
+        let body = check(
+            StoreError::Backend("syntax error near SELECT secret".into()).into(),
+            500,
+            None,
+        );
+        assert!(!body.to_string().contains("SELECT"));
+        assert_eq!(body["detail"], "An internal error occurred.");
+    }
+
+    #[test]
+    fn unauthorized_is_401_with_www_authenticate() {
+        let (s, _, resp) = render(ApiError::Unauthorized("no token".into()));
+        assert_eq!(s, 401);
+        assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_some());
+    }
+
+    #[test]
+    fn http_level_errors() {
+        check(ApiError::Forbidden("scope".into()), 403, None);
+        check(ApiError::MethodNotAllowed("m".into()), 405, None);
+        check(ApiError::UnsupportedMediaType("ct".into()), 415, None);
+        check(
+            ApiError::PayloadTooLarge("big".into()),
+            413,
+            Some("tooMany"),
+        );
+        check(ApiError::NotImplemented("me".into()), 501, None);
+        check(ApiError::NotFound("nf".into()), 404, None);
+    }
+}

@@ -1,0 +1,239 @@
+//! The actix-web service: state, routes, middleware and the server loop.
+//!
+//! Handlers are thin: they parse the request (body, query, headers), call [`crate::service`] and
+//! render the result. Every error becomes a SCIM error body in [`error`], and nowhere else.
+
+pub mod body;
+pub mod discovery;
+pub mod error;
+pub mod middleware;
+pub mod query;
+pub mod resources;
+
+use std::sync::Arc;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use scim_schema::dialect::Dialect;
+use scim_schema::schema::SchemaRegistry;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::auth::Authenticator;
+use crate::config::{Config, DialectSetting};
+use crate::service::{Caller, Schemas};
+use crate::store::{Store, StoreError};
+
+use body::BodyLimit;
+use error::{ApiError, ApiResult, SCIM_JSON};
+
+/// The SCIM base path.
+pub const BASE_PATH: &str = "/scim/v2";
+
+/// Everything a handler needs, shared by all workers.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    /// The registry and resolved resource schemas, built once at start.
+    pub schemas: Arc<Schemas>,
+    pub store: Store,
+    pub auth: Authenticator,
+    /// Bounds concurrent blocking database work by the pool size, so blocking tasks never wait on
+    /// a pool that they themselves exhaust.
+    db_permits: Semaphore,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        registry: SchemaRegistry,
+        store: Store,
+        auth: Authenticator,
+    ) -> anyhow::Result<Self> {
+        let permits = config.db_pool_size.max(1) as usize;
+        let schemas = Schemas::new(registry, config.strict).map_err(anyhow::Error::msg)?;
+        Ok(AppState {
+            config,
+            schemas: Arc::new(schemas),
+            store,
+            auth,
+            db_permits: Semaphore::new(permits),
+        })
+    }
+
+    /// The dialect of a request: the client's `dialect` setting, or (`auto`) what its
+    /// User-Agent announces.
+    pub fn dialect(&self, client: &str, user_agent: Option<&str>) -> Dialect {
+        match self.config.client_dialect(client) {
+            DialectSetting::Auto => Dialect::detect(user_agent),
+            DialectSetting::Rfc => Dialect::Strict,
+            DialectSetting::Entra => Dialect::EntraId,
+            DialectSetting::Okta => Dialect::Okta,
+        }
+    }
+
+    /// The [`Caller`] of an authenticated request.
+    pub fn caller(&self, req: &HttpRequest) -> ApiResult<Caller> {
+        use actix_web::HttpMessage;
+        let client = req
+            .extensions()
+            .get::<crate::auth::Principal>()
+            .map(|p| p.client.clone())
+            .ok_or_else(|| ApiError::internal("no principal on an authenticated route"))?;
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let dialect = self.dialect(&client, ua);
+        Ok(Caller { client, dialect })
+    }
+
+    /// Runs blocking store work on the blocking pool, at most `db_pool_size` at a time.
+    pub async fn db<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let _permit = self
+            .db_permits
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
+        let store = self.store.clone();
+        Ok(web::block(move || f(&store)).await??)
+    }
+}
+
+/// `scheme://host/scim/v2` as the client addressed us (for `Location` and `meta.location`).
+pub fn base_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}{}", info.scheme(), info.host(), BASE_PATH)
+}
+
+/// A response with a SCIM JSON body.
+pub fn scim_response(status: StatusCode, body: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, SCIM_JSON))
+        .body(body.to_string())
+}
+
+async fn not_found(req: HttpRequest) -> ApiResult<HttpResponse> {
+    Err(ApiError::NotFound(format!(
+        "No endpoint at {}.",
+        req.path()
+    )))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> ApiResult<HttpResponse> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}.",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.db(|s| s.ping()).await {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body("database unavailable")
+        }
+    }
+}
+
+/// A resource whose other methods answer 405 with a SCIM error.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// The application: every route, for `App::new().configure(...)` in the server and in tests.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    let limit = BodyLimit(state.config.max_body_bytes);
+    let bulk_limit = BodyLimit(state.config.bulk_max_payload_bytes);
+    cfg.app_data(state)
+        .app_data(limit)
+        .service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(
+            web::scope(BASE_PATH)
+                .wrap(actix_web::middleware::from_fn(middleware::authenticate))
+                .service(
+                    resource("/ServiceProviderConfig")
+                        .route(web::get().to(discovery::get_service_provider_config)),
+                )
+                .service(
+                    resource("/ResourceTypes").route(web::get().to(discovery::list_resource_types)),
+                )
+                .service(
+                    resource("/ResourceTypes/{name}")
+                        .route(web::get().to(discovery::get_resource_type)),
+                )
+                .service(resource("/Schemas").route(web::get().to(discovery::list_schemas)))
+                .service(resource("/Schemas/{id}").route(web::get().to(discovery::get_schema)))
+                .service(resource("/.search").route(web::post().to(resources::search_all)))
+                .service(
+                    resource("/Bulk")
+                        .app_data(bulk_limit)
+                        .route(web::post().to(resources::bulk)),
+                )
+                .service(resource("/Me").to(resources::me))
+                .service(resource("/Me/{rest:.*}").to(resources::me))
+                .service(resource("/{kind}/.search").route(web::post().to(resources::search)))
+                .service(
+                    resource("/{kind}")
+                        .route(web::get().to(resources::list))
+                        .route(web::post().to(resources::create)),
+                )
+                .service(
+                    resource("/{kind}/{id}")
+                        .route(web::get().to(resources::get))
+                        .route(web::put().to(resources::replace))
+                        .route(web::patch().to(resources::patch))
+                        .route(web::delete().to(resources::delete)),
+                )
+                .default_service(web::to(not_found)),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// Binds, prints `listening on ADDR` on stdout, and serves until SIGTERM/SIGINT.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let state = web::Data::new(state);
+    let bind = state.config.bind.clone();
+    let shutdown = state.config.shutdown_timeout_secs;
+    let workers = state.config.workers;
+    let app_state = state.clone();
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(middleware::log_requests))
+            .configure(|cfg| configure(cfg, app_state.clone()))
+    })
+    .shutdown_timeout(shutdown);
+    if let Some(w) = workers {
+        server = server.workers(w);
+    }
+    let server = server
+        .bind(&bind)
+        .map_err(|e| anyhow::anyhow!("cannot bind {bind}: {e}"))?;
+    let addrs = server.addrs();
+    for addr in &addrs {
+        tracing::info!(%addr, "listening");
+    }
+    if let Some(addr) = addrs.first() {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {addr}")?;
+        out.flush()?;
+    }
+    // actix installs SIGTERM/SIGINT/SIGQUIT handlers: in-flight requests finish (graceful stop).
+    server.run().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! Query parameters of list, search and read requests (RFC 7644 §3.4.2, §3.4.3, §3.9; RFC 9865).
+//!
+//! The same [`ListParams`] comes from a GET query string or a POST `/.search` body, so both
+//! paths validate identically.
+
+use serde_json::Value;
+
+use scim_schema::filter::AttrPath;
+use scim_schema::projection::parse_attribute_list;
+use scim_schema::Error;
+
+/// `sortOrder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    #[default]
+    Ascending,
+    Descending,
+}
+
+/// `attributes` / `excludedAttributes` (RFC 7644 §3.9), parsed with
+/// [`scim_schema::projection::parse_attribute_list`] and applied by
+/// [`scim_schema::projection::project`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection {
+    pub attributes: Vec<AttrPath>,
+    pub excluded: Vec<AttrPath>,
+}
+
+impl Projection {
+    /// Whether top-level attribute `name` (e.g. "members") is left out of the response, so need
+    /// not be loaded: `attributes` is given and names neither it nor one of its sub-attributes,
+    /// or `excludedAttributes` names it whole.
+    pub fn excludes(&self, name: &str) -> bool {
+        if !self.attributes.is_empty() {
+            !self.attributes.iter().any(|a| a.name.eq_str(name))
+        } else {
+            self.excluded
+                .iter()
+                .any(|a| a.name.eq_str(name) && a.sub_attr.is_none())
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.attributes.is_empty() && self.excluded.is_empty()
+    }
+}
+
+/// Parameters of a list or search request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListParams {
+    pub filter: Option<String>,
+    pub sort_by: Option<String>,
+    pub sort_order: SortOrder,
+    /// 1-based; values below 1 are taken as 1 (RFC 7644 §3.4.2.4).
+    pub start_index: u64,
+    /// Page size, already capped at the advertised maximum. `None`: the default (the maximum).
+    pub count: Option<u64>,
+    /// RFC 9865: `Some("")` asks for the first page of cursor paging.
+    pub cursor: Option<String>,
+    pub projection: Projection,
+}
+
+fn parse_int(name: &str, raw: &str) -> Result<i64, Error> {
+    raw.trim()
+        .parse::<i64>()
+        .map_err(|_| Error::InvalidValue(format!("{name} must be an integer, got {raw:?}.")))
+}
+
+fn clamp_count(n: i64, max: u64) -> u64 {
+    (n.max(0) as u64).min(max)
+}
+
+/// Parses the `attributes` and `excludedAttributes` parameters of a query string.
+pub fn projection_from_query(query: &str) -> Result<Projection, Error> {
+    Ok(ListParams::from_query(query, u64::MAX)?.projection)
+}
+
+impl ListParams {
+    /// From a URL query string. Parameter names are matched case-insensitively.
+    pub fn from_query(query: &str, max_results: u64) -> Result<Self, Error> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| Error::InvalidSyntax(format!("The query string is malformed: {e}")))?;
+        let mut p = ListParams {
+            start_index: 1,
+            ..Default::default()
+        };
+        for (k, v) in pairs {
+            match k.to_ascii_lowercase().as_str() {
+                "filter" => p.filter = Some(v),
+                "sortby" => p.sort_by = Some(v).filter(|s| !s.is_empty()),
+                "sortorder" => p.sort_order = parse_order(&v)?,
+                "startindex" => p.start_index = parse_int("startIndex", &v)?.max(1) as u64,
+                "count" => p.count = Some(clamp_count(parse_int("count", &v)?, max_results)),
+                "cursor" => p.cursor = Some(v),
+                "attributes" => p.projection.attributes = parse_attribute_list(&v)?,
+                "excludedattributes" => p.projection.excluded = parse_attribute_list(&v)?,
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    /// From a `SearchRequest` body (RFC 7644 §3.4.3).
+    pub fn from_search_body(body: &Value, max_results: u64) -> Result<Self, Error> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| Error::InvalidSyntax("A SearchRequest must be a JSON object.".into()))?;
+        let mut p = ListParams {
+            start_index: 1,
+            ..Default::default()
+        };
+        let string = |name: &str, v: &Value| -> Result<String, Error> {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::InvalidValue(format!("{name} must be a string.")))
+        };
+        let list = |name: &str, v: &Value| -> Result<Vec<AttrPath>, Error> {
+            let joined = match v {
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| string(name, i))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(","),
+                Value::String(s) => s.clone(),
+                _ => {
+                    return Err(Error::InvalidValue(format!(
+                        "{name} must be an array of strings."
+                    )))
+                }
+            };
+            parse_attribute_list(&joined)
+        };
+        let int = |name: &str, v: &Value| -> Result<i64, Error> {
+            match v {
+                Value::Number(n) => n
+                    .as_i64()
+                    .ok_or_else(|| Error::InvalidValue(format!("{name} must be an integer."))),
+                Value::String(s) => parse_int(name, s),
+                _ => Err(Error::InvalidValue(format!("{name} must be an integer."))),
+            }
+        };
+        for (k, v) in obj {
+            if v.is_null() {
+                continue;
+            }
+            match k.to_ascii_lowercase().as_str() {
+                "filter" => p.filter = Some(string("filter", v)?),
+                "sortby" => p.sort_by = Some(string("sortBy", v)?).filter(|s| !s.is_empty()),
+                "sortorder" => p.sort_order = parse_order(&string("sortOrder", v)?)?,
+                "startindex" => p.start_index = int("startIndex", v)?.max(1) as u64,
+                "count" => p.count = Some(clamp_count(int("count", v)?, max_results)),
+                "cursor" => p.cursor = Some(string("cursor", v)?),
+                "attributes" => p.projection.attributes = list("attributes", v)?,
+                "excludedattributes" => p.projection.excluded = list("excludedAttributes", v)?,
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    /// The page size in force.
+    pub fn page_size(&self, max_results: u64) -> u64 {
+        self.count.unwrap_or(max_results).min(max_results)
+    }
+}
+
+fn parse_order(v: &str) -> Result<SortOrder, Error> {
+    if v.eq_ignore_ascii_case("ascending") || v.is_empty() {
+        Ok(SortOrder::Ascending)
+    } else if v.eq_ignore_ascii_case("descending") {
+        Ok(SortOrder::Descending)
+    } else {
+        Err(Error::InvalidValue(format!(
+            "sortOrder must be \"ascending\" or \"descending\", got {v:?}."
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rfc7644_3_4_2_4_paging_rules() {
+        let p = ListParams::from_query("startIndex=-5&count=100000", 200).expect("parse");
+        assert_eq!(p.start_index, 1);
+        assert_eq!(p.count, Some(200));
+        let p = ListParams::from_query("startIndex=0&count=-1", 200).expect("parse");
+        assert_eq!((p.start_index, p.count), (1, Some(0)));
+        let p = ListParams::from_query("count=0", 200).expect("parse");
+        assert_eq!(p.page_size(200), 0);
+        assert_eq!(
+            ListParams::from_query("", 200)
+                .expect("parse")
+                .page_size(200),
+            200
+        );
+    }
+
+    #[test]
+    fn non_numeric_paging_is_invalid_value() {
+        for q in [
+            "startIndex=abc",
+            "count=1.5",
+            "count=ten",
+            "sortOrder=sideways",
+        ] {
+            assert!(
+                matches!(ListParams::from_query(q, 200), Err(Error::InvalidValue(_))),
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_everything() {
+        let p = ListParams::from_query(
+            "filter=userName%20eq%20%22a%22&SORTBY=name.familyName&sortOrder=descending&attributes=userName,emails&excludedAttributes=members&cursor=",
+            50,
+        )
+        .expect("parse");
+        assert_eq!(p.filter.as_deref(), Some("userName eq \"a\""));
+        assert_eq!(p.sort_by.as_deref(), Some("name.familyName"));
+        assert_eq!(p.sort_order, SortOrder::Descending);
+        assert_eq!(
+            p.projection.attributes,
+            vec![AttrPath::simple("userName"), AttrPath::simple("emails")]
+        );
+        assert_eq!(p.cursor.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn search_body_matches_query() {
+        let b = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter":"active eq true","startIndex":0,"count":5,"attributes":["userName"],"excludedAttributes":null});
+        let p = ListParams::from_search_body(&b, 200).expect("parse");
+        assert_eq!((p.start_index, p.count), (1, Some(5)));
+        assert_eq!(p.projection.attributes, vec![AttrPath::simple("userName")]);
+        assert!(matches!(
+            ListParams::from_search_body(&json!({"count":"x"}), 200),
+            Err(Error::InvalidValue(_))
+        ));
+        assert!(matches!(
+            ListParams::from_search_body(&json!([1]), 200),
+            Err(Error::InvalidSyntax(_))
+        ));
+    }
+
+    #[test]
+    fn members_exclusion() {
+        let ex = Projection {
+            attributes: vec![],
+            excluded: vec![AttrPath::simple("members")],
+        };
+        assert!(ex.excludes("members"));
+        let only = Projection {
+            attributes: vec![AttrPath::simple("displayName")],
+            excluded: vec![],
+        };
+        assert!(only.excludes("members"));
+        let with = Projection {
+            attributes: vec![AttrPath::with_sub("members", "value")],
+            excluded: vec![],
+        };
+        assert!(!with.excludes("members"));
+        assert!(!Projection::default().excludes("members"));
+        let sub = Projection {
+            attributes: vec![],
+            excluded: vec![AttrPath::with_sub("members", "display")],
+        };
+        assert!(!sub.excludes("members"));
+        assert!(matches!(
+            ListParams::from_query("attributes=userName,,emails", 200),
+            Err(Error::InvalidPath(_))
+        ));
+    }
+}

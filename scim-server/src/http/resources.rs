@@ -1,0 +1,483 @@
+//! Thin handlers for /Users, /Groups, /.search, /Bulk and /Me: parse, call [`crate::service`],
+//! render.
+
+use std::cmp::Ordering;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use scim_schema::filter::{parse_attr_path, parse_filter};
+use scim_schema::json::get_ci;
+use scim_schema::message::ListResponse;
+use scim_schema::projection::project;
+use scim_schema::sort::{sort_key, SortKey};
+use serde_json::Value;
+
+use crate::service::{self, Schemas};
+use crate::store::{Doc, ResourceKind, StoredResource};
+
+use super::body::ScimJson;
+use super::error::{ApiError, ApiResult};
+use super::query::{projection_from_query, ListParams, Projection, SortOrder};
+use super::{scim_response, AppState};
+
+fn kind(segment: &str, req: &HttpRequest) -> ApiResult<ResourceKind> {
+    service::kind_of_endpoint(segment)
+        .ok_or_else(|| ApiError::NotFound(format!("No endpoint at {}.", req.path())))
+}
+
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Fills in what depends on the address the client used: `meta.location` and the `$ref` of
+/// Group members and User groups (RFC 7643 §3.1, §4.1.2, §4.2).
+fn add_locations(doc: &mut Doc, kind: ResourceKind, id: &str, base: &str) {
+    if let Some(Value::Object(meta)) = doc.get_mut("meta") {
+        if !meta.contains_key("location") {
+            meta.insert(
+                "location".into(),
+                Value::String(format!("{base}/{}/{id}", kind.endpoint())),
+            );
+        }
+    }
+    let (key, default_kind) = match kind {
+        ResourceKind::Group => ("members", None),
+        ResourceKind::User => ("groups", Some(ResourceKind::Group)),
+    };
+    if let Some(Value::Array(items)) = doc.get_mut(key) {
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            if item.contains_key("$ref") {
+                continue;
+            }
+            let target = default_kind.or_else(|| {
+                get_ci(item, "type")
+                    .and_then(Value::as_str)
+                    .and_then(ResourceKind::parse)
+            });
+            let value = get_ci(item, "value").and_then(Value::as_str);
+            if let (Some(k), Some(v)) = (target, value) {
+                let r = format!("{base}/{}/{v}", k.endpoint());
+                item.insert("$ref".into(), Value::String(r));
+            }
+        }
+    }
+}
+
+/// The representation of a resource under a projection (`returned` characteristics applied).
+pub fn render(r: StoredResource, p: &Projection, schemas: &Schemas, base: &str) -> Value {
+    let mut doc = r.doc;
+    add_locations(&mut doc, r.kind, &r.id, base);
+    Value::Object(project(doc, schemas.of(r.kind), &p.attributes, &p.excluded))
+}
+
+fn location(r: &StoredResource, req: &HttpRequest) -> String {
+    format!("{}/{}/{}", super::base_url(req), r.kind.endpoint(), r.id)
+}
+
+/// A resource response with ETag and Location.
+fn resource_response(
+    status: StatusCode,
+    r: StoredResource,
+    p: &Projection,
+    state: &AppState,
+    req: &HttpRequest,
+) -> HttpResponse {
+    let etag = r.etag();
+    let location = location(&r, req);
+    let mut resp = scim_response(status, &render(r, p, &state.schemas, &super::base_url(req)));
+    let headers = resp.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn projection(req: &HttpRequest) -> ApiResult<Projection> {
+    Ok(projection_from_query(req.query_string())?)
+}
+
+/// Whether an `If-None-Match` header matches the current ETag (weak comparison).
+fn none_match(req: &HttpRequest, etag: &str) -> bool {
+    let strip = |t: &str| {
+        t.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    header_str(req, header::IF_NONE_MATCH).is_some_and(|h| {
+        h.split(',')
+            .any(|t| t.trim() == "*" || strip(t) == strip(etag))
+    })
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (segment, id) = path.into_inner();
+    let kind = kind(&segment, &req)?;
+    let p = projection(&req)?;
+    let with_members = !p.excludes(if kind == ResourceKind::Group {
+        "members"
+    } else {
+        "groups"
+    });
+    let r = state.db(move |s| s.get(kind, &id, with_members)).await?;
+    if none_match(&req, &r.etag()) {
+        let mut resp = HttpResponse::NotModified().finish();
+        if let Ok(v) = header::HeaderValue::from_str(&r.etag()) {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(resp);
+    }
+    Ok(resource_response(StatusCode::OK, r, &p, &state, &req))
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: ScimJson,
+) -> ApiResult<HttpResponse> {
+    let kind = kind(&path, &req)?;
+    let p = projection(&req)?;
+    let caller = state.caller(&req)?;
+    let schemas = state.schemas.clone();
+    let r = state
+        .db(move |s| service::create(s, &schemas, kind, body.0, &caller))
+        .await?;
+    Ok(resource_response(StatusCode::CREATED, r, &p, &state, &req))
+}
+
+pub async fn replace(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: ScimJson,
+) -> ApiResult<HttpResponse> {
+    let (segment, id) = path.into_inner();
+    let kind = kind(&segment, &req)?;
+    let p = projection(&req)?;
+    let caller = state.caller(&req)?;
+    let schemas = state.schemas.clone();
+    let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
+    let r = state
+        .db(move |s| service::replace(s, &schemas, kind, &id, body.0, if_match.as_deref(), &caller))
+        .await?;
+    Ok(resource_response(StatusCode::OK, r, &p, &state, &req))
+}
+
+/// PATCH answers 200 with the resource, or 204 when the client sends `Prefer: return=minimal`
+/// (RFC 7240). Member ids that name no resource are skipped; they are listed in the
+/// `X-Scimhub-Unknown-Members` response header and logged.
+pub async fn patch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: ScimJson,
+) -> ApiResult<HttpResponse> {
+    let (segment, id) = path.into_inner();
+    let kind = kind(&segment, &req)?;
+    let p = projection(&req)?;
+    let caller = state.caller(&req)?;
+    let schemas = state.schemas.clone();
+    let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
+    let out = state
+        .db(move |s| service::patch(s, &schemas, kind, &id, body.0, if_match.as_deref(), &caller))
+        .await?;
+    let group_id = out.resource.id.clone();
+    let minimal = header_str(&req, header::HeaderName::from_static("prefer")).is_some_and(|v| {
+        v.split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"))
+    });
+    let mut resp = if minimal {
+        let mut resp = HttpResponse::NoContent().finish();
+        if let Ok(v) = header::HeaderValue::from_str(&out.resource.etag()) {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+        resp
+    } else {
+        resource_response(StatusCode::OK, out.resource, &p, &state, &req)
+    };
+    if !out.unknown_members.is_empty() {
+        tracing::warn!(group = %group_id, count = out.unknown_members.len(), "PATCH skipped unknown members");
+        if let Ok(v) = header::HeaderValue::from_str(&out.unknown_members.join(",")) {
+            resp.headers_mut().insert(
+                header::HeaderName::from_static("x-scimhub-unknown-members"),
+                v,
+            );
+        }
+    }
+    Ok(resp)
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (segment, id) = path.into_inner();
+    let kind = kind(&segment, &req)?;
+    let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
+    state
+        .db(move |s| s.delete(kind, &id, if_match.as_deref()))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// /Me (RFC 7644 §3.11): scimhub's credentials belong to clients, not to User resources, so every
+/// /Me request is answered 501 Not Implemented with a SCIM error.
+pub async fn me() -> ApiResult<HttpResponse> {
+    Err(ApiError::NotImplemented(
+        "/Me is not supported: bearer tokens identify SCIM clients, not users.".into(),
+    ))
+}
+
+fn search_query(
+    params: &ListParams,
+    kind: ResourceKind,
+    max: u64,
+) -> ApiResult<crate::store::SearchQuery> {
+    let with_members = !params.projection.excludes(if kind == ResourceKind::Group {
+        "members"
+    } else {
+        "groups"
+    });
+    Ok(crate::store::SearchQuery {
+        filter: params
+            .filter
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(parse_filter)
+            .transpose()?,
+        sort_by: params.sort_by.as_deref().map(parse_attr_path).transpose()?,
+        descending: params.sort_order == SortOrder::Descending,
+        start_index: params.start_index,
+        count: params.page_size(max),
+        cursor: params.cursor.clone(),
+        with_members,
+    })
+}
+
+fn list_response(body: ListResponse<Value>) -> HttpResponse {
+    scim_response(
+        StatusCode::OK,
+        &serde_json::to_value(body).unwrap_or(Value::Null),
+    )
+}
+
+/// Runs a search over one resource type and renders the ListResponse.
+async fn run_search(
+    state: &AppState,
+    req: &HttpRequest,
+    kind: ResourceKind,
+    params: ListParams,
+) -> ApiResult<HttpResponse> {
+    let max = state.config.max_results as u64;
+    let q = search_query(&params, kind, max)?;
+    let schemas = state.schemas.clone();
+    let page = state
+        .db(move |s| s.search(kind, &q, schemas.of(kind)))
+        .await?;
+    let base = super::base_url(req);
+    let items: Vec<Value> = page
+        .resources
+        .into_iter()
+        .map(|r| render(r, &params.projection, &state.schemas, &base))
+        .collect();
+    Ok(list_response(match params.cursor {
+        Some(_) => ListResponse::cursored(
+            items,
+            page.total_results,
+            page.next_cursor,
+            page.previous_cursor,
+        ),
+        None => ListResponse::indexed(items, page.total_results, page.start_index),
+    }))
+}
+
+/// The order the store returns a sorted page in: absent values first ascending (as SQL orders
+/// NULLs), everything reversed descending.
+fn store_order(a: Option<&SortKey>, b: Option<&SortKey>, descending: bool) -> Ordering {
+    let o = match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => a.cmp(b),
+    };
+    if descending {
+        o.reverse()
+    } else {
+        o
+    }
+}
+
+/// `POST /.search` (RFC 7644 §3.4.3) over Users and Groups. Without `sortBy` the result is the
+/// Users followed by the Groups, and a page is cut from that concatenation with two queries
+/// (each asking only for its part of the page). With `sortBy` both types are fetched up to the
+/// end of the page and merged by the sort key. Cursor paging is per resource type only.
+async fn search_both(
+    state: &AppState,
+    req: &HttpRequest,
+    params: ListParams,
+) -> ApiResult<HttpResponse> {
+    if params.cursor.is_some() {
+        return Err(scim_schema::Error::InvalidValue(
+            "Cursor paging is supported per resource type (/Users/.search, /Groups/.search), not across types.".into(),
+        )
+        .into());
+    }
+    let max = state.config.max_results as u64;
+    let size = params.page_size(max);
+    let offset = params.start_index.max(1) - 1;
+    let kinds = [ResourceKind::User, ResourceKind::Group];
+    let mut queries = Vec::new();
+    for kind in kinds {
+        queries.push(search_query(&params, kind, max)?);
+    }
+    let schemas = state.schemas.clone();
+    let sorted = params.sort_by.is_some();
+    let (total, resources) = state
+        .db(move |s| {
+            let [mut uq, mut gq] = [queries[0].clone(), queries[1].clone()];
+            if sorted {
+                uq.start_index = 1;
+                uq.count = offset.saturating_add(size);
+                gq.start_index = 1;
+                gq.count = offset.saturating_add(size);
+            } else {
+                uq.start_index = offset + 1;
+                uq.count = size;
+            }
+            let users = s.search(ResourceKind::User, &uq, schemas.of(ResourceKind::User))?;
+            let n_users = users.total_results;
+            if !sorted {
+                gq.start_index = offset.saturating_sub(n_users) + 1;
+                gq.count = size - users.resources.len() as u64;
+            }
+            let groups = s.search(ResourceKind::Group, &gq, schemas.of(ResourceKind::Group))?;
+            let total = n_users + groups.total_results;
+            if !sorted {
+                let mut all = users.resources;
+                all.extend(groups.resources);
+                return Ok((total, all));
+            }
+            let path = uq.sort_by.clone();
+            let key = |r: &StoredResource| {
+                path.as_ref()
+                    .and_then(|p| sort_key(&r.doc, p, schemas.of(r.kind)))
+            };
+            let mut merged: Vec<(Option<SortKey>, StoredResource)> = users
+                .resources
+                .into_iter()
+                .chain(groups.resources)
+                .map(|r| (key(&r), r))
+                .collect();
+            merged.sort_by(|a, b| store_order(a.0.as_ref(), b.0.as_ref(), uq.descending));
+            let page = merged
+                .into_iter()
+                .skip(offset as usize)
+                .take(size as usize)
+                .map(|(_, r)| r)
+                .collect();
+            Ok((total, page))
+        })
+        .await?;
+    let base = super::base_url(req);
+    let items: Vec<Value> = resources
+        .into_iter()
+        .map(|r| render(r, &params.projection, &state.schemas, &base))
+        .collect();
+    Ok(list_response(ListResponse::indexed(
+        items,
+        total,
+        offset + 1,
+    )))
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let kind = kind(&path, &req)?;
+    let params = ListParams::from_query(req.query_string(), state.config.max_results as u64)?;
+    run_search(&state, &req, kind, params).await
+}
+
+pub async fn search(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: ScimJson,
+) -> ApiResult<HttpResponse> {
+    let kind = kind(&path, &req)?;
+    let params = ListParams::from_search_body(&body.0, state.config.max_results as u64)?;
+    run_search(&state, &req, kind, params).await
+}
+
+pub async fn search_all(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ScimJson,
+) -> ApiResult<HttpResponse> {
+    let params = ListParams::from_search_body(&body.0, state.config.max_results as u64)?;
+    search_both(&state, &req, params).await
+}
+
+pub async fn bulk(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ScimJson,
+) -> ApiResult<HttpResponse> {
+    let request = service::bulk::parse(body.0)?;
+    let n = request.operations.len();
+    let max = state.config.bulk_max_operations;
+    if n > max {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "The bulk request has {n} operations; the maximum is {max}."
+        )));
+    }
+    let caller = state.caller(&req)?;
+    let schemas = state.schemas.clone();
+    let base = super::base_url(&req);
+    let outcomes = state
+        .db(move |s| Ok(service::bulk::run(s, &schemas, request, &caller, &base)))
+        .await??;
+    let ops: Vec<Value> = outcomes
+        .iter()
+        .map(|o| {
+            service::bulk::response_entry(o, |e| {
+                let api: ApiError = clone_store_error(e).into();
+                (
+                    actix_web::ResponseError::status_code(&api).as_u16(),
+                    api.body(),
+                )
+            })
+        })
+        .collect();
+    Ok(scim_response(
+        StatusCode::OK,
+        &serde_json::json!({"schemas": [scim_schema::message::BULK_RESPONSE], "Operations": ops}),
+    ))
+}
+
+fn clone_store_error(e: &crate::store::StoreError) -> crate::store::StoreError {
+    use crate::store::StoreError as S;
+    match e {
+        S::NotFound => S::NotFound,
+        S::PreconditionFailed { current_version } => S::PreconditionFailed {
+            current_version: *current_version,
+        },
+        S::Uniqueness(m) => S::Uniqueness(m.clone()),
+        S::UnknownMembers(ids) => S::UnknownMembers(ids.clone()),
+        S::Scim(e) => S::Scim(e.clone()),
+        S::Unavailable(m) => S::Unavailable(m.clone()),
+        S::Config(m) => S::Config(m.clone()),
+        S::Backend(m) => S::Backend(m.clone()),
+    }
+}

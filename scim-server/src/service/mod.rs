@@ -1,0 +1,474 @@
+//! SCIM operations over the store, free of HTTP: request documents in, stored resources out.
+//!
+//! Every write goes through the `scim-schema` protocol model, in this order:
+//!
+//! 1. the client's [`Dialect`] rewrites its quirks into RFC form
+//!    ([`scim_schema::dialect::normalize_resource`] for POST/PUT bodies,
+//!    [`scim_schema::dialect::normalize_patch`] for PATCH);
+//! 2. PATCH operations are applied by [`scim_schema::patch::apply_patch`] — Group `members`
+//!    operations become a membership delta ([`scim_schema::patch::group_member_delta`]) so their
+//!    cost does not depend on the group's size;
+//! 3. the result is validated in context ([`scim_schema::schema::validate`]: `Create`, `Replace`
+//!    or `Patch` with the stored resource), which also normalises it;
+//! 4. a clear-text `password` is replaced by its argon2 hash; then the store writes.
+//!
+//! Every function blocks (it calls the store) and is run by the HTTP layer through
+//! [`crate::http::AppState::db`]. Errors are [`StoreError`]s (protocol errors as
+//! `StoreError::Scim`); the HTTP layer maps them once.
+
+pub mod bulk;
+pub mod schemas;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+use scim_schema::dialect::{normalize_patch, normalize_resource, Dialect};
+use scim_schema::json::{find_key, get_ci};
+use scim_schema::message::{PatchOpRequest, PatchOperation};
+use scim_schema::patch::{apply_patch, group_member_delta, RemoveSpec};
+use scim_schema::schema::{validate, ValidationContext};
+use scim_schema::Error;
+use serde_json::Value;
+
+use crate::store::{
+    etag, Doc, MemberRemoval, NewMember, ResourceKind, Store, StoreError, StoredResource,
+};
+
+pub use schemas::Schemas;
+
+/// Who is writing: the client's name (it scopes `externalId` uniqueness) and its dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub client: String,
+    pub dialect: Dialect,
+}
+
+/// The resource kind behind an endpoint segment (`Users`, `Groups`, any case).
+pub fn kind_of_endpoint(segment: &str) -> Option<ResourceKind> {
+    [ResourceKind::User, ResourceKind::Group]
+        .into_iter()
+        .find(|k| k.endpoint().eq_ignore_ascii_case(segment))
+}
+
+/// Hashes `password` with argon2 when it is new: absent from `existing`, or different from the
+/// stored hash. A value equal to the stored hash is kept (the document came from the store), so
+/// a client can never store a hash of its choosing by sending one.
+fn hash_password(doc: &mut Doc, existing: Option<&Doc>) -> Result<(), Error> {
+    let Some(key) = find_key(doc, "password").cloned() else {
+        return Ok(());
+    };
+    let stored = existing.and_then(|e| get_ci(e, "password"));
+    match doc.get(&key) {
+        Some(v) if Some(v) == stored => Ok(()),
+        Some(Value::String(clear)) => {
+            let salt = SaltString::generate(&mut OsRng);
+            let hash = argon2::Argon2::default()
+                .hash_password(clear.as_bytes(), &salt)
+                .map_err(|_| Error::InvalidValue("password cannot be hashed.".into()))?
+                .to_string();
+            doc.insert(key, Value::String(hash));
+            Ok(())
+        }
+        Some(Value::Null) | None => {
+            doc.shift_remove(&key);
+            Ok(())
+        }
+        Some(_) => Err(Error::InvalidValue("password must be a string.".into())),
+    }
+}
+
+fn object(body: Value, what: &str) -> Result<Doc, Error> {
+    match body {
+        Value::Object(doc) => Ok(doc),
+        _ => Err(Error::InvalidSyntax(format!(
+            "{what} must be a JSON object."
+        ))),
+    }
+}
+
+/// Tolerances for POST/PUT bodies that the dialects do not cover because every kind of client
+/// needs them (and they lose nothing):
+///
+/// * `schemas` absent: filled in with the main schema and the extensions the body carries
+///   (RFC 7643 §3 makes `schemas` REQUIRED; with `strict = true` its absence stays an error).
+/// * `schemas` naming an extension of the resource type that the body does not carry (Entra ID
+///   lists the enterprise extension on every user): the URN is dropped.
+fn tolerate(mut doc: Doc, schema: &scim_schema::schema::ResourceSchema, strict: bool) -> Doc {
+    match find_key(&doc, "schemas").cloned() {
+        None if !strict => {
+            let urns = schema.schema_urns_for(&doc);
+            doc.insert("schemas".into(), serde_json::json!(urns));
+        }
+        Some(key) => {
+            let carried: Vec<String> = schema.schema_urns_for(&doc);
+            if let Some(Value::Array(urns)) = doc.get_mut(&key) {
+                urns.retain(|u| {
+                    u.as_str().is_none_or(|u| {
+                        schema.extension(u).is_none()
+                            || carried.iter().any(|c| c.eq_ignore_ascii_case(u))
+                    })
+                });
+            }
+        }
+        None => {}
+    }
+    doc
+}
+
+/// POST: normalises, validates, hashes the password and creates.
+pub fn create(
+    store: &Store,
+    schemas: &Schemas,
+    kind: ResourceKind,
+    body: Value,
+    caller: &Caller,
+) -> Result<StoredResource, StoreError> {
+    let schema = schemas.of(kind);
+    let doc = normalize_resource(object(body, "The resource")?, caller.dialect, schema)?;
+    let doc = tolerate(doc, schema, schemas.validation.reject_unknown_attributes);
+    let mut doc = validate(&doc, schema, ValidationContext::Create, schemas.validation)?;
+    hash_password(&mut doc, None)?;
+    store.create(kind, doc, Some(&caller.client))
+}
+
+/// PUT: normalises and validates against the stored resource (immutability), then replaces in
+/// the same transaction. Group `members` in the body replace the member set. A `password` left
+/// out of the body is kept: clients can never read it back, so they cannot resend it.
+pub fn replace(
+    store: &Store,
+    schemas: &Schemas,
+    kind: ResourceKind,
+    id: &str,
+    body: Value,
+    if_match: Option<&str>,
+    caller: &Caller,
+) -> Result<StoredResource, StoreError> {
+    let schema = schemas.of(kind);
+    let doc = normalize_resource(object(body, "The resource")?, caller.dialect, schema)?;
+    let doc = tolerate(doc, schema, schemas.validation.reject_unknown_attributes);
+    if let Some(body_id) = get_ci(&doc, "id").and_then(Value::as_str) {
+        if body_id != id {
+            return Err(Error::Mutability("id cannot be changed.".into()).into());
+        }
+    }
+    let options = schemas.validation;
+    store.replace_with(kind, id, if_match, Some(&caller.client), |existing| {
+        let ctx = ValidationContext::Replace {
+            existing: &existing,
+        };
+        let mut new = validate(&doc, schema, ctx, options)?;
+        if find_key(&new, "password").is_none() {
+            if let Some(p) = get_ci(&existing, "password") {
+                new.insert("password".into(), p.clone());
+            }
+        }
+        hash_password(&mut new, Some(&existing))?;
+        Ok(new)
+    })
+}
+
+/// The outcome of a PATCH.
+#[derive(Debug)]
+pub struct Patched {
+    pub resource: StoredResource,
+    /// Member ids that named no resource: left out, the rest applied.
+    pub unknown_members: Vec<String>,
+}
+
+/// Parses and normalises a PatchOp body for `kind` in the caller's dialect.
+pub fn patch_operations(
+    schemas: &Schemas,
+    kind: ResourceKind,
+    body: Value,
+    dialect: Dialect,
+) -> Result<Vec<PatchOperation>, Error> {
+    if !body.is_object() {
+        return Err(Error::InvalidSyntax(
+            "A PatchOp request must be a JSON object.".into(),
+        ));
+    }
+    let mut raw: PatchOpRequest = serde_json::from_value(body)
+        .map_err(|e| Error::InvalidSyntax(format!("The PatchOp request is malformed: {e}")))?;
+    let schema = schemas.of(kind);
+    for op in raw.operations.iter_mut() {
+        drop_extension_schemas(op, schema);
+    }
+    normalize_patch(raw, dialect, schema)
+}
+
+/// Drops a `schemas` member from an extension's value object: `{"op":"add","path":"urn:…:
+/// enterprise:2.0:User","value":{"schemas":[…],"employeeNumber":"1"}}` (scim2-tester sends it;
+/// some SDKs serialise extension objects that way). An extension has no `schemas` attribute, and
+/// the echo says nothing the path does not, so it is ignored rather than rejected.
+fn drop_extension_schemas(
+    op: &mut scim_schema::message::RawPatchOperation,
+    schema: &scim_schema::schema::ResourceSchema,
+) {
+    let strip = |v: &mut Value| {
+        if let Value::Object(o) = v {
+            scim_schema::json::remove_ci(o, "schemas");
+        }
+    };
+    match (op.path.as_deref().map(str::trim), op.value.as_mut()) {
+        (Some(p), Some(v)) if schema.extension(p).is_some() => strip(v),
+        (None, Some(Value::Object(values))) => {
+            for (k, v) in values.iter_mut() {
+                if schema.extension(k).is_some() {
+                    strip(v);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Applies `ops` to `existing` and validates the result as a PATCH of it.
+fn patched_doc(
+    schemas: &Schemas,
+    kind: ResourceKind,
+    existing: &Doc,
+    ops: &[PatchOperation],
+    dialect: Dialect,
+) -> Result<Doc, Error> {
+    let schema = schemas.of(kind);
+    let new = apply_patch(existing, ops, schema, &dialect.patch_options())?;
+    let mut new = validate(
+        &new,
+        schema,
+        ValidationContext::Patch { existing },
+        schemas.validation,
+    )?;
+    hash_password(&mut new, Some(existing))?;
+    Ok(new)
+}
+
+/// Whether any operation touches Group `members` (by path, or as a key of a path-less value).
+fn touches_members(ops: &[PatchOperation]) -> bool {
+    ops.iter().any(|op| match (&op.path, &op.value) {
+        (Some(p), _) => {
+            p.attr.urn.is_none() && p.attr.name.eq_str("members")
+                || p.attr.name.eq_str("members")
+                    && p.attr
+                        .urn
+                        .as_ref()
+                        .is_some_and(|u| u.eq_str(scim_schema::schema::core::GROUP))
+        }
+        (None, Some(Value::Object(v))) => find_key(v, "members").is_some(),
+        _ => false,
+    })
+}
+
+fn new_member(v: &Value) -> Option<NewMember> {
+    let o = v.as_object()?;
+    let text = |k: &str| get_ci(o, k).and_then(Value::as_str).map(str::to_string);
+    Some(NewMember {
+        value: text("value")?,
+        member_type: text("type"),
+        display: text("display"),
+    })
+}
+
+/// PATCH: applies the operations atomically. Group `members` operations become a membership
+/// delta (cost independent of group size); when they cannot (a filter on another
+/// sub-attribute), the group is loaded with its members and replaced. Members that name no
+/// resource are skipped and reported instead of failing the request (what Okta and Entra
+/// expect).
+pub fn patch(
+    store: &Store,
+    schemas: &Schemas,
+    kind: ResourceKind,
+    id: &str,
+    body: Value,
+    if_match: Option<&str>,
+    caller: &Caller,
+) -> Result<Patched, StoreError> {
+    let ops = patch_operations(schemas, kind, body, caller.dialect)?;
+    let client = Some(caller.client.as_str());
+    let dialect = caller.dialect;
+    let done = |resource| Patched {
+        resource,
+        unknown_members: vec![],
+    };
+    if kind == ResourceKind::User || !touches_members(&ops) {
+        let resource = store.update_with(kind, id, if_match, client, |doc| {
+            patched_doc(schemas, kind, &doc, &ops, dialect)
+        })?;
+        return Ok(done(resource));
+    }
+    match group_member_delta(&ops, schemas.of(kind)) {
+        Some(delta) => {
+            let mut add: Vec<NewMember> = delta.add.iter().filter_map(new_member).collect();
+            let remove = match delta.remove {
+                RemoveSpec::All => MemberRemoval::All,
+                RemoveSpec::Values(ids) if ids.is_empty() => MemberRemoval::None,
+                RemoveSpec::Values(ids) => MemberRemoval::Ids(ids),
+            };
+            let other = delta.other_ops;
+            let mut unknown = Vec::new();
+            loop {
+                let attempt =
+                    store.update_group_with(id, if_match, client, add.clone(), remove.clone(), {
+                        let other = &other;
+                        move |doc| {
+                            if other.is_empty() {
+                                Ok(doc)
+                            } else {
+                                patched_doc(schemas, kind, &doc, other, dialect)
+                            }
+                        }
+                    });
+                match attempt {
+                    Err(StoreError::UnknownMembers(ids)) if !ids.is_empty() => {
+                        add.retain(|m| !ids.contains(&m.value));
+                        unknown.extend(ids);
+                    }
+                    other => {
+                        break Ok(Patched {
+                            resource: other?,
+                            unknown_members: unknown,
+                        })
+                    }
+                }
+            }
+        }
+        None => patch_group_whole(store, schemas, id, &ops, if_match, caller),
+    }
+}
+
+/// The fallback for member operations that are not a plain delta: read the group with its
+/// members, apply the PATCH to the whole document, and replace it if nobody wrote in between.
+fn patch_group_whole(
+    store: &Store,
+    schemas: &Schemas,
+    id: &str,
+    ops: &[PatchOperation],
+    if_match: Option<&str>,
+    caller: &Caller,
+) -> Result<Patched, StoreError> {
+    let kind = ResourceKind::Group;
+    let current = store.get(kind, id, true)?;
+    crate::store::check_if_match(if_match, current.version)?;
+    let mut new = patched_doc(schemas, kind, &current.doc, ops, caller.dialect)?;
+    let version = etag(current.version);
+    let mut unknown = Vec::new();
+    loop {
+        let doc = new.clone();
+        match store.replace(kind, id, doc, Some(&version), Some(&caller.client)) {
+            Err(StoreError::UnknownMembers(ids)) if !ids.is_empty() => {
+                if let Some(Value::Array(members)) = find_key(&new, "members")
+                    .cloned()
+                    .and_then(|k| new.get_mut(&k))
+                {
+                    members.retain(|m| new_member(m).is_none_or(|m| !ids.contains(&m.value)));
+                }
+                unknown.extend(ids);
+            }
+            other => {
+                return Ok(Patched {
+                    resource: other?,
+                    unknown_members: unknown,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schemas() -> Schemas {
+        Schemas::new(schemas::registry(), false).expect("schemas")
+    }
+
+    #[test]
+    fn passwords_are_hashed_once() {
+        let mut doc = Doc::new();
+        doc.insert("password".into(), json!("t1meMach1ne"));
+        hash_password(&mut doc, None).expect("hash");
+        let hash = doc["password"].as_str().expect("hash").to_string();
+        assert!(hash.starts_with("$argon2"));
+        let existing = doc.clone();
+        hash_password(&mut doc, Some(&existing)).expect("unchanged");
+        assert_eq!(doc["password"], json!(hash));
+        // A client sending a hash-looking string gets it hashed, not stored.
+        let mut forged = Doc::new();
+        forged.insert("password".into(), json!("$argon2id$v=19$forged"));
+        hash_password(&mut forged, Some(&existing)).expect("hash");
+        assert_ne!(forged["password"], json!("$argon2id$v=19$forged"));
+    }
+
+    #[test]
+    fn rfc7644_3_5_2_member_operations_are_detected() {
+        let s = schemas();
+        let ops = |v: Value| {
+            patch_operations(
+                &s,
+                ResourceKind::Group,
+                json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations": v}),
+                Dialect::Strict,
+            )
+            .expect("ops")
+        };
+        assert!(touches_members(&ops(
+            json!([{"op":"add","path":"members","value":[{"value":"a"}]}])
+        )));
+        assert!(touches_members(&ops(
+            json!([{"op":"replace","value":{"members":[{"value":"a"}]}}])
+        )));
+        assert!(!touches_members(&ops(
+            json!([{"op":"replace","path":"displayName","value":"x"}])
+        )));
+    }
+
+    #[test]
+    fn missing_schemas_are_filled_and_absent_extensions_dropped() {
+        let s = schemas();
+        let user = s.of(ResourceKind::User);
+        let ent = scim_schema::schema::core::ENTERPRISE_USER;
+        let core = scim_schema::schema::core::USER;
+        let doc = |v: Value| object(v, "x").expect("object");
+        let t = tolerate(doc(json!({"userName":"a"})), user, false);
+        assert_eq!(t["schemas"], json!([core]));
+        let t = tolerate(doc(json!({"userName":"a"})), user, true);
+        assert!(t.get("schemas").is_none());
+        let t = tolerate(
+            doc(json!({"schemas":[core, ent],"userName":"a"})),
+            user,
+            true,
+        );
+        assert_eq!(t["schemas"], json!([core]));
+        let t = tolerate(
+            doc(json!({"schemas":[core, ent],"userName":"a", ent: {"employeeNumber":"1"}})),
+            user,
+            true,
+        );
+        assert_eq!(t["schemas"], json!([core, ent]));
+    }
+
+    #[test]
+    fn extension_values_may_echo_their_schemas() {
+        let s = schemas();
+        let ent = scim_schema::schema::core::ENTERPRISE_USER;
+        let ops = patch_operations(
+            &s,
+            ResourceKind::User,
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[
+                {"op":"add","path":ent,"value":{"schemas":[ent],"employeeNumber":"1"}},
+                {"op":"replace","value":{ent:{"schemas":[ent],"costCenter":"2"}}}]}),
+            Dialect::Strict,
+        )
+        .expect("ops");
+        assert_eq!(ops.len(), 2);
+        assert_eq!(ops[0].value, Some(json!({"employeeNumber":"1"})));
+    }
+
+    #[test]
+    fn patch_bodies_that_are_not_patch_ops_are_invalid_syntax() {
+        let s = schemas();
+        for body in [json!([1]), json!({"Operations": "x"}), json!({})] {
+            let e = patch_operations(&s, ResourceKind::User, body.clone(), Dialect::Strict)
+                .expect_err("rejected");
+            assert!(matches!(e, Error::InvalidSyntax(_)), "{body}: {e:?}");
+        }
+    }
+}

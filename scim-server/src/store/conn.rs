@@ -1,0 +1,182 @@
+//! Connections: one diesel `MultiConnection` over SQLite and PostgreSQL, the URL rules, SQLite
+//! connection setup and the r2d2 connection manager.
+
+use std::path::PathBuf;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::R2D2Connection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+
+use super::error::StoreError;
+
+/// A connection to either backend; the same queries run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl std::fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbConnection::Postgresql(_) => f.write_str("DbConnection::Postgresql"),
+            DbConnection::Sqlite(_) => f.write_str("DbConnection::Sqlite"),
+        }
+    }
+}
+
+/// A parsed database URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// `postgres://…` or `postgresql://…`, passed to libpq unchanged.
+    Postgres(String),
+    /// `sqlite://relative.db` (relative to the working directory) or `sqlite:///abs/path.db`.
+    SqliteFile(PathBuf),
+    /// `sqlite::memory:` — one private in-memory database (one connection, for tests and demos).
+    SqliteMemory,
+}
+
+impl DbUrl {
+    /// Parses a database URL. Anything that is not `sqlite:` or `postgres(ql)://` is an error:
+    /// a libpq `host=… port=…` string never silently becomes a SQLite file name.
+    pub fn parse(url: &str) -> Result<DbUrl, StoreError> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DbUrl::Postgres(url.to_string()));
+        }
+        if url == "sqlite::memory:" || url == "sqlite://:memory:" {
+            return Ok(DbUrl::SqliteMemory);
+        }
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            // `sqlite:///abs` leaves `/abs`; `sqlite://rel.db` leaves `rel.db`.
+            let path = rest.split('?').next().unwrap_or("");
+            if path.is_empty() {
+                return Err(StoreError::Config(format!(
+                    "no file name in database URL {url:?}"
+                )));
+            }
+            return Ok(DbUrl::SqliteFile(PathBuf::from(path)));
+        }
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        Err(StoreError::Config(format!(
+            "unsupported database URL scheme {scheme:?}: use sqlite://FILE, sqlite:///ABSOLUTE/FILE, \
+             sqlite::memory: or postgres://USER@HOST/DB"
+        )))
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        !matches!(self, DbUrl::Postgres(_))
+    }
+}
+
+/// SQLite settings applied to every connection. `busy_timeout` comes before `journal_mode=WAL`
+/// (the other order can fail with "database is locked" while the pool starts).
+/// `case_sensitive_like` makes LIKE case-sensitive as on PostgreSQL; case-insensitive matching
+/// always goes through the folded columns.
+const SQLITE_SETUP: &str = "PRAGMA busy_timeout = 10000;
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+PRAGMA case_sensitive_like = ON;";
+
+const SQLITE_MEMORY_SETUP: &str = "PRAGMA foreign_keys = ON;
+PRAGMA case_sensitive_like = ON;";
+
+/// Opens one connection for `url`, reporting the backend's own error.
+pub fn establish(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {
+    use diesel::r2d2::Error as E;
+    match url {
+        DbUrl::Postgres(u) => PgConnection::establish(u)
+            .map(DbConnection::Postgresql)
+            .map_err(E::ConnectionError),
+        DbUrl::SqliteFile(path) => {
+            let path = path.to_str().ok_or_else(|| {
+                E::ConnectionError(diesel::ConnectionError::InvalidConnectionUrl(
+                    "non-UTF-8 path".into(),
+                ))
+            })?;
+            let mut conn = SqliteConnection::establish(path).map_err(E::ConnectionError)?;
+            conn.batch_execute(SQLITE_SETUP).map_err(E::QueryError)?;
+            Ok(DbConnection::Sqlite(conn))
+        }
+        DbUrl::SqliteMemory => {
+            let mut conn = SqliteConnection::establish(":memory:").map_err(E::ConnectionError)?;
+            conn.batch_execute(SQLITE_MEMORY_SETUP)
+                .map_err(E::QueryError)?;
+            Ok(DbConnection::Sqlite(conn))
+        }
+    }
+}
+
+/// r2d2 manager choosing the backend from the URL (diesel's own manager hides PostgreSQL errors
+/// and treats unknown strings as SQLite file names).
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: DbUrl,
+}
+
+impl ConnectionManager {
+    pub fn new(url: DbUrl) -> Self {
+        ConnectionManager { url }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        establish(&self.url)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_url_schemes() {
+        assert_eq!(
+            DbUrl::parse("sqlite://scimhub.db").ok(),
+            Some(DbUrl::SqliteFile("scimhub.db".into()))
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite:///var/lib/scimhub/hub.db").ok(),
+            Some(DbUrl::SqliteFile("/var/lib/scimhub/hub.db".into()))
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite::memory:").ok(),
+            Some(DbUrl::SqliteMemory)
+        );
+        assert!(matches!(
+            DbUrl::parse("postgres://u@h/db"),
+            Ok(DbUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            DbUrl::parse("postgresql://u@h/db"),
+            Ok(DbUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            DbUrl::parse("host=localhost port=5432"),
+            Err(StoreError::Config(_))
+        ));
+        assert!(matches!(
+            DbUrl::parse("mysql://x"),
+            Err(StoreError::Config(_))
+        ));
+        assert!(matches!(
+            DbUrl::parse("scimhub.db"),
+            Err(StoreError::Config(_))
+        ));
+    }
+}

@@ -1,0 +1,113 @@
+//! The store's error type, and the one place where diesel and r2d2 errors are mapped to it.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// What a store operation can fail with. The HTTP layer maps each variant to one SCIM error:
+/// `NotFound` 404, `PreconditionFailed` 412, `Uniqueness` 409 (scimType `uniqueness`),
+/// `UnknownMembers` 400 (`invalidValue`), `Scim` by its scimType, `Unavailable` 503,
+/// `Config`/`Backend` 500 (log the message, never send it to the client).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("resource not found")]
+    NotFound,
+    /// `If-Match` did not match; `current_version` is the stored `meta.version` number
+    /// (its ETag is [`super::etag`]`(current_version)`).
+    #[error("precondition failed: the resource is at version {current_version}")]
+    PreconditionFailed { current_version: i64 },
+    /// A unique attribute clashed; the message names the attribute and is safe to show.
+    #[error("{0}")]
+    Uniqueness(String),
+    /// Group members that do not exist (nothing was written).
+    #[error("unknown member ids: {}", .0.join(", "))]
+    UnknownMembers(Vec<String>),
+    #[error(transparent)]
+    Scim(#[from] scim_schema::Error),
+    /// No connection within the pool timeout, or the database is down: retry later (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database URL or settings are wrong.
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        map_diesel(e)
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// The one mapping of diesel errors. Unique violations name the SCIM attribute that clashed,
+/// recognised by index name (PostgreSQL) or column list (SQLite).
+pub(crate) fn map_diesel(e: DieselError) -> StoreError {
+    match e {
+        DieselError::NotFound => StoreError::NotFound,
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            let hint = format!(
+                "{} {}",
+                info.constraint_name().unwrap_or(""),
+                info.message()
+            );
+            StoreError::Uniqueness(uniqueness_message(&hint).to_string())
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            StoreError::Unavailable(info.message().to_string())
+        }
+        DieselError::DatabaseError(_, info) if is_busy(info.message()) => {
+            StoreError::Unavailable(info.message().to_string())
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+fn is_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("database is busy")
+}
+
+fn uniqueness_message(hint: &str) -> &'static str {
+    if hint.contains("user_name") {
+        "userName is already in use"
+    } else if hint.contains("display_name") {
+        "a group with this displayName already exists"
+    } else if hint.contains("external_id") {
+        "externalId is already in use for this client"
+    } else if hint.contains("token_prefix") || hint.contains("api_tokens") {
+        "a token with this prefix already exists"
+    } else if hint.contains("resources.id") || hint.contains("resources_pkey") {
+        "id is already in use"
+    } else {
+        "a unique attribute is already in use"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_uniqueness_messages_name_the_attribute() {
+        assert_eq!(
+            uniqueness_message(
+                "UNIQUE constraint failed: resources.resource_type, resources.user_name_folded"
+            ),
+            "userName is already in use"
+        );
+        assert_eq!(
+            uniqueness_message("resources_group_display_name_uq dup"),
+            "a group with this displayName already exists"
+        );
+        assert_eq!(
+            uniqueness_message("resources_external_id_client_uq"),
+            "externalId is already in use for this client"
+        );
+    }
+}

@@ -1,0 +1,424 @@
+//! The diesel store: SCIM resources, group memberships and API tokens on SQLite or PostgreSQL.
+//!
+//! # Shape
+//!
+//! * A resource is one `resources` row: its JSON document (`doc`, without `id`, `meta`, Group
+//!   `members` and User `groups`) plus indexed columns for what uniqueness and filters need
+//!   (`user_name_folded`, `display_name_folded`, `external_id` + `external_id_client`, `active`,
+//!   `created`, `last_modified`, `version`, enterprise `employeeNumber` and `manager.value`).
+//!   `resource_values` holds the values of multi-valued attributes used by filters (`emails`).
+//! * Group membership lives in `group_members`, one row per member, never as an array that is
+//!   rewritten: adding one member to a group of 100,000 costs what it costs for a group of 10.
+//!   A User's `groups` (direct and indirect through nested groups) is computed on read by one
+//!   recursive query.
+//! * `meta.version` is a counter; its weak ETag is `W/"<version>"` ([`etag`]).
+//! * Filters are pushed down to SQL where the attribute has a column ([`search`]); the rest is
+//!   evaluated in memory over the candidate set the pushed-down part narrows, in batches.
+//!
+//! # Connections
+//!
+//! SQLite runs with WAL and one writer: writes go through a separate pool of exactly one
+//! connection (so concurrent writes queue instead of failing with "database is locked"), reads
+//! through a pool of several. PostgreSQL uses one pool for both. A pool timeout is
+//! [`StoreError::Unavailable`] (503).
+//!
+//! # The write seam (for the lifecycle engine)
+//!
+//! Every write — create, replace, update, delete, member delta — runs through one internal
+//! function, `Store::write_tx`, which opens the write transaction, lets the operation do its
+//! work and record a [`Change`] (resource type, id, the document before and after, members
+//! added and removed), then hands each change to the optional [`WriteHook`] **inside the same
+//! transaction**, before commit. The engine will implement `WriteHook` to compute desired state
+//! and insert its outbox rows with the same connection, so a SCIM write and its plan commit or
+//! roll back together. A hook error aborts the write. No outbox exists yet.
+//!
+//! # Errors
+//!
+//! Every operation returns [`StoreError`]; diesel and r2d2 errors are mapped once, in
+//! [`error::map_diesel`].
+
+mod conn;
+mod error;
+mod memeval;
+mod resources;
+mod schema;
+mod search;
+mod sql;
+mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use diesel::migration::MigrationVersion;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use serde_json::{Map, Value};
+
+pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend};
+pub use error::{StoreError, StoreResult};
+pub use resources::parse_members;
+pub use search::{Page, SearchQuery};
+pub use tokens::ApiToken;
+
+/// Migrations, embedded at build time, one folder per backend.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// A JSON object: a SCIM resource.
+pub type Doc = Map<String, Value>;
+
+/// The resource types the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    User,
+    Group,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::User => "User",
+            ResourceKind::Group => "Group",
+        }
+    }
+
+    /// "User" or "Group", case-insensitively.
+    pub fn parse(s: &str) -> Option<ResourceKind> {
+        if s.eq_ignore_ascii_case("User") {
+            Some(ResourceKind::User)
+        } else if s.eq_ignore_ascii_case("Group") {
+            Some(ResourceKind::Group)
+        } else {
+            None
+        }
+    }
+
+    /// The endpoint segment: "Users" or "Groups".
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceKind::User => "Users",
+            ResourceKind::Group => "Groups",
+        }
+    }
+
+    /// The SQL literal for this type. Safe to inline: it is one of two constants, and inlining
+    /// lets SQLite use the partial unique index on group display names.
+    pub(crate) fn sql_literal(self) -> &'static str {
+        match self {
+            ResourceKind::User => "'User'",
+            ResourceKind::Group => "'Group'",
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource as stored, with its document assembled for the response: `id`, the stored
+/// attributes, `meta` (`resourceType`, `created`, `lastModified`, `version`, and `location` when
+/// the store knows the base URL) and, when requested, Group `members` or User `groups`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResource {
+    pub kind: ResourceKind,
+    pub id: String,
+    pub version: i64,
+    pub created: DateTime<Utc>,
+    pub last_modified: DateTime<Utc>,
+    pub doc: Doc,
+}
+
+impl StoredResource {
+    /// The weak ETag of this version, `W/"<version>"`.
+    pub fn etag(&self) -> String {
+        etag(self.version)
+    }
+}
+
+/// The weak ETag of `version`: `W/"<version>"`.
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// One member to add to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMember {
+    pub value: String,
+    /// "User" or "Group" as sent by the client; the store records the member's real type.
+    pub member_type: Option<String>,
+    pub display: Option<String>,
+}
+
+impl NewMember {
+    pub fn new(value: impl Into<String>) -> Self {
+        NewMember {
+            value: value.into(),
+            member_type: None,
+            display: None,
+        }
+    }
+}
+
+/// Which members a delta removes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MemberRemoval {
+    #[default]
+    None,
+    /// Every member (PATCH `remove` of `members` without a filter, or `replace` of `members`).
+    All,
+    Ids(Vec<String>),
+}
+
+/// The result of a membership change: the group's meta after the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDeltaOutcome {
+    pub version: i64,
+    pub last_modified: DateTime<Utc>,
+    /// Whether any row changed (when not, version and lastModified stay as they were).
+    pub changed: bool,
+}
+
+/// What kind of write a [`Change`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Create,
+    Replace,
+    Update,
+    Delete,
+    Members,
+}
+
+/// One committed-to-be change, handed to the [`WriteHook`] inside the write transaction.
+/// Documents are the stored form (no `id`, `meta`, `members` or `groups`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub op: ChangeOp,
+    pub kind: ResourceKind,
+    pub id: String,
+    pub before: Option<Doc>,
+    pub after: Option<Doc>,
+    pub members_added: Vec<String>,
+    pub members_removed: MemberRemoval,
+}
+
+/// Called for every [`Change`] inside the write transaction, before commit (see the module docs).
+pub trait WriteHook: Send + Sync + std::fmt::Debug {
+    fn on_write(&self, conn: &mut DbConnection, change: &Change) -> StoreResult<()>;
+}
+
+/// Pool and document settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Reader connections (SQLite) or all connections (PostgreSQL).
+    pub pool_size: u32,
+    /// How long a request waits for a connection before [`StoreError::Unavailable`].
+    pub connection_timeout: Duration,
+    /// Base URL of the SCIM endpoint (e.g. `https://hub.example.com/scim/v2`); when set,
+    /// documents carry `meta.location` and `$ref`s.
+    pub base_url: Option<String>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            pool_size: 8,
+            connection_timeout: Duration::from_secs(30),
+            base_url: None,
+        }
+    }
+}
+
+type Pool = r2d2::Pool<ConnectionManager>;
+type PooledConn = r2d2::PooledConnection<ConnectionManager>;
+
+/// The store. Cheap to clone; all methods block (call them from `web::block` or a blocking
+/// thread pool).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    read: Pool,
+    write: Pool,
+    url: DbUrl,
+    base_url: Option<String>,
+    hook: Option<Arc<dyn WriteHook>>,
+    clock: fn() -> DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("sqlite", &self.inner.url.is_sqlite())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the database at `url` with default options and runs pending migrations.
+    pub fn open(url: &str) -> StoreResult<Store> {
+        Store::open_with(url, StoreOptions::default())
+    }
+
+    /// Opens the database at `url` and runs pending migrations.
+    pub fn open_with(url: &str, options: StoreOptions) -> StoreResult<Store> {
+        let url = DbUrl::parse(url)?;
+        let build = |size: u32| {
+            r2d2::Pool::builder()
+                .max_size(size.max(1))
+                .min_idle(Some(1))
+                .connection_timeout(options.connection_timeout)
+                .build(ConnectionManager::new(url.clone()))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        };
+        let (read, write) = match &url {
+            DbUrl::Postgres(_) => {
+                let pool = build(options.pool_size)?;
+                (pool.clone(), pool)
+            }
+            // One private database: reads and writes share its one connection.
+            DbUrl::SqliteMemory => {
+                let pool = build(1)?;
+                (pool.clone(), pool)
+            }
+            DbUrl::SqliteFile(_) => {
+                // The writer first, so the file exists and is in WAL mode before readers open it.
+                let write = build(1)?;
+                drop(write.get()?);
+                (build(options.pool_size)?, write)
+            }
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                read,
+                write,
+                url,
+                base_url: options
+                    .base_url
+                    .map(|b| b.trim_end_matches('/').to_string()),
+                hook: None,
+                clock: Utc::now,
+            }),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Installs the write hook (see the module docs). Call before sharing the store.
+    pub fn with_hook(self, hook: Arc<dyn WriteHook>) -> Store {
+        self.rebuild(|inner| inner.hook = Some(hook))
+    }
+
+    /// Replaces the clock used for `meta.created`/`lastModified` and token timestamps (tests).
+    pub fn with_clock(self, clock: fn() -> DateTime<Utc>) -> Store {
+        self.rebuild(|inner| inner.clock = clock)
+    }
+
+    fn rebuild(self, f: impl FnOnce(&mut Inner)) -> Store {
+        let mut inner = Inner {
+            read: self.inner.read.clone(),
+            write: self.inner.write.clone(),
+            url: self.inner.url.clone(),
+            base_url: self.inner.base_url.clone(),
+            hook: self.inner.hook.clone(),
+            clock: self.inner.clock,
+        };
+        f(&mut inner);
+        Store {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Runs pending migrations; returns the versions applied.
+    pub fn migrate(&self) -> StoreResult<Vec<String>> {
+        let mut conn = self.inner.write.get()?;
+        let names =
+            |v: Vec<MigrationVersion<'_>>| v.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        match &mut *conn {
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(names),
+            DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(names),
+        }
+        .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+
+    /// Whether this store runs on SQLite.
+    pub fn is_sqlite(&self) -> bool {
+        self.inner.url.is_sqlite()
+    }
+
+    /// Checks that a connection can be taken and answers (for `/healthz`).
+    pub fn ping(&self) -> StoreResult<()> {
+        use diesel::connection::SimpleConnection;
+        self.read_conn()?.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    pub(crate) fn read_conn(&self) -> StoreResult<PooledConn> {
+        Ok(self.inner.read.get()?)
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        (self.inner.clock)()
+    }
+
+    /// The one write path: a transaction on the writer connection in which `body` does the work
+    /// and records its [`Change`]s, which the hook then sees before commit.
+    pub(crate) fn write_tx<T>(
+        &self,
+        body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut conn = self.inner.write.get()?;
+        conn.transaction::<T, StoreError, _>(|c| {
+            let mut changes = Vec::new();
+            let out = body(c, &mut changes)?;
+            if let Some(hook) = &self.inner.hook {
+                for change in &changes {
+                    hook.on_write(c, change)?;
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Formats a timestamp the way it is stored: UTC, fixed width, microseconds.
+pub(crate) fn fmt_ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Parses a stored or client-supplied RFC 3339 timestamp.
+pub(crate) fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Whether `if_match` (an `If-Match` header value: `*`, or a list of ETags) matches `version`.
+pub fn if_match_ok(if_match: Option<&str>, version: i64) -> bool {
+    let Some(header) = if_match else { return true };
+    header.split(',').map(str::trim).any(|tag| {
+        if tag == "*" {
+            return true;
+        }
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        let tag = tag.trim_matches('"');
+        tag.parse::<i64>().map(|v| v == version).unwrap_or(false)
+    })
+}
+
+pub(crate) fn check_if_match(if_match: Option<&str>, version: i64) -> StoreResult<()> {
+    if if_match_ok(if_match, version) {
+        Ok(())
+    } else {
+        Err(StoreError::PreconditionFailed {
+            current_version: version,
+        })
+    }
+}

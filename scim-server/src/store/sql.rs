@@ -1,0 +1,138 @@
+//! A small SQL builder whose values always travel as bind parameters.
+//!
+//! [`Sql`] is a diesel query: the text is built from fixed fragments written in this module tree
+//! (never from request data) and every value is a bind parameter, so the backend's placeholder
+//! style (`?` or `$n`) is produced by diesel. The statement is safe to cache: diesel keeps one
+//! prepared statement per distinct SQL text on each connection.
+
+use std::marker::PhantomData;
+
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use diesel::QueryResult;
+
+use super::conn::MultiBackend;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bind {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+    Bool(bool),
+    OptBool(Option<bool>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Sql(String),
+    Bind(Bind),
+}
+
+/// A SQL fragment or statement. `ST` is the SQL type of the rows it returns (`()` for fragments
+/// and statements without rows).
+#[derive(Debug, Clone)]
+pub(crate) struct Sql<ST = ()> {
+    parts: Vec<Part>,
+    _st: PhantomData<ST>,
+}
+
+impl Default for Sql<()> {
+    fn default() -> Self {
+        Sql {
+            parts: Vec::new(),
+            _st: PhantomData,
+        }
+    }
+}
+
+impl<ST> Sql<ST> {
+    pub fn new(sql: &str) -> Self {
+        let mut s = Sql {
+            parts: Vec::new(),
+            _st: PhantomData,
+        };
+        s.push(sql);
+        s
+    }
+
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        match self.parts.last_mut() {
+            Some(Part::Sql(s)) => s.push_str(sql),
+            _ => self.parts.push(Part::Sql(sql.to_string())),
+        }
+        self
+    }
+
+    pub fn bind(&mut self, b: Bind) -> &mut Self {
+        self.parts.push(Part::Bind(b));
+        self
+    }
+
+    pub fn text(&mut self, s: impl Into<String>) -> &mut Self {
+        self.bind(Bind::Text(s.into()))
+    }
+
+    pub fn int(&mut self, i: i64) -> &mut Self {
+        self.bind(Bind::Int(i))
+    }
+
+    /// Appends another fragment (its text and binds).
+    pub fn append<T>(&mut self, other: &Sql<T>) -> &mut Self {
+        for p in &other.parts {
+            match p {
+                Part::Sql(s) => {
+                    self.push(s);
+                }
+                Part::Bind(b) => {
+                    self.bind(b.clone());
+                }
+            }
+        }
+        self
+    }
+
+    /// `?, ?, ?` for a list of texts.
+    pub fn text_list<'a>(&mut self, items: impl IntoIterator<Item = &'a str>) -> &mut Self {
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.text(item);
+        }
+        self
+    }
+}
+
+impl<ST> QueryId for Sql<ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<ST: 'static> Query for Sql<ST>
+where
+    ST: diesel::sql_types::SqlType,
+{
+    type SqlType = ST;
+}
+
+impl<ST> QueryFragment<MultiBackend> for Sql<ST> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        for p in &self.parts {
+            match p {
+                Part::Sql(s) => out.push_sql(s),
+                Part::Bind(Bind::Text(s)) => out.push_bind_param::<Text, String>(s)?,
+                Part::Bind(Bind::OptText(s)) => {
+                    out.push_bind_param::<Nullable<Text>, Option<String>>(s)?
+                }
+                Part::Bind(Bind::Int(i)) => out.push_bind_param::<BigInt, i64>(i)?,
+                Part::Bind(Bind::Bool(b)) => out.push_bind_param::<Bool, bool>(b)?,
+                Part::Bind(Bind::OptBool(b)) => {
+                    out.push_bind_param::<Nullable<Bool>, Option<bool>>(b)?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<ST, Conn> diesel::RunQueryDsl<Conn> for Sql<ST> {}

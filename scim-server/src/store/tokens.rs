@@ -1,0 +1,149 @@
+//! API tokens: only a hash is stored; `token_prefix` (a non-secret leading part of the token)
+//! finds the row, then the caller verifies the hash in constant time.
+
+use diesel::prelude::*;
+
+use super::schema::api_tokens;
+use super::{fmt_ts, parse_ts, Store, StoreError, StoreResult};
+
+/// An API token row (`scopes` is space-separated in the table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub token_hash: String,
+    pub token_prefix: String,
+    pub scopes: Vec<String>,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub last_used: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = api_tokens)]
+struct TokenRow {
+    id: String,
+    name: String,
+    token_hash: String,
+    token_prefix: String,
+    scopes: String,
+    created: String,
+    last_used: Option<String>,
+    revoked: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = api_tokens)]
+struct NewTokenRow<'a> {
+    id: &'a str,
+    name: &'a str,
+    token_hash: &'a str,
+    token_prefix: &'a str,
+    scopes: &'a str,
+    created: &'a str,
+}
+
+impl From<TokenRow> for ApiToken {
+    fn from(r: TokenRow) -> Self {
+        ApiToken {
+            id: r.id,
+            name: r.name,
+            token_hash: r.token_hash,
+            token_prefix: r.token_prefix,
+            scopes: r.scopes.split_whitespace().map(str::to_string).collect(),
+            created: parse_ts(&r.created).unwrap_or_default(),
+            last_used: r.last_used.as_deref().and_then(parse_ts),
+            revoked: r.revoked.as_deref().and_then(parse_ts),
+        }
+    }
+}
+
+impl Store {
+    /// Stores a new token (its hash, never the token) and returns it.
+    pub fn insert_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        prefix: &str,
+        scopes: &[String],
+    ) -> StoreResult<ApiToken> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let created = fmt_ts(self.now());
+        let scopes_text = scopes.join(" ");
+        let mut conn = self.inner.write.get()?;
+        diesel::insert_into(api_tokens::table)
+            .values(NewTokenRow {
+                id: &id,
+                name,
+                token_hash,
+                token_prefix: prefix,
+                scopes: &scopes_text,
+                created: &created,
+            })
+            .execute(&mut *conn)?;
+        Ok(ApiToken {
+            id,
+            name: name.to_string(),
+            token_hash: token_hash.to_string(),
+            token_prefix: prefix.to_string(),
+            scopes: scopes.to_vec(),
+            created: parse_ts(&created).unwrap_or_default(),
+            last_used: None,
+            revoked: None,
+        })
+    }
+
+    /// The token with this prefix, revoked or not (the caller checks `revoked`).
+    pub fn find_token_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiToken>> {
+        let mut conn = self.read_conn()?;
+        let row = api_tokens::table
+            .filter(api_tokens::token_prefix.eq(prefix))
+            .select(TokenRow::as_select())
+            .first(&mut *conn)
+            .optional()?;
+        Ok(row.map(ApiToken::from))
+    }
+
+    /// Records a use of the token.
+    pub fn touch_token(&self, id: &str) -> StoreResult<()> {
+        let now = fmt_ts(self.now());
+        let mut conn = self.inner.write.get()?;
+        diesel::update(api_tokens::table.filter(api_tokens::id.eq(id)))
+            .set(api_tokens::last_used.eq(Some(now)))
+            .execute(&mut *conn)?;
+        Ok(())
+    }
+
+    /// Revokes a token; NotFound when there is no such token.
+    pub fn revoke_token(&self, id: &str) -> StoreResult<()> {
+        let now = fmt_ts(self.now());
+        let mut conn = self.inner.write.get()?;
+        let n = diesel::update(
+            api_tokens::table
+                .filter(api_tokens::id.eq(id))
+                .filter(api_tokens::revoked.is_null()),
+        )
+        .set(api_tokens::revoked.eq(Some(now)))
+        .execute(&mut *conn)?;
+        if n == 0 {
+            let exists = api_tokens::table
+                .filter(api_tokens::id.eq(id))
+                .count()
+                .get_result::<i64>(&mut *conn)?;
+            if exists == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Ok(())
+    }
+
+    /// All tokens, oldest first.
+    pub fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        let mut conn = self.read_conn()?;
+        let rows = api_tokens::table
+            .order(api_tokens::created.asc())
+            .select(TokenRow::as_select())
+            .load(&mut *conn)?;
+        Ok(rows.into_iter().map(ApiToken::from).collect())
+    }
+}

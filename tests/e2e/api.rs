@@ -1,0 +1,260 @@
+//! Every endpoint, ETags, groups and bulk.
+
+use serde_json::json;
+
+use crate::backends;
+use crate::harness::*;
+
+backends!(health_and_discovery, |app| {
+    app.get("/healthz").send().status(200);
+    app.get("/readyz").send().status(200);
+    let spc = app.get("/ServiceProviderConfig").send().status(200);
+    assert!(spc.header("content-type").unwrap().starts_with(SCIM_JSON));
+    let mut spc = spc.json();
+    spc["meta"]["location"] = json!("[location]");
+    insta::assert_json_snapshot!("service_provider_config", spc);
+    app.get("/ResourceTypes").send().status(200);
+    let schemas = app.get("/Schemas").send().status(200).json();
+    insta::assert_json_snapshot!("schemas", schemas, {".Resources[].meta.location" => "[location]"});
+    app.get("/Schemas?filter=id%20eq%20%22x%22")
+        .send()
+        .scim_error(403, None);
+    app.get("/Schemas/urn:nope").send().scim_error(404, None);
+    app.get("/ResourceTypes/Nope").send().scim_error(404, None);
+});
+
+backends!(user_crud_and_etags, |app| {
+    let created = app
+        .post("/Users", json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bjensen","password":"t1meMach1ne","active":true}))
+        .send()
+        .status(201);
+    let etag = created.header("etag").unwrap();
+    let loc = created.header("location").unwrap();
+    let user = created.json();
+    let id = user["id"].as_str().unwrap().to_string();
+    assert!(loc.ends_with(&format!("/scim/v2/Users/{id}")));
+    assert!(user.get("password").is_none(), "password is never returned");
+    assert_eq!(user["meta"]["version"].as_str().unwrap(), etag);
+
+    // If-None-Match
+    app.get(&format!("/Users/{id}"))
+        .header("if-none-match", &etag)
+        .send()
+        .status(304);
+    let got = app
+        .get(&format!("/Users/{id}?attributes=userName"))
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(got["userName"], "bjensen");
+    assert!(got.get("active").is_none());
+
+    // PUT with a stale If-Match is 412; with the right one 200
+    app.put(
+        &format!("/Users/{id}"),
+        json!({"userName":"bjensen","active":false}),
+    )
+    .header("if-match", "W/\"999\"")
+    .send()
+    .scim_error(412, None);
+    let put = app
+        .put(
+            &format!("/Users/{id}"),
+            json!({"userName":"bjensen","active":false}),
+        )
+        .header("if-match", &etag)
+        .send()
+        .status(200);
+    assert_ne!(put.header("etag").unwrap(), etag);
+    assert_eq!(put.json()["active"], false);
+
+    // Deactivated users stay readable; PATCH; Prefer: return=minimal is 204
+    let patched = app
+        .patch(&format!("/Users/{id}"), json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"Babs"}]}))
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(patched["displayName"], "Babs");
+    app.patch(
+        &format!("/Users/{id}"),
+        json!({"Operations":[{"op":"replace","path":"title","value":"Boss"}]}),
+    )
+    .header("prefer", "return=minimal")
+    .send()
+    .status(204);
+
+    // Uniqueness
+    app.post("/Users", json!({"userName":"BJENSEN"}))
+        .send()
+        .scim_error(409, Some("uniqueness"));
+
+    // List and filter
+    let list = app
+        .get("/Users?filter=userName%20eq%20%22bjensen%22")
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(list["totalResults"], 1);
+    let search = app
+        .post(
+            "/Users/.search",
+            json!({"filter":"userName eq \"bjensen\"","attributes":["userName"]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(search["Resources"][0]["userName"], "bjensen");
+    let all = app
+        .post(
+            "/.search",
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(all["totalResults"], 1);
+    let zero = app.get("/Users?count=0").send().status(200).json();
+    assert_eq!(
+        (
+            zero["totalResults"].as_u64(),
+            zero["Resources"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(0))
+    );
+
+    // DELETE twice
+    app.delete(&format!("/Users/{id}")).send().status(204);
+    app.delete(&format!("/Users/{id}"))
+        .send()
+        .scim_error(404, None);
+    app.get(&format!("/Users/{id}"))
+        .send()
+        .scim_error(404, None);
+});
+
+backends!(groups_members_and_user_groups, |app| {
+    let a = app.create_user("alice");
+    let b = app.create_user("bob");
+    let (a, b) = (
+        a["id"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    );
+    let inner = app.create_group("inner", &[&a]);
+    let inner_id = inner["id"].as_str().unwrap().to_string();
+    let outer = app.create_group("outer", &[&inner_id]);
+    let outer_id = outer["id"].as_str().unwrap().to_string();
+
+    // Add bob and an unknown member: the valid one is applied, the unknown one reported
+    let resp = app
+        .patch(&format!("/Groups/{inner_id}"), json!({"Operations":[{"op":"add","path":"members","value":[{"value":b},{"value":"does-not-exist"}]}]}))
+        .send()
+        .status(200);
+    assert_eq!(
+        resp.header("x-scimhub-unknown-members").as_deref(),
+        Some("does-not-exist")
+    );
+    assert_eq!(resp.json()["members"].as_array().unwrap().len(), 2);
+
+    // excludedAttributes=members
+    let g = app
+        .get(&format!("/Groups/{inner_id}?excludedAttributes=members"))
+        .send()
+        .status(200)
+        .json();
+    assert!(g.get("members").is_none());
+
+    // User.groups includes the nested group
+    let user = app.get(&format!("/Users/{a}")).send().status(200).json();
+    let groups: Vec<&str> = user["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        groups.contains(&inner_id.as_str()) && groups.contains(&outer_id.as_str()),
+        "{user}"
+    );
+
+    // Remove with a value filter
+    let g = app
+        .patch(
+            &format!("/Groups/{inner_id}"),
+            json!({"Operations":[{"op":"remove","path":format!("members[value eq \"{a}\"]")}]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(g["members"].as_array().unwrap().len(), 1);
+    app.delete(&format!("/Groups/{outer_id}"))
+        .send()
+        .status(204);
+});
+
+backends!(bulk_with_bulk_ids, |app| {
+    let resp = app
+        .post(
+            "/Bulk",
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"failOnErrors":1,"Operations":[
+                {"method":"POST","path":"/Users","bulkId":"qwerty","data":{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"Alice"}},
+                {"method":"POST","path":"/Groups","bulkId":"ytrewq","data":{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Tour Guides","members":[{"type":"User","value":"bulkId:qwerty"}]}},
+                {"method":"PATCH","path":"/Users/bulkId:qwerty","data":{"Operations":[{"op":"replace","path":"active","value":false}]}}
+            ]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    let ops = resp["Operations"].as_array().unwrap();
+    assert_eq!(
+        ops.iter()
+            .map(|o| o["status"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["201", "201", "200"],
+        "{resp}"
+    );
+    let group_loc = ops[1]["location"].as_str().unwrap();
+    let gid = group_loc.rsplit('/').next().unwrap();
+    let g = app.get(&format!("/Groups/{gid}")).send().status(200).json();
+    assert_eq!(g["members"].as_array().unwrap().len(), 1);
+
+    // failOnErrors stops after the first error
+    let resp = app
+        .post(
+            "/Bulk",
+            json!({"failOnErrors":1,"Operations":[
+            {"method":"POST","path":"/Users","bulkId":"a","data":{"userName":"Alice"}},
+            {"method":"POST","path":"/Users","bulkId":"b","data":{"userName":"Carol"}}]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(resp["Operations"].as_array().unwrap().len(), 1);
+    assert_eq!(resp["Operations"][0]["status"], "409");
+    app.get("/Users?filter=userName%20eq%20%22Carol%22")
+        .send()
+        .status(200);
+});
+
+backends!(me_is_not_implemented, |app| {
+    app.get("/Me").send().scim_error(501, None);
+});
+
+backends!(tokens_and_scopes, |app| {
+    app.get("/Users")
+        .token("wrong")
+        .send()
+        .scim_error(401, None);
+    let r = app.request(reqwest::Method::GET, "/Users").token("").send();
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+});
+
+backends!(graceful_shutdown, |app| {
+    let mut app = app;
+    app.get("/healthz").send().status(200);
+    assert!(app.terminate(), "scimhub exits 0 on SIGTERM");
+    assert!(
+        !app.log().contains(TOKEN),
+        "the log never contains the token"
+    );
+});

@@ -1,0 +1,119 @@
+//! The errors corpus: each bad request gets the right status and scimType, never a 500, and a
+//! rejected write changes nothing.
+
+use serde_json::json;
+
+use crate::backends;
+use crate::harness::*;
+
+backends!(error_corpus, |app| {
+    let before = app.get("/Users").send().status(200).json()["totalResults"].clone();
+    let mut bodies = serde_json::Map::new();
+    let mut snap = |name: &str, v: serde_json::Value| {
+        bodies.insert(name.into(), v);
+    };
+    snap(
+        "malformed_json",
+        app.request(reqwest::Method::POST, "/Users")
+            .raw_body(SCIM_JSON, "{\"userName\":")
+            .send()
+            .scim_error(400, Some("invalidSyntax")),
+    );
+    snap(
+        "bad_utf8",
+        app.request(reqwest::Method::POST, "/Users")
+            .raw_body(SCIM_JSON, b"{\"userName\":\"\xff\"}".to_vec())
+            .send()
+            .scim_error(400, Some("invalidSyntax")),
+    );
+    snap(
+        "wrong_type",
+        app.post("/Users", json!({"userName": 42}))
+            .send()
+            .scim_error(400, Some("invalidValue")),
+    );
+    snap(
+        "missing_required",
+        app.post("/Users", json!({"displayName": "x"}))
+            .send()
+            .scim_error(400, Some("invalidValue")),
+    );
+    snap(
+        "unknown_schema",
+        app.post(
+            "/Users",
+            json!({"schemas":["urn:example:nope"],"userName":"x"}),
+        )
+        .send()
+        .scim_error(400, Some("invalidValue")),
+    );
+    snap(
+        "wrong_content_type",
+        app.request(reqwest::Method::POST, "/Users")
+            .raw_body("text/plain", "userName=x")
+            .send()
+            .scim_error(415, None),
+    );
+    let big = "x".repeat(2 * 1024 * 1024);
+    snap(
+        "oversized",
+        app.post("/Users", json!({"userName": big}))
+            .send()
+            .scim_error(413, Some("tooMany")),
+    );
+    snap(
+        "invalid_filter",
+        app.get("/Users?filter=userName%20eq")
+            .send()
+            .scim_error(400, Some("invalidFilter")),
+    );
+    snap(
+        "non_numeric_count",
+        app.get("/Users?count=ten")
+            .send()
+            .scim_error(400, Some("invalidValue")),
+    );
+    snap(
+        "unknown_path",
+        app.get("/Nope").send().scim_error(404, None),
+    );
+    snap(
+        "wrong_method",
+        app.request(reqwest::Method::DELETE, "/Users")
+            .send()
+            .scim_error(405, None),
+    );
+    snap(
+        "bad_patch_op",
+        app.post("/Users", json!({"userName":"patchme"}))
+            .send()
+            .status(201)
+            .json(),
+    );
+    let id = bodies["bad_patch_op"]["id"].as_str().unwrap().to_string();
+    bodies.remove("bad_patch_op");
+    bodies.insert(
+        "bad_patch_op".into(),
+        app.patch(
+            &format!("/Users/{id}"),
+            json!({"Operations":[{"op":"explode","path":"title"}]}),
+        )
+        .send()
+        .scim_error(400, Some("invalidSyntax")),
+    );
+    app.delete(&format!("/Users/{id}")).send().status(204);
+    // huge count and negative startIndex are clamped, not errors
+    let page = app
+        .get("/Users?count=100000000&startIndex=-3")
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(page["startIndex"], 1);
+    // nothing was written
+    assert_eq!(
+        app.get("/Users").send().status(200).json()["totalResults"],
+        before
+    );
+    let bodies = serde_json::Value::Object(bodies);
+    insta::assert_json_snapshot!("error_bodies", bodies);
+});

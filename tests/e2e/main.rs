@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `scimhub` binary over HTTP, on SQLite and (with
+//! `SCIMHUB_TEST_POSTGRES_URL`) PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod api;
+mod auth;
+mod clients;
+mod errors;
+mod queries;
