@@ -21,10 +21,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(common) => {
             let config = load(&common)?;
             init_logging(config.log_format);
-            let store = open_store(&config)?;
+            let store = open_store(&config, 0)?;
             let applied = store.migrate().map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(count = applied.len(), "migrations up to date");
-            close(store);
+            drop(store);
             Ok(())
         }
         Command::Token(TokenCommand::Issue {
@@ -36,14 +36,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(config.log_format);
             let scopes = Scope::parse_list(&scopes.join(" ")).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(!scopes.is_empty(), "at least one --scope is required");
-            let store = open_store(&config)?;
+            let store = open_store(&config, 0)?;
             let new = token::generate();
             let scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
             store
                 .insert_token(&name, &new.hash, &new.prefix, &scope_names)
                 .map_err(|e| anyhow::anyhow!("cannot store the token: {e}"))?;
             tracing::info!(client = %name, scopes = %Scope::join(&scopes), "token issued");
-            close(store);
+            drop(store);
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", new.token)?;
             out.flush()?;
@@ -52,23 +52,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Closes the store of a short-lived command and gives the connection pool's worker threads a
-/// moment to wind down before the process exits. Without it `scimhub migrate`/`token issue` on
-/// PostgreSQL occasionally died with SIGSEGV after finishing their work (seen under load in the
-/// e2e tests, not reproduced in isolation): the pool's threads were still exiting while the
-/// process ran its exit handlers (libpq/OpenSSL cleanup).
-fn close(store: Store) {
-    drop(store);
-    std::thread::sleep(std::time::Duration::from_millis(100));
-}
-
 fn load(common: &Common) -> anyhow::Result<Config> {
     Config::load(common.config.as_deref(), &common.overrides()).context("invalid configuration")
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// `min_idle` is 0 for short-lived commands: see [`StoreOptions::min_idle`].
+fn open_store(config: &Config, min_idle: u32) -> anyhow::Result<Store> {
     let options = StoreOptions {
         pool_size: config.db_pool_size,
+        min_idle,
         ..Default::default()
     };
     Store::open_with(&config.database_url, options)
@@ -97,7 +89,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .transpose()
         .context("invalid [jwt] settings")?;
     let auth = Authenticator::new(config.bootstrap_token.clone(), jwt);
-    let store = open_store(&config)?;
+    let store = open_store(&config, 1)?;
     let registry = crate::service::schemas::registry();
     let state = AppState::new(config, registry, store, auth)?;
     actix_web::rt::System::new().block_on(crate::http::serve(state))

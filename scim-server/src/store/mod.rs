@@ -222,6 +222,10 @@ pub struct StoreOptions {
     /// Base URL of the SCIM endpoint (e.g. `https://hub.example.com/scim/v2`); when set,
     /// documents carry `meta.location` and `$ref`s.
     pub base_url: Option<String>,
+    /// Connections kept open while idle. A server keeps one warm; a short-lived command
+    /// (`migrate`, `token issue`) wants none, because r2d2 replenishes idle connections on its
+    /// own threads and a connection still being opened while the process exits crashed libpq.
+    pub min_idle: u32,
 }
 
 impl Default for StoreOptions {
@@ -230,6 +234,7 @@ impl Default for StoreOptions {
             pool_size: 8,
             connection_timeout: Duration::from_secs(30),
             base_url: None,
+            min_idle: 1,
         }
     }
 }
@@ -273,7 +278,7 @@ impl Store {
         let build = |size: u32| {
             r2d2::Pool::builder()
                 .max_size(size.max(1))
-                .min_idle(Some(1))
+                .min_idle(Some(options.min_idle.min(size.max(1))))
                 .connection_timeout(options.connection_timeout)
                 .build(ConnectionManager::new(url.clone()))
                 .map_err(|e| StoreError::Unavailable(e.to_string()))
