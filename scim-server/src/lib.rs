@@ -12,11 +12,13 @@
 //! * [`notify`] — the notification outbox and its SMTP delivery.
 //! * [`admin`] — the admin API (approvals, holds, simulation, one-click links).
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod jobs;
 pub mod policy;
 mod run;
 pub mod service;

@@ -491,10 +491,15 @@ impl Engine {
         let mut hold_id = None;
         if outcome.event.deprovisions() && !outcome.plan.ops.is_empty() {
             if let Some(b) = &policy.blast_radius {
-                let population = outbox::count_active_users(c)?;
-                if population as u64 >= b.min_population {
-                    let recent = outbox::count_deprovisions_since(c, now - b.window)?;
-                    if (recent + 1) as f64 / population as f64 > b.max_share {
+                // The population before the burst: users active now plus those deprovisioned
+                // within the window.
+                let recent = outbox::count_deprovisions_since(c, now - b.window)?;
+                let population = outbox::count_active_users(c)? + recent;
+                tracing::debug!(recent, population, "blast-radius check");
+                if population as u64 >= b.min_population
+                    && (recent + 1) as f64 / population as f64 > b.max_share
+                {
+                    {
                         let id = match outbox::open_hold(c)? {
                             Some(id) => id,
                             None => {

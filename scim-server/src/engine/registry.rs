@@ -32,13 +32,16 @@ pub fn default_builder() -> Builder {
     })
 }
 
+/// The policy generation the instances were built for, and the instances.
+type Built = (u64, BTreeMap<String, Arc<dyn Connector>>);
+
 /// Connector instances by policy name.
 #[derive(Clone)]
 pub struct Registry {
     builder: Builder,
     /// Instances given by the caller (tests, demo); they win over the builder.
     preset: Arc<RwLock<BTreeMap<String, Arc<dyn Connector>>>>,
-    built: Arc<RwLock<(u64, BTreeMap<String, Arc<dyn Connector>>)>>,
+    built: Arc<RwLock<Built>>,
 }
 
 impl std::fmt::Debug for Registry {

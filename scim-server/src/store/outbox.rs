@@ -456,12 +456,15 @@ pub fn count_deprovisions_since(c: &mut DbConnection, since: DateTime<Utc>) -> S
     Ok(q.get_result::<i64>(c)?)
 }
 
+/// `(at, user_id, event, plan_id, ops, hold_id)`.
+pub type EventRow = (String, String, String, String, i64, Option<String>);
+
 /// Recent events, newest first.
 pub fn list_events(
     c: &mut DbConnection,
     user_id: Option<&str>,
     limit: i64,
-) -> StoreResult<Vec<(String, String, String, String, i64, Option<String>)>> {
+) -> StoreResult<Vec<EventRow>> {
     let mut q = Sql::<(Text, Text, Text, Text, BigInt, Nullable<Text>)>::new(
         "SELECT at, user_id, event, plan_id, ops, hold_id FROM engine_events WHERE 1 = 1",
     );
@@ -658,10 +661,11 @@ pub fn incident(
     Ok(())
 }
 
-/// `(id, created, kind, user_id, connector, reason)` of open incidents.
-pub fn open_incidents(
-    c: &mut DbConnection,
-) -> StoreResult<Vec<(i64, String, String, Option<String>, Option<String>, String)>> {
+/// `(id, created, kind, user_id, connector, reason)`.
+pub type IncidentRow = (i64, String, String, Option<String>, Option<String>, String);
+
+/// Open incidents.
+pub fn open_incidents(c: &mut DbConnection) -> StoreResult<Vec<IncidentRow>> {
     let q = Sql::<(BigInt, Text, Text, Nullable<Text>, Nullable<Text>, Text)>::new(
         "SELECT id, created, kind, user_id, connector, reason FROM engine_incidents \
          WHERE status = 'open' ORDER BY id",
