@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
+mod crash;
+
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};

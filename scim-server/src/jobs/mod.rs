@@ -45,7 +45,13 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 16,
-            lease: Duration::seconds(60),
+            // SCIMHUB_ENGINE_LEASE_SECS shortens takeover after a crash (tests).
+            lease: Duration::seconds(
+                std::env::var("SCIMHUB_ENGINE_LEASE_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+            ),
             max_attempts: 8,
             base_backoff: Duration::seconds(1),
             max_backoff: Duration::minutes(10),
