@@ -8,6 +8,7 @@
 //!
 //! This crate depends only on `scim-schema`; it knows nothing of the database or the HTTP server.
 
+pub mod memory;
 pub mod secret;
 
 pub mod http;

@@ -25,6 +25,29 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Check, explain and document the access policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file; prints every problem as FILE:LINE:COL: message.
+    Check { file: PathBuf },
+    /// Show which profiles match a user and what they would get.
+    Explain {
+        /// User id or userName.
+        user: String,
+        #[arg(long, env = "SCIMHUB_POLICY")]
+        policy: PathBuf,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Print the Markdown runbook generated from the policy.
+    Docs {
+        #[arg(long, env = "SCIMHUB_POLICY")]
+        policy: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +80,9 @@ pub struct Common {
     /// Log format [default: text; env SCIMHUB_LOG_FORMAT]
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Access policy (TOML); when set, `serve` runs the lifecycle engine and its workers.
+    #[arg(long, env = "SCIMHUB_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 impl Common {

@@ -6,11 +6,20 @@
 //! * [`http`] — the actix-web service: routes, thin handlers, the one error mapping.
 //! * [`service`] — SCIM operations over the store, free of HTTP.
 //! * [`store`] — the diesel store (SQLite or PostgreSQL).
+//! * [`policy`] — the access policy file (TOML), its checks, reload and runbook.
+//! * [`engine`] — desired state, plans and the write hook that puts them in the outbox.
+//! * [`jobs`] — outbox workers, durable timers.
+//! * [`notify`] — the notification outbox and its SMTP delivery.
+//! * [`admin`] — the admin API (approvals, holds, simulation, one-click links).
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod http;
+pub mod jobs;
+pub mod policy;
 mod run;
 pub mod service;
 pub mod store;

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::auth::{jwt::JwtVerifier, token, Authenticator, Scope};
-use crate::cli::{Cli, Command, Common, TokenCommand};
+use crate::cli::{Cli, Command, Common, PolicyCommand, TokenCommand};
 use crate::config::{Config, LogFormat};
 use crate::http::AppState;
 use crate::store::{Store, StoreOptions};
@@ -16,7 +16,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(common) => {
             let config = load(&common)?;
             init_logging(config.log_format);
-            serve(config)
+            serve(config, &common)
         }
         Command::Migrate(common) => {
             let config = load(&common)?;
@@ -49,7 +49,71 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
+        Command::Policy(cmd) => policy_command(cmd),
     }
+}
+
+fn policy_command(cmd: PolicyCommand) -> anyhow::Result<()> {
+    use crate::policy::Policy;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        PolicyCommand::Check { file } => {
+            let p = Policy::load(&file).map_err(|e| anyhow::anyhow!("policy rejected:\n{e}"))?;
+            writeln!(
+                out,
+                "{}: ok ({} connectors, {} profiles, {} SoD rules)",
+                file.display(),
+                p.connectors.len(),
+                p.profiles.len(),
+                p.sod.len()
+            )?;
+        }
+        PolicyCommand::Docs { policy } => {
+            let p = Policy::load(&policy).map_err(|e| anyhow::anyhow!("policy rejected:\n{e}"))?;
+            write!(out, "{}", crate::policy::docs::render(&p))?;
+        }
+        PolicyCommand::Explain {
+            user,
+            policy,
+            database_url,
+        } => {
+            let common = Common {
+                bind: None,
+                database_url,
+                config: None,
+                log_format: None,
+                policy: Some(policy),
+            };
+            let config = load(&common)?;
+            let (store, engine) = open_engine(&config, &common, 0)?;
+            let admin = crate::admin::Admin::new(store, engine);
+            let v = admin.explain(&user).map_err(|e| anyhow::anyhow!("{e}"))?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the store with the engine installed (the policy from `--policy`).
+fn open_engine(
+    config: &Config,
+    common: &Common,
+    min_idle: u32,
+) -> anyhow::Result<(Store, std::sync::Arc<crate::engine::Engine>)> {
+    use crate::engine::{registry, Engine, SystemClock};
+    let path = common
+        .policy
+        .as_ref()
+        .context("--policy (or SCIMHUB_POLICY) is required")?;
+    let handle = crate::policy::reload::PolicyHandle::load(path)
+        .map_err(|e| anyhow::anyhow!("policy rejected:\n{e}"))?;
+    let engine = std::sync::Arc::new(Engine::new(
+        handle,
+        std::sync::Arc::new(SystemClock),
+        registry::Registry::new(registry::default_builder()),
+    ));
+    let store = crate::engine::install(open_store(config, min_idle)?, engine.clone());
+    Ok((store, engine))
 }
 
 fn load(common: &Common) -> anyhow::Result<Config> {
@@ -81,7 +145,7 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
     let jwt = config
         .jwt
         .as_ref()
@@ -89,8 +153,40 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .transpose()
         .context("invalid [jwt] settings")?;
     let auth = Authenticator::new(config.bootstrap_token.clone(), jwt);
-    let store = open_store(&config, 1)?;
+    let store = match &common.policy {
+        Some(_) => {
+            let (store, engine) = open_engine(&config, common, 1)?;
+            start_engine(store.clone(), engine)?;
+            store
+        }
+        None => open_store(&config, 1)?,
+    };
     let registry = crate::service::schemas::registry();
     let state = AppState::new(config, registry, store, auth)?;
     actix_web::rt::System::new().block_on(crate::http::serve(state))
+}
+
+/// Runs the outbox workers, the timers and the policy watcher on their own runtime thread, so
+/// they never compete with request handling for actix's workers.
+fn start_engine(store: Store, engine: std::sync::Arc<crate::engine::Engine>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("scimhub-engine")
+        .build()
+        .context("cannot start the engine runtime")?;
+    std::thread::Builder::new()
+        .name("scimhub-engine".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                engine
+                    .policy
+                    .spawn_watcher(std::time::Duration::from_secs(3));
+                crate::jobs::Workers::new(store, engine).spawn();
+                std::future::pending::<()>().await
+            })
+        })
+        .context("cannot start the engine thread")?;
+    tracing::info!("lifecycle engine started");
+    Ok(())
 }

@@ -46,6 +46,12 @@ mod search;
 mod sql;
 mod tokens;
 
+// Lifecycle engine tables (see `crate::engine`).
+pub mod approvals;
+pub mod notifications;
+pub mod outbox;
+pub mod timers;
+
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +69,8 @@ pub use error::{StoreError, StoreResult};
 pub use resources::parse_members;
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
+
+pub(crate) use resources::{load_groups, load_row};
 
 /// Migrations, embedded at build time, one folder per backend.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");

@@ -1,0 +1,11 @@
+DROP TABLE engine_notifications;
+DROP TABLE engine_incidents;
+DROP TABLE engine_audit;
+DROP TABLE engine_events;
+DROP TABLE engine_holds;
+DROP TABLE engine_overrides;
+DROP TABLE engine_approvals;
+DROP TABLE engine_timers;
+DROP TABLE engine_outbox;
+DROP TABLE engine_accounts;
+DROP TABLE engine_users;

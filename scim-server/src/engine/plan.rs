@@ -1,0 +1,431 @@
+//! The diff of desired against planned state: a plan of idempotent operations, and the event
+//! classification. Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use connectors::{AccountRef, AccountSpec, Capabilities, Capability, Entitlement};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::desired::{Desired, DesiredAccount, Doc, Lifecycle};
+use crate::policy::{OnLeave, Policy};
+
+/// What the engine believes one connector holds for a user: `planned` (after every queued
+/// operation) or `actual` (confirmed by operations done).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub exists: bool,
+    pub enabled: bool,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// SHA-256 of the account attributes last sent.
+    #[serde(default)]
+    pub attributes_hash: String,
+    #[serde(default)]
+    pub entitlements: BTreeSet<Entitlement>,
+}
+
+impl AccountRecord {
+    pub fn account_ref(&self) -> AccountRef {
+        AccountRef {
+            key: self.key.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// One idempotent operation on a connector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    CreateOrAdopt {
+        spec: AccountSpec,
+    },
+    Update {
+        spec: AccountSpec,
+    },
+    SetEnabled {
+        account: AccountRef,
+        enabled: bool,
+    },
+    Grant {
+        account: AccountRef,
+        entitlement: Entitlement,
+    },
+    Revoke {
+        account: AccountRef,
+        entitlement: Entitlement,
+    },
+    RevokeSessions {
+        account: AccountRef,
+    },
+    RevokeCredentials {
+        account: AccountRef,
+    },
+    TransferOwnership {
+        account: AccountRef,
+        to: AccountRef,
+    },
+    Delete {
+        account: AccountRef,
+    },
+}
+
+impl Operation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::CreateOrAdopt { .. } => "create_or_adopt",
+            Operation::Update { .. } => "update",
+            Operation::SetEnabled { .. } => "set_enabled",
+            Operation::Grant { .. } => "grant",
+            Operation::Revoke { .. } => "revoke",
+            Operation::RevokeSessions { .. } => "revoke_sessions",
+            Operation::RevokeCredentials { .. } => "revoke_credentials",
+            Operation::TransferOwnership { .. } => "transfer_ownership",
+            Operation::Delete { .. } => "delete",
+        }
+    }
+
+    /// One line for plans and audit entries.
+    pub fn describe(&self) -> String {
+        let e = |e: &Entitlement| match &e.role {
+            Some(r) => format!("{}:{} ({r})", e.kind, e.id),
+            None => format!("{}:{}", e.kind, e.id),
+        };
+        match self {
+            Operation::CreateOrAdopt { spec } => format!("create_or_adopt {}", spec.account.key),
+            Operation::Update { spec } => format!("update {}", spec.account.key),
+            Operation::SetEnabled { account, enabled } => {
+                format!("set_enabled {} {enabled}", account.key)
+            }
+            Operation::Grant {
+                account,
+                entitlement,
+            } => format!("grant {} {}", account.key, e(entitlement)),
+            Operation::Revoke {
+                account,
+                entitlement,
+            } => format!("revoke {} {}", account.key, e(entitlement)),
+            Operation::RevokeSessions { account } => format!("revoke_sessions {}", account.key),
+            Operation::RevokeCredentials { account } => {
+                format!("revoke_credentials {}", account.key)
+            }
+            Operation::TransferOwnership { account, to } => {
+                format!("transfer_ownership {} -> {}", account.key, to.key)
+            }
+            Operation::Delete { account } => format!("delete {}", account.key),
+        }
+    }
+
+    /// The capability the operation needs.
+    pub fn capability(&self) -> Capability {
+        match self {
+            Operation::CreateOrAdopt { .. } => Capability::CreateAccount,
+            Operation::Update { .. } => Capability::UpdateAccount,
+            Operation::SetEnabled { .. } => Capability::EnableDisable,
+            Operation::Grant { .. } => Capability::Grant,
+            Operation::Revoke { .. } => Capability::Revoke,
+            Operation::RevokeSessions { .. } => Capability::RevokeSessions,
+            Operation::RevokeCredentials { .. } => Capability::RevokeCredentials,
+            Operation::TransferOwnership { .. } => Capability::TransferOwnership,
+            Operation::Delete { .. } => Capability::DeleteAccount,
+        }
+    }
+
+    /// Applies the operation's effect to a record (planned state at plan time, actual state when
+    /// the operation is done).
+    pub fn apply(&self, r: &mut AccountRecord) {
+        match self {
+            Operation::CreateOrAdopt { spec } => {
+                r.exists = true;
+                r.enabled = true;
+                r.key = spec.account.key.clone();
+                r.attributes_hash = attributes_hash(&spec.attributes);
+            }
+            Operation::Update { spec } => r.attributes_hash = attributes_hash(&spec.attributes),
+            Operation::SetEnabled { enabled, .. } => r.enabled = *enabled,
+            Operation::Grant { entitlement, .. } => {
+                r.entitlements.insert(entitlement.clone());
+            }
+            Operation::Revoke { entitlement, .. } => {
+                r.entitlements.remove(entitlement);
+            }
+            Operation::RevokeSessions { .. }
+            | Operation::RevokeCredentials { .. }
+            | Operation::TransferOwnership { .. } => {}
+            Operation::Delete { .. } => {
+                *r = AccountRecord {
+                    key: r.key.clone(),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+}
+
+/// SHA-256 (hex) of the attributes' JSON.
+pub fn attributes_hash(attrs: &Doc) -> String {
+    let text = serde_json::to_string(attrs).unwrap_or_default();
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The named event a change is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    Joiner,
+    Mover,
+    Leaver,
+    Rehire,
+    ContractorExpiry,
+    Update,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Joiner => "joiner",
+            EventKind::Mover => "mover",
+            EventKind::Leaver => "leaver",
+            EventKind::Rehire => "rehire",
+            EventKind::ContractorExpiry => "contractor-expiry",
+            EventKind::Update => "update",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        [
+            EventKind::Joiner,
+            EventKind::Mover,
+            EventKind::Leaver,
+            EventKind::Rehire,
+            EventKind::ContractorExpiry,
+            EventKind::Update,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+
+    /// Outbox priority: leavers and expiries take the priority lane.
+    pub fn priority(self) -> i64 {
+        match self {
+            EventKind::Leaver | EventKind::ContractorExpiry => 100,
+            _ => 0,
+        }
+    }
+
+    /// Whether this event removes access (what the blast-radius guard counts).
+    pub fn deprovisions(self) -> bool {
+        matches!(self, EventKind::Leaver | EventKind::ContractorExpiry)
+    }
+}
+
+/// Classifies a change from the previous engine state (`engine_users.state` and matched
+/// profiles; `None` for a user the engine has never seen) and the new desired state.
+pub fn classify(prev: Option<(&str, &[String])>, desired: &Desired) -> EventKind {
+    let prev_state = prev.map(|p| p.0);
+    match &desired.lifecycle {
+        Lifecycle::Left { .. } => match prev_state {
+            Some("left") | Some("expired") | None => EventKind::Update,
+            _ => EventKind::Leaver,
+        },
+        Lifecycle::Expired { .. } => match prev_state {
+            Some("expired") | Some("left") | None => EventKind::Update,
+            _ => EventKind::ContractorExpiry,
+        },
+        Lifecycle::NotStarted { .. } => match prev_state {
+            None => EventKind::Joiner,
+            _ => EventKind::Update,
+        },
+        Lifecycle::Active => match prev {
+            None | Some(("not_started", _)) => EventKind::Joiner,
+            Some(("left", _)) | Some(("expired", _)) => EventKind::Rehire,
+            Some((_, profiles)) => {
+                let before: BTreeSet<&String> = profiles.iter().collect();
+                let now: BTreeSet<String> = desired.profile_names().into_iter().collect();
+                if before != now.iter().collect() {
+                    EventKind::Mover
+                } else {
+                    EventKind::Update
+                }
+            }
+        },
+    }
+}
+
+/// One operation of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedOp {
+    pub connector: String,
+    pub op: Operation,
+}
+
+/// A plan: operations in execution order, and the planned state once they are done.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub ops: Vec<PlannedOp>,
+    pub next: BTreeMap<String, AccountRecord>,
+    /// Operations left out because the connector does not support them.
+    pub skipped: Vec<String>,
+}
+
+/// Whether the policy treats an entitlement as privileged (removed first on leave).
+pub fn is_privileged(policy: &Policy, connector: &str, e: &Entitlement) -> bool {
+    policy.profiles.iter().flat_map(|p| &p.grants).any(|g| {
+        g.connector == connector
+            && g.entitlement.as_ref() == Some(e)
+            && (g.privileged || g.approval != crate::policy::Approval::None)
+    })
+}
+
+/// Diffs `desired` against `planned`. `caps` gives each connector's capabilities (a connector
+/// missing from it is assumed to support everything); `manager` the manager's account per
+/// connector, for ownership transfer.
+pub fn diff(
+    desired: &Desired,
+    planned: &BTreeMap<String, AccountRecord>,
+    policy: &Policy,
+    caps: &BTreeMap<String, Capabilities>,
+    manager: &BTreeMap<String, AccountRef>,
+) -> Plan {
+    let mut plan = Plan {
+        ops: Vec::new(),
+        next: planned.clone(),
+        skipped: Vec::new(),
+    };
+    let names: BTreeSet<&String> = desired.accounts.keys().chain(planned.keys()).collect();
+    let leaving = matches!(
+        desired.lifecycle,
+        Lifecycle::Left { .. } | Lifecycle::Expired { .. }
+    );
+    for name in names {
+        let current = planned.get(name).cloned().unwrap_or_default();
+        let want = desired.accounts.get(name);
+        let supports = |c: Capability| caps.get(name).is_none_or(|k| k.supports(c));
+        let mut rec = current.clone();
+        let mut ops: Vec<Operation> = Vec::new();
+        match want {
+            Some(d @ DesiredAccount { enabled: true, .. }) => {
+                let Some(key) = d.key.clone() else { continue };
+                let spec = |account: AccountRef| AccountSpec {
+                    account,
+                    attributes: d.attributes.clone(),
+                };
+                if !current.exists {
+                    ops.push(Operation::CreateOrAdopt {
+                        spec: spec(AccountRef::new(key)),
+                    });
+                } else {
+                    let account = current.account_ref();
+                    if current.attributes_hash != attributes_hash(&d.attributes) {
+                        ops.push(Operation::Update {
+                            spec: spec(account.clone()),
+                        });
+                    }
+                    if !current.enabled {
+                        ops.push(Operation::SetEnabled {
+                            account,
+                            enabled: true,
+                        });
+                    }
+                }
+                let account = if current.exists {
+                    current.account_ref()
+                } else {
+                    AccountRef::new(d.key.clone().unwrap_or_default())
+                };
+                for e in d.entitlements.difference(&current.entitlements) {
+                    ops.push(Operation::Grant {
+                        account: account.clone(),
+                        entitlement: e.clone(),
+                    });
+                }
+                for e in current.entitlements.difference(&d.entitlements) {
+                    ops.push(Operation::Revoke {
+                        account: account.clone(),
+                        entitlement: e.clone(),
+                    });
+                }
+            }
+            _ => {
+                if !current.exists {
+                    continue;
+                }
+                let account = current.account_ref();
+                let delete = want.is_none_or(|d| !d.exists)
+                    || policy
+                        .connectors
+                        .get(name)
+                        .is_some_and(|c| c.on_leave == OnLeave::Delete);
+                if current.enabled {
+                    if supports(Capability::EnableDisable) || !delete {
+                        ops.push(Operation::SetEnabled {
+                            account: account.clone(),
+                            enabled: false,
+                        });
+                    }
+                    ops.push(Operation::RevokeSessions {
+                        account: account.clone(),
+                    });
+                    ops.push(Operation::RevokeCredentials {
+                        account: account.clone(),
+                    });
+                }
+                let (privileged, rest): (Vec<&Entitlement>, Vec<&Entitlement>) = current
+                    .entitlements
+                    .iter()
+                    .partition(|e| is_privileged(policy, name, e));
+                for e in privileged {
+                    ops.push(Operation::Revoke {
+                        account: account.clone(),
+                        entitlement: e.clone(),
+                    });
+                }
+                let transfer = leaving
+                    && current.enabled
+                    && policy
+                        .connectors
+                        .get(name)
+                        .is_some_and(|c| c.transfer_ownership);
+                if transfer {
+                    if let Some(to) = manager.get(name) {
+                        ops.push(Operation::TransferOwnership {
+                            account: account.clone(),
+                            to: to.clone(),
+                        });
+                    }
+                }
+                if delete {
+                    ops.push(Operation::Delete { account });
+                } else {
+                    for e in rest {
+                        ops.push(Operation::Revoke {
+                            account: account.clone(),
+                            entitlement: e.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for op in ops {
+            if !supports(op.capability()) {
+                plan.skipped
+                    .push(format!("{name}: {} (not supported)", op.describe()));
+                // A state change the connector cannot make still counts as decided, so the
+                // engine does not plan it again on every write.
+                op.apply(&mut rec);
+                continue;
+            }
+            op.apply(&mut rec);
+            plan.ops.push(PlannedOp {
+                connector: name.clone(),
+                op,
+            });
+        }
+        if rec != current || planned.contains_key(name) {
+            plan.next.insert(name.clone(), rec);
+        }
+    }
+    plan
+}

@@ -1,0 +1,456 @@
+//! Outbox workers and durable timers.
+//!
+//! Workers claim operations from the outbox ([`crate::store::outbox::claim`]: the first open
+//! operation of each (user, connector) pair, priority lane first, `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL, the single writer on SQLite), call the connector, and record the outcome in one
+//! transaction: done (actual state updated, audit entry), retry later (exponential backoff with
+//! jitter, or the connector's Retry-After), or parked as failed with an incident. A claim is a
+//! lease: if the process dies, the lease expires and another worker runs the operation again,
+//! which is harmless because operations are idempotent.
+//!
+//! Timers are claimed the same way and fired in the transaction that marks them done, so each
+//! runs once across nodes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use connectors::{ConnectorError, ErrorKind};
+use rand::Rng;
+use serde_json::json;
+
+use crate::engine::plan::{AccountRecord, Operation};
+use crate::engine::{Cause, Engine};
+use crate::store::{notifications, outbox, timers, DbConnection, Store, StoreError, StoreResult};
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Operations run at once (per lane).
+    pub concurrency: i64,
+    /// How long a claim lasts before another worker may take the operation over.
+    pub lease: Duration,
+    /// Attempts before an operation is parked as failed.
+    pub max_attempts: i64,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Sleep when there is nothing to do.
+    pub idle_poll: StdDuration,
+    /// Name of this worker set in leases.
+    pub owner: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 16,
+            // SCIMHUB_ENGINE_LEASE_SECS shortens takeover after a crash (tests).
+            lease: Duration::seconds(
+                std::env::var("SCIMHUB_ENGINE_LEASE_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+            ),
+            max_attempts: 8,
+            base_backoff: Duration::seconds(1),
+            max_backoff: Duration::minutes(10),
+            idle_poll: StdDuration::from_millis(200),
+            owner: format!("{}-{}", hostname(), std::process::id()),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "scimhub".into())
+}
+
+/// The worker set of one process.
+#[derive(Debug, Clone)]
+pub struct Workers {
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub config: WorkerConfig,
+}
+
+/// The outcome of one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpOutcome {
+    Done,
+    Retry,
+    Failed,
+}
+
+/// Backoff before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped, with ±20% jitter.
+pub fn backoff(config: &WorkerConfig, attempts: i64) -> Duration {
+    let exp = attempts.clamp(1, 30) - 1;
+    let base = config.base_backoff.num_milliseconds().max(1);
+    let raw = base.saturating_mul(1i64 << exp.min(20));
+    let capped = raw.min(config.max_backoff.num_milliseconds());
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    Duration::milliseconds((capped as f64 * jitter) as i64)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("worker task failed: {e}")))?
+}
+
+async fn call(
+    connector: &dyn connectors::Connector,
+    op: &Operation,
+) -> Result<Option<String>, ConnectorError> {
+    match op {
+        Operation::CreateOrAdopt { spec } => connector.create_or_adopt(spec).await.map(|r| r.id),
+        Operation::Update { spec } => connector.update(spec).await.map(|_| None),
+        Operation::SetEnabled { account, enabled } => {
+            connector.set_enabled(account, *enabled).await.map(|_| None)
+        }
+        Operation::Grant {
+            account,
+            entitlement,
+        } => connector.grant(account, entitlement).await.map(|_| None),
+        Operation::Revoke {
+            account,
+            entitlement,
+        } => connector.revoke(account, entitlement).await.map(|_| None),
+        Operation::RevokeSessions { account } => {
+            connector.revoke_sessions(account).await.map(|_| None)
+        }
+        Operation::RevokeCredentials { account } => {
+            connector.revoke_credentials(account).await.map(|_| None)
+        }
+        Operation::TransferOwnership { account, to } => connector
+            .transfer_ownership(account, to)
+            .await
+            .map(|_| None),
+        Operation::Delete { account } => connector.delete(account).await.map(|_| None),
+    }
+}
+
+/// Records a finished operation: actual state, planned id, outbox status, audit.
+fn record_done(
+    c: &mut DbConnection,
+    row: &outbox::OutboxRow,
+    op: &Operation,
+    id: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<()> {
+    let accounts = outbox::accounts(c, &row.user_id)?;
+    let (planned, actual) = accounts
+        .into_iter()
+        .find(|(conn, _, _)| conn == &row.connector)
+        .map(|(_, p, a)| (p, a))
+        .unwrap_or_else(|| ("{}".into(), None));
+    let mut planned: AccountRecord = serde_json::from_str(&planned).unwrap_or_default();
+    let mut actual: AccountRecord = actual
+        .and_then(|a| serde_json::from_str(&a).ok())
+        .unwrap_or_default();
+    op.apply(&mut actual);
+    if let Some(id) = id {
+        actual.id = Some(id.clone());
+        if planned.key == actual.key && planned.exists {
+            planned.id = Some(id);
+        }
+    }
+    let text = |r: &AccountRecord| serde_json::to_string(r).unwrap_or_default();
+    outbox::put_account(
+        c,
+        &row.user_id,
+        &row.connector,
+        &text(&planned),
+        &text(&actual),
+        now,
+    )?;
+    outbox::finish(c, row.id, now)?;
+    outbox::audit(
+        c,
+        &outbox::AuditEntry {
+            at: now,
+            actor: "worker",
+            user_id: &row.user_id,
+            connector: Some(&row.connector),
+            action: op.name(),
+            outcome: "done",
+            detail: json!({
+                "operation": op.describe(),
+                "event": row.event,
+                "plan_id": row.plan_id,
+                "outbox_id": row.id,
+                "attempts": row.attempts,
+            }),
+        },
+    )
+}
+
+impl Workers {
+    pub fn new(store: Store, engine: Arc<Engine>) -> Self {
+        Workers {
+            store,
+            engine,
+            config: WorkerConfig::default(),
+        }
+    }
+
+    /// Claims and runs one batch of the lane `min_priority` (0: everything, priority first;
+    /// 100: leavers and expiries only). Returns how many operations ran.
+    pub async fn run_batch(&self, min_priority: i64) -> StoreResult<usize> {
+        self.engine.sync_connectors();
+        let store = self.store.clone();
+        let now = self.engine.now();
+        let cfg = self.config.clone();
+        let rows = blocking(move || {
+            store.write_tx(|c, _| {
+                outbox::claim(c, &cfg.owner, now, cfg.lease, min_priority, cfg.concurrency)
+            })
+        })
+        .await?;
+        let n = rows.len();
+        let futures = rows.into_iter().map(|row| self.run_one(row));
+        for r in futures_util::future::join_all(futures).await {
+            r?;
+        }
+        Ok(n)
+    }
+
+    /// Runs one claimed operation and records its outcome.
+    pub async fn run_one(&self, row: outbox::OutboxRow) -> StoreResult<OpOutcome> {
+        let op: Result<Operation, _> = serde_json::from_str(&row.op);
+        let result = match &op {
+            Err(e) => Err(ConnectorError::permanent(
+                &row.connector,
+                format!("unreadable operation: {e}"),
+            )),
+            Ok(op) => match self.engine.connectors.get(&row.connector) {
+                None => Err(
+                    ConnectorError::retryable(&row.connector, "connector unavailable")
+                        .with_retry_after(StdDuration::from_secs(30)),
+                ),
+                Some(conn) => {
+                    // A panicking connector is a permanent failure of this operation, not of
+                    // the worker.
+                    let op = op.clone();
+                    let task = tokio::spawn(async move { call(conn.as_ref(), &op).await });
+                    match task.await {
+                        Ok(r) => r,
+                        Err(_) => Err(ConnectorError::permanent(
+                            &row.connector,
+                            "connector panicked",
+                        )),
+                    }
+                }
+            },
+        };
+        let store = self.store.clone();
+        let now = self.engine.now();
+        let cfg = self.config.clone();
+        blocking(move || {
+            store.write_tx(|c, _| match (result, op) {
+                (Ok(id), Ok(op)) => {
+                    record_done(c, &row, &op, id, now)?;
+                    Ok(OpOutcome::Done)
+                }
+                (Err(e), _) if e.kind == ErrorKind::Retryable && row.attempts < cfg.max_attempts => {
+                    let wait = backoff(&cfg, row.attempts);
+                    let wait = match e.retry_after.and_then(|d| Duration::from_std(d).ok()) {
+                        Some(ra) if ra > wait => ra,
+                        _ => wait,
+                    };
+                    outbox::retry_later(c, row.id, now + wait, &e.message)?;
+                    Ok(OpOutcome::Retry)
+                }
+                (Err(e), _) => {
+                    let reason = match e.kind {
+                        ErrorKind::Retryable => {
+                            format!("retry budget exhausted after {} attempts: {}", row.attempts, e.message)
+                        }
+                        _ => e.message.clone(),
+                    };
+                    outbox::park(c, row.id, &reason, now)?;
+                    outbox::incident(
+                        c,
+                        "operation_failed",
+                        Some(&row.user_id),
+                        Some(&row.connector),
+                        Some(row.id),
+                        &reason,
+                        now,
+                    )?;
+                    outbox::audit(
+                        c,
+                        &outbox::AuditEntry {
+                            at: now,
+                            actor: "worker",
+                            user_id: &row.user_id,
+                            connector: Some(&row.connector),
+                            action: "operation",
+                            outcome: "failed",
+                            detail: json!({"outbox_id": row.id, "reason": reason, "event": row.event}),
+                        },
+                    )?;
+                    Ok(OpOutcome::Failed)
+                }
+                (Ok(_), Err(_)) => Ok(OpOutcome::Failed),
+            })
+        })
+        .await
+    }
+
+    /// Fires due timers; returns how many fired.
+    pub async fn fire_timers(&self) -> StoreResult<usize> {
+        let store = self.store.clone();
+        let engine = self.engine.clone();
+        blocking(move || {
+            let now = engine.now();
+            store.write_tx(|c, _| {
+                let due = timers::claim_due(c, now, 100)?;
+                for t in &due {
+                    fire(c, &engine, t, now)?;
+                    timers::fired(c, t.id, now)?;
+                }
+                Ok(due.len())
+            })
+        })
+        .await
+    }
+
+    /// Runs everything that is due now until nothing is left (tests, demo, `simulate`).
+    pub async fn run_until_idle(&self) -> StoreResult<usize> {
+        let mut total = 0;
+        loop {
+            let t = self.fire_timers().await?;
+            let n = self.run_batch(0).await?;
+            total += n;
+            if n == 0 && t == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs the worker lanes, the timer loop and the notifier until the runtime stops.
+    pub fn spawn(&self) {
+        for lane in [100, 0] {
+            let me = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    match me.run_batch(lane).await {
+                        Ok(0) => tokio::time::sleep(me.config.idle_poll).await,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, lane, "outbox worker error");
+                            tokio::time::sleep(StdDuration::from_secs(1)).await;
+                        }
+                    }
+                }
+            });
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = me.fire_timers().await {
+                    tracing::warn!(error = %e, "timer error");
+                }
+                tokio::time::sleep(StdDuration::from_secs(1)).await;
+            }
+        });
+    }
+}
+
+/// Fires one timer inside the claiming transaction.
+fn fire(
+    c: &mut DbConnection,
+    engine: &Engine,
+    t: &timers::Timer,
+    now: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<()> {
+    match t.kind.as_str() {
+        "reminder" => {
+            let user = outbox::get_user(c, &t.user_id)?;
+            let facts = user.map(|u| u.facts).unwrap_or_default();
+            if facts.get("contractor").and_then(|v| v.as_bool()) != Some(true) {
+                return Ok(());
+            }
+            let policy = engine.policy.current();
+            let mut to: Vec<String> = Vec::new();
+            for k in ["email", "sponsor"] {
+                if let Some(e) = facts.get(k).and_then(|v| v.as_str()) {
+                    to.push(e.to_string());
+                }
+            }
+            to.extend(policy.notify.helpdesk.iter().cloned());
+            if to.is_empty() {
+                return Ok(());
+            }
+            let end = t.payload.get("end").and_then(|v| v.as_str()).unwrap_or("");
+            let offset = t
+                .payload
+                .get("offset")
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
+            let name = facts
+                .get("userName")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&t.user_id);
+            notifications::enqueue(
+                c,
+                "contract_reminder",
+                Some(&t.user_id),
+                &to,
+                &format!("scimhub: contract of {name} ends in {offset}"),
+                &format!(
+                    "The contract of {name} ends at {end}; access expires then.\n\
+                     The sponsor can request an extension through the admin API \
+                     (POST /admin/v1/users/{}/extension).",
+                    t.user_id
+                ),
+                now,
+            )
+        }
+        _ => {
+            // start, overlap_end, contract_end: the desired state changed with time.
+            let kind = t.kind.clone();
+            let out = engine.replan(c, &t.user_id, Cause::Timer)?;
+            tracing::info!(user = %t.user_id, timer = %kind, event = out.event.as_str(), ops = out.plan.ops.len(), "timer fired");
+            if out.event == crate::engine::plan::EventKind::ContractorExpiry {
+                let policy = engine.policy.current();
+                let mut to = policy.notify.helpdesk.clone();
+                if let Some(s) = outbox::get_user(c, &t.user_id)?.and_then(|u| {
+                    u.facts
+                        .get("sponsor")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                }) {
+                    to.push(s);
+                }
+                if !to.is_empty() {
+                    notifications::enqueue(
+                        c,
+                        "contract_expired",
+                        Some(&t.user_id),
+                        &to,
+                        "scimhub: contractor access expired",
+                        &format!(
+                            "The contract of user {} ended; all access was removed.",
+                            t.user_id
+                        ),
+                        now,
+                    )?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Counts of outbox rows by status for a user (tests and the admin API).
+pub fn op_counts(store: &Store, user_id: Option<&str>) -> StoreResult<BTreeMap<String, usize>> {
+    let rows = store.write_tx(|c, _| outbox::list_ops(c, user_id, None, 1_000_000))?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        *out.entry(r.status).or_insert(0) += 1;
+    }
+    Ok(out)
+}

@@ -1,0 +1,164 @@
+//! `scimhub policy docs`: a Markdown runbook generated from the policy, so it is always current.
+
+use std::fmt::Write;
+
+use super::{fmt_duration, Approval, OnLeave, Policy, SodAction};
+
+/// Renders the runbook.
+pub fn render(policy: &Policy) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Access runbook\n");
+    let _ = writeln!(
+        o,
+        "Generated from `{}`. Do not edit: change the policy and regenerate.\n",
+        policy.source
+    );
+    let sla = |e: &str| {
+        policy
+            .sla_for(e)
+            .map(fmt_duration)
+            .unwrap_or_else(|| "none set".into())
+    };
+    let _ = writeln!(o, "## Service levels\n");
+    let _ = writeln!(o, "| event | SLA |\n| --- | --- |");
+    for e in [
+        "joiner",
+        "mover",
+        "leaver",
+        "rehire",
+        "contractor-expiry",
+        "update",
+    ] {
+        let _ = writeln!(o, "| {e} | {} |", sla(e));
+    }
+    let _ = writeln!(o, "\n## Connectors\n");
+    for c in policy.connectors.values() {
+        let _ = writeln!(
+            o,
+            "- **{}** (`{}`): account key `{}`; on leave the account is {}{}.",
+            c.name,
+            c.kind,
+            c.account_key,
+            match c.on_leave {
+                OnLeave::Disable => "disabled",
+                OnLeave::Delete => "deleted",
+            },
+            if c.transfer_ownership {
+                ", owned records go to the manager"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(o, "\n## Roles\n");
+    for p in &policy.profiles {
+        let _ = writeln!(o, "### {}\n", p.name);
+        if let Some(d) = &p.description {
+            let _ = writeln!(o, "{d}\n");
+        }
+        match &p.match_expr {
+            Some(m) => {
+                let who = if p.contractors {
+                    " (contractors too)"
+                } else {
+                    " (employees only)"
+                };
+                let _ = writeln!(o, "Applies when: `{m}`{who}.");
+            }
+            None => {
+                let _ = writeln!(o, "Applies only when included by another role.");
+            }
+        }
+        if !p.include.is_empty() {
+            let _ = writeln!(o, "Includes: {}.", p.include.join(", "));
+        }
+        let _ = writeln!(o, "\n**On join** (at `active`, or at the start date):\n");
+        for g in &p.grants {
+            let what = match &g.entitlement {
+                Some(e) => format!(
+                    "{} `{}`{}",
+                    e.kind,
+                    e.id,
+                    e.role
+                        .as_ref()
+                        .map(|r| format!(" as {r}"))
+                        .unwrap_or_default()
+                ),
+                None => "an account".into(),
+            };
+            let appr = match g.approval {
+                Approval::None => "granted at once".to_string(),
+                a => format!("after **{}** approval", a.as_str()),
+            };
+            let privileged = if g.privileged { " (privileged)" } else { "" };
+            let _ = writeln!(o, "- {}: {what}, {appr}{privileged}", g.connector);
+        }
+        let when = if p.overlap > chrono::Duration::zero() {
+            format!(
+                "after an overlap of {} (the manager can acknowledge or extend with one click)",
+                fmt_duration(p.overlap)
+            )
+        } else {
+            "at once".into()
+        };
+        let _ = writeln!(
+            o,
+            "\n**On move away**: this role's access is revoked {when}; the new manager and \
+             security get a summary."
+        );
+        let _ = writeln!(
+            o,
+            "\n**On leave**: every account is disabled, sessions and credentials revoked, \
+             privileged entitlements removed first, owned records transferred to the manager \
+             where supported (SLA {}).\n",
+            sla("leaver")
+        );
+    }
+    if let Some(c) = &policy.contractor {
+        let _ = writeln!(o, "## Contractors\n");
+        let _ = writeln!(
+            o,
+            "Recognised by `{}`; they get the `{}` role and only roles marked for contractors.",
+            c.match_expr, c.profile
+        );
+        if !c.exclude_connectors.is_empty() {
+            let _ = writeln!(o, "Never on: {}.", c.exclude_connectors.join(", "));
+        }
+        let ladder: Vec<String> = c.reminders.iter().map(|d| fmt_duration(*d)).collect();
+        let _ = writeln!(
+            o,
+            "Reminders before the end date: {}; at the end date access expires (SLA {}). \
+             Sponsors may extend by up to {} per request.\n",
+            ladder.join(", "),
+            sla("contractor-expiry"),
+            fmt_duration(c.max_extension)
+        );
+    }
+    if !policy.sod.is_empty() {
+        let _ = writeln!(o, "## Separation of duties\n");
+        for r in &policy.sod {
+            let action = match r.action {
+                SodAction::Block => "the second is blocked",
+                SodAction::Approval => "holding both needs security approval",
+            };
+            let _ = writeln!(
+                o,
+                "- **{}**: {} and {} never together; {action}.",
+                r.name, r.a, r.b
+            );
+        }
+        let _ = writeln!(o);
+    }
+    if let Some(b) = &policy.blast_radius {
+        let _ = writeln!(o, "## Blast-radius guard\n");
+        let _ = writeln!(
+            o,
+            "If more than {:.0}% of users (with at least {}) would be deprovisioned within {}, \
+             the plans are held until an admin confirms or discards them.",
+            b.max_share * 100.0,
+            b.min_population,
+            fmt_duration(b.window)
+        );
+    }
+    o
+}

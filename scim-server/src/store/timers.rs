@@ -1,0 +1,109 @@
+//! Durable timers: overlap-window ends, start dates, contract ends, reminders. Each has a unique
+//! `timer_key`, so scheduling twice is harmless; firing marks it `done` in the transaction that
+//! does its work, so it runs exactly once across nodes.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Text};
+use diesel::RunQueryDsl;
+
+use super::sql::Sql;
+use super::{fmt_ts, parse_ts, DbConnection, StoreResult};
+
+/// A timer row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timer {
+    pub id: i64,
+    pub key: String,
+    pub user_id: String,
+    /// `start`, `overlap_end`, `contract_end`, `reminder`.
+    pub kind: String,
+    pub due: DateTime<Utc>,
+    pub payload: serde_json::Value,
+    pub status: String,
+}
+
+/// Schedules a timer unless one with the same key exists.
+pub fn schedule(
+    c: &mut DbConnection,
+    key: &str,
+    user_id: &str,
+    kind: &str,
+    due: DateTime<Utc>,
+    payload: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_timers (timer_key, user_id, kind, due, payload, status, created) VALUES (",
+    );
+    q.text(key)
+        .push(", ")
+        .text(user_id)
+        .push(", ")
+        .text(kind)
+        .push(", ")
+        .text(fmt_ts(due))
+        .push(", ")
+        .text(payload.to_string())
+        .push(", 'pending', ")
+        .text(fmt_ts(now))
+        .push(") ON CONFLICT (timer_key) DO NOTHING");
+    Ok(q.execute(c)? > 0)
+}
+
+/// Cancels a user's pending timers of `kind` (e.g. when a contract end date moves).
+pub fn cancel(c: &mut DbConnection, user_id: &str, kind: &str) -> StoreResult<usize> {
+    let mut q = Sql::<()>::new(
+        "UPDATE engine_timers SET status = 'cancelled' WHERE status = 'pending' AND user_id = ",
+    );
+    q.text(user_id).push(" AND kind = ").text(kind);
+    Ok(q.execute(c)?)
+}
+
+type TimerSt = (BigInt, Text, Text, Text, Text, Text, Text);
+type TimerTuple = (i64, String, String, String, String, String, String);
+
+fn timer(t: TimerTuple) -> Timer {
+    Timer {
+        id: t.0,
+        key: t.1,
+        user_id: t.2,
+        kind: t.3,
+        due: parse_ts(&t.4).unwrap_or_default(),
+        payload: serde_json::from_str(&t.5).unwrap_or_default(),
+        status: t.6,
+    }
+}
+
+const COLS: &str = "SELECT id, timer_key, user_id, kind, due, payload, status FROM engine_timers ";
+
+/// Claims due timers (locked with `FOR UPDATE SKIP LOCKED` on PostgreSQL); the caller fires each
+/// and calls [`fired`] in the same transaction.
+pub fn claim_due(c: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Timer>> {
+    let mut q = Sql::<TimerSt>::new(COLS);
+    q.push("WHERE status = 'pending' AND due <= ")
+        .text(fmt_ts(now))
+        .push(" ORDER BY due, id LIMIT ")
+        .int(limit);
+    if matches!(c, DbConnection::Postgresql(_)) {
+        q.push(" FOR UPDATE SKIP LOCKED");
+    }
+    Ok(q.load::<TimerTuple>(c)?.into_iter().map(timer).collect())
+}
+
+pub fn fired(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+    let mut q = Sql::<()>::new("UPDATE engine_timers SET status = 'done', fired = ");
+    q.text(fmt_ts(now)).push(" WHERE id = ").int(id);
+    q.execute(c)?;
+    Ok(())
+}
+
+/// Timers of a user (all statuses), by due time.
+pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> StoreResult<Vec<Timer>> {
+    let mut q = Sql::<TimerSt>::new(COLS);
+    q.push("WHERE 1 = 1");
+    if let Some(u) = user_id {
+        q.push(" AND user_id = ").text(u);
+    }
+    q.push(" ORDER BY due, id");
+    Ok(q.load::<TimerTuple>(c)?.into_iter().map(timer).collect())
+}

@@ -1,0 +1,619 @@
+//! Lifecycle engine tests: each scenario runs against the real store (SQLite file, and
+//! PostgreSQL when `SCIMHUB_TEST_POSTGRES_URL` is set, one database per test), in-memory
+//! connectors and a test clock that the test moves.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
+
+mod crash;
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use connectors::memory::MemoryConnector;
+use connectors::{ConnectorError, Entitlement};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use scim_server::admin::{in_tx, Admin};
+use scim_server::engine::registry::{default_builder, Registry};
+use scim_server::engine::{install, Engine, TestClock};
+use scim_server::jobs::Workers;
+use scim_server::policy::reload::PolicyHandle;
+use scim_server::policy::Policy;
+use scim_server::store::{outbox, timers, Doc, ResourceKind, Store};
+use serde_json::{json, Value};
+
+pub const POLICY: &str = r#"
+[settings]
+extensions = ["urn:example:acme:2.0:User"]
+end_date_attribute = "urn:example:acme:2.0:User:contractEnd"
+start_date_attribute = "urn:example:acme:2.0:User:startDate"
+status_attribute = "urn:example:acme:2.0:User:status"
+sponsor_attribute = "urn:example:acme:2.0:User:sponsor"
+
+[[connector]]
+name = "slack"
+type = "memory"
+
+[[connector]]
+name = "github"
+type = "memory"
+
+[[connector]]
+name = "erp"
+type = "memory"
+
+[[profile]]
+name = "employee"
+match = 'userType eq "Employee"'
+grants = [{ connector = "slack", kind = "channel", id = "general" }]
+
+[[profile]]
+name = "engineering"
+match = 'department eq "Engineering"'
+overlap = "24h"
+grants = [
+  { connector = "github", kind = "team", id = "eng" },
+  { connector = "github", kind = "org", id = "acme", role = "admin", approval = "manager" },
+]
+
+[[profile]]
+name = "sales"
+match = 'department eq "Sales"'
+grants = [{ connector = "slack", kind = "channel", id = "sales" }]
+
+[[profile]]
+name = "finance-ap"
+match = 'department eq "Finance" and title co "Payable"'
+grants = [{ connector = "erp", kind = "role", id = "ap" }]
+
+[[profile]]
+name = "finance-approver"
+match = 'department eq "Finance" and title co "Approver"'
+grants = [{ connector = "erp", kind = "role", id = "approve" }]
+
+[[profile]]
+name = "contractor"
+grants = [{ connector = "slack", kind = "channel", id = "contractors" }]
+
+[contractor]
+match = 'userType eq "Contractor"'
+profile = "contractor"
+exclude_connectors = ["erp"]
+
+[[sod]]
+name = "pay-and-approve"
+a = { connector = "erp", kind = "role", id = "ap" }
+b = { connector = "erp", kind = "role", id = "approve" }
+action = "block"
+
+[blast_radius]
+max_share = 0.3
+window = "10m"
+min_population = 5
+
+[notify]
+security = ["security@example.com"]
+helpdesk = ["helpdesk@example.com"]
+"#;
+
+/// One test environment.
+#[allow(missing_debug_implementations)]
+pub struct Env {
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub workers: Workers,
+    pub admin: Admin,
+    pub clock: TestClock,
+    pub apps: Vec<(String, MemoryConnector)>,
+    pg: Option<(String, String)>,
+    dir: std::path::PathBuf,
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        Utc::now().timestamp_micros()
+    )
+}
+
+impl Env {
+    /// `None` for PostgreSQL when `SCIMHUB_TEST_POSTGRES_URL` is not set.
+    pub fn new(pg: bool, policy: &str) -> Option<Env> {
+        let dir = std::env::temp_dir().join(unique("scimhub-engine"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (url, pgdb) = if pg {
+            let admin_url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").ok()?;
+            let name = unique("scimhub_engine");
+            let mut c = PgConnection::establish(&admin_url).unwrap();
+            diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut c)
+                .unwrap();
+            let base = admin_url.rsplit_once('/').unwrap().0.to_string();
+            (format!("{base}/{name}"), Some((admin_url, name)))
+        } else {
+            (format!("sqlite://{}", dir.join("hub.db").display()), None)
+        };
+        let clock = TestClock::new(Utc.with_ymd_and_hms(2025, 3, 3, 9, 0, 0).unwrap());
+        let policy = Policy::parse(policy, "test.toml").unwrap();
+        let registry = Registry::new(default_builder());
+        let mut apps = Vec::new();
+        for name in policy.connectors.keys() {
+            let m = MemoryConnector::new(name.clone());
+            registry.insert(name, Arc::new(m.clone()));
+            apps.push((name.clone(), m));
+        }
+        let engine = Arc::new(Engine::new(
+            PolicyHandle::fixed(policy),
+            Arc::new(clock.clone()),
+            registry,
+        ));
+        let store = install(Store::open(&url).unwrap(), engine.clone());
+        let mut workers = Workers::new(store.clone(), engine.clone());
+        workers.config.base_backoff = Duration::seconds(1);
+        workers.config.max_attempts = 3;
+        let admin = Admin::new(store.clone(), engine.clone());
+        Some(Env {
+            store,
+            engine,
+            workers,
+            admin,
+            clock,
+            apps,
+            pg: pgdb,
+            dir,
+        })
+    }
+
+    pub fn app(&self, name: &str) -> &MemoryConnector {
+        &self.apps.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// Entitlements `kind:id` of `key` on `app`, and whether the account is enabled.
+    pub fn holds(&self, app: &str, key: &str) -> Option<(bool, Vec<String>)> {
+        self.app(app).account(key).map(|a| {
+            (
+                a.enabled,
+                a.entitlements
+                    .iter()
+                    .map(|e| format!("{}:{}", e.kind, e.id))
+                    .collect(),
+            )
+        })
+    }
+
+    pub fn run(&self) -> usize {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(self.workers.run_until_idle())
+            .unwrap()
+    }
+
+    pub fn create_user(&self, doc: Value) -> String {
+        let Value::Object(doc) = doc else { panic!() };
+        self.store.create(ResourceKind::User, doc, None).unwrap().id
+    }
+
+    pub fn patch_user(&self, id: &str, f: impl FnOnce(&mut Doc)) {
+        self.store
+            .update_with(ResourceKind::User, id, None, None, |mut d| {
+                f(&mut d);
+                Ok(d)
+            })
+            .unwrap();
+    }
+
+    pub fn events(&self, id: &str) -> Vec<String> {
+        in_tx(&self.store, |c| outbox::list_events(c, Some(id), 100))
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|e| e.2)
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin_url, name)) = &self.pg {
+            if let Ok(mut c) = PgConnection::establish(admin_url) {
+                let _ =
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut c);
+            }
+        }
+    }
+}
+
+pub fn user(name: &str, user_type: &str, dept: &str, title: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "active": true,
+        "userType": user_type,
+        "title": title,
+        "emails": [{"value": format!("{name}@example.com"), "primary": true}],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": dept},
+    })
+}
+
+fn set_dept(d: &mut Doc, dept: &str) {
+    d.insert(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User".into(),
+        json!({"department": dept}),
+    );
+}
+
+/// One test per backend.
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[test] fn $name() { if let Some(e) = super::Env::new(false, super::POLICY) { super::$name(e) } } )* }
+        mod postgres { $( #[test] fn $name() { if let Some(e) = super::Env::new(true, super::POLICY) { super::$name(e) } } )* }
+    };
+}
+
+backends!(
+    joiner_with_and_without_approval,
+    mover_with_overlap_then_acknowledge,
+    mover_without_overlap,
+    leaver_cascade_and_rehire,
+    contractor_expiry_and_extension,
+    sod_violation_blocked,
+    blast_radius_hold,
+    retries_and_parking,
+    start_date_timer,
+);
+
+fn joiner_with_and_without_approval(env: Env) {
+    let ada = env.create_user(user("ada", "Employee", "Engineering", "Engineer"));
+    assert_eq!(env.events(&ada), vec!["joiner"]);
+    env.run();
+    assert_eq!(
+        env.holds("slack", "ada"),
+        Some((true, vec!["channel:general".into()]))
+    );
+    // The team is granted at once; the org admin role waits for the manager.
+    assert_eq!(
+        env.holds("github", "ada"),
+        Some((true, vec!["team:eng".into()]))
+    );
+    let pending = env.admin.approvals(Some("pending")).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].level, "manager");
+    // A later write does not request it again.
+    env.patch_user(&ada, |d| {
+        d.insert("title".into(), json!("Senior Engineer"));
+    });
+    assert_eq!(env.admin.approvals(Some("pending")).unwrap().len(), 1);
+    env.admin
+        .approve(&pending[0].id, "manager@example.com")
+        .unwrap();
+    env.run();
+    let (_, ents) = env.holds("github", "ada").unwrap();
+    assert_eq!(ents, vec!["org:acme".to_string(), "team:eng".into()]);
+    // Every create happened once; the audit has one entry per operation.
+    let creates = env
+        .app("github")
+        .effects()
+        .iter()
+        .filter(|e| e.op == "create")
+        .count();
+    assert_eq!(creates, 1);
+    let audit = in_tx(&env.store, |c| outbox::list_audit(c, Some(&ada))).unwrap();
+    assert!(audit.iter().any(|a| a.5 == "grant" && a.6 == "done"));
+}
+
+fn mover_with_overlap_then_acknowledge(env: Env) {
+    let bob = env.create_user(user("bob", "Employee", "Engineering", "Engineer"));
+    env.run();
+    env.patch_user(&bob, |d| set_dept(d, "Sales"));
+    assert_eq!(env.events(&bob), vec!["joiner", "mover"]);
+    env.run();
+    // Sales access at once; engineering's team kept for the 24h overlap.
+    let (_, slack) = env.holds("slack", "bob").unwrap();
+    assert!(slack.contains(&"channel:sales".to_string()));
+    assert_eq!(
+        env.holds("github", "bob"),
+        Some((true, vec!["team:eng".into()]))
+    );
+    env.clock.advance(Duration::hours(23));
+    env.run();
+    assert_eq!(
+        env.holds("github", "bob").unwrap().1,
+        vec!["team:eng".to_string()]
+    );
+    env.clock.advance(Duration::hours(2));
+    env.run();
+    // The overlap timer fired: the legacy access is gone and the account is disabled (no role
+    // needs github any more).
+    assert_eq!(env.holds("github", "bob"), Some((false, vec![])));
+    // A summary went to security.
+    let notes = in_tx(&env.store, |c| {
+        scim_server::store::notifications::list(c, Some(&bob))
+    })
+    .unwrap();
+    assert!(notes.iter().any(|n| n.kind == "mover_summary"));
+
+    // Acknowledge path: a second move, the manager ends the overlap at once.
+    env.patch_user(&bob, |d| set_dept(d, "Engineering"));
+    env.run();
+    env.patch_user(&bob, |d| set_dept(d, "Sales"));
+    env.run();
+    assert_eq!(
+        env.holds("github", "bob").unwrap().1,
+        vec!["team:eng".to_string()]
+    );
+    env.admin.legacy_access(&bob, None).unwrap();
+    env.run();
+    assert_eq!(env.holds("github", "bob"), Some((false, vec![])));
+}
+
+fn mover_without_overlap(env: Env) {
+    let cy = env.create_user(user("cy", "Employee", "Sales", "Rep"));
+    env.run();
+    assert!(env
+        .holds("slack", "cy")
+        .unwrap()
+        .1
+        .contains(&"channel:sales".to_string()));
+    env.patch_user(&cy, |d| set_dept(d, "Support"));
+    env.run();
+    // Sales has no overlap: revoked immediately; birthright stays.
+    assert_eq!(
+        env.holds("slack", "cy"),
+        Some((true, vec!["channel:general".into()]))
+    );
+}
+
+fn leaver_cascade_and_rehire(env: Env) {
+    let boss = env.create_user(user("boss", "Employee", "Engineering", "Manager"));
+    let mut d = user("dan", "Employee", "Engineering", "Engineer");
+    d["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
+        json!({"value": boss});
+    let dan = env.create_user(d);
+    env.run();
+    env.app("github").simulate_usage("dan");
+    // A joiner queued after the leaver does not delay it: leavers take the priority lane.
+    env.patch_user(&dan, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    let late = env.create_user(user("late", "Employee", "Sales", "Rep"));
+    let rows = in_tx(&env.store, |c| {
+        outbox::list_ops(c, None, Some("pending"), 100)
+    })
+    .unwrap();
+    let first_claimable = rows.iter().filter(|r| r.priority == 100).count();
+    assert!(first_claimable > 0);
+    assert_eq!(env.events(&dan), vec!["joiner", "leaver"]);
+    env.run();
+    let gh = env.app("github").account("dan").unwrap();
+    assert!(!gh.enabled);
+    assert!(gh.entitlements.is_empty());
+    assert_eq!((gh.sessions, gh.credentials), (0, 0));
+    // Owned records went to the manager.
+    assert_eq!(env.app("github").account("boss").unwrap().owned.len(), 1);
+    let ops: Vec<String> = env
+        .app("github")
+        .effects()
+        .iter()
+        .filter(|e| e.key == "dan")
+        .map(|e| e.op.clone())
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            "create",
+            "grant",
+            "disable",
+            "revoke_sessions",
+            "revoke_credentials",
+            "transfer",
+            "revoke"
+        ]
+    );
+    let _ = late;
+    // Rehire: everything comes back.
+    env.patch_user(&dan, |d| {
+        d.insert("active".into(), json!(true));
+    });
+    assert_eq!(env.events(&dan), vec!["joiner", "leaver", "rehire"]);
+    env.run();
+    assert_eq!(
+        env.holds("github", "dan"),
+        Some((true, vec!["team:eng".into()]))
+    );
+    // DELETE is a leaver too.
+    env.store.delete(ResourceKind::User, &dan, None).unwrap();
+    assert_eq!(env.events(&dan).last().map(String::as_str), Some("leaver"));
+    env.run();
+    assert_eq!(env.holds("slack", "dan"), Some((false, vec![])));
+}
+
+fn contractor_expiry_and_extension(env: Env) {
+    let mut d = user("cora", "Contractor", "Finance", "Payable clerk");
+    d["urn:example:acme:2.0:User"] =
+        json!({"contractEnd": "2025-04-30", "sponsor": "sponsor@example.com"});
+    let cora = env.create_user(d);
+    env.run();
+    // Contractor profile only; the ERP is excluded for contractors.
+    assert_eq!(
+        env.holds("slack", "cora"),
+        Some((true, vec!["channel:contractors".into()]))
+    );
+    assert_eq!(env.holds("erp", "cora"), None);
+    let t = in_tx(&env.store, |c| timers::list(c, Some(&cora))).unwrap();
+    assert_eq!(t.iter().filter(|t| t.kind == "reminder").count(), 3);
+    assert_eq!(t.iter().filter(|t| t.kind == "contract_end").count(), 1);
+    // 30-day reminder.
+    env.clock
+        .set(Utc.with_ymd_and_hms(2025, 3, 31, 12, 0, 0).unwrap());
+    env.run();
+    let notes = in_tx(&env.store, |c| {
+        scim_server::store::notifications::list(c, Some(&cora))
+    })
+    .unwrap();
+    let reminders: Vec<_> = notes
+        .iter()
+        .filter(|n| n.kind == "contract_reminder")
+        .collect();
+    assert_eq!(reminders.len(), 1);
+    assert!(reminders[0]
+        .recipients
+        .contains(&"sponsor@example.com".to_string()));
+    // Extension requested and approved: the end date moves, timers are rescheduled.
+    let req = env
+        .admin
+        .request_extension(
+            &cora,
+            "2025-05-31",
+            "project extended",
+            "sponsor@example.com",
+        )
+        .unwrap();
+    assert!(env
+        .admin
+        .request_extension(&cora, "2026-05-31", "too long", "sponsor")
+        .is_err());
+    env.admin.approve(&req, "owner@example.com").unwrap();
+    assert_eq!(
+        env.admin
+            .user_attr(&cora, "urn:example:acme:2.0:User:contractEnd"),
+        Some(json!("2025-05-31"))
+    );
+    env.clock
+        .set(Utc.with_ymd_and_hms(2025, 5, 1, 0, 0, 1).unwrap());
+    env.run();
+    assert_eq!(env.holds("slack", "cora").map(|h| h.0), Some(true));
+    // At the new end date the access expires, exactly once.
+    env.clock
+        .set(Utc.with_ymd_and_hms(2025, 5, 31, 0, 0, 1).unwrap());
+    env.run();
+    assert_eq!(env.holds("slack", "cora"), Some((false, vec![])));
+    assert_eq!(
+        env.events(&cora).last().map(String::as_str),
+        Some("contractor-expiry")
+    );
+    env.clock.advance(Duration::days(1));
+    env.run();
+    assert_eq!(
+        env.events(&cora)
+            .iter()
+            .filter(|e| *e == "contractor-expiry")
+            .count(),
+        1
+    );
+}
+
+fn sod_violation_blocked(env: Env) {
+    let eve = env.create_user(user("eve", "Employee", "Finance", "Payable and Approver"));
+    env.run();
+    // Both roles match; the SoD rule blocks the second.
+    assert_eq!(
+        env.holds("erp", "eve"),
+        Some((true, vec!["role:ap".into()]))
+    );
+    let all = env.admin.approvals(None).unwrap();
+    assert!(all
+        .iter()
+        .any(|a| a.kind == "sod" && a.status == "blocked" && a.user_id == eve));
+}
+
+fn blast_radius_hold(env: Env) {
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(env.create_user(user(&format!("u{i}"), "Employee", "Sales", "Rep")));
+    }
+    env.run();
+    // An HR export bug terminates everyone: the first 3 (30% of 10) go through, the rest wait.
+    for id in &ids {
+        env.patch_user(id, |d| {
+            d.insert("active".into(), json!(false));
+        });
+    }
+    env.run();
+    let disabled = (0..10)
+        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
+        .count();
+    assert_eq!(disabled, 3);
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].users, 7);
+    // The admin discards: nothing more happens.
+    env.admin.discard_hold(&holds[0].id, "admin").unwrap();
+    env.run();
+    let disabled = (0..10)
+        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
+        .count();
+    assert_eq!(disabled, 3);
+    // A second burst, confirmed this time, runs.
+    env.clock.advance(Duration::hours(1));
+    for id in &ids[2..5] {
+        env.patch_user(id, |d| {
+            d.insert("title".into(), json!("x"));
+        });
+    }
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    if let Some(h) = holds.first() {
+        env.admin.confirm_hold(&h.id, "admin").unwrap();
+    }
+    env.run();
+    let disabled = (0..10)
+        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
+        .count();
+    assert_eq!(disabled, 5);
+}
+
+fn retries_and_parking(env: Env) {
+    env.app("slack")
+        .fail_next([ConnectorError::retryable("slack", "503")
+            .with_retry_after(std::time::Duration::from_secs(120))]);
+    let fay = env.create_user(user("fay", "Employee", "Support", "Agent"));
+    env.run();
+    assert_eq!(env.holds("slack", "fay"), None, "waits for Retry-After");
+    env.clock.advance(Duration::seconds(119));
+    env.run();
+    assert_eq!(env.holds("slack", "fay"), None);
+    env.clock.advance(Duration::seconds(2));
+    env.run();
+    assert_eq!(
+        env.holds("slack", "fay"),
+        Some((true, vec!["channel:general".into()]))
+    );
+    // Permanent errors park the operation and raise an incident; the SCIM write never fails.
+    env.app("slack")
+        .fail_next([ConnectorError::permanent("slack", "account_limit")]);
+    env.patch_user(&fay, |d| set_dept(d, "Sales"));
+    env.run();
+    let failed = in_tx(&env.store, |c| {
+        outbox::list_ops(c, Some(&fay), Some("failed"), 10)
+    })
+    .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].last_error.as_deref(), Some("account_limit"));
+    let inc = in_tx(&env.store, outbox::open_incidents).unwrap();
+    assert_eq!(inc.len(), 1);
+    let _ = Entitlement::new("x", "y");
+}
+
+fn start_date_timer(env: Env) {
+    let mut d = user("gus", "Employee", "Sales", "Rep");
+    d["urn:example:acme:2.0:User"] = json!({"startDate": "2025-03-10"});
+    let gus = env.create_user(d);
+    env.run();
+    assert_eq!(
+        env.holds("slack", "gus"),
+        None,
+        "nothing before the start date"
+    );
+    env.clock
+        .set(Utc.with_ymd_and_hms(2025, 3, 10, 0, 0, 0).unwrap());
+    env.run();
+    assert!(env.holds("slack", "gus").unwrap().0);
+    assert_eq!(env.events(&gus), vec!["joiner", "joiner"]);
+}
