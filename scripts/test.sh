@@ -68,7 +68,7 @@ fi
 # ---- fuzz (bounded) ------------------------------------------------------------------------
 if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f scim-schema/fuzz/run.sh ]; then
   log "fuzzing (bounded)"
-  FUZZ_SECONDS=${FUZZ_SECONDS:-30} bash scim-schema/fuzz/run.sh
+  bash scim-schema/fuzz/run.sh "${FUZZ_SECONDS:-30}"
 fi
 
 # ---- the test suite (last, so its summary closes the output) -------------------------------
