@@ -132,22 +132,9 @@ pub fn normalize_patch(
     }
     let mut out = Vec::with_capacity(raw.operations.len());
     for (i, op) in raw.operations.into_iter().enumerate() {
-        normalize_op(op, dialect, schema, &mut out).map_err(|e| prefix(e, i))?;
+        normalize_op(op, dialect, schema, &mut out).map_err(|e| e.in_operation(i))?;
     }
     Ok(out)
-}
-
-fn prefix(e: Error, i: usize) -> Error {
-    let d = format!("Operations[{i}]: {}", e.detail());
-    match e {
-        Error::InvalidSyntax(_) => Error::InvalidSyntax(d),
-        Error::InvalidPath(_) => Error::InvalidPath(d),
-        Error::InvalidValue(_) => Error::InvalidValue(d),
-        Error::InvalidFilter(_) => Error::InvalidFilter(d),
-        Error::NoTarget(_) => Error::NoTarget(d),
-        Error::Mutability(_) => Error::Mutability(d),
-        other => other,
-    }
 }
 
 fn normalize_op(
@@ -252,7 +239,15 @@ fn push_with_path(
         )
         .map(|(_, d)| d);
     let Some(top) = top else {
-        // Unknown attribute (or a whole-extension path): let apply_patch judge it.
+        // A whole-extension path: its value is the extension object (quirks 2 and 4 inside it).
+        let value = match schema.extension_index_named_by(&p.attr) {
+            Some(idx) if p.value_filter.is_none() => {
+                let urn = schema.extensions[idx].0.id.as_str();
+                value.map(|v| coerce_top_level(schema, urn, v))
+            }
+            // Unknown attribute: let apply_patch judge it.
+            _ => value,
+        };
         out.push(PatchOperation::new(kind, Some(p), value));
         return Ok(());
     };
@@ -313,7 +308,7 @@ fn value_list_filter(def: &AttributeDef, v: Value) -> Result<Option<Filter>, Err
         Value::Array(items) => items,
         single => vec![single],
     };
-    let mut filter: Option<Filter> = None;
+    let mut clauses = Vec::with_capacity(items.len());
     for item in items {
         let id = match &item {
             Value::String(s) => s.clone(),
@@ -333,17 +328,14 @@ fn value_list_filter(def: &AttributeDef, v: Value) -> Result<Option<Filter>, Err
                 )))
             }
         };
-        let cmp = Filter::Compare {
+        clauses.push(Filter::Compare {
             path: AttrPath::simple("value"),
             op: CompareOp::Eq,
             value: CompValue::Str(id),
-        };
-        filter = Some(match filter {
-            None => cmp,
-            Some(f) => Filter::Or(Box::new(f), Box::new(cmp)),
         });
     }
-    Ok(filter)
+    // Balanced: Entra may list thousands of members in one remove.
+    Ok(Filter::any_of(clauses))
 }
 
 /// Quirks 2, 4 and 12 for one attribute's value, guided by its definition.

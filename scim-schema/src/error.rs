@@ -109,6 +109,31 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The same error (same scimType) with its detail rewritten by `f`, e.g. to name the PATCH
+    /// operation that failed.
+    pub fn map_detail(self, f: impl FnOnce(&str) -> String) -> Error {
+        let d = f(self.detail());
+        match self {
+            Error::InvalidFilter(_) => Error::InvalidFilter(d),
+            Error::TooMany(_) => Error::TooMany(d),
+            Error::Uniqueness(_) => Error::Uniqueness(d),
+            Error::Mutability(_) => Error::Mutability(d),
+            Error::InvalidSyntax(_) => Error::InvalidSyntax(d),
+            Error::InvalidPath(_) => Error::InvalidPath(d),
+            Error::NoTarget(_) => Error::NoTarget(d),
+            Error::InvalidValue(_) => Error::InvalidValue(d),
+            Error::InvalidVers(_) => Error::InvalidVers(d),
+            Error::Sensitive(_) => Error::Sensitive(d),
+        }
+    }
+
+    /// The error of PATCH operation `index`: its detail starts with `Operations[index]: `.
+    pub fn in_operation(self, index: usize) -> Error {
+        self.map_detail(|d| format!("Operations[{index}]: {d}"))
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

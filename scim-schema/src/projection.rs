@@ -85,18 +85,7 @@ fn resolve<'p>(path: &'p AttrPath, schema: &ResourceSchema) -> Option<Target<'p>
                 });
             }
             // A bare schema URN parses as `urn = "…:2.0"`, `name = "User"`.
-            if sub.is_none() {
-                let full_len = urn.len() + 1 + name.len();
-                let idx = schema.extensions.iter().position(|(s, _)| {
-                    let id = s.id.as_str();
-                    id.len() == full_len
-                        && id.is_char_boundary(urn.len())
-                        && eq_ci(&id[..urn.len()], urn)
-                        && eq_ci(&id[urn.len() + 1..], name)
-                });
-                return idx.map(Target::Extension);
-            }
-            None
+            schema.extension_index_named_by(path).map(Target::Extension)
         }
         None => {
             if schema.main_attribute(name).is_some() {

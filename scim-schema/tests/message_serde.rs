@@ -150,3 +150,47 @@ fn bulk_cycle_rfc7644_3_7_1() {
         Err(BulkOrderError::Unresolved(_))
     ));
 }
+
+/// Typed operations serialise to the RFC 7644 §3.5.2 wire form, the path printed by the filter
+/// printer, so connectors can send what they built; normalising the result gives them back.
+#[test]
+fn patch_operation_serialises_to_the_wire_form() {
+    use scim_schema::dialect::{normalize_patch, Dialect};
+    use scim_schema::filter::parse_patch_path;
+    use scim_schema::patch::{PatchOpKind, PatchOperation};
+    use scim_schema::schema::SchemaRegistry;
+
+    let ops = vec![
+        PatchOperation::new(
+            PatchOpKind::Replace,
+            Some(parse_patch_path(r#"emails[type eq "work" and value co "\"q\""].value"#).unwrap()),
+            Some(json!("b@example.com")),
+        ),
+        PatchOperation::new(PatchOpKind::Add, None, Some(json!({"nickName": "Babs"}))),
+        PatchOperation::new(
+            PatchOpKind::Remove,
+            Some(parse_patch_path(r#"members[value eq "2819c223"]"#).unwrap()),
+            None,
+        ),
+        PatchOperation::new(
+            PatchOpKind::Replace,
+            Some(parse_patch_path("title").unwrap()),
+            Some(Value::Null),
+        ),
+    ];
+    let wire = serde_json::to_value(&ops).unwrap();
+    assert_eq!(
+        wire,
+        json!([
+            {"op": "replace", "path": "emails[type eq \"work\" and value co \"\\\"q\\\"\"].value", "value": "b@example.com"},
+            {"op": "add", "value": {"nickName": "Babs"}},
+            {"op": "remove", "path": "members[value eq \"2819c223\"]"},
+            {"op": "replace", "path": "title", "value": null}
+        ])
+    );
+    let body = serde_json::to_value(PatchOpRequest::from_operations(&ops)).unwrap();
+    assert_eq!(body["schemas"], json!([PATCH_OP]));
+    let req: PatchOpRequest = serde_json::from_value(body).unwrap();
+    let rs = SchemaRegistry::core().resource_schema("User").unwrap();
+    assert_eq!(normalize_patch(req, Dialect::Strict, &rs).unwrap(), ops);
+}

@@ -242,3 +242,118 @@ fn lenient_normalises_resources() {
     assert_eq!(out["emails"], json!([{"value": "a@b"}]));
     assert_eq!(out[ENT]["manager"], json!({"value": "m1"}));
 }
+
+/// A bare extension URN as the path addresses the extension object: add/replace act like a
+/// path-less operation scoped to it (attributes not named are kept), remove drops it.
+#[test]
+fn bare_extension_urn_path() {
+    let rs = rs("User");
+    let mut start = user();
+    start.insert(
+        ENT.into(),
+        json!({"employeeNumber": "1", "department": "Tour"}),
+    );
+    start.insert(
+        "schemas".into(),
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENT]),
+    );
+    let run = |d: Dialect, body: Value| {
+        let req: PatchOpRequest = serde_json::from_value(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": body}),
+        )
+        .unwrap();
+        let o = normalize_patch(req, d, &rs)?;
+        apply_patch(&start, &o, &rs, &d.patch_options())
+    };
+    for op in ["replace", "add"] {
+        let out = run(
+            Dialect::Strict,
+            json!([{"op": op, "path": ENT, "value": {"employeeNumber": "7"}}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out[ENT],
+            json!({"employeeNumber": "7", "department": "Tour"})
+        );
+    }
+    // The URN in another case, and Entra's spelling of the op and of its manager.
+    let out = run(
+        Dialect::EntraId,
+        json!([{"op": "Replace", "path": ENT.to_uppercase(), "value": {"manager": "m1"}}]),
+    )
+    .unwrap();
+    assert_eq!(out[ENT]["manager"], json!({"value": "m1"}));
+    let out = run(Dialect::Strict, json!([{"op": "remove", "path": ENT}])).unwrap();
+    assert!(out.get(ENT).is_none());
+    assert_eq!(
+        out["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+    );
+    assert_eq!(
+        run(
+            Dialect::Strict,
+            json!([{"op": "replace", "path": ENT, "value": "7"}])
+        )
+        .unwrap_err()
+        .scim_type(),
+        ScimType::InvalidValue
+    );
+}
+
+/// Entra's remove-with-value-list becomes one filter; a huge list must not build a tree so deep
+/// that evaluating or dropping it overflows a worker thread's stack.
+#[test]
+fn huge_remove_value_list_does_not_overflow_the_stack() {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let rs = rs("Group");
+            let values: Vec<Value> = (0..20_000)
+                .map(|i| json!({"value": format!("id{i}")}))
+                .collect();
+            let req: PatchOpRequest = serde_json::from_value(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "Remove", "path": "members", "value": values.clone()}]
+            }))
+            .unwrap();
+            let o = normalize_patch(req, Dialect::EntraId, &rs).unwrap();
+            let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g",
+                "displayName": "g", "members": [{"value": "id3"}, {"value": "id19999"}, {"value": "keep"}]});
+            let out = apply_patch(
+                group.as_object().unwrap(),
+                &o,
+                &rs,
+                &Dialect::EntraId.patch_options(),
+            )
+            .unwrap();
+            assert_eq!(out["members"], json!([{"value": "keep"}]));
+            let delta = group_member_delta(&o, &rs).unwrap();
+            match delta.remove {
+                RemoveSpec::Values(ids) => assert_eq!(ids.len(), 20_000),
+                RemoveSpec::All => panic!("expected values"),
+            }
+            // Adding as many members is as cheap (the delta once searched its list per member).
+            let o = ops(&rs, json!([{"op": "add", "path": "members", "value": values}]));
+            assert_eq!(group_member_delta(&o, &rs).unwrap().add.len(), 20_000);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// Errors from normalising and from applying name the failing operation the same way, whatever
+/// their scimType.
+#[test]
+fn errors_name_the_failing_operation() {
+    let rs = rs("User");
+    let req: PatchOpRequest = serde_json::from_value(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "title", "value": "x"}, {"op": "move", "path": "title"}]
+    }))
+    .unwrap();
+    let e = normalize_patch(req, Dialect::Strict, &rs).unwrap_err();
+    assert!(e.detail().starts_with("Operations[1]: "), "{e}");
+    let e = patch(json!([{"op": "add", "path": "title", "value": "x"}, {"op": "replace", "path": "id", "value": "y"}]))
+        .unwrap_err();
+    assert!(e.detail().starts_with("Operations[1]: "), "{e}");
+}

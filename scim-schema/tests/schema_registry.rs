@@ -87,3 +87,11 @@ fn rfc7643_3_3_contractor_extension_loaded_without_code() {
     let err = validate(&bad, &user, ValidationContext::Create, Default::default()).unwrap_err();
     assert!(err.to_string().contains("contractEndDate"), "{err}");
 }
+
+/// RFC 7643 §4.2 prose makes Group `displayName` REQUIRED while the §8.7.1 JSON says false; the
+/// core registry follows the prose (see `schema::core`).
+#[test]
+fn rfc7643_4_2_group_display_name_is_required() {
+    let rs = SchemaRegistry::core().resource_schema("Group").unwrap();
+    assert!(rs.main_attribute("displayName").unwrap().required);
+}

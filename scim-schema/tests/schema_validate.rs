@@ -683,3 +683,42 @@ fn patch_results_drop_read_only_values() {
     assert!(!out.contains_key("groups") && !out.contains_key("meta") && !out.contains_key("id"));
     assert_eq!(out["userName"], existing["userName"]);
 }
+
+/// Keys are attacker-controlled: a non-ASCII character straddling byte 4 must not panic
+/// (the `urn:` prefix check once sliced `key[..4]`).
+#[test]
+fn non_ascii_keys_do_not_panic() {
+    for key in ["abcé", "urné", "ü", "日本語のキー"] {
+        let r = validate(
+            &obj(json!({"schemas": [USER], "userName": "bjensen", key: "x"})),
+            &user(),
+            ValidationContext::Create,
+            ValidationOptions::lenient(),
+        );
+        assert!(r.is_ok(), "{key}: {r:?}");
+        let strict = create(json!({"schemas": [USER], "userName": "bjensen", key: "x"}));
+        assert!(matches!(strict, Err(Error::InvalidSyntax(_))), "{key}");
+    }
+}
+
+/// Many keys validate in linear time (case-insensitive duplicates were found by a quadratic scan).
+#[test]
+fn many_unknown_keys_are_cheap() {
+    let mut m = obj(json!({"schemas": [USER], "userName": "bjensen"}));
+    for i in 0..50_000 {
+        m.insert(format!("k{i}"), Value::Bool(true));
+    }
+    let started = std::time::Instant::now();
+    validate(
+        &m,
+        &user(),
+        ValidationContext::Create,
+        ValidationOptions::lenient(),
+    )
+    .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -25,6 +25,27 @@ impl AttrPath {
         }
     }
 
+    /// Whether the whole path, read as one string, is the schema URN `urn` (case-insensitively).
+    ///
+    /// The grammar cannot tell a bare schema URN from a URN-qualified attribute: the last
+    /// `:`-separated part of `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User` parses
+    /// as the attribute name `User` under the prefix `…:2.0`. PATCH paths and `attributes` lists
+    /// may name a whole extension that way; this is how they recognise it.
+    pub fn names_schema(&self, urn: &str) -> bool {
+        let (Some(prefix), None) = (&self.urn, &self.sub_attr) else {
+            return false;
+        };
+        let (prefix, name) = (prefix.as_str(), self.name.as_str());
+        urn.len() == prefix.len() + 1 + name.len()
+            && urn
+                .get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+            && urn.as_bytes().get(prefix.len()) == Some(&b':')
+            && urn
+                .get(prefix.len() + 1..)
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    }
+
     /// A path with a sub-attribute (`name.givenName`).
     pub fn with_sub(name: &str, sub: &str) -> Self {
         AttrPath {
@@ -84,6 +105,37 @@ pub enum Filter {
     },
 }
 
+impl Filter {
+    /// `a or b or …` over `clauses`, `None` when there are none. The tree is balanced, so its
+    /// depth is log2 of the number of clauses: a filter built from a client's list (Entra's
+    /// remove-with-values, a connector's batch of ids) cannot grow deep enough for the recursive
+    /// evaluator, printer or `Drop` to exhaust the stack. Parsing its printed form gives a
+    /// differently shaped tree with the same meaning.
+    pub fn any_of(clauses: Vec<Filter>) -> Option<Filter> {
+        balanced(clauses, |a, b| Filter::Or(Box::new(a), Box::new(b)))
+    }
+
+    /// `a and b and …` over `clauses`, balanced like [`Filter::any_of`].
+    pub fn all_of(clauses: Vec<Filter>) -> Option<Filter> {
+        balanced(clauses, |a, b| Filter::And(Box::new(a), Box::new(b)))
+    }
+}
+
+fn balanced(mut level: Vec<Filter>, join: fn(Filter, Filter) -> Filter) -> Option<Filter> {
+    while level.len() > 1 {
+        let mut next = Vec::with_capacity(level.len().div_ceil(2));
+        let mut it = level.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => join(a, b),
+                None => a,
+            });
+        }
+        level = next;
+    }
+    level.pop()
+}
+
 /// A PATCH operation path (RFC 7644 §3.5.2 `PATH = attrPath / valuePath [subAttr]`).
 ///
 /// * `name.givenName` → `attr = name.givenName`, no filter.
@@ -96,4 +148,47 @@ pub struct PatchPath {
     pub value_filter: Option<Filter>,
     /// Only used together with `value_filter`; without a filter the sub-attribute is in `attr`.
     pub sub_attr: Option<CiString>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::filter::parse::parse_attr_path;
+
+    #[test]
+    fn names_schema_matches_a_bare_urn_only() {
+        let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        let p = parse_attr_path(&ent.to_uppercase()).unwrap();
+        assert!(p.names_schema(ent));
+        assert!(!p.names_schema("urn:ietf:params:scim:schemas:core:2.0:User"));
+        assert!(!parse_attr_path(&format!("{ent}:manager"))
+            .unwrap()
+            .names_schema(ent));
+        assert!(!AttrPath::simple("User").names_schema(ent));
+        // A schema id with a multi-byte character where the ':' should be: no panic.
+        let p = parse_attr_path("urn:x:ab").unwrap();
+        assert!(!p.names_schema("urn:xéb"));
+    }
+
+    #[test]
+    fn any_of_is_balanced() {
+        fn depth(f: &Filter) -> usize {
+            match f {
+                Filter::Or(a, b) | Filter::And(a, b) => 1 + depth(a).max(depth(b)),
+                _ => 1,
+            }
+        }
+        let leaves = |n| (0..n).map(|i| Filter::Present(AttrPath::simple(&format!("a{i}"))));
+        assert_eq!(Filter::any_of(Vec::new()), None);
+        assert_eq!(
+            Filter::any_of(leaves(1).collect()),
+            Some(Filter::Present(AttrPath::simple("a0")))
+        );
+        assert_eq!(depth(&Filter::any_of(leaves(1000).collect()).unwrap()), 11);
+        assert!(matches!(
+            Filter::all_of(leaves(3).collect()),
+            Some(Filter::And(..))
+        ));
+    }
 }

@@ -202,6 +202,22 @@ impl PatchOpRequest {
             operations,
         }
     }
+
+    /// The request body that sends typed operations (what a connector builds) in RFC form.
+    pub fn from_operations(operations: &[PatchOperation]) -> Self {
+        PatchOpRequest::new(operations.iter().map(RawPatchOperation::from).collect())
+    }
+}
+
+impl From<&PatchOperation> for RawPatchOperation {
+    /// The RFC wire form: the op in lower case, the path printed by the filter printer.
+    fn from(op: &PatchOperation) -> Self {
+        RawPatchOperation {
+            op: op.op.as_str().to_owned(),
+            path: op.path.as_ref().map(PatchPath::to_string),
+            value: op.value.clone(),
+        }
+    }
 }
 
 /// The three PATCH operations of RFC 7644 §3.5.2.
@@ -241,12 +257,29 @@ impl PatchOpKind {
 }
 
 /// A normalised PATCH operation: the op is typed and the path parsed.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialises to the RFC 7644 §3.5.2 wire form (`{"op": "replace", "path": "emails[type eq
+/// \"work\"].value", "value": …}`), the path printed canonically by [`crate::filter::print`], so
+/// connectors can send the operations they build. There is deliberately no `Deserialize`: what a
+/// client sends goes through [`crate::dialect::normalize_patch`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PatchOperation {
     pub op: PatchOpKind,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_path"
+    )]
     pub path: Option<PatchPath>,
-    /// `None` when the request had no `value` member.
+    /// `None` when the request had no `value` member; `Some(Value::Null)` is sent as `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+}
+
+fn serialize_path<S: serde::Serializer>(path: &Option<PatchPath>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => s.collect_str(p),
+        None => s.serialize_none(),
+    }
 }
 
 impl PatchOperation {

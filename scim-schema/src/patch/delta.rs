@@ -2,6 +2,8 @@
 //! a group of 100,000 costs the same as to a group of 10 (docs/DESIGN.md: membership is a table,
 //! never a members array rewritten whole).
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use crate::filter::ast::{CompValue, CompareOp, Filter, PatchPath};
@@ -57,14 +59,20 @@ pub fn group_member_delta(ops: &[PatchOperation], schema: &ResourceSchema) -> Op
 
     let add_members = |add: &mut Vec<Value>, v: &Value| -> Option<()> {
         let prepared = prepare(members_def, v.clone()).ok()?;
+        // id → position in `add`, so that adding n members is linear, not quadratic.
+        let mut at: HashMap<String, usize> = add
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((member_id(a)?.to_owned(), i)))
+            .collect();
         for m in prepared.as_array()? {
-            let id = m
-                .as_object()
-                .and_then(|o| get_ci(o, "value"))
-                .and_then(Value::as_str)?;
-            match add.iter_mut().find(|a| member_id(a) == Some(id)) {
-                Some(existing) => *existing = m.clone(),
-                None => add.push(m.clone()),
+            let id = member_id(m)?;
+            match at.get(id) {
+                Some(&i) => add[i] = m.clone(),
+                None => {
+                    at.insert(id.to_owned(), add.len());
+                    add.push(m.clone());
+                }
             }
         }
         Some(())
@@ -85,13 +93,11 @@ pub fn group_member_delta(ops: &[PatchOperation], schema: &ResourceSchema) -> Op
                     (PatchOpKind::Remove, Some(f), None, None) => {
                         let mut ids = Vec::new();
                         value_eq_ids(f, &mut ids)?;
-                        add.retain(|a| member_id(a).is_none_or(|id| !ids.iter().any(|x| x == id)));
+                        let removed: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                        add.retain(|a| member_id(a).is_none_or(|id| !removed.contains(id)));
                         if let RemoveSpec::Values(existing) = &mut remove {
-                            for id in ids {
-                                if !existing.contains(&id) {
-                                    existing.push(id);
-                                }
-                            }
+                            existing.extend(ids);
+                            dedup_in_order(existing);
                         }
                     }
                     (PatchOpKind::Add, None, None, None) => {
@@ -157,7 +163,14 @@ fn member_id(v: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-/// `value eq "a" or value eq "b"` → `["a", "b"]`.
+/// Keeps the first occurrence of each id, in order, in linear time (Entra may remove thousands
+/// of members in one operation).
+fn dedup_in_order(ids: &mut Vec<String>) {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.retain(|id| seen.insert(id.clone()));
+}
+
+/// `value eq "a" or value eq "b"` → `["a", "b"]` (duplicates are removed by the caller).
 fn value_eq_ids(f: &Filter, out: &mut Vec<String>) -> Option<()> {
     match f {
         Filter::Or(a, b) => {
@@ -169,9 +182,7 @@ fn value_eq_ids(f: &Filter, out: &mut Vec<String>) -> Option<()> {
             op: CompareOp::Eq,
             value: CompValue::Str(s),
         } if path.urn.is_none() && path.sub_attr.is_none() && path.name.eq_str("value") => {
-            if !out.contains(s) {
-                out.push(s.clone());
-            }
+            out.push(s.clone());
             Some(())
         }
         _ => None,

@@ -86,30 +86,12 @@ pub fn apply_patch(
         extensions_touched: false,
     };
     for (i, op) in ops.iter().enumerate() {
-        ctx.apply_op(&mut doc, op)
-            .map_err(|e| with_op_index(e, i))?;
+        ctx.apply_op(&mut doc, op).map_err(|e| e.in_operation(i))?;
     }
     if ctx.extensions_touched {
         sync_extensions(&mut doc, schema);
     }
     Ok(doc)
-}
-
-/// Prefixes an error's detail with the index of the operation that failed.
-fn with_op_index(e: Error, i: usize) -> Error {
-    let d = format!("Operations[{i}]: {}", e.detail());
-    match e {
-        Error::InvalidFilter(_) => Error::InvalidFilter(d),
-        Error::TooMany(_) => Error::TooMany(d),
-        Error::Uniqueness(_) => Error::Uniqueness(d),
-        Error::Mutability(_) => Error::Mutability(d),
-        Error::InvalidSyntax(_) => Error::InvalidSyntax(d),
-        Error::InvalidPath(_) => Error::InvalidPath(d),
-        Error::NoTarget(_) => Error::NoTarget(d),
-        Error::InvalidValue(_) => Error::InvalidValue(d),
-        Error::InvalidVers(_) => Error::InvalidVers(d),
-        Error::Sensitive(_) => Error::Sensitive(d),
-    }
 }
 
 /// Drops emptied extension objects and makes `schemas` list exactly the extensions present
@@ -495,20 +477,22 @@ impl<'a> Ctx<'a> {
                 Err(Error::Mutability("'schemas' cannot be modified".into()))
             };
         }
-        // A path that is an extension URN itself designates the whole extension object.
-        if let (Some(urn), None, None) = (&p.attr.urn, &p.attr.sub_attr, &p.value_filter) {
-            let full = format!("{}:{}", urn, p.attr.name);
-            if let Some(ext) = self.schema.extension(&full) {
-                let id = ext.id.as_str();
-                return match op.op {
-                    PatchOpKind::Remove => self.remove_extension(doc, id),
-                    kind => {
-                        let mut wrapped = Map::new();
-                        wrapped.insert(id.to_owned(), value_required(op)?.clone());
-                        self.apply_pathless(doc, kind, &wrapped)
-                    }
-                };
-            }
+        // A path that is an extension URN itself designates the whole extension object: add and
+        // replace act as a path-less operation scoped to it, remove drops it.
+        let whole_extension = match p.value_filter {
+            None => self.schema.extension_index_named_by(&p.attr),
+            Some(_) => None,
+        };
+        if let Some(idx) = whole_extension {
+            let id = self.schema.extensions[idx].0.id.as_str();
+            return match op.op {
+                PatchOpKind::Remove => self.remove_extension(doc, id),
+                kind => {
+                    let mut wrapped = Map::new();
+                    wrapped.insert(id.to_owned(), value_required(op)?.clone());
+                    self.apply_pathless(doc, kind, &wrapped)
+                }
+            };
         }
         let urn = p.attr.urn.as_ref().map(|u| u.as_str());
         let t = self

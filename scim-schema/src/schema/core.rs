@@ -7,6 +7,12 @@
 //! Deviations from the letter of §8.7.1, each backed by the prose of the RFC:
 //! * `addresses.primary` is defined (§4.1.2 lists it; the §8.7.1 JSON omits it, yet §8.2 uses it).
 //! * `members.display` is defined, immutable like the other member sub-attributes (§4.2, §8.4).
+//! * Group `displayName` is `required: true`. §4.2 says "displayName ... REQUIRED" while the
+//!   §8.7.1 JSON says `false`; we follow the prose because the clients and servers that matter do:
+//!   Entra ID and Okta always send it, AWS IAM Identity Center and Microsoft's reference SCIM
+//!   service reject a group without it, and a group without a name cannot be found or kept
+//!   unique (scimhub's store enforces case-insensitive uniqueness on it). The description stays
+//!   the RFC's, so `/Schemas` differs from §8.7.1 only in that flag.
 //!
 //! The common attributes `id`, `externalId` and `meta` (§3.1) belong to no schema; they are
 //! defined once in [`common_attributes`] and found by [`super::ResourceSchema::top_level`].

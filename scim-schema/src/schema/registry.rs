@@ -82,6 +82,15 @@ impl ResourceSchema {
         self.extensions.iter().position(|(s, _)| s.id.eq_str(urn))
     }
 
+    /// The index in [`Self::extensions`] of the extension a path names as a whole
+    /// (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User`; see
+    /// [`AttrPath::names_schema`]).
+    pub fn extension_index_named_by(&self, path: &AttrPath) -> Option<usize> {
+        self.extensions
+            .iter()
+            .position(|(s, _)| path.names_schema(s.id.as_str()))
+    }
+
     /// The definition an attribute path designates: the sub-attribute when the path has one.
     pub fn lookup(&self, path: &AttrPath) -> Option<&AttributeDef> {
         let (_, attr) =

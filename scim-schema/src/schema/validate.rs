@@ -36,6 +36,8 @@
 //! * Error messages name attributes and expected types, never the values given, so nothing
 //!   sensitive (a `writeOnly` password) can leak into an error response.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -199,17 +201,18 @@ impl<'a> Validator<'a> {
 
         let mut out = Map::new();
         out.insert("schemas".to_owned(), Value::Null); // placeholder keeps `schemas` first
-        let mut seen: Vec<&str> = Vec::new();
+                                                       // Lower-cased keys already seen: a case-insensitive duplicate is an error, and a set keeps
+                                                       // a body with many keys linear.
+        let mut seen: HashSet<String> = HashSet::with_capacity(input.len());
         let mut ext_keys_present = vec![false; schema.extensions.len()];
         let main_defs = [schema.main.attributes.as_slice(), common_attributes()];
 
         for (key, value) in input {
-            if seen.iter().any(|s| eq_ci(s, key)) {
+            if !seen.insert(key.to_ascii_lowercase()) {
                 return Err(Error::InvalidSyntax(format!(
                     "attribute '{key}' is given more than once"
                 )));
             }
-            seen.push(key);
             if eq_ci(key, "schemas") {
                 continue;
             }
@@ -251,7 +254,7 @@ impl<'a> Validator<'a> {
                 }
                 continue;
             }
-            if key.len() >= 4 && key[..4].eq_ignore_ascii_case("urn:") {
+            if key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
                 if self.ctx.is_input() {
                     return Err(Error::InvalidValue(format!(
                         "'{key}' is not a schema extension of resource type '{}'",
@@ -357,15 +360,15 @@ impl<'a> Validator<'a> {
         in_multi: bool,
     ) -> Result<Map<String, Value>, Error> {
         let mut out = Map::new();
-        let mut seen: Vec<&str> = Vec::new();
+        // Lower-cased keys seen so far, as in `resource`.
+        let mut seen: HashSet<String> = HashSet::with_capacity(input.len());
         for (key, value) in input {
             let path = join(prefix, key);
-            if seen.iter().any(|s| eq_ci(s, key)) {
+            if !seen.insert(key.to_ascii_lowercase()) {
                 return Err(Error::InvalidSyntax(format!(
                     "attribute '{path}' is given more than once"
                 )));
             }
-            seen.push(key);
             let Some(def) = find_def(defs, key) else {
                 self.unknown(&path)?;
                 continue;
