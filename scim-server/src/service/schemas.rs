@@ -1,9 +1,9 @@
 //! The schemas scimhub serves and validates against, resolved once at start.
 //!
-//! [`registry`] is the RFC 7643 core registry from `scim-schema` with one server decision applied:
-//! Group `displayName` is `required` (RFC 7643 §4.2 prose: "displayName ... REQUIRED"; the §8.7.1
-//! JSON says `false`). scimhub keeps group display names unique, so a group without one would be
-//! a group nobody can find; `/Schemas` says so, so clients (and conformance suites) know.
+//! [`registry`] is the RFC 7643 core registry from `scim-schema` (where Group `displayName` is
+//! required, per the RFC 7643 §4.2 prose) with one server decision advertised: the store keeps
+//! group display names unique (case-insensitively), so `/Schemas` says `uniqueness: server` for
+//! it and clients know before they hit a 409.
 //!
 //! [`Schemas`] holds the resolved [`ResourceSchema`] of each resource type, so no request
 //! resolves or parses a schema.
@@ -11,18 +11,18 @@
 use std::sync::Arc;
 
 use scim_schema::schema::core::GROUP;
-use scim_schema::schema::{ResourceSchema, SchemaRegistry, ValidationOptions};
+use scim_schema::schema::{ResourceSchema, SchemaRegistry, Uniqueness, ValidationOptions};
 
 use crate::store::ResourceKind;
 
-/// The registry scimhub serves: the core schemas, Group `displayName` required.
+/// The registry scimhub serves: the core schemas, Group `displayName` unique server-wide.
 pub fn registry() -> SchemaRegistry {
     let mut reg = SchemaRegistry::core();
     if let Some(group) = reg.schema(GROUP) {
         let mut group = group.clone();
         for a in group.attributes.iter_mut() {
             if a.name.eq_str("displayName") {
-                a.required = true;
+                a.uniqueness = Uniqueness::Server;
             }
         }
         reg.add_schema(group);
@@ -80,6 +80,7 @@ mod tests {
             .main_attribute("displayName")
             .expect("displayName");
         assert!(dn.required);
+        assert_eq!(dn.uniqueness, Uniqueness::Server);
         assert!(s
             .of(ResourceKind::User)
             .main_attribute("userName")
