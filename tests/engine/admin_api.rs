@@ -447,8 +447,7 @@ fn hold_discarded_through_the_api(env: Env) {
 fn mover_links(env: &Env, user: &str) -> (String, String) {
     let body = notes(env, Some(user))
         .into_iter()
-        .filter(|n| n.kind == "mover_summary")
-        .next_back()
+        .rfind(|n| n.kind == "mover_summary")
         .unwrap()
         .body;
     let link = |label: &str| {
@@ -750,7 +749,7 @@ fn explain_outbox_retry_and_incidents(env: Env) {
     let op = &failed["Resources"][0];
     assert_eq!(op["user_id"], fay.as_str());
     assert_eq!(op["last_error"], "account_limit");
-    assert_eq!(op["operation"]["op"].as_str().is_some(), true, "{op}");
+    assert!(op["operation"]["op"].as_str().is_some(), "{op}");
     let id = op["id"].as_i64().unwrap();
     let (_, inc) = srv.get("/incidents");
     assert_eq!(inc["totalResults"], 1);

@@ -178,10 +178,12 @@ impl Admin {
             )
             .map(|_| ()),
             "DELETE" => store.delete(kind, &id_or("DELETE")?, None).map(|_| ()),
-            other => return Err(AdminError::Invalid(format!(
+            other => {
+                return Err(AdminError::Invalid(format!(
                 "cannot simulate {other} {path}: use POST /Users, PUT, PATCH or DELETE /Users/ID \
                      (or /Groups)"
-            ))),
+            )))
+            }
         };
         let cap = std::mem::take(&mut *captured.lock().unwrap_or_else(|p| p.into_inner()));
         match result {
@@ -229,21 +231,20 @@ fn render(method: &str, path: &str, cap: Captured) -> Value {
         if row.status == "held" {
             u.insert("held".into(), Value::Bool(true));
         }
-        let ops = u
+        let op = serde_json::from_str(&row.op).unwrap_or_else(|_| Value::String(row.op.clone()));
+        if let Some(conns) = u
             .entry("connectors")
             .or_insert_with(|| json!({}))
             .as_object_mut()
-            .map(|o| {
-                o.entry(row.connector.clone())
-                    .or_insert_with(|| json!([]))
-                    .as_array_mut()
-                    .map(|a| {
-                        a.push(
-                            serde_json::from_str(&row.op).unwrap_or(Value::String(row.op.clone())),
-                        )
-                    })
-            });
-        let _ = ops;
+        {
+            if let Some(list) = conns
+                .entry(row.connector.clone())
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+            {
+                list.push(op);
+            }
+        }
     }
     for o in &cap.outcomes {
         let u = users.entry(o.user_id.clone()).or_default();
