@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::config::{LogFormat, Overrides};
 
@@ -28,6 +28,28 @@ pub enum Command {
     /// Check, explain and document the access policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print the exact plan per connector that a SCIM request (or a user's attribute changes)
+    /// would produce, without committing anything (same as POST /admin/v1/simulate).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["request", "user"])))]
+pub struct SimulateArgs {
+    #[arg(long, env = "SCIMHUB_POLICY")]
+    pub policy: PathBuf,
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// A JSON file: {"method": "PATCH", "path": "/Users/ID", "body": {...}}.
+    #[arg(long, value_name = "FILE.json")]
+    pub request: Option<PathBuf>,
+    /// User id or userName whose attributes `--set` changes.
+    #[arg(long, requires = "set")]
+    pub user: Option<String>,
+    /// ATTR=VALUE (repeatable). VALUE is a string; `true`, `false`, `null` and values starting
+    /// with `{`, `[` or `"` are JSON; an empty VALUE removes the attribute.
+    #[arg(long = "set", value_name = "ATTR=VALUE", requires = "user")]
+    pub set: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,5 +156,44 @@ mod tests {
         assert_eq!(name, "okta");
         assert_eq!(scopes, vec!["scim:read", "scim:write", "admin"]);
         assert!(Cli::try_parse_from(["scimhub", "token", "issue", "--name", "x"]).is_err());
+    }
+
+    #[test]
+    fn parses_simulate() {
+        let cli = Cli::try_parse_from([
+            "scimhub",
+            "simulate",
+            "--policy",
+            "p.toml",
+            "--user",
+            "ada",
+            "--set",
+            "title=x",
+            "--set",
+            "active=false",
+        ])
+        .expect("parse");
+        let Command::Simulate(a) = cli.command else {
+            panic!("simulate")
+        };
+        assert_eq!(a.user.as_deref(), Some("ada"));
+        assert_eq!(a.set, vec!["title=x", "active=false"]);
+        assert!(Cli::try_parse_from(["scimhub", "simulate", "--policy", "p.toml"]).is_err());
+        assert!(Cli::try_parse_from([
+            "scimhub",
+            "simulate",
+            "--policy",
+            "p",
+            "--request",
+            "r.json",
+            "--user",
+            "u",
+            "--set",
+            "a=b"
+        ])
+        .is_err());
+        assert!(
+            Cli::try_parse_from(["scimhub", "simulate", "--policy", "p", "--user", "u"]).is_err()
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::auth::{jwt::JwtVerifier, token, Authenticator, Scope};
-use crate::cli::{Cli, Command, Common, PolicyCommand, TokenCommand};
+use crate::cli::{Cli, Command, Common, PolicyCommand, SimulateArgs, TokenCommand};
 use crate::config::{Config, LogFormat};
 use crate::http::AppState;
 use crate::store::{Store, StoreOptions};
@@ -50,7 +50,70 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy(cmd) => policy_command(cmd),
+        Command::Simulate(args) => simulate_command(args),
     }
+}
+
+/// `scimhub simulate`: the same dry run as `POST /admin/v1/simulate`.
+fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
+    use crate::admin::simulate::SimulationRequest;
+    let common = Common {
+        bind: None,
+        database_url: args.database_url,
+        config: None,
+        log_format: None,
+        policy: Some(args.policy),
+    };
+    let config = load(&common)?;
+    let request: SimulationRequest = match (&args.request, &args.user) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: expected {{\"method\", \"path\", \"body\"}} or {{\"user\", \"set\"}}",
+                    file.display()
+                )
+            })?
+        }
+        (None, Some(user)) => SimulationRequest::User {
+            user: user.clone(),
+            set: parse_sets(&args.set)?,
+            client: None,
+        },
+        (None, None) => anyhow::bail!("--request or --user is required"),
+    };
+    let schemas = crate::service::Schemas::new(crate::service::schemas::registry(), config.strict)
+        .map_err(anyhow::Error::msg)?;
+    let (store, engine) = open_engine(&config, &common, 0)?;
+    let admin = crate::admin::Admin::new(store, engine);
+    let out = admin
+        .dry_run(&schemas, &request)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+    Ok(())
+}
+
+/// `ATTR=VALUE` pairs: VALUE is a string unless it is JSON-looking (see `SimulateArgs::set`).
+fn parse_sets(sets: &[String]) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::Value;
+    let mut out = serde_json::Map::new();
+    for s in sets {
+        let (attr, value) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s:?}: expected ATTR=VALUE"))?;
+        anyhow::ensure!(!attr.trim().is_empty(), "--set {s:?}: empty attribute");
+        let v = if value.is_empty() {
+            Value::Null
+        } else if matches!(value, "true" | "false" | "null") || value.starts_with(['{', '[', '"']) {
+            serde_json::from_str(value).with_context(|| format!("--set {s:?}: invalid JSON"))?
+        } else {
+            Value::String(value.to_string())
+        };
+        out.insert(attr.trim().to_string(), v);
+    }
+    Ok(out)
 }
 
 fn policy_command(cmd: PolicyCommand) -> anyhow::Result<()> {
@@ -153,16 +216,20 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
         .transpose()
         .context("invalid [jwt] settings")?;
     let auth = Authenticator::new(config.bootstrap_token.clone(), jwt);
-    let store = match &common.policy {
+    let (store, admin) = match &common.policy {
         Some(_) => {
             let (store, engine) = open_engine(&config, common, 1)?;
-            start_engine(store.clone(), engine)?;
-            store
+            start_engine(store.clone(), engine.clone())?;
+            let admin = crate::admin::Admin::new(store.clone(), engine);
+            (store, Some(admin))
         }
-        None => open_store(&config, 1)?,
+        None => (open_store(&config, 1)?, None),
     };
     let registry = crate::service::schemas::registry();
-    let state = AppState::new(config, registry, store, auth)?;
+    let mut state = AppState::new(config, registry, store, auth)?;
+    if let Some(admin) = admin {
+        state = state.with_admin(admin);
+    }
     actix_web::rt::System::new().block_on(crate::http::serve(state))
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
+mod admin_api;
 mod crash;
 
 use std::sync::Arc;

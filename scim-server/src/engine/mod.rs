@@ -518,7 +518,7 @@ impl Engine {
                                         None,
                                         &to,
                                         "scimhub: deprovisioning held for confirmation",
-                                        &format!("{reason}.\nConfirm or discard hold {id} in the admin API."),
+                                        &crate::admin::notice_hold(&policy, &reason, &id),
                                         now,
                                     )?;
                                 }
@@ -693,12 +693,7 @@ impl Engine {
                     Some(user_id),
                     &to,
                     &format!("scimhub: approval needed ({})", row.kind),
-                    &format!(
-                        "User {user_id} needs {} {} on {}. Approve or reject request {id} in the admin API.",
-                        row.kind,
-                        row.entitlement.as_deref().unwrap_or(""),
-                        row.connector.as_deref().unwrap_or("")
-                    ),
+                    &crate::admin::notice_approval(&policy, &row),
                     now,
                 )?;
             }

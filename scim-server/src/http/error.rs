@@ -26,6 +26,14 @@ pub enum ApiError {
     Scim(#[from] scim_schema::Error),
     #[error("{0}")]
     NotFound(String),
+    /// 409 outside the SCIM protocol errors: an admin decision that was already taken (an
+    /// approval decided, a hold confirmed, a one-click link used), or an action that conflicts
+    /// with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 410: a one-click link past its expiry.
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     PreconditionFailed(String),
     /// 401: no credentials, or credentials that are not valid. Answered with `WWW-Authenticate`.
@@ -75,6 +83,8 @@ impl ApiError {
             }
             ApiError::Internal(_) => "An internal error occurred.".into(),
             ApiError::NotFound(d)
+            | ApiError::Conflict(d)
+            | ApiError::Gone(d)
             | ApiError::PreconditionFailed(d)
             | ApiError::Unauthorized(d)
             | ApiError::Forbidden(d)
@@ -117,6 +127,55 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Admin API errors (`/admin/v1`): unknown ids are 404, decisions already taken 409, bad input
+/// 400 `invalidValue`, refused one-click links 403 (tampered) or 410 (expired).
+impl From<crate::admin::AdminError> for ApiError {
+    fn from(e: crate::admin::AdminError) -> Self {
+        use crate::admin::AdminError;
+        match e {
+            AdminError::NotFound(what) => ApiError::NotFound(format!("Not found: {what}.")),
+            AdminError::Conflict(d) => ApiError::Conflict(d),
+            AdminError::Invalid(d) => ApiError::Scim(scim_schema::Error::InvalidValue(d)),
+            AdminError::Forbidden(d) => ApiError::Forbidden(d),
+            AdminError::Expired(d) => ApiError::Gone(d),
+            AdminError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl ApiError {
+    /// The same error as a small HTML page (one-click links opened in a browser). The status
+    /// and the client detail are those of [`ApiError::body`]; internal causes stay out.
+    pub fn html_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        HttpResponse::build(status)
+            .insert_header((
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ))
+            .body(html_page(
+                status.canonical_reason().unwrap_or("Error"),
+                &self.client_detail(),
+            ))
+    }
+}
+
+/// A minimal HTML page with a title and one paragraph, both escaped.
+pub fn html_page(title: &str, text: &str) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>scimhub: {t}</title></head>\
+         <body><h1>{t}</h1><p>{x}</p></body></html>",
+        t = esc(title),
+        x = esc(text)
+    )
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         ApiError::internal(e)
@@ -130,6 +189,8 @@ impl ResponseError for ApiError {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -297,6 +358,81 @@ mod tests {
         let (s, _, resp) = render(ApiError::Unauthorized("no token".into()));
         assert_eq!(s, 401);
         assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_some());
+    }
+
+    #[test]
+    fn admin_not_found_is_404() {
+        let body = check(
+            crate::admin::AdminError::NotFound("approval a1".into()).into(),
+            404,
+            None,
+        );
+        assert!(body["detail"].as_str().is_some_and(|d| d.contains("a1")));
+    }
+
+    #[test]
+    fn admin_conflict_is_409() {
+        let body = check(
+            crate::admin::AdminError::Conflict("already approved".into()).into(),
+            409,
+            None,
+        );
+        assert_eq!(body["detail"], "already approved");
+    }
+
+    #[test]
+    fn admin_invalid_is_400_invalid_value() {
+        check(
+            crate::admin::AdminError::Invalid("not a date".into()).into(),
+            400,
+            Some("invalidValue"),
+        );
+    }
+
+    #[test]
+    fn admin_forbidden_is_403() {
+        check(
+            crate::admin::AdminError::Forbidden("invalid signature".into()).into(),
+            403,
+            None,
+        );
+    }
+
+    #[test]
+    fn admin_expired_is_410() {
+        check(
+            crate::admin::AdminError::Expired("link expired".into()).into(),
+            410,
+            None,
+        );
+    }
+
+    #[test]
+    fn admin_store_errors_map_like_store_errors() {
+        check(
+            crate::admin::AdminError::Store(StoreError::NotFound).into(),
+            404,
+            None,
+        );
+        check(
+            crate::admin::AdminError::Store(StoreError::Backend("x".into())).into(),
+            500,
+            None,
+        );
+    }
+
+    #[test]
+    fn html_error_page_escapes_and_keeps_status() {
+        let resp = ApiError::Gone("link <expired>".into()).html_response();
+        assert_eq!(resp.status().as_u16(), 410);
+        let (_, body) = resp.into_parts();
+        let text = String::from_utf8(body.try_into_bytes().unwrap_or_default().to_vec())
+            .unwrap_or_default();
+        assert!(text.contains("link &lt;expired&gt;"));
+        let resp = ApiError::Internal("secret cause".into()).html_response();
+        let (_, body) = resp.into_parts();
+        let bytes = body.try_into_bytes().unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret"));
     }
 
     #[test]

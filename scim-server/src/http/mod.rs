@@ -38,6 +38,8 @@ pub struct AppState {
     pub schemas: Arc<Schemas>,
     pub store: Store,
     pub auth: Authenticator,
+    /// The lifecycle engine's admin operations (`/admin/v1`), when `serve --policy` runs it.
+    pub admin: Option<crate::admin::Admin>,
     /// Bounds concurrent blocking database work by the pool size, so blocking tasks never wait on
     /// a pool that they themselves exhaust.
     db_permits: Semaphore,
@@ -57,8 +59,15 @@ impl AppState {
             schemas: Arc::new(schemas),
             store,
             auth,
+            admin: None,
             db_permits: Semaphore::new(permits),
         })
+    }
+
+    /// Serves the admin API (`/admin/v1`) over `admin`.
+    pub fn with_admin(mut self, admin: crate::admin::Admin) -> Self {
+        self.admin = Some(admin);
+        self
     }
 
     /// The dialect of a request: the client's `dialect` setting, or (`auto`) what its
@@ -161,6 +170,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .app_data(limit)
         .service(web::resource("/healthz").route(web::get().to(healthz)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .configure(crate::admin::http::configure)
         .service(
             web::scope(BASE_PATH)
                 .wrap(actix_web::middleware::from_fn(middleware::authenticate))

@@ -407,6 +407,56 @@ pub fn list_ops(
         .collect())
 }
 
+/// One outbox row.
+pub fn get_op(c: &mut DbConnection, id: i64) -> StoreResult<Option<OutboxRow>> {
+    let mut q = Sql::<OutboxSt>::new(OUTBOX_COLS);
+    q.push("WHERE id = ").int(id);
+    Ok(q.get_result::<OutboxTuple>(c).optional()?.map(outbox_row))
+}
+
+/// Outbox rows with an id above `after`, oldest first (what one transaction just planned).
+pub fn list_ops_after(c: &mut DbConnection, after: i64) -> StoreResult<Vec<OutboxRow>> {
+    let mut q = Sql::<OutboxSt>::new(OUTBOX_COLS);
+    q.push("WHERE id > ").int(after).push(" ORDER BY id");
+    Ok(q.load::<OutboxTuple>(c)?
+        .into_iter()
+        .map(outbox_row)
+        .collect())
+}
+
+/// Whether an operation planned after `row` for the same user and connector has already run.
+pub fn later_done(c: &mut DbConnection, row: &OutboxRow) -> StoreResult<bool> {
+    let mut q = Sql::<BigInt>::new("SELECT COUNT(*) FROM engine_outbox WHERE user_id = ");
+    q.text(row.user_id.as_str())
+        .push(" AND connector = ")
+        .text(row.connector.as_str())
+        .push(" AND id > ")
+        .int(row.id)
+        .push(" AND status IN ('done', 'running')");
+    Ok(q.get_result::<i64>(c)? > 0)
+}
+
+/// Puts a failed operation back to `pending`, due now, with a fresh retry budget, and resolves
+/// the incidents it raised. Returns false when it was not failed.
+pub fn retry_failed(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+    let mut q = Sql::<()>::new(
+        "UPDATE engine_outbox SET status = 'pending', attempts = 0, lease_until = NULL, \
+         finished = NULL, not_before = ",
+    );
+    q.text(ts(now))
+        .push(" WHERE status = 'failed' AND id = ")
+        .int(id);
+    if q.execute(c)? == 0 {
+        return Ok(false);
+    }
+    let mut r = Sql::<()>::new(
+        "UPDATE engine_incidents SET status = 'resolved' WHERE status = 'open' AND outbox_id = ",
+    );
+    r.int(id);
+    r.execute(c)?;
+    Ok(true)
+}
+
 /// Counts outbox rows by status (`pending` also counts `running`).
 pub fn count_open(c: &mut DbConnection) -> StoreResult<i64> {
     let q = Sql::<BigInt>::new(

@@ -1,0 +1,545 @@
+//! The admin HTTP API under `/admin/v1` (docs/admin-api.md): thin handlers over [`Admin`].
+//!
+//! Every route needs a bearer credential with the `admin` scope (the SCIM authentication
+//! middleware, then [`require_admin`]), except `GET /admin/v1/links/{token}`: a signed one-click
+//! link from a notification is its own credential (HMAC, expiry, one use per notification).
+//! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use chrono::Duration;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::simulate::SimulationRequest;
+use super::{Admin, AdminResult, API_PREFIX};
+use crate::auth::{Principal, Scope};
+use crate::http::error::{html_page, ApiError, ApiResult};
+use crate::http::{middleware, AppState};
+use crate::store::{approvals, outbox};
+
+/// Mounts the admin API (called from `http::configure`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(format!("{API_PREFIX}/links/{{token}}"))
+            .route(web::get().to(follow_link))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::scope(API_PREFIX)
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                ApiError::Scim(scim_schema::Error::InvalidValue(format!(
+                    "The query string is not valid: {e}"
+                )))
+                .into()
+            }))
+            .wrap(actix_web::middleware::from_fn(require_admin))
+            .wrap(actix_web::middleware::from_fn(middleware::authenticate))
+            .service(res("/approvals").route(web::get().to(list_approvals)))
+            .service(res("/approvals/{id}/approve").route(web::post().to(approve)))
+            .service(res("/approvals/{id}/reject").route(web::post().to(reject)))
+            .service(res("/users/{id}/extensions").route(web::post().to(request_extension)))
+            .service(res("/extensions/{id}/approve").route(web::post().to(approve_extension)))
+            .service(res("/extensions/{id}/reject").route(web::post().to(reject_extension)))
+            .service(res("/holds").route(web::get().to(list_holds)))
+            .service(res("/holds/{id}/confirm").route(web::post().to(confirm_hold)))
+            .service(res("/holds/{id}/discard").route(web::post().to(discard_hold)))
+            .service(
+                res("/users/{id}/legacy-access/acknowledge")
+                    .route(web::post().to(acknowledge_legacy)),
+            )
+            .service(res("/users/{id}/legacy-access/extend").route(web::post().to(extend_legacy)))
+            .service(res("/users/{id}/explain").route(web::get().to(explain)))
+            .service(res("/simulate").route(web::post().to(simulate)))
+            .service(res("/outbox").route(web::get().to(list_outbox)))
+            .service(res("/outbox/{id}/retry").route(web::post().to(retry)))
+            .service(res("/incidents").route(web::get().to(incidents)))
+            .default_service(web::to(not_found)),
+    );
+}
+
+fn res(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found(req: HttpRequest) -> ApiResult<HttpResponse> {
+    Err(ApiError::NotFound(format!(
+        "No endpoint at {}.",
+        req.path()
+    )))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> ApiResult<HttpResponse> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}.",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Refuses credentials without the `admin` scope (runs after authentication).
+pub async fn require_admin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let ok = req
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(|p| p.has(Scope::Admin));
+    if !ok {
+        return Err(ApiError::Forbidden("The token lacks the admin scope.".into()).into());
+    }
+    next.call(req).await
+}
+
+/// Runs an admin action on the blocking pool.
+async fn run<T, F>(state: &web::Data<AppState>, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Admin) -> AdminResult<T> + Send + 'static,
+{
+    let admin = state.admin.clone().ok_or_else(|| {
+        ApiError::NotImplemented(
+            "The admin API needs the lifecycle engine: start `scimhub serve --policy FILE`.".into(),
+        )
+    })?;
+    Ok(web::block(move || f(&admin)).await??)
+}
+
+fn ok(status: StatusCode, body: Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
+fn list(items: Vec<Value>) -> HttpResponse {
+    ok(
+        StatusCode::OK,
+        json!({"totalResults": items.len(), "Resources": items}),
+    )
+}
+
+/// Who acts: the authenticated client's name (recorded as the decider).
+fn actor(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<Principal>()
+        .map(|p| p.subject.clone().unwrap_or_else(|| p.client.clone()))
+        .unwrap_or_else(|| "admin".into())
+}
+
+/// A JSON body; an empty body is `{}` (every field optional) when `T` allows it.
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text).map_err(|e| {
+        ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
+            "The request body is not valid: {e}"
+        )))
+    })
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::Scim(scim_schema::Error::InvalidValue(msg.into()))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `?status=`: one of `allowed`, or `all` (no filter); `default` when absent.
+fn status_filter(
+    q: &StatusQuery,
+    allowed: &[&str],
+    default: Option<&str>,
+) -> ApiResult<Option<String>> {
+    match q.status.as_deref() {
+        None => Ok(default.map(str::to_string)),
+        Some("all") => Ok(None),
+        Some(s) if allowed.contains(&s) => Ok(Some(s.to_string())),
+        Some(s) => Err(invalid(format!(
+            "status {s:?} is not one of {}, all",
+            allowed.join(", ")
+        ))),
+    }
+}
+
+fn approval_json(r: &approvals::ApprovalRow) -> Value {
+    let mut v = json!(r);
+    // The entitlement is stored as JSON text: return it as an object.
+    if let Some(e) = r
+        .entitlement
+        .as_deref()
+        .filter(|_| r.kind == "entitlement")
+        .and_then(|e| serde_json::from_str::<Value>(e).ok())
+    {
+        v["entitlement"] = e;
+    }
+    v
+}
+
+fn op_json(r: &outbox::OutboxRow) -> Value {
+    json!({
+        "id": r.id,
+        "plan_id": r.plan_id,
+        "user_id": r.user_id,
+        "connector": r.connector,
+        "event": r.event,
+        "priority": r.priority,
+        "operation": serde_json::from_str::<Value>(&r.op).unwrap_or(Value::String(r.op.clone())),
+        "status": r.status,
+        "hold_id": r.hold_id,
+        "attempts": r.attempts,
+        "not_before": r.not_before,
+        "last_error": r.last_error,
+        "created": r.created,
+        "finished": r.finished,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approvals and extensions
+// ---------------------------------------------------------------------------------------------
+
+async fn list_approvals(
+    state: web::Data<AppState>,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    let status = status_filter(
+        &q,
+        &["pending", "approved", "rejected", "blocked"],
+        Some("pending"),
+    )?;
+    let rows = run(&state, move |a| a.approvals(status.as_deref())).await?;
+    Ok(list(rows.iter().map(approval_json).collect()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn decide(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: String,
+    bytes: web::Bytes,
+    kind: Option<&'static str>,
+    approve: bool,
+) -> ApiResult<HttpResponse> {
+    let d: Decision = body(&bytes)?;
+    let reason = d
+        .reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    if !approve && reason.is_none() {
+        return Err(invalid("a rejection needs a reason"));
+    }
+    let by = actor(&req);
+    let status = if approve { "approved" } else { "rejected" };
+    let row = run(&state, move |a| {
+        a.decide_request(&id, kind, status, &by, reason.as_deref())
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, approval_json(&row)))
+}
+
+async fn approve(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    decide(state, req, path.into_inner(), bytes, None, true).await
+}
+
+async fn reject(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    decide(state, req, path.into_inner(), bytes, None, false).await
+}
+
+async fn approve_extension(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    decide(
+        state,
+        req,
+        path.into_inner(),
+        bytes,
+        Some("extension"),
+        true,
+    )
+    .await
+}
+
+async fn reject_extension(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    decide(
+        state,
+        req,
+        path.into_inner(),
+        bytes,
+        Some("extension"),
+        false,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtensionRequest {
+    /// The new contract end date (`2025-06-30` or RFC 3339).
+    end: Option<String>,
+    reason: Option<String>,
+    /// Who asks (the sponsor); defaults to the authenticated client.
+    requested_by: Option<String>,
+}
+
+async fn request_extension(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let r: ExtensionRequest = body(&bytes)?;
+    let end = r
+        .end
+        .ok_or_else(|| invalid("`end` (the new end date) is required"))?;
+    let reason = r.reason.unwrap_or_default();
+    let by = r.requested_by.unwrap_or_else(|| actor(&req));
+    let user = path.into_inner();
+    let row = run(&state, move |a| {
+        let id = a.request_extension(&user, &end, &reason, &by)?;
+        Ok(a.approvals(None)?.into_iter().find(|r| r.id == id))
+    })
+    .await?
+    .ok_or_else(|| ApiError::internal("extension request vanished"))?;
+    let location = format!("{API_PREFIX}/extensions/{}", row.id);
+    let mut resp = ok(StatusCode::CREATED, approval_json(&row));
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Holds
+// ---------------------------------------------------------------------------------------------
+
+async fn list_holds(
+    state: web::Data<AppState>,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    let status = status_filter(&q, &["pending", "confirmed", "discarded"], None)?;
+    let rows = run(&state, move |a| a.holds(status.as_deref())).await?;
+    Ok(list(rows.iter().map(|h| json!(h)).collect()))
+}
+
+async fn confirm_hold(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let (id, by) = (path.into_inner(), actor(&req));
+    let rid = id.clone();
+    let n = run(&state, move |a| a.confirm_hold(&rid, &by)).await?;
+    Ok(ok(
+        StatusCode::OK,
+        json!({"id": id, "status": "confirmed", "operations_released": n}),
+    ))
+}
+
+async fn discard_hold(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let (id, by) = (path.into_inner(), actor(&req));
+    let rid = id.clone();
+    let n = run(&state, move |a| a.discard_hold(&rid, &by)).await?;
+    Ok(ok(
+        StatusCode::OK,
+        json!({"id": id, "status": "discarded", "users": n}),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy access and one-click links
+// ---------------------------------------------------------------------------------------------
+
+fn plan_summary(o: &crate::engine::PlanOutcome) -> Value {
+    json!({
+        "user_id": o.user_id,
+        "event": o.event,
+        "operations": o.plan.ops,
+    })
+}
+
+async fn acknowledge_legacy(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let user = path.into_inner();
+    let out = run(&state, move |a| a.legacy_access(&user, None)).await?;
+    Ok(ok(StatusCode::OK, plan_summary(&out)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Extend {
+    days: Option<i64>,
+}
+
+async fn extend_legacy(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let e: Extend = body(&bytes)?;
+    let days = e.days.unwrap_or(7);
+    if !(1..=super::MAX_LEGACY_EXTENSION_DAYS).contains(&days) {
+        return Err(invalid(format!(
+            "days must be between 1 and {}",
+            super::MAX_LEGACY_EXTENSION_DAYS
+        )));
+    }
+    let user = path.into_inner();
+    let out = run(&state, move |a| {
+        a.legacy_access(&user, Some(Duration::days(days)))
+    })
+    .await?;
+    let mut v = plan_summary(&out);
+    v["extended_days"] = json!(days);
+    Ok(ok(StatusCode::OK, v))
+}
+
+/// Whether the client asked for JSON (`Accept: application/json` or `?format=json`); browsers
+/// get a small HTML page.
+fn wants_json(req: &HttpRequest) -> bool {
+    req.query_string().split('&').any(|p| p == "format=json")
+        || req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+async fn follow_link(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let token = path.into_inner();
+    let json = wants_json(&req);
+    let result = run(&state, move |a| a.follow_link(&token)).await;
+    let mut resp = match (result, json) {
+        (Ok(o), true) => ok(StatusCode::OK, json!(o)),
+        (Ok(o), false) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(html_page("Done", &o.message)),
+        (Err(e), true) => actix_web::ResponseError::error_response(&e),
+        (Err(e), false) => e.html_response(),
+    };
+    // The token is a credential: never cache it, never leak it in a Referer.
+    let h = resp.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulation, explanation, outbox, incidents
+// ---------------------------------------------------------------------------------------------
+
+async fn simulate(state: web::Data<AppState>, bytes: web::Bytes) -> ApiResult<HttpResponse> {
+    let request: SimulationRequest = serde_json::from_slice(&bytes).map_err(|_| {
+        invalid(
+            "expected {\"method\", \"path\", \"body\"} (a SCIM request) or {\"user\", \"set\"} \
+             (a user and attribute changes)",
+        )
+    })?;
+    let schemas = state.schemas.clone();
+    let out = run(&state, move |a| a.dry_run(&schemas, &request)).await?;
+    Ok(ok(StatusCode::OK, out))
+}
+
+async fn explain(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let user = path.into_inner();
+    let v = run(&state, move |a| a.explain(&user)).await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn list_outbox(
+    state: web::Data<AppState>,
+    q: web::Query<StatusQuery>,
+) -> ApiResult<HttpResponse> {
+    let status = status_filter(
+        &q,
+        &["failed", "pending", "running", "held", "done", "discarded"],
+        Some("failed"),
+    )?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(invalid("limit must be between 1 and 1000"));
+    }
+    let rows = run(&state, move |a| a.outbox(status.as_deref(), limit)).await?;
+    Ok(list(rows.iter().map(op_json).collect()))
+}
+
+async fn retry(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id: i64 = path
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("Not found: operation {path}.")))?;
+    let by = actor(&req);
+    let row = run(&state, move |a| a.retry(id, &by)).await?;
+    Ok(ok(StatusCode::OK, op_json(&row)))
+}
+
+async fn incidents(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let rows = run(&state, |a| a.incidents()).await?;
+    Ok(list(
+        rows.into_iter()
+            .map(|(id, created, kind, user_id, connector, reason)| {
+                json!({
+                    "id": id,
+                    "created": created,
+                    "kind": kind,
+                    "user_id": user_id,
+                    "connector": connector,
+                    "reason": reason,
+                })
+            })
+            .collect(),
+    ))
+}
