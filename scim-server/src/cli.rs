@@ -28,6 +28,19 @@ pub enum Command {
     /// Check, explain and document the access policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Start a throw-away hub with the demo policy and in-memory apps, run an HRIS scenario
+    /// (joiner, approval, mover, contractor, leaver) against it and print each app's state.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Leave the server running after the scenario (stop it with Ctrl-C).
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Policy to run instead of the built-in copy of examples/demo-policy.toml.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

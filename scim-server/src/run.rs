@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy(cmd) => policy_command(cmd),
+        Command::Demo(args) => crate::demo::run(args),
     }
 }
 
@@ -156,7 +157,7 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
     let store = match &common.policy {
         Some(_) => {
             let (store, engine) = open_engine(&config, common, 1)?;
-            start_engine(store.clone(), engine)?;
+            start_engine(store.clone(), engine, config.smtp.clone())?;
             store
         }
         None => open_store(&config, 1)?,
@@ -168,7 +169,11 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
 
 /// Runs the outbox workers, the timers and the policy watcher on their own runtime thread, so
 /// they never compete with request handling for actix's workers.
-fn start_engine(store: Store, engine: std::sync::Arc<crate::engine::Engine>) -> anyhow::Result<()> {
+pub(crate) fn start_engine(
+    store: Store,
+    engine: std::sync::Arc<crate::engine::Engine>,
+    smtp: Option<crate::config::SmtpConfig>,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -182,6 +187,7 @@ fn start_engine(store: Store, engine: std::sync::Arc<crate::engine::Engine>) -> 
                 engine
                     .policy
                     .spawn_watcher(std::time::Duration::from_secs(3));
+                crate::notify::spawn(&store, &engine, smtp.as_ref());
                 crate::jobs::Workers::new(store, engine).spawn();
                 std::future::pending::<()>().await
             })

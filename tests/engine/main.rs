@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
 mod crash;
+mod demo;
+mod notify;
 
 use std::sync::Arc;
 
