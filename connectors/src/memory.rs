@@ -123,17 +123,19 @@ impl MemoryConnector {
             a.credentials += 1;
             a.owned.push(format!("doc-{}", a.owned.len() + 1));
         }
-        drop(inner);
-        self.persist();
+        self.persist(&inner);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn persist(&self) {
+    /// Mirrors `inner` to the file. Called with the state lock held, so concurrent calls write
+    /// and rename in the order their changes happened (an older copy never overwrites a newer
+    /// one, and no two writers share the temporary file).
+    fn persist(&self, inner: &Inner) {
         let Some(file) = &self.file else { return };
-        let text = match serde_json::to_string_pretty(&self.lock().state) {
+        let text = match serde_json::to_string_pretty(&inner.state) {
             Ok(t) => t,
             Err(_) => return,
         };
@@ -151,15 +153,13 @@ impl MemoryConnector {
         if !self.delay.is_zero() {
             tokio_free_sleep(self.delay).await;
         }
-        let out = {
-            let mut inner = self.lock();
-            inner.state.calls += 1;
-            if let Some(e) = inner.faults.pop_front() {
-                return Err(e);
-            }
-            f(&mut inner, &self.name)
-        };
-        self.persist();
+        let mut inner = self.lock();
+        inner.state.calls += 1;
+        if let Some(e) = inner.faults.pop_front() {
+            return Err(e);
+        }
+        let out = f(&mut inner, &self.name);
+        self.persist(&inner);
         out
     }
 }

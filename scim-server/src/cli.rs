@@ -31,6 +31,9 @@ pub enum Command {
     /// Print the exact plan per connector that a SCIM request (or a user's attribute changes)
     /// would produce, without committing anything (same as POST /admin/v1/simulate).
     Simulate(SimulateArgs),
+    /// Start a throw-away hub with the demo policy and in-memory apps, run an HRIS scenario
+    /// (joiner, approval, mover, contractor, leaver) against it and print each app's state.
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -50,6 +53,16 @@ pub struct SimulateArgs {
     /// with `{`, `[` or `"` are JSON; an empty VALUE removes the attribute.
     #[arg(long = "set", value_name = "ATTR=VALUE", requires = "user")]
     pub set: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Leave the server running after the scenario (stop it with Ctrl-C).
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Policy to run instead of the built-in copy of examples/demo-policy.toml.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

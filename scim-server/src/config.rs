@@ -63,6 +63,10 @@ pub struct Config {
     pub jwt: Option<JwtConfig>,
     /// Per-client settings, keyed by the client (token) name.
     pub clients: std::collections::BTreeMap<String, ClientConfig>,
+    /// Outgoing mail for notifications; absent means notifications stay queued (see
+    /// `docs/notifications.md`).
+    #[serde(skip_serializing)]
+    pub smtp: Option<SmtpConfig>,
 }
 
 impl Default for Config {
@@ -82,7 +86,64 @@ impl Default for Config {
             shutdown_timeout_secs: 30,
             jwt: None,
             clients: Default::default(),
+            smtp: None,
         }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (a relay on the same host or network); default port 25.
+    None,
+    /// Plain connection upgraded with STARTTLS, which is then required; default port 587.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS); default port 465.
+    Tls,
+}
+
+/// The `[smtp]` section: where notifications are sent.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default: 25, 587 or 465 according to `tls`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// `{ env = "SMTP_PASSWORD" }` or `{ file = "/run/secrets/smtp" }`; never the value itself.
+    #[serde(default)]
+    pub password: Option<connectors::secret::SecretRef>,
+    /// Envelope and header sender; default: the policy's `[notify] from`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Seconds to wait for the server on each step of a delivery.
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+    /// Delivery attempts before a message is parked as failed.
+    #[serde(default = "default_smtp_attempts")]
+    pub max_attempts: i64,
+}
+
+fn default_smtp_timeout() -> u64 {
+    30
+}
+fn default_smtp_attempts() -> i64 {
+    10
+}
+
+impl SmtpConfig {
+    /// The port in use (explicit, or the default of the TLS mode).
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        })
     }
 }
 
@@ -225,6 +286,39 @@ mod tests {
             assert_eq!(jwt.keys[0].secret.as_deref(), Some("s3cret"));
             assert_eq!(cfg.client_dialect("entra"), DialectSetting::Entra);
             assert_eq!(cfg.client_dialect("other"), DialectSetting::Auto);
+            assert_eq!(cfg.smtp, None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn smtp_section_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "hub.toml",
+                r#"
+                [smtp]
+                host = "mail.example.com"
+                tls = "tls"
+                username = "scimhub"
+                password = { env = "SMTP_PASSWORD" }
+                from = "scimhub@example.com"
+                "#,
+            )?;
+            jail.set_env("SCIMHUB_SMTP__TIMEOUT_SECS", "5");
+            let cfg =
+                Config::load(Some(Path::new("hub.toml")), &Overrides::default()).map_err(|e| *e)?;
+            let smtp = cfg
+                .smtp
+                .ok_or_else(|| figment::Error::from("smtp".to_string()))?;
+            assert_eq!(smtp.tls, SmtpTls::Tls);
+            assert_eq!(smtp.port(), 465);
+            assert_eq!(smtp.timeout_secs, 5);
+            assert_eq!(smtp.max_attempts, 10);
+            assert_eq!(
+                smtp.password,
+                Some(connectors::secret::SecretRef::Env("SMTP_PASSWORD".into()))
+            );
             Ok(())
         });
     }

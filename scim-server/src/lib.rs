@@ -11,14 +11,17 @@
 //! * [`jobs`] — outbox workers, durable timers.
 //! * [`notify`] — the notification outbox and its SMTP delivery.
 //! * [`admin`] — the admin API (approvals, holds, simulation, one-click links).
+//! * [`demo`] — `scimhub demo`: the hub, in-memory apps and the HRIS simulator in one command.
 
 pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod http;
 pub mod jobs;
+pub mod notify;
 pub mod policy;
 mod run;
 pub mod service;

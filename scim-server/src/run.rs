@@ -51,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Policy(cmd) => policy_command(cmd),
         Command::Simulate(args) => simulate_command(args),
+        Command::Demo(args) => crate::demo::run(args),
     }
 }
 
@@ -219,7 +220,7 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
     let (store, admin) = match &common.policy {
         Some(_) => {
             let (store, engine) = open_engine(&config, common, 1)?;
-            start_engine(store.clone(), engine.clone())?;
+            start_engine(store.clone(), engine.clone(), config.smtp.clone())?;
             let admin = crate::admin::Admin::new(store.clone(), engine);
             (store, Some(admin))
         }
@@ -235,7 +236,11 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
 
 /// Runs the outbox workers, the timers and the policy watcher on their own runtime thread, so
 /// they never compete with request handling for actix's workers.
-fn start_engine(store: Store, engine: std::sync::Arc<crate::engine::Engine>) -> anyhow::Result<()> {
+pub(crate) fn start_engine(
+    store: Store,
+    engine: std::sync::Arc<crate::engine::Engine>,
+    smtp: Option<crate::config::SmtpConfig>,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -249,6 +254,7 @@ fn start_engine(store: Store, engine: std::sync::Arc<crate::engine::Engine>) -> 
                 engine
                     .policy
                     .spawn_watcher(std::time::Duration::from_secs(3));
+                crate::notify::spawn(&store, &engine, smtp.as_ref());
                 crate::jobs::Workers::new(store, engine).spawn();
                 std::future::pending::<()>().await
             })

@@ -6,6 +6,8 @@
 
 mod admin_api;
 mod crash;
+mod demo;
+mod notify;
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the stand-ins that the connectors' integration tests start (AWS IAM: moto_server;
-# LDAP: slapd; AD: Samba AD DC; GitHub: emulate + prism with GitHub's official OpenAPI).
+# LDAP: slapd; AD: Samba AD DC; GitHub: emulate + prism with GitHub's official OpenAPI), and the
+# SMTP sink (aiosmtpd) of scim-server's notification tests.
 # Idempotent: re-running skips what is already there. Run as root (apt-get).
 #
 #   bash connectors/tests/support_standins/install.sh
@@ -41,6 +42,14 @@ if ! "$HOME_DIR/venv/bin/python" -c "import moto, flask, flask_cors, sys; sys.ex
   log "python venv with moto $MOTO_VERSION"
   python3 -m venv "$HOME_DIR/venv"
   "$HOME_DIR/venv/bin/pip" install -q "moto[server]==$MOTO_VERSION"
+fi
+
+# ---- aiosmtpd (the SMTP sink of scim-server's notification tests, tests/engine/notify.rs) -------
+AIOSMTPD_VERSION=1.4.6
+if ! "$HOME_DIR/venv/bin/python" -c "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '$AIOSMTPD_VERSION')" 2>/dev/null; then
+  log "aiosmtpd $AIOSMTPD_VERSION in the python venv"
+  [ -x "$HOME_DIR/venv/bin/pip" ] || python3 -m venv "$HOME_DIR/venv"
+  "$HOME_DIR/venv/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION"
 fi
 
 # ---- GitHub: emulate on Node 22, prism, GitHub's OpenAPI ---------------------------------------

@@ -6,7 +6,7 @@ use diesel::RunQueryDsl;
 use serde::Serialize;
 
 use super::sql::{Bind, Sql};
-use super::{fmt_ts, DbConnection, StoreResult};
+use super::{fmt_ts, parse_ts, DbConnection, StoreResult};
 
 /// A notification row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -21,6 +21,10 @@ pub struct Notification {
     pub status: String,
     pub attempts: i64,
     pub last_error: Option<String>,
+    /// When the row is due (the next retry, for a pending row that failed before).
+    pub not_before: Option<DateTime<Utc>>,
+    /// When it was delivered.
+    pub sent: Option<DateTime<Utc>>,
 }
 
 pub fn enqueue(
@@ -61,6 +65,8 @@ type St = (
     Text,
     BigInt,
     Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
 );
 type Tuple = (
     i64,
@@ -72,10 +78,12 @@ type Tuple = (
     String,
     i64,
     Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
 const COLS: &str = "SELECT id, kind, user_id, recipients, subject, body, status, attempts, \
-     last_error FROM engine_notifications ";
+     last_error, not_before, sent FROM engine_notifications ";
 
 fn row(t: Tuple) -> Notification {
     Notification {
@@ -88,6 +96,8 @@ fn row(t: Tuple) -> Notification {
         status: t.6,
         attempts: t.7,
         last_error: t.8,
+        not_before: t.9.as_deref().and_then(parse_ts),
+        sent: t.10.as_deref().and_then(parse_ts),
     }
 }
 
@@ -109,8 +119,11 @@ pub fn claim(
     if matches!(c, DbConnection::Postgresql(_)) {
         q.push(" FOR UPDATE SKIP LOCKED");
     }
-    let rows: Vec<Notification> = q.load::<Tuple>(c)?.into_iter().map(row).collect();
-    for n in &rows {
+    let mut rows: Vec<Notification> = q.load::<Tuple>(c)?.into_iter().map(row).collect();
+    for n in &mut rows {
+        // What the row says after this claim: running, this attempt counted.
+        n.status = "running".into();
+        n.attempts += 1;
         let mut u = Sql::<()>::new("UPDATE engine_notifications SET status = 'running', attempts = attempts + 1, lease_until = ");
         u.text(fmt_ts(now + lease)).push(" WHERE id = ").int(n.id);
         u.execute(c)?;
@@ -118,11 +131,21 @@ pub fn claim(
     Ok(rows)
 }
 
-pub fn mark_sent(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+/// Marks a message delivered; `note` records recipients that were skipped (no email).
+pub fn mark_sent(
+    c: &mut DbConnection,
+    id: i64,
+    now: DateTime<Utc>,
+    note: Option<&str>,
+) -> StoreResult<()> {
     let mut q = Sql::<()>::new(
-        "UPDATE engine_notifications SET status = 'sent', lease_until = NULL, sent = ",
+        "UPDATE engine_notifications SET status = 'sent', lease_until = NULL, last_error = ",
     );
-    q.text(fmt_ts(now)).push(" WHERE id = ").int(id);
+    q.bind(Bind::OptText(note.map(str::to_string)))
+        .push(", sent = ")
+        .text(fmt_ts(now))
+        .push(" WHERE id = ")
+        .int(id);
     q.execute(c)?;
     Ok(())
 }
@@ -155,4 +178,19 @@ pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> StoreResult<Vec<Noti
     }
     q.push(" ORDER BY id");
     Ok(q.load::<Tuple>(c)?.into_iter().map(row).collect())
+}
+
+/// One notification.
+pub fn get(c: &mut DbConnection, id: i64) -> StoreResult<Option<Notification>> {
+    let mut q = Sql::<St>::new(COLS);
+    q.push("WHERE id = ").int(id);
+    Ok(q.load::<Tuple>(c)?.into_iter().map(row).next())
+}
+
+/// How many notifications are in each status.
+pub fn counts(c: &mut DbConnection) -> StoreResult<std::collections::BTreeMap<String, i64>> {
+    let q = Sql::<(Text, BigInt)>::new(
+        "SELECT status, COUNT(*) FROM engine_notifications GROUP BY status ORDER BY status",
+    );
+    Ok(q.load::<(String, i64)>(c)?.into_iter().collect())
 }

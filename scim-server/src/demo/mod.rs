@@ -1,0 +1,400 @@
+//! `scimhub demo`: the whole lifecycle in a minute with nothing installed.
+//!
+//! It starts a real hub (HTTP server, engine, workers) on a free local port with the demo policy
+//! (`examples/demo-policy.toml`, compiled in), a throw-away SQLite database in a temporary
+//! directory and in-memory downstream apps ([`connectors::memory`]), then drives the
+//! [`simulator`]'s HRIS story against it over SCIM. After each step it waits until the outbox is
+//! drained and prints every app's accounts as a table, plus the notifications queued by the
+//! step (subject and recipients; bodies carry signed links and stay in the database).
+
+pub mod simulator;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use connectors::memory::MemoryConnector;
+
+use crate::admin::{in_tx, Admin};
+use crate::auth::Authenticator;
+use crate::cli::DemoArgs;
+use crate::config::Config;
+use crate::engine::registry::{default_builder, Registry};
+use crate::engine::{Engine, SystemClock};
+use crate::http::AppState;
+use crate::policy::reload::PolicyHandle;
+use crate::policy::Policy;
+use crate::store::{notifications, Store};
+use simulator::{Hris, Step};
+
+/// The demo policy, as shipped in `examples/`.
+pub const DEMO_POLICY: &str = include_str!("../../../examples/demo-policy.toml");
+/// The SCIM schema of the demo HRIS's extension (contract end date, sponsor, ...).
+pub const DEMO_EXTENSION: &str = include_str!("../../../examples/demo-extension.schema.json");
+
+/// The server's schema registry plus the demo extension on User.
+pub fn demo_registry() -> anyhow::Result<scim_schema::schema::SchemaRegistry> {
+    let mut reg = crate::service::schemas::registry();
+    reg.load_schema_json(DEMO_EXTENSION)
+        .map_err(|e| anyhow::anyhow!("demo extension schema: {e}"))?;
+    reg.add_extension("User", simulator::ACME, false)
+        .map_err(|e| anyhow::anyhow!("demo extension schema: {e}"))?;
+    Ok(reg)
+}
+
+/// The apps of the policy, in policy order, with their in-memory state.
+type Apps = Vec<(String, MemoryConnector)>;
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Runs `scimhub demo`.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // Warnings only (RUST_LOG overrides): the tables are the output.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let started = Instant::now();
+    let dir = std::env::temp_dir().join(format!("scimhub-demo-{}", random_hex(6)));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = run_in(&args, &dir, started);
+    if !args.keep_running || result.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::Result<()> {
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let token = format!("demo-{}", random_hex(16));
+
+    // The policy, with one-click links pointing at this hub and a fresh link key.
+    let text = match &args.policy {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        None => DEMO_POLICY.to_string(),
+    };
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("link_base_url") {
+                format!("link_base_url = \"{url}\"")
+            } else if l.trim_start().starts_with("link_secret") {
+                let key = dir.join("link.key");
+                format!("link_secret = {{ file = {:?} }}", key.display().to_string())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("link.key"), random_hex(32))?;
+    let policy = Policy::parse(&text, "demo-policy.toml")
+        .map_err(|e| anyhow::anyhow!("demo policy rejected:\n{e}"))?;
+
+    // In-memory apps, one per connector of the policy.
+    let registry = Registry::new(default_builder());
+    let mut apps: Apps = Vec::new();
+    for name in policy.connectors.keys() {
+        let m = MemoryConnector::new(name.clone());
+        registry.insert(name, Arc::new(m.clone()));
+        apps.push((name.clone(), m));
+    }
+    let engine = Arc::new(Engine::new(
+        PolicyHandle::fixed(policy),
+        Arc::new(SystemClock),
+        registry,
+    ));
+    let database_url = format!("sqlite://{}", dir.join("hub.db").display());
+    let store = crate::engine::install(
+        Store::open(&database_url).map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?,
+        engine.clone(),
+    );
+
+    // The workers and timers (no SMTP: notifications stay queued and are listed below).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("scimhub-demo")
+        .build()?;
+    {
+        let _guard = rt.enter();
+        let mut workers = crate::jobs::Workers::new(store.clone(), engine.clone());
+        workers.config.idle_poll = Duration::from_millis(50);
+        workers.spawn();
+    }
+
+    // The HTTP server, on its own thread.
+    let config = Config {
+        bind: format!("127.0.0.1:{port}"),
+        database_url,
+        bootstrap_token: Some(token.clone()),
+        ..Config::default()
+    };
+    let auth = Authenticator::new(config.bootstrap_token.clone(), None);
+    let state = AppState::new(config, demo_registry()?, store.clone(), auth)?;
+    let server = std::thread::Builder::new()
+        .name("scimhub-demo-http".into())
+        .spawn(move || actix_web::rt::System::new().block_on(crate::http::serve(state)))?;
+
+    // Not locked: the server thread prints its `listening on` line too.
+    let mut out = std::io::stdout();
+    rt.block_on(wait_healthy(&url))?;
+    writeln!(out, "scimhub demo: hub at {url}/scim/v2")?;
+    writeln!(out, "bootstrap token: {token}")?;
+    writeln!(
+        out,
+        "policy: examples/demo-policy.toml ({} apps, in memory); database: {}",
+        apps.len(),
+        dir.join("hub.db").display()
+    )?;
+
+    let admin = Admin::new(store.clone(), engine.clone());
+    let mut hris = Hris::new(&url, &token)?;
+    let steps = simulator::scenario(chrono::Utc::now().date_naive());
+    let mut seen_notifications = 0usize;
+    for (i, step) in steps.iter().enumerate() {
+        writeln!(
+            out,
+            "\n== step {}/{}: {}",
+            i + 1,
+            steps.len(),
+            step.describe()
+        )?;
+        let pushed = rt.block_on(hris.apply(step))?;
+        if !pushed {
+            in_hub(&admin, &store, step, &mut out)?;
+        }
+        drain(&store)?;
+        write!(out, "{}", table(&apps, &hris.ids))?;
+        seen_notifications = print_notifications(&store, seen_notifications, &hris.ids, &mut out)?;
+        let pending = admin
+            .approvals(Some("pending"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for a in &pending {
+            writeln!(
+                out,
+                "  waiting for approval ({}): {} {} on {}",
+                a.level,
+                a.kind,
+                a.entitlement.as_deref().unwrap_or(""),
+                a.connector.as_deref().unwrap_or("")
+            )?;
+        }
+        if let Step::Joiner(p) = step {
+            if let (Some(_), Some(id)) = (&p.contract_end, hris.ids.get(&p.user_name)) {
+                let timers = in_tx(&store, |c| crate::store::timers::list(c, Some(id)))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                for t in timers.iter().filter(|t| t.status == "pending") {
+                    writeln!(
+                        out,
+                        "  timer: {} at {}",
+                        t.kind,
+                        t.due.format("%Y-%m-%d %H:%M")
+                    )?;
+                }
+            }
+        }
+    }
+    writeln!(out, "\n== final state")?;
+    write!(out, "{}", table(&apps, &hris.ids))?;
+    writeln!(
+        out,
+        "\ndone in {:.1}s: every step above went over SCIM to a real hub; \
+         the apps are in memory.",
+        started.elapsed().as_secs_f64()
+    )?;
+    out.flush()?;
+    if args.keep_running {
+        writeln!(
+            out,
+            "the hub keeps running at {url}/scim/v2 (token {token}); Ctrl-C stops it"
+        )?;
+        out.flush()?;
+        server
+            .join()
+            .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    }
+    Ok(())
+}
+
+async fn wait_healthy(url: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the hub did not start at {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Steps SCIM cannot express, done through the admin operations of the hub itself.
+fn in_hub(
+    admin: &Admin,
+    store: &Store,
+    step: &Step,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
+    match step {
+        Step::Approve => {
+            for a in admin.approvals(Some("pending")).map_err(err)? {
+                let by = match a.level.as_str() {
+                    "owner" => "it-owners@acme.example",
+                    "security" => "security@acme.example",
+                    _ => "manager",
+                };
+                admin.approve(&a.id, by).map_err(err)?;
+                writeln!(
+                    out,
+                    "  approved by {by}: {} {} on {}",
+                    a.kind,
+                    a.entitlement.as_deref().unwrap_or(""),
+                    a.connector.as_deref().unwrap_or("")
+                )?;
+            }
+        }
+        Step::Acknowledge { user_name } => {
+            // The link in the newest mover summary for the user, as the manager would click it.
+            let (id, _) = admin.find_user(user_name).map_err(err)?;
+            let notes = in_tx(store, |c| notifications::list(c, Some(&id)))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let link = notes
+                .iter()
+                .rev()
+                .filter(|n| n.kind == "mover_summary")
+                .find_map(|n| {
+                    n.body.lines().find_map(|l| {
+                        l.strip_prefix("Acknowledge (remove legacy access now): ")
+                            .map(str::to_string)
+                    })
+                })
+                .context("no one-click link in the mover summary")?;
+            let token = link
+                .rsplit_once("/links/")
+                .map(|(_, t)| t)
+                .context("malformed link")?;
+            let said = admin.follow_link(token).map_err(err)?;
+            writeln!(out, "  manager followed the signed link: {}", said.message)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Waits until no operation is pending or running.
+fn drain(store: &Store) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Give the workers a moment to see the new rows, then poll.
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let counts = crate::jobs::op_counts(store, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let open = counts.get("pending").copied().unwrap_or(0)
+            + counts.get("running").copied().unwrap_or(0);
+        if open == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the outbox did not drain: {counts:?}"
+        );
+    }
+}
+
+/// Notifications queued since the last step: kind, subject, recipients.
+fn print_notifications(
+    store: &Store,
+    seen: usize,
+    ids: &BTreeMap<String, String>,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<usize> {
+    let all = in_tx(store, |c| notifications::list(c, None)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let names: BTreeMap<&str, &str> = ids.iter().map(|(n, i)| (i.as_str(), n.as_str())).collect();
+    for n in all.iter().skip(seen) {
+        let to: Vec<&str> = n
+            .recipients
+            .iter()
+            .map(|r| names.get(r.as_str()).copied().unwrap_or(r.as_str()))
+            .collect();
+        writeln!(
+            out,
+            "  notification queued: {:?} -> {}",
+            n.subject,
+            to.join(", ")
+        )?;
+    }
+    Ok(all.len())
+}
+
+/// One row per app, one column per person: the entitlements they hold (`·` no account,
+/// `disabled` for a disabled account).
+pub fn table(apps: &Apps, ids: &BTreeMap<String, String>) -> String {
+    let _ = ids;
+    let mut people: Vec<String> = Vec::new();
+    for (_, app) in apps {
+        for key in app.state().accounts.keys() {
+            if !people.contains(key) {
+                people.push(key.clone());
+            }
+        }
+    }
+    let mut rows: Vec<Vec<String>> = vec![std::iter::once("app".to_string())
+        .chain(people.iter().cloned())
+        .collect()];
+    for (name, app) in apps {
+        let state = app.state();
+        let mut row = vec![name.clone()];
+        for p in &people {
+            row.push(match state.accounts.get(p) {
+                None => "·".into(),
+                Some(a) if !a.enabled => "disabled".into(),
+                Some(a) if a.entitlements.is_empty() => "(account)".into(),
+                Some(a) => a
+                    .entitlements
+                    .iter()
+                    .map(|e| match &e.role {
+                        Some(r) => format!("{}:{}", e.id, r),
+                        None => e.id.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            });
+        }
+        rows.push(row);
+    }
+    let cols = rows[0].len();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut s = String::new();
+    for r in &rows {
+        let mut line = String::from("  ");
+        for (c, cell) in r.iter().enumerate() {
+            let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}

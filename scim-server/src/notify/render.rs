@@ -1,0 +1,141 @@
+//! Turning a notification row into an email: a plain-text body (the row's text as written) and an
+//! HTML alternative in which every character of the text is escaped and only `http(s)://` URLs
+//! become links, so a user-supplied name can never inject markup.
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Where URLs start in `text`, and where they end (at whitespace or a character that cannot end
+/// a link we write: `<`, `>`, `"`).
+fn urls(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        let start = match (rest.find("http://"), rest.find("https://")) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => break,
+        };
+        let from = i + start;
+        let len = text[from..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
+            .unwrap_or(text.len() - from);
+        // A sentence's closing punctuation is not part of the link.
+        let mut to = from + len;
+        while to > from && text[..to].ends_with(['.', ',', ')', ';']) {
+            to -= 1;
+        }
+        out.push((from, to));
+        i = from + len.max(1);
+    }
+    out
+}
+
+/// The HTML alternative of a plain-text body.
+pub fn html_body(subject: &str, text: &str) -> String {
+    let mut body = String::new();
+    let mut last = 0;
+    for (from, to) in urls(text) {
+        body.push_str(&escape_html(&text[last..from]));
+        let url = escape_html(&text[from..to]);
+        body.push_str(&format!("<a href=\"{url}\">{url}</a>"));
+        last = to;
+    }
+    body.push_str(&escape_html(&text[last..]));
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head>\
+         <body><pre style=\"font-family: sans-serif; white-space: pre-wrap\">{body}</pre>\
+         </body></html>\n",
+        escape_html(subject)
+    )
+}
+
+/// Why a message could not be built (a permanent failure of that row).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+/// Builds the message. `id` makes the Message-ID stable across retries, so a receiver can drop
+/// the duplicate of a delivery whose success was not recorded (a crash right after sending).
+pub fn message(
+    id: i64,
+    from: &Mailbox,
+    to: &[Mailbox],
+    subject: &str,
+    text: &str,
+) -> Result<Message, RenderError> {
+    let domain = from.email.domain().to_string();
+    let mut b = Message::builder()
+        .from(from.clone())
+        .subject(subject)
+        .message_id(Some(format!("<scimhub-notification-{id}@{domain}>")));
+    for m in to {
+        b = b.to(m.clone());
+    }
+    b.multipart(
+        MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(text.to_string()),
+            )
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(html_body(subject, text)),
+            ),
+    )
+    .map_err(|e| RenderError(format!("cannot build the message: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_values_are_escaped_and_only_urls_become_links() {
+        let text = "User <script>alert('x')</script> & \"co\" moved.\n\
+                    Acknowledge: https://hub.example.com/admin/v1/links/abc.def\n\
+                    Extend (7 days): http://h/x?a=1&b=2.";
+        let html = html_body("Mover <b>", text);
+        assert!(html
+            .contains("User &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;co&quot;"));
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("<title>Mover &lt;b&gt;</title>"));
+        assert!(html.contains(
+            "<a href=\"https://hub.example.com/admin/v1/links/abc.def\">https://hub.example.com/admin/v1/links/abc.def</a>"
+        ));
+        // The query's & is escaped inside the attribute; the sentence's full stop stays outside.
+        assert!(html.contains("<a href=\"http://h/x?a=1&amp;b=2\">http://h/x?a=1&amp;b=2</a>."));
+    }
+
+    #[test]
+    fn builds_a_multipart_alternative() {
+        let from: Mailbox = "scimhub@example.com".parse().expect("from");
+        let to: Mailbox = "m@example.com".parse().expect("to");
+        let m = message(7, &from, &[to], "Subject", "Body https://x/y").expect("message");
+        let raw = String::from_utf8(m.formatted()).expect("utf8");
+        assert!(raw.contains("multipart/alternative"));
+        assert!(raw.contains("text/plain"));
+        assert!(raw.contains("text/html"));
+        assert!(raw.contains("Message-ID: <scimhub-notification-7@example.com>"));
+    }
+}

@@ -1,0 +1,95 @@
+//! `scimhub demo` (the real binary) runs its whole scenario and prints the final state.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The rows of the last table printed after `== final state`: app -> person -> cell.
+fn final_table(stdout: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let tail = stdout
+        .split("\n== final state\n")
+        .nth(1)
+        .expect("a final state section");
+    let mut lines = tail.lines().take_while(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header[0], "app");
+    let mut out = BTreeMap::new();
+    for l in lines {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        let row = header[1..]
+            .iter()
+            .zip(&cells[1..])
+            .map(|(p, c)| (p.to_string(), c.to_string()))
+            .collect();
+        out.insert(cells[0].to_string(), row);
+    }
+    out
+}
+
+#[test]
+fn demo_runs_the_lifecycle_to_completion() {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_scimhub"))
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The hub's address and token come first.
+    assert!(
+        stdout.contains("scimhub demo: hub at http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bootstrap token: demo-"), "{stdout}");
+    // Every step ran, the approval and the one-click link included.
+    for step in [
+        "step 1/7: joiner",
+        "step 2/7: approval",
+        "step 4/7: mover",
+        "step 6/7: contractor",
+        "step 7/7: leaver",
+    ] {
+        assert!(stdout.contains(step), "missing {step}:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("approved by it-owners@acme.example"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Legacy access removed."), "{stdout}");
+    assert!(
+        stdout.contains(
+            "\"scimhub: permission change summary\" -> grace@acme.example, security@acme.example"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("  timer: reminder at ").count(),
+        3,
+        "{stdout}"
+    );
+
+    let t = final_table(&stdout);
+    let cell = |app: &str, who: &str| t[app][who].as_str();
+    // The leaver: every account disabled, none left enabled anywhere.
+    for app in ["aws", "github", "jira", "salesforce", "slack", "workday"] {
+        assert_eq!(cell(app, "alan"), "disabled", "{app}");
+    }
+    assert_eq!(cell("netsuite", "alan"), "·");
+    // The manager: birthright + engineering, and the approved org admin role.
+    assert_eq!(cell("github", "grace"), "acme:admin,engineering:member");
+    assert_eq!(cell("slack", "grace"), "general");
+    assert_eq!(cell("aws", "grace"), "developers");
+    // The contractor: project tools only, no HR or finance system.
+    assert_eq!(cell("slack", "cora"), "contractors");
+    assert_eq!(cell("jira", "cora"), "PROJ");
+    assert_eq!(cell("github", "cora"), "contractors:member");
+    assert_eq!(cell("workday", "cora"), "·");
+    assert_eq!(cell("netsuite", "cora"), "·");
+}
