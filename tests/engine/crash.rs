@@ -49,7 +49,7 @@ fn crash_mid_plan_converges_without_duplicates() {
 [[connector]]
 name = "app"
 type = "memory"
-settings = {{ file = "{}", delay_ms = 30 }}
+settings = {{ file = "{}", delay_ms = 100 }}
 
 [[profile]]
 name = "all"
@@ -84,7 +84,8 @@ grants = [
             .unwrap();
         assert_eq!(r.status().as_u16(), 201);
     }
-    // Kill while operations are in flight (80 operations at 30 ms each, 16 at a time).
+    // Kill while operations are in flight: each user's four operations run in order at 100 ms
+    // each, so the last user created cannot be done 120 ms later however fast the machine is.
     std::thread::sleep(Duration::from_millis(120));
     child.kill().unwrap();
     child.wait().unwrap();
