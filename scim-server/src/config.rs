@@ -67,6 +67,27 @@ pub struct Config {
     /// `docs/notifications.md`).
     #[serde(skip_serializing)]
     pub smtp: Option<SmtpConfig>,
+    /// Custom extension schemas (RFC 7643 §7 JSON files) added to a resource type, e.g. a
+    /// contractor extension with `contractEndDate` and `sponsor`. Config file only:
+    /// `[[schema_extensions]] file = "contractor.schema.json"`.
+    pub schema_extensions: Vec<SchemaExtensionConfig>,
+}
+
+/// One `[[schema_extensions]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaExtensionConfig {
+    /// A file holding one schema object or an array of them, in the RFC 7643 §7 representation.
+    pub file: std::path::PathBuf,
+    /// The resource type the schemas extend (`User` or `Group`).
+    #[serde(default = "default_extended_type")]
+    pub resource_type: String,
+    /// Whether every resource of that type must carry the extension.
+    #[serde(default)]
+    pub required: bool,
+}
+
+fn default_extended_type() -> String {
+    "User".into()
 }
 
 impl Default for Config {
@@ -87,6 +108,7 @@ impl Default for Config {
             jwt: None,
             clients: Default::default(),
             smtp: None,
+            schema_extensions: Vec::new(),
         }
     }
 }

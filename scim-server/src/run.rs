@@ -84,8 +84,10 @@ fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
         },
         (None, None) => anyhow::bail!("--request or --user is required"),
     };
-    let schemas = crate::service::Schemas::new(crate::service::schemas::registry(), config.strict)
+    let registry = crate::service::schemas::configured_registry(&config.schema_extensions)
         .map_err(anyhow::Error::msg)?;
+    let schemas =
+        crate::service::Schemas::new(registry, config.strict).map_err(anyhow::Error::msg)?;
     let (store, engine) = open_engine(&config, &common, 0)?;
     let admin = crate::admin::Admin::new(store, engine);
     let out = admin
@@ -226,7 +228,8 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
         }
         None => (open_store(&config, 1)?, None),
     };
-    let registry = crate::service::schemas::registry();
+    let registry = crate::service::schemas::configured_registry(&config.schema_extensions)
+        .map_err(anyhow::Error::msg)?;
     let mut state = AppState::new(config, registry, store, auth)?;
     if let Some(admin) = admin {
         state = state.with_admin(admin);

@@ -38,9 +38,7 @@ pub const DEMO_EXTENSION: &str = include_str!("../../../examples/demo-extension.
 /// The server's schema registry plus the demo extension on User.
 pub fn demo_registry() -> anyhow::Result<scim_schema::schema::SchemaRegistry> {
     let mut reg = crate::service::schemas::registry();
-    reg.load_schema_json(DEMO_EXTENSION)
-        .map_err(|e| anyhow::anyhow!("demo extension schema: {e}"))?;
-    reg.add_extension("User", simulator::ACME, false)
+    crate::service::schemas::add_extension_json(&mut reg, DEMO_EXTENSION, "User", false)
         .map_err(|e| anyhow::anyhow!("demo extension schema: {e}"))?;
     Ok(reg)
 }
