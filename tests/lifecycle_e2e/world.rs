@@ -38,10 +38,10 @@ pub fn hub_bin() -> PathBuf {
     if let Ok(b) = std::env::var("SCIMHUB_BIN") {
         return PathBuf::from(b);
     }
-    PathBuf::from(
-        option_env!("CARGO_BIN_EXE_scimhub")
-            .expect("set SCIMHUB_BIN to a built scimhub binary (cargo build -p scim-server)"),
-    )
+    match option_env!("CARGO_BIN_EXE_scimhub") {
+        Some(b) => PathBuf::from(b),
+        None => panic!("set SCIMHUB_BIN to a built scimhub binary (cargo build -p scim-server)"),
+    }
 }
 
 /// A running scimhub (killed by its pid on drop, through [`Proc`]).
@@ -691,7 +691,7 @@ impl World {
         let u = self.down.user_by_name(user_name).await?;
         let id = u["id"].as_str().expect("id").to_owned();
         let mut groups = Vec::new();
-        for (name, _) in &self.down_groups {
+        for name in self.down_groups.keys() {
             if self.down.group_member_ids(name).await.contains(&id) {
                 groups.push(name.clone());
             }
