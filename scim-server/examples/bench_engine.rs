@@ -52,7 +52,10 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
@@ -66,7 +69,10 @@ async fn main() {
     let hub = Hub::start(dir.path(), "hub", HUB_TOKEN, &["--policy", &p], &[]);
     let scim = Scim::new(&hub.base, HUB_TOKEN);
     let (_, spc) = scim.get("/ServiceProviderConfig").await;
-    let batch = spc["bulk"]["maxOperations"].as_u64().unwrap_or(1000).min(1000) as usize;
+    let batch = spc["bulk"]["maxOperations"]
+        .as_u64()
+        .unwrap_or(1000)
+        .min(1000) as usize;
     let store = hub.store();
     let count = |status: &str| {
         let rows = scim_server::admin::in_tx(&store, |c| {
@@ -92,8 +98,10 @@ async fn main() {
             .send(
                 reqwest::Method::POST,
                 "/Bulk",
-                Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
-                            "failOnErrors": 1, "Operations": ops})),
+                Some(
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                            "failOnErrors": 1, "Operations": ops}),
+                ),
             )
             .await;
         assert_eq!(s, 200, "{v}");
@@ -101,11 +109,15 @@ async fn main() {
     }
     let pushed = t0.elapsed();
     loop {
-        let open = scim_server::admin::in_tx(&store, scim_server::store::outbox::count_open).unwrap();
+        let open =
+            scim_server::admin::in_tx(&store, scim_server::store::outbox::count_open).unwrap();
         if open == 0 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(900), "not done: {open} open");
+        assert!(
+            t0.elapsed() < Duration::from_secs(900),
+            "not done: {open} open"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let done_at = t0.elapsed();
@@ -139,11 +151,16 @@ async fn main() {
             .unwrap();
             let leaver: Vec<_> = rows.into_iter().filter(|r| r.event == "leaver").collect();
             if !leaver.is_empty()
-                && leaver.iter().all(|r| r.status == "done" || r.status == "failed")
+                && leaver
+                    .iter()
+                    .all(|r| r.status == "done" || r.status == "failed")
             {
                 break leaver.iter().filter_map(|r| r.finished).max().unwrap();
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "leaver {name} not done");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "leaver {name} not done"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         lat.push((last - responded).num_microseconds().unwrap_or(0) as f64 / 1000.0);

@@ -30,13 +30,10 @@ async fn main() {
         .unwrap_or(100);
     // emulate knows only seeded logins: one per leaver
     let dir = support_standins::Scratch::new("bench-leavers-seed");
-    let base = std::fs::read_to_string(
-        support_standins::stacks::support_dir().join("github-seed.yaml"),
-    )
-    .unwrap();
-    let users: String = (0..n)
-        .map(|i| format!("    - login: lv{i:04}\n"))
-        .collect();
+    let base =
+        std::fs::read_to_string(support_standins::stacks::support_dir().join("github-seed.yaml"))
+            .unwrap();
+    let users: String = (0..n).map(|i| format!("    - login: lv{i:04}\n")).collect();
     let seed = base.replace("  orgs:\n", &format!("{users}  orgs:\n"));
     let seed_path = dir.path().join("seed.yaml");
     std::fs::write(&seed_path, seed).unwrap();
@@ -47,7 +44,10 @@ async fn main() {
     for i in 0..n {
         let name = format!("lv{i:04}");
         let dept = if i % 2 == 0 { "Engineering" } else { "Sales" };
-        let u = w.scim.post("/Users", person(&name, "Leaver", &name, dept)).await;
+        let u = w
+            .scim
+            .post("/Users", person(&name, "Leaver", &name, dept))
+            .await;
         ids.push(u["id"].as_str().unwrap().to_owned());
     }
     w.settle(Duration::from_secs(900)).await;
@@ -75,12 +75,18 @@ async fn main() {
                 .iter()
                 .any(|r| r.status == "pending" || r.status == "running");
             if let Some(f) = leaver.iter().find(|r| r.status == "failed") {
-                panic!("leaver op failed: {} {} {:?}", f.connector, f.op, f.last_error);
+                panic!(
+                    "leaver op failed: {} {} {:?}",
+                    f.connector, f.op, f.last_error
+                );
             }
             if !leaver.is_empty() && !open {
                 break leaver;
             }
-            assert!(start.elapsed() < Duration::from_secs(120), "leaver {id} not done");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "leaver {id} not done"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         let last = rows.iter().filter_map(|r| r.finished).max().unwrap();
