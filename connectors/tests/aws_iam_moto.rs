@@ -10,138 +10,18 @@
 
 mod support_standins;
 
-use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connectors::aws_iam::{AwsIamConfig, AwsIamConnector, LeaveMode, SUSPENDED_TAG};
 use connectors::secret::Secret;
 use connectors::{AccountRef, AccountSpec, Capability, Connector, Entitlement, ErrorKind};
 use serde_json::json;
+use support_standins::stacks::*;
 use support_standins::*;
 
 const PATH: &str = "/scimhub/";
-
-struct Moto {
-    _proc: Proc,
-    _dir: Scratch,
-    proxy: Responder,
-    key_id: String,
-    secret: String,
-}
-
-type SscTable = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
-
-fn xml_field(text: &str, tag: &str) -> String {
-    let open = format!("<{tag}>");
-    let start = text.find(&open).map(|i| i + open.len()).unwrap_or(0);
-    let end = text[start..].find("</").map(|i| start + i).unwrap_or(start);
-    text[start..end].to_owned()
-}
-
-async fn start_moto() -> Moto {
-    let home = standins_home();
-    let bin = require(&home.join("venv/bin/moto_server"), "moto_server");
-    let dir = Scratch::new("moto");
-    let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
-        .current_dir(dir.path());
-    let mut proc = Proc::spawn("moto_server", cmd, &dir.path().join("moto.log"));
-    proc.wait_ready(Duration::from_secs(30), || {
-        matches!(http_get(port, "/moto-api/"), Some((200, _)))
-    });
-
-    // the proxy: records every call, serves service-specific credentials, forwards the rest
-    let ssc: SscTable = Arc::new(Mutex::new(BTreeMap::new()));
-    let table = ssc.clone();
-    let proxy = Responder::start(Arc::new(move |req: &HttpRequest| {
-        let action = req.form("Action").unwrap_or_default();
-        let user = req.form("UserName").unwrap_or_default();
-        let ok = |name: &str, inner: String| {
-            Reply::Respond(
-                200,
-                vec![("content-type".into(), "text/xml".into())],
-                format!(
-                    "<{name}Response xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><{name}Result>{inner}</{name}Result><ResponseMetadata><RequestId>proxy</RequestId></ResponseMetadata></{name}Response>"
-                ),
-            )
-        };
-        match action.as_str() {
-            "ListServiceSpecificCredentials" => {
-                let t = table.lock().unwrap();
-                let members: String = t
-                    .get(&user)
-                    .map(|ids| {
-                        ids.iter()
-                            .map(|id| format!("<member><UserName>{user}</UserName><Status>Active</Status><ServiceUserName>{user}-at-1</ServiceUserName><CreateDate>2026-01-01T00:00:00Z</CreateDate><ServiceSpecificCredentialId>{id}</ServiceSpecificCredentialId><ServiceName>codecommit.amazonaws.com</ServiceName></member>"))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                ok(
-                    "ListServiceSpecificCredentials",
-                    format!("<ServiceSpecificCredentials>{members}</ServiceSpecificCredentials>"),
-                )
-            }
-            "CreateServiceSpecificCredential" => {
-                let mut t = table.lock().unwrap();
-                let ids = t.entry(user.clone()).or_default();
-                let id = format!("ACCA{:016}", ids.len() + 1);
-                ids.push(id.clone());
-                ok(
-                    "CreateServiceSpecificCredential",
-                    format!("<ServiceSpecificCredential><ServiceSpecificCredentialId>{id}</ServiceSpecificCredentialId></ServiceSpecificCredential>"),
-                )
-            }
-            "DeleteServiceSpecificCredential" => {
-                let id = req.form("ServiceSpecificCredentialId").unwrap_or_default();
-                let mut t = table.lock().unwrap();
-                if let Some(ids) = t.get_mut(&user) {
-                    ids.retain(|i| *i != id);
-                }
-                ok("DeleteServiceSpecificCredential", String::new())
-            }
-            _ => Reply::Forward(port),
-        }
-    }))
-    .await;
-
-    // the three free calls: the hub's own user, its access key, and iam:* for it
-    let boot = connector_with(&proxy, "AKIABOOTSTRAP00000000", "bootstrap-secret", |_| {});
-    boot.call("CreateUser", &[("UserName", "scimhub-admin")])
-        .await
-        .expect("bootstrap CreateUser");
-    let key = boot
-        .call("CreateAccessKey", &[("UserName", "scimhub-admin")])
-        .await
-        .expect("bootstrap CreateAccessKey");
-    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*","Resource":"*"}]}"#;
-    boot.call(
-        "PutUserPolicy",
-        &[
-            ("UserName", "scimhub-admin"),
-            ("PolicyName", "scimhub"),
-            ("PolicyDocument", policy),
-        ],
-    )
-    .await
-    .expect("bootstrap PutUserPolicy");
-    let m = Moto {
-        _proc: proc,
-        _dir: dir,
-        proxy,
-        key_id: xml_field(&key, "AccessKeyId"),
-        secret: xml_field(&key, "SecretAccessKey"),
-    };
-    assert!(m.key_id.starts_with("AKIA"), "{key}");
-    // from here on moto checks signatures: prove it rejects an unsigned-equivalent (bad) key
-    let bad = connector_with(&m.proxy, "AKIANOTAREALKEY00000", "nope", |_| {});
-    let err = bad.call("ListUsers", &[]).await.expect_err("auth enforced");
-    assert!(err.message.contains("InvalidClientTokenId"), "{err}");
-    m
-}
 
 fn connector_with(
     r: &Responder,

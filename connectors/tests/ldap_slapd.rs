@@ -16,6 +16,7 @@ use connectors::secret::Secret;
 use connectors::{AccountRef, AccountSpec, Connector, Entitlement, ErrorKind};
 use ldap3::{LdapConnAsync, LdapConnSettings};
 use serde_json::json;
+use support_standins::stacks::*;
 use support_standins::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,42 +24,7 @@ const ADMIN: &str = "cn=admin,dc=example,dc=com";
 const ADMIN_PW: &str = "adminpw";
 const PLACEHOLDER: &str = "cn=placeholder,ou=people,dc=example,dc=com";
 
-struct Slapd {
-    _proc: Proc,
-    dir: Scratch,
-    port: u16,
-    sport: u16,
-}
-
 impl Slapd {
-    fn start() -> Slapd {
-        require_bin("slapd");
-        require_bin("slapadd");
-        let dir = Scratch::new("slapd");
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support_standins/start-slapd.sh");
-        let (port, sport) = (free_port(), free_port());
-        let mut cmd = Command::new("bash");
-        cmd.arg(&script)
-            .arg(dir.path())
-            .arg(port.to_string())
-            .arg(sport.to_string());
-        let mut proc = Proc::spawn("slapd", cmd, &dir.path().join("slapd.log"));
-        proc.wait_ready(Duration::from_secs(30), || {
-            port_open(port) && port_open(sport)
-        });
-        Slapd {
-            _proc: proc,
-            dir,
-            port,
-            sport,
-        }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("certs/ca.pem")
-    }
-
     fn config(&self, tls: LdapTls, disable: DisableMethod) -> LdapConfig {
         let url = match tls {
             LdapTls::Ldaps => format!("ldaps://127.0.0.1:{}", self.sport),

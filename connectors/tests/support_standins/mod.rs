@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod stacks;
+
 /// Where `install.sh` put moto, node, prism, emulate and the trimmed GitHub spec.
 pub fn standins_home() -> PathBuf {
     if let Ok(d) = std::env::var("SCIMHUB_STANDINS_HOME") {

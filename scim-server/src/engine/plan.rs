@@ -409,6 +409,22 @@ pub fn diff(
             }
         }
         for op in ops {
+            let kind_unknown = match &op {
+                Operation::Grant { entitlement, .. } | Operation::Revoke { entitlement, .. } => {
+                    caps.get(name).is_some_and(|k| {
+                        !k.entitlement_kinds.is_empty() && !k.knows_kind(&entitlement.kind)
+                    })
+                }
+                _ => false,
+            };
+            if kind_unknown {
+                plan.skipped.push(format!(
+                    "{name}: {} (entitlement kind not known to the connector)",
+                    op.describe()
+                ));
+                op.apply(&mut rec);
+                continue;
+            }
             if !supports(op.capability()) {
                 plan.skipped
                     .push(format!("{name}: {} (not supported)", op.describe()));

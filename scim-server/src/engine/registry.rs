@@ -4,32 +4,168 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use connectors::aws_iam::{AwsIamConfig, AwsIamConnector, LeaveMode};
+use connectors::github::{GitHubConfig, GitHubConnector};
+use connectors::ldap::{
+    ActiveDirectory, AdLeave, DisableMethod, GenericLdap, LdapConfig, LdapConnector, LdapFlavor,
+    LdapTls,
+};
 use connectors::memory::MemoryConnector;
+use connectors::okta::OktaConnector;
+use connectors::scim::ScimConnector;
+use connectors::secret::Secret;
+use connectors::slack::SlackConnector;
+use connectors::webhook::WebhookConnector;
 use connectors::{Capabilities, Connector};
 
+use crate::policy::connector_config::{
+    AdLeaveMode, ConnectorConfig, IamLeaveMode, LdapDisable, TlsMode,
+};
 use crate::policy::{ConnectorDef, Policy};
 
 /// Builds a connector from its policy definition.
 pub type Builder = Arc<dyn Fn(&ConnectorDef) -> Result<Arc<dyn Connector>, String> + Send + Sync>;
 
-/// The connector types this binary can build today: `memory` (settings: `file` to mirror the
-/// state to, `delay_ms` to slow every call). Other types are added here as their modules land.
+/// Builds every connector type of [`crate::policy::CONNECTOR_TYPES`] from its typed settings
+/// ([`ConnectorConfig`]) with its credentials loaded from their environment variables or files.
+/// See `docs/connectors.md`.
 pub fn default_builder() -> Builder {
-    Arc::new(|def: &ConnectorDef| match def.kind.as_str() {
-        "memory" => {
-            let mut m = MemoryConnector::new(def.name.clone());
-            if let Some(f) = def.settings.get("file").and_then(|v| v.as_str()) {
+    Arc::new(|def: &ConnectorDef| {
+        let secret = |name: &str| -> Result<Secret, String> {
+            def.credentials
+                .get(name)
+                .ok_or_else(|| format!("credentials.{name} is missing"))?
+                .load()
+                .map_err(|e| format!("credentials.{name}: {e}"))
+        };
+        build(def, &secret)
+    })
+}
+
+/// Builds the connector of `def`, taking its secrets from `secret` (by credential name).
+pub fn build(
+    def: &ConnectorDef,
+    secret: &dyn Fn(&str) -> Result<Secret, String>,
+) -> Result<Arc<dyn Connector>, String> {
+    let name = def.name.as_str();
+    let cfg = ConnectorConfig::parse(&def.kind, &def.settings).map_err(|e| e.message)?;
+    let ms = Duration::from_millis;
+    let c: Arc<dyn Connector> = match cfg {
+        ConnectorConfig::Memory(s) => {
+            let mut m = MemoryConnector::new(name);
+            if let Some(f) = s.file {
                 m = m.with_file(f);
             }
-            if let Some(ms) = def.settings.get("delay_ms").and_then(|v| v.as_u64()) {
-                m = m.with_delay(Duration::from_millis(ms));
+            if s.delay_ms > 0 {
+                m = m.with_delay(ms(s.delay_ms));
             }
-            Ok(Arc::new(m) as Arc<dyn Connector>)
+            Arc::new(m)
         }
-        other => Err(format!(
-            "connector type {other:?} is not built into this binary yet"
-        )),
-    })
+        ConnectorConfig::Scim(s) => {
+            Arc::new(ScimConnector::new(name, s, secret("token")?).map_err(|e| e.message)?)
+        }
+        ConnectorConfig::Slack(s) => Arc::new(
+            SlackConnector::new(name, s, secret("scim_token")?, secret("admin_token")?)
+                .map_err(|e| e.message)?,
+        ),
+        ConnectorConfig::Okta(s) => {
+            Arc::new(OktaConnector::new(name, s, secret("token")?).map_err(|e| e.message)?)
+        }
+        ConnectorConfig::Webhook(s) => Arc::new(
+            WebhookConnector::new(name, s, secret("signing_secret")?).map_err(|e| e.message)?,
+        ),
+        ConnectorConfig::AwsIam(s) => {
+            let mut c = AwsIamConfig::new(
+                name,
+                s.endpoint,
+                secret("access_key_id")?,
+                secret("secret_access_key")?,
+            );
+            c.region = s.region;
+            c.session_token = match def.credentials.get("session_token") {
+                Some(_) => Some(secret("session_token")?),
+                None => None,
+            };
+            c.path = s.path;
+            c.tags = s.tags;
+            c.leave_mode = match s.leave_mode {
+                IamLeaveMode::Delete => LeaveMode::Delete,
+                IamLeaveMode::TagSuspended => LeaveMode::TagSuspended,
+            };
+            c.timeout = ms(s.timeout_ms);
+            c.page_size = s.page_size;
+            Arc::new(AwsIamConnector::new(c).map_err(|e| e.message)?)
+        }
+        ConnectorConfig::Github(s) => {
+            let mut c = GitHubConfig::new(name, s.org, secret("token")?);
+            c.api_base = s.api_base;
+            c.teams = s.teams;
+            c.timeout = ms(s.timeout_ms);
+            c.page_size = s.page_size;
+            Arc::new(GitHubConnector::new(c).map_err(|e| e.message)?)
+        }
+        ConnectorConfig::Ldap(s) => {
+            let disable = match s.disable {
+                LdapDisable::MoveToOu => DisableMethod::MoveToOu(s.disabled_ou.unwrap_or_default()),
+                LdapDisable::PpolicyLock => DisableMethod::PpolicyLock,
+            };
+            let placeholder = s.placeholder_member.unwrap_or_else(|| s.bind_dn.clone());
+            Arc::new(
+                LdapConnector::new(LdapConfig {
+                    name: name.into(),
+                    url: s.url,
+                    tls: tls(s.tls),
+                    ca_file: s.ca_file,
+                    bind_dn: s.bind_dn,
+                    bind_password: secret("bind_password")?,
+                    search_base: s.search_base,
+                    users_dn: s.users_dn,
+                    groups_dn: s.groups_dn,
+                    timeout: ms(s.timeout_ms),
+                    page_size: s.page_size,
+                    flavor: LdapFlavor::Generic(GenericLdap {
+                        disable,
+                        disable_removes_groups: s.disable_removes_groups,
+                        placeholder_member: placeholder,
+                    }),
+                })
+                .map_err(|e| e.message)?,
+            )
+        }
+        ConnectorConfig::Ad(s) => Arc::new(
+            LdapConnector::new(LdapConfig {
+                name: name.into(),
+                url: s.url,
+                tls: tls(s.tls),
+                ca_file: s.ca_file,
+                bind_dn: s.bind_dn,
+                bind_password: secret("bind_password")?,
+                search_base: s.search_base,
+                users_dn: s.users_dn,
+                groups_dn: s.groups_dn,
+                timeout: ms(s.timeout_ms),
+                page_size: s.page_size,
+                flavor: LdapFlavor::ActiveDirectory(ActiveDirectory {
+                    upn_suffix: s.upn_suffix,
+                    leavers_ou: s.leavers_ou,
+                    leave: match s.leave {
+                        AdLeaveMode::Delete => AdLeave::Delete,
+                        AdLeaveMode::DisableAndMove => AdLeave::DisableAndMove,
+                    },
+                }),
+            })
+            .map_err(|e| e.message)?,
+        ),
+    };
+    Ok(c)
+}
+
+fn tls(t: TlsMode) -> LdapTls {
+    match t {
+        TlsMode::Ldaps => LdapTls::Ldaps,
+        TlsMode::Starttls => LdapTls::StartTls,
+        TlsMode::PlainInsecure => LdapTls::PlainInsecure,
+    }
 }
 
 /// The policy generation the instances were built for, and the instances.
@@ -108,5 +244,94 @@ impl Registry {
             .keys()
             .filter_map(|n| self.get(n).map(|c| (n.clone(), c.capabilities())))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connectors::Capability;
+
+    const POLICY: &str = r#"
+[[connector]]
+name = "mem"
+type = "memory"
+
+[[connector]]
+name = "scim"
+type = "scim"
+settings = { base_url = "http://127.0.0.1:1/scim/v2" }
+credentials = { token = { env = "T" } }
+
+[[connector]]
+name = "slack"
+type = "slack"
+settings = { scim = { base_url = "http://127.0.0.1:1/scim/v2" }, api_base_url = "http://127.0.0.1:1/api" }
+credentials = { scim_token = { env = "T" }, admin_token = { env = "T" } }
+
+[[connector]]
+name = "okta"
+type = "okta"
+settings = { base_url = "http://127.0.0.1:1" }
+credentials = { token = { env = "T" } }
+
+[[connector]]
+name = "hook"
+type = "webhook"
+settings = { url = "http://127.0.0.1:1/hook", entitlement_kinds = ["role"] }
+credentials = { signing_secret = { env = "T" } }
+
+[[connector]]
+name = "aws"
+type = "aws_iam"
+settings = { endpoint = "http://127.0.0.1:1/" }
+credentials = { access_key_id = { env = "T" }, secret_access_key = { env = "T" } }
+
+[[connector]]
+name = "gh"
+type = "github"
+settings = { org = "acme", api_base = "http://127.0.0.1:1" }
+credentials = { token = { env = "T" } }
+
+[[connector]]
+name = "dir"
+type = "ldap"
+settings = { url = "ldap://127.0.0.1:1", tls = "plain_insecure", bind_dn = "cn=a", search_base = "dc=x", users_dn = "ou=p,dc=x", groups_dn = "ou=g,dc=x", disable = "ppolicy_lock" }
+credentials = { bind_password = { env = "T" } }
+"#;
+
+    /// Every type builds, and the kinds the policy check enforces are the kinds the built
+    /// connector declares.
+    #[test]
+    fn every_type_builds_and_declares_the_kinds_the_policy_checks() {
+        let policy = Policy::parse(POLICY, "p.toml").expect("valid policy");
+        let placeholder = |_: &str| Ok(Secret::new("placeholder"));
+        for (name, def) in &policy.connectors {
+            let c = build(def, &placeholder).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let cfg = ConnectorConfig::parse(&def.kind, &def.settings).expect("typed");
+            let declared = c.capabilities().entitlement_kinds;
+            match cfg.entitlement_kinds() {
+                None => assert!(declared.is_empty(), "{name}: {declared:?}"),
+                Some(k) => assert_eq!(k, declared, "{name}"),
+            }
+        }
+        let slack = build(&policy.connectors["slack"], &placeholder).expect("slack");
+        assert!(slack.capabilities().supports(Capability::RevokeSessions));
+    }
+
+    #[test]
+    fn missing_secrets_fail_the_build_without_printing_values() {
+        let policy = Policy::parse(POLICY, "p.toml").expect("valid policy");
+        let def = &policy.connectors["gh"];
+        let mut def = def.clone();
+        def.credentials.insert(
+            "token".into(),
+            connectors::secret::SecretRef::Env("SCIMHUB_SURELY_UNSET_GH_TOKEN".into()),
+        );
+        let err = (default_builder())(&def).expect_err("no token");
+        assert!(
+            err.contains("credentials.token") && err.contains("SCIMHUB_SURELY_UNSET_GH_TOKEN"),
+            "{err}"
+        );
     }
 }

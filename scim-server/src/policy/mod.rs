@@ -28,6 +28,7 @@
 //! cycles, each reported as `FILE:LINE:COL: message`. [`reload::PolicyHandle`] keeps the last good
 //! policy in force when a reload fails.
 
+pub mod connector_config;
 pub mod docs;
 pub mod reload;
 
@@ -45,7 +46,7 @@ use toml::Spanned;
 /// The connector types this binary knows (the engine can only build those it has code for; see
 /// [`crate::engine::registry`]).
 pub const CONNECTOR_TYPES: &[&str] = &[
-    "memory", "scim", "webhook", "okta", "slack", "aws_iam", "ldap", "github",
+    "memory", "scim", "webhook", "okta", "slack", "aws_iam", "ldap", "ad", "github",
 ];
 
 /// The checked policy.
@@ -412,10 +413,8 @@ struct RawConnector {
     name: S<String>,
     #[serde(rename = "type")]
     kind: S<String>,
-    #[serde(default)]
-    settings: toml::Table,
-    #[serde(default)]
-    credentials: BTreeMap<String, SecretRef>,
+    settings: Option<S<toml::Table>>,
+    credentials: Option<S<BTreeMap<String, SecretRef>>>,
     account_key: Option<S<String>>,
     attributes: Option<Vec<S<String>>>,
     #[serde(default)]
@@ -857,6 +856,8 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
 
     // Connectors.
     let mut connectors = BTreeMap::new();
+    // Entitlement kinds each connector accepts (`None`: any).
+    let mut entitlement_kinds: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
     for c in raw.connectors {
         let name = c.name.get_ref().clone();
         if name.is_empty()
@@ -882,6 +883,54 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
                     CONNECTOR_TYPES.join(", ")
                 ),
             );
+        }
+        let settings_json = toml_to_json(&toml::Value::Table(
+            c.settings
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_default(),
+        ));
+        let credentials = c
+            .credentials
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default();
+        let kind = c.kind.get_ref().as_str();
+        if CONNECTOR_TYPES.contains(&kind) {
+            match connector_config::ConnectorConfig::parse(kind, &settings_json) {
+                Ok(cfg) => {
+                    entitlement_kinds.insert(name.clone(), cfg.entitlement_kinds());
+                }
+                Err(e) => {
+                    let at = match &c.settings {
+                        Some(s) => {
+                            let span = s.span();
+                            let slice =
+                                &d.text[span.start.min(d.text.len())..span.end.min(d.text.len())];
+                            let inner = e
+                                .key
+                                .as_deref()
+                                .and_then(|k| connector_config::find_key(slice, k))
+                                .or_else(|| connector_config::locate(kind, slice))
+                                .unwrap_or(0);
+                            span.start + inner
+                        }
+                        None => c.kind.span().start,
+                    };
+                    d.at(
+                        at..at,
+                        format!("connector {name:?} ({kind}) settings: {}", e.message),
+                    );
+                }
+            }
+            let at = c
+                .credentials
+                .as_ref()
+                .map(|s| s.span())
+                .unwrap_or_else(|| c.name.span());
+            for msg in connector_config::ConnectorConfig::check_credentials(kind, &credentials) {
+                d.at(at.clone(), format!("connector {name:?}: {msg}"));
+            }
         }
         let account_key = match &c.account_key {
             Some(k) => {
@@ -912,8 +961,8 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
             ConnectorDef {
                 name,
                 kind: c.kind.get_ref().clone(),
-                settings: toml_to_json(&toml::Value::Table(c.settings)),
-                credentials: c.credentials,
+                settings: settings_json,
+                credentials,
                 account_key,
                 attributes,
                 on_leave: c.on_leave,
@@ -953,6 +1002,22 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
             known_connector(d, &g.connector);
             let entitlement = match (&g.kind, &g.id) {
                 (Some(k), Some(i)) => {
+                    if let Some(Some(kinds)) = entitlement_kinds.get(g.connector.get_ref()) {
+                        if !kinds.iter().any(|x| x == k) {
+                            d.at(
+                                span.clone(),
+                                format!(
+                                    "connector {:?} has no entitlement kind {k:?} (it knows {})",
+                                    g.connector.get_ref(),
+                                    if kinds.is_empty() {
+                                        "none".to_string()
+                                    } else {
+                                        kinds.join(", ")
+                                    }
+                                ),
+                            );
+                        }
+                    }
                     let e = Entitlement::new(k.clone(), i.clone());
                     Some(match &g.role {
                         Some(r) => e.with_role(r.clone()),

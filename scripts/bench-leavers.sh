@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Leaver latency across every connector: the scimhub binary (release) with the end-to-end policy
+# (SCIM -> a second scimhub, AWS IAM -> moto_server with signature checking, LDAP -> slapd,
+# GitHub -> emulate behind prism, webhook -> a verifying receiver); LEAVERS (default 100)
+# joiners, then that many leavers one at a time; reports p50/p99 of the time from each
+# leaver's SCIM response to its last downstream operation done (engine_outbox.finished).
+#
+#   bash scripts/bench-leavers.sh            # LEAVERS=200 bash scripts/bench-leavers.sh
+#
+# Needs the stand-ins: bash connectors/tests/support_standins/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p scim-server --bin scimhub
+cargo build --release -q -p scim-server --example bench_leavers
+TARGET=${CARGO_TARGET_DIR:-target}
+SCIMHUB_BIN="$PWD/$TARGET/release/scimhub" LEAVERS=${LEAVERS:-100} \
+  "$TARGET/release/examples/bench_leavers"
