@@ -6,6 +6,7 @@
 #   bash scripts/bench.sh                      # 100,000 users, a 100,000-member group
 #   USERS=10000 MEMBERS=5000 bash scripts/bench.sh
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench bash scripts/bench.sh
+#   SCIMHUB_BIN=/path/to/release/scimhub bash scripts/bench.sh   # skip the build
 #
 # Figures are only meaningful on a quiet machine: the script waits (bounded) for one.
 set -euo pipefail
@@ -17,13 +18,17 @@ CONNECTIONS=${CONNECTIONS:-16}
 OUT=${OUT:-results/bench-$(date +%Y%m%d-%H%M%S)}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release -p scim-server
+BIN=${SCIMHUB_BIN:-}
+if [ -z "$BIN" ]; then
+  cargo build --release -p scim-server
+  BIN=./target/release/scimhub
+fi
 
 WORK=$(mktemp -d)
 DATABASE_URL=${DATABASE_URL:-sqlite://$WORK/bench.db}
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 TOKEN="bench-$(date +%s%N)"
-SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN taskset -c 0 ./target/release/scimhub serve \
+RUST_LOG=${RUST_LOG:-warn} SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN taskset -c 0 "$BIN" serve \
   --bind "127.0.0.1:$PORT" --database-url "$DATABASE_URL" >"$WORK/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
