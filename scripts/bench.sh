@@ -35,7 +35,7 @@ trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 mkdir -p "$OUT"
-"$SHARED/bench/wait-quiet" 0.25 300 || true
+"$SHARED/bench/wait-quiet" 0.25 "${QUIET_WAIT:-300}" || true
 "$SHARED/bench/scim-bench" "http://127.0.0.1:$PORT/scim/v2" --token "$TOKEN" \
   -n "$USERS" -c "$CONNECTIONS" -m "$MEMBERS" --client-cpus 1 --server-pid "$PID" --out "$OUT" "$@"
 echo "results in $OUT" >&2
