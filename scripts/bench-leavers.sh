@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Leaver latency across every connector: the scimhub binary (release) with the end-to-end policy
-# (SCIM -> a second scimhub, AWS IAM -> moto_server with signature checking, LDAP -> slapd,
-# GitHub -> emulate behind prism, webhook -> a verifying receiver); LEAVERS (default 100)
+# (SCIM -> a second scimhub, AWS IAM -> moto_server with signature checking, AD -> Samba AD DC
+# (needs root and 127.0.0.1:389/636 free), LDAP -> slapd, GitHub -> emulate behind prism,
+# webhook -> a verifying receiver); LEAVERS (default 100)
 # joiners, then that many leavers one at a time; reports p50/p99 of the time from each
 # leaver's SCIM response to its last downstream operation done (engine_outbox.finished).
 #

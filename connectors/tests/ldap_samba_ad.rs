@@ -1,43 +1,25 @@
 //! Active Directory flavour of the LDAP connector against a throwaway Samba AD domain controller
 //! (Debian `samba-ad-dc`), provisioned by the test in a scratch directory (~7 s) with a throwaway
 //! CA, so LDAPS and StartTLS are verified. Samba listens on the fixed ports 88/389/636/… of
-//! 127.0.0.1, so this file holds a single test and needs root and those ports free.
+//! 127.0.0.1, so this file holds a single test and needs root and those ports free. The DC is
+//! started by [`stacks::SambaAd`], shared with `tests/lifecycle_e2e`.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod support_standins;
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use connectors::ldap::{ActiveDirectory, AdLeave, LdapConfig, LdapConnector, LdapFlavor, LdapTls};
 use connectors::secret::Secret;
 use connectors::{AccountRef, AccountSpec, Connector, Entitlement, ErrorKind};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
+use ldap3::{LdapConnAsync, LdapConnSettings};
 use serde_json::json;
-use support_standins::*;
+use support_standins::stacks::*;
 
-const BASE: &str = "DC=example,DC=com";
-const ADMIN_DN: &str = "CN=Administrator,CN=Users,DC=example,DC=com";
-const ADMIN_PW: &str = "Passw0rd!Admin";
+const BASE: &str = AD_BASE;
+const ADMIN_DN: &str = AD_ADMIN_DN;
+const ADMIN_PW: &str = AD_ADMIN_PW;
 const USER_PW: &str = "Us3r-Passw0rd!";
-
-async fn admin_conn() -> Ldap {
-    // fixtures only: the connector under test verifies the certificate
-    let (conn, mut ldap) = LdapConnAsync::with_settings(
-        LdapConnSettings::new().set_no_tls_verify(true),
-        "ldaps://127.0.0.1:636",
-    )
-    .await
-    .unwrap();
-    tokio::spawn(async move { conn.drive().await });
-    ldap.simple_bind(ADMIN_DN, ADMIN_PW)
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    ldap
-}
 
 /// Result code of a simple bind as `upn` over LDAPS.
 async fn bind_rc(upn: &str, pw: &str) -> (u32, String) {
@@ -98,81 +80,18 @@ fn spec(key: &str, given: &str, family: &str) -> AccountSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ad_lifecycle_against_samba_dc() {
-    require_bin("samba");
-    require_bin("samba-tool");
-    for port in [389, 636] {
-        assert!(
-            !port_open(port),
-            "127.0.0.1:{port} is taken: Samba AD needs the fixed LDAP ports (stop the other directory)"
-        );
-    }
-    let dir = Scratch::new("samba");
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support_standins/start-samba-ad.sh");
-    let mut cmd = Command::new("bash");
-    cmd.arg(script).arg(dir.path());
-    let started = Instant::now();
-    let mut samba = Proc::spawn("samba", cmd, &dir.path().join("samba.log"));
-    samba.wait_ready(Duration::from_secs(120), || {
-        port_open(636) && port_open(389)
-    });
-    // LDAPS answers binds once the DC finished starting
-    let mut admin = None;
-    for _ in 0..100 {
-        if let Ok(Ok((conn, mut l))) = tokio::time::timeout(
-            Duration::from_secs(2),
-            LdapConnAsync::with_settings(
-                LdapConnSettings::new().set_no_tls_verify(true),
-                "ldaps://127.0.0.1:636",
-            ),
-        )
-        .await
-        {
-            tokio::spawn(async move { conn.drive().await });
-            if matches!(l.simple_bind(ADMIN_DN, ADMIN_PW).await.map(|r| r.rc), Ok(0)) {
-                admin = Some(l);
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
-        admin.is_some(),
-        "Samba never accepted the admin bind:\n{}",
-        samba.log_tail()
-    );
-    println!(
-        "Samba AD provisioned and answering in {:?}",
-        started.elapsed()
-    );
-    let ca = dir.path().join("certs/ca.pem");
+    let samba = SambaAd::start().await;
+    let ca = samba.ca();
 
     // fixtures: OUs, two security groups, a user created outside scimhub (disabled, no password)
-    let mut a = admin_conn().await;
-    for ou in ["People", "Groups", "Leavers"] {
-        a.add(
-            &format!("OU={ou},{BASE}"),
-            vec![("objectClass", ["organizationalUnit"].into())],
+    samba.add_ous(&["People", "Groups", "Leavers"]).await;
+    samba
+        .add_groups(
+            &format!("OU=Groups,{BASE}"),
+            &[("Engineering", "engineering"), ("Oncall", "oncall")],
         )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    }
-    for (cn, sam) in [("Engineering", "engineering"), ("Oncall", "oncall")] {
-        a.add(
-            &format!("CN={cn},OU=Groups,{BASE}"),
-            vec![
-                ("objectClass", ["group"].into()),
-                ("sAMAccountName", [sam].into()),
-                ("groupType", ["-2147483646"].into()),
-            ],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    }
+        .await;
+    let mut a = samba.admin().await;
     a.add(
         &format!("CN=Legacy Person,OU=People,{BASE}"),
         vec![
@@ -330,4 +249,5 @@ async fn ad_lifecycle_against_samba_dc() {
     assert!(e.message.contains("result 49"), "{e}");
     assert!(!format!("{e} {e:?} {bad:?}").contains(wrong));
     drop(a);
+    drop(samba);
 }

@@ -1,7 +1,8 @@
 //! Leaver latency across every connector of the end-to-end world (SCIM downstream scimhub, moto
-//! IAM, slapd, GitHub emulate+prism, webhook): N joiners, then N leavers one at a time; for each,
-//! the time from the SCIM response (`active=false`) to the last of its leaver operations done,
-//! read from `engine_outbox.finished` in the hub's database. Run by `scripts/bench-leavers.sh`.
+//! IAM, Samba AD, slapd, GitHub emulate+prism, webhook): N joiners, then N leavers one at a
+//! time; for each, the time from the SCIM response (`active=false`) to the last of its leaver
+//! operations done, read from `engine_outbox.finished` in the hub's database. Run by
+//! `scripts/bench-leavers.sh`.
 //!
 //! Not a test: no assertion on the figures; it prints p50/p90/p99/max.
 

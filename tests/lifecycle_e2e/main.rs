@@ -1,8 +1,10 @@
-//! End-to-end lifecycle: the real `scimhub` binary with a policy using the SCIM, AWS IAM, LDAP,
-//! GitHub and webhook connectors; a joiner, a mover and a leaver pushed over SCIM; every stand-in
-//! read back through its own API (see `world.rs` for what runs where and why slapd, not Samba AD).
+//! End-to-end lifecycle: the real `scimhub` binary with a policy using the SCIM, AWS IAM, Active
+//! Directory, LDAP, GitHub and webhook connectors; a joiner, a mover and a leaver pushed over
+//! SCIM; every stand-in read back through its own API (see `world.rs` for what runs where).
 //!
-//! Needs the stand-ins: `bash connectors/tests/support_standins/install.sh`.
+//! Needs the stand-ins (`bash connectors/tests/support_standins/install.sh`), root, and
+//! 127.0.0.1:389/636 free for Samba AD: this binary holds this one test, and fails (never skips)
+//! when those ports are taken.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
@@ -17,6 +19,25 @@ use world::*;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const SETTLE: Duration = Duration::from_secs(90);
+
+/// The AD user is where and what the `ad` connector's settings say: `sAMAccountName` = userName,
+/// `userPrincipalName` = userName@upn_suffix, in `ou`, `userAccountControl` = `uac`, and in
+/// exactly `groups` (by the user's `memberOf` and by the groups' `member`).
+fn assert_ad(st: &AdState, user: &str, ou: &str, uac: u32, groups: &[&str]) {
+    assert_eq!(st.sam_account_name, user, "{st:?}");
+    assert_eq!(
+        st.user_principal_name,
+        format!("{user}@example.com"),
+        "{st:?}"
+    );
+    assert!(
+        st.ou.eq_ignore_ascii_case(ou),
+        "{user} in {ou} expected: {st:?}"
+    );
+    assert_eq!(st.user_account_control, uac, "{st:?}");
+    assert_eq!(st.member_of, sorted(groups), "memberOf: {st:?}");
+    assert_eq!(st.group_members, sorted(groups), "groups' member: {st:?}");
+}
 
 fn sorted(v: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
@@ -57,6 +78,12 @@ async fn joiner_mover_leaver_end_in_the_expected_state_everywhere() {
     assert_eq!(dn.as_deref(), Some("uid=jdoe,ou=people,dc=example,dc=com"));
     assert_eq!(groups, sorted(&["engineering"]));
     assert_eq!(w.ldap_state("rroe").await.1, sorted(&["oncall"]));
+    // AD: created in OU=People, enabled (512 = NORMAL_ACCOUNT), in the role's group
+    let ad = w.ad_state("jdoe").await.expect("AD user jdoe");
+    assert_ad(&ad, "jdoe", AD_PEOPLE, 512, &["engineering"]);
+    assert!(!ad.disabled());
+    let ad_rroe = w.ad_state("rroe").await.expect("AD user rroe");
+    assert_ad(&ad_rroe, "rroe", AD_PEOPLE, 512, &["sales"]);
     assert_eq!(
         w.github_state("jdoe").await,
         (Some("member".into()), sorted(&["engineering"]))
@@ -109,6 +136,10 @@ async fn joiner_mover_leaver_end_in_the_expected_state_everywhere() {
         "a move keeps credentials"
     );
     assert_eq!(w.ldap_state("jdoe").await.1, sorted(&["oncall"]));
+    // AD: the old group is gone, the new one there; same object, still enabled in OU=People
+    let moved = w.ad_state("jdoe").await.expect("AD user jdoe");
+    assert_ad(&moved, "jdoe", AD_PEOPLE, 512, &["sales"]);
+    assert_eq!(moved.dn, ad.dn, "a move keeps the AD object");
     assert_eq!(
         w.github_state("jdoe").await,
         (Some("member".into()), sorted(&["oncall"]))
@@ -146,6 +177,15 @@ async fn joiner_mover_leaver_end_in_the_expected_state_everywhere() {
         Some("uid=jdoe,ou=disabled,dc=example,dc=com")
     );
     assert!(groups.is_empty(), "{groups:?}");
+    // AD (on_leave = "delete", leave = "disable_and_move"): kept, disabled (514 = NORMAL_ACCOUNT
+    // | ACCOUNTDISABLE), in no group, moved to OU=Leavers
+    let left = w.ad_state("jdoe").await.expect("AD leavers are kept");
+    assert_ad(&left, "jdoe", AD_LEAVERS, 514, &[]);
+    assert!(left.disabled());
+    assert!(
+        left.dn.to_lowercase().ends_with(&AD_LEAVERS.to_lowercase()),
+        "{left:?}"
+    );
     assert_eq!(w.github_state("jdoe").await, (None, vec![]));
     let events = w.webhook_events("jdoe");
     assert!(
@@ -168,6 +208,7 @@ async fn joiner_mover_leaver_end_in_the_expected_state_everywhere() {
         sorted(&["sales"])
     );
     assert_eq!(w.ldap_state("rroe").await.1, sorted(&["oncall"]));
+    assert_eq!(w.ad_state("rroe").await.as_ref(), Some(&ad_rroe));
     assert_eq!(
         w.github_state("rroe").await,
         (Some("member".into()), sorted(&["oncall"]))

@@ -1,12 +1,17 @@
 //! The world of the end-to-end lifecycle test and the leaver benchmark: the real `scimhub`
-//! binary with a policy using the SCIM, AWS IAM, LDAP, GitHub and webhook connectors, and a real
-//! stand-in behind each:
+//! binary with a policy using the SCIM, AWS IAM, Active Directory, LDAP, GitHub and webhook
+//! connectors, and a real stand-in behind each:
 //!
 //! - SCIM: a second `scimhub` (no policy) as the downstream service provider;
 //! - AWS IAM: moto_server with signature checking on, behind the connectors' recording proxy;
-//! - LDAP: a throwaway slapd over StartTLS with a verified certificate. Not Samba AD: Samba's DC
-//!   listens on the fixed ports 389/636, so it could not run next to `connectors`'
-//!   `ldap_samba_ad` test (or a second copy of this one); slapd takes free ports;
+//! - Active Directory (`type = "ad"`): a throwaway Samba AD DC over LDAPS with a verified
+//!   certificate; leavers are disabled (`userAccountControl` 514), taken out of their groups and
+//!   moved to `OU=Leavers`. Samba listens on the fixed ports 389/636, so this world runs once per
+//!   host at a time: `cargo test` runs test binaries one after another, so it never overlaps
+//!   `connectors`' `ldap_samba_ad` (keep one test per binary that starts a `World`); when the
+//!   ports are taken anyway (another session's run), the start fails saying so;
+//! - generic LDAP (`type = "ldap"`): a throwaway slapd over StartTLS with a verified
+//!   certificate, on free ports (cheap, and the only end-to-end use of the generic flavour);
 //! - GitHub: emulate@0.12.2 behind prism validating every call against GitHub's OpenAPI;
 //! - webhook: a receiver that verifies every delivery's HMAC signature and timestamp.
 //!
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 use connectors::aws_iam::AwsIamConnector;
 use connectors::secret::Secret;
 use connectors::webhook;
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{ldap_escape, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use serde_json::{json, Value};
 
 use crate::support_standins::stacks::*;
@@ -32,6 +37,10 @@ pub const WEBHOOK_SECRET: &str = "whsec_e2e_receiver";
 pub const LDAP_ADMIN: &str = "cn=admin,dc=example,dc=com";
 pub const LDAP_ADMIN_PW: &str = "adminpw";
 pub const IAM_POLICY: &str = "scimhub-eng-readonly";
+/// The AD OUs the `ad` connector uses (under [`AD_BASE`]).
+pub const AD_PEOPLE: &str = "OU=People,DC=example,DC=com";
+pub const AD_GROUPS: &str = "OU=Groups,DC=example,DC=com";
+pub const AD_LEAVERS: &str = "OU=Leavers,DC=example,DC=com";
 
 /// The scimhub binary: `SCIMHUB_BIN`, else the one cargo built for this test target.
 pub fn hub_bin() -> PathBuf {
@@ -228,6 +237,7 @@ pub struct Delivery {
 pub struct World {
     pub dir: Scratch,
     pub moto: Moto,
+    pub samba: SambaAd,
     pub slapd: Slapd,
     pub github: Stack,
     pub downstream: Hub,
@@ -279,6 +289,26 @@ placeholder_member = "cn=placeholder,ou=people,dc=example,dc=com"
 timeout_ms = 10000
 
 [[connector]]
+name = "ad"
+type = "ad"
+# a leaver's account gets the connector's leave, which `leave` below makes disable (514), out of
+# every group, moved to leavers_ou (the object is kept); on_leave = "disable" would only disable
+on_leave = "delete"
+credentials = {{ bind_password = {{ env = "E2E_AD_PW" }} }}
+[connector.settings]
+url = "{ad_url}"
+tls = "ldaps"
+ca_file = "{ad_ca}"
+bind_dn = "{ad_admin}"
+search_base = "{ad_base}"
+users_dn = "{ad_people}"
+groups_dn = "{ad_groups}"
+upn_suffix = "example.com"
+leavers_ou = "{ad_leavers}"
+leave = "disable_and_move"
+timeout_ms = 10000
+
+[[connector]]
 name = "github"
 type = "github"
 settings = {{ org = "acme", api_base = "{github}", teams = ["engineering", "oncall"], timeout_ms = 10000 }}
@@ -296,6 +326,7 @@ match = 'userType eq "Employee"'
 grants = [
   {{ connector = "apps" }},
   {{ connector = "aws" }},
+  {{ connector = "ad" }},
   {{ connector = "dir" }},
   {{ connector = "github", kind = "org", id = "acme", role = "member" }},
   {{ connector = "hook", kind = "role", id = "staff" }},
@@ -308,6 +339,7 @@ grants = [
   {{ connector = "apps", kind = "group", id = "engineering" }},
   {{ connector = "aws", kind = "group", id = "developers" }},
   {{ connector = "aws", kind = "policy", id = "{policy_arn}" }},
+  {{ connector = "ad", kind = "group", id = "engineering" }},
   {{ connector = "dir", kind = "group", id = "engineering" }},
   {{ connector = "github", kind = "team", id = "engineering" }},
 ]
@@ -318,6 +350,7 @@ match = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department e
 grants = [
   {{ connector = "apps", kind = "group", id = "sales" }},
   {{ connector = "aws", kind = "group", id = "sales" }},
+  {{ connector = "ad", kind = "group", id = "sales" }},
   {{ connector = "dir", kind = "group", id = "oncall" }},
   {{ connector = "github", kind = "team", id = "oncall" }},
 ]
@@ -325,6 +358,13 @@ grants = [
         down = w.down,
         aws_secret = w.aws_secret_file.display(),
         iam = w.iam,
+        ad_url = AD_LDAPS_URL,
+        ad_ca = w.ad_ca.display(),
+        ad_admin = AD_ADMIN_DN,
+        ad_base = AD_BASE,
+        ad_people = AD_PEOPLE,
+        ad_groups = AD_GROUPS,
+        ad_leavers = AD_LEAVERS,
         ldap_port = w.ldap_port,
         ca = w.ca.display(),
         ldap_admin = LDAP_ADMIN,
@@ -339,6 +379,7 @@ pub struct PolicyInputs {
     pub down: String,
     pub aws_secret_file: PathBuf,
     pub iam: String,
+    pub ad_ca: PathBuf,
     pub ldap_port: u16,
     pub ca: PathBuf,
     pub github: String,
@@ -352,6 +393,8 @@ impl World {
     pub async fn start(seed: Option<&Path>) -> World {
         let dir = Scratch::new("lifecycle-e2e");
         let t0 = Instant::now();
+        // Samba AD provisions in the background (the slowest stand-in to start)
+        let samba = tokio::spawn(SambaAd::start());
 
         // AWS IAM: the groups and the customer-managed policy the profiles grant
         let moto = start_moto().await;
@@ -374,6 +417,19 @@ impl World {
         let slapd = tokio::task::spawn_blocking(Slapd::start)
             .await
             .expect("slapd");
+
+        // Active Directory: the OUs and the security groups the profiles grant
+        let samba = match samba.await {
+            Ok(s) => s,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        samba.add_ous(&["People", "Groups", "Leavers"]).await;
+        samba
+            .add_groups(
+                AD_GROUPS,
+                &[("engineering", "engineering"), ("sales", "sales")],
+            )
+            .await;
         let github = match seed {
             Some(s) => Stack::start_with_seed(s).await,
             None => Stack::start().await,
@@ -436,6 +492,7 @@ impl World {
             down: downstream.base.clone(),
             aws_secret_file,
             iam: moto.proxy.url(),
+            ad_ca: samba.ca(),
             ldap_port: slapd.port,
             ca: slapd.ca(),
             github: format!("http://{}", github.watcher.addr),
@@ -467,6 +524,7 @@ impl World {
             &[
                 ("E2E_DOWNSTREAM_TOKEN", DOWNSTREAM_TOKEN.to_string()),
                 ("E2E_AWS_KEY_ID", moto.key_id.clone()),
+                ("E2E_AD_PW", AD_ADMIN_PW.to_string()),
                 ("E2E_LDAP_PW", LDAP_ADMIN_PW.to_string()),
                 ("E2E_GITHUB_TOKEN", GITHUB_ADMIN_TOKEN.to_string()),
             ],
@@ -476,6 +534,7 @@ impl World {
         World {
             dir,
             moto,
+            samba,
             slapd,
             github,
             downstream,
@@ -650,6 +709,85 @@ impl World {
         (dn, groups)
     }
 
+    /// Active Directory, through Samba's own LDAP (LDAPS, bound as the domain Administrator):
+    /// the user with this `sAMAccountName`, None when there is no such object.
+    pub async fn ad_state(&self, sam: &str) -> Option<AdState> {
+        let mut ldap = self.samba.admin().await;
+        let (entries, _) = ldap
+            .search(
+                AD_BASE,
+                Scope::Subtree,
+                &format!("(&(objectClass=user)(sAMAccountName={}))", ldap_escape(sam)),
+                vec![
+                    "sAMAccountName",
+                    "userPrincipalName",
+                    "userAccountControl",
+                    "memberOf",
+                ],
+            )
+            .await
+            .expect("AD search")
+            .success()
+            .expect("AD search ok");
+        assert!(entries.len() <= 1, "{} objects for {sam}", entries.len());
+        let e = SearchEntry::construct(entries.into_iter().next()?);
+        let one = |a: &str| {
+            e.attrs
+                .get(a)
+                .and_then(|v| v.first())
+                .cloned()
+                .unwrap_or_default()
+        };
+        // group CNs from the user's memberOf (computed by AD from the groups' member)
+        let cn = |dn: &str| {
+            dn.split(',')
+                .next()
+                .and_then(|rdn| rdn.split_once('='))
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or_default()
+        };
+        let mut member_of: Vec<String> = e
+            .attrs
+            .get("memberOf")
+            .map(|v| v.iter().map(|dn| cn(dn)).collect())
+            .unwrap_or_default();
+        member_of.sort();
+        // and the other side: the groups under OU=Groups whose member lists the user
+        let (groups, _) = ldap
+            .search(
+                AD_GROUPS,
+                Scope::Subtree,
+                &format!("(member={})", ldap_escape(&e.dn)),
+                vec!["cn"],
+            )
+            .await
+            .expect("AD group search")
+            .success()
+            .expect("AD group search ok");
+        let mut group_members: Vec<String> = groups
+            .into_iter()
+            .map(|g| SearchEntry::construct(g).attrs["cn"][0].clone())
+            .collect();
+        group_members.sort();
+        let _ = ldap.unbind().await;
+        let uac: u32 = one("userAccountControl")
+            .parse()
+            .expect("userAccountControl");
+        let ou =
+            e.dn.split_once(',')
+                .map(|(_, parent)| parent.to_owned())
+                .unwrap_or_default();
+        Some(AdState {
+            dn: e.dn.clone(),
+            ou,
+            sam_account_name: one("sAMAccountName"),
+            user_principal_name: one("userPrincipalName"),
+            user_account_control: uac,
+            member_of,
+            group_members,
+        })
+    }
+
     /// GitHub, straight at the emulator: (org role if a member, teams the login is in).
     pub async fn github_state(&self, login: &str) -> (Option<String>, Vec<String>) {
         let http = reqwest::Client::new();
@@ -723,4 +861,26 @@ pub struct IamState {
     pub access_keys: Vec<String>,
     pub login_profile: bool,
     pub tags: Vec<String>,
+}
+
+/// What Active Directory holds for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdState {
+    pub dn: String,
+    /// The DN of the OU holding the user.
+    pub ou: String,
+    pub sam_account_name: String,
+    pub user_principal_name: String,
+    pub user_account_control: u32,
+    /// CNs of the groups in the user's `memberOf`, sorted.
+    pub member_of: Vec<String>,
+    /// CNs of the groups under `OU=Groups` whose `member` lists the user, sorted.
+    pub group_members: Vec<String>,
+}
+
+impl AdState {
+    /// `ACCOUNTDISABLE` (0x2) in `userAccountControl`.
+    pub fn disabled(&self) -> bool {
+        self.user_account_control & 0x2 != 0
+    }
 }

@@ -1,7 +1,8 @@
 //! The stand-ins the connector tests and the end-to-end tests start: moto_server behind a
-//! recording proxy (AWS IAM, signature checking on), a throwaway slapd (LDAP), and GitHub's
-//! emulate + prism chain. Shared so `connectors/tests/*` and `tests/lifecycle_e2e` (included
-//! there with `#[path]`) run the very same stand-ins.
+//! recording proxy (AWS IAM, signature checking on), a throwaway slapd (LDAP), a throwaway Samba
+//! AD domain controller (Active Directory), and GitHub's emulate + prism chain. Shared so
+//! `connectors/tests/*` and `tests/lifecycle_e2e` (included there with `#[path]`) run the very
+//! same stand-ins.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use connectors::aws_iam::{AwsIamConfig, AwsIamConnector};
 use connectors::secret::Secret;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 use serde_json::{json, Value};
 
 use super::*;
@@ -197,6 +199,237 @@ impl Slapd {
 
     pub fn ca(&self) -> PathBuf {
         self.dir.path().join("certs/ca.pem")
+    }
+}
+
+// ---- Active Directory: Samba AD DC --------------------------------------------------------------
+
+/// The domain `start-samba-ad.sh` provisions (realm EXAMPLE.COM).
+pub const AD_BASE: &str = "DC=example,DC=com";
+pub const AD_ADMIN_DN: &str = "CN=Administrator,CN=Users,DC=example,DC=com";
+pub const AD_ADMIN_PW: &str = "Passw0rd!Admin";
+pub const AD_LDAPS_URL: &str = "ldaps://127.0.0.1:636";
+pub const AD_LDAP_URL: &str = "ldap://127.0.0.1:389";
+
+/// A throwaway Samba AD DC provisioned in a scratch directory (`start-samba-ad.sh`), with LDAPS
+/// on 636 and StartTLS on 389 under a throwaway CA ([`SambaAd::ca`]).
+///
+/// Samba listens on the fixed ports 88/389/636/… of 127.0.0.1, so one runs per host: a test
+/// binary holds at most one test that starts it (`cargo test` runs binaries one after another;
+/// a runner that runs binaries in parallel must not run two such binaries at once). When 389 or
+/// 636 is taken, [`SambaAd::start`] panics saying so: it never skips.
+///
+/// Dropping it stops the processes this start created, by their ids only: SIGTERM to the
+/// `samba` root process (which stops its smbd and winbindd), then, should any of those outlive
+/// it, the ids Samba wrote into this scratch directory's pid files, each checked to be a process
+/// running on this directory's `smb.conf` first.
+pub struct SambaAd {
+    proc: Option<Proc>,
+    pub dir: Scratch,
+}
+
+impl SambaAd {
+    /// Provisions and starts the DC, waits until LDAPS accepts the Administrator's bind.
+    pub async fn start() -> SambaAd {
+        require_bin("samba");
+        require_bin("samba-tool");
+        for port in [389, 636] {
+            assert!(
+                !port_open(port),
+                "cannot start Samba AD: 127.0.0.1:{port} is taken (Samba needs the fixed LDAP ports \
+                 389/636; another directory or another Samba stand-in is running)"
+            );
+        }
+        let dir = Scratch::new("samba");
+        let mut cmd = Command::new("bash");
+        cmd.arg(support_dir().join("start-samba-ad.sh"))
+            .arg(dir.path())
+            .env("AD_ADMIN_PW", AD_ADMIN_PW);
+        let started = std::time::Instant::now();
+        let proc = Proc::spawn("samba", cmd, &dir.path().join("samba.log"));
+        let mut samba = SambaAd {
+            proc: Some(proc),
+            dir,
+        };
+        // provisioning takes a few seconds on an idle host, much more on a busy one
+        let mut proc = samba.proc.take().expect("proc");
+        let proc = tokio::task::spawn_blocking(move || {
+            proc.wait_ready(Duration::from_secs(240), || {
+                port_open(636) && port_open(389)
+            });
+            proc
+        })
+        .await
+        .expect("samba start-up");
+        samba.proc = Some(proc);
+        // LDAPS answers binds once the DC finished starting
+        let mut bound = false;
+        for _ in 0..150 {
+            if Self::admin_try().await.is_some() {
+                bound = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            bound,
+            "Samba never accepted the Administrator's bind:\n{}",
+            samba.log_tail()
+        );
+        println!(
+            "Samba AD provisioned and answering in {:?}",
+            started.elapsed()
+        );
+        samba
+    }
+
+    /// The CA that signs the DC's certificate (SAN IP:127.0.0.1).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("certs/ca.pem")
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.proc.as_ref().map(Proc::log_tail).unwrap_or_default()
+    }
+
+    async fn admin_try() -> Option<Ldap> {
+        let (conn, mut ldap) = tokio::time::timeout(
+            Duration::from_secs(5),
+            LdapConnAsync::with_settings(
+                LdapConnSettings::new()
+                    .set_no_tls_verify(true)
+                    .set_conn_timeout(Duration::from_secs(5)),
+                AD_LDAPS_URL,
+            ),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        tokio::spawn(async move { conn.drive().await });
+        let r = ldap.simple_bind(AD_ADMIN_DN, AD_ADMIN_PW).await.ok()?;
+        (r.rc == 0).then_some(ldap)
+    }
+
+    /// An LDAPS connection bound as the domain Administrator, for fixtures and read-back (the
+    /// connectors under test verify the certificate against [`SambaAd::ca`]; this one need not).
+    pub async fn admin(&self) -> Ldap {
+        for _ in 0..10 {
+            if let Some(l) = Self::admin_try().await {
+                return l;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        panic!(
+            "Samba AD: no Administrator bind over LDAPS:\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// Adds organizational units `OU={name},{AD_BASE}`.
+    pub async fn add_ous(&self, names: &[&str]) {
+        let mut a = self.admin().await;
+        for ou in names {
+            a.add(
+                &format!("OU={ou},{AD_BASE}"),
+                vec![("objectClass", ["organizationalUnit"].into())],
+            )
+            .await
+            .expect("add OU")
+            .success()
+            .unwrap_or_else(|e| panic!("OU {ou}: {e}"));
+        }
+        let _ = a.unbind().await;
+    }
+
+    /// Adds global security groups `CN={cn},{parent}` with their `sAMAccountName`.
+    pub async fn add_groups(&self, parent: &str, groups: &[(&str, &str)]) {
+        let mut a = self.admin().await;
+        for (cn, sam) in groups {
+            a.add(
+                &format!("CN={cn},{parent}"),
+                vec![
+                    ("objectClass", ["group"].into()),
+                    ("sAMAccountName", [*sam].into()),
+                    // global security group
+                    ("groupType", ["-2147483646"].into()),
+                ],
+            )
+            .await
+            .expect("add group")
+            .success()
+            .unwrap_or_else(|e| panic!("group {cn}: {e}"));
+        }
+        let _ = a.unbind().await;
+    }
+
+    /// Pids Samba wrote into this directory, for processes still running on its `smb.conf`.
+    fn own_leftovers(&self) -> Vec<u32> {
+        let run = self.dir.path().join("dc/run");
+        let conf = self.dir.path().join("dc/etc/smb.conf");
+        let conf = conf.to_string_lossy();
+        let mut pids = Vec::new();
+        for f in ["smbd.pid", "winbindd.pid", "samba.pid"] {
+            let Ok(text) = std::fs::read_to_string(run.join(f)) else {
+                continue;
+            };
+            let Ok(pid) = text.trim().parse::<u32>() else {
+                continue;
+            };
+            if pid <= 1 {
+                continue;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(conf.as_ref()) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for SambaAd {
+    fn drop(&mut self) {
+        // SIGTERM to the root process by its id; give it time to stop smbd and winbindd
+        if let Some(mut p) = self.proc.take() {
+            let pid = p.child.id();
+            if pid > 1 && p.alive() {
+                let _ = Command::new("kill")
+                    .args(["-s", "TERM", &pid.to_string()])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                let start = std::time::Instant::now();
+                while start.elapsed() < Duration::from_secs(15) && p.alive() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            drop(p); // SIGKILL if still alive, and reap
+        }
+        // then anything of ours that outlived it, by the ids in our own pid files
+        let start = std::time::Instant::now();
+        loop {
+            let left = self.own_leftovers();
+            if left.is_empty() {
+                return;
+            }
+            let sig = if start.elapsed() < Duration::from_secs(5) {
+                "TERM"
+            } else {
+                "KILL"
+            };
+            for pid in &left {
+                eprintln!("stopping leftover Samba process {pid} (SIG{sig})");
+                let _ = Command::new("kill")
+                    .args(["-s", sig, &pid.to_string()])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                eprintln!("Samba processes {left:?} did not stop");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 }
 
