@@ -78,6 +78,9 @@ pub struct Engine {
     pub policy: PolicyHandle,
     pub clock: Arc<dyn Clock>,
     pub connectors: registry::Registry,
+    /// Signalled after a transaction that planned operations has committed; idle workers wait on
+    /// it (besides their poll interval) so new operations start at once.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// What planning one user produced (also the simulation output).
@@ -141,6 +144,7 @@ impl Engine {
             policy,
             clock,
             connectors,
+            wake: Arc::new(tokio::sync::Notify::new()),
         };
         e.sync_connectors();
         e
@@ -851,6 +855,10 @@ impl WriteHook for EngineHook {
             }
         }
         Ok(())
+    }
+
+    fn after_commit(&self) {
+        self.engine.wake.notify_waiters();
     }
 }
 
