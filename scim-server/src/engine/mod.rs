@@ -78,6 +78,9 @@ pub struct Engine {
     pub policy: PolicyHandle,
     pub clock: Arc<dyn Clock>,
     pub connectors: registry::Registry,
+    /// Signalled after a transaction that planned operations has committed; idle workers wait on
+    /// it (besides their poll interval) so new operations start at once.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// What planning one user produced (also the simulation output).
@@ -141,6 +144,7 @@ impl Engine {
             policy,
             clock,
             connectors,
+            wake: Arc::new(tokio::sync::Notify::new()),
         };
         e.sync_connectors();
         e
@@ -246,35 +250,45 @@ impl Engine {
         let policy = self.policy.current();
         let prev = outbox::get_user(c, user_id)?;
         let inputs = self.inputs(c, user_id, doc, now)?;
+        self.compute_with(c, user_id, doc, now, &policy, prev.as_ref(), &inputs)
+    }
+
+    /// [`Engine::compute`] from inputs already loaded (planning loads them once).
+    #[allow(clippy::too_many_arguments)]
+    fn compute_with(
+        &self,
+        c: &mut DbConnection,
+        user_id: &str,
+        doc: Option<&Doc>,
+        now: DateTime<Utc>,
+        policy: &Policy,
+        prev: Option<&outbox::EngineUser>,
+        inputs: &Inputs,
+    ) -> StoreResult<PlanOutcome> {
         let mut d = desired(
             doc,
             &inputs.groups,
-            &policy,
+            policy,
             now,
             &inputs.approvals,
             &inputs.overrides,
         );
-        let event = plan::classify(
-            prev.as_ref()
-                .map(|u| (u.state.as_str(), u.profiles.as_slice())),
-            &d,
-        );
+        let event = plan::classify(prev.map(|u| (u.state.as_str(), u.profiles.as_slice())), &d);
         // Mover overlap: entitlements a profile we left granted stay for its overlap window.
-        let new_overrides = self.overlap_overrides(&policy, prev.as_ref(), &d, &inputs, now);
+        let new_overrides = self.overlap_overrides(policy, prev, &d, inputs, now);
         if !new_overrides.is_empty() {
             let mut all = inputs.overrides.clone();
             all.extend(new_overrides.iter().cloned());
-            d = desired(doc, &inputs.groups, &policy, now, &inputs.approvals, &all);
+            d = desired(doc, &inputs.groups, policy, now, &inputs.approvals, &all);
         }
         let manager = doc.and_then(manager_id).or_else(|| {
-            prev.as_ref()
-                .and_then(|u| u.facts.get("manager"))
+            prev.and_then(|u| u.facts.get("manager"))
                 .and_then(Value::as_str)
                 .map(str::to_string)
         });
         let manager_accounts = self.manager_accounts(c, manager.as_deref())?;
-        let caps = self.connectors.capabilities(&policy);
-        let p = diff(&d, &inputs.planned, &policy, &caps, &manager_accounts);
+        let caps = self.connectors.capabilities(policy);
+        let p = diff(&d, &inputs.planned, policy, &caps, &manager_accounts);
         Ok(PlanOutcome {
             user_id: user_id.to_string(),
             event,
@@ -366,7 +380,8 @@ impl Engine {
         }
         approvals::purge_overrides(c, user_id, now)?;
         let inputs = self.inputs(c, user_id, doc, now)?;
-        let mut outcome = self.compute(c, user_id, doc)?;
+        let mut outcome =
+            self.compute_with(c, user_id, doc, now, &policy, prev.as_ref(), &inputs)?;
 
         // Persist the overlap overrides the computation used, with their timers.
         let used: Vec<Override> = outcome
@@ -851,6 +866,10 @@ impl WriteHook for EngineHook {
             }
         }
         Ok(())
+    }
+
+    fn after_commit(&self) {
+        self.engine.wake.notify_waiters();
     }
 }
 

@@ -2,11 +2,15 @@
 //!
 //! Workers claim operations from the outbox ([`crate::store::outbox::claim`]: the first open
 //! operation of each (user, connector) pair, priority lane first, `FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL, the single writer on SQLite), call the connector, and record the outcome in one
-//! transaction: done (actual state updated, audit entry), retry later (exponential backoff with
+//! PostgreSQL, the single writer on SQLite), call the connector (up to `concurrency` calls at
+//! once), and record the outcomes of the batch in one transaction, each in its own savepoint:
+//! done (actual state updated, audit entry), retry later (exponential backoff with
 //! jitter, or the connector's Retry-After), or parked as failed with an incident. A claim is a
 //! lease: if the process dies, the lease expires and another worker runs the operation again,
 //! which is harmless because operations are idempotent.
+//!
+//! Idle workers sleep `idle_poll`, or less: the engine hook wakes them after every SCIM
+//! transaction that planned something commits ([`Engine::wake`]).
 //!
 //! Timers are claimed the same way and fired in the transaction that marks them done, so each
 //! runs once across nodes.
@@ -17,6 +21,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use connectors::{ConnectorError, ErrorKind};
+use diesel::Connection;
 use rand::Rng;
 use serde_json::json;
 
@@ -27,8 +32,12 @@ use crate::store::{notifications, outbox, timers, DbConnection, Store, StoreErro
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Operations run at once (per lane).
+    /// Connector calls run at once (per lane).
     pub concurrency: i64,
+    /// Operations claimed at once (per lane); their outcomes are recorded in one transaction.
+    /// At most one operation per (user, connector) pair is ever claimed, so a batch runs in any
+    /// order.
+    pub batch: i64,
     /// How long a claim lasts before another worker may take the operation over.
     pub lease: Duration,
     /// Attempts before an operation is parked as failed.
@@ -45,6 +54,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 16,
+            batch: 64,
             // SCIMHUB_ENGINE_LEASE_SECS shortens takeover after a crash (tests).
             lease: Duration::seconds(
                 std::env::var("SCIMHUB_ENGINE_LEASE_SECS")
@@ -131,6 +141,13 @@ async fn call(
     }
 }
 
+/// What running one claimed operation gave, before it is recorded.
+#[derive(Debug)]
+pub struct Executed {
+    op: Result<Operation, serde_json::Error>,
+    result: Result<Option<String>, ConnectorError>,
+}
+
 /// Records a finished operation: actual state, planned id, outbox status, audit.
 fn record_done(
     c: &mut DbConnection,
@@ -186,6 +203,66 @@ fn record_done(
     )
 }
 
+/// Records the outcome of one executed operation in the caller's transaction.
+fn record(
+    c: &mut DbConnection,
+    cfg: &WorkerConfig,
+    row: &outbox::OutboxRow,
+    ex: Executed,
+    now: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<OpOutcome> {
+    match (ex.result, ex.op) {
+        (Ok(id), Ok(op)) => {
+            record_done(c, row, &op, id, now)?;
+            Ok(OpOutcome::Done)
+        }
+        (Err(e), _) if e.kind == ErrorKind::Retryable && row.attempts < cfg.max_attempts => {
+            let wait = backoff(cfg, row.attempts);
+            let wait = match e.retry_after.and_then(|d| Duration::from_std(d).ok()) {
+                Some(ra) if ra > wait => ra,
+                _ => wait,
+            };
+            outbox::retry_later(c, row.id, now + wait, &e.message)?;
+            Ok(OpOutcome::Retry)
+        }
+        (Err(e), _) => {
+            let reason = match e.kind {
+                ErrorKind::Retryable => {
+                    format!(
+                        "retry budget exhausted after {} attempts: {}",
+                        row.attempts, e.message
+                    )
+                }
+                _ => e.message.clone(),
+            };
+            outbox::park(c, row.id, &reason, now)?;
+            outbox::incident(
+                c,
+                "operation_failed",
+                Some(&row.user_id),
+                Some(&row.connector),
+                Some(row.id),
+                &reason,
+                now,
+            )?;
+            outbox::audit(
+                c,
+                &outbox::AuditEntry {
+                    at: now,
+                    actor: "worker",
+                    user_id: &row.user_id,
+                    connector: Some(&row.connector),
+                    action: "operation",
+                    outcome: "failed",
+                    detail: json!({"outbox_id": row.id, "reason": reason, "event": row.event}),
+                },
+            )?;
+            Ok(OpOutcome::Failed)
+        }
+        (Ok(_), Err(_)) => Ok(OpOutcome::Failed),
+    }
+}
+
 impl Workers {
     pub fn new(store: Store, engine: Arc<Engine>) -> Self {
         Workers {
@@ -196,21 +273,57 @@ impl Workers {
     }
 
     /// Claims and runs one batch of the lane `min_priority` (0: everything, priority first;
-    /// 100: leavers and expiries only). Returns how many operations ran.
+    /// 100: leavers and expiries only) and records its outcomes in one transaction. Returns how
+    /// many operations ran.
     pub async fn run_batch(&self, min_priority: i64) -> StoreResult<usize> {
+        use futures_util::StreamExt;
         self.engine.sync_connectors();
         let store = self.store.clone();
         let now = self.engine.now();
         let cfg = self.config.clone();
         let rows = blocking(move || {
             store.write_tx(|c, _| {
-                outbox::claim(c, &cfg.owner, now, cfg.lease, min_priority, cfg.concurrency)
+                outbox::claim(
+                    c,
+                    &cfg.owner,
+                    now,
+                    cfg.lease,
+                    min_priority,
+                    cfg.batch.max(1),
+                )
             })
         })
         .await?;
         let n = rows.len();
-        let futures = rows.into_iter().map(|row| self.run_one(row));
-        for r in futures_util::future::join_all(futures).await {
+        if n == 0 {
+            return Ok(0);
+        }
+        let width = usize::try_from(self.config.concurrency.max(1)).unwrap_or(1);
+        let ran: Vec<(outbox::OutboxRow, Executed)> = futures_util::stream::iter(rows)
+            .map(|row| async move {
+                let ex = self.execute(&row).await;
+                (row, ex)
+            })
+            .buffer_unordered(width)
+            .collect()
+            .await;
+        let store = self.store.clone();
+        let now = self.engine.now();
+        let cfg = self.config.clone();
+        let results = blocking(move || {
+            store.write_tx(|c, _| {
+                // One savepoint per operation: a failure to record one leaves it running (its
+                // lease expires and it runs again) without undoing the others.
+                Ok(ran
+                    .into_iter()
+                    .map(|(row, ex)| {
+                        c.transaction::<_, StoreError, _>(|c| record(c, &cfg, &row, ex, now))
+                    })
+                    .collect::<Vec<_>>())
+            })
+        })
+        .await?;
+        for r in results {
             r?;
         }
         Ok(n)
@@ -218,6 +331,15 @@ impl Workers {
 
     /// Runs one claimed operation and records its outcome.
     pub async fn run_one(&self, row: outbox::OutboxRow) -> StoreResult<OpOutcome> {
+        let ex = self.execute(&row).await;
+        let store = self.store.clone();
+        let now = self.engine.now();
+        let cfg = self.config.clone();
+        blocking(move || store.write_tx(|c, _| record(c, &cfg, &row, ex, now))).await
+    }
+
+    /// Calls the connector for one claimed operation (nothing is recorded).
+    pub async fn execute(&self, row: &outbox::OutboxRow) -> Executed {
         let op: Result<Operation, _> = serde_json::from_str(&row.op);
         let result = match &op {
             Err(e) => Err(ConnectorError::permanent(
@@ -244,59 +366,7 @@ impl Workers {
                 }
             },
         };
-        let store = self.store.clone();
-        let now = self.engine.now();
-        let cfg = self.config.clone();
-        blocking(move || {
-            store.write_tx(|c, _| match (result, op) {
-                (Ok(id), Ok(op)) => {
-                    record_done(c, &row, &op, id, now)?;
-                    Ok(OpOutcome::Done)
-                }
-                (Err(e), _) if e.kind == ErrorKind::Retryable && row.attempts < cfg.max_attempts => {
-                    let wait = backoff(&cfg, row.attempts);
-                    let wait = match e.retry_after.and_then(|d| Duration::from_std(d).ok()) {
-                        Some(ra) if ra > wait => ra,
-                        _ => wait,
-                    };
-                    outbox::retry_later(c, row.id, now + wait, &e.message)?;
-                    Ok(OpOutcome::Retry)
-                }
-                (Err(e), _) => {
-                    let reason = match e.kind {
-                        ErrorKind::Retryable => {
-                            format!("retry budget exhausted after {} attempts: {}", row.attempts, e.message)
-                        }
-                        _ => e.message.clone(),
-                    };
-                    outbox::park(c, row.id, &reason, now)?;
-                    outbox::incident(
-                        c,
-                        "operation_failed",
-                        Some(&row.user_id),
-                        Some(&row.connector),
-                        Some(row.id),
-                        &reason,
-                        now,
-                    )?;
-                    outbox::audit(
-                        c,
-                        &outbox::AuditEntry {
-                            at: now,
-                            actor: "worker",
-                            user_id: &row.user_id,
-                            connector: Some(&row.connector),
-                            action: "operation",
-                            outcome: "failed",
-                            detail: json!({"outbox_id": row.id, "reason": reason, "event": row.event}),
-                        },
-                    )?;
-                    Ok(OpOutcome::Failed)
-                }
-                (Ok(_), Err(_)) => Ok(OpOutcome::Failed),
-            })
-        })
-        .await
+        Executed { op, result }
     }
 
     /// Fires due timers; returns how many fired.
@@ -315,6 +385,11 @@ impl Workers {
             })
         })
         .await
+        .inspect(|n| {
+            if *n > 0 {
+                self.engine.wake.notify_waiters();
+            }
+        })
     }
 
     /// Runs everything that is due now until nothing is left (tests, demo, `simulate`).
@@ -336,8 +411,19 @@ impl Workers {
             let me = self.clone();
             tokio::spawn(async move {
                 loop {
+                    // Registered before claiming, so a commit between an empty claim and the
+                    // sleep still wakes this lane.
+                    let wake = me.engine.wake.clone();
+                    let notified = wake.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
                     match me.run_batch(lane).await {
-                        Ok(0) => tokio::time::sleep(me.config.idle_poll).await,
+                        Ok(0) => {
+                            tokio::select! {
+                                _ = &mut notified => {}
+                                _ = tokio::time::sleep(me.config.idle_poll) => {}
+                            }
+                        }
                         Ok(_) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, lane, "outbox worker error");

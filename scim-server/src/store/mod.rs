@@ -218,6 +218,10 @@ pub struct Change {
 /// Called for every [`Change`] inside the write transaction, before commit (see the module docs).
 pub trait WriteHook: Send + Sync + std::fmt::Debug {
     fn on_write(&self, conn: &mut DbConnection, change: &Change) -> StoreResult<()>;
+
+    /// Called after a transaction that recorded at least one [`Change`] has committed (never
+    /// after a rollback), outside it: e.g. to wake workers waiting for what it planned.
+    fn after_commit(&self) {}
 }
 
 /// Pool and document settings.
@@ -388,7 +392,8 @@ impl Store {
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let mut conn = self.inner.write.get()?;
-        conn.transaction::<T, StoreError, _>(|c| {
+        let mut changed = false;
+        let out = conn.transaction::<T, StoreError, _>(|c| {
             let mut changes = Vec::new();
             let out = body(c, &mut changes)?;
             if let Some(hook) = &self.inner.hook {
@@ -396,8 +401,17 @@ impl Store {
                     hook.on_write(c, change)?;
                 }
             }
+            changed = !changes.is_empty();
             Ok(out)
-        })
+        })?;
+        // Committed: release the writer first, then tell the hook.
+        drop(conn);
+        if changed {
+            if let Some(hook) = &self.inner.hook {
+                hook.after_commit();
+            }
+        }
+        Ok(out)
     }
 }
 

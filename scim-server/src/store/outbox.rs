@@ -292,25 +292,33 @@ pub fn claim(
 ) -> StoreResult<Vec<OutboxRow>> {
     let pg = matches!(c, DbConnection::Postgresql(_));
     let now_s = ts(now);
-    let mut q = Sql::<BigInt>::new(
-        "SELECT o.id FROM engine_outbox o WHERE ((o.status = 'pending' AND o.not_before <= ",
-    );
-    q.text(now_s.as_str())
-        .push(") OR (o.status = 'running' AND o.lease_until < ")
-        .text(now_s.as_str())
-        .push(")) AND o.priority >= ")
-        .int(min_priority)
-        .push(
-            " AND NOT EXISTS (SELECT 1 FROM engine_outbox p WHERE p.user_id = o.user_id \
-             AND p.connector = o.connector AND p.id < o.id \
-             AND p.status IN ('pending', 'running', 'held')) \
-             ORDER BY o.priority DESC, o.id LIMIT ",
-        )
-        .int(limit);
-    if pg {
-        q.push(" FOR UPDATE OF o SKIP LOCKED");
-    }
-    let ids: Vec<i64> = q.load::<i64>(c)?;
+    // Two queries, one per status, each read in (priority DESC, id) order from
+    // `engine_outbox_lane_idx` so that it stops at its LIMIT; one query with an OR over both
+    // statuses would sort every pending row on each claim.
+    let lane = |due: &str| {
+        let mut q =
+            Sql::<(BigInt, BigInt)>::new("SELECT o.id, o.priority FROM engine_outbox o WHERE ");
+        q.push(due)
+            .text(now_s.as_str())
+            .push(" AND o.priority >= ")
+            .int(min_priority)
+            .push(
+                " AND NOT EXISTS (SELECT 1 FROM engine_outbox p WHERE p.user_id = o.user_id \
+                 AND p.connector = o.connector AND p.id < o.id \
+                 AND p.status IN ('pending', 'running', 'held')) \
+                 ORDER BY o.priority DESC, o.id LIMIT ",
+            )
+            .int(limit);
+        if pg {
+            q.push(" FOR UPDATE OF o SKIP LOCKED");
+        }
+        q
+    };
+    let mut found: Vec<(i64, i64)> = lane("o.status = 'pending' AND o.not_before <= ").load(c)?;
+    found.extend(lane("o.status = 'running' AND o.lease_until < ").load::<(i64, i64)>(c)?);
+    found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    found.truncate(usize::try_from(limit).unwrap_or(0));
+    let ids: Vec<i64> = found.into_iter().map(|(id, _)| id).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
