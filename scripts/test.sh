@@ -73,4 +73,13 @@ fi
 
 # ---- the test suite (last, so its summary closes the output) -------------------------------
 log "cargo test (SQLite and PostgreSQL)"
-cargo test --workspace --all-targets
+TEST_LOG=$(mktemp)
+set +e
+cargo test --workspace --all-targets 2>&1 | tee "$TEST_LOG"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one summary per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$TEST_LOG"
+rm -f "$TEST_LOG"
+exit "$rc"
