@@ -13,6 +13,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p scim-server --bin scimhub
 cargo build --release -q -p scim-server --example bench_leavers
-TARGET=${CARGO_TARGET_DIR:-target}
-SCIMHUB_BIN="$PWD/$TARGET/release/scimhub" LEAVERS=${LEAVERS:-100} \
+TARGET=$(cd "${CARGO_TARGET_DIR:-target}" 2>/dev/null && pwd || echo "$PWD/target")
+SCIMHUB_BIN="$TARGET/release/scimhub" LEAVERS=${LEAVERS:-100} \
   "$TARGET/release/examples/bench_leavers"
