@@ -177,6 +177,30 @@ impl HttpClient {
     }
 
     /// A connector error of `kind` with `message` scrubbed of registered secrets.
+    /// Attaches `body` as JSON with `content_type` (`application/json`, `application/scim+json`).
+    pub fn json_body(
+        &self,
+        builder: RequestBuilder,
+        content_type: &'static str,
+        body: &serde_json::Value,
+    ) -> Result<RequestBuilder, ConnectorError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| self.error(ErrorKind::Permanent, format!("cannot encode body: {e}")))?;
+        Ok(builder
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes))
+    }
+
+    /// The response body as JSON; an unreadable body is a permanent error naming the call.
+    pub fn decode_json(&self, resp: &HttpResponse) -> Result<serde_json::Value, ConnectorError> {
+        resp.json_value().map_err(|e| {
+            self.error(
+                ErrorKind::Permanent,
+                format!("{} {}: {e}", resp.method, resp.path),
+            )
+        })
+    }
+
     pub fn error(&self, kind: ErrorKind, message: impl Into<String>) -> ConnectorError {
         let message = self.scrub(message.into());
         match kind {

@@ -29,7 +29,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -288,11 +288,7 @@ impl OktaConnector {
             req = req.query(query);
         }
         if let Some(body) = body {
-            let bytes = serde_json::to_vec(body).map_err(|e| {
-                self.http
-                    .error(ErrorKind::Permanent, format!("cannot encode body: {e}"))
-            })?;
-            req = req.header(CONTENT_TYPE, "application/json").body(bytes);
+            req = self.http.json_body(req, "application/json", body)?;
         }
         self.http.send(req).await
     }
@@ -303,12 +299,7 @@ impl OktaConnector {
     }
 
     fn json(&self, resp: &HttpResponse) -> Result<Value, ConnectorError> {
-        resp.json_value().map_err(|e| {
-            self.http.error(
-                ErrorKind::Permanent,
-                format!("{} {}: {e}", resp.method, resp.path),
-            )
-        })
+        self.http.decode_json(resp)
     }
 
     /// `GET /api/v1/users/{id or login}`; `None` on 404.

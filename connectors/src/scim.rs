@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
 use scim_schema::filter::{AttrPath, CompValue, CompareOp, Filter, PatchPath};
 use scim_schema::message::{ErrorResponse, ListResponse, PatchOpRequest, RawPatchOperation};
@@ -288,11 +288,7 @@ impl ScimConnector {
             req = req.query(query);
         }
         if let Some(body) = body {
-            let bytes = serde_json::to_vec(body).map_err(|e| {
-                self.http
-                    .error(ErrorKind::Permanent, format!("cannot encode body: {e}"))
-            })?;
-            req = req.header(CONTENT_TYPE, SCIM_JSON).body(bytes);
+            req = self.http.json_body(req, SCIM_JSON, body)?;
         }
         self.http.send(req).await
     }
@@ -303,12 +299,7 @@ impl ScimConnector {
     }
 
     fn json(&self, resp: &HttpResponse) -> Result<Value, ConnectorError> {
-        resp.json_value().map_err(|e| {
-            self.http.error(
-                ErrorKind::Permanent,
-                format!("{} {}: {e}", resp.method, resp.path),
-            )
-        })
+        self.http.decode_json(resp)
     }
 
     /// `GET /Users/{id}`; `None` on 404.
