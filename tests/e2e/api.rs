@@ -144,16 +144,64 @@ backends!(groups_members_and_user_groups, |app| {
     let outer = app.create_group("outer", &[&inner_id]);
     let outer_id = outer["id"].as_str().unwrap().to_string();
 
-    // Add bob and an unknown member: the valid one is applied, the unknown one reported
+    // Add bob and an unknown member: the valid one is applied, the unknown one reported.
+    // A membership PATCH answers 204 unless the client asks for a representation.
     let resp = app
         .patch(&format!("/Groups/{inner_id}"), json!({"Operations":[{"op":"add","path":"members","value":[{"value":b},{"value":"does-not-exist"}]}]}))
         .send()
-        .status(200);
+        .status(204);
     assert_eq!(
         resp.header("x-scimhub-unknown-members").as_deref(),
         Some("does-not-exist")
     );
-    assert_eq!(resp.json()["members"].as_array().unwrap().len(), 2);
+    assert!(resp.header("etag").is_some());
+    let g = app
+        .get(&format!("/Groups/{inner_id}"))
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(g["members"].as_array().unwrap().len(), 2);
+    // Asking for attributes makes it 200 with exactly that projection (RFC 7644 §3.5.2 MUST).
+    let g = app
+        .patch(
+            &format!("/Groups/{inner_id}?attributes=members"),
+            json!({"Operations":[{"op":"add","path":"members","value":[{"value":b}]}]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(g["members"].as_array().unwrap().len(), 2, "{g}");
+    assert!(g.get("displayName").is_none(), "{g}");
+    let g = app
+        .patch(
+            &format!("/Groups/{inner_id}?excludedAttributes=members"),
+            json!({"Operations":[{"op":"add","path":"members","value":[{"value":b}]}]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert!(g.get("members").is_none(), "{g}");
+    assert_eq!(g["displayName"], "inner");
+    let g = app
+        .patch(
+            &format!("/Groups/{inner_id}"),
+            json!({"Operations":[{"op":"add","path":"members","value":[{"value":b}]}]}),
+        )
+        .header("Prefer", "return=representation")
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(g["members"].as_array().unwrap().len(), 2, "{g}");
+    // A PATCH that leaves members alone answers 200 with the whole group.
+    let g = app
+        .patch(
+            &format!("/Groups/{inner_id}"),
+            json!({"Operations":[{"op":"replace","path":"externalId","value":"inner-ext"}]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(g["members"].as_array().unwrap().len(), 2, "{g}");
 
     // excludedAttributes=members
     let g = app
@@ -179,7 +227,7 @@ backends!(groups_members_and_user_groups, |app| {
     // Remove with a value filter
     let g = app
         .patch(
-            &format!("/Groups/{inner_id}"),
+            &format!("/Groups/{inner_id}?attributes=members"),
             json!({"Operations":[{"op":"remove","path":format!("members[value eq \"{a}\"]")}]}),
         )
         .send()

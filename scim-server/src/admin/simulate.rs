@@ -175,6 +175,7 @@ impl Admin {
                 need_body()?,
                 None,
                 &caller,
+                service::PatchReply::Minimal,
             )
             .map(|_| ()),
             "DELETE" => store.delete(kind, &id_or("DELETE")?, None).map(|_| ()),

@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod error;
 pub mod middleware;
 pub mod query;
+pub mod render;
 pub mod resources;
 
 use std::sync::Arc;
@@ -121,9 +122,21 @@ pub fn base_url(req: &HttpRequest) -> String {
 
 /// A response with a SCIM JSON body.
 pub fn scim_response(status: StatusCode, body: &Value) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, SCIM_JSON))
-        .body(body.to_string())
+    scim_response_of(status, body)
+}
+
+/// A response with any serialisable body as SCIM JSON, written straight to bytes (`to_string`
+/// would go through `fmt::Display`, measurably slower on 100-resource pages).
+pub fn scim_response_of(status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => HttpResponse::build(status)
+            .insert_header((header::CONTENT_TYPE, SCIM_JSON))
+            .body(bytes),
+        // Only a map with non-string keys fails to serialise; none is built here.
+        Err(e) => actix_web::ResponseError::error_response(&ApiError::internal(format!(
+            "response not serialisable: {e}"
+        ))),
+    }
 }
 
 async fn not_found(req: HttpRequest) -> ApiResult<HttpResponse> {

@@ -85,13 +85,7 @@ fn resource_response(
     let etag = r.etag();
     let location = location(&r, req);
     let mut resp = scim_response(status, &render(r, p, &state.schemas, &super::base_url(req)));
-    let headers = resp.headers_mut();
-    if let Ok(v) = header::HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, v);
-    }
-    if let Ok(v) = header::HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, v);
-    }
+    add_resource_headers(&mut resp, &etag, &location);
     resp
 }
 
@@ -126,7 +120,9 @@ pub async fn get(
     } else {
         "groups"
     });
-    let r = state.db(move |s| s.get(kind, &id, with_members)).await?;
+    let r = state
+        .db(move |s| s.get_loaded(kind, &id, with_members))
+        .await?;
     if none_match(&req, &r.etag()) {
         let mut resp = HttpResponse::NotModified().finish();
         if let Ok(v) = header::HeaderValue::from_str(&r.etag()) {
@@ -134,7 +130,39 @@ pub async fn get(
         }
         return Ok(resp);
     }
+    let base = super::base_url(&req);
+    let mut body = Vec::new();
+    if default_projection(&p, &state)
+        && super::render::write_default(&mut body, &r, state.schemas.of(kind), &base)
+    {
+        let mut resp = HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, super::error::SCIM_JSON))
+            .body(body);
+        add_resource_headers(
+            &mut resp,
+            &r.etag(),
+            &format!("{base}/{}/{}", kind.endpoint(), r.id),
+        );
+        return Ok(resp);
+    }
+    let r = state.store.assemble_loaded(r);
     Ok(resource_response(StatusCode::OK, r, &p, &state, &req))
+}
+
+/// Whether a read can be written straight from stored text ([`super::render`]): the default
+/// projection, and a store that leaves `meta.location` to the HTTP layer.
+fn default_projection(p: &Projection, state: &AppState) -> bool {
+    p.attributes.is_empty() && p.excluded.is_empty() && state.store.base_url().is_none()
+}
+
+fn add_resource_headers(resp: &mut HttpResponse, etag: &str, location: &str) {
+    let headers = resp.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Ok(v) = header::HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, v);
+    }
 }
 
 pub async fn create(
@@ -171,8 +199,29 @@ pub async fn replace(
     Ok(resource_response(StatusCode::OK, r, &p, &state, &req))
 }
 
-/// PATCH answers 200 with the resource, or 204 when the client sends `Prefer: return=minimal`
-/// (RFC 7240). Member ids that name no resource are skipped; they are listed in the
+/// The `Prefer` header's `return=` preference (RFC 7240 §4.2), if any.
+fn prefer_return(req: &HttpRequest) -> Option<&'static str> {
+    let v = header_str(req, header::HeaderName::from_static("prefer"))?;
+    v.split(',').find_map(|p| {
+        let p = p.trim();
+        if p.eq_ignore_ascii_case("return=minimal") {
+            Some("minimal")
+        } else if p.eq_ignore_ascii_case("return=representation") {
+            Some("representation")
+        } else {
+            None
+        }
+    })
+}
+
+/// PATCH answers 200 with the resource (RFC 7644 §3.5.2), except:
+/// - `Prefer: return=minimal` (RFC 7240) answers 204;
+/// - a PATCH that changes a Group's members answers 204 unless the client asks for a
+///   representation (`attributes`, `excludedAttributes` or `Prefer: return=representation`).
+///   Echoing every member would make adding one member to a 100,000-member group cost
+///   megabytes; Entra ID and Okta document 204 for exactly these requests.
+///
+/// Member ids that name no resource are skipped; they are listed in the
 /// `X-Scimhub-Unknown-Members` response header and logged.
 pub async fn patch(
     state: web::Data<AppState>,
@@ -186,15 +235,33 @@ pub async fn patch(
     let caller = state.caller(&req)?;
     let schemas = state.schemas.clone();
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
+    let prefer = prefer_return(&req);
+    let reply = if prefer == Some("minimal") {
+        service::PatchReply::Minimal
+    } else if prefer == Some("representation") || !p.attributes.is_empty() || !p.excluded.is_empty()
+    {
+        service::PatchReply::Representation {
+            members: !p.excludes("members"),
+        }
+    } else {
+        service::PatchReply::Default
+    };
     let out = state
-        .db(move |s| service::patch(s, &schemas, kind, &id, body.0, if_match.as_deref(), &caller))
+        .db(move |s| {
+            service::patch(
+                s,
+                &schemas,
+                kind,
+                &id,
+                body.0,
+                if_match.as_deref(),
+                &caller,
+                reply,
+            )
+        })
         .await?;
     let group_id = out.resource.id.clone();
-    let minimal = header_str(&req, header::HeaderName::from_static("prefer")).is_some_and(|v| {
-        v.split(',')
-            .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"))
-    });
-    let mut resp = if minimal {
+    let mut resp = if reply == service::PatchReply::Minimal || out.no_content {
         let mut resp = HttpResponse::NoContent().finish();
         if let Ok(v) = header::HeaderValue::from_str(&out.resource.etag()) {
             resp.headers_mut().insert(header::ETAG, v);
@@ -264,10 +331,7 @@ fn search_query(
 }
 
 fn list_response(body: ListResponse<Value>) -> HttpResponse {
-    scim_response(
-        StatusCode::OK,
-        &serde_json::to_value(body).unwrap_or(Value::Null),
-    )
+    super::scim_response_of(StatusCode::OK, &body)
 }
 
 /// Runs a search over one resource type and renders the ListResponse.
@@ -281,23 +345,70 @@ async fn run_search(
     let q = search_query(&params, kind, max)?;
     let schemas = state.schemas.clone();
     let page = state
-        .db(move |s| s.search(kind, &q, schemas.of(kind)))
+        .db(move |s| s.search_loaded(kind, &q, schemas.of(kind)))
         .await?;
     let base = super::base_url(req);
-    let items: Vec<Value> = page
-        .resources
-        .into_iter()
-        .map(|r| render(r, &params.projection, &state.schemas, &base))
-        .collect();
-    Ok(list_response(match params.cursor {
+    let schema = state.schemas.of(kind);
+    // Resources written straight from stored text where possible (see `render`), the rest
+    // assembled and projected; spliced into the ListResponse's `Resources` array.
+    let mut resources = Vec::with_capacity(page.resources.len() * 1024);
+    let fast = default_projection(&params.projection, state);
+    for (n, r) in page.resources.iter().enumerate() {
+        if n > 0 {
+            resources.push(b',');
+        }
+        if fast && super::render::write_default(&mut resources, r, schema, &base) {
+            continue;
+        }
+        let doc = render(
+            state.store.assemble_loaded(r.clone()),
+            &params.projection,
+            &state.schemas,
+            &base,
+        );
+        if let Err(e) = serde_json::to_writer(&mut resources, &doc) {
+            return Err(ApiError::internal(format!(
+                "response not serialisable: {e}"
+            )));
+        }
+    }
+    let n = page.resources.len();
+    let envelope: ListResponse<Value> = match params.cursor {
         Some(_) => ListResponse::cursored(
-            items,
+            Vec::new(),
             page.total_results,
             page.next_cursor,
             page.previous_cursor,
         ),
-        None => ListResponse::indexed(items, page.total_results, page.start_index),
-    }))
+        None => ListResponse::indexed(Vec::new(), page.total_results, page.start_index),
+    };
+    let envelope = ListResponse {
+        items_per_page: Some(n as u64),
+        ..envelope
+    };
+    let body = splice_resources(&envelope, &resources)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, super::error::SCIM_JSON))
+        .body(body))
+}
+
+/// The ListResponse `envelope` (with no resources) serialised with `resources` (the JSON texts
+/// of the items, comma-separated) inside its `Resources` array. `Resources` is the last member
+/// ListResponse serialises, and is always written.
+fn splice_resources(envelope: &ListResponse<Value>, resources: &[u8]) -> ApiResult<Vec<u8>> {
+    let mut body = serde_json::to_vec(envelope)
+        .map_err(|e| ApiError::internal(format!("response not serialisable: {e}")))?;
+    const TAIL: &[u8] = b"\"Resources\":[]}";
+    if !body.ends_with(TAIL) {
+        return Err(ApiError::internal(
+            "ListResponse does not end with Resources",
+        ));
+    }
+    body.truncate(body.len() - 2);
+    body.reserve(resources.len() + 2);
+    body.extend_from_slice(resources);
+    body.extend_from_slice(b"]}");
+    Ok(body)
 }
 
 /// The order the store returns a sorted page in: absent values first ascending (as SQL orders

@@ -151,7 +151,19 @@ fn run_one(
             ),
             (BulkMethod::Patch, Some(id)) => (
                 200,
-                Some(super::patch(store, schemas, kind, &id, data, if_match, caller)?.resource),
+                Some(
+                    super::patch(
+                        store,
+                        schemas,
+                        kind,
+                        &id,
+                        data,
+                        if_match,
+                        caller,
+                        super::PatchReply::Minimal,
+                    )?
+                    .resource,
+                ),
             ),
             (BulkMethod::Delete, Some(id)) => {
                 store.delete(kind, &id, if_match)?;

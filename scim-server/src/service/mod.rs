@@ -168,9 +168,28 @@ pub fn replace(
 /// The outcome of a PATCH.
 #[derive(Debug)]
 pub struct Patched {
+    /// The resource after the PATCH. A Group carries its members only when the reply asked for
+    /// them (see [`PatchReply`]).
     pub resource: StoredResource,
     /// Member ids that named no resource: left out, the rest applied.
     pub unknown_members: Vec<String>,
+    /// The PATCH changed Group membership and the caller expressed no wish for a
+    /// representation: answer 204 (RFC 7644 §3.5.2 allows it), so that adding one member costs
+    /// the same at any group size instead of echoing every member.
+    pub no_content: bool,
+}
+
+/// What the caller wants back from a PATCH; decides whether a Group's members are loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchReply {
+    /// No preference: a membership PATCH of a Group answers 204, anything else 200 with the
+    /// whole resource.
+    Default,
+    /// `attributes`/`excludedAttributes` given (RFC 7644 §3.5.2: then 200 is a MUST) or
+    /// `Prefer: return=representation`; `members` says whether Group members are wanted.
+    Representation { members: bool },
+    /// `Prefer: return=minimal`, or no HTTP reply at all (Bulk, simulation).
+    Minimal,
 }
 
 /// Parses and normalises a PatchOp body for `kind` in the caller's dialect.
@@ -271,6 +290,7 @@ fn new_member(v: &Value) -> Option<NewMember> {
 /// sub-attribute), the group is loaded with its members and replaced. Members that name no
 /// resource are skipped and reported instead of failing the request (what Okta and Entra
 /// expect).
+#[allow(clippy::too_many_arguments)]
 pub fn patch(
     store: &Store,
     schemas: &Schemas,
@@ -279,6 +299,7 @@ pub fn patch(
     body: Value,
     if_match: Option<&str>,
     caller: &Caller,
+    reply: PatchReply,
 ) -> Result<Patched, StoreError> {
     let ops = patch_operations(schemas, kind, body, caller.dialect)?;
     let client = Some(caller.client.as_str());
@@ -286,6 +307,7 @@ pub fn patch(
     let done = |resource| Patched {
         resource,
         unknown_members: vec![],
+        no_content: false,
     };
     if kind == ResourceKind::User || !touches_members(&ops) {
         let resource = store.update_with(kind, id, if_match, client, |doc| {
@@ -302,10 +324,17 @@ pub fn patch(
                 RemoveSpec::Values(ids) => MemberRemoval::Ids(ids),
             };
             let other = delta.other_ops;
+            let with_members = matches!(reply, PatchReply::Representation { members: true });
             let mut unknown = Vec::new();
             loop {
-                let attempt =
-                    store.update_group_with(id, if_match, client, add.clone(), remove.clone(), {
+                let attempt = store.update_group_with(
+                    id,
+                    if_match,
+                    client,
+                    add.clone(),
+                    remove.clone(),
+                    with_members,
+                    {
                         let other = &other;
                         move |doc| {
                             if other.is_empty() {
@@ -314,7 +343,8 @@ pub fn patch(
                                 patched_doc(schemas, kind, &doc, other, dialect)
                             }
                         }
-                    });
+                    },
+                );
                 match attempt {
                     Err(StoreError::UnknownMembers(ids)) if !ids.is_empty() => {
                         add.retain(|m| !ids.contains(&m.value));
@@ -324,12 +354,17 @@ pub fn patch(
                         break Ok(Patched {
                             resource: other?,
                             unknown_members: unknown,
+                            no_content: reply == PatchReply::Default,
                         })
                     }
                 }
             }
         }
-        None => patch_group_whole(store, schemas, id, &ops, if_match, caller),
+        None => {
+            let mut out = patch_group_whole(store, schemas, id, &ops, if_match, caller)?;
+            out.no_content = reply == PatchReply::Default;
+            Ok(out)
+        }
     }
 }
 
@@ -365,6 +400,7 @@ fn patch_group_whole(
                 return Ok(Patched {
                     resource: other?,
                     unknown_members: unknown,
+                    no_content: false,
                 })
             }
         }

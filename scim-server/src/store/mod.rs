@@ -40,6 +40,7 @@
 mod conn;
 mod error;
 mod memeval;
+mod ranks;
 mod resources;
 mod schema;
 mod search;
@@ -66,7 +67,7 @@ use serde_json::{Map, Value};
 
 pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend};
 pub use error::{StoreError, StoreResult};
-pub use resources::parse_members;
+pub use resources::{parse_members, GroupRef, LoadedResource, MemberRow};
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
 
@@ -268,6 +269,60 @@ struct Inner {
     base_url: Option<String>,
     hook: Option<Arc<dyn WriteHook>>,
     clock: fn() -> DateTime<Utc>,
+    /// `None` on PostgreSQL: other processes may write there, so it always counts.
+    type_counts: Option<Arc<TypeCounts>>,
+    /// `None` on PostgreSQL, for the same reason (see [`ranks`]).
+    id_ranks: Option<Arc<ranks::IdRanks>>,
+}
+
+/// The number of resources of each type, cached for unfiltered lists: `COUNT(*)` over 100,000
+/// Users costs milliseconds, which is most of a page's cost. Only for SQLite, where this
+/// process owns the one writer, so every create or delete passes through [`Store::write_tx`].
+///
+/// A generation number guards against a count computed before a commit being cached after it:
+/// a count is cached only if no create or delete committed since its query began.
+#[derive(Debug, Default)]
+pub(crate) struct TypeCounts {
+    generation: std::sync::atomic::AtomicU64,
+    /// Per kind (User, Group): the count and the generation it was taken at.
+    cached: std::sync::Mutex<[Option<(u64, u64)>; 2]>,
+}
+
+impl TypeCounts {
+    fn slot(kind: ResourceKind) -> usize {
+        match kind {
+            ResourceKind::User => 0,
+            ResourceKind::Group => 1,
+        }
+    }
+
+    /// The current generation; read it before counting.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn get(&self, kind: ResourceKind) -> Option<u64> {
+        let now = self.generation();
+        let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        match cached[Self::slot(kind)] {
+            Some((generation, n)) if generation == now => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Caches `n`, counted after reading `generation`, unless a create or delete committed since.
+    pub(crate) fn put(&self, kind: ResourceKind, generation: u64, n: u64) {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if self.generation() == generation {
+            cached[Self::slot(kind)] = Some((generation, n));
+        }
+    }
+
+    /// Called after a commit that created or deleted resources.
+    fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -312,6 +367,8 @@ impl Store {
                 (build(options.pool_size)?, write)
             }
         };
+        let type_counts = url.is_sqlite().then(Arc::default);
+        let id_ranks = url.is_sqlite().then(Arc::default);
         let store = Store {
             inner: Arc::new(Inner {
                 read,
@@ -322,6 +379,8 @@ impl Store {
                     .map(|b| b.trim_end_matches('/').to_string()),
                 hook: None,
                 clock: Utc::now,
+                type_counts,
+                id_ranks,
             }),
         };
         store.migrate()?;
@@ -346,6 +405,8 @@ impl Store {
             base_url: self.inner.base_url.clone(),
             hook: self.inner.hook.clone(),
             clock: self.inner.clock,
+            type_counts: self.inner.type_counts.clone(),
+            id_ranks: self.inner.id_ranks.clone(),
         };
         f(&mut inner);
         Store {
@@ -381,6 +442,14 @@ impl Store {
         Ok(self.inner.read.get()?)
     }
 
+    pub(crate) fn type_counts(&self) -> Option<&TypeCounts> {
+        self.inner.type_counts.as_deref()
+    }
+
+    pub(crate) fn id_ranks(&self) -> Option<&ranks::IdRanks> {
+        self.inner.id_ranks.as_deref()
+    }
+
     pub(crate) fn now(&self) -> DateTime<Utc> {
         (self.inner.clock)()
     }
@@ -393,6 +462,8 @@ impl Store {
     ) -> StoreResult<T> {
         let mut conn = self.inner.write.get()?;
         let mut changed = false;
+        // Creates and deletes: (kind, id, created).
+        let mut population: Vec<(ResourceKind, String, bool)> = Vec::new();
         let out = conn.transaction::<T, StoreError, _>(|c| {
             let mut changes = Vec::new();
             let out = body(c, &mut changes)?;
@@ -402,10 +473,25 @@ impl Store {
                 }
             }
             changed = !changes.is_empty();
+            population = changes
+                .iter()
+                .filter(|ch| matches!(ch.op, ChangeOp::Create | ChangeOp::Delete))
+                .map(|ch| (ch.kind, ch.id.clone(), ch.op == ChangeOp::Create))
+                .collect();
             Ok(out)
         })?;
         // Committed: release the writer first, then tell the hook.
         drop(conn);
+        if !population.is_empty() {
+            if let Some(counts) = &self.inner.type_counts {
+                counts.invalidate();
+            }
+            if let Some(ranks) = &self.inner.id_ranks {
+                for (kind, id, created) in &population {
+                    ranks.apply(*kind, id, *created);
+                }
+            }
+        }
         if changed {
             if let Some(hook) = &self.inner.hook {
                 hook.after_commit();

@@ -126,9 +126,50 @@ fn ts(s: &str) -> StoreResult<chrono::DateTime<chrono::Utc>> {
 }
 
 /// A member row: `member_id, member_type, display`.
-pub(crate) type MemberRow = (String, String, Option<String>);
+pub type MemberRow = (String, String, Option<String>);
 /// A group reference of a user: `group id, display, direct`.
-pub(crate) type GroupRef = (String, Option<String>, bool);
+pub type GroupRef = (String, Option<String>, bool);
+
+/// A resource as read, before its document is assembled: the stored JSON text (no `id`, `meta`,
+/// `members` or `groups`), the meta columns, and Group members or User groups when they were
+/// loaded. [`Store::assemble_loaded`] turns it into a [`StoredResource`]; the HTTP layer can
+/// also write it as JSON directly, which saves parsing and rebuilding every document of a page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedResource {
+    pub kind: ResourceKind,
+    pub id: String,
+    pub doc: String,
+    pub created: String,
+    pub last_modified: String,
+    pub version: i64,
+    pub members: Option<Vec<MemberRow>>,
+    pub groups: Option<Vec<GroupRef>>,
+}
+
+impl LoadedResource {
+    pub(crate) fn from_row(
+        kind: ResourceKind,
+        (id, doc, created, last_modified, version): Row,
+        members: Option<Vec<MemberRow>>,
+        groups: Option<Vec<GroupRef>>,
+    ) -> Self {
+        LoadedResource {
+            kind,
+            id,
+            doc,
+            created,
+            last_modified,
+            version,
+            members,
+            groups,
+        }
+    }
+
+    /// The weak ETag of this version.
+    pub fn etag(&self) -> String {
+        etag(self.version)
+    }
+}
 
 impl Store {
     fn location(&self, kind: ResourceKind, id: &str) -> Option<String> {
@@ -136,6 +177,17 @@ impl Store {
             .base_url
             .as_ref()
             .map(|b| format!("{b}/{}/{id}", kind.endpoint()))
+    }
+
+    /// The document of a loaded resource.
+    pub fn assemble_loaded(&self, r: LoadedResource) -> StoredResource {
+        let row = (r.id, r.doc, r.created, r.last_modified, r.version);
+        self.assemble(r.kind, row, r.members.as_deref(), r.groups.as_deref())
+    }
+
+    /// The base URL documents carry in `meta.location`, when the store was given one.
+    pub fn base_url(&self) -> Option<&str> {
+        self.inner.base_url.as_deref()
     }
 
     /// Builds the response document from a row and, optionally, members or groups.
@@ -286,23 +338,33 @@ impl Store {
         id: &str,
         with_members: bool,
     ) -> StoreResult<StoredResource> {
+        Ok(self.assemble_loaded(self.get_loaded(kind, id, with_members)?))
+    }
+
+    /// [`Store::get`] without assembling the document.
+    pub fn get_loaded(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        with_members: bool,
+    ) -> StoreResult<LoadedResource> {
         let mut conn = self.read_conn()?;
         let c = &mut *conn;
         if (kind, with_members) == (ResourceKind::User, true) {
             let (row, groups) = load_user_with_groups(c, id)?.ok_or(StoreError::NotFound)?;
-            return Ok(self.assemble(kind, row, None, Some(&groups)));
+            return Ok(LoadedResource::from_row(kind, row, None, Some(groups)));
         }
         let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
         let ids = [row.0.clone()];
         match (kind, with_members) {
-            (_, false) => Ok(self.assemble(kind, row, None, None)),
+            (_, false) => Ok(LoadedResource::from_row(kind, row, None, None)),
             (ResourceKind::Group, true) => {
                 let members = load_members(c, &ids)?.remove(&row.0).unwrap_or_default();
-                Ok(self.assemble(kind, row, Some(&members), None))
+                Ok(LoadedResource::from_row(kind, row, Some(members), None))
             }
             (ResourceKind::User, true) => {
                 let groups = load_groups(c, &ids)?.remove(&row.0).unwrap_or_default();
-                Ok(self.assemble(kind, row, None, Some(&groups)))
+                Ok(LoadedResource::from_row(kind, row, None, Some(groups)))
             }
         }
     }
@@ -352,7 +414,10 @@ impl Store {
     }
 
     /// A Group PATCH in one transaction: `f` changes the document (as in [`Store::update_with`])
-    /// and `add`/`remove` change membership at a cost independent of the group's size.
+    /// and `add`/`remove` change membership at a cost independent of the group's size. The
+    /// returned group carries its members only when `with_members` asks for them: loading them
+    /// is the one part whose cost grows with the group.
+    #[allow(clippy::too_many_arguments)]
     pub fn update_group_with(
         &self,
         id: &str,
@@ -360,6 +425,7 @@ impl Store {
         client_id: Option<&str>,
         add: Vec<NewMember>,
         remove: MemberRemoval,
+        with_members: bool,
         f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
     ) -> StoreResult<StoredResource> {
         let kind = ResourceKind::Group;
@@ -380,6 +446,9 @@ impl Store {
                 bump(c, id, &now)?;
             }
             let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
+            if !with_members {
+                return Ok(self.assemble(kind, row, None, None));
+            }
             let members = load_members(c, &[id.to_string()])?
                 .remove(id)
                 .unwrap_or_default();

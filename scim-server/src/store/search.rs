@@ -29,10 +29,12 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::memeval::{self, SortKey};
+use super::ranks::Seek;
 use super::resources::{fold, load_groups, load_members, load_rows, Row, ENTERPRISE_URN};
 use super::sql::{Bind, Sql};
 use super::{
-    fmt_ts, parse_ts, DbConnection, ResourceKind, Store, StoreError, StoreResult, StoredResource,
+    fmt_ts, parse_ts, DbConnection, LoadedResource, ResourceKind, Store, StoreError, StoreResult,
+    StoredResource,
 };
 
 /// Rows read per batch when evaluating in memory.
@@ -54,12 +56,13 @@ pub struct SearchQuery {
     pub with_members: bool,
 }
 
-/// One page of results.
+/// One page of results: assembled documents ([`StoredResource`], the default) or rows as loaded
+/// ([`LoadedResource`], for renderers that write JSON without building documents).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page {
+pub struct Page<R = StoredResource> {
     pub total_results: u64,
     pub start_index: u64,
-    pub resources: Vec<StoredResource>,
+    pub resources: Vec<R>,
     /// Set when cursor paging was requested and more results follow.
     pub next_cursor: Option<String>,
     /// Set for cursor paging past the first page, when it can be computed (in-memory orderings).
@@ -497,6 +500,27 @@ impl Store {
         q: &SearchQuery,
         schema: &ResourceSchema,
     ) -> StoreResult<Page> {
+        let page = self.search_loaded(kind, q, schema)?;
+        Ok(Page {
+            total_results: page.total_results,
+            start_index: page.start_index,
+            resources: page
+                .resources
+                .into_iter()
+                .map(|r| self.assemble_loaded(r))
+                .collect(),
+            next_cursor: page.next_cursor,
+            previous_cursor: page.previous_cursor,
+        })
+    }
+
+    /// [`Store::search`] without assembling documents.
+    pub fn search_loaded(
+        &self,
+        kind: ResourceKind,
+        q: &SearchQuery,
+        schema: &ResourceSchema,
+    ) -> StoreResult<Page<LoadedResource>> {
         let mut conn = self.read_conn()?;
         let c = &mut *conn;
         let tr = Translator { kind, schema };
@@ -528,14 +552,11 @@ impl Store {
         base: &Sql,
         col: &'static str,
         sig: &str,
-    ) -> StoreResult<Page> {
-        let mut count = Sql::<BigInt>::new("SELECT COUNT(*)");
-        count.append(base);
-        let total = count.get_result::<i64>(c)?.max(0) as u64;
+    ) -> StoreResult<Page<LoadedResource>> {
         let start_index = q.start_index.max(1);
         if q.count == 0 {
             return Ok(Page {
-                total_results: total,
+                total_results: self.count_of(c, kind, q, base)?,
                 start_index,
                 resources: Vec::new(),
                 next_cursor: None,
@@ -559,6 +580,34 @@ impl Store {
             page.push(" AND ");
             keyset(&mut page, col, cur.k.as_deref(), id, asc);
         }
+        // An index page deep in the default (id) order seeks to its first id instead of
+        // stepping over the rows before it.
+        let mut offset_rows = if q.cursor.is_none() {
+            start_index - 1
+        } else {
+            0
+        };
+        if offset_rows > 0 && col == "id" && q.filter.is_none() {
+            if let Some(ranks) = self.id_ranks() {
+                match ranks.seek(c, kind, offset_rows, !asc)? {
+                    Seek::From(first) => {
+                        page.push(if asc { " AND id >= " } else { " AND id <= " })
+                            .text(&first);
+                        offset_rows = 0;
+                    }
+                    Seek::PastEnd => {
+                        return Ok(Page {
+                            total_results: self.count_of(c, kind, q, base)?,
+                            start_index,
+                            resources: Vec::new(),
+                            next_cursor: None,
+                            previous_cursor: None,
+                        })
+                    }
+                    Seek::Unavailable => {}
+                }
+            }
+        }
         // NULLs first ascending, last descending (ties by id).
         if col == "id" {
             page.push(if asc {
@@ -576,12 +625,27 @@ impl Store {
                 .push(" DESC NULLS LAST, id DESC");
         }
         page.push(" LIMIT ").int(q.count as i64 + 1);
-        if cursor.is_none() && q.cursor.is_none() && start_index > 1 {
-            page.push(" OFFSET ").int(start_index as i64 - 1);
+        if offset_rows > 0 {
+            page.push(" OFFSET ").int(offset_rows as i64);
         }
         let mut rows: Vec<SortRow> = page.load(c)?;
         let more = rows.len() as u64 > q.count;
         rows.truncate(q.count as usize);
+        // An index page that ends before `count` ran out of matches: the total follows from
+        // where it started, and the (often dearer) COUNT(*) is not needed. This is the common
+        // case for `userName eq` and `sw` lookups.
+        // (A cursor continuation starts after an unknown number of rows; a first cursor page,
+        // `cursor=""`, starts at the beginning whatever startIndex says.)
+        let offset = if q.cursor.is_none() {
+            start_index - 1
+        } else {
+            0
+        };
+        let total = if cursor.is_none() && !more && (!rows.is_empty() || offset == 0) {
+            offset + rows.len() as u64
+        } else {
+            self.count_of(c, kind, q, base)?
+        };
         let next_cursor = match (&q.cursor, more, rows.last()) {
             (Some(_), true, Some(last)) => Some(encode_cursor(&Cursor {
                 s: sig.to_string(),
@@ -599,7 +663,7 @@ impl Store {
             .into_iter()
             .map(|r| (r.0, r.1, r.2, r.3, r.4))
             .collect();
-        let resources = self.page_resources(c, kind, rows, q.with_members)?;
+        let resources = self.page_loaded(c, kind, rows, q.with_members)?;
         Ok(Page {
             total_results: total,
             start_index,
@@ -607,6 +671,29 @@ impl Store {
             next_cursor,
             previous_cursor: None,
         })
+    }
+
+    /// The number of matches: from the per-type cache for unfiltered lists on SQLite,
+    /// otherwise `COUNT(*)`.
+    fn count_of(
+        &self,
+        c: &mut DbConnection,
+        kind: ResourceKind,
+        q: &SearchQuery,
+        base: &Sql,
+    ) -> StoreResult<u64> {
+        let cache = self.type_counts().filter(|_| q.filter.is_none());
+        if let Some(n) = cache.and_then(|cache| cache.get(kind)) {
+            return Ok(n);
+        }
+        let generation = cache.map(|cache| cache.generation());
+        let mut count = Sql::<BigInt>::new("SELECT COUNT(*)");
+        count.append(base);
+        let n = count.get_result::<i64>(c)?.max(0) as u64;
+        if let (Some(cache), Some(generation)) = (cache, generation) {
+            cache.put(kind, generation, n);
+        }
+        Ok(n)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -619,7 +706,7 @@ impl Store {
         base: &Sql,
         exact: bool,
         sig: &str,
-    ) -> StoreResult<Page> {
+    ) -> StoreResult<Page<LoadedResource>> {
         let filter = if exact { None } else { q.filter.as_ref() };
         let needs_members = q
             .filter
@@ -693,7 +780,7 @@ impl Store {
             .map(|m| m.1.clone())
             .collect();
         let rows = load_rows(c, kind, &ids)?;
-        let resources = self.page_resources(c, kind, rows, q.with_members)?;
+        let resources = self.page_loaded(c, kind, rows, q.with_members)?;
         let (next_cursor, previous_cursor) = match &q.cursor {
             Some(_) => (
                 (end < total).then(|| {
@@ -732,10 +819,25 @@ impl Store {
         rows: Vec<Row>,
         with_members: bool,
     ) -> StoreResult<Vec<StoredResource>> {
+        Ok(self
+            .page_loaded(c, kind, rows, with_members)?
+            .into_iter()
+            .map(|r| self.assemble_loaded(r))
+            .collect())
+    }
+
+    /// Rows with members (Groups) or groups (Users) for the whole page, loaded in one query.
+    fn page_loaded(
+        &self,
+        c: &mut DbConnection,
+        kind: ResourceKind,
+        rows: Vec<Row>,
+        with_members: bool,
+    ) -> StoreResult<Vec<LoadedResource>> {
         if !with_members || rows.is_empty() {
             return Ok(rows
                 .into_iter()
-                .map(|r| self.assemble(kind, r, None, None))
+                .map(|r| LoadedResource::from_row(kind, r, None, None))
                 .collect());
         }
         let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
@@ -745,7 +847,7 @@ impl Store {
                 rows.into_iter()
                     .map(|r| {
                         let members = m.remove(&r.0).unwrap_or_default();
-                        self.assemble(kind, r, Some(&members), None)
+                        LoadedResource::from_row(kind, r, Some(members), None)
                     })
                     .collect()
             }
@@ -754,7 +856,7 @@ impl Store {
                 rows.into_iter()
                     .map(|r| {
                         let groups = g.remove(&r.0).unwrap_or_default();
-                        self.assemble(kind, r, None, Some(&groups))
+                        LoadedResource::from_row(kind, r, None, Some(groups))
                     })
                     .collect()
             }

@@ -838,6 +838,107 @@ fn store_paging_sorting_and_cursors() {
     });
 }
 
+/// totalResults stays exact however it is obtained: from a short last page, from the per-type
+/// count cache (SQLite), or from COUNT(*); and it follows creates and deletes at once.
+#[test]
+fn store_total_results_follow_writes() {
+    each_backend(|db| {
+        let s = &db.store;
+        seed(s);
+        let schema = user_schema();
+        let total = |q: SearchQuery| s.search(ResourceKind::User, &q, &schema).unwrap();
+        let n = total(SearchQuery {
+            count: 1000,
+            ..Default::default()
+        })
+        .resources
+        .len() as u64;
+        assert!(n > 10, "{}", db.name);
+        let ids =
+            |page: &Page| -> Vec<String> { page.resources.iter().map(|r| r.id.clone()).collect() };
+        let shapes = |expected: u64| {
+            for descending in [false, true] {
+                let all = ids(&total(SearchQuery {
+                    count: 1000,
+                    descending,
+                    ..Default::default()
+                }));
+                assert_eq!(all.len() as u64, expected, "{}", db.name);
+                for (start_index, count) in [
+                    (1, 0),
+                    (1, 3),
+                    (1, 1000),
+                    (4, 3),
+                    (n - 1, 5),
+                    (n, 5),
+                    (n + 7, 5),
+                ] {
+                    let q = SearchQuery {
+                        start_index,
+                        count,
+                        descending,
+                        ..Default::default()
+                    };
+                    let page = total(q);
+                    assert_eq!(
+                        page.total_results, expected,
+                        "{}: startIndex {start_index} count {count}",
+                        db.name
+                    );
+                    let want: Vec<String> = all
+                        .iter()
+                        .skip(start_index as usize - 1)
+                        .take(count as usize)
+                        .cloned()
+                        .collect();
+                    assert_eq!(
+                        ids(&page),
+                        want,
+                        "{}: startIndex {start_index} count {count} desc {descending}",
+                        db.name
+                    );
+                }
+            }
+            let first_cursor_page = total(SearchQuery {
+                start_index: 5,
+                count: 1000,
+                cursor: Some(String::new()),
+                ..Default::default()
+            });
+            assert_eq!(first_cursor_page.total_results, expected, "{}", db.name);
+        };
+        shapes(n);
+        let extra = user(s, "count.extra");
+        shapes(n + 1);
+        s.delete(ResourceKind::User, &extra.id, None).unwrap();
+        shapes(n);
+        s.delete(ResourceKind::User, &extra.id, None).unwrap_err();
+        shapes(n);
+        // Filtered totals never come from the per-type cache.
+        let filtered = total(SearchQuery {
+            filter: Some(parse_ish("userName sw bulk")),
+            count: 0,
+            ..Default::default()
+        });
+        assert!(filtered.total_results < n, "{}", db.name);
+    });
+}
+
+#[test]
+fn store_type_count_cache_refuses_counts_older_than_a_commit() {
+    let counts = TypeCounts::default();
+    let before = counts.generation();
+    counts.invalidate();
+    counts.put(ResourceKind::User, before, 10);
+    assert_eq!(counts.get(ResourceKind::User), None);
+    let now = counts.generation();
+    counts.put(ResourceKind::User, now, 11);
+    assert_eq!(counts.get(ResourceKind::User), Some(11));
+    assert_eq!(counts.get(ResourceKind::Group), None);
+    counts.invalidate();
+    assert_eq!(counts.get(ResourceKind::User), None);
+}
+
 #[test]
 fn store_concurrent_sqlite_writes_never_fail() {
     let db = sqlite_db();

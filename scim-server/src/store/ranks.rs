@@ -1,0 +1,280 @@
+//! Ranks of resource ids in the default list order (by `id`), kept in memory so that an index
+//! page at any depth (`startIndex=90001&count=100`) seeks to its first row instead of stepping
+//! over 90,000 rows: SQLite and PostgreSQL both implement `OFFSET` by walking.
+//!
+//! SQLite only, for the reason [`super::TypeCounts`] gives: this process owns the one writer,
+//! so every create and delete passes through [`super::Store::write_tx`], which reports them here
+//! after commit. On PostgreSQL other nodes write too, and pages at depth use `OFFSET` (cursors,
+//! RFC 9865, are the cheap way to walk there).
+//!
+//! # Consistency with the database
+//!
+//! A type's ranks load lazily, on the first page that needs them, while holding that type's
+//! write lock. A writer reports its commit by taking the same lock, so a commit either happened
+//! before the load's snapshot (the load sees the row; the report is then a no-op, inserts and
+//! removals being idempotent) or is reported after the load finished.
+//!
+//! # Shape
+//!
+//! Ids are UUIDs (the store assigns v7), held as `u128` — their numeric order is the text order
+//! of the lowercase hyphenated form the store writes. A type holding any other id is marked
+//! unusable and pages fall back to `OFFSET`. The ids sit in sorted blocks of at most
+//! [`MAX_BLOCK`]: an insert moves at most one block, and finding the k-th id walks the block
+//! lengths (about 200 blocks at 100,000 ids).
+
+use std::sync::RwLock;
+
+use diesel::sql_types::Text;
+use diesel::RunQueryDsl;
+
+use super::{DbConnection, ResourceKind, StoreResult};
+
+/// Blocks split when they grow past this.
+const MAX_BLOCK: usize = 1024;
+
+/// Where an index page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seek {
+    /// The id at the requested offset: the page is the rows from it on (inclusive).
+    From(String),
+    /// The offset is at or past the end: the page is empty.
+    PastEnd,
+    /// Ranks cannot be used for this type: use `OFFSET`.
+    Unavailable,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct IdRanks {
+    kinds: [RwLock<State>; 2],
+}
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    NotLoaded,
+    Unusable,
+    Loaded(SortedIds),
+}
+
+fn slot(kind: ResourceKind) -> usize {
+    match kind {
+        ResourceKind::User => 0,
+        ResourceKind::Group => 1,
+    }
+}
+
+/// The `u128` of an id if it is in the exact form the store writes; else `None`.
+fn key(id: &str) -> Option<u128> {
+    let u = uuid::Uuid::parse_str(id).ok()?;
+    let mut buf = uuid::Uuid::encode_buffer();
+    (u.hyphenated().encode_lower(&mut buf) == id).then(|| u.as_u128())
+}
+
+fn text(k: u128) -> String {
+    uuid::Uuid::from_u128(k).hyphenated().to_string()
+}
+
+impl IdRanks {
+    /// The start of the page that skips `offset` rows in id order (descending when asked).
+    pub(crate) fn seek(
+        &self,
+        c: &mut DbConnection,
+        kind: ResourceKind,
+        offset: u64,
+        descending: bool,
+    ) -> StoreResult<Seek> {
+        let lock = &self.kinds[slot(kind)];
+        {
+            let state = lock.read().unwrap_or_else(|e| e.into_inner());
+            match &*state {
+                State::Loaded(ids) => return Ok(ids.seek(offset, descending)),
+                State::Unusable => return Ok(Seek::Unavailable),
+                State::NotLoaded => {}
+            }
+        }
+        let mut state = lock.write().unwrap_or_else(|e| e.into_inner());
+        if matches!(&*state, State::NotLoaded) {
+            *state = load(c, kind)?;
+        }
+        Ok(match &*state {
+            State::Loaded(ids) => ids.seek(offset, descending),
+            _ => Seek::Unavailable,
+        })
+    }
+
+    /// Reports committed creates (`created = true`) and deletes.
+    pub(crate) fn apply(&self, kind: ResourceKind, id: &str, created: bool) {
+        let mut state = self.kinds[slot(kind)]
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let State::Loaded(ids) = &mut *state else {
+            return;
+        };
+        match (key(id), created) {
+            (Some(k), true) => ids.insert(k),
+            (Some(k), false) => ids.remove(k),
+            // An id in another form: ranks can no longer answer for this type.
+            (None, true) => *state = State::Unusable,
+            (None, false) => {}
+        }
+    }
+}
+
+fn load(c: &mut DbConnection, kind: ResourceKind) -> StoreResult<State> {
+    #[derive(diesel::QueryableByName)]
+    struct IdRow {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let rows: Vec<IdRow> = diesel::sql_query(format!(
+        "SELECT id FROM resources WHERE resource_type = {}",
+        kind.sql_literal()
+    ))
+    .load(c)?;
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        match key(&row.id) {
+            Some(k) => keys.push(k),
+            None => return Ok(State::Unusable),
+        }
+    }
+    Ok(State::Loaded(SortedIds::from_unsorted(keys)))
+}
+
+/// A sorted set of `u128` in blocks, with the k-th element found by walking block lengths.
+#[derive(Debug, Default, Clone)]
+struct SortedIds {
+    blocks: Vec<Vec<u128>>,
+    len: usize,
+}
+
+impl SortedIds {
+    fn from_unsorted(mut keys: Vec<u128>) -> Self {
+        keys.sort_unstable();
+        keys.dedup();
+        let len = keys.len();
+        let blocks = keys.chunks(MAX_BLOCK / 2).map(<[u128]>::to_vec).collect();
+        SortedIds { blocks, len }
+    }
+
+    /// The block that holds `k` or would: the first whose last element is `>= k`, else the last.
+    fn block_of(&self, k: u128) -> usize {
+        let i = self
+            .blocks
+            .partition_point(|b| b.last().is_some_and(|&last| last < k));
+        i.min(self.blocks.len().saturating_sub(1))
+    }
+
+    fn insert(&mut self, k: u128) {
+        if self.blocks.is_empty() {
+            self.blocks.push(vec![k]);
+            self.len = 1;
+            return;
+        }
+        let b = self.block_of(k);
+        let block = &mut self.blocks[b];
+        let Err(at) = block.binary_search(&k) else {
+            return;
+        };
+        block.insert(at, k);
+        self.len += 1;
+        if block.len() > MAX_BLOCK {
+            let tail = block.split_off(block.len() / 2);
+            self.blocks.insert(b + 1, tail);
+        }
+    }
+
+    fn remove(&mut self, k: u128) {
+        if self.blocks.is_empty() {
+            return;
+        }
+        let b = self.block_of(k);
+        let block = &mut self.blocks[b];
+        if let Ok(at) = block.binary_search(&k) {
+            block.remove(at);
+            self.len -= 1;
+            if block.is_empty() {
+                self.blocks.remove(b);
+            }
+        }
+    }
+
+    /// The element of rank `n` (0-based, ascending).
+    fn nth(&self, mut n: usize) -> Option<u128> {
+        for block in &self.blocks {
+            if n < block.len() {
+                return Some(block[n]);
+            }
+            n -= block.len();
+        }
+        None
+    }
+
+    fn seek(&self, offset: u64, descending: bool) -> Seek {
+        let Ok(offset) = usize::try_from(offset) else {
+            return Seek::PastEnd;
+        };
+        if offset >= self.len {
+            return Seek::PastEnd;
+        }
+        let rank = if descending {
+            self.len - 1 - offset
+        } else {
+            offset
+        };
+        self.nth(rank)
+            .map_or(Seek::PastEnd, |k| Seek::From(text(k)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn ranks_keys_only_for_the_stored_form() {
+        let id = uuid::Uuid::now_v7().to_string();
+        assert_eq!(key(&id).map(text), Some(id.clone()));
+        assert_eq!(key(&id.to_uppercase()), None);
+        assert_eq!(key(&id.replace('-', "")), None);
+        assert_eq!(key("bulk-user-1"), None);
+    }
+
+    #[test]
+    fn ranks_text_order_is_key_order() {
+        let mut ids: Vec<String> = (0..500).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let mut keys: Vec<u128> = ids.iter().map(|i| key(i).expect("uuid")).collect();
+        ids.sort();
+        keys.sort();
+        assert_eq!(ids, keys.into_iter().map(text).collect::<Vec<_>>());
+    }
+
+    proptest! {
+        /// The blocks behave as a sorted set under any mix of inserts and removes, across splits.
+        #[test]
+        fn ranks_match_a_sorted_set(
+            initial in proptest::collection::vec(0u128..5000, 0..3000),
+            ops in proptest::collection::vec((any::<bool>(), 0u128..5000), 0..3000),
+            probes in proptest::collection::vec(0u64..6000, 1..20),
+        ) {
+            let mut ids = SortedIds::from_unsorted(initial.clone());
+            let mut model: BTreeSet<u128> = initial.into_iter().collect();
+            for (add, k) in ops {
+                if add { ids.insert(k); model.insert(k); } else { ids.remove(k); model.remove(&k); }
+            }
+            prop_assert_eq!(ids.len, model.len());
+            prop_assert!(ids.blocks.iter().all(|b| !b.is_empty() && b.len() <= MAX_BLOCK));
+            let flat: Vec<u128> = ids.blocks.iter().flatten().copied().collect();
+            let sorted: Vec<u128> = model.iter().copied().collect();
+            prop_assert_eq!(&flat, &sorted);
+            for p in probes {
+                let expect_asc = sorted.get(p as usize).map(|&k| Seek::From(text(k))).unwrap_or(Seek::PastEnd);
+                let expect_desc = sorted.iter().rev().nth(p as usize).map(|&k| Seek::From(text(k))).unwrap_or(Seek::PastEnd);
+                prop_assert_eq!(ids.seek(p, false), expect_asc);
+                prop_assert_eq!(ids.seek(p, true), expect_desc);
+            }
+        }
+    }
+}
