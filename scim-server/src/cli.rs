@@ -94,9 +94,14 @@ pub enum TokenCommand {
         /// Client name, shown in logs (e.g. "okta", "entra", "workday").
         #[arg(long)]
         name: String,
-        /// Scopes: scim:read, scim:write, admin (repeat the flag or separate with commas).
+        /// Scopes: scim:read, scim:write, approvals, admin (repeat the flag or separate with
+        /// commas).
         #[arg(long = "scope", required = true, num_args = 1.., value_delimiter = ',')]
         scopes: Vec<String>,
+        /// The directory user (userName or SCIM id) this token acts as: approval decisions taken
+        /// with it are that user's, within the authority the policy gives them.
+        #[arg(long, value_name = "USERNAME_OR_ID")]
+        user: Option<String>,
     },
 }
 
@@ -163,11 +168,31 @@ mod tests {
             "scim:write,admin",
         ])
         .expect("parse");
-        let Command::Token(TokenCommand::Issue { name, scopes, .. }) = cli.command else {
+        let Command::Token(TokenCommand::Issue {
+            name, scopes, user, ..
+        }) = cli.command
+        else {
             panic!("issue")
         };
         assert_eq!(name, "okta");
         assert_eq!(scopes, vec!["scim:read", "scim:write", "admin"]);
+        assert_eq!(user, None);
+        let cli = Cli::try_parse_from([
+            "scimhub",
+            "token",
+            "issue",
+            "--name",
+            "grace-approvals",
+            "--scope",
+            "approvals",
+            "--user",
+            "grace",
+        ])
+        .expect("parse");
+        let Command::Token(TokenCommand::Issue { user, .. }) = cli.command else {
+            panic!("issue")
+        };
+        assert_eq!(user.as_deref(), Some("grace"));
         assert!(Cli::try_parse_from(["scimhub", "token", "issue", "--name", "x"]).is_err());
     }
 

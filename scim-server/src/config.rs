@@ -189,6 +189,11 @@ pub struct JwtConfig {
     /// The claim naming the client in logs (default `sub`).
     #[serde(default = "default_client_claim")]
     pub client_claim: String,
+    /// The claim naming the directory user the token acts as, matched against userName
+    /// (default `sub`; e.g. `preferred_username`, `upn` or `email` when those equal userName).
+    /// Approval decisions are taken as that user.
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
     /// Clock skew allowed on `exp`/`nbf`, seconds.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
@@ -199,6 +204,9 @@ fn default_scope_claim() -> String {
     "scope".into()
 }
 fn default_client_claim() -> String {
+    "sub".into()
+}
+fn default_user_claim() -> String {
     "sub".into()
 }
 fn default_leeway() -> u64 {

@@ -31,18 +31,45 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             name,
             scopes,
+            user,
         }) => {
             let config = load(&common)?;
             init_logging(config.log_format);
             let scopes = Scope::parse_list(&scopes.join(" ")).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(!scopes.is_empty(), "at least one --scope is required");
             let store = open_store(&config, 0)?;
+            // The user is resolved now and stored by id, so renaming them later keeps the binding.
+            let user = match &user {
+                Some(u) => Some(
+                    store
+                        .find_user_id(u)
+                        .map_err(|e| anyhow::anyhow!("cannot look up the user: {e}"))?
+                        .with_context(|| {
+                            format!("--user {u:?}: no user with this userName or id")
+                        })?,
+                ),
+                None => None,
+            };
             let new = token::generate();
             let scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
             store
-                .insert_token(&name, &new.hash, &new.prefix, &scope_names)
+                .insert_token(
+                    &name,
+                    &new.hash,
+                    &new.prefix,
+                    &scope_names,
+                    user.as_ref().map(|(id, _)| id.as_str()),
+                )
                 .map_err(|e| anyhow::anyhow!("cannot store the token: {e}"))?;
-            tracing::info!(client = %name, scopes = %Scope::join(&scopes), "token issued");
+            match &user {
+                Some((id, user_name)) => tracing::info!(
+                    client = %name, scopes = %Scope::join(&scopes), user = %user_name, user_id = %id,
+                    "token issued"
+                ),
+                None => {
+                    tracing::info!(client = %name, scopes = %Scope::join(&scopes), "token issued")
+                }
+            }
             drop(store);
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", new.token)?;

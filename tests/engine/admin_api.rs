@@ -21,8 +21,9 @@ const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
-/// The engine tests' policy with one-click links (1 h validity) and an owner approver.
-fn policy() -> String {
+/// The engine tests' policy with one-click links (1 h validity), an owner approver address and
+/// a security approver (`sec`).
+pub fn policy() -> String {
     let secret = std::env::temp_dir().join("scimhub-admin-test-link-secret");
     if !secret.exists() {
         std::fs::write(&secret, "test-link-secret-0123456789").unwrap();
@@ -30,7 +31,7 @@ fn policy() -> String {
     POLICY.replace(
         "[notify]\n",
         &format!(
-            "[notify]\nlink_base_url = \"http://hub.example\"\nlink_ttl = \"1h\"\n\
+            "[approvals]\nsecurity = [\"sec\"]\n\n[notify]\nlink_base_url = \"http://hub.example\"\nlink_ttl = \"1h\"\n\
              link_secret = {{ file = \"{}\" }}\napprovers = {{ owner = [\"owners@example.com\"] }}\n",
             secret.display()
         ),
@@ -38,16 +39,17 @@ fn policy() -> String {
 }
 
 /// The service on a free port, in its own thread; stopped on drop.
-struct Server {
-    base: String,
+pub struct Server {
+    pub base: String,
     handle: actix_web::dev::ServerHandle,
-    http: Client,
+    pub http: Client,
     /// A token with `scim:read scim:write` but not `admin`.
-    scim_token: String,
+    pub scim_token: String,
+    store: scim_server::store::Store,
 }
 
 impl Server {
-    fn start(env: &Env) -> Server {
+    pub fn start(env: &Env) -> Server {
         let scim = token::generate();
         env.store
             .insert_token(
@@ -55,6 +57,7 @@ impl Server {
                 &scim.hash,
                 &scim.prefix,
                 &["scim:read".to_string(), "scim:write".to_string()],
+                None,
             )
             .unwrap();
         let state = AppState::new(
@@ -88,14 +91,50 @@ impl Server {
             handle,
             http: Client::new(),
             scim_token: scim.token,
+            store: env.store.clone(),
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    /// Issues a token named `name` with `scopes`, acting as the user `user` (a userName or id)
+    /// when given, as `scimhub token issue --user` does.
+    pub fn token(&self, name: &str, scopes: &[&str], user: Option<&str>) -> String {
+        let t = token::generate();
+        let user_id = user.map(|u| self.store.find_user_id(u).unwrap().unwrap().0);
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        self.store
+            .insert_token(name, &t.hash, &t.prefix, &scopes, user_id.as_deref())
+            .unwrap();
+        t.token
+    }
+
+    pub fn url(&self, path: &str) -> String {
         format!("{}/admin/v1{path}", self.base)
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    /// An admin API request with `token`.
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        into(
+            self.http
+                .request(method, self.url(path))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .unwrap(),
+        )
+    }
+
+    /// A POST to the admin API as `token`.
+    pub fn post_as(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, body)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
         into(
             self.http
                 .get(self.url(path))
@@ -105,7 +144,7 @@ impl Server {
         )
     }
 
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
         into(
             self.http
                 .post(self.url(path))
@@ -116,12 +155,23 @@ impl Server {
         )
     }
 
-    /// A SCIM request (the real write path).
-    fn scim(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    /// A SCIM request (the real write path) with the bootstrap token.
+    pub fn scim(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        self.scim_as("t", method, path, body)
+    }
+
+    /// A SCIM request with `token`.
+    pub fn scim_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
         into(
             self.http
                 .request(method, format!("{}/scim/v2{path}", self.base))
-                .bearer_auth("t")
+                .bearer_auth(token)
                 .header("Content-Type", "application/scim+json")
                 .body(body.to_string())
                 .send()
@@ -140,7 +190,7 @@ impl Drop for Server {
     }
 }
 
-fn into(r: Response) -> (u16, Value) {
+pub fn into(r: Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().unwrap_or_default();
     (
@@ -150,14 +200,14 @@ fn into(r: Response) -> (u16, Value) {
 }
 
 /// An error answer: the status and the SCIM error shape.
-fn assert_error(got: (u16, Value), status: u16) -> Value {
+pub fn assert_error(got: (u16, Value), status: u16) -> Value {
     assert_eq!(got.0, status, "{}", got.1);
     assert_eq!(got.1["schemas"][0], ERROR_URN, "{}", got.1);
     assert_eq!(got.1["status"], status.to_string());
     got.1
 }
 
-fn notes(env: &Env, user: Option<&str>) -> Vec<notifications::Notification> {
+pub fn notes(env: &Env, user: Option<&str>) -> Vec<notifications::Notification> {
     in_tx(&env.store, |c| notifications::list(c, user)).unwrap()
 }
 
@@ -170,6 +220,7 @@ macro_rules! admin_backends {
 
 admin_backends!(
     approvals_api_applies_the_entitlement,
+    approvals_are_decided_by_the_right_person,
     extensions_api_moves_the_end_date,
     hold_confirmed_within_the_window_releases_the_operations,
     hold_discarded_through_the_api,
@@ -179,11 +230,25 @@ admin_backends!(
     admin_routes_need_the_admin_scope,
 );
 
+/// A manager `mia`, and `ada` and `bea` in Engineering reporting to her (the org admin role
+/// waits for the manager's approval).
+fn team(env: &Env) -> (String, String, String) {
+    let mia = env.create_user(user("mia", "Employee", "Sales", "Manager"));
+    let report = |name: &str| {
+        let mut u = user(name, "Employee", "Engineering", "Engineer");
+        u[ENTERPRISE]["manager"] = json!({"value": mia});
+        env.create_user(u)
+    };
+    let ada = report("ada");
+    let bea = report("bea");
+    env.run();
+    (mia, ada, bea)
+}
+
 fn approvals_api_applies_the_entitlement(env: Env) {
     let srv = Server::start(&env);
-    let ada = env.create_user(user("ada", "Employee", "Engineering", "Engineer"));
-    let bea = env.create_user(user("bea", "Employee", "Engineering", "Engineer"));
-    env.run();
+    let (_, ada, bea) = team(&env);
+    let mia = srv.token("mia-approvals", &["approvals"], Some("mia"));
     assert_eq!(
         env.holds("github", "ada"),
         Some((true, vec!["team:eng".into()]))
@@ -217,12 +282,14 @@ fn approvals_api_applies_the_entitlement(env: Env) {
         "{body}"
     );
 
-    assert_error(srv.post("/approvals/nope/approve", json!({})), 404);
+    assert_error(srv.post_as(&mia, "/approvals/nope/approve", json!({})), 404);
     assert_error(srv.get("/approvals?status=bogus"), 400);
-    let (s, row) = srv.post(&format!("/approvals/{ada_req}/approve"), json!({}));
+    let (s, row) = srv.post_as(&mia, &format!("/approvals/{ada_req}/approve"), json!({}));
     assert_eq!(s, 200, "{row}");
     assert_eq!(row["status"], "approved");
-    assert_eq!(row["decided_by"], "bootstrap");
+    assert_eq!(row["decided_by"], "mia");
+    assert_eq!(row["decided_as"], "manager");
+    assert_eq!(row["decided_by_credential"], "mia-approvals");
     env.run();
     assert_eq!(
         env.holds("github", "ada").unwrap().1,
@@ -230,11 +297,12 @@ fn approvals_api_applies_the_entitlement(env: Env) {
     );
     // Decided once.
     assert_error(
-        srv.post(&format!("/approvals/{ada_req}/approve"), json!({})),
+        srv.post_as(&mia, &format!("/approvals/{ada_req}/approve"), json!({})),
         409,
     );
     assert_error(
-        srv.post(
+        srv.post_as(
+            &mia,
             &format!("/approvals/{ada_req}/reject"),
             json!({"reason": "x"}),
         ),
@@ -242,14 +310,19 @@ fn approvals_api_applies_the_entitlement(env: Env) {
     );
     // A rejection needs a reason; then nothing is granted.
     assert_error(
-        srv.post(&format!("/approvals/{bea_req}/reject"), json!({})),
+        srv.post_as(&mia, &format!("/approvals/{bea_req}/reject"), json!({})),
         400,
     );
     assert_error(
-        srv.post(&format!("/approvals/{bea_req}/reject"), json!({"why": "x"})),
+        srv.post_as(
+            &mia,
+            &format!("/approvals/{bea_req}/reject"),
+            json!({"why": "x"}),
+        ),
         400,
     );
-    let (s, row) = srv.post(
+    let (s, row) = srv.post_as(
+        &mia,
         &format!("/approvals/{bea_req}/reject"),
         json!({"reason": "not needed"}),
     );
@@ -265,9 +338,103 @@ fn approvals_api_applies_the_entitlement(env: Env) {
     assert_eq!(srv.get("/approvals?status=rejected").1["totalResults"], 1);
     // An entitlement request is not an extension.
     assert_error(
-        srv.post(&format!("/extensions/{bea_req}/approve"), json!({})),
+        srv.post_as(&mia, &format!("/extensions/{bea_req}/approve"), json!({})),
         404,
     );
+}
+
+fn approvals_are_decided_by_the_right_person(env: Env) {
+    let srv = Server::start(&env);
+    let (mia, ada, _) = team(&env);
+    env.create_user(user("sec", "Employee", "Security", "Analyst"));
+    let req = env.admin.approvals(Some("pending")).unwrap();
+    let ada_req = req.iter().find(|r| r.user_id == ada).unwrap().id.clone();
+    let path = format!("/approvals/{ada_req}/approve");
+    let pending = |env: &Env| {
+        env.admin
+            .approvals(Some("pending"))
+            .unwrap()
+            .iter()
+            .any(|r| r.id == ada_req)
+    };
+
+    // The bootstrap token and an unbound admin token act as nobody: 403, still pending.
+    let e = assert_error(srv.post(&path, json!({})), 403);
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not act as a directory user"),
+        "{e}"
+    );
+    let robot = srv.token("robot", &["admin"], None);
+    assert_error(srv.post_as(&robot, &path, json!({})), 403);
+    // Ada may not approve her own access, bea (a peer) is not her manager.
+    let own = srv.token("ada-approvals", &["approvals"], Some("ada"));
+    let e = assert_error(srv.post_as(&own, &path, json!({})), 403);
+    assert_eq!(
+        e["detail"],
+        "ada cannot decide a request for their own access"
+    );
+    let peer = srv.token("bea-approvals", &["approvals"], Some("bea"));
+    let e = assert_error(srv.post_as(&peer, &path, json!({"reason": "sure"})), 403);
+    assert!(
+        e["detail"].as_str().unwrap().contains(
+            "bea may not decide this request: a manager-level request is decided by the \
+             user's manager or a security approver"
+        ),
+        "{e}"
+    );
+    // Rejecting is deciding too.
+    assert_error(
+        srv.post_as(
+            &peer,
+            &format!("/approvals/{ada_req}/reject"),
+            json!({"reason": "no"}),
+        ),
+        403,
+    );
+    assert!(
+        pending(&env),
+        "a refused decision leaves the request pending"
+    );
+    env.run();
+    assert_eq!(
+        env.holds("github", "ada").unwrap().1,
+        vec!["team:eng".to_string()]
+    );
+
+    // An `approvals` token reaches only the approval routes.
+    let mia_token = srv.token("mia-approvals", &["approvals"], Some("mia"));
+    let (s, _) = srv.call(reqwest::Method::GET, "/approvals", &mia_token, json!({}));
+    assert_eq!(s, 200);
+    let e = assert_error(
+        srv.call(reqwest::Method::GET, "/holds", &mia_token, json!({})),
+        403,
+    );
+    assert!(e["detail"].as_str().unwrap().contains("admin scope"), "{e}");
+
+    // A security approver may decide any level; the audit and the row name who decided.
+    let sec = srv.token("sec-laptop", &["admin"], Some("sec"));
+    let (s, row) = srv.post_as(&sec, &path, json!({"reason": "covering for mia"}));
+    assert_eq!(s, 200, "{row}");
+    assert_eq!(
+        (row["decided_by"].as_str(), row["decided_as"].as_str()),
+        (Some("sec"), Some("security"))
+    );
+    assert_eq!(row["decided_by_credential"], "sec-laptop");
+    let audit = in_tx(&env.store, |c| outbox::list_audit(c, Some(&ada))).unwrap();
+    let entry = audit
+        .iter()
+        .find(|a| a.5 == "decide_request")
+        .expect("the decision is audited");
+    assert_eq!(entry.2, "sec (credential sec-laptop)");
+    let detail: Value = serde_json::from_str(&entry.7).unwrap();
+    assert_eq!(detail["decided_by"]["userName"], "sec");
+    assert_eq!(detail["decided_by"]["credential"], "sec-laptop");
+    assert_eq!(detail["decided_by"]["as"], "security");
+    assert!(detail["decided_by"]["user_id"].is_string());
+    let _ = mia;
 }
 
 fn extensions_api_moves_the_end_date(env: Env) {
@@ -276,7 +443,10 @@ fn extensions_api_moves_the_end_date(env: Env) {
     d["urn:example:acme:2.0:User"] =
         json!({"contractEnd": "2025-04-30", "sponsor": "sponsor@example.com"});
     let cora = env.create_user(d);
+    env.create_user(user("sponsor", "Employee", "Sales", "Lead"));
+    env.create_user(user("sec", "Employee", "Security", "Analyst"));
     env.run();
+    let sponsor = srv.token("sponsor-approvals", &["approvals"], Some("sponsor"));
     let path = format!("/users/{cora}/extensions");
     assert_error(
         srv.post(&path, json!({"end": "someday", "reason": "r"})),
@@ -308,41 +478,82 @@ fn extensions_api_moves_the_end_date(env: Env) {
     assert_eq!(req["status"], "pending");
     assert_eq!(req["detail"]["requested_by"], "sponsor@example.com");
     let id = req["id"].as_str().unwrap().to_string();
-    // The owners are asked, with the routes to decide.
+    // The sponsor and the owners are asked, with the routes to decide.
     let note = notes(&env, Some(&cora))
         .into_iter()
         .find(|n| n.kind == "extension_request")
         .unwrap();
-    assert_eq!(note.recipients, vec!["owners@example.com".to_string()]);
+    assert_eq!(
+        note.recipients,
+        vec![
+            "sponsor@example.com".to_string(),
+            "owners@example.com".to_string()
+        ]
+    );
     assert!(note.body.contains(&format!(
         "http://hub.example/admin/v1/extensions/{id}/approve"
     )));
-    assert_error(srv.post("/extensions/nope/approve", json!({})), 404);
-    let (s, row) = srv.post(&format!("/extensions/{id}/approve"), json!({}));
+    assert_error(
+        srv.post_as(&sponsor, "/extensions/nope/approve", json!({})),
+        404,
+    );
+    // The contractor cannot extend their own contract.
+    let own = srv.token("cora-approvals", &["approvals"], Some("cora"));
+    let e = assert_error(
+        srv.post_as(&own, &format!("/extensions/{id}/approve"), json!({})),
+        403,
+    );
+    assert!(
+        e["detail"].as_str().unwrap().contains("their own access"),
+        "{e}"
+    );
+    let (s, row) = srv.post_as(&sponsor, &format!("/extensions/{id}/approve"), json!({}));
     assert_eq!(
         (s, row["status"].as_str()),
         (200, Some("approved")),
         "{row}"
     );
+    assert_eq!(row["decided_as"], "sponsor");
     assert_eq!(
         env.admin
             .user_attr(&cora, "urn:example:acme:2.0:User:contractEnd"),
         Some(json!("2025-05-31"))
     );
     assert_error(
-        srv.post(&format!("/extensions/{id}/approve"), json!({})),
+        srv.post_as(&sponsor, &format!("/extensions/{id}/approve"), json!({})),
         409,
     );
-    // A second request, rejected: the date stays.
-    let (_, req) = srv.post(&path, json!({"end": "2025-06-15", "reason": "more"}));
+    // A second request, asked by the sponsor herself: she cannot also decide it; security
+    // rejects it, and the date stays.
+    let (s, req) = srv.post_as(
+        &sponsor,
+        &path,
+        json!({"end": "2025-06-15", "reason": "more"}),
+    );
+    assert_eq!(s, 201, "{req}");
+    assert_eq!(req["detail"]["requested_by"], "sponsor-approvals");
     let id2 = req["id"].as_str().unwrap().to_string();
-    let (s, row) = srv.post(
+    let e = assert_error(
+        srv.post_as(&sponsor, &format!("/extensions/{id2}/approve"), json!({})),
+        403,
+    );
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("asked for this extension"),
+        "{e}"
+    );
+    let sec = srv.token("sec-approvals", &["approvals"], Some("sec"));
+    let (s, row) = srv.post_as(
+        &sec,
         &format!("/extensions/{id2}/reject"),
         json!({"reason": "budget"}),
     );
     assert_eq!((s, row["status"].as_str()), (200, Some("rejected")));
+    assert_eq!(row["decided_as"], "security");
     assert_error(
-        srv.post(&format!("/extensions/{id2}/approve"), json!({})),
+        srv.post_as(&sec, &format!("/extensions/{id2}/approve"), json!({})),
         409,
     );
     assert_eq!(
@@ -443,12 +654,12 @@ fn hold_discarded_through_the_api(env: Env) {
     assert_error(srv.post("/holds/nope/discard", json!({})), 404);
 }
 
-/// The acknowledge and extend links of the latest mover summary for `user`.
-fn mover_links(env: &Env, user: &str) -> (String, String) {
+/// The acknowledge and extend links of the latest mover summary for `user` sent to `to`.
+fn mover_links(env: &Env, user: &str, to: &str) -> (String, String) {
     let body = notes(env, Some(user))
         .into_iter()
-        .rfind(|n| n.kind == "mover_summary")
-        .unwrap()
+        .rfind(|n| n.kind == "mover_summary" && n.recipients == [to.to_string()])
+        .unwrap_or_else(|| panic!("no mover summary to {to}"))
         .body;
     let link = |label: &str| {
         body.lines()
@@ -463,80 +674,161 @@ fn mover_links(env: &Env, user: &str) -> (String, String) {
     )
 }
 
-/// The link's path on the test server (the notification carries the configured base URL).
-fn follow(srv: &Server, link: &str, json: bool) -> (u16, Value, String) {
+/// Opens (`GET`) or confirms (`POST`) a link on the test server (the notification carries the
+/// configured base URL). Returns the status, the body and the content type.
+fn follow(srv: &Server, method: reqwest::Method, link: &str, json: bool) -> (u16, Value, String) {
     let path = link
         .strip_prefix("http://hub.example")
         .unwrap_or_else(|| panic!("{link}"));
-    let mut req = srv.http.get(format!("{}{path}", srv.base));
+    let mut req = srv.http.request(method, format!("{}{path}", srv.base));
     if json {
         req = req.header("Accept", "application/json");
     }
     let r = req.send().unwrap();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    assert_eq!(
+    let header = |name: &str| {
         r.headers()
-            .get("cache-control")
-            .and_then(|v| v.to_str().ok()),
-        Some("no-store")
-    );
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let ct = header("content-type");
+    assert_eq!(header("cache-control"), "no-store");
+    assert_eq!(header("x-frame-options"), "DENY");
     let (s, v) = into(r);
     (s, v, ct)
 }
 
+fn link_uses(env: &Env, user: &str) -> usize {
+    in_tx(&env.store, |c| outbox::list_audit(c, Some(user)))
+        .unwrap()
+        .iter()
+        .filter(|a| a.5 == "one_click_link")
+        .count()
+}
+
 fn legacy_access_api_and_one_click_links(env: Env) {
+    use reqwest::Method;
     let srv = Server::start(&env);
-    let bob = env.create_user(user("bob", "Employee", "Engineering", "Engineer"));
+    let grace = env.create_user(user("grace", "Employee", "Sales", "Manager"));
+    let mut b = user("bob", "Employee", "Engineering", "Engineer");
+    b[ENTERPRISE]["manager"] = json!({"value": grace});
+    let bob = env.create_user(b);
     env.run();
-    env.patch_user(&bob, |d| set_dept(d, "Sales"));
+    env.patch_user(&bob, |d| {
+        d[ENTERPRISE]["department"] = json!("Sales");
+    });
     env.run();
     assert_eq!(
         env.holds("github", "bob"),
         Some((true, vec!["team:eng".into()]))
     );
-    let (ack, ext) = mover_links(&env, &bob);
+    // One summary per recipient, each with links addressed to that recipient.
+    let (ack, ext) = mover_links(&env, &bob, "grace@example.com");
+    let (sec_ack, _) = mover_links(&env, &bob, "security@example.com");
     assert!(ack.starts_with("http://hub.example/admin/v1/links/"));
+    assert_ne!(ack, sec_ack);
 
     // Tampered: a flipped character in the payload or the signature.
     let mut bad = ack.clone().into_bytes();
     let last = bad.len() - 1;
     bad[last] = if bad[last] == b'0' { b'1' } else { b'0' };
-    let (s, v, _) = follow(&srv, &String::from_utf8(bad).unwrap(), true);
-    assert_eq!(s, 403, "{v}");
-    assert_eq!(v["schemas"][0], ERROR_URN);
-    let (s, _, _) = follow(&srv, "http://hub.example/admin/v1/links/garbage", true);
+    let bad = String::from_utf8(bad).unwrap();
+    for m in [Method::GET, Method::POST] {
+        let (s, v, _) = follow(&srv, m, &bad, true);
+        assert_eq!(s, 403, "{v}");
+        assert_eq!(v["schemas"][0], ERROR_URN);
+    }
+    let (s, _, _) = follow(
+        &srv,
+        Method::GET,
+        "http://hub.example/admin/v1/links/garbage",
+        true,
+    );
     assert_eq!(s, 403);
-    // A browser gets a small page; the legacy access goes.
-    let (s, v, ct) = follow(&srv, &ack, false);
+
+    // Opening the link (twice, as a mail scanner and then the manager would) changes nothing:
+    // a page says what confirming will do and posts the same link.
+    for _ in 0..2 {
+        let (s, v, ct) = follow(&srv, Method::GET, &ack, false);
+        assert_eq!(s, 200, "{v}");
+        assert!(ct.starts_with("text/html"), "{ct}");
+        let page = v.as_str().unwrap();
+        assert!(page.contains("Remove bob's legacy access now."), "{page}");
+        let token = ack.rsplit_once('/').unwrap().1;
+        assert!(
+            page.contains(&format!("<form method=\"post\" action=\"{token}\">")),
+            "{page}"
+        );
+    }
+    let (s, v, _) = follow(&srv, Method::GET, &ack, true);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            v["action"].as_str(),
+            v["role"].as_str(),
+            v["addressee"].as_str()
+        ),
+        (Some("ack"), Some("manager"), Some(grace.as_str()))
+    );
+    assert_eq!(v["confirm"]["method"], "POST");
+    env.run();
+    assert_eq!(
+        env.holds("github", "bob"),
+        Some((true, vec!["team:eng".into()])),
+        "GET acted"
+    );
+    assert_eq!(link_uses(&env, &bob), 0);
+
+    // Confirming (POST) acts, once; the legacy access goes.
+    let (s, v, ct) = follow(&srv, Method::POST, &ack, false);
     assert_eq!(s, 200, "{v}");
     assert!(ct.starts_with("text/html"), "{ct}");
     assert!(v.as_str().unwrap().contains("Legacy access removed."));
     env.run();
     assert_eq!(env.holds("github", "bob"), Some((false, vec![])));
-    // Once: the same link, and its sibling from the same notification, are spent.
-    let (s, v, _) = follow(&srv, &ack, true);
+    assert_eq!(link_uses(&env, &bob), 1);
+    let audit = in_tx(&env.store, |c| outbox::list_audit(c, Some(&bob))).unwrap();
+    let used = audit.iter().find(|a| a.5 == "one_click_link").unwrap();
+    assert_eq!(used.2, format!("one-click link to {grace} (manager)"));
+    // Spent: the same link, its sibling and security's copy, whatever the method.
+    let (s, v, _) = follow(&srv, Method::POST, &ack, true);
     assert_eq!(s, 409, "{v}");
     assert_eq!(v["status"], "409");
-    let (s, _, ct) = follow(&srv, &ext, false);
+    let (s, _, ct) = follow(&srv, Method::GET, &ext, false);
     assert_eq!(s, 409);
     assert!(ct.starts_with("text/html"));
+    let (s, _, _) = follow(&srv, Method::POST, &sec_ack, true);
+    assert_eq!(s, 409);
+    assert_eq!(link_uses(&env, &bob), 1);
 
-    // A second move (a minute later: new links); its links expire after an hour.
+    // A second move (a minute later: new links). The manager then changes: the links sent to
+    // grace as bob's manager no longer act; security's still would.
     env.clock.advance(Duration::minutes(1));
     env.patch_user(&bob, |d| set_dept(d, "Engineering"));
     env.run();
     env.patch_user(&bob, |d| set_dept(d, "Sales"));
     env.run();
-    let (_, ext2) = mover_links(&env, &bob);
+    let (ack2, ext2) = mover_links(&env, &bob, "grace@example.com");
+    let (_, sec_ext2) = mover_links(&env, &bob, "security@example.com");
     assert_ne!(ext2, ext);
+    let hal = env.create_user(user("hal", "Employee", "Sales", "Manager"));
+    env.patch_user(&bob, |d| {
+        d[ENTERPRISE]["manager"] = json!({"value": hal});
+    });
+    for m in [Method::GET, Method::POST] {
+        let (s, v, _) = follow(&srv, m, &ack2, true);
+        assert_eq!(s, 403, "{v}");
+        assert!(v["detail"].as_str().unwrap().contains("no longer"), "{v}");
+    }
+    let (s, v, _) = follow(&srv, Method::GET, &sec_ext2, true);
+    assert_eq!((s, v["role"].as_str()), (200, Some("security")), "{v}");
+    // The links expire after an hour.
     env.clock.advance(Duration::hours(2));
-    let (s, v, _) = follow(&srv, &ext2, true);
-    assert_eq!(s, 410, "{v}");
+    for m in [Method::GET, Method::POST] {
+        let (s, v, _) = follow(&srv, m, &sec_ext2, true);
+        assert_eq!(s, 410, "{v}");
+    }
     assert_eq!(
         env.holds("github", "bob"),
         Some((true, vec!["team:eng".into()]))
@@ -780,6 +1072,7 @@ fn explain_outbox_retry_and_incidents(env: Env) {
 
 fn admin_routes_need_the_admin_scope(env: Env) {
     let srv = Server::start(&env);
+    let approver = srv.token("approver", &["approvals"], None);
     let routes = [
         ("GET", "/approvals"),
         ("POST", "/approvals/x/approve"),
@@ -811,19 +1104,49 @@ fn admin_routes_need_the_admin_scope(env: Env) {
                 .unwrap(),
         );
         let e = assert_error(scim, 403);
-        assert!(e["detail"].as_str().unwrap().contains("admin"), "{e}");
+        let approval_route = path.starts_with("/approvals")
+            || path.starts_with("/extensions")
+            || path.ends_with("/extensions");
+        let needed = if approval_route { "approvals" } else { "admin" };
+        assert!(
+            e["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("lacks the {needed} scope")),
+            "{path}: {e}"
+        );
+        // An `approvals` token gets past the scope check on the approval routes only.
+        let status = into(
+            srv.http
+                .request(m, srv.url(path))
+                .bearer_auth(&approver)
+                .json(&json!({}))
+                .send()
+                .unwrap(),
+        );
+        if approval_route {
+            assert_ne!(status.0, 403, "{path}: {}", status.1);
+        } else {
+            assert_error(status, 403);
+        }
     }
     // Unknown routes and methods keep the error shape.
     assert_error(srv.get("/nothing"), 404);
     assert_error(srv.post("/approvals", json!({})), 405);
     // The one-click link route needs no token: the link is the credential.
-    let r = srv
-        .http
-        .get(srv.url("/links/abc.00"))
-        .header("Accept", "application/json")
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 403);
+    for m in [reqwest::Method::GET, reqwest::Method::POST] {
+        let r = srv
+            .http
+            .request(m, srv.url("/links/abc.00"))
+            .header("Accept", "application/json")
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+    }
+    assert_error(
+        into(srv.http.delete(srv.url("/links/abc.00")).send().unwrap()),
+        405,
+    );
 }
 
 /// `scimhub simulate` (the real binary) prints the plan the admin API returns.

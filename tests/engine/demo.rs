@@ -48,27 +48,60 @@ fn demo_runs_the_lifecycle_to_completion() {
         "{stdout}"
     );
     assert!(stdout.contains("bootstrap token: demo-"), "{stdout}");
+    // The HRIS pushes as "workday", the policy's source of truth for its attributes.
+    assert!(
+        stdout.contains("HRIS token (client \"workday\", the source of truth): shub_"),
+        "{stdout}"
+    );
     // Every step ran, the approval and the one-click link included.
     for step in [
-        "step 1/7: joiner",
-        "step 2/7: approval",
-        "step 4/7: mover",
-        "step 6/7: contractor",
-        "step 7/7: leaver",
+        "step 1/8: joiner",
+        "step 2/8: joiner",
+        "step 3/8: approval",
+        "step 5/8: mover",
+        "step 7/8: contractor",
+        "step 8/8: leaver",
     ] {
         assert!(stdout.contains(step), "missing {step}:\n{stdout}");
     }
-    assert!(
-        stdout.contains("approved by it-owners@acme.example"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("Legacy access removed."), "{stdout}");
+    // The request is asked of the entitlement's owner, refused to its own subject, and decided
+    // by the owner with a token acting as him.
     assert!(
         stdout.contains(
-            "\"scimhub: permission change summary\" -> grace@acme.example, security@acme.example"
+            "\"scimhub: approval needed (entitlement)\" -> linus, it-owners@acme.example"
         ),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(
+            "grace tries to approve their own request: 403 grace cannot decide a request for \
+             their own access"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("approved by linus (as owner, token linus-approvals)"),
+        "{stdout}"
+    );
+    // The manager's link: opening it only shows what confirming does.
+    assert!(
+        stdout.contains(
+            "the manager opens the signed link: Remove alan's legacy access now. (confirm page, \
+             nothing done yet)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("and confirms: Legacy access removed."),
+        "{stdout}"
+    );
+    // One summary per recipient.
+    for to in ["grace@acme.example", "security@acme.example"] {
+        assert!(
+            stdout.contains(&format!("\"scimhub: permission change summary\" -> {to}\n")),
+            "{stdout}"
+        );
+    }
     assert_eq!(
         stdout.matches("  timer: reminder at ").count(),
         3,

@@ -8,6 +8,8 @@ mod admin_api;
 mod crash;
 mod demo;
 mod notify;
+mod sources;
+mod wake;
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use connectors::memory::MemoryConnector;
 use connectors::{ConnectorError, Entitlement};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use scim_server::admin::{in_tx, Admin};
+use scim_server::auth::{Principal, Scope, UserRef};
 use scim_server::engine::registry::{default_builder, Registry};
 use scim_server::engine::{install, Engine, TestClock};
 use scim_server::jobs::Workers;
@@ -211,6 +214,17 @@ impl Env {
             .unwrap();
     }
 
+    /// A credential acting as the directory user `user_name` (as a token issued with
+    /// `--user user_name` would), with the `approvals` scope.
+    pub fn as_user(&self, user_name: &str) -> Principal {
+        Principal {
+            client: format!("{user_name}-token"),
+            scopes: vec![Scope::Approvals],
+            subject: None,
+            user: Some(UserRef::UserName(user_name.into())),
+        }
+    }
+
     pub fn events(&self, id: &str) -> Vec<String> {
         in_tx(&self.store, |c| outbox::list_events(c, Some(id), 100))
             .unwrap()
@@ -274,7 +288,11 @@ backends!(
 );
 
 fn joiner_with_and_without_approval(env: Env) {
-    let ada = env.create_user(user("ada", "Employee", "Engineering", "Engineer"));
+    let mia = env.create_user(user("mia", "Employee", "Sales", "Manager"));
+    let mut a = user("ada", "Employee", "Engineering", "Engineer");
+    a["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
+        json!({"value": mia});
+    let ada = env.create_user(a);
     assert_eq!(env.events(&ada), vec!["joiner"]);
     env.run();
     assert_eq!(
@@ -294,9 +312,17 @@ fn joiner_with_and_without_approval(env: Env) {
         d.insert("title".into(), json!("Senior Engineer"));
     });
     assert_eq!(env.admin.approvals(Some("pending")).unwrap().len(), 1);
-    env.admin
-        .approve(&pending[0].id, "manager@example.com")
+    // Decided by her manager, as the manager.
+    let row = env
+        .admin
+        .approve(&pending[0].id, &env.as_user("mia"))
         .unwrap();
+    assert_eq!(
+        (row.decided_by.as_deref(), row.decided_as.as_deref()),
+        (Some("mia"), Some("manager"))
+    );
+    assert_eq!(row.decided_by_user_id.as_deref(), Some(mia.as_str()));
+    assert_eq!(row.decided_by_credential.as_deref(), Some("mia-token"));
     env.run();
     let (_, ents) = env.holds("github", "ada").unwrap();
     assert_eq!(ents, vec!["org:acme".to_string(), "team:eng".into()]);
@@ -477,13 +503,17 @@ fn contractor_expiry_and_extension(env: Env) {
             "2025-05-31",
             "project extended",
             "sponsor@example.com",
+            None,
         )
         .unwrap();
     assert!(env
         .admin
-        .request_extension(&cora, "2026-05-31", "too long", "sponsor")
+        .request_extension(&cora, "2026-05-31", "too long", "sponsor", None)
         .is_err());
-    env.admin.approve(&req, "owner@example.com").unwrap();
+    // The sponsor (named by email in the contractor's record) decides.
+    env.create_user(user("sponsor", "Employee", "Sales", "Lead"));
+    let row = env.admin.approve(&req, &env.as_user("sponsor")).unwrap();
+    assert_eq!(row.decided_as.as_deref(), Some("sponsor"));
     assert_eq!(
         env.admin
             .user_attr(&cora, "urn:example:acme:2.0:User:contractEnd"),

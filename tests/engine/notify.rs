@@ -209,15 +209,25 @@ fn mover_summary_reaches_manager_and_security(pg: bool) {
         .iter()
         .filter(|m| m["subject"] == "scimhub: permission change summary")
         .collect();
-    assert_eq!(summary.len(), 1, "{msgs:#?}");
-    let m = summary[0];
+    // One message per recipient: the links in each are addressed to that recipient.
+    assert_eq!(summary.len(), 2, "{msgs:#?}");
+    let mut rcpts: Vec<Vec<String>> = summary.iter().map(|m| sorted_rcpts(m)).collect();
+    rcpts.sort();
     assert_eq!(
-        sorted_rcpts(m),
-        vec!["grace@example.com", "security@example.com"]
+        rcpts,
+        vec![vec!["grace@example.com"], vec!["security@example.com"]]
     );
+    let m = *summary
+        .iter()
+        .find(|m| sorted_rcpts(m) == ["grace@example.com"])
+        .unwrap();
     assert_eq!(m["mail_from"], "scimhub@example.com");
     assert_eq!(m["content_type"], "multipart/alternative");
     let text = m["text"].as_str().unwrap();
+    assert!(
+        text.contains("These links are for you (grace@example.com) only"),
+        "{text}"
+    );
     let link = text
         .lines()
         .find_map(|l| l.strip_prefix("Acknowledge (remove legacy access now): "))
@@ -233,6 +243,12 @@ fn mover_summary_reaches_manager_and_security(pg: bool) {
     // Every row is sent; the manager's click removes the legacy access at once.
     assert!(rows(&env).iter().all(|r| r.status == "sent"));
     let token = link.rsplit_once("/links/").unwrap().1;
+    // The link names its addressee: grace, as bob's manager.
+    let preview = env.admin.preview_link(token).unwrap();
+    assert_eq!(
+        (preview.addressee.as_str(), preview.role.as_str()),
+        (grace.as_str(), "manager")
+    );
     let outcome = env.admin.follow_link(token).unwrap();
     assert_eq!(outcome.action, "ack");
     assert_eq!(outcome.message, "Legacy access removed.");

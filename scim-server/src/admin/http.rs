@@ -1,8 +1,11 @@
 //! The admin HTTP API under `/admin/v1` (docs/admin-api.md): thin handlers over [`Admin`].
 //!
-//! Every route needs a bearer credential with the `admin` scope (the SCIM authentication
-//! middleware, then [`require_admin`]), except `GET /admin/v1/links/{token}`: a signed one-click
-//! link from a notification is its own credential (HMAC, expiry, one use per notification).
+//! Every route needs a bearer credential (the SCIM authentication middleware, then
+//! [`require_admin`]) with the `admin` scope, or for the approval routes the `approvals` scope
+//! ([`admin_scope`]); deciding a request also needs the credential to act as a person with
+//! authority over it (`admin::authority`). The exception is `/admin/v1/links/{token}`: a signed
+//! one-click link from a notification is its own credential (HMAC, expiry, addressee, one use per
+//! notification); `GET` only shows what it would do, `POST` does it.
 //! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
 
 use actix_web::body::MessageBody;
@@ -26,7 +29,8 @@ use crate::store::{approvals, outbox};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(format!("{API_PREFIX}/links/{{token}}"))
-            .route(web::get().to(follow_link))
+            .route(web::get().to(preview_link))
+            .route(web::post().to(follow_link))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
@@ -38,7 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .into()
             }))
             .wrap(actix_web::middleware::from_fn(require_admin))
-            .wrap(actix_web::middleware::from_fn(middleware::authenticate))
+            .wrap(actix_web::middleware::from_fn(middleware::identify_only))
             .service(res("/approvals").route(web::get().to(list_approvals)))
             .service(res("/approvals/{id}/approve").route(web::post().to(approve)))
             .service(res("/approvals/{id}/reject").route(web::post().to(reject)))
@@ -81,17 +85,37 @@ async fn method_not_allowed(req: HttpRequest) -> ApiResult<HttpResponse> {
     )))
 }
 
-/// Refuses credentials without the `admin` scope (runs after authentication).
+/// The scope an admin route needs: `approvals` for listing and deciding approval and extension
+/// requests and asking for an extension (managers, owners and sponsors are not administrators),
+/// `admin` for everything else. `admin` implies `approvals`.
+pub fn admin_scope(method: &actix_web::http::Method, path: &str) -> Scope {
+    let rest = path.strip_prefix(API_PREFIX).unwrap_or(path);
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let approval_route = match segments.as_slice() {
+        ["approvals"] => method == actix_web::http::Method::GET,
+        ["approvals" | "extensions", _, "approve" | "reject"] => true,
+        ["users", _, "extensions"] => true,
+        _ => false,
+    };
+    if approval_route {
+        Scope::Approvals
+    } else {
+        Scope::Admin
+    }
+}
+
+/// Refuses credentials without the route's scope (runs after authentication).
 pub async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let needed = admin_scope(req.method(), req.path());
     let ok = req
         .extensions()
         .get::<Principal>()
-        .is_some_and(|p| p.has(Scope::Admin));
+        .is_some_and(|p| p.has(needed));
     if !ok {
-        return Err(ApiError::Forbidden("The token lacks the admin scope.".into()).into());
+        return Err(ApiError::Forbidden(format!("The token lacks the {needed} scope.")).into());
     }
     next.call(req).await
 }
@@ -123,12 +147,21 @@ fn list(items: Vec<Value>) -> HttpResponse {
     )
 }
 
-/// Who acts: the authenticated client's name (recorded as the decider).
+/// Who acts, for the audit of administrative actions (holds, retries): the authenticated
+/// client's name (the JWT `sub` when the credential is a JWT).
 fn actor(req: &HttpRequest) -> String {
     req.extensions()
         .get::<Principal>()
         .map(|p| p.subject.clone().unwrap_or_else(|| p.client.clone()))
         .unwrap_or_else(|| "admin".into())
+}
+
+/// The authenticated caller (approval decisions are taken as the person it acts as).
+fn principal(req: &HttpRequest) -> ApiResult<Principal> {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("no principal on an authenticated route"))
 }
 
 /// A JSON body; an empty body is `{}` (every field optional) when `T` allows it.
@@ -245,7 +278,7 @@ async fn decide(
     if !approve && reason.is_none() {
         return Err(invalid("a rejection needs a reason"));
     }
-    let by = actor(&req);
+    let by = principal(&req)?;
     let status = if approve { "approved" } else { "rejected" };
     let row = run(&state, move |a| {
         a.decide_request(&id, kind, status, &by, reason.as_deref())
@@ -327,10 +360,11 @@ async fn request_extension(
         .end
         .ok_or_else(|| invalid("`end` (the new end date) is required"))?;
     let reason = r.reason.unwrap_or_default();
+    let caller = principal(&req)?;
     let by = r.requested_by.unwrap_or_else(|| actor(&req));
     let user = path.into_inner();
     let row = run(&state, move |a| {
-        let id = a.request_extension(&user, &end, &reason, &by)?;
+        let id = a.request_extension(&user, &end, &reason, &by, caller.user.as_ref())?;
         Ok(a.approvals(None)?.into_iter().find(|r| r.id == id))
     })
     .await?
@@ -445,23 +479,10 @@ fn wants_json(req: &HttpRequest) -> bool {
             .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
 }
 
-async fn follow_link(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    let token = path.into_inner();
-    let json = wants_json(&req);
-    let result = run(&state, move |a| a.follow_link(&token)).await;
-    let mut resp = match (result, json) {
-        (Ok(o), true) => ok(StatusCode::OK, json!(o)),
-        (Ok(o), false) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .body(html_page("Done", &o.message)),
-        (Err(e), true) => actix_web::ResponseError::error_response(&e),
-        (Err(e), false) => e.html_response(),
-    };
-    // The token is a credential: never cache it, never leak it in a Referer.
+/// The headers of every one-click link response: the token is a credential (never cached,
+/// never leaked in a Referer), and the confirmation page may not be framed (a framed page could
+/// trick a click on its button).
+fn link_headers(mut resp: HttpResponse) -> HttpResponse {
     let h = resp.headers_mut();
     h.insert(
         header::CACHE_CONTROL,
@@ -471,7 +492,85 @@ async fn follow_link(
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("no-referrer"),
     );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
     resp
+}
+
+/// `GET` of a one-click link: checks it and says what it would do, with a form that `POST`s the
+/// same link. Nothing changes, so a mail scanner that fetches every link spends none.
+async fn preview_link(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let token = path.into_inner();
+    let json = wants_json(&req);
+    let t = token.clone();
+    let result = run(&state, move |a| a.preview_link(&t)).await;
+    link_headers(match (result, json) {
+        (Ok(p), true) => {
+            let mut v = json!(p);
+            v["confirm"] = json!({"method": "POST", "path": req.path()});
+            ok(StatusCode::OK, v)
+        }
+        (Ok(p), false) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(confirm_page(&p, &token)),
+        (Err(e), true) => actix_web::ResponseError::error_response(&e),
+        (Err(e), false) => e.html_response(),
+    })
+}
+
+/// The confirmation page of a one-click link: what will happen, for whom, and one button.
+fn confirm_page(p: &super::LinkPreview, token: &str) -> String {
+    let esc = crate::http::error::html_escape;
+    let who = p.user_name.as_deref().unwrap_or(&p.user_id);
+    let button = match p.action.as_str() {
+        "ack" => "Remove legacy access",
+        _ => "Extend legacy access",
+    };
+    // The form posts to this same URL: the link's last path segment is the token.
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>scimhub: confirm</title></head>\
+         <body><h1>Confirm</h1><p>{message}</p>\
+         <p>User: {who}. This link was sent to {to} as the user's {role}; it works once.</p>\
+         <form method=\"post\" action=\"{action}\"><button type=\"submit\">{button}</button></form>\
+         </body></html>",
+        message = esc(&p.message),
+        who = esc(who),
+        to = esc(&p.addressee),
+        role = esc(&p.role),
+        action = esc(token),
+        button = esc(button),
+    )
+}
+
+/// `POST` of a one-click link (the confirmation page's form): performs the action, once.
+async fn follow_link(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let token = path.into_inner();
+    let json = wants_json(&req);
+    let result = run(&state, move |a| a.follow_link(&token)).await;
+    link_headers(match (result, json) {
+        (Ok(o), true) => ok(StatusCode::OK, json!(o)),
+        (Ok(o), false) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(html_page("Done", &o.message)),
+        (Err(e), true) => actix_web::ResponseError::error_response(&e),
+        (Err(e), false) => e.html_response(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -542,4 +641,64 @@ async fn incidents(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::Method;
+
+    #[test]
+    fn approval_routes_need_the_approvals_scope_and_the_rest_admin() {
+        let approvals = [
+            (Method::GET, "/admin/v1/approvals"),
+            (Method::POST, "/admin/v1/approvals/r1/approve"),
+            (Method::POST, "/admin/v1/approvals/r1/reject"),
+            (Method::POST, "/admin/v1/extensions/r1/approve"),
+            (Method::POST, "/admin/v1/extensions/r1/reject"),
+            (Method::POST, "/admin/v1/users/u1/extensions"),
+        ];
+        for (m, p) in approvals {
+            assert_eq!(admin_scope(&m, p), Scope::Approvals, "{m} {p}");
+        }
+        let admin = [
+            (Method::POST, "/admin/v1/approvals"),
+            (Method::GET, "/admin/v1/holds"),
+            (Method::POST, "/admin/v1/holds/h1/confirm"),
+            (Method::POST, "/admin/v1/outbox/1/retry"),
+            (Method::POST, "/admin/v1/users/u1/legacy-access/acknowledge"),
+            (Method::POST, "/admin/v1/simulate"),
+            (Method::GET, "/admin/v1/users/u1/explain"),
+            (Method::POST, "/admin/v1/approvals/r1/approve/x"),
+        ];
+        for (m, p) in admin {
+            assert_eq!(admin_scope(&m, p), Scope::Admin, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn the_confirmation_page_says_what_happens_and_posts_the_same_link() {
+        let p = super::super::LinkPreview {
+            action: "ack".into(),
+            user_id: "u1".into(),
+            user_name: Some("bob <b>".into()),
+            addressee: "u-grace".into(),
+            role: "manager".into(),
+            message: "Remove bob <b>'s legacy access now.".into(),
+        };
+        let page = confirm_page(&p, "eyJ1.abc\"x");
+        assert!(
+            page.contains("Remove bob &lt;b&gt;'s legacy access now."),
+            "{page}"
+        );
+        assert!(
+            page.contains("<form method=\"post\" action=\"eyJ1.abc&quot;x\">"),
+            "{page}"
+        );
+        assert!(
+            page.contains("sent to u-grace as the user's manager"),
+            "{page}"
+        );
+        assert!(!page.contains("<b>"), "{page}");
+    }
 }

@@ -3,9 +3,16 @@
 //! HTTP API ([`http`], mounted under `/admin/v1`).
 //!
 //! Every decision is taken at most once: deciding something already decided is
-//! [`AdminError::Conflict`], an unknown id [`AdminError::NotFound`]. The HTTP layer maps these
-//! in `http::error` and nowhere else.
+//! [`AdminError::Conflict`], an unknown id [`AdminError::NotFound`]. Approval and extension
+//! requests are decided by people with the authority the policy gives them ([`authority`]);
+//! anyone else gets [`AdminError::Refused`]. The HTTP layer maps these in `http::error` and
+//! nowhere else.
+//!
+//! A decision that queues work (an approval re-plans, a hold releases operations, a retry puts
+//! one back) wakes the outbox workers when its transaction commits, as SCIM writes do through
+//! the store's write hook, so it runs at once rather than at the workers' next poll.
 
+pub mod authority;
 pub mod http;
 pub mod simulate;
 
@@ -14,11 +21,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::engine::desired::{attr_value, parse_date};
-use crate::engine::{links, Cause, Engine, PlanOutcome};
+use crate::auth::{Principal, UserRef};
+use crate::engine::desired::{attr_str, attr_value, parse_date};
+use crate::engine::{links, load_user_doc, Cause, Engine, PlanOutcome};
 use crate::store::{
-    approvals, outbox, timers, DbConnection, Doc, ResourceKind, Store, StoreError, StoreResult,
+    approvals, load_groups, load_row, outbox, timers, DbConnection, Doc, ResourceKind, Store,
+    StoreError, StoreResult,
 };
+use authority::{Approver, Refusal, Subject};
 
 /// Runs `f` in a write transaction on the store's writer (admin actions and tests).
 pub fn in_tx<T>(
@@ -47,6 +57,10 @@ pub enum AdminError {
     /// A one-click link past its expiry.
     #[error("{0}")]
     Expired(String),
+    /// The caller may not take this decision (who they are, or the authority the policy gives
+    /// them); nothing was decided.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -108,6 +122,31 @@ pub struct LinkOutcome {
     pub message: String,
 }
 
+/// What a one-click link would do, shown before anything happens (`GET` of the link).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkPreview {
+    /// `ack` or `extend`.
+    pub action: String,
+    pub user_id: String,
+    /// The user's userName, when they still exist.
+    pub user_name: Option<String>,
+    /// Who the link was sent to (the manager's id, or a security address) and as what
+    /// (`manager`, `security`).
+    pub addressee: String,
+    pub role: String,
+    /// For people: what confirming will do.
+    pub message: String,
+}
+
+/// A verified link, checked against the current state (not used, addressee still entitled,
+/// legacy access still open).
+struct CheckedLink {
+    claims: links::LinkClaims,
+    extend: Option<Duration>,
+    /// Shared by every link of one mover event: one use between them.
+    pair: String,
+}
+
 pub type AdminResult<T> = Result<T, AdminError>;
 
 /// The longest a manager may extend a mover's legacy access in one step, in days.
@@ -133,84 +172,189 @@ impl Admin {
         Ok(in_tx(&self.store, |c| approvals::list(c, status))?)
     }
 
-    /// Approves a pending request and applies it: an entitlement or SoD exception is planned at
-    /// once; an extension moves the contract end date (a write to the user, so the engine
-    /// reschedules expiry and reminders).
-    pub fn approve(&self, id: &str, by: &str) -> AdminResult<approvals::ApprovalRow> {
+    /// Runs `f` in a write transaction and, once it has committed, wakes the outbox workers:
+    /// what the decision queued runs now, not at the workers' next poll.
+    fn decision_tx<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let out = in_tx(&self.store, f)?;
+        self.engine.wake_workers();
+        Ok(out)
+    }
+
+    /// Approves a pending request as `by` and applies it: an entitlement or SoD exception is
+    /// planned at once; an extension moves the contract end date (a write to the user, so the
+    /// engine reschedules expiry and reminders).
+    pub fn approve(&self, id: &str, by: &Principal) -> AdminResult<approvals::ApprovalRow> {
         self.decide_request(id, None, "approved", by, None)
     }
 
-    /// Rejects a pending request; nothing is granted.
+    /// Rejects a pending request as `by`; nothing is granted.
     pub fn reject(
         &self,
         id: &str,
-        by: &str,
+        by: &Principal,
         reason: Option<&str>,
     ) -> AdminResult<approvals::ApprovalRow> {
         self.decide_request(id, None, "rejected", by, reason)
     }
 
+    /// The directory user a principal acts as, with what deciding needs to know of them.
+    fn approver(&self, c: &mut DbConnection, by: &Principal) -> AdminResult<Approver> {
+        let user = by.user.as_ref().ok_or_else(|| Refusal::NoUser {
+            credential: by.client.clone(),
+        })?;
+        let row = match user {
+            UserRef::Id(id) => load_row(c, ResourceKind::User, id)?,
+            UserRef::UserName(name) => crate::store::find_user_row_by_name(c, name)?,
+        };
+        let (id, doc) = match row {
+            Some((id, doc, ..)) => (
+                id,
+                serde_json::from_str::<Doc>(&doc)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?,
+            ),
+            None => {
+                return Err(Refusal::UnknownUser {
+                    credential: by.client.clone(),
+                    user: user.as_str().to_string(),
+                }
+                .into())
+            }
+        };
+        let groups = load_groups(c, std::slice::from_ref(&id))?
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(_, display, _)| display)
+            .collect();
+        Ok(Approver::from_doc(&id, &doc, groups, &by.client))
+    }
+
     /// Decides a pending request (of `kind`, when given: `/extensions/{id}` only finds
-    /// extensions). 404 when unknown, 409 when no longer pending.
+    /// extensions) as `by`. 404 when unknown, 409 when no longer pending, 403 when `by` has no
+    /// authority over it (see [`authority`]); a refused request stays pending.
     pub fn decide_request(
         &self,
         id: &str,
         kind: Option<&str>,
         status: &str,
-        by: &str,
+        by: &Principal,
         reason: Option<&str>,
     ) -> AdminResult<approvals::ApprovalRow> {
         let now = self.now();
+        let policy = self.engine.policy.current();
         let what = kind.unwrap_or("request");
-        let row = in_tx(&self.store, |c| approvals::get(c, id))?
-            .filter(|r| kind.is_none_or(|k| r.kind == k))
-            .ok_or_else(|| AdminError::NotFound(format!("{what} {id}")))?;
-        if row.status != "pending" {
-            return Err(AdminError::Conflict(format!(
-                "{what} {id} is already {}",
-                row.status
-            )));
-        }
         let approve = status == "approved";
-        let new_end = if approve && row.kind == "extension" {
-            // Checked before deciding, so a request that cannot be applied stays pending.
-            self.end_date_path()?;
-            Some(
-                row.detail
-                    .get("new_end")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| AdminError::Invalid("extension without new_end".into()))?
-                    .to_string(),
-            )
-        } else {
-            None
-        };
-        let decided = in_tx(&self.store, |c| {
-            if !approvals::decide(c, id, status, by, reason, now)? {
-                return Ok(false);
+        let decided = self.decision_tx(|c| {
+            let Some(row) = approvals::get(c, id)?.filter(|r| kind.is_none_or(|k| r.kind == k))
+            else {
+                return Ok(Err(AdminError::NotFound(format!("{what} {id}"))));
+            };
+            if row.status != "pending" {
+                return Ok(Err(AdminError::Conflict(format!(
+                    "{what} {id} is already {}",
+                    row.status
+                ))));
             }
+            let approver = match self.approver(c, by) {
+                Ok(a) => a,
+                Err(AdminError::Store(e)) => return Err(e),
+                Err(e) => return Ok(Err(e)),
+            };
+            let doc = load_user_doc(c, &row.user_id)?;
+            let facts = outbox::get_user(c, &row.user_id)?.map(|u| u.facts);
+            let fact = |k: &str| {
+                facts
+                    .as_ref()
+                    .and_then(|f| f.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            // The current record decides who the manager and sponsor are; the engine's last
+            // facts stand in when the user was deleted.
+            let manager = doc
+                .as_ref()
+                .and_then(crate::engine::manager_id)
+                .or_else(|| fact("manager"));
+            let sponsor = match (&doc, policy.settings.sponsor_attribute.as_deref()) {
+                (Some(d), Some(attr)) => attr_str(d, attr).map(str::to_string),
+                _ => fact("sponsor"),
+            };
+            let subject = Subject {
+                user_id: &row.user_id,
+                manager_id: manager.as_deref(),
+                sponsor: sponsor.as_deref(),
+            };
+            let authority = match authority::authority(&policy, &row, &subject, &approver) {
+                Ok(a) => a,
+                Err(refusal) => {
+                    tracing::info!(
+                        request = %id, credential = %by.client, user = %approver.user_name,
+                        reason = %refusal, "approval decision refused"
+                    );
+                    return Ok(Err(refusal.into()));
+                }
+            };
+            let new_end = if approve && row.kind == "extension" {
+                // Checked before deciding, so a request that cannot be applied stays pending.
+                if let Err(e) = self.end_date_path() {
+                    return Ok(Err(e));
+                }
+                match row.detail.get("new_end").and_then(Value::as_str) {
+                    Some(end) => Some(end.to_string()),
+                    None => {
+                        return Ok(Err(AdminError::Invalid("extension without new_end".into())))
+                    }
+                }
+            } else {
+                None
+            };
+            let decided_by = approvals::DecidedBy {
+                name: &approver.user_name,
+                user_id: Some(&approver.user_id),
+                credential: Some(&approver.credential),
+                authority: Some(authority.as_str()),
+            };
+            if !approvals::decide(c, id, status, &decided_by, reason, now)? {
+                return Ok(Err(AdminError::Conflict(format!(
+                    "{what} {id} was decided concurrently"
+                ))));
+            }
+            let actor = format!(
+                "{} (credential {})",
+                approver.user_name, approver.credential
+            );
             outbox::audit(
                 c,
                 &outbox::AuditEntry {
                     at: now,
-                    actor: by,
+                    actor: &actor,
                     user_id: &row.user_id,
                     connector: row.connector.as_deref(),
                     action: "decide_request",
                     outcome: status,
-                    detail: json!({"request": id, "kind": row.kind, "reason": reason}),
+                    detail: json!({
+                        "request": id,
+                        "kind": row.kind,
+                        "level": row.level,
+                        "reason": reason,
+                        "decided_by": {
+                            "user_id": approver.user_id,
+                            "userName": approver.user_name,
+                            "credential": approver.credential,
+                            "as": authority.as_str(),
+                        },
+                    }),
                 },
             )?;
             if approve && row.kind != "extension" {
                 self.engine.replan(c, &row.user_id, Cause::Approval)?;
             }
-            Ok(true)
-        })?;
-        if !decided {
-            return Err(AdminError::Conflict(format!(
-                "{what} {id} was decided concurrently"
-            )));
-        }
+            Ok(Ok((row, new_end)))
+        })??;
+        let (row, new_end) = decided;
         if let Some(end) = new_end {
             self.set_end_date(&row.user_id, &end)?;
         }
@@ -245,7 +389,8 @@ impl Admin {
                             None => {
                                 return Err(scim_schema::Error::InvalidValue(
                                     "extension is not an object".into(),
-                                ))
+                                )
+                                .into())
                             }
                         }
                     }
@@ -258,13 +403,17 @@ impl Admin {
         Ok(())
     }
 
-    /// A sponsor's request to move a contractor's end date (approved by `owner`).
+    /// A request to move a contractor's end date, decided by the contractor's sponsor, a
+    /// contractor owner or security ([`authority`]). `by` names who asks (free text: the sponsor's
+    /// address, say); `requester` is the directory user behind the call, if any, recorded so they
+    /// cannot decide their own request.
     pub fn request_extension(
         &self,
         user_id: &str,
         new_end: &str,
         reason: &str,
         by: &str,
+        requester: Option<&UserRef>,
     ) -> AdminResult<String> {
         let policy = self.engine.policy.current();
         let rules = policy
@@ -296,6 +445,17 @@ impl Admin {
         }
         let id = uuid::Uuid::now_v7().to_string();
         in_tx(&self.store, |c| {
+            let requester_id = match requester {
+                Some(UserRef::Id(u)) => load_row(c, ResourceKind::User, u)?.map(|r| r.0),
+                Some(UserRef::UserName(u)) => {
+                    crate::store::find_user_row_by_name(c, u)?.map(|r| r.0)
+                }
+                None => None,
+            };
+            let mut detail = json!({"new_end": new_end, "reason": reason, "requested_by": by});
+            if let Some(r) = &requester_id {
+                detail["requested_by_user_id"] = json!(r);
+            }
             approvals::insert(
                 c,
                 &approvals::NewApproval {
@@ -305,16 +465,30 @@ impl Admin {
                     connector: None,
                     entitlement: None,
                     level: "owner",
-                    detail: json!({"new_end": new_end, "reason": reason, "requested_by": by}),
+                    detail,
                 },
                 now,
             )?;
-            let mut to = policy
-                .notify
-                .approvers
-                .get("owner")
-                .cloned()
-                .unwrap_or_default();
+            // Those who may decide it: the sponsor (an address, or a user id the sender
+            // resolves), the contractor owners, the owner approvers' addresses; else security.
+            let mut to: Vec<String> = Vec::new();
+            if let Some(sponsor) = outbox::get_user(c, user_id)?.and_then(|u| {
+                u.facts
+                    .get("sponsor")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }) {
+                to.push(sponsor);
+            }
+            to.extend(crate::engine::user_ids_by_name(c, &rules.owners)?);
+            to.extend(
+                policy
+                    .notify
+                    .approvers
+                    .get("owner")
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             if to.is_empty() {
                 to = policy.notify.security.clone();
             }
@@ -368,7 +542,7 @@ impl Admin {
     pub fn confirm_hold(&self, id: &str, by: &str) -> AdminResult<usize> {
         let hold = self.pending_hold(id)?;
         let now = self.now();
-        in_tx(&self.store, |c| {
+        self.decision_tx(|c| {
             if !outbox::decide_hold(c, id, "confirmed", by, now)? {
                 return Ok(None);
             }
@@ -437,9 +611,7 @@ impl Admin {
         user_id: &str,
         extend: Option<Duration>,
     ) -> AdminResult<PlanOutcome> {
-        in_tx(&self.store, |c| {
-            self.legacy_access_in(c, user_id, extend, "admin")
-        })?
+        self.decision_tx(|c| self.legacy_access_in(c, user_id, extend, "admin"))?
     }
 
     fn legacy_access_in(
@@ -504,70 +676,162 @@ impl Admin {
         Ok(Ok(self.engine.replan(c, user_id, Cause::Admin)?))
     }
 
-    /// Runs a one-click link: verifies its signature (403 when tampered) and expiry (410), then
-    /// acknowledges or extends the user's legacy access. The two links of one notification
-    /// (acknowledge, extend) share one use: once either ran, both answer 409, so a second click,
-    /// a replay or a mail scanner fetching both cannot act twice or undo the first decision.
-    pub fn follow_link(&self, token: &str) -> AdminResult<LinkOutcome> {
+    /// Verifies a one-click link and checks it against the current state, without acting: the
+    /// signature (403 when tampered), the expiry (410), that its addressee still holds the role
+    /// it was sent to them for (403: a manager who is no longer the user's manager, an address
+    /// no longer on the security list), that no link of the same notification was used (409)
+    /// and that legacy access is still open (409).
+    fn check_link(
+        &self,
+        c: &mut DbConnection,
+        token: &str,
+    ) -> StoreResult<AdminResult<CheckedLink>> {
         let policy = self.engine.policy.current();
-        let key = links::key(&policy)
-            .ok_or_else(|| AdminError::Forbidden("one-click links are not configured".into()))?;
-        let claims = links::verify(&key, token, self.now()).map_err(|e| match e {
-            links::LinkError::Expired => AdminError::Expired("This link has expired.".into()),
-            other => AdminError::Forbidden(format!("This link is not valid ({other}).")),
-        })?;
+        let Some(key) = links::key(&policy) else {
+            return Ok(Err(AdminError::Forbidden(
+                "one-click links are not configured".into(),
+            )));
+        };
+        let claims = match links::verify(&key, token, self.now()) {
+            Ok(c) => c,
+            Err(links::LinkError::Expired) => {
+                return Ok(Err(AdminError::Expired("This link has expired.".into())))
+            }
+            Err(other) => {
+                return Ok(Err(AdminError::Forbidden(format!(
+                    "This link is not valid ({other})."
+                ))))
+            }
+        };
         let extend = match claims.a.as_str() {
             "ack" => None,
             "extend" => Some(Duration::days(claims.d.clamp(1, MAX_LEGACY_EXTENSION_DAYS))),
-            _ => return Err(AdminError::Forbidden("unknown action".into())),
+            _ => return Ok(Err(AdminError::Forbidden("unknown action".into()))),
         };
-        // Both links of a notification carry the same user and expiry.
+        // The signature proves who the link was sent to; the addressee must still be entitled.
+        let entitled = match claims.r.as_str() {
+            "manager" => {
+                let manager = load_user_doc(c, &claims.u)?
+                    .as_ref()
+                    .and_then(crate::engine::manager_id);
+                manager.as_deref() == Some(claims.to.as_str())
+            }
+            "security" => policy
+                .notify
+                .security
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&claims.to)),
+            _ => false,
+        };
+        if !entitled {
+            return Ok(Err(AdminError::Forbidden(format!(
+                "This link was sent to {} as the user's {}, which they no longer are.",
+                claims.to, claims.r
+            ))));
+        }
+        // Every link of one mover event carries the same user and expiry: one use between them.
         let pair = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(
                 format!("{}:{}", claims.u, claims.exp).as_bytes(),
             ))
         };
+        let used = outbox::list_audit(c, Some(&claims.u))?
+            .into_iter()
+            .any(|a| {
+                a.5 == "one_click_link"
+                    && serde_json::from_str::<Value>(&a.7)
+                        .ok()
+                        .and_then(|d| d.get("link").and_then(Value::as_str).map(|l| l == pair))
+                        .unwrap_or(false)
+            });
+        if used {
+            return Ok(Err(AdminError::Conflict(
+                "This link has already been used.".into(),
+            )));
+        }
         let now = self.now();
-        in_tx(&self.store, |c| {
-            let used = outbox::list_audit(c, Some(&claims.u))?
-                .into_iter()
-                .any(|a| {
-                    a.5 == "one_click_link"
-                        && serde_json::from_str::<Value>(&a.7)
-                            .ok()
-                            .and_then(|d| d.get("link").and_then(Value::as_str).map(|l| l == pair))
-                            .unwrap_or(false)
-                });
-            if used {
-                return Ok(Err(AdminError::Conflict(
-                    "This link has already been used.".into(),
-                )));
-            }
-            if let Err(e) = self.legacy_access_in(c, &claims.u, extend, "one-click link")? {
+        let open = approvals::overrides(c, &claims.u)?
+            .into_iter()
+            .any(|o| o.until > now);
+        if !open {
+            return Ok(Err(AdminError::Conflict(format!(
+                "user {} has no legacy access left to acknowledge or extend",
+                claims.u
+            ))));
+        }
+        Ok(Ok(CheckedLink {
+            claims,
+            extend,
+            pair,
+        }))
+    }
+
+    /// What a one-click link would do, after every check [`Admin::follow_link`] makes, without
+    /// doing it: following a link with `GET` shows this, so a mail scanner that fetches links
+    /// changes nothing.
+    pub fn preview_link(&self, token: &str) -> AdminResult<LinkPreview> {
+        let (link, name) = in_tx(&self.store, |c| {
+            let link = match self.check_link(c, token)? {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(e)),
+            };
+            let name = load_user_doc(c, &link.claims.u)?
+                .and_then(|d| attr_str(&d, "userName").map(str::to_string));
+            Ok(Ok((link, name)))
+        })??;
+        let who = name.clone().unwrap_or_else(|| link.claims.u.clone());
+        let message = match link.extend {
+            None => format!("Remove {who}'s legacy access now."),
+            Some(d) => format!("Extend {who}'s legacy access by {} days.", d.num_days()),
+        };
+        Ok(LinkPreview {
+            action: link.claims.a,
+            user_id: link.claims.u,
+            user_name: name,
+            addressee: link.claims.to,
+            role: link.claims.r,
+            message,
+        })
+    }
+
+    /// Runs a one-click link (after the checks of [`Admin::preview_link`]): acknowledges or
+    /// extends the user's legacy access. The links of one mover event share one use: once one
+    /// ran, all answer 409, so a second click, a replay or another recipient's link cannot act
+    /// twice or undo the first decision. The audit records who the link was sent to: the
+    /// signature is the proof of identity here, there is no login.
+    pub fn follow_link(&self, token: &str) -> AdminResult<LinkOutcome> {
+        let now = self.now();
+        let link = self.decision_tx(|c| {
+            let link = match self.check_link(c, token)? {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(e)),
+            };
+            let actor = format!("one-click link to {} ({})", link.claims.to, link.claims.r);
+            if let Err(e) = self.legacy_access_in(c, &link.claims.u, link.extend, &actor)? {
                 return Ok(Err(e));
             }
             outbox::audit(
                 c,
                 &outbox::AuditEntry {
                     at: now,
-                    actor: "one-click link",
-                    user_id: &claims.u,
+                    actor: &actor,
+                    user_id: &link.claims.u,
                     connector: None,
                     action: "one_click_link",
-                    outcome: &claims.a,
-                    detail: json!({"link": pair}),
+                    outcome: &link.claims.a,
+                    detail: json!({"link": link.pair, "to": link.claims.to, "as": link.claims.r}),
                 },
             )?;
-            Ok(Ok(()))
+            Ok(Ok(link))
         })??;
-        let message = match extend {
+        let message = match link.extend {
             None => "Legacy access removed.".to_string(),
             Some(d) => format!("Legacy access extended by {} days.", d.num_days()),
         };
         Ok(LinkOutcome {
-            action: claims.a,
-            user_id: claims.u,
+            action: link.claims.a,
+            user_id: link.claims.u,
             message,
         })
     }
@@ -585,7 +849,7 @@ impl Admin {
     /// on the same user and connector already ran (running the old one now could undo it).
     pub fn retry(&self, id: i64, by: &str) -> AdminResult<outbox::OutboxRow> {
         let now = self.now();
-        in_tx(&self.store, |c| {
+        self.decision_tx(|c| {
             let Some(row) = outbox::get_op(c, id)? else {
                 return Ok(Err(AdminError::NotFound(format!("operation {id}"))));
             };

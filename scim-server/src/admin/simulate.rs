@@ -133,9 +133,16 @@ impl Admin {
             }
         };
         let (kind, id) = parse_path(&path)?;
+        // A simulation naming its client is held to that client's source-of-truth rules (what
+        // would okta's write do?); without one it shows what the change itself does.
+        let sources = match &client {
+            Some(c) => crate::service::SourceRules::for_client(&self.engine.policy.current(), c),
+            None => crate::service::SourceRules::default(),
+        };
         let caller = Caller {
             client: client.unwrap_or_else(|| "simulation".into()),
             dialect: Dialect::Strict,
+            sources,
         };
         let captured = Arc::new(Mutex::new(Captured::default()));
         let store = self.store.clone().with_hook(Arc::new(CaptureHook {

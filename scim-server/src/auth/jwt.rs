@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::config::JwtConfig;
 
-use super::{Principal, Scope};
+use super::{Principal, Scope, UserRef};
 
 struct Key {
     kid: Option<String>,
@@ -20,6 +20,7 @@ pub struct JwtVerifier {
     audience: Vec<String>,
     scope_claim: String,
     client_claim: String,
+    user_claim: String,
     leeway: u64,
 }
 
@@ -78,6 +79,7 @@ impl JwtVerifier {
             audience: cfg.audience.clone(),
             scope_claim: cfg.scope_claim.clone(),
             client_claim: cfg.client_claim.clone(),
+            user_claim: cfg.user_claim.clone(),
             leeway: cfg.leeway_secs,
         })
     }
@@ -130,10 +132,17 @@ impl JwtVerifier {
             .get("sub")
             .and_then(Value::as_str)
             .map(str::to_string);
+        // The user the token speaks for: matched against userName when a decision needs it.
+        let user = claims
+            .get(&self.user_claim)
+            .and_then(Value::as_str)
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| UserRef::UserName(u.to_string()));
         Principal {
             client,
             scopes,
             subject,
+            user,
         }
     }
 }
@@ -151,6 +160,7 @@ mod tests {
             audience: vec!["scimhub".into()],
             scope_claim: scope_claim.into(),
             client_claim: "sub".into(),
+            user_claim: "sub".into(),
             leeway_secs: 0,
             keys: vec![JwtKey {
                 algorithm: "HS256".into(),
@@ -184,6 +194,27 @@ mod tests {
         let p = v.verify(&t).expect("valid");
         assert_eq!(p.client, "okta");
         assert_eq!(p.scopes, vec![Scope::Read, Scope::Write]);
+        assert_eq!(p.user, Some(UserRef::UserName("okta".into())));
+    }
+
+    #[test]
+    fn the_user_claim_names_the_directory_user() {
+        let mut c = cfg("scope");
+        c.client_claim = "azp".into();
+        c.user_claim = "preferred_username".into();
+        let v = JwtVerifier::from_config(&c).expect("verifier");
+        let t = sign(
+            json!({"iss":"https://idp.test","aud":"scimhub","exp":now()+60,
+            "sub":"00u1abc","azp":"approvals-app","preferred_username":"grace","scope":"approvals"}),
+        );
+        let p = v.verify(&t).expect("valid");
+        assert_eq!(p.client, "approvals-app");
+        assert_eq!(p.subject.as_deref(), Some("00u1abc"));
+        assert_eq!(p.user, Some(UserRef::UserName("grace".into())));
+        assert_eq!(p.scopes, vec![Scope::Approvals]);
+        // Without the claim the token acts as nobody.
+        let t = sign(json!({"iss":"https://idp.test","aud":"scimhub","exp":now()+60,"azp":"svc"}));
+        assert_eq!(v.verify(&t).expect("valid").user, None);
     }
 
     #[test]

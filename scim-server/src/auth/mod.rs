@@ -8,30 +8,41 @@
 //!    and compared by hash in constant time.
 //!
 //! Tokens are never logged; only the client name is.
+//!
+//! A credential may also act as a directory user ([`Principal::user`]): an API token issued with
+//! `scimhub token issue --user`, or a JWT through its user claim (`[jwt] user_claim`, default
+//! `sub`, matched against userName). Scopes say which routes a credential reaches; who the user
+//! is decides which approval requests they may decide (`crate::admin::authority`).
 
 pub mod jwt;
 pub mod token;
 
 use serde::{Deserialize, Serialize};
 
-/// What a credential allows. `admin` implies the other two.
+/// What a credential allows. `admin` implies every other scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scope {
     #[serde(rename = "scim:read")]
     Read,
     #[serde(rename = "scim:write")]
     Write,
+    /// The approval routes of the admin API only: list requests, decide approval and extension
+    /// requests (as the credential's user, within the authority the policy gives them), ask for
+    /// an extension. For managers, owners and sponsors, who are not administrators.
+    #[serde(rename = "approvals")]
+    Approvals,
     #[serde(rename = "admin")]
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Write, Scope::Approvals, Scope::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "scim:read",
             Scope::Write => "scim:write",
+            Scope::Approvals => "approvals",
             Scope::Admin => "admin",
         }
     }
@@ -47,8 +58,9 @@ impl Scope {
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|p| !p.is_empty())
             .map(|p| {
-                Scope::parse(p)
-                    .ok_or_else(|| format!("unknown scope {p:?} (scim:read, scim:write, admin)"))
+                Scope::parse(p).ok_or_else(|| {
+                    format!("unknown scope {p:?} (scim:read, scim:write, approvals, admin)")
+                })
             })
             .collect::<Result<_, _>>()?;
         out.sort();
@@ -71,6 +83,24 @@ impl std::fmt::Display for Scope {
     }
 }
 
+/// The directory user a credential acts as, as the credential names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    /// A User's SCIM id (API tokens: resolved when the token was issued).
+    Id(String),
+    /// A userName, matched case-insensitively when the user is needed (JWTs: the user claim).
+    UserName(String),
+}
+
+impl UserRef {
+    /// The id or userName, as given.
+    pub fn as_str(&self) -> &str {
+        match self {
+            UserRef::Id(s) | UserRef::UserName(s) => s,
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -79,6 +109,9 @@ pub struct Principal {
     pub scopes: Vec<Scope>,
     /// The JWT `sub`, when the credential is a JWT.
     pub subject: Option<String>,
+    /// The directory user the credential acts as (`None`: the bootstrap token, an API token
+    /// issued without `--user`, a JWT without the user claim).
+    pub user: Option<UserRef>,
 }
 
 impl Principal {
@@ -94,6 +127,8 @@ pub struct TokenRecord {
     pub hash: String,
     pub scopes: Vec<Scope>,
     pub revoked: bool,
+    /// The SCIM id of the user the token acts as.
+    pub user_id: Option<String>,
 }
 
 /// The first, synchronous step of authentication.
@@ -145,6 +180,7 @@ impl Authenticator {
                     client: "bootstrap".into(),
                     scopes: Scope::ALL.to_vec(),
                     subject: None,
+                    user: None,
                 }));
             }
         }
@@ -180,6 +216,7 @@ impl Authenticator {
             client: record.name,
             scopes: record.scopes,
             subject: None,
+            user: record.user_id.map(UserRef::Id),
         })
     }
 }
@@ -222,9 +259,20 @@ mod tests {
             hash: t.hash.clone(),
             scopes: vec![Scope::Read],
             revoked: false,
+            user_id: None,
         };
         let p = Authenticator::check_opaque(&t.token, Some(row.clone())).expect("valid");
         assert!(p.has(Scope::Read) && !p.has(Scope::Write));
+        assert_eq!(p.user, None);
+        let bound = Authenticator::check_opaque(
+            &t.token,
+            Some(TokenRecord {
+                user_id: Some("u-1".into()),
+                ..row.clone()
+            }),
+        )
+        .expect("valid");
+        assert_eq!(bound.user, Some(UserRef::Id("u-1".into())));
         assert!(Authenticator::check_opaque("shub_000000000000_x", Some(row.clone())).is_err());
         assert!(Authenticator::check_opaque(
             &t.token,
@@ -243,6 +291,17 @@ mod tests {
             Scope::parse_list("scim:write scim:read,scim:read"),
             Ok(vec![Scope::Read, Scope::Write])
         );
+        assert_eq!(Scope::parse_list("approvals"), Ok(vec![Scope::Approvals]));
         assert!(Scope::parse_list("root").is_err());
+        // `admin` reaches the approval routes too; `approvals` reaches nothing else.
+        let p = |scopes: Vec<Scope>| Principal {
+            client: "c".into(),
+            scopes,
+            subject: None,
+            user: None,
+        };
+        assert!(p(vec![Scope::Admin]).has(Scope::Approvals));
+        let approver = p(vec![Scope::Approvals]);
+        assert!(!approver.has(Scope::Admin) && !approver.has(Scope::Read));
     }
 }

@@ -6,6 +6,11 @@
 //! [`simulator`]'s HRIS story against it over SCIM. After each step it waits until the outbox is
 //! drained and prints every app's accounts as a table, plus the notifications queued by the
 //! step (subject and recipients; bodies carry signed links and stay in the database).
+//!
+//! The HRIS pushes with a token named `workday`, the source of truth the demo policy names for
+//! `active`, title, department and manager. Approvals are decided over the admin API by the
+//! person the policy names for each request, with a token issued to act as them; the manager's
+//! one-click link is opened (`GET`: a confirmation page) and confirmed (`POST`).
 
 pub mod simulator;
 
@@ -19,7 +24,7 @@ use anyhow::Context;
 use connectors::memory::MemoryConnector;
 
 use crate::admin::{in_tx, Admin};
-use crate::auth::Authenticator;
+use crate::auth::{token, Authenticator};
 use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::engine::registry::{default_builder, Registry};
@@ -27,6 +32,7 @@ use crate::engine::{Engine, SystemClock};
 use crate::http::AppState;
 use crate::policy::reload::PolicyHandle;
 use crate::policy::Policy;
+use crate::store::approvals::ApprovalRow;
 use crate::store::{notifications, Store};
 use simulator::{Hris, Step};
 
@@ -147,7 +153,9 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
         ..Config::default()
     };
     let auth = Authenticator::new(config.bootstrap_token.clone(), None);
-    let state = AppState::new(config, demo_registry()?, store.clone(), auth)?;
+    let admin = Admin::new(store.clone(), engine.clone());
+    let state =
+        AppState::new(config, demo_registry()?, store.clone(), auth)?.with_admin(admin.clone());
     let server = std::thread::Builder::new()
         .name("scimhub-demo-http".into())
         .spawn(move || actix_web::rt::System::new().block_on(crate::http::serve(state)))?;
@@ -164,8 +172,14 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
         dir.join("hub.db").display()
     )?;
 
-    let admin = Admin::new(store.clone(), engine.clone());
-    let mut hris = Hris::new(&url, &token)?;
+    // The HRIS's own token: its name makes it the source of truth of the policy's [[source]].
+    let hris_token = issue_token(&store, "workday", &["scim:read", "scim:write"], None)?;
+    writeln!(
+        out,
+        "HRIS token (client \"workday\", the source of truth): {hris_token}"
+    )?;
+    let mut hris = Hris::new(&url, &hris_token)?;
+    let mut approvers = Approvers::default();
     let steps = simulator::scenario(chrono::Utc::now().date_naive());
     let mut seen_notifications = 0usize;
     for (i, step) in steps.iter().enumerate() {
@@ -178,7 +192,13 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
         )?;
         let pushed = rt.block_on(hris.apply(step))?;
         if !pushed {
-            in_hub(&admin, &store, step, &mut out)?;
+            let hub = Hub {
+                admin: &admin,
+                store: &store,
+                rt: &rt,
+                url: &url,
+            };
+            hub.act(step, &mut approvers, &mut out)?;
         }
         drain(&store)?;
         write!(out, "{}", table(&apps, &hris.ids))?;
@@ -247,58 +267,209 @@ async fn wait_healthy(url: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Steps SCIM cannot express, done through the admin operations of the hub itself.
-fn in_hub(
-    admin: &Admin,
+/// Issues an API token (as `scimhub token issue` does) and returns it.
+fn issue_token(
     store: &Store,
-    step: &Step,
-    out: &mut impl std::io::Write,
-) -> anyhow::Result<()> {
-    let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
-    match step {
-        Step::Approve => {
-            for a in admin.approvals(Some("pending")).map_err(err)? {
-                let by = match a.level.as_str() {
-                    "owner" => "it-owners@acme.example",
-                    "security" => "security@acme.example",
-                    _ => "manager",
-                };
-                admin.approve(&a.id, by).map_err(err)?;
+    name: &str,
+    scopes: &[&str],
+    user_id: Option<&str>,
+) -> anyhow::Result<String> {
+    let new = token::generate();
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+    store
+        .insert_token(name, &new.hash, &new.prefix, &scopes, user_id)
+        .map_err(|e| anyhow::anyhow!("cannot issue the {name} token: {e}"))?;
+    Ok(new.token)
+}
+
+/// Tokens issued to approvers so far (userName -> token), `approvals` scope, acting as them.
+#[derive(Debug, Default)]
+struct Approvers(BTreeMap<String, String>);
+
+/// The running hub, for the steps SCIM cannot express.
+struct Hub<'a> {
+    admin: &'a Admin,
+    store: &'a Store,
+    rt: &'a tokio::runtime::Runtime,
+    url: &'a str,
+}
+
+/// What the admin API answered.
+struct Answer {
+    status: u16,
+    body: serde_json::Value,
+}
+
+impl Hub<'_> {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> anyhow::Result<Answer> {
+        self.rt.block_on(async {
+            let mut req = reqwest::Client::new()
+                .request(method, format!("{}{path}", self.url))
+                .header("Accept", "application/json");
+            if let Some(t) = bearer {
+                req = req.bearer_auth(t).json(&serde_json::json!({}));
+            }
+            let resp = req.send().await.context("the hub did not answer")?;
+            let status = resp.status().as_u16();
+            let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+            Ok(Answer { status, body })
+        })
+    }
+
+    /// The userName of the person the policy names to decide `row` (the subject's manager, the
+    /// first owner of the entitlement, the first security approver), if the directory has one.
+    fn approver_for(&self, row: &ApprovalRow) -> anyhow::Result<Option<String>> {
+        let policy = self.admin.engine.policy.current();
+        let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
+        let name = match row.level.as_str() {
+            "manager" => {
+                let (_, doc) = self.admin.find_user(&row.user_id).map_err(err)?;
+                match crate::engine::manager_id(&doc) {
+                    Some(m) => self.admin.find_user(&m).ok().and_then(|(_, d)| {
+                        crate::engine::desired::attr_str(&d, "userName").map(str::to_string)
+                    }),
+                    None => None,
+                }
+            }
+            "owner" => row
+                .entitlement
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<connectors::Entitlement>(e).ok())
+                .and_then(|e| {
+                    policy
+                        .entitlement_owners(row.connector.as_deref().unwrap_or(""), &e)
+                        .into_iter()
+                        .next()
+                }),
+            _ => policy.approvals.security.first().cloned(),
+        };
+        Ok(name.filter(|n| self.admin.find_user(n).is_ok()))
+    }
+
+    /// A token with the `approvals` scope acting as `user_name` (issued once).
+    fn approver_token(&self, approvers: &mut Approvers, user_name: &str) -> anyhow::Result<String> {
+        if let Some(t) = approvers.0.get(user_name) {
+            return Ok(t.clone());
+        }
+        let (id, _) = self
+            .admin
+            .find_user(user_name)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let t = issue_token(
+            self.store,
+            &format!("{user_name}-approvals"),
+            &["approvals"],
+            Some(&id),
+        )?;
+        approvers.0.insert(user_name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// Steps SCIM cannot express, done through the hub's admin API.
+    fn act(
+        &self,
+        step: &Step,
+        approvers: &mut Approvers,
+        out: &mut impl std::io::Write,
+    ) -> anyhow::Result<()> {
+        let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
+        match step {
+            Step::Approve => {
+                for a in self.admin.approvals(Some("pending")).map_err(err)? {
+                    let what = format!(
+                        "{} {} on {}",
+                        a.kind,
+                        a.entitlement.as_deref().unwrap_or(""),
+                        a.connector.as_deref().unwrap_or("")
+                    );
+                    let path = format!("/admin/v1/approvals/{}/approve", a.id);
+                    // Nobody approves their own access: the requester's own token is refused.
+                    let (_, doc) = self.admin.find_user(&a.user_id).map_err(err)?;
+                    if let Some(me) = crate::engine::desired::attr_str(&doc, "userName") {
+                        let t = self.approver_token(approvers, me)?;
+                        let answer = self.request(reqwest::Method::POST, &path, Some(&t))?;
+                        writeln!(
+                            out,
+                            "  {me} tries to approve their own request: {} {}",
+                            answer.status,
+                            answer.body["detail"].as_str().unwrap_or("")
+                        )?;
+                    }
+                    let Some(by) = self.approver_for(&a)? else {
+                        writeln!(out, "  nobody in the directory may decide {what}")?;
+                        continue;
+                    };
+                    let t = self.approver_token(approvers, &by)?;
+                    let answer = self.request(reqwest::Method::POST, &path, Some(&t))?;
+                    anyhow::ensure!(
+                        answer.status == 200,
+                        "approving as {by} failed: {} {}",
+                        answer.status,
+                        answer.body
+                    );
+                    writeln!(
+                        out,
+                        "  approved by {by} (as {}, token {}): {what}",
+                        answer.body["decided_as"].as_str().unwrap_or("?"),
+                        answer.body["decided_by_credential"].as_str().unwrap_or("?"),
+                    )?;
+                }
+            }
+            Step::Acknowledge { user_name } => {
+                // The manager's copy of the newest mover summary (each recipient gets links
+                // addressed to them; security's copy is the other one).
+                let policy = self.admin.engine.policy.current();
+                let (id, _) = self.admin.find_user(user_name).map_err(err)?;
+                let notes = in_tx(self.store, |c| notifications::list(c, Some(&id)))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let link = notes
+                    .iter()
+                    .rev()
+                    .filter(|n| n.kind == "mover_summary")
+                    .filter(|n| {
+                        !n.recipients
+                            .iter()
+                            .any(|r| policy.notify.security.contains(r))
+                    })
+                    .find_map(|n| {
+                        n.body.lines().find_map(|l| {
+                            l.strip_prefix("Acknowledge (remove legacy access now): ")
+                                .map(str::to_string)
+                        })
+                    })
+                    .context("no one-click link in the manager's mover summary")?;
+                let path = link
+                    .find("/admin/v1/links/")
+                    .map(|i| link[i..].to_string())
+                    .context("malformed link")?;
+                // Opening the link changes nothing: it shows what confirming will do.
+                let page = self.request(reqwest::Method::GET, &path, None)?;
                 writeln!(
                     out,
-                    "  approved by {by}: {} {} on {}",
-                    a.kind,
-                    a.entitlement.as_deref().unwrap_or(""),
-                    a.connector.as_deref().unwrap_or("")
+                    "  the manager opens the signed link: {} (confirm page, nothing done yet)",
+                    page.body["message"].as_str().unwrap_or("?")
+                )?;
+                let done = self.request(reqwest::Method::POST, &path, None)?;
+                anyhow::ensure!(
+                    done.status == 200,
+                    "following the link failed: {}",
+                    done.body
+                );
+                writeln!(
+                    out,
+                    "  and confirms: {}",
+                    done.body["message"].as_str().unwrap_or("?")
                 )?;
             }
+            _ => {}
         }
-        Step::Acknowledge { user_name } => {
-            // The link in the newest mover summary for the user, as the manager would click it.
-            let (id, _) = admin.find_user(user_name).map_err(err)?;
-            let notes = in_tx(store, |c| notifications::list(c, Some(&id)))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let link = notes
-                .iter()
-                .rev()
-                .filter(|n| n.kind == "mover_summary")
-                .find_map(|n| {
-                    n.body.lines().find_map(|l| {
-                        l.strip_prefix("Acknowledge (remove legacy access now): ")
-                            .map(str::to_string)
-                    })
-                })
-                .context("no one-click link in the mover summary")?;
-            let token = link
-                .rsplit_once("/links/")
-                .map(|(_, t)| t)
-                .context("malformed link")?;
-            let said = admin.follow_link(token).map_err(err)?;
-            writeln!(out, "  manager followed the signed link: {}", said.message)?;
-        }
-        _ => {}
+        Ok(())
     }
-    Ok(())
 }
 
 /// Waits until no operation is pending or running.

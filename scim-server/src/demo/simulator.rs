@@ -43,7 +43,8 @@ impl Person {
 pub enum Step {
     /// A new hire (or contractor) is pushed, active.
     Joiner(Person),
-    /// Approve every pending access request (as the approver would in the admin API).
+    /// Approve every pending access request, each as the approver the policy names for it (in
+    /// the admin API, with a token that acts as that person).
     Approve,
     /// A person changes department and title.
     Mover {
@@ -96,8 +97,9 @@ impl Step {
     }
 }
 
-/// The demo story: a manager joins and needs an approval, an engineer joins under her and
-/// moves to Sales, a contractor joins until a date, the engineer leaves.
+/// The demo story: the owner of GitHub joins, a manager joins and needs his approval, an
+/// engineer joins under her and moves to Sales, a contractor joins until a date, the engineer
+/// leaves.
 pub fn scenario(today: chrono::NaiveDate) -> Vec<Step> {
     let person = |user: &str, given: &str, family: &str, title: &str, dept: &str| Person {
         user_name: user.into(),
@@ -123,6 +125,8 @@ pub fn scenario(today: chrono::NaiveDate) -> Vec<Step> {
     cora.contract_end = Some((today + chrono::Duration::days(45)).to_string());
     cora.sponsor_email = Some("grace@acme.example".into());
     vec![
+        // The policy names him owner of the GitHub connector: he decides its owner-level grants.
+        Step::Joiner(person("linus", "Linus", "Torvalds", "Platform Owner", "IT")),
         Step::Joiner(person(
             "grace",
             "Grace",

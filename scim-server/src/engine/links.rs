@@ -1,6 +1,12 @@
 //! Signed one-click links for managers: acknowledge a mover's legacy access (remove it now) or
 //! extend it. A link is `base64url(payload).hex(HMAC-SHA256(payload))` with an expiry inside the
 //! payload; it needs no login, so it grants exactly one action on one user until it expires.
+//!
+//! Each link is addressed: its payload names the recipient it was mailed to (`to`: the manager's
+//! user id, or one security address) and the role it was sent to them in (`r`: `manager`,
+//! `security`). The signature is the proof of identity, since there is no login: only the
+//! recipient received the link. Following it checks that the addressee still holds that role
+//! (the user's manager has not changed, the address is still on the security list).
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -22,6 +28,10 @@ pub struct LinkClaims {
     pub d: i64,
     /// Expiry, Unix seconds.
     pub exp: i64,
+    /// Who the link was sent to: the manager's user id, or a security address.
+    pub to: String,
+    /// The role it was sent to them in: `manager` or `security`.
+    pub r: String,
 }
 
 fn mac(key: &[u8], payload: &str) -> Option<Hmac<Sha256>> {
@@ -73,8 +83,15 @@ pub fn key(policy: &Policy) -> Option<Vec<u8>> {
     Some(s.expose().as_bytes().to_vec())
 }
 
-/// `(acknowledge, extend by 7 days)` URLs for a user, when links are configured.
-pub fn links_for(policy: &Policy, user_id: &str, now: DateTime<Utc>) -> Option<(String, String)> {
+/// `(acknowledge, extend by 7 days)` URLs for a user, addressed to `to` in `role` (`manager`:
+/// `to` is the manager's user id; `security`: a security address), when links are configured.
+pub fn links_for(
+    policy: &Policy,
+    user_id: &str,
+    to: &str,
+    role: &str,
+    now: DateTime<Utc>,
+) -> Option<(String, String)> {
     let key = key(policy)?;
     let base = policy
         .notify
@@ -87,6 +104,8 @@ pub fn links_for(policy: &Policy, user_id: &str, now: DateTime<Utc>) -> Option<(
         a: a.into(),
         d,
         exp,
+        to: to.into(),
+        r: role.into(),
     };
     let ack = sign(&key, &claims("ack", 0))?;
     let ext = sign(&key, &claims("extend", 7))?;
@@ -108,9 +127,24 @@ mod tests {
             a: "ack".into(),
             d: 0,
             exp: now.timestamp() + 60,
+            to: "u-manager".into(),
+            r: "manager".into(),
         };
         let t = sign(b"k", &c).expect("sign");
-        assert_eq!(verify(b"k", &t, now), Ok(c));
+        assert_eq!(verify(b"k", &t, now), Ok(c.clone()));
+        // The addressee is signed: a link cannot be re-addressed.
+        let (payload, tag) = t.split_once('.').expect("token");
+        let forged = LinkClaims {
+            to: "u-attacker".into(),
+            ..c
+        };
+        let forged_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&forged).expect("json"));
+        assert_ne!(payload, forged_payload);
+        assert_eq!(
+            verify(b"k", &format!("{forged_payload}.{tag}"), now),
+            Err(LinkError::BadSignature)
+        );
         assert_eq!(verify(b"other", &t, now), Err(LinkError::BadSignature));
         assert_eq!(
             verify(b"k", &t, now + chrono::Duration::minutes(2)),

@@ -119,7 +119,23 @@ pub fn load_user_doc(c: &mut DbConnection, id: &str) -> StoreResult<Option<Doc>>
     })
 }
 
-fn manager_id(doc: &Doc) -> Option<String> {
+/// The SCIM ids of the users named by `user_names` (matched case-insensitively), in order; names
+/// that match nobody are left out. Owners and approvers are declared by userName in the policy;
+/// notifications address users by id (the sender resolves an id to the user's email).
+pub fn user_ids_by_name(c: &mut DbConnection, user_names: &[String]) -> StoreResult<Vec<String>> {
+    let mut out = Vec::new();
+    for name in user_names {
+        if let Some(row) = crate::store::find_user_row_by_name(c, name)? {
+            if !out.contains(&row.0) {
+                out.push(row.0);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The id of a user's manager: the enterprise extension's `manager.value`.
+pub fn manager_id(doc: &Doc) -> Option<String> {
     attr_str(doc, &format!("{ENTERPRISE}:manager.value")).map(str::to_string)
 }
 
@@ -152,6 +168,12 @@ impl Engine {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// Wakes idle outbox workers: call after a transaction that queued operations has
+    /// committed (SCIM writes through [`EngineHook::after_commit`], admin decisions directly).
+    pub fn wake_workers(&self) {
+        self.wake.notify_waiters();
     }
 
     /// Rebuilds connector instances if the policy changed.
@@ -477,7 +499,7 @@ impl Engine {
                     c,
                     &id,
                     "blocked",
-                    "policy",
+                    &approvals::DecidedBy::policy(),
                     Some("separation of duties"),
                     now,
                 )?;
@@ -683,7 +705,8 @@ impl Engine {
             }
         }
 
-        // Notifications: approvals to approvers, mover summary to the manager and security.
+        // Notifications: approvals to those who may decide them, the mover summary to the
+        // manager and to security, one message each with links addressed to that recipient.
         let mgr_email = self.manager_email(c, manager.as_deref())?;
         for id in &new_approvals {
             let Some(row) = approvals::get(c, id)? else {
@@ -691,13 +714,27 @@ impl Engine {
             };
             let mut to: Vec<String> = match row.level.as_str() {
                 "manager" => mgr_email.iter().cloned().collect(),
-                level => policy
+                "owner" => {
+                    let owners = row
+                        .entitlement
+                        .as_deref()
+                        .and_then(|e| serde_json::from_str::<Entitlement>(e).ok())
+                        .map(|e| {
+                            policy.entitlement_owners(row.connector.as_deref().unwrap_or(""), &e)
+                        })
+                        .unwrap_or_default();
+                    user_ids_by_name(c, &owners)?
+                }
+                _ => user_ids_by_name(c, &policy.approvals.security)?,
+            };
+            to.extend(
+                policy
                     .notify
                     .approvers
-                    .get(level)
+                    .get(row.level.as_str())
                     .cloned()
                     .unwrap_or_default(),
-            };
+            );
             if to.is_empty() {
                 to = policy.notify.security.clone();
             }
@@ -714,27 +751,39 @@ impl Engine {
             }
         }
         if event == EventKind::Mover {
-            let mut to: Vec<String> = mgr_email.iter().cloned().collect();
-            to.extend(policy.notify.security.iter().cloned());
-            if !to.is_empty() {
-                let mut body = format!(
-                    "User {user_id} moved: profiles now {}.\n\nChanges:\n",
-                    d.profile_names().join(", ")
-                );
-                for op in &outcome.plan.ops {
-                    body.push_str(&format!("  {}: {}\n", op.connector, op.op.describe()));
+            let mut body = format!(
+                "User {user_id} moved: profiles now {}.\n\nChanges:\n",
+                d.profile_names().join(", ")
+            );
+            for op in &outcome.plan.ops {
+                body.push_str(&format!("  {}: {}\n", op.connector, op.op.describe()));
+            }
+            if !d.kept.is_empty() {
+                body.push_str("\nLegacy access kept during the overlap window:\n");
+                for k in &d.kept {
+                    body.push_str(&format!(
+                        "  {}: {}:{} until {}\n",
+                        k.connector, k.entitlement.kind, k.entitlement.id, k.until
+                    ));
                 }
+            }
+            // (address, link addressee, role): the manager's links name the manager's id, which
+            // is what following them checks against the user's current manager.
+            let mut recipients: Vec<(String, String, &str)> = Vec::new();
+            if let (Some(email), Some(m)) = (&mgr_email, &manager) {
+                recipients.push((email.clone(), m.clone(), "manager"));
+            }
+            for a in &policy.notify.security {
+                recipients.push((a.clone(), a.clone(), "security"));
+            }
+            for (address, addressee, role) in recipients {
+                let mut text = body.clone();
                 if !d.kept.is_empty() {
-                    body.push_str("\nLegacy access kept during the overlap window:\n");
-                    for k in &d.kept {
-                        body.push_str(&format!(
-                            "  {}: {}:{} until {}\n",
-                            k.connector, k.entitlement.kind, k.entitlement.id, k.until
-                        ));
-                    }
-                    if let Some(l) = links::links_for(&policy, user_id, now) {
-                        body.push_str(&format!(
-                            "\nAcknowledge (remove legacy access now): {}\nExtend by 7 days: {}\n",
+                    if let Some(l) = links::links_for(&policy, user_id, &addressee, role, now) {
+                        text.push_str(&format!(
+                            "\nThese links are for you ({address}) only; each opens a page to \
+                             confirm the action.\nAcknowledge (remove legacy access now): {}\n\
+                             Extend by 7 days: {}\n",
                             l.0, l.1
                         ));
                     }
@@ -743,9 +792,9 @@ impl Engine {
                     c,
                     "mover_summary",
                     Some(user_id),
-                    &to,
+                    std::slice::from_ref(&address),
                     "scimhub: permission change summary",
-                    &body,
+                    &text,
                     now,
                 )?;
             }
@@ -869,7 +918,7 @@ impl WriteHook for EngineHook {
     }
 
     fn after_commit(&self) {
-        self.engine.wake.notify_waiters();
+        self.engine.wake_workers();
     }
 }
 

@@ -121,6 +121,13 @@ impl From<StoreError> for ApiError {
             )),
             StoreError::Uniqueness(d) => ApiError::Scim(scim_schema::Error::Uniqueness(d)),
             StoreError::Scim(e) => ApiError::Scim(e),
+            // RFC 7644 §3.12: an attempt to modify an attribute the client may not modify.
+            StoreError::NotOwner { attribute, owner } => {
+                ApiError::Scim(scim_schema::Error::Mutability(format!(
+                    "{attribute} is maintained by its source of truth, the client {owner:?}; \
+                     this client may not change it."
+                )))
+            }
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
             StoreError::Config(cause) | StoreError::Backend(cause) => ApiError::Internal(cause),
         }
@@ -137,6 +144,7 @@ impl From<crate::admin::AdminError> for ApiError {
             AdminError::Conflict(d) => ApiError::Conflict(d),
             AdminError::Invalid(d) => ApiError::Scim(scim_schema::Error::InvalidValue(d)),
             AdminError::Forbidden(d) => ApiError::Forbidden(d),
+            AdminError::Refused(r) => ApiError::Forbidden(r.to_string()),
             AdminError::Expired(d) => ApiError::Gone(d),
             AdminError::Store(e) => e.into(),
         }
@@ -160,14 +168,17 @@ impl ApiError {
     }
 }
 
+/// Escapes text for HTML content and double-quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// A minimal HTML page with a title and one paragraph, both escaped.
 pub fn html_page(title: &str, text: &str) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+    let esc = html_escape;
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>scimhub: {t}</title></head>\
          <body><h1>{t}</h1><p>{x}</p></body></html>",
@@ -314,6 +325,24 @@ mod tests {
     }
 
     #[test]
+    fn store_not_owner_is_400_mutability_naming_attribute_and_owner() {
+        let body = check(
+            StoreError::NotOwner {
+                attribute: "title".into(),
+                owner: "workday".into(),
+            }
+            .into(),
+            400,
+            Some("mutability"),
+        );
+        assert_eq!(
+            body["detail"],
+            "title is maintained by its source of truth, the client \"workday\"; this client \
+             may not change it."
+        );
+    }
+
+    #[test]
     fn store_unknown_members_is_400_invalid_value() {
         let body = check(
             StoreError::UnknownMembers(vec!["u1".into()]).into(),
@@ -395,6 +424,22 @@ mod tests {
             crate::admin::AdminError::Forbidden("invalid signature".into()).into(),
             403,
             None,
+        );
+    }
+
+    #[test]
+    fn admin_refused_decision_is_403_naming_why() {
+        let body = check(
+            crate::admin::AdminError::Refused(crate::admin::authority::Refusal::OwnAccess {
+                user_name: "ada".into(),
+            })
+            .into(),
+            403,
+            None,
+        );
+        assert_eq!(
+            body["detail"],
+            "ada cannot decide a request for their own access"
         );
     }
 

@@ -29,12 +29,35 @@ pub fn required_scope(method: &Method, path: &str) -> Scope {
     }
 }
 
-/// Authenticates the bearer credential, checks the scope and stores the [`Principal`] in the
-/// request extensions.
+/// Authenticates the bearer credential, checks the SCIM scope the request needs
+/// ([`required_scope`]) and stores the [`Principal`] in the request extensions.
 pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let principal = identify(&req).await?;
+    let needed = required_scope(req.method(), req.path());
+    if !principal.has(needed) {
+        return Err(ApiError::Forbidden(format!("The token lacks the {needed} scope.")).into());
+    }
+    req.extensions_mut().insert(principal);
+    next.call(req).await
+}
+
+/// Authenticates the bearer credential and stores the [`Principal`] in the request extensions,
+/// leaving the scope check to the routes' own middleware (the admin API's scopes are not the
+/// SCIM ones: `crate::admin::http::require_admin`).
+pub async fn identify_only(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let principal = identify(&req).await?;
+    req.extensions_mut().insert(principal);
+    next.call(req).await
+}
+
+/// The principal of a request's bearer credential; 401 when there is none or it is not valid.
+async fn identify(req: &ServiceRequest) -> Result<Principal, actix_web::Error> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .cloned()
@@ -43,20 +66,14 @@ pub async fn authenticate(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = match resolve(&state, header).await {
-        Ok(p) => p,
+    match resolve(&state, header).await {
+        Ok(p) => Ok(p),
         Err(ApiError::Unauthorized(reason)) => {
             tracing::info!(path = req.path(), reason = %reason, "authentication failed");
-            return Err(ApiError::Unauthorized("A valid bearer token is required.".into()).into());
+            Err(ApiError::Unauthorized("A valid bearer token is required.".into()).into())
         }
-        Err(other) => return Err(other.into()),
-    };
-    let needed = required_scope(req.method(), req.path());
-    if !principal.has(needed) {
-        return Err(ApiError::Forbidden(format!("The token lacks the {needed} scope.")).into());
+        Err(other) => Err(other.into()),
     }
-    req.extensions_mut().insert(principal);
-    next.call(req).await
 }
 
 async fn resolve(state: &AppState, header: Option<&str>) -> Result<Principal, ApiError> {
@@ -75,6 +92,7 @@ async fn resolve(state: &AppState, header: Option<&str>) -> Result<Principal, Ap
                     hash: t.token_hash,
                     scopes: t.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
                     revoked: t.revoked.is_some(),
+                    user_id: t.user_id,
                 });
             Authenticator::check_opaque(&token, record).map_err(unauthorized)
         }

@@ -95,7 +95,20 @@ impl AppState {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         let dialect = self.dialect(&client, ua);
-        Ok(Caller { client, dialect })
+        let sources = self
+            .policy()
+            .map(|p| crate::service::SourceRules::for_client(&p, &client))
+            .unwrap_or_default();
+        Ok(Caller {
+            client,
+            dialect,
+            sources,
+        })
+    }
+
+    /// The access policy in force, when the engine runs (`serve --policy`).
+    pub fn policy(&self) -> Option<Arc<crate::policy::Policy>> {
+        self.admin.as_ref().map(|a| a.engine.policy.current())
     }
 
     /// Runs blocking store work on the blocking pool, at most `db_pool_size` at a time.

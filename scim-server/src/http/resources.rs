@@ -587,6 +587,10 @@ fn clone_store_error(e: &crate::store::StoreError) -> crate::store::StoreError {
         S::Uniqueness(m) => S::Uniqueness(m.clone()),
         S::UnknownMembers(ids) => S::UnknownMembers(ids.clone()),
         S::Scim(e) => S::Scim(e.clone()),
+        S::NotOwner { attribute, owner } => S::NotOwner {
+            attribute: attribute.clone(),
+            owner: owner.clone(),
+        },
         S::Unavailable(m) => S::Unavailable(m.clone()),
         S::Config(m) => S::Config(m.clone()),
         S::Backend(m) => S::Backend(m.clone()),

@@ -9,8 +9,12 @@
 //! lease: if the process dies, the lease expires and another worker runs the operation again,
 //! which is harmless because operations are idempotent.
 //!
-//! Idle workers sleep `idle_poll`, or less: the engine hook wakes them after every SCIM
-//! transaction that planned something commits ([`Engine::wake`]).
+//! Idle workers sleep `idle_poll`, or less: they are woken when a transaction that queued work
+//! commits ([`Engine::wake_workers`]): every SCIM write (the engine hook's `after_commit`), every
+//! admin decision that queues or releases operations (approvals, extension approvals, hold
+//! confirmations, retries, legacy-access decisions) and every timer that fired. The poll is
+//! only the safety net (e.g. operations queued by another node, or due after a backoff);
+//! `SCIMHUB_ENGINE_IDLE_POLL_MS` sets it.
 //!
 //! Timers are claimed the same way and fired in the transaction that marks them done, so each
 //! runs once across nodes.
@@ -65,7 +69,14 @@ impl Default for WorkerConfig {
             max_attempts: 8,
             base_backoff: Duration::seconds(1),
             max_backoff: Duration::minutes(10),
-            idle_poll: StdDuration::from_millis(200),
+            // SCIMHUB_ENGINE_IDLE_POLL_MS: tests set it very high to prove that work is started
+            // by the wake-up, not by the poll.
+            idle_poll: StdDuration::from_millis(
+                std::env::var("SCIMHUB_ENGINE_IDLE_POLL_MS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(200),
+            ),
             owner: format!("{}-{}", hostname(), std::process::id()),
         }
     }
@@ -387,7 +398,7 @@ impl Workers {
         .await
         .inspect(|n| {
             if *n > 0 {
-                self.engine.wake.notify_waiters();
+                self.engine.wake_workers();
             }
         })
     }
@@ -489,7 +500,7 @@ fn fire(
                 &format!(
                     "The contract of {name} ends at {end}; access expires then.\n\
                      The sponsor can request an extension through the admin API \
-                     (POST /admin/v1/users/{}/extension).",
+                     (POST /admin/v1/users/{}/extensions).",
                     t.user_id
                 ),
                 now,

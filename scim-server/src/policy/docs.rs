@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{fmt_duration, Approval, OnLeave, Policy, SodAction};
+use super::{fmt_duration, Approval, OnConflict, OnLeave, Policy, SodAction};
 
 /// Renders the runbook.
 pub fn render(policy: &Policy) -> String {
@@ -86,9 +86,13 @@ pub fn render(policy: &Policy) -> String {
                 ),
                 None => "an account".into(),
             };
-            let appr = match g.approval {
-                Approval::None => "granted at once".to_string(),
-                a => format!("after **{}** approval", a.as_str()),
+            let appr = match (g.approval, &g.entitlement) {
+                (Approval::None, _) => "granted at once".to_string(),
+                (Approval::Owner, Some(e)) => format!(
+                    "after **owner** approval ({})",
+                    policy.entitlement_owners(&g.connector, e).join(", ")
+                ),
+                (a, _) => format!("after **{}** approval", a.as_str()),
             };
             let privileged = if g.privileged { " (privileged)" } else { "" };
             let _ = writeln!(o, "- {}: {what}, {appr}{privileged}", g.connector);
@@ -145,6 +149,55 @@ pub fn render(policy: &Policy) -> String {
                 o,
                 "- **{}**: {} and {} never together; {action}.",
                 r.name, r.a, r.b
+            );
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o, "## Who decides approvals\n");
+    let _ = writeln!(
+        o,
+        "- **manager** approvals: the user's manager (enterprise `manager`).\n\
+         - **owner** approvals: the owners of the connector or of the grant (listed with each \
+         grant above).\n\
+         - contract extensions: the contractor's sponsor{}.",
+        policy
+            .contractor
+            .as_ref()
+            .filter(|c| !c.owners.is_empty())
+            .map(|c| format!(" or a contractor owner ({})", c.owners.join(", ")))
+            .unwrap_or_default()
+    );
+    let mut security: Vec<String> = policy.approvals.security.clone();
+    security.extend(
+        policy
+            .approvals
+            .security_groups
+            .iter()
+            .map(|g| format!("members of group {g}")),
+    );
+    let _ = writeln!(
+        o,
+        "- **security** approvals and SoD exceptions: {}. Security approvers may decide any \
+         request.\n- Nobody decides a request for their own access.\n",
+        if security.is_empty() {
+            "nobody is declared ([approvals] is empty)".to_string()
+        } else {
+            security.join(", ")
+        }
+    );
+    if !policy.sources.is_empty() {
+        let _ = writeln!(o, "## Sources of truth\n");
+        for r in policy.sources.values() {
+            let owns: Vec<&str> = r.owns.iter().map(|a| a.written.as_str()).collect();
+            let _ = writeln!(
+                o,
+                "- **{}** owns {}; a change by another client is {}.",
+                r.client,
+                owns.join(", "),
+                match r.on_conflict {
+                    OnConflict::Ignore => "ignored (the stored value is kept)",
+                    OnConflict::Reject => "refused",
+                }
             );
         }
         let _ = writeln!(o);

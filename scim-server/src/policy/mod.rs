@@ -21,7 +21,20 @@
 //! overlap = "24h"
 //! grants = [{ connector = "github", kind = "team", id = "eng", role = "member" },
 //!           { connector = "aws", kind = "group", id = "prod-admin", approval = "security" }]
+//!
+//! [approvals]
+//! security = ["alice"]            # userNames of security approvers
+//! security_groups = ["Security"]  # and the members of these groups (displayName)
+//!
+//! [[source]]
+//! client = "workday"              # the token (or JWT client) name
+//! owns = ["active", "title", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"]
+//! on_conflict = "ignore"          # or "reject"
 //! ```
+//!
+//! Who may decide an approval request is part of the policy: the subject's manager (`manager`
+//! level), the `owners` of the connector or grant (`owner`), the security approvers of
+//! `[approvals]` (`security`, and any lower level); see `crate::admin::authority`.
 //!
 //! Everything is checked at load ([`Policy::parse`]): unknown connectors and attributes, filters
 //! (with the position of the error inside the expression), durations, duplicate names and include
@@ -65,7 +78,26 @@ pub struct Policy {
     pub blast_radius: Option<BlastRadius>,
     /// SCIM client (token name) -> the attributes it is authoritative for.
     pub sources: BTreeMap<String, SourceRule>,
+    /// Who the security approvers are.
+    pub approvals: ApproverSettings,
     pub notify: NotifySettings,
+}
+
+/// The `[approvals]` section: the security approvers, who may decide every request (any level).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApproverSettings {
+    /// userNames of security approvers.
+    pub security: Vec<String>,
+    /// displayNames of groups whose members (direct or through nested groups) are security
+    /// approvers.
+    pub security_groups: Vec<String>,
+}
+
+impl ApproverSettings {
+    /// Whether anybody is declared a security approver.
+    pub fn has_security(&self) -> bool {
+        !self.security.is_empty() || !self.security_groups.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -104,6 +136,9 @@ pub struct ConnectorDef {
     /// Transfer owned records to the manager's account on leave (where supported).
     pub transfer_ownership: bool,
     pub description: Option<String>,
+    /// userNames of the owners of this connector: they decide `approval = "owner"` requests for
+    /// any of its entitlements.
+    pub owners: Vec<String>,
 }
 
 /// Who must approve an entitlement before it is granted.
@@ -136,6 +171,8 @@ pub struct Grant {
     pub approval: Approval,
     /// Removed on leave (in addition to anything needing approval).
     pub privileged: bool,
+    /// userNames of the owners of this entitlement (besides the connector's owners).
+    pub owners: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +202,9 @@ pub struct ContractorRules {
     pub reminders: Vec<Duration>,
     /// Longest extension a sponsor may grant in one request.
     pub max_extension: Duration,
+    /// userNames who may decide contract extensions besides each contractor's sponsor (e.g.
+    /// vendor management).
+    pub owners: Vec<String>,
 }
 
 /// An entitlement reference in a SoD rule.
@@ -219,11 +259,24 @@ pub enum OnConflict {
     Reject,
 }
 
-#[derive(Debug, Clone)]
+/// A `[[source]]`: the SCIM client that is the source of truth for some User attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceRule {
+    /// The client name: the API token's name, or the JWT's client claim.
     pub client: String,
-    pub owns: Vec<String>,
+    pub owns: Vec<OwnedAttribute>,
+    /// What a write of another client to one of these attributes gets.
     pub on_conflict: OnConflict,
+}
+
+/// An attribute a source owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedAttribute {
+    /// As written in the policy (used in messages).
+    pub written: String,
+    /// Resolved: no URN for core User attributes, the extension's URN otherwise (an enterprise
+    /// attribute written without its URN gets it).
+    pub path: AttrPath,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -391,7 +444,18 @@ struct RawPolicy {
     #[serde(default, rename = "source")]
     sources: Vec<RawSource>,
     #[serde(default)]
+    approvals: RawApprovals,
+    #[serde(default)]
     notify: RawNotify,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    #[serde(default)]
+    security: Vec<S<String>>,
+    #[serde(default)]
+    security_groups: Vec<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -422,6 +486,8 @@ struct RawConnector {
     #[serde(default = "yes")]
     transfer_ownership: bool,
     description: Option<String>,
+    #[serde(default)]
+    owners: Vec<S<String>>,
 }
 
 fn yes() -> bool {
@@ -439,6 +505,8 @@ struct RawGrant {
     approval: Approval,
     #[serde(default)]
     privileged: bool,
+    #[serde(default)]
+    owners: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -467,6 +535,8 @@ struct RawContractor {
     exclude_connectors: Vec<S<String>>,
     reminders: Option<Vec<S<String>>>,
     max_extension: Option<S<String>>,
+    #[serde(default)]
+    owners: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -615,6 +685,90 @@ impl AttrChecker {
             Err(e) => Some(e.to_string()),
         }
     }
+
+    /// Checks an attribute a `[[source]]` owns and resolves it to where it lives in a stored
+    /// document: core attributes without a URN, extension attributes under their URN (an
+    /// enterprise attribute written without its URN gets it, as filters resolve it). Refuses what
+    /// no client can own: read-only attributes (`id`, `meta`, `groups`), `externalId` (each client
+    /// keeps its own) and a sub-attribute of a multi-valued attribute (ownership is per value
+    /// there, which the policy cannot name: own the whole attribute).
+    fn resolve_owned(&self, text: &str) -> Result<AttrPath, String> {
+        if let Some(msg) = self.check_text(text) {
+            return Err(msg);
+        }
+        let mut path = scim_schema::filter::parse_attr_path(text).map_err(|e| e.to_string())?;
+        let name = path.name.as_str().to_string();
+        let core = scim_schema::schema::core::USER;
+        let enterprise = self.enterprise.as_ref();
+        let def = match path.urn.as_ref().map(|u| u.as_str().to_string()) {
+            Some(u) if u.eq_ignore_ascii_case(core) => {
+                path.urn = None;
+                self.schema.main_attribute(&name)
+            }
+            Some(u) if enterprise.is_some_and(|e| e.id.eq_str(&u)) => {
+                enterprise.and_then(|e| e.attribute(&name))
+            }
+            // A declared custom extension: its attributes are not known here.
+            Some(_) => None,
+            None => match self.schema.main_attribute(&name) {
+                Some(def) => Some(def),
+                None => {
+                    let e = enterprise.ok_or_else(|| format!("unknown user attribute {name:?}"))?;
+                    path.urn = Some(scim_schema::name::CiString::new(e.id.as_str()));
+                    e.attribute(&name)
+                }
+            },
+        };
+        if name.eq_ignore_ascii_case("externalId") && path.urn.is_none() {
+            return Err("externalId cannot be owned: each client keeps its own".into());
+        }
+        if let Some(def) = def {
+            if def.mutability == scim_schema::schema::Mutability::ReadOnly {
+                return Err(format!(
+                    "{name} is read-only (the server sets it), so no client can own it"
+                ));
+            }
+            if def.multi_valued && path.sub_attr.is_some() {
+                return Err(format!(
+                    "{name} is multi-valued: own the whole attribute ({name}), not one of its \
+                     sub-attributes"
+                ));
+            }
+        }
+        Ok(path)
+    }
+}
+
+/// Whether one owned path covers the other (the same attribute, or an attribute and one of its
+/// sub-attributes): two sources may not own overlapping paths.
+fn owned_paths_overlap(a: &AttrPath, b: &AttrPath) -> bool {
+    let same_urn = match (&a.urn, &b.urn) {
+        (None, None) => true,
+        (Some(x), Some(y)) => x.eq_str(y.as_str()),
+        _ => false,
+    };
+    same_urn
+        && a.name.eq_str(b.name.as_str())
+        && match (&a.sub_attr, &b.sub_attr) {
+            (Some(x), Some(y)) => x.eq_str(y.as_str()),
+            _ => true,
+        }
+}
+
+/// Checks a list of userNames (owners, approvers): none blank, none twice.
+fn check_user_names(d: &mut Diags<'_>, names: &[S<String>], what: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let name = n.get_ref().trim();
+        if name.is_empty() {
+            d.at(n.span(), format!("{what}: a userName cannot be empty"));
+        } else if out.iter().any(|o| o.eq_ignore_ascii_case(name)) {
+            d.at(n.span(), format!("{what}: {name:?} is listed twice"));
+        } else {
+            out.push(name.to_string());
+        }
+    }
+    out
 }
 
 /// Collects attribute paths of a filter.
@@ -788,6 +942,28 @@ impl Policy {
         out
     }
 
+    /// The owners (userNames) of an entitlement on a connector: the connector's owners and the
+    /// owners declared on any grant of that entitlement, in policy order, without repeats.
+    pub fn entitlement_owners(&self, connector: &str, entitlement: &Entitlement) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |names: &[String]| {
+            for n in names {
+                if !out.iter().any(|o| o.eq_ignore_ascii_case(n)) {
+                    out.push(n.clone());
+                }
+            }
+        };
+        if let Some(c) = self.connectors.get(connector) {
+            add(&c.owners);
+        }
+        for g in self.profiles.iter().flat_map(|p| &p.grants) {
+            if g.connector == connector && g.entitlement.as_ref() == Some(entitlement) {
+                add(&g.owners);
+            }
+        }
+        out
+    }
+
     /// The SLA for an event type.
     pub fn sla_for(&self, event: &str) -> Option<Duration> {
         self.sla.get(event).copied()
@@ -805,6 +981,7 @@ impl Policy {
             sla: BTreeMap::new(),
             blast_radius: None,
             sources: BTreeMap::new(),
+            approvals: ApproverSettings::default(),
             notify: NotifySettings {
                 from: "scimhub@localhost".into(),
                 link_ttl: Duration::days(7),
@@ -852,6 +1029,37 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
             raw.settings.terminated_values.clone()
         },
         extensions,
+    };
+
+    // Security approvers (grants and SoD rules that need them are checked against this).
+    let approvals = ApproverSettings {
+        security: check_user_names(d, &raw.approvals.security, "[approvals] security"),
+        security_groups: {
+            let mut groups: Vec<String> = Vec::new();
+            for g in &raw.approvals.security_groups {
+                let name = g.get_ref().trim();
+                if name.is_empty() {
+                    d.at(
+                        g.span(),
+                        "[approvals] security_groups: a group name cannot be empty",
+                    );
+                } else if groups.iter().any(|x| x.eq_ignore_ascii_case(name)) {
+                    d.at(
+                        g.span(),
+                        format!("[approvals] security_groups: {name:?} is listed twice"),
+                    );
+                } else {
+                    groups.push(name.to_string());
+                }
+            }
+            groups
+        },
+    };
+    let no_security = |what: &str| {
+        format!(
+            "{what} needs security approvers: declare them in [approvals] security (userNames) or \
+             security_groups"
+        )
     };
 
     // Connectors.
@@ -956,6 +1164,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
                 .map(|s| s.to_string())
                 .collect(),
         };
+        let owners = check_user_names(d, &c.owners, &format!("connector {name:?} owners"));
         connectors.insert(
             name.clone(),
             ConnectorDef {
@@ -968,6 +1177,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
                 on_leave: c.on_leave,
                 transfer_ownership: c.transfer_ownership,
                 description: c.description,
+                owners,
             },
         );
     }
@@ -1027,17 +1237,40 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
                 (None, None) if g.role.is_none() => None,
                 _ => {
                     d.at(
-                        span,
+                        span.clone(),
                         "a grant needs both kind and id (or neither, for the account alone)",
                     );
                     None
                 }
             };
+            let owners = check_user_names(d, &g.owners, "grant owners");
+            match g.approval {
+                Approval::Owner
+                    if owners.is_empty()
+                        && connectors
+                            .get(g.connector.get_ref())
+                            .is_some_and(|c: &ConnectorDef| c.owners.is_empty()) =>
+                {
+                    d.at(
+                        span.clone(),
+                        format!(
+                            "approval = \"owner\" needs an owner: declare owners = [userNames] on \
+                             this grant or on connector {:?}",
+                            g.connector.get_ref()
+                        ),
+                    );
+                }
+                Approval::Security if !approvals.has_security() => {
+                    d.at(span.clone(), no_security("approval = \"security\""));
+                }
+                _ => {}
+            }
             grants.push(Grant {
                 connector: g.connector.get_ref().clone(),
                 entitlement,
                 approval: g.approval,
                 privileged: g.privileged,
+                owners,
             });
         }
         let overlap = p
@@ -1112,6 +1345,17 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
             .as_ref()
             .and_then(|m| duration_at(d, m))
             .unwrap_or_else(|| Duration::days(90));
+        let owners = check_user_names(d, &c.owners, "[contractor] owners");
+        if owners.is_empty()
+            && raw.settings.sponsor_attribute.is_none()
+            && !approvals.has_security()
+        {
+            d.at(
+                c.match_expr.span(),
+                "[contractor]: nobody could decide contract extensions: set [settings] \
+                 sponsor_attribute, [contractor] owners or [approvals] security",
+            );
+        }
         Some(ContractorRules {
             match_expr: c.match_expr.get_ref().clone(),
             filter: filter?,
@@ -1123,6 +1367,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
                 .collect(),
             reminders,
             max_extension,
+            owners,
         })
     });
 
@@ -1138,6 +1383,12 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         }
         known_connector(d, &r.a.connector);
         known_connector(d, &r.b.connector);
+        if r.action == SodAction::Approval && !approvals.has_security() {
+            d.at(
+                r.name.span(),
+                no_security("a SoD rule with action = \"approval\""),
+            );
+        }
         let ent = |e: RawEntRef| EntRef {
             connector: e.connector.into_inner(),
             kind: e.kind,
@@ -1181,24 +1432,51 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         })
     });
 
-    let mut sources = BTreeMap::new();
+    let mut sources: BTreeMap<String, SourceRule> = BTreeMap::new();
     for s in raw.sources {
         if sources.contains_key(s.client.get_ref()) {
             d.at(
                 s.client.span(),
                 format!("duplicate source {:?}", s.client.get_ref()),
             );
+            continue;
         }
+        let mut owns: Vec<OwnedAttribute> = Vec::new();
         for o in &s.owns {
-            if let Some(msg) = attrs.check_text(o.get_ref()) {
-                d.at(o.span(), format!("owns: {msg}"));
+            let path = match attrs.resolve_owned(o.get_ref()) {
+                Ok(p) => p,
+                Err(msg) => {
+                    d.at(o.span(), format!("owns: {msg}"));
+                    continue;
+                }
+            };
+            // One owner per attribute: two sources of truth for one value would fight.
+            let earlier = sources
+                .values()
+                .flat_map(|r| r.owns.iter().map(move |a| (r.client.as_str(), a)))
+                .chain(owns.iter().map(|a| (s.client.get_ref().as_str(), a)))
+                .find(|(_, a)| owned_paths_overlap(&a.path, &path));
+            if let Some((client, a)) = earlier {
+                d.at(
+                    o.span(),
+                    format!(
+                        "owns: {:?} is already owned by source {client:?} (as {:?})",
+                        o.get_ref(),
+                        a.written
+                    ),
+                );
+                continue;
             }
+            owns.push(OwnedAttribute {
+                written: o.get_ref().clone(),
+                path,
+            });
         }
         sources.insert(
             s.client.get_ref().clone(),
             SourceRule {
                 client: s.client.into_inner(),
-                owns: s.owns.into_iter().map(|o| o.into_inner()).collect(),
+                owns,
                 on_conflict: s.on_conflict,
             },
         );
@@ -1239,6 +1517,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         sla,
         blast_radius,
         sources,
+        approvals,
         notify,
     }
 }

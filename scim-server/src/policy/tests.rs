@@ -116,6 +116,160 @@ fn demo_policy_is_valid_and_documents_itself() {
     assert!(p.profiles.len() >= 12);
     let md = docs::render(&p);
     assert!(md.contains("## Roles") && md.contains("Separation of duties"));
+    assert!(md.contains("after **owner** approval (linus)"), "{md}");
+    assert!(md.contains("members of group Security"), "{md}");
+    assert!(md.contains("**workday** owns active, title"), "{md}");
+    assert_eq!(p.connectors["github"].owners, vec!["linus"]);
+    assert_eq!(p.approvals.security_groups, vec!["Security"]);
+}
+
+/// A policy with approvals that need deciders; `{}` stands for extra lines.
+const APPROVALS: &str = r#"
+[[connector]]
+name = "github"
+type = "memory"
+owners = ["olga"]
+
+[[connector]]
+name = "aws"
+type = "memory"
+
+[[profile]]
+name = "eng"
+match = 'title pr'
+grants = [
+  { connector = "github", kind = "org", id = "acme", approval = "owner" },
+  { connector = "aws", kind = "group", id = "prod", approval = "owner", owners = ["pete", "olga"] },
+  { connector = "aws", kind = "group", id = "audit", approval = "security" },
+]
+
+[[sod]]
+name = "two-hats"
+a = { connector = "aws", kind = "group", id = "prod" }
+b = { connector = "aws", kind = "group", id = "audit" }
+action = "approval"
+
+[approvals]
+security = ["sam"]
+security_groups = ["Security"]
+"#;
+
+#[test]
+fn approvers_are_declared_and_owners_combine() {
+    let p = Policy::parse(APPROVALS, "a.toml").expect("valid");
+    assert_eq!(p.approvals.security, vec!["sam"]);
+    let prod = Entitlement::new("group", "prod");
+    // The grant's owners, then nobody else: aws declares none.
+    assert_eq!(p.entitlement_owners("aws", &prod), vec!["pete", "olga"]);
+    // github's owners own every github entitlement.
+    assert_eq!(
+        p.entitlement_owners("github", &Entitlement::new("org", "acme")),
+        vec!["olga"]
+    );
+}
+
+#[test]
+fn approvals_without_deciders_are_rejected_with_lines() {
+    // An owner-level grant with no owner anywhere.
+    let e = errors(&APPROVALS.replace("owners = [\"olga\"]\n", ""));
+    // (one line shorter without the connector's owners: the github grant is on line 14)
+    assert!(e.starts_with("p.toml:14:3:"), "{e}");
+    assert!(e.contains("approval = \"owner\" needs an owner"), "{e}");
+    assert!(e.contains("connector \"github\""), "{e}");
+    // Security-level grants and SoD exceptions with no security approvers.
+    let no_security = APPROVALS.replace(
+        "[approvals]\nsecurity = [\"sam\"]\nsecurity_groups = [\"Security\"]\n",
+        "",
+    );
+    let e = errors(&no_security);
+    assert!(
+        e.contains("p.toml:17:") && e.contains("approval = \"security\" needs security approvers"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p.toml:21:") && e.contains("a SoD rule with action = \"approval\""),
+        "{e}"
+    );
+    // Blank and repeated names.
+    let e = errors(&APPROVALS.replace(
+        "owners = [\"pete\", \"olga\"]",
+        "owners = [\"pete\", \"PETE\", \" \"]",
+    ));
+    assert!(
+        e.contains("p.toml:16:") && e.contains("\"PETE\" is listed twice"),
+        "{e}"
+    );
+    assert!(e.contains("a userName cannot be empty"), "{e}");
+    // Contractors whose extensions nobody could decide.
+    let e = errors(&format!(
+        "{}\n[[profile]]\nname = \"c\"\n\n[contractor]\nmatch = 'userType eq \"Contractor\"'\nprofile = \"c\"\n",
+        no_security.replace("approval = \"security\"", "approval = \"none\"").replace("action = \"approval\"", "action = \"block\"")
+    ));
+    assert!(e.contains("nobody could decide contract extensions"), "{e}");
+}
+
+#[test]
+fn sources_resolve_their_attributes_and_refuse_what_cannot_be_owned() {
+    let p = Policy::parse(
+        r#"
+[[source]]
+client = "workday"
+owns = ["department", "urn:ietf:params:scim:schemas:core:2.0:User:title", "name.familyName"]
+
+[[source]]
+client = "okta"
+owns = ["userName", "emails"]
+on_conflict = "reject"
+"#,
+        "s.toml",
+    )
+    .expect("valid");
+    let w = &p.sources["workday"];
+    // An enterprise attribute written without its URN gets it; the core URN is dropped.
+    assert_eq!(
+        w.owns[0].path.urn.as_ref().map(|u| u.as_str()),
+        Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
+    );
+    assert_eq!(w.owns[1].path.urn, None);
+    assert_eq!(
+        w.owns[1].written,
+        "urn:ietf:params:scim:schemas:core:2.0:User:title"
+    );
+    assert_eq!(p.sources["okta"].on_conflict, OnConflict::Reject);
+
+    let bad = r#"
+[[source]]
+client = "workday"
+owns = ["id", "externalId", "emails.value", "name"]
+
+[[source]]
+client = "okta"
+owns = ["name.givenName", "groups", "nickName"]
+
+[[source]]
+client = "vms"
+owns = ["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:NickName", "nickname"]
+"#;
+    let e = errors(bad);
+    assert!(
+        e.contains("p.toml:4:") && e.contains("id is read-only"),
+        "{e}"
+    );
+    assert!(e.contains("externalId cannot be owned"), "{e}");
+    assert!(e.contains("emails is multi-valued"), "{e}");
+    // Two sources of one value: the second names the first.
+    assert!(
+        e.contains("p.toml:8:")
+            && e.contains(
+                "\"name.givenName\" is already owned by source \"workday\" (as \"name\")"
+            ),
+        "{e}"
+    );
+    assert!(e.contains("groups is read-only"), "{e}");
+    assert!(
+        e.contains("p.toml:12:") && e.contains("nickname\" is already owned by source \"okta\""),
+        "{e}"
+    );
 }
 
 const TYPED: &str = r#"

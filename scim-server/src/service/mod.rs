@@ -10,13 +10,16 @@
 //!    cost does not depend on the group's size;
 //! 3. the result is validated in context ([`scim_schema::schema::validate`]: `Create`, `Replace`
 //!    or `Patch` with the stored resource), which also normalises it;
-//! 4. a clear-text `password` is replaced by its argon2 hash; then the store writes.
+//! 4. for Users, the policy's source-of-truth rules ([`ownership`]) keep or refuse changes to
+//!    attributes another client owns, against the stored resource inside the write transaction;
+//! 5. a clear-text `password` is replaced by its argon2 hash; then the store writes.
 //!
 //! Every function blocks (it calls the store) and is run by the HTTP layer through
 //! [`crate::http::AppState::db`]. Errors are [`StoreError`]s (protocol errors as
 //! `StoreError::Scim`); the HTTP layer maps them once.
 
 pub mod bulk;
+pub mod ownership;
 pub mod schemas;
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
@@ -32,13 +35,39 @@ use crate::store::{
     etag, Doc, MemberRemoval, NewMember, ResourceKind, Store, StoreError, StoredResource,
 };
 
+pub use ownership::SourceRules;
 pub use schemas::Schemas;
 
-/// Who is writing: the client's name (it scopes `externalId` uniqueness) and its dialect.
+use ownership::WriteKind;
+
+/// Who is writing: the client's name (it scopes `externalId` uniqueness), its dialect, and the
+/// attributes other clients are the source of truth for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub client: String,
     pub dialect: Dialect,
+    pub sources: SourceRules,
+}
+
+/// Applies the caller's source-of-truth rules to a User write and logs what was kept.
+fn enforce_sources(
+    caller: &Caller,
+    kind: ResourceKind,
+    write: WriteKind,
+    id: Option<&str>,
+    existing: Option<&Doc>,
+    new: &mut Doc,
+) -> Result<(), StoreError> {
+    if kind != ResourceKind::User || caller.sources.is_empty() {
+        return Ok(());
+    }
+    for k in caller.sources.enforce(write, existing, new)? {
+        tracing::info!(
+            client = %caller.client, user = id.unwrap_or(""), attribute = %k.attribute,
+            owner = %k.owner, "source of truth: kept the stored value"
+        );
+    }
+    Ok(())
 }
 
 /// The resource kind behind an endpoint segment (`Users`, `Groups`, any case).
@@ -125,6 +154,7 @@ pub fn create(
     let doc = normalize_resource(object(body, "The resource")?, caller.dialect, schema)?;
     let doc = tolerate(doc, schema, schemas.validation.reject_unknown_attributes);
     let mut doc = validate(&doc, schema, ValidationContext::Create, schemas.validation)?;
+    enforce_sources(caller, kind, WriteKind::Create, None, None, &mut doc)?;
     hash_password(&mut doc, None)?;
     store.create(kind, doc, Some(&caller.client))
 }
@@ -155,6 +185,14 @@ pub fn replace(
             existing: &existing,
         };
         let mut new = validate(&doc, schema, ctx, options)?;
+        enforce_sources(
+            caller,
+            kind,
+            WriteKind::Replace,
+            Some(id),
+            Some(&existing),
+            &mut new,
+        )?;
         if find_key(&new, "password").is_none() {
             if let Some(p) = get_ci(&existing, "password") {
                 new.insert("password".into(), p.clone());
@@ -311,7 +349,16 @@ pub fn patch(
     };
     if kind == ResourceKind::User || !touches_members(&ops) {
         let resource = store.update_with(kind, id, if_match, client, |doc| {
-            patched_doc(schemas, kind, &doc, &ops, dialect)
+            let mut new = patched_doc(schemas, kind, &doc, &ops, dialect)?;
+            enforce_sources(
+                caller,
+                kind,
+                WriteKind::Patch,
+                Some(id),
+                Some(&doc),
+                &mut new,
+            )?;
+            Ok(new)
         })?;
         return Ok(done(resource));
     }
@@ -340,7 +387,7 @@ pub fn patch(
                             if other.is_empty() {
                                 Ok(doc)
                             } else {
-                                patched_doc(schemas, kind, &doc, other, dialect)
+                                Ok(patched_doc(schemas, kind, &doc, other, dialect)?)
                             }
                         }
                     },

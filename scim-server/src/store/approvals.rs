@@ -26,8 +26,16 @@ pub struct ApprovalRow {
     pub status: String,
     pub requested: String,
     pub decided: Option<String>,
+    /// Who decided: the deciding user's userName (`policy` for requests the policy blocked).
     pub decided_by: Option<String>,
     pub reason: Option<String>,
+    /// The SCIM id of the deciding user.
+    pub decided_by_user_id: Option<String>,
+    /// The credential the decision came with (token name, or the JWT's client).
+    pub decided_by_credential: Option<String>,
+    /// The authority the policy gave the decider for this request: `manager`, `owner`,
+    /// `sponsor` or `security`.
+    pub decided_as: Option<String>,
 }
 
 type St = (
@@ -40,6 +48,9 @@ type St = (
     Text,
     Text,
     Text,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
     Nullable<Text>,
     Nullable<Text>,
     Nullable<Text>,
@@ -57,10 +68,14 @@ type Tuple = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
 const COLS: &str = "SELECT id, user_id, kind, connector, entitlement, level, detail, status, \
-     requested, decided, decided_by, reason FROM engine_approvals ";
+     requested, decided, decided_by, reason, decided_by_user_id, decided_by_credential, decided_as \
+     FROM engine_approvals ";
 
 fn row(t: Tuple) -> ApprovalRow {
     ApprovalRow {
@@ -76,6 +91,9 @@ fn row(t: Tuple) -> ApprovalRow {
         decided: t.9,
         decided_by: t.10,
         reason: t.11,
+        decided_by_user_id: t.12,
+        decided_by_credential: t.13,
+        decided_as: t.14,
     }
 }
 
@@ -141,23 +159,55 @@ pub fn insert(c: &mut DbConnection, a: &NewApproval<'_>, now: DateTime<Utc>) -> 
     Ok(())
 }
 
+/// Who decided a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecidedBy<'a> {
+    /// The deciding user's userName (`policy` for what the policy decided by itself).
+    pub name: &'a str,
+    /// The deciding user's SCIM id.
+    pub user_id: Option<&'a str>,
+    /// The credential used (token name, or the JWT's client).
+    pub credential: Option<&'a str>,
+    /// The authority the policy gave the decider: `manager`, `owner`, `sponsor`, `security`.
+    pub authority: Option<&'a str>,
+}
+
+impl<'a> DecidedBy<'a> {
+    /// A decision the policy took by itself (a SoD rule with `action = "block"`).
+    pub fn policy() -> DecidedBy<'a> {
+        DecidedBy {
+            name: "policy",
+            user_id: None,
+            credential: None,
+            authority: None,
+        }
+    }
+}
+
 /// Decides a pending request; false when it was not pending.
 pub fn decide(
     c: &mut DbConnection,
     id: &str,
     status: &str,
-    by: &str,
+    by: &DecidedBy<'_>,
     reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
+    let opt = |v: Option<&str>| Bind::OptText(v.map(str::to_string));
     let mut q = Sql::<()>::new("UPDATE engine_approvals SET status = ");
     q.text(status)
         .push(", decided = ")
         .text(fmt_ts(now))
         .push(", decided_by = ")
-        .text(by)
-        .push(", reason = ");
-    q.bind(Bind::OptText(reason.map(str::to_string)))
+        .text(by.name)
+        .push(", decided_by_user_id = ");
+    q.bind(opt(by.user_id))
+        .push(", decided_by_credential = ")
+        .bind(opt(by.credential))
+        .push(", decided_as = ")
+        .bind(opt(by.authority))
+        .push(", reason = ")
+        .bind(opt(reason))
         .push(" WHERE status = 'pending' AND id = ")
         .text(id);
     Ok(q.execute(c)? > 0)

@@ -4,7 +4,8 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// What a store operation can fail with. The HTTP layer maps each variant to one SCIM error:
 /// `NotFound` 404, `PreconditionFailed` 412, `Uniqueness` 409 (scimType `uniqueness`),
-/// `UnknownMembers` 400 (`invalidValue`), `Scim` by its scimType, `Unavailable` 503,
+/// `UnknownMembers` 400 (`invalidValue`), `Scim` by its scimType, `NotOwner` 400 (`mutability`),
+/// `Unavailable` 503,
 /// `Config`/`Backend` 500 (log the message, never send it to the client).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -22,6 +23,11 @@ pub enum StoreError {
     UnknownMembers(Vec<String>),
     #[error(transparent)]
     Scim(#[from] scim_schema::Error),
+    /// A client changed an attribute another client is the source of truth for, under a policy
+    /// that refuses such writes (`[[source]] on_conflict = "reject"`, see
+    /// `crate::service::ownership`). Raised inside the write transaction; nothing was written.
+    #[error("{attribute} is owned by the source {owner}")]
+    NotOwner { attribute: String, owner: String },
     /// No connection within the pool timeout, or the database is down: retry later (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),

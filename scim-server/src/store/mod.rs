@@ -71,7 +71,7 @@ pub use resources::{parse_members, GroupRef, LoadedResource, MemberRow};
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
 
-pub(crate) use resources::{load_groups, load_row};
+pub(crate) use resources::{find_user_row, find_user_row_by_name, load_groups, load_row};
 
 /// Migrations, embedded at build time, one folder per backend.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");

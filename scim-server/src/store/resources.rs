@@ -392,7 +392,7 @@ impl Store {
         id: &str,
         if_match: Option<&str>,
         client_id: Option<&str>,
-        f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
+        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
     ) -> StoreResult<StoredResource> {
         self.modify(kind, id, if_match, client_id, ChangeOp::Replace, f)
     }
@@ -408,7 +408,7 @@ impl Store {
         id: &str,
         if_match: Option<&str>,
         client_id: Option<&str>,
-        f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
+        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
     ) -> StoreResult<StoredResource> {
         self.modify(kind, id, if_match, client_id, ChangeOp::Update, f)
     }
@@ -426,7 +426,7 @@ impl Store {
         add: Vec<NewMember>,
         remove: MemberRemoval,
         with_members: bool,
-        f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
+        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
     ) -> StoreResult<StoredResource> {
         let kind = ResourceKind::Group;
         let now = fmt_ts(self.now());
@@ -465,7 +465,7 @@ impl Store {
         if_match: Option<&str>,
         client_id: Option<&str>,
         op: ChangeOp,
-        f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
+        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
     ) -> StoreResult<StoredResource> {
         self.write_tx(|c, changes| {
             let (res, member_rows, _) =
@@ -531,7 +531,7 @@ impl Store {
         if_match: Option<&str>,
         client_id: Option<&str>,
         op: ChangeOp,
-        f: impl FnOnce(Doc) -> Result<Doc, scim_schema::Error>,
+        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
     ) -> StoreResult<(StoredResource, Option<Vec<MemberRow>>, bool)> {
         let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
         check_if_match(if_match, row.4)?;
@@ -763,6 +763,32 @@ pub(crate) fn load_row(
     q.text(id)
         .push(" AND resource_type = ")
         .push(kind.sql_literal());
+    Ok(q.get_result::<Row>(c).optional()?)
+}
+
+/// The row of the User whose id is `id_or_user_name`, else whose userName equals it
+/// case-insensitively (userName is `caseExact: false`, RFC 7643 §4.1.1). Used to resolve who an
+/// approver or a token's user is.
+pub(crate) fn find_user_row(
+    c: &mut DbConnection,
+    id_or_user_name: &str,
+) -> StoreResult<Option<Row>> {
+    if let Some(row) = load_row(c, ResourceKind::User, id_or_user_name)? {
+        return Ok(Some(row));
+    }
+    find_user_row_by_name(c, id_or_user_name)
+}
+
+/// The row of the User whose userName equals `user_name` case-insensitively.
+pub(crate) fn find_user_row_by_name(
+    c: &mut DbConnection,
+    user_name: &str,
+) -> StoreResult<Option<Row>> {
+    let mut q = Sql::<RowSt>::new(
+        "SELECT id, doc, created, last_modified, version FROM resources WHERE resource_type = 'User' \
+         AND user_name_folded = ",
+    );
+    q.text(fold(user_name));
     Ok(q.get_result::<Row>(c).optional()?)
 }
 

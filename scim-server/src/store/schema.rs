@@ -47,6 +47,7 @@ diesel::table! {
         created -> Text,
         last_used -> Nullable<Text>,
         revoked -> Nullable<Text>,
+        user_id -> Nullable<Text>,
     }
 }
 

@@ -1,5 +1,7 @@
 //! API tokens: only a hash is stored; `token_prefix` (a non-secret leading part of the token)
-//! finds the row, then the caller verifies the hash in constant time.
+//! finds the row, then the caller verifies the hash in constant time. A token may act as a
+//! directory user (`user_id`, set by `scimhub token issue --user`): admin decisions taken with it
+//! are the decisions of that user (see `crate::admin::authority`).
 
 use diesel::prelude::*;
 
@@ -17,6 +19,8 @@ pub struct ApiToken {
     pub created: chrono::DateTime<chrono::Utc>,
     pub last_used: Option<chrono::DateTime<chrono::Utc>>,
     pub revoked: Option<chrono::DateTime<chrono::Utc>>,
+    /// The SCIM id of the directory user this token acts as, when bound to one.
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -30,6 +34,7 @@ struct TokenRow {
     created: String,
     last_used: Option<String>,
     revoked: Option<String>,
+    user_id: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -41,6 +46,7 @@ struct NewTokenRow<'a> {
     token_prefix: &'a str,
     scopes: &'a str,
     created: &'a str,
+    user_id: Option<&'a str>,
 }
 
 impl From<TokenRow> for ApiToken {
@@ -54,18 +60,21 @@ impl From<TokenRow> for ApiToken {
             created: parse_ts(&r.created).unwrap_or_default(),
             last_used: r.last_used.as_deref().and_then(parse_ts),
             revoked: r.revoked.as_deref().and_then(parse_ts),
+            user_id: r.user_id,
         }
     }
 }
 
 impl Store {
-    /// Stores a new token (its hash, never the token) and returns it.
+    /// Stores a new token (its hash, never the token) and returns it. `user_id`: the directory
+    /// user the token acts as (an existing User's id; the caller resolves it), if any.
     pub fn insert_token(
         &self,
         name: &str,
         token_hash: &str,
         prefix: &str,
         scopes: &[String],
+        user_id: Option<&str>,
     ) -> StoreResult<ApiToken> {
         let id = uuid::Uuid::now_v7().to_string();
         let created = fmt_ts(self.now());
@@ -79,6 +88,7 @@ impl Store {
                 token_prefix: prefix,
                 scopes: &scopes_text,
                 created: &created,
+                user_id,
             })
             .execute(&mut *conn)?;
         Ok(ApiToken {
@@ -90,7 +100,24 @@ impl Store {
             created: parse_ts(&created).unwrap_or_default(),
             last_used: None,
             revoked: None,
+            user_id: user_id.map(str::to_string),
         })
+    }
+
+    /// The id and userName of the User whose id is `id_or_user_name`, else whose userName
+    /// matches it (case-insensitively); `None` when there is no such user.
+    pub fn find_user_id(&self, id_or_user_name: &str) -> StoreResult<Option<(String, String)>> {
+        let mut conn = self.read_conn()?;
+        let Some(row) = super::find_user_row(&mut conn, id_or_user_name)? else {
+            return Ok(None);
+        };
+        let doc: super::Doc =
+            serde_json::from_str(&row.1).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let user_name = scim_schema::json::get_ci(&doc, "userName")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok(Some((row.0, user_name)))
     }
 
     /// The token with this prefix, revoked or not (the caller checks `revoked`).

@@ -1,0 +1,480 @@
+//! Who may decide an approval request.
+//!
+//! A decision is taken by a person: the credential must act as a directory user (an API token
+//! issued with `scimhub token issue --user`, or a JWT whose user claim names a userName). What
+//! that person may decide comes from the policy and the directory, checked when they decide:
+//!
+//! | request | decided by |
+//! |---|---|
+//! | `approval = "manager"` | the subject's manager (enterprise `manager.value` is their id) |
+//! | `approval = "owner"` | an owner of the entitlement: `owners` on its connector or on a grant of it |
+//! | `approval = "security"`, SoD exceptions | a security approver |
+//! | contract extension | the contractor's sponsor (`sponsor_attribute`: their userName, id or an email of theirs), `[contractor] owners` |
+//!
+//! A security approver (`[approvals] security` userNames, or a member of a
+//! `[approvals] security_groups` group, directly or through nested groups) may decide every
+//! request, whatever its level. Nobody decides a request for their own access, and nobody decides
+//! an extension they asked for themselves. Signed one-click links are the exception to "the
+//! credential names the person": the signature is the proof that the link was sent to its
+//! addressee (see [`crate::engine::links`]).
+
+use scim_schema::json::get_ci;
+use serde_json::Value;
+
+use crate::engine::desired::attr_str;
+use crate::policy::Policy;
+use crate::store::approvals::ApprovalRow;
+use crate::store::Doc;
+
+/// The person deciding, as the directory knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    pub user_id: String,
+    pub user_name: String,
+    /// Their email addresses (a sponsor is often named by email).
+    pub emails: Vec<String>,
+    /// displayNames of their groups, direct and through nested groups.
+    pub groups: Vec<String>,
+    /// The credential they decide with (token name or JWT client), for the record.
+    pub credential: String,
+}
+
+impl Approver {
+    /// The approver whose stored document is `doc` (id `user_id`), in `groups`.
+    pub fn from_doc(user_id: &str, doc: &Doc, groups: Vec<String>, credential: &str) -> Approver {
+        let emails = match get_ci(doc, "emails") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|e| e.get("value").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Approver {
+            user_id: user_id.to_string(),
+            user_name: attr_str(doc, "userName").unwrap_or(user_id).to_string(),
+            emails,
+            groups,
+            credential: credential.to_string(),
+        }
+    }
+
+    /// Whether the policy makes this person a security approver.
+    pub fn is_security(&self, policy: &Policy) -> bool {
+        let a = &policy.approvals;
+        a.security
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(&self.user_name))
+            || self
+                .groups
+                .iter()
+                .any(|g| a.security_groups.iter().any(|s| s.eq_ignore_ascii_case(g)))
+    }
+
+    /// Whether `reference` (a sponsor attribute's value) names this person: their id, their
+    /// userName or one of their emails.
+    fn is_named_by(&self, reference: &str) -> bool {
+        let r = reference.trim();
+        r == self.user_id
+            || r.eq_ignore_ascii_case(&self.user_name)
+            || self.emails.iter().any(|e| e.eq_ignore_ascii_case(r))
+    }
+}
+
+/// What the engine knows about the user a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    /// Their manager's SCIM id (enterprise `manager.value`).
+    pub manager_id: Option<&'a str>,
+    /// Their sponsor, as the `sponsor_attribute` holds it (an email, a userName or an id).
+    pub sponsor: Option<&'a str>,
+}
+
+/// Why the policy lets a person decide a request (recorded as `decided_as`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    Manager,
+    Owner,
+    Sponsor,
+    Security,
+}
+
+impl Authority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Authority::Manager => "manager",
+            Authority::Owner => "owner",
+            Authority::Sponsor => "sponsor",
+            Authority::Security => "security",
+        }
+    }
+}
+
+/// Why a caller may not decide a request (answered `403`; the request stays pending).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "the credential {credential:?} does not act as a directory user; decisions are taken by \
+         people: issue a token with `scimhub token issue --user USERNAME`, or use a JWT whose \
+         user claim names a userName"
+    )]
+    NoUser { credential: String },
+    #[error("the credential {credential:?} acts as {user:?}, who is not in the directory")]
+    UnknownUser { credential: String, user: String },
+    #[error("{user_name} cannot decide a request for their own access")]
+    OwnAccess { user_name: String },
+    #[error("{user_name} asked for this extension and cannot also decide it")]
+    OwnRequest { user_name: String },
+    #[error("{user_name} may not decide this request: {who}")]
+    NotApprover { user_name: String, who: String },
+}
+
+/// The authority `approver` has over `request` (for `subject`), or why they have none.
+pub fn authority(
+    policy: &Policy,
+    request: &ApprovalRow,
+    subject: &Subject<'_>,
+    approver: &Approver,
+) -> Result<Authority, Refusal> {
+    if approver.user_id == subject.user_id {
+        return Err(Refusal::OwnAccess {
+            user_name: approver.user_name.clone(),
+        });
+    }
+    let security = approver.is_security(policy);
+    let refuse = |who: String| Refusal::NotApprover {
+        user_name: approver.user_name.clone(),
+        who,
+    };
+    if request.kind == "extension" {
+        let requester = request
+            .detail
+            .get("requested_by_user_id")
+            .and_then(Value::as_str);
+        if requester == Some(approver.user_id.as_str()) {
+            return Err(Refusal::OwnRequest {
+                user_name: approver.user_name.clone(),
+            });
+        }
+        if subject.sponsor.is_some_and(|s| approver.is_named_by(s)) {
+            return Ok(Authority::Sponsor);
+        }
+        let owners = policy
+            .contractor
+            .as_ref()
+            .map(|c| c.owners.as_slice())
+            .unwrap_or_default();
+        if owners
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&approver.user_name))
+        {
+            return Ok(Authority::Owner);
+        }
+        if security {
+            return Ok(Authority::Security);
+        }
+        let mut who = String::from("a contract extension is decided by the contractor's sponsor");
+        if let Some(s) = subject.sponsor {
+            who.push_str(&format!(" ({s})"));
+        }
+        if !owners.is_empty() {
+            who.push_str(&format!(", a contractor owner ({})", owners.join(", ")));
+        }
+        who.push_str(" or a security approver");
+        return Err(refuse(who));
+    }
+    match (request.kind.as_str(), request.level.as_str()) {
+        ("entitlement", "manager") => {
+            if subject.manager_id == Some(approver.user_id.as_str()) {
+                Ok(Authority::Manager)
+            } else if security {
+                Ok(Authority::Security)
+            } else {
+                Err(refuse(
+                    "a manager-level request is decided by the user's manager or a security \
+                     approver"
+                        .into(),
+                ))
+            }
+        }
+        ("entitlement", "owner") => {
+            let connector = request.connector.as_deref().unwrap_or_default();
+            let owners = request
+                .entitlement
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<connectors::Entitlement>(e).ok())
+                .map(|e| policy.entitlement_owners(connector, &e))
+                .unwrap_or_default();
+            if owners
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(&approver.user_name))
+            {
+                Ok(Authority::Owner)
+            } else if security {
+                Ok(Authority::Security)
+            } else {
+                let names = if owners.is_empty() {
+                    "none declared".to_string()
+                } else {
+                    owners.join(", ")
+                };
+                Err(refuse(format!(
+                    "an owner-level request is decided by an owner of the entitlement on \
+                     {connector} ({names}) or a security approver"
+                )))
+            }
+        }
+        // `security` entitlements and SoD exceptions; an unknown level is treated as the
+        // strictest.
+        _ => {
+            if security {
+                Ok(Authority::Security)
+            } else {
+                Err(refuse(format!(
+                    "a {}-level request is decided by a security approver",
+                    request.level
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const POLICY: &str = r#"
+[settings]
+sponsor_attribute = "title"
+
+[[connector]]
+name = "github"
+type = "memory"
+owners = ["olga"]
+
+[[connector]]
+name = "aws"
+type = "memory"
+
+[[profile]]
+name = "eng"
+match = 'title pr'
+grants = [
+  { connector = "github", kind = "org", id = "acme", role = "admin", approval = "owner" },
+  { connector = "aws", kind = "group", id = "prod", approval = "owner", owners = ["pete"] },
+  { connector = "aws", kind = "group", id = "audit", approval = "security" },
+  { connector = "aws", kind = "group", id = "dev", approval = "manager" },
+]
+
+[[profile]]
+name = "contractor"
+
+[contractor]
+match = 'userType eq "Contractor"'
+profile = "contractor"
+owners = ["vera"]
+
+[approvals]
+security = ["sam"]
+security_groups = ["Security"]
+"#;
+
+    fn policy() -> Policy {
+        Policy::parse(POLICY, "t.toml").expect("policy")
+    }
+
+    fn request(kind: &str, level: &str, connector: &str, ent: Value) -> ApprovalRow {
+        ApprovalRow {
+            id: "r1".into(),
+            user_id: "u-ada".into(),
+            kind: kind.into(),
+            connector: Some(connector.into()),
+            entitlement: Some(ent.to_string()),
+            level: level.into(),
+            detail: json!({}),
+            status: "pending".into(),
+            requested: String::new(),
+            decided: None,
+            decided_by: None,
+            reason: None,
+            decided_by_user_id: None,
+            decided_by_credential: None,
+            decided_as: None,
+        }
+    }
+
+    fn person(name: &str, groups: &[&str]) -> Approver {
+        Approver {
+            user_id: format!("u-{name}"),
+            user_name: name.into(),
+            emails: vec![format!("{name}@example.com")],
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            credential: format!("{name}-token"),
+        }
+    }
+
+    const ADA: Subject<'static> = Subject {
+        user_id: "u-ada",
+        manager_id: Some("u-mia"),
+        sponsor: None,
+    };
+
+    #[test]
+    fn the_manager_decides_manager_requests_and_security_any() {
+        let p = policy();
+        let r = request(
+            "entitlement",
+            "manager",
+            "aws",
+            json!({"kind": "group", "id": "dev"}),
+        );
+        assert_eq!(
+            authority(&p, &r, &ADA, &person("mia", &[])),
+            Ok(Authority::Manager)
+        );
+        assert_eq!(
+            authority(&p, &r, &ADA, &person("sam", &[])),
+            Ok(Authority::Security)
+        );
+        // Security through a group, case-insensitively.
+        assert_eq!(
+            authority(&p, &r, &ADA, &person("sid", &["security"])),
+            Ok(Authority::Security)
+        );
+        let e = authority(&p, &r, &ADA, &person("olga", &[])).expect_err("refused");
+        assert!(matches!(e, Refusal::NotApprover { .. }), "{e}");
+        assert!(e.to_string().contains("manager"), "{e}");
+    }
+
+    #[test]
+    fn owners_come_from_the_connector_and_the_grant() {
+        let p = policy();
+        let org = request(
+            "entitlement",
+            "owner",
+            "github",
+            json!({"kind": "org", "id": "acme", "role": "admin"}),
+        );
+        assert_eq!(
+            authority(&p, &org, &ADA, &person("Olga", &[])),
+            Ok(Authority::Owner)
+        );
+        let prod = request(
+            "entitlement",
+            "owner",
+            "aws",
+            json!({"kind": "group", "id": "prod"}),
+        );
+        assert_eq!(
+            authority(&p, &prod, &ADA, &person("pete", &[])),
+            Ok(Authority::Owner)
+        );
+        // pete owns aws/prod only, olga github only; the manager is no owner.
+        for (r, who) in [(&org, "pete"), (&prod, "olga"), (&prod, "mia")] {
+            let e = authority(&p, r, &ADA, &person(who, &[])).expect_err("refused");
+            assert!(e.to_string().contains("owner of the entitlement"), "{e}");
+        }
+        assert_eq!(
+            authority(&p, &prod, &ADA, &person("sam", &[])),
+            Ok(Authority::Security)
+        );
+    }
+
+    #[test]
+    fn security_requests_and_sod_exceptions_need_security() {
+        let p = policy();
+        let audit = request(
+            "entitlement",
+            "security",
+            "aws",
+            json!({"kind": "group", "id": "audit"}),
+        );
+        let mut sod = request("sod", "security", "aws", json!(null));
+        sod.entitlement = Some("pay-and-approve".into());
+        for r in [&audit, &sod] {
+            // Neither the manager nor an owner: the level is security.
+            for who in ["mia", "pete", "olga"] {
+                assert!(authority(&p, r, &ADA, &person(who, &[])).is_err());
+            }
+            assert_eq!(
+                authority(&p, r, &ADA, &person("sam", &[])),
+                Ok(Authority::Security)
+            );
+        }
+    }
+
+    #[test]
+    fn nobody_decides_their_own_access() {
+        let p = policy();
+        let r = request(
+            "entitlement",
+            "manager",
+            "aws",
+            json!({"kind": "group", "id": "dev"}),
+        );
+        // Not even a security approver who is their own subject.
+        let me = Subject {
+            user_id: "u-sam",
+            manager_id: Some("u-sam"),
+            sponsor: None,
+        };
+        assert_eq!(
+            authority(&p, &r, &me, &person("sam", &[])),
+            Err(Refusal::OwnAccess {
+                user_name: "sam".into()
+            })
+        );
+    }
+
+    #[test]
+    fn extensions_go_to_the_sponsor_contractor_owners_or_security() {
+        let p = policy();
+        let mut r = request("extension", "owner", "", json!(null));
+        r.connector = None;
+        r.entitlement = None;
+        r.detail = json!({"new_end": "2025-06-01", "requested_by_user_id": "u-vera"});
+        let cora = Subject {
+            user_id: "u-cora",
+            manager_id: Some("u-mia"),
+            sponsor: Some("GRACE@example.com"),
+        };
+        assert_eq!(
+            authority(&p, &r, &cora, &person("grace", &[])),
+            Ok(Authority::Sponsor)
+        );
+        // The sponsor may be named by id or userName too.
+        for s in ["u-grace", "grace"] {
+            let sub = Subject {
+                sponsor: Some(s),
+                ..cora
+            };
+            assert_eq!(
+                authority(&p, &r, &sub, &person("grace", &[])),
+                Ok(Authority::Sponsor)
+            );
+        }
+        assert_eq!(
+            authority(&p, &r, &cora, &person("sam", &[])),
+            Ok(Authority::Security)
+        );
+        // The manager is not asked; vera owns contractors but asked for this one herself.
+        let e = authority(&p, &r, &cora, &person("mia", &[])).expect_err("refused");
+        assert!(e.to_string().contains("sponsor (GRACE@example.com)"), "{e}");
+        assert_eq!(
+            authority(&p, &r, &cora, &person("vera", &[])),
+            Err(Refusal::OwnRequest {
+                user_name: "vera".into()
+            })
+        );
+        r.detail = json!({"new_end": "2025-06-01"});
+        assert_eq!(
+            authority(&p, &r, &cora, &person("vera", &[])),
+            Ok(Authority::Owner)
+        );
+        // The contractor cannot extend their own contract.
+        let e = authority(&p, &r, &cora, &person("cora", &[])).expect_err("refused");
+        assert!(matches!(e, Refusal::OwnAccess { .. }));
+    }
+}

@@ -1,0 +1,428 @@
+//! Source-of-truth attribute ownership: the policy's `[[source]]` blocks, enforced on every SCIM
+//! write of a User. POST, PUT, PATCH and each operation of /Bulk go through
+//! [`super::create`], [`super::replace`] and [`super::patch`], which apply [`SourceRules`] once,
+//! inside the store's write transaction (so the stored value compared against is the one being
+//! replaced).
+//!
+//! The rules follow an authoritative-source model (midPoint's strong and weak mappings):
+//!
+//! * The **owner** (the client named in `[[source]] client`: the API token's name or the JWT's
+//!   client claim) writes its attributes freely.
+//! * **Another client** may fill an owned attribute that has no value — when it creates the user,
+//!   or while the owner has not set one — so a user pushed by the IdP before HR knows them is not
+//!   left without a title. Once the attribute has a value, only the owner changes or removes it:
+//!   * `on_conflict = "ignore"` (default): the stored value is kept, the rest of the write
+//!     applies, and the kept attribute is logged;
+//!   * `on_conflict = "reject"`: the write is refused with `400 mutability`, naming the attribute
+//!     and its owner, and nothing is written.
+//! * A **PUT** from another client that leaves an owned attribute out keeps the stored value in
+//!   both modes: a client that does not know the attribute has not asked to clear it. A PATCH
+//!   `remove` (or `replace` with `null`) of it is a change like any other.
+//!
+//! Values compare as JSON, multi-valued attributes regardless of order. Writes by the hub itself
+//! (an approved contract extension setting the end date) are not SCIM client writes and are not
+//! subject to these rules.
+
+use scim_schema::filter::AttrPath;
+use scim_schema::json::find_key;
+use serde_json::Value;
+
+use crate::policy::{OnConflict, Policy};
+use crate::store::{Doc, StoreError};
+
+/// An attribute some other client is the source of truth for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignAttribute {
+    pub path: AttrPath,
+    /// As the policy writes it (named in errors and logs).
+    pub written: String,
+    /// The owning client.
+    pub owner: String,
+    pub on_conflict: OnConflict,
+}
+
+/// The ownership rules as they apply to one client: the attributes other clients own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceRules {
+    foreign: Vec<ForeignAttribute>,
+}
+
+/// Which write is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Create,
+    Replace,
+    Patch,
+}
+
+/// An attribute whose stored value was kept against a write (`on_conflict = "ignore"`, or an
+/// omission in a PUT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub attribute: String,
+    pub owner: String,
+}
+
+impl SourceRules {
+    /// The attributes that clients other than `client` own under `policy`.
+    pub fn for_client(policy: &Policy, client: &str) -> SourceRules {
+        let foreign = policy
+            .sources
+            .values()
+            .filter(|rule| rule.client != client)
+            .flat_map(|rule| {
+                rule.owns.iter().map(|a| ForeignAttribute {
+                    path: a.path.clone(),
+                    written: a.written.clone(),
+                    owner: rule.client.clone(),
+                    on_conflict: rule.on_conflict,
+                })
+            })
+            .collect();
+        SourceRules { foreign }
+    }
+
+    /// Whether no rule applies (no policy, no sources, or the client owns everything owned).
+    pub fn is_empty(&self) -> bool {
+        self.foreign.is_empty()
+    }
+
+    /// Applies the rules to `new`, the validated document a `kind` write would store over
+    /// `existing` (`None` for a create): restores the stored value of every owned attribute the
+    /// write may not change (`ignore`, PUT omissions), and returns them; refuses the write with
+    /// [`StoreError::NotOwner`] at the first change that `reject` forbids.
+    pub fn enforce(
+        &self,
+        kind: WriteKind,
+        existing: Option<&Doc>,
+        new: &mut Doc,
+    ) -> Result<Vec<Kept>, StoreError> {
+        let mut kept = Vec::new();
+        let Some(existing) = existing else {
+            // Nothing stored yet: every attribute is free to fill.
+            return Ok(kept);
+        };
+        for f in &self.foreign {
+            let Some((stored_key, stored)) = present(existing, &f.path) else {
+                continue;
+            };
+            let written = present(new, &f.path).map(|(_, v)| v);
+            if written.is_some_and(|w| same(w, stored)) {
+                continue;
+            }
+            let omitted_in_put = kind == WriteKind::Replace && written.is_none();
+            if f.on_conflict == OnConflict::Reject && !omitted_in_put {
+                return Err(StoreError::NotOwner {
+                    attribute: f.written.clone(),
+                    owner: f.owner.clone(),
+                });
+            }
+            let (stored_key, stored) = (stored_key.to_string(), stored.clone());
+            restore(new, &f.path, &stored_key, stored);
+            kept.push(Kept {
+                attribute: f.written.clone(),
+                owner: f.owner.clone(),
+            });
+        }
+        Ok(kept)
+    }
+}
+
+/// The object holding `path`'s attribute: the document, or its extension object.
+fn container<'a>(doc: &'a Doc, path: &AttrPath) -> Option<&'a Doc> {
+    match &path.urn {
+        None => Some(doc),
+        Some(urn) => doc.get(find_key(doc, urn.as_str())?)?.as_object(),
+    }
+}
+
+/// The value at `path` and the key it is stored under (the sub-attribute's key for a
+/// sub-attribute), unless absent or empty (`null`, `[]`, `{}` count as no value).
+fn present<'a>(doc: &'a Doc, path: &AttrPath) -> Option<(&'a str, &'a Value)> {
+    let c = container(doc, path)?;
+    let key = find_key(c, path.name.as_str())?;
+    let top = c.get(key)?;
+    let (key, value) = match &path.sub_attr {
+        None => (key.as_str(), top),
+        Some(sub) => {
+            let o = top.as_object()?;
+            let k = find_key(o, sub.as_str())?;
+            (k.as_str(), o.get(k)?)
+        }
+    };
+    let empty = match value {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    (!empty).then_some((key, value))
+}
+
+/// JSON equality, multi-valued attributes regardless of order.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len()
+                && x.iter().all(|v| {
+                    x.iter().filter(|w| *w == v).count() == y.iter().filter(|w| *w == v).count()
+                })
+        }
+        _ => a == b,
+    }
+}
+
+/// Puts the stored `value` back at `path` in `doc` under the stored key (an extension object is
+/// created, and its URN added to `schemas`, when the write dropped it).
+fn restore(doc: &mut Doc, path: &AttrPath, stored_key: &str, value: Value) {
+    let container: &mut Doc = match &path.urn {
+        None => doc,
+        Some(urn) => {
+            let key = match find_key(doc, urn.as_str()) {
+                Some(k) => k.clone(),
+                None => {
+                    add_schema_urn(doc, urn.as_str());
+                    urn.as_str().to_string()
+                }
+            };
+            let entry = doc.entry(key).or_insert_with(|| Value::Object(Doc::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Doc::new());
+            }
+            match entry.as_object_mut() {
+                Some(o) => o,
+                None => return,
+            }
+        }
+    };
+    match &path.sub_attr {
+        None => put(container, path.name.as_str(), stored_key, value),
+        Some(_) => {
+            let key = find_key(container, path.name.as_str())
+                .cloned()
+                .unwrap_or_else(|| path.name.as_str().to_string());
+            let top = container
+                .entry(key)
+                .or_insert_with(|| Value::Object(Doc::new()));
+            if !top.is_object() {
+                *top = Value::Object(Doc::new());
+            }
+            if let Some(o) = top.as_object_mut() {
+                let name = path.sub_attr.as_ref().map(|s| s.as_str()).unwrap_or("");
+                put(o, name, stored_key, value);
+            }
+        }
+    }
+}
+
+/// Sets `name` (matched case-insensitively) in `o`, under `stored_key` when it is new.
+fn put(o: &mut Doc, name: &str, stored_key: &str, value: Value) {
+    let key = find_key(o, name)
+        .cloned()
+        .unwrap_or_else(|| stored_key.to_string());
+    o.insert(key, value);
+}
+
+fn add_schema_urn(doc: &mut Doc, urn: &str) {
+    if let Some(Value::Array(urns)) = find_key(doc, "schemas")
+        .cloned()
+        .and_then(|k| doc.get_mut(&k))
+    {
+        if !urns
+            .iter()
+            .any(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(urn)))
+        {
+            urns.push(Value::String(urn.to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+    fn policy(on_conflict: &str) -> Policy {
+        Policy::parse(
+            &format!(
+                r#"
+[[source]]
+client = "workday"
+owns = ["active", "title", "department", "name.familyName", "emails"]
+on_conflict = "{on_conflict}"
+
+[[source]]
+client = "okta"
+owns = ["userName"]
+"#
+            ),
+            "t.toml",
+        )
+        .expect("policy")
+    }
+
+    fn doc(v: Value) -> Doc {
+        match v {
+            Value::Object(o) => o,
+            _ => Doc::new(),
+        }
+    }
+
+    fn stored() -> Doc {
+        doc(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENT],
+            "userName": "ada", "active": true, "title": "Engineer",
+            "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "emails": [{"value": "a@x", "primary": true}, {"value": "b@x"}],
+            ENT: {"department": "Engineering", "costCenter": "42"},
+        }))
+    }
+
+    #[test]
+    fn the_owner_writes_freely() {
+        let rules = SourceRules::for_client(&policy("reject"), "workday");
+        let mut new = stored();
+        new["title"] = json!("Manager");
+        new[ENT]["department"] = json!("Sales");
+        let kept = rules
+            .enforce(WriteKind::Replace, Some(&stored()), &mut new)
+            .expect("allowed");
+        assert!(kept.is_empty());
+        assert_eq!(new["title"], "Manager");
+        // userName belongs to okta (on_conflict defaults to ignore): workday's change is dropped.
+        let mut new = stored();
+        new["userName"] = json!("ada2");
+        let kept = rules
+            .enforce(WriteKind::Patch, Some(&stored()), &mut new)
+            .expect("kept");
+        assert_eq!(
+            kept,
+            vec![Kept {
+                attribute: "userName".into(),
+                owner: "okta".into()
+            }]
+        );
+        assert_eq!(new["userName"], "ada");
+    }
+
+    #[test]
+    fn ignore_keeps_the_stored_value_and_applies_the_rest() {
+        let rules = SourceRules::for_client(&policy("ignore"), "okta");
+        let mut new = stored();
+        new["title"] = json!("CEO");
+        new["active"] = json!(false);
+        new[ENT]["department"] = json!("Sales");
+        new[ENT]["costCenter"] = json!("7");
+        new["name"]["familyName"] = json!("Byron");
+        new["name"]["givenName"] = json!("Augusta");
+        let kept = rules
+            .enforce(WriteKind::Patch, Some(&stored()), &mut new)
+            .expect("kept");
+        let names: Vec<&str> = kept.iter().map(|k| k.attribute.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["active", "title", "department", "name.familyName"]
+        );
+        assert_eq!(new["title"], "Engineer");
+        assert_eq!(new["active"], true);
+        assert_eq!(new[ENT]["department"], "Engineering");
+        assert_eq!(new["name"]["familyName"], "Lovelace");
+        // What okta may write went through.
+        assert_eq!(new[ENT]["costCenter"], "7");
+        assert_eq!(new["name"]["givenName"], "Augusta");
+    }
+
+    #[test]
+    fn reject_refuses_naming_attribute_and_owner() {
+        let rules = SourceRules::for_client(&policy("reject"), "okta");
+        let mut new = stored();
+        new[ENT]["department"] = json!("Sales");
+        match rules.enforce(WriteKind::Patch, Some(&stored()), &mut new) {
+            Err(StoreError::NotOwner { attribute, owner }) => {
+                assert_eq!(
+                    (attribute.as_str(), owner.as_str()),
+                    ("department", "workday")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Removing it by PATCH is a change too.
+        let mut new = stored();
+        new.remove("title");
+        assert!(rules
+            .enforce(WriteKind::Patch, Some(&stored()), &mut new)
+            .is_err());
+    }
+
+    #[test]
+    fn a_put_that_omits_an_owned_attribute_keeps_it_in_both_modes() {
+        for mode in ["ignore", "reject"] {
+            let rules = SourceRules::for_client(&policy(mode), "okta");
+            let mut new = doc(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "ada", "name": {"givenName": "Ada"},
+            }));
+            let kept = rules
+                .enforce(WriteKind::Replace, Some(&stored()), &mut new)
+                .expect(mode);
+            assert_eq!(kept.len(), 5, "{mode}: {kept:?}");
+            assert_eq!(new["active"], true);
+            assert_eq!(new["emails"], stored()["emails"]);
+            assert_eq!(
+                new["name"],
+                json!({"givenName": "Ada", "familyName": "Lovelace"})
+            );
+            // The enterprise extension came back, and with it its schema URN.
+            assert_eq!(new[ENT]["department"], "Engineering");
+            assert!(new["schemas"]
+                .as_array()
+                .is_some_and(|s| s.contains(&json!(ENT))));
+        }
+    }
+
+    #[test]
+    fn others_fill_what_has_no_value_and_order_does_not_matter() {
+        let rules = SourceRules::for_client(&policy("reject"), "okta");
+        // A create: nothing stored, everything may be set.
+        let mut new = stored();
+        assert_eq!(
+            rules.enforce(WriteKind::Create, None, &mut new).ok(),
+            Some(vec![])
+        );
+        // An attribute without a value yet (here: never set, or null) may be filled.
+        let mut before = stored();
+        before.remove("title");
+        before["active"] = Value::Null;
+        let mut new = stored();
+        assert_eq!(
+            rules
+                .enforce(WriteKind::Patch, Some(&before), &mut new)
+                .ok(),
+            Some(vec![])
+        );
+        // The same emails in another order are no change.
+        let mut new = stored();
+        new["emails"] = json!([{"value": "b@x"}, {"value": "a@x", "primary": true}]);
+        assert_eq!(
+            rules
+                .enforce(WriteKind::Replace, Some(&stored()), &mut new)
+                .ok(),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn no_sources_no_rules() {
+        let rules = SourceRules::for_client(&Policy::empty(), "okta");
+        assert!(rules.is_empty());
+        let mut new = doc(json!({"userName": "x"}));
+        assert_eq!(
+            rules
+                .enforce(WriteKind::Replace, Some(&stored()), &mut new)
+                .ok(),
+            Some(vec![])
+        );
+    }
+}
