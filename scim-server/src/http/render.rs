@@ -98,6 +98,24 @@ fn push_key(out: &mut Vec<u8>, first: &mut bool, key: &str) {
     out.push(b':');
 }
 
+/// About how many bytes [`write_default`] writes for `r`: reserving it up front means a group of
+/// 100,000 members (18 MB of JSON) is written into one allocation instead of a chain of doubling
+/// reallocations, which roughly tripled the memory such a read took.
+pub fn size_hint(r: &LoadedResource, base: &str) -> usize {
+    let per_item = |value: usize, display: usize| value * 2 + display + base.len() + 64;
+    let members: usize = r.members.as_deref().map_or(0, |m| {
+        m.iter()
+            .map(|(v, t, d)| per_item(v.len(), t.len() + d.as_ref().map_or(0, String::len)))
+            .sum()
+    });
+    let groups: usize = r.groups.as_deref().map_or(0, |g| {
+        g.iter()
+            .map(|(v, d, _)| per_item(v.len(), d.as_ref().map_or(0, String::len)))
+            .sum()
+    });
+    r.doc.len() + members + groups + base.len() + r.id.len() + 256
+}
+
 /// Appends the default representation of `r` to `out`, as the general path (assemble, add
 /// locations, project, serialise) would write it; `base` is the SCIM base URL the client used.
 /// Returns `false`, with `out` as it was, when this resource needs the general path.
@@ -303,8 +321,10 @@ mod tests {
         let mut out = b"prefix".to_vec();
         let fast = write_default(&mut out, r, s.of(r.kind), base)
             .then(|| String::from_utf8(out[6..].to_vec()).expect("utf-8"));
-        if fast.is_none() {
-            assert_eq!(out, b"prefix", "a refusal leaves the buffer as it was");
+        match &fast {
+            None => assert_eq!(out, b"prefix", "a refusal leaves the buffer as it was"),
+            // The reservation covers what is written, so writing never reallocates.
+            Some(text) => assert!(size_hint(r, base) >= text.len(), "{text}"),
         }
         (fast, general(r, s, base))
     }

@@ -120,9 +120,23 @@ pub async fn get(
     } else {
         "groups"
     });
-    let r = state
-        .db(move |s| s.get_loaded(kind, &id, with_members))
-        .await?;
+    // A User, or a Group without its members, is a point read: done here when a reader is idle
+    // (see `Store::try_get_loaded`); a Group's members can be many, so they load on the pool.
+    let inline = match (kind == ResourceKind::User || !with_members)
+        .then(|| state.store.try_get_loaded(kind, &id, with_members))
+        .flatten()
+    {
+        Some(r) => Some(r?),
+        None => None,
+    };
+    let r = match inline {
+        Some(r) => r,
+        None => {
+            state
+                .db(move |s| s.get_loaded(kind, &id, with_members))
+                .await?
+        }
+    };
     if none_match(&req, &r.etag()) {
         let mut resp = HttpResponse::NotModified().finish();
         if let Ok(v) = header::HeaderValue::from_str(&r.etag()) {
@@ -131,7 +145,7 @@ pub async fn get(
         return Ok(resp);
     }
     let base = super::base_url(&req);
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(super::render::size_hint(&r, &base));
     if default_projection(&p, &state)
         && super::render::write_default(&mut body, &r, state.schemas.of(kind), &base)
     {
@@ -344,14 +358,34 @@ async fn run_search(
     let max = state.config.max_results as u64;
     let q = search_query(&params, kind, max)?;
     let schemas = state.schemas.clone();
-    let page = state
-        .db(move |s| s.search_loaded(kind, &q, schemas.of(kind)))
-        .await?;
+    // Index lookups (userName eq …, the commonest query) run here when a reader is idle, like
+    // point reads in `get`; anything that may read many rows goes to the blocking pool.
+    let inline = match q
+        .is_index_lookup()
+        .then(|| state.store.try_search_loaded(kind, &q, schemas.of(kind)))
+        .flatten()
+    {
+        Some(page) => Some(page?),
+        None => None,
+    };
+    let page = match inline {
+        Some(page) => page,
+        None => {
+            state
+                .db(move |s| s.search_loaded(kind, &q, schemas.of(kind)))
+                .await?
+        }
+    };
     let base = super::base_url(req);
     let schema = state.schemas.of(kind);
     // Resources written straight from stored text where possible (see `render`), the rest
     // assembled and projected; spliced into the ListResponse's `Resources` array.
-    let mut resources = Vec::with_capacity(page.resources.len() * 1024);
+    let mut resources = Vec::with_capacity(
+        page.resources
+            .iter()
+            .map(|r| super::render::size_hint(r, &base) + 1)
+            .sum(),
+    );
     let fast = default_projection(&params.projection, state);
     for (n, r) in page.resources.iter().enumerate() {
         if n > 0 {

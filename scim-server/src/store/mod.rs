@@ -37,6 +37,7 @@
 //! Every operation returns [`StoreError`]; diesel and r2d2 errors are mapped once, in
 //! [`error::map_diesel`].
 
+mod checkpoint;
 mod conn;
 mod error;
 mod memeval;
@@ -273,6 +274,8 @@ struct Inner {
     type_counts: Option<Arc<TypeCounts>>,
     /// `None` on PostgreSQL, for the same reason (see [`ranks`]).
     id_ranks: Option<Arc<ranks::IdRanks>>,
+    /// SQLite files only.
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 /// The number of resources of each type, cached for unfiltered lists: `COUNT(*)` over 100,000
@@ -345,6 +348,9 @@ impl Store {
         let build = |size: u32| {
             r2d2::Pool::builder()
                 .max_size(size.max(1))
+                // A SQLite connection cannot go stale, and the check costs a parsed `SELECT 1` per
+                // checkout; a PostgreSQL connection can (server restart, idle timeout).
+                .test_on_check_out(!url.is_sqlite())
                 .min_idle(Some(options.min_idle.min(size.max(1))))
                 .connection_timeout(options.connection_timeout)
                 .build(ConnectionManager::new(url.clone()))
@@ -369,6 +375,13 @@ impl Store {
         };
         let type_counts = url.is_sqlite().then(Arc::default);
         let id_ranks = url.is_sqlite().then(Arc::default);
+        let checkpointer = match &url {
+            DbUrl::SqliteFile(path) => Some(Arc::new(
+                checkpoint::Checkpointer::start(path)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?,
+            )),
+            _ => None,
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 read,
@@ -381,6 +394,7 @@ impl Store {
                 clock: Utc::now,
                 type_counts,
                 id_ranks,
+                checkpointer,
             }),
         };
         store.migrate()?;
@@ -407,6 +421,7 @@ impl Store {
             clock: self.inner.clock,
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
+            checkpointer: self.inner.checkpointer.clone(),
         };
         f(&mut inner);
         Store {
@@ -440,6 +455,16 @@ impl Store {
 
     pub(crate) fn read_conn(&self) -> StoreResult<PooledConn> {
         Ok(self.inner.read.get()?)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn checkpointer(&self) -> Option<&checkpoint::Checkpointer> {
+        self.inner.checkpointer.as_deref()
+    }
+
+    /// A reader connection if one is idle now; never waits (r2d2 `try_get`).
+    pub(crate) fn try_read_conn(&self) -> Option<PooledConn> {
+        self.inner.read.try_get()
     }
 
     pub(crate) fn type_counts(&self) -> Option<&TypeCounts> {

@@ -349,7 +349,30 @@ impl Store {
         with_members: bool,
     ) -> StoreResult<LoadedResource> {
         let mut conn = self.read_conn()?;
-        let c = &mut *conn;
+        self.get_loaded_in(&mut conn, kind, id, with_members)
+    }
+
+    /// [`Store::get_loaded`] on a reader connection that is idle right now, or `None` at once
+    /// when there is none. For callers on an async worker: a point read costs tens of
+    /// microseconds, about what handing it to a blocking thread and back costs, but waiting for
+    /// a connection must not stall the worker.
+    pub fn try_get_loaded(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        with_members: bool,
+    ) -> Option<StoreResult<LoadedResource>> {
+        let mut conn = self.try_read_conn()?;
+        Some(self.get_loaded_in(&mut conn, kind, id, with_members))
+    }
+
+    fn get_loaded_in(
+        &self,
+        c: &mut DbConnection,
+        kind: ResourceKind,
+        id: &str,
+        with_members: bool,
+    ) -> StoreResult<LoadedResource> {
         if (kind, with_members) == (ResourceKind::User, true) {
             let (row, groups) = load_user_with_groups(c, id)?.ok_or(StoreError::NotFound)?;
             return Ok(LoadedResource::from_row(kind, row, None, Some(groups)));
@@ -580,10 +603,11 @@ impl Store {
         let version = row.4 + 1;
         if after != before {
             let x = extract(kind, &after);
+            let was = extract(kind, &before);
             let doc_text =
                 serde_json::to_string(&after).map_err(|e| StoreError::Backend(e.to_string()))?;
-            update_resource(c, id, &doc_text, &x, client.as_deref(), &now, version)?;
-            if x.emails != extract(kind, &before).emails {
+            update_resource(c, id, &doc_text, &x, &was, client.as_deref(), &now, version)?;
+            if x.emails != was.emails {
                 let mut q = Sql::<()>::new("DELETE FROM resource_values WHERE resource_id = ");
                 q.text(id);
                 q.execute(c)?;
@@ -903,34 +927,58 @@ fn insert_resource(
     Ok(())
 }
 
+/// Writes a changed document. Only the extracted columns whose values changed are in the SET
+/// list: SQLite rewrites the entries of every index over a column it sets, and `resources` has
+/// ten indexes, so setting them all made every PATCH write pages of each.
+#[allow(clippy::too_many_arguments)]
 fn update_resource(
     c: &mut DbConnection,
     id: &str,
     doc: &str,
     x: &Extracted,
+    was: &Extracted,
     client: Option<&str>,
     now: &str,
     version: i64,
 ) -> StoreResult<()> {
     let mut q = Sql::<()>::new("UPDATE resources SET doc = ");
-    q.text(doc).push(", user_name_folded = ");
-    q.bind(Bind::OptText(x.user_name_folded.clone()))
-        .push(", display_name = ");
-    q.bind(Bind::OptText(x.display_name.clone()))
-        .push(", display_name_folded = ");
-    q.bind(Bind::OptText(x.display_name_folded.clone()))
-        .push(", external_id = ");
-    q.bind(Bind::OptText(x.external_id.clone()))
-        .push(", active = ");
-    q.bind(Bind::OptBool(x.active))
-        .push(", employee_number_folded = ");
-    q.bind(Bind::OptText(x.employee_number_folded.clone()))
-        .push(", manager_value_folded = ");
-    q.bind(Bind::OptText(x.manager_value_folded.clone()))
-        .push(", last_modified = ");
+    q.text(doc);
+    let mut set = |column: &str, now: &Option<String>, before: &Option<String>| {
+        if now != before {
+            q.push(", ").push(column).push(" = ");
+            q.bind(Bind::OptText(now.clone()));
+        }
+    };
+    set(
+        "user_name_folded",
+        &x.user_name_folded,
+        &was.user_name_folded,
+    );
+    set("display_name", &x.display_name, &was.display_name);
+    set(
+        "display_name_folded",
+        &x.display_name_folded,
+        &was.display_name_folded,
+    );
+    set("external_id", &x.external_id, &was.external_id);
+    set(
+        "employee_number_folded",
+        &x.employee_number_folded,
+        &was.employee_number_folded,
+    );
+    set(
+        "manager_value_folded",
+        &x.manager_value_folded,
+        &was.manager_value_folded,
+    );
+    if x.active != was.active {
+        q.push(", active = ").bind(Bind::OptBool(x.active));
+    }
+    q.push(", last_modified = ");
     q.text(now).push(", version = ");
     q.int(version);
-    if let Some(client) = client {
+    // externalId is unique per client: a new externalId belongs to the client that sent it.
+    if let Some(client) = client.filter(|_| x.external_id != was.external_id) {
         q.push(", external_id_client = ").text(client);
     }
     q.push(" WHERE id = ").text(id);

@@ -56,6 +56,31 @@ pub struct SearchQuery {
     pub with_members: bool,
 }
 
+impl SearchQuery {
+    /// Whether this is a lookup that one index answers in a bounded number of rows: `eq` or `sw`
+    /// on `id`, `userName`, `externalId` or `displayName`, in the default order, one page of at
+    /// most 1,000 — how Okta and Entra look users up before they create them.
+    pub fn is_index_lookup(&self) -> bool {
+        let Some(Filter::Compare {
+            path,
+            op: CompareOp::Eq | CompareOp::Sw,
+            value: CompValue::Str(_),
+        }) = &self.filter
+        else {
+            return false;
+        };
+        path.urn.is_none()
+            && path.sub_attr.is_none()
+            && ["id", "userName", "externalId", "displayName"]
+                .iter()
+                .any(|n| path.name.eq_str(n))
+            && self.sort_by.is_none()
+            && self.cursor.is_none()
+            && self.start_index <= 1
+            && self.count <= 1000
+    }
+}
+
 /// One page of results: assembled documents ([`StoredResource`], the default) or rows as loaded
 /// ([`LoadedResource`], for renderers that write JSON without building documents).
 #[derive(Debug, Clone, PartialEq)]
@@ -522,7 +547,28 @@ impl Store {
         schema: &ResourceSchema,
     ) -> StoreResult<Page<LoadedResource>> {
         let mut conn = self.read_conn()?;
-        let c = &mut *conn;
+        self.search_loaded_in(&mut conn, kind, q, schema)
+    }
+
+    /// [`Store::search_loaded`] on a reader connection that is idle right now, or `None` at
+    /// once when there is none (see [`Store::try_get_loaded`]).
+    pub fn try_search_loaded(
+        &self,
+        kind: ResourceKind,
+        q: &SearchQuery,
+        schema: &ResourceSchema,
+    ) -> Option<StoreResult<Page<LoadedResource>>> {
+        let mut conn = self.try_read_conn()?;
+        Some(self.search_loaded_in(&mut conn, kind, q, schema))
+    }
+
+    fn search_loaded_in(
+        &self,
+        c: &mut DbConnection,
+        kind: ResourceKind,
+        q: &SearchQuery,
+        schema: &ResourceSchema,
+    ) -> StoreResult<Page<LoadedResource>> {
         let tr = Translator { kind, schema };
         let (frag, exact) = match &q.filter {
             Some(f) => tr.translate(f, Scope::Resource),
