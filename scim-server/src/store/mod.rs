@@ -18,8 +18,8 @@
 //! # Connections
 //!
 //! SQLite runs with WAL and one writer: writes go through a separate pool of exactly one
-//! connection (so concurrent writes queue instead of failing with "database is locked"), and
-//! writes that queue share one transaction ([`group_commit`]); reads go through a pool of several. PostgreSQL uses one pool for both. A pool timeout is
+//! connection (so concurrent writes queue instead of failing with "database is locked"), reads
+//! through a pool of several. PostgreSQL uses one pool for both. A pool timeout is
 //! [`StoreError::Unavailable`] (503).
 //!
 //! # The write seam (for the lifecycle engine)
@@ -40,7 +40,6 @@
 mod checkpoint;
 mod conn;
 mod error;
-mod group_commit;
 mod memeval;
 mod ranks;
 mod resources;
@@ -255,7 +254,7 @@ impl Default for StoreOptions {
 }
 
 type Pool = r2d2::Pool<ConnectionManager>;
-pub(crate) type PooledConn = r2d2::PooledConnection<ConnectionManager>;
+type PooledConn = r2d2::PooledConnection<ConnectionManager>;
 
 /// The store. Cheap to clone; all methods block (call them from `web::block` or a blocking
 /// thread pool).
@@ -277,9 +276,6 @@ struct Inner {
     id_ranks: Option<Arc<ranks::IdRanks>>,
     /// SQLite files only.
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
-    /// SQLite only: concurrent writes share transactions (see [`group_commit`]). PostgreSQL runs
-    /// writes concurrently on its own.
-    group_commit: Option<Arc<group_commit::GroupCommit>>,
 }
 
 /// The number of resources of each type, cached for unfiltered lists: `COUNT(*)` over 100,000
@@ -379,7 +375,6 @@ impl Store {
         };
         let type_counts = url.is_sqlite().then(Arc::default);
         let id_ranks = url.is_sqlite().then(Arc::default);
-        let group_commit = url.is_sqlite().then(Arc::default);
         let checkpointer = match &url {
             DbUrl::SqliteFile(path) => Some(Arc::new(
                 checkpoint::Checkpointer::start(path)
@@ -400,7 +395,6 @@ impl Store {
                 type_counts,
                 id_ranks,
                 checkpointer,
-                group_commit,
             }),
         };
         store.migrate()?;
@@ -428,7 +422,6 @@ impl Store {
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
             checkpointer: self.inner.checkpointer.clone(),
-            group_commit: self.inner.group_commit.clone(),
         };
         f(&mut inner);
         Store {
@@ -492,10 +485,11 @@ impl Store {
         &self,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> StoreResult<T>,
     ) -> StoreResult<T> {
+        let mut conn = self.inner.write.get()?;
         let mut changed = false;
         // Creates and deletes: (kind, id, created).
         let mut population: Vec<(ResourceKind, String, bool)> = Vec::new();
-        let work = |c: &mut DbConnection| {
+        let out = conn.transaction::<T, StoreError, _>(|c| {
             let mut changes = Vec::new();
             let out = body(c, &mut changes)?;
             if let Some(hook) = &self.inner.hook {
@@ -510,16 +504,9 @@ impl Store {
                 .map(|ch| (ch.kind, ch.id.clone(), ch.op == ChangeOp::Create))
                 .collect();
             Ok(out)
-        };
-        let out = match &self.inner.group_commit {
-            Some(group) => group.run(|| Ok(self.inner.write.get()?), work)?,
-            None => {
-                let mut conn = self.inner.write.get()?;
-                let c: &mut DbConnection = &mut conn;
-                c.transaction::<T, StoreError, _>(work)?
-            }
-        };
-        // Committed (and the writer released): tell the hook.
+        })?;
+        // Committed: release the writer first, then tell the hook.
+        drop(conn);
         if !population.is_empty() {
             if let Some(counts) = &self.inner.type_counts {
                 counts.invalidate();
