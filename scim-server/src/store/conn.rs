@@ -74,13 +74,10 @@ impl DbUrl {
 /// SQLite settings applied to every connection. `busy_timeout` comes before `journal_mode=WAL`
 /// (the other order can fail with "database is locked" while the pool starts).
 /// `case_sensitive_like` makes LIKE case-sensitive as on PostgreSQL; case-insensitive matching
-/// always goes through the folded columns. The store's checkpoint thread keeps the WAL short
-/// (`checkpoint.rs`); the automatic checkpoint, which runs inside a commit, is only a backstop
-/// (20,000 pages, about 80 MB).
+/// always goes through the folded columns.
 const SQLITE_SETUP: &str = "PRAGMA busy_timeout = 10000;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
-PRAGMA wal_autocheckpoint = 20000;
 PRAGMA foreign_keys = ON;
 PRAGMA case_sensitive_like = ON;";
 

@@ -37,7 +37,6 @@
 //! Every operation returns [`StoreError`]; diesel and r2d2 errors are mapped once, in
 //! [`error::map_diesel`].
 
-mod checkpoint;
 mod conn;
 mod error;
 mod memeval;
@@ -274,8 +273,6 @@ struct Inner {
     type_counts: Option<Arc<TypeCounts>>,
     /// `None` on PostgreSQL, for the same reason (see [`ranks`]).
     id_ranks: Option<Arc<ranks::IdRanks>>,
-    /// SQLite files only.
-    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 /// The number of resources of each type, cached for unfiltered lists: `COUNT(*)` over 100,000
@@ -375,13 +372,6 @@ impl Store {
         };
         let type_counts = url.is_sqlite().then(Arc::default);
         let id_ranks = url.is_sqlite().then(Arc::default);
-        let checkpointer = match &url {
-            DbUrl::SqliteFile(path) => Some(Arc::new(
-                checkpoint::Checkpointer::start(path)
-                    .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?,
-            )),
-            _ => None,
-        };
         let store = Store {
             inner: Arc::new(Inner {
                 read,
@@ -394,7 +384,6 @@ impl Store {
                 clock: Utc::now,
                 type_counts,
                 id_ranks,
-                checkpointer,
             }),
         };
         store.migrate()?;
@@ -421,7 +410,6 @@ impl Store {
             clock: self.inner.clock,
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
-            checkpointer: self.inner.checkpointer.clone(),
         };
         f(&mut inner);
         Store {
@@ -455,11 +443,6 @@ impl Store {
 
     pub(crate) fn read_conn(&self) -> StoreResult<PooledConn> {
         Ok(self.inner.read.get()?)
-    }
-
-    #[cfg(test)]
-    pub(crate) fn checkpointer(&self) -> Option<&checkpoint::Checkpointer> {
-        self.inner.checkpointer.as_deref()
     }
 
     /// A reader connection if one is idle now; never waits (r2d2 `try_get`).
