@@ -22,7 +22,7 @@ use super::simulate::SimulationRequest;
 use super::{Admin, AdminResult, API_PREFIX};
 use crate::auth::{Principal, Scope};
 use crate::http::error::{html_page, ApiError, ApiResult};
-use crate::http::{middleware, AppState};
+use crate::http::{method_not_allowed, middleware, not_found, resource as res, AppState};
 use crate::store::{approvals, outbox};
 
 /// Mounts the admin API (called from `http::configure`).
@@ -64,25 +64,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/incidents").route(web::get().to(incidents)))
             .default_service(web::to(not_found)),
     );
-}
-
-fn res(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
-
-async fn not_found(req: HttpRequest) -> ApiResult<HttpResponse> {
-    Err(ApiError::NotFound(format!(
-        "No endpoint at {}.",
-        req.path()
-    )))
-}
-
-async fn method_not_allowed(req: HttpRequest) -> ApiResult<HttpResponse> {
-    Err(ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}.",
-        req.method(),
-        req.path()
-    )))
 }
 
 /// The scope an admin route needs: `approvals` for listing and deciding approval and extension

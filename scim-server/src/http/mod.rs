@@ -152,14 +152,16 @@ pub fn scim_response_of(status: StatusCode, body: &impl serde::Serialize) -> Htt
     }
 }
 
-async fn not_found(req: HttpRequest) -> ApiResult<HttpResponse> {
+/// 404 as a SCIM error for any path no route serves (the SCIM API and the admin API).
+pub(crate) async fn not_found(req: HttpRequest) -> ApiResult<HttpResponse> {
     Err(ApiError::NotFound(format!(
         "No endpoint at {}.",
         req.path()
     )))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> ApiResult<HttpResponse> {
+/// 405 as a SCIM error for a method a route does not serve.
+pub(crate) async fn method_not_allowed(req: HttpRequest) -> ApiResult<HttpResponse> {
     Err(ApiError::MethodNotAllowed(format!(
         "{} is not allowed on {}.",
         req.method(),
@@ -184,7 +186,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// A resource whose other methods answer 405 with a SCIM error.
-fn resource(path: &str) -> actix_web::Resource {
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 

@@ -387,15 +387,16 @@ async fn run_search(
             .sum(),
     );
     let fast = default_projection(&params.projection, state);
-    for (n, r) in page.resources.iter().enumerate() {
-        if n > 0 {
+    let n = page.resources.len();
+    for (i, r) in page.resources.into_iter().enumerate() {
+        if i > 0 {
             resources.push(b',');
         }
-        if fast && super::render::write_default(&mut resources, r, schema, &base) {
+        if fast && super::render::write_default(&mut resources, &r, schema, &base) {
             continue;
         }
         let doc = render(
-            state.store.assemble_loaded(r.clone()),
+            state.store.assemble_loaded(r),
             &params.projection,
             &state.schemas,
             &base,
@@ -406,7 +407,6 @@ async fn run_search(
             )));
         }
     }
-    let n = page.resources.len();
     let envelope: ListResponse<Value> = match params.cursor {
         Some(_) => ListResponse::cursored(
             Vec::new(),
