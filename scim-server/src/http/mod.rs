@@ -125,6 +125,23 @@ impl AppState {
         let store = self.store.clone();
         Ok(web::block(move || f(&store)).await??)
     }
+
+    /// Runs a single-resource write: through the store's group commit where it has one (see
+    /// `Store::submit_write` for which writes qualify), else like [`AppState::db`].
+    pub async fn write<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        if !self.store.batches_writes() {
+            return self.db(f).await;
+        }
+        let answer = self.store.submit_write(f)?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the write was dropped by an internal error"))?
+            .map_err(Into::into)
+    }
 }
 
 /// `scheme://host/scim/v2` as the client addressed us (for `Location` and `meta.location`).

@@ -13,7 +13,7 @@ use scim_schema::sort::{sort_key, SortKey};
 use serde_json::Value;
 
 use crate::service::{self, Schemas};
-use crate::store::{Doc, ResourceKind, StoredResource};
+use crate::store::{Doc, LoadedResource, ResourceKind, Store, StoredResource};
 
 use super::body::ScimJson;
 use super::error::{ApiError, ApiResult};
@@ -144,23 +144,35 @@ pub async fn get(
         }
         return Ok(resp);
     }
-    let base = super::base_url(&req);
+    Ok(loaded_response(StatusCode::OK, r, &p, &state, &req))
+}
+
+/// A resource response from a row as loaded or written: straight from the stored text for the
+/// default projection ([`super::render`]), else through the general path.
+fn loaded_response(
+    status: StatusCode,
+    r: LoadedResource,
+    p: &Projection,
+    state: &AppState,
+    req: &HttpRequest,
+) -> HttpResponse {
+    let base = super::base_url(req);
     let mut body = Vec::with_capacity(super::render::size_hint(&r, &base));
-    if default_projection(&p, &state)
-        && super::render::write_default(&mut body, &r, state.schemas.of(kind), &base)
+    if default_projection(p, state)
+        && super::render::write_default(&mut body, &r, state.schemas.of(r.kind), &base)
     {
-        let mut resp = HttpResponse::Ok()
+        let mut resp = HttpResponse::build(status)
             .insert_header((header::CONTENT_TYPE, super::error::SCIM_JSON))
             .body(body);
         add_resource_headers(
             &mut resp,
             &r.etag(),
-            &format!("{base}/{}/{}", kind.endpoint(), r.id),
+            &format!("{base}/{}/{}", r.kind.endpoint(), r.id),
         );
-        return Ok(resp);
+        return resp;
     }
     let r = state.store.assemble_loaded(r);
-    Ok(resource_response(StatusCode::OK, r, &p, &state, &req))
+    resource_response(status, r, p, state, req)
 }
 
 /// Whether a read can be written straight from stored text ([`super::render`]): the default
@@ -190,9 +202,9 @@ pub async fn create(
     let caller = state.caller(&req)?;
     let schemas = state.schemas.clone();
     let r = state
-        .db(move |s| service::create(s, &schemas, kind, body.0, &caller))
+        .write(move |s| service::create_loaded(s, &schemas, kind, body.0, &caller))
         .await?;
-    Ok(resource_response(StatusCode::CREATED, r, &p, &state, &req))
+    Ok(loaded_response(StatusCode::CREATED, r, &p, &state, &req))
 }
 
 pub async fn replace(
@@ -208,7 +220,9 @@ pub async fn replace(
     let schemas = state.schemas.clone();
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
     let r = state
-        .db(move |s| service::replace(s, &schemas, kind, &id, body.0, if_match.as_deref(), &caller))
+        .write(move |s| {
+            service::replace(s, &schemas, kind, &id, body.0, if_match.as_deref(), &caller)
+        })
         .await?;
     Ok(resource_response(StatusCode::OK, r, &p, &state, &req))
 }
@@ -260,20 +274,25 @@ pub async fn patch(
     } else {
         service::PatchReply::Default
     };
-    let out = state
-        .db(move |s| {
-            service::patch(
-                s,
-                &schemas,
-                kind,
-                &id,
-                body.0,
-                if_match.as_deref(),
-                &caller,
-                reply,
-            )
-        })
-        .await?;
+    let patch = move |s: &Store| {
+        service::patch(
+            s,
+            &schemas,
+            kind,
+            &id,
+            body.0,
+            if_match.as_deref(),
+            &caller,
+            reply,
+        )
+    };
+    // A Group PATCH may fall back to read-then-replace through a reader connection, which a
+    // shared (group-commit) transaction would hide from it.
+    let out = if kind == ResourceKind::User {
+        state.write(patch).await?
+    } else {
+        state.db(patch).await?
+    };
     let group_id = out.resource.id.clone();
     let mut resp = if reply == service::PatchReply::Minimal || out.no_content {
         let mut resp = HttpResponse::NoContent().finish();
@@ -305,7 +324,7 @@ pub async fn delete(
     let kind = kind(&segment, &req)?;
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
     state
-        .db(move |s| s.delete(kind, &id, if_match.as_deref()))
+        .write(move |s| s.delete(kind, &id, if_match.as_deref()))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

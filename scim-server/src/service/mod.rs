@@ -32,7 +32,8 @@ use scim_schema::Error;
 use serde_json::Value;
 
 use crate::store::{
-    etag, Doc, MemberRemoval, NewMember, ResourceKind, Store, StoreError, StoredResource,
+    etag, Doc, LoadedResource, MemberRemoval, NewMember, ResourceKind, Store, StoreError,
+    StoredResource,
 };
 
 pub use ownership::SourceRules;
@@ -150,13 +151,37 @@ pub fn create(
     body: Value,
     caller: &Caller,
 ) -> Result<StoredResource, StoreError> {
+    let doc = new_resource(schemas, kind, body, caller)?;
+    store.create(kind, doc, Some(&caller.client))
+}
+
+/// [`create`], answering with the row as written (see `Store::create_loaded`).
+pub fn create_loaded(
+    store: &Store,
+    schemas: &Schemas,
+    kind: ResourceKind,
+    body: Value,
+    caller: &Caller,
+) -> Result<LoadedResource, StoreError> {
+    let doc = new_resource(schemas, kind, body, caller)?;
+    store.create_loaded(kind, doc, Some(&caller.client))
+}
+
+/// A POST body made into the document to store: normalised for the caller's dialect,
+/// validated, sources of truth enforced, the password hashed.
+fn new_resource(
+    schemas: &Schemas,
+    kind: ResourceKind,
+    body: Value,
+    caller: &Caller,
+) -> Result<Doc, StoreError> {
     let schema = schemas.of(kind);
     let doc = normalize_resource(object(body, "The resource")?, caller.dialect, schema)?;
     let doc = tolerate(doc, schema, schemas.validation.reject_unknown_attributes);
     let mut doc = validate(&doc, schema, ValidationContext::Create, schemas.validation)?;
     enforce_sources(caller, kind, WriteKind::Create, None, None, &mut doc)?;
     hash_password(&mut doc, None)?;
-    store.create(kind, doc, Some(&caller.client))
+    Ok(doc)
 }
 
 /// PUT: normalises and validates against the stored resource (immutability), then replaces in

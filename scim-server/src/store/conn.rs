@@ -79,10 +79,12 @@ const SQLITE_SETUP: &str = "PRAGMA busy_timeout = 10000;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;
-PRAGMA case_sensitive_like = ON;";
+PRAGMA case_sensitive_like = ON;
+PRAGMA temp_store = MEMORY;";
 
 const SQLITE_MEMORY_SETUP: &str = "PRAGMA foreign_keys = ON;
-PRAGMA case_sensitive_like = ON;";
+PRAGMA case_sensitive_like = ON;
+PRAGMA temp_store = MEMORY;";
 
 /// Opens one connection for `url`, reporting the backend's own error.
 pub fn establish(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {

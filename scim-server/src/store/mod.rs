@@ -37,6 +37,7 @@
 //! Every operation returns [`StoreError`]; diesel and r2d2 errors are mapped once, in
 //! [`error::map_diesel`].
 
+mod batch;
 mod conn;
 mod error;
 mod memeval;
@@ -273,6 +274,9 @@ struct Inner {
     type_counts: Option<Arc<TypeCounts>>,
     /// `None` on PostgreSQL, for the same reason (see [`ranks`]).
     id_ranks: Option<Arc<ranks::IdRanks>>,
+    /// The group-commit writer thread (SQLite files only), started by the first
+    /// [`Store::submit_write`].
+    writer: Arc<std::sync::OnceLock<batch::WriteQueue>>,
 }
 
 /// The number of resources of each type, cached for unfiltered lists: `COUNT(*)` over 100,000
@@ -384,6 +388,7 @@ impl Store {
                 clock: Utc::now,
                 type_counts,
                 id_ranks,
+                writer: Arc::default(),
             }),
         };
         store.migrate()?;
@@ -410,6 +415,7 @@ impl Store {
             clock: self.inner.clock,
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
+            writer: self.inner.writer.clone(),
         };
         f(&mut inner);
         Store {
@@ -462,17 +468,84 @@ impl Store {
         (self.inner.clock)()
     }
 
+    /// Runs a single-resource write `f` in a transaction it may share with other writes (group
+    /// commit, see [`batch`]); the result arrives once that transaction has committed. Only for
+    /// writes whose every read goes through `write_tx`: a shared transaction is invisible to
+    /// reader connections until it commits. Only where [`Store::batches_writes`]; elsewhere run
+    /// `f` on a blocking thread.
+    pub fn submit_write<T, F>(
+        &self,
+        f: F,
+    ) -> StoreResult<tokio::sync::oneshot::Receiver<StoreResult<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+    {
+        if !self.batches_writes() {
+            return Err(StoreError::Backend(
+                "writes are batched only on a SQLite file".into(),
+            ));
+        }
+        let queue = match self.inner.writer.get() {
+            Some(q) => q,
+            None => {
+                let q = batch::WriteQueue::start(self.inner.write.clone())?;
+                // A racing first call may have set it already; its thread serves both.
+                let _ = self.inner.writer.set(q);
+                self.inner
+                    .writer
+                    .get()
+                    .ok_or_else(|| StoreError::Backend("the writer thread did not start".into()))?
+            }
+        };
+        let store = self.clone();
+        Ok(queue.submit(move || f(&store)))
+    }
+
+    /// Whether single-resource writes share commits ([`Store::submit_write`]): on a SQLite
+    /// file, whose one writer serialises them anyway. PostgreSQL runs writes concurrently, and
+    /// in-memory SQLite shares its one connection with readers.
+    pub fn batches_writes(&self) -> bool {
+        matches!(self.inner.url, DbUrl::SqliteFile(_))
+    }
+
     /// The one write path: a transaction on the writer connection in which `body` does the work
-    /// and records its [`Change`]s, which the hook then sees before commit.
+    /// and records its [`Change`]s, which the hook then sees before commit. On the group-commit
+    /// writer thread it is a savepoint of the batch's transaction instead, and what follows the
+    /// commit waits for the batch's.
     pub(crate) fn write_tx<T>(
         &self,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> StoreResult<T>,
     ) -> StoreResult<T> {
+        if let Some(mut open) = batch::take_open() {
+            let out = self.run_write(&mut open.conn, body);
+            if let Ok((_, population, changed)) = &out {
+                open.effects.push(batch::Effect {
+                    store: self.clone(),
+                    population: population.clone(),
+                    changed: *changed,
+                });
+            }
+            batch::restore(open);
+            return out.map(|(v, _, _)| v);
+        }
         let mut conn = self.inner.write.get()?;
-        let mut changed = false;
-        // Creates and deletes: (kind, id, created).
-        let mut population: Vec<(ResourceKind, String, bool)> = Vec::new();
-        let out = conn.transaction::<T, StoreError, _>(|c| {
+        let (out, population, changed) = self.run_write(&mut conn, body)?;
+        // Committed: release the writer first, then tell the hook.
+        drop(conn);
+        self.after_commit(population, changed);
+        Ok(out)
+    }
+
+    /// Runs `body` and the hook in a transaction (a savepoint when one is open). Returns the
+    /// output, the resources created (`true`) or deleted, and whether anything changed.
+    #[allow(clippy::type_complexity)]
+    fn run_write<T>(
+        &self,
+        conn: &mut DbConnection,
+        body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> StoreResult<T>,
+    ) -> StoreResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
+        conn.transaction::<_, StoreError, _>(|c| {
             let mut changes = Vec::new();
             let out = body(c, &mut changes)?;
             if let Some(hook) = &self.inner.hook {
@@ -480,16 +553,17 @@ impl Store {
                     hook.on_write(c, change)?;
                 }
             }
-            changed = !changes.is_empty();
-            population = changes
+            let population = changes
                 .iter()
                 .filter(|ch| matches!(ch.op, ChangeOp::Create | ChangeOp::Delete))
                 .map(|ch| (ch.kind, ch.id.clone(), ch.op == ChangeOp::Create))
                 .collect();
-            Ok(out)
-        })?;
-        // Committed: release the writer first, then tell the hook.
-        drop(conn);
+            Ok((out, population, !changes.is_empty()))
+        })
+    }
+
+    /// After a commit: keep the SQLite count cache and id index current, and tell the hook.
+    fn after_commit(&self, population: Vec<(ResourceKind, String, bool)>, changed: bool) {
         if !population.is_empty() {
             if let Some(counts) = &self.inner.type_counts {
                 counts.invalidate();
@@ -505,7 +579,6 @@ impl Store {
                 hook.after_commit();
             }
         }
-        Ok(out)
     }
 }
 

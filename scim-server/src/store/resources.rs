@@ -299,18 +299,54 @@ impl Store {
     pub fn create(
         &self,
         kind: ResourceKind,
-        mut doc: Doc,
+        doc: Doc,
         client_id: Option<&str>,
     ) -> StoreResult<StoredResource> {
+        let c = self.create_row(kind, doc, client_id)?;
+        let members = (kind == ResourceKind::Group).then_some(c.members.as_slice());
+        Ok(self.assemble_doc(kind, c.id, c.doc, &c.now, &c.now, 1, members, None))
+    }
+
+    /// [`Store::create`], answering with the row as written (for `http::render`, which writes the
+    /// response from the stored text instead of serialising the document again).
+    pub fn create_loaded(
+        &self,
+        kind: ResourceKind,
+        doc: Doc,
+        client_id: Option<&str>,
+    ) -> StoreResult<LoadedResource> {
+        let c = self.create_row(kind, doc, client_id)?;
+        let (members, groups) = match kind {
+            ResourceKind::Group => (Some(c.members), None),
+            // A new user belongs to no group yet.
+            ResourceKind::User => (None, Some(Vec::new())),
+        };
+        Ok(LoadedResource {
+            kind,
+            id: c.id,
+            doc: c.text,
+            created: c.now.clone(),
+            last_modified: c.now,
+            version: 1,
+            members,
+            groups,
+        })
+    }
+
+    fn create_row(
+        &self,
+        kind: ResourceKind,
+        mut doc: Doc,
+        client_id: Option<&str>,
+    ) -> StoreResult<Created> {
         let members = strip(kind, &mut doc)?;
         let x = extract(kind, &doc);
         let id = uuid::Uuid::now_v7().to_string();
         let now = fmt_ts(self.now());
-        let doc_text =
-            serde_json::to_string(&doc).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let text = serde_json::to_string(&doc).map_err(|e| StoreError::Backend(e.to_string()))?;
         let client = client_id.unwrap_or("").to_string();
-        self.write_tx(|c, changes| {
-            insert_resource(c, kind, &id, &doc_text, &x, &client, &now)?;
+        let members = self.write_tx(|c, changes| {
+            insert_resource(c, kind, &id, &text, &x, &client, &now)?;
             insert_values(c, &id, &x)?;
             let member_rows = match &members {
                 Some(m) if !m.is_empty() => add_members(c, &id, m)?,
@@ -325,8 +361,14 @@ impl Store {
                 members_added: member_rows.iter().map(|m| m.0.clone()).collect(),
                 members_removed: MemberRemoval::None,
             });
-            let members = (kind == ResourceKind::Group).then_some(member_rows.as_slice());
-            Ok(self.assemble_doc(kind, id.clone(), doc.clone(), &now, &now, 1, members, None))
+            Ok(member_rows)
+        })?;
+        Ok(Created {
+            id,
+            doc,
+            text,
+            now,
+            members,
         })
     }
 
@@ -774,6 +816,17 @@ fn bump(c: &mut DbConnection, id: &str, now: &str) -> StoreResult<()> {
     q.text(id);
     q.execute(c)?;
     Ok(())
+}
+
+/// A resource as [`Store::create`] wrote it.
+struct Created {
+    id: String,
+    doc: Doc,
+    /// `doc` as stored.
+    text: String,
+    /// `meta.created` and `meta.lastModified`, as stored.
+    now: String,
+    members: Vec<MemberRow>,
 }
 
 pub(crate) fn load_row(

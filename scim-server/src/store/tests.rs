@@ -1055,3 +1055,30 @@ fn store_rejects_foreign_urls() {
         Err(StoreError::Config(_))
     ));
 }
+
+/// The create answer rendered from the written row must be what a read returns right after it.
+#[test]
+fn create_loaded_is_what_a_read_loads() {
+    each_backend(|db| {
+        let s = &db.store;
+        let made = s
+            .create_loaded(
+                ResourceKind::User,
+                obj(json!({"userName": "cl-user", "emails": [{"value": "a@example.com"}]})),
+                Some("client"),
+            )
+            .unwrap();
+        let read = s.get_loaded(ResourceKind::User, &made.id, true).unwrap();
+        assert_eq!(made, read, "{}", db.name);
+        let g = s
+            .create_loaded(
+                ResourceKind::Group,
+                obj(json!({"displayName": "cl-group", "members": [{"value": made.id}]})),
+                None,
+            )
+            .unwrap();
+        let read = s.get_loaded(ResourceKind::Group, &g.id, true).unwrap();
+        assert_eq!(g, read, "{}", db.name);
+        assert_eq!(g.members.as_ref().map(Vec::len), Some(1));
+    });
+}
