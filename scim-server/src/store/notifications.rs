@@ -114,8 +114,8 @@ pub fn claim(
         .text(now_s.as_str())
         .push(") OR (status = 'running' AND lease_until < ")
         .text(now_s.as_str())
-        .push(") ORDER BY id LIMIT ")
-        .int(limit);
+        .push(") ORDER BY id")
+        .limit(limit);
     if matches!(c, DbConnection::Postgresql(_)) {
         q.push(" FOR UPDATE SKIP LOCKED");
     }

@@ -306,9 +306,9 @@ pub fn claim(
                 " AND NOT EXISTS (SELECT 1 FROM engine_outbox p WHERE p.user_id = o.user_id \
                  AND p.connector = o.connector AND p.id < o.id \
                  AND p.status IN ('pending', 'running', 'held')) \
-                 ORDER BY o.priority DESC, o.id LIMIT ",
+                 ORDER BY o.priority DESC, o.id",
             )
-            .int(limit);
+            .limit(limit);
         if pg {
             q.push(" FOR UPDATE OF o SKIP LOCKED");
         }
@@ -408,7 +408,7 @@ pub fn list_ops(
     if let Some(s) = status {
         q.push(" AND status = ").text(s);
     }
-    q.push(" ORDER BY id DESC LIMIT ").int(limit);
+    q.push(" ORDER BY id DESC").limit(limit);
     Ok(q.load::<OutboxTuple>(c)?
         .into_iter()
         .map(outbox_row)
@@ -529,7 +529,7 @@ pub fn list_events(
     if let Some(u) = user_id {
         q.push(" AND user_id = ").text(u);
     }
-    q.push(" ORDER BY id DESC LIMIT ").int(limit);
+    q.push(" ORDER BY id DESC").limit(limit);
     Ok(q.load(c)?)
 }
 

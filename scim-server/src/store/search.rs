@@ -670,7 +670,7 @@ impl Store {
                 .push(col)
                 .push(" DESC NULLS LAST, id DESC");
         }
-        page.push(" LIMIT ").int(q.count as i64 + 1);
+        page.limit(q.count as i64 + 1);
         if offset_rows > 0 {
             page.push(" OFFSET ").int(offset_rows as i64);
         }
@@ -771,7 +771,7 @@ impl Store {
             if let Some(id) = &last_id {
                 batch.push(" AND id > ").text(id.as_str());
             }
-            batch.push(" ORDER BY id LIMIT ").int(BATCH);
+            batch.push(" ORDER BY id").limit(BATCH);
             let rows: Vec<Row> = batch.load(c)?;
             let n = rows.len();
             last_id = rows.last().map(|r| r.0.clone());

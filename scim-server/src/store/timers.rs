@@ -82,8 +82,8 @@ pub fn claim_due(c: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> StoreR
     let mut q = Sql::<TimerSt>::new(COLS);
     q.push("WHERE status = 'pending' AND due <= ")
         .text(fmt_ts(now))
-        .push(" ORDER BY due, id LIMIT ")
-        .int(limit);
+        .push(" ORDER BY due, id")
+        .limit(limit);
     if matches!(c, DbConnection::Postgresql(_)) {
         q.push(" FOR UPDATE SKIP LOCKED");
     }
