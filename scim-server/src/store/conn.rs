@@ -80,11 +80,13 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;
 PRAGMA case_sensitive_like = ON;
-PRAGMA temp_store = MEMORY;";
+PRAGMA temp_store = MEMORY;
+PRAGMA wal_autocheckpoint = 4000;";
 
 const SQLITE_MEMORY_SETUP: &str = "PRAGMA foreign_keys = ON;
 PRAGMA case_sensitive_like = ON;
-PRAGMA temp_store = MEMORY;";
+PRAGMA temp_store = MEMORY;
+PRAGMA wal_autocheckpoint = 4000;";
 
 /// Opens one connection for `url`, reporting the backend's own error.
 pub fn establish(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {

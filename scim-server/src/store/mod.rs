@@ -38,6 +38,7 @@
 //! [`error::map_diesel`].
 
 mod batch;
+mod checkpoint;
 mod conn;
 mod error;
 mod memeval;
@@ -277,6 +278,8 @@ struct Inner {
     /// The group-commit writer thread (SQLite files only), started by the first
     /// [`Store::submit_write`].
     writer: Arc<std::sync::OnceLock<batch::WriteQueue>>,
+    /// The background WAL checkpointer (SQLite files only), started by the first commit.
+    checkpointer: Arc<std::sync::OnceLock<checkpoint::Checkpointer>>,
 }
 
 /// The number of resources of each type, cached for unfiltered lists: `COUNT(*)` over 100,000
@@ -389,6 +392,7 @@ impl Store {
                 type_counts,
                 id_ranks,
                 writer: Arc::default(),
+                checkpointer: Arc::default(),
             }),
         };
         store.migrate()?;
@@ -416,6 +420,7 @@ impl Store {
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
             writer: self.inner.writer.clone(),
+            checkpointer: self.inner.checkpointer.clone(),
         };
         f(&mut inner);
         Store {
@@ -502,6 +507,33 @@ impl Store {
         Ok(queue.submit(move || f(&store)))
     }
 
+    /// Wakes the background checkpointer (SQLite files; see [`checkpoint`]), starting it on
+    /// first use. Without it, SQLite checkpoints inside commits as it always does.
+    fn request_checkpoint(&self) {
+        let DbUrl::SqliteFile(_) = &self.inner.url else {
+            return;
+        };
+        let cp = match self.inner.checkpointer.get() {
+            Some(cp) => cp,
+            None => match checkpoint::Checkpointer::start(self.inner.url.clone()) {
+                Ok(cp) => {
+                    // A racing first commit may have started one; the loser's thread ends
+                    // when its handle drops here.
+                    let _ = self.inner.checkpointer.set(cp);
+                    match self.inner.checkpointer.get() {
+                        Some(cp) => cp,
+                        None => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no background WAL checkpoints");
+                    return;
+                }
+            },
+        };
+        cp.poke();
+    }
+
     /// Whether single-resource writes share commits ([`Store::submit_write`]): on a SQLite
     /// file, whose one writer serialises them anyway. PostgreSQL runs writes concurrently, and
     /// in-memory SQLite shares its one connection with readers.
@@ -562,8 +594,12 @@ impl Store {
         })
     }
 
-    /// After a commit: keep the SQLite count cache and id index current, and tell the hook.
+    /// After a commit: ask for a WAL checkpoint, keep the SQLite count cache and id index
+    /// current, and tell the hook.
     fn after_commit(&self, population: Vec<(ResourceKind, String, bool)>, changed: bool) {
+        if changed {
+            self.request_checkpoint();
+        }
         if !population.is_empty() {
             if let Some(counts) = &self.inner.type_counts {
                 counts.invalidate();
