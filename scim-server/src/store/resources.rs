@@ -869,60 +869,34 @@ pub(crate) fn find_user_row_by_name(
     Ok(q.get_result::<Row>(c).optional()?)
 }
 
-/// A User's row and its groups (direct and indirect) in one query: the row is joined with the
-/// recursive group walk, one result row per group (one with NULL group columns when none).
+/// A User's row and its groups (direct and indirect). The row comes with whether the user is a
+/// member of anything, and only then does the recursive group walk run: its temporary tables
+/// (the walk's queue, the UNION's and GROUP BY's) cost more than reading the row, and a user in
+/// no group needs none of them. The walk reads a snapshot a moment later than the row; `groups`
+/// is not part of the user's version, so the answer is one a read a moment later could give.
 fn load_user_with_groups(
     c: &mut DbConnection,
     id: &str,
 ) -> StoreResult<Option<(Row, Vec<GroupRef>)>> {
-    type St = (
-        Text,
-        Text,
-        Text,
-        Text,
-        BigInt,
-        Nullable<Text>,
-        Nullable<Text>,
-        Nullable<Integer>,
+    let mut q = Sql::<(Text, Text, Text, Text, BigInt, diesel::sql_types::Bool)>::new(
+        "SELECT id, doc, created, last_modified, version, \
+         EXISTS (SELECT 1 FROM group_members WHERE member_id = resources.id) \
+         FROM resources WHERE id = ",
     );
-    type R = (
-        String,
-        String,
-        String,
-        String,
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<i32>,
-    );
-    let mut q = Sql::<St>::new(
-        "WITH RECURSIVE anc(gid, direct) AS (\
-         SELECT group_id, 1 FROM group_members WHERE member_id = ",
-    );
-    q.text(id).push(
-        " UNION SELECT gm.group_id, 0 FROM anc CROSS JOIN group_members gm WHERE gm.member_id = anc.gid), \
-         g AS (SELECT r.id AS gid, r.display_name AS gdisplay, MAX(anc.direct) AS direct \
-         FROM anc CROSS JOIN resources r WHERE r.id = anc.gid GROUP BY r.id, r.display_name) \
-         SELECT u.id, u.doc, u.created, u.last_modified, u.version, g.gid, g.gdisplay, g.direct \
-         FROM resources u LEFT JOIN g ON 1 = 1 WHERE u.id = ",
-    );
-    q.text(id)
-        .push(" AND u.resource_type = 'User' ORDER BY g.gid");
-    let rows: Vec<R> = q.load(c)?;
-    let mut rows = rows.into_iter();
-    let Some(first) = rows.next() else {
+    q.text(id).push(" AND resource_type = 'User'");
+    let Some((uid, doc, created, lm, version, member)) = q
+        .get_result::<(String, String, String, String, i64, bool)>(c)
+        .optional()?
+    else {
         return Ok(None);
     };
-    let mut groups = Vec::new();
-    let (uid, doc, created, lm, version, gid, gdisplay, direct) = first;
-    if let Some(gid) = gid {
-        groups.push((gid, gdisplay, direct.unwrap_or(0) != 0));
-    }
-    for (_, _, _, _, _, gid, gdisplay, direct) in rows {
-        if let Some(gid) = gid {
-            groups.push((gid, gdisplay, direct.unwrap_or(0) != 0));
-        }
-    }
+    let groups = if member {
+        load_groups(c, std::slice::from_ref(&uid))?
+            .remove(&uid)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Ok(Some(((uid, doc, created, lm, version), groups)))
 }
 
