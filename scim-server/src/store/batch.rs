@@ -145,7 +145,13 @@ fn run(pool: Pool, rx: Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        run_batch(&pool, jobs);
+        // Writes run under their own catch_unwind; this keeps the thread (and every later
+        // write) alive should the batch's own bookkeeping ever panic. A connection it left open
+        // goes back to the pool mid-transaction, which discards it.
+        if catch_unwind(AssertUnwindSafe(|| run_batch(&pool, jobs))).is_err() {
+            tracing::error!("a write batch panicked outside its writes");
+            drop(take_open());
+        }
     }
 }
 

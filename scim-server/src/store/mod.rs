@@ -491,18 +491,9 @@ impl Store {
                 "writes are batched only on a SQLite file".into(),
             ));
         }
-        let queue = match self.inner.writer.get() {
-            Some(q) => q,
-            None => {
-                let q = batch::WriteQueue::start(self.inner.write.clone())?;
-                // A racing first call may have set it already; its thread serves both.
-                let _ = self.inner.writer.set(q);
-                self.inner
-                    .writer
-                    .get()
-                    .ok_or_else(|| StoreError::Backend("the writer thread did not start".into()))?
-            }
-        };
+        let queue = started(&self.inner.writer, || {
+            batch::WriteQueue::start(self.inner.write.clone())
+        })?;
         let store = self.clone();
         Ok(queue.submit(move || f(&store)))
     }
@@ -513,25 +504,12 @@ impl Store {
         let DbUrl::SqliteFile(_) = &self.inner.url else {
             return;
         };
-        let cp = match self.inner.checkpointer.get() {
-            Some(cp) => cp,
-            None => match checkpoint::Checkpointer::start(self.inner.url.clone()) {
-                Ok(cp) => {
-                    // A racing first commit may have started one; the loser's thread ends
-                    // when its handle drops here.
-                    let _ = self.inner.checkpointer.set(cp);
-                    match self.inner.checkpointer.get() {
-                        Some(cp) => cp,
-                        None => return,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "no background WAL checkpoints");
-                    return;
-                }
-            },
-        };
-        cp.poke();
+        match started(&self.inner.checkpointer, || {
+            checkpoint::Checkpointer::start(self.inner.url.clone())
+        }) {
+            Ok(cp) => cp.poke(),
+            Err(e) => tracing::warn!(error = %e, "no background WAL checkpoints"),
+        }
     }
 
     /// Whether single-resource writes share commits ([`Store::submit_write`]): on a SQLite
@@ -550,16 +528,18 @@ impl Store {
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> StoreResult<T>,
     ) -> StoreResult<T> {
         if let Some(mut open) = batch::take_open() {
-            let out = self.run_write(&mut open.conn, body);
-            if let Ok((_, population, changed)) = &out {
-                open.effects.push(batch::Effect {
-                    store: self.clone(),
-                    population: population.clone(),
-                    changed: *changed,
+            let out = self
+                .run_write(&mut open.conn, body)
+                .map(|(out, population, changed)| {
+                    open.effects.push(batch::Effect {
+                        store: self.clone(),
+                        population,
+                        changed,
+                    });
+                    out
                 });
-            }
             batch::restore(open);
-            return out.map(|(v, _, _)| v);
+            return out;
         }
         let mut conn = self.inner.write.get()?;
         let (out, population, changed) = self.run_write(&mut conn, body)?;
@@ -616,6 +596,20 @@ impl Store {
             }
         }
     }
+}
+
+/// The value in `cell`, started by `start` on first use. Two first callers may both start one;
+/// the loser's is dropped (a thread behind it ends with it).
+fn started<T>(
+    cell: &std::sync::OnceLock<T>,
+    start: impl FnOnce() -> StoreResult<T>,
+) -> StoreResult<&T> {
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let _ = cell.set(start()?);
+    cell.get()
+        .ok_or_else(|| StoreError::Backend("a store thread did not start".into()))
 }
 
 /// Formats a timestamp the way it is stored: UTC, fixed width, microseconds.
