@@ -94,6 +94,19 @@ pub struct Page<R = StoredResource> {
     pub previous_cursor: Option<String>,
 }
 
+impl<R> Page<R> {
+    /// A page without resources (`count=0`, or a start past the end).
+    fn empty(total_results: u64, start_index: u64) -> Self {
+        Page {
+            total_results,
+            start_index,
+            resources: Vec::new(),
+            next_cursor: None,
+            previous_cursor: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ColType {
     /// Text compared as stored (caseExact).
@@ -601,13 +614,7 @@ impl Store {
     ) -> StoreResult<Page<LoadedResource>> {
         let start_index = q.start_index.max(1);
         if q.count == 0 {
-            return Ok(Page {
-                total_results: self.count_of(c, kind, q, base)?,
-                start_index,
-                resources: Vec::new(),
-                next_cursor: None,
-                previous_cursor: None,
-            });
+            return Ok(Page::empty(self.count_of(c, kind, q, base)?, start_index));
         }
         let sort_expr = if col == "id" { "NULL" } else { col };
         let mut page = Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, ");
@@ -642,13 +649,7 @@ impl Store {
                         offset_rows = 0;
                     }
                     Seek::PastEnd => {
-                        return Ok(Page {
-                            total_results: self.count_of(c, kind, q, base)?,
-                            start_index,
-                            resources: Vec::new(),
-                            next_cursor: None,
-                            previous_cursor: None,
-                        })
+                        return Ok(Page::empty(self.count_of(c, kind, q, base)?, start_index))
                     }
                     Seek::Unavailable => {}
                 }
@@ -810,13 +811,7 @@ impl Store {
         };
         let start_index = offset + 1;
         if q.count == 0 {
-            return Ok(Page {
-                total_results: total,
-                start_index,
-                resources: Vec::new(),
-                next_cursor: None,
-                previous_cursor: None,
-            });
+            return Ok(Page::empty(total, start_index));
         }
         let end = offset.saturating_add(q.count).min(total);
         let ids: Vec<String> = matched
