@@ -8,9 +8,10 @@
 #
 #   bash scripts/bench-leavers.sh            # LEAVERS=200 bash scripts/bench-leavers.sh
 #
-# Needs the stand-ins: bash connectors/tests/support_standins/install.sh
+# Installs the stand-ins first (connectors/tests/support_standins/install.sh, idempotent, needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash connectors/tests/support_standins/install.sh
 cargo build --release -q -p scim-server --bin scimhub
 cargo build --release -q -p scim-server --example bench_leavers
 TARGET=$(cd "${CARGO_TARGET_DIR:-target}" 2>/dev/null && pwd || echo "$PWD/target")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load benchmark of scimhub with the shared SCIM load harness (../shared/bench/scim-bench).
+# Load benchmark of scimhub with the SCIM load harness in scripts/bench-harness/ (Python 3, stdlib
+# only, driving wrk with a Lua script; wrk is installed from Debian when missing).
 # Builds the release binary, starts it on a fresh SQLite database pinned to CPU 0, drives it from
 # CPU 1, and leaves results in results/bench-<date>/ (results.json, table.txt).
 #
@@ -11,7 +12,7 @@
 # Figures are only meaningful on a quiet machine: the script waits (bounded) for one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHARED=${SCIMHUB_SHARED_DIR:-$PWD/../shared}
+HARNESS=$PWD/scripts/bench-harness
 # 200 users beyond the group's 100,000 members: the harness's single-member adds need users that
 # are not members yet (with exactly as many users as members it re-adds members and its own
 # count check fails).
@@ -21,6 +22,7 @@ CONNECTIONS=${CONNECTIONS:-16}
 OUT=${OUT:-results/bench-$(date +%Y%m%d-%H%M%S)}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+command -v taskset >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
 BIN=${SCIMHUB_BIN:-}
 if [ -z "$BIN" ]; then
   cargo build --release -p scim-server
@@ -38,7 +40,7 @@ trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 mkdir -p "$OUT"
-"$SHARED/bench/wait-quiet" 0.25 "${QUIET_WAIT:-300}" || true
-"$SHARED/bench/scim-bench" "http://127.0.0.1:$PORT/scim/v2" --token "$TOKEN" \
+"$HARNESS/wait-quiet" 0.25 "${QUIET_WAIT:-300}" || true
+"$HARNESS/scim-bench" "http://127.0.0.1:$PORT/scim/v2" --token "$TOKEN" \
   -n "$USERS" -c "$CONNECTIONS" -m "$MEMBERS" --client-cpus 1 --server-pid "$PID" --out "$OUT" "$@"
 echo "results in $OUT" >&2

@@ -2,7 +2,8 @@
 # The whole test suite: unit, property and end-to-end tests on SQLite and PostgreSQL, connector
 # tests against real stand-ins (installed here, idempotently: Debian slapd and Samba AD, moto,
 # GitHub's emulator behind prism, scim2-server), the third-party SCIM conformance suite against a
-# freshly started server, and a bounded fuzz run. Needs root for apt and the Samba AD ports.
+# freshly started server (tests/conformance, pinned), and a bounded fuzz run. Everything it needs
+# is in this repository or installed by it. Needs root for apt and the Samba AD ports.
 #
 #   bash scripts/test.sh            # everything
 #   SKIP_FUZZ=1 bash scripts/test.sh
@@ -14,21 +15,43 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SHARED=${SCIMHUB_SHARED_DIR:-$ROOT/../shared}
 
 log() { printf '\n== %s ==\n' "$*" >&2; }
+
+# ---- tools the runners use -----------------------------------------------------------------
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ "${SCIMHUB_TEST_NO_POSTGRES:-0}" != 1 ] && ! command -v pg_isready >/dev/null; then
+  need_apt+=(postgresql-client)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
 
 # ---- PostgreSQL ---------------------------------------------------------------------------
 if [ "${SCIMHUB_TEST_NO_POSTGRES:-0}" != 1 ]; then
   export SCIMHUB_TEST_POSTGRES_URL=${SCIMHUB_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-    log "starting PostgreSQL"
-    if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
-      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    if [ ! -d /etc/postgresql ]; then
+      # A machine without PostgreSQL: install Debian's, and let the local test user in without a
+      # password on loopback (this cluster exists only for the tests).
+      log "installing PostgreSQL"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+      hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)
+      sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
     fi
+    log "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
     for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
   fi
   pg_isready -h 127.0.0.1 -p 5432 >&2 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+  # The tests create one database per test through this URL; it must exist itself.
+  db=${SCIMHUB_TEST_POSTGRES_URL##*/}
+  admin=${SCIMHUB_TEST_POSTGRES_URL%/*}/postgres
+  psql -q "$admin" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+    || psql -q "$admin" -c "CREATE DATABASE \"$db\""
 fi
 
 # ---- connector stand-ins (slapd, Samba AD, moto, GitHub emulator + prism, scim2-server) --------
@@ -40,30 +63,9 @@ cargo build --workspace --all-targets
 # The SCIM connector's tests also provision into a second scimhub.
 export SCIMHUB_BIN=$ROOT/target/debug/scimhub
 
-# ---- conformance: scim2-tester against a freshly started server ---------------------------
-if [ -x "$SHARED/conformance/run-scim2-tester.sh" ] || [ -f "$SHARED/conformance/run-scim2-tester.sh" ]; then
-  log "conformance (scim2-tester)"
-  CONF_DIR=$(mktemp -d)
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-  TOKEN="conformance-$(date +%s%N)"
-  SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN ./target/debug/scimhub serve --bind "127.0.0.1:$PORT" \
-      --database-url "sqlite://$CONF_DIR/conformance.db" >"$CONF_DIR/server.log" 2>&1 &
-  SERVER_PID=$!
-  trap 'kill $SERVER_PID 2>/dev/null || true; rm -rf "$CONF_DIR"' EXIT
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-    kill -0 $SERVER_PID 2>/dev/null || { cat "$CONF_DIR/server.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  CONF_FAIL_ON_FAILURES=1 bash "$SHARED/conformance/run-scim2-tester.sh" \
-      "http://127.0.0.1:$PORT/scim/v2" "$TOKEN" "$CONF_DIR/conformance.json" \
-    || { echo "conformance failed" >&2; tail -n 50 "$CONF_DIR/server.log" >&2; exit 1; }
-  kill $SERVER_PID; wait $SERVER_PID 2>/dev/null || true
-  trap - EXIT; rm -rf "$CONF_DIR"
-else
-  echo "conformance suite not found at $SHARED/conformance (set SCIMHUB_SHARED_DIR)" >&2
-  exit 1
-fi
+# ---- conformance: scim2-tester (pinned in tests/conformance) against a freshly started server ----
+log "conformance (scim2-tester)"
+bash tests/conformance/run.sh "$SCIMHUB_BIN"
 
 # ---- fuzz (bounded) ------------------------------------------------------------------------
 if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f scim-schema/fuzz/run.sh ]; then
