@@ -16,4 +16,7 @@ pub mod print;
 pub use ast::{AttrPath, CompValue, CompareOp, Filter, PatchPath};
 pub use eval::{matches, matches_value};
 pub use fold::{fold, FilterFold};
-pub use parse::{parse_attr_path, parse_filter, parse_patch_path, MAX_DEPTH, MAX_INPUT_LEN};
+pub use parse::{
+    parse_attr_path, parse_filter, parse_filter_as, parse_patch_path, FilterSyntax, MAX_DEPTH,
+    MAX_INPUT_LEN,
+};

@@ -49,7 +49,29 @@ pub const MAX_INPUT_LEN: usize = 16 * 1024;
 
 /// Parses a `filter` query parameter (RFC 7644 §3.4.2.2). Errors are [`Error::InvalidFilter`].
 pub fn parse_filter(input: &str) -> Result<Filter, Error> {
-    run(input, "filter", filter_top).map_err(Error::InvalidFilter)
+    parse_filter_as(input, FilterSyntax::Rfc7644)
+}
+
+/// Which filter grammar to accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FilterSyntax {
+    /// RFC 7644 §3.4.2.2 as written.
+    #[default]
+    Rfc7644,
+    /// RFC 7644 plus a comparison on a value path's sub-attribute,
+    /// `emails[type eq "work"].value eq "x"` (Entra ID's SCIM Validator and provisioning send
+    /// it), read as `emails[type eq "work" and value eq "x"]`. The RFC grammar has no such form,
+    /// so accepting it changes the meaning of no valid filter.
+    ValuePathSubAttr,
+}
+
+/// [`parse_filter`] with a choice of grammar.
+pub fn parse_filter_as(input: &str, syntax: FilterSyntax) -> Result<Filter, Error> {
+    let top = match syntax {
+        FilterSyntax::Rfc7644 => filter_top,
+        FilterSyntax::ValuePathSubAttr => filter_top_value_path_sub_attr,
+    };
+    run(input, "filter", top).map_err(Error::InvalidFilter)
 }
 
 /// Parses one attribute path as used by `attributes`, `excludedAttributes` and `sortBy`
@@ -267,15 +289,40 @@ fn attr_path(i: &str) -> Res<'_, AttrPath> {
 // Filters
 // ---------------------------------------------------------------------------------------------
 
+/// What the filter parsers pass down: whether they are inside `[...]`, and the grammar.
+#[derive(Debug, Clone, Copy)]
+struct Cx {
+    in_brackets: bool,
+    syntax: FilterSyntax,
+}
+
 fn filter_top(i: &str) -> Res<'_, Filter> {
-    or_expr(i, 0, false)
+    or_expr(
+        i,
+        0,
+        Cx {
+            in_brackets: false,
+            syntax: FilterSyntax::Rfc7644,
+        },
+    )
+}
+
+fn filter_top_value_path_sub_attr(i: &str) -> Res<'_, Filter> {
+    or_expr(
+        i,
+        0,
+        Cx {
+            in_brackets: false,
+            syntax: FilterSyntax::ValuePathSubAttr,
+        },
+    )
 }
 
 /// `or`-separated `and` expressions, folded to the left.
-fn or_expr(i: &str, depth: usize, in_brackets: bool) -> Res<'_, Filter> {
-    let (mut i, mut left) = and_expr(i, depth, in_brackets)?;
+fn or_expr(i: &str, depth: usize, cx: Cx) -> Res<'_, Filter> {
+    let (mut i, mut left) = and_expr(i, depth, cx)?;
     while let Some(rest) = logical(i, "or") {
-        let (rest, right) = cut(and_expr(rest, depth, in_brackets))?;
+        let (rest, right) = cut(and_expr(rest, depth, cx))?;
         left = Filter::Or(Box::new(left), Box::new(right));
         i = rest;
     }
@@ -283,10 +330,10 @@ fn or_expr(i: &str, depth: usize, in_brackets: bool) -> Res<'_, Filter> {
 }
 
 /// `and`-separated unary expressions, folded to the left.
-fn and_expr(i: &str, depth: usize, in_brackets: bool) -> Res<'_, Filter> {
-    let (mut i, mut left) = unary(i, depth, in_brackets)?;
+fn and_expr(i: &str, depth: usize, cx: Cx) -> Res<'_, Filter> {
+    let (mut i, mut left) = unary(i, depth, cx)?;
     while let Some(rest) = logical(i, "and") {
-        let (rest, right) = cut(unary(rest, depth, in_brackets))?;
+        let (rest, right) = cut(unary(rest, depth, cx))?;
         left = Filter::And(Box::new(left), Box::new(right));
         i = rest;
     }
@@ -315,35 +362,35 @@ fn deeper(i: &str, depth: usize) -> Res<'_, usize> {
 }
 
 /// `not (FILTER)`, `(FILTER)`, a value path or an attribute expression.
-fn unary(i: &str, depth: usize, in_brackets: bool) -> Res<'_, Filter> {
+fn unary(i: &str, depth: usize, cx: Cx) -> Res<'_, Filter> {
     // `not` followed by `(`; otherwise `not` is an attribute name.
     if let Ok((rest, _)) = keyword(i, "not") {
         let (rest, _) = ws0(rest)?;
         if rest.starts_with('(') {
             let (_, depth) = deeper(i, depth)?;
-            let (rest, inner) = group(rest, depth, in_brackets)?;
+            let (rest, inner) = group(rest, depth, cx)?;
             return Ok((rest, Filter::Not(Box::new(inner))));
         }
     }
     if i.starts_with('(') {
         let (_, depth) = deeper(i, depth)?;
-        return group(i, depth, in_brackets);
+        return group(i, depth, cx);
     }
-    attr_expr(i, depth, in_brackets)
+    attr_expr(i, depth, cx)
 }
 
 /// `"(" FILTER ")"`, with `i` at the `(`.
-fn group(i: &str, depth: usize, in_brackets: bool) -> Res<'_, Filter> {
+fn group(i: &str, depth: usize, cx: Cx) -> Res<'_, Filter> {
     let (rest, ()) = expect_char(i, '(', "expected '('")?;
     let (rest, _) = ws0(rest)?;
-    let (rest, inner) = cut(or_expr(rest, depth, in_brackets))?;
+    let (rest, inner) = cut(or_expr(rest, depth, cx))?;
     let (rest, _) = ws0(rest)?;
     let (rest, ()) = expect_char(rest, ')', "expected ')' or a logical operator (and, or)")?;
     Ok((rest, inner))
 }
 
 /// `attrPath "[" valFilter "]"`, `attrPath SP "pr"` or `attrPath SP compareOp SP compValue`.
-fn attr_expr(i: &str, depth: usize, in_brackets: bool) -> Res<'_, Filter> {
+fn attr_expr(i: &str, depth: usize, cx: Cx) -> Res<'_, Filter> {
     let (rest, path) = match attr_path(i) {
         Ok(ok) => ok,
         Err(nom::Err::Error(_)) => {
@@ -352,13 +399,25 @@ fn attr_expr(i: &str, depth: usize, in_brackets: bool) -> Res<'_, Filter> {
         Err(e) => return Err(e),
     };
     if rest.starts_with('[') {
-        if in_brackets {
+        if cx.in_brackets {
             return fail(rest, "value paths cannot be nested");
         }
         if path.sub_attr.is_some() {
             return fail(rest, "a value path cannot follow a sub-attribute");
         }
-        let (rest, filter) = value_filter(rest, depth)?;
+        let (rest, filter) = value_filter(rest, depth, cx.syntax)?;
+        if cx.syntax == FilterSyntax::ValuePathSubAttr && rest.starts_with('.') {
+            // `emails[type eq "work"].value eq "x"`: the comparison joins the bracket's filter.
+            let (rest, sub) = sub_attr_comparison(&rest[1..])?;
+            let filter = Filter::And(Box::new(filter), Box::new(sub));
+            return Ok((
+                rest,
+                Filter::ValuePath {
+                    path,
+                    filter: Box::new(filter),
+                },
+            ));
+        }
         return Ok((
             rest,
             Filter::ValuePath {
@@ -367,6 +426,21 @@ fn attr_expr(i: &str, depth: usize, in_brackets: bool) -> Res<'_, Filter> {
             },
         ));
     }
+    comparison(rest, path)
+}
+
+/// `subAttr SP compareOp SP compValue` or `subAttr SP "pr"` after a value path's `].`.
+fn sub_attr_comparison(i: &str) -> Res<'_, Filter> {
+    let end = i.find(|c: char| !is_name_char(c)).unwrap_or(i.len());
+    let name = &i[..end];
+    if !valid_attr_name(name) {
+        return fail(i, "expected a sub-attribute name after ']. '");
+    }
+    comparison(&i[end..], AttrPath::simple(name))
+}
+
+/// `SP compareOp SP compValue` or `SP "pr"` after an attribute path.
+fn comparison(rest: &str, path: AttrPath) -> Res<'_, Filter> {
     let (rest, ws) = ws0(rest)?;
     if ws.is_empty() {
         return fail(
@@ -395,11 +469,15 @@ fn attr_expr(i: &str, depth: usize, in_brackets: bool) -> Res<'_, Filter> {
 }
 
 /// `"[" valFilter "]"`, with `i` at the `[`.
-fn value_filter(i: &str, depth: usize) -> Res<'_, Filter> {
+fn value_filter(i: &str, depth: usize, syntax: FilterSyntax) -> Res<'_, Filter> {
     let (_, depth) = deeper(i, depth)?;
     let (rest, ()) = expect_char(i, '[', "expected '['")?;
     let (rest, _) = ws0(rest)?;
-    let (rest, filter) = cut(or_expr(rest, depth, true))?;
+    let cx = Cx {
+        in_brackets: true,
+        syntax,
+    };
+    let (rest, filter) = cut(or_expr(rest, depth, cx))?;
     let (rest, _) = ws0(rest)?;
     let (rest, ()) = expect_char(rest, ']', "expected ']' or a logical operator (and, or)")?;
     Ok((rest, filter))
@@ -638,7 +716,7 @@ fn patch_path(i: &str) -> Res<'_, PatchPath> {
     if attr.sub_attr.is_some() {
         return fail(rest, "a value filter cannot follow a sub-attribute");
     }
-    let (rest, filter) = value_filter(rest, 0)?;
+    let (rest, filter) = value_filter(rest, 0, FilterSyntax::Rfc7644)?;
     let (rest, sub_attr) = match rest.strip_prefix('.') {
         Some(after_dot) => {
             let (after, name) = take_while(is_name_char_or_dollar)(after_dot)?;
@@ -719,6 +797,61 @@ mod tests {
         }
     }
     use CompareOp::*;
+
+    // ---- valuePath.subAttr comparisons (FilterSyntax::ValuePathSubAttr) ----
+
+    fn tolerant(s: &str) -> Filter {
+        parse_filter_as(s, FilterSyntax::ValuePathSubAttr)
+            .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    #[test]
+    fn value_path_sub_attr_comparison_joins_the_bracket_filter() {
+        assert_eq!(
+            tolerant(r#"emails[type eq "work"].value eq "a@x.com""#),
+            vp(
+                "emails",
+                and(
+                    cmp("type", Eq, s("work")),
+                    cmp("value", Eq, s("a@x.com"))
+                )
+            )
+        );
+        assert_eq!(
+            tolerant(r#"addresses[type eq "work"].postalCode pr and userName sw "b""#),
+            and(
+                vp(
+                    "addresses",
+                    and(cmp("type", Eq, s("work")), pr("postalCode"))
+                ),
+                cmp("userName", Sw, s("b"))
+            )
+        );
+        // The RFC forms parse the same in both grammars.
+        for f in [
+            r#"emails[type eq "work" and value co "@x"]"#,
+            r#"userName eq "bjensen" or not (title pr)"#,
+        ] {
+            assert_eq!(tolerant(f), p(f));
+        }
+    }
+
+    #[test]
+    fn value_path_sub_attr_comparison_is_not_rfc7644() {
+        let m = err(r#"emails[type eq "work"].value eq "a@x.com""#);
+        assert!(m.contains("byte 22"), "{m}");
+        for bad in [
+            r#"emails[type eq "work"]."#,
+            r#"emails[type eq "work"].value"#,
+            r#"emails[type eq "work"].value eq"#,
+            r#"emails[type eq "work"].9x eq "a""#,
+        ] {
+            assert!(
+                parse_filter_as(bad, FilterSyntax::ValuePathSubAttr).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
 
     // ---- RFC 7644 §3.4.2.2, the example filters, in the order printed ----
 
