@@ -1,37 +1,44 @@
 //! What real SCIM clients send, normalised to RFC 7644 — every client quirk lives here.
 //!
 //! The server picks a [`Dialect`] per request ([`Dialect::detect`] from the `User-Agent`, or a
-//! per-tenant setting), then calls [`normalize_patch`] on PATCH bodies and [`normalize_resource`]
-//! on POST/PUT bodies, and passes [`Dialect::patch_options`] to [`crate::patch::apply_patch`].
-//! [`Dialect::Strict`] is plain RFC 7644: every quirk below is rejected with the error the RFC
-//! prescribes, so strict behaviour stays testable and available.
+//! per-client setting), then calls [`normalize_patch`] on PATCH bodies and [`normalize_resource`]
+//! on POST/PUT bodies, passes [`Dialect::patch_options`] to [`crate::patch::apply_patch`] and
+//! parses filters with [`Dialect::filter_syntax`].
+//!
+//! Real deployments do not announce themselves reliably (agents change, gateways rewrite them,
+//! validators send their own), so the default, [`Dialect::Standard`], accepts every quirk that is
+//! *unambiguous*: one no valid RFC 7644 request can be read as, so accepting it changes the
+//! meaning of no valid request. Quirks that would change meaning are kept for the client that
+//! needs them, detected by `User-Agent` or configured per client. [`Dialect::Strict`] is plain
+//! RFC 7644, an explicit choice: every quirk below is rejected with the error the RFC prescribes.
 //!
 //! # Quirks and where they come from
 //!
-//! | # | quirk | clients | normalised to | Strict |
-//! |---|---|---|---|---|
-//! | 1 | capitalised `op`: `"Replace"`, `"Add"`, `"Remove"` | Entra ID (non-gallery `customappsso` job and many gallery apps; Microsoft's "Known issues ... SCIM 2.0 protocol compliance" page, fixed behind `aadOptscim062020`) | lower case | `invalidSyntax` |
-//! | 2 | booleans as strings, `"active": "False"` / `"True"` | Entra ID (same page: "PATCH ... active ... 'False'") | JSON booleans, for attributes whose schema type is boolean | `invalidValue` |
-//! | 3 | path-less `replace`/`add` whose value keys are paths: `{"name.givenName": "x", "emails[type eq \"work\"].value": "y", "urn:...:enterprise:2.0:User:employeeNumber": "1"}` | Entra ID with `aadOptscim062020` (same page, "PATCH ... with a single replace") | one operation per path-key | `invalidValue` (unknown attribute) |
-//! | 4 | `manager` as a plain string (`"value": "id"`) or as an array `[{"value": "id"}]` | Entra ID (single-valued complex reference attribute sent the way Graph exposes it) | `{"value": "id"}` (any single-valued complex attribute with a `value` sub-attribute) | `invalidValue` |
-//! | 5 | `remove` with a `value` list instead of a filter: `{"op":"Remove","path":"members","value":[{"value":"id"}]}` | Entra ID ("Tutorial: Develop and plan provisioning for a SCIM endpoint", Update Group [Remove Members]) | `remove` with path `members[value eq "id" or ...]` | `invalidSyntax` (remove takes no value) |
-//! | 6 | `add`/`replace` of `emails[type eq "work"].value` when no work email exists | Entra ID (sent for every user whose mail changes; see Microsoft Q&A "SCIM PATCH of Complex Multi-Valued Attribute Includes Filter and Sub Attribute in Path") | creates `{"type": "work", "value": ...}` ([`PatchOptions::create_on_filter_miss`]) | `noTarget` |
-//! | 7 | `remove members[value eq "id"]` for a member already gone | Entra ID and Okta retry membership changes | success ([`PatchOptions::remove_unmatched_ok`]) | `noTarget` |
-//! | 8 | `{"op":"Add","path":"members","value":[{"$ref": null, "value":"id"}]}` | Entra ID (tutorial, Update Group [Add Members]) | RFC already; `$ref: null` is dropped as unassigned | same |
-//! | 9 | `{"op":"replace","value":{"active":false}}` to deactivate | Okta ("SCIM 2.0 ... Update a specific User (PATCH)"; Okta deactivates users, never deletes them) | RFC already (path-less replace) | same |
-//! | 10 | group rename `{"op":"replace","value":{"id":"<same id>","displayName":"new"}}` | Okta (Group Push, "Update a specific Group name") | RFC already: writing a readOnly attribute with its current value is a no-op in [`crate::patch`] | same |
-//! | 11 | `add` on a single-valued attribute meaning replace | Entra ID | RFC already (§3.5.2.1: "the existing value is replaced") | same |
-//! | 12 | POST/PUT bodies with `"active": "True"`, or a single object where an array is expected (`"emails": {...}`) | Entra ID (string booleans); assorted lenient clients | booleans; the single value wrapped in an array | left to validation |
-//! | 13 | path-less values naming `schemas`, `id`, `meta` with unchanged values | several clients echo the resource back | [`PatchOptions::ignore_read_only`] for [`Dialect::Lenient`] | `mutability` when changed |
-//!
-//! [`Dialect::Okta`] gets 1, 2 and 7 as well: harmless, and Okta's custom-app builders have been
-//! seen sending both spellings.
+//! | # | quirk | clients | normalised to | default ([`Dialect::Standard`]) | Strict |
+//! |---|---|---|---|---|---|
+//! | 1 | capitalised `op`: `"Replace"`, `"Add"`, `"Remove"` | Entra ID (non-gallery `customappsso` job and many gallery apps; Microsoft's "Known issues ... SCIM 2.0 protocol compliance" page, fixed behind `aadOptscim062020`) | lower case | accepted: no RFC op differs from another only by case | `invalidSyntax` |
+//! | 2 | booleans as strings, `"active": "False"` / `"True"` | Entra ID (same page: "PATCH ... active ... 'False'") | JSON booleans, for attributes whose schema type is boolean | accepted: a string is never a valid boolean | `invalidValue` |
+//! | 3 | path-less `replace`/`add` whose value keys are paths: `{"name.givenName": "x", "emails[type eq \"work\"].value": "y", "urn:...:enterprise:2.0:User:employeeNumber": "1"}` | Entra ID with `aadOptscim062020` (same page, "PATCH ... with a single replace") | one operation per path-key | accepted: no attribute name contains `.`, `[` or `:` | `invalidValue` (unknown attribute) |
+//! | 4 | `manager` as a plain string (`"value": "id"`) or as an array `[{"value": "id"}]` | Entra ID (single-valued complex reference attribute sent the way Graph exposes it) | `{"value": "id"}` (any single-valued complex attribute with a `value` sub-attribute) | accepted: a string or array is never a valid single complex value | `invalidValue` |
+//! | 4b | `manager` set to `""` to clear it | Entra ID | `remove` of the attribute | Entra ID only: `""` could be meant as a value | `invalidValue` |
+//! | 5 | `remove` with a `value` list instead of a filter: `{"op":"Remove","path":"members","value":[{"value":"id"}]}` | Entra ID ("Tutorial: Develop and plan provisioning for a SCIM endpoint", Update Group [Remove Members]) | `remove` with path `members[value eq "id" or ...]` | accepted: RFC `remove` takes no value | `invalidSyntax` (remove takes no value) |
+//! | 6 | `add`/`replace` of `emails[type eq "work"].value` when no work email exists | Entra ID (sent for every user whose mail changes; see Microsoft Q&A "SCIM PATCH of Complex Multi-Valued Attribute Includes Filter and Sub Attribute in Path") | creates `{"type": "work", "value": ...}` ([`PatchOptions::create_on_filter_miss`]) | Entra ID and Lenient only: the RFC answers `noTarget` | `noTarget` |
+//! | 7 | `remove members[value eq "id"]` for a member already gone | Entra ID and Okta retry membership changes | success ([`PatchOptions::remove_unmatched_ok`]) | accepted: the requested end state holds, so a retry is not an error | `noTarget` |
+//! | 8 | `{"op":"Add","path":"members","value":[{"$ref": null, "value":"id"}]}` | Entra ID (tutorial, Update Group [Add Members]) | RFC already; `$ref: null` is dropped as unassigned | same | same |
+//! | 9 | `{"op":"replace","value":{"active":false}}` to deactivate | Okta ("SCIM 2.0 ... Update a specific User (PATCH)"; Okta deactivates users, never deletes them) | RFC already (path-less replace) | same | same |
+//! | 10 | group rename `{"op":"replace","value":{"id":"<same id>","displayName":"new"}}` | Okta (Group Push, "Update a specific Group name") | RFC already: writing a readOnly attribute with its current value is a no-op in [`crate::patch`] | same | same |
+//! | 11 | `add` on a single-valued attribute meaning replace | Entra ID | RFC already (§3.5.2.1: "the existing value is replaced") | same | same |
+//! | 12 | POST/PUT bodies with `"active": "True"`, or a single object where an array is expected (`"emails": {...}`) | Entra ID (string booleans); assorted lenient clients | booleans; the single value wrapped in an array | accepted: neither is valid as sent | left to validation |
+//! | 13 | path-less values naming `schemas`, `id`, `meta` with unchanged values | several clients echo the resource back | [`PatchOptions::ignore_read_only`] | Lenient only | `mutability` when changed |
+//! | 14 | a schema URI scimhub does not serve in `schemas`, with no attributes under it: `http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group` | Entra ID (tutorial, Create Group) | dropped from `schemas` (never stored) | accepted: it carries no data | `invalidValue` from validation |
+//! | 15 | a comparison on a value path's sub-attribute in a filter: `emails[type eq "work"].value eq "x"` | Entra ID (SCIM Validator, provisioning of users matched by email) | `emails[type eq "work" and value eq "x"]` ([`crate::filter::FilterSyntax::ValuePathSubAttr`]) | accepted: not RFC grammar | `invalidFilter` |
+//! | 16 | a PATCH body without `schemas` | hand-written clients | accepted as a PatchOp | Lenient only: RFC 7643 §3 makes `schemas` REQUIRED | `invalidSyntax` |
 
 use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::filter::ast::{AttrPath, CompValue, CompareOp, Filter, PatchPath};
-use crate::filter::parse::parse_patch_path;
+use crate::filter::parse::{parse_patch_path, FilterSyntax};
 use crate::json::get_ci;
 use crate::message::{
     has_schema, PatchOpKind, PatchOpRequest, PatchOperation, RawPatchOperation, PATCH_OP,
@@ -42,19 +49,23 @@ use crate::schema::{AttrType, AttributeDef, ResourceSchema};
 /// How much of what a client sends is accepted beyond RFC 7644.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Dialect {
-    /// RFC 7644 as written.
-    #[default]
+    /// RFC 7644 as written: an explicit choice for operators who want the RFC only.
     Strict,
-    /// Microsoft Entra ID (formerly Azure AD) provisioning: quirks 1–8, 11, 12.
+    /// RFC 7644 plus every unambiguous quirk (1–5, 7, 8, 12, 14, 15): what a client that does not
+    /// announce itself gets.
+    #[default]
+    Standard,
+    /// Microsoft Entra ID (formerly Azure AD) provisioning: the default plus 4b and 6.
     EntraId,
-    /// Okta provisioning: quirks 1, 2, 7, 9, 10, 12.
+    /// Okta provisioning: the default (Okta needs nothing beyond it).
     Okta,
-    /// Everything above, plus readOnly attributes in requests ignored (13).
+    /// Everything above, plus readOnly attributes in requests ignored (13) and PATCH bodies
+    /// without `schemas` (16).
     Lenient,
 }
 
 impl Dialect {
-    /// The dialect a `User-Agent` announces, `Strict` when unknown or absent.
+    /// The dialect a `User-Agent` announces, [`Dialect::Standard`] when unknown or absent.
     ///
     /// * Okta sends `Okta SCIM Client 1.0.0` (Okta's SCIM 2.0 reference: "User-Agent: Okta SCIM Client").
     /// * Entra ID's provisioning service has announced itself as `Microsoft Azure AD SCIM provisioning`
@@ -63,7 +74,7 @@ impl Dialect {
     ///   Entra ID.
     pub fn detect(user_agent: Option<&str>) -> Dialect {
         let Some(ua) = user_agent else {
-            return Dialect::Strict;
+            return Dialect::Standard;
         };
         let ua = ua.to_ascii_lowercase();
         if ua.contains("okta") {
@@ -81,7 +92,7 @@ impl Dialect {
         {
             Dialect::EntraId
         } else {
-            Dialect::Strict
+            Dialect::Standard
         }
     }
 
@@ -89,13 +100,13 @@ impl Dialect {
     pub fn patch_options(self) -> PatchOptions {
         match self {
             Dialect::Strict => PatchOptions::default(),
-            Dialect::EntraId => PatchOptions {
-                create_on_filter_miss: true,
+            Dialect::Standard | Dialect::Okta => PatchOptions {
+                create_on_filter_miss: false,
                 remove_unmatched_ok: true,
                 ignore_read_only: false,
             },
-            Dialect::Okta => PatchOptions {
-                create_on_filter_miss: false,
+            Dialect::EntraId => PatchOptions {
+                create_on_filter_miss: true,
                 remove_unmatched_ok: true,
                 ignore_read_only: false,
             },
@@ -107,8 +118,22 @@ impl Dialect {
         }
     }
 
-    fn lenient(self) -> bool {
+    /// The filter grammar this dialect accepts (quirk 15).
+    pub fn filter_syntax(self) -> FilterSyntax {
+        match self {
+            Dialect::Strict => FilterSyntax::Rfc7644,
+            _ => FilterSyntax::ValuePathSubAttr,
+        }
+    }
+
+    /// Whether the unambiguous quirks are accepted (everything but [`Dialect::Strict`]).
+    fn accepts_quirks(self) -> bool {
         self != Dialect::Strict
+    }
+
+    /// Quirk 4b: `""` for a single-valued complex attribute clears it.
+    fn empty_string_clears(self) -> bool {
+        matches!(self, Dialect::EntraId | Dialect::Lenient)
     }
 }
 
@@ -120,7 +145,7 @@ pub fn normalize_patch(
     dialect: Dialect,
     schema: &ResourceSchema,
 ) -> Result<Vec<PatchOperation>, Error> {
-    if !has_schema(&raw.schemas, PATCH_OP) && !dialect.lenient() {
+    if !has_schema(&raw.schemas, PATCH_OP) && dialect != Dialect::Lenient {
         return Err(Error::InvalidSyntax(format!(
             "a PATCH request must have the schema {PATCH_OP}"
         )));
@@ -144,7 +169,7 @@ fn normalize_op(
     out: &mut Vec<PatchOperation>,
 ) -> Result<(), Error> {
     // Quirk 1.
-    let kind = if dialect.lenient() {
+    let kind = if dialect.accepts_quirks() {
         PatchOpKind::parse_ci(raw.op.trim())
     } else {
         PatchOpKind::parse_strict(&raw.op)
@@ -159,7 +184,7 @@ fn normalize_op(
         None | Some("") => None,
         Some(p) => Some(parse_patch_path(p)?),
     };
-    if !dialect.lenient() {
+    if !dialect.accepts_quirks() {
         out.push(PatchOperation::new(kind, path, raw.value));
         return Ok(());
     }
@@ -188,11 +213,11 @@ fn normalize_op(
                 out.push(PatchOperation::new(kind, None, Some(Value::Object(plain))));
             }
             for (p, v) in with_path {
-                push_with_path(kind, p, Some(v), schema, out)?;
+                push_with_path(kind, p, Some(v), dialect, schema, out)?;
             }
             Ok(())
         }
-        Some(p) => push_with_path(kind, p, raw.value, schema, out),
+        Some(p) => push_with_path(kind, p, raw.value, dialect, schema, out),
     }
 }
 
@@ -229,6 +254,7 @@ fn push_with_path(
     kind: PatchOpKind,
     p: PatchPath,
     value: Option<Value>,
+    dialect: Dialect,
     schema: &ResourceSchema,
     out: &mut Vec<PatchOperation>,
 ) -> Result<(), Error> {
@@ -289,8 +315,9 @@ fn push_with_path(
         (None, true) => coerce_single(top, v),
         (None, false) => coerce(top, v),
     });
-    // Quirk 4: an empty string for a single-valued complex attribute (manager) clears it.
-    if !top.multi_valued
+    // Quirk 4b: an empty string for a single-valued complex attribute (manager) clears it.
+    if dialect.empty_string_clears()
+        && !top.multi_valued
         && top.attr_type == AttrType::Complex
         && sub.is_none()
         && value.as_ref().is_some_and(|v| v.as_str() == Some(""))
@@ -388,21 +415,49 @@ fn coerce_single(def: &AttributeDef, v: Value) -> Value {
     }
 }
 
-/// Normalises a POST/PUT body (quirks 2, 4, 12). `Strict` returns it unchanged: validation then
-/// reports what is wrong.
+/// Normalises a POST/PUT body (quirks 2, 4, 12, 14). `Strict` returns it unchanged: validation
+/// then reports what is wrong.
 pub fn normalize_resource(
     doc: Map<String, Value>,
     dialect: Dialect,
     schema: &ResourceSchema,
 ) -> Result<Map<String, Value>, Error> {
-    if !dialect.lenient() {
+    if !dialect.accepts_quirks() {
         return Ok(doc);
     }
+    let carried: Vec<String> = doc
+        .keys()
+        .filter(|k| k.contains(':'))
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
     Ok(doc
         .into_iter()
         .map(|(k, v)| {
-            let v = coerce_top_level(schema, &k, v);
+            let v = if k.eq_ignore_ascii_case("schemas") {
+                drop_foreign_schema_uris(v, schema, &carried)
+            } else {
+                coerce_top_level(schema, &k, v)
+            };
             (k, v)
         })
         .collect())
+}
+
+/// Quirk 14: keeps in `schemas` the URIs this resource type serves, and any other that names
+/// attributes in the body (validation then refuses it: data under an unknown schema is not
+/// dropped silently).
+fn drop_foreign_schema_uris(v: Value, schema: &ResourceSchema, carried: &[String]) -> Value {
+    let Value::Array(urns) = v else {
+        return v;
+    };
+    Value::Array(
+        urns.into_iter()
+            .filter(|u| match u.as_str() {
+                Some(urn) => {
+                    schema.schema(urn).is_some() || carried.contains(&urn.to_ascii_lowercase())
+                }
+                None => true,
+            })
+            .collect(),
+    )
 }

@@ -11,14 +11,20 @@ use serde_json::{Map, Value};
 /// Replays one fixture: requests apply in order; an expected error must leave the resource as it
 /// was before the failing request.
 pub fn replay(name: &str) {
+    replay_as(name, None);
+}
+
+/// [`replay`] under `dialect` instead of the fixture's own.
+pub fn replay_as(name: &str, dialect: Option<Dialect>) {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let fx: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let dialect = match fx["dialect"].as_str().unwrap_or("Strict") {
+    let dialect = dialect.unwrap_or(match fx["dialect"].as_str().unwrap_or("Strict") {
         "EntraId" => Dialect::EntraId,
         "Okta" => Dialect::Okta,
         "Lenient" => Dialect::Lenient,
+        "Standard" => Dialect::Standard,
         _ => Dialect::Strict,
-    };
+    });
     let registry = SchemaRegistry::core();
     let rs = registry
         .resource_schema(fx["resourceType"].as_str().unwrap())

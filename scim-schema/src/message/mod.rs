@@ -189,7 +189,9 @@ pub struct RawPatchOperation {
 /// A PATCH request body (RFC 7644 §3.5.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatchOpRequest {
-    #[serde(default = "patch_op_schemas")]
+    /// Empty when the client sent none: [`crate::dialect::normalize_patch`] refuses that unless
+    /// the client is configured lenient (RFC 7643 §3 makes `schemas` REQUIRED).
+    #[serde(default)]
     pub schemas: Vec<String>,
     #[serde(rename = "Operations", alias = "operations")]
     pub operations: Vec<RawPatchOperation>,
