@@ -22,7 +22,7 @@
 //! | 4 | `manager` as a plain string (`"value": "id"`) or as an array `[{"value": "id"}]` | Entra ID (single-valued complex reference attribute sent the way Graph exposes it) | `{"value": "id"}` (any single-valued complex attribute with a `value` sub-attribute) | accepted: a string or array is never a valid single complex value | `invalidValue` |
 //! | 4b | `manager` set to `""` to clear it | Entra ID | `remove` of the attribute | Entra ID only: `""` could be meant as a value | `invalidValue` |
 //! | 5 | `remove` with a `value` list instead of a filter: `{"op":"Remove","path":"members","value":[{"value":"id"}]}` | Entra ID ("Tutorial: Develop and plan provisioning for a SCIM endpoint", Update Group [Remove Members]) | `remove` with path `members[value eq "id" or ...]` | accepted: RFC `remove` takes no value | `invalidSyntax` (remove takes no value) |
-//! | 6 | `add`/`replace` of `emails[type eq "work"].value` when no work email exists | Entra ID (sent for every user whose mail changes; see Microsoft Q&A "SCIM PATCH of Complex Multi-Valued Attribute Includes Filter and Sub Attribute in Path") | creates `{"type": "work", "value": ...}` ([`PatchOptions::create_on_filter_miss`]) | Entra ID and Lenient only: the RFC answers `noTarget` | `noTarget` |
+//! | 6 | `add`/`replace` of `emails[type eq "work"].value` when no work email exists | Entra ID (sent for every user whose mail changes; see Microsoft Q&A "SCIM PATCH of Complex Multi-Valued Attribute Includes Filter and Sub Attribute in Path") | creates `{"type": "work", "value": ...}` ([`PatchOptions::create_on_filter_miss`]) | `add`: accepted (§3.5.2.1 has no `noTarget` for add); `replace`: Entra ID and Lenient only (§3.5.2.3 requires `noTarget`) | `noTarget` |
 //! | 7 | `remove members[value eq "id"]` for a member already gone | Entra ID and Okta retry membership changes | success ([`PatchOptions::remove_unmatched_ok`]) | accepted: the requested end state holds, so a retry is not an error | `noTarget` |
 //! | 8 | `{"op":"Add","path":"members","value":[{"$ref": null, "value":"id"}]}` | Entra ID (tutorial, Update Group [Add Members]) | RFC already; `$ref: null` is dropped as unassigned | same | same |
 //! | 9 | `{"op":"replace","value":{"active":false}}` to deactivate | Okta ("SCIM 2.0 ... Update a specific User (PATCH)"; Okta deactivates users, never deletes them) | RFC already (path-less replace) | same | same |
@@ -51,8 +51,8 @@ use crate::schema::{AttrType, AttributeDef, ResourceSchema};
 pub enum Dialect {
     /// RFC 7644 as written: an explicit choice for operators who want the RFC only.
     Strict,
-    /// RFC 7644 plus every unambiguous quirk (1–5, 7, 8, 12, 14, 15): what a client that does not
-    /// announce itself gets.
+    /// RFC 7644 plus every unambiguous quirk (1–5, 6 for `add`, 7, 8, 12, 14, 15): what a
+    /// client that does not announce itself gets.
     #[default]
     Standard,
     /// Microsoft Entra ID (formerly Azure AD) provisioning: the default plus 4b and 6.
@@ -102,16 +102,19 @@ impl Dialect {
             Dialect::Strict => PatchOptions::default(),
             Dialect::Standard | Dialect::Okta => PatchOptions {
                 create_on_filter_miss: false,
+                create_on_add_filter_miss: true,
                 remove_unmatched_ok: true,
                 ignore_read_only: false,
             },
             Dialect::EntraId => PatchOptions {
                 create_on_filter_miss: true,
+                create_on_add_filter_miss: true,
                 remove_unmatched_ok: true,
                 ignore_read_only: false,
             },
             Dialect::Lenient => PatchOptions {
                 create_on_filter_miss: true,
+                create_on_add_filter_miss: true,
                 remove_unmatched_ok: true,
                 ignore_read_only: true,
             },

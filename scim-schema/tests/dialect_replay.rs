@@ -65,10 +65,9 @@ fn detect_from_user_agent() {
 /// valid request and so stay with the detected (or configured) client.
 #[test]
 fn client_fixtures_pass_under_the_default_dialect() {
-    let needs_detected_client = [
-        // Quirk 6: creating an element for a filter that matches none (RFC: noTarget).
-        "entra-add-work-email-missing.json",
-    ];
+    // Quirk 6 for `replace` (creating an element for a filter that matches none, where
+    // RFC 7644 §3.5.2.3 requires noTarget) would go here; no fixture needs it.
+    let needs_detected_client: [&str; 0] = [];
     let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
     let mut replayed = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -135,6 +134,32 @@ mod standard_dialect {
             "Operations": [{"op": "Replace", "path": "active", "value": false}]});
         assert_eq!(patch(body.clone(), Dialect::Standard), Ok(1));
         assert_eq!(patch(body, Dialect::Strict), Err("invalidSyntax".into()));
+    }
+
+    /// Quirk 6: `add` on a filter that matches nothing creates the element by default (RFC 7644
+    /// §3.5.2.1 has no noTarget for add); `replace` keeps the RFC's noTarget (§3.5.2.3) unless
+    /// the client is Entra ID.
+    #[test]
+    fn rfc7644_3_5_2_filter_miss_creates_on_add_only_by_default() {
+        use scim_schema::patch::apply_patch;
+        let rs = SchemaRegistry::core().resource_schema("User").unwrap();
+        let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "1",
+            "userName": "b"});
+        let run = |op: &str, d: Dialect| {
+            let req: PatchOpRequest = serde_json::from_value(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": op, "path": "emails[type eq \"work\"].value", "value": "b@x"}]}))
+            .unwrap();
+            normalize_patch(req, d, &rs)
+                .and_then(|ops| apply_patch(user.as_object().unwrap(), &ops, &rs, &d.patch_options()))
+                .map(|doc| doc["emails"].clone())
+                .map_err(|e| e.scim_type().as_str().to_owned())
+        };
+        let created = Ok(json!([{"type": "work", "value": "b@x"}]));
+        assert_eq!(run("add", Dialect::Standard), created);
+        assert_eq!(run("replace", Dialect::Standard), Err("noTarget".into()));
+        assert_eq!(run("replace", Dialect::EntraId), created);
+        assert_eq!(run("add", Dialect::Strict), Err("noTarget".into()));
     }
 
     /// Quirk 4b (`manager: ""` clears it) could be meant as a value: only Entra ID gets it.

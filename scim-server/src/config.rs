@@ -19,16 +19,23 @@ pub enum LogFormat {
     Json,
 }
 
-/// Which client dialect a token speaks (see `scim_schema::dialect`). `auto` detects it from the
-/// User-Agent.
+/// Which client dialect a token speaks (see `scim_schema::dialect`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DialectSetting {
+    /// What the User-Agent announces (Entra ID, Okta), else `standard`.
     #[default]
     Auto,
-    Rfc,
+    /// RFC 7644 plus every unambiguous client quirk, whatever the User-Agent says.
+    Standard,
+    /// RFC 7644 only: every client quirk is refused.
+    #[serde(alias = "rfc")]
+    Strict,
     Entra,
     Okta,
+    /// Every quirk, including the ones that change meaning for other clients (readOnly
+    /// attributes in requests ignored, PATCH bodies without `schemas`).
+    Lenient,
 }
 
 /// The whole configuration of `scimhub serve`.
@@ -61,6 +68,8 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// JSON Web Token verification; absent means JWTs are not accepted.
     pub jwt: Option<JwtConfig>,
+    /// The dialect of clients without a `dialect` of their own.
+    pub dialect: DialectSetting,
     /// Per-client settings, keyed by the client (token) name.
     pub clients: std::collections::BTreeMap<String, ClientConfig>,
     /// Outgoing mail for notifications; absent means notifications stay queued (see
@@ -106,6 +115,7 @@ impl Default for Config {
             strict: false,
             shutdown_timeout_secs: 30,
             jwt: None,
+            dialect: DialectSetting::Auto,
             clients: Default::default(),
             smtp: None,
             schema_extensions: Vec::new(),
@@ -173,7 +183,8 @@ impl SmtpConfig {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClientConfig {
-    pub dialect: DialectSetting,
+    /// This client's dialect; absent means the global `dialect`.
+    pub dialect: Option<DialectSetting>,
 }
 
 /// JWT verification: every key listed is tried (or the one whose `kid` matches the token's).
@@ -261,12 +272,12 @@ impl Config {
         .merge(Serialized::defaults(overrides))
     }
 
-    /// The configured dialect of client `name`.
+    /// The configured dialect of client `name`: its own, else the global one.
     pub fn client_dialect(&self, name: &str) -> DialectSetting {
         self.clients
             .get(name)
-            .map(|c| c.dialect)
-            .unwrap_or_default()
+            .and_then(|c| c.dialect)
+            .unwrap_or(self.dialect)
     }
 }
 
@@ -317,6 +328,29 @@ mod tests {
             assert_eq!(cfg.client_dialect("entra"), DialectSetting::Entra);
             assert_eq!(cfg.client_dialect("other"), DialectSetting::Auto);
             assert_eq!(cfg.smtp, None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn global_dialect_applies_to_clients_without_their_own() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "hub.toml",
+                r#"
+                dialect = "strict"
+                [clients.entra]
+                dialect = "entra"
+                [clients.legacy]
+                dialect = "rfc"
+                "#,
+            )?;
+            let cfg = Config::load(Some(Path::new("hub.toml")), &Overrides::default())
+                .map_err(|e| *e)?;
+            assert_eq!(cfg.client_dialect("entra"), DialectSetting::Entra);
+            assert_eq!(cfg.client_dialect("legacy"), DialectSetting::Strict);
+            assert_eq!(cfg.client_dialect("okta"), DialectSetting::Strict);
+            assert_eq!(Config::default().client_dialect("x"), DialectSetting::Auto);
             Ok(())
         });
     }

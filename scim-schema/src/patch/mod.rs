@@ -63,6 +63,10 @@ pub struct PatchOptions {
     /// element from the filter's `eq` comparisons (`emails[type eq "work"].value` → a new
     /// `{"type": "work", "value": ...}`) instead of failing with `noTarget`. Entra ID relies on it.
     pub create_on_filter_miss: bool,
+    /// The same for `add` only. RFC 7644 §3.5.2.1 gives `add` no `noTarget` case ("if the target
+    /// location specifies an attribute that does not exist ... the attribute is added"), so
+    /// creating is a reading of the RFC; §3.5.2.3 requires `noTarget` for `replace`.
+    pub create_on_add_filter_miss: bool,
     /// `remove` with a filter that matches nothing succeeds instead of failing with `noTarget`
     /// (removing a member that is already gone is idempotent for IdPs that retry).
     pub remove_unmatched_ok: bool,
@@ -720,7 +724,10 @@ impl<'a> Ctx<'a> {
                     Ok(())
                 }
                 (PatchOpKind::Remove, _) => Err(Error::NoTarget(what)),
-                (_, Some(f)) if self.opts.create_on_filter_miss => {
+                (kind, Some(f))
+                    if self.opts.create_on_filter_miss
+                        || (kind == PatchOpKind::Add && self.opts.create_on_add_filter_miss) =>
+                {
                     let element =
                         element_from_filter(def, f, sub, new).ok_or(Error::NoTarget(what))?;
                     let primary = is_primary(&element);

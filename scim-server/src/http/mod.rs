@@ -71,15 +71,32 @@ impl AppState {
         self
     }
 
-    /// The dialect of a request: the client's `dialect` setting, or (`auto`) what its
-    /// User-Agent announces.
+    /// The dialect of a request: the client's (or the global) `dialect` setting, or (`auto`)
+    /// what its User-Agent announces.
     pub fn dialect(&self, client: &str, user_agent: Option<&str>) -> Dialect {
         match self.config.client_dialect(client) {
             DialectSetting::Auto => Dialect::detect(user_agent),
-            DialectSetting::Rfc => Dialect::Strict,
+            DialectSetting::Standard => Dialect::Standard,
+            DialectSetting::Strict => Dialect::Strict,
             DialectSetting::Entra => Dialect::EntraId,
             DialectSetting::Okta => Dialect::Okta,
+            DialectSetting::Lenient => Dialect::Lenient,
         }
+    }
+
+    /// The dialect of an authenticated request (what [`Self::caller`] computes, without the
+    /// policy lookups reads do not need).
+    pub fn request_dialect(&self, req: &HttpRequest) -> Dialect {
+        use actix_web::HttpMessage;
+        let ext = req.extensions();
+        let client = ext
+            .get::<crate::auth::Principal>()
+            .map_or("", |p| p.client.as_str());
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        self.dialect(client, ua)
     }
 
     /// The [`Caller`] of an authenticated request.

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use scim_schema::filter::{parse_attr_path, parse_filter};
+use scim_schema::filter::{parse_attr_path, parse_filter_as, FilterSyntax};
 use scim_schema::json::get_ci;
 use scim_schema::message::ListResponse;
 use scim_schema::projection::project;
@@ -341,6 +341,7 @@ fn search_query(
     params: &ListParams,
     kind: ResourceKind,
     max: u64,
+    syntax: FilterSyntax,
 ) -> ApiResult<crate::store::SearchQuery> {
     let with_members = !params.projection.excludes(if kind == ResourceKind::Group {
         "members"
@@ -352,7 +353,7 @@ fn search_query(
             .filter
             .as_deref()
             .filter(|f| !f.trim().is_empty())
-            .map(parse_filter)
+            .map(|f| parse_filter_as(f, syntax))
             .transpose()?,
         sort_by: params.sort_by.as_deref().map(parse_attr_path).transpose()?,
         descending: params.sort_order == SortOrder::Descending,
@@ -375,7 +376,8 @@ async fn run_search(
     params: ListParams,
 ) -> ApiResult<HttpResponse> {
     let max = state.config.max_results as u64;
-    let q = search_query(&params, kind, max)?;
+    let syntax = state.request_dialect(req).filter_syntax();
+    let q = search_query(&params, kind, max, syntax)?;
     let schemas = state.schemas.clone();
     // Index lookups (userName eq …, the commonest query) run here when a reader is idle, like
     // point reads in `get`; anything that may read many rows goes to the blocking pool.
@@ -499,9 +501,10 @@ async fn search_both(
     let size = params.page_size(max);
     let offset = params.start_index.max(1) - 1;
     let kinds = [ResourceKind::User, ResourceKind::Group];
+    let syntax = state.request_dialect(req).filter_syntax();
     let mut queries = Vec::new();
     for kind in kinds {
-        queries.push(search_query(&params, kind, max)?);
+        queries.push(search_query(&params, kind, max, syntax)?);
     }
     let schemas = state.schemas.clone();
     let sorted = params.sort_by.is_some();
