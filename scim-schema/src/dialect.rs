@@ -453,6 +453,14 @@ fn drop_foreign_schema_uris(v: Value, schema: &ResourceSchema, carried: &[String
     let Value::Array(urns) = v else {
         return v;
     };
+    // Only *extra* URIs beside the resource's own core schema; a body that does not list its
+    // core schema at all gets validation's message naming what it does list.
+    let lists_core = urns
+        .iter()
+        .any(|u| u.as_str().is_some_and(|u| schema.main.id.eq_str(u)));
+    if !lists_core {
+        return Value::Array(urns);
+    }
     Value::Array(
         urns.into_iter()
             .filter(|u| match u.as_str() {

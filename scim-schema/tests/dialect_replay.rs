@@ -73,7 +73,10 @@ fn client_fixtures_pass_under_the_default_dialect() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let client = name.starts_with("entra-") || name.starts_with("okta-");
-        if !client || name.ends_with("-strict.json") || needs_detected_client.contains(&name.as_str()) {
+        if !client
+            || name.ends_with("-strict.json")
+            || needs_detected_client.contains(&name.as_str())
+        {
             continue;
         }
         replay_as(&name, Some(Dialect::Standard));
@@ -120,7 +123,12 @@ mod standard_dialect {
     #[test]
     fn rfc7643_3_patch_without_schemas_is_refused_unless_lenient() {
         let body = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
-        for d in [Dialect::Strict, Dialect::Standard, Dialect::EntraId, Dialect::Okta] {
+        for d in [
+            Dialect::Strict,
+            Dialect::Standard,
+            Dialect::EntraId,
+            Dialect::Okta,
+        ] {
             assert_eq!(patch(body.clone(), d), Err("invalidSyntax".into()), "{d:?}");
         }
         assert_eq!(patch(body, Dialect::Lenient), Ok(1));
@@ -151,7 +159,9 @@ mod standard_dialect {
                 "Operations": [{"op": op, "path": "emails[type eq \"work\"].value", "value": "b@x"}]}))
             .unwrap();
             normalize_patch(req, d, &rs)
-                .and_then(|ops| apply_patch(user.as_object().unwrap(), &ops, &rs, &d.patch_options()))
+                .and_then(|ops| {
+                    apply_patch(user.as_object().unwrap(), &ops, &rs, &d.patch_options())
+                })
                 .map(|doc| doc["emails"].clone())
                 .map_err(|e| e.scim_type().as_str().to_owned())
         };
@@ -189,11 +199,18 @@ mod standard_dialect {
         let adscim = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
         let core = "urn:ietf:params:scim:schemas:core:2.0:Group";
         let body = json!({"schemas": [core, adscim], "displayName": "Sales"});
-        assert_eq!(resource("Group", body.clone(), Dialect::Standard)["schemas"], json!([core]));
-        assert_eq!(resource("Group", body, Dialect::Strict)["schemas"], json!([core, adscim]));
+        assert_eq!(
+            resource("Group", body.clone(), Dialect::Standard)["schemas"],
+            json!([core])
+        );
+        assert_eq!(
+            resource("Group", body, Dialect::Strict)["schemas"],
+            json!([core, adscim])
+        );
 
         let vendor = "urn:example:vendor:2.0:Group";
-        let with_data = json!({"schemas": [core, vendor], "displayName": "Sales", vendor: {"x": 1}});
+        let with_data =
+            json!({"schemas": [core, vendor], "displayName": "Sales", vendor: {"x": 1}});
         assert_eq!(
             resource("Group", with_data, Dialect::Standard)["schemas"],
             json!([core, vendor])

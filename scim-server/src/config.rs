@@ -345,8 +345,8 @@ mod tests {
                 dialect = "rfc"
                 "#,
             )?;
-            let cfg = Config::load(Some(Path::new("hub.toml")), &Overrides::default())
-                .map_err(|e| *e)?;
+            let cfg =
+                Config::load(Some(Path::new("hub.toml")), &Overrides::default()).map_err(|e| *e)?;
             assert_eq!(cfg.client_dialect("entra"), DialectSetting::Entra);
             assert_eq!(cfg.client_dialect("legacy"), DialectSetting::Strict);
             assert_eq!(cfg.client_dialect("okta"), DialectSetting::Strict);

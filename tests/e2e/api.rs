@@ -77,7 +77,7 @@ backends!(user_crud_and_etags, |app| {
     assert_eq!(patched["displayName"], "Babs");
     app.patch(
         &format!("/Users/{id}"),
-        json!({"Operations":[{"op":"replace","path":"title","value":"Boss"}]}),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"title","value":"Boss"}]}),
     )
     .header("prefer", "return=minimal")
     .send()
@@ -147,7 +147,7 @@ backends!(groups_members_and_user_groups, |app| {
     // Add bob and an unknown member: the valid one is applied, the unknown one reported.
     // A membership PATCH answers 204 unless the client asks for a representation.
     let resp = app
-        .patch(&format!("/Groups/{inner_id}"), json!({"Operations":[{"op":"add","path":"members","value":[{"value":b},{"value":"does-not-exist"}]}]}))
+        .patch(&format!("/Groups/{inner_id}"), json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":b},{"value":"does-not-exist"}]}]}))
         .send()
         .status(204);
     assert_eq!(
@@ -165,7 +165,7 @@ backends!(groups_members_and_user_groups, |app| {
     let g = app
         .patch(
             &format!("/Groups/{inner_id}?attributes=members"),
-            json!({"Operations":[{"op":"add","path":"members","value":[{"value":b}]}]}),
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":b}]}]}),
         )
         .send()
         .status(200)
@@ -175,7 +175,7 @@ backends!(groups_members_and_user_groups, |app| {
     let g = app
         .patch(
             &format!("/Groups/{inner_id}?excludedAttributes=members"),
-            json!({"Operations":[{"op":"add","path":"members","value":[{"value":b}]}]}),
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":b}]}]}),
         )
         .send()
         .status(200)
@@ -185,7 +185,7 @@ backends!(groups_members_and_user_groups, |app| {
     let g = app
         .patch(
             &format!("/Groups/{inner_id}"),
-            json!({"Operations":[{"op":"add","path":"members","value":[{"value":b}]}]}),
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":b}]}]}),
         )
         .header("Prefer", "return=representation")
         .send()
@@ -196,7 +196,7 @@ backends!(groups_members_and_user_groups, |app| {
     let g = app
         .patch(
             &format!("/Groups/{inner_id}"),
-            json!({"Operations":[{"op":"replace","path":"externalId","value":"inner-ext"}]}),
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"externalId","value":"inner-ext"}]}),
         )
         .send()
         .status(200)
@@ -228,7 +228,7 @@ backends!(groups_members_and_user_groups, |app| {
     let g = app
         .patch(
             &format!("/Groups/{inner_id}?attributes=members"),
-            json!({"Operations":[{"op":"remove","path":format!("members[value eq \"{a}\"]")}]}),
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"remove","path":format!("members[value eq \"{a}\"]")}]}),
         )
         .send()
         .status(200)
@@ -246,7 +246,7 @@ backends!(bulk_with_bulk_ids, |app| {
             json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"failOnErrors":1,"Operations":[
                 {"method":"POST","path":"/Users","bulkId":"qwerty","data":{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"Alice"}},
                 {"method":"POST","path":"/Groups","bulkId":"ytrewq","data":{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Tour Guides","members":[{"type":"User","value":"bulkId:qwerty"}]}},
-                {"method":"PATCH","path":"/Users/bulkId:qwerty","data":{"Operations":[{"op":"replace","path":"active","value":false}]}}
+                {"method":"PATCH","path":"/Users/bulkId:qwerty","data":{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":false}]}}
             ]}),
         )
         .send()

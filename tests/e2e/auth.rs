@@ -39,6 +39,9 @@ dialect = "rfc"
 
 [clients.entra-by-config]
 dialect = "entra"
+
+[clients.lenient-client]
+dialect = "lenient"
 "#
     )
 }
@@ -229,6 +232,26 @@ fn dialect_by_client_setting(app: TestApp) {
         .header("user-agent", "Azure AD SCIM Client")
         .send()
         .scim_error(400, Some("invalidSyntax"));
+    // RFC 7643 §3: `schemas` is REQUIRED. A PATCH without it is refused in the default dialect
+    // (and by Entra's and the RFC's), and accepted only from a client configured lenient.
+    let bare = json!({"Operations":[{"op":"replace","path":"active","value":true}]});
+    for token in [&entra, &rfc] {
+        app.patch(&path, bare.clone())
+            .token(token)
+            .send()
+            .scim_error(400, Some("invalidSyntax"));
+    }
+    app.patch(&path, bare.clone())
+        .send()
+        .scim_error(400, Some("invalidSyntax"));
+    let lenient = hs256(claims("scim:read scim:write", "lenient-client"));
+    let p = app
+        .patch(&path, bare)
+        .token(&lenient)
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(p["active"], true);
 }
 
 #[test]

@@ -3,6 +3,11 @@
 //! Microsoft: "Tutorial: Develop and plan provisioning for a SCIM endpoint", request/response
 //! examples), running on the real dialect code: provision, update, disable, re-enable, group
 //! create, member add and remove, delete.
+//!
+//! Each replay runs three times: with the client's real `User-Agent`, with none, and with an
+//! unrelated one (`curl/8.5.0`). Real deployments do not announce themselves reliably (agents
+//! change, gateways rewrite them, validators send their own), so every step must pass in the
+//! default dialect too.
 
 use serde_json::{json, Value};
 
@@ -13,6 +18,30 @@ use crate::harness::*;
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const OKTA: &str = "Okta SCIM Client 1.0.0";
 const ENTRA: &str = "Azure AD SCIM Client";
+const CURL: &str = "curl/8.5.0";
+
+/// A request with `agent` as its `User-Agent`, or with none.
+fn with_agent(r: Req, agent: Option<&str>) -> Req {
+    match agent {
+        Some(a) => r.header("user-agent", a),
+        None => r,
+    }
+}
+
+/// One test per backend and `User-Agent` (the client's own, none, curl's) for a replay.
+macro_rules! each_agent {
+    ($name:ident, $agent:expr, $replay:ident) => {
+        mod $name {
+            use super::*;
+            backends!(real_agent, |app| { $replay(&app, Some($agent)) });
+            backends!(no_agent, |app| { $replay(&app, None) });
+            backends!(unrelated_agent, |app| { $replay(&app, Some(CURL)) });
+        }
+    };
+}
+
+each_agent!(okta_provisioning_sequence, OKTA, okta_replay);
+each_agent!(entra_provisioning_sequence, ENTRA, entra_replay);
 
 fn patch_ops(ops: Value) -> Value {
     json!({"schemas":[PATCH_OP],"Operations": ops})
@@ -29,8 +58,8 @@ fn member_ids(g: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-backends!(okta_provisioning_sequence, |app| {
-    let ua = |r: Req| r.header("user-agent", OKTA);
+fn okta_replay(app: &TestApp, agent: Option<&str>) {
+    let ua = |r: Req| with_agent(r, agent);
     // 1. Does the user exist?
     let r = ua(app
         .get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100"))
@@ -160,10 +189,10 @@ backends!(okta_provisioning_sequence, |app| {
     ua(app.get(&format!("/Groups/{gid}")))
         .send()
         .scim_error(404, None);
-});
+}
 
-backends!(entra_provisioning_sequence, |app| {
-    let ua = |r: Req| r.header("user-agent", ENTRA);
+fn entra_replay(app: &TestApp, agent: Option<&str>) {
+    let ua = |r: Req| with_agent(r, agent);
     // Test Connection: a random GUID userName answers 200 with an empty list.
     let r = ua(app.get("/Users?filter=userName+eq+%22a1b2c3d4-e5f6-4711-8899-aabbccddeeff%22"))
         .send()
@@ -215,6 +244,15 @@ backends!(entra_provisioning_sequence, |app| {
     let ent = &p["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
     assert_eq!(ent["employeeNumber"], "E123");
     assert_eq!(ent["manager"]["value"], boss_id);
+    // The SCIM Validator finds users by a value path's sub-attribute (not RFC filter grammar).
+    let r = ua(app.get(
+        "/Users?filter=emails%5Btype+eq+%22work%22%5D.value+eq+%22updatedEmail%40microsoft.com%22",
+    ))
+    .send()
+    .status(200)
+    .json();
+    assert_eq!(r["totalResults"], 1);
+    assert_eq!(r["Resources"][0]["id"], id);
     // A user without a work email gets one (Entra sends the filter path regardless).
     ua(app.patch(
         &format!("/Users/{boss_id}"),
@@ -244,13 +282,18 @@ backends!(entra_provisioning_sequence, |app| {
     // Groups: create, find without members, rename, add member, check membership, remove.
     let g = ua(app.post(
         "/Groups",
-        json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group","http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
             "externalId":"8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159","displayName":"Group1DisplayName","meta":{"resourceType":"Group"}}),
     ))
     .send()
     .status(201)
     .json();
     let gid = g["id"].as_str().unwrap().to_string();
+    // The vendor schema URI is ignored, not stored as a schema of the group.
+    assert_eq!(
+        g["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:Group"])
+    );
     let r = ua(
         app.get("/Groups?excludedAttributes=members&filter=displayName+eq+%22Group1DisplayName%22")
     )
@@ -304,7 +347,7 @@ backends!(entra_provisioning_sequence, |app| {
     ua(app.delete(&format!("/Users/{boss_id}")))
         .send()
         .status(204);
-});
+}
 
 backends!(unknown_members_are_skipped_and_reported, |app| {
     let u = app.create_user("known.member");

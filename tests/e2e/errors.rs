@@ -96,7 +96,7 @@ backends!(error_corpus, |app| {
         "bad_patch_op".into(),
         app.patch(
             &format!("/Users/{id}"),
-            json!({"Operations":[{"op":"explode","path":"title"}]}),
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"explode","path":"title"}]}),
         )
         .send()
         .scim_error(400, Some("invalidSyntax")),

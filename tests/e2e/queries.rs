@@ -49,7 +49,7 @@ backends!(rfc7644_3_3_uniqueness, |app| {
     let other_id = other["id"].as_str().unwrap();
     app.patch(
         &format!("/Users/{other_id}"),
-        json!({"Operations":[{"op":"replace","path":"userName","value":"CASE.FOLDED@example.com"}]}),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"userName","value":"CASE.FOLDED@example.com"}]}),
     )
     .send()
     .scim_error(409, Some("uniqueness"));
@@ -161,7 +161,7 @@ backends!(patch_is_atomic_and_paths_are_checked, |app| {
     // The second operation fails: the first is not applied either.
     app.patch(
         &format!("/Users/{id}"),
-        json!({"Operations":[
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[
             {"op":"replace","path":"displayName","value":"changed"},
             {"op":"replace","path":"emails[type eq \"home\"].value","value":"x@example.com"}]}),
     )
@@ -169,20 +169,20 @@ backends!(patch_is_atomic_and_paths_are_checked, |app| {
     .scim_error(400, Some("noTarget"));
     app.patch(
         &format!("/Users/{id}"),
-        json!({"Operations":[{"op":"replace","path":"displayName","value":"changed"},
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"changed"},
             {"op":"replace","path":"name[givenName","value":"x"}]}),
     )
     .send()
     .scim_error(400, Some("invalidPath"));
     app.patch(
         &format!("/Users/{id}"),
-        json!({"Operations":[{"op":"replace","path":"id","value":"other"}]}),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"id","value":"other"}]}),
     )
     .send()
     .scim_error(400, Some("mutability"));
     app.patch(
         &format!("/Users/{id}"),
-        json!({"Operations":[{"op":"remove"}]}),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"remove"}]}),
     )
     .send()
     .scim_error(400, Some("noTarget"));
@@ -251,3 +251,22 @@ fn strict_mode_postgres() {
         strict_rejects_unknown_attributes(app);
     }
 }
+
+// RFC 7644 §3.4.2.2: "gt", "ge", "lt" and "le" on a Boolean (or Binary) attribute "SHALL cause a
+// failed response (HTTP status code 400) with a scimType of invalidFilter".
+backends!(rfc7644_3_4_2_2_ordering_on_boolean_is_invalid_filter, |app| {
+    app.create_user("bool.order");
+    for f in ["active%20gt%20true", "active%20le%20false", "emails%5Bprimary%20ge%20true%5D"] {
+        app.get(&format!("/Users?filter={f}"))
+            .send()
+            .scim_error(400, Some("invalidFilter"));
+    }
+    app.post(
+        "/Users/.search",
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"active lt true"}),
+    )
+    .send()
+    .scim_error(400, Some("invalidFilter"));
+    let r = app.get("/Users?filter=active%20eq%20true").send().status(200).json();
+    assert_eq!(r["totalResults"], 1);
+});

@@ -6,14 +6,17 @@
 //! * [`print`] — `Display` for the AST; printing then parsing yields the same AST.
 //! * [`eval`] — evaluation over a JSON resource, honouring caseExact, types and multi-valued rules.
 //! * [`fold`] — a fold over the AST, used by the server to translate filters to SQL.
+//! * [`check`] — what a filter may not ask of the attributes it names (ordering on booleans).
 
 pub mod ast;
+pub mod check;
 pub mod eval;
 pub mod fold;
 pub mod parse;
 pub mod print;
 
 pub use ast::{AttrPath, CompValue, CompareOp, Filter, PatchPath};
+pub use check::check_filter;
 pub use eval::{matches, matches_value};
 pub use fold::{fold, FilterFold};
 pub use parse::{

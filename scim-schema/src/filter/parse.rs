@@ -801,8 +801,7 @@ mod tests {
     // ---- valuePath.subAttr comparisons (FilterSyntax::ValuePathSubAttr) ----
 
     fn tolerant(s: &str) -> Filter {
-        parse_filter_as(s, FilterSyntax::ValuePathSubAttr)
-            .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+        parse_filter_as(s, FilterSyntax::ValuePathSubAttr).unwrap_or_else(|e| panic!("{s:?}: {e}"))
     }
 
     #[test]
@@ -811,10 +810,7 @@ mod tests {
             tolerant(r#"emails[type eq "work"].value eq "a@x.com""#),
             vp(
                 "emails",
-                and(
-                    cmp("type", Eq, s("work")),
-                    cmp("value", Eq, s("a@x.com"))
-                )
+                and(cmp("type", Eq, s("work")), cmp("value", Eq, s("a@x.com")))
             )
         );
         assert_eq!(

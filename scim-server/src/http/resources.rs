@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use scim_schema::filter::{parse_attr_path, parse_filter_as, FilterSyntax};
+use scim_schema::filter::{check_filter, parse_attr_path, parse_filter_as, FilterSyntax};
 use scim_schema::json::get_ci;
 use scim_schema::message::ListResponse;
 use scim_schema::projection::project;
@@ -342,6 +342,7 @@ fn search_query(
     kind: ResourceKind,
     max: u64,
     syntax: FilterSyntax,
+    schema: &scim_schema::schema::ResourceSchema,
 ) -> ApiResult<crate::store::SearchQuery> {
     let with_members = !params.projection.excludes(if kind == ResourceKind::Group {
         "members"
@@ -353,7 +354,11 @@ fn search_query(
             .filter
             .as_deref()
             .filter(|f| !f.trim().is_empty())
-            .map(|f| parse_filter_as(f, syntax))
+            .map(|f| {
+                let filter = parse_filter_as(f, syntax)?;
+                check_filter(&filter, schema)?;
+                Ok::<_, scim_schema::Error>(filter)
+            })
             .transpose()?,
         sort_by: params.sort_by.as_deref().map(parse_attr_path).transpose()?,
         descending: params.sort_order == SortOrder::Descending,
@@ -377,7 +382,7 @@ async fn run_search(
 ) -> ApiResult<HttpResponse> {
     let max = state.config.max_results as u64;
     let syntax = state.request_dialect(req).filter_syntax();
-    let q = search_query(&params, kind, max, syntax)?;
+    let q = search_query(&params, kind, max, syntax, state.schemas.of(kind))?;
     let schemas = state.schemas.clone();
     // Index lookups (userName eq …, the commonest query) run here when a reader is idle, like
     // point reads in `get`; anything that may read many rows goes to the blocking pool.
@@ -504,7 +509,13 @@ async fn search_both(
     let syntax = state.request_dialect(req).filter_syntax();
     let mut queries = Vec::new();
     for kind in kinds {
-        queries.push(search_query(&params, kind, max, syntax)?);
+        queries.push(search_query(
+            &params,
+            kind,
+            max,
+            syntax,
+            state.schemas.of(kind),
+        )?);
     }
     let schemas = state.schemas.clone();
     let sorted = params.sort_by.is_some();

@@ -1,0 +1,139 @@
+//! Checks a parsed filter against the attributes it names, for what the grammar alone cannot
+//! reject: RFC 7644 §3.4.2.2 says `gt`, `ge`, `lt` and `le` on a Boolean or Binary attribute
+//! "SHALL cause a failed response (HTTP status code 400) with a scimType of invalidFilter".
+//! Attributes the schema does not know are left alone (they match nothing, §3.4.2.2).
+
+use super::ast::{AttrPath, CompValue, CompareOp, Filter};
+use super::fold::{fold, FilterFold};
+use crate::error::Error;
+use crate::schema::{AttrType, AttributeDef, ResourceSchema};
+
+/// `Ok` when every comparison in `filter` is allowed on the attribute it names.
+pub fn check_filter(filter: &Filter, schema: &ResourceSchema) -> Result<(), Error> {
+    fold(&mut OrderingCheck { schema }, filter)
+}
+
+struct OrderingCheck<'a> {
+    schema: &'a ResourceSchema,
+}
+
+impl OrderingCheck<'_> {
+    /// The definition of `path`, inside the value path `scope` when there is one.
+    fn def(&self, scope: Option<&AttrPath>, path: &AttrPath) -> Option<&AttributeDef> {
+        match scope {
+            None => self.schema.lookup(path),
+            Some(scope) => self.schema.lookup(scope)?.sub_attribute(path.name.as_str()),
+        }
+    }
+}
+
+impl FilterFold for OrderingCheck<'_> {
+    type Output = Result<(), Error>;
+
+    fn compare(
+        &mut self,
+        scope: Option<&AttrPath>,
+        path: &AttrPath,
+        op: CompareOp,
+        _: &CompValue,
+    ) -> Self::Output {
+        let ordering = matches!(
+            op,
+            CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+        );
+        match self.def(scope, path) {
+            Some(def)
+                if ordering && matches!(def.attr_type, AttrType::Boolean | AttrType::Binary) =>
+            {
+                Err(Error::InvalidFilter(format!(
+                    "'{}' is {}; {} cannot compare it (RFC 7644 §3.4.2.2)",
+                    path,
+                    if def.attr_type == AttrType::Boolean {
+                        "a boolean"
+                    } else {
+                        "binary"
+                    },
+                    op_name(op)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn present(&mut self, _: Option<&AttrPath>, _: &AttrPath) -> Self::Output {
+        Ok(())
+    }
+
+    fn and(&mut self, left: Self::Output, right: Self::Output) -> Self::Output {
+        left.and(right)
+    }
+
+    fn or(&mut self, left: Self::Output, right: Self::Output) -> Self::Output {
+        left.and(right)
+    }
+
+    fn not(&mut self, inner: Self::Output) -> Self::Output {
+        inner
+    }
+
+    fn value_path(&mut self, _: &AttrPath, inner: Self::Output) -> Self::Output {
+        inner
+    }
+}
+
+fn op_name(op: CompareOp) -> &'static str {
+    match op {
+        CompareOp::Gt => "gt",
+        CompareOp::Ge => "ge",
+        CompareOp::Lt => "lt",
+        _ => "le",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::filter::parse::parse_filter;
+    use crate::schema::SchemaRegistry;
+
+    fn check(f: &str) -> Result<(), String> {
+        let rs = SchemaRegistry::core().resource_schema("User").unwrap();
+        check_filter(&parse_filter(f).unwrap(), &rs).map_err(|e| e.scim_type().as_str().to_owned())
+    }
+
+    #[test]
+    fn rfc7644_3_4_2_2_ordering_on_boolean_is_invalid_filter() {
+        for f in [
+            "active gt true",
+            "active ge false",
+            "userName pr and active lt true",
+            r#"emails[primary le true]"#,
+            r#"not (emails[type eq "work" and primary gt false])"#,
+        ] {
+            assert_eq!(check(f), Err("invalidFilter".into()), "{f}");
+        }
+    }
+
+    #[test]
+    fn rfc7644_3_4_2_2_ordering_on_binary_is_invalid_filter() {
+        assert_eq!(
+            check(r#"x509Certificates.value gt "AA==""#),
+            Err("invalidFilter".into())
+        );
+    }
+
+    #[test]
+    fn other_comparisons_pass() {
+        for f in [
+            "active eq true",
+            "active ne false",
+            r#"meta.lastModified gt "2011-05-13T04:42:34Z""#,
+            r#"userName ge "b""#,
+            r#"emails[primary eq true]"#,
+            "unknownAttribute gt true",
+        ] {
+            assert_eq!(check(f), Ok(()), "{f}");
+        }
+    }
+}
