@@ -1,3 +1,6 @@
+use chrono::Duration;
+use connectors::Entitlement;
+
 use super::*;
 
 const GOOD: &str = r#"
