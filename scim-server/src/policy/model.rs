@@ -265,6 +265,16 @@ pub struct NotifySettings {
     pub link_ttl: Duration,
 }
 
+impl NotifySettings {
+    /// The sender when the policy names none.
+    pub(super) const DEFAULT_FROM: &'static str = "scimhub@localhost";
+
+    /// How long a one-click link stays valid when the policy does not say.
+    pub(super) fn default_link_ttl() -> Duration {
+        Duration::days(7)
+    }
+}
+
 impl Policy {
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)
@@ -327,8 +337,8 @@ impl Policy {
             sources: BTreeMap::new(),
             approvals: ApproverSettings::default(),
             notify: NotifySettings {
-                from: "scimhub@localhost".into(),
-                link_ttl: Duration::days(7),
+                from: NotifySettings::DEFAULT_FROM.into(),
+                link_ttl: NotifySettings::default_link_ttl(),
                 ..Default::default()
             },
         }

@@ -1,8 +1,6 @@
 //! `[notify]`: the mail relay, sender and recipients, approver addresses per level, and the
 //! one-click links in mails.
 
-use chrono::Duration;
-
 use crate::policy::diagnostics::Diags;
 use crate::policy::model::NotifySettings;
 use crate::policy::raw::RawNotify;
@@ -23,10 +21,12 @@ pub(super) fn check(raw: RawNotify, d: &mut Diags<'_>) -> NotifySettings {
         .link_ttl
         .as_ref()
         .and_then(|t| duration_at(d, t))
-        .unwrap_or_else(|| Duration::days(7));
+        .unwrap_or_else(NotifySettings::default_link_ttl);
     NotifySettings {
         smtp_url: raw.smtp_url,
-        from: raw.from.unwrap_or_else(|| "scimhub@localhost".into()),
+        from: raw
+            .from
+            .unwrap_or_else(|| NotifySettings::DEFAULT_FROM.into()),
         security: raw.security,
         helpdesk: raw.helpdesk,
         approvers: raw.approvers,
