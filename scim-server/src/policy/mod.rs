@@ -46,12 +46,14 @@
 //!
 //! - `model.rs`: [`Policy`] and the types of its sections, as the rest of the server reads them;
 //! - `raw.rs`: the file form, as TOML deserializes it (with spans for diagnostics);
-//! - `check/`: one file per section turning its raw form into the model, and `check()` that
-//!   runs them in order; `attrs.rs`: attribute paths and `match` filters checked against the
-//!   User schemas;
-//! - `diagnostics.rs`: [`Diagnostic`] and [`PolicyError`]; `duration.rs`: `24h`, `30d`, ...;
-//! - `connector_config.rs`: typed settings per connector type; `docs.rs`: the generated
-//!   runbook; `reload.rs`: the policy in force and its reload.
+//! - `check/`: one file per section turning its raw form into the model, and `check()` that runs
+//!   them in order;
+//! - `attrs.rs`: attribute paths and `match` filters checked against the User schemas;
+//! - `diagnostics.rs`: [`Diagnostic`] and [`PolicyError`];
+//! - `duration.rs`: durations as policies write them (`24h`, `30d`);
+//! - `connector_config.rs`: typed settings per connector type;
+//! - `docs.rs`: the generated runbook;
+//! - `reload.rs`: the policy in force and its reload.
 
 mod attrs;
 mod check;
