@@ -232,3 +232,39 @@ pub(super) fn check_filter(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(text: &str) -> AttrPath {
+        scim_schema::filter::parse_attr_path(text).expect("a path")
+    }
+
+    #[test]
+    fn owned_paths_overlap_on_the_attribute_or_one_of_its_sub_attributes() {
+        let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        for (a, b, overlap) in [
+            ("name", "name", true),
+            ("name", "NAME", true),
+            ("name", "name.givenName", true),
+            ("name.givenName", "name", true),
+            ("name.givenName", "name.familyName", false),
+            ("title", "name", false),
+            (
+                &format!("{ent}:department") as &str,
+                &format!("{ent}:Department"),
+                true,
+            ),
+            // Resolved paths carry the URN of extension attributes only: a core path and an
+            // extension path never meet.
+            ("department", &format!("{ent}:department"), false),
+        ] {
+            assert_eq!(
+                owned_paths_overlap(&path(a), &path(b)),
+                overlap,
+                "{a} / {b}"
+            );
+        }
+    }
+}

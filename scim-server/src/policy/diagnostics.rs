@@ -86,3 +86,45 @@ impl<'a> Diags<'a> {
         self.out.into_iter().map(|(_, x)| x).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_is_one_based_and_clamped() {
+        let text = "ab\ncd\n";
+        for (offset, expected) in [
+            (0, (1, 1)),
+            (1, (1, 2)),
+            (2, (1, 3)),
+            (3, (2, 1)),
+            (4, (2, 2)),
+            (6, (3, 1)),
+            (99, (3, 1)),
+        ] {
+            assert_eq!(line_col(text, offset), expected, "offset {offset}");
+        }
+    }
+
+    #[test]
+    fn reports_sort_by_position_keeping_the_order_at_one_position() {
+        let mut d = Diags::new("first\nsecond\n");
+        d.at(6..7, "b");
+        d.at(0..1, "a");
+        d.at(6..6, "c");
+        let sorted: Vec<(usize, usize, String)> = d
+            .into_sorted()
+            .into_iter()
+            .map(|x| (x.line, x.column, x.message))
+            .collect();
+        assert_eq!(
+            sorted,
+            vec![
+                (1, 1, "a".to_string()),
+                (2, 1, "b".to_string()),
+                (2, 1, "c".to_string())
+            ]
+        );
+    }
+}

@@ -207,3 +207,43 @@ fn find_cycle<'a>(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which profile includes which.
+    type Includes<'a> = &'a [(&'a str, &'a [&'a str])];
+
+    #[test]
+    fn find_cycle_follows_includes_depth_first() {
+        let cases: &[(Includes, &str, Option<&[&str]>)] = &[
+            (&[("a", &["b"]), ("b", &[])], "a", None),
+            (&[("a", &["a"])], "a", Some(&["a", "a"])),
+            (&[("a", &["b"]), ("b", &["a"])], "a", Some(&["a", "b", "a"])),
+            (
+                &[("a", &["b"]), ("b", &["c"]), ("c", &["b"])],
+                "a",
+                Some(&["b", "c", "b"]),
+            ),
+            // A diamond is no cycle.
+            (
+                &[("a", &["b", "c"]), ("b", &["d"]), ("c", &["d"]), ("d", &[])],
+                "a",
+                None,
+            ),
+            // Includes of unknown profiles end the walk.
+            (&[("a", &["ghost"])], "a", None),
+        ];
+        for (edges, start, expected) in cases {
+            let graph: BTreeMap<&str, Vec<&str>> =
+                edges.iter().map(|(n, to)| (*n, to.to_vec())).collect();
+            let mut path = vec![*start];
+            assert_eq!(
+                find_cycle(&graph, &mut path).as_deref(),
+                *expected,
+                "{edges:?}"
+            );
+        }
+    }
+}
