@@ -37,20 +37,35 @@
 //! Every operation returns [`StoreError`]; diesel and r2d2 errors are mapped once, in
 //! [`error::map_diesel`].
 
+// SCIM resources.
+mod assemble;
+mod columns;
+mod in_memory_filter;
+mod members;
+mod resources;
+mod search;
+mod users;
+
+// API tokens.
+mod tokens;
+
+// Connections, the write path and its SQLite helpers.
 mod batch;
 mod checkpoint;
 mod conn;
 mod error;
-mod memeval;
 mod ranks;
-mod resources;
 mod schema;
-mod search;
 mod sql;
-mod tokens;
+mod text_enum;
 
-// Lifecycle engine tables (see `crate::engine`).
+// Lifecycle engine tables (see `crate::engine`), one module per table family.
 pub mod approvals;
+pub mod audit;
+pub mod engine_state;
+pub mod events;
+pub mod holds;
+pub mod incidents;
 pub mod notifications;
 pub mod outbox;
 pub mod timers;
@@ -67,13 +82,16 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use serde_json::{Map, Value};
 
+pub use assemble::LoadedResource;
 pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend};
 pub use error::{StoreError, StoreResult};
-pub use resources::{parse_members, GroupRef, LoadedResource, MemberRow};
+pub use members::{direct_members, parse_members, DirectMember, MemberRow};
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
+pub use users::GroupRef;
 
-pub(crate) use resources::{find_user_row, find_user_row_by_name, load_groups, load_row};
+pub(crate) use resources::load_row;
+pub(crate) use users::{find_user_row, find_user_row_by_name, load_groups};
 
 /// Migrations, embedded at build time, one folder per backend.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");

@@ -22,16 +22,20 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel::RunQueryDsl;
+use diesel::{Queryable, RunQueryDsl};
 use scim_schema::filter::{AttrPath, CompValue, CompareOp, Filter};
 use scim_schema::schema::ResourceSchema;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::memeval::{self, SortKey};
+use super::assemble::{ResourceRow, ResourceRowSt};
+use super::columns::{case_fold, ENTERPRISE_URN};
+use super::in_memory_filter::{self, SortKey};
+use super::members::load_members;
 use super::ranks::Seek;
-use super::resources::{fold, load_groups, load_members, load_rows, Row, ENTERPRISE_URN};
+use super::resources::load_rows;
 use super::sql::{Bind, Sql};
+use super::users::load_groups;
 use super::{
     fmt_ts, parse_ts, DbConnection, LoadedResource, ResourceKind, Store, StoreError, StoreResult,
     StoredResource,
@@ -411,7 +415,7 @@ fn condition(col: &str, ty: ColType, cmp: Option<(CompareOp, &CompValue)>) -> Op
         }
         (ColType::Exact | ColType::Folded, CompValue::Str(v)) => {
             let v = if ty == ColType::Folded {
-                fold(v)
+                case_fold(v)
             } else {
                 v.clone()
             };
@@ -528,7 +532,29 @@ fn signature(kind: ResourceKind, q: &SearchQuery) -> String {
 }
 
 type SortRowSt = (Text, Text, Text, Text, BigInt, Nullable<Text>);
-type SortRow = (String, String, String, String, i64, Option<String>);
+
+/// A page row read with its sort key: `id, doc, created, last_modified, version, <sort column>`.
+#[derive(Queryable)]
+struct SortRow {
+    id: String,
+    doc: String,
+    created: String,
+    last_modified: String,
+    version: i64,
+    sort_key: Option<String>,
+}
+
+impl SortRow {
+    fn into_row(self) -> ResourceRow {
+        ResourceRow {
+            id: self.id,
+            doc: self.doc,
+            created: self.created,
+            last_modified: self.last_modified,
+            version: self.version,
+        }
+    }
+}
 
 impl Store {
     /// Searches resources of `kind` (see the module docs for what runs where).
@@ -697,19 +723,16 @@ impl Store {
             (Some(_), true, Some(last)) => Some(encode_cursor(&Cursor {
                 s: sig.to_string(),
                 k: if col == "id" {
-                    Some(last.0.clone())
+                    Some(last.id.clone())
                 } else {
-                    last.5.clone()
+                    last.sort_key.clone()
                 },
-                i: Some(last.0.clone()),
+                i: Some(last.id.clone()),
                 o: None,
             })),
             _ => None,
         };
-        let rows: Vec<Row> = rows
-            .into_iter()
-            .map(|r| (r.0, r.1, r.2, r.3, r.4))
-            .collect();
+        let rows: Vec<ResourceRow> = rows.into_iter().map(SortRow::into_row).collect();
         let resources = self.page_loaded(c, kind, rows, q.with_members)?;
         Ok(Page {
             total_results: total,
@@ -765,24 +788,23 @@ impl Store {
         let mut matched: Vec<(SortKey, String)> = Vec::new();
         let mut last_id: Option<String> = None;
         loop {
-            let mut batch = Sql::<super::resources::RowSt>::new(
-                "SELECT id, doc, created, last_modified, version",
-            );
+            let mut batch =
+                Sql::<ResourceRowSt>::new("SELECT id, doc, created, last_modified, version");
             batch.append(base);
             if let Some(id) = &last_id {
                 batch.push(" AND id > ").text(id.as_str());
             }
             batch.push(" ORDER BY id").limit(BATCH);
-            let rows: Vec<Row> = batch.load(c)?;
+            let rows: Vec<ResourceRow> = batch.load(c)?;
             let n = rows.len();
-            last_id = rows.last().map(|r| r.0.clone());
+            last_id = rows.last().map(|r| r.id.clone());
             let docs = self.page_resources(c, kind, rows, needs_members)?;
             for r in docs {
                 if filter
-                    .map(|f| memeval::matches(f, &r.doc, schema))
+                    .map(|f| in_memory_filter::matches(f, &r.doc, schema))
                     .unwrap_or(true)
                 {
-                    let key = sort_by.and_then(|p| memeval::sort_key(&r.doc, p, schema));
+                    let key = sort_by.and_then(|p| in_memory_filter::sort_key(&r.doc, p, schema));
                     matched.push((key, r.id));
                 }
             }
@@ -792,7 +814,7 @@ impl Store {
         }
         let desc = q.descending;
         matched.sort_by(|a, b| {
-            let o = memeval::cmp_keys(&a.0, &b.0).then_with(|| a.1.cmp(&b.1));
+            let o = in_memory_filter::cmp_keys(&a.0, &b.0).then_with(|| a.1.cmp(&b.1));
             if desc {
                 o.reverse()
             } else {
@@ -857,7 +879,7 @@ impl Store {
         &self,
         c: &mut DbConnection,
         kind: ResourceKind,
-        rows: Vec<Row>,
+        rows: Vec<ResourceRow>,
         with_members: bool,
     ) -> StoreResult<Vec<StoredResource>> {
         Ok(self
@@ -872,7 +894,7 @@ impl Store {
         &self,
         c: &mut DbConnection,
         kind: ResourceKind,
-        rows: Vec<Row>,
+        rows: Vec<ResourceRow>,
         with_members: bool,
     ) -> StoreResult<Vec<LoadedResource>> {
         if !with_members || rows.is_empty() {
@@ -881,13 +903,13 @@ impl Store {
                 .map(|r| LoadedResource::from_row(kind, r, None, None))
                 .collect());
         }
-        let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         Ok(match kind {
             ResourceKind::Group => {
                 let mut m = load_members(c, &ids)?;
                 rows.into_iter()
                     .map(|r| {
-                        let members = m.remove(&r.0).unwrap_or_default();
+                        let members = m.remove(&r.id).unwrap_or_default();
                         LoadedResource::from_row(kind, r, Some(members), None)
                     })
                     .collect()
@@ -896,7 +918,7 @@ impl Store {
                 let mut g: HashMap<_, _> = load_groups(c, &ids)?;
                 rows.into_iter()
                     .map(|r| {
-                        let groups = g.remove(&r.0).unwrap_or_default();
+                        let groups = g.remove(&r.id).unwrap_or_default();
                         LoadedResource::from_row(kind, r, None, Some(groups))
                     })
                     .collect()

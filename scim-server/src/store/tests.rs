@@ -646,7 +646,7 @@ fn store_filter_push_down_matches_memory() {
             let mut expected: Vec<String> = all
                 .resources
                 .iter()
-                .filter(|r| memeval::matches(&f, &r.doc, &schema))
+                .filter(|r| in_memory_filter::matches(&f, &r.doc, &schema))
                 .map(|r| r.id.clone())
                 .collect();
             expected.sort();
@@ -746,10 +746,10 @@ fn store_paging_sorting_and_cursors() {
                 let keys: Vec<_> = all
                     .resources
                     .iter()
-                    .map(|r| memeval::sort_key(&r.doc, p, &schema))
+                    .map(|r| in_memory_filter::sort_key(&r.doc, p, &schema))
                     .collect();
                 for w in keys.windows(2) {
-                    let o = memeval::cmp_keys(&w[0], &w[1]);
+                    let o = in_memory_filter::cmp_keys(&w[0], &w[1]);
                     assert!(
                         if desc { o.is_ge() } else { o.is_le() },
                         "{}: {sort:?} {desc}: {keys:?}",
