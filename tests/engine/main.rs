@@ -306,7 +306,7 @@ fn joiner_with_and_without_approval(env: Env) {
     );
     let pending = env.admin.approvals(Some("pending")).unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].level, "manager");
+    assert_eq!(pending[0].level.as_str(), "manager");
     // A later write does not request it again.
     env.patch_user(&ada, |d| {
         d.insert("title".into(), json!("Senior Engineer"));
@@ -556,7 +556,7 @@ fn sod_violation_blocked(env: Env) {
     let all = env.admin.approvals(None).unwrap();
     assert!(all
         .iter()
-        .any(|a| a.kind == "sod" && a.status == "blocked" && a.user_id == eve));
+        .any(|a| a.kind.as_str() == "sod" && a.status.as_str() == "blocked" && a.user_id == eve));
 }
 
 fn blast_radius_hold(env: Env) {

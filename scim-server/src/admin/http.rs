@@ -192,7 +192,7 @@ fn approval_json(r: &approvals::ApprovalRow) -> Value {
     if let Some(e) = r
         .entitlement
         .as_deref()
-        .filter(|_| r.kind == "entitlement")
+        .filter(|_| r.kind == approvals::ApprovalKind::Entitlement)
         .and_then(|e| serde_json::from_str::<Value>(e).ok())
     {
         v["entitlement"] = e;

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use crate::auth::{Principal, UserRef};
 use crate::engine::desired::{attr_str, attr_value, parse_date};
 use crate::engine::{links, load_user_doc, Cause, Engine, PlanOutcome};
+use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalStatus};
 use crate::store::{
     approvals, audit, engine_state, holds, incidents, load_groups, load_row, outbox, timers,
     DbConnection, Doc, ResourceKind, Store, StoreError, StoreResult,
@@ -169,6 +170,11 @@ impl Admin {
     }
 
     pub fn approvals(&self, status: Option<&str>) -> AdminResult<Vec<approvals::ApprovalRow>> {
+        // A status no request can have matches none.
+        let status = match status.map(ApprovalStatus::parse) {
+            Some(None) => return Ok(Vec::new()),
+            other => other.flatten(),
+        };
         Ok(in_tx(&self.store, |c| approvals::list(c, status))?)
     }
 
@@ -248,11 +254,12 @@ impl Admin {
         let what = kind.unwrap_or("request");
         let approve = status == "approved";
         let decided = self.decision_tx(|c| {
-            let Some(row) = approvals::get(c, id)?.filter(|r| kind.is_none_or(|k| r.kind == k))
+            let Some(row) =
+                approvals::get(c, id)?.filter(|r| kind.is_none_or(|k| r.kind.as_str() == k))
             else {
                 return Ok(Err(AdminError::NotFound(format!("{what} {id}"))));
             };
-            if row.status != "pending" {
+            if row.status != ApprovalStatus::Pending {
                 return Ok(Err(AdminError::Conflict(format!(
                     "{what} {id} is already {}",
                     row.status
@@ -297,7 +304,7 @@ impl Admin {
                     return Ok(Err(refusal.into()));
                 }
             };
-            let new_end = if approve && row.kind == "extension" {
+            let new_end = if approve && row.kind == ApprovalKind::Extension {
                 // Checked before deciding, so a request that cannot be applied stays pending.
                 if let Err(e) = self.end_date_path() {
                     return Ok(Err(e));
@@ -317,7 +324,12 @@ impl Admin {
                 credential: Some(&approver.credential),
                 authority: Some(authority.as_str()),
             };
-            if !approvals::decide(c, id, status, &decided_by, reason, now)? {
+            let decision = if approve {
+                ApprovalStatus::Approved
+            } else {
+                ApprovalStatus::Rejected
+            };
+            if !approvals::decide(c, id, decision, &decided_by, reason, now)? {
                 return Ok(Err(AdminError::Conflict(format!(
                     "{what} {id} was decided concurrently"
                 ))));
@@ -349,7 +361,7 @@ impl Admin {
                     }),
                 },
             )?;
-            if approve && row.kind != "extension" {
+            if approve && row.kind != ApprovalKind::Extension {
                 self.engine.replan(c, &row.user_id, Cause::Approval)?;
             }
             Ok(Ok((row, new_end)))
@@ -461,10 +473,10 @@ impl Admin {
                 &approvals::NewApproval {
                     id: &id,
                     user_id,
-                    kind: "extension",
+                    kind: ApprovalKind::Extension,
                     connector: None,
                     entitlement: None,
-                    level: "owner",
+                    level: ApprovalLevel::Owner,
                     detail,
                 },
                 now,

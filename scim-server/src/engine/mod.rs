@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 use crate::policy::reload::PolicyHandle;
 use crate::policy::{Policy, SodAction};
+use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalStatus};
 use crate::store::{
     approvals, audit, engine_state, events, holds, load_groups, load_row, notifications, outbox,
     timers, Change, DbConnection, Doc, ResourceKind, Store, StoreError, StoreResult, WriteHook,
@@ -208,7 +209,7 @@ impl Engine {
         let rows = approvals::for_user(c, user_id)?;
         let mut appr = Approvals::default();
         for r in &rows {
-            if r.status != "approved" {
+            if r.status != ApprovalStatus::Approved {
                 continue;
             }
             match (r.kind.as_str(), &r.connector, &r.entitlement) {
@@ -447,10 +448,37 @@ impl Engine {
         for n in &outcome.desired.needs_approval {
             let ej = ent_json(&n.entitlement);
             let exists = inputs.approval_rows.iter().any(|r| {
-                r.kind == "entitlement"
+                r.kind == ApprovalKind::Entitlement
                     && r.connector.as_deref() == Some(n.connector.as_str())
                     && r.entitlement.as_deref() == Some(ej.as_str())
-                    && r.status != "approved"
+                    && r.status != ApprovalStatus::Approved
+            });
+            if exists {
+                continue;
+            }
+            // The policy's level, as the store spells it (`none` never needs approval).
+            let Some(level) = ApprovalLevel::parse(n.level.as_str()) else {
+                continue;
+            };
+            let id = uuid::Uuid::now_v7().to_string();
+            approvals::insert(
+                c,
+                &approvals::NewApproval {
+                    id: &id,
+                    user_id,
+                    kind: ApprovalKind::Entitlement,
+                    connector: Some(&n.connector),
+                    entitlement: Some(&ej),
+                    level,
+                    detail: json!({"profile": n.profile}),
+                },
+                now,
+            )?;
+            new_approvals.push(id);
+        }
+        for f in &outcome.desired.sod {
+            let exists = inputs.approval_rows.iter().any(|r| {
+                r.kind == ApprovalKind::Sod && r.entitlement.as_deref() == Some(f.rule.as_str())
             });
             if exists {
                 continue;
@@ -461,34 +489,10 @@ impl Engine {
                 &approvals::NewApproval {
                     id: &id,
                     user_id,
-                    kind: "entitlement",
-                    connector: Some(&n.connector),
-                    entitlement: Some(&ej),
-                    level: n.level.as_str(),
-                    detail: json!({"profile": n.profile}),
-                },
-                now,
-            )?;
-            new_approvals.push(id);
-        }
-        for f in &outcome.desired.sod {
-            let exists = inputs
-                .approval_rows
-                .iter()
-                .any(|r| r.kind == "sod" && r.entitlement.as_deref() == Some(f.rule.as_str()));
-            if exists {
-                continue;
-            }
-            let id = uuid::Uuid::now_v7().to_string();
-            approvals::insert(
-                c,
-                &approvals::NewApproval {
-                    id: &id,
-                    user_id,
-                    kind: "sod",
+                    kind: ApprovalKind::Sod,
                     connector: Some(&f.connector),
                     entitlement: Some(&f.rule),
-                    level: "security",
+                    level: ApprovalLevel::Security,
                     detail: json!({"withheld": f.withheld, "action": f.action}),
                 },
                 now,
@@ -498,7 +502,7 @@ impl Engine {
                 approvals::decide(
                     c,
                     &id,
-                    "blocked",
+                    ApprovalStatus::Blocked,
                     &approvals::DecidedBy::policy(),
                     Some("separation of duties"),
                     now,
