@@ -1,6 +1,7 @@
 //! Search: filter push-down, sorting, offset and cursor paging.
 //!
-//! A filter is translated to SQL where its attributes have columns (see [`column`]):
+//! A filter is translated to SQL by a fold over it ([`scim_schema::filter::fold`], implemented
+//! by `Translator`) where its attributes have columns (see `Translator::column`):
 //! `id`, `externalId`, `displayName`, `meta.created`, `meta.lastModified`, and for Users
 //! `userName`, `active`, `emails.value`/`emails.type` (and `emails[...]` value paths), enterprise
 //! `employeeNumber` and `manager.value`; for Groups `members.value` (and `members[value ...]`).
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 use base64::Engine;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{Queryable, RunQueryDsl};
+use scim_schema::filter::fold::{fold, FilterFold};
 use scim_schema::filter::{AttrPath, CompValue, CompareOp, Filter};
 use scim_schema::schema::ResourceSchema;
 use serde::{Deserialize, Serialize};
@@ -233,69 +235,16 @@ impl Translator<'_> {
         }
     }
 
-    /// Translates `f`: the SQL (None = TRUE) and whether it is exact (no in-memory check needed).
-    fn translate(&self, f: &Filter, scope: Scope) -> (Option<Sql>, bool) {
-        match f {
-            Filter::And(a, b) => {
-                let (sa, ea) = self.translate(a, scope);
-                let (sb, eb) = self.translate(b, scope);
-                let sql = match (sa, sb) {
-                    (Some(x), Some(y)) => {
-                        let mut s = Sql::new("(");
-                        s.append(&x).push(" AND ").append(&y).push(")");
-                        Some(s)
-                    }
-                    (Some(x), None) | (None, Some(x)) => Some(x),
-                    (None, None) => None,
-                };
-                (sql, ea && eb)
-            }
-            Filter::Or(a, b) => {
-                let (sa, ea) = self.translate(a, scope);
-                let (sb, eb) = self.translate(b, scope);
-                match (sa, sb) {
-                    (Some(x), Some(y)) => {
-                        let mut s = Sql::new("(");
-                        s.append(&x).push(" OR ").append(&y).push(")");
-                        (Some(s), ea && eb)
-                    }
-                    _ => (None, false),
-                }
-            }
-            Filter::Not(a) => match self.translate(a, scope) {
-                (Some(x), true) => {
-                    let mut s = Sql::new("(NOT ");
-                    s.append(&x).push(")");
-                    (Some(s), true)
-                }
-                _ => (None, false),
-            },
-            Filter::ValuePath { path, filter } => {
-                if scope != Scope::Resource || path.sub_attr.is_some() {
-                    return (None, false);
-                }
-                let main = self.schema.main.id.as_str();
-                if !urn_ok(path.urn.as_ref(), main) {
-                    return (None, false);
-                }
-                let inner_scope = match self.kind {
-                    ResourceKind::User if path.name.eq_str("emails") => Scope::Emails,
-                    ResourceKind::Group if path.name.eq_str("members") => Scope::Members,
-                    _ => return (None, false),
-                };
-                match self.translate(filter, inner_scope) {
-                    (Some(inner), true) => (Some(exists(inner_scope, &inner)), true),
-                    _ => (None, false),
-                }
-            }
-            Filter::Compare { path, op, value } => match self.leaf(path, Some((*op, value)), scope)
-            {
-                Some(s) => (Some(s), true),
-                None => (None, false),
-            },
-            Filter::Present(path) => match self.leaf(path, None, scope) {
-                Some(s) => (Some(s), true),
-                None => (None, false),
+    /// The scope a leaf is in: the resource itself at the top level, or the child table of the
+    /// value path around it (`emails[...]` for Users, `members[...]` for Groups). `None` for a
+    /// value path the store has no child table for.
+    fn scope_of(&self, value_path: Option<&AttrPath>) -> Option<Scope> {
+        match value_path {
+            None => Some(Scope::Resource),
+            Some(p) => match self.kind {
+                ResourceKind::User if p.name.eq_str("emails") => Some(Scope::Emails),
+                ResourceKind::Group if p.name.eq_str("members") => Some(Scope::Members),
+                _ => None,
             },
         }
     }
@@ -335,6 +284,143 @@ impl Translator<'_> {
             Some(s)
         } else {
             Some(out)
+        }
+    }
+}
+
+/// The translation of a filter (or part of one).
+struct Pushdown {
+    /// The SQL condition; `None` means TRUE (nothing pushed down).
+    sql: Option<Sql>,
+    /// Whether `sql` is the whole filter (no in-memory check needed).
+    exact: bool,
+    /// Whether a value path is inside: value paths do not nest, so one around it is not pushed
+    /// down (the parser refuses nested ones; this keeps a hand-built filter from being pushed).
+    has_value_path: bool,
+}
+
+impl Pushdown {
+    fn exact(sql: Option<Sql>) -> Pushdown {
+        match sql {
+            Some(s) => Pushdown {
+                sql: Some(s),
+                exact: true,
+                has_value_path: false,
+            },
+            None => Pushdown::none(false),
+        }
+    }
+
+    /// Nothing pushed down: everything is checked in memory.
+    fn none(has_value_path: bool) -> Pushdown {
+        Pushdown {
+            sql: None,
+            exact: false,
+            has_value_path,
+        }
+    }
+}
+
+/// The SQL translator is a fold over the filter (`scim_schema::filter::fold`): leaves become
+/// column conditions, `and` keeps whichever halves translate, `or` and `not` only when theirs
+/// are exact, a value path becomes `EXISTS` over its child table.
+impl FilterFold for Translator<'_> {
+    type Output = Pushdown;
+
+    fn compare(
+        &mut self,
+        scope: Option<&AttrPath>,
+        path: &AttrPath,
+        op: CompareOp,
+        value: &CompValue,
+    ) -> Pushdown {
+        match self.scope_of(scope) {
+            Some(scope) => Pushdown::exact(self.leaf(path, Some((op, value)), scope)),
+            None => Pushdown::none(false),
+        }
+    }
+
+    fn present(&mut self, scope: Option<&AttrPath>, path: &AttrPath) -> Pushdown {
+        match self.scope_of(scope) {
+            Some(scope) => Pushdown::exact(self.leaf(path, None, scope)),
+            None => Pushdown::none(false),
+        }
+    }
+
+    fn and(&mut self, a: Pushdown, b: Pushdown) -> Pushdown {
+        let sql = match (a.sql, b.sql) {
+            (Some(x), Some(y)) => {
+                let mut s = Sql::new("(");
+                s.append(&x).push(" AND ").append(&y).push(")");
+                Some(s)
+            }
+            (Some(x), None) | (None, Some(x)) => Some(x),
+            (None, None) => None,
+        };
+        Pushdown {
+            sql,
+            exact: a.exact && b.exact,
+            has_value_path: a.has_value_path || b.has_value_path,
+        }
+    }
+
+    fn or(&mut self, a: Pushdown, b: Pushdown) -> Pushdown {
+        let has_value_path = a.has_value_path || b.has_value_path;
+        match (a.sql, b.sql) {
+            (Some(x), Some(y)) => {
+                let mut s = Sql::new("(");
+                s.append(&x).push(" OR ").append(&y).push(")");
+                Pushdown {
+                    sql: Some(s),
+                    exact: a.exact && b.exact,
+                    has_value_path,
+                }
+            }
+            _ => Pushdown::none(has_value_path),
+        }
+    }
+
+    fn not(&mut self, inner: Pushdown) -> Pushdown {
+        match inner {
+            Pushdown {
+                sql: Some(x),
+                exact: true,
+                has_value_path,
+            } => {
+                let mut s = Sql::new("(NOT ");
+                s.append(&x).push(")");
+                Pushdown {
+                    sql: Some(s),
+                    exact: true,
+                    has_value_path,
+                }
+            }
+            other => Pushdown::none(other.has_value_path),
+        }
+    }
+
+    fn value_path(&mut self, path: &AttrPath, inner: Pushdown) -> Pushdown {
+        if inner.has_value_path || path.sub_attr.is_some() {
+            return Pushdown::none(true);
+        }
+        let main = self.schema.main.id.as_str();
+        if !urn_ok(path.urn.as_ref(), main) {
+            return Pushdown::none(true);
+        }
+        let Some(inner_scope) = self.scope_of(Some(path)) else {
+            return Pushdown::none(true);
+        };
+        match inner {
+            Pushdown {
+                sql: Some(sql),
+                exact: true,
+                ..
+            } => Pushdown {
+                sql: Some(exists(inner_scope, &sql)),
+                exact: true,
+                has_value_path: true,
+            },
+            _ => Pushdown::none(true),
         }
     }
 }
@@ -608,9 +694,12 @@ impl Store {
         q: &SearchQuery,
         schema: &ResourceSchema,
     ) -> StoreResult<Page<LoadedResource>> {
-        let tr = Translator { kind, schema };
+        let mut tr = Translator { kind, schema };
         let (frag, exact) = match &q.filter {
-            Some(f) => tr.translate(f, Scope::Resource),
+            Some(f) => {
+                let pushed = fold(&mut tr, f);
+                (pushed.sql, pushed.exact)
+            }
             None => (None, true),
         };
         let mut base = Sql::new(" FROM resources WHERE resources.resource_type = ");
