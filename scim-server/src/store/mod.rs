@@ -1,4 +1,21 @@
-//! The diesel store: SCIM resources, group memberships and API tokens on SQLite or PostgreSQL.
+//! The diesel store: SCIM resources, group memberships, API tokens and the lifecycle engine's
+//! tables, on SQLite or PostgreSQL. One module per table family:
+//!
+//! | module | holds |
+//! |---|---|
+//! | `resources` | resource CRUD through the one write path |
+//! | `columns` | indexed columns extracted from a document, case folding |
+//! | `assemble` | a row as read, and the response document built from it |
+//! | `members` | group membership (`group_members`), member deltas |
+//! | `users` | User lookups by id or userName, a user's groups |
+//! | `search` | filter push-down (a `FilterFold` to SQL), sorting, paging |
+//! | `in_memory_filter` | what search cannot push down, evaluated in memory |
+//! | `tokens` | API tokens |
+//! | [`engine_state`] | the engine's per-user state and planned/actual accounts |
+//! | [`outbox`] | the operation queue: enqueue, claim, finish, retry, park, list |
+//! | [`events`], [`holds`], [`audit`], [`incidents`] | engine events, blast-radius holds, the audit trail, incidents |
+//! | [`approvals`] | approval requests and overrides |
+//! | [`timers`], [`notifications`] | durable timers, the notification outbox |
 //!
 //! # Shape
 //!
@@ -12,8 +29,10 @@
 //!   A User's `groups` (direct and indirect through nested groups) is computed on read by one
 //!   recursive query.
 //! * `meta.version` is a counter; its weak ETag is `W/"<version>"` ([`etag`]).
-//! * Filters are pushed down to SQL where the attribute has a column ([`search`]); the rest is
+//! * Filters are pushed down to SQL where the attribute has a column (`search`); the rest is
 //!   evaluated in memory over the candidate set the pushed-down part narrows, in batches.
+//! * Rows are read into named structs (diesel `Queryable`), never tuples read by position;
+//!   statuses and kinds stored as text are enums whose text is fixed in one place (`text_enum`).
 //!
 //! # Connections
 //!
@@ -28,9 +47,11 @@
 //! function, `Store::write_tx`, which opens the write transaction, lets the operation do its
 //! work and record a [`Change`] (resource type, id, the document before and after, members
 //! added and removed), then hands each change to the optional [`WriteHook`] **inside the same
-//! transaction**, before commit. The engine will implement `WriteHook` to compute desired state
-//! and insert its outbox rows with the same connection, so a SCIM write and its plan commit or
-//! roll back together. A hook error aborts the write. No outbox exists yet.
+//! transaction**, before commit. The engine implements `WriteHook`: it computes the desired
+//! state and writes its plan (outbox operations, approvals, timers, audit entries) with the same
+//! connection, so a SCIM write and its plan commit or roll back together. A hook error aborts
+//! the write. The engine-table functions therefore take a `&mut DbConnection` rather than the
+//! `Store`: they run inside the caller's transaction.
 //!
 //! # Errors
 //!
