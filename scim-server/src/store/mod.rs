@@ -8,7 +8,8 @@
 //! | `assemble` | a row as read, and the response document built from it |
 //! | `members` | group membership (`group_members`), member deltas |
 //! | `users` | User lookups by id or userName, a user's groups |
-//! | `search` | filter push-down (a `FilterFold` to SQL), sorting, paging |
+//! | `filter_sql` | a filter as a SQL condition (a `FilterFold`), the columns it can use |
+//! | `search` | running a search: push-down, in-memory rest, sorting, paging, cursors |
 //! | `in_memory_filter` | what search cannot push down, evaluated in memory |
 //! | `tokens` | API tokens |
 //! | [`engine_state`] | the engine's per-user state and planned/actual accounts |
@@ -61,6 +62,7 @@
 // SCIM resources.
 mod assemble;
 mod columns;
+mod filter_sql;
 mod in_memory_filter;
 mod members;
 mod resources;
