@@ -81,6 +81,8 @@ mod ranks;
 mod schema;
 mod sql;
 mod text_enum;
+mod type_counts;
+mod write_hook;
 
 // Lifecycle engine tables (see `crate::engine`), one module per table family.
 pub mod approvals;
@@ -111,7 +113,9 @@ pub use error::{StoreError, StoreResult};
 pub use members::{direct_members, parse_members, DirectMember, MemberRow};
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
+pub(crate) use type_counts::TypeCounts;
 pub use users::GroupRef;
+pub use write_hook::{Change, ChangeOp, WriteHook};
 
 pub(crate) use resources::load_row;
 pub(crate) use users::{find_user_row, find_user_row_by_name, load_groups};
@@ -236,38 +240,6 @@ pub struct MemberDeltaOutcome {
     pub changed: bool,
 }
 
-/// What kind of write a [`Change`] records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeOp {
-    Create,
-    Replace,
-    Update,
-    Delete,
-    Members,
-}
-
-/// One committed-to-be change, handed to the [`WriteHook`] inside the write transaction.
-/// Documents are the stored form (no `id`, `meta`, `members` or `groups`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub op: ChangeOp,
-    pub kind: ResourceKind,
-    pub id: String,
-    pub before: Option<Doc>,
-    pub after: Option<Doc>,
-    pub members_added: Vec<String>,
-    pub members_removed: MemberRemoval,
-}
-
-/// Called for every [`Change`] inside the write transaction, before commit (see the module docs).
-pub trait WriteHook: Send + Sync + std::fmt::Debug {
-    fn on_write(&self, conn: &mut DbConnection, change: &Change) -> StoreResult<()>;
-
-    /// Called after a transaction that recorded at least one [`Change`] has committed (never
-    /// after a rollback), outside it: e.g. to wake workers waiting for what it planned.
-    fn after_commit(&self) {}
-}
-
 /// Pool and document settings.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -321,56 +293,6 @@ struct Inner {
     writer: Arc<std::sync::OnceLock<batch::WriteQueue>>,
     /// The background WAL checkpointer (SQLite files only), started by the first commit.
     checkpointer: Arc<std::sync::OnceLock<checkpoint::Checkpointer>>,
-}
-
-/// The number of resources of each type, cached for unfiltered lists: `COUNT(*)` over 100,000
-/// Users costs milliseconds, which is most of a page's cost. Only for SQLite, where this
-/// process owns the one writer, so every create or delete passes through [`Store::write_tx`].
-///
-/// A generation number guards against a count computed before a commit being cached after it:
-/// a count is cached only if no create or delete committed since its query began.
-#[derive(Debug, Default)]
-pub(crate) struct TypeCounts {
-    generation: std::sync::atomic::AtomicU64,
-    /// Per kind (User, Group): the count and the generation it was taken at.
-    cached: std::sync::Mutex<[Option<(u64, u64)>; 2]>,
-}
-
-impl TypeCounts {
-    fn slot(kind: ResourceKind) -> usize {
-        match kind {
-            ResourceKind::User => 0,
-            ResourceKind::Group => 1,
-        }
-    }
-
-    /// The current generation; read it before counting.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    pub(crate) fn get(&self, kind: ResourceKind) -> Option<u64> {
-        let now = self.generation();
-        let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        match cached[Self::slot(kind)] {
-            Some((generation, n)) if generation == now => Some(n),
-            _ => None,
-        }
-    }
-
-    /// Caches `n`, counted after reading `generation`, unless a create or delete committed since.
-    pub(crate) fn put(&self, kind: ResourceKind, generation: u64, n: u64) {
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if self.generation() == generation {
-            cached[Self::slot(kind)] = Some((generation, n));
-        }
-    }
-
-    /// Called after a commit that created or deleted resources.
-    fn invalidate(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    }
 }
 
 impl std::fmt::Debug for Store {
