@@ -34,7 +34,6 @@ macro_rules! text_enum {
             }
 
             /// [`Self::parse`] for text read from the database.
-            #[allow(dead_code)]
             pub(crate) fn from_stored(s: &str) -> $crate::store::StoreResult<$name> {
                 $name::parse(s).ok_or_else(|| {
                     $crate::store::StoreError::Backend(format!(
