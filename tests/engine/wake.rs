@@ -93,7 +93,7 @@ fn decisions_wake_the_workers_on_commit(env: Env) {
     });
     let failed = || {
         in_tx(&env.store, |c| {
-            outbox::list_ops(c, Some(&fay), Some("failed"), 10)
+            outbox::list_ops(c, Some(&fay), Some(outbox::OutboxStatus::Failed), 10)
         })
         .unwrap()
     };

@@ -192,7 +192,7 @@ fn approval_json(r: &approvals::ApprovalRow) -> Value {
     if let Some(e) = r
         .entitlement
         .as_deref()
-        .filter(|_| r.kind == "entitlement")
+        .filter(|_| r.kind == approvals::ApprovalKind::Entitlement)
         .and_then(|e| serde_json::from_str::<Value>(e).ok())
     {
         v["entitlement"] = e;
@@ -610,14 +610,14 @@ async fn incidents(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let rows = run(&state, |a| a.incidents()).await?;
     Ok(list(
         rows.into_iter()
-            .map(|(id, created, kind, user_id, connector, reason)| {
+            .map(|i| {
                 json!({
-                    "id": id,
-                    "created": created,
-                    "kind": kind,
-                    "user_id": user_id,
-                    "connector": connector,
-                    "reason": reason,
+                    "id": i.id,
+                    "created": i.created,
+                    "kind": i.kind,
+                    "user_id": i.user_id,
+                    "connector": i.connector,
+                    "reason": i.reason,
                 })
             })
             .collect(),

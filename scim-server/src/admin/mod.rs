@@ -24,9 +24,10 @@ use serde_json::{json, Value};
 use crate::auth::{Principal, UserRef};
 use crate::engine::desired::{attr_str, attr_value, parse_date};
 use crate::engine::{links, load_user_doc, Cause, Engine, PlanOutcome};
+use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalStatus};
 use crate::store::{
-    approvals, load_groups, load_row, outbox, timers, DbConnection, Doc, ResourceKind, Store,
-    StoreError, StoreResult,
+    approvals, audit, engine_state, holds, incidents, load_groups, load_row, outbox, timers,
+    DbConnection, Doc, ResourceKind, Store, StoreError, StoreResult,
 };
 use authority::{Approver, Refusal, Subject};
 
@@ -169,6 +170,11 @@ impl Admin {
     }
 
     pub fn approvals(&self, status: Option<&str>) -> AdminResult<Vec<approvals::ApprovalRow>> {
+        // A status no request can have matches none.
+        let status = match status.map(ApprovalStatus::parse) {
+            Some(None) => return Ok(Vec::new()),
+            other => other.flatten(),
+        };
         Ok(in_tx(&self.store, |c| approvals::list(c, status))?)
     }
 
@@ -210,9 +216,9 @@ impl Admin {
             UserRef::UserName(name) => crate::store::find_user_row_by_name(c, name)?,
         };
         let (id, doc) = match row {
-            Some((id, doc, ..)) => (
-                id,
-                serde_json::from_str::<Doc>(&doc)
+            Some(row) => (
+                row.id,
+                serde_json::from_str::<Doc>(&row.doc)
                     .map_err(|e| StoreError::Backend(e.to_string()))?,
             ),
             None => {
@@ -227,7 +233,7 @@ impl Admin {
             .remove(&id)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|(_, display, _)| display)
+            .filter_map(|g| g.display)
             .collect();
         Ok(Approver::from_doc(&id, &doc, groups, &by.client))
     }
@@ -248,11 +254,12 @@ impl Admin {
         let what = kind.unwrap_or("request");
         let approve = status == "approved";
         let decided = self.decision_tx(|c| {
-            let Some(row) = approvals::get(c, id)?.filter(|r| kind.is_none_or(|k| r.kind == k))
+            let Some(row) =
+                approvals::get(c, id)?.filter(|r| kind.is_none_or(|k| r.kind.as_str() == k))
             else {
                 return Ok(Err(AdminError::NotFound(format!("{what} {id}"))));
             };
-            if row.status != "pending" {
+            if row.status != ApprovalStatus::Pending {
                 return Ok(Err(AdminError::Conflict(format!(
                     "{what} {id} is already {}",
                     row.status
@@ -264,7 +271,7 @@ impl Admin {
                 Err(e) => return Ok(Err(e)),
             };
             let doc = load_user_doc(c, &row.user_id)?;
-            let facts = outbox::get_user(c, &row.user_id)?.map(|u| u.facts);
+            let facts = engine_state::get_user(c, &row.user_id)?.map(|u| u.facts);
             let fact = |k: &str| {
                 facts
                     .as_ref()
@@ -297,7 +304,7 @@ impl Admin {
                     return Ok(Err(refusal.into()));
                 }
             };
-            let new_end = if approve && row.kind == "extension" {
+            let new_end = if approve && row.kind == ApprovalKind::Extension {
                 // Checked before deciding, so a request that cannot be applied stays pending.
                 if let Err(e) = self.end_date_path() {
                     return Ok(Err(e));
@@ -317,7 +324,12 @@ impl Admin {
                 credential: Some(&approver.credential),
                 authority: Some(authority.as_str()),
             };
-            if !approvals::decide(c, id, status, &decided_by, reason, now)? {
+            let decision = if approve {
+                ApprovalStatus::Approved
+            } else {
+                ApprovalStatus::Rejected
+            };
+            if !approvals::decide(c, id, decision, &decided_by, reason, now)? {
                 return Ok(Err(AdminError::Conflict(format!(
                     "{what} {id} was decided concurrently"
                 ))));
@@ -326,9 +338,9 @@ impl Admin {
                 "{} (credential {})",
                 approver.user_name, approver.credential
             );
-            outbox::audit(
+            audit::append(
                 c,
-                &outbox::AuditEntry {
+                &audit::AuditEntry {
                     at: now,
                     actor: &actor,
                     user_id: &row.user_id,
@@ -349,7 +361,7 @@ impl Admin {
                     }),
                 },
             )?;
-            if approve && row.kind != "extension" {
+            if approve && row.kind != ApprovalKind::Extension {
                 self.engine.replan(c, &row.user_id, Cause::Approval)?;
             }
             Ok(Ok((row, new_end)))
@@ -429,7 +441,7 @@ impl Admin {
             return Err(AdminError::NotFound(format!("user {user_id}")));
         }
         let now = self.now();
-        let current = in_tx(&self.store, |c| outbox::get_user(c, user_id))?
+        let current = in_tx(&self.store, |c| engine_state::get_user(c, user_id))?
             .and_then(|u| u.facts.get("end_date").cloned())
             .and_then(|v| serde_json::from_value::<Option<DateTime<Utc>>>(v).ok())
             .flatten()
@@ -446,9 +458,9 @@ impl Admin {
         let id = uuid::Uuid::now_v7().to_string();
         in_tx(&self.store, |c| {
             let requester_id = match requester {
-                Some(UserRef::Id(u)) => load_row(c, ResourceKind::User, u)?.map(|r| r.0),
+                Some(UserRef::Id(u)) => load_row(c, ResourceKind::User, u)?.map(|r| r.id),
                 Some(UserRef::UserName(u)) => {
-                    crate::store::find_user_row_by_name(c, u)?.map(|r| r.0)
+                    crate::store::find_user_row_by_name(c, u)?.map(|r| r.id)
                 }
                 None => None,
             };
@@ -461,10 +473,10 @@ impl Admin {
                 &approvals::NewApproval {
                     id: &id,
                     user_id,
-                    kind: "extension",
+                    kind: ApprovalKind::Extension,
                     connector: None,
                     entitlement: None,
-                    level: "owner",
+                    level: ApprovalLevel::Owner,
                     detail,
                 },
                 now,
@@ -472,7 +484,7 @@ impl Admin {
             // Those who may decide it: the sponsor (an address, or a user id the sender
             // resolves), the contractor owners, the owner approvers' addresses; else security.
             let mut to: Vec<String> = Vec::new();
-            if let Some(sponsor) = outbox::get_user(c, user_id)?.and_then(|u| {
+            if let Some(sponsor) = engine_state::get_user(c, user_id)?.and_then(|u| {
                 u.facts
                     .get("sponsor")
                     .and_then(Value::as_str)
@@ -518,17 +530,22 @@ impl Admin {
         Ok(id)
     }
 
-    pub fn holds(&self, status: Option<&str>) -> AdminResult<Vec<outbox::Hold>> {
-        Ok(in_tx(&self.store, |c| outbox::list_holds(c, status))?)
+    pub fn holds(&self, status: Option<&str>) -> AdminResult<Vec<holds::Hold>> {
+        // A status no hold can have matches none.
+        let status = match status.map(holds::HoldStatus::parse) {
+            Some(None) => return Ok(Vec::new()),
+            other => other.flatten(),
+        };
+        Ok(in_tx(&self.store, |c| holds::list(c, status))?)
     }
 
     /// The hold `id`, pending: 404 when unknown, 409 when already decided.
-    fn pending_hold(&self, id: &str) -> AdminResult<outbox::Hold> {
-        let hold = in_tx(&self.store, |c| outbox::list_holds(c, None))?
+    fn pending_hold(&self, id: &str) -> AdminResult<holds::Hold> {
+        let hold = in_tx(&self.store, |c| holds::list(c, None))?
             .into_iter()
             .find(|h| h.id == id)
             .ok_or_else(|| AdminError::NotFound(format!("hold {id}")))?;
-        if hold.status != "pending" {
+        if hold.status != holds::HoldStatus::Pending {
             return Err(AdminError::Conflict(format!(
                 "hold {id} is already {}",
                 hold.status
@@ -543,14 +560,14 @@ impl Admin {
         let hold = self.pending_hold(id)?;
         let now = self.now();
         self.decision_tx(|c| {
-            if !outbox::decide_hold(c, id, "confirmed", by, now)? {
+            if !holds::decide(c, id, holds::HoldStatus::Confirmed, by, now)? {
                 return Ok(None);
             }
-            let users = outbox::release_hold_ops(c, id, "pending", now)?;
+            let users = holds::release_ops(c, id, holds::HeldOps::Release, now)?;
             for u in &users {
-                outbox::audit(
+                audit::append(
                     c,
-                    &outbox::AuditEntry {
+                    &audit::AuditEntry {
                         at: now,
                         actor: by,
                         user_id: u,
@@ -572,23 +589,23 @@ impl Admin {
         self.pending_hold(id)?;
         let now = self.now();
         in_tx(&self.store, |c| {
-            if !outbox::decide_hold(c, id, "discarded", by, now)? {
+            if !holds::decide(c, id, holds::HoldStatus::Discarded, by, now)? {
                 return Ok(None);
             }
-            let users = outbox::release_hold_ops(c, id, "discarded", now)?;
+            let users = holds::release_ops(c, id, holds::HeldOps::Discard, now)?;
             for u in &users {
-                for (connector, _, actual) in outbox::accounts(c, u)? {
-                    let actual = actual.unwrap_or_else(|| "{}".into());
-                    outbox::put_account(c, u, &connector, &actual, &actual, now)?;
+                for account in engine_state::accounts(c, u)? {
+                    let actual = account.actual.unwrap_or_else(|| "{}".into());
+                    engine_state::put_account(c, u, &account.connector, &actual, &actual, now)?;
                 }
-                if let Some(mut eu) = outbox::get_user(c, u)? {
+                if let Some(mut eu) = engine_state::get_user(c, u)? {
                     eu.state = "active".into();
                     eu.updated = now;
-                    outbox::put_user(c, &eu)?;
+                    engine_state::put_user(c, &eu)?;
                 }
-                outbox::audit(
+                audit::append(
                     c,
-                    &outbox::AuditEntry {
+                    &audit::AuditEntry {
                         at: now,
                         actor: by,
                         user_id: u,
@@ -629,7 +646,7 @@ impl Admin {
                 ))));
             }
         }
-        if outbox::get_user(c, user_id)?.is_none() {
+        if engine_state::get_user(c, user_id)?.is_none() {
             return Ok(Err(AdminError::NotFound(format!("user {user_id}"))));
         }
         let open = approvals::overrides(c, user_id)?
@@ -657,9 +674,9 @@ impl Admin {
                 now,
             )?;
         }
-        outbox::audit(
+        audit::append(
             c,
-            &outbox::AuditEntry {
+            &audit::AuditEntry {
                 at: now,
                 actor,
                 user_id,
@@ -736,15 +753,13 @@ impl Admin {
                 format!("{}:{}", claims.u, claims.exp).as_bytes(),
             ))
         };
-        let used = outbox::list_audit(c, Some(&claims.u))?
-            .into_iter()
-            .any(|a| {
-                a.5 == "one_click_link"
-                    && serde_json::from_str::<Value>(&a.7)
-                        .ok()
-                        .and_then(|d| d.get("link").and_then(Value::as_str).map(|l| l == pair))
-                        .unwrap_or(false)
-            });
+        let used = audit::list(c, Some(&claims.u))?.into_iter().any(|a| {
+            a.action == "one_click_link"
+                && serde_json::from_str::<Value>(&a.detail)
+                    .ok()
+                    .and_then(|d| d.get("link").and_then(Value::as_str).map(|l| l == pair))
+                    .unwrap_or(false)
+        });
         if used {
             return Ok(Err(AdminError::Conflict(
                 "This link has already been used.".into(),
@@ -811,9 +826,9 @@ impl Admin {
             if let Err(e) = self.legacy_access_in(c, &link.claims.u, link.extend, &actor)? {
                 return Ok(Err(e));
             }
-            outbox::audit(
+            audit::append(
                 c,
-                &outbox::AuditEntry {
+                &audit::AuditEntry {
                     at: now,
                     actor: &actor,
                     user_id: &link.claims.u,
@@ -839,6 +854,11 @@ impl Admin {
     /// Outbox operations of `status` (`failed`: parked after the retry budget, with the
     /// reason), newest first.
     pub fn outbox(&self, status: Option<&str>, limit: i64) -> AdminResult<Vec<outbox::OutboxRow>> {
+        // A status no operation can have matches none.
+        let status = match status.map(outbox::OutboxStatus::parse) {
+            Some(None) => return Ok(Vec::new()),
+            other => other.flatten(),
+        };
         Ok(in_tx(&self.store, |c| {
             outbox::list_ops(c, None, status, limit)
         })?)
@@ -853,7 +873,7 @@ impl Admin {
             let Some(row) = outbox::get_op(c, id)? else {
                 return Ok(Err(AdminError::NotFound(format!("operation {id}"))));
             };
-            if row.status != "failed" {
+            if row.status != outbox::OutboxStatus::Failed {
                 return Ok(Err(AdminError::Conflict(format!(
                     "operation {id} is {}, not failed",
                     row.status
@@ -866,9 +886,9 @@ impl Admin {
                 ))));
             }
             outbox::retry_failed(c, id, now)?;
-            outbox::audit(
+            audit::append(
                 c,
-                &outbox::AuditEntry {
+                &audit::AuditEntry {
                     at: now,
                     actor: by,
                     user_id: &row.user_id,
@@ -883,8 +903,8 @@ impl Admin {
     }
 
     /// Open incidents.
-    pub fn incidents(&self) -> AdminResult<Vec<outbox::IncidentRow>> {
-        Ok(in_tx(&self.store, outbox::open_incidents)?)
+    pub fn incidents(&self) -> AdminResult<Vec<incidents::Incident>> {
+        Ok(in_tx(&self.store, incidents::list_open)?)
     }
 
     /// The plan a change would produce, without committing anything. `doc` is the user's

@@ -236,7 +236,7 @@ fn render(method: &str, path: &str, cap: Captured) -> Value {
         let u = users.entry(row.user_id.clone()).or_default();
         u.entry("event")
             .or_insert_with(|| Value::String(row.event.clone()));
-        if row.status == "held" {
+        if row.status == outbox::OutboxStatus::Held {
             u.insert("held".into(), Value::Bool(true));
         }
         let op = serde_json::from_str(&row.op).unwrap_or_else(|_| Value::String(row.op.clone()));

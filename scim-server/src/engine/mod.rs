@@ -23,9 +23,10 @@ use serde_json::{json, Value};
 
 use crate::policy::reload::PolicyHandle;
 use crate::policy::{Policy, SodAction};
+use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalStatus};
 use crate::store::{
-    approvals, load_groups, load_row, notifications, outbox, timers, Change, DbConnection, Doc,
-    ResourceKind, Store, StoreError, StoreResult, WriteHook,
+    approvals, audit, engine_state, events, holds, load_groups, load_row, notifications, outbox,
+    timers, Change, DbConnection, Doc, ResourceKind, Store, StoreError, StoreResult, WriteHook,
 };
 use desired::{attr_str, desired, Approvals, Desired, Lifecycle, Override};
 use plan::{diff, AccountRecord, EventKind, Plan};
@@ -114,7 +115,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 /// The user document stored for `id`, if it exists.
 pub fn load_user_doc(c: &mut DbConnection, id: &str) -> StoreResult<Option<Doc>> {
     Ok(match load_row(c, ResourceKind::User, id)? {
-        Some(row) => Some(serde_json::from_str(&row.1).map_err(backend)?),
+        Some(row) => Some(serde_json::from_str(&row.doc).map_err(backend)?),
         None => None,
     })
 }
@@ -126,8 +127,8 @@ pub fn user_ids_by_name(c: &mut DbConnection, user_names: &[String]) -> StoreRes
     let mut out = Vec::new();
     for name in user_names {
         if let Some(row) = crate::store::find_user_row_by_name(c, name)? {
-            if !out.contains(&row.0) {
-                out.push(row.0);
+            if !out.contains(&row.id) {
+                out.push(row.id);
             }
         }
     }
@@ -195,20 +196,20 @@ impl Engine {
                 .remove(user_id)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(id, display, _)| (id, display))
+                .map(|g| (g.group_id, g.display))
                 .collect()
         } else {
             Vec::new()
         };
         let mut planned = BTreeMap::new();
-        for (connector, p, _) in outbox::accounts(c, user_id)? {
-            let rec: AccountRecord = serde_json::from_str(&p).map_err(backend)?;
-            planned.insert(connector, rec);
+        for account in engine_state::accounts(c, user_id)? {
+            let rec: AccountRecord = serde_json::from_str(&account.planned).map_err(backend)?;
+            planned.insert(account.connector, rec);
         }
         let rows = approvals::for_user(c, user_id)?;
         let mut appr = Approvals::default();
         for r in &rows {
-            if r.status != "approved" {
+            if r.status != ApprovalStatus::Approved {
                 continue;
             }
             match (r.kind.as_str(), &r.connector, &r.entitlement) {
@@ -251,10 +252,10 @@ impl Engine {
     ) -> StoreResult<BTreeMap<String, AccountRef>> {
         let mut out = BTreeMap::new();
         let Some(m) = manager else { return Ok(out) };
-        for (connector, p, _) in outbox::accounts(c, m)? {
-            if let Ok(rec) = serde_json::from_str::<AccountRecord>(&p) {
+        for account in engine_state::accounts(c, m)? {
+            if let Ok(rec) = serde_json::from_str::<AccountRecord>(&account.planned) {
                 if rec.exists && rec.enabled {
-                    out.insert(connector, rec.account_ref());
+                    out.insert(account.connector, rec.account_ref());
                 }
             }
         }
@@ -270,7 +271,7 @@ impl Engine {
     ) -> StoreResult<PlanOutcome> {
         let now = self.now();
         let policy = self.policy.current();
-        let prev = outbox::get_user(c, user_id)?;
+        let prev = engine_state::get_user(c, user_id)?;
         let inputs = self.inputs(c, user_id, doc, now)?;
         self.compute_with(c, user_id, doc, now, &policy, prev.as_ref(), &inputs)
     }
@@ -284,7 +285,7 @@ impl Engine {
         doc: Option<&Doc>,
         now: DateTime<Utc>,
         policy: &Policy,
-        prev: Option<&outbox::EngineUser>,
+        prev: Option<&engine_state::EngineUser>,
         inputs: &Inputs,
     ) -> StoreResult<PlanOutcome> {
         let mut d = desired(
@@ -324,7 +325,7 @@ impl Engine {
     fn overlap_overrides(
         &self,
         policy: &Policy,
-        prev: Option<&outbox::EngineUser>,
+        prev: Option<&engine_state::EngineUser>,
         d: &Desired,
         inputs: &Inputs,
         now: DateTime<Utc>,
@@ -384,7 +385,7 @@ impl Engine {
     ) -> StoreResult<PlanOutcome> {
         let now = self.now();
         let policy = self.policy.current();
-        let prev = outbox::get_user(c, user_id)?;
+        let prev = engine_state::get_user(c, user_id)?;
         if prev.is_none() && doc.is_none() {
             // Deleting someone the engine never provisioned: nothing to undo.
             return Ok(PlanOutcome {
@@ -447,10 +448,37 @@ impl Engine {
         for n in &outcome.desired.needs_approval {
             let ej = ent_json(&n.entitlement);
             let exists = inputs.approval_rows.iter().any(|r| {
-                r.kind == "entitlement"
+                r.kind == ApprovalKind::Entitlement
                     && r.connector.as_deref() == Some(n.connector.as_str())
                     && r.entitlement.as_deref() == Some(ej.as_str())
-                    && r.status != "approved"
+                    && r.status != ApprovalStatus::Approved
+            });
+            if exists {
+                continue;
+            }
+            // The policy's level, as the store spells it (`none` never needs approval).
+            let Some(level) = ApprovalLevel::parse(n.level.as_str()) else {
+                continue;
+            };
+            let id = uuid::Uuid::now_v7().to_string();
+            approvals::insert(
+                c,
+                &approvals::NewApproval {
+                    id: &id,
+                    user_id,
+                    kind: ApprovalKind::Entitlement,
+                    connector: Some(&n.connector),
+                    entitlement: Some(&ej),
+                    level,
+                    detail: json!({"profile": n.profile}),
+                },
+                now,
+            )?;
+            new_approvals.push(id);
+        }
+        for f in &outcome.desired.sod {
+            let exists = inputs.approval_rows.iter().any(|r| {
+                r.kind == ApprovalKind::Sod && r.entitlement.as_deref() == Some(f.rule.as_str())
             });
             if exists {
                 continue;
@@ -461,34 +489,10 @@ impl Engine {
                 &approvals::NewApproval {
                     id: &id,
                     user_id,
-                    kind: "entitlement",
-                    connector: Some(&n.connector),
-                    entitlement: Some(&ej),
-                    level: n.level.as_str(),
-                    detail: json!({"profile": n.profile}),
-                },
-                now,
-            )?;
-            new_approvals.push(id);
-        }
-        for f in &outcome.desired.sod {
-            let exists = inputs
-                .approval_rows
-                .iter()
-                .any(|r| r.kind == "sod" && r.entitlement.as_deref() == Some(f.rule.as_str()));
-            if exists {
-                continue;
-            }
-            let id = uuid::Uuid::now_v7().to_string();
-            approvals::insert(
-                c,
-                &approvals::NewApproval {
-                    id: &id,
-                    user_id,
-                    kind: "sod",
+                    kind: ApprovalKind::Sod,
                     connector: Some(&f.connector),
                     entitlement: Some(&f.rule),
-                    level: "security",
+                    level: ApprovalLevel::Security,
                     detail: json!({"withheld": f.withheld, "action": f.action}),
                 },
                 now,
@@ -498,7 +502,7 @@ impl Engine {
                 approvals::decide(
                     c,
                     &id,
-                    "blocked",
+                    ApprovalStatus::Blocked,
                     &approvals::DecidedBy::policy(),
                     Some("separation of duties"),
                     now,
@@ -506,9 +510,9 @@ impl Engine {
             } else {
                 new_approvals.push(id);
             }
-            outbox::audit(
+            audit::append(
                 c,
-                &outbox::AuditEntry {
+                &audit::AuditEntry {
                     at: now,
                     actor: "engine",
                     user_id,
@@ -530,14 +534,14 @@ impl Engine {
             if let Some(b) = &policy.blast_radius {
                 // The population before the burst: users active now plus those deprovisioned
                 // within the window.
-                let recent = outbox::count_deprovisions_since(c, now - b.window)?;
-                let population = outbox::count_active_users(c)? + recent;
+                let recent = events::count_deprovisions_since(c, now - b.window)?;
+                let population = engine_state::count_active_users(c)? + recent;
                 tracing::debug!(recent, population, "blast-radius check");
                 if population as u64 >= b.min_population
                     && (recent + 1) as f64 / population as f64 > b.max_share
                 {
                     {
-                        let id = match outbox::open_hold(c)? {
+                        let id = match holds::open_hold(c)? {
                             Some(id) => id,
                             None => {
                                 let id = uuid::Uuid::now_v7().to_string();
@@ -546,7 +550,7 @@ impl Engine {
                                     b.max_share * 100.0,
                                     crate::policy::fmt_duration(b.window)
                                 );
-                                outbox::create_hold(c, &id, &reason, now)?;
+                                holds::create(c, &id, &reason, now)?;
                                 let to = policy.notify.security.clone();
                                 if !to.is_empty() {
                                     notifications::enqueue(
@@ -589,7 +593,7 @@ impl Engine {
         for (connector, rec) in &outcome.plan.next {
             if inputs.planned.get(connector) != Some(rec) {
                 let text = serde_json::to_string(rec).map_err(backend)?;
-                outbox::put_planned(c, user_id, connector, &text, now)?;
+                engine_state::put_planned(c, user_id, connector, &text, now)?;
             }
         }
         let d = &outcome.desired;
@@ -608,9 +612,9 @@ impl Engine {
             "sponsor": doc.and_then(|u| policy.settings.sponsor_attribute.as_deref().and_then(|a| attr_str(u, a))),
             "userName": doc.and_then(|u| attr_str(u, "userName")),
         });
-        outbox::put_user(
+        engine_state::put_user(
             c,
-            &outbox::EngineUser {
+            &engine_state::EngineUser {
                 user_id: user_id.into(),
                 state: d.lifecycle.state_name().into(),
                 profiles: d.profile_names(),
@@ -619,7 +623,7 @@ impl Engine {
             },
         )?;
         if event != EventKind::Update || !outcome.plan.ops.is_empty() {
-            outbox::record_event(
+            events::record(
                 c,
                 now,
                 user_id,
@@ -628,9 +632,9 @@ impl Engine {
                 outcome.plan.ops.len() as i64,
                 hold_id.as_deref(),
             )?;
-            outbox::audit(
+            audit::append(
                 c,
-                &outbox::AuditEntry {
+                &audit::AuditEntry {
                     at: now,
                     actor: match cause {
                         Cause::Write => "scim",
@@ -831,7 +835,7 @@ impl Engine {
         let everyone = matches!(change.members_removed, MemberRemoval::All)
             || change.op == crate::store::ChangeOp::Delete;
         if everyone {
-            return outbox::user_ids(c);
+            return engine_state::user_ids(c);
         }
         let mut ids: Vec<String> = change.members_added.clone();
         if let MemberRemoval::Ids(r) = &change.members_removed {
@@ -872,11 +876,11 @@ fn members_below(c: &mut DbConnection, group: &str) -> StoreResult<Vec<String>> 
         if !seen.insert(g.clone()) {
             continue;
         }
-        for (id, kind) in outbox::group_members(c, &g)? {
-            if kind == "Group" {
-                stack.push(id);
+        for member in crate::store::direct_members(c, &g)? {
+            if member.member_type == "Group" {
+                stack.push(member.member_id);
             } else {
-                users.insert(id);
+                users.insert(member.member_id);
             }
         }
     }
@@ -907,7 +911,7 @@ impl WriteHook for EngineHook {
             ResourceKind::Group => {
                 for id in self.engine.affected_users(conn, change)? {
                     let doc = load_user_doc(conn, &id)?;
-                    if doc.is_some() || outbox::get_user(conn, &id)?.is_some() {
+                    if doc.is_some() || engine_state::get_user(conn, &id)?.is_some() {
                         self.engine
                             .plan_user(conn, &id, doc.as_ref(), Cause::Write)?;
                     }

@@ -31,7 +31,10 @@ use serde_json::json;
 
 use crate::engine::plan::{AccountRecord, Operation};
 use crate::engine::{Cause, Engine};
-use crate::store::{notifications, outbox, timers, DbConnection, Store, StoreError, StoreResult};
+use crate::store::{
+    audit, engine_state, incidents, notifications, outbox, timers, DbConnection, Store, StoreError,
+    StoreResult,
+};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -167,11 +170,11 @@ fn record_done(
     id: Option<String>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<()> {
-    let accounts = outbox::accounts(c, &row.user_id)?;
+    let accounts = engine_state::accounts(c, &row.user_id)?;
     let (planned, actual) = accounts
         .into_iter()
-        .find(|(conn, _, _)| conn == &row.connector)
-        .map(|(_, p, a)| (p, a))
+        .find(|a| a.connector == row.connector)
+        .map(|a| (a.planned, a.actual))
         .unwrap_or_else(|| ("{}".into(), None));
     let mut planned: AccountRecord = serde_json::from_str(&planned).unwrap_or_default();
     let mut actual: AccountRecord = actual
@@ -185,7 +188,7 @@ fn record_done(
         }
     }
     let text = |r: &AccountRecord| serde_json::to_string(r).unwrap_or_default();
-    outbox::put_account(
+    engine_state::put_account(
         c,
         &row.user_id,
         &row.connector,
@@ -194,9 +197,9 @@ fn record_done(
         now,
     )?;
     outbox::finish(c, row.id, now)?;
-    outbox::audit(
+    audit::append(
         c,
-        &outbox::AuditEntry {
+        &audit::AuditEntry {
             at: now,
             actor: "worker",
             user_id: &row.user_id,
@@ -247,7 +250,7 @@ fn record(
                 _ => e.message.clone(),
             };
             outbox::park(c, row.id, &reason, now)?;
-            outbox::incident(
+            incidents::raise(
                 c,
                 "operation_failed",
                 Some(&row.user_id),
@@ -256,9 +259,9 @@ fn record(
                 &reason,
                 now,
             )?;
-            outbox::audit(
+            audit::append(
                 c,
-                &outbox::AuditEntry {
+                &audit::AuditEntry {
                     at: now,
                     actor: "worker",
                     user_id: &row.user_id,
@@ -465,7 +468,7 @@ fn fire(
 ) -> StoreResult<()> {
     match t.kind.as_str() {
         "reminder" => {
-            let user = outbox::get_user(c, &t.user_id)?;
+            let user = engine_state::get_user(c, &t.user_id)?;
             let facts = user.map(|u| u.facts).unwrap_or_default();
             if facts.get("contractor").and_then(|v| v.as_bool()) != Some(true) {
                 return Ok(());
@@ -514,7 +517,7 @@ fn fire(
             if out.event == crate::engine::plan::EventKind::ContractorExpiry {
                 let policy = engine.policy.current();
                 let mut to = policy.notify.helpdesk.clone();
-                if let Some(s) = outbox::get_user(c, &t.user_id)?.and_then(|u| {
+                if let Some(s) = engine_state::get_user(c, &t.user_id)?.and_then(|u| {
                     u.facts
                         .get("sponsor")
                         .and_then(|v| v.as_str())
@@ -547,7 +550,7 @@ pub fn op_counts(store: &Store, user_id: Option<&str>) -> StoreResult<BTreeMap<S
     let rows = store.write_tx(|c, _| outbox::list_ops(c, user_id, None, 1_000_000))?;
     let mut out = BTreeMap::new();
     for r in rows {
-        *out.entry(r.status).or_insert(0) += 1;
+        *out.entry(r.status.to_string()).or_insert(0) += 1;
     }
     Ok(out)
 }
