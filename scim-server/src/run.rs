@@ -193,7 +193,8 @@ fn open_engine(
     common: &Common,
     min_idle: u32,
 ) -> anyhow::Result<(Store, std::sync::Arc<crate::engine::Engine>)> {
-    use crate::engine::{registry, Engine, SystemClock};
+    use crate::clock::SystemClock;
+    use crate::engine::{registry, Engine};
     let path = common
         .policy
         .as_ref()

@@ -6,7 +6,7 @@
 //! approval requests, overrides, timers, notifications and the new planned state with the same
 //! connection, so the SCIM write and its plan commit or roll back together.
 //!
-//! Time comes from a [`Clock`]; tests use [`TestClock`] and move it.
+//! Time comes from a [`Clock`]; tests use [`crate::clock::TestClock`] and move it.
 
 pub mod desired;
 pub mod links;
@@ -14,13 +14,14 @@ pub mod plan;
 pub mod registry;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use connectors::{AccountRef, Entitlement};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::clock::Clock;
 use crate::policy::reload::PolicyHandle;
 use crate::policy::{Policy, SodAction};
 use crate::store::{
@@ -29,45 +30,6 @@ use crate::store::{
 };
 use desired::{attr_str, desired, Approvals, Desired, Lifecycle, Override};
 use plan::{diff, AccountRecord, EventKind, Plan};
-
-/// Where time comes from.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A clock tests set and move.
-#[derive(Debug, Clone)]
-pub struct TestClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl TestClock {
-    pub fn new(at: DateTime<Utc>) -> Self {
-        TestClock(Arc::new(Mutex::new(at)))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) += by;
-    }
-
-    pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// The enterprise extension URN.
 const ENTERPRISE: &str = scim_schema::schema::core::ENTERPRISE_USER;

@@ -26,7 +26,6 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use connectors::{ConnectorError, ErrorKind};
 use diesel::Connection;
-use rand::Rng;
 use serde_json::json;
 
 use crate::engine::plan::{AccountRecord, Operation};
@@ -102,14 +101,9 @@ pub enum OpOutcome {
     Failed,
 }
 
-/// Backoff before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped, with ±20% jitter.
+/// Backoff before attempt `attempts + 1` under `config` ([`crate::clock::backoff`]).
 pub fn backoff(config: &WorkerConfig, attempts: i64) -> Duration {
-    let exp = attempts.clamp(1, 30) - 1;
-    let base = config.base_backoff.num_milliseconds().max(1);
-    let raw = base.saturating_mul(1i64 << exp.min(20));
-    let capped = raw.min(config.max_backoff.num_milliseconds());
-    let jitter = rand::thread_rng().gen_range(0.8..1.2);
-    Duration::milliseconds((capped as f64 * jitter) as i64)
+    crate::clock::backoff(config.base_backoff, config.max_backoff, attempts)
 }
 
 async fn blocking<T: Send + 'static>(

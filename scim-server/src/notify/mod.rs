@@ -31,7 +31,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use rand::Rng;
 use serde_json::Value;
 
 use crate::config::{SmtpConfig, SmtpTls};
@@ -229,15 +228,10 @@ impl Notifier {
         })
     }
 
-    /// Backoff before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped, ±20% jitter.
+    /// Backoff before attempt `attempts + 1` under this sender's settings
+    /// ([`crate::clock::backoff`]).
     pub fn backoff(&self, attempts: i64) -> Duration {
-        let exp = (attempts.clamp(1, 30) - 1).min(20);
-        let base = self.config.base_backoff.num_milliseconds().max(1);
-        let capped = base
-            .saturating_mul(1i64 << exp)
-            .min(self.config.max_backoff.num_milliseconds());
-        let jitter = rand::thread_rng().gen_range(0.8..1.2);
-        Duration::milliseconds((capped as f64 * jitter) as i64)
+        crate::clock::backoff(self.config.base_backoff, self.config.max_backoff, attempts)
     }
 
     fn sender(&self) -> Result<Mailbox, String> {
