@@ -206,7 +206,7 @@ fn open_engine(
         std::sync::Arc::new(SystemClock),
         registry::Registry::new(registry::default_builder()),
     ));
-    let store = crate::engine::install(open_store(config, min_idle)?, engine.clone());
+    let store = crate::engine::hook::install(open_store(config, min_idle)?, engine.clone());
     Ok((store, engine))
 }
 

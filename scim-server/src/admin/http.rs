@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::simulate::SimulationRequest;
-use super::{Admin, AdminResult, API_PREFIX};
+use super::{Admin, AdminResult};
+use crate::engine::notices::API_PREFIX;
 use crate::auth::{Principal, Scope};
 use crate::http::error::{html_page, ApiError, ApiResult};
 use crate::http::{method_not_allowed, middleware, not_found, resource as res, AppState};
@@ -513,7 +514,7 @@ async fn preview_link(
 
 /// The confirmation page of a one-click link: what will happen, for whom, and one button.
 fn confirm_page(p: &super::LinkPreview, token: &str) -> String {
-    let esc = crate::http::error::html_escape;
+    let esc = crate::notify::mail_html::escape_html;
     let who = p.user_name.as_deref().unwrap_or(&p.user_id);
     let button = match p.action.as_str() {
         "ack" => "Remove legacy access",

@@ -128,7 +128,7 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
         registry,
     ));
     let database_url = format!("sqlite://{}", dir.join("hub.db").display());
-    let store = crate::engine::install(
+    let store = crate::engine::hook::install(
         Store::open(&database_url).map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?,
         engine.clone(),
     );

@@ -445,3 +445,26 @@ pub fn diff(
     }
     plan
 }
+
+/// The planned and actual account records once `op` is done: `op` applied to the actual record
+/// (stored JSON; an unreadable one reads as empty), and the id the connector returned recorded
+/// in both (in the planned record only while it still plans the same account).
+pub fn settle(
+    planned: &str,
+    actual: Option<&str>,
+    op: &Operation,
+    id: Option<String>,
+) -> (AccountRecord, AccountRecord) {
+    let mut planned: AccountRecord = serde_json::from_str(planned).unwrap_or_default();
+    let mut actual: AccountRecord = actual
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_default();
+    op.apply(&mut actual);
+    if let Some(id) = id {
+        actual.id = Some(id.clone());
+        if planned.key == actual.key && planned.exists {
+            planned.id = Some(id);
+        }
+    }
+    (planned, actual)
+}

@@ -16,8 +16,8 @@
 //! only the safety net (e.g. operations queued by another node, or due after a backoff);
 //! `SCIMHUB_ENGINE_IDLE_POLL_MS` sets it.
 //!
-//! Timers are claimed the same way and fired in the transaction that marks them done, so each
-//! runs once across nodes.
+//! Timers are claimed the same way and fired ([`crate::engine::timers::fire`]: what each kind does
+//! is the engine's rule) in the transaction that marks them done, so each runs once across nodes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,9 +28,9 @@ use connectors::{ConnectorError, ErrorKind};
 use diesel::Connection;
 use serde_json::json;
 
-use crate::engine::plan::{AccountRecord, Operation};
-use crate::engine::{Cause, Engine};
-use crate::store::{notifications, outbox, timers, DbConnection, Store, StoreError, StoreResult};
+use crate::engine::plan::{settle, AccountRecord, Operation};
+use crate::engine::Engine;
+use crate::store::{outbox, timers, DbConnection, Store, StoreError, StoreResult};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -167,17 +167,7 @@ fn record_done(
         .find(|(conn, _, _)| conn == &row.connector)
         .map(|(_, p, a)| (p, a))
         .unwrap_or_else(|| ("{}".into(), None));
-    let mut planned: AccountRecord = serde_json::from_str(&planned).unwrap_or_default();
-    let mut actual: AccountRecord = actual
-        .and_then(|a| serde_json::from_str(&a).ok())
-        .unwrap_or_default();
-    op.apply(&mut actual);
-    if let Some(id) = id {
-        actual.id = Some(id.clone());
-        if planned.key == actual.key && planned.exists {
-            planned.id = Some(id);
-        }
-    }
+    let (planned, actual) = settle(&planned, actual.as_deref(), op, id);
     let text = |r: &AccountRecord| serde_json::to_string(r).unwrap_or_default();
     outbox::put_account(
         c,
@@ -383,7 +373,7 @@ impl Workers {
             store.write_tx(|c, _| {
                 let due = timers::claim_due(c, now, 100)?;
                 for t in &due {
-                    fire(c, &engine, t, now)?;
+                    crate::engine::timers::fire(c, &engine, t, now)?;
                     timers::fired(c, t.id, now)?;
                 }
                 Ok(due.len())
@@ -447,92 +437,6 @@ impl Workers {
                 tokio::time::sleep(StdDuration::from_secs(1)).await;
             }
         });
-    }
-}
-
-/// Fires one timer inside the claiming transaction.
-fn fire(
-    c: &mut DbConnection,
-    engine: &Engine,
-    t: &timers::Timer,
-    now: chrono::DateTime<chrono::Utc>,
-) -> StoreResult<()> {
-    match t.kind.as_str() {
-        "reminder" => {
-            let user = outbox::get_user(c, &t.user_id)?;
-            let facts = user.map(|u| u.facts).unwrap_or_default();
-            if facts.get("contractor").and_then(|v| v.as_bool()) != Some(true) {
-                return Ok(());
-            }
-            let policy = engine.policy.current();
-            let mut to: Vec<String> = Vec::new();
-            for k in ["email", "sponsor"] {
-                if let Some(e) = facts.get(k).and_then(|v| v.as_str()) {
-                    to.push(e.to_string());
-                }
-            }
-            to.extend(policy.notify.helpdesk.iter().cloned());
-            if to.is_empty() {
-                return Ok(());
-            }
-            let end = t.payload.get("end").and_then(|v| v.as_str()).unwrap_or("");
-            let offset = t
-                .payload
-                .get("offset")
-                .and_then(|v| v.as_str())
-                .unwrap_or("");
-            let name = facts
-                .get("userName")
-                .and_then(|v| v.as_str())
-                .unwrap_or(&t.user_id);
-            notifications::enqueue(
-                c,
-                "contract_reminder",
-                Some(&t.user_id),
-                &to,
-                &format!("scimhub: contract of {name} ends in {offset}"),
-                &format!(
-                    "The contract of {name} ends at {end}; access expires then.\n\
-                     The sponsor can request an extension through the admin API \
-                     (POST /admin/v1/users/{}/extensions).",
-                    t.user_id
-                ),
-                now,
-            )
-        }
-        _ => {
-            // start, overlap_end, contract_end: the desired state changed with time.
-            let kind = t.kind.clone();
-            let out = engine.replan(c, &t.user_id, Cause::Timer)?;
-            tracing::info!(user = %t.user_id, timer = %kind, event = out.event.as_str(), ops = out.plan.ops.len(), "timer fired");
-            if out.event == crate::engine::plan::EventKind::ContractorExpiry {
-                let policy = engine.policy.current();
-                let mut to = policy.notify.helpdesk.clone();
-                if let Some(s) = outbox::get_user(c, &t.user_id)?.and_then(|u| {
-                    u.facts
-                        .get("sponsor")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                }) {
-                    to.push(s);
-                }
-                if !to.is_empty() {
-                    notifications::enqueue(
-                        c,
-                        "contract_expired",
-                        Some(&t.user_id),
-                        &to,
-                        "scimhub: contractor access expired",
-                        &format!(
-                            "The contract of user {} ended; all access was removed.",
-                            t.user_id
-                        ),
-                        now,
-                    )?;
-                }
-            }
-            Ok(())
-        }
     }
 }
 

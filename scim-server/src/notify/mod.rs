@@ -12,7 +12,7 @@
 //!   (else the `work` one, else the first); a recipient that resolves to nothing is dropped and
 //!   noted in `last_error`;
 //! * **render and send**: a plain-text body plus an HTML alternative with every value escaped
-//!   ([`render`]) through lettre over SMTP (plain, STARTTLS or TLS; rustls);
+//!   ([`mail_html`]) through lettre over SMTP (plain, STARTTLS or TLS; rustls);
 //! * **record**: `sent`; or, on a connection failure, timeout or 4xx reply, back to `pending` with
 //!   exponential backoff and jitter; or, on a 5xx reply, an unbuildable message, or when the
 //!   attempt budget is spent, parked as `failed` with the reason in `last_error`.
@@ -20,7 +20,7 @@
 //! Bodies and subjects are never logged: they carry one-click links with signed tokens. Log lines
 //! name the row id, its kind and the number of recipients only.
 
-pub mod render;
+pub mod mail_html;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -321,7 +321,7 @@ impl Notifier {
         if mailboxes.is_empty() {
             return Attempt::Permanent(format!("no deliverable recipient: {}", bad.join(", ")));
         }
-        let message = match render::message(row.id, &from, &mailboxes, &row.subject, &row.body) {
+        let message = match mail_html::message(row.id, &from, &mailboxes, &row.subject, &row.body) {
             Ok(m) => m,
             Err(e) => return Attempt::Permanent(e.0),
         };
