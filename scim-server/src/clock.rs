@@ -53,9 +53,7 @@ impl Clock for TestClock {
 pub fn backoff(base: Duration, max: Duration, attempts: i64) -> Duration {
     let exp = (attempts.clamp(1, 30) - 1).min(20);
     let base = base.num_milliseconds().max(1);
-    let capped = base
-        .saturating_mul(1i64 << exp)
-        .min(max.num_milliseconds());
+    let capped = base.saturating_mul(1i64 << exp).min(max.num_milliseconds());
     let jitter = rand::thread_rng().gen_range(0.8..1.2);
     Duration::milliseconds((capped as f64 * jitter) as i64)
 }

@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 
 use super::simulate::SimulationRequest;
 use super::{Admin, AdminResult};
-use crate::engine::notices::API_PREFIX;
 use crate::auth::{Principal, Scope};
+use crate::engine::notices::API_PREFIX;
 use crate::http::error::{html_page, ApiError, ApiResult};
 use crate::http::{method_not_allowed, middleware, not_found, resource as res, AppState};
 use crate::store::{approvals, outbox};
@@ -670,7 +670,7 @@ mod tests {
         };
         let page = confirm_page(&p, "eyJ1.abc\"x");
         assert!(
-            page.contains("Remove bob &lt;b&gt;'s legacy access now."),
+            page.contains("Remove bob &lt;b&gt;&#39;s legacy access now."),
             "{page}"
         );
         assert!(

@@ -25,8 +25,8 @@ use crate::auth::{Principal, UserRef};
 use crate::engine::desired::{attr_str, attr_value, parse_date};
 use crate::engine::{links, load_user_doc, notices, Cause, Engine, PlanOutcome};
 use crate::store::{
-    approvals, load_groups, load_row, outbox, timers, DbConnection, Doc, ResourceKind, Store,
-    StoreError, StoreResult,
+    approvals, load_groups, load_row, outbox, DbConnection, Doc, ResourceKind, Store, StoreError,
+    StoreResult,
 };
 use authority::{Approver, Refusal, Subject};
 
@@ -600,13 +600,13 @@ impl Admin {
         };
         approvals::set_override_until(c, user_id, until)?;
         if extend.is_some() {
-            timers::schedule(
+            crate::engine::timers::schedule(
                 c,
-                &format!("overlap_end:{user_id}:{}", until.timestamp()),
-                user_id,
-                "overlap_end",
-                until,
-                &json!({}),
+                &crate::engine::timers::Timer {
+                    user_id: user_id.into(),
+                    kind: crate::engine::timers::TimerKind::OverlapEnd,
+                    due: until,
+                },
                 now,
             )?;
         }

@@ -14,11 +14,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// Writes what `decision` says about `user_id` at `now`.
-pub fn commit(
-    c: &mut DbConnection,
-    decision: &Decision,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> StoreResult<()> {
     let Some(w) = &decision.writes else {
         return Ok(());
     };

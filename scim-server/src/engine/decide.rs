@@ -206,14 +206,7 @@ pub struct Decision {
 /// The desired state, event and plan of a user.
 pub fn project(i: &PlanInputs<'_>) -> Projection {
     let policy = &*i.policy;
-    let mut d = desired(
-        i.doc,
-        &i.groups,
-        policy,
-        i.now,
-        &i.approvals,
-        &i.overrides,
-    );
+    let mut d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &i.overrides);
     let prev = i.prev.as_ref();
     let event = classify(prev.map(|u| (u.state.as_str(), u.profiles.as_slice())), &d);
     // Mover overlap: entitlements a profile we left granted stay for its overlap window.
@@ -223,13 +216,7 @@ pub fn project(i: &PlanInputs<'_>) -> Projection {
         all.extend(new_overrides);
         d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &all);
     }
-    let plan = diff(
-        &d,
-        &i.planned,
-        policy,
-        &i.capabilities,
-        &i.manager_accounts,
-    );
+    let plan = diff(&d, &i.planned, policy, &i.capabilities, &i.manager_accounts);
     Projection {
         event,
         desired: d,
@@ -655,3 +642,6 @@ pub fn manager_of(doc: Option<&Doc>, prev: Option<&EngineUser>) -> Option<String
             .map(str::to_string)
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -208,15 +208,7 @@ fn remind(
         end.as_str().unwrap_or(""),
         &crate::policy::fmt_duration(offset),
     );
-    notifications::enqueue(
-        c,
-        n.kind,
-        Some(&row.user_id),
-        &to,
-        &n.subject,
-        &n.body,
-        now,
-    )
+    notifications::enqueue(c, n.kind, Some(&row.user_id), &to, &n.subject, &n.body, now)
 }
 
 #[cfg(test)]
