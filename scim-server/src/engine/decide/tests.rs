@@ -256,7 +256,43 @@ struct Case {
     before: Option<Doc>,
     after: Option<Doc>,
     blast: Option<BlastFacts>,
+    /// What else the store holds (approvals decided or pending).
+    given: fn(&mut PlanInputs<'_>),
     expect: Summary,
+}
+
+fn nothing_else(_: &mut PlanInputs<'_>) {}
+
+/// The admin grant that waits for the manager.
+fn github_admin() -> Entitlement {
+    policy()
+        .profile("engineering")
+        .and_then(|p| {
+            p.grants
+                .iter()
+                .find_map(|g| g.entitlement.clone().filter(|e| e.kind == "org"))
+        })
+        .expect("the engineering profile grants an org role")
+}
+
+fn admin_request(status: &str) -> ApprovalRow {
+    ApprovalRow {
+        id: "a-1".into(),
+        user_id: "u1".into(),
+        kind: "entitlement".into(),
+        connector: Some("github".into()),
+        entitlement: Some(ent_json(&github_admin())),
+        level: "manager".into(),
+        detail: json!({}),
+        status: status.into(),
+        requested: "2025-03-01T00:00:00Z".into(),
+        decided: None,
+        decided_by: None,
+        reason: None,
+        decided_by_user_id: None,
+        decided_by_credential: None,
+        decided_as: None,
+    }
 }
 
 /// A leaver's operations: per connector, disable first, then sessions, credentials and grants.
@@ -310,6 +346,7 @@ fn cases() -> Vec<Case> {
             before: None,
             after: Some(engineer()),
             blast: None,
+            given: nothing_else,
             expect: Summary {
                 event: "joiner".into(),
                 state: "active".into(),
@@ -331,6 +368,7 @@ fn cases() -> Vec<Case> {
             before: Some(engineer()),
             after: Some(person("ann", "Employee", "Sales", "Rep", json!({}))),
             blast: None,
+            given: nothing_else,
             expect: Summary {
                 event: "mover".into(),
                 state: "active".into(),
@@ -350,6 +388,7 @@ fn cases() -> Vec<Case> {
             before: Some(engineer()),
             after: Some(left.clone()),
             blast: Some(quiet),
+            given: nothing_else,
             expect: Summary {
                 event: "leaver".into(),
                 state: "left".into(),
@@ -363,6 +402,7 @@ fn cases() -> Vec<Case> {
             before: Some(engineer()),
             after: Some(left.clone()),
             blast: Some(burst.clone()),
+            given: nothing_else,
             expect: Summary {
                 event: "leaver".into(),
                 state: "left".into(),
@@ -381,6 +421,7 @@ fn cases() -> Vec<Case> {
                 open_hold: Some("h-1".into()),
                 ..burst
             }),
+            given: nothing_else,
             expect: Summary {
                 event: "leaver".into(),
                 state: "left".into(),
@@ -395,6 +436,7 @@ fn cases() -> Vec<Case> {
             before: Some(left.clone()),
             after: Some(engineer()),
             blast: None,
+            given: nothing_else,
             expect: Summary {
                 event: "rehire".into(),
                 state: "active".into(),
@@ -416,6 +458,7 @@ fn cases() -> Vec<Case> {
             before: None,
             after: Some(contractor),
             blast: None,
+            given: nothing_else,
             expect: Summary {
                 event: "joiner".into(),
                 state: "active".into(),
@@ -436,6 +479,7 @@ fn cases() -> Vec<Case> {
             before: None,
             after: Some(later),
             blast: None,
+            given: nothing_else,
             expect: Summary {
                 event: "joiner".into(),
                 state: "not_started".into(),
@@ -455,6 +499,7 @@ fn cases() -> Vec<Case> {
                 json!({}),
             )),
             blast: None,
+            given: nothing_else,
             expect: Summary {
                 event: "joiner".into(),
                 state: "active".into(),
@@ -470,10 +515,55 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "a request already pending is not asked again",
+            before: None,
+            after: Some(engineer()),
+            blast: None,
+            given: |i| i.approval_rows.push(admin_request("pending")),
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "github create_or_adopt",
+                    "github grant",
+                    "slack create_or_adopt",
+                    "slack grant",
+                ]),
+                audit: lines(&["scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "an approved grant is planned like any other",
+            before: None,
+            after: Some(engineer()),
+            blast: None,
+            given: |i| {
+                i.approval_rows.push(admin_request("approved"));
+                i.approvals
+                    .approved
+                    .insert(("github".into(), github_admin()));
+            },
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "github create_or_adopt",
+                    "github grant",
+                    "github grant",
+                    "slack create_or_adopt",
+                    "slack grant",
+                ]),
+                audit: lines(&["scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
             name: "deleting a user the engine never planned writes nothing",
             before: None,
             after: None,
             blast: None,
+            given: nothing_else,
             expect: Summary {
                 event: "update".into(),
                 state: "(nothing written)".into(),
@@ -488,7 +578,8 @@ fn planning_decides_each_lifecycle_case() {
     let mut failures = Vec::new();
     for case in cases() {
         let prev = case.before.as_ref().map(planned_from);
-        let i = inputs(case.after.as_ref(), prev);
+        let mut i = inputs(case.after.as_ref(), prev);
+        (case.given)(&mut i);
         let extra = Contingent {
             blast: case.blast.clone(),
             link_key: None,
