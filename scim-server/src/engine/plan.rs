@@ -468,3 +468,40 @@ pub fn settle(
     }
     (planned, actual)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connectors::AccountSpec;
+
+    fn created(key: &str) -> Operation {
+        Operation::CreateOrAdopt {
+            spec: AccountSpec {
+                account: AccountRef::new(key),
+                attributes: Doc::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_done_create_records_the_id_in_actual_and_planned() {
+        let planned = r#"{"exists":true,"enabled":true,"key":"ann"}"#;
+        let (p, a) = settle(planned, None, &created("ann"), Some("42".into()));
+        assert_eq!((a.exists, a.enabled, a.key.as_str()), (true, true, "ann"));
+        assert_eq!(a.id.as_deref(), Some("42"));
+        assert_eq!(p.id.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn the_id_stays_out_of_a_plan_for_another_account() {
+        let planned = r#"{"exists":true,"enabled":true,"key":"ann.b"}"#;
+        let (p, a) = settle(
+            planned,
+            Some("not json"),
+            &created("ann"),
+            Some("42".into()),
+        );
+        assert_eq!(a.id.as_deref(), Some("42"));
+        assert_eq!(p.id, None);
+    }
+}
