@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::decide::{Decision, HoldDecision, QueuedNotice};
+use super::outcome::{Decision, HoldDecision, QueuedNotice};
 use super::timers;
 use super::user_ids_by_name;
 use crate::store::{approvals, notifications, outbox, DbConnection, StoreError, StoreResult};

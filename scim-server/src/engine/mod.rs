@@ -7,7 +7,7 @@
 //! * [`load`] reads what the decision needs (previous state, accounts, approvals, overrides,
 //!   the manager, the policy and the time);
 //! * [`decide`] computes, without I/O, the desired state ([`desired`]), the event and the plan
-//!   ([`plan`]) and every row to write;
+//!   ([`plan`]) and every row to write ([`outcome`]);
 //! * [`commit`] writes them.
 //!
 //! [`timers`] says what each durable timer does when it fires, [`notices`] words every mail,
@@ -21,6 +21,7 @@ pub mod hook;
 pub mod links;
 pub mod load;
 pub mod notices;
+pub mod outcome;
 pub mod plan;
 pub mod registry;
 pub mod timers;
