@@ -154,6 +154,7 @@ impl Engine {
         user_id: &str,
         doc: Option<&Doc>,
     ) -> StoreResult<PlanOutcome> {
+        // The cause only names the actor of the audit entry, which a projection does not write.
         let inputs = load::inputs(c, self, user_id, doc, Cause::Admin)?;
         let p = decide::project(&inputs);
         Ok(PlanOutcome {
