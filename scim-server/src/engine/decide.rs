@@ -206,13 +206,99 @@ pub fn decide(
         desired: d,
         plan,
     } = projection;
-    let mut timers = Vec::new();
-    let mut audit = Vec::new();
-    let mut notices = Vec::new();
 
-    // The overlap overrides the computation used, with their timers.
-    let overrides: Vec<NewOverride> = d
-        .kept
+    // New rows take their ids in this order: overrides, approvals, a hold, the plan.
+    let overrides = overlap_kept(i, &d, new_id);
+    let (approvals, mut audit) = approval_requests(i, &d, new_id);
+    let (hold, hold_notice) = blast_hold(i, event, &plan, extra, new_id);
+    let plan_id = new_id();
+
+    let hold_id = hold.as_ref().map(|h| h.id().to_string());
+    let record_event = event != EventKind::Update || !plan.ops.is_empty();
+    if record_event {
+        audit.push(Audit {
+            actor: match i.cause {
+                Cause::Write => "scim",
+                Cause::Timer => "timer",
+                Cause::Approval => "approval",
+                Cause::Admin => "admin",
+            },
+            connector: None,
+            action: "plan",
+            outcome: if hold_id.is_some() { "held" } else { "queued" },
+            detail: json!({
+                "event": event.as_str(),
+                "plan_id": plan_id,
+                "operations": plan.ops.len(),
+                "profiles": d.profile_names(),
+            }),
+        });
+    }
+
+    // Timers: overlap ends, then the start date, contract end and reminders.
+    let mut timers: Vec<TimerChange> = overrides
+        .iter()
+        .map(|o| {
+            TimerChange::Schedule(Timer {
+                user_id: user_id.into(),
+                kind: TimerKind::OverlapEnd,
+                due: o.kept.until,
+            })
+        })
+        .collect();
+    timers.extend(contract_timers(i, &d));
+
+    // Notices: the hold to security, approvals to those who may decide them, the mover summary
+    // to the manager and to security.
+    let mut notices: Vec<QueuedNotice> = hold_notice.into_iter().collect();
+    notices.extend(approval_notices(i, &approvals));
+    if event == EventKind::Mover {
+        notices.extend(mover_summaries(i, &d, &plan, extra));
+    }
+
+    let planned: Vec<(String, AccountRecord)> = plan
+        .next
+        .iter()
+        .filter(|(connector, rec)| i.planned.get(*connector) != Some(rec))
+        .map(|(c, r)| (c.clone(), r.clone()))
+        .collect();
+    let user = engine_user(i, &d);
+    let new_approvals = approvals
+        .iter()
+        .filter(|a| !a.blocked)
+        .map(|a| a.id.clone())
+        .collect();
+    Decision {
+        outcome: PlanOutcome {
+            user_id: user_id.into(),
+            event,
+            desired: d,
+            plan,
+            hold_id,
+            new_approvals,
+        },
+        writes: Some(Writes {
+            overrides,
+            approvals,
+            hold,
+            plan_id,
+            planned,
+            user,
+            record_event,
+            audit,
+            timers,
+            notices,
+        }),
+    }
+}
+
+/// The overrides the projection used that are not recorded yet (a mover's overlap).
+fn overlap_kept(
+    i: &PlanInputs<'_>,
+    d: &Desired,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<NewOverride> {
+    d.kept
         .iter()
         .filter(|k| {
             !i.overrides
@@ -223,17 +309,18 @@ pub fn decide(
             id: new_id(),
             kept: o.clone(),
         })
-        .collect();
-    for o in &overrides {
-        timers.push(TimerChange::Schedule(Timer {
-            user_id: user_id.into(),
-            kind: TimerKind::OverlapEnd,
-            due: o.kept.until,
-        }));
-    }
+        .collect()
+}
 
-    // Approval requests for entitlements that wait, and SoD exceptions.
+/// Requests for the entitlements that wait for approval and for SoD exceptions, each asked once
+/// (a request already recorded is not asked again), with the audit entry of each SoD finding.
+fn approval_requests(
+    i: &PlanInputs<'_>,
+    d: &Desired,
+    new_id: &mut dyn FnMut() -> String,
+) -> (Vec<ApprovalRequest>, Vec<Audit>) {
     let mut approvals = Vec::new();
+    let mut audit = Vec::new();
     for n in &d.needs_approval {
         let ej = ent_json(&n.entitlement);
         let exists = i.approval_rows.iter().any(|r| {
@@ -284,51 +371,51 @@ pub fn decide(
             detail: json!({"rule": f.rule, "withheld": f.withheld}),
         });
     }
-    let new_approvals: Vec<String> = approvals
-        .iter()
-        .filter(|a| !a.blocked)
-        .map(|a| a.id.clone())
-        .collect();
+    (approvals, audit)
+}
 
-    // Blast-radius guard: the population before the burst is the users active now plus those
-    // deprovisioned within the window.
-    let mut hold = None;
-    if let (Some(b), Some(facts), true) = (
+/// The blast-radius guard: a deprovisioning that would take the share of users deprovisioned
+/// within the window over the policy's limit waits for a hold (the pending one, else a new one
+/// security is told about). The population before the burst is the users active now plus those
+/// deprovisioned within the window.
+fn blast_hold(
+    i: &PlanInputs<'_>,
+    event: EventKind,
+    plan: &Plan,
+    extra: &Contingent,
+    new_id: &mut dyn FnMut() -> String,
+) -> (Option<HoldDecision>, Option<QueuedNotice>) {
+    let policy = &*i.policy;
+    let (Some(b), Some(facts), true) = (
         &policy.blast_radius,
         &extra.blast,
         event.deprovisions() && !plan.ops.is_empty(),
-    ) {
-        let population = facts.active + facts.recent;
-        if population as u64 >= b.min_population
-            && (facts.recent + 1) as f64 / population as f64 > b.max_share
-        {
-            hold = Some(match &facts.open_hold {
-                Some(id) => HoldDecision::Join(id.clone()),
-                None => {
-                    let id = new_id();
-                    let reason = notices::hold_reason(b.max_share, population, b.window);
-                    if !policy.notify.security.is_empty() {
-                        notices.push(QueuedNotice {
-                            user_id: None,
-                            to: Recipients::to(policy.notify.security.clone()),
-                            notice: notices::hold(policy, &reason, &id),
-                        });
-                    }
-                    HoldDecision::Open { id, reason }
-                }
-            });
-        }
+    ) else {
+        return (None, None);
+    };
+    let population = facts.active + facts.recent;
+    if (population as u64) < b.min_population
+        || (facts.recent + 1) as f64 / population as f64 <= b.max_share
+    {
+        return (None, None);
     }
-    let hold_id = hold.as_ref().map(|h| h.id().to_string());
-    let plan_id = new_id();
+    if let Some(id) = &facts.open_hold {
+        return (Some(HoldDecision::Join(id.clone())), None);
+    }
+    let id = new_id();
+    let reason = notices::hold_reason(b.max_share, population, b.window);
+    let notice = (!policy.notify.security.is_empty()).then(|| QueuedNotice {
+        user_id: None,
+        to: Recipients::to(policy.notify.security.clone()),
+        notice: notices::hold(policy, &reason, &id),
+    });
+    (Some(HoldDecision::Open { id, reason }), notice)
+}
 
-    // The new planned and engine state.
-    let planned: Vec<(String, AccountRecord)> = plan
-        .next
-        .iter()
-        .filter(|(connector, rec)| i.planned.get(*connector) != Some(rec))
-        .map(|(c, r)| (c.clone(), r.clone()))
-        .collect();
+/// The engine's new record of the user: lifecycle state, profiles, and the facts timers and
+/// notices read later (manager, contract dates, email, sponsor, userName).
+fn engine_user(i: &PlanInputs<'_>, d: &Desired) -> EngineUser {
+    let policy = &*i.policy;
     let facts = json!({
         "manager": i.manager,
         "contractor": d.contractor,
@@ -338,102 +425,61 @@ pub fn decide(
         "sponsor": i.doc.and_then(|u| policy.settings.sponsor_attribute.as_deref().and_then(|a| attr_str(u, a))),
         "userName": i.doc.and_then(|u| attr_str(u, "userName")),
     });
-    let user = EngineUser {
-        user_id: user_id.into(),
+    EngineUser {
+        user_id: i.user_id.clone(),
         state: d.lifecycle.state_name().into(),
         profiles: d.profile_names(),
         facts,
-        updated: now,
-    };
-    let record_event = event != EventKind::Update || !plan.ops.is_empty();
-    if record_event {
-        audit.push(Audit {
-            actor: match i.cause {
-                Cause::Write => "scim",
-                Cause::Timer => "timer",
-                Cause::Approval => "approval",
-                Cause::Admin => "admin",
-            },
-            connector: None,
-            action: "plan",
-            outcome: if hold_id.is_some() { "held" } else { "queued" },
-            detail: json!({
-                "event": event.as_str(),
-                "plan_id": plan_id,
-                "operations": plan.ops.len(),
-                "profiles": d.profile_names(),
-            }),
-        });
+        updated: i.now,
     }
+}
 
-    // Timers: start date, contract end and reminders.
-    timers.extend(contract_timers(i, &d));
-
-    // Notices: approvals to those who may decide them, the mover summary to the manager and to
-    // security, one message each with links addressed to that recipient.
-    for a in approvals.iter().filter(|a| !a.blocked) {
-        let (direct, by_name) = match a.level.as_str() {
-            "manager" => (i.manager_email.iter().cloned().collect(), Vec::new()),
-            "owner" => {
-                let owners = serde_json::from_str::<Entitlement>(&a.entitlement)
-                    .ok()
-                    .map(|e| policy.entitlement_owners(&a.connector, &e))
-                    .unwrap_or_default();
-                (Vec::new(), owners)
-            }
-            _ => (Vec::new(), policy.approvals.security.clone()),
-        };
-        notices.push(QueuedNotice {
-            user_id: Some(user_id.into()),
-            to: Recipients {
-                direct,
-                by_name,
-                then: policy
-                    .notify
-                    .approvers
-                    .get(a.level.as_str())
-                    .cloned()
-                    .unwrap_or_default(),
-                fallback: policy.notify.security.clone(),
-            },
-            notice: notices::approval_request(
-                policy,
-                notices::ApprovalRequest {
-                    id: &a.id,
-                    user_id,
-                    kind: a.kind,
-                    entitlement: Some(&a.entitlement),
-                    connector: Some(&a.connector),
+/// A notice per decidable request, to those who may decide it: the manager's address, the
+/// entitlement's owners or the security approvers (by userName), then the approver addresses
+/// of that level; security when that is nobody.
+fn approval_notices(i: &PlanInputs<'_>, approvals: &[ApprovalRequest]) -> Vec<QueuedNotice> {
+    let policy = &*i.policy;
+    approvals
+        .iter()
+        .filter(|a| !a.blocked)
+        .map(|a| {
+            let (direct, by_name) = match a.level.as_str() {
+                "manager" => (i.manager_email.iter().cloned().collect(), Vec::new()),
+                "owner" => {
+                    let owners = serde_json::from_str::<Entitlement>(&a.entitlement)
+                        .ok()
+                        .map(|e| policy.entitlement_owners(&a.connector, &e))
+                        .unwrap_or_default();
+                    (Vec::new(), owners)
+                }
+                _ => (Vec::new(), policy.approvals.security.clone()),
+            };
+            QueuedNotice {
+                user_id: Some(i.user_id.clone()),
+                to: Recipients {
+                    direct,
+                    by_name,
+                    then: policy
+                        .notify
+                        .approvers
+                        .get(a.level.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                    fallback: policy.notify.security.clone(),
                 },
-            ),
-        });
-    }
-    if event == EventKind::Mover {
-        notices.extend(mover_summaries(i, &d, &plan, extra));
-    }
-
-    Decision {
-        outcome: PlanOutcome {
-            user_id: user_id.into(),
-            event,
-            desired: d,
-            plan,
-            hold_id: hold_id.clone(),
-            new_approvals,
-        },
-        writes: Some(Writes {
-            overrides,
-            approvals,
-            hold,
-            plan_id,
-            planned,
-            user,
-            record_event,
-            audit,
-            timers,
-            notices,
-        }),
-    }
+                notice: notices::approval_request(
+                    policy,
+                    notices::ApprovalRequest {
+                        id: &a.id,
+                        user_id: &i.user_id,
+                        kind: a.kind,
+                        entitlement: Some(&a.entitlement),
+                        connector: Some(&a.connector),
+                    },
+                ),
+            }
+        })
+        .collect()
 }
 
 /// The start-date timer, and a contractor's end and reminders (cancelled first when the end
