@@ -5,6 +5,7 @@
 //! * [`auth`] — bearer tokens, JWTs, scopes.
 //! * [`http`] — the actix-web service: routes, thin handlers, the one error mapping.
 //! * [`service`] — SCIM operations over the store, free of HTTP.
+//! * [`clock`] — where time comes from (injected, so tests move it), retry backoff.
 //! * [`store`] — the diesel store (SQLite or PostgreSQL).
 //! * [`policy`] — the access policy file (TOML), its checks, reload and runbook.
 //! * [`engine`] — desired state, plans and the write hook that puts them in the outbox.
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;

@@ -193,7 +193,8 @@ fn open_engine(
     common: &Common,
     min_idle: u32,
 ) -> anyhow::Result<(Store, std::sync::Arc<crate::engine::Engine>)> {
-    use crate::engine::{registry, Engine, SystemClock};
+    use crate::clock::SystemClock;
+    use crate::engine::{registry, Engine};
     let path = common
         .policy
         .as_ref()
@@ -205,7 +206,7 @@ fn open_engine(
         std::sync::Arc::new(SystemClock),
         registry::Registry::new(registry::default_builder()),
     ));
-    let store = crate::engine::install(open_store(config, min_idle)?, engine.clone());
+    let store = crate::engine::hook::install(open_store(config, min_idle)?, engine.clone());
     Ok((store, engine))
 }
 

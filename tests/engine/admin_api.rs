@@ -757,7 +757,10 @@ fn legacy_access_api_and_one_click_links(env: Env) {
         assert_eq!(s, 200, "{v}");
         assert!(ct.starts_with("text/html"), "{ct}");
         let page = v.as_str().unwrap();
-        assert!(page.contains("Remove bob's legacy access now."), "{page}");
+        assert!(
+            page.contains("Remove bob&#39;s legacy access now."),
+            "{page}"
+        );
         let token = ack.rsplit_once('/').unwrap().1;
         assert!(
             page.contains(&format!("<form method=\"post\" action=\"{token}\">")),

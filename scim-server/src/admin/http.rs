@@ -19,8 +19,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::simulate::SimulationRequest;
-use super::{Admin, AdminResult, API_PREFIX};
+use super::{Admin, AdminResult};
 use crate::auth::{Principal, Scope};
+use crate::engine::notices::API_PREFIX;
 use crate::http::error::{html_page, ApiError, ApiResult};
 use crate::http::{method_not_allowed, middleware, not_found, resource as res, AppState};
 use crate::store::{approvals, outbox};
@@ -513,7 +514,7 @@ async fn preview_link(
 
 /// The confirmation page of a one-click link: what will happen, for whom, and one button.
 fn confirm_page(p: &super::LinkPreview, token: &str) -> String {
-    let esc = crate::http::error::html_escape;
+    let esc = crate::notify::mail_html::escape_html;
     let who = p.user_name.as_deref().unwrap_or(&p.user_id);
     let button = match p.action.as_str() {
         "ack" => "Remove legacy access",
@@ -669,7 +670,7 @@ mod tests {
         };
         let page = confirm_page(&p, "eyJ1.abc\"x");
         assert!(
-            page.contains("Remove bob &lt;b&gt;'s legacy access now."),
+            page.contains("Remove bob &lt;b&gt;&#39;s legacy access now."),
             "{page}"
         );
         assert!(

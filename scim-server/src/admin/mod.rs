@@ -23,11 +23,11 @@ use serde_json::{json, Value};
 
 use crate::auth::{Principal, UserRef};
 use crate::engine::desired::{attr_str, attr_value, parse_date};
-use crate::engine::{links, load_user_doc, Cause, Engine, PlanOutcome};
+use crate::engine::{links, load_user_doc, notices, Cause, Engine, PlanOutcome};
 use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalStatus};
 use crate::store::{
-    approvals, audit, engine_state, holds, incidents, load_groups, load_row, outbox, timers,
-    DbConnection, Doc, ResourceKind, Store, StoreError, StoreResult,
+    approvals, audit, engine_state, holds, incidents, load_groups, load_row, outbox, DbConnection,
+    Doc, ResourceKind, Store, StoreError, StoreResult,
 };
 use authority::{Approver, Refusal, Subject};
 
@@ -65,53 +65,6 @@ pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-/// The URL of an admin API path (`/approvals/ID/approve`) under the policy's
-/// `[notify] link_base_url`, for notification bodies; `None` when no base URL is configured.
-pub fn api_url(policy: &crate::policy::Policy, path: &str) -> Option<String> {
-    let base = policy
-        .notify
-        .link_base_url
-        .as_deref()?
-        .trim_end_matches('/');
-    Some(format!("{base}{API_PREFIX}{path}"))
-}
-
-/// The body of an approval-request notification, with the admin API URLs to decide it.
-pub fn notice_approval(policy: &crate::policy::Policy, row: &approvals::ApprovalRow) -> String {
-    let mut body = format!(
-        "User {} needs {} {} on {}. Approve or reject request {} in the admin API.",
-        row.user_id,
-        row.kind,
-        row.entitlement.as_deref().unwrap_or(""),
-        row.connector.as_deref().unwrap_or(""),
-        row.id
-    );
-    if let (Some(a), Some(r)) = (
-        api_url(policy, &format!("/approvals/{}/approve", row.id)),
-        api_url(policy, &format!("/approvals/{}/reject", row.id)),
-    ) {
-        body.push_str(&format!(
-            "\n\nApprove: POST {a}\nReject: POST {r} (with a reason)\n"
-        ));
-    }
-    body
-}
-
-/// The body of a blast-radius hold notification, with the admin API URLs to decide it.
-pub fn notice_hold(policy: &crate::policy::Policy, reason: &str, id: &str) -> String {
-    let mut body = format!("{reason}.\nConfirm or discard hold {id} in the admin API.");
-    if let (Some(c), Some(d)) = (
-        api_url(policy, &format!("/holds/{id}/confirm")),
-        api_url(policy, &format!("/holds/{id}/discard")),
-    ) {
-        body.push_str(&format!("\n\nConfirm: POST {c}\nDiscard: POST {d}\n"));
-    }
-    body
-}
-
-/// Where the admin API is mounted.
-pub const API_PREFIX: &str = "/admin/v1";
 
 /// What following a one-click link did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -505,23 +458,23 @@ impl Admin {
                 to = policy.notify.security.clone();
             }
             if !to.is_empty() {
-                let mut body = format!(
-                    "{by} asks to extend the contract of user {user_id} to {new_end}: {reason}\n\
-                     Approve or reject extension request {id} in the admin API."
+                let notice = notices::extension_request(
+                    &policy,
+                    notices::ExtensionRequest {
+                        id: &id,
+                        user_id,
+                        by,
+                        new_end,
+                        reason,
+                    },
                 );
-                if let (Some(a), Some(r)) = (
-                    api_url(&policy, &format!("/extensions/{id}/approve")),
-                    api_url(&policy, &format!("/extensions/{id}/reject")),
-                ) {
-                    body.push_str(&format!("\nApprove: POST {a}\nReject: POST {r}\n"));
-                }
                 crate::store::notifications::enqueue(
                     c,
-                    "extension_request",
+                    notice.kind,
                     Some(user_id),
                     &to,
-                    "scimhub: contract extension requested",
-                    &body,
+                    &notice.subject,
+                    &notice.body,
                     now,
                 )?;
             }
@@ -664,13 +617,13 @@ impl Admin {
         };
         approvals::set_override_until(c, user_id, until)?;
         if extend.is_some() {
-            timers::schedule(
+            crate::engine::timers::schedule(
                 c,
-                &format!("overlap_end:{user_id}:{}", until.timestamp()),
-                user_id,
-                "overlap_end",
-                until,
-                &json!({}),
+                &crate::engine::timers::Timer {
+                    user_id: user_id.into(),
+                    kind: crate::engine::timers::TimerKind::OverlapEnd,
+                    due: until,
+                },
                 now,
             )?;
         }

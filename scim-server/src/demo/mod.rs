@@ -26,9 +26,10 @@ use connectors::memory::MemoryConnector;
 use crate::admin::{in_tx, Admin};
 use crate::auth::{token, Authenticator};
 use crate::cli::DemoArgs;
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::engine::registry::{default_builder, Registry};
-use crate::engine::{Engine, SystemClock};
+use crate::engine::Engine;
 use crate::http::AppState;
 use crate::policy::reload::PolicyHandle;
 use crate::policy::Policy;
@@ -127,7 +128,7 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
         registry,
     ));
     let database_url = format!("sqlite://{}", dir.join("hub.db").display());
-    let store = crate::engine::install(
+    let store = crate::engine::hook::install(
         Store::open(&database_url).map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?,
         engine.clone(),
     );

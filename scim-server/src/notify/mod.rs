@@ -12,7 +12,7 @@
 //!   (else the `work` one, else the first); a recipient that resolves to nothing is dropped and
 //!   noted in `last_error`;
 //! * **render and send**: a plain-text body plus an HTML alternative with every value escaped
-//!   ([`render`]) through lettre over SMTP (plain, STARTTLS or TLS; rustls);
+//!   ([`mail_html`]) through lettre over SMTP (plain, STARTTLS or TLS; rustls);
 //! * **record**: `sent`; or, on a connection failure, timeout or 4xx reply, back to `pending` with
 //!   exponential backoff and jitter; or, on a 5xx reply, an unbuildable message, or when the
 //!   attempt budget is spent, parked as `failed` with the reason in `last_error`.
@@ -20,7 +20,7 @@
 //! Bodies and subjects are never logged: they carry one-click links with signed tokens. Log lines
 //! name the row id, its kind and the number of recipients only.
 
-pub mod render;
+pub mod mail_html;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -31,7 +31,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use rand::Rng;
 use serde_json::Value;
 
 use crate::config::{SmtpConfig, SmtpTls};
@@ -229,15 +228,10 @@ impl Notifier {
         })
     }
 
-    /// Backoff before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped, ±20% jitter.
+    /// Backoff before attempt `attempts + 1` under this sender's settings
+    /// ([`crate::clock::backoff`]).
     pub fn backoff(&self, attempts: i64) -> Duration {
-        let exp = (attempts.clamp(1, 30) - 1).min(20);
-        let base = self.config.base_backoff.num_milliseconds().max(1);
-        let capped = base
-            .saturating_mul(1i64 << exp)
-            .min(self.config.max_backoff.num_milliseconds());
-        let jitter = rand::thread_rng().gen_range(0.8..1.2);
-        Duration::milliseconds((capped as f64 * jitter) as i64)
+        crate::clock::backoff(self.config.base_backoff, self.config.max_backoff, attempts)
     }
 
     fn sender(&self) -> Result<Mailbox, String> {
@@ -327,7 +321,7 @@ impl Notifier {
         if mailboxes.is_empty() {
             return Attempt::Permanent(format!("no deliverable recipient: {}", bad.join(", ")));
         }
-        let message = match render::message(row.id, &from, &mailboxes, &row.subject, &row.body) {
+        let message = match mail_html::message(row.id, &from, &mailboxes, &row.subject, &row.body) {
             Ok(m) => m,
             Err(e) => return Attempt::Permanent(e.0),
         };
