@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+use scim_schema::json::primary_email;
 use serde_json::{json, Map, Value};
 
 use crate::connector::{Capabilities, Capability, Connector};
@@ -341,7 +342,7 @@ impl AwsIamConnector {
             tags.insert("DisplayName".into(), tag_value(v));
         }
         if let Some(v) = primary_email(a) {
-            tags.insert("Email".into(), tag_value(&v));
+            tags.insert("Email".into(), tag_value(v));
         }
         if let Some(v) = a.get("externalId").and_then(Value::as_str) {
             tags.insert("ExternalId".into(), tag_value(v));
@@ -835,15 +836,6 @@ fn tag_value(v: &str) -> String {
         .filter(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(*c))
         .take(256)
         .collect()
-}
-
-fn primary_email(a: &Map<String, Value>) -> Option<String> {
-    let emails = a.get("emails")?.as_array()?;
-    let pick = emails
-        .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
-        .or_else(|| emails.first())?;
-    pick.get("value")?.as_str().map(str::to_owned)
 }
 
 fn transport_error(

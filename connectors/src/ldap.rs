@@ -34,6 +34,7 @@ use ldap3::{
     dn_escape, ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope,
     SearchEntry,
 };
+use scim_schema::json::primary_email;
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
@@ -382,7 +383,7 @@ impl LdapConnector {
         let given = s(a.get("name").and_then(|n| n.get("givenName")));
         let family = s(a.get("name").and_then(|n| n.get("familyName")));
         let display = s(a.get("displayName"));
-        let mail = primary_email(a);
+        let mail = primary_email(a).map(str::to_owned);
         let mut out = vec![
             ("givenName", given),
             ("displayName", display.clone()),
@@ -1024,15 +1025,6 @@ fn rdn_value(dn: &str) -> String {
         .map(|x| x.1)
         .unwrap_or(rdn)
         .replace('\\', "")
-}
-
-fn primary_email(a: &Map<String, Value>) -> Option<String> {
-    let emails = a.get("emails")?.as_array()?;
-    let pick = emails
-        .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
-        .or_else(|| emails.first())?;
-    pick.get("value")?.as_str().map(str::to_owned)
 }
 
 /// A password from the spec (SCIM `password`), if any.

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use connectors::{AccountRef, Entitlement};
+use scim_schema::json::primary_email;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -137,17 +138,6 @@ pub fn user_ids_by_name(c: &mut DbConnection, user_names: &[String]) -> StoreRes
 /// The id of a user's manager: the enterprise extension's `manager.value`.
 pub fn manager_id(doc: &Doc) -> Option<String> {
     attr_str(doc, &format!("{ENTERPRISE}:manager.value")).map(str::to_string)
-}
-
-fn primary_email(doc: &Doc) -> Option<String> {
-    let emails = scim_schema::json::get_ci(doc, "emails")?.as_array()?;
-    let pick = emails
-        .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
-        .or_else(|| emails.first())?;
-    pick.get("value")
-        .and_then(Value::as_str)
-        .map(str::to_string)
 }
 
 impl Engine {
@@ -811,7 +801,10 @@ impl Engine {
         manager: Option<&str>,
     ) -> StoreResult<Option<String>> {
         let Some(m) = manager else { return Ok(None) };
-        Ok(load_user_doc(c, m)?.as_ref().and_then(primary_email))
+        Ok(load_user_doc(c, m)?
+            .as_ref()
+            .and_then(primary_email)
+            .map(str::to_string))
     }
 
     /// Re-plans a user from their stored document (timers, approvals, admin actions).
