@@ -32,6 +32,7 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use scim_schema::json::primary_email;
 use reqwest::{Method, Url};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::connector::{Capabilities, Capability, Connector};
@@ -57,8 +58,10 @@ pub const SUSPENDED_TAG: &str = "scimhub:suspended";
 /// Tags this connector derives from SCIM attributes (and so may remove when the attribute goes).
 const MANAGED_TAGS: [&str; 3] = ["DisplayName", "Email", "ExternalId"];
 
-/// What leaving does after credentials and access are removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What leaving does after credentials and access are removed (`leave_mode` in the policy:
+/// `delete` or `tag_suspended`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LeaveMode {
     /// `DeleteUser`.
     #[default]
@@ -67,7 +70,47 @@ pub enum LeaveMode {
     TagSuspended,
 }
 
-/// Settings for one IAM connector instance.
+fn default_endpoint() -> String {
+    "https://iam.amazonaws.com/".into()
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_path() -> String {
+    "/".into()
+}
+fn default_timeout_ms() -> u64 {
+    20_000
+}
+fn default_page_size() -> u32 {
+    100
+}
+
+/// Settings of one IAM connector instance: the policy's `settings` table for `type = "aws_iam"`
+/// (the keys are passed separately, see [`AwsIamConfig::from_settings`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsIamSettings {
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Path of created users and prefix for listing, e.g. `/scimhub/`.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Static tags on every user.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// What `delete` does after stripping credentials and access: `delete` or `tag_suspended`.
+    #[serde(default)]
+    pub leave_mode: LeaveMode,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+}
+
+/// Everything one IAM connector instance needs: its settings and its keys.
 #[derive(Debug, Clone)]
 pub struct AwsIamConfig {
     /// Instance name from the policy, used in errors.
@@ -100,15 +143,39 @@ impl AwsIamConfig {
         AwsIamConfig {
             name: name.into(),
             endpoint: endpoint.into(),
-            region: "us-east-1".into(),
+            region: default_region(),
             access_key_id,
             secret_access_key,
             session_token: None,
-            path: "/".into(),
+            path: default_path(),
             tags: BTreeMap::new(),
             leave_mode: LeaveMode::Delete,
-            timeout: Duration::from_secs(20),
-            page_size: 100,
+            timeout: Duration::from_millis(default_timeout_ms()),
+            page_size: default_page_size(),
+        }
+    }
+
+    /// The instance `name` of the policy: its `settings` plus the keys loaded from its
+    /// credentials.
+    pub fn from_settings(
+        name: impl Into<String>,
+        settings: AwsIamSettings,
+        access_key_id: Secret,
+        secret_access_key: Secret,
+        session_token: Option<Secret>,
+    ) -> Self {
+        AwsIamConfig {
+            name: name.into(),
+            endpoint: settings.endpoint,
+            region: settings.region,
+            access_key_id,
+            secret_access_key,
+            session_token,
+            path: settings.path,
+            tags: settings.tags,
+            leave_mode: settings.leave_mode,
+            timeout: Duration::from_millis(settings.timeout_ms),
+            page_size: settings.page_size,
         }
     }
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::connector::{Capabilities, Capability, Connector};
@@ -35,7 +36,34 @@ use crate::http::{self, HttpClient};
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
 use crate::secret::Secret;
 
-/// Settings for one GitHub connector instance.
+fn default_api_base() -> String {
+    "https://api.github.com".into()
+}
+fn default_timeout_ms() -> u64 {
+    20_000
+}
+fn default_page_size() -> u32 {
+    100
+}
+
+/// Settings of one GitHub connector instance: the policy's `settings` table for
+/// `type = "github"` (the token is passed separately, see [`GitHubConfig::from_settings`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubSettings {
+    pub org: String,
+    #[serde(default = "default_api_base")]
+    pub api_base: String,
+    /// Team slugs the policy manages (read back checks each).
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+}
+
+/// Everything one GitHub connector instance needs: its settings and its token.
 #[derive(Debug, Clone)]
 pub struct GitHubConfig {
     pub name: String,
@@ -54,12 +82,26 @@ impl GitHubConfig {
     pub fn new(name: impl Into<String>, org: impl Into<String>, token: Secret) -> Self {
         GitHubConfig {
             name: name.into(),
-            api_base: "https://api.github.com".into(),
+            api_base: default_api_base(),
             org: org.into(),
             token,
             teams: Vec::new(),
-            timeout: Duration::from_secs(20),
-            page_size: 100,
+            timeout: Duration::from_millis(default_timeout_ms()),
+            page_size: default_page_size(),
+        }
+    }
+
+    /// The instance `name` of the policy: its `settings` plus the token loaded from its
+    /// credentials.
+    pub fn from_settings(name: impl Into<String>, settings: GitHubSettings, token: Secret) -> Self {
+        GitHubConfig {
+            name: name.into(),
+            api_base: settings.api_base,
+            org: settings.org,
+            token,
+            teams: settings.teams,
+            timeout: Duration::from_millis(settings.timeout_ms),
+            page_size: settings.page_size,
         }
     }
 }

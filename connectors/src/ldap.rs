@@ -35,6 +35,7 @@ use ldap3::{
     SearchEntry,
 };
 use scim_schema::json::primary_email;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
@@ -43,12 +44,15 @@ use crate::error::ConnectorError;
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
 use crate::secret::Secret;
 
-/// How the connection is protected.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the connection is protected (`tls` in the policy: `ldaps`, `starttls` or
+/// `plain_insecure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LdapTls {
     /// `ldaps://`, verified against `ca_file`.
     Ldaps,
     /// `ldap://` upgraded with StartTLS, verified against `ca_file`.
+    #[serde(rename = "starttls")]
     StartTls,
     /// Plain `ldap://`: only when the policy says so explicitly. Passwords are never sent.
     PlainInsecure,
@@ -74,12 +78,14 @@ pub struct GenericLdap {
     pub placeholder_member: String,
 }
 
-/// What leaving does in AD.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What leaving does in AD (`leave` in the policy: `delete` or `disable_and_move`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AdLeave {
     /// Delete the account object.
     Delete,
     /// Disable, remove from groups, move to the leavers OU.
+    #[default]
     DisableAndMove,
 }
 
@@ -119,6 +125,125 @@ pub struct LdapConfig {
     pub timeout: Duration,
     pub page_size: i32,
     pub flavor: LdapFlavor,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_page_size() -> i32 {
+    500
+}
+
+/// How a generic LDAP account is disabled, as the policy writes it (`disable`); the OU of
+/// `move_to_ou` is the separate `disabled_ou` setting (see [`DisableMethod`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LdapDisable {
+    /// Move the entry under `disabled_ou`.
+    MoveToOu,
+    /// ppolicy `pwdAccountLockedTime`.
+    PpolicyLock,
+}
+
+/// Settings of one generic LDAP connector instance (inetOrgPerson / groupOfNames): the policy's
+/// `settings` table for `type = "ldap"` (the bind password is passed separately, see
+/// [`LdapConfig::generic`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSettings {
+    pub url: String,
+    pub tls: LdapTls,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    pub search_base: String,
+    pub users_dn: String,
+    pub groups_dn: String,
+    pub disable: LdapDisable,
+    /// Required with `disable = "move_to_ou"`.
+    pub disabled_ou: Option<String>,
+    #[serde(default)]
+    pub disable_removes_groups: bool,
+    /// The `member` that keeps an emptied groupOfNames valid (default: `bind_dn`).
+    pub placeholder_member: Option<String>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_page_size")]
+    pub page_size: i32,
+}
+
+/// Settings of one Active Directory connector instance: the policy's `settings` table for
+/// `type = "ad"` (the bind password is passed separately, see [`LdapConfig::active_directory`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdSettings {
+    pub url: String,
+    pub tls: LdapTls,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    pub search_base: String,
+    pub users_dn: String,
+    pub groups_dn: String,
+    pub upn_suffix: String,
+    pub leavers_ou: String,
+    #[serde(default)]
+    pub leave: AdLeave,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_page_size")]
+    pub page_size: i32,
+}
+
+impl LdapConfig {
+    /// The generic LDAP instance `name` of the policy: its `settings` plus the bind password
+    /// loaded from its credentials.
+    pub fn generic(name: impl Into<String>, s: LdapSettings, bind_password: Secret) -> Self {
+        let disable = match s.disable {
+            LdapDisable::MoveToOu => DisableMethod::MoveToOu(s.disabled_ou.unwrap_or_default()),
+            LdapDisable::PpolicyLock => DisableMethod::PpolicyLock,
+        };
+        let placeholder_member = s.placeholder_member.unwrap_or_else(|| s.bind_dn.clone());
+        LdapConfig {
+            name: name.into(),
+            url: s.url,
+            tls: s.tls,
+            ca_file: s.ca_file,
+            bind_dn: s.bind_dn,
+            bind_password,
+            search_base: s.search_base,
+            users_dn: s.users_dn,
+            groups_dn: s.groups_dn,
+            timeout: Duration::from_millis(s.timeout_ms),
+            page_size: s.page_size,
+            flavor: LdapFlavor::Generic(GenericLdap {
+                disable,
+                disable_removes_groups: s.disable_removes_groups,
+                placeholder_member,
+            }),
+        }
+    }
+
+    /// The Active Directory instance `name` of the policy: its `settings` plus the bind password
+    /// loaded from its credentials.
+    pub fn active_directory(name: impl Into<String>, s: AdSettings, bind_password: Secret) -> Self {
+        LdapConfig {
+            name: name.into(),
+            url: s.url,
+            tls: s.tls,
+            ca_file: s.ca_file,
+            bind_dn: s.bind_dn,
+            bind_password,
+            search_base: s.search_base,
+            users_dn: s.users_dn,
+            groups_dn: s.groups_dn,
+            timeout: Duration::from_millis(s.timeout_ms),
+            page_size: s.page_size,
+            flavor: LdapFlavor::ActiveDirectory(ActiveDirectory {
+                upn_suffix: s.upn_suffix,
+                leavers_ou: s.leavers_ou,
+                leave: s.leave,
+            }),
+        }
+    }
 }
 
 /// The LDAP / AD connector. See the module documentation.

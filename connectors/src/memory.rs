@@ -58,6 +58,18 @@ struct Inner {
     next_id: u64,
 }
 
+/// Settings of one memory connector instance: the policy's `settings` table for
+/// `type = "memory"`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySettings {
+    /// A JSON file the state is mirrored to (and read back from at start).
+    pub file: Option<PathBuf>,
+    /// Delay added to every call, in milliseconds (simulates a slow downstream).
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
 /// The in-memory connector. Clones share state.
 #[derive(Debug, Clone)]
 pub struct MemoryConnector {
@@ -75,6 +87,18 @@ impl MemoryConnector {
             file: None,
             delay: Duration::ZERO,
         }
+    }
+
+    /// A connector named `name` configured by the policy's `settings`.
+    pub fn from_settings(name: impl Into<String>, settings: MemorySettings) -> Self {
+        let mut m = MemoryConnector::new(name);
+        if let Some(file) = settings.file {
+            m = m.with_file(file);
+        }
+        if settings.delay_ms > 0 {
+            m = m.with_delay(Duration::from_millis(settings.delay_ms));
+        }
+        m
     }
 
     /// Mirrors the state to `file` (JSON) after every call; loads it first if it exists.

@@ -11,7 +11,7 @@
 pub mod desired;
 pub mod links;
 pub mod plan;
-pub mod registry;
+pub mod connector_set;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -78,7 +78,7 @@ const ENTERPRISE: &str = scim_schema::schema::core::ENTERPRISE_USER;
 pub struct Engine {
     pub policy: PolicyHandle,
     pub clock: Arc<dyn Clock>,
-    pub connectors: registry::Registry,
+    pub connectors: connector_set::ConnectorSet,
     /// Signalled after a transaction that planned operations has committed; idle workers wait on
     /// it (besides their poll interval) so new operations start at once.
     pub wake: Arc<tokio::sync::Notify>,
@@ -144,7 +144,7 @@ impl Engine {
     pub fn new(
         policy: PolicyHandle,
         clock: Arc<dyn Clock>,
-        connectors: registry::Registry,
+        connectors: connector_set::ConnectorSet,
     ) -> Self {
         let e = Engine {
             policy,

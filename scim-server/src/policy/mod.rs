@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// The connector types this binary knows (the engine can only build those it has code for; see
-/// [`crate::engine::registry`]).
+/// [`crate::engine::connector_set`]).
 pub const CONNECTOR_TYPES: &[&str] = &[
     "memory", "scim", "webhook", "okta", "slack", "aws_iam", "ldap", "ad", "github",
 ];
