@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
-use scim_schema::json::primary_email;
 use reqwest::{Method, Url};
+use scim_schema::json::primary_email;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 

@@ -182,7 +182,12 @@ impl GitHubConnector {
         let status = resp.status;
         let next = resp.header("link").and_then(next_link);
         let body: Value = resp.json_value().unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&resp.body).chars().take(200).collect())
+            Value::String(
+                String::from_utf8_lossy(&resp.body)
+                    .chars()
+                    .take(200)
+                    .collect(),
+            )
         });
         if status.is_success() || accept.contains(&status.as_u16()) {
             return Ok(Response { status, body, next });
@@ -646,9 +651,6 @@ mod tests {
             None
         );
         assert_eq!(seg("a/b c"), "a%2Fb%20c");
-        assert_eq!(
-            http::parse_retry_after("30"),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(http::parse_retry_after("30"), Some(Duration::from_secs(30)));
     }
 }

@@ -346,7 +346,8 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// [`retry_after`] with an explicit "now", for tests.
 pub fn retry_after_at(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    if let Some(after) = header_str(headers, "retry-after").and_then(|v| parse_retry_after_at(v, now))
+    if let Some(after) =
+        header_str(headers, "retry-after").and_then(|v| parse_retry_after_at(v, now))
     {
         return Some(after);
     }

@@ -41,7 +41,10 @@ pub fn remove_ci(obj: &mut Map<String, Value>, name: &str) -> Option<Value> {
 /// address is preferred, and without it the client's order is the only other signal.
 pub fn primary_email(resource: &Map<String, Value>) -> Option<&str> {
     let emails = get_ci(resource, "emails")?.as_array()?;
-    let primary = emails.iter().filter(|e| is_primary(e)).find_map(email_value);
+    let primary = emails
+        .iter()
+        .filter(|e| is_primary(e))
+        .find_map(email_value);
     primary.or_else(|| emails.iter().find_map(email_value))
 }
 

@@ -8,10 +8,10 @@
 //!
 //! Time comes from a [`Clock`]; tests use [`TestClock`] and move it.
 
+pub mod connector_set;
 pub mod desired;
 pub mod links;
 pub mod plan;
-pub mod connector_set;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
