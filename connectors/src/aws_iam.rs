@@ -70,44 +70,37 @@ pub enum LeaveMode {
     TagSuspended,
 }
 
-fn default_endpoint() -> String {
-    "https://iam.amazonaws.com/".into()
-}
-fn default_region() -> String {
-    "us-east-1".into()
-}
-fn default_path() -> String {
-    "/".into()
-}
-fn default_timeout_ms() -> u64 {
-    20_000
-}
-fn default_page_size() -> u32 {
-    100
-}
-
 /// Settings of one IAM connector instance: the policy's `settings` table for `type = "aws_iam"`
-/// (the keys are passed separately, see [`AwsIamConfig::from_settings`]).
+/// (the keys are passed separately, see [`AwsIamConfig::from_settings`]). Every setting has a
+/// default ([`AwsIamSettings::default`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AwsIamSettings {
-    #[serde(default = "default_endpoint")]
     pub endpoint: String,
-    #[serde(default = "default_region")]
+    /// Signing region; IAM is global and signs as `us-east-1`.
     pub region: String,
     /// Path of created users and prefix for listing, e.g. `/scimhub/`.
-    #[serde(default = "default_path")]
     pub path: String,
     /// Static tags on every user.
-    #[serde(default)]
     pub tags: BTreeMap<String, String>,
     /// What `delete` does after stripping credentials and access: `delete` or `tag_suspended`.
-    #[serde(default)]
     pub leave_mode: LeaveMode,
-    #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    #[serde(default = "default_page_size")]
     pub page_size: u32,
+}
+
+impl Default for AwsIamSettings {
+    fn default() -> Self {
+        AwsIamSettings {
+            endpoint: "https://iam.amazonaws.com/".into(),
+            region: "us-east-1".into(),
+            path: "/".into(),
+            tags: BTreeMap::new(),
+            leave_mode: LeaveMode::Delete,
+            timeout_ms: 20_000,
+            page_size: 100,
+        }
+    }
 }
 
 /// Everything one IAM connector instance needs: its settings and its keys.
@@ -134,25 +127,18 @@ pub struct AwsIamConfig {
 }
 
 impl AwsIamConfig {
+    /// The default settings ([`AwsIamSettings::default`]) against `endpoint`.
     pub fn new(
         name: impl Into<String>,
         endpoint: impl Into<String>,
         access_key_id: Secret,
         secret_access_key: Secret,
     ) -> Self {
-        AwsIamConfig {
-            name: name.into(),
+        let settings = AwsIamSettings {
             endpoint: endpoint.into(),
-            region: default_region(),
-            access_key_id,
-            secret_access_key,
-            session_token: None,
-            path: default_path(),
-            tags: BTreeMap::new(),
-            leave_mode: LeaveMode::Delete,
-            timeout: Duration::from_millis(default_timeout_ms()),
-            page_size: default_page_size(),
-        }
+            ..AwsIamSettings::default()
+        };
+        AwsIamConfig::from_settings(name, settings, access_key_id, secret_access_key, None)
     }
 
     /// The instance `name` of the policy: its `settings` plus the keys loaded from its
@@ -1046,6 +1032,30 @@ mod tests {
         assert_eq!(
             form_body("PutUserPolicy", &[("PolicyDocument", "{\"A\": \"s3:*\"} ~")]),
             "Action=PutUserPolicy&Version=2010-05-08&PolicyDocument=%7B%22A%22%3A+%22s3%3A%2A%22%7D+~"
+        );
+    }
+
+    #[test]
+    fn settings_default_to_the_config_defaults_and_reject_unknown_keys() {
+        let s: AwsIamSettings = serde_json::from_value(json!({})).expect("all defaults");
+        assert_eq!(s, AwsIamSettings::default());
+        let c = AwsIamConfig::new("n", s.endpoint.clone(), Secret::new("k"), Secret::new("s"));
+        assert_eq!(
+            (c.region.as_str(), c.path.as_str(), c.timeout, c.page_size),
+            ("us-east-1", "/", Duration::from_secs(20), 100)
+        );
+        let s: AwsIamSettings =
+            serde_json::from_value(json!({"leave_mode": "tag_suspended", "path": "/s/"}))
+                .expect("settings");
+        assert_eq!(
+            (s.leave_mode, s.path.as_str()),
+            (LeaveMode::TagSuspended, "/s/")
+        );
+        let err = serde_json::from_value::<AwsIamSettings>(json!({"regoin": "x"}))
+            .expect_err("unknown key");
+        assert!(
+            err.to_string().starts_with("unknown field `regoin`"),
+            "{err}"
         );
     }
 }

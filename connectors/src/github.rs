@@ -653,4 +653,23 @@ mod tests {
         assert_eq!(seg("a/b c"), "a%2Fb%20c");
         assert_eq!(http::parse_retry_after("30"), Some(Duration::from_secs(30)));
     }
+
+    #[test]
+    fn settings_default_to_the_config_defaults_and_reject_unknown_keys() {
+        let s: GitHubSettings = serde_json::from_value(json!({"org": "acme"})).expect("settings");
+        let from_settings = GitHubConfig::from_settings("gh", s, Secret::new("t"));
+        let new = GitHubConfig::new("gh", "acme", Secret::new("t"));
+        assert_eq!(
+            (
+                from_settings.api_base.as_str(),
+                from_settings.timeout,
+                from_settings.page_size
+            ),
+            (new.api_base.as_str(), new.timeout, new.page_size)
+        );
+        let err = serde_json::from_value::<GitHubSettings>(json!({"org": "a", "team": []}))
+            .expect_err("unknown key");
+        assert!(err.to_string().starts_with("unknown field `team`"), "{err}");
+        assert!(serde_json::from_value::<GitHubSettings>(json!({})).is_err());
+    }
 }

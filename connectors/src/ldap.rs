@@ -193,6 +193,26 @@ pub struct AdSettings {
     pub page_size: i32,
 }
 
+/// An [`LdapConfig`] from either settings type: both spell the connection settings the same way.
+macro_rules! ldap_config {
+    ($name:expr, $s:ident, $bind_password:expr, $flavor:expr) => {
+        LdapConfig {
+            name: $name.into(),
+            url: $s.url,
+            tls: $s.tls,
+            ca_file: $s.ca_file,
+            bind_dn: $s.bind_dn,
+            bind_password: $bind_password,
+            search_base: $s.search_base,
+            users_dn: $s.users_dn,
+            groups_dn: $s.groups_dn,
+            timeout: Duration::from_millis($s.timeout_ms),
+            page_size: $s.page_size,
+            flavor: $flavor,
+        }
+    };
+}
+
 impl LdapConfig {
     /// The generic LDAP instance `name` of the policy: its `settings` plus the bind password
     /// loaded from its credentials.
@@ -201,48 +221,23 @@ impl LdapConfig {
             LdapDisable::MoveToOu => DisableMethod::MoveToOu(s.disabled_ou.unwrap_or_default()),
             LdapDisable::PpolicyLock => DisableMethod::PpolicyLock,
         };
-        let placeholder_member = s.placeholder_member.unwrap_or_else(|| s.bind_dn.clone());
-        LdapConfig {
-            name: name.into(),
-            url: s.url,
-            tls: s.tls,
-            ca_file: s.ca_file,
-            bind_dn: s.bind_dn,
-            bind_password,
-            search_base: s.search_base,
-            users_dn: s.users_dn,
-            groups_dn: s.groups_dn,
-            timeout: Duration::from_millis(s.timeout_ms),
-            page_size: s.page_size,
-            flavor: LdapFlavor::Generic(GenericLdap {
-                disable,
-                disable_removes_groups: s.disable_removes_groups,
-                placeholder_member,
-            }),
-        }
+        let flavor = LdapFlavor::Generic(GenericLdap {
+            disable,
+            disable_removes_groups: s.disable_removes_groups,
+            placeholder_member: s.placeholder_member.unwrap_or_else(|| s.bind_dn.clone()),
+        });
+        ldap_config!(name, s, bind_password, flavor)
     }
 
     /// The Active Directory instance `name` of the policy: its `settings` plus the bind password
     /// loaded from its credentials.
     pub fn active_directory(name: impl Into<String>, s: AdSettings, bind_password: Secret) -> Self {
-        LdapConfig {
-            name: name.into(),
-            url: s.url,
-            tls: s.tls,
-            ca_file: s.ca_file,
-            bind_dn: s.bind_dn,
-            bind_password,
-            search_base: s.search_base,
-            users_dn: s.users_dn,
-            groups_dn: s.groups_dn,
-            timeout: Duration::from_millis(s.timeout_ms),
-            page_size: s.page_size,
-            flavor: LdapFlavor::ActiveDirectory(ActiveDirectory {
-                upn_suffix: s.upn_suffix,
-                leavers_ou: s.leavers_ou,
-                leave: s.leave,
-            }),
-        }
+        let flavor = LdapFlavor::ActiveDirectory(ActiveDirectory {
+            upn_suffix: s.upn_suffix,
+            leavers_ou: s.leavers_ou,
+            leave: s.leave,
+        });
+        ldap_config!(name, s, bind_password, flavor)
     }
 }
 
@@ -1195,5 +1190,44 @@ mod tests {
         assert!(dn_under("uid=a,ou=Disabled,dc=x", "ou=disabled,dc=x"));
         let pw = random_password().expect("pw");
         assert_eq!(pw.len(), 32);
+    }
+
+    #[test]
+    fn settings_build_configs_with_their_defaults() {
+        let generic: LdapSettings = serde_json::from_value(json!({
+            "url": "ldap://h", "tls": "starttls", "ca_file": "/ca.pem", "bind_dn": "cn=admin",
+            "search_base": "dc=x", "users_dn": "ou=p,dc=x", "groups_dn": "ou=g,dc=x",
+            "disable": "move_to_ou", "disabled_ou": "ou=off,dc=x"
+        }))
+        .expect("generic settings");
+        let c = LdapConfig::generic("dir", generic, Secret::new("pw"));
+        assert_eq!(
+            (c.tls, c.timeout, c.page_size),
+            (LdapTls::StartTls, Duration::from_secs(10), 500)
+        );
+        assert_eq!(
+            c.flavor,
+            LdapFlavor::Generic(GenericLdap {
+                disable: DisableMethod::MoveToOu("ou=off,dc=x".into()),
+                disable_removes_groups: false,
+                placeholder_member: "cn=admin".into(),
+            })
+        );
+        let ad: AdSettings = serde_json::from_value(json!({
+            "url": "ldaps://dc", "tls": "ldaps", "ca_file": "/ca.pem", "bind_dn": "cn=a",
+            "search_base": "dc=x", "users_dn": "ou=p,dc=x", "groups_dn": "ou=g,dc=x",
+            "upn_suffix": "x.com", "leavers_ou": "ou=l,dc=x"
+        }))
+        .expect("ad settings");
+        let c = LdapConfig::active_directory("ad", ad, Secret::new("pw"));
+        assert!(matches!(
+            c.flavor,
+            LdapFlavor::ActiveDirectory(ActiveDirectory {
+                leave: AdLeave::DisableAndMove,
+                ..
+            })
+        ));
+        let err = serde_json::from_value::<LdapTls>(json!("start_tls")).expect_err("spelling");
+        assert!(err.to_string().contains("starttls"), "{err}");
     }
 }

@@ -525,4 +525,17 @@ mod tests {
         assert!(again.account("ada").is_some());
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    #[test]
+    fn settings_configure_file_and_delay() {
+        let s: MemorySettings = serde_json::from_value(serde_json::json!({})).expect("defaults");
+        assert_eq!(s, MemorySettings::default());
+        let s: MemorySettings =
+            serde_json::from_value(serde_json::json!({"delay_ms": 5})).expect("settings");
+        let m = MemoryConnector::from_settings("mem", s);
+        assert_eq!((m.name(), m.delay), ("mem", Duration::from_millis(5)));
+        assert!(
+            serde_json::from_value::<MemorySettings>(serde_json::json!({"dely_ms": 5})).is_err()
+        );
+    }
 }
