@@ -20,8 +20,8 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use scim_server::admin::{in_tx, Admin};
 use scim_server::auth::{Principal, Scope, UserRef};
 use scim_server::clock::TestClock;
+use scim_server::engine::connector_set::{default_builder, ConnectorSet};
 use scim_server::engine::hook::install;
-use scim_server::engine::registry::{default_builder, Registry};
 use scim_server::engine::Engine;
 use scim_server::jobs::Workers;
 use scim_server::policy::reload::PolicyHandle;
@@ -146,17 +146,17 @@ impl Env {
         };
         let clock = TestClock::new(Utc.with_ymd_and_hms(2025, 3, 3, 9, 0, 0).unwrap());
         let policy = Policy::parse(policy, "test.toml").unwrap();
-        let registry = Registry::new(default_builder());
+        let connectors = ConnectorSet::new(default_builder());
         let mut apps = Vec::new();
         for name in policy.connectors.keys() {
             let m = MemoryConnector::new(name.clone());
-            registry.insert(name, Arc::new(m.clone()));
+            connectors.insert(name, Arc::new(m.clone()));
             apps.push((name.clone(), m));
         }
         let engine = Arc::new(Engine::new(
             PolicyHandle::fixed(policy),
             Arc::new(clock.clone()),
-            registry,
+            connectors,
         ));
         let store = install(Store::open(&url).unwrap(), engine.clone());
         let mut workers = Workers::new(store.clone(), engine.clone());

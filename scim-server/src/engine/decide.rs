@@ -23,10 +23,11 @@ use super::outcome::{
 };
 use super::plan::{classify, diff, AccountRecord, EventKind, Plan};
 use super::timers::{Timer, TimerChange, TimerKind};
-use super::{links, manager_id, primary_email, Cause, PlanOutcome};
+use super::{links, manager_id, Cause, PlanOutcome};
 use crate::policy::{Policy, SodAction};
 use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalRow, ApprovalStatus};
 use crate::store::{engine_state::EngineUser, Doc};
+use scim_schema::json::primary_email;
 
 /// Everything planning one user reads, loaded before anything is decided.
 #[derive(Debug, Clone)]

@@ -10,11 +10,12 @@ use connectors::{AccountRef, Entitlement};
 use super::decide::{manager_of, BlastFacts, Contingent, PlanInputs, Projection};
 use super::desired::{Approvals, Override};
 use super::plan::AccountRecord;
-use super::{links, load_user_doc, primary_email, Cause, Engine};
+use super::{links, load_user_doc, Cause, Engine};
 use crate::policy::Policy;
 use crate::store::approvals::{ApprovalKind, ApprovalStatus};
 use crate::store::{approvals, load_groups, DbConnection, Doc, StoreError, StoreResult};
 use crate::store::{engine_state, events, holds};
+use scim_schema::json::primary_email;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -79,7 +80,10 @@ pub fn inputs<'a>(
     let manager = manager_of(doc, prev.as_ref());
     let manager_accounts = manager_accounts(c, manager.as_deref())?;
     let manager_email = match &manager {
-        Some(m) => load_user_doc(c, m)?.as_ref().and_then(primary_email),
+        Some(m) => load_user_doc(c, m)?
+            .as_ref()
+            .and_then(primary_email)
+            .map(str::to_string),
         None => None,
     };
     let capabilities = engine.connectors.capabilities(&policy);

@@ -15,6 +15,7 @@
 //! engine's [`Clock`].
 
 pub mod commit;
+pub mod connector_set;
 pub mod decide;
 pub mod desired;
 pub mod hook;
@@ -23,14 +24,12 @@ pub mod load;
 pub mod notices;
 pub mod outcome;
 pub mod plan;
-pub mod registry;
 pub mod timers;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::policy::reload::PolicyHandle;
@@ -46,7 +45,7 @@ const ENTERPRISE: &str = scim_schema::schema::core::ENTERPRISE_USER;
 pub struct Engine {
     pub policy: PolicyHandle,
     pub clock: Arc<dyn Clock>,
-    pub connectors: registry::Registry,
+    pub connectors: connector_set::ConnectorSet,
     /// Signalled after a transaction that planned operations has committed; idle workers wait on
     /// it (besides their poll interval) so new operations start at once.
     pub wake: Arc<tokio::sync::Notify>,
@@ -104,22 +103,11 @@ pub fn manager_id(doc: &Doc) -> Option<String> {
     attr_str(doc, &format!("{ENTERPRISE}:manager.value")).map(str::to_string)
 }
 
-fn primary_email(doc: &Doc) -> Option<String> {
-    let emails = scim_schema::json::get_ci(doc, "emails")?.as_array()?;
-    let pick = emails
-        .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
-        .or_else(|| emails.first())?;
-    pick.get("value")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
 impl Engine {
     pub fn new(
         policy: PolicyHandle,
         clock: Arc<dyn Clock>,
-        connectors: registry::Registry,
+        connectors: connector_set::ConnectorSet,
     ) -> Self {
         let e = Engine {
             policy,

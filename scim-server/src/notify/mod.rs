@@ -31,7 +31,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use serde_json::Value;
+use scim_schema::json::primary_email;
 
 use crate::config::{SmtpConfig, SmtpTls};
 use crate::engine::Engine;
@@ -153,22 +153,6 @@ pub fn from_policy_url(url: &str) -> Option<SmtpConfig> {
     })
 }
 
-fn primary_email(doc: &crate::store::Doc) -> Option<String> {
-    let emails = scim_schema::json::get_ci(doc, "emails")?.as_array()?;
-    let value = |e: &Value| e.get("value").and_then(Value::as_str).map(str::to_string);
-    emails
-        .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
-        .and_then(value)
-        .or_else(|| {
-            emails
-                .iter()
-                .find(|e| e.get("type").and_then(Value::as_str) == Some("work"))
-                .and_then(value)
-        })
-        .or_else(|| emails.iter().find_map(value))
-}
-
 /// Resolves recipients: addresses as they are, user ids to their email. Returns the addresses
 /// (deduplicated, in order) and the recipients that resolved to nothing.
 pub fn resolve_recipients(
@@ -187,6 +171,7 @@ pub fn resolve_recipients(
             crate::engine::load_user_doc(c, r)?
                 .as_ref()
                 .and_then(primary_email)
+                .map(str::to_string)
         };
         match addr {
             Some(a) if !out.iter().any(|o| o.eq_ignore_ascii_case(&a)) => out.push(a),
