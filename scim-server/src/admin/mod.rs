@@ -1,6 +1,6 @@
 //! Admin operations on the engine: approvals, holds, contract extensions, one-click links,
 //! simulation — as plain functions over the store ([`Admin`]), for the CLI, tests and the admin
-//! HTTP API ([`http`], mounted under `/admin/v1`).
+//! HTTP API (`http::admin`, mounted under `/admin/v1`; this module knows nothing of HTTP).
 //!
 //! Every decision is taken at most once: deciding something already decided is
 //! [`AdminError::Conflict`], an unknown id [`AdminError::NotFound`]. Approval and extension
@@ -13,7 +13,6 @@
 //! the store's write hook, so it runs at once rather than at the workers' next poll.
 
 pub mod authority;
-pub mod http;
 pub mod simulate;
 
 use std::sync::Arc;

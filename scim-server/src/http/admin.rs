@@ -3,7 +3,7 @@
 //! Every route needs a bearer credential (the SCIM authentication middleware, then
 //! [`require_admin`]) with the `admin` scope, or for the approval routes the `approvals` scope
 //! ([`admin_scope`]); deciding a request also needs the credential to act as a person with
-//! authority over it (`admin::authority`). The exception is `/admin/v1/links/{token}`: a signed
+//! authority over it (`crate::admin::authority`). The exception is `/admin/v1/links/{token}`: a signed
 //! one-click link from a notification is its own credential (HMAC, expiry, addressee, one use per
 //! notification); `GET` only shows what it would do, `POST` does it.
 //! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
@@ -18,11 +18,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::simulate::SimulationRequest;
-use super::{Admin, AdminResult, API_PREFIX};
+use super::error::{html_page, ApiError, ApiResult};
+use super::{method_not_allowed, middleware, not_found, resource as res, AppState};
+use crate::admin::simulate::SimulationRequest;
+use crate::admin::{Admin, AdminResult, LinkPreview, API_PREFIX, MAX_LEGACY_EXTENSION_DAYS};
 use crate::auth::{Principal, Scope};
-use crate::http::error::{html_page, ApiError, ApiResult};
-use crate::http::{method_not_allowed, middleware, not_found, resource as res, AppState};
 use crate::store::{approvals, outbox};
 
 /// Mounts the admin API (called from `http::configure`).
@@ -433,10 +433,10 @@ async fn extend_legacy(
 ) -> ApiResult<HttpResponse> {
     let e: Extend = body(&bytes)?;
     let days = e.days.unwrap_or(7);
-    if !(1..=super::MAX_LEGACY_EXTENSION_DAYS).contains(&days) {
+    if !(1..=MAX_LEGACY_EXTENSION_DAYS).contains(&days) {
         return Err(invalid(format!(
             "days must be between 1 and {}",
-            super::MAX_LEGACY_EXTENSION_DAYS
+            MAX_LEGACY_EXTENSION_DAYS
         )));
     }
     let user = path.into_inner();
@@ -512,8 +512,8 @@ async fn preview_link(
 }
 
 /// The confirmation page of a one-click link: what will happen, for whom, and one button.
-fn confirm_page(p: &super::LinkPreview, token: &str) -> String {
-    let esc = crate::http::error::html_escape;
+fn confirm_page(p: &LinkPreview, token: &str) -> String {
+    let esc = super::error::html_escape;
     let who = p.user_name.as_deref().unwrap_or(&p.user_id);
     let button = match p.action.as_str() {
         "ack" => "Remove legacy access",
@@ -659,7 +659,7 @@ mod tests {
 
     #[test]
     fn the_confirmation_page_says_what_happens_and_posts_the_same_link() {
-        let p = super::super::LinkPreview {
+        let p = LinkPreview {
             action: "ack".into(),
             user_id: "u1".into(),
             user_name: Some("bob <b>".into()),
