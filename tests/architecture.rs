@@ -30,6 +30,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The layers, from the top (0) down.
 const LAYERS: &[&[&str]] = &[
@@ -44,43 +45,14 @@ const LAYERS: &[&[&str]] = &[
 /// The layer of the entry points, whose modules may use each other.
 const ENTRY_LAYER: usize = 0;
 
-/// Edges allowed between two modules of the same layer (from, to, why). One direction only.
-const SAME_LAYER: &[(&str, &str, &str)] = &[
-    (
-        "engine",
-        "service",
-        "the engine reads and writes users through the SCIM service operations (it plans from \
-         the resources the service stores); the service knows nothing of the engine",
-    ),
-    (
-        "engine",
-        "auth",
-        "approval authority and plans name people by auth::UserRef; auth knows nothing of the \
-         engine",
-    ),
-    (
-        "service",
-        "auth",
-        "SCIM operations check the caller's Principal and scopes; auth knows nothing of SCIM \
-         operations",
-    ),
-    (
-        "jobs",
-        "notify",
-        "the timer runner queues notification mails; notify delivers them and knows nothing of \
-         timers",
-    ),
-    (
-        "admin",
-        "notify",
-        "admin decisions queue notification mails; notify knows nothing of admin",
-    ),
-    (
-        "policy",
-        "config",
-        "the policy file is found and reloaded through the server configuration",
-    ),
-];
+/// Edges allowed between two modules of the same layer (from, to, why); one direction only.
+///
+/// Empty on purpose. Measured when this test was written: no module imports another of its own
+/// layer (`jobs` and `notify` each reach down to `engine` and `store` but not to each other;
+/// `engine`, `service` and `auth` are independent; `policy`, `config` and `clock` likewise). A
+/// same-layer edge is the easiest way to grow a cycle, so one must be argued for here, with its
+/// reason, before it is written; moving the shared part a layer down is usually better.
+const SAME_LAYER: &[(&str, &str, &str)] = &[];
 
 /// One `crate::<module>` reference in code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +231,7 @@ fn references(file: &str, from: &str, src: &str) -> Vec<Reference> {
     };
     while i + 5 <= code.len() {
         let starts_word = i == 0 || !(is_ident(code[i - 1]) || code[i - 1] == '$');
-        if !(starts_word && code[i..i + 5].iter().collect::<String>() == "crate") {
+        if !(starts_word && code[i..i + 5] == ['c', 'r', 'a', 't', 'e']) {
             i += 1;
             continue;
         }
@@ -327,8 +299,9 @@ fn ident_at(code: &[char], start: usize) -> (String, usize) {
     (code[start..end].iter().collect(), end)
 }
 
-/// The references that break the layering. `self` (from `crate::{self, ..}`) is no module.
-fn violations(refs: &[Reference]) -> Vec<Violation> {
+/// The references that break the layering, given the same-layer edges `allowed`. `self` (from
+/// `crate::{self, ..}`) is no module.
+fn violations(refs: &[Reference], allowed: &[(&str, &str, &str)]) -> Vec<Violation> {
     let mut out = Vec::new();
     for r in refs {
         if r.to == r.from || r.to == "self" {
@@ -350,7 +323,7 @@ fn violations(refs: &[Reference]) -> Vec<Violation> {
             (Some(f), Some(t))
                 if t == f
                     && f != ENTRY_LAYER
-                    && !SAME_LAYER.iter().any(|(a, b, _)| *a == r.from && *b == r.to) =>
+                    && !allowed.iter().any(|(a, b, _)| *a == r.from && *b == r.to) =>
             {
                 Some(format!(
                     "{} imports {}, which is in the same layer ({f}) and not in SAME_LAYER",
@@ -384,7 +357,13 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn real_tree() -> Vec<Reference> {
+/// Every reference under `scim-server/src`, read once for all the tests here.
+fn real_tree() -> &'static [Reference] {
+    static TREE: OnceLock<Vec<Reference>> = OnceLock::new();
+    TREE.get_or_init(read_tree)
+}
+
+fn read_tree() -> Vec<Reference> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
@@ -406,7 +385,7 @@ fn layers_point_one_way() {
         "found only {} crate:: references under scim-server/src; is the checker reading the tree?",
         refs.len()
     );
-    let bad = violations(&refs);
+    let bad = violations(refs, SAME_LAYER);
     let report: Vec<String> = bad.iter().map(ToString::to_string).collect();
     assert!(
         bad.is_empty(),
@@ -469,7 +448,7 @@ fn f() {
             (10, "engine")
         ]
     );
-    let bad = violations(&refs);
+    let bad = violations(&refs, SAME_LAYER);
     let messages: Vec<String> = bad.iter().map(ToString::to_string).collect();
     assert_eq!(messages.len(), 4, "{messages:#?}");
     assert_eq!(
@@ -484,13 +463,17 @@ fn f() {
 fn checker_rules_same_layer_and_unknown_modules() {
     let refs = [
         references("notify/a.rs", "notify", "use crate::jobs::Workers;"),
-        references("jobs/a.rs", "jobs", "use crate::notify::Outbox;"),
+        references("admin/a.rs", "admin", "use crate::notify::Outbox;"),
         references("run.rs", "run", "use crate::demo; use crate::cli::Cli;"),
         references("widgets/a.rs", "widgets", "use crate::store::Store;"),
         references("http/a.rs", "http", "use crate::{self, gadgets};"),
     ]
     .concat();
-    let messages: Vec<String> = violations(&refs).iter().map(ToString::to_string).collect();
+    let allowed = [("admin", "notify", "sample")];
+    let messages: Vec<String> = violations(&refs, &allowed)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(messages.len(), 3, "{messages:#?}");
     assert!(messages[0].contains("notify imports jobs, which is in the same layer (2)"));
     assert!(messages[1].contains("module `widgets` is in no layer"));
@@ -503,7 +486,7 @@ fn edges_summary() {
     let mut edges: BTreeMap<(String, String), usize> = BTreeMap::new();
     for r in real_tree() {
         if r.from != r.to && r.to != "self" {
-            *edges.entry((r.from, r.to)).or_default() += 1;
+            *edges.entry((r.from.clone(), r.to.clone())).or_default() += 1;
         }
     }
     for ((a, b), n) in &edges {
