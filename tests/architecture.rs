@@ -132,7 +132,9 @@ fn code_only(src: &str) -> String {
             }
         } else if c == 'r'
             && matches!(next, Some('"') | Some('#'))
-            && !b.get(i.wrapping_sub(1)).is_some_and(|p| p.is_alphanumeric() || *p == '_')
+            && !b
+                .get(i.wrapping_sub(1))
+                .is_some_and(|p| p.is_alphanumeric() || *p == '_')
             && raw_string_start(&b, i + 1).is_some()
         {
             // r"..." or r#"..."#: no escapes, ends at a quote followed by as many hashes.
@@ -401,7 +403,10 @@ fn layers_point_one_way() {
 fn same_layer_list_is_one_directional() {
     for (a, b, why) in SAME_LAYER {
         let (la, lb) = (layer_of(a), layer_of(b));
-        assert!(la.is_some() && la == lb, "{a} -> {b} is not a same-layer edge");
+        assert!(
+            la.is_some() && la == lb,
+            "{a} -> {b} is not a same-layer edge"
+        );
         assert!(
             !SAME_LAYER.iter().any(|(x, y, _)| x == b && y == a),
             "{a} <-> {b} would be a cycle"
