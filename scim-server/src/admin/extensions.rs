@@ -55,7 +55,7 @@ impl Admin {
     }
 
     /// A request to move a contractor's end date, decided by the contractor's sponsor, a
-    /// contractor owner or security ([`authority`]). `by` names who asks (free text: the sponsor's
+    /// contractor owner or security ([`super::authority`]). `by` names who asks (free text: the sponsor's
     /// address, say); `requester` is the directory user behind the call, if any, recorded so they
     /// cannot decide their own request.
     pub fn request_extension(

@@ -1,4 +1,6 @@
-//! The actix-web service: state, routes, middleware and the server loop.
+//! The actix-web service: state, routes, middleware and the server loop. It mounts the SCIM
+//! endpoints under [`BASE_PATH`] and the admin API under `/admin/v1` ([`admin`], thin handlers
+//! over [`crate::admin::Admin`]).
 //!
 //! Handlers are thin: they parse the request (body, query, headers), call [`crate::service`] and
 //! render the result. Every error becomes a SCIM error body in [`error`], and nowhere else.
