@@ -4,7 +4,7 @@
 //! [`require_admin`]) with the `admin` scope, or for the approval routes the `approvals` scope
 //! ([`admin_scope`]); deciding a request also needs the credential to act as a person with
 //! authority over it (`crate::admin::authority`). The exception is `/admin/v1/links/{token}`
-//! ([`links`]): a signed one-click link from a notification is its own credential (HMAC, expiry,
+//! (`links`): a signed one-click link from a notification is its own credential (HMAC, expiry,
 //! addressee, one use per notification); `GET` only shows what it would do, `POST` does it.
 //! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
 
