@@ -214,7 +214,7 @@ impl Admin {
 /// `/Users`, `/Users/ID`, `/scim/v2/Groups/ID` → kind and id.
 fn parse_path(path: &str) -> AdminResult<(ResourceKind, Option<String>)> {
     let p = path.trim();
-    let p = p.strip_prefix(crate::http::BASE_PATH).unwrap_or(p);
+    let p = p.strip_prefix(crate::service::BASE_PATH).unwrap_or(p);
     let mut parts = p.trim_matches('/').split('/');
     let kind = parts
         .next()
