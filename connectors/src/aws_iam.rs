@@ -1,5 +1,5 @@
 //! AWS IAM users through IAM's SigV4-signed query API (`Action=…&Version=2010-05-08`, form-encoded
-//! POST, XML responses), without the AWS SDK: `aws-sigv4` signs, `reqwest` sends.
+//! POST, XML responses), without the AWS SDK: `aws-sigv4` signs, [`HttpClient`] sends.
 //!
 //! - Account: an IAM user named by [`AccountRef::key`] under the configured path, with tags
 //!   (`DisplayName`, `Email`, `ExternalId` from the SCIM attributes, plus the configured static
@@ -19,7 +19,8 @@
 //!   sent); `InvalidClientTokenId`, `SignatureDoesNotMatch`, `AccessDenied` and other 4xx are
 //!   permanent; `NoSuchEntity` on anything that removes is success.
 //!
-//! HTTP helpers (status classification, `Retry-After`) are private to this module.
+//! Status classification, `Retry-After`, timeouts and secret scrubbing are [`HttpClient`]'s; this
+//! module adds IAM's retryable error codes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,21 +30,38 @@ use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+use reqwest::{Method, Url};
+use scim_schema::json::primary_email;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::connector::{Capabilities, Capability, Connector};
-use crate::error::ConnectorError;
+use crate::error::{ConnectorError, ErrorKind};
+use crate::http::{self, HttpClient};
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
 use crate::secret::Secret;
 
 const API_VERSION: &str = "2010-05-08";
+/// IAM error codes that mean "try again later" whatever the HTTP status (throttling answers 400).
+const RETRYABLE_CODES: [&str; 8] = [
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "ServiceFailure",
+    "ConcurrentModification",
+    "RequestExpired",
+];
 /// The tag that marks a user suspended (disabled or left with [`LeaveMode::TagSuspended`]).
 pub const SUSPENDED_TAG: &str = "scimhub:suspended";
 /// Tags this connector derives from SCIM attributes (and so may remove when the attribute goes).
 const MANAGED_TAGS: [&str; 3] = ["DisplayName", "Email", "ExternalId"];
 
-/// What leaving does after credentials and access are removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What leaving does after credentials and access are removed (`leave_mode` in the policy:
+/// `delete` or `tag_suspended`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LeaveMode {
     /// `DeleteUser`.
     #[default]
@@ -52,7 +70,40 @@ pub enum LeaveMode {
     TagSuspended,
 }
 
-/// Settings for one IAM connector instance.
+/// Settings of one IAM connector instance: the policy's `settings` table for `type = "aws_iam"`
+/// (the keys are passed separately, see [`AwsIamConfig::from_settings`]). Every setting has a
+/// default ([`AwsIamSettings::default`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsIamSettings {
+    pub endpoint: String,
+    /// Signing region; IAM is global and signs as `us-east-1`.
+    pub region: String,
+    /// Path of created users and prefix for listing, e.g. `/scimhub/`.
+    pub path: String,
+    /// Static tags on every user.
+    pub tags: BTreeMap<String, String>,
+    /// What `delete` does after stripping credentials and access: `delete` or `tag_suspended`.
+    pub leave_mode: LeaveMode,
+    pub timeout_ms: u64,
+    pub page_size: u32,
+}
+
+impl Default for AwsIamSettings {
+    fn default() -> Self {
+        AwsIamSettings {
+            endpoint: "https://iam.amazonaws.com/".into(),
+            region: "us-east-1".into(),
+            path: "/".into(),
+            tags: BTreeMap::new(),
+            leave_mode: LeaveMode::Delete,
+            timeout_ms: 20_000,
+            page_size: 100,
+        }
+    }
+}
+
+/// Everything one IAM connector instance needs: its settings and its keys.
 #[derive(Debug, Clone)]
 pub struct AwsIamConfig {
     /// Instance name from the policy, used in errors.
@@ -76,24 +127,41 @@ pub struct AwsIamConfig {
 }
 
 impl AwsIamConfig {
+    /// The default settings ([`AwsIamSettings::default`]) against `endpoint`.
     pub fn new(
         name: impl Into<String>,
         endpoint: impl Into<String>,
         access_key_id: Secret,
         secret_access_key: Secret,
     ) -> Self {
+        let settings = AwsIamSettings {
+            endpoint: endpoint.into(),
+            ..AwsIamSettings::default()
+        };
+        AwsIamConfig::from_settings(name, settings, access_key_id, secret_access_key, None)
+    }
+
+    /// The instance `name` of the policy: its `settings` plus the keys loaded from its
+    /// credentials.
+    pub fn from_settings(
+        name: impl Into<String>,
+        settings: AwsIamSettings,
+        access_key_id: Secret,
+        secret_access_key: Secret,
+        session_token: Option<Secret>,
+    ) -> Self {
         AwsIamConfig {
             name: name.into(),
-            endpoint: endpoint.into(),
-            region: "us-east-1".into(),
+            endpoint: settings.endpoint,
+            region: settings.region,
             access_key_id,
             secret_access_key,
-            session_token: None,
-            path: "/".into(),
-            tags: BTreeMap::new(),
-            leave_mode: LeaveMode::Delete,
-            timeout: Duration::from_secs(20),
-            page_size: 100,
+            session_token,
+            path: settings.path,
+            tags: settings.tags,
+            leave_mode: settings.leave_mode,
+            timeout: Duration::from_millis(settings.timeout_ms),
+            page_size: settings.page_size,
         }
     }
 }
@@ -101,7 +169,8 @@ impl AwsIamConfig {
 /// The AWS IAM connector. See the module documentation.
 pub struct AwsIamConnector {
     cfg: AwsIamConfig,
-    http: reqwest::Client,
+    endpoint: Url,
+    http: HttpClient,
 }
 
 impl fmt::Debug for AwsIamConnector {
@@ -126,37 +195,19 @@ struct IamError {
 
 impl AwsIamConnector {
     pub fn new(cfg: AwsIamConfig) -> Result<Self, ConnectorError> {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .build()
-            .map_err(|e| ConnectorError::permanent(&cfg.name, format!("http client: {e}")))?;
-        if reqwest::Url::parse(&cfg.endpoint).is_err() {
-            return Err(ConnectorError::permanent(
-                &cfg.name,
-                "endpoint is not a valid URL",
-            ));
+        let endpoint = Url::parse(&cfg.endpoint)
+            .map_err(|_| ConnectorError::permanent(&cfg.name, "endpoint is not a valid URL"))?;
+        let mut http = HttpClient::new(&cfg.name, cfg.timeout)?
+            .redacting(&cfg.access_key_id)
+            .redacting(&cfg.secret_access_key);
+        if let Some(t) = &cfg.session_token {
+            http = http.redacting(t);
         }
-        Ok(AwsIamConnector { cfg, http })
-    }
-
-    /// Removes every secret value from a message (defence in depth: IAM error messages do not
-    /// echo credentials, but a stand-in or proxy might).
-    fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        let mut secrets = vec![
-            self.cfg.access_key_id.expose(),
-            self.cfg.secret_access_key.expose(),
-        ];
-        if let Some(t) = &self.cfg.session_token {
-            secrets.push(t.expose());
-        }
-        for s in secrets {
-            if !s.is_empty() {
-                out = out.replace(s, "***");
-            }
-        }
-        out.chars().take(300).collect()
+        Ok(AwsIamConnector {
+            cfg,
+            endpoint,
+            http,
+        })
     }
 
     /// Calls one IAM action and returns the response body. Public so that tools and tests can
@@ -213,46 +264,32 @@ impl AwsIamConnector {
 
         let mut req = self
             .http
-            .post(&self.cfg.endpoint)
+            .request(Method::POST, self.endpoint.clone())
             .header("content-type", content_type)
-            .body(body.clone());
+            .body(body);
         for (h, v) in instructions.headers() {
             req = req.header(h, v);
         }
-        let resp = req.send().await.map_err(|e| IamError {
+        let resp = self.http.send(req).await.map_err(|e| IamError {
             status: 0,
             code: String::new(),
-            err: transport_error(name, action, &e, self.cfg.timeout),
+            // name the action: every IAM call is `POST /`
+            err: ConnectorError {
+                message: format!("{action}: {}", e.message),
+                ..e
+            },
         })?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let text = resp.text().await.map_err(|e| IamError {
-            status,
-            code: String::new(),
-            err: transport_error(name, action, &e, self.cfg.timeout),
-        })?;
-        if (200..300).contains(&status) {
-            return Ok(text);
+        let status = resp.status.as_u16();
+        if resp.is_success() {
+            return Ok(String::from_utf8_lossy(&resp.body).into_owned());
         }
-        let (code, message) = parse_error(&text);
-        let retryable = status >= 500
-            || status == 429
-            || matches!(
-                code.as_str(),
-                "Throttling"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "ServiceUnavailable"
-                    | "InternalFailure"
-                    | "ServiceFailure"
-                    | "ConcurrentModification"
-                    | "RequestExpired"
-            );
-        let msg = self.scrub(&format!(
+        let (code, message) = parse_error(&String::from_utf8_lossy(&resp.body));
+        let kind = if RETRYABLE_CODES.contains(&code.as_str()) {
+            ErrorKind::Retryable
+        } else {
+            http::classify(resp.status, &resp.headers)
+        };
+        let text = self.http.scrub(format!(
             "{action}: HTTP {status} {}{}",
             if code.is_empty() {
                 "(no error code)"
@@ -265,14 +302,8 @@ impl AwsIamConnector {
                 format!(": {message}")
             }
         ));
-        let mut err = if retryable {
-            ConnectorError::retryable(name, msg)
-        } else {
-            ConnectorError::permanent(name, msg)
-        };
-        if let Some(after) = retry_after {
-            err = err.with_retry_after(after);
-        }
+        let text: String = text.chars().take(300).collect();
+        let err = self.http.response_error(&resp, kind, text);
         Err(IamError { status, code, err })
     }
 
@@ -341,7 +372,7 @@ impl AwsIamConnector {
             tags.insert("DisplayName".into(), tag_value(v));
         }
         if let Some(v) = primary_email(a) {
-            tags.insert("Email".into(), tag_value(&v));
+            tags.insert("Email".into(), tag_value(v));
         }
         if let Some(v) = a.get("externalId").and_then(Value::as_str) {
             tags.insert("ExternalId".into(), tag_value(v));
@@ -837,47 +868,6 @@ fn tag_value(v: &str) -> String {
         .collect()
 }
 
-fn primary_email(a: &Map<String, Value>) -> Option<String> {
-    let emails = a.get("emails")?.as_array()?;
-    let pick = emails
-        .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
-        .or_else(|| emails.first())?;
-    pick.get("value")?.as_str().map(str::to_owned)
-}
-
-fn transport_error(
-    name: &str,
-    action: &str,
-    e: &reqwest::Error,
-    timeout: Duration,
-) -> ConnectorError {
-    if e.is_timeout() {
-        ConnectorError::retryable(
-            name,
-            format!("{action}: timed out after {} ms", timeout.as_millis()),
-        )
-    } else if e.is_connect() {
-        ConnectorError::retryable(
-            name,
-            format!("{action}: cannot connect to the IAM endpoint"),
-        )
-    } else {
-        ConnectorError::retryable(name, format!("{action}: transport error: {e}"))
-    }
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
 #[derive(Debug)]
 struct UserInfo {
     user_name: String,
@@ -1033,15 +1023,39 @@ mod tests {
 
     #[test]
     fn retry_after_and_tag_values() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(http::parse_retry_after("7"), Some(Duration::from_secs(7)));
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            http::parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
             Some(Duration::ZERO)
         );
         assert_eq!(tag_value("Jane <Doe>!"), "Jane Doe");
         assert_eq!(
             form_body("PutUserPolicy", &[("PolicyDocument", "{\"A\": \"s3:*\"} ~")]),
             "Action=PutUserPolicy&Version=2010-05-08&PolicyDocument=%7B%22A%22%3A+%22s3%3A%2A%22%7D+~"
+        );
+    }
+
+    #[test]
+    fn settings_default_to_the_config_defaults_and_reject_unknown_keys() {
+        let s: AwsIamSettings = serde_json::from_value(json!({})).expect("all defaults");
+        assert_eq!(s, AwsIamSettings::default());
+        let c = AwsIamConfig::new("n", s.endpoint.clone(), Secret::new("k"), Secret::new("s"));
+        assert_eq!(
+            (c.region.as_str(), c.path.as_str(), c.timeout, c.page_size),
+            ("us-east-1", "/", Duration::from_secs(20), 100)
+        );
+        let s: AwsIamSettings =
+            serde_json::from_value(json!({"leave_mode": "tag_suspended", "path": "/s/"}))
+                .expect("settings");
+        assert_eq!(
+            (s.leave_mode, s.path.as_str()),
+            (LeaveMode::TagSuspended, "/s/")
+        );
+        let err = serde_json::from_value::<AwsIamSettings>(json!({"regoin": "x"}))
+            .expect_err("unknown key");
+        assert!(
+            err.to_string().starts_with("unknown field `regoin`"),
+            "{err}"
         );
     }
 }

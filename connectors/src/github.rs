@@ -19,21 +19,51 @@
 //!   limit" message, are retryable with the wait from `retry-after` or `x-ratelimit-reset`;
 //!   401 (bad credentials), other 403s and 422s are permanent; 5xx and transport errors retryable.
 //!
-//! HTTP helpers (status classification, `Retry-After`, `Link`) are private to this module.
+//! Requests go through [`HttpClient`] (timeout, status classification, `Retry-After`, secret
+//! scrubbing); the `Link` header and GitHub's rate-limit signals are read here.
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::connector::{Capabilities, Capability, Connector};
-use crate::error::ConnectorError;
+use crate::error::{ConnectorError, ErrorKind};
+use crate::http::{self, HttpClient};
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
 use crate::secret::Secret;
 
-/// Settings for one GitHub connector instance.
+fn default_api_base() -> String {
+    "https://api.github.com".into()
+}
+fn default_timeout_ms() -> u64 {
+    20_000
+}
+fn default_page_size() -> u32 {
+    100
+}
+
+/// Settings of one GitHub connector instance: the policy's `settings` table for
+/// `type = "github"` (the token is passed separately, see [`GitHubConfig::from_settings`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubSettings {
+    pub org: String,
+    #[serde(default = "default_api_base")]
+    pub api_base: String,
+    /// Team slugs the policy manages (read back checks each).
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+}
+
+/// Everything one GitHub connector instance needs: its settings and its token.
 #[derive(Debug, Clone)]
 pub struct GitHubConfig {
     pub name: String,
@@ -52,12 +82,26 @@ impl GitHubConfig {
     pub fn new(name: impl Into<String>, org: impl Into<String>, token: Secret) -> Self {
         GitHubConfig {
             name: name.into(),
-            api_base: "https://api.github.com".into(),
+            api_base: default_api_base(),
             org: org.into(),
             token,
             teams: Vec::new(),
-            timeout: Duration::from_secs(20),
-            page_size: 100,
+            timeout: Duration::from_millis(default_timeout_ms()),
+            page_size: default_page_size(),
+        }
+    }
+
+    /// The instance `name` of the policy: its `settings` plus the token loaded from its
+    /// credentials.
+    pub fn from_settings(name: impl Into<String>, settings: GitHubSettings, token: Secret) -> Self {
+        GitHubConfig {
+            name: name.into(),
+            api_base: settings.api_base,
+            org: settings.org,
+            token,
+            teams: settings.teams,
+            timeout: Duration::from_millis(settings.timeout_ms),
+            page_size: settings.page_size,
         }
     }
 }
@@ -74,7 +118,8 @@ pub struct Invitation {
 /// The GitHub connector. See the module documentation.
 pub struct GitHubConnector {
     cfg: GitHubConfig,
-    http: reqwest::Client,
+    api_base: Url,
+    http: HttpClient,
 }
 
 impl fmt::Debug for GitHubConnector {
@@ -93,27 +138,25 @@ struct Response {
 
 impl GitHubConnector {
     pub fn new(cfg: GitHubConfig) -> Result<Self, ConnectorError> {
-        if reqwest::Url::parse(&cfg.api_base).is_err() {
-            return Err(ConnectorError::permanent(
-                &cfg.name,
-                "api_base is not a valid URL",
-            ));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .user_agent("scimhub-connector")
-            .build()
-            .map_err(|e| ConnectorError::permanent(&cfg.name, format!("http client: {e}")))?;
-        Ok(GitHubConnector { cfg, http })
+        let api_base = http::parse_base_url(&cfg.name, "api_base", &cfg.api_base)?;
+        let http = HttpClient::new(&cfg.name, cfg.timeout)?.redacting(&cfg.token);
+        Ok(GitHubConnector {
+            cfg,
+            api_base,
+            http,
+        })
     }
 
-    fn url(&self, path_and_query: &str) -> String {
-        format!(
+    fn url(&self, path_and_query: &str) -> Result<Url, ConnectorError> {
+        let raw = format!(
             "{}{}",
-            self.cfg.api_base.trim_end_matches('/'),
+            self.api_base.as_str().trim_end_matches('/'),
             path_and_query
-        )
+        );
+        Url::parse(&raw).map_err(|e| {
+            self.http
+                .error(ErrorKind::Permanent, format!("invalid request URL: {e}"))
+        })
     }
 
     /// Sends one request; 2xx and the statuses in `accept` come back as `Ok`.
@@ -124,53 +167,28 @@ impl GitHubConnector {
         body: Option<Value>,
         accept: &[u16],
     ) -> Result<Response, ConnectorError> {
-        let name = &self.cfg.name;
-        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let auth = http::auth_header("Bearer", &self.cfg.token)
+            .map_err(|e| self.http.error(ErrorKind::Permanent, e))?;
         let mut req = self
             .http
-            .request(method, self.url(path))
+            .request(method, self.url(path)?)
             .header("accept", "application/vnd.github+json, application/json")
             .header("x-github-api-version", "2022-11-28")
-            .bearer_auth(self.cfg.token.expose());
+            .header(reqwest::header::AUTHORIZATION, auth);
         if let Some(b) = body {
-            req = req.json(&b);
+            req = self.http.json_body(req, "application/json", &b)?;
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                ConnectorError::retryable(
-                    name,
-                    format!(
-                        "{what}: timed out after {} ms",
-                        self.cfg.timeout.as_millis()
-                    ),
-                )
-            } else if e.is_connect() {
-                ConnectorError::retryable(name, format!("{what}: cannot connect"))
-            } else {
-                ConnectorError::retryable(name, format!("{what}: transport error"))
-            }
-        })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let header = |n: &str| {
-            headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let next = header("link").and_then(|l| next_link(&l));
-        let text = resp.text().await.map_err(|e| {
-            if e.is_timeout() {
-                ConnectorError::retryable(name, format!("{what}: timed out reading the response"))
-            } else {
-                ConnectorError::retryable(name, format!("{what}: transport error"))
-            }
-        })?;
-        let body: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text.chars().take(200).collect()))
-        };
+        let resp = self.http.send(req).await?;
+        let status = resp.status;
+        let next = resp.header("link").and_then(next_link);
+        let body: Value = resp.json_value().unwrap_or_else(|_| {
+            Value::String(
+                String::from_utf8_lossy(&resp.body)
+                    .chars()
+                    .take(200)
+                    .collect(),
+            )
+        });
         if status.is_success() || accept.contains(&status.as_u16()) {
             return Ok(Response { status, body, next });
         }
@@ -184,49 +202,29 @@ impl GitHubConnector {
             .get("errors")
             .map(|e| format!(" {e}"))
             .unwrap_or_default();
-        let msg = self.scrub(&format!(
-            "{what}: HTTP {} {message}{details}",
+        let text = self.http.scrub(format!(
+            "{} {}: HTTP {} {message}{details}",
+            resp.method,
+            resp.path,
             status.as_u16()
         ));
-        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
-        let remaining = header("x-ratelimit-remaining").and_then(|v| v.trim().parse::<u64>().ok());
-        let reset = header("x-ratelimit-reset").and_then(|v| v.trim().parse::<i64>().ok());
-        let limited = status == StatusCode::TOO_MANY_REQUESTS
-            || (status == StatusCode::FORBIDDEN
-                && (retry_after.is_some()
-                    || remaining == Some(0)
-                    || message.to_ascii_lowercase().contains("rate limit")));
-        if limited {
-            let wait = retry_after
-                .or_else(|| {
-                    (remaining == Some(0)).then(|| {
-                        let now = chrono::Utc::now().timestamp();
-                        Duration::from_secs(reset.map_or(60, |r| (r - now).max(0)) as u64)
-                    })
-                })
-                // secondary limits without headers: GitHub asks for at least a minute
-                .unwrap_or(Duration::from_secs(60));
-            return Err(ConnectorError::retryable(name, msg).with_retry_after(wait));
+        let text: String = text.chars().take(400).collect();
+        // GitHub's secondary rate limits may answer 403 with only a message to say so.
+        let secondary_limit =
+            status == StatusCode::FORBIDDEN && message.to_ascii_lowercase().contains("rate limit");
+        let kind = if secondary_limit {
+            ErrorKind::Retryable
+        } else {
+            http::classify(status, &resp.headers)
+        };
+        let err = self.http.response_error(&resp, kind, text);
+        let limited = kind == ErrorKind::Retryable
+            && (status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN);
+        if limited && err.retry_after.is_none() {
+            // a rate limit without headers: GitHub asks for at least a minute
+            return Err(err.with_retry_after(Duration::from_secs(60)));
         }
-        let err = if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-            ConnectorError::retryable(name, msg)
-        } else {
-            ConnectorError::permanent(name, msg)
-        };
-        Err(match retry_after {
-            Some(d) => err.with_retry_after(d),
-            None => err,
-        })
-    }
-
-    fn scrub(&self, text: &str) -> String {
-        let t = self.cfg.token.expose();
-        let out = if t.is_empty() {
-            text.to_owned()
-        } else {
-            text.replace(t, "***")
-        };
-        out.chars().take(400).collect()
+        Err(err)
     }
 
     fn org_path(&self, org: &str, rest: &str) -> String {
@@ -635,17 +633,6 @@ fn next_link(link: &str) -> Option<String> {
     None
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,6 +651,25 @@ mod tests {
             None
         );
         assert_eq!(seg("a/b c"), "a%2Fb%20c");
-        assert_eq!(parse_retry_after("30"), Some(Duration::from_secs(30)));
+        assert_eq!(http::parse_retry_after("30"), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn settings_default_to_the_config_defaults_and_reject_unknown_keys() {
+        let s: GitHubSettings = serde_json::from_value(json!({"org": "acme"})).expect("settings");
+        let from_settings = GitHubConfig::from_settings("gh", s, Secret::new("t"));
+        let new = GitHubConfig::new("gh", "acme", Secret::new("t"));
+        assert_eq!(
+            (
+                from_settings.api_base.as_str(),
+                from_settings.timeout,
+                from_settings.page_size
+            ),
+            (new.api_base.as_str(), new.timeout, new.page_size)
+        );
+        let err = serde_json::from_value::<GitHubSettings>(json!({"org": "a", "team": []}))
+            .expect_err("unknown key");
+        assert!(err.to_string().starts_with("unknown field `team`"), "{err}");
+        assert!(serde_json::from_value::<GitHubSettings>(json!({})).is_err());
     }
 }

@@ -1,8 +1,11 @@
-//! Shared HTTP plumbing for the HTTP connectors (SCIM, webhook, Slack, Okta).
+//! Shared HTTP plumbing for every HTTP connector (SCIM, webhook, Slack, Okta, GitHub, AWS IAM).
 //!
 //! One place for: the `reqwest` client (rustls, no OpenSSL), the per-call timeout, turning a
-//! status code into a retryable or permanent [`ConnectorError`], reading Retry-After and the
-//! vendors' rate-limit reset headers, and scrubbing credentials out of every error message.
+//! status code into a retryable or permanent [`ConnectorError`] ([`classify`]), reading
+//! Retry-After and the vendors' rate-limit reset headers ([`retry_after`]), and scrubbing
+//! credentials out of every error message. Connectors whose APIs add their own signals (IAM's
+//! `Throttling` error code, GitHub's "secondary rate limit" message) decide the kind themselves
+//! and still build the error through [`HttpClient::response_error`].
 //!
 //! Error messages name the method, the path and the status, never the host's query string or a
 //! request header, and any credential the client was told about is replaced by `***` should a
@@ -167,6 +170,18 @@ impl HttpClient {
             message.push_str(": ");
             message.push_str(detail);
         }
+        self.response_error(response, kind, message)
+    }
+
+    /// The error for a non-success response whose kind and wording the connector decided (its
+    /// API signals more than the status, e.g. an error code in the body): `message` scrubbed,
+    /// and a retryable error carries the wait from [`retry_after`].
+    pub fn response_error(
+        &self,
+        response: &HttpResponse,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> ConnectorError {
         let mut err = self.error(kind, message);
         if kind == ErrorKind::Retryable {
             if let Some(after) = retry_after(&response.headers) {
@@ -331,14 +346,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// [`retry_after`] with an explicit "now", for tests.
 pub fn retry_after_at(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    if let Some(v) = header_str(headers, "retry-after") {
-        if let Ok(secs) = v.parse::<u64>() {
-            return Some(Duration::from_secs(secs));
-        }
-        if let Ok(at) = chrono::DateTime::parse_from_rfc2822(v) {
-            let delta = at.with_timezone(&chrono::Utc) - now;
-            return Some(delta.to_std().unwrap_or(Duration::ZERO));
-        }
+    if let Some(after) =
+        header_str(headers, "retry-after").and_then(|v| parse_retry_after_at(v, now))
+    {
+        return Some(after);
     }
     for name in ["x-rate-limit-reset", "x-ratelimit-reset"] {
         if let Some(epoch) = header_str(headers, name).and_then(|v| v.parse::<i64>().ok()) {
@@ -349,6 +360,23 @@ pub fn retry_after_at(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -
     header_str(headers, "ratelimit-reset")
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_secs)
+}
+
+/// One `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); a date in the
+/// past gives zero.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    parse_retry_after_at(value, chrono::Utc::now())
+}
+
+/// [`parse_retry_after`] with an explicit "now", for tests.
+pub fn parse_retry_after_at(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = at.with_timezone(&chrono::Utc) - now;
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// An `Authorization` header value marked sensitive (hyper never logs it).

@@ -34,6 +34,8 @@ use ldap3::{
     dn_escape, ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope,
     SearchEntry,
 };
+use scim_schema::json::primary_email;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
@@ -42,12 +44,15 @@ use crate::error::ConnectorError;
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
 use crate::secret::Secret;
 
-/// How the connection is protected.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the connection is protected (`tls` in the policy: `ldaps`, `starttls` or
+/// `plain_insecure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LdapTls {
     /// `ldaps://`, verified against `ca_file`.
     Ldaps,
     /// `ldap://` upgraded with StartTLS, verified against `ca_file`.
+    #[serde(rename = "starttls")]
     StartTls,
     /// Plain `ldap://`: only when the policy says so explicitly. Passwords are never sent.
     PlainInsecure,
@@ -73,12 +78,14 @@ pub struct GenericLdap {
     pub placeholder_member: String,
 }
 
-/// What leaving does in AD.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What leaving does in AD (`leave` in the policy: `delete` or `disable_and_move`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AdLeave {
     /// Delete the account object.
     Delete,
     /// Disable, remove from groups, move to the leavers OU.
+    #[default]
     DisableAndMove,
 }
 
@@ -118,6 +125,120 @@ pub struct LdapConfig {
     pub timeout: Duration,
     pub page_size: i32,
     pub flavor: LdapFlavor,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_page_size() -> i32 {
+    500
+}
+
+/// How a generic LDAP account is disabled, as the policy writes it (`disable`); the OU of
+/// `move_to_ou` is the separate `disabled_ou` setting (see [`DisableMethod`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LdapDisable {
+    /// Move the entry under `disabled_ou`.
+    MoveToOu,
+    /// ppolicy `pwdAccountLockedTime`.
+    PpolicyLock,
+}
+
+/// Settings of one generic LDAP connector instance (inetOrgPerson / groupOfNames): the policy's
+/// `settings` table for `type = "ldap"` (the bind password is passed separately, see
+/// [`LdapConfig::generic`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSettings {
+    pub url: String,
+    pub tls: LdapTls,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    pub search_base: String,
+    pub users_dn: String,
+    pub groups_dn: String,
+    pub disable: LdapDisable,
+    /// Required with `disable = "move_to_ou"`.
+    pub disabled_ou: Option<String>,
+    #[serde(default)]
+    pub disable_removes_groups: bool,
+    /// The `member` that keeps an emptied groupOfNames valid (default: `bind_dn`).
+    pub placeholder_member: Option<String>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_page_size")]
+    pub page_size: i32,
+}
+
+/// Settings of one Active Directory connector instance: the policy's `settings` table for
+/// `type = "ad"` (the bind password is passed separately, see [`LdapConfig::active_directory`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdSettings {
+    pub url: String,
+    pub tls: LdapTls,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    pub search_base: String,
+    pub users_dn: String,
+    pub groups_dn: String,
+    pub upn_suffix: String,
+    pub leavers_ou: String,
+    #[serde(default)]
+    pub leave: AdLeave,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_page_size")]
+    pub page_size: i32,
+}
+
+/// An [`LdapConfig`] from either settings type: both spell the connection settings the same way.
+macro_rules! ldap_config {
+    ($name:expr, $s:ident, $bind_password:expr, $flavor:expr) => {
+        LdapConfig {
+            name: $name.into(),
+            url: $s.url,
+            tls: $s.tls,
+            ca_file: $s.ca_file,
+            bind_dn: $s.bind_dn,
+            bind_password: $bind_password,
+            search_base: $s.search_base,
+            users_dn: $s.users_dn,
+            groups_dn: $s.groups_dn,
+            timeout: Duration::from_millis($s.timeout_ms),
+            page_size: $s.page_size,
+            flavor: $flavor,
+        }
+    };
+}
+
+impl LdapConfig {
+    /// The generic LDAP instance `name` of the policy: its `settings` plus the bind password
+    /// loaded from its credentials.
+    pub fn generic(name: impl Into<String>, s: LdapSettings, bind_password: Secret) -> Self {
+        let disable = match s.disable {
+            LdapDisable::MoveToOu => DisableMethod::MoveToOu(s.disabled_ou.unwrap_or_default()),
+            LdapDisable::PpolicyLock => DisableMethod::PpolicyLock,
+        };
+        let flavor = LdapFlavor::Generic(GenericLdap {
+            disable,
+            disable_removes_groups: s.disable_removes_groups,
+            placeholder_member: s.placeholder_member.unwrap_or_else(|| s.bind_dn.clone()),
+        });
+        ldap_config!(name, s, bind_password, flavor)
+    }
+
+    /// The Active Directory instance `name` of the policy: its `settings` plus the bind password
+    /// loaded from its credentials.
+    pub fn active_directory(name: impl Into<String>, s: AdSettings, bind_password: Secret) -> Self {
+        let flavor = LdapFlavor::ActiveDirectory(ActiveDirectory {
+            upn_suffix: s.upn_suffix,
+            leavers_ou: s.leavers_ou,
+            leave: s.leave,
+        });
+        ldap_config!(name, s, bind_password, flavor)
+    }
 }
 
 /// The LDAP / AD connector. See the module documentation.
@@ -382,7 +503,7 @@ impl LdapConnector {
         let given = s(a.get("name").and_then(|n| n.get("givenName")));
         let family = s(a.get("name").and_then(|n| n.get("familyName")));
         let display = s(a.get("displayName"));
-        let mail = primary_email(a);
+        let mail = primary_email(a).map(str::to_owned);
         let mut out = vec![
             ("givenName", given),
             ("displayName", display.clone()),
@@ -1026,15 +1147,6 @@ fn rdn_value(dn: &str) -> String {
         .replace('\\', "")
 }
 
-fn primary_email(a: &Map<String, Value>) -> Option<String> {
-    let emails = a.get("emails")?.as_array()?;
-    let pick = emails
-        .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
-        .or_else(|| emails.first())?;
-    pick.get("value")?.as_str().map(str::to_owned)
-}
-
 /// A password from the spec (SCIM `password`), if any.
 fn password_of(spec: &AccountSpec) -> Option<String> {
     spec.attributes
@@ -1078,5 +1190,44 @@ mod tests {
         assert!(dn_under("uid=a,ou=Disabled,dc=x", "ou=disabled,dc=x"));
         let pw = random_password().expect("pw");
         assert_eq!(pw.len(), 32);
+    }
+
+    #[test]
+    fn settings_build_configs_with_their_defaults() {
+        let generic: LdapSettings = serde_json::from_value(json!({
+            "url": "ldap://h", "tls": "starttls", "ca_file": "/ca.pem", "bind_dn": "cn=admin",
+            "search_base": "dc=x", "users_dn": "ou=p,dc=x", "groups_dn": "ou=g,dc=x",
+            "disable": "move_to_ou", "disabled_ou": "ou=off,dc=x"
+        }))
+        .expect("generic settings");
+        let c = LdapConfig::generic("dir", generic, Secret::new("pw"));
+        assert_eq!(
+            (c.tls, c.timeout, c.page_size),
+            (LdapTls::StartTls, Duration::from_secs(10), 500)
+        );
+        assert_eq!(
+            c.flavor,
+            LdapFlavor::Generic(GenericLdap {
+                disable: DisableMethod::MoveToOu("ou=off,dc=x".into()),
+                disable_removes_groups: false,
+                placeholder_member: "cn=admin".into(),
+            })
+        );
+        let ad: AdSettings = serde_json::from_value(json!({
+            "url": "ldaps://dc", "tls": "ldaps", "ca_file": "/ca.pem", "bind_dn": "cn=a",
+            "search_base": "dc=x", "users_dn": "ou=p,dc=x", "groups_dn": "ou=g,dc=x",
+            "upn_suffix": "x.com", "leavers_ou": "ou=l,dc=x"
+        }))
+        .expect("ad settings");
+        let c = LdapConfig::active_directory("ad", ad, Secret::new("pw"));
+        assert!(matches!(
+            c.flavor,
+            LdapFlavor::ActiveDirectory(ActiveDirectory {
+                leave: AdLeave::DisableAndMove,
+                ..
+            })
+        ));
+        let err = serde_json::from_value::<LdapTls>(json!("start_tls")).expect_err("spelling");
+        assert!(err.to_string().contains("starttls"), "{err}");
     }
 }

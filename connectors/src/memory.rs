@@ -58,6 +58,18 @@ struct Inner {
     next_id: u64,
 }
 
+/// Settings of one memory connector instance: the policy's `settings` table for
+/// `type = "memory"`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySettings {
+    /// A JSON file the state is mirrored to (and read back from at start).
+    pub file: Option<PathBuf>,
+    /// Delay added to every call, in milliseconds (simulates a slow downstream).
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
 /// The in-memory connector. Clones share state.
 #[derive(Debug, Clone)]
 pub struct MemoryConnector {
@@ -75,6 +87,18 @@ impl MemoryConnector {
             file: None,
             delay: Duration::ZERO,
         }
+    }
+
+    /// A connector named `name` configured by the policy's `settings`.
+    pub fn from_settings(name: impl Into<String>, settings: MemorySettings) -> Self {
+        let mut m = MemoryConnector::new(name);
+        if let Some(file) = settings.file {
+            m = m.with_file(file);
+        }
+        if settings.delay_ms > 0 {
+            m = m.with_delay(Duration::from_millis(settings.delay_ms));
+        }
+        m
     }
 
     /// Mirrors the state to `file` (JSON) after every call; loads it first if it exists.
@@ -500,5 +524,18 @@ mod tests {
         let again = MemoryConnector::new("app").with_file(&file);
         assert!(again.account("ada").is_some());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn settings_configure_file_and_delay() {
+        let s: MemorySettings = serde_json::from_value(serde_json::json!({})).expect("defaults");
+        assert_eq!(s, MemorySettings::default());
+        let s: MemorySettings =
+            serde_json::from_value(serde_json::json!({"delay_ms": 5})).expect("settings");
+        let m = MemoryConnector::from_settings("mem", s);
+        assert_eq!((m.name(), m.delay), ("mem", Duration::from_millis(5)));
+        assert!(
+            serde_json::from_value::<MemorySettings>(serde_json::json!({"dely_ms": 5})).is_err()
+        );
     }
 }

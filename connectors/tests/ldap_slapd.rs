@@ -303,7 +303,7 @@ async fn ldap_tls_is_verified_and_plain_needs_explicit_config() {
         .unwrap()
         .success());
     for tls in [LdapTls::Ldaps, LdapTls::StartTls] {
-        let mut cfg = s.config(tls.clone(), DisableMethod::PpolicyLock);
+        let mut cfg = s.config(tls, DisableMethod::PpolicyLock);
         cfg.ca_file = Some(other.path().join("ca.pem"));
         let c = LdapConnector::new(cfg).unwrap();
         let e = c.read(&AccountRef::new("x")).await.unwrap_err();

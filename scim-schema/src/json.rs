@@ -1,7 +1,8 @@
-//! Case-insensitive access to JSON objects.
+//! Case-insensitive access to JSON objects, and the one rule for a resource's primary email.
 //!
 //! Clients may spell attribute names in any case (RFC 7643 §2.1); these helpers find a key
-//! regardless of case without allocating.
+//! regardless of case without allocating. [`primary_email`] lives here so the server (engine,
+//! notifications) and every connector pick the same address from the same resource.
 
 use serde_json::{Map, Value};
 
@@ -33,6 +34,32 @@ pub fn remove_ci(obj: &mut Map<String, Value>, name: &str) -> Option<Value> {
     obj.shift_remove(&key)
 }
 
+/// The address to use for a resource with a multi-valued `emails` attribute (RFC 7643 §4.1.2):
+/// the email marked `primary: true`, else the first email that has a `value`. Attribute names
+/// are matched case-insensitively; entries without a string `value` are skipped. The `type`
+/// (`work`, `home`, …) is not consulted: `primary` is the client's own statement of which
+/// address is preferred, and without it the client's order is the only other signal.
+pub fn primary_email(resource: &Map<String, Value>) -> Option<&str> {
+    let emails = get_ci(resource, "emails")?.as_array()?;
+    let primary = emails
+        .iter()
+        .filter(|e| is_primary(e))
+        .find_map(email_value);
+    primary.or_else(|| emails.iter().find_map(email_value))
+}
+
+fn email_value(email: &Value) -> Option<&str> {
+    get_ci(email.as_object()?, "value")?.as_str()
+}
+
+fn is_primary(email: &Value) -> bool {
+    email
+        .as_object()
+        .and_then(|o| get_ci(o, "primary"))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +76,45 @@ mod tests {
         assert!(get_ci_mut(&mut m, "name").is_some());
         assert_eq!(remove_ci(&mut m, "username"), Some(json!("bjensen")));
         assert!(get_ci(&m, "userName").is_none());
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn primary_email_prefers_the_primary_entry() {
+        let r = obj(json!({"emails": [
+            {"value": "home@example.com", "type": "home"},
+            {"value": "work@example.com", "type": "work", "primary": true}
+        ]}));
+        assert_eq!(primary_email(&r), Some("work@example.com"));
+    }
+
+    #[test]
+    fn primary_email_falls_back_to_the_first_with_a_value() {
+        let r = obj(json!({"Emails": [
+            {"type": "other"},
+            {"value": "first@example.com", "type": "home"},
+            {"value": "second@example.com", "type": "work"}
+        ]}));
+        assert_eq!(primary_email(&r), Some("first@example.com"));
+        // a primary entry without a value does not hide the others
+        let r = obj(json!({"emails": [
+            {"primary": true},
+            {"value": "only@example.com", "primary": false}
+        ]}));
+        assert_eq!(primary_email(&r), Some("only@example.com"));
+    }
+
+    #[test]
+    fn primary_email_is_none_without_addresses() {
+        assert_eq!(primary_email(&obj(json!({"userName": "x"}))), None);
+        assert_eq!(primary_email(&obj(json!({"emails": []}))), None);
+        assert_eq!(primary_email(&obj(json!({"emails": "a@b"}))), None);
+        assert_eq!(primary_email(&obj(json!({"emails": [{"value": 7}]}))), None);
     }
 }

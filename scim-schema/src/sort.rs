@@ -228,6 +228,26 @@ pub fn compare_keys(a: Option<&SortKey>, b: Option<&SortKey>, order: SortOrder) 
     }
 }
 
+/// Orders two optional keys the way SQL orders NULLs: absent first ascending, and the whole order
+/// reversed descending (so absent last). A store that sorts in SQL uses it for whatever it sorts
+/// in memory, so a page comes in the same order either way.
+pub fn compare_keys_absent_first(
+    a: Option<&SortKey>,
+    b: Option<&SortKey>,
+    order: SortOrder,
+) -> Ordering {
+    let ascending = match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => a.cmp(b),
+    };
+    match order {
+        SortOrder::Ascending => ascending,
+        SortOrder::Descending => ascending.reverse(),
+    }
+}
+
 /// Compares two resources for `spec` (absent last in both orders).
 pub fn compare_resources(
     a: &Map<String, Value>,
@@ -292,6 +312,30 @@ mod tests {
         assert!(SortKey::Decimal(2.5) > SortKey::Integer(2));
         assert!(SortKey::Boolean(true) < SortKey::Integer(0));
         assert!(SortKey::String("a".into()) > SortKey::Integer(9));
+    }
+
+    #[test]
+    fn absent_first_ascending_last_descending() {
+        let (one, two) = (SortKey::Integer(1), SortKey::Integer(2));
+        let cmp = compare_keys_absent_first;
+        assert_eq!(cmp(None, Some(&one), SortOrder::Ascending), Ordering::Less);
+        assert_eq!(
+            cmp(Some(&one), None, SortOrder::Ascending),
+            Ordering::Greater
+        );
+        assert_eq!(
+            cmp(None, Some(&one), SortOrder::Descending),
+            Ordering::Greater
+        );
+        assert_eq!(cmp(None, None, SortOrder::Descending), Ordering::Equal);
+        assert_eq!(
+            cmp(Some(&one), Some(&two), SortOrder::Ascending),
+            Ordering::Less
+        );
+        assert_eq!(
+            cmp(Some(&one), Some(&two), SortOrder::Descending),
+            Ordering::Greater
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod world;
 
 use std::time::{Duration, Instant};
 
+use scim_server::store::outbox::OutboxStatus;
 use serde_json::{json, Value};
 use world::*;
 
@@ -74,7 +75,7 @@ async fn main() {
         .unwrap_or(1000)
         .min(1000) as usize;
     let store = hub.store();
-    let count = |status: &str| {
+    let count = |status: OutboxStatus| {
         let rows = scim_server::admin::in_tx(&store, |c| {
             scim_server::store::outbox::list_ops(c, None, Some(status), 10_000_000)
         })
@@ -121,8 +122,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let done_at = t0.elapsed();
-    let done = count("done");
-    let failed = count("failed");
+    let done = count(OutboxStatus::Done);
+    let failed = count(OutboxStatus::Failed);
     println!(
         "{joiners} joiners by Bulk ({batch}/request): pushed (planned, in the SCIM transaction) in {:.2} s; \
          all {done} downstream operations done at {:.2} s ({:.0} ops/s end to end); failed: {failed}",
@@ -153,7 +154,7 @@ async fn main() {
             if !leaver.is_empty()
                 && leaver
                     .iter()
-                    .all(|r| r.status == "done" || r.status == "failed")
+                    .all(|r| r.status == OutboxStatus::Done || r.status == OutboxStatus::Failed)
             {
                 break leaver.iter().filter_map(|r| r.finished).max().unwrap();
             }

@@ -15,6 +15,7 @@ mod world;
 
 use std::time::{Duration, Instant};
 
+use scim_server::store::outbox::OutboxStatus;
 use serde_json::json;
 use world::*;
 
@@ -74,8 +75,8 @@ async fn main() {
             let leaver: Vec<_> = rows.into_iter().filter(|r| r.event == "leaver").collect();
             let open = leaver
                 .iter()
-                .any(|r| r.status == "pending" || r.status == "running");
-            if let Some(f) = leaver.iter().find(|r| r.status == "failed") {
+                .any(|r| r.status == OutboxStatus::Pending || r.status == OutboxStatus::Running);
+            if let Some(f) = leaver.iter().find(|r| r.status == OutboxStatus::Failed) {
                 panic!(
                     "leaver op failed: {} {} {:?}",
                     f.connector, f.op, f.last_error

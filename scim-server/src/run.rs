@@ -193,7 +193,8 @@ fn open_engine(
     common: &Common,
     min_idle: u32,
 ) -> anyhow::Result<(Store, std::sync::Arc<crate::engine::Engine>)> {
-    use crate::engine::{registry, Engine, SystemClock};
+    use crate::clock::SystemClock;
+    use crate::engine::{connector_set, Engine};
     let path = common
         .policy
         .as_ref()
@@ -203,9 +204,9 @@ fn open_engine(
     let engine = std::sync::Arc::new(Engine::new(
         handle,
         std::sync::Arc::new(SystemClock),
-        registry::Registry::new(registry::default_builder()),
+        connector_set::ConnectorSet::new(connector_set::default_builder()),
     ));
-    let store = crate::engine::install(open_store(config, min_idle)?, engine.clone());
+    let store = crate::engine::hook::install(open_store(config, min_idle)?, engine.clone());
     Ok((store, engine))
 }
 

@@ -12,7 +12,7 @@ use scim_server::admin::in_tx;
 use scim_server::auth::{token, Authenticator};
 use scim_server::config::Config;
 use scim_server::http::{configure, AppState};
-use scim_server::store::{notifications, outbox, ResourceKind};
+use scim_server::store::{audit, notifications, outbox, ResourceKind};
 use serde_json::{json, Value};
 
 use super::{set_dept, user, Env, POLICY};
@@ -423,13 +423,13 @@ fn approvals_are_decided_by_the_right_person(env: Env) {
         (Some("sec"), Some("security"))
     );
     assert_eq!(row["decided_by_credential"], "sec-laptop");
-    let audit = in_tx(&env.store, |c| outbox::list_audit(c, Some(&ada))).unwrap();
+    let audit = in_tx(&env.store, |c| audit::list(c, Some(&ada))).unwrap();
     let entry = audit
         .iter()
-        .find(|a| a.5 == "decide_request")
+        .find(|a| a.action == "decide_request")
         .expect("the decision is audited");
-    assert_eq!(entry.2, "sec (credential sec-laptop)");
-    let detail: Value = serde_json::from_str(&entry.7).unwrap();
+    assert_eq!(entry.actor, "sec (credential sec-laptop)");
+    let detail: Value = serde_json::from_str(&entry.detail).unwrap();
     assert_eq!(detail["decided_by"]["userName"], "sec");
     assert_eq!(detail["decided_by"]["credential"], "sec-laptop");
     assert_eq!(detail["decided_by"]["as"], "security");
@@ -626,7 +626,10 @@ fn hold_confirmed_within_the_window_releases_the_operations(env: Env) {
         .filter(|e| e.op == "disable")
         .count();
     assert_eq!(disables, 10);
-    let left = in_tx(&env.store, |c| outbox::list_ops(c, None, Some("held"), 100)).unwrap();
+    let left = in_tx(&env.store, |c| {
+        outbox::list_ops(c, None, Some(outbox::OutboxStatus::Held), 100)
+    })
+    .unwrap();
     assert!(left.is_empty());
     assert_error(srv.post(&format!("/holds/{id}/confirm"), json!({})), 409);
     assert_error(srv.post(&format!("/holds/{id}/discard"), json!({})), 409);
@@ -700,10 +703,10 @@ fn follow(srv: &Server, method: reqwest::Method, link: &str, json: bool) -> (u16
 }
 
 fn link_uses(env: &Env, user: &str) -> usize {
-    in_tx(&env.store, |c| outbox::list_audit(c, Some(user)))
+    in_tx(&env.store, |c| audit::list(c, Some(user)))
         .unwrap()
         .iter()
-        .filter(|a| a.5 == "one_click_link")
+        .filter(|a| a.action == "one_click_link")
         .count()
 }
 
@@ -754,7 +757,10 @@ fn legacy_access_api_and_one_click_links(env: Env) {
         assert_eq!(s, 200, "{v}");
         assert!(ct.starts_with("text/html"), "{ct}");
         let page = v.as_str().unwrap();
-        assert!(page.contains("Remove bob's legacy access now."), "{page}");
+        assert!(
+            page.contains("Remove bob&#39;s legacy access now."),
+            "{page}"
+        );
         let token = ack.rsplit_once('/').unwrap().1;
         assert!(
             page.contains(&format!("<form method=\"post\" action=\"{token}\">")),
@@ -788,9 +794,9 @@ fn legacy_access_api_and_one_click_links(env: Env) {
     env.run();
     assert_eq!(env.holds("github", "bob"), Some((false, vec![])));
     assert_eq!(link_uses(&env, &bob), 1);
-    let audit = in_tx(&env.store, |c| outbox::list_audit(c, Some(&bob))).unwrap();
-    let used = audit.iter().find(|a| a.5 == "one_click_link").unwrap();
-    assert_eq!(used.2, format!("one-click link to {grace} (manager)"));
+    let audit = in_tx(&env.store, |c| audit::list(c, Some(&bob))).unwrap();
+    let used = audit.iter().find(|a| a.action == "one_click_link").unwrap();
+    assert_eq!(used.actor, format!("one-click link to {grace} (manager)"));
     // Spent: the same link, its sibling and security's copy, whatever the method.
     let (s, v, _) = follow(&srv, Method::POST, &ack, true);
     assert_eq!(s, 409, "{v}");

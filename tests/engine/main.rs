@@ -19,12 +19,14 @@ use connectors::{ConnectorError, Entitlement};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use scim_server::admin::{in_tx, Admin};
 use scim_server::auth::{Principal, Scope, UserRef};
-use scim_server::engine::registry::{default_builder, Registry};
-use scim_server::engine::{install, Engine, TestClock};
+use scim_server::clock::TestClock;
+use scim_server::engine::connector_set::{default_builder, ConnectorSet};
+use scim_server::engine::hook::install;
+use scim_server::engine::Engine;
 use scim_server::jobs::Workers;
 use scim_server::policy::reload::PolicyHandle;
 use scim_server::policy::Policy;
-use scim_server::store::{outbox, timers, Doc, ResourceKind, Store};
+use scim_server::store::{audit, events, incidents, outbox, timers, Doc, ResourceKind, Store};
 use serde_json::{json, Value};
 
 pub const POLICY: &str = r#"
@@ -144,17 +146,17 @@ impl Env {
         };
         let clock = TestClock::new(Utc.with_ymd_and_hms(2025, 3, 3, 9, 0, 0).unwrap());
         let policy = Policy::parse(policy, "test.toml").unwrap();
-        let registry = Registry::new(default_builder());
+        let connectors = ConnectorSet::new(default_builder());
         let mut apps = Vec::new();
         for name in policy.connectors.keys() {
             let m = MemoryConnector::new(name.clone());
-            registry.insert(name, Arc::new(m.clone()));
+            connectors.insert(name, Arc::new(m.clone()));
             apps.push((name.clone(), m));
         }
         let engine = Arc::new(Engine::new(
             PolicyHandle::fixed(policy),
             Arc::new(clock.clone()),
-            registry,
+            connectors,
         ));
         let store = install(Store::open(&url).unwrap(), engine.clone());
         let mut workers = Workers::new(store.clone(), engine.clone());
@@ -226,11 +228,11 @@ impl Env {
     }
 
     pub fn events(&self, id: &str) -> Vec<String> {
-        in_tx(&self.store, |c| outbox::list_events(c, Some(id), 100))
+        in_tx(&self.store, |c| events::list(c, Some(id), 100))
             .unwrap()
             .into_iter()
             .rev()
-            .map(|e| e.2)
+            .map(|e| e.event)
             .collect()
     }
 }
@@ -306,7 +308,7 @@ fn joiner_with_and_without_approval(env: Env) {
     );
     let pending = env.admin.approvals(Some("pending")).unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].level, "manager");
+    assert_eq!(pending[0].level.as_str(), "manager");
     // A later write does not request it again.
     env.patch_user(&ada, |d| {
         d.insert("title".into(), json!("Senior Engineer"));
@@ -334,8 +336,10 @@ fn joiner_with_and_without_approval(env: Env) {
         .filter(|e| e.op == "create")
         .count();
     assert_eq!(creates, 1);
-    let audit = in_tx(&env.store, |c| outbox::list_audit(c, Some(&ada))).unwrap();
-    assert!(audit.iter().any(|a| a.5 == "grant" && a.6 == "done"));
+    let audit = in_tx(&env.store, |c| audit::list(c, Some(&ada))).unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "grant" && a.outcome == "done"));
 }
 
 fn mover_with_overlap_then_acknowledge(env: Env) {
@@ -414,7 +418,7 @@ fn leaver_cascade_and_rehire(env: Env) {
     });
     let late = env.create_user(user("late", "Employee", "Sales", "Rep"));
     let rows = in_tx(&env.store, |c| {
-        outbox::list_ops(c, None, Some("pending"), 100)
+        outbox::list_ops(c, None, Some(outbox::OutboxStatus::Pending), 100)
     })
     .unwrap();
     let first_claimable = rows.iter().filter(|r| r.priority == 100).count();
@@ -554,7 +558,7 @@ fn sod_violation_blocked(env: Env) {
     let all = env.admin.approvals(None).unwrap();
     assert!(all
         .iter()
-        .any(|a| a.kind == "sod" && a.status == "blocked" && a.user_id == eve));
+        .any(|a| a.kind.as_str() == "sod" && a.status.as_str() == "blocked" && a.user_id == eve));
 }
 
 fn blast_radius_hold(env: Env) {
@@ -624,12 +628,12 @@ fn retries_and_parking(env: Env) {
     env.patch_user(&fay, |d| set_dept(d, "Sales"));
     env.run();
     let failed = in_tx(&env.store, |c| {
-        outbox::list_ops(c, Some(&fay), Some("failed"), 10)
+        outbox::list_ops(c, Some(&fay), Some(outbox::OutboxStatus::Failed), 10)
     })
     .unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].last_error.as_deref(), Some("account_limit"));
-    let inc = in_tx(&env.store, outbox::open_incidents).unwrap();
+    let inc = in_tx(&env.store, incidents::list_open).unwrap();
     assert_eq!(inc.len(), 1);
     let _ = Entitlement::new("x", "y");
 }

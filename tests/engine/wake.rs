@@ -85,7 +85,20 @@ fn decisions_wake_the_workers_on_commit(env: Env) {
 
     // A retry of a parked operation runs at once.
     let fay = env.create_user(user("fay", "Employee", "Support", "Agent"));
-    eventually("fay's account", || env.holds("slack", "fay").is_some());
+    // Every joiner operation of fay's has run before the failure is injected: otherwise it can
+    // hit one of them (a channel grant still queued) instead of the mover's, and the mover then
+    // supersedes the parked operation.
+    let settled = || {
+        in_tx(&env.store, |c| {
+            let pending = outbox::list_ops(c, Some(&fay), Some(outbox::OutboxStatus::Pending), 10)?;
+            let running = outbox::list_ops(c, Some(&fay), Some(outbox::OutboxStatus::Running), 10)?;
+            Ok(pending.is_empty() && running.is_empty())
+        })
+        .unwrap()
+    };
+    eventually("fay's account", || {
+        env.holds("slack", "fay").is_some() && settled()
+    });
     env.app("slack")
         .fail_next([ConnectorError::permanent("slack", "account_limit")]);
     env.patch_user(&fay, |d| {
@@ -93,7 +106,7 @@ fn decisions_wake_the_workers_on_commit(env: Env) {
     });
     let failed = || {
         in_tx(&env.store, |c| {
-            outbox::list_ops(c, Some(&fay), Some("failed"), 10)
+            outbox::list_ops(c, Some(&fay), Some(outbox::OutboxStatus::Failed), 10)
         })
         .unwrap()
     };

@@ -26,6 +26,7 @@ use connectors::aws_iam::AwsIamConnector;
 use connectors::secret::Secret;
 use connectors::webhook;
 use ldap3::{ldap_escape, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use scim_server::store::outbox::OutboxStatus;
 use serde_json::{json, Value};
 
 use crate::support_standins::stacks::*;
@@ -568,7 +569,7 @@ impl World {
             let rows = self.outbox();
             let failed: Vec<String> = rows
                 .iter()
-                .filter(|r| r.status == "failed")
+                .filter(|r| r.status == OutboxStatus::Failed)
                 .map(|r| format!("{} {} {}: {:?}", r.connector, r.event, r.op, r.last_error))
                 .collect();
             assert!(
@@ -578,7 +579,7 @@ impl World {
             );
             let open = rows
                 .iter()
-                .filter(|r| r.status == "pending" || r.status == "running")
+                .filter(|r| r.status == OutboxStatus::Pending || r.status == OutboxStatus::Running)
                 .count();
             if open == 0 && !rows.is_empty() {
                 return;
@@ -586,7 +587,7 @@ impl World {
             if start.elapsed() > timeout {
                 let detail: Vec<String> = rows
                     .iter()
-                    .filter(|r| r.status != "done")
+                    .filter(|r| r.status != OutboxStatus::Done)
                     .map(|r| {
                         format!(
                             "{} {} {} attempts={} {:?}",

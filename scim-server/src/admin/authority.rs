@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::engine::desired::attr_str;
 use crate::policy::Policy;
-use crate::store::approvals::ApprovalRow;
+use crate::store::approvals::{ApprovalKind, ApprovalRow};
 use crate::store::Doc;
 
 /// The person deciding, as the directory knows them.
@@ -147,7 +147,7 @@ pub fn authority(
         user_name: approver.user_name.clone(),
         who,
     };
-    if request.kind == "extension" {
+    if request.kind == ApprovalKind::Extension {
         let requester = request
             .detail
             .get("requested_by_user_id")
@@ -289,12 +289,12 @@ security_groups = ["Security"]
         ApprovalRow {
             id: "r1".into(),
             user_id: "u-ada".into(),
-            kind: kind.into(),
+            kind: ApprovalKind::parse(kind).expect("approval kind"),
             connector: Some(connector.into()),
             entitlement: Some(ent.to_string()),
-            level: level.into(),
+            level: crate::store::approvals::ApprovalLevel::parse(level).expect("approval level"),
             detail: json!({}),
-            status: "pending".into(),
+            status: crate::store::approvals::ApprovalStatus::Pending,
             requested: String::new(),
             decided: None,
             decided_by: None,

@@ -2,7 +2,7 @@
 //!
 //! The request runs through the real write path — [`crate::service`] (dialect, PATCH,
 //! validation) and the store's write transaction — with a hook that plans exactly as the engine
-//! hook does ([`Engine::plan_user`] for a User, [`EngineHook`] for a Group), reads back the
+//! hook does ([`Engine::plan_user`] for a User, [`crate::engine::hook::EngineHook`] for a Group), reads back the
 //! outbox rows it wrote, and then fails the transaction on purpose so nothing is committed.
 //! So the simulated plan is the real one by construction: same profiles, same diff, same
 //! approval requests and the same blast-radius decision; a request the server would refuse
@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Admin, AdminError, AdminResult};
-use crate::engine::{Cause, EngineHook, PlanOutcome};
+use crate::engine::hook::EngineHook;
+use crate::engine::{Cause, PlanOutcome};
 use crate::service::{Caller, Schemas};
 use crate::store::{
     outbox, Change, DbConnection, ResourceKind, StoreError, StoreResult, WriteHook,
@@ -213,7 +214,7 @@ impl Admin {
 /// `/Users`, `/Users/ID`, `/scim/v2/Groups/ID` → kind and id.
 fn parse_path(path: &str) -> AdminResult<(ResourceKind, Option<String>)> {
     let p = path.trim();
-    let p = p.strip_prefix(crate::http::BASE_PATH).unwrap_or(p);
+    let p = p.strip_prefix(crate::service::BASE_PATH).unwrap_or(p);
     let mut parts = p.trim_matches('/').split('/');
     let kind = parts
         .next()
@@ -236,7 +237,7 @@ fn render(method: &str, path: &str, cap: Captured) -> Value {
         let u = users.entry(row.user_id.clone()).or_default();
         u.entry("event")
             .or_insert_with(|| Value::String(row.event.clone()));
-        if row.status == "held" {
+        if row.status == outbox::OutboxStatus::Held {
             u.insert("held".into(), Value::Bool(true));
         }
         let op = serde_json::from_str(&row.op).unwrap_or_else(|_| Value::String(row.op.clone()));

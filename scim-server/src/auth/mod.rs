@@ -12,7 +12,8 @@
 //! A credential may also act as a directory user ([`Principal::user`]): an API token issued with
 //! `scimhub token issue --user`, or a JWT through its user claim (`[jwt] user_claim`, default
 //! `sub`, matched against userName). Scopes say which routes a credential reaches; who the user
-//! is decides which approval requests they may decide (`crate::admin::authority`).
+//! is decides which approval requests they may decide; the layers above judge that authority
+//! from the policy, this module only says who is calling.
 
 pub mod jwt;
 pub mod token;

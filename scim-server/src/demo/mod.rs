@@ -26,9 +26,10 @@ use connectors::memory::MemoryConnector;
 use crate::admin::{in_tx, Admin};
 use crate::auth::{token, Authenticator};
 use crate::cli::DemoArgs;
+use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::engine::registry::{default_builder, Registry};
-use crate::engine::{Engine, SystemClock};
+use crate::engine::connector_set::{default_builder, ConnectorSet};
+use crate::engine::Engine;
 use crate::http::AppState;
 use crate::policy::reload::PolicyHandle;
 use crate::policy::Policy;
@@ -114,20 +115,20 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
         .map_err(|e| anyhow::anyhow!("demo policy rejected:\n{e}"))?;
 
     // In-memory apps, one per connector of the policy.
-    let registry = Registry::new(default_builder());
+    let connectors = ConnectorSet::new(default_builder());
     let mut apps: Apps = Vec::new();
     for name in policy.connectors.keys() {
         let m = MemoryConnector::new(name.clone());
-        registry.insert(name, Arc::new(m.clone()));
+        connectors.insert(name, Arc::new(m.clone()));
         apps.push((name.clone(), m));
     }
     let engine = Arc::new(Engine::new(
         PolicyHandle::fixed(policy),
         Arc::new(SystemClock),
-        registry,
+        connectors,
     ));
     let database_url = format!("sqlite://{}", dir.join("hub.db").display());
-    let store = crate::engine::install(
+    let store = crate::engine::hook::install(
         Store::open(&database_url).map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?,
         engine.clone(),
     );

@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::notices::API_PREFIX;
 use crate::policy::Policy;
 
 /// What a link does.
@@ -84,15 +85,16 @@ pub fn key(policy: &Policy) -> Option<Vec<u8>> {
 }
 
 /// `(acknowledge, extend by 7 days)` URLs for a user, addressed to `to` in `role` (`manager`:
-/// `to` is the manager's user id; `security`: a security address), when links are configured.
+/// `to` is the manager's user id; `security`: a security address), signed with `key` ([`key`]),
+/// when the policy has a base URL for them.
 pub fn links_for(
     policy: &Policy,
+    key: &[u8],
     user_id: &str,
     to: &str,
     role: &str,
     now: DateTime<Utc>,
 ) -> Option<(String, String)> {
-    let key = key(policy)?;
     let base = policy
         .notify
         .link_base_url
@@ -107,11 +109,11 @@ pub fn links_for(
         to: to.into(),
         r: role.into(),
     };
-    let ack = sign(&key, &claims("ack", 0))?;
-    let ext = sign(&key, &claims("extend", 7))?;
+    let ack = sign(key, &claims("ack", 0))?;
+    let ext = sign(key, &claims("extend", 7))?;
     Some((
-        format!("{base}/admin/v1/links/{ack}"),
-        format!("{base}/admin/v1/links/{ext}"),
+        format!("{base}{API_PREFIX}/links/{ack}"),
+        format!("{base}{API_PREFIX}/links/{ext}"),
     ))
 }
 

@@ -445,3 +445,63 @@ pub fn diff(
     }
     plan
 }
+
+/// The planned and actual account records once `op` is done: `op` applied to the actual record
+/// (stored JSON; an unreadable one reads as empty), and the id the connector returned recorded
+/// in both (in the planned record only while it still plans the same account).
+pub fn settle(
+    planned: &str,
+    actual: Option<&str>,
+    op: &Operation,
+    id: Option<String>,
+) -> (AccountRecord, AccountRecord) {
+    let mut planned: AccountRecord = serde_json::from_str(planned).unwrap_or_default();
+    let mut actual: AccountRecord = actual
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_default();
+    op.apply(&mut actual);
+    if let Some(id) = id {
+        actual.id = Some(id.clone());
+        if planned.key == actual.key && planned.exists {
+            planned.id = Some(id);
+        }
+    }
+    (planned, actual)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connectors::AccountSpec;
+
+    fn created(key: &str) -> Operation {
+        Operation::CreateOrAdopt {
+            spec: AccountSpec {
+                account: AccountRef::new(key),
+                attributes: Doc::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_done_create_records_the_id_in_actual_and_planned() {
+        let planned = r#"{"exists":true,"enabled":true,"key":"ann"}"#;
+        let (p, a) = settle(planned, None, &created("ann"), Some("42".into()));
+        assert_eq!((a.exists, a.enabled, a.key.as_str()), (true, true, "ann"));
+        assert_eq!(a.id.as_deref(), Some("42"));
+        assert_eq!(p.id.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn the_id_stays_out_of_a_plan_for_another_account() {
+        let planned = r#"{"exists":true,"enabled":true,"key":"ann.b"}"#;
+        let (p, a) = settle(
+            planned,
+            Some("not json"),
+            &created("ann"),
+            Some("42".into()),
+        );
+        assert_eq!(a.id.as_deref(), Some("42"));
+        assert_eq!(p.id, None);
+    }
+}

@@ -168,17 +168,9 @@ impl ApiError {
     }
 }
 
-/// Escapes text for HTML content and double-quoted attribute values.
-pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A minimal HTML page with a title and one paragraph, both escaped.
 pub fn html_page(title: &str, text: &str) -> String {
-    let esc = html_escape;
+    let esc = crate::notify::mail_html::escape_html;
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>scimhub: {t}</title></head>\
          <body><h1>{t}</h1><p>{x}</p></body></html>",

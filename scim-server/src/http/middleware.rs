@@ -46,7 +46,7 @@ pub async fn authenticate(
 
 /// Authenticates the bearer credential and stores the [`Principal`] in the request extensions,
 /// leaving the scope check to the routes' own middleware (the admin API's scopes are not the
-/// SCIM ones: `crate::admin::http::require_admin`).
+/// SCIM ones: `super::admin::require_admin`).
 pub async fn identify_only(
     req: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -1,8 +1,11 @@
-//! The actix-web service: state, routes, middleware and the server loop.
+//! The actix-web service: state, routes, middleware and the server loop. It mounts the SCIM
+//! endpoints under [`BASE_PATH`] and the admin API under `/admin/v1` ([`admin`], thin handlers
+//! over [`crate::admin::Admin`]).
 //!
 //! Handlers are thin: they parse the request (body, query, headers), call [`crate::service`] and
 //! render the result. Every error becomes a SCIM error body in [`error`], and nowhere else.
 
+pub mod admin;
 pub mod body;
 pub mod discovery;
 pub mod error;
@@ -22,14 +25,11 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, DialectSetting};
-use crate::service::{Caller, Schemas};
+use crate::service::{Caller, Schemas, BASE_PATH};
 use crate::store::{Store, StoreError};
 
 use body::BodyLimit;
 use error::{ApiError, ApiResult, SCIM_JSON};
-
-/// The SCIM base path.
-pub const BASE_PATH: &str = "/scim/v2";
 
 /// Everything a handler needs, shared by all workers.
 #[derive(Debug)]
@@ -232,7 +232,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .app_data(limit)
         .service(web::resource("/healthz").route(web::get().to(healthz)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
-        .configure(crate::admin::http::configure)
+        .configure(admin::configure)
         .service(
             web::scope(BASE_PATH)
                 .wrap(actix_web::middleware::from_fn(middleware::authenticate))

@@ -105,12 +105,15 @@ pub fn size_hint(r: &LoadedResource, base: &str) -> usize {
     let per_item = |value: usize, display: usize| value * 2 + display + base.len() + 64;
     let members: usize = r.members.as_deref().map_or(0, |m| {
         m.iter()
-            .map(|(v, t, d)| per_item(v.len(), t.len() + d.as_ref().map_or(0, String::len)))
+            .map(|m| {
+                let display = m.display.as_ref().map_or(0, String::len);
+                per_item(m.member_id.len(), m.member_type.len() + display)
+            })
             .sum()
     });
     let groups: usize = r.groups.as_deref().map_or(0, |g| {
         g.iter()
-            .map(|(v, d, _)| per_item(v.len(), d.as_ref().map_or(0, String::len)))
+            .map(|g| per_item(g.group_id.len(), g.display.as_ref().map_or(0, String::len)))
             .sum()
     });
     r.doc.len() + members + groups + base.len() + r.id.len() + 256
@@ -200,7 +203,9 @@ fn write_inner(
         if let Some(()) = kept_whole(schema, "members")? {
             push_key(out, &mut first, "members");
             out.push(b'[');
-            for (n, (value, member_type, display)) in members.iter().enumerate() {
+            for (n, member) in members.iter().enumerate() {
+                let (value, member_type, display) =
+                    (&member.member_id, &member.member_type, &member.display);
                 if n > 0 {
                     out.push(b',');
                 }
@@ -227,7 +232,8 @@ fn write_inner(
         if let Some(()) = kept_whole(schema, "groups")? {
             push_key(out, &mut first, "groups");
             out.push(b'[');
-            for (n, (value, display, direct)) in groups.iter().enumerate() {
+            for (n, group) in groups.iter().enumerate() {
+                let (value, display, direct) = (&group.group_id, &group.display, &group.direct);
                 if n > 0 {
                     out.push(b',');
                 }
@@ -284,7 +290,7 @@ mod tests {
     use super::*;
     use crate::http::query::Projection;
     use crate::service::{schemas, Schemas};
-    use crate::store::{Doc, Store};
+    use crate::store::{Doc, GroupRef, MemberRow, Store};
     use serde_json::{json, Value};
 
     fn general(r: &LoadedResource, schemas: &Schemas, base: &str) -> String {
@@ -355,8 +361,16 @@ mod tests {
             None,
             Some(vec![]),
             Some(vec![
-                ("g1".to_string(), Some("Tour Guides".to_string()), true),
-                ("g2".to_string(), None, false),
+                GroupRef {
+                    group_id: "g1".to_string(),
+                    display: Some("Tour Guides".to_string()),
+                    direct: true,
+                },
+                GroupRef {
+                    group_id: "g2".to_string(),
+                    display: None,
+                    direct: false,
+                },
             ]),
         ] {
             r.groups = groups;
@@ -371,12 +385,16 @@ mod tests {
             None,
             Some(vec![]),
             Some(vec![
-                (
-                    "u1".to_string(),
-                    "User".to_string(),
-                    Some("Babs".to_string()),
-                ),
-                ("g9".to_string(), "Group".to_string(), None),
+                MemberRow {
+                    member_id: "u1".to_string(),
+                    member_type: "User".to_string(),
+                    display: Some("Babs".to_string()),
+                },
+                MemberRow {
+                    member_id: "g9".to_string(),
+                    member_type: "Group".to_string(),
+                    display: None,
+                },
             ]),
         ] {
             g.members = members;

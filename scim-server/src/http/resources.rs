@@ -1,15 +1,13 @@
 //! Thin handlers for /Users, /Groups, /.search, /Bulk and /Me: parse, call [`crate::service`],
 //! render.
 
-use std::cmp::Ordering;
-
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use scim_schema::filter::{check_filter, parse_attr_path, parse_filter_as, FilterSyntax};
 use scim_schema::json::get_ci;
 use scim_schema::message::ListResponse;
 use scim_schema::projection::project;
-use scim_schema::sort::{sort_key, SortKey};
+use scim_schema::sort::{compare_keys_absent_first, sort_key, SortKey};
 use serde_json::Value;
 
 use crate::service::{self, Schemas};
@@ -471,22 +469,6 @@ fn splice_resources(envelope: &ListResponse<Value>, resources: &[u8]) -> ApiResu
     Ok(body)
 }
 
-/// The order the store returns a sorted page in: absent values first ascending (as SQL orders
-/// NULLs), everything reversed descending.
-fn store_order(a: Option<&SortKey>, b: Option<&SortKey>, descending: bool) -> Ordering {
-    let o = match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => a.cmp(b),
-    };
-    if descending {
-        o.reverse()
-    } else {
-        o
-    }
-}
-
 /// `POST /.search` (RFC 7644 §3.4.3) over Users and Groups. Without `sortBy` the result is the
 /// Users followed by the Groups, and a page is cut from that concatenation with two queries
 /// (each asking only for its part of the page). With `sortBy` both types are fetched up to the
@@ -555,7 +537,13 @@ async fn search_both(
                 .chain(groups.resources)
                 .map(|r| (key(&r), r))
                 .collect();
-            merged.sort_by(|a, b| store_order(a.0.as_ref(), b.0.as_ref(), uq.descending));
+            // The order the store returns a sorted page in (absent first ascending).
+            let order = if uq.descending {
+                scim_schema::sort::SortOrder::Descending
+            } else {
+                scim_schema::sort::SortOrder::Ascending
+            };
+            merged.sort_by(|a, b| compare_keys_absent_first(a.0.as_ref(), b.0.as_ref(), order));
             let page = merged
                 .into_iter()
                 .skip(offset as usize)

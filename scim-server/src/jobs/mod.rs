@@ -16,8 +16,8 @@
 //! only the safety net (e.g. operations queued by another node, or due after a backoff);
 //! `SCIMHUB_ENGINE_IDLE_POLL_MS` sets it.
 //!
-//! Timers are claimed the same way and fired in the transaction that marks them done, so each
-//! runs once across nodes.
+//! Timers are claimed the same way and fired ([`crate::engine::timers::fire`]: what each kind does
+//! is the engine's rule) in the transaction that marks them done, so each runs once across nodes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,12 +26,12 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use connectors::{ConnectorError, ErrorKind};
 use diesel::Connection;
-use rand::Rng;
 use serde_json::json;
 
-use crate::engine::plan::{AccountRecord, Operation};
-use crate::engine::{Cause, Engine};
-use crate::store::{notifications, outbox, timers, DbConnection, Store, StoreError, StoreResult};
+use crate::engine::plan::{settle, AccountRecord, Operation};
+use crate::engine::Engine;
+use crate::store::{audit, engine_state, incidents};
+use crate::store::{outbox, timers, DbConnection, Store, StoreError, StoreResult};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -102,14 +102,9 @@ pub enum OpOutcome {
     Failed,
 }
 
-/// Backoff before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped, with ±20% jitter.
+/// Backoff before attempt `attempts + 1` under `config` ([`crate::clock::backoff`]).
 pub fn backoff(config: &WorkerConfig, attempts: i64) -> Duration {
-    let exp = attempts.clamp(1, 30) - 1;
-    let base = config.base_backoff.num_milliseconds().max(1);
-    let raw = base.saturating_mul(1i64 << exp.min(20));
-    let capped = raw.min(config.max_backoff.num_milliseconds());
-    let jitter = rand::thread_rng().gen_range(0.8..1.2);
-    Duration::milliseconds((capped as f64 * jitter) as i64)
+    crate::clock::backoff(config.base_backoff, config.max_backoff, attempts)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -167,25 +162,15 @@ fn record_done(
     id: Option<String>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<()> {
-    let accounts = outbox::accounts(c, &row.user_id)?;
+    let accounts = engine_state::accounts(c, &row.user_id)?;
     let (planned, actual) = accounts
         .into_iter()
-        .find(|(conn, _, _)| conn == &row.connector)
-        .map(|(_, p, a)| (p, a))
+        .find(|a| a.connector == row.connector)
+        .map(|a| (a.planned, a.actual))
         .unwrap_or_else(|| ("{}".into(), None));
-    let mut planned: AccountRecord = serde_json::from_str(&planned).unwrap_or_default();
-    let mut actual: AccountRecord = actual
-        .and_then(|a| serde_json::from_str(&a).ok())
-        .unwrap_or_default();
-    op.apply(&mut actual);
-    if let Some(id) = id {
-        actual.id = Some(id.clone());
-        if planned.key == actual.key && planned.exists {
-            planned.id = Some(id);
-        }
-    }
+    let (planned, actual) = settle(&planned, actual.as_deref(), op, id);
     let text = |r: &AccountRecord| serde_json::to_string(r).unwrap_or_default();
-    outbox::put_account(
+    engine_state::put_account(
         c,
         &row.user_id,
         &row.connector,
@@ -194,9 +179,9 @@ fn record_done(
         now,
     )?;
     outbox::finish(c, row.id, now)?;
-    outbox::audit(
+    audit::append(
         c,
-        &outbox::AuditEntry {
+        &audit::AuditEntry {
             at: now,
             actor: "worker",
             user_id: &row.user_id,
@@ -247,7 +232,7 @@ fn record(
                 _ => e.message.clone(),
             };
             outbox::park(c, row.id, &reason, now)?;
-            outbox::incident(
+            incidents::raise(
                 c,
                 "operation_failed",
                 Some(&row.user_id),
@@ -256,9 +241,9 @@ fn record(
                 &reason,
                 now,
             )?;
-            outbox::audit(
+            audit::append(
                 c,
-                &outbox::AuditEntry {
+                &audit::AuditEntry {
                     at: now,
                     actor: "worker",
                     user_id: &row.user_id,
@@ -389,7 +374,7 @@ impl Workers {
             store.write_tx(|c, _| {
                 let due = timers::claim_due(c, now, 100)?;
                 for t in &due {
-                    fire(c, &engine, t, now)?;
+                    crate::engine::timers::fire(c, &engine, t, now)?;
                     timers::fired(c, t.id, now)?;
                 }
                 Ok(due.len())
@@ -456,98 +441,12 @@ impl Workers {
     }
 }
 
-/// Fires one timer inside the claiming transaction.
-fn fire(
-    c: &mut DbConnection,
-    engine: &Engine,
-    t: &timers::Timer,
-    now: chrono::DateTime<chrono::Utc>,
-) -> StoreResult<()> {
-    match t.kind.as_str() {
-        "reminder" => {
-            let user = outbox::get_user(c, &t.user_id)?;
-            let facts = user.map(|u| u.facts).unwrap_or_default();
-            if facts.get("contractor").and_then(|v| v.as_bool()) != Some(true) {
-                return Ok(());
-            }
-            let policy = engine.policy.current();
-            let mut to: Vec<String> = Vec::new();
-            for k in ["email", "sponsor"] {
-                if let Some(e) = facts.get(k).and_then(|v| v.as_str()) {
-                    to.push(e.to_string());
-                }
-            }
-            to.extend(policy.notify.helpdesk.iter().cloned());
-            if to.is_empty() {
-                return Ok(());
-            }
-            let end = t.payload.get("end").and_then(|v| v.as_str()).unwrap_or("");
-            let offset = t
-                .payload
-                .get("offset")
-                .and_then(|v| v.as_str())
-                .unwrap_or("");
-            let name = facts
-                .get("userName")
-                .and_then(|v| v.as_str())
-                .unwrap_or(&t.user_id);
-            notifications::enqueue(
-                c,
-                "contract_reminder",
-                Some(&t.user_id),
-                &to,
-                &format!("scimhub: contract of {name} ends in {offset}"),
-                &format!(
-                    "The contract of {name} ends at {end}; access expires then.\n\
-                     The sponsor can request an extension through the admin API \
-                     (POST /admin/v1/users/{}/extensions).",
-                    t.user_id
-                ),
-                now,
-            )
-        }
-        _ => {
-            // start, overlap_end, contract_end: the desired state changed with time.
-            let kind = t.kind.clone();
-            let out = engine.replan(c, &t.user_id, Cause::Timer)?;
-            tracing::info!(user = %t.user_id, timer = %kind, event = out.event.as_str(), ops = out.plan.ops.len(), "timer fired");
-            if out.event == crate::engine::plan::EventKind::ContractorExpiry {
-                let policy = engine.policy.current();
-                let mut to = policy.notify.helpdesk.clone();
-                if let Some(s) = outbox::get_user(c, &t.user_id)?.and_then(|u| {
-                    u.facts
-                        .get("sponsor")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                }) {
-                    to.push(s);
-                }
-                if !to.is_empty() {
-                    notifications::enqueue(
-                        c,
-                        "contract_expired",
-                        Some(&t.user_id),
-                        &to,
-                        "scimhub: contractor access expired",
-                        &format!(
-                            "The contract of user {} ended; all access was removed.",
-                            t.user_id
-                        ),
-                        now,
-                    )?;
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
 /// Counts of outbox rows by status for a user (tests and the admin API).
 pub fn op_counts(store: &Store, user_id: Option<&str>) -> StoreResult<BTreeMap<String, usize>> {
     let rows = store.write_tx(|c, _| outbox::list_ops(c, user_id, None, 1_000_000))?;
     let mut out = BTreeMap::new();
     for r in rows {
-        *out.entry(r.status).or_insert(0) += 1;
+        *out.entry(r.status.to_string()).or_insert(0) += 1;
     }
     Ok(out)
 }

@@ -12,7 +12,7 @@
 //!   (else the `work` one, else the first); a recipient that resolves to nothing is dropped and
 //!   noted in `last_error`;
 //! * **render and send**: a plain-text body plus an HTML alternative with every value escaped
-//!   ([`render`]) through lettre over SMTP (plain, STARTTLS or TLS; rustls);
+//!   ([`mail_html`]) through lettre over SMTP (plain, STARTTLS or TLS; rustls);
 //! * **record**: `sent`; or, on a connection failure, timeout or 4xx reply, back to `pending` with
 //!   exponential backoff and jitter; or, on a 5xx reply, an unbuildable message, or when the
 //!   attempt budget is spent, parked as `failed` with the reason in `last_error`.
@@ -20,7 +20,7 @@
 //! Bodies and subjects are never logged: they carry one-click links with signed tokens. Log lines
 //! name the row id, its kind and the number of recipients only.
 
-pub mod render;
+pub mod mail_html;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -31,8 +31,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use rand::Rng;
-use serde_json::Value;
+use scim_schema::json::primary_email;
 
 use crate::config::{SmtpConfig, SmtpTls};
 use crate::engine::Engine;
@@ -154,22 +153,6 @@ pub fn from_policy_url(url: &str) -> Option<SmtpConfig> {
     })
 }
 
-fn primary_email(doc: &crate::store::Doc) -> Option<String> {
-    let emails = scim_schema::json::get_ci(doc, "emails")?.as_array()?;
-    let value = |e: &Value| e.get("value").and_then(Value::as_str).map(str::to_string);
-    emails
-        .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
-        .and_then(value)
-        .or_else(|| {
-            emails
-                .iter()
-                .find(|e| e.get("type").and_then(Value::as_str) == Some("work"))
-                .and_then(value)
-        })
-        .or_else(|| emails.iter().find_map(value))
-}
-
 /// Resolves recipients: addresses as they are, user ids to their email. Returns the addresses
 /// (deduplicated, in order) and the recipients that resolved to nothing.
 pub fn resolve_recipients(
@@ -188,6 +171,7 @@ pub fn resolve_recipients(
             crate::engine::load_user_doc(c, r)?
                 .as_ref()
                 .and_then(primary_email)
+                .map(str::to_string)
         };
         match addr {
             Some(a) if !out.iter().any(|o| o.eq_ignore_ascii_case(&a)) => out.push(a),
@@ -229,15 +213,10 @@ impl Notifier {
         })
     }
 
-    /// Backoff before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped, ±20% jitter.
+    /// Backoff before attempt `attempts + 1` under this sender's settings
+    /// ([`crate::clock::backoff`]).
     pub fn backoff(&self, attempts: i64) -> Duration {
-        let exp = (attempts.clamp(1, 30) - 1).min(20);
-        let base = self.config.base_backoff.num_milliseconds().max(1);
-        let capped = base
-            .saturating_mul(1i64 << exp)
-            .min(self.config.max_backoff.num_milliseconds());
-        let jitter = rand::thread_rng().gen_range(0.8..1.2);
-        Duration::milliseconds((capped as f64 * jitter) as i64)
+        crate::clock::backoff(self.config.base_backoff, self.config.max_backoff, attempts)
     }
 
     fn sender(&self) -> Result<Mailbox, String> {
@@ -327,7 +306,7 @@ impl Notifier {
         if mailboxes.is_empty() {
             return Attempt::Permanent(format!("no deliverable recipient: {}", bad.join(", ")));
         }
-        let message = match render::message(row.id, &from, &mailboxes, &row.subject, &row.body) {
+        let message = match mail_html::message(row.id, &from, &mailboxes, &row.subject, &row.body) {
             Ok(m) => m,
             Err(e) => return Attempt::Permanent(e.0),
         };

@@ -1,15 +1,21 @@
 //! Typed connector settings: what each connector `type` accepts in a policy's `settings` table
 //! and which `credentials` it needs.
 //!
-//! The policy keeps `settings` as JSON on [`super::ConnectorDef`] (so the policy format is
+//! Each connector module owns its settings type (fields, defaults, `deny_unknown_fields`); this
+//! module only says which type a `type` name means, checks what serde cannot (URL schemes,
+//! options that exclude each other) and finds the line of an offending key. The policy keeps `settings` as JSON on [`super::ConnectorDef`] (so the policy format is
 //! unchanged); [`ConnectorConfig::parse`] types it per connector type, both when the policy is
 //! checked (errors carry the line of the offending key) and when the engine builds the connector
-//! ([`crate::engine::registry`]). Credentials are always [`SecretRef`]s (`{ env = "VAR" }` or
+//! ([`crate::engine::connector_set`]). Credentials are always [`SecretRef`]s (`{ env = "VAR" }` or
 //! `{ file = "/path" }`): a secret written inline does not parse.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use connectors::aws_iam::AwsIamSettings;
+use connectors::github::GitHubSettings;
+use connectors::ldap::{AdSettings, LdapDisable, LdapSettings, LdapTls};
+use connectors::memory::MemorySettings;
 use connectors::okta::OktaSettings;
 use connectors::scim::ScimSettings;
 use connectors::secret::SecretRef;
@@ -17,164 +23,6 @@ use connectors::slack::SlackSettings;
 use connectors::webhook::WebhookSettings;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-
-/// `type = "memory"`: an in-process downstream (tests, demos, benchmarks).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemorySettings {
-    /// A JSON file the state is mirrored to (and read back from at start).
-    pub file: Option<PathBuf>,
-    /// Delay added to every call, in milliseconds (simulates a slow downstream).
-    #[serde(default)]
-    pub delay_ms: u64,
-}
-
-/// What leaving does in IAM once credentials and access are gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IamLeaveMode {
-    #[default]
-    Delete,
-    TagSuspended,
-}
-
-fn iam_endpoint() -> String {
-    "https://iam.amazonaws.com/".into()
-}
-fn us_east_1() -> String {
-    "us-east-1".into()
-}
-fn root_path() -> String {
-    "/".into()
-}
-fn ms_20s() -> u64 {
-    20_000
-}
-fn ms_10s() -> u64 {
-    10_000
-}
-fn page_100() -> u32 {
-    100
-}
-fn page_500() -> i32 {
-    500
-}
-fn github_api() -> String {
-    "https://api.github.com".into()
-}
-
-/// `type = "aws_iam"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsIamSettings {
-    #[serde(default = "iam_endpoint")]
-    pub endpoint: String,
-    #[serde(default = "us_east_1")]
-    pub region: String,
-    /// Path of created users and prefix for listing, e.g. `/scimhub/`.
-    #[serde(default = "root_path")]
-    pub path: String,
-    /// Static tags on every user.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// What `delete` does after stripping credentials and access: `delete` or `tag_suspended`.
-    #[serde(default)]
-    pub leave_mode: IamLeaveMode,
-    #[serde(default = "ms_20s")]
-    pub timeout_ms: u64,
-    #[serde(default = "page_100")]
-    pub page_size: u32,
-}
-
-/// `type = "github"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GithubSettings {
-    pub org: String,
-    #[serde(default = "github_api")]
-    pub api_base: String,
-    /// Team slugs the policy manages (read back checks each).
-    #[serde(default)]
-    pub teams: Vec<String>,
-    #[serde(default = "ms_20s")]
-    pub timeout_ms: u64,
-    #[serde(default = "page_100")]
-    pub page_size: u32,
-}
-
-/// How an LDAP connection is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TlsMode {
-    Ldaps,
-    Starttls,
-    /// Plain `ldap://`, only when written explicitly.
-    PlainInsecure,
-}
-
-/// How a generic LDAP account is disabled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LdapDisable {
-    /// Move the entry under `disabled_ou`.
-    MoveToOu,
-    /// ppolicy `pwdAccountLockedTime`.
-    PpolicyLock,
-}
-
-/// `type = "ldap"` (inetOrgPerson / groupOfNames).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LdapSettings {
-    pub url: String,
-    pub tls: TlsMode,
-    pub ca_file: Option<PathBuf>,
-    pub bind_dn: String,
-    pub search_base: String,
-    pub users_dn: String,
-    pub groups_dn: String,
-    pub disable: LdapDisable,
-    /// Required with `disable = "move_to_ou"`.
-    pub disabled_ou: Option<String>,
-    #[serde(default)]
-    pub disable_removes_groups: bool,
-    /// The `member` that keeps an emptied groupOfNames valid (default: `bind_dn`).
-    pub placeholder_member: Option<String>,
-    #[serde(default = "ms_10s")]
-    pub timeout_ms: u64,
-    #[serde(default = "page_500")]
-    pub page_size: i32,
-}
-
-/// What leaving does in AD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdLeaveMode {
-    Delete,
-    #[default]
-    DisableAndMove,
-}
-
-/// `type = "ad"` (Active Directory).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdSettings {
-    pub url: String,
-    pub tls: TlsMode,
-    pub ca_file: Option<PathBuf>,
-    pub bind_dn: String,
-    pub search_base: String,
-    pub users_dn: String,
-    pub groups_dn: String,
-    pub upn_suffix: String,
-    pub leavers_ou: String,
-    #[serde(default)]
-    pub leave: AdLeaveMode,
-    #[serde(default = "ms_10s")]
-    pub timeout_ms: u64,
-    #[serde(default = "page_500")]
-    pub page_size: i32,
-}
 
 /// A connector's settings, typed by its `type`.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,7 +35,7 @@ pub enum ConnectorConfig {
     AwsIam(AwsIamSettings),
     Ldap(LdapSettings),
     Ad(AdSettings),
-    Github(GithubSettings),
+    Github(GitHubSettings),
 }
 
 /// A settings problem; `key` names the offending setting when known (for the line number).
@@ -237,22 +85,22 @@ fn http_url(key: &str, url: &str) -> Result<(), SettingsError> {
 
 fn ldap_common(
     url: &str,
-    tls: TlsMode,
+    tls: LdapTls,
     ca_file: &Option<PathBuf>,
     timeout_ms: u64,
 ) -> Result<(), SettingsError> {
     let lower = url.to_ascii_lowercase();
     match tls {
-        TlsMode::Ldaps if !lower.starts_with("ldaps://") => {
+        LdapTls::Ldaps if !lower.starts_with("ldaps://") => {
             return Err(bad("url", "tls = \"ldaps\" needs an ldaps:// url"))
         }
-        TlsMode::Starttls | TlsMode::PlainInsecure if !lower.starts_with("ldap://") => {
+        LdapTls::StartTls | LdapTls::PlainInsecure if !lower.starts_with("ldap://") => {
             return Err(bad(
                 "url",
                 "tls = \"starttls\"/\"plain_insecure\" need an ldap:// url",
             ))
         }
-        TlsMode::Ldaps | TlsMode::Starttls if ca_file.is_none() => {
+        LdapTls::Ldaps | LdapTls::StartTls if ca_file.is_none() => {
             return Err(bad(
                 "tls",
                 "TLS needs ca_file (the CA that signs the directory's certificate)",
@@ -307,7 +155,7 @@ impl ConnectorConfig {
                 ConnectorConfig::AwsIam(s)
             }
             "github" => {
-                let s: GithubSettings = typed(settings)?;
+                let s: GitHubSettings = typed(settings)?;
                 http_url("api_base", &s.api_base)?;
                 if s.org.trim().is_empty() {
                     return Err(bad("org", "org must not be empty"));
@@ -325,7 +173,7 @@ impl ConnectorConfig {
             "ad" => {
                 let s: AdSettings = typed(settings)?;
                 ldap_common(&s.url, s.tls, &s.ca_file, s.timeout_ms)?;
-                if s.tls == TlsMode::PlainInsecure {
+                if s.tls == LdapTls::PlainInsecure {
                     return Err(bad(
                         "tls",
                         "Active Directory needs ldaps or starttls (passwords and account control)",
@@ -384,7 +232,7 @@ impl ConnectorConfig {
     }
 
     /// The entitlement kinds the connector will accept (`None`: any kind). The same lists the
-    /// connectors declare in `capabilities()`; `registry` tests keep the two in step.
+    /// connectors declare in `capabilities()`; `connector_set` tests keep the two in step.
     pub fn entitlement_kinds(&self) -> Option<Vec<String>> {
         let v = |k: &[&str]| Some(k.iter().map(|s| s.to_string()).collect());
         match self {
@@ -437,7 +285,7 @@ pub fn locate(kind: &str, slice: &str) -> Option<usize> {
         "okta" => locate_in_text::<OktaSettings>(slice),
         "webhook" => locate_in_text::<WebhookSettings>(slice),
         "aws_iam" => locate_in_text::<AwsIamSettings>(slice),
-        "github" => locate_in_text::<GithubSettings>(slice),
+        "github" => locate_in_text::<GitHubSettings>(slice),
         "ldap" => locate_in_text::<LdapSettings>(slice),
         "ad" => locate_in_text::<AdSettings>(slice),
         _ => None,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{fmt_duration, Approval, OnConflict, OnLeave, Policy, SodAction};
+use super::{fmt_duration, Approval, OnConflict, OnLeave, Policy, SodAction, EVENT_TYPES};
 
 /// Renders the runbook.
 pub fn render(policy: &Policy) -> String {
@@ -21,14 +21,7 @@ pub fn render(policy: &Policy) -> String {
     };
     let _ = writeln!(o, "## Service levels\n");
     let _ = writeln!(o, "| event | SLA |\n| --- | --- |");
-    for e in [
-        "joiner",
-        "mover",
-        "leaver",
-        "rehire",
-        "contractor-expiry",
-        "update",
-    ] {
+    for &e in EVENT_TYPES {
         let _ = writeln!(o, "| {e} | {} |", sla(e));
     }
     let _ = writeln!(o, "\n## Connectors\n");

@@ -1,3 +1,6 @@
+use chrono::Duration;
+use connectors::Entitlement;
+
 use super::*;
 
 const GOOD: &str = r#"
@@ -363,4 +366,13 @@ fn grants_of_unknown_entitlement_kinds_are_rejected() {
         e.contains("connector \"gh\" has no entitlement kind \"group\" (it knows org, team)"),
         "{e}"
     );
+}
+
+/// Every section's checks at once: the messages, their positions and their order (by position,
+/// then in the order the sections are checked) are part of the interface.
+#[test]
+fn every_section_reports_in_file_order() {
+    let e = errors(include_str!("testdata/every_section_wrong.toml"));
+    let expected = include_str!("testdata/every_section_wrong.expected");
+    assert_eq!(e, expected.trim_end(), "\n{e}");
 }

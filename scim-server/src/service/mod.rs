@@ -14,8 +14,8 @@
 //!    attributes another client owns, against the stored resource inside the write transaction;
 //! 5. a clear-text `password` is replaced by its argon2 hash; then the store writes.
 //!
-//! Every function blocks (it calls the store) and is run by the HTTP layer through
-//! [`crate::http::AppState::db`]. Errors are [`StoreError`]s (protocol errors as
+//! Every function blocks (it calls the store) and is run by the HTTP layer on its bounded
+//! blocking pool (`AppState::db`). Errors are [`StoreError`]s (protocol errors as
 //! `StoreError::Scim`); the HTTP layer maps them once.
 
 pub mod bulk;
@@ -37,6 +37,11 @@ use crate::store::{
 };
 
 pub use ownership::SourceRules;
+
+/// The SCIM base path, where the HTTP layer mounts the SCIM endpoints (RFC 7644 §3.13 leaves it
+/// to the service provider). Here, below both the HTTP layer and the admin simulation that
+/// accepts `/scim/v2/Users/ID` paths.
+pub const BASE_PATH: &str = "/scim/v2";
 pub use schemas::Schemas;
 
 use ownership::WriteKind;

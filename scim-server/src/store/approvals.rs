@@ -3,27 +3,60 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Nullable, Text};
-use diesel::{OptionalExtension, RunQueryDsl};
+use diesel::{OptionalExtension, Queryable, RunQueryDsl};
 use serde::Serialize;
 
 use super::sql::{Bind, Sql};
+use super::text_enum::text_enum;
 use super::{fmt_ts, parse_ts, DbConnection, StoreResult};
+
+text_enum! {
+    /// What a request asks for.
+    pub enum ApprovalKind {
+        /// An entitlement the policy grants only with approval.
+        Entitlement = "entitlement",
+        /// An exception to a separation-of-duties rule.
+        Sod = "sod",
+        /// A later end of a contractor's contract (or of an override).
+        Extension = "extension",
+    }
+}
+
+text_enum! {
+    /// Who may decide a request.
+    pub enum ApprovalLevel {
+        /// The user's manager (or a security approver).
+        Manager = "manager",
+        /// An owner of the entitlement (or a security approver).
+        Owner = "owner",
+        /// A security approver.
+        Security = "security",
+    }
+}
+
+text_enum! {
+    /// Where a request stands.
+    pub enum ApprovalStatus {
+        Pending = "pending",
+        Approved = "approved",
+        Rejected = "rejected",
+        /// Refused by the policy itself (a SoD rule with `action = "block"`); not decidable.
+        Blocked = "blocked",
+    }
+}
 
 /// An approval request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApprovalRow {
     pub id: String,
     pub user_id: String,
-    /// `entitlement`, `sod`, `extension`.
-    pub kind: String,
+    pub kind: ApprovalKind,
     pub connector: Option<String>,
     /// The entitlement (JSON) for `entitlement`; the SoD rule name for `sod`.
     pub entitlement: Option<String>,
-    /// `manager`, `owner`, `security`.
-    pub level: String,
+    pub level: ApprovalLevel,
     pub detail: serde_json::Value,
-    /// `pending`, `approved`, `rejected`.
-    pub status: String,
+    pub status: ApprovalStatus,
     pub requested: String,
     pub decided: Option<String>,
     /// Who decided: the deciding user's userName (`policy` for requests the policy blocked).
@@ -55,46 +88,54 @@ type St = (
     Nullable<Text>,
     Nullable<Text>,
 );
-type Tuple = (
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// An `engine_approvals` row as read ([`COLS`], in that order): kinds and statuses still text.
+#[derive(Queryable)]
+struct ApprovalRecord {
+    id: String,
+    user_id: String,
+    kind: String,
+    connector: Option<String>,
+    entitlement: Option<String>,
+    level: String,
+    detail: String,
+    status: String,
+    requested: String,
+    decided: Option<String>,
+    decided_by: Option<String>,
+    reason: Option<String>,
+    decided_by_user_id: Option<String>,
+    decided_by_credential: Option<String>,
+    decided_as: Option<String>,
+}
 
 const COLS: &str = "SELECT id, user_id, kind, connector, entitlement, level, detail, status, \
      requested, decided, decided_by, reason, decided_by_user_id, decided_by_credential, decided_as \
      FROM engine_approvals ";
 
-fn row(t: Tuple) -> ApprovalRow {
-    ApprovalRow {
-        id: t.0,
-        user_id: t.1,
-        kind: t.2,
-        connector: t.3,
-        entitlement: t.4,
-        level: t.5,
-        detail: serde_json::from_str(&t.6).unwrap_or_default(),
-        status: t.7,
-        requested: t.8,
-        decided: t.9,
-        decided_by: t.10,
-        reason: t.11,
-        decided_by_user_id: t.12,
-        decided_by_credential: t.13,
-        decided_as: t.14,
+impl ApprovalRecord {
+    fn into_row(self) -> StoreResult<ApprovalRow> {
+        Ok(ApprovalRow {
+            id: self.id,
+            user_id: self.user_id,
+            kind: ApprovalKind::from_stored(&self.kind)?,
+            connector: self.connector,
+            entitlement: self.entitlement,
+            level: ApprovalLevel::from_stored(&self.level)?,
+            detail: serde_json::from_str(&self.detail).unwrap_or_default(),
+            status: ApprovalStatus::from_stored(&self.status)?,
+            requested: self.requested,
+            decided: self.decided,
+            decided_by: self.decided_by,
+            reason: self.reason,
+            decided_by_user_id: self.decided_by_user_id,
+            decided_by_credential: self.decided_by_credential,
+            decided_as: self.decided_as,
+        })
     }
+}
+
+fn into_rows(records: Vec<ApprovalRecord>) -> StoreResult<Vec<ApprovalRow>> {
+    records.into_iter().map(ApprovalRecord::into_row).collect()
 }
 
 /// A user's requests (all statuses), oldest first.
@@ -103,23 +144,26 @@ pub fn for_user(c: &mut DbConnection, user_id: &str) -> StoreResult<Vec<Approval
     q.push("WHERE user_id = ")
         .text(user_id)
         .push(" ORDER BY requested, id");
-    Ok(q.load::<Tuple>(c)?.into_iter().map(row).collect())
+    into_rows(q.load::<ApprovalRecord>(c)?)
 }
 
-pub fn list(c: &mut DbConnection, status: Option<&str>) -> StoreResult<Vec<ApprovalRow>> {
+pub fn list(c: &mut DbConnection, status: Option<ApprovalStatus>) -> StoreResult<Vec<ApprovalRow>> {
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE 1 = 1");
     if let Some(s) = status {
-        q.push(" AND status = ").text(s);
+        q.push(" AND status = ").text(s.as_str());
     }
     q.push(" ORDER BY requested, id");
-    Ok(q.load::<Tuple>(c)?.into_iter().map(row).collect())
+    into_rows(q.load::<ApprovalRecord>(c)?)
 }
 
 pub fn get(c: &mut DbConnection, id: &str) -> StoreResult<Option<ApprovalRow>> {
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE id = ").text(id);
-    Ok(q.get_result::<Tuple>(c).optional()?.map(row))
+    q.get_result::<ApprovalRecord>(c)
+        .optional()?
+        .map(ApprovalRecord::into_row)
+        .transpose()
 }
 
 /// A new request.
@@ -127,10 +171,10 @@ pub fn get(c: &mut DbConnection, id: &str) -> StoreResult<Option<ApprovalRow>> {
 pub struct NewApproval<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
-    pub kind: &'a str,
+    pub kind: ApprovalKind,
     pub connector: Option<&'a str>,
     pub entitlement: Option<&'a str>,
-    pub level: &'a str,
+    pub level: ApprovalLevel,
     pub detail: serde_json::Value,
 }
 
@@ -143,13 +187,13 @@ pub fn insert(c: &mut DbConnection, a: &NewApproval<'_>, now: DateTime<Utc>) -> 
         .push(", ")
         .text(a.user_id)
         .push(", ")
-        .text(a.kind)
+        .text(a.kind.as_str())
         .push(", ");
     q.bind(Bind::OptText(a.connector.map(str::to_string)))
         .push(", ")
         .bind(Bind::OptText(a.entitlement.map(str::to_string)))
         .push(", ")
-        .text(a.level)
+        .text(a.level.as_str())
         .push(", ")
         .text(a.detail.to_string())
         .push(", 'pending', ")
@@ -188,14 +232,14 @@ impl<'a> DecidedBy<'a> {
 pub fn decide(
     c: &mut DbConnection,
     id: &str,
-    status: &str,
+    status: ApprovalStatus,
     by: &DecidedBy<'_>,
     reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
     let opt = |v: Option<&str>| Bind::OptText(v.map(str::to_string));
     let mut q = Sql::<()>::new("UPDATE engine_approvals SET status = ");
-    q.text(status)
+    q.text(status.as_str())
         .push(", decided = ")
         .text(fmt_ts(now))
         .push(", decided_by = ")
@@ -224,20 +268,31 @@ pub struct OverrideRow {
     pub reason: String,
 }
 
+/// An `engine_overrides` row as read: `id, connector, entitlement, until, reason`.
+#[derive(Queryable)]
+struct OverrideRecord {
+    id: String,
+    connector: String,
+    entitlement: String,
+    until: String,
+    reason: String,
+}
+
+/// A user's overrides, soonest end first.
 pub fn overrides(c: &mut DbConnection, user_id: &str) -> StoreResult<Vec<OverrideRow>> {
     let mut q = Sql::<(Text, Text, Text, Text, Text)>::new(
         "SELECT id, connector, entitlement, until, reason FROM engine_overrides WHERE user_id = ",
     );
     q.text(user_id).push(" ORDER BY until, id");
-    Ok(q.load::<(String, String, String, String, String)>(c)?
+    Ok(q.load::<OverrideRecord>(c)?
         .into_iter()
-        .map(|(id, connector, entitlement, until, reason)| OverrideRow {
-            id,
+        .map(|r| OverrideRow {
+            id: r.id,
             user_id: user_id.to_string(),
-            connector,
-            entitlement,
-            until: parse_ts(&until).unwrap_or_default(),
-            reason,
+            connector: r.connector,
+            entitlement: r.entitlement,
+            until: parse_ts(&r.until).unwrap_or_default(),
+            reason: r.reason,
         })
         .collect())
 }

@@ -89,12 +89,21 @@ fn wait_for_commit(signal: &(Mutex<Signal>, Condvar)) -> bool {
     !s.stop
 }
 
+/// The row `PRAGMA wal_checkpoint` returns.
+#[derive(diesel::Queryable)]
+struct CheckpointResult {
+    /// 1 when a writer or reader kept the checkpoint from finishing (a passive one just stops).
+    _busy: i32,
+    wal_pages: i32,
+    checkpointed_pages: i32,
+}
+
 /// One passive checkpoint: the WAL's size and how much of it is now in the database file, in
 /// pages.
 fn checkpoint(conn: &mut super::DbConnection) -> StoreResult<(i32, i32)> {
     let q = Sql::<(Integer, Integer, Integer)>::new("PRAGMA wal_checkpoint(PASSIVE)");
-    let (_busy, wal, copied) = q.get_result::<(i32, i32, i32)>(conn)?;
-    Ok((wal, copied))
+    let r = q.get_result::<CheckpointResult>(conn)?;
+    Ok((r.wal_pages, r.checkpointed_pages))
 }
 
 #[cfg(test)]

@@ -1,4 +1,22 @@
-//! The diesel store: SCIM resources, group memberships and API tokens on SQLite or PostgreSQL.
+//! The diesel store: SCIM resources, group memberships, API tokens and the lifecycle engine's
+//! tables, on SQLite or PostgreSQL. One module per table family:
+//!
+//! | module | holds |
+//! |---|---|
+//! | `resources` | resource CRUD through the one write path |
+//! | `columns` | indexed columns extracted from a document, case folding |
+//! | `assemble` | a row as read, and the response document built from it |
+//! | `members` | group membership (`group_members`), member deltas |
+//! | `users` | User lookups by id or userName, a user's groups |
+//! | `filter_sql` | a filter as a SQL condition (a `FilterFold`), the columns it can use |
+//! | `search` | running a search: push-down, in-memory rest, sorting, paging, cursors |
+//! | `in_memory_filter` | what search cannot push down, evaluated in memory |
+//! | `tokens` | API tokens |
+//! | [`engine_state`] | the engine's per-user state and planned/actual accounts |
+//! | [`outbox`] | the operation queue: enqueue, claim, finish, retry, park, list |
+//! | [`events`], [`holds`], [`audit`], [`incidents`] | engine events, blast-radius holds, the audit trail, incidents |
+//! | [`approvals`] | approval requests and overrides |
+//! | [`timers`], [`notifications`] | durable timers, the notification outbox |
 //!
 //! # Shape
 //!
@@ -12,8 +30,10 @@
 //!   A User's `groups` (direct and indirect through nested groups) is computed on read by one
 //!   recursive query.
 //! * `meta.version` is a counter; its weak ETag is `W/"<version>"` ([`etag`]).
-//! * Filters are pushed down to SQL where the attribute has a column ([`search`]); the rest is
+//! * Filters are pushed down to SQL where the attribute has a column (`search`); the rest is
 //!   evaluated in memory over the candidate set the pushed-down part narrows, in batches.
+//! * Rows are read into named structs (diesel `Queryable`), never tuples read by position;
+//!   statuses and kinds stored as text are enums whose text is fixed in one place (`text_enum`).
 //!
 //! # Connections
 //!
@@ -28,29 +48,49 @@
 //! function, `Store::write_tx`, which opens the write transaction, lets the operation do its
 //! work and record a [`Change`] (resource type, id, the document before and after, members
 //! added and removed), then hands each change to the optional [`WriteHook`] **inside the same
-//! transaction**, before commit. The engine will implement `WriteHook` to compute desired state
-//! and insert its outbox rows with the same connection, so a SCIM write and its plan commit or
-//! roll back together. A hook error aborts the write. No outbox exists yet.
+//! transaction**, before commit. The engine implements `WriteHook`: it computes the desired
+//! state and writes its plan (outbox operations, approvals, timers, audit entries) with the same
+//! connection, so a SCIM write and its plan commit or roll back together. A hook error aborts
+//! the write. The engine-table functions therefore take a `&mut DbConnection` rather than the
+//! `Store`: they run inside the caller's transaction.
 //!
 //! # Errors
 //!
 //! Every operation returns [`StoreError`]; diesel and r2d2 errors are mapped once, in
 //! [`error::map_diesel`].
 
+// SCIM resources.
+mod assemble;
+mod columns;
+mod filter_sql;
+mod in_memory_filter;
+mod members;
+mod resources;
+mod search;
+mod users;
+
+// API tokens.
+mod tokens;
+
+// Connections, the write path and its SQLite helpers.
 mod batch;
 mod checkpoint;
 mod conn;
 mod error;
-mod memeval;
 mod ranks;
-mod resources;
 mod schema;
-mod search;
 mod sql;
-mod tokens;
+mod text_enum;
+mod type_counts;
+mod write_hook;
 
-// Lifecycle engine tables (see `crate::engine`).
+// Lifecycle engine tables (see `crate::engine`), one module per table family.
 pub mod approvals;
+pub mod audit;
+pub mod engine_state;
+pub mod events;
+pub mod holds;
+pub mod incidents;
 pub mod notifications;
 pub mod outbox;
 pub mod timers;
@@ -67,13 +107,18 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use serde_json::{Map, Value};
 
+pub use assemble::LoadedResource;
 pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend};
 pub use error::{StoreError, StoreResult};
-pub use resources::{parse_members, GroupRef, LoadedResource, MemberRow};
+pub use members::{direct_members, parse_members, DirectMember, MemberRow};
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
+pub(crate) use type_counts::TypeCounts;
+pub use users::GroupRef;
+pub use write_hook::{Change, ChangeOp, WriteHook};
 
-pub(crate) use resources::{find_user_row, find_user_row_by_name, load_groups, load_row};
+pub(crate) use resources::load_row;
+pub(crate) use users::{find_user_row, find_user_row_by_name, load_groups};
 
 /// Migrations, embedded at build time, one folder per backend.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -195,38 +240,6 @@ pub struct MemberDeltaOutcome {
     pub changed: bool,
 }
 
-/// What kind of write a [`Change`] records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeOp {
-    Create,
-    Replace,
-    Update,
-    Delete,
-    Members,
-}
-
-/// One committed-to-be change, handed to the [`WriteHook`] inside the write transaction.
-/// Documents are the stored form (no `id`, `meta`, `members` or `groups`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub op: ChangeOp,
-    pub kind: ResourceKind,
-    pub id: String,
-    pub before: Option<Doc>,
-    pub after: Option<Doc>,
-    pub members_added: Vec<String>,
-    pub members_removed: MemberRemoval,
-}
-
-/// Called for every [`Change`] inside the write transaction, before commit (see the module docs).
-pub trait WriteHook: Send + Sync + std::fmt::Debug {
-    fn on_write(&self, conn: &mut DbConnection, change: &Change) -> StoreResult<()>;
-
-    /// Called after a transaction that recorded at least one [`Change`] has committed (never
-    /// after a rollback), outside it: e.g. to wake workers waiting for what it planned.
-    fn after_commit(&self) {}
-}
-
 /// Pool and document settings.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -280,56 +293,6 @@ struct Inner {
     writer: Arc<std::sync::OnceLock<batch::WriteQueue>>,
     /// The background WAL checkpointer (SQLite files only), started by the first commit.
     checkpointer: Arc<std::sync::OnceLock<checkpoint::Checkpointer>>,
-}
-
-/// The number of resources of each type, cached for unfiltered lists: `COUNT(*)` over 100,000
-/// Users costs milliseconds, which is most of a page's cost. Only for SQLite, where this
-/// process owns the one writer, so every create or delete passes through [`Store::write_tx`].
-///
-/// A generation number guards against a count computed before a commit being cached after it:
-/// a count is cached only if no create or delete committed since its query began.
-#[derive(Debug, Default)]
-pub(crate) struct TypeCounts {
-    generation: std::sync::atomic::AtomicU64,
-    /// Per kind (User, Group): the count and the generation it was taken at.
-    cached: std::sync::Mutex<[Option<(u64, u64)>; 2]>,
-}
-
-impl TypeCounts {
-    fn slot(kind: ResourceKind) -> usize {
-        match kind {
-            ResourceKind::User => 0,
-            ResourceKind::Group => 1,
-        }
-    }
-
-    /// The current generation; read it before counting.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    pub(crate) fn get(&self, kind: ResourceKind) -> Option<u64> {
-        let now = self.generation();
-        let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        match cached[Self::slot(kind)] {
-            Some((generation, n)) if generation == now => Some(n),
-            _ => None,
-        }
-    }
-
-    /// Caches `n`, counted after reading `generation`, unless a create or delete committed since.
-    pub(crate) fn put(&self, kind: ResourceKind, generation: u64, n: u64) {
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if self.generation() == generation {
-            cached[Self::slot(kind)] = Some((generation, n));
-        }
-    }
-
-    /// Called after a commit that created or deleted resources.
-    fn invalidate(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    }
 }
 
 impl std::fmt::Debug for Store {

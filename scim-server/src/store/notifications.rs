@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel::RunQueryDsl;
+use diesel::{Queryable, RunQueryDsl};
 use serde::Serialize;
 
 use super::sql::{Bind, Sql};
@@ -68,37 +68,49 @@ type St = (
     Nullable<Text>,
     Nullable<Text>,
 );
-type Tuple = (
-    i64,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// An `engine_notifications` row as read ([`COLS`], in that order): JSON and timestamps still
+/// text.
+#[derive(Queryable)]
+struct NotificationRecord {
+    id: i64,
+    kind: String,
+    user_id: Option<String>,
+    recipients: String,
+    subject: String,
+    body: String,
+    status: String,
+    attempts: i64,
+    last_error: Option<String>,
+    not_before: Option<String>,
+    sent: Option<String>,
+}
 
 const COLS: &str = "SELECT id, kind, user_id, recipients, subject, body, status, attempts, \
      last_error, not_before, sent FROM engine_notifications ";
 
-fn row(t: Tuple) -> Notification {
-    Notification {
-        id: t.0,
-        kind: t.1,
-        user_id: t.2,
-        recipients: serde_json::from_str(&t.3).unwrap_or_default(),
-        subject: t.4,
-        body: t.5,
-        status: t.6,
-        attempts: t.7,
-        last_error: t.8,
-        not_before: t.9.as_deref().and_then(parse_ts),
-        sent: t.10.as_deref().and_then(parse_ts),
+impl From<NotificationRecord> for Notification {
+    fn from(r: NotificationRecord) -> Self {
+        Notification {
+            id: r.id,
+            kind: r.kind,
+            user_id: r.user_id,
+            recipients: serde_json::from_str(&r.recipients).unwrap_or_default(),
+            subject: r.subject,
+            body: r.body,
+            status: r.status,
+            attempts: r.attempts,
+            last_error: r.last_error,
+            not_before: r.not_before.as_deref().and_then(parse_ts),
+            sent: r.sent.as_deref().and_then(parse_ts),
+        }
     }
+}
+
+fn load(c: &mut DbConnection, q: Sql<St>) -> StoreResult<Vec<Notification>> {
+    Ok(q.load::<NotificationRecord>(c)?
+        .into_iter()
+        .map(Notification::from)
+        .collect())
 }
 
 /// Claims due notifications (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a lease.
@@ -119,7 +131,7 @@ pub fn claim(
     if matches!(c, DbConnection::Postgresql(_)) {
         q.push(" FOR UPDATE SKIP LOCKED");
     }
-    let mut rows: Vec<Notification> = q.load::<Tuple>(c)?.into_iter().map(row).collect();
+    let mut rows = load(c, q)?;
     for n in &mut rows {
         // What the row says after this claim: running, this attempt counted.
         n.status = "running".into();
@@ -177,14 +189,21 @@ pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> StoreResult<Vec<Noti
         q.push(" AND user_id = ").text(u);
     }
     q.push(" ORDER BY id");
-    Ok(q.load::<Tuple>(c)?.into_iter().map(row).collect())
+    load(c, q)
 }
 
 /// One notification.
 pub fn get(c: &mut DbConnection, id: i64) -> StoreResult<Option<Notification>> {
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE id = ").int(id);
-    Ok(q.load::<Tuple>(c)?.into_iter().map(row).next())
+    Ok(load(c, q)?.into_iter().next())
+}
+
+/// A `status, COUNT(*)` row.
+#[derive(Queryable)]
+struct StatusCount {
+    status: String,
+    count: i64,
 }
 
 /// How many notifications are in each status.
@@ -192,5 +211,8 @@ pub fn counts(c: &mut DbConnection) -> StoreResult<std::collections::BTreeMap<St
     let q = Sql::<(Text, BigInt)>::new(
         "SELECT status, COUNT(*) FROM engine_notifications GROUP BY status ORDER BY status",
     );
-    Ok(q.load::<(String, i64)>(c)?.into_iter().collect())
+    Ok(q.load::<StatusCount>(c)?
+        .into_iter()
+        .map(|s| (s.status, s.count))
+        .collect())
 }

@@ -1,18 +1,12 @@
-//! Search: filter push-down, sorting, offset and cursor paging.
+//! Search: running a query over one resource type: filter push-down, the in-memory rest,
+//! sorting, offset and cursor paging.
 //!
-//! A filter is translated to SQL where its attributes have columns (see [`column`]):
-//! `id`, `externalId`, `displayName`, `meta.created`, `meta.lastModified`, and for Users
-//! `userName`, `active`, `emails.value`/`emails.type` (and `emails[...]` value paths), enterprise
-//! `employeeNumber` and `manager.value`; for Groups `members.value` (and `members[value ...]`).
-//! Every value is a bind parameter; LIKE patterns escape `\`, `%` and `_`. Each translated
-//! comparison is two-valued (never SQL NULL), so `not (...)` means what it means in memory.
-//!
-//! A part that cannot be translated is replaced by TRUE inside `and`; an `or`/`not` containing one
-//! becomes TRUE as a whole. When the translation is exact, SQL does everything (count, order,
-//! LIMIT/OFFSET or keyset). Otherwise the narrowed candidate set is read in batches of
-//! [`BATCH`] rows in id order, evaluated in memory, and only the matching (sort key, id) pairs are
-//! kept, so totals are exact without loading the table at once. Sorting by an attribute without a
-//! column is done the same way, over the filtered set only.
+//! The filter is translated to SQL where its attributes have columns ([`super::filter_sql`]).
+//! When the translation is exact, SQL does everything (count, order, LIMIT/OFFSET or keyset).
+//! Otherwise the narrowed candidate set is read in batches of [`BATCH`] rows in id order,
+//! evaluated in memory, and only the matching (sort key, id) pairs are kept, so totals are exact
+//! without loading the table at once. Sorting by an attribute without a column is done the same
+//! way, over the filtered set only.
 //!
 //! Ordering: NULLs sort first ascending and last descending, ties broken by id. Cursors
 //! (RFC 9865) are opaque: base64 of the last sort key and id (keyset, as cheap at page 10,000 as
@@ -22,19 +16,23 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel::RunQueryDsl;
+use diesel::{Queryable, RunQueryDsl};
+use scim_schema::filter::fold::{fold, FilterFold};
 use scim_schema::filter::{AttrPath, CompValue, CompareOp, Filter};
 use scim_schema::schema::ResourceSchema;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::memeval::{self, SortKey};
+use super::assemble::{ResourceRow, ResourceRowSt};
+use super::filter_sql::{self, sort_column};
+use super::in_memory_filter::{self, SortKey};
+use super::members::load_members;
 use super::ranks::Seek;
-use super::resources::{fold, load_groups, load_members, load_rows, Row, ENTERPRISE_URN};
-use super::sql::{Bind, Sql};
+use super::resources::load_rows;
+use super::sql::Sql;
+use super::users::load_groups;
 use super::{
-    fmt_ts, parse_ts, DbConnection, LoadedResource, ResourceKind, Store, StoreError, StoreResult,
-    StoredResource,
+    DbConnection, LoadedResource, ResourceKind, Store, StoreError, StoreResult, StoredResource,
 };
 
 /// Rows read per batch when evaluating in memory.
@@ -107,382 +105,6 @@ impl<R> Page<R> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ColType {
-    /// Text compared as stored (caseExact).
-    Exact,
-    /// Text stored lower-cased; values are folded before comparing.
-    Folded,
-    Bool,
-    /// Fixed-width RFC 3339 UTC text.
-    Time,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    /// A column of `resources`.
-    Col(&'static str, ColType),
-    /// A column of `resource_values v` for attribute `attr`.
-    Value(&'static str, &'static str, ColType),
-    /// `group_members gm.member_id`.
-    Member,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
-    Resource,
-    Emails,
-    Members,
-}
-
-struct Translator<'a> {
-    kind: ResourceKind,
-    schema: &'a ResourceSchema,
-}
-
-fn urn_ok(urn: Option<&scim_schema::CiString>, expected: &str) -> bool {
-    urn.map(|u| u.eq_str(expected)).unwrap_or(true)
-}
-
-impl Translator<'_> {
-    /// The case-exactness the schema declares for `path`, when it declares one.
-    fn case_exact(&self, path: &AttrPath) -> Option<bool> {
-        self.schema.lookup(path).map(|d| d.case_exact)
-    }
-
-    /// The column for `path` in `scope`, when the store has one whose folding matches the
-    /// attribute's caseExact.
-    fn column(&self, path: &AttrPath, scope: Scope) -> Option<Target> {
-        let name = path.name.as_str();
-        let sub = path.sub_attr.as_ref().map(|s| s.as_str());
-        let is = |a: &str| name.eq_ignore_ascii_case(a);
-        let sub_is = |a: &str| sub.map(|s| s.eq_ignore_ascii_case(a)).unwrap_or(false);
-        match scope {
-            Scope::Emails => {
-                return match (sub, name) {
-                    (None, n) if n.eq_ignore_ascii_case("value") => {
-                        Some(Target::Value("emails", "v.value_folded", ColType::Folded))
-                    }
-                    (None, n) if n.eq_ignore_ascii_case("type") => {
-                        Some(Target::Value("emails", "v.type_folded", ColType::Folded))
-                    }
-                    _ => None,
-                };
-            }
-            Scope::Members => return (sub.is_none() && is("value")).then_some(Target::Member),
-            Scope::Resource => {}
-        }
-        let main = self.schema.main.id.as_str();
-        let core = urn_ok(path.urn.as_ref(), main);
-        let t = match self.kind {
-            _ if core && is("id") && sub.is_none() => Target::Col("id", ColType::Exact),
-            _ if core && is("externalId") && sub.is_none() => {
-                Target::Col("external_id", ColType::Exact)
-            }
-            _ if core && is("displayName") && sub.is_none() => {
-                Target::Col("display_name_folded", ColType::Folded)
-            }
-            _ if core && is("meta") && sub_is("created") => {
-                return Some(Target::Col("created", ColType::Time))
-            }
-            _ if core && is("meta") && sub_is("lastModified") => {
-                return Some(Target::Col("last_modified", ColType::Time))
-            }
-            ResourceKind::User if core && is("userName") && sub.is_none() => {
-                Target::Col("user_name_folded", ColType::Folded)
-            }
-            ResourceKind::User if core && is("active") && sub.is_none() => {
-                Target::Col("active", ColType::Bool)
-            }
-            ResourceKind::User if core && is("emails") && sub_is("value") => {
-                Target::Value("emails", "v.value_folded", ColType::Folded)
-            }
-            ResourceKind::User if core && is("emails") && sub_is("type") => {
-                Target::Value("emails", "v.type_folded", ColType::Folded)
-            }
-            ResourceKind::User
-                if urn_ok(path.urn.as_ref(), ENTERPRISE_URN)
-                    && is("employeeNumber")
-                    && sub.is_none() =>
-            {
-                Target::Col("employee_number_folded", ColType::Folded)
-            }
-            ResourceKind::User
-                if urn_ok(path.urn.as_ref(), ENTERPRISE_URN)
-                    && is("manager")
-                    && sub_is("value") =>
-            {
-                Target::Col("manager_value_folded", ColType::Folded)
-            }
-            ResourceKind::Group if core && is("members") && sub_is("value") => Target::Member,
-            _ => return None,
-        };
-        // The column's folding must agree with the attribute's declared caseExact.
-        let ty = match t {
-            Target::Col(_, ty) | Target::Value(_, _, ty) => ty,
-            Target::Member => ColType::Exact,
-        };
-        match (ty, self.case_exact(path)) {
-            (ColType::Folded, Some(true)) => None,
-            (ColType::Exact, Some(false)) if !is("id") => None,
-            _ => Some(t),
-        }
-    }
-
-    /// Translates `f`: the SQL (None = TRUE) and whether it is exact (no in-memory check needed).
-    fn translate(&self, f: &Filter, scope: Scope) -> (Option<Sql>, bool) {
-        match f {
-            Filter::And(a, b) => {
-                let (sa, ea) = self.translate(a, scope);
-                let (sb, eb) = self.translate(b, scope);
-                let sql = match (sa, sb) {
-                    (Some(x), Some(y)) => {
-                        let mut s = Sql::new("(");
-                        s.append(&x).push(" AND ").append(&y).push(")");
-                        Some(s)
-                    }
-                    (Some(x), None) | (None, Some(x)) => Some(x),
-                    (None, None) => None,
-                };
-                (sql, ea && eb)
-            }
-            Filter::Or(a, b) => {
-                let (sa, ea) = self.translate(a, scope);
-                let (sb, eb) = self.translate(b, scope);
-                match (sa, sb) {
-                    (Some(x), Some(y)) => {
-                        let mut s = Sql::new("(");
-                        s.append(&x).push(" OR ").append(&y).push(")");
-                        (Some(s), ea && eb)
-                    }
-                    _ => (None, false),
-                }
-            }
-            Filter::Not(a) => match self.translate(a, scope) {
-                (Some(x), true) => {
-                    let mut s = Sql::new("(NOT ");
-                    s.append(&x).push(")");
-                    (Some(s), true)
-                }
-                _ => (None, false),
-            },
-            Filter::ValuePath { path, filter } => {
-                if scope != Scope::Resource || path.sub_attr.is_some() {
-                    return (None, false);
-                }
-                let main = self.schema.main.id.as_str();
-                if !urn_ok(path.urn.as_ref(), main) {
-                    return (None, false);
-                }
-                let inner_scope = match self.kind {
-                    ResourceKind::User if path.name.eq_str("emails") => Scope::Emails,
-                    ResourceKind::Group if path.name.eq_str("members") => Scope::Members,
-                    _ => return (None, false),
-                };
-                match self.translate(filter, inner_scope) {
-                    (Some(inner), true) => (Some(exists(inner_scope, &inner)), true),
-                    _ => (None, false),
-                }
-            }
-            Filter::Compare { path, op, value } => match self.leaf(path, Some((*op, value)), scope)
-            {
-                Some(s) => (Some(s), true),
-                None => (None, false),
-            },
-            Filter::Present(path) => match self.leaf(path, None, scope) {
-                Some(s) => (Some(s), true),
-                None => (None, false),
-            },
-        }
-    }
-
-    /// A comparison (`Some((op, value))`) or presence test (`None`) on one path.
-    fn leaf(
-        &self,
-        path: &AttrPath,
-        cmp: Option<(CompareOp, &CompValue)>,
-        scope: Scope,
-    ) -> Option<Sql> {
-        let target = self.column(path, scope)?;
-        let (col, ty, child) = match target {
-            Target::Col(c, ty) => (c, ty, None),
-            Target::Value(attr, c, ty) if scope == Scope::Resource => {
-                (c, ty, Some(Scope::Emails).filter(|_| attr == "emails"))
-            }
-            Target::Value(_, c, ty) => (c, ty, None),
-            Target::Member if scope == Scope::Resource => {
-                ("gm.member_id", ColType::Exact, Some(Scope::Members))
-            }
-            Target::Member => ("gm.member_id", ColType::Exact, None),
-        };
-        // `ne` on a child table is NOT EXISTS(eq), matching "no value equals".
-        let (negate, cmp) = match cmp {
-            Some((CompareOp::Ne, v)) if child.is_some() => (true, Some((CompareOp::Eq, v))),
-            other => (false, other),
-        };
-        let cond = condition(col, ty, cmp)?;
-        let out = match child {
-            None => cond,
-            Some(child_scope) => exists(child_scope, &cond),
-        };
-        if negate {
-            let mut s = Sql::new("(NOT ");
-            s.append(&out).push(")");
-            Some(s)
-        } else {
-            Some(out)
-        }
-    }
-}
-
-/// `EXISTS (SELECT 1 FROM <child> WHERE <link> AND cond)`.
-fn exists(scope: Scope, cond: &Sql) -> Sql {
-    let mut s = match scope {
-        Scope::Emails => Sql::new(
-            "EXISTS (SELECT 1 FROM resource_values v WHERE v.resource_id = resources.id AND v.attr = 'emails' AND ",
-        ),
-        _ => Sql::new("EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = resources.id AND "),
-    };
-    s.append(cond).push(")");
-    s
-}
-
-/// Escapes LIKE wildcards (escape character `\`).
-pub(crate) fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 4);
-    for ch in s.chars() {
-        if matches!(ch, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// The least string greater than every string starting with `prefix` (byte order), if any.
-fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let mut next = last as u32 + 1;
-        while next <= char::MAX as u32 {
-            if let Some(c) = char::from_u32(next) {
-                chars.push(c);
-                return Some(chars.into_iter().collect());
-            }
-            next += 1;
-        }
-    }
-    None
-}
-
-/// The two-valued SQL condition for one column.
-fn condition(col: &str, ty: ColType, cmp: Option<(CompareOp, &CompValue)>) -> Option<Sql> {
-    let mut s = Sql::new("(");
-    s.push(col).push(" IS NOT NULL");
-    let Some((op, value)) = cmp else {
-        if matches!(ty, ColType::Exact | ColType::Folded) {
-            s.push(" AND ").push(col).push(" <> ''");
-        }
-        s.push(")");
-        return Some(s);
-    };
-    let cmp_sql = |op: CompareOp| match op {
-        CompareOp::Eq | CompareOp::Ne => " = ",
-        CompareOp::Gt => " > ",
-        CompareOp::Ge => " >= ",
-        CompareOp::Lt => " < ",
-        CompareOp::Le => " <= ",
-        _ => "",
-    };
-    let (op, negate) = if op == CompareOp::Ne {
-        (CompareOp::Eq, true)
-    } else {
-        (op, false)
-    };
-    match (ty, value) {
-        (ColType::Bool, CompValue::Bool(b)) if op == CompareOp::Eq => {
-            s.push(" AND ").push(col).push(" = ").bind(Bind::Bool(*b));
-        }
-        (ColType::Time, CompValue::Str(v))
-            if !matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) =>
-        {
-            let t = fmt_ts(parse_ts(v)?);
-            s.push(" AND ").push(col).push(cmp_sql(op)).text(t);
-        }
-        (ColType::Exact | ColType::Folded, CompValue::Str(v)) => {
-            let v = if ty == ColType::Folded {
-                fold(v)
-            } else {
-                v.clone()
-            };
-            match op {
-                CompareOp::Co => {
-                    s.push(" AND ")
-                        .push(col)
-                        .push(" LIKE ")
-                        .text(format!("%{}%", like_escape(&v)))
-                        .push(" ESCAPE '\\'");
-                }
-                CompareOp::Ew => {
-                    s.push(" AND ")
-                        .push(col)
-                        .push(" LIKE ")
-                        .text(format!("%{}", like_escape(&v)))
-                        .push(" ESCAPE '\\'");
-                }
-                CompareOp::Sw => match prefix_upper_bound(&v) {
-                    // A range uses the index on both backends (LIKE with ESCAPE does not on SQLite).
-                    Some(upper) => {
-                        s.push(" AND ").push(col).push(" >= ").text(v);
-                        s.push(" AND ").push(col).push(" < ").text(upper);
-                    }
-                    None if v.is_empty() => {}
-                    None => {
-                        s.push(" AND ")
-                            .push(col)
-                            .push(" LIKE ")
-                            .text(format!("{}%", like_escape(&v)))
-                            .push(" ESCAPE '\\'");
-                    }
-                },
-                _ => {
-                    s.push(" AND ").push(col).push(cmp_sql(op)).text(v);
-                }
-            }
-        }
-        _ => return None,
-    }
-    s.push(")");
-    if negate {
-        let mut n = Sql::new("(NOT ");
-        n.append(&s).push(")");
-        Some(n)
-    } else {
-        Some(s)
-    }
-}
-
-/// A sort that SQL can do: the column (NOT NULL columns need no NULL handling).
-fn sort_column(
-    kind: ResourceKind,
-    path: &AttrPath,
-    schema: &ResourceSchema,
-) -> Option<&'static str> {
-    let t = Translator { kind, schema };
-    match t.column(path, Scope::Resource)? {
-        Target::Col(
-            c @ ("id"
-            | "user_name_folded"
-            | "display_name_folded"
-            | "external_id"
-            | "created"
-            | "last_modified"),
-            _,
-        ) => Some(c),
-        _ => None,
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct Cursor {
     /// Query signature: a cursor only continues the query it came from.
@@ -527,8 +149,36 @@ fn signature(kind: ResourceKind, q: &SearchQuery) -> String {
     hex::encode(&h.finalize()[..6])
 }
 
+/// A resource the in-memory evaluation kept: what it sorts by, and its id.
+struct Match {
+    key: SortKey,
+    id: String,
+}
+
 type SortRowSt = (Text, Text, Text, Text, BigInt, Nullable<Text>);
-type SortRow = (String, String, String, String, i64, Option<String>);
+
+/// A page row read with its sort key: `id, doc, created, last_modified, version, <sort column>`.
+#[derive(Queryable)]
+struct SortRow {
+    id: String,
+    doc: String,
+    created: String,
+    last_modified: String,
+    version: i64,
+    sort_key: Option<String>,
+}
+
+impl SortRow {
+    fn into_row(self) -> ResourceRow {
+        ResourceRow {
+            id: self.id,
+            doc: self.doc,
+            created: self.created,
+            last_modified: self.last_modified,
+            version: self.version,
+        }
+    }
+}
 
 impl Store {
     /// Searches resources of `kind` (see the module docs for what runs where).
@@ -582,9 +232,8 @@ impl Store {
         q: &SearchQuery,
         schema: &ResourceSchema,
     ) -> StoreResult<Page<LoadedResource>> {
-        let tr = Translator { kind, schema };
         let (frag, exact) = match &q.filter {
-            Some(f) => tr.translate(f, Scope::Resource),
+            Some(f) => filter_sql::translate(kind, schema, f),
             None => (None, true),
         };
         let mut base = Sql::new(" FROM resources WHERE resources.resource_type = ");
@@ -697,19 +346,16 @@ impl Store {
             (Some(_), true, Some(last)) => Some(encode_cursor(&Cursor {
                 s: sig.to_string(),
                 k: if col == "id" {
-                    Some(last.0.clone())
+                    Some(last.id.clone())
                 } else {
-                    last.5.clone()
+                    last.sort_key.clone()
                 },
-                i: Some(last.0.clone()),
+                i: Some(last.id.clone()),
                 o: None,
             })),
             _ => None,
         };
-        let rows: Vec<Row> = rows
-            .into_iter()
-            .map(|r| (r.0, r.1, r.2, r.3, r.4))
-            .collect();
+        let rows: Vec<ResourceRow> = rows.into_iter().map(SortRow::into_row).collect();
         let resources = self.page_loaded(c, kind, rows, q.with_members)?;
         Ok(Page {
             total_results: total,
@@ -762,28 +408,27 @@ impl Store {
             .unwrap_or(false)
             && filter.is_some();
         let sort_by = q.sort_by.as_ref();
-        let mut matched: Vec<(SortKey, String)> = Vec::new();
+        let mut matched: Vec<Match> = Vec::new();
         let mut last_id: Option<String> = None;
         loop {
-            let mut batch = Sql::<super::resources::RowSt>::new(
-                "SELECT id, doc, created, last_modified, version",
-            );
+            let mut batch =
+                Sql::<ResourceRowSt>::new("SELECT id, doc, created, last_modified, version");
             batch.append(base);
             if let Some(id) = &last_id {
                 batch.push(" AND id > ").text(id.as_str());
             }
             batch.push(" ORDER BY id").limit(BATCH);
-            let rows: Vec<Row> = batch.load(c)?;
+            let rows: Vec<ResourceRow> = batch.load(c)?;
             let n = rows.len();
-            last_id = rows.last().map(|r| r.0.clone());
+            last_id = rows.last().map(|r| r.id.clone());
             let docs = self.page_resources(c, kind, rows, needs_members)?;
             for r in docs {
                 if filter
-                    .map(|f| memeval::matches(f, &r.doc, schema))
+                    .map(|f| in_memory_filter::matches(f, &r.doc, schema))
                     .unwrap_or(true)
                 {
-                    let key = sort_by.and_then(|p| memeval::sort_key(&r.doc, p, schema));
-                    matched.push((key, r.id));
+                    let key = sort_by.and_then(|p| in_memory_filter::sort_key(&r.doc, p, schema));
+                    matched.push(Match { key, id: r.id });
                 }
             }
             if (n as i64) < BATCH {
@@ -792,7 +437,7 @@ impl Store {
         }
         let desc = q.descending;
         matched.sort_by(|a, b| {
-            let o = memeval::cmp_keys(&a.0, &b.0).then_with(|| a.1.cmp(&b.1));
+            let o = in_memory_filter::cmp_keys(&a.key, &b.key).then_with(|| a.id.cmp(&b.id));
             if desc {
                 o.reverse()
             } else {
@@ -818,7 +463,7 @@ impl Store {
             .get(offset.min(total) as usize..end as usize)
             .unwrap_or(&[])
             .iter()
-            .map(|m| m.1.clone())
+            .map(|m| m.id.clone())
             .collect();
         let rows = load_rows(c, kind, &ids)?;
         let resources = self.page_loaded(c, kind, rows, q.with_members)?;
@@ -857,7 +502,7 @@ impl Store {
         &self,
         c: &mut DbConnection,
         kind: ResourceKind,
-        rows: Vec<Row>,
+        rows: Vec<ResourceRow>,
         with_members: bool,
     ) -> StoreResult<Vec<StoredResource>> {
         Ok(self
@@ -872,7 +517,7 @@ impl Store {
         &self,
         c: &mut DbConnection,
         kind: ResourceKind,
-        rows: Vec<Row>,
+        rows: Vec<ResourceRow>,
         with_members: bool,
     ) -> StoreResult<Vec<LoadedResource>> {
         if !with_members || rows.is_empty() {
@@ -881,13 +526,13 @@ impl Store {
                 .map(|r| LoadedResource::from_row(kind, r, None, None))
                 .collect());
         }
-        let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         Ok(match kind {
             ResourceKind::Group => {
                 let mut m = load_members(c, &ids)?;
                 rows.into_iter()
                     .map(|r| {
-                        let members = m.remove(&r.0).unwrap_or_default();
+                        let members = m.remove(&r.id).unwrap_or_default();
                         LoadedResource::from_row(kind, r, Some(members), None)
                     })
                     .collect()
@@ -896,7 +541,7 @@ impl Store {
                 let mut g: HashMap<_, _> = load_groups(c, &ids)?;
                 rows.into_iter()
                     .map(|r| {
-                        let groups = g.remove(&r.0).unwrap_or_default();
+                        let groups = g.remove(&r.id).unwrap_or_default();
                         LoadedResource::from_row(kind, r, None, Some(groups))
                     })
                     .collect()
@@ -959,24 +604,43 @@ fn mentions(f: &Filter, kind: ResourceKind) -> bool {
         ResourceKind::Group => "members",
         ResourceKind::User => "groups",
     };
-    match f {
-        Filter::And(a, b) | Filter::Or(a, b) => mentions(a, kind) || mentions(b, kind),
-        Filter::Not(a) => mentions(a, kind),
-        Filter::Compare { path, .. } | Filter::Present(path) | Filter::ValuePath { path, .. } => {
-            path.name.eq_str(name)
-        }
-    }
+    fold(&mut Mentions(name), f)
 }
 
-#[cfg(test)]
-mod unit {
-    use super::*;
+/// Whether a filter names an attribute (`members`, `groups`) at its top level or as a value
+/// path (the element filter inside a value path is not searched: it names sub-attributes).
+struct Mentions(&'static str);
 
-    #[test]
-    fn store_like_escape_and_prefix_bound() {
-        assert_eq!(like_escape(r"a%b_c\d"), r"a\%b\_c\\d");
-        assert_eq!(prefix_upper_bound("abc").as_deref(), Some("abd"));
-        assert_eq!(prefix_upper_bound(""), None);
-        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+impl FilterFold for Mentions {
+    type Output = bool;
+
+    fn compare(
+        &mut self,
+        _: Option<&AttrPath>,
+        path: &AttrPath,
+        _: CompareOp,
+        _: &CompValue,
+    ) -> bool {
+        path.name.eq_str(self.0)
+    }
+
+    fn present(&mut self, _: Option<&AttrPath>, path: &AttrPath) -> bool {
+        path.name.eq_str(self.0)
+    }
+
+    fn and(&mut self, a: bool, b: bool) -> bool {
+        a || b
+    }
+
+    fn or(&mut self, a: bool, b: bool) -> bool {
+        a || b
+    }
+
+    fn not(&mut self, inner: bool) -> bool {
+        inner
+    }
+
+    fn value_path(&mut self, path: &AttrPath, _inner: bool) -> bool {
+        path.name.eq_str(self.0)
     }
 }

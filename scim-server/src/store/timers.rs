@@ -15,7 +15,8 @@ pub struct Timer {
     pub id: i64,
     pub key: String,
     pub user_id: String,
-    /// `start`, `overlap_end`, `contract_end`, `reminder`.
+    /// `start`, `overlap_end`, `contract_end`, `reminder`: the engine reads it, with the payload,
+    /// as its typed timer kind; the store keeps the text.
     pub kind: String,
     pub due: DateTime<Utc>,
     pub payload: serde_json::Value,
@@ -60,17 +61,31 @@ pub fn cancel(c: &mut DbConnection, user_id: &str, kind: &str) -> StoreResult<us
 }
 
 type TimerSt = (BigInt, Text, Text, Text, Text, Text, Text);
-type TimerTuple = (i64, String, String, String, String, String, String);
 
-fn timer(t: TimerTuple) -> Timer {
-    Timer {
-        id: t.0,
-        key: t.1,
-        user_id: t.2,
-        kind: t.3,
-        due: parse_ts(&t.4).unwrap_or_default(),
-        payload: serde_json::from_str(&t.5).unwrap_or_default(),
-        status: t.6,
+/// A row of `engine_timers` as stored ([`COLS`], in that order), before its timestamp and JSON
+/// are read.
+#[derive(diesel::Queryable)]
+struct TimerRow {
+    id: i64,
+    key: String,
+    user_id: String,
+    kind: String,
+    due: String,
+    payload: String,
+    status: String,
+}
+
+impl From<TimerRow> for Timer {
+    fn from(r: TimerRow) -> Self {
+        Timer {
+            id: r.id,
+            key: r.key,
+            user_id: r.user_id,
+            kind: r.kind,
+            due: parse_ts(&r.due).unwrap_or_default(),
+            payload: serde_json::from_str(&r.payload).unwrap_or_default(),
+            status: r.status,
+        }
     }
 }
 
@@ -87,7 +102,10 @@ pub fn claim_due(c: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> StoreR
     if matches!(c, DbConnection::Postgresql(_)) {
         q.push(" FOR UPDATE SKIP LOCKED");
     }
-    Ok(q.load::<TimerTuple>(c)?.into_iter().map(timer).collect())
+    Ok(q.load::<TimerRow>(c)?
+        .into_iter()
+        .map(Timer::from)
+        .collect())
 }
 
 pub fn fired(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
@@ -105,5 +123,8 @@ pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> StoreResult<Vec<Time
         q.push(" AND user_id = ").text(u);
     }
     q.push(" ORDER BY due, id");
-    Ok(q.load::<TimerTuple>(c)?.into_iter().map(timer).collect())
+    Ok(q.load::<TimerRow>(c)?
+        .into_iter()
+        .map(Timer::from)
+        .collect())
 }

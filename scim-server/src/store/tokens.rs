@@ -112,12 +112,12 @@ impl Store {
             return Ok(None);
         };
         let doc: super::Doc =
-            serde_json::from_str(&row.1).map_err(|e| StoreError::Backend(e.to_string()))?;
+            serde_json::from_str(&row.doc).map_err(|e| StoreError::Backend(e.to_string()))?;
         let user_name = scim_schema::json::get_ci(&doc, "userName")
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default()
             .to_string();
-        Ok(Some((row.0, user_name)))
+        Ok(Some((row.id, user_name)))
     }
 
     /// The token with this prefix, revoked or not (the caller checks `revoked`).

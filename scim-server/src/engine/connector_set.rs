@@ -1,15 +1,13 @@
-//! The connector instances of the policy in force, rebuilt when the policy changes.
+//! The connectors the engine calls: a factory that builds each connector of the policy from its
+//! typed settings and loaded secrets ([`build`], [`default_builder`]), and the live set of built
+//! instances ([`ConnectorSet`]), rebuilt when the policy changes.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use connectors::aws_iam::{AwsIamConfig, AwsIamConnector, LeaveMode};
+use connectors::aws_iam::{AwsIamConfig, AwsIamConnector};
 use connectors::github::{GitHubConfig, GitHubConnector};
-use connectors::ldap::{
-    ActiveDirectory, AdLeave, DisableMethod, GenericLdap, LdapConfig, LdapConnector, LdapFlavor,
-    LdapTls,
-};
+use connectors::ldap::{LdapConfig, LdapConnector};
 use connectors::memory::MemoryConnector;
 use connectors::okta::OktaConnector;
 use connectors::scim::ScimConnector;
@@ -18,9 +16,7 @@ use connectors::slack::SlackConnector;
 use connectors::webhook::WebhookConnector;
 use connectors::{Capabilities, Connector};
 
-use crate::policy::connector_config::{
-    AdLeaveMode, ConnectorConfig, IamLeaveMode, LdapDisable, TlsMode,
-};
+use crate::policy::connector_config::ConnectorConfig;
 use crate::policy::{ConnectorDef, Policy};
 
 /// Builds a connector from its policy definition.
@@ -49,18 +45,8 @@ pub fn build(
 ) -> Result<Arc<dyn Connector>, String> {
     let name = def.name.as_str();
     let cfg = ConnectorConfig::parse(&def.kind, &def.settings).map_err(|e| e.message)?;
-    let ms = Duration::from_millis;
     let c: Arc<dyn Connector> = match cfg {
-        ConnectorConfig::Memory(s) => {
-            let mut m = MemoryConnector::new(name);
-            if let Some(f) = s.file {
-                m = m.with_file(f);
-            }
-            if s.delay_ms > 0 {
-                m = m.with_delay(ms(s.delay_ms));
-            }
-            Arc::new(m)
-        }
+        ConnectorConfig::Memory(s) => Arc::new(MemoryConnector::from_settings(name, s)),
         ConnectorConfig::Scim(s) => {
             Arc::new(ScimConnector::new(name, s, secret("token")?).map_err(|e| e.message)?)
         }
@@ -75,120 +61,57 @@ pub fn build(
             WebhookConnector::new(name, s, secret("signing_secret")?).map_err(|e| e.message)?,
         ),
         ConnectorConfig::AwsIam(s) => {
-            let mut c = AwsIamConfig::new(
-                name,
-                s.endpoint,
-                secret("access_key_id")?,
-                secret("secret_access_key")?,
-            );
-            c.region = s.region;
-            c.session_token = match def.credentials.get("session_token") {
+            let session_token = match def.credentials.get("session_token") {
                 Some(_) => Some(secret("session_token")?),
                 None => None,
             };
-            c.path = s.path;
-            c.tags = s.tags;
-            c.leave_mode = match s.leave_mode {
-                IamLeaveMode::Delete => LeaveMode::Delete,
-                IamLeaveMode::TagSuspended => LeaveMode::TagSuspended,
-            };
-            c.timeout = ms(s.timeout_ms);
-            c.page_size = s.page_size;
-            Arc::new(AwsIamConnector::new(c).map_err(|e| e.message)?)
+            let cfg = AwsIamConfig::from_settings(
+                name,
+                s,
+                secret("access_key_id")?,
+                secret("secret_access_key")?,
+                session_token,
+            );
+            Arc::new(AwsIamConnector::new(cfg).map_err(|e| e.message)?)
         }
         ConnectorConfig::Github(s) => {
-            let mut c = GitHubConfig::new(name, s.org, secret("token")?);
-            c.api_base = s.api_base;
-            c.teams = s.teams;
-            c.timeout = ms(s.timeout_ms);
-            c.page_size = s.page_size;
-            Arc::new(GitHubConnector::new(c).map_err(|e| e.message)?)
+            let cfg = GitHubConfig::from_settings(name, s, secret("token")?);
+            Arc::new(GitHubConnector::new(cfg).map_err(|e| e.message)?)
         }
         ConnectorConfig::Ldap(s) => {
-            let disable = match s.disable {
-                LdapDisable::MoveToOu => DisableMethod::MoveToOu(s.disabled_ou.unwrap_or_default()),
-                LdapDisable::PpolicyLock => DisableMethod::PpolicyLock,
-            };
-            let placeholder = s.placeholder_member.unwrap_or_else(|| s.bind_dn.clone());
-            Arc::new(
-                LdapConnector::new(LdapConfig {
-                    name: name.into(),
-                    url: s.url,
-                    tls: tls(s.tls),
-                    ca_file: s.ca_file,
-                    bind_dn: s.bind_dn,
-                    bind_password: secret("bind_password")?,
-                    search_base: s.search_base,
-                    users_dn: s.users_dn,
-                    groups_dn: s.groups_dn,
-                    timeout: ms(s.timeout_ms),
-                    page_size: s.page_size,
-                    flavor: LdapFlavor::Generic(GenericLdap {
-                        disable,
-                        disable_removes_groups: s.disable_removes_groups,
-                        placeholder_member: placeholder,
-                    }),
-                })
-                .map_err(|e| e.message)?,
-            )
+            let cfg = LdapConfig::generic(name, s, secret("bind_password")?);
+            Arc::new(LdapConnector::new(cfg).map_err(|e| e.message)?)
         }
-        ConnectorConfig::Ad(s) => Arc::new(
-            LdapConnector::new(LdapConfig {
-                name: name.into(),
-                url: s.url,
-                tls: tls(s.tls),
-                ca_file: s.ca_file,
-                bind_dn: s.bind_dn,
-                bind_password: secret("bind_password")?,
-                search_base: s.search_base,
-                users_dn: s.users_dn,
-                groups_dn: s.groups_dn,
-                timeout: ms(s.timeout_ms),
-                page_size: s.page_size,
-                flavor: LdapFlavor::ActiveDirectory(ActiveDirectory {
-                    upn_suffix: s.upn_suffix,
-                    leavers_ou: s.leavers_ou,
-                    leave: match s.leave {
-                        AdLeaveMode::Delete => AdLeave::Delete,
-                        AdLeaveMode::DisableAndMove => AdLeave::DisableAndMove,
-                    },
-                }),
-            })
-            .map_err(|e| e.message)?,
-        ),
+        ConnectorConfig::Ad(s) => {
+            let cfg = LdapConfig::active_directory(name, s, secret("bind_password")?);
+            Arc::new(LdapConnector::new(cfg).map_err(|e| e.message)?)
+        }
     };
     Ok(c)
-}
-
-fn tls(t: TlsMode) -> LdapTls {
-    match t {
-        TlsMode::Ldaps => LdapTls::Ldaps,
-        TlsMode::Starttls => LdapTls::StartTls,
-        TlsMode::PlainInsecure => LdapTls::PlainInsecure,
-    }
 }
 
 /// The policy generation the instances were built for, and the instances.
 type Built = (u64, BTreeMap<String, Arc<dyn Connector>>);
 
-/// Connector instances by policy name.
+/// The live connector instances of the policy in force, by policy name: built by the factory
+/// when the policy generation changes, with instances given by the caller taking precedence.
 #[derive(Clone)]
-pub struct Registry {
+pub struct ConnectorSet {
     builder: Builder,
     /// Instances given by the caller (tests, demo); they win over the builder.
     preset: Arc<RwLock<BTreeMap<String, Arc<dyn Connector>>>>,
     built: Arc<RwLock<Built>>,
 }
 
-impl std::fmt::Debug for Registry {
+impl std::fmt::Debug for ConnectorSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").finish_non_exhaustive()
+        f.debug_struct("ConnectorSet").finish_non_exhaustive()
     }
 }
 
-impl Registry {
+impl ConnectorSet {
     pub fn new(builder: Builder) -> Self {
-        Registry {
+        ConnectorSet {
             builder,
             preset: Arc::default(),
             built: Arc::new(RwLock::new((0, BTreeMap::new()))),

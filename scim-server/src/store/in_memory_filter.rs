@@ -2,13 +2,14 @@
 //! filters to [`scim_schema::filter::matches`], sort keys to [`scim_schema::sort::sort_key`].
 //!
 //! The one store-specific rule is where absent values sort: first ascending and last descending,
-//! as SQL orders NULLs, so that a query answers in the same order whether its sort was pushed
-//! down or done here.
+//! as SQL orders NULLs ([`scim_schema::sort::compare_keys_absent_first`]), so that a query
+//! answers in the same order whether its sort was pushed down or done here.
 
 use std::cmp::Ordering;
 
 use scim_schema::filter::{AttrPath, Filter};
 use scim_schema::schema::ResourceSchema;
+use scim_schema::sort::{compare_keys_absent_first, SortOrder};
 
 use super::Doc;
 
@@ -28,10 +29,5 @@ pub(crate) fn sort_key(doc: &Doc, path: &AttrPath, schema: &ResourceSchema) -> S
 
 /// Ascending order of two keys, absent first (as SQL orders NULLs).
 pub(crate) fn cmp_keys(a: &SortKey, b: &SortKey) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => a.cmp(b),
-    }
+    compare_keys_absent_first(a.as_ref(), b.as_ref(), SortOrder::Ascending)
 }

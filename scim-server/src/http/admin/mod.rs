@@ -3,10 +3,12 @@
 //! Every route needs a bearer credential (the SCIM authentication middleware, then
 //! [`require_admin`]) with the `admin` scope, or for the approval routes the `approvals` scope
 //! ([`admin_scope`]); deciding a request also needs the credential to act as a person with
-//! authority over it (`admin::authority`). The exception is `/admin/v1/links/{token}`: a signed
-//! one-click link from a notification is its own credential (HMAC, expiry, addressee, one use per
-//! notification); `GET` only shows what it would do, `POST` does it.
+//! authority over it (`crate::admin::authority`). The exception is `/admin/v1/links/{token}`
+//! (`links`): a signed one-click link from a notification is its own credential (HMAC, expiry,
+//! addressee, one use per notification); `GET` only shows what it would do, `POST` does it.
 //! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
+
+mod links;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -18,19 +20,20 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::simulate::SimulationRequest;
-use super::{Admin, AdminResult, API_PREFIX};
+use super::error::{ApiError, ApiResult};
+use super::{method_not_allowed, middleware, not_found, resource as res, AppState};
+use crate::admin::simulate::SimulationRequest;
+use crate::admin::{Admin, AdminResult, MAX_LEGACY_EXTENSION_DAYS};
 use crate::auth::{Principal, Scope};
-use crate::http::error::{html_page, ApiError, ApiResult};
-use crate::http::{method_not_allowed, middleware, not_found, resource as res, AppState};
+use crate::engine::notices::API_PREFIX;
 use crate::store::{approvals, outbox};
 
 /// Mounts the admin API (called from `http::configure`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(format!("{API_PREFIX}/links/{{token}}"))
-            .route(web::get().to(preview_link))
-            .route(web::post().to(follow_link))
+            .route(web::get().to(links::preview_link))
+            .route(web::post().to(links::follow_link))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
@@ -192,7 +195,7 @@ fn approval_json(r: &approvals::ApprovalRow) -> Value {
     if let Some(e) = r
         .entitlement
         .as_deref()
-        .filter(|_| r.kind == "entitlement")
+        .filter(|_| r.kind == approvals::ApprovalKind::Entitlement)
         .and_then(|e| serde_json::from_str::<Value>(e).ok())
     {
         v["entitlement"] = e;
@@ -433,10 +436,10 @@ async fn extend_legacy(
 ) -> ApiResult<HttpResponse> {
     let e: Extend = body(&bytes)?;
     let days = e.days.unwrap_or(7);
-    if !(1..=super::MAX_LEGACY_EXTENSION_DAYS).contains(&days) {
+    if !(1..=MAX_LEGACY_EXTENSION_DAYS).contains(&days) {
         return Err(invalid(format!(
             "days must be between 1 and {}",
-            super::MAX_LEGACY_EXTENSION_DAYS
+            MAX_LEGACY_EXTENSION_DAYS
         )));
     }
     let user = path.into_inner();
@@ -447,111 +450,6 @@ async fn extend_legacy(
     let mut v = plan_summary(&out);
     v["extended_days"] = json!(days);
     Ok(ok(StatusCode::OK, v))
-}
-
-/// Whether the client asked for JSON (`Accept: application/json` or `?format=json`); browsers
-/// get a small HTML page.
-fn wants_json(req: &HttpRequest) -> bool {
-    req.query_string().split('&').any(|p| p == "format=json")
-        || req
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
-}
-
-/// The headers of every one-click link response: the token is a credential (never cached,
-/// never leaked in a Referer), and the confirmation page may not be framed (a framed page could
-/// trick a click on its button).
-fn link_headers(mut resp: HttpResponse) -> HttpResponse {
-    let h = resp.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        header::HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::X_FRAME_OPTIONS,
-        header::HeaderValue::from_static("DENY"),
-    );
-    resp
-}
-
-/// `GET` of a one-click link: checks it and says what it would do, with a form that `POST`s the
-/// same link. Nothing changes, so a mail scanner that fetches every link spends none.
-async fn preview_link(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    let token = path.into_inner();
-    let json = wants_json(&req);
-    let t = token.clone();
-    let result = run(&state, move |a| a.preview_link(&t)).await;
-    link_headers(match (result, json) {
-        (Ok(p), true) => {
-            let mut v = json!(p);
-            v["confirm"] = json!({"method": "POST", "path": req.path()});
-            ok(StatusCode::OK, v)
-        }
-        (Ok(p), false) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .body(confirm_page(&p, &token)),
-        (Err(e), true) => actix_web::ResponseError::error_response(&e),
-        (Err(e), false) => e.html_response(),
-    })
-}
-
-/// The confirmation page of a one-click link: what will happen, for whom, and one button.
-fn confirm_page(p: &super::LinkPreview, token: &str) -> String {
-    let esc = crate::http::error::html_escape;
-    let who = p.user_name.as_deref().unwrap_or(&p.user_id);
-    let button = match p.action.as_str() {
-        "ack" => "Remove legacy access",
-        _ => "Extend legacy access",
-    };
-    // The form posts to this same URL: the link's last path segment is the token.
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>scimhub: confirm</title></head>\
-         <body><h1>Confirm</h1><p>{message}</p>\
-         <p>User: {who}. This link was sent to {to} as the user's {role}; it works once.</p>\
-         <form method=\"post\" action=\"{action}\"><button type=\"submit\">{button}</button></form>\
-         </body></html>",
-        message = esc(&p.message),
-        who = esc(who),
-        to = esc(&p.addressee),
-        role = esc(&p.role),
-        action = esc(token),
-        button = esc(button),
-    )
-}
-
-/// `POST` of a one-click link (the confirmation page's form): performs the action, once.
-async fn follow_link(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    let token = path.into_inner();
-    let json = wants_json(&req);
-    let result = run(&state, move |a| a.follow_link(&token)).await;
-    link_headers(match (result, json) {
-        (Ok(o), true) => ok(StatusCode::OK, json!(o)),
-        (Ok(o), false) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .body(html_page("Done", &o.message)),
-        (Err(e), true) => actix_web::ResponseError::error_response(&e),
-        (Err(e), false) => e.html_response(),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -610,14 +508,14 @@ async fn incidents(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let rows = run(&state, |a| a.incidents()).await?;
     Ok(list(
         rows.into_iter()
-            .map(|(id, created, kind, user_id, connector, reason)| {
+            .map(|i| {
                 json!({
-                    "id": id,
-                    "created": created,
-                    "kind": kind,
-                    "user_id": user_id,
-                    "connector": connector,
-                    "reason": reason,
+                    "id": i.id,
+                    "created": i.created,
+                    "kind": i.kind,
+                    "user_id": i.user_id,
+                    "connector": i.connector,
+                    "reason": i.reason,
                 })
             })
             .collect(),
@@ -655,31 +553,5 @@ mod tests {
         for (m, p) in admin {
             assert_eq!(admin_scope(&m, p), Scope::Admin, "{m} {p}");
         }
-    }
-
-    #[test]
-    fn the_confirmation_page_says_what_happens_and_posts_the_same_link() {
-        let p = super::super::LinkPreview {
-            action: "ack".into(),
-            user_id: "u1".into(),
-            user_name: Some("bob <b>".into()),
-            addressee: "u-grace".into(),
-            role: "manager".into(),
-            message: "Remove bob <b>'s legacy access now.".into(),
-        };
-        let page = confirm_page(&p, "eyJ1.abc\"x");
-        assert!(
-            page.contains("Remove bob &lt;b&gt;'s legacy access now."),
-            "{page}"
-        );
-        assert!(
-            page.contains("<form method=\"post\" action=\"eyJ1.abc&quot;x\">"),
-            "{page}"
-        );
-        assert!(
-            page.contains("sent to u-grace as the user's manager"),
-            "{page}"
-        );
-        assert!(!page.contains("<b>"), "{page}");
     }
 }

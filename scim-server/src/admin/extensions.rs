@@ -1,0 +1,172 @@
+//! Contract extensions: a request to move a contractor's end date (checked against the policy's
+//! contractor rules, mailed to those who may decide it) and, once approved, the write of the new
+//! end date to the user (so the engine reschedules expiry and reminders).
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::{in_tx, Admin, AdminError, AdminResult};
+use crate::auth::UserRef;
+use crate::engine::desired::parse_date;
+use crate::engine::notices;
+use crate::store::approvals::{ApprovalKind, ApprovalLevel};
+use crate::store::{approvals, engine_state, load_row, Doc, ResourceKind};
+
+impl Admin {
+    pub(super) fn end_date_path(&self) -> AdminResult<scim_schema::filter::AttrPath> {
+        let policy = self.engine.policy.current();
+        let attr =
+            policy.settings.end_date_attribute.clone().ok_or_else(|| {
+                AdminError::Invalid("the policy sets no end_date_attribute".into())
+            })?;
+        scim_schema::filter::parse_attr_path(&attr).map_err(|e| AdminError::Invalid(e.to_string()))
+    }
+
+    pub(super) fn set_end_date(&self, user_id: &str, end: &str) -> AdminResult<()> {
+        let path = self.end_date_path()?;
+        let end = end.to_string();
+        self.store.update_with(
+            ResourceKind::User,
+            user_id,
+            None,
+            None,
+            move |mut doc: Doc| {
+                let target = match &path.urn {
+                    Some(urn) => {
+                        let entry = doc
+                            .entry(urn.as_str().to_string())
+                            .or_insert_with(|| Value::Object(Default::default()));
+                        match entry.as_object_mut() {
+                            Some(o) => o,
+                            None => {
+                                return Err(scim_schema::Error::InvalidValue(
+                                    "extension is not an object".into(),
+                                )
+                                .into())
+                            }
+                        }
+                    }
+                    None => &mut doc,
+                };
+                target.insert(path.name.as_str().to_string(), Value::String(end));
+                Ok(doc)
+            },
+        )?;
+        Ok(())
+    }
+
+    /// A request to move a contractor's end date, decided by the contractor's sponsor, a
+    /// contractor owner or security ([`super::authority`]). `by` names who asks (free text: the sponsor's
+    /// address, say); `requester` is the directory user behind the call, if any, recorded so they
+    /// cannot decide their own request.
+    pub fn request_extension(
+        &self,
+        user_id: &str,
+        new_end: &str,
+        reason: &str,
+        by: &str,
+        requester: Option<&UserRef>,
+    ) -> AdminResult<String> {
+        let policy = self.engine.policy.current();
+        let rules = policy
+            .contractor
+            .as_ref()
+            .ok_or_else(|| AdminError::Invalid("the policy has no contractor rules".into()))?;
+        let end = parse_date(new_end)
+            .ok_or_else(|| AdminError::Invalid(format!("{new_end:?} is not a date")))?;
+        if reason.trim().is_empty() {
+            return Err(AdminError::Invalid("an extension needs a reason".into()));
+        }
+        if self.store.get(ResourceKind::User, user_id, false).is_err() {
+            return Err(AdminError::NotFound(format!("user {user_id}")));
+        }
+        let now = self.now();
+        let current = in_tx(&self.store, |c| engine_state::get_user(c, user_id))?
+            .and_then(|u| u.facts.get("end_date").cloned())
+            .and_then(|v| serde_json::from_value::<Option<DateTime<Utc>>>(v).ok())
+            .flatten()
+            .unwrap_or(now);
+        if end <= current {
+            return Err(AdminError::Invalid("the new end date must be later".into()));
+        }
+        if end - current > rules.max_extension {
+            return Err(AdminError::Invalid(format!(
+                "an extension may add at most {}",
+                crate::policy::fmt_duration(rules.max_extension)
+            )));
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        in_tx(&self.store, |c| {
+            let requester_id = match requester {
+                Some(UserRef::Id(u)) => load_row(c, ResourceKind::User, u)?.map(|r| r.id),
+                Some(UserRef::UserName(u)) => {
+                    crate::store::find_user_row_by_name(c, u)?.map(|r| r.id)
+                }
+                None => None,
+            };
+            let mut detail = json!({"new_end": new_end, "reason": reason, "requested_by": by});
+            if let Some(r) = &requester_id {
+                detail["requested_by_user_id"] = json!(r);
+            }
+            approvals::insert(
+                c,
+                &approvals::NewApproval {
+                    id: &id,
+                    user_id,
+                    kind: ApprovalKind::Extension,
+                    connector: None,
+                    entitlement: None,
+                    level: ApprovalLevel::Owner,
+                    detail,
+                },
+                now,
+            )?;
+            // Those who may decide it: the sponsor (an address, or a user id the sender
+            // resolves), the contractor owners, the owner approvers' addresses; else security.
+            let mut to: Vec<String> = Vec::new();
+            if let Some(sponsor) = engine_state::get_user(c, user_id)?.and_then(|u| {
+                u.facts
+                    .get("sponsor")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }) {
+                to.push(sponsor);
+            }
+            to.extend(crate::engine::user_ids_by_name(c, &rules.owners)?);
+            to.extend(
+                policy
+                    .notify
+                    .approvers
+                    .get("owner")
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            if to.is_empty() {
+                to = policy.notify.security.clone();
+            }
+            if !to.is_empty() {
+                let notice = notices::extension_request(
+                    &policy,
+                    notices::ExtensionRequest {
+                        id: &id,
+                        user_id,
+                        by,
+                        new_end,
+                        reason,
+                    },
+                );
+                crate::store::notifications::enqueue(
+                    c,
+                    notice.kind,
+                    Some(user_id),
+                    &to,
+                    &notice.subject,
+                    &notice.body,
+                    now,
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok(id)
+    }
+}

@@ -1,0 +1,101 @@
+//! Blast-radius holds: a plan that would touch too many accounts waits as a hold until someone
+//! confirms it (its operations run) or discards it (they never run and the users' planned state
+//! goes back to what the connectors hold).
+
+use serde_json::json;
+
+use super::{in_tx, Admin, AdminError, AdminResult};
+use crate::store::{audit, engine_state, holds};
+
+impl Admin {
+    pub fn holds(&self, status: Option<&str>) -> AdminResult<Vec<holds::Hold>> {
+        // A status no hold can have matches none.
+        let status = match status.map(holds::HoldStatus::parse) {
+            Some(None) => return Ok(Vec::new()),
+            other => other.flatten(),
+        };
+        Ok(in_tx(&self.store, |c| holds::list(c, status))?)
+    }
+
+    /// The hold `id`, pending: 404 when unknown, 409 when already decided.
+    fn pending_hold(&self, id: &str) -> AdminResult<holds::Hold> {
+        let hold = in_tx(&self.store, |c| holds::list(c, None))?
+            .into_iter()
+            .find(|h| h.id == id)
+            .ok_or_else(|| AdminError::NotFound(format!("hold {id}")))?;
+        if hold.status != holds::HoldStatus::Pending {
+            return Err(AdminError::Conflict(format!(
+                "hold {id} is already {}",
+                hold.status
+            )));
+        }
+        Ok(hold)
+    }
+
+    /// Confirms a hold: its operations run (they become pending, due now). Returns how many
+    /// operations were released.
+    pub fn confirm_hold(&self, id: &str, by: &str) -> AdminResult<usize> {
+        let hold = self.pending_hold(id)?;
+        let now = self.now();
+        self.decision_tx(|c| {
+            if !holds::decide(c, id, holds::HoldStatus::Confirmed, by, now)? {
+                return Ok(None);
+            }
+            let users = holds::release_ops(c, id, holds::HeldOps::Release, now)?;
+            for u in &users {
+                audit::append(
+                    c,
+                    &audit::AuditEntry {
+                        at: now,
+                        actor: by,
+                        user_id: u,
+                        connector: None,
+                        action: "hold",
+                        outcome: "confirmed",
+                        detail: json!({"hold": id}),
+                    },
+                )?;
+            }
+            Ok(Some(hold.operations as usize))
+        })?
+        .ok_or_else(|| AdminError::Conflict(format!("hold {id} was decided concurrently")))
+    }
+
+    /// Discards a hold: its operations never run; the users' planned state goes back to what
+    /// the connectors hold, so the next change plans them afresh. Returns how many users.
+    pub fn discard_hold(&self, id: &str, by: &str) -> AdminResult<usize> {
+        self.pending_hold(id)?;
+        let now = self.now();
+        in_tx(&self.store, |c| {
+            if !holds::decide(c, id, holds::HoldStatus::Discarded, by, now)? {
+                return Ok(None);
+            }
+            let users = holds::release_ops(c, id, holds::HeldOps::Discard, now)?;
+            for u in &users {
+                for account in engine_state::accounts(c, u)? {
+                    let actual = account.actual.unwrap_or_else(|| "{}".into());
+                    engine_state::put_account(c, u, &account.connector, &actual, &actual, now)?;
+                }
+                if let Some(mut eu) = engine_state::get_user(c, u)? {
+                    eu.state = "active".into();
+                    eu.updated = now;
+                    engine_state::put_user(c, &eu)?;
+                }
+                audit::append(
+                    c,
+                    &audit::AuditEntry {
+                        at: now,
+                        actor: by,
+                        user_id: u,
+                        connector: None,
+                        action: "hold",
+                        outcome: "discarded",
+                        detail: json!({"hold": id}),
+                    },
+                )?;
+            }
+            Ok(Some(users.len()))
+        })?
+        .ok_or_else(|| AdminError::Conflict(format!("hold {id} was decided concurrently")))
+    }
+}

@@ -1,0 +1,282 @@
+//! A mover's legacy access (the overlap the policy grants after a move): acknowledged (ended
+//! now) or extended by an administrator, or by the manager or security through a signed
+//! one-click link from the mover notification. The link is checked against the current state
+//! before it is shown or followed, and the links of one mover event share a single use.
+
+use chrono::Duration;
+use serde_json::{json, Value};
+
+use super::{in_tx, Admin, AdminError, AdminResult};
+use crate::engine::desired::attr_str;
+use crate::engine::{links, load_user_doc, Cause, PlanOutcome};
+use crate::store::{approvals, audit, engine_state, DbConnection, StoreResult};
+
+/// What following a one-click link did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkOutcome {
+    /// `ack` or `extend`.
+    pub action: String,
+    pub user_id: String,
+    /// For people: what happened.
+    pub message: String,
+}
+
+/// What a one-click link would do, shown before anything happens (`GET` of the link).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkPreview {
+    /// `ack` or `extend`.
+    pub action: String,
+    pub user_id: String,
+    /// The user's userName, when they still exist.
+    pub user_name: Option<String>,
+    /// Who the link was sent to (the manager's id, or a security address) and as what
+    /// (`manager`, `security`).
+    pub addressee: String,
+    pub role: String,
+    /// For people: what confirming will do.
+    pub message: String,
+}
+
+/// A verified link, checked against the current state (not used, addressee still entitled,
+/// legacy access still open).
+struct CheckedLink {
+    claims: links::LinkClaims,
+    extend: Option<Duration>,
+    /// Shared by every link of one mover event: one use between them.
+    pair: String,
+}
+
+/// The longest a manager may extend a mover's legacy access in one step, in days.
+pub const MAX_LEGACY_EXTENSION_DAYS: i64 = 90;
+
+impl Admin {
+    /// Acknowledges (ends now) or extends a mover's legacy access, then re-plans. 404 for an
+    /// unknown user, 409 when no legacy access is open.
+    pub fn legacy_access(
+        &self,
+        user_id: &str,
+        extend: Option<Duration>,
+    ) -> AdminResult<PlanOutcome> {
+        self.decision_tx(|c| self.legacy_access_in(c, user_id, extend, "admin"))?
+    }
+
+    fn legacy_access_in(
+        &self,
+        c: &mut DbConnection,
+        user_id: &str,
+        extend: Option<Duration>,
+        actor: &str,
+    ) -> StoreResult<AdminResult<PlanOutcome>> {
+        let now = self.now();
+        if let Some(d) = extend {
+            if d <= Duration::zero() || d > Duration::days(MAX_LEGACY_EXTENSION_DAYS) {
+                return Ok(Err(AdminError::Invalid(format!(
+                    "legacy access may be extended by 1 to {MAX_LEGACY_EXTENSION_DAYS} days"
+                ))));
+            }
+        }
+        if engine_state::get_user(c, user_id)?.is_none() {
+            return Ok(Err(AdminError::NotFound(format!("user {user_id}"))));
+        }
+        let open = approvals::overrides(c, user_id)?
+            .into_iter()
+            .filter(|o| o.until > now)
+            .count();
+        if open == 0 {
+            return Ok(Err(AdminError::Conflict(format!(
+                "user {user_id} has no legacy access left to acknowledge or extend"
+            ))));
+        }
+        let until = match extend {
+            None => now,
+            Some(d) => now + d,
+        };
+        approvals::set_override_until(c, user_id, until)?;
+        if extend.is_some() {
+            crate::engine::timers::schedule(
+                c,
+                &crate::engine::timers::Timer {
+                    user_id: user_id.into(),
+                    kind: crate::engine::timers::TimerKind::OverlapEnd,
+                    due: until,
+                },
+                now,
+            )?;
+        }
+        audit::append(
+            c,
+            &audit::AuditEntry {
+                at: now,
+                actor,
+                user_id,
+                connector: None,
+                action: "legacy_access",
+                outcome: if extend.is_some() {
+                    "extended"
+                } else {
+                    "acknowledged"
+                },
+                detail: json!({"until": until, "overrides": open}),
+            },
+        )?;
+        Ok(Ok(self.engine.replan(c, user_id, Cause::Admin)?))
+    }
+
+    /// Verifies a one-click link and checks it against the current state, without acting: the
+    /// signature (403 when tampered), the expiry (410), that its addressee still holds the role
+    /// it was sent to them for (403: a manager who is no longer the user's manager, an address
+    /// no longer on the security list), that no link of the same notification was used (409)
+    /// and that legacy access is still open (409).
+    fn check_link(
+        &self,
+        c: &mut DbConnection,
+        token: &str,
+    ) -> StoreResult<AdminResult<CheckedLink>> {
+        let policy = self.engine.policy.current();
+        let Some(key) = links::key(&policy) else {
+            return Ok(Err(AdminError::Forbidden(
+                "one-click links are not configured".into(),
+            )));
+        };
+        let claims = match links::verify(&key, token, self.now()) {
+            Ok(c) => c,
+            Err(links::LinkError::Expired) => {
+                return Ok(Err(AdminError::Expired("This link has expired.".into())))
+            }
+            Err(other) => {
+                return Ok(Err(AdminError::Forbidden(format!(
+                    "This link is not valid ({other})."
+                ))))
+            }
+        };
+        let extend = match claims.a.as_str() {
+            "ack" => None,
+            "extend" => Some(Duration::days(claims.d.clamp(1, MAX_LEGACY_EXTENSION_DAYS))),
+            _ => return Ok(Err(AdminError::Forbidden("unknown action".into()))),
+        };
+        // The signature proves who the link was sent to; the addressee must still be entitled.
+        let entitled = match claims.r.as_str() {
+            "manager" => {
+                let manager = load_user_doc(c, &claims.u)?
+                    .as_ref()
+                    .and_then(crate::engine::manager_id);
+                manager.as_deref() == Some(claims.to.as_str())
+            }
+            "security" => policy
+                .notify
+                .security
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&claims.to)),
+            _ => false,
+        };
+        if !entitled {
+            return Ok(Err(AdminError::Forbidden(format!(
+                "This link was sent to {} as the user's {}, which they no longer are.",
+                claims.to, claims.r
+            ))));
+        }
+        // Every link of one mover event carries the same user and expiry: one use between them.
+        let pair = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(
+                format!("{}:{}", claims.u, claims.exp).as_bytes(),
+            ))
+        };
+        let used = audit::list(c, Some(&claims.u))?.into_iter().any(|a| {
+            a.action == "one_click_link"
+                && serde_json::from_str::<Value>(&a.detail)
+                    .ok()
+                    .and_then(|d| d.get("link").and_then(Value::as_str).map(|l| l == pair))
+                    .unwrap_or(false)
+        });
+        if used {
+            return Ok(Err(AdminError::Conflict(
+                "This link has already been used.".into(),
+            )));
+        }
+        let now = self.now();
+        let open = approvals::overrides(c, &claims.u)?
+            .into_iter()
+            .any(|o| o.until > now);
+        if !open {
+            return Ok(Err(AdminError::Conflict(format!(
+                "user {} has no legacy access left to acknowledge or extend",
+                claims.u
+            ))));
+        }
+        Ok(Ok(CheckedLink {
+            claims,
+            extend,
+            pair,
+        }))
+    }
+
+    /// What a one-click link would do, after every check [`Admin::follow_link`] makes, without
+    /// doing it: following a link with `GET` shows this, so a mail scanner that fetches links
+    /// changes nothing.
+    pub fn preview_link(&self, token: &str) -> AdminResult<LinkPreview> {
+        let (link, name) = in_tx(&self.store, |c| {
+            let link = match self.check_link(c, token)? {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(e)),
+            };
+            let name = load_user_doc(c, &link.claims.u)?
+                .and_then(|d| attr_str(&d, "userName").map(str::to_string));
+            Ok(Ok((link, name)))
+        })??;
+        let who = name.clone().unwrap_or_else(|| link.claims.u.clone());
+        let message = match link.extend {
+            None => format!("Remove {who}'s legacy access now."),
+            Some(d) => format!("Extend {who}'s legacy access by {} days.", d.num_days()),
+        };
+        Ok(LinkPreview {
+            action: link.claims.a,
+            user_id: link.claims.u,
+            user_name: name,
+            addressee: link.claims.to,
+            role: link.claims.r,
+            message,
+        })
+    }
+
+    /// Runs a one-click link (after the checks of [`Admin::preview_link`]): acknowledges or
+    /// extends the user's legacy access. The links of one mover event share one use: once one
+    /// ran, all answer 409, so a second click, a replay or another recipient's link cannot act
+    /// twice or undo the first decision. The audit records who the link was sent to: the
+    /// signature is the proof of identity here, there is no login.
+    pub fn follow_link(&self, token: &str) -> AdminResult<LinkOutcome> {
+        let now = self.now();
+        let link = self.decision_tx(|c| {
+            let link = match self.check_link(c, token)? {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(e)),
+            };
+            let actor = format!("one-click link to {} ({})", link.claims.to, link.claims.r);
+            if let Err(e) = self.legacy_access_in(c, &link.claims.u, link.extend, &actor)? {
+                return Ok(Err(e));
+            }
+            audit::append(
+                c,
+                &audit::AuditEntry {
+                    at: now,
+                    actor: &actor,
+                    user_id: &link.claims.u,
+                    connector: None,
+                    action: "one_click_link",
+                    outcome: &link.claims.a,
+                    detail: json!({"link": link.pair, "to": link.claims.to, "as": link.claims.r}),
+                },
+            )?;
+            Ok(Ok(link))
+        })??;
+        let message = match link.extend {
+            None => "Legacy access removed.".to_string(),
+            Some(d) => format!("Legacy access extended by {} days.", d.num_days()),
+        };
+        Ok(LinkOutcome {
+            action: link.claims.a,
+            user_id: link.claims.u,
+            message,
+        })
+    }
+}

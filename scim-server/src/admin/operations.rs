@@ -1,0 +1,65 @@
+//! Outbox operations and incidents: listing them, and putting a parked (failed) operation back
+//! in the queue when nothing later has superseded it.
+
+use serde_json::json;
+
+use super::{in_tx, Admin, AdminError, AdminResult};
+use crate::store::{audit, incidents, outbox};
+
+impl Admin {
+    /// Outbox operations of `status` (`failed`: parked after the retry budget, with the
+    /// reason), newest first.
+    pub fn outbox(&self, status: Option<&str>, limit: i64) -> AdminResult<Vec<outbox::OutboxRow>> {
+        // A status no operation can have matches none.
+        let status = match status.map(outbox::OutboxStatus::parse) {
+            Some(None) => return Ok(Vec::new()),
+            other => other.flatten(),
+        };
+        Ok(in_tx(&self.store, |c| {
+            outbox::list_ops(c, None, status, limit)
+        })?)
+    }
+
+    /// Puts a parked (failed) operation back in the outbox with a fresh retry budget and
+    /// resolves its incidents. 404 when unknown, 409 when it is not failed or a later operation
+    /// on the same user and connector already ran (running the old one now could undo it).
+    pub fn retry(&self, id: i64, by: &str) -> AdminResult<outbox::OutboxRow> {
+        let now = self.now();
+        self.decision_tx(|c| {
+            let Some(row) = outbox::get_op(c, id)? else {
+                return Ok(Err(AdminError::NotFound(format!("operation {id}"))));
+            };
+            if row.status != outbox::OutboxStatus::Failed {
+                return Ok(Err(AdminError::Conflict(format!(
+                    "operation {id} is {}, not failed",
+                    row.status
+                ))));
+            }
+            if outbox::later_done(c, &row)? {
+                return Ok(Err(AdminError::Conflict(format!(
+                    "operation {id} is superseded: a later operation on {} for this user already ran",
+                    row.connector
+                ))));
+            }
+            outbox::retry_failed(c, id, now)?;
+            audit::append(
+                c,
+                &audit::AuditEntry {
+                    at: now,
+                    actor: by,
+                    user_id: &row.user_id,
+                    connector: Some(&row.connector),
+                    action: "retry",
+                    outcome: "queued",
+                    detail: json!({"operation": id, "last_error": row.last_error}),
+                },
+            )?;
+            Ok(Ok(outbox::get_op(c, id)?.unwrap_or(row)))
+        })?
+    }
+
+    /// Open incidents.
+    pub fn incidents(&self) -> AdminResult<Vec<incidents::Incident>> {
+        Ok(in_tx(&self.store, incidents::list_open)?)
+    }
+}

@@ -1,0 +1,212 @@
+//! Approval requests (entitlements, SoD exceptions, contract extensions): listing them and
+//! deciding them. Whoever decides must act as a directory user with authority over the request
+//! ([`super::authority`]); the decision is audited, an approved grant is re-planned at once and
+//! an approved extension moves the contract end date ([`super::extensions`]).
+
+use serde_json::{json, Value};
+
+use super::authority::{self, Approver, Refusal, Subject};
+use super::{in_tx, Admin, AdminError, AdminResult};
+use crate::auth::{Principal, UserRef};
+use crate::engine::desired::attr_str;
+use crate::engine::{load_user_doc, Cause};
+use crate::store::approvals::{ApprovalKind, ApprovalStatus};
+use crate::store::{
+    approvals, audit, engine_state, load_groups, load_row, DbConnection, Doc, ResourceKind,
+    StoreError,
+};
+
+impl Admin {
+    pub fn approvals(&self, status: Option<&str>) -> AdminResult<Vec<approvals::ApprovalRow>> {
+        // A status no request can have matches none.
+        let status = match status.map(ApprovalStatus::parse) {
+            Some(None) => return Ok(Vec::new()),
+            other => other.flatten(),
+        };
+        Ok(in_tx(&self.store, |c| approvals::list(c, status))?)
+    }
+
+    /// Approves a pending request as `by` and applies it: an entitlement or SoD exception is
+    /// planned at once; an extension moves the contract end date (a write to the user, so the
+    /// engine reschedules expiry and reminders).
+    pub fn approve(&self, id: &str, by: &Principal) -> AdminResult<approvals::ApprovalRow> {
+        self.decide_request(id, None, "approved", by, None)
+    }
+
+    /// Rejects a pending request as `by`; nothing is granted.
+    pub fn reject(
+        &self,
+        id: &str,
+        by: &Principal,
+        reason: Option<&str>,
+    ) -> AdminResult<approvals::ApprovalRow> {
+        self.decide_request(id, None, "rejected", by, reason)
+    }
+
+    /// The directory user a principal acts as, with what deciding needs to know of them.
+    fn approver(&self, c: &mut DbConnection, by: &Principal) -> AdminResult<Approver> {
+        let user = by.user.as_ref().ok_or_else(|| Refusal::NoUser {
+            credential: by.client.clone(),
+        })?;
+        let row = match user {
+            UserRef::Id(id) => load_row(c, ResourceKind::User, id)?,
+            UserRef::UserName(name) => crate::store::find_user_row_by_name(c, name)?,
+        };
+        let (id, doc) = match row {
+            Some(row) => (
+                row.id,
+                serde_json::from_str::<Doc>(&row.doc)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?,
+            ),
+            None => {
+                return Err(Refusal::UnknownUser {
+                    credential: by.client.clone(),
+                    user: user.as_str().to_string(),
+                }
+                .into())
+            }
+        };
+        let groups = load_groups(c, std::slice::from_ref(&id))?
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|g| g.display)
+            .collect();
+        Ok(Approver::from_doc(&id, &doc, groups, &by.client))
+    }
+
+    /// Decides a pending request (of `kind`, when given: `/extensions/{id}` only finds
+    /// extensions) as `by`. 404 when unknown, 409 when no longer pending, 403 when `by` has no
+    /// authority over it (see [`authority`]); a refused request stays pending.
+    pub fn decide_request(
+        &self,
+        id: &str,
+        kind: Option<&str>,
+        status: &str,
+        by: &Principal,
+        reason: Option<&str>,
+    ) -> AdminResult<approvals::ApprovalRow> {
+        let now = self.now();
+        let policy = self.engine.policy.current();
+        let what = kind.unwrap_or("request");
+        let approve = status == "approved";
+        let decided = self.decision_tx(|c| {
+            let Some(row) =
+                approvals::get(c, id)?.filter(|r| kind.is_none_or(|k| r.kind.as_str() == k))
+            else {
+                return Ok(Err(AdminError::NotFound(format!("{what} {id}"))));
+            };
+            if row.status != ApprovalStatus::Pending {
+                return Ok(Err(AdminError::Conflict(format!(
+                    "{what} {id} is already {}",
+                    row.status
+                ))));
+            }
+            let approver = match self.approver(c, by) {
+                Ok(a) => a,
+                Err(AdminError::Store(e)) => return Err(e),
+                Err(e) => return Ok(Err(e)),
+            };
+            let doc = load_user_doc(c, &row.user_id)?;
+            let facts = engine_state::get_user(c, &row.user_id)?.map(|u| u.facts);
+            let fact = |k: &str| {
+                facts
+                    .as_ref()
+                    .and_then(|f| f.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            // The current record decides who the manager and sponsor are; the engine's last
+            // facts stand in when the user was deleted.
+            let manager = doc
+                .as_ref()
+                .and_then(crate::engine::manager_id)
+                .or_else(|| fact("manager"));
+            let sponsor = match (&doc, policy.settings.sponsor_attribute.as_deref()) {
+                (Some(d), Some(attr)) => attr_str(d, attr).map(str::to_string),
+                _ => fact("sponsor"),
+            };
+            let subject = Subject {
+                user_id: &row.user_id,
+                manager_id: manager.as_deref(),
+                sponsor: sponsor.as_deref(),
+            };
+            let authority = match authority::authority(&policy, &row, &subject, &approver) {
+                Ok(a) => a,
+                Err(refusal) => {
+                    tracing::info!(
+                        request = %id, credential = %by.client, user = %approver.user_name,
+                        reason = %refusal, "approval decision refused"
+                    );
+                    return Ok(Err(refusal.into()));
+                }
+            };
+            let new_end = if approve && row.kind == ApprovalKind::Extension {
+                // Checked before deciding, so a request that cannot be applied stays pending.
+                if let Err(e) = self.end_date_path() {
+                    return Ok(Err(e));
+                }
+                match row.detail.get("new_end").and_then(Value::as_str) {
+                    Some(end) => Some(end.to_string()),
+                    None => {
+                        return Ok(Err(AdminError::Invalid("extension without new_end".into())))
+                    }
+                }
+            } else {
+                None
+            };
+            let decided_by = approvals::DecidedBy {
+                name: &approver.user_name,
+                user_id: Some(&approver.user_id),
+                credential: Some(&approver.credential),
+                authority: Some(authority.as_str()),
+            };
+            let decision = if approve {
+                ApprovalStatus::Approved
+            } else {
+                ApprovalStatus::Rejected
+            };
+            if !approvals::decide(c, id, decision, &decided_by, reason, now)? {
+                return Ok(Err(AdminError::Conflict(format!(
+                    "{what} {id} was decided concurrently"
+                ))));
+            }
+            let actor = format!(
+                "{} (credential {})",
+                approver.user_name, approver.credential
+            );
+            audit::append(
+                c,
+                &audit::AuditEntry {
+                    at: now,
+                    actor: &actor,
+                    user_id: &row.user_id,
+                    connector: row.connector.as_deref(),
+                    action: "decide_request",
+                    outcome: status,
+                    detail: json!({
+                        "request": id,
+                        "kind": row.kind,
+                        "level": row.level,
+                        "reason": reason,
+                        "decided_by": {
+                            "user_id": approver.user_id,
+                            "userName": approver.user_name,
+                            "credential": approver.credential,
+                            "as": authority.as_str(),
+                        },
+                    }),
+                },
+            )?;
+            if approve && row.kind != ApprovalKind::Extension {
+                self.engine.replan(c, &row.user_id, Cause::Approval)?;
+            }
+            Ok(Ok((row, new_end)))
+        })??;
+        let (row, new_end) = decided;
+        if let Some(end) = new_end {
+            self.set_end_date(&row.user_id, &end)?;
+        }
+        Ok(in_tx(&self.store, |c| approvals::get(c, id))?.unwrap_or(row))
+    }
+}

@@ -1,0 +1,147 @@
+//! Writing a [`Decision`] in the caller's transaction, row by row in the order planning has
+//! always written them; nothing here decides anything. The one lookup is the policy's approvers
+//! named by userName, which become user ids as their notices are queued.
+
+use chrono::{DateTime, Utc};
+
+use super::outcome::{Decision, HoldDecision, QueuedNotice};
+use super::timers;
+use super::user_ids_by_name;
+use crate::store::approvals::ApprovalStatus;
+use crate::store::{approvals, notifications, outbox, DbConnection, StoreError, StoreResult};
+use crate::store::{audit, engine_state, events, holds};
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Writes what `decision` says about `user_id` at `now`.
+pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> StoreResult<()> {
+    let Some(w) = &decision.writes else {
+        return Ok(());
+    };
+    let outcome = &decision.outcome;
+    let user_id = outcome.user_id.as_str();
+    approvals::purge_overrides(c, user_id, now)?;
+    for o in &w.overrides {
+        approvals::insert_override(
+            c,
+            &approvals::OverrideRow {
+                id: o.id.clone(),
+                user_id: user_id.into(),
+                connector: o.kept.connector.clone(),
+                entitlement: serde_json::to_string(&o.kept.entitlement).unwrap_or_default(),
+                until: o.kept.until,
+                reason: "mover overlap".into(),
+            },
+            now,
+        )?;
+    }
+    for a in &w.approvals {
+        approvals::insert(
+            c,
+            &approvals::NewApproval {
+                id: &a.id,
+                user_id,
+                kind: a.kind,
+                connector: Some(&a.connector),
+                entitlement: Some(&a.entitlement),
+                level: a.level,
+                detail: a.detail.clone(),
+            },
+            now,
+        )?;
+        if a.blocked {
+            approvals::decide(
+                c,
+                &a.id,
+                ApprovalStatus::Blocked,
+                &approvals::DecidedBy::policy(),
+                Some("separation of duties"),
+                now,
+            )?;
+        }
+    }
+    if let Some(HoldDecision::Open { id, reason }) = &w.hold {
+        holds::create(c, id, reason, now)?;
+    }
+    let hold_id = w.hold.as_ref().map(HoldDecision::id);
+    let event = outcome.event;
+    for op in &outcome.plan.ops {
+        outbox::enqueue(
+            c,
+            &outbox::NewOp {
+                plan_id: &w.plan_id,
+                user_id,
+                connector: &op.connector,
+                event: event.as_str(),
+                priority: event.priority(),
+                op: serde_json::to_string(&op.op).map_err(backend)?,
+                hold_id,
+            },
+            now,
+        )?;
+    }
+    for (connector, rec) in &w.planned {
+        let text = serde_json::to_string(rec).map_err(backend)?;
+        engine_state::put_planned(c, user_id, connector, &text, now)?;
+    }
+    engine_state::put_user(c, &w.user)?;
+    if w.record_event {
+        events::record(
+            c,
+            now,
+            user_id,
+            event.as_str(),
+            &w.plan_id,
+            outcome.plan.ops.len() as i64,
+            hold_id,
+        )?;
+    }
+    for a in &w.audit {
+        audit::append(
+            c,
+            &audit::AuditEntry {
+                at: now,
+                actor: a.actor,
+                user_id,
+                connector: a.connector.as_deref(),
+                action: a.action,
+                outcome: a.outcome,
+                detail: a.detail.clone(),
+            },
+        )?;
+    }
+    for t in &w.timers {
+        timers::apply(c, user_id, t, now)?;
+    }
+    for n in &w.notices {
+        queue(c, n, now)?;
+    }
+    Ok(())
+}
+
+/// Queues a notice to its recipients: the direct ones, the named users' ids, the others; else
+/// the fallback; nothing when that is empty too.
+fn queue(c: &mut DbConnection, n: &QueuedNotice, now: DateTime<Utc>) -> StoreResult<()> {
+    let mut to = n.to.direct.clone();
+    if !n.to.by_name.is_empty() {
+        to.extend(user_ids_by_name(c, &n.to.by_name)?);
+    }
+    to.extend(n.to.then.iter().cloned());
+    if to.is_empty() {
+        to = n.to.fallback.clone();
+    }
+    if to.is_empty() {
+        return Ok(());
+    }
+    notifications::enqueue(
+        c,
+        n.notice.kind,
+        n.user_id.as_deref(),
+        &to,
+        &n.notice.subject,
+        &n.notice.body,
+        now,
+    )
+}

@@ -1,0 +1,595 @@
+//! The pure planner: from everything [`super::load`] read about a user, the whole outcome of
+//! planning them, as data.
+//!
+//! [`project`] computes the desired state, the event and the plan (what simulation shows);
+//! [`decide`] turns that into every row planning writes: overrides kept for a mover's overlap,
+//! approval requests, the blast-radius hold, the operations to queue, the new planned and engine
+//! state, the event and audit entries, timers to set or cancel and the notices to queue.
+//! [`super::commit`] writes the [`Decision`] as it is. Nothing here touches the database, reads
+//! the clock (time is [`PlanInputs::now`]) or makes ids itself (the caller passes a generator),
+//! so the rules are tested table-driven below, one row per lifecycle case.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use connectors::{AccountRef, Capabilities, Entitlement};
+use serde_json::{json, Value};
+
+use super::desired::{attr_str, desired, Approvals, Desired, Lifecycle, Override};
+use super::notices;
+use super::outcome::{
+    ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, QueuedNotice, Recipients, Writes,
+};
+use super::plan::{classify, diff, AccountRecord, EventKind, Plan};
+use super::timers::{Timer, TimerChange, TimerKind};
+use super::{links, manager_id, Cause, PlanOutcome};
+use crate::policy::{Policy, SodAction};
+use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalRow, ApprovalStatus};
+use crate::store::{engine_state::EngineUser, Doc};
+use scim_schema::json::primary_email;
+
+/// Everything planning one user reads, loaded before anything is decided.
+#[derive(Debug, Clone)]
+pub struct PlanInputs<'a> {
+    pub user_id: String,
+    /// The stored document (`None`: deleted).
+    pub doc: Option<&'a Doc>,
+    pub cause: Cause,
+    pub now: DateTime<Utc>,
+    pub policy: Arc<Policy>,
+    /// Each connector's capabilities.
+    pub capabilities: BTreeMap<String, Capabilities>,
+    /// The engine's previous state of the user (`None`: never planned).
+    pub prev: Option<EngineUser>,
+    /// The user's groups `(id, displayName)`.
+    pub groups: Vec<(String, Option<String>)>,
+    /// The planned account per connector.
+    pub planned: BTreeMap<String, AccountRecord>,
+    /// Approved entitlements and SoD exceptions.
+    pub approvals: Approvals,
+    /// Every approval row of the user (to not ask twice).
+    pub approval_rows: Vec<ApprovalRow>,
+    /// Overrides still in force.
+    pub overrides: Vec<Override>,
+    /// The manager's user id: the document's, else the one planning last recorded.
+    pub manager: Option<String>,
+    /// The manager's enabled account per connector (ownership transfer).
+    pub manager_accounts: BTreeMap<String, AccountRef>,
+    /// The manager's email (mover summaries, manager approvals).
+    pub manager_email: Option<String>,
+}
+
+/// Inputs only some plans need, read once [`project`] shows they are needed: counting every
+/// user for the blast-radius guard on each write would make every write cost O(users).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contingent {
+    /// Present when [`Projection::needs_blast_check`].
+    pub blast: Option<BlastFacts>,
+    /// The one-click link key, when [`Projection::needs_links`] and links are configured.
+    pub link_key: Option<Vec<u8>>,
+}
+
+/// What the blast-radius guard counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlastFacts {
+    /// Users deprovisioned within the window.
+    pub recent: i64,
+    /// Users active now.
+    pub active: i64,
+    /// The hold pending now, which a new deprovisioning joins.
+    pub open_hold: Option<String>,
+}
+
+/// The desired state, the event and the plan of a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projection {
+    pub event: EventKind,
+    pub desired: Desired,
+    pub plan: Plan,
+}
+
+impl Projection {
+    /// Whether the blast-radius guard must count users: a deprovisioning that does something,
+    /// under a policy that has the guard.
+    pub fn needs_blast_check(&self, policy: &Policy) -> bool {
+        policy.blast_radius.is_some() && self.event.deprovisions() && !self.plan.ops.is_empty()
+    }
+
+    /// Whether notices will carry one-click links (a mover who keeps legacy access).
+    pub fn needs_links(&self) -> bool {
+        self.event == EventKind::Mover && !self.desired.kept.is_empty()
+    }
+}
+
+/// The desired state, event and plan of a user.
+pub fn project(i: &PlanInputs<'_>) -> Projection {
+    let policy = &*i.policy;
+    let mut d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &i.overrides);
+    let prev = i.prev.as_ref();
+    let event = classify(prev.map(|u| (u.state.as_str(), u.profiles.as_slice())), &d);
+    // Mover overlap: entitlements a profile we left granted stay for its overlap window.
+    let new_overrides = overlap_overrides(i, &d);
+    if !new_overrides.is_empty() {
+        let mut all = i.overrides.clone();
+        all.extend(new_overrides);
+        d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &all);
+    }
+    let plan = diff(&d, &i.planned, policy, &i.capabilities, &i.manager_accounts);
+    Projection {
+        event,
+        desired: d,
+        plan,
+    }
+}
+
+/// Overrides for the entitlements a mover loses that a profile they left keeps for its overlap.
+fn overlap_overrides(i: &PlanInputs<'_>, d: &Desired) -> Vec<Override> {
+    let Some(prev) = &i.prev else {
+        return Vec::new();
+    };
+    if prev.state != "active" || d.lifecycle != Lifecycle::Active {
+        return Vec::new();
+    }
+    let now_profiles: BTreeSet<String> = d.profile_names().into_iter().collect();
+    let mut out = Vec::new();
+    for (connector, rec) in &i.planned {
+        let kept = d.accounts.get(connector);
+        for e in &rec.entitlements {
+            if kept.is_some_and(|k| k.enabled && k.entitlements.contains(e)) {
+                continue;
+            }
+            if i.overrides
+                .iter()
+                .any(|o| &o.connector == connector && &o.entitlement == e)
+            {
+                continue;
+            }
+            let overlap = prev
+                .profiles
+                .iter()
+                .filter(|p| !now_profiles.contains(*p))
+                .filter_map(|p| i.policy.profile(p))
+                .filter(|p| {
+                    p.grants
+                        .iter()
+                        .any(|g| &g.connector == connector && g.entitlement.as_ref() == Some(e))
+                })
+                .map(|p| p.overlap)
+                .max()
+                .unwrap_or_else(Duration::zero);
+            if overlap > Duration::zero() {
+                out.push(Override {
+                    connector: connector.clone(),
+                    entitlement: e.clone(),
+                    until: i.now + overlap,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn ent_json(e: &Entitlement) -> String {
+    serde_json::to_string(e).unwrap_or_default()
+}
+
+/// The whole outcome of planning a user. `new_id` makes the ids of new rows (overrides,
+/// approvals, a hold, the plan), in that order.
+pub fn decide(
+    i: &PlanInputs<'_>,
+    projection: Projection,
+    extra: &Contingent,
+    new_id: &mut dyn FnMut() -> String,
+) -> Decision {
+    let policy = &*i.policy;
+    let (user_id, now) = (i.user_id.as_str(), i.now);
+    let prev = i.prev.as_ref();
+    if prev.is_none() && i.doc.is_none() {
+        // Deleting someone the engine never provisioned: nothing to undo.
+        return Decision {
+            outcome: PlanOutcome {
+                user_id: user_id.into(),
+                event: EventKind::Update,
+                desired: desired(None, &[], policy, now, &Approvals::default(), &[]),
+                plan: Plan {
+                    ops: Vec::new(),
+                    next: BTreeMap::new(),
+                    skipped: Vec::new(),
+                },
+                hold_id: None,
+                new_approvals: Vec::new(),
+            },
+            writes: None,
+        };
+    }
+    let Projection {
+        event,
+        desired: d,
+        plan,
+    } = projection;
+
+    // New rows take their ids in this order: overrides, approvals, a hold, the plan.
+    let overrides = overlap_kept(i, &d, new_id);
+    let (approvals, mut audit) = approval_requests(i, &d, new_id);
+    let (hold, hold_notice) = blast_hold(i, event, &plan, extra, new_id);
+    let plan_id = new_id();
+
+    let hold_id = hold.as_ref().map(|h| h.id().to_string());
+    let record_event = event != EventKind::Update || !plan.ops.is_empty();
+    if record_event {
+        audit.push(Audit {
+            actor: match i.cause {
+                Cause::Write => "scim",
+                Cause::Timer => "timer",
+                Cause::Approval => "approval",
+                Cause::Admin => "admin",
+            },
+            connector: None,
+            action: "plan",
+            outcome: if hold_id.is_some() { "held" } else { "queued" },
+            detail: json!({
+                "event": event.as_str(),
+                "plan_id": plan_id,
+                "operations": plan.ops.len(),
+                "profiles": d.profile_names(),
+            }),
+        });
+    }
+
+    // Timers: overlap ends, then the start date, contract end and reminders.
+    let mut timers: Vec<TimerChange> = overrides
+        .iter()
+        .map(|o| {
+            TimerChange::Schedule(Timer {
+                user_id: user_id.into(),
+                kind: TimerKind::OverlapEnd,
+                due: o.kept.until,
+            })
+        })
+        .collect();
+    timers.extend(contract_timers(i, &d));
+
+    // Notices: the hold to security, approvals to those who may decide them, the mover summary
+    // to the manager and to security.
+    let mut notices: Vec<QueuedNotice> = hold_notice.into_iter().collect();
+    notices.extend(approval_notices(i, &approvals));
+    if event == EventKind::Mover {
+        notices.extend(mover_summaries(i, &d, &plan, extra));
+    }
+
+    let planned: Vec<(String, AccountRecord)> = plan
+        .next
+        .iter()
+        .filter(|(connector, rec)| i.planned.get(*connector) != Some(rec))
+        .map(|(c, r)| (c.clone(), r.clone()))
+        .collect();
+    let user = engine_user(i, &d);
+    let new_approvals = approvals
+        .iter()
+        .filter(|a| !a.blocked)
+        .map(|a| a.id.clone())
+        .collect();
+    Decision {
+        outcome: PlanOutcome {
+            user_id: user_id.into(),
+            event,
+            desired: d,
+            plan,
+            hold_id,
+            new_approvals,
+        },
+        writes: Some(Writes {
+            overrides,
+            approvals,
+            hold,
+            plan_id,
+            planned,
+            user,
+            record_event,
+            audit,
+            timers,
+            notices,
+        }),
+    }
+}
+
+/// The overrides the projection used that are not recorded yet (a mover's overlap).
+fn overlap_kept(
+    i: &PlanInputs<'_>,
+    d: &Desired,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<NewOverride> {
+    d.kept
+        .iter()
+        .filter(|k| {
+            !i.overrides
+                .iter()
+                .any(|o| o.connector == k.connector && o.entitlement == k.entitlement)
+        })
+        .map(|o| NewOverride {
+            id: new_id(),
+            kept: o.clone(),
+        })
+        .collect()
+}
+
+/// Requests for the entitlements that wait for approval and for SoD exceptions, each asked once
+/// (a request already recorded is not asked again), with the audit entry of each SoD finding.
+fn approval_requests(
+    i: &PlanInputs<'_>,
+    d: &Desired,
+    new_id: &mut dyn FnMut() -> String,
+) -> (Vec<ApprovalRequest>, Vec<Audit>) {
+    let mut approvals = Vec::new();
+    let mut audit = Vec::new();
+    for n in &d.needs_approval {
+        let ej = ent_json(&n.entitlement);
+        let exists = i.approval_rows.iter().any(|r| {
+            r.kind == ApprovalKind::Entitlement
+                && r.connector.as_deref() == Some(n.connector.as_str())
+                && r.entitlement.as_deref() == Some(ej.as_str())
+                && r.status != ApprovalStatus::Approved
+        });
+        // `desired` asks approval only for a level that has one (never `none`).
+        let Some(level) = ApprovalLevel::parse(n.level.as_str()) else {
+            continue;
+        };
+        if !exists {
+            approvals.push(ApprovalRequest {
+                id: new_id(),
+                kind: ApprovalKind::Entitlement,
+                connector: n.connector.clone(),
+                entitlement: ej,
+                level,
+                detail: json!({"profile": n.profile}),
+                blocked: false,
+            });
+        }
+    }
+    for f in &d.sod {
+        let exists = i.approval_rows.iter().any(|r| {
+            r.kind == ApprovalKind::Sod && r.entitlement.as_deref() == Some(f.rule.as_str())
+        });
+        if exists {
+            continue;
+        }
+        let blocked = f.action == SodAction::Block;
+        approvals.push(ApprovalRequest {
+            id: new_id(),
+            kind: ApprovalKind::Sod,
+            connector: f.connector.clone(),
+            entitlement: f.rule.clone(),
+            level: ApprovalLevel::Security,
+            detail: json!({"withheld": f.withheld, "action": f.action}),
+            blocked,
+        });
+        audit.push(Audit {
+            actor: "engine",
+            connector: Some(f.connector.clone()),
+            action: "sod_violation",
+            outcome: if blocked {
+                "blocked"
+            } else {
+                "approval_required"
+            },
+            detail: json!({"rule": f.rule, "withheld": f.withheld}),
+        });
+    }
+    (approvals, audit)
+}
+
+/// The blast-radius guard: a deprovisioning that would take the share of users deprovisioned
+/// within the window over the policy's limit waits for a hold (the pending one, else a new one
+/// security is told about). The population before the burst is the users active now plus those
+/// deprovisioned within the window.
+fn blast_hold(
+    i: &PlanInputs<'_>,
+    event: EventKind,
+    plan: &Plan,
+    extra: &Contingent,
+    new_id: &mut dyn FnMut() -> String,
+) -> (Option<HoldDecision>, Option<QueuedNotice>) {
+    let policy = &*i.policy;
+    let (Some(b), Some(facts), true) = (
+        &policy.blast_radius,
+        &extra.blast,
+        event.deprovisions() && !plan.ops.is_empty(),
+    ) else {
+        return (None, None);
+    };
+    let population = facts.active + facts.recent;
+    if (population as u64) < b.min_population
+        || (facts.recent + 1) as f64 / population as f64 <= b.max_share
+    {
+        return (None, None);
+    }
+    if let Some(id) = &facts.open_hold {
+        return (Some(HoldDecision::Join(id.clone())), None);
+    }
+    let id = new_id();
+    let reason = notices::hold_reason(b.max_share, population, b.window);
+    let notice = (!policy.notify.security.is_empty()).then(|| QueuedNotice {
+        user_id: None,
+        to: Recipients::to(policy.notify.security.clone()),
+        notice: notices::hold(policy, &reason, &id),
+    });
+    (Some(HoldDecision::Open { id, reason }), notice)
+}
+
+/// The engine's new record of the user: lifecycle state, profiles, and the facts timers and
+/// notices read later (manager, contract dates, email, sponsor, userName).
+fn engine_user(i: &PlanInputs<'_>, d: &Desired) -> EngineUser {
+    let policy = &*i.policy;
+    let facts = json!({
+        "manager": i.manager,
+        "contractor": d.contractor,
+        "start_date": d.start_date,
+        "end_date": d.end_date,
+        "email": i.doc.and_then(primary_email),
+        "sponsor": i.doc.and_then(|u| policy.settings.sponsor_attribute.as_deref().and_then(|a| attr_str(u, a))),
+        "userName": i.doc.and_then(|u| attr_str(u, "userName")),
+    });
+    EngineUser {
+        user_id: i.user_id.clone(),
+        state: d.lifecycle.state_name().into(),
+        profiles: d.profile_names(),
+        facts,
+        updated: i.now,
+    }
+}
+
+/// A notice per decidable request, to those who may decide it: the manager's address, the
+/// entitlement's owners or the security approvers (by userName), then the approver addresses
+/// of that level; security when that is nobody.
+fn approval_notices(i: &PlanInputs<'_>, approvals: &[ApprovalRequest]) -> Vec<QueuedNotice> {
+    let policy = &*i.policy;
+    approvals
+        .iter()
+        .filter(|a| !a.blocked)
+        .map(|a| {
+            let (direct, by_name) = match a.level.as_str() {
+                "manager" => (i.manager_email.iter().cloned().collect(), Vec::new()),
+                "owner" => {
+                    let owners = serde_json::from_str::<Entitlement>(&a.entitlement)
+                        .ok()
+                        .map(|e| policy.entitlement_owners(&a.connector, &e))
+                        .unwrap_or_default();
+                    (Vec::new(), owners)
+                }
+                _ => (Vec::new(), policy.approvals.security.clone()),
+            };
+            QueuedNotice {
+                user_id: Some(i.user_id.clone()),
+                to: Recipients {
+                    direct,
+                    by_name,
+                    then: policy
+                        .notify
+                        .approvers
+                        .get(a.level.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                    fallback: policy.notify.security.clone(),
+                },
+                notice: notices::approval_request(
+                    policy,
+                    notices::ApprovalRequest {
+                        id: &a.id,
+                        user_id: &i.user_id,
+                        kind: a.kind.as_str(),
+                        entitlement: Some(&a.entitlement),
+                        connector: Some(&a.connector),
+                    },
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The start-date timer, and a contractor's end and reminders (cancelled first when the end
+/// date moved).
+fn contract_timers(i: &PlanInputs<'_>, d: &Desired) -> Vec<TimerChange> {
+    let (user_id, now) = (i.user_id.as_str(), i.now);
+    let timer = |kind, due| {
+        TimerChange::Schedule(Timer {
+            user_id: user_id.into(),
+            kind,
+            due,
+        })
+    };
+    let mut out = Vec::new();
+    if let Lifecycle::NotStarted { start } = d.lifecycle {
+        out.push(timer(TimerKind::Start, start));
+    }
+    let old_end = i
+        .prev
+        .as_ref()
+        .and_then(|u| u.facts.get("end_date"))
+        .and_then(|v| serde_json::from_value::<Option<DateTime<Utc>>>(v.clone()).ok())
+        .flatten();
+    if d.contractor && d.end_date != old_end {
+        out.push(TimerChange::CancelContract);
+    }
+    if let (true, Some(end), Lifecycle::Active) = (d.contractor, d.end_date, &d.lifecycle) {
+        out.push(timer(TimerKind::ContractEnd, end));
+        if let Some(rules) = &i.policy.contractor {
+            for offset in &rules.reminders {
+                let due = end - *offset;
+                if due > now {
+                    out.push(timer(
+                        TimerKind::Reminder {
+                            end,
+                            offset: *offset,
+                        },
+                        due,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A mover summary for the manager and for each security address.
+fn mover_summaries(
+    i: &PlanInputs<'_>,
+    d: &Desired,
+    plan: &Plan,
+    extra: &Contingent,
+) -> Vec<QueuedNotice> {
+    let policy = &*i.policy;
+    let changes: Vec<(&str, String)> = plan
+        .ops
+        .iter()
+        .map(|op| (op.connector.as_str(), op.op.describe()))
+        .collect();
+    let kept: Vec<notices::KeptAccess<'_>> = d
+        .kept
+        .iter()
+        .map(|k| notices::KeptAccess {
+            connector: &k.connector,
+            kind: &k.entitlement.kind,
+            id: &k.entitlement.id,
+            until: k.until,
+        })
+        .collect();
+    let body = notices::mover_summary_body(&i.user_id, &d.profile_names(), &changes, &kept);
+    // (address, link addressee, role): the manager's links name the manager's id, which is what
+    // following them checks against the user's current manager.
+    let mut recipients: Vec<(String, String, &str)> = Vec::new();
+    if let (Some(email), Some(m)) = (&i.manager_email, &i.manager) {
+        recipients.push((email.clone(), m.clone(), "manager"));
+    }
+    for a in &policy.notify.security {
+        recipients.push((a.clone(), a.clone(), "security"));
+    }
+    recipients
+        .into_iter()
+        .map(|(address, addressee, role)| {
+            let links = match (&extra.link_key, d.kept.is_empty()) {
+                (Some(key), false) => {
+                    links::links_for(policy, key, &i.user_id, &addressee, role, i.now)
+                }
+                _ => None,
+            };
+            QueuedNotice {
+                user_id: Some(i.user_id.clone()),
+                notice: notices::mover_summary(&body, &address, links.as_ref()),
+                to: Recipients::to(vec![address]),
+            }
+        })
+        .collect()
+}
+
+/// The manager named by the document, else by the engine's last record of the user.
+pub fn manager_of(doc: Option<&Doc>, prev: Option<&EngineUser>) -> Option<String> {
+    doc.and_then(manager_id).or_else(|| {
+        prev.and_then(|u| u.facts.get("manager"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,612 @@
+//! The planner's rules, one row per lifecycle case: the previous state (itself planned from a
+//! document), the document now and what the guard counts, and the outcome expected, summarised
+//! as strings so each row reads as what happens.
+
+use chrono::TimeZone;
+use serde_json::json;
+
+use super::*;
+
+const POLICY: &str = r#"
+[settings]
+extensions = ["urn:example:acme:2.0:User"]
+end_date_attribute = "urn:example:acme:2.0:User:contractEnd"
+start_date_attribute = "urn:example:acme:2.0:User:startDate"
+sponsor_attribute = "urn:example:acme:2.0:User:sponsor"
+
+[[connector]]
+name = "slack"
+type = "memory"
+
+[[connector]]
+name = "github"
+type = "memory"
+
+[[connector]]
+name = "erp"
+type = "memory"
+
+[[profile]]
+name = "employee"
+match = 'userType eq "Employee"'
+grants = [{ connector = "slack", kind = "channel", id = "general" }]
+
+[[profile]]
+name = "engineering"
+match = 'department eq "Engineering"'
+overlap = "24h"
+grants = [
+  { connector = "github", kind = "team", id = "eng" },
+  { connector = "github", kind = "org", id = "acme", role = "admin", approval = "manager" },
+]
+
+[[profile]]
+name = "sales"
+match = 'department eq "Sales"'
+grants = [{ connector = "slack", kind = "channel", id = "sales" }]
+
+[[profile]]
+name = "finance-ap"
+match = 'department eq "Finance" and title co "Payable"'
+grants = [{ connector = "erp", kind = "role", id = "ap" }]
+
+[[profile]]
+name = "finance-approver"
+match = 'department eq "Finance" and title co "Approver"'
+grants = [{ connector = "erp", kind = "role", id = "approve" }]
+
+[[profile]]
+name = "contractor"
+grants = [{ connector = "slack", kind = "channel", id = "contractors" }]
+
+[contractor]
+match = 'userType eq "Contractor"'
+profile = "contractor"
+exclude_connectors = ["erp"]
+
+[[sod]]
+name = "pay-and-approve"
+a = { connector = "erp", kind = "role", id = "ap" }
+b = { connector = "erp", kind = "role", id = "approve" }
+action = "block"
+
+[blast_radius]
+max_share = 0.3
+window = "10m"
+min_population = 5
+
+[notify]
+security = ["security@example.com"]
+helpdesk = ["helpdesk@example.com"]
+"#;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 3, 9, 0, 0).unwrap()
+}
+
+fn policy() -> Arc<Policy> {
+    Arc::new(Policy::parse(POLICY, "decide-tests.toml").expect("test policy"))
+}
+
+/// A person as the HRIS sends them; `extra` is merged in.
+fn person(name: &str, user_type: &str, dept: &str, title: &str, extra: Value) -> Doc {
+    let mut doc = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "active": true,
+        "userType": user_type,
+        "title": title,
+        "emails": [{"value": format!("{name}@example.com"), "primary": true}],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+            "department": dept,
+            "manager": {"value": "u-mgr"},
+        },
+    });
+    if let (Some(d), Value::Object(extra)) = (doc.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+    match doc {
+        Value::Object(m) => m,
+        _ => unreachable!("a person is an object"),
+    }
+}
+
+fn inputs<'a>(
+    doc: Option<&'a Doc>,
+    prev: Option<(EngineUser, BTreeMap<String, AccountRecord>)>,
+) -> PlanInputs<'a> {
+    let (prev, planned) = match prev {
+        Some((u, p)) => (Some(u), p),
+        None => (None, BTreeMap::new()),
+    };
+    PlanInputs {
+        user_id: "u1".into(),
+        doc,
+        cause: Cause::Write,
+        now: now(),
+        policy: policy(),
+        capabilities: BTreeMap::new(),
+        manager: manager_of(doc, prev.as_ref()),
+        prev,
+        groups: Vec::new(),
+        planned,
+        approvals: Approvals::default(),
+        approval_rows: Vec::new(),
+        overrides: Vec::new(),
+        manager_accounts: BTreeMap::new(),
+        manager_email: Some("mgr@example.com".into()),
+    }
+}
+
+/// Ids `id-1`, `id-2`… in the order the planner asks for them.
+fn counter() -> impl FnMut() -> String {
+    let mut n = 0;
+    move || {
+        n += 1;
+        format!("id-{n}")
+    }
+}
+
+fn run(i: &PlanInputs<'_>, extra: &Contingent) -> Decision {
+    let p = project(i);
+    decide(i, p, extra, &mut counter())
+}
+
+/// The engine state and planned accounts once `doc` was planned (and its operations done).
+fn planned_from(doc: &Doc) -> (EngineUser, BTreeMap<String, AccountRecord>) {
+    let d = run(&inputs(Some(doc), None), &Contingent::default());
+    let w = d.writes.expect("writes");
+    (w.user, d.outcome.plan.next)
+}
+
+/// The outcome as lines a reader can check.
+#[derive(Debug, PartialEq, Default)]
+struct Summary {
+    event: String,
+    state: String,
+    ops: Vec<String>,
+    overrides: Vec<String>,
+    approvals: Vec<String>,
+    new_approvals: Vec<String>,
+    hold: String,
+    audit: Vec<String>,
+    timers: Vec<String>,
+    notices: Vec<String>,
+}
+
+fn summary(d: &Decision) -> Summary {
+    let o = &d.outcome;
+    let Some(w) = &d.writes else {
+        return Summary {
+            event: o.event.as_str().into(),
+            state: "(nothing written)".into(),
+            ..Default::default()
+        };
+    };
+    Summary {
+        event: o.event.as_str().into(),
+        state: w.user.state.clone(),
+        ops: o
+            .plan
+            .ops
+            .iter()
+            .map(|p| format!("{} {}", p.connector, p.op.name()))
+            .collect(),
+        overrides: w
+            .overrides
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {}:{} until {}",
+                    o.kept.connector,
+                    o.kept.entitlement.kind,
+                    o.kept.entitlement.id,
+                    o.kept.until.format("%d %H:%M")
+                )
+            })
+            .collect(),
+        approvals: w
+            .approvals
+            .iter()
+            .map(|a| {
+                let blocked = if a.blocked { " blocked" } else { "" };
+                format!("{} {} {}{blocked}", a.id, a.kind, a.level)
+            })
+            .collect(),
+        new_approvals: o.new_approvals.clone(),
+        hold: match &w.hold {
+            None => String::new(),
+            Some(HoldDecision::Join(id)) => format!("join {id}"),
+            Some(HoldDecision::Open { id, reason }) => format!("open {id}: {reason}"),
+        },
+        audit: w
+            .audit
+            .iter()
+            .map(|a| format!("{} {} {}", a.actor, a.action, a.outcome))
+            .collect(),
+        timers: w
+            .timers
+            .iter()
+            .map(|t| match t {
+                TimerChange::Schedule(t) => {
+                    format!("{} at {}", t.kind.name(), t.due.format("%Y-%m-%d %H:%M"))
+                }
+                TimerChange::CancelContract => "cancel contract timers".into(),
+            })
+            .collect(),
+        notices: w
+            .notices
+            .iter()
+            .map(|n| {
+                let mut to = n.to.direct.clone();
+                to.extend(n.to.by_name.iter().map(|u| format!("@{u}")));
+                to.extend(n.to.then.iter().cloned());
+                format!("{} -> {}", n.notice.kind, to.join(","))
+            })
+            .collect(),
+    }
+}
+
+fn lines(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+struct Case {
+    name: &'static str,
+    before: Option<Doc>,
+    after: Option<Doc>,
+    blast: Option<BlastFacts>,
+    /// What else the store holds (approvals decided or pending).
+    given: fn(&mut PlanInputs<'_>),
+    expect: Summary,
+}
+
+fn nothing_else(_: &mut PlanInputs<'_>) {}
+
+/// The admin grant that waits for the manager.
+fn github_admin() -> Entitlement {
+    policy()
+        .profile("engineering")
+        .and_then(|p| {
+            p.grants
+                .iter()
+                .find_map(|g| g.entitlement.clone().filter(|e| e.kind == "org"))
+        })
+        .expect("the engineering profile grants an org role")
+}
+
+fn admin_request(status: &str) -> ApprovalRow {
+    ApprovalRow {
+        id: "a-1".into(),
+        user_id: "u1".into(),
+        kind: ApprovalKind::Entitlement,
+        connector: Some("github".into()),
+        entitlement: Some(ent_json(&github_admin())),
+        level: ApprovalLevel::Manager,
+        detail: json!({}),
+        status: ApprovalStatus::parse(status).expect("an approval status"),
+        requested: "2025-03-01T00:00:00Z".into(),
+        decided: None,
+        decided_by: None,
+        reason: None,
+        decided_by_user_id: None,
+        decided_by_credential: None,
+        decided_as: None,
+    }
+}
+
+/// A leaver's operations: per connector, disable first, then sessions, credentials and grants.
+fn leaver_ops() -> Vec<String> {
+    lines(&[
+        "github set_enabled",
+        "github revoke_sessions",
+        "github revoke_credentials",
+        "github revoke",
+        "slack set_enabled",
+        "slack revoke_sessions",
+        "slack revoke_credentials",
+        "slack revoke",
+    ])
+}
+
+fn engineer() -> Doc {
+    person("ann", "Employee", "Engineering", "Developer", json!({}))
+}
+
+fn cases() -> Vec<Case> {
+    let mut left = engineer();
+    left.insert("active".into(), json!(false));
+    let contractor = person(
+        "cora",
+        "Contractor",
+        "Engineering",
+        "Consultant",
+        json!({"urn:example:acme:2.0:User": {"contractEnd": "2025-04-30", "sponsor": "sp@example.com"}}),
+    );
+    let later = person(
+        "nina",
+        "Employee",
+        "Sales",
+        "Rep",
+        json!({"urn:example:acme:2.0:User": {"startDate": "2025-03-10"}}),
+    );
+    let quiet = BlastFacts {
+        recent: 0,
+        active: 20,
+        open_hold: None,
+    };
+    let burst = BlastFacts {
+        recent: 3,
+        active: 10,
+        open_hold: None,
+    };
+    vec![
+        Case {
+            name: "joiner: accounts and grants; the admin grant waits for the manager",
+            before: None,
+            after: Some(engineer()),
+            blast: None,
+            given: nothing_else,
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "github create_or_adopt",
+                    "github grant",
+                    "slack create_or_adopt",
+                    "slack grant",
+                ]),
+                approvals: lines(&["id-1 entitlement manager"]),
+                new_approvals: lines(&["id-1"]),
+                audit: lines(&["scim plan queued"]),
+                notices: lines(&["approval_request -> mgr@example.com"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "mover: engineering access kept for the 24h overlap, summary to manager and security",
+            before: Some(engineer()),
+            after: Some(person("ann", "Employee", "Sales", "Rep", json!({}))),
+            blast: None,
+            given: nothing_else,
+            expect: Summary {
+                event: "mover".into(),
+                state: "active".into(),
+                ops: lines(&["github update", "slack update", "slack grant"]),
+                overrides: lines(&["github team:eng until 04 09:00"]),
+                audit: lines(&["scim plan queued"]),
+                timers: lines(&["overlap_end at 2025-03-04 09:00"]),
+                notices: lines(&[
+                    "mover_summary -> mgr@example.com",
+                    "mover_summary -> security@example.com",
+                ]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "leaver: access removed, below the blast-radius share",
+            before: Some(engineer()),
+            after: Some(left.clone()),
+            blast: Some(quiet),
+            given: nothing_else,
+            expect: Summary {
+                event: "leaver".into(),
+                state: "left".into(),
+                ops: leaver_ops(),
+                audit: lines(&["scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "leaver in a burst: a new hold, security told",
+            before: Some(engineer()),
+            after: Some(left.clone()),
+            blast: Some(burst.clone()),
+            given: nothing_else,
+            expect: Summary {
+                event: "leaver".into(),
+                state: "left".into(),
+                ops: leaver_ops(),
+                hold: "open id-1: more than 30% of 13 users deprovisioned within 10m".into(),
+                audit: lines(&["scim plan held"]),
+                notices: lines(&["blast_radius_hold -> security@example.com"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "leaver in a burst with a hold pending: joins it, no second notice",
+            before: Some(engineer()),
+            after: Some(left.clone()),
+            blast: Some(BlastFacts {
+                open_hold: Some("h-1".into()),
+                ..burst
+            }),
+            given: nothing_else,
+            expect: Summary {
+                event: "leaver".into(),
+                state: "left".into(),
+                ops: leaver_ops(),
+                hold: "join h-1".into(),
+                audit: lines(&["scim plan held"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "rehire: a leaver comes back",
+            before: Some(left.clone()),
+            after: Some(engineer()),
+            blast: None,
+            given: nothing_else,
+            expect: Summary {
+                event: "rehire".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "github create_or_adopt",
+                    "github grant",
+                    "slack create_or_adopt",
+                    "slack grant",
+                ]),
+                approvals: lines(&["id-1 entitlement manager"]),
+                new_approvals: lines(&["id-1"]),
+                audit: lines(&["scim plan queued"]),
+                notices: lines(&["approval_request -> mgr@example.com"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "contractor with an end date: contract timers and reminders",
+            before: None,
+            after: Some(contractor),
+            blast: None,
+            given: nothing_else,
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&["slack create_or_adopt", "slack grant"]),
+                audit: lines(&["scim plan queued"]),
+                timers: lines(&[
+                    "cancel contract timers",
+                    "contract_end at 2025-04-30 00:00",
+                    "reminder at 2025-03-31 00:00",
+                    "reminder at 2025-04-23 00:00",
+                    "reminder at 2025-04-29 00:00",
+                ]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "start date ahead: nothing yet, a start timer",
+            before: None,
+            after: Some(later),
+            blast: None,
+            given: nothing_else,
+            expect: Summary {
+                event: "joiner".into(),
+                state: "not_started".into(),
+                audit: lines(&["scim plan queued"]),
+                timers: lines(&["start at 2025-03-10 00:00"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "SoD conflict: the blocked role is withheld and recorded, nobody is asked",
+            before: None,
+            after: Some(person(
+                "fred",
+                "Employee",
+                "Finance",
+                "Payable Approver",
+                json!({}),
+            )),
+            blast: None,
+            given: nothing_else,
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "erp create_or_adopt",
+                    "erp grant",
+                    "slack create_or_adopt",
+                    "slack grant",
+                ]),
+                approvals: lines(&["id-1 sod security blocked"]),
+                audit: lines(&["engine sod_violation blocked", "scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "a request already pending is not asked again",
+            before: None,
+            after: Some(engineer()),
+            blast: None,
+            given: |i| i.approval_rows.push(admin_request("pending")),
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "github create_or_adopt",
+                    "github grant",
+                    "slack create_or_adopt",
+                    "slack grant",
+                ]),
+                audit: lines(&["scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "an approved grant is planned like any other",
+            before: None,
+            after: Some(engineer()),
+            blast: None,
+            given: |i| {
+                i.approval_rows.push(admin_request("approved"));
+                i.approvals
+                    .approved
+                    .insert(("github".into(), github_admin()));
+            },
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "github create_or_adopt",
+                    "github grant",
+                    "github grant",
+                    "slack create_or_adopt",
+                    "slack grant",
+                ]),
+                audit: lines(&["scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "deleting a user the engine never planned writes nothing",
+            before: None,
+            after: None,
+            blast: None,
+            given: nothing_else,
+            expect: Summary {
+                event: "update".into(),
+                state: "(nothing written)".into(),
+                ..Default::default()
+            },
+        },
+    ]
+}
+
+#[test]
+fn planning_decides_each_lifecycle_case() {
+    let mut failures = Vec::new();
+    for case in cases() {
+        let prev = case.before.as_ref().map(planned_from);
+        let mut i = inputs(case.after.as_ref(), prev);
+        (case.given)(&mut i);
+        let extra = Contingent {
+            blast: case.blast.clone(),
+            link_key: None,
+        };
+        let got = summary(&run(&i, &extra));
+        if got != case.expect {
+            failures.push(format!(
+                "{}:\n  expected {:#?}\n  got {:#?}",
+                case.name, case.expect, got
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_blast_radius_check_is_needed_only_for_deprovisioning_that_does_something() {
+    let p = policy();
+    let joiner = project(&inputs(Some(&engineer()), None));
+    assert!(!joiner.needs_blast_check(&p));
+    let mut left = engineer();
+    left.insert("active".into(), json!(false));
+    let leaver = project(&inputs(Some(&left), Some(planned_from(&engineer()))));
+    assert!(leaver.needs_blast_check(&p));
+    let mover = project(&inputs(
+        Some(&person("ann", "Employee", "Sales", "Rep", json!({}))),
+        Some(planned_from(&engineer())),
+    ));
+    assert!(mover.needs_links());
+}

@@ -1,0 +1,152 @@
+//! Reading what planning a user needs: the engine's previous state, groups, planned accounts,
+//! approvals, overrides, the manager's accounts and email, the policy and connector
+//! capabilities in force, and the time, into a [`PlanInputs`]; and, when a projection shows it
+//! needs them, the [`Contingent`] inputs (blast-radius counts, the link key).
+
+use std::collections::BTreeMap;
+
+use connectors::{AccountRef, Entitlement};
+
+use super::decide::{manager_of, BlastFacts, Contingent, PlanInputs, Projection};
+use super::desired::{Approvals, Override};
+use super::plan::AccountRecord;
+use super::{links, load_user_doc, Cause, Engine};
+use crate::policy::Policy;
+use crate::store::approvals::{ApprovalKind, ApprovalStatus};
+use crate::store::{approvals, load_groups, DbConnection, Doc, StoreError, StoreResult};
+use crate::store::{engine_state, events, holds};
+use scim_schema::json::primary_email;
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Everything the decision about `user_id` needs (`doc`: the stored document, `None` when
+/// deleted).
+pub fn inputs<'a>(
+    c: &mut DbConnection,
+    engine: &Engine,
+    user_id: &str,
+    doc: Option<&'a Doc>,
+    cause: Cause,
+) -> StoreResult<PlanInputs<'a>> {
+    let now = engine.now();
+    let policy = engine.policy.current();
+    let prev = engine_state::get_user(c, user_id)?;
+    let groups = if doc.is_some() {
+        load_groups(c, &[user_id.to_string()])?
+            .remove(user_id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| (g.group_id, g.display))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut planned = BTreeMap::new();
+    for account in engine_state::accounts(c, user_id)? {
+        let rec: AccountRecord = serde_json::from_str(&account.planned).map_err(backend)?;
+        planned.insert(account.connector, rec);
+    }
+    let approval_rows = approvals::for_user(c, user_id)?;
+    let mut decided = Approvals::default();
+    for r in &approval_rows {
+        if r.status != ApprovalStatus::Approved {
+            continue;
+        }
+        match (r.kind, &r.connector, &r.entitlement) {
+            (ApprovalKind::Entitlement, Some(conn), Some(e)) => {
+                if let Ok(e) = serde_json::from_str::<Entitlement>(e) {
+                    decided.approved.insert((conn.clone(), e));
+                }
+            }
+            (ApprovalKind::Sod, _, Some(rule)) => {
+                decided.sod_approved.insert(rule.clone());
+            }
+            _ => {}
+        }
+    }
+    let overrides = approvals::overrides(c, user_id)?
+        .into_iter()
+        .filter(|o| o.until > now)
+        .filter_map(|o| {
+            Some(Override {
+                connector: o.connector,
+                entitlement: serde_json::from_str(&o.entitlement).ok()?,
+                until: o.until,
+            })
+        })
+        .collect();
+    let manager = manager_of(doc, prev.as_ref());
+    let manager_accounts = manager_accounts(c, manager.as_deref())?;
+    let manager_email = match &manager {
+        Some(m) => load_user_doc(c, m)?
+            .as_ref()
+            .and_then(primary_email)
+            .map(str::to_string),
+        None => None,
+    };
+    let capabilities = engine.connectors.capabilities(&policy);
+    Ok(PlanInputs {
+        user_id: user_id.into(),
+        doc,
+        cause,
+        now,
+        policy,
+        capabilities,
+        prev,
+        groups,
+        planned,
+        approvals: decided,
+        approval_rows,
+        overrides,
+        manager,
+        manager_accounts,
+        manager_email,
+    })
+}
+
+/// The manager's enabled account per connector (for ownership transfer).
+fn manager_accounts(
+    c: &mut DbConnection,
+    manager: Option<&str>,
+) -> StoreResult<BTreeMap<String, AccountRef>> {
+    let mut out = BTreeMap::new();
+    let Some(m) = manager else { return Ok(out) };
+    for account in engine_state::accounts(c, m)? {
+        if let Ok(rec) = serde_json::from_str::<AccountRecord>(&account.planned) {
+            if rec.exists && rec.enabled {
+                out.insert(account.connector, rec.account_ref());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The inputs `projection` shows the decision needs besides [`inputs`].
+pub fn contingent(
+    c: &mut DbConnection,
+    inputs: &PlanInputs<'_>,
+    projection: &Projection,
+) -> StoreResult<Contingent> {
+    let policy: &Policy = &inputs.policy;
+    let blast = match &policy.blast_radius {
+        Some(b) if projection.needs_blast_check(policy) => {
+            let recent = events::count_deprovisions_since(c, inputs.now - b.window)?;
+            let active = engine_state::count_active_users(c)?;
+            tracing::debug!(recent, population = active + recent, "blast-radius check");
+            Some(BlastFacts {
+                recent,
+                active,
+                open_hold: holds::open_hold(c)?,
+            })
+        }
+        _ => None,
+    };
+    let link_key = if projection.needs_links() {
+        links::key(policy)
+    } else {
+        None
+    };
+    Ok(Contingent { blast, link_key })
+}

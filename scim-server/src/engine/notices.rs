@@ -1,0 +1,210 @@
+//! The wording of every mail the hub queues: approval requests, blast-radius holds, mover
+//! summaries, contract reminders and expiries, extension requests, and the admin API URLs they
+//! carry.
+//!
+//! The engine, the timer rules and the admin actions word their notices here and nowhere else,
+//! so the text a person receives is read (and changed) in one file. Every function is pure: it
+//! returns the subject and body; who receives it and when it is queued is the caller's decision.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::policy::Policy;
+
+/// Where the admin API is mounted.
+pub const API_PREFIX: &str = "/admin/v1";
+
+/// A worded notice: its kind (the `engine_notifications.kind` column), subject and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub kind: &'static str,
+    pub subject: String,
+    pub body: String,
+}
+
+/// The URL of an admin API path (`/approvals/ID/approve`) under the policy's
+/// `[notify] link_base_url`, for notification bodies; `None` when no base URL is configured.
+pub fn api_url(policy: &Policy, path: &str) -> Option<String> {
+    let base = policy
+        .notify
+        .link_base_url
+        .as_deref()?
+        .trim_end_matches('/');
+    Some(format!("{base}{API_PREFIX}{path}"))
+}
+
+/// What an approval-request notice names.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalRequest<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    /// `entitlement`, `sod`.
+    pub kind: &'a str,
+    /// The entitlement (JSON) or the SoD rule name.
+    pub entitlement: Option<&'a str>,
+    pub connector: Option<&'a str>,
+}
+
+/// An approval request, with the admin API URLs to decide it.
+pub fn approval_request(policy: &Policy, row: ApprovalRequest<'_>) -> Notice {
+    let mut body = format!(
+        "User {} needs {} {} on {}. Approve or reject request {} in the admin API.",
+        row.user_id,
+        row.kind,
+        row.entitlement.unwrap_or(""),
+        row.connector.unwrap_or(""),
+        row.id
+    );
+    if let (Some(a), Some(r)) = (
+        api_url(policy, &format!("/approvals/{}/approve", row.id)),
+        api_url(policy, &format!("/approvals/{}/reject", row.id)),
+    ) {
+        body.push_str(&format!(
+            "\n\nApprove: POST {a}\nReject: POST {r} (with a reason)\n"
+        ));
+    }
+    Notice {
+        kind: "approval_request",
+        subject: format!("scimhub: approval needed ({})", row.kind),
+        body,
+    }
+}
+
+/// Why the blast-radius guard held a deprovisioning (the hold's `reason`).
+pub fn hold_reason(max_share: f64, population: i64, window: Duration) -> String {
+    format!(
+        "more than {:.0}% of {population} users deprovisioned within {}",
+        max_share * 100.0,
+        crate::policy::fmt_duration(window)
+    )
+}
+
+/// A blast-radius hold, with the admin API URLs to decide it.
+pub fn hold(policy: &Policy, reason: &str, id: &str) -> Notice {
+    let mut body = format!("{reason}.\nConfirm or discard hold {id} in the admin API.");
+    if let (Some(c), Some(d)) = (
+        api_url(policy, &format!("/holds/{id}/confirm")),
+        api_url(policy, &format!("/holds/{id}/discard")),
+    ) {
+        body.push_str(&format!("\n\nConfirm: POST {c}\nDiscard: POST {d}\n"));
+    }
+    Notice {
+        kind: "blast_radius_hold",
+        subject: "scimhub: deprovisioning held for confirmation".into(),
+        body,
+    }
+}
+
+/// One line of a mover summary's legacy access: connector, entitlement kind and id, until.
+#[derive(Debug, Clone, Copy)]
+pub struct KeptAccess<'a> {
+    pub connector: &'a str,
+    pub kind: &'a str,
+    pub id: &'a str,
+    pub until: DateTime<Utc>,
+}
+
+/// The part of a mover summary every recipient gets: the new profiles, the changes
+/// (`(connector, description)`) and the legacy access kept during the overlap window.
+pub fn mover_summary_body(
+    user_id: &str,
+    profiles: &[String],
+    changes: &[(&str, String)],
+    kept: &[KeptAccess<'_>],
+) -> String {
+    let mut body = format!(
+        "User {user_id} moved: profiles now {}.\n\nChanges:\n",
+        profiles.join(", ")
+    );
+    for (connector, change) in changes {
+        body.push_str(&format!("  {connector}: {change}\n"));
+    }
+    if !kept.is_empty() {
+        body.push_str("\nLegacy access kept during the overlap window:\n");
+        for k in kept {
+            body.push_str(&format!(
+                "  {}: {}:{} until {}\n",
+                k.connector, k.kind, k.id, k.until
+            ));
+        }
+    }
+    body
+}
+
+/// A mover summary for one recipient (`address`): the common body, then that recipient's own
+/// one-click links `(acknowledge, extend)` when there are some.
+pub fn mover_summary(body: &str, address: &str, links: Option<&(String, String)>) -> Notice {
+    let mut text = body.to_string();
+    if let Some(l) = links {
+        text.push_str(&format!(
+            "\nThese links are for you ({address}) only; each opens a page to \
+             confirm the action.\nAcknowledge (remove legacy access now): {}\n\
+             Extend by 7 days: {}\n",
+            l.0, l.1
+        ));
+    }
+    Notice {
+        kind: "mover_summary",
+        subject: "scimhub: permission change summary".into(),
+        body: text,
+    }
+}
+
+/// A reminder that a contract ends: `name` is the userName (else the id), `end` and `offset` as
+/// the timer recorded them.
+pub fn contract_reminder(user_id: &str, name: &str, end: &str, offset: &str) -> Notice {
+    Notice {
+        kind: "contract_reminder",
+        subject: format!("scimhub: contract of {name} ends in {offset}"),
+        body: format!(
+            "The contract of {name} ends at {end}; access expires then.\n\
+             The sponsor can request an extension through the admin API \
+             (POST {API_PREFIX}/users/{user_id}/extensions)."
+        ),
+    }
+}
+
+/// A contract ended and all access was removed.
+pub fn contract_expired(user_id: &str) -> Notice {
+    Notice {
+        kind: "contract_expired",
+        subject: "scimhub: contractor access expired".into(),
+        body: format!("The contract of user {user_id} ended; all access was removed."),
+    }
+}
+
+/// What an extension-request notice names.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtensionRequest<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    /// Who asks.
+    pub by: &'a str,
+    pub new_end: &'a str,
+    pub reason: &'a str,
+}
+
+/// A contract-extension request, with the admin API URLs to decide it.
+pub fn extension_request(policy: &Policy, r: ExtensionRequest<'_>) -> Notice {
+    let ExtensionRequest {
+        id,
+        user_id,
+        by,
+        new_end,
+        reason,
+    } = r;
+    let mut body = format!(
+        "{by} asks to extend the contract of user {user_id} to {new_end}: {reason}\n\
+         Approve or reject extension request {id} in the admin API."
+    );
+    if let (Some(a), Some(r)) = (
+        api_url(policy, &format!("/extensions/{id}/approve")),
+        api_url(policy, &format!("/extensions/{id}/reject")),
+    ) {
+        body.push_str(&format!("\nApprove: POST {a}\nReject: POST {r}\n"));
+    }
+    Notice {
+        kind: "extension_request",
+        subject: "scimhub: contract extension requested".into(),
+        body,
+    }
+}

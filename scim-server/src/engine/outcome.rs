@@ -1,0 +1,120 @@
+//! What planning a user decided, as data: the [`Decision`] [`super::decide::decide`] returns and
+//! [`super::commit`] writes, kept apart from the rules that produce it so a reader sees the shape
+//! of a plan's effects on one page.
+
+use serde_json::Value;
+
+use super::desired::Override;
+use super::notices::Notice;
+use super::plan::AccountRecord;
+use super::timers::TimerChange;
+use super::PlanOutcome;
+use crate::store::approvals::{ApprovalKind, ApprovalLevel};
+use crate::store::engine_state::EngineUser;
+
+/// Who receives a notice. The policy names approvers by userName; they become user ids when the
+/// notice is written (the sender resolves ids to addresses when it sends).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recipients {
+    /// Addresses (or user ids) as they are, first.
+    pub direct: Vec<String>,
+    /// Users by userName, then.
+    pub by_name: Vec<String>,
+    /// Addresses after those.
+    pub then: Vec<String>,
+    /// Used when all of the above come to nobody.
+    pub fallback: Vec<String>,
+}
+
+impl Recipients {
+    /// These addresses (or user ids), nobody else.
+    pub fn to(addresses: Vec<String>) -> Self {
+        Recipients {
+            direct: addresses,
+            ..Default::default()
+        }
+    }
+}
+
+/// A notice to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedNotice {
+    /// The user it is about.
+    pub user_id: Option<String>,
+    pub to: Recipients,
+    pub notice: Notice,
+}
+
+/// An approval request to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRequest {
+    pub id: String,
+    /// [`ApprovalKind::Entitlement`] or [`ApprovalKind::Sod`].
+    pub kind: ApprovalKind,
+    pub connector: String,
+    /// The entitlement (JSON) or the SoD rule.
+    pub entitlement: String,
+    pub level: ApprovalLevel,
+    pub detail: Value,
+    /// Refused by the policy at once (a blocking SoD rule): recorded for audit, not decidable.
+    pub blocked: bool,
+}
+
+/// An override to record (legacy access kept for a mover's overlap window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOverride {
+    pub id: String,
+    pub kept: Override,
+}
+
+/// The blast-radius hold the queued operations wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldDecision {
+    /// Join the hold already pending.
+    Join(String),
+    /// Open a new hold.
+    Open { id: String, reason: String },
+}
+
+impl HoldDecision {
+    pub fn id(&self) -> &str {
+        match self {
+            HoldDecision::Join(id) | HoldDecision::Open { id, .. } => id,
+        }
+    }
+}
+
+/// An audit entry to write (at [`PlanInputs::now`], about the planned user).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audit {
+    pub actor: &'static str,
+    pub connector: Option<String>,
+    pub action: &'static str,
+    pub outcome: &'static str,
+    pub detail: Value,
+}
+
+/// Every row planning writes, in the order it writes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Writes {
+    pub overrides: Vec<NewOverride>,
+    pub approvals: Vec<ApprovalRequest>,
+    pub hold: Option<HoldDecision>,
+    pub plan_id: String,
+    /// Planned accounts that changed.
+    pub planned: Vec<(String, AccountRecord)>,
+    pub user: EngineUser,
+    /// Whether the event is recorded (anything but an update that does nothing).
+    pub record_event: bool,
+    pub audit: Vec<Audit>,
+    pub timers: Vec<TimerChange>,
+    pub notices: Vec<QueuedNotice>,
+}
+
+/// The outcome of planning a user: what the caller gets back, and what to write (`None`:
+/// nothing, for the deletion of a user the engine never provisioned).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub outcome: PlanOutcome,
+    pub writes: Option<Writes>,
+}

@@ -1,0 +1,267 @@
+//! The engine's durable timers: which kinds exist, what each carries, and what each does when
+//! it fires.
+//!
+//! The planner decides which timers to set ([`TimerChange`]); the runner (`jobs`) only claims due
+//! rows and calls [`fire`]. Rows keep the kind as text (`start`, `overlap_end`, `contract_end`,
+//! `reminder`) and the payload as JSON, as the store has always held them; [`TimerKind`] is
+//! their typed reading.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+
+use super::{notices, plan::EventKind, Cause, Engine};
+use crate::store::engine_state;
+use crate::store::{notifications, timers, DbConnection, StoreResult};
+
+/// What a timer is for, with what it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerKind {
+    /// A start date arrived: the user becomes active.
+    Start,
+    /// A mover's overlap window ended: the legacy access it kept goes.
+    OverlapEnd,
+    /// A contractor's end date arrived: all access goes.
+    ContractEnd,
+    /// A reminder `offset` before the contract ends at `end`.
+    Reminder {
+        end: DateTime<Utc>,
+        offset: Duration,
+    },
+}
+
+impl TimerKind {
+    /// The kind as stored in `engine_timers.kind`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TimerKind::Start => "start",
+            TimerKind::OverlapEnd => "overlap_end",
+            TimerKind::ContractEnd => "contract_end",
+            TimerKind::Reminder { .. } => "reminder",
+        }
+    }
+
+    /// The payload as stored in `engine_timers.payload`.
+    pub fn payload(&self) -> Value {
+        match self {
+            TimerKind::Reminder { end, offset } => {
+                json!({"end": end, "offset": crate::policy::fmt_duration(*offset)})
+            }
+            _ => json!({}),
+        }
+    }
+
+    /// Reads a stored kind and payload; `None` for a kind this version does not know or a
+    /// reminder whose payload is unreadable.
+    pub fn from_row(kind: &str, payload: &Value) -> Option<TimerKind> {
+        Some(match kind {
+            "start" => TimerKind::Start,
+            "overlap_end" => TimerKind::OverlapEnd,
+            "contract_end" => TimerKind::ContractEnd,
+            "reminder" => TimerKind::Reminder {
+                end: serde_json::from_value(payload.get("end")?.clone()).ok()?,
+                offset: crate::policy::parse_duration(payload.get("offset")?.as_str()?).ok()?,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// A timer to set for a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    pub user_id: String,
+    pub kind: TimerKind,
+    pub due: DateTime<Utc>,
+}
+
+impl Timer {
+    /// The unique key: scheduling the same timer twice is harmless.
+    pub fn key(&self) -> String {
+        let user = &self.user_id;
+        match &self.kind {
+            TimerKind::Reminder { end, offset } => format!(
+                "reminder:{user}:{}:{}",
+                end.timestamp(),
+                offset.num_seconds()
+            ),
+            kind => format!("{}:{user}:{}", kind.name(), self.due.timestamp()),
+        }
+    }
+}
+
+/// A change to a user's timers that planning decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerChange {
+    Schedule(Timer),
+    /// The contract end date moved: its pending end and reminders go (new ones are scheduled).
+    CancelContract,
+}
+
+/// Writes a timer unless one with the same key exists.
+pub fn schedule(c: &mut DbConnection, timer: &Timer, now: DateTime<Utc>) -> StoreResult<bool> {
+    timers::schedule(
+        c,
+        &timer.key(),
+        &timer.user_id,
+        timer.kind.name(),
+        timer.due,
+        &timer.kind.payload(),
+        now,
+    )
+}
+
+/// Writes one decided change.
+pub fn apply(
+    c: &mut DbConnection,
+    user_id: &str,
+    change: &TimerChange,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    match change {
+        TimerChange::Schedule(t) => {
+            schedule(c, t, now)?;
+        }
+        TimerChange::CancelContract => {
+            timers::cancel(c, user_id, TimerKind::ContractEnd.name())?;
+            timers::cancel(c, user_id, "reminder")?;
+        }
+    }
+    Ok(())
+}
+
+/// Fires one claimed timer inside the claiming transaction: a reminder queues its mail; every
+/// other kind means the desired state changed with time, so the user is planned again (and a
+/// contract that ended tells the helpdesk and the sponsor).
+pub fn fire(
+    c: &mut DbConnection,
+    engine: &Engine,
+    row: &timers::Timer,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    match TimerKind::from_row(&row.kind, &row.payload) {
+        Some(TimerKind::Reminder { end, offset }) => remind(c, engine, row, end, offset, now),
+        _ => {
+            let out = engine.replan(c, &row.user_id, Cause::Timer)?;
+            tracing::info!(user = %row.user_id, timer = %row.kind, event = out.event.as_str(), ops = out.plan.ops.len(), "timer fired");
+            if out.event == EventKind::ContractorExpiry {
+                let policy = engine.policy.current();
+                let mut to = policy.notify.helpdesk.clone();
+                if let Some(s) = engine_state::get_user(c, &row.user_id)?.and_then(|u| {
+                    u.facts
+                        .get("sponsor")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                }) {
+                    to.push(s);
+                }
+                if !to.is_empty() {
+                    let n = notices::contract_expired(&row.user_id);
+                    notifications::enqueue(
+                        c,
+                        n.kind,
+                        Some(&row.user_id),
+                        &to,
+                        &n.subject,
+                        &n.body,
+                        now,
+                    )?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A contract reminder to the contractor, the sponsor and the helpdesk (if still a contractor).
+fn remind(
+    c: &mut DbConnection,
+    engine: &Engine,
+    row: &timers::Timer,
+    end: DateTime<Utc>,
+    offset: Duration,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let user = engine_state::get_user(c, &row.user_id)?;
+    let facts = user.map(|u| u.facts).unwrap_or_default();
+    if facts.get("contractor").and_then(Value::as_bool) != Some(true) {
+        return Ok(());
+    }
+    let policy = engine.policy.current();
+    let mut to: Vec<String> = Vec::new();
+    for k in ["email", "sponsor"] {
+        if let Some(e) = facts.get(k).and_then(Value::as_str) {
+            to.push(e.to_string());
+        }
+    }
+    to.extend(policy.notify.helpdesk.iter().cloned());
+    if to.is_empty() {
+        return Ok(());
+    }
+    let name = facts
+        .get("userName")
+        .and_then(Value::as_str)
+        .unwrap_or(&row.user_id);
+    // The end as the payload spells it (the JSON form of the timestamp).
+    let end = json!(end);
+    let n = notices::contract_reminder(
+        &row.user_id,
+        name,
+        end.as_str().unwrap_or(""),
+        &crate::policy::fmt_duration(offset),
+    );
+    notifications::enqueue(c, n.kind, Some(&row.user_id), &to, &n.subject, &n.body, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn kinds_round_trip_through_their_stored_form() {
+        let end = Utc.with_ymd_and_hms(2025, 4, 30, 0, 0, 0).unwrap();
+        for kind in [
+            TimerKind::Start,
+            TimerKind::OverlapEnd,
+            TimerKind::ContractEnd,
+            TimerKind::Reminder {
+                end,
+                offset: Duration::days(30),
+            },
+        ] {
+            assert_eq!(
+                TimerKind::from_row(kind.name(), &kind.payload()),
+                Some(kind.clone())
+            );
+        }
+        assert_eq!(TimerKind::from_row("unknown", &json!({})), None);
+    }
+
+    #[test]
+    fn keys_are_what_the_store_has_always_held() {
+        let end = Utc.with_ymd_and_hms(2025, 4, 30, 0, 0, 0).unwrap();
+        let t = |kind, due| Timer {
+            user_id: "u1".into(),
+            kind,
+            due,
+        };
+        let ts = end.timestamp();
+        assert_eq!(t(TimerKind::Start, end).key(), format!("start:u1:{ts}"));
+        assert_eq!(
+            t(TimerKind::OverlapEnd, end).key(),
+            format!("overlap_end:u1:{ts}")
+        );
+        assert_eq!(
+            t(TimerKind::ContractEnd, end).key(),
+            format!("contract_end:u1:{ts}")
+        );
+        let r = TimerKind::Reminder {
+            end,
+            offset: Duration::days(7),
+        };
+        assert_eq!(
+            t(r, end - Duration::days(7)).key(),
+            format!("reminder:u1:{ts}:604800")
+        );
+    }
+}

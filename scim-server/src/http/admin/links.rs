@@ -1,0 +1,149 @@
+//! One-click links under `/admin/v1/links/{token}`: a signed link from a mover notification is
+//! its own credential. `GET` shows what it would do (a confirmation page, or JSON), so a mail
+//! scanner that fetches it changes nothing; `POST` does it, once. Every response carries headers
+//! that keep the token out of caches and Referers and the page out of frames.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::{ok, run};
+use crate::admin::LinkPreview;
+use crate::http::error::html_page;
+use crate::http::AppState;
+
+/// Whether the client asked for JSON (`Accept: application/json` or `?format=json`); browsers
+/// get a small HTML page.
+fn wants_json(req: &HttpRequest) -> bool {
+    req.query_string().split('&').any(|p| p == "format=json")
+        || req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+/// The headers of every one-click link response: the token is a credential (never cached,
+/// never leaked in a Referer), and the confirmation page may not be framed (a framed page could
+/// trick a click on its button).
+fn link_headers(mut resp: HttpResponse) -> HttpResponse {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    resp
+}
+
+/// `GET` of a one-click link: checks it and says what it would do, with a form that `POST`s the
+/// same link. Nothing changes, so a mail scanner that fetches every link spends none.
+pub(super) async fn preview_link(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let token = path.into_inner();
+    let json = wants_json(&req);
+    let t = token.clone();
+    let result = run(&state, move |a| a.preview_link(&t)).await;
+    link_headers(match (result, json) {
+        (Ok(p), true) => {
+            let mut v = json!(p);
+            v["confirm"] = json!({"method": "POST", "path": req.path()});
+            ok(StatusCode::OK, v)
+        }
+        (Ok(p), false) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(confirm_page(&p, &token)),
+        (Err(e), true) => actix_web::ResponseError::error_response(&e),
+        (Err(e), false) => e.html_response(),
+    })
+}
+
+/// The confirmation page of a one-click link: what will happen, for whom, and one button.
+fn confirm_page(p: &LinkPreview, token: &str) -> String {
+    let esc = crate::notify::mail_html::escape_html;
+    let who = p.user_name.as_deref().unwrap_or(&p.user_id);
+    let button = match p.action.as_str() {
+        "ack" => "Remove legacy access",
+        _ => "Extend legacy access",
+    };
+    // The form posts to this same URL: the link's last path segment is the token.
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>scimhub: confirm</title></head>\
+         <body><h1>Confirm</h1><p>{message}</p>\
+         <p>User: {who}. This link was sent to {to} as the user's {role}; it works once.</p>\
+         <form method=\"post\" action=\"{action}\"><button type=\"submit\">{button}</button></form>\
+         </body></html>",
+        message = esc(&p.message),
+        who = esc(who),
+        to = esc(&p.addressee),
+        role = esc(&p.role),
+        action = esc(token),
+        button = esc(button),
+    )
+}
+
+/// `POST` of a one-click link (the confirmation page's form): performs the action, once.
+pub(super) async fn follow_link(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let token = path.into_inner();
+    let json = wants_json(&req);
+    let result = run(&state, move |a| a.follow_link(&token)).await;
+    link_headers(match (result, json) {
+        (Ok(o), true) => ok(StatusCode::OK, json!(o)),
+        (Ok(o), false) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(html_page("Done", &o.message)),
+        (Err(e), true) => actix_web::ResponseError::error_response(&e),
+        (Err(e), false) => e.html_response(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_confirmation_page_says_what_happens_and_posts_the_same_link() {
+        let p = LinkPreview {
+            action: "ack".into(),
+            user_id: "u1".into(),
+            user_name: Some("bob <b>".into()),
+            addressee: "u-grace".into(),
+            role: "manager".into(),
+            message: "Remove bob <b>'s legacy access now.".into(),
+        };
+        let page = confirm_page(&p, "eyJ1.abc\"x");
+        assert!(
+            page.contains("Remove bob &lt;b&gt;&#39;s legacy access now."),
+            "{page}"
+        );
+        assert!(
+            page.contains("<form method=\"post\" action=\"eyJ1.abc&quot;x\">"),
+            "{page}"
+        );
+        assert!(
+            page.contains("sent to u-grace as the user's manager"),
+            "{page}"
+        );
+        assert!(!page.contains("<b>"), "{page}");
+    }
+}

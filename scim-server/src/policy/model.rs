@@ -1,0 +1,346 @@
+//! The checked policy as the rest of the server reads it: [`Policy`] and the types of its
+//! sections (settings, connectors, profiles and grants, contractor rules, separation of duties,
+//! blast radius, sources of truth, approvers, notification settings), with the queries the
+//! engine and the admin API ask of it.
+//!
+//! Nothing here parses or checks: the file form is in `raw.rs`, the checks in `check/`. A value
+//! of these types always comes from a policy that passed every check.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::Duration;
+use connectors::secret::SecretRef;
+use connectors::Entitlement;
+use scim_schema::filter::{AttrPath, Filter};
+use serde::{Deserialize, Serialize};
+
+/// The connector types this binary knows (the engine can only build those it has code for: its
+/// connector factory builds one of each).
+pub const CONNECTOR_TYPES: &[&str] = &[
+    "memory", "scim", "webhook", "okta", "slack", "aws_iam", "ldap", "ad", "github",
+];
+
+/// The event types an SLA may be set for (`[sla]`), in the order the runbook lists them.
+pub const EVENT_TYPES: &[&str] = &[
+    "joiner",
+    "mover",
+    "leaver",
+    "rehire",
+    "contractor-expiry",
+    "update",
+];
+
+/// The checked policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Where it came from (a path, or `<inline>`).
+    pub source: String,
+    pub settings: Settings,
+    pub connectors: BTreeMap<String, ConnectorDef>,
+    /// In file order.
+    pub profiles: Vec<Profile>,
+    pub contractor: Option<ContractorRules>,
+    pub sod: Vec<SodRule>,
+    /// Event type (`joiner`, `mover`, `leaver`, `rehire`, `contractor-expiry`, `update`) -> SLA.
+    pub sla: BTreeMap<String, Duration>,
+    pub blast_radius: Option<BlastRadius>,
+    /// SCIM client (token name) -> the attributes it is authoritative for.
+    pub sources: BTreeMap<String, SourceRule>,
+    /// Who the security approvers are.
+    pub approvals: ApproverSettings,
+    pub notify: NotifySettings,
+}
+
+/// The `[approvals]` section: the security approvers, who may decide every request (any level).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApproverSettings {
+    /// userNames of security approvers.
+    pub security: Vec<String>,
+    /// displayNames of groups whose members (direct or through nested groups) are security
+    /// approvers.
+    pub security_groups: Vec<String>,
+}
+
+impl ApproverSettings {
+    /// Whether anybody is declared a security approver.
+    pub fn has_security(&self) -> bool {
+        !self.security.is_empty() || !self.security_groups.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Custom extension URNs whose attributes profiles may match.
+    pub extensions: Vec<String>,
+    pub start_date_attribute: Option<String>,
+    pub end_date_attribute: Option<String>,
+    pub status_attribute: Option<String>,
+    /// Values of `status_attribute` meaning the person has left (case-insensitive).
+    pub terminated_values: Vec<String>,
+    /// Attribute holding the sponsor's email (contractors).
+    pub sponsor_attribute: Option<String>,
+}
+
+/// What happens to accounts when someone leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLeave {
+    #[default]
+    Disable,
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectorDef {
+    pub name: String,
+    pub kind: String,
+    pub settings: serde_json::Value,
+    pub credentials: BTreeMap<String, SecretRef>,
+    /// The user attribute that becomes the account key (default `userName`).
+    pub account_key: String,
+    /// User attributes sent to the account (default userName, name, displayName, emails, title).
+    pub attributes: Vec<String>,
+    pub on_leave: OnLeave,
+    /// Transfer owned records to the manager's account on leave (where supported).
+    pub transfer_ownership: bool,
+    pub description: Option<String>,
+    /// userNames of the owners of this connector: they decide `approval = "owner"` requests for
+    /// any of its entitlements.
+    pub owners: Vec<String>,
+}
+
+/// Who must approve an entitlement before it is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    #[default]
+    None,
+    Manager,
+    Owner,
+    Security,
+}
+
+impl Approval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::None => "none",
+            Approval::Manager => "manager",
+            Approval::Owner => "owner",
+            Approval::Security => "security",
+        }
+    }
+}
+
+/// One grant of a profile: an account on `connector`, plus the entitlement when given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub connector: String,
+    pub entitlement: Option<Entitlement>,
+    pub approval: Approval,
+    /// Removed on leave (in addition to anything needing approval).
+    pub privileged: bool,
+    /// userNames of the owners of this entitlement (besides the connector's owners).
+    pub owners: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub description: Option<String>,
+    /// The match expression as written (`None`: only reachable through `include`).
+    pub match_expr: Option<String>,
+    pub filter: Option<Filter>,
+    pub include: Vec<String>,
+    pub grants: Vec<Grant>,
+    /// How long the old access stays after a move away from this profile.
+    pub overlap: Duration,
+    /// Whether the profile applies to contractors too (default: only employees).
+    pub contractors: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContractorRules {
+    pub match_expr: String,
+    pub filter: Filter,
+    /// The profile every contractor gets.
+    pub profile: String,
+    /// Connectors contractors never get an account on (HR, finance…).
+    pub exclude_connectors: Vec<String>,
+    /// Reminder offsets before the end date (default 30d, 7d, 24h).
+    pub reminders: Vec<Duration>,
+    /// Longest extension a sponsor may grant in one request.
+    pub max_extension: Duration,
+    /// userNames who may decide contract extensions besides each contractor's sponsor (e.g.
+    /// vendor management).
+    pub owners: Vec<String>,
+}
+
+/// An entitlement reference in a SoD rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntRef {
+    pub connector: String,
+    pub kind: String,
+    pub id: String,
+}
+
+impl EntRef {
+    pub fn matches(&self, connector: &str, e: &Entitlement) -> bool {
+        self.connector == connector && self.kind == e.kind && self.id == e.id
+    }
+}
+
+impl fmt::Display for EntRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.connector, self.kind, self.id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SodAction {
+    Block,
+    Approval,
+}
+
+#[derive(Debug, Clone)]
+pub struct SodRule {
+    pub name: String,
+    pub a: EntRef,
+    pub b: EntRef,
+    pub action: SodAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlastRadius {
+    /// Largest share of users (0..1) that may be deprovisioned within `window` without a hold.
+    pub max_share: f64,
+    pub window: Duration,
+    /// Below this many users the guard does not apply (tiny tenants, tests).
+    pub min_population: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    #[default]
+    Ignore,
+    Reject,
+}
+
+/// A `[[source]]`: the SCIM client that is the source of truth for some User attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRule {
+    /// The client name: the API token's name, or the JWT's client claim.
+    pub client: String,
+    pub owns: Vec<OwnedAttribute>,
+    /// What a write of another client to one of these attributes gets.
+    pub on_conflict: OnConflict,
+}
+
+/// An attribute a source owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedAttribute {
+    /// As written in the policy (used in messages).
+    pub written: String,
+    /// Resolved: no URN for core User attributes, the extension's URN otherwise (an enterprise
+    /// attribute written without its URN gets it).
+    pub path: AttrPath,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NotifySettings {
+    /// `smtp://host:port` (plain SMTP; TLS relays come with the operations issue).
+    pub smtp_url: Option<String>,
+    pub from: String,
+    pub security: Vec<String>,
+    pub helpdesk: Vec<String>,
+    /// Approver addresses per level (`owner`, `security`; `manager` is the user's manager).
+    pub approvers: BTreeMap<String, Vec<String>>,
+    /// Base URL of the admin API for one-click links (`https://hub.example.com`).
+    pub link_base_url: Option<String>,
+    /// HMAC key for one-click links.
+    pub link_secret: Option<SecretRef>,
+    /// How long a one-click link stays valid.
+    pub link_ttl: Duration,
+}
+
+impl NotifySettings {
+    /// The sender when the policy names none.
+    pub(super) const DEFAULT_FROM: &'static str = "scimhub@localhost";
+
+    /// How long a one-click link stays valid when the policy does not say.
+    pub(super) fn default_link_ttl() -> Duration {
+        Duration::days(7)
+    }
+}
+
+impl Policy {
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The profile and every profile it includes, transitively (no cycles: checked at load).
+    pub fn expand(&self, name: &str) -> Vec<&Profile> {
+        let mut out: Vec<&Profile> = Vec::new();
+        let mut stack = vec![name.to_string()];
+        while let Some(n) = stack.pop() {
+            if out.iter().any(|p| p.name == n) {
+                continue;
+            }
+            if let Some(p) = self.profile(&n) {
+                out.push(p);
+                stack.extend(p.include.iter().rev().cloned());
+            }
+        }
+        out
+    }
+
+    /// The owners (userNames) of an entitlement on a connector: the connector's owners and the
+    /// owners declared on any grant of that entitlement, in policy order, without repeats.
+    pub fn entitlement_owners(&self, connector: &str, entitlement: &Entitlement) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |names: &[String]| {
+            for n in names {
+                if !out.iter().any(|o| o.eq_ignore_ascii_case(n)) {
+                    out.push(n.clone());
+                }
+            }
+        };
+        if let Some(c) = self.connectors.get(connector) {
+            add(&c.owners);
+        }
+        for g in self.profiles.iter().flat_map(|p| &p.grants) {
+            if g.connector == connector && g.entitlement.as_ref() == Some(entitlement) {
+                add(&g.owners);
+            }
+        }
+        out
+    }
+
+    /// The SLA for an event type.
+    pub fn sla_for(&self, event: &str) -> Option<Duration> {
+        self.sla.get(event).copied()
+    }
+
+    /// An empty policy: no connectors, nothing granted.
+    pub fn empty() -> Policy {
+        Policy {
+            source: "<empty>".into(),
+            settings: Settings::default(),
+            connectors: BTreeMap::new(),
+            profiles: Vec::new(),
+            contractor: None,
+            sod: Vec::new(),
+            sla: BTreeMap::new(),
+            blast_radius: None,
+            sources: BTreeMap::new(),
+            approvals: ApproverSettings::default(),
+            notify: NotifySettings {
+                from: NotifySettings::DEFAULT_FROM.into(),
+                link_ttl: NotifySettings::default_link_ttl(),
+                ..Default::default()
+            },
+        }
+    }
+}

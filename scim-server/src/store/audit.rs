@@ -1,0 +1,70 @@
+//! The audit trail (`engine_audit`): append-only, one entry per decision, operation result and
+//! admin action, read back by user.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::{Queryable, RunQueryDsl};
+
+use super::sql::{Bind, Sql};
+use super::{fmt_ts, DbConnection, StoreResult};
+
+/// One audit entry to append.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    pub at: DateTime<Utc>,
+    pub actor: &'a str,
+    pub user_id: &'a str,
+    pub connector: Option<&'a str>,
+    pub action: &'a str,
+    pub outcome: &'a str,
+    pub detail: serde_json::Value,
+}
+
+pub fn append(c: &mut DbConnection, e: &AuditEntry<'_>) -> StoreResult<()> {
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_audit (at, actor, user_id, connector, action, outcome, detail) VALUES (",
+    );
+    q.text(fmt_ts(e.at))
+        .push(", ")
+        .text(e.actor)
+        .push(", ")
+        .text(e.user_id)
+        .push(", ");
+    q.bind(Bind::OptText(e.connector.map(str::to_string)))
+        .push(", ")
+        .text(e.action)
+        .push(", ")
+        .text(e.outcome)
+        .push(", ")
+        .text(e.detail.to_string())
+        .push(")");
+    q.execute(c)?;
+    Ok(())
+}
+
+/// An audit entry as stored.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct AuditRecord {
+    pub id: i64,
+    /// RFC 3339, as stored.
+    pub at: String,
+    pub actor: String,
+    pub user_id: String,
+    pub connector: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    /// JSON text.
+    pub detail: String,
+}
+
+/// Audit entries, oldest first, optionally of one user.
+pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> StoreResult<Vec<AuditRecord>> {
+    let mut q = Sql::<(BigInt, Text, Text, Text, Nullable<Text>, Text, Text, Text)>::new(
+        "SELECT id, at, actor, user_id, connector, action, outcome, detail FROM engine_audit WHERE 1 = 1",
+    );
+    if let Some(u) = user_id {
+        q.push(" AND user_id = ").text(u);
+    }
+    q.push(" ORDER BY id");
+    Ok(q.load::<AuditRecord>(c)?)
+}

@@ -1,0 +1,161 @@
+//! The engine's per-user state: its last decision about each user (`engine_users`) and the
+//! planned and actual account of each user on each connector (`engine_accounts`). Functions take
+//! a connection so that they run inside the caller's transaction (the SCIM write's, for plans).
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::{OptionalExtension, Queryable, RunQueryDsl};
+
+use super::sql::Sql;
+use super::{fmt_ts, parse_ts, DbConnection, StoreResult};
+
+// ---------------------------------------------------------------------------------------------
+// engine_users
+// ---------------------------------------------------------------------------------------------
+
+/// The engine's last decision about a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineUser {
+    pub user_id: String,
+    /// `active`, `not_started`, `left`, `expired`.
+    pub state: String,
+    pub profiles: Vec<String>,
+    pub facts: serde_json::Value,
+    pub updated: DateTime<Utc>,
+}
+
+/// An `engine_users` row as read (JSON and timestamps still text).
+#[derive(Queryable)]
+struct EngineUserRecord {
+    state: String,
+    profiles: String,
+    facts: String,
+    updated: String,
+}
+
+pub fn get_user(c: &mut DbConnection, user_id: &str) -> StoreResult<Option<EngineUser>> {
+    let mut q = Sql::<(Text, Text, Text, Text)>::new(
+        "SELECT state, profiles, facts, updated FROM engine_users WHERE user_id = ",
+    );
+    q.text(user_id);
+    Ok(q.get_result::<EngineUserRecord>(c)
+        .optional()?
+        .map(|r| EngineUser {
+            user_id: user_id.to_string(),
+            state: r.state,
+            profiles: serde_json::from_str(&r.profiles).unwrap_or_default(),
+            facts: serde_json::from_str(&r.facts).unwrap_or_default(),
+            updated: parse_ts(&r.updated).unwrap_or_default(),
+        }))
+}
+
+pub fn put_user(c: &mut DbConnection, u: &EngineUser) -> StoreResult<()> {
+    let profiles = serde_json::to_string(&u.profiles).unwrap_or_else(|_| "[]".into());
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_users (user_id, state, profiles, facts, updated) VALUES (",
+    );
+    q.text(u.user_id.as_str())
+        .push(", ")
+        .text(u.state.as_str())
+        .push(", ")
+        .text(profiles)
+        .push(", ")
+        .text(u.facts.to_string())
+        .push(", ")
+        .text(fmt_ts(u.updated))
+        .push(
+            ") ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, \
+             profiles = excluded.profiles, facts = excluded.facts, updated = excluded.updated",
+        );
+    q.execute(c)?;
+    Ok(())
+}
+
+/// Users the engine holds as active (the blast-radius denominator).
+pub fn count_active_users(c: &mut DbConnection) -> StoreResult<i64> {
+    let q = Sql::<BigInt>::new("SELECT COUNT(*) FROM engine_users WHERE state = 'active'");
+    Ok(q.get_result::<i64>(c)?)
+}
+
+/// All user ids the engine knows.
+pub fn user_ids(c: &mut DbConnection) -> StoreResult<Vec<String>> {
+    let q = Sql::<Text>::new("SELECT user_id FROM engine_users ORDER BY user_id");
+    Ok(q.load::<String>(c)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// engine_accounts
+// ---------------------------------------------------------------------------------------------
+
+/// A user's account on one connector: what the engine planned and what the connector last
+/// reported, both JSON text.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct Account {
+    pub connector: String,
+    pub planned: String,
+    /// `None` until a worker has run an operation for it.
+    pub actual: Option<String>,
+}
+
+/// A user's accounts, in connector order.
+pub fn accounts(c: &mut DbConnection, user_id: &str) -> StoreResult<Vec<Account>> {
+    let mut q = Sql::<(Text, Text, Nullable<Text>)>::new(
+        "SELECT connector, planned, actual FROM engine_accounts WHERE user_id = ",
+    );
+    q.text(user_id).push(" ORDER BY connector");
+    Ok(q.load::<Account>(c)?)
+}
+
+pub fn put_planned(
+    c: &mut DbConnection,
+    user_id: &str,
+    connector: &str,
+    planned: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_accounts (user_id, connector, planned, actual, updated) VALUES (",
+    );
+    q.text(user_id)
+        .push(", ")
+        .text(connector)
+        .push(", ")
+        .text(planned)
+        .push(", NULL, ")
+        .text(fmt_ts(now))
+        .push(
+            ") ON CONFLICT (user_id, connector) DO UPDATE SET planned = excluded.planned, \
+             updated = excluded.updated",
+        );
+    q.execute(c)?;
+    Ok(())
+}
+
+/// Sets both planned and actual (worker results; discarding a hold resets planned to actual).
+pub fn put_account(
+    c: &mut DbConnection,
+    user_id: &str,
+    connector: &str,
+    planned: &str,
+    actual: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_accounts (user_id, connector, planned, actual, updated) VALUES (",
+    );
+    q.text(user_id)
+        .push(", ")
+        .text(connector)
+        .push(", ")
+        .text(planned)
+        .push(", ")
+        .text(actual)
+        .push(", ")
+        .text(fmt_ts(now))
+        .push(
+            ") ON CONFLICT (user_id, connector) DO UPDATE SET planned = excluded.planned, \
+             actual = excluded.actual, updated = excluded.updated",
+        );
+    q.execute(c)?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Blast-radius holds (`engine_holds`): when a burst of deprovisions crosses the policy's
+//! threshold, the engine parks the operations behind a hold until an admin confirms (releases
+//! them) or discards it. The held operations themselves are `engine_outbox` rows with
+//! [`OutboxStatus::Held`].
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Text};
+use diesel::{OptionalExtension, Queryable, RunQueryDsl};
+use serde::Serialize;
+
+use super::outbox::OutboxStatus;
+use super::sql::Sql;
+use super::text_enum::text_enum;
+use super::{fmt_ts, DbConnection, StoreResult};
+
+text_enum! {
+    /// A hold's decision.
+    pub enum HoldStatus {
+        /// Waiting for an admin.
+        Pending = "pending",
+        /// Confirmed: its operations were released.
+        Confirmed = "confirmed",
+        /// Discarded: its operations were dropped.
+        Discarded = "discarded",
+    }
+}
+
+/// The newest pending hold, if any.
+pub fn open_hold(c: &mut DbConnection) -> StoreResult<Option<String>> {
+    let q = Sql::<Text>::new(
+        "SELECT id FROM engine_holds WHERE status = 'pending' ORDER BY created DESC LIMIT 1",
+    );
+    Ok(q.get_result::<String>(c).optional()?)
+}
+
+pub fn create(c: &mut DbConnection, id: &str, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    let mut q = Sql::<()>::new("INSERT INTO engine_holds (id, created, reason, status) VALUES (");
+    q.text(id)
+        .push(", ")
+        .text(fmt_ts(now))
+        .push(", ")
+        .text(reason)
+        .push(", ")
+        .text(HoldStatus::Pending.as_str())
+        .push(")");
+    q.execute(c)?;
+    Ok(())
+}
+
+/// A hold and what it holds back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hold {
+    pub id: String,
+    pub created: String,
+    pub reason: String,
+    pub status: HoldStatus,
+    pub users: i64,
+    pub operations: i64,
+}
+
+/// A hold as read: `id, created, reason, status, users, operations`.
+#[derive(Queryable)]
+struct HoldRecord {
+    id: String,
+    created: String,
+    reason: String,
+    status: String,
+    users: i64,
+    operations: i64,
+}
+
+/// Holds, newest first, optionally of one status.
+pub fn list(c: &mut DbConnection, status: Option<HoldStatus>) -> StoreResult<Vec<Hold>> {
+    let mut q = Sql::<(Text, Text, Text, Text, BigInt, BigInt)>::new(
+        "SELECT h.id, h.created, h.reason, h.status, \
+         (SELECT COUNT(DISTINCT o.user_id) FROM engine_outbox o WHERE o.hold_id = h.id), \
+         (SELECT COUNT(*) FROM engine_outbox o WHERE o.hold_id = h.id) \
+         FROM engine_holds h WHERE 1 = 1",
+    );
+    if let Some(s) = status {
+        q.push(" AND h.status = ").text(s.as_str());
+    }
+    q.push(" ORDER BY h.created DESC");
+    q.load::<HoldRecord>(c)?
+        .into_iter()
+        .map(|r| {
+            Ok(Hold {
+                id: r.id,
+                created: r.created,
+                reason: r.reason,
+                status: HoldStatus::from_stored(&r.status)?,
+                users: r.users,
+                operations: r.operations,
+            })
+        })
+        .collect()
+}
+
+/// Sets a pending hold's decision; returns false when it was not pending.
+pub fn decide(
+    c: &mut DbConnection,
+    id: &str,
+    status: HoldStatus,
+    by: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_holds SET status = ");
+    q.text(status.as_str())
+        .push(", decided = ")
+        .text(fmt_ts(now))
+        .push(", decided_by = ")
+        .text(by)
+        .push(" WHERE status = 'pending' AND id = ")
+        .text(id);
+    Ok(q.execute(c)? > 0)
+}
+
+/// What becomes of a hold's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldOps {
+    /// Back to [`OutboxStatus::Pending`], due now (the hold was confirmed).
+    Release,
+    /// [`OutboxStatus::Discarded`] and finished (the hold was discarded).
+    Discard,
+}
+
+/// Releases or discards the operations of a hold; returns their users.
+pub fn release_ops(
+    c: &mut DbConnection,
+    id: &str,
+    what: HeldOps,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
+    let mut users = Sql::<Text>::new("SELECT DISTINCT user_id FROM engine_outbox WHERE hold_id = ");
+    users.text(id).push(" AND status = 'held' ORDER BY user_id");
+    let users = users.load::<String>(c)?;
+    let status = match what {
+        HeldOps::Release => OutboxStatus::Pending,
+        HeldOps::Discard => OutboxStatus::Discarded,
+    };
+    let mut q = Sql::<()>::new("UPDATE engine_outbox SET status = ");
+    q.text(status.as_str())
+        .push(", not_before = ")
+        .text(fmt_ts(now));
+    if what == HeldOps::Discard {
+        q.push(", finished = ").text(fmt_ts(now));
+    }
+    q.push(" WHERE status = 'held' AND hold_id = ").text(id);
+    q.execute(c)?;
+    Ok(users)
+}

@@ -1,0 +1,67 @@
+//! Incidents (`engine_incidents`): what needs a human (an operation parked as failed, a
+//! connector that cannot be built). Raised `open`; resolved when the operation is retried.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::{Queryable, RunQueryDsl};
+
+use super::sql::{Bind, Sql};
+use super::{fmt_ts, DbConnection, StoreResult};
+
+/// Opens an incident.
+pub fn raise(
+    c: &mut DbConnection,
+    kind: &str,
+    user_id: Option<&str>,
+    connector: Option<&str>,
+    outbox_id: Option<i64>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_incidents (created, kind, user_id, connector, outbox_id, reason, status) VALUES (",
+    );
+    q.text(fmt_ts(now)).push(", ").text(kind).push(", ");
+    q.bind(Bind::OptText(user_id.map(str::to_string)))
+        .push(", ")
+        .bind(Bind::OptText(connector.map(str::to_string)))
+        .push(", ");
+    match outbox_id {
+        Some(id) => q.int(id),
+        None => q.push("NULL"),
+    };
+    q.push(", ").text(reason).push(", 'open')");
+    q.execute(c)?;
+    Ok(())
+}
+
+/// Resolves the open incidents an outbox operation raised (it is being retried).
+pub(crate) fn resolve_for_op(c: &mut DbConnection, outbox_id: i64) -> StoreResult<()> {
+    let mut r = Sql::<()>::new(
+        "UPDATE engine_incidents SET status = 'resolved' WHERE status = 'open' AND outbox_id = ",
+    );
+    r.int(outbox_id);
+    r.execute(c)?;
+    Ok(())
+}
+
+/// An open incident.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct Incident {
+    pub id: i64,
+    /// RFC 3339, as stored.
+    pub created: String,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub connector: Option<String>,
+    pub reason: String,
+}
+
+/// Open incidents, oldest first.
+pub fn list_open(c: &mut DbConnection) -> StoreResult<Vec<Incident>> {
+    let q = Sql::<(BigInt, Text, Text, Nullable<Text>, Nullable<Text>, Text)>::new(
+        "SELECT id, created, kind, user_id, connector, reason FROM engine_incidents \
+         WHERE status = 'open' ORDER BY id",
+    );
+    Ok(q.load::<Incident>(c)?)
+}

@@ -1,0 +1,168 @@
+//! Resource CRUD: uniqueness, versions and If-Match, delete, the create answer.
+
+use super::*;
+
+#[test]
+fn store_uniqueness() {
+    each_backend(|db| {
+        let s = &db.store;
+        user(s, "BJensen");
+        let e = s
+            .create(
+                ResourceKind::User,
+                obj(json!({"userName": "bjensen"})),
+                None,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Uniqueness(m) if m.contains("userName")),
+            "{}: {e:?}",
+            db.name
+        );
+        // externalId is unique per client.
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": "a", "externalId": "X1"})),
+            Some("hr"),
+        )
+        .unwrap();
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": "b", "externalId": "X1"})),
+            Some("idp"),
+        )
+        .unwrap();
+        let e = s
+            .create(
+                ResourceKind::User,
+                obj(json!({"userName": "c", "externalId": "X1"})),
+                Some("hr"),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Uniqueness(m) if m.contains("externalId")),
+            "{}: {e:?}",
+            db.name
+        );
+        // Group displayName, case-insensitively; users may share displayNames.
+        group(s, "Admins", &[]);
+        let e = s
+            .create(
+                ResourceKind::Group,
+                obj(json!({"displayName": "ADMINS"})),
+                None,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Uniqueness(m) if m.contains("displayName")),
+            "{}: {e:?}",
+            db.name
+        );
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": "d", "displayName": "Same"})),
+            None,
+        )
+        .unwrap();
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": "e", "displayName": "Same"})),
+            None,
+        )
+        .unwrap();
+    });
+}
+
+#[test]
+fn store_versions_if_match_and_delete() {
+    each_backend(|db| {
+        let s = &db.store;
+        let u = user(s, "alice");
+        assert_eq!(u.version, 1);
+        assert_eq!(u.doc["meta"]["version"], json!("W/\"1\""));
+        let got = s.get(ResourceKind::User, &u.id, true).unwrap();
+        assert_eq!(got.doc["userName"], json!("alice"));
+        let e = s
+            .replace(
+                ResourceKind::User,
+                &u.id,
+                obj(json!({"userName": "alice2"})),
+                Some("W/\"7\""),
+                None,
+            )
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            StoreError::PreconditionFailed { current_version: 1 }
+        ));
+        let r = s
+            .replace(
+                ResourceKind::User,
+                &u.id,
+                obj(json!({"userName": "alice2"})),
+                Some("W/\"1\""),
+                None,
+            )
+            .unwrap();
+        assert_eq!(r.version, 2);
+        // An update that changes nothing keeps the version.
+        let same = s
+            .update_with(ResourceKind::User, &u.id, Some("*"), None, Ok)
+            .unwrap();
+        assert_eq!(same.version, 2);
+        let up = s
+            .update_with(ResourceKind::User, &u.id, None, None, |mut d| {
+                d.insert("title".into(), json!("Boss"));
+                Ok(d)
+            })
+            .unwrap();
+        assert_eq!(up.version, 3);
+        assert_eq!(up.doc["title"], json!("Boss"));
+        assert!(matches!(
+            s.delete(ResourceKind::User, &u.id, Some("W/\"2\"")),
+            Err(StoreError::PreconditionFailed { current_version: 3 })
+        ));
+        s.delete(ResourceKind::User, &u.id, None).unwrap();
+        assert!(matches!(
+            s.delete(ResourceKind::User, &u.id, None),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            s.get(ResourceKind::User, &u.id, false),
+            Err(StoreError::NotFound)
+        ));
+        // A kind mismatch is NotFound.
+        let g = group(s, "g", &[]);
+        assert!(matches!(
+            s.get(ResourceKind::User, &g.id, false),
+            Err(StoreError::NotFound)
+        ));
+    });
+}
+
+/// The create answer rendered from the written row must be what a read returns right after it.
+#[test]
+fn create_loaded_is_what_a_read_loads() {
+    each_backend(|db| {
+        let s = &db.store;
+        let made = s
+            .create_loaded(
+                ResourceKind::User,
+                obj(json!({"userName": "cl-user", "emails": [{"value": "a@example.com"}]})),
+                Some("client"),
+            )
+            .unwrap();
+        let read = s.get_loaded(ResourceKind::User, &made.id, true).unwrap();
+        assert_eq!(made, read, "{}", db.name);
+        let g = s
+            .create_loaded(
+                ResourceKind::Group,
+                obj(json!({"displayName": "cl-group", "members": [{"value": made.id}]})),
+                None,
+            )
+            .unwrap();
+        let read = s.get_loaded(ResourceKind::Group, &g.id, true).unwrap();
+        assert_eq!(g, read, "{}", db.name);
+        assert_eq!(g.members.as_ref().map(Vec::len), Some(1));
+    });
+}

@@ -1,0 +1,37 @@
+//! The write seam: every write the store commits records a [`Change`], and the optional
+//! [`WriteHook`] (the lifecycle engine) sees each one inside the same transaction, before commit
+//! (see the module docs of [`super`]).
+
+use super::{DbConnection, Doc, MemberRemoval, ResourceKind, StoreResult};
+
+/// What kind of write a [`Change`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Create,
+    Replace,
+    Update,
+    Delete,
+    Members,
+}
+
+/// One committed-to-be change, handed to the [`WriteHook`] inside the write transaction.
+/// Documents are the stored form (no `id`, `meta`, `members` or `groups`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub op: ChangeOp,
+    pub kind: ResourceKind,
+    pub id: String,
+    pub before: Option<Doc>,
+    pub after: Option<Doc>,
+    pub members_added: Vec<String>,
+    pub members_removed: MemberRemoval,
+}
+
+/// Called for every [`Change`] inside the write transaction, before commit (see the module docs).
+pub trait WriteHook: Send + Sync + std::fmt::Debug {
+    fn on_write(&self, conn: &mut DbConnection, change: &Change) -> StoreResult<()>;
+
+    /// Called after a transaction that recorded at least one [`Change`] has committed (never
+    /// after a rollback), outside it: e.g. to wake workers waiting for what it planned.
+    fn after_commit(&self) {}
+}
