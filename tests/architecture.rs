@@ -41,6 +41,8 @@ const LAYERS: &[&[&str]] = &[
     &["engine", "service", "auth"],
     &["policy", "config", "clock"],
     &["store"],
+    // What any operation on the hub's data can fail with: every layer returns it.
+    &["error"],
 ];
 
 /// The layer of the entry points, whose modules may use each other.

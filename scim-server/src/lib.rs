@@ -2,7 +2,7 @@
 //!
 //! The modules are layered; each uses only those below it (checked by `tests/architecture.rs`):
 //! `run`, `cli`, `demo` → [`http`] → [`admin`], [`jobs`], [`notify`] → [`engine`], [`service`],
-//! [`auth`] → [`policy`], [`config`] → [`store`].
+//! [`auth`] → [`policy`], [`config`], [`clock`] → [`store`] → [`error`].
 //!
 //! * [`config`] — layered configuration (defaults, TOML, `SCIMHUB_*`, flags).
 //! * [`cli`] — the `scimhub` command line.
@@ -12,6 +12,7 @@
 //! * [`service`] — SCIM operations over the store, free of HTTP.
 //! * [`clock`] — where time comes from (injected, so tests move it), retry backoff.
 //! * [`store`] — the diesel store (SQLite or PostgreSQL).
+//! * [`error`] — [`error::HubError`], what any operation on the hub's data can fail with.
 //! * [`policy`] — the access policy file (TOML), its checks, reload and runbook.
 //! * [`engine`] — desired state, plans and the write hook that puts them in the outbox.
 //! * [`jobs`] — outbox workers, durable timers.
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod notify;

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use super::{in_tx, Admin, AdminError, AdminResult};
 use crate::engine::desired::attr_str;
 use crate::engine::{links, load_user_doc, Cause, PlanOutcome};
-use crate::store::{approvals, audit, engine_state, DbConnection, StoreResult};
+use crate::error::HubResult;
+use crate::store::{approvals, audit, engine_state, DbConnection};
 
 /// What following a one-click link did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -66,7 +67,7 @@ impl Admin {
         user_id: &str,
         extend: Option<Duration>,
         actor: &str,
-    ) -> StoreResult<AdminResult<PlanOutcome>> {
+    ) -> HubResult<AdminResult<PlanOutcome>> {
         let now = self.now();
         if let Some(d) = extend {
             if d <= Duration::zero() || d > Duration::days(MAX_LEGACY_EXTENSION_DAYS) {
@@ -127,11 +128,7 @@ impl Admin {
     /// it was sent to them for (403: a manager who is no longer the user's manager, an address
     /// no longer on the security list), that no link of the same notification was used (409)
     /// and that legacy access is still open (409).
-    fn check_link(
-        &self,
-        c: &mut DbConnection,
-        token: &str,
-    ) -> StoreResult<AdminResult<CheckedLink>> {
+    fn check_link(&self, c: &mut DbConnection, token: &str) -> HubResult<AdminResult<CheckedLink>> {
         let policy = self.engine.policy.current();
         let Some(key) = links::key(&policy) else {
             return Ok(Err(AdminError::Forbidden(

@@ -26,16 +26,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::engine::Engine;
-use crate::store::{DbConnection, Store, StoreError, StoreResult};
+use crate::error::{HubError, HubResult};
+use crate::store::{DbConnection, Store};
 use authority::Refusal;
 
 pub use legacy_access::{LinkOutcome, LinkPreview, MAX_LEGACY_EXTENSION_DAYS};
 
 /// Runs `f` in a write transaction on the store's writer (admin actions and tests).
-pub fn in_tx<T>(
-    store: &Store,
-    f: impl FnOnce(&mut DbConnection) -> StoreResult<T>,
-) -> StoreResult<T> {
+pub fn in_tx<T>(store: &Store, f: impl FnOnce(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {
     store.write_tx(|c, _| f(c))
 }
 
@@ -63,7 +61,7 @@ pub enum AdminError {
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] HubError),
 }
 
 pub type AdminResult<T> = Result<T, AdminError>;
@@ -89,10 +87,7 @@ impl Admin {
 
     /// Runs `f` in a write transaction and, once it has committed, wakes the outbox workers:
     /// what the decision queued runs now, not at the workers' next poll.
-    fn decision_tx<T>(
-        &self,
-        f: impl FnOnce(&mut DbConnection) -> StoreResult<T>,
-    ) -> StoreResult<T> {
+    fn decision_tx<T>(&self, f: impl FnOnce(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {
         let out = in_tx(&self.store, f)?;
         self.engine.wake_workers();
         Ok(out)

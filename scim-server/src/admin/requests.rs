@@ -10,10 +10,10 @@ use super::{in_tx, Admin, AdminError, AdminResult};
 use crate::auth::{Principal, UserRef};
 use crate::engine::desired::attr_str;
 use crate::engine::{load_user_doc, Cause};
+use crate::error::HubError;
 use crate::store::approvals::{ApprovalKind, ApprovalStatus};
 use crate::store::{
     approvals, audit, engine_state, load_groups, load_row, DbConnection, Doc, ResourceKind,
-    StoreError,
 };
 
 impl Admin {
@@ -56,7 +56,7 @@ impl Admin {
             Some(row) => (
                 row.id,
                 serde_json::from_str::<Doc>(&row.doc)
-                    .map_err(|e| StoreError::Backend(e.to_string()))?,
+                    .map_err(|e| HubError::Backend(e.to_string()))?,
             ),
             None => {
                 return Err(Refusal::UnknownUser {

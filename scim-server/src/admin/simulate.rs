@@ -20,10 +20,9 @@ use serde_json::{json, Value};
 use super::{Admin, AdminError, AdminResult};
 use crate::engine::hook::EngineHook;
 use crate::engine::{Cause, PlanOutcome};
+use crate::error::{HubError, HubResult};
 use crate::service::{Caller, Schemas};
-use crate::store::{
-    outbox, Change, DbConnection, ResourceKind, StoreError, StoreResult, WriteHook,
-};
+use crate::store::{outbox, Change, DbConnection, ResourceKind, WriteHook};
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -67,7 +66,7 @@ struct CaptureHook {
 }
 
 impl WriteHook for CaptureHook {
-    fn on_write(&self, c: &mut DbConnection, change: &Change) -> StoreResult<()> {
+    fn on_write(&self, c: &mut DbConnection, change: &Change) -> HubResult<()> {
         let before = outbox::list_ops(c, None, None, 1)?
             .first()
             .map(|r| r.id)
@@ -90,7 +89,7 @@ impl WriteHook for CaptureHook {
         cap.rows.extend(rows);
         cap.done = true;
         // The first change is the request's own; abort before anything commits.
-        Err(StoreError::Backend(ROLLBACK.into()))
+        Err(HubError::Backend(ROLLBACK.into()))
     }
 }
 
@@ -161,7 +160,7 @@ impl Admin {
                 .ok_or_else(|| AdminError::Invalid(format!("{what} needs /{}/ID", kind.endpoint())))
         };
         use crate::service;
-        let result: Result<(), StoreError> = match method.as_str() {
+        let result: Result<(), HubError> = match method.as_str() {
             "POST" if id.is_none() => {
                 service::create(&store, schemas, kind, need_body()?, &caller).map(|_| ())
             }
@@ -196,13 +195,13 @@ impl Admin {
         };
         let cap = std::mem::take(&mut *captured.lock().unwrap_or_else(|p| p.into_inner()));
         match result {
-            Err(StoreError::Backend(m)) if m == ROLLBACK => {}
+            Err(HubError::Backend(m)) if m == ROLLBACK => {}
             // The errors the real request would get (404, 400 with its scimType, 409 uniqueness).
             Err(e) => return Err(e.into()),
             // The write changed nothing the engine sees (no change recorded).
             Ok(()) if !cap.done => {}
             Ok(()) => {
-                return Err(AdminError::Store(StoreError::Backend(
+                return Err(AdminError::Store(HubError::Backend(
                     "simulation committed".into(),
                 )))
             }

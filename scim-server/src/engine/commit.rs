@@ -7,16 +7,17 @@ use chrono::{DateTime, Utc};
 use super::outcome::{Decision, HoldDecision, QueuedNotice};
 use super::timers;
 use super::user_ids_by_name;
+use crate::error::{HubError, HubResult};
 use crate::store::approvals::ApprovalStatus;
-use crate::store::{approvals, notifications, outbox, DbConnection, StoreError, StoreResult};
+use crate::store::{approvals, notifications, outbox, DbConnection};
 use crate::store::{audit, engine_state, events, holds};
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: impl std::fmt::Display) -> HubError {
+    HubError::Backend(e.to_string())
 }
 
 /// Writes what `decision` says about `user_id` at `now`.
-pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> StoreResult<()> {
+pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> HubResult<()> {
     let Some(w) = &decision.writes else {
         return Ok(());
     };
@@ -123,7 +124,7 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
 
 /// Queues a notice to its recipients: the direct ones, the named users' ids, the others; else
 /// the fallback; nothing when that is empty too.
-fn queue(c: &mut DbConnection, n: &QueuedNotice, now: DateTime<Utc>) -> StoreResult<()> {
+fn queue(c: &mut DbConnection, n: &QueuedNotice, now: DateTime<Utc>) -> HubResult<()> {
     let mut to = n.to.direct.clone();
     if !n.to.by_name.is_empty() {
         to.extend(user_ids_by_name(c, &n.to.by_name)?);

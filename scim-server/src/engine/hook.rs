@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{load_user_doc, Cause, Engine};
+use crate::error::HubResult;
 use crate::store::{direct_members, engine_state};
 use crate::store::{
-    load_row, Change, ChangeOp, DbConnection, MemberRemoval, ResourceKind, Store, StoreResult,
-    WriteHook,
+    load_row, Change, ChangeOp, DbConnection, MemberRemoval, ResourceKind, Store, WriteHook,
 };
 
 /// The store hook: plans every User change, and the users a Group change affects.
@@ -19,7 +19,7 @@ pub struct EngineHook {
 }
 
 impl WriteHook for EngineHook {
-    fn on_write(&self, conn: &mut DbConnection, change: &Change) -> StoreResult<()> {
+    fn on_write(&self, conn: &mut DbConnection, change: &Change) -> HubResult<()> {
         match change.kind {
             ResourceKind::User => {
                 self.engine
@@ -49,7 +49,7 @@ pub fn install(store: Store, engine: Arc<Engine>) -> Store {
 }
 
 /// Users affected by a Group change.
-fn affected_users(c: &mut DbConnection, change: &Change) -> StoreResult<Vec<String>> {
+fn affected_users(c: &mut DbConnection, change: &Change) -> HubResult<Vec<String>> {
     let everyone =
         matches!(change.members_removed, MemberRemoval::All) || change.op == ChangeOp::Delete;
     if everyone {
@@ -85,7 +85,7 @@ fn affected_users(c: &mut DbConnection, change: &Change) -> StoreResult<Vec<Stri
 }
 
 /// User ids under a group, through nested groups.
-fn members_below(c: &mut DbConnection, group: &str) -> StoreResult<Vec<String>> {
+fn members_below(c: &mut DbConnection, group: &str) -> HubResult<Vec<String>> {
     let mut seen = BTreeSet::new();
     let mut users = BTreeSet::new();
     let mut stack = vec![group.to_string()];

@@ -11,14 +11,15 @@ use super::decide::{manager_of, BlastFacts, Contingent, PlanInputs, Projection};
 use super::desired::{Approvals, Override};
 use super::plan::AccountRecord;
 use super::{links, load_user_doc, Cause, Engine};
+use crate::error::{HubError, HubResult};
 use crate::policy::Policy;
 use crate::store::approvals::{ApprovalKind, ApprovalStatus};
-use crate::store::{approvals, load_groups, DbConnection, Doc, StoreError, StoreResult};
+use crate::store::{approvals, load_groups, DbConnection, Doc};
 use crate::store::{engine_state, events, holds};
 use scim_schema::json::primary_email;
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: impl std::fmt::Display) -> HubError {
+    HubError::Backend(e.to_string())
 }
 
 /// Everything the decision about `user_id` needs (`doc`: the stored document, `None` when
@@ -29,7 +30,7 @@ pub fn inputs<'a>(
     user_id: &str,
     doc: Option<&'a Doc>,
     cause: Cause,
-) -> StoreResult<PlanInputs<'a>> {
+) -> HubResult<PlanInputs<'a>> {
     let now = engine.now();
     let policy = engine.policy.current();
     let prev = engine_state::get_user(c, user_id)?;
@@ -110,7 +111,7 @@ pub fn inputs<'a>(
 fn manager_accounts(
     c: &mut DbConnection,
     manager: Option<&str>,
-) -> StoreResult<BTreeMap<String, AccountRef>> {
+) -> HubResult<BTreeMap<String, AccountRef>> {
     let mut out = BTreeMap::new();
     let Some(m) = manager else { return Ok(out) };
     for account in engine_state::accounts(c, m)? {
@@ -128,7 +129,7 @@ pub fn contingent(
     c: &mut DbConnection,
     inputs: &PlanInputs<'_>,
     projection: &Projection,
-) -> StoreResult<Contingent> {
+) -> HubResult<Contingent> {
     let policy: &Policy = &inputs.policy;
     let blast = match &policy.blast_radius {
         Some(b) if projection.needs_blast_check(policy) => {

@@ -32,8 +32,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::clock::Clock;
+use crate::error::{HubError, HubResult};
 use crate::policy::reload::PolicyHandle;
-use crate::store::{load_row, DbConnection, Doc, ResourceKind, StoreError, StoreResult};
+use crate::store::{load_row, DbConnection, Doc, ResourceKind};
 use desired::{attr_str, Desired};
 use plan::{EventKind, Plan};
 
@@ -71,12 +72,12 @@ pub enum Cause {
     Admin,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: impl std::fmt::Display) -> HubError {
+    HubError::Backend(e.to_string())
 }
 
 /// The user document stored for `id`, if it exists.
-pub fn load_user_doc(c: &mut DbConnection, id: &str) -> StoreResult<Option<Doc>> {
+pub fn load_user_doc(c: &mut DbConnection, id: &str) -> HubResult<Option<Doc>> {
     Ok(match load_row(c, ResourceKind::User, id)? {
         Some(row) => Some(serde_json::from_str(&row.doc).map_err(backend)?),
         None => None,
@@ -86,7 +87,7 @@ pub fn load_user_doc(c: &mut DbConnection, id: &str) -> StoreResult<Option<Doc>>
 /// The SCIM ids of the users named by `user_names` (matched case-insensitively), in order; names
 /// that match nobody are left out. Owners and approvers are declared by userName in the policy;
 /// notifications address users by id (the sender resolves an id to the user's email).
-pub fn user_ids_by_name(c: &mut DbConnection, user_names: &[String]) -> StoreResult<Vec<String>> {
+pub fn user_ids_by_name(c: &mut DbConnection, user_names: &[String]) -> HubResult<Vec<String>> {
     let mut out = Vec::new();
     for name in user_names {
         if let Some(row) = crate::store::find_user_row_by_name(c, name)? {
@@ -141,7 +142,7 @@ impl Engine {
         c: &mut DbConnection,
         user_id: &str,
         doc: Option<&Doc>,
-    ) -> StoreResult<PlanOutcome> {
+    ) -> HubResult<PlanOutcome> {
         // The cause only names the actor of the audit entry, which a projection does not write.
         let inputs = load::inputs(c, self, user_id, doc, Cause::Admin)?;
         let p = decide::project(&inputs);
@@ -163,7 +164,7 @@ impl Engine {
         user_id: &str,
         doc: Option<&Doc>,
         cause: Cause,
-    ) -> StoreResult<PlanOutcome> {
+    ) -> HubResult<PlanOutcome> {
         let inputs = load::inputs(c, self, user_id, doc, cause)?;
         let projection = decide::project(&inputs);
         let extra = load::contingent(c, &inputs, &projection)?;
@@ -180,7 +181,7 @@ impl Engine {
         c: &mut DbConnection,
         user_id: &str,
         cause: Cause,
-    ) -> StoreResult<PlanOutcome> {
+    ) -> HubResult<PlanOutcome> {
         let doc = load_user_doc(c, user_id)?;
         self.plan_user(c, user_id, doc.as_ref(), cause)
     }

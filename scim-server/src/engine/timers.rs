@@ -10,8 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use super::{notices, plan::EventKind, Cause, Engine};
+use crate::error::HubResult;
 use crate::store::engine_state;
-use crate::store::{notifications, timers, DbConnection, StoreResult};
+use crate::store::{notifications, timers, DbConnection};
 
 /// What a timer is for, with what it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +99,7 @@ pub enum TimerChange {
 }
 
 /// Writes a timer unless one with the same key exists.
-pub fn schedule(c: &mut DbConnection, timer: &Timer, now: DateTime<Utc>) -> StoreResult<bool> {
+pub fn schedule(c: &mut DbConnection, timer: &Timer, now: DateTime<Utc>) -> HubResult<bool> {
     timers::schedule(
         c,
         &timer.key(),
@@ -116,7 +117,7 @@ pub fn apply(
     user_id: &str,
     change: &TimerChange,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     match change {
         TimerChange::Schedule(t) => {
             schedule(c, t, now)?;
@@ -137,7 +138,7 @@ pub fn fire(
     engine: &Engine,
     row: &timers::Timer,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     match TimerKind::from_row(&row.kind, &row.payload) {
         Some(TimerKind::Reminder { end, offset }) => remind(c, engine, row, end, offset, now),
         _ => {
@@ -180,7 +181,7 @@ fn remind(
     end: DateTime<Utc>,
     offset: Duration,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let user = engine_state::get_user(c, &row.user_id)?;
     let facts = user.map(|u| u.facts).unwrap_or_default();
     if facts.get("contractor").and_then(Value::as_bool) != Some(true) {

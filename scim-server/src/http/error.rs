@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
-use crate::store::StoreError;
+use crate::error::HubError;
 
 /// The media type of every SCIM response body (RFC 7644 §3.1).
 pub const SCIM_JSON: &str = "application/scim+json";
@@ -109,27 +109,27 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
         match e {
-            StoreError::NotFound => ApiError::NotFound("Resource not found.".into()),
-            StoreError::PreconditionFailed { .. } => ApiError::PreconditionFailed(
+            HubError::NotFound => ApiError::NotFound("Resource not found.".into()),
+            HubError::PreconditionFailed { .. } => ApiError::PreconditionFailed(
                 "The resource has changed: its version does not match If-Match.".into(),
             ),
-            StoreError::UnknownMembers(ids) => ApiError::Scim(scim_schema::Error::InvalidValue(
+            HubError::UnknownMembers(ids) => ApiError::Scim(scim_schema::Error::InvalidValue(
                 format!("Unknown member ids: {}.", ids.join(", ")),
             )),
-            StoreError::Uniqueness(d) => ApiError::Scim(scim_schema::Error::Uniqueness(d)),
-            StoreError::Scim(e) => ApiError::Scim(e),
+            HubError::Uniqueness(d) => ApiError::Scim(scim_schema::Error::Uniqueness(d)),
+            HubError::Scim(e) => ApiError::Scim(e),
             // RFC 7644 §3.12: an attempt to modify an attribute the client may not modify.
-            StoreError::NotOwner { attribute, owner } => {
+            HubError::NotOwner { attribute, owner } => {
                 ApiError::Scim(scim_schema::Error::Mutability(format!(
                     "{attribute} is maintained by its source of truth, the client {owner:?}; \
                      this client may not change it."
                 )))
             }
-            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
-            StoreError::Config(cause) | StoreError::Backend(cause) => ApiError::Internal(cause),
+            HubError::Unavailable(cause) => ApiError::Unavailable(cause),
+            HubError::Config(cause) | HubError::Backend(cause) => ApiError::Internal(cause),
         }
     }
 }
@@ -285,13 +285,13 @@ mod tests {
 
     #[test]
     fn store_not_found_is_404() {
-        check(StoreError::NotFound.into(), 404, None);
+        check(HubError::NotFound.into(), 404, None);
     }
 
     #[test]
     fn store_precondition_failed_is_412() {
         check(
-            StoreError::PreconditionFailed { current_version: 3 }.into(),
+            HubError::PreconditionFailed { current_version: 3 }.into(),
             412,
             None,
         );
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn store_uniqueness_is_409_uniqueness() {
         let body = check(
-            StoreError::Uniqueness("userName taken".into()).into(),
+            HubError::Uniqueness("userName taken".into()).into(),
             409,
             Some("uniqueness"),
         );
@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn store_scim_error_keeps_its_scim_type() {
         check(
-            StoreError::Scim(scim_schema::Error::InvalidFilter("x".into())).into(),
+            HubError::Scim(scim_schema::Error::InvalidFilter("x".into())).into(),
             400,
             Some("invalidFilter"),
         );
@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn store_not_owner_is_400_mutability_naming_attribute_and_owner() {
         let body = check(
-            StoreError::NotOwner {
+            HubError::NotOwner {
                 attribute: "title".into(),
                 owner: "workday".into(),
             }
@@ -337,7 +337,7 @@ mod tests {
     #[test]
     fn store_unknown_members_is_400_invalid_value() {
         let body = check(
-            StoreError::UnknownMembers(vec!["u1".into()]).into(),
+            HubError::UnknownMembers(vec!["u1".into()]).into(),
             400,
             Some("invalidValue"),
         );
@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn store_config_is_500_without_cause() {
         let body = check(
-            StoreError::Config("bad url postgres://user:pw@h".into()).into(),
+            HubError::Config("bad url postgres://user:pw@h".into()).into(),
             500,
             None,
         );
@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn store_unavailable_is_503_without_cause() {
         let (s, body, resp) =
-            render(StoreError::Unavailable("connection refused to 10.0.0.7".into()).into());
+            render(HubError::Unavailable("connection refused to 10.0.0.7".into()).into());
         assert_eq!(s, 503);
         assert!(!body.to_string().contains("10.0.0.7"));
         assert!(resp.headers().contains_key(header::RETRY_AFTER));
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn store_backend_is_500_without_cause() {
         let body = check(
-            StoreError::Backend("syntax error near SELECT secret".into()).into(),
+            HubError::Backend("syntax error near SELECT secret".into()).into(),
             500,
             None,
         );
@@ -447,12 +447,12 @@ mod tests {
     #[test]
     fn admin_store_errors_map_like_store_errors() {
         check(
-            crate::admin::AdminError::Store(StoreError::NotFound).into(),
+            crate::admin::AdminError::Store(HubError::NotFound).into(),
             404,
             None,
         );
         check(
-            crate::admin::AdminError::Store(StoreError::Backend("x".into())).into(),
+            crate::admin::AdminError::Store(HubError::Backend("x".into())).into(),
             500,
             None,
         );

@@ -25,8 +25,9 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, DialectSetting};
+use crate::error::HubError;
 use crate::service::{Caller, Schemas, BASE_PATH};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 use body::BodyLimit;
 use error::{ApiError, ApiResult, SCIM_JSON};
@@ -132,7 +133,7 @@ impl AppState {
     pub async fn db<T, F>(&self, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Store) -> Result<T, HubError> + Send + 'static,
     {
         let _permit = self
             .db_permits
@@ -148,7 +149,7 @@ impl AppState {
     pub async fn write<T, F>(&self, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Store) -> Result<T, HubError> + Send + 'static,
     {
         if !self.store.batches_writes() {
             return self.db(f).await;

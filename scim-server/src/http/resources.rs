@@ -632,8 +632,8 @@ pub async fn bulk(
     ))
 }
 
-fn clone_store_error(e: &crate::store::StoreError) -> crate::store::StoreError {
-    use crate::store::StoreError as S;
+fn clone_store_error(e: &crate::error::HubError) -> crate::error::HubError {
+    use crate::error::HubError as S;
     match e {
         S::NotFound => S::NotFound,
         S::PreconditionFailed { current_version } => S::PreconditionFailed {

@@ -30,8 +30,9 @@ use serde_json::json;
 
 use crate::engine::plan::{settle, AccountRecord, Operation};
 use crate::engine::Engine;
+use crate::error::{HubError, HubResult};
 use crate::store::{audit, engine_state, incidents};
-use crate::store::{outbox, timers, DbConnection, Store, StoreError, StoreResult};
+use crate::store::{outbox, timers, DbConnection, Store};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -108,11 +109,11 @@ pub fn backoff(config: &WorkerConfig, attempts: i64) -> Duration {
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
-) -> StoreResult<T> {
+    f: impl FnOnce() -> HubResult<T> + Send + 'static,
+) -> HubResult<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Backend(format!("worker task failed: {e}")))?
+        .map_err(|e| HubError::Backend(format!("worker task failed: {e}")))?
 }
 
 async fn call(
@@ -161,7 +162,7 @@ fn record_done(
     op: &Operation,
     id: Option<String>,
     now: chrono::DateTime<chrono::Utc>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let accounts = engine_state::accounts(c, &row.user_id)?;
     let (planned, actual) = accounts
         .into_iter()
@@ -206,7 +207,7 @@ fn record(
     row: &outbox::OutboxRow,
     ex: Executed,
     now: chrono::DateTime<chrono::Utc>,
-) -> StoreResult<OpOutcome> {
+) -> HubResult<OpOutcome> {
     match (ex.result, ex.op) {
         (Ok(id), Ok(op)) => {
             record_done(c, row, &op, id, now)?;
@@ -271,7 +272,7 @@ impl Workers {
     /// Claims and runs one batch of the lane `min_priority` (0: everything, priority first;
     /// 100: leavers and expiries only) and records its outcomes in one transaction. Returns how
     /// many operations ran.
-    pub async fn run_batch(&self, min_priority: i64) -> StoreResult<usize> {
+    pub async fn run_batch(&self, min_priority: i64) -> HubResult<usize> {
         use futures_util::StreamExt;
         self.engine.sync_connectors();
         let store = self.store.clone();
@@ -313,7 +314,7 @@ impl Workers {
                 Ok(ran
                     .into_iter()
                     .map(|(row, ex)| {
-                        c.transaction::<_, StoreError, _>(|c| record(c, &cfg, &row, ex, now))
+                        c.transaction::<_, HubError, _>(|c| record(c, &cfg, &row, ex, now))
                     })
                     .collect::<Vec<_>>())
             })
@@ -326,7 +327,7 @@ impl Workers {
     }
 
     /// Runs one claimed operation and records its outcome.
-    pub async fn run_one(&self, row: outbox::OutboxRow) -> StoreResult<OpOutcome> {
+    pub async fn run_one(&self, row: outbox::OutboxRow) -> HubResult<OpOutcome> {
         let ex = self.execute(&row).await;
         let store = self.store.clone();
         let now = self.engine.now();
@@ -366,7 +367,7 @@ impl Workers {
     }
 
     /// Fires due timers; returns how many fired.
-    pub async fn fire_timers(&self) -> StoreResult<usize> {
+    pub async fn fire_timers(&self) -> HubResult<usize> {
         let store = self.store.clone();
         let engine = self.engine.clone();
         blocking(move || {
@@ -389,7 +390,7 @@ impl Workers {
     }
 
     /// Runs everything that is due now until nothing is left (tests, demo, `simulate`).
-    pub async fn run_until_idle(&self) -> StoreResult<usize> {
+    pub async fn run_until_idle(&self) -> HubResult<usize> {
         let mut total = 0;
         loop {
             let t = self.fire_timers().await?;
@@ -442,7 +443,7 @@ impl Workers {
 }
 
 /// Counts of outbox rows by status for a user (tests and the admin API).
-pub fn op_counts(store: &Store, user_id: Option<&str>) -> StoreResult<BTreeMap<String, usize>> {
+pub fn op_counts(store: &Store, user_id: Option<&str>) -> HubResult<BTreeMap<String, usize>> {
     let rows = store.write_tx(|c, _| outbox::list_ops(c, user_id, None, 1_000_000))?;
     let mut out = BTreeMap::new();
     for r in rows {

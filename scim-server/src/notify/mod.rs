@@ -35,8 +35,9 @@ use scim_schema::json::primary_email;
 
 use crate::config::{SmtpConfig, SmtpTls};
 use crate::engine::Engine;
+use crate::error::{HubError, HubResult};
 use crate::store::notifications::{self, Notification};
-use crate::store::{DbConnection, Store, StoreError, StoreResult};
+use crate::store::{DbConnection, Store};
 
 /// Sender settings besides the SMTP server.
 #[derive(Debug, Clone)]
@@ -158,7 +159,7 @@ pub fn from_policy_url(url: &str) -> Option<SmtpConfig> {
 pub fn resolve_recipients(
     c: &mut DbConnection,
     recipients: &[String],
-) -> StoreResult<(Vec<String>, Vec<String>)> {
+) -> HubResult<(Vec<String>, Vec<String>)> {
     let mut out: Vec<String> = Vec::new();
     let mut missing = Vec::new();
     for r in recipients {
@@ -183,11 +184,11 @@ pub fn resolve_recipients(
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
-) -> StoreResult<T> {
+    f: impl FnOnce() -> HubResult<T> + Send + 'static,
+) -> HubResult<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Backend(format!("notifier task failed: {e}")))?
+        .map_err(|e| HubError::Backend(format!("notifier task failed: {e}")))?
 }
 
 /// How a delivery attempt ended, before it is recorded.
@@ -229,7 +230,7 @@ impl Notifier {
     }
 
     /// Claims and delivers one batch; returns how many rows were claimed.
-    pub async fn run_batch(&self) -> StoreResult<usize> {
+    pub async fn run_batch(&self) -> HubResult<usize> {
         let store = self.store.clone();
         let now = self.engine.now();
         let (lease, limit) = (self.config.lease, self.config.batch);
@@ -244,7 +245,7 @@ impl Notifier {
     }
 
     /// Delivers one claimed row and records the outcome.
-    pub async fn deliver(&self, row: Notification) -> StoreResult<Delivery> {
+    pub async fn deliver(&self, row: Notification) -> HubResult<Delivery> {
         let store = self.store.clone();
         let recipients = row.recipients.clone();
         let (to, missing) =
@@ -322,7 +323,7 @@ impl Notifier {
     }
 
     /// Delivers until nothing is due (tests, demo).
-    pub async fn run_until_idle(&self) -> StoreResult<usize> {
+    pub async fn run_until_idle(&self) -> HubResult<usize> {
         let mut total = 0;
         loop {
             match self.run_batch().await? {

@@ -15,7 +15,8 @@ use scim_schema::message::{
 use scim_schema::Error;
 use serde_json::{json, Value};
 
-use crate::store::{Store, StoreError};
+use crate::error::HubError;
+use crate::store::Store;
 
 use super::{kind_of_endpoint, Caller, Schemas};
 
@@ -26,7 +27,7 @@ pub struct OpOutcome {
     pub bulk_id: Option<String>,
     pub location: Option<String>,
     pub version: Option<String>,
-    pub result: Result<u16, StoreError>,
+    pub result: Result<u16, HubError>,
 }
 
 /// Parses a BulkRequest body (`invalidSyntax` when it is not one).
@@ -102,7 +103,7 @@ fn run_one(
         version: None,
         result: Ok(200),
     };
-    let result = (|| -> Result<u16, StoreError> {
+    let result = (|| -> Result<u16, HubError> {
         // Each path segment may be a reference: `/Users/bulkId:qwerty`.
         let mut segments = Value::Array(
             op.path
@@ -188,7 +189,7 @@ fn run_one(
 }
 
 /// The BulkResponse operation entry for an outcome; `error_body` renders a failure.
-pub fn response_entry(o: &OpOutcome, error_body: impl Fn(&StoreError) -> (u16, Value)) -> Value {
+pub fn response_entry(o: &OpOutcome, error_body: impl Fn(&HubError) -> (u16, Value)) -> Value {
     let (status, response) = match &o.result {
         Ok(status) => (*status, None),
         Err(err) => {

@@ -15,8 +15,8 @@
 //! 5. a clear-text `password` is replaced by its argon2 hash; then the store writes.
 //!
 //! Every function blocks (it calls the store) and is run by the HTTP layer on its bounded
-//! blocking pool (`AppState::db`). Errors are [`StoreError`]s (protocol errors as
-//! `StoreError::Scim`); the HTTP layer maps them once.
+//! blocking pool (`AppState::db`). Errors are [`HubError`]s (protocol errors as
+//! `HubError::Scim`); the HTTP layer maps them once.
 
 pub mod bulk;
 pub mod ownership;
@@ -31,9 +31,9 @@ use scim_schema::schema::{validate, ValidationContext};
 use scim_schema::Error;
 use serde_json::Value;
 
+use crate::error::HubError;
 use crate::store::{
-    etag, Doc, LoadedResource, MemberRemoval, NewMember, ResourceKind, Store, StoreError,
-    StoredResource,
+    etag, Doc, LoadedResource, MemberRemoval, NewMember, ResourceKind, Store, StoredResource,
 };
 
 pub use ownership::SourceRules;
@@ -63,7 +63,7 @@ fn enforce_sources(
     id: Option<&str>,
     existing: Option<&Doc>,
     new: &mut Doc,
-) -> Result<(), StoreError> {
+) -> Result<(), HubError> {
     if kind != ResourceKind::User || caller.sources.is_empty() {
         return Ok(());
     }
@@ -155,7 +155,7 @@ pub fn create(
     kind: ResourceKind,
     body: Value,
     caller: &Caller,
-) -> Result<StoredResource, StoreError> {
+) -> Result<StoredResource, HubError> {
     let doc = new_resource(schemas, kind, body, caller)?;
     store.create(kind, doc, Some(&caller.client))
 }
@@ -167,7 +167,7 @@ pub fn create_loaded(
     kind: ResourceKind,
     body: Value,
     caller: &Caller,
-) -> Result<LoadedResource, StoreError> {
+) -> Result<LoadedResource, HubError> {
     let doc = new_resource(schemas, kind, body, caller)?;
     store.create_loaded(kind, doc, Some(&caller.client))
 }
@@ -179,7 +179,7 @@ fn new_resource(
     kind: ResourceKind,
     body: Value,
     caller: &Caller,
-) -> Result<Doc, StoreError> {
+) -> Result<Doc, HubError> {
     let schema = schemas.of(kind);
     let doc = normalize_resource(object(body, "The resource")?, caller.dialect, schema)?;
     let doc = tolerate(doc, schema, schemas.validation.reject_unknown_attributes);
@@ -200,7 +200,7 @@ pub fn replace(
     body: Value,
     if_match: Option<&str>,
     caller: &Caller,
-) -> Result<StoredResource, StoreError> {
+) -> Result<StoredResource, HubError> {
     let schema = schemas.of(kind);
     let doc = normalize_resource(object(body, "The resource")?, caller.dialect, schema)?;
     let doc = tolerate(doc, schema, schemas.validation.reject_unknown_attributes);
@@ -368,7 +368,7 @@ pub fn patch(
     if_match: Option<&str>,
     caller: &Caller,
     reply: PatchReply,
-) -> Result<Patched, StoreError> {
+) -> Result<Patched, HubError> {
     let ops = patch_operations(schemas, kind, body, caller.dialect)?;
     let client = Some(caller.client.as_str());
     let dialect = caller.dialect;
@@ -423,7 +423,7 @@ pub fn patch(
                     },
                 );
                 match attempt {
-                    Err(StoreError::UnknownMembers(ids)) if !ids.is_empty() => {
+                    Err(HubError::UnknownMembers(ids)) if !ids.is_empty() => {
                         add.retain(|m| !ids.contains(&m.value));
                         unknown.extend(ids);
                     }
@@ -454,7 +454,7 @@ fn patch_group_whole(
     ops: &[PatchOperation],
     if_match: Option<&str>,
     caller: &Caller,
-) -> Result<Patched, StoreError> {
+) -> Result<Patched, HubError> {
     let kind = ResourceKind::Group;
     let current = store.get(kind, id, true)?;
     crate::store::check_if_match(if_match, current.version)?;
@@ -464,7 +464,7 @@ fn patch_group_whole(
     loop {
         let doc = new.clone();
         match store.replace(kind, id, doc, Some(&version), Some(&caller.client)) {
-            Err(StoreError::UnknownMembers(ids)) if !ids.is_empty() => {
+            Err(HubError::UnknownMembers(ids)) if !ids.is_empty() => {
                 if let Some(Value::Array(members)) = find_key(&new, "members")
                     .cloned()
                     .and_then(|k| new.get_mut(&k))

@@ -27,8 +27,9 @@ use scim_schema::filter::AttrPath;
 use scim_schema::json::find_key;
 use serde_json::Value;
 
+use crate::error::HubError;
 use crate::policy::{OnConflict, Policy};
-use crate::store::{Doc, StoreError};
+use crate::store::Doc;
 
 /// An attribute some other client is the source of truth for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,13 +91,13 @@ impl SourceRules {
     /// Applies the rules to `new`, the validated document a `kind` write would store over
     /// `existing` (`None` for a create): restores the stored value of every owned attribute the
     /// write may not change (`ignore`, PUT omissions), and returns them; refuses the write with
-    /// [`StoreError::NotOwner`] at the first change that `reject` forbids.
+    /// [`HubError::NotOwner`] at the first change that `reject` forbids.
     pub fn enforce(
         &self,
         kind: WriteKind,
         existing: Option<&Doc>,
         new: &mut Doc,
-    ) -> Result<Vec<Kept>, StoreError> {
+    ) -> Result<Vec<Kept>, HubError> {
         let mut kept = Vec::new();
         let Some(existing) = existing else {
             // Nothing stored yet: every attribute is free to fill.
@@ -112,7 +113,7 @@ impl SourceRules {
             }
             let omitted_in_put = kind == WriteKind::Replace && written.is_none();
             if f.on_conflict == OnConflict::Reject && !omitted_in_put {
-                return Err(StoreError::NotOwner {
+                return Err(HubError::NotOwner {
                     attribute: f.written.clone(),
                     owner: f.owner.clone(),
                 });
@@ -340,7 +341,7 @@ owns = ["userName"]
         let mut new = stored();
         new[ENT]["department"] = json!("Sales");
         match rules.enforce(WriteKind::Patch, Some(&stored()), &mut new) {
-            Err(StoreError::NotOwner { attribute, owner }) => {
+            Err(HubError::NotOwner { attribute, owner }) => {
                 assert_eq!(
                     (attribute.as_str(), owner.as_str()),
                     ("department", "workday")

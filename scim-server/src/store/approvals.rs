@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::sql::{Bind, Sql};
 use super::text_enum::text_enum;
-use super::{fmt_ts, parse_ts, DbConnection, StoreResult};
+use super::{fmt_ts, parse_ts, DbConnection};
+use crate::error::HubResult;
 
 text_enum! {
     /// What a request asks for.
@@ -113,7 +114,7 @@ const COLS: &str = "SELECT id, user_id, kind, connector, entitlement, level, det
      FROM engine_approvals ";
 
 impl ApprovalRecord {
-    fn into_row(self) -> StoreResult<ApprovalRow> {
+    fn into_row(self) -> HubResult<ApprovalRow> {
         Ok(ApprovalRow {
             id: self.id,
             user_id: self.user_id,
@@ -134,12 +135,12 @@ impl ApprovalRecord {
     }
 }
 
-fn into_rows(records: Vec<ApprovalRecord>) -> StoreResult<Vec<ApprovalRow>> {
+fn into_rows(records: Vec<ApprovalRecord>) -> HubResult<Vec<ApprovalRow>> {
     records.into_iter().map(ApprovalRecord::into_row).collect()
 }
 
 /// A user's requests (all statuses), oldest first.
-pub fn for_user(c: &mut DbConnection, user_id: &str) -> StoreResult<Vec<ApprovalRow>> {
+pub fn for_user(c: &mut DbConnection, user_id: &str) -> HubResult<Vec<ApprovalRow>> {
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE user_id = ")
         .text(user_id)
@@ -147,7 +148,7 @@ pub fn for_user(c: &mut DbConnection, user_id: &str) -> StoreResult<Vec<Approval
     into_rows(q.load::<ApprovalRecord>(c)?)
 }
 
-pub fn list(c: &mut DbConnection, status: Option<ApprovalStatus>) -> StoreResult<Vec<ApprovalRow>> {
+pub fn list(c: &mut DbConnection, status: Option<ApprovalStatus>) -> HubResult<Vec<ApprovalRow>> {
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE 1 = 1");
     if let Some(s) = status {
@@ -157,7 +158,7 @@ pub fn list(c: &mut DbConnection, status: Option<ApprovalStatus>) -> StoreResult
     into_rows(q.load::<ApprovalRecord>(c)?)
 }
 
-pub fn get(c: &mut DbConnection, id: &str) -> StoreResult<Option<ApprovalRow>> {
+pub fn get(c: &mut DbConnection, id: &str) -> HubResult<Option<ApprovalRow>> {
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE id = ").text(id);
     q.get_result::<ApprovalRecord>(c)
@@ -178,7 +179,7 @@ pub struct NewApproval<'a> {
     pub detail: serde_json::Value,
 }
 
-pub fn insert(c: &mut DbConnection, a: &NewApproval<'_>, now: DateTime<Utc>) -> StoreResult<()> {
+pub fn insert(c: &mut DbConnection, a: &NewApproval<'_>, now: DateTime<Utc>) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_approvals (id, user_id, kind, connector, entitlement, level, detail, \
          status, requested) VALUES (",
@@ -236,7 +237,7 @@ pub fn decide(
     by: &DecidedBy<'_>,
     reason: Option<&str>,
     now: DateTime<Utc>,
-) -> StoreResult<bool> {
+) -> HubResult<bool> {
     let opt = |v: Option<&str>| Bind::OptText(v.map(str::to_string));
     let mut q = Sql::<()>::new("UPDATE engine_approvals SET status = ");
     q.text(status.as_str())
@@ -279,7 +280,7 @@ struct OverrideRecord {
 }
 
 /// A user's overrides, soonest end first.
-pub fn overrides(c: &mut DbConnection, user_id: &str) -> StoreResult<Vec<OverrideRow>> {
+pub fn overrides(c: &mut DbConnection, user_id: &str) -> HubResult<Vec<OverrideRow>> {
     let mut q = Sql::<(Text, Text, Text, Text, Text)>::new(
         "SELECT id, connector, entitlement, until, reason FROM engine_overrides WHERE user_id = ",
     );
@@ -297,11 +298,7 @@ pub fn overrides(c: &mut DbConnection, user_id: &str) -> StoreResult<Vec<Overrid
         .collect())
 }
 
-pub fn insert_override(
-    c: &mut DbConnection,
-    o: &OverrideRow,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+pub fn insert_override(c: &mut DbConnection, o: &OverrideRow, now: DateTime<Utc>) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_overrides (id, user_id, connector, entitlement, until, reason, created) VALUES (",
     );
@@ -328,7 +325,7 @@ pub fn set_override_until(
     c: &mut DbConnection,
     user_id: &str,
     until: DateTime<Utc>,
-) -> StoreResult<usize> {
+) -> HubResult<usize> {
     let mut q = Sql::<()>::new("UPDATE engine_overrides SET until = ");
     q.text(fmt_ts(until))
         .push(" WHERE user_id = ")
@@ -341,7 +338,7 @@ pub fn purge_overrides(
     c: &mut DbConnection,
     user_id: &str,
     now: DateTime<Utc>,
-) -> StoreResult<usize> {
+) -> HubResult<usize> {
     let mut q = Sql::<()>::new("DELETE FROM engine_overrides WHERE user_id = ");
     q.text(user_id).push(" AND until <= ").text(fmt_ts(now));
     Ok(q.execute(c)?)

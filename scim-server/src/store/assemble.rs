@@ -9,9 +9,8 @@ use serde_json::{json, Value};
 
 use super::members::MemberRow;
 use super::users::GroupRef;
-use super::{
-    etag, fmt_ts, parse_ts, Doc, ResourceKind, Store, StoreError, StoreResult, StoredResource,
-};
+use super::{etag, fmt_ts, parse_ts, Doc, ResourceKind, Store, StoredResource};
+use crate::error::{HubError, HubResult};
 
 /// The SQL types of [`ResourceRow`].
 pub(crate) type ResourceRowSt = (Text, Text, Text, Text, BigInt);
@@ -27,15 +26,14 @@ pub(crate) struct ResourceRow {
     pub version: i64,
 }
 
-pub(super) fn parse_doc(s: &str) -> StoreResult<Doc> {
+pub(super) fn parse_doc(s: &str) -> HubResult<Doc> {
     serde_json::from_str(s)
-        .map_err(|e| StoreError::Backend(format!("stored document is not JSON: {e}")))
+        .map_err(|e| HubError::Backend(format!("stored document is not JSON: {e}")))
 }
 
 /// A stored timestamp, parsed.
-pub(super) fn ts(s: &str) -> StoreResult<chrono::DateTime<chrono::Utc>> {
-    parse_ts(s)
-        .ok_or_else(|| StoreError::Backend(format!("stored timestamp {s:?} is not RFC 3339")))
+pub(super) fn ts(s: &str) -> HubResult<chrono::DateTime<chrono::Utc>> {
+    parse_ts(s).ok_or_else(|| HubError::Backend(format!("stored timestamp {s:?} is not RFC 3339")))
 }
 
 /// A resource as read, before its document is assembled: the stored JSON text (no `id`, `meta`,

@@ -6,7 +6,8 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{Queryable, RunQueryDsl};
 
 use super::sql::{Bind, Sql};
-use super::{fmt_ts, DbConnection, StoreResult};
+use super::{fmt_ts, DbConnection};
+use crate::error::HubResult;
 
 /// One audit entry to append.
 #[derive(Debug, Clone)]
@@ -20,7 +21,7 @@ pub struct AuditEntry<'a> {
     pub detail: serde_json::Value,
 }
 
-pub fn append(c: &mut DbConnection, e: &AuditEntry<'_>) -> StoreResult<()> {
+pub fn append(c: &mut DbConnection, e: &AuditEntry<'_>) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_audit (at, actor, user_id, connector, action, outcome, detail) VALUES (",
     );
@@ -58,7 +59,7 @@ pub struct AuditRecord {
 }
 
 /// Audit entries, oldest first, optionally of one user.
-pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> StoreResult<Vec<AuditRecord>> {
+pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> HubResult<Vec<AuditRecord>> {
     let mut q = Sql::<(BigInt, Text, Text, Text, Nullable<Text>, Text, Text, Text)>::new(
         "SELECT id, at, actor, user_id, connector, action, outcome, detail FROM engine_audit WHERE 1 = 1",
     );

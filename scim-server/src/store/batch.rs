@@ -30,8 +30,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use diesel::connection::{Connection, TransactionManager};
 
 use super::conn::DbConnection;
-use super::error::{StoreError, StoreResult};
 use super::{Pool, PooledConn, Store};
+use crate::error::{HubError, HubResult};
 
 /// At most this many writes share a commit, so that one commit's latency stays bounded.
 const MAX_BATCH: usize = 64;
@@ -45,32 +45,32 @@ trait Job: Send {
     /// commit.
     fn run(self: Box<Self>) -> Finish;
     /// Answers without running it: no batch could be opened.
-    fn fail(self: Box<Self>, error: StoreError);
+    fn fail(self: Box<Self>, error: HubError);
 }
 
 struct Pending<T, F> {
     write: F,
-    answer: tokio::sync::oneshot::Sender<StoreResult<T>>,
+    answer: tokio::sync::oneshot::Sender<HubResult<T>>,
 }
 
 impl<T, F> Job for Pending<T, F>
 where
     T: Send + 'static,
-    F: FnOnce() -> StoreResult<T> + Send + 'static,
+    F: FnOnce() -> HubResult<T> + Send + 'static,
 {
     fn run(self: Box<Self>) -> Finish {
         let Pending { write, answer } = *self;
         let out = write();
         Box::new(move |failed: Option<&str>| {
             let out = match (out, failed) {
-                (Ok(_), Some(why)) => Err(StoreError::Backend(why.to_string())),
+                (Ok(_), Some(why)) => Err(HubError::Backend(why.to_string())),
                 (out, _) => out,
             };
             let _ = answer.send(out);
         })
     }
 
-    fn fail(self: Box<Self>, error: StoreError) {
+    fn fail(self: Box<Self>, error: HubError) {
         let _ = self.answer.send(Err(error));
     }
 }
@@ -112,20 +112,20 @@ pub(crate) struct WriteQueue {
 impl WriteQueue {
     /// Starts the writer thread over `pool` (the one-connection writer pool). The thread ends
     /// when the queue is dropped.
-    pub(crate) fn start(pool: Pool) -> StoreResult<WriteQueue> {
+    pub(crate) fn start(pool: Pool) -> HubResult<WriteQueue> {
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("scimhub-writer".into())
             .spawn(move || run(pool, rx))
-            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| HubError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(WriteQueue { jobs })
     }
 
     /// Queues `f`; the receiver yields its result once the batch holding it has committed.
-    pub(crate) fn submit<T, F>(&self, f: F) -> tokio::sync::oneshot::Receiver<StoreResult<T>>
+    pub(crate) fn submit<T, F>(&self, f: F) -> tokio::sync::oneshot::Receiver<HubResult<T>>
     where
         T: Send + 'static,
-        F: FnOnce() -> StoreResult<T> + Send + 'static,
+        F: FnOnce() -> HubResult<T> + Send + 'static,
     {
         let (answer, rx) = tokio::sync::oneshot::channel();
         let job = Box::new(Pending { write: f, answer });
@@ -155,7 +155,7 @@ fn run(pool: Pool, rx: Receiver<Box<dyn Job>>) {
     }
 }
 
-fn begin(conn: &mut PooledConn) -> StoreResult<()> {
+fn begin(conn: &mut PooledConn) -> HubResult<()> {
     let c: &mut DbConnection = conn;
     <DbConnection as Connection>::TransactionManager::begin_transaction(c).map_err(Into::into)
 }
@@ -163,7 +163,7 @@ fn begin(conn: &mut PooledConn) -> StoreResult<()> {
 fn run_batch(pool: &Pool, jobs: Vec<Box<dyn Job>>) {
     let mut conn = match pool.get() {
         Ok(conn) => conn,
-        Err(e) => return fail_unrun(jobs, StoreError::from(e)),
+        Err(e) => return fail_unrun(jobs, HubError::from(e)),
     };
     if let Err(e) = begin(&mut conn) {
         return fail_unrun(jobs, e);
@@ -203,7 +203,7 @@ fn run_batch(pool: &Pool, jobs: Vec<Box<dyn Job>>) {
             finish_all(finishes, None);
         }
         Err(e) => {
-            let why = StoreError::from(e).to_string();
+            let why = HubError::from(e).to_string();
             let c: &mut DbConnection = &mut open.conn;
             // If the rollback fails too, the connection is left in a transaction and the pool
             // discards it on return.
@@ -222,17 +222,17 @@ fn finish_all(finishes: Vec<Finish>, failed: Option<&str>) {
 
 /// Answers jobs that never ran with the error that stopped the batch (the first gets the error
 /// itself, the others its description with the same status).
-fn fail_unrun(jobs: Vec<Box<dyn Job>>, error: StoreError) {
+fn fail_unrun(jobs: Vec<Box<dyn Job>>, error: HubError) {
     tracing::error!(error = %error, "the write batch could not start");
-    let unavailable = matches!(error, StoreError::Unavailable(_));
+    let unavailable = matches!(error, HubError::Unavailable(_));
     let why = error.to_string();
     let mut first = Some(error);
     for job in jobs {
         let e = first.take().unwrap_or_else(|| {
             if unavailable {
-                StoreError::Unavailable(why.clone())
+                HubError::Unavailable(why.clone())
             } else {
-                StoreError::Backend(why.clone())
+                HubError::Backend(why.clone())
             }
         });
         job.fail(e);
@@ -289,7 +289,7 @@ mod tests {
         q.get_result(&mut c).unwrap()
     }
 
-    type Answer<T> = tokio::sync::oneshot::Receiver<StoreResult<T>>;
+    type Answer<T> = tokio::sync::oneshot::Receiver<HubResult<T>>;
 
     /// Submits a write that holds the writer thread until the returned sender is dropped or
     /// sent to, so that the writes submitted meanwhile form the next batch together.
@@ -377,11 +377,11 @@ mod tests {
         let alice = first.blocking_recv().unwrap().unwrap();
         assert!(matches!(
             duplicate.blocking_recv().unwrap(),
-            Err(StoreError::Uniqueness(_))
+            Err(HubError::Uniqueness(_))
         ));
         assert!(matches!(
             group.blocking_recv().unwrap(),
-            Err(StoreError::UnknownMembers(_))
+            Err(HubError::UnknownMembers(_))
         ));
         let bob = last.blocking_recv().unwrap().unwrap();
         assert!(t.store.get(ResourceKind::User, &alice, false).is_ok());
@@ -395,7 +395,7 @@ mod tests {
     struct PoisonAtCommit;
 
     impl WriteHook for PoisonAtCommit {
-        fn on_write(&self, conn: &mut DbConnection, change: &Change) -> StoreResult<()> {
+        fn on_write(&self, conn: &mut DbConnection, change: &Change) -> HubResult<()> {
             let poisoned = change
                 .after
                 .as_ref()
@@ -437,7 +437,7 @@ mod tests {
         let panicking: Answer<()> = t
             .store
             .submit_write(|s| {
-                s.write_tx(|_, _| -> StoreResult<()> { panic!("boom inside a transaction") })
+                s.write_tx(|_, _| -> HubResult<()> { panic!("boom inside a transaction") })
             })
             .unwrap();
         let after = create(&t.store, "after");

@@ -18,8 +18,8 @@ use diesel::sql_types::Integer;
 use diesel::RunQueryDsl;
 
 use super::conn::{establish, DbUrl};
-use super::error::{StoreError, StoreResult};
 use super::sql::Sql;
+use crate::error::{HubError, HubResult};
 
 /// At most one checkpoint per interval: each costs two fsyncs, and copying a few more pages at
 /// once is cheaper than copying them one commit at a time.
@@ -39,8 +39,8 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(crate) fn start(url: DbUrl) -> StoreResult<Checkpointer> {
-        let mut conn = establish(&url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    pub(crate) fn start(url: DbUrl) -> HubResult<Checkpointer> {
+        let mut conn = establish(&url).map_err(|e| HubError::Unavailable(e.to_string()))?;
         let signal: Arc<(Mutex<Signal>, Condvar)> = Arc::default();
         let theirs = signal.clone();
         std::thread::Builder::new()
@@ -55,7 +55,7 @@ impl Checkpointer {
                     std::thread::sleep(MIN_INTERVAL);
                 }
             })
-            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| HubError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Checkpointer { signal })
     }
 
@@ -100,7 +100,7 @@ struct CheckpointResult {
 
 /// One passive checkpoint: the WAL's size and how much of it is now in the database file, in
 /// pages.
-fn checkpoint(conn: &mut super::DbConnection) -> StoreResult<(i32, i32)> {
+fn checkpoint(conn: &mut super::DbConnection) -> HubResult<(i32, i32)> {
     let q = Sql::<(Integer, Integer, Integer)>::new("PRAGMA wal_checkpoint(PASSIVE)");
     let r = q.get_result::<CheckpointResult>(conn)?;
     Ok((r.wal_pages, r.checkpointed_pages))

@@ -8,7 +8,8 @@ use scim_schema::json::get_ci;
 use serde_json::Value;
 
 use super::sql::{Bind, Sql};
-use super::{DbConnection, Doc, ResourceKind, StoreResult};
+use super::{DbConnection, Doc, ResourceKind};
+use crate::error::HubResult;
 
 /// The enterprise extension URN, whose `employeeNumber` and `manager.value` have columns.
 pub(crate) const ENTERPRISE_URN: &str =
@@ -70,7 +71,7 @@ pub(super) fn extract(kind: ResourceKind, doc: &Doc) -> Extracted {
 }
 
 /// Inserts the `resource_values` rows of a resource (its emails).
-pub(super) fn insert_values(c: &mut DbConnection, id: &str, x: &Extracted) -> StoreResult<()> {
+pub(super) fn insert_values(c: &mut DbConnection, id: &str, x: &Extracted) -> HubResult<()> {
     if x.emails.is_empty() {
         return Ok(());
     }

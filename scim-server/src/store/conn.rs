@@ -9,7 +9,7 @@ use diesel::r2d2::R2D2Connection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 
-use super::error::StoreError;
+use crate::error::HubError;
 
 /// A connection to either backend; the same queries run on both.
 #[derive(diesel::MultiConnection)]
@@ -41,7 +41,7 @@ pub enum DbUrl {
 impl DbUrl {
     /// Parses a database URL. Anything that is not `sqlite:` or `postgres(ql)://` is an error:
     /// a libpq `host=… port=…` string never silently becomes a SQLite file name.
-    pub fn parse(url: &str) -> Result<DbUrl, StoreError> {
+    pub fn parse(url: &str) -> Result<DbUrl, HubError> {
         let url = url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(DbUrl::Postgres(url.to_string()));
@@ -53,14 +53,14 @@ impl DbUrl {
             // `sqlite:///abs` leaves `/abs`; `sqlite://rel.db` leaves `rel.db`.
             let path = rest.split('?').next().unwrap_or("");
             if path.is_empty() {
-                return Err(StoreError::Config(format!(
+                return Err(HubError::Config(format!(
                     "no file name in database URL {url:?}"
                 )));
             }
             return Ok(DbUrl::SqliteFile(PathBuf::from(path)));
         }
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
-        Err(StoreError::Config(format!(
+        Err(HubError::Config(format!(
             "unsupported database URL scheme {scheme:?}: use sqlite://FILE, sqlite:///ABSOLUTE/FILE, \
              sqlite::memory: or postgres://USER@HOST/DB"
         )))
@@ -172,15 +172,15 @@ mod tests {
         ));
         assert!(matches!(
             DbUrl::parse("host=localhost port=5432"),
-            Err(StoreError::Config(_))
+            Err(HubError::Config(_))
         ));
         assert!(matches!(
             DbUrl::parse("mysql://x"),
-            Err(StoreError::Config(_))
+            Err(HubError::Config(_))
         ));
         assert!(matches!(
             DbUrl::parse("scimhub.db"),
-            Err(StoreError::Config(_))
+            Err(HubError::Config(_))
         ));
     }
 }

@@ -7,7 +7,8 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{OptionalExtension, Queryable, RunQueryDsl};
 
 use super::sql::Sql;
-use super::{fmt_ts, parse_ts, DbConnection, StoreResult};
+use super::{fmt_ts, parse_ts, DbConnection};
+use crate::error::HubResult;
 
 // ---------------------------------------------------------------------------------------------
 // engine_users
@@ -33,7 +34,7 @@ struct EngineUserRecord {
     updated: String,
 }
 
-pub fn get_user(c: &mut DbConnection, user_id: &str) -> StoreResult<Option<EngineUser>> {
+pub fn get_user(c: &mut DbConnection, user_id: &str) -> HubResult<Option<EngineUser>> {
     let mut q = Sql::<(Text, Text, Text, Text)>::new(
         "SELECT state, profiles, facts, updated FROM engine_users WHERE user_id = ",
     );
@@ -49,7 +50,7 @@ pub fn get_user(c: &mut DbConnection, user_id: &str) -> StoreResult<Option<Engin
         }))
 }
 
-pub fn put_user(c: &mut DbConnection, u: &EngineUser) -> StoreResult<()> {
+pub fn put_user(c: &mut DbConnection, u: &EngineUser) -> HubResult<()> {
     let profiles = serde_json::to_string(&u.profiles).unwrap_or_else(|_| "[]".into());
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_users (user_id, state, profiles, facts, updated) VALUES (",
@@ -72,13 +73,13 @@ pub fn put_user(c: &mut DbConnection, u: &EngineUser) -> StoreResult<()> {
 }
 
 /// Users the engine holds as active (the blast-radius denominator).
-pub fn count_active_users(c: &mut DbConnection) -> StoreResult<i64> {
+pub fn count_active_users(c: &mut DbConnection) -> HubResult<i64> {
     let q = Sql::<BigInt>::new("SELECT COUNT(*) FROM engine_users WHERE state = 'active'");
     Ok(q.get_result::<i64>(c)?)
 }
 
 /// All user ids the engine knows.
-pub fn user_ids(c: &mut DbConnection) -> StoreResult<Vec<String>> {
+pub fn user_ids(c: &mut DbConnection) -> HubResult<Vec<String>> {
     let q = Sql::<Text>::new("SELECT user_id FROM engine_users ORDER BY user_id");
     Ok(q.load::<String>(c)?)
 }
@@ -98,7 +99,7 @@ pub struct Account {
 }
 
 /// A user's accounts, in connector order.
-pub fn accounts(c: &mut DbConnection, user_id: &str) -> StoreResult<Vec<Account>> {
+pub fn accounts(c: &mut DbConnection, user_id: &str) -> HubResult<Vec<Account>> {
     let mut q = Sql::<(Text, Text, Nullable<Text>)>::new(
         "SELECT connector, planned, actual FROM engine_accounts WHERE user_id = ",
     );
@@ -112,7 +113,7 @@ pub fn put_planned(
     connector: &str,
     planned: &str,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_accounts (user_id, connector, planned, actual, updated) VALUES (",
     );
@@ -139,7 +140,7 @@ pub fn put_account(
     planned: &str,
     actual: &str,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_accounts (user_id, connector, planned, actual, updated) VALUES (",
     );

@@ -7,7 +7,8 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{Queryable, RunQueryDsl};
 
 use super::sql::{Bind, Sql};
-use super::{fmt_ts, DbConnection, StoreResult};
+use super::{fmt_ts, DbConnection};
+use crate::error::HubResult;
 
 pub fn record(
     c: &mut DbConnection,
@@ -17,7 +18,7 @@ pub fn record(
     plan_id: &str,
     ops: i64,
     hold_id: Option<&str>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_events (at, user_id, event, plan_id, ops, hold_id) VALUES (",
     );
@@ -37,7 +38,7 @@ pub fn record(
 }
 
 /// Deprovisioning events (leaver, contractor-expiry) with operations since `since`.
-pub fn count_deprovisions_since(c: &mut DbConnection, since: DateTime<Utc>) -> StoreResult<i64> {
+pub fn count_deprovisions_since(c: &mut DbConnection, since: DateTime<Utc>) -> HubResult<i64> {
     let mut q = Sql::<BigInt>::new(
         "SELECT COUNT(DISTINCT user_id) FROM engine_events WHERE event IN ('leaver', \
          'contractor-expiry') AND ops > 0 AND at >= ",
@@ -61,7 +62,7 @@ pub struct Event {
 }
 
 /// Recent events, newest first.
-pub fn list(c: &mut DbConnection, user_id: Option<&str>, limit: i64) -> StoreResult<Vec<Event>> {
+pub fn list(c: &mut DbConnection, user_id: Option<&str>, limit: i64) -> HubResult<Vec<Event>> {
     let mut q = Sql::<(Text, Text, Text, Text, BigInt, Nullable<Text>)>::new(
         "SELECT at, user_id, event, plan_id, ops, hold_id FROM engine_events WHERE 1 = 1",
     );

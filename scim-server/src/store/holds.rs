@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::outbox::OutboxStatus;
 use super::sql::Sql;
 use super::text_enum::text_enum;
-use super::{fmt_ts, DbConnection, StoreResult};
+use super::{fmt_ts, DbConnection};
+use crate::error::HubResult;
 
 text_enum! {
     /// A hold's decision.
@@ -26,14 +27,14 @@ text_enum! {
 }
 
 /// The newest pending hold, if any.
-pub fn open_hold(c: &mut DbConnection) -> StoreResult<Option<String>> {
+pub fn open_hold(c: &mut DbConnection) -> HubResult<Option<String>> {
     let q = Sql::<Text>::new(
         "SELECT id FROM engine_holds WHERE status = 'pending' ORDER BY created DESC LIMIT 1",
     );
     Ok(q.get_result::<String>(c).optional()?)
 }
 
-pub fn create(c: &mut DbConnection, id: &str, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+pub fn create(c: &mut DbConnection, id: &str, reason: &str, now: DateTime<Utc>) -> HubResult<()> {
     let mut q = Sql::<()>::new("INSERT INTO engine_holds (id, created, reason, status) VALUES (");
     q.text(id)
         .push(", ")
@@ -70,7 +71,7 @@ struct HoldRecord {
 }
 
 /// Holds, newest first, optionally of one status.
-pub fn list(c: &mut DbConnection, status: Option<HoldStatus>) -> StoreResult<Vec<Hold>> {
+pub fn list(c: &mut DbConnection, status: Option<HoldStatus>) -> HubResult<Vec<Hold>> {
     let mut q = Sql::<(Text, Text, Text, Text, BigInt, BigInt)>::new(
         "SELECT h.id, h.created, h.reason, h.status, \
          (SELECT COUNT(DISTINCT o.user_id) FROM engine_outbox o WHERE o.hold_id = h.id), \
@@ -103,7 +104,7 @@ pub fn decide(
     status: HoldStatus,
     by: &str,
     now: DateTime<Utc>,
-) -> StoreResult<bool> {
+) -> HubResult<bool> {
     let mut q = Sql::<()>::new("UPDATE engine_holds SET status = ");
     q.text(status.as_str())
         .push(", decided = ")
@@ -130,7 +131,7 @@ pub fn release_ops(
     id: &str,
     what: HeldOps,
     now: DateTime<Utc>,
-) -> StoreResult<Vec<String>> {
+) -> HubResult<Vec<String>> {
     let mut users = Sql::<Text>::new("SELECT DISTINCT user_id FROM engine_outbox WHERE hold_id = ");
     users.text(id).push(" AND status = 'held' ORDER BY user_id");
     let users = users.load::<String>(c)?;

@@ -6,7 +6,8 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{Queryable, RunQueryDsl};
 
 use super::sql::{Bind, Sql};
-use super::{fmt_ts, DbConnection, StoreResult};
+use super::{fmt_ts, DbConnection};
+use crate::error::HubResult;
 
 /// Opens an incident.
 pub fn raise(
@@ -17,7 +18,7 @@ pub fn raise(
     outbox_id: Option<i64>,
     reason: &str,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_incidents (created, kind, user_id, connector, outbox_id, reason, status) VALUES (",
     );
@@ -36,7 +37,7 @@ pub fn raise(
 }
 
 /// Resolves the open incidents an outbox operation raised (it is being retried).
-pub(crate) fn resolve_for_op(c: &mut DbConnection, outbox_id: i64) -> StoreResult<()> {
+pub(crate) fn resolve_for_op(c: &mut DbConnection, outbox_id: i64) -> HubResult<()> {
     let mut r = Sql::<()>::new(
         "UPDATE engine_incidents SET status = 'resolved' WHERE status = 'open' AND outbox_id = ",
     );
@@ -58,7 +59,7 @@ pub struct Incident {
 }
 
 /// Open incidents, oldest first.
-pub fn list_open(c: &mut DbConnection) -> StoreResult<Vec<Incident>> {
+pub fn list_open(c: &mut DbConnection) -> HubResult<Vec<Incident>> {
     let q = Sql::<(BigInt, Text, Text, Nullable<Text>, Nullable<Text>, Text)>::new(
         "SELECT id, created, kind, user_id, connector, reason FROM engine_incidents \
          WHERE status = 'open' ORDER BY id",

@@ -14,8 +14,9 @@ use super::resources::{bump, load_row, CHUNK};
 use super::sql::{Bind, Sql};
 use super::{
     check_if_match, fmt_ts, Change, ChangeOp, DbConnection, MemberDeltaOutcome, MemberRemoval,
-    NewMember, ResourceKind, Store, StoreError, StoreResult,
+    NewMember, ResourceKind, Store,
 };
+use crate::error::{HubError, HubResult};
 
 /// A member of a group as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub struct DirectMember {
 }
 
 /// The direct members of a group, in member-id order (the engine expands nested groups itself).
-pub fn direct_members(c: &mut DbConnection, group_id: &str) -> StoreResult<Vec<DirectMember>> {
+pub fn direct_members(c: &mut DbConnection, group_id: &str) -> HubResult<Vec<DirectMember>> {
     let mut q = Sql::<(Text, Text)>::new(
         "SELECT member_id, member_type FROM group_members WHERE group_id = ",
     );
@@ -67,7 +68,7 @@ struct GroupMeta {
 }
 
 /// Parses a `members` array (`[{"value": id, "type"?, "display"?}]`).
-pub fn parse_members(v: &Value) -> StoreResult<Vec<NewMember>> {
+pub fn parse_members(v: &Value) -> HubResult<Vec<NewMember>> {
     let Value::Array(items) = v else {
         return Err(scim_schema::Error::InvalidValue("members must be an array".into()).into());
     };
@@ -93,14 +94,14 @@ impl Store {
     /// Adds and removes group members without rewriting the member list: cost depends on the
     /// size of the delta, not of the group. Removal runs first, so "replace members" is
     /// `remove: All` plus `add`. Unknown member ids fail the whole change with
-    /// [`StoreError::UnknownMembers`]. The version and lastModified change only when a row did.
+    /// [`HubError::UnknownMembers`]. The version and lastModified change only when a row did.
     pub fn apply_member_delta(
         &self,
         group_id: &str,
         add: Vec<NewMember>,
         remove: MemberRemoval,
         if_match: Option<&str>,
-    ) -> StoreResult<MemberDeltaOutcome> {
+    ) -> HubResult<MemberDeltaOutcome> {
         let now_t = self.now();
         let now = fmt_ts(now_t);
         self.write_tx(|c, changes| {
@@ -114,7 +115,7 @@ impl Store {
             } = q
                 .get_result::<GroupMeta>(c)
                 .optional()?
-                .ok_or(StoreError::NotFound)?;
+                .ok_or(HubError::NotFound)?;
             check_if_match(if_match, version)?;
             let changed = member_delta_in(c, changes, group_id, &add, &remove)?;
             if changed {
@@ -135,9 +136,9 @@ impl Store {
     }
 
     /// Members of a group, in id order, without loading the group document.
-    pub fn group_members(&self, group_id: &str) -> StoreResult<Vec<MemberRow>> {
+    pub fn group_members(&self, group_id: &str) -> HubResult<Vec<MemberRow>> {
         let mut conn = self.read_conn()?;
-        load_row(&mut conn, ResourceKind::Group, group_id)?.ok_or(StoreError::NotFound)?;
+        load_row(&mut conn, ResourceKind::Group, group_id)?.ok_or(HubError::NotFound)?;
         Ok(load_members(&mut conn, &[group_id.to_string()])?
             .remove(group_id)
             .unwrap_or_default())
@@ -151,7 +152,7 @@ pub(super) fn member_delta_in(
     group_id: &str,
     add: &[NewMember],
     remove: &MemberRemoval,
-) -> StoreResult<bool> {
+) -> HubResult<bool> {
     let removed = match remove {
         MemberRemoval::None => 0,
         MemberRemoval::All => {
@@ -200,7 +201,7 @@ pub(super) fn add_members(
     c: &mut DbConnection,
     group_id: &str,
     members: &[NewMember],
-) -> StoreResult<Vec<MemberRow>> {
+) -> HubResult<Vec<MemberRow>> {
     let mut seen = HashSet::new();
     let members: Vec<&NewMember> = members
         .iter()
@@ -224,7 +225,7 @@ pub(super) fn add_members(
         .map(|m| m.value.clone())
         .collect();
     if !unknown.is_empty() {
-        return Err(StoreError::UnknownMembers(unknown));
+        return Err(HubError::UnknownMembers(unknown));
     }
     let rows: Vec<MemberRow> = members
         .iter()
@@ -264,7 +265,7 @@ pub(super) fn replace_members(
     c: &mut DbConnection,
     group_id: &str,
     new_members: &[NewMember],
-) -> StoreResult<(Vec<MemberRow>, Vec<String>, MemberRemoval)> {
+) -> HubResult<(Vec<MemberRow>, Vec<String>, MemberRemoval)> {
     let current = load_members(c, &[group_id.to_string()])?
         .remove(group_id)
         .unwrap_or_default();
@@ -303,7 +304,7 @@ pub(super) fn replace_members(
 pub(crate) fn load_members(
     c: &mut DbConnection,
     group_ids: &[String],
-) -> StoreResult<HashMap<String, Vec<MemberRow>>> {
+) -> HubResult<HashMap<String, Vec<MemberRow>>> {
     let mut out: HashMap<String, Vec<MemberRow>> = HashMap::new();
     for chunk in group_ids.chunks(CHUNK) {
         let mut q = Sql::<(Text, Text, Text, Nullable<Text>)>::new(

@@ -40,7 +40,7 @@
 //! SQLite runs with WAL and one writer: writes go through a separate pool of exactly one
 //! connection (so concurrent writes queue instead of failing with "database is locked"), reads
 //! through a pool of several. PostgreSQL uses one pool for both. A pool timeout is
-//! [`StoreError::Unavailable`] (503).
+//! [`HubError::Unavailable`] (503).
 //!
 //! # The write seam (for the lifecycle engine)
 //!
@@ -56,8 +56,8 @@
 //!
 //! # Errors
 //!
-//! Every operation returns [`StoreError`]; diesel and r2d2 errors are mapped once, in
-//! [`error::map_diesel`].
+//! Every operation returns [`HubError`]; diesel and r2d2 errors are mapped once, in
+//! [`crate::error::map_diesel`].
 
 // SCIM resources.
 mod assemble;
@@ -76,7 +76,6 @@ mod tokens;
 mod batch;
 mod checkpoint;
 mod conn;
-mod error;
 mod ranks;
 mod schema;
 mod sql;
@@ -101,6 +100,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::{HubError, HubResult};
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::migration::MigrationVersion;
 use diesel::Connection;
@@ -109,7 +109,6 @@ use serde_json::{Map, Value};
 
 pub use assemble::LoadedResource;
 pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend};
-pub use error::{StoreError, StoreResult};
 pub use members::{direct_members, parse_members, DirectMember, MemberRow};
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
@@ -245,7 +244,7 @@ pub struct MemberDeltaOutcome {
 pub struct StoreOptions {
     /// Reader connections (SQLite) or all connections (PostgreSQL).
     pub pool_size: u32,
-    /// How long a request waits for a connection before [`StoreError::Unavailable`].
+    /// How long a request waits for a connection before [`HubError::Unavailable`].
     pub connection_timeout: Duration,
     /// Base URL of the SCIM endpoint (e.g. `https://hub.example.com/scim/v2`); when set,
     /// documents carry `meta.location` and `$ref`s.
@@ -305,12 +304,12 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens the database at `url` with default options and runs pending migrations.
-    pub fn open(url: &str) -> StoreResult<Store> {
+    pub fn open(url: &str) -> HubResult<Store> {
         Store::open_with(url, StoreOptions::default())
     }
 
     /// Opens the database at `url` and runs pending migrations.
-    pub fn open_with(url: &str, options: StoreOptions) -> StoreResult<Store> {
+    pub fn open_with(url: &str, options: StoreOptions) -> HubResult<Store> {
         let url = DbUrl::parse(url)?;
         let build = |size: u32| {
             r2d2::Pool::builder()
@@ -321,7 +320,7 @@ impl Store {
                 .min_idle(Some(options.min_idle.min(size.max(1))))
                 .connection_timeout(options.connection_timeout)
                 .build(ConnectionManager::new(url.clone()))
-                .map_err(|e| StoreError::Unavailable(e.to_string()))
+                .map_err(|e| HubError::Unavailable(e.to_string()))
         };
         let (read, write) = match &url {
             DbUrl::Postgres(_) => {
@@ -392,7 +391,7 @@ impl Store {
     }
 
     /// Runs pending migrations; returns the versions applied.
-    pub fn migrate(&self) -> StoreResult<Vec<String>> {
+    pub fn migrate(&self) -> HubResult<Vec<String>> {
         let mut conn = self.inner.write.get()?;
         let names =
             |v: Vec<MigrationVersion<'_>>| v.iter().map(|v| v.to_string()).collect::<Vec<_>>();
@@ -400,7 +399,7 @@ impl Store {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(names),
             DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(names),
         }
-        .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+        .map_err(|e| HubError::Backend(format!("migration failed: {e}")))
     }
 
     /// Whether this store runs on SQLite.
@@ -409,13 +408,13 @@ impl Store {
     }
 
     /// Checks that a connection can be taken and answers (for `/healthz`).
-    pub fn ping(&self) -> StoreResult<()> {
+    pub fn ping(&self) -> HubResult<()> {
         use diesel::connection::SimpleConnection;
         self.read_conn()?.batch_execute("SELECT 1")?;
         Ok(())
     }
 
-    pub(crate) fn read_conn(&self) -> StoreResult<PooledConn> {
+    pub(crate) fn read_conn(&self) -> HubResult<PooledConn> {
         Ok(self.inner.read.get()?)
     }
 
@@ -444,13 +443,13 @@ impl Store {
     pub fn submit_write<T, F>(
         &self,
         f: F,
-    ) -> StoreResult<tokio::sync::oneshot::Receiver<StoreResult<T>>>
+    ) -> HubResult<tokio::sync::oneshot::Receiver<HubResult<T>>>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Store) -> HubResult<T> + Send + 'static,
     {
         if !self.batches_writes() {
-            return Err(StoreError::Backend(
+            return Err(HubError::Backend(
                 "writes are batched only on a SQLite file".into(),
             ));
         }
@@ -488,8 +487,8 @@ impl Store {
     /// commit waits for the batch's.
     pub(crate) fn write_tx<T>(
         &self,
-        body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> StoreResult<T>,
-    ) -> StoreResult<T> {
+        body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<T> {
         if let Some(mut open) = batch::take_open() {
             let out = self
                 .run_write(&mut open.conn, body)
@@ -518,9 +517,9 @@ impl Store {
     fn run_write<T>(
         &self,
         conn: &mut DbConnection,
-        body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> StoreResult<T>,
-    ) -> StoreResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
-        conn.transaction::<_, StoreError, _>(|c| {
+        body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
+        conn.transaction::<_, HubError, _>(|c| {
             let mut changes = Vec::new();
             let out = body(c, &mut changes)?;
             if let Some(hook) = &self.inner.hook {
@@ -565,14 +564,14 @@ impl Store {
 /// the loser's is dropped (a thread behind it ends with it).
 fn started<T>(
     cell: &std::sync::OnceLock<T>,
-    start: impl FnOnce() -> StoreResult<T>,
-) -> StoreResult<&T> {
+    start: impl FnOnce() -> HubResult<T>,
+) -> HubResult<&T> {
     if let Some(v) = cell.get() {
         return Ok(v);
     }
     let _ = cell.set(start()?);
     cell.get()
-        .ok_or_else(|| StoreError::Backend("a store thread did not start".into()))
+        .ok_or_else(|| HubError::Backend("a store thread did not start".into()))
 }
 
 /// Formats a timestamp the way it is stored: UTC, fixed width, microseconds.
@@ -600,11 +599,11 @@ pub fn if_match_ok(if_match: Option<&str>, version: i64) -> bool {
     })
 }
 
-pub(crate) fn check_if_match(if_match: Option<&str>, version: i64) -> StoreResult<()> {
+pub(crate) fn check_if_match(if_match: Option<&str>, version: i64) -> HubResult<()> {
     if if_match_ok(if_match, version) {
         Ok(())
     } else {
-        Err(StoreError::PreconditionFailed {
+        Err(HubError::PreconditionFailed {
             current_version: version,
         })
     }

@@ -6,7 +6,8 @@ use diesel::{Queryable, RunQueryDsl};
 use serde::Serialize;
 
 use super::sql::{Bind, Sql};
-use super::{fmt_ts, parse_ts, DbConnection, StoreResult};
+use super::{fmt_ts, parse_ts, DbConnection};
+use crate::error::HubResult;
 
 /// A notification row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,7 +36,7 @@ pub fn enqueue(
     subject: &str,
     body: &str,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_notifications (created, kind, user_id, recipients, subject, body, \
          status, attempts, not_before) VALUES (",
@@ -106,7 +107,7 @@ impl From<NotificationRecord> for Notification {
     }
 }
 
-fn load(c: &mut DbConnection, q: Sql<St>) -> StoreResult<Vec<Notification>> {
+fn load(c: &mut DbConnection, q: Sql<St>) -> HubResult<Vec<Notification>> {
     Ok(q.load::<NotificationRecord>(c)?
         .into_iter()
         .map(Notification::from)
@@ -119,7 +120,7 @@ pub fn claim(
     now: DateTime<Utc>,
     lease: chrono::Duration,
     limit: i64,
-) -> StoreResult<Vec<Notification>> {
+) -> HubResult<Vec<Notification>> {
     let now_s = fmt_ts(now);
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE (status = 'pending' AND not_before <= ")
@@ -149,7 +150,7 @@ pub fn mark_sent(
     id: i64,
     now: DateTime<Utc>,
     note: Option<&str>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_notifications SET status = 'sent', lease_until = NULL, last_error = ",
     );
@@ -168,7 +169,7 @@ pub fn mark_failed(
     id: i64,
     error: &str,
     retry_at: Option<DateTime<Utc>>,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new("UPDATE engine_notifications SET lease_until = NULL, last_error = ");
     q.text(error);
     match retry_at {
@@ -182,7 +183,7 @@ pub fn mark_failed(
     Ok(())
 }
 
-pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> StoreResult<Vec<Notification>> {
+pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> HubResult<Vec<Notification>> {
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE 1 = 1");
     if let Some(u) = user_id {
@@ -193,7 +194,7 @@ pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> StoreResult<Vec<Noti
 }
 
 /// One notification.
-pub fn get(c: &mut DbConnection, id: i64) -> StoreResult<Option<Notification>> {
+pub fn get(c: &mut DbConnection, id: i64) -> HubResult<Option<Notification>> {
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE id = ").int(id);
     Ok(load(c, q)?.into_iter().next())
@@ -207,7 +208,7 @@ struct StatusCount {
 }
 
 /// How many notifications are in each status.
-pub fn counts(c: &mut DbConnection) -> StoreResult<std::collections::BTreeMap<String, i64>> {
+pub fn counts(c: &mut DbConnection) -> HubResult<std::collections::BTreeMap<String, i64>> {
     let q = Sql::<(Text, BigInt)>::new(
         "SELECT status, COUNT(*) FROM engine_notifications GROUP BY status ORDER BY status",
     );

@@ -8,7 +8,8 @@ use diesel::{OptionalExtension, Queryable, RunQueryDsl};
 
 use super::sql::{Bind, Sql};
 use super::text_enum::text_enum;
-use super::{fmt_ts, incidents, parse_ts, DbConnection, StoreResult};
+use super::{fmt_ts, incidents, parse_ts, DbConnection};
+use crate::error::HubResult;
 
 text_enum! {
     /// Where an operation is in its life.
@@ -59,7 +60,7 @@ pub struct NewOp<'a> {
     pub hold_id: Option<&'a str>,
 }
 
-pub fn enqueue(c: &mut DbConnection, op: &NewOp<'_>, now: DateTime<Utc>) -> StoreResult<()> {
+pub fn enqueue(c: &mut DbConnection, op: &NewOp<'_>, now: DateTime<Utc>) -> HubResult<()> {
     let status = if op.hold_id.is_some() {
         OutboxStatus::Held
     } else {
@@ -134,7 +135,7 @@ const OUTBOX_COLS: &str = "SELECT id, plan_id, user_id, connector, event, priori
      hold_id, attempts, not_before, last_error, created, finished FROM engine_outbox ";
 
 impl OutboxRecord {
-    fn into_row(self) -> StoreResult<OutboxRow> {
+    fn into_row(self) -> HubResult<OutboxRow> {
         Ok(OutboxRow {
             id: self.id,
             plan_id: self.plan_id,
@@ -154,7 +155,7 @@ impl OutboxRecord {
     }
 }
 
-fn into_rows(records: Vec<OutboxRecord>) -> StoreResult<Vec<OutboxRow>> {
+fn into_rows(records: Vec<OutboxRecord>) -> HubResult<Vec<OutboxRow>> {
     records.into_iter().map(OutboxRecord::into_row).collect()
 }
 
@@ -176,7 +177,7 @@ pub fn claim(
     lease: chrono::Duration,
     min_priority: i64,
     limit: i64,
-) -> StoreResult<Vec<OutboxRow>> {
+) -> HubResult<Vec<OutboxRow>> {
     let pg = matches!(c, DbConnection::Postgresql(_));
     let now_s = fmt_ts(now);
     // Two queries, one per status, each read in (priority DESC, id) order from
@@ -235,7 +236,7 @@ pub fn claim(
 }
 
 /// Marks an operation done.
-pub fn finish(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+pub fn finish(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_outbox SET status = 'done', lease_until = NULL, last_error = NULL, finished = ",
     );
@@ -250,7 +251,7 @@ pub fn retry_later(
     id: i64,
     not_before: DateTime<Utc>,
     error: &str,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_outbox SET status = 'pending', lease_until = NULL, not_before = ",
     );
@@ -264,7 +265,7 @@ pub fn retry_later(
 }
 
 /// Parks an operation as failed.
-pub fn park(c: &mut DbConnection, id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<()> {
+pub fn park(c: &mut DbConnection, id: i64, error: &str, now: DateTime<Utc>) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_outbox SET status = 'failed', lease_until = NULL, last_error = ",
     );
@@ -283,7 +284,7 @@ pub fn list_ops(
     user_id: Option<&str>,
     status: Option<OutboxStatus>,
     limit: i64,
-) -> StoreResult<Vec<OutboxRow>> {
+) -> HubResult<Vec<OutboxRow>> {
     let mut q = Sql::<OutboxSt>::new(OUTBOX_COLS);
     q.push("WHERE 1 = 1");
     if let Some(u) = user_id {
@@ -297,7 +298,7 @@ pub fn list_ops(
 }
 
 /// One outbox row.
-pub fn get_op(c: &mut DbConnection, id: i64) -> StoreResult<Option<OutboxRow>> {
+pub fn get_op(c: &mut DbConnection, id: i64) -> HubResult<Option<OutboxRow>> {
     let mut q = Sql::<OutboxSt>::new(OUTBOX_COLS);
     q.push("WHERE id = ").int(id);
     q.get_result::<OutboxRecord>(c)
@@ -307,14 +308,14 @@ pub fn get_op(c: &mut DbConnection, id: i64) -> StoreResult<Option<OutboxRow>> {
 }
 
 /// Outbox rows with an id above `after`, oldest first (what one transaction just planned).
-pub fn list_ops_after(c: &mut DbConnection, after: i64) -> StoreResult<Vec<OutboxRow>> {
+pub fn list_ops_after(c: &mut DbConnection, after: i64) -> HubResult<Vec<OutboxRow>> {
     let mut q = Sql::<OutboxSt>::new(OUTBOX_COLS);
     q.push("WHERE id > ").int(after).push(" ORDER BY id");
     into_rows(q.load::<OutboxRecord>(c)?)
 }
 
 /// Whether an operation planned after `row` for the same user and connector has already run.
-pub fn later_done(c: &mut DbConnection, row: &OutboxRow) -> StoreResult<bool> {
+pub fn later_done(c: &mut DbConnection, row: &OutboxRow) -> HubResult<bool> {
     let mut q = Sql::<BigInt>::new("SELECT COUNT(*) FROM engine_outbox WHERE user_id = ");
     q.text(row.user_id.as_str())
         .push(" AND connector = ")
@@ -327,7 +328,7 @@ pub fn later_done(c: &mut DbConnection, row: &OutboxRow) -> StoreResult<bool> {
 
 /// Puts a failed operation back to `pending`, due now, with a fresh retry budget, and resolves
 /// the incidents it raised. Returns false when it was not failed.
-pub fn retry_failed(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+pub fn retry_failed(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> HubResult<bool> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_outbox SET status = 'pending', attempts = 0, lease_until = NULL, \
          finished = NULL, not_before = ",
@@ -343,7 +344,7 @@ pub fn retry_failed(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> StoreR
 }
 
 /// Counts outbox rows by status (`pending` also counts `running`).
-pub fn count_open(c: &mut DbConnection) -> StoreResult<i64> {
+pub fn count_open(c: &mut DbConnection) -> HubResult<i64> {
     let q = Sql::<BigInt>::new(
         "SELECT COUNT(*) FROM engine_outbox WHERE status IN ('pending', 'running')",
     );

@@ -27,7 +27,8 @@ use std::sync::RwLock;
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 
-use super::{DbConnection, ResourceKind, StoreResult};
+use super::{DbConnection, ResourceKind};
+use crate::error::HubResult;
 
 /// Blocks split when they grow past this.
 const MAX_BLOCK: usize = 1024;
@@ -82,7 +83,7 @@ impl IdRanks {
         kind: ResourceKind,
         offset: u64,
         descending: bool,
-    ) -> StoreResult<Seek> {
+    ) -> HubResult<Seek> {
         let lock = &self.kinds[slot(kind)];
         {
             let state = lock.read().unwrap_or_else(|e| e.into_inner());
@@ -120,7 +121,7 @@ impl IdRanks {
     }
 }
 
-fn load(c: &mut DbConnection, kind: ResourceKind) -> StoreResult<State> {
+fn load(c: &mut DbConnection, kind: ResourceKind) -> HubResult<State> {
     #[derive(diesel::QueryableByName)]
     struct IdRow {
         #[diesel(sql_type = Text)]

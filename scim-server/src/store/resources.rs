@@ -17,14 +17,15 @@ use super::sql::{Bind, Sql};
 use super::users::{load_groups, load_user_with_groups};
 use super::{
     check_if_match, fmt_ts, Change, ChangeOp, DbConnection, Doc, LoadedResource, MemberRemoval,
-    NewMember, ResourceKind, Store, StoreError, StoreResult, StoredResource,
+    NewMember, ResourceKind, Store, StoredResource,
 };
+use crate::error::{HubError, HubResult};
 
 /// Statements are chunked so that bind counts stay far below backend limits.
 pub(crate) const CHUNK: usize = 500;
 
 /// Removes what the server owns from a client document; returns the Group members it carried.
-fn strip(kind: ResourceKind, doc: &mut Doc) -> StoreResult<Option<Vec<NewMember>>> {
+fn strip(kind: ResourceKind, doc: &mut Doc) -> HubResult<Option<Vec<NewMember>>> {
     remove_ci(doc, "id");
     remove_ci(doc, "meta");
     match kind {
@@ -42,13 +43,13 @@ fn strip(kind: ResourceKind, doc: &mut Doc) -> StoreResult<Option<Vec<NewMember>
 impl Store {
     /// Creates a resource. The server assigns `id` (UUID v7) and `meta`; `client_id` scopes the
     /// uniqueness of `externalId`. Group `members` must name existing resources, else
-    /// [`StoreError::UnknownMembers`] and nothing is written.
+    /// [`HubError::UnknownMembers`] and nothing is written.
     pub fn create(
         &self,
         kind: ResourceKind,
         doc: Doc,
         client_id: Option<&str>,
-    ) -> StoreResult<StoredResource> {
+    ) -> HubResult<StoredResource> {
         let c = self.create_row(kind, doc, client_id)?;
         let members = (kind == ResourceKind::Group).then_some(c.members.as_slice());
         Ok(self.assemble_doc(kind, c.id, c.doc, &c.now, &c.now, 1, members, None))
@@ -61,7 +62,7 @@ impl Store {
         kind: ResourceKind,
         doc: Doc,
         client_id: Option<&str>,
-    ) -> StoreResult<LoadedResource> {
+    ) -> HubResult<LoadedResource> {
         let c = self.create_row(kind, doc, client_id)?;
         let (members, groups) = match kind {
             ResourceKind::Group => (Some(c.members), None),
@@ -85,12 +86,12 @@ impl Store {
         kind: ResourceKind,
         mut doc: Doc,
         client_id: Option<&str>,
-    ) -> StoreResult<Created> {
+    ) -> HubResult<Created> {
         let members = strip(kind, &mut doc)?;
         let x = extract(kind, &doc);
         let id = uuid::Uuid::now_v7().to_string();
         let now = fmt_ts(self.now());
-        let text = serde_json::to_string(&doc).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let text = serde_json::to_string(&doc).map_err(|e| HubError::Backend(e.to_string()))?;
         let client = client_id.unwrap_or("").to_string();
         let members = self.write_tx(|c, changes| {
             insert_resource(c, kind, &id, &text, &x, &client, &now)?;
@@ -126,7 +127,7 @@ impl Store {
         kind: ResourceKind,
         id: &str,
         with_members: bool,
-    ) -> StoreResult<StoredResource> {
+    ) -> HubResult<StoredResource> {
         Ok(self.assemble_loaded(self.get_loaded(kind, id, with_members)?))
     }
 
@@ -136,7 +137,7 @@ impl Store {
         kind: ResourceKind,
         id: &str,
         with_members: bool,
-    ) -> StoreResult<LoadedResource> {
+    ) -> HubResult<LoadedResource> {
         let mut conn = self.read_conn()?;
         self.get_loaded_in(&mut conn, kind, id, with_members)
     }
@@ -150,7 +151,7 @@ impl Store {
         kind: ResourceKind,
         id: &str,
         with_members: bool,
-    ) -> Option<StoreResult<LoadedResource>> {
+    ) -> Option<HubResult<LoadedResource>> {
         let mut conn = self.try_read_conn()?;
         Some(self.get_loaded_in(&mut conn, kind, id, with_members))
     }
@@ -161,12 +162,12 @@ impl Store {
         kind: ResourceKind,
         id: &str,
         with_members: bool,
-    ) -> StoreResult<LoadedResource> {
+    ) -> HubResult<LoadedResource> {
         if (kind, with_members) == (ResourceKind::User, true) {
-            let (row, groups) = load_user_with_groups(c, id)?.ok_or(StoreError::NotFound)?;
+            let (row, groups) = load_user_with_groups(c, id)?.ok_or(HubError::NotFound)?;
             return Ok(LoadedResource::from_row(kind, row, None, Some(groups)));
         }
-        let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
+        let row = load_row(c, kind, id)?.ok_or(HubError::NotFound)?;
         let ids = [row.id.clone()];
         match (kind, with_members) {
             (_, false) => Ok(LoadedResource::from_row(kind, row, None, None)),
@@ -191,7 +192,7 @@ impl Store {
         doc: Doc,
         if_match: Option<&str>,
         client_id: Option<&str>,
-    ) -> StoreResult<StoredResource> {
+    ) -> HubResult<StoredResource> {
         self.replace_with(kind, id, if_match, client_id, |_| Ok(doc))
     }
 
@@ -204,8 +205,8 @@ impl Store {
         id: &str,
         if_match: Option<&str>,
         client_id: Option<&str>,
-        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
-    ) -> StoreResult<StoredResource> {
+        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+    ) -> HubResult<StoredResource> {
         self.modify(kind, id, if_match, client_id, ChangeOp::Replace, f)
     }
 
@@ -220,8 +221,8 @@ impl Store {
         id: &str,
         if_match: Option<&str>,
         client_id: Option<&str>,
-        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
-    ) -> StoreResult<StoredResource> {
+        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+    ) -> HubResult<StoredResource> {
         self.modify(kind, id, if_match, client_id, ChangeOp::Update, f)
     }
 
@@ -238,8 +239,8 @@ impl Store {
         add: Vec<NewMember>,
         remove: MemberRemoval,
         with_members: bool,
-        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
-    ) -> StoreResult<StoredResource> {
+        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+    ) -> HubResult<StoredResource> {
         let kind = ResourceKind::Group;
         let now = fmt_ts(self.now());
         let r = self.write_tx(|c, changes| {
@@ -257,7 +258,7 @@ impl Store {
             if delta && !bumped {
                 bump(c, id, &now)?;
             }
-            let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
+            let row = load_row(c, kind, id)?.ok_or(HubError::NotFound)?;
             if !with_members {
                 return Ok(self.assemble(kind, row, None, None));
             }
@@ -277,8 +278,8 @@ impl Store {
         if_match: Option<&str>,
         client_id: Option<&str>,
         op: ChangeOp,
-        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
-    ) -> StoreResult<StoredResource> {
+        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+    ) -> HubResult<StoredResource> {
         self.write_tx(|c, changes| {
             let (res, member_rows, _) =
                 self.modify_in(c, changes, kind, id, if_match, client_id, op, f)?;
@@ -315,9 +316,9 @@ impl Store {
         if_match: Option<&str>,
         client_id: Option<&str>,
         op: ChangeOp,
-        f: impl FnOnce(Doc) -> Result<Doc, StoreError>,
-    ) -> StoreResult<(StoredResource, Option<Vec<MemberRow>>, bool)> {
-        let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
+        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+    ) -> HubResult<(StoredResource, Option<Vec<MemberRow>>, bool)> {
+        let row = load_row(c, kind, id)?.ok_or(HubError::NotFound)?;
         check_if_match(if_match, row.version)?;
         let before = parse_doc(&row.doc)?;
         let current = self.assemble_doc(
@@ -375,7 +376,7 @@ impl Store {
             let x = extract(kind, &after);
             let was = extract(kind, &before);
             let doc_text =
-                serde_json::to_string(&after).map_err(|e| StoreError::Backend(e.to_string()))?;
+                serde_json::to_string(&after).map_err(|e| HubError::Backend(e.to_string()))?;
             update_resource(c, id, &doc_text, &x, &was, client.as_deref(), &now, version)?;
             if x.emails != was.emails {
                 let mut q = Sql::<()>::new("DELETE FROM resource_values WHERE resource_id = ");
@@ -404,10 +405,10 @@ impl Store {
 
     /// Deletes a resource, its memberships (as member and as group) and its extracted values.
     /// Groups that lose the resource as a member get a new version. A second delete is NotFound.
-    pub fn delete(&self, kind: ResourceKind, id: &str, if_match: Option<&str>) -> StoreResult<()> {
+    pub fn delete(&self, kind: ResourceKind, id: &str, if_match: Option<&str>) -> HubResult<()> {
         let now = fmt_ts(self.now());
         self.write_tx(|c, changes| {
-            let row = load_row(c, kind, id)?.ok_or(StoreError::NotFound)?;
+            let row = load_row(c, kind, id)?.ok_or(HubError::NotFound)?;
             check_if_match(if_match, row.version)?;
             let mut q =
                 Sql::<()>::new("UPDATE resources SET version = version + 1, last_modified = ");
@@ -433,7 +434,7 @@ impl Store {
 }
 
 /// A new version and lastModified for a resource whose stored columns did not change.
-pub(super) fn bump(c: &mut DbConnection, id: &str, now: &str) -> StoreResult<()> {
+pub(super) fn bump(c: &mut DbConnection, id: &str, now: &str) -> HubResult<()> {
     let mut q = Sql::<()>::new("UPDATE resources SET version = version + 1, last_modified = ");
     q.text(now).push(" WHERE id = ");
     q.text(id);
@@ -457,7 +458,7 @@ pub(crate) fn load_row(
     c: &mut DbConnection,
     kind: ResourceKind,
     id: &str,
-) -> StoreResult<Option<ResourceRow>> {
+) -> HubResult<Option<ResourceRow>> {
     let mut q = Sql::<ResourceRowSt>::new(
         "SELECT id, doc, created, last_modified, version FROM resources WHERE id = ",
     );
@@ -472,7 +473,7 @@ pub(crate) fn load_rows(
     c: &mut DbConnection,
     kind: ResourceKind,
     ids: &[String],
-) -> StoreResult<Vec<ResourceRow>> {
+) -> HubResult<Vec<ResourceRow>> {
     let mut by_id: HashMap<String, ResourceRow> = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
         let mut q = Sql::<ResourceRowSt>::new(
@@ -496,7 +497,7 @@ fn insert_resource(
     x: &Extracted,
     client: &str,
     now: &str,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO resources (id, resource_type, doc, user_name_folded, display_name, display_name_folded, \
          external_id, external_id_client, active, employee_number_folded, manager_value_folded, created, \
@@ -534,7 +535,7 @@ fn update_resource(
     client: Option<&str>,
     now: &str,
     version: i64,
-) -> StoreResult<()> {
+) -> HubResult<()> {
     let mut q = Sql::<()>::new("UPDATE resources SET doc = ");
     q.text(doc);
     let mut set = |column: &str, now: &Option<String>, before: &Option<String>| {

@@ -31,9 +31,8 @@ use super::ranks::Seek;
 use super::resources::load_rows;
 use super::sql::Sql;
 use super::users::load_groups;
-use super::{
-    DbConnection, LoadedResource, ResourceKind, Store, StoreError, StoreResult, StoredResource,
-};
+use super::{DbConnection, LoadedResource, ResourceKind, Store, StoredResource};
+use crate::error::{HubError, HubResult};
 
 /// Rows read per batch when evaluating in memory.
 pub const BATCH: i64 = 1000;
@@ -124,9 +123,9 @@ fn encode_cursor(c: &Cursor) -> String {
         .encode(serde_json::to_vec(c).unwrap_or_default())
 }
 
-fn decode_cursor(s: &str, sig: &str) -> StoreResult<Cursor> {
+fn decode_cursor(s: &str, sig: &str) -> HubResult<Cursor> {
     let bad = || {
-        StoreError::Scim(scim_schema::Error::InvalidValue(
+        HubError::Scim(scim_schema::Error::InvalidValue(
             "invalid or expired cursor".into(),
         ))
     };
@@ -187,7 +186,7 @@ impl Store {
         kind: ResourceKind,
         q: &SearchQuery,
         schema: &ResourceSchema,
-    ) -> StoreResult<Page> {
+    ) -> HubResult<Page> {
         let page = self.search_loaded(kind, q, schema)?;
         Ok(Page {
             total_results: page.total_results,
@@ -208,7 +207,7 @@ impl Store {
         kind: ResourceKind,
         q: &SearchQuery,
         schema: &ResourceSchema,
-    ) -> StoreResult<Page<LoadedResource>> {
+    ) -> HubResult<Page<LoadedResource>> {
         let mut conn = self.read_conn()?;
         self.search_loaded_in(&mut conn, kind, q, schema)
     }
@@ -220,7 +219,7 @@ impl Store {
         kind: ResourceKind,
         q: &SearchQuery,
         schema: &ResourceSchema,
-    ) -> Option<StoreResult<Page<LoadedResource>>> {
+    ) -> Option<HubResult<Page<LoadedResource>>> {
         let mut conn = self.try_read_conn()?;
         Some(self.search_loaded_in(&mut conn, kind, q, schema))
     }
@@ -231,7 +230,7 @@ impl Store {
         kind: ResourceKind,
         q: &SearchQuery,
         schema: &ResourceSchema,
-    ) -> StoreResult<Page<LoadedResource>> {
+    ) -> HubResult<Page<LoadedResource>> {
         let (frag, exact) = match &q.filter {
             Some(f) => filter_sql::translate(kind, schema, f),
             None => (None, true),
@@ -260,7 +259,7 @@ impl Store {
         base: &Sql,
         col: &'static str,
         sig: &str,
-    ) -> StoreResult<Page<LoadedResource>> {
+    ) -> HubResult<Page<LoadedResource>> {
         let start_index = q.start_index.max(1);
         if q.count == 0 {
             return Ok(Page::empty(self.count_of(c, kind, q, base)?, start_index));
@@ -374,7 +373,7 @@ impl Store {
         kind: ResourceKind,
         q: &SearchQuery,
         base: &Sql,
-    ) -> StoreResult<u64> {
+    ) -> HubResult<u64> {
         let cache = self.type_counts().filter(|_| q.filter.is_none());
         if let Some(n) = cache.and_then(|cache| cache.get(kind)) {
             return Ok(n);
@@ -399,7 +398,7 @@ impl Store {
         base: &Sql,
         exact: bool,
         sig: &str,
-    ) -> StoreResult<Page<LoadedResource>> {
+    ) -> HubResult<Page<LoadedResource>> {
         let filter = if exact { None } else { q.filter.as_ref() };
         let needs_members = q
             .filter
@@ -448,7 +447,7 @@ impl Store {
         let offset = match q.cursor.as_deref() {
             Some("") => 0,
             Some(s) => decode_cursor(s, sig)?.o.ok_or_else(|| {
-                StoreError::Scim(scim_schema::Error::InvalidValue(
+                HubError::Scim(scim_schema::Error::InvalidValue(
                     "invalid or expired cursor".into(),
                 ))
             })?,
@@ -504,7 +503,7 @@ impl Store {
         kind: ResourceKind,
         rows: Vec<ResourceRow>,
         with_members: bool,
-    ) -> StoreResult<Vec<StoredResource>> {
+    ) -> HubResult<Vec<StoredResource>> {
         Ok(self
             .page_loaded(c, kind, rows, with_members)?
             .into_iter()
@@ -519,7 +518,7 @@ impl Store {
         kind: ResourceKind,
         rows: Vec<ResourceRow>,
         with_members: bool,
-    ) -> StoreResult<Vec<LoadedResource>> {
+    ) -> HubResult<Vec<LoadedResource>> {
         if !with_members || rows.is_empty() {
             return Ok(rows
                 .into_iter()

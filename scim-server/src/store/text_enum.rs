@@ -3,7 +3,7 @@
 //! The stored text is the serialised form too, so the admin API's JSON is that same text.
 
 /// Declares an enum stored as text: `as_str`, `parse`, `Display`, serde `Serialize`, and
-/// `from_stored` (a stored text that is none of the variants is a [`super::StoreError::Backend`]).
+/// `from_stored` (a stored text that is none of the variants is a [`super::HubError::Backend`]).
 macro_rules! text_enum {
     (
         $(#[$meta:meta])*
@@ -34,9 +34,9 @@ macro_rules! text_enum {
             }
 
             /// [`Self::parse`] for text read from the database.
-            pub(crate) fn from_stored(s: &str) -> $crate::store::StoreResult<$name> {
+            pub(crate) fn from_stored(s: &str) -> $crate::error::HubResult<$name> {
                 $name::parse(s).ok_or_else(|| {
-                    $crate::store::StoreError::Backend(format!(
+                    $crate::error::HubError::Backend(format!(
                         "stored {} {s:?} is unknown",
                         stringify!($name)
                     ))

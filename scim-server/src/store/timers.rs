@@ -7,7 +7,8 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::RunQueryDsl;
 
 use super::sql::Sql;
-use super::{fmt_ts, parse_ts, DbConnection, StoreResult};
+use super::{fmt_ts, parse_ts, DbConnection};
+use crate::error::HubResult;
 
 /// A timer row.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +33,7 @@ pub fn schedule(
     due: DateTime<Utc>,
     payload: &serde_json::Value,
     now: DateTime<Utc>,
-) -> StoreResult<bool> {
+) -> HubResult<bool> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_timers (timer_key, user_id, kind, due, payload, status, created) VALUES (",
     );
@@ -52,7 +53,7 @@ pub fn schedule(
 }
 
 /// Cancels a user's pending timers of `kind` (e.g. when a contract end date moves).
-pub fn cancel(c: &mut DbConnection, user_id: &str, kind: &str) -> StoreResult<usize> {
+pub fn cancel(c: &mut DbConnection, user_id: &str, kind: &str) -> HubResult<usize> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_timers SET status = 'cancelled' WHERE status = 'pending' AND user_id = ",
     );
@@ -93,7 +94,7 @@ const COLS: &str = "SELECT id, timer_key, user_id, kind, due, payload, status FR
 
 /// Claims due timers (locked with `FOR UPDATE SKIP LOCKED` on PostgreSQL); the caller fires each
 /// and calls [`fired`] in the same transaction.
-pub fn claim_due(c: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Timer>> {
+pub fn claim_due(c: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> HubResult<Vec<Timer>> {
     let mut q = Sql::<TimerSt>::new(COLS);
     q.push("WHERE status = 'pending' AND due <= ")
         .text(fmt_ts(now))
@@ -108,7 +109,7 @@ pub fn claim_due(c: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> StoreR
         .collect())
 }
 
-pub fn fired(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+pub fn fired(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> HubResult<()> {
     let mut q = Sql::<()>::new("UPDATE engine_timers SET status = 'done', fired = ");
     q.text(fmt_ts(now)).push(" WHERE id = ").int(id);
     q.execute(c)?;
@@ -116,7 +117,7 @@ pub fn fired(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> StoreResult<(
 }
 
 /// Timers of a user (all statuses), by due time.
-pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> StoreResult<Vec<Timer>> {
+pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> HubResult<Vec<Timer>> {
     let mut q = Sql::<TimerSt>::new(COLS);
     q.push("WHERE 1 = 1");
     if let Some(u) = user_id {

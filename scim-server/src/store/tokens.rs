@@ -6,7 +6,8 @@
 use diesel::prelude::*;
 
 use super::schema::api_tokens;
-use super::{fmt_ts, parse_ts, Store, StoreError, StoreResult};
+use super::{fmt_ts, parse_ts, Store};
+use crate::error::{HubError, HubResult};
 
 /// An API token row (`scopes` is space-separated in the table).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +76,7 @@ impl Store {
         prefix: &str,
         scopes: &[String],
         user_id: Option<&str>,
-    ) -> StoreResult<ApiToken> {
+    ) -> HubResult<ApiToken> {
         let id = uuid::Uuid::now_v7().to_string();
         let created = fmt_ts(self.now());
         let scopes_text = scopes.join(" ");
@@ -106,13 +107,13 @@ impl Store {
 
     /// The id and userName of the User whose id is `id_or_user_name`, else whose userName
     /// matches it (case-insensitively); `None` when there is no such user.
-    pub fn find_user_id(&self, id_or_user_name: &str) -> StoreResult<Option<(String, String)>> {
+    pub fn find_user_id(&self, id_or_user_name: &str) -> HubResult<Option<(String, String)>> {
         let mut conn = self.read_conn()?;
         let Some(row) = super::find_user_row(&mut conn, id_or_user_name)? else {
             return Ok(None);
         };
         let doc: super::Doc =
-            serde_json::from_str(&row.doc).map_err(|e| StoreError::Backend(e.to_string()))?;
+            serde_json::from_str(&row.doc).map_err(|e| HubError::Backend(e.to_string()))?;
         let user_name = scim_schema::json::get_ci(&doc, "userName")
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default()
@@ -121,7 +122,7 @@ impl Store {
     }
 
     /// The token with this prefix, revoked or not (the caller checks `revoked`).
-    pub fn find_token_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiToken>> {
+    pub fn find_token_by_prefix(&self, prefix: &str) -> HubResult<Option<ApiToken>> {
         let mut conn = self.read_conn()?;
         let row = api_tokens::table
             .filter(api_tokens::token_prefix.eq(prefix))
@@ -132,7 +133,7 @@ impl Store {
     }
 
     /// Records a use of the token.
-    pub fn touch_token(&self, id: &str) -> StoreResult<()> {
+    pub fn touch_token(&self, id: &str) -> HubResult<()> {
         let now = fmt_ts(self.now());
         let mut conn = self.inner.write.get()?;
         diesel::update(api_tokens::table.filter(api_tokens::id.eq(id)))
@@ -142,7 +143,7 @@ impl Store {
     }
 
     /// Revokes a token; NotFound when there is no such token.
-    pub fn revoke_token(&self, id: &str) -> StoreResult<()> {
+    pub fn revoke_token(&self, id: &str) -> HubResult<()> {
         let now = fmt_ts(self.now());
         let mut conn = self.inner.write.get()?;
         let n = diesel::update(
@@ -158,14 +159,14 @@ impl Store {
                 .count()
                 .get_result::<i64>(&mut *conn)?;
             if exists == 0 {
-                return Err(StoreError::NotFound);
+                return Err(HubError::NotFound);
             }
         }
         Ok(())
     }
 
     /// All tokens, oldest first.
-    pub fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+    pub fn list_tokens(&self) -> HubResult<Vec<ApiToken>> {
         let mut conn = self.read_conn()?;
         let rows = api_tokens::table
             .order(api_tokens::created.asc())

@@ -10,7 +10,8 @@ use super::assemble::{ResourceRow, ResourceRowSt};
 use super::columns::case_fold;
 use super::resources::{load_row, CHUNK};
 use super::sql::Sql;
-use super::{DbConnection, ResourceKind, StoreResult};
+use super::{DbConnection, ResourceKind};
+use crate::error::HubResult;
 
 /// A group a user belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +49,7 @@ struct AncestorRecord {
 pub(crate) fn find_user_row(
     c: &mut DbConnection,
     id_or_user_name: &str,
-) -> StoreResult<Option<ResourceRow>> {
+) -> HubResult<Option<ResourceRow>> {
     if let Some(row) = load_row(c, ResourceKind::User, id_or_user_name)? {
         return Ok(Some(row));
     }
@@ -59,7 +60,7 @@ pub(crate) fn find_user_row(
 pub(crate) fn find_user_row_by_name(
     c: &mut DbConnection,
     user_name: &str,
-) -> StoreResult<Option<ResourceRow>> {
+) -> HubResult<Option<ResourceRow>> {
     let mut q = Sql::<ResourceRowSt>::new(
         "SELECT id, doc, created, last_modified, version FROM resources WHERE resource_type = 'User' \
          AND user_name_folded = ",
@@ -76,7 +77,7 @@ pub(crate) fn find_user_row_by_name(
 pub(super) fn load_user_with_groups(
     c: &mut DbConnection,
     id: &str,
-) -> StoreResult<Option<(ResourceRow, Vec<GroupRef>)>> {
+) -> HubResult<Option<(ResourceRow, Vec<GroupRef>)>> {
     let mut q = Sql::<(Text, Text, Text, Text, BigInt, Bool)>::new(
         "SELECT id, doc, created, last_modified, version, \
          EXISTS (SELECT 1 FROM group_members WHERE member_id = resources.id) \
@@ -111,7 +112,7 @@ pub(super) fn load_user_with_groups(
 pub(crate) fn load_groups(
     c: &mut DbConnection,
     user_ids: &[String],
-) -> StoreResult<HashMap<String, Vec<GroupRef>>> {
+) -> HubResult<HashMap<String, Vec<GroupRef>>> {
     let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
     for chunk in user_ids.chunks(CHUNK) {
         let mut q = Sql::<(Text, Text, Nullable<Text>, Integer)>::new(

@@ -2,7 +2,8 @@
 //! [`WriteHook`] (the lifecycle engine) sees each one inside the same transaction, before commit
 //! (see the module docs of [`super`]).
 
-use super::{DbConnection, Doc, MemberRemoval, ResourceKind, StoreResult};
+use super::{DbConnection, Doc, MemberRemoval, ResourceKind};
+use crate::error::HubResult;
 
 /// What kind of write a [`Change`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub struct Change {
 
 /// Called for every [`Change`] inside the write transaction, before commit (see the module docs).
 pub trait WriteHook: Send + Sync + std::fmt::Debug {
-    fn on_write(&self, conn: &mut DbConnection, change: &Change) -> StoreResult<()>;
+    fn on_write(&self, conn: &mut DbConnection, change: &Change) -> HubResult<()>;
 
     /// Called after a transaction that recorded at least one [`Change`] has committed (never
     /// after a rollback), outside it: e.g. to wake workers waiting for what it planned.

@@ -6,7 +6,7 @@ use super::*;
 fn store_rejects_foreign_urls() {
     assert!(matches!(
         Store::open("host=localhost port=5432"),
-        Err(StoreError::Config(_))
+        Err(HubError::Config(_))
     ));
 }
 

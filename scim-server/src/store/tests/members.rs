@@ -85,7 +85,7 @@ fn store_member_delta_touches_only_changed_rows() {
                 None,
             )
             .unwrap_err();
-        assert!(matches!(&e, StoreError::UnknownMembers(ids) if ids == &vec!["nope".to_string()]));
+        assert!(matches!(&e, HubError::UnknownMembers(ids) if ids == &vec!["nope".to_string()]));
         assert_eq!(s.group_members(&small.id).unwrap().len(), 10);
         // Cost does not grow with the group (generous bound against machine noise).
         assert!(

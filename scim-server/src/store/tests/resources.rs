@@ -15,7 +15,7 @@ fn store_uniqueness() {
             )
             .unwrap_err();
         assert!(
-            matches!(&e, StoreError::Uniqueness(m) if m.contains("userName")),
+            matches!(&e, HubError::Uniqueness(m) if m.contains("userName")),
             "{}: {e:?}",
             db.name
         );
@@ -40,7 +40,7 @@ fn store_uniqueness() {
             )
             .unwrap_err();
         assert!(
-            matches!(&e, StoreError::Uniqueness(m) if m.contains("externalId")),
+            matches!(&e, HubError::Uniqueness(m) if m.contains("externalId")),
             "{}: {e:?}",
             db.name
         );
@@ -54,7 +54,7 @@ fn store_uniqueness() {
             )
             .unwrap_err();
         assert!(
-            matches!(&e, StoreError::Uniqueness(m) if m.contains("displayName")),
+            matches!(&e, HubError::Uniqueness(m) if m.contains("displayName")),
             "{}: {e:?}",
             db.name
         );
@@ -93,7 +93,7 @@ fn store_versions_if_match_and_delete() {
             .unwrap_err();
         assert!(matches!(
             e,
-            StoreError::PreconditionFailed { current_version: 1 }
+            HubError::PreconditionFailed { current_version: 1 }
         ));
         let r = s
             .replace(
@@ -120,22 +120,22 @@ fn store_versions_if_match_and_delete() {
         assert_eq!(up.doc["title"], json!("Boss"));
         assert!(matches!(
             s.delete(ResourceKind::User, &u.id, Some("W/\"2\"")),
-            Err(StoreError::PreconditionFailed { current_version: 3 })
+            Err(HubError::PreconditionFailed { current_version: 3 })
         ));
         s.delete(ResourceKind::User, &u.id, None).unwrap();
         assert!(matches!(
             s.delete(ResourceKind::User, &u.id, None),
-            Err(StoreError::NotFound)
+            Err(HubError::NotFound)
         ));
         assert!(matches!(
             s.get(ResourceKind::User, &u.id, false),
-            Err(StoreError::NotFound)
+            Err(HubError::NotFound)
         ));
         // A kind mismatch is NotFound.
         let g = group(s, "g", &[]);
         assert!(matches!(
             s.get(ResourceKind::User, &g.id, false),
-            Err(StoreError::NotFound)
+            Err(HubError::NotFound)
         ));
     });
 }

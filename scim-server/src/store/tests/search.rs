@@ -361,7 +361,7 @@ fn store_paging_sorting_and_cursors() {
         };
         assert!(matches!(
             s.search(ResourceKind::User, &other, &schema),
-            Err(StoreError::Scim(_))
+            Err(HubError::Scim(_))
         ));
     });
 }

@@ -33,7 +33,7 @@ fn store_tokens() {
             .unwrap()
             .revoked
             .is_some());
-        assert!(matches!(s.revoke_token("nope"), Err(StoreError::NotFound)));
+        assert!(matches!(s.revoke_token("nope"), Err(HubError::NotFound)));
         assert!(s.find_token_by_prefix("none").unwrap().is_none());
         assert_eq!(s.list_tokens().unwrap().len(), 1);
     });

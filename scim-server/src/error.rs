@@ -1,18 +1,22 @@
-//! The store's error type, and the one place where diesel and r2d2 errors are mapped to it.
+//! [`HubError`]: what an operation on the hub's directory can fail with — a protocol error, a
+//! missing resource, a version or uniqueness conflict, a source-of-truth refusal, or the
+//! database — whichever layer (store, service, engine, jobs, notify, admin) raised it; and the one
+//! place where diesel and r2d2 errors are mapped to it. The HTTP layer maps it to SCIM errors in
+//! one place (`http::error`).
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-/// What a store operation can fail with. The HTTP layer maps each variant to one SCIM error:
+/// What an operation on the hub's data can fail with. The HTTP layer maps each variant to one SCIM error:
 /// `NotFound` 404, `PreconditionFailed` 412, `Uniqueness` 409 (scimType `uniqueness`),
 /// `UnknownMembers` 400 (`invalidValue`), `Scim` by its scimType, `NotOwner` 400 (`mutability`),
 /// `Unavailable` 503,
 /// `Config`/`Backend` 500 (log the message, never send it to the client).
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum HubError {
     #[error("resource not found")]
     NotFound,
     /// `If-Match` did not match; `current_version` is the stored `meta.version` number
-    /// (its ETag is [`super::etag`]`(current_version)`).
+    /// (its ETag is [`crate::store::etag`]`(current_version)`).
     #[error("precondition failed: the resource is at version {current_version}")]
     PreconditionFailed { current_version: i64 },
     /// A unique attribute clashed; the message names the attribute and is safe to show.
@@ -38,40 +42,40 @@ pub enum StoreError {
     Backend(String),
 }
 
-pub type StoreResult<T> = Result<T, StoreError>;
+pub type HubResult<T> = Result<T, HubError>;
 
-impl From<DieselError> for StoreError {
+impl From<DieselError> for HubError {
     fn from(e: DieselError) -> Self {
         map_diesel(e)
     }
 }
 
-impl From<r2d2::Error> for StoreError {
+impl From<r2d2::Error> for HubError {
     fn from(e: r2d2::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
+        HubError::Unavailable(e.to_string())
     }
 }
 
 /// The one mapping of diesel errors. Unique violations name the SCIM attribute that clashed,
 /// recognised by index name (PostgreSQL) or column list (SQLite).
-pub(crate) fn map_diesel(e: DieselError) -> StoreError {
+pub(crate) fn map_diesel(e: DieselError) -> HubError {
     match e {
-        DieselError::NotFound => StoreError::NotFound,
+        DieselError::NotFound => HubError::NotFound,
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
             let hint = format!(
                 "{} {}",
                 info.constraint_name().unwrap_or(""),
                 info.message()
             );
-            StoreError::Uniqueness(uniqueness_message(&hint).to_string())
+            HubError::Uniqueness(uniqueness_message(&hint).to_string())
         }
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-            StoreError::Unavailable(info.message().to_string())
+            HubError::Unavailable(info.message().to_string())
         }
         DieselError::DatabaseError(_, info) if is_busy(info.message()) => {
-            StoreError::Unavailable(info.message().to_string())
+            HubError::Unavailable(info.message().to_string())
         }
-        other => StoreError::Backend(other.to_string()),
+        other => HubError::Backend(other.to_string()),
     }
 }
 
