@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The `scimType` keywords of RFC 7644 §3.12, Table 9.
+/// The `scimType` keywords of RFC 7644 §3.12, Table 9, and `invalidCursor` of RFC 9865 §2.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ScimType {
@@ -20,6 +20,8 @@ pub enum ScimType {
     InvalidValue,
     InvalidVers,
     Sensitive,
+    /// RFC 9865 §2.2: a cursor the server does not recognise or that has expired.
+    InvalidCursor,
 }
 
 impl ScimType {
@@ -35,6 +37,7 @@ impl ScimType {
             ScimType::InvalidValue => "invalidValue",
             ScimType::InvalidVers => "invalidVers",
             ScimType::Sensitive => "sensitive",
+            ScimType::InvalidCursor => "invalidCursor",
         }
     }
 
@@ -71,6 +74,8 @@ pub enum Error {
     InvalidVers(String),
     #[error("{0}")]
     Sensitive(String),
+    #[error("{0}")]
+    InvalidCursor(String),
 }
 
 impl Error {
@@ -86,6 +91,7 @@ impl Error {
             Error::InvalidValue(_) => ScimType::InvalidValue,
             Error::InvalidVers(_) => ScimType::InvalidVers,
             Error::Sensitive(_) => ScimType::Sensitive,
+            Error::InvalidCursor(_) => ScimType::InvalidCursor,
         }
     }
 
@@ -104,7 +110,8 @@ impl Error {
             | Error::NoTarget(d)
             | Error::InvalidValue(d)
             | Error::InvalidVers(d)
-            | Error::Sensitive(d) => d,
+            | Error::Sensitive(d)
+            | Error::InvalidCursor(d) => d,
         }
     }
 }
@@ -125,6 +132,7 @@ impl Error {
             Error::InvalidValue(_) => Error::InvalidValue(d),
             Error::InvalidVers(_) => Error::InvalidVers(d),
             Error::Sensitive(_) => Error::Sensitive(d),
+            Error::InvalidCursor(_) => Error::InvalidCursor(d),
         }
     }
 

@@ -254,19 +254,53 @@ fn strict_mode_postgres() {
 
 // RFC 7644 §3.4.2.2: "gt", "ge", "lt" and "le" on a Boolean (or Binary) attribute "SHALL cause a
 // failed response (HTTP status code 400) with a scimType of invalidFilter".
-backends!(rfc7644_3_4_2_2_ordering_on_boolean_is_invalid_filter, |app| {
-    app.create_user("bool.order");
-    for f in ["active%20gt%20true", "active%20le%20false", "emails%5Bprimary%20ge%20true%5D"] {
-        app.get(&format!("/Users?filter={f}"))
-            .send()
-            .scim_error(400, Some("invalidFilter"));
-    }
-    app.post(
+backends!(
+    rfc7644_3_4_2_2_ordering_on_boolean_is_invalid_filter,
+    |app| {
+        app.create_user("bool.order");
+        for f in [
+            "active%20gt%20true",
+            "active%20le%20false",
+            "emails%5Bprimary%20ge%20true%5D",
+        ] {
+            app.get(&format!("/Users?filter={f}"))
+                .send()
+                .scim_error(400, Some("invalidFilter"));
+        }
+        app.post(
         "/Users/.search",
         json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"active lt true"}),
     )
     .send()
     .scim_error(400, Some("invalidFilter"));
-    let r = app.get("/Users?filter=active%20eq%20true").send().status(200).json();
-    assert_eq!(r["totalResults"], 1);
+        let r = app
+            .get("/Users?filter=active%20eq%20true")
+            .send()
+            .status(200)
+            .json();
+        assert_eq!(r["totalResults"], 1);
+    }
+);
+
+// RFC 9865 §2.2: a cursor the server does not recognise (or that expired) is `400` with
+// `scimType: invalidCursor`; a cursor it issued pages on.
+backends!(rfc9865_2_2_unknown_cursor_is_invalid_cursor, |app| {
+    app.create_user("cursor.a");
+    app.create_user("cursor.b");
+    let first = app.get("/Users?cursor=&count=1").send().status(200).json();
+    let next = first["nextCursor"]
+        .as_str()
+        .expect("a next cursor")
+        .to_string();
+    let second = app
+        .get(&format!("/Users?cursor={next}&count=1"))
+        .send()
+        .status(200)
+        .json();
+    assert_ne!(first["Resources"][0]["id"], second["Resources"][0]["id"]);
+    for bad in ["not-a-cursor", "eyJvIjoxfQ", "%24%24%24"] {
+        app.get(&format!("/Users?cursor={bad}&count=1"))
+            .send()
+            .scim_error(400, Some("invalidCursor"));
+    }
 });

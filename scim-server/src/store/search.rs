@@ -125,7 +125,7 @@ fn encode_cursor(c: &Cursor) -> String {
 
 fn decode_cursor(s: &str, sig: &str) -> HubResult<Cursor> {
     let bad = || {
-        HubError::Scim(scim_schema::Error::InvalidValue(
+        HubError::Scim(scim_schema::Error::InvalidCursor(
             "invalid or expired cursor".into(),
         ))
     };
@@ -275,7 +275,7 @@ impl Store {
         if let Some(cur) = &cursor {
             let Some(id) = &cur.i else {
                 return Err(
-                    scim_schema::Error::InvalidValue("invalid or expired cursor".into()).into(),
+                    scim_schema::Error::InvalidCursor("invalid or expired cursor".into()).into(),
                 );
             };
             page.push(" AND ");
@@ -447,7 +447,7 @@ impl Store {
         let offset = match q.cursor.as_deref() {
             Some("") => 0,
             Some(s) => decode_cursor(s, sig)?.o.ok_or_else(|| {
-                HubError::Scim(scim_schema::Error::InvalidValue(
+                HubError::Scim(scim_schema::Error::InvalidCursor(
                     "invalid or expired cursor".into(),
                 ))
             })?,
