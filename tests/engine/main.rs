@@ -29,79 +29,8 @@ use scim_server::policy::Policy;
 use scim_server::store::{audit, events, incidents, outbox, timers, Doc, ResourceKind, Store};
 use serde_json::{json, Value};
 
-pub const POLICY: &str = r#"
-[settings]
-extensions = ["urn:example:acme:2.0:User"]
-end_date_attribute = "urn:example:acme:2.0:User:contractEnd"
-start_date_attribute = "urn:example:acme:2.0:User:startDate"
-status_attribute = "urn:example:acme:2.0:User:status"
-sponsor_attribute = "urn:example:acme:2.0:User:sponsor"
-
-[[connector]]
-name = "slack"
-type = "memory"
-
-[[connector]]
-name = "github"
-type = "memory"
-
-[[connector]]
-name = "erp"
-type = "memory"
-
-[[profile]]
-name = "employee"
-match = 'userType eq "Employee"'
-grants = [{ connector = "slack", kind = "channel", id = "general" }]
-
-[[profile]]
-name = "engineering"
-match = 'department eq "Engineering"'
-overlap = "24h"
-grants = [
-  { connector = "github", kind = "team", id = "eng" },
-  { connector = "github", kind = "org", id = "acme", role = "admin", approval = "manager" },
-]
-
-[[profile]]
-name = "sales"
-match = 'department eq "Sales"'
-grants = [{ connector = "slack", kind = "channel", id = "sales" }]
-
-[[profile]]
-name = "finance-ap"
-match = 'department eq "Finance" and title co "Payable"'
-grants = [{ connector = "erp", kind = "role", id = "ap" }]
-
-[[profile]]
-name = "finance-approver"
-match = 'department eq "Finance" and title co "Approver"'
-grants = [{ connector = "erp", kind = "role", id = "approve" }]
-
-[[profile]]
-name = "contractor"
-grants = [{ connector = "slack", kind = "channel", id = "contractors" }]
-
-[contractor]
-match = 'userType eq "Contractor"'
-profile = "contractor"
-exclude_connectors = ["erp"]
-
-[[sod]]
-name = "pay-and-approve"
-a = { connector = "erp", kind = "role", id = "ap" }
-b = { connector = "erp", kind = "role", id = "approve" }
-action = "block"
-
-[blast_radius]
-max_share = 0.3
-window = "10m"
-min_population = 5
-
-[notify]
-security = ["security@example.com"]
-helpdesk = ["helpdesk@example.com"]
-"#;
+/// The policy every engine test runs under (also the engine's planner unit tests).
+pub const POLICY: &str = include_str!("policy.toml");
 
 /// One test environment.
 #[allow(missing_debug_implementations)]

@@ -7,78 +7,8 @@ use serde_json::json;
 
 use super::*;
 
-const POLICY: &str = r#"
-[settings]
-extensions = ["urn:example:acme:2.0:User"]
-end_date_attribute = "urn:example:acme:2.0:User:contractEnd"
-start_date_attribute = "urn:example:acme:2.0:User:startDate"
-sponsor_attribute = "urn:example:acme:2.0:User:sponsor"
-
-[[connector]]
-name = "slack"
-type = "memory"
-
-[[connector]]
-name = "github"
-type = "memory"
-
-[[connector]]
-name = "erp"
-type = "memory"
-
-[[profile]]
-name = "employee"
-match = 'userType eq "Employee"'
-grants = [{ connector = "slack", kind = "channel", id = "general" }]
-
-[[profile]]
-name = "engineering"
-match = 'department eq "Engineering"'
-overlap = "24h"
-grants = [
-  { connector = "github", kind = "team", id = "eng" },
-  { connector = "github", kind = "org", id = "acme", role = "admin", approval = "manager" },
-]
-
-[[profile]]
-name = "sales"
-match = 'department eq "Sales"'
-grants = [{ connector = "slack", kind = "channel", id = "sales" }]
-
-[[profile]]
-name = "finance-ap"
-match = 'department eq "Finance" and title co "Payable"'
-grants = [{ connector = "erp", kind = "role", id = "ap" }]
-
-[[profile]]
-name = "finance-approver"
-match = 'department eq "Finance" and title co "Approver"'
-grants = [{ connector = "erp", kind = "role", id = "approve" }]
-
-[[profile]]
-name = "contractor"
-grants = [{ connector = "slack", kind = "channel", id = "contractors" }]
-
-[contractor]
-match = 'userType eq "Contractor"'
-profile = "contractor"
-exclude_connectors = ["erp"]
-
-[[sod]]
-name = "pay-and-approve"
-a = { connector = "erp", kind = "role", id = "ap" }
-b = { connector = "erp", kind = "role", id = "approve" }
-action = "block"
-
-[blast_radius]
-max_share = 0.3
-window = "10m"
-min_population = 5
-
-[notify]
-security = ["security@example.com"]
-helpdesk = ["helpdesk@example.com"]
-"#;
+/// The policy of the engine's integration tests (`tests/engine`), so both test the same rules.
+const POLICY: &str = include_str!("../../../../tests/engine/policy.toml");
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 3, 9, 0, 0).unwrap()
