@@ -9,4 +9,5 @@ mod api;
 mod auth;
 mod clients;
 mod errors;
+mod more_clients;
 mod queries;
