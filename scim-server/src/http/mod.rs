@@ -108,11 +108,7 @@ impl AppState {
             .get::<crate::auth::Principal>()
             .map(|p| p.client.clone())
             .ok_or_else(|| ApiError::internal("no principal on an authenticated route"))?;
-        let ua = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        let dialect = self.dialect(&client, ua);
+        let dialect = self.request_dialect(req);
         let sources = self
             .policy()
             .map(|p| crate::service::SourceRules::for_client(&p, &client))
