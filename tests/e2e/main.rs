@@ -11,3 +11,4 @@ mod clients;
 mod errors;
 mod more_clients;
 mod queries;
+mod security;
