@@ -136,12 +136,8 @@ fn record_use(state: &AppState, id: String, now: chrono::DateTime<chrono::Utc>) 
 /// is a signed token), and any segment that looks like a bearer token (`shub_…`, a JWT), the
 /// text is replaced by `[redacted]`. The query string is never logged at all.
 pub fn loggable_path(path: &str) -> String {
-    let links = format!("{API_PREFIX}/links/");
-    if path.len() >= links.len()
-        && path.is_char_boundary(links.len())
-        && path[..links.len()].eq_ignore_ascii_case(&links)
-    {
-        return format!("{links}[redacted]");
+    if is_link_path(path) {
+        return format!("{API_PREFIX}/links/[redacted]");
     }
     let mut out = Vec::new();
     let mut after_links = false;
@@ -157,6 +153,17 @@ pub fn loggable_path(path: &str) -> String {
         after_links = after_links || segment.eq_ignore_ascii_case("links");
     }
     out.join("/")
+}
+
+/// Whether `path` is under `/admin/v1/links/` (ASCII case ignored), without allocating.
+fn is_link_path(path: &str) -> bool {
+    const LINKS: &str = "/links/";
+    let n = API_PREFIX.len() + LINKS.len();
+    path.len() >= n
+        && path.is_char_boundary(API_PREFIX.len())
+        && path.is_char_boundary(n)
+        && path[..API_PREFIX.len()].eq_ignore_ascii_case(API_PREFIX)
+        && path[API_PREFIX.len()..n].eq_ignore_ascii_case(LINKS)
 }
 
 /// Rate limits per source address ([`super::rate_limit`]): requests to the one-click link routes
@@ -182,7 +189,7 @@ pub async fn limit_rates(
         }
         .into()
     };
-    if loggable_path(path).starts_with(&format!("{API_PREFIX}/links/")) {
+    if is_link_path(path) {
         if let Err(wait) = state.rate_limits.links.take(ip) {
             return Err(too_many(wait, "one-click link requests"));
         }
