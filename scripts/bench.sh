@@ -32,7 +32,7 @@ fi
 WORK=$(mktemp -d)
 DATABASE_URL=${DATABASE_URL:-sqlite://$WORK/bench.db}
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-TOKEN="bench-$(date +%s%N)"
+TOKEN="bench-token-$(date +%s%N)-$(date +%s%N)"
 RUST_LOG=${RUST_LOG:-warn} SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN taskset -c 0 "$BIN" serve \
   --bind "127.0.0.1:$PORT" --database-url "$DATABASE_URL" >"$WORK/server.log" 2>&1 &
 PID=$!

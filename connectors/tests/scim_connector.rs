@@ -398,7 +398,7 @@ async fn second_scimhub_lifecycle() {
     };
     let dir = std::env::temp_dir().join(format!("scimhub-downstream-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let token = "downstream-hub-token";
+    let token = "downstream-hub-token-of-at-least-32-bytes";
     let mut child = std::process::Command::new(&bin)
         .args(["serve", "--bind", "127.0.0.1:0", "--database-url"])
         .arg(format!("sqlite://{}", dir.join("hub.db").display()))

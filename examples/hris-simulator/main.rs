@@ -1,7 +1,7 @@
 //! The HRIS simulator: pushes the demo's joiners, movers and leavers to a running hub over SCIM.
 //!
-//!     SCIMHUB_BOOTSTRAP_TOKEN=dev-token cargo run -p scim-server -- serve --policy examples/demo-policy.toml
-//!     cargo run --example hris-simulator -p scim-server -- --url http://127.0.0.1:8080 --token dev-token
+//!     SCIMHUB_BOOTSTRAP_TOKEN=dev-token-dev-token-dev-token-dev-token cargo run -p scim-server -- serve --policy examples/demo-policy.toml
+//!     cargo run --example hris-simulator -p scim-server -- --url http://127.0.0.1:8080 --token dev-token-dev-token-dev-token-dev-token
 //!
 //! `scimhub demo` runs the same story (`scim_server::demo::simulator`) against a hub of its own
 //! and also performs the steps SCIM cannot express (approvals, the manager's one-click link).

@@ -102,6 +102,27 @@ pub enum TokenCommand {
         /// with it are that user's, within the authority the policy gives them.
         #[arg(long, value_name = "USERNAME_OR_ID")]
         user: Option<String>,
+        /// Lifetime, e.g. `90d`, `12h`, `2w` (s, m, h, d, w); past it the token is refused with
+        /// 401. Default: the token does not expire.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// List tokens: id, name, scopes, user, created, last used, expiry, revocation (never the
+    /// token or its hash). `last_used` is precise to about a minute.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id, or by name when one unrevoked token has that name. Takes effect on
+    /// the next request (tokens are checked against the database on every request).
+    Revoke {
+        #[command(flatten)]
+        common: Common,
+        /// The token's id (from `token list`) or name.
+        id_or_name: String,
     },
 }
 
@@ -194,6 +215,33 @@ mod tests {
         };
         assert_eq!(user.as_deref(), Some("grace"));
         assert!(Cli::try_parse_from(["scimhub", "token", "issue", "--name", "x"]).is_err());
+        let cli = Cli::try_parse_from([
+            "scimhub",
+            "token",
+            "issue",
+            "--name",
+            "x",
+            "--scope",
+            "admin",
+            "--expires",
+            "90d",
+        ])
+        .expect("parse");
+        let Command::Token(TokenCommand::Issue { expires, .. }) = cli.command else {
+            panic!("issue")
+        };
+        assert_eq!(expires.as_deref(), Some("90d"));
+        let cli = Cli::try_parse_from(["scimhub", "token", "revoke", "okta"]).expect("parse");
+        let Command::Token(TokenCommand::Revoke { id_or_name, .. }) = cli.command else {
+            panic!("revoke")
+        };
+        assert_eq!(id_or_name, "okta");
+        assert!(Cli::try_parse_from(["scimhub", "token", "revoke"]).is_err());
+        let cli = Cli::try_parse_from(["scimhub", "token", "list", "--json"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Token(TokenCommand::List { json: true, .. })
+        ));
     }
 
     #[test]

@@ -6,9 +6,76 @@
 
 use std::path::Path;
 
+use connectors::secret::{Secret, SecretRef};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+
+/// The shortest bootstrap token or HS256 secret accepted: 32 bytes (256 bits if random; RFC 7518
+/// §3.2 asks for a key at least as long as the HS256 hash output).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A secret in the configuration: `{ env = "NAME" }` or `{ file = "/run/secrets/x" }` (preferred:
+/// the value stays out of the file), or the value itself (what `SCIMHUB_BOOTSTRAP_TOKEN` gives).
+/// `Debug` never prints a value; a reference is printed (it names a variable or file, not the
+/// secret).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum SecretSetting {
+    Ref(SecretRef),
+    Value(String),
+}
+
+impl SecretSetting {
+    /// The secret, read from its variable or file now. The error names the variable or file.
+    pub fn load(&self) -> Result<Secret, connectors::secret::SecretError> {
+        match self {
+            SecretSetting::Ref(r) => r.load(),
+            SecretSetting::Value(v) => Ok(Secret::new(v.clone())),
+        }
+    }
+}
+
+impl From<&str> for SecretSetting {
+    fn from(v: &str) -> Self {
+        SecretSetting::Value(v.to_string())
+    }
+}
+
+impl std::fmt::Debug for SecretSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSetting::Ref(r) => write!(f, "{r:?}"),
+            SecretSetting::Value(_) => f.write_str("[redacted]"),
+        }
+    }
+}
+
+/// Limits per source address (the TCP peer: scimhub does not read `X-Forwarded-For`), answered
+/// `429` with `Retry-After`. Each limit is a token bucket refilled evenly over a minute; 0 turns it
+/// off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    /// Failed authentications (401) per minute from one address; once spent, every request that
+    /// needs authentication from that address is refused, a valid token too, until the bucket
+    /// refills (so a guessed token cannot be confirmed while blocked).
+    pub failed_auth_per_minute: u32,
+    /// Requests to the unauthenticated one-click link routes (`/admin/v1/links/…`) per minute.
+    pub links_per_minute: u32,
+    /// Addresses tracked per limit; past it the least recently seen address is forgotten.
+    pub max_tracked_addresses: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            failed_auth_per_minute: 20,
+            links_per_minute: 60,
+            max_tracked_addresses: 10_000,
+        }
+    }
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -47,9 +114,10 @@ pub struct Config {
     /// `sqlite://relative.db`, `sqlite:///absolute/path.db` or `postgres://…`.
     pub database_url: String,
     pub log_format: LogFormat,
-    /// Bearer token that is valid with every scope (for automation and tests). Never logged.
+    /// Bearer token that is valid with every scope (for automation and tests), at least 32
+    /// bytes. Never logged.
     #[serde(skip_serializing)]
-    pub bootstrap_token: Option<String>,
+    pub bootstrap_token: Option<SecretSetting>,
     /// Largest request body accepted (bytes) on every endpoint but /Bulk.
     pub max_body_bytes: usize,
     /// Largest /Bulk request body (bytes), advertised as bulk.maxPayloadSize.
@@ -80,6 +148,8 @@ pub struct Config {
     /// contractor extension with `contractEndDate` and `sponsor`. Config file only:
     /// `[[schema_extensions]] file = "contractor.schema.json"`.
     pub schema_extensions: Vec<SchemaExtensionConfig>,
+    /// `[rate_limit]`: failed authentications and unauthenticated routes, per source address.
+    pub rate_limit: RateLimitConfig,
 }
 
 /// One `[[schema_extensions]]` entry.
@@ -119,6 +189,7 @@ impl Default for Config {
             clients: Default::default(),
             smtp: None,
             schema_extensions: Vec::new(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -231,9 +302,9 @@ pub struct JwtKey {
     pub algorithm: String,
     #[serde(default)]
     pub kid: Option<String>,
-    /// HS256 shared secret.
+    /// HS256 shared secret, at least 32 bytes.
     #[serde(default, skip_serializing)]
-    pub secret: Option<String>,
+    pub secret: Option<SecretSetting>,
     /// RS256/ES256 public key, PEM text.
     #[serde(default)]
     pub public_key_pem: Option<String>,
@@ -255,8 +326,41 @@ pub struct Overrides {
 
 impl Config {
     /// Loads the configuration: defaults, `file` (TOML, when given), `SCIMHUB_*` variables, flags.
+    /// Secrets given by reference must be readable, and the bootstrap token and HS256 secrets at
+    /// least [`MIN_SECRET_BYTES`] long; errors name the key, never the value.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
-        Self::figment(file, overrides).extract().map_err(Box::new)
+        let config: Config = Self::figment(file, overrides).extract().map_err(Box::new)?;
+        config
+            .check_secrets()
+            .map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(config)
+    }
+
+    /// The bootstrap token, read from its reference; `None` when not configured.
+    pub fn bootstrap_secret(&self) -> Result<Option<Secret>, String> {
+        self.bootstrap_token
+            .as_ref()
+            .map(|s| load_secret("bootstrap_token", s))
+            .transpose()
+    }
+
+    fn check_secrets(&self) -> Result<(), String> {
+        if let Some(token) = self.bootstrap_secret()? {
+            check_length("bootstrap_token", &token)?;
+        }
+        for (i, key) in self.jwt.iter().flat_map(|j| j.keys.iter()).enumerate() {
+            let name = format!("jwt.keys[{i}].secret");
+            if let Some(secret) = &key.secret {
+                let secret = load_secret(&name, secret)?;
+                if key.algorithm.eq_ignore_ascii_case("HS256") {
+                    check_length(&name, &secret)?;
+                }
+            }
+        }
+        if let Some(password) = self.smtp.as_ref().and_then(|s| s.password.as_ref()) {
+            password.load().map_err(|e| format!("smtp.password: {e}"))?;
+        }
+        Ok(())
     }
 
     fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
@@ -281,6 +385,22 @@ impl Config {
     }
 }
 
+/// Reads a secret setting; the error names the key and the variable or file, not the value.
+pub fn load_secret(key: &str, setting: &SecretSetting) -> Result<Secret, String> {
+    setting.load().map_err(|e| format!("{key}: {e}"))
+}
+
+fn check_length(key: &str, secret: &Secret) -> Result<(), String> {
+    let len = secret.expose().len();
+    if len < MIN_SECRET_BYTES {
+        return Err(format!(
+            "{key} is {len} bytes long; at least {MIN_SECRET_BYTES} are required \
+             (e.g. `openssl rand -hex 32`)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::result_large_err)]
@@ -300,13 +420,13 @@ mod tests {
                 scope_claim = "scp"
                 [[jwt.keys]]
                 algorithm = "HS256"
-                secret = "s3cret"
+                secret = "s3cret-s3cret-s3cret-s3cret-s3cret"
                 [clients.entra]
                 dialect = "entra"
                 "#,
             )?;
             jail.set_env("SCIMHUB_MAX_RESULTS", "75");
-            jail.set_env("SCIMHUB_BOOTSTRAP_TOKEN", "boot");
+            jail.set_env("SCIMHUB_BOOTSTRAP_TOKEN", BOOT);
             let cfg = Config::load(
                 Some(Path::new("hub.toml")),
                 &Overrides {
@@ -318,13 +438,19 @@ mod tests {
             assert_eq!(cfg.bind, "0.0.0.0:9000");
             assert_eq!(cfg.max_results, 75);
             assert_eq!(cfg.database_url, "sqlite://x.db");
-            assert_eq!(cfg.bootstrap_token.as_deref(), Some("boot"));
+            assert_eq!(
+                cfg.bootstrap_secret().map_err(figment::Error::from)?,
+                Some(Secret::new(BOOT))
+            );
             let jwt = cfg
                 .jwt
                 .clone()
                 .ok_or_else(|| figment::Error::from("jwt".to_string()))?;
             assert_eq!(jwt.scope_claim, "scp");
-            assert_eq!(jwt.keys[0].secret.as_deref(), Some("s3cret"));
+            assert_eq!(
+                jwt.keys[0].secret,
+                Some(SecretSetting::from("s3cret-s3cret-s3cret-s3cret-s3cret"))
+            );
             assert_eq!(cfg.client_dialect("entra"), DialectSetting::Entra);
             assert_eq!(cfg.client_dialect("other"), DialectSetting::Auto);
             assert_eq!(cfg.smtp, None);
@@ -370,6 +496,7 @@ mod tests {
                 "#,
             )?;
             jail.set_env("SCIMHUB_SMTP__TIMEOUT_SECS", "5");
+            jail.set_env("SMTP_PASSWORD", "mail-password");
             let cfg =
                 Config::load(Some(Path::new("hub.toml")), &Overrides::default()).map_err(|e| *e)?;
             let smtp = cfg
@@ -383,6 +510,118 @@ mod tests {
                 smtp.password,
                 Some(connectors::secret::SecretRef::Env("SMTP_PASSWORD".into()))
             );
+            Ok(())
+        });
+    }
+
+    const BOOT: &str = "boot-boot-boot-boot-boot-boot-boot-boot";
+
+    #[test]
+    fn secrets_come_from_references_and_never_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "hs256.secret",
+                "hs256-secret-from-a-file-of-enough-length\n",
+            )?;
+            jail.create_file(
+                "hub.toml",
+                r#"
+                bootstrap_token = { env = "HUB_BOOT" }
+                [jwt]
+                issuer = "https://idp"
+                audience = ["scimhub"]
+                [[jwt.keys]]
+                algorithm = "HS256"
+                secret = { file = "hs256.secret" }
+                "#,
+            )?;
+            jail.set_env("HUB_BOOT", BOOT);
+            let cfg =
+                Config::load(Some(Path::new("hub.toml")), &Overrides::default()).map_err(|e| *e)?;
+            assert_eq!(
+                cfg.bootstrap_secret().map_err(figment::Error::from)?,
+                Some(Secret::new(BOOT))
+            );
+            let jwt = cfg.jwt.clone().expect("jwt");
+            let hs = jwt.keys[0].secret.as_ref().expect("secret");
+            assert_eq!(
+                load_secret("k", hs).map_err(figment::Error::from)?.expose(),
+                "hs256-secret-from-a-file-of-enough-length"
+            );
+            // Debug shows where secrets come from, never what they are.
+            let mut inline = cfg.clone();
+            inline.bootstrap_token = Some(SecretSetting::from(BOOT));
+            for c in [&cfg, &inline] {
+                let printed = format!("{c:?} {:?}", c.jwt);
+                assert!(!printed.contains(BOOT), "{printed}");
+                assert!(!printed.contains("hs256-secret-from"), "{printed}");
+            }
+            assert!(format!("{inline:?}").contains("[redacted]"));
+            assert!(format!("{cfg:?}").contains("HUB_BOOT"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn short_or_missing_secrets_are_refused_by_name() {
+        figment::Jail::expect_with(|jail| {
+            let err = |jail: &mut figment::Jail, toml: &str| -> String {
+                jail.create_file("hub.toml", toml).expect("file");
+                match Config::load(Some(Path::new("hub.toml")), &Overrides::default()) {
+                    Ok(_) => panic!("accepted: {toml}"),
+                    Err(e) => e.to_string(),
+                }
+            };
+            let e = err(jail, "bootstrap_token = { file = \"/nonexistent/boot\" }");
+            assert!(
+                e.contains("bootstrap_token") && e.contains("/nonexistent/boot"),
+                "{e}"
+            );
+            jail.set_env("SCIMHUB_BOOTSTRAP_TOKEN", "short-token");
+            let e = err(jail, "");
+            assert!(e.contains("bootstrap_token is 11 bytes"), "{e}");
+            assert!(!e.contains("short-token"), "{e}");
+            jail.set_env("SCIMHUB_BOOTSTRAP_TOKEN", BOOT);
+            let hs = |secret: &str| {
+                format!(
+                    "[jwt]\nissuer = \"i\"\naudience = [\"a\"]\n[[jwt.keys]]\n\
+                     algorithm = \"HS256\"\nsecret = {secret}\n"
+                )
+            };
+            let e = err(jail, &hs("\"too-short-secret\""));
+            assert!(e.contains("jwt.keys[0].secret is 16 bytes"), "{e}");
+            assert!(!e.contains("too-short-secret"), "{e}");
+            let e = err(jail, &hs("{ env = \"NOT_SET_ANYWHERE\" }"));
+            assert!(
+                e.contains("jwt.keys[0].secret") && e.contains("NOT_SET_ANYWHERE"),
+                "{e}"
+            );
+            let e = err(
+                jail,
+                "[smtp]\nhost = \"mail\"\npassword = { env = \"NO_SMTP_PASSWORD\" }\n",
+            );
+            assert!(
+                e.contains("smtp.password") && e.contains("NO_SMTP_PASSWORD"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rate_limits_have_defaults_and_settings() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(None, &Overrides::default())
+                    .map_err(|e| *e)?
+                    .rate_limit,
+                RateLimitConfig::default()
+            );
+            jail.create_file("hub.toml", "[rate_limit]\nfailed_auth_per_minute = 3\n")?;
+            let cfg =
+                Config::load(Some(Path::new("hub.toml")), &Overrides::default()).map_err(|e| *e)?;
+            assert_eq!(cfg.rate_limit.failed_auth_per_minute, 3);
+            assert_eq!(cfg.rate_limit.links_per_minute, 60);
             Ok(())
         });
     }

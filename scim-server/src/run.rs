@@ -27,16 +27,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             drop(store);
             Ok(())
         }
-        Command::Token(TokenCommand::Issue {
+        Command::Token(cmd) => token_command(cmd),
+        Command::Policy(cmd) => policy_command(cmd),
+        Command::Simulate(args) => simulate_command(args),
+        Command::Demo(args) => crate::demo::run(args),
+    }
+}
+
+/// `scimhub token issue | list | revoke`.
+fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Issue {
             common,
             name,
             scopes,
             user,
-        }) => {
+            expires,
+        } => {
             let config = load(&common)?;
             init_logging(config.log_format);
             let scopes = Scope::parse_list(&scopes.join(" ")).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(!scopes.is_empty(), "at least one --scope is required");
+            let expires = match &expires {
+                Some(d) => {
+                    let lifetime = crate::policy::parse_duration(d)
+                        .map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
+                    anyhow::ensure!(
+                        lifetime > chrono::Duration::zero(),
+                        "--expires must be longer than 0"
+                    );
+                    Some(chrono::Utc::now() + lifetime)
+                }
+                None => None,
+            };
             let store = open_store(&config, 0)?;
             // The user is resolved now and stored by id, so renaming them later keeps the binding.
             let user = match &user {
@@ -52,23 +75,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let new = token::generate();
             let scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
-            store
-                .insert_token(
+            let stored = store
+                .insert_expiring_token(
                     &name,
                     &new.hash,
                     &new.prefix,
                     &scope_names,
                     user.as_ref().map(|(id, _)| id.as_str()),
+                    expires,
                 )
                 .map_err(|e| anyhow::anyhow!("cannot store the token: {e}"))?;
+            let expires = stored.expires.map(|e| e.to_rfc3339()).unwrap_or_default();
             match &user {
                 Some((id, user_name)) => tracing::info!(
-                    client = %name, scopes = %Scope::join(&scopes), user = %user_name, user_id = %id,
-                    "token issued"
+                    client = %name, id = %stored.id, scopes = %Scope::join(&scopes),
+                    user = %user_name, user_id = %id, expires = %expires, "token issued"
                 ),
-                None => {
-                    tracing::info!(client = %name, scopes = %Scope::join(&scopes), "token issued")
-                }
+                None => tracing::info!(
+                    client = %name, id = %stored.id, scopes = %Scope::join(&scopes),
+                    expires = %expires, "token issued"
+                ),
             }
             drop(store);
             let mut out = std::io::stdout().lock();
@@ -76,9 +102,77 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        Command::Policy(cmd) => policy_command(cmd),
-        Command::Simulate(args) => simulate_command(args),
-        Command::Demo(args) => crate::demo::run(args),
+        TokenCommand::List { common, json } => {
+            let config = load(&common)?;
+            init_logging(config.log_format);
+            let store = open_store(&config, 0)?;
+            let tokens = store
+                .list_tokens()
+                .map_err(|e| anyhow::anyhow!("cannot list tokens: {e}"))?;
+            let now = chrono::Utc::now();
+            let mut out = std::io::stdout().lock();
+            let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            };
+            if !json {
+                writeln!(
+                    out,
+                    "{:<36}  {:<20}  {:<8}  {:<28}  {:<20}  {:<20}  {:<20}  USER",
+                    "ID", "NAME", "STATE", "SCOPES", "CREATED", "LAST_USED", "EXPIRES"
+                )?;
+            }
+            for t in tokens {
+                // Never the hash or the prefix: neither is needed to manage a token.
+                let state = if t.revoked.is_some() {
+                    "revoked"
+                } else if t.expires.is_some_and(|e| e <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                if json {
+                    let row = serde_json::json!({
+                        "id": t.id, "name": t.name, "state": state, "scopes": t.scopes,
+                        "user_id": t.user_id, "created": ts(Some(t.created)),
+                        "last_used": ts(t.last_used), "expires": ts(t.expires),
+                        "revoked": ts(t.revoked),
+                    });
+                    writeln!(out, "{row}")?;
+                } else {
+                    let or_dash = |t: Option<String>| t.unwrap_or_else(|| "-".into());
+                    writeln!(
+                        out,
+                        "{:<36}  {:<20}  {:<8}  {:<28}  {:<20}  {:<20}  {:<20}  {}",
+                        t.id,
+                        t.name,
+                        state,
+                        t.scopes.join(","),
+                        or_dash(ts(Some(t.created))),
+                        or_dash(ts(t.last_used)),
+                        or_dash(ts(t.expires)),
+                        t.user_id.unwrap_or_else(|| "-".into()),
+                    )?;
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
+        TokenCommand::Revoke { common, id_or_name } => {
+            let config = load(&common)?;
+            init_logging(config.log_format);
+            let store = open_store(&config, 0)?;
+            let t = store.revoke_token(&id_or_name).map_err(|e| match e {
+                crate::error::HubError::NotFound => {
+                    anyhow::anyhow!("no token has the id or name {id_or_name:?}")
+                }
+                other => anyhow::anyhow!("cannot revoke the token: {other}"),
+            })?;
+            tracing::info!(client = %t.name, id = %t.id, "token revoked");
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "revoked {} ({})", t.id, t.name)?;
+            out.flush()?;
+            Ok(())
+        }
     }
 }
 
@@ -246,7 +340,8 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
         .map(JwtVerifier::from_config)
         .transpose()
         .context("invalid [jwt] settings")?;
-    let auth = Authenticator::new(config.bootstrap_token.clone(), jwt);
+    let bootstrap = config.bootstrap_secret().map_err(anyhow::Error::msg)?;
+    let auth = Authenticator::new(bootstrap, jwt);
     let (store, admin) = match &common.policy {
         Some(_) => {
             let (store, engine) = open_engine(&config, common, 1)?;

@@ -16,7 +16,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::Method;
 use serde_json::Value;
 
-pub const TOKEN: &str = "e2e-bootstrap-token";
+pub const TOKEN: &str = "e2e-bootstrap-token-of-at-least-32-bytes";
 pub const SCIM_JSON: &str = "application/scim+json";
 
 /// Which database a test runs on.

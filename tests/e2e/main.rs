@@ -11,4 +11,5 @@ mod clients;
 mod errors;
 mod more_clients;
 mod queries;
+mod security;
 mod strict_dialect;

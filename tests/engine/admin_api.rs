@@ -64,7 +64,7 @@ impl Server {
             Config::default(),
             scim_server::service::schemas::registry(),
             env.store.clone(),
-            Authenticator::new(Some("t".into()), None),
+            Authenticator::new(Some(connectors::secret::Secret::new("t")), None),
         )
         .unwrap()
         .with_admin(env.admin.clone());

@@ -13,7 +13,10 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         .arg(format!("sqlite://{}", dir.join("hub.db").display()))
         .arg("--policy")
         .arg(dir.join("policy.toml"))
-        .env("SCIMHUB_BOOTSTRAP_TOKEN", "t")
+        .env(
+            "SCIMHUB_BOOTSTRAP_TOKEN",
+            "bootstrap-token-of-at-least-32-bytes",
+        )
         .env("SCIMHUB_ENGINE_LEASE_SECS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -70,7 +73,7 @@ grants = [
     for i in 0..n {
         let r = http
             .post(format!("http://{addr}/scim/v2/Users"))
-            .bearer_auth("t")
+            .bearer_auth("bootstrap-token-of-at-least-32-bytes")
             .header("Content-Type", "application/scim+json")
             .body(
                 serde_json::json!({

@@ -162,7 +162,10 @@ fn serve(dir: &std::path::Path) -> (Child, String) {
         .arg(format!("sqlite://{}", dir.join("hub.db").display()))
         .arg("--policy")
         .arg(dir.join("policy.toml"))
-        .env("SCIMHUB_BOOTSTRAP_TOKEN", "t")
+        .env(
+            "SCIMHUB_BOOTSTRAP_TOKEN",
+            "bootstrap-token-of-at-least-32-bytes",
+        )
         .env("SCIMHUB_ENGINE_IDLE_POLL_MS", HOUR.as_millis().to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -212,7 +215,7 @@ grants = [
     let scim = |body: serde_json::Value| {
         let r = http
             .post(format!("http://{addr}/scim/v2/Users"))
-            .bearer_auth("t")
+            .bearer_auth("bootstrap-token-of-at-least-32-bytes")
             .header("Content-Type", "application/scim+json")
             .body(body.to_string())
             .send()
@@ -236,7 +239,7 @@ grants = [
     eventually("the joiner's team", || ents() == ["eng"]);
     let list: serde_json::Value = http
         .get(format!("http://{addr}/admin/v1/approvals"))
-        .bearer_auth("t")
+        .bearer_auth("bootstrap-token-of-at-least-32-bytes")
         .send()
         .unwrap()
         .json()
@@ -278,7 +281,12 @@ grants = [
             .unwrap()
     };
     // The bootstrap token acts as nobody.
-    assert_eq!(approve("t").status().as_u16(), 403);
+    assert_eq!(
+        approve("bootstrap-token-of-at-least-32-bytes")
+            .status()
+            .as_u16(),
+        403
+    );
     let r = approve(&token);
     assert_eq!(r.status().as_u16(), 200);
     let row: serde_json::Value = r.json().unwrap();

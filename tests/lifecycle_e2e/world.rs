@@ -32,8 +32,8 @@ use serde_json::{json, Value};
 use crate::support_standins::stacks::*;
 use crate::support_standins::*;
 
-pub const HUB_TOKEN: &str = "e2e-hub-token";
-pub const DOWNSTREAM_TOKEN: &str = "e2e-downstream-token";
+pub const HUB_TOKEN: &str = "e2e-hub-token-of-at-least-32-bytes";
+pub const DOWNSTREAM_TOKEN: &str = "e2e-downstream-token-of-at-least-32-bytes";
 pub const WEBHOOK_SECRET: &str = "whsec_e2e_receiver";
 pub const LDAP_ADMIN: &str = "cn=admin,dc=example,dc=com";
 pub const LDAP_ADMIN_PW: &str = "adminpw";

@@ -3,7 +3,7 @@
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::config::JwtConfig;
+use crate::config::{load_secret, JwtConfig, MIN_SECRET_BYTES};
 
 use super::{Principal, Scope, UserRef};
 
@@ -37,7 +37,7 @@ impl JwtVerifier {
     /// Builds the verifier, reading PEM files; fails on an unknown algorithm or a bad key.
     pub fn from_config(cfg: &JwtConfig) -> anyhow::Result<Self> {
         let mut keys = Vec::new();
-        for k in &cfg.keys {
+        for (i, k) in cfg.keys.iter().enumerate() {
             let algorithm = match k.algorithm.to_ascii_uppercase().as_str() {
                 "HS256" => Algorithm::HS256,
                 "RS256" => Algorithm::RS256,
@@ -53,11 +53,19 @@ impl JwtVerifier {
             };
             let key = match algorithm {
                 Algorithm::HS256 => {
-                    let secret = k
+                    let name = format!("jwt.keys[{i}].secret");
+                    let setting = k
                         .secret
-                        .as_deref()
+                        .as_ref()
                         .ok_or_else(|| anyhow::anyhow!("HS256 key needs `secret`"))?;
-                    DecodingKey::from_secret(secret.as_bytes())?
+                    let secret = load_secret(&name, setting).map_err(anyhow::Error::msg)?;
+                    // Also checked when the configuration loads; repeated for configurations
+                    // built in code.
+                    anyhow::ensure!(
+                        secret.expose().len() >= MIN_SECRET_BYTES,
+                        "{name} must be at least {MIN_SECRET_BYTES} bytes"
+                    );
+                    DecodingKey::from_secret(secret.expose().as_bytes())?
                 }
                 Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem.ok_or_else(|| {
                     anyhow::anyhow!("RS256 key needs `public_key_pem` or `public_key_file`")
@@ -245,6 +253,17 @@ mod tests {
         )
         .unwrap_or_default();
         assert!(v.verify(&forged).is_err());
+    }
+
+    #[test]
+    fn short_hs256_secrets_are_refused() {
+        let mut c = cfg("scope");
+        c.keys[0].secret = Some("0123456789abcdef0123456789abcde".into());
+        let e = JwtVerifier::from_config(&c)
+            .expect_err("too short")
+            .to_string();
+        assert!(e.contains("jwt.keys[0].secret"), "{e}");
+        assert!(!e.contains("0123456789abcdef"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! 1. the bootstrap token (`SCIMHUB_BOOTSTRAP_TOKEN`), valid with every scope;
 //! 2. a JWT (when `[jwt]` is configured), verified by [`jwt::JwtVerifier`];
 //! 3. an opaque API token `shub_<prefix>_<secret>` ([`token`]), looked up by prefix in the store
-//!    and compared by hash in constant time.
+//!    and compared by hash in constant time, then refused when revoked or expired (read on every
+//!    request: there is no cache to invalidate).
 //!
 //! Tokens are never logged; only the client name is.
 //!
@@ -17,7 +18,10 @@
 
 pub mod jwt;
 pub mod token;
+pub mod usage;
 
+use chrono::{DateTime, Utc};
+use connectors::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// What a credential allows. `admin` implies every other scope.
@@ -124,12 +128,16 @@ impl Principal {
 /// A stored API token, as the store returns it for a prefix.
 #[derive(Debug, Clone)]
 pub struct TokenRecord {
+    /// The row's id (what `last_used` is recorded against).
+    pub id: String,
     pub name: String,
     pub hash: String,
     pub scopes: Vec<Scope>,
     pub revoked: bool,
     /// The SCIM id of the user the token acts as.
     pub user_id: Option<String>,
+    /// When the token stops being accepted; `None`: never.
+    pub expires: Option<DateTime<Utc>>,
 }
 
 /// The first, synchronous step of authentication.
@@ -148,15 +156,19 @@ pub struct AuthFailure(pub String);
 /// Verifies bearer credentials.
 #[derive(Debug, Default)]
 pub struct Authenticator {
-    bootstrap: Option<String>,
+    /// `Debug` prints `Secret(***)`.
+    bootstrap: Option<Secret>,
     jwt: Option<jwt::JwtVerifier>,
+    /// When each API token's `last_used` was last written by this node.
+    pub usage: usage::TokenUsage,
 }
 
 impl Authenticator {
-    pub fn new(bootstrap: Option<String>, jwt: Option<jwt::JwtVerifier>) -> Self {
+    pub fn new(bootstrap: Option<Secret>, jwt: Option<jwt::JwtVerifier>) -> Self {
         Authenticator {
-            bootstrap: bootstrap.filter(|b| !b.is_empty()),
+            bootstrap: bootstrap.filter(|b| !b.expose().is_empty()),
             jwt,
+            usage: usage::TokenUsage::default(),
         }
     }
 
@@ -176,7 +188,7 @@ impl Authenticator {
     /// Checks what can be checked without the database.
     pub fn classify(&self, token: &str) -> Result<Credential, AuthFailure> {
         if let Some(boot) = &self.bootstrap {
-            if token::secrets_equal(token, boot) {
+            if token::secrets_equal(token, boot.expose()) {
                 return Ok(Credential::Done(Principal {
                     client: "bootstrap".into(),
                     scopes: Scope::ALL.to_vec(),
@@ -198,10 +210,12 @@ impl Authenticator {
         }
     }
 
-    /// Completes an opaque-token check with the row found for its prefix.
+    /// Completes an opaque-token check with the row found for its prefix: the hash must match,
+    /// and the token must be neither revoked nor expired at `now`.
     pub fn check_opaque(
         token: &str,
         record: Option<TokenRecord>,
+        now: DateTime<Utc>,
     ) -> Result<Principal, AuthFailure> {
         let record = record.ok_or_else(|| AuthFailure("unknown token prefix".into()))?;
         if !token::verify(token, &record.hash) {
@@ -211,6 +225,13 @@ impl Authenticator {
             return Err(AuthFailure(format!(
                 "token of client {} is revoked",
                 record.name
+            )));
+        }
+        if let Some(expires) = record.expires.filter(|e| *e <= now) {
+            return Err(AuthFailure(format!(
+                "token of client {} expired at {}",
+                record.name,
+                expires.to_rfc3339()
             )));
         }
         Ok(Principal {
@@ -237,7 +258,7 @@ mod tests {
 
     #[test]
     fn bootstrap_token_has_every_scope() {
-        let a = Authenticator::new(Some("boot".into()), None);
+        let a = Authenticator::new(Some(Secret::new("boot")), None);
         match a.classify("boot") {
             Ok(Credential::Done(p)) => {
                 assert!(p.has(Scope::Admin) && p.has(Scope::Write) && p.has(Scope::Read))
@@ -255,14 +276,17 @@ mod tests {
             panic!("lookup")
         };
         assert_eq!(prefix, t.prefix);
+        let now = Utc::now();
         let row = TokenRecord {
+            id: "t-1".into(),
             name: "okta".into(),
             hash: t.hash.clone(),
             scopes: vec![Scope::Read],
             revoked: false,
             user_id: None,
+            expires: None,
         };
-        let p = Authenticator::check_opaque(&t.token, Some(row.clone())).expect("valid");
+        let p = Authenticator::check_opaque(&t.token, Some(row.clone()), now).expect("valid");
         assert!(p.has(Scope::Read) && !p.has(Scope::Write));
         assert_eq!(p.user, None);
         let bound = Authenticator::check_opaque(
@@ -271,19 +295,32 @@ mod tests {
                 user_id: Some("u-1".into()),
                 ..row.clone()
             }),
+            now,
         )
         .expect("valid");
         assert_eq!(bound.user, Some(UserRef::Id("u-1".into())));
-        assert!(Authenticator::check_opaque("shub_000000000000_x", Some(row.clone())).is_err());
+        assert!(
+            Authenticator::check_opaque("shub_000000000000_x", Some(row.clone()), now).is_err()
+        );
         assert!(Authenticator::check_opaque(
             &t.token,
             Some(TokenRecord {
                 revoked: true,
-                ..row
-            })
+                ..row.clone()
+            }),
+            now
         )
         .is_err());
-        assert!(Authenticator::check_opaque(&t.token, None).is_err());
+        assert!(Authenticator::check_opaque(&t.token, None, now).is_err());
+        // Valid until its expiry, refused from then on.
+        let expiring = TokenRecord {
+            expires: Some(now + chrono::Duration::seconds(1)),
+            ..row
+        };
+        assert!(Authenticator::check_opaque(&t.token, Some(expiring.clone()), now).is_ok());
+        let late = now + chrono::Duration::seconds(1);
+        let err = Authenticator::check_opaque(&t.token, Some(expiring), late).expect_err("expired");
+        assert!(err.0.contains("expired"), "{err:?}");
     }
 
     #[test]

@@ -150,10 +150,10 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
     let config = Config {
         bind: format!("127.0.0.1:{port}"),
         database_url,
-        bootstrap_token: Some(token.clone()),
+        bootstrap_token: Some(crate::config::SecretSetting::Value(token.clone())),
         ..Config::default()
     };
-    let auth = Authenticator::new(config.bootstrap_token.clone(), None);
+    let auth = Authenticator::new(Some(connectors::secret::Secret::new(token.clone())), None);
     let admin = Admin::new(store.clone(), engine.clone());
     let state =
         AppState::new(config, demo_registry()?, store.clone(), auth)?.with_admin(admin.clone());

@@ -51,6 +51,13 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     NotImplemented(String),
+    /// 429: too many requests (failed authentications, or calls to an unauthenticated route)
+    /// from one address; answered with `Retry-After: retry_after_secs`.
+    #[error("{detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// 503: the database cannot be reached right now; the client may retry.
     #[error("service unavailable")]
     Unavailable(String),
@@ -92,6 +99,7 @@ impl ApiError {
             | ApiError::UnsupportedMediaType(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::NotImplemented(d) => d.clone(),
+            ApiError::TooManyRequests { detail, .. } => detail.clone(),
         }
     }
 
@@ -201,6 +209,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -222,6 +231,12 @@ impl ResponseError for ApiError {
         }
         if let ApiError::Unavailable(_) = self {
             resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
         }
         resp.body(self.body().to_string())
     }

@@ -1,7 +1,9 @@
-//! Authentication (scopes by method) and request logging.
+//! Authentication (scopes by method), rate limits and request logging.
 //!
-//! Request logs carry method, path (never the query string, which may hold filter values),
-//! status, latency and the client's name: never a token, a password or a body.
+//! Request logs carry method, path (never the query string, which may hold filter values or a
+//! `token=`), status, latency and the client's name: never a token, a password or a body. Paths
+//! that carry a credential, the one-click links `/admin/v1/links/{token}`, are logged with the
+//! token replaced by `[redacted]` ([`loggable_path`]).
 
 use std::time::Instant;
 
@@ -12,6 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 
 use crate::auth::{Authenticator, Credential, Principal, Scope, TokenRecord};
+use crate::engine::notices::API_PREFIX;
 
 use super::error::ApiError;
 use super::AppState;
@@ -69,7 +72,8 @@ async fn identify(req: &ServiceRequest) -> Result<Principal, actix_web::Error> {
     match resolve(&state, header).await {
         Ok(p) => Ok(p),
         Err(ApiError::Unauthorized(reason)) => {
-            tracing::info!(path = req.path(), reason = %reason, "authentication failed");
+            let path = loggable_path(req.path());
+            tracing::info!(path = %path, reason = %reason, "authentication failed");
             Err(ApiError::Unauthorized("A valid bearer token is required.".into()).into())
         }
         Err(other) => Err(other.into()),
@@ -84,19 +88,129 @@ async fn resolve(state: &AppState, header: Option<&str>) -> Result<Principal, Ap
     match state.auth.classify(&token).map_err(unauthorized)? {
         Credential::Done(p) => Ok(p),
         Credential::Lookup { prefix } => {
+            // Read on every request, so a revocation takes effect on the next one.
             let record: Option<TokenRecord> = state
                 .db(move |s| s.find_token_by_prefix(&prefix))
                 .await?
                 .map(|t| TokenRecord {
+                    id: t.id,
                     name: t.name,
                     hash: t.token_hash,
                     scopes: t.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
                     revoked: t.revoked.is_some(),
                     user_id: t.user_id,
+                    expires: t.expires,
                 });
-            Authenticator::check_opaque(&token, record).map_err(unauthorized)
+            let id = record.as_ref().map(|r| r.id.clone());
+            let now = state.store.now();
+            let principal =
+                Authenticator::check_opaque(&token, record, now).map_err(unauthorized)?;
+            if let Some(id) = id {
+                record_use(state, id, now);
+            }
+            Ok(principal)
         }
     }
+}
+
+/// Writes the token's `last_used`, at most once a minute per token from this node
+/// ([`crate::auth::usage::TokenUsage`]), in the background: the request does not wait for it, and
+/// a failed write costs only precision.
+fn record_use(state: &AppState, id: String, now: chrono::DateTime<chrono::Utc>) {
+    use crate::auth::usage::TokenUsage;
+    if !state.auth.usage.due(&id, std::time::Instant::now()) {
+        return;
+    }
+    let store = state.store.clone();
+    let granularity = chrono::Duration::from_std(TokenUsage::GRANULARITY)
+        .unwrap_or_else(|_| chrono::Duration::seconds(60));
+    actix_web::rt::spawn(async move {
+        let written = web::block(move || store.touch_token(&id, now, granularity)).await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!(error = %e, "cannot record a token's last use");
+        }
+    });
+}
+
+/// The path as logged: after a `links` segment (the one-click link routes, whose last segment
+/// is a signed token), and any segment that looks like a bearer token (`shub_…`, a JWT), the
+/// text is replaced by `[redacted]`. The query string is never logged at all.
+pub fn loggable_path(path: &str) -> String {
+    if is_link_path(path) {
+        return format!("{API_PREFIX}/links/[redacted]");
+    }
+    let mut out = Vec::new();
+    let mut after_links = false;
+    for segment in path.split('/') {
+        let secret = after_links
+            || segment.starts_with(crate::auth::token::TOKEN_PREFIX)
+            || crate::auth::jwt::JwtVerifier::looks_like_jwt(segment);
+        out.push(if secret && !segment.is_empty() {
+            "[redacted]"
+        } else {
+            segment
+        });
+        after_links = after_links || segment.eq_ignore_ascii_case("links");
+    }
+    out.join("/")
+}
+
+/// Whether `path` is under `/admin/v1/links/` (ASCII case ignored), without allocating.
+fn is_link_path(path: &str) -> bool {
+    const LINKS: &str = "/links/";
+    let n = API_PREFIX.len() + LINKS.len();
+    path.len() >= n
+        && path.is_char_boundary(API_PREFIX.len())
+        && path.is_char_boundary(n)
+        && path[..API_PREFIX.len()].eq_ignore_ascii_case(API_PREFIX)
+        && path[API_PREFIX.len()..n].eq_ignore_ascii_case(LINKS)
+}
+
+/// Rate limits per source address ([`super::rate_limit`]): requests to the one-click link routes
+/// spend a token of the `links` bucket; every other request except `/healthz` and `/readyz` is
+/// refused while the address has no failed authentication left, and each 401 spends one. A
+/// blocked address is refused before its credential is looked at, so a good token from it waits
+/// too (a guessed token cannot be confirmed while blocked). Answers `429` with `Retry-After`.
+pub async fn limit_rates(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let (Some(state), Some(peer)) = (state, req.peer_addr()) else {
+        return next.call(req).await;
+    };
+    let ip = peer.ip();
+    let path = req.path();
+    let too_many = |retry_after_secs: u64, what: &str| -> actix_web::Error {
+        tracing::info!(%ip, path = %loggable_path(path), retry_after_secs, "rate limited: {what}");
+        ApiError::TooManyRequests {
+            detail: format!("Too many {what} from this address; retry in {retry_after_secs} s."),
+            retry_after_secs,
+        }
+        .into()
+    };
+    if is_link_path(path) {
+        if let Err(wait) = state.rate_limits.links.take(ip) {
+            return Err(too_many(wait, "one-click link requests"));
+        }
+        return next.call(req).await;
+    }
+    if path == "/healthz" || path == "/readyz" {
+        return next.call(req).await;
+    }
+    if let Err(wait) = state.rate_limits.failed_auth.check(ip) {
+        return Err(too_many(wait, "failed authentications"));
+    }
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(r) => r.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    if status == actix_web::http::StatusCode::UNAUTHORIZED {
+        // Spent whatever the outcome: the bucket being empty only matters for the next request.
+        let _ = state.rate_limits.failed_auth.take(ip);
+    }
+    res
 }
 
 /// One log line per request.
@@ -106,7 +220,7 @@ pub async fn log_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.path().to_string();
+    let path = loggable_path(req.path());
     let res = next.call(req).await;
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     match &res {
@@ -131,6 +245,27 @@ pub async fn log_requests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_paths_are_redacted() {
+        let link = "/admin/v1/links/eyJ1Ijoi.c2lnbmF0dXJl";
+        assert_eq!(loggable_path(link), "/admin/v1/links/[redacted]");
+        assert_eq!(
+            loggable_path("/ADMIN/v1/LINKS/abc/def"),
+            "/admin/v1/links/[redacted]"
+        );
+        assert_eq!(
+            loggable_path("//admin/v1/links/abc"),
+            "//admin/v1/links/[redacted]"
+        );
+        assert_eq!(
+            loggable_path("/scim/v2/shub_0123456789ab_ffff/x"),
+            "/scim/v2/[redacted]/x"
+        );
+        assert_eq!(loggable_path("/scim/v2/Users/42"), "/scim/v2/Users/42");
+        assert_eq!(loggable_path("/admin/v1/links"), "/admin/v1/links");
+        assert_eq!(loggable_path("/"), "/");
+    }
 
     #[test]
     fn scopes_by_method() {

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod error;
 pub mod middleware;
 pub mod query;
+pub mod rate_limit;
 pub mod render;
 pub mod resources;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// The lifecycle engine's admin operations (`/admin/v1`), when `serve --policy` runs it.
     pub admin: Option<crate::admin::Admin>,
+    /// `[rate_limit]`: failed authentications and one-click links per source address.
+    pub rate_limits: rate_limit::RateLimits,
     /// Bounds concurrent blocking database work by the pool size, so blocking tasks never wait on
     /// a pool that they themselves exhaust.
     db_permits: Semaphore,
@@ -57,6 +60,7 @@ impl AppState {
         let permits = config.db_pool_size.max(1) as usize;
         let schemas = Schemas::new(registry, config.strict).map_err(anyhow::Error::msg)?;
         Ok(AppState {
+            rate_limits: rate_limit::RateLimits::new(&config.rate_limit),
             config,
             schemas: Arc::new(schemas),
             store,
@@ -280,7 +284,9 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let workers = state.config.workers;
     let app_state = state.clone();
     let mut server = actix_web::HttpServer::new(move || {
+        // The last `wrap` runs first: the log sees the rate limiter's 429s.
         actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(middleware::limit_rates))
             .wrap(actix_web::middleware::from_fn(middleware::log_requests))
             .configure(|cfg| configure(cfg, app_state.clone()))
     })

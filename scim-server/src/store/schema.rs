@@ -48,6 +48,7 @@ diesel::table! {
         last_used -> Nullable<Text>,
         revoked -> Nullable<Text>,
         user_id -> Nullable<Text>,
+        expires -> Nullable<Text>,
     }
 }
 

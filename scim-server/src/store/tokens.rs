@@ -22,6 +22,8 @@ pub struct ApiToken {
     pub revoked: Option<chrono::DateTime<chrono::Utc>>,
     /// The SCIM id of the directory user this token acts as, when bound to one.
     pub user_id: Option<String>,
+    /// When the token stops being accepted; `None`: never.
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -36,6 +38,7 @@ struct TokenRow {
     last_used: Option<String>,
     revoked: Option<String>,
     user_id: Option<String>,
+    expires: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -48,6 +51,7 @@ struct NewTokenRow<'a> {
     scopes: &'a str,
     created: &'a str,
     user_id: Option<&'a str>,
+    expires: Option<&'a str>,
 }
 
 impl From<TokenRow> for ApiToken {
@@ -62,6 +66,7 @@ impl From<TokenRow> for ApiToken {
             last_used: r.last_used.as_deref().and_then(parse_ts),
             revoked: r.revoked.as_deref().and_then(parse_ts),
             user_id: r.user_id,
+            expires: r.expires.as_deref().and_then(parse_ts),
         }
     }
 }
@@ -77,8 +82,22 @@ impl Store {
         scopes: &[String],
         user_id: Option<&str>,
     ) -> HubResult<ApiToken> {
+        self.insert_expiring_token(name, token_hash, prefix, scopes, user_id, None)
+    }
+
+    /// [`Store::insert_token`], with `expires`: when the token stops being accepted, if ever.
+    pub fn insert_expiring_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        prefix: &str,
+        scopes: &[String],
+        user_id: Option<&str>,
+        expires: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> HubResult<ApiToken> {
         let id = uuid::Uuid::now_v7().to_string();
         let created = fmt_ts(self.now());
+        let expires_text = expires.map(fmt_ts);
         let scopes_text = scopes.join(" ");
         let mut conn = self.inner.write.get()?;
         diesel::insert_into(api_tokens::table)
@@ -90,6 +109,7 @@ impl Store {
                 scopes: &scopes_text,
                 created: &created,
                 user_id,
+                expires: expires_text.as_deref(),
             })
             .execute(&mut *conn)?;
         Ok(ApiToken {
@@ -102,6 +122,7 @@ impl Store {
             last_used: None,
             revoked: None,
             user_id: user_id.map(str::to_string),
+            expires: expires_text.as_deref().and_then(parse_ts),
         })
     }
 
@@ -132,37 +153,79 @@ impl Store {
         Ok(row.map(ApiToken::from))
     }
 
-    /// Records a use of the token.
-    pub fn touch_token(&self, id: &str) -> HubResult<()> {
-        let now = fmt_ts(self.now());
-        let mut conn = self.inner.write.get()?;
-        diesel::update(api_tokens::table.filter(api_tokens::id.eq(id)))
-            .set(api_tokens::last_used.eq(Some(now)))
-            .execute(&mut *conn)?;
-        Ok(())
-    }
-
-    /// Revokes a token; NotFound when there is no such token.
-    pub fn revoke_token(&self, id: &str) -> HubResult<()> {
-        let now = fmt_ts(self.now());
+    /// Records a use of the token at `at`, unless the stored `last_used` is already within
+    /// `granularity` of it: a busy token costs one write per `granularity`, not one per request.
+    /// Returns whether a row was written.
+    pub fn touch_token(
+        &self,
+        id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        granularity: chrono::Duration,
+    ) -> HubResult<bool> {
+        let now = fmt_ts(at);
+        // Timestamps are fixed-width RFC 3339 UTC text, so they compare as strings.
+        let stale_before = fmt_ts(at - granularity);
         let mut conn = self.inner.write.get()?;
         let n = diesel::update(
+            api_tokens::table.filter(api_tokens::id.eq(id)).filter(
+                api_tokens::last_used
+                    .is_null()
+                    .or(api_tokens::last_used.le(stale_before)),
+            ),
+        )
+        .set(api_tokens::last_used.eq(Some(now)))
+        .execute(&mut *conn)?;
+        Ok(n > 0)
+    }
+
+    /// Revokes the token whose id is `id_or_name`, else the one token named `id_or_name`.
+    /// Returns the revoked token as it is now. NotFound when there is no such token; Conflict
+    /// when the name is given to more than one token that is not revoked yet (revoke by id).
+    /// Revoking a revoked token again keeps its first revocation time.
+    pub fn revoke_token(&self, id_or_name: &str) -> HubResult<ApiToken> {
+        let now = fmt_ts(self.now());
+        let mut conn = self.inner.write.get()?;
+        let by_id = api_tokens::table
+            .filter(api_tokens::id.eq(id_or_name))
+            .select(TokenRow::as_select())
+            .first(&mut *conn)
+            .optional()?;
+        let row = match by_id {
+            Some(row) => row,
+            None => {
+                let mut rows: Vec<TokenRow> = api_tokens::table
+                    .filter(api_tokens::name.eq(id_or_name))
+                    .order(api_tokens::created.asc())
+                    .select(TokenRow::as_select())
+                    .load(&mut *conn)?;
+                let live = rows.iter().filter(|r| r.revoked.is_none()).count();
+                match (rows.len(), live) {
+                    (0, _) => return Err(HubError::NotFound),
+                    (_, 0) => rows.remove(0),
+                    (_, 1) => rows
+                        .into_iter()
+                        .find(|r| r.revoked.is_none())
+                        .ok_or(HubError::NotFound)?,
+                    (_, n) => {
+                        return Err(HubError::Uniqueness(format!(
+                            "{n} tokens are named {id_or_name:?}; revoke one by its id"
+                        )))
+                    }
+                }
+            }
+        };
+        diesel::update(
             api_tokens::table
-                .filter(api_tokens::id.eq(id))
+                .filter(api_tokens::id.eq(&row.id))
                 .filter(api_tokens::revoked.is_null()),
         )
-        .set(api_tokens::revoked.eq(Some(now)))
+        .set(api_tokens::revoked.eq(Some(&now)))
         .execute(&mut *conn)?;
-        if n == 0 {
-            let exists = api_tokens::table
-                .filter(api_tokens::id.eq(id))
-                .count()
-                .get_result::<i64>(&mut *conn)?;
-            if exists == 0 {
-                return Err(HubError::NotFound);
-            }
+        let mut token = ApiToken::from(row);
+        if token.revoked.is_none() {
+            token.revoked = parse_ts(&now);
         }
-        Ok(())
+        Ok(token)
     }
 
     /// All tokens, oldest first.
