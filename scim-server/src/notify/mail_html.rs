@@ -1,10 +1,14 @@
 //! Turning a notification row into an email: a plain-text body (the row's text as written) and an
 //! HTML alternative in which every character of the text is escaped and only `http(s)://` URLs
-//! become links, so a user-supplied name can never inject markup.
+//! the hub wrote become links, so a user-supplied name can never inject markup. Lines of
+//! user-provided text (starting with [`USER_TEXT_PREFIX`], see `engine::notices::user_text`)
+//! are escaped and never linked: a reason that carries a URL stays text.
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
+
+use crate::engine::notices::USER_TEXT_PREFIX;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape_html(s: &str) -> String {
@@ -49,8 +53,8 @@ fn urls(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// The HTML alternative of a plain-text body.
-pub fn html_body(subject: &str, text: &str) -> String {
+/// `text` escaped, with its `http(s)://` URLs as links.
+fn linked(text: &str) -> String {
     let mut body = String::new();
     let mut last = 0;
     for (from, to) in urls(text) {
@@ -60,6 +64,20 @@ pub fn html_body(subject: &str, text: &str) -> String {
         last = to;
     }
     body.push_str(&escape_html(&text[last..]));
+    body
+}
+
+/// The HTML alternative of a plain-text body: the hub's own lines escaped with their URLs
+/// linked; user-provided lines escaped only.
+pub fn html_body(subject: &str, text: &str) -> String {
+    let mut body = String::new();
+    for line in text.split_inclusive('\n') {
+        if line.starts_with(USER_TEXT_PREFIX) {
+            body.push_str(&escape_html(line));
+        } else {
+            body.push_str(&linked(line));
+        }
+    }
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head>\
          <body><pre style=\"font-family: sans-serif; white-space: pre-wrap\">{body}</pre>\
@@ -125,6 +143,36 @@ mod tests {
         ));
         // The query's & is escaped inside the attribute; the sentence's full stop stays outside.
         assert!(html.contains("<a href=\"http://h/x?a=1&amp;b=2\">http://h/x?a=1&amp;b=2</a>."));
+    }
+
+    #[test]
+    fn user_provided_text_is_escaped_and_never_linked() {
+        let reason =
+            "see <a href=\"http://evil.example/x\">the ticket</a>\nor http://evil.example/y";
+        let text = format!(
+            "Reason:\n{}Approve: POST https://hub.example/admin/v1/extensions/e1/approve\n",
+            crate::engine::notices::user_text(reason)
+        );
+        let html = html_body("Extension", &text);
+        assert!(!html.contains("<a href=\"http://evil"), "{html}");
+        assert_eq!(
+            html.matches("<a ").count(),
+            1,
+            "only the hub's URL is a link: {html}"
+        );
+        assert!(
+            html.contains(
+                "    | see &lt;a href=&quot;http[://]evil.example/x&quot;&gt;the ticket&lt;/a&gt;"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("    | or http[://]evil.example/y"), "{html}");
+        assert!(html.contains("<a href=\"https://hub.example/admin/v1/extensions/e1/approve\">"));
+        // A line break in the text cannot start an unquoted line.
+        assert_eq!(
+            crate::engine::notices::user_text("a\n\nb\r\u{1b}[0m"),
+            "    | a\n    | \n    | b[0m\n"
+        );
     }
 
     #[test]
