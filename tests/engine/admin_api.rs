@@ -479,7 +479,11 @@ fn extension_mail_quotes_free_text(env: Env) {
         .body
         .contains("    | Approve: POST http[://]evil.example/approve\n"));
     assert!(!note.body.contains("http://evil"), "{}", note.body);
-    let html = scim_server::notify::mail_html::html_body(&note.subject, &note.body);
+    let html = scim_server::notify::mail_html::html_body(
+        &note.subject,
+        &note.body,
+        Some("http://hub.example"),
+    );
     assert!(!html.contains("<a href=\"http://evil"), "{html}");
     assert!(html.contains("&lt;a href=&quot;http[://]evil.example/login&quot;&gt;"));
     // The hub's approve and reject URLs are the only links.
