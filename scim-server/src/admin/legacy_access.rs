@@ -40,8 +40,10 @@ pub struct LinkPreview {
     pub message: String,
 }
 
-/// A link whose signature and expiry were verified (no database involved).
-struct VerifiedLink {
+/// A link whose signature and expiry were verified ([`Admin::verify_link`], no database
+/// involved); only such a link reaches a transaction.
+#[derive(Debug, Clone)]
+pub struct VerifiedLink {
     claims: links::LinkClaims,
     extend: Option<Duration>,
 }
@@ -126,7 +128,7 @@ impl Admin {
     /// Verifies a one-click link's signature (403 when tampered or unsigned by this hub) and
     /// expiry (410), and reads its action, touching no database: an unauthenticated request
     /// with a forged link never reaches a transaction.
-    fn verify_link(&self, token: &str) -> AdminResult<VerifiedLink> {
+    pub fn verify_link(&self, token: &str) -> AdminResult<VerifiedLink> {
         let policy = self.engine.policy.current();
         let Some(key) = links::key(&policy) else {
             return Err(AdminError::Forbidden(
@@ -216,7 +218,11 @@ impl Admin {
     /// doing it: following a link with `GET` shows this, so a mail scanner that fetches links
     /// changes nothing.
     pub fn preview_link(&self, token: &str) -> AdminResult<LinkPreview> {
-        let link = self.verify_link(token)?;
+        self.preview_verified(self.verify_link(token)?)
+    }
+
+    /// [`Admin::preview_link`] of a link already verified.
+    pub fn preview_verified(&self, link: VerifiedLink) -> AdminResult<LinkPreview> {
         let name = in_tx(&self.store, |c| {
             if let Err(e) = self.check_link(c, &link)? {
                 return Ok(Err(e));
@@ -246,9 +252,13 @@ impl Admin {
     /// twice or undo the first decision. The audit records who the link was sent to: the
     /// signature is the proof of identity here, there is no login.
     pub fn follow_link(&self, token: &str) -> AdminResult<LinkOutcome> {
-        let now = self.now();
         // Signature and expiry first, outside any transaction: a forged link costs no writer.
-        let link = self.verify_link(token)?;
+        self.follow_verified(self.verify_link(token)?)
+    }
+
+    /// [`Admin::follow_link`] of a link already verified.
+    pub fn follow_verified(&self, link: VerifiedLink) -> AdminResult<LinkOutcome> {
+        let now = self.now();
         self.decision_tx(|c| {
             if let Err(e) = self.check_link(c, &link)? {
                 return Ok(Err(e));

@@ -4,8 +4,9 @@
 //! [`require_admin`]) with the `admin` scope, or for the approval routes the `approvals` scope
 //! ([`admin_scope`]); deciding a request also needs the credential to act as a person with
 //! authority over it (`crate::admin::authority`). The exception is `/admin/v1/links/{token}`
-//! (`links`): a signed one-click link from a notification is its own credential (HMAC, expiry,
-//! addressee, one use per notification); `GET` only shows what it would do, `POST` does it.
+//! (`links`): a signed one-click link from a notification is its own credential (HMAC and expiry
+//! checked before any database work, then addressee, event, one use per event); `GET` only
+//! shows what it would do, `POST` does it.
 //! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
 
 mod links;
@@ -104,17 +105,28 @@ pub async fn require_admin(
     next.call(req).await
 }
 
-/// Runs an admin action on the blocking pool.
+/// The admin operations, or 501 when the server runs without the engine.
+fn admin_of(state: &web::Data<AppState>) -> ApiResult<Admin> {
+    state.admin.clone().ok_or_else(|| {
+        ApiError::NotImplemented(
+            "The admin API needs the lifecycle engine: start `scimhub serve --policy FILE`.".into(),
+        )
+    })
+}
+
+/// Runs an admin action on the blocking pool, holding a database permit as every other
+/// database task does (`AppState::db`): admin work is bounded like SCIM work.
 async fn run<T, F>(state: &web::Data<AppState>, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
     F: FnOnce(&Admin) -> AdminResult<T> + Send + 'static,
 {
-    let admin = state.admin.clone().ok_or_else(|| {
-        ApiError::NotImplemented(
-            "The admin API needs the lifecycle engine: start `scimhub serve --policy FILE`.".into(),
-        )
-    })?;
+    let admin = admin_of(state)?;
+    let _permit = state
+        .db_permits
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     Ok(web::block(move || f(&admin)).await??)
 }
 
