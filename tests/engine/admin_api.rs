@@ -228,7 +228,425 @@ admin_backends!(
     simulate_returns_the_plan_the_real_write_produces,
     explain_outbox_retry_and_incidents,
     admin_routes_need_the_admin_scope,
+    authority_comes_only_from_trusted_sources,
+    approval_lists_show_what_the_caller_may_decide,
+    extension_approval_and_end_date_commit_together,
+    extension_mail_quotes_free_text,
+    links_act_once_on_their_own_event,
+    forged_links_never_wait_for_the_writer,
+    engine_audit_names_the_scim_client,
 );
+
+/// The engine's audit entries name the SCIM client whose write caused the plan.
+fn engine_audit_names_the_scim_client(env: Env) {
+    let srv = Server::start(&env);
+    let mut yan = user("yan", "Employee", "Sales", "Rep");
+    yan["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE]);
+    let (s, v) = srv.scim_as(&srv.scim_token, reqwest::Method::POST, "/Users", yan);
+    assert_eq!(s, 201, "{v}");
+    let yan = v["id"].as_str().unwrap().to_string();
+    let (s, v) = srv.scim(reqwest::Method::DELETE, &format!("/Users/{yan}"), json!({}));
+    assert_eq!(s, 204, "{v}");
+    let audit = in_tx(&env.store, |c| audit::list(c, Some(&yan))).unwrap();
+    let clients: Vec<(String, Value)> = audit
+        .iter()
+        .filter(|a| a.action == "plan")
+        .map(|a| {
+            let d: Value = serde_json::from_str(&a.detail).unwrap();
+            (
+                d["event"].as_str().unwrap().to_string(),
+                d["client"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        clients,
+        vec![
+            ("joiner".to_string(), json!("hris")),
+            ("leaver".to_string(), json!("bootstrap"))
+        ],
+        "{audit:?}"
+    );
+}
+
+/// The pending request for `user`.
+fn pending_for(env: &Env, user: &str) -> String {
+    env.admin
+        .approvals(Some("pending"))
+        .unwrap()
+        .into_iter()
+        .find(|r| r.user_id == user)
+        .unwrap_or_else(|| panic!("no pending request for {user}"))
+        .id
+}
+
+fn is_pending(env: &Env, id: &str) -> bool {
+    env.admin
+        .approvals(Some("pending"))
+        .unwrap()
+        .iter()
+        .any(|r| r.id == id)
+}
+
+/// Authority comes from the policy (security userNames) and from manager attributes only their
+/// `[[source]]` (the `hris` client) may write; groups, other clients' writes and inactive users
+/// give none.
+fn authority_comes_only_from_trusted_sources(env: Env) {
+    let srv = Server::start(&env);
+    let (_, ada, _) = team(&env);
+    let eve_id = env.create_user(user("eve", "Employee", "IT", "Operator"));
+    let sec_id = env.create_user(user("sec", "Employee", "Security", "Analyst"));
+    let intruder = srv.token("intruder", &["scim:read", "scim:write"], None);
+    let eve = srv.token("eve-approvals", &["approvals"], Some("eve"));
+    let ada_path = format!("/approvals/{}/approve", pending_for(&env, &ada));
+
+    // A scim:write client puts eve in a group called "Security": she decides nothing.
+    let (s, g) = srv.scim_as(
+        &intruder,
+        reqwest::Method::POST,
+        "/Groups",
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Security",
+            "members": [{"value": eve_id}],
+        }),
+    );
+    assert_eq!(s, 201, "{g}");
+    let e = assert_error(srv.post_as(&eve, &ada_path, json!({})), 403);
+    assert_eq!(
+        e["detail"],
+        "you (eve) are not an approver for this request"
+    );
+
+    // zed has no manager; the intruder (not the source of `manager`) makes eve his manager:
+    // the value is not written, and eve still cannot decide.
+    let zed = env.create_user(user("zed", "Employee", "Engineering", "Engineer"));
+    env.run();
+    let zed_path = format!("/approvals/{}/approve", pending_for(&env, &zed));
+    let set_manager = json!({
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "add", "path": format!("{ENTERPRISE}:manager"), "value": {"value": eve_id}}],
+    });
+    let (s, v) = srv.scim_as(
+        &intruder,
+        reqwest::Method::PATCH,
+        &format!("/Users/{zed}"),
+        set_manager.clone(),
+    );
+    assert!(s == 200 || s == 204, "{s} {v}");
+    assert_eq!(
+        env.admin
+            .user_attr(&zed, &format!("{ENTERPRISE}:manager.value")),
+        None
+    );
+    assert_error(srv.post_as(&eve, &zed_path, json!({})), 403);
+    // The HRIS (the manager's source of truth) may: then eve decides, as his manager.
+    let (s, v) = srv.scim_as(
+        &srv.scim_token,
+        reqwest::Method::PATCH,
+        &format!("/Users/{zed}"),
+        set_manager,
+    );
+    assert!(s == 200 || s == 204, "{s} {v}");
+    let (s, row) = srv.post_as(&eve, &zed_path, json!({}));
+    assert_eq!(
+        (s, row["decided_as"].as_str()),
+        (200, Some("manager")),
+        "{row}"
+    );
+
+    // sec is a security approver by userName in the policy, but not while inactive.
+    let sec = srv.token("sec-approvals", &["approvals"], Some("sec"));
+    env.patch_user(&sec_id, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    let e = assert_error(srv.post_as(&sec, &ada_path, json!({})), 403);
+    assert!(e["detail"].as_str().unwrap().contains("not active"), "{e}");
+    assert!(
+        srv.call(reqwest::Method::GET, "/approvals", &sec, json!({}))
+            .1["totalResults"]
+            == 0
+    );
+    env.patch_user(&sec_id, |d| {
+        d.insert("active".into(), json!(true));
+    });
+    let (s, row) = srv.post_as(&sec, &ada_path, json!({}));
+    assert_eq!(
+        (s, row["decided_as"].as_str()),
+        (200, Some("security")),
+        "{row}"
+    );
+}
+
+/// An `approvals` credential lists the requests its person may decide; `admin` lists all.
+fn approval_lists_show_what_the_caller_may_decide(env: Env) {
+    let srv = Server::start(&env);
+    let (_, ada, bea) = team(&env);
+    let zed = env.create_user(user("zed", "Employee", "Engineering", "Engineer"));
+    env.create_user(user("sec", "Employee", "Security", "Analyst"));
+    env.run();
+    let ids = |token: &str| -> Vec<String> {
+        let (s, v) = srv.call(reqwest::Method::GET, "/approvals", token, json!({}));
+        assert_eq!(s, 200, "{v}");
+        let mut u: Vec<String> = v["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["user_id"].as_str().unwrap().to_string())
+            .collect();
+        u.sort();
+        u
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let mia = srv.token("mia-approvals", &["approvals"], Some("mia"));
+    let bea_t = srv.token("bea-approvals", &["approvals"], Some("bea"));
+    let sec = srv.token("sec-approvals", &["approvals"], Some("sec"));
+    let nobody = srv.token("robot-approvals", &["approvals"], None);
+    // mia manages ada and bea, not zed.
+    assert_eq!(ids(&mia), sorted(vec![ada.clone(), bea.clone()]));
+    // bea decides neither her own request nor a peer's.
+    assert!(ids(&bea_t).is_empty());
+    assert!(ids(&nobody).is_empty());
+    let all = sorted(vec![ada, bea, zed]);
+    assert_eq!(ids(&sec), all);
+    // The admin scope sees everything.
+    assert_eq!(ids("t"), all);
+}
+
+/// An approved extension and the new end date commit together: when the date cannot be
+/// written, the approval rolls back and the request stays pending.
+fn extension_approval_and_end_date_commit_together(env: Env) {
+    let srv = Server::start(&env);
+    let mut d = user("cora", "Contractor", "Finance", "Payable clerk");
+    d["urn:example:acme:2.0:User"] =
+        json!({"contractEnd": "2025-04-30", "sponsor": "sponsor@example.com"});
+    let cora = env.create_user(d);
+    env.create_user(user("sec", "Employee", "Security", "Analyst"));
+    env.run();
+    let (s, req) = srv.post(
+        &format!("/users/{cora}/extensions"),
+        json!({"end": "2025-05-31", "reason": "project extended"}),
+    );
+    assert_eq!(s, 201, "{req}");
+    let id = req["id"].as_str().unwrap().to_string();
+    // The end date's extension object is no longer an object: writing the date fails.
+    env.patch_user(&cora, |d| {
+        d.insert("urn:example:acme:2.0:User".into(), json!("broken"));
+    });
+    let sec = srv.token("sec-approvals", &["approvals"], Some("sec"));
+    let (s, v) = srv.post_as(&sec, &format!("/extensions/{id}/approve"), json!({}));
+    assert!(s >= 400, "{s} {v}");
+    assert!(
+        is_pending(&env, &id),
+        "the approval committed without its end date"
+    );
+    let audit = in_tx(&env.store, |c| audit::list(c, Some(&cora))).unwrap();
+    assert!(!audit.iter().any(|a| a.action == "decide_request"));
+}
+
+/// Free text in an extension request (the reason) is quoted in the mail and never becomes a
+/// link in its HTML alternative; only the hub's own URLs do.
+fn extension_mail_quotes_free_text(env: Env) {
+    let srv = Server::start(&env);
+    let mut d = user("cora", "Contractor", "Finance", "Payable clerk");
+    d["urn:example:acme:2.0:User"] =
+        json!({"contractEnd": "2025-04-30", "sponsor": "sponsor@example.com"});
+    let cora = env.create_user(d);
+    env.run();
+    let reason = "Approved by the CFO, see <a href=\"http://evil.example/login\">the ticket</a>\n\
+                  Approve: POST http://evil.example/approve";
+    let (s, req) = srv.post(
+        &format!("/users/{cora}/extensions"),
+        json!({"end": "2025-05-31", "reason": reason}),
+    );
+    assert_eq!(s, 201, "{req}");
+    let note = notes(&env, Some(&cora))
+        .into_iter()
+        .find(|n| n.kind == "extension_request")
+        .unwrap();
+    // Plain text: the reason on lines of its own, marked, its URLs defanged.
+    assert!(
+        note.body.contains(
+            "Reason, as written by the requester (not checked by scimhub):\n    | Approved by the CFO"
+        ),
+        "{}",
+        note.body
+    );
+    assert!(note
+        .body
+        .contains("    | Approve: POST http[://]evil.example/approve\n"));
+    assert!(!note.body.contains("http://evil"), "{}", note.body);
+    let html = scim_server::notify::mail_html::html_body(
+        &note.subject,
+        &note.body,
+        Some("http://hub.example"),
+    );
+    assert!(!html.contains("<a href=\"http://evil"), "{html}");
+    assert!(html.contains("&lt;a href=&quot;http[://]evil.example/login&quot;&gt;"));
+    // The hub's approve and reject URLs are the only links.
+    assert_eq!(html.matches("<a href=").count(), 2, "{html}");
+    if let Ok(dir) = std::env::var("SCIMHUB_MAIL_ARTIFACTS") {
+        std::fs::write(format!("{dir}/extension-request-mail.html"), &html).unwrap();
+    }
+}
+
+/// A link acts only on its own mover event, and one use of an event's links is enforced by a
+/// key: of concurrent confirmations, exactly one acts.
+fn links_act_once_on_their_own_event(env: Env) {
+    use reqwest::Method;
+    let srv = Server::start(&env);
+    let grace = env.create_user(user("grace", "Employee", "Sales", "Manager"));
+    let mut b = user("bob", "Employee", "Engineering", "Engineer");
+    b[ENTERPRISE]["manager"] = json!({"value": grace});
+    let bob = env.create_user(b);
+    env.run();
+    env.patch_user(&bob, |d| d[ENTERPRISE]["department"] = json!("Sales"));
+    env.run();
+    let (_, first_ext) = mover_links(&env, &bob, "security@example.com");
+    // Two more moves: the first move's (unused) link does not act on the latest one.
+    env.clock.advance(Duration::minutes(1));
+    env.patch_user(&bob, |d| d[ENTERPRISE]["department"] = json!("Engineering"));
+    env.run();
+    env.clock.advance(Duration::minutes(1));
+    env.patch_user(&bob, |d| d[ENTERPRISE]["department"] = json!("Sales"));
+    env.run();
+    for m in [Method::GET, Method::POST] {
+        let (s, v, _) = follow(&srv, m, &first_ext, true);
+        assert_eq!(s, 409, "{v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("earlier move"),
+            "{v}"
+        );
+    }
+    assert_eq!(link_uses(&env, &bob), 0);
+    // Every link of the latest move, confirmed at once (twice each): one acts.
+    let (ack, ext) = mover_links(&env, &bob, "grace@example.com");
+    let (sec_ack, sec_ext) = mover_links(&env, &bob, "security@example.com");
+    let links = [&ack, &ext, &sec_ack, &sec_ext, &ack, &sec_ext];
+    let barrier = std::sync::Barrier::new(links.len());
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = links
+            .iter()
+            .map(|l| {
+                let (srv, barrier) = (&srv, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    follow(srv, Method::POST, l, true).0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    assert_eq!(link_uses(&env, &bob), 1);
+}
+
+/// A link with a bad signature is refused before any transaction: with the writer busy for
+/// seconds, the refusal still comes at once.
+fn forged_links_never_wait_for_the_writer(env: Env) {
+    use reqwest::Method;
+    let srv = Server::start(&env);
+    let grace = env.create_user(user("grace", "Employee", "Sales", "Manager"));
+    let mut b = user("bob", "Employee", "Engineering", "Engineer");
+    b[ENTERPRISE]["manager"] = json!({"value": grace});
+    let bob = env.create_user(b);
+    env.run();
+    env.patch_user(&bob, |d| set_dept(d, "Sales"));
+    env.run();
+    let (ack, _) = mover_links(&env, &bob, "grace@example.com");
+    let mut bad = ack.into_bytes();
+    let last = bad.len() - 1;
+    bad[last] = if bad[last] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(bad).unwrap();
+    let store = env.store.clone();
+    let (held, holding) = mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        in_tx(&store, |_| {
+            held.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            Ok(())
+        })
+        .unwrap()
+    });
+    holding.recv().unwrap();
+    for m in [Method::POST, Method::GET] {
+        let t0 = std::time::Instant::now();
+        let (s, v, _) = follow(&srv, m.clone(), &forged, true);
+        assert_eq!(s, 403, "{v}");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_millis(1500),
+            "{m} of a forged link waited {:?} for the writer",
+            t0.elapsed()
+        );
+    }
+    holder.join().unwrap();
+}
+
+/// Without a `[[source]]` owning `manager` (and without `trust_unowned_attributes`), a manager
+/// attribute gives no authority: any scim:write client could have written it.
+fn unowned_manager_gives_no_authority(env: Env, trusted: bool) {
+    let srv = Server::start(&env);
+    let (_, ada, _) = team(&env);
+    let mia = srv.token("mia-approvals", &["approvals"], Some("mia"));
+    let path = format!("/approvals/{}/approve", pending_for(&env, &ada));
+    let got = srv.post_as(&mia, &path, json!({}));
+    if trusted {
+        assert_eq!(
+            (got.0, got.1["decided_as"].as_str()),
+            (200, Some("manager")),
+            "{}",
+            got.1
+        );
+    } else {
+        assert_error(got, 403);
+    }
+}
+
+fn unowned_policy(trust: bool) -> String {
+    let p = policy();
+    let start = p
+        .find("[[source]]\nclient = \"hris\"")
+        .expect("the hris source");
+    let end = start + p[start..].find("\n\n").unwrap();
+    let mut out = format!("{}{}", &p[..start], &p[end..]);
+    if trust {
+        out = out.replace(
+            "[approvals]\n",
+            "[approvals]\ntrust_unowned_attributes = true\n",
+        );
+    }
+    out
+}
+
+mod unowned {
+    use super::super::Env;
+    #[test]
+    fn sqlite() {
+        for trust in [false, true] {
+            let env = Env::new(false, &super::unowned_policy(trust)).unwrap();
+            super::unowned_manager_gives_no_authority(env, trust);
+        }
+    }
+    #[test]
+    fn postgres() {
+        for trust in [false, true] {
+            if let Some(env) = Env::new(true, &super::unowned_policy(trust)) {
+                super::unowned_manager_gives_no_authority(env, trust);
+            }
+        }
+    }
+}
 
 /// A manager `mia`, and `ada` and `bea` in Engineering reporting to her (the org admin role
 /// waits for the manager's approval).
@@ -378,11 +796,9 @@ fn approvals_are_decided_by_the_right_person(env: Env) {
     );
     let peer = srv.token("bea-approvals", &["approvals"], Some("bea"));
     let e = assert_error(srv.post_as(&peer, &path, json!({"reason": "sure"})), 403);
-    assert!(
-        e["detail"].as_str().unwrap().contains(
-            "bea may not decide this request: a manager-level request is decided by the \
-             user's manager or a security approver"
-        ),
+    // The refusal does not say who may decide (neither mia nor sec is named).
+    assert_eq!(
+        e["detail"], "you (bea) are not an approver for this request",
         "{e}"
     );
     // Rejecting is deciding too.
@@ -469,14 +885,22 @@ fn extensions_api_moves_the_end_date(env: Env) {
         ),
         404,
     );
+    // Who asks is the authenticated caller: a body cannot name someone else.
+    assert_error(
+        srv.post(
+            &path,
+            json!({"end": "2025-05-31", "reason": "r", "requested_by": "sponsor@example.com"}),
+        ),
+        400,
+    );
     let (s, req) = srv.post(
         &path,
-        json!({"end": "2025-05-31", "reason": "project extended", "requested_by": "sponsor@example.com"}),
+        json!({"end": "2025-05-31", "reason": "project extended"}),
     );
     assert_eq!(s, 201, "{req}");
     assert_eq!(req["kind"], "extension");
     assert_eq!(req["status"], "pending");
-    assert_eq!(req["detail"]["requested_by"], "sponsor@example.com");
+    assert_eq!(req["detail"]["requested_by"], "bootstrap");
     let id = req["id"].as_str().unwrap().to_string();
     // The sponsor and the owners are asked, with the routes to decide.
     let note = notes(&env, Some(&cora))

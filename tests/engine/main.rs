@@ -311,7 +311,7 @@ fn mover_with_overlap_then_acknowledge(env: Env) {
         env.holds("github", "bob").unwrap().1,
         vec!["team:eng".to_string()]
     );
-    env.admin.legacy_access(&bob, None).unwrap();
+    env.admin.legacy_access(&bob, None, "test").unwrap();
     env.run();
     assert_eq!(env.holds("github", "bob"), Some((false, vec![])));
 }

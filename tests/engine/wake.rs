@@ -129,7 +129,7 @@ fn decisions_wake_the_workers_on_commit(env: Env) {
     assert!(env
         .holds("github", "ada")
         .is_some_and(|h| h.1.contains(&"team:eng".to_string())));
-    env.admin.legacy_access(&ada, None).unwrap();
+    env.admin.legacy_access(&ada, None, "test").unwrap();
     eventually("the acknowledged legacy access", || {
         env.holds("github", "ada") == Some((false, vec![]))
     });
@@ -205,6 +205,12 @@ grants = [
   {{ connector = "github", kind = "team", id = "eng" }},
   {{ connector = "github", kind = "org", id = "acme", role = "admin", approval = "manager" }},
 ]
+
+# The users below are pushed with the bootstrap token: it is the manager's source of truth, so
+# the manager it names may decide.
+[[source]]
+client = "bootstrap"
+owns = ["manager"]
 "#,
             app.display()
         ),

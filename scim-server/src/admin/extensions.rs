@@ -9,8 +9,9 @@ use super::{in_tx, Admin, AdminError, AdminResult};
 use crate::auth::UserRef;
 use crate::engine::desired::parse_date;
 use crate::engine::notices;
+use crate::error::HubResult;
 use crate::store::approvals::{ApprovalKind, ApprovalLevel};
-use crate::store::{approvals, engine_state, load_row, Doc, ResourceKind};
+use crate::store::{approvals, engine_state, load_row, Change, DbConnection, Doc, ResourceKind};
 
 impl Admin {
     pub(super) fn end_date_path(&self) -> AdminResult<scim_schema::filter::AttrPath> {
@@ -22,14 +23,22 @@ impl Admin {
         scim_schema::filter::parse_attr_path(&attr).map_err(|e| AdminError::Invalid(e.to_string()))
     }
 
-    pub(super) fn set_end_date(&self, user_id: &str, end: &str) -> AdminResult<()> {
-        let path = self.end_date_path()?;
+    /// Writes the contract end date `end` to the user, inside the caller's write transaction
+    /// (the decision that approved the extension): both commit, or neither.
+    pub(super) fn set_end_date_in(
+        &self,
+        c: &mut DbConnection,
+        changes: &mut Vec<Change>,
+        path: &scim_schema::filter::AttrPath,
+        user_id: &str,
+        end: &str,
+    ) -> HubResult<()> {
         let end = end.to_string();
-        self.store.update_with(
+        self.store.update_with_in(
+            c,
+            changes,
             ResourceKind::User,
             user_id,
-            None,
-            None,
             move |mut doc: Doc| {
                 let target = match &path.urn {
                     Some(urn) => {

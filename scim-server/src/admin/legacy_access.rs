@@ -1,10 +1,12 @@
 //! A mover's legacy access (the overlap the policy grants after a move): acknowledged (ended
 //! now) or extended by an administrator, or by the manager or security through a signed
-//! one-click link from the mover notification. The link is checked against the current state
-//! before it is shown or followed, and the links of one mover event share a single use.
+//! one-click link from the mover notification. The link's signature and expiry are checked
+//! before any transaction; then it is checked against the current state before it is shown or
+//! followed. It acts only on its own mover event, and the links of one event share a single use
+//! (a row keyed by the event id, written in the transaction that acts).
 
 use chrono::Duration;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{in_tx, Admin, AdminError, AdminResult};
 use crate::engine::desired::attr_str;
@@ -38,27 +40,27 @@ pub struct LinkPreview {
     pub message: String,
 }
 
-/// A verified link, checked against the current state (not used, addressee still entitled,
-/// legacy access still open).
-struct CheckedLink {
+/// A link whose signature and expiry were verified ([`Admin::verify_link`], no database
+/// involved); only such a link reaches a transaction.
+#[derive(Debug, Clone)]
+pub struct VerifiedLink {
     claims: links::LinkClaims,
     extend: Option<Duration>,
-    /// Shared by every link of one mover event: one use between them.
-    pair: String,
 }
 
 /// The longest a manager may extend a mover's legacy access in one step, in days.
 pub const MAX_LEGACY_EXTENSION_DAYS: i64 = 90;
 
 impl Admin {
-    /// Acknowledges (ends now) or extends a mover's legacy access, then re-plans. 404 for an
-    /// unknown user, 409 when no legacy access is open.
+    /// Acknowledges (ends now) or extends a mover's legacy access as `actor` (the authenticated
+    /// caller), then re-plans. 404 for an unknown user, 409 when no legacy access is open.
     pub fn legacy_access(
         &self,
         user_id: &str,
         extend: Option<Duration>,
+        actor: &str,
     ) -> AdminResult<PlanOutcome> {
-        self.decision_tx(|c| self.legacy_access_in(c, user_id, extend, "admin"))?
+        self.decision_tx(|c| self.legacy_access_in(c, user_id, extend, actor))?
     }
 
     fn legacy_access_in(
@@ -123,41 +125,58 @@ impl Admin {
         Ok(Ok(self.engine.replan(c, user_id, Cause::Admin)?))
     }
 
-    /// Verifies a one-click link and checks it against the current state, without acting: the
-    /// signature (403 when tampered), the expiry (410), that its addressee still holds the role
-    /// it was sent to them for (403: a manager who is no longer the user's manager, an address
-    /// no longer on the security list), that no link of the same notification was used (409)
-    /// and that legacy access is still open (409).
-    fn check_link(&self, c: &mut DbConnection, token: &str) -> HubResult<AdminResult<CheckedLink>> {
+    /// Verifies a one-click link's signature (403 when tampered or unsigned by this hub) and
+    /// expiry (410), and reads its action, touching no database: an unauthenticated request
+    /// with a forged link never reaches a transaction.
+    pub fn verify_link(&self, token: &str) -> AdminResult<VerifiedLink> {
         let policy = self.engine.policy.current();
         let Some(key) = links::key(&policy) else {
-            return Ok(Err(AdminError::Forbidden(
+            return Err(AdminError::Forbidden(
                 "one-click links are not configured".into(),
-            )));
+            ));
         };
         let claims = match links::verify(&key, token, self.now()) {
             Ok(c) => c,
             Err(links::LinkError::Expired) => {
-                return Ok(Err(AdminError::Expired("This link has expired.".into())))
+                return Err(AdminError::Expired("This link has expired.".into()))
             }
             Err(other) => {
-                return Ok(Err(AdminError::Forbidden(format!(
+                return Err(AdminError::Forbidden(format!(
                     "This link is not valid ({other})."
-                ))))
+                )))
             }
         };
         let extend = match claims.a.as_str() {
             "ack" => None,
             "extend" => Some(Duration::days(claims.d.clamp(1, MAX_LEGACY_EXTENSION_DAYS))),
-            _ => return Ok(Err(AdminError::Forbidden("unknown action".into()))),
+            _ => return Err(AdminError::Forbidden("unknown action".into())),
         };
+        if claims.ev.is_empty() {
+            // Signed before links named their event: it could act on any later move.
+            return Err(AdminError::Forbidden(
+                "This link is from an older version of scimhub and no longer works; use the \
+                 admin API."
+                    .into(),
+            ));
+        }
+        Ok(VerifiedLink { claims, extend })
+    }
+
+    /// Checks a verified link against the current state, without acting: that its addressee
+    /// still holds the role it was sent to them for (403: a manager who is no longer the user's
+    /// manager, or whose manager attribute the policy does not trust; an address no longer on
+    /// the security list), that its event is still the user's latest move (409), that no link
+    /// of the event was used (409) and that legacy access is still open (409).
+    fn check_link(&self, c: &mut DbConnection, link: &VerifiedLink) -> HubResult<AdminResult<()>> {
+        let policy = self.engine.policy.current();
+        let claims = &link.claims;
         // The signature proves who the link was sent to; the addressee must still be entitled.
         let entitled = match claims.r.as_str() {
             "manager" => {
                 let manager = load_user_doc(c, &claims.u)?
                     .as_ref()
                     .and_then(crate::engine::manager_id);
-                manager.as_deref() == Some(claims.to.as_str())
+                policy.manager_trusted() && manager.as_deref() == Some(claims.to.as_str())
             }
             "security" => policy
                 .notify
@@ -172,21 +191,12 @@ impl Admin {
                 claims.to, claims.r
             ))));
         }
-        // Every link of one mover event carries the same user and expiry: one use between them.
-        let pair = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(
-                format!("{}:{}", claims.u, claims.exp).as_bytes(),
-            ))
-        };
-        let used = audit::list(c, Some(&claims.u))?.into_iter().any(|a| {
-            a.action == "one_click_link"
-                && serde_json::from_str::<Value>(&a.detail)
-                    .ok()
-                    .and_then(|d| d.get("link").and_then(Value::as_str).map(|l| l == pair))
-                    .unwrap_or(false)
-        });
-        if used {
+        if approvals::latest_mover_event(c, &claims.u)?.as_deref() != Some(claims.ev.as_str()) {
+            return Ok(Err(AdminError::Conflict(
+                "This link belongs to an earlier move of this user and no longer acts.".into(),
+            )));
+        }
+        if approvals::link_used(c, &claims.ev)? {
             return Ok(Err(AdminError::Conflict(
                 "This link has already been used.".into(),
             )));
@@ -201,25 +211,25 @@ impl Admin {
                 claims.u
             ))));
         }
-        Ok(Ok(CheckedLink {
-            claims,
-            extend,
-            pair,
-        }))
+        Ok(Ok(()))
     }
 
     /// What a one-click link would do, after every check [`Admin::follow_link`] makes, without
     /// doing it: following a link with `GET` shows this, so a mail scanner that fetches links
     /// changes nothing.
     pub fn preview_link(&self, token: &str) -> AdminResult<LinkPreview> {
-        let (link, name) = in_tx(&self.store, |c| {
-            let link = match self.check_link(c, token)? {
-                Ok(l) => l,
-                Err(e) => return Ok(Err(e)),
-            };
-            let name = load_user_doc(c, &link.claims.u)?
-                .and_then(|d| attr_str(&d, "userName").map(str::to_string));
-            Ok(Ok((link, name)))
+        self.preview_verified(self.verify_link(token)?)
+    }
+
+    /// [`Admin::preview_link`] of a link already verified.
+    pub fn preview_verified(&self, link: VerifiedLink) -> AdminResult<LinkPreview> {
+        let name = in_tx(&self.store, |c| {
+            if let Err(e) = self.check_link(c, &link)? {
+                return Ok(Err(e));
+            }
+            Ok(Ok(load_user_doc(c, &link.claims.u)?.and_then(|d| {
+                attr_str(&d, "userName").map(str::to_string)
+            })))
         })??;
         let who = name.clone().unwrap_or_else(|| link.claims.u.clone());
         let message = match link.extend {
@@ -242,13 +252,25 @@ impl Admin {
     /// twice or undo the first decision. The audit records who the link was sent to: the
     /// signature is the proof of identity here, there is no login.
     pub fn follow_link(&self, token: &str) -> AdminResult<LinkOutcome> {
+        // Signature and expiry first, outside any transaction: a forged link costs no writer.
+        self.follow_verified(self.verify_link(token)?)
+    }
+
+    /// [`Admin::follow_link`] of a link already verified.
+    pub fn follow_verified(&self, link: VerifiedLink) -> AdminResult<LinkOutcome> {
         let now = self.now();
-        let link = self.decision_tx(|c| {
-            let link = match self.check_link(c, token)? {
-                Ok(l) => l,
-                Err(e) => return Ok(Err(e)),
-            };
+        self.decision_tx(|c| {
+            if let Err(e) = self.check_link(c, &link)? {
+                return Ok(Err(e));
+            }
             let actor = format!("one-click link to {} ({})", link.claims.to, link.claims.r);
+            // The event's one use, claimed before acting: a concurrent click waits on the key,
+            // then finds it taken and acts not at all.
+            if !approvals::use_link(c, &link.claims.ev, &link.claims.u, &actor, now)? {
+                return Ok(Err(AdminError::Conflict(
+                    "This link has already been used.".into(),
+                )));
+            }
             if let Err(e) = self.legacy_access_in(c, &link.claims.u, link.extend, &actor)? {
                 return Ok(Err(e));
             }
@@ -261,10 +283,10 @@ impl Admin {
                     connector: None,
                     action: "one_click_link",
                     outcome: &link.claims.a,
-                    detail: json!({"link": link.pair, "to": link.claims.to, "as": link.claims.r}),
+                    detail: json!({"event": link.claims.ev, "to": link.claims.to, "as": link.claims.r}),
                 },
             )?;
-            Ok(Ok(link))
+            Ok(Ok(()))
         })??;
         let message = match link.extend {
             None => "Legacy access removed.".to_string(),

@@ -27,10 +27,10 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::Engine;
 use crate::error::{HubError, HubResult};
-use crate::store::{DbConnection, Store};
+use crate::store::{Change, DbConnection, Store};
 use authority::Refusal;
 
-pub use legacy_access::{LinkOutcome, LinkPreview, MAX_LEGACY_EXTENSION_DAYS};
+pub use legacy_access::{LinkOutcome, LinkPreview, VerifiedLink, MAX_LEGACY_EXTENSION_DAYS};
 
 /// Runs `f` in a write transaction on the store's writer (admin actions and tests).
 pub fn in_tx<T>(store: &Store, f: impl FnOnce(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {
@@ -89,6 +89,17 @@ impl Admin {
     /// what the decision queued runs now, not at the workers' next poll.
     fn decision_tx<T>(&self, f: impl FnOnce(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {
         let out = in_tx(&self.store, f)?;
+        self.engine.wake_workers();
+        Ok(out)
+    }
+
+    /// [`Admin::decision_tx`] for decisions that also write a resource: the write's
+    /// [`Change`]s go to the store's write hook (the engine) before the transaction commits.
+    fn decision_tx_with_changes<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<T> {
+        let out = self.store.write_tx(f)?;
         self.engine.wake_workers();
         Ok(out)
     }

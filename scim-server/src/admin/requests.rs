@@ -12,11 +12,47 @@ use crate::engine::desired::attr_str;
 use crate::engine::{load_user_doc, Cause};
 use crate::error::HubError;
 use crate::store::approvals::{ApprovalKind, ApprovalStatus};
-use crate::store::{
-    approvals, audit, engine_state, load_groups, load_row, DbConnection, Doc, ResourceKind,
-};
+use crate::store::{approvals, audit, engine_state, load_row, DbConnection, Doc, ResourceKind};
+
+/// The authority `approver` has over `row` under `policy`, with the subject's manager and
+/// sponsor as the directory holds them now (the engine's last facts when the user was deleted),
+/// each counted only when the policy trusts the attribute (its `[[source]]` is its only
+/// writer).
+fn authority_over(
+    c: &mut DbConnection,
+    policy: &crate::policy::Policy,
+    row: &approvals::ApprovalRow,
+    approver: &Approver,
+) -> Result<Result<authority::Authority, Refusal>, HubError> {
+    let doc = load_user_doc(c, &row.user_id)?;
+    let facts = engine_state::get_user(c, &row.user_id)?.map(|u| u.facts);
+    let fact = |k: &str| {
+        facts
+            .as_ref()
+            .and_then(|f| f.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let manager = doc
+        .as_ref()
+        .and_then(crate::engine::manager_id)
+        .or_else(|| fact("manager"))
+        .filter(|_| policy.manager_trusted());
+    let sponsor = match (&doc, policy.settings.sponsor_attribute.as_deref()) {
+        (Some(d), Some(attr)) => attr_str(d, attr).map(str::to_string),
+        _ => fact("sponsor"),
+    }
+    .filter(|_| policy.sponsor_trusted());
+    let subject = Subject {
+        user_id: &row.user_id,
+        manager_id: manager.as_deref(),
+        sponsor: sponsor.as_deref(),
+    };
+    Ok(authority::authority(policy, row, &subject, approver))
+}
 
 impl Admin {
+    /// Every request (of `status`, when given), for administrators and tools.
     pub fn approvals(&self, status: Option<&str>) -> AdminResult<Vec<approvals::ApprovalRow>> {
         // A status no request can have matches none.
         let status = match status.map(ApprovalStatus::parse) {
@@ -24,6 +60,36 @@ impl Admin {
             other => other.flatten(),
         };
         Ok(in_tx(&self.store, |c| approvals::list(c, status))?)
+    }
+
+    /// The requests (of `status`) `by` may see: all of them with the `admin` scope; with only
+    /// `approvals`, those the person the credential acts as may decide (a credential acting as
+    /// nobody, or as an inactive user, sees none). Decided requests are shown to whoever would
+    /// have had authority over them.
+    pub fn approvals_for(
+        &self,
+        by: &Principal,
+        status: Option<&str>,
+    ) -> AdminResult<Vec<approvals::ApprovalRow>> {
+        let all = self.approvals(status)?;
+        if by.scopes.contains(&crate::auth::Scope::Admin) {
+            return Ok(all);
+        }
+        let policy = self.engine.policy.current();
+        Ok(in_tx(&self.store, |c| {
+            let approver = match self.approver(c, by) {
+                Ok(a) => a,
+                Err(AdminError::Store(e)) => return Err(e),
+                Err(_) => return Ok(Vec::new()),
+            };
+            let mut mine = Vec::new();
+            for row in all {
+                if authority_over(c, &policy, &row, &approver)?.is_ok() {
+                    mine.push(row);
+                }
+            }
+            Ok(mine)
+        })?)
     }
 
     /// Approves a pending request as `by` and applies it: an entitlement or SoD exception is
@@ -66,13 +132,7 @@ impl Admin {
                 .into())
             }
         };
-        let groups = load_groups(c, std::slice::from_ref(&id))?
-            .remove(&id)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|g| g.display)
-            .collect();
-        Ok(Approver::from_doc(&id, &doc, groups, &by.client))
+        Ok(Approver::from_doc(&id, &doc, &by.client))
     }
 
     /// Decides a pending request (of `kind`, when given: `/extensions/{id}` only finds
@@ -90,7 +150,7 @@ impl Admin {
         let policy = self.engine.policy.current();
         let what = kind.unwrap_or("request");
         let approve = status == "approved";
-        let decided = self.decision_tx(|c| {
+        let decided = self.decision_tx_with_changes(|c, changes| {
             let Some(row) =
                 approvals::get(c, id)?.filter(|r| kind.is_none_or(|k| r.kind.as_str() == k))
             else {
@@ -107,31 +167,7 @@ impl Admin {
                 Err(AdminError::Store(e)) => return Err(e),
                 Err(e) => return Ok(Err(e)),
             };
-            let doc = load_user_doc(c, &row.user_id)?;
-            let facts = engine_state::get_user(c, &row.user_id)?.map(|u| u.facts);
-            let fact = |k: &str| {
-                facts
-                    .as_ref()
-                    .and_then(|f| f.get(k))
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            };
-            // The current record decides who the manager and sponsor are; the engine's last
-            // facts stand in when the user was deleted.
-            let manager = doc
-                .as_ref()
-                .and_then(crate::engine::manager_id)
-                .or_else(|| fact("manager"));
-            let sponsor = match (&doc, policy.settings.sponsor_attribute.as_deref()) {
-                (Some(d), Some(attr)) => attr_str(d, attr).map(str::to_string),
-                _ => fact("sponsor"),
-            };
-            let subject = Subject {
-                user_id: &row.user_id,
-                manager_id: manager.as_deref(),
-                sponsor: sponsor.as_deref(),
-            };
-            let authority = match authority::authority(&policy, &row, &subject, &approver) {
+            let authority = match authority_over(c, &policy, &row, &approver)? {
                 Ok(a) => a,
                 Err(refusal) => {
                     tracing::info!(
@@ -143,11 +179,12 @@ impl Admin {
             };
             let new_end = if approve && row.kind == ApprovalKind::Extension {
                 // Checked before deciding, so a request that cannot be applied stays pending.
-                if let Err(e) = self.end_date_path() {
-                    return Ok(Err(e));
-                }
+                let path = match self.end_date_path() {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(e)),
+                };
                 match row.detail.get("new_end").and_then(Value::as_str) {
-                    Some(end) => Some(end.to_string()),
+                    Some(end) => Some((path, end.to_string())),
                     None => {
                         return Ok(Err(AdminError::Invalid("extension without new_end".into())))
                     }
@@ -201,12 +238,13 @@ impl Admin {
             if approve && row.kind != ApprovalKind::Extension {
                 self.engine.replan(c, &row.user_id, Cause::Approval)?;
             }
-            Ok(Ok((row, new_end)))
+            // The new end date is written in this transaction: if it cannot be (the user is
+            // gone), the approval rolls back with it and the request stays pending.
+            if let Some((path, end)) = &new_end {
+                self.set_end_date_in(c, changes, path, &row.user_id, end)?;
+            }
+            Ok(Ok(row))
         })??;
-        let (row, new_end) = decided;
-        if let Some(end) = new_end {
-            self.set_end_date(&row.user_id, &end)?;
-        }
-        Ok(in_tx(&self.store, |c| approvals::get(c, id))?.unwrap_or(row))
+        Ok(in_tx(&self.store, |c| approvals::get(c, id))?.unwrap_or(decided))
     }
 }

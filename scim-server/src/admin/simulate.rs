@@ -185,7 +185,9 @@ impl Admin {
                 service::PatchReply::Minimal,
             )
             .map(|_| ()),
-            "DELETE" => store.delete(kind, &id_or("DELETE")?, None).map(|_| ()),
+            "DELETE" => store
+                .delete_by(kind, &id_or("DELETE")?, None, Some(&caller.client))
+                .map(|_| ()),
             other => {
                 return Err(AdminError::Invalid(format!(
                 "cannot simulate {other} {path}: use POST /Users, PUT, PATCH or DELETE /Users/ID \

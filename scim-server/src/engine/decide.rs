@@ -255,7 +255,7 @@ pub fn decide(
     let mut notices: Vec<QueuedNotice> = hold_notice.into_iter().collect();
     notices.extend(approval_notices(i, &approvals));
     if event == EventKind::Mover {
-        notices.extend(mover_summaries(i, &d, &plan, extra));
+        notices.extend(mover_summaries(i, &d, &plan, extra, &plan_id));
     }
 
     let planned: Vec<(String, AccountRecord)> = plan
@@ -531,12 +531,14 @@ fn contract_timers(i: &PlanInputs<'_>, d: &Desired) -> Vec<TimerChange> {
     out
 }
 
-/// A mover summary for the manager and for each security address.
+/// A mover summary for the manager and for each security address; their one-click links name
+/// the mover plan `plan_id`.
 fn mover_summaries(
     i: &PlanInputs<'_>,
     d: &Desired,
     plan: &Plan,
     extra: &Contingent,
+    plan_id: &str,
 ) -> Vec<QueuedNotice> {
     let policy = &*i.policy;
     let changes: Vec<(&str, String)> = plan
@@ -569,7 +571,7 @@ fn mover_summaries(
         .map(|(address, addressee, role)| {
             let links = match (&extra.link_key, d.kept.is_empty()) {
                 (Some(key), false) => {
-                    links::links_for(policy, key, &i.user_id, &addressee, role, i.now)
+                    links::links_for(policy, key, &i.user_id, plan_id, &addressee, role, i.now)
                 }
                 _ => None,
             };

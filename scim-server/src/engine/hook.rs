@@ -22,15 +22,25 @@ impl WriteHook for EngineHook {
     fn on_write(&self, conn: &mut DbConnection, change: &Change) -> HubResult<()> {
         match change.kind {
             ResourceKind::User => {
-                self.engine
-                    .plan_user(conn, &change.id, change.after.as_ref(), Cause::Write)?;
+                self.engine.plan_user_for(
+                    conn,
+                    &change.id,
+                    change.after.as_ref(),
+                    Cause::Write,
+                    change.client.as_deref(),
+                )?;
             }
             ResourceKind::Group => {
                 for id in affected_users(conn, change)? {
                     let doc = load_user_doc(conn, &id)?;
                     if doc.is_some() || engine_state::get_user(conn, &id)?.is_some() {
-                        self.engine
-                            .plan_user(conn, &id, doc.as_ref(), Cause::Write)?;
+                        self.engine.plan_user_for(
+                            conn,
+                            &id,
+                            doc.as_ref(),
+                            Cause::Write,
+                            change.client.as_deref(),
+                        )?;
                     }
                 }
             }

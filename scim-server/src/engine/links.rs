@@ -7,6 +7,10 @@
 //! `security`). The signature is the proof of identity, since there is no login: only the
 //! recipient received the link. Following it checks that the addressee still holds that role
 //! (the user's manager has not changed, the address is still on the security list).
+//!
+//! Each link names its event (`ev`, the mover plan's id) and its action (`a`): it acts only on
+//! that move (not on a later one of the same user), and the links of one event share a single
+//! use, recorded by a row keyed by the event id (`engine_used_links`).
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -33,6 +37,11 @@ pub struct LinkClaims {
     pub to: String,
     /// The role it was sent to them in: `manager` or `security`.
     pub r: String,
+    /// The event the link belongs to (the mover plan's id): it acts only while that is the
+    /// user's latest move, and every link of the event shares one use. Empty in links signed
+    /// before events were named, which are refused.
+    #[serde(default)]
+    pub ev: String,
 }
 
 fn mac(key: &[u8], payload: &str) -> Option<Hmac<Sha256>> {
@@ -84,13 +93,14 @@ pub fn key(policy: &Policy) -> Option<Vec<u8>> {
     Some(s.expose().as_bytes().to_vec())
 }
 
-/// `(acknowledge, extend by 7 days)` URLs for a user, addressed to `to` in `role` (`manager`:
-/// `to` is the manager's user id; `security`: a security address), signed with `key` ([`key`]),
-/// when the policy has a base URL for them.
+/// `(acknowledge, extend by 7 days)` URLs for a user's mover event `event_id`, addressed to `to`
+/// in `role` (`manager`: `to` is the manager's user id; `security`: a security address), signed
+/// with `key` ([`key`]), when the policy has a base URL for them.
 pub fn links_for(
     policy: &Policy,
     key: &[u8],
     user_id: &str,
+    event_id: &str,
     to: &str,
     role: &str,
     now: DateTime<Utc>,
@@ -108,6 +118,7 @@ pub fn links_for(
         exp,
         to: to.into(),
         r: role.into(),
+        ev: event_id.into(),
     };
     let ack = sign(key, &claims("ack", 0))?;
     let ext = sign(key, &claims("extend", 7))?;
@@ -131,6 +142,7 @@ mod tests {
             exp: now.timestamp() + 60,
             to: "u-manager".into(),
             r: "manager".into(),
+            ev: "plan-1".into(),
         };
         let t = sign(b"k", &c).expect("sign");
         assert_eq!(verify(b"k", &t, now), Ok(c.clone()));

@@ -165,12 +165,33 @@ impl Engine {
         doc: Option<&Doc>,
         cause: Cause,
     ) -> HubResult<PlanOutcome> {
+        self.plan_user_for(c, user_id, doc, cause, None)
+    }
+
+    /// [`Engine::plan_user`] for a write by the SCIM client `client` (token name or JWT
+    /// client): every audit entry of the plan names it (`detail.client`), so what a client's
+    /// write caused is traceable to that client.
+    pub fn plan_user_for(
+        &self,
+        c: &mut DbConnection,
+        user_id: &str,
+        doc: Option<&Doc>,
+        cause: Cause,
+        client: Option<&str>,
+    ) -> HubResult<PlanOutcome> {
         let inputs = load::inputs(c, self, user_id, doc, cause)?;
         let projection = decide::project(&inputs);
         let extra = load::contingent(c, &inputs, &projection)?;
-        let decision = decide::decide(&inputs, projection, &extra, &mut || {
+        let mut decision = decide::decide(&inputs, projection, &extra, &mut || {
             uuid::Uuid::now_v7().to_string()
         });
+        if let (Some(client), Some(w)) = (client, decision.writes.as_mut()) {
+            for a in &mut w.audit {
+                if let serde_json::Value::Object(d) = &mut a.detail {
+                    d.insert("client".into(), client.into());
+                }
+            }
+        }
         commit::commit(c, &decision, inputs.now)?;
         Ok(decision.outcome)
     }

@@ -150,15 +150,17 @@ pub fn mover_summary(body: &str, address: &str, links: Option<&(String, String)>
 }
 
 /// A reminder that a contract ends: `name` is the userName (else the id), `end` and `offset` as
-/// the timer recorded them.
+/// the timer recorded them. The userName is written by a SCIM client: it is quoted.
 pub fn contract_reminder(user_id: &str, name: &str, end: &str, offset: &str) -> Notice {
     Notice {
         kind: "contract_reminder",
         subject: format!("scimhub: contract of {name} ends in {offset}"),
         body: format!(
-            "The contract of {name} ends at {end}; access expires then.\n\
+            "The contract of user {user_id} ends at {end}; access expires then. Their userName:\n\
+             {}\n\
              The sponsor can request an extension through the admin API \
-             (POST {API_PREFIX}/users/{user_id}/extensions)."
+             (POST {API_PREFIX}/users/{user_id}/extensions).",
+            user_text(name)
         ),
     }
 }
@@ -183,7 +185,35 @@ pub struct ExtensionRequest<'a> {
     pub reason: &'a str,
 }
 
-/// A contract-extension request, with the admin API URLs to decide it.
+/// How every line of text a person typed (a reason, a requester's name) starts in a mail body:
+/// the text stands on lines of its own, visibly set apart, and the HTML alternative
+/// (`notify::mail_html`) escapes these lines and never turns anything in them into a link.
+pub const USER_TEXT_PREFIX: &str = "    | ";
+
+/// `text` as user-provided lines of a mail body (see [`USER_TEXT_PREFIX`]): every line
+/// prefixed, control characters dropped, and `://` written `[://]` so that no mail client
+/// links a URL in it either (plain-text readers link URLs on their own).
+pub fn user_text(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect();
+    let defanged = clean.replace("://", "[://]");
+    let mut out = String::new();
+    for line in defanged.trim().lines() {
+        out.push_str(USER_TEXT_PREFIX);
+        out.push_str(line);
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str(USER_TEXT_PREFIX);
+        out.push('\n');
+    }
+    out
+}
+
+/// A contract-extension request, with the admin API URLs to decide it. Who asked and why are
+/// quoted as user-provided text ([`user_text`]).
 pub fn extension_request(policy: &Policy, r: ExtensionRequest<'_>) -> Notice {
     let ExtensionRequest {
         id,
@@ -193,8 +223,12 @@ pub fn extension_request(policy: &Policy, r: ExtensionRequest<'_>) -> Notice {
         reason,
     } = r;
     let mut body = format!(
-        "{by} asks to extend the contract of user {user_id} to {new_end}: {reason}\n\
-         Approve or reject extension request {id} in the admin API."
+        "An extension of the contract of user {user_id} to {new_end} was requested.\n\
+         Requested by (the authenticated caller):\n{}\
+         Reason, as written by the requester (not checked by scimhub):\n{}\
+         Approve or reject extension request {id} in the admin API.",
+        user_text(by),
+        user_text(reason),
     );
     if let (Some(a), Some(r)) = (
         api_url(policy, &format!("/extensions/{id}/approve")),

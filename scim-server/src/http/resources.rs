@@ -321,8 +321,9 @@ pub async fn delete(
     let (segment, id) = path.into_inner();
     let kind = kind(&segment, &req)?;
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
+    let client = state.caller(&req)?.client;
     state
-        .write(move |s| s.delete(kind, &id, if_match.as_deref()))
+        .write(move |s| s.delete_by(kind, &id, if_match.as_deref(), Some(&client)))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,10 +1,14 @@
 //! Turning a notification row into an email: a plain-text body (the row's text as written) and an
-//! HTML alternative in which every character of the text is escaped and only `http(s)://` URLs
-//! become links, so a user-supplied name can never inject markup.
+//! HTML alternative in which every character of the text is escaped and only the hub's own URLs
+//! (under `[notify] link_base_url`) become links, so a user-supplied name can never inject markup
+//! or a link. Lines of user-provided text (starting with [`USER_TEXT_PREFIX`], see
+//! `engine::notices::user_text`) are escaped and never linked, whatever they contain.
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
+
+use crate::engine::notices::USER_TEXT_PREFIX;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape_html(s: &str) -> String {
@@ -49,17 +53,46 @@ fn urls(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// The HTML alternative of a plain-text body.
-pub fn html_body(subject: &str, text: &str) -> String {
+/// Whether `url` is under the hub's base URL `hub` (`https://hub.example.com`).
+fn is_hub_url(url: &str, hub: Option<&str>) -> bool {
+    let Some(hub) = hub
+        .map(|h| h.trim_end_matches('/'))
+        .filter(|h| !h.is_empty())
+    else {
+        return false;
+    };
+    url.strip_prefix(hub)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// `text` escaped, with the hub's URLs (under `hub`) as links.
+fn linked(text: &str, hub: Option<&str>) -> String {
     let mut body = String::new();
     let mut last = 0;
     for (from, to) in urls(text) {
+        if !is_hub_url(&text[from..to], hub) {
+            continue;
+        }
         body.push_str(&escape_html(&text[last..from]));
         let url = escape_html(&text[from..to]);
         body.push_str(&format!("<a href=\"{url}\">{url}</a>"));
         last = to;
     }
     body.push_str(&escape_html(&text[last..]));
+    body
+}
+
+/// The HTML alternative of a plain-text body: the hub's own lines escaped with the hub's URLs
+/// (under `hub`, the policy's `link_base_url`) linked; user-provided lines escaped only.
+pub fn html_body(subject: &str, text: &str, hub: Option<&str>) -> String {
+    let mut body = String::new();
+    for line in text.split_inclusive('\n') {
+        if line.starts_with(USER_TEXT_PREFIX) {
+            body.push_str(&escape_html(line));
+        } else {
+            body.push_str(&linked(line, hub));
+        }
+    }
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head>\
          <body><pre style=\"font-family: sans-serif; white-space: pre-wrap\">{body}</pre>\
@@ -81,6 +114,7 @@ pub fn message(
     to: &[Mailbox],
     subject: &str,
     text: &str,
+    hub: Option<&str>,
 ) -> Result<Message, RenderError> {
     let domain = from.email.domain().to_string();
     let mut b = Message::builder()
@@ -100,7 +134,7 @@ pub fn message(
             .singlepart(
                 SinglePart::builder()
                     .header(ContentType::TEXT_HTML)
-                    .body(html_body(subject, text)),
+                    .body(html_body(subject, text, hub)),
             ),
     )
     .map_err(|e| RenderError(format!("cannot build the message: {e}")))
@@ -111,11 +145,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_values_are_escaped_and_only_urls_become_links() {
+    fn user_values_are_escaped_and_only_hub_urls_become_links() {
         let text = "User <script>alert('x')</script> & \"co\" moved.\n\
                     Acknowledge: https://hub.example.com/admin/v1/links/abc.def\n\
-                    Extend (7 days): http://h/x?a=1&b=2.";
-        let html = html_body("Mover <b>", text);
+                    Extend (7 days): http://h/x?a=1&b=2.\n\
+                    Account http://evil.example/x and https://hub.example.com.evil/y";
+        let html = html_body("Mover <b>", text, Some("http://h/"));
+        let hub_html = html_body("Mover <b>", text, Some("https://hub.example.com"));
+        // Not under the hub's base URL: text, not a link.
+        assert!(!hub_html.contains("href=\"http://evil"), "{hub_html}");
+        assert!(!hub_html.contains("hub.example.com.evil/y\""), "{hub_html}");
+        assert!(!hub_html.contains("<a href=\"http://h/"), "{hub_html}");
+        let html = format!("{html}{hub_html}");
         assert!(html
             .contains("User &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;co&quot;"));
         assert!(!html.contains("<script>"));
@@ -128,10 +169,48 @@ mod tests {
     }
 
     #[test]
+    fn user_provided_text_is_escaped_and_never_linked() {
+        let reason =
+            "see <a href=\"http://evil.example/x\">the ticket</a>\nor http://evil.example/y";
+        let text = format!(
+            "Reason:\n{}Approve: POST https://hub.example/admin/v1/extensions/e1/approve\n",
+            crate::engine::notices::user_text(reason)
+        );
+        let html = html_body("Extension", &text, Some("https://hub.example"));
+        assert!(!html.contains("<a href=\"http://evil"), "{html}");
+        assert_eq!(
+            html.matches("<a ").count(),
+            1,
+            "only the hub's URL is a link: {html}"
+        );
+        assert!(
+            html.contains(
+                "    | see &lt;a href=&quot;http[://]evil.example/x&quot;&gt;the ticket&lt;/a&gt;"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("    | or http[://]evil.example/y"), "{html}");
+        assert!(html.contains("<a href=\"https://hub.example/admin/v1/extensions/e1/approve\">"));
+        // A line break in the text cannot start an unquoted line.
+        assert_eq!(
+            crate::engine::notices::user_text("a\n\nb\r\u{1b}[0m"),
+            "    | a\n    | \n    | b[0m\n"
+        );
+    }
+
+    #[test]
     fn builds_a_multipart_alternative() {
         let from: Mailbox = "scimhub@example.com".parse().expect("from");
         let to: Mailbox = "m@example.com".parse().expect("to");
-        let m = message(7, &from, &[to], "Subject", "Body https://x/y").expect("message");
+        let m = message(
+            7,
+            &from,
+            &[to],
+            "Subject",
+            "Body https://x/y",
+            Some("https://x"),
+        )
+        .expect("message");
         let raw = String::from_utf8(m.formatted()).expect("utf8");
         assert!(raw.contains("multipart/alternative"));
         assert!(raw.contains("text/plain"));

@@ -307,7 +307,16 @@ impl Notifier {
         if mailboxes.is_empty() {
             return Attempt::Permanent(format!("no deliverable recipient: {}", bad.join(", ")));
         }
-        let message = match mail_html::message(row.id, &from, &mailboxes, &row.subject, &row.body) {
+        // Only the hub's own URLs (under `[notify] link_base_url`) become links in the HTML part.
+        let hub = self.engine.policy.current().notify.link_base_url.clone();
+        let message = match mail_html::message(
+            row.id,
+            &from,
+            &mailboxes,
+            &row.subject,
+            &row.body,
+            hub.as_deref(),
+        ) {
             Ok(m) => m,
             Err(e) => return Attempt::Permanent(e.0),
         };

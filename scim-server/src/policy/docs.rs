@@ -160,14 +160,7 @@ pub fn render(policy: &Policy) -> String {
             .map(|c| format!(" or a contractor owner ({})", c.owners.join(", ")))
             .unwrap_or_default()
     );
-    let mut security: Vec<String> = policy.approvals.security.clone();
-    security.extend(
-        policy
-            .approvals
-            .security_groups
-            .iter()
-            .map(|g| format!("members of group {g}")),
-    );
+    let security: Vec<String> = policy.approvals.security.clone();
     let _ = writeln!(
         o,
         "- **security** approvals and SoD exceptions: {}. Security approvers may decide any \

@@ -24,7 +24,6 @@
 //!
 //! [approvals]
 //! security = ["alice"]            # userNames of security approvers
-//! security_groups = ["Security"]  # and the members of these groups (displayName)
 //!
 //! [[source]]
 //! client = "workday"              # the token (or JWT client) name

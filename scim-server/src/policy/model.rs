@@ -57,15 +57,20 @@ pub struct Policy {
 pub struct ApproverSettings {
     /// userNames of security approvers.
     pub security: Vec<String>,
-    /// displayNames of groups whose members (direct or through nested groups) are security
-    /// approvers.
-    pub security_groups: Vec<String>,
+    /// Whether a manager or sponsor attribute that no `[[source]]` owns still gives authority
+    /// (default `false`: any `scim:write` client could set it).
+    pub trust_unowned_attributes: bool,
+    /// The attributes that give authority over a user's requests, resolved: the enterprise
+    /// `manager`, and the `sponsor_attribute` when set. A source that owns one is its only
+    /// writer, even while it has no value (see `service::ownership`).
+    pub manager_path: Option<AttrPath>,
+    pub sponsor_path: Option<AttrPath>,
 }
 
 impl ApproverSettings {
     /// Whether anybody is declared a security approver.
     pub fn has_security(&self) -> bool {
-        !self.security.is_empty() || !self.security_groups.is_empty()
+        !self.security.is_empty()
     }
 }
 
@@ -276,6 +281,44 @@ impl NotifySettings {
 }
 
 impl Policy {
+    /// The `[[source]]` client that owns the attribute at `path` (or an attribute covering it).
+    pub fn owner_of(&self, path: &AttrPath) -> Option<&str> {
+        self.sources
+            .values()
+            .find(|s| {
+                s.owns
+                    .iter()
+                    .any(|a| super::attrs::owned_paths_overlap(&a.path, path))
+            })
+            .map(|s| s.client.as_str())
+    }
+
+    /// Whether `path` (an owned attribute) covers the manager or sponsor attribute.
+    pub fn is_authority_attribute(&self, path: &AttrPath) -> bool {
+        [&self.approvals.manager_path, &self.approvals.sponsor_path]
+            .into_iter()
+            .flatten()
+            .any(|p| super::attrs::owned_paths_overlap(p, path))
+    }
+
+    /// Whether an authority attribute (manager, sponsor) may give authority: a `[[source]]`
+    /// owns it, or the policy trusts unowned ones (`trust_unowned_attributes`).
+    fn authority_attribute_trusted(&self, path: Option<&AttrPath>) -> bool {
+        self.approvals.trust_unowned_attributes || path.is_some_and(|p| self.owner_of(p).is_some())
+    }
+
+    /// Whether a user's manager attribute makes that manager an approver (see
+    /// [`ApproverSettings::trust_unowned_attributes`]).
+    pub fn manager_trusted(&self) -> bool {
+        self.authority_attribute_trusted(self.approvals.manager_path.as_ref())
+    }
+
+    /// Whether a contractor's sponsor attribute makes that sponsor an approver.
+    pub fn sponsor_trusted(&self) -> bool {
+        self.settings.sponsor_attribute.is_some()
+            && self.authority_attribute_trusted(self.approvals.sponsor_path.as_ref())
+    }
+
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)
     }

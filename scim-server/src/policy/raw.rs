@@ -41,8 +41,11 @@ pub(super) struct RawPolicy {
 pub(super) struct RawApprovals {
     #[serde(default)]
     pub(super) security: Vec<S<String>>,
+    /// Refused with a diagnostic (group membership is not a trusted source of authority).
     #[serde(default)]
     pub(super) security_groups: Vec<S<String>>,
+    #[serde(default)]
+    pub(super) trust_unowned_attributes: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

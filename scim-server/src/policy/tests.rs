@@ -120,10 +120,12 @@ fn demo_policy_is_valid_and_documents_itself() {
     let md = docs::render(&p);
     assert!(md.contains("## Roles") && md.contains("Separation of duties"));
     assert!(md.contains("after **owner** approval (linus)"), "{md}");
-    assert!(md.contains("members of group Security"), "{md}");
+    assert!(md.contains("approvals and SoD exceptions: linus"), "{md}");
     assert!(md.contains("**workday** owns active, title"), "{md}");
     assert_eq!(p.connectors["github"].owners, vec!["linus"]);
-    assert_eq!(p.approvals.security_groups, vec!["Security"]);
+    assert_eq!(p.approvals.security, vec!["linus"]);
+    // workday owns manager and the sponsor attribute: both give authority.
+    assert!(p.manager_trusted() && p.sponsor_trusted());
 }
 
 /// A policy with approvals that need deciders; `{}` stands for extra lines.
@@ -154,8 +156,37 @@ action = "approval"
 
 [approvals]
 security = ["sam"]
-security_groups = ["Security"]
 "#;
+
+#[test]
+fn security_groups_are_refused_and_authority_attributes_need_a_source() {
+    // Group membership is written by any scim:write client: it cannot appoint approvers.
+    let e = errors(&APPROVALS.replace(
+        "security = [\"sam\"]\n",
+        "security = [\"sam\"]\nsecurity_groups = [\"Security\"]\n",
+    ));
+    assert!(e.contains("security_groups is no longer accepted"), "{e}");
+    // Without a source owning them, manager and sponsor give no authority...
+    let p = Policy::parse(APPROVALS, "a.toml").expect("valid");
+    assert!(!p.manager_trusted());
+    // ...unless the policy trusts unowned attributes; or a source owns them.
+    let trusting = APPROVALS.replace(
+        "[approvals]\n",
+        "[approvals]\ntrust_unowned_attributes = true\n",
+    );
+    assert!(Policy::parse(&trusting, "a.toml")
+        .expect("valid")
+        .manager_trusted());
+    let owned = format!("{APPROVALS}\n[[source]]\nclient = \"hr\"\nowns = [\"manager\"]\n");
+    let p = Policy::parse(&owned, "a.toml").expect("valid");
+    assert!(p.manager_trusted());
+    assert!(p.is_authority_attribute(
+        &scim_schema::filter::parse_attr_path(
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"
+        )
+        .expect("path")
+    ));
+}
 
 #[test]
 fn approvers_are_declared_and_owners_combine() {
@@ -180,10 +211,7 @@ fn approvals_without_deciders_are_rejected_with_lines() {
     assert!(e.contains("approval = \"owner\" needs an owner"), "{e}");
     assert!(e.contains("connector \"github\""), "{e}");
     // Security-level grants and SoD exceptions with no security approvers.
-    let no_security = APPROVALS.replace(
-        "[approvals]\nsecurity = [\"sam\"]\nsecurity_groups = [\"Security\"]\n",
-        "",
-    );
+    let no_security = APPROVALS.replace("[approvals]\nsecurity = [\"sam\"]\n", "");
     let e = errors(&no_security);
     assert!(
         e.contains("p.toml:17:") && e.contains("approval = \"security\" needs security approvers"),

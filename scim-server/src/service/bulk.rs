@@ -167,7 +167,7 @@ fn run_one(
                 ),
             ),
             (BulkMethod::Delete, Some(id)) => {
-                store.delete(kind, &id, if_match)?;
+                store.delete_by(kind, &id, if_match, Some(&caller.client))?;
                 outcome.location = Some(format!("{base}/{}/{id}", kind.endpoint()));
                 (204, None)
             }

@@ -40,6 +40,9 @@ pub struct ForeignAttribute {
     /// The owning client.
     pub owner: String,
     pub on_conflict: OnConflict,
+    /// An attribute that makes someone an approver (the manager, the sponsor): only its owner
+    /// may fill it, even while it has no value, so another client cannot appoint an approver.
+    pub authority: bool,
 }
 
 /// The ownership rules as they apply to one client: the attributes other clients own.
@@ -77,6 +80,7 @@ impl SourceRules {
                     written: a.written.clone(),
                     owner: rule.client.clone(),
                     on_conflict: rule.on_conflict,
+                    authority: policy.is_authority_attribute(&a.path),
                 })
             })
             .collect();
@@ -99,8 +103,27 @@ impl SourceRules {
         new: &mut Doc,
     ) -> Result<Vec<Kept>, HubError> {
         let mut kept = Vec::new();
+        // Authority attributes are never free to fill (a create included).
+        for f in self.foreign.iter().filter(|f| f.authority) {
+            if existing.and_then(|e| present(e, &f.path)).is_some()
+                || present(new, &f.path).is_none()
+            {
+                continue;
+            }
+            if f.on_conflict == OnConflict::Reject {
+                return Err(HubError::NotOwner {
+                    attribute: f.written.clone(),
+                    owner: f.owner.clone(),
+                });
+            }
+            remove(new, &f.path);
+            kept.push(Kept {
+                attribute: f.written.clone(),
+                owner: f.owner.clone(),
+            });
+        }
         let Some(existing) = existing else {
-            // Nothing stored yet: every attribute is free to fill.
+            // Nothing stored yet: every other attribute is free to fill.
             return Ok(kept);
         };
         for f in &self.foreign {
@@ -158,6 +181,36 @@ fn present<'a>(doc: &'a Doc, path: &AttrPath) -> Option<(&'a str, &'a Value)> {
         _ => false,
     };
     (!empty).then_some((key, value))
+}
+
+/// Removes the value at `path` from `doc` (an authority attribute another client tried to fill).
+fn remove(doc: &mut Doc, path: &AttrPath) {
+    let container: &mut Doc = match &path.urn {
+        None => doc,
+        Some(urn) => match find_key(doc, urn.as_str())
+            .cloned()
+            .and_then(|k| doc.get_mut(&k))
+            .and_then(Value::as_object_mut)
+        {
+            Some(o) => o,
+            None => return,
+        },
+    };
+    let Some(key) = find_key(container, path.name.as_str()).cloned() else {
+        return;
+    };
+    match &path.sub_attr {
+        None => {
+            container.remove(&key);
+        }
+        Some(sub) => {
+            if let Some(o) = container.get_mut(&key).and_then(Value::as_object_mut) {
+                if let Some(k) = find_key(o, sub.as_str()).cloned() {
+                    o.remove(&k);
+                }
+            }
+        }
+    }
 }
 
 /// JSON equality, multi-valued attributes regardless of order.
@@ -306,6 +359,55 @@ owns = ["userName"]
             }]
         );
         assert_eq!(new["userName"], "ada");
+    }
+
+    #[test]
+    fn only_the_owner_fills_an_authority_attribute() {
+        for on_conflict in ["ignore", "reject"] {
+            let p = Policy::parse(
+                &format!(
+                    "[[source]]\nclient = \"workday\"\nowns = [\"manager\", \"title\"]\n\
+                     on_conflict = \"{on_conflict}\"\n"
+                ),
+                "t.toml",
+            )
+            .expect("policy");
+            let okta = SourceRules::for_client(&p, "okta");
+            // No manager stored: an ordinary owned attribute may be filled by another client,
+            // the manager (it makes someone an approver) may not, not even on create.
+            let mut new = stored();
+            new["title"] = Value::Null;
+            let mut without_title = stored();
+            without_title.remove("title");
+            new.insert("title".into(), json!("Engineer"));
+            new[ENT]["manager"] = json!({"value": "u-eve"});
+            for existing in [None, Some(&without_title)] {
+                let mut w = new.clone();
+                let kind = if existing.is_none() {
+                    WriteKind::Create
+                } else {
+                    WriteKind::Patch
+                };
+                match (on_conflict, okta.enforce(kind, existing, &mut w)) {
+                    ("ignore", Ok(kept)) => {
+                        assert_eq!(kept[0].attribute, "manager");
+                        assert!(w[ENT].get("manager").is_none(), "{w:?}");
+                        assert_eq!(w["title"], "Engineer");
+                    }
+                    ("reject", Err(HubError::NotOwner { attribute, .. })) => {
+                        assert_eq!(attribute, "manager")
+                    }
+                    (_, other) => panic!("{on_conflict}: {other:?}"),
+                }
+            }
+            // The owner may.
+            let workday = SourceRules::for_client(&p, "workday");
+            let mut w = new.clone();
+            workday
+                .enforce(WriteKind::Patch, Some(&without_title), &mut w)
+                .expect("owner");
+            assert_eq!(w[ENT]["manager"]["value"], "u-eve");
+        }
     }
 
     #[test]

@@ -343,3 +343,48 @@ pub fn purge_overrides(
     q.text(user_id).push(" AND until <= ").text(fmt_ts(now));
     Ok(q.execute(c)?)
 }
+
+/// Marks the one-click links of event `event_id` (a mover plan id) used by `by`, in the caller's
+/// transaction; `false` when they already were. The primary key decides between two concurrent
+/// uses: the second insert waits for the first transaction and then inserts nothing.
+pub fn use_link(
+    c: &mut DbConnection,
+    event_id: &str,
+    user_id: &str,
+    by: &str,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_used_links (event_id, user_id, used_at, used_by) VALUES (",
+    );
+    q.text(event_id)
+        .push(", ")
+        .text(user_id)
+        .push(", ")
+        .text(fmt_ts(now))
+        .push(", ")
+        .text(by)
+        .push(") ON CONFLICT (event_id) DO NOTHING");
+    Ok(q.execute(c)? == 1)
+}
+
+#[derive(Queryable)]
+struct OneText {
+    value: String,
+}
+
+/// Whether the one-click links of event `event_id` were used.
+pub fn link_used(c: &mut DbConnection, event_id: &str) -> HubResult<bool> {
+    let mut q = Sql::<(Text,)>::new("SELECT event_id FROM engine_used_links WHERE event_id = ");
+    q.text(event_id);
+    Ok(q.get_result::<OneText>(c).optional()?.is_some())
+}
+
+/// The plan id of the user's latest mover event, which the one-click links of its notification
+/// name: a link of an earlier move does not act on a later one.
+pub fn latest_mover_event(c: &mut DbConnection, user_id: &str) -> HubResult<Option<String>> {
+    let mut q = Sql::<(Text,)>::new("SELECT plan_id FROM engine_events WHERE user_id = ");
+    q.text(user_id)
+        .push(" AND event = 'mover' ORDER BY at DESC, id DESC LIMIT 1");
+    Ok(q.get_result::<OneText>(c).optional()?.map(|r| r.value))
+}

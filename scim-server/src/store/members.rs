@@ -117,7 +117,7 @@ impl Store {
                 .optional()?
                 .ok_or(HubError::NotFound)?;
             check_if_match(if_match, version)?;
-            let changed = member_delta_in(c, changes, group_id, &add, &remove)?;
+            let changed = member_delta_in(c, changes, group_id, &add, &remove, None)?;
             if changed {
                 bump(c, group_id, &now)?;
                 Ok(MemberDeltaOutcome {
@@ -145,13 +145,15 @@ impl Store {
     }
 }
 
-/// Applies a member delta inside a transaction; records a `Members` change when rows changed.
+/// Applies a member delta inside a transaction; records a `Members` change (by `client`) when
+/// rows changed.
 pub(super) fn member_delta_in(
     c: &mut DbConnection,
     changes: &mut Vec<Change>,
     group_id: &str,
     add: &[NewMember],
     remove: &MemberRemoval,
+    client: Option<&str>,
 ) -> HubResult<bool> {
     let removed = match remove {
         MemberRemoval::None => 0,
@@ -190,6 +192,7 @@ pub(super) fn member_delta_in(
             } else {
                 MemberRemoval::None
             },
+            client: client.map(str::to_string),
         });
     }
     Ok(changed)

@@ -108,6 +108,7 @@ impl Store {
                 after: Some(doc.clone()),
                 members_added: member_rows.iter().map(|m| m.member_id.clone()).collect(),
                 members_removed: MemberRemoval::None,
+                client: client_id.map(str::to_string),
             });
             Ok(member_rows)
         })?;
@@ -226,6 +227,21 @@ impl Store {
         self.modify(kind, id, if_match, client_id, ChangeOp::Update, f)
     }
 
+    /// [`Store::update_with`] inside the caller's write transaction (`Store::write_tx`), so a
+    /// decision and the write it causes commit together; the write hook sees the change when
+    /// that transaction ends.
+    pub(crate) fn update_with_in(
+        &self,
+        c: &mut DbConnection,
+        changes: &mut Vec<Change>,
+        kind: ResourceKind,
+        id: &str,
+        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+    ) -> HubResult<StoredResource> {
+        self.modify_in(c, changes, kind, id, None, None, ChangeOp::Update, f)
+            .map(|(r, _, _)| r)
+    }
+
     /// A Group PATCH in one transaction: `f` changes the document (as in [`Store::update_with`])
     /// and `add`/`remove` change membership at a cost independent of the group's size. The
     /// returned group carries its members only when `with_members` asks for them: loading them
@@ -254,7 +270,7 @@ impl Store {
                 ChangeOp::Update,
                 f,
             )?;
-            let delta = member_delta_in(c, changes, id, &add, &remove)?;
+            let delta = member_delta_in(c, changes, id, &add, &remove, client_id)?;
             if delta && !bumped {
                 bump(c, id, &now)?;
             }
@@ -395,6 +411,7 @@ impl Store {
             after: Some(after.clone()),
             members_added: added,
             members_removed: removed,
+            client,
         });
         Ok((
             self.assemble_doc(kind, row.id, after, &row.created, &now, version, None, None),
@@ -406,6 +423,17 @@ impl Store {
     /// Deletes a resource, its memberships (as member and as group) and its extracted values.
     /// Groups that lose the resource as a member get a new version. A second delete is NotFound.
     pub fn delete(&self, kind: ResourceKind, id: &str, if_match: Option<&str>) -> HubResult<()> {
+        self.delete_by(kind, id, if_match, None)
+    }
+
+    /// [`Store::delete`] on behalf of the SCIM client `client_id` (recorded in the change).
+    pub fn delete_by(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+        client_id: Option<&str>,
+    ) -> HubResult<()> {
         let now = fmt_ts(self.now());
         self.write_tx(|c, changes| {
             let row = load_row(c, kind, id)?.ok_or(HubError::NotFound)?;
@@ -427,6 +455,7 @@ impl Store {
                 after: None,
                 members_added: Vec::new(),
                 members_removed: MemberRemoval::None,
+                client: client_id.map(str::to_string),
             });
             Ok(())
         })

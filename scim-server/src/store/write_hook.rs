@@ -26,6 +26,10 @@ pub struct Change {
     pub after: Option<Doc>,
     pub members_added: Vec<String>,
     pub members_removed: MemberRemoval,
+    /// The SCIM client whose write this is (token name or JWT client), so what the write causes
+    /// is recorded against it; `None` for the hub's own writes (an approved extension's end
+    /// date) and writes without a client.
+    pub client: Option<String>,
 }
 
 /// Called for every [`Change`] inside the write transaction, before commit (see the module docs).

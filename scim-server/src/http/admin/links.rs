@@ -7,9 +7,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::{ok, run};
-use crate::admin::LinkPreview;
-use crate::http::error::html_page;
+use super::{admin_of, ok, run};
+use crate::admin::{LinkPreview, VerifiedLink};
+use crate::http::error::{html_page, ApiResult};
 use crate::http::AppState;
 
 /// Whether the client asked for JSON (`Accept: application/json` or `?format=json`); browsers
@@ -49,6 +49,12 @@ fn link_headers(mut resp: HttpResponse) -> HttpResponse {
     resp
 }
 
+/// The link's signature and expiry, checked on the request's thread before anything else: a
+/// forged or expired link takes no database permit, no blocking thread and no transaction.
+fn verified(state: &web::Data<AppState>, token: &str) -> ApiResult<VerifiedLink> {
+    Ok(admin_of(state)?.verify_link(token)?)
+}
+
 /// `GET` of a one-click link: checks it and says what it would do, with a form that `POST`s the
 /// same link. Nothing changes, so a mail scanner that fetches every link spends none.
 pub(super) async fn preview_link(
@@ -58,8 +64,10 @@ pub(super) async fn preview_link(
 ) -> HttpResponse {
     let token = path.into_inner();
     let json = wants_json(&req);
-    let t = token.clone();
-    let result = run(&state, move |a| a.preview_link(&t)).await;
+    let result = match verified(&state, &token) {
+        Ok(link) => run(&state, move |a| a.preview_verified(link)).await,
+        Err(e) => Err(e),
+    };
     link_headers(match (result, json) {
         (Ok(p), true) => {
             let mut v = json!(p);
@@ -106,7 +114,10 @@ pub(super) async fn follow_link(
 ) -> HttpResponse {
     let token = path.into_inner();
     let json = wants_json(&req);
-    let result = run(&state, move |a| a.follow_link(&token)).await;
+    let result = match verified(&state, &token) {
+        Ok(link) => run(&state, move |a| a.follow_verified(link)).await,
+        Err(e) => Err(e),
+    };
     link_headers(match (result, json) {
         (Ok(o), true) => ok(StatusCode::OK, json!(o)),
         (Ok(o), false) => HttpResponse::Ok()

@@ -4,8 +4,9 @@
 //! [`require_admin`]) with the `admin` scope, or for the approval routes the `approvals` scope
 //! ([`admin_scope`]); deciding a request also needs the credential to act as a person with
 //! authority over it (`crate::admin::authority`). The exception is `/admin/v1/links/{token}`
-//! (`links`): a signed one-click link from a notification is its own credential (HMAC, expiry,
-//! addressee, one use per notification); `GET` only shows what it would do, `POST` does it.
+//! (`links`): a signed one-click link from a notification is its own credential (HMAC and expiry
+//! checked before any database work, then addressee, event, one use per event); `GET` only
+//! shows what it would do, `POST` does it.
 //! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
 
 mod links;
@@ -104,17 +105,28 @@ pub async fn require_admin(
     next.call(req).await
 }
 
-/// Runs an admin action on the blocking pool.
+/// The admin operations, or 501 when the server runs without the engine.
+fn admin_of(state: &web::Data<AppState>) -> ApiResult<Admin> {
+    state.admin.clone().ok_or_else(|| {
+        ApiError::NotImplemented(
+            "The admin API needs the lifecycle engine: start `scimhub serve --policy FILE`.".into(),
+        )
+    })
+}
+
+/// Runs an admin action on the blocking pool, holding a database permit as every other
+/// database task does (`AppState::db`): admin work is bounded like SCIM work.
 async fn run<T, F>(state: &web::Data<AppState>, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
     F: FnOnce(&Admin) -> AdminResult<T> + Send + 'static,
 {
-    let admin = state.admin.clone().ok_or_else(|| {
-        ApiError::NotImplemented(
-            "The admin API needs the lifecycle engine: start `scimhub serve --policy FILE`.".into(),
-        )
-    })?;
+    let admin = admin_of(state)?;
+    let _permit = state
+        .db_permits
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     Ok(web::block(move || f(&admin)).await??)
 }
 
@@ -131,13 +143,15 @@ fn list(items: Vec<Value>) -> HttpResponse {
     )
 }
 
-/// Who acts, for the audit of administrative actions (holds, retries): the authenticated
-/// client's name (the JWT `sub` when the credential is a JWT).
+/// Who acts, for the audit of administrative actions (holds, retries, legacy access,
+/// extension requests): the authenticated principal, never the request body: the JWT `sub`
+/// when the credential is a JWT, else the token's (or client's) name.
 fn actor(req: &HttpRequest) -> String {
     req.extensions()
         .get::<Principal>()
         .map(|p| p.subject.clone().unwrap_or_else(|| p.client.clone()))
-        .unwrap_or_else(|| "admin".into())
+        // Only reachable if a route were mounted without authentication.
+        .unwrap_or_else(|| "unauthenticated".into())
 }
 
 /// The authenticated caller (approval decisions are taken as the person it acts as).
@@ -228,6 +242,7 @@ fn op_json(r: &outbox::OutboxRow) -> Value {
 
 async fn list_approvals(
     state: web::Data<AppState>,
+    req: HttpRequest,
     q: web::Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
     let status = status_filter(
@@ -235,7 +250,9 @@ async fn list_approvals(
         &["pending", "approved", "rejected", "blocked"],
         Some("pending"),
     )?;
-    let rows = run(&state, move |a| a.approvals(status.as_deref())).await?;
+    // An `approvals` credential sees the requests its person may decide; `admin` sees all.
+    let by = principal(&req)?;
+    let rows = run(&state, move |a| a.approvals_for(&by, status.as_deref())).await?;
     Ok(list(rows.iter().map(approval_json).collect()))
 }
 
@@ -323,14 +340,14 @@ async fn reject_extension(
     .await
 }
 
+/// Who asks is the authenticated caller, never a field of the body: a `requested_by` in the
+/// body is refused as an unknown field.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExtensionRequest {
     /// The new contract end date (`2025-06-30` or RFC 3339).
     end: Option<String>,
     reason: Option<String>,
-    /// Who asks (the sponsor); defaults to the authenticated client.
-    requested_by: Option<String>,
 }
 
 async fn request_extension(
@@ -345,7 +362,7 @@ async fn request_extension(
         .ok_or_else(|| invalid("`end` (the new end date) is required"))?;
     let reason = r.reason.unwrap_or_default();
     let caller = principal(&req)?;
-    let by = r.requested_by.unwrap_or_else(|| actor(&req));
+    let by = actor(&req);
     let user = path.into_inner();
     let row = run(&state, move |a| {
         let id = a.request_extension(&user, &end, &reason, &by, caller.user.as_ref())?;
@@ -416,10 +433,11 @@ fn plan_summary(o: &crate::engine::PlanOutcome) -> Value {
 
 async fn acknowledge_legacy(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let user = path.into_inner();
-    let out = run(&state, move |a| a.legacy_access(&user, None)).await?;
+    let (user, by) = (path.into_inner(), actor(&req));
+    let out = run(&state, move |a| a.legacy_access(&user, None, &by)).await?;
     Ok(ok(StatusCode::OK, plan_summary(&out)))
 }
 
@@ -431,6 +449,7 @@ struct Extend {
 
 async fn extend_legacy(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     bytes: web::Bytes,
 ) -> ApiResult<HttpResponse> {
@@ -442,9 +461,9 @@ async fn extend_legacy(
             MAX_LEGACY_EXTENSION_DAYS
         )));
     }
-    let user = path.into_inner();
+    let (user, by) = (path.into_inner(), actor(&req));
     let out = run(&state, move |a| {
-        a.legacy_access(&user, Some(Duration::days(days)))
+        a.legacy_access(&user, Some(Duration::days(days)), &by)
     })
     .await?;
     let mut v = plan_summary(&out);

@@ -68,7 +68,9 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
     let attrs = AttrChecker::new(&settings::declared_extensions(&raw.settings));
     let settings = settings::check(raw.settings, &attrs, d);
     // Grants and SoD rules that need security approvers are checked against these.
-    let approvals = approvals::check(&raw.approvals, d);
+    let mut approvals = approvals::check(&raw.approvals, d);
+    (approvals.manager_path, approvals.sponsor_path) =
+        approvals::authority_paths(&attrs, &settings);
     let connectors = connectors::check(raw.connectors, &attrs, d);
     let profiles = profiles::check(raw.profiles, &attrs, &connectors, &approvals, d);
     let contractor = raw.contractor.and_then(|c| {
