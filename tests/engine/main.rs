@@ -9,6 +9,7 @@ mod crash;
 mod demo;
 mod notify;
 mod sources;
+mod takeover;
 mod wake;
 
 use std::sync::Arc;

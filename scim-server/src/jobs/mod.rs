@@ -1,13 +1,32 @@
 //! Outbox workers and durable timers.
 //!
-//! Workers claim operations from the outbox ([`crate::store::outbox::claim`]: the first open
-//! operation of each (user, connector) pair, priority lane first, `FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL, the single writer on SQLite), call the connector (up to `concurrency` calls at
-//! once), and record the outcomes of the batch in one transaction, each in its own savepoint:
-//! done (actual state updated, audit entry), retry later (exponential backoff with
-//! jitter, or the connector's Retry-After), or parked as failed with an incident. A claim is a
-//! lease: if the process dies, the lease expires and another worker runs the operation again,
-//! which is harmless because operations are idempotent.
+//! Each lane of workers claims operations from the outbox ([`crate::store::outbox::claim`]: the
+//! first open operation of each (user, connector) pair, priority lane first,
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite), only as many as it has
+//! free call slots (`concurrency`), so nothing it holds waits in a local queue while its lease
+//! runs. Each operation then runs on its own: the worker checks that it still holds the claim,
+//! calls the connector while renewing the lease (a heartbeat every third of the lease), and
+//! records the outcome as soon as the call returns, in its own transaction: done (actual state
+//! updated, audit entry), retry later (exponential backoff with jitter, or the connector's
+//! Retry-After), or parked as failed with an incident. A finished operation frees its slot and
+//! the next claim at once.
+//!
+//! A claim is a lease with a fencing token, `(lease_owner, claim_seq)`: every state change
+//! (renewal, done, retry, park) applies only under that claim, so a worker that stalled past
+//! its lease and lost the operation to another worker writes nothing (logged). Before the call
+//! the worker re-checks its lease (renewing it in the database if less than half is left) and
+//! does not call once another worker has taken over; a heartbeat that finds the claim lost
+//! abandons the call. Why a heartbeat rather than only claiming what runs now: a connector call
+//! may take longer than a lease short enough for fast takeover (an LDAP bind, a rate-limited
+//! API), and without renewal such a call would be run again by another worker while it is still
+//! in flight. Order per pair holds under takeovers because an operation is claimable only after
+//! every earlier operation of its pair is done or parked.
+//!
+//! After a crash: on SQLite the process is the database's only writer, so at start it releases
+//! every claim that is not its own (they belong to the dead process) and their operations run
+//! at once; on PostgreSQL several nodes may share the outbox, so a dead node's claims are taken
+//! over when their (short, renewed) lease runs out. Operations are idempotent, so the one that
+//! was in flight at the crash running again is harmless.
 //!
 //! Idle workers sleep `idle_poll`, or less: they are woken when a transaction that queued work
 //! commits ([`Engine::wake_workers`]): every SCIM write (the engine hook's `after_commit`), every
@@ -23,27 +42,27 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use connectors::{ConnectorError, ErrorKind};
-use diesel::Connection;
+use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use crate::engine::plan::{settle, AccountRecord, Operation};
 use crate::engine::Engine;
 use crate::error::{HubError, HubResult};
+use crate::store::outbox::OutboxRow;
 use crate::store::{audit, engine_state, incidents};
 use crate::store::{outbox, timers, DbConnection, Store};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Connector calls run at once (per lane).
+    /// Connector calls run at once (per lane), and so operations claimed at once: a lane claims
+    /// only what it can start now.
     pub concurrency: i64,
-    /// Operations claimed at once (per lane); their outcomes are recorded in one transaction.
-    /// At most one operation per (user, connector) pair is ever claimed, so a batch runs in any
-    /// order.
-    pub batch: i64,
-    /// How long a claim lasts before another worker may take the operation over.
+    /// How long a claim lasts unless renewed; the worker renews it every third of it while the
+    /// call runs. Another worker takes the operation over only once it has run out (the holder
+    /// died or stalled).
     pub lease: Duration,
     /// Attempts before an operation is parked as failed.
     pub max_attempts: i64,
@@ -51,21 +70,26 @@ pub struct WorkerConfig {
     pub max_backoff: Duration,
     /// Sleep when there is nothing to do.
     pub idle_poll: StdDuration,
-    /// Name of this worker set in leases.
+    /// This worker set's instance id, fresh for every process (host, pid and a random part, so a
+    /// restarted container with the same host name and pid is still a new owner); each lane's
+    /// claims are owned by `<owner>/lane<n>`.
     pub owner: String,
 }
+
+/// The default lease, in seconds (`SCIMHUB_ENGINE_LEASE_SECS`): short, so a dead node's
+/// operations are taken over quickly on PostgreSQL, and renewed, so a slow call keeps its claim.
+pub const DEFAULT_LEASE_SECS: i64 = 15;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 16,
-            batch: 64,
-            // SCIMHUB_ENGINE_LEASE_SECS shortens takeover after a crash (tests).
             lease: Duration::seconds(
                 std::env::var("SCIMHUB_ENGINE_LEASE_SECS")
                     .ok()
                     .and_then(|v| v.parse().ok())
-                    .unwrap_or(60),
+                    .filter(|s: &i64| *s > 0)
+                    .unwrap_or(DEFAULT_LEASE_SECS),
             ),
             max_attempts: 8,
             base_backoff: Duration::seconds(1),
@@ -78,13 +102,50 @@ impl Default for WorkerConfig {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(200),
             ),
-            owner: format!("{}-{}", hostname(), std::process::id()),
+            owner: instance_id(),
         }
     }
 }
 
+/// A fresh id for this worker set: `host-pid-random`.
+pub fn instance_id() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{}-{}-{}",
+        hostname(),
+        std::process::id(),
+        &random[..random.len().min(8)]
+    )
+}
+
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "scimhub".into())
+}
+
+/// Where in running one operation a [`PausePoint`] is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Claimed, before the lease check that precedes the connector call.
+    Claimed,
+    /// The connector answered, before the outcome is recorded.
+    Called,
+}
+
+/// The future a [`PausePoint`] returns.
+pub type Pause = BoxFuture<'static, ()>;
+
+/// Fault injection: the runner awaits it at each [`Stage`] of each operation, so a test can
+/// stall one worker past its lease while another takes over. Production runs without one.
+#[derive(Clone)]
+pub struct PausePoint(pub Arc<PauseFn>);
+
+/// What a [`PausePoint`] runs: given the stage and the operation, the pause to await.
+pub type PauseFn = dyn Fn(Stage, &OutboxRow) -> Pause + Send + Sync;
+
+impl std::fmt::Debug for PausePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PausePoint")
+    }
 }
 
 /// The worker set of one process.
@@ -93,6 +154,15 @@ pub struct Workers {
     pub store: Store,
     pub engine: Arc<Engine>,
     pub config: WorkerConfig,
+    /// Fault injection (tests); `None` in production.
+    pub pause: Option<PausePoint>,
+}
+
+/// An operation this worker claimed, and when its claim ends unless renewed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub row: OutboxRow,
+    pub lease_until: DateTime<Utc>,
 }
 
 /// The outcome of one operation.
@@ -101,6 +171,9 @@ pub enum OpOutcome {
     Done,
     Retry,
     Failed,
+    /// This worker's claim ran out and another worker took the operation over: this worker
+    /// did not call the connector, or abandoned the call, or its outcome was not recorded.
+    Lost,
 }
 
 /// Backoff before attempt `attempts + 1` under `config` ([`crate::clock::backoff`]).
@@ -155,10 +228,11 @@ pub struct Executed {
     result: Result<Option<String>, ConnectorError>,
 }
 
-/// Records a finished operation: actual state, planned id, outbox status, audit.
+/// Records a finished operation (the claim already marked done): actual state, planned id,
+/// audit.
 fn record_done(
     c: &mut DbConnection,
-    row: &outbox::OutboxRow,
+    row: &OutboxRow,
     op: &Operation,
     id: Option<String>,
     now: chrono::DateTime<chrono::Utc>,
@@ -179,7 +253,6 @@ fn record_done(
         &text(&actual),
         now,
     )?;
-    outbox::finish(c, row.id, now)?;
     audit::append(
         c,
         &audit::AuditEntry {
@@ -200,16 +273,21 @@ fn record_done(
     )
 }
 
-/// Records the outcome of one executed operation in the caller's transaction.
+/// Records the outcome of one executed operation in the caller's transaction. The outbox row's
+/// state change comes first and is fenced on the claim: when the claim was lost it changes
+/// nothing and nothing else is written ([`OpOutcome::Lost`]).
 fn record(
     c: &mut DbConnection,
     cfg: &WorkerConfig,
-    row: &outbox::OutboxRow,
+    row: &OutboxRow,
     ex: Executed,
     now: chrono::DateTime<chrono::Utc>,
 ) -> HubResult<OpOutcome> {
     match (ex.result, ex.op) {
         (Ok(id), Ok(op)) => {
+            if !outbox::finish(c, row, now)? {
+                return Ok(OpOutcome::Lost);
+            }
             record_done(c, row, &op, id, now)?;
             Ok(OpOutcome::Done)
         }
@@ -219,7 +297,9 @@ fn record(
                 Some(ra) if ra > wait => ra,
                 _ => wait,
             };
-            outbox::retry_later(c, row.id, now + wait, &e.message)?;
+            if !outbox::retry_later(c, row, now + wait, &e.message)? {
+                return Ok(OpOutcome::Lost);
+            }
             Ok(OpOutcome::Retry)
         }
         (Err(e), _) => {
@@ -232,7 +312,9 @@ fn record(
                 }
                 _ => e.message.clone(),
             };
-            outbox::park(c, row.id, &reason, now)?;
+            if !outbox::park(c, row, &reason, now)? {
+                return Ok(OpOutcome::Lost);
+            }
             incidents::raise(
                 c,
                 "operation_failed",
@@ -260,83 +342,133 @@ fn record(
     }
 }
 
+fn lost(row: &OutboxRow, when: &str) {
+    tracing::warn!(
+        outbox_id = row.id,
+        owner = row.lease_owner.as_deref().unwrap_or(""),
+        claim = row.claim_seq,
+        "outbox claim lost {when}: another worker took the operation over after this one's \
+         lease ran out; this worker leaves it alone"
+    );
+}
+
 impl Workers {
     pub fn new(store: Store, engine: Arc<Engine>) -> Self {
         Workers {
             store,
             engine,
             config: WorkerConfig::default(),
+            pause: None,
         }
     }
 
-    /// Claims and runs one batch of the lane `min_priority` (0: everything, priority first;
-    /// 100: leavers and expiries only) and records its outcomes in one transaction. Returns how
-    /// many operations ran.
-    pub async fn run_batch(&self, min_priority: i64) -> HubResult<usize> {
-        use futures_util::StreamExt;
+    /// The owner of lane `min_priority`'s claims.
+    fn lane_owner(&self, min_priority: i64) -> String {
+        format!("{}/lane{min_priority}", self.config.owner)
+    }
+
+    fn renew_every(&self) -> StdDuration {
+        (self.config.lease / 3)
+            .to_std()
+            .unwrap_or(StdDuration::from_secs(1))
+            .max(StdDuration::from_millis(10))
+    }
+
+    async fn pause_at(&self, stage: Stage, row: &OutboxRow) {
+        if let Some(p) = &self.pause {
+            (p.0)(stage, row).await;
+        }
+    }
+
+    /// Claims up to `limit` operations of the lane `min_priority` (0: everything, priority
+    /// first; 100: leavers and expiries only) for this lane; [`Workers::run_claimed`] runs each.
+    pub async fn claim(&self, min_priority: i64, limit: usize) -> HubResult<Vec<Claimed>> {
         self.engine.sync_connectors();
         let store = self.store.clone();
         let now = self.engine.now();
-        let cfg = self.config.clone();
+        let lease = self.config.lease;
+        let owner = self.lane_owner(min_priority);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = blocking(move || {
-            store.write_tx(|c, _| {
-                outbox::claim(
-                    c,
-                    &cfg.owner,
-                    now,
-                    cfg.lease,
-                    min_priority,
-                    cfg.batch.max(1),
-                )
-            })
+            store.write_tx(|c, _| outbox::claim(c, &owner, now, lease, min_priority, limit))
         })
         .await?;
-        let n = rows.len();
-        if n == 0 {
-            return Ok(0);
-        }
-        let width = usize::try_from(self.config.concurrency.max(1)).unwrap_or(1);
-        let ran: Vec<(outbox::OutboxRow, Executed)> = futures_util::stream::iter(rows)
-            .map(|row| async move {
-                let ex = self.execute(&row).await;
-                (row, ex)
+        Ok(rows
+            .into_iter()
+            .map(|row| Claimed {
+                row,
+                lease_until: now + lease,
             })
-            .buffer_unordered(width)
-            .collect()
-            .await;
+            .collect())
+    }
+
+    /// Extends the lease of a claim, fenced; false when the claim was lost.
+    async fn renew(&self, claimed: &mut Claimed) -> HubResult<bool> {
+        let until = self.engine.now() + self.config.lease;
         let store = self.store.clone();
-        let now = self.engine.now();
-        let cfg = self.config.clone();
-        let results = blocking(move || {
-            store.write_tx(|c, _| {
-                // One savepoint per operation: a failure to record one leaves it running (its
-                // lease expires and it runs again) without undoing the others.
-                Ok(ran
-                    .into_iter()
-                    .map(|(row, ex)| {
-                        c.transaction::<_, HubError, _>(|c| record(c, &cfg, &row, ex, now))
-                    })
-                    .collect::<Vec<_>>())
-            })
-        })
-        .await?;
+        let row = claimed.row.clone();
+        let held = blocking(move || store.write_tx(|c, _| outbox::renew(c, &row, until))).await?;
+        if held {
+            claimed.lease_until = until;
+        }
+        Ok(held)
+    }
+
+    /// Whether this worker still holds `row`'s claim, checked right before the call: with more
+    /// than half the lease left (by this process's clock) nobody else may have taken it;
+    /// otherwise the lease is renewed in the database, fenced.
+    async fn hold_lease(&self, claimed: &mut Claimed) -> HubResult<bool> {
+        if (claimed.lease_until - self.engine.now()) * 2 > self.config.lease {
+            return Ok(true);
+        }
+        self.renew(claimed).await
+    }
+
+    /// Claims and runs one batch of the lane `min_priority`: as many operations as there are
+    /// call slots, each recording its outcome as it finishes. Returns how many were claimed.
+    pub async fn run_batch(&self, min_priority: i64) -> HubResult<usize> {
+        let width = usize::try_from(self.config.concurrency.max(1)).unwrap_or(1);
+        let rows = self.claim(min_priority, width).await?;
+        let n = rows.len();
+        let results =
+            futures_util::future::join_all(rows.into_iter().map(|c| self.run_claimed(c))).await;
         for r in results {
             r?;
         }
         Ok(n)
     }
 
-    /// Runs one claimed operation and records its outcome.
-    pub async fn run_one(&self, row: outbox::OutboxRow) -> HubResult<OpOutcome> {
-        let ex = self.execute(&row).await;
+    /// Runs one claimed operation: pause point (tests), lease check, the call under a
+    /// heartbeat, and its outcome recorded at once in its own transaction, fenced on the claim.
+    pub async fn run_claimed(&self, mut claimed: Claimed) -> HubResult<OpOutcome> {
+        self.pause_at(Stage::Claimed, &claimed.row).await;
+        if !self.hold_lease(&mut claimed).await? {
+            lost(&claimed.row, "before the call");
+            return Ok(OpOutcome::Lost);
+        }
+        let Some(ex) = self.execute(&mut claimed).await else {
+            lost(&claimed.row, "during the call (abandoned)");
+            return Ok(OpOutcome::Lost);
+        };
+        let row = claimed.row;
+        self.pause_at(Stage::Called, &row).await;
         let store = self.store.clone();
         let now = self.engine.now();
         let cfg = self.config.clone();
-        blocking(move || store.write_tx(|c, _| record(c, &cfg, &row, ex, now))).await
+        let claim = row.clone();
+        let outcome =
+            blocking(move || store.write_tx(|c, _| record(c, &cfg, &claim, ex, now))).await?;
+        if outcome == OpOutcome::Lost {
+            lost(&row, "after the call (its outcome was not recorded)");
+        }
+        Ok(outcome)
     }
 
-    /// Calls the connector for one claimed operation (nothing is recorded).
-    pub async fn execute(&self, row: &outbox::OutboxRow) -> Executed {
+    /// Calls the connector for one claimed operation (nothing is recorded), renewing the lease
+    /// while the call runs. `None` when a renewal found the claim lost: the call is abandoned,
+    /// since the operation belongs to another worker now.
+    async fn execute(&self, claimed: &mut Claimed) -> Option<Executed> {
+        let row = claimed.row.clone();
         let op: Result<Operation, _> = serde_json::from_str(&row.op);
         let result = match &op {
             Err(e) => Err(ConnectorError::permanent(
@@ -352,18 +484,40 @@ impl Workers {
                     // A panicking connector is a permanent failure of this operation, not of
                     // the worker.
                     let op = op.clone();
-                    let task = tokio::spawn(async move { call(conn.as_ref(), &op).await });
-                    match task.await {
-                        Ok(r) => r,
-                        Err(_) => Err(ConnectorError::permanent(
-                            &row.connector,
-                            "connector panicked",
-                        )),
+                    let mut task = tokio::spawn(async move { call(conn.as_ref(), &op).await });
+                    let every = self.renew_every();
+                    let mut beat =
+                        tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                    loop {
+                        tokio::select! {
+                            r = &mut task => break r.unwrap_or_else(|_| Err(
+                                ConnectorError::permanent(&row.connector, "connector panicked"),
+                            )),
+                            _ = beat.tick() => match self.renew(claimed).await {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    task.abort();
+                                    return None;
+                                }
+                                // The database is unreachable: keep the call; its outcome is
+                                // fenced anyway.
+                                Err(e) => tracing::warn!(error = %e, outbox_id = row.id,
+                                    "cannot renew an outbox lease"),
+                            },
+                        }
                     }
                 }
             },
         };
-        Executed { op, result }
+        Some(Executed { op, result })
+    }
+
+    /// Releases every claim that is not this worker set's (see
+    /// [`outbox::release_foreign_claims`]); for a single-node SQLite process at start.
+    pub async fn release_foreign_claims(&self) -> HubResult<usize> {
+        let store = self.store.clone();
+        let owner = self.config.owner.clone();
+        blocking(move || store.write_tx(|c, _| outbox::release_foreign_claims(c, &owner))).await
     }
 
     /// Fires due timers; returns how many fired.
@@ -402,34 +556,70 @@ impl Workers {
         }
     }
 
-    /// Runs the worker lanes, the timer loop and the notifier until the runtime stops.
-    pub fn spawn(&self) {
-        for lane in [100, 0] {
-            let me = self.clone();
-            tokio::spawn(async move {
-                loop {
-                    // Registered before claiming, so a commit between an empty claim and the
-                    // sleep still wakes this lane.
-                    let wake = me.engine.wake.clone();
-                    let notified = wake.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    match me.run_batch(lane).await {
-                        Ok(0) => {
-                            tokio::select! {
-                                _ = &mut notified => {}
-                                _ = tokio::time::sleep(me.config.idle_poll) => {}
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, lane, "outbox worker error");
-                            tokio::time::sleep(StdDuration::from_secs(1)).await;
+    /// One lane: keeps up to `concurrency` operations running, claiming only into free slots,
+    /// and claims again as soon as one finishes (its pair's next operation may be runnable).
+    async fn run_lane(&self, min_priority: i64) {
+        let width = usize::try_from(self.config.concurrency.max(1)).unwrap_or(1);
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            // Registered before claiming, so a commit between an empty claim and the wait still
+            // wakes this lane.
+            let wake = self.engine.wake.clone();
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let free = width.saturating_sub(running.len());
+            if free > 0 {
+                match self.claim(min_priority, free).await {
+                    Ok(rows) => {
+                        for row in rows {
+                            let me = self.clone();
+                            running.spawn(async move { me.run_claimed(row).await });
                         }
                     }
+                    Err(e) => {
+                        tracing::warn!(error = %e, lane = min_priority, "outbox worker error");
+                        tokio::time::sleep(StdDuration::from_secs(1)).await;
+                        continue;
+                    }
                 }
-            });
+            }
+            tokio::select! {
+                Some(done) = running.join_next(), if !running.is_empty() => match done {
+                    Ok(Ok(_)) => {}
+                    // The operation stays claimed; it is run again when its lease runs out.
+                    Ok(Err(e)) => tracing::warn!(error = %e, lane = min_priority,
+                        "cannot record an outbox outcome"),
+                    Err(e) => tracing::warn!(error = %e, lane = min_priority,
+                        "outbox operation task failed"),
+                },
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(self.config.idle_poll) => {}
+            }
         }
+    }
+
+    /// Runs the worker lanes, the timer loop and the notifier until the runtime stops. On
+    /// SQLite this process is the database's only writer, so the claims of a process that died
+    /// are released first instead of waiting out their lease.
+    pub fn spawn(&self) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if me.store.is_sqlite() {
+                match me.release_foreign_claims().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        operations = n,
+                        "released the outbox claims of a process that stopped"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot release stale outbox claims"),
+                }
+            }
+            for lane in [100, 0] {
+                let me = me.clone();
+                tokio::spawn(async move { me.run_lane(lane).await });
+            }
+        });
         let me = self.clone();
         tokio::spawn(async move {
             loop {

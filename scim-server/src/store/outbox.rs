@@ -16,7 +16,8 @@ text_enum! {
     pub enum OutboxStatus {
         /// Waiting for a worker (from `not_before` on).
         Pending = "pending",
-        /// Claimed by a worker until its lease ends.
+        /// Claimed by a worker, which holds it while its lease lasts and renews it while the
+        /// call runs.
         Running = "running",
         Done = "done",
         /// Parked after a permanent error or the last retry; an admin may retry it.
@@ -46,6 +47,13 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created: DateTime<Utc>,
     pub finished: Option<DateTime<Utc>>,
+    /// Who holds the current (or last) claim. (`lease_until` is not read: diesel reads at most
+    /// 16 columns, and the worker that claimed the row knows when its lease ends.)
+    pub lease_owner: Option<String>,
+    /// How many times the row was claimed; never reset (unlike `attempts`, which an admin
+    /// retry resets), so with `lease_owner` it names one claim: the fencing token every state
+    /// change a worker makes is checked against.
+    pub claim_seq: i64,
 }
 
 /// A new outbox row.
@@ -109,6 +117,8 @@ type OutboxSt = (
     Nullable<Text>,
     Text,
     Nullable<Text>,
+    Nullable<Text>,
+    BigInt,
 );
 
 /// An `engine_outbox` row as read ([`OUTBOX_COLS`], in that order): timestamps and status still
@@ -129,10 +139,13 @@ struct OutboxRecord {
     last_error: Option<String>,
     created: String,
     finished: Option<String>,
+    lease_owner: Option<String>,
+    claim_seq: i64,
 }
 
 const OUTBOX_COLS: &str = "SELECT id, plan_id, user_id, connector, event, priority, op, status, \
-     hold_id, attempts, not_before, last_error, created, finished FROM engine_outbox ";
+     hold_id, attempts, not_before, last_error, created, finished, lease_owner, claim_seq \
+     FROM engine_outbox ";
 
 impl OutboxRecord {
     fn into_row(self) -> HubResult<OutboxRow> {
@@ -151,6 +164,8 @@ impl OutboxRecord {
             last_error: self.last_error,
             created: parse_ts(&self.created).unwrap_or_default(),
             finished: self.finished.as_deref().and_then(parse_ts),
+            lease_owner: self.lease_owner,
+            claim_seq: self.claim_seq,
         })
     }
 }
@@ -167,9 +182,15 @@ struct Claimable {
 }
 
 /// Claims up to `limit` runnable operations: pending and due (or running with an expired lease,
-/// i.e. their worker died), the first not-yet-done operation of their (user, connector) pair,
-/// priority lane first. On PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED` so nodes
-/// never claim the same row; on SQLite the single writer connection serialises claims.
+/// i.e. their worker died or stalled), the first not-yet-done operation of their (user,
+/// connector) pair, priority lane first. On PostgreSQL the rows are locked with
+/// `FOR UPDATE SKIP LOCKED` so nodes never claim the same row; on SQLite the single writer
+/// connection serialises claims.
+///
+/// Order per pair holds under takeovers: an operation is claimable only while no earlier one of
+/// its pair is pending, running (even with an expired lease) or held, so a re-claimed row keeps
+/// the later ones waiting until it is done or parked. Each claim sets `lease_owner`, bumps
+/// `claim_seq` (the fencing token) and `attempts`, and returns the rows as claimed.
 pub fn claim(
     c: &mut DbConnection,
     owner: &str,
@@ -214,7 +235,7 @@ pub fn claim(
     u.text(fmt_ts(now + lease))
         .push(", lease_owner = ")
         .text(owner)
-        .push(", attempts = attempts + 1 WHERE id IN (");
+        .push(", attempts = attempts + 1, claim_seq = claim_seq + 1 WHERE id IN (");
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
             u.push(", ");
@@ -235,47 +256,86 @@ pub fn claim(
     into_rows(s.load::<OutboxRecord>(c)?)
 }
 
-/// Marks an operation done.
-pub fn finish(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> HubResult<()> {
+/// Appends the fence of `claim` to an UPDATE: it applies only while the row is still running
+/// under that very claim. A worker that lost its claim (its lease ran out and another worker
+/// took the row over) matches nothing, so its write is a no-op.
+fn fenced(q: &mut Sql<()>, claim: &OutboxRow) {
+    q.push(" WHERE id = ")
+        .int(claim.id)
+        .push(" AND status = 'running' AND lease_owner = ")
+        .text(claim.lease_owner.clone().unwrap_or_default())
+        .push(" AND claim_seq = ")
+        .int(claim.claim_seq);
+}
+
+/// Extends the lease of `claim` to `until`. Returns false when the claim was lost.
+pub fn renew(c: &mut DbConnection, claim: &OutboxRow, until: DateTime<Utc>) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_outbox SET lease_until = ");
+    q.text(fmt_ts(until));
+    fenced(&mut q, claim);
+    Ok(q.execute(c)? > 0)
+}
+
+/// Marks the operation of `claim` done. Returns false (and changes nothing) when the claim was
+/// lost.
+pub fn finish(c: &mut DbConnection, claim: &OutboxRow, now: DateTime<Utc>) -> HubResult<bool> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_outbox SET status = 'done', lease_until = NULL, last_error = NULL, finished = ",
     );
-    q.text(fmt_ts(now)).push(" WHERE id = ").int(id);
-    q.execute(c)?;
-    Ok(())
+    q.text(fmt_ts(now));
+    fenced(&mut q, claim);
+    Ok(q.execute(c)? > 0)
 }
 
-/// Puts an operation back for a retry at `not_before`.
+/// Puts the operation of `claim` back for a retry at `not_before`. Returns false (and changes
+/// nothing) when the claim was lost.
 pub fn retry_later(
     c: &mut DbConnection,
-    id: i64,
+    claim: &OutboxRow,
     not_before: DateTime<Utc>,
     error: &str,
-) -> HubResult<()> {
+) -> HubResult<bool> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_outbox SET status = 'pending', lease_until = NULL, not_before = ",
     );
     q.text(fmt_ts(not_before))
         .push(", last_error = ")
-        .text(error)
-        .push(" WHERE id = ")
-        .int(id);
-    q.execute(c)?;
-    Ok(())
+        .text(error);
+    fenced(&mut q, claim);
+    Ok(q.execute(c)? > 0)
 }
 
-/// Parks an operation as failed.
-pub fn park(c: &mut DbConnection, id: i64, error: &str, now: DateTime<Utc>) -> HubResult<()> {
+/// Parks the operation of `claim` as failed. Returns false (and changes nothing) when the claim
+/// was lost.
+pub fn park(
+    c: &mut DbConnection,
+    claim: &OutboxRow,
+    error: &str,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_outbox SET status = 'failed', lease_until = NULL, last_error = ",
     );
-    q.text(error)
-        .push(", finished = ")
-        .text(fmt_ts(now))
-        .push(" WHERE id = ")
-        .int(id);
-    q.execute(c)?;
-    Ok(())
+    q.text(error).push(", finished = ").text(fmt_ts(now));
+    fenced(&mut q, claim);
+    Ok(q.execute(c)? > 0)
+}
+
+/// Puts every running operation whose claim is not one of `instance`'s (owners starting with
+/// `instance`) back to pending at once, rather than when its lease runs out. Only for a process
+/// that is the one writer of its database (single-node SQLite), at start: any other claim then
+/// belongs to a process that died. Returns how many were released.
+pub fn release_foreign_claims(c: &mut DbConnection, instance: &str) -> HubResult<usize> {
+    let mut q = Sql::<()>::new(
+        "UPDATE engine_outbox SET status = 'pending', lease_until = NULL, lease_owner = NULL \
+         WHERE status = 'running' AND (lease_owner IS NULL OR substr(lease_owner, 1, ",
+    );
+    // The length is a literal: PostgreSQL has no substr(text, integer, bigint).
+    q.push(&instance.chars().count().to_string())
+        .push(") <> ")
+        .text(instance)
+        .push(")");
+    Ok(q.execute(c)?)
 }
 
 /// Outbox rows, newest first, optionally of one user and/or status.

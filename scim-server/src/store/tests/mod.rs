@@ -5,6 +5,7 @@
 
 mod connections;
 mod members;
+mod outbox;
 mod resources;
 mod search;
 mod tokens;

@@ -1,0 +1,1 @@
+ALTER TABLE engine_outbox DROP COLUMN claim_seq;
