@@ -185,7 +185,7 @@ impl Admin {
                 service::PatchReply::Minimal,
             )
             .map(|_| ()),
-            "DELETE" => store.delete(kind, &id_or("DELETE")?, None).map(|_| ()),
+            "DELETE" => service::delete(&store, kind, &id_or("DELETE")?, None, &caller),
             other => {
                 return Err(AdminError::Invalid(format!(
                 "cannot simulate {other} {path}: use POST /Users, PUT, PATCH or DELETE /Users/ID \
