@@ -533,12 +533,17 @@ async fn search_both(
             let [mut uq, mut gq] = [queries[0].clone(), queries[1].clone()];
             let with_members = [uq.with_members, gq.with_members];
             let max_members = gq.max_members;
+            // Sorting by `members` or `groups` needs them in the window (bounded all the same).
+            let sorts_by_members = uq
+                .sort_by
+                .as_ref()
+                .is_some_and(|p| p.name.eq_str("members") || p.name.eq_str("groups"));
             if sorted {
                 // The window (bounded above) without members; the page's are read below.
                 for q in [&mut uq, &mut gq] {
                     q.start_index = 1;
                     q.count = offset + size;
-                    q.with_members = false;
+                    q.with_members &= sorts_by_members;
                 }
             } else {
                 uq.start_index = offset + 1;

@@ -621,8 +621,8 @@ fn member_bound(c: &mut DbConnection, group_ids: &[String], max: u64) -> HubResu
     if n > max {
         return Err(scim_schema::Error::TooMany(format!(
             "The response would carry more than {max} group members (the server's \
-             max_group_members); read the group with excludedAttributes=members, or its \
-             members with a filter on the Users' groups attribute."
+             max_group_members); read the group with excludedAttributes=members (and change \
+             its members by PATCH, which this bound does not limit)."
         ))
         .into());
     }
