@@ -126,6 +126,12 @@ pub struct Config {
     pub bulk_max_operations: usize,
     /// Most resources in one page of a list or search, advertised as filter.maxResults.
     pub max_results: usize,
+    /// Largest `startIndex` of a list or search: a page starting deeper answers
+    /// `400 invalidValue` (deep paging uses RFC 9865 cursors, which seek instead of skipping).
+    pub max_start_index: u64,
+    /// Most Group members one response carries (a Group read, or a page of Groups): more
+    /// answers `400 tooMany`, pointing at `excludedAttributes=members`.
+    pub max_group_members: u64,
     /// Database connections; blocking database work is bounded by this number too.
     pub db_pool_size: u32,
     /// actix worker threads (default: number of CPUs).
@@ -180,6 +186,8 @@ impl Default for Config {
             bulk_max_payload_bytes: 1024 * 1024,
             bulk_max_operations: 1000,
             max_results: 200,
+            max_start_index: 1_000_000,
+            max_group_members: 10_000,
             db_pool_size: 8,
             workers: None,
             strict: false,

@@ -9,7 +9,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 /// What an operation on the hub's data can fail with. The HTTP layer maps each variant to one SCIM error:
 /// `NotFound` 404, `PreconditionFailed` 412, `Uniqueness` 409 (scimType `uniqueness`),
 /// `UnknownMembers` 400 (`invalidValue`), `Scim` by its scimType, `NotOwner` 400 (`mutability`),
-/// `Unavailable` 503,
+/// `NotDeleter` 403, `Unavailable` 503,
 /// `Config`/`Backend` 500 (log the message, never send it to the client).
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -32,6 +32,11 @@ pub enum HubError {
     /// `crate::service::ownership`). Raised inside the write transaction; nothing was written.
     #[error("{attribute} is owned by the source {owner}")]
     NotOwner { attribute: String, owner: String },
+    /// A client deleted a User while another client is the source of truth for `active` (whose
+    /// deletion is the person's departure), without the `scim:delete` scope (see
+    /// `crate::service::ownership`). Nothing was written.
+    #[error("only the source {owner} (owner of active) may delete users")]
+    NotDeleter { owner: String },
     /// No connection within the pool timeout, or the database is down: retry later (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),

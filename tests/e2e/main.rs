@@ -7,6 +7,7 @@ mod harness;
 
 mod api;
 mod auth;
+mod bounds;
 mod clients;
 mod errors;
 mod more_clients;

@@ -1,7 +1,8 @@
 //! Source-of-truth attribute ownership (`[[source]]` in the policy) on the real SCIM write path:
 //! POST, PUT, PATCH and /Bulk through the actix service, on SQLite and PostgreSQL. `workday`
 //! owns `active`, `title` and the department and ignores other clients' changes to them; `vms`
-//! owns the cost center and refuses them.
+//! owns the cost center and refuses them. Since `workday` owns `active`, only it (or a client
+//! granted `scim:delete`) deletes Users, on every path.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -32,6 +33,7 @@ source_backends!(
     another_clients_change_to_an_owned_attribute_is_ignored,
     reject_refuses_with_mutability_and_writes_nothing,
     creating_and_filling_empty_owned_attributes_is_allowed,
+    deleting_a_user_is_for_the_owner_of_active_or_scim_delete,
 );
 
 /// The three clients, each with a `scim:read scim:write` token named after it.
@@ -271,4 +273,131 @@ fn creating_and_filling_empty_owned_attributes_is_allowed(env: Env) {
     );
     assert_eq!(s, 200, "{sim}");
     assert_eq!(sim["users"][0]["event"], "mover", "{sim}");
+}
+
+fn deleting_a_user_is_for_the_owner_of_active_or_scim_delete(env: Env) {
+    let srv = Server::start(&env);
+    let c = clients(&srv);
+    let janitor = srv.token("janitor", &["scim:read", "scim:write", "scim:delete"], None);
+    let mut ids = Vec::new();
+    for name in ["ada", "bob", "cyd", "dan"] {
+        let mut u = ada();
+        u["userName"] = json!(name);
+        let (s, created) = srv.scim_as(&c.workday, Method::POST, "/Users", u);
+        assert_eq!(s, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    env.run();
+    let [ada_id, bob, cyd, dan] = [&ids[0], &ids[1], &ids[2], &ids[3]];
+    let version = get(&srv, ada_id)["meta"]["version"].clone();
+
+    // okta and vms own no `active`: their DELETE of a User is refused with 403, naming the
+    // rule and the owner, and nothing happens.
+    let expected = "Users are deleted by their source of truth for active, the client \
+                    \"workday\"; this client may not delete them (it would need the scim:delete \
+                    scope).";
+    for token in [&c.okta, &c.vms] {
+        let e = assert_error(
+            srv.scim_as(
+                token,
+                Method::DELETE,
+                &format!("/Users/{ada_id}"),
+                Value::Null,
+            ),
+            403,
+        );
+        assert_eq!(e["detail"], expected, "{e}");
+        assert!(e.get("scimType").is_none(), "{e}");
+    }
+    // A simulation of okta's DELETE gets the refusal the real request would.
+    let e = assert_error(
+        srv.post(
+            "/simulate",
+            json!({"method": "DELETE", "path": format!("/Users/{ada_id}"), "client": "okta"}),
+        ),
+        403,
+    );
+    assert_eq!(e["detail"], expected, "{e}");
+    // In /Bulk the refused DELETE fails alone; the other operations apply.
+    let out = bulk(
+        &srv,
+        &c.okta,
+        json!([
+            {"method": "DELETE", "path": format!("/Users/{ada_id}")},
+            {"method": "PATCH", "path": format!("/Users/{bob}"),
+             "data": patch(json!([{"op": "replace", "path": "displayName", "value": "Bob B."}]))},
+            {"method": "POST", "path": "/Users", "bulkId": "eve",
+             "data": {"schemas": [CORE], "userName": "eve"}},
+            {"method": "POST", "path": "/Groups", "bulkId": "g",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g"}},
+        ]),
+    );
+    let statuses: Vec<&str> = out["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["403", "200", "201", "201"], "{out}");
+    assert_eq!(
+        out["Operations"][0]["response"]["detail"], expected,
+        "{out}"
+    );
+    assert_eq!(get(&srv, bob)["displayName"], "Bob B.");
+    let now = get(&srv, ada_id);
+    assert_eq!(now["meta"]["version"], version, "ada was not touched");
+    env.run();
+    assert!(
+        !env.events(ada_id).iter().any(|e| e == "leaver"),
+        "{:?}",
+        env.events(ada_id)
+    );
+    // Groups have no source of truth: any writer deletes them.
+    let group = out["Operations"][3]["location"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (s, v) = srv.scim_as(
+        &c.okta,
+        Method::DELETE,
+        &format!("/Groups/{group}"),
+        Value::Null,
+    );
+    assert_eq!(s, 204, "{v}");
+
+    // The owner of active deletes (directly and in /Bulk), and so does a scim:delete client;
+    // each deletion is a leaver.
+    let (s, v) = srv.scim_as(
+        &c.workday,
+        Method::DELETE,
+        &format!("/Users/{cyd}"),
+        Value::Null,
+    );
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = srv.scim_as(
+        &janitor,
+        Method::DELETE,
+        &format!("/Users/{bob}"),
+        Value::Null,
+    );
+    assert_eq!(s, 204, "{v}");
+    let out = bulk(
+        &srv,
+        &c.workday,
+        json!([{"method": "DELETE", "path": format!("/Users/{dan}")}]),
+    );
+    assert_eq!(out["Operations"][0]["status"], "204", "{out}");
+    env.run();
+    for id in [cyd, bob, dan] {
+        let (s, _) = srv.scim(Method::GET, &format!("/Users/{id}"), Value::Null);
+        assert_eq!(s, 404);
+        assert!(
+            env.events(id).iter().any(|e| e == "leaver"),
+            "{id}: {:?}",
+            env.events(id)
+        );
+    }
 }

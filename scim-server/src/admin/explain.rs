@@ -64,6 +64,7 @@ impl Admin {
             count: 1,
             cursor: None,
             with_members: false,
+            max_members: None,
         };
         let schema = scim_schema::schema::SchemaRegistry::core()
             .resource_schema("User")

@@ -185,9 +185,7 @@ impl Admin {
                 service::PatchReply::Minimal,
             )
             .map(|_| ()),
-            "DELETE" => store
-                .delete_by(kind, &id_or("DELETE")?, None, Some(&caller.client))
-                .map(|_| ()),
+            "DELETE" => service::delete(&store, kind, &id_or("DELETE")?, None, &caller),
             other => {
                 return Err(AdminError::Invalid(format!(
                 "cannot simulate {other} {path}: use POST /Users, PUT, PATCH or DELETE /Users/ID \

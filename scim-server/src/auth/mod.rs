@@ -31,6 +31,11 @@ pub enum Scope {
     Read,
     #[serde(rename = "scim:write")]
     Write,
+    /// On top of `scim:write`: may DELETE a User while a `[[source]]` of the policy owns
+    /// `active` and this client is not that source (a User's deletion starts the leaver
+    /// cascade; see `service::ownership`).
+    #[serde(rename = "scim:delete")]
+    Delete,
     /// The approval routes of the admin API only: list requests, decide approval and extension
     /// requests (as the credential's user, within the authority the policy gives them), ask for
     /// an extension. For managers, owners and sponsors, who are not administrators.
@@ -41,12 +46,19 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Write, Scope::Approvals, Scope::Admin];
+    pub const ALL: [Scope; 5] = [
+        Scope::Read,
+        Scope::Write,
+        Scope::Delete,
+        Scope::Approvals,
+        Scope::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "scim:read",
             Scope::Write => "scim:write",
+            Scope::Delete => "scim:delete",
             Scope::Approvals => "approvals",
             Scope::Admin => "admin",
         }
@@ -64,7 +76,7 @@ impl Scope {
             .filter(|p| !p.is_empty())
             .map(|p| {
                 Scope::parse(p).ok_or_else(|| {
-                    format!("unknown scope {p:?} (scim:read, scim:write, approvals, admin)")
+                    format!("unknown scope {p:?} (scim:read, scim:write, scim:delete, approvals, admin)")
                 })
             })
             .collect::<Result<_, _>>()?;

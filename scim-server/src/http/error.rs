@@ -136,6 +136,11 @@ impl From<HubError> for ApiError {
                      this client may not change it."
                 )))
             }
+            // RFC 7644 §3.12 has no scimType for 403: the detail names the rule and the owner.
+            HubError::NotDeleter { owner } => ApiError::Forbidden(format!(
+                "Users are deleted by their source of truth for active, the client {owner:?}; \
+                 this client may not delete them (it would need the scim:delete scope)."
+            )),
             HubError::Unavailable(cause) => ApiError::Unavailable(cause),
             HubError::Config(cause) | HubError::Backend(cause) => ApiError::Internal(cause),
         }

@@ -107,15 +107,17 @@ impl AppState {
     /// The [`Caller`] of an authenticated request.
     pub fn caller(&self, req: &HttpRequest) -> ApiResult<Caller> {
         use actix_web::HttpMessage;
-        let client = req
+        let (client, may_delete) = req
             .extensions()
             .get::<crate::auth::Principal>()
-            .map(|p| p.client.clone())
+            .map(|p| (p.client.clone(), p.has(crate::auth::Scope::Delete)))
             .ok_or_else(|| ApiError::internal("no principal on an authenticated route"))?;
         let dialect = self.request_dialect(req);
         let sources = self
             .policy()
-            .map(|p| crate::service::SourceRules::for_client(&p, &client))
+            .map(|p| {
+                crate::service::SourceRules::for_client(&p, &client).granting_delete(may_delete)
+            })
             .unwrap_or_default();
         Ok(Caller {
             client,

@@ -158,6 +158,21 @@ impl ListParams {
         Ok(p)
     }
 
+    /// Refuses a `startIndex` above `cap` with `invalidValue` (cursor pages ignore startIndex).
+    /// RFC 7644 §3.4.2.4 sets no upper bound; an empty page would read as the end of the
+    /// results to a client that pages until one comes back empty, and it would stop early or,
+    /// reconciling, take the resources it did not see for deleted. A refusal says what happened.
+    pub fn check_start_index(&self, cap: u64) -> Result<(), Error> {
+        if self.cursor.is_none() && self.start_index > cap {
+            return Err(Error::InvalidValue(format!(
+                "startIndex {} is past the largest this server pages to ({cap}); page deeper \
+                 with cursor (RFC 9865): cursor=\"\" for the first page, then nextCursor.",
+                self.start_index
+            )));
+        }
+        Ok(())
+    }
+
     /// The page size in force.
     pub fn page_size(&self, max_results: u64) -> u64 {
         self.count.unwrap_or(max_results).min(max_results)
@@ -196,6 +211,24 @@ mod tests {
                 .page_size(200),
             200
         );
+    }
+
+    #[test]
+    fn start_index_is_capped() {
+        let huge = ListParams::from_query("startIndex=9223372036854775807", 200).expect("parse");
+        assert_eq!(huge.start_index, 9_223_372_036_854_775_807);
+        assert!(matches!(
+            huge.check_start_index(1_000_000),
+            Err(Error::InvalidValue(_))
+        ));
+        let body = json!({"startIndex": 1_000_001, "sortBy": "userName"});
+        let p = ListParams::from_search_body(&body, 200).expect("parse");
+        assert!(p.check_start_index(1_000_000).is_err());
+        let p = ListParams::from_query("startIndex=1000000", 200).expect("parse");
+        assert!(p.check_start_index(1_000_000).is_ok());
+        // A cursor page ignores startIndex.
+        let p = ListParams::from_query("startIndex=5000000&cursor=", 200).expect("parse");
+        assert!(p.check_start_index(1_000_000).is_ok());
     }
 
     #[test]

@@ -127,11 +127,18 @@ pub async fn get(
         Some(r) => Some(r?),
         None => None,
     };
+    let max_members = state.config.max_group_members;
     let r = match inline {
         Some(r) => r,
         None => {
             state
-                .db(move |s| s.get_loaded(kind, &id, with_members))
+                .db(move |s| {
+                    // A Group's members are bounded work: counted (up to the bound) first.
+                    if kind == ResourceKind::Group && with_members {
+                        s.check_member_bound(std::slice::from_ref(&id), max_members)?;
+                    }
+                    s.get_loaded(kind, &id, with_members)
+                })
                 .await?
         }
     };
@@ -272,7 +279,15 @@ pub async fn patch(
     } else {
         service::PatchReply::Default
     };
+    let max_members = state.config.max_group_members;
     let patch = move |s: &Store| {
+        // A representation with members echoes every member: bounded like a read, and
+        // checked before the write so that a refused answer changed nothing.
+        if kind == ResourceKind::Group
+            && reply == (service::PatchReply::Representation { members: true })
+        {
+            s.check_member_bound(std::slice::from_ref(&id), max_members)?;
+        }
         service::patch(
             s,
             &schemas,
@@ -321,9 +336,9 @@ pub async fn delete(
     let (segment, id) = path.into_inner();
     let kind = kind(&segment, &req)?;
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
-    let client = state.caller(&req)?.client;
+    let caller = state.caller(&req)?;
     state
-        .write(move |s| s.delete_by(kind, &id, if_match.as_deref(), Some(&client)))
+        .write(move |s| service::delete(s, kind, &id, if_match.as_deref(), &caller))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -339,10 +354,12 @@ pub async fn me() -> ApiResult<HttpResponse> {
 fn search_query(
     params: &ListParams,
     kind: ResourceKind,
-    max: u64,
+    state: &AppState,
     syntax: FilterSyntax,
-    schema: &scim_schema::schema::ResourceSchema,
 ) -> ApiResult<crate::store::SearchQuery> {
+    let max = state.config.max_results as u64;
+    let schema = state.schemas.of(kind);
+    params.check_start_index(state.config.max_start_index)?;
     let with_members = !params.projection.excludes(if kind == ResourceKind::Group {
         "members"
     } else {
@@ -365,6 +382,7 @@ fn search_query(
         count: params.page_size(max),
         cursor: params.cursor.clone(),
         with_members,
+        max_members: Some(state.config.max_group_members),
     })
 }
 
@@ -379,9 +397,8 @@ async fn run_search(
     kind: ResourceKind,
     params: ListParams,
 ) -> ApiResult<HttpResponse> {
-    let max = state.config.max_results as u64;
     let syntax = state.request_dialect(req).filter_syntax();
-    let q = search_query(&params, kind, max, syntax, state.schemas.of(kind))?;
+    let q = search_query(&params, kind, state, syntax)?;
     let schemas = state.schemas.clone();
     // Index lookups (userName eq …, the commonest query) run here when a reader is idle, like
     // point reads in `get`; anything that may read many rows goes to the blocking pool.
@@ -470,10 +487,17 @@ fn splice_resources(envelope: &ListResponse<Value>, resources: &[u8]) -> ApiResu
     Ok(body)
 }
 
+/// How deep a sorted `POST /.search` across types pages: the merge reads `startIndex + count - 1`
+/// resources of each type (without members) to cut its page, so that sum is bounded, like
+/// Elasticsearch's `max_result_window`. Deeper pages: one type at a time
+/// (`/Users/.search`, `/Groups/.search`), where sorting and paging run in SQL, or cursors.
+pub const MAX_MERGE_WINDOW: u64 = 10_000;
+
 /// `POST /.search` (RFC 7644 §3.4.3) over Users and Groups. Without `sortBy` the result is the
 /// Users followed by the Groups, and a page is cut from that concatenation with two queries
 /// (each asking only for its part of the page). With `sortBy` both types are fetched up to the
-/// end of the page and merged by the sort key. Cursor paging is per resource type only.
+/// end of the page (at most [`MAX_MERGE_WINDOW`], without members) and merged by the sort key;
+/// the page's members are read for the page alone. Cursor paging is per resource type only.
 async fn search_both(
     state: &AppState,
     req: &HttpRequest,
@@ -492,24 +516,35 @@ async fn search_both(
     let syntax = state.request_dialect(req).filter_syntax();
     let mut queries = Vec::new();
     for kind in kinds {
-        queries.push(search_query(
-            &params,
-            kind,
-            max,
-            syntax,
-            state.schemas.of(kind),
-        )?);
+        queries.push(search_query(&params, kind, state, syntax)?);
     }
     let schemas = state.schemas.clone();
     let sorted = params.sort_by.is_some();
+    let window = MAX_MERGE_WINDOW.min(state.config.max_start_index);
+    if sorted && offset.saturating_add(size) > window {
+        return Err(scim_schema::Error::InvalidValue(format!(
+            "A sorted search across resource types pages to result {window} at most \
+             (startIndex + count - 1); search /Users/.search or /Groups/.search for deeper pages."
+        ))
+        .into());
+    }
     let (total, resources) = state
         .db(move |s| {
             let [mut uq, mut gq] = [queries[0].clone(), queries[1].clone()];
+            let with_members = [uq.with_members, gq.with_members];
+            let max_members = gq.max_members;
+            // Sorting by `members` or `groups` needs them in the window (bounded all the same).
+            let sorts_by_members = uq
+                .sort_by
+                .as_ref()
+                .is_some_and(|p| p.name.eq_str("members") || p.name.eq_str("groups"));
             if sorted {
-                uq.start_index = 1;
-                uq.count = offset.saturating_add(size);
-                gq.start_index = 1;
-                gq.count = offset.saturating_add(size);
+                // The window (bounded above) without members; the page's are read below.
+                for q in [&mut uq, &mut gq] {
+                    q.start_index = 1;
+                    q.count = offset + size;
+                    q.with_members &= sorts_by_members;
+                }
             } else {
                 uq.start_index = offset + 1;
                 uq.count = size;
@@ -545,11 +580,35 @@ async fn search_both(
                 scim_schema::sort::SortOrder::Ascending
             };
             merged.sort_by(|a, b| compare_keys_absent_first(a.0.as_ref(), b.0.as_ref(), order));
-            let page = merged
+            let page: Vec<StoredResource> = merged
                 .into_iter()
                 .skip(offset as usize)
                 .take(size as usize)
                 .map(|(_, r)| r)
+                .collect();
+            if with_members == [false, false] {
+                return Ok((total, page));
+            }
+            // Re-read the page's resources with their members, each type in one query, and
+            // put them back in the merged order.
+            let mut reread: std::collections::HashMap<String, StoredResource> =
+                std::collections::HashMap::new();
+            for (i, kind) in [ResourceKind::User, ResourceKind::Group]
+                .into_iter()
+                .enumerate()
+            {
+                let ids: Vec<String> = page
+                    .iter()
+                    .filter(|r| r.kind == kind)
+                    .map(|r| r.id.clone())
+                    .collect();
+                for r in s.read_many(kind, &ids, with_members[i], max_members)? {
+                    reread.insert(r.id.clone(), r);
+                }
+            }
+            let page = page
+                .into_iter()
+                .filter_map(|r| reread.remove(&r.id))
                 .collect();
             Ok((total, page))
         })
@@ -645,6 +704,9 @@ fn clone_store_error(e: &crate::error::HubError) -> crate::error::HubError {
         S::Scim(e) => S::Scim(e.clone()),
         S::NotOwner { attribute, owner } => S::NotOwner {
             attribute: attribute.clone(),
+            owner: owner.clone(),
+        },
+        S::NotDeleter { owner } => S::NotDeleter {
             owner: owner.clone(),
         },
         S::Unavailable(m) => S::Unavailable(m.clone()),

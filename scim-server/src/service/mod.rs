@@ -22,6 +22,8 @@ pub mod bulk;
 pub mod ownership;
 pub mod schemas;
 
+use std::collections::HashMap;
+
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use scim_schema::dialect::{normalize_patch, normalize_resource, Dialect};
 use scim_schema::json::{find_key, get_ci};
@@ -83,10 +85,68 @@ pub fn kind_of_endpoint(segment: &str) -> Option<ResourceKind> {
         .find(|k| k.endpoint().eq_ignore_ascii_case(segment))
 }
 
+/// Clear-text passwords of one request with their argon2 hashes, computed before the write
+/// transaction opens: an argon2 hash costs tens of milliseconds of CPU, and inside the
+/// transaction it would hold the writer (and on SQLite every write queued behind it) that long.
+#[derive(Debug, Default)]
+struct Prehashed(HashMap<String, String>);
+
+impl Prehashed {
+    /// The `password` of a POST or PUT body.
+    fn of_doc(doc: &Doc) -> Result<Prehashed, Error> {
+        let mut p = Prehashed::default();
+        if let Some(Value::String(clear)) = get_ci(doc, "password") {
+            p.add(clear)?;
+        }
+        Ok(p)
+    }
+
+    /// The passwords a PATCH may set: the value of an operation whose path is `password`, and
+    /// the `password` member of a path-less operation's value.
+    fn of_ops(ops: &[PatchOperation]) -> Result<Prehashed, Error> {
+        let mut p = Prehashed::default();
+        for op in ops {
+            let clear = match (&op.path, &op.value) {
+                (Some(path), Some(Value::String(v)))
+                    if path.attr.name.eq_str("password") && path.attr.sub_attr.is_none() =>
+                {
+                    Some(v)
+                }
+                (None, Some(Value::Object(v))) => match get_ci(v, "password") {
+                    Some(Value::String(v)) => Some(v),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(clear) = clear {
+                p.add(clear)?;
+            }
+        }
+        Ok(p)
+    }
+
+    fn add(&mut self, clear: &str) -> Result<(), Error> {
+        if !self.0.contains_key(clear) {
+            let hash = argon2_hash(clear)?;
+            self.0.insert(clear.to_string(), hash);
+        }
+        Ok(())
+    }
+}
+
+fn argon2_hash(clear: &str) -> Result<String, Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(argon2::Argon2::default()
+        .hash_password(clear.as_bytes(), &salt)
+        .map_err(|_| Error::InvalidValue("password cannot be hashed.".into()))?
+        .to_string())
+}
+
 /// Hashes `password` with argon2 when it is new: absent from `existing`, or different from the
 /// stored hash. A value equal to the stored hash is kept (the document came from the store), so
-/// a client can never store a hash of its choosing by sending one.
-fn hash_password(doc: &mut Doc, existing: Option<&Doc>) -> Result<(), Error> {
+/// a client can never store a hash of its choosing by sending one. The hash is taken from
+/// `pre` (computed before the transaction); a password `pre` does not hold is hashed here.
+fn hash_password(doc: &mut Doc, existing: Option<&Doc>, pre: &Prehashed) -> Result<(), Error> {
     let Some(key) = find_key(doc, "password").cloned() else {
         return Ok(());
     };
@@ -94,11 +154,10 @@ fn hash_password(doc: &mut Doc, existing: Option<&Doc>) -> Result<(), Error> {
     match doc.get(&key) {
         Some(v) if Some(v) == stored => Ok(()),
         Some(Value::String(clear)) => {
-            let salt = SaltString::generate(&mut OsRng);
-            let hash = argon2::Argon2::default()
-                .hash_password(clear.as_bytes(), &salt)
-                .map_err(|_| Error::InvalidValue("password cannot be hashed.".into()))?
-                .to_string();
+            let hash = match pre.0.get(clear.as_str()) {
+                Some(hash) => hash.clone(),
+                None => argon2_hash(clear)?,
+            };
             doc.insert(key, Value::String(hash));
             Ok(())
         }
@@ -185,7 +244,8 @@ fn new_resource(
     let doc = tolerate(doc, schema, schemas.validation.reject_unknown_attributes);
     let mut doc = validate(&doc, schema, ValidationContext::Create, schemas.validation)?;
     enforce_sources(caller, kind, WriteKind::Create, None, None, &mut doc)?;
-    hash_password(&mut doc, None)?;
+    // No transaction is open yet.
+    hash_password(&mut doc, None, &Prehashed::default())?;
     Ok(doc)
 }
 
@@ -210,6 +270,7 @@ pub fn replace(
         }
     }
     let options = schemas.validation;
+    let pre = Prehashed::of_doc(&doc)?;
     store.replace_with(kind, id, if_match, Some(&caller.client), |existing| {
         let ctx = ValidationContext::Replace {
             existing: &existing,
@@ -228,9 +289,26 @@ pub fn replace(
                 new.insert("password".into(), p.clone());
             }
         }
-        hash_password(&mut new, Some(&existing))?;
+        hash_password(&mut new, Some(&existing), &pre)?;
         Ok(new)
     })
+}
+
+/// DELETE. A User's deletion is the person's departure (the leaver cascade follows), so while a
+/// `[[source]]` owns `active` only that source, or a client granted `scim:delete`, may delete
+/// Users ([`SourceRules::may_delete`]); the check precedes the transaction, as it depends on
+/// the caller and the policy only. Groups have no sources: any writer deletes them.
+pub fn delete(
+    store: &Store,
+    kind: ResourceKind,
+    id: &str,
+    if_match: Option<&str>,
+    caller: &Caller,
+) -> Result<(), HubError> {
+    if kind == ResourceKind::User {
+        caller.sources.may_delete()?;
+    }
+    store.delete_by(kind, id, if_match, Some(&caller.client))
 }
 
 /// The outcome of a PATCH.
@@ -314,6 +392,7 @@ fn patched_doc(
     existing: &Doc,
     ops: &[PatchOperation],
     dialect: Dialect,
+    pre: &Prehashed,
 ) -> Result<Doc, Error> {
     let schema = schemas.of(kind);
     let new = apply_patch(existing, ops, schema, &dialect.patch_options())?;
@@ -323,7 +402,7 @@ fn patched_doc(
         ValidationContext::Patch { existing },
         schemas.validation,
     )?;
-    hash_password(&mut new, Some(existing))?;
+    hash_password(&mut new, Some(existing), pre)?;
     Ok(new)
 }
 
@@ -370,6 +449,8 @@ pub fn patch(
     reply: PatchReply,
 ) -> Result<Patched, HubError> {
     let ops = patch_operations(schemas, kind, body, caller.dialect)?;
+    let pre = Prehashed::of_ops(&ops)?;
+    let pre = &pre;
     let client = Some(caller.client.as_str());
     let dialect = caller.dialect;
     let done = |resource| Patched {
@@ -379,7 +460,7 @@ pub fn patch(
     };
     if kind == ResourceKind::User || !touches_members(&ops) {
         let resource = store.update_with(kind, id, if_match, client, |doc| {
-            let mut new = patched_doc(schemas, kind, &doc, &ops, dialect)?;
+            let mut new = patched_doc(schemas, kind, &doc, &ops, dialect, pre)?;
             enforce_sources(
                 caller,
                 kind,
@@ -417,7 +498,7 @@ pub fn patch(
                             if other.is_empty() {
                                 Ok(doc)
                             } else {
-                                Ok(patched_doc(schemas, kind, &doc, other, dialect)?)
+                                Ok(patched_doc(schemas, kind, &doc, other, dialect, pre)?)
                             }
                         }
                     },
@@ -438,7 +519,7 @@ pub fn patch(
             }
         }
         None => {
-            let mut out = patch_group_whole(store, schemas, id, &ops, if_match, caller)?;
+            let mut out = patch_group_whole(store, schemas, id, &ops, if_match, caller, pre)?;
             out.no_content = reply == PatchReply::Default;
             Ok(out)
         }
@@ -454,11 +535,12 @@ fn patch_group_whole(
     ops: &[PatchOperation],
     if_match: Option<&str>,
     caller: &Caller,
+    pre: &Prehashed,
 ) -> Result<Patched, HubError> {
     let kind = ResourceKind::Group;
     let current = store.get(kind, id, true)?;
     crate::store::check_if_match(if_match, current.version)?;
-    let mut new = patched_doc(schemas, kind, &current.doc, ops, caller.dialect)?;
+    let mut new = patched_doc(schemas, kind, &current.doc, ops, caller.dialect, pre)?;
     let version = etag(current.version);
     let mut unknown = Vec::new();
     loop {
@@ -495,19 +577,52 @@ mod tests {
 
     #[test]
     fn passwords_are_hashed_once() {
+        let none = Prehashed::default();
         let mut doc = Doc::new();
         doc.insert("password".into(), json!("t1meMach1ne"));
-        hash_password(&mut doc, None).expect("hash");
+        hash_password(&mut doc, None, &none).expect("hash");
         let hash = doc["password"].as_str().expect("hash").to_string();
         assert!(hash.starts_with("$argon2"));
         let existing = doc.clone();
-        hash_password(&mut doc, Some(&existing)).expect("unchanged");
+        hash_password(&mut doc, Some(&existing), &none).expect("unchanged");
         assert_eq!(doc["password"], json!(hash));
         // A client sending a hash-looking string gets it hashed, not stored.
         let mut forged = Doc::new();
         forged.insert("password".into(), json!("$argon2id$v=19$forged"));
-        hash_password(&mut forged, Some(&existing)).expect("hash");
+        hash_password(&mut forged, Some(&existing), &none).expect("hash");
         assert_ne!(forged["password"], json!("$argon2id$v=19$forged"));
+    }
+
+    /// The hash a PUT or PATCH stores is the one computed before the transaction: inside it,
+    /// `hash_password` only looks it up (two argon2 runs never give the same salted hash, so an
+    /// equal hash proves no second run).
+    #[test]
+    fn passwords_are_hashed_before_the_transaction() {
+        let s = schemas();
+        let ops = patch_operations(
+            &s,
+            ResourceKind::User,
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[
+                {"op":"replace","path":"password","value":"first-Secret1"},
+                {"op":"replace","value":{"password":"second-Secret2","title":"x"}},
+                {"op":"replace","path":"title","value":"not a password"}]}),
+            Dialect::Strict,
+        )
+        .expect("ops");
+        let pre = Prehashed::of_ops(&ops).expect("hashed");
+        let mut keys: Vec<&str> = pre.0.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, vec!["first-Secret1", "second-Secret2"]);
+        let mut doc = Doc::new();
+        doc.insert("password".into(), json!("second-Secret2"));
+        hash_password(&mut doc, None, &pre).expect("hash");
+        assert_eq!(doc["password"], json!(pre.0["second-Secret2"]));
+
+        let body = object(json!({"userName":"a","Password":"third-Secret3"}), "x").expect("doc");
+        let pre = Prehashed::of_doc(&body).expect("hashed");
+        let mut doc = body.clone();
+        hash_password(&mut doc, None, &pre).expect("hash");
+        assert_eq!(doc["Password"], json!(pre.0["third-Secret3"]));
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! (an approved contract extension setting the end date) are not SCIM client writes and are not
 //! subject to these rules.
 
+use std::collections::HashMap;
+
 use scim_schema::filter::AttrPath;
 use scim_schema::json::find_key;
 use serde_json::Value;
@@ -49,6 +51,10 @@ pub struct ForeignAttribute {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceRules {
     foreign: Vec<ForeignAttribute>,
+    /// The other client that owns `active`, when one does: it alone deletes Users.
+    active_owner: Option<String>,
+    /// The client holds `scim:delete`: it deletes Users whoever owns `active`.
+    delete_granted: bool,
 }
 
 /// Which write is checked.
@@ -83,8 +89,36 @@ impl SourceRules {
                     authority: policy.is_authority_attribute(&a.path),
                 })
             })
-            .collect();
-        SourceRules { foreign }
+            .collect::<Vec<ForeignAttribute>>();
+        let active_owner = foreign
+            .iter()
+            .find(|f| {
+                f.path.urn.is_none() && f.path.sub_attr.is_none() && f.path.name.eq_str("active")
+            })
+            .map(|f| f.owner.clone());
+        SourceRules {
+            foreign,
+            active_owner,
+            delete_granted: false,
+        }
+    }
+
+    /// These rules for a client that holds the `scim:delete` scope (`granted`) or not.
+    pub fn granting_delete(mut self, granted: bool) -> SourceRules {
+        self.delete_granted = granted;
+        self
+    }
+
+    /// Whether this client may delete a User: deleting one is the person's departure, which is
+    /// the decision of whoever owns `active`. Refused with [`HubError::NotDeleter`] when
+    /// another client owns `active` and this one lacks `scim:delete`.
+    pub fn may_delete(&self) -> Result<(), HubError> {
+        match &self.active_owner {
+            Some(owner) if !self.delete_granted => Err(HubError::NotDeleter {
+                owner: owner.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Whether no rule applies (no policy, no sources, or the client owns everything owned).
@@ -213,17 +247,67 @@ fn remove(doc: &mut Doc, path: &AttrPath) {
     }
 }
 
-/// JSON equality, multi-valued attributes regardless of order.
+/// JSON equality, multi-valued attributes regardless of order: the two arrays hold the same
+/// values the same number of times. Each value is counted under its canonical text (object keys
+/// sorted), so comparing two lists of n values costs O(n) map operations, not n² comparisons,
+/// inside the write transaction.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len()
-                && x.iter().all(|v| {
-                    x.iter().filter(|w| *w == v).count() == y.iter().filter(|w| *w == v).count()
-                })
+            if x.len() != y.len() {
+                return false;
+            }
+            let mut counts: HashMap<String, i64> = HashMap::with_capacity(x.len());
+            for v in x {
+                *counts.entry(canonical(v)).or_default() += 1;
+            }
+            for v in y {
+                match counts.get_mut(&canonical(v)) {
+                    Some(n) if *n > 0 => *n -= 1,
+                    _ => return false,
+                }
+            }
+            true
         }
         _ => a == b,
     }
+}
+
+/// A text that two JSON values share exactly when they are equal (`==`): object members in key
+/// order (a map's equality ignores member order), everything else as serde_json writes it.
+fn canonical(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(o) => {
+                let mut members: Vec<(&String, &Value)> = o.iter().collect();
+                members.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (i, (k, v)) in members.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(v, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
 }
 
 /// Puts the stored `value` back at `path` in `doc` under the stored key (an extension object is
@@ -517,6 +601,28 @@ owns = ["userName"]
     }
 
     #[test]
+    fn only_the_owner_of_active_or_scim_delete_deletes_users() {
+        let p = policy("ignore");
+        assert!(SourceRules::for_client(&p, "workday").may_delete().is_ok());
+        match SourceRules::for_client(&p, "okta").may_delete() {
+            Err(HubError::NotDeleter { owner }) => assert_eq!(owner, "workday"),
+            other => panic!("{other:?}"),
+        }
+        assert!(SourceRules::for_client(&p, "okta")
+            .granting_delete(true)
+            .may_delete()
+            .is_ok());
+        // Nobody owns active: every writer deletes.
+        let p = Policy::parse(
+            "[[source]]\nclient = \"workday\"\nowns = [\"title\"]\n",
+            "t.toml",
+        )
+        .expect("policy");
+        assert!(SourceRules::for_client(&p, "okta").may_delete().is_ok());
+        assert!(SourceRules::default().may_delete().is_ok());
+    }
+
+    #[test]
     fn no_sources_no_rules() {
         let rules = SourceRules::for_client(&Policy::empty(), "okta");
         assert!(rules.is_empty());
@@ -527,5 +633,77 @@ owns = ["userName"]
                 .ok(),
             Some(vec![])
         );
+    }
+
+    /// The quadratic definition `same` replaced: every value occurs as often in each array.
+    fn same_by_counting(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len()
+                    && x.iter().all(|v| {
+                        x.iter().filter(|w| *w == v).count() == y.iter().filter(|w| *w == v).count()
+                    })
+            }
+            _ => a == b,
+        }
+    }
+
+    fn small_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0i64..3).prop_map(Value::from),
+            prop_oneof![Just(1.0f64), Just(0.5)].prop_map(Value::from),
+            prop_oneof![Just("a"), Just("b"), Just("\"")].prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (prop_oneof![Just("k"), Just("v"), Just("x")], inner),
+                    0..3
+                )
+                .prop_map(|kv| {
+                    let mut o = Doc::new();
+                    for (k, v) in kv {
+                        o.insert(k.to_string(), v);
+                    }
+                    Value::Object(o)
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn set_comparison_agrees_with_counting(
+            x in proptest::collection::vec(small_value(), 0..5),
+            y in proptest::collection::vec(small_value(), 0..5),
+            shuffle in proptest::collection::vec(proptest::prelude::any::<usize>(), 5),
+        ) {
+            let (a, b) = (Value::Array(x.clone()), Value::Array(y));
+            proptest::prop_assert_eq!(same(&a, &b), same_by_counting(&a, &b));
+            // A permutation of the same values is always the same.
+            let mut p = x;
+            for (i, s) in shuffle.iter().enumerate().take(p.len()) {
+                let j = s % p.len();
+                p.swap(i, j);
+            }
+            proptest::prop_assert!(same(&a, &Value::Array(p)));
+        }
+    }
+
+    #[test]
+    fn members_in_another_key_order_are_the_same_value() {
+        let a = json!([{"value": "a@x", "primary": true}, {"type": "work", "value": "b@x"}]);
+        let b = json!([{"value": "b@x", "type": "work"}, {"primary": true, "value": "a@x"}]);
+        assert!(same(&a, &b));
+        assert!(!same(
+            &a,
+            &json!([{"value": "a@x", "primary": true}, {"value": "b@x"}])
+        ));
+        // Duplicates count: [x, x, y] is not [x, y, y].
+        assert!(!same(&json!(["x", "x", "y"]), &json!(["x", "y", "y"])));
     }
 }

@@ -51,6 +51,9 @@ pub struct SearchQuery {
     pub cursor: Option<String>,
     /// Include Group `members` / User `groups` in the documents.
     pub with_members: bool,
+    /// With `with_members`: the most Group members one page may carry; a page of Groups with
+    /// more is refused with `tooMany` before any member is read. `None`: no bound.
+    pub max_members: Option<u64>,
 }
 
 impl SearchQuery {
@@ -319,9 +322,12 @@ impl Store {
                 .push(col)
                 .push(" DESC NULLS LAST, id DESC");
         }
-        page.limit(q.count as i64 + 1);
+        // One row past the page says whether more follow. The page size is bounded by the
+        // HTTP layer; the saturation keeps a larger one from wrapping to a negative LIMIT
+        // (which SQLite reads as "no limit" and PostgreSQL refuses).
+        page.limit(sql_int(q.count).saturating_add(1));
         if offset_rows > 0 {
-            page.push(" OFFSET ").int(offset_rows as i64);
+            page.push(" OFFSET ").int(sql_int(offset_rows));
         }
         let mut rows: Vec<SortRow> = page.load(c)?;
         let more = rows.len() as u64 > q.count;
@@ -337,7 +343,7 @@ impl Store {
             0
         };
         let total = if cursor.is_none() && !more && (!rows.is_empty() || offset == 0) {
-            offset + rows.len() as u64
+            offset.saturating_add(rows.len() as u64)
         } else {
             self.count_of(c, kind, q, base)?
         };
@@ -355,7 +361,7 @@ impl Store {
             _ => None,
         };
         let rows: Vec<ResourceRow> = rows.into_iter().map(SortRow::into_row).collect();
-        let resources = self.page_loaded(c, kind, rows, q.with_members)?;
+        let resources = self.page_loaded_bounded(c, kind, rows, q)?;
         Ok(Page {
             total_results: total,
             start_index,
@@ -465,7 +471,7 @@ impl Store {
             .map(|m| m.id.clone())
             .collect();
         let rows = load_rows(c, kind, &ids)?;
-        let resources = self.page_loaded(c, kind, rows, q.with_members)?;
+        let resources = self.page_loaded_bounded(c, kind, rows, q)?;
         let (next_cursor, previous_cursor) = match &q.cursor {
             Some(_) => (
                 (end < total).then(|| {
@@ -494,6 +500,52 @@ impl Store {
             next_cursor,
             previous_cursor,
         })
+    }
+
+    /// Resources of `kind` by id, in the order given (ids that name none are left out), with
+    /// their members or groups when `with_members`: the page of a merge that sorted and cut
+    /// without them (`POST /.search` across types).
+    pub fn read_many(
+        &self,
+        kind: ResourceKind,
+        ids: &[String],
+        with_members: bool,
+        max_members: Option<u64>,
+    ) -> HubResult<Vec<StoredResource>> {
+        let mut c = self.read_conn()?;
+        let rows = load_rows(&mut c, kind, ids)?;
+        let q = SearchQuery {
+            with_members,
+            max_members,
+            ..Default::default()
+        };
+        Ok(self
+            .page_loaded_bounded(&mut c, kind, rows, &q)?
+            .into_iter()
+            .map(|r| self.assemble_loaded(r))
+            .collect())
+    }
+
+    /// Refuses with `tooMany` when the Groups `group_ids` have more than `max` members together.
+    /// The count stops at `max + 1`, so checking a huge group costs no more than the bound.
+    pub fn check_member_bound(&self, group_ids: &[String], max: u64) -> HubResult<()> {
+        let mut c = self.read_conn()?;
+        member_bound(&mut c, group_ids, max)
+    }
+
+    /// [`Store::page_loaded`] under the query's member bound.
+    fn page_loaded_bounded(
+        &self,
+        c: &mut DbConnection,
+        kind: ResourceKind,
+        rows: Vec<ResourceRow>,
+        q: &SearchQuery,
+    ) -> HubResult<Vec<LoadedResource>> {
+        if let (true, ResourceKind::Group, Some(max)) = (q.with_members, kind, q.max_members) {
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            member_bound(c, &ids, max)?;
+        }
+        self.page_loaded(c, kind, rows, q.with_members)
     }
 
     /// Assembles rows, loading members (Groups) or groups (Users) for the whole page in one query.
@@ -547,6 +599,34 @@ impl Store {
             }
         })
     }
+}
+
+/// A count or offset as an SQL integer (BIGINT), saturating instead of wrapping negative.
+fn sql_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// See [`Store::check_member_bound`].
+fn member_bound(c: &mut DbConnection, group_ids: &[String], max: u64) -> HubResult<()> {
+    if group_ids.is_empty() {
+        return Ok(());
+    }
+    let mut q =
+        Sql::<BigInt>::new("SELECT COUNT(*) FROM (SELECT 1 FROM group_members WHERE group_id IN (");
+    q.text_list(group_ids.iter().map(String::as_str))
+        .push(")")
+        .limit(sql_int(max).saturating_add(1))
+        .push(") AS bounded");
+    let n = q.get_result::<i64>(c)?.max(0) as u64;
+    if n > max {
+        return Err(scim_schema::Error::TooMany(format!(
+            "The response would carry more than {max} group members (the server's \
+             max_group_members); read the group with excludedAttributes=members (and change \
+             its members by PATCH, which this bound does not limit)."
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The keyset condition "after (key, id)" in the order NULLs-first ascending / NULLs-last
