@@ -24,6 +24,9 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
     let outcome = &decision.outcome;
     let user_id = outcome.user_id.as_str();
     approvals::purge_overrides(c, user_id, now)?;
+    if w.end_grants {
+        approvals::end_grants(c, user_id, now)?;
+    }
     for o in &w.overrides {
         approvals::insert_override(
             c,
@@ -96,6 +99,7 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
             event.as_str(),
             &w.plan_id,
             outcome.plan.ops.len() as i64,
+            outcome.plan.revocations() as i64,
             hold_id,
         )?;
     }
@@ -124,7 +128,7 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
 
 /// Queues a notice to its recipients: the direct ones, the named users' ids, the others; else
 /// the fallback; nothing when that is empty too.
-fn queue(c: &mut DbConnection, n: &QueuedNotice, now: DateTime<Utc>) -> HubResult<()> {
+pub(super) fn queue(c: &mut DbConnection, n: &QueuedNotice, now: DateTime<Utc>) -> HubResult<()> {
     let mut to = n.to.direct.clone();
     if !n.to.by_name.is_empty() {
         to.extend(user_ids_by_name(c, &n.to.by_name)?);
