@@ -94,13 +94,15 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
     if w.record_event {
         events::record(
             c,
-            now,
-            user_id,
-            event.as_str(),
-            &w.plan_id,
-            outcome.plan.ops.len() as i64,
-            outcome.plan.revocations() as i64,
-            hold_id,
+            &events::NewEvent {
+                at: now,
+                user_id,
+                event: event.as_str(),
+                plan_id: &w.plan_id,
+                ops: outcome.plan.ops.len() as i64,
+                revokes: outcome.plan.revocations() as i64,
+                hold_id,
+            },
         )?;
     }
     for a in &w.audit {

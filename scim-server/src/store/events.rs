@@ -10,32 +10,39 @@ use super::sql::{Bind, Sql};
 use super::{fmt_ts, DbConnection};
 use crate::error::HubResult;
 
-pub fn record(
-    c: &mut DbConnection,
-    at: DateTime<Utc>,
-    user_id: &str,
-    event: &str,
-    plan_id: &str,
-    ops: i64,
-    revokes: i64,
-    hold_id: Option<&str>,
-) -> HubResult<()> {
+/// An event to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    pub at: DateTime<Utc>,
+    pub user_id: &'a str,
+    pub event: &'a str,
+    pub plan_id: &'a str,
+    /// Operations the plan queued.
+    pub ops: i64,
+    /// Of those, how many take access away (what the blast-radius guard counts).
+    pub revokes: i64,
+    /// The hold the operations wait behind, if any.
+    pub hold_id: Option<&'a str>,
+}
+
+pub fn record(c: &mut DbConnection, e: &NewEvent<'_>) -> HubResult<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO engine_events (at, user_id, event, plan_id, ops, revokes, hold_id) VALUES (",
     );
-    q.text(fmt_ts(at))
+    q.text(fmt_ts(e.at))
         .push(", ")
-        .text(user_id)
+        .text(e.user_id)
         .push(", ")
-        .text(event)
+        .text(e.event)
         .push(", ")
-        .text(plan_id)
+        .text(e.plan_id)
         .push(", ")
-        .int(ops)
+        .int(e.ops)
         .push(", ")
-        .int(revokes)
+        .int(e.revokes)
         .push(", ");
-    q.bind(Bind::OptText(hold_id.map(str::to_string))).push(")");
+    q.bind(Bind::OptText(e.hold_id.map(str::to_string)))
+        .push(")");
     q.execute(c)?;
     Ok(())
 }
