@@ -71,9 +71,10 @@ fn group_delete_is_one_blast(env: Env) {
     let holds = env.admin.holds(Some("pending")).unwrap();
     assert_eq!(holds.len(), 1);
     assert_eq!(holds[0].users, 10);
-    assert!(
-        holds[0].reason.contains("group Badge deleted")
-            || holds[0].reason.contains("10 by one group change")
+    assert_eq!(
+        holds[0].reason,
+        "more than 30% of 10 users would lose access within 10m (10 by one group change): \
+         group Badge deleted: re-planning 10 users"
     );
     // Security was told.
     let notes = in_tx(&env.store, |c| {

@@ -66,14 +66,14 @@ pub fn create_as(
     Ok(())
 }
 
-/// The staging hold `id` becomes pending with `reason` (the guard tripped on its change);
-/// false when it was not staging.
+/// The staging hold `id` becomes pending, `reason` (why the guard tripped) put before what the
+/// change was; false when it was not staging.
 pub fn promote(c: &mut DbConnection, id: &str, reason: &str) -> HubResult<bool> {
     let mut q = Sql::<()>::new("UPDATE engine_holds SET status = ");
     q.text(HoldStatus::Pending.as_str())
         .push(", reason = ")
-        .text(reason)
-        .push(" WHERE status = 'staging' AND id = ")
+        .text(format!("{reason}: "))
+        .push(" || reason WHERE status = 'staging' AND id = ")
         .text(id);
     Ok(q.execute(c)? > 0)
 }
