@@ -584,3 +584,5 @@ fn start_date_timer(env: Env) {
     assert!(env.holds("slack", "gus").unwrap().0);
     assert_eq!(env.events(&gus), vec!["joiner", "joiner"]);
 }
+
+mod guard;

@@ -23,6 +23,12 @@ impl Admin {
             .into_iter()
             .find(|h| h.id == id)
             .ok_or_else(|| AdminError::NotFound(format!("hold {id}")))?;
+        if hold.status == holds::HoldStatus::Staging {
+            // Its group change is still being planned: the guard has not decided yet.
+            return Err(AdminError::Conflict(format!(
+                "hold {id} is still being planned; decide it once it is pending"
+            )));
+        }
         if hold.status != holds::HoldStatus::Pending {
             return Err(AdminError::Conflict(format!(
                 "hold {id} is already {}",

@@ -24,6 +24,9 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
     let outcome = &decision.outcome;
     let user_id = outcome.user_id.as_str();
     approvals::purge_overrides(c, user_id, now)?;
+    if w.end_grants {
+        approvals::end_grants(c, user_id, now)?;
+    }
     for o in &w.overrides {
         approvals::insert_override(
             c,
@@ -91,12 +94,15 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
     if w.record_event {
         events::record(
             c,
-            now,
-            user_id,
-            event.as_str(),
-            &w.plan_id,
-            outcome.plan.ops.len() as i64,
-            hold_id,
+            &events::NewEvent {
+                at: now,
+                user_id,
+                event: event.as_str(),
+                plan_id: &w.plan_id,
+                ops: outcome.plan.ops.len() as i64,
+                revokes: outcome.plan.revocations() as i64,
+                hold_id,
+            },
         )?;
     }
     for a in &w.audit {
@@ -124,7 +130,7 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
 
 /// Queues a notice to its recipients: the direct ones, the named users' ids, the others; else
 /// the fallback; nothing when that is empty too.
-fn queue(c: &mut DbConnection, n: &QueuedNotice, now: DateTime<Utc>) -> HubResult<()> {
+pub(super) fn queue(c: &mut DbConnection, n: &QueuedNotice, now: DateTime<Utc>) -> HubResult<()> {
     let mut to = n.to.direct.clone();
     if !n.to.by_name.is_empty() {
         to.extend(user_ids_by_name(c, &n.to.by_name)?);

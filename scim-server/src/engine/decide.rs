@@ -24,7 +24,7 @@ use super::outcome::{
 use super::plan::{classify, diff, AccountRecord, EventKind, Plan};
 use super::timers::{Timer, TimerChange, TimerKind};
 use super::{links, manager_id, Cause, PlanOutcome};
-use crate::policy::{Policy, SodAction};
+use crate::policy::{BlastRadius, Policy, SodAction};
 use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalRow, ApprovalStatus};
 use crate::store::{engine_state::EngineUser, Doc};
 use scim_schema::json::primary_email;
@@ -68,15 +68,21 @@ pub struct Contingent {
     pub blast: Option<BlastFacts>,
     /// The one-click link key, when [`Projection::needs_links`] and links are configured.
     pub link_key: Option<Vec<u8>>,
+    /// The staging hold of the group change this plan is part of: its operations wait behind
+    /// it, and the guard decides on the whole change once all of it is planned
+    /// ([`super::replan`]), not user by user.
+    pub stage: Option<String>,
 }
 
 /// What the blast-radius guard counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlastFacts {
-    /// Users deprovisioned within the window.
+    /// Other users who lost access within the window (a plan of theirs disabled, deleted or
+    /// revoked anything, whatever the event).
     pub recent: i64,
-    /// Users active now.
-    pub active: i64,
+    /// The users the burst is a share of: those active now and those who lost access within
+    /// the window and are no longer active.
+    pub population: i64,
     /// The hold pending now, which a new deprovisioning joins.
     pub open_hold: Option<String>,
 }
@@ -90,10 +96,10 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// Whether the blast-radius guard must count users: a deprovisioning that does something,
-    /// under a policy that has the guard.
+    /// Whether the blast-radius guard must count users: a plan that takes access away
+    /// (whatever the event), under a policy that has the guard.
     pub fn needs_blast_check(&self, policy: &Policy) -> bool {
-        policy.blast_radius.is_some() && self.event.deprovisions() && !self.plan.ops.is_empty()
+        policy.blast_radius.is_some() && self.plan.revocations() > 0
     }
 
     /// Whether notices will carry one-click links (a mover who keeps legacy access).
@@ -108,6 +114,12 @@ pub fn project(i: &PlanInputs<'_>) -> Projection {
     let mut d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &i.overrides);
     let prev = i.prev.as_ref();
     let event = classify(prev.map(|u| (u.state.as_str(), u.profiles.as_slice())), &d);
+    if event == EventKind::Rehire && !i.overrides.is_empty() {
+        // A rehire starts from the new role: overrides from before the user left (a mover's
+        // overlap still open) are not theirs any more. Leaving ends them; this covers those
+        // recorded before it did.
+        d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &[]);
+    }
     // Mover overlap: entitlements a profile we left granted stay for its overlap window.
     let new_overrides = overlap_overrides(i, &d);
     if !new_overrides.is_empty() {
@@ -212,7 +224,7 @@ pub fn decide(
     // New rows take their ids in this order: overrides, approvals, a hold, the plan.
     let overrides = overlap_kept(i, &d, new_id);
     let (approvals, mut audit) = approval_requests(i, &d, new_id);
-    let (hold, hold_notice) = blast_hold(i, event, &plan, extra, new_id);
+    let (hold, hold_notice) = blast_hold(i, &plan, extra, new_id);
     let plan_id = new_id();
 
     let hold_id = hold.as_ref().map(|h| h.id().to_string());
@@ -227,7 +239,11 @@ pub fn decide(
             },
             connector: None,
             action: "plan",
-            outcome: if hold_id.is_some() { "held" } else { "queued" },
+            outcome: match (&extra.stage, &hold_id) {
+                (Some(_), Some(_)) => "staged",
+                (None, Some(_)) => "held",
+                (_, None) => "queued",
+            },
             detail: json!({
                 "event": event.as_str(),
                 "plan_id": plan_id,
@@ -248,6 +264,10 @@ pub fn decide(
             })
         })
         .collect();
+    if event.deprovisions() {
+        // Leaving ends every override, so its overlap timers have nothing left to end.
+        timers.push(TimerChange::CancelOverlap);
+    }
     timers.extend(contract_timers(i, &d));
 
     // Notices: the hold to security, approvals to those who may decide them, the mover summary
@@ -290,6 +310,7 @@ pub fn decide(
             audit,
             timers,
             notices,
+            end_grants: event.deprovisions(),
         }),
     }
 }
@@ -330,6 +351,7 @@ fn approval_requests(
                 && r.connector.as_deref() == Some(n.connector.as_str())
                 && r.entitlement.as_deref() == Some(ej.as_str())
                 && r.status != ApprovalStatus::Approved
+                && r.status != ApprovalStatus::Ended
         });
         // `desired` asks approval only for a level that has one (never `none`).
         let Some(level) = ApprovalLevel::parse(n.level.as_str()) else {
@@ -349,7 +371,9 @@ fn approval_requests(
     }
     for f in &d.sod {
         let exists = i.approval_rows.iter().any(|r| {
-            r.kind == ApprovalKind::Sod && r.entitlement.as_deref() == Some(f.rule.as_str())
+            r.kind == ApprovalKind::Sod
+                && r.entitlement.as_deref() == Some(f.rule.as_str())
+                && r.status != ApprovalStatus::Ended
         });
         if exists {
             continue;
@@ -379,42 +403,54 @@ fn approval_requests(
     (approvals, audit)
 }
 
-/// The blast-radius guard: a deprovisioning that would take the share of users deprovisioned
+/// The blast-radius guard. A plan that is part of a group change waits behind that change's
+/// staging hold (the guard decides on the change as a whole, [`super::replan`]). Otherwise a
+/// plan that takes access away (any event) and would take the share of users who lost access
 /// within the window over the policy's limit waits for a hold (the pending one, else a new one
-/// security is told about). The population before the burst is the users active now plus those
-/// deprovisioned within the window.
+/// security is told about).
 fn blast_hold(
     i: &PlanInputs<'_>,
-    event: EventKind,
     plan: &Plan,
     extra: &Contingent,
     new_id: &mut dyn FnMut() -> String,
 ) -> (Option<HoldDecision>, Option<QueuedNotice>) {
+    if let Some(stage) = &extra.stage {
+        return match plan.ops.is_empty() {
+            true => (None, None),
+            false => (Some(HoldDecision::Join(stage.clone())), None),
+        };
+    }
     let policy = &*i.policy;
-    let (Some(b), Some(facts), true) = (
-        &policy.blast_radius,
-        &extra.blast,
-        event.deprovisions() && !plan.ops.is_empty(),
-    ) else {
+    let (Some(b), Some(facts), true) = (&policy.blast_radius, &extra.blast, plan.revocations() > 0)
+    else {
         return (None, None);
     };
-    let population = facts.active + facts.recent;
-    if (population as u64) < b.min_population
-        || (facts.recent + 1) as f64 / population as f64 <= b.max_share
-    {
+    if !trips(b, facts.recent + 1, facts.population) {
         return (None, None);
     }
     if let Some(id) = &facts.open_hold {
         return (Some(HoldDecision::Join(id.clone())), None);
     }
     let id = new_id();
-    let reason = notices::hold_reason(b.max_share, population, b.window);
-    let notice = (!policy.notify.security.is_empty()).then(|| QueuedNotice {
+    let reason = notices::hold_reason(b.max_share, facts.population, b.window);
+    let notice = hold_notice(policy, &reason, &id);
+    (Some(HoldDecision::Open { id, reason }), notice)
+}
+
+/// Whether `losers` users losing access out of `population` trips the guard `b`.
+pub fn trips(b: &BlastRadius, losers: i64, population: i64) -> bool {
+    population > 0
+        && population as u64 >= b.min_population
+        && losers as f64 / population as f64 > b.max_share
+}
+
+/// The notice to security about hold `id`, when security has addresses.
+pub fn hold_notice(policy: &Policy, reason: &str, id: &str) -> Option<QueuedNotice> {
+    (!policy.notify.security.is_empty()).then(|| QueuedNotice {
         user_id: None,
         to: Recipients::to(policy.notify.security.clone()),
-        notice: notices::hold(policy, &reason, &id),
-    });
-    (Some(HoldDecision::Open { id, reason }), notice)
+        notice: notices::hold(policy, reason, id),
+    })
 }
 
 /// The engine's new record of the user: lifecycle state, profiles, and the facts timers and

@@ -1,13 +1,15 @@
-//! The store's write hook: every User change is planned in the transaction that writes it, and
-//! so is every user a Group change affects (members added or removed, everyone below a renamed
-//! group, everyone when a group is deleted or emptied).
+//! The store's write hook: every User change is planned in the transaction that writes it; the
+//! users a Group change affects (members added or removed, everyone below a renamed group,
+//! everyone when a group is deleted or emptied) are planned as one blast, in the write when
+//! they are few and in the background when they are many ([`super::replan`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{load_user_doc, Cause, Engine};
+use super::replan::{self, Affected};
+use super::{Cause, Engine};
 use crate::error::HubResult;
-use crate::store::{direct_members, engine_state};
+use crate::store::direct_members;
 use crate::store::{
     load_row, Change, ChangeOp, DbConnection, MemberRemoval, ResourceKind, Store, WriteHook,
 };
@@ -31,18 +33,14 @@ impl WriteHook for EngineHook {
                 )?;
             }
             ResourceKind::Group => {
-                for id in affected_users(conn, change)? {
-                    let doc = load_user_doc(conn, &id)?;
-                    if doc.is_some() || engine_state::get_user(conn, &id)?.is_some() {
-                        self.engine.plan_user_for(
-                            conn,
-                            &id,
-                            doc.as_ref(),
-                            Cause::Write,
-                            change.client.as_deref(),
-                        )?;
-                    }
-                }
+                let affected = affected_users(conn, change)?;
+                replan::group_change(
+                    &self.engine,
+                    conn,
+                    affected,
+                    &describe(change),
+                    change.client.as_deref(),
+                )?;
             }
         }
         Ok(())
@@ -58,12 +56,28 @@ pub fn install(store: Store, engine: Arc<Engine>) -> Store {
     store.with_hook(Arc::new(EngineHook { engine }))
 }
 
+/// What a Group change was, for the reason of its staging hold.
+fn describe(change: &Change) -> String {
+    let name = change
+        .before
+        .as_ref()
+        .or(change.after.as_ref())
+        .and_then(|d| d.get("displayName"))
+        .and_then(|v| v.as_str())
+        .unwrap_or(change.id.as_str());
+    match (change.op, &change.members_removed) {
+        (ChangeOp::Delete, _) => format!("group {name} deleted"),
+        (_, MemberRemoval::All) => format!("members of group {name} replaced"),
+        _ => format!("group {name} changed"),
+    }
+}
+
 /// Users affected by a Group change.
-fn affected_users(c: &mut DbConnection, change: &Change) -> HubResult<Vec<String>> {
+fn affected_users(c: &mut DbConnection, change: &Change) -> HubResult<Affected> {
     let everyone =
         matches!(change.members_removed, MemberRemoval::All) || change.op == ChangeOp::Delete;
     if everyone {
-        return engine_state::user_ids(c);
+        return Ok(Affected::Everyone);
     }
     let mut ids: Vec<String> = change.members_added.clone();
     if let MemberRemoval::Ids(r) = &change.members_removed {
@@ -91,7 +105,7 @@ fn affected_users(c: &mut DbConnection, change: &Change) -> HubResult<Vec<String
             }
         }
     }
-    Ok(out.into_iter().collect())
+    Ok(Affected::Users(out.into_iter().collect()))
 }
 
 /// User ids under a group, through nested groups.

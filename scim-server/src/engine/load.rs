@@ -124,21 +124,25 @@ fn manager_accounts(
     Ok(out)
 }
 
-/// The inputs `projection` shows the decision needs besides [`inputs`].
+/// The inputs `projection` shows the decision needs besides [`inputs`]. `stage`: the staging
+/// hold of the group change the plan is part of (the guard then counts the change as a whole
+/// when it is all planned, so nothing is counted per user here).
 pub fn contingent(
     c: &mut DbConnection,
     inputs: &PlanInputs<'_>,
     projection: &Projection,
+    stage: Option<&str>,
 ) -> HubResult<Contingent> {
     let policy: &Policy = &inputs.policy;
     let blast = match &policy.blast_radius {
-        Some(b) if projection.needs_blast_check(policy) => {
-            let recent = events::count_deprovisions_since(c, inputs.now - b.window)?;
-            let active = engine_state::count_active_users(c)?;
-            tracing::debug!(recent, population = active + recent, "blast-radius check");
+        Some(b) if stage.is_none() && projection.needs_blast_check(policy) => {
+            let since = inputs.now - b.window;
+            let recent = events::count_losers(c, since, None, Some(&inputs.user_id))?;
+            let population = events::guard_population(c, since, None)?;
+            tracing::debug!(recent, population, "blast-radius check");
             Some(BlastFacts {
                 recent,
-                active,
+                population,
                 open_hold: holds::open_hold(c)?,
             })
         }
@@ -149,5 +153,9 @@ pub fn contingent(
     } else {
         None
     };
-    Ok(Contingent { blast, link_key })
+    Ok(Contingent {
+        blast,
+        link_key,
+        stage: stage.map(str::to_string),
+    })
 }

@@ -10,6 +10,10 @@
 //!   ([`plan`]) and every row to write ([`outcome`]);
 //! * [`commit`] writes them.
 //!
+//! A Group change that affects many users is one blast for the guard, and above
+//! [`replan::ReplanLimits::sync_max`] users it is planned in the background in batches
+//! ([`replan`]) rather than in the SCIM write.
+//!
 //! [`timers`] says what each durable timer does when it fires, [`notices`] words every mail,
 //! [`links`] signs one-click links, [`registry`] builds the connectors. Time comes from the
 //! engine's [`Clock`].
@@ -24,6 +28,7 @@ pub mod load;
 pub mod notices;
 pub mod outcome;
 pub mod plan;
+pub mod replan;
 pub mod timers;
 
 use std::sync::Arc;
@@ -50,6 +55,8 @@ pub struct Engine {
     /// Signalled after a transaction that planned operations has committed; idle workers wait on
     /// it (besides their poll interval) so new operations start at once.
     pub wake: Arc<tokio::sync::Notify>,
+    /// When a group change is planned in the background, and in batches of how many users.
+    pub replan: Arc<replan::ReplanLimits>,
 }
 
 /// What planning one user produced (also the simulation output).
@@ -115,6 +122,7 @@ impl Engine {
             clock,
             connectors,
             wake: Arc::new(tokio::sync::Notify::new()),
+            replan: Arc::new(replan::ReplanLimits::default()),
         };
         e.sync_connectors();
         e
@@ -165,7 +173,7 @@ impl Engine {
         doc: Option<&Doc>,
         cause: Cause,
     ) -> HubResult<PlanOutcome> {
-        self.plan_user_for(c, user_id, doc, cause, None)
+        self.plan_user_as(c, user_id, doc, cause, None, None)
     }
 
     /// [`Engine::plan_user`] for a write by the SCIM client `client` (token name or JWT
@@ -179,9 +187,36 @@ impl Engine {
         cause: Cause,
         client: Option<&str>,
     ) -> HubResult<PlanOutcome> {
+        self.plan_user_as(c, user_id, doc, cause, client, None)
+    }
+
+    /// [`Engine::plan_user`], as part of the group change whose staging hold is `stage` (its
+    /// operations wait behind it; the guard decides on the change as a whole).
+    pub fn plan_user_in(
+        &self,
+        c: &mut DbConnection,
+        user_id: &str,
+        doc: Option<&Doc>,
+        cause: Cause,
+        stage: Option<&str>,
+    ) -> HubResult<PlanOutcome> {
+        self.plan_user_as(c, user_id, doc, cause, None, stage)
+    }
+
+    /// Plans a user for the write of `client` (if a SCIM client caused it), inside the staging
+    /// hold `stage` (if part of a group change).
+    pub fn plan_user_as(
+        &self,
+        c: &mut DbConnection,
+        user_id: &str,
+        doc: Option<&Doc>,
+        cause: Cause,
+        client: Option<&str>,
+        stage: Option<&str>,
+    ) -> HubResult<PlanOutcome> {
         let inputs = load::inputs(c, self, user_id, doc, cause)?;
         let projection = decide::project(&inputs);
-        let extra = load::contingent(c, &inputs, &projection)?;
+        let extra = load::contingent(c, &inputs, &projection, stage)?;
         let mut decision = decide::decide(&inputs, projection, &extra, &mut || {
             uuid::Uuid::now_v7().to_string()
         });

@@ -72,7 +72,7 @@ pub fn approval_request(policy: &Policy, row: ApprovalRequest<'_>) -> Notice {
 /// Why the blast-radius guard held a deprovisioning (the hold's `reason`).
 pub fn hold_reason(max_share: f64, population: i64, window: Duration) -> String {
     format!(
-        "more than {:.0}% of {population} users deprovisioned within {}",
+        "more than {:.0}% of {population} users would lose access within {}",
         max_share * 100.0,
         crate::policy::fmt_duration(window)
     )
@@ -89,7 +89,7 @@ pub fn hold(policy: &Policy, reason: &str, id: &str) -> Notice {
     }
     Notice {
         kind: "blast_radius_hold",
-        subject: "scimhub: deprovisioning held for confirmation".into(),
+        subject: "scimhub: access removal held for confirmation".into(),
         body,
     }
 }

@@ -109,6 +109,9 @@ pub struct Writes {
     pub audit: Vec<Audit>,
     pub timers: Vec<TimerChange>,
     pub notices: Vec<QueuedNotice>,
+    /// The user left (or their contract expired): every override and grant ends, so a rehire
+    /// starts from the new role only.
+    pub end_grants: bool,
 }
 
 /// The outcome of planning a user: what the caller gets back, and what to write (`None`:

@@ -73,6 +73,20 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Whether this operation takes access away: disabling or deleting an account, or revoking
+    /// an entitlement, sessions or credentials. What the blast-radius guard counts, whatever
+    /// the event (a leaver's disable, or a mover's revoke after a group was deleted).
+    pub fn takes_access(&self) -> bool {
+        matches!(
+            self,
+            Operation::SetEnabled { enabled: false, .. }
+                | Operation::Revoke { .. }
+                | Operation::RevokeSessions { .. }
+                | Operation::RevokeCredentials { .. }
+                | Operation::Delete { .. }
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Operation::CreateOrAdopt { .. } => "create_or_adopt",
@@ -215,7 +229,9 @@ impl EventKind {
         }
     }
 
-    /// Whether this event removes access (what the blast-radius guard counts).
+    /// Whether this event deprovisions the user (a leaver or an expired contract): their
+    /// overrides and grants end. The blast-radius guard does not look at the event but at
+    /// what a plan takes away ([`Plan::revocations`]).
     pub fn deprovisions(self) -> bool {
         matches!(self, EventKind::Leaver | EventKind::ContractorExpiry)
     }
@@ -268,6 +284,14 @@ pub struct Plan {
     pub next: BTreeMap<String, AccountRecord>,
     /// Operations left out because the connector does not support them.
     pub skipped: Vec<String>,
+}
+
+impl Plan {
+    /// How many of the operations take access away ([`Operation::takes_access`]); a plan with
+    /// any makes its user one who loses access, for the blast-radius guard.
+    pub fn revocations(&self) -> usize {
+        self.ops.iter().filter(|o| o.op.takes_access()).count()
+    }
 }
 
 /// Whether the policy treats an entitlement as privileged (removed first on leave).

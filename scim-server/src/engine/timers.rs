@@ -96,6 +96,8 @@ pub enum TimerChange {
     Schedule(Timer),
     /// The contract end date moved: its pending end and reminders go (new ones are scheduled).
     CancelContract,
+    /// The user left: their overrides ended, and with them the overlap timers.
+    CancelOverlap,
 }
 
 /// Writes a timer unless one with the same key exists.
@@ -125,6 +127,9 @@ pub fn apply(
         TimerChange::CancelContract => {
             timers::cancel(c, user_id, TimerKind::ContractEnd.name())?;
             timers::cancel(c, user_id, "reminder")?;
+        }
+        TimerChange::CancelOverlap => {
+            timers::cancel(c, user_id, TimerKind::OverlapEnd.name())?;
         }
     }
     Ok(())

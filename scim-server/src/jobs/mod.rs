@@ -37,6 +37,8 @@
 //!
 //! Timers are claimed the same way and fired ([`crate::engine::timers::fire`]: what each kind does
 //! is the engine's rule) in the transaction that marks them done, so each runs once across nodes.
+//! Group changes planned in the background run from the timer loop, a batch per transaction
+//! ([`Workers::run_replans`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -543,11 +545,31 @@ impl Workers {
         })
     }
 
+    /// Plans group changes waiting in the background ([`crate::engine::replan`]) until none is
+    /// left, one transaction per batch so SCIM writes run between batches; returns how many
+    /// users were planned.
+    pub async fn run_replans(&self) -> HubResult<usize> {
+        let mut total = 0;
+        loop {
+            let store = self.store.clone();
+            let engine = self.engine.clone();
+            let n = blocking(move || {
+                store.write_tx(|c, _| crate::engine::replan::run_batch(&engine, c))
+            })
+            .await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+            self.engine.wake_workers();
+        }
+    }
+
     /// Runs everything that is due now until nothing is left (tests, demo, `simulate`).
     pub async fn run_until_idle(&self) -> HubResult<usize> {
         let mut total = 0;
         loop {
-            let t = self.fire_timers().await?;
+            let t = self.fire_timers().await? + self.run_replans().await?;
             let n = self.run_batch(0).await?;
             total += n;
             if n == 0 && t == 0 {
@@ -625,6 +647,9 @@ impl Workers {
             loop {
                 if let Err(e) = me.fire_timers().await {
                     tracing::warn!(error = %e, "timer error");
+                }
+                if let Err(e) = me.run_replans().await {
+                    tracing::warn!(error = %e, "group re-plan error");
                 }
                 tokio::time::sleep(StdDuration::from_secs(1)).await;
             }

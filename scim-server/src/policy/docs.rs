@@ -192,8 +192,9 @@ pub fn render(policy: &Policy) -> String {
         let _ = writeln!(o, "## Blast-radius guard\n");
         let _ = writeln!(
             o,
-            "If more than {:.0}% of users (with at least {}) would be deprovisioned within {}, \
-             the plans are held until an admin confirms or discards them.",
+            "If more than {:.0}% of users (with at least {}) would lose access (a disable, \
+             delete or any revoke) within {}, the plans are held until an admin confirms or \
+             discards them; a group change is judged as a whole.",
             b.max_share * 100.0,
             b.min_population,
             fmt_duration(b.window)

@@ -218,7 +218,8 @@ pub struct SodRule {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BlastRadius {
-    /// Largest share of users (0..1) that may be deprovisioned within `window` without a hold.
+    /// Largest share of users (0..1) that may lose access (a disable, delete or any revoke,
+    /// whatever the event) within `window` without a hold.
     pub max_share: f64,
     pub window: Duration,
     /// Below this many users the guard does not apply (tiny tenants, tests).

@@ -43,6 +43,9 @@ text_enum! {
         Rejected = "rejected",
         /// Refused by the policy itself (a SoD rule with `action = "block"`); not decidable.
         Blocked = "blocked",
+        /// An entitlement or SoD request, approved or still pending, that ended when the user
+        /// left: a rehire asks again.
+        Ended = "ended",
     }
 }
 
@@ -387,4 +390,41 @@ pub fn latest_mover_event(c: &mut DbConnection, user_id: &str) -> HubResult<Opti
     q.text(user_id)
         .push(" AND event = 'mover' ORDER BY at DESC, id DESC LIMIT 1");
     Ok(q.get_result::<OneText>(c).optional()?.map(|r| r.value))
+}
+
+/// A leaver's overrides and grants end: every override goes, and every entitlement and SoD
+/// request, approved or pending, is [`ApprovalStatus::Ended`] (an approved one keeps who
+/// approved it). A rehire then starts from the new role only, asking again for what needs
+/// approval. Returns (overrides dropped, requests ended).
+pub fn end_grants(
+    c: &mut DbConnection,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> HubResult<(usize, usize)> {
+    let mut q = Sql::<()>::new("DELETE FROM engine_overrides WHERE user_id = ");
+    q.text(user_id);
+    let overrides = q.execute(c)?;
+    let kinds = [
+        ApprovalKind::Entitlement.as_str(),
+        ApprovalKind::Sod.as_str(),
+    ];
+    let mut q = Sql::<()>::new("UPDATE engine_approvals SET status = ");
+    q.text(ApprovalStatus::Ended.as_str())
+        .push(" WHERE status = 'approved' AND user_id = ")
+        .text(user_id)
+        .push(" AND kind IN (")
+        .text_list(kinds)
+        .push(")");
+    let mut ended = q.execute(c)?;
+    let mut q = Sql::<()>::new("UPDATE engine_approvals SET status = ");
+    q.text(ApprovalStatus::Ended.as_str())
+        .push(", decided = ")
+        .text(fmt_ts(now))
+        .push(", decided_by = 'engine', reason = 'the user left' WHERE status = 'pending' AND user_id = ")
+        .text(user_id)
+        .push(" AND kind IN (")
+        .text_list(kinds)
+        .push(")");
+    ended += q.execute(c)?;
+    Ok((overrides, ended))
 }

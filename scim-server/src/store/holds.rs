@@ -2,6 +2,11 @@
 //! threshold, the engine parks the operations behind a hold until an admin confirms (releases
 //! them) or discards it. The held operations themselves are `engine_outbox` rows with
 //! [`OutboxStatus::Held`].
+//!
+//! A change that re-plans many users at once (a group deleted or emptied) is one blast: its
+//! plans are written behind a [`HoldStatus::Staging`] hold while they are planned, and only
+//! when the last of them is planned does the guard decide on the whole change: the hold becomes
+//! [`HoldStatus::Pending`] ([`promote`]) or dissolves and its operations run ([`dissolve`]).
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Text};
@@ -17,6 +22,8 @@ use crate::error::HubResult;
 text_enum! {
     /// A hold's decision.
     pub enum HoldStatus {
+        /// A group change whose users are still being planned: nothing is decided or sent yet.
+        Staging = "staging",
         /// Waiting for an admin.
         Pending = "pending",
         /// Confirmed: its operations were released.
@@ -35,6 +42,17 @@ pub fn open_hold(c: &mut DbConnection) -> HubResult<Option<String>> {
 }
 
 pub fn create(c: &mut DbConnection, id: &str, reason: &str, now: DateTime<Utc>) -> HubResult<()> {
+    create_as(c, id, reason, HoldStatus::Pending, now)
+}
+
+/// Creates a hold in `status` (a pending hold, or a staging one for a group change).
+pub fn create_as(
+    c: &mut DbConnection,
+    id: &str,
+    reason: &str,
+    status: HoldStatus,
+    now: DateTime<Utc>,
+) -> HubResult<()> {
     let mut q = Sql::<()>::new("INSERT INTO engine_holds (id, created, reason, status) VALUES (");
     q.text(id)
         .push(", ")
@@ -42,10 +60,50 @@ pub fn create(c: &mut DbConnection, id: &str, reason: &str, now: DateTime<Utc>) 
         .push(", ")
         .text(reason)
         .push(", ")
-        .text(HoldStatus::Pending.as_str())
+        .text(status.as_str())
         .push(")");
     q.execute(c)?;
     Ok(())
+}
+
+/// The staging hold `id` becomes pending, `reason` (why the guard tripped) put before what the
+/// change was; false when it was not staging.
+pub fn promote(c: &mut DbConnection, id: &str, reason: &str) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_holds SET status = ");
+    q.text(HoldStatus::Pending.as_str())
+        .push(", reason = ")
+        .text(format!("{reason}: "))
+        .push(" || reason WHERE status = 'staging' AND id = ")
+        .text(id);
+    Ok(q.execute(c)? > 0)
+}
+
+/// The staging hold `id` goes (the guard let its change through): its operations become
+/// pending, due now, and no longer name it. Returns how many operations were released.
+pub fn dissolve(c: &mut DbConnection, id: &str, now: DateTime<Utc>) -> HubResult<usize> {
+    let mut q = Sql::<()>::new("UPDATE engine_outbox SET status = ");
+    q.text(OutboxStatus::Pending.as_str())
+        .push(", hold_id = NULL, not_before = ")
+        .text(fmt_ts(now))
+        .push(" WHERE status = 'held' AND hold_id = ")
+        .text(id);
+    let released = q.execute(c)?;
+    let mut q = Sql::<()>::new("DELETE FROM engine_holds WHERE status = 'staging' AND id = ");
+    q.text(id);
+    q.execute(c)?;
+    Ok(released)
+}
+
+/// Locks the staging hold `id` for the rest of the transaction (PostgreSQL: `FOR UPDATE`;
+/// SQLite has one writer), so two runners never plan batches of one change at once and the
+/// last batch sees every other one committed. False when it is no longer staging.
+pub fn lock_staging(c: &mut DbConnection, id: &str) -> HubResult<bool> {
+    let mut q = Sql::<Text>::new("SELECT id FROM engine_holds WHERE status = 'staging' AND id = ");
+    q.text(id);
+    if matches!(c, DbConnection::Postgresql(_)) {
+        q.push(" FOR UPDATE");
+    }
+    Ok(q.get_result::<String>(c).optional()?.is_some())
 }
 
 /// A hold and what it holds back.

@@ -92,6 +92,7 @@ pub mod holds;
 pub mod incidents;
 pub mod notifications;
 pub mod outbox;
+pub mod replans;
 pub mod timers;
 
 #[cfg(test)]

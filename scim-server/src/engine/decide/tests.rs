@@ -162,6 +162,7 @@ fn summary(d: &Decision) -> Summary {
                     format!("{} at {}", t.kind.name(), t.due.format("%Y-%m-%d %H:%M"))
                 }
                 TimerChange::CancelContract => "cancel contract timers".into(),
+                TimerChange::CancelOverlap => "cancel overlap timers".into(),
             })
             .collect(),
         notices: w
@@ -262,12 +263,12 @@ fn cases() -> Vec<Case> {
     );
     let quiet = BlastFacts {
         recent: 0,
-        active: 20,
+        population: 20,
         open_hold: None,
     };
     let burst = BlastFacts {
         recent: 3,
-        active: 10,
+        population: 13,
         open_hold: None,
     };
     vec![
@@ -324,6 +325,7 @@ fn cases() -> Vec<Case> {
                 state: "left".into(),
                 ops: leaver_ops(),
                 audit: lines(&["scim plan queued"]),
+                timers: lines(&["cancel overlap timers"]),
                 ..Default::default()
             },
         },
@@ -337,9 +339,10 @@ fn cases() -> Vec<Case> {
                 event: "leaver".into(),
                 state: "left".into(),
                 ops: leaver_ops(),
-                hold: "open id-1: more than 30% of 13 users deprovisioned within 10m".into(),
+                hold: "open id-1: more than 30% of 13 users would lose access within 10m".into(),
                 audit: lines(&["scim plan held"]),
                 notices: lines(&["blast_radius_hold -> security@example.com"]),
+                timers: lines(&["cancel overlap timers"]),
                 ..Default::default()
             },
         },
@@ -358,6 +361,7 @@ fn cases() -> Vec<Case> {
                 ops: leaver_ops(),
                 hold: "join h-1".into(),
                 audit: lines(&["scim plan held"]),
+                timers: lines(&["cancel overlap timers"]),
                 ..Default::default()
             },
         },
@@ -445,6 +449,59 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "mover who loses a grant in a burst: held like a leaver (the guard counts revocations)",
+            before: Some(person("sam", "Employee", "Sales", "Rep", json!({}))),
+            after: Some(engineer()),
+            blast: Some(burst.clone()),
+            given: nothing_else,
+            expect: Summary {
+                event: "mover".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "github create_or_adopt",
+                    "github grant",
+                    "slack update",
+                    "slack revoke",
+                ]),
+                approvals: lines(&["id-1 entitlement manager"]),
+                new_approvals: lines(&["id-1"]),
+                hold: "open id-2: more than 30% of 13 users would lose access within 10m".into(),
+                audit: lines(&["scim plan held"]),
+                notices: lines(&[
+                    "blast_radius_hold -> security@example.com",
+                    "approval_request -> mgr@example.com",
+                    "mover_summary -> mgr@example.com",
+                    "mover_summary -> security@example.com",
+                ]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "rehire with an overlap override from before leaving: the new role only",
+            before: Some(left.clone()),
+            after: Some(person("ann", "Employee", "Sales", "Rep", json!({}))),
+            blast: None,
+            given: |i| {
+                i.overrides.push(Override {
+                    connector: "github".into(),
+                    entitlement: Entitlement {
+                        kind: "team".into(),
+                        id: "eng".into(),
+                        role: None,
+                    },
+                    until: i.now + Duration::hours(12),
+                })
+            },
+            expect: Summary {
+                event: "rehire".into(),
+                state: "active".into(),
+                // Sales and the birthright channel; not the github team the override kept.
+                ops: lines(&["slack create_or_adopt", "slack grant", "slack grant"]),
+                audit: lines(&["scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
             name: "a request already pending is not asked again",
             before: None,
             after: Some(engineer()),
@@ -513,6 +570,7 @@ fn planning_decides_each_lifecycle_case() {
         let extra = Contingent {
             blast: case.blast.clone(),
             link_key: None,
+            stage: None,
         };
         let got = summary(&run(&i, &extra));
         if got != case.expect {

@@ -1,0 +1,211 @@
+//! Group changes that re-plan many users: one blast for the guard, planned in the background
+//! when large.
+//!
+//! A Group change can take access from everyone it covers at once (deleting an "Employees" group
+//! that drives a birthright profile: every member becomes a mover who loses the grant). Judging
+//! each user's plan alone, the guard would let the first ones through before it tripped, so a
+//! change that re-plans more than one user is one blast:
+//!
+//! * its plans are written behind a *staging* hold ([`HoldStatus::Staging`]): queued, but held;
+//! * when the last of them is planned, [`finalize`] counts the users the change takes access
+//!   from (disable, delete or any revoke, whatever the event), with those who lost access within
+//!   the window; over the policy's share the staging hold becomes a pending hold security is
+//!   told about, else it dissolves and its operations run. Nothing is sent before that.
+//!
+//! Up to [`ReplanLimits::sync_max`] users are planned in the SCIM write (a member added or
+//! removed stays as fast as before; a single user skips staging and is guarded as a user
+//! write). Above it, the SCIM write only records who to plan (`engine_replan_users`) and
+//! returns; [`run_batch`] plans them [`ReplanLimits::batch`] at a time, one transaction per batch,
+//! so the single SQLite writer is never held for the whole directory. Each batch deletes the
+//! rows of the users it planned in its own transaction: a crash loses or repeats nothing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use super::commit::queue;
+use super::decide::{hold_notice, trips};
+use super::{load_user_doc, notices, Cause, Engine};
+use crate::error::HubResult;
+use crate::store::holds::{self, HoldStatus};
+use crate::store::{engine_state, events, replans, DbConnection};
+
+/// When a group change is planned in the background, and how many users a batch plans.
+#[derive(Debug)]
+pub struct ReplanLimits {
+    /// A group change affecting more users than this is planned in the background.
+    sync_max: AtomicUsize,
+    /// Users planned per background transaction.
+    batch: AtomicUsize,
+}
+
+impl Default for ReplanLimits {
+    /// 100 users in the write (a few tens of milliseconds of planning); batches of 200.
+    fn default() -> Self {
+        ReplanLimits {
+            sync_max: AtomicUsize::new(100),
+            batch: AtomicUsize::new(200),
+        }
+    }
+}
+
+impl ReplanLimits {
+    pub fn sync_max(&self) -> usize {
+        self.sync_max.load(Ordering::Relaxed)
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch.load(Ordering::Relaxed).max(1)
+    }
+
+    pub fn set(&self, sync_max: usize, batch: usize) {
+        self.sync_max.store(sync_max, Ordering::Relaxed);
+        self.batch.store(batch.max(1), Ordering::Relaxed);
+    }
+}
+
+/// Who a group change re-plans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Affected {
+    /// These users.
+    Users(Vec<String>),
+    /// Every user the engine knows (a group deleted or emptied: its former members are no
+    /// longer stored).
+    Everyone,
+}
+
+/// Plans the users a group change affects: one by one when there is one, as one staged blast in
+/// this transaction up to [`ReplanLimits::sync_max`], else recorded for [`run_batch`].
+/// `what` names the change in the staging hold's reason; `client` the SCIM client that made it
+/// (named in the audit of the plans made in its transaction).
+pub fn group_change(
+    engine: &Engine,
+    c: &mut DbConnection,
+    affected: Affected,
+    what: &str,
+    client: Option<&str>,
+) -> HubResult<()> {
+    let count = match &affected {
+        Affected::Users(ids) => ids.len(),
+        Affected::Everyone => replans::known_users(c)? as usize,
+    };
+    if count == 0 {
+        return Ok(());
+    }
+    let now = engine.now();
+    let guarded = engine.policy.current().blast_radius.is_some();
+    if count <= engine.replan.sync_max() {
+        let ids = match affected {
+            Affected::Users(ids) => ids,
+            Affected::Everyone => engine_state::user_ids(c)?,
+        };
+        if count == 1 || !guarded {
+            for id in &ids {
+                plan_one(engine, c, id, None, client)?;
+            }
+            return Ok(());
+        }
+        let stage = open_stage(c, what, count, now)?;
+        for id in &ids {
+            plan_one(engine, c, id, Some(&stage), client)?;
+        }
+        return finalize(engine, c, &stage);
+    }
+    let stage = open_stage(c, what, count, now)?;
+    match affected {
+        Affected::Users(ids) => replans::enqueue(c, &stage, &ids)?,
+        Affected::Everyone => {
+            replans::enqueue_all(c, &stage)?;
+        }
+    }
+    tracing::info!(hold = %stage, users = count, "group change re-planned in the background");
+    Ok(())
+}
+
+fn open_stage(
+    c: &mut DbConnection,
+    what: &str,
+    users: usize,
+    now: DateTime<Utc>,
+) -> HubResult<String> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let reason = format!("{what}: re-planning {users} users");
+    holds::create_as(c, &id, &reason, HoldStatus::Staging, now)?;
+    Ok(id)
+}
+
+/// Plans `user_id` if they are stored or the engine knows them (a deleted user it planned).
+fn plan_one(
+    engine: &Engine,
+    c: &mut DbConnection,
+    user_id: &str,
+    stage: Option<&str>,
+    client: Option<&str>,
+) -> HubResult<()> {
+    let doc = load_user_doc(c, user_id)?;
+    if doc.is_some() || engine_state::get_user(c, user_id)?.is_some() {
+        engine.plan_user_as(c, user_id, doc.as_ref(), Cause::Write, client, stage)?;
+    }
+    Ok(())
+}
+
+/// Plans the next batch of the oldest background re-plan in the caller's transaction, and
+/// decides on the change when that was its last batch. Returns how many users it planned (0:
+/// nothing to do).
+pub fn run_batch(engine: &Engine, c: &mut DbConnection) -> HubResult<usize> {
+    let Some(stage) = replans::next(c)? else {
+        return Ok(0);
+    };
+    // Serialises runners on one change (PostgreSQL); it may have been decided meanwhile.
+    if !holds::lock_staging(c, &stage)? {
+        return Ok(0);
+    }
+    let users = replans::batch(c, &stage, engine.replan.batch() as i64)?;
+    for id in &users {
+        plan_one(engine, c, id, Some(&stage), None)?;
+    }
+    replans::done(c, &stage, &users)?;
+    if replans::remaining(c, &stage)? == 0 {
+        finalize(engine, c, &stage)?;
+    }
+    Ok(users.len())
+}
+
+/// The guard's decision on a whole group change, once all of it is planned: the users it takes
+/// access from, with those who lost access within the window, as a share of the population.
+/// Tripped: the staging hold becomes pending (security told); else it dissolves and its
+/// operations run.
+pub fn finalize(engine: &Engine, c: &mut DbConnection, stage: &str) -> HubResult<()> {
+    let now = engine.now();
+    let policy = engine.policy.current();
+    if let Some(b) = &policy.blast_radius {
+        let since = now - b.window;
+        let taken = events::count_losers_behind(c, stage)?;
+        if taken > 0 {
+            let losers = events::count_losers(c, since, Some(stage), None)?;
+            let population = events::guard_population(c, since, Some(stage))?;
+            tracing::debug!(
+                taken,
+                losers,
+                population,
+                "blast-radius check of a group change"
+            );
+            if trips(b, losers, population) {
+                let reason = format!(
+                    "{} ({taken} by one group change)",
+                    notices::hold_reason(b.max_share, population, b.window)
+                );
+                if holds::promote(c, stage, &reason)? {
+                    tracing::warn!(hold = %stage, taken, population, "group change held");
+                    if let Some(n) = hold_notice(&policy, &reason, stage) {
+                        queue(c, &n, now)?;
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
+    holds::dissolve(c, stage, now)?;
+    events::clear_hold(c, stage)?;
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The blast-radius guard on group changes (a group that drives a birthright profile deleted
+//! or emptied), group changes planned in the background in batches, and a rehire while a
+//! mover's overlap was still open.
+
+use chrono::{DateTime, Duration, Utc};
+use scim_server::admin::in_tx;
+use scim_server::clock::Clock;
+use scim_server::engine::replan;
+use scim_server::error::HubError;
+use scim_server::store::approvals::ApprovalStatus;
+use scim_server::store::holds::HoldStatus;
+use scim_server::store::{approvals, engine_state, replans, timers, MemberRemoval, ResourceKind};
+use serde_json::json;
+
+use super::{set_dept, user, Env, POLICY};
+
+backends!(
+    group_delete_is_one_blast,
+    emptying_a_group_is_one_blast,
+    group_change_below_the_share_proceeds_and_counts,
+    large_group_change_planned_in_batches_resumes_after_a_crash,
+    rehire_during_overlap_starts_from_the_new_role,
+);
+
+/// `n` users in Sales, and the group "Badge" (which drives the `badge` profile: erp role:badge)
+/// with the first `members` of them; everything run.
+fn badge_setup(env: &Env, n: usize, members: usize) -> (Vec<String>, String) {
+    let ids: Vec<String> = (0..n)
+        .map(|i| env.create_user(user(&format!("u{i:02}"), "Employee", "Sales", "Rep")))
+        .collect();
+    let members: Vec<_> = ids[..members].iter().map(|m| json!({"value": m})).collect();
+    let serde_json::Value::Object(doc) = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Badge",
+        "members": members,
+    }) else {
+        unreachable!()
+    };
+    let group = env.store.create(ResourceKind::Group, doc, None).unwrap().id;
+    env.run();
+    (ids, group)
+}
+
+/// How many users `u00..` hold role:badge on an enabled erp account.
+fn badged(env: &Env, n: usize) -> usize {
+    (0..n)
+        .filter(|i| {
+            env.holds("erp", &format!("u{i:02}")) == Some((true, vec!["role:badge".to_string()]))
+        })
+        .count()
+}
+
+/// Operations the erp connector ran that take access away.
+fn erp_removals(env: &Env) -> usize {
+    env.app("erp")
+        .effects()
+        .iter()
+        .filter(|e| matches!(e.op.as_str(), "revoke" | "disable" | "delete"))
+        .count()
+}
+
+fn group_delete_is_one_blast(env: Env) {
+    let (_, group) = badge_setup(&env, 10, 10);
+    assert_eq!(badged(&env, 10), 10);
+    // Deleting the group takes role:badge from all ten (mover events, not leavers): one blast,
+    // held before anything is sent.
+    env.store.delete(ResourceKind::Group, &group, None).unwrap();
+    env.run();
+    assert_eq!(erp_removals(&env), 0, "nothing sent while held");
+    assert_eq!(badged(&env, 10), 10);
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].users, 10);
+    assert_eq!(
+        holds[0].reason,
+        "more than 30% of 10 users would lose access within 10m (10 by one group change): \
+         group Badge deleted: re-planning 10 users"
+    );
+    // Security was told.
+    let notes = in_tx(&env.store, |c| {
+        scim_server::store::notifications::list(c, None)
+    })
+    .unwrap();
+    assert!(notes.iter().any(|n| n.kind == "blast_radius_hold"));
+    // Confirmed: the removals run.
+    env.admin.confirm_hold(&holds[0].id, "admin").unwrap();
+    env.run();
+    assert_eq!(badged(&env, 10), 0);
+    assert!(erp_removals(&env) >= 10);
+}
+
+fn emptying_a_group_is_one_blast(env: Env) {
+    let (_, group) = badge_setup(&env, 10, 10);
+    env.store
+        .apply_member_delta(&group, Vec::new(), MemberRemoval::All, None)
+        .unwrap();
+    env.run();
+    assert_eq!(erp_removals(&env), 0, "nothing sent while held");
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].users, 10);
+    // Discarded: the removals never run.
+    env.admin.discard_hold(&holds[0].id, "admin").unwrap();
+    env.run();
+    assert_eq!(erp_removals(&env), 0);
+    assert_eq!(badged(&env, 10), 10);
+}
+
+fn group_change_below_the_share_proceeds_and_counts(env: Env) {
+    let (ids, group) = badge_setup(&env, 10, 2);
+    // Two of ten lose role:badge: below 30%, no hold, it runs.
+    env.store.delete(ResourceKind::Group, &group, None).unwrap();
+    env.run();
+    assert!(env.admin.holds(None).unwrap().is_empty());
+    assert_eq!(badged(&env, 10), 0);
+    assert_eq!(env.holds("erp", "u00"), Some((false, vec![])));
+    // Those two lost access within the window: one leaver makes three (30%, allowed), the
+    // next one trips the guard.
+    env.patch_user(&ids[2], |d| {
+        d.insert("active".into(), json!(false));
+    });
+    assert!(env.admin.holds(Some("pending")).unwrap().is_empty());
+    env.patch_user(&ids[3], |d| {
+        d.insert("active".into(), json!(false));
+    });
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].users, 1);
+}
+
+fn updated(env: &Env, id: &str) -> DateTime<Utc> {
+    in_tx(&env.store, |c| engine_state::get_user(c, id))
+        .unwrap()
+        .unwrap()
+        .updated
+}
+
+fn large_group_change_planned_in_batches_resumes_after_a_crash(env: Env) {
+    // More than 5 users: in the background, 10 per batch.
+    env.engine.replan.set(5, 10);
+    let (mut ids, group) = badge_setup(&env, 35, 35);
+    assert_eq!(badged(&env, 35), 35, "the group's creation was planned too");
+    ids.sort();
+    let t0 = env.clock.now();
+    env.store.delete(ResourceKind::Group, &group, None).unwrap();
+    // The SCIM write only recorded who to plan.
+    let staging = env.admin.holds(Some("staging")).unwrap();
+    assert_eq!(staging.len(), 1);
+    let stage = staging[0].id.clone();
+    assert_eq!(
+        in_tx(&env.store, |c| replans::remaining(c, &stage)).unwrap(),
+        35
+    );
+    let movers = |id: &String| env.events(id).iter().filter(|e| *e == "mover").count();
+    // Each became a mover once, when the group gave them its profile; nobody planned yet.
+    assert!(ids.iter().all(|id| movers(id) == 1));
+    // Not decidable while it is planned.
+    assert!(env.admin.confirm_hold(&stage, "admin").is_err());
+    // One batch.
+    env.clock.advance(Duration::minutes(1));
+    let t1 = env.clock.now();
+    assert_eq!(
+        in_tx(&env.store, |c| replan::run_batch(&env.engine, c)).unwrap(),
+        10
+    );
+    // A runner that dies in the middle of the next batch: its transaction rolls back.
+    env.clock.advance(Duration::minutes(1));
+    let crashed = in_tx(&env.store, |c| {
+        replan::run_batch(&env.engine, c)?;
+        Err::<(), _>(HubError::Backend("killed".into()))
+    });
+    assert!(crashed.is_err());
+    assert_eq!(
+        in_tx(&env.store, |c| replans::remaining(c, &stage)).unwrap(),
+        25
+    );
+    assert_eq!(erp_removals(&env), 0);
+    // A new runner resumes; the guard sees the 35 as one blast.
+    env.clock.advance(Duration::minutes(1));
+    let t3 = env.clock.now();
+    let workers = scim_server::jobs::Workers::new(env.store.clone(), env.engine.clone());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(workers.run_until_idle())
+        .unwrap();
+    assert_eq!(
+        in_tx(&env.store, |c| replans::remaining(c, &stage)).unwrap(),
+        0
+    );
+    // Each user planned exactly once: the first batch at t1, the rest at t3, none again.
+    for (i, id) in ids.iter().enumerate() {
+        let want = if i < 10 { t1 } else { t3 };
+        assert_eq!(updated(&env, id), want, "user {i}");
+        assert_eq!(movers(id), 2, "user {i}");
+    }
+    assert!(t0 < t1);
+    let holds = env.admin.holds(None).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].status, HoldStatus::Pending);
+    assert_eq!(holds[0].users, 35);
+    assert_eq!(erp_removals(&env), 0, "nothing sent before the decision");
+    env.admin.confirm_hold(&stage, "admin").unwrap();
+    env.run();
+    assert_eq!(badged(&env, 35), 0);
+}
+
+fn rehire_during_overlap_starts_from_the_new_role(env: Env) {
+    let mia = env.create_user(user("mia", "Employee", "Sales", "Manager"));
+    let mut r = user("rita", "Employee", "Engineering", "Engineer");
+    r["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
+        json!({"value": mia});
+    let rita = env.create_user(r);
+    let pending = env.admin.approvals(Some("pending")).unwrap();
+    assert_eq!(pending.len(), 1);
+    env.admin
+        .approve(&pending[0].id, &env.as_user("mia"))
+        .unwrap();
+    env.run();
+    assert_eq!(
+        env.holds("github", "rita").unwrap().1,
+        vec!["org:acme".to_string(), "team:eng".into()]
+    );
+    // She moves to Sales: engineering's team stays for the 24h overlap.
+    env.patch_user(&rita, |d| set_dept(d, "Sales"));
+    env.run();
+    assert_eq!(
+        env.holds("github", "rita").unwrap().1,
+        vec!["org:acme".to_string(), "team:eng".into()]
+    );
+    // She leaves an hour later: every override and grant ends with her.
+    env.clock.advance(Duration::hours(1));
+    env.patch_user(&rita, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    env.run();
+    let (overrides, rows, overlap_timers) = in_tx(&env.store, |c| {
+        Ok((
+            approvals::overrides(c, &rita)?,
+            approvals::for_user(c, &rita)?,
+            timers::list(c, Some(&rita))?
+                .into_iter()
+                .filter(|t| t.kind == "overlap_end" && t.status.as_str() == "pending")
+                .count(),
+        ))
+    })
+    .unwrap();
+    assert!(overrides.is_empty(), "{overrides:?}");
+    assert!(
+        rows.iter().all(|r| r.status == ApprovalStatus::Ended),
+        "{rows:?}"
+    );
+    assert_eq!(overlap_timers, 0);
+    // Rehired in Sales while the old overlap would still run: Sales access only.
+    env.clock.advance(Duration::hours(1));
+    env.patch_user(&rita, |d| {
+        d.insert("active".into(), json!(true));
+    });
+    assert_eq!(env.events(&rita).last().map(String::as_str), Some("rehire"));
+    env.run();
+    let (_, slack) = env.holds("slack", "rita").unwrap();
+    assert!(slack.contains(&"channel:sales".to_string()));
+    assert_eq!(env.holds("github", "rita").map(|h| h.1), Some(vec![]));
+    // Back in Engineering: the admin role waits for a new approval.
+    env.patch_user(&rita, |d| set_dept(d, "Engineering"));
+    env.run();
+    assert_eq!(
+        env.holds("github", "rita"),
+        Some((true, vec!["team:eng".into()]))
+    );
+    let asked = env.admin.approvals(Some("pending")).unwrap();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].user_id, rita);
+}
