@@ -11,3 +11,5 @@ mod clients;
 mod errors;
 mod more_clients;
 mod queries;
+mod sorting;
+mod transport;

@@ -51,6 +51,13 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     NotImplemented(String),
+    /// 414: a request line over the front door's limit (`http::transport`). RFC 7644 defines no
+    /// scimType for it (`tooMany` is about results and bulk operations), so none is sent.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// 431: a request head too large or with too many fields (`http::transport`); no scimType.
+    #[error("{0}")]
+    HeaderFieldsTooLarge(String),
     /// 503: the database cannot be reached right now; the client may retry.
     #[error("service unavailable")]
     Unavailable(String),
@@ -91,7 +98,9 @@ impl ApiError {
             | ApiError::MethodNotAllowed(d)
             | ApiError::UnsupportedMediaType(d)
             | ApiError::PayloadTooLarge(d)
-            | ApiError::NotImplemented(d) => d.clone(),
+            | ApiError::NotImplemented(d)
+            | ApiError::UriTooLong(d)
+            | ApiError::HeaderFieldsTooLarge(d) => d.clone(),
         }
     }
 
@@ -201,6 +210,8 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeaderFieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
