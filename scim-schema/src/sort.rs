@@ -8,7 +8,10 @@
 //!   multi-valued attribute named without a sub-attribute (`emails`) that value's `value`
 //!   sub-attribute is used, and `emails.type` uses the primary (else first) email's `type`. A
 //!   single-valued complex attribute named alone (`manager`) sorts by its `value` sub-attribute.
-//! * Resources lacking the attribute sort last in both orders, and the sort is stable.
+//! * Resources lacking the attribute sort last ascending and first descending ("if there is no
+//!   data for the specified sortBy value, they are sorted via the sortOrder parameter, i.e., they
+//!   are ordered last if ascending and first if descending"), and the sort is stable. The store
+//!   (in SQL and in memory) and the server's cross-type merge order by the same rule.
 //! * An unknown `sortOrder` is [`Error::InvalidValue`]: the parameter is present but its value is
 //!   not one of the two the RFC allows (invalidSyntax is reserved for malformed bodies). A
 //!   `sortBy` that is not an attribute path is [`Error::InvalidPath`]; one that names no attribute
@@ -215,31 +218,13 @@ fn key_of(value: &Value, def: Option<&AttributeDef>) -> Option<SortKey> {
     }
 }
 
-/// Orders two optional keys: present keys by `order`, absent ones last in both orders.
+/// Orders two optional keys (RFC 7644 §3.4.2.3): ascending, present keys in order and absent
+/// ones last; descending, the whole order reversed (so absent ones first).
 pub fn compare_keys(a: Option<&SortKey>, b: Option<&SortKey>, order: SortOrder) -> Ordering {
-    match (a, b) {
+    let ascending = match (a, b) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Greater,
         (Some(_), None) => Ordering::Less,
-        (Some(a), Some(b)) => match order {
-            SortOrder::Ascending => a.cmp(b),
-            SortOrder::Descending => b.cmp(a),
-        },
-    }
-}
-
-/// Orders two optional keys the way SQL orders NULLs: absent first ascending, and the whole order
-/// reversed descending (so absent last). A store that sorts in SQL uses it for whatever it sorts
-/// in memory, so a page comes in the same order either way.
-pub fn compare_keys_absent_first(
-    a: Option<&SortKey>,
-    b: Option<&SortKey>,
-    order: SortOrder,
-) -> Ordering {
-    let ascending = match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
         (Some(a), Some(b)) => a.cmp(b),
     };
     match order {
@@ -248,7 +233,7 @@ pub fn compare_keys_absent_first(
     }
 }
 
-/// Compares two resources for `spec` (absent last in both orders).
+/// Compares two resources for `spec` (absent last ascending, first descending).
 pub fn compare_resources(
     a: &Map<String, Value>,
     b: &Map<String, Value>,
@@ -315,16 +300,17 @@ mod tests {
     }
 
     #[test]
-    fn absent_first_ascending_last_descending() {
+    fn rfc7644_3_4_2_3_absent_last_ascending_first_descending() {
         let (one, two) = (SortKey::Integer(1), SortKey::Integer(2));
-        let cmp = compare_keys_absent_first;
-        assert_eq!(cmp(None, Some(&one), SortOrder::Ascending), Ordering::Less);
+        let cmp = compare_keys;
         assert_eq!(
-            cmp(Some(&one), None, SortOrder::Ascending),
+            cmp(None, Some(&one), SortOrder::Ascending),
             Ordering::Greater
         );
+        assert_eq!(cmp(Some(&one), None, SortOrder::Ascending), Ordering::Less);
+        assert_eq!(cmp(None, Some(&one), SortOrder::Descending), Ordering::Less);
         assert_eq!(
-            cmp(None, Some(&one), SortOrder::Descending),
+            cmp(Some(&one), None, SortOrder::Descending),
             Ordering::Greater
         );
         assert_eq!(cmp(None, None, SortOrder::Descending), Ordering::Equal);
@@ -335,23 +321,6 @@ mod tests {
         assert_eq!(
             cmp(Some(&one), Some(&two), SortOrder::Descending),
             Ordering::Greater
-        );
-    }
-
-    #[test]
-    fn absent_last_both_ways() {
-        let k = SortKey::Integer(1);
-        assert_eq!(
-            compare_keys(None, Some(&k), SortOrder::Ascending),
-            Ordering::Greater
-        );
-        assert_eq!(
-            compare_keys(None, Some(&k), SortOrder::Descending),
-            Ordering::Greater
-        );
-        assert_eq!(
-            compare_keys(Some(&k), None, SortOrder::Descending),
-            Ordering::Less
         );
     }
 }

@@ -148,7 +148,7 @@ fn multi_valued_sorts_by_primary_else_first() {
 }
 
 #[test]
-fn absent_sort_last_in_both_orders_and_the_sort_is_stable() {
+fn rfc7644_3_4_2_3_absent_sorts_last_ascending_first_descending_and_the_sort_is_stable() {
     let rs = vec![
         json!({"id": "none1"}),
         json!({"id": "b", "name": {"familyName": "Baker"}}),
@@ -163,7 +163,7 @@ fn absent_sort_last_in_both_orders_and_the_sort_is_stable() {
     );
     assert_eq!(
         sorted(rs, "name.familyName", Some("descending")),
-        ["b", "b2", "a", "none1", "null", "none2"]
+        ["none1", "null", "none2", "b", "b2", "a"]
     );
 }
 
@@ -180,7 +180,7 @@ fn extension_attributes_qualified_or_not() {
     );
     assert_eq!(
         sorted(rs.clone(), "employeeNumber", Some("descending")),
-        ["2", "1", "x"]
+        ["x", "2", "1"]
     );
     assert_eq!(
         sorted(rs, &format!("{ENTERPRISE}:manager"), None),
@@ -211,7 +211,7 @@ fn compare_and_sort_key_for_the_server() {
         Some(SortKey::DateTime(_))
     ));
     assert_eq!(sort_key(&b, &created.path, &schema), None);
-    // Absent last even in descending order.
+    // Absent first in descending order.
     assert_eq!(
         compare_resources(
             &b,
@@ -222,6 +222,6 @@ fn compare_and_sort_key_for_the_server() {
             },
             &schema
         ),
-        Ordering::Greater
+        Ordering::Less
     );
 }

@@ -14,3 +14,5 @@ mod more_clients;
 mod queries;
 mod security;
 mod strict_dialect;
+mod sorting;
+mod transport;

@@ -58,6 +58,13 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: u64,
     },
+    /// 414: a request line over the front door's limit (`http::transport`). RFC 7644 defines no
+    /// scimType for it (`tooMany` is about results and bulk operations), so none is sent.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// 431: a request head too large or with too many fields (`http::transport`); no scimType.
+    #[error("{0}")]
+    HeaderFieldsTooLarge(String),
     /// 503: the database cannot be reached right now; the client may retry.
     #[error("service unavailable")]
     Unavailable(String),
@@ -98,7 +105,9 @@ impl ApiError {
             | ApiError::MethodNotAllowed(d)
             | ApiError::UnsupportedMediaType(d)
             | ApiError::PayloadTooLarge(d)
-            | ApiError::NotImplemented(d) => d.clone(),
+            | ApiError::NotImplemented(d)
+            | ApiError::UriTooLong(d)
+            | ApiError::HeaderFieldsTooLarge(d) => d.clone(),
             ApiError::TooManyRequests { detail, .. } => detail.clone(),
         }
     }
@@ -215,6 +224,8 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeaderFieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -14,6 +14,7 @@ pub mod query;
 pub mod rate_limit;
 pub mod render;
 pub mod resources;
+pub mod transport;
 
 use std::sync::Arc;
 
@@ -279,27 +280,67 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
 }
 
 /// Binds, prints `listening on ADDR` on stdout, and serves until SIGTERM/SIGINT.
+///
+/// The server is what `actix_web::HttpServer::bind` + `run` build, assembled here so that each
+/// accepted connection is wrapped in [`transport::FrontDoor`] before actix-http's HTTP/1 codec
+/// reads it: the same listeners (backlog 1024, `SO_REUSEADDR`), worker count, graceful shutdown
+/// (signals, `shutdown_timeout`), keep-alive and client timeouts as `HttpServer`'s defaults.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let state = web::Data::new(state);
     let bind = state.config.bind.clone();
-    let shutdown = state.config.shutdown_timeout_secs;
-    let workers = state.config.workers;
-    let app_state = state.clone();
-    let mut server = actix_web::HttpServer::new(move || {
-        // The last `wrap` runs first: the log sees the rate limiter's 429s.
-        actix_web::App::new()
-            .wrap(actix_web::middleware::from_fn(middleware::limit_rates))
-            .wrap(actix_web::middleware::from_fn(middleware::log_requests))
-            .configure(|cfg| configure(cfg, app_state.clone()))
-    })
-    .shutdown_timeout(shutdown);
-    if let Some(w) = workers {
-        server = server.workers(w);
+    let listeners =
+        bind_listeners(&bind).map_err(|e| anyhow::anyhow!("cannot bind {bind}: {e}"))?;
+    let mut builder =
+        actix_server::ServerBuilder::default().shutdown_timeout(state.config.shutdown_timeout_secs);
+    if let Some(w) = state.config.workers {
+        builder = builder.workers(w);
     }
-    let server = server
-        .bind(&bind)
-        .map_err(|e| anyhow::anyhow!("cannot bind {bind}: {e}"))?;
-    let addrs = server.addrs();
+    let graceful = builder.graceful_shutdown_signal();
+    let mut addrs = Vec::new();
+    for listener in listeners {
+        let addr = listener.local_addr()?;
+        addrs.push(addr);
+        let app_state = state.clone();
+        let graceful = graceful.clone();
+        builder = builder.listen(format!("scimhub-{addr}"), listener, move || {
+            let app_state = app_state.clone();
+            let graceful = graceful.clone();
+            // The last `wrap` runs first: the log sees the rate limiter's 429s.
+            let app = actix_web::App::new()
+                .wrap(actix_web::middleware::from_fn(middleware::limit_rates))
+                .wrap(actix_web::middleware::from_fn(middleware::log_requests))
+                .configure(|cfg| configure(cfg, app_state));
+            let http = actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = graceful.clone();
+                    async move { signal.notified().await }
+                })
+                // actix_web::HttpServer's defaults, which this server ran with before.
+                .keep_alive(actix_http::KeepAlive::default())
+                .client_request_timeout(std::time::Duration::from_secs(5))
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                .local_addr(addr)
+                .finish(actix_service::map_config(
+                    actix_service::IntoServiceFactory::into_factory(app),
+                    // `meta.location` falls back to this host for a request without `Host`,
+                    // as under HttpServer. (`AppConfig::new` is crate-private in actix-web.)
+                    move |_| {
+                        actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
+                    },
+                ));
+            use actix_service::ServiceFactoryExt as _;
+            actix_service::fn_service(|io: actix_web::rt::net::TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((
+                    transport::FrontDoor::new(io),
+                    actix_http::Protocol::Http1,
+                    peer,
+                ))
+            })
+            .and_then(http)
+        })?;
+    }
     for addr in &addrs {
         tracing::info!(%addr, "listening");
     }
@@ -310,7 +351,32 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         out.flush()?;
     }
     // actix installs SIGTERM/SIGINT/SIGQUIT handlers: in-flight requests finish (graceful stop).
-    server.run().await?;
+    builder.run().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One listener per address `bind` resolves to, as `HttpServer::bind` makes them.
+fn bind_listeners(bind: &str) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let mut listeners = Vec::new();
+    let mut last_err = None;
+    for addr in bind.to_socket_addrs()? {
+        let made = (|| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(1024)?;
+            Ok::<_, std::io::Error>(std::net::TcpListener::from(socket))
+        })();
+        match made {
+            Ok(l) => listeners.push(l),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(last_err.unwrap_or_else(|| std::io::Error::other("no address to bind")));
+    }
+    Ok(listeners)
 }

@@ -7,7 +7,7 @@ use scim_schema::filter::{check_filter, parse_attr_path, parse_filter_as, Filter
 use scim_schema::json::get_ci;
 use scim_schema::message::ListResponse;
 use scim_schema::projection::project;
-use scim_schema::sort::{compare_keys_absent_first, sort_key, SortKey};
+use scim_schema::sort::{compare_keys, sort_key, SortKey};
 use serde_json::Value;
 
 use crate::service::{self, Schemas};
@@ -573,13 +573,13 @@ async fn search_both(
                 .chain(groups.resources)
                 .map(|r| (key(&r), r))
                 .collect();
-            // The order the store returns a sorted page in (absent first ascending).
+            // The order the store returns a sorted page in (RFC 7644 §3.4.2.3: absent last ascending).
             let order = if uq.descending {
                 scim_schema::sort::SortOrder::Descending
             } else {
                 scim_schema::sort::SortOrder::Ascending
             };
-            merged.sort_by(|a, b| compare_keys_absent_first(a.0.as_ref(), b.0.as_ref(), order));
+            merged.sort_by(|a, b| compare_keys(a.0.as_ref(), b.0.as_ref(), order));
             let page: Vec<StoredResource> = merged
                 .into_iter()
                 .skip(offset as usize)

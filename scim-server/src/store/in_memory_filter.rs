@@ -1,15 +1,15 @@
 //! In-memory evaluation for what the store cannot push down to SQL, delegated to `scim-schema`:
 //! filters to [`scim_schema::filter::matches`], sort keys to [`scim_schema::sort::sort_key`].
 //!
-//! The one store-specific rule is where absent values sort: first ascending and last descending,
-//! as SQL orders NULLs ([`scim_schema::sort::compare_keys_absent_first`]), so that a query
+//! Absent values sort as RFC 7644 §3.4.2.3 says, last ascending and first descending
+//! ([`scim_schema::sort::compare_keys`]), as the SQL sorts in `search` do, so that a query
 //! answers in the same order whether its sort was pushed down or done here.
 
 use std::cmp::Ordering;
 
 use scim_schema::filter::{AttrPath, Filter};
 use scim_schema::schema::ResourceSchema;
-use scim_schema::sort::{compare_keys_absent_first, SortOrder};
+use scim_schema::sort::{compare_keys, SortOrder};
 
 use super::Doc;
 
@@ -27,7 +27,7 @@ pub(crate) fn sort_key(doc: &Doc, path: &AttrPath, schema: &ResourceSchema) -> S
     scim_schema::sort::sort_key(doc, path, schema)
 }
 
-/// Ascending order of two keys, absent first (as SQL orders NULLs).
+/// Ascending order of two keys, absent last (RFC 7644 §3.4.2.3; descending reverses it).
 pub(crate) fn cmp_keys(a: &SortKey, b: &SortKey) -> Ordering {
-    compare_keys_absent_first(a.as_ref(), b.as_ref(), SortOrder::Ascending)
+    compare_keys(a.as_ref(), b.as_ref(), SortOrder::Ascending)
 }

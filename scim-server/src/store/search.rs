@@ -8,7 +8,8 @@
 //! without loading the table at once. Sorting by an attribute without a column is done the same
 //! way, over the filtered set only.
 //!
-//! Ordering: NULLs sort first ascending and last descending, ties broken by id. Cursors
+//! Ordering (RFC 7644 §3.4.2.3): resources without a value sort last ascending and first
+//! descending, ties broken by id, in SQL and in memory alike. Cursors
 //! (RFC 9865) are opaque: base64 of the last sort key and id (keyset, as cheap at page 10,000 as
 //! at page 1) or, for in-memory orderings, of an offset.
 
@@ -267,68 +268,69 @@ impl Store {
         if q.count == 0 {
             return Ok(Page::empty(self.count_of(c, kind, q, base)?, start_index));
         }
-        let sort_expr = if col == "id" { "NULL" } else { col };
-        let mut page = Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, ");
-        page.push(sort_expr).append(base);
         let asc = !q.descending;
         let cursor = match q.cursor.as_deref() {
             Some("") | None => None,
             Some(s) => Some(decode_cursor(s, sig)?),
         };
-        if let Some(cur) = &cursor {
-            let Some(id) = &cur.i else {
-                return Err(
-                    scim_schema::Error::InvalidCursor("invalid or expired cursor".into()).into(),
-                );
-            };
-            page.push(" AND ");
-            keyset(&mut page, col, cur.k.as_deref(), id, asc);
-        }
-        // An index page deep in the default (id) order seeks to its first id instead of
-        // stepping over the rows before it.
+        let after = match &cursor {
+            Some(cur) => match &cur.i {
+                Some(id) => Some((cur.k.as_deref(), id.as_str())),
+                None => {
+                    return Err(scim_schema::Error::InvalidCursor(
+                        "invalid or expired cursor".into(),
+                    )
+                    .into())
+                }
+            },
+            None => None,
+        };
         let mut offset_rows = if q.cursor.is_none() {
             start_index - 1
         } else {
             0
         };
-        if offset_rows > 0 && col == "id" && q.filter.is_none() {
-            if let Some(ranks) = self.id_ranks() {
-                match ranks.seek(c, kind, offset_rows, !asc)? {
-                    Seek::From(first) => {
-                        page.push(if asc { " AND id >= " } else { " AND id <= " })
-                            .text(&first);
-                        offset_rows = 0;
+        let page = if col == "id" {
+            let mut page =
+                Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, NULL");
+            page.append(base);
+            if let Some((_, id)) = after {
+                page.push(if asc { " AND id > " } else { " AND id < " })
+                    .text(id);
+            }
+            // An index page deep in the default (id) order seeks to its first id instead of
+            // stepping over the rows before it.
+            if offset_rows > 0 && q.filter.is_none() {
+                if let Some(ranks) = self.id_ranks() {
+                    match ranks.seek(c, kind, offset_rows, !asc)? {
+                        Seek::From(first) => {
+                            page.push(if asc { " AND id >= " } else { " AND id <= " })
+                                .text(&first);
+                            offset_rows = 0;
+                        }
+                        Seek::PastEnd => {
+                            return Ok(Page::empty(self.count_of(c, kind, q, base)?, start_index))
+                        }
+                        Seek::Unavailable => {}
                     }
-                    Seek::PastEnd => {
-                        return Ok(Page::empty(self.count_of(c, kind, q, base)?, start_index))
-                    }
-                    Seek::Unavailable => {}
                 }
             }
-        }
-        // NULLs first ascending, last descending (ties by id).
-        if col == "id" {
             page.push(if asc {
                 " ORDER BY id ASC"
             } else {
                 " ORDER BY id DESC"
             });
-        } else if asc {
-            page.push(" ORDER BY ")
-                .push(col)
-                .push(" ASC NULLS FIRST, id ASC");
+            // One row past the page says whether more follow. The page size is bounded by the
+            // HTTP layer; the saturation keeps a larger one from wrapping to a negative LIMIT
+            // (which SQLite reads as "no limit" and PostgreSQL refuses).
+            page.limit(sql_int(q.count).saturating_add(1));
+            if offset_rows > 0 {
+                page.push(" OFFSET ").int(sql_int(offset_rows));
+            }
+            page
         } else {
-            page.push(" ORDER BY ")
-                .push(col)
-                .push(" DESC NULLS LAST, id DESC");
-        }
-        // One row past the page says whether more follow. The page size is bounded by the
-        // HTTP layer; the saturation keeps a larger one from wrapping to a negative LIMIT
-        // (which SQLite reads as "no limit" and PostgreSQL refuses).
-        page.limit(sql_int(q.count).saturating_add(1));
-        if offset_rows > 0 {
-            page.push(" OFFSET ").int(sql_int(offset_rows));
-        }
+            by_column(base, col, after, asc, q.count, offset_rows)
+        };
         let mut rows: Vec<SortRow> = page.load(c)?;
         let more = rows.len() as u64 > q.count;
         rows.truncate(q.count as usize);
@@ -629,51 +631,95 @@ fn member_bound(c: &mut DbConnection, group_ids: &[String], max: u64) -> HubResu
     Ok(())
 }
 
-/// The keyset condition "after (key, id)" in the order NULLs-first ascending / NULLs-last
-/// descending. Row-value comparisons let both backends use the (type, column, id) index.
-fn keyset(s: &mut Sql<SortRowSt>, col: &str, key: Option<&str>, id: &str, asc: bool) {
-    if col == "id" {
-        s.push(if asc { "id > " } else { "id < " }).text(id);
-        return;
+/// A page ordered by an indexed column (RFC 7644 §3.4.2.3): present values in order, ties by
+/// id, and resources without a value last ascending and first descending (all in id order).
+///
+/// The two parts are read separately and merged: each one follows an index, (type, column, id)
+/// for present values and, since every part is `col IS NULL` there, (type, column, id) again for
+/// absent ones, where `NULLS LAST`/`NULLS FIRST` on one query would make SQLite (whose indexes
+/// hold NULLs first) sort every matching row. Each part reads at most `offset + count + 1` rows;
+/// the merge orders that bounded set. `after` is a keyset cursor: the last row's (key, id).
+fn by_column(
+    base: &Sql,
+    col: &str,
+    after: Option<(Option<&str>, &str)>,
+    asc: bool,
+    count: u64,
+    offset: u64,
+) -> Sql<SortRowSt> {
+    let (cmp, dir) = if asc {
+        (" > ", " ASC")
+    } else {
+        (" < ", " DESC")
+    };
+    let each = sql_int(offset)
+        .saturating_add(sql_int(count))
+        .saturating_add(1);
+    let part = |present: bool, after_key: Option<(Option<&str>, &str)>| {
+        let mut p = Sql::<SortRowSt>::new(
+            "SELECT * FROM (SELECT id, doc, created, last_modified, version, ",
+        );
+        p.push(col).push(" AS sort_key").append(base);
+        p.push(" AND ")
+            .push(col)
+            .push(if present { " IS NOT NULL" } else { " IS NULL" });
+        match after_key {
+            Some((Some(k), id)) => {
+                p.push(" AND (")
+                    .push(col)
+                    .push(", id)")
+                    .push(cmp)
+                    .push("(")
+                    .text(k);
+                p.push(", ").text(id).push(")");
+            }
+            Some((None, id)) => {
+                p.push(" AND id").push(cmp).text(id);
+            }
+            None => {}
+        }
+        if present {
+            p.push(" ORDER BY ")
+                .push(col)
+                .push(dir)
+                .push(", id")
+                .push(dir);
+        } else {
+            p.push(" ORDER BY id").push(dir);
+        }
+        p.limit(each)
+            .push(if present { ") present" } else { ") absent" });
+        p
+    };
+    // Which parts a cursor still reaches: ascending, present values come first, so a cursor on
+    // an absent row has left them behind; descending, absent rows come first.
+    let parts = match after {
+        None => vec![part(true, None), part(false, None)],
+        Some((Some(k), id)) if asc => vec![part(true, Some((Some(k), id))), part(false, None)],
+        Some((Some(k), id)) => vec![part(true, Some((Some(k), id)))],
+        Some((None, id)) if asc => vec![part(false, Some((None, id)))],
+        Some((None, id)) => vec![part(true, None), part(false, Some((None, id)))],
+    };
+    let mut page =
+        Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, sort_key FROM (");
+    for (n, p) in parts.iter().enumerate() {
+        if n > 0 {
+            page.push(" UNION ALL ");
+        }
+        page.append(p);
     }
-    match (key, asc) {
-        (None, true) => {
-            s.push("((")
-                .push(col)
-                .push(" IS NULL AND id > ")
-                .text(id)
-                .push(") OR ")
-                .push(col)
-                .push(" IS NOT NULL)");
-        }
-        (None, false) => {
-            s.push("(")
-                .push(col)
-                .push(" IS NULL AND id < ")
-                .text(id)
-                .push(")");
-        }
-        (Some(k), true) => {
-            s.push("(")
-                .push(col)
-                .push(", id) > (")
-                .text(k)
-                .push(", ")
-                .text(id)
-                .push(")");
-        }
-        (Some(k), false) => {
-            s.push("((")
-                .push(col)
-                .push(", id) < (")
-                .text(k)
-                .push(", ")
-                .text(id)
-                .push(") OR ")
-                .push(col)
-                .push(" IS NULL)");
-        }
+    // Absent keys last ascending (`sort_key IS NULL` is false, then true), first descending.
+    page.push(") merged ORDER BY (sort_key IS NULL)")
+        .push(dir)
+        .push(", sort_key")
+        .push(dir)
+        .push(", id")
+        .push(dir);
+    page.limit(sql_int(count).saturating_add(1));
+    if offset > 0 {
+        page.push(" OFFSET ").int(sql_int(offset));
     }
+    page
 }
 
 /// Whether the filter reads Group `members` or User `groups`, which in-memory evaluation then
