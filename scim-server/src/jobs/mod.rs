@@ -235,7 +235,11 @@ fn record(
             outbox::park(c, row.id, &reason, now)?;
             incidents::raise(
                 c,
-                "operation_failed",
+                if e.kind == ErrorKind::Refused {
+                    "operation_refused"
+                } else {
+                    "operation_failed"
+                },
                 Some(&row.user_id),
                 Some(&row.connector),
                 Some(row.id),
@@ -352,7 +356,11 @@ impl Workers {
                     // A panicking connector is a permanent failure of this operation, not of
                     // the worker.
                     let op = op.clone();
-                    let task = tokio::spawn(async move { call(conn.as_ref(), &op).await });
+                    // the same id on every retry of this row (webhook event ids)
+                    let op_id = format!("{}:{}", row.plan_id, row.id);
+                    let task = tokio::spawn(connectors::operation::scope(op_id, async move {
+                        call(conn.as_ref(), &op).await
+                    }));
                     match task.await {
                         Ok(r) => r,
                         Err(_) => Err(ConnectorError::permanent(
