@@ -79,11 +79,7 @@ impl Dn {
     /// a multi-valued RDN in any order.
     pub fn same_as(&self, other: &Dn) -> bool {
         self.rdns.len() == other.rdns.len()
-            && self
-                .rdns
-                .iter()
-                .zip(&other.rdns)
-                .all(|(a, b)| rdn_eq(a, b))
+            && self.rdns.iter().zip(&other.rdns).all(|(a, b)| rdn_eq(a, b))
     }
 
     /// Whether this DN is `ancestor` itself or lies below it.
@@ -286,7 +282,11 @@ mod tests {
         let dn = parse(r"cn=\ lead\20,dc=x").unwrap();
         assert_eq!(dn.first_value(), Some(" lead "));
         let dn = parse(r"cn=\#tag ,dc=x").unwrap();
-        assert_eq!(dn.first_value(), Some("#tag"), "unescaped trailing space dropped");
+        assert_eq!(
+            dn.first_value(),
+            Some("#tag"),
+            "unescaped trailing space dropped"
+        );
         let ber = parse("cn=#04024869,dc=x").unwrap();
         assert_eq!(ber.first_value(), Some("#04024869"));
     }
@@ -335,7 +335,8 @@ mod tests {
             prop_assert_eq!(parsed.rdns.len(), 3);
             let (rdn, rest) = parsed.split_first().unwrap();
             prop_assert_eq!(rest, format!("ou={parent},dc=example"));
-            prop_assert_eq!(parse(rdn).unwrap().first_value(), Some(value.as_str()));
+            let rdn = parse(rdn).unwrap();
+            prop_assert_eq!(rdn.first_value(), Some(value.as_str()));
         }
     }
 }

@@ -159,7 +159,12 @@ impl Ownership {
     }
 
     /// Whether an existing account `name` may be adopted; `Ok(true)` when it must be marked.
-    pub fn may_adopt(&self, name: &str, in_scope: bool, mark: &Mark) -> Result<bool, ConnectorError> {
+    pub fn may_adopt(
+        &self,
+        name: &str,
+        in_scope: bool,
+        mark: &Mark,
+    ) -> Result<bool, ConnectorError> {
         self.check_not_protected("account", name)?;
         let refuse = |why: String| Err(ConnectorError::refused(&self.connector, why));
         if !in_scope {
@@ -182,7 +187,12 @@ impl Ownership {
     /// Refuses to modify an existing account outside the scope or marked by another owner
     /// (update, enable/disable, delete, grant, revoke). Accounts without a mark pass: the hub may
     /// have adopted them before marks existed.
-    pub fn may_manage(&self, name: &str, in_scope: bool, mark: &Mark) -> Result<(), ConnectorError> {
+    pub fn may_manage(
+        &self,
+        name: &str,
+        in_scope: bool,
+        mark: &Mark,
+    ) -> Result<(), ConnectorError> {
         self.check_not_protected("account", name)?;
         if !in_scope {
             return Err(ConnectorError::refused(

@@ -9,7 +9,9 @@ mod support_standins;
 
 use std::time::Duration;
 
-use connectors::ldap::{ActiveDirectory, AdLeave, LdapConfig, LdapConnector, LdapFlavor, LdapTls};
+use connectors::ldap::{
+    ActiveDirectory, AdLeave, LdapConfig, LdapConnector, LdapFlavor, LdapOwnership, LdapTls,
+};
 use connectors::secret::Secret;
 use connectors::{AccountRef, AccountSpec, Connector, Entitlement, ErrorKind};
 use ldap3::{LdapConnAsync, LdapConnSettings};
@@ -56,6 +58,7 @@ fn config(ca: &std::path::Path, tls: LdapTls, leave: AdLeave) -> LdapConfig {
             leavers_ou: format!("OU=Leavers,{BASE}"),
             leave,
         }),
+        ownership: LdapOwnership::default(),
     }
 }
 
