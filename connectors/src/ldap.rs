@@ -1396,6 +1396,15 @@ fn first(entry: &SearchEntry, attr: &str) -> Option<String> {
         .and_then(|(_, v)| v.first().cloned())
 }
 
+/// Checks what the policy checker cannot see in the types: `managed_ous` are DNs and cover
+/// `users_dn`, and the owner attribute is named.
+pub fn check_ownership(cfg: &LdapConfig) -> Result<(), String> {
+    if cfg.ownership.owner_attribute.trim().is_empty() {
+        return Err("owner_attribute must not be empty".into());
+    }
+    managed_scope(cfg).map(|_| ())
+}
+
 /// The managed subtrees of `cfg`, parsed; `users_dn` must lie within them.
 fn managed_scope(cfg: &LdapConfig) -> Result<Vec<Dn>, String> {
     let mut ous = cfg.ownership.managed_ous.clone();
