@@ -256,6 +256,7 @@ fn hex(c: u8) -> u8 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use ldap3::dn_escape;

@@ -137,7 +137,7 @@ pub struct LdapOwnership {
     /// Added to [`DEFAULT_PROTECTED`]; names or `*`/`?` globs, case-insensitive.
     pub protected_accounts: Vec<String>,
     /// OUs (subtrees) whose accounts the hub manages; empty: `users_dn` plus the disabled OU
-    /// (generic `move_to_ou`) or the leavers OU (AD `disable_and_move`).
+    /// (generic `move_to_ou`) or the leavers OU (AD).
     pub managed_ous: Vec<String>,
     /// The attribute that carries the owner's mark `scimhub:<owner_id>`; any other value in it
     /// counts as another owner's mark.
@@ -1415,9 +1415,8 @@ fn managed_scope(cfg: &LdapConfig) -> Result<Vec<Dn>, String> {
                 disable: DisableMethod::MoveToOu(ou),
                 ..
             }) => ous.push(ou.clone()),
-            LdapFlavor::ActiveDirectory(ad) if ad.leave == AdLeave::DisableAndMove => {
-                ous.push(ad.leavers_ou.clone())
-            }
+            // whatever `leave` says now: leavers moved there earlier stay the hub's
+            LdapFlavor::ActiveDirectory(ad) => ous.push(ad.leavers_ou.clone()),
             _ => {}
         }
     }

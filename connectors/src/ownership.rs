@@ -211,6 +211,7 @@ impl Ownership {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::ErrorKind;
@@ -236,7 +237,7 @@ mod tests {
         for adopt in [Adopt::Never, Adopt::Unowned, Adopt::Always] {
             assert!(refused(o(adopt).may_adopt("ROOT", true, &Mark::Ours)));
             assert!(refused(o(adopt).may_adopt("x", false, &Mark::None)));
-            assert_eq!(o(adopt).may_adopt("x", true, &Mark::Ours).unwrap(), false);
+            assert!(!o(adopt).may_adopt("x", true, &Mark::Ours).unwrap());
         }
         assert!(refused(o(Adopt::Never).may_adopt("x", true, &Mark::None)));
         assert!(refused(o(Adopt::Unowned).may_adopt("x", true, &other)));

@@ -267,7 +267,9 @@ async fn scim2_server_conflict_on_create_adopts() {
         .await
         .expect_err("another owner's account");
     assert_eq!(err.kind, ErrorKind::Refused, "{err}");
-    let stored = scim2_standin::get_user(base, token, &pre).await.unwrap();
+    let stored = scim2_standin::get_user(base, token, &pre)
+        .await
+        .expect("test set-up");
     assert_eq!(stored["externalId"], "old-id");
     // adopt = "always" takes it over
     let c = connector(base, token, |s| {
@@ -555,7 +557,7 @@ async fn scim2_server_adoption_rules_and_active_on_adopt() {
     });
     let employee = |name: &str| {
         let mut p = person(name, "Mallory");
-        p.as_object_mut().unwrap().remove("active");
+        p.as_object_mut().expect("test set-up").remove("active");
         p["userType"] = json!("Employee");
         spec(name, p)
     };
@@ -565,7 +567,9 @@ async fn scim2_server_adoption_rules_and_active_on_adopt() {
         ("outsider", &outsider, "outside the scope"),
         ("owned", &owned, "another owner"),
     ] {
-        let before = scim2_standin::get_user(base, token, id).await.unwrap();
+        let before = scim2_standin::get_user(base, token, id)
+            .await
+            .expect("test set-up");
         let err = c.create_or_adopt(&employee(name)).await.expect_err(name);
         assert_eq!(err.kind, ErrorKind::Refused, "{err}");
         assert!(err.message.contains(why), "{err}");
@@ -582,7 +586,7 @@ async fn scim2_server_adoption_rules_and_active_on_adopt() {
         let mut after = scim2_standin::get_user(base, token, id).await.expect(name);
         let mut before = before;
         for v in [&mut before, &mut after] {
-            v.as_object_mut().unwrap().remove("meta");
+            v.as_object_mut().expect("test set-up").remove("meta");
         }
         assert_eq!(after, before, "{name} untouched");
     }
@@ -590,7 +594,9 @@ async fn scim2_server_adoption_rules_and_active_on_adopt() {
     // unowned, in scope, disabled: the spec has no `active`, the account ends active
     let adopted = c.create_or_adopt(&employee("idle")).await.expect("adopt");
     assert_eq!(adopted.id.as_deref(), Some(idle.as_str()));
-    let stored = scim2_standin::get_user(base, token, &idle).await.unwrap();
+    let stored = scim2_standin::get_user(base, token, &idle)
+        .await
+        .expect("test set-up");
     assert_eq!(stored["active"], json!(true), "{stored}");
     assert_eq!(stored["externalId"], "hr-idle");
 
@@ -616,7 +622,9 @@ async fn create_sends_active_and_adopt_enables() {
     let b = bodies.clone();
     let server = scim_http::serve(move |req: scim_http::Request| {
         let body = req.json().unwrap_or(Value::Null);
-        b.lock().unwrap().push((req.method.clone(), body.clone()));
+        b.lock()
+            .expect("test set-up")
+            .push((req.method.clone(), body.clone()));
         let filter = req.query.contains("filter=");
         match req.method.as_str() {
             "GET" if filter && req.query.contains("idle") => Response::json(
@@ -642,11 +650,11 @@ async fn create_sends_active_and_adopt_enables() {
     c.create_or_adopt(&spec("idle", json!({"userName": "idle"})))
         .await
         .expect("adopt");
-    let bodies = bodies.lock().unwrap().clone();
+    let bodies = bodies.lock().expect("test set-up").clone();
     let post = bodies.iter().find(|(m, _)| m == "POST").expect("POST");
     assert_eq!(post.1["active"], json!(true), "{:?}", post.1);
     let patch = bodies.iter().find(|(m, _)| m == "PATCH").expect("PATCH");
-    let ops = patch.1["Operations"].as_array().unwrap();
+    let ops = patch.1["Operations"].as_array().expect("test set-up");
     assert!(
         ops.iter()
             .any(|o| o["path"] == "active" && o["value"] == json!(true)),
