@@ -92,6 +92,24 @@ async fn lifecycle(base: &str, token: &str) {
     assert_eq!(stored["displayName"], "Alex");
     assert_eq!(stored["externalId"], "hr-asmith");
 
+    // adopt a disabled one: the spec leaves `active` out, the account still ends active
+    let dormant = scim2_standin::create_user(
+        base,
+        token,
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+               "userName": "dormant", "active": false}),
+    )
+    .await;
+    let mut no_active = person("dormant", "Dora");
+    no_active.as_object_mut().expect("object").remove("active");
+    c.create_or_adopt(&spec("dormant", no_active))
+        .await
+        .expect("adopt disabled");
+    let stored = scim2_standin::get_user(base, token, &dormant)
+        .await
+        .expect("adopted");
+    assert_eq!(stored["active"], json!(true), "{stored}");
+
     // update (by key only: the connector finds the id)
     let mut changed = person("jdoe", "Janet");
     changed["title"] = json!("Staff Engineer");
@@ -178,7 +196,10 @@ async fn lifecycle(base: &str, token: &str) {
         }
     }
     seen.sort();
-    assert_eq!(seen, vec!["asmith", "jdoe", "user0", "user1", "user2"]);
+    assert_eq!(
+        seen,
+        vec!["asmith", "dormant", "jdoe", "user0", "user1", "user2"]
+    );
     assert_eq!(pages, 3);
 
     // delete, twice (gone is success); read gives None
