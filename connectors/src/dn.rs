@@ -67,10 +67,10 @@ impl Dn {
         let start = self.raw.find(first.raw.as_str()).unwrap_or(0);
         let rest = &self.raw[start + first.raw.len()..];
         let parent = rest
-            .trim_start()
+            .trim_start_matches(' ')
             .strip_prefix([',', ';'])
             .unwrap_or("")
-            .trim_start();
+            .trim_start_matches(' ');
         Some((first.raw.as_str(), parent))
     }
 
@@ -129,6 +129,8 @@ pub fn parse(dn: &str) -> Result<Dn, DnError> {
     }
     loop {
         let rdn_start = i;
+        // end of the last value without its unescaped trailing spaces (an escaped `\ ` stays)
+        let mut rdn_end = i;
         let mut avas = Vec::new();
         loop {
             // attribute type: up to '='
@@ -148,7 +150,8 @@ pub fn parse(dn: &str) -> Result<Dn, DnError> {
             }
             i += 1; // '='
             skip_spaces(bytes, &mut i);
-            let value = read_value(dn, &mut i).map_err(err)?;
+            let (value, value_end) = read_value(dn, &mut i).map_err(err)?;
+            rdn_end = value_end;
             avas.push(Ava {
                 attr: attr.to_owned(),
                 value,
@@ -163,7 +166,7 @@ pub fn parse(dn: &str) -> Result<Dn, DnError> {
         }
         rdns.push(Rdn {
             avas,
-            raw: dn[rdn_start..i].trim_end().to_owned(),
+            raw: dn[rdn_start..rdn_end].to_owned(),
         });
         if i == bytes.len() {
             break;
@@ -191,8 +194,9 @@ fn skip_spaces(b: &[u8], i: &mut usize) {
 }
 
 /// Reads one attribute value starting at `i`, stopping before an unescaped `,` `;` `+` (and
-/// dropping unescaped trailing spaces); returns it unescaped.
-fn read_value(dn: &str, i: &mut usize) -> Result<String, &'static str> {
+/// dropping unescaped trailing spaces); returns it unescaped, and where its significant text
+/// ends in `dn`.
+fn read_value(dn: &str, i: &mut usize) -> Result<(String, usize), &'static str> {
     let b = dn.as_bytes();
     if *i < b.len() && b[*i] == b'#' {
         // BER-encoded value in hex: kept as written (this connector never names entries so)
@@ -201,12 +205,13 @@ fn read_value(dn: &str, i: &mut usize) -> Result<String, &'static str> {
         while *i < b.len() && b[*i].is_ascii_hexdigit() {
             *i += 1;
         }
-        return Ok(dn[start..*i].to_owned());
+        return Ok((dn[start..*i].to_owned(), *i));
     }
     let mut out: Vec<u8> = Vec::new();
     // length of `out` up to the last escaped or non-space byte: unescaped trailing spaces are
     // not part of the value
     let mut significant = 0;
+    let mut end = *i;
     while *i < b.len() {
         let c = b[*i];
         match c {
@@ -222,12 +227,14 @@ fn read_value(dn: &str, i: &mut usize) -> Result<String, &'static str> {
                     };
                     out.push(hex(n) << 4 | hex(h));
                     *i += 3;
+                    end = *i;
                 } else if matches!(
                     n,
                     b' ' | b'"' | b'#' | b'+' | b',' | b';' | b'<' | b'=' | b'>' | b'\\'
                 ) {
                     out.push(n);
                     *i += 2;
+                    end = *i;
                 } else {
                     return Err("a backslash before a character that needs no escape");
                 }
@@ -239,12 +246,14 @@ fn read_value(dn: &str, i: &mut usize) -> Result<String, &'static str> {
                 *i += 1;
                 if c != b' ' {
                     significant = out.len();
+                    end = *i;
                 }
             }
         }
     }
     out.truncate(significant);
-    String::from_utf8(out).map_err(|_| "a value's escapes are not UTF-8")
+    let value = String::from_utf8(out).map_err(|_| "a value's escapes are not UTF-8")?;
+    Ok((value, end))
 }
 
 fn hex(c: u8) -> u8 {
@@ -282,6 +291,15 @@ mod tests {
     fn leading_and_trailing_spaces_and_hash() {
         let dn = parse(r"cn=\ lead\20,dc=x").unwrap();
         assert_eq!(dn.first_value(), Some(" lead "));
+        let dn = parse("cn=a\\ ,dc=x").unwrap();
+        assert_eq!(dn.first_value(), Some("a "));
+        assert_eq!(dn.split_first(), Some(("cn=a\\ ", "dc=x")));
+        let nbsp = parse("cn=\u{a0},dc=x").unwrap();
+        assert_eq!(
+            nbsp.split_first(),
+            Some(("cn=\u{a0}", "dc=x")),
+            "only ASCII spaces are trimmed"
+        );
         let dn = parse(r"cn=\#tag ,dc=x").unwrap();
         assert_eq!(
             dn.first_value(),
