@@ -130,7 +130,7 @@ pub fn parse(dn: &str) -> Result<Dn, DnError> {
     loop {
         let rdn_start = i;
         // end of the last value without its unescaped trailing spaces (an escaped `\ ` stays)
-        let mut rdn_end = i;
+        let mut rdn_end;
         let mut avas = Vec::new();
         loop {
             // attribute type: up to '='
