@@ -3,7 +3,12 @@
 //!
 //! - Account: an IAM user named by [`AccountRef::key`] under the configured path, with tags
 //!   (`DisplayName`, `Email`, `ExternalId` from the SCIM attributes, plus the configured static
-//!   tags). Creating a user that exists (`EntityAlreadyExists`) adopts it. `id` is the user's ARN.
+//!   tags, and the owner's mark `managed-by = scimhub:<owner_id>`). Creating a user that exists
+//!   (`EntityAlreadyExists`) adopts it only under [`crate::ownership`]'s rules: not protected
+//!   (`root` and `protected_accounts`), its path under `managed_path` (default: `path`), no other
+//!   owner's `managed-by` tag (unless `adopt = "always"`); adopted users are marked, brought to the
+//!   spec and un-suspended. Every operation on an existing user checks the same (protected, scope,
+//!   other owner). `id` is the user's ARN.
 //! - Entitlements: kind `group` (group name; `AddUserToGroup`/`RemoveUserFromGroup`) and kind
 //!   `policy` (managed policy ARN; `AttachUserPolicy`/`DetachUserPolicy`).
 //! - Disable: IAM has no disabled state, so disabling revokes every credential (see below) and
@@ -39,6 +44,7 @@ use crate::connector::{Capabilities, Capability, Connector};
 use crate::error::{ConnectorError, ErrorKind};
 use crate::http::{self, HttpClient};
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
+use crate::ownership::{default_owner_id, Adopt, Mark, Ownership};
 use crate::secret::Secret;
 
 const API_VERSION: &str = "2010-05-08";
@@ -55,6 +61,11 @@ const RETRYABLE_CODES: [&str; 8] = [
 ];
 /// The tag that marks a user suspended (disabled or left with [`LeaveMode::TagSuspended`]).
 pub const SUSPENDED_TAG: &str = "scimhub:suspended";
+/// The tag that carries the owner's mark `scimhub:<owner_id>`.
+pub const OWNER_TAG: &str = "managed-by";
+/// Users the connector never adopts, modifies, disables or deletes (`protected_accounts` adds
+/// to them).
+pub const DEFAULT_PROTECTED: &[&str] = &["root"];
 /// Tags this connector derives from SCIM attributes (and so may remove when the attribute goes).
 const MANAGED_TAGS: [&str; 3] = ["DisplayName", "Email", "ExternalId"];
 
@@ -87,6 +98,14 @@ pub struct AwsIamSettings {
     pub leave_mode: LeaveMode,
     pub timeout_ms: u64,
     pub page_size: u32,
+    /// `never`, `unowned` (default) or `always` (see [`Adopt`]).
+    pub adopt: Adopt,
+    /// User names and globs never touched, added to [`DEFAULT_PROTECTED`].
+    pub protected_accounts: Vec<String>,
+    /// Path prefix of the users the hub manages (default: `path`).
+    pub managed_path: Option<String>,
+    /// This hub's id in its mark, the tag `managed-by = scimhub:<owner_id>`.
+    pub owner_id: String,
 }
 
 impl Default for AwsIamSettings {
@@ -99,6 +118,10 @@ impl Default for AwsIamSettings {
             leave_mode: LeaveMode::Delete,
             timeout_ms: 20_000,
             page_size: 100,
+            adopt: Adopt::default(),
+            protected_accounts: Vec::new(),
+            managed_path: None,
+            owner_id: default_owner_id(),
         }
     }
 }
@@ -124,6 +147,11 @@ pub struct AwsIamConfig {
     pub timeout: Duration,
     /// `MaxItems` for list calls.
     pub page_size: u32,
+    pub adopt: Adopt,
+    pub protected_accounts: Vec<String>,
+    /// `None`: `path`.
+    pub managed_path: Option<String>,
+    pub owner_id: String,
 }
 
 impl AwsIamConfig {
@@ -162,6 +190,10 @@ impl AwsIamConfig {
             leave_mode: settings.leave_mode,
             timeout: Duration::from_millis(settings.timeout_ms),
             page_size: settings.page_size,
+            adopt: settings.adopt,
+            protected_accounts: settings.protected_accounts,
+            managed_path: settings.managed_path,
+            owner_id: settings.owner_id,
         }
     }
 }
@@ -169,6 +201,9 @@ impl AwsIamConfig {
 /// The AWS IAM connector. See the module documentation.
 pub struct AwsIamConnector {
     cfg: AwsIamConfig,
+    ownership: Ownership,
+    /// Path prefix of the managed users.
+    managed_path: String,
     endpoint: Url,
     http: HttpClient,
 }
@@ -204,6 +239,14 @@ impl AwsIamConnector {
             http = http.redacting(t);
         }
         Ok(AwsIamConnector {
+            ownership: Ownership::new(
+                &cfg.name,
+                cfg.adopt,
+                DEFAULT_PROTECTED,
+                &cfg.protected_accounts,
+                &cfg.owner_id,
+            ),
+            managed_path: cfg.managed_path.clone().unwrap_or_else(|| cfg.path.clone()),
             cfg,
             endpoint,
             http,
@@ -377,7 +420,30 @@ impl AwsIamConnector {
         if let Some(v) = a.get("externalId").and_then(Value::as_str) {
             tags.insert("ExternalId".into(), tag_value(v));
         }
+        tags.insert(OWNER_TAG.into(), self.ownership.mark.clone());
         tags
+    }
+
+    fn in_scope(&self, info: &UserInfo) -> bool {
+        info.path.starts_with(&self.managed_path)
+    }
+
+    fn mark_of(&self, info: &UserInfo) -> Mark {
+        self.ownership
+            .mark_of(info.tags.get(OWNER_TAG).map(String::as_str))
+    }
+
+    /// The existing user behind `account` after the checks for modifying it (protected, scope,
+    /// owner); `None` when it does not exist.
+    async fn managed_user(&self, account: &AccountRef) -> Result<Option<UserInfo>, ConnectorError> {
+        let user = account.key.as_str();
+        self.ownership.check_not_protected("IAM user", user)?;
+        let Some(info) = self.get_user(user).await? else {
+            return Ok(None);
+        };
+        self.ownership
+            .may_manage(user, self.in_scope(&info), &self.mark_of(&info))?;
+        Ok(Some(info))
     }
 
     async fn get_user(&self, user: &str) -> Result<Option<UserInfo>, ConnectorError> {
@@ -634,6 +700,7 @@ impl Connector for AwsIamConnector {
 
     async fn create_or_adopt(&self, spec: &AccountSpec) -> Result<AccountRef, ConnectorError> {
         let user = spec.account.key.as_str();
+        self.ownership.check_not_protected("IAM user", user)?;
         let owned = tag_params(user, &self.desired_tags(spec));
         let mut p: Vec<(&str, &str)> = owned
             .iter()
@@ -651,15 +718,28 @@ impl Connector for AwsIamConnector {
                 let info = self.get_user(user).await?.ok_or_else(|| {
                     ConnectorError::retryable(&self.cfg.name, "user vanished while adopting it")
                 })?;
+                self.ownership
+                    .may_adopt(user, self.in_scope(&info), &self.mark_of(&info))?;
+                // converge writes the mark with the other tags
                 self.converge(&info, spec).await?;
-                Ok(AccountRef::new(user).with_id(info.arn))
+                // the hub records an adopted account as enabled
+                if info.tags.contains_key(SUSPENDED_TAG) {
+                    self.untag_user(user, &[SUSPENDED_TAG]).await?;
+                }
+                let arn = if info.path == self.cfg.path {
+                    info.arn
+                } else {
+                    // moved: the ARN names the path
+                    self.get_user(user).await?.map_or(info.arn, |i| i.arn)
+                };
+                Ok(AccountRef::new(user).with_id(arn))
             }
             Err(e) => Err(e.err),
         }
     }
 
     async fn update(&self, spec: &AccountSpec) -> Result<(), ConnectorError> {
-        let info = self.get_user(&spec.account.key).await?.ok_or_else(|| {
+        let info = self.managed_user(&spec.account).await?.ok_or_else(|| {
             ConnectorError::permanent(&self.cfg.name, format!("no IAM user {}", spec.account.key))
         })?;
         self.converge(&info, spec).await
@@ -667,6 +747,7 @@ impl Connector for AwsIamConnector {
 
     async fn set_enabled(&self, account: &AccountRef, enabled: bool) -> Result<(), ConnectorError> {
         let user = account.key.as_str();
+        self.managed_user(account).await?;
         if enabled {
             return self.untag_user(user, &[SUSPENDED_TAG]).await;
         }
@@ -682,6 +763,9 @@ impl Connector for AwsIamConnector {
 
     async fn delete(&self, account: &AccountRef) -> Result<(), ConnectorError> {
         let user = account.key.as_str();
+        if self.managed_user(account).await?.is_none() {
+            return Ok(());
+        }
         self.strip_credentials(user).await?;
         self.strip_access(user).await?;
         match self.cfg.leave_mode {
@@ -695,6 +779,7 @@ impl Connector for AwsIamConnector {
 
     async fn grant(&self, account: &AccountRef, e: &Entitlement) -> Result<(), ConnectorError> {
         self.check_kind(e)?;
+        self.managed_user(account).await?;
         let user = account.key.as_str();
         if e.kind == "group" {
             self.call(
@@ -715,6 +800,9 @@ impl Connector for AwsIamConnector {
 
     async fn revoke(&self, account: &AccountRef, e: &Entitlement) -> Result<(), ConnectorError> {
         self.check_kind(e)?;
+        if self.managed_user(account).await?.is_none() {
+            return Ok(());
+        }
         let user = account.key.as_str();
         if e.kind == "group" {
             self.remove(
@@ -732,6 +820,7 @@ impl Connector for AwsIamConnector {
     }
 
     async fn revoke_credentials(&self, account: &AccountRef) -> Result<(), ConnectorError> {
+        self.managed_user(account).await?;
         self.strip_credentials(&account.key).await
     }
 

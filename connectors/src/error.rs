@@ -11,6 +11,9 @@ pub enum ErrorKind {
     Permanent,
     /// The connector does not support this operation (see [`crate::Capabilities`]).
     Unsupported,
+    /// The connector refuses to touch the account: protected, outside the managed scope, owned
+    /// by someone else or not adoptable (see [`crate::ownership`]). Never retried; an incident.
+    Refused,
 }
 
 /// An error from a downstream system. `message` never contains credentials (connectors build it
@@ -49,6 +52,15 @@ impl ConnectorError {
             kind: ErrorKind::Unsupported,
             connector: connector.to_owned(),
             message: format!("{operation} is not supported"),
+            retry_after: None,
+        }
+    }
+
+    pub fn refused(connector: &str, reason: impl Into<String>) -> Self {
+        ConnectorError {
+            kind: ErrorKind::Refused,
+            connector: connector.to_owned(),
+            message: format!("refused: {}", reason.into()),
             retry_after: None,
         }
     }

@@ -222,6 +222,7 @@ impl HttpClient {
             ErrorKind::Retryable => ConnectorError::retryable(&self.connector, message),
             ErrorKind::Permanent => ConnectorError::permanent(&self.connector, message),
             ErrorKind::Unsupported => ConnectorError::unsupported(&self.connector, &message),
+            ErrorKind::Refused => ConnectorError::refused(&self.connector, message),
         }
     }
 

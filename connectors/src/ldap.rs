@@ -40,8 +40,10 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 use crate::connector::{Capabilities, Capability, Connector};
+use crate::dn::{self, Dn};
 use crate::error::ConnectorError;
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
+use crate::ownership::{default_owner_id, Adopt, Mark, Ownership};
 use crate::secret::Secret;
 
 /// How the connection is protected (`tls` in the policy: `ldaps`, `starttls` or
@@ -99,6 +101,66 @@ pub struct ActiveDirectory {
     pub leave: AdLeave,
 }
 
+/// Accounts and groups the connector never adopts, modifies, disables or deletes, whatever the
+/// policy says (`protected_accounts` adds to them): AD's built-in accounts and privileged
+/// groups, and the usual Unix/LDAP administrators.
+pub const DEFAULT_PROTECTED: &[&str] = &[
+    "Administrator",
+    "krbtgt",
+    "Guest",
+    "DefaultAccount",
+    "WDAGUtilityAccount",
+    "root",
+    "admin",
+    "Administrators",
+    "Domain Admins",
+    "Enterprise Admins",
+    "Schema Admins",
+    "Domain Controllers",
+    "Read-only Domain Controllers",
+    "Enterprise Read-only Domain Controllers",
+    "Account Operators",
+    "Backup Operators",
+    "Server Operators",
+    "Print Operators",
+    "Group Policy Creator Owners",
+    "Key Admins",
+    "Enterprise Key Admins",
+    "DnsAdmins",
+    "Cert Publishers",
+];
+
+/// Which accounts the connector may take over and touch (see [`crate::ownership`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapOwnership {
+    pub adopt: Adopt,
+    /// Added to [`DEFAULT_PROTECTED`]; names or `*`/`?` globs, case-insensitive.
+    pub protected_accounts: Vec<String>,
+    /// OUs (subtrees) whose accounts the hub manages; empty: `users_dn` plus the disabled OU
+    /// (generic `move_to_ou`) or the leavers OU (AD).
+    pub managed_ous: Vec<String>,
+    /// The attribute that carries the owner's mark `scimhub:<owner_id>`; any other value in it
+    /// counts as another owner's mark.
+    pub owner_attribute: String,
+    pub owner_id: String,
+}
+
+impl Default for LdapOwnership {
+    fn default() -> Self {
+        LdapOwnership {
+            adopt: Adopt::default(),
+            protected_accounts: Vec::new(),
+            managed_ous: Vec::new(),
+            owner_attribute: default_owner_attribute(),
+            owner_id: default_owner_id(),
+        }
+    }
+}
+
+fn default_owner_attribute() -> String {
+    "description".into()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LdapFlavor {
     Generic(GenericLdap),
@@ -125,6 +187,7 @@ pub struct LdapConfig {
     pub timeout: Duration,
     pub page_size: i32,
     pub flavor: LdapFlavor,
+    pub ownership: LdapOwnership,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -169,6 +232,21 @@ pub struct LdapSettings {
     pub timeout_ms: u64,
     #[serde(default = "default_page_size")]
     pub page_size: i32,
+    /// `never`, `unowned` (default) or `always` (see [`Adopt`]).
+    #[serde(default)]
+    pub adopt: Adopt,
+    /// Names and globs never touched, added to [`DEFAULT_PROTECTED`].
+    #[serde(default)]
+    pub protected_accounts: Vec<String>,
+    /// Subtrees the hub manages (default: see [`LdapOwnership::managed_ous`]).
+    #[serde(default)]
+    pub managed_ous: Vec<String>,
+    /// Attribute of the owner's mark (default `description`).
+    #[serde(default = "default_owner_attribute")]
+    pub owner_attribute: String,
+    /// This hub's id in its mark `scimhub:<owner_id>` (default `default`).
+    #[serde(default = "default_owner_id")]
+    pub owner_id: String,
 }
 
 /// Settings of one Active Directory connector instance: the policy's `settings` table for
@@ -191,6 +269,21 @@ pub struct AdSettings {
     pub timeout_ms: u64,
     #[serde(default = "default_page_size")]
     pub page_size: i32,
+    /// `never`, `unowned` (default) or `always` (see [`Adopt`]).
+    #[serde(default)]
+    pub adopt: Adopt,
+    /// Names and globs never touched, added to [`DEFAULT_PROTECTED`].
+    #[serde(default)]
+    pub protected_accounts: Vec<String>,
+    /// Subtrees the hub manages (default: see [`LdapOwnership::managed_ous`]).
+    #[serde(default)]
+    pub managed_ous: Vec<String>,
+    /// Attribute of the owner's mark (default `description`).
+    #[serde(default = "default_owner_attribute")]
+    pub owner_attribute: String,
+    /// This hub's id in its mark `scimhub:<owner_id>` (default `default`).
+    #[serde(default = "default_owner_id")]
+    pub owner_id: String,
 }
 
 /// An [`LdapConfig`] from either settings type: both spell the connection settings the same way.
@@ -209,6 +302,13 @@ macro_rules! ldap_config {
             timeout: Duration::from_millis($s.timeout_ms),
             page_size: $s.page_size,
             flavor: $flavor,
+            ownership: LdapOwnership {
+                adopt: $s.adopt,
+                protected_accounts: $s.protected_accounts,
+                managed_ous: $s.managed_ous,
+                owner_attribute: $s.owner_attribute,
+                owner_id: $s.owner_id,
+            },
         }
     };
 }
@@ -246,6 +346,9 @@ pub struct LdapConnector {
     cfg: LdapConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
     conn: Mutex<Option<Ldap>>,
+    ownership: Ownership,
+    /// The managed subtrees, parsed.
+    scope: Vec<Dn>,
 }
 
 impl fmt::Debug for LdapConnector {
@@ -297,11 +400,135 @@ impl LdapConnector {
                 Some(tls_config(ca).map_err(perm)?)
             }
         };
+        let scope = managed_scope(&cfg).map_err(perm)?;
+        let o = &cfg.ownership;
+        let ownership = Ownership::new(
+            &cfg.name,
+            o.adopt,
+            DEFAULT_PROTECTED,
+            &o.protected_accounts,
+            &o.owner_id,
+        );
         Ok(LdapConnector {
             cfg,
             tls,
             conn: Mutex::new(None),
+            ownership,
+            scope,
         })
+    }
+
+    /// The attributes read for an account: [`USER_ATTRS`] and the owner attribute.
+    fn user_attrs(&self) -> Vec<String> {
+        let mut attrs: Vec<String> = USER_ATTRS.iter().map(|a| (*a).to_owned()).collect();
+        attrs.push(self.cfg.ownership.owner_attribute.clone());
+        attrs
+    }
+
+    fn in_scope(&self, entry_dn: &str) -> bool {
+        dn::parse(entry_dn).is_ok_and(|d| self.scope.iter().any(|s| d.is_within(s)))
+    }
+
+    fn mark_of(&self, entry: &SearchEntry) -> Mark {
+        let attr = &self.cfg.ownership.owner_attribute;
+        let values = entry
+            .attrs
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+            .flat_map(|(_, v)| v.iter().map(String::as_str));
+        self.ownership.mark_of(values)
+    }
+
+    /// Refuses an entry that is protected by any of its names (key, `cn`, `uid`).
+    fn check_entry_not_protected(&self, entry: &SearchEntry) -> Result<(), ConnectorError> {
+        for attr in ["sAMAccountName", "uid", "cn"] {
+            for v in entry
+                .attrs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+                .flat_map(|(_, v)| v.iter())
+            {
+                self.ownership.check_not_protected("account", v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks before modifying an existing account (see [`Ownership::may_manage`]).
+    fn check_manage(&self, key: &str, entry: &SearchEntry) -> Result<(), ConnectorError> {
+        self.check_entry_not_protected(entry)?;
+        self.ownership
+            .may_manage(key, self.in_scope(&entry.dn), &self.mark_of(entry))
+    }
+
+    /// Adopts an existing entry if the rules allow it: protected, scope, mark; marks it, brings
+    /// it to `spec` and enables it (the hub records an adopted account as enabled).
+    async fn adopt(
+        &self,
+        entry: SearchEntry,
+        spec: &AccountSpec,
+    ) -> Result<AccountRef, ConnectorError> {
+        let key = &spec.account.key;
+        self.check_entry_not_protected(&entry)?;
+        let needs_mark =
+            self.ownership
+                .may_adopt(key, self.in_scope(&entry.dn), &self.mark_of(&entry))?;
+        self.converge(&entry, spec, needs_mark).await?;
+        let dn = self.enable_entry(&entry, true).await?;
+        Ok(AccountRef::new(key.clone()).with_id(dn))
+    }
+
+    /// Enables or disables one found entry; returns its DN afterwards (a move changes it).
+    async fn enable_entry(
+        &self,
+        entry: &SearchEntry,
+        enabled: bool,
+    ) -> Result<String, ConnectorError> {
+        match &self.cfg.flavor {
+            LdapFlavor::ActiveDirectory(_) => {
+                self.set_uac(entry, enabled).await?;
+                Ok(entry.dn.clone())
+            }
+            LdapFlavor::Generic(g) => {
+                if !enabled && g.disable_removes_groups {
+                    self.remove_from_all_groups(entry).await?;
+                }
+                match &g.disable {
+                    DisableMethod::MoveToOu(ou) => {
+                        if enabled && self.enabled_of(entry) {
+                            return Ok(entry.dn.clone());
+                        }
+                        let target = if enabled { &self.cfg.users_dn } else { ou };
+                        self.move_to(entry, target).await
+                    }
+                    DisableMethod::PpolicyLock => {
+                        if enabled && first(entry, "pwdAccountLockedTime").is_none() {
+                            return Ok(entry.dn.clone());
+                        }
+                        self.ppolicy_lock(&entry.dn, !enabled).await?;
+                        Ok(entry.dn.clone())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refuses a protected group (by its id and its DN's first value).
+    fn check_group_not_protected(
+        &self,
+        e: &Entitlement,
+        group_dn: Option<&str>,
+    ) -> Result<(), ConnectorError> {
+        let id = dn::parse(&e.id)
+            .ok()
+            .filter(|_| e.id.contains('='))
+            .and_then(|d| d.first_value().map(str::to_owned))
+            .unwrap_or_else(|| e.id.clone());
+        self.ownership.check_not_protected("group", &id)?;
+        if let Some(g) = group_dn {
+            self.ownership.check_not_protected("group", &rdn_value(g))?;
+        }
+        Ok(())
     }
 
     fn err(&self, op: &str, e: &LdapError) -> ConnectorError {
@@ -470,13 +697,15 @@ impl LdapConnector {
     }
 
     async fn find(&self, key: &str) -> Result<Option<SearchEntry>, ConnectorError> {
+        let attrs = self.user_attrs();
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
         let mut found = self
             .search(
                 "search",
                 &self.cfg.search_base,
                 Scope::Subtree,
                 &self.user_filter(key),
-                &USER_ATTRS,
+                &attrs,
             )
             .await?;
         match found.len() {
@@ -526,13 +755,30 @@ impl LdapConnector {
         out
     }
 
+    /// Brings the entry's attributes to `spec`; with `mark`, also writes this hub's mark.
     async fn converge(
         &self,
         entry: &SearchEntry,
         spec: &AccountSpec,
+        mark: bool,
     ) -> Result<(), ConnectorError> {
         let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
+        if mark {
+            mods.push(Mod::Replace(
+                self.cfg.ownership.owner_attribute.as_bytes().to_vec(),
+                set([self.ownership.mark.as_bytes().to_vec()]),
+            ));
+        }
+        // attributes that name the entry (`cn` of `cn=Doe\, John,…`) change only by renaming it
+        let naming: Vec<String> = dn::parse(&entry.dn)
+            .ok()
+            .and_then(|d| d.rdns.first().cloned())
+            .map(|r| r.avas.into_iter().map(|a| a.attr).collect())
+            .unwrap_or_default();
         for (attr, want) in self.desired(spec) {
+            if naming.iter().any(|n| n.eq_ignore_ascii_case(attr)) {
+                continue;
+            }
             let have = first(entry, attr);
             match (want, have) {
                 (Some(w), h) if h.as_deref() != Some(w.as_str()) => {
@@ -712,16 +958,19 @@ impl LdapConnector {
     }
 
     async fn move_to(&self, entry: &SearchEntry, parent: &str) -> Result<String, ConnectorError> {
-        let rdn = entry
-            .dn
-            .split_once(',')
-            .map(|x| x.0)
-            .unwrap_or(&entry.dn)
-            .to_owned();
-        let current_parent = entry.dn.split_once(',').map(|x| x.1).unwrap_or_default();
-        if current_parent.eq_ignore_ascii_case(parent) {
+        let bad = |e: dn::DnError| ConnectorError::permanent(&self.cfg.name, e.to_string());
+        let current = dn::parse(&entry.dn).map_err(bad)?;
+        let target = dn::parse(parent).map_err(bad)?;
+        if current.is_child_of(&target) {
             return Ok(entry.dn.clone());
         }
+        let Some((rdn, _)) = current.split_first() else {
+            return Err(ConnectorError::permanent(
+                &self.cfg.name,
+                "cannot move the root DN",
+            ));
+        };
+        let rdn = rdn.to_owned();
         let (dn, p) = (entry.dn.clone(), parent.to_owned());
         let r2 = rdn.clone();
         let (rc, text) = self
@@ -808,6 +1057,7 @@ impl LdapConnector {
                     .map(|s| s.as_bytes().to_vec())),
             ),
             (b"uid".to_vec(), set([key.as_bytes().to_vec()])),
+            self.mark_attr(),
         ];
         for (attr, want) in self.desired(spec) {
             if let Some(w) = want {
@@ -836,6 +1086,7 @@ impl LdapConnector {
                     .map(|s| s.as_bytes().to_vec())),
             ),
             (b"sAMAccountName".to_vec(), set([key.as_bytes().to_vec()])),
+            self.mark_attr(),
         ];
         for (attr, want) in self.desired(spec) {
             if let Some(w) = want {
@@ -860,6 +1111,14 @@ impl LdapConnector {
         ));
         self.add_entry(&dn, attrs).await?;
         Ok(dn)
+    }
+
+    /// This hub's owner mark, for a new entry.
+    fn mark_attr(&self) -> (Vec<u8>, HashSet<Vec<u8>>) {
+        (
+            self.cfg.ownership.owner_attribute.as_bytes().to_vec(),
+            set([self.ownership.mark.as_bytes().to_vec()]),
+        )
     }
 
     async fn add_entry(
@@ -967,9 +1226,9 @@ impl Connector for LdapConnector {
 
     async fn create_or_adopt(&self, spec: &AccountSpec) -> Result<AccountRef, ConnectorError> {
         let key = &spec.account.key;
+        self.ownership.check_not_protected("account", key)?;
         if let Some(entry) = self.find(key).await? {
-            self.converge(&entry, spec).await?;
-            return Ok(AccountRef::new(key.clone()).with_id(entry.dn));
+            return self.adopt(entry, spec).await;
         }
         let dn = if self.is_ad() {
             self.create_ad(spec).await
@@ -978,44 +1237,38 @@ impl Connector for LdapConnector {
         };
         match dn {
             Ok(dn) => Ok(AccountRef::new(key.clone()).with_id(dn)),
-            // created concurrently (68 entryAlreadyExists): adopt it
+            // created concurrently (68 entryAlreadyExists): adopt it under the same rules
             Err(e) if e.message.contains("LDAP result 68") => {
                 let entry = self.must_find(key).await?;
-                self.converge(&entry, spec).await?;
-                Ok(AccountRef::new(key.clone()).with_id(entry.dn))
+                self.adopt(entry, spec).await
             }
             Err(e) => Err(e),
         }
     }
 
     async fn update(&self, spec: &AccountSpec) -> Result<(), ConnectorError> {
-        let entry = self.must_find(&spec.account.key).await?;
-        self.converge(&entry, spec).await
+        let key = &spec.account.key;
+        self.ownership.check_not_protected("account", key)?;
+        let entry = self.must_find(key).await?;
+        self.check_manage(key, &entry)?;
+        self.converge(&entry, spec, false).await
     }
 
     async fn set_enabled(&self, account: &AccountRef, enabled: bool) -> Result<(), ConnectorError> {
+        self.ownership
+            .check_not_protected("account", &account.key)?;
         let entry = self.must_find(&account.key).await?;
-        match &self.cfg.flavor {
-            LdapFlavor::ActiveDirectory(_) => self.set_uac(&entry, enabled).await,
-            LdapFlavor::Generic(g) => {
-                if !enabled && g.disable_removes_groups {
-                    self.remove_from_all_groups(&entry).await?;
-                }
-                match &g.disable {
-                    DisableMethod::MoveToOu(ou) => {
-                        let target = if enabled { &self.cfg.users_dn } else { ou };
-                        self.move_to(&entry, target).await.map(|_| ())
-                    }
-                    DisableMethod::PpolicyLock => self.ppolicy_lock(&entry.dn, !enabled).await,
-                }
-            }
-        }
+        self.check_manage(&account.key, &entry)?;
+        self.enable_entry(&entry, enabled).await.map(|_| ())
     }
 
     async fn delete(&self, account: &AccountRef) -> Result<(), ConnectorError> {
+        self.ownership
+            .check_not_protected("account", &account.key)?;
         let Some(entry) = self.find(&account.key).await? else {
             return Ok(());
         };
+        self.check_manage(&account.key, &entry)?;
         match &self.cfg.flavor {
             LdapFlavor::ActiveDirectory(ad) if ad.leave == AdLeave::DisableAndMove => {
                 self.set_uac(&entry, false).await?;
@@ -1030,20 +1283,30 @@ impl Connector for LdapConnector {
     }
 
     async fn grant(&self, account: &AccountRef, e: &Entitlement) -> Result<(), ConnectorError> {
+        self.ownership
+            .check_not_protected("account", &account.key)?;
+        self.check_group_not_protected(e, None)?;
         let group = self.group_dn(e).await?.ok_or_else(|| {
             ConnectorError::permanent(&self.cfg.name, format!("no group {}", e.id))
         })?;
+        self.check_group_not_protected(e, Some(&group))?;
         let entry = self.must_find(&account.key).await?;
+        self.check_manage(&account.key, &entry)?;
         self.add_member(&group, &entry.dn).await
     }
 
     async fn revoke(&self, account: &AccountRef, e: &Entitlement) -> Result<(), ConnectorError> {
+        self.ownership
+            .check_not_protected("account", &account.key)?;
+        self.check_group_not_protected(e, None)?;
         let Some(group) = self.group_dn(e).await? else {
             return Ok(());
         };
+        self.check_group_not_protected(e, Some(&group))?;
         let Some(entry) = self.find(&account.key).await? else {
             return Ok(());
         };
+        self.check_manage(&account.key, &entry)?;
         self.remove_member(&group, &entry.dn).await
     }
 
@@ -1067,7 +1330,7 @@ impl Connector for LdapConnector {
         let size = self.cfg.page_size;
         let base = self.cfg.search_base.clone();
         let filter = self.all_users_filter().to_owned();
-        let attrs: Vec<String> = USER_ATTRS.iter().map(|a| (*a).to_owned()).collect();
+        let attrs = self.user_attrs();
         let res = self
             .run("paged search", |mut l| async move {
                 l.with_controls(PagedResults { size, cookie })
@@ -1133,18 +1396,57 @@ fn first(entry: &SearchEntry, attr: &str) -> Option<String> {
         .and_then(|(_, v)| v.first().cloned())
 }
 
-fn dn_under(dn: &str, parent: &str) -> bool {
-    let (dn, parent) = (dn.to_ascii_lowercase(), parent.to_ascii_lowercase());
-    dn.ends_with(&format!(",{parent}"))
+/// Checks what the policy checker cannot see in the types: `managed_ous` are DNs and cover
+/// `users_dn`, and the owner attribute is named.
+pub fn check_ownership(cfg: &LdapConfig) -> Result<(), String> {
+    if cfg.ownership.owner_attribute.trim().is_empty() {
+        return Err("owner_attribute must not be empty".into());
+    }
+    managed_scope(cfg).map(|_| ())
 }
 
-/// `CN=Engineering,OU=Groups,…` → `Engineering`.
+/// The managed subtrees of `cfg`, parsed; `users_dn` must lie within them.
+fn managed_scope(cfg: &LdapConfig) -> Result<Vec<Dn>, String> {
+    let mut ous = cfg.ownership.managed_ous.clone();
+    if ous.is_empty() {
+        ous.push(cfg.users_dn.clone());
+        match &cfg.flavor {
+            LdapFlavor::Generic(GenericLdap {
+                disable: DisableMethod::MoveToOu(ou),
+                ..
+            }) => ous.push(ou.clone()),
+            // whatever `leave` says now: leavers moved there earlier stay the hub's
+            LdapFlavor::ActiveDirectory(ad) => ous.push(ad.leavers_ou.clone()),
+            _ => {}
+        }
+    }
+    let scope = ous
+        .iter()
+        .map(|o| dn::parse(o).map_err(|e| format!("managed_ous: {e}")))
+        .collect::<Result<Vec<Dn>, String>>()?;
+    let users = dn::parse(&cfg.users_dn).map_err(|e| format!("users_dn: {e}"))?;
+    if !scope.iter().any(|s| users.is_within(s)) {
+        return Err(format!(
+            "users_dn {:?} is outside managed_ous: the hub could not manage what it creates",
+            cfg.users_dn
+        ));
+    }
+    Ok(scope)
+}
+
+fn dn_under(dn: &str, parent: &str) -> bool {
+    match (dn::parse(dn), dn::parse(parent)) {
+        (Ok(d), Ok(p)) => d.rdns.len() > p.rdns.len() && d.is_within(&p),
+        _ => false,
+    }
+}
+
+/// `CN=Engineering,OU=Groups,…` → `Engineering`; `CN=Doe\, John,…` → `Doe, John`.
 fn rdn_value(dn: &str) -> String {
-    let rdn = dn.split(',').next().unwrap_or(dn);
-    rdn.split_once('=')
-        .map(|x| x.1)
-        .unwrap_or(rdn)
-        .replace('\\', "")
+    dn::parse(dn)
+        .ok()
+        .and_then(|d| d.first_value().map(str::to_owned))
+        .unwrap_or_else(|| dn.to_owned())
 }
 
 /// A password from the spec (SCIM `password`), if any.
@@ -1187,7 +1489,16 @@ mod tests {
     fn helpers() {
         assert_eq!(unicode_pwd("a"), vec![b'"', 0, b'a', 0, b'"', 0]);
         assert_eq!(rdn_value("CN=Engineering,OU=Groups,DC=x"), "Engineering");
+        assert_eq!(rdn_value(r"CN=Doe\, John,OU=People,DC=x"), "Doe, John");
         assert!(dn_under("uid=a,ou=Disabled,dc=x", "ou=disabled,dc=x"));
+        assert!(dn_under(
+            r"cn=Doe\, John,ou=Disabled,dc=x",
+            "ou=disabled,dc=x"
+        ));
+        assert!(!dn_under(
+            r"cn=x\,ou=Disabled,dc=x",
+            "ou=disabled,dc=x,dc=y"
+        ));
         let pw = random_password().expect("pw");
         assert_eq!(pw.len(), 32);
     }

@@ -8,7 +8,10 @@
 //!
 //! This crate depends only on `scim-schema`; it knows nothing of the database or the HTTP server.
 
+pub mod dn;
 pub mod memory;
+pub mod operation;
+pub mod ownership;
 pub mod secret;
 
 pub mod http;

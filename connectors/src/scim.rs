@@ -2,8 +2,11 @@
 //! documented differences of Slack's and GitHub Enterprise Managed Users' SCIM APIs.
 //!
 //! * **create or adopt** — looks the user up by a `userName` (and/or `externalId`) filter first;
-//!   an existing user is adopted and brought to the spec. A `409` (or `400 uniqueness`) on POST
-//!   means someone created it meanwhile: look it up again and adopt.
+//!   an existing user is adopted under [`crate::ownership`]'s rules (never a protected userName;
+//!   only users matching `managed_filter`; with `adopt = "unowned"`, only users without an
+//!   `externalId` or with the spec's) and brought to the spec with `active=true`. A `409` (or `400
+//!   uniqueness`) on POST means someone created it meanwhile: look it up again and adopt under
+//!   the same rules. New users are POSTed with `active=true`.
 //! * **update** — `PATCH` with one `replace` per changed attribute (extension attributes by their
 //!   fully qualified path), or `PUT` of the merged resource, per [`UpdateMethod`]. Nothing is sent
 //!   when nothing changed.
@@ -35,10 +38,14 @@ use crate::connector::{Capabilities, Capability, Connector};
 use crate::error::{ConnectorError, ErrorKind};
 use crate::http::{self, HttpClient, HttpResponse};
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
+use crate::ownership::{Adopt, Mark, Ownership};
 use crate::secret::{Secret, SecretRef};
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const SCIM_JSON: &str = "application/scim+json";
+/// userNames the connector never adopts, modifies, disables or deletes (`protected_accounts`
+/// adds to them).
+pub const DEFAULT_PROTECTED: &[&str] = &["root", "admin", "administrator"];
 
 /// Which provider's documented differences to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -193,6 +200,16 @@ pub struct ScimSettings {
     /// Bound on every HTTP call, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// `never`, `unowned` (default) or `always` (see [`Adopt`]).
+    #[serde(default)]
+    pub adopt: Adopt,
+    /// userNames and globs never touched, added to [`DEFAULT_PROTECTED`].
+    #[serde(default)]
+    pub protected_accounts: Vec<String>,
+    /// A SCIM filter the provider's users must match to be managed (e.g.
+    /// `userType eq "Employee"`), evaluated by the hub on the user it reads; default: all.
+    #[serde(default)]
+    pub managed_filter: Option<String>,
 }
 
 impl ScimSettings {
@@ -206,6 +223,9 @@ impl ScimSettings {
             groups_by: GroupRef::Id,
             page_size: default_page_size(),
             timeout_ms: default_timeout_ms(),
+            adopt: Adopt::default(),
+            protected_accounts: Vec::new(),
+            managed_filter: None,
         }
     }
 }
@@ -218,6 +238,13 @@ pub struct ScimConnector {
     base: Url,
     http: HttpClient,
     token: Secret,
+    ownership: Ownership,
+    managed_filter: Option<Filter>,
+}
+
+/// Parses `managed_filter` (also used by the policy checker).
+pub fn parse_managed_filter(text: &str) -> Result<Filter, String> {
+    scim_schema::filter::parse_filter(text).map_err(|e| format!("managed_filter: {e}"))
 }
 
 impl ScimConnector {
@@ -225,12 +252,28 @@ impl ScimConnector {
         let base = http::parse_base_url(name, "base_url", &settings.base_url)?;
         let http =
             HttpClient::new(name, Duration::from_millis(settings.timeout_ms))?.redacting(&token);
+        let managed_filter = settings
+            .managed_filter
+            .as_deref()
+            .map(parse_managed_filter)
+            .transpose()
+            .map_err(|m| ConnectorError::permanent(name, m))?;
+        // the owner's mark is the externalId the hub sends, so there is no owner id to set
+        let ownership = Ownership::new(
+            name,
+            settings.adopt,
+            DEFAULT_PROTECTED,
+            &settings.protected_accounts,
+            "externalId",
+        );
         Ok(ScimConnector {
             name: name.to_owned(),
             settings,
             base,
             http,
             token,
+            ownership,
+            managed_filter,
         })
     }
 
@@ -424,6 +467,72 @@ impl ScimConnector {
         }
     }
 
+    fn in_scope(&self, user: &Value) -> bool {
+        match (&self.managed_filter, user.as_object()) {
+            (None, _) => true,
+            (Some(f), Some(u)) => scim_schema::filter::matches(f, u, None),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The owner's mark of a provider user: its `externalId`, which is ours when it is the one
+    /// the spec carries (`attributes`), another owner's when it differs.
+    fn mark_of(&self, user: &Value, attributes: Option<&Map<String, Value>>) -> Mark {
+        let theirs = user
+            .get("externalId")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let ours = attributes
+            .and_then(|a| a.get("externalId"))
+            .and_then(Value::as_str);
+        match (theirs, ours) {
+            (None, _) => Mark::None,
+            (Some(t), Some(o)) if t == o => Mark::Ours,
+            (Some(t), _) => Mark::Other(format!("externalId {t}")),
+        }
+    }
+
+    /// Refuses a provider user that is protected by its key or its `userName`.
+    fn check_not_protected(&self, key: &str, user: Option<&Value>) -> Result<(), ConnectorError> {
+        self.ownership.check_not_protected("account", key)?;
+        if let Some(name) = user.and_then(|u| u.get("userName")).and_then(Value::as_str) {
+            self.ownership.check_not_protected("account", name)?;
+        }
+        Ok(())
+    }
+
+    /// Adopts `existing` under the ownership rules, then brings it to `spec`, enabled.
+    async fn adopt(
+        &self,
+        existing: &Value,
+        spec: &AccountSpec,
+    ) -> Result<AccountRef, ConnectorError> {
+        let key = &spec.account.key;
+        self.check_not_protected(key, Some(existing))?;
+        self.ownership.may_adopt(
+            key,
+            self.in_scope(existing),
+            &self.mark_of(existing, Some(&spec.attributes)),
+        )?;
+        self.bring_to(existing, spec, true).await
+    }
+
+    /// The provider's id of an existing user after the checks for modifying it (protected,
+    /// scope); `None` when it does not exist.
+    async fn managed_user_id(
+        &self,
+        account: &AccountRef,
+    ) -> Result<Option<String>, ConnectorError> {
+        self.check_not_protected(&account.key, None)?;
+        let Some(user) = self.find_user(account, None).await? else {
+            return Ok(None);
+        };
+        self.check_not_protected(&account.key, Some(&user))?;
+        self.ownership
+            .may_manage(&account.key, self.in_scope(&user), &Mark::None)?;
+        Ok(resource_id(&user))
+    }
+
     /// The User document to POST: the spec's attributes, `schemas` and `userName` filled in.
     fn user_document(&self, spec: &AccountSpec) -> Result<Map<String, Value>, ConnectorError> {
         let mut doc = spec.attributes.clone();
@@ -448,11 +557,13 @@ impl ScimConnector {
         Ok(doc)
     }
 
-    /// Brings `current` to `spec`; returns the account with its id.
+    /// Brings `current` to `spec` (and with `enable`, to `active=true`); returns the account
+    /// with its id.
     async fn bring_to(
         &self,
         current: &Value,
         spec: &AccountSpec,
+        enable: bool,
     ) -> Result<AccountRef, ConnectorError> {
         let id = resource_id(current).ok_or_else(|| {
             self.http.error(
@@ -460,7 +571,10 @@ impl ScimConnector {
                 "provider returned a user without an id",
             )
         })?;
-        let desired = self.user_document(spec)?;
+        let mut desired = self.user_document(spec)?;
+        if enable {
+            desired.insert("active".into(), Value::Bool(true));
+        }
         let account = AccountRef::new(spec.account.key.clone()).with_id(id.clone());
         match self.settings.update {
             UpdateMethod::Patch => {
@@ -707,13 +821,17 @@ impl Connector for ScimConnector {
     }
 
     async fn create_or_adopt(&self, spec: &AccountSpec) -> Result<AccountRef, ConnectorError> {
+        self.check_not_protected(&spec.account.key, None)?;
         if let Some(existing) = self
             .find_user(&spec.account, Some(&spec.attributes))
             .await?
         {
-            return self.bring_to(&existing, spec).await;
+            return self.adopt(&existing, spec).await;
         }
-        let doc = Value::Object(self.user_document(spec)?);
+        // the full desired state: the hub records a created account as enabled
+        let mut doc = self.user_document(spec)?;
+        doc.insert("active".into(), Value::Bool(true));
+        let doc = Value::Object(doc);
         let resp = self
             .call(Method::POST, self.url(&["Users"]), &[], Some(&doc))
             .await?;
@@ -742,13 +860,14 @@ impl Connector for ScimConnector {
                 existing = self.search_one("Users", &eq("userName", user_name)).await?;
             }
             if let Some(existing) = existing {
-                return self.bring_to(&existing, spec).await;
+                return self.adopt(&existing, spec).await;
             }
         }
         Err(self.fail(&resp))
     }
 
     async fn update(&self, spec: &AccountSpec) -> Result<(), ConnectorError> {
+        self.check_not_protected(&spec.account.key, None)?;
         let current = self
             .find_user(&spec.account, Some(&spec.attributes))
             .await?
@@ -758,11 +877,17 @@ impl Connector for ScimConnector {
                     format!("account {} does not exist", spec.account.key),
                 )
             })?;
-        self.bring_to(&current, spec).await.map(|_| ())
+        self.check_not_protected(&spec.account.key, Some(&current))?;
+        self.ownership.may_manage(
+            &spec.account.key,
+            self.in_scope(&current),
+            &self.mark_of(&current, Some(&spec.attributes)),
+        )?;
+        self.bring_to(&current, spec, false).await.map(|_| ())
     }
 
     async fn set_enabled(&self, account: &AccountRef, enabled: bool) -> Result<(), ConnectorError> {
-        let Some(id) = self.find_user_id(account).await? else {
+        let Some(id) = self.managed_user_id(account).await? else {
             if enabled {
                 return Err(self.http.error(
                     ErrorKind::Permanent,
@@ -791,7 +916,7 @@ impl Connector for ScimConnector {
     }
 
     async fn delete(&self, account: &AccountRef) -> Result<(), ConnectorError> {
-        match self.find_user_id(account).await? {
+        match self.managed_user_id(account).await? {
             Some(id) => self.delete_user(&id).await,
             None => Ok(()),
         }
@@ -808,7 +933,7 @@ impl Connector for ScimConnector {
                 format!("group {:?} does not exist", entitlement.id),
             )
         })?;
-        let uid = self.find_user_id(account).await?.ok_or_else(|| {
+        let uid = self.managed_user_id(account).await?.ok_or_else(|| {
             self.http.error(
                 ErrorKind::Permanent,
                 format!("account {} does not exist", account.key),
@@ -830,7 +955,7 @@ impl Connector for ScimConnector {
         let Some(gid) = self.group_id(entitlement).await? else {
             return Ok(());
         };
-        let Some(uid) = self.find_user_id(account).await? else {
+        let Some(uid) = self.managed_user_id(account).await? else {
             return Ok(());
         };
         let path = PatchPath {

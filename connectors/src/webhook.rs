@@ -5,11 +5,14 @@
 //! `X-Scimhub-Timestamp` and `v1=<hex HMAC-SHA256(secret, "{timestamp}.{body}")>` in
 //! `X-Scimhub-Signature`. A receiver recomputes the MAC over the exact bytes it received, compares
 //! in constant time, and rejects timestamps outside its tolerance (replays); [`verify`] does all
-//! of that. Each event also carries a unique `id` (`X-Scimhub-Event-Id`) for de-duplication.
+//! of that. Each event also carries an `id` (`X-Scimhub-Event-Id`) for de-duplication: it is
+//! derived from the hub's operation (the outbox row), so every retry of one operation carries
+//! the same id, and distinct operations (even with equal content) distinct ids. A receiver that
+//! has already applied an id should answer 2xx again without re-applying it.
 //!
 //! Delivery: 2xx is success; 408/429/5xx and transport failures are retryable (with Retry-After);
 //! other 4xx are permanent. The engine retries; each retry is a new signed delivery with the same
-//! content but a fresh timestamp and id.
+//! id and content but a fresh timestamp (and signature).
 //!
 //! Event body:
 //! ```json
@@ -37,6 +40,7 @@ use crate::connector::{Capabilities, Capability, Connector};
 use crate::error::{ConnectorError, ErrorKind};
 use crate::http::{self, HttpClient};
 use crate::model::{AccountRef, AccountSpec, Entitlement};
+use crate::operation;
 use crate::secret::{Secret, SecretRef};
 
 pub const TIMESTAMP_HEADER: &str = "X-Scimhub-Timestamp";
@@ -177,15 +181,29 @@ impl WebhookConnector {
         Self::new(name, settings, secret)
     }
 
-    fn event_id(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let now = chrono::Utc::now();
-        let digest = Sha256::new()
-            .chain_update(self.name.as_bytes())
-            .chain_update(std::process::id().to_le_bytes())
-            .chain_update(now.timestamp_nanos_opt().unwrap_or_default().to_le_bytes())
-            .chain_update(n.to_le_bytes())
-            .finalize();
+    /// The event id: derived from the operation the worker runs ([`crate::operation`]), so
+    /// every retry of one operation carries the same id and receivers can de-duplicate; outside
+    /// a worker (direct library use) a fresh one per delivery.
+    fn event_id(&self, event_type: &str) -> String {
+        let digest = match operation::current() {
+            Some(op) => Sha256::new()
+                .chain_update(self.name.as_bytes())
+                .chain_update([0])
+                .chain_update(op.as_bytes())
+                .chain_update([0])
+                .chain_update(event_type.as_bytes())
+                .finalize(),
+            None => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                let now = chrono::Utc::now();
+                Sha256::new()
+                    .chain_update(self.name.as_bytes())
+                    .chain_update(std::process::id().to_le_bytes())
+                    .chain_update(now.timestamp_nanos_opt().unwrap_or_default().to_le_bytes())
+                    .chain_update(n.to_le_bytes())
+                    .finalize()
+            }
+        };
         format!("evt_{}", hex::encode(&digest[..16]))
     }
 
@@ -212,7 +230,7 @@ impl WebhookConnector {
         account: &AccountRef,
         data: Value,
     ) -> Result<Value, ConnectorError> {
-        let id = self.event_id();
+        let id = self.event_id(event_type);
         let now = chrono::Utc::now();
         let event = json!({
             "id": id,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connectors::aws_iam::{AwsIamConfig, AwsIamConnector, LeaveMode, SUSPENDED_TAG};
+use connectors::ownership::Adopt;
 use connectors::secret::Secret;
 use connectors::{AccountRef, AccountSpec, Capability, Connector, Entitlement, ErrorKind};
 use serde_json::json;
@@ -133,10 +134,13 @@ async fn iam_lifecycle_create_adopt_update_grant_revoke_disable_list_delete() {
         "Jane Q. Doe"
     );
 
-    // adopt a user created outside scimhub, at another path and without tags
-    c.call("CreateUser", &[("UserName", "legacy")])
-        .await
-        .expect("legacy");
+    // adopt a user created outside scimhub, at another path inside the managed one, untagged
+    c.call(
+        "CreateUser",
+        &[("UserName", "legacy"), ("Path", "/scimhub/old/")],
+    )
+    .await
+    .expect("legacy");
     let legacy = c
         .create_or_adopt(&spec("legacy", "Legacy User", None))
         .await
@@ -146,8 +150,9 @@ async fn iam_lifecycle_create_adopt_update_grant_revoke_disable_list_delete() {
     assert_eq!(st.attributes["displayName"], "Legacy User");
     assert_eq!(
         legacy.id.as_deref(),
-        Some("arn:aws:iam::123456789012:user/legacy")
+        Some("arn:aws:iam::123456789012:user/scimhub/legacy")
     );
+    assert_eq!(st.attributes["tags"]["managed-by"], "scimhub:default");
 
     // update: new display name, email removed -> Email tag removed
     c.update(&spec("jdoe", "Jane Roe", None))
@@ -508,4 +513,97 @@ async fn iam_call_times_out_as_retryable() {
     assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
     assert!(e.message.contains("timed out"), "{e}");
     assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+/// Creates a user as someone else would (path, tags), outside the connector's rules.
+async fn create_foreign(c: &AwsIamConnector, user: &str, path: &str, tags: &[(&str, &str)]) {
+    let mut p: Vec<(String, String)> = vec![
+        ("UserName".into(), user.into()),
+        ("Path".into(), path.into()),
+    ];
+    for (i, (k, v)) in tags.iter().enumerate() {
+        p.push((format!("Tags.member.{}.Key", i + 1), (*k).into()));
+        p.push((format!("Tags.member.{}.Value", i + 1), (*v).into()));
+    }
+    let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    c.call("CreateUser", &p).await.expect("foreign user");
+}
+
+fn refused<T: std::fmt::Debug>(r: Result<T, connectors::ConnectorError>) -> String {
+    let e = r.expect_err("refused");
+    assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    e.message
+}
+
+/// Pre-existing users: `root` and configured globs are never adopted nor touched, users outside
+/// the managed path or tagged by another owner are refused, an unowned suspended one inside the
+/// path is adopted, marked and un-suspended; `never` refuses what the hub did not create,
+/// `always` takes over another owner's user. Refused users read back unchanged from moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_adoption_is_scoped_marked_and_spares_protected_users() {
+    let moto = start_moto().await;
+    let c = moto.connector(|cfg| cfg.protected_accounts = vec!["BreakGlass-*".into()]);
+    let eng = Entitlement::new("group", "engineering");
+    setup_groups_and_policy(&c).await;
+    create_foreign(&c, "root", PATH, &[]).await;
+    create_foreign(&c, "breakglass-1", PATH, &[("Owner", "secops")]).await;
+    create_foreign(&c, "ops-admin", "/admins/", &[]).await;
+    create_foreign(&c, "other", PATH, &[("managed-by", "scimhub:other-hub")]).await;
+    create_foreign(&c, "idle", PATH, &[(SUSPENDED_TAG, "true")]).await;
+    let snapshot = |user: &'static str| {
+        let c = &c;
+        async move {
+            let st = c.read(&AccountRef::new(user)).await.unwrap().expect(user);
+            (
+                st.attributes["tags"].clone(),
+                st.attributes["path"].clone(),
+                st.entitlements,
+            )
+        }
+    };
+
+    for user in ["root", "breakglass-1", "ops-admin", "other"] {
+        let before = snapshot(user).await;
+        let why = refused(c.create_or_adopt(&spec(user, "Mallory", None)).await);
+        let acct = AccountRef::new(user);
+        refused(c.update(&spec(user, "Mallory", None)).await);
+        refused(c.set_enabled(&acct, false).await);
+        refused(c.grant(&acct, &eng).await);
+        refused(c.revoke_credentials(&acct).await);
+        refused(c.delete(&acct).await);
+        assert_eq!(snapshot(user).await, before, "{user} untouched");
+        match user {
+            "root" | "breakglass-1" => assert!(why.contains("protected"), "{why}"),
+            "ops-admin" => assert!(why.contains("outside the scope"), "{why}"),
+            _ => assert!(why.contains("another owner"), "{why}"),
+        }
+    }
+
+    let idle = c
+        .create_or_adopt(&spec("idle", "Ida Le", None))
+        .await
+        .expect("adopt unowned");
+    let st = c.read(&idle).await.unwrap().unwrap();
+    assert!(st.enabled, "adoption un-suspends");
+    assert_eq!(st.attributes["tags"]["managed-by"], "scimhub:default");
+    assert_eq!(st.attributes["displayName"], "Ida Le");
+
+    let never = moto.connector(|cfg| cfg.adopt = Adopt::Never);
+    create_foreign(&c, "legacy", PATH, &[]).await;
+    let why = refused(never.create_or_adopt(&spec("legacy", "L", None)).await);
+    assert!(why.contains("never"), "{why}");
+    assert!(snapshot("legacy").await.0.get("managed-by").is_none());
+    never
+        .create_or_adopt(&spec("idle", "Ida Le", None))
+        .await
+        .expect("its own mark");
+
+    let always = moto.connector(|cfg| cfg.adopt = Adopt::Always);
+    always
+        .create_or_adopt(&spec("other", "Taken Over", None))
+        .await
+        .expect("always adopts in scope");
+    assert_eq!(snapshot("other").await.0["managed-by"], "scimhub:default");
+    refused(always.create_or_adopt(&spec("ops-admin", "X", None)).await);
+    refused(always.create_or_adopt(&spec("root", "X", None)).await);
 }

@@ -9,7 +9,9 @@ mod support_standins;
 
 use std::time::Duration;
 
-use connectors::ldap::{ActiveDirectory, AdLeave, LdapConfig, LdapConnector, LdapFlavor, LdapTls};
+use connectors::ldap::{
+    ActiveDirectory, AdLeave, LdapConfig, LdapConnector, LdapFlavor, LdapOwnership, LdapTls,
+};
 use connectors::secret::Secret;
 use connectors::{AccountRef, AccountSpec, Connector, Entitlement, ErrorKind};
 use ldap3::{LdapConnAsync, LdapConnSettings};
@@ -56,6 +58,7 @@ fn config(ca: &std::path::Path, tls: LdapTls, leave: AdLeave) -> LdapConfig {
             leavers_ou: format!("OU=Leavers,{BASE}"),
             leave,
         }),
+        ownership: LdapOwnership::default(),
     }
 }
 
@@ -126,7 +129,8 @@ async fn ad_lifecycle_against_samba_dc() {
         "the user can sign in"
     );
 
-    // adopt: again, and an account made outside scimhub (converged, left disabled)
+    // adopt: again, and an account made outside scimhub, disabled and unowned, inside OU=People
+    // (converged, marked and enabled: the hub records adopted accounts as enabled)
     assert_eq!(
         c.create_or_adopt(&spec("jdoe", "Jane", "Doe"))
             .await
@@ -144,6 +148,11 @@ async fn ad_lifecycle_against_samba_dc() {
     let st = c.read(&legacy).await.unwrap().unwrap();
     assert_eq!(st.attributes["displayName"], "Leg Acy");
     assert_eq!(st.attributes["userPrincipalName"], "legacy@example.com");
+    assert!(
+        st.enabled,
+        "adoption enables: {:?}",
+        st.attributes["userAccountControl"]
+    );
 
     // update
     c.update(&spec("jdoe", "Jane", "Roe"))
@@ -238,6 +247,81 @@ async fn ad_lifecycle_against_samba_dc() {
     del.delete(&jdoe).await.expect("delete");
     assert!(del.read(&jdoe).await.unwrap().is_none());
     del.delete(&jdoe).await.expect("delete again");
+
+    // the domain's built-in Administrator: protected (and outside OU=People); nothing is
+    // written, whatever the operation, and `adopt = "always"` changes nothing
+    let admin_dn = format!("CN=Administrator,CN=Users,{BASE}");
+    let read_admin = |a: &mut ldap3::Ldap| {
+        let dn = admin_dn.clone();
+        let mut a = a.clone();
+        async move {
+            let (e, _) = a
+                .search(&dn, ldap3::Scope::Base, "(objectClass=*)", vec!["*"])
+                .await
+                .unwrap()
+                .success()
+                .unwrap();
+            let mut attrs = ldap3::SearchEntry::construct(e.into_iter().next().unwrap()).attrs;
+            attrs.remove("lastLogon");
+            attrs.remove("logonCount");
+            attrs.remove("lastLogonTimestamp");
+            attrs.remove("badPasswordTime");
+            attrs
+        }
+    };
+    let before = read_admin(&mut a).await;
+    let mut cfg = config(&ca, LdapTls::Ldaps, AdLeave::Delete);
+    cfg.ownership.adopt = connectors::ownership::Adopt::Always;
+    cfg.ownership.managed_ous = vec![BASE.into()];
+    let always = LdapConnector::new(cfg).unwrap();
+    let administrator = AccountRef::new("Administrator");
+    for e in [
+        always
+            .create_or_adopt(&spec("Administrator", "Evil", "Mallory"))
+            .await
+            .unwrap_err(),
+        always.set_enabled(&administrator, false).await.unwrap_err(),
+        always.delete(&administrator).await.unwrap_err(),
+        always
+            .grant(&jdoe, &Entitlement::new("group", "Domain Admins"))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+        assert!(e.message.contains("protected"), "{e}");
+    }
+    assert_eq!(read_admin(&mut a).await, before, "Administrator untouched");
+
+    // a CN with a comma (from displayName "Doe, John"): created, updated, disabled, enabled,
+    // granted, and on leave moved to the leavers OU under its escaped RDN
+    let mut comma = spec("jdoe2", "John", "Doe");
+    comma
+        .attributes
+        .insert("displayName".into(), json!("Doe, John"));
+    let acct = c.create_or_adopt(&comma).await.expect("create Doe, John");
+    assert_eq!(
+        acct.id.as_deref(),
+        Some("CN=Doe\\2c John,OU=People,DC=example,DC=com")
+    );
+    comma.attributes.insert(
+        "name".into(),
+        json!({"givenName": "John", "familyName": "Doe-Smith"}),
+    );
+    c.update(&comma).await.expect("update");
+    c.set_enabled(&acct, false).await.expect("disable");
+    c.set_enabled(&acct, true).await.expect("enable");
+    c.grant(&acct, &eng).await.expect("grant");
+    c.delete(&acct).await.expect("leave");
+    let st = c.read(&acct).await.unwrap().expect("in leavers");
+    assert!(!st.enabled);
+    assert!(st.entitlements.is_empty());
+    assert_eq!(st.attributes["name"]["familyName"], "Doe-Smith");
+    let dn = st.account.id.clone().unwrap();
+    let parsed = connectors::dn::parse(&dn).unwrap();
+    assert_eq!(parsed.first_value(), Some("Doe, John"), "{dn}");
+    assert!(parsed.is_child_of(&connectors::dn::parse(&format!("OU=Leavers,{BASE}")).unwrap()));
+    del.delete(&acct).await.expect("delete Doe, John");
+    assert!(del.read(&acct).await.unwrap().is_none());
 
     // a wrong admin password: permanent, and never printed
     let mut cfg = config(&ca, LdapTls::Ldaps, AdLeave::Delete);

@@ -10,8 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use connectors::ldap::{
-    DisableMethod, GenericLdap, LdapConfig, LdapConnector, LdapFlavor, LdapTls,
+    DisableMethod, GenericLdap, LdapConfig, LdapConnector, LdapFlavor, LdapOwnership, LdapTls,
 };
+use connectors::ownership::Adopt;
 use connectors::secret::Secret;
 use connectors::{AccountRef, AccountSpec, Connector, Entitlement, ErrorKind};
 use ldap3::{LdapConnAsync, LdapConnSettings};
@@ -47,6 +48,7 @@ impl Slapd {
                 disable_removes_groups: false,
                 placeholder_member: PLACEHOLDER.into(),
             }),
+            ownership: LdapOwnership::default(),
         }
     }
 
@@ -79,6 +81,56 @@ impl Slapd {
         let mut m = e.attrs.get("member").cloned().unwrap_or_default();
         m.sort();
         m
+    }
+
+    /// An admin connection (StartTLS, no verification: test set-up only).
+    async fn admin(&self) -> ldap3::Ldap {
+        let (conn, mut ldap) = LdapConnAsync::with_settings(
+            LdapConnSettings::new().set_no_tls_verify(true),
+            &format!("ldap://127.0.0.1:{}", self.port),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(async move { conn.drive().await });
+        ldap.simple_bind(ADMIN, ADMIN_PW)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        ldap
+    }
+
+    /// Adds an entry as the directory's admin (pre-existing accounts the hub did not create).
+    async fn add(&self, dn: &str, attrs: &[(&str, &[&str])]) {
+        let attrs: Vec<(&str, std::collections::HashSet<&str>)> = attrs
+            .iter()
+            .map(|(a, v)| (*a, v.iter().copied().collect()))
+            .collect();
+        self.admin()
+            .await
+            .add(dn, attrs)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+    }
+
+    /// An entry's attributes as the directory holds them, read by its DN (`None`: no such entry).
+    async fn entry(&self, dn: &str) -> Option<std::collections::HashMap<String, Vec<String>>> {
+        let r = self
+            .admin()
+            .await
+            .search(dn, ldap3::Scope::Base, "(objectClass=*)", vec!["*"])
+            .await
+            .unwrap();
+        if r.1.rc == 32 {
+            return None;
+        }
+        let (entries, _) = r.success().unwrap();
+        entries
+            .into_iter()
+            .next()
+            .map(|e| ldap3::SearchEntry::construct(e).attrs)
     }
 
     /// Result code of a simple bind as `dn`.
@@ -415,6 +467,7 @@ async fn ldap_busy_and_unavailable_are_retryable() {
                 disable_removes_groups: false,
                 placeholder_member: PLACEHOLDER.into(),
             }),
+            ownership: LdapOwnership::default(),
         };
         let c = LdapConnector::new(cfg).unwrap();
         let e = c.read(&AccountRef::new("x")).await.unwrap_err();
@@ -443,6 +496,7 @@ async fn ldap_timeout_is_retryable() {
             disable_removes_groups: false,
             placeholder_member: PLACEHOLDER.into(),
         }),
+        ownership: LdapOwnership::default(),
     };
     let c = LdapConnector::new(cfg).unwrap();
     let start = Instant::now();
@@ -450,4 +504,218 @@ async fn ldap_timeout_is_retryable() {
     assert_eq!(e.kind, ErrorKind::Retryable, "{e}");
     assert!(e.message.contains("timed out"), "{e}");
     assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+const PEOPLE: &str = "ou=people,dc=example,dc=com";
+
+fn person<'a>(uid: &'a str, cn: &'a str) -> Vec<(&'a str, &'a [&'a str])> {
+    let mut v: Vec<(&str, &[&str])> = vec![
+        ("objectClass", &["inetOrgPerson"]),
+        ("sn", &["Before"]),
+        ("mail", &["before@example.com"]),
+    ];
+    v.push(("uid", std::slice::from_ref(Box::leak(Box::new(uid)))));
+    v.push(("cn", std::slice::from_ref(Box::leak(Box::new(cn)))));
+    v
+}
+
+fn refused(r: Result<impl std::fmt::Debug, connectors::ConnectorError>) -> String {
+    let e = r.expect_err("refused");
+    assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    e.message
+}
+
+/// Pre-existing accounts: protected ones (default list and configured globs) are never adopted
+/// nor touched, out-of-scope and other-owned ones are refused, an unowned in-scope one is
+/// adopted, marked and enabled; `never` refuses what the hub did not create, `always` takes
+/// over another owner's account. Every refusal leaves the entry as it was (read back from slapd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_adoption_is_scoped_marked_and_spares_protected_accounts() {
+    let s = Slapd::start();
+    s.add(
+        "ou=service,dc=example,dc=com",
+        &[
+            ("objectClass", &["organizationalUnit"]),
+            ("ou", &["service"]),
+        ],
+    )
+    .await;
+    let admin_dn = format!("uid=Administrator,{PEOPLE}");
+    let mut admin = person("Administrator", "Administrator");
+    admin.push(("description", &["Built-in account"]));
+    s.add(&admin_dn, &admin).await;
+    let glass_dn = format!("uid=break-glass,{PEOPLE}");
+    s.add(&glass_dn, &person("break-glass", "Break Glass"))
+        .await;
+    let outsider_dn = "uid=svc-ci,ou=service,dc=example,dc=com";
+    s.add(outsider_dn, &person("svc-ci", "CI")).await;
+    let owned_dn = format!("uid=owned,{PEOPLE}");
+    let mut owned = person("owned", "Owned");
+    owned.push(("description", &["scimhub:other-hub"]));
+    s.add(&owned_dn, &owned).await;
+    let idle_dn = "uid=idle,ou=disabled,dc=example,dc=com";
+    s.add(idle_dn, &person("idle", "Idle")).await;
+
+    let disable = DisableMethod::MoveToOu("ou=disabled,dc=example,dc=com".into());
+    let mut cfg = s.config(LdapTls::StartTls, disable.clone());
+    cfg.ownership.protected_accounts = vec!["BREAK*".into()];
+    let c = LdapConnector::new(cfg).unwrap();
+
+    let before_admin = s.entry(&admin_dn).await.unwrap();
+    let a = AccountRef::new("Administrator");
+    let why = refused(
+        c.create_or_adopt(&spec("Administrator", "Evil", "Mallory", None))
+            .await,
+    );
+    assert!(why.contains("protected"), "{why}");
+    refused(
+        c.update(&spec("administrator", "Evil", "Mallory", None))
+            .await,
+    );
+    refused(c.set_enabled(&a, false).await);
+    refused(c.grant(&a, &Entitlement::new("group", "engineering")).await);
+    refused(c.delete(&a).await);
+    assert_eq!(s.entry(&admin_dn).await.unwrap(), before_admin, "untouched");
+
+    let before = s.entry(&glass_dn).await.unwrap();
+    refused(
+        c.create_or_adopt(&spec("break-glass", "X", "Y", None))
+            .await,
+    );
+    refused(c.delete(&AccountRef::new("break-glass")).await);
+    assert_eq!(s.entry(&glass_dn).await.unwrap(), before);
+
+    let before = s.entry(outsider_dn).await.unwrap();
+    let why = refused(c.create_or_adopt(&spec("svc-ci", "X", "Y", None)).await);
+    assert!(why.contains("outside the scope"), "{why}");
+    refused(c.delete(&AccountRef::new("svc-ci")).await);
+    assert_eq!(s.entry(outsider_dn).await.unwrap(), before);
+
+    let before = s.entry(&owned_dn).await.unwrap();
+    let why = refused(c.create_or_adopt(&spec("owned", "X", "Y", None)).await);
+    assert!(why.contains("another owner"), "{why}");
+    refused(c.set_enabled(&AccountRef::new("owned"), false).await);
+    assert_eq!(s.entry(&owned_dn).await.unwrap(), before);
+
+    // a protected group is never granted, even to a managed account
+    let jdoe = c
+        .create_or_adopt(&spec("jdoe", "Jane", "Doe", None))
+        .await
+        .unwrap();
+    let why = refused(
+        c.grant(&jdoe, &Entitlement::new("group", "domain admins"))
+            .await,
+    );
+    assert!(why.contains("protected"), "{why}");
+    assert_eq!(
+        s.entry(&format!("uid=jdoe,{PEOPLE}")).await.unwrap()["description"],
+        vec!["scimhub:default"],
+        "what the hub creates carries its mark"
+    );
+
+    // unowned, in scope (the disabled OU), disabled: adopted, marked, converged and enabled
+    let idle = c
+        .create_or_adopt(&spec("idle", "Ida", "Le", None))
+        .await
+        .expect("adopt");
+    let now_dn = format!("uid=idle,{PEOPLE}");
+    assert_eq!(idle.id.as_deref(), Some(now_dn.as_str()));
+    assert!(s.entry(idle_dn).await.is_none());
+    let e = s.entry(&now_dn).await.unwrap();
+    assert_eq!(e["description"], vec!["scimhub:default"]);
+    assert_eq!(e["sn"], vec!["Le"]);
+    assert!(c.read(&idle).await.unwrap().unwrap().enabled);
+
+    // never: the pre-existing `legacy` is refused; what this hub created is still its own
+    let mut cfg = s.config(LdapTls::StartTls, disable.clone());
+    cfg.ownership.adopt = Adopt::Never;
+    let never = LdapConnector::new(cfg).unwrap();
+    let before = s.entry(&format!("uid=legacy,{PEOPLE}")).await.unwrap();
+    let why = refused(never.create_or_adopt(&spec("legacy", "X", "Y", None)).await);
+    assert!(why.contains("never"), "{why}");
+    assert_eq!(
+        s.entry(&format!("uid=legacy,{PEOPLE}")).await.unwrap(),
+        before
+    );
+    never
+        .create_or_adopt(&spec("jdoe", "Jane", "Doe", None))
+        .await
+        .expect("its own mark");
+
+    // always: another owner's in-scope account is taken over and re-marked
+    let mut cfg = s.config(LdapTls::StartTls, disable);
+    cfg.ownership.adopt = Adopt::Always;
+    let always = LdapConnector::new(cfg).unwrap();
+    always
+        .create_or_adopt(&spec("owned", "Own", "Ed", None))
+        .await
+        .expect("always adopts");
+    assert_eq!(
+        s.entry(&owned_dn).await.unwrap()["description"],
+        vec!["scimhub:default"]
+    );
+    refused(
+        always
+            .create_or_adopt(&spec("svc-ci", "X", "Y", None))
+            .await,
+    );
+    refused(
+        always
+            .create_or_adopt(&spec("Administrator", "X", "Y", None))
+            .await,
+    );
+    assert_eq!(s.entry(&admin_dn).await.unwrap(), before_admin);
+}
+
+/// An entry whose CN holds an escaped comma (`cn=Doe\, John`, as AD names accounts after their
+/// display name) is updated, disabled (moved), enabled, granted and deleted; a group with a
+/// comma in its name reads back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_dn_with_an_escaped_comma_goes_through_the_lifecycle() {
+    let s = Slapd::start();
+    let dn = format!("cn=Doe\\, John,{PEOPLE}");
+    s.add(&dn, &person("jdoe", "Doe, John")).await;
+    s.add(
+        "cn=Eng\\, Ops,ou=groups,dc=example,dc=com",
+        &[
+            ("objectClass", &["groupOfNames"]),
+            ("cn", &["Eng, Ops"]),
+            ("member", &[PLACEHOLDER]),
+        ],
+    )
+    .await;
+    let c = LdapConnector::new(s.config(
+        LdapTls::StartTls,
+        DisableMethod::MoveToOu("ou=disabled,dc=example,dc=com".into()),
+    ))
+    .unwrap();
+    let acct = c
+        .create_or_adopt(&spec("jdoe", "John", "Doe", None))
+        .await
+        .expect("adopt");
+    c.update(&spec("jdoe", "John", "Doe-Smith", None))
+        .await
+        .expect("update");
+    c.grant(&acct, &Entitlement::new("group", "Eng, Ops"))
+        .await
+        .expect("grant");
+    let st = c.read(&acct).await.unwrap().unwrap();
+    assert_eq!(st.entitlements, vec![Entitlement::new("group", "Eng, Ops")]);
+    assert_eq!(st.attributes["name"]["familyName"], "Doe-Smith");
+
+    c.set_enabled(&acct, false).await.expect("disable");
+    let st = c.read(&acct).await.unwrap().unwrap();
+    assert!(!st.enabled);
+    let moved = s
+        .entry("cn=Doe\\, John,ou=disabled,dc=example,dc=com")
+        .await;
+    assert_eq!(moved.unwrap()["cn"], vec!["Doe, John"]);
+    c.set_enabled(&acct, false).await.expect("disable twice");
+    c.set_enabled(&acct, true).await.expect("enable");
+    assert!(c.read(&acct).await.unwrap().unwrap().enabled);
+    assert!(s.entry(&dn).await.is_some());
+
+    c.delete(&acct).await.expect("delete");
+    assert!(s.entry(&dn).await.is_none());
+    assert!(c.read(&acct).await.unwrap().is_none());
 }

@@ -9,6 +9,7 @@ mod scim_http;
 
 use std::time::{Duration, Instant};
 
+use connectors::ownership::Adopt;
 use connectors::scim::{
     DisableMethod, GroupRef, MatchBy, ScimConnector, ScimSettings, UpdateMethod,
 };
@@ -90,6 +91,24 @@ async fn lifecycle(base: &str, token: &str) {
         .expect("adopted");
     assert_eq!(stored["displayName"], "Alex");
     assert_eq!(stored["externalId"], "hr-asmith");
+
+    // adopt a disabled one: the spec leaves `active` out, the account still ends active
+    let dormant = scim2_standin::create_user(
+        base,
+        token,
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+               "userName": "dormant", "active": false}),
+    )
+    .await;
+    let mut no_active = person("dormant", "Dora");
+    no_active.as_object_mut().expect("object").remove("active");
+    c.create_or_adopt(&spec("dormant", no_active))
+        .await
+        .expect("adopt disabled");
+    let stored = scim2_standin::get_user(base, token, &dormant)
+        .await
+        .expect("adopted");
+    assert_eq!(stored["active"], json!(true), "{stored}");
 
     // update (by key only: the connector finds the id)
     let mut changed = person("jdoe", "Janet");
@@ -177,7 +196,10 @@ async fn lifecycle(base: &str, token: &str) {
         }
     }
     seen.sort();
-    assert_eq!(seen, vec!["asmith", "jdoe", "user0", "user1", "user2"]);
+    assert_eq!(
+        seen,
+        vec!["asmith", "dormant", "jdoe", "user0", "user1", "user2"]
+    );
     assert_eq!(pages, 3);
 
     // delete, twice (gone is success); read gives None
@@ -259,7 +281,22 @@ async fn scim2_server_conflict_on_create_adopts() {
                "userName": "clash", "externalId": "old-id"}),
     )
     .await;
+    // its externalId is another owner's mark: by default the hub refuses it
     let c = connector(base, token, |s| s.match_by = Some(MatchBy::ExternalId));
+    let err = c
+        .create_or_adopt(&spec("clash", person("clash", "C")))
+        .await
+        .expect_err("another owner's account");
+    assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+    let stored = scim2_standin::get_user(base, token, &pre)
+        .await
+        .expect("test set-up");
+    assert_eq!(stored["externalId"], "old-id");
+    // adopt = "always" takes it over
+    let c = connector(base, token, |s| {
+        s.match_by = Some(MatchBy::ExternalId);
+        s.adopt = Adopt::Always;
+    });
     let acct = c
         .create_or_adopt(&spec("clash", person("clash", "C")))
         .await
@@ -373,6 +410,10 @@ async fn server_errors_are_retryable_and_404_on_delete_is_success() {
             "DELETE" => {
                 Response::json(404, json!({"status": "404", "detail": "no such user"})).into()
             }
+            // the connector reads the user before deleting it (protected? in scope?)
+            "GET" if req.raw_path.ends_with("/Users/42") => {
+                Response::json(200, json!({"id": "42", "userName": "gone"})).into()
+            }
             _ => Response::empty(503).into(),
         }
     })
@@ -483,4 +524,161 @@ async fn github_emu_profile_adds_roles_headers_and_requires_external_id() {
     };
     assert_eq!(get("x-github-api-version").as_deref(), Some("2022-11-28"));
     assert_eq!(get("accept").as_deref(), Some("application/scim+json"));
+}
+
+fn user(v: Value) -> Value {
+    let mut v = v;
+    v["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User"]);
+    v
+}
+
+/// Pre-existing provider users: protected userNames (defaults and configured globs) are never
+/// adopted nor touched, users outside `managed_filter` and users with another `externalId` are
+/// refused, an unowned disabled one is adopted and ends `active=true`; `never` refuses what the
+/// hub did not create. Every refused user reads back unchanged from scim2-server.
+#[tokio::test]
+async fn scim2_server_adoption_rules_and_active_on_adopt() {
+    let server = scim2_standin::start("downstream-secret").await;
+    let (base, token) = (server.base_url.as_str(), server.token.as_str());
+    let admin = scim2_standin::create_user(
+        base,
+        token,
+        user(
+            json!({"userName": "Administrator", "displayName": "Built-in", "userType": "Employee"}),
+        ),
+    )
+    .await;
+    let svc = scim2_standin::create_user(
+        base,
+        token,
+        user(json!({"userName": "svc-build", "userType": "Employee"})),
+    )
+    .await;
+    let outsider = scim2_standin::create_user(
+        base,
+        token,
+        user(json!({"userName": "outsider", "userType": "Contractor"})),
+    )
+    .await;
+    let owned = scim2_standin::create_user(
+        base,
+        token,
+        user(json!({"userName": "owned", "externalId": "other-idp-7", "userType": "Employee"})),
+    )
+    .await;
+    let idle = scim2_standin::create_user(
+        base,
+        token,
+        user(json!({"userName": "idle", "active": false, "userType": "Employee"})),
+    )
+    .await;
+    let c = connector(base, token, |s| {
+        s.managed_filter = Some(r#"userType eq "Employee""#.into());
+        s.protected_accounts = vec!["SVC-*".into()];
+    });
+    let employee = |name: &str| {
+        let mut p = person(name, "Mallory");
+        p.as_object_mut().expect("test set-up").remove("active");
+        p["userType"] = json!("Employee");
+        spec(name, p)
+    };
+    for (name, id, why) in [
+        ("Administrator", &admin, "protected"),
+        ("svc-build", &svc, "protected"),
+        ("outsider", &outsider, "outside the scope"),
+        ("owned", &owned, "another owner"),
+    ] {
+        let before = scim2_standin::get_user(base, token, id)
+            .await
+            .expect("test set-up");
+        let err = c.create_or_adopt(&employee(name)).await.expect_err(name);
+        assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+        assert!(err.message.contains(why), "{err}");
+        let acct = AccountRef::new(name);
+        let err = c.update(&employee(name)).await.expect_err(name);
+        assert_eq!(err.kind, ErrorKind::Refused);
+        // without a spec the other owner's externalId is unknown; the hub never adopted it,
+        // so it never disables or deletes it (protected and out-of-scope users are refused)
+        if name != "owned" {
+            for r in [c.set_enabled(&acct, false).await, c.delete(&acct).await] {
+                assert_eq!(r.expect_err(name).kind, ErrorKind::Refused);
+            }
+        }
+        let mut after = scim2_standin::get_user(base, token, id).await.expect(name);
+        let mut before = before;
+        for v in [&mut before, &mut after] {
+            v.as_object_mut().expect("test set-up").remove("meta");
+        }
+        assert_eq!(after, before, "{name} untouched");
+    }
+
+    // unowned, in scope, disabled: the spec has no `active`, the account ends active
+    let adopted = c.create_or_adopt(&employee("idle")).await.expect("adopt");
+    assert_eq!(adopted.id.as_deref(), Some(idle.as_str()));
+    let stored = scim2_standin::get_user(base, token, &idle)
+        .await
+        .expect("test set-up");
+    assert_eq!(stored["active"], json!(true), "{stored}");
+    assert_eq!(stored["externalId"], "hr-idle");
+
+    let never = connector(base, token, |s| s.adopt = Adopt::Never);
+    scim2_standin::create_user(base, token, user(json!({"userName": "legacy"}))).await;
+    let err = never
+        .create_or_adopt(&spec("legacy", person("legacy", "L")))
+        .await
+        .expect_err("never");
+    assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+    never
+        .create_or_adopt(&employee("idle"))
+        .await
+        .expect("its own externalId");
+}
+
+/// A created account is POSTed with `active: true` even when the policy's attributes leave
+/// `active` out, and adopting a disabled one PATCHes `active` to true.
+#[tokio::test]
+async fn create_sends_active_and_adopt_enables() {
+    use std::sync::{Arc, Mutex};
+    let bodies: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let b = bodies.clone();
+    let server = scim_http::serve(move |req: scim_http::Request| {
+        let body = req.json().unwrap_or(Value::Null);
+        b.lock()
+            .expect("test set-up")
+            .push((req.method.clone(), body.clone()));
+        let filter = req.query.contains("filter=");
+        match req.method.as_str() {
+            "GET" if filter && req.query.contains("idle") => Response::json(
+                200,
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                       "totalResults": 1, "Resources": [
+                           {"id": "u-idle", "userName": "idle", "active": false}]}),
+            ),
+            "GET" => Response::json(
+                200,
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                       "totalResults": 0, "Resources": []}),
+            ),
+            "POST" => Response::json(201, json!({"id": "u-new", "userName": "new"})),
+            _ => Response::json(200, json!({"id": "u-idle"})),
+        }
+    })
+    .await;
+    let c = connector(&server.url("/scim/v2"), "t", |_| {});
+    c.create_or_adopt(&spec("new", json!({"userName": "new"})))
+        .await
+        .expect("create");
+    c.create_or_adopt(&spec("idle", json!({"userName": "idle"})))
+        .await
+        .expect("adopt");
+    let bodies = bodies.lock().expect("test set-up").clone();
+    let post = bodies.iter().find(|(m, _)| m == "POST").expect("POST");
+    assert_eq!(post.1["active"], json!(true), "{:?}", post.1);
+    let patch = bodies.iter().find(|(m, _)| m == "PATCH").expect("PATCH");
+    let ops = patch.1["Operations"].as_array().expect("test set-up");
+    assert!(
+        ops.iter()
+            .any(|o| o["path"] == "active" && o["value"] == json!(true)),
+        "{ops:?}"
+    );
 }

@@ -235,3 +235,44 @@ async fn a_receiver_that_never_answers_times_out() {
     assert!(err.message.contains("timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A delivery the receiver failed (503) and the worker's retry of the same operation carry the
+/// same event id, so a receiver that did apply the first one can drop the second; another
+/// operation with the same content gets another id.
+#[tokio::test]
+async fn retries_of_one_operation_carry_the_same_event_id() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    let server = scim_http::serve(move |req: Request| {
+        let mut ids = s.lock().expect("lock");
+        let id = req
+            .header(webhook::EVENT_ID_HEADER)
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(req.json().expect("json")["id"], json!(id));
+        ids.push(id);
+        if ids.len() == 1 {
+            Response::empty(503)
+        } else {
+            Response::json(200, json!({"ok": true}))
+        }
+    })
+    .await;
+    let c = connector(server.url("/hook"), SECRET);
+    let acct = AccountRef::new("jdoe");
+    let first = connectors::operation::scope("plan-1:41".into(), c.set_enabled(&acct, false))
+        .await
+        .expect_err("503");
+    assert!(first.is_retryable());
+    connectors::operation::scope("plan-1:41".into(), c.set_enabled(&acct, false))
+        .await
+        .expect("retry");
+    connectors::operation::scope("plan-2:42".into(), c.set_enabled(&acct, false))
+        .await
+        .expect("another operation");
+    let ids = seen.lock().expect("lock").clone();
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0].starts_with("evt_"), "{ids:?}");
+    assert_eq!(ids[0], ids[1], "a retry keeps the event id");
+    assert_ne!(ids[1], ids[2], "another operation gets another id");
+}

@@ -216,6 +216,7 @@ backends!(
     sod_violation_blocked,
     blast_radius_hold,
     retries_and_parking,
+    refusals_park_at_once,
     start_date_timer,
 );
 
@@ -566,6 +567,38 @@ fn retries_and_parking(env: Env) {
     let inc = in_tx(&env.store, incidents::list_open).unwrap();
     assert_eq!(inc.len(), 1);
     let _ = Entitlement::new("x", "y");
+}
+
+/// A connector's refusal (a protected or foreign account) is never retried: the operation is
+/// parked on its first attempt and the incident says it was refused, and why.
+fn refusals_park_at_once(env: Env) {
+    env.app("slack").fail_next([ConnectorError::refused(
+        "slack",
+        "account \"Administrator\" is protected",
+    )]);
+    let admin = env.create_user(user("Administrator", "Employee", "Support", "Agent"));
+    env.run();
+    let failed = in_tx(&env.store, |c| {
+        outbox::list_ops(c, Some(&admin), Some(outbox::OutboxStatus::Failed), 10)
+    })
+    .unwrap();
+    let create = failed
+        .iter()
+        .find(|r| r.op.contains("create_or_adopt"))
+        .expect("the create is parked");
+    assert_eq!(create.attempts, 1, "not retried");
+    let inc = in_tx(&env.store, incidents::list_open).unwrap();
+    let refused: Vec<_> = inc
+        .iter()
+        .filter(|i| i.kind == "operation_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{inc:?}");
+    assert!(
+        refused[0].reason.contains("is protected"),
+        "{}",
+        refused[0].reason
+    );
+    assert_eq!(env.holds("slack", "Administrator"), None);
 }
 
 fn start_date_timer(env: Env) {

@@ -319,7 +319,11 @@ fn record(
             }
             incidents::raise(
                 c,
-                "operation_failed",
+                if e.kind == ErrorKind::Refused {
+                    "operation_refused"
+                } else {
+                    "operation_failed"
+                },
                 Some(&row.user_id),
                 Some(&row.connector),
                 Some(row.id),
@@ -486,7 +490,11 @@ impl Workers {
                     // A panicking connector is a permanent failure of this operation, not of
                     // the worker.
                     let op = op.clone();
-                    let mut task = tokio::spawn(async move { call(conn.as_ref(), &op).await });
+                    // the same id on every retry of this row (webhook event ids)
+                    let op_id = format!("{}:{}", row.plan_id, row.id);
+                    let mut task = tokio::spawn(connectors::operation::scope(op_id, async move {
+                        call(conn.as_ref(), &op).await
+                    }));
                     let every = self.renew_every();
                     let mut beat =
                         tokio::time::interval_at(tokio::time::Instant::now() + every, every);

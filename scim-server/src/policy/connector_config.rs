@@ -14,10 +14,14 @@ use std::path::PathBuf;
 
 use connectors::aws_iam::AwsIamSettings;
 use connectors::github::GitHubSettings;
-use connectors::ldap::{AdSettings, LdapDisable, LdapSettings, LdapTls};
+use connectors::ldap::{
+    check_ownership, AdSettings, LdapConfig, LdapDisable, LdapSettings, LdapTls,
+};
 use connectors::memory::MemorySettings;
 use connectors::okta::OktaSettings;
+use connectors::scim::parse_managed_filter;
 use connectors::scim::ScimSettings;
+use connectors::secret::Secret;
 use connectors::secret::SecretRef;
 use connectors::slack::SlackSettings;
 use connectors::webhook::WebhookSettings;
@@ -114,6 +118,36 @@ fn ldap_common(
     Ok(())
 }
 
+fn scim_ownership(s: &ScimSettings) -> Result<(), SettingsError> {
+    if let Some(f) = &s.managed_filter {
+        parse_managed_filter(f).map_err(|m| bad("managed_filter", m))?;
+    }
+    Ok(())
+}
+
+fn owner_id(id: &str) -> Result<(), SettingsError> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(bad(
+            "owner_id",
+            format!("owner_id {id:?} must be letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    Ok(())
+}
+
+fn ldap_ownership_error(message: &str) -> SettingsError {
+    let key = if message.starts_with("owner_attribute") {
+        "owner_attribute"
+    } else {
+        "managed_ous"
+    };
+    bad(key, message)
+}
+
 impl ConnectorConfig {
     /// Types `settings` for connector type `kind`.
     pub fn parse(kind: &str, settings: &serde_json::Value) -> Result<Self, SettingsError> {
@@ -122,11 +156,13 @@ impl ConnectorConfig {
             "scim" => {
                 let s: ScimSettings = typed(settings)?;
                 http_url("base_url", &s.base_url)?;
+                scim_ownership(&s)?;
                 ConnectorConfig::Scim(s)
             }
             "slack" => {
                 let s: SlackSettings = typed(settings)?;
                 http_url("scim", &s.scim.base_url)?;
+                scim_ownership(&s.scim)?;
                 http_url("api_base_url", &s.api_base_url)?;
                 if s.mobile_only && s.web_only {
                     return Err(bad(
@@ -152,6 +188,21 @@ impl ConnectorConfig {
                 if !(s.path.starts_with('/') && s.path.ends_with('/')) {
                     return Err(bad("path", "path must start and end with /"));
                 }
+                if let Some(m) = &s.managed_path {
+                    if !(m.starts_with('/') && m.ends_with('/')) {
+                        return Err(bad(
+                            "managed_path",
+                            "managed_path must start and end with /",
+                        ));
+                    }
+                    if !s.path.starts_with(m.as_str()) {
+                        return Err(bad(
+                            "managed_path",
+                            "path must lie under managed_path (the hub must manage what it creates)",
+                        ));
+                    }
+                }
+                owner_id(&s.owner_id)?;
                 ConnectorConfig::AwsIam(s)
             }
             "github" => {
@@ -168,6 +219,9 @@ impl ConnectorConfig {
                 if s.disable == LdapDisable::MoveToOu && s.disabled_ou.is_none() {
                     return Err(bad("disable", "disable = \"move_to_ou\" needs disabled_ou"));
                 }
+                owner_id(&s.owner_id)?;
+                check_ownership(&LdapConfig::generic("", s.clone(), Secret::new("")))
+                    .map_err(|m| ldap_ownership_error(&m))?;
                 ConnectorConfig::Ldap(s)
             }
             "ad" => {
@@ -179,6 +233,13 @@ impl ConnectorConfig {
                         "Active Directory needs ldaps or starttls (passwords and account control)",
                     ));
                 }
+                owner_id(&s.owner_id)?;
+                check_ownership(&LdapConfig::active_directory(
+                    "",
+                    s.clone(),
+                    Secret::new(""),
+                ))
+                .map_err(|m| ldap_ownership_error(&m))?;
                 ConnectorConfig::Ad(s)
             }
             other => {

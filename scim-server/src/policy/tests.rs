@@ -348,6 +348,11 @@ fn typed_connector_settings_parse() {
     let p = Policy::parse(TYPED, "t.toml").expect("valid");
     assert_eq!(p.connectors.len(), 3);
     assert_eq!(p.connectors["aws"].settings["path"], "/scimhub/");
+    let with_ownership = TYPED.replace(
+        "path = \"/scimhub/\"",
+        "path = \"/scimhub/\"\nadopt = \"never\"\nmanaged_path = \"/\"\nprotected_accounts = [\"break-glass-*\"]\nowner_id = \"hub-eu\"",
+    );
+    Policy::parse(&with_ownership, "t.toml").expect("ownership keys");
 }
 
 #[test]
@@ -377,6 +382,30 @@ fn bad_connector_settings_are_rejected_with_lines() {
     // an inline secret does not parse at all
     let e = errors(&TYPED.replace("{ env = \"GITHUB_TOKEN\" }", "\"ghp_inline\""));
     assert!(e.starts_with("p.toml:6:"), "{e}");
+    // ownership keys: spelled right, typed, consistent
+    let e = errors(&TYPED.replace(
+        "path = \"/scimhub/\"",
+        "path = \"/scimhub/\"\nadopt = \"maybe\"",
+    ));
+    assert!(e.contains("unknown variant `maybe`"), "{e}");
+    let e = errors(&TYPED.replace(
+        "path = \"/scimhub/\"",
+        "path = \"/scimhub/\"\nmanaged_path = \"/other/\"",
+    ));
+    assert!(e.contains("path must lie under managed_path"), "{e}");
+    let e = errors(&TYPED.replace(
+        "disable = \"move_to_ou\"",
+        "managed_ous = [\"ou=service,dc=example,dc=com\"]\ndisable = \"move_to_ou\"",
+    ));
+    assert!(
+        e.contains("users_dn \"ou=people,dc=example,dc=com\" is outside managed_ous"),
+        "{e}"
+    );
+    let e = errors(&TYPED.replace(
+        "disable = \"move_to_ou\"",
+        "protected_acounts = []\ndisable = \"move_to_ou\"",
+    ));
+    assert!(e.contains("unknown field `protected_acounts`"), "{e}");
     // unknown type
     let e = errors(&TYPED.replace("type = \"github\"", "type = \"gitlab\""));
     assert!(e.starts_with("p.toml:4:"), "{e}");
