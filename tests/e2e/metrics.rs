@@ -216,6 +216,13 @@ fn separate_listener(backend: Backend) {
     let other = reqwest::blocking::get(format!("http://127.0.0.1:{port}/scim/v2/Users")).unwrap();
     assert_eq!(other.status().as_u16(), 404);
     app.get("/metrics").send().status(404);
+    drop(app);
+    // Turned off: nowhere.
+    let off = TestApp::builder(backend)
+        .config("[metrics]\nenabled = false\n")
+        .start()
+        .expect("started");
+    off.get("/metrics").send().status(404);
 }
 
 #[test]
