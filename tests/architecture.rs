@@ -39,7 +39,7 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["admin", "jobs", "notify"],
     &["engine", "service", "auth"],
-    &["policy", "config", "clock"],
+    &["policy", "config", "clock", "metrics"],
     &["store"],
     // What any operation on the hub's data can fail with: every layer returns it.
     &["error"],

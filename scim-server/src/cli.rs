@@ -94,7 +94,7 @@ pub enum TokenCommand {
         /// Client name, shown in logs (e.g. "okta", "entra", "workday").
         #[arg(long)]
         name: String,
-        /// Scopes: scim:read, scim:write, scim:delete, approvals, admin (repeat the flag or separate with
+        /// Scopes: scim:read, scim:write, scim:delete, approvals, metrics:read, admin (repeat the flag or separate with
         /// commas).
         #[arg(long = "scope", required = true, num_args = 1.., value_delimiter = ',')]
         scopes: Vec<String>,

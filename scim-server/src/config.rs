@@ -77,6 +77,27 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint `GET /metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Whether `/metrics` is served at all.
+    pub enabled: bool,
+    /// A separate `HOST:PORT` serving only `/metrics`, without authentication (bind it to
+    /// loopback or a monitoring network). Absent: `/metrics` is on the main listener and needs
+    /// a token with the `metrics:read` scope (`admin` implies it).
+    pub bind: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            bind: None,
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -156,6 +177,8 @@ pub struct Config {
     pub schema_extensions: Vec<SchemaExtensionConfig>,
     /// `[rate_limit]`: failed authentications and unauthenticated routes, per source address.
     pub rate_limit: RateLimitConfig,
+    /// `[metrics]`: where `/metrics` is served.
+    pub metrics: MetricsConfig,
 }
 
 /// One `[[schema_extensions]]` entry.
@@ -198,6 +221,7 @@ impl Default for Config {
             smtp: None,
             schema_extensions: Vec::new(),
             rate_limit: RateLimitConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 mod run;

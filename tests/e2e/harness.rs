@@ -62,9 +62,16 @@ pub struct Builder {
     backend: Backend,
     env: Vec<(String, String)>,
     config: Option<String>,
+    args: Vec<String>,
 }
 
 impl Builder {
+    /// An extra `scimhub serve` argument (e.g. `--policy FILE`).
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
@@ -122,6 +129,7 @@ impl Builder {
             std::fs::write(&path, toml).unwrap();
             cmd.arg("--config").arg(path);
         }
+        cmd.args(&self.args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -194,6 +202,7 @@ impl TestApp {
             backend,
             env: Vec::new(),
             config: None,
+            args: Vec::new(),
         }
     }
 
@@ -216,7 +225,7 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         if path.starts_with('/') && !path.starts_with("/scim/") {
-            if path == "/healthz" || path == "/readyz" {
+            if path == "/healthz" || path == "/readyz" || path == "/metrics" {
                 return format!("http://{}{path}", self.addr);
             }
             return format!("http://{}/scim/v2{path}", self.addr);

@@ -10,6 +10,7 @@ mod auth;
 mod bounds;
 mod clients;
 mod errors;
+mod metrics;
 mod more_clients;
 mod queries;
 mod security;

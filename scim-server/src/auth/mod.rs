@@ -41,16 +41,20 @@ pub enum Scope {
     /// an extension. For managers, owners and sponsors, who are not administrators.
     #[serde(rename = "approvals")]
     Approvals,
+    /// `GET /metrics` on the main listener (monitoring systems; reads counts, no identities).
+    #[serde(rename = "metrics:read")]
+    MetricsRead,
     #[serde(rename = "admin")]
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Read,
         Scope::Write,
         Scope::Delete,
         Scope::Approvals,
+        Scope::MetricsRead,
         Scope::Admin,
     ];
 
@@ -60,6 +64,7 @@ impl Scope {
             Scope::Write => "scim:write",
             Scope::Delete => "scim:delete",
             Scope::Approvals => "approvals",
+            Scope::MetricsRead => "metrics:read",
             Scope::Admin => "admin",
         }
     }
@@ -76,7 +81,7 @@ impl Scope {
             .filter(|p| !p.is_empty())
             .map(|p| {
                 Scope::parse(p).ok_or_else(|| {
-                    format!("unknown scope {p:?} (scim:read, scim:write, scim:delete, approvals, admin)")
+                    format!("unknown scope {p:?} (scim:read, scim:write, scim:delete, approvals, metrics:read, admin)")
                 })
             })
             .collect::<Result<_, _>>()?;

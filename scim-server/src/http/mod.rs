@@ -9,6 +9,7 @@ pub mod admin;
 pub mod body;
 pub mod discovery;
 pub mod error;
+pub mod metrics;
 pub mod middleware;
 pub mod query;
 pub mod rate_limit;
@@ -232,10 +233,24 @@ pub(crate) fn resource(path: &str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let limit = BodyLimit(state.config.max_body_bytes);
     let bulk_limit = BodyLimit(state.config.bulk_max_payload_bytes);
+    let state_metrics_on_main = state.config.metrics.enabled && state.config.metrics.bind.is_none();
     cfg.app_data(state)
         .app_data(limit)
         .service(web::resource("/healthz").route(web::get().to(healthz)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .configure(|cfg| {
+            // On the main listener only when no separate metrics listener is configured.
+            if state_metrics_on_main {
+                cfg.service(
+                    resource("/metrics")
+                        .wrap(actix_web::middleware::from_fn(
+                            metrics::require_metrics_scope,
+                        ))
+                        .wrap(actix_web::middleware::from_fn(middleware::identify_only))
+                        .route(web::get().to(metrics::scrape)),
+                );
+            }
+        })
         .configure(admin::configure)
         .service(
             web::scope(BASE_PATH)
@@ -305,10 +320,12 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         builder = builder.listen(format!("scimhub-{addr}"), listener, move || {
             let app_state = app_state.clone();
             let graceful = graceful.clone();
-            // The last `wrap` runs first: the log sees the rate limiter's 429s.
+            // The last `wrap` runs first: the log sees the rate limiter's 429s, and the request
+            // metrics see everything the log sees.
             let app = actix_web::App::new()
                 .wrap(actix_web::middleware::from_fn(middleware::limit_rates))
                 .wrap(actix_web::middleware::from_fn(middleware::log_requests))
+                .wrap(actix_web::middleware::from_fn(metrics::count_requests))
                 .configure(|cfg| configure(cfg, app_state));
             let http = actix_http::HttpService::build()
                 .graceful_shutdown_signal(move || {
@@ -341,6 +358,15 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
             .and_then(http)
         })?;
     }
+    if let Some(bind) = state
+        .config
+        .metrics
+        .bind
+        .clone()
+        .filter(|_| state.config.metrics.enabled)
+    {
+        builder = listen_metrics(builder, &bind, &state)?;
+    }
     for addr in &addrs {
         tracing::info!(%addr, "listening");
     }
@@ -354,6 +380,43 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     builder.run().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The separate metrics listener (`[metrics] bind`): `/metrics` only, without authentication,
+/// plain HTTP/1 (a scraper on a trusted network, not a SCIM client).
+fn listen_metrics(
+    mut builder: actix_server::ServerBuilder,
+    bind: &str,
+    state: &web::Data<AppState>,
+) -> anyhow::Result<actix_server::ServerBuilder> {
+    let listeners = bind_listeners(bind)
+        .map_err(|e| anyhow::anyhow!("cannot bind the metrics listener {bind}: {e}"))?;
+    for listener in listeners {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "metrics listening");
+        let app_state = state.clone();
+        builder = builder.listen(format!("scimhub-metrics-{addr}"), listener, move || {
+            let app_state = app_state.clone();
+            let app =
+                actix_web::App::new().configure(|cfg| metrics::configure_alone(cfg, app_state));
+            let http = actix_http::HttpService::build()
+                .client_request_timeout(std::time::Duration::from_secs(5))
+                .local_addr(addr)
+                .finish(actix_service::map_config(
+                    actix_service::IntoServiceFactory::into_factory(app),
+                    move |_| {
+                        actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
+                    },
+                ));
+            use actix_service::ServiceFactoryExt as _;
+            actix_service::fn_service(|io: actix_web::rt::net::TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((io, actix_http::Protocol::Http1, peer))
+            })
+            .and_then(http)
+        })?;
+    }
+    Ok(builder)
 }
 
 /// One listener per address `bind` resolves to, as `HttpServer::bind` makes them.

@@ -78,6 +78,10 @@ pub struct WorkerConfig {
     pub owner: String,
 }
 
+/// The lowest outbox priority the priority lane claims (leavers and expiries); the normal lane
+/// claims everything.
+pub const PRIORITY_LANE: i64 = 100;
+
 /// The default lease, in seconds (`SCIMHUB_ENGINE_LEASE_SECS`): short, so a dead node's
 /// operations are taken over quickly on PostgreSQL, and renewed, so a slow call keeps its claim.
 pub const DEFAULT_LEASE_SECS: i64 = 15;
@@ -176,6 +180,18 @@ pub enum OpOutcome {
     /// This worker's claim ran out and another worker took the operation over: this worker
     /// did not call the connector, or abandoned the call, or its outcome was not recorded.
     Lost,
+}
+
+impl OpOutcome {
+    /// The `outcome` label of `scimhub_outbox_operation_outcomes_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OpOutcome::Done => "done",
+            OpOutcome::Retry => "retry",
+            OpOutcome::Failed => "parked",
+            OpOutcome::Lost => "lost",
+        }
+    }
 }
 
 /// Backoff before attempt `attempts + 1` under `config` ([`crate::clock::backoff`]).
@@ -446,7 +462,18 @@ impl Workers {
 
     /// Runs one claimed operation: pause point (tests), lease check, the call under a
     /// heartbeat, and its outcome recorded at once in its own transaction, fenced on the claim.
-    pub async fn run_claimed(&self, mut claimed: Claimed) -> HubResult<OpOutcome> {
+    pub async fn run_claimed(&self, claimed: Claimed) -> HubResult<OpOutcome> {
+        let connector = claimed.row.connector.clone();
+        let kind =
+            serde_json::from_str::<Operation>(&claimed.row.op).map_or("unreadable", |o| o.name());
+        let outcome = self.run_claimed_inner(claimed).await;
+        if let Ok(o) = &outcome {
+            crate::metrics::global().operation_outcome(&connector, kind, o.label());
+        }
+        outcome
+    }
+
+    async fn run_claimed_inner(&self, mut claimed: Claimed) -> HubResult<OpOutcome> {
         self.pause_at(Stage::Claimed, &claimed.row).await;
         if !self.hold_lease(&mut claimed).await? {
             lost(&claimed.row, "before the call");
@@ -645,7 +672,7 @@ impl Workers {
                     Err(e) => tracing::warn!(error = %e, "cannot release stale outbox claims"),
                 }
             }
-            for lane in [100, 0] {
+            for lane in [PRIORITY_LANE, 0] {
                 let me = me.clone();
                 tokio::spawn(async move { me.run_lane(lane).await });
             }

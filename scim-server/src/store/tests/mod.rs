@@ -5,6 +5,7 @@
 
 mod connections;
 mod members;
+mod metrics;
 mod outbox;
 mod resources;
 mod search;

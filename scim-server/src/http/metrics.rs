@@ -1,0 +1,85 @@
+//! `GET /metrics` and the request counters behind it ([`crate::metrics`] defines every metric).
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpResponse};
+
+use crate::auth::{Principal, Scope};
+use crate::metrics::{self, Method, RequestLabels, RouteLabels};
+
+use super::error::{ApiError, ApiResult};
+use super::AppState;
+
+/// The route label of a request that matched no route (404s for any path): one value, so a
+/// scan of random paths adds no series.
+const UNMATCHED: &str = "unmatched";
+
+/// Counts every request by route pattern, method and status, and observes its latency. The
+/// route is the pattern actix matched (`/scim/v2/{kind}/{id}`), never the path: ids and link
+/// tokens never become label values.
+pub async fn count_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = Method::of(req.method());
+    // Matched here, before the call: a middleware's refusal (401, 403, 429) is an error that
+    // carries no request, and is counted under its route all the same.
+    let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.to_string());
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(r) => r.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    let m = metrics::global();
+    let elapsed = started.elapsed().as_secs_f64();
+    let labels = RequestLabels {
+        route,
+        method,
+        status: status.as_u16(),
+    };
+    m.http_requests.get_or_create(&labels).inc();
+    m.http_request_duration
+        .get_or_create(&RouteLabels {
+            route: labels.route,
+            method,
+        })
+        .observe(elapsed);
+    res
+}
+
+/// Refuses a principal without `metrics:read` (after `identify_only`).
+pub async fn require_metrics_scope(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let allowed = req
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(|p| p.has(Scope::MetricsRead));
+    if !allowed {
+        return Err(ApiError::Forbidden("The token lacks the metrics:read scope.".into()).into());
+    }
+    next.call(req).await
+}
+
+/// The exposition: counters of this process and gauges read from the database now.
+pub async fn scrape(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let engine = state.admin.is_some();
+    let text = state
+        .db(move |s| metrics::render(s, engine, crate::jobs::PRIORITY_LANE))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type(metrics::CONTENT_TYPE)
+        .body(text))
+}
+
+/// `/metrics` alone, for the separate metrics listener (`[metrics] bind`): no authentication.
+pub fn configure_alone(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    cfg.app_data(state)
+        .service(super::resource("/metrics").route(web::get().to(scrape)))
+        .default_service(web::to(super::not_found));
+}

@@ -1,0 +1,230 @@
+//! What `/metrics` exposes, in one place (Prometheus / OpenMetrics text, `prometheus-client`).
+//!
+//! Two kinds of metric, and how to add one:
+//!
+//! * **In-process counters and histograms** ([`Metrics`]): events this process counts as they
+//!   happen (requests, operation outcomes). Add a field to [`Metrics`] and one `register` line in
+//!   [`Metrics::new`]; the code that sees the event calls `metrics::global().<field>`.
+//! * **Database gauges** ([`DB_GAUGES`]): state the database holds (queues, open incidents),
+//!   read at scrape time by one bounded aggregate query each, on a reader connection (never the
+//!   SQLite writer), so nothing is updated on the write path and every node of a PostgreSQL
+//!   cluster reports the same numbers. Add the query to `store::metrics` and one [`DbGauge`]
+//!   line to [`DB_GAUGES`].
+//!
+//! Label values come from bounded sets only (route patterns, never raw paths; connector names
+//! from the policy; kinds and statuses the code defines).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::error::HubResult;
+use crate::store::metrics::{self as queries, GaugeRow};
+use crate::store::Store;
+
+/// The content type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// An HTTP method, as a label value without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Method {
+    GET,
+    HEAD,
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
+    OPTIONS,
+    OTHER,
+}
+
+impl Method {
+    pub fn of(m: &actix_web::http::Method) -> Method {
+        match m.as_str() {
+            "GET" => Method::GET,
+            "HEAD" => Method::HEAD,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            "OPTIONS" => Method::OPTIONS,
+            _ => Method::OTHER,
+        }
+    }
+}
+
+/// Labels of `scimhub_http_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The matched route pattern (`/scim/v2/{kind}/{id}`), or `unmatched`.
+    pub route: String,
+    pub method: Method,
+    pub status: u16,
+}
+
+/// Labels of `scimhub_http_request_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: Method,
+}
+
+/// Labels of `scimhub_outbox_operation_outcomes_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub connector: String,
+    /// The operation (`create_or_adopt`, `grant`, …).
+    pub kind: &'static str,
+    /// `done`, `retry`, `parked` or `lost`.
+    pub outcome: &'static str,
+}
+
+fn request_histogram() -> Histogram {
+    // 0.5 ms .. ~4 s: a point read takes well under a millisecond, a large /Bulk seconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0005, 2.0, 14,
+    ))
+}
+
+/// The process's counters and histograms.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub operation_outcomes: Family<OutcomeLabels, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        let http_request_duration =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                request_histogram,
+            );
+        let operation_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "scimhub_http_requests",
+            "HTTP requests answered, by route pattern, method and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "scimhub_http_request_duration_seconds",
+            "Time from the request reaching the application to its response, by route and method",
+            http_request_duration.clone(),
+        );
+        registry.register(
+            "scimhub_outbox_operation_outcomes",
+            "Outbox operations finished by this process, by connector, operation kind and outcome",
+            operation_outcomes.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_request_duration,
+            operation_outcomes,
+        }
+    }
+
+    /// Counts one outbox operation's outcome (`done`, `retry`, `parked`, `lost`).
+    pub fn operation_outcome(&self, connector: &str, kind: &'static str, outcome: &'static str) {
+        self.operation_outcomes
+            .get_or_create(&OutcomeLabels {
+                connector: connector.to_string(),
+                kind,
+                outcome,
+            })
+            .inc();
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics (one registry per process: the counters describe this process).
+pub fn global() -> &'static Metrics {
+    &METRICS
+}
+
+/// A gauge read from the database at scrape time.
+#[derive(Debug)]
+pub struct DbGauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// The label names, in the order of each row's values.
+    pub labels: &'static [&'static str],
+    pub read:
+        fn(&mut crate::store::DbConnection, &queries::ScrapeContext) -> HubResult<Vec<GaugeRow>>,
+}
+
+/// Every database gauge, read in this order on one reader connection.
+pub const DB_GAUGES: &[DbGauge] = &[
+    DbGauge {
+        name: "scimhub_outbox_operations",
+        help: "Outbox operations not done, by connector, lane (priority: leavers and expiries; \
+               normal) and status (pending, running, held, failed = parked)",
+        labels: &["connector", "lane", "status"],
+        read: queries::outbox_depth,
+    },
+    DbGauge {
+        name: "scimhub_outbox_oldest_pending_age_seconds",
+        help: "Age of the oldest pending outbox operation, by connector and lane",
+        labels: &["connector", "lane"],
+        read: queries::outbox_oldest_pending_age,
+    },
+    DbGauge {
+        name: "scimhub_incidents_open",
+        help: "Open incidents, by kind",
+        labels: &["kind"],
+        read: queries::open_incidents,
+    },
+    DbGauge {
+        name: "scimhub_notifications",
+        help: "Notifications not sent, by status (pending, running, failed = parked)",
+        labels: &["status"],
+        read: queries::notification_backlog,
+    },
+    DbGauge {
+        name: "scimhub_holds_pending",
+        help: "Blast-radius holds waiting for an admin",
+        labels: &[],
+        read: queries::holds_pending,
+    },
+];
+
+/// The whole exposition: the process's metrics, then the database gauges (blocking: call on
+/// the blocking pool). `engine` is false when the engine does not run (`serve` without
+/// `--policy`): its tables' gauges are then left out, not reported as zero.
+pub fn render(store: &Store, engine: bool, priority_lane: i64) -> HubResult<String> {
+    let mut scraped = Registry::default();
+    if engine {
+        let ctx = queries::ScrapeContext {
+            now: store.now(),
+            priority_lane,
+        };
+        let mut c = store.read_conn()?;
+        for gauge in DB_GAUGES {
+            let family = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
+            for row in (gauge.read)(&mut c, &ctx)? {
+                let labels = gauge.labels.iter().copied().zip(row.labels).collect();
+                family.get_or_create(&labels).set(row.value);
+            }
+            scraped.register(gauge.name, gauge.help, family);
+        }
+    }
+    let mut out = String::new();
+    let encode = |out: &mut String| -> std::fmt::Result {
+        prometheus_client::encoding::text::encode_registry(out, &global().registry)?;
+        prometheus_client::encoding::text::encode_registry(out, &scraped)?;
+        prometheus_client::encoding::text::encode_eof(out)
+    };
+    encode(&mut out).map_err(|e| crate::error::HubError::Backend(format!("metrics: {e}")))?;
+    Ok(out)
+}
