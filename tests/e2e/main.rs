@@ -13,6 +13,6 @@ mod errors;
 mod more_clients;
 mod queries;
 mod security;
-mod strict_dialect;
 mod sorting;
+mod strict_dialect;
 mod transport;

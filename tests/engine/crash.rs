@@ -19,7 +19,10 @@ fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
         .arg(format!("sqlite://{}", dir.join("hub.db").display()))
         .arg("--policy")
         .arg(dir.join("policy.toml"))
-        .env("SCIMHUB_BOOTSTRAP_TOKEN", "bootstrap-token-of-at-least-32-bytes");
+        .env(
+            "SCIMHUB_BOOTSTRAP_TOKEN",
+            "bootstrap-token-of-at-least-32-bytes",
+        );
     for (k, v) in env {
         cmd.env(k, v);
     }
