@@ -468,7 +468,11 @@ fn github_okta_slack_adoption_keys_are_checked() {
         "APP_ADMIN"
     );
     assert_eq!(p.connectors["gh"].settings["adopt"], "never");
-    let errs = |text: &str| Policy::parse(text, "a.toml").unwrap_err().to_string();
+    let errs = |text: &str| {
+        Policy::parse(text, "a.toml")
+            .expect_err("invalid")
+            .to_string()
+    };
     let e = errs(&ADOPTION_KEYS.replace("adopt = \"never\"", "adopt = \"sometimes\""));
     assert!(e.starts_with("a.toml:5:"), "{e}");
     assert!(e.contains("unknown variant `sometimes`"), "{e}");
