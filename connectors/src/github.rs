@@ -13,6 +13,13 @@
 //!   team ([`GitHubConfig::teams`]: GitHub has no "teams of a user in an org" endpoint for
 //!   another user). List: `GET /orgs/{org}/members`, following the `Link: rel="next"` header; the
 //!   page token is the next page's query, re-based on the configured API URL.
+//! - Ownership: GitHub has no owner's mark on a membership, so the connector protects by name
+//!   and role. Organisation owners (role `admin`, active or invited) and logins matching
+//!   `protected_accounts` (names or `*`/`?` globs) are never adopted, removed, re-roled or
+//!   team-edited: every such operation is a [`ConnectorError::refused`] error. An existing
+//!   membership is adopted under `adopt = "unowned"` (default) or `"always"` (the same here: no
+//!   marks), refused under `"never"`. Team entitlements are limited to the managed teams
+//!   ([`GitHubConfig::teams`]); any other team is refused.
 //! - Pending invitations: [`GitHubConnector::pending_invitations`] and
 //!   [`GitHubConnector::cancel_invitation`].
 //! - Limits: 429, or 403 with `retry-after` or `x-ratelimit-remaining: 0` or a "secondary rate
@@ -34,6 +41,7 @@ use crate::connector::{Capabilities, Capability, Connector};
 use crate::error::{ConnectorError, ErrorKind};
 use crate::http::{self, HttpClient};
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
+use crate::ownership::{Adopt, Mark, Ownership};
 use crate::secret::Secret;
 
 fn default_api_base() -> String {
@@ -54,13 +62,19 @@ pub struct GitHubSettings {
     pub org: String,
     #[serde(default = "default_api_base")]
     pub api_base: String,
-    /// Team slugs the policy manages (read back checks each).
+    /// Team slugs the policy manages (read back checks each); other teams are never touched.
     #[serde(default)]
     pub teams: Vec<String>,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Whether an existing membership may be adopted (default `unowned`).
+    #[serde(default)]
+    pub adopt: Adopt,
+    /// Logins (names or globs) the hub never adopts, removes or re-roles; org owners always are.
+    #[serde(default)]
+    pub protected_accounts: Vec<String>,
 }
 
 /// Everything one GitHub connector instance needs: its settings and its token.
@@ -72,10 +86,14 @@ pub struct GitHubConfig {
     pub org: String,
     /// A token with `admin:org` (classic) or organisation members: write (fine-grained).
     pub token: Secret,
-    /// Team slugs the policy manages; read back checks membership of each.
+    /// Team slugs the policy manages; read back checks membership of each, and team
+    /// entitlements outside them are refused.
     pub teams: Vec<String>,
     pub timeout: Duration,
     pub page_size: u32,
+    pub adopt: Adopt,
+    /// Logins the hub never touches, besides the org owners.
+    pub protected_accounts: Vec<String>,
 }
 
 impl GitHubConfig {
@@ -88,6 +106,8 @@ impl GitHubConfig {
             teams: Vec::new(),
             timeout: Duration::from_millis(default_timeout_ms()),
             page_size: default_page_size(),
+            adopt: Adopt::default(),
+            protected_accounts: Vec::new(),
         }
     }
 
@@ -102,6 +122,8 @@ impl GitHubConfig {
             teams: settings.teams,
             timeout: Duration::from_millis(settings.timeout_ms),
             page_size: settings.page_size,
+            adopt: settings.adopt,
+            protected_accounts: settings.protected_accounts,
         }
     }
 }
@@ -120,6 +142,7 @@ pub struct GitHubConnector {
     cfg: GitHubConfig,
     api_base: Url,
     http: HttpClient,
+    ownership: Ownership,
 }
 
 impl fmt::Debug for GitHubConnector {
@@ -140,11 +163,57 @@ impl GitHubConnector {
     pub fn new(cfg: GitHubConfig) -> Result<Self, ConnectorError> {
         let api_base = http::parse_base_url(&cfg.name, "api_base", &cfg.api_base)?;
         let http = HttpClient::new(&cfg.name, cfg.timeout)?.redacting(&cfg.token);
+        // no built-in names: GitHub's privileged accounts are the org owners, found by role
+        let ownership = Ownership::new(
+            &cfg.name,
+            cfg.adopt,
+            &[],
+            &cfg.protected_accounts,
+            crate::ownership::DEFAULT_OWNER_ID,
+        );
         Ok(GitHubConnector {
             cfg,
             api_base,
             http,
+            ownership,
         })
+    }
+
+    /// Refuses to touch `user` when its login is protected or it is an owner (role `admin`,
+    /// active or invited) of `org`; otherwise its membership of `org`, if any.
+    async fn guard(&self, org: &str, user: &str) -> Result<Option<Value>, ConnectorError> {
+        self.ownership.check_not_protected("account", user)?;
+        let m = self.membership(org, user).await?;
+        if m.as_ref()
+            .and_then(|m| m.get("role"))
+            .and_then(Value::as_str)
+            == Some("admin")
+        {
+            return Err(ConnectorError::refused(
+                &self.cfg.name,
+                format!("{user:?} is an owner of the organisation {org:?}; the hub never touches owners"),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// [`Self::guard`] for a team entitlement, which must be one of the managed teams.
+    async fn guard_team(&self, id: &str, user: &str) -> Result<(), ConnectorError> {
+        let (org, slug) = self.team_of(id);
+        let managed = self.cfg.teams.iter().any(|t| {
+            let (o, s) = self.team_of(t);
+            o.eq_ignore_ascii_case(org) && s.eq_ignore_ascii_case(slug)
+        });
+        if !managed {
+            return Err(ConnectorError::refused(
+                &self.cfg.name,
+                format!(
+                    "team {id:?} is not one of the managed teams {:?}",
+                    self.cfg.teams
+                ),
+            ));
+        }
+        self.guard(org, user).await.map(|_| ())
     }
 
     fn url(&self, path_and_query: &str) -> Result<Url, ConnectorError> {
@@ -363,8 +432,12 @@ impl Connector for GitHubConnector {
 
     async fn create_or_adopt(&self, spec: &AccountSpec) -> Result<AccountRef, ConnectorError> {
         let user = spec.account.key.as_str();
-        let m = match self.membership(&self.cfg.org, user).await? {
-            Some(m) => m,
+        let m = match self.guard(&self.cfg.org, user).await? {
+            Some(m) => {
+                // no owner's mark on GitHub: `never` refuses, `unowned`/`always` adopt
+                self.ownership.may_adopt(user, true, &Mark::None)?;
+                m
+            }
             None => self.put_membership(&self.cfg.org, user, "member").await?,
         };
         Ok(with_user_id(AccountRef::new(user), &m))
@@ -373,7 +446,7 @@ impl Connector for GitHubConnector {
     /// GitHub profiles belong to their users: nothing to bring to `spec` beyond the membership,
     /// which must exist.
     async fn update(&self, spec: &AccountSpec) -> Result<(), ConnectorError> {
-        match self.membership(&self.cfg.org, &spec.account.key).await? {
+        match self.guard(&self.cfg.org, &spec.account.key).await? {
             Some(_) => Ok(()),
             None => Err(ConnectorError::permanent(
                 &self.cfg.name,
@@ -385,12 +458,9 @@ impl Connector for GitHubConnector {
     /// Disabling removes the org membership (GitHub has no suspended member); enabling invites
     /// or adds the user back as `member`.
     async fn set_enabled(&self, account: &AccountRef, enabled: bool) -> Result<(), ConnectorError> {
+        let member = self.guard(&self.cfg.org, &account.key).await?;
         if enabled {
-            if self
-                .membership(&self.cfg.org, &account.key)
-                .await?
-                .is_none()
-            {
+            if member.is_none() {
                 self.put_membership(&self.cfg.org, &account.key, "member")
                     .await?;
             }
@@ -401,6 +471,7 @@ impl Connector for GitHubConnector {
     }
 
     async fn delete(&self, account: &AccountRef) -> Result<(), ConnectorError> {
+        self.guard(&self.cfg.org, &account.key).await?;
         self.remove_membership(&account.key).await?;
         for inv in self.pending_invitations().await? {
             if inv
@@ -419,11 +490,13 @@ impl Connector for GitHubConnector {
         match e.kind.as_str() {
             "org" => {
                 let role = e.role.as_deref().unwrap_or("member");
+                self.guard(&e.id, user).await?;
                 self.put_membership(&e.id, user, role).await.map(|_| ())
             }
             "team" => {
                 let role = e.role.as_deref().unwrap_or("member");
                 check_role(&self.cfg.name, role, &["member", "maintainer"])?;
+                self.guard_team(&e.id, user).await?;
                 let (org, slug) = self.team_of(&e.id);
                 self.send(
                     Method::PUT,
@@ -444,25 +517,23 @@ impl Connector for GitHubConnector {
     async fn revoke(&self, account: &AccountRef, e: &Entitlement) -> Result<(), ConnectorError> {
         let user = account.key.as_str();
         match e.kind.as_str() {
+            // demoting an owner is touching an owner: refused by the guard like any other change
             "org" if e.role.as_deref() == Some("admin") => {
-                // revoking the owner role keeps the membership
-                match self.membership(&e.id, user).await? {
-                    Some(m) if m.get("role").and_then(Value::as_str) == Some("admin") => {
-                        self.put_membership(&e.id, user, "member").await.map(|_| ())
-                    }
-                    _ => Ok(()),
-                }
+                self.guard(&e.id, user).await.map(|_| ())
             }
-            "org" => self
-                .send(
+            "org" => {
+                self.guard(&e.id, user).await?;
+                self.send(
                     Method::DELETE,
                     &self.org_path(&e.id, &format!("/memberships/{}", seg(user))),
                     None,
                     &[404],
                 )
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+            }
             "team" => {
+                self.guard_team(&e.id, user).await?;
                 let (org, slug) = self.team_of(&e.id);
                 self.send(
                     Method::DELETE,

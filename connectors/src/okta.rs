@@ -23,6 +23,13 @@
 //!   token is the `after` cursor only, so the API token is never sent to a URL taken from a
 //!   response.
 //!
+//! * **protected users** — a user whose Okta login matches `protected_accounts` (names or
+//!   `*`/`?` globs, case-insensitive) or who holds one of `protected_roles` (default
+//!   `SUPER_ADMIN`, `ORG_ADMIN`; read with `GET /api/v1/users/{id}/roles`) is never adopted,
+//!   updated, suspended, deleted, regrouped or signed out: each is a
+//!   [`ConnectorError::refused`] error. Okta has no owner's mark: an existing user is adopted
+//!   under `adopt = "unowned"` (default) or `"always"`, refused under `"never"`.
+//!
 //! Errors: Okta's `{errorCode, errorSummary, errorCauses}`; E0000011 (invalid token) and other
 //! 4xx are permanent; E0000047 (HTTP 429) is retryable with `X-Rate-Limit-Reset`.
 
@@ -38,6 +45,7 @@ use crate::connector::{Capabilities, Capability, Connector};
 use crate::error::{ConnectorError, ErrorKind};
 use crate::http::{self, HttpClient, HttpResponse};
 use crate::model::{AccountPage, AccountRef, AccountSpec, AccountState, Entitlement};
+use crate::ownership::{Adopt, Mark, Ownership, DEFAULT_OWNER_ID};
 use crate::secret::{Secret, SecretRef};
 
 /// How `set_enabled(false)` disables a user.
@@ -68,6 +76,16 @@ fn default_page_size() -> u32 {
     200
 }
 
+/// Okta admin roles whose holders the hub never touches unless the policy says otherwise.
+pub const DEFAULT_PROTECTED_ROLES: &[&str] = &["SUPER_ADMIN", "ORG_ADMIN"];
+
+fn default_protected_roles() -> Vec<String> {
+    DEFAULT_PROTECTED_ROLES
+        .iter()
+        .map(|r| (*r).to_owned())
+        .collect()
+}
+
 /// Settings of one Okta connector instance (the API token is passed separately).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +104,16 @@ pub struct OktaSettings {
     pub page_size: u32,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Whether an existing user may be adopted (default `unowned`).
+    #[serde(default)]
+    pub adopt: Adopt,
+    /// Logins (names or globs) the hub never touches.
+    #[serde(default)]
+    pub protected_accounts: Vec<String>,
+    /// Admin role types whose holders the hub never touches; `[]` skips the role lookup (for a
+    /// token that may not read roles).
+    #[serde(default = "default_protected_roles")]
+    pub protected_roles: Vec<String>,
 }
 
 impl OktaSettings {
@@ -97,6 +125,9 @@ impl OktaSettings {
             federated: false,
             page_size: default_page_size(),
             timeout_ms: default_timeout_ms(),
+            adopt: Adopt::default(),
+            protected_accounts: Vec::new(),
+            protected_roles: default_protected_roles(),
         }
     }
 }
@@ -108,6 +139,7 @@ pub struct OktaConnector {
     base: Url,
     http: HttpClient,
     token: Secret,
+    ownership: Ownership,
 }
 
 /// SCIM User attributes → Okta profile attributes.
@@ -244,8 +276,16 @@ impl OktaConnector {
         let base = http::parse_base_url(name, "base_url", &settings.base_url)?;
         let http =
             HttpClient::new(name, Duration::from_millis(settings.timeout_ms))?.redacting(&token);
+        let ownership = Ownership::new(
+            name,
+            settings.adopt,
+            &[],
+            &settings.protected_accounts,
+            DEFAULT_OWNER_ID,
+        );
         Ok(OktaConnector {
             name: name.to_owned(),
+            ownership,
             settings,
             base,
             http,
@@ -330,6 +370,59 @@ impl OktaConnector {
                 format!("account {} does not exist", account.key),
             )
         })
+    }
+
+    /// Refuses to touch `user` when its login is protected or it holds a protected admin role.
+    async fn guard(&self, key: &str, user: &Value) -> Result<(), ConnectorError> {
+        let login = user
+            .pointer("/profile/login")
+            .and_then(Value::as_str)
+            .unwrap_or(key);
+        self.ownership.check_not_protected("account", login)?;
+        if login != key {
+            self.ownership.check_not_protected("account", key)?;
+        }
+        if self.settings.protected_roles.is_empty() {
+            return Ok(());
+        }
+        let id = id_of(user).unwrap_or_default();
+        let resp = self
+            .call(Method::GET, self.url(&["users", &id, "roles"]), &[], None)
+            .await?;
+        if !resp.is_success() {
+            // unknown roles: not knowing whether it is an admin is no licence to touch it
+            return Err(self.fail(&resp));
+        }
+        let roles = self.json(&resp)?;
+        let held = roles.as_array().into_iter().flatten().find_map(|r| {
+            let t = r.get("type").and_then(Value::as_str)?;
+            self.settings
+                .protected_roles
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(t))
+                .then_some(t)
+        });
+        match held {
+            Some(t) => Err(ConnectorError::refused(
+                &self.name,
+                format!(
+                    "account {login:?} holds the Okta admin role {t}; the hub never touches it"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Adopts an existing user: the guard, then the `adopt` choice (no owner's mark in Okta).
+    async fn adopt(&self, spec: &AccountSpec, user: &Value) -> Result<AccountRef, ConnectorError> {
+        self.guard(&spec.account.key, user).await?;
+        let login = user
+            .pointer("/profile/login")
+            .and_then(Value::as_str)
+            .unwrap_or(&spec.account.key);
+        self.ownership.may_adopt(login, true, &Mark::None)?;
+        self.update_profile(user, spec).await?;
+        Ok(AccountRef::new(spec.account.key.clone()).with_id(id_of(user).unwrap_or_default()))
     }
 
     async fn lifecycle(&self, id: &str, op: &str) -> Result<(), ConnectorError> {
@@ -483,6 +576,7 @@ impl OktaConnector {
         let Some(user) = self.find_user(account).await? else {
             return Ok(());
         };
+        self.guard(&account.key, &user).await?;
         let id = id_of(&user).unwrap_or_default();
         let query = if oauth {
             vec![("oauthTokens", "true".to_owned())]
@@ -562,11 +656,9 @@ impl Connector for OktaConnector {
             id: spec.account.id.clone(),
         };
         if let Some(user) = self.find_user(&lookup).await? {
-            self.update_profile(&user, spec).await?;
-            return Ok(
-                AccountRef::new(spec.account.key.clone()).with_id(id_of(&user).unwrap_or_default())
-            );
+            return self.adopt(spec, &user).await;
         }
+        self.ownership.check_not_protected("account", &login)?;
         let mut body = json!({ "profile": okta_profile(spec) });
         if self.settings.federated {
             body["credentials"] = json!({"provider": {"type": "FEDERATION", "name": "FEDERATION"}});
@@ -594,9 +686,7 @@ impl Connector for OktaConnector {
             && okta_error_detail(&resp).contains("already exists")
         {
             if let Some(user) = self.get_user(&login).await? {
-                self.update_profile(&user, spec).await?;
-                return Ok(AccountRef::new(spec.account.key.clone())
-                    .with_id(id_of(&user).unwrap_or_default()));
+                return self.adopt(spec, &user).await;
             }
         }
         Err(self.fail(&resp))
@@ -604,6 +694,7 @@ impl Connector for OktaConnector {
 
     async fn update(&self, spec: &AccountSpec) -> Result<(), ConnectorError> {
         let user = self.require_user(&spec.account).await?;
+        self.guard(&spec.account.key, &user).await?;
         self.update_profile(&user, spec).await
     }
 
@@ -617,6 +708,7 @@ impl Connector for OktaConnector {
             }
             return Ok(());
         };
+        self.guard(&account.key, &user).await?;
         let id = id_of(&user).unwrap_or_default();
         match (enabled, status(&user), self.settings.disable) {
             (false, "SUSPENDED" | "DEPROVISIONED", _) => Ok(()),
@@ -632,6 +724,7 @@ impl Connector for OktaConnector {
         let Some(user) = self.find_user(account).await? else {
             return Ok(());
         };
+        self.guard(&account.key, &user).await?;
         let id = id_of(&user).unwrap_or_default();
         if status(&user) != "DEPROVISIONED" {
             self.lifecycle(&id, "deactivate").await?;
@@ -663,6 +756,7 @@ impl Connector for OktaConnector {
             )
         })?;
         let user = self.require_user(account).await?;
+        self.guard(&account.key, &user).await?;
         let uid = id_of(&user).unwrap_or_default();
         let resp = self
             .call(
@@ -690,6 +784,7 @@ impl Connector for OktaConnector {
         let Some(user) = self.find_user(account).await? else {
             return Ok(());
         };
+        self.guard(&account.key, &user).await?;
         let uid = id_of(&user).unwrap_or_default();
         let resp = self
             .call(

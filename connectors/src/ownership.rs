@@ -15,6 +15,10 @@
 //!   `unowned` (default) adopts in-scope accounts without another owner's mark, `always` adopts
 //!   anything in scope.
 //!
+//! GitHub, Okta and Slack have no mark the hub could write: they use the protected names and the
+//! `adopt` choice from here and protect privileged accounts by what the system says about them
+//! (GitHub org owners, Okta admin roles, Slack owners and admins).
+//!
 //! Refusals are [`ConnectorError::refused`] errors: the worker parks the operation at once and
 //! raises an incident with the reason.
 

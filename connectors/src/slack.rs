@@ -2,6 +2,13 @@
 //! [`ScimProfile::Slack`] profile), plus session reset on leave through the Web API's
 //! `admin.users.session.reset` (Enterprise Grid; scope `admin.users:write`).
 //!
+//! Workspace and org admins are protected by default (`protect_admins = true`): before the hub
+//! adopts, changes, deactivates, deletes, regroups or signs out an existing Slack user it asks
+//! `users.info` (scope `users:read`), and a user with `is_primary_owner`, `is_owner` or
+//! `is_admin` is refused ([`ConnectorError::refused`]). `user_not_found` there means the Web API
+//! does not know the user, so there is no admin to protect. Names and the `adopt` choice come
+//! from the SCIM settings (`scim.protected_accounts`, `scim.adopt`).
+//!
 //! The Web API answers HTTP 200 with `{"ok": false, "error": "…"}` for most failures; rate
 //! limiting is HTTP 429 with `Retry-After` and `"error": "ratelimited"`. Auth and argument errors
 //! are permanent; `ratelimited`, `internal_error`, `fatal_error`, `service_unavailable` and
@@ -48,6 +55,13 @@ pub struct SlackSettings {
     pub mobile_only: bool,
     #[serde(default)]
     pub web_only: bool,
+    /// Refuse to touch Primary Owners, Owners and Admins (default `true`).
+    #[serde(default = "default_true")]
+    pub protect_admins: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl SlackSettings {
@@ -60,6 +74,7 @@ impl SlackSettings {
             timeout_ms: default_timeout_ms(),
             mobile_only: false,
             web_only: false,
+            protect_admins: true,
         }
     }
 }
@@ -73,6 +88,7 @@ pub struct SlackConnector {
     admin_token: Secret,
     mobile_only: bool,
     web_only: bool,
+    protect_admins: bool,
 }
 
 /// Slack Web API error codes after which a retry can succeed.
@@ -112,6 +128,7 @@ impl SlackConnector {
             admin_token,
             mobile_only: settings.mobile_only,
             web_only: settings.web_only,
+            protect_admins: settings.protect_admins,
         })
     }
 
@@ -128,21 +145,68 @@ impl SlackConnector {
         Self::new(name, settings, load(scim_token)?, load(admin_token)?)
     }
 
+    /// Refuses to touch `account` when Slack says it is a Primary Owner, an Owner or an Admin.
+    async fn guard(&self, account: &AccountRef) -> Result<(), ConnectorError> {
+        if !self.protect_admins {
+            return Ok(());
+        }
+        let Some(user_id) = self.scim.find_user_id(account).await? else {
+            return Ok(());
+        };
+        // users.info reads with GET and query arguments (it takes no JSON body)
+        let mut url = http::join_segments(&self.api_base, &["users.info"]);
+        url.query_pairs_mut().append_pair("user", &user_id);
+        let info = match self
+            .web_api_call(Method::GET, "users.info", url, None)
+            .await
+        {
+            Ok(body) => body,
+            Err(e) if e.message.ends_with(": user_not_found") => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let flag =
+            |k: &str| info.pointer(&format!("/user/{k}")).and_then(Value::as_bool) == Some(true);
+        let role = ["is_primary_owner", "is_owner", "is_admin"]
+            .into_iter()
+            .find(|k| flag(k));
+        match role {
+            Some(r) => Err(ConnectorError::refused(
+                &self.name,
+                format!(
+                    "Slack user {:?} ({user_id}) has {r}; the hub never touches owners and admins",
+                    account.key
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Calls a Web API method with a JSON body; `Ok(body)` when `ok: true`.
     async fn web_api(&self, method: &str, args: Value) -> Result<Value, ConnectorError> {
+        let url = http::join_segments(&self.api_base, &[method]);
+        self.web_api_call(Method::POST, method, url, Some(args))
+            .await
+    }
+
+    async fn web_api_call(
+        &self,
+        verb: Method,
+        method: &str,
+        url: Url,
+        args: Option<Value>,
+    ) -> Result<Value, ConnectorError> {
         let auth = http::auth_header("Bearer", &self.admin_token)
             .map_err(|m| self.http.error(ErrorKind::Permanent, m))?;
-        let url = http::join_segments(&self.api_base, &[method]);
-        let body = serde_json::to_vec(&args).map_err(|e| {
-            self.http
-                .error(ErrorKind::Permanent, format!("cannot encode {method}: {e}"))
-        })?;
-        let req = self
-            .http
-            .request(Method::POST, url)
-            .header(AUTHORIZATION, auth)
-            .header(CONTENT_TYPE, "application/json; charset=utf-8")
-            .body(body);
+        let mut req = self.http.request(verb, url).header(AUTHORIZATION, auth);
+        if let Some(args) = args {
+            let body = serde_json::to_vec(&args).map_err(|e| {
+                self.http
+                    .error(ErrorKind::Permanent, format!("cannot encode {method}: {e}"))
+            })?;
+            req = req
+                .header(CONTENT_TYPE, "application/json; charset=utf-8")
+                .body(body);
+        }
         let resp = self.http.send(req).await?;
         let parsed = resp.json_value().ok();
         let code = parsed
@@ -192,18 +256,22 @@ impl Connector for SlackConnector {
     }
 
     async fn create_or_adopt(&self, spec: &AccountSpec) -> Result<AccountRef, ConnectorError> {
+        self.guard(&spec.account).await?;
         self.scim.create_or_adopt(spec).await
     }
 
     async fn update(&self, spec: &AccountSpec) -> Result<(), ConnectorError> {
+        self.guard(&spec.account).await?;
         self.scim.update(spec).await
     }
 
     async fn set_enabled(&self, account: &AccountRef, enabled: bool) -> Result<(), ConnectorError> {
+        self.guard(account).await?;
         self.scim.set_enabled(account, enabled).await
     }
 
     async fn delete(&self, account: &AccountRef) -> Result<(), ConnectorError> {
+        self.guard(account).await?;
         self.scim.delete(account).await
     }
 
@@ -212,6 +280,7 @@ impl Connector for SlackConnector {
         account: &AccountRef,
         entitlement: &Entitlement,
     ) -> Result<(), ConnectorError> {
+        self.guard(account).await?;
         self.scim.grant(account, entitlement).await
     }
 
@@ -220,11 +289,13 @@ impl Connector for SlackConnector {
         account: &AccountRef,
         entitlement: &Entitlement,
     ) -> Result<(), ConnectorError> {
+        self.guard(account).await?;
         self.scim.revoke(account, entitlement).await
     }
 
     /// `admin.users.session.reset` for the account's Slack user id (its SCIM id).
     async fn revoke_sessions(&self, account: &AccountRef) -> Result<(), ConnectorError> {
+        self.guard(account).await?;
         let Some(user_id) = self.scim.find_user_id(account).await? else {
             return Ok(());
         };

@@ -16,6 +16,7 @@ mod support_standins;
 use std::time::{Duration, Instant};
 
 use connectors::github::{GitHubConfig, GitHubConnector};
+use connectors::ownership::Adopt;
 use connectors::secret::Secret;
 use connectors::{AccountRef, AccountSpec, Capability, Connector, Entitlement, ErrorKind};
 use serde_json::{json, Value};
@@ -51,11 +52,21 @@ fn invitation(id: u64, login: Option<&str>, email: Option<&str>) -> Value {
 
 impl Stack {
     fn connector(&self, token: &str, page_size: u32) -> GitHubConnector {
+        self.connector_with(token, page_size, |_| {})
+    }
+
+    fn connector_with(
+        &self,
+        token: &str,
+        page_size: u32,
+        adjust: impl FnOnce(&mut GitHubConfig),
+    ) -> GitHubConnector {
         let mut cfg = GitHubConfig::new("github-test", "acme", Secret::new(token));
         cfg.api_base = format!("http://{}", self.watcher.addr);
         cfg.teams = vec!["engineering".into(), "oncall".into()];
         cfg.timeout = Duration::from_secs(10);
         cfg.page_size = page_size;
+        adjust(&mut cfg);
         GitHubConnector::new(cfg).unwrap()
     }
 
@@ -107,16 +118,16 @@ async fn github_lifecycle_through_prism_and_emulate() {
     assert_eq!(st.entitlements, vec![org("member")]);
     assert_eq!(s.router_saw("PUT", "/orgs/acme/memberships/jdoe"), 1);
 
-    // adopt: existing members are not re-PUT (an owner must not be demoted)
+    // adopt: existing members are not re-PUT; an org owner is never adopted
     let legacy = c.create_or_adopt(&spec("legacy")).await.expect("adopt");
-    let admin = c
-        .create_or_adopt(&spec("hub-admin"))
-        .await
-        .expect("adopt owner");
+    let e = c.create_or_adopt(&spec("hub-admin")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    assert!(e.message.contains("owner"), "{e}");
     c.create_or_adopt(&spec("jdoe")).await.expect("adopt again");
     assert_eq!(s.router_saw("PUT", "/orgs/acme/memberships/legacy"), 0);
     assert_eq!(s.router_saw("PUT", "/orgs/acme/memberships/hub-admin"), 0);
     assert_eq!(s.router_saw("PUT", "/orgs/acme/memberships/jdoe"), 1);
+    let admin = AccountRef::new("hub-admin");
     assert_eq!(
         c.read(&admin).await.unwrap().unwrap().entitlements,
         vec![org("admin")]
@@ -125,6 +136,34 @@ async fn github_lifecycle_through_prism_and_emulate() {
         legacy.id.as_deref().map(|i| i.parse::<u64>().is_ok()),
         Some(true)
     );
+
+    // adopt = "never" refuses an existing member; protected logins and unmanaged teams are
+    // refused whatever the operation, and nothing is sent
+    let never = s.connector_with(ADMIN_TOKEN, 2, |c| c.adopt = Adopt::Never);
+    let e = never.create_or_adopt(&spec("legacy")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    let guarded = s.connector_with(ADMIN_TOKEN, 2, |c| {
+        c.protected_accounts = vec!["LEG*".into()]
+    });
+    let before = c.read(&legacy).await.unwrap().unwrap();
+    for e in [
+        guarded.create_or_adopt(&spec("legacy")).await.unwrap_err(),
+        guarded.set_enabled(&legacy, false).await.unwrap_err(),
+        guarded.delete(&legacy).await.unwrap_err(),
+        guarded.grant(&legacy, &org("admin")).await.unwrap_err(),
+        c.grant(&jdoe, &Entitlement::new("team", "secret-council"))
+            .await
+            .unwrap_err(),
+        c.revoke(&jdoe, &Entitlement::new("team", "other-org/oncall"))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    }
+    assert_eq!(c.read(&legacy).await.unwrap().unwrap(), before);
+    assert_eq!(s.router_saw("PUT", "/orgs/acme/memberships/legacy"), 0);
+    assert_eq!(s.router_saw("DELETE", "/orgs/acme/memberships/legacy"), 0);
+    assert_eq!(s.router_saw("PUT", "/orgs/acme/teams/secret-council"), 0);
 
     // update: nothing to change on GitHub, but the membership must exist
     c.update(&spec("jdoe")).await.expect("update");
@@ -146,14 +185,6 @@ async fn github_lifecycle_through_prism_and_emulate() {
             Entitlement::new("team", "oncall").with_role("member"),
         ])
     );
-    c.grant(&jdoe, &org("admin")).await.expect("org admin");
-    assert!(c
-        .read(&jdoe)
-        .await
-        .unwrap()
-        .unwrap()
-        .entitlements
-        .contains(&org("admin")));
     // invalid roles never reach GitHub
     let e = c.grant(&jdoe, &org("emperor")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Permanent);
@@ -163,8 +194,8 @@ async fn github_lifecycle_through_prism_and_emulate() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Permanent);
 
-    // revoke: the admin role (demotes), a team (twice: idempotent)
-    c.revoke(&jdoe, &org("admin")).await.expect("demote");
+    // revoke: the admin role of a non-owner is a no-op, a team (twice: idempotent)
+    c.revoke(&jdoe, &org("admin")).await.expect("not an owner");
     for _ in 0..2 {
         c.revoke(&jdoe, &Entitlement::new("team", "oncall"))
             .await
@@ -220,6 +251,27 @@ async fn github_lifecycle_through_prism_and_emulate() {
     c.revoke(&jdoe, &Entitlement::new("team", "engineering"))
         .await
         .expect("revoke gone");
+
+    // the hub may make a member an owner; from then on it never touches the membership
+    let bulk1 = c.create_or_adopt(&spec("bulk1")).await.expect("create");
+    c.grant(&bulk1, &org("admin")).await.expect("org admin");
+    let before = c.read(&bulk1).await.unwrap().unwrap();
+    assert!(before.entitlements.contains(&org("admin")));
+    let puts = s.router_saw("PUT", "/orgs/acme/memberships/bulk1");
+    let refused = [
+        c.revoke(&bulk1, &org("admin")).await.unwrap_err(),
+        c.revoke(&bulk1, &org("member")).await.unwrap_err(),
+        c.grant(&bulk1, &eng).await.unwrap_err(),
+        c.set_enabled(&bulk1, false).await.unwrap_err(),
+        c.delete(&bulk1).await.unwrap_err(),
+        c.update(&spec("bulk1")).await.unwrap_err(),
+    ];
+    for e in refused {
+        assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    }
+    assert_eq!(c.read(&bulk1).await.unwrap().unwrap(), before);
+    assert_eq!(s.router_saw("PUT", "/orgs/acme/memberships/bulk1"), puts);
+    assert_eq!(s.router_saw("DELETE", "/orgs/acme/memberships/bulk1"), 0);
 
     // a token without owner rights: permanent
     let plain = s.connector(PLAIN_TOKEN, 2);
@@ -289,6 +341,7 @@ fn canned_connector(r: &Responder) -> GitHubConnector {
     let mut cfg = GitHubConfig::new("github-test", "acme", Secret::new("ghp_canned_token_value"));
     cfg.api_base = format!("http://{}", r.addr);
     cfg.timeout = Duration::from_secs(5);
+    cfg.teams = vec!["eng".into()];
     GitHubConnector::new(cfg).unwrap()
 }
 

@@ -282,3 +282,80 @@ fn settings_deserialize_from_policy_json() {
     assert_eq!(s.disable, OktaDisable::Deactivate);
     let _ = Value::Null;
 }
+
+/// Super/org admins and protected logins are never adopted, changed, suspended, deleted,
+/// regrouped or signed out (refused, state unchanged); `adopt = "never"` refuses existing users;
+/// an ordinary user is still managed.
+#[tokio::test]
+async fn okta_admins_and_protected_logins_are_never_touched() {
+    let fake = okta_fake::start().await;
+    let eng = fake.add_group("Engineering");
+    let boss = fake.add_active_user("boss@example.com", "Boss");
+    fake.assign_role(&boss, "SUPER_ADMIN");
+    let glass = fake.add_active_user("break-glass-1@example.com", "Glass");
+    let plain = fake.add_active_user("plain@example.com", "Plain");
+    let c = connector(&fake, |s| {
+        s.protected_accounts = vec!["BREAK-GLASS-*".into()];
+    });
+    for (login, id) in [
+        ("boss@example.com", &boss),
+        ("break-glass-1@example.com", &glass),
+    ] {
+        let before = fake.user(id).expect("user");
+        let acct = AccountRef::new(login).with_id(id.clone());
+        let group = Entitlement::new("group", eng.clone());
+        for e in [
+            c.create_or_adopt(&spec(login, "Mallory"))
+                .await
+                .expect_err("refused"),
+            c.update(&spec(login, "Mallory"))
+                .await
+                .expect_err("refused"),
+            c.set_enabled(&acct, false).await.expect_err("refused"),
+            c.delete(&acct).await.expect_err("refused"),
+            c.grant(&acct, &group).await.expect_err("refused"),
+            c.revoke_sessions(&acct).await.expect_err("refused"),
+            c.revoke_credentials(&acct).await.expect_err("refused"),
+        ] {
+            assert_eq!(e.kind, ErrorKind::Refused, "{login}: {e}");
+        }
+        let after = fake.user(id).expect("user");
+        assert_eq!(
+            (
+                &after.status,
+                &after.profile,
+                after.sessions,
+                after.oauth_tokens
+            ),
+            (
+                &before.status,
+                &before.profile,
+                before.sessions,
+                before.oauth_tokens
+            ),
+            "{login}"
+        );
+        assert!(fake.members(&eng).is_empty());
+    }
+    // an admin role outside `protected_roles` does not protect; `[]` turns the lookup off
+    fake.assign_role(&plain, "READ_ONLY_ADMIN");
+    let acct = AccountRef::new("plain@example.com").with_id(plain.clone());
+    c.revoke_sessions(&acct).await.expect("ordinary user");
+    assert_eq!(fake.user(&plain).expect("user").sessions, 0);
+    let no_roles = connector(&fake, |s| s.protected_roles = Vec::new());
+    no_roles
+        .revoke_sessions(&AccountRef::new("boss@example.com"))
+        .await
+        .expect("roles not checked");
+    // adopt = "never": an existing user is refused, a new one is created
+    let never = connector(&fake, |s| s.adopt = connectors::ownership::Adopt::Never);
+    let e = never
+        .create_or_adopt(&spec("plain@example.com", "Plain"))
+        .await
+        .expect_err("refused");
+    assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    never
+        .create_or_adopt(&spec("fresh@example.com", "Fresh"))
+        .await
+        .expect("create");
+}

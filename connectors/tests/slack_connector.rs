@@ -260,3 +260,80 @@ async fn slack_timeout_is_retryable() {
     assert!(err.is_retryable(), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Primary Owners, Owners and Admins (per `users.info`) are never adopted, changed, deactivated,
+/// deleted, regrouped or signed out; an ordinary member still is; `protect_admins = false`
+/// turns the check off.
+#[tokio::test]
+async fn slack_owners_and_admins_are_never_touched() {
+    let scim = scim2_standin::start(SCIM_TOKEN).await;
+    let fake = slack_fake::start().await;
+    let (base, token) = (scim.base_url.as_str(), scim.token.as_str());
+    let c = slack(base, &fake.api_base(), slack_fake::ADMIN_TOKEN);
+    let gid = scim2_standin::create_group(base, token, "eng-all").await;
+    let group = Entitlement::new("group", "eng-all");
+    let mut ids = Vec::new();
+    for (login, role) in [
+        ("boss", "primary_owner"),
+        ("own", "owner"),
+        ("adm", "admin"),
+    ] {
+        let acct = c
+            .create_or_adopt(&spec(login, person(login, "Pat")))
+            .await
+            .expect("create before the role");
+        let uid = acct.id.clone().expect("id");
+        fake.add_user(&uid, false);
+        fake.set_role(&uid, role);
+        let before = scim2_standin::get_user(base, token, &uid).await;
+        let by_key = AccountRef::new(login);
+        for e in [
+            c.create_or_adopt(&spec(login, person(login, "Mallory")))
+                .await
+                .expect_err("refused"),
+            c.update(&spec(login, person(login, "Mallory")))
+                .await
+                .expect_err("refused"),
+            c.set_enabled(&acct, false).await.expect_err("refused"),
+            c.delete(&by_key).await.expect_err("refused"),
+            c.grant(&acct, &group).await.expect_err("refused"),
+            c.revoke_sessions(&by_key).await.expect_err("refused"),
+        ] {
+            assert_eq!(e.kind, ErrorKind::Refused, "{login}: {e}");
+        }
+        assert_eq!(scim2_standin::get_user(base, token, &uid).await, before);
+        ids.push(uid);
+    }
+    assert!(fake.resets().is_empty());
+    assert!(scim2_standin::group_members(base, token, &gid)
+        .await
+        .is_empty());
+
+    // an ordinary member is managed as before
+    let jdoe = c
+        .create_or_adopt(&spec("jdoe", person("jdoe", "Jane")))
+        .await
+        .expect("create");
+    let uid = jdoe.id.clone().expect("id");
+    fake.add_user(&uid, false);
+    c.set_enabled(&jdoe, false).await.expect("disable");
+    c.revoke_sessions(&jdoe).await.expect("reset");
+    assert_eq!(fake.resets(), vec![(uid, false, false)]);
+
+    // protect_admins = false: the admin's sessions are reset
+    let mut settings = SlackSettings::new(base);
+    settings.api_base_url = fake.api_base();
+    settings.protect_admins = false;
+    let open = SlackConnector::new(
+        "slack-acme",
+        settings,
+        Secret::new(SCIM_TOKEN),
+        Secret::new(slack_fake::ADMIN_TOKEN),
+    )
+    .expect("connector");
+    open.revoke_sessions(&AccountRef::new("adm"))
+        .await
+        .expect("unprotected");
+    assert_eq!(fake.resets().len(), 2);
+    assert!(fake.resets().iter().any(|(u, _, _)| u == &ids[2]));
+}

@@ -16,6 +16,8 @@
 //! * `GET /users?limit&after` with `Link` headers (`rel="self"`, `rel="next"`).
 //! * groups: `GET /groups?q=` (name prefix), `PUT`/`DELETE /groups/{gid}/users/{uid}` (204),
 //!   `GET /users/{id}/groups`.
+//! * `GET /users/{id or login}/roles`: the admin roles assigned to the user (Role objects with
+//!   `type` e.g. `SUPER_ADMIN`, `ORG_ADMIN`), `[]` for a user without any; unknown user → 404.
 //! * rate limiting on demand: 429 `E0000047` with `X-Rate-Limit-Limit/Remaining/Reset`.
 #![allow(dead_code)]
 
@@ -41,8 +43,9 @@ pub struct User {
 #[derive(Default)]
 pub struct OktaState {
     pub users: BTreeMap<String, User>,
-    pub groups: BTreeMap<String, String>,    // id → name
-    pub members: BTreeSet<(String, String)>, // (gid, uid)
+    pub groups: BTreeMap<String, String>,     // id → name
+    pub members: BTreeSet<(String, String)>,  // (gid, uid)
+    pub roles: BTreeMap<String, Vec<String>>, // uid → admin role types
     pub next_id: u64,
     /// Answer the next N calls with 429 E0000047.
     pub rate_limited: u32,
@@ -86,6 +89,15 @@ impl OktaFake {
             },
         );
         id
+    }
+
+    /// Assigns an admin role (`SUPER_ADMIN`, `ORG_ADMIN`, …) to a user.
+    pub fn assign_role(&self, uid: &str, role_type: &str) {
+        let mut st = self.state.lock().expect("lock");
+        st.roles
+            .entry(uid.to_owned())
+            .or_default()
+            .push(role_type.to_owned());
     }
 
     pub fn user(&self, id: &str) -> Option<User> {
@@ -254,6 +266,27 @@ fn handle(state: &Mutex<OktaState>, req: &Request) -> Response {
                 }
             }
             Response::empty(204)
+        }
+        ("GET", ["api", "v1", "users", who, "roles"]) => {
+            let Some(id) = find_user_id(&st, who) else {
+                return not_found(who, "User");
+            };
+            let roles: Vec<Value> = st
+                .roles
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, t)| {
+                    json!({
+                        "id": format!("ra{id}{i}"), "label": t, "type": t,
+                        "status": "ACTIVE", "assignmentType": "USER",
+                        "created": "2026-01-01T00:00:00.000Z",
+                        "lastUpdated": "2026-01-01T00:00:00.000Z"
+                    })
+                })
+                .collect();
+            Response::json(200, Value::Array(roles))
         }
         ("GET", ["api", "v1", "users", who, "groups"]) => {
             let Some(id) = find_user_id(&st, who) else {

@@ -1,5 +1,8 @@
-//! A stateful fake of Slack's Web API method `admin.users.session.reset`, following Slack's
-//! documentation (docs.slack.dev/reference/methods/admin.users.session.reset): POST only,
+//! A stateful fake of Slack's Web API methods `users.info` (docs.slack.dev/reference/methods/
+//! users.info: GET or form POST with `user`, scope `users:read`, the user object with `is_admin`,
+//! `is_owner`, `is_primary_owner`, `is_bot`; a JSON body is not read, so `user` is missing →
+//! `invalid_arguments`) and `admin.users.session.reset`, following Slack's documentation
+//! (docs.slack.dev/reference/methods/admin.users.session.reset): POST only,
 //! `application/x-www-form-urlencoded` or `application/json` bodies, token in
 //! `Authorization: Bearer` (or a `token` form field), HTTP 200 with `{"ok":false,"error":…}` for
 //! failures, HTTP 429 + `Retry-After` + `ratelimited` when rate limited.
@@ -26,6 +29,8 @@ pub const BOT_TOKEN: &str = "xoxb-fake-bot-token-no-admin";
 pub struct SlackState {
     /// Known users: id → is_bot.
     pub users: HashMap<String, bool>,
+    /// Admin roles: id → `primary_owner`, `owner` or `admin`.
+    pub roles: HashMap<String, String>,
     /// Users whose sessions were reset, in order, with (mobile_only, web_only).
     pub resets: Vec<(String, bool, bool)>,
     /// When set, the next N calls answer 429 ratelimited with this Retry-After.
@@ -51,6 +56,15 @@ impl SlackFake {
             .insert(id.to_owned(), bot);
     }
 
+    /// Makes a known user a `primary_owner`, `owner` or `admin`.
+    pub fn set_role(&self, id: &str, role: &str) {
+        self.state
+            .lock()
+            .expect("lock")
+            .roles
+            .insert(id.to_owned(), role.to_owned());
+    }
+
     pub fn resets(&self) -> Vec<(String, bool, bool)> {
         self.state.lock().expect("lock").resets.clone()
     }
@@ -74,6 +88,9 @@ fn handle(state: &Mutex<SlackState>, req: &Request) -> Response {
         [api, m] if api == "api" => m.clone(),
         _ => return Response::empty(404),
     };
+    if method == "users.info" {
+        return users_info(&st, req);
+    }
     if method != "admin.users.session.reset" {
         return err("unknown_method");
     }
@@ -148,6 +165,48 @@ fn handle(state: &Mutex<SlackState>, req: &Request) -> Response {
         body["warning"] = json!(w);
     }
     Response::json(200, body)
+}
+
+fn users_info(st: &SlackState, req: &Request) -> Response {
+    let Some(token) = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return err("not_authed");
+    };
+    if !st.tokens.contains(token) {
+        return err("invalid_auth");
+    }
+    // arguments come from the query string or a form body, never from JSON
+    let mut args: HashMap<String, String> = req
+        .query_param("user")
+        .map(|u| ("user".to_owned(), u))
+        .into_iter()
+        .collect();
+    if req.method == "POST"
+        && req
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+    {
+        args.extend(form_pairs(&String::from_utf8_lossy(&req.body)));
+    }
+    let Some(id) = args.get("user").filter(|u| !u.is_empty()) else {
+        return err("invalid_arguments");
+    };
+    let Some(&bot) = st.users.get(id) else {
+        return err("user_not_found");
+    };
+    let role = st.roles.get(id).map(String::as_str);
+    Response::json(
+        200,
+        json!({"ok": true, "user": {
+            "id": id, "team_id": "T0FAKE", "name": id.to_lowercase(), "deleted": false,
+            "is_bot": bot,
+            "is_primary_owner": role == Some("primary_owner"),
+            "is_owner": matches!(role, Some("primary_owner" | "owner")),
+            "is_admin": matches!(role, Some("primary_owner" | "owner" | "admin")),
+        }}),
+    )
 }
 
 pub async fn start() -> SlackFake {

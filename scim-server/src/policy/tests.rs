@@ -433,3 +433,55 @@ fn every_section_reports_in_file_order() {
     let expected = include_str!("testdata/every_section_wrong.expected");
     assert_eq!(e, expected.trim_end(), "\n{e}");
 }
+
+const ADOPTION_KEYS: &str = r#"
+[[connector]]
+name = "gh"
+type = "github"
+settings = { org = "acme", teams = ["eng"], adopt = "never", protected_accounts = ["break-glass-*"] }
+credentials = { token = { env = "GITHUB_TOKEN" } }
+
+[[connector]]
+name = "okta"
+type = "okta"
+credentials = { token = { env = "OKTA_TOKEN" } }
+[connector.settings]
+base_url = "https://acme.okta.com"
+adopt = "unowned"
+protected_accounts = ["admin@acme.com"]
+protected_roles = ["SUPER_ADMIN", "ORG_ADMIN", "APP_ADMIN"]
+
+[[connector]]
+name = "slack"
+type = "slack"
+credentials = { scim_token = { env = "S" }, admin_token = { env = "A" } }
+[connector.settings]
+protect_admins = true
+scim = { base_url = "https://api.slack.com/scim/v2", profile = "slack", adopt = "always" }
+"#;
+
+#[test]
+fn github_okta_slack_adoption_keys_are_checked() {
+    let p = Policy::parse(ADOPTION_KEYS, "a.toml").expect("valid");
+    assert_eq!(
+        p.connectors["okta"].settings["protected_roles"][2],
+        "APP_ADMIN"
+    );
+    assert_eq!(p.connectors["gh"].settings["adopt"], "never");
+    let errs = |text: &str| {
+        Policy::parse(text, "a.toml")
+            .expect_err("invalid")
+            .to_string()
+    };
+    let e = errs(&ADOPTION_KEYS.replace("adopt = \"never\"", "adopt = \"sometimes\""));
+    assert!(e.starts_with("a.toml:5:"), "{e}");
+    assert!(e.contains("unknown variant `sometimes`"), "{e}");
+    let e = errs(&ADOPTION_KEYS.replace("protected_roles =", "protected_role ="));
+    assert!(e.starts_with("a.toml:16:1:"), "{e}");
+    assert!(e.contains("unknown field `protected_role`"), "{e}");
+    let e = errs(&ADOPTION_KEYS.replace("protect_admins = true", "protect_admins = \"yes\""));
+    assert!(e.starts_with("a.toml:23:"), "{e}");
+    let e = errs(&ADOPTION_KEYS.replace(", protected_accounts = [", ", protected_acounts = ["));
+    assert!(e.starts_with("a.toml:5:"), "{e}");
+    assert!(e.contains("unknown field `protected_acounts`"), "{e}");
+}
