@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Duration;
-use connectors::memory::MemoryConnector;
+use connectors::ldap::{
+    DisableMethod, GenericLdap, LdapConfig, LdapConnector, LdapFlavor, LdapOwnership, LdapTls,
+};
+use connectors::secret::Secret;
 use connectors::{
     AccountPage, AccountRef, AccountSpec, AccountState, Capabilities, Connector, ConnectorError,
     Entitlement,
@@ -16,18 +19,20 @@ use scim_server::admin::in_tx;
 use scim_server::store::verifications;
 use serde_json::json;
 
+use super::support_standins::stacks::Slapd;
 use super::{incidents, outbox, user, Env, POLICY};
 
 backends!(
     applied_leaver_is_verified_per_system,
     silently_kept_account_is_caught_and_disabled_again,
     unreachable_system_is_retried_then_raised,
+    slapd_keeping_an_account_is_caught_and_disabled_again,
 );
 
 /// A system that answers a disable with success and keeps the account enabled while `deaf`.
 #[derive(Debug, Clone)]
 struct KeepsAccounts {
-    inner: MemoryConnector,
+    inner: Arc<dyn Connector>,
     deaf: Arc<AtomicBool>,
 }
 
@@ -150,7 +155,7 @@ fn silently_kept_account_is_caught_and_disabled_again(env: Env) {
     env.engine.connectors.insert(
         "github",
         Arc::new(KeepsAccounts {
-            inner: env.app("github").clone(),
+            inner: Arc::new(env.app("github").clone()),
             deaf: deaf.clone(),
         }),
     );
@@ -226,4 +231,85 @@ fn unreachable_system_is_retried_then_raised(env: Env) {
     assert_eq!(raised.len(), 1);
     assert_eq!(raised[0].connector.as_deref(), Some("slack"));
     assert!(outcomes(&env, &ann).contains(&("github".to_string(), "verified".to_string())));
+}
+
+/// The `erp` system is a real OpenLDAP slapd (the LDAP connector, accounts disabled by a move to
+/// `ou=disabled`) that answers the leaver's disable with success but keeps the account where it
+/// was; the verification reads slapd back, finds it enabled, and the disable queued again moves it.
+fn slapd_keeping_an_account_is_caught_and_disabled_again(env: Env) {
+    let slapd = Slapd::start();
+    let config = || LdapConfig {
+        name: "erp".into(),
+        url: format!("ldap://127.0.0.1:{}", slapd.port),
+        tls: LdapTls::StartTls,
+        ca_file: Some(slapd.ca()),
+        bind_dn: "cn=admin,dc=example,dc=com".into(),
+        bind_password: Secret::new("adminpw"),
+        search_base: "dc=example,dc=com".into(),
+        users_dn: "ou=people,dc=example,dc=com".into(),
+        groups_dn: "ou=groups,dc=example,dc=com".into(),
+        timeout: std::time::Duration::from_secs(5),
+        page_size: 50,
+        flavor: LdapFlavor::Generic(GenericLdap {
+            disable: DisableMethod::MoveToOu("ou=disabled,dc=example,dc=com".into()),
+            disable_removes_groups: false,
+            placeholder_member: "cn=placeholder,ou=people,dc=example,dc=com".into(),
+        }),
+        ownership: LdapOwnership::default(),
+    };
+    let ldap: Arc<dyn Connector> = Arc::new(LdapConnector::new(config()).unwrap());
+    // The test reads through its own instance: a pooled LDAP connection is driven by the
+    // runtime that opened it, and the workers run on another.
+    let probe = LdapConnector::new(config()).unwrap();
+    let deaf = Arc::new(AtomicBool::new(true));
+    env.engine.connectors.insert(
+        "erp",
+        Arc::new(KeepsAccounts {
+            inner: ldap.clone(),
+            deaf: deaf.clone(),
+        }),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let read = |key: &str| rt.block_on(probe.read(&AccountRef::new(key))).unwrap();
+    let mut doc = user("fay", "Employee", "Finance", "Accounts Payable");
+    doc["name"] = json!({"givenName": "Fay", "familyName": "Ng"});
+    let fay = env.create_user(doc);
+    env.run();
+    assert!(read("fay").expect("created on slapd").enabled);
+    env.patch_user(&fay, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    env.run();
+    assert!(read("fay").unwrap().enabled, "slapd kept the account");
+    env.clock.advance(Duration::minutes(16));
+    env.run();
+    let erp: Vec<String> = outcomes(&env, &fay)
+        .into_iter()
+        .filter(|(c, _)| c == "erp")
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(erp, vec!["mismatch"]);
+    let raised = open_incidents(&env, "verification_mismatch");
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert!(
+        raised[0].reason.contains("account is still enabled"),
+        "{}",
+        raised[0].reason
+    );
+    // slapd applies the disable queued again (the last run already tried it, deaf).
+    deaf.store(false, Ordering::SeqCst);
+    env.clock.advance(Duration::minutes(16));
+    env.run();
+    env.clock.advance(Duration::minutes(16));
+    env.run();
+    assert!(!read("fay").unwrap().enabled, "moved to ou=disabled");
+    let erp: Vec<String> = outcomes(&env, &fay)
+        .into_iter()
+        .filter(|(c, _)| c == "erp")
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(erp.last().map(String::as_str), Some("verified"), "{erp:?}");
 }
