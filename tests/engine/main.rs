@@ -619,3 +619,6 @@ fn start_date_timer(env: Env) {
 }
 
 mod guard;
+#[path = "../../connectors/tests/support_standins/mod.rs"]
+mod support_standins;
+mod verify;

@@ -22,7 +22,7 @@ use super::outcome::{
     ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, QueuedNotice, Recipients, Writes,
 };
 use super::plan::{classify, diff, AccountRecord, EventKind, Plan};
-use super::timers::{Timer, TimerChange, TimerKind};
+use super::timers::{Timer, TimerChange, TimerKind, VerifyTimer};
 use super::{links, manager_id, Cause, PlanOutcome};
 use crate::policy::{BlastRadius, Policy, SodAction};
 use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalRow, ApprovalStatus};
@@ -269,6 +269,7 @@ pub fn decide(
         timers.push(TimerChange::CancelOverlap);
     }
     timers.extend(contract_timers(i, &d));
+    timers.extend(verify_timers(i, event, &plan, &plan_id));
 
     // Notices: the hold to security, approvals to those who may decide them, the mover summary
     // to the manager and to security.
@@ -313,6 +314,37 @@ pub fn decide(
             end_grants: event.deprovisions(),
         }),
     }
+}
+
+/// One verification per connector a plan changes, when the policy verifies this event
+/// (`[verification] after`), its connector's delay after now.
+fn verify_timers(
+    i: &PlanInputs<'_>,
+    event: EventKind,
+    plan: &Plan,
+    plan_id: &str,
+) -> Vec<TimerChange> {
+    let v = &i.policy.verification;
+    if !v.after.iter().any(|e| e == event.as_str()) {
+        return Vec::new();
+    }
+    let connectors: BTreeSet<&String> = plan.ops.iter().map(|o| &o.connector).collect();
+    connectors
+        .into_iter()
+        .map(|c| {
+            TimerChange::Schedule(Timer {
+                user_id: i.user_id.clone(),
+                kind: TimerKind::Verify(VerifyTimer {
+                    plan_id: plan_id.to_string(),
+                    connector: c.clone(),
+                    event: event.as_str().to_string(),
+                    attempt: 0,
+                    round: 0,
+                }),
+                due: i.now + v.delay_for(i.policy.connectors.get(c)),
+            })
+        })
+        .collect()
 }
 
 /// The overrides the projection used that are not recorded yet (a mover's overlap).

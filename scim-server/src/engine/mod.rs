@@ -30,6 +30,7 @@ pub mod outcome;
 pub mod plan;
 pub mod replan;
 pub mod timers;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -28,6 +28,22 @@ pub enum TimerKind {
         end: DateTime<Utc>,
         offset: Duration,
     },
+    /// Read back what plan `plan_id` (a `event`) did on `connector` ([`super::verify`]). Run by
+    /// `jobs::verify`, not [`fire`]: it calls the connector. `attempt` counts failed reads;
+    /// `round` counts re-plans after a mismatch.
+    Verify(VerifyTimer),
+}
+
+/// What a verification timer carries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyTimer {
+    pub plan_id: String,
+    pub connector: String,
+    pub event: String,
+    #[serde(default)]
+    pub attempt: i64,
+    #[serde(default)]
+    pub round: i64,
 }
 
 impl TimerKind {
@@ -38,6 +54,7 @@ impl TimerKind {
             TimerKind::OverlapEnd => "overlap_end",
             TimerKind::ContractEnd => "contract_end",
             TimerKind::Reminder { .. } => "reminder",
+            TimerKind::Verify(_) => "verify",
         }
     }
 
@@ -47,6 +64,7 @@ impl TimerKind {
             TimerKind::Reminder { end, offset } => {
                 json!({"end": end, "offset": crate::policy::fmt_duration(*offset)})
             }
+            TimerKind::Verify(v) => serde_json::to_value(v).unwrap_or_default(),
             _ => json!({}),
         }
     }
@@ -62,6 +80,7 @@ impl TimerKind {
                 end: serde_json::from_value(payload.get("end")?.clone()).ok()?,
                 offset: crate::policy::parse_duration(payload.get("offset")?.as_str()?).ok()?,
             },
+            "verify" => TimerKind::Verify(serde_json::from_value(payload.clone()).ok()?),
             _ => return None,
         })
     }
@@ -85,6 +104,9 @@ impl Timer {
                 end.timestamp(),
                 offset.num_seconds()
             ),
+            TimerKind::Verify(v) => {
+                format!("verify:{user}:{}:{}:{}", v.plan_id, v.connector, v.round)
+            }
             kind => format!("{}:{user}:{}", kind.name(), self.due.timestamp()),
         }
     }
@@ -146,6 +168,8 @@ pub fn fire(
 ) -> HubResult<()> {
     match TimerKind::from_row(&row.kind, &row.payload) {
         Some(TimerKind::Reminder { end, offset }) => remind(c, engine, row, end, offset, now),
+        // Claimed by the verification runner only (store::timers::RUNNER_KINDS).
+        Some(TimerKind::Verify(_)) => Ok(()),
         _ => {
             let out = engine.replan(c, &row.user_id, Cause::Timer)?;
             tracing::info!(user = %row.user_id, timer = %row.kind, event = out.event.as_str(), ops = out.plan.ops.len(), "timer fired");
@@ -234,6 +258,13 @@ mod tests {
                 end,
                 offset: Duration::days(30),
             },
+            TimerKind::Verify(VerifyTimer {
+                plan_id: "p1".into(),
+                connector: "app".into(),
+                event: "leaver".into(),
+                attempt: 2,
+                round: 1,
+            }),
         ] {
             assert_eq!(
                 TimerKind::from_row(kind.name(), &kind.payload()),

@@ -40,6 +40,8 @@
 //! Group changes planned in the background run from the timer loop, a batch per transaction
 //! ([`Workers::run_replans`]).
 
+mod verify;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -604,7 +606,9 @@ impl Workers {
     pub async fn run_until_idle(&self) -> HubResult<usize> {
         let mut total = 0;
         loop {
-            let t = self.fire_timers().await? + self.run_replans().await?;
+            let t = self.fire_timers().await?
+                + self.run_replans().await?
+                + self.run_verifications().await?;
             let n = self.run_batch(0).await?;
             total += n;
             if n == 0 && t == 0 {
@@ -685,6 +689,9 @@ impl Workers {
                 }
                 if let Err(e) = me.run_replans().await {
                     tracing::warn!(error = %e, "group re-plan error");
+                }
+                if let Err(e) = me.run_verifications().await {
+                    tracing::warn!(error = %e, "verification error");
                 }
                 tokio::time::sleep(StdDuration::from_secs(1)).await;
             }

@@ -69,7 +69,7 @@ pub use duration::{fmt_duration, parse_duration};
 pub use model::{
     Approval, ApproverSettings, BlastRadius, ConnectorDef, ContractorRules, EntRef, NotifySettings,
     OnConflict, OnLeave, OwnedAttribute, Policy, Profile, Settings, SodAction, SodRule, SourceRule,
-    CONNECTOR_TYPES, EVENT_TYPES,
+    Verification, CONNECTOR_TYPES, EVENT_TYPES,
 };
 
 #[cfg(test)]

@@ -50,6 +50,33 @@ pub struct Policy {
     /// Who the security approvers are.
     pub approvals: ApproverSettings,
     pub notify: NotifySettings,
+    pub verification: Verification,
+}
+
+/// The `[verification]` section: when the engine reads every system back after a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// How long after the plan is committed the systems are read back (per connector:
+    /// [`ConnectorDef::verify_delay`]).
+    pub delay: Duration,
+    /// The event types verified (of [`EVENT_TYPES`]); empty turns verification off.
+    pub after: Vec<String>,
+}
+
+impl Default for Verification {
+    fn default() -> Self {
+        Verification {
+            delay: Duration::minutes(15),
+            after: vec!["leaver".into(), "contractor-expiry".into()],
+        }
+    }
+}
+
+impl Verification {
+    /// The delay before verifying what a plan did on `connector`.
+    pub fn delay_for(&self, connector: Option<&ConnectorDef>) -> Duration {
+        connector.and_then(|c| c.verify_delay).unwrap_or(self.delay)
+    }
 }
 
 /// The `[approvals]` section: the security approvers, who may decide every request (any level).
@@ -113,6 +140,8 @@ pub struct ConnectorDef {
     /// userNames of the owners of this connector: they decide `approval = "owner"` requests for
     /// any of its entitlements.
     pub owners: Vec<String>,
+    /// Overrides `[verification] delay` for this connector (a system slow to apply changes).
+    pub verify_delay: Option<Duration>,
 }
 
 /// Who must approve an entitlement before it is granted.
@@ -385,6 +414,7 @@ impl Policy {
                 link_ttl: NotifySettings::default_link_ttl(),
                 ..Default::default()
             },
+            verification: Verification::default(),
         }
     }
 }

@@ -34,6 +34,15 @@ pub(super) struct RawPolicy {
     pub(super) approvals: RawApprovals,
     #[serde(default)]
     pub(super) notify: RawNotify,
+    #[serde(default)]
+    pub(super) verification: RawVerification,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVerification {
+    pub(super) delay: Option<S<String>>,
+    pub(super) after: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +87,7 @@ pub(super) struct RawConnector {
     pub(super) description: Option<String>,
     #[serde(default)]
     pub(super) owners: Vec<S<String>>,
+    pub(super) verify_delay: Option<S<String>>,
 }
 
 fn yes() -> bool {

@@ -485,3 +485,42 @@ fn github_okta_slack_adoption_keys_are_checked() {
     assert!(e.starts_with("a.toml:5:"), "{e}");
     assert!(e.contains("unknown field `protected_acounts`"), "{e}");
 }
+
+#[test]
+fn verification_defaults_overrides_and_errors() {
+    let p = Policy::parse(GOOD, "good.toml").expect("valid");
+    assert_eq!(p.verification.delay, Duration::minutes(15));
+    assert_eq!(p.verification.after, vec!["leaver", "contractor-expiry"]);
+    assert_eq!(
+        p.verification.delay_for(p.connectors.get("github")),
+        Duration::minutes(15)
+    );
+
+    let text = GOOD.replace(
+        "name = \"github\"\ntype = \"memory\"\n",
+        "name = \"github\"\ntype = \"memory\"\nverify_delay = \"1h\"\n",
+    ) + "\n[verification]\ndelay = \"5m\"\nafter = [\"leaver\", \"joiner\"]\n";
+    let p = Policy::parse(&text, "v.toml").expect("valid");
+    assert_eq!(p.verification.after, vec!["leaver", "joiner"]);
+    assert_eq!(
+        p.verification.delay_for(p.connectors.get("slack")),
+        Duration::minutes(5)
+    );
+    assert_eq!(
+        p.verification.delay_for(p.connectors.get("github")),
+        Duration::hours(1)
+    );
+
+    let bad = GOOD.to_string() + "\n[verification]\ndelay = \"0s\"\nafter = [\"leavers\"]\n";
+    let e = errors(&bad);
+    assert!(
+        e.contains("p.toml:30:9: a verification delay must be above zero"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p.toml:31:10: unknown event type \"leavers\""),
+        "{e}"
+    );
+    let bad = GOOD.to_string() + "\n[verification]\nwhen = \"later\"\n";
+    assert!(errors(&bad).contains("when"), "unknown keys are refused");
+}

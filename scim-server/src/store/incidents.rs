@@ -66,3 +66,29 @@ pub fn list_open(c: &mut DbConnection) -> HubResult<Vec<Incident>> {
     );
     Ok(q.load::<Incident>(c)?)
 }
+
+/// Opens an incident unless one of the same kind is open for the same user and connector (a
+/// check that keeps failing is one thing to review, not one per attempt). Returns whether it
+/// opened one.
+pub fn raise_once(
+    c: &mut DbConnection,
+    kind: &str,
+    user_id: &str,
+    connector: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
+    let mut q = Sql::<BigInt>::new(
+        "SELECT COUNT(*) FROM engine_incidents WHERE status = 'open' AND kind = ",
+    );
+    q.text(kind)
+        .push(" AND user_id = ")
+        .text(user_id)
+        .push(" AND connector = ")
+        .text(connector);
+    if q.get_result::<i64>(c)? > 0 {
+        return Ok(false);
+    }
+    raise(c, kind, Some(user_id), Some(connector), None, reason, now)?;
+    Ok(true)
+}

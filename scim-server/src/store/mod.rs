@@ -95,6 +95,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod replans;
 pub mod timers;
+pub mod verifications;
 
 #[cfg(test)]
 mod tests;

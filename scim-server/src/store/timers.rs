@@ -98,7 +98,9 @@ pub fn claim_due(c: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> HubRes
     let mut q = Sql::<TimerSt>::new(COLS);
     q.push("WHERE status = 'pending' AND due <= ")
         .text(fmt_ts(now))
-        .push(" ORDER BY due, id")
+        .push(" AND kind NOT IN (")
+        .text_list(RUNNER_KINDS.iter().copied())
+        .push(") ORDER BY due, id")
         .limit(limit);
     if matches!(c, DbConnection::Postgresql(_)) {
         q.push(" FOR UPDATE SKIP LOCKED");
@@ -107,6 +109,60 @@ pub fn claim_due(c: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> HubRes
         .into_iter()
         .map(Timer::from)
         .collect())
+}
+
+/// Kinds the runner handles itself because firing them calls a connector, which cannot happen
+/// inside the claiming transaction ([`claim_due`] leaves them to [`lease_due`]).
+pub const RUNNER_KINDS: &[&str] = &["verify"];
+
+/// Claims due timers of `kind` for work done outside the transaction: each claimed row's due
+/// moves to `lease_until`, so another node (or this one after a crash) takes it again only
+/// when the lease ran out without [`fired`] or [`reschedule`].
+pub fn lease_due(
+    c: &mut DbConnection,
+    kind: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> HubResult<Vec<Timer>> {
+    let mut q = Sql::<TimerSt>::new(COLS);
+    q.push("WHERE status = 'pending' AND kind = ")
+        .text(kind)
+        .push(" AND due <= ")
+        .text(fmt_ts(now))
+        .push(" ORDER BY due, id")
+        .limit(limit);
+    if matches!(c, DbConnection::Postgresql(_)) {
+        q.push(" FOR UPDATE SKIP LOCKED");
+    }
+    let due: Vec<Timer> = q
+        .load::<TimerRow>(c)?
+        .into_iter()
+        .map(Timer::from)
+        .collect();
+    for t in &due {
+        let mut u = Sql::<()>::new("UPDATE engine_timers SET due = ");
+        u.text(fmt_ts(lease_until)).push(" WHERE id = ").int(t.id);
+        u.execute(c)?;
+    }
+    Ok(due)
+}
+
+/// Sets a pending timer's due time and payload (a retry, or a wait for operations to finish).
+pub fn reschedule(
+    c: &mut DbConnection,
+    id: i64,
+    due: DateTime<Utc>,
+    payload: &serde_json::Value,
+) -> HubResult<()> {
+    let mut q = Sql::<()>::new("UPDATE engine_timers SET due = ");
+    q.text(fmt_ts(due))
+        .push(", payload = ")
+        .text(payload.to_string())
+        .push(" WHERE status = 'pending' AND id = ")
+        .int(id);
+    q.execute(c)?;
+    Ok(())
 }
 
 pub fn fired(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> HubResult<()> {

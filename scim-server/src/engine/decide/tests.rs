@@ -159,7 +159,11 @@ fn summary(d: &Decision) -> Summary {
             .iter()
             .map(|t| match t {
                 TimerChange::Schedule(t) => {
-                    format!("{} at {}", t.kind.name(), t.due.format("%Y-%m-%d %H:%M"))
+                    let what = match &t.kind {
+                        TimerKind::Verify(v) => format!("verify {}", v.connector),
+                        k => k.name().to_string(),
+                    };
+                    format!("{what} at {}", t.due.format("%Y-%m-%d %H:%M"))
                 }
                 TimerChange::CancelContract => "cancel contract timers".into(),
                 TimerChange::CancelOverlap => "cancel overlap timers".into(),
@@ -325,7 +329,11 @@ fn cases() -> Vec<Case> {
                 state: "left".into(),
                 ops: leaver_ops(),
                 audit: lines(&["scim plan queued"]),
-                timers: lines(&["cancel overlap timers"]),
+                timers: lines(&[
+                    "cancel overlap timers",
+                    "verify github at 2025-03-03 09:15",
+                    "verify slack at 2025-03-03 09:15",
+                ]),
                 ..Default::default()
             },
         },
@@ -342,7 +350,11 @@ fn cases() -> Vec<Case> {
                 hold: "open id-1: more than 30% of 13 users would lose access within 10m".into(),
                 audit: lines(&["scim plan held"]),
                 notices: lines(&["blast_radius_hold -> security@example.com"]),
-                timers: lines(&["cancel overlap timers"]),
+                timers: lines(&[
+                    "cancel overlap timers",
+                    "verify github at 2025-03-03 09:15",
+                    "verify slack at 2025-03-03 09:15",
+                ]),
                 ..Default::default()
             },
         },
@@ -361,7 +373,11 @@ fn cases() -> Vec<Case> {
                 ops: leaver_ops(),
                 hold: "join h-1".into(),
                 audit: lines(&["scim plan held"]),
-                timers: lines(&["cancel overlap timers"]),
+                timers: lines(&[
+                    "cancel overlap timers",
+                    "verify github at 2025-03-03 09:15",
+                    "verify slack at 2025-03-03 09:15",
+                ]),
                 ..Default::default()
             },
         },

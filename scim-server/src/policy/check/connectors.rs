@@ -133,6 +133,10 @@ pub(super) fn check(
                 transfer_ownership: c.transfer_ownership,
                 description: c.description,
                 owners,
+                verify_delay: c
+                    .verify_delay
+                    .as_ref()
+                    .and_then(|v| super::verification::positive(d, v)),
             },
         );
     }

@@ -14,6 +14,7 @@ mod settings;
 mod sla;
 mod sod;
 mod sources;
+mod verification;
 
 use chrono::Duration;
 
@@ -81,6 +82,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
     let blast_radius = raw.blast_radius.and_then(|b| blast_radius::check(b, d));
     let sources = sources::check(raw.sources, &attrs, d);
     let notify = notify::check(raw.notify, d);
+    let verification = verification::check(raw.verification, d);
     Policy {
         source: source.to_string(),
         settings,
@@ -93,6 +95,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         sources,
         approvals,
         notify,
+        verification,
     }
 }
 
