@@ -619,3 +619,4 @@ fn start_date_timer(env: Env) {
 }
 
 mod guard;
+mod sla;

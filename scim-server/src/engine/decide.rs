@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use super::desired::{attr_str, desired, Approvals, Desired, Lifecycle, Override};
 use super::notices;
 use super::outcome::{
-    ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, QueuedNotice, Recipients, Writes,
+    ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, PlanIncident, QueuedNotice,
+    Recipients, Writes,
 };
 use super::plan::{classify, diff, AccountRecord, EventKind, Plan};
 use super::timers::{Timer, TimerChange, TimerKind};
@@ -208,6 +209,7 @@ pub fn decide(
                     ops: Vec::new(),
                     next: BTreeMap::new(),
                     skipped: Vec::new(),
+                    unsupported: Vec::new(),
                 },
                 hold_id: None,
                 new_approvals: Vec::new(),
@@ -269,6 +271,22 @@ pub fn decide(
         timers.push(TimerChange::CancelOverlap);
     }
     timers.extend(contract_timers(i, &d));
+    // The SLA clock runs from the event (this planning: the SCIM write, the timer or the
+    // decision that caused it) to the plan's last operation; its deadline is a durable timer.
+    let sla_due = (record_event && !plan.ops.is_empty())
+        .then(|| policy.sla_for(event.as_str()))
+        .flatten()
+        .map(|sla| now + sla);
+    if let Some(due) = sla_due {
+        timers.push(TimerChange::Schedule(Timer {
+            user_id: user_id.into(),
+            kind: TimerKind::SlaDeadline {
+                plan_id: plan_id.clone(),
+            },
+            due,
+        }));
+    }
+    let incidents = required_but_unsupported(policy, event, &plan, user_id, &plan_id);
 
     // Notices: the hold to security, approvals to those who may decide them, the mover summary
     // to the manager and to security.
@@ -307,12 +325,44 @@ pub fn decide(
             planned,
             user,
             record_event,
+            sla_due,
+            incidents,
             audit,
             timers,
             notices,
             end_grants: event.deprovisions(),
         }),
     }
+}
+
+/// An `unsupported_step` incident for each step of a leaver's (or expired contractor's) plan
+/// that the policy marks required (`[leaver] required`) and a connector cannot do.
+fn required_but_unsupported(
+    policy: &Policy,
+    event: EventKind,
+    plan: &Plan,
+    user_id: &str,
+    plan_id: &str,
+) -> Vec<PlanIncident> {
+    if !event.deprovisions() {
+        return Vec::new();
+    }
+    plan.unsupported
+        .iter()
+        .filter(|u| policy.leaver.requires(u.step))
+        .map(|u| PlanIncident {
+            kind: "unsupported_step",
+            connector: Some(u.connector.clone()),
+            reason: format!(
+                "{} plan {plan_id} of user {user_id}: step {} is required by the policy \
+                 ([leaver] required) but {}",
+                event.as_str(),
+                u.step,
+                u.note()
+            ),
+            dedupe_key: format!("unsupported_step:{plan_id}:{}:{}", u.connector, u.step),
+        })
+        .collect()
 }
 
 /// The overrides the projection used that are not recorded yet (a mover's overlap).

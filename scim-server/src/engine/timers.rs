@@ -3,7 +3,7 @@
 //!
 //! The planner decides which timers to set ([`TimerChange`]); the runner (`jobs`) only claims due
 //! rows and calls [`fire`]. Rows keep the kind as text (`start`, `overlap_end`, `contract_end`,
-//! `reminder`) and the payload as JSON, as the store has always held them; [`TimerKind`] is
+//! `reminder`, `sla_deadline`) and the payload as JSON, as the store has always held them; [`TimerKind`] is
 //! their typed reading.
 
 use chrono::{DateTime, Duration, Utc};
@@ -28,6 +28,9 @@ pub enum TimerKind {
         end: DateTime<Utc>,
         offset: Duration,
     },
+    /// The SLA of the event that planned `plan_id` ends: an incident if the plan is not
+    /// complete ([`super::sla`]).
+    SlaDeadline { plan_id: String },
 }
 
 impl TimerKind {
@@ -38,6 +41,7 @@ impl TimerKind {
             TimerKind::OverlapEnd => "overlap_end",
             TimerKind::ContractEnd => "contract_end",
             TimerKind::Reminder { .. } => "reminder",
+            TimerKind::SlaDeadline { .. } => "sla_deadline",
         }
     }
 
@@ -47,6 +51,7 @@ impl TimerKind {
             TimerKind::Reminder { end, offset } => {
                 json!({"end": end, "offset": crate::policy::fmt_duration(*offset)})
             }
+            TimerKind::SlaDeadline { plan_id } => json!({"plan_id": plan_id}),
             _ => json!({}),
         }
     }
@@ -61,6 +66,9 @@ impl TimerKind {
             "reminder" => TimerKind::Reminder {
                 end: serde_json::from_value(payload.get("end")?.clone()).ok()?,
                 offset: crate::policy::parse_duration(payload.get("offset")?.as_str()?).ok()?,
+            },
+            "sla_deadline" => TimerKind::SlaDeadline {
+                plan_id: payload.get("plan_id")?.as_str()?.to_string(),
             },
             _ => return None,
         })
@@ -85,9 +93,16 @@ impl Timer {
                 end.timestamp(),
                 offset.num_seconds()
             ),
+            // One deadline per plan.
+            TimerKind::SlaDeadline { plan_id } => sla_deadline_key(plan_id),
             kind => format!("{}:{user}:{}", kind.name(), self.due.timestamp()),
         }
     }
+}
+
+/// The key of plan `plan_id`'s SLA deadline timer.
+pub fn sla_deadline_key(plan_id: &str) -> String {
+    format!("sla_deadline:{plan_id}")
 }
 
 /// A change to a user's timers that planning decided.
@@ -135,8 +150,8 @@ pub fn apply(
     Ok(())
 }
 
-/// Fires one claimed timer inside the claiming transaction: a reminder queues its mail; every
-/// other kind means the desired state changed with time, so the user is planned again (and a
+/// Fires one claimed timer inside the claiming transaction: a reminder queues its mail; an SLA
+/// deadline raises an incident when its plan is not complete; every other kind means the desired state changed with time, so the user is planned again (and a
 /// contract that ended tells the helpdesk and the sponsor).
 pub fn fire(
     c: &mut DbConnection,
@@ -146,6 +161,7 @@ pub fn fire(
 ) -> HubResult<()> {
     match TimerKind::from_row(&row.kind, &row.payload) {
         Some(TimerKind::Reminder { end, offset }) => remind(c, engine, row, end, offset, now),
+        Some(TimerKind::SlaDeadline { plan_id }) => super::sla::deadline(c, &plan_id, now),
         _ => {
             let out = engine.replan(c, &row.user_id, Cause::Timer)?;
             tracing::info!(user = %row.user_id, timer = %row.kind, event = out.event.as_str(), ops = out.plan.ops.len(), "timer fired");
@@ -234,6 +250,9 @@ mod tests {
                 end,
                 offset: Duration::days(30),
             },
+            TimerKind::SlaDeadline {
+                plan_id: "p1".into(),
+            },
         ] {
             assert_eq!(
                 TimerKind::from_row(kind.name(), &kind.payload()),
@@ -241,6 +260,7 @@ mod tests {
             );
         }
         assert_eq!(TimerKind::from_row("unknown", &json!({})), None);
+        assert_eq!(TimerKind::from_row("sla_deadline", &json!({})), None);
     }
 
     #[test]
@@ -269,5 +289,9 @@ mod tests {
             t(r, end - Duration::days(7)).key(),
             format!("reminder:u1:{ts}:604800")
         );
+        let sla = TimerKind::SlaDeadline {
+            plan_id: "p1".into(),
+        };
+        assert_eq!(t(sla, end).key(), "sla_deadline:p1");
     }
 }
