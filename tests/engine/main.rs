@@ -619,6 +619,7 @@ fn start_date_timer(env: Env) {
 }
 
 mod guard;
+mod sla;
 #[path = "../../connectors/tests/support_standins/mod.rs"]
 mod support_standins;
 mod verify;

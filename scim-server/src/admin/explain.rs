@@ -42,6 +42,7 @@ impl Admin {
             "sod": out.desired.sod,
             "notes": out.desired.notes,
             "pending_plan": out.plan.ops,
+            "unsupported": out.plan.unsupported.iter().map(|s| s.note()).collect::<Vec<_>>(),
         }))
     }
 

@@ -21,6 +21,7 @@ use super::{Admin, AdminError, AdminResult};
 use crate::engine::hook::EngineHook;
 use crate::engine::{Cause, PlanOutcome};
 use crate::error::{HubError, HubResult};
+use crate::policy::Policy;
 use crate::service::{Caller, Schemas};
 use crate::store::{outbox, Change, DbConnection, ResourceKind, WriteHook};
 
@@ -206,7 +207,7 @@ impl Admin {
                 )))
             }
         }
-        Ok(render(&method, &path, cap))
+        Ok(render(&method, &path, cap, &self.engine.policy.current()))
     }
 }
 
@@ -230,7 +231,7 @@ fn parse_path(path: &str) -> AdminResult<(ResourceKind, Option<String>)> {
 
 /// The simulation output: per user, the event and the operations per connector in execution
 /// order (exactly the outbox rows the write would have inserted), plus what the engine decided.
-fn render(method: &str, path: &str, cap: Captured) -> Value {
+fn render(method: &str, path: &str, cap: Captured, policy: &Policy) -> Value {
     let mut users: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     for row in &cap.rows {
         let u = users.entry(row.user_id.clone()).or_default();
@@ -265,6 +266,22 @@ fn render(method: &str, path: &str, cap: Captured) -> Value {
         u.insert("sod".into(), json!(o.desired.sod));
         u.insert("kept".into(), json!(o.desired.kept));
         u.insert("skipped".into(), json!(o.plan.skipped));
+        // Steps a connector cannot do, as the event records them ("not supported by CONNECTOR:
+        // STEP"), and whether the policy requires them (`[leaver] required`: an incident).
+        u.insert(
+            "unsupported".into(),
+            json!(o
+                .plan
+                .unsupported
+                .iter()
+                .map(|s| json!({
+                    "connector": s.connector,
+                    "step": s.step,
+                    "note": s.note(),
+                    "required": o.event.deprovisions() && policy.leaver.requires(s.step),
+                }))
+                .collect::<Vec<_>>()),
+        );
         u.insert("notes".into(), json!(o.desired.notes));
     }
     let users: Vec<Value> = users

@@ -10,7 +10,7 @@ use super::user_ids_by_name;
 use crate::error::{HubError, HubResult};
 use crate::store::approvals::ApprovalStatus;
 use crate::store::{approvals, notifications, outbox, DbConnection};
-use crate::store::{audit, engine_state, events, holds};
+use crate::store::{audit, engine_state, events, holds, incidents};
 
 fn backend(e: impl std::fmt::Display) -> HubError {
     HubError::Backend(e.to_string())
@@ -102,7 +102,27 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
                 ops: outcome.plan.ops.len() as i64,
                 revokes: outcome.plan.revocations() as i64,
                 hold_id,
+                sla_due: w.sla_due,
+                unsupported: &outcome
+                    .plan
+                    .unsupported
+                    .iter()
+                    .map(|u| u.note())
+                    .collect::<Vec<_>>(),
             },
+        )?;
+    }
+    for i in &w.incidents {
+        incidents::raise_once(
+            c,
+            &incidents::NewIncident {
+                kind: i.kind,
+                user_id: Some(user_id),
+                connector: i.connector.as_deref(),
+                reason: &i.reason,
+                dedupe_key: &i.dedupe_key,
+            },
+            now,
         )?;
     }
     for a in &w.audit {

@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use super::desired::{attr_str, desired, Approvals, Desired, Lifecycle, Override};
 use super::notices;
 use super::outcome::{
-    ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, QueuedNotice, Recipients, Writes,
+    ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, PlanIncident, QueuedNotice,
+    Recipients, Writes,
 };
 use super::plan::{classify, diff, AccountRecord, EventKind, Plan};
 use super::timers::{Timer, TimerChange, TimerKind, VerifyTimer};
@@ -208,6 +209,7 @@ pub fn decide(
                     ops: Vec::new(),
                     next: BTreeMap::new(),
                     skipped: Vec::new(),
+                    unsupported: Vec::new(),
                 },
                 hold_id: None,
                 new_approvals: Vec::new(),
@@ -270,6 +272,22 @@ pub fn decide(
     }
     timers.extend(contract_timers(i, &d));
     timers.extend(verify_timers(i, event, &plan, &plan_id));
+    // The SLA clock runs from the event (this planning: the SCIM write, the timer or the
+    // decision that caused it) to the plan's last operation; its deadline is a durable timer.
+    let sla_due = (record_event && !plan.ops.is_empty())
+        .then(|| policy.sla_for(event.as_str()))
+        .flatten()
+        .map(|sla| now + sla);
+    if let Some(due) = sla_due {
+        timers.push(TimerChange::Schedule(Timer {
+            user_id: user_id.into(),
+            kind: TimerKind::SlaDeadline {
+                plan_id: plan_id.clone(),
+            },
+            due,
+        }));
+    }
+    let incidents = required_but_unsupported(policy, event, &plan, user_id, &plan_id);
 
     // Notices: the hold to security, approvals to those who may decide them, the mover summary
     // to the manager and to security.
@@ -308,6 +326,8 @@ pub fn decide(
             planned,
             user,
             record_event,
+            sla_due,
+            incidents,
             audit,
             timers,
             notices,
@@ -343,6 +363,36 @@ fn verify_timers(
                 }),
                 due: i.now + v.delay_for(i.policy.connectors.get(c)),
             })
+        })
+        .collect()
+}
+
+/// An `unsupported_step` incident for each step of a leaver's (or expired contractor's) plan
+/// that the policy marks required (`[leaver] required`) and a connector cannot do.
+fn required_but_unsupported(
+    policy: &Policy,
+    event: EventKind,
+    plan: &Plan,
+    user_id: &str,
+    plan_id: &str,
+) -> Vec<PlanIncident> {
+    if !event.deprovisions() {
+        return Vec::new();
+    }
+    plan.unsupported
+        .iter()
+        .filter(|u| policy.leaver.requires(u.step))
+        .map(|u| PlanIncident {
+            kind: "unsupported_step",
+            connector: Some(u.connector.clone()),
+            reason: format!(
+                "{} plan {plan_id} of user {user_id}: step {} is required by the policy \
+                 ([leaver] required) but {}",
+                event.as_str(),
+                u.step,
+                u.note()
+            ),
+            dedupe_key: format!("unsupported_step:{plan_id}:{}:{}", u.connector, u.step),
         })
         .collect()
 }

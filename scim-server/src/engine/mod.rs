@@ -14,7 +14,7 @@
 //! [`replan::ReplanLimits::sync_max`] users it is planned in the background in batches
 //! ([`replan`]) rather than in the SCIM write.
 //!
-//! [`timers`] says what each durable timer does when it fires, [`notices`] words every mail,
+//! [`timers`] says what each durable timer does when it fires, [`sla`] keeps each event's SLA, [`notices`] words every mail,
 //! [`links`] signs one-click links, [`registry`] builds the connectors. Time comes from the
 //! engine's [`Clock`].
 
@@ -29,6 +29,7 @@ pub mod notices;
 pub mod outcome;
 pub mod plan;
 pub mod replan;
+pub mod sla;
 pub mod timers;
 pub mod verify;
 

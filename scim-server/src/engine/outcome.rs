@@ -2,6 +2,7 @@
 //! [`super::commit`] writes, kept apart from the rules that produce it so a reader sees the shape
 //! of a plan's effects on one page.
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::desired::Override;
@@ -94,6 +95,15 @@ pub struct Audit {
     pub detail: Value,
 }
 
+/// An incident planning raises (once per `dedupe_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanIncident {
+    pub kind: &'static str,
+    pub connector: Option<String>,
+    pub reason: String,
+    pub dedupe_key: String,
+}
+
 /// Every row planning writes, in the order it writes them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Writes {
@@ -106,6 +116,11 @@ pub struct Writes {
     pub user: EngineUser,
     /// Whether the event is recorded (anything but an update that does nothing).
     pub record_event: bool,
+    /// When the event's SLA ends: the plan queued operations and the policy sets an `[sla]`
+    /// for the event (its deadline timer is among `timers`).
+    pub sla_due: Option<DateTime<Utc>>,
+    /// Incidents to raise: a step the policy requires that a connector cannot do.
+    pub incidents: Vec<PlanIncident>,
     pub audit: Vec<Audit>,
     pub timers: Vec<TimerChange>,
     pub notices: Vec<QueuedNotice>,

@@ -284,6 +284,24 @@ pub struct Plan {
     pub next: BTreeMap<String, AccountRecord>,
     /// Operations left out because the connector does not support them.
     pub skipped: Vec<String>,
+    /// Of those, the ones the connector lacks the capability for, as steps: what the event
+    /// records and what a `[leaver] required` step raises an incident about.
+    pub unsupported: Vec<UnsupportedStep>,
+}
+
+/// An operation the plan needed that its connector cannot do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnsupportedStep {
+    pub connector: String,
+    /// The operation's name ([`Operation::name`]), e.g. `revoke_sessions`.
+    pub step: &'static str,
+}
+
+impl UnsupportedStep {
+    /// "not supported by CONNECTOR: STEP", as events and `simulate` show it.
+    pub fn note(&self) -> String {
+        format!("not supported by {}: {}", self.connector, self.step)
+    }
 }
 
 impl Plan {
@@ -317,6 +335,7 @@ pub fn diff(
         ops: Vec::new(),
         next: planned.clone(),
         skipped: Vec::new(),
+        unsupported: Vec::new(),
     };
     let names: BTreeSet<&String> = desired.accounts.keys().chain(planned.keys()).collect();
     let leaving = matches!(
@@ -452,6 +471,13 @@ pub fn diff(
             if !supports(op.capability()) {
                 plan.skipped
                     .push(format!("{name}: {} (not supported)", op.describe()));
+                let step = UnsupportedStep {
+                    connector: name.clone(),
+                    step: op.name(),
+                };
+                if !plan.unsupported.contains(&step) {
+                    plan.unsupported.push(step);
+                }
                 // A state change the connector cannot make still counts as decided, so the
                 // engine does not plan it again on every write.
                 op.apply(&mut rec);

@@ -3,7 +3,7 @@
 //!
 //! The planner decides which timers to set ([`TimerChange`]); the runner (`jobs`) only claims due
 //! rows and calls [`fire`]. Rows keep the kind as text (`start`, `overlap_end`, `contract_end`,
-//! `reminder`) and the payload as JSON, as the store has always held them; [`TimerKind`] is
+//! `reminder`, `sla_deadline`) and the payload as JSON, as the store has always held them; [`TimerKind`] is
 //! their typed reading.
 
 use chrono::{DateTime, Duration, Utc};
@@ -32,6 +32,9 @@ pub enum TimerKind {
     /// `jobs::verify`, not [`fire`]: it calls the connector. `attempt` counts failed reads;
     /// `round` counts re-plans after a mismatch.
     Verify(VerifyTimer),
+    /// The SLA of the event that planned `plan_id` ends: an incident if the plan is not
+    /// complete ([`super::sla`]).
+    SlaDeadline { plan_id: String },
 }
 
 /// What a verification timer carries.
@@ -55,6 +58,7 @@ impl TimerKind {
             TimerKind::ContractEnd => "contract_end",
             TimerKind::Reminder { .. } => "reminder",
             TimerKind::Verify(_) => "verify",
+            TimerKind::SlaDeadline { .. } => "sla_deadline",
         }
     }
 
@@ -65,6 +69,7 @@ impl TimerKind {
                 json!({"end": end, "offset": crate::policy::fmt_duration(*offset)})
             }
             TimerKind::Verify(v) => serde_json::to_value(v).unwrap_or_default(),
+            TimerKind::SlaDeadline { plan_id } => json!({"plan_id": plan_id}),
             _ => json!({}),
         }
     }
@@ -81,6 +86,9 @@ impl TimerKind {
                 offset: crate::policy::parse_duration(payload.get("offset")?.as_str()?).ok()?,
             },
             "verify" => TimerKind::Verify(serde_json::from_value(payload.clone()).ok()?),
+            "sla_deadline" => TimerKind::SlaDeadline {
+                plan_id: payload.get("plan_id")?.as_str()?.to_string(),
+            },
             _ => return None,
         })
     }
@@ -107,9 +115,16 @@ impl Timer {
             TimerKind::Verify(v) => {
                 format!("verify:{user}:{}:{}:{}", v.plan_id, v.connector, v.round)
             }
+            // One deadline per plan.
+            TimerKind::SlaDeadline { plan_id } => sla_deadline_key(plan_id),
             kind => format!("{}:{user}:{}", kind.name(), self.due.timestamp()),
         }
     }
+}
+
+/// The key of plan `plan_id`'s SLA deadline timer.
+pub fn sla_deadline_key(plan_id: &str) -> String {
+    format!("sla_deadline:{plan_id}")
 }
 
 /// A change to a user's timers that planning decided.
@@ -157,8 +172,8 @@ pub fn apply(
     Ok(())
 }
 
-/// Fires one claimed timer inside the claiming transaction: a reminder queues its mail; every
-/// other kind means the desired state changed with time, so the user is planned again (and a
+/// Fires one claimed timer inside the claiming transaction: a reminder queues its mail; an SLA
+/// deadline raises an incident when its plan is not complete; every other kind means the desired state changed with time, so the user is planned again (and a
 /// contract that ended tells the helpdesk and the sponsor).
 pub fn fire(
     c: &mut DbConnection,
@@ -170,6 +185,7 @@ pub fn fire(
         Some(TimerKind::Reminder { end, offset }) => remind(c, engine, row, end, offset, now),
         // Claimed by the verification runner only (store::timers::RUNNER_KINDS).
         Some(TimerKind::Verify(_)) => Ok(()),
+        Some(TimerKind::SlaDeadline { plan_id }) => super::sla::deadline(c, &plan_id, now),
         _ => {
             let out = engine.replan(c, &row.user_id, Cause::Timer)?;
             tracing::info!(user = %row.user_id, timer = %row.kind, event = out.event.as_str(), ops = out.plan.ops.len(), "timer fired");
@@ -265,6 +281,9 @@ mod tests {
                 attempt: 2,
                 round: 1,
             }),
+            TimerKind::SlaDeadline {
+                plan_id: "p1".into(),
+            },
         ] {
             assert_eq!(
                 TimerKind::from_row(kind.name(), &kind.payload()),
@@ -272,6 +291,7 @@ mod tests {
             );
         }
         assert_eq!(TimerKind::from_row("unknown", &json!({})), None);
+        assert_eq!(TimerKind::from_row("sla_deadline", &json!({})), None);
     }
 
     #[test]
@@ -300,5 +320,9 @@ mod tests {
             t(r, end - Duration::days(7)).key(),
             format!("reminder:u1:{ts}:604800")
         );
+        let sla = TimerKind::SlaDeadline {
+            plan_id: "p1".into(),
+        };
+        assert_eq!(t(sla, end).key(), "sla_deadline:p1");
     }
 }

@@ -309,6 +309,7 @@ fn record(
                 return Ok(OpOutcome::Lost);
             }
             record_done(c, row, &op, id, now)?;
+            crate::engine::sla::operation_done(c, &row.plan_id, now)?;
             Ok(OpOutcome::Done)
         }
         (Err(e), _) if e.kind == ErrorKind::Retryable && row.attempts < cfg.max_attempts => {

@@ -173,7 +173,7 @@ impl Workers {
                         };
                         record(c, &check, v.attempt + 1)?;
                         audit_outcome(c, check.outcome, check.detail())?;
-                        incidents::raise_once(
+                        incidents::raise_unless_open(
                             c,
                             "verification_unreadable",
                             &row.user_id,
@@ -197,7 +197,7 @@ impl Workers {
                         if check.outcome != Outcome::Mismatch {
                             return Ok(false);
                         }
-                        incidents::raise_once(
+                        incidents::raise_unless_open(
                             c,
                             "verification_mismatch",
                             &row.user_id,

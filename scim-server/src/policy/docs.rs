@@ -107,8 +107,15 @@ pub fn render(policy: &Policy) -> String {
             o,
             "\n**On leave**: every account is disabled, sessions and credentials revoked, \
              privileged entitlements removed first, owned records transferred to the manager \
-             where supported (SLA {}).\n",
-            sla("leaver")
+             where supported (SLA {}).{}\n",
+            sla("leaver"),
+            match policy.leaver.required.as_slice() {
+                [] => String::new(),
+                steps => format!(
+                    " Required steps (an incident when a connector cannot take one): {}.",
+                    steps.join(", ")
+                ),
+            }
         );
     }
     if let Some(c) = &policy.contractor {

@@ -67,9 +67,9 @@ pub mod reload;
 pub use diagnostics::{Diagnostic, PolicyError};
 pub use duration::{fmt_duration, parse_duration};
 pub use model::{
-    Approval, ApproverSettings, BlastRadius, ConnectorDef, ContractorRules, EntRef, NotifySettings,
-    OnConflict, OnLeave, OwnedAttribute, Policy, Profile, Settings, SodAction, SodRule, SourceRule,
-    Verification, CONNECTOR_TYPES, EVENT_TYPES,
+    Approval, ApproverSettings, BlastRadius, ConnectorDef, ContractorRules, EntRef, LeaverRules,
+    NotifySettings, OnConflict, OnLeave, OwnedAttribute, Policy, Profile, Settings, SodAction,
+    SodRule, SourceRule, Verification, CONNECTOR_TYPES, EVENT_TYPES, LEAVER_STEPS,
 };
 
 #[cfg(test)]

@@ -31,6 +31,17 @@ pub const EVENT_TYPES: &[&str] = &[
     "update",
 ];
 
+/// The steps a leaver's (or an expired contractor's) plan takes on each account, as the
+/// operations are named: what `[leaver] required` may list.
+pub const LEAVER_STEPS: &[&str] = &[
+    "set_enabled",
+    "revoke_sessions",
+    "revoke_credentials",
+    "revoke",
+    "transfer_ownership",
+    "delete",
+];
+
 /// The checked policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -44,6 +55,8 @@ pub struct Policy {
     pub sod: Vec<SodRule>,
     /// Event type (`joiner`, `mover`, `leaver`, `rehire`, `contractor-expiry`, `update`) -> SLA.
     pub sla: BTreeMap<String, Duration>,
+    /// The `[leaver]` section.
+    pub leaver: LeaverRules,
     pub blast_radius: Option<BlastRadius>,
     /// SCIM client (token name) -> the attributes it is authoritative for.
     pub sources: BTreeMap<String, SourceRule>,
@@ -76,6 +89,21 @@ impl Verification {
     /// The delay before verifying what a plan did on `connector`.
     pub fn delay_for(&self, connector: Option<&ConnectorDef>) -> Duration {
         connector.and_then(|c| c.verify_delay).unwrap_or(self.delay)
+    }
+}
+
+/// The `[leaver]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaverRules {
+    /// Steps ([`LEAVER_STEPS`]) that raise an `unsupported_step` incident when a leaver's or an
+    /// expired contractor's plan cannot take them on a connector that lacks the capability.
+    pub required: Vec<String>,
+}
+
+impl LeaverRules {
+    /// Whether the policy marks `step` required.
+    pub fn requires(&self, step: &str) -> bool {
+        self.required.iter().any(|s| s == step)
     }
 }
 
@@ -406,6 +434,7 @@ impl Policy {
             contractor: None,
             sod: Vec::new(),
             sla: BTreeMap::new(),
+            leaver: LeaverRules::default(),
             blast_radius: None,
             sources: BTreeMap::new(),
             approvals: ApproverSettings::default(),

@@ -27,6 +27,8 @@ pub(super) struct RawPolicy {
     pub(super) sod: Vec<RawSod>,
     #[serde(default)]
     pub(super) sla: BTreeMap<String, S<String>>,
+    #[serde(default)]
+    pub(super) leaver: RawLeaver,
     pub(super) blast_radius: Option<RawBlast>,
     #[serde(default, rename = "source")]
     pub(super) sources: Vec<RawSource>,
@@ -43,6 +45,14 @@ pub(super) struct RawPolicy {
 pub(super) struct RawVerification {
     pub(super) delay: Option<S<String>>,
     pub(super) after: Option<Vec<S<String>>>,
+}
+
+/// `[leaver]`: the deprovisioning steps that must not be skipped silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLeaver {
+    #[serde(default)]
+    pub(super) required: Vec<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -524,3 +524,29 @@ fn verification_defaults_overrides_and_errors() {
     let bad = GOOD.to_string() + "\n[verification]\nwhen = \"later\"\n";
     assert!(errors(&bad).contains("when"), "unknown keys are refused");
 }
+
+#[test]
+fn leaver_required_steps_are_checked_with_lines() {
+    let p = Policy::parse(
+        &format!("{GOOD}\n[leaver]\nrequired = [\"revoke_sessions\", \"delete\"]\n"),
+        "good.toml",
+    )
+    .expect("valid");
+    assert!(p.leaver.requires("revoke_sessions") && p.leaver.requires("delete"));
+    assert!(!p.leaver.requires("revoke_credentials"));
+    assert!(Policy::parse(GOOD, "good.toml")
+        .expect("valid")
+        .leaver
+        .required
+        .is_empty());
+    // GOOD is 28 lines: [leaver] is on line 29, its key on line 30.
+    let e = errors(&format!(
+        "{GOOD}\n[leaver]\nrequired = [\"revoke_session\", \"delete\", \"delete\"]\n"
+    ));
+    assert!(e.contains("p.toml:30:13:"), "{e}");
+    assert!(e.contains("unknown step \"revoke_session\""), "{e}");
+    assert!(e.contains("p.toml:30:41:"), "{e}");
+    assert!(e.contains("\"delete\" is listed twice"), "{e}");
+    let e = errors(&format!("{GOOD}\n[leaver]\nrequird = []\n"));
+    assert!(e.contains("p.toml:30:1:"), "{e}");
+}

@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{Queryable, RunQueryDsl};
 
 use super::sql::{Bind, Sql};
-use super::{fmt_ts, DbConnection};
+use super::{fmt_ts, parse_ts, DbConnection};
 use crate::error::HubResult;
 
 /// An event to record.
@@ -23,11 +23,17 @@ pub struct NewEvent<'a> {
     pub revokes: i64,
     /// The hold the operations wait behind, if any.
     pub hold_id: Option<&'a str>,
+    /// When the plan's SLA ends (`at` plus the policy's `[sla]` for the event), if it has one.
+    pub sla_due: Option<DateTime<Utc>>,
+    /// Steps the policy expected that a connector cannot do ("not supported by CONNECTOR:
+    /// STEP").
+    pub unsupported: &'a [String],
 }
 
 pub fn record(c: &mut DbConnection, e: &NewEvent<'_>) -> HubResult<()> {
     let mut q = Sql::<()>::new(
-        "INSERT INTO engine_events (at, user_id, event, plan_id, ops, revokes, hold_id) VALUES (",
+        "INSERT INTO engine_events (at, user_id, event, plan_id, ops, revokes, hold_id, sla_due, \
+         unsupported) VALUES (",
     );
     q.text(fmt_ts(e.at))
         .push(", ")
@@ -42,9 +48,155 @@ pub fn record(c: &mut DbConnection, e: &NewEvent<'_>) -> HubResult<()> {
         .int(e.revokes)
         .push(", ");
     q.bind(Bind::OptText(e.hold_id.map(str::to_string)))
+        .push(", ")
+        .bind(Bind::OptText(e.sla_due.map(fmt_ts)))
+        .push(", ")
+        .bind(Bind::OptText((!e.unsupported.is_empty()).then(|| {
+            serde_json::to_string(e.unsupported).unwrap_or_default()
+        })))
         .push(")");
     q.execute(c)?;
     Ok(())
+}
+
+/// What an SLA result is.
+pub const SLA_MET: &str = "met";
+pub const SLA_BREACHED: &str = "breached";
+
+/// An event's SLA record and completion, for the SLA timer and the reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSla {
+    pub at: DateTime<Utc>,
+    pub user_id: String,
+    pub event: String,
+    pub plan_id: String,
+    /// When the SLA ends (`None`: the policy sets none for the event).
+    pub sla_due: Option<DateTime<Utc>>,
+    /// When the plan's last operation was done.
+    pub completed: Option<DateTime<Utc>>,
+    /// [`SLA_MET`] or [`SLA_BREACHED`]; `breached` from the deadline on when the plan was not
+    /// complete then; `None` while the plan runs within its SLA (or has none).
+    pub sla_result: Option<String>,
+    /// Seconds from the event to completion.
+    pub sla_seconds: Option<i64>,
+    /// "not supported by CONNECTOR: STEP" for each step a connector could not do.
+    pub unsupported: Vec<String>,
+}
+
+type SlaSt = (
+    Text,
+    Text,
+    Text,
+    Text,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<BigInt>,
+    Nullable<Text>,
+);
+
+#[derive(Queryable)]
+struct SlaRow {
+    at: String,
+    user_id: String,
+    event: String,
+    plan_id: String,
+    sla_due: Option<String>,
+    completed: Option<String>,
+    sla_result: Option<String>,
+    sla_seconds: Option<i64>,
+    unsupported: Option<String>,
+}
+
+impl From<SlaRow> for EventSla {
+    fn from(r: SlaRow) -> Self {
+        EventSla {
+            at: parse_ts(&r.at).unwrap_or_default(),
+            user_id: r.user_id,
+            event: r.event,
+            plan_id: r.plan_id,
+            sla_due: r.sla_due.as_deref().and_then(parse_ts),
+            completed: r.completed.as_deref().and_then(parse_ts),
+            sla_result: r.sla_result,
+            sla_seconds: r.sla_seconds,
+            unsupported: r
+                .unsupported
+                .and_then(|u| serde_json::from_str(&u).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+const SLA_COLS: &str = "SELECT at, user_id, event, plan_id, sla_due, completed, sla_result, \
+                        sla_seconds, unsupported FROM engine_events ";
+
+/// The event recorded for plan `plan_id`.
+pub fn by_plan(c: &mut DbConnection, plan_id: &str) -> HubResult<Option<EventSla>> {
+    let mut q = Sql::<SlaSt>::new(SLA_COLS);
+    q.push("WHERE plan_id = ").text(plan_id).limit(1);
+    Ok(q.load::<SlaRow>(c)?.into_iter().next().map(EventSla::from))
+}
+
+/// A user's events with their SLA records, oldest first.
+pub fn sla_list(c: &mut DbConnection, user_id: &str) -> HubResult<Vec<EventSla>> {
+    let mut q = Sql::<SlaSt>::new(SLA_COLS);
+    q.push("WHERE user_id = ")
+        .text(user_id)
+        .push(" ORDER BY id");
+    Ok(q.load::<SlaRow>(c)?
+        .into_iter()
+        .map(EventSla::from)
+        .collect())
+}
+
+/// The SLA of plan `plan_id` ran out before it was complete: its result is `breached` now
+/// (the completion time is recorded when it comes). False when it was already complete or
+/// marked.
+pub fn mark_breached(c: &mut DbConnection, plan_id: &str) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_events SET sla_result = ");
+    q.text(SLA_BREACHED)
+        .push(" WHERE plan_id = ")
+        .text(plan_id)
+        .push(" AND completed IS NULL AND sla_result IS NULL");
+    Ok(q.execute(c)? > 0)
+}
+
+/// Records that plan `plan_id`'s last operation was done at `now`: the completion time, how
+/// long it took, and the SLA result (breached when marked so at the deadline or done after it,
+/// met otherwise). Once only; `None` when there is nothing to record.
+pub fn complete(
+    c: &mut DbConnection,
+    plan_id: &str,
+    now: DateTime<Utc>,
+) -> HubResult<Option<EventSla>> {
+    let Some(mut e) = by_plan(c, plan_id)? else {
+        return Ok(None);
+    };
+    if e.completed.is_some() {
+        return Ok(None);
+    }
+    let result = e.sla_due.map(|due| {
+        if e.sla_result.as_deref() == Some(SLA_BREACHED) || now > due {
+            SLA_BREACHED
+        } else {
+            SLA_MET
+        }
+    });
+    let seconds = (now - e.at).num_seconds().max(0);
+    let mut q = Sql::<()>::new("UPDATE engine_events SET completed = ");
+    q.text(fmt_ts(now))
+        .push(", sla_seconds = ")
+        .int(seconds)
+        .push(", sla_result = ")
+        .bind(Bind::OptText(result.map(str::to_string)))
+        .push(" WHERE plan_id = ")
+        .text(plan_id)
+        .push(" AND completed IS NULL");
+    q.execute(c)?;
+    e.completed = Some(now);
+    e.sla_seconds = Some(seconds);
+    e.sla_result = result.map(str::to_string);
+    Ok(Some(e))
 }
 
 /// The users who lose access in the guard's view: a plan of theirs took access away (any

@@ -1,5 +1,6 @@
 //! Incidents (`engine_incidents`): what needs a human (an operation parked as failed, a
-//! connector that cannot be built). Raised `open`; resolved when the operation is retried.
+//! connector that cannot be built, a plan past its SLA, a required step a connector cannot do).
+//! Raised `open`; those of an operation are resolved when it is retried.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Nullable, Text};
@@ -36,6 +37,39 @@ pub fn raise(
     Ok(())
 }
 
+/// An incident raised at most once per `dedupe_key` (an SLA breach per plan, an unsupported
+/// step per plan, connector and step).
+#[derive(Debug, Clone, Copy)]
+pub struct NewIncident<'a> {
+    pub kind: &'a str,
+    pub user_id: Option<&'a str>,
+    pub connector: Option<&'a str>,
+    pub reason: &'a str,
+    pub dedupe_key: &'a str,
+}
+
+/// Opens `i` unless an incident with its key was ever raised; true when it opened one.
+pub fn raise_once(
+    c: &mut DbConnection,
+    i: &NewIncident<'_>,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_incidents (created, kind, user_id, connector, outbox_id, reason, status, \
+         dedupe_key) VALUES (",
+    );
+    q.text(fmt_ts(now)).push(", ").text(i.kind).push(", ");
+    q.bind(Bind::OptText(i.user_id.map(str::to_string)))
+        .push(", ")
+        .bind(Bind::OptText(i.connector.map(str::to_string)))
+        .push(", NULL, ")
+        .text(i.reason)
+        .push(", 'open', ")
+        .text(i.dedupe_key)
+        .push(") ON CONFLICT (dedupe_key) DO NOTHING");
+    Ok(q.execute(c)? > 0)
+}
+
 /// Resolves the open incidents an outbox operation raised (it is being retried).
 pub(crate) fn resolve_for_op(c: &mut DbConnection, outbox_id: i64) -> HubResult<()> {
     let mut r = Sql::<()>::new(
@@ -70,7 +104,7 @@ pub fn list_open(c: &mut DbConnection) -> HubResult<Vec<Incident>> {
 /// Opens an incident unless one of the same kind is open for the same user and connector (a
 /// check that keeps failing is one thing to review, not one per attempt). Returns whether it
 /// opened one.
-pub fn raise_once(
+pub fn raise_unless_open(
     c: &mut DbConnection,
     kind: &str,
     user_id: &str,

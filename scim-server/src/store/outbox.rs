@@ -357,6 +357,16 @@ pub fn list_ops(
     into_rows(q.load::<OutboxRecord>(c)?)
 }
 
+/// The operations of plan `plan_id` not done yet: pending, running, held or parked as failed
+/// (what keeps the plan from being complete; discarded ones were dropped by an admin), in order.
+pub fn outstanding(c: &mut DbConnection, plan_id: &str) -> HubResult<Vec<OutboxRow>> {
+    let mut q = Sql::<OutboxSt>::new(OUTBOX_COLS);
+    q.push("WHERE plan_id = ")
+        .text(plan_id)
+        .push(" AND status IN ('pending', 'running', 'held', 'failed') ORDER BY id");
+    into_rows(q.load::<OutboxRecord>(c)?)
+}
+
 /// One outbox row.
 pub fn get_op(c: &mut DbConnection, id: i64) -> HubResult<Option<OutboxRow>> {
     let mut q = Sql::<OutboxSt>::new(OUTBOX_COLS);

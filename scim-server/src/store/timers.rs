@@ -16,7 +16,7 @@ pub struct Timer {
     pub id: i64,
     pub key: String,
     pub user_id: String,
-    /// `start`, `overlap_end`, `contract_end`, `reminder`: the engine reads it, with the payload,
+    /// `start`, `overlap_end`, `contract_end`, `reminder`, `sla_deadline`: the engine reads it, with the payload,
     /// as its typed timer kind; the store keeps the text.
     pub kind: String,
     pub due: DateTime<Utc>,
@@ -58,6 +58,15 @@ pub fn cancel(c: &mut DbConnection, user_id: &str, kind: &str) -> HubResult<usiz
         "UPDATE engine_timers SET status = 'cancelled' WHERE status = 'pending' AND user_id = ",
     );
     q.text(user_id).push(" AND kind = ").text(kind);
+    Ok(q.execute(c)?)
+}
+
+/// Cancels the pending timer with key `key` (e.g. an SLA deadline whose plan completed).
+pub fn cancel_key(c: &mut DbConnection, key: &str) -> HubResult<usize> {
+    let mut q = Sql::<()>::new(
+        "UPDATE engine_timers SET status = 'cancelled' WHERE status = 'pending' AND timer_key = ",
+    );
+    q.text(key);
     Ok(q.execute(c)?)
 }
 

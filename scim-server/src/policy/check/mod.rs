@@ -8,6 +8,7 @@ mod approvals;
 mod blast_radius;
 mod connectors;
 mod contractor;
+mod leaver;
 mod notify;
 mod profiles;
 mod settings;
@@ -79,6 +80,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
     });
     let sod = sod::check(raw.sod, &connectors, &approvals, d);
     let sla = sla::check(&raw.sla, d);
+    let leaver = leaver::check(&raw.leaver, d);
     let blast_radius = raw.blast_radius.and_then(|b| blast_radius::check(b, d));
     let sources = sources::check(raw.sources, &attrs, d);
     let notify = notify::check(raw.notify, d);
@@ -91,6 +93,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         contractor,
         sod,
         sla,
+        leaver,
         blast_radius,
         sources,
         approvals,
