@@ -34,6 +34,25 @@ pub enum Command {
     /// Start a throw-away hub with the demo policy and in-memory apps, run an HRIS scenario
     /// (joiner, approval, mover, contractor, leaver) against it and print each app's state.
     Demo(DemoArgs),
+    /// Act on the operation queue.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// After a connector's outage: put its parked operations back in the queue and make the
+    /// ones waiting out a backoff due now, each with a fresh retry budget, in their original
+    /// per-user order (same as POST /admin/v1/outbox/retry?connector=X).
+    Retry {
+        /// The connector's name in the policy.
+        #[arg(long)]
+        connector: String,
+        #[arg(long, env = "SCIMHUB_POLICY")]
+        policy: PathBuf,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

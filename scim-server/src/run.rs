@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::auth::{jwt::JwtVerifier, token, Authenticator, Scope};
-use crate::cli::{Cli, Command, Common, PolicyCommand, SimulateArgs, TokenCommand};
+use crate::cli::{Cli, Command, Common, OutboxCommand, PolicyCommand, SimulateArgs, TokenCommand};
 use crate::config::{Config, LogFormat};
 use crate::http::AppState;
 use crate::store::{Store, StoreOptions};
@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(cmd) => policy_command(cmd),
         Command::Simulate(args) => simulate_command(args),
         Command::Demo(args) => crate::demo::run(args),
+        Command::Outbox(cmd) => outbox_command(cmd),
     }
 }
 
@@ -238,6 +239,39 @@ fn parse_sets(sets: &[String]) -> anyhow::Result<serde_json::Map<String, serde_j
         out.insert(attr.trim().to_string(), v);
     }
     Ok(out)
+}
+
+fn outbox_command(cmd: OutboxCommand) -> anyhow::Result<()> {
+    let OutboxCommand::Retry {
+        connector,
+        policy,
+        database_url,
+    } = cmd;
+    let common = Common {
+        bind: None,
+        database_url,
+        config: None,
+        log_format: None,
+        policy: Some(policy),
+    };
+    let config = load(&common)?;
+    let (store, engine) = open_engine(&config, &common, 0)?;
+    let admin = crate::admin::Admin::new(store, engine);
+    // The running server's workers pick the queued operations up at their next poll.
+    let out = admin
+        .retry_connector(&connector, &actor_of_cli())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+    Ok(())
+}
+
+/// Who a CLI decision is audited as: the operator's login on this host.
+fn actor_of_cli() -> String {
+    let who = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{who}")
 }
 
 fn policy_command(cmd: PolicyCommand) -> anyhow::Result<()> {

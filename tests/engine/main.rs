@@ -8,6 +8,7 @@ mod admin_api;
 mod crash;
 mod demo;
 mod notify;
+mod outages;
 mod sources;
 mod takeover;
 mod wake;
@@ -192,7 +193,7 @@ pub fn user(name: &str, user_type: &str, dept: &str, title: &str) -> Value {
     })
 }
 
-fn set_dept(d: &mut Doc, dept: &str) {
+pub fn set_dept(d: &mut Doc, dept: &str) {
     d.insert(
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User".into(),
         json!({"department": dept}),

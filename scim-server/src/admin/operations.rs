@@ -6,6 +6,17 @@ use serde_json::json;
 use super::{in_tx, Admin, AdminError, AdminResult};
 use crate::store::{audit, incidents, outbox};
 
+/// What [`Admin::retry_connector`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectorRetry {
+    /// Parked operations put back in the queue, oldest first.
+    pub requeued: Vec<i64>,
+    /// Parked operations left parked: a later operation of their user and connector already ran.
+    pub superseded: Vec<i64>,
+    /// Operations that were waiting out a backoff and are due now.
+    pub resumed: usize,
+}
+
 impl Admin {
     /// Outbox operations of `status` (`failed`: parked after the retry budget, with the
     /// reason), newest first.
@@ -55,6 +66,63 @@ impl Admin {
                 },
             )?;
             Ok(Ok(outbox::get_op(c, id)?.unwrap_or(row)))
+        })?
+    }
+
+    /// Resumes `connector` after an outage: its parked (failed) operations go back to the
+    /// queue with a fresh retry budget and their incidents resolved, oldest first, and the ones
+    /// waiting out a backoff become due now with a fresh budget. Per-user order holds because a
+    /// re-queued operation keeps its place (its id): the claim runs no later operation of the
+    /// same user and connector before it. A parked operation that a later one of its user and
+    /// connector already superseded (it ran) stays parked and is listed as skipped, as
+    /// [`Admin::retry`] refuses it. 404 when the policy has no such connector.
+    pub fn retry_connector(&self, connector: &str, by: &str) -> AdminResult<ConnectorRetry> {
+        if !self
+            .engine
+            .policy
+            .current()
+            .connectors
+            .contains_key(connector)
+        {
+            return Err(AdminError::NotFound(format!("connector {connector}")));
+        }
+        let now = self.now();
+        self.decision_tx(|c| {
+            let mut out = ConnectorRetry::default();
+            let mut audited = Vec::new();
+            for row in outbox::list_connector(c, connector, outbox::OutboxStatus::Failed)? {
+                if outbox::later_done(c, &row)? {
+                    out.superseded.push(row.id);
+                } else if outbox::retry_failed(c, row.id, now)? {
+                    out.requeued.push(row.id);
+                    audited.push((row, "retry"));
+                }
+            }
+            for row in outbox::list_connector(c, connector, outbox::OutboxStatus::Pending)? {
+                if row.not_before > now || row.attempts > 0 {
+                    audited.push((row, "resume"));
+                }
+            }
+            out.resumed = outbox::resume_waiting(c, connector, now)?;
+            for (row, action) in &audited {
+                audit::append(
+                    c,
+                    &audit::AuditEntry {
+                        at: now,
+                        actor: by,
+                        user_id: &row.user_id,
+                        connector: Some(connector),
+                        action,
+                        outcome: "queued",
+                        detail: json!({
+                            "operation": row.id,
+                            "last_error": row.last_error,
+                            "by_connector": true,
+                        }),
+                    },
+                )?;
+            }
+            Ok(Ok(out))
         })?
     }
 

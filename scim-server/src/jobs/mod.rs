@@ -68,7 +68,8 @@ pub struct WorkerConfig {
     /// call runs. Another worker takes the operation over only once it has run out (the holder
     /// died or stalled).
     pub lease: Duration,
-    /// Attempts before an operation is parked as failed.
+    /// Attempts before an operation is parked as failed, unless its connector sets its own
+    /// (`max_attempts` in the policy, [`Workers::budget`]).
     pub max_attempts: i64,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
@@ -299,6 +300,7 @@ fn record_done(
 fn record(
     c: &mut DbConnection,
     cfg: &WorkerConfig,
+    max_attempts: i64,
     row: &OutboxRow,
     ex: Executed,
     now: chrono::DateTime<chrono::Utc>,
@@ -312,7 +314,7 @@ fn record(
             crate::engine::sla::operation_done(c, &row.plan_id, now)?;
             Ok(OpOutcome::Done)
         }
-        (Err(e), _) if e.kind == ErrorKind::Retryable && row.attempts < cfg.max_attempts => {
+        (Err(e), _) if e.kind == ErrorKind::Retryable && row.attempts < max_attempts => {
             let wait = backoff(cfg, row.attempts);
             let wait = match e.retry_after.and_then(|d| Duration::from_std(d).ok()) {
                 Some(ra) if ra > wait => ra,
@@ -385,6 +387,19 @@ impl Workers {
             config: WorkerConfig::default(),
             pause: None,
         }
+    }
+
+    /// The retry budget of `connector`'s operations: its policy's `max_attempts`, else the
+    /// workers' default. Read from the current policy at each outcome, so a reload applies to
+    /// operations already queued.
+    pub fn budget(&self, connector: &str) -> i64 {
+        self.engine
+            .policy
+            .current()
+            .connectors
+            .get(connector)
+            .and_then(|c| c.max_attempts)
+            .unwrap_or(self.config.max_attempts)
     }
 
     /// The owner of lane `min_priority`'s claims.
@@ -491,9 +506,11 @@ impl Workers {
         let store = self.store.clone();
         let now = self.engine.now();
         let cfg = self.config.clone();
+        let budget = self.budget(&row.connector);
         let claim = row.clone();
         let outcome =
-            blocking(move || store.write_tx(|c, _| record(c, &cfg, &claim, ex, now))).await?;
+            blocking(move || store.write_tx(|c, _| record(c, &cfg, budget, &claim, ex, now)))
+                .await?;
         if outcome == OpOutcome::Lost {
             lost(&row, "after the call (its outcome was not recorded)");
         }

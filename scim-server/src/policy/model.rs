@@ -170,6 +170,9 @@ pub struct ConnectorDef {
     pub owners: Vec<String>,
     /// Overrides `[verification] delay` for this connector (a system slow to apply changes).
     pub verify_delay: Option<Duration>,
+    /// Overrides the outbox retry budget (attempts before an operation is parked) for this
+    /// connector; `None`: the workers' default (8).
+    pub max_attempts: Option<i64>,
 }
 
 /// Who must approve an entitlement before it is granted.

@@ -98,6 +98,7 @@ pub(super) struct RawConnector {
     #[serde(default)]
     pub(super) owners: Vec<S<String>>,
     pub(super) verify_delay: Option<S<String>>,
+    pub(super) max_attempts: Option<S<i64>>,
 }
 
 fn yes() -> bool {

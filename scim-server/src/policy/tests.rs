@@ -550,3 +550,36 @@ fn leaver_required_steps_are_checked_with_lines() {
     let e = errors(&format!("{GOOD}\n[leaver]\nrequird = []\n"));
     assert!(e.contains("p.toml:30:1:"), "{e}");
 }
+
+#[test]
+fn connector_retry_budget_default_override_and_errors() {
+    let p = Policy::parse(GOOD, "good.toml").expect("valid");
+    assert_eq!(
+        p.connectors.get("github").and_then(|c| c.max_attempts),
+        None
+    );
+    let with = |value: &str| {
+        GOOD.replace(
+            "name = \"github\"\ntype = \"memory\"\n",
+            &format!("name = \"github\"\ntype = \"memory\"\nmax_attempts = {value}\n"),
+        )
+    };
+    let p = Policy::parse(&with("2"), "b.toml").expect("valid");
+    assert_eq!(
+        p.connectors.get("github").and_then(|c| c.max_attempts),
+        Some(2)
+    );
+    assert_eq!(p.connectors.get("slack").and_then(|c| c.max_attempts), None);
+    let e = errors(&with("0"));
+    assert!(
+        e.contains("p.toml:13:16: max_attempts must be between 1 and 100"),
+        "{e}"
+    );
+    let e = errors(&with("101"));
+    assert!(
+        e.contains("p.toml:13:16: max_attempts must be between 1"),
+        "{e}"
+    );
+    let e = errors(&with("\"8\""));
+    assert!(e.contains("p.toml:13:"), "{e}");
+}

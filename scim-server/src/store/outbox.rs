@@ -413,6 +413,39 @@ pub fn retry_failed(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> HubRes
     Ok(true)
 }
 
+/// The operations of `connector` in `status`, oldest first (the order they were planned in).
+pub fn list_connector(
+    c: &mut DbConnection,
+    connector: &str,
+    status: OutboxStatus,
+) -> HubResult<Vec<OutboxRow>> {
+    let mut q = Sql::<OutboxSt>::new(OUTBOX_COLS);
+    q.push("WHERE connector = ")
+        .text(connector)
+        .push(" AND status = ")
+        .text(status.as_str())
+        .push(" ORDER BY id");
+    into_rows(q.load::<OutboxRecord>(c)?)
+}
+
+/// Makes the pending operations of `connector` that wait out a backoff due now, with a fresh
+/// retry budget (the connector is back: no reason to wait, nor to park them on the attempts its
+/// outage burnt). Their order is the claim's (per user and connector, by id). Returns how many.
+pub fn resume_waiting(
+    c: &mut DbConnection,
+    connector: &str,
+    now: DateTime<Utc>,
+) -> HubResult<usize> {
+    let mut q = Sql::<()>::new("UPDATE engine_outbox SET attempts = 0, not_before = ");
+    q.text(fmt_ts(now))
+        .push(" WHERE status = 'pending' AND connector = ")
+        .text(connector)
+        .push(" AND (not_before > ")
+        .text(fmt_ts(now))
+        .push(" OR attempts > 0)");
+    Ok(q.execute(c)?)
+}
+
 /// Counts outbox rows by status (`pending` also counts `running`).
 pub fn count_open(c: &mut DbConnection) -> HubResult<i64> {
     let q = Sql::<BigInt>::new(

@@ -64,6 +64,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/users/{id}/explain").route(web::get().to(explain)))
             .service(res("/simulate").route(web::post().to(simulate)))
             .service(res("/outbox").route(web::get().to(list_outbox)))
+            .service(res("/outbox/retry").route(web::post().to(retry_connector)))
             .service(res("/outbox/{id}/retry").route(web::post().to(retry)))
             .service(res("/incidents").route(web::get().to(incidents)))
             .default_service(web::to(not_found)),
@@ -523,6 +524,28 @@ async fn retry(
     Ok(ok(StatusCode::OK, op_json(&row)))
 }
 
+#[derive(Debug, Deserialize)]
+struct ConnectorQuery {
+    connector: Option<String>,
+}
+
+/// `POST /outbox/retry?connector=X`: resumes a connector after an outage
+/// ([`Admin::retry_connector`]).
+async fn retry_connector(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<ConnectorQuery>,
+) -> ApiResult<HttpResponse> {
+    let connector = q
+        .into_inner()
+        .connector
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| invalid("connector is required: POST /outbox/retry?connector=NAME"))?;
+    let by = actor(&req);
+    let out = run(&state, move |a| a.retry_connector(&connector, &by)).await?;
+    Ok(ok(StatusCode::OK, json!(out)))
+}
+
 async fn incidents(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let rows = run(&state, |a| a.incidents()).await?;
     Ok(list(
@@ -564,6 +587,7 @@ mod tests {
             (Method::GET, "/admin/v1/holds"),
             (Method::POST, "/admin/v1/holds/h1/confirm"),
             (Method::POST, "/admin/v1/outbox/1/retry"),
+            (Method::POST, "/admin/v1/outbox/retry"),
             (Method::POST, "/admin/v1/users/u1/legacy-access/acknowledge"),
             (Method::POST, "/admin/v1/simulate"),
             (Method::GET, "/admin/v1/users/u1/explain"),

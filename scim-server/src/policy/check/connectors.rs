@@ -137,11 +137,28 @@ pub(super) fn check(
                     .verify_delay
                     .as_ref()
                     .and_then(|v| super::verification::positive(d, v)),
+                max_attempts: c.max_attempts.as_ref().and_then(|m| {
+                    let n = *m.get_ref();
+                    if (1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
+                        Some(n)
+                    } else {
+                        d.at(
+                            m.span(),
+                            format!("max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+                        );
+                        None
+                    }
+                }),
             },
         );
     }
     out
 }
+
+/// The largest per-connector retry budget: with the backoff capped at ten minutes, 100 attempts
+/// already keep an operation retrying for most of a day, longer than anyone should wait to hear
+/// that it cannot run.
+const MAX_ATTEMPTS_LIMIT: i64 = 100;
 
 /// Checks a connector of a known type against that type's settings and credentials, pointing
 /// at the offending key where it can. Returns the entitlement kinds it accepts when its settings
