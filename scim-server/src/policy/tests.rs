@@ -550,3 +550,37 @@ fn leaver_required_steps_are_checked_with_lines() {
     let e = errors(&format!("{GOOD}\n[leaver]\nrequird = []\n"));
     assert!(e.contains("p.toml:30:1:"), "{e}");
 }
+
+#[test]
+fn incidents_renotify_ladder_is_checked_with_positions() {
+    let p = Policy::parse(
+        &format!("{GOOD}\n[incidents]\nrenotify = [\"30m\", \"2h\"]\n"),
+        "p.toml",
+    )
+    .expect("policy");
+    assert_eq!(
+        p.incidents.renotify,
+        vec![chrono::Duration::minutes(30), chrono::Duration::hours(2)]
+    );
+    assert_eq!(p.incidents.delay_after(1), chrono::Duration::minutes(30));
+    assert_eq!(p.incidents.delay_after(5), chrono::Duration::hours(2));
+    assert_eq!(
+        Policy::parse(GOOD, "p.toml")
+            .expect("policy")
+            .incidents
+            .renotify,
+        vec![
+            chrono::Duration::hours(1),
+            chrono::Duration::hours(4),
+            chrono::Duration::hours(24)
+        ]
+    );
+    let lines = GOOD.lines().count();
+    let e = errors(&format!(
+        "{GOOD}\n[incidents]\nrenotify = [\"1h\", \"0s\"]\n"
+    ));
+    assert!(e.contains(&format!("p.toml:{}:", lines + 3)), "{e}");
+    assert!(e.contains("renotify delay must be above zero"), "{e}");
+    let e = errors(&format!("{GOOD}\n[incidents]\nrenotify = []\n"));
+    assert!(e.contains("at least one delay"), "{e}");
+}
