@@ -177,7 +177,8 @@ pub fn get(c: &mut DbConnection, id: i64) -> HubResult<Option<IncidentDetail>> {
     Ok(q.load::<IncidentDetail>(c)?.into_iter().next())
 }
 
-/// Open, unacknowledged incidents whose next notice is due at `now`, oldest first.
+/// Open, unacknowledged incidents whose next notice is due at `now`, oldest first (locked
+/// with `SKIP LOCKED` on PostgreSQL; SQLite has a single writer).
 pub fn due_for_notice(
     c: &mut DbConnection,
     now: DateTime<Utc>,
@@ -191,6 +192,11 @@ pub fn due_for_notice(
     .text(fmt_ts(now))
     .push(") ORDER BY id LIMIT ")
     .int(limit);
+    // Two nodes ticking at once must not both queue the same step: the rows stay locked until
+    // the caller's transaction has moved them along the ladder.
+    if matches!(c, DbConnection::Postgresql(_)) {
+        q.push(" FOR UPDATE SKIP LOCKED");
+    }
     Ok(q.load::<IncidentDetail>(c)?)
 }
 
