@@ -333,6 +333,16 @@ fn permanent_rejection_parks(pg: bool) {
         .as_deref()
         .unwrap()
         .contains("no deliverable recipient"));
+    // Each parked message is one incident naming it; the one sent is none.
+    let inc = in_tx(&env.store, scim_server::store::incidents::list_open).unwrap();
+    let parked: Vec<&str> = inc
+        .iter()
+        .filter(|i| i.kind == "notification_parked")
+        .map(|i| i.reason.as_str())
+        .collect();
+    assert_eq!(parked.len(), 2, "{inc:?}");
+    assert!(parked[0].starts_with(&format!("notification {rejected} (test) not delivered: ")));
+    assert!(parked[1].starts_with(&format!("notification {nobody} (test) not delivered: ")));
     let r = row(&env, partly);
     assert_eq!(r.status, "sent");
     assert!(r.last_error.as_deref().unwrap().contains("no-such-user-id"));

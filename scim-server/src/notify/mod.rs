@@ -38,6 +38,7 @@ use scim_schema::json::primary_email;
 use crate::config::{SmtpConfig, SmtpTls};
 use crate::engine::Engine;
 use crate::error::{HubError, HubResult};
+use crate::store::incidents;
 use crate::store::notifications::{self, Notification};
 use crate::store::{DbConnection, Store};
 
@@ -329,8 +330,29 @@ impl Notifier {
         }
         let store = self.store.clone();
         let id = row.id;
+        let parked = outcome == Delivery::Failed;
+        let (kind, user_id) = (row.kind.clone(), row.user_id.clone());
         blocking(move || {
-            store.write_tx(|c, _| notifications::mark_failed(c, id, &error, retry_at))
+            store.write_tx(|c, _| {
+                notifications::mark_failed(c, id, &error, retry_at)?;
+                // A parked message is an incident (someone did not hear what they should
+                // have), except an incident's own notice: its incident is already open and
+                // notified on the other channels, and raising one would feed a loop.
+                if parked && kind != "incident" {
+                    incidents::raise_once(
+                        c,
+                        &incidents::NewIncident {
+                            kind: "notification_parked",
+                            user_id: user_id.as_deref(),
+                            connector: None,
+                            reason: &format!("notification {id} ({kind}) not delivered: {error}"),
+                            dedupe_key: &format!("notification:{id}"),
+                        },
+                        now,
+                    )?;
+                }
+                Ok(())
+            })
         })
         .await?;
         Ok(outcome)
