@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::{user, Env, POLICY};
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -45,13 +45,13 @@ fn python() -> PathBuf {
 }
 
 /// A running aiosmtpd.
-struct Sink {
+pub(super) struct Sink {
     child: Child,
     dir: PathBuf,
 }
 
 impl Sink {
-    fn start(port: u16, reject: &[&str]) -> Sink {
+    pub(super) fn start(port: u16, reject: &[&str]) -> Sink {
         let dir = std::env::temp_dir().join(super::unique("scimhub-smtp"));
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -74,7 +74,7 @@ impl Sink {
     }
 
     /// Messages received so far, in order.
-    fn messages(&self) -> Vec<Value> {
+    pub(super) fn messages(&self) -> Vec<Value> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
@@ -108,7 +108,7 @@ fn smtp(port: u16) -> SmtpConfig {
     }
 }
 
-fn notifier(env: &Env, port: u16) -> Notifier {
+pub(super) fn notifier(env: &Env, port: u16) -> Notifier {
     let mut n = Notifier::new(env.store.clone(), env.engine.clone(), &smtp(port)).unwrap();
     n.config.base_backoff = Duration::seconds(10);
     n
@@ -121,7 +121,7 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn deliver(n: &Notifier) -> usize {
+pub(super) fn deliver(n: &Notifier) -> usize {
     rt().block_on(n.run_until_idle()).unwrap()
 }
 
@@ -333,6 +333,16 @@ fn permanent_rejection_parks(pg: bool) {
         .as_deref()
         .unwrap()
         .contains("no deliverable recipient"));
+    // Each parked message is one incident naming it; the one sent is none.
+    let inc = in_tx(&env.store, scim_server::store::incidents::list_open).unwrap();
+    let parked: Vec<&str> = inc
+        .iter()
+        .filter(|i| i.kind == "notification_parked")
+        .map(|i| i.reason.as_str())
+        .collect();
+    assert_eq!(parked.len(), 2, "{inc:?}");
+    assert!(parked[0].starts_with(&format!("notification {rejected} (test) not delivered: ")));
+    assert!(parked[1].starts_with(&format!("notification {nobody} (test) not delivered: ")));
     let r = row(&env, partly);
     assert_eq!(r.status, "sent");
     assert!(r.last_error.as_deref().unwrap().contains("no-such-user-id"));
@@ -379,7 +389,7 @@ fn smtp_down_then_retried_then_parked() {
     for _ in 0..3 {
         let claimed = rt().block_on(async {
             let rows = in_tx(&env.store, |c| {
-                notifications::claim(c, env.engine.now(), Duration::minutes(5), 10)
+                notifications::claim(c, env.engine.now(), Duration::minutes(5), 10, false)
             })
             .unwrap();
             let mut out = Vec::new();

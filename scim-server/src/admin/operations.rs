@@ -1,5 +1,5 @@
-//! Outbox operations and incidents: listing them, and putting a parked (failed) operation back
-//! in the queue when nothing later has superseded it.
+//! Outbox operations and incidents: listing them, putting a parked (failed) operation back in
+//! the queue when nothing later has superseded it, and acknowledging or resolving incidents.
 
 use serde_json::json;
 
@@ -129,5 +129,81 @@ impl Admin {
     /// Open incidents.
     pub fn incidents(&self) -> AdminResult<Vec<incidents::Incident>> {
         Ok(in_tx(&self.store, incidents::list_open)?)
+    }
+
+    /// One incident with its notices and who acknowledged or resolved it; 404 when unknown.
+    pub fn incident(&self, id: i64) -> AdminResult<incidents::IncidentDetail> {
+        in_tx(&self.store, |c| incidents::get(c, id))?
+            .ok_or_else(|| AdminError::NotFound(format!("incident {id}")))
+    }
+
+    /// Acknowledges an open incident as `by`: its reminders stop, it stays open until resolved.
+    /// 404 when unknown, 409 when resolved or already acknowledged.
+    pub fn acknowledge_incident(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+    ) -> AdminResult<incidents::IncidentDetail> {
+        self.close_incident(id, by, note, false)
+    }
+
+    /// Resolves an open incident as `by`. 404 when unknown, 409 when already resolved.
+    pub fn resolve_incident(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+    ) -> AdminResult<incidents::IncidentDetail> {
+        self.close_incident(id, by, note, true)
+    }
+
+    fn close_incident(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        resolve: bool,
+    ) -> AdminResult<incidents::IncidentDetail> {
+        let now = self.now();
+        let (action, outcome) = if resolve {
+            ("incident_resolve", "resolved")
+        } else {
+            ("incident_acknowledge", "acknowledged")
+        };
+        in_tx(&self.store, |c| {
+            let Some(row) = incidents::get(c, id)? else {
+                return Ok(Err(AdminError::NotFound(format!("incident {id}"))));
+            };
+            let done = if resolve {
+                incidents::resolve(c, id, by, note, now)?
+            } else {
+                incidents::acknowledge(c, id, by, note, now)?
+            };
+            if !done {
+                let why = if row.status != "open" {
+                    "is resolved".to_string()
+                } else {
+                    format!(
+                        "was already acknowledged by {}",
+                        row.acknowledged_by.as_deref().unwrap_or("?")
+                    )
+                };
+                return Ok(Err(AdminError::Conflict(format!("incident {id} {why}"))));
+            }
+            audit::append(
+                c,
+                &audit::AuditEntry {
+                    at: now,
+                    actor: by,
+                    user_id: row.user_id.as_deref().unwrap_or(""),
+                    connector: row.connector.as_deref(),
+                    action,
+                    outcome,
+                    detail: json!({"incident": id, "kind": row.kind, "note": note}),
+                },
+            )?;
+            Ok(Ok(incidents::get(c, id)?.unwrap_or(row)))
+        })?
     }
 }

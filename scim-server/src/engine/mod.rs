@@ -23,6 +23,7 @@ pub mod connector_set;
 pub mod decide;
 pub mod desired;
 pub mod hook;
+pub mod incident_notices;
 pub mod links;
 pub mod load;
 pub mod notices;

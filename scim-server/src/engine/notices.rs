@@ -242,3 +242,180 @@ pub fn extension_request(policy: &Policy, r: ExtensionRequest<'_>) -> Notice {
         body,
     }
 }
+
+/// What an incident notice names.
+#[derive(Debug, Clone, Copy)]
+pub struct IncidentNotice<'a> {
+    pub id: i64,
+    /// `operation_parked`, `sla_breach`, `verification_mismatch`, ...
+    pub kind: &'a str,
+    pub user_id: Option<&'a str>,
+    /// The user's userName when the user is known.
+    pub user_name: Option<&'a str>,
+    pub connector: Option<&'a str>,
+    /// Why it was raised (from a connector's error, a rule, a check): quoted.
+    pub reason: &'a str,
+    /// When it was opened (RFC 3339, as stored).
+    pub opened: &'a str,
+    /// Which notice this is (1 = the first).
+    pub notice: i64,
+}
+
+/// An incident for the security and IT recipients, with the admin API URLs to read,
+/// acknowledge (stops the reminders) and resolve it.
+pub fn incident(policy: &Policy, i: IncidentNotice<'_>) -> Notice {
+    let IncidentNotice {
+        id,
+        kind,
+        user_id,
+        user_name,
+        connector,
+        reason,
+        opened,
+        notice,
+    } = i;
+    let what = kind.replace('_', " ");
+    let mut body = format!("Incident {id}: {what}\nOpened: {opened}\n");
+    if let Some(c) = connector {
+        body.push_str(&format!("Connector: {c}\n"));
+    }
+    if let Some(u) = user_id {
+        body.push_str(&format!("User: {u}\n"));
+        if let Some(n) = user_name {
+            body.push_str(&format!("Their userName:\n{}", user_text(n)));
+        }
+    }
+    body.push_str(&format!(
+        "Reason, as recorded by scimhub:\n{}",
+        user_text(reason)
+    ));
+    if notice > 1 {
+        body.push_str(&format!(
+            "This is reminder {}: the incident is still open and nobody acknowledged it.\n",
+            notice - 1
+        ));
+    }
+    body.push_str(&format!(
+        "Acknowledge incident {id} in the admin API to stop the reminders; resolve it when fixed."
+    ));
+    if let (Some(d), Some(a), Some(r)) = (
+        api_url(policy, &format!("/incidents/{id}")),
+        api_url(policy, &format!("/incidents/{id}/acknowledge")),
+        api_url(policy, &format!("/incidents/{id}/resolve")),
+    ) {
+        body.push_str(&format!(
+            "\n\nDetail: GET {d}\nAcknowledge: POST {a}\nResolve: POST {r}\n"
+        ));
+    }
+    let on = connector.map(|c| format!(" on {c}")).unwrap_or_default();
+    let again = if notice > 1 { " (reminder)" } else { "" };
+    Notice {
+        kind: "incident",
+        subject: format!("scimhub: incident {id}: {what}{on}{again}"),
+        body,
+    }
+}
+
+/// Text from outside the hub (a reason, a userName) as it goes into a chat message: control
+/// characters dropped and `://` written `[://]` (as in [`user_text`]), so no chat client turns
+/// it into a link.
+fn chat_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect::<String>()
+        .replace("://", "[://]")
+}
+
+/// Slack reads `&`, `<` and `>` as markup (`<url|label>` is a link): they are escaped, as
+/// Slack's message formatting documentation asks.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The webhook payload of an incident notice for a chat channel of `format`: Slack incoming
+/// webhook `{"text": ...}`, a Teams message carrying an Adaptive Card, or the generic JSON
+/// object (signed by the sender).
+pub fn incident_chat(
+    policy: &Policy,
+    format: crate::policy::ChatFormat,
+    i: IncidentNotice<'_>,
+) -> String {
+    use crate::policy::ChatFormat;
+    use serde_json::json;
+    let what = i.kind.replace('_', " ");
+    let detail = api_url(policy, &format!("/incidents/{}", i.id));
+    let reminder = if i.notice > 1 {
+        format!(" (reminder {})", i.notice - 1)
+    } else {
+        String::new()
+    };
+    let title = format!("scimhub incident {}: {what}{reminder}", i.id);
+    let user = match (i.user_id, i.user_name) {
+        (Some(id), Some(n)) => Some(format!("{} ({id})", chat_text(n))),
+        (Some(id), None) => Some(id.to_string()),
+        _ => None,
+    };
+    let payload = match format {
+        ChatFormat::Slack => {
+            let mut text = format!("*{}*\nOpened: {}", slack_escape(&title), i.opened);
+            if let Some(c) = i.connector {
+                text.push_str(&format!("\nConnector: {}", slack_escape(c)));
+            }
+            if let Some(u) = &user {
+                text.push_str(&format!("\nUser: {}", slack_escape(u)));
+            }
+            text.push_str(&format!("\nReason: {}", slack_escape(&chat_text(i.reason))));
+            if let Some(d) = &detail {
+                text.push_str(&format!("\n<{d}|Open incident {}>", i.id));
+            }
+            json!({ "text": text })
+        }
+        ChatFormat::Teams => {
+            let mut facts = vec![json!({"title": "Opened", "value": i.opened})];
+            if let Some(c) = i.connector {
+                facts.push(json!({"title": "Connector", "value": c}));
+            }
+            if let Some(u) = &user {
+                facts.push(json!({"title": "User", "value": u}));
+            }
+            let mut card = json!({
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": [
+                    {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": true},
+                    {"type": "FactSet", "facts": facts},
+                    {"type": "TextBlock", "text": chat_text(i.reason), "wrap": true},
+                ],
+            });
+            if let Some(d) = &detail {
+                card["actions"] = json!([
+                    {"type": "Action.OpenUrl", "title": "Open incident", "url": d}
+                ]);
+            }
+            json!({
+                "type": "message",
+                "attachments": [{
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": null,
+                    "content": card,
+                }],
+            })
+        }
+        ChatFormat::Json => json!({
+            "type": "incident",
+            "id": i.id,
+            "kind": i.kind,
+            "user_id": i.user_id,
+            "user_name": i.user_name,
+            "connector": i.connector,
+            "reason": i.reason,
+            "opened": i.opened,
+            "notice": i.notice,
+            "url": detail,
+        }),
+    };
+    payload.to_string()
+}

@@ -589,6 +589,7 @@ impl Workers {
                     crate::engine::timers::fire(c, &engine, t, now)?;
                     timers::fired(c, t.id, now)?;
                 }
+                crate::engine::incident_notices::queue_due(c, &engine.policy.current(), now)?;
                 Ok(due.len())
             })
         })

@@ -1,4 +1,5 @@
-//! The notification sender: delivers the rows of `engine_notifications` by SMTP.
+//! The notification sender: delivers the rows of `engine_notifications` by SMTP, and the
+//! incident chat deliveries among them (a `channel`) by webhook ([`chat`]).
 //!
 //! The engine writes notification rows in the same transaction as the change that causes them
 //! (mover summaries, approval requests, contractor reminders and expiries), so a crash never loses
@@ -20,6 +21,7 @@
 //! Bodies and subjects are never logged: they carry one-click links with signed tokens. Log lines
 //! name the row id, its kind and the number of recipients only.
 
+pub mod chat;
 pub mod mail_html;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use scim_schema::json::primary_email;
 use crate::config::{SmtpConfig, SmtpTls};
 use crate::engine::Engine;
 use crate::error::{HubError, HubResult};
+use crate::store::incidents;
 use crate::store::notifications::{self, Notification};
 use crate::store::{DbConnection, Store};
 
@@ -93,7 +96,9 @@ pub enum SetupError {
 pub struct Notifier {
     store: Store,
     engine: Arc<Engine>,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// `None`: no SMTP configured; only chat deliveries are taken, mails stay queued.
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    http: reqwest::Client,
     /// `[smtp] from`; when absent the policy's `[notify] from` (read per batch, so reloads apply).
     from: Option<String>,
     pub config: NotifierConfig,
@@ -205,13 +210,26 @@ impl Notifier {
         Ok(Notifier {
             store,
             engine,
-            transport,
+            transport: Some(transport),
+            http: chat::client(),
             from: smtp.from.clone(),
             config: NotifierConfig {
                 max_attempts: smtp.max_attempts.max(1),
                 ..Default::default()
             },
         })
+    }
+
+    /// A sender without SMTP: delivers the `[[incidents.chat]]` webhooks, leaves mails queued.
+    pub fn chat_only(store: Store, engine: Arc<Engine>) -> Self {
+        Notifier {
+            store,
+            engine,
+            transport: None,
+            http: chat::client(),
+            from: None,
+            config: NotifierConfig::default(),
+        }
     }
 
     /// Backoff before attempt `attempts + 1` under this sender's settings
@@ -234,9 +252,11 @@ impl Notifier {
         let store = self.store.clone();
         let now = self.engine.now();
         let (lease, limit) = (self.config.lease, self.config.batch);
-        let rows =
-            blocking(move || store.write_tx(|c, _| notifications::claim(c, now, lease, limit)))
-                .await?;
+        let chat_only = self.transport.is_none();
+        let rows = blocking(move || {
+            store.write_tx(|c, _| notifications::claim(c, now, lease, limit, chat_only))
+        })
+        .await?;
         let n = rows.len();
         for row in rows {
             self.deliver(row).await?;
@@ -246,11 +266,37 @@ impl Notifier {
 
     /// Delivers one claimed row and records the outcome.
     pub async fn deliver(&self, row: Notification) -> HubResult<Delivery> {
-        let store = self.store.clone();
-        let recipients = row.recipients.clone();
-        let (to, missing) =
-            blocking(move || store.write_tx(|c, _| resolve_recipients(c, &recipients))).await?;
-        let attempt = self.attempt(&row, &to, &missing).await;
+        let (attempt, to) = match &row.channel {
+            Some(name) => {
+                // The channel as the policy says now (a reload may have changed its URL).
+                let channel = self
+                    .engine
+                    .policy
+                    .current()
+                    .incidents
+                    .chat
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .cloned();
+                let attempt = match channel {
+                    Some(ch) => {
+                        chat::post(&self.http, &ch, &row.body, self.engine.now().timestamp()).await
+                    }
+                    None => Attempt::Permanent(format!(
+                        "chat channel {name} is not in the policy any more"
+                    )),
+                };
+                (attempt, vec![name.clone()])
+            }
+            None => {
+                let store = self.store.clone();
+                let recipients = row.recipients.clone();
+                let (to, missing) =
+                    blocking(move || store.write_tx(|c, _| resolve_recipients(c, &recipients)))
+                        .await?;
+                (self.attempt(&row, &to, &missing).await, to)
+            }
+        };
         let now = self.engine.now();
         let (outcome, error, retry_at) = match attempt {
             Attempt::Sent { note } => {
@@ -284,14 +330,39 @@ impl Notifier {
         }
         let store = self.store.clone();
         let id = row.id;
+        let parked = outcome == Delivery::Failed;
+        let (kind, user_id) = (row.kind.clone(), row.user_id.clone());
         blocking(move || {
-            store.write_tx(|c, _| notifications::mark_failed(c, id, &error, retry_at))
+            store.write_tx(|c, _| {
+                notifications::mark_failed(c, id, &error, retry_at)?;
+                // A parked message is an incident (someone did not hear what they should
+                // have), except an incident's own notice: its incident is already open and
+                // notified on the other channels, and raising one would feed a loop.
+                if parked && kind != "incident" {
+                    incidents::raise_once(
+                        c,
+                        &incidents::NewIncident {
+                            kind: "notification_parked",
+                            user_id: user_id.as_deref(),
+                            connector: None,
+                            reason: &format!("notification {id} ({kind}) not delivered: {error}"),
+                            dedupe_key: &format!("notification:{id}"),
+                        },
+                        now,
+                    )?;
+                }
+                Ok(())
+            })
         })
         .await?;
         Ok(outcome)
     }
 
     async fn attempt(&self, row: &Notification, to: &[String], missing: &[String]) -> Attempt {
+        let Some(transport) = &self.transport else {
+            // Not claimed by a sender without SMTP; kept queued should it happen.
+            return Attempt::Transient("no SMTP configured".into());
+        };
         let from = match self.sender() {
             Ok(f) => f,
             Err(e) => return Attempt::Permanent(e),
@@ -320,7 +391,7 @@ impl Notifier {
             Ok(m) => m,
             Err(e) => return Attempt::Permanent(e.0),
         };
-        match self.transport.send(message).await {
+        match transport.send(message).await {
             Ok(_) => Attempt::Sent {
                 note: (!bad.is_empty()).then(|| format!("skipped: {}", bad.join(", "))),
             },
@@ -373,9 +444,13 @@ pub fn spawn(store: &Store, engine: &Arc<Engine>, smtp: Option<&SmtpConfig>) {
             .and_then(from_policy_url)
     });
     match smtp {
-        None => tracing::warn!(
-            "no [smtp] section configured: notifications are queued in the database and not sent"
-        ),
+        None => {
+            tracing::warn!(
+                "no [smtp] section configured: mails are queued in the database and not sent; \
+                 incident chat webhooks are delivered"
+            );
+            Notifier::chat_only(store.clone(), engine.clone()).spawn();
+        }
         Some(smtp) => match Notifier::new(store.clone(), engine.clone(), &smtp) {
             Ok(n) => {
                 tracing::info!(host = %smtp.host, port = smtp.port(), tls = ?smtp.tls, "notification sender started");

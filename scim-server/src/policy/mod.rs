@@ -67,9 +67,10 @@ pub mod reload;
 pub use diagnostics::{Diagnostic, PolicyError};
 pub use duration::{fmt_duration, parse_duration};
 pub use model::{
-    Approval, ApproverSettings, BlastRadius, ConnectorDef, ContractorRules, EntRef, LeaverRules,
-    NotifySettings, OnConflict, OnLeave, OwnedAttribute, Policy, Profile, Settings, SodAction,
-    SodRule, SourceRule, Verification, CONNECTOR_TYPES, EVENT_TYPES, LEAVER_STEPS,
+    Approval, ApproverSettings, BlastRadius, ChatChannel, ChatFormat, ConnectorDef,
+    ContractorRules, EntRef, IncidentSettings, LeaverRules, NotifySettings, OnConflict, OnLeave,
+    OwnedAttribute, Policy, Profile, Settings, SodAction, SodRule, SourceRule, Verification,
+    CONNECTOR_TYPES, EVENT_TYPES, LEAVER_STEPS,
 };
 
 #[cfg(test)]

@@ -64,6 +64,74 @@ pub struct Policy {
     pub approvals: ApproverSettings,
     pub notify: NotifySettings,
     pub verification: Verification,
+    pub incidents: IncidentSettings,
+}
+
+/// The `[incidents]` section: when an open, unacknowledged incident is notified again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentSettings {
+    /// Delays after the first notice (sent at once): notice `n + 1` comes `renotify[n]` after
+    /// notice `n`; past the end the last delay repeats.
+    pub renotify: Vec<Duration>,
+    /// Chat webhooks every notice is also posted to.
+    pub chat: Vec<ChatChannel>,
+}
+
+impl Default for IncidentSettings {
+    fn default() -> Self {
+        IncidentSettings {
+            renotify: vec![Duration::hours(1), Duration::hours(4), Duration::hours(24)],
+            chat: Vec::new(),
+        }
+    }
+}
+
+/// The payload a chat webhook takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatFormat {
+    /// Slack incoming webhook: `{"text": ...}`.
+    Slack,
+    /// Microsoft Teams (Workflows) webhook: an Adaptive Card in a `message`.
+    Teams,
+    /// Generic JSON, signed with HMAC-SHA256.
+    Json,
+}
+
+impl ChatFormat {
+    pub const NAMES: [&'static str; 3] = ["slack", "teams", "json"];
+
+    pub fn parse(s: &str) -> Option<ChatFormat> {
+        match s {
+            "slack" => Some(ChatFormat::Slack),
+            "teams" => Some(ChatFormat::Teams),
+            "json" => Some(ChatFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// One `[[incidents.chat]]` webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatChannel {
+    /// Names the channel in the delivery queue (unique).
+    pub name: String,
+    pub format: ChatFormat,
+    /// The webhook URL: a secret (it is the credential of Slack and Teams webhooks).
+    pub url: SecretRef,
+    /// The HMAC key of `json` payloads.
+    pub secret: Option<SecretRef>,
+}
+
+impl IncidentSettings {
+    /// The delay after notice number `sent` (1 = the first) before the next.
+    pub fn delay_after(&self, sent: i64) -> Duration {
+        let i = usize::try_from(sent.max(1) - 1).unwrap_or(0);
+        self.renotify
+            .get(i)
+            .or(self.renotify.last())
+            .copied()
+            .unwrap_or_else(|| Duration::hours(24))
+    }
 }
 
 /// The `[verification]` section: when the engine reads every system back after a plan.
@@ -447,6 +515,7 @@ impl Policy {
                 ..Default::default()
             },
             verification: Verification::default(),
+            incidents: IncidentSettings::default(),
         }
     }
 }

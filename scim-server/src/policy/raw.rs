@@ -38,6 +38,27 @@ pub(super) struct RawPolicy {
     pub(super) notify: RawNotify,
     #[serde(default)]
     pub(super) verification: RawVerification,
+    #[serde(default)]
+    pub(super) incidents: RawIncidents,
+}
+
+/// `[incidents]`: the re-notification ladder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIncidents {
+    pub(super) renotify: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub(super) chat: Vec<S<RawChat>>,
+}
+
+/// `[[incidents.chat]]`: one chat webhook incidents are posted to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawChat {
+    pub(super) name: S<String>,
+    pub(super) format: S<String>,
+    pub(super) url: SecretRef,
+    pub(super) secret: Option<SecretRef>,
 }
 
 #[derive(Debug, Default, Deserialize)]

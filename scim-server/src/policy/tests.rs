@@ -583,3 +583,70 @@ fn connector_retry_budget_default_override_and_errors() {
     let e = errors(&with("\"8\""));
     assert!(e.contains("p.toml:13:"), "{e}");
 }
+
+#[test]
+fn incidents_renotify_ladder_is_checked_with_positions() {
+    let p = Policy::parse(
+        &format!("{GOOD}\n[incidents]\nrenotify = [\"30m\", \"2h\"]\n"),
+        "p.toml",
+    )
+    .expect("policy");
+    assert_eq!(
+        p.incidents.renotify,
+        vec![chrono::Duration::minutes(30), chrono::Duration::hours(2)]
+    );
+    assert_eq!(p.incidents.delay_after(1), chrono::Duration::minutes(30));
+    assert_eq!(p.incidents.delay_after(5), chrono::Duration::hours(2));
+    assert_eq!(
+        Policy::parse(GOOD, "p.toml")
+            .expect("policy")
+            .incidents
+            .renotify,
+        vec![
+            chrono::Duration::hours(1),
+            chrono::Duration::hours(4),
+            chrono::Duration::hours(24)
+        ]
+    );
+    let lines = GOOD.lines().count();
+    let e = errors(&format!(
+        "{GOOD}\n[incidents]\nrenotify = [\"1h\", \"0s\"]\n"
+    ));
+    assert!(e.contains(&format!("p.toml:{}:", lines + 3)), "{e}");
+    assert!(e.contains("renotify delay must be above zero"), "{e}");
+    let e = errors(&format!("{GOOD}\n[incidents]\nrenotify = []\n"));
+    assert!(e.contains("at least one delay"), "{e}");
+}
+
+#[test]
+fn incident_chat_channels_are_checked() {
+    let chat = |body: &str| format!("{GOOD}\n[[incidents.chat]]\n{body}\n");
+    let p = Policy::parse(
+        &chat(
+            "name = \"siem\"\nformat = \"json\"\nurl = { env = \"U\" }\nsecret = { env = \"K\" }",
+        ),
+        "p.toml",
+    )
+    .expect("policy");
+    assert_eq!(p.incidents.chat.len(), 1);
+    assert_eq!(p.incidents.chat[0].format, ChatFormat::Json);
+    let lines = GOOD.lines().count();
+    let e = errors(&chat(
+        "name = \"x\"\nformat = \"irc\"\nurl = { env = \"U\" }",
+    ));
+    assert!(e.contains(&format!("p.toml:{}:", lines + 4)), "{e}");
+    assert!(e.contains("unknown chat format \"irc\""), "{e}");
+    let e = errors(&chat(
+        "name = \"x\"\nformat = \"json\"\nurl = { env = \"U\" }",
+    ));
+    assert!(e.contains("needs a signing `secret`"), "{e}");
+    let e = errors(&chat(
+        "name = \"x\"\nformat = \"slack\"\nurl = { env = \"U\" }\nsecret = { env = \"K\" }",
+    ));
+    assert!(e.contains("only json chat channels are signed"), "{e}");
+    let e = errors(&format!(
+        "{}\n[[incidents.chat]]\nname = \"x\"\nformat = \"teams\"\nurl = {{ env = \"U\" }}\n",
+        chat("name = \"x\"\nformat = \"slack\"\nurl = { env = \"U\" }")
+    ));
+    assert!(e.contains("\"x\" is listed twice"), "{e}");
+}

@@ -126,3 +126,127 @@ pub fn raise_unless_open(
     raise(c, kind, Some(user_id), Some(connector), None, reason, now)?;
     Ok(true)
 }
+
+/// One incident with its notice ladder and who acknowledged or resolved it.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct IncidentDetail {
+    pub id: i64,
+    pub created: String,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub connector: Option<String>,
+    pub reason: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// Notices queued so far.
+    pub notify_count: i64,
+    /// When the next notice is due (NULL: at once, while open and unacknowledged).
+    pub next_notify_at: Option<String>,
+    pub acknowledged_at: Option<String>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<String>,
+    pub resolved_by: Option<String>,
+    pub note: Option<String>,
+}
+
+type DetailSt = (
+    BigInt,
+    Text,
+    Text,
+    Nullable<Text>,
+    Nullable<Text>,
+    Text,
+    Text,
+    BigInt,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+);
+
+const DETAIL_COLS: &str = "SELECT id, created, kind, user_id, connector, reason, status, \
+     notify_count, next_notify_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, \
+     note FROM engine_incidents";
+
+/// One incident by id.
+pub fn get(c: &mut DbConnection, id: i64) -> HubResult<Option<IncidentDetail>> {
+    let mut q = Sql::<DetailSt>::new(DETAIL_COLS);
+    q.push(" WHERE id = ").int(id);
+    Ok(q.load::<IncidentDetail>(c)?.into_iter().next())
+}
+
+/// Open, unacknowledged incidents whose next notice is due at `now`, oldest first (locked
+/// with `SKIP LOCKED` on PostgreSQL; SQLite has a single writer).
+pub fn due_for_notice(
+    c: &mut DbConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> HubResult<Vec<IncidentDetail>> {
+    let mut q = Sql::<DetailSt>::new(DETAIL_COLS);
+    q.push(
+        " WHERE status = 'open' AND acknowledged_at IS NULL AND (next_notify_at IS NULL OR \
+         next_notify_at <= ",
+    )
+    .text(fmt_ts(now))
+    .push(") ORDER BY id LIMIT ")
+    .int(limit);
+    // Two nodes ticking at once must not both queue the same step: the rows stay locked until
+    // the caller's transaction has moved them along the ladder.
+    if matches!(c, DbConnection::Postgresql(_)) {
+        q.push(" FOR UPDATE SKIP LOCKED");
+    }
+    Ok(q.load::<IncidentDetail>(c)?)
+}
+
+/// Records that notice `count` of incident `id` was queued; the next is due at `next`.
+pub fn noticed(c: &mut DbConnection, id: i64, count: i64, next: DateTime<Utc>) -> HubResult<()> {
+    let mut q = Sql::<()>::new("UPDATE engine_incidents SET notify_count = ");
+    q.int(count)
+        .push(", next_notify_at = ")
+        .text(fmt_ts(next))
+        .push(" WHERE id = ")
+        .int(id);
+    q.execute(c)?;
+    Ok(())
+}
+
+/// Acknowledges an open incident (stops its notices); false when it is not open or already
+/// acknowledged.
+pub fn acknowledge(
+    c: &mut DbConnection,
+    id: i64,
+    by: &str,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_incidents SET acknowledged_at = ");
+    q.text(fmt_ts(now))
+        .push(", acknowledged_by = ")
+        .text(by)
+        .push(", note = COALESCE(")
+        .bind(Bind::OptText(note.map(str::to_string)))
+        .push(", note) WHERE status = 'open' AND acknowledged_at IS NULL AND id = ")
+        .int(id);
+    Ok(q.execute(c)? > 0)
+}
+
+/// Resolves an open incident; false when it is not open.
+pub fn resolve(
+    c: &mut DbConnection,
+    id: i64,
+    by: &str,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_incidents SET status = 'resolved', resolved_at = ");
+    q.text(fmt_ts(now))
+        .push(", resolved_by = ")
+        .text(by)
+        .push(", note = COALESCE(")
+        .bind(Bind::OptText(note.map(str::to_string)))
+        .push(", note) WHERE status = 'open' AND id = ")
+        .int(id);
+    Ok(q.execute(c)? > 0)
+}

@@ -26,6 +26,9 @@ pub struct Notification {
     pub not_before: Option<DateTime<Utc>>,
     /// When it was delivered.
     pub sent: Option<DateTime<Utc>>,
+    /// The `[[incidents.chat]]` channel of a chat delivery (the body is its payload); `None`
+    /// for a mail.
+    pub channel: Option<String>,
 }
 
 pub fn enqueue(
@@ -56,6 +59,36 @@ pub fn enqueue(
     Ok(())
 }
 
+/// Queues a chat delivery: `payload` is POSTed to the webhook of `channel` (an
+/// `[[incidents.chat]]` name) by the notifier.
+pub fn enqueue_chat(
+    c: &mut DbConnection,
+    kind: &str,
+    user_id: Option<&str>,
+    channel: &str,
+    subject: &str,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> HubResult<()> {
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_notifications (created, kind, user_id, recipients, subject, body, \
+         status, attempts, not_before, channel) VALUES (",
+    );
+    q.text(fmt_ts(now)).push(", ").text(kind).push(", ");
+    q.bind(Bind::OptText(user_id.map(str::to_string)))
+        .push(", '[]', ")
+        .text(subject)
+        .push(", ")
+        .text(payload)
+        .push(", 'pending', 0, ")
+        .text(fmt_ts(now))
+        .push(", ")
+        .text(channel)
+        .push(")");
+    q.execute(c)?;
+    Ok(())
+}
+
 type St = (
     BigInt,
     Text,
@@ -65,6 +98,7 @@ type St = (
     Text,
     Text,
     BigInt,
+    Nullable<Text>,
     Nullable<Text>,
     Nullable<Text>,
     Nullable<Text>,
@@ -84,10 +118,11 @@ struct NotificationRecord {
     last_error: Option<String>,
     not_before: Option<String>,
     sent: Option<String>,
+    channel: Option<String>,
 }
 
 const COLS: &str = "SELECT id, kind, user_id, recipients, subject, body, status, attempts, \
-     last_error, not_before, sent FROM engine_notifications ";
+     last_error, not_before, sent, channel FROM engine_notifications ";
 
 impl From<NotificationRecord> for Notification {
     fn from(r: NotificationRecord) -> Self {
@@ -103,6 +138,7 @@ impl From<NotificationRecord> for Notification {
             last_error: r.last_error,
             not_before: r.not_before.as_deref().and_then(parse_ts),
             sent: r.sent.as_deref().and_then(parse_ts),
+            channel: r.channel,
         }
     }
 }
@@ -114,21 +150,26 @@ fn load(c: &mut DbConnection, q: Sql<St>) -> HubResult<Vec<Notification>> {
         .collect())
 }
 
-/// Claims due notifications (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a lease.
+/// Claims due notifications (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a lease; chat
+/// deliveries only when `chat_only` (a sender without SMTP leaves the mails queued).
 pub fn claim(
     c: &mut DbConnection,
     now: DateTime<Utc>,
     lease: chrono::Duration,
     limit: i64,
+    chat_only: bool,
 ) -> HubResult<Vec<Notification>> {
     let now_s = fmt_ts(now);
     let mut q = Sql::<St>::new(COLS);
-    q.push("WHERE (status = 'pending' AND not_before <= ")
+    q.push("WHERE ((status = 'pending' AND not_before <= ")
         .text(now_s.as_str())
         .push(") OR (status = 'running' AND lease_until < ")
         .text(now_s.as_str())
-        .push(") ORDER BY id")
-        .limit(limit);
+        .push("))");
+    if chat_only {
+        q.push(" AND channel IS NOT NULL");
+    }
+    q.push(" ORDER BY id").limit(limit);
     if matches!(c, DbConnection::Postgresql(_)) {
         q.push(" FOR UPDATE SKIP LOCKED");
     }

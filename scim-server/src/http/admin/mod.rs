@@ -67,6 +67,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/outbox/retry").route(web::post().to(retry_connector)))
             .service(res("/outbox/{id}/retry").route(web::post().to(retry)))
             .service(res("/incidents").route(web::get().to(incidents)))
+            .service(res("/incidents/{id}").route(web::get().to(incident)))
+            .service(res("/incidents/{id}/acknowledge").route(web::post().to(acknowledge_incident)))
+            .service(res("/incidents/{id}/resolve").route(web::post().to(resolve_incident)))
             .default_service(web::to(not_found)),
     );
 }
@@ -564,6 +567,92 @@ async fn incidents(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     ))
 }
 
+fn incident_id(path: &str) -> ApiResult<i64> {
+    path.parse()
+        .map_err(|_| ApiError::NotFound(format!("Not found: incident {path}.")))
+}
+
+fn incident_json(i: &crate::store::incidents::IncidentDetail) -> serde_json::Value {
+    // Only an open, unacknowledged incident has a next notice.
+    let next_notice = if i.status == "open" && i.acknowledged_at.is_none() {
+        i.next_notify_at.clone()
+    } else {
+        None
+    };
+    json!({
+        "id": i.id,
+        "created": i.created,
+        "kind": i.kind,
+        "user_id": i.user_id,
+        "connector": i.connector,
+        "reason": i.reason,
+        "status": i.status,
+        "notices": i.notify_count,
+        "next_notice": next_notice,
+        "acknowledged": i.acknowledged_at,
+        "acknowledged_by": i.acknowledged_by,
+        "resolved": i.resolved_at,
+        "resolved_by": i.resolved_by,
+        "note": i.note,
+    })
+}
+
+async fn incident(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = incident_id(&path)?;
+    let row = run(&state, move |a| a.incident(id)).await?;
+    Ok(ok(StatusCode::OK, incident_json(&row)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncidentNote {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn close_incident(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+    resolve: bool,
+) -> ApiResult<HttpResponse> {
+    let id = incident_id(&path)?;
+    let n: IncidentNote = body(&bytes)?;
+    let note = n
+        .note
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    let by = actor(&req);
+    let row = run(&state, move |a| {
+        if resolve {
+            a.resolve_incident(id, &by, note.as_deref())
+        } else {
+            a.acknowledge_incident(id, &by, note.as_deref())
+        }
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, incident_json(&row)))
+}
+
+async fn acknowledge_incident(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    close_incident(state, req, path, bytes, false).await
+}
+
+async fn resolve_incident(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    close_incident(state, req, path, bytes, true).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,6 +677,8 @@ mod tests {
             (Method::POST, "/admin/v1/holds/h1/confirm"),
             (Method::POST, "/admin/v1/outbox/1/retry"),
             (Method::POST, "/admin/v1/outbox/retry"),
+            (Method::POST, "/admin/v1/incidents/1/acknowledge"),
+            (Method::POST, "/admin/v1/incidents/1/resolve"),
             (Method::POST, "/admin/v1/users/u1/legacy-access/acknowledge"),
             (Method::POST, "/admin/v1/simulate"),
             (Method::GET, "/admin/v1/users/u1/explain"),

@@ -8,6 +8,7 @@ mod approvals;
 mod blast_radius;
 mod connectors;
 mod contractor;
+mod incidents;
 mod leaver;
 mod notify;
 mod profiles;
@@ -85,6 +86,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
     let sources = sources::check(raw.sources, &attrs, d);
     let notify = notify::check(raw.notify, d);
     let verification = verification::check(raw.verification, d);
+    let incidents = incidents::check(raw.incidents, d);
     Policy {
         source: source.to_string(),
         settings,
@@ -99,6 +101,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         approvals,
         notify,
         verification,
+        incidents,
     }
 }
 
