@@ -33,7 +33,9 @@ WORK=$(mktemp -d)
 DATABASE_URL=${DATABASE_URL:-sqlite://$WORK/bench.db}
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 TOKEN="bench-token-$(date +%s%N)-$(date +%s%N)"
-RUST_LOG=${RUST_LOG:-warn} SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN taskset -c 0 "$BIN" serve \
+# The harness reads the big group back with its members (its validation), so the member bound
+# (max_group_members, 10,000 by default) is raised above the group's size for the run.
+RUST_LOG=${RUST_LOG:-warn} SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN SCIMHUB_MAX_GROUP_MEMBERS=$((MEMBERS + 1000)) taskset -c 0 "$BIN" serve \
   --bind "127.0.0.1:$PORT" --database-url "$DATABASE_URL" >"$WORK/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
