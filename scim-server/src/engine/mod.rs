@@ -193,21 +193,9 @@ impl Engine {
         self.plan_user_as(c, user_id, doc, cause, client, None)
     }
 
-    /// [`Engine::plan_user`], as part of the group change whose staging hold is `stage` (its
-    /// operations wait behind it; the guard decides on the change as a whole).
-    pub fn plan_user_in(
-        &self,
-        c: &mut DbConnection,
-        user_id: &str,
-        doc: Option<&Doc>,
-        cause: Cause,
-        stage: Option<&str>,
-    ) -> HubResult<PlanOutcome> {
-        self.plan_user_as(c, user_id, doc, cause, None, stage)
-    }
-
-    /// Plans a user for the write of `client` (if a SCIM client caused it), inside the staging
-    /// hold `stage` (if part of a group change).
+    /// Plans a user for the write of `client` (if a SCIM client caused it), as part of the group
+    /// change whose staging hold is `stage` (if any: its operations wait behind the hold and the
+    /// guard decides on the change as a whole).
     pub fn plan_user_as(
         &self,
         c: &mut DbConnection,
