@@ -357,3 +357,13 @@ fn errors_name_the_failing_operation() {
         .unwrap_err();
     assert!(e.detail().starts_with("Operations[1]: "), "{e}");
 }
+
+/// RFC 7643 §2.5: a multi-valued value of only nulls is unassigned, like `[]`: `replace` removes
+/// the attribute rather than leaving an empty list (found by the patch_props property test).
+#[test]
+fn rfc7643_2_5_replace_with_only_nulls_unassigns() {
+    let out = patch(json!([{"op": "replace", "path": "emails", "value": [null]}])).unwrap();
+    assert!(out.get("emails").is_none(), "{out:?}");
+    let out = patch(json!([{"op": "add", "path": "emails", "value": [null, null]}])).unwrap();
+    assert_eq!(out.get("emails"), user().get("emails"));
+}

@@ -371,14 +371,20 @@ impl<'a> Ctx<'a> {
         v: &Value,
     ) -> Result<(), Error> {
         let def = t.def;
-        if v.is_null() || (def.multi_valued && v.as_array().is_some_and(Vec::is_empty)) {
-            // RFC 7643 §2.5: null and [] are "unassigned". Adding nothing changes nothing.
+        // RFC 7643 §2.5: null and [] are "unassigned" (so is a list of nulls, which `prepare`
+        // empties). Adding nothing changes nothing.
+        let new = if v.is_null() {
+            None
+        } else {
+            Some(prepare(def, v.clone())?)
+                .filter(|n| !(def.multi_valued && n.as_array().is_some_and(Vec::is_empty)))
+        };
+        let Some(new) = new else {
             return match kind {
                 PatchOpKind::Replace => self.remove_attr(doc, t),
                 _ => Ok(()),
             };
-        }
-        let new = prepare(def, v.clone())?;
+        };
         let current = self
             .container(doc, t.ext, false)?
             .and_then(|c| get_ci(c, def.name.as_str()));
