@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scim_schema::filter::{matches, parse_filter};
+use scim_schema::filter::{matches, parse_filter, MAX_INPUT_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -13,9 +13,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let printed = filter.to_string();
-    match parse_filter(&printed) {
-        Ok(again) => assert_eq!(again, filter, "round trip changed the AST: {printed}"),
-        Err(e) => panic!("printed filter does not parse: {printed}: {e}"),
+    // Escaped control characters can make the printed form longer than the input bound; the
+    // round trip is checked for printed forms the parser accepts.
+    if printed.len() <= MAX_INPUT_LEN {
+        match parse_filter(&printed) {
+            Ok(again) => assert_eq!(again, filter, "round trip changed the AST: {printed}"),
+            Err(e) => panic!("printed filter does not parse: {printed}: {e}"),
+        }
     }
     let resource = serde_json::json!({
         "userName": "bjensen", "active": true, "age": 42, "title": "",
