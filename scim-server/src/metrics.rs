@@ -86,6 +86,24 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `scimhub_sla_results_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SlaLabels {
+    /// The event type (`joiner`, `mover`, `leaver`, `contractor-expiry`, …).
+    pub event: String,
+    /// `met` (complete before the deadline), `breached` (not complete at the deadline) or
+    /// `late` (a breached plan completed afterwards).
+    pub result: &'static str,
+}
+
+/// Labels of `scimhub_verification_outcomes_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct VerificationLabels {
+    pub connector: String,
+    /// `verified`, `mismatch`, `unreadable` or `not_verifiable`.
+    pub outcome: String,
+}
+
 fn request_histogram() -> Histogram {
     // 0.5 ms .. ~4 s: a point read takes well under a millisecond, a large /Bulk seconds.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -100,6 +118,8 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub operation_outcomes: Family<OutcomeLabels, Counter>,
+    pub sla_results: Family<SlaLabels, Counter>,
+    pub verification_outcomes: Family<VerificationLabels, Counter>,
 }
 
 impl Metrics {
@@ -126,11 +146,26 @@ impl Metrics {
             "Outbox operations finished by this process, by connector, operation kind and outcome",
             operation_outcomes.clone(),
         );
+        let sla_results = Family::<SlaLabels, Counter>::default();
+        registry.register(
+            "scimhub_sla_results",
+            "SLA results recorded by this process, by event type and result (met; breached at \
+             the deadline; late: a breached plan completed)",
+            sla_results.clone(),
+        );
+        let verification_outcomes = Family::<VerificationLabels, Counter>::default();
+        registry.register(
+            "scimhub_verification_outcomes",
+            "Post-change verification checks recorded by this process, by connector and outcome",
+            verification_outcomes.clone(),
+        );
         Metrics {
             registry,
             http_requests,
             http_request_duration,
             operation_outcomes,
+            sla_results,
+            verification_outcomes,
         }
     }
 
@@ -141,6 +176,28 @@ impl Metrics {
                 connector: connector.to_string(),
                 kind,
                 outcome,
+            })
+            .inc();
+    }
+}
+
+impl Metrics {
+    /// Counts one SLA result of an event of type `event` (`met`, `breached`, `late`).
+    pub fn sla_result(&self, event: &str, result: &'static str) {
+        self.sla_results
+            .get_or_create(&SlaLabels {
+                event: event.to_string(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Counts one verification check of `connector` with `outcome`.
+    pub fn verification_outcome(&self, connector: &str, outcome: &str) {
+        self.verification_outcomes
+            .get_or_create(&VerificationLabels {
+                connector: connector.to_string(),
+                outcome: outcome.to_string(),
             })
             .inc();
     }
@@ -190,6 +247,13 @@ pub const DB_GAUGES: &[DbGauge] = &[
         help: "Notifications not sent, by status (pending, running, failed = parked)",
         labels: &["status"],
         read: queries::notification_backlog,
+    },
+    DbGauge {
+        name: "scimhub_connector_circuit_state",
+        help: "Each connector's circuit breaker: 0 closed (operations run), 1 half-open (one \
+               probe running), 2 open (operations wait for the next probe)",
+        labels: &["connector"],
+        read: queries::circuit_state,
     },
     DbGauge {
         name: "scimhub_holds_pending",

@@ -254,6 +254,8 @@ fn refusing_receiver() -> u16 {
 
 fn engine_gauges(backend: Backend) {
     let hook = refusing_receiver();
+    // Nothing listens there: every call fails to connect (retryable), so its circuit opens.
+    let down = free_port();
     let dir =
         std::env::temp_dir().join(format!("scimhub-metrics-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -273,12 +275,21 @@ type = "webhook"
 settings = {{ url = "http://127.0.0.1:{hook}/hook" }}
 credentials = {{ signing_secret = {{ env = "HOOK_SECRET" }} }}
 
+[[connector]]
+name = "down"
+type = "webhook"
+settings = {{ url = "http://127.0.0.1:{down}/hook" }}
+credentials = {{ signing_secret = {{ env = "HOOK_SECRET" }} }}
+circuit_failures = 2
+circuit_probe = "1h"
+
 [[profile]]
 name = "everyone"
 match = 'userName pr'
 grants = [
   {{ connector = "slow", kind = "group", id = "all" }},
   {{ connector = "hook", kind = "group", id = "all" }},
+  {{ connector = "down", kind = "group", id = "all" }},
 ]
 "#
         ),
@@ -300,7 +311,31 @@ grants = [
     );
     app.create_user("metrics.joiner");
     // The slow connector's operations are queued or running for seconds; the webhook's
-    // operations park at once, each with an incident.
+    // operations park at once, each with an incident. Each gauge is its own query and the
+    // outcome counter is counted after its transaction commits, so one scrape may see the
+    // incident before the parked row or the counter: poll until one scrape shows them all.
+    let parked_create = |s: &[Sample]| {
+        value(
+            s,
+            "scimhub_outbox_operation_outcomes_total",
+            &[
+                ("connector", "hook"),
+                ("kind", "create_or_adopt"),
+                ("outcome", "parked"),
+            ],
+        )
+    };
+    let parked_rows = |s: &[Sample]| {
+        value(
+            s,
+            "scimhub_outbox_operations",
+            &[
+                ("connector", "hook"),
+                ("lane", "normal"),
+                ("status", "failed"),
+            ],
+        )
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     let samples = loop {
         let s = scrape(&app);
@@ -318,7 +353,11 @@ grants = [
             "scimhub_incidents_open",
             &[("kind", "operation_failed")],
         );
-        if queued > 0.0 && parked.is_some_and(|n| n >= 1.0) {
+        if queued > 0.0
+            && parked.is_some_and(|n| n >= 1.0)
+            && parked_rows(&s).is_some_and(|n| n >= 1.0)
+            && parked_create(&s).is_some()
+        {
             break s;
         }
         assert!(
@@ -328,27 +367,19 @@ grants = [
         std::thread::sleep(Duration::from_millis(100));
     };
     // Parked rows: the create, and the grant once it ran after it.
-    let parked_rows = value(
-        &samples,
-        "scimhub_outbox_operations",
-        &[
-            ("connector", "hook"),
-            ("lane", "normal"),
-            ("status", "failed"),
-        ],
+    assert!(
+        parked_rows(&samples).is_some_and(|n| n >= 1.0),
+        "{samples:?}"
     );
-    assert!(parked_rows.is_some_and(|n| n >= 1.0), "{samples:?}");
+    assert_eq!(parked_create(&samples), Some(1.0));
+    // A refusal (400) is an answer: the hook's circuit stays closed.
     assert_eq!(
         value(
             &samples,
-            "scimhub_outbox_operation_outcomes_total",
-            &[
-                ("connector", "hook"),
-                ("kind", "create_or_adopt"),
-                ("outcome", "parked")
-            ]
+            "scimhub_connector_circuit_state",
+            &[("connector", "hook")]
         ),
-        Some(1.0)
+        Some(0.0)
     );
     // The slow connector's grant waits behind its create: pending, with an age.
     let age = value(
@@ -357,6 +388,42 @@ grants = [
         &[("connector", "slow"), ("lane", "normal")],
     );
     assert!(age.is_some_and(|a| (0.0..60.0).contains(&a)), "{samples:?}");
+    // The unreachable connector fails twice in a row: its circuit opens (2), one
+    // connector_unhealthy incident is open, and its operations wait instead of parking.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = scrape(&app);
+        let state = value(
+            &s,
+            "scimhub_connector_circuit_state",
+            &[("connector", "down")],
+        );
+        let unhealthy = value(
+            &s,
+            "scimhub_incidents_open",
+            &[("kind", "connector_unhealthy")],
+        );
+        if state == Some(2.0) && unhealthy == Some(1.0) {
+            assert!(
+                value(
+                    &s,
+                    "scimhub_outbox_operations",
+                    &[("connector", "down"), ("status", "failed")]
+                )
+                .is_none(),
+                "{s:?}"
+            );
+            assert!(value(
+                &s,
+                "scimhub_outbox_operation_outcomes_total",
+                &[("connector", "down"), ("outcome", "waiting")]
+            )
+            .is_some_and(|n| n >= 1.0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Once the slow operations finish, their outcomes are counted and the queue is empty.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -17,10 +17,10 @@ use super::{set_dept, user, Env, POLICY};
 /// The memory stand-in behind a switch: while down every call fails as an unreachable system
 /// does (retryable), and is counted.
 #[derive(Debug, Clone)]
-struct Switchable {
-    inner: MemoryConnector,
-    down: Arc<AtomicBool>,
-    calls: Arc<AtomicUsize>,
+pub(super) struct Switchable {
+    pub(super) inner: MemoryConnector,
+    pub(super) down: Arc<AtomicBool>,
+    pub(super) calls: Arc<AtomicUsize>,
 }
 
 impl Switchable {
@@ -79,13 +79,20 @@ impl Connector for Switchable {
 }
 
 /// The engine tests' policy with slack's budget cut to two attempts (github keeps the workers'
-/// default, three in these tests).
+/// default, three in these tests). Their circuits open only after 100 failures in a row, so
+/// these tests see the retry budget alone (tests/engine/circuit.rs tests the circuit).
 fn policy() -> String {
-    POLICY.replacen(
-        "name = \"slack\"\ntype = \"memory\"\n",
-        "name = \"slack\"\ntype = \"memory\"\nmax_attempts = 2\n",
-        1,
-    )
+    POLICY
+        .replacen(
+            "name = \"slack\"\ntype = \"memory\"\n",
+            "name = \"slack\"\ntype = \"memory\"\nmax_attempts = 2\ncircuit_failures = 100\n",
+            1,
+        )
+        .replacen(
+            "name = \"github\"\ntype = \"memory\"\n",
+            "name = \"github\"\ntype = \"memory\"\ncircuit_failures = 100\n",
+            1,
+        )
 }
 
 /// One test per backend, under [`policy`].

@@ -136,6 +136,16 @@ fn leaver_past_its_sla_is_an_incident_at_the_deadline(env: Env) {
     assert_eq!(e.sla_seconds, Some(7200));
     assert_eq!(e.sla_result.as_deref(), Some("breached"));
     assert_eq!(sla_breaches(&env).len(), 1);
+    // /metrics counts the breach at the deadline and the late completion, per event type.
+    let text = scim_server::metrics::render(&env.store, true, 100).unwrap();
+    for result in ["breached", "late"] {
+        assert!(
+            text.contains(&format!(
+                "scimhub_sla_results_total{{event=\"leaver\",result=\"{result}\"}}"
+            )),
+            "{text}"
+        );
+    }
 }
 
 fn leaver_in_time_meets_its_sla(env: Env) {

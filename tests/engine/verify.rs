@@ -137,6 +137,13 @@ fn applied_leaver_is_verified_per_system(env: Env) {
             ("slack".to_string(), "verified".to_string())
         ]
     );
+    let text = scim_server::metrics::render(&env.store, true, 100).unwrap();
+    assert!(
+        text.contains(
+            "scimhub_verification_outcomes_total{connector=\"slack\",outcome=\"verified\"}"
+        ),
+        "{text}"
+    );
     let rows = in_tx(&env.store, |c| verifications::list(c, Some(&ann))).unwrap();
     assert!(rows[0]
         .detail

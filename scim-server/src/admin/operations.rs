@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{in_tx, Admin, AdminError, AdminResult};
-use crate::store::{audit, incidents, outbox};
+use crate::store::{audit, connector_health, incidents, outbox};
 
 /// What [`Admin::retry_connector`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -15,6 +15,9 @@ pub struct ConnectorRetry {
     pub superseded: Vec<i64>,
     /// Operations that were waiting out a backoff and are due now.
     pub resumed: usize,
+    /// The connector's circuit was open (or half-open): one operation is tried at once as its
+    /// probe, and when it succeeds the circuit closes and the rest follow in order.
+    pub probe: bool,
 }
 
 impl Admin {
@@ -75,7 +78,9 @@ impl Admin {
     /// re-queued operation keeps its place (its id): the claim runs no later operation of the
     /// same user and connector before it. A parked operation that a later one of its user and
     /// connector already superseded (it ran) stays parked and is listed as skipped, as
-    /// [`Admin::retry`] refuses it. 404 when the policy has no such connector.
+    /// [`Admin::retry`] refuses it. When the connector's circuit is open its probe is due at
+    /// once (the operator says it is back): the first operation runs alone, and its success
+    /// closes the circuit. 404 when the policy has no such connector.
     pub fn retry_connector(&self, connector: &str, by: &str) -> AdminResult<ConnectorRetry> {
         if !self
             .engine
@@ -104,6 +109,7 @@ impl Admin {
                 }
             }
             out.resumed = outbox::resume_waiting(c, connector, now)?;
+            out.probe = connector_health::probe_now(c, connector, now)?;
             for (row, action) in &audited {
                 audit::append(
                     c,

@@ -54,6 +54,7 @@ pub fn deadline(c: &mut DbConnection, plan_id: &str, now: DateTime<Utc>) -> HubR
         now,
     )?;
     if raised {
+        crate::metrics::global().sla_result(&event.event, "breached");
         tracing::warn!(user = %event.user_id, plan = plan_id, event = %event.event, outstanding = open.len(), "SLA breached");
         audit::append(
             c,
@@ -89,6 +90,14 @@ pub fn operation_done(c: &mut DbConnection, plan_id: &str, now: DateTime<Utc>) -
     };
     timers::cancel_key(c, &sla_deadline_key(plan_id))?;
     if let Some(result) = &event.sla_result {
+        crate::metrics::global().sla_result(
+            &event.event,
+            if result == events::SLA_BREACHED {
+                "late"
+            } else {
+                "met"
+            },
+        );
         audit::append(
             c,
             &audit::AuditEntry {

@@ -35,11 +35,15 @@
 //! only the safety net (e.g. operations queued by another node, or due after a backoff);
 //! `SCIMHUB_ENGINE_IDLE_POLL_MS` sets it.
 //!
+//! A connector that keeps failing opens its circuit ([`circuit`]): its operations then wait for
+//! one probe at a time instead of using up their retries, and resume in order when it answers.
+//!
 //! Timers are claimed the same way and fired ([`crate::engine::timers::fire`]: what each kind does
 //! is the engine's rule) in the transaction that marks them done, so each runs once across nodes.
 //! Group changes planned in the background run from the timer loop, a batch per transaction
 //! ([`Workers::run_replans`]).
 
+pub mod circuit;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -55,7 +59,7 @@ use crate::engine::plan::{settle, AccountRecord, Operation};
 use crate::engine::Engine;
 use crate::error::{HubError, HubResult};
 use crate::store::outbox::OutboxRow;
-use crate::store::{audit, engine_state, incidents};
+use crate::store::{audit, connector_health, engine_state, incidents};
 use crate::store::{outbox, timers, DbConnection, Store};
 
 /// Worker settings.
@@ -179,6 +183,9 @@ pub struct Claimed {
 pub enum OpOutcome {
     Done,
     Retry,
+    /// A retryable failure while the connector's circuit is open: the operation waits for the
+    /// circuit's probe, its attempt given back.
+    Waiting,
     Failed,
     /// This worker's claim ran out and another worker took the operation over: this worker
     /// did not call the connector, or abandoned the call, or its outcome was not recorded.
@@ -191,6 +198,7 @@ impl OpOutcome {
         match self {
             OpOutcome::Done => "done",
             OpOutcome::Retry => "retry",
+            OpOutcome::Waiting => "waiting",
             OpOutcome::Failed => "parked",
             OpOutcome::Lost => "lost",
         }
@@ -296,8 +304,41 @@ fn record_done(
 
 /// Records the outcome of one executed operation in the caller's transaction. The outbox row's
 /// state change comes first and is fenced on the claim: when the claim was lost it changes
-/// nothing and nothing else is written ([`OpOutcome::Lost`]).
+/// nothing and nothing else is written ([`OpOutcome::Lost`]). The outcome also moves the
+/// connector's circuit ([`circuit`]); the flag is true when that closed it (waiting operations
+/// were made due: the caller wakes the workers).
 fn record(
+    c: &mut DbConnection,
+    cfg: &WorkerConfig,
+    max_attempts: i64,
+    breaker: &circuit::CircuitConfig,
+    row: &OutboxRow,
+    ex: Executed,
+    now: chrono::DateTime<chrono::Utc>,
+) -> HubResult<(OpOutcome, bool)> {
+    let answered = match (&ex.result, &ex.op) {
+        // Reachable: it did the operation, or answered that it will not (a refusal, a bad
+        // request). An operation that could not be read never reached it.
+        (Ok(_), Ok(_)) => true,
+        (Err(e), Ok(_)) => e.kind != ErrorKind::Retryable,
+        (_, Err(_)) => false,
+    };
+    let closed = answered && circuit::answered(c, &row.connector, now)?;
+    if let (Err(e), Ok(_)) = (&ex.result, &ex.op) {
+        if e.kind == ErrorKind::Retryable {
+            if let Some(until) = circuit::failed(c, &row.connector, breaker, &e.message, now)? {
+                if !outbox::wait_for_circuit(c, row, until, &e.message)? {
+                    return Ok((OpOutcome::Lost, false));
+                }
+                return Ok((OpOutcome::Waiting, false));
+            }
+        }
+    }
+    record_outcome(c, cfg, max_attempts, row, ex, now).map(|o| (o, closed))
+}
+
+/// [`record`] once the circuit has had its say: done, retry later, or park.
+fn record_outcome(
     c: &mut DbConnection,
     cfg: &WorkerConfig,
     max_attempts: i64,
@@ -402,6 +443,12 @@ impl Workers {
             .unwrap_or(self.config.max_attempts)
     }
 
+    /// The circuit settings of `connector` (its policy's `circuit_failures` and
+    /// `circuit_probe`, else the defaults), read from the current policy at each outcome.
+    pub fn circuit(&self, connector: &str) -> circuit::CircuitConfig {
+        circuit::CircuitConfig::of(self.engine.policy.current().connectors.get(connector))
+    }
+
     /// The owner of lane `min_priority`'s claims.
     fn lane_owner(&self, min_priority: i64) -> String {
         format!("{}/lane{min_priority}", self.config.owner)
@@ -422,6 +469,8 @@ impl Workers {
 
     /// Claims up to `limit` operations of the lane `min_priority` (0: everything, priority
     /// first; 100: leavers and expiries only) for this lane; [`Workers::run_claimed`] runs each.
+    /// The probes of open circuits that are due come first ([`circuit::claim_probes`]); the
+    /// operations of connectors whose circuit is not closed are not claimed otherwise.
     pub async fn claim(&self, min_priority: i64, limit: usize) -> HubResult<Vec<Claimed>> {
         self.engine.sync_connectors();
         let store = self.store.clone();
@@ -430,7 +479,21 @@ impl Workers {
         let owner = self.lane_owner(min_priority);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = blocking(move || {
-            store.write_tx(|c, _| outbox::claim(c, &owner, now, lease, min_priority, limit))
+            store.write_tx(|c, _| {
+                let mut rows = circuit::claim_probes(
+                    c,
+                    &owner,
+                    now,
+                    lease,
+                    min_priority,
+                    usize::try_from(limit).unwrap_or(0),
+                )?;
+                let rest = limit - i64::try_from(rows.len()).unwrap_or(0);
+                if rest > 0 {
+                    rows.extend(outbox::claim(c, &owner, now, lease, min_priority, rest)?);
+                }
+                Ok(rows)
+            })
         })
         .await?;
         Ok(rows
@@ -507,10 +570,15 @@ impl Workers {
         let now = self.engine.now();
         let cfg = self.config.clone();
         let budget = self.budget(&row.connector);
+        let breaker = self.circuit(&row.connector);
         let claim = row.clone();
-        let outcome =
-            blocking(move || store.write_tx(|c, _| record(c, &cfg, budget, &claim, ex, now)))
-                .await?;
+        let (outcome, closed) = blocking(move || {
+            store.write_tx(|c, _| record(c, &cfg, budget, &breaker, &claim, ex, now))
+        })
+        .await?;
+        if closed {
+            self.engine.wake_workers();
+        }
         if outcome == OpOutcome::Lost {
             lost(&row, "after the call (its outcome was not recorded)");
         }
@@ -570,11 +638,43 @@ impl Workers {
     }
 
     /// Releases every claim that is not this worker set's (see
-    /// [`outbox::release_foreign_claims`]); for a single-node SQLite process at start.
+    /// [`outbox::release_foreign_claims`]), and the circuit probes they held (half-open
+    /// circuits are open again with their probe due); for a single-node SQLite process at
+    /// start.
     pub async fn release_foreign_claims(&self) -> HubResult<usize> {
         let store = self.store.clone();
         let owner = self.config.owner.clone();
-        blocking(move || store.write_tx(|c, _| outbox::release_foreign_claims(c, &owner))).await
+        blocking(move || {
+            store.write_tx(|c, _| {
+                connector_health::release_probes(c)?;
+                outbox::release_foreign_claims(c, &owner)
+            })
+        })
+        .await
+    }
+
+    /// Gives every connector of the policy a circuit row (closed unless it has one), so that
+    /// `scimhub_connector_circuit_state` reports each from the start.
+    pub async fn seed_circuits(&self) -> HubResult<()> {
+        let store = self.store.clone();
+        let now = self.engine.now();
+        let names: Vec<String> = self
+            .engine
+            .policy
+            .current()
+            .connectors
+            .keys()
+            .cloned()
+            .collect();
+        blocking(move || {
+            store.write_tx(|c, _| {
+                for n in &names {
+                    connector_health::ensure(c, n, now)?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Fires due timers; returns how many fired.
@@ -685,6 +785,9 @@ impl Workers {
     pub fn spawn(&self) {
         let me = self.clone();
         tokio::spawn(async move {
+            if let Err(e) = me.seed_circuits().await {
+                tracing::warn!(error = %e, "cannot record the connectors' circuits");
+            }
             if me.store.is_sqlite() {
                 match me.release_foreign_claims().await {
                     Ok(0) => {}

@@ -116,6 +116,8 @@ impl Workers {
         let woke = blocking(move || {
             store.write_tx(|c, _| {
                 let record = |c: &mut _, check: &Check, attempts: i64| {
+                    crate::metrics::global()
+                        .verification_outcome(&v.connector, check.outcome.as_str());
                     verifications::record(
                         c,
                         &NewVerification {

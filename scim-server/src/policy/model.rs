@@ -241,6 +241,12 @@ pub struct ConnectorDef {
     /// Overrides the outbox retry budget (attempts before an operation is parked) for this
     /// connector; `None`: the workers' default (8).
     pub max_attempts: Option<i64>,
+    /// Retryable failures in a row that open this connector's circuit (its operations then wait
+    /// instead of burning attempts); `None`: 5.
+    pub circuit_failures: Option<i64>,
+    /// How long an open circuit waits before letting one operation through as a probe; `None`:
+    /// 30 seconds.
+    pub circuit_probe: Option<Duration>,
 }
 
 /// Who must approve an entitlement before it is granted.

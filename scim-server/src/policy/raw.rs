@@ -120,6 +120,8 @@ pub(super) struct RawConnector {
     pub(super) owners: Vec<S<String>>,
     pub(super) verify_delay: Option<S<String>>,
     pub(super) max_attempts: Option<S<i64>>,
+    pub(super) circuit_failures: Option<S<i64>>,
+    pub(super) circuit_probe: Option<S<String>>,
 }
 
 fn yes() -> bool {

@@ -70,6 +70,26 @@ pub fn raise_once(
     Ok(q.execute(c)? > 0)
 }
 
+/// Resolves the open incident raised with `dedupe_key` (its cause is over), as `by` with
+/// `note`; false when there is none open.
+pub fn resolve_key(
+    c: &mut DbConnection,
+    dedupe_key: &str,
+    by: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_incidents SET status = 'resolved', resolved_at = ");
+    q.text(fmt_ts(now))
+        .push(", resolved_by = ")
+        .text(by)
+        .push(", note = ")
+        .text(note)
+        .push(" WHERE status = 'open' AND dedupe_key = ")
+        .text(dedupe_key);
+    Ok(q.execute(c)? > 0)
+}
+
 /// Resolves the open incidents an outbox operation raised (it is being retried).
 pub(crate) fn resolve_for_op(c: &mut DbConnection, outbox_id: i64) -> HubResult<()> {
     let mut r = Sql::<()>::new(

@@ -134,3 +134,15 @@ pub fn holds_pending(c: &mut DbConnection, _: &ScrapeContext) -> HubResult<Vec<G
         value: n,
     }])
 }
+
+/// Each connector's circuit state (closed 0, half-open 1, open 2), from `connector_health`
+/// (one row per connector).
+pub fn circuit_state(c: &mut DbConnection, _: &ScrapeContext) -> HubResult<Vec<GaugeRow>> {
+    Ok(super::connector_health::list(c)?
+        .into_iter()
+        .map(|h| GaugeRow {
+            labels: vec![h.connector],
+            value: h.state.gauge(),
+        })
+        .collect())
+}

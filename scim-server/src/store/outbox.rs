@@ -189,7 +189,9 @@ struct Claimable {
 ///
 /// Order per pair holds under takeovers: an operation is claimable only while no earlier one of
 /// its pair is pending, running (even with an expired lease) or held, so a re-claimed row keeps
-/// the later ones waiting until it is done or parked. Each claim sets `lease_owner`, bumps
+/// the later ones waiting until it is done or parked. Operations of a connector whose circuit is
+/// not closed (`connector_health`) are not claimed here: they wait for its probe
+/// ([`claim_probe`]). Each claim sets `lease_owner`, bumps
 /// `claim_seq` (the fencing token) and `attempts`, and returns the rows as claimed.
 pub fn claim(
     c: &mut DbConnection,
@@ -215,6 +217,8 @@ pub fn claim(
                 " AND NOT EXISTS (SELECT 1 FROM engine_outbox p WHERE p.user_id = o.user_id \
                  AND p.connector = o.connector AND p.id < o.id \
                  AND p.status IN ('pending', 'running', 'held')) \
+                 AND NOT EXISTS (SELECT 1 FROM connector_health h \
+                 WHERE h.connector = o.connector AND h.state <> 'closed') \
                  ORDER BY o.priority DESC, o.id",
             )
             .limit(limit);
@@ -228,6 +232,17 @@ pub fn claim(
     found.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
     found.truncate(usize::try_from(limit).unwrap_or(0));
     let ids: Vec<i64> = found.into_iter().map(|f| f.id).collect();
+    take(c, &ids, owner, now, lease)
+}
+
+/// Claims the rows `ids` for `owner` (see [`claim`]) and returns them as claimed.
+fn take(
+    c: &mut DbConnection,
+    ids: &[i64],
+    owner: &str,
+    now: DateTime<Utc>,
+    lease: chrono::Duration,
+) -> HubResult<Vec<OutboxRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -254,6 +269,41 @@ pub fn claim(
     }
     s.push(") ORDER BY priority DESC, id");
     into_rows(s.load::<OutboxRecord>(c)?)
+}
+
+/// Claims the one operation that probes `connector`'s circuit (the caller took the probe,
+/// `connector_health::take_probe`): the first, by lane and id, of the connector's operations
+/// that the claim's per-pair order allows, pending (whatever its backoff: the probe asks
+/// whether the connector answers, not whether this operation's wait is over) or running with
+/// an expired lease, at `min_priority` or above. Per-user order holds as in [`claim`].
+pub fn claim_probe(
+    c: &mut DbConnection,
+    connector: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease: chrono::Duration,
+    min_priority: i64,
+) -> HubResult<Option<OutboxRow>> {
+    let mut q = Sql::<(BigInt, BigInt)>::new(
+        "SELECT o.id, o.priority FROM engine_outbox o WHERE o.connector = ",
+    );
+    q.text(connector)
+        .push(" AND (o.status = 'pending' OR (o.status = 'running' AND o.lease_until < ")
+        .text(fmt_ts(now))
+        .push(")) AND o.priority >= ")
+        .int(min_priority)
+        .push(
+            " AND NOT EXISTS (SELECT 1 FROM engine_outbox p WHERE p.user_id = o.user_id \
+             AND p.connector = o.connector AND p.id < o.id \
+             AND p.status IN ('pending', 'running', 'held')) \
+             ORDER BY o.priority DESC, o.id",
+        )
+        .limit(1);
+    if matches!(c, DbConnection::Postgresql(_)) {
+        q.push(" FOR UPDATE OF o SKIP LOCKED");
+    }
+    let ids: Vec<i64> = q.load::<Claimable>(c)?.into_iter().map(|f| f.id).collect();
+    Ok(take(c, &ids, owner, now, lease)?.into_iter().next())
 }
 
 /// Appends the fence of `claim` to an UPDATE: it applies only while the row is still running
@@ -297,6 +347,27 @@ pub fn retry_later(
 ) -> HubResult<bool> {
     let mut q = Sql::<()>::new(
         "UPDATE engine_outbox SET status = 'pending', lease_until = NULL, not_before = ",
+    );
+    q.text(fmt_ts(not_before))
+        .push(", last_error = ")
+        .text(error);
+    fenced(&mut q, claim);
+    Ok(q.execute(c)? > 0)
+}
+
+/// Puts the operation of `claim` back to wait for its connector's circuit: pending from
+/// `not_before` (the next probe), with the attempt of this claim given back (an outage does not
+/// burn an operation's retry budget). Returns false (and changes nothing) when the claim was
+/// lost.
+pub fn wait_for_circuit(
+    c: &mut DbConnection,
+    claim: &OutboxRow,
+    not_before: DateTime<Utc>,
+    error: &str,
+) -> HubResult<bool> {
+    let mut q = Sql::<()>::new(
+        "UPDATE engine_outbox SET status = 'pending', lease_until = NULL, \
+         attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, not_before = ",
     );
     q.text(fmt_ts(not_before))
         .push(", last_error = ")

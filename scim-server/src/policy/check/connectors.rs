@@ -149,6 +149,26 @@ pub(super) fn check(
                         None
                     }
                 }),
+                circuit_failures: c.circuit_failures.as_ref().and_then(|m| {
+                    let n = *m.get_ref();
+                    if (1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
+                        Some(n)
+                    } else {
+                        d.at(
+                            m.span(),
+                            format!("circuit_failures must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+                        );
+                        None
+                    }
+                }),
+                circuit_probe: c.circuit_probe.as_ref().and_then(|v| {
+                    let dur = super::duration_at(d, v)?;
+                    if dur < chrono::Duration::seconds(1) || dur > chrono::Duration::days(1) {
+                        d.at(v.span(), "circuit_probe must be between 1 second and 1 day");
+                        return None;
+                    }
+                    Some(dur)
+                }),
             },
         );
     }
