@@ -585,6 +585,39 @@ fn connector_retry_budget_default_override_and_errors() {
 }
 
 #[test]
+fn connector_circuit_keys_override_and_errors() {
+    let p = Policy::parse(GOOD, "good.toml").expect("valid");
+    let gh = p.connectors.get("github").expect("github");
+    assert_eq!((gh.circuit_failures, gh.circuit_probe), (None, None));
+    let with = |line: &str| {
+        GOOD.replace(
+            "name = \"github\"\ntype = \"memory\"\n",
+            &format!("name = \"github\"\ntype = \"memory\"\n{line}\n"),
+        )
+    };
+    let p = Policy::parse(
+        &with("circuit_failures = 3\ncircuit_probe = \"2m\""),
+        "b.toml",
+    )
+    .expect("valid");
+    let gh = p.connectors.get("github").expect("github");
+    assert_eq!(gh.circuit_failures, Some(3));
+    assert_eq!(gh.circuit_probe, Some(chrono::Duration::minutes(2)));
+    let e = errors(&with("circuit_failures = 0"));
+    assert!(
+        e.contains("p.toml:13:20: circuit_failures must be between 1 and 100"),
+        "{e}"
+    );
+    let e = errors(&with("circuit_probe = \"0s\""));
+    assert!(
+        e.contains("p.toml:13:17: circuit_probe must be between 1 second and 1 day"),
+        "{e}"
+    );
+    let e = errors(&with("circuit_probe = \"soon\""));
+    assert!(e.contains("p.toml:13:17:"), "{e}");
+}
+
+#[test]
 fn incidents_renotify_ladder_is_checked_with_positions() {
     let p = Policy::parse(
         &format!("{GOOD}\n[incidents]\nrenotify = [\"30m\", \"2h\"]\n"),
