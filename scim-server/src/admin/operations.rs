@@ -93,7 +93,12 @@ impl Admin {
         }
         let now = self.now();
         self.decision_tx(|c| {
-            let mut out = ConnectorRetry::default();
+            // The circuit's row first, as the runner locks it before the connector's outbox
+            // rows when a call closes the circuit: the same order, so no deadlock.
+            let mut out = ConnectorRetry {
+                probe: connector_health::probe_now(c, connector, now)?,
+                ..ConnectorRetry::default()
+            };
             let mut audited = Vec::new();
             for row in outbox::list_connector(c, connector, outbox::OutboxStatus::Failed)? {
                 if outbox::later_done(c, &row)? {
@@ -109,7 +114,6 @@ impl Admin {
                 }
             }
             out.resumed = outbox::resume_waiting(c, connector, now)?;
-            out.probe = connector_health::probe_now(c, connector, now)?;
             for (row, action) in &audited {
                 audit::append(
                     c,

@@ -32,9 +32,9 @@ use crate::store::{incidents, DbConnection};
 
 /// Retryable failures in a row that open a circuit unless the connector sets
 /// `circuit_failures`.
-pub const DEFAULT_FAILURES: i64 = 5;
+pub const DEFAULT_FAILURES: i64 = crate::policy::DEFAULT_CIRCUIT_FAILURES;
 /// How long an open circuit waits before a probe unless the connector sets `circuit_probe`.
-pub const DEFAULT_PROBE_SECS: i64 = 30;
+pub const DEFAULT_PROBE_SECS: i64 = crate::policy::DEFAULT_CIRCUIT_PROBE_SECS;
 
 /// The incident kind raised when a circuit opens.
 pub const UNHEALTHY: &str = "connector_unhealthy";

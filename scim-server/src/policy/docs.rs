@@ -28,7 +28,9 @@ pub fn render(policy: &Policy) -> String {
     for c in policy.connectors.values() {
         let _ = writeln!(
             o,
-            "- **{}** (`{}`): account key `{}`; on leave the account is {}{}.",
+            "- **{}** (`{}`): account key `{}`; on leave the account is {}{}. Outages: \
+             {} attempts per operation; after {} failures in a row its operations wait and one \
+             is tried every {} (`connector_unhealthy` incident).",
             c.name,
             c.kind,
             c.account_key,
@@ -40,7 +42,14 @@ pub fn render(policy: &Policy) -> String {
                 ", owned records go to the manager"
             } else {
                 ""
-            }
+            },
+            c.max_attempts
+                .map_or_else(|| "the default retry budget of".into(), |n| n.to_string()),
+            c.circuit_failures
+                .unwrap_or(super::model::DEFAULT_CIRCUIT_FAILURES),
+            super::fmt_duration(c.circuit_probe.unwrap_or(chrono::Duration::seconds(
+                super::model::DEFAULT_CIRCUIT_PROBE_SECS
+            ))),
         );
     }
     let _ = writeln!(o, "\n## Roles\n");

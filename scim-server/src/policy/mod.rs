@@ -70,7 +70,8 @@ pub use model::{
     Approval, ApproverSettings, BlastRadius, ChatChannel, ChatFormat, ConnectorDef,
     ContractorRules, EntRef, IncidentSettings, LeaverRules, NotifySettings, OnConflict, OnLeave,
     OwnedAttribute, Policy, Profile, Settings, SodAction, SodRule, SourceRule, Verification,
-    CONNECTOR_TYPES, EVENT_TYPES, LEAVER_STEPS,
+    CONNECTOR_TYPES, DEFAULT_CIRCUIT_FAILURES, DEFAULT_CIRCUIT_PROBE_SECS, EVENT_TYPES,
+    LEAVER_STEPS,
 };
 
 #[cfg(test)]

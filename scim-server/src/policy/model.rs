@@ -249,6 +249,12 @@ pub struct ConnectorDef {
     pub circuit_probe: Option<Duration>,
 }
 
+/// Retryable failures in a row that open a connector's circuit unless it sets
+/// `circuit_failures`.
+pub const DEFAULT_CIRCUIT_FAILURES: i64 = 5;
+/// Seconds an open circuit waits before a probe unless the connector sets `circuit_probe`.
+pub const DEFAULT_CIRCUIT_PROBE_SECS: i64 = 30;
+
 /// Who must approve an entitlement before it is granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

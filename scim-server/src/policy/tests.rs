@@ -122,6 +122,10 @@ fn demo_policy_is_valid_and_documents_itself() {
     assert!(md.contains("after **owner** approval (linus)"), "{md}");
     assert!(md.contains("approvals and SoD exceptions: linus"), "{md}");
     assert!(md.contains("**workday** owns active, title"), "{md}");
+    assert!(
+        md.contains("after 5 failures in a row its operations wait and one is tried every 30s"),
+        "{md}"
+    );
     assert_eq!(p.connectors["github"].owners, vec!["linus"]);
     assert_eq!(p.approvals.security, vec!["linus"]);
     // workday owns manager and the sponsor attribute: both give authority.
