@@ -259,6 +259,22 @@ fn half_open_probe_is_claimed_once_by_racing_runners(env: Env) {
         );
         assert_eq!(health(&env).unwrap().state, CircuitState::HalfOpen);
     }
+    if env.store.is_sqlite() {
+        // A restarted single-node process releases the dead one's probe at start: the circuit
+        // is open with its probe due, and the next claim takes it again at once.
+        let c = runner("c");
+        let again = rt.block_on(async {
+            c.release_foreign_claims().await.unwrap();
+            assert_eq!(health(&env).unwrap().state, CircuitState::Open);
+            c.claim(0, 16).await.unwrap()
+        });
+        let probes: Vec<i64> = again
+            .iter()
+            .filter(|c| c.row.connector == "slack")
+            .map(|c| c.row.id)
+            .collect();
+        assert_eq!(probes, vec![first]);
+    }
     slack.down.store(false, Ordering::SeqCst);
     env.clock.advance(Duration::seconds(31));
     env.run();
