@@ -13,16 +13,27 @@ use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 
 /// Every key of `Config`, sections (`jwt`, `jwt.keys`) included.
 pub fn known_keys() -> BTreeSet<String> {
+    match reflect() {
+        Ok(keys) | Err((keys, _)) => keys,
+    }
+}
+
+/// The reflection feeds every field a placeholder (`""`, `0`, `false`, the first variant). A
+/// field type that refuses its placeholder (one parsed from a string, such as `IpAddr`) stops
+/// the walk; the fields of every struct reached are still recorded, and the test
+/// `reflection_reaches_every_field` names the field so that it is given a `String` (parsed in a
+/// check) or another type that accepts the placeholder.
+fn reflect() -> Result<BTreeSet<String>, (BTreeSet<String>, String)> {
     let out = RefCell::new(BTreeSet::new());
     let d = Reflect {
         path: String::new(),
         out: &out,
         record: true,
     };
-    // The reflection feeds every field a placeholder value; an error would only mean a field type
-    // the reflector does not know, and the keys recorded so far are still right.
-    let _ = <super::Config as serde::Deserialize>::deserialize(d);
-    out.into_inner()
+    match <super::Config as serde::Deserialize>::deserialize(d) {
+        Ok(_) => Ok(out.into_inner()),
+        Err(e) => Err((out.into_inner(), e.to_string())),
+    }
 }
 
 /// The keys that hold a value (not a section), as the docs list them: `*` printed as `<name>`.
@@ -430,6 +441,10 @@ impl<'de> Deserializer<'de> for Reflect<'_> {
         v: V,
     ) -> Result<V::Value, E> {
         self.note();
+        // Every field is a key even if a sibling's placeholder is refused below.
+        for f in fields {
+            self.child(f).note();
+        }
         v.visit_map(Fields {
             names: fields.iter().rev().copied().collect(),
             parent: self,
@@ -540,6 +555,16 @@ impl<'de> de::VariantAccess<'de> for Reflect<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reflection_reaches_every_field() {
+        if let Err((_, e)) = reflect() {
+            panic!(
+                "a configuration field refuses the reflection's placeholder value ({e}); \
+                 see config::keys::reflect"
+            );
+        }
+    }
 
     #[test]
     fn known_keys_come_from_the_config_type() {

@@ -63,10 +63,12 @@ pub fn effective(
         .filter_map(|k| keys::env_segments(&k))
         .map(|s| keys::display(&s))
         .collect();
-    let mut flag_keys = Vec::new();
-    if let Ok(serde_json::Value::Object(o)) = serde_json::to_value(overrides) {
-        flag_keys.extend(o.keys().cloned());
+    // Flags are `Overrides` fields; a nested one (`tls.cert`) serializes as a nested object.
+    let mut flagged = Vec::new();
+    if let Ok(v) = serde_json::to_value(overrides) {
+        flatten(&mut Vec::new(), &v, &mut flagged);
     }
+    let flag_keys: Vec<String> = flagged.into_iter().map(|(k, _)| k).collect();
     let mut out = Vec::new();
     flatten(&mut Vec::new(), &value, &mut out);
     Ok(out
