@@ -108,6 +108,20 @@ fn config_command(cmd: ConfigCommand) -> anyhow::Result<()> {
     match cmd {
         ConfigCommand::Check(common) => {
             let config = load(common.config.as_deref(), &common.overrides())?;
+            // What `serve` checks next, short of binding and opening the database.
+            config
+                .jwt
+                .as_ref()
+                .map(JwtVerifier::from_config)
+                .transpose()
+                .context("invalid [jwt] settings")?;
+            crate::service::schemas::configured_registry(&config.schema_extensions)
+                .map_err(anyhow::Error::msg)
+                .context("invalid [[schema_extensions]]")?;
+            if let Some(policy) = &common.policy {
+                crate::policy::Policy::load(policy)
+                    .map_err(|e| anyhow::anyhow!("policy rejected:\n{e}"))?;
+            }
             let file = common
                 .config
                 .as_ref()

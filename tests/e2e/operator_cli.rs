@@ -88,6 +88,19 @@ fn unknown_keys_and_variables_stop_every_subcommand_by_name() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("configuration ok"));
+    // It checks what `serve` would check next: a missing extension schema file.
+    std::fs::write(
+        &cfg,
+        "[[schema_extensions]]\nfile = \"/nonexistent/contractor.schema.json\"\n",
+    )
+    .unwrap();
+    let out = scimhub(&["config", "check", "--config", cfg_s], &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("/nonexistent/contractor.schema.json"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
