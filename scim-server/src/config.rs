@@ -243,7 +243,6 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Bearer token that is valid with every scope (for automation and tests), at least 32
     /// bytes. Never logged.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_token: Option<SecretSetting>,
     /// Largest request body accepted (bytes) on every endpoint but /Bulk.
     pub max_body_bytes: usize,
@@ -275,7 +274,6 @@ pub struct Config {
     pub clients: std::collections::BTreeMap<String, ClientConfig>,
     /// Outgoing mail for notifications; absent means notifications stay queued (see
     /// `docs/notifications.md`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpConfig>,
     /// Custom extension schemas (RFC 7643 §7 JSON files) added to a resource type, e.g. a
     /// contractor extension with `contractEndDate` and `sponsor`. Config file only:
