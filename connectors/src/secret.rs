@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 /// Where a credential comes from, as written in the policy file:
 /// `{ env = "GITHUB_TOKEN" }` or `{ file = "/run/secrets/github" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Serialized as written (`scimhub config show` prints it): a variable's or file's name is not
+/// the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretRef {
     Env(String),

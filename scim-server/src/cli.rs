@@ -1,7 +1,9 @@
 //! The `scimhub` command line.
 //!
 //! Every flag can also come from a `SCIMHUB_*` environment variable or the TOML file given with
-//! `--config`; see [`crate::config`].
+//! `--config`; see [`crate::config`]. Each subcommand has its own flags: [`Common`] for `serve`
+//! and `config`, [`DbArgs`] for the commands that only open the database, [`EngineArgs`] for the
+//! ones that also load the policy.
 
 use std::path::PathBuf;
 
@@ -9,8 +11,17 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::config::{LogFormat, Overrides};
 
+/// The version `--version` prints and `serve` logs: the crate version and the git commit it was
+/// built from (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BUILD_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "scimhub", version, about = "SCIM 2.0 identity hub")]
+#[command(name = "scimhub", version = VERSION, about = "SCIM 2.0 identity hub")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,8 +31,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the SCIM 2.0 server (runs pending migrations first).
     Serve(Common),
-    /// Run pending database migrations and exit.
-    Migrate(Common),
+    /// Run pending database migrations and exit (`--check`: only list them).
+    Migrate(MigrateArgs),
+    /// Copy the SQLite database to FILE while the server may be running (PostgreSQL: pg_dump).
+    Backup(BackupArgs),
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -37,6 +53,90 @@ pub enum Command {
     /// Act on the operation queue.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: `scimhub man > scimhub.1`.
+    Man,
+}
+
+/// `scimhub migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Apply nothing: list the migrations an upgrade would apply and exit with 0 when there
+    /// are none, 2 when there are some (1 is an error).
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `scimhub backup FILE`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// Where the copy goes; an existing file is never overwritten.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load the configuration as `serve` would (file, SCIMHUB_* variables, flags) and report
+    /// every problem: unknown keys, bad values, unreadable or short secrets.
+    Check(Common),
+    /// Print the effective configuration, secrets redacted, with each value's source
+    /// (default, file, env, flag).
+    Show(Common),
+}
+
+/// Flags of the commands that open the database.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "SCIMHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// sqlite://FILE or postgres://… [default: sqlite://scimhub.db; env SCIMHUB_DATABASE_URL]
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Log format [default: text; env SCIMHUB_LOG_FORMAT]
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl DbArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            database_url: self.database_url.clone(),
+            log_format: self.log_format,
+            ..Default::default()
+        }
+    }
+}
+
+/// Flags of the commands that open the database and load the policy.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Access policy (TOML).
+    #[arg(long, env = "SCIMHUB_POLICY")]
+    pub policy: PathBuf,
+    /// TOML configuration file (extension schemas, `strict`, the database).
+    #[arg(long, env = "SCIMHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// sqlite://FILE or postgres://… [default: sqlite://scimhub.db; env SCIMHUB_DATABASE_URL]
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+impl EngineArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            database_url: self.database_url.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,20 +148,16 @@ pub enum OutboxCommand {
         /// The connector's name in the policy.
         #[arg(long)]
         connector: String,
-        #[arg(long, env = "SCIMHUB_POLICY")]
-        policy: PathBuf,
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
 }
 
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("what").required(true).args(["request", "user"])))]
 pub struct SimulateArgs {
-    #[arg(long, env = "SCIMHUB_POLICY")]
-    pub policy: PathBuf,
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// A JSON file: {"method": "PATCH", "path": "/Users/ID", "body": {...}}.
     #[arg(long, value_name = "FILE.json")]
     pub request: Option<PathBuf>,
@@ -92,10 +188,8 @@ pub enum PolicyCommand {
     Explain {
         /// User id or userName.
         user: String,
-        #[arg(long, env = "SCIMHUB_POLICY")]
-        policy: PathBuf,
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Print the Markdown runbook generated from the policy.
     Docs {
@@ -109,7 +203,7 @@ pub enum TokenCommand {
     /// Create a token for a client and print it once (only its hash is stored).
     Issue {
         #[command(flatten)]
-        common: Common,
+        db: DbArgs,
         /// Client name, shown in logs (e.g. "okta", "entra", "workday").
         #[arg(long)]
         name: String,
@@ -130,7 +224,7 @@ pub enum TokenCommand {
     /// token or its hash). `last_used` is precise to about a minute.
     List {
         #[command(flatten)]
-        common: Common,
+        db: DbArgs,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
@@ -139,13 +233,13 @@ pub enum TokenCommand {
     /// the next request (tokens are checked against the database on every request).
     Revoke {
         #[command(flatten)]
-        common: Common,
+        db: DbArgs,
         /// The token's id (from `token list`) or name.
         id_or_name: String,
     },
 }
 
-/// Settings shared by every subcommand.
+/// Flags of `serve` (and `config check|show`, which load the configuration as `serve` does).
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Address to listen on [default: 127.0.0.1:8080; env SCIMHUB_BIND]. Port 0 picks a free port.

@@ -3,6 +3,15 @@
 //!
 //! Nested settings come from the environment with a double underscore:
 //! `SCIMHUB_JWT__ISSUER=https://idp.example.com`.
+//!
+//! A key the file sets or a `SCIMHUB_*` variable that no field of [`Config`] reads is an error
+//! (see [`keys`]), and so is an undocumented key (a test compares the fields with
+//! `docs/operating.md`). Adding a setting: a field on `Config` or on a section struct (with
+//! `Serialize`/`Deserialize`, and `#[serde(default)]` or a default), and a row in the
+//! configuration table of `docs/operating.md`; nothing else lists keys.
+
+pub mod keys;
+pub mod show;
 
 use std::path::Path;
 
@@ -40,6 +49,103 @@ impl From<&str> for SecretSetting {
     fn from(v: &str) -> Self {
         SecretSetting::Value(v.to_string())
     }
+}
+
+/// Serialized (by `scimhub config show`) as the reference, or `"[redacted]"` for a value.
+impl Serialize for SecretSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SecretSetting::Ref(r) => r.serialize(s),
+            SecretSetting::Value(_) => s.serialize_str("[redacted]"),
+        }
+    }
+}
+
+/// The database URL. `Debug` hides a password in it (`postgres://hub:[redacted]@db/hub`); read
+/// the URL itself with [`DatabaseUrl::as_str`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as configured, password included.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with the password (in the authority or a `password=` parameter) replaced.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(v: String) -> Self {
+        DatabaseUrl(v)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(v: &str) -> Self {
+        DatabaseUrl(v.to_string())
+    }
+}
+
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// `scheme://user:PASSWORD@host/db?password=PASSWORD` with both passwords replaced by
+/// `[redacted]`.
+pub fn redact_url(url: &str) -> String {
+    const R: &str = "[redacted]";
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:{R}@{host}"),
+                    None => authority.to_string(),
+                },
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => head.to_string(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={R}"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 impl std::fmt::Debug for SecretSetting {
@@ -133,11 +239,10 @@ pub struct Config {
     /// `HOST:PORT` to listen on. Port 0 picks a free port; the bound address is printed on stdout.
     pub bind: String,
     /// `sqlite://relative.db`, `sqlite:///absolute/path.db` or `postgres://…`.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub log_format: LogFormat,
     /// Bearer token that is valid with every scope (for automation and tests), at least 32
     /// bytes. Never logged.
-    #[serde(skip_serializing)]
     pub bootstrap_token: Option<SecretSetting>,
     /// Largest request body accepted (bytes) on every endpoint but /Bulk.
     pub max_body_bytes: usize,
@@ -169,7 +274,6 @@ pub struct Config {
     pub clients: std::collections::BTreeMap<String, ClientConfig>,
     /// Outgoing mail for notifications; absent means notifications stay queued (see
     /// `docs/notifications.md`).
-    #[serde(skip_serializing)]
     pub smtp: Option<SmtpConfig>,
     /// Custom extension schemas (RFC 7643 §7 JSON files) added to a resource type, e.g. a
     /// contractor extension with `contractEndDate` and `sponsor`. Config file only:
@@ -227,7 +331,7 @@ impl Default for Config {
 }
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain SMTP (a relay on the same host or network); default port 25.
@@ -240,7 +344,7 @@ pub enum SmtpTls {
 }
 
 /// The `[smtp]` section: where notifications are sent.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SmtpConfig {
     pub host: String,
     /// Default: 25, 587 or 465 according to `tls`.
@@ -335,7 +439,7 @@ pub struct JwtKey {
     #[serde(default)]
     pub kid: Option<String>,
     /// HS256 shared secret, at least 32 bytes.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretSetting>,
     /// RS256/ES256 public key, PEM text.
     #[serde(default)]
@@ -361,6 +465,7 @@ impl Config {
     /// Secrets given by reference must be readable, and the bootstrap token and HS256 secrets at
     /// least [`MIN_SECRET_BYTES`] long; errors name the key, never the value.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
+        Self::check_keys(file)?;
         let config: Config = Self::figment(file, overrides).extract().map_err(Box::new)?;
         config
             .check_secrets()
@@ -395,16 +500,38 @@ impl Config {
         Ok(())
     }
 
+    /// Refuses keys of `file` and `SCIMHUB_*` variables that are no setting, naming each (with
+    /// its line) and the closest known key.
+    fn check_keys(file: Option<&Path>) -> Result<(), Box<figment::Error>> {
+        let mut problems = Vec::new();
+        if let Some(path) = file {
+            // An unreadable file or a TOML syntax error is reported by the loader itself.
+            if let Ok(text) = std::fs::read_to_string(path) {
+                if let Ok(found) = keys::file_keys(&text) {
+                    problems.extend(keys::check_file(&path.display().to_string(), &found));
+                }
+            }
+        }
+        let vars: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("SCIMHUB_"))
+            .collect();
+        problems.extend(keys::check_env(vars.iter().map(String::as_str)));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Box::new(figment::Error::from(problems.join("\n"))))
+        }
+    }
+
     fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig.merge(
-            Env::prefixed("SCIMHUB_")
-                .split("__")
-                .ignore(&["config", "test_postgres_url"]),
-        )
+        fig.merge(Env::prefixed("SCIMHUB_").split("__").filter(|k| {
+            !keys::is_other_variable(&format!("SCIMHUB_{}", k.as_str().to_ascii_uppercase()))
+        }))
         .merge(Serialized::defaults(overrides))
     }
 

@@ -38,4 +38,4 @@ mod run;
 pub mod service;
 pub mod store;
 
-pub use run::run;
+pub use run::{run, PendingMigrations};

@@ -5,8 +5,11 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::auth::{jwt::JwtVerifier, token, Authenticator, Scope};
-use crate::cli::{Cli, Command, Common, OutboxCommand, PolicyCommand, SimulateArgs, TokenCommand};
-use crate::config::{Config, LogFormat};
+use crate::cli::{
+    Cli, Command, Common, ConfigCommand, DbArgs, EngineArgs, OutboxCommand, PolicyCommand,
+    SimulateArgs, TokenCommand,
+};
+use crate::config::{Config, LogFormat, Overrides};
 use crate::http::AppState;
 use crate::store::{Store, StoreOptions};
 
@@ -14,17 +17,37 @@ use crate::store::{Store, StoreOptions};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(common) => {
-            let config = load(&common)?;
+            let config = load(common.config.as_deref(), &common.overrides())?;
             init_logging(config.log_format);
             serve(config, &common)
         }
-        Command::Migrate(common) => {
-            let config = load(&common)?;
-            init_logging(config.log_format);
+        Command::Migrate(args) => {
+            let config = load_db(&args.db)?;
+            if args.check {
+                return migrate_check(&config);
+            }
             let store = open_store(&config, 0)?;
             let applied = store.migrate().map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(count = applied.len(), "migrations up to date");
             drop(store);
+            Ok(())
+        }
+        Command::Backup(args) => {
+            let config = load_db(&args.db)?;
+            backup(&config, &args.file)
+        }
+        Command::Config(cmd) => config_command(cmd),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "scimhub", &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            out.flush()?;
             Ok(())
         }
         Command::Token(cmd) => token_command(cmd),
@@ -35,18 +58,103 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Why `migrate --check` exits with 2: migrations are pending (listed on stdout already).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} migration(s) pending")]
+pub struct PendingMigrations(pub usize);
+
+/// `scimhub migrate --check`: lists what `migrate` (or `serve`) would apply, applies nothing.
+fn migrate_check(config: &Config) -> anyhow::Result<()> {
+    let pending = crate::store::maintenance::pending_migrations(config.database_url.as_str())
+        .map_err(|e| anyhow::anyhow!("cannot read the database's migrations: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    if pending.is_empty() {
+        writeln!(out, "up to date: no pending migrations")?;
+        return Ok(());
+    }
+    writeln!(out, "{} pending migration(s):", pending.len())?;
+    for m in &pending {
+        writeln!(out, "  {m}")?;
+    }
+    out.flush()?;
+    Err(PendingMigrations(pending.len()).into())
+}
+
+/// `scimhub backup FILE`: SQLite's `VACUUM INTO`, a consistent copy taken in one read
+/// transaction (writers go on meanwhile); PostgreSQL is backed up with its own tools.
+fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    use crate::store::maintenance::{backup_sqlite, BackupError};
+    match backup_sqlite(config.database_url.as_str(), file) {
+        Ok(bytes) => {
+            tracing::info!(file = %file.display(), bytes, "backup written");
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "backup written to {} ({bytes} bytes)", file.display())?;
+            Ok(())
+        }
+        Err(BackupError::Postgres) => anyhow::bail!(
+            "scimhub backup copies SQLite databases; back PostgreSQL up with its own tools, e.g.\n  \
+             pg_dump --format=custom --file {} '{}'\n\
+             (restore: pg_restore --clean --if-exists --dbname URL FILE; see docs/operating.md#backups-and-upgrades)",
+            file.display(),
+            config.database_url.redacted()
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `scimhub config check | show`.
+fn config_command(cmd: ConfigCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        ConfigCommand::Check(common) => {
+            let config = load(common.config.as_deref(), &common.overrides())?;
+            // What `serve` checks next, short of binding and opening the database.
+            config
+                .jwt
+                .as_ref()
+                .map(JwtVerifier::from_config)
+                .transpose()
+                .context("invalid [jwt] settings")?;
+            crate::service::schemas::configured_registry(&config.schema_extensions)
+                .map_err(anyhow::Error::msg)
+                .context("invalid [[schema_extensions]]")?;
+            if let Some(policy) = &common.policy {
+                crate::policy::Policy::load(policy)
+                    .map_err(|e| anyhow::anyhow!("policy rejected:\n{e}"))?;
+            }
+            let file = common
+                .config
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "no file".into());
+            writeln!(
+                out,
+                "configuration ok ({file}; database {})",
+                config.database_url.redacted()
+            )?;
+        }
+        ConfigCommand::Show(common) => {
+            let settings =
+                crate::config::show::effective(common.config.as_deref(), &common.overrides())
+                    .context("invalid configuration")?;
+            write!(out, "{}", crate::config::show::render(&settings))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// `scimhub token issue | list | revoke`.
 fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Issue {
-            common,
+            db,
             name,
             scopes,
             user,
             expires,
         } => {
-            let config = load(&common)?;
-            init_logging(config.log_format);
+            let config = load_db(&db)?;
             let scopes = Scope::parse_list(&scopes.join(" ")).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(!scopes.is_empty(), "at least one --scope is required");
             let expires = match &expires {
@@ -103,9 +211,8 @@ fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        TokenCommand::List { common, json } => {
-            let config = load(&common)?;
-            init_logging(config.log_format);
+        TokenCommand::List { db, json } => {
+            let config = load_db(&db)?;
             let store = open_store(&config, 0)?;
             let tokens = store
                 .list_tokens()
@@ -158,9 +265,8 @@ fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        TokenCommand::Revoke { common, id_or_name } => {
-            let config = load(&common)?;
-            init_logging(config.log_format);
+        TokenCommand::Revoke { db, id_or_name } => {
+            let config = load_db(&db)?;
             let store = open_store(&config, 0)?;
             let t = store.revoke_token(&id_or_name).map_err(|e| match e {
                 crate::error::HubError::NotFound => {
@@ -180,14 +286,7 @@ fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
 /// `scimhub simulate`: the same dry run as `POST /admin/v1/simulate`.
 fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
     use crate::admin::simulate::SimulationRequest;
-    let common = Common {
-        bind: None,
-        database_url: args.database_url,
-        config: None,
-        log_format: None,
-        policy: Some(args.policy),
-    };
-    let config = load(&common)?;
+    let config = load_engine(&args.engine)?;
     let request: SimulationRequest = match (&args.request, &args.user) {
         (Some(file), _) => {
             let text = std::fs::read_to_string(file)
@@ -210,7 +309,7 @@ fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let schemas =
         crate::service::Schemas::new(registry, config.strict).map_err(anyhow::Error::msg)?;
-    let (store, engine) = open_engine(&config, &common, 0)?;
+    let (store, engine) = open_engine(&config, &args.engine.policy, 0)?;
     let admin = crate::admin::Admin::new(store, engine);
     let out = admin
         .dry_run(&schemas, &request)
@@ -242,20 +341,9 @@ fn parse_sets(sets: &[String]) -> anyhow::Result<serde_json::Map<String, serde_j
 }
 
 fn outbox_command(cmd: OutboxCommand) -> anyhow::Result<()> {
-    let OutboxCommand::Retry {
-        connector,
-        policy,
-        database_url,
-    } = cmd;
-    let common = Common {
-        bind: None,
-        database_url,
-        config: None,
-        log_format: None,
-        policy: Some(policy),
-    };
-    let config = load(&common)?;
-    let (store, engine) = open_engine(&config, &common, 0)?;
+    let OutboxCommand::Retry { connector, engine } = cmd;
+    let config = load_engine(&engine)?;
+    let (store, engine) = open_engine(&config, &engine.policy, 0)?;
     let admin = crate::admin::Admin::new(store, engine);
     // The running server's workers pick the queued operations up at their next poll.
     let out = admin
@@ -293,20 +381,9 @@ fn policy_command(cmd: PolicyCommand) -> anyhow::Result<()> {
             let p = Policy::load(&policy).map_err(|e| anyhow::anyhow!("policy rejected:\n{e}"))?;
             write!(out, "{}", crate::policy::docs::render(&p))?;
         }
-        PolicyCommand::Explain {
-            user,
-            policy,
-            database_url,
-        } => {
-            let common = Common {
-                bind: None,
-                database_url,
-                config: None,
-                log_format: None,
-                policy: Some(policy),
-            };
-            let config = load(&common)?;
-            let (store, engine) = open_engine(&config, &common, 0)?;
+        PolicyCommand::Explain { user, engine } => {
+            let config = load_engine(&engine)?;
+            let (store, engine) = open_engine(&config, &engine.policy, 0)?;
             let admin = crate::admin::Admin::new(store, engine);
             let v = admin.explain(&user).map_err(|e| anyhow::anyhow!("{e}"))?;
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
@@ -318,15 +395,11 @@ fn policy_command(cmd: PolicyCommand) -> anyhow::Result<()> {
 /// Opens the store with the engine installed (the policy from `--policy`).
 fn open_engine(
     config: &Config,
-    common: &Common,
+    path: &std::path::Path,
     min_idle: u32,
 ) -> anyhow::Result<(Store, std::sync::Arc<crate::engine::Engine>)> {
     use crate::clock::SystemClock;
     use crate::engine::{connector_set, Engine};
-    let path = common
-        .policy
-        .as_ref()
-        .context("--policy (or SCIMHUB_POLICY) is required")?;
     let handle = crate::policy::reload::PolicyHandle::load(path)
         .map_err(|e| anyhow::anyhow!("policy rejected:\n{e}"))?;
     let engine = std::sync::Arc::new(Engine::new(
@@ -338,8 +411,21 @@ fn open_engine(
     Ok((store, engine))
 }
 
-fn load(common: &Common) -> anyhow::Result<Config> {
-    Config::load(common.config.as_deref(), &common.overrides()).context("invalid configuration")
+fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+    Config::load(file, overrides).context("invalid configuration")
+}
+
+/// The configuration of a command that opens the database, logging set up.
+fn load_db(args: &DbArgs) -> anyhow::Result<Config> {
+    let config = load(args.config.as_deref(), &args.overrides())?;
+    init_logging(config.log_format);
+    Ok(config)
+}
+
+/// The configuration of a command that also loads the policy (`simulate`, `policy explain`,
+/// `outbox retry`): the same file as `serve`, so extension schemas and `strict` agree.
+fn load_engine(args: &EngineArgs) -> anyhow::Result<Config> {
+    load(args.config.as_deref(), &args.overrides())
 }
 
 /// `min_idle` is 0 for short-lived commands: see [`StoreOptions::min_idle`].
@@ -349,7 +435,7 @@ fn open_store(config: &Config, min_idle: u32) -> anyhow::Result<Store> {
         min_idle,
         ..Default::default()
     };
-    Store::open_with(&config.database_url, options)
+    Store::open_with(config.database_url.as_str(), options)
         .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))
 }
 
@@ -375,16 +461,36 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
         .transpose()
         .context("invalid [jwt] settings")?;
     let bootstrap = config.bootstrap_secret().map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        version = crate::cli::VERSION,
+        database = %config.database_url.redacted(),
+        config = %common.config.as_ref().map(|c| c.display().to_string()).unwrap_or_else(|| "none".into()),
+        "starting scimhub"
+    );
+    let has_bootstrap = bootstrap.is_some();
     let auth = Authenticator::new(bootstrap, jwt);
     let (store, admin) = match &common.policy {
-        Some(_) => {
-            let (store, engine) = open_engine(&config, common, 1)?;
+        Some(policy) => {
+            let (store, engine) = open_engine(&config, policy, 1)?;
+            {
+                let p = engine.policy.current();
+                tracing::info!(
+                    policy = %policy.display(),
+                    connectors = p.connectors.len(),
+                    profiles = p.profiles.len(),
+                    "policy loaded; lifecycle engine on"
+                );
+            }
             start_engine(store.clone(), engine.clone(), config.smtp.clone())?;
             let admin = crate::admin::Admin::new(store.clone(), engine);
             (store, Some(admin))
         }
-        None => (open_store(&config, 1)?, None),
+        None => {
+            tracing::info!("no policy (--policy): SCIM directory only, no lifecycle engine");
+            (open_store(&config, 1)?, None)
+        }
     };
+    warn_without_tokens(&store, has_bootstrap, config.jwt.is_some());
     let registry = crate::service::schemas::configured_registry(&config.schema_extensions)
         .map_err(anyhow::Error::msg)?;
     let mut state = AppState::new(config, registry, store, auth)?;
@@ -392,6 +498,33 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
         state = state.with_admin(admin);
     }
     actix_web::rt::System::new().block_on(crate::http::serve(state))
+}
+
+/// A first start has no way in: say so loudly, and how to make one.
+fn warn_without_tokens(store: &Store, has_bootstrap: bool, has_jwt: bool) {
+    if has_bootstrap || has_jwt {
+        return;
+    }
+    let now = chrono::Utc::now();
+    let usable = match store.list_tokens() {
+        Ok(tokens) => tokens
+            .iter()
+            .filter(|t| t.revoked.is_none() && t.expires.is_none_or(|e| e > now))
+            .count(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count API tokens");
+            return;
+        }
+    };
+    if usable == 0 {
+        tracing::warn!(
+            "NO API TOKEN EXISTS YET: every SCIM and admin request will be refused with 401. \
+             Issue one with the same database settings: \
+             `scimhub token issue --name okta --scope scim:read --scope scim:write` \
+             (add --config FILE or --database-url URL as for serve; it prints the token once), \
+             or set bootstrap_token (SCIMHUB_BOOTSTRAP_TOKEN) for a first setup"
+        );
+    }
 }
 
 /// Runs the outbox workers, the timers and the policy watcher on their own runtime thread, so

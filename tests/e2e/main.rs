@@ -12,6 +12,7 @@ mod clients;
 mod errors;
 mod metrics;
 mod more_clients;
+mod operator_cli;
 mod queries;
 mod security;
 mod sorting;

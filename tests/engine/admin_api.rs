@@ -1642,3 +1642,64 @@ fn cli_simulate_prints_the_plan() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// `scimhub simulate` reads the server's configuration file (`--config` or `SCIMHUB_CONFIG`):
+/// its extension schemas and `strict` decide what a simulated write accepts, as on the server.
+#[test]
+fn cli_simulate_honours_the_configuration_file() {
+    let Some(env) = Env::new(false, POLICY) else {
+        return;
+    };
+    env.create_user(user("ada", "Employee", "Engineering", "Engineer"));
+    env.run();
+    let policy = env.dir.join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let ext = "urn:example:params:scim:schemas:extension:contractor:2.0:User";
+    let schema = env.dir.join("contractor.schema.json");
+    std::fs::write(
+        &schema,
+        json!({"id": ext, "name": "Contractor",
+               "attributes": [{"name": "contractEndDate", "type": "dateTime"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let config = env.dir.join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "strict = true\ndatabase_url = \"sqlite://{}\"\n[[schema_extensions]]\nfile = \"{}\"\n",
+            env.dir.join("hub.db").display(),
+            schema.display()
+        ),
+    )
+    .unwrap();
+    let run = |via_env: bool, set: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scimhub"));
+        cmd.arg("simulate").arg("--policy").arg(&policy);
+        if via_env {
+            cmd.env("SCIMHUB_CONFIG", &config);
+        } else {
+            cmd.arg("--config").arg(&config);
+        }
+        cmd.args(["--user", "ada", "--set", set]).output().unwrap()
+    };
+    // The extension from the configuration is known to the simulation…
+    let ok = run(
+        false,
+        &format!("{ext}:contractEndDate=2027-01-01T00:00:00Z"),
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(plan["committed"], false);
+    // …and `strict` refuses an attribute no schema defines, as the server would.
+    for via_env in [false, true] {
+        let out = run(via_env, "bogusAttribute=x");
+        assert!(!out.status.success(), "strict ignored (via env: {via_env})");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bogusAttribute"), "{err}");
+    }
+}

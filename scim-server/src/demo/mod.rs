@@ -149,7 +149,7 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
     // The HTTP server, on its own thread.
     let config = Config {
         bind: format!("127.0.0.1:{port}"),
-        database_url,
+        database_url: database_url.into(),
         bootstrap_token: Some(crate::config::SecretSetting::Value(token.clone())),
         ..Config::default()
     };

@@ -91,6 +91,7 @@ pub mod engine_state;
 pub mod events;
 pub mod holds;
 pub mod incidents;
+pub mod maintenance;
 pub mod metrics;
 pub mod notifications;
 pub mod outbox;
