@@ -37,6 +37,47 @@ pub enum Command {
     /// Act on the operation queue.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Read lifecycle events as recorded (same as GET /admin/v1/events).
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// One event's whole record: per system every operation with requested and done times,
+    /// the SLA result, verification per system and the incidents it raised (JSON).
+    Show {
+        /// The event's id (from `scimhub events list`).
+        id: i64,
+        #[arg(long, env = "SCIMHUB_POLICY")]
+        policy: PathBuf,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Events newest first, one page (JSON; `next_before` gives the next page).
+    List {
+        /// A user's id or userName.
+        #[arg(long)]
+        user: Option<String>,
+        /// joiner, mover, leaver, rehire, contractor-expiry, update.
+        #[arg(long)]
+        kind: Option<String>,
+        /// RFC 3339: events at or after.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339: events before.
+        #[arg(long)]
+        until: Option<String>,
+        /// The page after the one whose last event had this id.
+        #[arg(long)]
+        before: Option<i64>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, env = "SCIMHUB_POLICY")]
+        policy: PathBuf,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

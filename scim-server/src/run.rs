@@ -5,7 +5,9 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::auth::{jwt::JwtVerifier, token, Authenticator, Scope};
-use crate::cli::{Cli, Command, Common, OutboxCommand, PolicyCommand, SimulateArgs, TokenCommand};
+use crate::cli::{
+    Cli, Command, Common, EventsCommand, OutboxCommand, PolicyCommand, SimulateArgs, TokenCommand,
+};
 use crate::config::{Config, LogFormat};
 use crate::http::AppState;
 use crate::store::{Store, StoreOptions};
@@ -32,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate_command(args),
         Command::Demo(args) => crate::demo::run(args),
         Command::Outbox(cmd) => outbox_command(cmd),
+        Command::Events(cmd) => events_command(cmd),
     }
 }
 
@@ -261,6 +264,68 @@ fn outbox_command(cmd: OutboxCommand) -> anyhow::Result<()> {
     let out = admin
         .retry_connector(&connector, &actor_of_cli())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+    Ok(())
+}
+
+/// `scimhub events show | list`: the event records as JSON.
+fn events_command(cmd: EventsCommand) -> anyhow::Result<()> {
+    let (policy, database_url) = match &cmd {
+        EventsCommand::Show {
+            policy,
+            database_url,
+            ..
+        }
+        | EventsCommand::List {
+            policy,
+            database_url,
+            ..
+        } => (policy.clone(), database_url.clone()),
+    };
+    let common = Common {
+        bind: None,
+        database_url,
+        config: None,
+        log_format: None,
+        policy: Some(policy),
+    };
+    let config = load(&common)?;
+    let (store, engine) = open_engine(&config, &common, 0)?;
+    let admin = crate::admin::Admin::new(store, engine);
+    let time =
+        |name: &str, v: Option<String>| -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+            v.map(|s| {
+                chrono::DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|e| anyhow::anyhow!("--{name} {s:?}: {e}"))
+            })
+            .transpose()
+        };
+    let out = match cmd {
+        EventsCommand::Show { id, .. } => {
+            serde_json::to_value(admin.event(id).map_err(|e| anyhow::anyhow!("{e}"))?)?
+        }
+        EventsCommand::List {
+            user,
+            kind,
+            since,
+            until,
+            before,
+            limit,
+            ..
+        } => {
+            let q = crate::admin::events::EventQuery {
+                since: time("since", since)?,
+                until: time("until", until)?,
+                user,
+                kind,
+                before,
+                limit,
+            };
+            serde_json::to_value(admin.events(&q).map_err(|e| anyhow::anyhow!("{e}"))?)?
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
     Ok(())

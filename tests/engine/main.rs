@@ -7,6 +7,7 @@
 mod admin_api;
 mod crash;
 mod demo;
+mod events_api;
 mod incident_notices;
 mod notify;
 mod outages;
