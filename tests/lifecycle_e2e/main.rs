@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
+mod outage;
 #[path = "../../connectors/tests/support_standins/mod.rs"]
 mod support_standins;
 mod world;
