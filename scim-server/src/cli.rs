@@ -305,6 +305,31 @@ mod tests {
     }
 
     #[test]
+    fn parses_events() {
+        let cli = Cli::try_parse_from(["scimhub", "events", "show", "42", "--policy", "p.toml"])
+            .expect("parse");
+        let Command::Events(EventsCommand::Show { id, .. }) = cli.command else {
+            panic!("events show")
+        };
+        assert_eq!(id, 42);
+        let cli = Cli::try_parse_from([
+            "scimhub", "events", "list", "--user", "jdoe", "--kind", "leaver", "--policy", "p",
+        ])
+        .expect("parse");
+        let Command::Events(EventsCommand::List {
+            user, kind, limit, ..
+        }) = cli.command
+        else {
+            panic!("events list")
+        };
+        assert_eq!(
+            (user.as_deref(), kind.as_deref(), limit),
+            (Some("jdoe"), Some("leaver"), 100)
+        );
+        assert!(Cli::try_parse_from(["scimhub", "events", "show", "x", "--policy", "p"]).is_err());
+    }
+
+    #[test]
     fn parses_simulate() {
         let cli = Cli::try_parse_from([
             "scimhub",
