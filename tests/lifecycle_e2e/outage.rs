@@ -567,5 +567,23 @@ async fn leaver_during_an_outage_breaches_alerts_recovers_and_verifies() {
         !kinds.iter().any(|k| k.starts_with("verification")),
         "{kinds:?}"
     );
+
+    // The operator's CLI prints the same record from the database.
+    let shown = Command::new(hub_bin())
+        .args(["events", "show", &event_id.to_string(), "--policy"])
+        .arg(&policy_path)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", hub.db.display()))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("scimhub events show");
+    assert!(
+        shown.status.success(),
+        "events show: {}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&shown.stdout).expect("events show JSON");
+    assert_eq!(shown["sla"], record["sla"]);
+    assert_eq!(shown["systems"], record["systems"]);
     drop(slapd_again);
 }
