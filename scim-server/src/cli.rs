@@ -60,6 +60,9 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout: `scimhub man > scimhub.1`.
     Man,
+    /// Read lifecycle events as recorded (same as GET /admin/v1/events).
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 /// `scimhub migrate`.
@@ -137,6 +140,40 @@ impl EngineArgs {
             ..Default::default()
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// One event's whole record: per system every operation with requested and done times,
+    /// the SLA result, verification per system and the incidents it raised (JSON).
+    Show {
+        /// The event's id (from `scimhub events list`).
+        id: i64,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Events newest first, one page (JSON; `next_before` gives the next page).
+    List {
+        /// A user's id or userName.
+        #[arg(long)]
+        user: Option<String>,
+        /// joiner, mover, leaver, rehire, contractor-expiry, update.
+        #[arg(long)]
+        kind: Option<String>,
+        /// RFC 3339: events at or after.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339: events before.
+        #[arg(long)]
+        until: Option<String>,
+        /// The page after the one whose last event had this id.
+        #[arg(long)]
+        before: Option<i64>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +392,31 @@ mod tests {
             cli.command,
             Command::Token(TokenCommand::List { json: true, .. })
         ));
+    }
+
+    #[test]
+    fn parses_events() {
+        let cli = Cli::try_parse_from(["scimhub", "events", "show", "42", "--policy", "p.toml"])
+            .expect("parse");
+        let Command::Events(EventsCommand::Show { id, .. }) = cli.command else {
+            panic!("events show")
+        };
+        assert_eq!(id, 42);
+        let cli = Cli::try_parse_from([
+            "scimhub", "events", "list", "--user", "jdoe", "--kind", "leaver", "--policy", "p",
+        ])
+        .expect("parse");
+        let Command::Events(EventsCommand::List {
+            user, kind, limit, ..
+        }) = cli.command
+        else {
+            panic!("events list")
+        };
+        assert_eq!(
+            (user.as_deref(), kind.as_deref(), limit),
+            (Some("jdoe"), Some("leaver"), 100)
+        );
+        assert!(Cli::try_parse_from(["scimhub", "events", "show", "x", "--policy", "p"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::auth::{jwt::JwtVerifier, token, Authenticator, Scope};
 use crate::cli::{
-    Cli, Command, Common, ConfigCommand, DbArgs, EngineArgs, OutboxCommand, PolicyCommand,
+    Cli, Command, Common, ConfigCommand, DbArgs, EngineArgs, EventsCommand, OutboxCommand, PolicyCommand,
     SimulateArgs, TokenCommand,
 };
 use crate::config::{Config, LogFormat, Overrides};
@@ -55,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate_command(args),
         Command::Demo(args) => crate::demo::run(args),
         Command::Outbox(cmd) => outbox_command(cmd),
+        Command::Events(cmd) => events_command(cmd),
     }
 }
 
@@ -349,6 +350,52 @@ fn outbox_command(cmd: OutboxCommand) -> anyhow::Result<()> {
     let out = admin
         .retry_connector(&connector, &actor_of_cli())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+    Ok(())
+}
+
+/// `scimhub events show | list`: the event records as JSON.
+fn events_command(cmd: EventsCommand) -> anyhow::Result<()> {
+    let engine_args = match &cmd {
+        EventsCommand::Show { engine, .. } | EventsCommand::List { engine, .. } => engine.clone(),
+    };
+    let config = load_engine(&engine_args)?;
+    let (store, engine) = open_engine(&config, &engine_args.policy, 0)?;
+    let admin = crate::admin::Admin::new(store, engine);
+    let time =
+        |name: &str, v: Option<String>| -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+            v.map(|s| {
+                chrono::DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|e| anyhow::anyhow!("--{name} {s:?}: {e}"))
+            })
+            .transpose()
+        };
+    let out = match cmd {
+        EventsCommand::Show { id, .. } => {
+            serde_json::to_value(admin.event(id).map_err(|e| anyhow::anyhow!("{e}"))?)?
+        }
+        EventsCommand::List {
+            user,
+            kind,
+            since,
+            until,
+            before,
+            limit,
+            ..
+        } => {
+            let q = crate::admin::events::EventQuery {
+                since: time("since", since)?,
+                until: time("until", until)?,
+                user,
+                kind,
+                before,
+                limit,
+            };
+            serde_json::to_value(admin.events(&q).map_err(|e| anyhow::anyhow!("{e}"))?)?
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
     Ok(())

@@ -8,6 +8,7 @@ mod admin_api;
 mod circuit;
 mod crash;
 mod demo;
+mod events_api;
 mod incident_notices;
 mod notify;
 mod outages;

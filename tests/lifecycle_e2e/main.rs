@@ -3,11 +3,14 @@
 //! SCIM; every stand-in read back through its own API (see `world.rs` for what runs where).
 //!
 //! Needs the stand-ins (`bash connectors/tests/support_standins/install.sh`), root, and
-//! 127.0.0.1:389/636 free for Samba AD: this binary holds this one test, and fails (never skips)
-//! when those ports are taken.
+//! 127.0.0.1:389/636 free for Samba AD: this binary holds this one test that starts a `World`,
+//! and fails (never skips) when those ports are taken. `outage.rs` holds the outage proof
+//! (slapd stopped and restarted, SLA breach mailed and posted, resume, verification, the event
+//! record); it starts its own stand-ins on free ports (no Samba), so it runs beside this one.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
+mod outage;
 #[path = "../../connectors/tests/support_standins/mod.rs"]
 mod support_standins;
 mod world;

@@ -286,3 +286,132 @@ pub fn list(c: &mut DbConnection, user_id: Option<&str>, limit: i64) -> HubResul
     q.push(" ORDER BY id DESC").limit(limit);
     Ok(q.load::<Event>(c)?)
 }
+
+/// An event with everything stored on its row: the record the admin API and the reports read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// The row's id: the event's id in the admin API.
+    pub id: i64,
+    /// When the event happened: the SCIM request (or the timer or decision) that caused it.
+    pub at: DateTime<Utc>,
+    pub user_id: String,
+    pub event: String,
+    pub plan_id: String,
+    pub ops: i64,
+    pub revokes: i64,
+    pub hold_id: Option<String>,
+    pub sla_due: Option<DateTime<Utc>>,
+    pub completed: Option<DateTime<Utc>>,
+    pub sla_result: Option<String>,
+    pub sla_seconds: Option<i64>,
+    pub unsupported: Vec<String>,
+}
+
+type RecordSt = (
+    BigInt,
+    Text,
+    Text,
+    Text,
+    Text,
+    BigInt,
+    BigInt,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<BigInt>,
+    Nullable<Text>,
+);
+
+#[derive(Queryable)]
+struct RecordRow {
+    id: i64,
+    at: String,
+    user_id: String,
+    event: String,
+    plan_id: String,
+    ops: i64,
+    revokes: i64,
+    hold_id: Option<String>,
+    sla_due: Option<String>,
+    completed: Option<String>,
+    sla_result: Option<String>,
+    sla_seconds: Option<i64>,
+    unsupported: Option<String>,
+}
+
+impl From<RecordRow> for EventRecord {
+    fn from(r: RecordRow) -> Self {
+        EventRecord {
+            id: r.id,
+            at: parse_ts(&r.at).unwrap_or_default(),
+            user_id: r.user_id,
+            event: r.event,
+            plan_id: r.plan_id,
+            ops: r.ops,
+            revokes: r.revokes,
+            hold_id: r.hold_id,
+            sla_due: r.sla_due.as_deref().and_then(parse_ts),
+            completed: r.completed.as_deref().and_then(parse_ts),
+            sla_result: r.sla_result,
+            sla_seconds: r.sla_seconds,
+            unsupported: r
+                .unsupported
+                .and_then(|u| serde_json::from_str(&u).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+const RECORD_COLS: &str = "SELECT id, at, user_id, event, plan_id, ops, revokes, hold_id, \
+     sla_due, completed, sla_result, sla_seconds, unsupported FROM engine_events WHERE 1 = 1";
+
+/// Which events [`records`] returns: all filters optional and combined.
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    pub user_id: Option<String>,
+    /// The event kind (`joiner`, `mover`, `leaver`, ...).
+    pub event: Option<String>,
+    /// Events at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Events before.
+    pub until: Option<DateTime<Utc>>,
+    /// Events with an id below (the next page after one that ended at this id).
+    pub before_id: Option<i64>,
+}
+
+/// Events matching `f`, newest first, at most `limit`.
+pub fn records(c: &mut DbConnection, f: &RecordFilter, limit: i64) -> HubResult<Vec<EventRecord>> {
+    let mut q = Sql::<RecordSt>::new(RECORD_COLS);
+    if let Some(u) = &f.user_id {
+        q.push(" AND user_id = ").text(u.as_str());
+    }
+    if let Some(e) = &f.event {
+        q.push(" AND event = ").text(e.as_str());
+    }
+    // Stored times are RFC 3339 with microseconds in UTC: they order as text.
+    if let Some(t) = f.since {
+        q.push(" AND at >= ").text(fmt_ts(t));
+    }
+    if let Some(t) = f.until {
+        q.push(" AND at < ").text(fmt_ts(t));
+    }
+    if let Some(id) = f.before_id {
+        q.push(" AND id < ").int(id);
+    }
+    q.push(" ORDER BY id DESC").limit(limit);
+    Ok(q.load::<RecordRow>(c)?
+        .into_iter()
+        .map(EventRecord::from)
+        .collect())
+}
+
+/// One event by id.
+pub fn record_by_id(c: &mut DbConnection, id: i64) -> HubResult<Option<EventRecord>> {
+    let mut q = Sql::<RecordSt>::new(RECORD_COLS);
+    q.push(" AND id = ").int(id);
+    Ok(q.load::<RecordRow>(c)?
+        .into_iter()
+        .next()
+        .map(EventRecord::from))
+}

@@ -270,3 +270,32 @@ pub fn resolve(
         .int(id);
     Ok(q.execute(c)? > 0)
 }
+
+/// The incidents a plan raised, oldest first: those keyed to it (its SLA breach, its
+/// unsupported steps), those of its operations (parked or refused), and the verification
+/// incidents naming it ("plan PLAN (...)").
+pub fn for_plan(c: &mut DbConnection, plan_id: &str) -> HubResult<Vec<IncidentDetail>> {
+    let mut q = Sql::<DetailSt>::new(DETAIL_COLS);
+    q.push(" WHERE dedupe_key IN (")
+        .text(format!("sla_breach:{plan_id}"))
+        .push(") OR dedupe_key LIKE ")
+        .text(format!("unsupported_step:{}:%", like_escape(plan_id)))
+        .push(" ESCAPE '\\' OR outbox_id IN (SELECT id FROM engine_outbox WHERE plan_id = ")
+        .text(plan_id)
+        .push(") OR (kind LIKE 'verification%' AND reason LIKE ")
+        .text(format!("plan {} %", like_escape(plan_id)))
+        .push(" ESCAPE '\\') ORDER BY id");
+    Ok(q.load::<IncidentDetail>(c)?)
+}
+
+/// `s` with LIKE's wildcards and the escape character escaped (by `\`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -524,3 +524,12 @@ pub fn count_open(c: &mut DbConnection) -> HubResult<i64> {
     );
     Ok(q.get_result::<i64>(c)?)
 }
+
+/// Every operation a plan queued, in order (whatever their status).
+pub fn list_plan(c: &mut DbConnection, plan_id: &str) -> HubResult<Vec<OutboxRow>> {
+    let mut q = Sql::<OutboxSt>::new(OUTBOX_COLS);
+    q.push("WHERE plan_id = ")
+        .text(plan_id)
+        .push(" ORDER BY id");
+    into_rows(q.load::<OutboxRecord>(c)?)
+}

@@ -100,3 +100,13 @@ pub fn plan_ops(c: &mut DbConnection, plan_id: &str, connector: &str) -> HubResu
         .push(" ORDER BY id");
     Ok(q.load::<String>(c)?)
 }
+
+/// The verifications of one plan, oldest first (one per system and finished check).
+pub fn for_plan(c: &mut DbConnection, plan_id: &str) -> HubResult<Vec<Verification>> {
+    let mut q = Sql::<(BigInt, Text, Text, Text, Text, Text, Text, BigInt, Text)>::new(
+        "SELECT id, plan_id, user_id, connector, event, outcome, detail, attempts, checked_at \
+         FROM engine_verifications WHERE plan_id = ",
+    );
+    q.text(plan_id).push(" ORDER BY id");
+    Ok(q.load::<Verification>(c)?)
+}

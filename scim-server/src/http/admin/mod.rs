@@ -9,6 +9,7 @@
 //! shows what it would do, `POST` does it.
 //! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
 
+mod events;
 mod links;
 
 use actix_web::body::MessageBody;
@@ -66,6 +67,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/outbox").route(web::get().to(list_outbox)))
             .service(res("/outbox/retry").route(web::post().to(retry_connector)))
             .service(res("/outbox/{id}/retry").route(web::post().to(retry)))
+            .service(res("/events").route(web::get().to(events::list_events)))
+            .service(res("/events/{id}").route(web::get().to(events::get_event)))
             .service(res("/incidents").route(web::get().to(incidents)))
             .service(res("/incidents/{id}").route(web::get().to(incident)))
             .service(res("/incidents/{id}/acknowledge").route(web::post().to(acknowledge_incident)))

@@ -1,0 +1,1 @@
+DROP INDEX engine_events_user_idx;
