@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-use crate::config::{LogFormat, Overrides};
+use crate::config::{LogFormat, Overrides, TlsOverrides};
 
 #[derive(Debug, Parser)]
 #[command(name = "scimhub", version, about = "SCIM 2.0 identity hub")]
@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the SCIM 2.0 server (runs pending migrations first).
-    Serve(Common),
+    Serve(ServeArgs),
     /// Run pending database migrations and exit.
     Migrate(Common),
     /// Manage API tokens.
@@ -171,6 +171,38 @@ impl Common {
             bind: self.bind.clone(),
             database_url: self.database_url.clone(),
             log_format: self.log_format,
+            ..Default::default()
+        }
+    }
+}
+
+/// `scimhub serve`: the shared settings plus the listener's.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Serve HTTPS with this certificate chain (PEM) [config `[tls] cert`]; reloaded on SIGHUP
+    /// and when the file changes.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM) [config `[tls] key`].
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on an address that is not loopback (behind a TLS-terminating reverse
+    /// proxy) [config `allow_plain_http`].
+    #[arg(long)]
+    pub allow_plain_http: bool,
+}
+
+impl ServeArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            tls: TlsOverrides {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            },
+            allow_plain_http: self.allow_plain_http.then_some(true),
+            ..self.common.overrides()
         }
     }
 }
@@ -190,7 +222,7 @@ mod tests {
             "json",
         ])
         .expect("parse");
-        let Command::Serve(c) = cli.command else {
+        let Command::Serve(ServeArgs { common: c, .. }) = cli.command else {
             panic!("serve")
         };
         assert_eq!(c.bind.as_deref(), Some("0.0.0.0:1"));

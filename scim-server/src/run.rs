@@ -13,10 +13,11 @@ use crate::store::{Store, StoreOptions};
 /// Runs the command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(common) => {
-            let config = load(&common)?;
+        Command::Serve(args) => {
+            let config = Config::load(args.common.config.as_deref(), &args.overrides())
+                .context("invalid configuration")?;
             init_logging(config.log_format);
-            serve(config, &common)
+            serve(config, &args.common)
         }
         Command::Migrate(common) => {
             let config = load(&common)?;

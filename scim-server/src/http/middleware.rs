@@ -87,6 +87,7 @@ async fn resolve(state: &AppState, header: Option<&str>) -> Result<Principal, Ap
         .to_string();
     match state.auth.classify(&token).map_err(unauthorized)? {
         Credential::Done(p) => Ok(p),
+        Credential::Jwt => state.auth.verify_jwt(&token).await.map_err(unauthorized),
         Credential::Lookup { prefix } => {
             // Read on every request, so a revocation takes effect on the next one.
             let record: Option<TokenRecord> = state
@@ -211,6 +212,33 @@ pub async fn limit_rates(
         let _ = state.rate_limits.failed_auth.take(ip);
     }
     res
+}
+
+/// HTTP/2 requests bypass the front door's head scanner (`super::transport`): their request
+/// line and fields are held to the same limits here, answered with the same SCIM errors
+/// (414/431). HTTP/1 requests were checked before actix parsed them.
+pub async fn limit_h2_heads(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.version() == actix_web::http::Version::HTTP_2 {
+        let uri = req.uri();
+        let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
+        // As the HTTP/1 request line would be: `METHOD target HTTP/1.1`.
+        let line = req.method().as_str().len() + 1 + target + 9;
+        let head = line
+            + req
+                .headers()
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if let Some(refusal) = super::transport::check_head_limits(line, req.headers().len(), head)
+        {
+            tracing::info!(?refusal, "HTTP/2 request head refused");
+            return Err(refusal.to_api_error().into());
+        }
+    }
+    next.call(req).await
 }
 
 /// One log line per request.
