@@ -51,7 +51,8 @@ impl std::fmt::Debug for SecretSetting {
     }
 }
 
-/// Limits per source address (the TCP peer: scimhub does not read `X-Forwarded-For`), answered
+/// Limits per source address (the TCP peer, or the address a trusted proxy forwards: see
+/// `[http] trusted_proxies`), answered
 /// `429` with `Retry-After`. Each limit is a token bucket refilled evenly over a minute; 0 turns it
 /// off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ mod errors;
 mod jwks;
 mod metrics;
 mod more_clients;
+mod proxy;
 mod queries;
 mod security;
 mod sorting;

@@ -177,10 +177,10 @@ pub async fn limit_rates(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let (Some(state), Some(peer)) = (state, req.peer_addr()) else {
+    // The client's address: the peer's, or the forwarded one when the peer is a trusted proxy.
+    let (Some(state), Some(ip)) = (state, super::forwarded::client_ip(req.request())) else {
         return next.call(req).await;
     };
-    let ip = peer.ip();
     let path = req.path();
     let too_many = |retry_after_secs: u64, what: &str| -> actix_web::Error {
         tracing::info!(%ip, path = %loggable_path(path), retry_after_secs, "rate limited: {what}");
@@ -249,6 +249,9 @@ pub async fn log_requests(
     let start = Instant::now();
     let method = req.method().clone();
     let path = loggable_path(req.path());
+    let ip = super::forwarded::client_ip(req.request())
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     let res = next.call(req).await;
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     match &res {
@@ -260,11 +263,11 @@ pub async fn log_requests(
                 .map(|p| p.client.clone())
                 .unwrap_or_default();
             let status = res.status().as_u16();
-            tracing::info!(%method, path = %path, status, latency_ms, client = %client, "request");
+            tracing::info!(%method, path = %path, status, latency_ms, client = %client, %ip, "request");
         }
         Err(e) => {
             let status = e.as_response_error().status_code().as_u16();
-            tracing::info!(%method, path = %path, status, latency_ms, "request");
+            tracing::info!(%method, path = %path, status, latency_ms, %ip, "request");
         }
     }
     res

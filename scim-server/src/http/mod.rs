@@ -9,6 +9,7 @@ pub mod admin;
 pub mod body;
 pub mod discovery;
 pub mod error;
+pub mod forwarded;
 pub mod metrics;
 pub mod middleware;
 pub mod query;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub admin: Option<crate::admin::Admin>,
     /// `[rate_limit]`: failed authentications and one-click links per source address.
     pub rate_limits: rate_limit::RateLimits,
+    /// `[http] trusted_proxies`: whose forwarded headers count ([`forwarded`]).
+    pub trusted_proxies: forwarded::TrustedProxies,
     /// Bounds concurrent blocking database work by the pool size, so blocking tasks never wait on
     /// a pool that they themselves exhaust.
     db_permits: Semaphore,
@@ -62,8 +65,11 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let permits = config.db_pool_size.max(1) as usize;
         let schemas = Schemas::new(registry, config.strict).map_err(anyhow::Error::msg)?;
+        let trusted_proxies = forwarded::TrustedProxies::parse(&config.http.trusted_proxies)
+            .map_err(anyhow::Error::msg)?;
         Ok(AppState {
             rate_limits: rate_limit::RateLimits::new(&config.rate_limit),
+            trusted_proxies,
             config,
             schemas: Arc::new(schemas),
             store,
@@ -167,10 +173,11 @@ impl AppState {
     }
 }
 
-/// `scheme://host/scim/v2` as the client addressed us (for `Location` and `meta.location`).
+/// `scheme://host/scim/v2` as the client addressed us (for `Location` and `meta.location`):
+/// forwarded headers count only from a trusted proxy ([`forwarded::origin`]).
 pub fn base_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}{}", info.scheme(), info.host(), BASE_PATH)
+    let origin = forwarded::origin(req);
+    format!("{}://{}{}", origin.scheme, origin.host, BASE_PATH)
 }
 
 /// A response with a SCIM JSON body.
