@@ -421,7 +421,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         builder = listen_metrics(builder, &bind, &state)?;
     }
     for addr in &addrs {
-        tracing::info!(%addr, "listening");
+        let scheme = if secure { "https" } else { "http" };
+        tracing::info!(%addr, scheme, "listening");
     }
     if let Some(addr) = addrs.first() {
         use std::io::Write;

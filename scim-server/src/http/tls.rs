@@ -366,6 +366,45 @@ mod tests {
         assert!(check_plain_http(&[lan, any], true).is_ok());
     }
 
+    fn self_signed(cn: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = params.self_signed(&key).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_reload_swaps_the_certificate_and_a_bad_one_keeps_the_old() {
+        let dir = std::env::temp_dir().join(format!("scimhub-tls-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let (a_cert, a_key) = self_signed("a");
+        std::fs::write(&cert, &a_cert).expect("write");
+        std::fs::write(&key, &a_key).expect("write");
+        let certs = CertReloader::load(&cert, &key).expect("loads");
+        let a = fingerprint(&certs.current());
+        assert!(!certs.reload_if_changed().expect("unchanged"));
+
+        // A certificate whose key is still the old one: refused, A stays.
+        let (b_cert, b_key) = self_signed("b");
+        std::fs::write(&cert, &b_cert).expect("write");
+        let err = certs.reload().expect_err("mismatch");
+        assert!(matches!(err, TlsError::Mismatch { .. }), "{err}");
+        assert_eq!(fingerprint(&certs.current()), a);
+        assert_eq!(certs.generation(), 1);
+
+        // The matching key arrives: B is in force.
+        std::fs::write(&key, &b_key).expect("write");
+        certs.reload().expect("reloads");
+        assert_ne!(fingerprint(&certs.current()), a);
+        assert_eq!(certs.generation(), 2);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
     #[test]
     fn missing_or_garbage_files_are_named() {
         let dir = std::env::temp_dir().join(format!("scimhub-tls-{}", uuid::Uuid::new_v4()));
