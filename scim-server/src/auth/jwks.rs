@@ -211,48 +211,64 @@ impl JwksCache {
     /// The keys for a token with this `kid`, fetching first when the set is stale or does not
     /// hold the `kid` (within the rate limit, waiting at most the configured bound).
     pub async fn keys_for(&self, kid: Option<&str>) -> Arc<Vec<JwksKey>> {
-        let now = Instant::now();
-        let (keys, stale, last_fetch) = {
+        let (keys, stale) = {
             let c = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
             (
                 c.keys.clone(),
-                c.fresh_until.is_none_or(|t| t <= now),
-                c.last_fetch,
+                c.fresh_until.is_none_or(|t| t <= Instant::now()),
             )
         };
         let unknown = kid.is_some_and(|kid| !keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
-        let allowed = last_fetch.is_none_or(|t| now >= t + self.inner.timing.refresh_interval);
-        if (stale || unknown) && allowed {
-            self.refresh().await;
-            return self
-                .inner
-                .cache
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys
-                .clone();
+        if !(stale || unknown) {
+            return keys;
         }
-        keys
+        // Read again whether or not a fetch ran: one may have finished meanwhile.
+        self.refresh().await;
+        self.inner
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys
+            .clone()
     }
 
-    /// Starts a fetch unless one is running, and waits for the running one at most the bound.
+    /// Joins the fetch in flight, or starts one when none ran in the last refresh interval,
+    /// and waits for it at most the bound.
     async fn refresh(&self) {
         let mut done = self.inner.done.subscribe();
         let seen = *done.borrow_and_update();
-        if !self.inner.fetching.swap(true, Ordering::AcqRel) {
-            self.inner
-                .cache
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .last_fetch = Some(Instant::now());
+        let started = {
+            // Under the cache lock, so two callers cannot both see the interval as over.
+            let mut c = self.inner.cache.write().unwrap_or_else(|p| p.into_inner());
+            if self.inner.fetching.load(Ordering::Acquire) {
+                false
+            } else {
+                let now = Instant::now();
+                let allowed = c
+                    .last_fetch
+                    .is_none_or(|t| now >= t + self.inner.timing.refresh_interval);
+                if !allowed {
+                    return;
+                }
+                c.last_fetch = Some(now);
+                self.inner.fetching.store(true, Ordering::Release);
+                true
+            }
+        };
+        if started {
             self.inner.fetches.fetch_add(1, Ordering::Relaxed);
             let me = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = me.fetch().await {
                     tracing::warn!(error = %e, "JWKS refresh failed; the keys known so far stay in force");
                 }
-                me.inner.fetching.store(false, Ordering::Release);
-                me.inner.done.send_modify(|n| *n += 1);
+                // Cleared under the cache lock, so a caller never sees "not fetching" before
+                // the finished count moved on.
+                {
+                    let _c = me.inner.cache.write().unwrap_or_else(|p| p.into_inner());
+                    me.inner.fetching.store(false, Ordering::Release);
+                    me.inner.done.send_modify(|n| *n += 1);
+                }
             });
         }
         let _ = tokio::time::timeout(self.inner.timing.wait, done.wait_for(|n| *n > seen)).await;
@@ -348,6 +364,101 @@ mod tests {
         assert_eq!(keys[0].kid.as_deref(), Some("sig"));
         assert_eq!(keys[0].algorithm, Algorithm::ES256);
         assert!(parse_key_set(&serde_json::json!({"nokeys": 1})).is_err());
+    }
+
+    /// A JWKS endpoint on 127.0.0.1:0 answering every request with `body`; counts requests.
+    async fn endpoint(body: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    // Slow enough that concurrent callers overlap one fetch.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         cache-control: max-age=3600\r\ncontent-length: {}\r\n\
+                         connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    const SET: &str = r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "sig",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_unknown_kids_share_one_rate_limited_fetch() {
+        let (url, hits) = endpoint(SET).await;
+        let cache = JwksCache::new(
+            &url,
+            JwksTiming {
+                min_cache: Duration::from_secs(60),
+                max_cache: Duration::from_secs(3600),
+                refresh_interval: Duration::from_secs(300),
+                wait: Duration::from_secs(5),
+            },
+        )
+        .expect("cache");
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let cache = cache.clone();
+            tasks.push(tokio::spawn(async move {
+                cache.keys_for(Some(&format!("unknown-{i}"))).await.len()
+            }));
+        }
+        for t in tasks {
+            // Every caller waited for the one fetch and sees its key.
+            assert_eq!(t.await.expect("task"), 1);
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.fetches(), 1);
+        // The set is fresh and the interval not over: more unknown kids fetch nothing.
+        for i in 0..20 {
+            assert_eq!(cache.keys_for(Some(&format!("again-{i}"))).await.len(), 1);
+        }
+        assert_eq!(cache.keys_for(Some("sig")).await.len(), 1);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_fetch_delays_a_request_by_the_wait_bound_only() {
+        let (url, hits) = endpoint(SET).await;
+        let cache = JwksCache::new(
+            &url,
+            JwksTiming {
+                min_cache: Duration::from_secs(60),
+                max_cache: Duration::from_secs(3600),
+                refresh_interval: Duration::from_secs(300),
+                wait: Duration::from_millis(1),
+            },
+        )
+        .expect("cache");
+        // The request gives up waiting with no key (401 for its token) ...
+        assert_eq!(cache.keys_for(Some("sig")).await.len(), 0);
+        // ... and the fetch completes in the background.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while cache.keys_for(Some("sig")).await.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fetch never completed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 
     #[test]
