@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-use crate::config::{LogFormat, Overrides};
+use crate::config::{LogFormat, Overrides, TlsOverrides};
 
 /// The version `--version` prints and `serve` logs: the crate version and the git commit it was
 /// built from (see `build.rs`).
@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the SCIM 2.0 server (runs pending migrations first).
-    Serve(Common),
+    Serve(ServeArgs),
     /// Run pending database migrations and exit (`--check`: only list them).
     Migrate(MigrateArgs),
     /// Copy the SQLite database to FILE while the server may be running (PostgreSQL: pg_dump).
@@ -302,6 +302,38 @@ impl Common {
             bind: self.bind.clone(),
             database_url: self.database_url.clone(),
             log_format: self.log_format,
+            ..Default::default()
+        }
+    }
+}
+
+/// `scimhub serve`: the shared settings plus the listener's.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Serve HTTPS with this certificate chain (PEM) [config `[tls] cert`]; reloaded on SIGHUP
+    /// and when the file changes.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM) [config `[tls] key`].
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on an address that is not loopback (behind a TLS-terminating reverse
+    /// proxy) [config `allow_plain_http`].
+    #[arg(long)]
+    pub allow_plain_http: bool,
+}
+
+impl ServeArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            tls: TlsOverrides {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            },
+            allow_plain_http: self.allow_plain_http.then_some(true),
+            ..self.common.overrides()
         }
     }
 }
@@ -321,7 +353,7 @@ mod tests {
             "json",
         ])
         .expect("parse");
-        let Command::Serve(c) = cli.command else {
+        let Command::Serve(ServeArgs { common: c, .. }) = cli.command else {
             panic!("serve")
         };
         assert_eq!(c.bind.as_deref(), Some("0.0.0.0:1"));

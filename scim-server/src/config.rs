@@ -157,7 +157,8 @@ impl std::fmt::Debug for SecretSetting {
     }
 }
 
-/// Limits per source address (the TCP peer: scimhub does not read `X-Forwarded-For`), answered
+/// Limits per source address (the TCP peer, or the address a trusted proxy forwards: see
+/// `[http] trusted_proxies`), answered
 /// `429` with `Retry-After`. Each limit is a token bucket refilled evenly over a minute; 0 turns it
 /// off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,6 +284,45 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// `[metrics]`: where `/metrics` is served.
     pub metrics: MetricsConfig,
+    /// `[tls]`: built-in HTTPS (`--tls-cert`/`--tls-key`); see `docs/deployment.md`.
+    pub tls: TlsConfig,
+    /// Serve plain HTTP on an address that is not loopback (behind a TLS-terminating proxy).
+    /// Without it, `serve` refuses to start with plain HTTP on such an address.
+    pub allow_plain_http: bool,
+    /// `[http]`: the reverse proxies whose forwarded headers are believed.
+    pub http: HttpConfig,
+}
+
+/// `[tls]`: the server certificate (PEM files), reloaded on SIGHUP and when either file changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, leaf first.
+    pub cert: Option<std::path::PathBuf>,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<std::path::PathBuf>,
+    /// Seconds between checks of the files' modification times.
+    pub reload_check_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            reload_check_secs: 5,
+        }
+    }
+}
+
+/// `[http]`: settings of the HTTP layer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Peers (addresses or CIDR ranges, `"10.0.0.0/8"`, `"::1"`) whose `X-Forwarded-For`,
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` headers are used; every other
+    /// peer's are ignored. Empty: no proxy is trusted.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// One `[[schema_extensions]]` entry.
@@ -326,6 +366,9 @@ impl Default for Config {
             schema_extensions: Vec::new(),
             rate_limit: RateLimitConfig::default(),
             metrics: MetricsConfig::default(),
+            tls: TlsConfig::default(),
+            allow_plain_http: false,
+            http: HttpConfig::default(),
         }
     }
 }
@@ -415,7 +458,40 @@ pub struct JwtConfig {
     /// Clock skew allowed on `exp`/`nbf`, seconds.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// Static verification keys (tried beside the JWKS keys).
+    #[serde(default)]
     pub keys: Vec<JwtKey>,
+    /// The IdP's JSON Web Key Set (`https://…/jwks`), fetched and cached (see `auth::jwks`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Shortest time a fetched key set is kept, seconds (a smaller `Cache-Control: max-age` is
+    /// raised to it).
+    #[serde(default = "default_jwks_min_cache")]
+    pub jwks_min_cache_secs: u64,
+    /// Longest time a fetched key set is kept, seconds (also the lifetime when the response
+    /// has no `max-age`).
+    #[serde(default = "default_jwks_max_cache")]
+    pub jwks_max_cache_secs: u64,
+    /// Fewest seconds between two fetches caused by a token whose `kid` is unknown.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_interval_secs: u64,
+    /// Longest a request waits for a key-set fetch, milliseconds; past it the request is
+    /// answered with the keys at hand (401 when none matches).
+    #[serde(default = "default_jwks_timeout")]
+    pub jwks_timeout_ms: u64,
+}
+
+fn default_jwks_min_cache() -> u64 {
+    60
+}
+fn default_jwks_max_cache() -> u64 {
+    86_400
+}
+fn default_jwks_refresh() -> u64 {
+    30
+}
+fn default_jwks_timeout() -> u64 {
+    2_000
 }
 
 fn default_scope_claim() -> String {
@@ -458,6 +534,25 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "TlsOverrides::is_empty")]
+    pub tls: TlsOverrides,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_plain_http: Option<bool>,
+}
+
+/// `--tls-cert`/`--tls-key`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<std::path::PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl TlsOverrides {
+    fn is_empty(&self) -> bool {
+        self.cert.is_none() && self.key.is_none()
+    }
 }
 
 impl Config {

@@ -16,10 +16,10 @@ use crate::store::{Store, StoreOptions};
 /// Runs the command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(common) => {
-            let config = load(common.config.as_deref(), &common.overrides())?;
+        Command::Serve(args) => {
+            let config = load(args.common.config.as_deref(), &args.overrides())?;
             init_logging(config.log_format);
-            serve(config, &common)
+            serve(config, &args.common)
         }
         Command::Migrate(args) => {
             let config = load_db(&args.db)?;

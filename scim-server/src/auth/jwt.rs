@@ -1,4 +1,6 @@
-//! JSON Web Token verification (HS256, RS256, ES256) with issuer, audience and expiry checks.
+//! JSON Web Token verification (HS256, RS256, ES256) with issuer, audience and expiry checks,
+//! against static keys from the configuration and, with `[jwt] jwks_url`, the IdP's key set
+//! ([`super::jwks`]).
 
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
@@ -16,6 +18,7 @@ struct Key {
 /// Verifies JWTs against the configured keys.
 pub struct JwtVerifier {
     keys: Vec<Key>,
+    jwks: Option<super::jwks::JwksCache>,
     issuer: String,
     audience: Vec<String>,
     scope_claim: String,
@@ -80,9 +83,18 @@ impl JwtVerifier {
                 key,
             });
         }
-        anyhow::ensure!(!keys.is_empty(), "[jwt] needs at least one key");
+        let jwks = cfg
+            .jwks_url
+            .as_deref()
+            .map(|url| super::jwks::JwksCache::new(url, super::jwks::JwksTiming::from_config(cfg)))
+            .transpose()?;
+        anyhow::ensure!(
+            !keys.is_empty() || jwks.is_some(),
+            "[jwt] needs at least one key or a jwks_url"
+        );
         Ok(JwtVerifier {
             keys,
+            jwks,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             scope_claim: cfg.scope_claim.clone(),
@@ -97,23 +109,66 @@ impl JwtVerifier {
         token.split('.').count() == 3 && token.starts_with("ey")
     }
 
-    /// Verifies signature, `iss`, `aud`, `exp` (required) and `nbf`, then reads the scopes.
-    /// The error is safe to log (it never contains the token).
+    /// Verifies signature, `iss`, `aud`, `exp` (required) and `nbf` against the static keys,
+    /// then reads the scopes. The error is safe to log (it never contains the token).
     pub fn verify(&self, token: &str) -> Result<Principal, String> {
         let header = decode_header(token).map_err(|e| format!("malformed JWT: {e}"))?;
-        let candidates = self.keys.iter().filter(|k| {
-            k.algorithm == header.alg
-                && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
-        });
-        let mut last = String::from("no key for the token's algorithm");
-        for key in candidates {
-            let mut v = Validation::new(key.algorithm);
+        self.verify_with(token, &header, &[])
+    }
+
+    /// [`Self::verify`] against the static keys and the IdP's key set (`jwks_url`), which is
+    /// fetched first when it is stale or lacks the token's `kid` (bounded wait, rate limited;
+    /// see [`super::jwks`]). No matching key: an error (401).
+    pub async fn verify_async(&self, token: &str) -> Result<Principal, String> {
+        let header = decode_header(token).map_err(|e| format!("malformed JWT: {e}"))?;
+        let Some(jwks) = &self.jwks else {
+            return self.verify_with(token, &header, &[]);
+        };
+        let static_match = self
+            .keys
+            .iter()
+            .any(|k| k.algorithm == header.alg && k.kid.is_some() && k.kid == header.kid);
+        if static_match {
+            return self.verify_with(token, &header, &[]);
+        }
+        let fetched = jwks.keys_for(header.kid.as_deref()).await;
+        self.verify_with(token, &header, &fetched)
+    }
+
+    /// Fetches started for the key set (0 without `jwks_url`).
+    pub fn jwks_fetches(&self) -> u64 {
+        self.jwks.as_ref().map_or(0, |j| j.fetches())
+    }
+
+    fn verify_with(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+        fetched: &[super::jwks::JwksKey],
+    ) -> Result<Principal, String> {
+        let fits = |alg: Algorithm, kid: &Option<String>| {
+            alg == header.alg && (header.kid.is_none() || kid.is_none() || *kid == header.kid)
+        };
+        let candidates = self
+            .keys
+            .iter()
+            .filter(|k| fits(k.algorithm, &k.kid))
+            .map(|k| (k.algorithm, &k.key))
+            .chain(
+                fetched
+                    .iter()
+                    .filter(|k| fits(k.algorithm, &k.kid))
+                    .map(|k| (k.algorithm, &k.key)),
+            );
+        let mut last = String::from("no key for the token's algorithm and kid");
+        for (algorithm, key) in candidates {
+            let mut v = Validation::new(algorithm);
             v.set_issuer(&[&self.issuer]);
             v.set_audience(&self.audience);
             v.set_required_spec_claims(&["exp", "iss", "aud"]);
             v.validate_nbf = true;
             v.leeway = self.leeway;
-            match decode::<serde_json::Map<String, Value>>(token, &key.key, &v) {
+            match decode::<serde_json::Map<String, Value>>(token, key, &v) {
                 Ok(data) => return Ok(self.principal(&data.claims)),
                 Err(e) => last = format!("JWT rejected: {e}"),
             }
@@ -177,6 +232,11 @@ mod tests {
                 public_key_pem: None,
                 public_key_file: None,
             }],
+            jwks_url: None,
+            jwks_min_cache_secs: 60,
+            jwks_max_cache_secs: 3600,
+            jwks_refresh_interval_secs: 30,
+            jwks_timeout_ms: 2000,
         }
     }
 

@@ -16,6 +16,7 @@
 //! is decides which approval requests they may decide; the layers above judge that authority
 //! from the policy, this module only says who is calling.
 
+pub mod jwks;
 pub mod jwt;
 pub mod token;
 pub mod usage;
@@ -160,10 +161,12 @@ pub struct TokenRecord {
 /// The first, synchronous step of authentication.
 #[derive(Debug)]
 pub enum Credential {
-    /// Fully authenticated already (bootstrap token or JWT).
+    /// Fully authenticated already (the bootstrap token).
     Done(Principal),
     /// An opaque token whose row must be fetched by this prefix, then checked with [`Authenticator::check_opaque`].
     Lookup { prefix: String },
+    /// A JWT, verified by [`Authenticator::verify_jwt`] (which may fetch the IdP's key set).
+    Jwt,
 }
 
 /// Why authentication failed; always answered 401, the reason only logged.
@@ -220,10 +223,16 @@ impl Authenticator {
             });
         }
         match &self.jwt {
-            Some(v) if jwt::JwtVerifier::looks_like_jwt(token) => {
-                v.verify(token).map(Credential::Done).map_err(AuthFailure)
-            }
+            Some(_) if jwt::JwtVerifier::looks_like_jwt(token) => Ok(Credential::Jwt),
             _ => Err(AuthFailure("unknown token".into())),
+        }
+    }
+
+    /// Verifies a JWT ([`Credential::Jwt`]) against the static keys and the IdP's key set.
+    pub async fn verify_jwt(&self, token: &str) -> Result<Principal, AuthFailure> {
+        match &self.jwt {
+            Some(v) => v.verify_async(token).await.map_err(AuthFailure),
+            None => Err(AuthFailure("JWTs are not accepted".into())),
         }
     }
 

@@ -87,6 +87,7 @@ async fn resolve(state: &AppState, header: Option<&str>) -> Result<Principal, Ap
         .to_string();
     match state.auth.classify(&token).map_err(unauthorized)? {
         Credential::Done(p) => Ok(p),
+        Credential::Jwt => state.auth.verify_jwt(&token).await.map_err(unauthorized),
         Credential::Lookup { prefix } => {
             // Read on every request, so a revocation takes effect on the next one.
             let record: Option<TokenRecord> = state
@@ -176,10 +177,10 @@ pub async fn limit_rates(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let (Some(state), Some(peer)) = (state, req.peer_addr()) else {
+    // The client's address: the peer's, or the forwarded one when the peer is a trusted proxy.
+    let (Some(state), Some(ip)) = (state, super::forwarded::client_ip(req.request())) else {
         return next.call(req).await;
     };
-    let ip = peer.ip();
     let path = req.path();
     let too_many = |retry_after_secs: u64, what: &str| -> actix_web::Error {
         tracing::info!(%ip, path = %loggable_path(path), retry_after_secs, "rate limited: {what}");
@@ -213,6 +214,33 @@ pub async fn limit_rates(
     res
 }
 
+/// HTTP/2 requests bypass the front door's head scanner (`super::transport`): their request
+/// line and fields are held to the same limits here, answered with the same SCIM errors
+/// (414/431). HTTP/1 requests were checked before actix parsed them.
+pub async fn limit_h2_heads(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.version() == actix_web::http::Version::HTTP_2 {
+        let uri = req.uri();
+        let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
+        // As the HTTP/1 request line would be: `METHOD target HTTP/1.1`.
+        let line = req.method().as_str().len() + 1 + target + 9;
+        let head = line
+            + req
+                .headers()
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if let Some(refusal) = super::transport::check_head_limits(line, req.headers().len(), head)
+        {
+            tracing::info!(?refusal, "HTTP/2 request head refused");
+            return Err(refusal.to_api_error().into());
+        }
+    }
+    next.call(req).await
+}
+
 /// One log line per request.
 pub async fn log_requests(
     req: ServiceRequest,
@@ -221,6 +249,9 @@ pub async fn log_requests(
     let start = Instant::now();
     let method = req.method().clone();
     let path = loggable_path(req.path());
+    let ip = super::forwarded::client_ip(req.request())
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     let res = next.call(req).await;
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     match &res {
@@ -232,11 +263,11 @@ pub async fn log_requests(
                 .map(|p| p.client.clone())
                 .unwrap_or_default();
             let status = res.status().as_u16();
-            tracing::info!(%method, path = %path, status, latency_ms, client = %client, "request");
+            tracing::info!(%method, path = %path, status, latency_ms, client = %client, %ip, "request");
         }
         Err(e) => {
             let status = e.as_response_error().status_code().as_u16();
-            tracing::info!(%method, path = %path, status, latency_ms, "request");
+            tracing::info!(%method, path = %path, status, latency_ms, %ip, "request");
         }
     }
     res

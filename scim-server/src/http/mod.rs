@@ -9,12 +9,14 @@ pub mod admin;
 pub mod body;
 pub mod discovery;
 pub mod error;
+pub mod forwarded;
 pub mod metrics;
 pub mod middleware;
 pub mod query;
 pub mod rate_limit;
 pub mod render;
 pub mod resources;
+pub mod tls;
 pub mod transport;
 
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub admin: Option<crate::admin::Admin>,
     /// `[rate_limit]`: failed authentications and one-click links per source address.
     pub rate_limits: rate_limit::RateLimits,
+    /// `[http] trusted_proxies`: whose forwarded headers count ([`forwarded`]).
+    pub trusted_proxies: forwarded::TrustedProxies,
     /// Bounds concurrent blocking database work by the pool size, so blocking tasks never wait on
     /// a pool that they themselves exhaust.
     db_permits: Semaphore,
@@ -61,8 +65,11 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let permits = config.db_pool_size.max(1) as usize;
         let schemas = Schemas::new(registry, config.strict).map_err(anyhow::Error::msg)?;
+        let trusted_proxies = forwarded::TrustedProxies::parse(&config.http.trusted_proxies)
+            .map_err(anyhow::Error::msg)?;
         Ok(AppState {
             rate_limits: rate_limit::RateLimits::new(&config.rate_limit),
+            trusted_proxies,
             config,
             schemas: Arc::new(schemas),
             store,
@@ -166,10 +173,11 @@ impl AppState {
     }
 }
 
-/// `scheme://host/scim/v2` as the client addressed us (for `Location` and `meta.location`).
+/// `scheme://host/scim/v2` as the client addressed us (for `Location` and `meta.location`):
+/// forwarded headers count only from a trusted proxy ([`forwarded::origin`]).
 pub fn base_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}{}", info.scheme(), info.host(), BASE_PATH)
+    let origin = forwarded::origin(req);
+    format!("{}://{}{}", origin.scheme, origin.host, BASE_PATH)
 }
 
 /// A response with a SCIM JSON body.
@@ -303,8 +311,30 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let state = web::Data::new(state);
     let bind = state.config.bind.clone();
+    let certs = match (&state.config.tls.cert, &state.config.tls.key) {
+        (Some(cert), Some(key)) => Some(tls::CertReloader::load(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("[tls] needs both `cert` and `key` (--tls-cert and --tls-key)"),
+    };
     let listeners =
         bind_listeners(&bind).map_err(|e| anyhow::anyhow!("cannot bind {bind}: {e}"))?;
+    if certs.is_none() {
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<Vec<_>, _>>()?;
+        tls::check_plain_http(&addrs, state.config.allow_plain_http).map_err(anyhow::Error::msg)?;
+    }
+    let acceptor = match &certs {
+        Some(certs) => {
+            certs.spawn_watcher(std::time::Duration::from_secs(
+                state.config.tls.reload_check_secs.max(1),
+            ));
+            Some(tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?))
+        }
+        None => None,
+    };
+    let secure = acceptor.is_some();
     let mut builder =
         actix_server::ServerBuilder::default().shutdown_timeout(state.config.shutdown_timeout_secs);
     if let Some(w) = state.config.workers {
@@ -317,13 +347,16 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         addrs.push(addr);
         let app_state = state.clone();
         let graceful = graceful.clone();
+        let acceptor = acceptor.clone();
         builder = builder.listen(format!("scimhub-{addr}"), listener, move || {
             let app_state = app_state.clone();
             let graceful = graceful.clone();
+            let acceptor = acceptor.clone();
             // The last `wrap` runs first: the log sees the rate limiter's 429s, and the request
             // metrics see everything the log sees.
             let app = actix_web::App::new()
                 .wrap(actix_web::middleware::from_fn(middleware::limit_rates))
+                .wrap(actix_web::middleware::from_fn(middleware::limit_h2_heads))
                 .wrap(actix_web::middleware::from_fn(middleware::log_requests))
                 .wrap(actix_web::middleware::from_fn(metrics::count_requests))
                 .configure(|cfg| configure(cfg, app_state));
@@ -342,18 +375,38 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                     actix_service::IntoServiceFactory::into_factory(app),
                     // `meta.location` falls back to this host for a request without `Host`,
                     // as under HttpServer. (`AppConfig::new` is crate-private in actix-web.)
+                    // `secure` makes the scheme `https` (see `forwarded::origin`).
                     move |_| {
-                        actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
+                        actix_web::dev::AppConfig::__priv_test_new(secure, addr.to_string(), addr)
                     },
                 ));
             use actix_service::ServiceFactoryExt as _;
-            actix_service::fn_service(|io: actix_web::rt::net::TcpStream| async move {
-                let peer = io.peer_addr().ok();
-                Ok::<_, actix_http::error::DispatchError>((
-                    transport::FrontDoor::new(io),
-                    actix_http::Protocol::Http1,
-                    peer,
-                ))
+            actix_service::fn_service(move |io: actix_web::rt::net::TcpStream| {
+                let acceptor = acceptor.clone();
+                async move {
+                    let peer = io.peer_addr().ok();
+                    // TLS goes under the front door: HTTP/1 over TLS is scanned like plain
+                    // HTTP/1. An HTTP/2 connection starts with the preface, which the front
+                    // door passes through untouched; actix's h2 dispatcher takes it from there
+                    // (its request limits: `middleware::limit_h2_heads` and the body limits).
+                    let (io, h2) = match &acceptor {
+                        None => (tls::Conn::Plain(io), false),
+                        Some(acceptor) => tls::Conn::accept(acceptor, io).await.map_err(|e| {
+                            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+                            actix_http::error::DispatchError::Io(e)
+                        })?,
+                    };
+                    let protocol = if h2 {
+                        actix_http::Protocol::Http2
+                    } else {
+                        actix_http::Protocol::Http1
+                    };
+                    Ok::<_, actix_http::error::DispatchError>((
+                        transport::FrontDoor::new(io),
+                        protocol,
+                        peer,
+                    ))
+                }
             })
             .and_then(http)
         })?;
@@ -368,7 +421,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         builder = listen_metrics(builder, &bind, &state)?;
     }
     for addr in &addrs {
-        tracing::info!(%addr, "listening");
+        let scheme = if secure { "https" } else { "http" };
+        tracing::info!(%addr, scheme, "listening");
     }
     if let Some(addr) = addrs.first() {
         use std::io::Write;

@@ -3,9 +3,9 @@
 //!
 //! Each limit is a token bucket per address holding `per_minute` tokens and refilled evenly over
 //! a minute, so a burst of `per_minute` is allowed and then one request every `60/per_minute`
-//! seconds. The address is the TCP peer's: scimhub trusts no `X-Forwarded-For`, so behind a
-//! reverse proxy every client shares the proxy's bucket (raise the limits, or limit at the
-//! proxy). Memory is bounded: at most `max_tracked` addresses per limit; a new address past that
+//! seconds. The address is the TCP peer's, or, when the peer is one of `[http] trusted_proxies`,
+//! the client address it forwards (`X-Forwarded-For`; see `http::forwarded`): behind a proxy
+//! that is not listed every client shares the proxy's bucket. Memory is bounded: at most `max_tracked` addresses per limit; a new address past that
 //! first drops the buckets that have refilled (they carry no state), then the least recently
 //! seen one. In-house rather than `governor`: two buckets, a clock tests move, and eviction by
 //! age are about a hundred lines, and `governor`'s keyed limiter does not bound its key count.

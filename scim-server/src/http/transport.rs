@@ -523,6 +523,22 @@ fn check_head(head: &[u8]) -> Result<Body, Refusal> {
     })
 }
 
+/// The front door's head limits for a request that did not come through the scanner (HTTP/2,
+/// whose heads are HPACK-compressed frames that only actix's h2 dispatcher decodes): the same
+/// refusal, and so the same SCIM error, as an HTTP/1 head of that size would get.
+/// `request_line` is the length of `METHOD target`, `head` the request line plus every field.
+pub fn check_head_limits(request_line: usize, fields: usize, head: usize) -> Option<Refusal> {
+    if request_line > MAX_REQUEST_LINE {
+        Some(Refusal::UriTooLong)
+    } else if fields > MAX_HEADERS {
+        Some(Refusal::TooManyHeaders)
+    } else if head > MAX_HEAD {
+        Some(Refusal::HeadTooLarge)
+    } else {
+        None
+    }
+}
+
 /// The accepted connection seen through the scanner (see the module documentation).
 #[derive(Debug)]
 pub struct FrontDoor<T> {
