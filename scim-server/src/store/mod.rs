@@ -86,6 +86,7 @@ mod write_hook;
 // Lifecycle engine tables (see `crate::engine`), one module per table family.
 pub mod approvals;
 pub mod audit;
+pub mod audit_chain;
 pub mod engine_state;
 pub mod events;
 pub mod holds;
@@ -361,6 +362,8 @@ impl Store {
             }),
         };
         store.migrate()?;
+        // Entries written before the chain existed join it once (see `audit_chain`).
+        audit_chain::seal_legacy(&mut *store.inner.write.get()?)?;
         Ok(store)
     }
 
@@ -528,6 +531,13 @@ impl Store {
             if let Some(hook) = &self.inner.hook {
                 for change in &changes {
                     hook.on_write(c, change)?;
+                }
+            }
+            // Last, after the engine's plan: an append holds the chain head until commit.
+            if !changes.is_empty() {
+                let now = self.now();
+                for change in &changes {
+                    audit_chain::append_scim_write(c, change, now)?;
                 }
             }
             let population = changes
