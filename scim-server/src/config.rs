@@ -179,6 +179,9 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// `[metrics]`: where `/metrics` is served.
     pub metrics: MetricsConfig,
+    /// `[audit]`: anchoring and retention of the audit chain.
+    #[serde(skip_serializing)]
+    pub audit: AuditConfig,
 }
 
 /// One `[[schema_extensions]]` entry.
@@ -222,6 +225,36 @@ impl Default for Config {
             schema_extensions: Vec::new(),
             rate_limit: RateLimitConfig::default(),
             metrics: MetricsConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+/// `[audit]`: where the audit chain's head is anchored and how long entries are kept (see
+/// `docs/operating.md`, "Audit trail").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// An `https://` URL the chain head (`{"seq", "hash", "at"}`) is POSTed to at every anchor,
+    /// outside the database (absent: anchors are only logged).
+    pub anchor_webhook: Option<String>,
+    /// How often the head is anchored (and retention runs), e.g. `"1h"`; an unchanged head is
+    /// not anchored again.
+    pub anchor_interval: String,
+    /// Entries older than this (e.g. `"400d"`) are pruned, leaving a signed checkpoint. Absent:
+    /// kept forever. Needs `checkpoint_key`.
+    pub retain: Option<String>,
+    /// The HMAC key of retention checkpoints: `{ env = "NAME" }` or `{ file = "…" }`.
+    pub checkpoint_key: Option<SecretSetting>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            anchor_webhook: None,
+            anchor_interval: "1h".into(),
+            retain: None,
+            checkpoint_key: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate_command(args),
         Command::Demo(args) => crate::demo::run(args),
         Command::Outbox(cmd) => outbox_command(cmd),
+        Command::Audit(cmd) => crate::run_audit::audit_command(cmd),
     }
 }
 
@@ -387,6 +388,14 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
     };
     let registry = crate::service::schemas::configured_registry(&config.schema_extensions)
         .map_err(anyhow::Error::msg)?;
+    let anchors = crate::jobs::audit_anchor::AnchorSettings::from_config(&config.audit)
+        .map_err(anyhow::Error::msg)?;
+    crate::jobs::audit_anchor::start(
+        store.clone(),
+        anchors,
+        admin.as_ref().map(|a| a.engine.policy.clone()),
+    )
+    .context("cannot start the audit anchor thread")?;
     let mut state = AppState::new(config, registry, store, auth)?;
     if let Some(admin) = admin {
         state = state.with_admin(admin);
