@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
 mod admin_api;
+mod audit_api;
 mod crash;
 mod demo;
 mod incident_notices;

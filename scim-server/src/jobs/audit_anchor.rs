@@ -222,3 +222,130 @@ async fn run(store: Store, settings: AnchorSettings, policy: Option<PolicyHandle
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn store() -> (Store, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("scimhub-anchor-{}.db", uuid::Uuid::new_v4()));
+        (
+            Store::open(&format!("sqlite://{}", path.display())).unwrap(),
+            path,
+        )
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let ok = AuditConfig {
+            retain: Some("400d".into()),
+            checkpoint_key: Some("k".into()),
+            ..Default::default()
+        };
+        let s = AnchorSettings::from_config(&ok).unwrap();
+        assert_eq!(s.interval, StdDuration::from_secs(3600));
+        assert_eq!(s.retain, Some(Duration::days(400)));
+        let no_key = AuditConfig {
+            retain: Some("400d".into()),
+            ..Default::default()
+        };
+        assert!(AnchorSettings::from_config(&no_key)
+            .unwrap_err()
+            .contains("checkpoint_key"));
+        let bad = AuditConfig {
+            anchor_interval: "soon".into(),
+            ..Default::default()
+        };
+        assert!(AnchorSettings::from_config(&bad).is_err());
+        let ftp = AuditConfig {
+            anchor_webhook: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert!(AnchorSettings::from_config(&ftp).is_err());
+    }
+
+    #[test]
+    fn a_policy_load_is_audited_with_the_files_hash() {
+        let (store, path) = store();
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo-policy.toml");
+        let policy = PolicyHandle::load(&file).unwrap();
+        audit_policy(&store, &policy, 1);
+        audit_policy(&store, &policy, 2);
+        let mut c = store.read_conn().unwrap();
+        let rows =
+            audit_chain::export_page(&mut c, &audit_chain::ExportFilter::default(), 10).unwrap();
+        let want = hex::encode(Sha256::digest(std::fs::read(&file).unwrap()));
+        let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(actions, ["policy.load", "policy.reload"]);
+        assert!(rows[0].detail.contains(&want), "{}", rows[0].detail);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn the_head_is_posted_to_the_webhook_once_per_change() {
+        let (store, path) = store();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/anchors", listener.local_addr().unwrap());
+        let received = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = sock.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        sock.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                            .await
+                            .unwrap();
+                        return body.to_string();
+                    }
+                }
+                if n == 0 {
+                    return String::new();
+                }
+            }
+        });
+        {
+            store
+                .write_tx(|c, _| {
+                    audit_chain::append(
+                        c,
+                        &audit_chain::NewEntry {
+                            at: Utc::now(),
+                            actor: "t",
+                            user_id: "",
+                            connector: None,
+                            action: "x",
+                            outcome: "ok",
+                            detail: &serde_json::json!({}),
+                        },
+                    )
+                })
+                .unwrap();
+        }
+        let http = reqwest::Client::new();
+        let head = anchor_once(&store, &http, Some(&url), None).await.unwrap();
+        assert_eq!(head.seq, 1);
+        let body: serde_json::Value = serde_json::from_str(&received.await.unwrap()).unwrap();
+        assert_eq!(body["seq"], 1);
+        assert_eq!(body["hash"], head.hash);
+        // Unchanged: not anchored again.
+        assert!(anchor_once(&store, &http, Some(&url), Some(&head))
+            .await
+            .is_none());
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1019,18 +1019,18 @@ pub fn export_page(c: &mut DbConnection, f: &ExportFilter, limit: i64) -> HubRes
         q.push(" AND actor = ").text(a.clone());
     }
     if let Some(a) = &f.action {
-        match a.strip_suffix('*') {
-            Some(prefix) => {
-                q.push(" AND substr(action, 1, ")
-                    .int(prefix.len() as i64)
-                    .push(") = ")
-                    .text(prefix.to_string());
-            }
-            None if a.ends_with('.') => {
-                q.push(" AND substr(action, 1, ")
-                    .int(a.len() as i64)
-                    .push(") = ")
-                    .text(a.clone());
+        let prefix = match a.strip_suffix('*') {
+            Some(p) => Some(p),
+            None if a.ends_with('.') => Some(a.as_str()),
+            None => None,
+        };
+        match prefix {
+            Some("") => {}
+            Some(p) => {
+                q.push(" AND substr(action, 1, CAST(")
+                    .int(p.chars().count() as i64)
+                    .push(" AS INTEGER)) = ")
+                    .text(p.to_string());
             }
             None => {
                 q.push(" AND action = ").text(a.clone());

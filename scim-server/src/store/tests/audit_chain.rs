@@ -440,3 +440,90 @@ fn concurrent_writers_on_postgres_do_not_fork_the_chain() {
     assert!(r.ok, "{:?}", r.finding);
     assert_eq!((r.checked, head(&db).seq), (80, 80));
 }
+
+/// The audit chain's cost, for the report (no timed assertion): SCIM creates (each with its
+/// chain entry), bare appends, and `verify` over `AUDIT_BENCH_ENTRIES` entries (default
+/// 1,000,000) in the SQLite file `AUDIT_BENCH_DB` (kept, for `scimhub audit verify` timing).
+/// `cargo test -p scim-server --lib store::tests::audit_chain::bench -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_append_and_verify() {
+    use std::time::Instant;
+    let db = sqlite_db();
+    let n = 2000;
+    let t = Instant::now();
+    written(&db, n);
+    let per_create = t.elapsed() / n as u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        let mut c = db.store.inner.write.get().unwrap();
+        c.transaction::<_, HubError, _>(|c| {
+            audit_chain::append(
+                c,
+                &audit_chain::NewEntry {
+                    at: Utc::now(),
+                    actor: "bench",
+                    user_id: "u",
+                    connector: None,
+                    action: "scim.user.create",
+                    outcome: "ok",
+                    detail: &json!({"resourceType": "User", "id": "x", "changed": ["userName"]}),
+                },
+            )
+        })
+        .unwrap();
+    }
+    let per_append_tx = t.elapsed() / n as u32;
+    println!("SQLite: create with its entry {per_create:?}; one append in its own transaction {per_append_tx:?}");
+
+    let entries: i64 = std::env::var("AUDIT_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let path = std::env::var("AUDIT_BENCH_DB").unwrap_or_else(|_| {
+        std::env::temp_dir()
+            .join("scimhub-audit-bench.db")
+            .display()
+            .to_string()
+    });
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+    let big = Store::open(&format!("sqlite://{path}")).unwrap();
+    let t = Instant::now();
+    let detail = json!({"resourceType": "User", "id": "0190c0de-0000-7000-8000-000000000000",
+        "request": "0190c0de-0000-7000-8000-000000000001", "changed": ["active", "title"]});
+    let mut done = 0;
+    while done < entries {
+        let mut c = big.inner.write.get().unwrap();
+        c.transaction::<_, HubError, _>(|c| {
+            for _ in 0..10_000.min(entries - done) {
+                audit_chain::append(
+                    c,
+                    &audit_chain::NewEntry {
+                        at: Utc::now(),
+                        actor: "okta",
+                        user_id: "0190c0de-0000-7000-8000-000000000000",
+                        connector: None,
+                        action: "scim.user.update",
+                        outcome: "ok",
+                        detail: &detail,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        done += 10_000.min(entries - done);
+    }
+    println!("appended {entries} entries in {:?}", t.elapsed());
+    let t = Instant::now();
+    let mut c = big.read_conn().unwrap();
+    let r = audit_chain::verify(&mut c, &VerifyOptions::default()).unwrap();
+    assert!(r.ok);
+    println!(
+        "verify over {} entries: {:?} (database {path})",
+        r.checked,
+        t.elapsed()
+    );
+}
