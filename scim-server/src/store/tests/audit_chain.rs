@@ -447,6 +447,7 @@ fn concurrent_writers_on_postgres_do_not_fork_the_chain() {
 /// `cargo test -p scim-server --lib store::tests::audit_chain::bench -- --ignored --nocapture`
 #[test]
 #[ignore]
+#[allow(clippy::print_stdout)]
 fn bench_append_and_verify() {
     use std::time::Instant;
     let db = sqlite_db();
