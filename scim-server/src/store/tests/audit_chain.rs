@@ -88,6 +88,28 @@ fn scim_writes_are_chained_with_client_request_and_changed_names() {
 }
 
 #[test]
+fn tokens_issued_and_revoked_are_chained_without_their_secret() {
+    each_backend(|db| {
+        let t = db
+            .store
+            .insert_token(
+                "okta",
+                "hash-of-the-secret",
+                "pfx",
+                &["scim:write".into()],
+                None,
+            )
+            .unwrap();
+        db.store.revoke_token("okta").unwrap();
+        let a = row(db, 1);
+        assert_eq!(a.action, "token.issue");
+        assert!(a.detail.contains(&t.id) && !a.detail.contains("hash-of-the-secret"));
+        assert_eq!(row(db, 2).action, "token.revoke");
+        assert!(verify(db).ok, "{}", db.name);
+    });
+}
+
+#[test]
 fn an_edited_entry_is_the_first_finding() {
     each_backend(|db| {
         written(db, 6);
