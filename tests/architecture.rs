@@ -35,7 +35,7 @@ use std::sync::OnceLock;
 
 /// The layers, from the top (0) down.
 const LAYERS: &[&[&str]] = &[
-    &["main", "lib", "run", "cli", "demo"],
+    &["main", "lib", "run", "run_audit", "cli", "demo"],
     &["http"],
     &["admin", "jobs", "notify"],
     &["engine", "service", "auth"],

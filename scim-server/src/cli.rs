@@ -63,6 +63,9 @@ pub enum Command {
     /// Read lifecycle events as recorded (same as GET /admin/v1/events).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Verify, export, anchor and prune the tamper-evident audit chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// `scimhub migrate`.
@@ -173,6 +176,55 @@ pub enum EventsCommand {
         limit: i64,
         #[command(flatten)]
         engine: EngineArgs,
+    },
+}
+
+/// `scimhub audit …` (see docs/operating.md, "Audit trail").
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the chain and report the first edited, deleted, inserted or reordered entry, or a
+    /// truncated tail (against the head row and the anchors given). Exits non-zero on a finding.
+    Verify {
+        #[command(flatten)]
+        db: DbArgs,
+        /// First entry (seq) to check.
+        #[arg(long)]
+        from: Option<i64>,
+        /// Last entry (seq) to check.
+        #[arg(long)]
+        to: Option<i64>,
+        /// An anchor taken earlier, SEQ:HASH (repeatable).
+        #[arg(long = "anchor", value_name = "SEQ:HASH")]
+        anchors: Vec<String>,
+        /// A file of anchors: SEQ:HASH per line, or the anchor log lines (`seq=N hash=H`).
+        #[arg(long, value_name = "FILE")]
+        anchors_file: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export entries (chain columns included) as JSON Lines or CSV on stdout.
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+        /// From this time (RFC 3339, inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this time (RFC 3339, exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: crate::admin::audit::Format,
+    },
+    /// Print the chain head as SEQ:HASH (an anchor to keep outside the database).
+    Head {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Prune entries older than `[audit] retain` now (the server does it every anchor interval).
+    Prune {
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 

@@ -291,6 +291,8 @@ pub struct Config {
     pub allow_plain_http: bool,
     /// `[http]`: the reverse proxies whose forwarded headers are believed.
     pub http: HttpConfig,
+    /// `[audit]`: anchoring and retention of the audit chain.
+    pub audit: AuditConfig,
 }
 
 /// `[tls]`: the server certificate (PEM files), reloaded on SIGHUP and when either file changes.
@@ -369,6 +371,36 @@ impl Default for Config {
             tls: TlsConfig::default(),
             allow_plain_http: false,
             http: HttpConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+/// `[audit]`: where the audit chain's head is anchored and how long entries are kept (see
+/// `docs/operating.md`, "Audit trail").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// An `https://` URL the chain head (`{"seq", "hash", "at"}`) is POSTed to at every anchor,
+    /// outside the database (absent: anchors are only logged).
+    pub anchor_webhook: Option<String>,
+    /// How often the head is anchored (and retention runs), e.g. `"1h"`; an unchanged head is
+    /// not anchored again.
+    pub anchor_interval: String,
+    /// Entries older than this (e.g. `"400d"`) are pruned, leaving a signed checkpoint. Absent:
+    /// kept forever. Needs `checkpoint_key`.
+    pub retain: Option<String>,
+    /// The HMAC key of retention checkpoints: `{ env = "NAME" }` or `{ file = "…" }`.
+    pub checkpoint_key: Option<SecretSetting>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            anchor_webhook: None,
+            anchor_interval: "1h".into(),
+            retain: None,
+            checkpoint_key: None,
         }
     }
 }

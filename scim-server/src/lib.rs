@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod notify;
 pub mod policy;
 mod run;
+mod run_audit;
 pub mod service;
 pub mod store;
 

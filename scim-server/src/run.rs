@@ -56,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => crate::demo::run(args),
         Command::Outbox(cmd) => outbox_command(cmd),
         Command::Events(cmd) => events_command(cmd),
+        Command::Audit(cmd) => crate::run_audit::audit_command(cmd),
     }
 }
 
@@ -540,6 +541,14 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
     warn_without_tokens(&store, has_bootstrap, config.jwt.is_some());
     let registry = crate::service::schemas::configured_registry(&config.schema_extensions)
         .map_err(anyhow::Error::msg)?;
+    let anchors = crate::jobs::audit_anchor::AnchorSettings::from_config(&config.audit)
+        .map_err(anyhow::Error::msg)?;
+    crate::jobs::audit_anchor::start(
+        store.clone(),
+        anchors,
+        admin.as_ref().map(|a| a.engine.policy.clone()),
+    )
+    .context("cannot start the audit anchor thread")?;
     let mut state = AppState::new(config, registry, store, auth)?;
     if let Some(admin) = admin {
         state = state.with_admin(admin);

@@ -6,6 +6,7 @@
 mod harness;
 
 mod api;
+mod audit;
 mod auth;
 mod bounds;
 mod clients;

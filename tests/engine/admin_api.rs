@@ -445,6 +445,10 @@ fn extension_approval_and_end_date_commit_together(env: Env) {
     );
     let audit = in_tx(&env.store, |c| audit::list(c, Some(&cora))).unwrap();
     assert!(!audit.iter().any(|a| a.action == "decide_request"));
+    // The request itself is in the audit chain, with who asked.
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "extension_request" && a.detail.contains(&id)));
 }
 
 /// Free text in an extension request (the reason) is quoted in the mail and never becomes a

@@ -6,6 +6,7 @@
 
 mod admin_api;
 mod circuit;
+mod audit_api;
 mod crash;
 mod demo;
 mod events_api;

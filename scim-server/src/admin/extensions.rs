@@ -174,6 +174,19 @@ impl Admin {
                     now,
                 )?;
             }
+            crate::store::audit::append(
+                c,
+                &crate::store::audit::AuditEntry {
+                    at: now,
+                    actor: by,
+                    user_id,
+                    connector: None,
+                    action: "extension_request",
+                    outcome: "requested",
+                    detail: json!({"request": id, "new_end": new_end, "reason": reason,
+                        "requested_by_user_id": requester_id}),
+                },
+            )?;
             Ok(())
         })?;
         Ok(id)

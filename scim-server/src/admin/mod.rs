@@ -12,6 +12,7 @@
 //! one back) wakes the outbox workers when its transaction commits, as SCIM writes do through
 //! the store's write hook, so it runs at once rather than at the workers' next poll.
 
+pub mod audit;
 pub mod authority;
 pub mod events;
 pub mod explain;

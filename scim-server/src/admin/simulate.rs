@@ -144,6 +144,7 @@ impl Admin {
             client: client.unwrap_or_else(|| "simulation".into()),
             dialect: Dialect::Strict,
             sources,
+            request_id: "simulation".into(),
         };
         let captured = Arc::new(Mutex::new(Captured::default()));
         let store = self.store.clone().with_hook(Arc::new(CaptureHook {

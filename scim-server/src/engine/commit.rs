@@ -125,6 +125,13 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
             now,
         )?;
     }
+    for t in &w.timers {
+        timers::apply(c, user_id, t, now)?;
+    }
+    for n in &w.notices {
+        queue(c, n, now)?;
+    }
+    // Last: an audit append holds the chain head until commit (see `store::audit_chain`).
     for a in &w.audit {
         audit::append(
             c,
@@ -138,12 +145,6 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
                 detail: a.detail.clone(),
             },
         )?;
-    }
-    for t in &w.timers {
-        timers::apply(c, user_id, t, now)?;
-    }
-    for n in &w.notices {
-        queue(c, n, now)?;
     }
     Ok(())
 }

@@ -132,6 +132,7 @@ impl AppState {
             client,
             dialect,
             sources,
+            request_id: request_id(req),
         })
     }
 
@@ -496,4 +497,14 @@ fn bind_listeners(bind: &str) -> std::io::Result<Vec<std::net::TcpListener>> {
         return Err(last_err.unwrap_or_else(|| std::io::Error::other("no address to bind")));
     }
     Ok(listeners)
+}
+
+/// The request id the audit chain records: the client's `X-Request-Id` when it is 1 to 128
+/// visible ASCII characters, else a fresh UUID.
+fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string)
 }

@@ -44,6 +44,7 @@
 //! ([`Workers::run_replans`]).
 
 pub mod circuit;
+pub mod audit_anchor;
 mod verify;
 
 use std::collections::BTreeMap;

@@ -63,6 +63,15 @@ impl PolicyHandle {
             .clone()
     }
 
+    /// The file the policy was loaded from (`None` for a fixed policy).
+    pub fn path(&self) -> Option<PathBuf> {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .path
+            .clone()
+    }
+
     /// Increments on every successful reload (the engine rebuilds connectors when it changes).
     pub fn generation(&self) -> u64 {
         self.inner

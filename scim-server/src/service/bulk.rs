@@ -56,6 +56,7 @@ pub fn run(
     caller: &Caller,
     base: &str,
 ) -> Result<Vec<OpOutcome>, Error> {
+    let _audit = crate::store::audit_chain::request_scope(&caller.request_id);
     let order = match order_bulk_operations(&request.operations) {
         Ok(order) => order,
         Err(scim_schema::message::BulkOrderError::DuplicateBulkId(id)) => {

@@ -48,13 +48,23 @@ pub use schemas::Schemas;
 
 use ownership::WriteKind;
 
-/// Who is writing: the client's name (it scopes `externalId` uniqueness), its dialect, and the
-/// attributes other clients are the source of truth for.
+/// Who is writing: the client's name (it scopes `externalId` uniqueness), its dialect, the
+/// attributes other clients are the source of truth for, and the request, for the audit chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub client: String,
     pub dialect: Dialect,
     pub sources: SourceRules,
+    /// The request id recorded with each write in the audit chain (`X-Request-Id`, or one the
+    /// hub made up); empty when there is none.
+    pub request_id: String,
+}
+
+impl Caller {
+    /// Audits the store writes made on this thread while the scope lives with this request id.
+    fn audit_scope(&self) -> crate::store::audit_chain::RequestScope {
+        crate::store::audit_chain::request_scope(&self.request_id)
+    }
 }
 
 /// Applies the caller's source-of-truth rules to a User write and logs what was kept.
@@ -215,6 +225,7 @@ pub fn create(
     body: Value,
     caller: &Caller,
 ) -> Result<StoredResource, HubError> {
+    let _audit = caller.audit_scope();
     let doc = new_resource(schemas, kind, body, caller)?;
     store.create(kind, doc, Some(&caller.client))
 }
@@ -227,6 +238,7 @@ pub fn create_loaded(
     body: Value,
     caller: &Caller,
 ) -> Result<LoadedResource, HubError> {
+    let _audit = caller.audit_scope();
     let doc = new_resource(schemas, kind, body, caller)?;
     store.create_loaded(kind, doc, Some(&caller.client))
 }
@@ -261,6 +273,7 @@ pub fn replace(
     if_match: Option<&str>,
     caller: &Caller,
 ) -> Result<StoredResource, HubError> {
+    let _audit = caller.audit_scope();
     let schema = schemas.of(kind);
     let doc = normalize_resource(object(body, "The resource")?, caller.dialect, schema)?;
     let doc = tolerate(doc, schema, schemas.validation.reject_unknown_attributes);
@@ -305,6 +318,7 @@ pub fn delete(
     if_match: Option<&str>,
     caller: &Caller,
 ) -> Result<(), HubError> {
+    let _audit = caller.audit_scope();
     if kind == ResourceKind::User {
         caller.sources.may_delete()?;
     }
@@ -448,6 +462,7 @@ pub fn patch(
     caller: &Caller,
     reply: PatchReply,
 ) -> Result<Patched, HubError> {
+    let _audit = caller.audit_scope();
     let ops = patch_operations(schemas, kind, body, caller.dialect)?;
     let pre = Prehashed::of_ops(&ops)?;
     let pre = &pre;

@@ -1,12 +1,13 @@
-//! The audit trail (`engine_audit`): append-only, one entry per decision, operation result and
-//! admin action, read back by user.
+//! The audit trail (`engine_audit`): append-only, one entry per decision, operation result,
+//! admin action and SCIM write, each chained to the one before (see [`super::audit_chain`]), read
+//! back by user.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{Queryable, RunQueryDsl};
 
-use super::sql::{Bind, Sql};
-use super::{fmt_ts, DbConnection};
+use super::sql::Sql;
+use super::DbConnection;
 use crate::error::HubResult;
 
 /// One audit entry to append.
@@ -21,25 +22,21 @@ pub struct AuditEntry<'a> {
     pub detail: serde_json::Value,
 }
 
+/// Appends `e` to the tamper-evident chain (see [`super::audit_chain`]) in the caller's
+/// transaction.
 pub fn append(c: &mut DbConnection, e: &AuditEntry<'_>) -> HubResult<()> {
-    let mut q = Sql::<()>::new(
-        "INSERT INTO engine_audit (at, actor, user_id, connector, action, outcome, detail) VALUES (",
-    );
-    q.text(fmt_ts(e.at))
-        .push(", ")
-        .text(e.actor)
-        .push(", ")
-        .text(e.user_id)
-        .push(", ");
-    q.bind(Bind::OptText(e.connector.map(str::to_string)))
-        .push(", ")
-        .text(e.action)
-        .push(", ")
-        .text(e.outcome)
-        .push(", ")
-        .text(e.detail.to_string())
-        .push(")");
-    q.execute(c)?;
+    super::audit_chain::append(
+        c,
+        &super::audit_chain::NewEntry {
+            at: e.at,
+            actor: e.actor,
+            user_id: e.user_id,
+            connector: e.connector,
+            action: e.action,
+            outcome: e.outcome,
+            detail: &e.detail,
+        },
+    )?;
     Ok(())
 }
 

@@ -34,6 +34,31 @@ pub fn raise(
     };
     q.push(", ").text(reason).push(", 'open')");
     q.execute(c)?;
+    audit_raised(c, kind, user_id, connector, reason, now)
+}
+
+/// The audit entry of a raised incident (its handling is audited where it is acknowledged or
+/// resolved).
+fn audit_raised(
+    c: &mut DbConnection,
+    kind: &str,
+    user_id: Option<&str>,
+    connector: Option<&str>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> HubResult<()> {
+    super::audit_chain::append(
+        c,
+        &super::audit_chain::NewEntry {
+            at: now,
+            actor: "hub",
+            user_id: user_id.unwrap_or(""),
+            connector,
+            action: "incident.raise",
+            outcome: kind,
+            detail: &serde_json::json!({"kind": kind, "reason": reason}),
+        },
+    )?;
     Ok(())
 }
 
@@ -67,7 +92,11 @@ pub fn raise_once(
         .push(", 'open', ")
         .text(i.dedupe_key)
         .push(") ON CONFLICT (dedupe_key) DO NOTHING");
-    Ok(q.execute(c)? > 0)
+    let opened = q.execute(c)? > 0;
+    if opened {
+        audit_raised(c, i.kind, i.user_id, i.connector, i.reason, now)?;
+    }
+    Ok(opened)
 }
 
 /// Resolves the open incident raised with `dedupe_key` (its cause is over), as `by` with

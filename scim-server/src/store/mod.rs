@@ -87,6 +87,7 @@ mod write_hook;
 pub mod approvals;
 pub mod audit;
 pub mod connector_health;
+pub mod audit_chain;
 pub mod engine_state;
 pub mod events;
 pub mod holds;
@@ -363,6 +364,8 @@ impl Store {
             }),
         };
         store.migrate()?;
+        // Entries written before the chain existed join it once (see `audit_chain`).
+        audit_chain::seal_legacy(&mut *store.inner.write.get()?)?;
         Ok(store)
     }
 
@@ -530,6 +533,13 @@ impl Store {
             if let Some(hook) = &self.inner.hook {
                 for change in &changes {
                     hook.on_write(c, change)?;
+                }
+            }
+            // Last, after the engine's plan: an append holds the chain head until commit.
+            if !changes.is_empty() {
+                let now = self.now();
+                for change in &changes {
+                    audit_chain::append_scim_write(c, change, now)?;
                 }
             }
             let population = changes

@@ -100,18 +100,28 @@ impl Store {
         let expires_text = expires.map(fmt_ts);
         let scopes_text = scopes.join(" ");
         let mut conn = self.inner.write.get()?;
-        diesel::insert_into(api_tokens::table)
-            .values(NewTokenRow {
-                id: &id,
-                name,
-                token_hash,
-                token_prefix: prefix,
-                scopes: &scopes_text,
-                created: &created,
-                user_id,
-                expires: expires_text.as_deref(),
-            })
-            .execute(&mut *conn)?;
+        let now = self.now();
+        conn.transaction::<_, HubError, _>(|c| {
+            diesel::insert_into(api_tokens::table)
+                .values(NewTokenRow {
+                    id: &id,
+                    name,
+                    token_hash,
+                    token_prefix: prefix,
+                    scopes: &scopes_text,
+                    created: &created,
+                    user_id,
+                    expires: expires_text.as_deref(),
+                })
+                .execute(c)?;
+            audit_token(
+                c,
+                "token.issue",
+                now,
+                serde_json::json!({"token": id, "name": name, "scopes": scopes,
+                    "user_id": user_id, "expires": expires_text}),
+            )
+        })?;
         Ok(ApiToken {
             id,
             name: name.to_string(),
@@ -214,13 +224,25 @@ impl Store {
                 }
             }
         };
-        diesel::update(
-            api_tokens::table
-                .filter(api_tokens::id.eq(&row.id))
-                .filter(api_tokens::revoked.is_null()),
-        )
-        .set(api_tokens::revoked.eq(Some(&now)))
-        .execute(&mut *conn)?;
+        let at = self.now();
+        conn.transaction::<_, HubError, _>(|c| {
+            let revoked = diesel::update(
+                api_tokens::table
+                    .filter(api_tokens::id.eq(&row.id))
+                    .filter(api_tokens::revoked.is_null()),
+            )
+            .set(api_tokens::revoked.eq(Some(&now)))
+            .execute(c)?;
+            if revoked > 0 {
+                audit_token(
+                    c,
+                    "token.revoke",
+                    at,
+                    serde_json::json!({"token": row.id, "name": row.name}),
+                )?;
+            }
+            Ok(())
+        })?;
         let mut token = ApiToken::from(row);
         if token.revoked.is_none() {
             token.revoked = parse_ts(&now);
@@ -237,4 +259,27 @@ impl Store {
             .load(&mut *conn)?;
         Ok(rows.into_iter().map(ApiToken::from).collect())
     }
+}
+
+/// The audit entry of a credential issued or revoked (by the operator at the command line:
+/// `scimhub token …`, the only way tokens change).
+fn audit_token(
+    c: &mut super::DbConnection,
+    action: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    detail: serde_json::Value,
+) -> HubResult<()> {
+    super::audit_chain::append(
+        c,
+        &super::audit_chain::NewEntry {
+            at: now,
+            actor: "cli",
+            user_id: "",
+            connector: None,
+            action,
+            outcome: "ok",
+            detail: &detail,
+        },
+    )?;
+    Ok(())
 }

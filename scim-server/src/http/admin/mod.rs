@@ -10,6 +10,7 @@
 //! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
 
 mod events;
+mod audit;
 mod links;
 
 use actix_web::body::MessageBody;
@@ -73,6 +74,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/incidents/{id}").route(web::get().to(incident)))
             .service(res("/incidents/{id}/acknowledge").route(web::post().to(acknowledge_incident)))
             .service(res("/incidents/{id}/resolve").route(web::post().to(resolve_incident)))
+            .service(res("/audit").route(web::get().to(audit::list_audit)))
+            .service(res("/audit/head").route(web::get().to(audit::audit_head)))
             .default_service(web::to(not_found)),
     );
 }

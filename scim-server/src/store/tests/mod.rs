@@ -3,6 +3,7 @@
 //! per test, created through that URL and dropped afterwards).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit_chain;
 mod connections;
 mod members;
 mod metrics;
