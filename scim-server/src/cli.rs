@@ -37,6 +37,24 @@ pub enum Command {
     /// Act on the operation queue.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Compare each connector's accounts with what the engine wants and recorded, store the
+    /// findings and act on them per the policy's `drift` settings (same as
+    /// POST /admin/v1/reconcile).
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    /// Only this connector (default: every connector that can list accounts).
+    #[arg(long)]
+    pub connector: Option<String>,
+    /// Print the findings and the fixes that would be planned; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, env = "SCIMHUB_POLICY")]
+    pub policy: PathBuf,
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -100,6 +100,8 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub operation_outcomes: Family<OutcomeLabels, Counter>,
+    /// `scimhub_reconcile_runs_total`, by connector and trigger.
+    pub reconcile_runs: Family<Vec<(&'static str, String)>, Counter>,
 }
 
 impl Metrics {
@@ -126,7 +128,15 @@ impl Metrics {
             "Outbox operations finished by this process, by connector, operation kind and outcome",
             operation_outcomes.clone(),
         );
+        let reconcile_runs = Family::<Vec<(&'static str, String)>, Counter>::default();
+        registry.register(
+            "scimhub_reconcile_runs",
+            "Drift reconciliation runs started by this process, by connector and trigger \
+             (schedule, cli, api)",
+            reconcile_runs.clone(),
+        );
         Metrics {
+            reconcile_runs,
             registry,
             http_requests,
             http_request_duration,
@@ -142,6 +152,18 @@ impl Metrics {
                 kind,
                 outcome,
             })
+            .inc();
+    }
+}
+
+impl Metrics {
+    /// Counts one reconciliation run of `connector` (`trigger`: schedule, cli, api).
+    pub fn reconcile_run(&self, connector: &str, trigger: &str) {
+        self.reconcile_runs
+            .get_or_create(&vec![
+                ("connector", connector.to_string()),
+                ("trigger", trigger.to_string()),
+            ])
             .inc();
     }
 }
@@ -190,6 +212,12 @@ pub const DB_GAUGES: &[DbGauge] = &[
         help: "Notifications not sent, by status (pending, running, failed = parked)",
         labels: &["status"],
         read: queries::notification_backlog,
+    },
+    DbGauge {
+        name: "scimhub_drift_findings",
+        help: "Open drift findings, by connector and kind",
+        labels: &["connector", "kind"],
+        read: crate::store::drift::gauge_open,
     },
     DbGauge {
         name: "scimhub_holds_pending",

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate_command(args),
         Command::Demo(args) => crate::demo::run(args),
         Command::Outbox(cmd) => outbox_command(cmd),
+        Command::Reconcile(args) => reconcile_command(args),
     }
 }
 
@@ -263,6 +264,48 @@ fn outbox_command(cmd: OutboxCommand) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+    Ok(())
+}
+
+fn reconcile_command(args: crate::cli::ReconcileArgs) -> anyhow::Result<()> {
+    let common = Common {
+        bind: None,
+        database_url: args.database_url,
+        config: None,
+        log_format: None,
+        policy: Some(args.policy),
+    };
+    let config = load(&common)?;
+    let (store, engine) = open_engine(&config, &common, 0)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    let names = match &args.connector {
+        Some(c) => vec![c.clone()],
+        None => crate::jobs::reconcile::listable(&engine),
+    };
+    let mut reports = Vec::new();
+    for name in names {
+        crate::metrics::global().reconcile_run(&name, "cli");
+        let report = rt
+            .block_on(crate::jobs::reconcile::run(
+                &store,
+                &engine,
+                &name,
+                args.dry_run,
+            ))
+            .map_err(|e| match e {
+                crate::error::HubError::NotFound => {
+                    anyhow::anyhow!("no connector {name:?} in the policy")
+                }
+                other => anyhow::anyhow!("reconciling {name}: {other}"),
+            })?;
+        reports.push(report);
+    }
+    // The running server's workers pick the queued fixes up at their next poll.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&reports)?)?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 //! the store's write hook, so it runs at once rather than at the workers' next poll.
 
 pub mod authority;
+pub mod drift;
 pub mod explain;
 pub mod extensions;
 pub mod holds;

@@ -40,6 +40,7 @@
 //! Group changes planned in the background run from the timer loop, a batch per transaction
 //! ([`Workers::run_replans`]).
 
+pub mod reconcile;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -627,7 +628,8 @@ impl Workers {
         loop {
             let t = self.fire_timers().await?
                 + self.run_replans().await?
-                + self.run_verifications().await?;
+                + self.run_verifications().await?
+                + self.run_reconciles().await?;
             let n = self.run_batch(0).await?;
             total += n;
             if n == 0 && t == 0 {
@@ -711,6 +713,9 @@ impl Workers {
                 }
                 if let Err(e) = me.run_verifications().await {
                     tracing::warn!(error = %e, "verification error");
+                }
+                if let Err(e) = me.run_reconciles().await {
+                    tracing::warn!(error = %e, "reconciliation error");
                 }
                 tokio::time::sleep(StdDuration::from_secs(1)).await;
             }

@@ -86,6 +86,7 @@ mod write_hook;
 // Lifecycle engine tables (see `crate::engine`), one module per table family.
 pub mod approvals;
 pub mod audit;
+pub mod drift;
 pub mod engine_state;
 pub mod events;
 pub mod holds;

@@ -149,6 +149,15 @@ pub(super) fn check(
                         None
                     }
                 }),
+                reconcile: c
+                    .reconcile
+                    .as_ref()
+                    .and_then(|v| super::drift::interval(d, v)),
+                drift: c
+                    .drift
+                    .as_ref()
+                    .map(|t| super::drift::actions(d, t))
+                    .unwrap_or_default(),
             },
         );
     }
