@@ -594,7 +594,7 @@ mod tests {
             "name": {"givenName": "Ann", "familyName": "Smith", "formatted": "Ann Smith"},
             "title": "Engineer",
         }))
-        .unwrap();
+        .expect("a JSON object");
         let mut l = listed("ann", true, &[]);
         l.attributes = serde_json::from_value(json!({
             "displayName": "Ann Smith",
@@ -602,7 +602,7 @@ mod tests {
             "name": {"givenName": "Ann", "familyName": "Smith"},
             "dn": "uid=ann,ou=people",
         }))
-        .unwrap();
+        .expect("a JSON object");
         let a = assess(&l, None, Some(&r), Some(&want), NONE);
         assert_eq!(findings(a), vec![]);
         l.attributes

@@ -95,7 +95,7 @@ pub fn fix(
                         &outbox::NewOp {
                             plan_id: &plan_id,
                             user_id: &user,
-                            connector: connector,
+                            connector,
                             event: "drift",
                             priority: 100,
                             op: serde_json::to_string(&op).unwrap_or_default(),
