@@ -34,6 +34,120 @@ fn drift_policy() -> String {
         + "\n[drift]\nentitlement_outside = \"fix\"\n"
 }
 
+/// [`drift_policy`] with one-click links (as the admin API tests configure them) and
+/// entitlements outside the profiles sent to the user's manager for review.
+fn review_policy() -> String {
+    super::admin_api::policy()
+        .replace(
+            "name = \"erp\"\ntype = \"memory\"",
+            "name = \"erp\"\ntype = \"memory\"\nreconcile = \"6h\"",
+        )
+        .replace("kind = \"role\"", "kind = \"group\"")
+        + "\n[drift]\nentitlement_outside = \"review\"\nreview_expiry = \"30d\"\n"
+}
+
+macro_rules! review_backends {
+    ($($name:ident),* $(,)?) => {
+        mod review_sqlite { $( #[test] fn $name() { if let Some(e) = super::Env::new(false, &super::review_policy()) { super::$name(e) } } )* }
+        mod review_postgres { $( #[test] fn $name() { if let Some(e) = super::Env::new(true, &super::review_policy()) { super::$name(e) } } )* }
+    };
+}
+
+review_backends!(the_manager_keeps_one_grant_and_removes_another);
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// The keep and remove links of the last drift review mail to `to` (a user id).
+fn review_links(env: &Env, to: &str) -> (String, String) {
+    let body = super::admin_api::notes(env, None)
+        .into_iter()
+        .rfind(|n| {
+            n.kind == "drift_review"
+                && n.recipients
+                    .iter()
+                    .any(|r| r.contains(to) || r.contains("grace"))
+        })
+        .unwrap_or_else(|| panic!("no drift review mail"))
+        .body;
+    let link = |label: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label} in {body}"))
+            .trim()
+            .rsplit_once('/')
+            .expect("a link")
+            .1
+            .to_string()
+    };
+    (link("Keep: "), link("Remove: "))
+}
+
+fn the_manager_keeps_one_grant_and_removes_another(env: Env) {
+    let grace = env.create_user(user("grace", "Employee", "Sales", "Manager"));
+    let mut f = user("fay", "Employee", "Finance", "Accounts Payable");
+    f[ENTERPRISE]["manager"] = json!({"value": grace});
+    let _fay = env.create_user(f);
+    env.run();
+    let block = rt();
+    let grant = |id: &str| {
+        block
+            .block_on(
+                env.app("erp")
+                    .grant(&AccountRef::new("fay"), &Entitlement::new("group", id)),
+            )
+            .unwrap()
+    };
+    grant("break-glass");
+    let report = reconcile(&env, "erp", false);
+    assert_eq!(report.reviews, 1, "{report:?}");
+    let (keep, remove) = review_links(&env, &grace);
+    // Opening the link shows what keeping does; nothing changes.
+    let preview = env.admin.preview_link(&keep).unwrap();
+    assert!(
+        preview
+            .message
+            .starts_with("Keep entitlement_outside group:break-glass"),
+        "{}",
+        preview.message
+    );
+    let done = env.admin.follow_link(&keep).unwrap();
+    assert!(done.message.starts_with("Kept."), "{}", done.message);
+    // One use per finding: the other link no longer acts.
+    assert!(env.admin.follow_link(&remove).is_err());
+    assert!(findings(&env, "erp", Some("open")).is_empty());
+    // The exception is honoured: later runs neither report nor ask again.
+    env.clock.advance(Duration::hours(1));
+    let again = reconcile(&env, "erp", false);
+    assert_eq!((again.opened, again.reviews), (0, 0), "{again:?}");
+    assert!(again.findings.is_empty(), "{again:?}");
+    // A second grant by hand: the manager removes it; the correction runs through the outbox.
+    grant("shadow-admin");
+    let third = reconcile(&env, "erp", false);
+    assert_eq!(third.reviews, 1, "{third:?}");
+    let (_, remove) = review_links(&env, &grace);
+    let done = env.admin.follow_link(&remove).unwrap();
+    assert!(
+        done.message.starts_with("Removal planned."),
+        "{}",
+        done.message
+    );
+    env.run();
+    let held = env.holds("erp", "fay").unwrap().1;
+    assert!(held.contains(&"group:break-glass".to_string()), "{held:?}");
+    assert!(
+        !held.contains(&"group:shadow-admin".to_string()),
+        "{held:?}"
+    );
+    // Past the exception's expiry the kept grant is a finding again.
+    env.clock.advance(Duration::days(31));
+    let later = reconcile(&env, "erp", false);
+    assert_eq!(
+        keys(&findings(&env, "erp", Some("open"))),
+        vec![k("entitlement_outside", "fay", "group:break-glass")],
+        "{later:?}"
+    );
+}
+
 macro_rules! drift_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[test] fn $name() { if let Some(e) = super::Env::new(false, &super::drift_policy()) { super::$name(e) } } )* }

@@ -115,6 +115,50 @@ impl Finding {
     }
 }
 
+impl Finding {
+    /// The detail as stored: what was seen, with the entitlement and the account's system id
+    /// (so a later decision on the stored finding can act on it, see [`Finding::from_stored`]).
+    pub fn stored_detail(&self) -> Value {
+        let mut d = match &self.detail {
+            Value::Object(m) => m.clone(),
+            other => {
+                let mut m = serde_json::Map::new();
+                m.insert("seen".into(), other.clone());
+                m
+            }
+        };
+        if let Some(e) = &self.entitlement {
+            d.insert("entitlement".into(), json!(e));
+        }
+        if let Some(id) = &self.account_id {
+            d.insert("account_id".into(), json!(id));
+        }
+        Value::Object(d)
+    }
+
+    /// A finding from its stored form (`None` for a kind this version does not know).
+    pub fn from_stored(
+        kind: &str,
+        account: &str,
+        user_id: Option<&str>,
+        detail: &Value,
+    ) -> Option<Finding> {
+        Some(Finding {
+            kind: Kind::parse(kind)?,
+            account: account.to_string(),
+            account_id: detail
+                .get("account_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            entitlement: detail
+                .get("entitlement")
+                .and_then(|e| serde_json::from_value(e.clone()).ok()),
+            user_id: user_id.map(str::to_string),
+            detail: detail.clone(),
+        })
+    }
+}
+
 /// `kind:id` or `kind:id:role`.
 pub fn entitlement_key(e: &Entitlement) -> String {
     match &e.role {
@@ -693,6 +737,24 @@ mod tests {
         };
         let departed = finding(Kind::Departed, None, json!({}));
         assert!(corrected(&left, &[&departed]).enabled);
+    }
+
+    #[test]
+    fn a_stored_finding_reads_back() {
+        let f = Finding {
+            kind: Kind::EntitlementOutside,
+            account: "ann".into(),
+            account_id: Some("arn:aws:iam::1:user/ann".into()),
+            entitlement: Some(Entitlement::new("policy", "arn:aws:iam::aws:policy/Admin")),
+            user_id: Some("u1".into()),
+            detail: json!({"reason": "x"}),
+        };
+        let back =
+            Finding::from_stored("entitlement_outside", "ann", Some("u1"), &f.stored_detail())
+                .expect("known kind");
+        assert_eq!(back.entitlement, f.entitlement);
+        assert_eq!(back.account_id, f.account_id);
+        assert_eq!(back.entitlement_key(), f.entitlement_key());
     }
 
     #[test]

@@ -8,9 +8,11 @@
 use std::collections::BTreeMap;
 
 use super::drift::{corrected, orphan_fix, orphan_user_id, Finding};
+use super::outcome::{QueuedNotice, Recipients};
 use super::plan::AccountRecord;
 use super::replan::{self, Affected};
 use super::Engine;
+use super::{links, load_user_doc, manager_id, notices};
 use crate::error::HubResult;
 use crate::policy::OnLeave;
 use crate::store::{engine_state, events, holds, outbox, DbConnection};
@@ -108,4 +110,61 @@ pub fn fix(
             Ok((replanned, hold))
         }
     }
+}
+
+/// Asks the manager of the user a new `review` finding (`finding_id`) is about to keep or
+/// remove it: a mail with two signed one-click links. False (the finding stays reported) when
+/// the user has no manager the policy trusts, or one-click links are not configured.
+pub fn ask_review(
+    engine: &Engine,
+    c: &mut DbConnection,
+    connector: &str,
+    finding_id: i64,
+    f: &Finding,
+) -> HubResult<bool> {
+    let policy = engine.policy.current();
+    let Some(user) = &f.user_id else {
+        return Ok(false);
+    };
+    let doc = load_user_doc(c, user)?;
+    let manager = doc.as_ref().and_then(manager_id);
+    let (Some(manager), Some(key)) = (manager, links::key(&policy)) else {
+        return Ok(false);
+    };
+    if !policy.manager_trusted() {
+        return Ok(false);
+    }
+    let now = engine.now();
+    let Some((keep, remove)) = links::drift_links(&policy, &key, user, finding_id, &manager, now)
+    else {
+        return Ok(false);
+    };
+    let name = doc
+        .as_ref()
+        .and_then(|d| super::desired::attr_str(d, "userName"))
+        .unwrap_or(user)
+        .to_string();
+    let what = match &f.entitlement {
+        Some(e) => format!(
+            "{} {} on account {}",
+            f.kind.as_str(),
+            super::drift::entitlement_key(e),
+            f.account
+        ),
+        None => format!("{} (account {})", f.kind.as_str(), f.account),
+    };
+    let until = (now + policy.drift.review_expiry)
+        .format("%Y-%m-%d")
+        .to_string();
+    let notice = notices::drift_review(&name, connector, &what, &keep, &remove, &until);
+    super::commit::queue(
+        c,
+        &QueuedNotice {
+            user_id: Some(user.clone()),
+            to: Recipients::to(vec![manager]),
+            notice,
+        },
+        now,
+    )?;
+    Ok(true)
 }

@@ -64,7 +64,7 @@ pub struct RunReport {
     /// The hold orphan fixes wait behind when the blast-radius guard tripped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
-    /// Managers asked to review findings.
+    /// Managers asked to review new findings (`review` in the policy).
     pub reviews: usize,
 }
 
@@ -235,6 +235,10 @@ pub async fn run(
     if dry_run {
         return Ok(report);
     }
+    if report.reviews > 0 {
+        // The mails wait in the notification queue.
+        engine.wake_workers();
+    }
     let (store2, name, rid) = (store.clone(), connector.to_string(), run_id.clone());
     report.closed =
         blocking(move || store2.write_tx(|c, _| store_drift::close_unseen(c, &name, &rid, now)))
@@ -326,11 +330,13 @@ async fn record_page(
         let incident_kinds = policy.drift.incidents.clone();
         let found2 = found.clone();
         let actions2 = actions.clone();
-        report.opened += blocking(move || {
+        let engine2 = engine.clone();
+        let (opened, reviews) = blocking(move || {
             store.write_tx(|c, _| {
-                let mut opened = 0;
+                let (mut opened, mut reviews) = (0, 0);
                 for (f, a) in found2.iter().zip(&actions2) {
                     let ent = f.entitlement_key();
+                    let detail = f.stored_detail();
                     let new = store_drift::seen(
                         c,
                         &store_drift::Seen {
@@ -340,7 +346,7 @@ async fn record_page(
                             entitlement: &ent,
                             user_id: f.user_id.as_deref(),
                             action: a.as_str(),
-                            detail: &f.detail,
+                            detail: &detail,
                         },
                         &run_id,
                         now,
@@ -349,6 +355,17 @@ async fn record_page(
                         continue;
                     }
                     opened += 1;
+                    if *a == DriftAction::Review {
+                        // A new finding: its user's manager is asked once.
+                        if let Some(id) =
+                            store_drift::open_id(c, &connector, f.kind.as_str(), &f.account, &ent)?
+                        {
+                            if crate::engine::reconcile::ask_review(&engine2, c, &connector, id, f)?
+                            {
+                                reviews += 1;
+                            }
+                        }
+                    }
                     if incident_kinds.iter().any(|k| k == f.kind.as_str()) {
                         let what = if ent.is_empty() {
                             f.account.clone()
@@ -376,10 +393,12 @@ async fn record_page(
                         )?;
                     }
                 }
-                Ok(opened)
+                Ok((opened, reviews))
             })
         })
         .await?;
+        report.opened += opened;
+        report.reviews += reviews;
     }
     for (f, a) in found.into_iter().zip(actions) {
         if a == DriftAction::Fix {

@@ -89,6 +89,36 @@ fn key_where(q: &mut Sql<()>, connector: &str, kind: &str, account: &str, entitl
         .text(entitlement);
 }
 
+/// The id of the open finding with this key.
+pub fn open_id(
+    c: &mut DbConnection,
+    connector: &str,
+    kind: &str,
+    account: &str,
+    entitlement: &str,
+) -> HubResult<Option<i64>> {
+    let mut q = Sql::<BigInt>::new("SELECT id FROM engine_drift_findings");
+    q.push(" WHERE connector = ")
+        .text(connector)
+        .push(" AND kind = ")
+        .text(kind)
+        .push(" AND account = ")
+        .text(account)
+        .push(" AND entitlement = ")
+        .text(entitlement)
+        .push(" AND status = 'open'");
+    Ok(q.load::<i64>(c)?.into_iter().next())
+}
+
+/// Closes one open finding (a manager kept it: it is an exception now).
+pub fn close(c: &mut DbConnection, id: i64, now: DateTime<Utc>) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_drift_findings SET status = 'closed', closed_at = ");
+    q.text(fmt_ts(now))
+        .push(" WHERE status = 'open' AND id = ")
+        .int(id);
+    Ok(q.execute(c)? > 0)
+}
+
 /// Closes the open findings of `connector` that run `run_id` (a complete listing) did not see
 /// again; returns how many.
 pub fn close_unseen(
