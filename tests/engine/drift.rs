@@ -53,7 +53,58 @@ macro_rules! review_backends {
     };
 }
 
-review_backends!(the_manager_keeps_one_grant_and_removes_another);
+review_backends!(
+    the_manager_keeps_one_grant_and_removes_another,
+    admin_api_runs_reconciliation_and_lists_findings,
+);
+
+fn admin_api_runs_reconciliation_and_lists_findings(env: Env) {
+    let srv = super::admin_api::Server::start(&env);
+    let _fay = env.create_user(user("fay", "Employee", "Finance", "Accounts Payable"));
+    env.run();
+    rt().block_on(
+        env.app("erp")
+            .grant(&AccountRef::new("fay"), &Entitlement::new("group", "extra")),
+    )
+    .unwrap();
+    // A dry run answers the findings and writes nothing.
+    let (s, v) = srv.post("/reconcile?connector=erp&dry_run=true", json!({}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["runs"][0]["dry_run"], true);
+    assert_eq!(v["runs"][0]["counts"]["entitlement_outside"], 1, "{v}");
+    assert_eq!(v["runs"][0]["findings"][0]["entitlement"]["id"], "extra");
+    let (s, v) = srv.get("/drift");
+    assert_eq!(s, 200);
+    assert_eq!(v["totalResults"], 0, "{v}");
+    // A real run of every connector that can list accounts.
+    let (s, v) = srv.post("/reconcile", json!({}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 3, "{v}");
+    let (s, v) = srv.get("/drift?connector=erp&kind=entitlement_outside");
+    assert_eq!(s, 200);
+    assert_eq!(v["totalResults"], 1, "{v}");
+    let f = &v["Resources"][0];
+    assert_eq!(
+        (
+            f["account"].as_str(),
+            f["entitlement"].as_str(),
+            f["status"].as_str(),
+            f["action"].as_str()
+        ),
+        (
+            Some("fay"),
+            Some("group:extra"),
+            Some("open"),
+            Some("review")
+        )
+    );
+    assert_eq!(srv.get("/drift?status=closed").1["totalResults"], 0);
+    assert_eq!(srv.get("/drift?kind=nonsense").0, 400);
+    assert_eq!(srv.post("/reconcile?connector=nope", json!({})).0, 404);
+    // Without the admin scope: refused.
+    let weak = srv.token("weak", &["scim:read"], None);
+    assert_eq!(srv.post_as(&weak, "/reconcile", json!({})).0, 403);
+}
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 

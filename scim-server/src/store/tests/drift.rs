@@ -100,6 +100,21 @@ fn findings_keep_first_seen_move_last_seen_and_close_unseen() {
             .unwrap();
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].id, all[2].id);
+        let gauge = db
+            .store
+            .write_tx(|c, _| {
+                drift::gauge_open(
+                    c,
+                    &crate::store::metrics::ScrapeContext {
+                        now: t2,
+                        priority_lane: 100,
+                    },
+                )
+            })
+            .unwrap();
+        assert_eq!(gauge.len(), 2);
+        assert_eq!(gauge[1].labels, vec!["ldap", "orphan"]);
+        assert_eq!(gauge[1].value, 1.0);
         let counts = db.store.write_tx(|c, _| drift::open_counts(c)).unwrap();
         assert_eq!(
             counts,
