@@ -584,3 +584,102 @@ fn a_group_added_by_hand_in_moto_iam_is_removed_through_the_outbox(env: Env) {
     assert_eq!(again.closed, 1, "{again:?}");
     assert!(findings(&env, "erp", Some("open")).is_empty());
 }
+
+/// The benchmark of issue #14: reconcile 100,000 accounts on the memory connector (95,000 of
+/// them the engine's, 1,000 of those with an extra entitlement, 5,000 orphans), printing the
+/// time and the process's peak RSS. No timed assertion; run it with
+/// `cargo test --release --test engine drift::bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_reconcile_100k_accounts() {
+    use scim_server::engine::plan::AccountRecord;
+    use scim_server::store::engine_state::{self, EngineUser};
+    const N: usize = 100_000;
+    const OURS: usize = 95_000;
+    // Findings reported, nothing fixed: the run is measured, not re-planning.
+    let env = Env::new(
+        false,
+        &POLICY.replace("kind = \"role\"", "kind = \"group\""),
+    )
+    .unwrap();
+    let erp = env.app("erp");
+    let block = rt();
+    let now = env.engine.now();
+    let t0 = std::time::Instant::now();
+    block.block_on(async {
+        for i in 0..N {
+            let key = format!("user{i:06}");
+            erp.create_or_adopt(&AccountSpec {
+                account: AccountRef::new(key.clone()),
+                attributes: serde_json::Map::new(),
+            })
+            .await
+            .unwrap();
+            erp.grant(
+                &AccountRef::new(key.clone()),
+                &Entitlement::new("group", "ap"),
+            )
+            .await
+            .unwrap();
+            if i % 95 == 0 && i < OURS {
+                erp.grant(&AccountRef::new(key), &Entitlement::new("group", "extra"))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    in_tx(&env.store, |c| {
+        for i in 0..OURS {
+            let user_id = format!("u{i:06}");
+            engine_state::put_user(
+                c,
+                &EngineUser {
+                    user_id: user_id.clone(),
+                    state: "active".into(),
+                    profiles: vec!["finance-ap".into()],
+                    facts: json!({}),
+                    updated: now,
+                },
+            )?;
+            let rec = AccountRecord {
+                exists: true,
+                enabled: true,
+                key: format!("user{i:06}"),
+                id: None,
+                attributes_hash: String::new(),
+                entitlements: [Entitlement::new("group", "ap")].into(),
+            };
+            engine_state::put_planned(
+                c,
+                &user_id,
+                "erp",
+                &serde_json::to_string(&rec).unwrap(),
+                now,
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let setup = t0.elapsed();
+    let t1 = std::time::Instant::now();
+    let report = rt()
+        .block_on(reconcile::run(&env.store, &env.engine, "erp", false))
+        .unwrap();
+    let run = t1.elapsed();
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?")
+        .to_string();
+    println!(
+        "reconcile of {} accounts: {:.1} s (setup {:.1} s); findings {:?}; opened {}; {peak}",
+        report.listed,
+        run.as_secs_f64(),
+        setup.as_secs_f64(),
+        report.counts,
+        report.opened
+    );
+    assert_eq!(report.listed, N);
+    assert_eq!(report.counts.get("orphan"), Some(&(N - OURS)));
+}
