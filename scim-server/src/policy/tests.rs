@@ -730,6 +730,16 @@ fn drift_actions_schedules_and_errors() {
         )),
         "{e}"
     );
+    let md = super::docs::render(&p);
+    assert!(
+        md.contains("| github | every 6h | fix | report | fix | report | review | report |"),
+        "{md}"
+    );
+    assert!(md.contains("| slack | on demand | review |"), "{md}");
+    assert!(
+        md.contains("raise an incident: orphan. A finding a manager keeps is an exception for 30d"),
+        "{md}"
+    );
     let bad = GOOD.to_string() + "\n[drift]\norphan_accounts = \"fix\"\n";
     assert!(
         errors(&bad).contains("orphan_accounts"),
