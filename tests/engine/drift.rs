@@ -683,3 +683,62 @@ fn bench_reconcile_100k_accounts() {
     assert_eq!(report.listed, N);
     assert_eq!(report.counts.get("orphan"), Some(&(N - OURS)));
 }
+
+/// `scimhub reconcile` with the real binary: a dry run prints the findings and stores nothing;
+/// a run stores them.
+#[test]
+fn the_cli_reconciles_and_dry_runs() {
+    let dir = std::env::temp_dir().join(format!("scimhub-drift-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("app.json");
+    std::fs::write(
+        &state,
+        json!({"accounts": {"ghost": {"id": "1", "enabled": true, "attributes": {},
+            "entitlements": [], "sessions": 0, "credentials": 0, "owned": []}},
+            "effects": [], "calls": 0})
+        .to_string(),
+    )
+    .unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[connector]]\nname = \"app\"\ntype = \"memory\"\nsettings = {{ file = \"{}\" }}\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.join("hub.db").display());
+    let run = |dry: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scimhub"));
+        cmd.args(["reconcile", "--connector", "app", "--database-url", &db])
+            .arg("--policy")
+            .arg(&policy)
+            .env_remove("RUST_LOG");
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+    let stored = || {
+        let store = scim_server::store::Store::open(&db).unwrap();
+        in_tx(&store, |c| drift::list(c, &Filter::default(), 10)).unwrap()
+    };
+    let v = run(true);
+    assert_eq!(v[0]["dry_run"], true, "{v}");
+    assert_eq!(v[0]["counts"]["orphan"], 1, "{v}");
+    assert_eq!(v[0]["findings"][0]["account"], "ghost");
+    assert!(stored().is_empty(), "a dry run writes nothing");
+    let v = run(false);
+    assert_eq!(v[0]["opened"], 1, "{v}");
+    let f = stored();
+    assert_eq!(keys(&f), vec![k("orphan", "ghost", "")]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
