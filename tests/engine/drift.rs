@@ -53,6 +53,52 @@ macro_rules! review_backends {
     };
 }
 
+macro_rules! orphan_fix_backends {
+    ($($name:ident),* $(,)?) => {
+        mod orphan_fix_sqlite { $( #[test] fn $name() { if let Some(e) = super::Env::new(false, &(super::drift_policy() + "orphan = \"fix\"\n")) { super::$name(e) } } )* }
+        mod orphan_fix_postgres { $( #[test] fn $name() { if let Some(e) = super::Env::new(true, &(super::drift_policy() + "orphan = \"fix\"\n")) { super::$name(e) } } )* }
+    };
+}
+
+orphan_fix_backends!(orphans_are_disabled_under_fix_and_stay_known);
+
+fn orphans_are_disabled_under_fix_and_stay_known(env: Env) {
+    let _fay = env.create_user(user("fay", "Employee", "Finance", "Accounts Payable"));
+    env.run();
+    let block = rt();
+    block
+        .block_on(env.app("erp").create_or_adopt(&AccountSpec {
+            account: AccountRef::new("ghost"),
+            attributes: serde_json::Map::new(),
+        }))
+        .unwrap();
+    let report = reconcile(&env, "erp", false);
+    assert_eq!(report.fixes, vec!["set_enabled false ghost"], "{report:?}");
+    assert_eq!(report.held, None);
+    env.run();
+    assert!(
+        !env.app("erp").account("ghost").unwrap().enabled,
+        "disabled (on_leave)"
+    );
+    // The next run knows the disabled orphan: nothing open.
+    env.clock.advance(Duration::minutes(5));
+    let again = reconcile(&env, "erp", false);
+    assert_eq!((again.opened, again.closed), (0, 1), "{again:?}");
+    assert!(findings(&env, "erp", Some("open")).is_empty());
+    // Enabled again by hand: an orphan again, disabled again.
+    block
+        .block_on(env.app("erp").set_enabled(&AccountRef::new("ghost"), true))
+        .unwrap();
+    let third = reconcile(&env, "erp", false);
+    assert_eq!(
+        keys(&findings(&env, "erp", Some("open"))),
+        vec![k("orphan", "ghost", "")],
+        "{third:?}"
+    );
+    env.run();
+    assert!(!env.app("erp").account("ghost").unwrap().enabled);
+}
+
 review_backends!(
     the_manager_keeps_one_grant_and_removes_another,
     admin_api_runs_reconciliation_and_lists_findings,

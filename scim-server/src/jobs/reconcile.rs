@@ -176,11 +176,9 @@ pub async fn run(
             Vec::with_capacity(listed.accounts.len());
         for acc in listed.accounts {
             let excluded = conn.excluded(&acc);
-            let rec = if excluded.is_none() {
-                index.take(&acc.account).cloned()
-            } else {
-                None
-            };
+            // Marked listed either way: an excluded account of the engine's is not missing.
+            let rec = index.take(&acc.account).cloned();
+            let rec = if excluded.is_none() { rec } else { None };
             judged.push((acc, excluded, rec));
         }
         if !conn.lists_entitlements() {
