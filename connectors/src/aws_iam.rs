@@ -681,6 +681,19 @@ impl Connector for AwsIamConnector {
         &self.cfg.name
     }
 
+    fn excluded(&self, account: &AccountState) -> Option<String> {
+        let in_scope = account
+            .attributes
+            .get("path")
+            .and_then(Value::as_str)
+            .is_none_or(|p| p.starts_with(&self.managed_path));
+        self.ownership.excluded(&account.account.key, in_scope)
+    }
+
+    fn lists_entitlements(&self) -> bool {
+        false
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             operations: vec![

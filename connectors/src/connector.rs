@@ -129,6 +129,21 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         Err(ConnectorError::unsupported(self.name(), "read"))
     }
 
+    /// Why the hub must leave a listed account alone (protected, outside the managed scope), or
+    /// `None` when it may judge it. Drift reconciliation neither reports nor fixes excluded
+    /// accounts. The default: nothing is excluded (connectors without adoption rules).
+    fn excluded(&self, account: &AccountState) -> Option<String> {
+        let _ = account;
+        None
+    }
+
+    /// Whether [`Connector::list_accounts`] reports each account's entitlements; when not
+    /// (AWS IAM lists users only), reconciliation reads the accounts it compares entitlements
+    /// of with [`Connector::read`].
+    fn lists_entitlements(&self) -> bool {
+        true
+    }
+
     /// Lists accounts, a page at a time, for reconciliation and orphan detection.
     async fn list_accounts(&self, page: Option<&str>) -> Result<AccountPage, ConnectorError> {
         let _ = page;

@@ -415,6 +415,10 @@ impl Connector for GitHubConnector {
         &self.cfg.name
     }
 
+    fn excluded(&self, account: &AccountState) -> Option<String> {
+        self.ownership.excluded(&account.account.key, true)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             operations: vec![

@@ -1208,6 +1208,20 @@ impl Connector for LdapConnector {
         &self.cfg.name
     }
 
+    fn excluded(&self, account: &AccountState) -> Option<String> {
+        let dn = account.account.id.as_deref().unwrap_or_default();
+        let in_scope = dn.is_empty() || self.in_scope(dn);
+        self.ownership
+            .excluded(&account.account.key, in_scope)
+            .or_else(|| {
+                account
+                    .attributes
+                    .get("cn")
+                    .and_then(Value::as_str)
+                    .and_then(|cn| self.ownership.excluded(cn, true))
+            })
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             operations: vec![

@@ -442,21 +442,33 @@ impl Connector for MemoryConnector {
         .await
     }
 
-    async fn list_accounts(&self, _page: Option<&str>) -> Result<AccountPage, ConnectorError> {
-        self.call(|inner, _| {
-            Ok(AccountPage {
-                accounts: inner
-                    .state
-                    .accounts
-                    .iter()
-                    .map(|(k, a)| state_of(k, a))
-                    .collect(),
-                next: None,
-            })
+    /// Pages of [`LIST_PAGE`] accounts in key order; the page token is the last key listed.
+    async fn list_accounts(&self, page: Option<&str>) -> Result<AccountPage, ConnectorError> {
+        let after = page.map(str::to_string);
+        self.call(move |inner, _| {
+            use std::ops::Bound;
+            let from = match &after {
+                Some(k) => Bound::Excluded(k.clone()),
+                None => Bound::Unbounded,
+            };
+            let mut range = inner.state.accounts.range((from, Bound::Unbounded));
+            let accounts: Vec<AccountState> = range
+                .by_ref()
+                .take(LIST_PAGE)
+                .map(|(k, a)| state_of(k, a))
+                .collect();
+            let next = match range.next() {
+                Some(_) => accounts.last().map(|a| a.account.key.clone()),
+                None => None,
+            };
+            Ok(AccountPage { accounts, next })
         })
         .await
     }
 }
+
+/// Accounts per page of `list_accounts`.
+pub const LIST_PAGE: usize = 500;
 
 fn state_of(key: &str, a: &MemoryAccount) -> AccountState {
     AccountState {
@@ -482,6 +494,33 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn list_accounts_pages_in_key_order() {
+        let c = MemoryConnector::new("m");
+        for i in 0..(LIST_PAGE * 2 + 3) {
+            let spec = AccountSpec {
+                account: AccountRef::new(format!("u{i:05}")),
+                attributes: serde_json::Map::new(),
+            };
+            block(c.create_or_adopt(&spec)).expect("create");
+        }
+        let mut keys = Vec::new();
+        let mut page: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let p = block(c.list_accounts(page.as_deref())).expect("list");
+            pages += 1;
+            keys.extend(p.accounts.into_iter().map(|a| a.account.key));
+            match p.next {
+                Some(n) => page = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(keys.len(), LIST_PAGE * 2 + 3);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

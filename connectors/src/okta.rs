@@ -627,6 +627,10 @@ impl Connector for OktaConnector {
         &self.name
     }
 
+    fn excluded(&self, account: &AccountState) -> Option<String> {
+        self.ownership.excluded(&account.account.key, true)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             operations: vec![

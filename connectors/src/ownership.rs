@@ -135,6 +135,15 @@ impl Ownership {
         }
     }
 
+    /// Why a listed account named `name` is left alone (protected, or outside the managed
+    /// scope), for reconciliation.
+    pub fn excluded(&self, name: &str, in_scope: bool) -> Option<String> {
+        if let Some(p) = self.protected.matching(name) {
+            return Some(format!("{name:?} is protected (matches {p:?})"));
+        }
+        (!in_scope).then(|| format!("{name:?} is outside the managed scope"))
+    }
+
     /// Refuses any operation on a protected account (or group) named `name`.
     pub fn check_not_protected(&self, what: &str, name: &str) -> Result<(), ConnectorError> {
         match self.protected.matching(name) {

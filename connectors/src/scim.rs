@@ -813,6 +813,10 @@ impl Connector for ScimConnector {
         &self.name
     }
 
+    fn excluded(&self, account: &AccountState) -> Option<String> {
+        self.ownership.excluded(&account.account.key, true)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             operations: Self::capabilities_list(),

@@ -66,6 +66,10 @@ pub enum Command {
     /// Verify, export, anchor and prune the tamper-evident audit chain.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Compare each connector's accounts with what the engine wants and recorded, store the
+    /// findings and act on them per the policy's `drift` settings (same as
+    /// POST /admin/v1/reconcile).
+    Reconcile(ReconcileArgs),
 }
 
 /// `scimhub migrate`.
@@ -226,6 +230,18 @@ pub enum AuditCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    /// Only this connector (default: every connector that can list accounts).
+    #[arg(long)]
+    pub connector: Option<String>,
+    /// Print the findings and the fixes that would be planned; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Subcommand)]

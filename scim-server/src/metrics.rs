@@ -120,6 +120,8 @@ pub struct Metrics {
     pub operation_outcomes: Family<OutcomeLabels, Counter>,
     pub sla_results: Family<SlaLabels, Counter>,
     pub verification_outcomes: Family<VerificationLabels, Counter>,
+    /// `scimhub_reconcile_runs_total`, by connector and trigger.
+    pub reconcile_runs: Family<Vec<(&'static str, String)>, Counter>,
 }
 
 impl Metrics {
@@ -159,7 +161,15 @@ impl Metrics {
             "Post-change verification checks recorded by this process, by connector and outcome",
             verification_outcomes.clone(),
         );
+        let reconcile_runs = Family::<Vec<(&'static str, String)>, Counter>::default();
+        registry.register(
+            "scimhub_reconcile_runs",
+            "Drift reconciliation runs started by this process, by connector and trigger \
+             (schedule, cli, api)",
+            reconcile_runs.clone(),
+        );
         Metrics {
+            reconcile_runs,
             registry,
             http_requests,
             http_request_duration,
@@ -199,6 +209,16 @@ impl Metrics {
                 connector: connector.to_string(),
                 outcome: outcome.to_string(),
             })
+            .inc();
+    }
+
+    /// Counts one reconciliation run of `connector` (`trigger`: schedule, cli, api).
+    pub fn reconcile_run(&self, connector: &str, trigger: &str) {
+        self.reconcile_runs
+            .get_or_create(&vec![
+                ("connector", connector.to_string()),
+                ("trigger", trigger.to_string()),
+            ])
             .inc();
     }
 }
@@ -254,6 +274,12 @@ pub const DB_GAUGES: &[DbGauge] = &[
                probe running), 2 open (operations wait for the next probe)",
         labels: &["connector"],
         read: queries::circuit_state,
+    },
+    DbGauge {
+        name: "scimhub_drift_findings",
+        help: "Open drift findings, by connector and kind",
+        labels: &["connector", "kind"],
+        read: crate::store::drift::gauge_open,
     },
     DbGauge {
         name: "scimhub_holds_pending",

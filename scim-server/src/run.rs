@@ -57,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Outbox(cmd) => outbox_command(cmd),
         Command::Events(cmd) => events_command(cmd),
         Command::Audit(cmd) => crate::run_audit::audit_command(cmd),
+        Command::Reconcile(args) => reconcile_command(args),
     }
 }
 
@@ -399,6 +400,42 @@ fn events_command(cmd: EventsCommand) -> anyhow::Result<()> {
     };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+    Ok(())
+}
+
+/// `scimhub reconcile`: drift reconciliation run from the command line.
+fn reconcile_command(args: crate::cli::ReconcileArgs) -> anyhow::Result<()> {
+    let config = load_engine(&args.engine)?;
+    let (store, engine) = open_engine(&config, &args.engine.policy, 0)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    let names = match &args.connector {
+        Some(c) => vec![c.clone()],
+        None => crate::jobs::reconcile::listable(&engine),
+    };
+    let mut reports = Vec::new();
+    for name in names {
+        crate::metrics::global().reconcile_run(&name, "cli");
+        let report = rt
+            .block_on(crate::jobs::reconcile::run(
+                &store,
+                &engine,
+                &name,
+                args.dry_run,
+            ))
+            .map_err(|e| match e {
+                crate::error::HubError::NotFound => {
+                    anyhow::anyhow!("no connector {name:?} in the policy")
+                }
+                other => anyhow::anyhow!("reconciling {name}: {other}"),
+            })?;
+        reports.push(report);
+    }
+    // The running server's workers pick the queued fixes up at their next poll.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&reports)?)?;
     Ok(())
 }
 

@@ -623,6 +623,7 @@ fn start_date_timer(env: Env) {
     assert_eq!(env.events(&gus), vec!["joiner", "joiner"]);
 }
 
+mod drift;
 mod guard;
 mod sla;
 #[path = "../../connectors/tests/support_standins/mod.rs"]

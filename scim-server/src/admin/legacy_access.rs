@@ -44,7 +44,7 @@ pub struct LinkPreview {
 /// involved); only such a link reaches a transaction.
 #[derive(Debug, Clone)]
 pub struct VerifiedLink {
-    claims: links::LinkClaims,
+    pub(super) claims: links::LinkClaims,
     extend: Option<Duration>,
 }
 
@@ -147,7 +147,8 @@ impl Admin {
             }
         };
         let extend = match claims.a.as_str() {
-            "ack" => None,
+            // Drift reviews (`super::drift`): `d` is the finding.
+            "ack" | "drift-keep" | "drift-remove" => None,
             "extend" => Some(Duration::days(claims.d.clamp(1, MAX_LEGACY_EXTENSION_DAYS))),
             _ => return Err(AdminError::Forbidden("unknown action".into())),
         };
@@ -223,6 +224,9 @@ impl Admin {
 
     /// [`Admin::preview_link`] of a link already verified.
     pub fn preview_verified(&self, link: VerifiedLink) -> AdminResult<LinkPreview> {
+        if link.claims.a.starts_with("drift-") {
+            return self.preview_drift_link(link);
+        }
         let name = in_tx(&self.store, |c| {
             if let Err(e) = self.check_link(c, &link)? {
                 return Ok(Err(e));
@@ -258,6 +262,9 @@ impl Admin {
 
     /// [`Admin::follow_link`] of a link already verified.
     pub fn follow_verified(&self, link: VerifiedLink) -> AdminResult<LinkOutcome> {
+        if link.claims.a.starts_with("drift-") {
+            return self.follow_drift_link(link);
+        }
         let now = self.now();
         self.decision_tx(|c| {
             if let Err(e) = self.check_link(c, &link)? {

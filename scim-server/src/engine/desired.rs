@@ -293,7 +293,8 @@ pub fn matched_profiles(doc: &Doc, policy: &Policy, contractor: bool) -> Vec<Mat
     out
 }
 
-fn account_attributes(doc: &Doc, attrs: &[String]) -> Doc {
+/// The attributes `attrs` (the connector's `attributes`) of a user document, as sent to an account.
+pub fn account_attributes(doc: &Doc, attrs: &[String]) -> Doc {
     let mut out = Map::new();
     for a in attrs {
         if let Some(v) = attr_value(doc, a) {

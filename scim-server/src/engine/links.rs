@@ -128,6 +128,40 @@ pub fn links_for(
     ))
 }
 
+/// The keep and remove links of a drift finding (`finding_id`) about `user_id`, addressed to
+/// the user's manager (`to`): each names the finding as its event (`drift:<id>`), so the two
+/// share one use and act on that finding only.
+pub fn drift_links(
+    policy: &Policy,
+    key: &[u8],
+    user_id: &str,
+    finding_id: i64,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Option<(String, String)> {
+    let base = policy
+        .notify
+        .link_base_url
+        .as_deref()?
+        .trim_end_matches('/');
+    let exp = (now + policy.notify.link_ttl).timestamp();
+    let claims = |a: &str| LinkClaims {
+        u: user_id.into(),
+        a: a.into(),
+        d: finding_id,
+        exp,
+        to: to.into(),
+        r: "manager".into(),
+        ev: format!("drift:{finding_id}"),
+    };
+    let keep = sign(key, &claims("drift-keep"))?;
+    let remove = sign(key, &claims("drift-remove"))?;
+    Some((
+        format!("{base}{API_PREFIX}/links/{keep}"),
+        format!("{base}{API_PREFIX}/links/{remove}"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

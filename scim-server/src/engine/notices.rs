@@ -419,3 +419,24 @@ pub fn incident_chat(
     };
     payload.to_string()
 }
+/// To a user's manager: a drift finding about the user's access, to keep (an exception until
+/// `until`) or remove.
+pub fn drift_review(
+    user_name: &str,
+    connector: &str,
+    what: &str,
+    keep: &str,
+    remove: &str,
+    until: &str,
+) -> Notice {
+    Notice {
+        kind: "drift_review",
+        subject: format!("scimhub: review {user_name}'s access on {connector}"),
+        body: format!(
+            "A reconciliation of {connector} found access that the access policy does not \
+             explain for {user_name}:\n\n  {what}\n\nIf it is still needed, keep it: it is \
+             recorded as an exception until {until}. Otherwise remove it.\n\n\
+             Keep: {keep}\nRemove: {remove}\n\nEach link works once.\n"
+        ),
+    }
+}

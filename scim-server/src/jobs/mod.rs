@@ -45,6 +45,7 @@
 
 pub mod audit_anchor;
 pub mod circuit;
+pub mod reconcile;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -728,7 +729,8 @@ impl Workers {
         loop {
             let t = self.fire_timers().await?
                 + self.run_replans().await?
-                + self.run_verifications().await?;
+                + self.run_verifications().await?
+                + self.run_reconciles().await?;
             let n = self.run_batch(0).await?;
             total += n;
             if n == 0 && t == 0 {
@@ -815,6 +817,9 @@ impl Workers {
                 }
                 if let Err(e) = me.run_verifications().await {
                     tracing::warn!(error = %e, "verification error");
+                }
+                if let Err(e) = me.run_reconciles().await {
+                    tracing::warn!(error = %e, "reconciliation error");
                 }
                 tokio::time::sleep(StdDuration::from_secs(1)).await;
             }

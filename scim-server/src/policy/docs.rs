@@ -52,6 +52,39 @@ pub fn render(policy: &Policy) -> String {
             ))),
         );
     }
+    let _ = writeln!(o, "\n## Drift reconciliation\n");
+    let _ = writeln!(
+        o,
+        "| connector | schedule | {} |\n| --- | --- |{}",
+        super::DRIFT_KINDS.join(" | "),
+        " --- |".repeat(super::DRIFT_KINDS.len())
+    );
+    for c in policy.connectors.values() {
+        let actions: Vec<&str> = super::DRIFT_KINDS
+            .iter()
+            .map(|k| policy.drift_action(&c.name, k).as_str())
+            .collect();
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} |",
+            c.name,
+            c.reconcile
+                .map(|d| format!("every {}", fmt_duration(d)))
+                .unwrap_or_else(|| "on demand".into()),
+            actions.join(" | ")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nNew findings of these kinds raise an incident: {}. A finding a manager keeps is an \
+         exception for {}.",
+        if policy.drift.incidents.is_empty() {
+            "none".to_string()
+        } else {
+            policy.drift.incidents.join(", ")
+        },
+        fmt_duration(policy.drift.review_expiry)
+    );
     let _ = writeln!(o, "\n## Roles\n");
     for p in &policy.profiles {
         let _ = writeln!(o, "### {}\n", p.name);

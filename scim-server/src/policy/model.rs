@@ -65,6 +65,88 @@ pub struct Policy {
     pub notify: NotifySettings,
     pub verification: Verification,
     pub incidents: IncidentSettings,
+    pub drift: DriftSettings,
+}
+
+/// The drift finding kinds a reconcile run reports, as stored and as the policy names them.
+pub const DRIFT_KINDS: &[&str] = &[
+    "orphan",
+    "departed",
+    "entitlement_outside",
+    "missing_account",
+    "missing_entitlement",
+    "attribute_drift",
+];
+
+/// What a reconcile run does about a finding (per connector and kind; default `report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftAction {
+    /// Record the finding (and raise an incident when `[drift] incidents` lists its kind).
+    #[default]
+    Report,
+    /// Plan the correcting operation through the outbox, under the blast-radius guard.
+    Fix,
+    /// Ask the user's manager to keep (an exception until it expires) or remove (a fix).
+    Review,
+}
+
+impl DriftAction {
+    pub const NAMES: [&'static str; 3] = ["report", "fix", "review"];
+
+    pub fn parse(s: &str) -> Option<DriftAction> {
+        match s {
+            "report" => Some(DriftAction::Report),
+            "fix" => Some(DriftAction::Fix),
+            "review" => Some(DriftAction::Review),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftAction::Report => "report",
+            DriftAction::Fix => "fix",
+            DriftAction::Review => "review",
+        }
+    }
+}
+
+/// The `[drift]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftSettings {
+    /// Kind ([`DRIFT_KINDS`]) -> default action; kinds not listed are `report`.
+    pub actions: BTreeMap<String, DriftAction>,
+    /// Kinds whose new findings raise an incident (one per finding).
+    pub incidents: Vec<String>,
+    /// How long a finding a manager kept stays an exception.
+    pub review_expiry: Duration,
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        DriftSettings {
+            actions: BTreeMap::new(),
+            incidents: vec![
+                "orphan".into(),
+                "departed".into(),
+                "entitlement_outside".into(),
+            ],
+            review_expiry: Duration::days(90),
+        }
+    }
+}
+
+impl Policy {
+    /// What to do about a finding of `kind` on `connector`: the connector's `drift` table,
+    /// else `[drift]`, else `report`.
+    pub fn drift_action(&self, connector: &str, kind: &str) -> DriftAction {
+        self.connectors
+            .get(connector)
+            .and_then(|c| c.drift.get(kind).copied())
+            .or_else(|| self.drift.actions.get(kind).copied())
+            .unwrap_or_default()
+    }
 }
 
 /// The `[incidents]` section: when an open, unacknowledged incident is notified again.
@@ -247,6 +329,11 @@ pub struct ConnectorDef {
     /// How long an open circuit waits before letting one operation through as a probe; `None`:
     /// 30 seconds.
     pub circuit_probe: Option<Duration>,
+    /// How often drift reconciliation runs for this connector (`reconcile = "6h"`); `None`:
+    /// only on demand.
+    pub reconcile: Option<Duration>,
+    /// Per finding kind, what a reconcile run does (overrides `[drift]`).
+    pub drift: BTreeMap<String, DriftAction>,
 }
 
 /// Retryable failures in a row that open a connector's circuit unless it sets
@@ -528,6 +615,7 @@ impl Policy {
             },
             verification: Verification::default(),
             incidents: IncidentSettings::default(),
+            drift: DriftSettings::default(),
         }
     }
 }

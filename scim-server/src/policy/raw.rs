@@ -40,6 +40,36 @@ pub(super) struct RawPolicy {
     pub(super) verification: RawVerification,
     #[serde(default)]
     pub(super) incidents: RawIncidents,
+    #[serde(default)]
+    pub(super) drift: RawDrift,
+}
+
+/// What to do about each drift finding kind (`report`, `fix`, `review`): a connector's `drift`
+/// table, and the defaults in `[drift]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDriftActions {
+    pub(super) orphan: Option<S<String>>,
+    pub(super) departed: Option<S<String>>,
+    pub(super) entitlement_outside: Option<S<String>>,
+    pub(super) missing_account: Option<S<String>>,
+    pub(super) missing_entitlement: Option<S<String>>,
+    pub(super) attribute_drift: Option<S<String>>,
+}
+
+/// `[drift]`: the default action per finding kind, which kinds raise incidents, and how long a
+/// kept (reviewed) finding stays an exception.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDrift {
+    pub(super) orphan: Option<S<String>>,
+    pub(super) departed: Option<S<String>>,
+    pub(super) entitlement_outside: Option<S<String>>,
+    pub(super) missing_account: Option<S<String>>,
+    pub(super) missing_entitlement: Option<S<String>>,
+    pub(super) attribute_drift: Option<S<String>>,
+    pub(super) incidents: Option<Vec<S<String>>>,
+    pub(super) review_expiry: Option<S<String>>,
 }
 
 /// `[incidents]`: the re-notification ladder.
@@ -122,6 +152,8 @@ pub(super) struct RawConnector {
     pub(super) max_attempts: Option<S<i64>>,
     pub(super) circuit_failures: Option<S<i64>>,
     pub(super) circuit_probe: Option<S<String>>,
+    pub(super) reconcile: Option<S<String>>,
+    pub(super) drift: Option<RawDriftActions>,
 }
 
 fn yes() -> bool {

@@ -687,3 +687,99 @@ fn incident_chat_channels_are_checked() {
     ));
     assert!(e.contains("\"x\" is listed twice"), "{e}");
 }
+
+#[test]
+fn drift_actions_schedules_and_errors() {
+    use super::{DriftAction, DRIFT_KINDS};
+    let p = Policy::parse(GOOD, "good.toml").expect("valid");
+    assert_eq!(p.connectors["github"].reconcile, None);
+    for k in DRIFT_KINDS {
+        assert_eq!(p.drift_action("github", k), DriftAction::Report);
+    }
+    assert_eq!(p.drift.review_expiry, Duration::days(90));
+    assert_eq!(
+        p.drift.incidents,
+        vec!["orphan", "departed", "entitlement_outside"]
+    );
+
+    let text = GOOD.replace(
+        "name = \"github\"\ntype = \"memory\"\n",
+        "name = \"github\"\ntype = \"memory\"\nreconcile = \"6h\"\n\
+         drift = { orphan = \"fix\", missing_entitlement = \"review\" }\n",
+    ) + "\n[drift]\norphan = \"review\"\nentitlement_outside = \"fix\"\n\
+         incidents = [\"orphan\"]\nreview_expiry = \"30d\"\n";
+    let p = Policy::parse(&text, "d.toml").expect("valid");
+    assert_eq!(p.connectors["github"].reconcile, Some(Duration::hours(6)));
+    assert_eq!(p.drift_action("github", "orphan"), DriftAction::Fix);
+    assert_eq!(
+        p.drift_action("github", "missing_entitlement"),
+        DriftAction::Review
+    );
+    assert_eq!(
+        p.drift_action("github", "entitlement_outside"),
+        DriftAction::Fix
+    );
+    assert_eq!(p.drift_action("slack", "orphan"), DriftAction::Review);
+    assert_eq!(
+        p.drift_action("slack", "attribute_drift"),
+        DriftAction::Report
+    );
+    assert_eq!(p.drift.incidents, vec!["orphan"]);
+    assert_eq!(p.drift.review_expiry, Duration::days(30));
+
+    let bad = GOOD.replace(
+        "name = \"github\"\ntype = \"memory\"\n",
+        "name = \"github\"\ntype = \"memory\"\nreconcile = \"10s\"\n\
+         drift = { orphan = \"delete\" }\n",
+    ) + "\n[drift]\nincidents = [\"orphans\"]\nreview_expiry = \"0s\"\n";
+    let e = errors(&bad);
+    let line_of = |needle: &str| {
+        bad.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .expect("the line")
+    };
+    assert!(
+        e.contains(&format!(
+            "p.toml:{}:13: reconcile must be at least 1m",
+            line_of("reconcile = \"10s\"")
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "p.toml:{}:20: orphan: unknown drift action \"delete\" (one of report, fix, review)",
+            line_of("drift = {")
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "p.toml:{}:14: unknown drift finding kind \"orphans\"",
+            line_of("incidents = [\"orphans\"]")
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "p.toml:{}:17: review_expiry must be above zero",
+            line_of("review_expiry")
+        )),
+        "{e}"
+    );
+    let md = super::docs::render(&p);
+    assert!(
+        md.contains("| github | every 6h | fix | report | fix | report | review | report |"),
+        "{md}"
+    );
+    assert!(md.contains("| slack | on demand | review |"), "{md}");
+    assert!(
+        md.contains("raise an incident: orphan. A finding a manager keeps is an exception for 30d"),
+        "{md}"
+    );
+    let bad = GOOD.to_string() + "\n[drift]\norphan_accounts = \"fix\"\n";
+    assert!(
+        errors(&bad).contains("orphan_accounts"),
+        "unknown keys are refused"
+    );
+}

@@ -88,6 +88,7 @@ pub mod approvals;
 pub mod audit;
 pub mod audit_chain;
 pub mod connector_health;
+pub mod drift;
 pub mod engine_state;
 pub mod events;
 pub mod holds;

@@ -122,7 +122,7 @@ pub fn claim_due(c: &mut DbConnection, now: DateTime<Utc>, limit: i64) -> HubRes
 
 /// Kinds the runner handles itself because firing them calls a connector, which cannot happen
 /// inside the claiming transaction ([`claim_due`] leaves them to [`lease_due`]).
-pub const RUNNER_KINDS: &[&str] = &["verify"];
+pub const RUNNER_KINDS: &[&str] = &["verify", "reconcile"];
 
 /// Claims due timers of `kind` for work done outside the transaction: each claimed row's due
 /// moves to `lease_until`, so another node (or this one after a crash) takes it again only

@@ -88,6 +88,8 @@ fn confirm_page(p: &LinkPreview, token: &str) -> String {
     let who = p.user_name.as_deref().unwrap_or(&p.user_id);
     let button = match p.action.as_str() {
         "ack" => "Remove legacy access",
+        "drift-keep" => "Keep this access",
+        "drift-remove" => "Remove this access",
         _ => "Extend legacy access",
     };
     // The form posts to this same URL: the link's last path segment is the token.

@@ -70,6 +70,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/outbox/{id}/retry").route(web::post().to(retry)))
             .service(res("/events").route(web::get().to(events::list_events)))
             .service(res("/events/{id}").route(web::get().to(events::get_event)))
+            .service(res("/reconcile").route(web::post().to(reconcile)))
+            .service(res("/drift").route(web::get().to(drift_findings)))
             .service(res("/incidents").route(web::get().to(incidents)))
             .service(res("/incidents/{id}").route(web::get().to(incident)))
             .service(res("/incidents/{id}/acknowledge").route(web::post().to(acknowledge_incident)))
@@ -553,6 +555,76 @@ async fn retry_connector(
     let by = actor(&req);
     let out = run(&state, move |a| a.retry_connector(&connector, &by)).await?;
     Ok(ok(StatusCode::OK, json!(out)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReconcileQuery {
+    connector: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /reconcile?connector=X&dry_run=true`: runs drift reconciliation now, for one
+/// connector or every connector that can list accounts, and answers each run's report
+/// ([`crate::jobs::reconcile::run`]; a dry run writes nothing).
+async fn reconcile(
+    state: web::Data<AppState>,
+    q: web::Query<ReconcileQuery>,
+) -> ApiResult<HttpResponse> {
+    let admin = admin_of(&state)?;
+    let q = q.into_inner();
+    let names: Vec<String> = match q.connector.filter(|c| !c.is_empty()) {
+        Some(c) => vec![c],
+        None => crate::jobs::reconcile::listable(&admin.engine),
+    };
+    let mut reports = Vec::new();
+    for name in names {
+        crate::metrics::global().reconcile_run(&name, "api");
+        let report = crate::jobs::reconcile::run(&admin.store, &admin.engine, &name, q.dry_run)
+            .await
+            .map_err(|e| match e {
+                crate::error::HubError::NotFound => {
+                    ApiError::NotFound(format!("Not found: connector {name}."))
+                }
+                other => ApiError::from(other),
+            })?;
+        reports.push(json!(report));
+    }
+    Ok(ok(StatusCode::OK, json!({ "runs": reports })))
+}
+
+#[derive(Debug, Deserialize)]
+struct DriftQuery {
+    connector: Option<String>,
+    kind: Option<String>,
+    /// `open` (default), `closed` or `all`.
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /drift?connector=&kind=&status=`: drift findings, oldest first.
+async fn drift_findings(
+    state: web::Data<AppState>,
+    q: web::Query<DriftQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let status = match q.status.as_deref() {
+        None | Some("") => Some("open".to_string()),
+        Some("all") => None,
+        Some(s) => Some(s.to_string()),
+    };
+    let rows = run(&state, move |a| {
+        a.drift_findings(
+            q.connector.as_deref(),
+            q.kind.as_deref(),
+            status.as_deref(),
+            q.limit.unwrap_or(1000),
+        )
+    })
+    .await?;
+    Ok(list(
+        rows.iter().map(crate::admin::drift::finding_json).collect(),
+    ))
 }
 
 async fn incidents(state: web::Data<AppState>) -> ApiResult<HttpResponse> {

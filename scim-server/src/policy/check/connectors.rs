@@ -169,6 +169,15 @@ pub(super) fn check(
                     }
                     Some(dur)
                 }),
+                reconcile: c
+                    .reconcile
+                    .as_ref()
+                    .and_then(|v| super::drift::interval(d, v)),
+                drift: c
+                    .drift
+                    .as_ref()
+                    .map(|t| super::drift::actions(d, t))
+                    .unwrap_or_default(),
             },
         );
     }

@@ -8,6 +8,7 @@ mod approvals;
 mod blast_radius;
 mod connectors;
 mod contractor;
+mod drift;
 mod incidents;
 mod leaver;
 mod notify;
@@ -87,6 +88,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
     let notify = notify::check(raw.notify, d);
     let verification = verification::check(raw.verification, d);
     let incidents = incidents::check(raw.incidents, d);
+    let drift = drift::check(raw.drift, d);
     Policy {
         source: source.to_string(),
         settings,
@@ -102,6 +104,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         notify,
         verification,
         incidents,
+        drift,
     }
 }
 

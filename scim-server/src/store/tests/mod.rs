@@ -5,6 +5,7 @@
 
 mod audit_chain;
 mod connections;
+mod drift;
 mod members;
 mod metrics;
 mod outbox;

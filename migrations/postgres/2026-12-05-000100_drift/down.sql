@@ -1,0 +1,2 @@
+DROP TABLE engine_drift_exceptions;
+DROP TABLE engine_drift_findings;

@@ -1,0 +1,170 @@
+//! Planning the fixes of drift findings (`fix` in the policy, or a manager's "remove"), in the
+//! caller's transaction: each user's record is set to what the system holds
+//! ([`super::drift::corrected`]) and the users are re-planned as one change, so the ordinary
+//! diff queues the corrections and the blast-radius guard judges them as one blast
+//! ([`super::replan`]); orphans get their disable or delete (the connector's `on_leave`) queued
+//! under a user id of their own, behind a hold when the guard trips.
+
+use std::collections::BTreeMap;
+
+use super::drift::{corrected, orphan_fix, orphan_user_id, Finding};
+use super::outcome::{QueuedNotice, Recipients};
+use super::plan::AccountRecord;
+use super::replan::{self, Affected};
+use super::Engine;
+use super::{links, load_user_doc, manager_id, notices};
+use crate::error::HubResult;
+use crate::policy::OnLeave;
+use crate::store::{engine_state, events, holds, outbox, DbConnection};
+
+/// Plans the fixes: each user's record is set to what the system holds and the users are
+/// re-planned as one change (one blast for the guard, see [`crate::engine::replan`]); orphans
+/// get their disable or delete queued, behind a hold when the guard trips. Returns the users
+/// re-planned and the hold, if any.
+pub fn fix(
+    engine: &Engine,
+    c: &mut DbConnection,
+    connector: &str,
+    on_leave: OnLeave,
+    fixes: &[Finding],
+) -> HubResult<(usize, Option<String>)> {
+    {
+        {
+            let now = engine.now();
+            let mut by_user: BTreeMap<String, Vec<&Finding>> = BTreeMap::new();
+            let mut orphans: Vec<&Finding> = Vec::new();
+            for f in fixes {
+                match (&f.user_id, f.kind) {
+                    (Some(u), _) => by_user.entry(u.clone()).or_default().push(f),
+                    (None, _) => orphans.push(f),
+                }
+            }
+            let mut users = Vec::new();
+            for (user, fs) in &by_user {
+                let Some(acc) = engine_state::accounts(c, user)?
+                    .into_iter()
+                    .find(|a| a.connector == connector)
+                else {
+                    continue;
+                };
+                let Ok(rec) = serde_json::from_str::<AccountRecord>(&acc.planned) else {
+                    continue;
+                };
+                let held = corrected(&rec, fs);
+                let text = serde_json::to_string(&held).unwrap_or_default();
+                engine_state::put_account(c, user, connector, &text, &text, now)?;
+                users.push(user.clone());
+            }
+            let replanned = users.len();
+            if !users.is_empty() {
+                replan::group_change(
+                    engine,
+                    c,
+                    Affected::Users(users),
+                    &format!("drift reconciliation of {connector}"),
+                    None,
+                )?;
+            }
+            let mut hold = None;
+            if !orphans.is_empty() {
+                let policy = engine.policy.current();
+                if let Some(b) = &policy.blast_radius {
+                    let since = now - b.window;
+                    let losers = events::count_losers(c, since, None, None)?;
+                    let population = events::guard_population(c, since, None)?;
+                    let taken = orphans.len() as i64;
+                    if crate::engine::decide::trips(b, losers + taken, population + taken) {
+                        let id = uuid::Uuid::now_v7().to_string();
+                        let reason = format!(
+                            "drift reconciliation of {connector} would disable or delete \
+                             {taken} orphan accounts"
+                        );
+                        holds::create(c, &id, &reason, now)?;
+                        if let Some(n) = crate::engine::decide::hold_notice(&policy, &reason, &id) {
+                            crate::engine::commit::queue(c, &n, now)?;
+                        }
+                        hold = Some(id);
+                    }
+                }
+                let plan_id = uuid::Uuid::now_v7().to_string();
+                for f in orphans {
+                    let user = orphan_user_id(connector, &f.account);
+                    let (op, rec) = orphan_fix(f, on_leave);
+                    let text = serde_json::to_string(&rec).unwrap_or_default();
+                    engine_state::put_planned(c, &user, connector, &text, now)?;
+                    outbox::enqueue(
+                        c,
+                        &outbox::NewOp {
+                            plan_id: &plan_id,
+                            user_id: &user,
+                            connector,
+                            event: "drift",
+                            priority: 100,
+                            op: serde_json::to_string(&op).unwrap_or_default(),
+                            hold_id: hold.as_deref(),
+                        },
+                        now,
+                    )?;
+                }
+            }
+            Ok((replanned, hold))
+        }
+    }
+}
+
+/// Asks the manager of the user a new `review` finding (`finding_id`) is about to keep or
+/// remove it: a mail with two signed one-click links. False (the finding stays reported) when
+/// the user has no manager the policy trusts, or one-click links are not configured.
+pub fn ask_review(
+    engine: &Engine,
+    c: &mut DbConnection,
+    connector: &str,
+    finding_id: i64,
+    f: &Finding,
+) -> HubResult<bool> {
+    let policy = engine.policy.current();
+    let Some(user) = &f.user_id else {
+        return Ok(false);
+    };
+    let doc = load_user_doc(c, user)?;
+    let manager = doc.as_ref().and_then(manager_id);
+    let (Some(manager), Some(key)) = (manager, links::key(&policy)) else {
+        return Ok(false);
+    };
+    if !policy.manager_trusted() {
+        return Ok(false);
+    }
+    let now = engine.now();
+    let Some((keep, remove)) = links::drift_links(&policy, &key, user, finding_id, &manager, now)
+    else {
+        return Ok(false);
+    };
+    let name = doc
+        .as_ref()
+        .and_then(|d| super::desired::attr_str(d, "userName"))
+        .unwrap_or(user)
+        .to_string();
+    let what = match &f.entitlement {
+        Some(e) => format!(
+            "{} {} on account {}",
+            f.kind.as_str(),
+            super::drift::entitlement_key(e),
+            f.account
+        ),
+        None => format!("{} (account {})", f.kind.as_str(), f.account),
+    };
+    let until = (now + policy.drift.review_expiry)
+        .format("%Y-%m-%d")
+        .to_string();
+    let notice = notices::drift_review(&name, connector, &what, &keep, &remove, &until);
+    super::commit::queue(
+        c,
+        &QueuedNotice {
+            user_id: Some(user.clone()),
+            to: Recipients::to(vec![manager]),
+            notice,
+        },
+        now,
+    )?;
+    Ok(true)
+}
