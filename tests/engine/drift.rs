@@ -258,7 +258,35 @@ drift_backends!(
     a_dry_run_writes_nothing,
     an_account_added_by_hand_in_slapd_is_an_orphan,
     a_group_added_by_hand_in_moto_iam_is_removed_through_the_outbox,
+    a_second_run_of_a_connector_waits_for_the_first,
 );
+
+/// Two runs of one connector must not overlap (the second would close what the first saw):
+/// while a run holds the connector's lease another is refused; a dry run is not; once the
+/// lease is released (or expired) runs go ahead.
+fn a_second_run_of_a_connector_waits_for_the_first(env: Env) {
+    let now = env.engine.now();
+    assert!(in_tx(&env.store, |c| drift::take_run_lease(
+        c,
+        "erp",
+        "other-node-run",
+        now,
+        now + Duration::minutes(10)
+    )));
+    let refused = rt()
+        .block_on(reconcile::run(&env.store, &env.engine, "erp", false))
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("already in progress"),
+        "{refused}"
+    );
+    // A dry run writes nothing and needs no lease.
+    reconcile(&env, "erp", true);
+    // Past the lease the run goes ahead, and it releases its own lease when done.
+    env.clock.advance(Duration::minutes(11));
+    reconcile(&env, "erp", false);
+    reconcile(&env, "erp", false);
+}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

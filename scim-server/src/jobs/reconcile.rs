@@ -93,12 +93,53 @@ pub fn listable(engine: &Engine) -> Vec<String> {
         .collect()
 }
 
-/// One reconcile run of `connector`; `dry_run` lists and compares but writes nothing.
+/// How long a run holds its connector's run lease without renewing it (renewed every page).
+const RUN_LEASE_SECS: i64 = 600;
+
+/// One reconcile run of `connector`; `dry_run` lists and compares but writes nothing. Runs of
+/// one connector never overlap (schedule, CLI and API alike, across nodes): a second one is
+/// refused while the first holds the connector's run lease, since it would close the findings
+/// the first had just seen.
 pub async fn run(
     store: &Store,
     engine: &Engine,
     connector: &str,
     dry_run: bool,
+) -> HubResult<RunReport> {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    if dry_run {
+        return run_leased(store, engine, connector, true, run_id).await;
+    }
+    let now = engine.now();
+    let taken = {
+        let (store, name, rid) = (store.clone(), connector.to_string(), run_id.clone());
+        let until = now + Duration::seconds(RUN_LEASE_SECS);
+        blocking(move || {
+            store.write_tx(|c, _| store_drift::take_run_lease(c, &name, &rid, now, until))
+        })
+        .await?
+    };
+    if !taken {
+        return Err(HubError::Unavailable(format!(
+            "a reconcile run of {connector:?} is already in progress; try again when it finishes"
+        )));
+    }
+    let out = run_leased(store, engine, connector, false, run_id.clone()).await;
+    let (store, name) = (store.clone(), connector.to_string());
+    let released =
+        blocking(move || store.write_tx(|c, _| store_drift::release_run_lease(c, &name, &run_id)))
+            .await;
+    let report = out?;
+    released?;
+    Ok(report)
+}
+
+async fn run_leased(
+    store: &Store,
+    engine: &Engine,
+    connector: &str,
+    dry_run: bool,
+    run_id: String,
 ) -> HubResult<RunReport> {
     let policy = engine.policy.current();
     let def = policy
@@ -115,7 +156,6 @@ pub async fn run(
         )));
     }
     let now = engine.now();
-    let run_id = uuid::Uuid::now_v7().to_string();
     let (mut index, exceptions) = {
         let (store, name) = (store.clone(), connector.to_string());
         blocking(move || {
@@ -165,6 +205,21 @@ pub async fn run(
     let mut to_fix: Vec<Finding> = Vec::new();
     let mut page: Option<String> = None;
     loop {
+        if !dry_run {
+            // Renewed every page so a long listing keeps the lease; lost means another run
+            // took over after this one stalled past the lease: stop rather than compete.
+            let (store, name, rid) = (store.clone(), connector.to_string(), run_id.clone());
+            let until = engine.now() + Duration::seconds(RUN_LEASE_SECS);
+            let held = blocking(move || {
+                store.write_tx(|c, _| store_drift::extend_run_lease(c, &name, &rid, until))
+            })
+            .await?;
+            if !held {
+                return Err(HubError::Unavailable(format!(
+                    "reconcile run of {connector:?} lost its lease to another run"
+                )));
+            }
+        }
         let listed = conn
             .list_accounts(page.as_deref())
             .await

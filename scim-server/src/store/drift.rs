@@ -350,3 +350,51 @@ pub fn ensure_timer(
         );
     Ok(q.execute(c)? > 0)
 }
+
+/// Takes the run lease of `connector` for `run_id` until `until`: true when no other run holds
+/// an unexpired lease (one reconcile run per connector at a time, across processes and nodes).
+pub fn take_run_lease(
+    c: &mut DbConnection,
+    connector: &str,
+    run_id: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> HubResult<bool> {
+    let mut q =
+        Sql::<()>::new("INSERT INTO engine_drift_runs (connector, run_id, lease_until) VALUES (");
+    q.text(connector)
+        .push(", ")
+        .text(run_id)
+        .push(", ")
+        .text(fmt_ts(until))
+        .push(
+            ") ON CONFLICT (connector) DO UPDATE SET run_id = excluded.run_id, \
+             lease_until = excluded.lease_until WHERE engine_drift_runs.lease_until < ",
+        )
+        .text(fmt_ts(now));
+    Ok(q.execute(c)? == 1)
+}
+
+/// Extends the lease `run_id` holds; false when it lost it (expired and taken by another run).
+pub fn extend_run_lease(
+    c: &mut DbConnection,
+    connector: &str,
+    run_id: &str,
+    until: DateTime<Utc>,
+) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_drift_runs SET lease_until = ");
+    q.text(fmt_ts(until))
+        .push(" WHERE connector = ")
+        .text(connector)
+        .push(" AND run_id = ")
+        .text(run_id);
+    Ok(q.execute(c)? == 1)
+}
+
+/// Releases the lease `run_id` holds (a no-op when it no longer holds it).
+pub fn release_run_lease(c: &mut DbConnection, connector: &str, run_id: &str) -> HubResult<()> {
+    let mut q = Sql::<()>::new("DELETE FROM engine_drift_runs WHERE connector = ");
+    q.text(connector).push(" AND run_id = ").text(run_id);
+    q.execute(c)?;
+    Ok(())
+}

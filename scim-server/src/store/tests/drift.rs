@@ -187,3 +187,36 @@ fn one_reconcile_timer_per_connector() {
             .unwrap();
     });
 }
+
+#[test]
+fn one_reconcile_run_per_connector_holds_the_lease() {
+    each_backend(|db| {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+        let lease = Duration::minutes(10);
+        db.store
+            .write_tx(|c, _| {
+                assert!(drift::take_run_lease(c, "ldap", "run1", t0, t0 + lease)?);
+                // A second run of the same connector is refused while the first holds it ...
+                assert!(!drift::take_run_lease(c, "ldap", "run2", t0, t0 + lease)?);
+                // ... another connector's run is not.
+                assert!(drift::take_run_lease(c, "iam", "run3", t0, t0 + lease)?);
+                // The holder renews; a stranger cannot.
+                assert!(drift::extend_run_lease(c, "ldap", "run1", t0 + lease * 2)?);
+                assert!(!drift::extend_run_lease(c, "ldap", "run2", t0 + lease * 2)?);
+                // Still held at t0 + lease (renewed), taken over once it has expired.
+                let later = t0 + lease + Duration::minutes(1);
+                assert!(!drift::take_run_lease(c, "ldap", "run2", later, later + lease)?);
+                let expired = t0 + lease * 2 + Duration::seconds(1);
+                assert!(drift::take_run_lease(c, "ldap", "run2", expired, expired + lease)?);
+                // The stalled run lost it: it can neither renew nor release the new holder's.
+                assert!(!drift::extend_run_lease(c, "ldap", "run1", expired + lease)?);
+                drift::release_run_lease(c, "ldap", "run1")?;
+                assert!(!drift::take_run_lease(c, "ldap", "run4", expired, expired + lease)?);
+                // Released by its holder: free at once.
+                drift::release_run_lease(c, "ldap", "run2")?;
+                assert!(drift::take_run_lease(c, "ldap", "run4", expired, expired + lease)?);
+                Ok(())
+            })
+            .unwrap();
+    });
+}
