@@ -43,6 +43,8 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     // What any operation on the hub's data can fail with: every layer returns it.
     &["error"],
+    // The keys a Deserialize type accepts (config and policy references); uses nothing.
+    &["reflect"],
 ];
 
 /// The layer of the entry points, whose modules may use each other.

@@ -19,6 +19,7 @@
 //! * [`notify`] — the notification outbox and its SMTP delivery.
 //! * [`admin`] — the admin operations behind the admin API (approvals, holds, simulation,
 //!   one-click links), free of HTTP.
+//! * [`reflect`] — the keys a `Deserialize` type accepts (configuration and policy references).
 //! * [`demo`] — `scimhub demo`: the hub, in-memory apps and the HRIS simulator in one command.
 
 pub mod admin;
@@ -34,6 +35,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
+pub mod reflect;
 mod run;
 mod run_audit;
 pub mod service;

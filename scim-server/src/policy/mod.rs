@@ -62,6 +62,8 @@ pub mod docs;
 mod duration;
 mod model;
 mod raw;
+#[cfg(test)]
+mod reference;
 pub mod reload;
 
 pub use diagnostics::{Diagnostic, PolicyError};
