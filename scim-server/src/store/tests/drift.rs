@@ -205,16 +205,45 @@ fn one_reconcile_run_per_connector_holds_the_lease() {
                 assert!(!drift::extend_run_lease(c, "ldap", "run2", t0 + lease * 2)?);
                 // Still held at t0 + lease (renewed), taken over once it has expired.
                 let later = t0 + lease + Duration::minutes(1);
-                assert!(!drift::take_run_lease(c, "ldap", "run2", later, later + lease)?);
+                assert!(!drift::take_run_lease(
+                    c,
+                    "ldap",
+                    "run2",
+                    later,
+                    later + lease
+                )?);
                 let expired = t0 + lease * 2 + Duration::seconds(1);
-                assert!(drift::take_run_lease(c, "ldap", "run2", expired, expired + lease)?);
+                assert!(drift::take_run_lease(
+                    c,
+                    "ldap",
+                    "run2",
+                    expired,
+                    expired + lease
+                )?);
                 // The stalled run lost it: it can neither renew nor release the new holder's.
-                assert!(!drift::extend_run_lease(c, "ldap", "run1", expired + lease)?);
+                assert!(!drift::extend_run_lease(
+                    c,
+                    "ldap",
+                    "run1",
+                    expired + lease
+                )?);
                 drift::release_run_lease(c, "ldap", "run1")?;
-                assert!(!drift::take_run_lease(c, "ldap", "run4", expired, expired + lease)?);
+                assert!(!drift::take_run_lease(
+                    c,
+                    "ldap",
+                    "run4",
+                    expired,
+                    expired + lease
+                )?);
                 // Released by its holder: free at once.
                 drift::release_run_lease(c, "ldap", "run2")?;
-                assert!(drift::take_run_lease(c, "ldap", "run4", expired, expired + lease)?);
+                assert!(drift::take_run_lease(
+                    c,
+                    "ldap",
+                    "run4",
+                    expired,
+                    expired + lease
+                )?);
                 Ok(())
             })
             .unwrap();
