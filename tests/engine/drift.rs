@@ -272,7 +272,8 @@ fn a_second_run_of_a_connector_waits_for_the_first(env: Env) {
         "other-node-run",
         now,
         now + Duration::minutes(10)
-    )));
+    ))
+    .unwrap());
     let refused = rt()
         .block_on(reconcile::run(&env.store, &env.engine, "erp", false))
         .unwrap_err();
