@@ -177,6 +177,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    approval_is_decided_by_the_mailed_link,
     mover_summary_reaches_manager_and_security,
     permanent_rejection_parks,
     contractor_reminders_follow_the_ladder,
@@ -254,6 +255,138 @@ fn mover_summary_reaches_manager_and_security(pg: bool) {
     assert_eq!(outcome.message, "Legacy access removed.");
     env.run();
     assert_eq!(env.holds("github", "bob").map(|h| h.1), Some(vec![]));
+    let _ = std::fs::remove_file(key);
+}
+
+/// The manager's approval mail names the person and the entitlement (no ids, no JSON) and
+/// carries approve / reject links bound to the manager; following the reject link (the
+/// confirmation, then the action with a reason) decides the request as the manager, once.
+fn approval_is_decided_by_the_mailed_link(pg: bool) {
+    let (policy, key) = policy_with_links();
+    let Some(env) = Env::new(pg, &policy) else {
+        return;
+    };
+    let port = free_port();
+    let sink = Sink::start(port, &[]);
+    let n = notifier(&env, port);
+    let grace = env.create_user(user("grace", "Employee", "Engineering", "Manager"));
+    let carol = env.create_user(user("carol", "Employee", "Engineering", "Engineer"));
+    let mut bob = user("bob", "Employee", "Engineering", "Engineer");
+    bob["displayName"] = json!("Bob Builder");
+    bob["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
+        json!({"value": grace});
+    let bob = env.create_user(bob);
+    env.run();
+    deliver(&n);
+    let msgs = sink.messages();
+    let mail = msgs
+        .iter()
+        .find(|m| {
+            m["subject"] == "scimhub: approval needed: org:acme (role admin) on github"
+                && sorted_rcpts(m) == ["grace@example.com"]
+        })
+        .unwrap_or_else(|| panic!("no approval mail to grace: {msgs:#?}"));
+    let text = mail["text"].as_str().unwrap();
+    assert!(text.contains("    | Bob Builder (bob)"), "{text}");
+    assert!(!text.contains(&bob), "{text}");
+    assert!(!text.contains('{') && !text.contains("POST"), "{text}");
+    let link = |label: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("{label} in {text}"))
+            .trim()
+            .to_string()
+    };
+    let approve = link("Approve: ");
+    let reject = link("Reject (you can give a reason): ");
+    let html = mail["html"].as_str().unwrap();
+    assert!(html.contains(&format!("<a href=\"{reject}\">")), "{html}");
+    let token = |url: &str| url.rsplit_once("/links/").unwrap().1.to_string();
+    // A forged link (its payload changed) and an expired one are refused.
+    let t = token(&reject);
+    let forged = format!("x{t}");
+    assert!(matches!(
+        env.admin.preview_link(&forged),
+        Err(scim_server::admin::AdminError::Forbidden(_))
+    ));
+    let now = env.engine.now();
+    let request = env
+        .admin
+        .approvals(Some("pending"))
+        .unwrap()
+        .into_iter()
+        .find(|r| r.user_id == bob)
+        .unwrap()
+        .id;
+    let expired = scim_server::engine::links::sign(
+        b"link-test-key",
+        &scim_server::engine::links::LinkClaims {
+            u: bob.clone(),
+            a: "approve".into(),
+            d: 0,
+            exp: 0,
+            to: grace.clone(),
+            r: "manager".into(),
+            ev: String::new(),
+            id: request.clone(),
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        env.admin.follow_link(&expired),
+        Err(scim_server::admin::AdminError::Expired(_))
+    ));
+    // A validly signed link bound to someone without authority (carol is not bob's manager)
+    // is refused, as the admin API would refuse carol.
+    let policy_now = env.engine.policy.current();
+    let (carols, _) = scim_server::engine::links::decision_links(
+        &policy_now,
+        b"link-test-key",
+        &bob,
+        &request,
+        &carol,
+        "manager",
+        now,
+    )
+    .unwrap();
+    let r = env.admin.follow_link(&token(&carols));
+    assert!(
+        matches!(r, Err(scim_server::admin::AdminError::Refused(_))),
+        "{r:?}"
+    );
+    // GET: the confirmation, naming the person and the entitlement.
+    let preview = env.admin.preview_link(&t).unwrap();
+    assert_eq!(preview.addressee, grace);
+    assert_eq!(
+        preview.message,
+        "Reject Bob Builder (bob)'s request for org:acme (role admin) on github."
+    );
+    // POST with a reason: decided as grace.
+    let outcome = env
+        .admin
+        .follow_link_with_reason(&t, Some("not needed for this role"))
+        .unwrap();
+    assert_eq!(outcome.message, "Request rejected.");
+    let row = env
+        .admin
+        .approvals(None)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == request)
+        .unwrap();
+    assert_eq!(row.status.to_string(), "rejected");
+    assert_eq!(row.reason.as_deref(), Some("not needed for this role"));
+    assert_eq!(row.decided_by.as_deref(), Some("grace"));
+    assert_eq!(row.decided_by_user_id.as_deref(), Some(grace.as_str()));
+    // Single use: the same link replayed, and the mail's other link, no longer act.
+    assert!(matches!(
+        env.admin.follow_link(&t),
+        Err(scim_server::admin::AdminError::Conflict(_))
+    ));
+    assert!(matches!(
+        env.admin.follow_link(&token(&approve)),
+        Err(scim_server::admin::AdminError::Conflict(_))
+    ));
     let _ = std::fs::remove_file(key);
 }
 

@@ -9,9 +9,12 @@ use chrono::Duration;
 use serde_json::json;
 
 use super::{in_tx, Admin, AdminError, AdminResult};
+use crate::auth::{Principal, UserRef};
 use crate::engine::desired::attr_str;
-use crate::engine::{links, load_user_doc, Cause, PlanOutcome};
+use crate::engine::links::LinkAction;
+use crate::engine::{links, load_user_doc, notices, Cause, PlanOutcome};
 use crate::error::HubResult;
+use crate::store::approvals::ApprovalStatus;
 use crate::store::{approvals, audit, engine_state, DbConnection};
 
 /// What following a one-click link did.
@@ -45,6 +48,7 @@ pub struct LinkPreview {
 #[derive(Debug, Clone)]
 pub struct VerifiedLink {
     pub(super) claims: links::LinkClaims,
+    pub(super) action: LinkAction,
     extend: Option<Duration>,
 }
 
@@ -146,12 +150,25 @@ impl Admin {
                 )))
             }
         };
-        let extend = match claims.a.as_str() {
-            // Drift reviews (`super::drift`): `d` is the finding.
-            "ack" | "drift-keep" | "drift-remove" => None,
-            "extend" => Some(Duration::days(claims.d.clamp(1, MAX_LEGACY_EXTENSION_DAYS))),
-            _ => return Err(AdminError::Forbidden("unknown action".into())),
+        let Some(action) = LinkAction::parse(&claims.a) else {
+            return Err(AdminError::Forbidden("unknown action".into()));
         };
+        let extend = match action {
+            LinkAction::Extend => {
+                Some(Duration::days(claims.d.clamp(1, MAX_LEGACY_EXTENSION_DAYS)))
+            }
+            _ => None,
+        };
+        if action.is_decision() {
+            if claims.id.is_empty() {
+                return Err(AdminError::Forbidden("This link names no request.".into()));
+            }
+            return Ok(VerifiedLink {
+                claims,
+                action,
+                extend,
+            });
+        }
         if claims.ev.is_empty() {
             // Signed before links named their event: it could act on any later move.
             return Err(AdminError::Forbidden(
@@ -160,7 +177,100 @@ impl Admin {
                     .into(),
             ));
         }
-        Ok(VerifiedLink { claims, extend })
+        Ok(VerifiedLink {
+            claims,
+            action,
+            extend,
+        })
+    }
+
+    /// The person a decision link decides as: the addressee it was signed for (the manager by
+    /// id, an owner or security approver by userName). The admin API's authority check
+    /// ([`super::authority`]) then applies to them exactly as to a signed-in caller.
+    fn link_principal(claims: &links::LinkClaims) -> Principal {
+        let user = match claims.r.as_str() {
+            "manager" => UserRef::Id(claims.to.clone()),
+            _ => UserRef::UserName(claims.to.clone()),
+        };
+        Principal {
+            client: format!("one-click link to {}", claims.to),
+            scopes: Vec::new(),
+            subject: None,
+            user: Some(user),
+        }
+    }
+
+    /// What a decision link would do, after checking that its request is still pending, that it
+    /// is this link's user's, and that the addressee may decide it (403 otherwise, as the admin
+    /// API answers).
+    fn preview_decision(&self, link: &VerifiedLink) -> AdminResult<LinkPreview> {
+        let claims = &link.claims;
+        let rows = self.approvals_for_link(claims)?;
+        let (row, name, display) = rows;
+        let person = notices::person_label(&claims.u, name.as_deref(), display.as_deref());
+        let what = match row.kind.as_str() {
+            "sod" => format!(
+                "an exception to the separation-of-duties rule {}",
+                row.entitlement.as_deref().unwrap_or("(unnamed)")
+            ),
+            _ => format!(
+                "{} on {}",
+                notices::entitlement_label(row.entitlement.as_deref().unwrap_or("")),
+                row.connector.as_deref().unwrap_or("(unknown system)")
+            ),
+        };
+        let message = match link.action {
+            LinkAction::Approve => format!("Approve {person}'s request for {what}."),
+            _ => format!("Reject {person}'s request for {what}."),
+        };
+        Ok(LinkPreview {
+            action: claims.a.clone(),
+            user_id: claims.u.clone(),
+            user_name: name,
+            addressee: claims.to.clone(),
+            role: claims.r.clone(),
+            message,
+        })
+    }
+
+    /// A decision link's request (404 unknown or not this link's user's, 409 no longer pending,
+    /// 403 when its addressee may not decide it), with its user's userName and displayName.
+    fn approvals_for_link(
+        &self,
+        claims: &links::LinkClaims,
+    ) -> AdminResult<(approvals::ApprovalRow, Option<String>, Option<String>)> {
+        let by = Self::link_principal(claims);
+        let mine = self.approvals_for(&by, Some("pending"))?;
+        let row = in_tx(&self.store, |c| {
+            let row = approvals::get(c, &claims.id)?.filter(|r| r.user_id == claims.u);
+            let doc = load_user_doc(c, &claims.u)?;
+            Ok((row, doc))
+        })?;
+        let (row, doc) = row;
+        let Some(row) = row else {
+            return Err(AdminError::NotFound(
+                "The request this link decides no longer exists.".into(),
+            ));
+        };
+        if row.status != ApprovalStatus::Pending {
+            return Err(AdminError::Conflict(format!(
+                "This request is already {}; the link no longer acts.",
+                row.status
+            )));
+        }
+        if !mine.iter().any(|r| r.id == row.id) {
+            return Err(AdminError::Forbidden(format!(
+                "This link was sent to {}, who may no longer decide this request.",
+                claims.to
+            )));
+        }
+        let name = doc
+            .as_ref()
+            .and_then(|d| attr_str(d, "userName").map(str::to_string));
+        let display = doc
+            .as_ref()
+            .and_then(|d| attr_str(d, "displayName").map(str::to_string));
+        Ok((row, name, display))
     }
 
     /// Checks a verified link against the current state, without acting: that its addressee
@@ -224,8 +334,11 @@ impl Admin {
 
     /// [`Admin::preview_link`] of a link already verified.
     pub fn preview_verified(&self, link: VerifiedLink) -> AdminResult<LinkPreview> {
-        if link.claims.a.starts_with("drift-") {
+        if link.action.is_drift() {
             return self.preview_drift_link(link);
+        }
+        if link.action.is_decision() {
+            return self.preview_decision(&link);
         }
         let name = in_tx(&self.store, |c| {
             if let Err(e) = self.check_link(c, &link)? {
@@ -262,8 +375,54 @@ impl Admin {
 
     /// [`Admin::follow_link`] of a link already verified.
     pub fn follow_verified(&self, link: VerifiedLink) -> AdminResult<LinkOutcome> {
-        if link.claims.a.starts_with("drift-") {
+        self.follow_verified_with(link, None)
+    }
+
+    /// [`Admin::follow_link`] with the reason typed on the confirmation page (a rejection's).
+    pub fn follow_link_with_reason(
+        &self,
+        token: &str,
+        reason: Option<&str>,
+    ) -> AdminResult<LinkOutcome> {
+        self.follow_verified_with(self.verify_link(token)?, reason.map(str::to_string))
+    }
+
+    /// [`Admin::follow_verified`] with a reason. A decision link decides its request as its
+    /// addressee, through the same path as the admin API (authority checked, decision recorded
+    /// as theirs); it acts once, since a decided request is no longer pending (409), so a
+    /// replay, or another addressee's link for the same request, is refused.
+    pub fn follow_verified_with(
+        &self,
+        link: VerifiedLink,
+        reason: Option<String>,
+    ) -> AdminResult<LinkOutcome> {
+        if link.action.is_drift() {
             return self.follow_drift_link(link);
+        }
+        if link.action.is_decision() {
+            let by = Self::link_principal(&link.claims);
+            let reason = reason
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty());
+            let (status, message) = match link.action {
+                LinkAction::Approve => ("approved", "Request approved."),
+                _ => ("rejected", "Request rejected."),
+            };
+            let row =
+                match self.decide_request(&link.claims.id, None, status, &by, reason.as_deref()) {
+                    Ok(r) => r,
+                    Err(AdminError::Conflict(_)) => {
+                        return Err(AdminError::Conflict(
+                            "This request was already decided; the link no longer acts.".into(),
+                        ))
+                    }
+                    Err(e) => return Err(e),
+                };
+            return Ok(LinkOutcome {
+                action: link.claims.a,
+                user_id: row.user_id,
+                message: message.into(),
+            });
         }
         let now = self.now();
         self.decision_tx(|c| {

@@ -103,9 +103,12 @@ impl Projection {
         policy.blast_radius.is_some() && self.plan.revocations() > 0
     }
 
-    /// Whether notices will carry one-click links (a mover who keeps legacy access).
+    /// Whether notices may carry one-click links: a mover who keeps legacy access, or a user
+    /// with access waiting for approval (the request mails carry approve / reject links).
     pub fn needs_links(&self) -> bool {
-        self.event == EventKind::Mover && !self.desired.kept.is_empty()
+        (self.event == EventKind::Mover && !self.desired.kept.is_empty())
+            || !self.desired.needs_approval.is_empty()
+            || !self.desired.sod.is_empty()
     }
 }
 
@@ -292,7 +295,7 @@ pub fn decide(
     // Notices: the hold to security, approvals to those who may decide them, the mover summary
     // to the manager and to security.
     let mut notices: Vec<QueuedNotice> = hold_notice.into_iter().collect();
-    notices.extend(approval_notices(i, &approvals));
+    notices.extend(approval_notices(i, extra, &approvals));
     if event == EventKind::Mover {
         notices.extend(mover_summaries(i, &d, &plan, extra, &plan_id));
     }
@@ -560,49 +563,130 @@ fn engine_user(i: &PlanInputs<'_>, d: &Desired) -> EngineUser {
 /// A notice per decidable request, to those who may decide it: the manager's address, the
 /// entitlement's owners or the security approvers (by userName), then the approver addresses
 /// of that level; security when that is nobody.
-fn approval_notices(i: &PlanInputs<'_>, approvals: &[ApprovalRequest]) -> Vec<QueuedNotice> {
+///
+/// With one-click links configured, every person who may decide (the manager, each owner or
+/// security approver) gets their own copy whose approve / reject links are bound to them
+/// (following one decides as that person, with the authority the admin API checks); the
+/// level's approver addresses and the security fallback get a copy without links, since a
+/// shared address is no person to decide as.
+fn approval_notices(
+    i: &PlanInputs<'_>,
+    extra: &Contingent,
+    approvals: &[ApprovalRequest],
+) -> Vec<QueuedNotice> {
     let policy = &*i.policy;
-    approvals
-        .iter()
-        .filter(|a| !a.blocked)
-        .map(|a| {
-            let (direct, by_name) = match a.level.as_str() {
-                "manager" => (i.manager_email.iter().cloned().collect(), Vec::new()),
-                "owner" => {
-                    let owners = serde_json::from_str::<Entitlement>(&a.entitlement)
-                        .ok()
-                        .map(|e| policy.entitlement_owners(&a.connector, &e))
-                        .unwrap_or_default();
-                    (Vec::new(), owners)
-                }
-                _ => (Vec::new(), policy.approvals.security.clone()),
-            };
-            QueuedNotice {
-                user_id: Some(i.user_id.clone()),
-                to: Recipients {
-                    direct,
-                    by_name,
-                    then: policy
-                        .notify
-                        .approvers
-                        .get(a.level.as_str())
-                        .cloned()
-                        .unwrap_or_default(),
-                    fallback: policy.notify.security.clone(),
-                },
-                notice: notices::approval_request(
-                    policy,
-                    notices::ApprovalRequest {
-                        id: &a.id,
-                        user_id: &i.user_id,
-                        kind: a.kind.as_str(),
-                        entitlement: Some(&a.entitlement),
-                        connector: Some(&a.connector),
-                    },
-                ),
+    let user_name = i.doc.and_then(|u| attr_str(u, "userName"));
+    let display_name = i.doc.and_then(|u| attr_str(u, "displayName"));
+    let mut out = Vec::new();
+    for a in approvals.iter().filter(|a| !a.blocked) {
+        let (direct, by_name) = match a.level.as_str() {
+            "manager" => (i.manager_email.iter().cloned().collect(), Vec::new()),
+            "owner" => {
+                let owners = serde_json::from_str::<Entitlement>(&a.entitlement)
+                    .ok()
+                    .map(|e| policy.entitlement_owners(&a.connector, &e))
+                    .unwrap_or_default();
+                (Vec::new(), owners)
             }
-        })
-        .collect()
+            _ => (Vec::new(), policy.approvals.security.clone()),
+        };
+        let what = match a.kind {
+            ApprovalKind::Sod => a.entitlement.clone(),
+            _ => notices::entitlement_label(&a.entitlement),
+        };
+        let row = notices::ApprovalRequest {
+            id: &a.id,
+            user_id: &i.user_id,
+            user_name,
+            display_name,
+            kind: a.kind.as_str(),
+            entitlement: Some(&what),
+            connector: Some(&a.connector),
+            level: a.level.as_str(),
+        };
+        let then = policy
+            .notify
+            .approvers
+            .get(a.level.as_str())
+            .cloned()
+            .unwrap_or_default();
+        // (recipients, link addressee, role, how the mail names the addressee)
+        let mut people: Vec<(Recipients, String, &str, String)> = Vec::new();
+        if let Some(key) = &extra.link_key {
+            if let (Some(email), Some(m), true) = (&i.manager_email, &i.manager, !direct.is_empty())
+            {
+                people.push((
+                    Recipients::to(vec![email.clone()]),
+                    m.clone(),
+                    "manager",
+                    email.clone(),
+                ));
+            }
+            for name in &by_name {
+                people.push((
+                    Recipients {
+                        direct: Vec::new(),
+                        by_name: vec![name.clone()],
+                        then: Vec::new(),
+                        fallback: Vec::new(),
+                    },
+                    name.clone(),
+                    links::ROLE_APPROVER,
+                    name.clone(),
+                ));
+            }
+            let expires = i.now + policy.notify.link_ttl;
+            let mut linked = Vec::new();
+            for (to, addressee, role, label) in &people {
+                let Some((approve, reject)) =
+                    links::decision_links(policy, key, &i.user_id, &a.id, addressee, role, i.now)
+                else {
+                    linked.clear();
+                    break;
+                };
+                linked.push(QueuedNotice {
+                    user_id: Some(i.user_id.clone()),
+                    to: to.clone(),
+                    notice: notices::approval_request(
+                        row,
+                        Some(notices::AddressedLinks {
+                            addressee: label,
+                            expires,
+                            approve: &approve,
+                            reject: &reject,
+                        }),
+                    ),
+                });
+            }
+            if !linked.is_empty() {
+                out.extend(linked);
+                if !then.is_empty() {
+                    out.push(QueuedNotice {
+                        user_id: Some(i.user_id.clone()),
+                        to: Recipients {
+                            direct: Vec::new(),
+                            by_name: Vec::new(),
+                            then,
+                            fallback: Vec::new(),
+                        },
+                        notice: notices::approval_request(row, None),
+                    });
+                }
+                continue;
+            }
+        }
+        out.push(QueuedNotice {
+            user_id: Some(i.user_id.clone()),
+            to: Recipients {
+                direct,
+                by_name,
+                then,
+                fallback: policy.notify.security.clone(),
+            },
+            notice: notices::approval_request(row, None),
+        });
+    }
+    out
 }
 
 /// The start-date timer, and a contractor's end and reminders (cancelled first when the end

@@ -21,12 +21,63 @@ use sha2::Sha256;
 use super::notices::API_PREFIX;
 use crate::policy::Policy;
 
+/// What a link does: a mover's legacy access (`ack`, `extend`: `ev` names the mover event) or
+/// a decision on a pending approval request (`approve`, `reject`: `id` names the request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAction {
+    Ack,
+    Extend,
+    Approve,
+    Reject,
+    /// Keep a drift finding (`ev` = `drift:<id>`, see `admin::drift`).
+    DriftKeep,
+    /// Remove what a drift finding found.
+    DriftRemove,
+}
+
+impl LinkAction {
+    /// The `a` claim of the action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkAction::Ack => "ack",
+            LinkAction::Extend => "extend",
+            LinkAction::Approve => "approve",
+            LinkAction::Reject => "reject",
+            LinkAction::DriftKeep => "drift-keep",
+            LinkAction::DriftRemove => "drift-remove",
+        }
+    }
+
+    /// The action an `a` claim names; `None` for an unknown one (refused).
+    pub fn parse(a: &str) -> Option<LinkAction> {
+        Some(match a {
+            "ack" => LinkAction::Ack,
+            "extend" => LinkAction::Extend,
+            "approve" => LinkAction::Approve,
+            "reject" => LinkAction::Reject,
+            "drift-keep" => LinkAction::DriftKeep,
+            "drift-remove" => LinkAction::DriftRemove,
+            _ => return None,
+        })
+    }
+
+    /// Whether the action decides an approval request (`id` claim) rather than a mover event.
+    pub fn is_decision(self) -> bool {
+        matches!(self, LinkAction::Approve | LinkAction::Reject)
+    }
+
+    /// Whether the action answers a drift review (`admin::drift`).
+    pub fn is_drift(self) -> bool {
+        matches!(self, LinkAction::DriftKeep | LinkAction::DriftRemove)
+    }
+}
+
 /// What a link does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkClaims {
     /// The user.
     pub u: String,
-    /// `ack` or `extend`.
+    /// The action ([`LinkAction::as_str`]).
     pub a: String,
     /// Days to extend by (`extend`).
     #[serde(default)]
@@ -42,6 +93,9 @@ pub struct LinkClaims {
     /// before events were named, which are refused.
     #[serde(default)]
     pub ev: String,
+    /// The approval request a decision link (`approve`, `reject`) acts on; empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
 }
 
 fn mac(key: &[u8], payload: &str) -> Option<Hmac<Sha256>> {
@@ -119,6 +173,7 @@ pub fn links_for(
         to: to.into(),
         r: role.into(),
         ev: event_id.into(),
+        id: String::new(),
     };
     let ack = sign(key, &claims("ack", 0))?;
     let ext = sign(key, &claims("extend", 7))?;
@@ -153,12 +208,55 @@ pub fn drift_links(
         to: to.into(),
         r: "manager".into(),
         ev: format!("drift:{finding_id}"),
+        id: String::new(),
     };
-    let keep = sign(key, &claims("drift-keep"))?;
-    let remove = sign(key, &claims("drift-remove"))?;
+    let keep = sign(key, &claims(LinkAction::DriftKeep.as_str()))?;
+    let remove = sign(key, &claims(LinkAction::DriftRemove.as_str()))?;
     Some((
         format!("{base}{API_PREFIX}/links/{keep}"),
         format!("{base}{API_PREFIX}/links/{remove}"),
+    ))
+}
+
+/// The role of a decision link's addressee: `manager` (`to` is the manager's user id) or
+/// `approver` (`to` is the approver's userName, as the policy names owners and security
+/// approvers).
+pub const ROLE_APPROVER: &str = "approver";
+
+/// `(approve, reject)` URLs for approval request `request_id` of user `user_id`, addressed to
+/// `to` in `role` (`manager`: a user id; [`ROLE_APPROVER`]: a userName), signed with `key`, when
+/// the policy has a base URL for them. Following one decides the request as that person, with
+/// the authority the admin API would check for them.
+pub fn decision_links(
+    policy: &Policy,
+    key: &[u8],
+    user_id: &str,
+    request_id: &str,
+    to: &str,
+    role: &str,
+    now: DateTime<Utc>,
+) -> Option<(String, String)> {
+    let base = policy
+        .notify
+        .link_base_url
+        .as_deref()?
+        .trim_end_matches('/');
+    let exp = (now + policy.notify.link_ttl).timestamp();
+    let claims = |a: LinkAction| LinkClaims {
+        u: user_id.into(),
+        a: a.as_str().into(),
+        d: 0,
+        exp,
+        to: to.into(),
+        r: role.into(),
+        ev: String::new(),
+        id: request_id.into(),
+    };
+    let approve = sign(key, &claims(LinkAction::Approve))?;
+    let reject = sign(key, &claims(LinkAction::Reject))?;
+    Some((
+        format!("{base}{API_PREFIX}/links/{approve}"),
+        format!("{base}{API_PREFIX}/links/{reject}"),
     ))
 }
 
@@ -177,6 +275,7 @@ mod tests {
             to: "u-manager".into(),
             r: "manager".into(),
             ev: "plan-1".into(),
+            id: String::new(),
         };
         let t = sign(b"k", &c).expect("sign");
         assert_eq!(verify(b"k", &t, now), Ok(c.clone()));
@@ -199,5 +298,29 @@ mod tests {
             Err(LinkError::Expired)
         );
         assert!(verify(b"k", "x.00", now).is_err());
+    }
+
+    #[test]
+    fn decision_links_name_request_action_and_addressee() {
+        let policy = crate::policy::Policy::parse(
+            "[notify]\nlink_base_url = \"https://hub.example\"\n",
+            "t.toml",
+        )
+        .expect("policy");
+        let now = Utc::now();
+        let (a, r) = decision_links(&policy, b"k", "u1", "req-1", "grace", ROLE_APPROVER, now)
+            .expect("links");
+        for (url, action) in [(a, LinkAction::Approve), (r, LinkAction::Reject)] {
+            let token = url
+                .strip_prefix("https://hub.example/admin/v1/links/")
+                .expect("link url");
+            let c = verify(b"k", token, now).expect("verifies");
+            assert_eq!(LinkAction::parse(&c.a), Some(action));
+            assert_eq!(
+                (c.id.as_str(), c.to.as_str(), c.r.as_str()),
+                ("req-1", "grace", "approver")
+            );
+            assert!(c.ev.is_empty());
+        }
     }
 }

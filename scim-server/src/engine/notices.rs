@@ -37,34 +37,97 @@ pub fn api_url(policy: &Policy, path: &str) -> Option<String> {
 pub struct ApprovalRequest<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
+    /// The person's userName and displayName, when the directory has them.
+    pub user_name: Option<&'a str>,
+    pub display_name: Option<&'a str>,
     /// `entitlement`, `sod`.
     pub kind: &'a str,
-    /// The entitlement (JSON) or the SoD rule name.
+    /// What is asked for, as people read it ([`entitlement_label`]), or the SoD rule name.
     pub entitlement: Option<&'a str>,
     pub connector: Option<&'a str>,
+    /// Who must decide (`manager`, `owner`, `security`).
+    pub level: &'a str,
 }
 
-/// An approval request, with the admin API URLs to decide it.
-pub fn approval_request(policy: &Policy, row: ApprovalRequest<'_>) -> Notice {
+/// The one-click links of one recipient's copy of a notice: who they are for, and when they
+/// expire.
+#[derive(Debug, Clone, Copy)]
+pub struct AddressedLinks<'a> {
+    /// The addressee, as people read it (a userName, or the manager's name).
+    pub addressee: &'a str,
+    pub expires: DateTime<Utc>,
+    /// `(approve, reject)`.
+    pub approve: &'a str,
+    pub reject: &'a str,
+}
+
+/// An entitlement as people read it: `kind:id`, and its role when it has one. `json` is the
+/// entitlement as the engine stores it; anything unparsable is shown as `(unknown)` rather
+/// than as raw JSON.
+pub fn entitlement_label(json: &str) -> String {
+    match serde_json::from_str::<connectors::Entitlement>(json) {
+        Ok(e) => match e.role {
+            Some(r) => format!("{}:{} (role {r})", e.kind, e.id),
+            None => format!("{}:{}", e.kind, e.id),
+        },
+        Err(_) => "(unknown entitlement)".into(),
+    }
+}
+
+/// A person as people read them: `Display Name (userName)`, the userName alone, or the id when
+/// the directory has neither. Written by a SCIM client: callers quote it ([`user_text`]).
+pub fn person_label(user_id: &str, user_name: Option<&str>, display_name: Option<&str>) -> String {
+    match (display_name.filter(|d| !d.trim().is_empty()), user_name) {
+        (Some(d), Some(n)) => format!("{d} ({n})"),
+        (None, Some(n)) => n.to_string(),
+        (Some(d), None) => format!("{d} (id {user_id})"),
+        (None, None) => format!("user {user_id}"),
+    }
+}
+
+/// An approval request for one recipient. With `links`, the recipient's own one-click links
+/// (bound to them: following one decides as them, with the authority the admin API checks);
+/// without, where to decide it. Never a URL that needs a bearer token.
+pub fn approval_request(row: ApprovalRequest<'_>, links: Option<AddressedLinks<'_>>) -> Notice {
+    let what = match row.kind {
+        "sod" => format!(
+            "an exception to the separation-of-duties rule {}",
+            row.entitlement.unwrap_or("(unnamed)")
+        ),
+        _ => format!(
+            "{} on {}",
+            row.entitlement.unwrap_or("an account"),
+            row.connector.unwrap_or("(unknown system)")
+        ),
+    };
     let mut body = format!(
-        "User {} needs {} {} on {}. Approve or reject request {} in the admin API.",
-        row.user_id,
-        row.kind,
-        row.entitlement.unwrap_or(""),
-        row.connector.unwrap_or(""),
-        row.id
+        "An access request needs a decision.\n\n\
+         Person (as the directory names them):\n{}\
+         Asks for: {what}\n\
+         Decided by: the {} level\n\
+         Request: {}\n",
+        user_text(&person_label(row.user_id, row.user_name, row.display_name)),
+        row.level,
+        row.id,
     );
-    if let (Some(a), Some(r)) = (
-        api_url(policy, &format!("/approvals/{}/approve", row.id)),
-        api_url(policy, &format!("/approvals/{}/reject", row.id)),
-    ) {
-        body.push_str(&format!(
-            "\n\nApprove: POST {a}\nReject: POST {r} (with a reason)\n"
-        ));
+    match links {
+        Some(l) => body.push_str(&format!(
+            "\nApprove: {}\nReject (you can give a reason): {}\n\n\
+             These links are for you ({}) only and decide as you; each opens a page to confirm \
+             the decision, works once, and expires at {}.\n",
+            l.approve,
+            l.reject,
+            l.addressee,
+            l.expires.format("%Y-%m-%d %H:%M UTC"),
+        )),
+        None => body.push_str(
+            "\nDecide it under Approvals in the scimhub admin console or API \
+             (`scimhub` approvals), signed in as yourself.\n",
+        ),
     }
     Notice {
         kind: "approval_request",
-        subject: format!("scimhub: approval needed ({})", row.kind),
+        subject: format!("scimhub: approval needed: {what}"),
         body,
     }
 }

@@ -217,4 +217,73 @@ mod tests {
         assert!(raw.contains("text/html"));
         assert!(raw.contains("Message-ID: <scimhub-notification-7@example.com>"));
     }
+
+    /// The approval request as its addressee reads it (with links) and as a shared approver
+    /// address reads it (without), text and HTML: snapshots, and the HTML written to
+    /// `$SCIMHUB_MAIL_ARTIFACTS/` when set (rendered in a browser for `tests/artifacts/`).
+    #[test]
+    fn approval_request_templates() {
+        use crate::engine::notices::{approval_request, AddressedLinks, ApprovalRequest};
+        use chrono::TimeZone;
+        let row = ApprovalRequest {
+            id: "0190aa7e-5c1e-7d3a-9f00-00000000c0de",
+            user_id: "2819c223-7f76-453a-919d-413861904646",
+            user_name: Some("bob@example.com"),
+            display_name: Some("Bob <Builder>"),
+            kind: "entitlement",
+            entitlement: Some("org:acme (role admin)"),
+            connector: Some("github"),
+            level: "manager",
+        };
+        let hub = "https://hub.example.com";
+        let linked = approval_request(
+            row,
+            Some(AddressedLinks {
+                addressee: "grace@example.com",
+                expires: chrono::Utc
+                    .with_ymd_and_hms(2026, 12, 12, 9, 30, 0)
+                    .unwrap(),
+                approve: "https://hub.example.com/admin/v1/links/eyJhIjoiYXBwcm92ZSJ9.00aa",
+                reject: "https://hub.example.com/admin/v1/links/eyJhIjoicmVqZWN0In0.11bb",
+            }),
+        );
+        let shared = approval_request(row, None);
+        let sod = approval_request(
+            ApprovalRequest {
+                kind: "sod",
+                entitlement: Some("ap-vs-ar"),
+                level: "security",
+                display_name: None,
+                ..row
+            },
+            None,
+        );
+        for (name, n) in [
+            ("approval_request_linked", &linked),
+            ("approval_request_shared", &shared),
+            ("approval_request_sod", &sod),
+        ] {
+            assert!(!n.body.contains('{'), "{}", n.body);
+            assert!(!n.body.contains("POST"), "{}", n.body);
+            let html = html_body(&n.subject, &n.body, Some(hub));
+            insta::assert_snapshot!(
+                format!("{name}_text"),
+                format!("Subject: {}\n\n{}", n.subject, n.body)
+            );
+            insta::assert_snapshot!(format!("{name}_html"), html.clone());
+            if let Some(dir) = std::env::var_os("SCIMHUB_MAIL_ARTIFACTS") {
+                std::fs::write(
+                    std::path::Path::new(&dir).join(format!("{name}.html")),
+                    &html,
+                )
+                .expect("artifact");
+            }
+        }
+        // The display name is escaped in HTML, and the links are links.
+        let html = html_body(&linked.subject, &linked.body, Some(hub));
+        assert!(html.contains("Bob &lt;Builder&gt;"), "{html}");
+        assert!(html.contains(
+            "<a href=\"https://hub.example.com/admin/v1/links/eyJhIjoicmVqZWN0In0.11bb\">"
+        ));
+    }
 }

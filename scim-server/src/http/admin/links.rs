@@ -90,34 +90,67 @@ fn confirm_page(p: &LinkPreview, token: &str) -> String {
         "ack" => "Remove legacy access",
         "drift-keep" => "Keep this access",
         "drift-remove" => "Remove this access",
+        "approve" => "Approve",
+        "reject" => "Reject",
         _ => "Extend legacy access",
+    };
+    let (sent, reason) = match p.action.as_str() {
+        "approve" | "reject" => (
+            format!(
+                "This link was sent to {} and decides as them; it works once.",
+                esc(&p.addressee)
+            ),
+            if p.action == "reject" {
+                "<p><label for=\"reason\">Reason (optional, recorded with the decision):</label><br>\
+                 <textarea id=\"reason\" name=\"reason\" rows=\"3\" cols=\"60\" maxlength=\"1000\">\
+                 </textarea></p>"
+            } else {
+                ""
+            },
+        ),
+        _ => (
+            format!(
+                "This link was sent to {} as the user's {}; it works once.",
+                esc(&p.addressee),
+                esc(&p.role)
+            ),
+            "",
+        ),
     };
     // The form posts to this same URL: the link's last path segment is the token.
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>scimhub: confirm</title></head>\
          <body><h1>Confirm</h1><p>{message}</p>\
-         <p>User: {who}. This link was sent to {to} as the user's {role}; it works once.</p>\
-         <form method=\"post\" action=\"{action}\"><button type=\"submit\">{button}</button></form>\
+         <p>User: {who}. {sent}</p>\
+         <form method=\"post\" action=\"{action}\">{reason}<button type=\"submit\">{button}</button></form>\
          </body></html>",
         message = esc(&p.message),
         who = esc(who),
-        to = esc(&p.addressee),
-        role = esc(&p.role),
         action = esc(token),
         button = esc(button),
     )
 }
 
-/// `POST` of a one-click link (the confirmation page's form): performs the action, once.
+/// The confirmation page's form: a rejection's optional reason.
+#[derive(Debug, Default, serde::Deserialize)]
+struct LinkForm {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST` of a one-click link (the confirmation page's form): performs the action, once. The
+/// body, when there is one, is the form (`reason=...`); anything else is ignored.
 pub(super) async fn follow_link(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    body: web::Bytes,
 ) -> HttpResponse {
     let token = path.into_inner();
     let json = wants_json(&req);
+    let form: LinkForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let result = match verified(&state, &token) {
-        Ok(link) => run(&state, move |a| a.follow_verified(link)).await,
+        Ok(link) => run(&state, move |a| a.follow_verified_with(link, form.reason)).await,
         Err(e) => Err(e),
     };
     link_headers(match (result, json) {
@@ -158,5 +191,25 @@ mod tests {
             "{page}"
         );
         assert!(!page.contains("<b>"), "{page}");
+        assert!(!page.contains("textarea"), "{page}");
+    }
+
+    #[test]
+    fn a_rejection_page_asks_for_a_reason_and_names_the_addressee() {
+        let p = LinkPreview {
+            action: "reject".into(),
+            user_id: "u1".into(),
+            user_name: Some("bob".into()),
+            addressee: "grace".into(),
+            role: "approver".into(),
+            message: "Reject Bob (bob)'s request for org:acme on github.".into(),
+        };
+        let page = confirm_page(&p, "tok");
+        assert!(
+            page.contains("<textarea id=\"reason\" name=\"reason\""),
+            "{page}"
+        );
+        assert!(page.contains("sent to grace and decides as them"), "{page}");
+        assert!(page.contains(">Reject</button>"), "{page}");
     }
 }
