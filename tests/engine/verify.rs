@@ -2,7 +2,7 @@
 //! leaver; a revocation a system silently did not apply is caught, raised and queued again; an
 //! unreachable system is retried and then raised, never reported verified.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,11 +16,11 @@ use connectors::{
     Entitlement,
 };
 use scim_server::admin::in_tx;
-use scim_server::store::verifications;
+use scim_server::store::{outbox, verifications};
 use serde_json::json;
 
 use super::support_standins::stacks::Slapd;
-use super::{incidents, outbox, user, Env, POLICY};
+use super::{incidents, user, Env, POLICY};
 
 backends!(
     applied_leaver_is_verified_per_system,
@@ -130,8 +130,11 @@ fn applied_leaver_is_verified_per_system(env: Env) {
     assert_eq!(outcomes(&env, &ann), vec![]);
     env.clock.advance(Duration::minutes(2));
     env.run();
+    // Checks of different systems run concurrently: recorded in either order.
+    let mut got = outcomes(&env, &ann);
+    got.sort();
     assert_eq!(
-        outcomes(&env, &ann),
+        got,
         vec![
             ("github".to_string(), "verified".to_string()),
             ("slack".to_string(), "verified".to_string())
@@ -171,8 +174,10 @@ fn silently_kept_account_is_caught_and_disabled_again(env: Env) {
     assert!(env.app("github").account("ann").unwrap().enabled);
     env.clock.advance(Duration::minutes(16));
     assert!(verify_now(&env) >= 2);
+    let mut got = outcomes(&env, &ann);
+    got.sort();
     assert_eq!(
-        outcomes(&env, &ann),
+        got,
         vec![
             ("github".to_string(), "mismatch".to_string()),
             ("slack".to_string(), "verified".to_string())
@@ -319,4 +324,297 @@ fn slapd_keeping_an_account_is_caught_and_disabled_again(env: Env) {
         .map(|(_, o)| o)
         .collect();
     assert_eq!(erp.last().map(String::as_str), Some("verified"), "{erp:?}");
+}
+
+/// The engine tests' policy with the circuits out of the way (they open only after 100
+/// failures in a row), so an outage parks the operations after their retry budget.
+fn outage_policy() -> String {
+    POLICY.replacen(
+        "name = \"slack\"\ntype = \"memory\"\n",
+        "name = \"slack\"\ntype = \"memory\"\ncircuit_failures = 100\n",
+        1,
+    )
+}
+
+mod outage {
+    macro_rules! outage_backends {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite { $( #[test] fn $name() {
+                if let Some(e) = super::super::Env::new(false, &super::super::outage_policy()) {
+                    super::super::$name(e)
+                }
+            } )* }
+            mod postgres { $( #[test] fn $name() {
+                if let Some(e) = super::super::Env::new(true, &super::super::outage_policy()) {
+                    super::super::$name(e)
+                }
+            } )* }
+        };
+    }
+    outage_backends!(
+        unreadable_after_an_outage_is_read_again_once_the_operator_retries,
+        reads_run_concurrently_and_a_slow_system_does_not_hold_back_others,
+    );
+}
+
+/// Counters a [`Probe`]'s reads share.
+#[derive(Debug, Default)]
+struct Reads {
+    /// Reads started and not yet answered, and the most at once.
+    in_flight: AtomicUsize,
+    most: AtomicUsize,
+    started: AtomicUsize,
+    /// Reads answered.
+    done: AtomicUsize,
+    /// Held reads let go by the deadline rather than by their condition.
+    gave_up: AtomicUsize,
+}
+
+/// A system in front of a memory stand-in: while `down` every call fails as an unreachable
+/// system does; its reads are counted, and when `hold` is set a read is answered only once
+/// `hold` says so (no time involved but a deadline against hanging).
+#[derive(Clone)]
+struct Probe {
+    inner: Arc<dyn Connector>,
+    down: Arc<AtomicBool>,
+    reads: Arc<Reads>,
+    hold: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("name", &self.inner.name())
+            .finish()
+    }
+}
+
+impl Probe {
+    fn new(inner: Arc<dyn Connector>) -> Self {
+        Probe {
+            inner,
+            down: Arc::new(AtomicBool::new(false)),
+            reads: Arc::new(Reads::default()),
+            hold: None,
+        }
+    }
+    fn gate(&self) -> Result<(), ConnectorError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ConnectorError::retryable(
+                self.inner.name(),
+                "connection refused",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Connector for Probe {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn create_or_adopt(&self, spec: &AccountSpec) -> Result<AccountRef, ConnectorError> {
+        self.gate()?;
+        self.inner.create_or_adopt(spec).await
+    }
+    async fn update(&self, spec: &AccountSpec) -> Result<(), ConnectorError> {
+        self.gate()?;
+        self.inner.update(spec).await
+    }
+    async fn set_enabled(&self, account: &AccountRef, enabled: bool) -> Result<(), ConnectorError> {
+        self.gate()?;
+        self.inner.set_enabled(account, enabled).await
+    }
+    async fn delete(&self, account: &AccountRef) -> Result<(), ConnectorError> {
+        self.gate()?;
+        self.inner.delete(account).await
+    }
+    async fn grant(&self, a: &AccountRef, e: &Entitlement) -> Result<(), ConnectorError> {
+        self.gate()?;
+        self.inner.grant(a, e).await
+    }
+    async fn revoke(&self, a: &AccountRef, e: &Entitlement) -> Result<(), ConnectorError> {
+        self.gate()?;
+        self.inner.revoke(a, e).await
+    }
+    async fn revoke_sessions(&self, a: &AccountRef) -> Result<(), ConnectorError> {
+        self.gate()?;
+        self.inner.revoke_sessions(a).await
+    }
+    async fn revoke_credentials(&self, a: &AccountRef) -> Result<(), ConnectorError> {
+        self.gate()?;
+        self.inner.revoke_credentials(a).await
+    }
+    async fn transfer_ownership(
+        &self,
+        a: &AccountRef,
+        to: &AccountRef,
+    ) -> Result<(), ConnectorError> {
+        self.gate()?;
+        self.inner.transfer_ownership(a, to).await
+    }
+    async fn read(&self, a: &AccountRef) -> Result<Option<AccountState>, ConnectorError> {
+        self.gate()?;
+        let r = &self.reads;
+        r.started.fetch_add(1, Ordering::SeqCst);
+        let now = r.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        r.most.fetch_max(now, Ordering::SeqCst);
+        if let Some(hold) = &self.hold {
+            // A guard against hanging, not a timing assertion: the test checks the counters.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !hold() {
+                if std::time::Instant::now() >= deadline {
+                    r.gave_up.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
+        let out = self.inner.read(a).await;
+        r.in_flight.fetch_sub(1, Ordering::SeqCst);
+        r.done.fetch_add(1, Ordering::SeqCst);
+        out
+    }
+    async fn list_accounts(&self, page: Option<&str>) -> Result<AccountPage, ConnectorError> {
+        self.gate()?;
+        self.inner.list_accounts(page).await
+    }
+}
+
+/// Slack is down through ann's leaver: its operations are parked after their budget and its
+/// check, due meanwhile, reports `unreadable` after its reads and raises its incident. Slack
+/// comes back and the operator retries its parked operations: they run, and the check is armed
+/// again, reads slack back and records `verified`, the event showing that as slack's latest.
+fn unreadable_after_an_outage_is_read_again_once_the_operator_retries(env: Env) {
+    let ann = env.create_user(user("ann", "Employee", "Engineering", "Engineer"));
+    env.run();
+    let slack = Probe::new(Arc::new(env.app("slack").clone()));
+    env.engine
+        .connectors
+        .insert("slack", Arc::new(slack.clone()));
+    slack.down.store(true, Ordering::SeqCst);
+    env.patch_user(&ann, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    let slack_outcomes = |env: &Env| -> Vec<String> {
+        outcomes(env, &ann)
+            .into_iter()
+            .filter(|(c, _)| c == "slack")
+            .map(|(_, o)| o)
+            .collect()
+    };
+    // Each slack operation parks after its budget, in order; the check waits for them and then
+    // tries its reads, with backoff.
+    for _ in 0..40 {
+        env.run();
+        if !slack_outcomes(&env).is_empty() {
+            break;
+        }
+        env.clock.advance(Duration::minutes(30));
+    }
+    let parked = in_tx(&env.store, |c| {
+        outbox::list_ops(c, Some(&ann), Some(outbox::OutboxStatus::Failed), 100)
+    })
+    .unwrap();
+    assert!(
+        !parked.is_empty() && parked.iter().all(|r| r.connector == "slack"),
+        "{parked:?}"
+    );
+    assert_eq!(slack_outcomes(&env), vec!["unreadable"]);
+    assert_eq!(open_incidents(&env, "verification_unreadable").len(), 1);
+    assert!(env.app("slack").account("ann").unwrap().enabled);
+
+    slack.down.store(false, Ordering::SeqCst);
+    let out = env.admin.retry_connector("slack", "ops").unwrap();
+    assert_eq!(out.requeued.len(), parked.len(), "{out:?}");
+    env.run();
+    assert!(
+        !env.app("slack").account("ann").unwrap().enabled,
+        "disabled"
+    );
+    // Read again the connector's delay after the retry, not at once.
+    assert_eq!(slack_outcomes(&env), vec!["unreadable"]);
+    env.clock.advance(Duration::minutes(16));
+    env.run();
+    assert_eq!(slack_outcomes(&env), vec!["unreadable", "verified"]);
+    // The event shows slack's latest outcome.
+    let page = env
+        .admin
+        .events(&scim_server::admin::events::EventQuery {
+            user: Some(ann.clone()),
+            kind: Some("leaver".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let detail = env.admin.event(page.events[0].id).unwrap();
+    let sys = detail
+        .systems
+        .iter()
+        .find(|s| s.connector == "slack")
+        .unwrap();
+    assert_eq!(sys.verification.as_deref(), Some("verified"));
+    assert_eq!(sys.verifications.len(), 2);
+    // No further check comes back.
+    env.clock.advance(Duration::hours(2));
+    env.run();
+    assert_eq!(slack_outcomes(&env), vec!["unreadable", "verified"]);
+}
+
+/// Four leavers' checks come due together. Github's reads are held until all four of them are
+/// in flight at once and slack's four checks have all been answered: the runner reads github's
+/// systems concurrently and slack's checks do not wait behind github's slow reads.
+fn reads_run_concurrently_and_a_slow_system_does_not_hold_back_others(env: Env) {
+    let users: Vec<String> = ["ann", "bob", "cat", "dan"]
+        .iter()
+        .map(|n| {
+            let id = env.create_user(user(n, "Employee", "Engineering", "Engineer"));
+            env.run();
+            env.patch_user(&id, |d| {
+                d.insert("active".into(), json!(false));
+            });
+            id
+        })
+        .collect();
+    env.run();
+    let slack = Probe::new(Arc::new(env.app("slack").clone()));
+    let mut github = Probe::new(Arc::new(env.app("github").clone()));
+    let (fast, slow) = (slack.reads.clone(), github.reads.clone());
+    github.hold = Some(Arc::new(move || {
+        slow.started.load(Ordering::SeqCst) >= 4 && fast.done.load(Ordering::SeqCst) >= 4
+    }));
+    env.engine
+        .connectors
+        .insert("slack", Arc::new(slack.clone()));
+    env.engine
+        .connectors
+        .insert("github", Arc::new(github.clone()));
+    env.clock.advance(Duration::minutes(16));
+    assert_eq!(verify_now(&env), 8);
+    assert_eq!(
+        github.reads.most.load(Ordering::SeqCst),
+        4,
+        "github's four reads were in flight at once"
+    );
+    assert_eq!(
+        github.reads.gave_up.load(Ordering::SeqCst),
+        0,
+        "github's reads were let go because slack's four were answered meanwhile"
+    );
+    assert_eq!(slack.reads.done.load(Ordering::SeqCst), 4);
+    for u in &users {
+        let mut got = outcomes(&env, u);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("github".to_string(), "verified".to_string()),
+                ("slack".to_string(), "verified".to_string())
+            ]
+        );
+    }
 }

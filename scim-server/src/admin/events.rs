@@ -117,8 +117,12 @@ pub struct SystemRecord {
     /// `held`, `running`, `pending`, `discarded`).
     pub outcome: String,
     pub operations: Vec<OperationRecord>,
-    /// Post-change verifications of the system, oldest first.
+    /// Post-change verifications of the system, oldest first (a check read again after an
+    /// outage adds one).
     pub verifications: Vec<VerificationRecord>,
+    /// The latest verification outcome (`verified`, `mismatch`, `unreadable`,
+    /// `not_verifiable`): what the system was last found to hold; absent before any check.
+    pub verification: Option<String>,
 }
 
 /// One planned operation.
@@ -225,6 +229,10 @@ fn systems(
                         last_error: o.last_error.clone(),
                     })
                     .collect(),
+                verification: checks
+                    .iter()
+                    .rfind(|v| v.connector == connector)
+                    .map(|v| v.outcome.clone()),
                 verifications: checks
                     .iter()
                     .filter(|v| v.connector == connector)

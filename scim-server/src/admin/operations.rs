@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{in_tx, Admin, AdminError, AdminResult};
-use crate::store::{audit, connector_health, incidents, outbox};
+use crate::store::{audit, connector_health, incidents, outbox, verifications, DbConnection};
 
 /// What [`Admin::retry_connector`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -56,6 +56,7 @@ impl Admin {
                 ))));
             }
             outbox::retry_failed(c, id, now)?;
+            self.rearm_verification(c, &row.user_id, &row.plan_id, &row.connector, now)?;
             audit::append(
                 c,
                 &audit::AuditEntry {
@@ -114,6 +115,18 @@ impl Admin {
                 }
             }
             out.resumed = outbox::resume_waiting(c, connector, now)?;
+            // The plans of the operations put back, and those whose check found the system
+            // unreadable, are read again once it answers (the check waits for the operations).
+            let mut plans: Vec<(String, String)> = audited
+                .iter()
+                .map(|(r, _)| (r.user_id.clone(), r.plan_id.clone()))
+                .collect();
+            plans.extend(verifications::unreadable_on(c, connector)?);
+            plans.sort();
+            plans.dedup();
+            for (user, plan) in &plans {
+                self.rearm_verification(c, user, plan, connector, now)?;
+            }
             for (row, action) in &audited {
                 audit::append(
                     c,
@@ -134,6 +147,25 @@ impl Admin {
             }
             Ok(Ok(out))
         })?
+    }
+
+    /// Arms the verification of `plan_id` on `connector` again, the connector's delay from now
+    /// (see [`verifications::rearm`]): operations of the plan were put back after an outage.
+    fn rearm_verification(
+        &self,
+        c: &mut DbConnection,
+        user_id: &str,
+        plan_id: &str,
+        connector: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::error::HubResult<bool> {
+        let delay = {
+            let policy = self.engine.policy.current();
+            policy
+                .verification
+                .delay_for(policy.connectors.get(connector))
+        };
+        verifications::rearm(c, user_id, plan_id, connector, now + delay, now)
     }
 
     /// Open incidents.

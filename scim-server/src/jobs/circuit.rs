@@ -28,7 +28,7 @@ use crate::error::HubResult;
 use crate::policy::ConnectorDef;
 use crate::store::connector_health::{self, CircuitState, Health};
 use crate::store::outbox::{self, OutboxRow};
-use crate::store::{incidents, DbConnection};
+use crate::store::{incidents, verifications, DbConnection};
 
 /// Retryable failures in a row that open a circuit unless the connector sets
 /// `circuit_failures`.
@@ -231,6 +231,11 @@ pub fn answered(c: &mut DbConnection, connector: &str, now: DateTime<Utc>) -> Hu
         &note,
         now,
     )?;
+    // Checks that found the system unreadable during the outage read it again; each waits
+    // for the connector's resumed operations of its user before reading.
+    for (user, plan) in verifications::unreadable_on(c, connector)? {
+        verifications::rearm(c, &user, &plan, connector, now, now)?;
+    }
     tracing::info!(connector, resumed, "connector circuit closed");
     Ok(true)
 }

@@ -12,8 +12,13 @@
 //!   so the normal diff queues what did not take effect; a new check follows that re-plan,
 //!   up to [`MAX_ROUNDS`] re-plans per original plan.
 
-use chrono::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
 use connectors::{AccountState, Capability, ConnectorError, ErrorKind};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use super::{backoff, blocking, Workers};
 use crate::engine::plan::{AccountRecord, Operation};
@@ -28,8 +33,13 @@ use crate::store::{audit, engine_state, incidents, timers};
 pub const MAX_READS: i64 = 4;
 /// Re-plans after a mismatch before the check stops coming back (the incident stays open).
 pub const MAX_ROUNDS: i64 = 3;
-/// How long a claimed check is held before another node may take it (covers the read).
+/// How long a claimed check is held before another node may take it; renewed while the check
+/// waits for its turn or its read takes long.
 const LEASE_MINUTES: i64 = 5;
+/// Reads of one connector run at once at most (other connectors' checks do not wait on them).
+pub const READS_PER_CONNECTOR: usize = 8;
+/// Checks claimed per run.
+const BATCH: i64 = 200;
 
 /// What the read gave.
 enum Read {
@@ -40,22 +50,59 @@ enum Read {
 }
 
 impl Workers {
-    /// Runs the due verifications; returns how many were claimed.
+    /// Runs the due verifications; returns how many were claimed. The claimed checks run at
+    /// once, each reading its system outside any transaction and recording its outcome as it
+    /// finishes; reads of one connector are bounded by [`READS_PER_CONNECTOR`], so a slow
+    /// system holds back only its own checks.
     pub async fn run_verifications(&self) -> HubResult<usize> {
         let store = self.store.clone();
         let now = self.engine.now();
         let lease = now + Duration::minutes(LEASE_MINUTES);
-        let due =
-            blocking(move || store.write_tx(|c, _| timers::lease_due(c, "verify", now, lease, 50)))
-                .await?;
+        let due = blocking(move || {
+            store.write_tx(|c, _| timers::lease_due(c, "verify", now, lease, BATCH))
+        })
+        .await?;
         let n = due.len();
+        let mut gates: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let mut set = JoinSet::new();
         for row in due {
-            self.verify_one(row).await?;
+            let connector = row
+                .payload
+                .get("connector")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let gate = gates
+                .entry(connector)
+                .or_insert_with(|| Arc::new(Semaphore::new(READS_PER_CONNECTOR)))
+                .clone();
+            let me = self.clone();
+            set.spawn(async move { me.verify_one(row, gate, now).await });
         }
-        Ok(n)
+        let mut first_err = None;
+        while let Some(done) = set.join_next().await {
+            let res = done.unwrap_or_else(|e| {
+                Err(crate::error::HubError::Backend(format!(
+                    "verification task failed: {e}"
+                )))
+            });
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "verification error");
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
-    async fn verify_one(&self, row: timers::Timer) -> HubResult<()> {
+    async fn verify_one(
+        &self,
+        row: timers::Timer,
+        gate: Arc<Semaphore>,
+        leased_at: DateTime<Utc>,
+    ) -> HubResult<()> {
         let store = self.store.clone();
         let Some(TimerKind::Verify(v)) = TimerKind::from_row(&row.kind, &row.payload) else {
             tracing::warn!(
@@ -97,18 +144,37 @@ impl Workers {
             })
             .await;
         }
+        // At most READS_PER_CONNECTOR reads of this connector at a time; the claim is renewed
+        // while a check waits for its turn or its read takes long.
+        let _permit = gate.acquire_owned().await.ok();
+        self.renew_if_half_gone(&row, leased_at).await?;
         let read = match self.engine.connectors.get(&connector) {
             None => Read::Failed(ConnectorError::permanent(
                 &connector,
                 "connector is not configured",
             )),
             Some(c) if !c.capabilities().supports(Capability::ReadAccount) => Read::NotSupported,
-            Some(c) => match c.read(&planned.account_ref()).await {
-                Ok(s) => Read::State(s),
-                Err(e) if e.kind == ErrorKind::Unsupported => Read::NotSupported,
-                Err(e) => Read::Failed(e),
-            },
+            Some(c) => {
+                let account = planned.account_ref();
+                let read = c.read(&account);
+                tokio::pin!(read);
+                let half = (Duration::minutes(LEASE_MINUTES) / 2)
+                    .to_std()
+                    .unwrap_or(std::time::Duration::from_secs(150));
+                let answer = loop {
+                    tokio::select! {
+                        r = &mut read => break r,
+                        _ = tokio::time::sleep(half) => self.renew_check(&row).await?,
+                    }
+                };
+                match answer {
+                    Ok(s) => Read::State(s),
+                    Err(e) if e.kind == ErrorKind::Unsupported => Read::NotSupported,
+                    Err(e) => Read::Failed(e),
+                }
+            }
         };
+        drop(_permit);
         let now = self.engine.now();
         let retry_at = now + backoff(&self.config, v.attempt + 1);
         let engine = self.engine.clone();
@@ -244,5 +310,24 @@ impl Workers {
             self.engine.wake_workers();
         }
         Ok(())
+    }
+
+    /// Renews the claim on a check whose wait for its turn used half its lease.
+    async fn renew_if_half_gone(
+        &self,
+        row: &timers::Timer,
+        leased_at: DateTime<Utc>,
+    ) -> HubResult<()> {
+        if self.engine.now() - leased_at >= Duration::minutes(LEASE_MINUTES) / 2 {
+            self.renew_check(row).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves a claimed check's lease a full [`LEASE_MINUTES`] on from now (its payload kept).
+    async fn renew_check(&self, row: &timers::Timer) -> HubResult<()> {
+        let (store, id, payload) = (self.store.clone(), row.id, row.payload.clone());
+        let until = self.engine.now() + Duration::minutes(LEASE_MINUTES);
+        blocking(move || store.write_tx(|c, _| timers::reschedule(c, id, until, &payload))).await
     }
 }

@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{Queryable, RunQueryDsl};
 
 use super::sql::Sql;
-use super::{fmt_ts, DbConnection};
+use super::{fmt_ts, timers, DbConnection};
 use crate::error::HubResult;
 
 /// A verification result to record.
@@ -109,4 +109,74 @@ pub fn for_plan(c: &mut DbConnection, plan_id: &str) -> HubResult<Vec<Verificati
     );
     q.text(plan_id).push(" ORDER BY id");
     Ok(q.load::<Verification>(c)?)
+}
+
+/// Arms the verification of `plan_id` on `connector` again for `due` (operations of the plan
+/// were put back after an outage, or the system answered again): a pending check of that plan
+/// and system is made due at `due` with its reads counted afresh; otherwise, when the plan was
+/// checked there before (e.g. `unreadable` while the system was down), a new check is scheduled,
+/// whose read supersedes the earlier outcome. A plan that is not verified on that system (no
+/// check pending nor recorded) gets none. Returns whether a check is armed.
+pub fn rearm(
+    c: &mut DbConnection,
+    user_id: &str,
+    plan_id: &str,
+    connector: &str,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
+    let same = |p: &serde_json::Value| {
+        p.get("plan_id").and_then(|v| v.as_str()) == Some(plan_id)
+            && p.get("connector").and_then(|v| v.as_str()) == Some(connector)
+    };
+    let pending: Vec<timers::Timer> = timers::list(c, Some(user_id))?
+        .into_iter()
+        .filter(|t| t.kind == "verify" && t.status == "pending" && same(&t.payload))
+        .collect();
+    if !pending.is_empty() {
+        for t in pending {
+            let mut payload = t.payload.clone();
+            if let Some(o) = payload.as_object_mut() {
+                o.insert("attempt".into(), 0.into());
+            }
+            timers::reschedule(c, t.id, due, &payload)?;
+        }
+        return Ok(true);
+    }
+    let done: Vec<Verification> = for_plan(c, plan_id)?
+        .into_iter()
+        .filter(|v| v.connector == connector)
+        .collect();
+    let Some(last) = done.last() else {
+        return Ok(false);
+    };
+    // One key per re-arm after a recorded outcome: arming twice before the check ran finds the
+    // pending timer above.
+    let key = format!(
+        "verify:{user_id}:{plan_id}:{connector}:rearm:{}",
+        done.len()
+    );
+    let payload = serde_json::json!({
+        "plan_id": plan_id,
+        "connector": connector,
+        "event": last.event,
+        "attempt": 0,
+        "round": 0,
+    });
+    timers::schedule(c, &key, user_id, "verify", due, &payload, now)?;
+    Ok(true)
+}
+
+/// The plans whose latest check on `connector` (the latest of their user there) is
+/// `unreadable`, as (user, plan): what to read again once the system answers.
+pub fn unreadable_on(c: &mut DbConnection, connector: &str) -> HubResult<Vec<(String, String)>> {
+    let mut q = Sql::<(Text, Text)>::new(
+        "SELECT v.user_id, v.plan_id FROM engine_verifications v WHERE v.connector = ",
+    );
+    q.text(connector).push(
+        " AND v.outcome = 'unreadable' AND v.id = (SELECT MAX(w.id) FROM \
+             engine_verifications w WHERE w.user_id = v.user_id AND w.connector = v.connector) \
+             ORDER BY v.id",
+    );
+    Ok(q.load::<(String, String)>(c)?)
 }
