@@ -35,9 +35,17 @@ use std::sync::OnceLock;
 
 /// The layers, from the top (0) down.
 const LAYERS: &[&[&str]] = &[
-    &["main", "lib", "run", "run_audit", "cli", "demo"],
+    &[
+        "main",
+        "lib",
+        "run",
+        "run_audit",
+        "run_import",
+        "cli",
+        "demo",
+    ],
     &["http"],
-    &["admin", "jobs", "notify"],
+    &["admin", "jobs", "notify", "import"],
     &["engine", "service", "auth"],
     &["policy", "config", "clock", "metrics"],
     &["store"],

@@ -30,12 +30,14 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod import;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
 mod run;
 mod run_audit;
+mod run_import;
 pub mod service;
 pub mod store;
 

@@ -6,8 +6,8 @@ use anyhow::Context;
 
 use crate::auth::{jwt::JwtVerifier, token, Authenticator, Scope};
 use crate::cli::{
-    Cli, Command, Common, ConfigCommand, DbArgs, EngineArgs, EventsCommand, OutboxCommand, PolicyCommand,
-    SimulateArgs, TokenCommand,
+    Cli, Command, Common, ConfigCommand, DbArgs, EngineArgs, EventsCommand, OutboxCommand,
+    PolicyCommand, SimulateArgs, TokenCommand,
 };
 use crate::config::{Config, LogFormat, Overrides};
 use crate::http::AppState;
@@ -57,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Outbox(cmd) => outbox_command(cmd),
         Command::Events(cmd) => events_command(cmd),
         Command::Audit(cmd) => crate::run_audit::audit_command(cmd),
+        Command::Import(args) => crate::run_import::import_command(args),
     }
 }
 
@@ -441,7 +442,7 @@ fn policy_command(cmd: PolicyCommand) -> anyhow::Result<()> {
 }
 
 /// Opens the store with the engine installed (the policy from `--policy`).
-fn open_engine(
+pub(crate) fn open_engine(
     config: &Config,
     path: &std::path::Path,
     min_idle: u32,
@@ -472,7 +473,7 @@ fn load_db(args: &DbArgs) -> anyhow::Result<Config> {
 
 /// The configuration of a command that also loads the policy (`simulate`, `policy explain`,
 /// `outbox retry`): the same file as `serve`, so extension schemas and `strict` agree.
-fn load_engine(args: &EngineArgs) -> anyhow::Result<Config> {
+pub(crate) fn load_engine(args: &EngineArgs) -> anyhow::Result<Config> {
     load(args.config.as_deref(), &args.overrides())
 }
 
