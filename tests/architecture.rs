@@ -10,9 +10,9 @@
 //!
 //! | layer | modules |
 //! |-------|---------|
-//! | 0 | `main`, `lib`, `run`, `cli`, `demo` |
+//! | 0 | `main`, `lib`, `run`, `run_audit`, `run_import`, `cli`, `demo` |
 //! | 1 | `http` |
-//! | 2 | `admin`, `jobs`, `notify` |
+//! | 2 | `admin`, `jobs`, `notify`, `import` |
 //! | 3 | `engine`, `service`, `auth` |
 //! | 4 | `policy`, `config`, `clock` |
 //! | 5 | `store` |

@@ -6,8 +6,8 @@ use anyhow::Context;
 
 use crate::auth::{jwt::JwtVerifier, token, Authenticator, Scope};
 use crate::cli::{
-    Cli, Command, Common, ConfigCommand, DbArgs, EngineArgs, EventsCommand, OutboxCommand,
-    PolicyCommand, SimulateArgs, TokenCommand,
+    Cli, Command, Common, ConfigCommand, DbArgs, EngineArgs, EventsCommand, OutboxCommand, PolicyCommand,
+    SimulateArgs, TokenCommand,
 };
 use crate::config::{Config, LogFormat, Overrides};
 use crate::http::AppState;

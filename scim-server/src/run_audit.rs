@@ -12,8 +12,8 @@ use crate::store::audit_chain::{Anchor, ExportFilter, VerifyOptions};
 use crate::store::{Store, StoreOptions};
 
 fn open(db: &DbArgs) -> anyhow::Result<(Config, Store)> {
-    let config =
-        Config::load(db.config.as_deref(), &db.overrides()).context("invalid configuration")?;
+    let config = Config::load(db.config.as_deref(), &db.overrides())
+        .context("invalid configuration")?;
     let store = Store::open_with(
         config.database_url.as_str(),
         StoreOptions {

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
 mod admin_api;
-mod audit_api;
 mod circuit;
+mod audit_api;
 mod crash;
 mod demo;
 mod events_api;

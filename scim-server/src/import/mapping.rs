@@ -348,6 +348,7 @@ pub fn overlay(existing: &Map<String, Value>, row: &Map<String, Value>) -> Map<S
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -43,8 +43,8 @@
 //! Group changes planned in the background run from the timer loop, a batch per transaction
 //! ([`Workers::run_replans`]).
 
-pub mod audit_anchor;
 pub mod circuit;
+pub mod audit_anchor;
 mod verify;
 
 use std::collections::BTreeMap;

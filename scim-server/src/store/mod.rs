@@ -86,8 +86,8 @@ mod write_hook;
 // Lifecycle engine tables (see `crate::engine`), one module per table family.
 pub mod approvals;
 pub mod audit;
-pub mod audit_chain;
 pub mod connector_health;
+pub mod audit_chain;
 pub mod engine_state;
 pub mod events;
 pub mod holds;

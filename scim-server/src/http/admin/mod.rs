@@ -9,8 +9,8 @@
 //! shows what it would do, `POST` does it.
 //! Errors are [`ApiError`]s, mapped to SCIM-shaped JSON bodies in `http::error`.
 
-mod audit;
 mod events;
+mod audit;
 mod links;
 
 use actix_web::body::MessageBody;
