@@ -10,9 +10,9 @@
 //!
 //! | layer | modules |
 //! |-------|---------|
-//! | 0 | `main`, `lib`, `run`, `cli`, `demo` |
+//! | 0 | `main`, `lib`, `run`, `run_audit`, `run_import`, `cli`, `demo` |
 //! | 1 | `http` |
-//! | 2 | `admin`, `jobs`, `notify` |
+//! | 2 | `admin`, `jobs`, `notify`, `import` |
 //! | 3 | `engine`, `service`, `auth` |
 //! | 4 | `policy`, `config`, `clock` |
 //! | 5 | `store` |
@@ -35,9 +35,17 @@ use std::sync::OnceLock;
 
 /// The layers, from the top (0) down.
 const LAYERS: &[&[&str]] = &[
-    &["main", "lib", "run", "run_audit", "cli", "demo"],
+    &[
+        "main",
+        "lib",
+        "run",
+        "run_audit",
+        "run_import",
+        "cli",
+        "demo",
+    ],
     &["http"],
-    &["admin", "jobs", "notify"],
+    &["admin", "jobs", "notify", "import"],
     &["engine", "service", "auth"],
     &["policy", "config", "clock", "metrics"],
     &["store"],

@@ -70,6 +70,9 @@ pub enum Command {
     /// findings and act on them per the policy's `drift` settings (same as
     /// POST /admin/v1/reconcile).
     Reconcile(ReconcileArgs),
+    /// Load an HR roster (CSV) as SCIM writes of one client: create or update each row's user,
+    /// report each row; `--full` deactivates the client's users the roster leaves out.
+    Import(ImportArgs),
 }
 
 /// `scimhub migrate`.
@@ -557,4 +560,28 @@ mod tests {
             Cli::try_parse_from(["scimhub", "simulate", "--policy", "p", "--user", "u"]).is_err()
         );
     }
+}
+
+/// `scimhub import ROSTER.csv --client NAME`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The roster: CSV with a header row.
+    pub file: PathBuf,
+    /// The client the rows are written as: its `[[source]]` rights apply and it scopes
+    /// `externalId` (as the name of a SCIM client's token does).
+    #[arg(long)]
+    pub client: String,
+    /// Column → attribute mapping (TOML, see docs/import.md); without it each header is the
+    /// attribute path.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Write nothing: every row runs through the write path and is rolled back; same report.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The roster is complete: the client's users it leaves out are deactivated (under the
+    /// policy's blast-radius guard).
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }

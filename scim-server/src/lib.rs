@@ -31,6 +31,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod import;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
@@ -38,6 +39,7 @@ pub mod policy;
 pub mod reflect;
 mod run;
 mod run_audit;
+mod run_import;
 pub mod service;
 pub mod store;
 

@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(cmd) => events_command(cmd),
         Command::Audit(cmd) => crate::run_audit::audit_command(cmd),
         Command::Reconcile(args) => reconcile_command(args),
+        Command::Import(args) => crate::run_import::import_command(args),
     }
 }
 
@@ -478,7 +479,7 @@ fn policy_command(cmd: PolicyCommand) -> anyhow::Result<()> {
 }
 
 /// Opens the store with the engine installed (the policy from `--policy`).
-fn open_engine(
+pub(crate) fn open_engine(
     config: &Config,
     path: &std::path::Path,
     min_idle: u32,
@@ -509,7 +510,7 @@ fn load_db(args: &DbArgs) -> anyhow::Result<Config> {
 
 /// The configuration of a command that also loads the policy (`simulate`, `policy explain`,
 /// `outbox retry`): the same file as `serve`, so extension schemas and `strict` agree.
-fn load_engine(args: &EngineArgs) -> anyhow::Result<Config> {
+pub(crate) fn load_engine(args: &EngineArgs) -> anyhow::Result<Config> {
     load(args.config.as_deref(), &args.overrides())
 }
 

@@ -225,7 +225,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         if path.starts_with('/') && !path.starts_with("/scim/") {
-            if path == "/healthz" || path == "/readyz" || path == "/metrics" {
+            if path == "/healthz"
+                || path == "/readyz"
+                || path == "/metrics"
+                || path.starts_with("/admin/v1/")
+            {
                 return format!("http://{}{path}", self.addr);
             }
             return format!("http://{}/scim/v2{path}", self.addr);

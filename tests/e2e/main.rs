@@ -11,6 +11,7 @@ mod auth;
 mod bounds;
 mod clients;
 mod errors;
+mod import;
 mod jwks;
 mod metrics;
 mod more_clients;

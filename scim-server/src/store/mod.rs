@@ -98,6 +98,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod outbox;
 pub mod replans;
+pub mod roster;
 pub mod timers;
 pub mod verifications;
 
