@@ -121,8 +121,8 @@ pub fn approval_request(row: ApprovalRequest<'_>, links: Option<AddressedLinks<'
             l.expires.format("%Y-%m-%d %H:%M UTC"),
         )),
         None => body.push_str(
-            "\nDecide it under Approvals in the scimhub admin console or API \
-             (`scimhub` approvals), signed in as yourself.\n",
+            "\nThis copy has no decision links. An approver decides it through the hub's \
+             approvals API (GET /admin/v1/approvals) with their own credentials.\n",
         ),
     }
     Notice {
