@@ -539,31 +539,37 @@ pub fn run<R: std::io::Read>(
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                 "Operations": [{"op": "replace", "path": "active", "value": false}],
             });
-            let (schemas, caller, pid) = (schemas.clone(), caller(0), id.clone());
-            let write = move |s: &Store| {
-                service::patch(
-                    s,
-                    &schemas,
-                    ResourceKind::User,
-                    &pid,
-                    body,
-                    None,
-                    &caller,
-                    PatchReply::Minimal,
-                )
-                .map(|_| ())
-            };
-            // On a SQLite file through the group-commit writer, as the rows were.
-            let result = if batch {
-                match store.submit_write(write)?.blocking_recv() {
-                    Ok(r) => r,
-                    Err(_) => Err(HubError::Backend(
-                        "the write was dropped by an internal error".into(),
-                    )),
+            // A server on the same SQLite file commits between this transaction's read and its
+            // write now and then ("database is locked" at once, not after the busy timeout):
+            // the row's transaction rolled back whole, so it is tried again.
+            let result = retry_when_locked(|| {
+                let (schemas, caller, pid, body) =
+                    (schemas.clone(), caller(0), id.clone(), body.clone());
+                let write = move |s: &Store| {
+                    service::patch(
+                        s,
+                        &schemas,
+                        ResourceKind::User,
+                        &pid,
+                        body,
+                        None,
+                        &caller,
+                        PatchReply::Minimal,
+                    )
+                    .map(|_| ())
+                };
+                // On a SQLite file through the group-commit writer, as the rows were.
+                if batch {
+                    match store.submit_write(write)?.blocking_recv() {
+                        Ok(r) => r,
+                        Err(_) => Err(HubError::Backend(
+                            "the write was dropped by an internal error".into(),
+                        )),
+                    }
+                } else {
+                    write(&store)
                 }
-            } else {
-                write(&store)
-            };
+            });
             let outcome = match result {
                 Ok(_) => Outcome::Deactivated { id: id.clone() },
                 Err(HubError::Backend(m)) if m == ROLLBACK => {
@@ -581,4 +587,51 @@ pub fn run<R: std::io::Read>(
         }
     }
     Ok(())
+}
+
+/// Runs `write` again (up to 6 tries, 50 ms doubling) while SQLite answers "database is locked"
+/// or "busy": another process (a server on the same file) committed between the transaction's
+/// read and its write. The failed try rolled back whole, so trying again is safe.
+fn retry_when_locked<T>(mut write: impl FnMut() -> HubResult<T>) -> HubResult<T> {
+    let mut wait = std::time::Duration::from_millis(50);
+    for _ in 0..5 {
+        match write() {
+            Err(HubError::Unavailable(m)) if m.contains("locked") || m.contains("busy") => {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    write()
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_database_is_tried_again_and_other_errors_are_not() {
+        let mut tries = 0;
+        let out = retry_when_locked(|| {
+            tries += 1;
+            if tries < 3 {
+                Err(HubError::Unavailable("database is locked".into()))
+            } else {
+                Ok(tries)
+            }
+        });
+        assert_eq!(out.unwrap(), 3);
+        let mut tries = 0;
+        let out: HubResult<()> = retry_when_locked(|| {
+            tries += 1;
+            Err(HubError::NotFound)
+        });
+        assert!(matches!(out, Err(HubError::NotFound)));
+        assert_eq!(tries, 1);
+        // Still locked after every try: the last error is reported.
+        let out: HubResult<()> =
+            retry_when_locked(|| Err(HubError::Unavailable("database is locked".into())));
+        assert!(matches!(out, Err(HubError::Unavailable(_))));
+    }
 }
