@@ -112,8 +112,57 @@ fn demo_runs_the_lifecycle_to_completion() {
         "{stdout}"
     );
 
+    // Each step says why the hub acts as it does, and marks what it granted and revoked.
+    assert_eq!(
+        stdout.matches("\n   HR marks the hire Active").count(),
+        3,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("kept for the old\n   profile's `overlap` window"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  + github     grace  org:acme (role admin)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("  - slack      alan   account (disabled), channel:general, channel:sales\n"),
+        "{stdout}"
+    );
+    // The mover's legacy access, kept for the overlap, is marked `=` with its end.
+    assert!(
+        stdout.contains("  = github     alan   team:engineering (role member) kept until "),
+        "{stdout}"
+    );
+    // Who is asked to approve, by name, and why someone has no account somewhere.
+    assert!(
+        stdout.contains(
+            "  ? waiting for linus (owner) to approve org:acme (role admin) on github for grace\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  · no account on aws, github, netsuite, salesforce: none of linus's profiles \
+             (employee) grants access there\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  · linus owns github in the policy"),
+        "{stdout}"
+    );
+    // No raw JSON anywhere, and the table of every app's accounts is printed once, at the end.
+    assert!(!stdout.contains("{\"kind\""), "{stdout}");
+    assert_eq!(stdout.matches("\n  app ").count(), 1, "{stdout}");
+
     let t = final_table(&stdout);
     let cell = |app: &str, who: &str| t[app][who].as_str();
+    // Every person is a column, even one with no account in some app.
+    assert_eq!(cell("netsuite", "linus"), "·");
+    assert_eq!(cell("github", "linus"), "·");
     // The leaver: every account disabled, none left enabled anywhere.
     for app in ["aws", "github", "jira", "salesforce", "slack", "workday"] {
         assert_eq!(cell(app, "alan"), "disabled", "{app}");

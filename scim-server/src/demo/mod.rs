@@ -33,8 +33,8 @@ use crate::engine::Engine;
 use crate::http::AppState;
 use crate::policy::reload::PolicyHandle;
 use crate::policy::Policy;
-use crate::store::approvals::ApprovalRow;
-use crate::store::{notifications, Store};
+use crate::store::approvals::{ApprovalKind, ApprovalRow};
+use crate::store::{approvals, notifications, Store};
 use simulator::{Hris, Step};
 
 /// The demo policy, as shipped in `examples/`.
@@ -183,6 +183,13 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
     let mut approvers = Approvers::default();
     let steps = simulator::scenario(chrono::Utc::now().date_naive());
     let mut seen_notifications = 0usize;
+    let hub = Hub {
+        admin: &admin,
+        store: &store,
+        rt: &rt,
+        url: &url,
+    };
+    let mut before = snapshot(&apps);
     for (i, step) in steps.iter().enumerate() {
         writeln!(
             out,
@@ -191,31 +198,48 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
             steps.len(),
             step.describe()
         )?;
+        write!(out, "{}", wrap(step.why(), "   ", 96))?;
         let pushed = rt.block_on(hris.apply(step))?;
         if !pushed {
-            let hub = Hub {
-                admin: &admin,
-                store: &store,
-                rt: &rt,
-                url: &url,
-            };
             hub.act(step, &mut approvers, &mut out)?;
         }
         drain(&store)?;
-        write!(out, "{}", table(&apps, &hris.ids))?;
+        let after = snapshot(&apps);
+        let names = user_names(&hris.ids);
+        write!(out, "{}", changes(&before, &after, &names))?;
+        before = after;
+        if let Step::Joiner(simulator::Person { user_name, .. }) | Step::Mover { user_name, .. } =
+            step
+        {
+            write!(out, "{}", hub.kept_access(user_name)?)?;
+            write!(out, "{}", hub.why_no_account(user_name, &apps, &names)?)?;
+        }
         seen_notifications = print_notifications(&store, seen_notifications, &hris.ids, &mut out)?;
         let pending = admin
             .approvals(Some("pending"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for a in &pending {
-            writeln!(
-                out,
-                "  waiting for approval ({}): {} {} on {}",
-                a.level,
-                a.kind,
-                a.entitlement.as_deref().unwrap_or(""),
-                a.connector.as_deref().unwrap_or("")
-            )?;
+            let by = match hub.approver_for(a)? {
+                Some(name) => format!("{name} ({})", a.level),
+                None => format!("the {} level", a.level),
+            };
+            let subject = names.get(a.user_id.as_str()).copied().unwrap_or("?");
+            let what = match a.kind {
+                ApprovalKind::Entitlement => format!(
+                    "{} on {}",
+                    a.entitlement
+                        .as_deref()
+                        .map(crate::engine::notices::entitlement_label)
+                        .unwrap_or_default(),
+                    a.connector.as_deref().unwrap_or("")
+                ),
+                ApprovalKind::Sod => format!(
+                    "an exception to the separation-of-duties rule {}",
+                    a.entitlement.as_deref().unwrap_or("")
+                ),
+                ApprovalKind::Extension => "a contract extension".to_string(),
+            };
+            writeln!(out, "  ? waiting for {by} to approve {what} for {subject}")?;
         }
         if let Step::Joiner(p) = step {
             if let (Some(_), Some(id)) = (&p.contract_end, hris.ids.get(&p.user_name)) {
@@ -234,6 +258,11 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
     }
     writeln!(out, "\n== final state")?;
     write!(out, "{}", table(&apps, &hris.ids))?;
+    writeln!(
+        out,
+        "\n  (· no account, `disabled` a disabled account, `(account)` an account without \
+         entitlements)"
+    )?;
     writeln!(
         out,
         "\ndone in {:.1}s: every step above went over SCIM to a real hub; \
@@ -352,6 +381,89 @@ impl Hub<'_> {
         Ok(name.filter(|n| self.admin.find_user(n).is_ok()))
     }
 
+    /// The legacy access kept for `user_name` by overrides (a mover's overlap window): `=`
+    /// lines, with when it goes.
+    fn kept_access(&self, user_name: &str) -> anyhow::Result<String> {
+        let (id, _) = self
+            .admin
+            .find_user(user_name)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let kept = in_tx(self.store, |c| approvals::overrides(c, &id))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut out = String::new();
+        for k in kept {
+            let _ = writeln!(
+                out,
+                "  = {:<10} {user_name:<6} {} kept until {} UTC (overlap of the old role)",
+                k.connector,
+                crate::engine::notices::entitlement_label(&k.entitlement),
+                k.until.format("%Y-%m-%d %H:%M")
+            );
+        }
+        Ok(out)
+    }
+
+    /// Why `user_name` has no account on some apps: the profiles they match grant none there
+    /// (or the policy's notes say why a grant did not apply).
+    fn why_no_account(
+        &self,
+        user_name: &str,
+        apps: &Apps,
+        names: &BTreeMap<&str, &str>,
+    ) -> anyhow::Result<String> {
+        let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
+        let (id, doc) = self.admin.find_user(user_name).map_err(err)?;
+        let outcome = self.admin.simulate(&id, Some(&doc)).map_err(err)?;
+        let desired = &outcome.desired;
+        let without: Vec<&str> = apps
+            .iter()
+            .filter(|(app, _)| {
+                !desired
+                    .accounts
+                    .get(app)
+                    .is_some_and(|a| a.exists && a.enabled)
+            })
+            .filter(|(_, m)| {
+                !m.state().accounts.keys().any(|k| {
+                    k == user_name || names.get(k.as_str()).is_some_and(|n| *n == user_name)
+                })
+            })
+            .map(|(app, _)| app.as_str())
+            .collect();
+        let mut out = String::new();
+        if !without.is_empty() {
+            let profiles = desired.profile_names();
+            let _ = writeln!(
+                out,
+                "  · no account on {}: none of {user_name}'s profiles ({}) grants access there",
+                without.join(", "),
+                if profiles.is_empty() {
+                    "none matched".to_string()
+                } else {
+                    profiles.join(", ")
+                }
+            );
+        }
+        let policy = self.admin.engine.policy.current();
+        for app in &without {
+            if policy
+                .connectors
+                .get(*app)
+                .is_some_and(|c| c.owners.iter().any(|o| o == user_name))
+            {
+                let _ = writeln!(
+                    out,
+                    "  · {user_name} owns {app} in the policy: they decide its owner-level \
+                     approvals, which needs no account there"
+                );
+            }
+        }
+        for note in &desired.notes {
+            let _ = writeln!(out, "  · {note}");
+        }
+        Ok(out)
+    }
+
     /// A token with the `approvals` scope acting as `user_name` (issued once).
     fn approver_token(&self, approvers: &mut Approvers, user_name: &str) -> anyhow::Result<String> {
         if let Some(t) = approvers.0.get(user_name) {
@@ -383,9 +495,11 @@ impl Hub<'_> {
             Step::Approve => {
                 for a in self.admin.approvals(Some("pending")).map_err(err)? {
                     let what = format!(
-                        "{} {} on {}",
-                        a.kind,
-                        a.entitlement.as_deref().unwrap_or(""),
+                        "{} on {}",
+                        a.entitlement
+                            .as_deref()
+                            .map(crate::engine::notices::entitlement_label)
+                            .unwrap_or_else(|| a.kind.to_string()),
                         a.connector.as_deref().unwrap_or("")
                     );
                     let path = format!("/admin/v1/approvals/{}/approve", a.id);
@@ -517,11 +631,118 @@ fn print_notifications(
     Ok(all.len())
 }
 
+/// `text` wrapped at `width` columns, each line starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::from(indent);
+    for word in text.split_whitespace() {
+        if line.len() > indent.len() && line.len() + 1 + word.len() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from(indent);
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if line.len() > indent.len() {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// userName by SCIM id.
+fn user_names(ids: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    ids.iter().map(|(n, i)| (i.as_str(), n.as_str())).collect()
+}
+
+/// One account as the demo shows it: enabled or not, and its entitlements as people read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AccountView {
+    enabled: bool,
+    entitlements: std::collections::BTreeSet<String>,
+}
+
+/// Every account of every app, by (app, account key).
+type Snapshot = BTreeMap<(String, String), AccountView>;
+
+fn snapshot(apps: &Apps) -> Snapshot {
+    let mut out = Snapshot::new();
+    for (name, app) in apps {
+        for (key, a) in &app.state().accounts {
+            let entitlements = a
+                .entitlements
+                .iter()
+                .map(|e| match &e.role {
+                    Some(r) => format!("{}:{} (role {r})", e.kind, e.id),
+                    None => format!("{}:{}", e.kind, e.id),
+                })
+                .collect();
+            out.insert(
+                (name.clone(), key.clone()),
+                AccountView {
+                    enabled: a.enabled,
+                    entitlements,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// What a step changed in the apps: `+` granted, `-` revoked, one line per app and person.
+fn changes(before: &Snapshot, after: &Snapshot, names: &BTreeMap<&str, &str>) -> String {
+    let who = |key: &str| names.get(key).copied().unwrap_or(key).to_string();
+    let mut lines = Vec::new();
+    let keys: std::collections::BTreeSet<&(String, String)> =
+        before.keys().chain(after.keys()).collect();
+    for key in keys {
+        let (app, account) = key;
+        let person = who(account);
+        let old = before.get(key);
+        let new = after.get(key);
+        let mut plus: Vec<String> = Vec::new();
+        let mut minus: Vec<String> = Vec::new();
+        match (old, new) {
+            (None, Some(n)) => {
+                plus.push("account".into());
+                plus.extend(n.entitlements.iter().cloned());
+            }
+            (Some(o), None) => {
+                minus.push("account (deleted)".into());
+                minus.extend(o.entitlements.iter().cloned());
+            }
+            (Some(o), Some(n)) => {
+                if o.enabled && !n.enabled {
+                    minus.push("account (disabled)".into());
+                } else if !o.enabled && n.enabled {
+                    plus.push("account (enabled again)".into());
+                }
+                plus.extend(n.entitlements.difference(&o.entitlements).cloned());
+                minus.extend(o.entitlements.difference(&n.entitlements).cloned());
+            }
+            (None, None) => {}
+        }
+        if !plus.is_empty() {
+            lines.push(format!("  + {app:<10} {person:<6} {}", plus.join(", ")));
+        }
+        if !minus.is_empty() {
+            lines.push(format!("  - {app:<10} {person:<6} {}", minus.join(", ")));
+        }
+    }
+    if lines.is_empty() {
+        return "  (no access changed)\n".into();
+    }
+    lines.join("\n") + "\n"
+}
+
 /// One row per app, one column per person: the entitlements they hold (`·` no account,
 /// `disabled` for a disabled account).
 pub fn table(apps: &Apps, ids: &BTreeMap<String, String>) -> String {
-    let _ = ids;
-    let mut people: Vec<String> = Vec::new();
+    // Every person the HRIS pushed, even one without any account, then any other account.
+    let mut people: Vec<String> = ids.keys().cloned().collect();
     for (_, app) in apps {
         for key in app.state().accounts.keys() {
             if !people.contains(key) {

@@ -95,6 +95,40 @@ impl Step {
             Step::Leaver { user_name } => format!("leaver: HR terminates {user_name}"),
         }
     }
+
+    /// Why the hub does what it does at this step, for someone seeing it the first time.
+    pub fn why(&self) -> &'static str {
+        match self {
+            Step::Joiner(p) if p.user_type == "Contractor" => {
+                "A contractor gets only what the contractor profile grants (no HR or finance \
+                 system). The access ends by itself on the contract end date, and the sponsor \
+                 is reminded 30 days, 7 days and 24 hours before (the timers below)."
+            }
+            Step::Joiner(_) => {
+                "HR marks the hire Active: every profile whose `match` fits their attributes \
+                 grants its access at once (birthright). A grant marked `approval` waits for \
+                 the person the policy names instead."
+            }
+            Step::Approve => {
+                "Each request goes to the level its grant names: `manager` (the person's \
+                 manager), `owner` (the app's owners) or `security`. Nobody may approve their \
+                 own access, so the requester's own try is refused first."
+            }
+            Step::Mover { .. } => {
+                "The new role's access is granted now. Access only the old role had is kept \
+                 for the old profile's `overlap` window so work can be handed over (the `=` \
+                 lines); the manager gets a summary with links to remove it now or extend it."
+            }
+            Step::Acknowledge { .. } => {
+                "The manager follows the one-click link from the summary: opening it only \
+                 shows what will happen; confirming removes the legacy access at once."
+            }
+            Step::Leaver { .. } => {
+                "Every account is disabled at once (an app whose policy says `on_leave = \
+                 \"delete\"` loses the account instead), and sessions and tokens are revoked."
+            }
+        }
+    }
 }
 
 /// The demo story: the owner of GitHub joins, a manager joins and needs his approval, an
