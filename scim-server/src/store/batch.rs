@@ -157,6 +157,10 @@ fn run(pool: Pool, rx: Receiver<Box<dyn Job>>) {
 
 fn begin(conn: &mut PooledConn) -> HubResult<()> {
     let c: &mut DbConnection = conn;
+    // SQLite: `BEGIN IMMEDIATE`, so a writer in another process is waited for, not failed on.
+    if super::conn::begin_immediate(c)? {
+        return Ok(());
+    }
     <DbConnection as Connection>::TransactionManager::begin_transaction(c).map_err(Into::into)
 }
 

@@ -18,6 +18,49 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
+/// Begins an outermost write transaction and says whether it did: `BEGIN IMMEDIATE` on a
+/// SQLite connection not yet in a transaction, nothing otherwise (PostgreSQL, or already inside
+/// one). SQLite's default `BEGIN` is deferred: a transaction that reads before it writes fails
+/// at its first write with `SQLITE_BUSY_SNAPSHOT` ("database is locked", without waiting) when
+/// another process (`scimhub import` or `grant` beside a running server) committed in between.
+/// Taking the write lock up front lets `busy_timeout` wait for the other writer instead.
+pub(crate) fn begin_immediate(c: &mut DbConnection) -> diesel::QueryResult<bool> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let DbConnection::Sqlite(s) = c else {
+        return Ok(false);
+    };
+    let depth = AnsiTransactionManager::transaction_manager_status_mut(s).transaction_depth()?;
+    if depth.is_some() {
+        return Ok(false);
+    }
+    AnsiTransactionManager::begin_transaction_sql(s, "BEGIN IMMEDIATE")?;
+    Ok(true)
+}
+
+/// Ends a transaction [`begin_immediate`] began: commits when `ok`, rolls back otherwise (and
+/// when the commit fails).
+pub(crate) fn end_immediate(c: &mut DbConnection, ok: bool) -> diesel::QueryResult<()> {
+    use diesel::connection::TransactionManager;
+    type Tm = <DbConnection as Connection>::TransactionManager;
+    if ok {
+        if let Err(e) = Tm::commit_transaction(c) {
+            // A failed COMMIT can leave the transaction open in SQLite: end it.
+            if Tm::transaction_manager_status_mut(c)
+                .transaction_depth()
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                let _ = Tm::rollback_transaction(c);
+            }
+            return Err(e);
+        }
+        Ok(())
+    } else {
+        Tm::rollback_transaction(c)
+    }
+}
+
 impl std::fmt::Debug for DbConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -529,6 +529,22 @@ impl Store {
         conn: &mut DbConnection,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
+        // On SQLite the outermost transaction takes the write lock at BEGIN (see
+        // `conn::begin_immediate`); the body then runs in a savepoint of it.
+        let immediate = conn::begin_immediate(conn)?;
+        let out = self.run_write_body(conn, body);
+        if immediate {
+            conn::end_immediate(conn, out.is_ok())?;
+        }
+        out
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn run_write_body<T>(
+        &self,
+        conn: &mut DbConnection,
+        body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
         conn.transaction::<_, HubError, _>(|c| {
             let mut changes = Vec::new();
             let out = body(c, &mut changes)?;

@@ -51,3 +51,54 @@ fn store_concurrent_sqlite_writes_never_fail() {
         .unwrap();
     assert_eq!(page.total_results, 480);
 }
+
+/// Two processes on one SQLite file (a CLI beside a running server): a write transaction that
+/// reads first must not fail when the other commits between its read and its write. With a
+/// deferred `BEGIN` the second writer's commit lands in that gap and the first one's write
+/// fails at once with SQLITE_BUSY_SNAPSHOT; with `BEGIN IMMEDIATE` the second one waits.
+#[test]
+fn store_sqlite_write_that_reads_first_survives_another_process_writing() {
+    use diesel::sql_types::BigInt;
+    use diesel::RunQueryDsl;
+    use std::sync::mpsc;
+    let db = sqlite_db();
+    let Cleanup::Files(path) = &db.cleanup else {
+        unreachable!("sqlite_db is a file")
+    };
+    // A second Store: its own connections, as another process would have.
+    let other = Store::open(&format!("sqlite://{}", path.display())).unwrap();
+    db.store
+        .create(ResourceKind::User, obj(json!({"userName": "first"})), None)
+        .unwrap();
+    let (committed_tx, committed) = mpsc::channel::<()>();
+    let mut writer = None;
+    db.store
+        .write_tx(|c, _| {
+            #[derive(diesel::QueryableByName)]
+            struct Count {
+                #[diesel(sql_type = BigInt)]
+                n: i64,
+            }
+            let before: Count =
+                diesel::sql_query("SELECT COUNT(*) AS n FROM resources").get_result(c)?;
+            assert!(before.n >= 1);
+            let other = other.clone();
+            let tx = committed_tx.clone();
+            writer = Some(std::thread::spawn(move || {
+                let r = other.create(ResourceKind::User, obj(json!({"userName": "second"})), None);
+                let _ = tx.send(());
+                r
+            }));
+            // Give the other writer its chance to commit in the gap (it cannot with the write
+            // lock already held, and then this waits the whole second).
+            let _ = committed.recv_timeout(std::time::Duration::from_secs(1));
+            diesel::sql_query("UPDATE resources SET id = id WHERE 1 = 0").execute(c)?;
+            Ok(())
+        })
+        .expect("the write that read first commits");
+    writer
+        .unwrap()
+        .join()
+        .unwrap()
+        .expect("the other process's write waited and committed");
+}
