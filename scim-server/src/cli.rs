@@ -48,7 +48,8 @@ pub enum Command {
     /// would produce, without committing anything (same as POST /admin/v1/simulate).
     Simulate(SimulateArgs),
     /// Start a throw-away hub with the demo policy and in-memory apps, run an HRIS scenario
-    /// (joiner, approval, mover, contractor, leaver) against it and print each app's state.
+    /// (joiner, approval, mover, contractor, leaver) against it, explain each step, mark the
+    /// access it granted (+), revoked (-) and kept (=), and print every app's final state.
     Demo(DemoArgs),
     /// Act on the operation queue.
     #[command(subcommand)]
