@@ -19,6 +19,7 @@
 pub mod jwks;
 pub mod jwt;
 pub mod token;
+pub mod token_cache;
 pub mod usage;
 
 use chrono::{DateTime, Utc};
@@ -181,6 +182,8 @@ pub struct Authenticator {
     jwt: Option<jwt::JwtVerifier>,
     /// When each API token's `last_used` was last written by this node.
     pub usage: usage::TokenUsage,
+    /// Stored tokens as last read, for a second ([`token_cache`]).
+    pub tokens: token_cache::TokenCache,
 }
 
 impl Authenticator {
@@ -189,6 +192,7 @@ impl Authenticator {
             bootstrap: bootstrap.filter(|b| !b.expose().is_empty()),
             jwt,
             usage: usage::TokenUsage::default(),
+            tokens: token_cache::TokenCache::default(),
         }
     }
 

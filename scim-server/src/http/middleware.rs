@@ -89,19 +89,31 @@ async fn resolve(state: &AppState, header: Option<&str>) -> Result<Principal, Ap
         Credential::Done(p) => Ok(p),
         Credential::Jwt => state.auth.verify_jwt(&token).await.map_err(unauthorized),
         Credential::Lookup { prefix } => {
-            // Read on every request, so a revocation takes effect on the next one.
-            let record: Option<TokenRecord> = state
-                .db(move |s| s.find_token_by_prefix(&prefix))
-                .await?
-                .map(|t| TokenRecord {
-                    id: t.id,
-                    name: t.name,
-                    hash: t.token_hash,
-                    scopes: t.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
-                    revoked: t.revoked.is_some(),
-                    user_id: t.user_id,
-                    expires: t.expires,
-                });
+            // The record as read within the last second (`auth::token_cache`): a revocation
+            // takes effect within a second, on every node.
+            let read_at = std::time::Instant::now();
+            let record: Option<TokenRecord> = match state.auth.tokens.get(&prefix, read_at) {
+                Some(cached) => Some(cached),
+                None => {
+                    let key = prefix.clone();
+                    let read = state
+                        .db(move |s| s.find_token_by_prefix(&key))
+                        .await?
+                        .map(|t| TokenRecord {
+                            id: t.id,
+                            name: t.name,
+                            hash: t.token_hash,
+                            scopes: t.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+                            revoked: t.revoked.is_some(),
+                            user_id: t.user_id,
+                            expires: t.expires,
+                        });
+                    if let Some(r) = &read {
+                        state.auth.tokens.put(&prefix, r.clone(), read_at);
+                    }
+                    read
+                }
+            };
             let id = record.as_ref().map(|r| r.id.clone());
             let now = state.store.now();
             let principal =
