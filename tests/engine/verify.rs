@@ -525,7 +525,9 @@ fn unreadable_after_an_outage_is_read_again_once_the_operator_retries(env: Env) 
         "{parked:?}"
     );
     assert_eq!(slack_outcomes(&env), vec!["unreadable"]);
-    assert_eq!(open_incidents(&env, "verification_unreadable").len(), 1);
+    let open = open_incidents(&env, "verification_unreadable");
+    assert_eq!(open.len(), 1);
+    let raised_id = open[0].id;
     assert!(env.app("slack").account("ann").unwrap().enabled);
 
     slack.down.store(false, Ordering::SeqCst);
@@ -541,6 +543,20 @@ fn unreadable_after_an_outage_is_read_again_once_the_operator_retries(env: Env) 
     env.clock.advance(Duration::minutes(16));
     env.run();
     assert_eq!(slack_outcomes(&env), vec!["unreadable", "verified"]);
+    // Slack answered: its "could not be read" incident is resolved, with what the read found.
+    assert!(open_incidents(&env, "verification_unreadable").is_empty());
+    let closed = in_tx(&env.store, |c| incidents::get(c, raised_id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(closed.status, "resolved");
+    assert_eq!(closed.resolved_by.as_deref(), Some("verifier"));
+    assert!(
+        closed
+            .note
+            .as_deref()
+            .is_some_and(|n| n.ends_with(": verified")),
+        "{closed:?}"
+    );
     // The event shows slack's latest outcome.
     let page = env
         .admin

@@ -6,7 +6,8 @@
 //!   waits (the timer moves on by the connector's delay), since the plan is not complete.
 //! * A read that fails is retried with the one backoff ([`super::backoff`]); after
 //!   [`MAX_READS`] failed reads the outcome is `unreadable` and a `verification_unreadable`
-//!   incident opens. Nothing is recorded `verified` without a successful read.
+//!   incident opens; the next successful read of that user on that system resolves it. Nothing
+//!   is recorded `verified` without a successful read.
 //! * A mismatch opens a `verification_mismatch` incident (one open per user and connector),
 //!   records what the system holds as the planned and actual state, and plans the user again,
 //!   so the normal diff queues what did not take effect; a new check follows that re-plan,
@@ -262,6 +263,21 @@ impl Workers {
                         record(c, &check, v.attempt + 1)?;
                         audit_outcome(c, check.outcome, check.detail())?;
                         timers::fired(c, row.id, now)?;
+                        // The system answered: an earlier "could not be read" is over.
+                        incidents::resolve_open_for(
+                            c,
+                            "verification_unreadable",
+                            &row.user_id,
+                            &v.connector,
+                            "verifier",
+                            &format!(
+                                "read back for plan {} ({}): {}",
+                                v.plan_id,
+                                v.event,
+                                check.outcome.as_str()
+                            ),
+                            now,
+                        )?;
                         if check.outcome != Outcome::Mismatch {
                             return Ok(false);
                         }

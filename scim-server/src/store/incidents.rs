@@ -119,6 +119,32 @@ pub fn resolve_key(
     Ok(q.execute(c)? > 0)
 }
 
+/// Resolves the open incidents of `kind` for one user and connector (their cause is over: a
+/// system that could not be read was read), as `by` with `note`. Returns how many.
+pub fn resolve_open_for(
+    c: &mut DbConnection,
+    kind: &str,
+    user_id: &str,
+    connector: &str,
+    by: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> HubResult<usize> {
+    let mut q = Sql::<()>::new("UPDATE engine_incidents SET status = 'resolved', resolved_at = ");
+    q.text(fmt_ts(now))
+        .push(", resolved_by = ")
+        .text(by)
+        .push(", note = ")
+        .text(note)
+        .push(" WHERE status = 'open' AND kind = ")
+        .text(kind)
+        .push(" AND user_id = ")
+        .text(user_id)
+        .push(" AND connector = ")
+        .text(connector);
+    Ok(q.execute(c)?)
+}
+
 /// Resolves the open incidents an outbox operation raised (it is being retried).
 pub(crate) fn resolve_for_op(c: &mut DbConnection, outbox_id: i64) -> HubResult<()> {
     let mut r = Sql::<()>::new(
