@@ -8,6 +8,9 @@
 #   USERS=10000 MEMBERS=5000 bash scripts/bench.sh
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench bash scripts/bench.sh
 #   SCIMHUB_BIN=/path/to/release/scimhub bash scripts/bench.sh   # skip the build
+#   bash scripts/bench.sh ceiling              # get-by-id with plain wrk against the static
+#                                              # actix stub (scim-server/examples/ceiling.rs)
+#                                              # and against scimhub: the share of the ceiling
 #
 # Figures are only meaningful on a quiet machine: the script waits (bounded) for one.
 set -euo pipefail
@@ -29,9 +32,54 @@ if [ -z "$BIN" ]; then
   BIN=./target/release/scimhub
 fi
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# Plain wrk, one thread on CPU 1, 16 connections, DURATION seconds: prints requests/s.
+plain_wrk() {
+  taskset -c 1 wrk -t1 -c16 -d"${DURATION:-10}s" "$@" | awk '/^Requests\/sec/ { print $2 }'
+}
+
+if [ "${1:-}" = ceiling ]; then
+  STUB=${CEILING_BIN:-}
+  if [ -z "$STUB" ]; then
+    cargo build --release -p scim-server --example ceiling
+    STUB=./target/release/examples/ceiling
+  fi
+  WORK=$(mktemp -d)
+  trap 'kill ${SPID:-} ${PID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+  "$HARNESS/wait-quiet" 0.25 "${QUIET_WAIT:-300}" || true
+  SPORT=$(free_port)
+  taskset -c 0 "$STUB" "127.0.0.1:$SPORT" >"$WORK/stub.log" 2>&1 &
+  SPID=$!
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$SPORT/scim/v2/Users/x" >/dev/null 2>&1 && break; sleep 0.1; done
+  plain_wrk -d1s "http://127.0.0.1:$SPORT/scim/v2/Users/x" >/dev/null # warm-up
+  CEIL=$(plain_wrk "http://127.0.0.1:$SPORT/scim/v2/Users/x")
+  kill $SPID; wait $SPID 2>/dev/null || true
+  PORT=$(free_port)
+  TOKEN="bench-token-$(date +%s%N)-$(date +%s%N)"
+  RUST_LOG=warn SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN taskset -c 0 "$BIN" serve --bind "127.0.0.1:$PORT" \
+    --database-url "sqlite://$WORK/ceiling.db" >"$WORK/server.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  ID=$(curl -fsS -X POST "http://127.0.0.1:$PORT/scim/v2/Users" -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/scim+json' \
+    -d '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bjensen@example.com","name":{"givenName":"Barbara","familyName":"Jensen"},"title":"Tour Guide","emails":[{"value":"bjensen@example.com","type":"work","primary":true}]}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  URL="http://127.0.0.1:$PORT/scim/v2/Users/$ID"
+  plain_wrk -d1s -H "Authorization: Bearer $TOKEN" "$URL" >/dev/null # warm-up
+  HUB=$(plain_wrk -H "Authorization: Bearer $TOKEN" "$URL")
+  python3 - "$CEIL" "$HUB" <<'PY'
+import sys
+ceil, hub = float(sys.argv[1]), float(sys.argv[2])
+print(f"static actix stub (1 worker, 1 KB User): {ceil:,.0f} req/s")
+print(f"scimhub GET /Users/{{id}} (SQLite):      {hub:,.0f} req/s = {100 * hub / ceil:.0f}% of the ceiling")
+PY
+  exit 0
+fi
+
 WORK=$(mktemp -d)
 DATABASE_URL=${DATABASE_URL:-sqlite://$WORK/bench.db}
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+PORT=$(free_port)
 TOKEN="bench-token-$(date +%s%N)-$(date +%s%N)"
 # The harness reads the big group back with its members (its validation), so the member bound
 # (max_group_members, 10,000 by default) is raised above the group's size for the run.
