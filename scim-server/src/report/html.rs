@@ -231,4 +231,29 @@ mod tests {
         assert!(!html.contains("<i>x</i>"), "{html}");
         assert!(!html.to_lowercase().contains("<script"));
     }
+
+    /// Every page with fixed contents and times, as a snapshot; also written to
+    /// `$SCIMHUB_MAIL_ARTIFACTS/report-*-fixture.html` when set (tests/artifacts/README.md).
+    #[test]
+    fn pages_with_fixed_contents() {
+        use super::super::fixtures;
+        let pages = [
+            (
+                "termination",
+                termination(&fixtures::termination()).unwrap(),
+            ),
+            ("period", period(&fixtures::period()).unwrap()),
+            ("contractor", contractor(&fixtures::contractor()).unwrap()),
+        ];
+        for (name, html) in &pages {
+            assert!(!html.contains("<script"), "{name}");
+            if let Some(dir) = std::env::var_os("SCIMHUB_MAIL_ARTIFACTS") {
+                let path = std::path::Path::new(&dir).join(format!("report-{name}-fixture.html"));
+                std::fs::write(path, html).unwrap();
+            }
+            insta::assert_snapshot!(format!("report_{name}_html"), html);
+        }
+        // The section without a template is printed as its data.
+        assert!(pages[1].1.contains("&quot;grants&quot;"));
+    }
 }

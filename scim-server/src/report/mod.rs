@@ -16,6 +16,8 @@
 
 pub mod chart;
 pub mod contractor;
+#[cfg(test)]
+mod fixtures;
 pub mod html;
 pub mod period;
 pub mod termination;
