@@ -188,6 +188,7 @@ pub fn contractor(v: &Value) -> ReportResult<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -149,6 +149,7 @@ pub fn parse_bound(s: &str, end: bool, name: &str) -> ReportResult<DateTime<Utc>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use chrono::TimeZone;
 

@@ -353,6 +353,7 @@ pub fn drift_section(c: &mut DbConnection, p: &Period) -> HubResult<Section> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
