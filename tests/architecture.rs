@@ -10,9 +10,9 @@
 //!
 //! | layer | modules |
 //! |-------|---------|
-//! | 0 | `main`, `lib`, `run`, `run_audit`, `run_import`, `cli`, `demo` |
+//! | 0 | `main`, `lib`, `run`, `run_audit`, `run_import`, `run_report`, `cli`, `demo` |
 //! | 1 | `http` |
-//! | 2 | `admin`, `jobs`, `notify`, `import` |
+//! | 2 | `admin`, `jobs`, `notify`, `import`, `report` |
 //! | 3 | `engine`, `service`, `auth` |
 //! | 4 | `policy`, `config`, `clock` |
 //! | 5 | `store` |
@@ -41,11 +41,12 @@ const LAYERS: &[&[&str]] = &[
         "run",
         "run_audit",
         "run_import",
+        "run_report",
         "cli",
         "demo",
     ],
     &["http"],
-    &["admin", "jobs", "notify", "import"],
+    &["admin", "jobs", "notify", "import", "report"],
     &["engine", "service", "auth"],
     &["policy", "config", "clock", "metrics"],
     &["store"],
@@ -60,12 +61,25 @@ const ENTRY_LAYER: usize = 0;
 
 /// Edges allowed between two modules of the same layer (from, to, why); one direction only.
 ///
-/// Empty on purpose. Measured when this test was written: no module imports another of its own
-/// layer (`jobs` and `notify` each reach down to `engine` and `store` but not to each other;
-/// `engine`, `service` and `auth` are independent; `policy`, `config` and `clock` likewise). A
-/// same-layer edge is the easiest way to grow a cycle, so one must be argued for here, with its
-/// reason, before it is written; moving the shared part a layer down is usually better.
-const SAME_LAYER: &[(&str, &str, &str)] = &[];
+/// When this test was written no module imported another of its own layer (`jobs` and `notify`
+/// each reach down to `engine` and `store` but not to each other; `engine`, `service` and `auth`
+/// are independent; `policy`, `config` and `clock` likewise). A same-layer edge is the easiest
+/// way to grow a cycle, so one must be argued for here, with its reason, before it is written;
+/// moving the shared part a layer down is usually better.
+const SAME_LAYER: &[(&str, &str, &str)] = &[
+    (
+        "report",
+        "admin",
+        "a termination report is the event record admin::events assembles (systems, operations, \
+         verification, SLA): one assembly for the events API and the reports",
+    ),
+    (
+        "jobs",
+        "report",
+        "the runner keeps a contractor's history in the transaction that completes the \
+         contract-expiry plan (report::contractor::archive)",
+    ),
+];
 
 /// One `crate::<module>` reference in code.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -74,6 +74,64 @@ pub enum Command {
     /// Load an HR roster (CSV) as SCIM writes of one client: create or update each row's user,
     /// report each row; `--full` deactivates the client's users the roster leaves out.
     Import(ImportArgs),
+    /// Termination, period and contractor reports as JSON or printable HTML (same as
+    /// GET /admin/v1/reports/...; see docs/reports.md).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// Where a report goes and in which form.
+#[derive(Debug, Clone, Args)]
+pub struct ReportOutput {
+    /// json or html.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: crate::report::Format,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `scimhub report …`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// One leaver or contract-expiry event of USER: every system, every action with requested
+    /// and done times, verification, the SLA result, incidents and approved exceptions.
+    Termination {
+        /// The user's id or userName (a deleted user: the id).
+        user: String,
+        /// This event (from `scimhub events list --user USER`) instead of the latest leaver or
+        /// contract-expiry event.
+        #[arg(long)]
+        event: Option<i64>,
+        #[command(flatten)]
+        output: ReportOutput,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// A period for auditors: events by kind, SLA attainment per kind, incidents and their
+    /// resolution times, drift findings.
+    Period {
+        /// First day (YYYY-MM-DD, UTC) or time (RFC 3339), inclusive.
+        #[arg(long)]
+        from: String,
+        /// Last day (YYYY-MM-DD, UTC, inclusive) or time (RFC 3339, exclusive).
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        output: ReportOutput,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// A contractor's provisioning history: the copy kept at contract expiry when there is
+    /// one, else as it is now.
+    Contractor {
+        /// The user's id or userName (a deleted user: the id).
+        user: String,
+        #[command(flatten)]
+        output: ReportOutput,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 /// `scimhub migrate`.

@@ -1,7 +1,7 @@
 //! scimhub: the SCIM 2.0 identity hub server.
 //!
 //! The modules are layered; each uses only those below it (checked by `tests/architecture.rs`):
-//! `run`, `cli`, `demo` → [`http`] → [`admin`], [`jobs`], [`notify`] → [`engine`], [`service`],
+//! `run`, `cli`, `demo` → [`http`] → [`admin`], [`jobs`], [`notify`], [`report`] → [`engine`], [`service`],
 //! [`auth`] → [`policy`], [`config`], [`clock`] → [`store`] → [`error`].
 //!
 //! * [`config`] — layered configuration (defaults, TOML, `SCIMHUB_*`, flags).
@@ -19,6 +19,7 @@
 //! * [`notify`] — the notification outbox and its SMTP delivery.
 //! * [`admin`] — the admin operations behind the admin API (approvals, holds, simulation,
 //!   one-click links), free of HTTP.
+//! * [`report`] — termination, period and contractor reports as JSON and printable HTML.
 //! * [`reflect`] — the keys a `Deserialize` type accepts (configuration and policy references).
 //! * [`demo`] — `scimhub demo`: the hub, in-memory apps and the HRIS simulator in one command.
 
@@ -37,9 +38,11 @@ pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod reflect;
+pub mod report;
 mod run;
 mod run_audit;
 mod run_import;
+mod run_report;
 pub mod service;
 pub mod store;
 

@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cmd) => crate::run_audit::audit_command(cmd),
         Command::Reconcile(args) => reconcile_command(args),
         Command::Import(args) => crate::run_import::import_command(args),
+        Command::Report(cmd) => crate::run_report::report_command(cmd),
     }
 }
 

@@ -427,3 +427,107 @@ fn backup_needs_a_database_and_never_migrates() {
     let _ = Backend::Sqlite;
     let _: Option<TestApp> = None;
 }
+
+/// `scimhub report …` opens the database like `scimhub audit` (`--config`, `--database-url`),
+/// writes JSON or HTML to stdout or `--out`, and refuses bad input with a message.
+#[test]
+fn report_commands_write_json_and_html_and_refuse_bad_input() {
+    let dir = scratch();
+    let db = format!("sqlite://{}", dir.join("hub.db").display());
+    let out = scimhub(
+        &[
+            "report",
+            "period",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-30",
+            "--database-url",
+            &db,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], "scimhub/report/period/v1");
+    assert_eq!(v["period"]["from"], "2026-11-01T00:00:00Z");
+    assert_eq!(v["period"]["to"], "2026-12-01T00:00:00Z");
+    assert_eq!(v["sections"][0]["id"], "events");
+    assert_eq!(v["audit_head"]["seq"], 0);
+    let page = dir.join("period.html");
+    let page_s = page.to_str().unwrap();
+    let out = scimhub(
+        &[
+            "report",
+            "period",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-30",
+            "--format",
+            "html",
+            "--out",
+            page_s,
+            "--database-url",
+            &db,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("<svg"),
+        "{html}"
+    );
+
+    let out = scimhub(
+        &["report", "termination", "nobody", "--database-url", &db],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not found: user nobody"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = scimhub(
+        &[
+            "report",
+            "period",
+            "--from",
+            "30/11/2026",
+            "--to",
+            "2026-11-30",
+            "--database-url",
+            &db,
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--from"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The configuration file is read (and refused when wrong) as by every other subcommand.
+    let cfg = dir.join("hub.toml");
+    std::fs::write(&cfg, "database_urll = \"sqlite://x.db\"\n").unwrap();
+    let out = scimhub(
+        &[
+            "report",
+            "contractor",
+            "cora",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("database_urll"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

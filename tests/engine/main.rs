@@ -13,6 +13,7 @@ mod events_api;
 mod incident_notices;
 mod notify;
 mod outages;
+mod reports;
 mod sources;
 mod takeover;
 mod wake;

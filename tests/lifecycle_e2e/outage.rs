@@ -585,5 +585,74 @@ async fn leaver_during_an_outage_breaches_alerts_recovers_and_verifies() {
     let shown: Value = serde_json::from_slice(&shown.stdout).expect("events show JSON");
     assert_eq!(shown["sla"], record["sla"]);
     assert_eq!(shown["systems"], record["systems"]);
+
+    // ---- the termination report (issue 15) -------------------------------------------------
+    // `scimhub report termination jdoe` (the latest leaver event, by userName) from the
+    // database: every system with its requested and done times and its verification, the SLA
+    // breached, the breach incident; the HTML form names every system too.
+    let report = |args: &[&str]| {
+        let out = Command::new(hub_bin())
+            .args(["report", "termination", "jdoe"])
+            .args(args)
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", hub.db.display()))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("scimhub report termination");
+        assert!(
+            out.status.success(),
+            "report termination: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let r: Value = serde_json::from_slice(&report(&[])).expect("report JSON");
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    assert_eq!(r["schema"], "scimhub/report/termination/v1");
+    assert_eq!(r["event"]["id"], event_id);
+    assert_eq!(r["event"]["kind"], "leaver");
+    assert_eq!(r["user"]["user_name"], "jdoe");
+    assert_eq!(r["sla"], record["sla"]);
+    assert!(r["audit_head"]["seq"].as_i64().unwrap_or(0) > 0, "{r}");
+    let rs = r["systems"].as_array().unwrap();
+    let mut names: Vec<&str> = rs
+        .iter()
+        .map(|s| s["connector"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["apps", "dir"]);
+    for s in rs {
+        let requested = ts(&s["requested"]);
+        let done = ts(&s["done"]);
+        assert!(at <= requested && requested <= done, "{s}");
+        assert_eq!(s["verification"], "verified", "{s}");
+        for op in s["operations"].as_array().unwrap() {
+            assert!(
+                op["requested"].is_string() && op["done"].is_string(),
+                "{op}"
+            );
+        }
+    }
+    assert_eq!(r["summary"]["systems_verified"], 2, "{r}");
+    assert!(r["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["kind"] == "sla_breach"));
+    let html_path = dir.path().join("termination.html");
+    report(&["--format", "html", "--out", html_path.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&html_path).expect("report HTML");
+    for needle in [
+        "apps",
+        "dir",
+        "breached",
+        "verified",
+        r["audit_head"]["hash"].as_str().unwrap(),
+    ] {
+        assert!(html.contains(needle), "{needle} not in the HTML report");
+    }
+    // The admin API serves the same report.
+    let via_api = admin_get(&scim, "/reports/termination/jdoe").await;
+    assert_eq!(via_api["systems"], r["systems"]);
     drop(slapd_again);
 }

@@ -2,7 +2,7 @@
 //! record — when the SCIM request that caused it came, every operation planned per system with
 //! when it was requested and done and how it ended, the SLA result with the actual completion
 //! time, the post-change verification per system, and the incidents it raised. What
-//! `GET /admin/v1/events`, `scimhub events` and the coming reports and console read.
+//! `GET /admin/v1/events`, `scimhub events`, the reports (`report`) and the coming console read.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use super::{in_tx, Admin, AdminError, AdminResult};
 use crate::engine::plan::Operation;
+use crate::error::HubResult;
 use crate::store::events::{self, EventRecord, RecordFilter};
-use crate::store::{engine_state, incidents, outbox, verifications};
+use crate::store::{engine_state, incidents, outbox, verifications, DbConnection};
 
 /// The most events one page returns.
 pub const MAX_PAGE: i64 = 1000;
@@ -295,52 +296,56 @@ impl Admin {
 
     /// One event's whole record; 404 when unknown.
     pub fn event(&self, id: i64) -> AdminResult<EventDetail> {
-        in_tx(&self.store, |c| {
-            let Some(e) = events::record_by_id(c, id)? else {
-                return Ok(None);
-            };
-            let ops = outbox::list_plan(c, &e.plan_id)?;
-            let checks = verifications::for_plan(c, &e.plan_id)?;
-            let raised = incidents::for_plan(c, &e.plan_id)?;
-            let user_name = engine_state::get_user(c, &e.user_id)?.and_then(|u| {
-                u.facts
-                    .get("userName")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            });
-            Ok(Some(EventDetail {
-                id: e.id,
-                kind: e.event,
-                at: e.at,
-                user_id: e.user_id,
-                user_name,
-                plan_id: e.plan_id,
-                hold_id: e.hold_id,
-                sla: EventSlaResult {
-                    due: e.sla_due,
-                    completed: e.completed,
-                    result: e.sla_result,
-                    seconds: e.sla_seconds,
-                },
-                unsupported: e.unsupported,
-                systems: systems(ops, checks),
-                incidents: raised
-                    .into_iter()
-                    .map(|i| IncidentRef {
-                        id: i.id,
-                        kind: i.kind,
-                        connector: i.connector,
-                        created: i.created,
-                        status: i.status,
-                        acknowledged_by: i.acknowledged_by,
-                        resolved_at: i.resolved_at,
-                        reason: i.reason,
-                    })
-                    .collect(),
-            }))
-        })?
-        .ok_or_else(|| AdminError::NotFound(format!("event {id}")))
+        in_tx(&self.store, |c| event_detail(c, id))?
+            .ok_or_else(|| AdminError::NotFound(format!("event {id}")))
     }
+}
+
+/// One event's whole record read on `c` (in the caller's transaction: the reports read it in
+/// one snapshot with the audit chain head); `None` when unknown.
+pub fn event_detail(c: &mut DbConnection, id: i64) -> HubResult<Option<EventDetail>> {
+    let Some(e) = events::record_by_id(c, id)? else {
+        return Ok(None);
+    };
+    let ops = outbox::list_plan(c, &e.plan_id)?;
+    let checks = verifications::for_plan(c, &e.plan_id)?;
+    let raised = incidents::for_plan(c, &e.plan_id)?;
+    let user_name = engine_state::get_user(c, &e.user_id)?.and_then(|u| {
+        u.facts
+            .get("userName")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    Ok(Some(EventDetail {
+        id: e.id,
+        kind: e.event,
+        at: e.at,
+        user_id: e.user_id,
+        user_name,
+        plan_id: e.plan_id,
+        hold_id: e.hold_id,
+        sla: EventSlaResult {
+            due: e.sla_due,
+            completed: e.completed,
+            result: e.sla_result,
+            seconds: e.sla_seconds,
+        },
+        unsupported: e.unsupported,
+        systems: systems(ops, checks),
+        incidents: raised
+            .into_iter()
+            .map(|i| IncidentRef {
+                id: i.id,
+                kind: i.kind,
+                connector: i.connector,
+                created: i.created,
+                status: i.status,
+                acknowledged_by: i.acknowledged_by,
+                resolved_at: i.resolved_at,
+                reason: i.reason,
+            })
+            .collect(),
+    }))
 }
 
 #[cfg(test)]

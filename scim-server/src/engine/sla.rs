@@ -80,13 +80,18 @@ pub fn deadline(c: &mut DbConnection, plan_id: &str, now: DateTime<Utc>) -> HubR
 
 /// An operation of plan `plan_id` was done at `now` (the runner calls this in the transaction
 /// that records it): when it was the plan's last, the event records its completion and SLA
-/// result, and the deadline timer is cancelled.
-pub fn operation_done(c: &mut DbConnection, plan_id: &str, now: DateTime<Utc>) -> HubResult<()> {
+/// result, and the deadline timer is cancelled. Returns the event it completed (the runner
+/// archives a contractor's history when it is a contract expiry, `report::contractor`).
+pub fn operation_done(
+    c: &mut DbConnection,
+    plan_id: &str,
+    now: DateTime<Utc>,
+) -> HubResult<Option<events::EventSla>> {
     if !outbox::outstanding(c, plan_id)?.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let Some(event) = events::complete(c, plan_id, now)? else {
-        return Ok(());
+        return Ok(None);
     };
     timers::cancel_key(c, &sla_deadline_key(plan_id))?;
     if let Some(result) = &event.sla_result {
@@ -118,7 +123,7 @@ pub fn operation_done(c: &mut DbConnection, plan_id: &str, now: DateTime<Utc>) -
             },
         )?;
     }
-    Ok(())
+    Ok(Some(event))
 }
 
 /// What the incident says: the event, the user, the deadline and each operation outstanding.

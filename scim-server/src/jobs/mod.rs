@@ -354,7 +354,9 @@ fn record_outcome(
                 return Ok(OpOutcome::Lost);
             }
             record_done(c, row, &op, id, now)?;
-            crate::engine::sla::operation_done(c, &row.plan_id, now)?;
+            if let Some(done) = crate::engine::sla::operation_done(c, &row.plan_id, now)? {
+                crate::report::contractor::archive(c, &done, now)?;
+            }
             Ok(OpOutcome::Done)
         }
         (Err(e), _) if e.kind == ErrorKind::Retryable && row.attempts < max_attempts => {

@@ -196,6 +196,38 @@ pub fn list(c: &mut DbConnection, f: &Filter<'_>, limit: i64) -> HubResult<Vec<F
     Ok(q.load::<Finding>(c)?)
 }
 
+/// Findings first seen at or after `from` and before `to`, oldest first, at most `limit`.
+pub fn first_seen_between(
+    c: &mut DbConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> HubResult<Vec<Finding>> {
+    let mut q = Sql::<(
+        BigInt,
+        Text,
+        Text,
+        Text,
+        Text,
+        Nullable<Text>,
+        Text,
+        Text,
+        Text,
+        Text,
+        Text,
+        Nullable<Text>,
+    )>::new(
+        "SELECT id, connector, kind, account, entitlement, user_id, action, detail, status, \
+         first_seen, last_seen, closed_at FROM engine_drift_findings WHERE first_seen >= ",
+    );
+    q.text(fmt_ts(from))
+        .push(" AND first_seen < ")
+        .text(fmt_ts(to))
+        .push(" ORDER BY id")
+        .limit(limit);
+    Ok(q.load::<Finding>(c)?)
+}
+
 /// Open findings per (connector, kind): the `scimhub_drift_findings` gauge.
 pub fn open_counts(c: &mut DbConnection) -> HubResult<Vec<(String, String, i64)>> {
     let q = Sql::<(Text, Text, BigInt)>::new(

@@ -406,6 +406,57 @@ pub fn records(c: &mut DbConnection, f: &RecordFilter, limit: i64) -> HubResult<
         .collect())
 }
 
+/// The events of one kind in a period and how their SLAs went: the period report's counts.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct KindStats {
+    pub event: String,
+    pub total: i64,
+    /// Events whose plan completed.
+    pub completed: i64,
+    /// Events the policy set an SLA for.
+    pub with_sla: i64,
+    pub met: i64,
+    pub breached: i64,
+    /// The longest time from an event to its completion, in seconds.
+    pub max_seconds: Option<i64>,
+}
+
+/// [`KindStats`] per event kind of the events at or after `from` and before `to`, by kind.
+pub fn kind_stats(
+    c: &mut DbConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> HubResult<Vec<KindStats>> {
+    let mut q = Sql::<(
+        Text,
+        BigInt,
+        BigInt,
+        BigInt,
+        BigInt,
+        BigInt,
+        Nullable<BigInt>,
+    )>::new(
+        "SELECT event, COUNT(*), \
+         SUM(CASE WHEN completed IS NOT NULL THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN sla_due IS NOT NULL THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN sla_result = 'met' THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN sla_result = 'breached' THEN 1 ELSE 0 END), \
+         MAX(sla_seconds) FROM engine_events WHERE at >= ",
+    );
+    q.text(fmt_ts(from))
+        .push(" AND at < ")
+        .text(fmt_ts(to))
+        .push(" GROUP BY event ORDER BY event");
+    Ok(q.load::<KindStats>(c)?)
+}
+
+/// The id of the event of plan `plan_id`.
+pub fn record_id_by_plan(c: &mut DbConnection, plan_id: &str) -> HubResult<Option<i64>> {
+    let mut q = Sql::<BigInt>::new("SELECT id FROM engine_events WHERE plan_id = ");
+    q.text(plan_id).push(" ORDER BY id DESC").limit(1);
+    Ok(q.load::<i64>(c)?.into_iter().next())
+}
+
 /// One event by id.
 pub fn record_by_id(c: &mut DbConnection, id: i64) -> HubResult<Option<EventRecord>> {
     let mut q = Sql::<RecordSt>::new(RECORD_COLS);

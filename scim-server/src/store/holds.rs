@@ -9,7 +9,7 @@
 //! [`HoldStatus::Pending`] ([`promote`]) or dissolves and its operations run ([`dissolve`]).
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{OptionalExtension, Queryable, RunQueryDsl};
 use serde::Serialize;
 
@@ -153,6 +153,26 @@ pub fn list(c: &mut DbConnection, status: Option<HoldStatus>) -> HubResult<Vec<H
             })
         })
         .collect()
+}
+
+/// How a hold was decided.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct HoldDecision {
+    pub id: String,
+    pub reason: String,
+    /// `pending`, `confirmed` or `discarded` (as stored).
+    pub status: String,
+    pub decided: Option<String>,
+    pub decided_by: Option<String>,
+}
+
+/// Hold `id` with its decision.
+pub fn decision(c: &mut DbConnection, id: &str) -> HubResult<Option<HoldDecision>> {
+    let mut q = Sql::<(Text, Text, Text, Nullable<Text>, Nullable<Text>)>::new(
+        "SELECT id, reason, status, decided, decided_by FROM engine_holds WHERE id = ",
+    );
+    q.text(id);
+    Ok(q.load::<HoldDecision>(c)?.into_iter().next())
 }
 
 /// Sets a pending hold's decision; returns false when it was not pending.

@@ -326,6 +326,23 @@ pub fn resolve(
     Ok(q.execute(c)? > 0)
 }
 
+/// The incidents raised at or after `from` and before `to`, oldest first, at most `limit`.
+pub fn created_between(
+    c: &mut DbConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> HubResult<Vec<IncidentDetail>> {
+    let mut q = Sql::<DetailSt>::new(DETAIL_COLS);
+    q.push(" WHERE created >= ")
+        .text(fmt_ts(from))
+        .push(" AND created < ")
+        .text(fmt_ts(to))
+        .push(" ORDER BY id")
+        .limit(limit);
+    Ok(q.load::<IncidentDetail>(c)?)
+}
+
 /// The incidents a plan raised, oldest first: those keyed to it (its SLA breach, its
 /// unsupported steps), those of its operations (parked or refused), and the verification
 /// incidents naming it ("plan PLAN (...)").

@@ -98,6 +98,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod outbox;
 pub mod replans;
+pub mod report_archives;
 pub mod roster;
 pub mod timers;
 pub mod verifications;
@@ -422,6 +423,21 @@ impl Store {
         use diesel::connection::SimpleConnection;
         self.read_conn()?.batch_execute("SELECT 1")?;
         Ok(())
+    }
+
+    /// Runs `f` in a read-only transaction on a reader connection: one consistent snapshot
+    /// (`REPEATABLE READ` on PostgreSQL; a read transaction sees one WAL snapshot on SQLite)
+    /// that does not wait for or hold the writer. What the reports read through.
+    pub fn read_tx<T>(&self, f: impl FnOnce(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {
+        let mut pooled = self.read_conn()?;
+        let conn: &mut DbConnection = &mut pooled;
+        conn.transaction::<T, HubError, _>(|c| {
+            if let DbConnection::Postgresql(pg) = c {
+                use diesel::connection::SimpleConnection;
+                pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            }
+            f(c)
+        })
     }
 
     pub(crate) fn read_conn(&self) -> HubResult<PooledConn> {

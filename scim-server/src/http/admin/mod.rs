@@ -12,6 +12,7 @@
 mod audit;
 mod events;
 mod links;
+mod reports;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -70,6 +71,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/outbox/{id}/retry").route(web::post().to(retry)))
             .service(res("/events").route(web::get().to(events::list_events)))
             .service(res("/events/{id}").route(web::get().to(events::get_event)))
+            .service(res("/reports/termination/{user}").route(web::get().to(reports::termination)))
+            .service(res("/reports/period").route(web::get().to(reports::period)))
+            .service(res("/reports/contractor/{user}").route(web::get().to(reports::contractor)))
             .service(res("/reconcile").route(web::post().to(reconcile)))
             .service(res("/drift").route(web::get().to(drift_findings)))
             .service(res("/incidents").route(web::get().to(incidents)))
