@@ -29,6 +29,7 @@ mod plain {
         refusals_are_clear_and_write_nothing,
         a_leavers_grants_end_and_a_rehire_does_not_get_them_back,
         revoking_early_takes_the_access_away,
+        grants_of_a_period_for_the_report,
     );
 }
 
@@ -511,4 +512,42 @@ fn drift_expects_an_active_grant_and_not_an_expired_one(env: Env) {
         env.holds("erp", "fay"),
         Some((true, vec!["group:ap".into()]))
     );
+}
+
+fn grants_of_a_period_for_the_report(env: Env) {
+    use chrono::{TimeZone, Utc};
+    let at = |h: u32, m: u32| Utc.with_ymd_and_hms(2025, 3, 3, h, m, 0).unwrap();
+    let _cy = env.create_user(user("cy", "Employee", "Sales", "Rep"));
+    env.run();
+    // A: 09:00 to 13:00; its timer runs late, at 14:00.
+    let a = ask(&env, "cy", "github:team:eng", 4).unwrap().grant["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.clock.set(at(14, 0));
+    env.run();
+    // B: 14:00, revoked at 14:20.
+    let b = ask(&env, "cy", "github:team:eng", 1).unwrap().grant["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.clock.set(at(14, 20));
+    env.admin.revoke_grant(&b, "oncall", "done").unwrap();
+    let ids = |from, to| -> Vec<String> {
+        env.admin
+            .grants_in_period(from, to)
+            .unwrap()
+            .into_iter()
+            .map(|g| g.id)
+            .collect()
+    };
+    assert!(ids(at(8, 0), at(9, 0)).is_empty());
+    assert_eq!(ids(at(10, 0), at(11, 0)), vec![a.clone()]);
+    assert!(ids(at(13, 30), at(13, 45)).is_empty(), "A ended at 13:00");
+    assert_eq!(ids(at(14, 0), at(14, 10)), vec![b.clone()]);
+    assert!(
+        ids(at(14, 30), at(15, 0)).is_empty(),
+        "B was revoked at 14:20"
+    );
+    assert_eq!(ids(at(9, 0), at(15, 0)), vec![a, b]);
 }

@@ -264,7 +264,8 @@ pub fn in_force(
 
 /// Grants that were in force at some time in `[from, to)` or were created in it, oldest first:
 /// the grants a period report lists (an expired, revoked or rejected one too, when it falls in
-/// the period).
+/// the period). A grant is in force from `activated` to the earlier of `expires` and `ended`
+/// (an expiry timer that ran late does not stretch it).
 pub fn in_period(
     c: &mut DbConnection,
     from: DateTime<Utc>,
@@ -278,7 +279,9 @@ pub fn in_period(
         .text(t.clone())
         .push(") OR (activated IS NOT NULL AND activated < ")
         .text(t)
-        .push(" AND COALESCE(ended, expires) > ")
+        .push(
+            " AND (CASE WHEN ended IS NOT NULL AND ended < expires THEN ended ELSE expires END) > ",
+        )
         .text(f)
         .push(") ORDER BY created, id");
     load(q, c)
