@@ -3,7 +3,8 @@
 //! its end; a grant that needs approval gives nothing before it is approved; refusals (longer
 //! than `[grants] max_duration`, unknown connector, inactive user, a blocking SoD rule); the
 //! SoD exception path; a leaver's grants end; drift reconciliation expects an active grant's
-//! entitlement and not an expired one; the admin API routes.
+//! entitlement and not an expired one; a real AWS IAM stand-in (moto) for one of them; the admin
+//! API routes.
 
 use chrono::Duration;
 use connectors::{AccountRef, Connector, Entitlement};
@@ -56,6 +57,7 @@ mod drift {
     use super::*;
     grant_backends!(super::super::super::drift::drift_policy();
         drift_expects_an_active_grant_and_not_an_expired_one,
+        a_grant_in_moto_iam_is_added_and_expires_by_moved_clock,
     );
 }
 
@@ -550,4 +552,77 @@ fn grants_of_a_period_for_the_report(env: Env) {
         "B was revoked at 14:20"
     );
     assert_eq!(ids(at(9, 0), at(15, 0)), vec![a, b]);
+}
+
+/// The same life against a real AWS IAM stand-in (moto behind its signing proxy) in place of
+/// erp: the membership is added through the outbox, drift expects it, and it is removed when
+/// the clock moves past the grant's end.
+fn a_grant_in_moto_iam_is_added_and_expires_by_moved_clock(env: Env) {
+    use connectors::aws_iam::{AwsIamConfig, AwsIamConnector};
+    use connectors::secret::Secret;
+    use std::sync::Arc;
+
+    use super::support_standins::stacks::{iam_client, start_moto};
+    let keep = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let moto = keep.block_on(start_moto());
+    let boot = iam_client(&moto.proxy.url(), &moto.key_id, &moto.secret);
+    keep.block_on(async {
+        for g in ["ap", "badge"] {
+            boot.call("CreateGroup", &[("GroupName", g)]).await.unwrap();
+        }
+    });
+    let mut cfg = AwsIamConfig::new(
+        "erp",
+        moto.proxy.url(),
+        Secret::new(moto.key_id.clone()),
+        Secret::new(moto.secret.clone()),
+    );
+    cfg.path = "/scimhub/".into();
+    cfg.timeout = std::time::Duration::from_secs(10);
+    env.engine
+        .connectors
+        .insert("erp", Arc::new(AwsIamConnector::new(cfg).unwrap()));
+    let groups_of = |u: &str| -> Vec<String> {
+        let text = keep
+            .block_on(boot.call("ListGroupsForUser", &[("UserName", u)]))
+            .unwrap();
+        let mut out: Vec<String> = text
+            .split("<GroupName>")
+            .skip(1)
+            .filter_map(|s| s.split("</GroupName>").next())
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out
+    };
+    let _fay = env.create_user(user("fay", "Employee", "Finance", "Accounts Payable"));
+    env.run();
+    assert_eq!(groups_of("fay"), vec!["ap"]);
+    let g = ask(&env, "fay", "erp:group:badge", 2).unwrap();
+    env.run();
+    assert_eq!(
+        groups_of("fay"),
+        vec!["ap", "badge"],
+        "added through the outbox"
+    );
+    let report = keep
+        .block_on(scim_server::jobs::reconcile::run(
+            &env.store,
+            &env.engine,
+            "erp",
+            false,
+        ))
+        .unwrap();
+    assert!(report.counts.is_empty(), "{report:?}");
+    env.clock.advance(Duration::hours(2) + Duration::seconds(1));
+    env.run();
+    assert_eq!(
+        grant_state(&env, g.grant["id"].as_str().unwrap()),
+        "expired"
+    );
+    assert_eq!(groups_of("fay"), vec!["ap"], "removed at expiry");
 }
