@@ -811,6 +811,12 @@ fn grants_section_sets_the_limit_and_the_approval_of_emergency_grants() {
         p.grant_approval("slack", &Entitlement::new("channel", "general")),
         Approval::Security
     );
+    let md = docs::render(&p);
+    assert!(
+        md.contains("## Emergency grants")
+            && md.contains("for at most 8h; every grant waits for a security approver"),
+        "{md}"
+    );
     let e = errors(&format!("{GOOD}\n[grants]\napproval = \"security\"\n"));
     assert!(e.contains("[approvals] security"), "{e}");
     let e = errors(&format!("{GOOD}\n[grants]\nmax_duration = \"0s\"\n"));
