@@ -323,7 +323,26 @@ fn approval_required_grant_gives_nothing_before_approval(env: Env) {
     );
     // ada cannot approve her own access.
     assert!(env.admin.approve(&req.id, &env.as_user("ada")).is_err());
-    let row = env.admin.approve(&req.id, &env.as_user("mia")).unwrap();
+    // mia follows the approve link of her mail.
+    let mail = asked
+        .iter()
+        .find(|n| n.recipients.contains(&"mia@example.com".to_string()))
+        .unwrap();
+    let approve = mail
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("Approve: "))
+        .unwrap();
+    let token = approve.rsplit("/links/").next().unwrap();
+    env.admin.follow_link(token).unwrap();
+    let row = env
+        .admin
+        .approvals(None)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == req.id)
+        .unwrap();
+    assert_eq!(row.status.as_str(), "approved");
     assert_eq!(row.decided_as.as_deref(), Some("manager"));
     let id = g.grant["id"].as_str().unwrap();
     assert_eq!(grant_state(&env, id), "active");
