@@ -451,3 +451,43 @@ impl Admin {
         })?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+[[connector]]
+name = "mem"
+type = "memory"
+
+[[connector]]
+name = "hook"
+type = "webhook"
+settings = { url = "http://127.0.0.1:1/hook", entitlement_kinds = ["role"] }
+credentials = { signing_secret = { env = "T" } }
+"#;
+
+    #[test]
+    fn the_connector_and_its_kind_must_be_in_the_policy() {
+        let p = Policy::parse(POLICY, "grants.toml").expect("policy");
+        let (c, e) = checked_entitlement(&p, "hook:role:admin").expect("a known kind");
+        assert_eq!((c.as_str(), e.kind.as_str()), ("hook", "role"));
+        // A memory connector takes any kind.
+        assert!(checked_entitlement(&p, "mem:anything:x").is_ok());
+        let kind = checked_entitlement(&p, "hook:group:admins")
+            .expect_err("unknown kind")
+            .to_string();
+        assert_eq!(
+            kind,
+            "connector \"hook\" has no entitlement kind \"group\" (it knows role)"
+        );
+        let conn = checked_entitlement(&p, "jira:group:admins")
+            .expect_err("unknown connector")
+            .to_string();
+        assert_eq!(
+            conn,
+            "no connector \"jira\" in the policy (it has hook, mem)"
+        );
+    }
+}
