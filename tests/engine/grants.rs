@@ -203,6 +203,11 @@ fn refusals_are_clear_and_write_nothing(env: Env) {
     assert!(nobody.contains("not found"), "{nobody}");
     let left = msg(ask(&env, "gone", "github:team:eng", 1));
     assert!(left.contains("never be provisioned"), "{left}");
+    let mut cora = user("cora", "Contractor", "Finance", "Payable clerk");
+    cora["urn:example:acme:2.0:User"] = json!({"contractEnd": "2025-04-30"});
+    env.create_user(cora);
+    let excluded = msg(ask(&env, "cora", "erp:role:badge", 1));
+    assert!(excluded.contains("exclude_connectors"), "{excluded}");
     // eve holds erp role:ap; approving payments too breaks the blocking SoD rule.
     let sod = msg(ask(&env, "eve", "erp:role:approve", 1));
     assert!(

@@ -3,7 +3,8 @@
 //!
 //! A grant is checked before anything is written: the entitlement's connector and kind exist in
 //! the policy, the duration is within `[grants] max_duration`, the user is active, no open grant
-//! already gives the same entitlement, and no separation-of-duties rule with `action = "block"`
+//! already gives the same entitlement, a contractor is not given access on a connector
+//! contractors are excluded from, and no separation-of-duties rule with `action = "block"`
 //! forbids it together with what the user has (refused; a rule with `action = "approval"` lets
 //! the grant through and planning asks security for the exception, as for a profile's
 //! entitlement). Then it is active at once when its entitlement needs no approval
@@ -173,7 +174,7 @@ impl Admin {
             let name = crate::engine::desired::attr_str(&doc, "userName")
                 .unwrap_or(&user_id)
                 .to_string();
-            let (state, ..) = lifecycle(Some(&doc), &policy, now);
+            let (state, contractor, ..) = lifecycle(Some(&doc), &policy, now);
             if state != Lifecycle::Active {
                 let why = match &state {
                     Lifecycle::Left { reason } => format!("left ({reason})"),
@@ -183,6 +184,17 @@ impl Admin {
                 };
                 return Ok(Err(invalid(format!(
                     "user {name} is {why}: a grant would never be provisioned, so none is made"
+                ))));
+            }
+            if contractor
+                && policy
+                    .contractor
+                    .as_ref()
+                    .is_some_and(|r| r.exclude_connectors.contains(&connector))
+            {
+                return Ok(Err(invalid(format!(
+                    "{name} is a contractor and contractors never get an account on {connector} \
+                     ([contractor] exclude_connectors): a grant would never be provisioned"
                 ))));
             }
             if let Some(g) = grants::open_for_user(c, &user_id)?
