@@ -23,7 +23,11 @@ fn main() -> anyhow::Result<()> {
     let path = args
         .next()
         .ok_or_else(|| anyhow::anyhow!("usage: bench_audit DB_FILE [N]"))?;
-    let n: i64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1_000_000);
+    let n: i64 = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let store = Store::open(&format!("sqlite://{path}")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let start = Utc::now() - Duration::days(30);
     let batch = 10_000i64;
@@ -47,7 +51,11 @@ fn main() -> anyhow::Result<()> {
                         actor: "okta",
                         user_id: &user,
                         connector: (i % 3 == 0).then_some("github"),
-                        action: if i % 2 == 0 { "scim_write" } else { "operation" },
+                        action: if i % 2 == 0 {
+                            "scim_write"
+                        } else {
+                            "operation"
+                        },
                         outcome: "done",
                         detail: &detail,
                     },

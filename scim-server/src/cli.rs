@@ -78,6 +78,10 @@ pub enum Command {
     /// GET /admin/v1/reports/...; see docs/reports.md).
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Time-bound emergency access: `scimhub grant USER CONNECTOR:KIND:ID --for 4h --reason
+    /// TEXT` gives (or asks approval for) one entitlement until it expires (same as
+    /// POST /admin/v1/users/{id}/grants); `grant list`, `grant revoke ID --reason TEXT`.
+    Grant(GrantArgs),
 }
 
 /// Where a report goes and in which form.
@@ -131,6 +135,70 @@ pub enum ReportCommand {
         output: ReportOutput,
         #[command(flatten)]
         db: DbArgs,
+    },
+}
+
+/// `scimhub grant` (docs/grants.md): with USER and ENTITLEMENT, asks for a grant; or one of
+/// its subcommands.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct GrantArgs {
+    #[command(subcommand)]
+    pub command: Option<GrantCommand>,
+    /// The user's id or userName.
+    #[arg(required = true)]
+    pub user: Option<String>,
+    /// CONNECTOR:KIND:ID (or CONNECTOR:KIND:ID:ROLE), e.g. github:team:eng.
+    #[arg(required = true)]
+    pub entitlement: Option<String>,
+    /// How long the grant lasts, e.g. 4h (at most the policy's [grants] max_duration).
+    #[arg(long = "for", value_name = "DURATION", required = true)]
+    pub duration: Option<String>,
+    /// Why (recorded on the grant, its approval request and the audit trail).
+    #[arg(long, required = true)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub engine: GrantEngineArgs,
+}
+
+/// [`EngineArgs`] of the asking form of `scimhub grant`, optional so that a subcommand (which
+/// has its own) can stand alone; asking checks `--policy` is given.
+#[derive(Debug, Clone, Args)]
+pub struct GrantEngineArgs {
+    /// Access policy (TOML).
+    #[arg(long, env = "SCIMHUB_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// TOML configuration file (extension schemas, `strict`, the database).
+    #[arg(long, env = "SCIMHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// sqlite://FILE or postgres://… [default: sqlite://scimhub.db; env SCIMHUB_DATABASE_URL]
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GrantCommand {
+    /// Grants, newest first (JSON; same as GET /admin/v1/grants).
+    List {
+        /// Only this user's (id or userName).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only grants in force now.
+        #[arg(long)]
+        active: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Ends a grant now: the outbox takes the entitlement away (same as
+    /// POST /admin/v1/grants/{id}/revoke).
+    Revoke {
+        /// The grant's id (from `scimhub grant list`).
+        id: String,
+        /// Why (recorded on the grant and the audit trail).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
 }
 

@@ -60,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reconcile(args) => reconcile_command(args),
         Command::Import(args) => crate::run_import::import_command(args),
         Command::Report(cmd) => crate::run_report::report_command(cmd),
+        Command::Grant(args) => grant_command(args),
     }
 }
 
@@ -438,6 +439,93 @@ fn reconcile_command(args: crate::cli::ReconcileArgs) -> anyhow::Result<()> {
     // The running server's workers pick the queued fixes up at their next poll.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::to_string_pretty(&reports)?)?;
+    Ok(())
+}
+
+/// `scimhub grant …`: ask for an emergency grant, list grants, revoke one (JSON out).
+fn grant_command(args: crate::cli::GrantArgs) -> anyhow::Result<()> {
+    use crate::cli::{EngineArgs, GrantCommand};
+    let (engine_args, command) = match args.command {
+        Some(cmd) => {
+            let e = match &cmd {
+                GrantCommand::List { engine, .. } | GrantCommand::Revoke { engine, .. } => {
+                    engine.clone()
+                }
+            };
+            (e, Some(cmd))
+        }
+        None => {
+            let g = args.engine;
+            let policy = g.policy.context(
+                "--policy FILE (or SCIMHUB_POLICY) is required: a grant is checked against it",
+            )?;
+            (
+                EngineArgs {
+                    policy,
+                    config: g.config,
+                    database_url: g.database_url,
+                },
+                None,
+            )
+        }
+    };
+    let config = load_engine(&engine_args)?;
+    let (store, engine) = open_engine(&config, &engine_args.policy, 0)?;
+    let admin = crate::admin::Admin::new(store, engine);
+    let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
+    let out = match command {
+        Some(GrantCommand::List { user, active, .. }) => {
+            serde_json::to_value(admin.grants(user.as_deref(), active).map_err(err)?)?
+        }
+        Some(GrantCommand::Revoke { id, reason, .. }) => admin
+            .revoke_grant(&id, &actor_of_cli(), &reason)
+            .map_err(err)?,
+        None => {
+            let (Some(user), Some(entitlement), Some(duration), Some(reason)) =
+                (args.user, args.entitlement, args.duration, args.reason)
+            else {
+                anyhow::bail!("scimhub grant USER CONNECTOR:KIND:ID --for DURATION --reason TEXT");
+            };
+            let duration = crate::policy::parse_duration(&duration)
+                .map_err(|e| anyhow::anyhow!("--for {duration:?}: {e}"))?;
+            let actor = actor_of_cli();
+            let created = admin
+                .create_grant(&crate::admin::grants::GrantRequest {
+                    user: &user,
+                    entitlement: &entitlement,
+                    duration,
+                    reason: &reason,
+                    requested_by: &actor,
+                    requester: None,
+                })
+                .map_err(err)?;
+            // One line for people, then the record; the running server's workers pick the
+            // queued operations up at their next poll.
+            let label = created.grant["label"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let expires = created.grant["expires"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            match &created.approval {
+                Some(a) => eprintln!(
+                    "grant {} of {label} to {user} waits for {} approval (request {}); it ends at {expires}",
+                    created.grant["id"].as_str().unwrap_or_default(),
+                    a.level,
+                    a.id
+                ),
+                None => eprintln!(
+                    "grant {} of {label} to {user} is active until {expires}",
+                    created.grant["id"].as_str().unwrap_or_default()
+                ),
+            }
+            serde_json::to_value(&created)?
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
     Ok(())
 }
 

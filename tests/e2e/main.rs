@@ -11,6 +11,7 @@ mod auth;
 mod bounds;
 mod clients;
 mod errors;
+mod grants_cli;
 mod import;
 mod jwks;
 mod metrics;

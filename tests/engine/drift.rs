@@ -24,7 +24,7 @@ use super::{incidents, user, Env, POLICY};
 /// The engine tests' policy with reconciliation: `erp` every 6 hours, entitlements outside the
 /// profiles fixed everywhere, the rest reported; erp's roles are IAM-style groups so a real IAM
 /// connector can stand in for it.
-fn drift_policy() -> String {
+pub fn drift_policy() -> String {
     POLICY
         .replace(
             "name = \"erp\"\ntype = \"memory\"",

@@ -10,6 +10,7 @@ mod circuit;
 mod crash;
 mod demo;
 mod events_api;
+mod grants;
 mod incident_notices;
 mod notify;
 mod outages;

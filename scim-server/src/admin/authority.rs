@@ -9,6 +9,7 @@
 //! | `approval = "manager"` | the subject's manager (enterprise `manager.value` is their id), when a `[[source]]` owns `manager` |
 //! | `approval = "owner"` | an owner of the entitlement: `owners` on its connector or on a grant of it |
 //! | `approval = "security"`, SoD exceptions | a security approver |
+//! | emergency grant (`grant`) | as its entitlement's level says (`[grants] approval`, docs/grants.md); never the person who asked for it |
 //! | contract extension | the contractor's sponsor (`sponsor_attribute`: their userName, id or an email of theirs; when a `[[source]]` owns it), `[contractor] owners` |
 //!
 //! A security approver (`[approvals] security` userNames) may decide every request, whatever its
@@ -133,6 +134,8 @@ pub enum Refusal {
     OwnAccess { user_name: String },
     #[error("{user_name} asked for this extension and cannot also decide it")]
     OwnRequest { user_name: String },
+    #[error("{user_name} asked for this emergency grant and cannot also decide it")]
+    OwnGrant { user_name: String },
     #[error("{user_name} is not active in the directory and cannot decide requests")]
     Inactive { user_name: String },
     /// Deliberately does not say who the approvers are: a refused caller learns nothing about
@@ -191,8 +194,20 @@ pub fn authority(
         }
         return Err(refuse());
     }
+    if request.kind == ApprovalKind::Grant
+        && request
+            .detail
+            .get("requested_by_user_id")
+            .and_then(Value::as_str)
+            == Some(approver.user_id.as_str())
+    {
+        // Four eyes on emergency access: whoever asked for a grant does not also approve it.
+        return Err(Refusal::OwnGrant {
+            user_name: approver.user_name.clone(),
+        });
+    }
     match (request.kind.as_str(), request.level.as_str()) {
-        ("entitlement", "manager") => {
+        ("entitlement" | "grant", "manager") => {
             if subject.manager_id == Some(approver.user_id.as_str()) {
                 Ok(Authority::Manager)
             } else if security {
@@ -201,7 +216,7 @@ pub fn authority(
                 Err(refuse())
             }
         }
-        ("entitlement", "owner") => {
+        ("entitlement" | "grant", "owner") => {
             let connector = request.connector.as_deref().unwrap_or_default();
             let owners = request
                 .entitlement

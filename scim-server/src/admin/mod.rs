@@ -18,6 +18,7 @@ pub mod drift;
 pub mod events;
 pub mod explain;
 pub mod extensions;
+pub mod grants;
 pub mod holds;
 pub mod legacy_access;
 pub mod operations;

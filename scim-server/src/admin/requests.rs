@@ -1,6 +1,7 @@
 //! Approval requests (entitlements, SoD exceptions, contract extensions): listing them and
 //! deciding them. Whoever decides must act as a directory user with authority over the request
-//! ([`super::authority`]); the decision is audited, an approved grant is re-planned at once and
+//! ([`super::authority`]); the decision is audited, an approved grant is re-planned at once (an
+//! emergency grant's approval activates it first, its rejection ends it) and
 //! an approved extension moves the contract end date ([`super::extensions`]).
 
 use serde_json::{json, Value};
@@ -192,6 +193,28 @@ impl Admin {
             } else {
                 None
             };
+            if row.kind == ApprovalKind::Grant {
+                // A grant past its end (its timer not run yet) or ended is not decided any more.
+                match crate::store::grants::by_approval(c, id)? {
+                    Some(g) if g.state.is_open() && g.expires > now => {}
+                    Some(g) => {
+                        return Ok(Err(AdminError::Conflict(format!(
+                            "{what} {id}: emergency grant {} is {}",
+                            g.id,
+                            if g.state.is_open() {
+                                "past its end"
+                            } else {
+                                g.state.as_str()
+                            }
+                        ))))
+                    }
+                    None => {
+                        return Ok(Err(AdminError::NotFound(format!(
+                            "the emergency grant of {what} {id}"
+                        ))))
+                    }
+                }
+            }
             let decided_by = approvals::DecidedBy {
                 name: &approver.user_name,
                 user_id: Some(&approver.user_id),
@@ -235,6 +258,14 @@ impl Admin {
                     }),
                 },
             )?;
+            if row.kind == ApprovalKind::Grant {
+                let who = approver.user_name.as_str();
+                if approve {
+                    crate::engine::grants::activate_for_approval(c, id, who, now)?;
+                } else {
+                    crate::engine::grants::reject_for_approval(c, id, who, reason, now)?;
+                }
+            }
             if approve && row.kind != ApprovalKind::Extension {
                 self.engine.replan(c, &row.user_id, Cause::Approval)?;
             }

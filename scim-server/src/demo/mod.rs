@@ -225,7 +225,7 @@ fn run_in(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyhow::R
             };
             let subject = names.get(a.user_id.as_str()).copied().unwrap_or("?");
             let what = match a.kind {
-                ApprovalKind::Entitlement => format!(
+                ApprovalKind::Entitlement | ApprovalKind::Grant => format!(
                     "{} on {}",
                     a.entitlement
                         .as_deref()

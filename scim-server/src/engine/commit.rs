@@ -146,12 +146,15 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
             },
         )?;
     }
+    if w.end_grants {
+        super::grants::end_for_leaver(c, user_id, now)?;
+    }
     Ok(())
 }
 
 /// Queues a notice to its recipients: the direct ones, the named users' ids, the others; else
 /// the fallback; nothing when that is empty too.
-pub(super) fn queue(c: &mut DbConnection, n: &QueuedNotice, now: DateTime<Utc>) -> HubResult<()> {
+pub fn queue(c: &mut DbConnection, n: &QueuedNotice, now: DateTime<Utc>) -> HubResult<()> {
     let mut to = n.to.direct.clone();
     if !n.to.by_name.is_empty() {
         to.extend(user_ids_by_name(c, &n.to.by_name)?);

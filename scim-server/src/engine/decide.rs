@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use connectors::{AccountRef, Capabilities, Entitlement};
 use serde_json::{json, Value};
 
-use super::desired::{attr_str, desired, Approvals, Desired, Lifecycle, Override};
+use super::desired::{attr_str, desired, Approvals, Desired, EmergencyGrant, Lifecycle, Override};
 use super::notices;
 use super::outcome::{
     ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, PlanIncident, QueuedNotice,
@@ -53,6 +53,8 @@ pub struct PlanInputs<'a> {
     pub approval_rows: Vec<ApprovalRow>,
     /// Overrides still in force.
     pub overrides: Vec<Override>,
+    /// Emergency grants in force (active, not yet expired).
+    pub grants: Vec<EmergencyGrant>,
     /// The manager's user id: the document's, else the one planning last recorded.
     pub manager: Option<String>,
     /// The manager's enabled account per connector (ownership transfer).
@@ -115,21 +117,45 @@ impl Projection {
 /// The desired state, event and plan of a user.
 pub fn project(i: &PlanInputs<'_>) -> Projection {
     let policy = &*i.policy;
-    let mut d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &i.overrides);
+    let mut d = desired(
+        i.doc,
+        &i.groups,
+        policy,
+        i.now,
+        &i.approvals,
+        &i.overrides,
+        &i.grants,
+    );
     let prev = i.prev.as_ref();
     let event = classify(prev.map(|u| (u.state.as_str(), u.profiles.as_slice())), &d);
     if event == EventKind::Rehire && !i.overrides.is_empty() {
         // A rehire starts from the new role: overrides from before the user left (a mover's
         // overlap still open) are not theirs any more. Leaving ends them; this covers those
         // recorded before it did.
-        d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &[]);
+        d = desired(
+            i.doc,
+            &i.groups,
+            policy,
+            i.now,
+            &i.approvals,
+            &[],
+            &i.grants,
+        );
     }
     // Mover overlap: entitlements a profile we left granted stay for its overlap window.
     let new_overrides = overlap_overrides(i, &d);
     if !new_overrides.is_empty() {
         let mut all = i.overrides.clone();
         all.extend(new_overrides);
-        d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &all);
+        d = desired(
+            i.doc,
+            &i.groups,
+            policy,
+            i.now,
+            &i.approvals,
+            &all,
+            &i.grants,
+        );
     }
     let plan = diff(&d, &i.planned, policy, &i.capabilities, &i.manager_accounts);
     Projection {
@@ -207,7 +233,7 @@ pub fn decide(
             outcome: PlanOutcome {
                 user_id: user_id.into(),
                 event: EventKind::Update,
-                desired: desired(None, &[], policy, now, &Approvals::default(), &[]),
+                desired: desired(None, &[], policy, now, &Approvals::default(), &[], &[]),
                 plan: Plan {
                     ops: Vec::new(),
                     next: BTreeMap::new(),
@@ -569,7 +595,7 @@ fn engine_user(i: &PlanInputs<'_>, d: &Desired) -> EngineUser {
 /// (following one decides as that person, with the authority the admin API checks); the
 /// level's approver addresses and the security fallback get a copy without links, since a
 /// shared address is no person to decide as.
-fn approval_notices(
+pub fn approval_notices(
     i: &PlanInputs<'_>,
     extra: &Contingent,
     approvals: &[ApprovalRequest],
@@ -592,6 +618,13 @@ fn approval_notices(
         };
         let what = match a.kind {
             ApprovalKind::Sod => a.entitlement.clone(),
+            ApprovalKind::Grant => match a.detail.get("expires").and_then(Value::as_str) {
+                Some(until) => format!(
+                    "{} (emergency grant until {until})",
+                    notices::entitlement_label(&a.entitlement)
+                ),
+                None => notices::entitlement_label(&a.entitlement),
+            },
             _ => notices::entitlement_label(&a.entitlement),
         };
         let row = notices::ApprovalRequest {

@@ -1,5 +1,5 @@
-//! `desired(user, groups, policy, now, approvals, overrides)`: what a person should have, per
-//! connector. Pure: no database, no clock, no I/O.
+//! `desired(user, groups, policy, now, approvals, overrides, grants)`: what a person should
+//! have, per connector. Pure: no database, no clock, no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -99,6 +99,16 @@ pub struct Override {
     pub until: DateTime<Utc>,
 }
 
+/// A time-bound emergency grant in force (`engine_grants`, state active): its entitlement is
+/// wanted until `expires`, whatever the profiles say, while the person is active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmergencyGrant {
+    pub id: String,
+    pub connector: String,
+    pub entitlement: Entitlement,
+    pub expires: DateTime<Utc>,
+}
+
 /// The result of [`desired`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Desired {
@@ -112,6 +122,9 @@ pub struct Desired {
     pub sod: Vec<SodFinding>,
     /// Legacy entitlements kept by an override.
     pub kept: Vec<Override>,
+    /// Emergency grants whose entitlement is wanted (in force, not withheld by a SoD rule, on a
+    /// connector the person may have).
+    pub granted: Vec<EmergencyGrant>,
     /// Why some grant could not apply (no account key, excluded for contractors…).
     pub notes: Vec<String>,
 }
@@ -253,6 +266,70 @@ pub fn lifecycle(
     (state, contractor, start, end)
 }
 
+/// Adds the emergency grants in force to `want`, after the profiles' separation-of-duties
+/// check: a grant never withholds a profile's entitlement. A grant whose entitlement would
+/// break a SoD rule with what the person has (profiles, overrides or another grant) is itself
+/// withheld, as a profile's `b` side is, unless the rule asks for approval and the exception
+/// is approved; the finding makes planning ask for that exception (or record the block).
+fn emergency_grants(
+    out: &mut Desired,
+    want: &mut BTreeMap<String, BTreeSet<Entitlement>>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    approvals: &Approvals,
+    grants: &[EmergencyGrant],
+    excluded: &[&String],
+) {
+    let live: Vec<&EmergencyGrant> = grants
+        .iter()
+        .filter(|g| g.expires > now && policy.connectors.contains_key(&g.connector))
+        .collect();
+    for g in &live {
+        if excluded.contains(&&g.connector) {
+            out.notes.push(format!(
+                "emergency grant {}: {} is excluded for contractors",
+                g.id, g.connector
+            ));
+            continue;
+        }
+        // What the person would hold with every other grant in force.
+        let holds = |r: &crate::policy::EntRef| {
+            want.get(&r.connector)
+                .is_some_and(|s| s.iter().any(|e| r.matches(&r.connector, e)))
+                || live.iter().any(|o| {
+                    o.id != g.id
+                        && !excluded.contains(&&o.connector)
+                        && r.matches(&o.connector, &o.entitlement)
+                })
+        };
+        let broken = policy.sod.iter().find(|rule| {
+            let other = if rule.a.matches(&g.connector, &g.entitlement) {
+                &rule.b
+            } else if rule.b.matches(&g.connector, &g.entitlement) {
+                &rule.a
+            } else {
+                return false;
+            };
+            holds(other)
+                && !(rule.action == SodAction::Approval
+                    && approvals.sod_approved.contains(&rule.name))
+        });
+        if let Some(rule) = broken {
+            out.sod.push(SodFinding {
+                rule: rule.name.clone(),
+                action: rule.action,
+                connector: g.connector.clone(),
+                withheld: g.entitlement.clone(),
+            });
+            continue;
+        }
+        want.entry(g.connector.clone())
+            .or_default()
+            .insert(g.entitlement.clone());
+        out.granted.push((*g).clone());
+    }
+}
+
 /// Which profiles apply to `doc` (with groups), with the reason, includes expanded.
 pub fn matched_profiles(doc: &Doc, policy: &Policy, contractor: bool) -> Vec<Matched> {
     let mut out: Vec<Matched> = Vec::new();
@@ -313,6 +390,7 @@ pub fn desired(
     now: DateTime<Utc>,
     approvals: &Approvals,
     overrides: &[Override],
+    grants: &[EmergencyGrant],
 ) -> Desired {
     let (lifecycle, contractor, start_date, end_date) = lifecycle(user, policy, now);
     let doc = user.map(|u| with_groups(u, groups)).unwrap_or_default();
@@ -331,6 +409,7 @@ pub fn desired(
         needs_approval: Vec::new(),
         sod: Vec::new(),
         kept: Vec::new(),
+        granted: Vec::new(),
         notes: Vec::new(),
     };
     // Every connector appears: wanted ones enabled, the others "no usable account".
@@ -428,6 +507,9 @@ pub fn desired(
             }
         }
     }
+    emergency_grants(
+        &mut out, &mut want, policy, now, approvals, grants, &excluded,
+    );
     for (connector, ents) in want {
         let Some(c) = policy.connectors.get(&connector) else {
             continue;

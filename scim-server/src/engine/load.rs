@@ -1,5 +1,5 @@
 //! Reading what planning a user needs: the engine's previous state, groups, planned accounts,
-//! approvals, overrides, the manager's accounts and email, the policy and connector
+//! approvals, overrides, emergency grants in force, the manager's accounts and email, the policy and connector
 //! capabilities in force, and the time, into a [`PlanInputs`]; and, when a projection shows it
 //! needs them, the [`Contingent`] inputs (blast-radius counts, the link key).
 
@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use connectors::{AccountRef, Entitlement};
 
 use super::decide::{manager_of, BlastFacts, Contingent, PlanInputs, Projection};
-use super::desired::{Approvals, Override};
+use super::desired::{Approvals, EmergencyGrant, Override};
 use super::plan::AccountRecord;
 use super::{links, load_user_doc, Cause, Engine};
 use crate::error::{HubError, HubResult};
 use crate::policy::Policy;
 use crate::store::approvals::{ApprovalKind, ApprovalStatus};
 use crate::store::{approvals, load_groups, DbConnection, Doc};
-use crate::store::{engine_state, events, holds};
+use crate::store::{engine_state, events, grants, holds};
 use scim_schema::json::primary_email;
 
 fn backend(e: impl std::fmt::Display) -> HubError {
@@ -78,6 +78,17 @@ pub fn inputs<'a>(
             })
         })
         .collect();
+    let grants = grants::in_force(c, user_id, now)?
+        .into_iter()
+        .filter_map(|g| {
+            Some(EmergencyGrant {
+                entitlement: serde_json::from_str(&g.entitlement).ok()?,
+                id: g.id,
+                connector: g.connector,
+                expires: g.expires,
+            })
+        })
+        .collect();
     let manager = manager_of(doc, prev.as_ref());
     let manager_accounts = manager_accounts(c, manager.as_deref())?;
     let manager_email = match &manager {
@@ -101,6 +112,7 @@ pub fn inputs<'a>(
         approvals: decided,
         approval_rows,
         overrides,
+        grants,
         manager,
         manager_accounts,
         manager_email,

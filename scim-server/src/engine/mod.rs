@@ -14,7 +14,8 @@
 //! [`replan::ReplanLimits::sync_max`] users it is planned in the background in batches
 //! ([`replan`]) rather than in the SCIM write.
 //!
-//! [`timers`] says what each durable timer does when it fires, [`sla`] keeps each event's SLA, [`notices`] words every mail,
+//! [`timers`] says what each durable timer does when it fires, [`grants`] runs the life of
+//! time-bound emergency grants, [`sla`] keeps each event's SLA, [`notices`] words every mail,
 //! [`links`] signs one-click links, [`registry`] builds the connectors. Time comes from the
 //! engine's [`Clock`].
 
@@ -23,6 +24,7 @@ pub mod connector_set;
 pub mod decide;
 pub mod desired;
 pub mod drift;
+pub mod grants;
 pub mod hook;
 pub mod incident_notices;
 pub mod links;

@@ -35,6 +35,9 @@ pub enum TimerKind {
     /// The SLA of the event that planned `plan_id` ends: an incident if the plan is not
     /// complete ([`super::sla`]).
     SlaDeadline { plan_id: String },
+    /// Emergency grant `grant_id` reaches its end: it is marked expired and the user re-planned,
+    /// so the outbox takes the entitlement away ([`super::grants`]).
+    GrantExpiry { grant_id: String },
 }
 
 /// What a verification timer carries.
@@ -59,6 +62,7 @@ impl TimerKind {
             TimerKind::Reminder { .. } => "reminder",
             TimerKind::Verify(_) => "verify",
             TimerKind::SlaDeadline { .. } => "sla_deadline",
+            TimerKind::GrantExpiry { .. } => "grant_expiry",
         }
     }
 
@@ -70,6 +74,7 @@ impl TimerKind {
             }
             TimerKind::Verify(v) => serde_json::to_value(v).unwrap_or_default(),
             TimerKind::SlaDeadline { plan_id } => json!({"plan_id": plan_id}),
+            TimerKind::GrantExpiry { grant_id } => json!({"grant_id": grant_id}),
             _ => json!({}),
         }
     }
@@ -88,6 +93,9 @@ impl TimerKind {
             "verify" => TimerKind::Verify(serde_json::from_value(payload.clone()).ok()?),
             "sla_deadline" => TimerKind::SlaDeadline {
                 plan_id: payload.get("plan_id")?.as_str()?.to_string(),
+            },
+            "grant_expiry" => TimerKind::GrantExpiry {
+                grant_id: payload.get("grant_id")?.as_str()?.to_string(),
             },
             _ => return None,
         })
@@ -117,6 +125,8 @@ impl Timer {
             }
             // One deadline per plan.
             TimerKind::SlaDeadline { plan_id } => sla_deadline_key(plan_id),
+            // One expiry per grant.
+            TimerKind::GrantExpiry { grant_id } => grant_expiry_key(grant_id),
             kind => format!("{}:{user}:{}", kind.name(), self.due.timestamp()),
         }
     }
@@ -125,6 +135,11 @@ impl Timer {
 /// The key of plan `plan_id`'s SLA deadline timer.
 pub fn sla_deadline_key(plan_id: &str) -> String {
     format!("sla_deadline:{plan_id}")
+}
+
+/// The key of emergency grant `grant_id`'s expiry timer.
+pub fn grant_expiry_key(grant_id: &str) -> String {
+    format!("grant_expiry:{grant_id}")
 }
 
 /// A change to a user's timers that planning decided.
@@ -186,6 +201,9 @@ pub fn fire(
         // Claimed by the verification runner only (store::timers::RUNNER_KINDS).
         Some(TimerKind::Verify(_)) => Ok(()),
         Some(TimerKind::SlaDeadline { plan_id }) => super::sla::deadline(c, &plan_id, now),
+        Some(TimerKind::GrantExpiry { grant_id }) => {
+            super::grants::expire(c, engine, &grant_id, now)
+        }
         _ => {
             let out = engine.replan(c, &row.user_id, Cause::Timer)?;
             tracing::info!(user = %row.user_id, timer = %row.kind, event = out.event.as_str(), ops = out.plan.ops.len(), "timer fired");
@@ -284,6 +302,9 @@ mod tests {
             TimerKind::SlaDeadline {
                 plan_id: "p1".into(),
             },
+            TimerKind::GrantExpiry {
+                grant_id: "g1".into(),
+            },
         ] {
             assert_eq!(
                 TimerKind::from_row(kind.name(), &kind.payload()),
@@ -292,6 +313,7 @@ mod tests {
         }
         assert_eq!(TimerKind::from_row("unknown", &json!({})), None);
         assert_eq!(TimerKind::from_row("sla_deadline", &json!({})), None);
+        assert_eq!(TimerKind::from_row("grant_expiry", &json!({})), None);
     }
 
     #[test]
@@ -324,5 +346,9 @@ mod tests {
             plan_id: "p1".into(),
         };
         assert_eq!(t(sla, end).key(), "sla_deadline:p1");
+        let g = TimerKind::GrantExpiry {
+            grant_id: "g1".into(),
+        };
+        assert_eq!(t(g, end).key(), "grant_expiry:g1");
     }
 }

@@ -220,6 +220,24 @@ pub fn render(policy: &Policy) -> String {
             security.join(", ")
         }
     );
+    let _ = writeln!(o, "## Emergency grants\n");
+    let _ = writeln!(
+        o,
+        "`scimhub grant USER CONNECTOR:KIND:ID --for DURATION --reason TEXT` gives one entitlement \
+         outside the roles for at most {}; {}. The outbox removes it when it expires; separation \
+         of duties holds for it as for a role's grants; whoever asked does not approve it.\n",
+        fmt_duration(policy.grants.max_duration),
+        match policy.grants.approval {
+            crate::policy::GrantApproval::Security => {
+                "every grant waits for a security approver".to_string()
+            }
+            crate::policy::GrantApproval::Entitlement => {
+                "it needs the approval a role grant of the same entitlement needs (none: active \
+                 at once), security approval for an entitlement no role grants"
+                    .to_string()
+            }
+        }
+    );
     if !policy.sources.is_empty() {
         let _ = writeln!(o, "## Sources of truth\n");
         for r in policy.sources.values() {

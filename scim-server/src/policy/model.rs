@@ -66,6 +66,7 @@ pub struct Policy {
     pub verification: Verification,
     pub incidents: IncidentSettings,
     pub drift: DriftSettings,
+    pub grants: GrantSettings,
 }
 
 /// The drift finding kinds a reconcile run reports, as stored and as the policy names them.
@@ -239,6 +240,64 @@ impl Verification {
     /// The delay before verifying what a plan did on `connector`.
     pub fn delay_for(&self, connector: Option<&ConnectorDef>) -> Duration {
         connector.and_then(|c| c.verify_delay).unwrap_or(self.delay)
+    }
+}
+
+/// How emergency grants are approved (`[grants] approval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantApproval {
+    /// The level the policy gives the entitlement (the strictest `approval` of the profile
+    /// grants of it); `security` for an entitlement no profile grants. A grant of an
+    /// entitlement whose level is `none` is active at once.
+    #[default]
+    Entitlement,
+    /// Every grant waits for a security approver, whatever the entitlement's level.
+    Security,
+}
+
+impl GrantApproval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantApproval::Entitlement => "entitlement",
+            GrantApproval::Security => "security",
+        }
+    }
+}
+
+/// The `[grants]` section: time-bound emergency grants (docs/grants.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantSettings {
+    /// The longest a grant may last.
+    pub max_duration: Duration,
+    pub approval: GrantApproval,
+}
+
+impl Default for GrantSettings {
+    fn default() -> Self {
+        GrantSettings {
+            max_duration: Duration::hours(72),
+            approval: GrantApproval::Entitlement,
+        }
+    }
+}
+
+impl Policy {
+    /// The approval an emergency grant of `entitlement` on `connector` needs under
+    /// `[grants] approval`: `security` for every grant when the policy says so; otherwise the
+    /// strictest level of the profile grants of the entitlement, `none` when they need none,
+    /// and `security` when no profile grants it (nothing in the policy says who owns its risk).
+    pub fn grant_approval(&self, connector: &str, entitlement: &Entitlement) -> Approval {
+        if self.grants.approval == GrantApproval::Security {
+            return Approval::Security;
+        }
+        self.profiles
+            .iter()
+            .flat_map(|p| &p.grants)
+            .filter(|g| g.connector == connector && g.entitlement.as_ref() == Some(entitlement))
+            .map(|g| g.approval)
+            .max()
+            .unwrap_or(Approval::Security)
     }
 }
 
@@ -616,6 +675,7 @@ impl Policy {
             verification: Verification::default(),
             incidents: IncidentSettings::default(),
             drift: DriftSettings::default(),
+            grants: GrantSettings::default(),
         }
     }
 }

@@ -8,7 +8,7 @@ use connectors::secret::SecretRef;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Approval, OnConflict, OnLeave, SodAction};
+use super::model::{Approval, GrantApproval, OnConflict, OnLeave, SodAction};
 
 /// A value with the byte span it was read from (diagnostics point there).
 pub(super) type S<T> = Spanned<T>;
@@ -42,6 +42,16 @@ pub(super) struct RawPolicy {
     pub(super) incidents: RawIncidents,
     #[serde(default)]
     pub(super) drift: RawDrift,
+    #[serde(default)]
+    pub(super) grants: RawGrants,
+}
+
+/// `[grants]`: time-bound emergency grants.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGrants {
+    pub(super) max_duration: Option<S<String>>,
+    pub(super) approval: Option<S<GrantApproval>>,
 }
 
 /// What to do about each drift finding kind (`report`, `fix`, `review`): a connector's `drift`

@@ -783,3 +783,44 @@ fn drift_actions_schedules_and_errors() {
         "unknown keys are refused"
     );
 }
+
+#[test]
+fn grants_section_sets_the_limit_and_the_approval_of_emergency_grants() {
+    let p = Policy::parse(GOOD, "good.toml").expect("valid");
+    assert_eq!(p.grants.max_duration, Duration::hours(72));
+    assert_eq!(p.grants.approval, GrantApproval::Entitlement);
+    // The level the profiles give the entitlement; security when none grants it.
+    assert_eq!(
+        p.grant_approval("github", &Entitlement::new("team", "eng")),
+        Approval::Manager
+    );
+    assert_eq!(
+        p.grant_approval("slack", &Entitlement::new("channel", "general")),
+        Approval::None
+    );
+    assert_eq!(
+        p.grant_approval("github", &Entitlement::new("team", "secret")),
+        Approval::Security
+    );
+    let strict = format!(
+        "{GOOD}\n[approvals]\nsecurity = [\"sec\"]\n\n[grants]\nmax_duration = \"8h\"\napproval = \"security\"\n"
+    );
+    let p = Policy::parse(&strict, "strict.toml").expect("valid");
+    assert_eq!(p.grants.max_duration, Duration::hours(8));
+    assert_eq!(
+        p.grant_approval("slack", &Entitlement::new("channel", "general")),
+        Approval::Security
+    );
+    let md = docs::render(&p);
+    assert!(
+        md.contains("## Emergency grants")
+            && md.contains("for at most 8h; every grant waits for a security approver"),
+        "{md}"
+    );
+    let e = errors(&format!("{GOOD}\n[grants]\napproval = \"security\"\n"));
+    assert!(e.contains("[approvals] security"), "{e}");
+    let e = errors(&format!("{GOOD}\n[grants]\nmax_duration = \"0s\"\n"));
+    assert!(e.contains("max_duration must be above zero"), "{e}");
+    let e = errors(&format!("{GOOD}\n[grants]\napproval = \"manager\"\n"));
+    assert!(e.contains("unknown variant"), "{e}");
+}

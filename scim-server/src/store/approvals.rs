@@ -20,6 +20,8 @@ text_enum! {
         Sod = "sod",
         /// A later end of a contractor's contract (or of an override).
         Extension = "extension",
+        /// A time-bound emergency grant (`engine_grants`) whose entitlement needs approval.
+        Grant = "grant",
     }
 }
 
@@ -393,7 +395,7 @@ pub fn latest_mover_event(c: &mut DbConnection, user_id: &str) -> HubResult<Opti
 }
 
 /// A leaver's overrides and grants end: every override goes, and every entitlement and SoD
-/// request, approved or pending, is [`ApprovalStatus::Ended`] (an approved one keeps who
+/// request (and emergency grant request), approved or pending, is [`ApprovalStatus::Ended`] (an approved one keeps who
 /// approved it). A rehire then starts from the new role only, asking again for what needs
 /// approval. Returns (overrides dropped, requests ended).
 pub fn end_grants(
@@ -407,6 +409,7 @@ pub fn end_grants(
     let kinds = [
         ApprovalKind::Entitlement.as_str(),
         ApprovalKind::Sod.as_str(),
+        ApprovalKind::Grant.as_str(),
     ];
     let mut q = Sql::<()>::new("UPDATE engine_approvals SET status = ");
     q.text(ApprovalStatus::Ended.as_str())

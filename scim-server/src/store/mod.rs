@@ -91,6 +91,7 @@ pub mod connector_health;
 pub mod drift;
 pub mod engine_state;
 pub mod events;
+pub mod grants;
 pub mod holds;
 pub mod incidents;
 pub mod maintenance;

@@ -63,6 +63,7 @@ fn inputs<'a>(
         approvals: Approvals::default(),
         approval_rows: Vec::new(),
         overrides: Vec::new(),
+        grants: Vec::new(),
         manager_accounts: BTreeMap::new(),
         manager_email: Some("mgr@example.com".into()),
     }
@@ -231,6 +232,16 @@ fn admin_request(status: &str) -> ApprovalRow {
 }
 
 /// A leaver's operations: per connector, disable first, then sessions, credentials and grants.
+/// An emergency grant in force until `expires`.
+fn emergency(connector: &str, kind: &str, id: &str, expires: DateTime<Utc>) -> EmergencyGrant {
+    EmergencyGrant {
+        id: "g1".into(),
+        connector: connector.into(),
+        entitlement: Entitlement::new(kind, id),
+        expires,
+    }
+}
+
 fn leaver_ops() -> Vec<String> {
     lines(&[
         "github set_enabled",
@@ -558,6 +569,72 @@ fn cases() -> Vec<Case> {
                     "slack grant",
                 ]),
                 audit: lines(&["scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "an emergency grant in force is provisioned like a role's grant",
+            before: None,
+            after: Some(person("cy", "Employee", "Sales", "Rep", json!({}))),
+            blast: None,
+            given: |i| i.grants.push(emergency("github", "team", "eng", i.now + Duration::hours(4))),
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "github create_or_adopt",
+                    "github grant",
+                    "slack create_or_adopt",
+                    "slack grant",
+                    "slack grant",
+                ]),
+                audit: lines(&["scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "an emergency grant at its end gives nothing",
+            before: None,
+            after: Some(person("cy", "Employee", "Sales", "Rep", json!({}))),
+            blast: None,
+            given: |i| i.grants.push(emergency("github", "team", "eng", i.now)),
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&["slack create_or_adopt", "slack grant", "slack grant"]),
+                audit: lines(&["scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "an emergency grant breaking a SoD rule is withheld, never the role's side",
+            before: None,
+            after: Some(person("eve", "Employee", "Finance", "Payable clerk", json!({}))),
+            blast: None,
+            given: |i| i.grants.push(emergency("erp", "role", "approve", i.now + Duration::hours(4))),
+            expect: Summary {
+                event: "joiner".into(),
+                state: "active".into(),
+                ops: lines(&[
+                    "erp create_or_adopt",
+                    "erp grant",
+                    "slack create_or_adopt",
+                    "slack grant",
+                ]),
+                approvals: lines(&["id-1 sod security blocked"]),
+                audit: lines(&["engine sod_violation blocked", "scim plan queued"]),
+                ..Default::default()
+            },
+        },
+        Case {
+            name: "an emergency grant of someone who left gives nothing",
+            before: None,
+            after: Some(person("gone", "Employee", "Sales", "Rep", json!({"active": false}))),
+            blast: None,
+            given: |i| i.grants.push(emergency("github", "team", "eng", i.now + Duration::hours(4))),
+            expect: Summary {
+                event: "update".into(),
+                state: "left".into(),
                 ..Default::default()
             },
         },

@@ -56,6 +56,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/users/{id}/extensions").route(web::post().to(request_extension)))
             .service(res("/extensions/{id}/approve").route(web::post().to(approve_extension)))
             .service(res("/extensions/{id}/reject").route(web::post().to(reject_extension)))
+            .service(res("/users/{id}/grants").route(web::post().to(create_grant)))
+            .service(res("/grants").route(web::get().to(list_grants)))
+            .service(res("/grants/{id}/revoke").route(web::post().to(revoke_grant)))
             .service(res("/holds").route(web::get().to(list_holds)))
             .service(res("/holds/{id}/confirm").route(web::post().to(confirm_hold)))
             .service(res("/holds/{id}/discard").route(web::post().to(discard_hold)))
@@ -225,7 +228,12 @@ fn approval_json(r: &approvals::ApprovalRow) -> Value {
     if let Some(e) = r
         .entitlement
         .as_deref()
-        .filter(|_| r.kind == approvals::ApprovalKind::Entitlement)
+        .filter(|_| {
+            matches!(
+                r.kind,
+                approvals::ApprovalKind::Entitlement | approvals::ApprovalKind::Grant
+            )
+        })
         .and_then(|e| serde_json::from_str::<Value>(e).ok())
     {
         v["entitlement"] = e;
@@ -392,6 +400,101 @@ async fn request_extension(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Emergency grants (docs/grants.md)
+// ---------------------------------------------------------------------------------------------
+
+/// Who asks is the authenticated caller, never a field of the body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    /// `CONNECTOR:KIND:ID` or `CONNECTOR:KIND:ID:ROLE`.
+    entitlement: Option<String>,
+    /// How long, e.g. `4h` (at most the policy's `[grants] max_duration`).
+    duration: Option<String>,
+    reason: Option<String>,
+}
+
+async fn create_grant(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let b: GrantBody = body(&bytes)?;
+    let entitlement = b
+        .entitlement
+        .ok_or_else(|| invalid("`entitlement` (CONNECTOR:KIND:ID) is required"))?;
+    let duration = b
+        .duration
+        .ok_or_else(|| invalid("`duration` (e.g. \"4h\") is required"))?;
+    let duration = crate::policy::parse_duration(&duration)
+        .map_err(|e| invalid(format!("`duration`: {e}")))?;
+    let reason = b.reason.unwrap_or_default();
+    let caller = principal(&req)?;
+    let by = actor(&req);
+    let user = path.into_inner();
+    let out = run(&state, move |a| {
+        a.create_grant(&crate::admin::grants::GrantRequest {
+            user: &user,
+            entitlement: &entitlement,
+            duration,
+            reason: &reason,
+            requested_by: &by,
+            requester: caller.user.as_ref(),
+        })
+    })
+    .await?;
+    let mut v = json!(out);
+    if let Some(a) = &out.approval {
+        v["approval"] = approval_json(a);
+    }
+    let location = format!(
+        "{API_PREFIX}/grants?user={}",
+        out.grant["user_id"].as_str().unwrap_or_default()
+    );
+    let mut resp = ok(StatusCode::CREATED, v);
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsQuery {
+    /// A user's id or userName.
+    user: Option<String>,
+    /// `true`: only grants in force now.
+    active: Option<bool>,
+}
+
+async fn list_grants(
+    state: web::Data<AppState>,
+    q: web::Query<GrantsQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let rows = run(&state, move |a| {
+        a.grants(q.user.as_deref(), q.active.unwrap_or(false))
+    })
+    .await?;
+    Ok(list(rows))
+}
+
+async fn revoke_grant(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let d: Decision = body(&bytes)?;
+    let reason = d.reason.unwrap_or_default();
+    let by = actor(&req);
+    let id = path.into_inner();
+    let v = run(&state, move |a| a.revoke_grant(&id, &by, &reason)).await?;
+    Ok(ok(StatusCode::OK, v))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ mod blast_radius;
 mod connectors;
 mod contractor;
 mod drift;
+mod grants;
 mod incidents;
 mod leaver;
 mod notify;
@@ -89,6 +90,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
     let verification = verification::check(raw.verification, d);
     let incidents = incidents::check(raw.incidents, d);
     let drift = drift::check(raw.drift, d);
+    let grants = grants::check(raw.grants, &approvals, d);
     Policy {
         source: source.to_string(),
         settings,
@@ -105,6 +107,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         verification,
         incidents,
         drift,
+        grants,
     }
 }
 
