@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
+mod approval_link;
 mod outage;
 #[path = "../../connectors/tests/support_standins/mod.rs"]
 mod support_standins;

@@ -20,6 +20,7 @@ pub mod explain;
 pub mod extensions;
 pub mod holds;
 pub mod legacy_access;
+pub mod notice_links;
 pub mod operations;
 pub mod requests;
 pub mod simulate;

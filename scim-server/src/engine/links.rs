@@ -33,6 +33,14 @@ pub enum LinkAction {
     DriftKeep,
     /// Remove what a drift finding found.
     DriftRemove,
+    /// Confirm a blast-radius hold (`id` names the hold): its operations run.
+    HoldConfirm,
+    /// Discard a blast-radius hold: its operations never run.
+    HoldDiscard,
+    /// Acknowledge an incident (`id` names it): its reminders stop.
+    IncidentAck,
+    /// Resolve an incident.
+    IncidentResolve,
 }
 
 impl LinkAction {
@@ -45,6 +53,10 @@ impl LinkAction {
             LinkAction::Reject => "reject",
             LinkAction::DriftKeep => "drift-keep",
             LinkAction::DriftRemove => "drift-remove",
+            LinkAction::HoldConfirm => "hold-confirm",
+            LinkAction::HoldDiscard => "hold-discard",
+            LinkAction::IncidentAck => "incident-ack",
+            LinkAction::IncidentResolve => "incident-resolve",
         }
     }
 
@@ -57,6 +69,10 @@ impl LinkAction {
             "reject" => LinkAction::Reject,
             "drift-keep" => LinkAction::DriftKeep,
             "drift-remove" => LinkAction::DriftRemove,
+            "hold-confirm" => LinkAction::HoldConfirm,
+            "hold-discard" => LinkAction::HoldDiscard,
+            "incident-ack" => LinkAction::IncidentAck,
+            "incident-resolve" => LinkAction::IncidentResolve,
             _ => return None,
         })
     }
@@ -70,7 +86,31 @@ impl LinkAction {
     pub fn is_drift(self) -> bool {
         matches!(self, LinkAction::DriftKeep | LinkAction::DriftRemove)
     }
+
+    /// Whether the action decides a blast-radius hold (`id` claim, `admin::notice_links`).
+    pub fn is_hold(self) -> bool {
+        matches!(self, LinkAction::HoldConfirm | LinkAction::HoldDiscard)
+    }
+
+    /// Whether the action acknowledges or resolves an incident (`id` claim).
+    pub fn is_incident(self) -> bool {
+        matches!(self, LinkAction::IncidentAck | LinkAction::IncidentResolve)
+    }
+
+    /// Whether the action names its object by the `id` claim (a request, a hold, an incident)
+    /// rather than by an event.
+    pub fn names_id(self) -> bool {
+        self.is_decision() || self.is_hold() || self.is_incident()
+    }
 }
+
+/// The role of a link sent to a security address (`[notify] security`).
+pub const ROLE_SECURITY: &str = "security";
+/// The role of a link sent to a helpdesk address (`[notify] helpdesk`).
+pub const ROLE_HELPDESK: &str = "helpdesk";
+/// The role of an extension decision link sent to the contractor's sponsor (`to` is the
+/// sponsor's user id).
+pub const ROLE_SPONSOR: &str = "sponsor";
 
 /// What a link does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,6 +276,32 @@ pub fn decision_links(
     role: &str,
     now: DateTime<Utc>,
 ) -> Option<(String, String)> {
+    id_links(
+        policy,
+        key,
+        user_id,
+        request_id,
+        to,
+        role,
+        (LinkAction::Approve, LinkAction::Reject),
+        now,
+    )
+}
+
+/// The two links of one object named by id (a hold, an incident): `(first, second)` actions,
+/// for `user_id` (empty when the object is about no one user), addressed to `to` in `role`,
+/// signed with `key`, when the policy has a base URL for them.
+#[allow(clippy::too_many_arguments)]
+pub fn id_links(
+    policy: &Policy,
+    key: &[u8],
+    user_id: &str,
+    id: &str,
+    to: &str,
+    role: &str,
+    actions: (LinkAction, LinkAction),
+    now: DateTime<Utc>,
+) -> Option<(String, String)> {
     let base = policy
         .notify
         .link_base_url
@@ -250,14 +316,57 @@ pub fn decision_links(
         to: to.into(),
         r: role.into(),
         ev: String::new(),
-        id: request_id.into(),
+        id: id.into(),
     };
-    let approve = sign(key, &claims(LinkAction::Approve))?;
-    let reject = sign(key, &claims(LinkAction::Reject))?;
+    let first = sign(key, &claims(actions.0))?;
+    let second = sign(key, &claims(actions.1))?;
     Some((
-        format!("{base}{API_PREFIX}/links/{approve}"),
-        format!("{base}{API_PREFIX}/links/{reject}"),
+        format!("{base}{API_PREFIX}/links/{first}"),
+        format!("{base}{API_PREFIX}/links/{second}"),
     ))
+}
+
+/// `(confirm, discard)` links of blast-radius hold `hold_id` for security address `to`.
+pub fn hold_links(
+    policy: &Policy,
+    key: &[u8],
+    hold_id: &str,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Option<(String, String)> {
+    id_links(
+        policy,
+        key,
+        "",
+        hold_id,
+        to,
+        ROLE_SECURITY,
+        (LinkAction::HoldConfirm, LinkAction::HoldDiscard),
+        now,
+    )
+}
+
+/// `(acknowledge, resolve)` links of incident `incident_id` for `to` in `role`
+/// ([`ROLE_SECURITY`] or [`ROLE_HELPDESK`]).
+pub fn incident_links(
+    policy: &Policy,
+    key: &[u8],
+    incident_id: i64,
+    user_id: Option<&str>,
+    to: &str,
+    role: &str,
+    now: DateTime<Utc>,
+) -> Option<(String, String)> {
+    id_links(
+        policy,
+        key,
+        user_id.unwrap_or(""),
+        &incident_id.to_string(),
+        to,
+        role,
+        (LinkAction::IncidentAck, LinkAction::IncidentResolve),
+        now,
+    )
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ pub fn fire(
                     to.push(s);
                 }
                 if !to.is_empty() {
-                    let n = notices::contract_expired(&row.user_id);
+                    let n = notices::contract_expired(&person_of(c, &row.user_id)?);
                     notifications::enqueue(
                         c,
                         n.kind,
@@ -216,6 +216,31 @@ pub fn fire(
             Ok(())
         }
     }
+}
+
+/// The user as a notice names them ([`notices::person_label`]): displayName and userName from
+/// the directory, else the engine's last record of the userName, else the id.
+fn person_of(c: &mut DbConnection, user_id: &str) -> HubResult<String> {
+    let doc = super::load_user_doc(c, user_id)?;
+    let attr = |a: &str| {
+        doc.as_ref()
+            .and_then(|d| super::desired::attr_str(d, a))
+            .map(str::to_string)
+    };
+    let name = match attr("userName") {
+        Some(n) => Some(n),
+        None => engine_state::get_user(c, user_id)?.and_then(|u| {
+            u.facts
+                .get("userName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }),
+    };
+    Ok(notices::person_label(
+        user_id,
+        name.as_deref(),
+        attr("displayName").as_deref(),
+    ))
 }
 
 /// A contract reminder to the contractor, the sponsor and the helpdesk (if still a contractor).
@@ -243,15 +268,11 @@ fn remind(
     if to.is_empty() {
         return Ok(());
     }
-    let name = facts
-        .get("userName")
-        .and_then(Value::as_str)
-        .unwrap_or(&row.user_id);
+    let person = person_of(c, &row.user_id)?;
     // The end as the payload spells it (the JSON form of the timestamp).
     let end = json!(end);
     let n = notices::contract_reminder(
-        &row.user_id,
-        name,
+        &person,
         end.as_str().unwrap_or(""),
         &crate::policy::fmt_duration(offset),
     );
