@@ -38,7 +38,7 @@ grants = [{{ connector = "apps" }}]
 [[profile]]
 name = "engineering"
 match = '{ENTERPRISE}:department eq "Engineering"'
-grants = [{{ connector = "apps", kind = "group", id = "engineering", approval = "manager" }}]
+grants = [{{ connector = "apps", kind = "group", id = "engineering", approval = "manager", description = "Engineering source code" }}]
 
 # The HRIS (this test's bootstrap client) is the source of the manager attribute: a manager it
 # names has the authority to decide.
@@ -153,7 +153,11 @@ async fn approval_decided_by_following_the_mailed_link_without_a_token() {
     let html = mail["html"].as_str().expect("html part");
     // The person by name (quoted), never raw JSON or an admin URL that needs a token.
     assert!(text.contains("    | Jane Doe (jdoe)"), "{text}");
-    assert!(text.contains("group:engineering on apps"), "{text}");
+    // The entitlement by its policy description, then kind:id.
+    assert!(
+        text.contains("Asks for: Engineering source code (group:engineering) on apps"),
+        "{text}"
+    );
     assert!(!text.contains(&jdoe_id), "{text}");
     assert!(!text.contains('{'), "{text}");
     assert!(!text.contains("/admin/v1/approvals/"), "{text}");

@@ -241,7 +241,10 @@ impl Admin {
             ),
             _ => format!(
                 "{} on {}",
-                notices::entitlement_label(row.entitlement.as_deref().unwrap_or("")),
+                self.engine.policy.current().entitlement_text(
+                    row.connector.as_deref().unwrap_or(""),
+                    row.entitlement.as_deref().unwrap_or("")
+                ),
                 row.connector.as_deref().unwrap_or("(unknown system)")
             ),
         };

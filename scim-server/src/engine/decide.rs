@@ -630,7 +630,7 @@ fn approval_notices(
         };
         let what = match a.kind {
             ApprovalKind::Sod => a.entitlement.clone(),
-            _ => notices::entitlement_label(&a.entitlement),
+            _ => policy.entitlement_text(&a.connector, &a.entitlement),
         };
         let row = notices::ApprovalRequest {
             id: &a.id,
@@ -793,6 +793,7 @@ fn mover_summaries(
             connector: &k.connector,
             kind: &k.entitlement.kind,
             id: &k.entitlement.id,
+            description: policy.entitlement_description(&k.connector, &k.entitlement),
             until: k.until,
         })
         .collect();

@@ -205,6 +205,8 @@ pub struct KeptAccess<'a> {
     pub connector: &'a str,
     pub kind: &'a str,
     pub id: &'a str,
+    /// The policy's description of the entitlement, when a grant gives one.
+    pub description: Option<&'a str>,
     pub until: DateTime<Utc>,
 }
 
@@ -237,9 +239,14 @@ pub fn mover_summary_body(
     if !kept.is_empty() {
         body.push_str("\nAccess of the old role kept during the overlap window:\n");
         for k in kept {
+            let what = entitlement_text(k.kind, k.id, None);
+            let what = match k.description {
+                Some(d) => format!("{d} ({what})"),
+                None => what,
+            };
             body.push_str(&format!(
                 "  {} on {}, until {}\n",
-                entitlement_text(k.kind, k.id, None),
+                what,
                 k.connector,
                 k.until.format("%Y-%m-%d %H:%M UTC")
             ));

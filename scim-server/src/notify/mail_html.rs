@@ -332,6 +332,7 @@ mod tests {
             connector: "github",
             kind: "team",
             id: "sales",
+            description: Some("Sales pipeline team"),
             until: expires,
         }];
         let changes = [
