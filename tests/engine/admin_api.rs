@@ -238,6 +238,7 @@ admin_backends!(
     hold_decided_by_its_mailed_link,
     extension_decided_by_the_sponsors_link,
     incident_acknowledged_and_resolved_by_mailed_links,
+    extension_asked_from_the_sponsors_reminder_link,
 );
 
 /// The line `label URL` of a mail body: the URL.
@@ -1951,4 +1952,106 @@ fn cli_simulate_honours_the_configuration_file() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("bogusAttribute"), "{err}");
     }
+}
+
+/// A contract reminder: the sponsor's copy carries their link to ask for an extension (the
+/// others none); its page asks for the date and the reason; following it makes the request
+/// through the extension API's own function, as the sponsor (who then cannot decide it), once
+/// per contract end; a tampered link, and one whose addressee is no longer the sponsor, act not.
+fn extension_asked_from_the_sponsors_reminder_link(env: Env) {
+    use chrono::TimeZone;
+    use reqwest::Method;
+    let srv = Server::start(&env);
+    let sponsor = env.create_user(user("sponsor", "Employee", "Sales", "Lead"));
+    env.create_user(user("sam", "Employee", "Sales", "Lead"));
+    let mut d = user("cora", "Contractor", "Finance", "Payable clerk");
+    d["urn:example:acme:2.0:User"] = json!({"contractEnd": "2025-04-30", "sponsor": "sponsor"});
+    let cora = env.create_user(d);
+    env.run();
+    env.clock
+        .set(chrono::Utc.with_ymd_and_hms(2025, 4, 1, 12, 0, 0).unwrap());
+    env.run();
+    let reminders: Vec<_> = notes(&env, Some(&cora))
+        .into_iter()
+        .filter(|n| n.kind == "contract_reminder")
+        .collect();
+    let mine = reminders
+        .iter()
+        .find(|n| n.recipients == [sponsor.clone()])
+        .unwrap_or_else(|| panic!("no reminder for the sponsor: {reminders:?}"));
+    let others = reminders
+        .iter()
+        .find(|n| n.recipients != [sponsor.clone()])
+        .unwrap_or_else(|| panic!("no reminder for the others: {reminders:?}"));
+    assert!(
+        !others.recipients.contains(&"sponsor".to_string()),
+        "{others:?}"
+    );
+    assert!(!others.body.contains("http://"), "{}", others.body);
+    assert!(mine.body.contains("    | cora"), "{}", mine.body);
+    let ask = mailed_link(&mine.body, "Ask for an extension: ");
+    let (s, page, _) = follow(&srv, Method::GET, &ask, false);
+    assert_eq!(s, 200, "{page}");
+    let (s, v, _) = follow(&srv, Method::GET, &ask, true);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["addressee_name"], "sponsor", "{v}");
+    let post = |link: &str, form: &str| {
+        let path = link.strip_prefix("http://hub.example").unwrap();
+        into(
+            srv.http
+                .post(format!("{}{path}", srv.base))
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(form.to_string())
+                .send()
+                .unwrap(),
+        )
+    };
+    assert_error(post(&tampered(&ask), "end=2025-05-31&reason=r"), 403);
+    // The date and the reason are checked as the API checks them; a refused ask spends nothing.
+    assert_error(post(&ask, "reason=more+work"), 400);
+    assert_error(post(&ask, "end=2025-05-31&reason="), 400);
+    // No longer the sponsor: refused.
+    env.patch_user(&cora, |d| {
+        d.insert(
+            "urn:example:acme:2.0:User".into(),
+            json!({"contractEnd": "2025-04-30", "sponsor": "sam"}),
+        );
+    });
+    env.run();
+    assert_error(post(&ask, "end=2025-05-31&reason=more+work"), 403);
+    env.patch_user(&cora, |d| {
+        d.insert(
+            "urn:example:acme:2.0:User".into(),
+            json!({"contractEnd": "2025-04-30", "sponsor": "sponsor"}),
+        );
+    });
+    env.run();
+    let (s, done) = post(&ask, "end=2025-05-31&reason=more+work");
+    assert_eq!(s, 200, "{done}");
+    let (_, pending) = srv.get("/approvals?status=pending");
+    let req = pending["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "extension" && r["user_id"] == cora.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{pending}"));
+    assert_eq!(req["detail"]["new_end"], "2025-05-31", "{req}");
+    assert_eq!(req["detail"]["requested_by"], "sponsor", "{req}");
+    assert_eq!(
+        req["detail"]["requested_by_user_id"],
+        sponsor.as_str(),
+        "{req}"
+    );
+    // Once per contract end.
+    assert_error(post(&ask, "end=2025-05-31&reason=again"), 409);
+    let (_, pending) = srv.get("/approvals?status=pending");
+    let asked = pending["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "extension")
+        .count();
+    assert_eq!(asked, 1, "{pending}");
 }

@@ -76,6 +76,21 @@ impl Admin {
         by: &str,
         requester: Option<&UserRef>,
     ) -> AdminResult<String> {
+        self.request_extension_once(user_id, new_end, reason, by, requester, None)
+    }
+
+    /// [`Admin::request_extension`]; with `once` (`(event, actor)`, a one-click link's), the
+    /// request is recorded only if the link's event was not used yet, and uses it in the same
+    /// transaction (409 otherwise): two clicks record one request.
+    pub(super) fn request_extension_once(
+        &self,
+        user_id: &str,
+        new_end: &str,
+        reason: &str,
+        by: &str,
+        requester: Option<&UserRef>,
+        once: Option<(&str, &str)>,
+    ) -> AdminResult<String> {
         let policy = self.engine.policy.current();
         let rules = policy
             .contractor
@@ -105,7 +120,12 @@ impl Admin {
             )));
         }
         let id = uuid::Uuid::now_v7().to_string();
-        in_tx(&self.store, |c| {
+        let recorded = in_tx(&self.store, |c| {
+            if let Some((event, actor)) = once {
+                if !approvals::use_link(c, event, user_id, actor, now)? {
+                    return Ok(false);
+                }
+            }
             let requester_id = match requester {
                 Some(UserRef::Id(u)) => load_row(c, ResourceKind::User, u)?.map(|r| r.id),
                 Some(UserRef::UserName(u)) => {
@@ -154,8 +174,13 @@ impl Admin {
                         "requested_by_user_id": requester_id}),
                 },
             )?;
-            Ok(())
+            Ok(true)
         })?;
+        if !recorded {
+            return Err(AdminError::Conflict(
+                "This link has already been used.".into(),
+            ));
+        }
         Ok(id)
     }
 

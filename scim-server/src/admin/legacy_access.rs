@@ -379,6 +379,9 @@ impl Admin {
 
     /// What a verified link would do, after every check following it makes.
     fn preview_checked(&self, link: VerifiedLink) -> AdminResult<LinkPreview> {
+        if link.action == LinkAction::ExtensionAsk {
+            return self.preview_extension_ask(&link);
+        }
         if link.action.is_hold() || link.action.is_incident() {
             return self.preview_notice_link(&link);
         }
@@ -445,6 +448,20 @@ impl Admin {
         link: VerifiedLink,
         reason: Option<String>,
     ) -> AdminResult<LinkOutcome> {
+        self.follow_verified_form(link, reason, None)
+    }
+
+    /// [`Admin::follow_verified_with`] with the whole confirmation form: the reason, and the
+    /// new end date an extension-ask link's page asks for.
+    pub fn follow_verified_form(
+        &self,
+        link: VerifiedLink,
+        reason: Option<String>,
+        end: Option<String>,
+    ) -> AdminResult<LinkOutcome> {
+        if link.action == LinkAction::ExtensionAsk {
+            return self.follow_extension_ask(&link, end.as_deref(), reason.as_deref());
+        }
         if link.action.is_hold() || link.action.is_incident() {
             return self.follow_notice_link(&link);
         }

@@ -179,3 +179,138 @@ impl Admin {
         })
     }
 }
+
+/// What an extension-ask link checks before it is shown or followed: the contractor, as people
+/// read them, the addressee's userName, and the contract end the link names.
+struct AskCheck {
+    person: String,
+    addressee: String,
+    end: String,
+}
+
+impl Admin {
+    /// Checks an extension-ask link against the current state: the policy still trusts the
+    /// sponsor attribute and it still names the addressee (403), the user is still a contractor
+    /// whose contract ends when the link says (409: an extension moved it), and no link of that
+    /// contract end was used (409).
+    fn check_extension_ask(&self, link: &VerifiedLink) -> AdminResult<AskCheck> {
+        let policy = self.engine.policy.current();
+        let c = &link.claims;
+        let (doc, facts, addressee, used) = in_tx(&self.store, |cx| {
+            Ok((
+                load_user_doc(cx, &c.u)?,
+                crate::store::engine_state::get_user(cx, &c.u)?.map(|u| u.facts),
+                load_user_doc(cx, &c.to)?,
+                crate::store::approvals::link_used(cx, &c.ev)?,
+            ))
+        })?;
+        let attr = |d: &Option<crate::store::Doc>, a: &str| {
+            d.as_ref()
+                .and_then(|d| crate::engine::desired::attr_str(d, a))
+                .map(str::to_string)
+        };
+        let fact = |k: &str| {
+            facts
+                .as_ref()
+                .and_then(|f| f.get(k))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        let sponsor = match policy.settings.sponsor_attribute.as_deref() {
+            Some(a) => attr(&doc, a).or_else(|| fact("sponsor")),
+            None => fact("sponsor"),
+        };
+        let named = match (&addressee, sponsor.as_deref(), policy.sponsor_trusted()) {
+            (Some(d), Some(s), true) => {
+                super::authority::Approver::from_doc(&c.to, d, "").is_named_by(s)
+            }
+            _ => false,
+        };
+        if !named {
+            return Err(AdminError::Forbidden(format!(
+                "This link was sent to {} as the contractor's sponsor, which they no longer are.",
+                attr(&addressee, "userName").unwrap_or_else(|| c.to.clone())
+            )));
+        }
+        let contractor = facts
+            .as_ref()
+            .and_then(|f| f.get("contractor"))
+            .and_then(serde_json::Value::as_bool)
+            == Some(true);
+        let end = fact("end_date").unwrap_or_default();
+        if !contractor || links::contract_event(&c.u, &end) != c.ev {
+            return Err(AdminError::Conflict(
+                "The contract this link is about has changed (extended, ended or no longer a \
+                 contract); the link no longer acts."
+                    .into(),
+            ));
+        }
+        if used {
+            return Err(AdminError::Conflict(
+                "This link has already been used.".into(),
+            ));
+        }
+        Ok(AskCheck {
+            person: notices::person_label(
+                &c.u,
+                attr(&doc, "userName").as_deref(),
+                attr(&doc, "displayName").as_deref(),
+            ),
+            addressee: attr(&addressee, "userName").unwrap_or_else(|| c.to.clone()),
+            end,
+        })
+    }
+
+    /// What an extension-ask link would do (`GET`): the page asks for the date and the reason.
+    pub(super) fn preview_extension_ask(&self, link: &VerifiedLink) -> AdminResult<LinkPreview> {
+        let check = self.check_extension_ask(link)?;
+        let c = &link.claims;
+        Ok(LinkPreview {
+            action: c.a.clone(),
+            user_id: c.u.clone(),
+            user_name: None,
+            addressee: c.to.clone(),
+            addressee_name: Some(check.addressee),
+            role: c.r.clone(),
+            message: format!(
+                "Ask for an extension of the contract of {}, which ends at {}.",
+                check.person, check.end
+            ),
+        })
+    }
+
+    /// Follows an extension-ask link (`POST` of its page, with the new end date and the
+    /// reason): after the checks of [`Admin::preview_extension_ask`], the request is made
+    /// through the extension API's own function, as the sponsor (recorded as the requester, so
+    /// they cannot also decide it), once per contract end.
+    pub(super) fn follow_extension_ask(
+        &self,
+        link: &VerifiedLink,
+        end: Option<&str>,
+        reason: Option<&str>,
+    ) -> AdminResult<LinkOutcome> {
+        let check = self.check_extension_ask(link)?;
+        let c = &link.claims;
+        let end = end
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| AdminError::Invalid("Give the new end date (YYYY-MM-DD).".into()))?;
+        let reason = reason.map(str::trim).unwrap_or_default();
+        let actor = Self::notice_link_actor(link);
+        let id = self.request_extension_once(
+            &c.u,
+            end,
+            reason,
+            &check.addressee,
+            Some(&crate::auth::UserRef::Id(c.to.clone())),
+            Some((&c.ev, &actor)),
+        )?;
+        Ok(LinkOutcome {
+            action: c.a.clone(),
+            user_id: c.u.clone(),
+            message: format!(
+                "Extension to {end} requested (request {id}); the decision comes by mail."
+            ),
+        })
+    }
+}

@@ -41,6 +41,9 @@ pub enum LinkAction {
     IncidentAck,
     /// Resolve an incident.
     IncidentResolve,
+    /// Ask for an extension of a contract (`ev` = `contract:<user>:<end>`): the sponsor's link
+    /// in a contract reminder; the page asks for the new end date and the reason.
+    ExtensionAsk,
 }
 
 impl LinkAction {
@@ -57,6 +60,7 @@ impl LinkAction {
             LinkAction::HoldDiscard => "hold-discard",
             LinkAction::IncidentAck => "incident-ack",
             LinkAction::IncidentResolve => "incident-resolve",
+            LinkAction::ExtensionAsk => "extension-ask",
         }
     }
 
@@ -73,6 +77,7 @@ impl LinkAction {
             "hold-discard" => LinkAction::HoldDiscard,
             "incident-ack" => LinkAction::IncidentAck,
             "incident-resolve" => LinkAction::IncidentResolve,
+            "extension-ask" => LinkAction::ExtensionAsk,
             _ => return None,
         })
     }
@@ -324,6 +329,41 @@ pub fn id_links(
         format!("{base}{API_PREFIX}/links/{first}"),
         format!("{base}{API_PREFIX}/links/{second}"),
     ))
+}
+
+/// The event of a contract's extension-ask links: the contract of `user_id` ending at `end`
+/// (RFC 3339). The links of one contract end share one use; after an extension moves the end,
+/// the next reminder's links name the new one.
+pub fn contract_event(user_id: &str, end: &str) -> String {
+    format!("contract:{user_id}:{end}")
+}
+
+/// The *ask for an extension* link of a contract reminder for the contractor's sponsor (`to`:
+/// the sponsor's user id), naming the contract end `end`.
+pub fn extension_ask_link(
+    policy: &Policy,
+    key: &[u8],
+    user_id: &str,
+    end: &str,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let base = policy
+        .notify
+        .link_base_url
+        .as_deref()?
+        .trim_end_matches('/');
+    let claims = LinkClaims {
+        u: user_id.into(),
+        a: LinkAction::ExtensionAsk.as_str().into(),
+        d: 0,
+        exp: (now + policy.notify.link_ttl).timestamp(),
+        to: to.into(),
+        r: ROLE_SPONSOR.into(),
+        ev: contract_event(user_id, end),
+        id: String::new(),
+    };
+    Some(format!("{base}{API_PREFIX}/links/{}", sign(key, &claims)?))
 }
 
 /// `(confirm, discard)` links of blast-radius hold `hold_id` for security address `to`.

@@ -297,9 +297,24 @@ pub fn mover_summary(
     }
 }
 
+/// The sponsor's *ask for an extension* link in their copy of a contract reminder.
+#[derive(Debug, Clone, Copy)]
+pub struct AskLink<'a> {
+    /// How the mail names the sponsor.
+    pub addressee: &'a str,
+    pub expires: DateTime<Utc>,
+    pub url: &'a str,
+}
+
 /// A reminder that a contract ends: `person` is the contractor's [`person_label`] (written by a
-/// SCIM client: quoted), `end` and `offset` as the timer recorded them.
-pub fn contract_reminder(person: &str, end: &str, offset: &str) -> Notice {
+/// SCIM client: quoted), `end` and `offset` as the timer recorded them. The sponsor's copy
+/// (`ask`) carries their link to ask for an extension; the others say how the sponsor asks.
+pub fn contract_reminder(
+    person: &str,
+    end: &str,
+    offset: &str,
+    ask: Option<AskLink<'_>>,
+) -> Notice {
     let end = DateTime::parse_from_rfc3339(end)
         .map(|e| {
             e.with_timezone(&Utc)
@@ -307,18 +322,33 @@ pub fn contract_reminder(person: &str, end: &str, offset: &str) -> Notice {
                 .to_string()
         })
         .unwrap_or_else(|_| end.to_string());
+    let mut body = format!(
+        "A contract ends in {offset}, at {end}; all of the contractor's access is removed \
+         then.\n\nContractor (as the directory names them):\n{}\n",
+        user_text(person)
+    );
+    match ask {
+        Some(a) => {
+            body.push_str(&format!(
+                "You are the contractor's sponsor. If the work goes on, ask for an extension \
+                 (the page asks for the new end date and the reason; a contractor owner or \
+                 a security approver then decides it, not you):\n\
+                 Ask for an extension: {}\n\n",
+                a.url
+            ));
+            body.push_str(&links_note(a.addressee, a.expires));
+        }
+        None => body.push_str(
+            "If the work goes on, the contractor's sponsor asks for an extension from the link \
+             in their copy of this reminder, or through the hub's extension API \
+             (POST /admin/v1/users/ID/extensions) with their own credentials; the sponsor or a \
+             contractor owner then decides it from the mail they receive.\n",
+        ),
+    }
     Notice {
         kind: "contract_reminder",
         subject: format!("scimhub: a contract ends in {offset}"),
-        body: format!(
-            "A contract ends in {offset}, at {end}; all of the contractor's access is removed \
-             then.\n\nContractor (as the directory names them):\n{}\n\
-             If the work goes on, the contractor's sponsor asks for an extension through the \
-             hub's extension API (POST /admin/v1/users/ID/extensions) with their own \
-             credentials; the sponsor or a contractor owner then decides it from the mail they \
-             receive.\n",
-            user_text(person)
-        ),
+        body,
     }
 }
 

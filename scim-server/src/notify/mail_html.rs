@@ -386,7 +386,20 @@ mod tests {
             ),
             (
                 "contract_reminder",
-                contract_reminder(&carl, "2026-12-31T00:00:00Z", "7d"),
+                contract_reminder(&carl, "2026-12-31T00:00:00Z", "7d", None),
+            ),
+            (
+                "contract_reminder_sponsor",
+                contract_reminder(
+                    &carl,
+                    "2026-12-31T00:00:00Z",
+                    "7d",
+                    Some(AskLink {
+                        addressee: "sponsor",
+                        expires,
+                        url: &l1,
+                    }),
+                ),
             ),
             ("contract_expired", contract_expired(&carl)),
             (

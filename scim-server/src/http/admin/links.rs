@@ -98,6 +98,7 @@ pub(crate) fn confirm_page(p: &LinkPreview, token: &str) -> String {
         "hold-discard" => "Discard the hold",
         "incident-ack" => "Acknowledge",
         "incident-resolve" => "Resolve",
+        "extension-ask" => "Ask for the extension",
         _ => "Extend legacy access",
     };
     let (sent, reason) = match p.action.as_str() {
@@ -113,6 +114,19 @@ pub(crate) fn confirm_page(p: &LinkPreview, token: &str) -> String {
             } else {
                 ""
             },
+        ),
+        "extension-ask" => (
+            format!(
+                "This link was sent to {} as the contractor's sponsor and asks as them; it \
+                 works once. A contractor owner or a security approver then decides it.",
+                esc(to)
+            ),
+            "<p><label for=\"end\">New end date:</label><br>\
+             <input type=\"date\" id=\"end\" name=\"end\" required></p>\
+             <p><label for=\"reason\">Reason (recorded with the request, shown to who \
+             decides):</label><br>\
+             <textarea id=\"reason\" name=\"reason\" rows=\"3\" cols=\"60\" maxlength=\"1000\" \
+             required></textarea></p>",
         ),
         "hold-confirm" | "hold-discard" | "incident-ack" | "incident-resolve" => (
             format!(
@@ -132,11 +146,12 @@ pub(crate) fn confirm_page(p: &LinkPreview, token: &str) -> String {
         ),
     };
     // A hold is about many people, an incident maybe about none: no "User:" line for them.
-    let user = if p.user_id.is_empty() || p.action.starts_with("hold-") {
-        String::new()
-    } else {
-        format!("User: {}. ", esc(who))
-    };
+    let user =
+        if p.user_id.is_empty() || p.action.starts_with("hold-") || p.action == "extension-ask" {
+            String::new()
+        } else {
+            format!("User: {}. ", esc(who))
+        };
     // The form posts to this same URL: the link's last path segment is the token.
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>scimhub: confirm</title></head>\
@@ -150,11 +165,14 @@ pub(crate) fn confirm_page(p: &LinkPreview, token: &str) -> String {
     )
 }
 
-/// The confirmation page's form: a rejection's optional reason.
+/// The confirmation page's form: a rejection's optional reason; an extension ask's new end
+/// date and reason.
 #[derive(Debug, Default, serde::Deserialize)]
 struct LinkForm {
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
 }
 
 /// `POST` of a one-click link (the confirmation page's form): performs the action, once. The
@@ -169,7 +187,12 @@ pub(super) async fn follow_link(
     let json = wants_json(&req);
     let form: LinkForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let result = match verified(&state, &token) {
-        Ok(link) => run(&state, move |a| a.follow_verified_with(link, form.reason)).await,
+        Ok(link) => {
+            run(&state, move |a| {
+                a.follow_verified_form(link, form.reason, form.end)
+            })
+            .await
+        }
         Err(e) => Err(e),
     };
     link_headers(match (result, json) {
@@ -246,7 +269,11 @@ mod tests {
                     user_id: user.into(),
                     user_name: name.map(str::to_string),
                     addressee: to.into(),
-                    addressee_name: (role == "manager").then(|| "grace".to_string()),
+                    addressee_name: match role {
+                        "manager" => Some("grace".to_string()),
+                        "sponsor" => Some("sam".to_string()),
+                        _ => None,
+                    },
                     role: role.into(),
                     message: m.into(),
                 },
@@ -300,6 +327,18 @@ mod tests {
                      github): its reminders stop; it stays open.",
                 ),
             ),
+            (
+                "link_page_extension_ask",
+                page(
+                    "extension-ask",
+                    "u2",
+                    None,
+                    "7d3a0c55-sponsor",
+                    "sponsor",
+                    "Ask for an extension of the contract of Carl Contractor (carl.contractor), \
+                     which ends at 2026-12-31T00:00:00Z.",
+                ),
+            ),
         ];
         for (name, html) in &pages {
             assert!(!html.contains("<Builder>"), "{html}");
@@ -314,5 +353,11 @@ mod tests {
         }
         assert!(pages[1].1.contains("<textarea"), "the reject page asks why");
         assert!(!pages[2].1.contains("User:"), "a hold is about many people");
+        assert!(
+            pages[4]
+                .1
+                .contains("type=\"date\" id=\"end\" name=\"end\" required"),
+            "an extension ask asks for the date"
+        );
     }
 }
