@@ -2044,6 +2044,19 @@ fn extension_asked_from_the_sponsors_reminder_link(env: Env) {
         sponsor.as_str(),
         "{req}"
     );
+    // The sponsor asked: their copy of the request has no links to decide it themselves.
+    let asked_mails: Vec<_> = notes(&env, Some(&cora))
+        .into_iter()
+        .filter(|n| n.kind == "extension_request")
+        .collect();
+    assert!(!asked_mails.is_empty());
+    for m in &asked_mails {
+        assert!(!m.body.contains("/admin/v1/links/"), "{m:?}");
+    }
+    assert!(
+        asked_mails.iter().any(|m| m.recipients.contains(&sponsor)),
+        "{asked_mails:?}"
+    );
     // Once per contract end.
     assert_error(post(&ask, "end=2025-05-31&reason=again"), 409);
     let (_, pending) = srv.get("/approvals?status=pending");

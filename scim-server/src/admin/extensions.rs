@@ -156,7 +156,7 @@ impl Admin {
                 &rules.owners,
                 &id,
                 user_id,
-                by,
+                (by, requester_id.as_deref()),
                 new_end,
                 reason,
                 now,
@@ -189,7 +189,8 @@ impl Admin {
     /// when the sponsor attribute names a directory user by id or userName; each contractor
     /// owner), and the owner approvers' addresses and a sponsor named by an address get a copy
     /// without links; without links configured, one copy to all of them. Security when nobody
-    /// else.
+    /// else. `by`: who asks, and their user id when they are a directory user: they get no
+    /// decision links (nobody decides their own request).
     #[allow(clippy::too_many_arguments)]
     fn queue_extension_notices(
         &self,
@@ -198,7 +199,7 @@ impl Admin {
         owners: &[String],
         id: &str,
         user_id: &str,
-        by: &str,
+        (by, requester_id): (&str, Option<&str>),
         new_end: &str,
         reason: &str,
         now: DateTime<Utc>,
@@ -234,13 +235,19 @@ impl Admin {
                 None => crate::store::find_user_row_by_name(c, s)?,
             };
             match row {
-                Some(r) => people.push((r.id.clone(), r.id, links::ROLE_SPONSOR, s.clone())),
+                Some(r) if Some(r.id.as_str()) != requester_id => {
+                    people.push((r.id.clone(), r.id, links::ROLE_SPONSOR, s.clone()))
+                }
+                // The sponsor asked: informed, without links to decide it.
+                Some(r) => plain.push(r.id),
                 None => plain.push(s.clone()),
             }
         }
         for name in owners {
             if let Some(r) = crate::store::find_user_row_by_name(c, name)? {
-                people.push((r.id, name.clone(), links::ROLE_APPROVER, name.clone()));
+                if Some(r.id.as_str()) != requester_id {
+                    people.push((r.id, name.clone(), links::ROLE_APPROVER, name.clone()));
+                }
             }
         }
         plain.extend(

@@ -1,16 +1,16 @@
-//! Signed one-click links for managers: acknowledge a mover's legacy access (remove it now) or
-//! extend it. A link is `base64url(payload).hex(HMAC-SHA256(payload))` with an expiry inside the
-//! payload; it needs no login, so it grants exactly one action on one user until it expires.
+//! Signed one-click links: the actions a mail lets its recipient take without signing in. A
+//! link is `base64url(payload).hex(HMAC-SHA256(payload))` with an expiry inside the payload; it
+//! needs no login, so it grants exactly one action on one object until it expires.
 //!
-//! Each link is addressed: its payload names the recipient it was mailed to (`to`: the manager's
-//! user id, or one security address) and the role it was sent to them in (`r`: `manager`,
-//! `security`). The signature is the proof of identity, since there is no login: only the
-//! recipient received the link. Following it checks that the addressee still holds that role
-//! (the user's manager has not changed, the address is still on the security list).
+//! Each link is addressed: its payload names the recipient it was mailed to (`to`: a user id, a
+//! userName, or an address) and the role it was sent to them in (`r`: `manager`, `approver`,
+//! `sponsor`, `security`, `helpdesk`). The signature is the proof of identity, since there is
+//! no login: only the recipient received the link. Following it checks that the addressee still
+//! holds that role (see `admin::legacy_access`, `admin::notice_links`).
 //!
-//! Each link names its event (`ev`, the mover plan's id) and its action (`a`): it acts only on
-//! that move (not on a later one of the same user), and the links of one event share a single
-//! use, recorded by a row keyed by the event id (`engine_used_links`).
+//! What a link acts on: a mover event or a drift finding or a contract end (`ev`, whose links
+//! share a single use recorded by a row keyed by the event, `engine_used_links`), or a request,
+//! a hold or an incident (`id`, acting once because a decided object no longer acts).
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
