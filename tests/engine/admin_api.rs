@@ -235,7 +235,239 @@ admin_backends!(
     links_act_once_on_their_own_event,
     forged_links_never_wait_for_the_writer,
     engine_audit_names_the_scim_client,
+    hold_decided_by_its_mailed_link,
+    extension_decided_by_the_sponsors_link,
+    incident_acknowledged_and_resolved_by_mailed_links,
+    extension_asked_from_the_sponsors_reminder_link,
 );
+
+/// The line `label URL` of a mail body: the URL.
+fn mailed_link(body: &str, label: &str) -> String {
+    body.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in {body}"))
+        .trim()
+        .to_string()
+}
+
+/// The link with one character of its signature changed.
+fn tampered(link: &str) -> String {
+    let mut t = link.to_string();
+    let last = t.pop().unwrap();
+    t.push(if last == '0' { '1' } else { '0' });
+    t
+}
+
+/// A blast-radius hold's mail to security carries confirm / discard links bound to the
+/// security address: `GET` shows what confirming does, `POST` confirms through the admin API's
+/// own path (the held operations run, the audit names the link's addressee), once; the discard
+/// link of the same mail then no longer acts, and a tampered link never did.
+fn hold_decided_by_its_mailed_link(env: Env) {
+    use reqwest::Method;
+    let srv = Server::start(&env);
+    burst(&env);
+    assert_eq!(disabled(&env), 3);
+    let (_, holds) = srv.get("/holds?status=pending");
+    let id = holds["Resources"][0]["id"].as_str().unwrap().to_string();
+    let note = notes(&env, None)
+        .into_iter()
+        .find(|n| n.kind == "blast_radius_hold")
+        .unwrap();
+    assert_eq!(note.recipients, ["security@example.com"]);
+    let confirm = mailed_link(&note.body, "Confirm (the held removals run): ");
+    let discard = mailed_link(&note.body, "Discard (nothing held is removed): ");
+    assert!(note
+        .body
+        .contains("These links are for you (security@example.com) only"));
+    let (s, page, ct) = follow(&srv, Method::GET, &confirm, false);
+    assert_eq!(s, 200, "{page}");
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert_eq!(disabled(&env), 3, "a GET changes nothing");
+    let (s, _, _) = follow(&srv, Method::POST, &tampered(&confirm), true);
+    assert_eq!(s, 403);
+    // The addressee must still be a security recipient when the link is followed.
+    let before = env.engine.policy.current();
+    let mut moved = (*before).clone();
+    moved.notify.security = vec!["soc@example.com".into()];
+    env.engine.policy.set(moved);
+    assert_error(follow(&srv, Method::POST, &confirm, true).map_ct(), 403);
+    assert_error(follow(&srv, Method::GET, &confirm, true).map_ct(), 403);
+    env.engine.policy.set((*before).clone());
+    let (s, done, _) = follow(&srv, Method::POST, &confirm, true);
+    assert_eq!(s, 200, "{done}");
+    let (_, confirmed) = srv.get("/holds?status=confirmed");
+    assert_eq!(confirmed["totalResults"], 1, "{confirmed}");
+    assert_eq!(confirmed["Resources"][0]["id"], id.as_str());
+    env.run();
+    assert_eq!(disabled(&env), 10, "the held operations ran");
+    let by_link = in_tx(&env.store, |c| audit::list(c, None))
+        .unwrap()
+        .into_iter()
+        .filter(|a| {
+            a.action == "hold"
+                && a.outcome == "confirmed"
+                && a.actor == "one-click link to security@example.com (security)"
+        })
+        .count();
+    assert_eq!(
+        by_link, 7,
+        "one audit entry per held user, by the link's addressee"
+    );
+    // Once: the same link, and the other link of the mail, no longer act.
+    assert_error(follow(&srv, Method::POST, &confirm, true).map_ct(), 409);
+    assert_error(follow(&srv, Method::POST, &discard, true).map_ct(), 409);
+}
+
+trait MapCt {
+    fn map_ct(self) -> (u16, Value);
+}
+
+impl MapCt for (u16, Value, String) {
+    fn map_ct(self) -> (u16, Value) {
+        (self.0, self.1)
+    }
+}
+
+/// An extension request names the contractor by name; the sponsor (named by userName) gets a
+/// copy whose approve link decides as them, through the admin API's decision (authority
+/// checked: the sponsor attribute names them), once; the shared owner address gets a copy
+/// without links.
+fn extension_decided_by_the_sponsors_link(env: Env) {
+    use reqwest::Method;
+    let srv = Server::start(&env);
+    let sponsor = env.create_user(user("sponsor", "Employee", "Sales", "Lead"));
+    let mut d = user("cora", "Contractor", "Finance", "Payable clerk");
+    d["urn:example:acme:2.0:User"] = json!({"contractEnd": "2025-04-30", "sponsor": "sponsor"});
+    let cora = env.create_user(d);
+    env.run();
+    let (s, req) = srv.post(
+        &format!("/users/{cora}/extensions"),
+        json!({"end": "2025-05-31", "reason": "project extended"}),
+    );
+    assert_eq!(s, 201, "{req}");
+    let mails: Vec<_> = notes(&env, Some(&cora))
+        .into_iter()
+        .filter(|n| n.kind == "extension_request")
+        .collect();
+    let linked = mails
+        .iter()
+        .find(|n| n.recipients == [sponsor.clone()])
+        .unwrap_or_else(|| panic!("no copy for the sponsor: {mails:?}"));
+    let shared = mails
+        .iter()
+        .find(|n| n.recipients == ["owners@example.com".to_string()])
+        .unwrap_or_else(|| panic!("no copy for the owners: {mails:?}"));
+    assert!(shared.body.contains("This copy has no decision links."));
+    assert!(!shared.body.contains("http://"), "{}", shared.body);
+    assert!(linked.body.contains("    | cora"), "{}", linked.body);
+    assert!(!linked.body.contains(&cora), "no id: {}", linked.body);
+    let approve = mailed_link(&linked.body, "Approve: ");
+    let reject = mailed_link(&linked.body, "Reject (you can give a reason): ");
+    let (s, page, _) = follow(&srv, Method::GET, &approve, true);
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page["message"].as_str().unwrap().contains("extension of"),
+        "{page}"
+    );
+    let (s, done, _) = follow(&srv, Method::POST, &approve, true);
+    assert_eq!(s, 200, "{done}");
+    let (_, row) = srv.get("/approvals?status=approved");
+    let row = row["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == req["id"])
+        .cloned()
+        .unwrap_or_else(|| panic!("{row}"));
+    assert_eq!(row["decided_by"], "sponsor", "{row}");
+    assert_eq!(row["decided_as"], "sponsor", "{row}");
+    assert_eq!(
+        env.admin
+            .user_attr(&cora, "urn:example:acme:2.0:User:contractEnd"),
+        Some(json!("2025-05-31"))
+    );
+    assert_error(follow(&srv, Method::POST, &approve, true).map_ct(), 409);
+    assert_error(follow(&srv, Method::POST, &reject, true).map_ct(), 409);
+}
+
+/// An incident's mail: one copy per security and helpdesk address, each with acknowledge /
+/// resolve links bound to it; the helpdesk acknowledges by link (the reminders stop, the
+/// incident records the link's addressee), a second acknowledge is refused, and security
+/// resolves by link.
+fn incident_acknowledged_and_resolved_by_mailed_links(env: Env) {
+    use reqwest::Method;
+    use scim_server::store::incidents;
+    let srv = Server::start(&env);
+    let ada = env.create_user(user("ada", "Employee", "Research", "Analyst"));
+    env.run();
+    let now = env.engine.now();
+    in_tx(&env.store, |c| {
+        incidents::raise_once(
+            c,
+            &incidents::NewIncident {
+                kind: "verification_mismatch",
+                user_id: Some(&ada),
+                connector: Some("github"),
+                reason: "account still enabled after the leaver",
+                dedupe_key: "mismatch:link-test",
+            },
+            now,
+        )
+    })
+    .unwrap();
+    env.run();
+    let mails: Vec<_> = notes(&env, Some(&ada))
+        .into_iter()
+        .filter(|n| n.kind == "incident")
+        .collect();
+    let to: Vec<Vec<String>> = mails.iter().map(|n| n.recipients.clone()).collect();
+    assert_eq!(
+        to,
+        [
+            vec!["security@example.com".to_string()],
+            vec!["helpdesk@example.com".to_string()]
+        ]
+    );
+    let id = in_tx(&env.store, incidents::list_open).unwrap()[0].id;
+    let ack = mailed_link(
+        &mails[1].body,
+        "Acknowledge (stops the reminders; it stays open): ",
+    );
+    let resolve = mailed_link(&mails[0].body, "Resolve (it is fixed): ");
+    let (s, page, _) = follow(&srv, Method::GET, &ack, true);
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("incident {id}")),
+        "{page}"
+    );
+    let (s, done, _) = follow(&srv, Method::POST, &ack, true);
+    assert_eq!(s, 200, "{done}");
+    let d = in_tx(&env.store, |c| incidents::get(c, id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.acknowledged_by.as_deref(),
+        Some("one-click link to helpdesk@example.com (helpdesk)")
+    );
+    assert_error(follow(&srv, Method::POST, &ack, true).map_ct(), 409);
+    // A link sent to a security address stops acting when the address leaves the list.
+    let before = env.engine.policy.current();
+    let mut moved = (*before).clone();
+    moved.notify.security = vec!["soc@example.com".into()];
+    env.engine.policy.set(moved);
+    assert_error(follow(&srv, Method::POST, &resolve, true).map_ct(), 403);
+    env.engine.policy.set((*before).clone());
+    let (s, done, _) = follow(&srv, Method::POST, &resolve, true);
+    assert_eq!(s, 200, "{done}");
+    let d = in_tx(&env.store, |c| incidents::get(c, id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, "resolved");
+    assert_error(follow(&srv, Method::POST, &resolve, true).map_ct(), 409);
+}
 
 /// The engine's audit entries name the SCIM client whose write caused the plan.
 fn engine_audit_names_the_scim_client(env: Env) {
@@ -490,8 +722,19 @@ fn extension_mail_quotes_free_text(env: Env) {
     );
     assert!(!html.contains("<a href=\"http://evil"), "{html}");
     assert!(html.contains("&lt;a href=&quot;http[://]evil.example/login&quot;&gt;"));
-    // The hub's approve and reject URLs are the only links.
-    assert_eq!(html.matches("<a href=").count(), 2, "{html}");
+    // The sponsor is named by an address and the owners by a shared address: a copy without
+    // links, so nothing in it is a link, and no admin URL either.
+    assert_eq!(html.matches("<a href=").count(), 0, "{html}");
+    assert!(
+        note.body.contains("This copy has no decision links."),
+        "{}",
+        note.body
+    );
+    assert!(
+        !note.body.contains("/admin/v1/extensions/"),
+        "{}",
+        note.body
+    );
     if let Ok(dir) = std::env::var("SCIMHUB_MAIL_ARTIFACTS") {
         std::fs::write(format!("{dir}/extension-request-mail.html"), &html).unwrap();
     }
@@ -915,9 +1158,12 @@ fn extensions_api_moves_the_end_date(env: Env) {
             "owners@example.com".to_string()
         ]
     );
-    assert!(note.body.contains(&format!(
-        "http://hub.example/admin/v1/extensions/{id}/approve"
-    )));
+    assert!(
+        note.body.contains(&format!("Request: {id}\n")),
+        "{}",
+        note.body
+    );
+    assert!(!note.body.contains("http://hub.example/admin/v1/extensions"));
     assert_error(
         srv.post_as(&sponsor, "/extensions/nope/approve", json!({})),
         404,
@@ -1025,9 +1271,12 @@ fn hold_confirmed_within_the_window_releases_the_operations(env: Env) {
         .into_iter()
         .find(|n| n.kind == "blast_radius_hold")
         .unwrap();
-    assert!(note
-        .body
-        .contains(&format!("http://hub.example/admin/v1/holds/{id}/confirm")));
+    assert!(
+        note.body.contains(&format!("Hold: {id}\n")),
+        "{}",
+        note.body
+    );
+    assert!(!note.body.contains("/admin/v1/holds/"), "{}", note.body);
     // Nothing held runs on its own, however long the workers go on.
     env.clock.advance(Duration::minutes(2));
     env.run();
@@ -1703,4 +1952,119 @@ fn cli_simulate_honours_the_configuration_file() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("bogusAttribute"), "{err}");
     }
+}
+
+/// A contract reminder: the sponsor's copy carries their link to ask for an extension (the
+/// others none); its page asks for the date and the reason; following it makes the request
+/// through the extension API's own function, as the sponsor (who then cannot decide it), once
+/// per contract end; a tampered link, and one whose addressee is no longer the sponsor, act not.
+fn extension_asked_from_the_sponsors_reminder_link(env: Env) {
+    use chrono::TimeZone;
+    use reqwest::Method;
+    let srv = Server::start(&env);
+    let sponsor = env.create_user(user("sponsor", "Employee", "Sales", "Lead"));
+    env.create_user(user("sam", "Employee", "Sales", "Lead"));
+    let mut d = user("cora", "Contractor", "Finance", "Payable clerk");
+    d["urn:example:acme:2.0:User"] = json!({"contractEnd": "2025-04-30", "sponsor": "sponsor"});
+    let cora = env.create_user(d);
+    env.run();
+    env.clock
+        .set(chrono::Utc.with_ymd_and_hms(2025, 4, 1, 12, 0, 0).unwrap());
+    env.run();
+    let reminders: Vec<_> = notes(&env, Some(&cora))
+        .into_iter()
+        .filter(|n| n.kind == "contract_reminder")
+        .collect();
+    let mine = reminders
+        .iter()
+        .find(|n| n.recipients == [sponsor.clone()])
+        .unwrap_or_else(|| panic!("no reminder for the sponsor: {reminders:?}"));
+    let others = reminders
+        .iter()
+        .find(|n| n.recipients != [sponsor.clone()])
+        .unwrap_or_else(|| panic!("no reminder for the others: {reminders:?}"));
+    assert!(
+        !others.recipients.contains(&"sponsor".to_string()),
+        "{others:?}"
+    );
+    assert!(!others.body.contains("http://"), "{}", others.body);
+    assert!(mine.body.contains("    | cora"), "{}", mine.body);
+    let ask = mailed_link(&mine.body, "Ask for an extension: ");
+    let (s, page, _) = follow(&srv, Method::GET, &ask, false);
+    assert_eq!(s, 200, "{page}");
+    let (s, v, _) = follow(&srv, Method::GET, &ask, true);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["addressee_name"], "sponsor", "{v}");
+    let post = |link: &str, form: &str| {
+        let path = link.strip_prefix("http://hub.example").unwrap();
+        into(
+            srv.http
+                .post(format!("{}{path}", srv.base))
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(form.to_string())
+                .send()
+                .unwrap(),
+        )
+    };
+    assert_error(post(&tampered(&ask), "end=2025-05-31&reason=r"), 403);
+    // The date and the reason are checked as the API checks them; a refused ask spends nothing.
+    assert_error(post(&ask, "reason=more+work"), 400);
+    assert_error(post(&ask, "end=2025-05-31&reason="), 400);
+    // No longer the sponsor: refused.
+    env.patch_user(&cora, |d| {
+        d.insert(
+            "urn:example:acme:2.0:User".into(),
+            json!({"contractEnd": "2025-04-30", "sponsor": "sam"}),
+        );
+    });
+    env.run();
+    assert_error(post(&ask, "end=2025-05-31&reason=more+work"), 403);
+    env.patch_user(&cora, |d| {
+        d.insert(
+            "urn:example:acme:2.0:User".into(),
+            json!({"contractEnd": "2025-04-30", "sponsor": "sponsor"}),
+        );
+    });
+    env.run();
+    let (s, done) = post(&ask, "end=2025-05-31&reason=more+work");
+    assert_eq!(s, 200, "{done}");
+    let (_, pending) = srv.get("/approvals?status=pending");
+    let req = pending["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "extension" && r["user_id"] == cora.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{pending}"));
+    assert_eq!(req["detail"]["new_end"], "2025-05-31", "{req}");
+    assert_eq!(req["detail"]["requested_by"], "sponsor", "{req}");
+    assert_eq!(
+        req["detail"]["requested_by_user_id"],
+        sponsor.as_str(),
+        "{req}"
+    );
+    // The sponsor asked: their copy of the request has no links to decide it themselves.
+    let asked_mails: Vec<_> = notes(&env, Some(&cora))
+        .into_iter()
+        .filter(|n| n.kind == "extension_request")
+        .collect();
+    assert!(!asked_mails.is_empty());
+    for m in &asked_mails {
+        assert!(!m.body.contains("/admin/v1/links/"), "{m:?}");
+    }
+    assert!(
+        asked_mails.iter().any(|m| m.recipients.contains(&sponsor)),
+        "{asked_mails:?}"
+    );
+    // Once per contract end.
+    assert_error(post(&ask, "end=2025-05-31&reason=again"), 409);
+    let (_, pending) = srv.get("/approvals?status=pending");
+    let asked = pending["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "extension")
+        .count();
+    assert_eq!(asked, 1, "{pending}");
 }

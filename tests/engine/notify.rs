@@ -407,7 +407,10 @@ fn contractor_reminders_follow_the_ladder(pg: bool) {
     let reminders = |sink: &Sink| -> Vec<Value> {
         sink.messages()
             .into_iter()
-            .filter(|m| m["subject"].as_str().unwrap().contains("contract of cora"))
+            .filter(|m| {
+                m["subject"].as_str().unwrap().contains("a contract ends")
+                    && m["text"].as_str().unwrap().contains("    | cora")
+            })
             .collect()
     };
     env.clock
@@ -428,7 +431,7 @@ fn contractor_reminders_follow_the_ladder(pg: bool) {
         let last = got.last().expect("a reminder");
         assert_eq!(
             last["subject"],
-            format!("scimhub: contract of cora ends in {offset}"),
+            format!("scimhub: a contract ends in {offset}"),
             "at {at}"
         );
         assert_eq!(

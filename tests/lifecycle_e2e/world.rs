@@ -70,10 +70,23 @@ impl Hub {
         extra: &[&str],
         env: &[(&str, String)],
     ) -> Hub {
+        Hub::start_bound(dir, name, token, "127.0.0.1:0", extra, env)
+    }
+
+    /// [`Hub::start`] on `bind` (a port [`free_port`] reserved, when the hub's own URL must be
+    /// known before it starts: the policy's `link_base_url`).
+    pub fn start_bound(
+        dir: &Path,
+        name: &str,
+        token: &str,
+        bind: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Hub {
         let db = dir.join(format!("{name}.db"));
         let log = dir.join(format!("{name}.log"));
         let mut cmd = Command::new(hub_bin());
-        cmd.args(["serve", "--bind", "127.0.0.1:0", "--database-url"])
+        cmd.args(["serve", "--bind", bind, "--database-url"])
             .arg(format!("sqlite://{}", db.display()))
             .args(extra)
             .env("SCIMHUB_BOOTSTRAP_TOKEN", token)

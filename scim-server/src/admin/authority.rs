@@ -81,7 +81,7 @@ impl Approver {
 
     /// Whether `reference` (a sponsor attribute's value) names this person: their id, their
     /// userName or one of their emails.
-    fn is_named_by(&self, reference: &str) -> bool {
+    pub(super) fn is_named_by(&self, reference: &str) -> bool {
         let r = reference.trim();
         r == self.user_id
             || r.eq_ignore_ascii_case(&self.user_name)

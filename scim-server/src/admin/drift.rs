@@ -130,6 +130,7 @@ impl Admin {
             user_id: link.claims.u,
             user_name: name,
             addressee: link.claims.to,
+            addressee_name: None,
             role: link.claims.r,
             message,
         })

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{in_tx, Admin, AdminError, AdminResult};
 use crate::auth::UserRef;
 use crate::engine::desired::parse_date;
-use crate::engine::notices;
+use crate::engine::{links, notices};
 use crate::error::HubResult;
 use crate::store::approvals::{ApprovalKind, ApprovalLevel};
 use crate::store::{approvals, engine_state, load_row, Change, DbConnection, Doc, ResourceKind};
@@ -76,6 +76,21 @@ impl Admin {
         by: &str,
         requester: Option<&UserRef>,
     ) -> AdminResult<String> {
+        self.request_extension_once(user_id, new_end, reason, by, requester, None)
+    }
+
+    /// [`Admin::request_extension`]; with `once` (`(event, actor)`, a one-click link's), the
+    /// request is recorded only if the link's event was not used yet, and uses it in the same
+    /// transaction (409 otherwise): two clicks record one request.
+    pub(super) fn request_extension_once(
+        &self,
+        user_id: &str,
+        new_end: &str,
+        reason: &str,
+        by: &str,
+        requester: Option<&UserRef>,
+        once: Option<(&str, &str)>,
+    ) -> AdminResult<String> {
         let policy = self.engine.policy.current();
         let rules = policy
             .contractor
@@ -105,7 +120,12 @@ impl Admin {
             )));
         }
         let id = uuid::Uuid::now_v7().to_string();
-        in_tx(&self.store, |c| {
+        let recorded = in_tx(&self.store, |c| {
+            if let Some((event, actor)) = once {
+                if !approvals::use_link(c, event, user_id, actor, now)? {
+                    return Ok(false);
+                }
+            }
             let requester_id = match requester {
                 Some(UserRef::Id(u)) => load_row(c, ResourceKind::User, u)?.map(|r| r.id),
                 Some(UserRef::UserName(u)) => {
@@ -130,50 +150,17 @@ impl Admin {
                 },
                 now,
             )?;
-            // Those who may decide it: the sponsor (an address, or a user id the sender
-            // resolves), the contractor owners, the owner approvers' addresses; else security.
-            let mut to: Vec<String> = Vec::new();
-            if let Some(sponsor) = engine_state::get_user(c, user_id)?.and_then(|u| {
-                u.facts
-                    .get("sponsor")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            }) {
-                to.push(sponsor);
-            }
-            to.extend(crate::engine::user_ids_by_name(c, &rules.owners)?);
-            to.extend(
-                policy
-                    .notify
-                    .approvers
-                    .get("owner")
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            if to.is_empty() {
-                to = policy.notify.security.clone();
-            }
-            if !to.is_empty() {
-                let notice = notices::extension_request(
-                    &policy,
-                    notices::ExtensionRequest {
-                        id: &id,
-                        user_id,
-                        by,
-                        new_end,
-                        reason,
-                    },
-                );
-                crate::store::notifications::enqueue(
-                    c,
-                    notice.kind,
-                    Some(user_id),
-                    &to,
-                    &notice.subject,
-                    &notice.body,
-                    now,
-                )?;
-            }
+            self.queue_extension_notices(
+                c,
+                &policy,
+                &rules.owners,
+                &id,
+                user_id,
+                (by, requester_id.as_deref()),
+                new_end,
+                reason,
+                now,
+            )?;
             crate::store::audit::append(
                 c,
                 &crate::store::audit::AuditEntry {
@@ -187,8 +174,138 @@ impl Admin {
                         "requested_by_user_id": requester_id}),
                 },
             )?;
-            Ok(())
+            Ok(true)
         })?;
+        if !recorded {
+            return Err(AdminError::Conflict(
+                "This link has already been used.".into(),
+            ));
+        }
         Ok(id)
+    }
+
+    /// The mails of extension request `id`: with one-click links configured, every person who
+    /// may decide it gets a copy whose approve / reject links are bound to them (the sponsor,
+    /// when the sponsor attribute names a directory user by id or userName; each contractor
+    /// owner), and the owner approvers' addresses and a sponsor named by an address get a copy
+    /// without links; without links configured, one copy to all of them. Security when nobody
+    /// else. `by`: who asks, and their user id when they are a directory user: they get no
+    /// decision links (nobody decides their own request).
+    #[allow(clippy::too_many_arguments)]
+    fn queue_extension_notices(
+        &self,
+        c: &mut DbConnection,
+        policy: &crate::policy::Policy,
+        owners: &[String],
+        id: &str,
+        user_id: &str,
+        (by, requester_id): (&str, Option<&str>),
+        new_end: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> HubResult<()> {
+        let doc = crate::engine::load_user_doc(c, user_id)?;
+        let attr = |a: &str| {
+            doc.as_ref()
+                .and_then(|d| crate::engine::desired::attr_str(d, a))
+                .map(str::to_string)
+        };
+        let (user_name, display_name) = (attr("userName"), attr("displayName"));
+        let request = notices::ExtensionRequest {
+            id,
+            user_id,
+            user_name: user_name.as_deref(),
+            display_name: display_name.as_deref(),
+            by,
+            new_end,
+            reason,
+        };
+        let sponsor = engine_state::get_user(c, user_id)?.and_then(|u| {
+            u.facts
+                .get("sponsor")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        // People: (recipient the sender resolves, link addressee, role, how the mail names them).
+        let mut people: Vec<(String, String, &str, String)> = Vec::new();
+        let mut plain: Vec<String> = Vec::new();
+        if let Some(s) = &sponsor {
+            let row = match load_row(c, ResourceKind::User, s)? {
+                Some(r) => Some(r),
+                None => crate::store::find_user_row_by_name(c, s)?,
+            };
+            match row {
+                Some(r) if Some(r.id.as_str()) != requester_id => {
+                    people.push((r.id.clone(), r.id, links::ROLE_SPONSOR, s.clone()))
+                }
+                // The sponsor asked: informed, without links to decide it.
+                Some(r) => plain.push(r.id),
+                None => plain.push(s.clone()),
+            }
+        }
+        for name in owners {
+            if let Some(r) = crate::store::find_user_row_by_name(c, name)? {
+                if Some(r.id.as_str()) != requester_id {
+                    people.push((r.id, name.clone(), links::ROLE_APPROVER, name.clone()));
+                }
+            }
+        }
+        plain.extend(
+            policy
+                .notify
+                .approvers
+                .get("owner")
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let key = links::key(policy);
+        let expires = now + policy.notify.link_ttl;
+        let mut linked: Vec<(String, notices::Notice)> = Vec::new();
+        if let Some(key) = &key {
+            for (to, addressee, role, label) in &people {
+                let Some((approve, reject)) =
+                    links::decision_links(policy, key, user_id, id, addressee, role, now)
+                else {
+                    linked.clear();
+                    break;
+                };
+                linked.push((
+                    to.clone(),
+                    notices::extension_request(
+                        request,
+                        Some(notices::AddressedLinks {
+                            addressee: label,
+                            expires,
+                            approve: &approve,
+                            reject: &reject,
+                        }),
+                    ),
+                ));
+            }
+        }
+        if linked.is_empty() {
+            // No links: everyone who may decide gets the copy without links.
+            plain.splice(0..0, people.into_iter().map(|(to, ..)| to));
+        }
+        if linked.is_empty() && plain.is_empty() {
+            plain = policy.notify.security.clone();
+        }
+        let mut copies: Vec<(Vec<String>, notices::Notice)> =
+            linked.into_iter().map(|(to, n)| (vec![to], n)).collect();
+        if !plain.is_empty() {
+            copies.push((plain, notices::extension_request(request, None)));
+        }
+        for (to, copy) in copies {
+            crate::store::notifications::enqueue(
+                c,
+                copy.kind,
+                Some(user_id),
+                &to,
+                &copy.subject,
+                &copy.body,
+                now,
+            )?;
+        }
+        Ok(())
     }
 }

@@ -18,7 +18,7 @@ impl Admin {
     }
 
     /// The hold `id`, pending: 404 when unknown, 409 when already decided.
-    fn pending_hold(&self, id: &str) -> AdminResult<holds::Hold> {
+    pub(super) fn pending_hold(&self, id: &str) -> AdminResult<holds::Hold> {
         let hold = in_tx(&self.store, |c| holds::list(c, None))?
             .into_iter()
             .find(|h| h.id == id)

@@ -38,6 +38,10 @@ pub struct LinkPreview {
     /// Who the link was sent to (the manager's id, or a security address) and as what
     /// (`manager`, `security`).
     pub addressee: String,
+    /// The addressee's userName, when the link is bound to a user id (a manager, a sponsor):
+    /// how the confirmation page names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addressee_name: Option<String>,
     pub role: String,
     /// For people: what confirming will do.
     pub message: String,
@@ -159,9 +163,11 @@ impl Admin {
             }
             _ => None,
         };
-        if action.is_decision() {
+        if action.names_id() {
             if claims.id.is_empty() {
-                return Err(AdminError::Forbidden("This link names no request.".into()));
+                return Err(AdminError::Forbidden(
+                    "This link names nothing to act on.".into(),
+                ));
             }
             return Ok(VerifiedLink {
                 claims,
@@ -189,7 +195,7 @@ impl Admin {
     /// ([`super::authority`]) then applies to them exactly as to a signed-in caller.
     fn link_principal(claims: &links::LinkClaims) -> Principal {
         let user = match claims.r.as_str() {
-            "manager" => UserRef::Id(claims.to.clone()),
+            "manager" | links::ROLE_SPONSOR => UserRef::Id(claims.to.clone()),
             _ => UserRef::UserName(claims.to.clone()),
         };
         Principal {
@@ -208,6 +214,26 @@ impl Admin {
         let rows = self.approvals_for_link(claims)?;
         let (row, name, display) = rows;
         let person = notices::person_label(&claims.u, name.as_deref(), display.as_deref());
+        if row.kind == approvals::ApprovalKind::Extension {
+            let end = row
+                .detail
+                .get("new_end")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("(no date)");
+            let verb = match link.action {
+                LinkAction::Approve => "Approve",
+                _ => "Reject",
+            };
+            return Ok(LinkPreview {
+                action: claims.a.clone(),
+                user_id: claims.u.clone(),
+                user_name: name,
+                addressee: claims.to.clone(),
+                addressee_name: None,
+                role: claims.r.clone(),
+                message: format!("{verb} the extension of {person}'s contract to {end}."),
+            });
+        }
         let what = match row.kind.as_str() {
             "sod" => format!(
                 "an exception to the separation-of-duties rule {}",
@@ -215,7 +241,10 @@ impl Admin {
             ),
             _ => format!(
                 "{} on {}",
-                notices::entitlement_label(row.entitlement.as_deref().unwrap_or("")),
+                self.engine.policy.current().entitlement_text(
+                    row.connector.as_deref().unwrap_or(""),
+                    row.entitlement.as_deref().unwrap_or("")
+                ),
                 row.connector.as_deref().unwrap_or("(unknown system)")
             ),
         };
@@ -228,6 +257,7 @@ impl Admin {
             user_id: claims.u.clone(),
             user_name: name,
             addressee: claims.to.clone(),
+            addressee_name: None,
             role: claims.r.clone(),
             message,
         })
@@ -332,8 +362,29 @@ impl Admin {
         self.preview_verified(self.verify_link(token)?)
     }
 
-    /// [`Admin::preview_link`] of a link already verified.
+    /// [`Admin::preview_link`] of a link already verified. The page names the addressee as
+    /// people read them: a manager or sponsor (bound by user id) by their userName.
     pub fn preview_verified(&self, link: VerifiedLink) -> AdminResult<LinkPreview> {
+        let by_id = matches!(link.claims.r.as_str(), "manager" | links::ROLE_SPONSOR);
+        let mut p = self.preview_checked(link)?;
+        if by_id {
+            let doc = in_tx(&self.store, |c| load_user_doc(c, &p.addressee))?;
+            p.addressee_name = doc
+                .as_ref()
+                .and_then(|d| attr_str(d, "userName"))
+                .map(str::to_string);
+        }
+        Ok(p)
+    }
+
+    /// What a verified link would do, after every check following it makes.
+    fn preview_checked(&self, link: VerifiedLink) -> AdminResult<LinkPreview> {
+        if link.action == LinkAction::ExtensionAsk {
+            return self.preview_extension_ask(&link);
+        }
+        if link.action.is_hold() || link.action.is_incident() {
+            return self.preview_notice_link(&link);
+        }
         if link.action.is_drift() {
             return self.preview_drift_link(link);
         }
@@ -358,6 +409,7 @@ impl Admin {
             user_id: link.claims.u,
             user_name: name,
             addressee: link.claims.to,
+            addressee_name: None,
             role: link.claims.r,
             message,
         })
@@ -396,6 +448,23 @@ impl Admin {
         link: VerifiedLink,
         reason: Option<String>,
     ) -> AdminResult<LinkOutcome> {
+        self.follow_verified_form(link, reason, None)
+    }
+
+    /// [`Admin::follow_verified_with`] with the whole confirmation form: the reason, and the
+    /// new end date an extension-ask link's page asks for.
+    pub fn follow_verified_form(
+        &self,
+        link: VerifiedLink,
+        reason: Option<String>,
+        end: Option<String>,
+    ) -> AdminResult<LinkOutcome> {
+        if link.action == LinkAction::ExtensionAsk {
+            return self.follow_extension_ask(&link, end.as_deref(), reason.as_deref());
+        }
+        if link.action.is_hold() || link.action.is_incident() {
+            return self.follow_notice_link(&link);
+        }
         if link.action.is_drift() {
             return self.follow_drift_link(link);
         }

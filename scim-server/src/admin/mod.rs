@@ -21,6 +21,7 @@ pub mod extensions;
 pub mod grants;
 pub mod holds;
 pub mod legacy_access;
+pub mod notice_links;
 pub mod operations;
 pub mod requests;
 pub mod simulate;

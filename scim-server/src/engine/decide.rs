@@ -320,7 +320,7 @@ pub fn decide(
 
     // Notices: the hold to security, approvals to those who may decide them, the mover summary
     // to the manager and to security.
-    let mut notices: Vec<QueuedNotice> = hold_notice.into_iter().collect();
+    let mut notices: Vec<QueuedNotice> = hold_notice;
     notices.extend(approval_notices(i, extra, &approvals));
     if event == EventKind::Mover {
         notices.extend(mover_summaries(i, &d, &plan, extra, &plan_id));
@@ -524,27 +524,27 @@ fn blast_hold(
     plan: &Plan,
     extra: &Contingent,
     new_id: &mut dyn FnMut() -> String,
-) -> (Option<HoldDecision>, Option<QueuedNotice>) {
+) -> (Option<HoldDecision>, Vec<QueuedNotice>) {
     if let Some(stage) = &extra.stage {
         return match plan.ops.is_empty() {
-            true => (None, None),
-            false => (Some(HoldDecision::Join(stage.clone())), None),
+            true => (None, Vec::new()),
+            false => (Some(HoldDecision::Join(stage.clone())), Vec::new()),
         };
     }
     let policy = &*i.policy;
     let (Some(b), Some(facts), true) = (&policy.blast_radius, &extra.blast, plan.revocations() > 0)
     else {
-        return (None, None);
+        return (None, Vec::new());
     };
     if !trips(b, facts.recent + 1, facts.population) {
-        return (None, None);
+        return (None, Vec::new());
     }
     if let Some(id) = &facts.open_hold {
-        return (Some(HoldDecision::Join(id.clone())), None);
+        return (Some(HoldDecision::Join(id.clone())), Vec::new());
     }
     let id = new_id();
     let reason = notices::hold_reason(b.max_share, facts.population, b.window);
-    let notice = hold_notice(policy, &reason, &id);
+    let notice = hold_notice(policy, extra.link_key.as_deref(), &reason, &id, i.now);
     (Some(HoldDecision::Open { id, reason }), notice)
 }
 
@@ -555,13 +555,51 @@ pub fn trips(b: &BlastRadius, losers: i64, population: i64) -> bool {
         && losers as f64 / population as f64 > b.max_share
 }
 
-/// The notice to security about hold `id`, when security has addresses.
-pub fn hold_notice(policy: &Policy, reason: &str, id: &str) -> Option<QueuedNotice> {
-    (!policy.notify.security.is_empty()).then(|| QueuedNotice {
+/// The notices to security about hold `id`: one copy per security address, each with its own
+/// confirm / discard links when one-click links are configured (`key`, and the policy's base
+/// URL), else one copy without links to every address. None when security has no address.
+pub fn hold_notice(
+    policy: &Policy,
+    key: Option<&[u8]>,
+    reason: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Vec<QueuedNotice> {
+    let security = &policy.notify.security;
+    if security.is_empty() {
+        return Vec::new();
+    }
+    if let Some(key) = key {
+        let expires = now + policy.notify.link_ttl;
+        let linked: Option<Vec<QueuedNotice>> = security
+            .iter()
+            .map(|address| {
+                let (confirm, discard) = links::hold_links(policy, key, id, address, now)?;
+                Some(QueuedNotice {
+                    user_id: None,
+                    to: Recipients::to(vec![address.clone()]),
+                    notice: notices::hold(
+                        reason,
+                        id,
+                        Some(notices::PairLinks {
+                            addressee: address,
+                            expires,
+                            first: &confirm,
+                            second: &discard,
+                        }),
+                    ),
+                })
+            })
+            .collect();
+        if let Some(linked) = linked {
+            return linked;
+        }
+    }
+    vec![QueuedNotice {
         user_id: None,
-        to: Recipients::to(policy.notify.security.clone()),
-        notice: notices::hold(policy, reason, id),
-    })
+        to: Recipients::to(security.clone()),
+        notice: notices::hold(reason, id, None),
+    }]
 }
 
 /// The engine's new record of the user: lifecycle state, profiles, and the facts timers and
@@ -621,11 +659,11 @@ pub fn approval_notices(
             ApprovalKind::Grant => match a.detail.get("expires").and_then(Value::as_str) {
                 Some(until) => format!(
                     "{} (emergency grant until {until})",
-                    notices::entitlement_label(&a.entitlement)
+                    policy.entitlement_text(&a.connector, &a.entitlement)
                 ),
-                None => notices::entitlement_label(&a.entitlement),
+                None => policy.entitlement_text(&a.connector, &a.entitlement),
             },
-            _ => notices::entitlement_label(&a.entitlement),
+            _ => policy.entitlement_text(&a.connector, &a.entitlement),
         };
         let row = notices::ApprovalRequest {
             id: &a.id,
@@ -788,10 +826,17 @@ fn mover_summaries(
             connector: &k.connector,
             kind: &k.entitlement.kind,
             id: &k.entitlement.id,
+            description: policy.entitlement_description(&k.connector, &k.entitlement),
             until: k.until,
         })
         .collect();
-    let body = notices::mover_summary_body(&i.user_id, &d.profile_names(), &changes, &kept);
+    let person = notices::person_label(
+        &i.user_id,
+        i.doc.and_then(|u| attr_str(u, "userName")),
+        i.doc.and_then(|u| attr_str(u, "displayName")),
+    );
+    let body = notices::mover_summary_body(&person, &d.profile_names(), &changes, &kept);
+    let expires = i.now + policy.notify.link_ttl;
     // (address, link addressee, role): the manager's links name the manager's id, which is what
     // following them checks against the user's current manager.
     let mut recipients: Vec<(String, String, &str)> = Vec::new();
@@ -812,7 +857,13 @@ fn mover_summaries(
             };
             QueuedNotice {
                 user_id: Some(i.user_id.clone()),
-                notice: notices::mover_summary(&body, &address, links.as_ref()),
+                notice: notices::mover_summary(
+                    &body,
+                    &address,
+                    links.as_ref(),
+                    expires,
+                    !d.kept.is_empty(),
+                ),
                 to: Recipients::to(vec![address]),
             }
         })

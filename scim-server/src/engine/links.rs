@@ -1,16 +1,16 @@
-//! Signed one-click links for managers: acknowledge a mover's legacy access (remove it now) or
-//! extend it. A link is `base64url(payload).hex(HMAC-SHA256(payload))` with an expiry inside the
-//! payload; it needs no login, so it grants exactly one action on one user until it expires.
+//! Signed one-click links: the actions a mail lets its recipient take without signing in. A
+//! link is `base64url(payload).hex(HMAC-SHA256(payload))` with an expiry inside the payload; it
+//! needs no login, so it grants exactly one action on one object until it expires.
 //!
-//! Each link is addressed: its payload names the recipient it was mailed to (`to`: the manager's
-//! user id, or one security address) and the role it was sent to them in (`r`: `manager`,
-//! `security`). The signature is the proof of identity, since there is no login: only the
-//! recipient received the link. Following it checks that the addressee still holds that role
-//! (the user's manager has not changed, the address is still on the security list).
+//! Each link is addressed: its payload names the recipient it was mailed to (`to`: a user id, a
+//! userName, or an address) and the role it was sent to them in (`r`: `manager`, `approver`,
+//! `sponsor`, `security`, `helpdesk`). The signature is the proof of identity, since there is
+//! no login: only the recipient received the link. Following it checks that the addressee still
+//! holds that role (see `admin::legacy_access`, `admin::notice_links`).
 //!
-//! Each link names its event (`ev`, the mover plan's id) and its action (`a`): it acts only on
-//! that move (not on a later one of the same user), and the links of one event share a single
-//! use, recorded by a row keyed by the event id (`engine_used_links`).
+//! What a link acts on: a mover event or a drift finding or a contract end (`ev`, whose links
+//! share a single use recorded by a row keyed by the event, `engine_used_links`), or a request,
+//! a hold or an incident (`id`, acting once because a decided object no longer acts).
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -33,6 +33,17 @@ pub enum LinkAction {
     DriftKeep,
     /// Remove what a drift finding found.
     DriftRemove,
+    /// Confirm a blast-radius hold (`id` names the hold): its operations run.
+    HoldConfirm,
+    /// Discard a blast-radius hold: its operations never run.
+    HoldDiscard,
+    /// Acknowledge an incident (`id` names it): its reminders stop.
+    IncidentAck,
+    /// Resolve an incident.
+    IncidentResolve,
+    /// Ask for an extension of a contract (`ev` = `contract:<user>:<end>`): the sponsor's link
+    /// in a contract reminder; the page asks for the new end date and the reason.
+    ExtensionAsk,
 }
 
 impl LinkAction {
@@ -45,6 +56,11 @@ impl LinkAction {
             LinkAction::Reject => "reject",
             LinkAction::DriftKeep => "drift-keep",
             LinkAction::DriftRemove => "drift-remove",
+            LinkAction::HoldConfirm => "hold-confirm",
+            LinkAction::HoldDiscard => "hold-discard",
+            LinkAction::IncidentAck => "incident-ack",
+            LinkAction::IncidentResolve => "incident-resolve",
+            LinkAction::ExtensionAsk => "extension-ask",
         }
     }
 
@@ -57,6 +73,11 @@ impl LinkAction {
             "reject" => LinkAction::Reject,
             "drift-keep" => LinkAction::DriftKeep,
             "drift-remove" => LinkAction::DriftRemove,
+            "hold-confirm" => LinkAction::HoldConfirm,
+            "hold-discard" => LinkAction::HoldDiscard,
+            "incident-ack" => LinkAction::IncidentAck,
+            "incident-resolve" => LinkAction::IncidentResolve,
+            "extension-ask" => LinkAction::ExtensionAsk,
             _ => return None,
         })
     }
@@ -70,7 +91,31 @@ impl LinkAction {
     pub fn is_drift(self) -> bool {
         matches!(self, LinkAction::DriftKeep | LinkAction::DriftRemove)
     }
+
+    /// Whether the action decides a blast-radius hold (`id` claim, `admin::notice_links`).
+    pub fn is_hold(self) -> bool {
+        matches!(self, LinkAction::HoldConfirm | LinkAction::HoldDiscard)
+    }
+
+    /// Whether the action acknowledges or resolves an incident (`id` claim).
+    pub fn is_incident(self) -> bool {
+        matches!(self, LinkAction::IncidentAck | LinkAction::IncidentResolve)
+    }
+
+    /// Whether the action names its object by the `id` claim (a request, a hold, an incident)
+    /// rather than by an event.
+    pub fn names_id(self) -> bool {
+        self.is_decision() || self.is_hold() || self.is_incident()
+    }
 }
+
+/// The role of a link sent to a security address (`[notify] security`).
+pub const ROLE_SECURITY: &str = "security";
+/// The role of a link sent to a helpdesk address (`[notify] helpdesk`).
+pub const ROLE_HELPDESK: &str = "helpdesk";
+/// The role of an extension decision link sent to the contractor's sponsor (`to` is the
+/// sponsor's user id).
+pub const ROLE_SPONSOR: &str = "sponsor";
 
 /// What a link does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,6 +281,32 @@ pub fn decision_links(
     role: &str,
     now: DateTime<Utc>,
 ) -> Option<(String, String)> {
+    id_links(
+        policy,
+        key,
+        user_id,
+        request_id,
+        to,
+        role,
+        (LinkAction::Approve, LinkAction::Reject),
+        now,
+    )
+}
+
+/// The two links of one object named by id (a hold, an incident): `(first, second)` actions,
+/// for `user_id` (empty when the object is about no one user), addressed to `to` in `role`,
+/// signed with `key`, when the policy has a base URL for them.
+#[allow(clippy::too_many_arguments)]
+pub fn id_links(
+    policy: &Policy,
+    key: &[u8],
+    user_id: &str,
+    id: &str,
+    to: &str,
+    role: &str,
+    actions: (LinkAction, LinkAction),
+    now: DateTime<Utc>,
+) -> Option<(String, String)> {
     let base = policy
         .notify
         .link_base_url
@@ -250,14 +321,92 @@ pub fn decision_links(
         to: to.into(),
         r: role.into(),
         ev: String::new(),
-        id: request_id.into(),
+        id: id.into(),
     };
-    let approve = sign(key, &claims(LinkAction::Approve))?;
-    let reject = sign(key, &claims(LinkAction::Reject))?;
+    let first = sign(key, &claims(actions.0))?;
+    let second = sign(key, &claims(actions.1))?;
     Some((
-        format!("{base}{API_PREFIX}/links/{approve}"),
-        format!("{base}{API_PREFIX}/links/{reject}"),
+        format!("{base}{API_PREFIX}/links/{first}"),
+        format!("{base}{API_PREFIX}/links/{second}"),
     ))
+}
+
+/// The event of a contract's extension-ask links: the contract of `user_id` ending at `end`
+/// (RFC 3339). The links of one contract end share one use; after an extension moves the end,
+/// the next reminder's links name the new one.
+pub fn contract_event(user_id: &str, end: &str) -> String {
+    format!("contract:{user_id}:{end}")
+}
+
+/// The *ask for an extension* link of a contract reminder for the contractor's sponsor (`to`:
+/// the sponsor's user id), naming the contract end `end`.
+pub fn extension_ask_link(
+    policy: &Policy,
+    key: &[u8],
+    user_id: &str,
+    end: &str,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let base = policy
+        .notify
+        .link_base_url
+        .as_deref()?
+        .trim_end_matches('/');
+    let claims = LinkClaims {
+        u: user_id.into(),
+        a: LinkAction::ExtensionAsk.as_str().into(),
+        d: 0,
+        exp: (now + policy.notify.link_ttl).timestamp(),
+        to: to.into(),
+        r: ROLE_SPONSOR.into(),
+        ev: contract_event(user_id, end),
+        id: String::new(),
+    };
+    Some(format!("{base}{API_PREFIX}/links/{}", sign(key, &claims)?))
+}
+
+/// `(confirm, discard)` links of blast-radius hold `hold_id` for security address `to`.
+pub fn hold_links(
+    policy: &Policy,
+    key: &[u8],
+    hold_id: &str,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Option<(String, String)> {
+    id_links(
+        policy,
+        key,
+        "",
+        hold_id,
+        to,
+        ROLE_SECURITY,
+        (LinkAction::HoldConfirm, LinkAction::HoldDiscard),
+        now,
+    )
+}
+
+/// `(acknowledge, resolve)` links of incident `incident_id` for `to` in `role`
+/// ([`ROLE_SECURITY`] or [`ROLE_HELPDESK`]).
+pub fn incident_links(
+    policy: &Policy,
+    key: &[u8],
+    incident_id: i64,
+    user_id: Option<&str>,
+    to: &str,
+    role: &str,
+    now: DateTime<Utc>,
+) -> Option<(String, String)> {
+    id_links(
+        policy,
+        key,
+        user_id.unwrap_or(""),
+        &incident_id.to_string(),
+        to,
+        role,
+        (LinkAction::IncidentAck, LinkAction::IncidentResolve),
+        now,
+    )
 }
 
 #[cfg(test)]

@@ -160,7 +160,8 @@ pub fn contingent(
         }
         _ => None,
     };
-    let link_key = if projection.needs_links() {
+    // A plan the guard may hold needs the key too: the hold's mail carries links for security.
+    let link_key = if projection.needs_links() || blast.is_some() {
         links::key(policy)
     } else {
         None

@@ -1,6 +1,8 @@
 //! The wording of every mail the hub queues: approval requests, blast-radius holds, mover
-//! summaries, contract reminders and expiries, extension requests, and the admin API URLs they
-//! carry.
+//! summaries, contract reminders and expiries, extension requests, incidents and drift reviews.
+//! People are named as the directory names them (display name and userName, quoted since a SCIM
+//! client wrote them); the only URLs a mail carries are signed one-click links bound to the
+//! recipient (`engine::links`), never an admin API URL that needs a bearer token.
 //!
 //! The engine, the timer rules and the admin actions word their notices here and nowhere else,
 //! so the text a person receives is read (and changed) in one file. Every function is pure: it
@@ -59,6 +61,32 @@ pub struct AddressedLinks<'a> {
     /// `(approve, reject)`.
     pub approve: &'a str,
     pub reject: &'a str,
+}
+
+/// The two one-click links of one recipient's copy of a hold or incident notice.
+#[derive(Debug, Clone, Copy)]
+pub struct PairLinks<'a> {
+    /// The addressee (the address the copy is mailed to).
+    pub addressee: &'a str,
+    pub expires: DateTime<Utc>,
+    /// Hold: (confirm, discard); incident: (acknowledge, resolve).
+    pub first: &'a str,
+    pub second: &'a str,
+}
+
+/// The sentence under a copy's one-click links: for whom they are, that they act as them, once,
+/// after a confirmation page, and until when.
+fn links_note(addressee: &str, expires: DateTime<Utc>) -> String {
+    format!(
+        "These links are for you ({addressee}) only and act as you; each opens a page to confirm \
+         the action, works once, and expires at {}.\n",
+        expires.format("%Y-%m-%d %H:%M UTC"),
+    )
+}
+
+/// A person's label ([`person_label`]) as quoted mail lines ([`user_text`]).
+pub fn quoted_person(user_id: &str, user_name: Option<&str>, display_name: Option<&str>) -> String {
+    user_text(&person_label(user_id, user_name, display_name))
 }
 
 /// An entitlement as people read it: `kind:id`, and its role when it has one. `json` is the
@@ -141,14 +169,28 @@ pub fn hold_reason(max_share: f64, population: i64, window: Duration) -> String 
     )
 }
 
-/// A blast-radius hold, with the admin API URLs to decide it.
-pub fn hold(policy: &Policy, reason: &str, id: &str) -> Notice {
-    let mut body = format!("{reason}.\nConfirm or discard hold {id} in the admin API.");
-    if let (Some(c), Some(d)) = (
-        api_url(policy, &format!("/holds/{id}/confirm")),
-        api_url(policy, &format!("/holds/{id}/discard")),
-    ) {
-        body.push_str(&format!("\n\nConfirm: POST {c}\nDiscard: POST {d}\n"));
+/// A blast-radius hold for one security recipient. With `links`, that recipient's own confirm
+/// and discard links; without, where to decide it signed in. Never a URL that needs a bearer
+/// token.
+pub fn hold(reason: &str, id: &str, links: Option<PairLinks<'_>>) -> Notice {
+    let mut body = format!(
+        "Access removals are held for confirmation: {reason}.\n\n\
+         Nothing is removed until the hold is confirmed; discarding it cancels the held \
+         removals (the next change to those people plans them afresh).\n\
+         Hold: {id}\n"
+    );
+    match links {
+        Some(l) => {
+            body.push_str(&format!(
+                "\nConfirm (the held removals run): {}\nDiscard (nothing held is removed): {}\n\n",
+                l.first, l.second
+            ));
+            body.push_str(&links_note(l.addressee, l.expires));
+        }
+        None => body.push_str(
+            "\nThis copy has no decision links. A hub administrator confirms or discards it \
+             through the hub's holds API (GET /admin/v1/holds) with their own credentials.\n",
+        ),
     }
     Notice {
         kind: "blast_radius_hold",
@@ -163,47 +205,90 @@ pub struct KeptAccess<'a> {
     pub connector: &'a str,
     pub kind: &'a str,
     pub id: &'a str,
+    /// The policy's description of the entitlement, when a grant gives one.
+    pub description: Option<&'a str>,
     pub until: DateTime<Utc>,
 }
 
-/// The part of a mover summary every recipient gets: the new profiles, the changes
-/// (`(connector, description)`) and the legacy access kept during the overlap window.
+/// The part of a mover summary every recipient gets: the person (`person`, a [`person_label`]),
+/// the new profiles, the changes (`(connector, description)`) and the legacy access kept during
+/// the overlap window.
 pub fn mover_summary_body(
-    user_id: &str,
+    person: &str,
     profiles: &[String],
     changes: &[(&str, String)],
     kept: &[KeptAccess<'_>],
 ) -> String {
     let mut body = format!(
-        "User {user_id} moved: profiles now {}.\n\nChanges:\n",
-        profiles.join(", ")
+        "A person moved to a new role, and their access changes.\n\n\
+         Person (as the directory names them):\n{}\
+         Roles now: {}\n\nChanges:\n",
+        user_text(person),
+        if profiles.is_empty() {
+            "(none)".to_string()
+        } else {
+            profiles.join(", ")
+        }
     );
+    if changes.is_empty() {
+        body.push_str("  (none)\n");
+    }
     for (connector, change) in changes {
         body.push_str(&format!("  {connector}: {change}\n"));
     }
     if !kept.is_empty() {
-        body.push_str("\nLegacy access kept during the overlap window:\n");
+        body.push_str("\nAccess of the old role kept during the overlap window:\n");
         for k in kept {
+            let what = entitlement_text(k.kind, k.id, None);
+            let what = match k.description {
+                Some(d) => format!("{d} ({what})"),
+                None => what,
+            };
             body.push_str(&format!(
-                "  {}: {}:{} until {}\n",
-                k.connector, k.kind, k.id, k.until
+                "  {} on {}, until {}\n",
+                what,
+                k.connector,
+                k.until.format("%Y-%m-%d %H:%M UTC")
             ));
         }
     }
     body
 }
 
+/// `kind:id`, with its role when it has one, as [`entitlement_label`] writes it.
+pub fn entitlement_text(kind: &str, id: &str, role: Option<&str>) -> String {
+    match role {
+        Some(r) => format!("{kind}:{id} (role {r})"),
+        None => format!("{kind}:{id}"),
+    }
+}
+
 /// A mover summary for one recipient (`address`): the common body, then that recipient's own
-/// one-click links `(acknowledge, extend)` when there are some.
-pub fn mover_summary(body: &str, address: &str, links: Option<&(String, String)>) -> Notice {
+/// one-click links `(acknowledge, extend)` when there are some. A copy that has kept access but
+/// no links says how to decide signed in.
+pub fn mover_summary(
+    body: &str,
+    address: &str,
+    links: Option<&(String, String)>,
+    expires: DateTime<Utc>,
+    has_kept: bool,
+) -> Notice {
     let mut text = body.to_string();
-    if let Some(l) = links {
-        text.push_str(&format!(
-            "\nThese links are for you ({address}) only; each opens a page to \
-             confirm the action.\nAcknowledge (remove legacy access now): {}\n\
-             Extend by 7 days: {}\n",
-            l.0, l.1
-        ));
+    match (links, has_kept) {
+        (Some(l), _) => {
+            text.push_str(&format!(
+                "\nAcknowledge (remove legacy access now): {}\n\
+                 Extend by 7 days: {}\n\n",
+                l.0, l.1
+            ));
+            text.push_str(&links_note(address, expires));
+        }
+        (None, true) => text.push_str(
+            "\nThis copy has no links. A hub administrator acknowledges or extends the kept \
+             access through the hub's legacy-access API (/admin/v1/users/ID/legacy-access) with \
+             their own credentials.\n",
+        ),
+        (None, false) => {}
     }
     Notice {
         kind: "mover_summary",
@@ -212,28 +297,71 @@ pub fn mover_summary(body: &str, address: &str, links: Option<&(String, String)>
     }
 }
 
-/// A reminder that a contract ends: `name` is the userName (else the id), `end` and `offset` as
-/// the timer recorded them. The userName is written by a SCIM client: it is quoted.
-pub fn contract_reminder(user_id: &str, name: &str, end: &str, offset: &str) -> Notice {
+/// The sponsor's *ask for an extension* link in their copy of a contract reminder.
+#[derive(Debug, Clone, Copy)]
+pub struct AskLink<'a> {
+    /// How the mail names the sponsor.
+    pub addressee: &'a str,
+    pub expires: DateTime<Utc>,
+    pub url: &'a str,
+}
+
+/// A reminder that a contract ends: `person` is the contractor's [`person_label`] (written by a
+/// SCIM client: quoted), `end` and `offset` as the timer recorded them. The sponsor's copy
+/// (`ask`) carries their link to ask for an extension; the others say how the sponsor asks.
+pub fn contract_reminder(
+    person: &str,
+    end: &str,
+    offset: &str,
+    ask: Option<AskLink<'_>>,
+) -> Notice {
+    let end = DateTime::parse_from_rfc3339(end)
+        .map(|e| {
+            e.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| end.to_string());
+    let mut body = format!(
+        "A contract ends in {offset}, at {end}; all of the contractor's access is removed \
+         then.\n\nContractor (as the directory names them):\n{}\n",
+        user_text(person)
+    );
+    match ask {
+        Some(a) => {
+            body.push_str(&format!(
+                "You are the contractor's sponsor. If the work goes on, ask for an extension \
+                 (the page asks for the new end date and the reason; a contractor owner or \
+                 a security approver then decides it, not you):\n\
+                 Ask for an extension: {}\n\n",
+                a.url
+            ));
+            body.push_str(&links_note(a.addressee, a.expires));
+        }
+        None => body.push_str(
+            "If the work goes on, the contractor's sponsor asks for an extension from the link \
+             in their copy of this reminder, or through the hub's extension API \
+             (POST /admin/v1/users/ID/extensions) with their own credentials; the sponsor or a \
+             contractor owner then decides it from the mail they receive.\n",
+        ),
+    }
     Notice {
         kind: "contract_reminder",
-        subject: format!("scimhub: contract of {name} ends in {offset}"),
-        body: format!(
-            "The contract of user {user_id} ends at {end}; access expires then. Their userName:\n\
-             {}\n\
-             The sponsor can request an extension through the admin API \
-             (POST {API_PREFIX}/users/{user_id}/extensions).",
-            user_text(name)
-        ),
+        subject: format!("scimhub: a contract ends in {offset}"),
+        body,
     }
 }
 
-/// A contract ended and all access was removed.
-pub fn contract_expired(user_id: &str) -> Notice {
+/// A contract ended and all access was removed; `person` as in [`contract_reminder`].
+pub fn contract_expired(person: &str) -> Notice {
     Notice {
         kind: "contract_expired",
         subject: "scimhub: contractor access expired".into(),
-        body: format!("The contract of user {user_id} ended; all access was removed."),
+        body: format!(
+            "A contract ended and all of the contractor's access was removed.\n\n\
+             Contractor (as the directory names them):\n{}",
+            user_text(person)
+        ),
     }
 }
 
@@ -242,6 +370,9 @@ pub fn contract_expired(user_id: &str) -> Notice {
 pub struct ExtensionRequest<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
+    /// The contractor's userName and displayName, when the directory has them.
+    pub user_name: Option<&'a str>,
+    pub display_name: Option<&'a str>,
     /// Who asks.
     pub by: &'a str,
     pub new_end: &'a str,
@@ -275,29 +406,43 @@ pub fn user_text(text: &str) -> String {
     out
 }
 
-/// A contract-extension request, with the admin API URLs to decide it. Who asked and why are
-/// quoted as user-provided text ([`user_text`]).
-pub fn extension_request(policy: &Policy, r: ExtensionRequest<'_>) -> Notice {
-    let ExtensionRequest {
-        id,
-        user_id,
-        by,
-        new_end,
-        reason,
-    } = r;
+/// A contract-extension request for one recipient. With `links`, that recipient's own approve
+/// and reject links (bound to them: following one decides as them, with the authority the admin
+/// API checks); without, where to decide it signed in. Who asked and why are quoted as
+/// user-provided text ([`user_text`]).
+pub fn extension_request(r: ExtensionRequest<'_>, links: Option<AddressedLinks<'_>>) -> Notice {
+    let new_end = DateTime::parse_from_rfc3339(r.new_end)
+        .map(|e| {
+            e.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| r.new_end.to_string());
     let mut body = format!(
-        "An extension of the contract of user {user_id} to {new_end} was requested.\n\
+        "A contract extension needs a decision.\n\n\
+         Contractor (as the directory names them):\n{}\
+         New end date asked for: {new_end}\n\
          Requested by (the authenticated caller):\n{}\
          Reason, as written by the requester (not checked by scimhub):\n{}\
-         Approve or reject extension request {id} in the admin API.",
-        user_text(by),
-        user_text(reason),
+         Request: {}\n",
+        quoted_person(r.user_id, r.user_name, r.display_name),
+        user_text(r.by),
+        user_text(r.reason),
+        r.id,
     );
-    if let (Some(a), Some(r)) = (
-        api_url(policy, &format!("/extensions/{id}/approve")),
-        api_url(policy, &format!("/extensions/{id}/reject")),
-    ) {
-        body.push_str(&format!("\nApprove: POST {a}\nReject: POST {r}\n"));
+    match links {
+        Some(l) => {
+            body.push_str(&format!(
+                "\nApprove: {}\nReject (you can give a reason): {}\n\n",
+                l.approve, l.reject
+            ));
+            body.push_str(&links_note(l.addressee, l.expires));
+        }
+        None => body.push_str(
+            "\nThis copy has no decision links. The sponsor or a contractor owner decides it \
+             through the hub's approvals API (GET /admin/v1/approvals) with their own \
+             credentials.\n",
+        ),
     }
     Notice {
         kind: "extension_request",
@@ -315,6 +460,8 @@ pub struct IncidentNotice<'a> {
     pub user_id: Option<&'a str>,
     /// The user's userName when the user is known.
     pub user_name: Option<&'a str>,
+    /// The user's displayName when the directory has one.
+    pub display_name: Option<&'a str>,
     pub connector: Option<&'a str>,
     /// Why it was raised (from a connector's error, a rule, a check): quoted.
     pub reason: &'a str,
@@ -324,14 +471,15 @@ pub struct IncidentNotice<'a> {
     pub notice: i64,
 }
 
-/// An incident for the security and IT recipients, with the admin API URLs to read,
-/// acknowledge (stops the reminders) and resolve it.
-pub fn incident(policy: &Policy, i: IncidentNotice<'_>) -> Notice {
+/// An incident for one security or helpdesk recipient. With `links`, that recipient's own
+/// acknowledge (stops the reminders) and resolve links; without, where to act signed in.
+pub fn incident(i: IncidentNotice<'_>, links: Option<PairLinks<'_>>) -> Notice {
     let IncidentNotice {
         id,
         kind,
         user_id,
         user_name,
+        display_name,
         connector,
         reason,
         opened,
@@ -343,10 +491,10 @@ pub fn incident(policy: &Policy, i: IncidentNotice<'_>) -> Notice {
         body.push_str(&format!("Connector: {c}\n"));
     }
     if let Some(u) = user_id {
-        body.push_str(&format!("User: {u}\n"));
-        if let Some(n) = user_name {
-            body.push_str(&format!("Their userName:\n{}", user_text(n)));
-        }
+        body.push_str(&format!(
+            "Person (as the directory names them):\n{}",
+            quoted_person(u, user_name, display_name)
+        ));
     }
     body.push_str(&format!(
         "Reason, as recorded by scimhub:\n{}",
@@ -358,17 +506,20 @@ pub fn incident(policy: &Policy, i: IncidentNotice<'_>) -> Notice {
             notice - 1
         ));
     }
-    body.push_str(&format!(
-        "Acknowledge incident {id} in the admin API to stop the reminders; resolve it when fixed."
-    ));
-    if let (Some(d), Some(a), Some(r)) = (
-        api_url(policy, &format!("/incidents/{id}")),
-        api_url(policy, &format!("/incidents/{id}/acknowledge")),
-        api_url(policy, &format!("/incidents/{id}/resolve")),
-    ) {
-        body.push_str(&format!(
-            "\n\nDetail: GET {d}\nAcknowledge: POST {a}\nResolve: POST {r}\n"
-        ));
+    match links {
+        Some(l) => {
+            body.push_str(&format!(
+                "\nAcknowledge (stops the reminders; it stays open): {}\n\
+                 Resolve (it is fixed): {}\n\n",
+                l.first, l.second
+            ));
+            body.push_str(&links_note(l.addressee, l.expires));
+        }
+        None => body.push_str(
+            "\nThis copy has no links. Acknowledge it to stop the reminders, and resolve it \
+             when fixed, through the hub's incidents API (GET /admin/v1/incidents) with your own \
+             credentials.\n",
+        ),
     }
     let on = connector.map(|c| format!(" on {c}")).unwrap_or_default();
     let again = if notice > 1 { " (reminder)" } else { "" };
@@ -482,24 +633,32 @@ pub fn incident_chat(
     };
     payload.to_string()
 }
-/// To a user's manager: a drift finding about the user's access, to keep (an exception until
-/// `until`) or remove.
+#[allow(clippy::too_many_arguments)]
+/// To a user's manager: a drift finding about the user's access (`person`, a
+/// [`person_label`], quoted), to keep (an exception until `until`) or remove.
 pub fn drift_review(
-    user_name: &str,
+    person: &str,
     connector: &str,
     what: &str,
     keep: &str,
     remove: &str,
     until: &str,
+    address: &str,
+    expires: DateTime<Utc>,
 ) -> Notice {
+    let mut body = format!(
+        "A reconciliation of {connector} found access that the access policy does not explain.\n\n\
+         Person (as the directory names them):\n{}\
+         Access found: {what}\n\n\
+         If it is still needed, keep it: it is recorded as an exception until {until}. \
+         Otherwise remove it.\n\n\
+         Keep: {keep}\nRemove: {remove}\n\n",
+        user_text(person)
+    );
+    body.push_str(&links_note(address, expires));
     Notice {
         kind: "drift_review",
-        subject: format!("scimhub: review {user_name}'s access on {connector}"),
-        body: format!(
-            "A reconciliation of {connector} found access that the access policy does not \
-             explain for {user_name}:\n\n  {what}\n\nIf it is still needed, keep it: it is \
-             recorded as an exception until {until}. Otherwise remove it.\n\n\
-             Keep: {keep}\nRemove: {remove}\n\nEach link works once.\n"
-        ),
+        subject: format!("scimhub: review access found on {connector}"),
+        body,
     }
 }

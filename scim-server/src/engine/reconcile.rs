@@ -80,7 +80,14 @@ pub fn fix(
                              {taken} orphan accounts"
                         );
                         holds::create(c, &id, &reason, now)?;
-                        if let Some(n) = crate::engine::decide::hold_notice(&policy, &reason, &id) {
+                        let key = links::key(&policy);
+                        for n in crate::engine::decide::hold_notice(
+                            &policy,
+                            key.as_deref(),
+                            &reason,
+                            &id,
+                            now,
+                        ) {
                             crate::engine::commit::queue(c, &n, now)?;
                         }
                         hold = Some(id);
@@ -139,11 +146,16 @@ pub fn ask_review(
     else {
         return Ok(false);
     };
-    let name = doc
-        .as_ref()
-        .and_then(|d| super::desired::attr_str(d, "userName"))
-        .unwrap_or(user)
-        .to_string();
+    let attr = |a: &str| {
+        doc.as_ref()
+            .and_then(|d| super::desired::attr_str(d, a))
+            .map(str::to_string)
+    };
+    let person = notices::person_label(
+        user,
+        attr("userName").as_deref(),
+        attr("displayName").as_deref(),
+    );
     let what = match &f.entitlement {
         Some(e) => format!(
             "{} {} on account {}",
@@ -156,7 +168,22 @@ pub fn ask_review(
     let until = (now + policy.drift.review_expiry)
         .format("%Y-%m-%d")
         .to_string();
-    let notice = notices::drift_review(&name, connector, &what, &keep, &remove, &until);
+    // The manager's copy is addressed to them (the sender resolves their id to their email);
+    // the note names them by userName where the directory has one.
+    let addressee = load_user_doc(c, &manager)?
+        .as_ref()
+        .and_then(|d| super::desired::attr_str(d, "userName").map(str::to_string))
+        .unwrap_or_else(|| manager.clone());
+    let notice = notices::drift_review(
+        &person,
+        connector,
+        &what,
+        &keep,
+        &remove,
+        &until,
+        &addressee,
+        now + policy.notify.link_ttl,
+    );
     super::commit::queue(
         c,
         &QueuedNotice {

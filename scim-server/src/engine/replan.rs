@@ -197,7 +197,8 @@ pub fn finalize(engine: &Engine, c: &mut DbConnection, stage: &str) -> HubResult
                 );
                 if holds::promote(c, stage, &reason)? {
                     tracing::warn!(hold = %stage, taken, population, "group change held");
-                    if let Some(n) = hold_notice(&policy, &reason, stage) {
+                    let key = super::links::key(&policy);
+                    for n in hold_notice(&policy, key.as_deref(), &reason, stage, now) {
                         queue(c, &n, now)?;
                     }
                 }

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
-use super::{notices, plan::EventKind, Cause, Engine};
+use super::{links, notices, plan::EventKind, Cause, Engine};
 use crate::error::HubResult;
 use crate::store::engine_state;
 use crate::store::{notifications, timers, DbConnection};
@@ -219,7 +219,7 @@ pub fn fire(
                     to.push(s);
                 }
                 if !to.is_empty() {
-                    let n = notices::contract_expired(&row.user_id);
+                    let n = notices::contract_expired(&person_of(c, &row.user_id)?);
                     notifications::enqueue(
                         c,
                         n.kind,
@@ -234,6 +234,31 @@ pub fn fire(
             Ok(())
         }
     }
+}
+
+/// The user as a notice names them ([`notices::person_label`]): displayName and userName from
+/// the directory, else the engine's last record of the userName, else the id.
+fn person_of(c: &mut DbConnection, user_id: &str) -> HubResult<String> {
+    let doc = super::load_user_doc(c, user_id)?;
+    let attr = |a: &str| {
+        doc.as_ref()
+            .and_then(|d| super::desired::attr_str(d, a))
+            .map(str::to_string)
+    };
+    let name = match attr("userName") {
+        Some(n) => Some(n),
+        None => engine_state::get_user(c, user_id)?.and_then(|u| {
+            u.facts
+                .get("userName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }),
+    };
+    Ok(notices::person_label(
+        user_id,
+        name.as_deref(),
+        attr("displayName").as_deref(),
+    ))
 }
 
 /// A contract reminder to the contractor, the sponsor and the helpdesk (if still a contractor).
@@ -261,18 +286,56 @@ fn remind(
     if to.is_empty() {
         return Ok(());
     }
-    let name = facts
-        .get("userName")
-        .and_then(Value::as_str)
-        .unwrap_or(&row.user_id);
+    let person = person_of(c, &row.user_id)?;
     // The end as the payload spells it (the JSON form of the timestamp).
     let end = json!(end);
-    let n = notices::contract_reminder(
-        &row.user_id,
-        name,
-        end.as_str().unwrap_or(""),
-        &crate::policy::fmt_duration(offset),
-    );
+    let end = end.as_str().unwrap_or("");
+    let offset = crate::policy::fmt_duration(offset);
+    // The sponsor's own copy carries their link to ask for an extension, when links are
+    // configured, the policy trusts the sponsor attribute and it names a directory user.
+    let sponsor = facts.get("sponsor").and_then(Value::as_str);
+    let sponsor_row = match (sponsor, policy.sponsor_trusted(), links::key(&policy)) {
+        (Some(s), true, Some(key)) => {
+            let row = match crate::store::load_row(c, crate::store::ResourceKind::User, s)? {
+                Some(r) => Some(r),
+                None => crate::store::find_user_row_by_name(c, s)?,
+            };
+            row.map(|r| (s.to_string(), r, key))
+        }
+        _ => None,
+    };
+    if let Some((named, r, key)) = sponsor_row {
+        if let Some(url) = links::extension_ask_link(&policy, &key, &row.user_id, end, &r.id, now) {
+            let label = serde_json::from_str::<serde_json::Map<String, Value>>(&r.doc)
+                .ok()
+                .and_then(|d| super::desired::attr_str(&d, "userName").map(str::to_string))
+                .unwrap_or_else(|| named.clone());
+            let n = notices::contract_reminder(
+                &person,
+                end,
+                &offset,
+                Some(notices::AskLink {
+                    addressee: &label,
+                    expires: now + policy.notify.link_ttl,
+                    url: &url,
+                }),
+            );
+            notifications::enqueue(
+                c,
+                n.kind,
+                Some(&row.user_id),
+                std::slice::from_ref(&r.id),
+                &n.subject,
+                &n.body,
+                now,
+            )?;
+            to.retain(|t| t != &named);
+        }
+    }
+    if to.is_empty() {
+        return Ok(());
+    }
+    let n = notices::contract_reminder(&person, end, &offset, None);
     notifications::enqueue(c, n.kind, Some(&row.user_id), &to, &n.subject, &n.body, now)
 }
 

@@ -286,4 +286,178 @@ mod tests {
             "<a href=\"https://hub.example.com/admin/v1/links/eyJhIjoicmVqZWN0In0.11bb\">"
         ));
     }
+
+    /// Writes `html` as `$SCIMHUB_MAIL_ARTIFACTS/{name}.html` when that is set.
+    pub(crate) fn artifact(name: &str, html: &str) {
+        if let Some(dir) = std::env::var_os("SCIMHUB_MAIL_ARTIFACTS") {
+            std::fs::write(
+                std::path::Path::new(&dir).join(format!("{name}.html")),
+                html,
+            )
+            .expect("artifact");
+        }
+    }
+
+    /// Every other mail the hub sends, as its addressee reads it (with that addressee's
+    /// one-click links) and as a copy without links reads it: text and HTML snapshots, the
+    /// HTML written as an artifact. None carries JSON, a `POST`, or a URL other than the hub's
+    /// one-click links.
+    #[test]
+    fn notice_templates() {
+        use crate::engine::notices::*;
+        use chrono::TimeZone;
+        let hub = "https://hub.example.com";
+        let expires = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 12, 9, 30, 0)
+            .unwrap();
+        let link = |t: &str| format!("{hub}/admin/v1/links/{t}");
+        let (l1, l2) = (
+            link("eyJhIjoiZmlyc3QifQ.00aa"),
+            link("eyJhIjoic2Vjb25kIn0.11bb"),
+        );
+        let pair = PairLinks {
+            addressee: "security@example.com",
+            expires,
+            first: &l1,
+            second: &l2,
+        };
+        let reason = hold_reason(0.1, 250, chrono::Duration::hours(1));
+        let hold_id = "0190aa7e-5c1e-7d3a-9f00-00000000h01d";
+        let bob = person_label(
+            "2819c223-7f76-453a-919d-413861904646",
+            Some("bob@example.com"),
+            Some("Bob <Builder>"),
+        );
+        let kept = [KeptAccess {
+            connector: "github",
+            kind: "team",
+            id: "sales",
+            description: Some("Sales pipeline team"),
+            until: expires,
+        }];
+        let changes = [
+            ("github", "grant bob team:engineering".to_string()),
+            ("github", "revoke bob team:sales".to_string()),
+        ];
+        let mover = mover_summary_body(
+            &bob,
+            &["employee".into(), "engineering".into()],
+            &changes,
+            &kept,
+        );
+        let ext = ExtensionRequest {
+            id: "0190aa7e-5c1e-7d3a-9f00-0000000e0e01",
+            user_id: "7d3a0c55-1b2e-4c7a-9a55-3f7b1e2d9c10",
+            user_name: Some("carl.contractor"),
+            display_name: Some("Carl Contractor"),
+            by: "sponsor@example.com",
+            new_end: "2027-03-31T00:00:00Z",
+            reason: "Project runs to end of Q1; see <a href=\"http://evil.example/x\">ticket</a>",
+        };
+        let incident_row = IncidentNotice {
+            id: 42,
+            kind: "operation_parked",
+            user_id: Some("2819c223-7f76-453a-919d-413861904646"),
+            user_name: Some("bob@example.com"),
+            display_name: Some("Bob <Builder>"),
+            connector: Some("github"),
+            reason: "github answered 422: <b>Validation Failed</b> http://evil.example/x",
+            opened: "2026-12-05T08:00:00Z",
+            notice: 2,
+        };
+        let carl = person_label(ext.user_id, ext.user_name, ext.display_name);
+        let mover_links = (l1.clone(), l2.clone());
+        let notices = [
+            ("hold_linked", hold(&reason, hold_id, Some(pair))),
+            ("hold_shared", hold(&reason, hold_id, None)),
+            (
+                "mover_summary_linked",
+                mover_summary(
+                    &mover,
+                    "grace@example.com",
+                    Some(&mover_links),
+                    expires,
+                    true,
+                ),
+            ),
+            (
+                "mover_summary_shared",
+                mover_summary(&mover, "security@example.com", None, expires, true),
+            ),
+            (
+                "contract_reminder",
+                contract_reminder(&carl, "2026-12-31T00:00:00Z", "7d", None),
+            ),
+            (
+                "contract_reminder_sponsor",
+                contract_reminder(
+                    &carl,
+                    "2026-12-31T00:00:00Z",
+                    "7d",
+                    Some(AskLink {
+                        addressee: "sponsor",
+                        expires,
+                        url: &l1,
+                    }),
+                ),
+            ),
+            ("contract_expired", contract_expired(&carl)),
+            (
+                "extension_request_linked",
+                extension_request(
+                    ext,
+                    Some(AddressedLinks {
+                        addressee: "vendor-manager",
+                        expires,
+                        approve: &l1,
+                        reject: &l2,
+                    }),
+                ),
+            ),
+            ("extension_request_shared", extension_request(ext, None)),
+            ("incident_linked", incident(incident_row, Some(pair))),
+            ("incident_shared", incident(incident_row, None)),
+            (
+                "drift_review",
+                drift_review(
+                    &bob,
+                    "github",
+                    "unexplained_entitlement team:admins on account bob",
+                    &l1,
+                    &l2,
+                    "2027-03-05",
+                    "grace",
+                    expires,
+                ),
+            ),
+        ];
+        for (name, n) in &notices {
+            assert!(!n.body.contains('{'), "{name}: {}", n.body);
+            assert!(!n.body.contains("POST http"), "{name}: {}", n.body);
+            assert!(
+                !n.body.contains("2819c223"),
+                "{name} names a person by id: {}",
+                n.body
+            );
+            // Every URL in the mail is a one-click link of the hub.
+            for (from, to) in urls(&n.body) {
+                assert!(
+                    n.body[from..to].starts_with(&format!("{hub}/admin/v1/links/")),
+                    "{name}: {}",
+                    &n.body[from..to]
+                );
+            }
+            let html = html_body(&n.subject, &n.body, Some(hub));
+            assert!(
+                !html.contains("<b>") && !html.contains("<Builder>"),
+                "{html}"
+            );
+            insta::assert_snapshot!(
+                format!("{name}_text"),
+                format!("Subject: {}\n\n{}", n.subject, n.body)
+            );
+            insta::assert_snapshot!(format!("{name}_html"), html.clone());
+            artifact(name, &html);
+        }
+    }
 }

@@ -433,6 +433,9 @@ pub struct Grant {
     pub privileged: bool,
     /// userNames of the owners of this entitlement (besides the connector's owners).
     pub owners: Vec<String>,
+    /// How people read the entitlement (`"Production AWS admin"`): mails and confirmation
+    /// pages name it so, with `kind:id` after it.
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -646,6 +649,41 @@ impl Policy {
             }
         }
         out
+    }
+
+    /// The description a grant of `entitlement` on `connector` gives it (the first grant that
+    /// has one), for mails and confirmation pages.
+    pub fn entitlement_description(
+        &self,
+        connector: &str,
+        entitlement: &Entitlement,
+    ) -> Option<&str> {
+        self.profiles
+            .iter()
+            .flat_map(|p| &p.grants)
+            .find(|g| {
+                g.connector == connector
+                    && g.entitlement.as_ref() == Some(entitlement)
+                    && g.description.is_some()
+            })
+            .and_then(|g| g.description.as_deref())
+    }
+
+    /// An entitlement as people read it: its policy description with `kind:id (role …)` after
+    /// it, else `kind:id (role …)` alone. `json` is the entitlement as the engine stores it;
+    /// anything unparsable is `(unknown entitlement)`, never raw JSON.
+    pub fn entitlement_text(&self, connector: &str, json: &str) -> String {
+        let Ok(e) = serde_json::from_str::<Entitlement>(json) else {
+            return "(unknown entitlement)".into();
+        };
+        let label = match &e.role {
+            Some(r) => format!("{}:{} (role {r})", e.kind, e.id),
+            None => format!("{}:{}", e.kind, e.id),
+        };
+        match self.entitlement_description(connector, &e) {
+            Some(d) => format!("{d} ({label})"),
+            None => label,
+        }
     }
 
     /// The SLA for an event type.

@@ -183,6 +183,8 @@ pub(super) struct RawGrant {
     pub(super) privileged: bool,
     #[serde(default)]
     pub(super) owners: Vec<S<String>>,
+    /// How people read the entitlement (mails, confirmation pages).
+    pub(super) description: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

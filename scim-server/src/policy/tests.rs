@@ -824,3 +824,33 @@ fn grants_section_sets_the_limit_and_the_approval_of_emergency_grants() {
     let e = errors(&format!("{GOOD}\n[grants]\napproval = \"manager\"\n"));
     assert!(e.contains("unknown variant"), "{e}");
 }
+
+#[test]
+fn grants_describe_their_entitlement_for_people() {
+    let described = APPROVALS.replacen(
+        "approval = \"owner\", owners = [",
+        "approval = \"owner\", description = \"  Production admin  \", owners = [",
+        1,
+    );
+    assert_ne!(described, APPROVALS, "the fixture has a grant with owners");
+    let p = Policy::parse(&described, "a.toml").expect("valid");
+    let prod = Entitlement::new("group", "prod");
+    assert_eq!(
+        p.entitlement_description("aws", &prod),
+        Some("Production admin")
+    );
+    assert_eq!(
+        p.entitlement_text("aws", &serde_json::to_string(&prod).expect("json")),
+        "Production admin (group:prod)"
+    );
+    // Without a description: kind:id; unparsable: never raw JSON.
+    let plain = Policy::parse(APPROVALS, "a.toml").expect("valid");
+    assert_eq!(
+        plain.entitlement_text("aws", &serde_json::to_string(&prod).expect("json")),
+        "group:prod"
+    );
+    assert_eq!(
+        plain.entitlement_text("aws", "{\"x\":1}"),
+        "(unknown entitlement)"
+    );
+}

@@ -83,22 +83,29 @@ pub(super) async fn preview_link(
 }
 
 /// The confirmation page of a one-click link: what will happen, for whom, and one button.
-fn confirm_page(p: &LinkPreview, token: &str) -> String {
+pub(crate) fn confirm_page(p: &LinkPreview, token: &str) -> String {
     let esc = crate::notify::mail_html::escape_html;
     let who = p.user_name.as_deref().unwrap_or(&p.user_id);
+    // A manager or sponsor is bound by user id; the page names them by userName.
+    let to = p.addressee_name.as_deref().unwrap_or(&p.addressee);
     let button = match p.action.as_str() {
         "ack" => "Remove legacy access",
         "drift-keep" => "Keep this access",
         "drift-remove" => "Remove this access",
         "approve" => "Approve",
         "reject" => "Reject",
+        "hold-confirm" => "Confirm the hold",
+        "hold-discard" => "Discard the hold",
+        "incident-ack" => "Acknowledge",
+        "incident-resolve" => "Resolve",
+        "extension-ask" => "Ask for the extension",
         _ => "Extend legacy access",
     };
     let (sent, reason) = match p.action.as_str() {
         "approve" | "reject" => (
             format!(
                 "This link was sent to {} and decides as them; it works once.",
-                esc(&p.addressee)
+                esc(to)
             ),
             if p.action == "reject" {
                 "<p><label for=\"reason\">Reason (optional, recorded with the decision):</label><br>\
@@ -108,34 +115,64 @@ fn confirm_page(p: &LinkPreview, token: &str) -> String {
                 ""
             },
         ),
+        "extension-ask" => (
+            format!(
+                "This link was sent to {} as the contractor's sponsor and asks as them; it \
+                 works once. A contractor owner or a security approver then decides it.",
+                esc(to)
+            ),
+            "<p><label for=\"end\">New end date:</label><br>\
+             <input type=\"date\" id=\"end\" name=\"end\" required></p>\
+             <p><label for=\"reason\">Reason (recorded with the request, shown to who \
+             decides):</label><br>\
+             <textarea id=\"reason\" name=\"reason\" rows=\"3\" cols=\"60\" maxlength=\"1000\" \
+             required></textarea></p>",
+        ),
+        "hold-confirm" | "hold-discard" | "incident-ack" | "incident-resolve" => (
+            format!(
+                "This link was sent to {} as a {} recipient and acts as them; it works once.",
+                esc(to),
+                esc(&p.role)
+            ),
+            "",
+        ),
         _ => (
             format!(
                 "This link was sent to {} as the user's {}; it works once.",
-                esc(&p.addressee),
+                esc(to),
                 esc(&p.role)
             ),
             "",
         ),
     };
+    // A hold is about many people, an incident maybe about none: no "User:" line for them.
+    let user =
+        if p.user_id.is_empty() || p.action.starts_with("hold-") || p.action == "extension-ask" {
+            String::new()
+        } else {
+            format!("User: {}. ", esc(who))
+        };
     // The form posts to this same URL: the link's last path segment is the token.
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>scimhub: confirm</title></head>\
          <body><h1>Confirm</h1><p>{message}</p>\
-         <p>User: {who}. {sent}</p>\
+         <p>{user}{sent}</p>\
          <form method=\"post\" action=\"{action}\">{reason}<button type=\"submit\">{button}</button></form>\
          </body></html>",
         message = esc(&p.message),
-        who = esc(who),
         action = esc(token),
         button = esc(button),
     )
 }
 
-/// The confirmation page's form: a rejection's optional reason.
+/// The confirmation page's form: a rejection's optional reason; an extension ask's new end
+/// date and reason.
 #[derive(Debug, Default, serde::Deserialize)]
 struct LinkForm {
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
 }
 
 /// `POST` of a one-click link (the confirmation page's form): performs the action, once. The
@@ -150,7 +187,12 @@ pub(super) async fn follow_link(
     let json = wants_json(&req);
     let form: LinkForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let result = match verified(&state, &token) {
-        Ok(link) => run(&state, move |a| a.follow_verified_with(link, form.reason)).await,
+        Ok(link) => {
+            run(&state, move |a| {
+                a.follow_verified_form(link, form.reason, form.end)
+            })
+            .await
+        }
         Err(e) => Err(e),
     };
     link_headers(match (result, json) {
@@ -174,6 +216,7 @@ mod tests {
             user_id: "u1".into(),
             user_name: Some("bob <b>".into()),
             addressee: "u-grace".into(),
+            addressee_name: None,
             role: "manager".into(),
             message: "Remove bob <b>'s legacy access now.".into(),
         };
@@ -201,6 +244,7 @@ mod tests {
             user_id: "u1".into(),
             user_name: Some("bob".into()),
             addressee: "grace".into(),
+            addressee_name: None,
             role: "approver".into(),
             message: "Reject Bob (bob)'s request for org:acme on github.".into(),
         };
@@ -211,5 +255,109 @@ mod tests {
         );
         assert!(page.contains("sent to grace and decides as them"), "{page}");
         assert!(page.contains(">Reject</button>"), "{page}");
+    }
+
+    /// The confirmation page (`GET` of a link) of each kind of link: insta snapshots, and the
+    /// HTML written to `$SCIMHUB_MAIL_ARTIFACTS/` when set (rendered in a browser for
+    /// `tests/artifacts/`).
+    #[test]
+    fn confirmation_pages() {
+        let page = |action: &str, user: &str, name: Option<&str>, to: &str, role: &str, m: &str| {
+            confirm_page(
+                &LinkPreview {
+                    action: action.into(),
+                    user_id: user.into(),
+                    user_name: name.map(str::to_string),
+                    addressee: to.into(),
+                    addressee_name: match role {
+                        "manager" => Some("grace".to_string()),
+                        "sponsor" => Some("sam".to_string()),
+                        _ => None,
+                    },
+                    role: role.into(),
+                    message: m.into(),
+                },
+                "eyJhIjoiYXBwcm92ZSJ9.00aa",
+            )
+        };
+        let pages = [
+            (
+                "link_page_approve",
+                page(
+                    "approve",
+                    "u1",
+                    Some("bob@example.com"),
+                    "2819c223-grace",
+                    "manager",
+                    "Approve Bob <Builder> (bob@example.com)'s request for group:engineering on apps.",
+                ),
+            ),
+            (
+                "link_page_reject",
+                page(
+                    "reject",
+                    "u1",
+                    Some("bob@example.com"),
+                    "pat",
+                    "approver",
+                    "Reject Bob <Builder> (bob@example.com)'s request for group:prod-admin on aws.",
+                ),
+            ),
+            (
+                "link_page_hold_confirm",
+                page(
+                    "hold-confirm",
+                    "",
+                    None,
+                    "security@example.com",
+                    "security",
+                    "Confirm hold 0190aa7e: run the held 14 operations for 7 people (more than 30% \
+                     of 10 users would lose access within 10m).",
+                ),
+            ),
+            (
+                "link_page_incident_ack",
+                page(
+                    "incident-ack",
+                    "u1",
+                    Some("bob@example.com"),
+                    "helpdesk@example.com",
+                    "helpdesk",
+                    "Acknowledge incident 42 (operation parked about Bob (bob@example.com) on \
+                     github): its reminders stop; it stays open.",
+                ),
+            ),
+            (
+                "link_page_extension_ask",
+                page(
+                    "extension-ask",
+                    "u2",
+                    None,
+                    "7d3a0c55-sponsor",
+                    "sponsor",
+                    "Ask for an extension of the contract of Carl Contractor (carl.contractor), \
+                     which ends at 2026-12-31T00:00:00Z.",
+                ),
+            ),
+        ];
+        for (name, html) in &pages {
+            assert!(!html.contains("<Builder>"), "{html}");
+            insta::assert_snapshot!(*name, html.clone());
+            if let Some(dir) = std::env::var_os("SCIMHUB_MAIL_ARTIFACTS") {
+                std::fs::write(
+                    std::path::Path::new(&dir).join(format!("{name}.html")),
+                    html,
+                )
+                .expect("artifact");
+            }
+        }
+        assert!(pages[1].1.contains("<textarea"), "the reject page asks why");
+        assert!(!pages[2].1.contains("User:"), "a hold is about many people");
+        assert!(
+            pages[4]
+                .1
+                .contains("type=\"date\" id=\"end\" name=\"end\" required"),
+            "an extension ask asks for the date"
+        );
     }
 }

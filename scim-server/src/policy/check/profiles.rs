@@ -154,6 +154,11 @@ fn check_grant(
         approval: g.approval,
         privileged: g.privileged,
         owners,
+        description: g
+            .description
+            .as_ref()
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty()),
     }
 }
 
