@@ -334,6 +334,9 @@ impl Admin {
 
     /// [`Admin::preview_link`] of a link already verified.
     pub fn preview_verified(&self, link: VerifiedLink) -> AdminResult<LinkPreview> {
+        if link.action.is_certification() {
+            return self.preview_cert_link(link);
+        }
         if link.action.is_drift() {
             return self.preview_drift_link(link);
         }
@@ -387,6 +390,20 @@ impl Admin {
         self.follow_verified_with(self.verify_link(token)?, reason.map(str::to_string))
     }
 
+    /// [`Admin::follow_verified_with`] with everything a confirmation page's form may carry: a
+    /// certification link's reason and delegate (`delegate_to`, a userName).
+    pub fn follow_verified_form(
+        &self,
+        link: VerifiedLink,
+        reason: Option<String>,
+        delegate_to: Option<String>,
+    ) -> AdminResult<LinkOutcome> {
+        if link.action.is_certification() {
+            return self.follow_cert_link(link, reason, delegate_to);
+        }
+        self.follow_verified_with(link, reason)
+    }
+
     /// [`Admin::follow_verified`] with a reason. A decision link decides its request as its
     /// addressee, through the same path as the admin API (authority checked, decision recorded
     /// as theirs); it acts once, since a decided request is no longer pending (409), so a
@@ -396,6 +413,9 @@ impl Admin {
         link: VerifiedLink,
         reason: Option<String>,
     ) -> AdminResult<LinkOutcome> {
+        if link.action.is_certification() {
+            return self.follow_cert_link(link, reason, None);
+        }
         if link.action.is_drift() {
             return self.follow_drift_link(link);
         }

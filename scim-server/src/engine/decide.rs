@@ -16,7 +16,9 @@ use chrono::{DateTime, Duration, Utc};
 use connectors::{AccountRef, Capabilities, Entitlement};
 use serde_json::{json, Value};
 
-use super::desired::{attr_str, desired, Approvals, Desired, Lifecycle, Override};
+use super::desired::{
+    apply_revocations, attr_str, desired, Approvals, Desired, Lifecycle, Override, Revocation,
+};
 use super::notices;
 use super::outcome::{
     ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, PlanIncident, QueuedNotice,
@@ -53,6 +55,8 @@ pub struct PlanInputs<'a> {
     pub approval_rows: Vec<ApprovalRow>,
     /// Overrides still in force.
     pub overrides: Vec<Override>,
+    /// Certification revocations in force (`engine_revocations`).
+    pub revocations: Vec<Revocation>,
     /// The manager's user id: the document's, else the one planning last recorded.
     pub manager: Option<String>,
     /// The manager's enabled account per connector (ownership transfer).
@@ -131,6 +135,8 @@ pub fn project(i: &PlanInputs<'_>) -> Projection {
         all.extend(new_overrides);
         d = desired(i.doc, &i.groups, policy, i.now, &i.approvals, &all);
     }
+    // Certification revocations: what a reviewer revoked stays out (docs/certification.md).
+    apply_revocations(&mut d, &i.revocations);
     let plan = diff(&d, &i.planned, policy, &i.capabilities, &i.manager_accounts);
     Projection {
         event,

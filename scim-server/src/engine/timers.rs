@@ -35,6 +35,17 @@ pub enum TimerKind {
     /// The SLA of the event that planned `plan_id` ends: an incident if the plan is not
     /// complete ([`super::sla`]).
     SlaDeadline { plan_id: String },
+    /// A step of certification campaign `campaign` ([`super::certification`]): `remind`
+    /// reviewers with undecided items, or `due` (escalate them, or complete the campaign);
+    /// `round` counts escalations.
+    Certification {
+        campaign: String,
+        step: String,
+        round: i64,
+    },
+    /// The start of a certification period (`2027-Q1`, `2027-03`): the scheduled campaigns of
+    /// the policy's `[certification] scopes` are created ([`super::certification`]).
+    CertificationSchedule { period: String },
 }
 
 /// What a verification timer carries.
@@ -59,6 +70,8 @@ impl TimerKind {
             TimerKind::Reminder { .. } => "reminder",
             TimerKind::Verify(_) => "verify",
             TimerKind::SlaDeadline { .. } => "sla_deadline",
+            TimerKind::Certification { .. } => "certification",
+            TimerKind::CertificationSchedule { .. } => "certification_schedule",
         }
     }
 
@@ -70,6 +83,12 @@ impl TimerKind {
             }
             TimerKind::Verify(v) => serde_json::to_value(v).unwrap_or_default(),
             TimerKind::SlaDeadline { plan_id } => json!({"plan_id": plan_id}),
+            TimerKind::Certification {
+                campaign,
+                step,
+                round,
+            } => json!({"campaign": campaign, "step": step, "round": round}),
+            TimerKind::CertificationSchedule { period } => json!({"period": period}),
             _ => json!({}),
         }
     }
@@ -88,6 +107,14 @@ impl TimerKind {
             "verify" => TimerKind::Verify(serde_json::from_value(payload.clone()).ok()?),
             "sla_deadline" => TimerKind::SlaDeadline {
                 plan_id: payload.get("plan_id")?.as_str()?.to_string(),
+            },
+            "certification" => TimerKind::Certification {
+                campaign: payload.get("campaign")?.as_str()?.to_string(),
+                step: payload.get("step")?.as_str()?.to_string(),
+                round: payload.get("round")?.as_i64()?,
+            },
+            "certification_schedule" => TimerKind::CertificationSchedule {
+                period: payload.get("period")?.as_str()?.to_string(),
             },
             _ => return None,
         })
@@ -117,6 +144,17 @@ impl Timer {
             }
             // One deadline per plan.
             TimerKind::SlaDeadline { plan_id } => sla_deadline_key(plan_id),
+            TimerKind::Certification {
+                campaign,
+                step,
+                round,
+            } => format!(
+                "certification:{campaign}:{step}:{round}:{}",
+                self.due.timestamp()
+            ),
+            TimerKind::CertificationSchedule { period } => {
+                format!("certification_schedule:{period}")
+            }
             kind => format!("{}:{user}:{}", kind.name(), self.due.timestamp()),
         }
     }
@@ -186,6 +224,14 @@ pub fn fire(
         // Claimed by the verification runner only (store::timers::RUNNER_KINDS).
         Some(TimerKind::Verify(_)) => Ok(()),
         Some(TimerKind::SlaDeadline { plan_id }) => super::sla::deadline(c, &plan_id, now),
+        Some(TimerKind::Certification {
+            campaign,
+            step,
+            round,
+        }) => super::certification::fire(c, engine, &campaign, &step, round, now),
+        Some(TimerKind::CertificationSchedule { period }) => {
+            super::certification::fire_schedule(c, engine, &period, now)
+        }
         _ => {
             let out = engine.replan(c, &row.user_id, Cause::Timer)?;
             tracing::info!(user = %row.user_id, timer = %row.kind, event = out.event.as_str(), ops = out.plan.ops.len(), "timer fired");
@@ -283,6 +329,14 @@ mod tests {
             }),
             TimerKind::SlaDeadline {
                 plan_id: "p1".into(),
+            },
+            TimerKind::Certification {
+                campaign: "c1".into(),
+                step: "due".into(),
+                round: 1,
+            },
+            TimerKind::CertificationSchedule {
+                period: "2027-Q1".into(),
             },
         ] {
             assert_eq!(

@@ -42,6 +42,19 @@ pub(super) struct RawPolicy {
     pub(super) incidents: RawIncidents,
     #[serde(default)]
     pub(super) drift: RawDrift,
+    #[serde(default)]
+    pub(super) certification: RawCertification,
+}
+
+/// `[certification]`: access certification campaigns (docs/certification.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertification {
+    pub(super) schedule: Option<S<String>>,
+    pub(super) due: Option<S<String>>,
+    pub(super) remind: Option<Vec<S<String>>>,
+    pub(super) escalation: Option<S<String>>,
+    pub(super) scopes: Option<Vec<S<String>>>,
 }
 
 /// What to do about each drift finding kind (`report`, `fix`, `review`): a connector's `drift`

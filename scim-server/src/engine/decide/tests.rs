@@ -63,6 +63,7 @@ fn inputs<'a>(
         approvals: Approvals::default(),
         approval_rows: Vec::new(),
         overrides: Vec::new(),
+        revocations: Vec::new(),
         manager_accounts: BTreeMap::new(),
         manager_email: Some("mgr@example.com".into()),
     }

@@ -92,6 +92,9 @@ fn confirm_page(p: &LinkPreview, token: &str) -> String {
         "drift-remove" => "Remove this access",
         "approve" => "Approve",
         "reject" => "Reject",
+        "cert-certify" => "Certify",
+        "cert-revoke" => "Revoke",
+        "cert-delegate" => "Delegate",
         _ => "Extend legacy access",
     };
     let (sent, reason) = match p.action.as_str() {
@@ -106,6 +109,25 @@ fn confirm_page(p: &LinkPreview, token: &str) -> String {
                  </textarea></p>"
             } else {
                 ""
+            },
+        ),
+        "cert-certify" | "cert-revoke" | "cert-delegate" => (
+            format!(
+                "This link was sent to {} as the {} reviewer and decides as them; the item is \
+                 decided once.",
+                esc(&p.addressee),
+                esc(&p.role)
+            ),
+            if p.action == "cert-delegate" {
+                "<p><label for=\"delegate_to\">Delegate to (their userName):</label><br>\
+                 <input id=\"delegate_to\" name=\"delegate_to\" required maxlength=\"200\"></p>\
+                 <p><label for=\"reason\">Reason (required, recorded with the decision):</label><br>\
+                 <textarea id=\"reason\" name=\"reason\" rows=\"3\" cols=\"60\" maxlength=\"1000\" \
+                 required></textarea></p>"
+            } else {
+                "<p><label for=\"reason\">Reason (required, recorded with the decision):</label><br>\
+                 <textarea id=\"reason\" name=\"reason\" rows=\"3\" cols=\"60\" maxlength=\"1000\" \
+                 required></textarea></p>"
             },
         ),
         _ => (
@@ -136,6 +158,9 @@ fn confirm_page(p: &LinkPreview, token: &str) -> String {
 struct LinkForm {
     #[serde(default)]
     reason: Option<String>,
+    /// A certification delegation's delegate (userName).
+    #[serde(default)]
+    delegate_to: Option<String>,
 }
 
 /// `POST` of a one-click link (the confirmation page's form): performs the action, once. The
@@ -150,7 +175,7 @@ pub(super) async fn follow_link(
     let json = wants_json(&req);
     let form: LinkForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let result = match verified(&state, &token) {
-        Ok(link) => run(&state, move |a| a.follow_verified_with(link, form.reason)).await,
+        Ok(link) => run(&state, move |a| a.follow_verified_form(link, form.reason, form.delegate_to)).await,
         Err(e) => Err(e),
     };
     link_headers(match (result, json) {

@@ -8,6 +8,7 @@ mod approvals;
 mod blast_radius;
 mod connectors;
 mod contractor;
+mod certification;
 mod drift;
 mod incidents;
 mod leaver;
@@ -89,7 +90,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
     let verification = verification::check(raw.verification, d);
     let incidents = incidents::check(raw.incidents, d);
     let drift = drift::check(raw.drift, d);
-    Policy {
+    let mut policy = Policy {
         source: source.to_string(),
         settings,
         connectors: connectors.defs,
@@ -105,7 +106,11 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         verification,
         incidents,
         drift,
-    }
+        certification: Default::default(),
+    };
+    // Scopes name connectors and profiles: checked against the rest of the policy.
+    policy.certification = certification::check(raw.certification, &policy, d);
+    policy
 }
 
 /// Checks a list of userNames (owners, approvers): none blank, none twice.
