@@ -58,9 +58,8 @@ impl Admin {
         let policy = self.engine.policy.current();
         let scope = CertScope::parse(scope, &policy).map_err(AdminError::Invalid)?;
         let due_at = self.now() + due;
-        let made = self.decision_tx(|c| {
-            cert::create(&self.engine, c, name, &scope, actor, due_at, None)
-        })?;
+        let made =
+            self.decision_tx(|c| cert::create(&self.engine, c, name, &scope, actor, due_at, None))?;
         let made = made.ok_or_else(|| AdminError::Conflict("the campaign exists".into()))?;
         self.campaign(&made.id)
     }
@@ -74,7 +73,9 @@ impl Admin {
                 )));
             }
         }
-        let rows = in_tx(&self.store, |c| store::list(c, state, limit.clamp(1, 10_000)))?;
+        let rows = in_tx(&self.store, |c| {
+            store::list(c, state, limit.clamp(1, 10_000))
+        })?;
         Ok(rows.iter().map(cert::campaign_json).collect())
     }
 
@@ -188,9 +189,7 @@ impl Admin {
             .filter(|r| !r.is_empty())
             .map(|r| r.chars().take(MAX_REASON).collect::<String>());
         let Some(reason) = reason else {
-            return Ok(Err(AdminError::Invalid(
-                "a decision needs a reason".into(),
-            )));
+            return Ok(Err(AdminError::Invalid("a decision needs a reason".into())));
         };
         let decision = match req.decision.as_str() {
             "certify" => Decision::Certify,
@@ -276,10 +275,14 @@ impl Admin {
     ) -> HubResult<AdminResult<Item>> {
         let claims = &link.claims;
         let Some(item) = store::item(c, &claims.id)? else {
-            return Ok(Err(AdminError::Forbidden("This link names no item.".into())));
+            return Ok(Err(AdminError::Forbidden(
+                "This link names no item.".into(),
+            )));
         };
         if item.user_id != claims.u {
-            return Ok(Err(AdminError::Forbidden("This link names no item.".into())));
+            return Ok(Err(AdminError::Forbidden(
+                "This link names no item.".into(),
+            )));
         }
         let item = match self.open_item(c, &item.campaign_id, &item.id)? {
             Ok(i) => i,
@@ -325,9 +328,8 @@ impl Admin {
                 Err(e) => return Ok(Err(e)),
             };
             let message = self.cert_message(c, &item, decision)?;
-            let name = crate::engine::load_user_doc(c, &item.user_id)?.and_then(|d| {
-                crate::engine::desired::attr_str(&d, "userName").map(str::to_string)
-            });
+            let name = crate::engine::load_user_doc(c, &item.user_id)?
+                .and_then(|d| crate::engine::desired::attr_str(&d, "userName").map(str::to_string));
             Ok(Ok((item, message, name)))
         })??;
         Ok(LinkPreview {
@@ -381,4 +383,3 @@ impl Admin {
 pub fn parse_due(s: &str) -> AdminResult<Duration> {
     crate::policy::parse_duration(s).map_err(|e| AdminError::Invalid(format!("due: {e}")))
 }
-

@@ -99,7 +99,10 @@ pub fn reviewer_from(
     for (i, level) in LADDER.iter().enumerate().skip(from) {
         let names: Vec<String> = match i {
             0 => {
-                if let Some(m) = doc.filter(|_| policy.manager_trusted()).and_then(manager_id) {
+                if let Some(m) = doc
+                    .filter(|_| policy.manager_trusted())
+                    .and_then(manager_id)
+                {
                     if m != subject && active_doc(c, &m)?.is_some() {
                         return Ok((m, (*level).into()));
                     }
@@ -185,7 +188,11 @@ fn subject<'a>(
         let eu = engine_state::get_user(c, user)?;
         let active = eu.as_ref().is_some_and(|u| u.state == "active");
         let profiles = eu.map(|u| u.profiles).unwrap_or_default();
-        let doc = if active { load_user_doc(c, user)? } else { None };
+        let doc = if active {
+            load_user_doc(c, user)?
+        } else {
+            None
+        };
         let dept_ok = scope.departments.is_empty()
             || doc
                 .as_ref()
@@ -561,7 +568,11 @@ fn complete(
 }
 
 /// Completes the campaign when no item is left undecided.
-fn complete_if_done(c: &mut DbConnection, campaign_id: &str, now: DateTime<Utc>) -> HubResult<bool> {
+fn complete_if_done(
+    c: &mut DbConnection,
+    campaign_id: &str,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
     let items = store::items(c, campaign_id)?;
     if items.iter().any(|i| i.decision.is_none()) {
         return Ok(false);
@@ -654,7 +665,10 @@ pub fn decide(
     }
     match decision {
         Decision::Certify => {
-            if let Some(f) = item.finding_id.and_then(|f| store_drift::get(c, f).ok().flatten()) {
+            if let Some(f) = item
+                .finding_id
+                .and_then(|f| store_drift::get(c, f).ok().flatten())
+            {
                 if f.status == "open" {
                     store_drift::keep(
                         c,
@@ -740,10 +754,9 @@ pub fn decide(
         },
     )?;
     if let Decision::Delegate(_) = decision {
-        if let (Some(camp), Some(fresh)) = (
-            store::get(c, &item.campaign_id)?,
-            store::item(c, &item.id)?,
-        ) {
+        if let (Some(camp), Some(fresh)) =
+            (store::get(c, &item.campaign_id)?, store::item(c, &item.id)?)
+        {
             mail(engine, c, &camp, &[fresh], CertMail::Delegated)?;
         }
     } else {
@@ -826,8 +839,15 @@ pub fn fire(
         let doc = load_user_doc(c, &i.user_id)?;
         let ent: Option<Entitlement> = serde_json::from_str(&i.entitlement).ok();
         let from = level_index(&i.reviewer_level) + 1;
-        let (next, level) =
-            reviewer_from(c, &policy, &i.user_id, doc.as_ref(), &i.connector, ent.as_ref(), from)?;
+        let (next, level) = reviewer_from(
+            c,
+            &policy,
+            &i.user_id,
+            doc.as_ref(),
+            &i.connector,
+            ent.as_ref(),
+            from,
+        )?;
         if !next.is_empty() && next != i.reviewer {
             if store::readdress(c, &i.id, &i.reviewer, &next, &level, false)? {
                 audit::append(
@@ -1028,8 +1048,7 @@ pub fn open_micro(
     let profiles = engine_state::get_user(c, user)?
         .map(|u| u.profiles)
         .unwrap_or_default();
-    let (reviewer, level) =
-        reviewer_from(c, &policy, user, doc.as_ref(), connector, Some(e), 0)?;
+    let (reviewer, level) = reviewer_from(c, &policy, user, doc.as_ref(), connector, Some(e), 0)?;
     store::add_item(
         c,
         &store::NewItem {
@@ -1121,7 +1140,10 @@ pub fn report(c: &mut DbConnection, id: &str) -> HubResult<Option<Value>> {
         *by_source.entry(i.source.as_str()).or_default() += 1;
     }
     let mut revocations = Vec::new();
-    for i in items.iter().filter(|i| i.decision.as_deref() == Some("revoke")) {
+    for i in items
+        .iter()
+        .filter(|i| i.decision.as_deref() == Some("revoke"))
+    {
         let (carried_out, verified) = match &i.plan_id {
             Some(p) => {
                 let st = store::plan_op_statuses(c, p)?;
@@ -1221,17 +1243,26 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2026, 12, 4, 21, 0, 0).unwrap();
         assert_eq!(
             next_period(CertSchedule::Quarterly, t),
-            Some(("2027-Q1".into(), Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()))
+            Some((
+                "2027-Q1".into(),
+                Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
+            ))
         );
         let t = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
         assert_eq!(
             next_period(CertSchedule::Quarterly, t),
-            Some(("2027-Q2".into(), Utc.with_ymd_and_hms(2027, 4, 1, 0, 0, 0).unwrap()))
+            Some((
+                "2027-Q2".into(),
+                Utc.with_ymd_and_hms(2027, 4, 1, 0, 0, 0).unwrap()
+            ))
         );
         let t = Utc.with_ymd_and_hms(2027, 5, 31, 23, 0, 0).unwrap();
         assert_eq!(
             next_period(CertSchedule::Monthly, t),
-            Some(("2027-06".into(), Utc.with_ymd_and_hms(2027, 6, 1, 0, 0, 0).unwrap()))
+            Some((
+                "2027-06".into(),
+                Utc.with_ymd_and_hms(2027, 6, 1, 0, 0, 0).unwrap()
+            ))
         );
         assert_eq!(next_period(CertSchedule::Off, t), None);
     }

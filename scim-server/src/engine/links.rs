@@ -318,7 +318,12 @@ pub fn certification_links(
         ev: format!("cert:{item_id}"),
         id: item_id.into(),
     };
-    let url = |a| Some(format!("{base}{API_PREFIX}/links/{}", sign(key, &claims(a))?));
+    let url = |a| {
+        Some(format!(
+            "{base}{API_PREFIX}/links/{}",
+            sign(key, &claims(a))?
+        ))
+    };
     Some([
         url(LinkAction::CertCertify)?,
         url(LinkAction::CertRevoke)?,

@@ -561,7 +561,8 @@ pub fn latest_op(
     user_id: &str,
     connector: &str,
 ) -> HubResult<Option<(i64, String)>> {
-    let mut q = Sql::<(BigInt, Text)>::new("SELECT id, plan_id FROM engine_outbox WHERE user_id = ");
+    let mut q =
+        Sql::<(BigInt, Text)>::new("SELECT id, plan_id FROM engine_outbox WHERE user_id = ");
     q.text(user_id)
         .push(" AND connector = ")
         .text(connector)

@@ -175,7 +175,12 @@ pub(super) async fn follow_link(
     let json = wants_json(&req);
     let form: LinkForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let result = match verified(&state, &token) {
-        Ok(link) => run(&state, move |a| a.follow_verified_form(link, form.reason, form.delegate_to)).await,
+        Ok(link) => {
+            run(&state, move |a| {
+                a.follow_verified_form(link, form.reason, form.delegate_to)
+            })
+            .await
+        }
         Err(e) => Err(e),
     };
     link_headers(match (result, json) {

@@ -51,7 +51,10 @@ pub(super) fn check(
         for v in list {
             if let Some(dur) = positive(d, v, "a reminder") {
                 if dur >= out.due {
-                    d.at(v.span(), "a reminder must come before the due (below `due`)");
+                    d.at(
+                        v.span(),
+                        "a reminder must come before the due (below `due`)",
+                    );
                 } else {
                     out.remind.push(dur);
                 }

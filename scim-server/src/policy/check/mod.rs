@@ -6,9 +6,9 @@
 
 mod approvals;
 mod blast_radius;
+mod certification;
 mod connectors;
 mod contractor;
-mod certification;
 mod drift;
 mod incidents;
 mod leaver;
