@@ -242,4 +242,41 @@ mod tests {
         assert!(page.contains("sent to grace and decides as them"), "{page}");
         assert!(page.contains(">Reject</button>"), "{page}");
     }
+
+    /// A certification link's page asks for the reason (required) and, to delegate, for the
+    /// delegate: snapshot, and the HTML written to `$SCIMHUB_MAIL_ARTIFACTS/` when set.
+    #[test]
+    fn a_certification_page_requires_a_reason_and_names_the_delegate() {
+        let p = LinkPreview {
+            action: "cert-delegate".into(),
+            user_id: "u1".into(),
+            user_name: Some("fay <i>".into()),
+            addressee: "u-grace".into(),
+            role: "manager".into(),
+            message: "Delegate the review of fay <i>'s group:ap on erp to someone else.".into(),
+        };
+        let page = confirm_page(&p, "tok");
+        assert!(page.contains("name=\"delegate_to\" required"), "{page}");
+        assert!(page.contains("name=\"reason\""), "{page}");
+        assert!(page.contains("required></textarea>"), "{page}");
+        assert!(page.contains(">Delegate</button>"), "{page}");
+        assert!(!page.contains("<i>"), "{page}");
+        insta::assert_snapshot!("certification_delegate_page", page.clone());
+        let revoke = confirm_page(
+            &LinkPreview {
+                action: "cert-revoke".into(),
+                ..p
+            },
+            "tok",
+        );
+        assert!(!revoke.contains("delegate_to"), "{revoke}");
+        assert!(revoke.contains(">Revoke</button>"), "{revoke}");
+        if let Some(dir) = std::env::var_os("SCIMHUB_MAIL_ARTIFACTS") {
+            std::fs::write(
+                std::path::Path::new(&dir).join("certification_delegate_page.html"),
+                &page,
+            )
+            .expect("artifact");
+        }
+    }
 }

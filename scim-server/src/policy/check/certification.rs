@@ -71,3 +71,46 @@ pub(super) fn check(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::{CertSchedule, Policy};
+
+    const BASE: &str = "[[connector]]\nname = \"github\"\ntype = \"memory\"\n\n\
+                        [[profile]]\nname = \"eng\"\nmatch = 'department eq \"Eng\"'\n\n";
+
+    #[test]
+    fn defaults_values_and_refusals() {
+        let p = Policy::parse(BASE, "t.toml").expect("policy");
+        assert_eq!(p.certification.schedule, CertSchedule::Quarterly);
+        assert_eq!(p.certification.due, chrono::Duration::days(14));
+        let p = Policy::parse(
+            &format!(
+                "{BASE}[certification]\nschedule = \"monthly\"\ndue = \"21d\"\n\
+                 remind = [\"2d\"]\nescalation = \"1d\"\n\
+                 scopes = [\"connector=github,privileged\", \"profile=eng,department=Sales\"]\n"
+            ),
+            "t.toml",
+        )
+        .expect("policy");
+        let c = &p.certification;
+        assert_eq!(c.schedule, CertSchedule::Monthly);
+        assert_eq!(c.remind, vec![chrono::Duration::days(2)]);
+        assert_eq!(c.scopes.len(), 2);
+        assert!(c.scopes[0].1.privileged);
+        assert_eq!(c.scopes[1].1.departments, vec!["Sales".to_string()]);
+        for (bad, says) in [
+            ("schedule = \"weekly\"", "unknown schedule"),
+            ("remind = [\"30d\"]", "before the due"),
+            ("due = \"0s\"", "above zero"),
+            ("scopes = [\"connector=nope\"]", "unknown connector"),
+            ("scopes = [\"profile=nope\"]", "unknown profile"),
+            ("scopes = [\"colour=blue\"]", "not a scope term"),
+        ] {
+            let e = Policy::parse(&format!("{BASE}[certification]\n{bad}\n"), "t.toml")
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}
