@@ -70,7 +70,10 @@ fn run(app: TestApp, policy: &str) {
         if queued == 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the outbox never drained");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox never drained"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let made = cli_json(

@@ -63,6 +63,7 @@ backends!(policy:
     decisions_through_the_api_and_a_revocation_through_the_outbox,
     delegation_through_the_api_and_certification_through_a_link,
     reminders_then_escalation_then_expiry,
+    a_later_campaign_reviews_a_revocation_again,
 );
 backends!(review_policy: a_drift_finding_under_review_opens_a_micro_review);
 backends!(schedule_policy: the_schedule_creates_a_period_s_campaign_once);
@@ -750,3 +751,59 @@ fn iam_policy() -> String {
 }
 
 backends!(iam_policy: revocation_reaches_moto_iam);
+
+fn a_later_campaign_reviews_a_revocation_again(env: Env) {
+    let (grace, _olivia, _sec, fay, _bob, _dan) = people(&env);
+    let decide = |campaign: &str, item: &str, decision: &str| {
+        env.admin
+            .decide_campaign_item(
+                campaign,
+                item,
+                &DecisionRequest {
+                    decision: decision.into(),
+                    reason: Some(format!("{decision} for the test")),
+                    delegate_to: None,
+                },
+                &env.as_user("grace"),
+            )
+            .unwrap()
+    };
+    let first = create(&env, "erp 1", "connector=erp");
+    let item = items(&env, &first).pop().unwrap();
+    decide(&first, &item.id, "revoke");
+    env.run();
+    assert_eq!(env.holds("erp", "fay"), Some((true, vec![])));
+    // The next campaign in scope lists the revocation for the manager again.
+    let second = create(&env, "erp 2", "connector=erp");
+    let again = items(&env, &second);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(
+        (
+            again[0].user_id.as_str(),
+            again[0].source.as_str(),
+            again[0].reviewer.as_str()
+        ),
+        (fay.as_str(), "revoked", grace.as_str())
+    );
+    assert!(review_mails(&env, &grace)
+        .last()
+        .unwrap()
+        .body
+        .contains("REVOKED BY AN EARLIER REVIEW"));
+    // Revoked again: it stays removed, and a third campaign asks again.
+    decide(&second, &again[0].id, "revoke");
+    env.run();
+    assert_eq!(env.holds("erp", "fay"), Some((true, vec![])));
+    let third = create(&env, "erp 3", "connector=erp");
+    let item = items(&env, &third).pop().unwrap();
+    assert_eq!(item.source, "revoked");
+    // Certified: the revocation is lifted and the role comes back through the outbox.
+    decide(&third, &item.id, "certify");
+    env.run();
+    assert_eq!(
+        env.holds("erp", "fay"),
+        Some((true, vec!["role:ap".to_string()]))
+    );
+    let fourth = create(&env, "erp 4", "connector=erp");
+    assert_eq!(items(&env, &fourth).pop().unwrap().source, "profile");
+}

@@ -40,6 +40,9 @@ pub const SOURCE_PROFILE: &str = "profile";
 pub const SOURCE_OUTSIDE: &str = "outside-profile";
 /// Access held by an emergency grant (see [`emergency_grant_source`]).
 pub const SOURCE_GRANT: &str = "grant";
+/// Access a profile grants that an earlier campaign revoked: the next campaign in scope reviews
+/// the revocation again (certify lifts it, revoke keeps it).
+pub const SOURCE_REVOKED: &str = "revoked";
 
 /// The reviewer levels, in escalation order.
 pub const LADDER: [&str; 3] = ["manager", "owner", "security"];
@@ -145,6 +148,8 @@ struct Candidate {
     observed_at: Option<DateTime<Utc>>,
     observed: Option<String>,
     finding_id: Option<i64>,
+    /// The revocation a `revoked` item reviews again.
+    revocation: Option<String>,
 }
 
 fn privileged(policy: &Policy, connector: &str, e: &Entitlement) -> bool {
@@ -264,6 +269,7 @@ fn candidates(
                 observed_at,
                 observed: Some(json!({"account": rec.key, "enabled": rec.enabled}).to_string()),
                 finding_id: None,
+                revocation: None,
             });
         }
     }
@@ -315,6 +321,44 @@ fn candidates(
             observed_at: crate::store::parse_ts(&f.last_seen),
             observed: Some(f.detail.clone()),
             finding_id: Some(f.id),
+            revocation: None,
+        });
+    }
+    // Revocations in force of access a profile still grants: reviewed again by the next
+    // campaign in scope (until then, or a role change, they stand).
+    for r in store::all_revocations(c, 1_000_000)? {
+        if r.lifted_at.is_some() || !conn_ok(&r.connector) {
+            continue;
+        }
+        let Ok(e) = serde_json::from_str::<Entitlement>(&r.entitlement) else {
+            continue;
+        };
+        let p = privileged(policy, &r.connector, &e);
+        if scope.privileged && !p {
+            continue;
+        }
+        let s = subject(c, cache, scope, &r.user_id)?;
+        if !s.in_scope || sorted_json(&s.profiles) != r.profiles {
+            continue;
+        }
+        let profiles = s.profiles.clone();
+        if !granted_by(policy, &profiles, &r.connector, &e) {
+            continue;
+        }
+        // Still held while its removal is in flight: reviewed as the revocation it is.
+        out.retain(|o| !(o.user == r.user_id && o.connector == r.connector && o.entitlement == e));
+        out.push(Candidate {
+            user: r.user_id.clone(),
+            connector: r.connector.clone(),
+            entitlement: e,
+            source: SOURCE_REVOKED,
+            privileged: p,
+            profiles: r.profiles.clone(),
+            observed_from: "revocation",
+            observed_at: crate::store::parse_ts(&r.created),
+            observed: None,
+            finding_id: None,
+            revocation: Some(r.id.clone()),
         });
     }
     Ok(out)
@@ -367,10 +411,11 @@ pub fn create(
         )?;
         reviewers.insert(reviewer.clone());
         let ent = serde_json::to_string(&cand.entitlement).unwrap_or_default();
+        let item_id = uuid::Uuid::now_v7().to_string();
         store::add_item(
             c,
             &store::NewItem {
-                id: &uuid::Uuid::now_v7().to_string(),
+                id: &item_id,
                 campaign_id: &id,
                 user_id: &cand.user,
                 connector: &cand.connector,
@@ -386,6 +431,9 @@ pub fn create(
                 finding_id: cand.finding_id,
             },
         )?;
+        if let Some(rid) = &cand.revocation {
+            store::set_revocation(c, &item_id, rid, None)?;
+        }
     }
     schedule_steps(c, &id, now, due, &policy, 0)?;
     let Some(campaign) = store::get(c, &id)? else {
@@ -664,6 +712,18 @@ pub fn decide(
         approvals::use_link(c, &format!("drift:{fid}"), &item.user_id, decided_by, now)?;
     }
     match decision {
+        Decision::Certify if item.source == SOURCE_REVOKED => {
+            // Certified again: the revocation is lifted and the profile's grant applies.
+            if let Some(rid) = &item.revocation_id {
+                store::lift(c, rid, "certified by a later campaign", now)?;
+            }
+            let planned = engine.replan(c, &item.user_id, Cause::Admin)?;
+            out.hold_id = planned.hold_id;
+        }
+        Decision::Revoke if item.source == SOURCE_REVOKED => {
+            // Revoked again: the revocation stands, nothing to remove.
+            out.revocation = item.revocation_id.clone();
+        }
         Decision::Certify => {
             if let Some(f) = item
                 .finding_id
@@ -1142,7 +1202,7 @@ pub fn report(c: &mut DbConnection, id: &str) -> HubResult<Option<Value>> {
     let mut revocations = Vec::new();
     for i in items
         .iter()
-        .filter(|i| i.decision.as_deref() == Some("revoke"))
+        .filter(|i| i.decision.as_deref() == Some("revoke") && i.source != SOURCE_REVOKED)
     {
         let (carried_out, verified) = match &i.plan_id {
             Some(p) => {

@@ -563,6 +563,9 @@ pub fn certification_review(
             ("outside-profile", true) => "  ** OUTSIDE THE ROLE PROFILE, PRIVILEGED **\n",
             ("outside-profile", false) => "  ** OUTSIDE THE ROLE PROFILE **\n",
             ("grant", _) => "  ** EMERGENCY GRANT **\n",
+            ("revoked", _) => {
+                "  ** REVOKED BY AN EARLIER REVIEW: certify to give it back, revoke to keep it removed **\n"
+            }
             (_, true) => "  (privileged)\n",
             _ => "",
         };
