@@ -732,6 +732,12 @@ pub fn revocation_reaches_moto_iam(env: Env) {
     assert_eq!(r["campaign"]["state"], "completed", "{r}");
     assert_eq!(r["counts"]["revoke"], 1, "{r}");
     assert_eq!(r["revocations"][0]["carried_out"], true, "{r}");
+    // Post-change verification reads IAM back after the re-plan: the report says so.
+    env.clock.advance(Duration::minutes(2));
+    env.run();
+    let (_, r) = srv.get(&format!("/campaigns/{id}/report"));
+    assert_eq!(r["revocations"][0]["verification"], "verified", "{r}");
+    assert_eq!(r["counts"]["revocations_verified"], 1, "{r}");
     let audit_entry = in_tx(&env.store, |c| audit::list(c, Some(&fay)))
         .unwrap()
         .into_iter()
@@ -745,9 +751,11 @@ pub fn revocation_reaches_moto_iam(env: Env) {
     );
 }
 
-/// erp's roles as IAM groups, for [`revocation_reaches_moto_iam`].
+/// erp's roles as IAM groups, for [`revocation_reaches_moto_iam`], with what updates did
+/// read back a minute later.
 fn iam_policy() -> String {
     policy().replace("kind = \"role\"", "kind = \"group\"")
+        + "\n[verification]\ndelay = \"1m\"\nafter = [\"leaver\", \"update\"]\n"
 }
 
 backends!(iam_policy: revocation_reaches_moto_iam);
