@@ -597,8 +597,11 @@ fn a_drift_finding_under_review_opens_a_micro_review(env: Env) {
     env.admin.follow_link(&remove).unwrap();
     let its = items(&env, &micro[0].id);
     assert_eq!(its[0].decision.as_deref(), Some("revoke"));
+    assert!(its[0].plan_id.is_some(), "{its:?}");
     assert_eq!(campaign_state(&env, &micro[0].id), "completed");
     env.run();
+    let r = env.admin.campaign_report(&micro[0].id).unwrap();
+    assert_eq!(r["revocations"][0]["carried_out"], true, "{r}");
     assert_eq!(
         env.holds("erp", "fay"),
         Some((true, vec!["role:ap".to_string()]))

@@ -851,6 +851,23 @@ pub fn record_drift_answer(
         actor,
         now,
     )? {
+        if !keep {
+            // The drift link planned the removal (drift's `fix`) just before: record it as this
+            // item's revocation, with the plan that carries it out, for the report.
+            let rid = uuid::Uuid::now_v7().to_string();
+            store::add_revocation(
+                c,
+                &rid,
+                &item.user_id,
+                &item.connector,
+                &item.entitlement,
+                &item.profiles,
+                &item.id,
+                now,
+            )?;
+            let plan = store::latest_op(c, &item.user_id, &item.connector)?.map(|o| o.1);
+            store::set_revocation(c, &item.id, &rid, plan.as_deref())?;
+        }
         audit::append(
             c,
             &audit::AuditEntry {
