@@ -310,6 +310,13 @@ fn decisions_through_the_api_and_a_revocation_through_the_outbox(env: Env) {
     assert_eq!(r["by_reviewer"]["grace"]["revoke"], 1, "{r}");
     assert_eq!(r["by_reviewer"]["olivia"]["certify"], 1, "{r}");
     assert_eq!(r["revocations"][0]["user_id"], json!(fay), "{r}");
+    // Revocations in force are listed; lifting one takes the admin scope.
+    let (s, v) = srv.get("/revocations");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["totalResults"], 1, "{v}");
+    let rid = v["Resources"][0]["id"].as_str().unwrap().to_string();
+    let (s, _) = srv.post_as(&grace_t, &format!("/revocations/{rid}/lift"), json!({}));
+    assert_eq!(s, 403);
     // A role change lifts the revocation: back in Finance AP after a move, the role returns.
     env.patch_user(&fay, |d| set_dept(d, "Sales"));
     env.run();
@@ -817,4 +824,19 @@ fn a_later_campaign_reviews_a_revocation_again(env: Env) {
     );
     let fourth = create(&env, "erp 4", "connector=erp");
     assert_eq!(items(&env, &fourth).pop().unwrap().source, "profile");
+    // An administrator can lift a revocation too: the user is re-planned at once.
+    let item = items(&env, &fourth).pop().unwrap();
+    decide(&fourth, &item.id, "revoke");
+    env.run();
+    assert_eq!(env.holds("erp", "fay"), Some((true, vec![])));
+    let rid = items(&env, &fourth).pop().unwrap().revocation_id.unwrap();
+    let lifted = env.admin.lift_revocation(&rid, "ops").unwrap();
+    assert_eq!(lifted["lifted"], true, "{lifted}");
+    assert!(env.admin.lift_revocation(&rid, "ops").is_err());
+    env.run();
+    assert_eq!(
+        env.holds("erp", "fay"),
+        Some((true, vec!["role:ap".to_string()]))
+    );
+    assert!(env.admin.revocations(true, 100).unwrap().is_empty());
 }

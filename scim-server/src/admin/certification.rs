@@ -127,6 +127,67 @@ impl Admin {
         self.campaign(id)
     }
 
+    /// Certification revocations, newest first (`in_force`: only those not lifted).
+    pub fn revocations(&self, in_force: bool, limit: i64) -> AdminResult<Vec<Value>> {
+        let rows = in_tx(&self.store, |c| {
+            store::all_revocations(c, limit.clamp(1, 10_000))
+        })?;
+        Ok(rows
+            .iter()
+            .filter(|r| !in_force || r.lifted_at.is_none())
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "user_id": r.user_id,
+                    "connector": r.connector,
+                    "entitlement": serde_json::from_str::<Value>(&r.entitlement)
+                        .unwrap_or(Value::Null),
+                    "profiles": serde_json::from_str::<Value>(&r.profiles).unwrap_or(Value::Null),
+                    "item": r.item_id,
+                    "created": r.created,
+                    "lifted_at": r.lifted_at,
+                    "lifted_why": r.lifted_why,
+                })
+            })
+            .collect())
+    }
+
+    /// Lifts a revocation in force as `actor` (an administrator's decision, audited) and
+    /// re-plans the user: access a profile grants comes back through the outbox.
+    pub fn lift_revocation(&self, id: &str, actor: &str) -> AdminResult<Value> {
+        let now = self.now();
+        self.decision_tx(|c| {
+            let Some(r) = store::all_revocations(c, 1_000_000)?
+                .into_iter()
+                .find(|r| r.id == id)
+            else {
+                return Ok(Err(AdminError::NotFound(format!("revocation {id}"))));
+            };
+            if !store::lift(c, id, &format!("lifted by {actor}"), now)? {
+                return Ok(Err(AdminError::Conflict(format!(
+                    "revocation {id} was lifted already"
+                ))));
+            }
+            let planned = self
+                .engine
+                .replan(c, &r.user_id, crate::engine::Cause::Admin)?;
+            crate::store::audit::append(
+                c,
+                &crate::store::audit::AuditEntry {
+                    at: now,
+                    actor,
+                    user_id: &r.user_id,
+                    connector: Some(&r.connector),
+                    action: "certification_revocation",
+                    outcome: "lifted",
+                    detail: json!({"revocation": id, "item": r.item_id}),
+                },
+            )?;
+            Ok(Ok(json!({"id": id, "user_id": r.user_id, "lifted": true,
+                         "ops": planned.plan.ops.len(), "hold_id": planned.hold_id})))
+        })?
+    }
+
     /// A reviewer's decision through the admin API, as the person `by` acts as.
     pub fn decide_campaign_item(
         &self,

@@ -84,6 +84,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 res("/campaigns/{id}/items/{item}/decision")
                     .route(web::post().to(decide_campaign_item)),
             )
+            .service(res("/revocations").route(web::get().to(list_revocations)))
+            .service(res("/revocations/{id}/lift").route(web::post().to(lift_revocation)))
             .service(res("/incidents").route(web::get().to(incidents)))
             .service(res("/incidents/{id}").route(web::get().to(incident)))
             .service(res("/incidents/{id}/acknowledge").route(web::post().to(acknowledge_incident)))
@@ -886,4 +888,39 @@ async fn decide_campaign_item(
     let by = principal(&req)?;
     let d = run(&state, move |a| a.decide_campaign_item(&id, &item, &b, &by)).await?;
     Ok(ok(StatusCode::OK, json!(d)))
+}
+
+#[derive(Debug, Deserialize)]
+struct RevocationQuery {
+    /// `all` lists lifted ones too (default: in force only).
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /revocations?status=all`: certification revocations, newest first.
+async fn list_revocations(
+    state: web::Data<AppState>,
+    q: web::Query<RevocationQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let in_force = q.status.as_deref() != Some("all");
+    let rows = run(&state, move |a| {
+        a.revocations(in_force, q.limit.unwrap_or(1000))
+    })
+    .await?;
+    Ok(list(rows))
+}
+
+/// `POST /revocations/{id}/lift`: an administrator lifts a revocation; the user is re-planned.
+async fn lift_revocation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let who = actor(&req);
+    Ok(ok(
+        StatusCode::OK,
+        run(&state, move |a| a.lift_revocation(&id, &who)).await?,
+    ))
 }
