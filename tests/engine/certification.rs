@@ -840,3 +840,31 @@ fn a_later_campaign_reviews_a_revocation_again(env: Env) {
     );
     assert!(env.admin.revocations(true, 100).unwrap().is_empty());
 }
+
+/// How long opening a campaign of everything takes: `N` people (default 500) with a manager
+/// each, three entitlements apiece, on SQLite. No timed assertion; run it with
+/// `SCIMHUB_CERT_BENCH_USERS=2000 cargo test --test engine certification::bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_campaign_creation() {
+    let n: usize = std::env::var("SCIMHUB_CERT_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let env = Env::new(false, &policy()).unwrap();
+    let boss = env.create_user(user("boss", "Employee", "Sales", "Manager"));
+    for i in 0..n {
+        let mut u = user(&format!("u{i}"), "Employee", "Finance", "Accounts Payable");
+        u[ENTERPRISE]["manager"] = json!({"value": boss});
+        env.create_user(u);
+    }
+    env.run();
+    let t = std::time::Instant::now();
+    let id = create(&env, "everything", "");
+    let took = t.elapsed();
+    let count = items(&env, &id).len();
+    println!("campaign of {count} items over {n} people opened in {took:?}");
+    let t = std::time::Instant::now();
+    let _ = env.admin.campaign_report(&id).unwrap();
+    println!("report in {:?}", t.elapsed());
+}
