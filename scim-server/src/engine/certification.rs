@@ -214,7 +214,9 @@ fn subject<'a>(
             },
         );
     }
-    Ok(&cache[user])
+    cache
+        .get(user)
+        .ok_or_else(|| crate::error::HubError::Backend("subject cache".into()))
 }
 
 /// The items of a campaign over `scope`: every entitlement an active user in scope holds on a
