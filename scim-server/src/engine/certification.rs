@@ -680,6 +680,7 @@ pub fn decide(
 ) -> HubResult<Option<Decided>> {
     let now = engine.now();
     let policy = engine.policy.current();
+    store::lock(c, &item.campaign_id)?;
     let entitlement: Option<Entitlement> = serde_json::from_str(&item.entitlement).ok();
     let mut out = Decided {
         item: item.id.clone(),
@@ -843,6 +844,7 @@ pub fn record_drift_answer(
     if item.decision.is_some() {
         return Ok(());
     }
+    store::lock(c, &item.campaign_id)?;
     let decision = if keep { "certify" } else { "revoke" };
     if store::decide(
         c,

@@ -115,6 +115,16 @@ pub fn finish(c: &mut DbConnection, id: &str, state: &str, now: DateTime<Utc>) -
     Ok(q.execute(c)? == 1)
 }
 
+/// Locks a campaign's row until the transaction ends (a no-op update): decisions on one
+/// campaign take turns, so the one that decides its last item sees every other decision and
+/// completes it (PostgreSQL runs them concurrently; SQLite has one writer anyway).
+pub fn lock(c: &mut DbConnection, id: &str) -> HubResult<()> {
+    let mut q = Sql::<()>::new("UPDATE engine_campaigns SET state = state WHERE id = ");
+    q.text(id);
+    q.execute(c)?;
+    Ok(())
+}
+
 /// Moves an open campaign's due (an escalation gives the next reviewer time).
 pub fn set_due(c: &mut DbConnection, id: &str, due: DateTime<Utc>) -> HubResult<()> {
     let mut q = Sql::<()>::new("UPDATE engine_campaigns SET due = ");
