@@ -268,7 +268,7 @@ impl Admin {
                 };
                 let id = match cert::active_user_by_name(c, to)? {
                     Some(id) => id,
-                    None => match crate::engine::load_user_doc(c, to)? {
+                    None => match cert::active_doc(c, to)? {
                         Some(_) => to.to_string(),
                         None => {
                             return Ok(Err(AdminError::Invalid(format!(

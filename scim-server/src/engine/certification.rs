@@ -70,8 +70,9 @@ fn level_index(level: &str) -> usize {
     }
 }
 
-fn active_doc(c: &mut DbConnection, user_id: &str) -> HubResult<Option<Doc>> {
-    Ok(load_user_doc(c, user_id)?.filter(|d| {
+/// The stored document of `user_id` when the user is active (a User without `active` is).
+pub fn active_doc(c: &mut DbConnection, user_id: &str) -> HubResult<Option<Doc>> {
+    Ok(load_user_doc(c, user_id)?.filter(|d: &Doc| {
         scim_schema::json::get_ci(d, "active")
             .and_then(Value::as_bool)
             .unwrap_or(true)
