@@ -71,6 +71,10 @@ pub enum Command {
     /// findings and act on them per the policy's `drift` settings (same as
     /// POST /admin/v1/reconcile).
     Reconcile(ReconcileArgs),
+    /// Access certification campaigns: create one now, list them, print a completion report
+    /// (same as /admin/v1/campaigns).
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
     /// Load an HR roster (CSV) as SCIM writes of one client: create or update each row's user,
     /// report each row; `--full` deactivates the client's users the roster leaves out.
     Import(ImportArgs),
@@ -372,6 +376,40 @@ pub struct ReconcileArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// Open a campaign now: every entitlement in scope goes to its reviewer, who is mailed.
+    Create {
+        /// The campaign's name.
+        #[arg(long)]
+        name: String,
+        /// What it covers: `connector=NAME,department=NAME,profile=NAME,privileged` (terms
+        /// repeatable; empty: everything).
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// How long reviewers have (`14d`); default `[certification] due`.
+        #[arg(long)]
+        due: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// List campaigns, newest first.
+    List {
+        /// Only campaigns in this state (open, completed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Print a campaign's completion report (JSON).
+    Report {
+        /// The campaign id.
+        id: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

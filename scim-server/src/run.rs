@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(cmd) => events_command(cmd),
         Command::Audit(cmd) => crate::run_audit::audit_command(cmd),
         Command::Reconcile(args) => reconcile_command(args),
+        Command::Campaign(cmd) => campaign_command(cmd),
         Command::Import(args) => crate::run_import::import_command(args),
         Command::Report(cmd) => crate::run_report::report_command(cmd),
         Command::Grant(args) => grant_command(args),
@@ -737,5 +738,40 @@ pub(crate) fn start_engine(
         })
         .context("cannot start the engine thread")?;
     tracing::info!("lifecycle engine started");
+    Ok(())
+}
+
+/// `scimhub campaign create | list | report`: certification campaigns as JSON.
+fn campaign_command(cmd: crate::cli::CampaignCommand) -> anyhow::Result<()> {
+    use crate::cli::CampaignCommand;
+    let engine_args = match &cmd {
+        CampaignCommand::Create { engine, .. }
+        | CampaignCommand::List { engine, .. }
+        | CampaignCommand::Report { engine, .. } => engine.clone(),
+    };
+    let config = load_engine(&engine_args)?;
+    let (store, engine) = open_engine(&config, &engine_args.policy, 0)?;
+    let admin = crate::admin::Admin::new(store, engine);
+    let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
+    let out = match cmd {
+        CampaignCommand::Create {
+            name, scope, due, ..
+        } => {
+            let due = match due {
+                Some(d) => crate::admin::certification::parse_due(&d).map_err(err)?,
+                None => admin.engine.policy.current().certification.due,
+            };
+            // The running server's notifier sends the reviewers' mails at its next poll.
+            admin
+                .create_campaign(&name, &scope, due, &actor_of_cli())
+                .map_err(err)?
+        }
+        CampaignCommand::List { state, .. } => {
+            serde_json::Value::Array(admin.campaigns(state.as_deref(), 1000).map_err(err)?)
+        }
+        CampaignCommand::Report { id, .. } => admin.campaign_report(&id).map_err(err)?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
     Ok(())
 }

@@ -9,6 +9,7 @@ mod api;
 mod audit;
 mod auth;
 mod bounds;
+mod campaign_cli;
 mod clients;
 mod errors;
 mod grants_cli;

@@ -6,6 +6,7 @@
 
 mod admin_api;
 mod audit_api;
+mod certification;
 mod circuit;
 mod crash;
 mod demo;

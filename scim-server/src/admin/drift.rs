@@ -187,6 +187,7 @@ impl Admin {
                     )?;
                 }
             }
+            crate::engine::certification::record_drift_answer(&self.engine, c, f.id, keep, &actor)?;
             audit::append(
                 c,
                 &audit::AuditEntry {

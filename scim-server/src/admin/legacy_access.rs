@@ -365,7 +365,9 @@ impl Admin {
     /// [`Admin::preview_link`] of a link already verified. The page names the addressee as
     /// people read them: a manager or sponsor (bound by user id) by their userName.
     pub fn preview_verified(&self, link: VerifiedLink) -> AdminResult<LinkPreview> {
-        let by_id = matches!(link.claims.r.as_str(), "manager" | links::ROLE_SPONSOR);
+        // A certification reviewer is bound by user id whatever the level.
+        let by_id = matches!(link.claims.r.as_str(), "manager" | links::ROLE_SPONSOR)
+            || link.action.is_certification();
         let mut p = self.preview_checked(link)?;
         if by_id {
             let doc = in_tx(&self.store, |c| load_user_doc(c, &p.addressee))?;
@@ -384,6 +386,9 @@ impl Admin {
         }
         if link.action.is_hold() || link.action.is_incident() {
             return self.preview_notice_link(&link);
+        }
+        if link.action.is_certification() {
+            return self.preview_cert_link(link);
         }
         if link.action.is_drift() {
             return self.preview_drift_link(link);
@@ -448,22 +453,26 @@ impl Admin {
         link: VerifiedLink,
         reason: Option<String>,
     ) -> AdminResult<LinkOutcome> {
-        self.follow_verified_form(link, reason, None)
+        self.follow_verified_form(link, reason, None, None)
     }
 
-    /// [`Admin::follow_verified_with`] with the whole confirmation form: the reason, and the
-    /// new end date an extension-ask link's page asks for.
+    /// [`Admin::follow_verified_with`] with the whole confirmation form: the reason, the new
+    /// end date an extension-ask link's page asks for, and a certification delegation's delegate.
     pub fn follow_verified_form(
         &self,
         link: VerifiedLink,
         reason: Option<String>,
         end: Option<String>,
+        delegate_to: Option<String>,
     ) -> AdminResult<LinkOutcome> {
         if link.action == LinkAction::ExtensionAsk {
             return self.follow_extension_ask(&link, end.as_deref(), reason.as_deref());
         }
         if link.action.is_hold() || link.action.is_incident() {
             return self.follow_notice_link(&link);
+        }
+        if link.action.is_certification() {
+            return self.follow_cert_link(link, reason, delegate_to);
         }
         if link.action.is_drift() {
             return self.follow_drift_link(link);

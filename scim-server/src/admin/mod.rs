@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod authority;
+pub mod certification;
 pub mod drift;
 pub mod events;
 pub mod explain;

@@ -111,7 +111,7 @@ impl Admin {
     }
 
     /// The directory user a principal acts as, with what deciding needs to know of them.
-    fn approver(&self, c: &mut DbConnection, by: &Principal) -> AdminResult<Approver> {
+    pub(super) fn approver(&self, c: &mut DbConnection, by: &Principal) -> AdminResult<Approver> {
         let user = by.user.as_ref().ok_or_else(|| Refusal::NoUser {
             credential: by.client.clone(),
         })?;

@@ -91,6 +91,11 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
         engine_state::put_planned(c, user_id, connector, &text, now)?;
     }
     engine_state::put_user(c, &w.user)?;
+    // A role change lifts the certification revocations made under the old role.
+    let mut profiles = w.user.profiles.clone();
+    profiles.sort();
+    let profiles = serde_json::to_string(&profiles).map_err(backend)?;
+    crate::store::certification::lift_on_role_change(c, user_id, &profiles, now)?;
     if w.record_event {
         events::record(
             c,

@@ -16,7 +16,10 @@ use chrono::{DateTime, Duration, Utc};
 use connectors::{AccountRef, Capabilities, Entitlement};
 use serde_json::{json, Value};
 
-use super::desired::{attr_str, desired, Approvals, Desired, EmergencyGrant, Lifecycle, Override};
+use super::desired::{
+    apply_revocations, attr_str, desired, Approvals, Desired, EmergencyGrant, Lifecycle, Override,
+    Revocation,
+};
 use super::notices;
 use super::outcome::{
     ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, PlanIncident, QueuedNotice,
@@ -55,6 +58,8 @@ pub struct PlanInputs<'a> {
     pub overrides: Vec<Override>,
     /// Emergency grants in force (active, not yet expired).
     pub grants: Vec<EmergencyGrant>,
+    /// Certification revocations in force (`engine_revocations`).
+    pub revocations: Vec<Revocation>,
     /// The manager's user id: the document's, else the one planning last recorded.
     pub manager: Option<String>,
     /// The manager's enabled account per connector (ownership transfer).
@@ -157,6 +162,8 @@ pub fn project(i: &PlanInputs<'_>) -> Projection {
             &i.grants,
         );
     }
+    // Certification revocations: what a reviewer revoked stays out (docs/certification.md).
+    apply_revocations(&mut d, &i.revocations);
     let plan = diff(&d, &i.planned, policy, &i.capabilities, &i.manager_accounts);
     Projection {
         event,

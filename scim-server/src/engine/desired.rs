@@ -109,6 +109,45 @@ pub struct EmergencyGrant {
     pub expires: DateTime<Utc>,
 }
 
+/// An entitlement a certification revoked (`engine_revocations`): left out of the desired
+/// state while the user's matched profiles are `profiles` (those it was revoked under); a role
+/// change ends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revocation {
+    pub connector: String,
+    pub entitlement: Entitlement,
+    /// The matched profile names when it was revoked, sorted.
+    pub profiles: Vec<String>,
+}
+
+/// Leaves the revoked entitlements out of `d` (and out of what overrides kept), unless the
+/// user's role changed since (their matched profiles differ from those of the revocation).
+/// Returns the revocations applied.
+pub fn apply_revocations(d: &mut Desired, revocations: &[Revocation]) -> Vec<Revocation> {
+    let mut now: Vec<String> = d.profile_names();
+    now.sort();
+    let mut applied = Vec::new();
+    for r in revocations {
+        if r.profiles != now {
+            continue;
+        }
+        if let Some(acc) = d.accounts.get_mut(&r.connector) {
+            if acc.entitlements.remove(&r.entitlement) {
+                applied.push(r.clone());
+            }
+        }
+        d.kept
+            .retain(|o| !(o.connector == r.connector && o.entitlement == r.entitlement));
+    }
+    if !applied.is_empty() {
+        d.notes.push(format!(
+            "{} entitlement(s) revoked by a certification",
+            applied.len()
+        ));
+    }
+    applied
+}
+
 /// The result of [`desired`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Desired {

@@ -44,6 +44,12 @@ pub enum LinkAction {
     /// Ask for an extension of a contract (`ev` = `contract:<user>:<end>`): the sponsor's link
     /// in a contract reminder; the page asks for the new end date and the reason.
     ExtensionAsk,
+    /// Certify a campaign item (`id` names the item, see `admin::certification`).
+    CertCertify,
+    /// Revoke the access of a campaign item.
+    CertRevoke,
+    /// Hand a campaign item to another reviewer (named on the confirmation page).
+    CertDelegate,
 }
 
 impl LinkAction {
@@ -61,6 +67,9 @@ impl LinkAction {
             LinkAction::IncidentAck => "incident-ack",
             LinkAction::IncidentResolve => "incident-resolve",
             LinkAction::ExtensionAsk => "extension-ask",
+            LinkAction::CertCertify => "cert-certify",
+            LinkAction::CertRevoke => "cert-revoke",
+            LinkAction::CertDelegate => "cert-delegate",
         }
     }
 
@@ -78,6 +87,9 @@ impl LinkAction {
             "incident-ack" => LinkAction::IncidentAck,
             "incident-resolve" => LinkAction::IncidentResolve,
             "extension-ask" => LinkAction::ExtensionAsk,
+            "cert-certify" => LinkAction::CertCertify,
+            "cert-revoke" => LinkAction::CertRevoke,
+            "cert-delegate" => LinkAction::CertDelegate,
             _ => return None,
         })
     }
@@ -85,6 +97,24 @@ impl LinkAction {
     /// Whether the action decides an approval request (`id` claim) rather than a mover event.
     pub fn is_decision(self) -> bool {
         matches!(self, LinkAction::Approve | LinkAction::Reject)
+    }
+
+    /// Whether the action decides a certification campaign item (`admin::certification`).
+    pub fn is_certification(self) -> bool {
+        matches!(
+            self,
+            LinkAction::CertCertify | LinkAction::CertRevoke | LinkAction::CertDelegate
+        )
+    }
+
+    /// The decision a certification link takes (`certify`, `revoke`, `delegate`).
+    pub fn certification_decision(self) -> Option<&'static str> {
+        match self {
+            LinkAction::CertCertify => Some("certify"),
+            LinkAction::CertRevoke => Some("revoke"),
+            LinkAction::CertDelegate => Some("delegate"),
+            _ => None,
+        }
     }
 
     /// Whether the action answers a drift review (`admin::drift`).
@@ -407,6 +437,47 @@ pub fn incident_links(
         (LinkAction::IncidentAck, LinkAction::IncidentResolve),
         now,
     )
+}
+
+/// The certify, revoke and delegate URLs of campaign item `item_id` about `user_id`, addressed
+/// to reviewer `to` (a user id) at `level` (`manager`, `owner`, `security`, `delegate`), valid
+/// until `exp`. The item is decided once, by the reviewer it is addressed to when the link is
+/// followed: a link of a reviewer the item was escalated or delegated away from no longer acts.
+pub fn certification_links(
+    policy: &Policy,
+    key: &[u8],
+    user_id: &str,
+    item_id: &str,
+    to: &str,
+    level: &str,
+    exp: DateTime<Utc>,
+) -> Option<[String; 3]> {
+    let base = policy
+        .notify
+        .link_base_url
+        .as_deref()?
+        .trim_end_matches('/');
+    let claims = |a: LinkAction| LinkClaims {
+        u: user_id.into(),
+        a: a.as_str().into(),
+        d: 0,
+        exp: exp.timestamp(),
+        to: to.into(),
+        r: level.into(),
+        ev: format!("cert:{item_id}"),
+        id: item_id.into(),
+    };
+    let url = |a| {
+        Some(format!(
+            "{base}{API_PREFIX}/links/{}",
+            sign(key, &claims(a))?
+        ))
+    };
+    Some([
+        url(LinkAction::CertCertify)?,
+        url(LinkAction::CertRevoke)?,
+        url(LinkAction::CertDelegate)?,
+    ])
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use connectors::{AccountRef, Entitlement};
 
 use super::decide::{manager_of, BlastFacts, Contingent, PlanInputs, Projection};
-use super::desired::{Approvals, EmergencyGrant, Override};
+use super::desired::{Approvals, EmergencyGrant, Override, Revocation};
 use super::plan::AccountRecord;
 use super::{links, load_user_doc, Cause, Engine};
 use crate::error::{HubError, HubResult};
@@ -89,6 +89,16 @@ pub fn inputs<'a>(
             })
         })
         .collect();
+    let revocations = crate::store::certification::revocations(c, user_id)?
+        .into_iter()
+        .filter_map(|r| {
+            Some(Revocation {
+                connector: r.connector,
+                entitlement: serde_json::from_str(&r.entitlement).ok()?,
+                profiles: serde_json::from_str(&r.profiles).ok()?,
+            })
+        })
+        .collect();
     let manager = manager_of(doc, prev.as_ref());
     let manager_accounts = manager_accounts(c, manager.as_deref())?;
     let manager_email = match &manager {
@@ -113,6 +123,7 @@ pub fn inputs<'a>(
         approval_rows,
         overrides,
         grants,
+        revocations,
         manager,
         manager_accounts,
         manager_email,

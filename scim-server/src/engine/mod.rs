@@ -19,6 +19,7 @@
 //! [`links`] signs one-click links, [`registry`] builds the connectors. Time comes from the
 //! engine's [`Clock`].
 
+pub mod certification;
 pub mod commit;
 pub mod connector_set;
 pub mod decide;

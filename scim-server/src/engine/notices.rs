@@ -662,3 +662,105 @@ pub fn drift_review(
         body,
     }
 }
+
+/// Why a certification review mail is sent: the campaign opened (or an item was delegated or
+/// escalated to the reviewer), or a reminder before the due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertMail {
+    Opened,
+    Reminder,
+    Escalated,
+    Delegated,
+}
+
+/// One item of a certification review mail: a person's access, as last read back.
+#[derive(Debug, Clone)]
+pub struct CertLine<'a> {
+    /// The person ([`person_label`]); quoted as user-provided text.
+    pub person: &'a str,
+    pub connector: &'a str,
+    /// The entitlement as people read it ([`entitlement_label`]).
+    pub entitlement: &'a str,
+    /// `profile`, `outside-profile`, `grant`.
+    pub source: &'a str,
+    pub privileged: bool,
+    /// When and how the access was last seen (`verification 2026-12-01 10:00 UTC`).
+    pub seen: &'a str,
+    /// `[certify, revoke, delegate]` one-click URLs, when links are configured.
+    pub links: Option<&'a [String; 3]>,
+    /// The item id (for the admin API when there are no links).
+    pub item: &'a str,
+}
+
+/// To a reviewer: the access to certify in a campaign, item by item, what falls outside the
+/// role profile and emergency grants marked, each with certify / revoke / delegate links (or
+/// the admin API path to decide it).
+pub fn certification_review(
+    campaign: &str,
+    campaign_id: &str,
+    due: DateTime<Utc>,
+    why: CertMail,
+    lines: &[CertLine<'_>],
+) -> Notice {
+    let opening = match why {
+        CertMail::Opened => "An access review needs your decisions.",
+        CertMail::Reminder => "Reminder: an access review still needs your decisions.",
+        CertMail::Escalated => {
+            "An access review was escalated to you: the reviewer before you did not decide in time."
+        }
+        CertMail::Delegated => "An access review was delegated to you.",
+    };
+    let mut body = format!(
+        "{opening}\n\nCampaign: {campaign}\nDecide by: {}\nItems: {}\n\n\
+         For each item, certify the access if the person still needs it, or revoke it; \
+         delegate it if someone else should decide. Each decision asks for a reason.\n",
+        due.format("%Y-%m-%d %H:%M UTC"),
+        lines.len()
+    );
+    for (n, l) in lines.iter().enumerate() {
+        let mark = match (l.source, l.privileged) {
+            ("outside-profile", true) => "  ** OUTSIDE THE ROLE PROFILE, PRIVILEGED **\n",
+            ("outside-profile", false) => "  ** OUTSIDE THE ROLE PROFILE **\n",
+            ("grant", _) => "  ** EMERGENCY GRANT **\n",
+            ("revoked", _) => {
+                "  ** REVOKED BY AN EARLIER REVIEW: certify to give it back, revoke to keep it removed **\n"
+            }
+            (_, true) => "  (privileged)\n",
+            _ => "",
+        };
+        body.push_str(&format!(
+            "\n{}. Person (as the directory names them):\n{}  Access: {} on {}\n{mark}  Last seen: {}\n",
+            n + 1,
+            user_text(l.person),
+            l.entitlement,
+            l.connector,
+            l.seen,
+        ));
+        match l.links {
+            Some([certify, revoke, delegate]) => body.push_str(&format!(
+                "  Certify: {certify}\n  Revoke: {revoke}\n  Delegate: {delegate}\n"
+            )),
+            None => body.push_str(&format!(
+                "  Decide: POST {API_PREFIX}/campaigns/{campaign_id}/items/{}/decision\n",
+                l.item
+            )),
+        }
+    }
+    if lines.iter().any(|l| l.links.is_some()) {
+        body.push_str(
+            "\nThe links are for you only and decide as you; each opens a page to confirm the \
+             decision with a reason, and an item is decided once.\n",
+        );
+    }
+    let what = match why {
+        CertMail::Reminder => "reminder: access review",
+        CertMail::Escalated => "escalated access review",
+        CertMail::Delegated => "delegated access review",
+        CertMail::Opened => "access review",
+    };
+    Notice {
+        kind: "certification_review",
+        subject: format!("scimhub: {what}: {campaign} ({} items)", lines.len()),
+        body,
+    }
+}

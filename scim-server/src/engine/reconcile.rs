@@ -133,6 +133,8 @@ pub fn ask_review(
     let Some(user) = &f.user_id else {
         return Ok(false);
     };
+    // Tracked as a one-item certification campaign (a micro-review), reported like the others.
+    super::certification::open_micro(engine, c, connector, finding_id, f)?;
     let doc = load_user_doc(c, user)?;
     let manager = doc.as_ref().and_then(manager_id);
     let (Some(manager), Some(key)) = (manager, links::key(&policy)) else {

@@ -38,6 +38,17 @@ pub enum TimerKind {
     /// Emergency grant `grant_id` reaches its end: it is marked expired and the user re-planned,
     /// so the outbox takes the entitlement away ([`super::grants`]).
     GrantExpiry { grant_id: String },
+    /// A step of certification campaign `campaign` ([`super::certification`]): `remind`
+    /// reviewers with undecided items, or `due` (escalate them, or complete the campaign);
+    /// `round` counts escalations.
+    Certification {
+        campaign: String,
+        step: String,
+        round: i64,
+    },
+    /// The start of a certification period (`2027-Q1`, `2027-03`): the scheduled campaigns of
+    /// the policy's `[certification] scopes` are created ([`super::certification`]).
+    CertificationSchedule { period: String },
 }
 
 /// What a verification timer carries.
@@ -63,6 +74,8 @@ impl TimerKind {
             TimerKind::Verify(_) => "verify",
             TimerKind::SlaDeadline { .. } => "sla_deadline",
             TimerKind::GrantExpiry { .. } => "grant_expiry",
+            TimerKind::Certification { .. } => "certification",
+            TimerKind::CertificationSchedule { .. } => "certification_schedule",
         }
     }
 
@@ -75,6 +88,12 @@ impl TimerKind {
             TimerKind::Verify(v) => serde_json::to_value(v).unwrap_or_default(),
             TimerKind::SlaDeadline { plan_id } => json!({"plan_id": plan_id}),
             TimerKind::GrantExpiry { grant_id } => json!({"grant_id": grant_id}),
+            TimerKind::Certification {
+                campaign,
+                step,
+                round,
+            } => json!({"campaign": campaign, "step": step, "round": round}),
+            TimerKind::CertificationSchedule { period } => json!({"period": period}),
             _ => json!({}),
         }
     }
@@ -96,6 +115,14 @@ impl TimerKind {
             },
             "grant_expiry" => TimerKind::GrantExpiry {
                 grant_id: payload.get("grant_id")?.as_str()?.to_string(),
+            },
+            "certification" => TimerKind::Certification {
+                campaign: payload.get("campaign")?.as_str()?.to_string(),
+                step: payload.get("step")?.as_str()?.to_string(),
+                round: payload.get("round")?.as_i64()?,
+            },
+            "certification_schedule" => TimerKind::CertificationSchedule {
+                period: payload.get("period")?.as_str()?.to_string(),
             },
             _ => return None,
         })
@@ -127,6 +154,17 @@ impl Timer {
             TimerKind::SlaDeadline { plan_id } => sla_deadline_key(plan_id),
             // One expiry per grant.
             TimerKind::GrantExpiry { grant_id } => grant_expiry_key(grant_id),
+            TimerKind::Certification {
+                campaign,
+                step,
+                round,
+            } => format!(
+                "certification:{campaign}:{step}:{round}:{}",
+                self.due.timestamp()
+            ),
+            TimerKind::CertificationSchedule { period } => {
+                format!("certification_schedule:{period}")
+            }
             kind => format!("{}:{user}:{}", kind.name(), self.due.timestamp()),
         }
     }
@@ -203,6 +241,14 @@ pub fn fire(
         Some(TimerKind::SlaDeadline { plan_id }) => super::sla::deadline(c, &plan_id, now),
         Some(TimerKind::GrantExpiry { grant_id }) => {
             super::grants::expire(c, engine, &grant_id, now)
+        }
+        Some(TimerKind::Certification {
+            campaign,
+            step,
+            round,
+        }) => super::certification::fire(c, engine, &campaign, &step, round, now),
+        Some(TimerKind::CertificationSchedule { period }) => {
+            super::certification::fire_schedule(c, engine, &period, now)
         }
         _ => {
             let out = engine.replan(c, &row.user_id, Cause::Timer)?;
@@ -367,6 +413,14 @@ mod tests {
             },
             TimerKind::GrantExpiry {
                 grant_id: "g1".into(),
+            },
+            TimerKind::Certification {
+                campaign: "c1".into(),
+                step: "due".into(),
+                round: 1,
+            },
+            TimerKind::CertificationSchedule {
+                period: "2027-Q1".into(),
             },
         ] {
             assert_eq!(

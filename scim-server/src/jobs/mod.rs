@@ -688,6 +688,7 @@ impl Workers {
         blocking(move || {
             let now = engine.now();
             store.write_tx(|c, _| {
+                crate::engine::certification::ensure_schedule(c, &engine, now)?;
                 let due = timers::claim_due(c, now, 100)?;
                 for t in &due {
                     crate::engine::timers::fire(c, &engine, t, now)?;

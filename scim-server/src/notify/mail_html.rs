@@ -460,4 +460,104 @@ mod tests {
             artifact(name, &html);
         }
     }
+
+    /// A certification review mail as a reviewer reads it (with links) and as it reads without
+    /// links configured, text and HTML: snapshots, and the HTML written to
+    /// `$SCIMHUB_MAIL_ARTIFACTS/` when set.
+    #[test]
+    fn certification_review_templates() {
+        use crate::engine::notices::{certification_review, CertLine, CertMail};
+        use chrono::TimeZone;
+        let hub = "https://hub.example.com";
+        let due = chrono::Utc.with_ymd_and_hms(2027, 1, 15, 0, 0, 0).unwrap();
+        let links = [
+            "https://hub.example.com/admin/v1/links/eyJhIjoiY2VydC1jZXJ0aWZ5In0.01".to_string(),
+            "https://hub.example.com/admin/v1/links/eyJhIjoiY2VydC1yZXZva2UifQ.02".to_string(),
+            "https://hub.example.com/admin/v1/links/eyJhIjoiY2VydC1kZWxlZ2F0ZSJ9.03".to_string(),
+        ];
+        let lines = [
+            CertLine {
+                person: "Fay <b>Fox</b> (fay)",
+                connector: "erp",
+                entitlement: "group:ap",
+                source: "profile",
+                privileged: false,
+                seen: "verification 2026-12-30 09:00 UTC",
+                links: Some(&links),
+                item: "0190aa7e-0000-7000-8000-000000000001",
+            },
+            CertLine {
+                person: "bob http://evil.example/x",
+                connector: "github",
+                entitlement: "org:acme (role admin)",
+                source: "outside-profile",
+                privileged: true,
+                seen: "drift 2026-12-31 06:00 UTC",
+                links: Some(&links),
+                item: "0190aa7e-0000-7000-8000-000000000002",
+            },
+            CertLine {
+                person: "dan",
+                connector: "aws",
+                entitlement: "group:breakglass",
+                source: "grant",
+                privileged: true,
+                seen: "applied 2027-01-01 00:00 UTC",
+                links: Some(&links),
+                item: "0190aa7e-0000-7000-8000-000000000003",
+            },
+        ];
+        let linked = certification_review(
+            "Access review 2027-Q1",
+            "0190aa7e-c0de-7000-8000-000000000000",
+            due,
+            CertMail::Opened,
+            &lines,
+        );
+        let plain_lines: Vec<CertLine<'_>> = lines[..1]
+            .iter()
+            .map(|l| CertLine {
+                links: None,
+                ..l.clone()
+            })
+            .collect();
+        let plain = certification_review(
+            "Access review 2027-Q1",
+            "0190aa7e-c0de-7000-8000-000000000000",
+            due,
+            CertMail::Escalated,
+            &plain_lines,
+        );
+        for (name, n) in [
+            ("certification_review_linked", &linked),
+            ("certification_review_no_links", &plain),
+        ] {
+            assert!(!n.body.contains('{'), "{}", n.body);
+            let html = html_body(&n.subject, &n.body, Some(hub));
+            insta::assert_snapshot!(
+                format!("{name}_text"),
+                format!("Subject: {}\n\n{}", n.subject, n.body)
+            );
+            insta::assert_snapshot!(format!("{name}_html"), html.clone());
+            if let Some(dir) = std::env::var_os("SCIMHUB_MAIL_ARTIFACTS") {
+                std::fs::write(
+                    std::path::Path::new(&dir).join(format!("{name}.html")),
+                    &html,
+                )
+                .expect("artifact");
+            }
+        }
+        let html = html_body(&linked.subject, &linked.body, Some(hub));
+        // The person's name is escaped and a URL in it is never a link; the hub's links are.
+        assert!(html.contains("Fay &lt;b&gt;Fox&lt;/b&gt;"), "{html}");
+        assert!(!html.contains("href=\"http://evil.example"), "{html}");
+        assert!(html.contains(
+            "<a href=\"https://hub.example.com/admin/v1/links/eyJhIjoiY2VydC1yZXZva2UifQ.02\">"
+        ));
+        assert!(linked
+            .body
+            .contains("** OUTSIDE THE ROLE PROFILE, PRIVILEGED **"));
+        assert!(linked.body.contains("** EMERGENCY GRANT **"));
+        assert!(plain.body.contains("Decide: POST /admin/v1/campaigns/"));
+    }
 }

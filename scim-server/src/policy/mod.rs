@@ -69,11 +69,12 @@ pub mod reload;
 pub use diagnostics::{Diagnostic, PolicyError};
 pub use duration::{fmt_duration, parse_duration};
 pub use model::{
-    Approval, ApproverSettings, BlastRadius, ChatChannel, ChatFormat, ConnectorDef,
-    ContractorRules, DriftAction, DriftSettings, EntRef, GrantApproval, GrantSettings,
-    IncidentSettings, LeaverRules, NotifySettings, OnConflict, OnLeave, OwnedAttribute, Policy,
-    Profile, Settings, SodAction, SodRule, SourceRule, Verification, CONNECTOR_TYPES,
-    DEFAULT_CIRCUIT_FAILURES, DEFAULT_CIRCUIT_PROBE_SECS, DRIFT_KINDS, EVENT_TYPES, LEAVER_STEPS,
+    Approval, ApproverSettings, BlastRadius, CertSchedule, CertScope, CertificationSettings,
+    ChatChannel, ChatFormat, ConnectorDef, ContractorRules, DriftAction, DriftSettings, EntRef,
+    GrantApproval, GrantSettings, IncidentSettings, LeaverRules, NotifySettings, OnConflict,
+    OnLeave, OwnedAttribute, Policy, Profile, Settings, SodAction, SodRule, SourceRule,
+    Verification, CONNECTOR_TYPES, DEFAULT_CIRCUIT_FAILURES, DEFAULT_CIRCUIT_PROBE_SECS,
+    DRIFT_KINDS, EVENT_TYPES, LEAVER_STEPS,
 };
 
 #[cfg(test)]

@@ -67,6 +67,103 @@ pub struct Policy {
     pub incidents: IncidentSettings,
     pub drift: DriftSettings,
     pub grants: GrantSettings,
+    pub certification: CertificationSettings,
+}
+
+/// How often scheduled certification campaigns are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertSchedule {
+    /// At the start of each calendar quarter (UTC).
+    #[default]
+    Quarterly,
+    /// At the start of each calendar month (UTC).
+    Monthly,
+    /// Only on demand.
+    Off,
+}
+
+impl CertSchedule {
+    pub const NAMES: [&'static str; 3] = ["quarterly", "monthly", "off"];
+
+    pub fn parse(s: &str) -> Option<CertSchedule> {
+        match s {
+            "quarterly" => Some(CertSchedule::Quarterly),
+            "monthly" => Some(CertSchedule::Monthly),
+            "off" => Some(CertSchedule::Off),
+            _ => None,
+        }
+    }
+}
+
+/// What a campaign covers: access on these connectors, of people in these departments or
+/// matched by these profiles, only privileged entitlements; an empty list does not narrow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertScope {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connectors: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub departments: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    #[serde(default)]
+    pub privileged: bool,
+}
+
+impl CertScope {
+    /// Reads `connector=github,department=Sales,profile=engineer,privileged` (an empty text is
+    /// everything) and checks the connectors and profiles against `policy`.
+    pub fn parse(text: &str, policy: &Policy) -> Result<CertScope, String> {
+        let mut out = CertScope::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                None if part == "privileged" => out.privileged = true,
+                Some(("connector", v)) if policy.connectors.contains_key(v.trim()) => {
+                    out.connectors.push(v.trim().to_string())
+                }
+                Some(("connector", v)) => return Err(format!("unknown connector {:?}", v.trim())),
+                Some(("profile", v)) if policy.profile(v.trim()).is_some() => {
+                    out.profiles.push(v.trim().to_string())
+                }
+                Some(("profile", v)) => return Err(format!("unknown profile {:?}", v.trim())),
+                Some(("department", v)) if !v.trim().is_empty() => {
+                    out.departments.push(v.trim().to_string())
+                }
+                _ => {
+                    return Err(format!(
+                        "{part:?} is not a scope term (connector=NAME, department=NAME, \
+                         profile=NAME, privileged)"
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `[certification]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificationSettings {
+    pub schedule: CertSchedule,
+    /// How long reviewers have from a campaign's creation.
+    pub due: Duration,
+    /// Reminders this long before the due, to reviewers with undecided items.
+    pub remind: Vec<Duration>,
+    /// The time an escalated item's next reviewer has.
+    pub escalation: Duration,
+    /// The scheduled campaigns: one per scope (as written, checked); empty is one of everything.
+    pub scopes: Vec<(String, CertScope)>,
+}
+
+impl Default for CertificationSettings {
+    fn default() -> Self {
+        CertificationSettings {
+            schedule: CertSchedule::Quarterly,
+            due: Duration::days(14),
+            remind: vec![Duration::days(7), Duration::days(1)],
+            escalation: Duration::days(3),
+            scopes: Vec::new(),
+        }
+    }
 }
 
 /// The drift finding kinds a reconcile run reports, as stored and as the policy names them.
@@ -714,6 +811,7 @@ impl Policy {
             incidents: IncidentSettings::default(),
             drift: DriftSettings::default(),
             grants: GrantSettings::default(),
+            certification: CertificationSettings::default(),
         }
     }
 }

@@ -44,6 +44,19 @@ pub(super) struct RawPolicy {
     pub(super) drift: RawDrift,
     #[serde(default)]
     pub(super) grants: RawGrants,
+    #[serde(default)]
+    pub(super) certification: RawCertification,
+}
+
+/// `[certification]`: access certification campaigns (docs/certification.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertification {
+    pub(super) schedule: Option<S<String>>,
+    pub(super) due: Option<S<String>>,
+    pub(super) remind: Option<Vec<S<String>>>,
+    pub(super) escalation: Option<S<String>>,
+    pub(super) scopes: Option<Vec<S<String>>>,
 }
 
 /// `[grants]`: time-bound emergency grants.

@@ -87,6 +87,7 @@ mod write_hook;
 pub mod approvals;
 pub mod audit;
 pub mod audit_chain;
+pub mod certification;
 pub mod connector_health;
 pub mod drift;
 pub mod engine_state;

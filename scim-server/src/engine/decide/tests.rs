@@ -64,6 +64,7 @@ fn inputs<'a>(
         approval_rows: Vec::new(),
         overrides: Vec::new(),
         grants: Vec::new(),
+        revocations: Vec::new(),
         manager_accounts: BTreeMap::new(),
         manager_email: Some("mgr@example.com".into()),
     }

@@ -99,6 +99,9 @@ pub(crate) fn confirm_page(p: &LinkPreview, token: &str) -> String {
         "incident-ack" => "Acknowledge",
         "incident-resolve" => "Resolve",
         "extension-ask" => "Ask for the extension",
+        "cert-certify" => "Certify",
+        "cert-revoke" => "Revoke",
+        "cert-delegate" => "Delegate",
         _ => "Extend legacy access",
     };
     let (sent, reason) = match p.action.as_str() {
@@ -135,6 +138,25 @@ pub(crate) fn confirm_page(p: &LinkPreview, token: &str) -> String {
                 esc(&p.role)
             ),
             "",
+        ),
+        "cert-certify" | "cert-revoke" | "cert-delegate" => (
+            format!(
+                "This link was sent to {} as the {} reviewer and decides as them; the item is \
+                 decided once.",
+                esc(to),
+                esc(&p.role)
+            ),
+            if p.action == "cert-delegate" {
+                "<p><label for=\"delegate_to\">Delegate to (their userName):</label><br>\
+                 <input id=\"delegate_to\" name=\"delegate_to\" required maxlength=\"200\"></p>\
+                 <p><label for=\"reason\">Reason (required, recorded with the decision):</label><br>\
+                 <textarea id=\"reason\" name=\"reason\" rows=\"3\" cols=\"60\" maxlength=\"1000\" \
+                 required></textarea></p>"
+            } else {
+                "<p><label for=\"reason\">Reason (required, recorded with the decision):</label><br>\
+                 <textarea id=\"reason\" name=\"reason\" rows=\"3\" cols=\"60\" maxlength=\"1000\" \
+                 required></textarea></p>"
+            },
         ),
         _ => (
             format!(
@@ -173,6 +195,9 @@ struct LinkForm {
     reason: Option<String>,
     #[serde(default)]
     end: Option<String>,
+    /// A certification delegation's delegate (userName).
+    #[serde(default)]
+    delegate_to: Option<String>,
 }
 
 /// `POST` of a one-click link (the confirmation page's form): performs the action, once. The
@@ -189,7 +214,7 @@ pub(super) async fn follow_link(
     let result = match verified(&state, &token) {
         Ok(link) => {
             run(&state, move |a| {
-                a.follow_verified_form(link, form.reason, form.end)
+                a.follow_verified_form(link, form.reason, form.end, form.delegate_to)
             })
             .await
         }
@@ -359,5 +384,43 @@ mod tests {
                 .contains("type=\"date\" id=\"end\" name=\"end\" required"),
             "an extension ask asks for the date"
         );
+    }
+
+    /// A certification link's page asks for the reason (required) and, to delegate, for the
+    /// delegate: snapshot, and the HTML written to `$SCIMHUB_MAIL_ARTIFACTS/` when set.
+    #[test]
+    fn a_certification_page_requires_a_reason_and_names_the_delegate() {
+        let p = LinkPreview {
+            action: "cert-delegate".into(),
+            user_id: "u1".into(),
+            user_name: Some("fay <i>".into()),
+            addressee: "u-grace".into(),
+            addressee_name: None,
+            role: "manager".into(),
+            message: "Delegate the review of fay <i>'s group:ap on erp to someone else.".into(),
+        };
+        let page = confirm_page(&p, "tok");
+        assert!(page.contains("name=\"delegate_to\" required"), "{page}");
+        assert!(page.contains("name=\"reason\""), "{page}");
+        assert!(page.contains("required></textarea>"), "{page}");
+        assert!(page.contains(">Delegate</button>"), "{page}");
+        assert!(!page.contains("<i>"), "{page}");
+        insta::assert_snapshot!("certification_delegate_page", page.clone());
+        let revoke = confirm_page(
+            &LinkPreview {
+                action: "cert-revoke".into(),
+                ..p
+            },
+            "tok",
+        );
+        assert!(!revoke.contains("delegate_to"), "{revoke}");
+        assert!(revoke.contains(">Revoke</button>"), "{revoke}");
+        if let Some(dir) = std::env::var_os("SCIMHUB_MAIL_ARTIFACTS") {
+            std::fs::write(
+                std::path::Path::new(&dir).join("certification_delegate_page.html"),
+                &page,
+            )
+            .expect("artifact");
+        }
     }
 }

@@ -79,6 +79,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/reports/contractor/{user}").route(web::get().to(reports::contractor)))
             .service(res("/reconcile").route(web::post().to(reconcile)))
             .service(res("/drift").route(web::get().to(drift_findings)))
+            .service(
+                res("/campaigns")
+                    .route(web::get().to(list_campaigns))
+                    .route(web::post().to(create_campaign)),
+            )
+            .service(res("/campaigns/{id}").route(web::get().to(get_campaign)))
+            .service(res("/campaigns/{id}/report").route(web::get().to(campaign_report)))
+            .service(res("/campaigns/{id}/cancel").route(web::post().to(cancel_campaign)))
+            .service(
+                res("/campaigns/{id}/items/{item}/decision")
+                    .route(web::post().to(decide_campaign_item)),
+            )
+            .service(res("/revocations").route(web::get().to(list_revocations)))
+            .service(res("/revocations/{id}/lift").route(web::post().to(lift_revocation)))
             .service(res("/incidents").route(web::get().to(incidents)))
             .service(res("/incidents/{id}").route(web::get().to(incident)))
             .service(res("/incidents/{id}/acknowledge").route(web::post().to(acknowledge_incident)))
@@ -99,6 +113,8 @@ pub fn admin_scope(method: &actix_web::http::Method, path: &str) -> Scope {
         ["approvals"] => method == actix_web::http::Method::GET,
         ["approvals" | "extensions", _, "approve" | "reject"] => true,
         ["users", _, "extensions"] => true,
+        // Reviewers (managers, owners) decide their campaign items without being administrators.
+        ["campaigns", _, "items", _, "decision"] => true,
         _ => false,
     };
     if approval_route {
@@ -873,4 +889,145 @@ mod tests {
             assert_eq!(admin_scope(&m, p), Scope::Admin, "{m} {p}");
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct CampaignQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /campaigns?state=`: certification campaigns, newest first.
+async fn list_campaigns(
+    state: web::Data<AppState>,
+    q: web::Query<CampaignQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let rows = run(&state, move |a| {
+        a.campaigns(
+            q.state.as_deref().filter(|s| !s.is_empty()),
+            q.limit.unwrap_or(1000),
+        )
+    })
+    .await?;
+    Ok(list(rows))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCampaign {
+    name: String,
+    /// `connector=github,department=Sales,profile=engineer,privileged`; empty: everything.
+    #[serde(default)]
+    scope: String,
+    /// A duration from now (`14d`); default `[certification] due`.
+    #[serde(default)]
+    due: Option<String>,
+}
+
+/// `POST /campaigns {name, scope, due}`: opens a certification campaign now.
+async fn create_campaign(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let b: NewCampaign = body(&bytes)?;
+    let who = actor(&req);
+    let v = run(&state, move |a| {
+        let due = match b.due.as_deref() {
+            Some(d) => crate::admin::certification::parse_due(d)?,
+            None => a.engine.policy.current().certification.due,
+        };
+        a.create_campaign(&b.name, &b.scope, due, &who)
+    })
+    .await?;
+    Ok(ok(StatusCode::CREATED, v))
+}
+
+/// `GET /campaigns/{id}`: a campaign and its items.
+async fn get_campaign(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    Ok(ok(
+        StatusCode::OK,
+        run(&state, move |a| a.campaign(&id)).await?,
+    ))
+}
+
+/// `GET /campaigns/{id}/report`: the completion summary.
+async fn campaign_report(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    Ok(ok(
+        StatusCode::OK,
+        run(&state, move |a| a.campaign_report(&id)).await?,
+    ))
+}
+
+/// `POST /campaigns/{id}/cancel`.
+async fn cancel_campaign(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let who = actor(&req);
+    Ok(ok(
+        StatusCode::OK,
+        run(&state, move |a| a.cancel_campaign(&id, &who)).await?,
+    ))
+}
+
+/// `POST /campaigns/{id}/items/{item}/decision {decision, reason, delegate_to}`: a reviewer's
+/// decision, taken as the person the credential acts as.
+async fn decide_campaign_item(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    bytes: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let (id, item) = path.into_inner();
+    let b: crate::admin::certification::DecisionRequest = body(&bytes)?;
+    let by = principal(&req)?;
+    let d = run(&state, move |a| a.decide_campaign_item(&id, &item, &b, &by)).await?;
+    Ok(ok(StatusCode::OK, json!(d)))
+}
+
+#[derive(Debug, Deserialize)]
+struct RevocationQuery {
+    /// `all` lists lifted ones too (default: in force only).
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /revocations?status=all`: certification revocations, newest first.
+async fn list_revocations(
+    state: web::Data<AppState>,
+    q: web::Query<RevocationQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let in_force = q.status.as_deref() != Some("all");
+    let rows = run(&state, move |a| {
+        a.revocations(in_force, q.limit.unwrap_or(1000))
+    })
+    .await?;
+    Ok(list(rows))
+}
+
+/// `POST /revocations/{id}/lift`: an administrator lifts a revocation; the user is re-planned.
+async fn lift_revocation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let who = actor(&req);
+    Ok(ok(
+        StatusCode::OK,
+        run(&state, move |a| a.lift_revocation(&id, &who)).await?,
+    ))
 }

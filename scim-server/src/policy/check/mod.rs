@@ -6,6 +6,7 @@
 
 mod approvals;
 mod blast_radius;
+mod certification;
 mod connectors;
 mod contractor;
 mod drift;
@@ -91,7 +92,7 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
     let incidents = incidents::check(raw.incidents, d);
     let drift = drift::check(raw.drift, d);
     let grants = grants::check(raw.grants, &approvals, d);
-    Policy {
+    let mut policy = Policy {
         source: source.to_string(),
         settings,
         connectors: connectors.defs,
@@ -108,7 +109,11 @@ fn check(raw: RawPolicy, d: &mut Diags<'_>, source: &str) -> Policy {
         incidents,
         drift,
         grants,
-    }
+        certification: Default::default(),
+    };
+    // Scopes name connectors and profiles: checked against the rest of the policy.
+    policy.certification = certification::check(raw.certification, &policy, d);
+    policy
 }
 
 /// Checks a list of userNames (owners, approvers): none blank, none twice.
