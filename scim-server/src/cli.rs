@@ -117,7 +117,7 @@ pub enum ReportCommand {
         db: DbArgs,
     },
     /// A period for auditors: events by kind, SLA attainment per kind, incidents and their
-    /// resolution times, drift findings.
+    /// resolution times, drift findings, emergency grants, certification campaigns.
     Period {
         /// First day (YYYY-MM-DD, UTC) or time (RFC 3339), inclusive.
         #[arg(long)]

@@ -64,6 +64,7 @@ backends!(policy:
     delegation_through_the_api_and_certification_through_a_link,
     reminders_then_escalation_then_expiry,
     a_later_campaign_reviews_a_revocation_again,
+    an_emergency_grant_in_force_is_reviewed_as_a_grant,
 );
 backends!(review_policy: a_drift_finding_under_review_opens_a_micro_review);
 backends!(schedule_policy: the_schedule_creates_a_period_s_campaign_once);
@@ -875,4 +876,43 @@ fn bench_campaign_creation() {
     let t = std::time::Instant::now();
     let _ = env.admin.campaign_report(&id).unwrap();
     println!("report in {:?}", t.elapsed());
+}
+
+/// Access an emergency grant holds is an item of source `grant` (not `profile`, even where a
+/// profile would grant it to someone else), while the grant is in force.
+fn an_emergency_grant_in_force_is_reviewed_as_a_grant(env: Env) {
+    let (_grace, _olivia, _sec, _fay, bob, dan) = people(&env);
+    env.admin
+        .create_grant(&scim_server::admin::grants::GrantRequest {
+            user: "dan",
+            entitlement: "github:team:eng",
+            duration: Duration::hours(4),
+            reason: "covering the on-call rota",
+            requested_by: "oncall",
+            requester: None,
+        })
+        .unwrap();
+    env.run();
+    let id = create(&env, "github review", "connector=github");
+    let sources: Vec<(String, String, String)> = items(&env, &id)
+        .iter()
+        .map(|i| (i.user_id.clone(), ent(i).id, i.source.clone()))
+        .collect();
+    assert!(
+        sources.contains(&(dan.clone(), "eng".into(), "grant".into())),
+        "{sources:?}"
+    );
+    assert!(
+        sources.contains(&(bob.clone(), "eng".into(), "profile".into())),
+        "{sources:?}"
+    );
+    // Once the grant has ended, a new campaign no longer sees the access at all.
+    env.clock.advance(Duration::hours(5));
+    env.run();
+    let later = create(&env, "github review 2", "connector=github");
+    assert!(
+        items(&env, &later).iter().all(|i| i.user_id != dan),
+        "{:?}",
+        items(&env, &later)
+    );
 }

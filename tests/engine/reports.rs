@@ -9,6 +9,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use connectors::ConnectorError;
 use scim_server::admin::events::EventQuery;
+use scim_server::admin::grants::GrantRequest;
 use scim_server::admin::in_tx;
 use scim_server::report::{self, ReportError};
 use scim_server::store::{audit, audit_chain, report_archives};
@@ -199,6 +200,26 @@ fn period_report_counts_sla_and_incidents(env: Env) {
         .resolve_incident(breach, "oncall", Some("slack back"))
         .unwrap();
     let resolved_after = (env.engine.now() - (left_at + Duration::hours(1))).num_seconds();
+    // An emergency grant for bob and a certification campaign over slack, both in the period.
+    env.admin
+        .create_grant(&GrantRequest {
+            user: "bob",
+            entitlement: "github:team:eng",
+            duration: Duration::hours(4),
+            reason: "incident INC-7",
+            requested_by: "oncall",
+            requester: None,
+        })
+        .unwrap();
+    env.run();
+    env.admin
+        .create_campaign(
+            "Q1 slack review",
+            "connector=slack",
+            Duration::days(14),
+            "auditor",
+        )
+        .unwrap();
 
     let from = report::parse_bound("2025-03-03", false, "from").unwrap();
     let to = report::parse_bound("2025-03-03", true, "to").unwrap();
@@ -216,10 +237,15 @@ fn period_report_counts_sla_and_incidents(env: Env) {
             .clone()
     };
     let events = section("events");
-    assert_eq!(events["total"], 3, "{events:#}");
+    // The grant's re-plan of bob is an update event.
+    assert_eq!(events["total"], 4, "{events:#}");
     assert_eq!(
         events["kinds"],
-        json!([{"kind": "joiner", "count": 2}, {"kind": "leaver", "count": 1}])
+        json!([
+            {"kind": "joiner", "count": 2},
+            {"kind": "leaver", "count": 1},
+            {"kind": "update", "count": 1}
+        ])
     );
     let sla = section("sla");
     let leaver = sla["kinds"]
@@ -253,6 +279,33 @@ fn period_report_counts_sla_and_incidents(env: Env) {
         "{item:#}"
     );
     assert_eq!(section("drift")["total"], 0);
+    let grants = section("grants");
+    assert_eq!(grants["total"], 1, "{grants:#}");
+    let g = &grants["items"][0];
+    assert_eq!(
+        (
+            &g["connector"],
+            &g["entitlement"],
+            &g["state"],
+            &g["reason"]
+        ),
+        (
+            &json!("github"),
+            &json!("team:eng"),
+            &json!("active"),
+            &json!("incident INC-7")
+        ),
+        "{g:#}"
+    );
+    assert_eq!(g["held_secs"], json!(4 * 3600));
+    let campaigns = section("campaigns");
+    assert_eq!(campaigns["total"], 1, "{campaigns:#}");
+    let camp = &campaigns["items"][0];
+    assert_eq!(camp["name"], "Q1 slack review");
+    assert_eq!(camp["state"], "open");
+    assert!(camp["items"].as_u64().unwrap() >= 1, "{camp:#}");
+    assert_eq!(camp["decided"], 0);
+    assert_eq!(camp["completion_pct"], json!(0.0));
 
     // A later day has none of it; a period that ends before it starts is refused.
     let later = report::period::build(&env.store, to, to + Duration::days(1), now).unwrap();
@@ -271,10 +324,14 @@ fn period_report_counts_sla_and_incidents(env: Env) {
         "Incidents",
         "Drift findings",
         "oncall",
+        "Emergency grants",
+        "incident INC-7",
+        "Access certification campaigns",
+        "Q1 slack review",
     ] {
         assert!(html.contains(needle), "{needle} missing");
     }
-    assert_eq!(html.matches("<svg").count(), 4);
+    assert_eq!(html.matches("<svg").count(), 6);
     artifact("report-period.html", &html);
 }
 

@@ -38,7 +38,7 @@ use crate::store::{approvals, audit, drift as store_drift, engine_state, DbConne
 pub const SOURCE_PROFILE: &str = "profile";
 /// Access no matched profile grants (a mover's kept access, something added on the system).
 pub const SOURCE_OUTSIDE: &str = "outside-profile";
-/// Access held by an emergency grant (see [`emergency_grant_source`]).
+/// Access held by an emergency grant in force (`engine_grants`).
 pub const SOURCE_GRANT: &str = "grant";
 /// Access a profile grants that an earlier campaign revoked: the next campaign in scope reviews
 /// the revocation again (certify lifts it, revoke keeps it).
@@ -46,19 +46,6 @@ pub const SOURCE_REVOKED: &str = "revoked";
 
 /// The reviewer levels, in escalation order.
 pub const LADDER: [&str; 3] = ["manager", "owner", "security"];
-
-/// SEAM for emergency grants (`engine_grants`, built separately): whether `user_id` holds
-/// `entitlement` on `connector` through an emergency grant, which makes its item's source
-/// [`SOURCE_GRANT`]. Until the grants table is merged nothing is a grant; the lead wires this
-/// function to the grants store when merging.
-pub fn emergency_grant_source(
-    _c: &mut DbConnection,
-    _user_id: &str,
-    _connector: &str,
-    _entitlement: &Entitlement,
-) -> HubResult<bool> {
-    Ok(false)
-}
 
 /// Where a level sits on the ladder (a delegate decides at the manager's level).
 fn level_index(level: &str) -> usize {
@@ -227,8 +214,18 @@ fn candidates(
     policy: &Policy,
     scope: &CertScope,
     cache: &mut HashMap<String, Subject>,
+    now: DateTime<Utc>,
 ) -> HubResult<Vec<Candidate>> {
     let mut out: Vec<Candidate> = Vec::new();
+    // What emergency grants hold now: their items are marked as grants, not as profile access.
+    let granted: std::collections::HashSet<(String, String, Entitlement)> =
+        crate::store::grants::all_in_force(c, now)?
+            .into_iter()
+            .filter_map(|g| {
+                let e = serde_json::from_str::<Entitlement>(&g.entitlement).ok()?;
+                Some((g.user_id, g.connector, e))
+            })
+            .collect();
     let conn_ok = |n: &str| scope.connectors.is_empty() || scope.connectors.iter().any(|s| s == n);
     for (user, connector, text, updated) in store::accounts(c)? {
         if !conn_ok(&connector) {
@@ -254,7 +251,7 @@ fn candidates(
             if scope.privileged && !p {
                 continue;
             }
-            let source = if emergency_grant_source(c, &user, &connector, e)? {
+            let source = if granted.contains(&(user.clone(), connector.clone(), e.clone())) {
                 SOURCE_GRANT
             } else if granted_by(policy, &profiles, &connector, e) {
                 SOURCE_PROFILE
@@ -399,7 +396,7 @@ pub fn create(
         return Ok(None);
     }
     let mut cache = HashMap::new();
-    let found = candidates(c, &policy, scope, &mut cache)?;
+    let found = candidates(c, &policy, scope, &mut cache, now)?;
     let mut reviewers = std::collections::BTreeSet::new();
     for cand in &found {
         let doc = cache.get(&cand.user).and_then(|s| s.doc.as_ref());

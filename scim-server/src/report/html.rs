@@ -43,6 +43,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "section_drift.html",
         include_str!("templates/section_drift.html"),
     ),
+    (
+        "section_grants.html",
+        include_str!("templates/section_grants.html"),
+    ),
+    (
+        "section_campaigns.html",
+        include_str!("templates/section_campaigns.html"),
+    ),
 ];
 
 fn env() -> ReportResult<&'static Environment<'static>> {

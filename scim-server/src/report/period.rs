@@ -57,6 +57,8 @@ pub const SECTIONS: &[SectionFn] = &[
     sla_attainment,
     incidents_section,
     drift_section,
+    grants_section,
+    campaigns_section,
 ];
 
 /// The report for `from`..`to`.
@@ -346,6 +348,145 @@ pub fn drift_section(c: &mut DbConnection, p: &Period) -> HubResult<Section> {
             "truncated": truncated,
             "by_kind": to_value(&by_kind),
             "items": to_value(&items),
+        }),
+        charts: vec![chart],
+    })
+}
+
+/// One emergency grant as the period report lists it.
+#[derive(Debug, Clone, Serialize)]
+struct GrantItem {
+    id: String,
+    user_id: String,
+    connector: String,
+    entitlement: String,
+    state: String,
+    reason: String,
+    requested_by: String,
+    decided_by: Option<String>,
+    created: DateTime<Utc>,
+    activated: Option<DateTime<Utc>>,
+    expires: DateTime<Utc>,
+    ended: Option<DateTime<Utc>>,
+    /// How long it gave access within its life (activation to end or expiry), in seconds.
+    held_secs: Option<i64>,
+}
+
+/// Emergency grants in force or created in the period, with who approved them.
+pub fn grants_section(c: &mut DbConnection, p: &Period) -> HubResult<Section> {
+    let rows = crate::store::grants::in_period(c, p.from, p.to)?;
+    let truncated = rows.len() as i64 > MAX_ROWS;
+    let items: Vec<GrantItem> = rows
+        .into_iter()
+        .take(MAX_ROWS as usize)
+        .map(|g| {
+            let end = g.ended.map_or(g.expires, |e| e.min(g.expires));
+            GrantItem {
+                held_secs: g.activated.map(|a| (end - a).num_seconds().max(0)),
+                entitlement: serde_json::from_str::<connectors::Entitlement>(&g.entitlement)
+                    .map(|e| match e.role {
+                        Some(r) => format!("{}:{} (role {r})", e.kind, e.id),
+                        None => format!("{}:{}", e.kind, e.id),
+                    })
+                    .unwrap_or_else(|_| "(unknown entitlement)".into()),
+                id: g.id,
+                user_id: g.user_id,
+                connector: g.connector,
+                state: g.state.as_str().to_string(),
+                reason: g.reason,
+                requested_by: g.requested_by,
+                decided_by: g.decided_by,
+                created: g.created,
+                activated: g.activated,
+                expires: g.expires,
+                ended: g.ended,
+            }
+        })
+        .collect();
+    let mut by_connector: Vec<KindCount> = Vec::new();
+    for g in &items {
+        match by_connector.iter_mut().find(|k| k.kind == g.connector) {
+            Some(k) => k.count += 1,
+            None => by_connector.push(KindCount {
+                kind: g.connector.clone(),
+                count: 1,
+            }),
+        }
+    }
+    let chart = chart::bars(
+        "Emergency grants, per system",
+        &by_connector
+            .iter()
+            .map(|k| Datum::new(k.kind.clone(), k.count as f64, k.count.to_string()).tone("warn"))
+            .collect::<Vec<_>>(),
+        None,
+    );
+    let active = items.iter().filter(|g| g.state == "active").count();
+    Ok(Section {
+        id: "grants",
+        title: "Emergency grants".into(),
+        data: serde_json::json!({
+            "total": items.len(),
+            "active": active,
+            "truncated": truncated,
+            "by_connector": to_value(&by_connector),
+            "items": to_value(&items),
+        }),
+        charts: vec![chart],
+    })
+}
+
+/// Certification campaigns open during the period (created before its end, not completed or
+/// cancelled before its start): completion and decisions of each.
+pub fn campaigns_section(c: &mut DbConnection, p: &Period) -> HubResult<Section> {
+    use crate::store::certification as cert;
+    let mut items = Vec::new();
+    let mut chart_data = Vec::new();
+    for camp in cert::list(c, None, MAX_ROWS)? {
+        let created = parse_ts(&camp.created);
+        let ended = camp.completed_at.as_deref().and_then(parse_ts);
+        let overlaps = created.is_some_and(|t| t < p.to) && ended.is_none_or(|e| e >= p.from);
+        if !overlaps {
+            continue;
+        }
+        let rows = cert::items(c, &camp.id)?;
+        let count = |d: Option<&str>| rows.iter().filter(|i| i.decision.as_deref() == d).count();
+        let decided = rows.len() - count(None);
+        let completion = if rows.is_empty() {
+            100.0
+        } else {
+            (decided as f64 * 1000.0 / rows.len() as f64).round() / 10.0
+        };
+        chart_data.push(
+            Datum::new(camp.name.clone(), completion, format!("{completion:.1} %"))
+                .tone(if completion >= 100.0 { "good" } else { "warn" }),
+        );
+        items.push(serde_json::json!({
+            "id": camp.id,
+            "name": camp.name,
+            "kind": camp.kind,
+            "state": camp.state,
+            "created": camp.created,
+            "due": camp.due,
+            "completed_at": camp.completed_at,
+            "items": rows.len(),
+            "decided": decided,
+            "certify": count(Some("certify")),
+            "revoke": count(Some("revoke")),
+            "expired": count(Some("expired")),
+            "undecided": count(None),
+            "completion_pct": completion,
+        }));
+    }
+    let completed = items.iter().filter(|i| i["state"] == "completed").count();
+    let chart = chart::bars("Campaign completion", &chart_data, Some(100.0));
+    Ok(Section {
+        id: "campaigns",
+        title: "Access certification campaigns".into(),
+        data: serde_json::json!({
+            "total": items.len(),
+            "completed": completed,
+            "items": items,
         }),
         charts: vec![chart],
     })

@@ -247,6 +247,15 @@ pub fn list(c: &mut DbConnection, query: &GrantQuery<'_>) -> HubResult<Vec<Grant
     load(q, c)
 }
 
+/// Every grant in force at `now` (a certification campaign marks their items).
+pub fn all_in_force(c: &mut DbConnection, now: DateTime<Utc>) -> HubResult<Vec<GrantRow>> {
+    let mut q = Sql::<St>::new(COLS);
+    q.push("WHERE state = 'active' AND expires > ")
+        .text(fmt_ts(now))
+        .push(" ORDER BY created, id");
+    load(q, c)
+}
+
 /// A user's grants in force at `now` (what planning adds to the desired state).
 pub fn in_force(
     c: &mut DbConnection,
