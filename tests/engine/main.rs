@@ -12,6 +12,7 @@ mod demo;
 mod events_api;
 mod incident_notices;
 mod notify;
+mod onboarding;
 mod outages;
 mod sources;
 mod takeover;
