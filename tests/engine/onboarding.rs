@@ -58,13 +58,20 @@ fn window_burst(pg: bool) {
     let m = &mails[0];
     assert_eq!(
         m.recipients,
-        vec!["hr-lead@example.com".to_string(), "it-lead@example.com".to_string()]
+        vec![
+            "hr-lead@example.com".to_string(),
+            "it-lead@example.com".to_string()
+        ]
     );
     assert!(m.subject.contains("3 joiners from okta"), "{}", m.subject);
     for name in ["wanda", "walt", "wes"] {
         assert!(m.body.contains(name), "{name}: {}", m.body);
     }
-    assert!(!m.body.contains("olga") && !m.body.contains("otto"), "{}", m.body);
+    assert!(
+        !m.body.contains("olga") && !m.body.contains("otto"),
+        "{}",
+        m.body
+    );
     assert!(m.body.contains("joiners sent close together"), "{}", m.body);
     // Once per burst.
     env.clock.advance(Duration::minutes(6));
