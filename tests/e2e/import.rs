@@ -89,11 +89,16 @@ fn urlencode(s: &str) -> String {
 }
 
 fn total_users(app: &TestApp) -> u64 {
-    // The resources themselves: a server on SQLite caches its type counts, which another
-    // process's writes do not update until it restarts.
     app.get("/Users?count=1000").send().status(200).json()["Resources"]
         .as_array()
         .map_or(0, |a| a.len() as u64)
+}
+
+/// `totalResults` of an unfiltered list: on SQLite the server's cached count.
+fn total_results(app: &TestApp) -> u64 {
+    app.get("/Users?count=1").send().status(200).json()["totalResults"]
+        .as_u64()
+        .unwrap()
 }
 
 const HEADER: &str = "externalId,userName,name.givenName,\"emails[type eq \"\"work\"\"].value\",urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber,manager";
@@ -263,4 +268,136 @@ fn full_deactivation(backend: Backend) {
     ));
     assert!(out.contains("5 deactivated"), "{out}");
     assert!(pending_holds(&app) >= 1, "no hold above the guard");
+}
+
+backends!(
+    a_running_server_sees_what_an_import_beside_it_wrote,
+    |app| {
+        let policy = policy_of(&app);
+        app.create_user("first");
+        // The server counts (and on SQLite caches the count and the id ranks) before the import.
+        assert_eq!(total_results(&app), 1);
+        let page = app
+            .get("/Users?startIndex=2&count=1")
+            .send()
+            .status(200)
+            .json();
+        assert_eq!(
+            page["Resources"].as_array().map_or(0, Vec::len),
+            0,
+            "{page}"
+        );
+        let out = stdout(&import(&app, &policy, &full_roster(0..3), "hris", &[]));
+        assert!(out.contains("3 created"), "{out}");
+        // A server on the same file sees the other process's creates: count and deep pages.
+        assert_eq!(total_results(&app), 4);
+        let page = app
+            .get("/Users?startIndex=4&count=1")
+            .send()
+            .status(200)
+            .json();
+        assert_eq!(page["totalResults"], 4, "{page}");
+        assert_eq!(
+            page["Resources"].as_array().map_or(0, Vec::len),
+            1,
+            "{page}"
+        );
+        // Its own writes still count as before.
+        app.create_user("last");
+        assert_eq!(total_results(&app), 5);
+    }
+);
+
+const ACME: &str = "urn:example:acme:2.0:User";
+
+#[test]
+fn typed_extension_cells_and_later_managers_sqlite() {
+    typed_cells_and_later_managers(Backend::Sqlite);
+}
+
+#[test]
+fn typed_extension_cells_and_later_managers_postgres() {
+    typed_cells_and_later_managers(Backend::Postgres);
+}
+
+fn typed_cells_and_later_managers(backend: Backend) {
+    let dir =
+        std::env::temp_dir().join(format!("scimhub-import-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = dir.join("acme.schema.json");
+    std::fs::write(
+        &schema,
+        serde_json::json!({"id": ACME, "name": "Acme", "attributes": [
+            {"name": "level", "type": "integer"},
+            {"name": "remote", "type": "boolean"},
+            {"name": "fte", "type": "decimal"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let Some(app) = TestApp::builder(backend)
+        .config(&format!(
+            "[[schema_extensions]]\nfile = \"{}\"\nresource_type = \"User\"\n",
+            schema.display()
+        ))
+        .start()
+    else {
+        eprintln!("SCIMHUB_TEST_POSTGRES_URL not set: PostgreSQL variant not run");
+        return;
+    };
+    // The import reads the same configuration (the extension schema) as the server.
+    let config = app.dir.join("scimhub.toml");
+    let policy = policy_of(&app);
+    let csv = format!(
+        "externalId,userName,{ENT}:employeeNumber,{ACME}:level,{ACME}:remote,{ACME}:fte,manager\n\
+         T1,tia,1,3,yes,0.5,3\n\
+         T2,tom,2,seven,no,1,\n\
+         T3,tess,3,5,false,1.0,4\n\
+         T4,theo,4,9,true,0.8,\n\
+         T5,tara,5,1,maybe,1,\n\
+         T6,tim,6,2,no,half,\n\
+         T7,tod,7,2,no,1,42\n"
+    );
+    let out = stdout(&import(
+        &app,
+        &policy,
+        &csv,
+        "hris",
+        &["--config", config.to_str().unwrap()],
+    ));
+    // Typed cells: stored as their schema types; a cell that does not parse refuses its row.
+    assert!(
+        out.contains("line 3: refused tom: urn:example:acme:2.0:User:level must be an integer, not \"seven\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("line 6: refused tara:")
+            && out.contains("must be true or false, not \"maybe\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("line 7: refused tim:")
+            && out.contains("must be a decimal number, not \"half\""),
+        "{out}"
+    );
+    // Managers named by later rows resolve (tia -> tess -> theo); an unknown one is refused.
+    assert!(out.contains("line 2: created tia"), "{out}");
+    assert!(out.contains("line 4: created tess"), "{out}");
+    assert!(
+        out.contains("line 8: refused tod: unknown manager \"42\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("3 created, 0 updated, 0 unchanged, 0 deactivated, 4 refused"),
+        "{out}"
+    );
+    let tia = find(&app, "tia").expect("tia");
+    let tess = find(&app, "tess").expect("tess");
+    let theo = find(&app, "theo").expect("theo");
+    assert_eq!(tia[ACME]["level"], 3, "{tia}");
+    assert_eq!(tia[ACME]["remote"], true, "{tia}");
+    assert_eq!(tia[ACME]["fte"], 0.5, "{tia}");
+    assert_eq!(tia[ENT]["manager"]["value"], tess["id"], "{tia}");
+    assert_eq!(tess[ENT]["manager"]["value"], theo["id"], "{tess}");
+    assert!(find(&app, "tom").is_none() && find(&app, "tod").is_none());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,6 +17,7 @@ mod import;
 mod jwks;
 mod metrics;
 mod more_clients;
+mod onboarding;
 mod operator_cli;
 mod proxy;
 mod queries;

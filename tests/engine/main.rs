@@ -14,6 +14,7 @@ mod events_api;
 mod grants;
 mod incident_notices;
 mod notify;
+mod onboarding;
 mod outages;
 mod reports;
 mod sources;

@@ -31,6 +31,7 @@ pub mod incident_notices;
 pub mod links;
 pub mod load;
 pub mod notices;
+pub mod onboarding;
 pub mod outcome;
 pub mod plan;
 pub mod reconcile;
@@ -224,6 +225,22 @@ impl Engine {
             }
         }
         commit::commit(c, &decision, inputs.now)?;
+        // A client's joiner belongs to a bulk onboarding (the confirmation to the HR and IT
+        // leads, see `onboarding`).
+        if let (Some(client), Some(w), plan::EventKind::Joiner) =
+            (client, decision.writes.as_ref(), decision.outcome.event)
+        {
+            if w.record_event {
+                onboarding::record_joiner(
+                    c,
+                    &inputs.policy,
+                    client,
+                    user_id,
+                    &w.plan_id,
+                    inputs.now,
+                )?;
+            }
+        }
         Ok(decision.outcome)
     }
 

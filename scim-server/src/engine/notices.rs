@@ -764,3 +764,144 @@ pub fn certification_review(
         body,
     }
 }
+
+/// At most this many people are listed per section of an onboarding confirmation (a roster
+/// import of 100,000 joiners stays a readable mail).
+pub const ONBOARDING_MAX_LISTED: usize = 500;
+
+/// The bulk onboarding confirmation for the HR and IT leads (`engine::onboarding`): per joiner
+/// (named by displayName and userName, quoted: the directory's text) what was granted, what
+/// waits for approval and from whom, and what failed with the reason; people needing attention
+/// first, then those waiting, then those with everything.
+pub fn onboarding_confirmation(s: &super::onboarding::OnboardingSummary) -> Notice {
+    use super::onboarding::{Access, Joiner};
+    use crate::store::bursts::BurstSource;
+    let tally = super::onboarding::tally(s);
+    let count = |k: &str| tally.get(k).copied().unwrap_or(0);
+    let (ready, waiting, attention) = (count("ready"), count("waiting"), count("attention"));
+    let total = s.joiners.len();
+    let source = match s.source {
+        BurstSource::Bulk => "one /Bulk request",
+        BurstSource::Import => "one roster import (scimhub import)",
+        BurstSource::Window => "joiners sent close together",
+    };
+    let joiners = |n: usize| if n == 1 { "joiner" } else { "joiners" };
+    let on = |a: &Access| {
+        if a.what == "account" {
+            format!("account on {}", a.system)
+        } else {
+            format!("{} on {}", a.what, a.system)
+        }
+    };
+    let mut body = format!(
+        "Onboarding confirmation: {total} {} written by the client {} ({source}), planned from \
+         {} to {}.\n\n\
+         Every plan reached a final state:\n\
+         - {ready} with all access granted\n\
+         - {waiting} waiting for approval\n\
+         - {attention} needing attention (a failure, or held for confirmation)\n",
+        joiners(total),
+        s.client,
+        s.started.format("%Y-%m-%d %H:%M:%S UTC"),
+        s.last_at.format("%Y-%m-%d %H:%M:%S UTC"),
+    );
+    let person = |j: &Joiner| {
+        user_text(&person_label(
+            &j.user_id,
+            j.user_name.as_deref(),
+            j.display_name.as_deref(),
+        ))
+    };
+    let section = |title: &str, people: Vec<&Joiner>, body: &mut String| {
+        if people.is_empty() {
+            return;
+        }
+        body.push_str(&format!("\n{title} ({}):\n", people.len()));
+        let more = people.len().saturating_sub(ONBOARDING_MAX_LISTED);
+        for j in people.into_iter().take(ONBOARDING_MAX_LISTED) {
+            body.push_str("\nPerson (as the directory names them):\n");
+            body.push_str(&person(j));
+            for f in &j.failed {
+                body.push_str(&format!(
+                    "  Failed: {}. Reason, as recorded by scimhub:\n{}",
+                    on(&f.access),
+                    user_text(&f.reason)
+                ));
+            }
+            for a in &j.held {
+                body.push_str(&format!(
+                    "  Held for confirmation (blast-radius hold): {}\n",
+                    on(a)
+                ));
+            }
+            for w in &j.waiting {
+                body.push_str(&format!(
+                    "  Waiting for approval: {}, to be decided at the {} level",
+                    on(&w.access),
+                    w.level
+                ));
+                if w.level == "manager" {
+                    match w.approvers.first() {
+                        Some(m) => {
+                            body.push_str(" by their manager:\n");
+                            body.push_str(&user_text(m));
+                        }
+                        None => body.push_str(" (the directory names no manager)\n"),
+                    }
+                } else if w.approvers.is_empty() {
+                    body.push_str(" (the policy names no approver)\n");
+                } else {
+                    body.push_str(&format!(" by {}\n", w.approvers.join(", ")));
+                }
+                if !w.addresses.is_empty() {
+                    body.push_str(&format!("    also asked: {}\n", w.addresses.join(", ")));
+                }
+            }
+            if !j.granted.is_empty() {
+                let list: Vec<String> = j.granted.iter().map(&on).collect();
+                body.push_str(&format!("  Granted: {}\n", list.join("; ")));
+            }
+        }
+        if more > 0 {
+            body.push_str(&format!(
+                "\n... and {more} more (the events API lists every joiner).\n"
+            ));
+        }
+    };
+    let attention_people: Vec<&Joiner> = s
+        .joiners
+        .iter()
+        .filter(|j| !j.failed.is_empty() || !j.held.is_empty())
+        .collect();
+    let waiting_people: Vec<&Joiner> = s
+        .joiners
+        .iter()
+        .filter(|j| j.failed.is_empty() && j.held.is_empty() && !j.waiting.is_empty())
+        .collect();
+    let ready_people: Vec<&Joiner> = s
+        .joiners
+        .iter()
+        .filter(|j| j.failed.is_empty() && j.held.is_empty() && j.waiting.is_empty())
+        .collect();
+    section("Needing attention", attention_people, &mut body);
+    section("Waiting for approval", waiting_people, &mut body);
+    section("All access granted", ready_people, &mut body);
+    body.push_str(&format!(
+        "\nThe events behind this mail are in the admin API (GET {API_PREFIX}/events?user=ID).\n"
+    ));
+    let mut subject = format!(
+        "scimhub: onboarding confirmation: {total} {} from {}",
+        joiners(total),
+        s.client
+    );
+    if waiting + attention > 0 {
+        subject.push_str(&format!(
+            " ({waiting} waiting for approval, {attention} needing attention)"
+        ));
+    }
+    Notice {
+        kind: "onboarding_confirmation",
+        subject,
+        body,
+    }
+}

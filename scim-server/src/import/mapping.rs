@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use scim_schema::schema::core::{ENTERPRISE_USER, USER};
+use scim_schema::schema::{AttrType, ResourceSchema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -187,14 +188,7 @@ pub fn split_path(path: &str) -> Result<Path3, ImportError> {
 }
 
 /// A cell's JSON value: `active` is a boolean, everything else a string.
-fn cell_value(p: &Path3, cell: &str) -> Result<Value, String> {
-    if p.urn.is_none() && p.attr.eq_ignore_ascii_case("active") && p.sub.is_none() {
-        return match cell.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => Ok(Value::Bool(true)),
-            "false" | "no" | "0" => Ok(Value::Bool(false)),
-            other => Err(format!("active must be true or false, not {other:?}")),
-        };
-    }
+fn cell_value(p: &Path3, ty: AttrType, name: &str, cell: &str) -> Result<Value, String> {
     if p.urn.is_none() && p.attr.eq_ignore_ascii_case("emails") && p.sub.as_deref() == Some("value")
     {
         let ok = cell.split_once('@').is_some_and(|(l, d)| {
@@ -205,7 +199,32 @@ fn cell_value(p: &Path3, cell: &str) -> Result<Value, String> {
             return Err(format!("invalid email address {cell:?}"));
         }
     }
-    Ok(Value::String(cell.to_string()))
+    typed(ty, name, cell)
+}
+
+/// The cell as a value of the attribute's schema type: `boolean` (`true`/`yes`/`1`,
+/// `false`/`no`/`0`), `integer`, `decimal`; every other type stays text (the service validates
+/// it as for any SCIM write).
+fn typed(ty: AttrType, name: &str, cell: &str) -> Result<Value, String> {
+    match ty {
+        AttrType::Boolean => match cell.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(Value::Bool(true)),
+            "false" | "no" | "0" => Ok(Value::Bool(false)),
+            _ => Err(format!("{name} must be true or false, not {cell:?}")),
+        },
+        AttrType::Integer => cell
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| format!("{name} must be an integer, not {cell:?}")),
+        AttrType::Decimal => cell
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{name} must be a decimal number, not {cell:?}")),
+        _ => Ok(Value::String(cell.to_string())),
+    }
 }
 
 /// Sets `p` to `v` in `doc`.
@@ -270,26 +289,65 @@ pub fn set(doc: &mut Map<String, Value>, p: &Path3, v: Value) {
     }
 }
 
+/// A column resolved once per file: its target, its parsed path and its schema type.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub target: Target,
+    path: Option<Path3>,
+    ty: AttrType,
+}
+
+/// Resolves `targets` against the User schema (core, enterprise and the configured extensions):
+/// each attribute column gets its parsed path and the type its cells are converted to. A path no
+/// schema defines stays text (validation refuses it in strict mode).
+pub fn columns(targets: &[Target], schema: &ResourceSchema) -> Result<Vec<Column>, ImportError> {
+    targets
+        .iter()
+        .map(|t| {
+            let Target::Attr(path) = t else {
+                return Ok(Column {
+                    target: t.clone(),
+                    path: None,
+                    ty: AttrType::String,
+                });
+            };
+            let p = split_path(path)?;
+            let ty = schema
+                .top_level(p.urn.as_deref(), &p.attr)
+                .and_then(|(_, a)| match &p.sub {
+                    Some(sub) => a.sub_attribute(sub),
+                    None => Some(a),
+                })
+                .map_or(AttrType::String, |a| a.attr_type);
+            Ok(Column {
+                target: t.clone(),
+                path: Some(p),
+                ty,
+            })
+        })
+        .collect()
+}
+
 /// The attributes one row sets (no `schemas`), with the manager cell apart; empty cells set
-/// nothing. An invalid cell refuses the whole row.
+/// nothing. An invalid cell (a bad email, a cell that does not parse as its attribute's type)
+/// refuses the whole row.
 pub fn row_doc(
-    targets: &[Target],
+    columns: &[Column],
     record: &csv::StringRecord,
 ) -> Result<(Map<String, Value>, Option<String>), String> {
     let mut doc = Map::new();
     let mut manager = None;
-    for (t, cell) in targets.iter().zip(record.iter()) {
+    for (col, cell) in columns.iter().zip(record.iter()) {
         let cell = cell.trim();
         if cell.is_empty() {
             continue;
         }
-        match t {
-            Target::Ignore => {}
-            Target::Manager => manager = Some(cell.to_string()),
-            Target::Attr(path) => {
-                let p = split_path(path).map_err(|e| e.to_string())?;
-                set(&mut doc, &p, cell_value(&p, cell)?);
+        match (&col.target, &col.path) {
+            (Target::Manager, _) => manager = Some(cell.to_string()),
+            (Target::Attr(name), Some(p)) => {
+                set(&mut doc, p, cell_value(p, col.ty, name, cell)?);
             }
+            _ => {}
         }
     }
     Ok((doc, manager))
@@ -381,6 +439,7 @@ mod tests {
                 "active".into(),
             ])
             .unwrap();
+        let targets = columns(&targets, &user_schema(false)).unwrap();
         let rec = csv::StringRecord::from(vec!["ada", "ada@example.com", "E1", "false"]);
         let (doc, mgr) = row_doc(&targets, &rec).unwrap();
         assert_eq!(
@@ -393,6 +452,81 @@ mod tests {
         assert!(row_doc(&targets, &rec)
             .unwrap_err()
             .contains("invalid email"));
+    }
+
+    const EXT: &str = "urn:example:acme:2.0:User";
+
+    /// The User schema, with a custom extension of typed attributes when `ext`.
+    fn user_schema(ext: bool) -> ResourceSchema {
+        let mut registry = crate::service::schemas::registry();
+        if ext {
+            crate::service::schemas::add_extension_json(
+                &mut registry,
+                &json!({
+                    "id": EXT,
+                    "name": "Acme",
+                    "attributes": [
+                        {"name": "level", "type": "integer"},
+                        {"name": "remote", "type": "boolean"},
+                        {"name": "fte", "type": "decimal"},
+                        {"name": "costCenter", "type": "string"}
+                    ]
+                })
+                .to_string(),
+                "User",
+                false,
+            )
+            .unwrap();
+        }
+        crate::service::Schemas::new(registry, false)
+            .unwrap()
+            .of(crate::store::ResourceKind::User)
+            .clone()
+    }
+
+    #[test]
+    fn extension_cells_take_their_schema_type_or_refuse_the_row() {
+        let header: Vec<String> = ["userName", "level", "remote", "fte", "costCenter"]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                if i == 0 {
+                    h.to_string()
+                } else {
+                    format!("{EXT}:{h}")
+                }
+            })
+            .collect();
+        let cols = columns(
+            &Mapping::default().targets(&header).unwrap(),
+            &user_schema(true),
+        )
+        .unwrap();
+        let rec = csv::StringRecord::from(vec!["ada", "7", "yes", "0.5", "42"]);
+        let (doc, _) = row_doc(&cols, &rec).unwrap();
+        assert_eq!(
+            Value::Object(doc),
+            json!({"userName": "ada",
+                   EXT: {"level": 7, "remote": true, "fte": 0.5, "costCenter": "42"}})
+        );
+        for (cells, why) in [
+            (
+                vec!["ada", "seven", "", "", ""],
+                "level must be an integer, not \"seven\"",
+            ),
+            (vec!["ada", "1.5", "", "", ""], "level must be an integer"),
+            (
+                vec!["ada", "", "maybe", "", ""],
+                "remote must be true or false, not \"maybe\"",
+            ),
+            (
+                vec!["ada", "", "", "half", ""],
+                "fte must be a decimal number, not \"half\"",
+            ),
+        ] {
+            let err = row_doc(&cols, &csv::StringRecord::from(cells)).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

@@ -9,12 +9,15 @@
 //! engine's blast-radius guard holds their revocations above its threshold as it would for a
 //! SCIM client's burst. `--dry-run` runs every write through the store's transaction with a
 //! hook that plans like the engine's and then fails it on purpose (as `admin::simulate` does),
-//! so nothing commits. On a SQLite file the writes go through the store's group commit.
+//! so nothing commits. On a SQLite file the writes go through the store's group commit, each
+//! row validated on this thread while earlier ones are written (`service::prepare_create`).
+//! A row whose manager comes later in the file waits for a second pass after the last row.
+//! The run's joiners are one onboarding burst (`store::bursts`, sealed when the run ends).
 
 pub mod mapping;
 pub mod progress;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use scim_schema::dialect::Dialect;
@@ -25,6 +28,7 @@ use crate::engine::hook::EngineHook;
 use crate::engine::Engine;
 use crate::error::{HubError, HubResult};
 use crate::service::{self, Caller, PatchReply, Schemas, SourceRules};
+use crate::store::bursts::{self, BurstSource};
 use crate::store::{Change, DbConnection, ResourceKind, Store, WriteHook};
 use mapping::{ManagerBy, Mapping};
 
@@ -150,13 +154,13 @@ impl Known {
 }
 
 /// The row's userName, else its externalId, as written in the file (for a refused row).
-fn label_of(targets: &[mapping::Target], record: &csv::StringRecord) -> String {
+fn label_of(columns: &[mapping::Column], record: &csv::StringRecord) -> String {
     let cell = |name: &str| {
-        targets
+        columns
             .iter()
             .zip(record.iter())
             .find(|(t, c)| {
-                matches!(t, mapping::Target::Attr(p) if p.eq_ignore_ascii_case(name))
+                matches!(&t.target, mapping::Target::Attr(p) if p.eq_ignore_ascii_case(name))
                     && !c.trim().is_empty()
             })
             .map(|(_, c)| c.trim().to_string())
@@ -164,6 +168,46 @@ fn label_of(targets: &[mapping::Target], record: &csv::StringRecord) -> String {
     cell("userName")
         .or_else(|| cell("externalId"))
         .unwrap_or_default()
+}
+
+/// A row waiting for its manager (named by a later row of the file).
+struct Deferred {
+    line: u64,
+    doc: Map<String, Value>,
+    manager: String,
+}
+
+impl Deferred {
+    /// The keys the row's user will answer to as a manager.
+    fn keys(&self, by: ManagerBy) -> Vec<String> {
+        match by {
+            ManagerBy::EmployeeNumber => self
+                .doc
+                .get(ENTERPRISE_USER)
+                .and_then(|e| e.get("employeeNumber"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .into_iter()
+                .collect(),
+            ManagerBy::Email => self
+                .doc
+                .get("emails")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.get("value").and_then(Value::as_str))
+                .map(str::to_lowercase)
+                .collect(),
+        }
+    }
+}
+
+/// How a manager cell is looked up: employee numbers as written, emails case-insensitively.
+fn manager_key(by: ManagerBy, cell: &str) -> String {
+    match by {
+        ManagerBy::EmployeeNumber => cell.to_string(),
+        ManagerBy::Email => cell.to_lowercase(),
+    }
 }
 
 /// A write in flight (group commit) and what to record when it lands.
@@ -193,6 +237,8 @@ pub fn run<R: std::io::Read>(
         .map(str::to_string)
         .collect();
     let targets = opts.mapping.targets(&header)?;
+    // Paths parsed and typed once per file, not per cell.
+    let columns = mapping::columns(&targets, schemas.of(ResourceKind::User))?;
     let manager_by = opts.mapping.manager_by();
     let store = if opts.dry_run {
         store.clone().with_hook(Arc::new(RollbackHook {
@@ -224,6 +270,10 @@ pub fn run<R: std::io::Read>(
     }
 
     let batch = store.batches_writes() && !opts.dry_run;
+    // The run's joiners are one onboarding burst (`store::bursts`): the scope is entered here
+    // and, for writes on the group-commit writer thread, inside each write.
+    let burst = uuid::Uuid::now_v7().to_string();
+    let _burst = bursts::scope(BurstSource::Import, &burst);
     let mut pending: Vec<Pending> = Vec::new();
     let mut seen_user_names: HashMap<String, u64> = HashMap::new();
     let mut seen_external: HashMap<String, u64> = HashMap::new();
@@ -263,46 +313,106 @@ pub fn run<R: std::io::Read>(
         }
     };
 
-    loop {
-        let line = rows.position().line();
-        match rows.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                read += 1;
-                progress(read);
-                let reason = match e.kind() {
-                    csv::ErrorKind::UnequalLengths {
-                        expected_len, len, ..
-                    } => format!("malformed row: {len} fields, the header has {expected_len}"),
-                    _ => format!("malformed row: {e}"),
-                };
-                drain(&mut pending, &mut known, &mut in_roster, report);
-                report(&RowReport {
-                    line,
-                    user: String::new(),
-                    outcome: Outcome::Refused { reason },
-                });
-                continue;
-            }
+    // Rows naming a manager not known when they were read (the manager comes later in the
+    // file): written in a second pass after the file's last row.
+    let mut deferred: VecDeque<Deferred> = VecDeque::new();
+    // The keys the deferred rows' users will answer to, with how many rows carry each.
+    let mut deferred_keys: HashMap<String, usize> = HashMap::new();
+    let defer = |d: Deferred, queue: &mut VecDeque<Deferred>, keys: &mut HashMap<String, usize>| {
+        for k in d.keys(manager_by) {
+            *keys.entry(k).or_insert(0) += 1;
         }
-        read += 1;
-        progress(read);
-        let line = record.position().map(|p| p.line()).unwrap_or(line);
-        let (mut doc, manager) = match mapping::row_doc(&targets, &record) {
-            Ok(x) => x,
-            Err(reason) => {
+        queue.push_back(d);
+    };
+    let mut second_pass = false;
+    // Deferred rows put back in a row without one written in between (ends a manager cycle).
+    let mut requeued = 0usize;
+    let text =
+        |d: &Map<String, Value>, k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
+
+    loop {
+        let (line, mut doc, manager) = if second_pass {
+            let Some(d) = deferred.pop_front() else {
+                break;
+            };
+            for k in d.keys(manager_by) {
+                if let Some(n) = deferred_keys.get_mut(&k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        deferred_keys.remove(&k);
+                    }
+                }
+            }
+            (d.line, d.doc, Some(d.manager))
+        } else {
+            let line = rows.position().line();
+            match rows.read_record(&mut record) {
+                Ok(false) => {
+                    second_pass = true;
+                    drain(&mut pending, &mut known, &mut in_roster, report);
+                    pending_keys.clear();
+                    continue;
+                }
+                Ok(true) => {}
+                Err(e) => {
+                    read += 1;
+                    progress(read);
+                    let reason = match e.kind() {
+                        csv::ErrorKind::UnequalLengths {
+                            expected_len, len, ..
+                        } => format!("malformed row: {len} fields, the header has {expected_len}"),
+                        _ => format!("malformed row: {e}"),
+                    };
+                    drain(&mut pending, &mut known, &mut in_roster, report);
+                    report(&RowReport {
+                        line,
+                        user: String::new(),
+                        outcome: Outcome::Refused { reason },
+                    });
+                    continue;
+                }
+            }
+            read += 1;
+            progress(read);
+            let line = record.position().map(|p| p.line()).unwrap_or(line);
+            let (doc, manager) = match mapping::row_doc(&columns, &record) {
+                Ok(x) => x,
+                Err(reason) => {
+                    drain(&mut pending, &mut known, &mut in_roster, report);
+                    report(&RowReport {
+                        line,
+                        user: label_of(&columns, &record),
+                        outcome: Outcome::Refused { reason },
+                    });
+                    continue;
+                }
+            };
+            // Duplicates within the roster: the first row wins.
+            let dup = |seen: &HashMap<String, u64>, key: Option<String>, what: &str| {
+                key.and_then(|k| seen.get(&k))
+                    .map(|first| format!("duplicate {what} (line {first})"))
+            };
+            let user_key = text(&doc, "userName").map(|u| u.to_lowercase());
+            let external_key = text(&doc, "externalId");
+            if let Some(reason) = dup(&seen_user_names, user_key.clone(), "userName")
+                .or_else(|| dup(&seen_external, external_key.clone(), "externalId"))
+            {
                 drain(&mut pending, &mut known, &mut in_roster, report);
                 report(&RowReport {
                     line,
-                    user: label_of(&targets, &record),
+                    user: text(&doc, "userName").or(external_key).unwrap_or_default(),
                     outcome: Outcome::Refused { reason },
                 });
                 continue;
             }
+            if let Some(u) = user_key {
+                seen_user_names.insert(u, line);
+            }
+            if let Some(x) = external_key {
+                seen_external.insert(x, line);
+            }
+            (line, doc, manager)
         };
-        let text =
-            |d: &Map<String, Value>, k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
         let user_name = text(&doc, "userName");
         let external = text(&doc, "externalId");
         let label = user_name.clone().or(external.clone()).unwrap_or_default();
@@ -311,32 +421,8 @@ pub fn run<R: std::io::Read>(
             user: label.clone(),
             outcome: Outcome::Refused { reason },
         };
-        // Duplicates within the roster: the first row wins.
-        if let Some(u) = &user_name {
-            if let Some(first) = seen_user_names.get(&u.to_lowercase()) {
-                drain(&mut pending, &mut known, &mut in_roster, report);
-                report(&refuse(format!("duplicate userName (line {first})")));
-                continue;
-            }
-        }
-        if let Some(x) = &external {
-            if let Some(first) = seen_external.get(x) {
-                drain(&mut pending, &mut known, &mut in_roster, report);
-                report(&refuse(format!("duplicate externalId (line {first})")));
-                continue;
-            }
-        }
-        if let Some(u) = &user_name {
-            seen_user_names.insert(u.to_lowercase(), line);
-        }
-        if let Some(x) = &external {
-            seen_external.insert(x.clone(), line);
-        }
-        if let Some(m) = &manager {
-            let key = match manager_by {
-                ManagerBy::EmployeeNumber => m.clone(),
-                ManagerBy::Email => m.to_lowercase(),
-            };
+        if let Some(m) = manager {
+            let key = manager_key(manager_by, &m);
             if pending_keys.contains(&key) {
                 drain(&mut pending, &mut known, &mut in_roster, report);
                 pending_keys.clear();
@@ -347,13 +433,41 @@ pub fn run<R: std::io::Read>(
             };
             match found {
                 Some(id) => mapping::set_manager(&mut doc, &id.clone()),
+                None if !second_pass => {
+                    defer(
+                        Deferred {
+                            line,
+                            doc,
+                            manager: m,
+                        },
+                        &mut deferred,
+                        &mut deferred_keys,
+                    );
+                    continue;
+                }
                 None => {
+                    // A row still waiting may create the manager: it goes first, unless every
+                    // waiting row was put back since the last write (a cycle).
+                    if deferred_keys.contains_key(&key) && requeued < deferred.len() {
+                        requeued += 1;
+                        defer(
+                            Deferred {
+                                line,
+                                doc,
+                                manager: m,
+                            },
+                            &mut deferred,
+                            &mut deferred_keys,
+                        );
+                        continue;
+                    }
                     drain(&mut pending, &mut known, &mut in_roster, report);
                     report(&refuse(format!("unknown manager {m:?}")));
                     continue;
                 }
             }
         }
+        requeued = 0;
         let existing_id = external
             .as_ref()
             .and_then(|x| known.by_external.get(x))
@@ -401,9 +515,25 @@ pub fn run<R: std::io::Read>(
                 }
                 let body = Value::Object(body);
                 if batch {
-                    let schemas = schemas.clone();
+                    // Validation here, the write on the writer thread: the next row is checked
+                    // while the one before is written (`service::create` in its two steps).
+                    let prepared = match service::prepare_create(
+                        &schemas,
+                        ResourceKind::User,
+                        body,
+                        &caller,
+                    ) {
+                        Ok(doc) => doc,
+                        Err(e) => {
+                            drain(&mut pending, &mut known, &mut in_roster, report);
+                            report(&refuse(e.to_string()));
+                            continue;
+                        }
+                    };
+                    let burst = burst.clone();
                     let rx = store.submit_write(move |s| {
-                        service::create(s, &schemas, ResourceKind::User, body, &caller)
+                        let _burst = bursts::scope(BurstSource::Import, &burst);
+                        service::create_prepared(s, ResourceKind::User, prepared, &caller)
                             .map(|r| r.id)
                     })?;
                     pending.push(Pending {
@@ -467,7 +597,9 @@ pub fn run<R: std::io::Read>(
                 if batch {
                     let schemas = schemas.clone();
                     let pid = id.clone();
+                    let burst = burst.clone();
                     let rx = store.submit_write(move |s| {
+                        let _burst = bursts::scope(BurstSource::Import, &burst);
                         service::patch(
                             s,
                             &schemas,
@@ -585,6 +717,9 @@ pub fn run<R: std::io::Read>(
                 outcome,
             });
         }
+    }
+    if !opts.dry_run {
+        store.write_tx(|c, _| bursts::seal(c, BurstSource::Import, &burst))?;
     }
     Ok(())
 }

@@ -694,8 +694,10 @@ impl Workers {
                     crate::engine::timers::fire(c, &engine, t, now)?;
                     timers::fired(c, t.id, now)?;
                 }
-                crate::engine::incident_notices::queue_due(c, &engine.policy.current(), now)?;
-                Ok(due.len())
+                let policy = engine.policy.current();
+                crate::engine::incident_notices::queue_due(c, &policy, now)?;
+                let confirmations = crate::engine::onboarding::complete_due(c, &policy, now)?;
+                Ok(due.len() + confirmations)
             })
         })
         .await

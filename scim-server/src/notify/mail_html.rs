@@ -560,4 +560,111 @@ mod tests {
         assert!(linked.body.contains("** EMERGENCY GRANT **"));
         assert!(plain.body.contains("Decide: POST /admin/v1/campaigns/"));
     }
+
+    /// The bulk onboarding confirmation (`engine::onboarding`): one joiner needing attention
+    /// (a failure with a reason carrying markup and a URL, and a held grant), one waiting for
+    /// their manager, one for the entitlement's owners, two with everything. Text and HTML
+    /// snapshots; the HTML written to `$SCIMHUB_MAIL_ARTIFACTS/` when set.
+    #[test]
+    fn onboarding_confirmation_template() {
+        use crate::engine::notices::onboarding_confirmation;
+        use crate::engine::onboarding::{Access, Failed, Joiner, OnboardingSummary, Waiting};
+        use crate::store::bursts::BurstSource;
+        use chrono::TimeZone;
+        let at = |m: u32| chrono::Utc.with_ymd_and_hms(2026, 12, 4, 9, m, 0).unwrap();
+        let chat = |what: &str| Access {
+            connector: "chat".into(),
+            system: "Team chat (chat)".into(),
+            what: what.into(),
+        };
+        let joiner = |n: u32, user_name: &str, display: Option<&str>| Joiner {
+            user_id: format!("0190aa7e-5c1e-7d3a-9f00-0000000000{n:02}"),
+            user_name: Some(user_name.into()),
+            display_name: display.map(str::to_string),
+            granted: vec![chat("account"), chat("channel:general")],
+            in_progress: Vec::new(),
+            held: Vec::new(),
+            waiting: Vec::new(),
+            failed: Vec::new(),
+        };
+        let mut failed = joiner(1, "ada@example.com", Some("Ada <b>Lovelace</b>"));
+        failed.failed.push(Failed {
+            access: Access {
+                connector: "payroll".into(),
+                system: "Payroll (payroll)".into(),
+                what: "role:clerk".into(),
+            },
+            reason: "HTTP 500 from http://evil.example/x: <b>boom</b>".into(),
+        });
+        failed.held.push(Access {
+            connector: "aws".into(),
+            system: "aws".into(),
+            what: "group:prod-admin".into(),
+        });
+        let mut by_manager = joiner(2, "bob@example.com", Some("Bob Builder"));
+        by_manager.waiting.push(Waiting {
+            access: Access {
+                connector: "github".into(),
+                system: "GitHub (github)".into(),
+                what: "org:acme (role admin)".into(),
+            },
+            level: "manager".into(),
+            approvers: vec!["Grace Hopper (grace@example.com)".into()],
+            addresses: Vec::new(),
+        });
+        let mut by_owner = joiner(3, "cy@example.com", None);
+        by_owner.waiting.push(Waiting {
+            access: Access {
+                connector: "aws".into(),
+                system: "aws".into(),
+                what: "group:billing".into(),
+            },
+            level: "owner".into(),
+            approvers: vec!["linus".into(), "pat".into()],
+            addresses: vec!["aws-owners@example.com".into()],
+        });
+        let summary = OnboardingSummary {
+            burst_id: "0190aa7e-0000-7000-8000-0000000000b1".into(),
+            source: BurstSource::Bulk,
+            client: "hris".into(),
+            started: at(0),
+            last_at: at(2),
+            joiners: vec![
+                failed,
+                by_manager,
+                joiner(4, "dan@example.com", Some("Dan Dare")),
+                by_owner,
+                joiner(5, "eve@example.com", Some("Eve")),
+            ],
+        };
+        let n = onboarding_confirmation(&summary);
+        let html = html_body(&n.subject, &n.body, Some("https://hub.example.com"));
+        insta::assert_snapshot!(
+            "onboarding_confirmation_text",
+            format!("Subject: {}\n\n{}", n.subject, n.body)
+        );
+        insta::assert_snapshot!("onboarding_confirmation_html", html.clone());
+        if let Some(dir) = std::env::var_os("SCIMHUB_MAIL_ARTIFACTS") {
+            std::fs::write(
+                std::path::Path::new(&dir).join("onboarding_confirmation.html"),
+                &html,
+            )
+            .expect("artifact");
+        }
+        // People and reasons are quoted: markup visible as characters, no link but the hub's.
+        assert!(html.contains("Ada &lt;b&gt;Lovelace&lt;/b&gt;"), "{html}");
+        assert!(html.contains("&lt;b&gt;boom&lt;/b&gt;"), "{html}");
+        assert!(!html.contains("<a href=\"http://evil"), "{html}");
+        assert!(n.body.contains("http[://]evil.example/x"), "{}", n.body);
+        // Attention first, then waiting, then the rest; every person once.
+        let pos = |s: &str| n.body.find(s).unwrap_or(usize::MAX);
+        assert!(pos("Needing attention (1)") < pos("Waiting for approval (2)"));
+        assert!(pos("Waiting for approval (2)") < pos("All access granted (2)"));
+        for who in ["ada@", "bob@", "cy@", "dan@", "eve@"] {
+            assert_eq!(n.body.matches(who).count(), 1, "{who}: {}", n.body);
+        }
+        assert!(n
+            .subject
+            .contains("5 joiners from hris (2 waiting for approval, 1 needing attention)"));
+    }
 }

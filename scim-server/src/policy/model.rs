@@ -655,6 +655,15 @@ pub struct NotifySettings {
     pub link_secret: Option<SecretRef>,
     /// How long a one-click link stays valid.
     pub link_ttl: Duration,
+    /// HR and IT leads: the bulk onboarding confirmation goes to both lists
+    /// (`engine::onboarding`); none: no confirmation.
+    pub hr_leads: Vec<String>,
+    pub it_leads: Vec<String>,
+    /// One client's joiners at most this far apart are one burst (outside a /Bulk request or an
+    /// import run, which are one burst each).
+    pub onboarding_window: Duration,
+    /// Bursts of fewer joiners get no confirmation.
+    pub onboarding_min_joiners: usize,
 }
 
 impl NotifySettings {
@@ -665,6 +674,14 @@ impl NotifySettings {
     pub(super) fn default_link_ttl() -> Duration {
         Duration::days(7)
     }
+
+    /// `onboarding_window` when the policy does not say.
+    pub(super) fn default_onboarding_window() -> Duration {
+        Duration::minutes(10)
+    }
+
+    /// `onboarding_min_joiners` when the policy does not say.
+    pub(super) const DEFAULT_ONBOARDING_MIN_JOINERS: usize = 5;
 }
 
 impl Policy {
@@ -805,6 +822,8 @@ impl Policy {
             notify: NotifySettings {
                 from: NotifySettings::DEFAULT_FROM.into(),
                 link_ttl: NotifySettings::default_link_ttl(),
+                onboarding_window: NotifySettings::default_onboarding_window(),
+                onboarding_min_joiners: NotifySettings::DEFAULT_ONBOARDING_MIN_JOINERS,
                 ..Default::default()
             },
             verification: Verification::default(),

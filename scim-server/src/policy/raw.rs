@@ -283,4 +283,10 @@ pub(super) struct RawNotify {
     pub(super) link_base_url: Option<String>,
     pub(super) link_secret: Option<SecretRef>,
     pub(super) link_ttl: Option<S<String>>,
+    #[serde(default)]
+    pub(super) hr_leads: Vec<String>,
+    #[serde(default)]
+    pub(super) it_leads: Vec<String>,
+    pub(super) onboarding_window: Option<S<String>>,
+    pub(super) onboarding_min_joiners: Option<usize>,
 }

@@ -16,6 +16,7 @@ use scim_schema::Error;
 use serde_json::{json, Value};
 
 use crate::error::HubError;
+use crate::store::bursts::{self, BurstSource};
 use crate::store::Store;
 
 use super::{kind_of_endpoint, Caller, Schemas};
@@ -48,8 +49,28 @@ fn unresolved(ids: &[String]) -> Error {
     ))
 }
 
-/// Runs a bulk request's operations; `base` is the SCIM base URL for `location`s.
+/// Runs a bulk request's operations; `base` is the SCIM base URL for `location`s. Its joiners
+/// are one onboarding burst (`store::bursts`), sealed when the request ends.
 pub fn run(
+    store: &Store,
+    schemas: &Schemas,
+    request: BulkRequest,
+    caller: &Caller,
+    base: &str,
+) -> Result<Vec<OpOutcome>, Error> {
+    let key = uuid::Uuid::now_v7().to_string();
+    let out = {
+        let _burst = bursts::scope(BurstSource::Bulk, &key);
+        run_ops(store, schemas, request, caller, base)
+    };
+    if let Err(e) = store.write_tx(|c, _| bursts::seal(c, BurstSource::Bulk, &key)) {
+        // The burst is then closed by time (`onboarding_window`) instead.
+        tracing::warn!(error = %e, "cannot seal the /Bulk request's onboarding burst");
+    }
+    out
+}
+
+fn run_ops(
     store: &Store,
     schemas: &Schemas,
     request: BulkRequest,

@@ -230,6 +230,32 @@ pub fn create(
     store.create(kind, doc, Some(&caller.client))
 }
 
+/// [`create`] in its two steps, for a caller that prepares one write while another is being
+/// written (`scimhub import`): [`prepare_create`] does everything before the transaction
+/// (dialect, validation, sources of truth, password hash; no store access), then
+/// [`create_prepared`] writes the result (the store's transaction: the row, the engine hook,
+/// the audit chain). `create` is exactly the two in a row.
+pub fn prepare_create(
+    schemas: &Schemas,
+    kind: ResourceKind,
+    body: Value,
+    caller: &Caller,
+) -> Result<Doc, HubError> {
+    let _audit = caller.audit_scope();
+    new_resource(schemas, kind, body, caller)
+}
+
+/// The write of a document [`prepare_create`] made.
+pub fn create_prepared(
+    store: &Store,
+    kind: ResourceKind,
+    doc: Doc,
+    caller: &Caller,
+) -> Result<StoredResource, HubError> {
+    let _audit = caller.audit_scope();
+    store.create(kind, doc, Some(&caller.client))
+}
+
 /// [`create`], answering with the row as written (see `Store::create_loaded`).
 pub fn create_loaded(
     store: &Store,

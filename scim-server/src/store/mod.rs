@@ -87,6 +87,7 @@ mod write_hook;
 pub mod approvals;
 pub mod audit;
 pub mod audit_chain;
+pub mod bursts;
 pub mod certification;
 pub mod connector_health;
 pub mod drift;
@@ -123,7 +124,7 @@ pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend};
 pub use members::{direct_members, parse_members, DirectMember, MemberRow};
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
-pub(crate) use type_counts::TypeCounts;
+pub(crate) use type_counts::{OtherWriters, TypeCounts};
 pub use users::GroupRef;
 pub use write_hook::{Change, ChangeOp, WriteHook};
 
@@ -298,6 +299,8 @@ struct Inner {
     type_counts: Option<Arc<TypeCounts>>,
     /// `None` on PostgreSQL, for the same reason (see [`ranks`]).
     id_ranks: Option<Arc<ranks::IdRanks>>,
+    /// SQLite: other processes' creates and deletes, which drop the two caches above.
+    other_writers: Option<Arc<OtherWriters>>,
     /// The group-commit writer thread (SQLite files only), started by the first
     /// [`Store::submit_write`].
     writer: Arc<std::sync::OnceLock<batch::WriteQueue>>,
@@ -352,6 +355,7 @@ impl Store {
         };
         let type_counts = url.is_sqlite().then(Arc::default);
         let id_ranks = url.is_sqlite().then(Arc::default);
+        let other_writers = url.is_sqlite().then(|| Arc::new(OtherWriters::new()));
         let store = Store {
             inner: Arc::new(Inner {
                 read,
@@ -364,6 +368,7 @@ impl Store {
                 clock: Utc::now,
                 type_counts,
                 id_ranks,
+                other_writers,
                 writer: Arc::default(),
                 checkpointer: Arc::default(),
             }),
@@ -394,6 +399,7 @@ impl Store {
             clock: self.inner.clock,
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
+            other_writers: self.inner.other_writers.clone(),
             writer: self.inner.writer.clone(),
             checkpointer: self.inner.checkpointer.clone(),
         };
@@ -457,6 +463,22 @@ impl Store {
 
     pub(crate) fn id_ranks(&self) -> Option<&ranks::IdRanks> {
         self.inner.id_ranks.as_deref()
+    }
+
+    /// Drops the SQLite count cache and id ranks when another process (an import beside a
+    /// server) created or deleted resources since the last look; call before using either.
+    pub(crate) fn notice_other_writers(&self, c: &mut DbConnection) -> HubResult<()> {
+        if let Some(w) = &self.inner.other_writers {
+            if w.changed(c)? {
+                if let Some(counts) = &self.inner.type_counts {
+                    counts.invalidate();
+                }
+                if let Some(ranks) = &self.inner.id_ranks {
+                    ranks.reset();
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn now(&self) -> DateTime<Utc> {
@@ -578,11 +600,14 @@ impl Store {
                     audit_chain::append_scim_write(c, change, now)?;
                 }
             }
-            let population = changes
+            let population: Vec<_> = changes
                 .iter()
                 .filter(|ch| matches!(ch.op, ChangeOp::Create | ChangeOp::Delete))
                 .map(|ch| (ch.kind, ch.id.clone(), ch.op == ChangeOp::Create))
                 .collect();
+            if let (Some(w), false) = (&self.inner.other_writers, population.is_empty()) {
+                w.record(c)?;
+            }
             Ok((out, population, !changes.is_empty()))
         })
     }

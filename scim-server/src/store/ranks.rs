@@ -103,6 +103,14 @@ impl IdRanks {
         })
     }
 
+    /// Forgets every type's ranks (another process changed the resources); the next page that
+    /// needs them loads them again.
+    pub(crate) fn reset(&self) {
+        for lock in &self.kinds {
+            *lock.write().unwrap_or_else(|e| e.into_inner()) = State::NotLoaded;
+        }
+    }
+
     /// Reports committed creates (`created = true`) and deletes.
     pub(crate) fn apply(&self, kind: ResourceKind, id: &str, created: bool) {
         let mut state = self.kinds[slot(kind)]

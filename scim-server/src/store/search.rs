@@ -302,6 +302,7 @@ impl Store {
             // stepping over the rows before it.
             if offset_rows > 0 && q.filter.is_none() {
                 if let Some(ranks) = self.id_ranks() {
+                    self.notice_other_writers(c)?;
                     match ranks.seek(c, kind, offset_rows, !asc)? {
                         Seek::From(first) => {
                             page.push(if asc { " AND id >= " } else { " AND id <= " })
@@ -383,6 +384,9 @@ impl Store {
         base: &Sql,
     ) -> HubResult<u64> {
         let cache = self.type_counts().filter(|_| q.filter.is_none());
+        if cache.is_some() {
+            self.notice_other_writers(c)?;
+        }
         if let Some(n) = cache.and_then(|cache| cache.get(kind)) {
             return Ok(n);
         }

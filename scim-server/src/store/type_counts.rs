@@ -51,3 +51,62 @@ impl TypeCounts {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
+
+/// Creates and deletes committed by other processes on the same SQLite file (an import run
+/// beside a server): [`TypeCounts`] and the id ranks rely on every change passing through this
+/// process, so they are dropped when another process's count moved.
+///
+/// Each process counts its own creates and deletes in its row of `store_population` (one
+/// upsert in the write's transaction, so a rolled-back write counts nothing); a reader sums the
+/// other rows, a point read over a handful of rows, and compares it with the sum it saw last.
+/// Its own commits never change that sum, so they never drop the caches.
+#[derive(Debug)]
+pub(crate) struct OtherWriters {
+    me: String,
+    /// The other processes' sum at the last check; `None` before the first.
+    seen: std::sync::Mutex<Option<i64>>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Sum {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+impl OtherWriters {
+    pub(crate) fn new() -> OtherWriters {
+        OtherWriters {
+            me: uuid::Uuid::new_v4().simple().to_string(),
+            seen: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Counts one committed create or delete of this process (inside its transaction).
+    pub(crate) fn record(&self, c: &mut super::DbConnection) -> crate::error::HubResult<()> {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO store_population (writer, generation) VALUES (?, 1) \
+             ON CONFLICT (writer) DO UPDATE SET generation = store_population.generation + 1",
+        )
+        .bind::<diesel::sql_types::Text, _>(&self.me)
+        .execute(c)?;
+        Ok(())
+    }
+
+    /// Whether another process created or deleted resources since the last call (`false` on
+    /// the first: nothing was cached before it).
+    pub(crate) fn changed(&self, c: &mut super::DbConnection) -> crate::error::HubResult<bool> {
+        use diesel::RunQueryDsl;
+        let now = diesel::sql_query(
+            "SELECT CAST(COALESCE(SUM(generation), 0) AS BIGINT) AS n FROM store_population \
+             WHERE writer <> ?",
+        )
+        .bind::<diesel::sql_types::Text, _>(&self.me)
+        .get_result::<Sum>(c)?
+        .n;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = seen.is_some_and(|s| s != now);
+        *seen = Some(now);
+        Ok(changed)
+    }
+}

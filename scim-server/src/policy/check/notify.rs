@@ -1,5 +1,5 @@
-//! `[notify]`: the mail relay, sender and recipients, approver addresses per level, and the
-//! one-click links in mails.
+//! `[notify]`: the mail relay, sender and recipients, approver addresses per level, the
+//! one-click links in mails, and the bulk onboarding confirmation's leads.
 
 use crate::policy::diagnostics::Diags;
 use crate::policy::model::NotifySettings;
@@ -22,6 +22,11 @@ pub(super) fn check(raw: RawNotify, d: &mut Diags<'_>) -> NotifySettings {
         .as_ref()
         .and_then(|t| duration_at(d, t))
         .unwrap_or_else(NotifySettings::default_link_ttl);
+    let onboarding_window = raw
+        .onboarding_window
+        .as_ref()
+        .and_then(|t| duration_at(d, t))
+        .unwrap_or_else(NotifySettings::default_onboarding_window);
     NotifySettings {
         smtp_url: raw.smtp_url,
         from: raw
@@ -33,5 +38,11 @@ pub(super) fn check(raw: RawNotify, d: &mut Diags<'_>) -> NotifySettings {
         link_base_url: raw.link_base_url,
         link_secret: raw.link_secret,
         link_ttl,
+        hr_leads: raw.hr_leads,
+        it_leads: raw.it_leads,
+        onboarding_window,
+        onboarding_min_joiners: raw
+            .onboarding_min_joiners
+            .unwrap_or(NotifySettings::DEFAULT_ONBOARDING_MIN_JOINERS),
     }
 }

@@ -466,3 +466,63 @@ fn store_type_count_cache_refuses_counts_older_than_a_commit() {
     counts.invalidate();
     assert_eq!(counts.get(ResourceKind::User), None);
 }
+
+/// A second process on the same SQLite file (two stores stand for two processes: each has its
+/// own caches and writer): the first store's cached count and id ranks follow the other's
+/// creates and deletes, and its own writes keep working as before.
+#[test]
+fn store_caches_follow_another_process_on_the_same_file() {
+    let db = sqlite_db();
+    let Cleanup::Files(path) = &db.cleanup else {
+        panic!("sqlite_db is a file");
+    };
+    let other = Store::open(&format!("sqlite://{}", path.display())).unwrap();
+    let s = &db.store;
+    let schema = user_schema();
+    let page = |start_index: u64| {
+        s.search(
+            ResourceKind::User,
+            &SearchQuery {
+                start_index,
+                count: 1,
+                ..Default::default()
+            },
+            &schema,
+        )
+        .unwrap()
+    };
+    for i in 0..3 {
+        user(s, &format!("mine{i}"));
+    }
+    // Cached: the count, and the ranks loaded by a deep page.
+    assert_eq!(page(1).total_results, 3);
+    assert_eq!(page(3).resources.len(), 1);
+    assert_eq!(page(4).resources.len(), 0);
+    let created: Vec<String> = (0..2)
+        .map(|i| {
+            other
+                .create(
+                    ResourceKind::User,
+                    obj(json!({"userName": format!("theirs{i}")})),
+                    None,
+                )
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(page(1).total_results, 5);
+    let last = page(5);
+    assert_eq!(
+        last.resources.len(),
+        1,
+        "the ranks missed the other's creates"
+    );
+    other.delete(ResourceKind::User, &created[0], None).unwrap();
+    assert_eq!(page(1).total_results, 4);
+    assert_eq!(page(5).resources.len(), 0);
+    assert_eq!(page(4).resources.len(), 1);
+    // This store's own writes are counted as before.
+    user(s, "mine3");
+    assert_eq!(page(1).total_results, 5);
+    assert_eq!(page(5).resources.len(), 1);
+}

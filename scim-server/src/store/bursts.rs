@@ -1,0 +1,291 @@
+//! Onboarding bursts (`engine_bursts`, `engine_burst_plans`): which joiner plans belong to one
+//! bulk onboarding, so that one confirmation goes out when all of them reached a final state
+//! (`crate::engine::onboarding`).
+//!
+//! A burst is one /Bulk request or one roster import run (a *scope*, entered by the code that
+//! runs it with [`scope`] on the thread that runs its writes), else the joiners one client sends
+//! close together (a *window*: a joiner joins the client's open window burst when its last
+//! joiner came at most the policy's `onboarding_window` before).
+
+use std::cell::RefCell;
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::{OptionalExtension, Queryable, RunQueryDsl};
+
+use super::sql::{Bind, Sql};
+use super::{fmt_ts, parse_ts, DbConnection};
+use crate::error::{HubError, HubResult};
+
+/// Where a burst came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BurstSource {
+    /// One /Bulk request.
+    Bulk,
+    /// One `scimhub import` run.
+    Import,
+    /// One client's joiners close together.
+    Window,
+}
+
+impl BurstSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BurstSource::Bulk => "bulk",
+            BurstSource::Import => "import",
+            BurstSource::Window => "window",
+        }
+    }
+
+    fn from_stored(s: &str) -> HubResult<BurstSource> {
+        match s {
+            "bulk" => Ok(BurstSource::Bulk),
+            "import" => Ok(BurstSource::Import),
+            "window" => Ok(BurstSource::Window),
+            other => Err(HubError::Backend(format!("unknown burst source {other:?}"))),
+        }
+    }
+}
+
+/// The scope a write runs in: a /Bulk request or an import run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub source: BurstSource,
+    /// Unique per request or run (the bulk's request id, the import's run id).
+    pub key: String,
+}
+
+thread_local! {
+    static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+}
+
+/// While alive, joiners planned on this thread belong to the burst of its scope.
+#[derive(Debug)]
+pub struct ScopeGuard {
+    previous: Option<Scope>,
+}
+
+/// Enters the burst scope `source`/`key` on this thread (until the guard is dropped).
+pub fn scope(source: BurstSource, key: &str) -> ScopeGuard {
+    let previous = SCOPE.with(|s| {
+        s.replace(Some(Scope {
+            source,
+            key: format!("{}:{key}", source.as_str()),
+        }))
+    });
+    ScopeGuard { previous }
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        SCOPE.with(|s| *s.borrow_mut() = previous);
+    }
+}
+
+/// The scope of this thread, if any.
+pub fn current_scope() -> Option<Scope> {
+    SCOPE.with(|s| s.borrow().clone())
+}
+
+/// A burst as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Burst {
+    pub id: String,
+    pub source: BurstSource,
+    pub client: String,
+    pub started: DateTime<Utc>,
+    /// When its last joiner was planned.
+    pub last_at: DateTime<Utc>,
+    /// When its confirmation was queued (or the burst closed without one).
+    pub reported: Option<DateTime<Utc>>,
+    /// The request or run that scoped it ended (no joiner can join it any more).
+    pub sealed: bool,
+}
+
+#[derive(Queryable)]
+struct BurstRecord {
+    id: String,
+    source: String,
+    client: String,
+    started: String,
+    last_at: String,
+    reported: Option<String>,
+    sealed: i64,
+}
+
+type BurstSt = (Text, Text, Text, Text, Text, Nullable<Text>, BigInt);
+
+const BURST_COLS: &str =
+    "SELECT id, source, client, started, last_at, reported, sealed FROM engine_bursts ";
+
+fn ts(s: &str) -> HubResult<DateTime<Utc>> {
+    parse_ts(s).ok_or_else(|| HubError::Backend(format!("bad stored time {s:?}")))
+}
+
+impl TryFrom<BurstRecord> for Burst {
+    type Error = HubError;
+    fn try_from(r: BurstRecord) -> HubResult<Burst> {
+        Ok(Burst {
+            id: r.id,
+            source: BurstSource::from_stored(&r.source)?,
+            client: r.client,
+            started: ts(&r.started)?,
+            last_at: ts(&r.last_at)?,
+            reported: r.reported.as_deref().map(ts).transpose()?,
+            sealed: r.sealed != 0,
+        })
+    }
+}
+
+/// Records the joiner plan `plan_id` of `user_id`, written by `client`, in its burst: the
+/// thread's scope's, else the client's window burst (a new one when its last joiner is older
+/// than `window`). Returns the burst's id.
+pub fn join(
+    c: &mut DbConnection,
+    client: &str,
+    plan_id: &str,
+    user_id: &str,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> HubResult<String> {
+    let scope = current_scope();
+    let existing = match &scope {
+        Some(s) => {
+            let mut q = Sql::<Text>::new("SELECT id FROM engine_bursts WHERE scope_key = ");
+            q.text(s.key.as_str());
+            q.get_result::<String>(c).optional()?
+        }
+        None => {
+            let mut q = Sql::<Text>::new(
+                "SELECT id FROM engine_bursts WHERE reported IS NULL AND source = 'window' \
+                 AND client = ",
+            );
+            q.text(client)
+                .push(" AND last_at >= ")
+                .text(fmt_ts(now - window))
+                .push(" ORDER BY last_at DESC");
+            q.limit(1);
+            q.get_result::<String>(c).optional()?
+        }
+    };
+    let id = match existing {
+        Some(id) => {
+            let mut q = Sql::<()>::new("UPDATE engine_bursts SET last_at = ");
+            q.text(fmt_ts(now)).push(" WHERE id = ").text(id.as_str());
+            q.execute(c)?;
+            id
+        }
+        None => {
+            let id = uuid::Uuid::now_v7().to_string();
+            let source = scope.as_ref().map_or(BurstSource::Window, |s| s.source);
+            let mut q = Sql::<()>::new(
+                "INSERT INTO engine_bursts (id, source, scope_key, client, started, last_at, \
+                 mailed) VALUES (",
+            );
+            q.text(id.as_str())
+                .push(", ")
+                .text(source.as_str())
+                .push(", ");
+            q.bind(Bind::OptText(scope.map(|s| s.key)))
+                .push(", ")
+                .text(client)
+                .push(", ")
+                .text(fmt_ts(now))
+                .push(", ")
+                .text(fmt_ts(now))
+                .push(", 0)");
+            q.execute(c)?;
+            id
+        }
+    };
+    let mut q =
+        Sql::<()>::new("INSERT INTO engine_burst_plans (burst_id, plan_id, user_id, at) VALUES (");
+    q.text(id.as_str())
+        .push(", ")
+        .text(plan_id)
+        .push(", ")
+        .text(user_id)
+        .push(", ")
+        .text(fmt_ts(now))
+        .push(")");
+    q.execute(c)?;
+    Ok(id)
+}
+
+/// Bursts whose confirmation is not queued yet, oldest first.
+pub fn open(c: &mut DbConnection) -> HubResult<Vec<Burst>> {
+    let mut q = Sql::<BurstSt>::new(BURST_COLS);
+    q.push("WHERE reported IS NULL ORDER BY started, id");
+    q.load::<BurstRecord>(c)?
+        .into_iter()
+        .map(Burst::try_from)
+        .collect()
+}
+
+/// One burst.
+pub fn get(c: &mut DbConnection, id: &str) -> HubResult<Option<Burst>> {
+    let mut q = Sql::<BurstSt>::new(BURST_COLS);
+    q.push("WHERE id = ").text(id);
+    q.get_result::<BurstRecord>(c)
+        .optional()?
+        .map(Burst::try_from)
+        .transpose()
+}
+
+/// A joiner plan of a burst.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct BurstPlan {
+    pub plan_id: String,
+    pub user_id: String,
+}
+
+/// The joiner plans of a burst, in the order they were planned.
+pub fn plans(c: &mut DbConnection, burst_id: &str) -> HubResult<Vec<BurstPlan>> {
+    let mut q = Sql::<(Text, Text)>::new(
+        "SELECT plan_id, user_id FROM engine_burst_plans WHERE burst_id = ",
+    );
+    q.text(burst_id).push(" ORDER BY at, plan_id");
+    Ok(q.load::<BurstPlan>(c)?)
+}
+
+/// Closes a burst: its confirmation was queued (`mailed`) or is not to be sent. False when
+/// another runner closed it first.
+pub fn close(c: &mut DbConnection, id: &str, mailed: bool, now: DateTime<Utc>) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_bursts SET reported = ");
+    q.text(fmt_ts(now))
+        .push(", mailed = ")
+        .int(i64::from(mailed))
+        .push(" WHERE reported IS NULL AND id = ")
+        .text(id);
+    Ok(q.execute(c)? > 0)
+}
+
+/// Seals the burst of a request or run that ended (`source`/`key` as given to [`scope`]); none
+/// when it planned no joiner.
+pub fn seal(c: &mut DbConnection, source: BurstSource, key: &str) -> HubResult<()> {
+    let mut q = Sql::<()>::new("UPDATE engine_bursts SET sealed = 1 WHERE scope_key = ");
+    q.text(format!("{}:{key}", source.as_str()));
+    q.execute(c)?;
+    Ok(())
+}
+
+/// Whether an operation of one of the burst's plans is still queued or running (the cheap
+/// check before reading the whole outcome).
+pub fn in_progress(c: &mut DbConnection, burst_id: &str) -> HubResult<bool> {
+    let mut q =
+        Sql::<Text>::new("SELECT bp.plan_id FROM engine_burst_plans bp WHERE bp.burst_id = ");
+    q.text(burst_id).push(
+        " AND EXISTS (SELECT 1 FROM engine_outbox o WHERE o.plan_id = bp.plan_id \
+         AND o.status IN ('pending', 'running'))",
+    );
+    q.limit(1);
+    Ok(q.get_result::<String>(c).optional()?.is_some())
+}
+
+/// Whether a closed burst's confirmation was queued.
+pub fn mailed(c: &mut DbConnection, id: &str) -> HubResult<bool> {
+    let mut q = Sql::<BigInt>::new("SELECT mailed FROM engine_bursts WHERE id = ");
+    q.text(id);
+    Ok(q.get_result::<i64>(c).optional()?.unwrap_or(0) != 0)
+}
