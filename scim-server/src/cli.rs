@@ -403,10 +403,13 @@ pub enum CampaignCommand {
         #[command(flatten)]
         engine: EngineArgs,
     },
-    /// Print a campaign's completion report (JSON).
+    /// Print a campaign's completion report: JSON, or a printable page with `--format html`
+    /// (same as GET /admin/v1/campaigns/{id}/report).
     Report {
         /// The campaign id.
         id: String,
+        #[command(flatten)]
+        output: ReportOutput,
         #[command(flatten)]
         engine: EngineArgs,
     },

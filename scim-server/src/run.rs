@@ -769,7 +769,17 @@ fn campaign_command(cmd: crate::cli::CampaignCommand) -> anyhow::Result<()> {
         CampaignCommand::List { state, .. } => {
             serde_json::Value::Array(admin.campaigns(state.as_deref(), 1000).map_err(err)?)
         }
-        CampaignCommand::Report { id, .. } => admin.campaign_report(&id).map_err(err)?,
+        CampaignCommand::Report { id, output, .. } => {
+            let r = crate::report::campaign::build(&admin.store, &id, admin.engine.now())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let text = match output.format {
+                crate::report::Format::Json => serde_json::to_string_pretty(&r)?,
+                crate::report::Format::Html => {
+                    crate::report::html::campaign(&r).map_err(|e| anyhow::anyhow!("{e}"))?
+                }
+            };
+            return crate::run_report::write(&output, &text);
+        }
     };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;

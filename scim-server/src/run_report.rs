@@ -24,7 +24,8 @@ fn open(db: &DbArgs) -> anyhow::Result<Store> {
     .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))
 }
 
-fn write(output: &ReportOutput, text: &str) -> anyhow::Result<()> {
+/// Writes a report to `--out` or stdout.
+pub(crate) fn write(output: &ReportOutput, text: &str) -> anyhow::Result<()> {
     match &output.out {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))

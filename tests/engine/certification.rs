@@ -757,6 +757,28 @@ pub fn revocation_reaches_moto_iam(env: Env) {
     let (_, r) = srv.get(&format!("/campaigns/{id}/report"));
     assert_eq!(r["revocations"][0]["verification"], "verified", "{r}");
     assert_eq!(r["counts"]["revocations_verified"], 1, "{r}");
+    // A report like the others: the audit chain head it was read with, and a printable page.
+    assert_eq!(r["schema"], "scimhub/report/campaign/v1", "{r}");
+    assert!(r["audit_head"]["seq"].as_i64().unwrap() > 0, "{r}");
+    let page = srv
+        .http
+        .get(srv.url(&format!("/campaigns/{id}/report?format=html")))
+        .bearer_auth("t")
+        .send()
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().unwrap();
+    for needle in [
+        "Access certification · completion report",
+        "revocations carried out / verified",
+        "<span class=\"badge good\">done</span>",
+        "<td>verified</td>",
+        "<svg",
+    ] {
+        assert!(html.contains(needle), "{needle} missing:\n{html}");
+    }
+    assert!(!html.contains("<script"), "{html}");
+    super::reports::artifact("report-campaign.html", &html);
     let audit_entry = in_tx(&env.store, |c| audit::list(c, Some(&fay)))
         .unwrap()
         .into_iter()

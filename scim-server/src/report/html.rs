@@ -27,6 +27,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("period.html", include_str!("templates/period.html")),
     ("contractor.html", include_str!("templates/contractor.html")),
+    ("campaign.html", include_str!("templates/campaign.html")),
     (
         "section_events.html",
         include_str!("templates/section_events.html"),
@@ -104,6 +105,29 @@ fn render(name: &str, ctx: Value) -> ReportResult<String> {
 
 fn json_of(v: &impl serde::Serialize) -> ReportResult<Value> {
     serde_json::to_value(v).map_err(|e| ReportError::Render(e.to_string()))
+}
+
+/// A certification campaign's completion report as a page.
+pub fn campaign(r: &super::campaign::CampaignReport) -> ReportResult<String> {
+    let count = |k: &str| r.data["counts"][k].as_f64().unwrap_or(0.0);
+    let datum = |label: &str, key: &str, tone: &'static str| {
+        let n = count(key);
+        Datum::new(label, n, format!("{n:.0}")).tone(tone)
+    };
+    let charts = vec![chart::bars(
+        "Decisions",
+        &[
+            datum("certified", "certify", "good"),
+            datum("revoked", "revoke", "bad"),
+            datum("expired undecided", "expired", "warn"),
+            datum("still open", "undecided", "neutral"),
+        ],
+        None,
+    )];
+    render(
+        "campaign.html",
+        json!({ "r": json_of(r)?, "charts": json_of(&charts)? }),
+    )
 }
 
 /// The termination (or contract-expiry) report as a page.

@@ -14,6 +14,7 @@
 //!
 //! Reads go through [`Store::read_tx`]: a reader connection, never the writer.
 
+pub mod campaign;
 pub mod chart;
 pub mod contractor;
 #[cfg(test)]

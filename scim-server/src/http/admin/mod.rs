@@ -85,7 +85,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(create_campaign)),
             )
             .service(res("/campaigns/{id}").route(web::get().to(get_campaign)))
-            .service(res("/campaigns/{id}/report").route(web::get().to(campaign_report)))
+            .service(res("/campaigns/{id}/report").route(web::get().to(reports::campaign)))
             .service(res("/campaigns/{id}/cancel").route(web::post().to(cancel_campaign)))
             .service(
                 res("/campaigns/{id}/items/{item}/decision")
@@ -953,18 +953,6 @@ async fn get_campaign(
     Ok(ok(
         StatusCode::OK,
         run(&state, move |a| a.campaign(&id)).await?,
-    ))
-}
-
-/// `GET /campaigns/{id}/report`: the completion summary.
-async fn campaign_report(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    let id = path.into_inner();
-    Ok(ok(
-        StatusCode::OK,
-        run(&state, move |a| a.campaign_report(&id)).await?,
     ))
 }
 

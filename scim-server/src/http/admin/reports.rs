@@ -147,3 +147,24 @@ pub(super) async fn contractor(
     .await?;
     Ok(respond(html, body))
 }
+
+/// `GET /campaigns/{id}/report`: a certification campaign's completion report.
+pub(super) async fn campaign(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<ReportQuery>,
+) -> ApiResult<HttpResponse> {
+    let html = wants_html(&req, &q)?;
+    let id = path.into_inner();
+    let body = run_report(&state, move |a| {
+        let r = report::campaign::build(&a.store, &id, a.engine.now())?;
+        if html {
+            report::html::campaign(&r)
+        } else {
+            to_json(&r)
+        }
+    })
+    .await?;
+    Ok(respond(html, body))
+}
