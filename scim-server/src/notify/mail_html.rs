@@ -539,13 +539,7 @@ mod tests {
                 format!("Subject: {}\n\n{}", n.subject, n.body)
             );
             insta::assert_snapshot!(format!("{name}_html"), html.clone());
-            if let Some(dir) = std::env::var_os("SCIMHUB_MAIL_ARTIFACTS") {
-                std::fs::write(
-                    std::path::Path::new(&dir).join(format!("{name}.html")),
-                    &html,
-                )
-                .expect("artifact");
-            }
+            artifact(name, &html);
         }
         let html = html_body(&linked.subject, &linked.body, Some(hub));
         // The person's name is escaped and a URL in it is never a link; the hub's links are.

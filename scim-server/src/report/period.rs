@@ -383,12 +383,7 @@ pub fn grants_section(c: &mut DbConnection, p: &Period) -> HubResult<Section> {
             let end = g.ended.map_or(g.expires, |e| e.min(g.expires));
             GrantItem {
                 held_secs: g.activated.map(|a| (end - a).num_seconds().max(0)),
-                entitlement: serde_json::from_str::<connectors::Entitlement>(&g.entitlement)
-                    .map(|e| match e.role {
-                        Some(r) => format!("{}:{} (role {r})", e.kind, e.id),
-                        None => format!("{}:{}", e.kind, e.id),
-                    })
-                    .unwrap_or_else(|_| "(unknown entitlement)".into()),
+                entitlement: crate::engine::notices::entitlement_label(&g.entitlement),
                 id: g.id,
                 user_id: g.user_id,
                 connector: g.connector,

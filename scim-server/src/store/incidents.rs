@@ -99,6 +99,19 @@ pub fn raise_once(
     Ok(opened)
 }
 
+/// `UPDATE engine_incidents` resolving open incidents as `by` with `note` at `now`; the caller
+/// appends the rest of the `WHERE` (after `status = 'open'`).
+fn resolving(by: &str, note: &str, now: DateTime<Utc>) -> Sql<()> {
+    let mut q = Sql::<()>::new("UPDATE engine_incidents SET status = 'resolved', resolved_at = ");
+    q.text(fmt_ts(now))
+        .push(", resolved_by = ")
+        .text(by)
+        .push(", note = ")
+        .text(note)
+        .push(" WHERE status = 'open'");
+    q
+}
+
 /// Resolves the open incident raised with `dedupe_key` (its cause is over), as `by` with
 /// `note`; false when there is none open.
 pub fn resolve_key(
@@ -108,14 +121,8 @@ pub fn resolve_key(
     note: &str,
     now: DateTime<Utc>,
 ) -> HubResult<bool> {
-    let mut q = Sql::<()>::new("UPDATE engine_incidents SET status = 'resolved', resolved_at = ");
-    q.text(fmt_ts(now))
-        .push(", resolved_by = ")
-        .text(by)
-        .push(", note = ")
-        .text(note)
-        .push(" WHERE status = 'open' AND dedupe_key = ")
-        .text(dedupe_key);
+    let mut q = resolving(by, note, now);
+    q.push(" AND dedupe_key = ").text(dedupe_key);
     Ok(q.execute(c)? > 0)
 }
 
@@ -130,13 +137,8 @@ pub fn resolve_open_for(
     note: &str,
     now: DateTime<Utc>,
 ) -> HubResult<usize> {
-    let mut q = Sql::<()>::new("UPDATE engine_incidents SET status = 'resolved', resolved_at = ");
-    q.text(fmt_ts(now))
-        .push(", resolved_by = ")
-        .text(by)
-        .push(", note = ")
-        .text(note)
-        .push(" WHERE status = 'open' AND kind = ")
+    let mut q = resolving(by, note, now);
+    q.push(" AND kind = ")
         .text(kind)
         .push(" AND user_id = ")
         .text(user_id)

@@ -84,6 +84,31 @@ fn to_json(v: &impl serde::Serialize) -> Result<String, ReportError> {
     serde_json::to_string(v).map_err(|e| ReportError::Render(e.to_string()))
 }
 
+/// Builds a report on the blocking pool and answers it as JSON or, when `html`, as the page
+/// `render` draws.
+async fn answer<R, B, H>(
+    state: &web::Data<AppState>,
+    html: bool,
+    build: B,
+    render: H,
+) -> ApiResult<HttpResponse>
+where
+    R: serde::Serialize,
+    B: FnOnce(&crate::admin::Admin) -> Result<R, ReportError> + Send + 'static,
+    H: FnOnce(&R) -> Result<String, ReportError> + Send + 'static,
+{
+    let body = run_report(state, move |a| {
+        let r = build(a)?;
+        if html {
+            render(&r)
+        } else {
+            to_json(&r)
+        }
+    })
+    .await?;
+    Ok(respond(html, body))
+}
+
 pub(super) async fn termination(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -93,16 +118,13 @@ pub(super) async fn termination(
     let html = wants_html(&req, &q)?;
     let user = path.into_inner();
     let event = q.event;
-    let body = run_report(&state, move |a| {
-        let r = report::termination::build(&a.store, &user, event, a.engine.now())?;
-        if html {
-            report::html::termination(&r)
-        } else {
-            to_json(&r)
-        }
-    })
-    .await?;
-    Ok(respond(html, body))
+    answer(
+        &state,
+        html,
+        move |a| report::termination::build(&a.store, &user, event, a.engine.now()),
+        report::html::termination,
+    )
+    .await
 }
 
 pub(super) async fn period(
@@ -116,16 +138,13 @@ pub(super) async fn period(
     };
     let from = report::parse_bound(from, false, "from")?;
     let to = report::parse_bound(to, true, "to")?;
-    let body = run_report(&state, move |a| {
-        let r = report::period::build(&a.store, from, to, a.engine.now())?;
-        if html {
-            report::html::period(&r)
-        } else {
-            to_json(&r)
-        }
-    })
-    .await?;
-    Ok(respond(html, body))
+    answer(
+        &state,
+        html,
+        move |a| report::period::build(&a.store, from, to, a.engine.now()),
+        report::html::period,
+    )
+    .await
 }
 
 pub(super) async fn contractor(
@@ -136,16 +155,13 @@ pub(super) async fn contractor(
 ) -> ApiResult<HttpResponse> {
     let html = wants_html(&req, &q)?;
     let user = path.into_inner();
-    let body = run_report(&state, move |a| {
-        let v = report::contractor::serve(&a.store, &user, a.engine.now())?;
-        if html {
-            report::html::contractor(&v)
-        } else {
-            to_json(&v)
-        }
-    })
-    .await?;
-    Ok(respond(html, body))
+    answer(
+        &state,
+        html,
+        move |a| report::contractor::serve(&a.store, &user, a.engine.now()),
+        report::html::contractor,
+    )
+    .await
 }
 
 /// `GET /campaigns/{id}/report`: a certification campaign's completion report.
@@ -157,14 +173,11 @@ pub(super) async fn campaign(
 ) -> ApiResult<HttpResponse> {
     let html = wants_html(&req, &q)?;
     let id = path.into_inner();
-    let body = run_report(&state, move |a| {
-        let r = report::campaign::build(&a.store, &id, a.engine.now())?;
-        if html {
-            report::html::campaign(&r)
-        } else {
-            to_json(&r)
-        }
-    })
-    .await?;
-    Ok(respond(html, body))
+    answer(
+        &state,
+        html,
+        move |a| report::campaign::build(&a.store, &id, a.engine.now()),
+        report::html::campaign,
+    )
+    .await
 }
