@@ -1,5 +1,6 @@
 //! The per-type resource count cache for unfiltered lists on SQLite ([`TypeCounts`]).
 
+use super::sql::Sql;
 use super::ResourceKind;
 
 /// The number of resources of each type, cached for unfiltered lists: `COUNT(*)` over 100,000
@@ -67,12 +68,6 @@ pub(crate) struct OtherWriters {
     seen: std::sync::Mutex<Option<i64>>,
 }
 
-#[derive(diesel::QueryableByName)]
-struct Sum {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
 impl OtherWriters {
     pub(crate) fn new() -> OtherWriters {
         OtherWriters {
@@ -81,15 +76,15 @@ impl OtherWriters {
         }
     }
 
-    /// Counts one committed create or delete of this process (inside its transaction).
+    /// Counts one committed create or delete of this process (inside its transaction). Through
+    /// [`Sql`], whose text diesel prepares once per connection: this runs on every create.
     pub(crate) fn record(&self, c: &mut super::DbConnection) -> crate::error::HubResult<()> {
         use diesel::RunQueryDsl;
-        diesel::sql_query(
-            "INSERT INTO store_population (writer, generation) VALUES (?, 1) \
-             ON CONFLICT (writer) DO UPDATE SET generation = store_population.generation + 1",
-        )
-        .bind::<diesel::sql_types::Text, _>(&self.me)
-        .execute(c)?;
+        let mut q = Sql::<()>::new("INSERT INTO store_population (writer, generation) VALUES (");
+        q.text(self.me.as_str()).push(
+            ", 1) ON CONFLICT (writer) DO UPDATE SET generation = store_population.generation + 1",
+        );
+        q.execute(c)?;
         Ok(())
     }
 
@@ -97,13 +92,12 @@ impl OtherWriters {
     /// the first: nothing was cached before it).
     pub(crate) fn changed(&self, c: &mut super::DbConnection) -> crate::error::HubResult<bool> {
         use diesel::RunQueryDsl;
-        let now = diesel::sql_query(
+        let mut q = Sql::<diesel::sql_types::BigInt>::new(
             "SELECT CAST(COALESCE(SUM(generation), 0) AS BIGINT) AS n FROM store_population \
-             WHERE writer <> ?",
-        )
-        .bind::<diesel::sql_types::Text, _>(&self.me)
-        .get_result::<Sum>(c)?
-        .n;
+             WHERE writer <> ",
+        );
+        q.text(self.me.as_str());
+        let now = q.get_result::<i64>(c)?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let changed = seen.is_some_and(|s| s != now);
         *seen = Some(now);

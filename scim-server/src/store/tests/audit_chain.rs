@@ -87,6 +87,56 @@ fn scim_writes_are_chained_with_client_request_and_changed_names() {
     });
 }
 
+/// On PostgreSQL the server hashes appended entries itself (one round trip): its bytes must be
+/// exactly the canonical form's, for multi-byte text and both connector forms too, or `verify`
+/// (which hashes in Rust) finds the entry edited.
+#[test]
+fn appended_entries_hash_the_same_on_every_backend() {
+    each_backend(|db| {
+        let detail =
+            json!({"zeta": "Zoë Ångström 日本 \u{1F600}", "alpha": [1, {"b": null, "a": "\"q\""}]});
+        for (i, connector) in [None, Some("gïthub"), Some("")].into_iter().enumerate() {
+            let mut c = db.store.inner.write.get().unwrap();
+            let seq = audit_chain::append(
+                &mut c,
+                &audit_chain::NewEntry {
+                    at: chrono::Utc::now(),
+                    actor: "Zoë (zoe@example.com)",
+                    user_id: &format!("ü-{i}"),
+                    connector,
+                    action: "grant.approve",
+                    outcome: "ok",
+                    detail: &detail,
+                },
+            )
+            .unwrap();
+            assert_eq!(seq, i as i64 + 1, "{}", db.name);
+            let e = row(db, seq);
+            let prev_hash = e.prev_hash.clone().unwrap();
+            let expected = entry_hash(&EntryFields {
+                seq,
+                prev_hash: &prev_hash,
+                at: &e.at,
+                actor: &e.actor,
+                user_id: &e.user_id,
+                connector: e.connector.as_deref(),
+                action: &e.action,
+                outcome: &e.outcome,
+                detail: &e.detail,
+            });
+            assert_eq!(
+                e.hash.as_deref(),
+                Some(expected.as_str()),
+                "{}: {seq}",
+                db.name
+            );
+        }
+        let r = verify(db);
+        assert!(r.ok, "{}: {:?}", db.name, r.finding);
+        assert_eq!((r.checked, head(db).seq), (3, 3), "{}", db.name);
+    });
+}
+
 #[test]
 fn tokens_issued_and_revoked_are_chained_without_their_secret() {
     each_backend(|db| {
