@@ -125,18 +125,17 @@ pub fn canonical_json(v: &Value) -> String {
 fn write_canonical(v: &Value, out: &mut String) {
     match v {
         Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
+            let mut members: Vec<(&String, &Value)> = m.iter().collect();
+            // Keys are unique, so an unstable sort gives the one order.
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            for (i, (k, v)) in members.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                write_json_string(k, out);
                 out.push(':');
-                if let Some(v) = m.get(k) {
-                    write_canonical(v, out);
-                }
+                write_canonical(v, out);
             }
             out.push('}');
         }
@@ -150,8 +149,39 @@ fn write_canonical(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        other => out.push_str(&other.to_string()),
+        Value::String(s) => write_json_string(s, out),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
     }
+}
+
+/// A JSON string literal exactly as serde_json writes it, without building a `Value` for it.
+fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    let mut plain = 0;
+    for (i, ch) in s.char_indices() {
+        let escape = match ch {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            '\u{08}' => "\\b",
+            '\u{0c}' => "\\f",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{:04x}", ch as u32));
+        } else {
+            out.push_str(escape);
+        }
+        plain = i + ch.len_utf8();
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 /// The chain head: the last entry's `seq` and `hash` (`0` and [`GENESIS`] before the first).
@@ -223,6 +253,24 @@ pub fn append(c: &mut DbConnection, e: &NewEntry<'_>) -> HubResult<i64> {
         }
     }
     let head = lock_head(c)?;
+    let new_head = insert_prepared(c, &head, e, at, detail)?;
+    let seq = new_head.seq;
+    set_head(c, &new_head)?;
+    Ok(seq)
+}
+
+/// Inserts `e` as the entry after `head` (not moving the head row); returns the new head.
+fn insert_entry(c: &mut DbConnection, head: &Head, e: &NewEntry<'_>) -> HubResult<Head> {
+    insert_prepared(c, head, e, fmt_ts(e.at), canonical_json(e.detail))
+}
+
+fn insert_prepared(
+    c: &mut DbConnection,
+    head: &Head,
+    e: &NewEntry<'_>,
+    at: String,
+    detail: String,
+) -> HubResult<Head> {
     let seq = head.seq + 1;
     let hash = entry_hash(&EntryFields {
         seq,
@@ -255,13 +303,12 @@ pub fn append(c: &mut DbConnection, e: &NewEntry<'_>) -> HubResult<i64> {
         .push(", ")
         .text(detail)
         .push(", ")
-        .text(head.hash)
+        .text(head.hash.clone())
         .push(", ")
         .text(hash.clone())
         .push(")");
     q.execute(c)?;
-    set_head(c, &Head { seq, hash })?;
-    Ok(seq)
+    Ok(Head { seq, hash })
 }
 
 /// Whether PostgreSQL can compute entry hashes itself: its `sha256` sees the text as UTF-8
@@ -435,13 +482,65 @@ fn changed_attributes(before: Option<&super::Doc>, after: Option<&super::Doc>) -
 /// Most member ids listed in one entry; the counts are always complete.
 const MEMBERS_LISTED: usize = 100;
 
-/// The audit entry of one SCIM write: who (the client: token name or JWT client), which request,
-/// which resource, which attributes changed (names only) and which members moved.
+/// An entry built now and appended later in the same transaction: a SCIM write's own entry on
+/// the group-commit writer waits for the end of its batch ([`append_all`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingEntry {
+    at: DateTime<Utc>,
+    actor: String,
+    user_id: String,
+    action: String,
+    detail: Value,
+}
+
+impl PendingEntry {
+    fn as_new(&self) -> NewEntry<'_> {
+        NewEntry {
+            at: self.at,
+            actor: &self.actor,
+            user_id: &self.user_id,
+            connector: None,
+            action: &self.action,
+            outcome: "ok",
+            detail: &self.detail,
+        }
+    }
+}
+
+/// Appends the audit entry of one SCIM write (see [`scim_write_entry`]).
 pub(crate) fn append_scim_write(
     c: &mut DbConnection,
     change: &Change,
     now: DateTime<Utc>,
 ) -> HubResult<i64> {
+    append(c, &scim_write_entry(change, now).as_new())
+}
+
+/// Appends `entries` in order, in the caller's transaction. On SQLite the head is read once
+/// and written once for all of them: the group-commit writer appends its batch's SCIM write
+/// entries here after the last write's savepoint, so the chain's pages are neither copied into
+/// each write's savepoint journal nor its head row moved once per write.
+pub(crate) fn append_all(c: &mut DbConnection, entries: &[PendingEntry]) -> HubResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if let DbConnection::Postgresql(_) = c {
+        for e in entries {
+            append(c, &e.as_new())?;
+        }
+        return Ok(());
+    }
+    let mut head = lock_head(c)?;
+    for e in entries {
+        head = insert_entry(c, &head, &e.as_new())?;
+    }
+    set_head(c, &head)
+}
+
+/// The audit entry of one SCIM write: who (the client: token name or JWT client), which request,
+/// which resource, which attributes changed (names only) and which members moved. Built while
+/// the write runs (the request id is the calling thread's).
+pub(crate) fn scim_write_entry(change: &Change, now: DateTime<Utc>) -> PendingEntry {
     let op = match change.op {
         ChangeOp::Create => "create",
         ChangeOp::Replace => "replace",
@@ -482,18 +581,13 @@ pub(crate) fn append_scim_write(
         super::ResourceKind::User => change.id.as_str(),
         super::ResourceKind::Group => "",
     };
-    append(
-        c,
-        &NewEntry {
-            at: now,
-            actor: change.client.as_deref().unwrap_or("hub"),
-            user_id,
-            connector: None,
-            action: &action,
-            outcome: "ok",
-            detail: &detail,
-        },
-    )
+    PendingEntry {
+        at: now,
+        actor: change.client.as_deref().unwrap_or("hub").to_string(),
+        user_id: user_id.to_string(),
+        action,
+        detail,
+    }
 }
 
 // ---- reading the chain -------------------------------------------------------------------

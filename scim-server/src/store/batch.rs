@@ -80,6 +80,8 @@ pub(crate) struct Effect {
     pub(crate) store: Store,
     pub(crate) population: Vec<(super::ResourceKind, String, bool)>,
     pub(crate) changed: bool,
+    /// The write's own audit entries, appended after the batch's last write.
+    pub(crate) audit: Vec<super::audit_chain::PendingEntry>,
 }
 
 /// The writer connection and the effects of the writes run so far, while a batch is open on
@@ -197,7 +199,11 @@ fn run_batch(pool: &Pool, jobs: Vec<Box<dyn Job>>) {
         );
     };
     let c: &mut DbConnection = &mut open.conn;
-    match <DbConnection as Connection>::TransactionManager::commit_transaction(c) {
+    let committed = Store::before_batch_commit(c, &open.effects).and_then(|()| {
+        <DbConnection as Connection>::TransactionManager::commit_transaction(c)
+            .map_err(HubError::from)
+    });
+    match committed {
         Ok(()) => {
             let effects = std::mem::take(&mut open.effects);
             drop(open);
@@ -207,7 +213,7 @@ fn run_batch(pool: &Pool, jobs: Vec<Box<dyn Job>>) {
             finish_all(finishes, None);
         }
         Err(e) => {
-            let why = HubError::from(e).to_string();
+            let why = e.to_string();
             let c: &mut DbConnection = &mut open.conn;
             // If the rollback fails too, the connection is left in a transaction and the pool
             // discards it on return.
@@ -356,6 +362,34 @@ mod tests {
             );
         }
         assert_eq!(count(&t.store, ResourceKind::User), 20);
+    }
+
+    /// The batch appends its writes' audit entries after the last write: one that failed in
+    /// between leaves none, the others are chained in write order and the head row follows.
+    #[test]
+    fn a_batch_chains_its_committed_writes_in_order_after_the_last() {
+        use super::super::audit_chain;
+        let t = temp_store();
+        let (release, held) = hold_writer(&t.store);
+        let first = create(&t.store, "alice");
+        let duplicate = create(&t.store, "ALICE");
+        let last = create(&t.store, "bob");
+        drop(release);
+        held.blocking_recv().unwrap().unwrap();
+        let alice = first.blocking_recv().unwrap().unwrap();
+        assert!(duplicate.blocking_recv().unwrap().is_err());
+        let bob = last.blocking_recv().unwrap().unwrap();
+        let mut c = t.store.read_conn().unwrap();
+        let report = audit_chain::verify(&mut c, &audit_chain::VerifyOptions::default()).unwrap();
+        assert!(report.ok, "{:?}", report.finding);
+        assert_eq!(report.checked, 2);
+        let head = audit_chain::head(&mut c).unwrap();
+        assert_eq!(head.seq, 2);
+        let rows =
+            audit_chain::export_page(&mut c, &audit_chain::ExportFilter::default(), 10).unwrap();
+        let users: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
+        assert_eq!(users, vec![alice.as_str(), bob.as_str()]);
+        assert_eq!(rows[1].hash.as_deref(), Some(head.hash.as_str()));
     }
 
     #[test]

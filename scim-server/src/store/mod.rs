@@ -540,21 +540,22 @@ impl Store {
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<T> {
         if let Some(mut open) = batch::take_open() {
-            let out = self
-                .run_write(&mut open.conn, body)
-                .map(|(out, population, changed)| {
+            let out = self.run_write(&mut open.conn, body, true).map(
+                |(out, population, changed, audit)| {
                     open.effects.push(batch::Effect {
                         store: self.clone(),
                         population,
                         changed,
+                        audit,
                     });
                     out
-                });
+                },
+            );
             batch::restore(open);
             return out;
         }
         let mut conn = self.inner.write.get()?;
-        let (out, population, changed) = self.run_write(&mut conn, body)?;
+        let (out, population, changed, _) = self.run_write(&mut conn, body, false)?;
         // Committed: release the writer first, then tell the hook.
         drop(conn);
         self.after_commit(population, changed);
@@ -562,29 +563,32 @@ impl Store {
     }
 
     /// Runs `body` and the hook in a transaction (a savepoint when one is open). Returns the
-    /// output, the resources created (`true`) or deleted, and whether anything changed.
+    /// output, the resources created (`true`) or deleted, whether anything changed, and, when
+    /// `in_batch`, the write's audit entries for the batch to append after its last savepoint
+    /// (see [`Store::before_batch_commit`]); otherwise they are already appended.
     #[allow(clippy::type_complexity)]
     fn run_write<T>(
         &self,
         conn: &mut DbConnection,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
-    ) -> HubResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
+        in_batch: bool,
+    ) -> HubResult<WriteOutcome<T>> {
         // On SQLite the outermost transaction takes the write lock at BEGIN (see
         // `conn::begin_immediate`); the body then runs in a savepoint of it.
         let immediate = conn::begin_immediate(conn)?;
-        let out = self.run_write_body(conn, body);
+        let out = self.run_write_body(conn, body, in_batch);
         if immediate {
             conn::end_immediate(conn, out.is_ok())?;
         }
         out
     }
 
-    #[allow(clippy::type_complexity)]
     fn run_write_body<T>(
         &self,
         conn: &mut DbConnection,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
-    ) -> HubResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
+        in_batch: bool,
+    ) -> HubResult<WriteOutcome<T>> {
         conn.transaction::<_, HubError, _>(|c| {
             let mut changes = Vec::new();
             let out = body(c, &mut changes)?;
@@ -594,9 +598,12 @@ impl Store {
                 }
             }
             // Last, after the engine's plan: an append holds the chain head until commit.
-            if !changes.is_empty() {
-                let now = self.now();
-                for change in &changes {
+            let now = self.now();
+            let mut audit = Vec::new();
+            for change in &changes {
+                if in_batch {
+                    audit.push(audit_chain::scim_write_entry(change, now));
+                } else {
                     audit_chain::append_scim_write(c, change, now)?;
                 }
             }
@@ -605,11 +612,34 @@ impl Store {
                 .filter(|ch| matches!(ch.op, ChangeOp::Create | ChangeOp::Delete))
                 .map(|ch| (ch.kind, ch.id.clone(), ch.op == ChangeOp::Create))
                 .collect();
-            if let (Some(w), false) = (&self.inner.other_writers, population.is_empty()) {
-                w.record(c)?;
+            if let (Some(w), false, false) =
+                (&self.inner.other_writers, population.is_empty(), in_batch)
+            {
+                w.record(c, 1)?;
             }
-            Ok((out, population, !changes.is_empty()))
+            Ok((out, population, !changes.is_empty(), audit))
         })
+    }
+
+    /// The end of a group-commit batch, after its last write's savepoint and before its commit:
+    /// appends the writes' audit entries (in write order) and counts their creates and deletes
+    /// for other processes, each once for the whole batch instead of once per write.
+    pub(crate) fn before_batch_commit(
+        c: &mut DbConnection,
+        effects: &[batch::Effect],
+    ) -> HubResult<()> {
+        let audit: Vec<audit_chain::PendingEntry> = effects
+            .iter()
+            .flat_map(|e| e.audit.iter().cloned())
+            .collect();
+        audit_chain::append_all(c, &audit)?;
+        let populated = effects.iter().filter(|e| !e.population.is_empty()).count();
+        if let (Some(first), true) = (effects.first(), populated > 0) {
+            if let Some(w) = &first.store.inner.other_writers {
+                w.record(c, populated as i64)?;
+            }
+        }
+        Ok(())
     }
 
     /// After a commit: ask for a WAL checkpoint, keep the SQLite count cache and id index
@@ -649,6 +679,15 @@ fn started<T>(
     cell.get()
         .ok_or_else(|| HubError::Backend("a store thread did not start".into()))
 }
+
+/// What [`Store::run_write`] returns: the body's output, the resources created (`true`) or
+/// deleted, whether anything changed, and the audit entries left for the batch to append.
+type WriteOutcome<T> = (
+    T,
+    Vec<(ResourceKind, String, bool)>,
+    bool,
+    Vec<audit_chain::PendingEntry>,
+);
 
 /// Formats a timestamp the way it is stored: UTC, fixed width, microseconds.
 pub(crate) fn fmt_ts(t: DateTime<Utc>) -> String {

@@ -76,14 +76,22 @@ impl OtherWriters {
         }
     }
 
-    /// Counts one committed create or delete of this process (inside its transaction). Through
-    /// [`Sql`], whose text diesel prepares once per connection: this runs on every create.
-    pub(crate) fn record(&self, c: &mut super::DbConnection) -> crate::error::HubResult<()> {
+    /// Counts `n` writes of this process that created or deleted resources (inside their
+    /// transaction). Through [`Sql`], whose text diesel prepares once per connection.
+    pub(crate) fn record(
+        &self,
+        c: &mut super::DbConnection,
+        n: i64,
+    ) -> crate::error::HubResult<()> {
         use diesel::RunQueryDsl;
         let mut q = Sql::<()>::new("INSERT INTO store_population (writer, generation) VALUES (");
-        q.text(self.me.as_str()).push(
-            ", 1) ON CONFLICT (writer) DO UPDATE SET generation = store_population.generation + 1",
-        );
+        q.text(self.me.as_str())
+            .push(", ")
+            .int(n)
+            .push(
+                ") ON CONFLICT (writer) DO UPDATE SET generation = store_population.generation + ",
+            )
+            .int(n);
         q.execute(c)?;
         Ok(())
     }

@@ -600,3 +600,62 @@ fn bench_append_and_verify() {
         t.elapsed()
     );
 }
+
+/// The canonical JSON of the chain's first version, kept as the reference: keys sorted, each
+/// key and scalar written by serde_json through a `Value`. The writer in use must produce the
+/// same bytes for every value, or entries written before it would no longer verify.
+fn reference_canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let members: Vec<String> = keys
+                .into_iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        Value::String(k.clone()),
+                        reference_canonical(&m[k])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter()
+                .map(reference_canonical)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        any::<String>().prop_map(Value::from),
+        "[\\x00-\\x7f\"\\\\]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            proptest::collection::btree_map("[\\x00-\\x7fé日\"\\\\]{0,8}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #[test]
+    fn canonical_json_is_byte_for_byte_the_first_versions(v in arb_json()) {
+        proptest::prop_assert_eq!(audit_chain::canonical_json(&v), reference_canonical(&v));
+    }
+}
