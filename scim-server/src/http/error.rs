@@ -150,7 +150,19 @@ impl From<HubError> for ApiError {
                 "Users are deleted by their source of truth for active, the client {owner:?}; \
                  this client may not delete them (it would need the scim:delete scope)."
             )),
+            // Transient: the client retries after `Retry-After`. An unknown commit outcome is
+            // never a success; the retry is safe because every SCIM write is idempotent in
+            // effect or refused as a duplicate (docs/postgresql.md, "Faults").
             HubError::Unavailable(cause) => ApiError::Unavailable(cause),
+            HubError::TxConflict(cause) => {
+                ApiError::Unavailable(format!("transaction conflict, retries exhausted: {cause}"))
+            }
+            HubError::StatementTimeout(cause) => {
+                ApiError::Unavailable(format!("statement timeout: {cause}"))
+            }
+            HubError::OutcomeUnknown(cause) => {
+                ApiError::Unavailable(format!("commit outcome unknown: {cause}"))
+            }
             HubError::Config(cause) | HubError::Backend(cause) => ApiError::Internal(cause),
         }
     }

@@ -120,7 +120,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use serde_json::{Map, Value};
 
 pub use assemble::LoadedResource;
-pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend};
+pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend, PgSession};
 pub use members::{direct_members, parse_members, DirectMember, MemberRow};
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
@@ -265,15 +265,25 @@ pub struct StoreOptions {
     /// (`migrate`, `token issue`) wants none, because r2d2 replenishes idle connections on its
     /// own threads and a connection still being opened while the process exits crashed libpq.
     pub min_idle: u32,
+    /// PostgreSQL session settings (statement timeout and others) of every pooled connection.
+    pub pg: PgSession,
+    /// How often a PostgreSQL write transaction that can be re-run is tried in all, when it
+    /// fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01) or loses its
+    /// connection before COMMIT (see [`Store::write_tx_retry`]). At least 1.
+    pub write_attempts: u32,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             pool_size: 8,
-            connection_timeout: Duration::from_secs(30),
+            // Short: a request that cannot get a connection is answered 503 with Retry-After
+            // rather than held until the client's own timeout.
+            connection_timeout: Duration::from_secs(5),
             base_url: None,
             min_idle: 1,
+            pg: PgSession::default(),
+            write_attempts: 4,
         }
     }
 }
@@ -295,6 +305,8 @@ struct Inner {
     base_url: Option<String>,
     hook: Option<Arc<dyn WriteHook>>,
     clock: fn() -> DateTime<Utc>,
+    /// Tries per re-runnable PostgreSQL write ([`StoreOptions::write_attempts`]).
+    write_attempts: u32,
     /// `None` on PostgreSQL: other processes may write there, so it always counts.
     type_counts: Option<Arc<TypeCounts>>,
     /// `None` on PostgreSQL, for the same reason (see [`ranks`]).
@@ -333,7 +345,7 @@ impl Store {
                 .test_on_check_out(!url.is_sqlite())
                 .min_idle(Some(options.min_idle.min(size.max(1))))
                 .connection_timeout(options.connection_timeout)
-                .build(ConnectionManager::new(url.clone()))
+                .build(ConnectionManager::with_session(url.clone(), options.pg))
                 .map_err(|e| HubError::Unavailable(e.to_string()))
         };
         let (read, write) = match &url {
@@ -366,6 +378,7 @@ impl Store {
                     .map(|b| b.trim_end_matches('/').to_string()),
                 hook: None,
                 clock: Utc::now,
+                write_attempts: options.write_attempts.max(1),
                 type_counts,
                 id_ranks,
                 other_writers,
@@ -397,6 +410,7 @@ impl Store {
             base_url: self.inner.base_url.clone(),
             hook: self.inner.hook.clone(),
             clock: self.inner.clock,
+            write_attempts: self.inner.write_attempts,
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
             other_writers: self.inner.other_writers.clone(),
@@ -534,14 +548,39 @@ impl Store {
     /// The one write path: a transaction on the writer connection in which `body` does the work
     /// and records its [`Change`]s, which the hook then sees before commit. On the group-commit
     /// writer thread it is a savepoint of the batch's transaction instead, and what follows the
-    /// commit waits for the batch's.
+    /// commit waits for the batch's. Runs `body` once; see [`Store::write_tx_retry`].
     pub(crate) fn write_tx<T>(
         &self,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<T> {
+        let mut once = Some(body);
+        self.write_attempts(1, |c, changes| match once.take() {
+            Some(body) => body(c, changes),
+            None => Err(HubError::Backend("a write body ran twice".into())),
+        })
+    }
+
+    /// [`Store::write_tx`] for a `body` that may run more than once: on PostgreSQL, a
+    /// transaction that fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01),
+    /// or whose connection is lost before COMMIT is sent, certainly did not commit, and is run
+    /// again from the start on a fresh connection (up to [`StoreOptions::write_attempts`] in
+    /// all). Only for bodies whose every effect is in the transaction: what they read and decide
+    /// is read and decided again.
+    pub(crate) fn write_tx_retry<T>(
+        &self,
+        body: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<T> {
+        self.write_attempts(self.inner.write_attempts, body)
+    }
+
+    fn write_attempts<T>(
+        &self,
+        attempts: u32,
+        mut body: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<T> {
         if let Some(mut open) = batch::take_open() {
             let out = self
-                .run_write(&mut open.conn, body)
+                .run_write(&mut open.conn, &mut body)
                 .map(|(out, population, changed)| {
                     open.effects.push(batch::Effect {
                         store: self.clone(),
@@ -551,14 +590,33 @@ impl Store {
                     out
                 });
             batch::restore(open);
-            return out;
+            return out.map_err(HubError::from);
         }
-        let mut conn = self.inner.write.get()?;
-        let (out, population, changed) = self.run_write(&mut conn, body)?;
-        // Committed: release the writer first, then tell the hook.
-        drop(conn);
-        self.after_commit(population, changed);
-        Ok(out)
+        let mut attempt = 1;
+        loop {
+            let mut conn = self.inner.write.get()?;
+            match self.run_write(&mut conn, &mut body) {
+                Ok((out, population, changed)) => {
+                    // Committed: release the writer first, then tell the hook.
+                    drop(conn);
+                    self.after_commit(population, changed);
+                    return Ok(out);
+                }
+                Err(WriteFailure::NotCommitted(e))
+                    if attempt < attempts && !self.is_sqlite() && rerunnable(&e) =>
+                {
+                    drop(conn);
+                    tracing::info!(error = %e, attempt, "write transaction not committed; running it again");
+                    retry_pause(attempt, &e);
+                    attempt += 1;
+                }
+                Err(WriteFailure::NotCommitted(e)) => return Err(e),
+                Err(WriteFailure::CommitUnknown(e)) => {
+                    tracing::error!(error = %e, "connection lost during COMMIT: the write may or may not be committed");
+                    return Err(HubError::OutcomeUnknown(e.to_string()));
+                }
+            }
+        }
     }
 
     /// Runs `body` and the hook in a transaction (a savepoint when one is open). Returns the
@@ -568,15 +626,52 @@ impl Store {
         &self,
         conn: &mut DbConnection,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
-    ) -> HubResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
+    ) -> Result<(T, Vec<(ResourceKind, String, bool)>, bool), WriteFailure> {
+        use diesel::connection::TransactionManager;
+        type Tm = <DbConnection as Connection>::TransactionManager;
+        if let DbConnection::Postgresql(_) = conn {
+            let outermost = Tm::transaction_manager_status_mut(conn)
+                .transaction_depth()
+                .map_err(|e| WriteFailure::NotCommitted(e.into()))?
+                .is_none();
+            if outermost {
+                // By hand rather than `Connection::transaction`, to tell a failed COMMIT (outcome
+                // unknown when the connection is lost) from a failure before it (not committed).
+                Tm::begin_transaction(conn).map_err(|e| WriteFailure::NotCommitted(e.into()))?;
+                let out = match self.write_body_in(conn, body) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        // A lost connection fails the ROLLBACK too, which marks the connection
+                        // broken: the pool drops it (`ConnectionManager::has_broken`).
+                        let _ = Tm::rollback_transaction(conn);
+                        return Err(WriteFailure::NotCommitted(e));
+                    }
+                };
+                return match Tm::commit_transaction(conn) {
+                    Ok(()) => Ok(out),
+                    Err(e) => {
+                        let e = HubError::from(e);
+                        // A server's answer to COMMIT (a deferred constraint, a serialization
+                        // failure) means it did not commit; no answer means nobody knows.
+                        if matches!(e, HubError::Unavailable(_)) {
+                            Err(WriteFailure::CommitUnknown(e))
+                        } else {
+                            Err(WriteFailure::NotCommitted(e))
+                        }
+                    }
+                };
+            }
+        }
         // On SQLite the outermost transaction takes the write lock at BEGIN (see
         // `conn::begin_immediate`); the body then runs in a savepoint of it.
-        let immediate = conn::begin_immediate(conn)?;
+        let immediate =
+            conn::begin_immediate(conn).map_err(|e| WriteFailure::NotCommitted(e.into()))?;
         let out = self.run_write_body(conn, body);
         if immediate {
-            conn::end_immediate(conn, out.is_ok())?;
+            conn::end_immediate(conn, out.is_ok())
+                .map_err(|e| WriteFailure::NotCommitted(e.into()))?;
         }
-        out
+        out.map_err(WriteFailure::NotCommitted)
     }
 
     #[allow(clippy::type_complexity)]
@@ -585,31 +680,39 @@ impl Store {
         conn: &mut DbConnection,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
-        conn.transaction::<_, HubError, _>(|c| {
-            let mut changes = Vec::new();
-            let out = body(c, &mut changes)?;
-            if let Some(hook) = &self.inner.hook {
-                for change in &changes {
-                    hook.on_write(c, change)?;
-                }
+        conn.transaction::<_, HubError, _>(|c| self.write_body_in(c, body))
+    }
+
+    /// `body`, then the hook and the audit chain, inside the caller's transaction.
+    #[allow(clippy::type_complexity)]
+    fn write_body_in<T>(
+        &self,
+        c: &mut DbConnection,
+        body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<(T, Vec<(ResourceKind, String, bool)>, bool)> {
+        let mut changes = Vec::new();
+        let out = body(c, &mut changes)?;
+        if let Some(hook) = &self.inner.hook {
+            for change in &changes {
+                hook.on_write(c, change)?;
             }
-            // Last, after the engine's plan: an append holds the chain head until commit.
-            if !changes.is_empty() {
-                let now = self.now();
-                for change in &changes {
-                    audit_chain::append_scim_write(c, change, now)?;
-                }
+        }
+        // Last, after the engine's plan: an append holds the chain head until commit.
+        if !changes.is_empty() {
+            let now = self.now();
+            for change in &changes {
+                audit_chain::append_scim_write(c, change, now)?;
             }
-            let population: Vec<_> = changes
-                .iter()
-                .filter(|ch| matches!(ch.op, ChangeOp::Create | ChangeOp::Delete))
-                .map(|ch| (ch.kind, ch.id.clone(), ch.op == ChangeOp::Create))
-                .collect();
-            if let (Some(w), false) = (&self.inner.other_writers, population.is_empty()) {
-                w.record(c)?;
-            }
-            Ok((out, population, !changes.is_empty()))
-        })
+        }
+        let population: Vec<_> = changes
+            .iter()
+            .filter(|ch| matches!(ch.op, ChangeOp::Create | ChangeOp::Delete))
+            .map(|ch| (ch.kind, ch.id.clone(), ch.op == ChangeOp::Create))
+            .collect();
+        if let (Some(w), false) = (&self.inner.other_writers, population.is_empty()) {
+            w.record(c)?;
+        }
+        Ok((out, population, !changes.is_empty()))
     }
 
     /// After a commit: ask for a WAL checkpoint, keep the SQLite count cache and id index
@@ -634,6 +737,41 @@ impl Store {
             }
         }
     }
+}
+
+/// How a write transaction failed: certainly not committed (safe to run again), or with its
+/// COMMIT unanswered (outcome unknown).
+enum WriteFailure {
+    NotCommitted(HubError),
+    CommitUnknown(HubError),
+}
+
+impl From<WriteFailure> for HubError {
+    fn from(f: WriteFailure) -> Self {
+        match f {
+            WriteFailure::NotCommitted(e) => e,
+            WriteFailure::CommitUnknown(e) => HubError::OutcomeUnknown(e.to_string()),
+        }
+    }
+}
+
+/// Whether a write that failed before COMMIT is worth running again: a conflict with a
+/// concurrent transaction, or a connection lost mid-transaction (the next attempt takes a
+/// fresh connection; while the server is down it fails at checkout instead).
+fn rerunnable(e: &HubError) -> bool {
+    matches!(e, HubError::TxConflict(_) | HubError::Unavailable(_))
+}
+
+/// A short, growing, jittered pause before running a conflicting transaction again, so the two
+/// that collided do not collide again in lock step. None after a lost connection.
+fn retry_pause(attempt: u32, e: &HubError) {
+    if !matches!(e, HubError::TxConflict(_)) {
+        return;
+    }
+    use rand::Rng;
+    let base_ms = 5u64 << attempt.min(6);
+    let ms = rand::thread_rng().gen_range(base_ms / 2..=base_ms);
+    std::thread::sleep(Duration::from_millis(ms));
 }
 
 /// The value in `cell`, started by `start` on first use. Two first callers may both start one;
