@@ -579,16 +579,16 @@ impl Store {
         mut body: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<T> {
         if let Some(mut open) = batch::take_open() {
-            let out = self
-                .run_write(&mut open.conn, &mut body)
-                .map(|(out, population, changed)| {
-                    open.effects.push(batch::Effect {
-                        store: self.clone(),
-                        population,
-                        changed,
+            let out =
+                self.run_write(&mut open.conn, &mut body)
+                    .map(|(out, population, changed)| {
+                        open.effects.push(batch::Effect {
+                            store: self.clone(),
+                            population,
+                            changed,
+                        });
+                        out
                     });
-                    out
-                });
             batch::restore(open);
             return out.map_err(HubError::from);
         }
