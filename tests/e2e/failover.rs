@@ -474,3 +474,77 @@ fn postgres_restart_mid_load_loses_no_acknowledged_write() {
     drop(app);
     drop(pg);
 }
+
+/// Asserts a SCIM 503 with `Retry-After` and a generic detail.
+#[track_caller]
+fn assert_503(r: crate::harness::Resp) {
+    assert!(r.header("retry-after").is_some(), "no Retry-After: {r:?}");
+    let body = r.scim_error(503, None);
+    assert_eq!(
+        body["detail"],
+        "The service is temporarily unavailable; retry later."
+    );
+}
+
+/// A hub with one database connection, whose one request is stuck behind a lock another session
+/// holds: the next request waits `pool_timeout_ms` for a slot and is answered 503 with
+/// Retry-After (not held until the client gives up); the stuck one is cancelled by the
+/// statement timeout and answered 503 too (not 500); once the lock goes, both work again.
+#[test]
+fn postgres_exhausted_pool_and_statement_timeout_answer_503() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let Some(app) = TestApp::builder(Backend::Postgres)
+        .config(
+            "db_pool_size = 1\n[database]\npool_timeout_ms = 300\nstatement_timeout_ms = 3000\n",
+        )
+        .start()
+    else {
+        return;
+    };
+    let id = app.create_user("ada")["id"].as_str().unwrap().to_string();
+    let mut locker = diesel::PgConnection::establish(&app.db_url).unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE resources IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let stuck = {
+        let url = app.url(&format!("/Users/{id}"));
+        std::thread::spawn(move || {
+            let r = reqwest::blocking::Client::new()
+                .get(url)
+                .bearer_auth(TOKEN)
+                .send()
+                .unwrap();
+            let retry_after = r.headers().get("retry-after").is_some();
+            (
+                r.status().as_u16(),
+                retry_after,
+                r.text().unwrap_or_default(),
+            )
+        })
+    };
+    // The hub's one connection is waiting for the lock.
+    wait_for("the hub's query to wait on the lock", || {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        use diesel::RunQueryDsl;
+        let mut c = diesel::PgConnection::establish(&app.db_url).unwrap();
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock'",
+        )
+        .get_result::<N>(&mut c)
+        .unwrap()
+        .n > 0
+    });
+    assert_503(app.get("/Users?count=1").send());
+    assert_eq!(app.get("/readyz").token("").send().status, 503);
+    let (status, retry_after, body) = stuck.join().unwrap();
+    assert_eq!((status, retry_after), (503, true), "{body}");
+    locker.batch_execute("ROLLBACK").unwrap();
+    app.get(&format!("/Users/{id}")).send().status(200);
+    assert_eq!(app.get("/readyz").token("").send().status, 200);
+}

@@ -407,6 +407,25 @@ mod tests {
     }
 
     #[test]
+    fn store_transient_database_failures_are_503_with_retry_after() {
+        for e in [
+            HubError::TxConflict("deadlock detected".into()),
+            HubError::StatementTimeout("canceling statement due to statement timeout".into()),
+            HubError::OutcomeUnknown("server closed the connection unexpectedly".into()),
+        ] {
+            let (s, body, resp) = render(e.into());
+            assert_eq!(s, 503);
+            assert_eq!(body["schemas"][0], ERROR_URN);
+            assert_eq!(body["status"], "503");
+            assert_eq!(
+                body["detail"],
+                "The service is temporarily unavailable; retry later."
+            );
+            assert!(resp.headers().contains_key(header::RETRY_AFTER));
+        }
+    }
+
+    #[test]
     fn store_backend_is_500_without_cause() {
         let body = check(
             HubError::Backend("syntax error near SELECT secret".into()).into(),

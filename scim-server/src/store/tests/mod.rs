@@ -6,6 +6,7 @@
 mod audit_chain;
 mod connections;
 mod drift;
+mod faults;
 mod members;
 mod metrics;
 mod outbox;
