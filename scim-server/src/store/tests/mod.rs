@@ -13,6 +13,7 @@ mod outbox;
 mod resources;
 mod search;
 mod tokens;
+mod upgrades;
 
 use std::sync::Arc;
 
