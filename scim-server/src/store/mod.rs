@@ -39,8 +39,12 @@
 //!
 //! SQLite runs with WAL and one writer: writes go through a separate pool of exactly one
 //! connection (so concurrent writes queue instead of failing with "database is locked"), reads
-//! through a pool of several. PostgreSQL uses one pool for both. A pool timeout is
-//! [`HubError::Unavailable`] (503).
+//! through a pool of several. PostgreSQL uses one pool for both, each connection with the
+//! session settings of [`PgSession`] (statement timeout). A pool timeout is
+//! [`HubError::Unavailable`] (503). On PostgreSQL the SCIM writes go through
+//! [`Store::write_tx_retry`], which re-runs a transaction aborted by a serialization failure or
+//! deadlock or by a connection lost before COMMIT; a connection lost during COMMIT is
+//! [`HubError::OutcomeUnknown`].
 //!
 //! # The write seam (for the lifecycle engine)
 //!
