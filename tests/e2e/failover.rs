@@ -467,6 +467,11 @@ fn postgres_restart_mid_load_loses_no_acknowledged_write() {
         String::from_utf8_lossy(&out.stderr)
     );
     let log = app.log();
+    eprintln!(
+        "failover log: {} writes re-run, {} COMMITs with an unknown outcome",
+        log.matches("running it again").count(),
+        log.matches("connection lost during COMMIT").count()
+    );
     assert!(
         !log.contains("\"internal error\""),
         "the hub logged an internal error during the failover"

@@ -311,6 +311,8 @@ struct Inner {
     clock: fn() -> DateTime<Utc>,
     /// Tries per re-runnable PostgreSQL write ([`StoreOptions::write_attempts`]).
     write_attempts: u32,
+    /// The pooled PostgreSQL connections' session settings.
+    pg: PgSession,
     /// `None` on PostgreSQL: other processes may write there, so it always counts.
     type_counts: Option<Arc<TypeCounts>>,
     /// `None` on PostgreSQL, for the same reason (see [`ranks`]).
@@ -383,6 +385,7 @@ impl Store {
                 hook: None,
                 clock: Utc::now,
                 write_attempts: options.write_attempts.max(1),
+                pg: options.pg,
                 type_counts,
                 id_ranks,
                 other_writers,
@@ -415,6 +418,7 @@ impl Store {
             hook: self.inner.hook.clone(),
             clock: self.inner.clock,
             write_attempts: self.inner.write_attempts,
+            pg: self.inner.pg,
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
             other_writers: self.inner.other_writers.clone(),
@@ -429,9 +433,26 @@ impl Store {
 
     /// Runs pending migrations; returns the versions applied.
     pub fn migrate(&self) -> HubResult<Vec<String>> {
-        let mut conn = self.inner.write.get()?;
         let names =
             |v: Vec<MigrationVersion<'_>>| v.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        if let DbUrl::Postgres(_) = &self.inner.url {
+            // A connection of its own without the statement timeout: building an index over a
+            // large table may take longer than any request should.
+            let unlimited = PgSession {
+                statement_timeout: Duration::ZERO,
+                idle_in_transaction_timeout: Duration::ZERO,
+                ..self.inner.pg
+            };
+            let mut conn = conn::establish_with(&self.inner.url, &unlimited)
+                .map_err(|e| HubError::Unavailable(e.to_string()))?;
+            if let DbConnection::Postgresql(c) = &mut conn {
+                return c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(names)
+                    .map_err(|e| HubError::Backend(format!("migration failed: {e}")));
+            }
+        }
+        let mut conn = self.inner.write.get()?;
         match &mut *conn {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(names),
             DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(names),
