@@ -158,6 +158,15 @@ impl Default for PgSession {
 }
 
 impl PgSession {
+    /// No statement or idle-in-transaction timeout (migrations, operators' one-off commands).
+    pub fn unlimited() -> PgSession {
+        PgSession {
+            statement_timeout: std::time::Duration::ZERO,
+            idle_in_transaction_timeout: std::time::Duration::ZERO,
+            ..PgSession::default()
+        }
+    }
+
     /// The `SET` statements run on each new connection.
     fn setup_sql(&self) -> String {
         format!(

@@ -439,9 +439,8 @@ impl Store {
             // A connection of its own without the statement timeout: building an index over a
             // large table may take longer than any request should.
             let unlimited = PgSession {
-                statement_timeout: Duration::ZERO,
-                idle_in_transaction_timeout: Duration::ZERO,
-                ..self.inner.pg
+                connect_timeout: self.inner.pg.connect_timeout,
+                ..PgSession::unlimited()
             };
             let mut conn = conn::establish_with(&self.inner.url, &unlimited)
                 .map_err(|e| HubError::Unavailable(e.to_string()))?;
