@@ -261,6 +261,8 @@ pub struct Config {
     pub max_group_members: u64,
     /// Database connections; blocking database work is bounded by this number too.
     pub db_pool_size: u32,
+    /// `[database]`: timeouts and retries of database work (see `docs/postgresql.md`).
+    pub database: DatabaseConfig,
     /// actix worker threads (default: number of CPUs).
     pub workers: Option<usize>,
     /// Reject attributes that no schema defines (strict) instead of ignoring them.
@@ -293,6 +295,44 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[audit]`: anchoring and retention of the audit chain.
     pub audit: AuditConfig,
+}
+
+/// `[database]`: how long database work may wait or run, and how often a conflicting write is
+/// tried. The timeouts other than `pool_timeout_ms` apply to PostgreSQL only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// Longest a request waits for a database connection (or a slot of `db_pool_size`) before
+    /// it is answered `503` with `Retry-After`, milliseconds.
+    pub pool_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` of every connection, milliseconds (0: none).
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL `idle_in_transaction_session_timeout`, milliseconds (0: none).
+    pub idle_in_transaction_timeout_ms: u64,
+    /// libpq `connect_timeout`, seconds, unless the URL names one (0: libpq's default, forever).
+    pub connect_timeout_secs: u64,
+    /// Tries in all of a SCIM write that PostgreSQL aborted for a serialization failure or
+    /// deadlock, or whose connection was lost before COMMIT.
+    pub write_attempts: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            pool_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+            idle_in_transaction_timeout_ms: 60_000,
+            connect_timeout_secs: 5,
+            write_attempts: 4,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// How long a request waits for a connection.
+    pub fn pool_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.pool_timeout_ms.max(1))
+    }
 }
 
 /// `[tls]`: the server certificate (PEM files), reloaded on SIGHUP and when either file changes.
@@ -358,6 +398,7 @@ impl Default for Config {
             max_start_index: 1_000_000,
             max_group_members: 10_000,
             db_pool_size: 8,
+            database: DatabaseConfig::default(),
             workers: None,
             strict: false,
             shutdown_timeout_secs: 30,

@@ -9,7 +9,8 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 /// What an operation on the hub's data can fail with. The HTTP layer maps each variant to one SCIM error:
 /// `NotFound` 404, `PreconditionFailed` 412, `Uniqueness` 409 (scimType `uniqueness`),
 /// `UnknownMembers` 400 (`invalidValue`), `Scim` by its scimType, `NotOwner` 400 (`mutability`),
-/// `NotDeleter` 403, `Unavailable` 503,
+/// `NotDeleter` 403, `Unavailable`, `TxConflict`, `StatementTimeout` and `OutcomeUnknown` 503
+/// (with `Retry-After`),
 /// `Config`/`Backend` 500 (log the message, never send it to the client).
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -40,6 +41,20 @@ pub enum HubError {
     /// No connection within the pool timeout, or the database is down: retry later (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// PostgreSQL aborted the transaction because of a concurrent one (SQLSTATE 40001
+    /// serialization failure, 40P01 deadlock). Nothing was written; `Store` re-runs the write
+    /// transactions it can, so this reaches a client only when the retries ran out.
+    #[error("transaction conflict: {0}")]
+    TxConflict(String),
+    /// A statement ran longer than `[database] statement_timeout` and was cancelled; the
+    /// transaction was rolled back.
+    #[error("statement timeout: {0}")]
+    StatementTimeout(String),
+    /// The connection was lost while COMMIT was in flight and the outcome could not be learnt
+    /// afterwards: the write may or may not have been committed. Never acknowledged as a
+    /// success; the client retries (see `docs/postgresql.md`, "Faults").
+    #[error("commit outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The database URL or settings are wrong.
     #[error("database configuration: {0}")]
     Config(String),
@@ -77,11 +92,37 @@ pub(crate) fn map_diesel(e: DieselError) -> HubError {
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
             HubError::Unavailable(info.message().to_string())
         }
+        // libpq could not send the statement: the connection is gone.
+        DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
+            HubError::Unavailable(info.message().to_string())
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+            HubError::TxConflict(info.message().to_string())
+        }
+        DieselError::DatabaseError(_, info) if is_deadlock(info.message()) => {
+            HubError::TxConflict(info.message().to_string())
+        }
+        DieselError::DatabaseError(_, info) if is_statement_timeout(info.message()) => {
+            HubError::StatementTimeout(info.message().to_string())
+        }
         DieselError::DatabaseError(_, info) if is_busy(info.message()) => {
             HubError::Unavailable(info.message().to_string())
         }
         other => HubError::Backend(other.to_string()),
     }
+}
+
+/// SQLSTATE 40P01. diesel reports only some SQLSTATEs as kinds (40001 is
+/// `SerializationFailure`, 40P01 is not), so a deadlock is recognised by PostgreSQL's message,
+/// which is English unless the server's `lc_messages` says otherwise (see
+/// `docs/postgresql.md`).
+fn is_deadlock(message: &str) -> bool {
+    message.starts_with("deadlock detected")
+}
+
+/// SQLSTATE 57014 raised by `statement_timeout` (recognised like [`is_deadlock`]).
+fn is_statement_timeout(message: &str) -> bool {
+    message.contains("statement timeout")
 }
 
 fn is_busy(message: &str) -> bool {

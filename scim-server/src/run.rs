@@ -606,9 +606,18 @@ pub(crate) fn load_engine(args: &EngineArgs) -> anyhow::Result<Config> {
 
 /// `min_idle` is 0 for short-lived commands: see [`StoreOptions::min_idle`].
 fn open_store(config: &Config, min_idle: u32) -> anyhow::Result<Store> {
+    let db = &config.database;
+    let ms = std::time::Duration::from_millis;
     let options = StoreOptions {
         pool_size: config.db_pool_size,
         min_idle,
+        connection_timeout: db.pool_timeout(),
+        pg: crate::store::PgSession {
+            statement_timeout: ms(db.statement_timeout_ms),
+            idle_in_transaction_timeout: ms(db.idle_in_transaction_timeout_ms),
+            connect_timeout: std::time::Duration::from_secs(db.connect_timeout_secs),
+        },
+        write_attempts: db.write_attempts,
         ..Default::default()
     };
     Store::open_with(config.database_url.as_str(), options)

@@ -9,7 +9,7 @@ use crate::admin::audit;
 use crate::cli::{AuditCommand, DbArgs};
 use crate::config::Config;
 use crate::store::audit_chain::{Anchor, ExportFilter, VerifyOptions};
-use crate::store::{Store, StoreOptions};
+use crate::store::{PgSession, Store, StoreOptions};
 
 fn open(db: &DbArgs) -> anyhow::Result<(Config, Store)> {
     let config =
@@ -19,6 +19,8 @@ fn open(db: &DbArgs) -> anyhow::Result<(Config, Store)> {
         StoreOptions {
             pool_size: 2,
             min_idle: 0,
+            // An operator's one-off command over the whole history runs until it is done.
+            pg: PgSession::unlimited(),
             ..Default::default()
         },
     )

@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::cli::{DbArgs, ReportCommand, ReportOutput};
 use crate::config::Config;
 use crate::report::{self, Format};
-use crate::store::{Store, StoreOptions};
+use crate::store::{PgSession, Store, StoreOptions};
 
 fn open(db: &DbArgs) -> anyhow::Result<Store> {
     let config =
@@ -18,6 +18,8 @@ fn open(db: &DbArgs) -> anyhow::Result<Store> {
         StoreOptions {
             pool_size: 2,
             min_idle: 0,
+            // An operator's one-off command over the whole history runs until it is done.
+            pg: PgSession::unlimited(),
             ..Default::default()
         },
     )

@@ -28,7 +28,13 @@ pub enum Backend {
 
 enum Db {
     Sqlite(PathBuf),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// A database the test owns (e.g. on its own PostgreSQL cluster): left as it is; only the
+    /// server's directory (configuration, log) is removed.
+    External(PathBuf),
 }
 
 impl Drop for Db {
@@ -44,6 +50,9 @@ impl Drop for Db {
                     ))
                     .execute(&mut c);
                 }
+            }
+            Db::External(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
             }
         }
     }
@@ -63,9 +72,16 @@ pub struct Builder {
     env: Vec<(String, String)>,
     config: Option<String>,
     args: Vec<String>,
+    database_url: Option<String>,
 }
 
 impl Builder {
+    /// Runs on this database (created and dropped by the test) instead of a fresh one.
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
     /// An extra `scimhub serve` argument (e.g. `--policy FILE`).
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.into());
@@ -87,12 +103,13 @@ impl Builder {
     pub fn start(self) -> Option<TestApp> {
         let dir = std::env::temp_dir().join(unique("scimhub-e2e"));
         std::fs::create_dir_all(&dir).unwrap();
-        let (db, url) = match self.backend {
-            Backend::Sqlite => {
+        let (db, url) = match (self.backend, self.database_url.clone()) {
+            (_, Some(url)) => (Db::External(dir.clone()), url),
+            (Backend::Sqlite, None) => {
                 let url = format!("sqlite://{}", dir.join("hub.db").display());
                 (Db::Sqlite(dir.clone()), url)
             }
-            Backend::Postgres => {
+            (Backend::Postgres, None) => {
                 let admin_url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").ok()?;
                 let name = unique("scimhub_e2e");
                 let mut c = PgConnection::establish(&admin_url)
@@ -203,6 +220,7 @@ impl TestApp {
             env: Vec::new(),
             config: None,
             args: Vec::new(),
+            database_url: None,
         }
     }
 

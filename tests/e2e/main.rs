@@ -12,6 +12,7 @@ mod bounds;
 mod campaign_cli;
 mod clients;
 mod errors;
+mod failover;
 mod grants_cli;
 mod import;
 mod jwks;

@@ -146,7 +146,7 @@ impl Env {
         self.store.create(ResourceKind::User, doc, None).unwrap().id
     }
 
-    pub fn patch_user(&self, id: &str, f: impl FnOnce(&mut Doc)) {
+    pub fn patch_user(&self, id: &str, f: impl Fn(&mut Doc)) {
         self.store
             .update_with(ResourceKind::User, id, None, None, |mut d| {
                 f(&mut d);

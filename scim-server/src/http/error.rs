@@ -150,7 +150,19 @@ impl From<HubError> for ApiError {
                 "Users are deleted by their source of truth for active, the client {owner:?}; \
                  this client may not delete them (it would need the scim:delete scope)."
             )),
+            // Transient: the client retries after `Retry-After`. An unknown commit outcome is
+            // never a success; the retry is safe because every SCIM write is idempotent in
+            // effect or refused as a duplicate (docs/postgresql.md, "Faults").
             HubError::Unavailable(cause) => ApiError::Unavailable(cause),
+            HubError::TxConflict(cause) => {
+                ApiError::Unavailable(format!("transaction conflict, retries exhausted: {cause}"))
+            }
+            HubError::StatementTimeout(cause) => {
+                ApiError::Unavailable(format!("statement timeout: {cause}"))
+            }
+            HubError::OutcomeUnknown(cause) => {
+                ApiError::Unavailable(format!("commit outcome unknown: {cause}"))
+            }
             HubError::Config(cause) | HubError::Backend(cause) => ApiError::Internal(cause),
         }
     }
@@ -392,6 +404,25 @@ mod tests {
         assert_eq!(s, 503);
         assert!(!body.to_string().contains("10.0.0.7"));
         assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn store_transient_database_failures_are_503_with_retry_after() {
+        for e in [
+            HubError::TxConflict("deadlock detected".into()),
+            HubError::StatementTimeout("canceling statement due to statement timeout".into()),
+            HubError::OutcomeUnknown("server closed the connection unexpectedly".into()),
+        ] {
+            let (s, body, resp) = render(e.into());
+            assert_eq!(s, 503);
+            assert_eq!(body["schemas"][0], ERROR_URN);
+            assert_eq!(body["status"], "503");
+            assert_eq!(
+                body["detail"],
+                "The service is temporarily unavailable; retry later."
+            );
+            assert!(resp.headers().contains_key(header::RETRY_AFTER));
+        }
     }
 
     #[test]

@@ -147,11 +147,20 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, HubError> + Send + 'static,
     {
-        let _permit = self
-            .db_permits
-            .acquire()
-            .await
-            .map_err(ApiError::internal)?;
+        // Bounded like the pool's own wait: when every slot stays taken (a slow or unreachable
+        // database), the request is answered 503 with Retry-After instead of queueing unseen.
+        let wait = self.config.database.pool_timeout();
+        let _permit = match tokio::time::timeout(wait, self.db_permits.acquire()).await {
+            Ok(permit) => permit.map_err(ApiError::internal)?,
+            Err(_) => {
+                return Err(HubError::Unavailable(format!(
+                    "all {} database slots stayed busy for {} ms",
+                    self.config.db_pool_size,
+                    wait.as_millis()
+                ))
+                .into())
+            }
+        };
         let store = self.store.clone();
         Ok(web::block(move || f(&store)).await??)
     }

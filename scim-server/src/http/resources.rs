@@ -710,6 +710,9 @@ fn clone_store_error(e: &crate::error::HubError) -> crate::error::HubError {
             owner: owner.clone(),
         },
         S::Unavailable(m) => S::Unavailable(m.clone()),
+        S::TxConflict(m) => S::TxConflict(m.clone()),
+        S::StatementTimeout(m) => S::StatementTimeout(m.clone()),
+        S::OutcomeUnknown(m) => S::OutcomeUnknown(m.clone()),
         S::Config(m) => S::Config(m.clone()),
         S::Backend(m) => S::Backend(m.clone()),
     }

@@ -131,13 +131,79 @@ PRAGMA case_sensitive_like = ON;
 PRAGMA temp_store = MEMORY;
 PRAGMA wal_autocheckpoint = 4000;";
 
-/// Opens one connection for `url`, reporting the backend's own error.
+/// Session settings of every PostgreSQL connection the pool opens (`[database]` in the
+/// configuration; see `docs/postgresql.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgSession {
+    /// `statement_timeout`: a statement running longer is cancelled by the server (SQLSTATE
+    /// 57014) and its transaction rolled back. Zero: no limit.
+    pub statement_timeout: std::time::Duration,
+    /// `idle_in_transaction_session_timeout`: a session idle inside a transaction this long is
+    /// ended by the server, so a stalled node cannot hold row locks others wait for. Zero: none.
+    pub idle_in_transaction_timeout: std::time::Duration,
+    /// libpq `connect_timeout` added to the URL when it names none, so opening a connection to
+    /// an unreachable primary gives up instead of hanging a pool thread (libpq's own default
+    /// waits forever).
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for PgSession {
+    fn default() -> Self {
+        PgSession {
+            statement_timeout: std::time::Duration::from_secs(30),
+            idle_in_transaction_timeout: std::time::Duration::from_secs(60),
+            connect_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+impl PgSession {
+    /// No statement or idle-in-transaction timeout (migrations, operators' one-off commands).
+    pub fn unlimited() -> PgSession {
+        PgSession {
+            statement_timeout: std::time::Duration::ZERO,
+            idle_in_transaction_timeout: std::time::Duration::ZERO,
+            ..PgSession::default()
+        }
+    }
+
+    /// The `SET` statements run on each new connection.
+    fn setup_sql(&self) -> String {
+        format!(
+            "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {};",
+            self.statement_timeout.as_millis(),
+            self.idle_in_transaction_timeout.as_millis()
+        )
+    }
+
+    /// `url` with `connect_timeout` added unless it already names one (libpq takes whole
+    /// seconds; at least 2, libpq's own minimum).
+    pub(crate) fn url_with_connect_timeout(&self, url: &str) -> String {
+        if url.contains("connect_timeout=") || self.connect_timeout.is_zero() {
+            return url.to_string();
+        }
+        let secs = self.connect_timeout.as_secs().max(2);
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}connect_timeout={secs}")
+    }
+}
+
+/// Opens one connection for `url`, reporting the backend's own error, with the default
+/// PostgreSQL session settings.
 pub fn establish(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {
+    establish_with(url, &PgSession::default())
+}
+
+/// Opens one connection for `url`; a PostgreSQL one gets the session settings `pg`.
+pub fn establish_with(url: &DbUrl, pg: &PgSession) -> Result<DbConnection, diesel::r2d2::Error> {
     use diesel::r2d2::Error as E;
     match url {
-        DbUrl::Postgres(u) => PgConnection::establish(u)
-            .map(DbConnection::Postgresql)
-            .map_err(E::ConnectionError),
+        DbUrl::Postgres(u) => {
+            let mut conn = PgConnection::establish(&pg.url_with_connect_timeout(u))
+                .map_err(E::ConnectionError)?;
+            conn.batch_execute(&pg.setup_sql()).map_err(E::QueryError)?;
+            Ok(DbConnection::Postgresql(conn))
+        }
         DbUrl::SqliteFile(path) => {
             let path = path.to_str().ok_or_else(|| {
                 E::ConnectionError(diesel::ConnectionError::InvalidConnectionUrl(
@@ -162,11 +228,17 @@ pub fn establish(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DbUrl,
+    pg: PgSession,
 }
 
 impl ConnectionManager {
     pub fn new(url: DbUrl) -> Self {
-        ConnectionManager { url }
+        ConnectionManager::with_session(url, PgSession::default())
+    }
+
+    /// A manager whose PostgreSQL connections get the session settings `pg`.
+    pub fn with_session(url: DbUrl, pg: PgSession) -> Self {
+        ConnectionManager { url, pg }
     }
 }
 
@@ -175,13 +247,17 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<DbConnection, Self::Error> {
-        establish(&self.url)
+        establish_with(&self.url, &self.pg)
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
         conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }
 
+    /// Checked when a connection returns to the pool. A connection lost inside a transaction
+    /// fails its ROLLBACK, which leaves diesel's transaction manager broken: it is dropped here.
+    /// One lost outside a transaction fails the `is_valid` ping at its next checkout (PostgreSQL
+    /// pools test on checkout) and is replaced then.
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
         std::thread::panicking() || conn.is_broken()
     }

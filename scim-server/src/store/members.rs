@@ -104,7 +104,7 @@ impl Store {
     ) -> HubResult<MemberDeltaOutcome> {
         let now_t = self.now();
         let now = fmt_ts(now_t);
-        self.write_tx(|c, changes| {
+        self.write_tx_retry(|c, changes| {
             let mut q = Sql::<(BigInt, Text)>::new(
                 "SELECT version, last_modified FROM resources WHERE id = ",
             );

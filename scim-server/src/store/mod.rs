@@ -39,8 +39,12 @@
 //!
 //! SQLite runs with WAL and one writer: writes go through a separate pool of exactly one
 //! connection (so concurrent writes queue instead of failing with "database is locked"), reads
-//! through a pool of several. PostgreSQL uses one pool for both. A pool timeout is
-//! [`HubError::Unavailable`] (503).
+//! through a pool of several. PostgreSQL uses one pool for both, each connection with the
+//! session settings of [`PgSession`] (statement timeout). A pool timeout is
+//! [`HubError::Unavailable`] (503). On PostgreSQL the SCIM writes go through
+//! [`Store::write_tx_retry`], which re-runs a transaction aborted by a serialization failure or
+//! deadlock or by a connection lost before COMMIT; a connection lost during COMMIT is
+//! [`HubError::OutcomeUnknown`].
 //!
 //! # The write seam (for the lifecycle engine)
 //!
@@ -120,7 +124,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use serde_json::{Map, Value};
 
 pub use assemble::LoadedResource;
-pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend};
+pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend, PgSession};
 pub use members::{direct_members, parse_members, DirectMember, MemberRow};
 pub use search::{Page, SearchQuery};
 pub use tokens::ApiToken;
@@ -265,15 +269,25 @@ pub struct StoreOptions {
     /// (`migrate`, `token issue`) wants none, because r2d2 replenishes idle connections on its
     /// own threads and a connection still being opened while the process exits crashed libpq.
     pub min_idle: u32,
+    /// PostgreSQL session settings (statement timeout and others) of every pooled connection.
+    pub pg: PgSession,
+    /// How often a PostgreSQL write transaction that can be re-run is tried in all, when it
+    /// fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01) or loses its
+    /// connection before COMMIT (see [`Store::write_tx_retry`]). At least 1.
+    pub write_attempts: u32,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             pool_size: 8,
-            connection_timeout: Duration::from_secs(30),
+            // Short: a request that cannot get a connection is answered 503 with Retry-After
+            // rather than held until the client's own timeout.
+            connection_timeout: Duration::from_secs(5),
             base_url: None,
             min_idle: 1,
+            pg: PgSession::default(),
+            write_attempts: 4,
         }
     }
 }
@@ -295,6 +309,10 @@ struct Inner {
     base_url: Option<String>,
     hook: Option<Arc<dyn WriteHook>>,
     clock: fn() -> DateTime<Utc>,
+    /// Tries per re-runnable PostgreSQL write ([`StoreOptions::write_attempts`]).
+    write_attempts: u32,
+    /// The pooled PostgreSQL connections' session settings.
+    pg: PgSession,
     /// `None` on PostgreSQL: other processes may write there, so it always counts.
     type_counts: Option<Arc<TypeCounts>>,
     /// `None` on PostgreSQL, for the same reason (see [`ranks`]).
@@ -333,7 +351,7 @@ impl Store {
                 .test_on_check_out(!url.is_sqlite())
                 .min_idle(Some(options.min_idle.min(size.max(1))))
                 .connection_timeout(options.connection_timeout)
-                .build(ConnectionManager::new(url.clone()))
+                .build(ConnectionManager::with_session(url.clone(), options.pg))
                 .map_err(|e| HubError::Unavailable(e.to_string()))
         };
         let (read, write) = match &url {
@@ -366,6 +384,8 @@ impl Store {
                     .map(|b| b.trim_end_matches('/').to_string()),
                 hook: None,
                 clock: Utc::now,
+                write_attempts: options.write_attempts.max(1),
+                pg: options.pg,
                 type_counts,
                 id_ranks,
                 other_writers,
@@ -397,6 +417,8 @@ impl Store {
             base_url: self.inner.base_url.clone(),
             hook: self.inner.hook.clone(),
             clock: self.inner.clock,
+            write_attempts: self.inner.write_attempts,
+            pg: self.inner.pg,
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
             other_writers: self.inner.other_writers.clone(),
@@ -411,9 +433,25 @@ impl Store {
 
     /// Runs pending migrations; returns the versions applied.
     pub fn migrate(&self) -> HubResult<Vec<String>> {
-        let mut conn = self.inner.write.get()?;
         let names =
             |v: Vec<MigrationVersion<'_>>| v.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        if let DbUrl::Postgres(_) = &self.inner.url {
+            // A connection of its own without the statement timeout: building an index over a
+            // large table may take longer than any request should.
+            let unlimited = PgSession {
+                connect_timeout: self.inner.pg.connect_timeout,
+                ..PgSession::unlimited()
+            };
+            let mut conn = conn::establish_with(&self.inner.url, &unlimited)
+                .map_err(|e| HubError::Unavailable(e.to_string()))?;
+            if let DbConnection::Postgresql(c) = &mut conn {
+                return c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(names)
+                    .map_err(|e| HubError::Backend(format!("migration failed: {e}")));
+            }
+        }
+        let mut conn = self.inner.write.get()?;
         match &mut *conn {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(names),
             DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(names),
@@ -534,13 +572,38 @@ impl Store {
     /// The one write path: a transaction on the writer connection in which `body` does the work
     /// and records its [`Change`]s, which the hook then sees before commit. On the group-commit
     /// writer thread it is a savepoint of the batch's transaction instead, and what follows the
-    /// commit waits for the batch's.
+    /// commit waits for the batch's. Runs `body` once; see [`Store::write_tx_retry`].
     pub(crate) fn write_tx<T>(
         &self,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<T> {
+        let mut once = Some(body);
+        self.write_attempts(1, |c, changes| match once.take() {
+            Some(body) => body(c, changes),
+            None => Err(HubError::Backend("a write body ran twice".into())),
+        })
+    }
+
+    /// [`Store::write_tx`] for a `body` that may run more than once: on PostgreSQL, a
+    /// transaction that fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01),
+    /// or whose connection is lost before COMMIT is sent, certainly did not commit, and is run
+    /// again from the start on a fresh connection (up to [`StoreOptions::write_attempts`] in
+    /// all). Only for bodies whose every effect is in the transaction: what they read and decide
+    /// is read and decided again.
+    pub(crate) fn write_tx_retry<T>(
+        &self,
+        body: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<T> {
+        self.write_attempts(self.inner.write_attempts, body)
+    }
+
+    fn write_attempts<T>(
+        &self,
+        attempts: u32,
+        mut body: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<T> {
         if let Some(mut open) = batch::take_open() {
-            let out = self.run_write(&mut open.conn, body, true).map(
+            let out = self.run_write(&mut open.conn, &mut body, true).map(
                 |(out, population, changed, audit)| {
                     open.effects.push(batch::Effect {
                         store: self.clone(),
@@ -552,14 +615,33 @@ impl Store {
                 },
             );
             batch::restore(open);
-            return out;
+            return out.map_err(HubError::from);
         }
-        let mut conn = self.inner.write.get()?;
-        let (out, population, changed, _) = self.run_write(&mut conn, body, false)?;
-        // Committed: release the writer first, then tell the hook.
-        drop(conn);
-        self.after_commit(population, changed);
-        Ok(out)
+        let mut attempt = 1;
+        loop {
+            let mut conn = self.inner.write.get()?;
+            match self.run_write(&mut conn, &mut body, false) {
+                Ok((out, population, changed, _)) => {
+                    // Committed: release the writer first, then tell the hook.
+                    drop(conn);
+                    self.after_commit(population, changed);
+                    return Ok(out);
+                }
+                Err(WriteFailure::NotCommitted(e))
+                    if attempt < attempts && !self.is_sqlite() && rerunnable(&e) =>
+                {
+                    drop(conn);
+                    tracing::info!(error = %e, attempt, "write transaction not committed; running it again");
+                    retry_pause(attempt, &e);
+                    attempt += 1;
+                }
+                Err(WriteFailure::NotCommitted(e)) => return Err(e),
+                Err(WriteFailure::CommitUnknown(e)) => {
+                    tracing::error!(error = %e, "connection lost during COMMIT: the write may or may not be committed");
+                    return Err(HubError::OutcomeUnknown(e.to_string()));
+                }
+            }
+        }
     }
 
     /// Runs `body` and the hook in a transaction (a savepoint when one is open). Returns the
@@ -572,15 +654,52 @@ impl Store {
         conn: &mut DbConnection,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
         in_batch: bool,
-    ) -> HubResult<WriteOutcome<T>> {
+    ) -> Result<WriteOutcome<T>, WriteFailure> {
+        use diesel::connection::TransactionManager;
+        type Tm = <DbConnection as Connection>::TransactionManager;
+        if let DbConnection::Postgresql(_) = conn {
+            let outermost = Tm::transaction_manager_status_mut(conn)
+                .transaction_depth()
+                .map_err(|e| WriteFailure::NotCommitted(e.into()))?
+                .is_none();
+            if outermost {
+                // By hand rather than `Connection::transaction`, to tell a failed COMMIT (outcome
+                // unknown when the connection is lost) from a failure before it (not committed).
+                Tm::begin_transaction(conn).map_err(|e| WriteFailure::NotCommitted(e.into()))?;
+                let out = match self.write_body_in(conn, body, in_batch) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        // A lost connection fails the ROLLBACK too, which marks the connection
+                        // broken: the pool drops it (`ConnectionManager::has_broken`).
+                        let _ = Tm::rollback_transaction(conn);
+                        return Err(WriteFailure::NotCommitted(e));
+                    }
+                };
+                return match Tm::commit_transaction(conn) {
+                    Ok(()) => Ok(out),
+                    Err(e) => {
+                        let e = HubError::from(e);
+                        // A server's answer to COMMIT (a deferred constraint, a serialization
+                        // failure) means it did not commit; no answer means nobody knows.
+                        if matches!(e, HubError::Unavailable(_)) {
+                            Err(WriteFailure::CommitUnknown(e))
+                        } else {
+                            Err(WriteFailure::NotCommitted(e))
+                        }
+                    }
+                };
+            }
+        }
         // On SQLite the outermost transaction takes the write lock at BEGIN (see
         // `conn::begin_immediate`); the body then runs in a savepoint of it.
-        let immediate = conn::begin_immediate(conn)?;
+        let immediate =
+            conn::begin_immediate(conn).map_err(|e| WriteFailure::NotCommitted(e.into()))?;
         let out = self.run_write_body(conn, body, in_batch);
         if immediate {
-            conn::end_immediate(conn, out.is_ok())?;
+            conn::end_immediate(conn, out.is_ok())
+                .map_err(|e| WriteFailure::NotCommitted(e.into()))?;
         }
-        out
+        out.map_err(WriteFailure::NotCommitted)
     }
 
     fn run_write_body<T>(
@@ -589,36 +708,46 @@ impl Store {
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
         in_batch: bool,
     ) -> HubResult<WriteOutcome<T>> {
-        conn.transaction::<_, HubError, _>(|c| {
-            let mut changes = Vec::new();
-            let out = body(c, &mut changes)?;
-            if let Some(hook) = &self.inner.hook {
-                for change in &changes {
-                    hook.on_write(c, change)?;
-                }
-            }
-            // Last, after the engine's plan: an append holds the chain head until commit.
-            let now = self.now();
-            let mut audit = Vec::new();
+        conn.transaction::<_, HubError, _>(|c| self.write_body_in(c, body, in_batch))
+    }
+
+    /// `body`, then the hook and the audit chain, inside the caller's transaction. In a
+    /// group-commit batch the write's own audit entries are returned for the batch to append
+    /// after its last write (see [`Store::before_batch_commit`]) instead of appended here.
+    fn write_body_in<T>(
+        &self,
+        c: &mut DbConnection,
+        body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+        in_batch: bool,
+    ) -> HubResult<WriteOutcome<T>> {
+        let mut changes = Vec::new();
+        let out = body(c, &mut changes)?;
+        if let Some(hook) = &self.inner.hook {
             for change in &changes {
-                if in_batch {
-                    audit.push(audit_chain::scim_write_entry(change, now));
-                } else {
-                    audit_chain::append_scim_write(c, change, now)?;
-                }
+                hook.on_write(c, change)?;
             }
-            let population: Vec<_> = changes
-                .iter()
-                .filter(|ch| matches!(ch.op, ChangeOp::Create | ChangeOp::Delete))
-                .map(|ch| (ch.kind, ch.id.clone(), ch.op == ChangeOp::Create))
-                .collect();
-            if let (Some(w), false, false) =
-                (&self.inner.other_writers, population.is_empty(), in_batch)
-            {
-                w.record(c, 1)?;
+        }
+        // Last, after the engine's plan: an append holds the chain head until commit.
+        let now = self.now();
+        let mut audit = Vec::new();
+        for change in &changes {
+            if in_batch {
+                audit.push(audit_chain::scim_write_entry(change, now));
+            } else {
+                audit_chain::append_scim_write(c, change, now)?;
             }
-            Ok((out, population, !changes.is_empty(), audit))
-        })
+        }
+        let population: Vec<_> = changes
+            .iter()
+            .filter(|ch| matches!(ch.op, ChangeOp::Create | ChangeOp::Delete))
+            .map(|ch| (ch.kind, ch.id.clone(), ch.op == ChangeOp::Create))
+            .collect();
+        if let (Some(w), false, false) =
+            (&self.inner.other_writers, population.is_empty(), in_batch)
+        {
+            w.record(c, 1)?;
+        }
+        Ok((out, population, !changes.is_empty(), audit))
     }
 
     /// The end of a group-commit batch, after its last write's savepoint and before its commit:
@@ -664,6 +793,41 @@ impl Store {
             }
         }
     }
+}
+
+/// How a write transaction failed: certainly not committed (safe to run again), or with its
+/// COMMIT unanswered (outcome unknown).
+enum WriteFailure {
+    NotCommitted(HubError),
+    CommitUnknown(HubError),
+}
+
+impl From<WriteFailure> for HubError {
+    fn from(f: WriteFailure) -> Self {
+        match f {
+            WriteFailure::NotCommitted(e) => e,
+            WriteFailure::CommitUnknown(e) => HubError::OutcomeUnknown(e.to_string()),
+        }
+    }
+}
+
+/// Whether a write that failed before COMMIT is worth running again: a conflict with a
+/// concurrent transaction, or a connection lost mid-transaction (the next attempt takes a
+/// fresh connection; while the server is down it fails at checkout instead).
+fn rerunnable(e: &HubError) -> bool {
+    matches!(e, HubError::TxConflict(_) | HubError::Unavailable(_))
+}
+
+/// A short, growing, jittered pause before running a conflicting transaction again, so the two
+/// that collided do not collide again in lock step. None after a lost connection.
+fn retry_pause(attempt: u32, e: &HubError) {
+    if !matches!(e, HubError::TxConflict(_)) {
+        return;
+    }
+    use rand::Rng;
+    let base_ms = 5u64 << attempt.min(6);
+    let ms = rand::thread_rng().gen_range(base_ms / 2..=base_ms);
+    std::thread::sleep(Duration::from_millis(ms));
 }
 
 /// The value in `cell`, started by `start` on first use. Two first callers may both start one;

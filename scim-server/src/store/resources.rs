@@ -93,7 +93,7 @@ impl Store {
         let now = fmt_ts(self.now());
         let text = serde_json::to_string(&doc).map_err(|e| HubError::Backend(e.to_string()))?;
         let client = client_id.unwrap_or("").to_string();
-        let members = self.write_tx(|c, changes| {
+        let members = self.write_tx_retry(|c, changes| {
             insert_resource(c, kind, &id, &text, &x, &client, &now)?;
             insert_values(c, &id, &x)?;
             let member_rows = match &members {
@@ -194,7 +194,7 @@ impl Store {
         if_match: Option<&str>,
         client_id: Option<&str>,
     ) -> HubResult<StoredResource> {
-        self.replace_with(kind, id, if_match, client_id, |_| Ok(doc))
+        self.replace_with(kind, id, if_match, client_id, |_| Ok(doc.clone()))
     }
 
     /// Replace in one transaction, computed from the current resource: `f` receives the current
@@ -206,7 +206,7 @@ impl Store {
         id: &str,
         if_match: Option<&str>,
         client_id: Option<&str>,
-        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+        f: impl Fn(Doc) -> Result<Doc, HubError>,
     ) -> HubResult<StoredResource> {
         self.modify(kind, id, if_match, client_id, ChangeOp::Replace, f)
     }
@@ -222,7 +222,7 @@ impl Store {
         id: &str,
         if_match: Option<&str>,
         client_id: Option<&str>,
-        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+        f: impl Fn(Doc) -> Result<Doc, HubError>,
     ) -> HubResult<StoredResource> {
         self.modify(kind, id, if_match, client_id, ChangeOp::Update, f)
     }
@@ -255,11 +255,11 @@ impl Store {
         add: Vec<NewMember>,
         remove: MemberRemoval,
         with_members: bool,
-        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+        f: impl Fn(Doc) -> Result<Doc, HubError>,
     ) -> HubResult<StoredResource> {
         let kind = ResourceKind::Group;
         let now = fmt_ts(self.now());
-        let r = self.write_tx(|c, changes| {
+        let r = self.write_tx_retry(|c, changes| {
             let (_, _, bumped) = self.modify_in(
                 c,
                 changes,
@@ -268,7 +268,7 @@ impl Store {
                 if_match,
                 client_id,
                 ChangeOp::Update,
-                f,
+                &f,
             )?;
             let delta = member_delta_in(c, changes, id, &add, &remove, client_id)?;
             if delta && !bumped {
@@ -294,11 +294,11 @@ impl Store {
         if_match: Option<&str>,
         client_id: Option<&str>,
         op: ChangeOp,
-        f: impl FnOnce(Doc) -> Result<Doc, HubError>,
+        f: impl Fn(Doc) -> Result<Doc, HubError>,
     ) -> HubResult<StoredResource> {
-        self.write_tx(|c, changes| {
+        self.write_tx_retry(|c, changes| {
             let (res, member_rows, _) =
-                self.modify_in(c, changes, kind, id, if_match, client_id, op, f)?;
+                self.modify_in(c, changes, kind, id, if_match, client_id, op, &f)?;
             match kind {
                 ResourceKind::Group => {
                     let rows = match member_rows {
@@ -435,7 +435,7 @@ impl Store {
         client_id: Option<&str>,
     ) -> HubResult<()> {
         let now = fmt_ts(self.now());
-        self.write_tx(|c, changes| {
+        self.write_tx_retry(|c, changes| {
             let row = load_row(c, kind, id)?.ok_or(HubError::NotFound)?;
             check_if_match(if_match, row.version)?;
             let mut q =

@@ -6,12 +6,14 @@
 mod audit_chain;
 mod connections;
 mod drift;
+mod faults;
 mod members;
 mod metrics;
 mod outbox;
 mod resources;
 mod search;
 mod tokens;
+mod upgrades;
 
 use std::sync::Arc;
 

@@ -1,0 +1,183 @@
+//! Faults on PostgreSQL: serialization failures and deadlocks re-run by `write_tx_retry`, the
+//! errors they become when they cannot be, statement timeouts, and an exhausted pool.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Barrier};
+
+use diesel::sql_types::Text;
+use diesel::RunQueryDsl;
+
+use super::*;
+
+/// Bumps `id`'s version, so the row is locked until the transaction ends.
+fn touch(c: &mut DbConnection, id: &str) -> HubResult<()> {
+    diesel::sql_query("UPDATE resources SET version = version + 1 WHERE id = $1")
+        .bind::<Text, _>(id)
+        .execute(c)?;
+    Ok(())
+}
+
+fn version(s: &Store, id: &str) -> i64 {
+    s.get(ResourceKind::User, id, false).unwrap().version
+}
+
+/// A real SQLSTATE raised by the server inside the transaction, after the body wrote.
+fn raise(c: &mut DbConnection, errcode: &str, message: &str) -> HubResult<()> {
+    c.batch_execute(&format!(
+        "DO $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{errcode}'; END $$"
+    ))?;
+    Ok(())
+}
+
+#[test]
+fn faults_serialization_failure_and_deadlock_are_rerun_from_the_start() {
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let u = user(s, "ada");
+    for (errcode, message) in [
+        ("serialization_failure", "could not serialize access"),
+        ("deadlock_detected", "deadlock detected"),
+    ] {
+        let before = version(s, &u.id);
+        let mut attempts = 0;
+        let out = s.write_tx_retry(|c, _| {
+            attempts += 1;
+            touch(c, &u.id)?;
+            if attempts == 1 {
+                raise(c, errcode, message)?;
+            }
+            Ok(attempts)
+        });
+        assert_eq!(out.unwrap(), 2, "{errcode}");
+        // The first attempt's write was rolled back: one bump, not two.
+        assert_eq!(version(s, &u.id), before + 1, "{errcode}");
+    }
+}
+
+#[test]
+fn faults_conflicts_beyond_the_attempts_and_single_runs_are_tx_conflicts() {
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let u = user(s, "ada");
+    let before = version(s, &u.id);
+    let mut attempts = 0;
+    let out: HubResult<()> = s.write_tx_retry(|c, _| {
+        attempts += 1;
+        touch(c, &u.id)?;
+        raise(c, "40001", "could not serialize access")
+    });
+    assert!(matches!(out, Err(HubError::TxConflict(_))), "{out:?}");
+    assert_eq!(attempts, StoreOptions::default().write_attempts);
+    // `write_tx` bodies may not be re-runnable: one try.
+    let mut once = 0;
+    let out: HubResult<()> = s.write_tx(|c, _| {
+        once += 1;
+        raise(c, "40P01", "deadlock detected")
+    });
+    assert!(matches!(out, Err(HubError::TxConflict(_))), "{out:?}");
+    assert_eq!(once, 1);
+    assert_eq!(version(s, &u.id), before);
+}
+
+/// Two writes lock two rows in opposite orders: PostgreSQL kills one as the deadlock victim, and
+/// it is run again and succeeds; both writes land once.
+#[test]
+fn faults_a_real_deadlock_is_retried_and_both_writes_land() {
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let a = user(s, "ada").id;
+    let b = user(s, "bea").id;
+    let (va, vb) = (version(s, &a), version(s, &b));
+    let barrier = Arc::new(Barrier::new(2));
+    let runs = Arc::new(AtomicU32::new(0));
+    let threads: Vec<_> = [(a.clone(), b.clone()), (b.clone(), a.clone())]
+        .into_iter()
+        .map(|(first, second)| {
+            let (s, barrier, runs) = (s.clone(), barrier.clone(), runs.clone());
+            std::thread::spawn(move || {
+                let mut attempt = 0;
+                s.write_tx_retry(|c, _| {
+                    attempt += 1;
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    touch(c, &first)?;
+                    // Only the first attempts meet, so each holds one row and wants the other.
+                    if attempt == 1 {
+                        barrier.wait();
+                    }
+                    touch(c, &second)
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 3, "one of the two ran twice");
+    assert_eq!(version(s, &a), va + 2);
+    assert_eq!(version(s, &b), vb + 2);
+}
+
+#[test]
+fn faults_statement_timeout_cancels_and_is_typed() {
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let out: HubResult<()> = s.write_tx(|c, _| {
+        c.batch_execute("SET LOCAL statement_timeout = 50; SELECT pg_sleep(5)")?;
+        Ok(())
+    });
+    assert!(matches!(out, Err(HubError::StatementTimeout(_))), "{out:?}");
+    // The connection went back to the pool usable.
+    s.ping().unwrap();
+}
+
+#[test]
+fn faults_the_default_statement_timeout_is_set_on_every_connection() {
+    let Some(db) = postgres_db() else { return };
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        statement_timeout: String,
+    }
+    let mut c = db.store.read_conn().unwrap();
+    let got = diesel::sql_query("SHOW statement_timeout")
+        .get_result::<Setting>(&mut *c)
+        .unwrap();
+    assert_eq!(got.statement_timeout, "30s");
+}
+
+/// Every connection taken: the next request waits `connection_timeout`, then gets
+/// `Unavailable` (503 at the edge), not an indefinite wait.
+#[test]
+fn faults_an_exhausted_pool_is_unavailable() {
+    let check = |url: &str| {
+        let s = Store::open_with(
+            url,
+            StoreOptions {
+                pool_size: 1,
+                min_idle: 0,
+                connection_timeout: std::time::Duration::from_millis(200),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let held = s.read_conn().unwrap();
+        let out = s.get(ResourceKind::User, "nope", false);
+        assert!(matches!(out, Err(HubError::Unavailable(_))), "{out:?}");
+        drop(held);
+        assert!(matches!(
+            s.get(ResourceKind::User, "nope", false),
+            Err(HubError::NotFound)
+        ));
+    };
+    let dir = std::env::temp_dir().join(format!("scimhub-faults-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    check(&format!("sqlite://{}", dir.join("hub.db").display()));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(db) = postgres_db() {
+        let url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").unwrap();
+        let (prefix, _) = url.rsplit_once('/').unwrap();
+        if let Cleanup::Postgres { db: name, .. } = &db.cleanup {
+            check(&format!("{prefix}/{name}"));
+        }
+    }
+}
