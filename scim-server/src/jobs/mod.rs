@@ -45,6 +45,7 @@
 
 pub mod audit_anchor;
 pub mod circuit;
+pub mod cluster;
 pub mod reconcile;
 mod verify;
 
@@ -811,9 +812,15 @@ impl Workers {
                 tokio::spawn(async move { me.run_lane(lane).await });
             }
         });
+        cluster::spawn(self.store.clone(), self.engine.clone(), self.config.owner.clone());
         let me = self.clone();
         tokio::spawn(async move {
             loop {
+                // registered before the round, so a wake-up during it is not lost
+                let wake = me.engine.timer_wake.clone();
+                let notified = wake.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
                 if let Err(e) = me.fire_timers().await {
                     tracing::warn!(error = %e, "timer error");
                 }
@@ -826,7 +833,10 @@ impl Workers {
                 if let Err(e) = me.run_reconciles().await {
                     tracing::warn!(error = %e, "reconciliation error");
                 }
-                tokio::time::sleep(StdDuration::from_secs(1)).await;
+                tokio::select! {
+                    _ = &mut notified => {}
+                    _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+                }
             }
         });
     }
