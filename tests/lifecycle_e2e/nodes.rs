@@ -696,3 +696,119 @@ async fn a_notification_wakes_a_node_whose_poll_is_an_hour() {
     assert!(keys.contains(&"wake2".to_string()), "{keys:?}");
     drop(node);
 }
+
+/// `GET /admin/v1/cluster` of the node at `base`.
+async fn cluster_view(base: &str) -> Value {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/admin/v1/cluster"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("cluster view");
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.json().await.expect("json")
+}
+
+fn sha256_of(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).expect("policy file")))
+}
+
+/// A policy reload on one node (SIGHUP) reaches another node whose file was deployed too but
+/// whose own watcher cannot see the change (its modification time is kept): only the
+/// announcement through the database makes it re-read its file. A third node with another file
+/// keeps its own policy and is reported as divergent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_reload_reaches_every_node_and_a_divergent_node_is_reported() {
+    let Some(db) = Db::create() else {
+        eprintln!("SCIMHUB_TEST_POSTGRES_URL not set: the policy reload proof did not run");
+        return;
+    };
+    let dir = Scratch::new("nodes-policy");
+    let (hook, _, _) = receiver().await;
+    let base = write_setup(dir.path(), &hook.url());
+    let text = std::fs::read_to_string(&base).expect("policy");
+    let file = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).expect("policy file");
+        p
+    };
+    let (pa, pb) = (file("a.toml", &text), file("b.toml", &text));
+    let pc = file("c.toml", &format!("{text}\n# node c's own edit\n"));
+    let log = [("RUST_LOG", "warn,scim_server::jobs::cluster=info")];
+    // c first: the policy loaded last (a's and b's) is the cluster's
+    let c = start_node(dir.path(), "c", &db.url, &pc, &log);
+    let a = start_node(dir.path(), "a", &db.url, &pa, &log);
+    let b = start_node(dir.path(), "b", &db.url, &pb, &log);
+    let (v1, vc) = (sha256_of(&pa), sha256_of(&pc));
+    let until = |what: &'static str, f: Box<dyn Fn(&Value) -> bool + Send>| {
+        let a = a.base.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                let v = cluster_view(&a).await;
+                if f(&v) {
+                    return (v, start.elapsed());
+                }
+                assert!(start.elapsed() < Duration::from_secs(30), "{what}: {v}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let (v, _) = until(
+        "three nodes, c divergent",
+        Box::new(move |v| v["nodes"].as_array().is_some_and(|n| n.len() == 3) && v["divergent"] == json!(1)),
+    )
+    .await;
+    assert_eq!(v["policy_sha256"], json!(v1), "{v}");
+    let node_c = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["policy_sha256"] == json!(vc))
+        .cloned()
+        .expect("node c listed");
+    assert_eq!(node_c["matches_cluster"], json!(false), "{v}");
+
+    // a new policy deployed to a and b; b's file keeps its old modification time
+    let new_text = text.replace(
+        "id = \"staff\" }]",
+        "id = \"staff\" }, { connector = \"hook\", kind = \"role\", id = \"all-hands\" }]",
+    );
+    assert_ne!(new_text, text);
+    let b_mtime = std::fs::metadata(&pb).and_then(|m| m.modified()).expect("mtime");
+    std::fs::write(&pb, &new_text).expect("b");
+    std::fs::File::options()
+        .write(true)
+        .open(&pb)
+        .and_then(|f| f.set_modified(b_mtime))
+        .expect("keep b's mtime");
+    std::fs::write(&pa, &new_text).expect("a");
+    let v2 = sha256_of(&pa);
+    let hup = Command::new("kill")
+        .args(["-s", "HUP", &a.proc.child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let (v, took) = until(
+        "a and b on the new policy, c divergent",
+        Box::new(move |v| {
+            v["policy_sha256"] == json!(v2)
+                && v["divergent"] == json!(1)
+                && v["nodes"].as_array().is_some_and(|n| {
+                    n.iter().filter(|x| x["policy_sha256"] == json!(v2)).count() == 2
+                })
+        }),
+    )
+    .await;
+    eprintln!("the reload on a reached b's row in {took:?}: {v}");
+    let b_log = std::fs::read_to_string(&b.proc.log).unwrap_or_default();
+    assert!(
+        b_log.contains("another node loaded a new policy; reloading this node's file"),
+        "b reloaded because of the announcement:\n{b_log}"
+    );
+    let c_log = std::fs::read_to_string(&c.proc.log).unwrap_or_default();
+    assert!(
+        c_log.contains("this node's policy file differs from the one the cluster loaded last"),
+        "c reports its divergence:\n{c_log}"
+    );
+}
