@@ -26,7 +26,10 @@ use support_standins::*;
 const TOKEN: &str = "bench-nodes-bootstrap-token-of-at-least-32-bytes";
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn bin() -> PathBuf {
@@ -73,11 +76,18 @@ impl Drop for Db {
 fn start_node(dir: &Path, name: &str, db: &str, policy: &Path) -> (Proc, String) {
     let log = dir.join(format!("{name}.log"));
     let mut cmd = Command::new(bin());
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--database-url", db, "--policy"])
-        .arg(policy)
-        .env("SCIMHUB_BOOTSTRAP_TOKEN", TOKEN)
-        .env("BENCH_HOOK_SECRET", "whsec_bench_nodes")
-        .env("RUST_LOG", "warn");
+    cmd.args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--database-url",
+        db,
+        "--policy",
+    ])
+    .arg(policy)
+    .env("SCIMHUB_BOOTSTRAP_TOKEN", TOKEN)
+    .env("BENCH_HOOK_SECRET", "whsec_bench_nodes")
+    .env("RUST_LOG", "warn");
     let mut proc = Proc::spawn(name, cmd, &log);
     let mut addr = None;
     proc.wait_ready(Duration::from_secs(60), || {
@@ -129,7 +139,12 @@ grants = [{{ connector = "hook", kind = "role", id = "staff" }}]
     .unwrap();
     let mut nodes = vec![start_node(dir.path(), "node0", &db.url, &policy)];
     for i in 1..k {
-        nodes.push(start_node(dir.path(), &format!("node{i}"), &db.url, &policy));
+        nodes.push(start_node(
+            dir.path(),
+            &format!("node{i}"),
+            &db.url,
+            &policy,
+        ));
     }
     let bases: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.1.clone()).collect());
     let http = reqwest::Client::new();
@@ -170,7 +185,9 @@ grants = [{{ connector = "hook", kind = "role", id = "staff" }}]
     let url = db.url.clone();
     let (ops, total) = loop {
         let u = url.clone();
-        let (done, open) = tokio::task::spawn_blocking(move || outbox_state(&u)).await.unwrap();
+        let (done, open) = tokio::task::spawn_blocking(move || outbox_state(&u))
+            .await
+            .unwrap();
         if open == 0 && done > 0 {
             break (done, start.elapsed());
         }
@@ -198,7 +215,10 @@ async fn main() {
         .filter_map(|s| s.parse().ok())
         .collect();
     let hook = Responder::canned(204, &[], "").await;
-    println!("users={users} clients={clients} rounds={rounds} binary={}", bin().display());
+    println!(
+        "users={users} clients={clients} rounds={rounds} binary={}",
+        bin().display()
+    );
     println!("round nodes writes/s ops/s ops");
     let mut all: Vec<(usize, f64, f64)> = Vec::new();
     for round in 1..=rounds {

@@ -138,7 +138,8 @@ fn start_node(dir: &Path, name: &str, db: &str, policy: &Path, env: &[(&str, &st
 
 /// The policy: one webhook connector; employees and contractors get a role there.
 fn write_setup(dir: &Path, hook: &str) -> PathBuf {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo-extension.schema.json");
+    let schema =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo-extension.schema.json");
     std::fs::write(
         dir.join("scimhub.toml"),
         format!(
@@ -212,7 +213,10 @@ async fn receiver() -> (Responder, Arc<Mutex<Vec<Delivery>>>, Arc<AtomicUsize>) 
                         .header(webhook::EVENT_ID_HEADER)
                         .unwrap_or_default()
                         .to_owned(),
-                    key: body["account"]["key"].as_str().unwrap_or_default().to_owned(),
+                    key: body["account"]["key"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                 });
                 Reply::Respond(204, vec![], String::new())
             }
@@ -363,8 +367,15 @@ async fn settle(store: &scim_server::store::Store, mut ready: impl FnMut() -> bo
             .map(|r| format!("{} {} {}: {:?}", r.status, r.event, r.op, r.last_error))
             .take(10)
             .collect();
-        assert!(stuck.is_empty(), "operations failed or held:\n{}", stuck.join("\n"));
-        let open = rows.iter().filter(|r| r.status != OutboxStatus::Done).count();
+        assert!(
+            stuck.is_empty(),
+            "operations failed or held:\n{}",
+            stuck.join("\n")
+        );
+        let open = rows
+            .iter()
+            .filter(|r| r.status != OutboxStatus::Done)
+            .count();
         if open == 0 && !rows.is_empty() && ready() {
             return;
         }
@@ -393,7 +404,13 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
     // the first node migrates the database; the others start on it
     let mut nodes = vec![start_node(dir.path(), "node0", &db.url, &policy, &[])];
     for i in 1..3 {
-        nodes.push(start_node(dir.path(), &format!("node{i}"), &db.url, &policy, &[]));
+        nodes.push(start_node(
+            dir.path(),
+            &format!("node{i}"),
+            &db.url,
+            &policy,
+            &[],
+        ));
     }
     let rr = RoundRobin::new(nodes.iter().map(|n| n.base.clone()).collect());
     let store = db.store();
@@ -414,7 +431,9 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
             };
             let (s, v) = rr.send(reqwest::Method::POST, "/Users", Some(body)).await;
             assert_eq!(s, 201, "POST {name}: {v}");
-            ids.lock().unwrap().insert(name, v["id"].as_str().unwrap().to_owned());
+            ids.lock()
+                .unwrap()
+                .insert(name, v["id"].as_str().unwrap().to_owned());
         }
     })
     .await;
@@ -491,7 +510,10 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
     wait_for(2 * n / 3).await;
     nodes[2] = start_node(dir.path(), "node2-restarted", &db.url, &policy, &[]);
     rr.set(2, Some(nodes[2].base.clone()));
-    eprintln!("node2 restarted after {} leaver writes", done.load(Ordering::Relaxed));
+    eprintln!(
+        "node2 restarted after {} leaver writes",
+        done.load(Ordering::Relaxed)
+    );
     writer.await.expect("leaver writes");
     eprintln!("{n} leaver writes acknowledged in {:?}", leavers.elapsed());
     let contractors: Vec<String> = (0..n)
@@ -499,8 +521,9 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
         .map(|i| ids.lock().unwrap()[&names[i]].clone())
         .collect();
     let timers_done = |store: &scim_server::store::Store| {
-        let timers = scim_server::admin::in_tx(store, |c| scim_server::store::timers::list(c, None))
-            .expect("timers");
+        let timers =
+            scim_server::admin::in_tx(store, |c| scim_server::store::timers::list(c, None))
+                .expect("timers");
         let done = timers
             .iter()
             .filter(|t| t.kind == "contract_end" && t.status == "done")
@@ -511,7 +534,11 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
     eprintln!("leavers settled after {:?}", leavers.elapsed());
 
     // ---- exactly once, in order, per user --------------------------------------------------
-    assert_eq!(rejected.load(Ordering::Relaxed), 0, "every delivery verified");
+    assert_eq!(
+        rejected.load(Ordering::Relaxed),
+        0,
+        "every delivery verified"
+    );
     let rows = outbox(&store);
     let by_id: HashMap<String, String> = ids
         .lock()
@@ -532,7 +559,10 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
     let mut redelivered = 0;
     for d in &got {
         if seen.insert(d.id.clone()) {
-            delivered.entry(d.key.clone()).or_default().push(d.id.clone());
+            delivered
+                .entry(d.key.clone())
+                .or_default()
+                .push(d.id.clone());
         } else {
             redelivered += 1;
         }
@@ -571,7 +601,11 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
         *per.entry((e.user_id.clone(), e.event.clone())).or_default() += 1;
     }
     for (id, name) in &by_id {
-        let count = |kind: &str| per.get(&(id.clone(), kind.to_string())).copied().unwrap_or(0);
+        let count = |kind: &str| {
+            per.get(&(id.clone(), kind.to_string()))
+                .copied()
+                .unwrap_or(0)
+        };
         assert_eq!(count("joiner"), 1, "{name}: joiner events");
         if contractors.contains(id) {
             assert_eq!(count("contractor-expiry"), 1, "{name}: contract expiries");
@@ -586,7 +620,9 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
     assert_eq!(acked.len(), n);
     for (name, record) in &acked {
         let id = ids.lock().unwrap()[name].clone();
-        let (s, v) = rr.send(reqwest::Method::GET, &format!("/Users/{id}"), None).await;
+        let (s, v) = rr
+            .send(reqwest::Method::GET, &format!("/Users/{id}"), None)
+            .await;
         assert_eq!(s, 200, "{name}: {v}");
         if record == "inactive" {
             assert_eq!(v["active"], json!(false), "{name}: {v}");
@@ -613,7 +649,12 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
     );
     assert!(owners.len() >= 3, "operations ran on {owners:?}");
     for node in &mut nodes {
-        assert!(node.proc.alive(), "{} died:\n{}", node.proc.name, node.proc.log_tail());
+        assert!(
+            node.proc.alive(),
+            "{} died:\n{}",
+            node.proc.name,
+            node.proc.log_tail()
+        );
     }
 }
 
@@ -667,8 +708,11 @@ async fn a_notification_wakes_a_node_whose_poll_is_an_hour() {
     }
     // another process queues work: `scimhub import` plans the joiners in its own transactions
     let csv = dir.path().join("roster.csv");
-    std::fs::write(&csv, "userName,userType,active\nwake1,Employee,true\nwake2,Employee,true\n")
-        .expect("csv");
+    std::fs::write(
+        &csv,
+        "userName,userType,active\nwake1,Employee,true\nwake2,Employee,true\n",
+    )
+    .expect("csv");
     let out = Command::new(hub_bin())
         .arg("import")
         .arg(&csv)
@@ -691,7 +735,12 @@ async fn a_notification_wakes_a_node_whose_poll_is_an_hour() {
     // can start these operations.
     let store = db.store();
     settle(&store, || true).await;
-    let keys: Vec<String> = deliveries.lock().unwrap().iter().map(|d| d.key.clone()).collect();
+    let keys: Vec<String> = deliveries
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.key.clone())
+        .collect();
     assert!(keys.contains(&"wake1".to_string()), "{keys:?}");
     assert!(keys.contains(&"wake2".to_string()), "{keys:?}");
     drop(node);
@@ -756,7 +805,9 @@ async fn a_policy_reload_reaches_every_node_and_a_divergent_node_is_reported() {
     };
     let (v, _) = until(
         "three nodes, c divergent",
-        Box::new(move |v| v["nodes"].as_array().is_some_and(|n| n.len() == 3) && v["divergent"] == json!(1)),
+        Box::new(move |v| {
+            v["nodes"].as_array().is_some_and(|n| n.len() == 3) && v["divergent"] == json!(1)
+        }),
     )
     .await;
     assert_eq!(v["policy_sha256"], json!(v1), "{v}");
@@ -775,7 +826,9 @@ async fn a_policy_reload_reaches_every_node_and_a_divergent_node_is_reported() {
         "id = \"staff\" }, { connector = \"hook\", kind = \"role\", id = \"all-hands\" }]",
     );
     assert_ne!(new_text, text);
-    let b_mtime = std::fs::metadata(&pb).and_then(|m| m.modified()).expect("mtime");
+    let b_mtime = std::fs::metadata(&pb)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     std::fs::write(&pb, &new_text).expect("b");
     std::fs::File::options()
         .write(true)

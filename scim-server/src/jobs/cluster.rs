@@ -96,14 +96,7 @@ async fn heartbeat(store: Store, engine: Arc<Engine>, node_id: String, running: 
         let sha_for_tx = sha.clone();
         let written = tokio::task::spawn_blocking(move || {
             s.write_tx(|c, _| {
-                cluster::announce_node(
-                    c,
-                    &id,
-                    started,
-                    sha_for_tx.as_deref(),
-                    announce,
-                    Utc::now(),
-                )
+                cluster::announce_node(c, &id, started, sha_for_tx.as_deref(), announce, Utc::now())
             })
         })
         .await;

@@ -812,7 +812,11 @@ impl Workers {
                 tokio::spawn(async move { me.run_lane(lane).await });
             }
         });
-        cluster::spawn(self.store.clone(), self.engine.clone(), self.config.owner.clone());
+        cluster::spawn(
+            self.store.clone(),
+            self.engine.clone(),
+            self.config.owner.clone(),
+        );
         let me = self.clone();
         tokio::spawn(async move {
             loop {
