@@ -24,7 +24,14 @@
 //! runs operations that another process (`scimhub import`) queued, so it was woken by the
 //! database's notification, not by its poll.
 //!
-//! Without `SCIMHUB_TEST_POSTGRES_URL` both say so and pass without running.
+//! `a_policy_reload_reaches_every_node_and_a_divergent_node_is_reported`: a SIGHUP on one node
+//! makes another re-read its (deployed, mtime kept) file through the database's announcement;
+//! a third with another file is listed as divergent by `GET /admin/v1/cluster`.
+//!
+//! `a_revoked_token_is_refused_by_every_node`: `scimhub token revoke` in another process, and
+//! every node that had just accepted the token refuses it (measured: within a second).
+//!
+//! Without `SCIMHUB_TEST_POSTGRES_URL` each says so and passes without running.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -864,4 +871,80 @@ async fn a_policy_reload_reaches_every_node_and_a_divergent_node_is_reported() {
         c_log.contains("this node's policy file differs from the one the cluster loaded last"),
         "c reports its divergence:\n{c_log}"
     );
+}
+
+/// A token revoked with `scimhub token revoke` (another process) is refused by every node, each
+/// of which had just accepted it (so each had it cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_by_every_node() {
+    let Some(db) = Db::create() else {
+        eprintln!("SCIMHUB_TEST_POSTGRES_URL not set: the revocation proof did not run");
+        return;
+    };
+    let dir = Scratch::new("nodes-revoke");
+    let (hook, _, _) = receiver().await;
+    let policy = write_setup(dir.path(), &hook.url());
+    let mut nodes = vec![start_node(dir.path(), "r0", &db.url, &policy, &[])];
+    for i in 1..3 {
+        nodes.push(start_node(
+            dir.path(),
+            &format!("r{i}"),
+            &db.url,
+            &policy,
+            &[],
+        ));
+    }
+    let cli = |args: &[&str]| {
+        let out = Command::new(hub_bin())
+            .args(args)
+            .args(["--database-url", &db.url])
+            .stdin(Stdio::null())
+            .output()
+            .expect("scimhub");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let token = cli(&["token", "issue", "--name", "okta", "--scope", "scim:read"]);
+    let http = reqwest::Client::new();
+    let status = |base: String| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            http.get(format!("{base}/scim/v2/Users?count=1"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+    for n in &nodes {
+        assert_eq!(status(n.base.clone()).await, 200, "{}", n.base);
+    }
+    cli(&["token", "revoke", "okta"]);
+    let revoked = Instant::now();
+    for n in &nodes {
+        loop {
+            let s = status(n.base.clone()).await;
+            if s == 401 {
+                eprintln!(
+                    "{} refuses the token {:?} after the revocation",
+                    n.base,
+                    revoked.elapsed()
+                );
+                break;
+            }
+            assert_eq!(s, 200, "{}", n.base);
+            assert!(
+                revoked.elapsed() < Duration::from_secs(30),
+                "{} still accepts it",
+                n.base
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
