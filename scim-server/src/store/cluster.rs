@@ -169,14 +169,6 @@ pub fn announce_node(
     Ok(())
 }
 
-/// Removes a node's row (it stops cleanly).
-pub fn forget_node(c: &mut DbConnection, node_id: &str) -> HubResult<()> {
-    let mut q = Sql::<()>::new("DELETE FROM cluster_nodes WHERE node_id = ");
-    q.text(node_id);
-    q.execute(c)?;
-    Ok(())
-}
-
 /// Every registered node, newest policy load first; nodes not seen since `alive_since` are left
 /// out (and their rows deleted once a day old).
 pub fn nodes(c: &mut DbConnection, alive_since: DateTime<Utc>) -> HubResult<Vec<Node>> {
