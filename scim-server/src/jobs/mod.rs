@@ -31,9 +31,11 @@
 //! Idle workers sleep `idle_poll`, or less: they are woken when a transaction that queued work
 //! commits ([`Engine::wake_workers`]): every SCIM write (the engine hook's `after_commit`), every
 //! admin decision that queues or releases operations (approvals, extension approvals, hold
-//! confirmations, retries, legacy-access decisions) and every timer that fired. The poll is
-//! only the safety net (e.g. operations queued by another node, or due after a backoff);
-//! `SCIMHUB_ENGINE_IDLE_POLL_MS` sets it.
+//! confirmations, retries, legacy-access decisions) and every timer that fired. Work queued by
+//! another node or process wakes them through PostgreSQL notifications ([`cluster`]). The poll
+//! is only the safety net (e.g. operations due after a backoff, a listener reconnecting);
+//! `SCIMHUB_ENGINE_IDLE_POLL_MS` sets it. The timer loop runs every second, or at once when
+//! another node queued a timer that is already due.
 //!
 //! A connector that keeps failing opens its circuit ([`circuit`]): its operations then wait for
 //! one probe at a time instead of using up their retries, and resume in order when it answers.
