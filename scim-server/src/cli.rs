@@ -505,8 +505,8 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token by id, or by name when one unrevoked token has that name. Takes effect on
-    /// the next request (tokens are checked against the database on every request).
+    /// Revoke a token by id, or by name when one unrevoked token has that name. Takes effect
+    /// within a second on every node (each reads a token's row at most a second old).
     Revoke {
         #[command(flatten)]
         db: DbArgs,

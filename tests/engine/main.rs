@@ -224,6 +224,7 @@ backends!(
     contractor_expiry_and_extension,
     sod_violation_blocked,
     blast_radius_hold,
+    blast_radius_hold_with_concurrent_writers,
     retries_and_parking,
     refusals_park_at_once,
     start_date_timer,
@@ -499,6 +500,36 @@ fn sod_violation_blocked(env: Env) {
     assert!(all
         .iter()
         .any(|a| a.kind.as_str() == "sod" && a.status.as_str() == "blocked" && a.user_id == eve));
+}
+
+/// The same burst written by ten writers at once (on PostgreSQL, ten connections in parallel,
+/// as several nodes would): the guard still lets exactly three through and opens one hold, since
+/// each count waits for the previous leaver's commit (`store::cluster::lock_blast_guard`).
+fn blast_radius_hold_with_concurrent_writers(env: Env) {
+    let ids: Vec<String> = (0..10)
+        .map(|i| env.create_user(user(&format!("u{i}"), "Employee", "Sales", "Rep")))
+        .collect();
+    env.run();
+    let start = std::sync::Barrier::new(ids.len());
+    std::thread::scope(|s| {
+        for id in &ids {
+            let (env, start) = (&env, &start);
+            s.spawn(move || {
+                start.wait();
+                env.patch_user(id, |d| {
+                    d.insert("active".into(), json!(false));
+                });
+            });
+        }
+    });
+    env.run();
+    let disabled = (0..10)
+        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
+        .count();
+    assert_eq!(disabled, 3);
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0].users, 7);
 }
 
 fn blast_radius_hold(env: Env) {

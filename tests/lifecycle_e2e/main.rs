@@ -7,12 +7,15 @@
 //! and fails (never skips) when those ports are taken. `outage.rs` holds the outage proof
 //! (slapd stopped and restarted, SLA breach mailed and posted, resume, verification, the event
 //! record); it starts its own stand-ins on free ports (no Samba), so it runs beside this one.
+//! `nodes.rs` holds the several-nodes proof of issue 17 (three nodes on PostgreSQL, one
+//! killed and restarted), on free ports and a database of its own.
 //! `approval_link.rs` holds the proof of issue 16 (an approval decided by following the mailed
 //! link from aiosmtpd with no bearer token), on free ports as well.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
 mod approval_link;
+mod nodes;
 mod outage;
 #[path = "../../connectors/tests/support_standins/mod.rs"]
 mod support_standins;

@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod authority;
 pub mod certification;
+pub mod cluster;
 pub mod drift;
 pub mod events;
 pub mod explain;

@@ -159,6 +159,8 @@ pub fn contingent(
     let policy: &Policy = &inputs.policy;
     let blast = match &policy.blast_radius {
         Some(b) if stage.is_none() && projection.needs_blast_check(policy) => {
+            // one count at a time across nodes, so each sees the losers the last one committed
+            crate::store::cluster::lock_blast_guard(c)?;
             let since = inputs.now - b.window;
             let recent = events::count_losers(c, since, None, Some(&inputs.user_id))?;
             let population = events::guard_population(c, since, None)?;

@@ -64,6 +64,9 @@ pub struct Engine {
     /// Signalled after a transaction that planned operations has committed; idle workers wait on
     /// it (besides their poll interval) so new operations start at once.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Signalled when a timer was queued already due on another node (PostgreSQL notification,
+    /// [`crate::store::cluster`]); the timer loop waits on it besides its one-second poll.
+    pub timer_wake: Arc<tokio::sync::Notify>,
     /// When a group change is planned in the background, and in batches of how many users.
     pub replan: Arc<replan::ReplanLimits>,
 }
@@ -131,6 +134,7 @@ impl Engine {
             clock,
             connectors,
             wake: Arc::new(tokio::sync::Notify::new()),
+            timer_wake: Arc::new(tokio::sync::Notify::new()),
             replan: Arc::new(replan::ReplanLimits::default()),
         };
         e.sync_connectors();

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::config::AuditConfig;
 use crate::policy::reload::PolicyHandle;
 use crate::store::audit_chain::{self, Head};
+use crate::store::cluster;
 use crate::store::Store;
 
 /// `[audit]`, checked.
@@ -121,6 +122,32 @@ pub async fn anchor_once(
     Some(head)
 }
 
+/// Whether this node anchors the interval that is due now ([`cluster::take_period`]); on a
+/// database error it does not (the next node or round will).
+async fn take_period(store: &Store, owner: &str, interval: StdDuration) -> bool {
+    let (s, owner) = (store.clone(), owner.to_string());
+    let taken = tokio::task::spawn_blocking(move || {
+        let now = Utc::now();
+        // a little early, so a node whose round comes a moment before the period ends still
+        // takes its turn instead of skipping a whole interval
+        let slack = (interval / 10).min(StdDuration::from_secs(5));
+        let next = now + Duration::from_std(interval - slack).unwrap_or(Duration::hours(1));
+        s.write_tx(|c, _| cluster::take_period(c, "audit_anchor", &owner, now, next))
+    })
+    .await;
+    match taken {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "audit chain anchor: cannot take the interval");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "audit chain anchor: task failed");
+            false
+        }
+    }
+}
+
 /// Records the policy in force (`policy.load` at start, `policy.reload` after) with the
 /// SHA-256 of its file.
 fn audit_policy(store: &Store, policy: &PolicyHandle, generation: u64) {
@@ -179,6 +206,7 @@ async fn run(store: Store, settings: AnchorSettings, policy: Option<PolicyHandle
         .timeout(StdDuration::from_secs(15))
         .build()
         .unwrap_or_default();
+    let owner = super::instance_id();
     let mut last: Option<Head> = None;
     let mut seen_generation = 0u64;
     let mut tick = tokio::time::interval(StdDuration::from_secs(3));
@@ -197,6 +225,10 @@ async fn run(store: Store, settings: AnchorSettings, policy: Option<PolicyHandle
             continue;
         }
         next_anchor = tokio::time::Instant::now() + settings.interval;
+        // Several nodes share the chain: one of them anchors (and prunes) each interval.
+        if !take_period(&store, &owner, settings.interval).await {
+            continue;
+        }
         if let (Some(retain), Some(key)) = (settings.retain, settings.checkpoint_key.clone()) {
             let s = store.clone();
             let pruned = tokio::task::spawn_blocking(move || {

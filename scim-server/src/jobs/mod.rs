@@ -31,9 +31,11 @@
 //! Idle workers sleep `idle_poll`, or less: they are woken when a transaction that queued work
 //! commits ([`Engine::wake_workers`]): every SCIM write (the engine hook's `after_commit`), every
 //! admin decision that queues or releases operations (approvals, extension approvals, hold
-//! confirmations, retries, legacy-access decisions) and every timer that fired. The poll is
-//! only the safety net (e.g. operations queued by another node, or due after a backoff);
-//! `SCIMHUB_ENGINE_IDLE_POLL_MS` sets it.
+//! confirmations, retries, legacy-access decisions) and every timer that fired. Work queued by
+//! another node or process wakes them through PostgreSQL notifications ([`cluster`]). The poll
+//! is only the safety net (e.g. operations due after a backoff, a listener reconnecting);
+//! `SCIMHUB_ENGINE_IDLE_POLL_MS` sets it. The timer loop runs every second, or at once when
+//! another node queued a timer that is already due.
 //!
 //! A connector that keeps failing opens its circuit ([`circuit`]): its operations then wait for
 //! one probe at a time instead of using up their retries, and resume in order when it answers.
@@ -45,6 +47,7 @@
 
 pub mod audit_anchor;
 pub mod circuit;
+pub mod cluster;
 pub mod reconcile;
 mod verify;
 
@@ -811,9 +814,19 @@ impl Workers {
                 tokio::spawn(async move { me.run_lane(lane).await });
             }
         });
+        cluster::spawn(
+            self.store.clone(),
+            self.engine.clone(),
+            self.config.owner.clone(),
+        );
         let me = self.clone();
         tokio::spawn(async move {
             loop {
+                // registered before the round, so a wake-up during it is not lost
+                let wake = me.engine.timer_wake.clone();
+                let notified = wake.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
                 if let Err(e) = me.fire_timers().await {
                     tracing::warn!(error = %e, "timer error");
                 }
@@ -826,7 +839,10 @@ impl Workers {
                 if let Err(e) = me.run_reconciles().await {
                     tracing::warn!(error = %e, "reconciliation error");
                 }
-                tokio::time::sleep(StdDuration::from_secs(1)).await;
+                tokio::select! {
+                    _ = &mut notified => {}
+                    _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+                }
             }
         });
     }

@@ -93,6 +93,7 @@ pub mod audit;
 pub mod audit_chain;
 pub mod bursts;
 pub mod certification;
+pub mod cluster;
 pub mod connector_health;
 pub mod drift;
 pub mod engine_state;

@@ -78,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/reports/period").route(web::get().to(reports::period)))
             .service(res("/reports/contractor/{user}").route(web::get().to(reports::contractor)))
             .service(res("/reconcile").route(web::post().to(reconcile)))
+            .service(res("/cluster").route(web::get().to(cluster_nodes)))
             .service(res("/drift").route(web::get().to(drift_findings)))
             .service(
                 res("/campaigns")
@@ -626,6 +627,12 @@ async fn explain(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
     let user = path.into_inner();
     let v = run(&state, move |a| a.explain(&user)).await?;
     Ok(ok(StatusCode::OK, v))
+}
+
+/// The nodes on this database and the policy each runs.
+async fn cluster_nodes(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let v = run(&state, |a| a.cluster()).await?;
+    Ok(HttpResponse::Ok().json(v))
 }
 
 async fn list_outbox(

@@ -1,0 +1,2 @@
+DROP TABLE cluster_schedules;
+DROP TABLE cluster_nodes;
