@@ -452,8 +452,14 @@ impl Store {
         Ok(self.inner.read.get()?)
     }
 
-    /// A reader connection if one is idle now; never waits (r2d2 `try_get`).
+    /// A reader connection if one is idle now; never waits (r2d2 `try_get`). Always `None` on
+    /// PostgreSQL: its point read is a network round trip, and an async worker that waits for
+    /// it serves nobody else meanwhile (on one core, one worker: every GET and `eq` lookup ran
+    /// one after the other, the hub half idle). There the read goes through the blocking pool.
     pub(crate) fn try_read_conn(&self) -> Option<PooledConn> {
+        if !self.is_sqlite() {
+            return None;
+        }
         self.inner.read.try_get()
     }
 
@@ -500,7 +506,7 @@ impl Store {
     {
         if !self.batches_writes() {
             return Err(HubError::Backend(
-                "writes are batched only on a SQLite file".into(),
+                "writes are not batched on an in-memory SQLite database".into(),
             ));
         }
         let queue = started(&self.inner.writer, || {
@@ -525,10 +531,13 @@ impl Store {
     }
 
     /// Whether single-resource writes share commits ([`Store::submit_write`]): on a SQLite
-    /// file, whose one writer serialises them anyway. PostgreSQL runs writes concurrently, and
-    /// in-memory SQLite shares its one connection with readers.
+    /// file, whose one writer serialises them anyway, and on PostgreSQL, where every SCIM write
+    /// takes the audit chain's head row (`SELECT … FOR UPDATE`) and holds it through its commit
+    /// and that commit's WAL flush: writes were serialised there too, one flush each, so a write
+    /// waited for the flushes of every write queued before it. In-memory SQLite shares its one
+    /// connection with readers.
     pub fn batches_writes(&self) -> bool {
-        matches!(self.inner.url, DbUrl::SqliteFile(_))
+        !matches!(self.inner.url, DbUrl::SqliteMemory)
     }
 
     /// The one write path: a transaction on the writer connection in which `body` does the work
