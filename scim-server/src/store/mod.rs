@@ -39,7 +39,8 @@
 //!
 //! SQLite runs with WAL and one writer: writes go through a separate pool of exactly one
 //! connection (so concurrent writes queue instead of failing with "database is locked"), reads
-//! through a pool of several. PostgreSQL uses one pool for both. A pool timeout is
+//! through a pool of several. PostgreSQL uses one pool for both; a connection is tested on
+//! checkout only when it has not answered for a second (`conn::Liveness`). A pool timeout is
 //! [`HubError::Unavailable`] (503).
 //!
 //! # The write seam (for the lifecycle engine)
