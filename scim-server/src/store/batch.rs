@@ -1,14 +1,9 @@
-//! Group commit for SQLite's one writer, and for PostgreSQL's audit chain head.
+//! Group commit for SQLite's one writer.
 //!
 //! A SQLite commit appends every page the transaction touched to the WAL as a whole page: a
 //! created User is a row plus an entry in each of a dozen indexes, so its commit (and the
 //! checkpoint that later copies those pages back) cost more than the inserts themselves. When
 //! writes arrive faster than they commit, they share one transaction instead.
-//!
-//! On PostgreSQL every SCIM write locks the audit chain's head row (`SELECT … FOR UPDATE`) and
-//! holds it until its commit's WAL flush is done: writes ran one after another there too, each
-//! waiting for its own flush (milliseconds on an ordinary disk) and for those of the writes
-//! queued before it. Sharing the transaction shares the lock and the flush.
 //!
 //! Single-resource SCIM writes (`Store::submit_write`) are sent to one writer thread. It takes
 //! every write waiting in its queue, opens one transaction on the writer connection and runs them

@@ -507,7 +507,7 @@ impl Store {
     {
         if !self.batches_writes() {
             return Err(HubError::Backend(
-                "writes are not batched on an in-memory SQLite database".into(),
+                "writes are batched only on a SQLite file".into(),
             ));
         }
         let queue = started(&self.inner.writer, || {
@@ -532,13 +532,13 @@ impl Store {
     }
 
     /// Whether single-resource writes share commits ([`Store::submit_write`]): on a SQLite
-    /// file, whose one writer serialises them anyway, and on PostgreSQL, where every SCIM write
-    /// takes the audit chain's head row (`SELECT … FOR UPDATE`) and holds it through its commit
-    /// and that commit's WAL flush: writes were serialised there too, one flush each, so a write
-    /// waited for the flushes of every write queued before it. In-memory SQLite shares its one
-    /// connection with readers.
+    /// file, whose one writer serialises them anyway. In-memory SQLite shares its one connection
+    /// with readers. Not on PostgreSQL, though its writes are serialised too (each holds the
+    /// audit chain's head row through its commit): on one connection a batch runs every
+    /// statement of every write one round trip after another, and measured side by side (see
+    /// docs/benchmarks.md) that cost more than the commits it shared.
     pub fn batches_writes(&self) -> bool {
-        !matches!(self.inner.url, DbUrl::SqliteMemory)
+        matches!(self.inner.url, DbUrl::SqliteFile(_))
     }
 
     /// The one write path: a transaction on the writer connection in which `body` does the work
