@@ -11,6 +11,12 @@
 #   bash scripts/bench.sh ceiling              # get-by-id with plain wrk against the static
 #                                              # actix stub (scim-server/examples/ceiling.rs)
 #                                              # and against scimhub: the share of the ceiling
+#   bash scripts/bench.sh both                 # the same phases on SQLite, then on a fresh
+#                                              # PostgreSQL database (created and dropped on
+#                                              # PG_ADMIN_URL, default the machine's PostgreSQL
+#                                              # at 127.0.0.1:5432), one table side by side:
+#                                              # req/s, hub CPU per request and the PostgreSQL
+#                                              # backends' own CPU per request, per phase
 #
 # Figures are only meaningful on a quiet machine: the script waits (bounded) for one.
 set -euo pipefail
@@ -77,20 +83,77 @@ PY
   exit 0
 fi
 
-WORK=$(mktemp -d)
-DATABASE_URL=${DATABASE_URL:-sqlite://$WORK/bench.db}
-PORT=$(free_port)
-TOKEN="bench-token-$(date +%s%N)-$(date +%s%N)"
-# The harness reads the big group back with its members (its validation), so the member bound
-# (max_group_members, 10,000 by default) is raised above the group's size for the run.
-RUST_LOG=${RUST_LOG:-warn} SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN SCIMHUB_MAX_GROUP_MEMBERS=$((MEMBERS + 1000)) taskset -c 0 "$BIN" serve \
-  --bind "127.0.0.1:$PORT" --database-url "$DATABASE_URL" >"$WORK/server.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+# One run of the harness against a fresh server on database URL $1, results in $2; the other
+# arguments go to the harness.
+run_one() {
+  local url=$1 out=$2
+  shift 2
+  local port token pid
+  port=$(free_port)
+  token="bench-token-$(date +%s%N)-$(date +%s%N)"
+  # The harness reads the big group back with its members (its validation), so the member bound
+  # (max_group_members, 10,000 by default) is raised above the group's size for the run.
+  RUST_LOG=${RUST_LOG:-warn} SCIMHUB_BOOTSTRAP_TOKEN=$token SCIMHUB_MAX_GROUP_MEMBERS=$((MEMBERS + 1000)) taskset -c 0 "$BIN" serve \
+    --bind "127.0.0.1:$port" --database-url "$url" >"$WORK/server.log" 2>&1 &
+  pid=$!
+  SERVER_PIDS="$SERVER_PIDS $pid"
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  mkdir -p "$out"
+  "$HARNESS/wait-quiet" 0.25 "${QUIET_WAIT:-300}" || true
+  "$HARNESS/scim-bench" "http://127.0.0.1:$port/scim/v2" --token "$token" \
+    -n "$USERS" -c "$CONNECTIONS" -m "$MEMBERS" --client-cpus 1 --server-pid "$pid" --out "$out" "$@"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
 
-mkdir -p "$OUT"
-"$HARNESS/wait-quiet" 0.25 "${QUIET_WAIT:-300}" || true
-"$HARNESS/scim-bench" "http://127.0.0.1:$PORT/scim/v2" --token "$TOKEN" \
-  -n "$USERS" -c "$CONNECTIONS" -m "$MEMBERS" --client-cpus 1 --server-pid "$PID" --out "$OUT" "$@"
+WORK=$(mktemp -d)
+SERVER_PIDS=""
+PG_DB=""
+PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+cleanup() {
+  for p in $SERVER_PIDS; do kill "$p" 2>/dev/null || true; done
+  if [ -n "$PG_DB" ]; then
+    sleep 0.5
+    psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ "${1:-}" = both ]; then
+  shift
+  command -v psql >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client; }
+  PG_DB="scimhub_bench_$(date +%s)_$$"
+  psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $PG_DB" >/dev/null
+  PG_URL="${PG_ADMIN_URL%/*}/$PG_DB"
+  run_one "sqlite://$WORK/bench.db" "$OUT/sqlite" --label sqlite "$@"
+  run_one "$PG_URL" "$OUT/postgres" --label postgres --pg-db "$PG_DB" "$@"
+  python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+runs = {b: json.load(open(os.path.join(out, b, "results.json"))) for b in ("sqlite", "postgres")}
+by = {b: {p["phase"]: p for p in r["phases"] if not p.get("failed")} for b, r in runs.items()}
+phases = [p["phase"] for p in runs["sqlite"]["phases"]]
+phases += [p for p in by["postgres"] if p not in phases]
+def f(v, fmt="{:,.0f}"):
+    return "-" if v is None else fmt.format(v)
+lines = ["| phase | SQLite req/s | SQLite hub us/req | PostgreSQL req/s | PG hub us/req "
+         "| PG backends us/req | PG backends cores | hub us/req PG/SQLite |",
+         "|" + "---|" * 8]
+for ph in phases:
+    s, p = by["sqlite"].get(ph, {}), by["postgres"].get(ph, {})
+    su, pu = s.get("server_cpu_us_per_req"), p.get("server_cpu_us_per_req")
+    ratio = f"{pu / su:.2f}x" if su and pu else "-"
+    lines.append(f"| {ph} | {f(s.get('rps'))} | {f(su)} | {f(p.get('rps'))} | {f(pu)} "
+                 f"| {f(p.get('pg_cpu_us_per_req'))} | {f(p.get('pg_cores'), '{:.2f}')} | {ratio} |")
+table = "\n".join(lines) + "\n"
+open(os.path.join(out, "both.md"), "w").write(table)
+print(table)
+PY
+  echo "results in $OUT (sqlite/, postgres/, both.md)" >&2
+  exit 0
+fi
+
+DATABASE_URL=${DATABASE_URL:-sqlite://$WORK/bench.db}
+run_one "$DATABASE_URL" "$OUT" "$@"
 echo "results in $OUT" >&2

@@ -40,7 +40,8 @@
 //! SQLite runs with WAL and one writer: writes go through a separate pool of exactly one
 //! connection (so concurrent writes queue instead of failing with "database is locked"), reads
 //! through a pool of several. PostgreSQL uses one pool for both, each connection with the
-//! session settings of [`PgSession`] (statement timeout). A pool timeout is
+//! session settings of [`PgSession`] (statement timeout), tested on checkout only when it has
+//! not answered for a second (`conn::Liveness`). A pool timeout is
 //! [`HubError::Unavailable`] (503). On PostgreSQL the SCIM writes go through
 //! [`Store::write_tx_retry`], which re-runs a transaction aborted by a serialization failure or
 //! deadlock or by a connection lost before COMMIT; a connection lost during COMMIT is
@@ -491,8 +492,14 @@ impl Store {
         Ok(self.inner.read.get()?)
     }
 
-    /// A reader connection if one is idle now; never waits (r2d2 `try_get`).
+    /// A reader connection if one is idle now; never waits (r2d2 `try_get`). Always `None` on
+    /// PostgreSQL: its point read is a network round trip, and an async worker that waits for
+    /// it serves nobody else meanwhile (on one core, one worker: every GET and `eq` lookup ran
+    /// one after the other, the hub half idle). There the read goes through the blocking pool.
     pub(crate) fn try_read_conn(&self) -> Option<PooledConn> {
+        if !self.is_sqlite() {
+            return None;
+        }
         self.inner.read.try_get()
     }
 
@@ -564,8 +571,11 @@ impl Store {
     }
 
     /// Whether single-resource writes share commits ([`Store::submit_write`]): on a SQLite
-    /// file, whose one writer serialises them anyway. PostgreSQL runs writes concurrently, and
-    /// in-memory SQLite shares its one connection with readers.
+    /// file, whose one writer serialises them anyway. In-memory SQLite shares its one connection
+    /// with readers. Not on PostgreSQL, though its writes are serialised too (each holds the
+    /// audit chain's head row through its commit): on one connection a batch runs every
+    /// statement of every write one round trip after another, and measured side by side (see
+    /// docs/benchmarks.md) that cost more than the commits it shared.
     pub fn batches_writes(&self) -> bool {
         matches!(self.inner.url, DbUrl::SqliteFile(_))
     }

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::{Queryable, RunQueryDsl};
 use scim_schema::filter::fold::{fold, FilterFold};
 use scim_schema::filter::{AttrPath, CompValue, CompareOp, Filter};
@@ -158,9 +158,19 @@ struct Match {
     id: String,
 }
 
-type SortRowSt = (Text, Text, Text, Text, BigInt, Nullable<Text>);
+type SortRowSt = (
+    Text,
+    Text,
+    Text,
+    Text,
+    BigInt,
+    Nullable<Text>,
+    Nullable<Bool>,
+);
 
-/// A page row read with its sort key: `id, doc, created, last_modified, version, <sort column>`.
+/// A page row read with its sort key: `id, doc, created, last_modified, version, <sort column>`,
+/// and for a page of Users in id order that wants their groups, whether the user is in any
+/// group (else `NULL`).
 #[derive(Queryable)]
 struct SortRow {
     id: String,
@@ -169,6 +179,7 @@ struct SortRow {
     last_modified: String,
     version: i64,
     sort_key: Option<String>,
+    is_member: Option<bool>,
 }
 
 impl SortRow {
@@ -292,7 +303,15 @@ impl Store {
         };
         let page = if col == "id" {
             let mut page =
-                Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, NULL");
+                Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, NULL, ");
+            // Whether each user is in any group: when none on the page is, the recursive group
+            // walk (a statement of its own, a round trip on PostgreSQL) is not needed. That is
+            // the common answer to a `userName eq` lookup before a create.
+            page.push(if kind == ResourceKind::User && q.with_members {
+                "EXISTS (SELECT 1 FROM group_members WHERE member_id = resources.id)"
+            } else {
+                "NULL"
+            });
             page.append(base);
             if let Some((_, id)) = after {
                 page.push(if asc { " AND id > " } else { " AND id < " })
@@ -300,6 +319,27 @@ impl Store {
             }
             // An index page deep in the default (id) order seeks to its first id instead of
             // stepping over the rows before it.
+            if offset_rows > 0 && q.filter.is_none() && !self.is_sqlite() {
+                // PostgreSQL keeps no id ranks (other nodes write): the rows before the page are
+                // stepped over in the (resource_type, id) index alone, an index-only scan, and
+                // only the page's own rows are read from the table. A cursor (keyset) page
+                // needs neither and costs the same at any depth.
+                page.push(if asc {
+                    " AND id >= (SELECT s.id FROM resources s WHERE s.resource_type = "
+                } else {
+                    " AND id <= (SELECT s.id FROM resources s WHERE s.resource_type = "
+                })
+                .push(kind.sql_literal())
+                .push(if asc {
+                    " ORDER BY s.id ASC"
+                } else {
+                    " ORDER BY s.id DESC"
+                })
+                .push(" LIMIT 1 OFFSET ")
+                .int(sql_int(offset_rows))
+                .push(")");
+                offset_rows = 0;
+            }
             if offset_rows > 0 && q.filter.is_none() {
                 if let Some(ranks) = self.id_ranks() {
                     self.notice_other_writers(c)?;
@@ -363,8 +403,15 @@ impl Store {
             })),
             _ => None,
         };
+        let in_no_group = !rows.is_empty() && rows.iter().all(|r| r.is_member == Some(false));
         let rows: Vec<ResourceRow> = rows.into_iter().map(SortRow::into_row).collect();
-        let resources = self.page_loaded_bounded(c, kind, rows, q)?;
+        let resources = if in_no_group {
+            rows.into_iter()
+                .map(|r| LoadedResource::from_row(kind, r, None, Some(Vec::new())))
+                .collect()
+        } else {
+            self.page_loaded_bounded(c, kind, rows, q)?
+        };
         Ok(Page {
             total_results: total,
             start_index,
@@ -374,8 +421,8 @@ impl Store {
         })
     }
 
-    /// The number of matches: from the per-type cache for unfiltered lists on SQLite,
-    /// otherwise `COUNT(*)`.
+    /// The number of matches: for unfiltered lists from the per-type cache on SQLite and from
+    /// the per-type count table on PostgreSQL, otherwise `COUNT(*)`.
     fn count_of(
         &self,
         c: &mut DbConnection,
@@ -383,6 +430,9 @@ impl Store {
         q: &SearchQuery,
         base: &Sql,
     ) -> HubResult<u64> {
+        if q.filter.is_none() && !self.is_sqlite() {
+            return type_count_pg(c, kind);
+        }
         let cache = self.type_counts().filter(|_| q.filter.is_none());
         if cache.is_some() {
             self.notice_other_writers(c)?;
@@ -608,6 +658,49 @@ impl Store {
 }
 
 /// A count or offset as an SQL integer (BIGINT), saturating instead of wrapping negative.
+/// Deltas left unfolded before a count folds them into its base (see [`type_count_pg`]).
+const FOLD_AFTER: i64 = 512;
+
+/// The number of resources of `kind` on PostgreSQL: the folded base in `resource_type_counts`
+/// plus the deltas the `resources` triggers appended since (migration
+/// `2026-12-07-000300_type_counts`), in one statement and so one snapshot. When many deltas
+/// have piled up, and outside any transaction, they are folded into the base in a statement
+/// of their own: a write only ever appends a delta, and only a fold updates the base row.
+fn type_count_pg(c: &mut DbConnection, kind: ResourceKind) -> HubResult<u64> {
+    #[derive(diesel::Queryable)]
+    struct TypeCount {
+        n: i64,
+        deltas: i64,
+    }
+    let lit = kind.sql_literal();
+    let q = Sql::<(BigInt, BigInt)>::new(&format!(
+        "SELECT COALESCE((SELECT n FROM resource_type_counts WHERE resource_type = {lit}), 0) \
+         + COALESCE((SELECT SUM(delta) FROM resource_type_count_deltas WHERE resource_type = {lit}), 0)::BIGINT, \
+         (SELECT COUNT(*) FROM resource_type_count_deltas WHERE resource_type = {lit})"
+    ));
+    let count = q.get_result::<TypeCount>(c)?;
+    if count.deltas > FOLD_AFTER && !in_transaction(c)? {
+        // The count above stands whatever this does: a concurrent fold moves the same total.
+        Sql::<()>::new(&format!(
+            "WITH moved AS (DELETE FROM resource_type_count_deltas WHERE resource_type = {lit} \
+             RETURNING delta) \
+             UPDATE resource_type_counts SET n = n + (SELECT COALESCE(SUM(delta), 0) FROM moved) \
+             WHERE resource_type = {lit}"
+        ))
+        .execute(c)?;
+    }
+    Ok(count.n.max(0) as u64)
+}
+
+/// Whether `c` is inside a transaction (a fold writes, which a read-only one refuses).
+fn in_transaction(c: &mut DbConnection) -> HubResult<bool> {
+    use diesel::connection::{Connection, TransactionManager};
+    type Tm = <DbConnection as Connection>::TransactionManager;
+    Ok(Tm::transaction_manager_status_mut(c)
+        .transaction_depth()?
+        .is_some())
+}
+
 fn sql_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -704,8 +797,9 @@ fn by_column(
         Some((None, id)) if asc => vec![part(false, Some((None, id)))],
         Some((None, id)) => vec![part(true, None), part(false, Some((None, id)))],
     };
-    let mut page =
-        Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, sort_key FROM (");
+    let mut page = Sql::<SortRowSt>::new(
+        "SELECT id, doc, created, last_modified, version, sort_key, NULL FROM (",
+    );
     for (n, p) in parts.iter().enumerate() {
         if n > 0 {
             page.push(" UNION ALL ");

@@ -1,4 +1,4 @@
-//! Connections: URL rules and concurrent SQLite writes.
+//! Connections: URL rules, concurrent SQLite writes, PostgreSQL connections the server closed.
 
 use super::*;
 
@@ -101,4 +101,37 @@ fn store_sqlite_write_that_reads_first_survives_another_process_writing() {
         .join()
         .unwrap()
         .expect("the other process's write waited and committed");
+}
+
+/// A PostgreSQL connection the server closed (a restart, an idle timeout, an administrator) is
+/// replaced after at most one failed read, even when it answered a moment ago and so is handed
+/// out without the checkout test (`conn::Liveness`).
+#[test]
+fn store_pg_connection_closed_by_the_server_is_replaced() {
+    use diesel::sql_types::Integer;
+    use diesel::RunQueryDsl;
+    // One connection, so that the one terminated is the one the next read gets.
+    let Some(db) = postgres_db_with(1) else {
+        return;
+    };
+    let s = &db.store;
+    let a = user(s, "still-here");
+    let backend = || -> i32 {
+        let mut c = s.read_conn().unwrap();
+        diesel::select(diesel::dsl::sql::<Integer>("pg_backend_pid()"))
+            .get_result(&mut *c)
+            .unwrap()
+    };
+    let before = backend();
+    let admin_url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").unwrap();
+    let mut admin = diesel::pg::PgConnection::establish(&admin_url).unwrap();
+    admin
+        .batch_execute(&format!("SELECT pg_terminate_backend({before})"))
+        .unwrap();
+    // The first read may fail (the connection answered within the trusted second); the
+    // connection is then discarded, and the next read runs on a new one.
+    let _ = s.get(ResourceKind::User, &a.id, false);
+    let again = s.get(ResourceKind::User, &a.id, false).unwrap();
+    assert_eq!(again.id, a.id);
+    assert_ne!(backend(), before);
 }

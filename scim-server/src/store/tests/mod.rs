@@ -10,6 +10,7 @@ mod faults;
 mod members;
 mod metrics;
 mod outbox;
+mod postgres_plans;
 mod resources;
 mod search;
 mod tokens;
@@ -65,6 +66,11 @@ fn sqlite_db() -> TestDb {
 }
 
 fn postgres_db() -> Option<TestDb> {
+    postgres_db_with(4)
+}
+
+/// [`postgres_db`] with a pool of `pool_size` connections.
+fn postgres_db_with(pool_size: u32) -> Option<TestDb> {
     let admin_url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").ok()?;
     let db = format!("scimhub_t_{}", uuid::Uuid::new_v4().simple());
     let mut admin = diesel::pg::PgConnection::establish(&admin_url)
@@ -79,7 +85,7 @@ fn postgres_db() -> Option<TestDb> {
     let store = Store::open_with(
         &url,
         StoreOptions {
-            pool_size: 4,
+            pool_size,
             ..StoreOptions::default()
         },
     )
