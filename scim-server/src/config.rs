@@ -261,6 +261,9 @@ pub struct Config {
     pub max_group_members: u64,
     /// Database connections; blocking database work is bounded by this number too.
     pub db_pool_size: u32,
+    /// SQLite files: each HTTP worker thread answers bounded reads itself with a reader
+    /// connection of its own (`false`: every read through the pool, as before; for comparison).
+    pub db_worker_readers: bool,
     /// actix worker threads (default: number of CPUs).
     pub workers: Option<usize>,
     /// Reject attributes that no schema defines (strict) instead of ignoring them.
@@ -358,6 +361,7 @@ impl Default for Config {
             max_start_index: 1_000_000,
             max_group_members: 10_000,
             db_pool_size: 8,
+            db_worker_readers: true,
             workers: None,
             strict: false,
             shutdown_timeout_secs: 30,

@@ -609,6 +609,7 @@ fn open_store(config: &Config, min_idle: u32) -> anyhow::Result<Store> {
     let options = StoreOptions {
         pool_size: config.db_pool_size,
         min_idle,
+        worker_readers: config.db_worker_readers,
         ..Default::default()
     };
     Store::open_with(config.database_url.as_str(), options)

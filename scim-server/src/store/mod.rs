@@ -266,6 +266,8 @@ pub struct StoreOptions {
     /// (`migrate`, `token issue`) wants none, because r2d2 replenishes idle connections on its
     /// own threads and a connection still being opened while the process exits crashed libpq.
     pub min_idle: u32,
+    /// SQLite files: let threads read with connections of their own ([`Store::read_here`]).
+    pub worker_readers: bool,
 }
 
 impl Default for StoreOptions {
@@ -275,6 +277,7 @@ impl Default for StoreOptions {
             connection_timeout: Duration::from_secs(30),
             base_url: None,
             min_idle: 1,
+            worker_readers: true,
         }
     }
 }

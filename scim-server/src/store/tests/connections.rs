@@ -134,13 +134,17 @@ fn store_sqlite_reads_here_use_the_thread_reader() {
         s.get(ResourceKind::User, &a.id, true),
         Err(HubError::Unavailable(_))
     ));
-    let got = s.read_here(|s| s.get(ResourceKind::User, &a.id, true)).unwrap();
+    let got = s
+        .read_here(|s| s.get(ResourceKind::User, &a.id, true))
+        .unwrap();
     assert_eq!(got.id, a.id);
     // A commit after the thread's reader was opened is seen by its next read.
     let b = s
         .create(ResourceKind::User, obj(json!({"userName": "b"})), None)
         .unwrap();
-    let got = s.read_here(|s| s.get(ResourceKind::User, &b.id, false)).unwrap();
+    let got = s
+        .read_here(|s| s.get(ResourceKind::User, &b.id, false))
+        .unwrap();
     assert_eq!(got.id, b.id);
     // Nested: the thread's reader is lent out, so the inner read asks the (held) pool.
     s.read_here(|s| {
