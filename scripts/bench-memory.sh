@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Resident memory of `scimhub serve` on SQLite at USERS users and GROUPS groups of GROUP_SIZE
+# Resident memory of `scimhub serve` on SQLite at USERS users and NGROUPS groups of GROUP_SIZE
 # members: RSS after loading (and the peak, VmHWM), then after a read load (get by id, filter eq,
 # a deep page, a group with members) with plain wrk. Loads through the SCIM API (Python 3 stdlib).
 #
 #   SCIMHUB_BIN=target/release/scimhub bash scripts/bench-memory.sh
-#   USERS=100000 GROUPS=1000 GROUP_SIZE=100 bash scripts/bench-memory.sh
+#   USERS=100000 NGROUPS=1000 GROUP_SIZE=100 bash scripts/bench-memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${USERS:-100000}
-GROUPS=${GROUPS:-1000}
+NGROUPS=${NGROUPS:-1000}
 GROUP_SIZE=${GROUP_SIZE:-100}
 BIN=${SCIMHUB_BIN:-}
 if [ -z "$BIN" ]; then
@@ -26,7 +26,7 @@ trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 rss() { awk -v what="$1" '/^VmRSS|^VmHWM/ { v[$1]=$2 } END { printf "%-34s RSS %6.1f MiB, peak %6.1f MiB\n", what, v["VmRSS:"]/1024, v["VmHWM:"]/1024 }' "/proc/$PID/status"; }
 rss "started (empty database)"
-taskset -c 1 python3 - "$PORT" "$TOKEN" "$USERS" "$GROUPS" "$GROUP_SIZE" "$WORK" <<'PY'
+taskset -c 1 python3 - "$PORT" "$TOKEN" "$USERS" "$NGROUPS" "$GROUP_SIZE" "$WORK" <<'PY'
 import http.client, json, sys, threading
 port, token, users, groups, size, work = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 H = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
@@ -55,7 +55,7 @@ for target in (load_users, load_groups):
     [t.start() for t in ts]; [t.join() for t in ts]
 open(f"{work}/ids", "w").write(ids[users // 2])
 PY
-rss "loaded ($USERS users, $GROUPS groups)"
+rss "loaded ($USERS users, $NGROUPS groups)"
 ID=$(cat "$WORK/ids")
 GID=$(curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/scim/v2/Groups?filter=displayName%20eq%20%22group0001%22&excludedAttributes=members" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Resources"][0]["id"])')
 for url in "Users/$ID" "Users?filter=userName%20eq%20%22user000042@example.com%22" \
