@@ -160,3 +160,20 @@ fn store_sqlite_reads_here_use_the_thread_reader() {
     });
     drop(held);
 }
+
+/// The thread's reader is kept between reads (its prepared statements with it): a temporary
+/// table made on it in one read is there in the next.
+#[test]
+fn store_sqlite_thread_reader_is_kept_between_reads() {
+    let db = sqlite_db();
+    let s = &db.store;
+    s.read_here(|s| {
+        let mut c = s.read_conn().unwrap();
+        c.batch_execute("CREATE TEMP TABLE this_thread (x INTEGER)").unwrap();
+    });
+    s.read_here(|s| {
+        let mut c = s.read_conn().unwrap();
+        assert!(matches!(c, ReadConn::Local(_)));
+        c.batch_execute("SELECT x FROM this_thread").unwrap();
+    });
+}
