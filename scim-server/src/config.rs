@@ -263,6 +263,9 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `[database]`: timeouts and retries of database work (see `docs/postgresql.md`).
     pub database: DatabaseConfig,
+    /// SQLite files: each HTTP worker thread answers bounded reads itself with a reader
+    /// connection of its own (`false`: every read through the pool, as before; for comparison).
+    pub db_worker_readers: bool,
     /// actix worker threads (default: number of CPUs).
     pub workers: Option<usize>,
     /// Reject attributes that no schema defines (strict) instead of ignoring them.
@@ -399,6 +402,7 @@ impl Default for Config {
             max_group_members: 10_000,
             db_pool_size: 8,
             database: DatabaseConfig::default(),
+            db_worker_readers: true,
             workers: None,
             strict: false,
             shutdown_timeout_secs: 30,

@@ -618,6 +618,7 @@ fn open_store(config: &Config, min_idle: u32) -> anyhow::Result<Store> {
             connect_timeout: std::time::Duration::from_secs(db.connect_timeout_secs),
         },
         write_attempts: db.write_attempts,
+        worker_readers: config.db_worker_readers,
         ..Default::default()
     };
     Store::open_with(config.database_url.as_str(), options)

@@ -97,7 +97,7 @@ async fn resolve(state: &AppState, header: Option<&str>) -> Result<Principal, Ap
                 None => {
                     let key = prefix.clone();
                     let read = state
-                        .db(move |s| s.find_token_by_prefix(&key))
+                        .read(true, move |s| s.find_token_by_prefix(&key))
                         .await?
                         .map(|t| TokenRecord {
                             id: t.id,

@@ -165,6 +165,22 @@ impl AppState {
         Ok(web::block(move || f(&store)).await??)
     }
 
+    /// Runs a read. On a SQLite file, when `bounded` (the read's work is bounded by a small
+    /// constant, see `Store::search_is_bounded`), on this worker with the worker's own reader
+    /// connection (`Store::read_here`): no semaphore and no hop to the blocking pool. Otherwise,
+    /// and on PostgreSQL, like [`AppState::db`]: a read that may take long does not hold up the
+    /// other requests of this worker.
+    pub async fn read<T, F>(&self, bounded: bool, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, HubError> + Send + 'static,
+    {
+        if bounded && self.store.reads_in_place() {
+            return Ok(self.store.read_here(f)?);
+        }
+        self.db(f).await
+    }
+
     /// Runs a single-resource write: through the store's group commit where it has one (see
     /// `Store::submit_write` for which writes qualify), else like [`AppState::db`].
     pub async fn write<T, F>(&self, f: F) -> ApiResult<T>
@@ -231,7 +247,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.db(|s| s.ping()).await {
+    match state.read(true, |s| s.ping()).await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -118,9 +118,11 @@ pub async fn get(
     } else {
         "groups"
     });
-    // A User, or a Group without its members, is a point read: done here when a reader is idle
-    // (see `Store::try_get_loaded`); a Group's members can be many, so they load on the pool.
-    let inline = match (kind == ResourceKind::User || !with_members)
+    let in_place = state.store.reads_in_place();
+    // Elsewhere than on a SQLite file (see `AppState::read`): a User, or a Group without its
+    // members, is a point read done here when a pooled reader is idle (see
+    // `Store::try_get_loaded`); a Group's members can be many, so they load on the pool.
+    let inline = match (!in_place && (kind == ResourceKind::User || !with_members))
         .then(|| state.store.try_get_loaded(kind, &id, with_members))
         .flatten()
     {
@@ -131,8 +133,16 @@ pub async fn get(
     let r = match inline {
         Some(r) => r,
         None => {
+            // A Group's members are read on this worker only when few (counted, up to the
+            // bound, first); a big group goes to the blocking pool.
+            let bounded = in_place
+                && (kind == ResourceKind::User
+                    || !with_members
+                    || state
+                        .store
+                        .read_here(|s| s.members_within(&id, crate::store::BOUNDED_MAX_MEMBERS))?);
             state
-                .db(move |s| {
+                .read(bounded, move |s| {
                     // A Group's members are bounded work: counted (up to the bound) first.
                     if kind == ResourceKind::Group && with_members {
                         s.check_member_bound(std::slice::from_ref(&id), max_members)?;
@@ -400,10 +410,10 @@ async fn run_search(
     let syntax = state.request_dialect(req).filter_syntax();
     let q = search_query(&params, kind, state, syntax)?;
     let schemas = state.schemas.clone();
-    // Index lookups (userName eq …, the commonest query) run here when a reader is idle, like
-    // point reads in `get`; anything that may read many rows goes to the blocking pool.
-    let inline = match q
-        .is_index_lookup()
+    let in_place = state.store.reads_in_place();
+    // Elsewhere than on a SQLite file (see `AppState::read`): index lookups (userName eq …, the
+    // commonest query) run here when a pooled reader is idle, like point reads in `get`.
+    let inline = match (!in_place && q.is_index_lookup())
         .then(|| state.store.try_search_loaded(kind, &q, schemas.of(kind)))
         .flatten()
     {
@@ -413,8 +423,12 @@ async fn run_search(
     let page = match inline {
         Some(page) => page,
         None => {
+            // Anything whose cost grows with the table or a group goes to the blocking pool.
+            let bounded = in_place && state.store.search_is_bounded(kind, &q, schemas.of(kind));
             state
-                .db(move |s| s.search_loaded(kind, &q, schemas.of(kind)))
+                .read(bounded, move |s| {
+                    s.search_loaded(kind, &q, schemas.of(kind))
+                })
                 .await?
         }
     };
@@ -528,8 +542,16 @@ async fn search_both(
         ))
         .into());
     }
+    // Unsorted, both parts bounded: on this worker (see `AppState::read`). A sorted merge reads
+    // a window of up to `MAX_MERGE_WINDOW` rows per type, on the blocking pool.
+    let bounded = !sorted
+        && state.store.reads_in_place()
+        && kinds
+            .iter()
+            .zip(&queries)
+            .all(|(k, q)| state.store.search_is_bounded(*k, q, schemas.of(*k)));
     let (total, resources) = state
-        .db(move |s| {
+        .read(bounded, move |s| {
             let [mut uq, mut gq] = [queries[0].clone(), queries[1].clone()];
             let with_members = [uq.with_members, gq.with_members];
             let max_members = gq.max_members;

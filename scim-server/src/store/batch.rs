@@ -296,7 +296,7 @@ mod tests {
             "SELECT COUNT(*) FROM resources WHERE resource_type = ",
         );
         q.push(kind.sql_literal());
-        q.get_result(&mut c).unwrap()
+        q.get_result(&mut *c).unwrap()
     }
 
     type Answer<T> = tokio::sync::oneshot::Receiver<HubResult<T>>;

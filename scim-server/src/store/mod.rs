@@ -81,6 +81,7 @@ mod tokens;
 mod batch;
 mod checkpoint;
 mod conn;
+mod local_reader;
 mod ranks;
 mod schema;
 mod sql;
@@ -128,7 +129,7 @@ use serde_json::{Map, Value};
 pub use assemble::LoadedResource;
 pub use conn::{ConnectionManager, DbConnection, DbUrl, MultiBackend, PgSession};
 pub use members::{direct_members, parse_members, DirectMember, MemberRow};
-pub use search::{Page, SearchQuery};
+pub use search::{Page, SearchQuery, BOUNDED_MAX_MEMBERS, BOUNDED_MAX_OFFSET};
 pub use tokens::ApiToken;
 pub(crate) use type_counts::{OtherWriters, TypeCounts};
 pub use users::GroupRef;
@@ -277,6 +278,8 @@ pub struct StoreOptions {
     /// fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01) or loses its
     /// connection before COMMIT (see [`Store::write_tx_retry`]). At least 1.
     pub write_attempts: u32,
+    /// SQLite files: let threads read with connections of their own ([`Store::read_here`]).
+    pub worker_readers: bool,
 }
 
 impl Default for StoreOptions {
@@ -290,12 +293,38 @@ impl Default for StoreOptions {
             min_idle: 1,
             pg: PgSession::default(),
             write_attempts: 4,
+            worker_readers: true,
         }
     }
 }
 
 type Pool = r2d2::Pool<ConnectionManager>;
 type PooledConn = r2d2::PooledConnection<ConnectionManager>;
+
+/// A reader connection: from the pool, or the calling thread's own (see [`local_reader`]).
+pub(crate) enum ReadConn {
+    Pooled(PooledConn),
+    Local(local_reader::LocalConn),
+}
+
+impl std::ops::Deref for ReadConn {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        match self {
+            ReadConn::Pooled(c) => c,
+            ReadConn::Local(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ReadConn {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        match self {
+            ReadConn::Pooled(c) => c,
+            ReadConn::Local(c) => c,
+        }
+    }
+}
 
 /// The store. Cheap to clone; all methods block (call them from `web::block` or a blocking
 /// thread pool).
@@ -326,6 +355,8 @@ struct Inner {
     writer: Arc<std::sync::OnceLock<batch::WriteQueue>>,
     /// The background WAL checkpointer (SQLite files only), started by the first commit.
     checkpointer: Arc<std::sync::OnceLock<checkpoint::Checkpointer>>,
+    /// SQLite files: the id of this store's thread-owned readers ([`Store::read_here`]).
+    local_readers: Option<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -373,6 +404,7 @@ impl Store {
                 (build(options.pool_size)?, write)
             }
         };
+        let local_readers = matches!(url, DbUrl::SqliteFile(_)).then(local_reader::next_store_id);
         let type_counts = url.is_sqlite().then(Arc::default);
         let id_ranks = url.is_sqlite().then(Arc::default);
         let other_writers = url.is_sqlite().then(|| Arc::new(OtherWriters::new()));
@@ -393,6 +425,7 @@ impl Store {
                 other_writers,
                 writer: Arc::default(),
                 checkpointer: Arc::default(),
+                local_readers,
             }),
         };
         store.migrate()?;
@@ -426,6 +459,7 @@ impl Store {
             other_writers: self.inner.other_writers.clone(),
             writer: self.inner.writer.clone(),
             checkpointer: self.inner.checkpointer.clone(),
+            local_readers: self.inner.local_readers,
         };
         f(&mut inner);
         Store {
@@ -488,19 +522,50 @@ impl Store {
         })
     }
 
-    pub(crate) fn read_conn(&self) -> HubResult<PooledConn> {
-        Ok(self.inner.read.get()?)
+    /// A reader connection: inside [`Store::read_here`] the thread's own, else the pool's.
+    pub(crate) fn read_conn(&self) -> HubResult<ReadConn> {
+        if let Some(local) = self.local_conn() {
+            return local;
+        }
+        Ok(ReadConn::Pooled(self.inner.read.get()?))
     }
 
-    /// A reader connection if one is idle now; never waits (r2d2 `try_get`). Always `None` on
+    /// A reader connection if one is free now; never waits (r2d2 `try_get`). Always `None` on
     /// PostgreSQL: its point read is a network round trip, and an async worker that waits for
     /// it serves nobody else meanwhile (on one core, one worker: every GET and `eq` lookup ran
     /// one after the other, the hub half idle). There the read goes through the blocking pool.
-    pub(crate) fn try_read_conn(&self) -> Option<PooledConn> {
+    pub(crate) fn try_read_conn(&self) -> Option<ReadConn> {
         if !self.is_sqlite() {
             return None;
         }
-        self.inner.read.try_get()
+        match self.local_conn() {
+            Some(Ok(c)) => Some(c),
+            _ => self.inner.read.try_get().map(ReadConn::Pooled),
+        }
+    }
+
+    fn local_conn(&self) -> Option<HubResult<ReadConn>> {
+        let id = self.inner.local_readers?;
+        let lent = local_reader::lend(id, || conn::establish(&self.inner.url))?;
+        Some(
+            lent.map(ReadConn::Local)
+                .map_err(|e| HubError::Unavailable(e.to_string())),
+        )
+    }
+
+    /// Whether reads can run on the calling thread with a connection of its own
+    /// ([`Store::read_here`]): on a SQLite file, whose WAL readers never wait for the writer.
+    /// PostgreSQL and in-memory SQLite keep the pool.
+    pub fn reads_in_place(&self) -> bool {
+        self.inner.local_readers.is_some()
+    }
+
+    /// Runs `f` with this thread's own reader connection behind every read it makes (opened on
+    /// first use, kept for the thread's life), instead of the pool's: for an async worker, which
+    /// then answers a read without a hop to the blocking pool. Writes still take the writer.
+    /// Elsewhere than [`Store::reads_in_place`] the reads take the pool as usual.
+    pub fn read_here<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        local_reader::opted_in(|| f(self))
     }
 
     pub(crate) fn type_counts(&self) -> Option<&TypeCounts> {

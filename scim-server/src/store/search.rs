@@ -38,6 +38,14 @@ use crate::error::{HubError, HubResult};
 /// Rows read per batch when evaluating in memory.
 pub const BATCH: i64 = 1000;
 
+/// The most rows a search may skip (`startIndex - 1`) and still count as bounded
+/// ([`Store::search_is_bounded`]).
+pub const BOUNDED_MAX_OFFSET: u64 = 1_000;
+
+/// The most Group members a read may carry and still count as bounded
+/// ([`Store::members_within`]).
+pub const BOUNDED_MAX_MEMBERS: u64 = 1_000;
+
 /// A search request, already validated by the HTTP layer.
 #[derive(Debug, Clone, Default)]
 pub struct SearchQuery {
@@ -225,6 +233,40 @@ impl Store {
     ) -> HubResult<Page<LoadedResource>> {
         let mut conn = self.read_conn()?;
         self.search_loaded_in(&mut conn, kind, q, schema)
+    }
+
+    /// Whether a search's work is bounded by the page rather than by the table, so that an async
+    /// worker may run it itself ([`Store::read_here`]) without stalling its other requests for
+    /// long: SQL answers it exactly (no in-memory evaluation, which reads every candidate), its
+    /// filter compares only through index ranges (`eq`, `sw`, `gt`, `ge`, `lt`, `le`, `pr`;
+    /// `co`, `ew`, `ne` and `not` visit every row of the type), the page starts at most
+    /// [`BOUNDED_MAX_OFFSET`] rows in (a cursor, or an unfiltered list in id order, which seeks
+    /// by id rank, starts anywhere), and a page of Groups carries no members. Its total may still
+    /// count the matches, an index range.
+    pub fn search_is_bounded(
+        &self,
+        kind: ResourceKind,
+        q: &SearchQuery,
+        schema: &ResourceSchema,
+    ) -> bool {
+        let filter_ok = match &q.filter {
+            None => true,
+            Some(f) => index_ranges_only(f) && filter_sql::translate(kind, schema, f).1,
+        };
+        let sort_ok = q
+            .sort_by
+            .as_ref()
+            .is_none_or(|p| sort_column(kind, p, schema).is_some());
+        let seeks = q.filter.is_none() && q.sort_by.is_none() && self.id_ranks().is_some();
+        let offset_ok = q.cursor.is_some() || seeks || q.start_index <= BOUNDED_MAX_OFFSET + 1;
+        let members_ok = !(kind == ResourceKind::Group && q.with_members);
+        filter_ok && sort_ok && offset_ok && members_ok
+    }
+
+    /// Whether the Group `id` has at most `max` members; the count stops at `max + 1`.
+    pub fn members_within(&self, id: &str, max: u64) -> HubResult<bool> {
+        let mut c = self.read_conn()?;
+        Ok(count_members_upto(&mut c, &[id.to_string()], max)? <= max)
     }
 
     /// [`Store::search_loaded`] on a reader connection that is idle right now, or `None` at
@@ -707,17 +749,7 @@ fn sql_int(n: u64) -> i64 {
 
 /// See [`Store::check_member_bound`].
 fn member_bound(c: &mut DbConnection, group_ids: &[String], max: u64) -> HubResult<()> {
-    if group_ids.is_empty() {
-        return Ok(());
-    }
-    let mut q =
-        Sql::<BigInt>::new("SELECT COUNT(*) FROM (SELECT 1 FROM group_members WHERE group_id IN (");
-    q.text_list(group_ids.iter().map(String::as_str))
-        .push(")")
-        .limit(sql_int(max).saturating_add(1))
-        .push(") AS bounded");
-    let n = q.get_result::<i64>(c)?.max(0) as u64;
-    if n > max {
+    if count_members_upto(c, group_ids, max)? > max {
         return Err(scim_schema::Error::TooMany(format!(
             "The response would carry more than {max} group members (the server's \
              max_group_members); read the group with excludedAttributes=members (and change \
@@ -726,6 +758,39 @@ fn member_bound(c: &mut DbConnection, group_ids: &[String], max: u64) -> HubResu
         .into());
     }
     Ok(())
+}
+
+/// The members of the Groups `group_ids` together, counted up to `max + 1`.
+fn count_members_upto(c: &mut DbConnection, group_ids: &[String], max: u64) -> HubResult<u64> {
+    if group_ids.is_empty() {
+        return Ok(0);
+    }
+    let mut q =
+        Sql::<BigInt>::new("SELECT COUNT(*) FROM (SELECT 1 FROM group_members WHERE group_id IN (");
+    q.text_list(group_ids.iter().map(String::as_str))
+        .push(")")
+        .limit(sql_int(max).saturating_add(1))
+        .push(") AS bounded");
+    Ok(q.get_result::<i64>(c)?.max(0) as u64)
+}
+
+/// Whether every comparison in `f` can follow an index range (see [`Store::search_is_bounded`]).
+fn index_ranges_only(f: &Filter) -> bool {
+    match f {
+        Filter::Compare { op, .. } => matches!(
+            op,
+            CompareOp::Eq
+                | CompareOp::Sw
+                | CompareOp::Gt
+                | CompareOp::Ge
+                | CompareOp::Lt
+                | CompareOp::Le
+        ),
+        Filter::Present(_) => true,
+        Filter::And(a, b) | Filter::Or(a, b) => index_ranges_only(a) && index_ranges_only(b),
+        Filter::Not(_) => false,
+        Filter::ValuePath { filter, .. } => index_ranges_only(filter),
+    }
 }
 
 /// A page ordered by an indexed column (RFC 7644 §3.4.2.3): present values in order, ties by

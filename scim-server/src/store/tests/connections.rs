@@ -135,3 +135,79 @@ fn store_pg_connection_closed_by_the_server_is_replaced() {
     assert_eq!(again.id, a.id);
     assert_ne!(backend(), before);
 }
+
+/// `Store::read_here` reads through the thread's own connection: with the only pooled reader
+/// held, reads inside it still answer (outside, the pool times out), each sees what committed
+/// before it began, and a read nested in another takes the pool.
+#[test]
+fn store_sqlite_reads_here_use_the_thread_reader() {
+    let path = std::env::temp_dir().join(format!("scimhub-local-{}.db", uuid::Uuid::new_v4()));
+    let db = TestDb {
+        store: Store::open_with(
+            &format!("sqlite://{}", path.display()),
+            StoreOptions {
+                pool_size: 1,
+                connection_timeout: std::time::Duration::from_millis(200),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap(),
+        name: "sqlite".into(),
+        cleanup: Cleanup::Files(path),
+    };
+    let s = &db.store;
+    assert!(s.reads_in_place());
+    assert!(!Store::open("sqlite::memory:").unwrap().reads_in_place());
+    let a = s
+        .create(ResourceKind::User, obj(json!({"userName": "a"})), None)
+        .unwrap();
+    let held = s.read_conn().unwrap();
+    assert!(matches!(held, ReadConn::Pooled(_)), "outside: the pool");
+    assert!(matches!(
+        s.get(ResourceKind::User, &a.id, true),
+        Err(HubError::Unavailable(_))
+    ));
+    let got = s
+        .read_here(|s| s.get(ResourceKind::User, &a.id, true))
+        .unwrap();
+    assert_eq!(got.id, a.id);
+    // A commit after the thread's reader was opened is seen by its next read.
+    let b = s
+        .create(ResourceKind::User, obj(json!({"userName": "b"})), None)
+        .unwrap();
+    let got = s
+        .read_here(|s| s.get(ResourceKind::User, &b.id, false))
+        .unwrap();
+    assert_eq!(got.id, b.id);
+    // Nested: the thread's reader is lent out, so the inner read asks the (held) pool.
+    s.read_here(|s| {
+        let outer = s.read_conn().unwrap();
+        assert!(matches!(outer, ReadConn::Local(_)));
+        assert!(matches!(
+            s.get(ResourceKind::User, &a.id, false),
+            Err(HubError::Unavailable(_))
+        ));
+        drop(outer);
+        // Returned: the next read has it again.
+        assert!(s.get(ResourceKind::User, &a.id, false).is_ok());
+    });
+    drop(held);
+}
+
+/// The thread's reader is kept between reads (its prepared statements with it): a temporary
+/// table made on it in one read is there in the next.
+#[test]
+fn store_sqlite_thread_reader_is_kept_between_reads() {
+    let db = sqlite_db();
+    let s = &db.store;
+    s.read_here(|s| {
+        let mut c = s.read_conn().unwrap();
+        c.batch_execute("CREATE TEMP TABLE this_thread (x INTEGER)")
+            .unwrap();
+    });
+    s.read_here(|s| {
+        let mut c = s.read_conn().unwrap();
+        assert!(matches!(c, ReadConn::Local(_)));
+        c.batch_execute("SELECT x FROM this_thread").unwrap();
+    });
+}

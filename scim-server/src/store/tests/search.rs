@@ -526,3 +526,80 @@ fn store_caches_follow_another_process_on_the_same_file() {
     assert_eq!(page(1).total_results, 5);
     assert_eq!(page(5).resources.len(), 1);
 }
+
+/// What SQLite's planner does with a search's first page (the statement `search_sql` builds for
+/// the default id order, and its `COUNT(*)`), as `EXPLAIN QUERY PLAN` lines.
+fn sqlite_plans(s: &Store, filter: &str) -> (String, String) {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::RunQueryDsl;
+    let schema = user_schema();
+    let (frag, exact) = filter_sql::translate(ResourceKind::User, &schema, &parse_ish(filter));
+    assert!(exact, "{filter} translates exactly");
+    let mut base = sql::Sql::<()>::new(" FROM resources WHERE resources.resource_type = ");
+    base.push(ResourceKind::User.sql_literal())
+        .push(" AND ")
+        .append(&frag.expect("a SQL condition"));
+    let mut c = s.read_conn().unwrap();
+    let mut explain = |head: &str, tail: &str| {
+        let mut q = sql::Sql::<(BigInt, BigInt, BigInt, Text)>::new(head);
+        q.append(&base).push(tail);
+        let rows: Vec<(i64, i64, i64, String)> = q.load(&mut *c).unwrap();
+        rows.into_iter()
+            .map(|r| r.3)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let page = explain(
+        "EXPLAIN QUERY PLAN SELECT id, doc, created, last_modified, version, NULL",
+        " ORDER BY id ASC LIMIT 101",
+    );
+    let count = explain("EXPLAIN QUERY PLAN SELECT COUNT(*)", "");
+    (page, count)
+}
+
+/// `sw` on a folded column is an index range (`>= prefix AND < successor`) in both the page
+/// and its count; `eq` a point lookup; `co` cannot use a range and reads every User's folded
+/// value from an index, never the table (see docs/performance.md for what that costs at 100,000).
+#[test]
+fn store_sqlite_plans_prefix_filters_as_index_ranges() {
+    let db = sqlite_db();
+    seed(&db.store);
+    for (filter, index) in [
+        ("userName sw bulk1", "resources_user_name"),
+        ("displayName sw bar", "resources_display_name_idx"),
+        ("externalId sw E", "resources_external_id"),
+    ] {
+        let (page, count) = sqlite_plans(&db.store, filter);
+        let column = index_column(index);
+        for plan in [&page, &count] {
+            assert!(
+                plan.contains(index) && plan.contains(&format!("{column}>? AND {column}<?")),
+                "{filter}: not an index range: {plan}"
+            );
+        }
+    }
+    let (page, _) = sqlite_plans(&db.store, "userName eq bjensen");
+    assert!(
+        page.contains("resources_user_name") && page.contains("user_name_folded=?"),
+        "eq: {page}"
+    );
+    let (page, count) = sqlite_plans(&db.store, "userName co jens");
+    for plan in [&page, &count] {
+        assert!(
+            !plan.contains("user_name_folded<?"),
+            "co is no range: {plan}"
+        );
+        assert!(
+            plan.contains("resource_type=?"),
+            "co scans Users only: {plan}"
+        );
+    }
+}
+
+fn index_column(index: &str) -> &'static str {
+    match index {
+        "resources_user_name" => "user_name_folded",
+        "resources_display_name_idx" => "display_name_folded",
+        _ => "external_id",
+    }
+}
