@@ -49,7 +49,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::support_standins::*;
-use crate::world::hub_bin;
+use crate::world::{hub_bin, spawn_listening};
 
 const TOKEN: &str = "nodes-e2e-bootstrap-token-of-at-least-32-bytes";
 const HOOK_SECRET: &str = "whsec_nodes_e2e_receiver";
@@ -121,26 +121,14 @@ fn start_node(dir: &Path, name: &str, db: &str, policy: &Path, env: &[(&str, &st
         .env("SCIMHUB_BOOTSTRAP_TOKEN", TOKEN)
         .env("E2E_HOOK_SECRET", HOOK_SECRET)
         // a killed node's claims are taken over after 3 s instead of 15
-        .env("SCIMHUB_ENGINE_LEASE_SECS", "3")
-        .env(
-            "RUST_LOG",
-            std::env::var("E2E_HUB_LOG").unwrap_or_else(|_| "warn".into()),
-        );
+        .env("SCIMHUB_ENGINE_LEASE_SECS", "3");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut proc = Proc::spawn(name, cmd, &log);
-    let mut addr = None;
-    proc.wait_ready(Duration::from_secs(60), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        addr = text
-            .lines()
-            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned));
-        addr.is_some()
-    });
+    let (proc, addr) = spawn_listening(name, cmd, &log, Duration::from_secs(60));
     Node {
         proc,
-        base: format!("http://{}", addr.expect("address")),
+        base: format!("http://{addr}"),
     }
 }
 

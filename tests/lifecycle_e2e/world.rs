@@ -61,6 +61,30 @@ pub struct Hub {
     pub db: PathBuf,
 }
 
+/// Spawns `cmd` (a `scimhub serve`, logging at `E2E_HUB_LOG` or `warn`) with its output in
+/// `log`, and waits for its `listening on ADDR` line (stdout goes to the log like stderr).
+pub fn spawn_listening(
+    name: &str,
+    mut cmd: Command,
+    log: &Path,
+    timeout: Duration,
+) -> (Proc, String) {
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("E2E_HUB_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    let mut proc = Proc::spawn(name, cmd, log);
+    let mut addr = None;
+    proc.wait_ready(timeout, || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        addr = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned));
+        addr.is_some()
+    });
+    (proc, addr.expect("address"))
+}
+
 impl Hub {
     /// Starts `scimhub serve` with `args` and waits for `listening on ADDR`.
     pub fn start(
@@ -89,25 +113,11 @@ impl Hub {
         cmd.args(["serve", "--bind", bind, "--database-url"])
             .arg(format!("sqlite://{}", db.display()))
             .args(extra)
-            .env("SCIMHUB_BOOTSTRAP_TOKEN", token)
-            .env(
-                "RUST_LOG",
-                std::env::var("E2E_HUB_LOG").unwrap_or_else(|_| "warn".into()),
-            );
+            .env("SCIMHUB_BOOTSTRAP_TOKEN", token);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        // stdout carries `listening on ADDR`; it goes to the log like stderr
-        let mut proc = Proc::spawn(name, cmd, &log);
-        let mut addr = None;
-        proc.wait_ready(Duration::from_secs(30), || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            addr = text
-                .lines()
-                .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned));
-            addr.is_some()
-        });
-        let addr = addr.expect("address");
+        let (proc, addr) = spawn_listening(name, cmd, &log, Duration::from_secs(30));
         Hub {
             proc,
             base: format!("http://{addr}/scim/v2"),
