@@ -57,15 +57,15 @@ fi
 # tests/e2e/failover.rs starts a PostgreSQL cluster of its own (initdb + pg_ctl in a temporary
 # directory, on a free port) and restarts it under load: it needs the server binaries, which a
 # PostgreSQL reached over the network (or in a container) does not put on this machine.
-if [ "${SCIMHUB_TEST_NO_POSTGRES:-0}" != 1 ] && [ -z "${SCIMHUB_PG_BIN:-}" ]; then
+if [ "${SCIMHUB_TEST_NO_POSTGRES:-0}" != 1 ] && [ -z "${SCIMHUB_TEST_PG_BIN:-}" ]; then
   for d in /usr/local/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-    if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then export SCIMHUB_PG_BIN=$d; break; fi
+    if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then export SCIMHUB_TEST_PG_BIN=$d; break; fi
   done
-  if [ -z "${SCIMHUB_PG_BIN:-}" ]; then
+  if [ -z "${SCIMHUB_TEST_PG_BIN:-}" ]; then
     log "installing PostgreSQL's server binaries (for the failover test's own cluster)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
-    SCIMHUB_PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V -r | head -n1)
-    export SCIMHUB_PG_BIN
+    SCIMHUB_TEST_PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V -r | head -n1)
+    export SCIMHUB_TEST_PG_BIN
   fi
 fi
 

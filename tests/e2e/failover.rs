@@ -9,7 +9,7 @@
 //! succeed, its outbox workers drain) and its audit chain verifies.
 //!
 //! Runs when `SCIMHUB_TEST_POSTGRES_URL` is set (the switch for PostgreSQL tests); the cluster's
-//! binaries come from `SCIMHUB_PG_BIN`, `/usr/local/bin` or `/usr/lib/postgresql/*/bin`.
+//! binaries come from `SCIMHUB_TEST_PG_BIN`, `/usr/local/bin` or `/usr/lib/postgresql/*/bin`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,7 +47,7 @@ struct PgCluster {
 impl PgCluster {
     fn start() -> PgCluster {
         let bin = pg_bin_dir().expect(
-            "initdb and pg_ctl not found: set SCIMHUB_PG_BIN, or install PostgreSQL \
+            "initdb and pg_ctl not found: set SCIMHUB_TEST_PG_BIN, or install PostgreSQL \
              (/usr/lib/postgresql/*/bin)",
         );
         let dir = std::env::temp_dir().join(format!(
@@ -175,7 +175,7 @@ impl Drop for PgCluster {
 /// The directory holding `initdb` and `pg_ctl`.
 fn pg_bin_dir() -> Option<PathBuf> {
     let has = |d: &Path| d.join("initdb").exists() && d.join("pg_ctl").exists();
-    if let Ok(d) = std::env::var("SCIMHUB_PG_BIN") {
+    if let Ok(d) = std::env::var("SCIMHUB_TEST_PG_BIN") {
         return Some(PathBuf::from(d)).filter(|d| has(d));
     }
     let local = PathBuf::from("/usr/local/bin");

@@ -3,7 +3,7 @@
 //! `several_nodes_run_every_leaver_once_in_order_while_one_is_killed`: three nodes on a fresh
 //! database of the machine's PostgreSQL (`SCIMHUB_TEST_POSTGRES_URL`; created and dropped by
 //! the test), a round-robin SCIM client, and a webhook receiver that verifies every delivery
-//! and records its event id. `SCIMHUB_NODES_USERS` people (1,000 by default) join; then all of
+//! and records its event id. `SCIMHUB_TEST_NODES_USERS` people (1,000 by default) join; then all of
 //! them leave across the nodes: nine in ten are deactivated over SCIM, one in ten is a
 //! contractor whose contract end date is moved to a few seconds ahead, so a `contract_end`
 //! timer makes them leave. A third of the way through, one node is killed with SIGKILL; two
@@ -389,7 +389,7 @@ async fn several_nodes_run_every_leaver_once_in_order_while_one_is_killed() {
         eprintln!("SCIMHUB_TEST_POSTGRES_URL not set: the several-nodes proof did not run");
         return;
     };
-    let n: usize = std::env::var("SCIMHUB_NODES_USERS")
+    let n: usize = std::env::var("SCIMHUB_TEST_NODES_USERS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
