@@ -61,7 +61,7 @@ pub struct Hub {
     pub db: PathBuf,
 }
 
-/// Spawns `cmd` (a `scimhub serve`, logging at `E2E_HUB_LOG` or `warn`) with its output in
+/// Spawns `cmd` (a `scimhub serve`, logging at its own `RUST_LOG`, else `E2E_HUB_LOG` or `warn`) with its output in
 /// `log`, and waits for its `listening on ADDR` line (stdout goes to the log like stderr).
 pub fn spawn_listening(
     name: &str,
@@ -69,10 +69,13 @@ pub fn spawn_listening(
     log: &Path,
     timeout: Duration,
 ) -> (Proc, String) {
-    cmd.env(
-        "RUST_LOG",
-        std::env::var("E2E_HUB_LOG").unwrap_or_else(|_| "warn".into()),
-    );
+    // A caller's own RUST_LOG (a test reading a module's info lines) wins.
+    if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("E2E_HUB_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+    }
     let mut proc = Proc::spawn(name, cmd, log);
     let mut addr = None;
     proc.wait_ready(timeout, || {
