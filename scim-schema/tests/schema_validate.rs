@@ -196,6 +196,42 @@ fn the_same_attribute_twice_in_different_case_is_rejected() {
     assert!(matches!(r, Err(Error::InvalidSyntax(_))), "{r:?}");
 }
 
+/// Small objects are checked pairwise and large ones through a set: both find a repeat in
+/// another case, at the top and inside a complex value, and name it by its path.
+#[test]
+fn repeats_in_another_case_are_found_in_small_and_large_objects() {
+    let r = create(json!({"schemas": [USER], "userName": "a",
+        "name": {"givenName": "b", "GIVENNAME": "c"}}));
+    let Err(Error::InvalidSyntax(m)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(m.contains("name.GIVENNAME"), "{m}");
+    let mut big = obj(json!({"schemas": [USER], "userName": "a"}));
+    for i in 0..40 {
+        big.insert(format!("k{i}"), Value::Bool(true));
+    }
+    big.insert("USERNAME".into(), json!("b"));
+    let r = validate(
+        &big,
+        &user(),
+        ValidationContext::Create,
+        ValidationOptions::lenient(),
+    );
+    let Err(Error::InvalidSyntax(m)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(m.contains("'USERNAME'"), "{m}");
+    // Without a repeat the large object validates.
+    big.shift_remove("USERNAME");
+    assert!(validate(
+        &big,
+        &user(),
+        ValidationContext::Create,
+        ValidationOptions::lenient()
+    )
+    .is_ok());
+}
+
 // ---- readOnly ------------------------------------------------------------------------------
 
 #[test]

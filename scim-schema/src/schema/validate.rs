@@ -148,12 +148,52 @@ struct Validator<'a> {
     opts: ValidationOptions,
 }
 
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{prefix}.{name}")
+/// Where a value sits, for error messages: `name`, `prefix.name` or `path[i]`. Built on the
+/// stack and formatted only when an error names it (every key of every request passes here).
+#[derive(Clone, Copy)]
+enum Path<'p> {
+    Root,
+    Child(&'p Path<'p>, &'p str),
+    Item(&'p Path<'p>, usize),
+}
+
+impl<'p> Path<'p> {
+    fn child(&'p self, name: &'p str) -> Path<'p> {
+        Path::Child(self, name)
     }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Child(Path::Root, name) => f.write_str(name),
+            Path::Child(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Item(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+/// Whether `input` has a key equal to its `index`th key ignoring ASCII case before it (keys are
+/// unique as written, so only a case-insensitive repeat can be a duplicate). Small objects are
+/// compared pairwise, large ones through `seen` (lower-cased keys), so a body with many keys
+/// stays linear without allocating for the usual few.
+fn repeats_earlier_key(
+    input: &Map<String, Value>,
+    index: usize,
+    key: &str,
+    seen: &mut Option<HashSet<String>>,
+) -> bool {
+    const PAIRWISE: usize = 24;
+    if input.len() <= PAIRWISE {
+        return input
+            .keys()
+            .take(index)
+            .any(|k| k.eq_ignore_ascii_case(key));
+    }
+    !seen
+        .get_or_insert_with(|| HashSet::with_capacity(input.len()))
+        .insert(key.to_ascii_lowercase())
 }
 
 /// Whether a value counts as unassigned (RFC 7643 §2.5: null, `[]`, and by extension `{}`).
@@ -203,12 +243,12 @@ impl<'a> Validator<'a> {
         out.insert("schemas".to_owned(), Value::Null); // placeholder keeps `schemas` first
                                                        // Lower-cased keys already seen: a case-insensitive duplicate is an error, and a set keeps
                                                        // a body with many keys linear.
-        let mut seen: HashSet<String> = HashSet::with_capacity(input.len());
+        let mut seen = None;
         let mut ext_keys_present = vec![false; schema.extensions.len()];
         let main_defs = [schema.main.attributes.as_slice(), common_attributes()];
 
-        for (key, value) in input {
-            if !seen.insert(key.to_ascii_lowercase()) {
+        for (index, (key, value)) in input.iter().enumerate() {
+            if repeats_earlier_key(input, index, key, &mut seen) {
                 return Err(Error::InvalidSyntax(format!(
                     "attribute '{key}' is given more than once"
                 )));
@@ -240,8 +280,13 @@ impl<'a> Validator<'a> {
                 let ex = existing
                     .and_then(|m| get_ci(m, ext.id.as_str()))
                     .and_then(Value::as_object);
-                let normalised =
-                    self.object(&[&ext.attributes], obj, ex, ext.id.as_str(), false)?;
+                let normalised = self.object(
+                    &[&ext.attributes],
+                    obj,
+                    ex,
+                    &Path::Root.child(ext.id.as_str()),
+                    false,
+                )?;
                 if !normalised.is_empty() {
                     out.insert(ext.id.to_string(), Value::Object(normalised));
                 }
@@ -249,7 +294,8 @@ impl<'a> Validator<'a> {
             }
             if let Some(def) = find_def(&main_defs, key) {
                 let ex = existing.and_then(|m| get_ci(m, def.name.as_str()));
-                if let Some(v) = self.attribute(def, value, ex, def.name.as_str(), false)? {
+                let path = Path::Root.child(def.name.as_str());
+                if let Some(v) = self.attribute(def, value, ex, &path, false)? {
                     out.insert(def.name.to_string(), v);
                 }
                 continue;
@@ -263,9 +309,9 @@ impl<'a> Validator<'a> {
                 }
                 continue;
             }
-            self.unknown(key)?;
+            self.unknown(&Path::Root.child(key))?;
         }
-        self.complete(&main_defs, &mut out, existing, "", false)?;
+        self.complete(&main_defs, &mut out, existing, &Path::Root, false)?;
 
         if let Some(listed) = &listed {
             for (idx, (ext, required)) in schema.extensions.iter().enumerate() {
@@ -342,7 +388,7 @@ impl<'a> Validator<'a> {
         Ok(listed)
     }
 
-    fn unknown(&self, path: &str) -> Result<(), Error> {
+    fn unknown(&self, path: &Path<'_>) -> Result<(), Error> {
         if self.ctx.is_input() && self.opts.reject_unknown_attributes {
             Err(Error::InvalidSyntax(format!("unknown attribute '{path}'")))
         } else {
@@ -356,26 +402,26 @@ impl<'a> Validator<'a> {
         defs: &[&[AttributeDef]],
         input: &Map<String, Value>,
         existing: Option<&Map<String, Value>>,
-        prefix: &str,
+        prefix: &Path<'_>,
         in_multi: bool,
     ) -> Result<Map<String, Value>, Error> {
         let mut out = Map::new();
-        // Lower-cased keys seen so far, as in `resource`.
-        let mut seen: HashSet<String> = HashSet::with_capacity(input.len());
-        for (key, value) in input {
-            let path = join(prefix, key);
-            if !seen.insert(key.to_ascii_lowercase()) {
+        // Case-insensitive duplicates, as in `resource`.
+        let mut seen = None;
+        for (index, (key, value)) in input.iter().enumerate() {
+            if repeats_earlier_key(input, index, key, &mut seen) {
                 return Err(Error::InvalidSyntax(format!(
-                    "attribute '{path}' is given more than once"
+                    "attribute '{}' is given more than once",
+                    prefix.child(key)
                 )));
             }
             let Some(def) = find_def(defs, key) else {
-                self.unknown(&path)?;
+                self.unknown(&prefix.child(key))?;
                 continue;
             };
             let ex = existing.and_then(|m| get_ci(m, def.name.as_str()));
             if let Some(v) =
-                self.attribute(def, value, ex, &join(prefix, def.name.as_str()), in_multi)?
+                self.attribute(def, value, ex, &prefix.child(def.name.as_str()), in_multi)?
             {
                 out.insert(def.name.to_string(), v);
             }
@@ -391,7 +437,7 @@ impl<'a> Validator<'a> {
         defs: &[&[AttributeDef]],
         out: &mut Map<String, Value>,
         existing: Option<&Map<String, Value>>,
-        prefix: &str,
+        prefix: &Path<'_>,
         in_multi: bool,
     ) -> Result<(), Error> {
         if !self.ctx.is_input() {
@@ -411,7 +457,7 @@ impl<'a> Validator<'a> {
             if def.required && def.mutability != Mutability::ReadOnly {
                 return Err(Error::InvalidValue(format!(
                     "required attribute '{}' is missing",
-                    join(prefix, def.name.as_str())
+                    prefix.child(def.name.as_str())
                 )));
             }
         }
@@ -424,7 +470,7 @@ impl<'a> Validator<'a> {
         def: &AttributeDef,
         value: &Value,
         existing: Option<&Value>,
-        path: &str,
+        path: &Path<'_>,
         in_multi: bool,
     ) -> Result<Option<Value>, Error> {
         if value.is_null() {
@@ -456,7 +502,7 @@ impl<'a> Validator<'a> {
                 if item.is_null() {
                     continue;
                 }
-                if let Some(v) = self.single(def, item, None, &format!("{path}[{i}]"), true)? {
+                if let Some(v) = self.single(def, item, None, &Path::Item(path, i), true)? {
                     values.push(v);
                 }
             }
@@ -493,7 +539,7 @@ impl<'a> Validator<'a> {
         def: &AttributeDef,
         value: &Value,
         existing: Option<&Value>,
-        path: &str,
+        path: &Path<'_>,
         in_multi: bool,
     ) -> Result<Option<Value>, Error> {
         let ok = match (def.attr_type, value) {

@@ -833,11 +833,7 @@ impl Store {
         c: &mut DbConnection,
         effects: &[batch::Effect],
     ) -> HubResult<()> {
-        let audit: Vec<audit_chain::PendingEntry> = effects
-            .iter()
-            .flat_map(|e| e.audit.iter().cloned())
-            .collect();
-        audit_chain::append_all(c, &audit)?;
+        audit_chain::append_all(c, effects.iter().flat_map(|e| e.audit.iter()))?;
         let populated = effects.iter().filter(|e| !e.population.is_empty()).count();
         if let (Some(first), true) = (effects.first(), populated > 0) {
             if let Some(w) = &first.store.inner.other_writers {
