@@ -232,17 +232,14 @@ fn is_plain_key(schema: &ResourceSchema, k: &str) -> bool {
 fn coerce_top_level(schema: &ResourceSchema, k: &str, v: Value) -> Value {
     if let Some(ext) = schema.extension(k) {
         return match v {
-            Value::Object(m) => Value::Object(
-                m.into_iter()
-                    .map(|(k2, v2)| {
-                        let v2 = match ext.attribute(&k2) {
-                            Some(d) => coerce(d, v2),
-                            None => v2,
-                        };
-                        (k2, v2)
-                    })
-                    .collect(),
-            ),
+            Value::Object(mut m) => {
+                for (k2, v2) in m.iter_mut() {
+                    if let Some(d) = ext.attribute(k2) {
+                        *v2 = coerce(d, std::mem::take(v2));
+                    }
+                }
+                Value::Object(m)
+            }
             other => other,
         };
     }
@@ -433,17 +430,17 @@ pub fn normalize_resource(
         .filter(|k| k.contains(':'))
         .map(|k| k.to_ascii_lowercase())
         .collect();
-    Ok(doc
-        .into_iter()
-        .map(|(k, v)| {
-            let v = if k.eq_ignore_ascii_case("schemas") {
-                drop_foreign_schema_uris(v, schema, &carried)
-            } else {
-                coerce_top_level(schema, &k, v)
-            };
-            (k, v)
-        })
-        .collect())
+    // In place: rebuilding the map re-hashed every key of every request.
+    let mut doc = doc;
+    for (k, v) in doc.iter_mut() {
+        let old = std::mem::take(v);
+        *v = if k.eq_ignore_ascii_case("schemas") {
+            drop_foreign_schema_uris(old, schema, &carried)
+        } else {
+            coerce_top_level(schema, k, old)
+        };
+    }
+    Ok(doc)
 }
 
 /// Quirk 14: keeps in `schemas` the URIs this resource type serves, and any other that names

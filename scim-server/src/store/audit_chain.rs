@@ -476,9 +476,27 @@ fn current_request_id() -> Option<String> {
 /// Attribute names whose values differ between `before` and `after` (extension attributes as
 /// `urn:…:attr`), sorted. Names only: values (a password above all) never reach the audit.
 fn changed_attributes(before: Option<&super::Doc>, after: Option<&super::Doc>) -> Vec<String> {
-    let empty = super::Doc::new();
-    let b = before.unwrap_or(&empty);
-    let a = after.unwrap_or(&empty);
+    let (b, a) = match (before, after) {
+        (Some(b), Some(a)) => (b, a),
+        // A create or a delete: every attribute of the one side (the common case, so without
+        // looking each key up on the other side).
+        (Some(doc), None) | (None, Some(doc)) => {
+            let mut keys: Vec<&String> = doc.keys().collect();
+            keys.sort();
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                match doc.get(k) {
+                    _ if k.eq_ignore_ascii_case("schemas") => {}
+                    Some(Value::Object(o)) if k.starts_with("urn:") => {
+                        out.extend(o.keys().map(|sub| format!("{k}:{sub}")));
+                    }
+                    _ => out.push(k.clone()),
+                }
+            }
+            return out;
+        }
+        (None, None) => return Vec::new(),
+    };
     let mut out = Vec::new();
     let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
     keys.sort();
