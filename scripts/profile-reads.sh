@@ -51,7 +51,7 @@ for name in get eq; do
   wait $WRK
   awk -v n="$name" '/^Requests\/sec/ { printf "%s: %s req/s (while sampled)\n", n, $2 }' "$WORK/$name.wrk"
   perf script -i "$WORK/$name.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" >"$OUT/$name.folded"
-  "$INFERNO/inferno-flamegraph" --title "scimhub $name (${URLS[$name]%%\?*})" <"$OUT/$name.folded" >"$OUT/$name.svg"
+  "$INFERNO/inferno-flamegraph" --minwidth 0.5 --title "scimhub $name (${URLS[$name]%%\?*})" <"$OUT/$name.folded" >"$OUT/$name.svg"
   perf report -i "$WORK/$name.data" --no-children -g none --percent-limit 0.7 --sort dso,sym --stdio 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | grep '%' | head -40 >"$OUT/$name.top.txt"
 done
