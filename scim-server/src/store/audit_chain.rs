@@ -286,7 +286,7 @@ fn append_text(c: &mut DbConnection, e: &EntryText<'_>) -> HubResult<i64> {
     Ok(seq)
 }
 
-/// Rows per multi-row INSERT of [`insert_entries`] (11 bound values each, far below SQLite's
+/// Rows per multi-row INSERT of [`insert_entries`] (ten bound values each, far below SQLite's
 /// limit of 32,766).
 const INSERT_ROWS: usize = 64;
 
