@@ -8,10 +8,12 @@
 //! breached with the actual completion time, and the verification per system.
 //!
 //! Everything waits by polling with a deadline; nothing sleeps a fixed time to "let it happen".
-//! The retry budget of `dir` (`max_attempts = 50`, backoff doubling from 1 s) keeps its
-//! operations waiting (pending) through the outage rather than parked, so verification waits
-//! for them (it never reads a plan with operations still to run) and the retry command makes
-//! them due at once; nothing depends on a circuit breaker.
+//! The circuit of `dir` (`circuit_failures = 2`, `circuit_probe = "10m"`) opens after two failed
+//! attempts and keeps its operations waiting (pending, their attempts given back) through the
+//! outage rather than parked, so verification waits for them (it never reads a plan with
+//! operations still to run), and no attempt of its own reaches the directory until the retry
+//! command makes the probe due at once. (With the backoff alone, an attempt due about when
+//! the directory came back could run before the command, leaving it nothing to resume.)
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -185,8 +187,12 @@ credentials = {{ token = {{ env = "E2E_DOWNSTREAM_TOKEN" }} }}
 [[connector]]
 name = "dir"
 type = "ldap"
-# an outage of minutes keeps its operations waiting (backoff 1 s doubling) rather than parked
+# an outage of minutes keeps its operations waiting rather than parked: after two failures the
+# circuit opens and its probe is ten minutes away, so nothing reaches the directory again until
+# the operator says it is back (an attempt of the backoff could otherwise race the restart)
 max_attempts = 50
+circuit_failures = 2
+circuit_probe = "10m"
 credentials = {{ bind_password = {{ env = "E2E_LDAP_PW" }} }}
 [connector.settings]
 url = "ldap://127.0.0.1:{ldap_port}"
@@ -479,6 +485,7 @@ async fn leaver_during_an_outage_breaches_alerts_recovers_and_verifies() {
     let moved = resumed["requeued"].as_array().map_or(0, Vec::len)
         + resumed["resumed"].as_u64().unwrap_or(0) as usize;
     assert!(moved > 0, "nothing resumed: {resumed}");
+    assert_eq!(resumed["probe"], true, "the circuit was not open: {resumed}");
 
     // ---- the revocation completes; verification passes on every system ---------------------
     let record = until(
