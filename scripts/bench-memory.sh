@@ -17,13 +17,9 @@ if [ -z "$BIN" ]; then
 fi
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-TOKEN="bench-token-$(date +%s%N)-$(date +%s%N)"
-RUST_LOG=warn SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN taskset -c 0 "$BIN" serve --bind "127.0.0.1:$PORT" \
-  --database-url "sqlite://$WORK/memory.db" >"$WORK/server.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+. scripts/lib/server.sh
+trap 'kill ${PID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+start_scimhub "$BIN" "$WORK/memory.db" "$WORK/server.log"
 rss() { awk -v what="$1" '/^VmRSS|^VmHWM/ { v[$1]=$2 } END { printf "%-34s RSS %6.1f MiB, peak %6.1f MiB\n", what, v["VmRSS:"]/1024, v["VmHWM:"]/1024 }' "/proc/$PID/status"; }
 rss "started (empty database)"
 taskset -c 1 python3 - "$PORT" "$TOKEN" "$USERS" "$NGROUPS" "$GROUP_SIZE" "$WORK" <<'PY'

@@ -13,31 +13,10 @@ ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-5}
 WORK=$(mktemp -d)
 trap 'kill ${PID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-TOKEN="bench-token-$(date +%s%N)-$(date +%s%N)"
-start() {
-  PORT=$(free_port)
-  RUST_LOG=warn SCIMHUB_DB_WORKER_READERS=$1 SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN taskset -c 0 "$BIN" serve \
-    --bind "127.0.0.1:$PORT" --database-url "sqlite://$WORK/reads.db" >>"$WORK/server.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-}
+. scripts/lib/server.sh
+start() { start_scimhub "$BIN" "$WORK/reads.db" "$WORK/server.log" SCIMHUB_DB_WORKER_READERS="$1"; }
 start true
-ID=$(taskset -c 1 python3 - "$PORT" "$TOKEN" "$USERS" <<'PY'
-import http.client, json, sys
-port, token, users = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-c = http.client.HTTPConnection("127.0.0.1", port)
-H = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
-for i in range(users):
-    c.request("POST", "/scim/v2/Users", json.dumps({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": f"user{i:06d}@example.com", "name": {"givenName": "G", "familyName": "F"},
-        "title": "Engineer", "emails": [{"value": f"user{i:06d}@example.com", "type": "work"}]}), H)
-    r = c.getresponse(); body = json.loads(r.read())
-    if i == users // 2: mid = body["id"]
-print(mid)
-PY
-)
+ID=$(seed_users "$USERS")
 kill $PID; wait $PID 2>/dev/null || true
 URLS=("Users/$ID" "Users?filter=userName%20eq%20%22user000042@example.com%22"
   "Users?filter=userName%20sw%20%22user00004%22" "Users?startIndex=1001&count=100")

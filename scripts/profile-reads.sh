@@ -15,28 +15,10 @@ SECS=${SECS:-6}
 INFERNO=${INFERNO:-$(dirname "$(command -v inferno-flamegraph || echo /tmp/reads-tools/bin/x)")}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-TOKEN="bench-token-$(date +%s%N)-$(date +%s%N)"
-RUST_LOG=warn SCIMHUB_BOOTSTRAP_TOKEN=$TOKEN taskset -c 0 "$BIN" serve --bind "127.0.0.1:$PORT" \
-  --database-url "sqlite://$WORK/profile.db" >"$WORK/server.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-ID=$(taskset -c 1 python3 - "$PORT" "$TOKEN" "$USERS" <<'PY'
-import http.client, json, sys
-port, token, users = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-c = http.client.HTTPConnection("127.0.0.1", port)
-H = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
-for i in range(users):
-    c.request("POST", "/scim/v2/Users", json.dumps({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": f"user{i:06d}@example.com", "name": {"givenName": "G", "familyName": "F"},
-        "title": "Engineer", "emails": [{"value": f"user{i:06d}@example.com", "type": "work"}]}), H)
-    r = c.getresponse(); body = json.loads(r.read())
-    if i == users // 2: mid = body["id"]
-print(mid)
-PY
-)
+. scripts/lib/server.sh
+trap 'kill ${PID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+start_scimhub "$BIN" "$WORK/profile.db" "$WORK/server.log"
+ID=$(seed_users "$USERS")
 declare -A URLS=(
   [get]="Users/$ID"
   [eq]="Users?filter=userName%20eq%20%22user000042@example.com%22"
