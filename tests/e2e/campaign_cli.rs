@@ -27,16 +27,9 @@ schedule = "off"
 "#;
 
 fn start(backend: Backend) -> Option<(TestApp, String)> {
-    let dir = std::env::temp_dir().join(format!(
-        "scimhub-campaign-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
-    let p = policy.to_str().unwrap().to_string();
-    let app = TestApp::builder(backend).arg("--policy").arg(&p).start()?;
-    Some((app, p))
+    let app = TestApp::builder(backend).policy(POLICY).start()?;
+    let policy = app.policy_path().to_owned();
+    Some((app, policy))
 }
 
 fn cli_json(app: &TestApp, args: &[&str]) -> Value {

@@ -237,16 +237,11 @@ fn postgres_restart_mid_load_loses_no_acknowledged_write() {
         return;
     }
     let pg = PgCluster::start();
-    let dir = pg.dir.join("hub");
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
     // A short pool wait, so requests during the outage are answered quickly.
     let app = TestApp::builder(Backend::Postgres)
         .database_url(&pg.url())
         .config("db_pool_size = 4\n[database]\npool_timeout_ms = 1000\n")
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
+        .policy(POLICY)
         .start()
         .unwrap();
     let pid = app.pid();

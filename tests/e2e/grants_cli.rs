@@ -30,13 +30,9 @@ max_duration = "8h"
 "#;
 
 fn start(backend: Backend) -> Option<(TestApp, String)> {
-    let dir = std::env::temp_dir().join(format!("scimhub-grant-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
-    let p = policy.to_str().unwrap().to_string();
-    let app = TestApp::builder(backend).arg("--policy").arg(&p).start()?;
-    Some((app, p))
+    let app = TestApp::builder(backend).policy(POLICY).start()?;
+    let policy = app.policy_path().to_owned();
+    Some((app, policy))
 }
 
 fn json_out(o: &Output) -> Value {

@@ -71,6 +71,7 @@ pub struct Builder {
     backend: Backend,
     env: Vec<(String, String)>,
     config: Option<String>,
+    policy: Option<String>,
     args: Vec<String>,
     database_url: Option<String>,
 }
@@ -96,6 +97,13 @@ impl Builder {
     /// TOML configuration file contents.
     pub fn config(mut self, toml: &str) -> Self {
         self.config = Some(toml.into());
+        self
+    }
+
+    /// Policy file contents: written to the app's directory and passed as `--policy FILE`
+    /// ([`TestApp::policy_path`] names it, for `scimhub` subcommands that read it too).
+    pub fn policy(mut self, toml: &str) -> Self {
+        self.policy = Some(toml.into());
         self
     }
 
@@ -146,6 +154,14 @@ impl Builder {
             std::fs::write(&path, toml).unwrap();
             cmd.arg("--config").arg(path);
         }
+        let policy_path = self.policy.as_ref().map(|toml| {
+            let path = dir.join("policy.toml");
+            std::fs::write(&path, toml).unwrap();
+            path.to_str().expect("a UTF-8 temp path").to_owned()
+        });
+        if let Some(path) = &policy_path {
+            cmd.arg("--policy").arg(path);
+        }
         cmd.args(&self.args);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -189,6 +205,7 @@ impl Builder {
             client,
             dir,
             log_path,
+            policy_path,
             _db: db,
         })
     }
@@ -203,6 +220,7 @@ pub struct TestApp {
     client: Client,
     pub dir: PathBuf,
     log_path: PathBuf,
+    policy_path: Option<String>,
     _db: Db,
 }
 
@@ -219,6 +237,7 @@ impl TestApp {
             backend,
             env: Vec::new(),
             config: None,
+            policy: None,
             args: Vec::new(),
             database_url: None,
         }
@@ -226,6 +245,13 @@ impl TestApp {
 
     pub fn start(backend: Backend) -> Option<TestApp> {
         Self::builder(backend).start()
+    }
+
+    /// The policy file the server was started with ([`Builder::policy`]).
+    pub fn policy_path(&self) -> &str {
+        self.policy_path
+            .as_deref()
+            .expect("started with Builder::policy")
     }
 
     /// Runs `scimhub ARGS --database-url <this app's database>` to completion.

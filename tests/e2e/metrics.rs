@@ -256,14 +256,8 @@ fn engine_gauges(backend: Backend) {
     let hook = refusing_receiver();
     // Nothing listens there: every call fails to connect (retryable), so its circuit opens.
     let down = free_port();
-    let dir =
-        std::env::temp_dir().join(format!("scimhub-metrics-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            r#"
+    let policy = format!(
+        r#"
 [[connector]]
 name = "slow"
 type = "memory"
@@ -292,12 +286,9 @@ grants = [
   {{ connector = "down", kind = "group", id = "all" }},
 ]
 "#
-        ),
-    )
-    .unwrap();
+    );
     let Some(app) = TestApp::builder(backend)
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
+        .policy(&policy)
         .env("HOOK_SECRET", "a-webhook-signing-secret-of-32-bytes!")
         .start()
     else {

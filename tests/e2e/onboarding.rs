@@ -145,11 +145,8 @@ fn start(backend: Backend) -> Option<(TestApp, SmtpSink)> {
         std::env::temp_dir().join(format!("scimhub-onboard-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch).unwrap();
     let sink = SmtpSink::start(&scratch);
-    let path = scratch.join("policy.toml");
-    std::fs::write(&path, policy(sink.port, free_port())).unwrap();
     let app = TestApp::builder(backend)
-        .arg("--policy")
-        .arg(path.to_str().unwrap())
+        .policy(&policy(sink.port, free_port()))
         .env("PAYROLL_SECRET", "payroll-signing-secret-of-32-bytes!!")
         .start()?;
     Some((app, sink))

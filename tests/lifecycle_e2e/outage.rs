@@ -485,7 +485,10 @@ async fn leaver_during_an_outage_breaches_alerts_recovers_and_verifies() {
     let moved = resumed["requeued"].as_array().map_or(0, Vec::len)
         + resumed["resumed"].as_u64().unwrap_or(0) as usize;
     assert!(moved > 0, "nothing resumed: {resumed}");
-    assert_eq!(resumed["probe"], true, "the circuit was not open: {resumed}");
+    assert_eq!(
+        resumed["probe"], true,
+        "the circuit was not open: {resumed}"
+    );
 
     // ---- the revocation completes; verification passes on every system ---------------------
     let record = until(
