@@ -20,6 +20,7 @@ mod metrics;
 mod more_clients;
 mod onboarding;
 mod operator_cli;
+mod policy_reload;
 mod proxy;
 mod queries;
 mod security;

@@ -25,6 +25,7 @@ pub mod holds;
 pub mod legacy_access;
 pub mod notice_links;
 pub mod operations;
+pub mod policy;
 pub mod requests;
 pub mod simulate;
 

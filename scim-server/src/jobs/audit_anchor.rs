@@ -10,7 +10,6 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
-use sha2::{Digest, Sha256};
 
 use crate::config::AuditConfig;
 use crate::policy::reload::PolicyHandle;
@@ -151,10 +150,11 @@ async fn take_period(store: &Store, owner: &str, interval: StdDuration) -> bool 
 /// Records the policy in force (`policy.load` at start, `policy.reload` after) with the
 /// SHA-256 of its file.
 fn audit_policy(store: &Store, policy: &PolicyHandle, generation: u64) {
-    let Some(path) = policy.path() else { return };
-    let sha256 = match std::fs::read(&path) {
-        Ok(bytes) => hex::encode(Sha256::digest(bytes)),
-        Err(e) => format!("unreadable: {e}"),
+    // The hash of the bytes the policy in force was parsed from (not of the file now: it may
+    // have been edited since, and rejected).
+    let status = policy.status();
+    let (Some(path), Some(sha256)) = (status.path, status.sha256) else {
+        return;
     };
     let action = if generation <= 1 {
         "policy.load"
@@ -309,7 +309,7 @@ mod tests {
         let mut c = store.read_conn().unwrap();
         let rows =
             audit_chain::export_page(&mut c, &audit_chain::ExportFilter::default(), 10).unwrap();
-        let want = hex::encode(Sha256::digest(std::fs::read(&file).unwrap()));
+        let want = crate::policy::reload::sha256_hex(&std::fs::read(&file).unwrap());
         let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
         assert_eq!(actions, ["policy.load", "policy.reload"]);
         assert!(rows[0].detail.contains(&want), "{}", rows[0].detail);

@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 
 use crate::engine::Engine;
+use crate::policy::reload::sha256_hex;
 use crate::store::cluster::{self, Notification, OUTBOX_CHANNEL, POLICY_CHANNEL, TIMERS_CHANNEL};
 use crate::store::Store;
 
@@ -36,11 +36,11 @@ const CHECK_EVERY: StdDuration = StdDuration::from_millis(10);
 /// The hash this node's policy runs with, shared by the heartbeat and the listener.
 type Running = Arc<Mutex<Option<String>>>;
 
-/// The SHA-256 of the policy file in force (`None`: a fixed policy, no file).
+/// The SHA-256 of the policy file as it is on disk now (`None`: a fixed policy, no file).
 fn file_sha256(engine: &Engine) -> Option<String> {
     let path = engine.policy.path()?;
     Some(match std::fs::read(&path) {
-        Ok(bytes) => hex::encode(Sha256::digest(bytes)),
+        Ok(bytes) => sha256_hex(&bytes),
         Err(e) => format!("unreadable: {e}"),
     })
 }
@@ -76,13 +76,16 @@ async fn heartbeat(store: Store, engine: Arc<Engine>, node_id: String, running: 
     let mut tick = tokio::time::interval(StdDuration::from_millis(100));
     loop {
         tick.tick().await;
-        let g = engine.policy.generation();
+        // The generation and the hash of the bytes it was parsed from, read together (the file
+        // may have changed again since).
+        let status = engine.policy.status();
+        let g = status.generation;
         let due = last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT);
         if g == generation && !due {
             continue;
         }
         let sha = if g != generation {
-            file_sha256(&engine)
+            status.sha256
         } else {
             running.lock().unwrap_or_else(|p| p.into_inner()).clone()
         };

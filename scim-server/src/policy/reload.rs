@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use sha2::{Digest, Sha256};
+
+use super::diagnostics::Diagnostic;
 use super::{Policy, PolicyError};
 
 /// The current policy, shared by the engine, the workers and the admin API.
@@ -21,11 +24,50 @@ struct State {
     policy: Arc<Policy>,
     path: Option<PathBuf>,
     mtime: Option<SystemTime>,
+    /// SHA-256 (hex) of the file's bytes the policy in force was parsed from.
+    sha256: Option<String>,
     generation: u64,
+}
+
+/// What runs: the file, the hash of the bytes it was parsed from, and its generation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyStatus {
+    pub path: Option<PathBuf>,
+    pub sha256: Option<String>,
+    pub generation: u64,
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The SHA-256 (hex) of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Reads and checks `path`, returning the policy and the hash of exactly the bytes it was
+/// parsed from (a file replaced meanwhile cannot pair one file's hash with another's policy).
+fn read_policy(path: &Path) -> Result<(Policy, String), PolicyError> {
+    let source = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| PolicyError {
+        source: source.clone(),
+        diagnostics: vec![Diagnostic {
+            line: 1,
+            column: 1,
+            message: format!("cannot read the policy: {e}"),
+        }],
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| PolicyError {
+        source: source.clone(),
+        diagnostics: vec![Diagnostic {
+            line: 1,
+            column: 1,
+            message: format!("the policy is not UTF-8: {e}"),
+        }],
+    })?;
+    let policy = Policy::parse(text, &source)?;
+    Ok((policy, sha256_hex(&bytes)))
 }
 
 impl PolicyHandle {
@@ -36,6 +78,7 @@ impl PolicyHandle {
                 policy: Arc::new(policy),
                 path: None,
                 mtime: None,
+                sha256: None,
                 generation: 1,
             })),
         }
@@ -43,12 +86,14 @@ impl PolicyHandle {
 
     /// Loads `path`; fails when the first load is invalid.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let policy = Policy::load(path)?;
+        let stamp = mtime(path);
+        let (policy, sha256) = read_policy(path)?;
         Ok(PolicyHandle {
             inner: Arc::new(RwLock::new(State {
                 policy: Arc::new(policy),
                 path: Some(path.to_path_buf()),
-                mtime: mtime(path),
+                mtime: stamp,
+                sha256: Some(sha256),
                 generation: 1,
             })),
         })
@@ -72,6 +117,16 @@ impl PolicyHandle {
             .clone()
     }
 
+    /// The file, the hash of what runs, and the generation, read together.
+    pub fn status(&self) -> PolicyStatus {
+        let s = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        PolicyStatus {
+            path: s.path.clone(),
+            sha256: s.sha256.clone(),
+            generation: s.generation,
+        }
+    }
+
     /// Increments on every successful reload (the engine rebuilds connectors when it changes).
     pub fn generation(&self) -> u64 {
         self.inner
@@ -84,6 +139,7 @@ impl PolicyHandle {
     pub fn set(&self, policy: Policy) {
         let mut s = self.inner.write().unwrap_or_else(|p| p.into_inner());
         s.policy = Arc::new(policy);
+        s.sha256 = None;
         s.generation += 1;
     }
 
@@ -99,12 +155,13 @@ impl PolicyHandle {
             return Ok(false);
         };
         let stamp = mtime(&path);
-        let result = Policy::load(&path);
+        let result = read_policy(&path);
         let mut s = self.inner.write().unwrap_or_else(|p| p.into_inner());
         s.mtime = stamp;
         match result {
-            Ok(p) => {
+            Ok((p, sha256)) => {
                 s.policy = Arc::new(p);
+                s.sha256 = Some(sha256);
                 s.generation += 1;
                 tracing::info!(path = %path.display(), generation = s.generation, "policy reloaded");
                 Ok(true)
@@ -160,5 +217,73 @@ impl PolicyHandle {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const V1: &str = "[[connector]]\nname = \"chat\"\ntype = \"memory\"\n";
+    const V2: &str = "[[connector]]\nname = \"chat\"\ntype = \"memory\"\n\n[[connector]]\nname = \"wiki\"\ntype = \"memory\"\n";
+    const BAD: &str = "[[connector]]\nname = \"chat\"\ntype = \"no-such-type\"\n";
+
+    fn file(text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "scimhub-policy-{}.toml",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn status_carries_the_hash_of_the_bytes_in_force_through_reloads_and_rejections() {
+        let path = file(V1);
+        let handle = PolicyHandle::load(&path).unwrap();
+        let st = handle.status();
+        assert_eq!(st.path.as_deref(), Some(path.as_path()));
+        assert_eq!(
+            st.sha256.as_deref(),
+            Some(sha256_hex(V1.as_bytes()).as_str())
+        );
+        assert_eq!(st.generation, 1);
+
+        // A rejected edit changes nothing that runs.
+        std::fs::write(&path, BAD).unwrap();
+        let e = handle.reload().expect_err("rejected");
+        assert!(e.to_string().contains(":3:"), "{e}");
+        assert_eq!(handle.status(), st);
+        assert_eq!(handle.current().connectors.len(), 1);
+
+        std::fs::write(&path, V2).unwrap();
+        assert!(handle.reload().unwrap());
+        let st2 = handle.status();
+        assert_eq!(
+            st2.sha256.as_deref(),
+            Some(sha256_hex(V2.as_bytes()).as_str())
+        );
+        assert_eq!(st2.generation, 2);
+        assert_eq!(handle.current().connectors.len(), 2);
+
+        // A policy set in memory has no file hash.
+        handle.set(Policy::parse(V1, "<inline>").unwrap());
+        assert_eq!(handle.status().sha256, None);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_rejected_at_line_one() {
+        let path = file(V1);
+        let handle = PolicyHandle::load(&path).unwrap();
+        std::fs::write(&path, [0x5b, 0xff, 0xfe, 0x5d]).unwrap();
+        let e = handle.reload().expect_err("rejected");
+        assert!(
+            e.to_string().contains(":1:1: the policy is not UTF-8"),
+            "{e}"
+        );
+        assert_eq!(handle.status().generation, 1);
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -79,6 +79,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/reports/contractor/{user}").route(web::get().to(reports::contractor)))
             .service(res("/reconcile").route(web::post().to(reconcile)))
             .service(res("/cluster").route(web::get().to(cluster_nodes)))
+            .service(res("/policy").route(web::get().to(policy_status)))
+            .service(res("/policy/reload").route(web::post().to(reload_policy)))
             .service(res("/drift").route(web::get().to(drift_findings)))
             .service(
                 res("/campaigns")
@@ -633,6 +635,21 @@ async fn explain(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
 async fn cluster_nodes(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let v = run(&state, |a| a.cluster()).await?;
     Ok(HttpResponse::Ok().json(v))
+}
+
+/// `GET /policy`: the policy in force and whether the file on disk differs
+/// ([`Admin::policy_status`]).
+async fn policy_status(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let v = run(&state, |a| a.policy_status()).await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+/// `POST /policy/reload`: re-reads the policy file now, as SIGHUP does
+/// ([`Admin::reload_policy`]); 400 with the file's errors when it is rejected.
+async fn reload_policy(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let by = actor(&req);
+    let v = run(&state, move |a| a.reload_policy(&by)).await?;
+    Ok(ok(StatusCode::OK, v))
 }
 
 async fn list_outbox(
