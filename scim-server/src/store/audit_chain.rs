@@ -527,6 +527,43 @@ fn changed_attributes(before: Option<&super::Doc>, after: Option<&super::Doc>) -
     out
 }
 
+/// The names [`changed_attributes`] gives for a create or a delete (every attribute of `doc`),
+/// written straight into the detail as JSON strings: every SCIM create comes here, and the
+/// names need no list of their own.
+fn write_every_attribute(doc: &super::Doc, d: &mut String) {
+    let mut keys: Vec<&String> = doc.keys().collect();
+    keys.sort();
+    let mut first = true;
+    let mut name = String::new();
+    for k in keys {
+        if k.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        match doc.get(k) {
+            Some(Value::Object(o)) if k.starts_with("urn:") => {
+                for sub in o.keys() {
+                    if !first {
+                        d.push(',');
+                    }
+                    first = false;
+                    name.clear();
+                    name.push_str(k);
+                    name.push(':');
+                    name.push_str(sub);
+                    write_json_string(&name, d);
+                }
+            }
+            _ => {
+                if !first {
+                    d.push(',');
+                }
+                first = false;
+                write_json_string(k, d);
+            }
+        }
+    }
+}
+
 /// Most member ids listed in one entry; the counts are always complete.
 const MEMBERS_LISTED: usize = 100;
 
@@ -611,13 +648,16 @@ pub(crate) fn scim_write_entry(change: &Change, now: DateTime<Utc>) -> PendingEn
     d.push('{');
     if change.op != ChangeOp::Members {
         d.push_str("\"changed\":[");
-        let mut first = true;
-        for name in changed_attributes(change.before.as_ref(), change.after.as_ref()) {
-            if !first {
-                d.push(',');
+        match (change.before.as_ref(), change.after.as_ref()) {
+            (Some(doc), None) | (None, Some(doc)) => write_every_attribute(doc, &mut d),
+            (before, after) => {
+                for (i, name) in changed_attributes(before, after).iter().enumerate() {
+                    if i > 0 {
+                        d.push(',');
+                    }
+                    write_json_string(name, &mut d);
+                }
             }
-            first = false;
-            write_json_string(&name, &mut d);
         }
         d.push_str("],");
     }
@@ -1434,6 +1474,23 @@ mod tests {
                 after: None,
                 members_added: Vec::new(),
                 members_removed: MemberRemoval::Ids(many),
+                client: None,
+            },
+            // Two extensions with their attributes out of order, an empty one, "SCHEMAS" in
+            // another case, a non-object under a URN.
+            Change {
+                op: ChangeOp::Create,
+                kind: ResourceKind::User,
+                id: "u3".into(),
+                before: None,
+                after: Some(doc(serde_json::json!({"SCHEMAS": [], "zeta": true,
+                    "urn:b:User": {"z": 1, "a\"q": 2, "m": 3},
+                    "urn:a:User": {"y": 1, "b": 2},
+                    "urn:c:User": {},
+                    "urn:d:scalar": "x",
+                    "Alpha": null}))),
+                members_added: Vec::new(),
+                members_removed: MemberRemoval::None,
                 client: None,
             },
         ];

@@ -50,9 +50,10 @@ impl Store {
         doc: Doc,
         client_id: Option<&str>,
     ) -> HubResult<StoredResource> {
-        let c = self.create_row(kind, doc, client_id)?;
+        let c = self.create_row(kind, doc, client_id, true)?;
+        let doc = c.doc.unwrap_or_default();
         let members = (kind == ResourceKind::Group).then_some(c.members.as_slice());
-        Ok(self.assemble_doc(kind, c.id, c.doc, &c.now, &c.now, 1, members, None))
+        Ok(self.assemble_doc(kind, c.id, doc, &c.now, &c.now, 1, members, None))
     }
 
     /// [`Store::create`], answering with the row as written (for `http::render`, which writes the
@@ -63,7 +64,7 @@ impl Store {
         doc: Doc,
         client_id: Option<&str>,
     ) -> HubResult<LoadedResource> {
-        let c = self.create_row(kind, doc, client_id)?;
+        let c = self.create_row(kind, doc, client_id, false)?;
         let (members, groups) = match kind {
             ResourceKind::Group => (Some(c.members), None),
             // A new user belongs to no group yet.
@@ -81,11 +82,15 @@ impl Store {
         })
     }
 
+    /// Writes a new resource's rows. `keep_doc`: the caller wants the document back (else it
+    /// moves into the write's [`Change`] on the first attempt, one copy less per create; an
+    /// attempt run again reads it back from the stored text).
     fn create_row(
         &self,
         kind: ResourceKind,
         mut doc: Doc,
         client_id: Option<&str>,
+        keep_doc: bool,
     ) -> HubResult<Created> {
         let members = strip(kind, &mut doc)?;
         let x = extract(kind, &doc);
@@ -93,6 +98,8 @@ impl Store {
         let now = fmt_ts(self.now());
         let text = serde_json::to_string(&doc).map_err(|e| HubError::Backend(e.to_string()))?;
         let client = client_id.unwrap_or("").to_string();
+        let mut kept = keep_doc.then(|| doc.clone());
+        let mut unkept = (!keep_doc).then_some(doc);
         let members = self.write_tx_retry(|c, changes| {
             insert_resource(c, kind, &id, &text, &x, &client, &now)?;
             insert_values(c, &id, &x)?;
@@ -105,7 +112,13 @@ impl Store {
                 kind,
                 id: id.clone(),
                 before: None,
-                after: Some(doc.clone()),
+                after: Some(match (unkept.take(), &kept) {
+                    (Some(doc), _) => doc,
+                    (None, Some(doc)) => doc.clone(),
+                    (None, None) => {
+                        serde_json::from_str(&text).map_err(|e| HubError::Backend(e.to_string()))?
+                    }
+                }),
                 members_added: member_rows.iter().map(|m| m.member_id.clone()).collect(),
                 members_removed: MemberRemoval::None,
                 client: client_id.map(str::to_string),
@@ -114,7 +127,7 @@ impl Store {
         })?;
         Ok(Created {
             id,
-            doc,
+            doc: kept.take(),
             text,
             now,
             members,
@@ -474,7 +487,8 @@ pub(super) fn bump(c: &mut DbConnection, id: &str, now: &str) -> HubResult<()> {
 /// A resource as [`Store::create`] wrote it.
 struct Created {
     id: String,
-    doc: Doc,
+    /// The document, when `create_row` was asked to keep it.
+    doc: Option<Doc>,
     /// `doc` as stored.
     text: String,
     /// `meta.created` and `meta.lastModified`, as stored.
