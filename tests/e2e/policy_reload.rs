@@ -21,20 +21,11 @@ match = 'userName pr'
 grants = [{ connector = "chat", kind = "channel", id = "general" }]
 "#;
 
-/// The same policy with a second connector and profile.
-const POLICY_V2: &str = r#"
-[[connector]]
-name = "chat"
-type = "memory"
-
+/// Added to [`POLICY`]: a second connector and a profile granting through it.
+const WIKI: &str = r#"
 [[connector]]
 name = "wiki"
 type = "memory"
-
-[[profile]]
-name = "everyone"
-match = 'userName pr'
-grants = [{ connector = "chat", kind = "channel", id = "general" }]
 
 [[profile]]
 name = "writers"
@@ -42,17 +33,13 @@ match = 'title eq "Writer"'
 grants = [{ connector = "wiki", kind = "space", id = "docs" }]
 "#;
 
-/// A profile granting through a connector the policy does not define (line 9).
-const POLICY_BAD: &str = r#"
-[[connector]]
-name = "chat"
-type = "memory"
-
-[[profile]]
-name = "everyone"
-match = 'userName pr'
-grants = [{ connector = "nowhere", kind = "channel", id = "general" }]
-"#;
+/// [`POLICY`] with its profile granting through a connector it does not define (line 9).
+fn bad_policy() -> String {
+    POLICY.replace(
+        "{ connector = \"chat\", kind",
+        "{ connector = \"nowhere\", kind",
+    )
+}
 
 fn sha256(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
@@ -86,7 +73,9 @@ fn run(backend: Backend) {
     let generation = st["generation"].as_u64().expect("generation");
 
     // An invalid edit: refused with the file's line and column, nothing changes.
-    std::fs::write(&path, POLICY_BAD).unwrap();
+    let bad = bad_policy();
+    assert_ne!(bad, POLICY);
+    std::fs::write(&path, &bad).unwrap();
     let refused = app
         .post("/admin/v1/policy/reload", Value::Null)
         .send()
@@ -100,19 +89,20 @@ fn run(backend: Backend) {
     let st = app.get("/admin/v1/policy").send().status(200).json();
     assert_eq!(st["sha256"], sha256(POLICY), "{st}");
     assert_eq!(st["generation"].as_u64(), Some(generation), "{st}");
-    assert_eq!(st["file_sha256"], sha256(POLICY_BAD), "{st}");
+    assert_eq!(st["file_sha256"], sha256(&bad), "{st}");
     assert_eq!(st["file_differs"], true, "{st}");
 
     // A valid edit: in force at once (the file watcher may have loaded it a moment before; the
     // request then reloads the same bytes).
-    std::fs::write(&path, POLICY_V2).unwrap();
+    let v2 = format!("{POLICY}{WIKI}");
+    std::fs::write(&path, &v2).unwrap();
     let done = app
         .post("/admin/v1/policy/reload", Value::Null)
         .send()
         .status(200)
         .json();
     assert_eq!(done["reloaded"], true, "{done}");
-    assert_eq!(done["sha256"], sha256(POLICY_V2), "{done}");
+    assert_eq!(done["sha256"], sha256(&v2), "{done}");
     assert!(done["generation"].as_u64().unwrap() > generation, "{done}");
     assert_eq!(
         done["changed"],
@@ -120,7 +110,7 @@ fn run(backend: Backend) {
         "{done}"
     );
     let st = app.get("/admin/v1/policy").send().status(200).json();
-    assert_eq!(st["sha256"], sha256(POLICY_V2), "{st}");
+    assert_eq!(st["sha256"], sha256(&v2), "{st}");
     assert_eq!(st["file_differs"], false, "{st}");
     assert_eq!(names(&st["connectors"]), ["chat", "wiki"]);
     assert_eq!(names(&st["profiles"]), ["everyone", "writers"]);

@@ -48,7 +48,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Reads and checks `path`, returning the policy and the hash of exactly the bytes it was
 /// parsed from (a file replaced meanwhile cannot pair one file's hash with another's policy).
-fn read_policy(path: &Path) -> Result<(Policy, String), PolicyError> {
+pub(super) fn read_policy(path: &Path) -> Result<(Policy, String), PolicyError> {
     let source = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| PolicyError {
         source: source.clone(),

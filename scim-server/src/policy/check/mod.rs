@@ -32,16 +32,7 @@ use super::raw::{RawPolicy, S};
 impl Policy {
     /// Reads and checks a policy file.
     pub fn load(path: &std::path::Path) -> Result<Policy, PolicyError> {
-        let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
-            source: source.clone(),
-            diagnostics: vec![Diagnostic {
-                line: 1,
-                column: 1,
-                message: format!("cannot read the policy: {e}"),
-            }],
-        })?;
-        Policy::parse(&text, &source)
+        super::reload::read_policy(path).map(|(policy, _sha256)| policy)
     }
 
     /// Parses and checks policy text; `source` names it in errors.
