@@ -21,19 +21,13 @@ use serde_json::{json, Value};
 
 use crate::harness::{Backend, TestApp, TOKEN};
 
-const POLICY: &str = r#"
-[[connector]]
-name = "chat"
-type = "memory"
-
-[[profile]]
-name = "everyone"
-match = 'userName pr'
-grants = [{ connector = "chat", kind = "channel", id = "general" }]
-
+const POLICY: &str = concat!(
+    crate::harness::chat_for_everyone!(),
+    r#"
 [certification]
 schedule = "off"
-"#;
+"#
+);
 
 /// A throw-away PostgreSQL cluster owned by the test.
 struct PgCluster {

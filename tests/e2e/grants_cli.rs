@@ -10,16 +10,9 @@ use serde_json::Value;
 
 use crate::harness::{Backend, TestApp};
 
-const POLICY: &str = r#"
-[[connector]]
-name = "chat"
-type = "memory"
-
-[[profile]]
-name = "everyone"
-match = 'userName pr'
-grants = [{ connector = "chat", kind = "channel", id = "general" }]
-
+const POLICY: &str = concat!(
+    crate::harness::chat_for_everyone!(),
+    r#"
 [[profile]]
 name = "sre"
 match = 'title eq "SRE"'
@@ -27,7 +20,8 @@ grants = [{ connector = "chat", kind = "channel", id = "incidents" }]
 
 [grants]
 max_duration = "8h"
-"#;
+"#
+);
 
 fn start(backend: Backend) -> Option<(TestApp, String)> {
     let app = TestApp::builder(backend).policy(POLICY).start()?;

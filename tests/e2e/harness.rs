@@ -66,6 +66,24 @@ fn unique(prefix: &str) -> String {
     )
 }
 
+/// The policy most engine tests start from, as a literal for `concat!`: one in-memory
+/// connector, `chat`, and a profile granting everyone its `general` channel.
+macro_rules! chat_for_everyone {
+    () => {
+        r#"
+[[connector]]
+name = "chat"
+type = "memory"
+
+[[profile]]
+name = "everyone"
+match = 'userName pr'
+grants = [{ connector = "chat", kind = "channel", id = "general" }]
+"#
+    };
+}
+pub(crate) use chat_for_everyone;
+
 /// Builder for a server with extra configuration.
 pub struct Builder {
     backend: Backend,

@@ -11,16 +11,9 @@ use crate::harness::{Backend, TestApp};
 
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-const POLICY: &str = r#"
-[[connector]]
-name = "chat"
-type = "memory"
-
-[[profile]]
-name = "everyone"
-match = 'userName pr'
-grants = [{ connector = "chat", kind = "channel", id = "general" }]
-
+const POLICY: &str = concat!(
+    crate::harness::chat_for_everyone!(),
+    r#"
 [blast_radius]
 max_share = 0.3
 window = "10m"
@@ -30,7 +23,8 @@ min_population = 5
 client = "hris"
 owns = ["title"]
 on_conflict = "reject"
-"#;
+"#
+);
 
 fn start(backend: Backend) -> Option<(TestApp, String)> {
     let app = TestApp::builder(backend).policy(POLICY).start()?;

@@ -10,16 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::{Backend, TestApp};
 
-const POLICY: &str = r#"
-[[connector]]
-name = "chat"
-type = "memory"
-
-[[profile]]
-name = "everyone"
-match = 'userName pr'
-grants = [{ connector = "chat", kind = "channel", id = "general" }]
-"#;
+const POLICY: &str = crate::harness::chat_for_everyone!();
 
 /// Added to [`POLICY`]: a second connector and a profile granting through it.
 const WIKI: &str = r#"
