@@ -40,7 +40,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use connectors::secret::Secret;
 use connectors::webhook;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use scim_server::engine::plan::Operation;
@@ -49,7 +48,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::support_standins::*;
-use crate::world::{hub_bin, spawn_listening};
+use crate::world::{hub_bin, spawn_listening, verifying_receiver};
 
 const TOKEN: &str = "nodes-e2e-bootstrap-token-of-at-least-32-bytes";
 const HOOK_SECRET: &str = "whsec_nodes_e2e_receiver";
@@ -186,42 +185,24 @@ struct Delivery {
     key: String,
 }
 
-/// A verifying webhook receiver; returns it and what it accepted, in arrival order.
+/// A verifying webhook receiver; returns it, what it accepted (in arrival order) and how many
+/// requests it refused.
 async fn receiver() -> (Responder, Arc<Mutex<Vec<Delivery>>>, Arc<AtomicUsize>) {
     let got: Arc<Mutex<Vec<Delivery>>> = Arc::default();
-    let rejected = Arc::new(AtomicUsize::new(0));
-    let (rec, rej) = (got.clone(), rejected.clone());
-    let secret = Secret::new(HOOK_SECRET);
-    let r = Responder::start(Arc::new(move |req: &HttpRequest| {
-        let now = chrono::Utc::now().timestamp();
-        match webhook::verify(
-            &secret,
-            req.header(webhook::TIMESTAMP_HEADER),
-            req.header(webhook::SIGNATURE_HEADER),
-            &req.body,
-            now,
-            Duration::from_secs(300),
-        ) {
-            Ok(()) => {
-                let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-                rec.lock().unwrap().push(Delivery {
-                    id: req
-                        .header(webhook::EVENT_ID_HEADER)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    key: body["account"]["key"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                });
-                Reply::Respond(204, vec![], String::new())
-            }
-            Err(e) => {
-                rej.fetch_add(1, Ordering::Relaxed);
-                Reply::Respond(401, vec![], e.to_string())
-            }
-        }
-    }))
+    let rec = got.clone();
+    let (r, rejected) = verifying_receiver(HOOK_SECRET, move |req| {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        rec.lock().unwrap().push(Delivery {
+            id: req
+                .header(webhook::EVENT_ID_HEADER)
+                .unwrap_or_default()
+                .to_owned(),
+            key: body["account"]["key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        });
+    })
     .await;
     (r, got, rejected)
 }

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use serde_json::{json, Value};
 
 use crate::support_standins::stacks::Slapd;
@@ -121,58 +120,6 @@ fn restart_slapd(dir: &Path, port: u16, sport: u16) -> Proc {
         port_open(port) && port_open(sport)
     });
     proc
-}
-
-/// The DN of the entry with `uid` (None: no entry), and the groups listing it as a member.
-async fn ldap_state(port: u16, uid: &str) -> (Option<String>, Vec<String>) {
-    let (conn, mut ldap) = LdapConnAsync::with_settings(
-        LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5)),
-        &format!("ldap://127.0.0.1:{port}"),
-    )
-    .await
-    .expect("ldap connect");
-    ldap3::drive!(conn);
-    ldap.simple_bind(LDAP_ADMIN, LDAP_ADMIN_PW)
-        .await
-        .expect("bind")
-        .success()
-        .expect("bind ok");
-    let (entries, _) = ldap
-        .search(
-            "dc=example,dc=com",
-            Scope::Subtree,
-            &format!("(&(objectClass=inetOrgPerson)(uid={uid}))"),
-            vec!["uid"],
-        )
-        .await
-        .expect("search")
-        .success()
-        .expect("search ok");
-    let dn = entries
-        .into_iter()
-        .next()
-        .map(|e| SearchEntry::construct(e).dn);
-    let mut groups = Vec::new();
-    if let Some(dn) = &dn {
-        let (entries, _) = ldap
-            .search(
-                "ou=groups,dc=example,dc=com",
-                Scope::Subtree,
-                &format!("(member={dn})"),
-                vec!["cn"],
-            )
-            .await
-            .expect("search groups")
-            .success()
-            .expect("groups ok");
-        groups = entries
-            .into_iter()
-            .map(|e| SearchEntry::construct(e).attrs["cn"][0].clone())
-            .collect();
-        groups.sort();
-    }
-    let _ = ldap.unbind().await;
-    (dn, groups)
 }
 
 fn outage_policy(down: &str, ldap_port: u16, ca: &Path, smtp_port: u16) -> String {
@@ -329,7 +276,7 @@ async fn leaver_during_an_outage_breaches_alerts_recovers_and_verifies() {
         "jdoe provisioned in LDAP",
         Duration::from_secs(60),
         || async {
-            let st = ldap_state(ldap_port, "jdoe").await;
+            let st = ldap_user_state(ldap_port, "jdoe").await;
             if st
                 == (
                     Some("uid=jdoe,ou=people,dc=example,dc=com".into()),
@@ -512,7 +459,7 @@ async fn leaver_during_an_outage_breaches_alerts_recovers_and_verifies() {
         },
     )
     .await;
-    let (dn, groups) = ldap_state(ldap_port, "jdoe").await;
+    let (dn, groups) = ldap_user_state(ldap_port, "jdoe").await;
     assert_eq!(
         dn.as_deref(),
         Some("uid=jdoe,ou=disabled,dc=example,dc=com")

@@ -19,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -270,7 +271,8 @@ pub struct World {
     pub downstream: Hub,
     pub receiver: Responder,
     pub deliveries: Arc<Mutex<Vec<Delivery>>>,
-    pub rejected: Arc<Mutex<usize>>,
+    /// Webhook requests refused (bad signature or stale).
+    pub rejected: Arc<AtomicUsize>,
     pub hub: Hub,
     pub scim: Scim,
     pub down: Scim,
@@ -478,36 +480,17 @@ impl World {
 
         // the webhook receiver: verifies signature and freshness, records what it accepted
         let deliveries: Arc<Mutex<Vec<Delivery>>> = Arc::default();
-        let rejected: Arc<Mutex<usize>> = Arc::default();
-        let (rec, rej) = (deliveries.clone(), rejected.clone());
-        let secret = Secret::new(WEBHOOK_SECRET);
-        let receiver = Responder::start(Arc::new(move |req: &HttpRequest| {
-            let now = chrono::Utc::now().timestamp();
-            match webhook::verify(
-                &secret,
-                req.header(webhook::TIMESTAMP_HEADER),
-                req.header(webhook::SIGNATURE_HEADER),
-                &req.body,
-                now,
-                Duration::from_secs(300),
-            ) {
-                Ok(()) => {
-                    rec.lock().unwrap().push(Delivery {
-                        event_type: req
-                            .header(webhook::EVENT_TYPE_HEADER)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        body: serde_json::from_slice(&req.body).unwrap_or(Value::Null),
-                        at: Instant::now(),
-                    });
-                    Reply::Respond(204, vec![], String::new())
-                }
-                Err(e) => {
-                    *rej.lock().unwrap() += 1;
-                    Reply::Respond(401, vec![], e.to_string())
-                }
-            }
-        }))
+        let rec = deliveries.clone();
+        let (receiver, rejected) = verifying_receiver(WEBHOOK_SECRET, move |req| {
+            rec.lock().unwrap().push(Delivery {
+                event_type: req
+                    .header(webhook::EVENT_TYPE_HEADER)
+                    .unwrap_or_default()
+                    .to_owned(),
+                body: serde_json::from_slice(&req.body).unwrap_or(Value::Null),
+                at: Instant::now(),
+            });
+        })
         .await;
 
         // secrets: by env var and by file, never in the policy
@@ -686,54 +669,7 @@ impl World {
 
     /// LDAP: the user's DN (None: no entry) and the groups listing it as member.
     pub async fn ldap_state(&self, uid: &str) -> (Option<String>, Vec<String>) {
-        let (conn, mut ldap) = LdapConnAsync::with_settings(
-            LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5)),
-            &format!("ldap://127.0.0.1:{}", self.slapd.port),
-        )
-        .await
-        .expect("ldap connect");
-        ldap3::drive!(conn);
-        ldap.simple_bind(LDAP_ADMIN, LDAP_ADMIN_PW)
-            .await
-            .expect("bind")
-            .success()
-            .expect("bind ok");
-        let (entries, _) = ldap
-            .search(
-                "dc=example,dc=com",
-                Scope::Subtree,
-                &format!("(&(objectClass=inetOrgPerson)(uid={uid}))"),
-                vec!["uid"],
-            )
-            .await
-            .expect("search")
-            .success()
-            .expect("search ok");
-        let dn = entries
-            .into_iter()
-            .next()
-            .map(|e| SearchEntry::construct(e).dn);
-        let mut groups = Vec::new();
-        if let Some(dn) = &dn {
-            let (entries, _) = ldap
-                .search(
-                    "ou=groups,dc=example,dc=com",
-                    Scope::Subtree,
-                    &format!("(member={dn})"),
-                    vec!["cn"],
-                )
-                .await
-                .expect("search groups")
-                .success()
-                .expect("groups ok");
-            groups = entries
-                .into_iter()
-                .map(|e| SearchEntry::construct(e).attrs["cn"][0].clone())
-                .collect();
-            groups.sort();
-        }
-        let _ = ldap.unbind().await;
-        (dn, groups)
+        ldap_user_state(self.slapd.port, uid).await
     }
 
     /// Active Directory, through Samba's own LDAP (LDAPS, bound as the domain Administrator):
@@ -910,4 +846,90 @@ impl AdState {
     pub fn disabled(&self) -> bool {
         self.user_account_control & 0x2 != 0
     }
+}
+
+/// The DN of the entry with `uid` in the slapd on `port` (None: no entry), and the groups
+/// listing it as member.
+pub(crate) async fn ldap_user_state(port: u16, uid: &str) -> (Option<String>, Vec<String>) {
+    let (conn, mut ldap) = LdapConnAsync::with_settings(
+        LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5)),
+        &format!("ldap://127.0.0.1:{port}"),
+    )
+    .await
+    .expect("ldap connect");
+    ldap3::drive!(conn);
+    ldap.simple_bind(LDAP_ADMIN, LDAP_ADMIN_PW)
+        .await
+        .expect("bind")
+        .success()
+        .expect("bind ok");
+    let (entries, _) = ldap
+        .search(
+            "dc=example,dc=com",
+            Scope::Subtree,
+            &format!("(&(objectClass=inetOrgPerson)(uid={uid}))"),
+            vec!["uid"],
+        )
+        .await
+        .expect("search")
+        .success()
+        .expect("search ok");
+    let dn = entries
+        .into_iter()
+        .next()
+        .map(|e| SearchEntry::construct(e).dn);
+    let mut groups = Vec::new();
+    if let Some(dn) = &dn {
+        let (entries, _) = ldap
+            .search(
+                "ou=groups,dc=example,dc=com",
+                Scope::Subtree,
+                &format!("(member={dn})"),
+                vec!["cn"],
+            )
+            .await
+            .expect("search groups")
+            .success()
+            .expect("groups ok");
+        groups = entries
+            .into_iter()
+            .map(|e| SearchEntry::construct(e).attrs["cn"][0].clone())
+            .collect();
+        groups.sort();
+    }
+    let _ = ldap.unbind().await;
+    (dn, groups)
+}
+
+/// A webhook receiver that checks each request's signature and freshness with `secret` as
+/// scimhub signs them: a verified request is answered 204 and handed to `record`, any other
+/// is answered 401 and counted in the returned counter.
+pub(crate) async fn verifying_receiver(
+    secret: &str,
+    record: impl Fn(&HttpRequest) + Send + Sync + 'static,
+) -> (Responder, Arc<AtomicUsize>) {
+    let rejected = Arc::new(AtomicUsize::new(0));
+    let rej = rejected.clone();
+    let secret = Secret::new(secret);
+    let responder = Responder::start(Arc::new(move |req: &HttpRequest| {
+        match webhook::verify(
+            &secret,
+            req.header(webhook::TIMESTAMP_HEADER),
+            req.header(webhook::SIGNATURE_HEADER),
+            &req.body,
+            chrono::Utc::now().timestamp(),
+            Duration::from_secs(300),
+        ) {
+            Ok(()) => {
+                record(req);
+                Reply::Respond(204, vec![], String::new())
+            }
+            Err(e) => {
+                rej.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Reply::Respond(401, vec![], e.to_string())
+            }
+        }
+    }))
+    .await;
+    (responder, rejected)
 }
