@@ -6,7 +6,6 @@
 use serde_json::{json, Value};
 
 use super::{in_tx, Admin, AdminError, AdminResult};
-use crate::policy::reload::{sha256_hex, PolicyStatus};
 use crate::store::audit_chain;
 
 impl Admin {
@@ -16,7 +15,7 @@ impl Admin {
     pub fn policy_status(&self) -> AdminResult<Value> {
         let status = self.engine.policy.status();
         let policy = self.engine.policy.current();
-        let on_disk = on_disk_sha256(&status);
+        let on_disk = self.engine.policy.file_sha256();
         let connectors: Vec<Value> = policy
             .connectors
             .values()
@@ -98,13 +97,4 @@ impl Admin {
             ))),
         }
     }
-}
-
-/// The SHA-256 of the policy file as it is on disk now (`None`: no file).
-fn on_disk_sha256(status: &PolicyStatus) -> Option<String> {
-    let path = status.path.as_ref()?;
-    Some(match std::fs::read(path) {
-        Ok(bytes) => sha256_hex(&bytes),
-        Err(e) => format!("unreadable: {e}"),
-    })
 }

@@ -148,7 +148,7 @@ async fn take_period(store: &Store, owner: &str, interval: StdDuration) -> bool 
 }
 
 /// Records the policy in force (`policy.load` at start, `policy.reload` after) with the
-/// SHA-256 of its file.
+/// SHA-256 of the bytes it was parsed from.
 fn audit_policy(store: &Store, policy: &PolicyHandle, generation: u64) {
     // The hash of the bytes the policy in force was parsed from (not of the file now: it may
     // have been edited since, and rejected).

@@ -23,7 +23,6 @@ use std::time::Duration as StdDuration;
 use chrono::Utc;
 
 use crate::engine::Engine;
-use crate::policy::reload::sha256_hex;
 use crate::store::cluster::{self, Notification, OUTBOX_CHANNEL, POLICY_CHANNEL, TIMERS_CHANNEL};
 use crate::store::Store;
 
@@ -35,15 +34,6 @@ const CHECK_EVERY: StdDuration = StdDuration::from_millis(10);
 
 /// The hash this node's policy runs with, shared by the heartbeat and the listener.
 type Running = Arc<Mutex<Option<String>>>;
-
-/// The SHA-256 of the policy file as it is on disk now (`None`: a fixed policy, no file).
-fn file_sha256(engine: &Engine) -> Option<String> {
-    let path = engine.policy.path()?;
-    Some(match std::fs::read(&path) {
-        Ok(bytes) => sha256_hex(&bytes),
-        Err(e) => format!("unreadable: {e}"),
-    })
-}
 
 /// Starts the heartbeat (on the current runtime) and, on PostgreSQL, the listener thread.
 pub fn spawn(store: Store, engine: Arc<Engine>, node_id: String) {
@@ -76,14 +66,14 @@ async fn heartbeat(store: Store, engine: Arc<Engine>, node_id: String, running: 
     let mut tick = tokio::time::interval(StdDuration::from_millis(100));
     loop {
         tick.tick().await;
+        let due = last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT);
+        if engine.policy.generation() == generation && !due {
+            continue;
+        }
         // The generation and the hash of the bytes it was parsed from, read together (the file
         // may have changed again since).
         let status = engine.policy.status();
         let g = status.generation;
-        let due = last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT);
-        if g == generation && !due {
-            continue;
-        }
         let sha = if g != generation {
             status.sha256
         } else {
@@ -180,7 +170,7 @@ fn follow_policy(engine: &Engine, running: &Running, announced: &str) {
     if mine.is_none() || mine.as_deref() == Some(announced) || engine.policy.path().is_none() {
         return;
     }
-    let on_disk = file_sha256(engine);
+    let on_disk = engine.policy.file_sha256();
     if on_disk != mine {
         tracing::info!(
             announced,

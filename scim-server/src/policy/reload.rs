@@ -127,6 +127,16 @@ impl PolicyHandle {
         }
     }
 
+    /// The SHA-256 of the policy file as it is on disk now, which may differ from the one in
+    /// force (`None`: a fixed policy, no file; `unreadable: …` when it cannot be read).
+    pub fn file_sha256(&self) -> Option<String> {
+        let path = self.path()?;
+        Some(match std::fs::read(&path) {
+            Ok(bytes) => sha256_hex(&bytes),
+            Err(e) => format!("unreadable: {e}"),
+        })
+    }
+
     /// Increments on every successful reload (the engine rebuilds connectors when it changes).
     pub fn generation(&self) -> u64 {
         self.inner

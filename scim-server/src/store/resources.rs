@@ -51,7 +51,11 @@ impl Store {
         client_id: Option<&str>,
     ) -> HubResult<StoredResource> {
         let c = self.create_row(kind, doc, client_id, true)?;
-        let doc = c.doc.unwrap_or_default();
+        let Some(doc) = c.doc else {
+            return Err(HubError::Backend(
+                "the created document was not kept".into(),
+            ));
+        };
         let members = (kind == ResourceKind::Group).then_some(c.members.as_slice());
         Ok(self.assemble_doc(kind, c.id, doc, &c.now, &c.now, 1, members, None))
     }
@@ -82,9 +86,9 @@ impl Store {
         })
     }
 
-    /// Writes a new resource's rows. `keep_doc`: the caller wants the document back (else it
-    /// moves into the write's [`Change`] on the first attempt, one copy less per create; an
-    /// attempt run again reads it back from the stored text).
+    /// Writes a new resource's rows. The document moves into the write's [`Change`] (an attempt
+    /// run again reads it back from the stored text); `keep_doc`: the caller wants it back too,
+    /// so it is copied first.
     fn create_row(
         &self,
         kind: ResourceKind,
@@ -98,8 +102,8 @@ impl Store {
         let now = fmt_ts(self.now());
         let text = serde_json::to_string(&doc).map_err(|e| HubError::Backend(e.to_string()))?;
         let client = client_id.unwrap_or("").to_string();
-        let mut kept = keep_doc.then(|| doc.clone());
-        let mut unkept = (!keep_doc).then_some(doc);
+        let kept = keep_doc.then(|| doc.clone());
+        let mut first_attempt = Some(doc);
         let members = self.write_tx_retry(|c, changes| {
             insert_resource(c, kind, &id, &text, &x, &client, &now)?;
             insert_values(c, &id, &x)?;
@@ -112,10 +116,10 @@ impl Store {
                 kind,
                 id: id.clone(),
                 before: None,
-                after: Some(match (unkept.take(), &kept) {
-                    (Some(doc), _) => doc,
-                    (None, Some(doc)) => doc.clone(),
-                    (None, None) => {
+                after: Some(match first_attempt.take() {
+                    Some(doc) => doc,
+                    // A rerun attempt: the first one's Change went with its transaction.
+                    None => {
                         serde_json::from_str(&text).map_err(|e| HubError::Backend(e.to_string()))?
                     }
                 }),
@@ -127,7 +131,7 @@ impl Store {
         })?;
         Ok(Created {
             id,
-            doc: kept.take(),
+            doc: kept,
             text,
             now,
             members,
