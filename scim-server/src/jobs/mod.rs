@@ -776,14 +776,21 @@ impl Workers {
                 }
             }
             tokio::select! {
-                Some(done) = running.join_next(), if !running.is_empty() => match done {
-                    Ok(Ok(_)) => {}
-                    // The operation stays claimed; it is run again when its lease runs out.
-                    Ok(Err(e)) => tracing::warn!(error = %e, lane = min_priority,
-                        "cannot record an outbox outcome"),
-                    Err(e) => tracing::warn!(error = %e, lane = min_priority,
-                        "outbox operation task failed"),
-                },
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    match done {
+                        Ok(Ok(_)) => {}
+                        // The operation stays claimed; it is run again when its lease runs out.
+                        Ok(Err(e)) => tracing::warn!(error = %e, lane = min_priority,
+                            "cannot record an outbox outcome"),
+                        Err(e) => tracing::warn!(error = %e, lane = min_priority,
+                            "outbox operation task failed"),
+                    }
+                    // Its user's next operation on that connector may now be claimable, and it
+                    // may belong to the other lane (a leaver's revoke here, a rehire's grant
+                    // there), which is asleep: wake it rather than leave it to the idle poll.
+                    // This lane claims again anyway on its next round.
+                    self.engine.wake_workers();
+                }
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(self.config.idle_poll) => {}
             }
