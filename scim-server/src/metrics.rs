@@ -309,6 +309,21 @@ pub fn render(store: &Store, engine: bool, priority_lane: i64) -> HubResult<Stri
             scraped.register(gauge.name, gauge.help, family);
         }
     }
+    if let Some(counts) = store.write_batch_counts() {
+        let family = Family::<Vec<(&'static str, String)>, Counter>::default();
+        for (mode, n) in counts {
+            family
+                .get_or_create(&vec![("mode", mode.to_string())])
+                .inc_by(n);
+        }
+        scraped.register(
+            "scimhub_write_batches",
+            "Group-commit batches of SQLite writes committed by this process: optimistic (no \
+             savepoints) or guarded (a savepoint per write, after a write failed); rerun: \
+             optimistic runs a failing write spoiled, run again guarded",
+            family,
+        );
+    }
     let mut out = String::new();
     let encode = |out: &mut String| -> std::fmt::Result {
         prometheus_client::encoding::text::encode_registry(out, &global().registry)?;

@@ -182,11 +182,12 @@ impl AppState {
     }
 
     /// Runs a single-resource write: through the store's group commit where it has one (see
-    /// `Store::submit_write` for which writes qualify), else like [`AppState::db`].
+    /// `Store::submit_write` for which writes qualify), else like [`AppState::db`]. `f` may run
+    /// more than once (a group-commit batch runs again when one of its writes failed).
     pub async fn write<T, F>(&self, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, HubError> + Send + 'static,
+        F: FnMut(&Store) -> Result<T, HubError> + Send + 'static,
     {
         if !self.store.batches_writes() {
             return self.db(f).await;

@@ -217,7 +217,7 @@ pub async fn create(
     let caller = state.caller(&req)?;
     let schemas = state.schemas.clone();
     let r = state
-        .write(move |s| service::create_loaded(s, &schemas, kind, body.0, &caller))
+        .write(move |s| service::create_loaded(s, &schemas, kind, body.0.clone(), &caller))
         .await?;
     Ok(loaded_response(StatusCode::CREATED, r, &p, &state, &req))
 }
@@ -236,7 +236,15 @@ pub async fn replace(
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
     let r = state
         .write(move |s| {
-            service::replace(s, &schemas, kind, &id, body.0, if_match.as_deref(), &caller)
+            service::replace(
+                s,
+                &schemas,
+                kind,
+                &id,
+                body.0.clone(),
+                if_match.as_deref(),
+                &caller,
+            )
         })
         .await?;
     Ok(resource_response(StatusCode::OK, r, &p, &state, &req))
@@ -303,7 +311,7 @@ pub async fn patch(
             &schemas,
             kind,
             &id,
-            body.0,
+            body.0.clone(),
             if_match.as_deref(),
             &caller,
             reply,

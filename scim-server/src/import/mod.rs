@@ -533,7 +533,7 @@ pub fn run<R: std::io::Read>(
                     let burst = burst.clone();
                     let rx = store.submit_write(move |s| {
                         let _burst = bursts::scope(BurstSource::Import, &burst);
-                        service::create_prepared(s, ResourceKind::User, prepared, &caller)
+                        service::create_prepared(s, ResourceKind::User, prepared.clone(), &caller)
                             .map(|r| r.id)
                     })?;
                     pending.push(Pending {
@@ -605,12 +605,12 @@ pub fn run<R: std::io::Read>(
                             &schemas,
                             ResourceKind::User,
                             &pid,
-                            body,
+                            body.clone(),
                             None,
                             &caller,
                             PatchReply::Minimal,
                         )
-                        .map(|_| pid)
+                        .map(|_| pid.clone())
                     })?;
                     pending.push(Pending {
                         line,
@@ -683,7 +683,7 @@ pub fn run<R: std::io::Read>(
                         &schemas,
                         ResourceKind::User,
                         &pid,
-                        body,
+                        body.clone(),
                         None,
                         &caller,
                         PatchReply::Minimal,

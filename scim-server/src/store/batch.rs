@@ -7,11 +7,24 @@
 //!
 //! Single-resource SCIM writes (`Store::submit_write`) are sent to one writer thread. It takes
 //! every write waiting in its queue, opens one transaction on the writer connection and runs them
-//! one after another. Each `Store::write_tx` inside a write becomes a savepoint of that shared
-//! transaction, so a failing write rolls back alone, exactly as its own transaction would have.
-//! Then one commit makes them all durable, and only then are the callers answered: nobody sees a
-//! write acknowledged that a failed commit later lost. If the commit fails, every write in it
-//! reports that failure.
+//! one after another. Then one commit makes them all durable, and only then are the callers
+//! answered: nobody sees a write acknowledged that a failed commit later lost. If the commit
+//! fails, every write in it reports that failure.
+//!
+//! # A failing write rolls back alone
+//!
+//! A write that fails must leave nothing behind, exactly as its own transaction would have,
+//! while the others in its batch commit. A savepoint around each write does that, but it is not
+//! free: SQLite copies every page a savepoint touches into its sub-journal before the first
+//! change, and a create touches a dozen pages (the row, each index, the audit chain), so the
+//! savepoints cost about a sixth of a create's instructions (measured with callgrind, see
+//! docs/benchmarks.md). Writes rarely fail, so batches run *optimistically*, without savepoints:
+//! if any write in one fails, the whole transaction is rolled back and the batch runs again
+//! from its first write, *guarded* by a savepoint per write. Writes can run twice for this
+//! (`Store::submit_write` takes `FnMut`): only what they do in the transaction counts, and a
+//! rolled-back attempt left nothing. After a batch with a failure the writer stays guarded
+//! until a guarded batch runs without one, so a stream of conflicts (a client re-sending
+//! existing users) costs one extra run, not one per batch.
 //!
 //! The thread keeps its queue hot: while writes keep coming it never sleeps between them, which
 //! also saves the blocking-pool hand-off each write paid before.
@@ -25,7 +38,9 @@
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 
 use diesel::connection::{Connection, TransactionManager};
 
@@ -36,38 +51,44 @@ use crate::error::{HubError, HubResult};
 /// At most this many writes share a commit, so that one commit's latency stays bounded.
 const MAX_BATCH: usize = 64;
 
-/// Answers a write after its batch ended: `None` when the batch committed, else why not.
-type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
-
 /// A queued write.
 trait Job: Send {
-    /// Runs it on the writer thread inside the shared transaction; the answer waits for the
-    /// commit.
-    fn run(self: Box<Self>) -> Finish;
+    /// Runs it on the writer thread inside the shared transaction, keeping its result for
+    /// [`Job::answer`]. Runs again (replacing the result) when its batch runs again.
+    fn run(&mut self);
+    /// Answers after the batch ended: `failed` is `None` when it committed, else why not.
+    fn answer(self: Box<Self>, failed: Option<&str>);
     /// Answers without running it: no batch could be opened.
     fn fail(self: Box<Self>, error: HubError);
 }
 
 struct Pending<T, F> {
     write: F,
+    out: Option<HubResult<T>>,
     answer: tokio::sync::oneshot::Sender<HubResult<T>>,
 }
 
 impl<T, F> Job for Pending<T, F>
 where
     T: Send + 'static,
-    F: FnOnce() -> HubResult<T> + Send + 'static,
+    F: FnMut() -> HubResult<T> + Send + 'static,
 {
-    fn run(self: Box<Self>) -> Finish {
-        let Pending { write, answer } = *self;
-        let out = write();
-        Box::new(move |failed: Option<&str>| {
-            let out = match (out, failed) {
-                (Ok(_), Some(why)) => Err(HubError::Backend(why.to_string())),
-                (out, _) => out,
-            };
-            let _ = answer.send(out);
-        })
+    fn run(&mut self) {
+        self.out = None;
+        self.out = Some((self.write)());
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&str>) {
+        let out = match (self.out, failed) {
+            (Some(Ok(_)), Some(why)) => Err(HubError::Backend(why.to_string())),
+            (Some(out), _) => out,
+            // It panicked: its batch says why it ended, or (committed without it) it failed.
+            (None, why) => Err(HubError::Backend(
+                why.unwrap_or("the write failed with an internal error")
+                    .to_string(),
+            )),
+        };
+        let _ = self.answer.send(out);
     }
 
     fn fail(self: Box<Self>, error: HubError) {
@@ -89,6 +110,17 @@ pub(crate) struct Effect {
 pub(crate) struct Open {
     pub(crate) conn: PooledConn,
     pub(crate) effects: Vec<Effect>,
+    /// Each write in a savepoint (see the module docs); otherwise a failure spoils the batch.
+    pub(crate) guarded: bool,
+    /// Writes (`Store::write_tx` bodies) that failed in this run of the batch.
+    pub(crate) failed_writes: usize,
+}
+
+impl Open {
+    /// An unguarded write failed: its partial changes are in the transaction.
+    fn spoiled(&self) -> bool {
+        !self.guarded && self.failed_writes > 0
+    }
 }
 
 thread_local! {
@@ -106,9 +138,31 @@ pub(crate) fn restore(open: Open) {
     OPEN.with(|o| *o.borrow_mut() = Some(open));
 }
 
+/// How the writer's batches ran (`scimhub_write_batches` on /metrics).
+#[derive(Debug, Default)]
+pub(crate) struct BatchStats {
+    /// Batches committed without savepoints.
+    pub(crate) optimistic: AtomicU64,
+    /// Batches run with a savepoint per write.
+    pub(crate) guarded: AtomicU64,
+    /// Optimistic runs a failing write spoiled, run again guarded.
+    pub(crate) rerun: AtomicU64,
+}
+
+impl BatchStats {
+    pub(crate) fn counts(&self) -> [(&'static str, u64); 3] {
+        [
+            ("optimistic", self.optimistic.load(Ordering::Relaxed)),
+            ("guarded", self.guarded.load(Ordering::Relaxed)),
+            ("rerun", self.rerun.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 /// The queue to the writer thread.
 pub(crate) struct WriteQueue {
     jobs: Sender<Box<dyn Job>>,
+    pub(crate) stats: Arc<BatchStats>,
 }
 
 impl WriteQueue {
@@ -116,21 +170,28 @@ impl WriteQueue {
     /// when the queue is dropped.
     pub(crate) fn start(pool: Pool) -> HubResult<WriteQueue> {
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
+        let stats = Arc::new(BatchStats::default());
+        let thread_stats = stats.clone();
         std::thread::Builder::new()
             .name("scimhub-writer".into())
-            .spawn(move || run(pool, rx))
+            .spawn(move || run(pool, rx, &thread_stats))
             .map_err(|e| HubError::Backend(format!("cannot start the writer thread: {e}")))?;
-        Ok(WriteQueue { jobs })
+        Ok(WriteQueue { jobs, stats })
     }
 
     /// Queues `f`; the receiver yields its result once the batch holding it has committed.
+    /// `f` may run more than once (see the module docs).
     pub(crate) fn submit<T, F>(&self, f: F) -> tokio::sync::oneshot::Receiver<HubResult<T>>
     where
         T: Send + 'static,
-        F: FnOnce() -> HubResult<T> + Send + 'static,
+        F: FnMut() -> HubResult<T> + Send + 'static,
     {
         let (answer, rx) = tokio::sync::oneshot::channel();
-        let job = Box::new(Pending { write: f, answer });
+        let job = Box::new(Pending {
+            write: f,
+            out: None,
+            answer,
+        });
         // A send fails only once the thread is gone; dropping the job drops its sender, and
         // the caller sees the channel closed.
         let _ = self.jobs.send(job);
@@ -138,7 +199,9 @@ impl WriteQueue {
     }
 }
 
-fn run(pool: Pool, rx: Receiver<Box<dyn Job>>) {
+fn run(pool: Pool, rx: Receiver<Box<dyn Job>>, stats: &BatchStats) {
+    // Start optimistic; after a failure, guarded until a guarded batch has none.
+    let mut guarded = false;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -149,10 +212,14 @@ fn run(pool: Pool, rx: Receiver<Box<dyn Job>>) {
         }
         // Writes run under their own catch_unwind; this keeps the thread (and every later
         // write) alive should the batch's own bookkeeping ever panic. A connection it left open
-        // goes back to the pool mid-transaction, which discards it.
-        if catch_unwind(AssertUnwindSafe(|| run_batch(&pool, jobs))).is_err() {
-            tracing::error!("a write batch panicked outside its writes");
-            drop(take_open());
+        // goes back to the pool mid-transaction, which discards it; the jobs it held are
+        // dropped unanswered (their callers see the channel closed).
+        match catch_unwind(AssertUnwindSafe(|| run_batch(&pool, jobs, guarded, stats))) {
+            Ok(failures) => guarded = failures,
+            Err(_) => {
+                tracing::error!("a write batch panicked outside its writes");
+                drop(take_open());
+            }
         }
     }
 }
@@ -166,67 +233,104 @@ fn begin(conn: &mut PooledConn) -> HubResult<()> {
     <DbConnection as Connection>::TransactionManager::begin_transaction(c).map_err(Into::into)
 }
 
-fn run_batch(pool: &Pool, jobs: Vec<Box<dyn Job>>) {
-    let mut conn = match pool.get() {
-        Ok(conn) => conn,
-        Err(e) => return fail_unrun(jobs, HubError::from(e)),
-    };
-    if let Err(e) = begin(&mut conn) {
-        return fail_unrun(jobs, e);
-    }
-    restore(Open {
-        conn,
-        effects: Vec::new(),
-    });
-    let mut finishes: Vec<Finish> = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        match catch_unwind(AssertUnwindSafe(|| job.run())) {
-            Ok(finish) => finishes.push(finish),
-            Err(_) => tracing::error!("a write panicked; its batch shares its outcome"),
-        }
-        // A panic inside a write transaction lost the connection (dropped while unwinding,
-        // which discards it and rolls back): the rest cannot run.
-        if OPEN.with(|o| o.borrow().is_none()) {
-            break;
-        }
-    }
-    // Jobs not run because of a panic were dropped above with the loop: their callers see the
-    // channel closed.
-    let Some(mut open) = take_open() else {
-        return finish_all(
-            finishes,
-            Some("the write batch was aborted by an internal error"),
-        );
-    };
-    let c: &mut DbConnection = &mut open.conn;
-    let committed = Store::before_batch_commit(c, &open.effects).and_then(|()| {
-        <DbConnection as Connection>::TransactionManager::commit_transaction(c)
-            .map_err(HubError::from)
-    });
-    match committed {
-        Ok(()) => {
-            let effects = std::mem::take(&mut open.effects);
-            drop(open);
-            for e in effects {
-                e.store.after_commit(e.population, e.changed);
+fn rollback(c: &mut DbConnection) {
+    // If the rollback fails too, the connection is left in a transaction and the pool discards
+    // it on return.
+    let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(c);
+}
+
+/// Runs `jobs` in one transaction (twice when an optimistic run is spoiled) and answers them.
+/// Returns whether any write failed, so that the next batch runs guarded.
+fn run_batch(pool: &Pool, mut jobs: Vec<Box<dyn Job>>, guarded: bool, stats: &BatchStats) -> bool {
+    let mut guarded = guarded;
+    loop {
+        let mut conn = match pool.get() {
+            Ok(conn) => conn,
+            Err(e) => {
+                fail_unrun(jobs, HubError::from(e));
+                return guarded;
             }
-            finish_all(finishes, None);
+        };
+        if let Err(e) = begin(&mut conn) {
+            fail_unrun(jobs, e);
+            return guarded;
         }
-        Err(e) => {
-            let why = e.to_string();
-            let c: &mut DbConnection = &mut open.conn;
-            // If the rollback fails too, the connection is left in a transaction and the pool
-            // discards it on return.
-            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(c);
+        restore(Open {
+            conn,
+            effects: Vec::new(),
+            guarded,
+            failed_writes: 0,
+        });
+        let mut spoiled = false;
+        for job in jobs.iter_mut() {
+            if catch_unwind(AssertUnwindSafe(|| job.run())).is_err() {
+                tracing::error!("a write panicked; its batch shares its outcome");
+            }
+            // A panic inside a write transaction lost the connection (dropped while unwinding,
+            // which discards it and rolls back): the rest cannot run.
+            let stop = OPEN.with(|o| o.borrow().as_ref().map(Open::spoiled));
+            match stop {
+                None => break,
+                Some(true) => {
+                    spoiled = true;
+                    break;
+                }
+                Some(false) => {}
+            }
+        }
+        let Some(mut open) = take_open() else {
+            // Jobs after the panic did not run; everyone learns the batch was lost.
+            finish_all(
+                jobs,
+                Some("the write batch was aborted by an internal error"),
+            );
+            return true;
+        };
+        if spoiled {
+            // An unguarded write failed part-way: undo everything and run every write again,
+            // each in its own savepoint.
+            rollback(&mut open.conn);
             drop(open);
-            finish_all(finishes, Some(&why));
+            stats.rerun.fetch_add(1, Ordering::Relaxed);
+            guarded = true;
+            continue;
+        }
+        let failures = open.failed_writes > 0;
+        let c: &mut DbConnection = &mut open.conn;
+        let committed = Store::before_batch_commit(c, &open.effects).and_then(|()| {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(c)
+                .map_err(HubError::from)
+        });
+        match committed {
+            Ok(()) => {
+                let counter = if guarded {
+                    &stats.guarded
+                } else {
+                    &stats.optimistic
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let effects = std::mem::take(&mut open.effects);
+                drop(open);
+                for e in effects {
+                    e.store.after_commit(e.population, e.changed);
+                }
+                finish_all(jobs, None);
+                return failures;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                rollback(&mut open.conn);
+                drop(open);
+                finish_all(jobs, Some(&why));
+                return true;
+            }
         }
     }
 }
 
-fn finish_all(finishes: Vec<Finish>, failed: Option<&str>) {
-    for f in finishes {
-        f(failed);
+fn finish_all(jobs: Vec<Box<dyn Job>>, failed: Option<&str>) {
+    for job in jobs {
+        job.answer(failed);
     }
 }
 
@@ -322,7 +426,7 @@ mod tests {
     fn create(store: &Store, name: &str) -> Answer<String> {
         let doc = user(name);
         store
-            .submit_write(move |s| Ok(s.create(ResourceKind::User, doc, None)?.id))
+            .submit_write(move |s| Ok(s.create(ResourceKind::User, doc.clone(), None)?.id))
             .unwrap()
     }
 
@@ -339,7 +443,7 @@ mod tests {
                     .submit_write(move |s| {
                         let previous_visible =
                             i > 0 && s.find_user_id(&format!("u{}", i - 1))?.is_some();
-                        s.create(ResourceKind::User, doc, None)?;
+                        s.create(ResourceKind::User, doc.clone(), None)?;
                         Ok(previous_visible)
                     })
                     .unwrap()
@@ -481,14 +585,105 @@ mod tests {
         let after = create(&t.store, "after");
         drop(release);
         held.blocking_recv().unwrap().unwrap();
-        // The one that ran before the panic shared its transaction, which is gone.
+        // The one that ran before the panic shared its transaction, which is gone; the
+        // panicking write and the one queued behind it fail with it.
         assert!(before.blocking_recv().unwrap().is_err());
-        // The panicking write and the one queued behind it are dropped unanswered.
-        assert!(panicking.blocking_recv().is_err());
-        assert!(after.blocking_recv().is_err());
+        assert!(panicking.blocking_recv().unwrap().is_err());
+        assert!(after.blocking_recv().unwrap().is_err());
         assert_eq!(count(&t.store, ResourceKind::User), 0);
         let next = create(&t.store, "next");
         assert!(next.blocking_recv().unwrap().is_ok());
         assert_eq!(count(&t.store, ResourceKind::User), 1);
+    }
+
+    fn stats(store: &Store) -> (u64, u64, u64) {
+        let [(_, optimistic), (_, guarded), (_, rerun)] = store.write_batch_counts().unwrap();
+        (optimistic, guarded, rerun)
+    }
+
+    /// A group naming an unknown member: its row is inserted before the members are checked,
+    /// so the write fails after changing the database.
+    fn group_with_unknown_member(store: &Store) -> Answer<super::super::StoredResource> {
+        store
+            .submit_write(|s| {
+                let doc = json!({"displayName": "g", "members": [{"value": "nobody"}]})
+                    .as_object()
+                    .cloned()
+                    .unwrap();
+                s.create(ResourceKind::Group, doc, None)
+            })
+            .unwrap()
+    }
+
+    /// Batches run without savepoints until a write fails: that run is rolled back and the
+    /// batch runs again with a savepoint per write; the writer stays guarded until a guarded
+    /// batch has no failure, then goes back to optimistic.
+    #[test]
+    fn a_failure_reruns_its_batch_guarded_and_a_clean_batch_ends_the_guard() {
+        let t = temp_store();
+        let (release, held) = hold_writer(&t.store);
+        let alice = create(&t.store, "alice");
+        // Fails after inserting its row, in the optimistic run: the whole run is undone.
+        let group = group_with_unknown_member(&t.store);
+        let bob = create(&t.store, "bob");
+        drop(release);
+        held.blocking_recv().unwrap().unwrap();
+        let alice = alice.blocking_recv().unwrap().unwrap();
+        assert!(matches!(
+            group.blocking_recv().unwrap(),
+            Err(HubError::UnknownMembers(_))
+        ));
+        let bob = bob.blocking_recv().unwrap().unwrap();
+        // The holder's batch was optimistic; the next ran twice.
+        assert_eq!(stats(&t.store), (1, 1, 1));
+        // Each write's effects exist once: the ids answered are the ones stored, the group's
+        // row is gone, and the chain holds one entry per committed write.
+        assert!(t.store.get(ResourceKind::User, &alice, false).is_ok());
+        assert!(t.store.get(ResourceKind::User, &bob, false).is_ok());
+        assert_eq!(count(&t.store, ResourceKind::User), 2);
+        assert_eq!(count(&t.store, ResourceKind::Group), 0);
+        let mut c = t.store.read_conn().unwrap();
+        let report = super::super::audit_chain::verify(
+            &mut c,
+            &super::super::audit_chain::VerifyOptions::default(),
+        )
+        .unwrap();
+        assert!(report.ok, "{:?}", report.finding);
+        assert_eq!(report.checked, 2);
+        drop(c);
+        // Still guarded: a clean batch ends the guard, the one after is optimistic.
+        create(&t.store, "carol").blocking_recv().unwrap().unwrap();
+        assert_eq!(stats(&t.store), (1, 2, 1));
+        create(&t.store, "dave").blocking_recv().unwrap().unwrap();
+        assert_eq!(stats(&t.store), (2, 2, 1));
+        // A failing write alone in its batch: the optimistic run rolls back, the guarded one
+        // answers the same error, and nothing is left.
+        assert!(matches!(
+            group_with_unknown_member(&t.store).blocking_recv().unwrap(),
+            Err(HubError::UnknownMembers(_))
+        ));
+        assert_eq!(stats(&t.store), (2, 3, 2));
+        assert_eq!(count(&t.store, ResourceKind::Group), 0);
+        assert_eq!(count(&t.store, ResourceKind::User), 4);
+    }
+
+    /// In a stream of failures the writer stays guarded: only the first runs twice.
+    #[test]
+    fn repeated_failures_keep_the_writer_guarded() {
+        let t = temp_store();
+        create(&t.store, "alice").blocking_recv().unwrap().unwrap();
+        assert_eq!(stats(&t.store), (1, 0, 0));
+        for _ in 0..3 {
+            assert!(matches!(
+                create(&t.store, "ALICE").blocking_recv().unwrap(),
+                Err(HubError::Uniqueness(_))
+            ));
+        }
+        assert_eq!(stats(&t.store), (1, 3, 1));
+        create(&t.store, "bob").blocking_recv().unwrap().unwrap();
+        assert_eq!(stats(&t.store), (1, 4, 1));
+        create(&t.store, "carol").blocking_recv().unwrap().unwrap();
+        assert_eq!(stats(&t.store), (2, 4, 1));
+        assert_eq!(count(&t.store, ResourceKind::User), 3);
     }
 }

@@ -607,7 +607,7 @@ impl Store {
     ) -> HubResult<tokio::sync::oneshot::Receiver<HubResult<T>>>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> HubResult<T> + Send + 'static,
+        F: FnMut(&Store) -> HubResult<T> + Send + 'static,
     {
         if !self.batches_writes() {
             return Err(HubError::Backend(
@@ -618,7 +618,15 @@ impl Store {
             batch::WriteQueue::start(self.inner.write.clone())
         })?;
         let store = self.clone();
+        let mut f = f;
         Ok(queue.submit(move || f(&store)))
+    }
+
+    /// How many of the group-commit writer's batches committed `optimistic` (no savepoints)
+    /// and `guarded` (a savepoint per write), and how many optimistic runs a failing write
+    /// spoiled (`rerun`); `None` before its first write (see [`batch`]).
+    pub fn write_batch_counts(&self) -> Option<[(&'static str, u64); 3]> {
+        self.inner.writer.get().map(|q| q.stats.counts())
     }
 
     /// Wakes the background checkpointer (SQLite files; see [`checkpoint`]), starting it on
@@ -679,17 +687,26 @@ impl Store {
         mut body: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<T> {
         if let Some(mut open) = batch::take_open() {
-            let out = self.run_write(&mut open.conn, &mut body, true).map(
-                |(out, population, changed, audit)| {
-                    open.effects.push(batch::Effect {
-                        store: self.clone(),
-                        population,
-                        changed,
-                        audit,
-                    });
-                    out
-                },
-            );
+            let out = if open.guarded {
+                self.run_write(&mut open.conn, &mut body, true)
+            } else {
+                // Optimistic: no savepoint. A failure spoils the batch's transaction, which
+                // the batch then rolls back and runs again guarded (see `batch`).
+                self.write_body_in(&mut open.conn, &mut body, true)
+                    .map_err(WriteFailure::NotCommitted)
+            };
+            if out.is_err() {
+                open.failed_writes += 1;
+            }
+            let out = out.map(|(out, population, changed, audit)| {
+                open.effects.push(batch::Effect {
+                    store: self.clone(),
+                    population,
+                    changed,
+                    audit,
+                });
+                out
+            });
             batch::restore(open);
             return out.map_err(HubError::from);
         }
@@ -770,7 +787,12 @@ impl Store {
         // `conn::begin_immediate`); the body then runs in a savepoint of it.
         let immediate =
             conn::begin_immediate(conn).map_err(|e| WriteFailure::NotCommitted(e.into()))?;
-        let out = self.run_write_body(conn, body, in_batch);
+        // A transaction of its own needs no savepoint: a failure rolls all of it back.
+        let out = if immediate {
+            self.write_body_in(conn, body, in_batch)
+        } else {
+            self.run_write_body(conn, body, in_batch)
+        };
         if immediate {
             conn::end_immediate(conn, out.is_ok())
                 .map_err(|e| WriteFailure::NotCommitted(e.into()))?;
