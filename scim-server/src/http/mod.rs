@@ -181,6 +181,23 @@ impl AppState {
         self.db(f).await
     }
 
+    /// Runs what a write does before it needs the store (parsing, validation, password
+    /// hashing; see `service::Prehashed`): on the blocking pool, bounded like
+    /// [`AppState::db`], when `hashes` (an argon2 hash costs tens of milliseconds, which would
+    /// stall this worker's other requests, and on SQLite's group-commit writer every write
+    /// queued behind it), else here.
+    pub async fn prepare<T, F>(&self, hashes: bool, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, HubError> + Send + 'static,
+    {
+        if hashes {
+            self.db(move |_| f()).await
+        } else {
+            Ok(f()?)
+        }
+    }
+
     /// Runs a single-resource write: through the store's group commit where it has one (see
     /// `Store::submit_write` for which writes qualify), else like [`AppState::db`]. `f` may run
     /// more than once (a group-commit batch runs again when one of its writes failed).

@@ -1,6 +1,8 @@
 //! Thin handlers for /Users, /Groups, /.search, /Bulk and /Me: parse, call [`crate::service`],
 //! render.
 
+use std::sync::Arc;
+
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use scim_schema::filter::{check_filter, parse_attr_path, parse_filter_as, FilterSyntax};
@@ -214,10 +216,17 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let kind = kind(&path, &req)?;
     let p = projection(&req)?;
-    let caller = state.caller(&req)?;
+    let caller = Arc::new(state.caller(&req)?);
     let schemas = state.schemas.clone();
+    let hashes = service::mentions_password(&body.0);
+    let doc = state
+        .prepare(hashes, {
+            let caller = caller.clone();
+            move || service::prepare_create(&schemas, kind, body.0, &caller)
+        })
+        .await?;
     let r = state
-        .write(move |s| service::create_loaded(s, &schemas, kind, body.0.clone(), &caller))
+        .write(move |s| service::create_prepared_loaded(s, kind, doc.clone(), &caller))
         .await?;
     Ok(loaded_response(StatusCode::CREATED, r, &p, &state, &req))
 }
@@ -234,14 +243,22 @@ pub async fn replace(
     let caller = state.caller(&req)?;
     let schemas = state.schemas.clone();
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
+    let hashes = service::mentions_password(&body.0);
+    let caller = Arc::new(caller);
+    let prepared = state
+        .prepare(hashes, {
+            let (schemas, caller, id) = (schemas.clone(), caller.clone(), id.clone());
+            move || service::prepare_replace(&schemas, kind, &id, body.0, &caller)
+        })
+        .await?;
     let r = state
         .write(move |s| {
-            service::replace(
+            service::replace_prepared(
                 s,
                 &schemas,
                 kind,
                 &id,
-                body.0.clone(),
+                &prepared,
                 if_match.as_deref(),
                 &caller,
             )
@@ -298,6 +315,14 @@ pub async fn patch(
         service::PatchReply::Default
     };
     let max_members = state.config.max_group_members;
+    let hashes = service::mentions_password(&body.0);
+    let caller = Arc::new(caller);
+    let prepared = state
+        .prepare(hashes, {
+            let (schemas, caller) = (schemas.clone(), caller.clone());
+            move || service::prepare_patch(&schemas, kind, body.0, &caller)
+        })
+        .await?;
     let patch = move |s: &Store| {
         // A representation with members echoes every member: bounded like a read, and
         // checked before the write so that a refused answer changed nothing.
@@ -306,12 +331,12 @@ pub async fn patch(
         {
             s.check_member_bound(std::slice::from_ref(&id), max_members)?;
         }
-        service::patch(
+        service::patch_prepared(
             s,
             &schemas,
             kind,
             &id,
-            body.0.clone(),
+            &prepared,
             if_match.as_deref(),
             &caller,
             reply,

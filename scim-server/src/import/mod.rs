@@ -595,17 +595,27 @@ pub fn run<R: std::io::Read>(
                     "Operations": [{"op": "replace", "value": changed}],
                 });
                 if batch {
+                    // Parsed (and any password hashed) here, not on the writer thread.
+                    let prepared =
+                        match service::prepare_patch(&schemas, ResourceKind::User, body, &caller) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                drain(&mut pending, &mut known, &mut in_roster, report);
+                                report(&refuse(e.to_string()));
+                                continue;
+                            }
+                        };
                     let schemas = schemas.clone();
                     let pid = id.clone();
                     let burst = burst.clone();
                     let rx = store.submit_write(move |s| {
                         let _burst = bursts::scope(BurstSource::Import, &burst);
-                        service::patch(
+                        service::patch_prepared(
                             s,
                             &schemas,
                             ResourceKind::User,
                             &pid,
-                            body.clone(),
+                            &prepared,
                             None,
                             &caller,
                             PatchReply::Minimal,

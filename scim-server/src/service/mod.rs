@@ -98,8 +98,28 @@ pub fn kind_of_endpoint(segment: &str) -> Option<ResourceKind> {
 /// Clear-text passwords of one request with their argon2 hashes, computed before the write
 /// transaction opens: an argon2 hash costs tens of milliseconds of CPU, and inside the
 /// transaction it would hold the writer (and on SQLite every write queued behind it) that long.
+/// The HTTP layer computes them before it submits the write ([`prepare_create`],
+/// [`prepare_replace`], [`prepare_patch`]), on the blocking pool when
+/// [`mentions_password`].
 #[derive(Debug, Default)]
-struct Prehashed(HashMap<String, String>);
+pub struct Prehashed(HashMap<String, String>);
+
+/// Whether a request body may carry a password (a `password` member anywhere, or a PATCH path
+/// naming one): its preparation hashes it, which is too slow to run on an actix worker.
+pub fn mentions_password(body: &Value) -> bool {
+    match body {
+        Value::Object(m) => m.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("password")
+                || (k.eq_ignore_ascii_case("path")
+                    && v.as_str().is_some_and(|p| {
+                        p.len() >= 8 && p[p.len() - 8..].eq_ignore_ascii_case("password")
+                    }))
+                || mentions_password(v)
+        }),
+        Value::Array(items) => items.iter().any(mentions_password),
+        _ => false,
+    }
+}
 
 impl Prehashed {
     /// The `password` of a POST or PUT body.
@@ -145,6 +165,13 @@ impl Prehashed {
 }
 
 fn argon2_hash(clear: &str) -> Result<String, Error> {
+    // Tens of milliseconds: on SQLite's group-commit writer it would hold every write behind
+    // it (see `Prehashed`; the HTTP layer prepares writes before submitting them).
+    debug_assert_ne!(
+        std::thread::current().name(),
+        Some("scimhub-writer"),
+        "a password hashed on the group-commit writer thread"
+    );
     let salt = SaltString::generate(&mut OsRng);
     Ok(argon2::Argon2::default()
         .hash_password(clear.as_bytes(), &salt)
@@ -256,6 +283,17 @@ pub fn create_prepared(
     store.create(kind, doc, Some(&caller.client))
 }
 
+/// [`create_prepared`], answering with the row as written (see `Store::create_loaded`).
+pub fn create_prepared_loaded(
+    store: &Store,
+    kind: ResourceKind,
+    doc: Doc,
+    caller: &Caller,
+) -> Result<LoadedResource, HubError> {
+    let _audit = caller.audit_scope();
+    store.create_loaded(kind, doc, Some(&caller.client))
+}
+
 /// [`create`], answering with the row as written (see `Store::create_loaded`).
 pub fn create_loaded(
     store: &Store,
@@ -299,7 +337,26 @@ pub fn replace(
     if_match: Option<&str>,
     caller: &Caller,
 ) -> Result<StoredResource, HubError> {
-    let _audit = caller.audit_scope();
+    let prepared = prepare_replace(schemas, kind, id, body, caller)?;
+    replace_prepared(store, schemas, kind, id, &prepared, if_match, caller)
+}
+
+/// A PUT body normalised for the caller's dialect, with its password hashed: everything of
+/// [`replace`] that needs no store.
+#[derive(Debug)]
+pub struct PreparedReplace {
+    doc: Doc,
+    pre: Prehashed,
+}
+
+/// The first step of [`replace`] (see [`Prehashed`]).
+pub fn prepare_replace(
+    schemas: &Schemas,
+    kind: ResourceKind,
+    id: &str,
+    body: Value,
+    caller: &Caller,
+) -> Result<PreparedReplace, HubError> {
     let schema = schemas.of(kind);
     let doc = normalize_resource(object(body, "The resource")?, caller.dialect, schema)?;
     let doc = tolerate(doc, schema, schemas.validation.reject_unknown_attributes);
@@ -308,13 +365,30 @@ pub fn replace(
             return Err(Error::Mutability("id cannot be changed.".into()).into());
         }
     }
-    let options = schemas.validation;
     let pre = Prehashed::of_doc(&doc)?;
+    Ok(PreparedReplace { doc, pre })
+}
+
+/// The write of [`replace`]: validation against the stored resource and the replacement, in
+/// one transaction. Runs again as often as the write does.
+pub fn replace_prepared(
+    store: &Store,
+    schemas: &Schemas,
+    kind: ResourceKind,
+    id: &str,
+    prepared: &PreparedReplace,
+    if_match: Option<&str>,
+    caller: &Caller,
+) -> Result<StoredResource, HubError> {
+    let _audit = caller.audit_scope();
+    let schema = schemas.of(kind);
+    let options = schemas.validation;
+    let (doc, pre) = (&prepared.doc, &prepared.pre);
     store.replace_with(kind, id, if_match, Some(&caller.client), |existing| {
         let ctx = ValidationContext::Replace {
             existing: &existing,
         };
-        let mut new = validate(&doc, schema, ctx, options)?;
+        let mut new = validate(doc, schema, ctx, options)?;
         enforce_sources(
             caller,
             kind,
@@ -328,7 +402,7 @@ pub fn replace(
                 new.insert("password".into(), p.clone());
             }
         }
-        hash_password(&mut new, Some(&existing), &pre)?;
+        hash_password(&mut new, Some(&existing), pre)?;
         Ok(new)
     })
 }
@@ -488,10 +562,44 @@ pub fn patch(
     caller: &Caller,
     reply: PatchReply,
 ) -> Result<Patched, HubError> {
-    let _audit = caller.audit_scope();
+    let prepared = prepare_patch(schemas, kind, body, caller)?;
+    patch_prepared(store, schemas, kind, id, &prepared, if_match, caller, reply)
+}
+
+/// A PATCH request's operations, parsed for the caller's dialect, with the passwords they set
+/// hashed: everything of [`patch`] that needs no store.
+#[derive(Debug)]
+pub struct PreparedPatch {
+    ops: Vec<PatchOperation>,
+    pre: Prehashed,
+}
+
+/// The first step of [`patch`] (see [`Prehashed`]).
+pub fn prepare_patch(
+    schemas: &Schemas,
+    kind: ResourceKind,
+    body: Value,
+    caller: &Caller,
+) -> Result<PreparedPatch, HubError> {
     let ops = patch_operations(schemas, kind, body, caller.dialect)?;
     let pre = Prehashed::of_ops(&ops)?;
-    let pre = &pre;
+    Ok(PreparedPatch { ops, pre })
+}
+
+/// The write of [`patch`]. Runs again as often as the write does.
+#[allow(clippy::too_many_arguments)]
+pub fn patch_prepared(
+    store: &Store,
+    schemas: &Schemas,
+    kind: ResourceKind,
+    id: &str,
+    prepared: &PreparedPatch,
+    if_match: Option<&str>,
+    caller: &Caller,
+    reply: PatchReply,
+) -> Result<Patched, HubError> {
+    let _audit = caller.audit_scope();
+    let (ops, pre) = (&prepared.ops, &prepared.pre);
     let client = Some(caller.client.as_str());
     let dialect = caller.dialect;
     let done = |resource| Patched {
@@ -499,9 +607,9 @@ pub fn patch(
         unknown_members: vec![],
         no_content: false,
     };
-    if kind == ResourceKind::User || !touches_members(&ops) {
+    if kind == ResourceKind::User || !touches_members(ops) {
         let resource = store.update_with(kind, id, if_match, client, |doc| {
-            let mut new = patched_doc(schemas, kind, &doc, &ops, dialect, pre)?;
+            let mut new = patched_doc(schemas, kind, &doc, ops, dialect, pre)?;
             enforce_sources(
                 caller,
                 kind,
@@ -514,7 +622,7 @@ pub fn patch(
         })?;
         return Ok(done(resource));
     }
-    match group_member_delta(&ops, schemas.of(kind)) {
+    match group_member_delta(ops, schemas.of(kind)) {
         Some(delta) => {
             let mut add: Vec<NewMember> = delta.add.iter().filter_map(new_member).collect();
             let remove = match delta.remove {
@@ -560,7 +668,7 @@ pub fn patch(
             }
         }
         None => {
-            let mut out = patch_group_whole(store, schemas, id, &ops, if_match, caller, pre)?;
+            let mut out = patch_group_whole(store, schemas, id, ops, if_match, caller, pre)?;
             out.no_content = reply == PatchReply::Default;
             Ok(out)
         }
@@ -614,6 +722,62 @@ mod tests {
 
     fn schemas() -> Schemas {
         Schemas::new(schemas::registry(), false).expect("schemas")
+    }
+
+    /// Whatever sets a password is recognised, so that its hashing leaves the actix worker;
+    /// bodies without one are prepared in place.
+    #[test]
+    fn bodies_that_may_set_a_password_are_recognised() {
+        for body in [
+            json!({"userName": "a", "password": "x"}),
+            json!({"userName": "a", "PassWord": "x"}),
+            json!({"Operations": [{"op": "replace", "path": "password", "value": "x"}]}),
+            json!({"Operations": [{"op": "replace", "path": "urn:ietf:params:scim:schemas:core:2.0:User:password", "value": "x"}]}),
+            json!({"Operations": [{"op": "replace", "value": {"password": "x"}}]}),
+            json!({"Operations": [{"op": "add", "value": {"urn:ietf:params:scim:schemas:core:2.0:User": {"password": "x"}}}]}),
+        ] {
+            assert!(mentions_password(&body), "{body}");
+        }
+        for body in [
+            json!({"userName": "password", "displayName": "Password"}),
+            json!({"Operations": [{"op": "replace", "path": "active", "value": false}]}),
+            json!({"Operations": [{"op": "replace", "value": {"title": "password"}}]}),
+            json!([1, "password"]),
+        ] {
+            assert!(!mentions_password(&body), "{body}");
+        }
+    }
+
+    /// Preparing a PATCH hashes the passwords it sets (so the write, which may run more than
+    /// once, never does); preparing a PUT refuses what needs no store (a changed id) at once.
+    #[test]
+    fn prepared_writes_carry_their_hashes_and_refuse_early() {
+        let schemas = schemas();
+        let caller = Caller {
+            client: "test".into(),
+            dialect: Default::default(),
+            sources: SourceRules::default(),
+            request_id: String::new(),
+        };
+        let patch = prepare_patch(
+            &schemas,
+            ResourceKind::User,
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "path": "password", "value": "s3cret"}]}),
+            &caller,
+        )
+        .expect("prepared");
+        assert_eq!(patch.ops.len(), 1);
+        assert!(patch.pre.0.contains_key("s3cret"));
+        let put = prepare_replace(
+            &schemas,
+            ResourceKind::User,
+            "u1",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                   "id": "u2", "userName": "a"}),
+            &caller,
+        );
+        assert!(matches!(put, Err(HubError::Scim(Error::Mutability(_)))));
     }
 
     #[test]
