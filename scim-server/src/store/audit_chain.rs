@@ -604,8 +604,8 @@ pub(crate) fn append_scim_write(
 
 /// Appends `entries` in order, in the caller's transaction. On SQLite the head is read once
 /// and written once for all of them: the group-commit writer appends its batch's SCIM write
-/// entries here after the last write's savepoint, so the chain's pages are neither copied into
-/// each write's savepoint journal nor its head row moved once per write.
+/// entries here after its last write, so the chain's pages are neither copied into each
+/// write's savepoint journal (when the batch is guarded) nor its head row moved once per write.
 pub(crate) fn append_all<'a>(
     c: &mut DbConnection,
     entries: impl IntoIterator<Item = &'a PendingEntry>,

@@ -655,8 +655,9 @@ impl Store {
 
     /// The one write path: a transaction on the writer connection in which `body` does the work
     /// and records its [`Change`]s, which the hook then sees before commit. On the group-commit
-    /// writer thread it is a savepoint of the batch's transaction instead, and what follows the
-    /// commit waits for the batch's. Runs `body` once; see [`Store::write_tx_retry`].
+    /// writer thread it runs in the batch's transaction instead (in a savepoint when the batch
+    /// is guarded, see [`batch`]), and what follows the commit waits for the batch's. Runs
+    /// `body` once; see [`Store::write_tx_retry`].
     pub(crate) fn write_tx<T>(
         &self,
         body: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
@@ -784,7 +785,8 @@ impl Store {
             }
         }
         // On SQLite the outermost transaction takes the write lock at BEGIN (see
-        // `conn::begin_immediate`); the body then runs in a savepoint of it.
+        // `conn::begin_immediate`); inside someone else's transaction the body runs in a
+        // savepoint of it.
         let immediate =
             conn::begin_immediate(conn).map_err(|e| WriteFailure::NotCommitted(e.into()))?;
         // A transaction of its own needs no savepoint: a failure rolls all of it back.
