@@ -112,7 +112,9 @@ pub fn mentions_password(body: &Value) -> bool {
             k.eq_ignore_ascii_case("password")
                 || (k.eq_ignore_ascii_case("path")
                     && v.as_str().is_some_and(|p| {
-                        p.len() >= 8 && p[p.len() - 8..].eq_ignore_ascii_case("password")
+                        // Bytes, not str: a cut inside a multi-byte character would panic.
+                        let b = p.as_bytes();
+                        b.len() >= 8 && b[b.len() - 8..].eq_ignore_ascii_case(b"password")
                     }))
                 || mentions_password(v)
         }),
@@ -132,24 +134,30 @@ impl Prehashed {
     }
 
     /// The passwords a PATCH may set: the value of an operation whose path is `password`, and
-    /// the `password` member of a path-less operation's value.
+    /// the `password` member of a path-less operation's value, also under a schema URN key
+    /// (`{"urn:…:core:2.0:User": {"password": …}}`).
     fn of_ops(ops: &[PatchOperation]) -> Result<Prehashed, Error> {
         let mut p = Prehashed::default();
         for op in ops {
-            let clear = match (&op.path, &op.value) {
+            match (&op.path, &op.value) {
                 (Some(path), Some(Value::String(v)))
                     if path.attr.name.eq_str("password") && path.attr.sub_attr.is_none() =>
                 {
-                    Some(v)
+                    p.add(v)?;
                 }
-                (None, Some(Value::Object(v))) => match get_ci(v, "password") {
-                    Some(Value::String(v)) => Some(v),
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(clear) = clear {
-                p.add(clear)?;
+                (None, Some(Value::Object(v))) => {
+                    if let Some(Value::String(clear)) = get_ci(v, "password") {
+                        p.add(clear)?;
+                    }
+                    for (key, inner) in v {
+                        if let (true, Value::Object(inner)) = (key.starts_with("urn:"), inner) {
+                            if let Some(Value::String(clear)) = get_ci(inner, "password") {
+                                p.add(clear)?;
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         Ok(p)
@@ -743,6 +751,9 @@ mod tests {
             json!({"Operations": [{"op": "replace", "path": "active", "value": false}]}),
             json!({"Operations": [{"op": "replace", "value": {"title": "password"}}]}),
             json!([1, "password"]),
+            // A path ending in multi-byte characters (a byte cut inside one would panic).
+            json!({"userName": "a", "path": "€€€"}),
+            json!({"Operations": [{"op": "replace", "path": "displayName€", "value": "x"}]}),
         ] {
             assert!(!mentions_password(&body), "{body}");
         }
@@ -810,14 +821,19 @@ mod tests {
             json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[
                 {"op":"replace","path":"password","value":"first-Secret1"},
                 {"op":"replace","value":{"password":"second-Secret2","title":"x"}},
-                {"op":"replace","path":"title","value":"not a password"}]}),
+                {"op":"replace","path":"title","value":"not a password"},
+                {"op":"add","value":{"urn:ietf:params:scim:schemas:core:2.0:User":
+                    {"password":"fourth-Secret4"}}}]}),
             Dialect::Strict,
         )
         .expect("ops");
         let pre = Prehashed::of_ops(&ops).expect("hashed");
         let mut keys: Vec<&str> = pre.0.keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, vec!["first-Secret1", "second-Secret2"]);
+        assert_eq!(
+            keys,
+            vec!["first-Secret1", "fourth-Secret4", "second-Secret2"]
+        );
         let mut doc = Doc::new();
         doc.insert("password".into(), json!("second-Secret2"));
         hash_password(&mut doc, None, &pre).expect("hash");
