@@ -182,16 +182,15 @@ impl AppState {
     }
 
     /// Runs what a write does before it needs the store (parsing, validation, password
-    /// hashing; see `service::Prehashed`): on the blocking pool, bounded like
-    /// [`AppState::db`], when `hashes` (an argon2 hash costs tens of milliseconds, which would
-    /// stall this worker's other requests, and on SQLite's group-commit writer every write
-    /// queued behind it), else here.
-    pub async fn prepare<T, F>(&self, hashes: bool, f: F) -> ApiResult<T>
+    /// hashing; see `service::Prehashed`), never on SQLite's group-commit writer (every write
+    /// would queue behind it): on the blocking pool, bounded like [`AppState::db`], when
+    /// `heavy` (`service::prepare_is_heavy`: an argon2 hash, thousands of members), else here.
+    pub async fn prepare<T, F>(&self, heavy: bool, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, HubError> + Send + 'static,
     {
-        if hashes {
+        if heavy {
             self.db(move |_| f()).await
         } else {
             Ok(f()?)

@@ -218,9 +218,9 @@ pub async fn create(
     let p = projection(&req)?;
     let caller = Arc::new(state.caller(&req)?);
     let schemas = state.schemas.clone();
-    let hashes = service::mentions_password(&body.0);
+    let heavy = service::prepare_is_heavy(&body.0);
     let doc = state
-        .prepare(hashes, {
+        .prepare(heavy, {
             let caller = caller.clone();
             move || service::prepare_create(&schemas, kind, body.0, &caller)
         })
@@ -243,10 +243,10 @@ pub async fn replace(
     let caller = state.caller(&req)?;
     let schemas = state.schemas.clone();
     let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
-    let hashes = service::mentions_password(&body.0);
+    let heavy = service::prepare_is_heavy(&body.0);
     let caller = Arc::new(caller);
     let prepared = state
-        .prepare(hashes, {
+        .prepare(heavy, {
             let (schemas, caller, id) = (schemas.clone(), caller.clone(), id.clone());
             move || service::prepare_replace(&schemas, kind, &id, body.0, &caller)
         })
@@ -315,10 +315,10 @@ pub async fn patch(
         service::PatchReply::Default
     };
     let max_members = state.config.max_group_members;
-    let hashes = service::mentions_password(&body.0);
+    let heavy = service::prepare_is_heavy(&body.0);
     let caller = Arc::new(caller);
     let prepared = state
-        .prepare(hashes, {
+        .prepare(heavy, {
             let (schemas, caller) = (schemas.clone(), caller.clone());
             move || service::prepare_patch(&schemas, kind, body.0, &caller)
         })

@@ -100,9 +100,34 @@ pub fn kind_of_endpoint(segment: &str) -> Option<ResourceKind> {
 /// transaction it would hold the writer (and on SQLite every write queued behind it) that long.
 /// The HTTP layer computes them before it submits the write ([`prepare_create`],
 /// [`prepare_replace`], [`prepare_patch`]), on the blocking pool when
-/// [`mentions_password`].
+/// [`prepare_is_heavy`].
 #[derive(Debug, Default)]
 pub struct Prehashed(HashMap<String, String>);
+
+/// Array items beyond which preparing a body ([`prepare_is_heavy`]) leaves the actix worker:
+/// validating a few thousand Group members takes milliseconds.
+const HEAVY_ITEMS: usize = 1000;
+
+/// Whether preparing `body` is too slow for an actix worker, which serves other requests
+/// meanwhile: it may set a password (an argon2 hash, tens of milliseconds) or holds more than
+/// [`HEAVY_ITEMS`] array items (a Group PUT or PATCH with thousands of members).
+pub fn prepare_is_heavy(body: &Value) -> bool {
+    fn items_over(v: &Value, budget: &mut usize) -> bool {
+        match v {
+            Value::Array(items) => {
+                if items.len() > *budget {
+                    return true;
+                }
+                *budget -= items.len();
+                items.iter().any(|i| items_over(i, budget))
+            }
+            Value::Object(m) => m.values().any(|i| items_over(i, budget)),
+            _ => false,
+        }
+    }
+    let mut budget = HEAVY_ITEMS;
+    mentions_password(body) || items_over(body, &mut budget)
+}
 
 /// Whether a request body may carry a password (a `password` member anywhere, or a PATCH path
 /// naming one): its preparation hashes it, which is too slow to run on an actix worker.
@@ -757,6 +782,27 @@ mod tests {
         ] {
             assert!(!mentions_password(&body), "{body}");
         }
+    }
+
+    /// Bodies with a password or thousands of members are prepared off the actix worker.
+    #[test]
+    fn heavy_bodies_are_recognised() {
+        let members = |n: usize| -> Vec<Value> {
+            (0..n).map(|i| json!({"value": format!("u{i}")})).collect()
+        };
+        assert!(prepare_is_heavy(&json!({"userName": "a", "password": "x"})));
+        assert!(prepare_is_heavy(
+            &json!({"displayName": "g", "members": members(HEAVY_ITEMS + 1)})
+        ));
+        assert!(prepare_is_heavy(&json!({"Operations": [
+            {"op": "add", "path": "members", "value": members(600)},
+            {"op": "remove", "path": "members", "value": members(600)}]})));
+        assert!(!prepare_is_heavy(
+            &json!({"displayName": "g", "members": members(HEAVY_ITEMS)})
+        ));
+        assert!(!prepare_is_heavy(
+            &json!({"userName": "a", "emails": [{"value": "a@x"}]})
+        ));
     }
 
     /// Preparing a PATCH hashes the passwords it sets (so the write, which may run more than
