@@ -117,3 +117,39 @@ backends!(error_corpus, |app| {
     let bodies = serde_json::Value::Object(bodies);
     insta::assert_json_snapshot!("error_bodies", bodies);
 });
+
+// A write's body is looked at before validation (does preparing it need the blocking pool: a
+// password to hash, thousands of members?). Multi-byte text where that look cuts a `path` is
+// answered like any other body: once it panicked the worker and dropped the connection.
+backends!(multibyte_paths_are_answered, |app| {
+    let user = app
+        .post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "mb"}),
+        )
+        .send()
+        .status(201)
+        .json();
+    let id = user["id"].as_str().expect("id").to_string();
+    let post = app
+        .post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                   "userName": "mb2", "path": "€€€"}),
+        )
+        .send();
+    assert!(
+        matches!(post.status, 201 | 400),
+        "{} {}",
+        post.status,
+        post.text
+    );
+    app.patch(
+        &format!("/Users/{id}"),
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "title€€€", "value": "x"}]}),
+    )
+    .send()
+    .scim_error(400, Some("invalidPath"));
+    app.get(&format!("/Users/{id}")).send().status(200);
+});
