@@ -503,16 +503,7 @@ mod tests {
         let first = create(&t.store, "alice");
         let duplicate = create(&t.store, "ALICE");
         // Inserts the group row, then fails on its unknown member: the savepoint undoes the row.
-        let group = t
-            .store
-            .submit_write(|s| {
-                let doc = json!({"displayName": "g", "members": [{"value": "nobody"}]})
-                    .as_object()
-                    .cloned()
-                    .unwrap();
-                s.create(ResourceKind::Group, doc, None)
-            })
-            .unwrap();
+        let group = group_with_unknown_member(&t.store);
         let last = create(&t.store, "bob");
         drop(release);
         held.blocking_recv().unwrap().unwrap();
