@@ -480,10 +480,12 @@ fn assert_503(r: crate::harness::Resp) {
     );
 }
 
-/// A hub with one database connection, whose one request is stuck behind a lock another session
-/// holds: the next request waits `pool_timeout_ms` for a slot and is answered 503 with
-/// Retry-After (not held until the client gives up); the stuck one is cancelled by the
-/// statement timeout and answered 503 too (not 500); once the lock goes, both work again.
+/// A hub with one database connection, whose one request (a list, which reads through the pool)
+/// is stuck behind a lock another session holds: the next request waits `pool_timeout_ms` for a
+/// slot and is answered 503 with Retry-After (not held until the client gives up); the stuck one
+/// is cancelled by the statement timeout and answered 503 too (not 500). A GET by id stuck on the
+/// worker's own connection (`store::pg_reader`, not the pool) is cancelled by the same statement
+/// timeout, 503 too. Once the lock goes, all work again.
 #[test]
 fn postgres_exhausted_pool_and_statement_timeout_answer_503() {
     use diesel::connection::SimpleConnection;
@@ -501,8 +503,8 @@ fn postgres_exhausted_pool_and_statement_timeout_answer_503() {
     locker
         .batch_execute("BEGIN; LOCK TABLE resources IN ACCESS EXCLUSIVE MODE")
         .unwrap();
-    let stuck = {
-        let url = app.url(&format!("/Users/{id}"));
+    let stuck = |path: String| {
+        let url = app.url(&path);
         std::thread::spawn(move || {
             let r = reqwest::blocking::Client::new()
                 .get(url)
@@ -517,8 +519,10 @@ fn postgres_exhausted_pool_and_statement_timeout_answer_503() {
             )
         })
     };
-    // The hub's one connection is waiting for the lock.
-    wait_for("the hub's query to wait on the lock", || {
+    let stuck_list = stuck("/Users?count=1".into());
+    let stuck_get = stuck(format!("/Users/{id}"));
+    // The hub's one pooled connection and the worker's own are waiting for the lock.
+    wait_for("the hub's queries to wait on the lock", || {
         #[derive(diesel::QueryableByName)]
         struct N {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -532,13 +536,16 @@ fn postgres_exhausted_pool_and_statement_timeout_answer_503() {
         )
         .get_result::<N>(&mut c)
         .unwrap()
-        .n > 0
+        .n >= 2
     });
     assert_503(app.get("/Users?count=1").send());
     assert_eq!(app.get("/readyz").token("").send().status, 503);
-    let (status, retry_after, body) = stuck.join().unwrap();
-    assert_eq!((status, retry_after), (503, true), "{body}");
+    for stuck in [stuck_list, stuck_get] {
+        let (status, retry_after, body) = stuck.join().unwrap();
+        assert_eq!((status, retry_after), (503, true), "{body}");
+    }
     locker.batch_execute("ROLLBACK").unwrap();
     app.get(&format!("/Users/{id}")).send().status(200);
+    app.get("/Users?count=1").send().status(200);
     assert_eq!(app.get("/readyz").token("").send().status, 200);
 }

@@ -120,6 +120,14 @@ pub async fn get(
     } else {
         "groups"
     });
+    // PostgreSQL: over this worker's own connection, without leaving the worker.
+    if let Some(r) = state
+        .store
+        .get_loaded_on_worker(kind, &id, with_members)
+        .await
+    {
+        return Ok(read_response(r?, &p, &state, &req));
+    }
     let in_place = state.store.reads_in_place();
     // Elsewhere than on a SQLite file (see `AppState::read`): a User, or a Group without its
     // members, is a point read done here when a pooled reader is idle (see
@@ -154,14 +162,24 @@ pub async fn get(
                 .await?
         }
     };
-    if none_match(&req, &r.etag()) {
+    Ok(read_response(r, &p, &state, &req))
+}
+
+/// A GET's answer: `304` when the client's `If-None-Match` holds the version, else the resource.
+fn read_response(
+    r: LoadedResource,
+    p: &Projection,
+    state: &AppState,
+    req: &HttpRequest,
+) -> HttpResponse {
+    if none_match(req, &r.etag()) {
         let mut resp = HttpResponse::NotModified().finish();
         if let Ok(v) = header::HeaderValue::from_str(&r.etag()) {
             resp.headers_mut().insert(header::ETAG, v);
         }
-        return Ok(resp);
+        return resp;
     }
-    Ok(loaded_response(StatusCode::OK, r, &p, &state, &req))
+    loaded_response(StatusCode::OK, r, p, state, req)
 }
 
 /// A resource response from a row as loaded or written: straight from the stored text for the
@@ -443,15 +461,24 @@ async fn run_search(
     let syntax = state.request_dialect(req).filter_syntax();
     let q = search_query(&params, kind, state, syntax)?;
     let schemas = state.schemas.clone();
+    // PostgreSQL: an index lookup over this worker's own connection, without leaving the worker.
+    let on_worker = state
+        .store
+        .search_loaded_on_worker(kind, &q, schemas.of(kind))
+        .await
+        .transpose()?;
     let in_place = state.store.reads_in_place();
     // Elsewhere than on a SQLite file (see `AppState::read`): index lookups (userName eq …, the
     // commonest query) run here when a pooled reader is idle, like point reads in `get`.
-    let inline = match (!in_place && q.is_index_lookup())
-        .then(|| state.store.try_search_loaded(kind, &q, schemas.of(kind)))
-        .flatten()
-    {
-        Some(page) => Some(page?),
-        None => None,
+    let inline = match on_worker {
+        Some(page) => Some(page),
+        None => match (!in_place && q.is_index_lookup())
+            .then(|| state.store.try_search_loaded(kind, &q, schemas.of(kind)))
+            .flatten()
+        {
+            Some(page) => Some(page?),
+            None => None,
+        },
     };
     let page = match inline {
         Some(page) => page,

@@ -215,7 +215,7 @@ impl PgSession {
     }
 
     /// The `SET` statements run on each new connection.
-    fn setup_sql(&self) -> String {
+    pub(super) fn setup_sql(&self) -> String {
         format!(
             "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {};",
             self.statement_timeout.as_millis(),

@@ -82,6 +82,7 @@ mod batch;
 mod checkpoint;
 mod conn;
 mod local_reader;
+mod pg_reader;
 mod ranks;
 mod schema;
 mod sql;
@@ -278,7 +279,9 @@ pub struct StoreOptions {
     /// fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01) or loses its
     /// connection before COMMIT (see [`Store::write_tx_retry`]). At least 1.
     pub write_attempts: u32,
-    /// SQLite files: let threads read with connections of their own ([`Store::read_here`]).
+    /// Let threads read with connections of their own: on SQLite files any thread that opts in
+    /// ([`Store::read_here`]), on PostgreSQL the async workers' point reads
+    /// ([`Store::get_loaded_on_worker`]).
     pub worker_readers: bool,
 }
 
@@ -357,6 +360,8 @@ struct Inner {
     checkpointer: Arc<std::sync::OnceLock<checkpoint::Checkpointer>>,
     /// SQLite files: the id of this store's thread-owned readers ([`Store::read_here`]).
     local_readers: Option<u64>,
+    /// PostgreSQL: the async workers' own reader connections ([`pg_reader`]).
+    pg_readers: Option<Arc<pg_reader::PgReaders>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -404,7 +409,20 @@ impl Store {
                 (build(options.pool_size)?, write)
             }
         };
-        let local_readers = matches!(url, DbUrl::SqliteFile(_)).then(local_reader::next_store_id);
+        let local_readers = (options.worker_readers && matches!(url, DbUrl::SqliteFile(_)))
+            .then(local_reader::next_store_id);
+        let pg_readers = match &url {
+            DbUrl::Postgres(u) if options.worker_readers => {
+                match pg_reader::PgReaders::new(u, &options.pg) {
+                    Ok(r) => Some(Arc::new(r)),
+                    Err(why) => {
+                        tracing::info!(%why, "PostgreSQL reads all go through the pool");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let type_counts = url.is_sqlite().then(Arc::default);
         let id_ranks = url.is_sqlite().then(Arc::default);
         let other_writers = url.is_sqlite().then(|| Arc::new(OtherWriters::new()));
@@ -426,6 +444,7 @@ impl Store {
                 writer: Arc::default(),
                 checkpointer: Arc::default(),
                 local_readers,
+                pg_readers,
             }),
         };
         store.migrate()?;
@@ -460,6 +479,7 @@ impl Store {
             writer: self.inner.writer.clone(),
             checkpointer: self.inner.checkpointer.clone(),
             local_readers: self.inner.local_readers,
+            pg_readers: self.inner.pg_readers.clone(),
         };
         f(&mut inner);
         Store {

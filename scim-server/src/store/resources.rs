@@ -14,7 +14,9 @@ use super::members::{
     add_members, load_members, member_delta_in, parse_members, replace_members, MemberRow,
 };
 use super::sql::{Bind, Sql};
-use super::users::{load_groups, load_user_with_groups};
+use super::users::{
+    load_groups, load_user_with_groups, user_with_membership_sql, UserRowWithMembership,
+};
 use super::{
     check_if_match, fmt_ts, Change, ChangeOp, DbConnection, Doc, LoadedResource, MemberRemoval,
     NewMember, ResourceKind, Store, StoredResource,
@@ -256,7 +258,7 @@ impl Store {
         f: impl FnOnce(Doc) -> Result<Doc, HubError>,
     ) -> HubResult<StoredResource> {
         self.modify_in(c, changes, kind, id, None, None, ChangeOp::Update, f)
-            .map(|(r, _, _)| r)
+            .map(|m| m.resource)
     }
 
     /// A Group PATCH in one transaction: `f` changes the document (as in [`Store::update_with`])
@@ -277,7 +279,7 @@ impl Store {
         let kind = ResourceKind::Group;
         let now = fmt_ts(self.now());
         let r = self.write_tx_retry(|c, changes| {
-            let (_, _, bumped) = self.modify_in(
+            let Modified { bumped, .. } = self.modify_in(
                 c,
                 changes,
                 kind,
@@ -314,8 +316,12 @@ impl Store {
         f: impl Fn(Doc) -> Result<Doc, HubError>,
     ) -> HubResult<StoredResource> {
         self.write_tx_retry(|c, changes| {
-            let (res, member_rows, _) =
-                self.modify_in(c, changes, kind, id, if_match, client_id, op, &f)?;
+            let Modified {
+                resource: res,
+                member_rows,
+                in_a_group,
+                ..
+            } = self.modify_in(c, changes, kind, id, if_match, client_id, op, &f)?;
             match kind {
                 ResourceKind::Group => {
                     let rows = match member_rows {
@@ -326,6 +332,7 @@ impl Store {
                     };
                     Ok(self.with_members(res, &rows))
                 }
+                ResourceKind::User if in_a_group == Some(false) => Ok(self.with_groups(res, &[])),
                 ResourceKind::User => {
                     let groups = load_groups(c, &[id.to_string()])?
                         .remove(id)
@@ -336,9 +343,7 @@ impl Store {
         })
     }
 
-    /// The body of replace/update inside a write transaction. Returns the resource (without
-    /// members), the new member rows when a Group replacement replaced the member set, and
-    /// whether the version was bumped.
+    /// The body of replace/update inside a write transaction ([`Modified`]).
     #[allow(clippy::too_many_arguments)]
     fn modify_in(
         &self,
@@ -350,8 +355,20 @@ impl Store {
         client_id: Option<&str>,
         op: ChangeOp,
         f: impl FnOnce(Doc) -> Result<Doc, HubError>,
-    ) -> HubResult<(StoredResource, Option<Vec<MemberRow>>, bool)> {
-        let row = load_row(c, kind, id)?.ok_or(HubError::NotFound)?;
+    ) -> HubResult<Modified> {
+        // A User's row comes with whether the user is in any group: the answer's `groups` then
+        // need the recursive walk (a round trip of its own on PostgreSQL) only when it is.
+        let (row, in_a_group) = match kind {
+            ResourceKind::User => {
+                let user = user_with_membership_sql(id)
+                    .get_result::<UserRowWithMembership>(c)
+                    .optional()?
+                    .ok_or(HubError::NotFound)?;
+                let in_a_group = user.is_member;
+                (user.into_row(), Some(in_a_group))
+            }
+            ResourceKind::Group => (load_row(c, kind, id)?.ok_or(HubError::NotFound)?, None),
+        };
         check_if_match(if_match, row.version)?;
         let before = parse_doc(&row.doc)?;
         let current = self.assemble_doc(
@@ -388,8 +405,8 @@ impl Store {
         let members_changed = !added.is_empty() || removed != MemberRemoval::None;
         let client = client_id.map(str::to_string);
         if after == before && !members_changed {
-            return Ok((
-                self.assemble_doc(
+            return Ok(Modified {
+                resource: self.assemble_doc(
                     kind,
                     row.id,
                     before,
@@ -400,8 +417,9 @@ impl Store {
                     None,
                 ),
                 member_rows,
-                false,
-            ));
+                bumped: false,
+                in_a_group,
+            });
         }
         let now = fmt_ts(self.now());
         let version = row.version + 1;
@@ -430,11 +448,21 @@ impl Store {
             members_removed: removed,
             client,
         });
-        Ok((
-            self.assemble_doc(kind, row.id, after, &row.created, &now, version, None, None),
+        Ok(Modified {
+            resource: self.assemble_doc(
+                kind,
+                row.id,
+                after,
+                &row.created,
+                &now,
+                version,
+                None,
+                None,
+            ),
             member_rows,
-            true,
-        ))
+            bumped: true,
+            in_a_group,
+        })
     }
 
     /// Deletes a resource, its memberships (as member and as group) and its extracted values.
@@ -506,13 +534,17 @@ pub(crate) fn load_row(
     kind: ResourceKind,
     id: &str,
 ) -> HubResult<Option<ResourceRow>> {
-    let mut q = Sql::<ResourceRowSt>::new(
-        "SELECT id, doc, created, last_modified, version FROM resources WHERE id = ",
-    );
+    Ok(row_sql(kind, id).get_result::<ResourceRow>(c).optional()?)
+}
+
+/// The row of the resource `id` of `kind`.
+pub(super) fn row_sql(kind: ResourceKind, id: &str) -> Sql<ResourceRowSt> {
+    let mut q =
+        Sql::new("SELECT id, doc, created, last_modified, version FROM resources WHERE id = ");
     q.text(id)
         .push(" AND resource_type = ")
         .push(kind.sql_literal());
-    Ok(q.get_result::<ResourceRow>(c).optional()?)
+    q
 }
 
 /// Loads rows by id, in the order given (missing ids are skipped).
@@ -626,4 +658,14 @@ fn update_resource(
     q.push(" WHERE id = ").text(id);
     q.execute(c)?;
     Ok(())
+}
+
+/// What [`Store::modify_in`] did: the resource (without members or groups), the new member rows
+/// when a Group replacement replaced the member set, whether the version was bumped, and for a
+/// User whether it was in any group when its row was read.
+struct Modified {
+    resource: StoredResource,
+    member_rows: Option<Vec<MemberRow>>,
+    bumped: bool,
+    in_a_group: Option<bool>,
 }

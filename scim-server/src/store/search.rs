@@ -166,7 +166,7 @@ struct Match {
     id: String,
 }
 
-type SortRowSt = (
+pub(super) type SortRowSt = (
     Text,
     Text,
     Text,
@@ -180,18 +180,18 @@ type SortRowSt = (
 /// and for a page of Users in id order that wants their groups, whether the user is in any
 /// group (else `NULL`).
 #[derive(Queryable)]
-struct SortRow {
-    id: String,
-    doc: String,
-    created: String,
-    last_modified: String,
-    version: i64,
-    sort_key: Option<String>,
-    is_member: Option<bool>,
+pub(super) struct SortRow {
+    pub id: String,
+    pub doc: String,
+    pub created: String,
+    pub last_modified: String,
+    pub version: i64,
+    pub sort_key: Option<String>,
+    pub is_member: Option<bool>,
 }
 
 impl SortRow {
-    fn into_row(self) -> ResourceRow {
+    pub(super) fn into_row(self) -> ResourceRow {
         ResourceRow {
             id: self.id,
             doc: self.doc,
@@ -288,15 +288,7 @@ impl Store {
         q: &SearchQuery,
         schema: &ResourceSchema,
     ) -> HubResult<Page<LoadedResource>> {
-        let (frag, exact) = match &q.filter {
-            Some(f) => filter_sql::translate(kind, schema, f),
-            None => (None, true),
-        };
-        let mut base = Sql::new(" FROM resources WHERE resources.resource_type = ");
-        base.push(kind.sql_literal());
-        if let Some(f) = &frag {
-            base.push(" AND ").append(f);
-        }
+        let (base, exact) = search_base(kind, q, schema);
         let sort_col = match &q.sort_by {
             None => Some("id"),
             Some(p) => sort_column(kind, p, schema),
@@ -344,17 +336,7 @@ impl Store {
             0
         };
         let page = if col == "id" {
-            let mut page =
-                Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, NULL, ");
-            // Whether each user is in any group: when none on the page is, the recursive group
-            // walk (a statement of its own, a round trip on PostgreSQL) is not needed. That is
-            // the common answer to a `userName eq` lookup before a create.
-            page.push(if kind == ResourceKind::User && q.with_members {
-                "EXISTS (SELECT 1 FROM group_members WHERE member_id = resources.id)"
-            } else {
-                "NULL"
-            });
-            page.append(base);
+            let mut page = id_page_head(kind, q, base);
             if let Some((_, id)) = after {
                 page.push(if asc { " AND id > " } else { " AND id < " })
                     .text(id);
@@ -398,18 +380,7 @@ impl Store {
                     }
                 }
             }
-            page.push(if asc {
-                " ORDER BY id ASC"
-            } else {
-                " ORDER BY id DESC"
-            });
-            // One row past the page says whether more follow. The page size is bounded by the
-            // HTTP layer; the saturation keeps a larger one from wrapping to a negative LIMIT
-            // (which SQLite reads as "no limit" and PostgreSQL refuses).
-            page.limit(sql_int(q.count).saturating_add(1));
-            if offset_rows > 0 {
-                page.push(" OFFSET ").int(sql_int(offset_rows));
-            }
+            id_page_tail(&mut page, asc, q.count, offset_rows);
             page
         } else {
             by_column(base, col, after, asc, q.count, offset_rows)
@@ -483,9 +454,7 @@ impl Store {
             return Ok(n);
         }
         let generation = cache.map(|cache| cache.generation());
-        let mut count = Sql::<BigInt>::new("SELECT COUNT(*)");
-        count.append(base);
-        let n = count.get_result::<i64>(c)?.max(0) as u64;
+        let n = count_sql(base).get_result::<i64>(c)?.max(0) as u64;
         if let (Some(cache), Some(generation)) = (cache, generation) {
             cache.put(kind, generation, n);
         }
@@ -697,6 +666,63 @@ impl Store {
             }
         })
     }
+}
+
+/// `FROM resources WHERE` the type and the filter's SQL, and whether that SQL answers the filter
+/// exactly (else the rows it selects are evaluated in memory).
+pub(super) fn search_base(
+    kind: ResourceKind,
+    q: &SearchQuery,
+    schema: &ResourceSchema,
+) -> (Sql, bool) {
+    let (frag, exact) = match &q.filter {
+        Some(f) => filter_sql::translate(kind, schema, f),
+        None => (None, true),
+    };
+    let mut base = Sql::new(" FROM resources WHERE resources.resource_type = ");
+    base.push(kind.sql_literal());
+    if let Some(f) = &frag {
+        base.push(" AND ").append(f);
+    }
+    (base, exact)
+}
+
+/// The select list and `base` of a page in id order.
+pub(super) fn id_page_head(kind: ResourceKind, q: &SearchQuery, base: &Sql) -> Sql<SortRowSt> {
+    let mut page = Sql::<SortRowSt>::new("SELECT id, doc, created, last_modified, version, NULL, ");
+    // Whether each user is in any group: when none on the page is, the recursive group walk
+    // (a statement of its own, a round trip on PostgreSQL) is not needed. That is the common
+    // answer to a `userName eq` lookup before a create.
+    page.push(if kind == ResourceKind::User && q.with_members {
+        "EXISTS (SELECT 1 FROM group_members WHERE member_id = resources.id)"
+    } else {
+        "NULL"
+    });
+    page.append(base);
+    page
+}
+
+/// The order and bounds of a page in id order: `count` rows and one more, which says whether
+/// more follow, after `offset_rows`.
+pub(super) fn id_page_tail(page: &mut Sql<SortRowSt>, asc: bool, count: u64, offset_rows: u64) {
+    page.push(if asc {
+        " ORDER BY id ASC"
+    } else {
+        " ORDER BY id DESC"
+    });
+    // The page size is bounded by the HTTP layer; the saturation keeps a larger one from
+    // wrapping to a negative LIMIT (which SQLite reads as "no limit" and PostgreSQL refuses).
+    page.limit(sql_int(count).saturating_add(1));
+    if offset_rows > 0 {
+        page.push(" OFFSET ").int(sql_int(offset_rows));
+    }
+}
+
+/// `SELECT COUNT(*)` over `base`.
+pub(super) fn count_sql(base: &Sql) -> Sql<BigInt> {
+    let mut count = Sql::<BigInt>::new("SELECT COUNT(*)");
+    count.append(base);
+    count
 }
 
 /// A count or offset as an SQL integer (BIGINT), saturating instead of wrapping negative.

@@ -112,6 +112,27 @@ impl<ST> Sql<ST> {
     }
 }
 
+impl<ST> Sql<ST> {
+    /// The statement as PostgreSQL text with `$1…$n` placeholders, and its binds in order: what
+    /// diesel sends for it on a PostgreSQL connection, for the async readers
+    /// ([`super::pg_reader`]) to send the same statement.
+    pub(crate) fn to_postgres(&self) -> (String, Vec<&Bind>) {
+        let mut text = String::new();
+        let mut binds = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Sql(s) => text.push_str(s),
+                Part::Bind(b) => {
+                    binds.push(b);
+                    text.push('$');
+                    text.push_str(&binds.len().to_string());
+                }
+            }
+        }
+        (text, binds)
+    }
+}
+
 impl<ST> QueryId for Sql<ST> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
@@ -145,3 +166,30 @@ impl<ST> QueryFragment<MultiBackend> for Sql<ST> {
 }
 
 impl<ST, Conn> diesel::RunQueryDsl<Conn> for Sql<ST> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_text_numbers_binds_in_order() {
+        let mut inner = Sql::<()>::new("b IN (");
+        inner.text_list(["x", "y"]).push(")");
+        let mut q = Sql::<()>::new("SELECT 1 WHERE a = ");
+        q.text("v").push(" AND ").append(&inner).limit(5);
+        let (text, binds) = q.to_postgres();
+        assert_eq!(
+            text,
+            "SELECT 1 WHERE a = $1 AND b IN ($2, $3) LIMIT CAST($4 AS BIGINT)"
+        );
+        assert_eq!(
+            binds,
+            vec![
+                &Bind::Text("v".into()),
+                &Bind::Text("x".into()),
+                &Bind::Text("y".into()),
+                &Bind::Int(5)
+            ]
+        );
+    }
+}

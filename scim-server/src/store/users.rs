@@ -25,22 +25,34 @@ pub struct GroupRef {
 
 /// A User row with whether the user is a member of any group.
 #[derive(Queryable)]
-struct UserRowWithMembership {
-    id: String,
-    doc: String,
-    created: String,
-    last_modified: String,
-    version: i64,
-    is_member: bool,
+pub(super) struct UserRowWithMembership {
+    pub id: String,
+    pub doc: String,
+    pub created: String,
+    pub last_modified: String,
+    pub version: i64,
+    pub is_member: bool,
+}
+
+impl UserRowWithMembership {
+    pub(super) fn into_row(self) -> ResourceRow {
+        ResourceRow {
+            id: self.id,
+            doc: self.doc,
+            created: self.created,
+            last_modified: self.last_modified,
+            version: self.version,
+        }
+    }
 }
 
 /// One row of the group walk: `user id, group id, group display, direct (1) or not (0)`.
 #[derive(Queryable)]
-struct AncestorRecord {
-    user_id: String,
-    group_id: String,
-    display: Option<String>,
-    direct: i32,
+pub(super) struct AncestorRecord {
+    pub user_id: String,
+    pub group_id: String,
+    pub display: Option<String>,
+    pub direct: i32,
 }
 
 /// The row of the User whose id is `id_or_user_name`, else whose userName equals it
@@ -78,13 +90,10 @@ pub(super) fn load_user_with_groups(
     c: &mut DbConnection,
     id: &str,
 ) -> HubResult<Option<(ResourceRow, Vec<GroupRef>)>> {
-    let mut q = Sql::<(Text, Text, Text, Text, BigInt, Bool)>::new(
-        "SELECT id, doc, created, last_modified, version, \
-         EXISTS (SELECT 1 FROM group_members WHERE member_id = resources.id) \
-         FROM resources WHERE id = ",
-    );
-    q.text(id).push(" AND resource_type = 'User'");
-    let Some(user) = q.get_result::<UserRowWithMembership>(c).optional()? else {
+    let Some(user) = user_with_membership_sql(id)
+        .get_result::<UserRowWithMembership>(c)
+        .optional()?
+    else {
         return Ok(None);
     };
     let groups = if user.is_member {
@@ -94,14 +103,18 @@ pub(super) fn load_user_with_groups(
     } else {
         Vec::new()
     };
-    let row = ResourceRow {
-        id: user.id,
-        doc: user.doc,
-        created: user.created,
-        last_modified: user.last_modified,
-        version: user.version,
-    };
-    Ok(Some((row, groups)))
+    Ok(Some((user.into_row(), groups)))
+}
+
+/// The User row `id` with whether the user is in any group ([`UserRowWithMembership`]).
+pub(super) fn user_with_membership_sql(id: &str) -> Sql<(Text, Text, Text, Text, BigInt, Bool)> {
+    let mut q = Sql::new(
+        "SELECT id, doc, created, last_modified, version, \
+         EXISTS (SELECT 1 FROM group_members WHERE member_id = resources.id) \
+         FROM resources WHERE id = ",
+    );
+    q.text(id).push(" AND resource_type = 'User'");
+    q
 }
 
 /// The groups of each user in `user_ids`, direct and indirect (through nested groups), in one
@@ -115,22 +128,32 @@ pub(crate) fn load_groups(
 ) -> HubResult<HashMap<String, Vec<GroupRef>>> {
     let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
     for chunk in user_ids.chunks(CHUNK) {
-        let mut q = Sql::<(Text, Text, Nullable<Text>, Integer)>::new(
-            "WITH RECURSIVE anc(root, gid, direct) AS (\
-             SELECT member_id, group_id, 1 FROM group_members WHERE member_id IN (",
-        );
-        q.text_list(chunk.iter().map(String::as_str)).push(
-            ") UNION SELECT anc.root, gm.group_id, 0 FROM anc CROSS JOIN group_members gm WHERE gm.member_id = anc.gid) \
-             SELECT anc.root, r.id, r.display_name, MAX(anc.direct) FROM anc CROSS JOIN resources r WHERE r.id = anc.gid \
-             GROUP BY anc.root, r.id, r.display_name ORDER BY anc.root, r.id",
-        );
-        for g in q.load::<AncestorRecord>(c)? {
-            out.entry(g.user_id).or_default().push(GroupRef {
-                group_id: g.group_id,
-                display: g.display,
-                direct: g.direct != 0,
-            });
-        }
+        add_groups(&mut out, groups_sql(chunk).load::<AncestorRecord>(c)?);
     }
     Ok(out)
+}
+
+/// The group walk of [`load_groups`] for at most [`CHUNK`] users.
+pub(super) fn groups_sql(user_ids: &[String]) -> Sql<(Text, Text, Nullable<Text>, Integer)> {
+    let mut q = Sql::new(
+        "WITH RECURSIVE anc(root, gid, direct) AS (\
+         SELECT member_id, group_id, 1 FROM group_members WHERE member_id IN (",
+    );
+    q.text_list(user_ids.iter().map(String::as_str)).push(
+        ") UNION SELECT anc.root, gm.group_id, 0 FROM anc CROSS JOIN group_members gm WHERE gm.member_id = anc.gid) \
+         SELECT anc.root, r.id, r.display_name, MAX(anc.direct) FROM anc CROSS JOIN resources r WHERE r.id = anc.gid \
+         GROUP BY anc.root, r.id, r.display_name ORDER BY anc.root, r.id",
+    );
+    q
+}
+
+/// Files the rows of a group walk under their users.
+pub(super) fn add_groups(out: &mut HashMap<String, Vec<GroupRef>>, records: Vec<AncestorRecord>) {
+    for g in records {
+        out.entry(g.user_id).or_default().push(GroupRef {
+            group_id: g.group_id,
+            display: g.display,
+            direct: g.direct != 0,
+        });
+    }
 }

@@ -10,6 +10,7 @@ mod faults;
 mod members;
 mod metrics;
 mod outbox;
+mod pg_reader;
 mod postgres_plans;
 mod resources;
 mod search;
