@@ -9,7 +9,9 @@
 //! and one `recv` brings several answers.
 //!
 //! The statements are the diesel path's own ([`Sql`], rendered by [`Sql::to_postgres`]), so
-//! both paths read the same rows. Every write, and every read not offered here, keeps the pool.
+//! both paths read the same rows. Only statements whose work the page bounds run here (a slow one
+//! would hold up every read pipelined behind it): a lookup that needs a `COUNT(*)` goes to the
+//! pool. Every write, and every read not offered here, keeps the pool.
 //!
 //! The connection is opened from the same URL as the pool's, but by tokio-postgres rather than
 //! libpq; where the two could connect differently the readers stay off and reads use the pool
@@ -104,6 +106,12 @@ pub(crate) struct PgReaders {
     /// only a connection that stopped answering (a vanished primary) reaches it.
     read_timeout: Duration,
     tls: MakeRustls,
+    /// Longest opening a connection (TCP, TLS, authentication, session settings) may take.
+    connect_budget: Duration,
+    /// After a connection could not be opened, no other is tried before this (milliseconds
+    /// since `born`): the reads that arrive meanwhile go straight to the pool instead of each
+    /// waiting for its own failed attempt.
+    connect_after_ms: AtomicU64,
     /// Until when the readers are off (milliseconds since `born`; 0: on): a refusal turns them
     /// off for [`OFF_FOR`], after which they try to connect again.
     off_until_ms: AtomicU64,
@@ -114,6 +122,18 @@ pub(crate) struct PgReaders {
 
 /// How long the readers stay off after PostgreSQL refused their connection.
 const OFF_FOR: Duration = Duration::from_secs(60);
+
+/// How long after a failed connection attempt the next is made.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// Why no connection was opened.
+enum ConnectFailure {
+    /// An attempt failed a moment ago ([`RECONNECT_AFTER`]).
+    Backoff,
+    /// The start-up took longer than the connect budget.
+    TimedOut,
+    Postgres(tokio_postgres::Error),
+}
 
 /// One thread's connection for one store, shared by the reads in flight on that thread.
 struct WorkerConn {
@@ -131,8 +151,10 @@ thread_local! {
 
 /// Why a read did not happen here.
 pub(crate) enum ReadError {
-    /// No connection could be opened now: the read goes to the pool.
-    NoConnection,
+    /// Not here: no connection could be opened now, or the read turned out to need work whose
+    /// length is not bounded (a `COUNT(*)`), which would hold up the reads pipelined behind it.
+    /// The read goes to the pool.
+    Elsewhere,
     /// The read failed; its error is the answer.
     Failed(HubError),
 }
@@ -161,24 +183,24 @@ impl PgReaders {
         if config.get_dbname().is_none() && env("PGDATABASE").is_some() {
             return Err("the URL names no database and the environment sets PGDATABASE".into());
         }
-        let home = env("HOME").map(std::path::PathBuf::from);
+        // Without HOME libpq finds the home directory itself (from the password database);
+        // its `.pgpass` and `root.crt` could then not be ruled out.
+        let home = env("HOME")
+            .map(std::path::PathBuf::from)
+            .ok_or("HOME is not set, so libpq's ~/.pgpass and ~/.postgresql cannot be checked")?;
         if config.get_password().is_none() {
             match std::env::var("PGPASSWORD") {
                 Ok(p) if !p.is_empty() => {
                     config.password(p);
                 }
                 _ => {
-                    if home.as_ref().is_some_and(|h| h.join(".pgpass").exists()) {
+                    if home.join(".pgpass").exists() {
                         return Err("libpq may take the password from ~/.pgpass".into());
                     }
                 }
             }
         }
-        if config.get_ssl_mode() != SslMode::Disable
-            && home
-                .as_ref()
-                .is_some_and(|h| h.join(".postgresql/root.crt").exists())
-        {
+        if config.get_ssl_mode() != SslMode::Disable && home.join(".postgresql/root.crt").exists() {
             return Err(
                 "~/.postgresql/root.crt exists, with which libpq checks the server's certificate"
                     .into(),
@@ -192,8 +214,18 @@ impl PgReaders {
         } else {
             pg.statement_timeout
         };
+        // tokio-postgres' connect_timeout bounds each host's TCP connect only; libpq's bounds
+        // the whole start-up (TLS, authentication), which this budget does for all hosts.
+        let per_host = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(10))
+            .max(Duration::from_secs(1));
+        let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(u32::MAX);
         Ok(PgReaders {
             id: super::local_reader::next_store_id(),
+            connect_budget: per_host.saturating_mul(hosts) + Duration::from_secs(1),
+            connect_after_ms: AtomicU64::new(0),
             read_timeout: statement + pg.connect_timeout.max(Duration::from_secs(1)),
             config,
             setup: pg.setup_sql(),
@@ -242,21 +274,39 @@ impl PgReaders {
         });
     }
 
-    async fn connect(&self) -> Result<Rc<WorkerConn>, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(self.tls.clone()).await?;
-        // The connection's I/O runs as a task of this worker's runtime; it ends when the client
-        // is dropped or the server goes away.
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL worker reader closed");
+    async fn connect(&self) -> Result<Rc<WorkerConn>, ConnectFailure> {
+        if self.now_ms() < self.connect_after_ms.load(Ordering::Relaxed) {
+            return Err(ConnectFailure::Backoff);
+        }
+        let opened = tokio::time::timeout(self.connect_budget, async {
+            let (client, connection) = self.config.connect(self.tls.clone()).await?;
+            // The connection's I/O runs as a task of this worker's runtime; it ends when the
+            // client is dropped or the server goes away.
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL worker reader closed");
+                }
+            });
+            client.batch_execute(&self.setup).await?;
+            Ok::<_, tokio_postgres::Error>(client)
+        })
+        .await;
+        let failure = match opened {
+            Ok(Ok(client)) => {
+                self.warned.store(false, Ordering::Relaxed);
+                return Ok(Rc::new(WorkerConn {
+                    client,
+                    statements: RefCell::default(),
+                }));
             }
-        });
-        client.batch_execute(&self.setup).await?;
-        self.warned.store(false, Ordering::Relaxed);
-        Ok(Rc::new(WorkerConn {
-            client,
-            statements: RefCell::default(),
-        }))
+            Ok(Err(e)) => ConnectFailure::Postgres(e),
+            Err(_) => ConnectFailure::TimedOut,
+        };
+        let after = self
+            .now_ms()
+            .saturating_add(RECONNECT_AFTER.as_millis() as u64);
+        self.connect_after_ms.store(after, Ordering::Relaxed);
+        Err(failure)
     }
 
     /// Runs `q` on this thread's connection and decodes its rows. A connection found broken is
@@ -267,9 +317,16 @@ impl PgReaders {
             let slot = self.slot();
             let conn = match slot.get_or_try_init(|| self.connect()).await {
                 Ok(conn) => conn.clone(),
-                Err(e) => {
-                    self.refused(&e);
-                    return Err(ReadError::NoConnection);
+                Err(failure) => {
+                    match &failure {
+                        ConnectFailure::Postgres(e) => self.refused(e),
+                        ConnectFailure::TimedOut => tracing::debug!(
+                            budget_ms = self.connect_budget.as_millis() as u64,
+                            "PostgreSQL worker reader: no connection within the connect budget"
+                        ),
+                        ConnectFailure::Backoff => {}
+                    }
+                    return Err(ReadError::Elsewhere);
                 }
             };
             if conn.client.is_closed() {
@@ -302,7 +359,7 @@ impl PgReaders {
                 .collect::<Result<Vec<R>, _>>()
                 .map_err(|e| ReadError::Failed(HubError::Backend(e.to_string())));
         }
-        Err(ReadError::NoConnection)
+        Err(ReadError::Elsewhere)
     }
 
     /// Turns the readers off for [`OFF_FOR`] when the connection was refused for a reason that
@@ -317,7 +374,13 @@ impl PgReaders {
                 let code = code.code();
                 code.starts_with("28") || code == "3D000" || code == "42501"
             }
-            None => text.contains("TLS") || text.contains("configuration"),
+            // tokio-postgres' own refusals: its TLS, its configuration, and authentication it
+            // cannot do (an unsupported method, channel binding the server insists on).
+            None => {
+                text.contains("TLS")
+                    || text.contains("configuration")
+                    || text.contains("authentication")
+            }
         };
         if !lasting {
             tracing::debug!(error = %describe(e), "PostgreSQL worker reader cannot connect now");
@@ -501,7 +564,7 @@ impl Store {
         match read.await {
             Ok(r) => Some(Ok(r)),
             Err(ReadError::Failed(e)) => Some(Err(e)),
-            Err(ReadError::NoConnection) => None,
+            Err(ReadError::Elsewhere) => None,
         }
     }
 }
@@ -532,16 +595,12 @@ impl Store {
             let mut rows = readers.load::<search::SortRow, _>(&page).await?;
             let more = rows.len() as u64 > q.count;
             rows.truncate(q.count as usize);
-            let total = if more {
-                let n = readers
-                    .load::<Count, _>(&search::count_sql(&base))
-                    .await?
-                    .pop()
-                    .map_or(0, |c| c.0);
-                n.max(0) as u64
-            } else {
-                rows.len() as u64
-            };
+            if more {
+                // The total needs a COUNT(*) over every match, unbounded work that would hold
+                // up the reads pipelined behind it: the pool answers this one.
+                return Err(ReadError::Elsewhere);
+            }
+            let total = rows.len() as u64;
             let in_no_group = rows.iter().all(|r| r.is_member == Some(false));
             let rows: Vec<ResourceRow> = rows.into_iter().map(search::SortRow::into_row).collect();
             let resources = if !q.with_members {
@@ -579,17 +638,8 @@ impl Store {
         match read.await {
             Ok(page) => Some(Ok(page)),
             Err(ReadError::Failed(e)) => Some(Err(e)),
-            Err(ReadError::NoConnection) => None,
+            Err(ReadError::Elsewhere) => None,
         }
-    }
-}
-
-/// A `COUNT(*)`.
-struct Count(i64);
-
-impl FromPgRow for Count {
-    fn from_pg_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
-        Ok(Count(row.try_get(0)?))
     }
 }
 
@@ -641,6 +691,13 @@ where
     type Error = rustls::pki_types::InvalidDnsNameError;
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, Self::Error> {
+        // A Unix socket has no host name (tokio-postgres asks with ""); PostgreSQL offers no TLS
+        // there, and without a name tokio-postgres never starts a handshake.
+        let domain = if domain.is_empty() {
+            "localhost"
+        } else {
+            domain
+        };
         Ok(RustlsConnect {
             config: self.0.clone(),
             name: rustls::pki_types::ServerName::try_from(domain.to_string())?,
@@ -704,8 +761,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
+    /// `tls-server-end-point` (RFC 5929), as libpq offers it by default (`channel_binding=prefer`):
+    /// SCRAM-SHA-256-PLUS then binds the authentication to the certificate this TLS session
+    /// saw, so a relay in between fails to authenticate even though the certificate is not
+    /// checked.
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        match self
+            .0
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            Some(cert) => ChannelBinding::tls_server_end_point(server_end_point(cert)),
+            None => ChannelBinding::none(),
+        }
+    }
+}
+
+/// The `tls-server-end-point` hash of a DER certificate: its signature algorithm's hash, SHA-256
+/// for MD5, SHA-1 and SHA-256 (RFC 5929 §4.1). The algorithm is found by its object identifier
+/// (which the certificate carries twice, in `tbsCertificate.signature` and
+/// `signatureAlgorithm`; a public key or extension never uses these ones).
+pub(crate) fn server_end_point(der: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    // DER of the OIDs, tag and length included.
+    const SHA384: &[&[u8]] = &[
+        // sha384WithRSAEncryption 1.2.840.113549.1.1.12
+        &[
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c,
+        ],
+        // ecdsa-with-SHA384 1.2.840.10045.4.3.3
+        &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],
+    ];
+    const SHA512: &[&[u8]] = &[
+        // sha512WithRSAEncryption 1.2.840.113549.1.1.13
+        &[
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d,
+        ],
+        // ecdsa-with-SHA512 1.2.840.10045.4.3.4
+        &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],
+    ];
+    let has = |oids: &[&[u8]]| oids.iter().any(|o| der.windows(o.len()).any(|w| w == *o));
+    if has(SHA512) {
+        sha2::Sha512::digest(der).to_vec()
+    } else if has(SHA384) {
+        sha2::Sha384::digest(der).to_vec()
+    } else {
+        sha2::Sha256::digest(der).to_vec()
     }
 }
 
