@@ -492,13 +492,16 @@ fn postgres_exhausted_pool_and_statement_timeout_answer_503() {
     use diesel::Connection;
     let Some(app) = TestApp::builder(Backend::Postgres)
         .config(
-            "db_pool_size = 1\n[database]\npool_timeout_ms = 300\nstatement_timeout_ms = 3000\n",
+            "db_pool_size = 1\nworkers = 1\n[database]\npool_timeout_ms = 300\nstatement_timeout_ms = 5000\n",
         )
         .start()
     else {
         return;
     };
     let id = app.create_user("ada")["id"].as_str().unwrap().to_string();
+    // The one worker's own connection is open before the lock: both stuck requests reach the
+    // lock well within the statement timeout, however busy the machine.
+    app.get(&format!("/Users/{id}")).send().status(200);
     let mut locker = diesel::PgConnection::establish(&app.db_url).unwrap();
     locker
         .batch_execute("BEGIN; LOCK TABLE resources IN ACCESS EXCLUSIVE MODE")

@@ -72,8 +72,16 @@ pub(super) fn extract(kind: ResourceKind, doc: &Doc) -> Extracted {
 
 /// Inserts the `resource_values` rows of a resource (its emails).
 pub(super) fn insert_values(c: &mut DbConnection, id: &str, x: &Extracted) -> HubResult<()> {
+    if let Some(q) = values_insert_sql(id, x) {
+        q.execute(c)?;
+    }
+    Ok(())
+}
+
+/// The `INSERT` of [`insert_values`], `None` when there is nothing to insert.
+pub(super) fn values_insert_sql(id: &str, x: &Extracted) -> Option<Sql<()>> {
     if x.emails.is_empty() {
-        return Ok(());
+        return None;
     }
     let mut q = Sql::<()>::new(
         "INSERT INTO resource_values (resource_id, attr, type_folded, value_folded) VALUES ",
@@ -86,6 +94,5 @@ pub(super) fn insert_values(c: &mut DbConnection, id: &str, x: &Extracted) -> Hu
         q.bind(Bind::OptText(t.clone())).push(", ");
         q.bind(Bind::OptText(v.clone())).push(")");
     }
-    q.execute(c)?;
-    Ok(())
+    Some(q)
 }

@@ -183,11 +183,11 @@ impl PgReaders {
         if config.get_dbname().is_none() && env("PGDATABASE").is_some() {
             return Err("the URL names no database and the environment sets PGDATABASE".into());
         }
-        // Without HOME libpq finds the home directory itself (from the password database);
-        // its `.pgpass` and `root.crt` could then not be ruled out.
-        let home = env("HOME")
-            .map(std::path::PathBuf::from)
-            .ok_or("HOME is not set, so libpq's ~/.pgpass and ~/.postgresql cannot be checked")?;
+        // Where libpq looks for `.pgpass` and `.postgresql/`: HOME, else the password database's
+        // entry for this user, which is what `home_dir` answers too.
+        let home = std::env::home_dir()
+            .filter(|h| !h.as_os_str().is_empty())
+            .ok_or("no home directory, so libpq's ~/.pgpass and ~/.postgresql cannot be checked")?;
         if config.get_password().is_none() {
             match std::env::var("PGPASSWORD") {
                 Ok(p) if !p.is_empty() => {

@@ -9,7 +9,7 @@ use scim_schema::json::remove_ci;
 use serde_json::Value;
 
 use super::assemble::{parse_doc, ResourceRow, ResourceRowSt};
-use super::columns::{extract, insert_values, Extracted};
+use super::columns::{extract, insert_values, values_insert_sql, Extracted};
 use super::members::{
     add_members, load_members, member_delta_in, parse_members, replace_members, MemberRow,
 };
@@ -107,8 +107,23 @@ impl Store {
         let kept = keep_doc.then(|| doc.clone());
         let mut first_attempt = Some(doc);
         let members = self.write_tx_retry(|c, changes| {
-            insert_resource(c, kind, &id, &text, &x, &client, &now)?;
-            insert_values(c, &id, &x)?;
+            let row = resource_insert_sql(kind, &id, &text, &x, &client, &now);
+            match values_insert_sql(&id, &x) {
+                // PostgreSQL: both rows in one statement (a data-modifying WITH), one round
+                // trip instead of two. The foreign key is checked at the statement's end, when
+                // the resource row is there. SQLite has no data-modifying WITH.
+                Some(values) if !self.is_sqlite() => {
+                    let mut q = Sql::<()>::new("WITH r AS (");
+                    q.append(&row).push(") ").append(&values);
+                    q.execute(c)?;
+                }
+                values => {
+                    row.execute(c)?;
+                    if let Some(values) = values {
+                        values.execute(c)?;
+                    }
+                }
+            }
             let member_rows = match &members {
                 Some(m) if !m.is_empty() => add_members(c, &id, m)?,
                 _ => Vec::new(),
@@ -568,15 +583,15 @@ pub(crate) fn load_rows(
     Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }
 
-fn insert_resource(
-    c: &mut DbConnection,
+/// The `INSERT` of a new resource row.
+fn resource_insert_sql(
     kind: ResourceKind,
     id: &str,
     doc: &str,
     x: &Extracted,
     client: &str,
     now: &str,
-) -> HubResult<()> {
+) -> Sql<()> {
     let mut q = Sql::<()>::new(
         "INSERT INTO resources (id, resource_type, doc, user_name_folded, display_name, display_name_folded, \
          external_id, external_id_client, active, employee_number_folded, manager_value_folded, created, \
@@ -597,8 +612,7 @@ fn insert_resource(
         .push(", ");
     q.text(now).push(", ");
     q.text(now).push(", 1)");
-    q.execute(c)?;
-    Ok(())
+    q
 }
 
 /// Writes a changed document. Only the extracted columns whose values changed are in the SET

@@ -73,6 +73,48 @@ fn store_uniqueness() {
     });
 }
 
+/// A User with emails is written as its row and its value rows (on PostgreSQL in one statement):
+/// a clash on the row writes neither, and the emails are found by a filter.
+#[test]
+fn store_create_with_emails_is_whole_or_nothing() {
+    each_backend(|db| {
+        let s = &db.store;
+        let with_emails = |name: &str| {
+            obj(json!({"userName": name, "emails": [
+                {"value": format!("{name}@work.example"), "type": "work"},
+                {"value": format!("{name}@home.example"), "type": "home"}]}))
+        };
+        let first = s
+            .create(ResourceKind::User, with_emails("ada"), None)
+            .unwrap();
+        let e = s
+            .create(ResourceKind::User, with_emails("ADA"), None)
+            .unwrap_err();
+        assert!(
+            matches!(&e, HubError::Uniqueness(m) if m.contains("userName")),
+            "{}: {e:?}",
+            db.name
+        );
+        let schema = user_schema();
+        for email in ["ada@work.example", "ADA@home.example", "ada@home.example"] {
+            let f = cmp(AttrPath::with_sub("emails", "value"), CompareOp::Eq, email);
+            let page = s
+                .search(
+                    ResourceKind::User,
+                    &SearchQuery {
+                        filter: Some(f),
+                        count: 10,
+                        ..Default::default()
+                    },
+                    &schema,
+                )
+                .unwrap();
+            let ids: Vec<&str> = page.resources.iter().map(|r| r.id.as_str()).collect();
+            assert_eq!(ids, vec![first.id.as_str()], "{}: {email}", db.name);
+        }
+    });
+}
+
 #[test]
 fn store_versions_if_match_and_delete() {
     each_backend(|db| {
