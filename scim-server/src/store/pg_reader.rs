@@ -484,11 +484,7 @@ impl FromPgRow for ResourceRow {
 impl FromPgRow for UserRowWithMembership {
     fn from_pg_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
         Ok(UserRowWithMembership {
-            id: row.try_get(0)?,
-            doc: row.try_get(1)?,
-            created: row.try_get(2)?,
-            last_modified: row.try_get(3)?,
-            version: row.try_get(4)?,
+            row: ResourceRow::from_pg_row(row)?,
             is_member: row.try_get(5)?,
         })
     }
@@ -545,21 +541,16 @@ impl Store {
                 (false, _) => None,
                 (true, false) => Some(Vec::new()),
                 (true, true) => {
-                    let ids = [user.id.clone()];
+                    let ids = [user.row.id.clone()];
                     let records = readers
                         .load::<AncestorRecord, _>(&users::groups_sql(&ids))
                         .await?;
                     let mut by_user = HashMap::new();
                     users::add_groups(&mut by_user, records);
-                    Some(by_user.remove(&user.id).unwrap_or_default())
+                    Some(by_user.remove(&user.row.id).unwrap_or_default())
                 }
             };
-            Ok(LoadedResource::from_row(
-                kind,
-                user.into_row(),
-                None,
-                groups,
-            ))
+            Ok(LoadedResource::from_row(kind, user.row, None, groups))
         };
         match read.await {
             Ok(r) => Some(Ok(r)),
@@ -602,7 +593,7 @@ impl Store {
             }
             let total = rows.len() as u64;
             let in_no_group = rows.iter().all(|r| r.is_member == Some(false));
-            let rows: Vec<ResourceRow> = rows.into_iter().map(search::SortRow::into_row).collect();
+            let rows: Vec<ResourceRow> = rows.into_iter().map(|r| r.row).collect();
             let resources = if !q.with_members {
                 rows.into_iter()
                     .map(|r| LoadedResource::from_row(kind, r, None, None))
@@ -653,11 +644,7 @@ impl FromPgRow for search::SortRow {
             None
         };
         Ok(search::SortRow {
-            id: row.try_get(0)?,
-            doc: row.try_get(1)?,
-            created: row.try_get(2)?,
-            last_modified: row.try_get(3)?,
-            version: row.try_get(4)?,
+            row: ResourceRow::from_pg_row(row)?,
             sort_key: row.try_get(5)?,
             is_member,
         })

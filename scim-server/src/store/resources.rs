@@ -380,7 +380,7 @@ impl Store {
                     .optional()?
                     .ok_or(HubError::NotFound)?;
                 let in_a_group = user.is_member;
-                (user.into_row(), Some(in_a_group))
+                (user.row, Some(in_a_group))
             }
             ResourceKind::Group => (load_row(c, kind, id)?.ok_or(HubError::NotFound)?, None),
         };

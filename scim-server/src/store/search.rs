@@ -166,40 +166,16 @@ struct Match {
     id: String,
 }
 
-pub(super) type SortRowSt = (
-    Text,
-    Text,
-    Text,
-    Text,
-    BigInt,
-    Nullable<Text>,
-    Nullable<Bool>,
-);
+pub(super) type SortRowSt = (ResourceRowSt, Nullable<Text>, Nullable<Bool>);
 
 /// A page row read with its sort key: `id, doc, created, last_modified, version, <sort column>`,
 /// and for a page of Users in id order that wants their groups, whether the user is in any
 /// group (else `NULL`).
 #[derive(Queryable)]
 pub(super) struct SortRow {
-    pub id: String,
-    pub doc: String,
-    pub created: String,
-    pub last_modified: String,
-    pub version: i64,
+    pub row: ResourceRow,
     pub sort_key: Option<String>,
     pub is_member: Option<bool>,
-}
-
-impl SortRow {
-    pub(super) fn into_row(self) -> ResourceRow {
-        ResourceRow {
-            id: self.id,
-            doc: self.doc,
-            created: self.created,
-            last_modified: self.last_modified,
-            version: self.version,
-        }
-    }
 }
 
 impl Store {
@@ -407,17 +383,17 @@ impl Store {
             (Some(_), true, Some(last)) => Some(encode_cursor(&Cursor {
                 s: sig.to_string(),
                 k: if col == "id" {
-                    Some(last.id.clone())
+                    Some(last.row.id.clone())
                 } else {
                     last.sort_key.clone()
                 },
-                i: Some(last.id.clone()),
+                i: Some(last.row.id.clone()),
                 o: None,
             })),
             _ => None,
         };
         let in_no_group = !rows.is_empty() && rows.iter().all(|r| r.is_member == Some(false));
-        let rows: Vec<ResourceRow> = rows.into_iter().map(SortRow::into_row).collect();
+        let rows: Vec<ResourceRow> = rows.into_iter().map(|r| r.row).collect();
         let resources = if in_no_group {
             rows.into_iter()
                 .map(|r| LoadedResource::from_row(kind, r, None, Some(Vec::new())))

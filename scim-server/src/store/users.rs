@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use diesel::sql_types::{Bool, Integer, Nullable, Text};
 use diesel::{OptionalExtension, Queryable, RunQueryDsl};
 
 use super::assemble::{ResourceRow, ResourceRowSt};
@@ -26,24 +26,8 @@ pub struct GroupRef {
 /// A User row with whether the user is a member of any group.
 #[derive(Queryable)]
 pub(super) struct UserRowWithMembership {
-    pub id: String,
-    pub doc: String,
-    pub created: String,
-    pub last_modified: String,
-    pub version: i64,
+    pub row: ResourceRow,
     pub is_member: bool,
-}
-
-impl UserRowWithMembership {
-    pub(super) fn into_row(self) -> ResourceRow {
-        ResourceRow {
-            id: self.id,
-            doc: self.doc,
-            created: self.created,
-            last_modified: self.last_modified,
-            version: self.version,
-        }
-    }
 }
 
 /// One row of the group walk: `user id, group id, group display, direct (1) or not (0)`.
@@ -97,17 +81,17 @@ pub(super) fn load_user_with_groups(
         return Ok(None);
     };
     let groups = if user.is_member {
-        load_groups(c, std::slice::from_ref(&user.id))?
-            .remove(&user.id)
+        load_groups(c, std::slice::from_ref(&user.row.id))?
+            .remove(&user.row.id)
             .unwrap_or_default()
     } else {
         Vec::new()
     };
-    Ok(Some((user.into_row(), groups)))
+    Ok(Some((user.row, groups)))
 }
 
 /// The User row `id` with whether the user is in any group ([`UserRowWithMembership`]).
-pub(super) fn user_with_membership_sql(id: &str) -> Sql<(Text, Text, Text, Text, BigInt, Bool)> {
+pub(super) fn user_with_membership_sql(id: &str) -> Sql<(ResourceRowSt, Bool)> {
     let mut q = Sql::new(
         "SELECT id, doc, created, last_modified, version, \
          EXISTS (SELECT 1 FROM group_members WHERE member_id = resources.id) \
