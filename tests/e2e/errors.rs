@@ -153,3 +153,61 @@ backends!(multibyte_paths_are_answered, |app| {
     .scim_error(400, Some("invalidPath"));
     app.get(&format!("/Users/{id}")).send().status(200);
 });
+
+// The route table tries the hot paths (a resource by id, an endpoint) first, with constrained
+// patterns: each path still reaches the handler, status and error it reached before.
+#[test]
+fn routes_keep_their_meaning() {
+    let app = TestApp::start(Backend::Sqlite).expect("sqlite");
+    let id = app.create_user("route.check")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Endpoint names are matched case-insensitively, on the fast routes and the general ones.
+    assert_eq!(
+        app.get(&format!("/users/{id}")).send().status(200).json()["id"],
+        id.as_str()
+    );
+    assert_eq!(
+        app.get("/GROUPS").send().status(200).json()["totalResults"],
+        0
+    );
+    // `.search` is not an id.
+    let found = app
+        .post(
+            "/Users/.search",
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                   "filter":"userName eq \"route.check\""}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(found["totalResults"], 1);
+    app.get("/Users/.search").send().scim_error(405, None);
+    // An id the fast route leaves alone still gets the general route's answer.
+    app.get("/Users/.hidden").send().scim_error(404, None);
+    app.delete("/Users/.hidden").send().scim_error(404, None);
+    // Methods a path does not serve, and paths nobody serves.
+    app.request(reqwest::Method::POST, &format!("/Users/{id}"))
+        .send()
+        .scim_error(405, None);
+    app.request(reqwest::Method::PUT, "/Groups")
+        .send()
+        .scim_error(405, None);
+    app.get("/Nope/123").send().scim_error(404, None);
+    app.get("/Users/a/b").send().scim_error(404, None);
+    // The discovery routes with a segment, after the fast ones.
+    app.get("/ResourceTypes/User").send().status(200);
+    app.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")
+        .send()
+        .status(200);
+    // The admin API, now registered after the SCIM scope, is still reached.
+    // (The link page answers in HTML, here that the admin API needs the engine; an unrouted
+    // path would get the SCIM 404.)
+    let link = app.get("/admin/v1/links/not-a-link").token("").send();
+    assert!(
+        link.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html")),
+        "{link:?}"
+    );
+}

@@ -28,7 +28,12 @@ pub async fn count_requests(
     let method = Method::of(req.method());
     // Matched here, before the call: a middleware's refusal (401, 403, 429) is an error that
     // carries no request, and is counted under its route all the same.
-    let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.to_string());
+    let route = match super::hot_route_label(req.path()) {
+        Some(label) => label.to_string(),
+        None => req
+            .match_pattern()
+            .map_or_else(|| UNMATCHED.to_string(), |p| super::route_label(&p)),
+    };
     let res = next.call(req).await;
     let status = match &res {
         Ok(r) => r.status(),

@@ -219,8 +219,14 @@ impl AppState {
 /// `scheme://host/scim/v2` as the client addressed us (for `Location` and `meta.location`):
 /// forwarded headers count only from a trusted proxy ([`forwarded::origin`]).
 pub fn base_url(req: &HttpRequest) -> String {
-    let origin = forwarded::origin(req);
-    format!("{}://{}{}", origin.scheme, origin.host, BASE_PATH)
+    // Built on the scheme's own buffer: every resource response needs it, and `format!`
+    // showed in the point read's profile.
+    let forwarded::Origin { mut scheme, host } = forwarded::origin(req);
+    scheme.reserve(3 + host.len() + BASE_PATH.len());
+    scheme.push_str("://");
+    scheme.push_str(&host);
+    scheme.push_str(BASE_PATH);
+    scheme
 }
 
 /// A response with a SCIM JSON body.
@@ -280,6 +286,71 @@ pub(crate) fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
+/// The hot routes of the SCIM scope, tried before all others: a User or Group by id, and the
+/// two endpoints. The constraints keep them off every path a later route serves (`.search`,
+/// discovery, `/Me`); the general `/{kind}` routes below still take what they leave.
+const RESOURCE_BY_ID: &str = "/{kind:(?i:users|groups)}/{id:[^/.][^/]*}";
+const RESOURCE_ENDPOINT: &str = "/{kind:(?i:users|groups)}";
+
+/// The metrics label of a request path the hot routes serve, read off the path without a
+/// second pass through the router (`HttpRequest::match_pattern` runs the route regexes again,
+/// which cost as much as the routing itself). `None` for anything else, including
+/// percent-encoded paths, which the router decodes first: those take `match_pattern`.
+pub(crate) fn hot_route_label(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix(BASE_PATH)?.strip_prefix('/')?;
+    if rest.contains('%') {
+        return None;
+    }
+    let (kind, id) = match rest.split_once('/') {
+        Some((kind, id)) => (kind, Some(id)),
+        None => (rest, None),
+    };
+    if !kind.eq_ignore_ascii_case("users") && !kind.eq_ignore_ascii_case("groups") {
+        return None;
+    }
+    match id {
+        None => Some("/scim/v2/{kind}"),
+        Some(id) if !id.is_empty() && !id.starts_with('.') && !id.contains('/') => {
+            Some("/scim/v2/{kind}/{id}")
+        }
+        Some(_) => None,
+    }
+}
+
+/// A route pattern as a metrics label: `{name:regex}` segments written `{name}`.
+pub(crate) fn route_label(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut depth = 0usize;
+    let mut skipping = false;
+    for ch in pattern.chars() {
+        match ch {
+            '{' => {
+                depth += 1;
+                if skipping {
+                    continue;
+                }
+            }
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if skipping {
+                    if depth > 0 {
+                        continue;
+                    }
+                    skipping = false;
+                }
+            }
+            ':' if depth == 1 && !skipping => {
+                skipping = true;
+                continue;
+            }
+            _ if skipping => continue,
+            _ => {}
+        }
+        out.push(ch);
+    }
+    out
+}
+
 /// The application: every route, for `App::new().configure(...)` in the server and in tests.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let limit = BodyLimit(state.config.max_body_bytes);
@@ -302,10 +373,27 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 );
             }
         })
-        .configure(admin::configure)
         .service(
+            // Before the admin API: actix tries routes in order, and each route with a `{...}`
+            // segment costs a regex run (and an allocation) even when it does not match. The
+            // SCIM paths take the load; `/admin` never shares a prefix with them.
             web::scope(BASE_PATH)
                 .wrap(actix_web::middleware::from_fn(middleware::authenticate))
+                // The hot routes first, constrained so they claim nothing a later route serves:
+                // a resource by id (an id starting with `.` is `.search` or left to the
+                // general route below), then the endpoints themselves.
+                .service(
+                    resource(RESOURCE_BY_ID)
+                        .route(web::get().to(resources::get))
+                        .route(web::put().to(resources::replace))
+                        .route(web::patch().to(resources::patch))
+                        .route(web::delete().to(resources::delete)),
+                )
+                .service(
+                    resource(RESOURCE_ENDPOINT)
+                        .route(web::get().to(resources::list))
+                        .route(web::post().to(resources::create)),
+                )
                 .service(
                     resource("/ServiceProviderConfig")
                         .route(web::get().to(discovery::get_service_provider_config)),
@@ -342,6 +430,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 )
                 .default_service(web::to(not_found)),
         )
+        .configure(admin::configure)
         .default_service(web::to(not_found));
 }
 
@@ -549,4 +638,52 @@ fn request_id(req: &HttpRequest) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_route_labels_follow_the_hot_routes() {
+        let by_id = Some("/scim/v2/{kind}/{id}");
+        let endpoint = Some("/scim/v2/{kind}");
+        assert_eq!(hot_route_label("/scim/v2/Users/2819c223"), by_id);
+        assert_eq!(hot_route_label("/scim/v2/groups/x"), by_id);
+        assert_eq!(hot_route_label("/scim/v2/USERS"), endpoint);
+        assert_eq!(hot_route_label("/scim/v2/Groups"), endpoint);
+        // What the hot routes leave to others.
+        for path in [
+            "/scim/v2/Users/.search",
+            "/scim/v2/Users/",
+            "/scim/v2/Users/a/b",
+            "/scim/v2/Users/%2Ex",
+            "/scim/v2/Usersx/1",
+            "/scim/v2/Me",
+            "/scim/v2/ResourceTypes/User",
+            "/scim/v2",
+            "/admin/v1/users",
+            "/scim/v2Users",
+        ] {
+            assert_eq!(hot_route_label(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn route_labels_drop_segment_regexes() {
+        assert_eq!(
+            route_label(&format!("{BASE_PATH}{RESOURCE_BY_ID}")),
+            "/scim/v2/{kind}/{id}"
+        );
+        assert_eq!(
+            route_label(&format!("{BASE_PATH}{RESOURCE_ENDPOINT}")),
+            "/scim/v2/{kind}"
+        );
+        assert_eq!(route_label("/scim/v2/Me/{rest:.*}"), "/scim/v2/Me/{rest}");
+        assert_eq!(route_label("/x/{n:[0-9]{2,3}}/y"), "/x/{n}/y");
+        assert_eq!(
+            route_label("/scim/v2/{kind}/.search"),
+            "/scim/v2/{kind}/.search"
+        );
+    }
 }
