@@ -177,8 +177,8 @@ pub struct AuthFailure(pub String);
 /// Verifies bearer credentials.
 #[derive(Debug, Default)]
 pub struct Authenticator {
-    /// `Debug` prints `Secret(***)`.
-    bootstrap: Option<Secret>,
+    /// The bootstrap token's hash (`Debug` prints `SecretDigest(***)`).
+    bootstrap: Option<token::SecretDigest>,
     jwt: Option<jwt::JwtVerifier>,
     /// When each API token's `last_used` was last written by this node.
     pub usage: usage::TokenUsage,
@@ -189,7 +189,9 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(bootstrap: Option<Secret>, jwt: Option<jwt::JwtVerifier>) -> Self {
         Authenticator {
-            bootstrap: bootstrap.filter(|b| !b.expose().is_empty()),
+            bootstrap: bootstrap
+                .filter(|b| !b.expose().is_empty())
+                .map(|b| token::SecretDigest::of(b.expose())),
             jwt,
             usage: usage::TokenUsage::default(),
             tokens: token_cache::TokenCache::default(),
@@ -212,7 +214,7 @@ impl Authenticator {
     /// Checks what can be checked without the database.
     pub fn classify(&self, token: &str) -> Result<Credential, AuthFailure> {
         if let Some(boot) = &self.bootstrap {
-            if token::secrets_equal(token, boot.expose()) {
+            if boot.matches(token) {
                 return Ok(Credential::Done(Principal {
                     client: "bootstrap".into(),
                     scopes: Scope::ALL.to_vec(),

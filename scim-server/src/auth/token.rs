@@ -54,12 +54,30 @@ pub fn verify(token: &str, stored_hash: &str) -> bool {
     computed.as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
-/// Constant-time equality of two secrets of any length (used for the bootstrap token: both sides
-/// are hashed first so the comparison does not leak the length either).
-pub fn secrets_equal(a: &str, b: &str) -> bool {
-    Sha256::digest(a.as_bytes())
-        .ct_eq(&Sha256::digest(b.as_bytes()))
-        .into()
+/// A secret kept only as its SHA-256, to compare candidates with in constant time (the
+/// bootstrap token): both sides are hashed, so the comparison leaks neither content nor length,
+/// and the secret's own hash is computed once, not on every request.
+#[derive(Clone)]
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    pub fn of(secret: &str) -> Self {
+        SecretDigest(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Whether `candidate` is the secret.
+    pub fn matches(&self, candidate: &str) -> bool {
+        Sha256::digest(candidate.as_bytes())
+            .as_slice()
+            .ct_eq(&self.0)
+            .into()
+    }
+}
+
+impl std::fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretDigest(***)")
+    }
 }
 
 #[cfg(test)]
@@ -85,8 +103,11 @@ mod tests {
 
     #[test]
     fn secrets_compare() {
-        assert!(secrets_equal("abc", "abc"));
-        assert!(!secrets_equal("abc", "abd"));
-        assert!(!secrets_equal("abc", "abcd"));
+        let secret = SecretDigest::of("abc");
+        assert!(secret.matches("abc"));
+        assert!(!secret.matches("abd"));
+        assert!(!secret.matches("abcd"));
+        assert!(!secret.matches(""));
+        assert_eq!(format!("{secret:?}"), "SecretDigest(***)");
     }
 }

@@ -15,7 +15,7 @@ use super::members::{
 };
 use super::sql::{Bind, Sql};
 use super::users::{
-    load_groups, load_user_with_groups, user_with_membership_sql, UserRowWithMembership,
+    load_groups, load_user_with_groups, user_with_membership, UserRowWithMembership,
 };
 use super::{
     check_if_match, fmt_ts, Change, ChangeOp, DbConnection, Doc, LoadedResource, MemberRemoval,
@@ -375,7 +375,7 @@ impl Store {
         // need the recursive walk (a round trip of its own on PostgreSQL) only when it is.
         let (row, in_a_group) = match kind {
             ResourceKind::User => {
-                let user = user_with_membership_sql(id)
+                let user = user_with_membership(id)
                     .get_result::<UserRowWithMembership>(c)
                     .optional()?
                     .ok_or(HubError::NotFound)?;

@@ -9,7 +9,7 @@ use diesel::{OptionalExtension, Queryable, RunQueryDsl};
 use super::assemble::{ResourceRow, ResourceRowSt};
 use super::columns::case_fold;
 use super::resources::{load_row, CHUNK};
-use super::sql::Sql;
+use super::sql::{Keyed, Sql};
 use super::{DbConnection, ResourceKind};
 use crate::error::HubResult;
 
@@ -74,7 +74,7 @@ pub(super) fn load_user_with_groups(
     c: &mut DbConnection,
     id: &str,
 ) -> HubResult<Option<(ResourceRow, Vec<GroupRef>)>> {
-    let Some(user) = user_with_membership_sql(id)
+    let Some(user) = user_with_membership(id)
         .get_result::<UserRowWithMembership>(c)
         .optional()?
     else {
@@ -88,6 +88,16 @@ pub(super) fn load_user_with_groups(
         Vec::new()
     };
     Ok(Some((user.row, groups)))
+}
+
+/// Names the statement of [`user_with_membership_sql`], whose text is fixed ([`Keyed`]).
+pub(super) enum UserWithMembershipQuery {}
+
+/// [`user_with_membership_sql`] as a statement diesel finds by type: a point read runs it.
+pub(super) fn user_with_membership(
+    id: &str,
+) -> Keyed<UserWithMembershipQuery, (ResourceRowSt, Bool)> {
+    Keyed::new(user_with_membership_sql(id))
 }
 
 /// The User row `id` with whether the user is in any group ([`UserRowWithMembership`]).
