@@ -184,6 +184,24 @@ fn routes_keep_their_meaning() {
         .json();
     assert_eq!(found["totalResults"], 1);
     app.get("/Users/.search").send().scim_error(405, None);
+    // Percent-encoded paths are decoded before routing, whichever route takes them.
+    let encoded = app
+        .post(
+            "/Users/%2Esearch",
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                   "filter":"userName eq \"route.check\""}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(encoded["totalResults"], 1);
+    assert_eq!(
+        app.get("/%55sers").send().status(200).json()["totalResults"],
+        1
+    );
+    // Only ASCII case-folding names an endpoint (`ſ` is not `s`).
+    app.get("/u%C5%BFers").send().scim_error(404, None);
+    app.get("/Me/x").send().scim_error(501, None);
     // An id the fast route leaves alone still gets the general route's answer.
     app.get("/Users/.hidden").send().scim_error(404, None);
     app.delete("/Users/.hidden").send().scim_error(404, None);

@@ -289,8 +289,8 @@ pub(crate) fn resource(path: &str) -> actix_web::Resource {
 /// The hot routes of the SCIM scope, tried before all others: a User or Group by id, and the
 /// two endpoints. The constraints keep them off every path a later route serves (`.search`,
 /// discovery, `/Me`); the general `/{kind}` routes below still take what they leave.
-const RESOURCE_BY_ID: &str = "/{kind:(?i:users|groups)}/{id:[^/.][^/]*}";
-const RESOURCE_ENDPOINT: &str = "/{kind:(?i:users|groups)}";
+const RESOURCE_BY_ID: &str = "/{kind:(?i-u:users|groups)}/{id:[^/.][^/]*}";
+const RESOURCE_ENDPOINT: &str = "/{kind:(?i-u:users|groups)}";
 
 /// The metrics label of a request path the hot routes serve, read off the path without a
 /// second pass through the router (`HttpRequest::match_pattern` runs the route regexes again,
