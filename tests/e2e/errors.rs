@@ -172,6 +172,14 @@ fn routes_keep_their_meaning() {
         app.get("/GROUPS").send().status(200).json()["totalResults"],
         0
     );
+    // An id is percent-decoded whichever route reads it.
+    let encoded_id = format!("%{:02X}{}", id.as_bytes()[0], &id[1..]);
+    for path in [
+        format!("/Users/{encoded_id}"),
+        format!("/users/{encoded_id}"),
+    ] {
+        assert_eq!(app.get(&path).send().status(200).json()["id"], id.as_str());
+    }
     // `.search` is not an id, spelled plainly or percent-encoded (decoded before routing).
     for path in ["/Users/.search", "/Users/%2Esearch"] {
         let found = app
