@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 use crate::auth::Authenticator;
 use crate::config::{Config, DialectSetting};
 use crate::error::HubError;
-use crate::service::{Caller, Schemas, BASE_PATH};
+use crate::service::{self, Caller, Schemas, BASE_PATH};
 use crate::store::Store;
 
 use body::BodyLimit;
@@ -305,9 +305,7 @@ pub(crate) fn hot_route_label(path: &str) -> Option<&'static str> {
         Some((kind, id)) => (kind, Some(id)),
         None => (rest, None),
     };
-    if !kind.eq_ignore_ascii_case("users") && !kind.eq_ignore_ascii_case("groups") {
-        return None;
-    }
+    service::kind_of_endpoint(kind)?;
     match id {
         None => Some("/scim/v2/{kind}"),
         Some(id) if !id.is_empty() && !id.starts_with('.') && !id.contains('/') => {
