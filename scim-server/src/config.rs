@@ -266,6 +266,9 @@ pub struct Config {
     /// SQLite files: each HTTP worker thread answers bounded reads itself with a reader
     /// connection of its own (`false`: every read through the pool, as before; for comparison).
     pub db_worker_readers: bool,
+    /// SCIM writes that arrive together share one transaction and commit (SQLite files and
+    /// PostgreSQL); `false`: each in its own, as before (for comparison).
+    pub db_group_commit: bool,
     /// actix worker threads (default: number of CPUs).
     pub workers: Option<usize>,
     /// Reject attributes that no schema defines (strict) instead of ignoring them.
@@ -403,6 +406,7 @@ impl Default for Config {
             db_pool_size: 8,
             database: DatabaseConfig::default(),
             db_worker_readers: true,
+            db_group_commit: true,
             workers: None,
             strict: false,
             shutdown_timeout_secs: 30,

@@ -1,15 +1,19 @@
-//! Group commit for SQLite's one writer.
+//! Group commit: SCIM writes that arrive together share one transaction.
 //!
 //! A SQLite commit appends every page the transaction touched to the WAL as a whole page: a
 //! created User is a row plus an entry in each of a dozen indexes, so its commit (and the
-//! checkpoint that later copies those pages back) cost more than the inserts themselves. When
+//! checkpoint that later copies those pages back) cost more than the inserts themselves. On
+//! PostgreSQL every SCIM write holds the audit chain's head row from its append through its
+//! commit and WAL flush, so writes take turns there too, and each paid its own `BEGIN`, chain
+//! append and `COMMIT` round trips and flush, while the others waited on the head's row lock. When
 //! writes arrive faster than they commit, they share one transaction instead.
 //!
 //! Single-resource SCIM writes (`Store::submit_write`) are sent to one writer thread. It takes
-//! every write waiting in its queue, opens one transaction on the writer connection and runs them
-//! one after another. Then one commit makes them all durable, and only then are the callers
-//! answered: nobody sees a write acknowledged that a failed commit later lost. If the commit
-//! fails, every write in it reports that failure.
+//! every write waiting in its queue, opens one transaction on a writer connection and runs them
+//! one after another. Then one chain append and one commit make them all durable, and only then
+//! are the callers answered: nobody sees a write acknowledged that a failed commit later lost.
+//! If the commit fails, every write in it reports that failure; if PostgreSQL's connection was
+//! lost during the COMMIT, every write in it is answered "outcome unknown" (never a success).
 //!
 //! # A failing write rolls back alone
 //!
@@ -18,7 +22,8 @@
 //! free: SQLite copies every page a savepoint touches into its sub-journal before the first
 //! change, and a create touches a dozen pages (the row, each index, the audit chain), so the
 //! savepoints cost about a sixth of a create's instructions (measured with callgrind, see
-//! docs/benchmarks.md). Writes rarely fail, so batches run *optimistically*, without savepoints:
+//! docs/benchmarks.md); on PostgreSQL each is two more round trips. Writes rarely fail, so
+//! batches run *optimistically*, without savepoints:
 //! if any write in one fails, the whole transaction is rolled back and the batch runs again
 //! from its first write, *guarded* by a savepoint per write. Writes can run twice for this
 //! (`Store::submit_write` takes `FnMut`): only what they do in the transaction counts, and a
@@ -26,8 +31,18 @@
 //! until a guarded batch runs without one, so a stream of conflicts (a client re-sending
 //! existing users) costs one extra run, not one per batch.
 //!
+//! # PostgreSQL: conflicts and lost connections
+//!
+//! Where a write in its own transaction would be run again (`Store::write_tx_retry`), a batch
+//! is too, up to `write_attempts` runs: a batch whose connection was lost, or whose chain append
+//! or commit conflicted with a concurrent transaction (SQLSTATE 40001, 40P01: another node's
+//! writer, a background job), certainly did not commit and runs again on another connection. A
+//! write that conflicts on its own in a guarded run (its savepoint undid it) runs again in the
+//! next batch, up to `write_attempts` batches, and is answered only then.
+//!
 //! The thread keeps its queue hot: while writes keep coming it never sleeps between them, which
-//! also saves the blocking-pool hand-off each write paid before.
+//! also saves the blocking-pool hand-off each write paid before. On PostgreSQL it holds one
+//! connection of the pool per batch, returned between batches.
 //!
 //! What it does not batch: anything that reads through a reader connection after writing
 //! (Bulk, the whole-group PATCH fallback) still runs on the blocking pool with its own
@@ -56,8 +71,12 @@ trait Job: Send {
     /// Runs it on the writer thread inside the shared transaction, keeping its result for
     /// [`Job::answer`]. Runs again (replacing the result) when its batch runs again.
     fn run(&mut self);
+    /// After its batch committed: whether it failed alone on a conflict with a concurrent
+    /// transaction (PostgreSQL's 40001 or 40P01, which its savepoint undid) and has tries
+    /// left, so that it runs again in the next batch instead of being answered.
+    fn conflicted_again(&mut self) -> bool;
     /// Answers after the batch ended: `failed` is `None` when it committed, else why not.
-    fn answer(self: Box<Self>, failed: Option<&str>);
+    fn answer(self: Box<Self>, failed: Option<&HubError>);
     /// Answers without running it: no batch could be opened.
     fn fail(self: Box<Self>, error: HubError);
 }
@@ -66,6 +85,9 @@ struct Pending<T, F> {
     write: F,
     out: Option<HubResult<T>>,
     answer: tokio::sync::oneshot::Sender<HubResult<T>>,
+    /// Batches it may run in for conflicts of its own (`write_attempts` on PostgreSQL, 1 on
+    /// SQLite, whose one writer has no concurrent transactions to conflict with).
+    tries_left: u32,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -78,14 +100,22 @@ where
         self.out = Some((self.write)());
     }
 
-    fn answer(self: Box<Self>, failed: Option<&str>) {
+    fn conflicted_again(&mut self) -> bool {
+        if self.tries_left > 1 && matches!(self.out, Some(Err(HubError::TxConflict(_)))) {
+            self.tries_left -= 1;
+            return true;
+        }
+        false
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&HubError>) {
         let out = match (self.out, failed) {
-            (Some(Ok(_)), Some(why)) => Err(HubError::Backend(why.to_string())),
+            (Some(Ok(_)), Some(why)) => Err(same_failure(why)),
             (Some(out), _) => out,
             // It panicked: its batch says why it ended, or (committed without it) it failed.
-            (None, why) => Err(HubError::Backend(
-                why.unwrap_or("the write failed with an internal error")
-                    .to_string(),
+            (None, Some(why)) => Err(same_failure(why)),
+            (None, None) => Err(HubError::Backend(
+                "the write failed with an internal error".into(),
             )),
         };
         let _ = self.answer.send(out);
@@ -114,6 +144,9 @@ pub(crate) struct Open {
     pub(crate) guarded: bool,
     /// Writes (`Store::write_tx` bodies) that failed in this run of the batch.
     pub(crate) failed_writes: usize,
+    /// A write failed because the connection was lost (PostgreSQL): nothing of this run can
+    /// commit, so the batch runs again on another connection.
+    pub(crate) lost_connection: bool,
 }
 
 impl Open {
@@ -163,20 +196,29 @@ impl BatchStats {
 pub(crate) struct WriteQueue {
     jobs: Sender<Box<dyn Job>>,
     pub(crate) stats: Arc<BatchStats>,
+    /// How often a write or a batch is tried in all (see [`Job::conflicted_again`]).
+    attempts: u32,
 }
 
 impl WriteQueue {
-    /// Starts the writer thread over `pool` (the one-connection writer pool). The thread ends
-    /// when the queue is dropped.
-    pub(crate) fn start(pool: Pool) -> HubResult<WriteQueue> {
+    /// Starts the writer thread over `pool` (SQLite: the one-connection writer pool;
+    /// PostgreSQL: the pool, of which a batch takes one connection). A write or a batch that
+    /// did not commit for a passing reason (a conflict, a lost connection) is tried up to
+    /// `attempts` times in all. The thread ends when the queue is dropped.
+    pub(crate) fn start(pool: Pool, attempts: u32) -> HubResult<WriteQueue> {
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(BatchStats::default());
         let thread_stats = stats.clone();
+        let attempts = attempts.max(1);
         std::thread::Builder::new()
             .name("scimhub-writer".into())
-            .spawn(move || run(pool, rx, &thread_stats))
+            .spawn(move || run(pool, rx, &thread_stats, attempts))
             .map_err(|e| HubError::Backend(format!("cannot start the writer thread: {e}")))?;
-        Ok(WriteQueue { jobs, stats })
+        Ok(WriteQueue {
+            jobs,
+            stats,
+            attempts,
+        })
     }
 
     /// Queues `f`; the receiver yields its result once the batch holding it has committed.
@@ -191,6 +233,7 @@ impl WriteQueue {
             write: f,
             out: None,
             answer,
+            tries_left: self.attempts,
         });
         // A send fails only once the thread is gone; dropping the job drops its sender, and
         // the caller sees the channel closed.
@@ -199,11 +242,19 @@ impl WriteQueue {
     }
 }
 
-fn run(pool: Pool, rx: Receiver<Box<dyn Job>>, stats: &BatchStats) {
+fn run(pool: Pool, rx: Receiver<Box<dyn Job>>, stats: &BatchStats, attempts: u32) {
     // Start optimistic; after a failure, guarded until a guarded batch has none.
     let mut guarded = false;
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
+    // Writes that conflicted with a concurrent transaction run first in the next batch.
+    let mut again: Vec<Box<dyn Job>> = Vec::new();
+    loop {
+        let mut jobs = std::mem::take(&mut again);
+        if jobs.is_empty() {
+            match rx.recv() {
+                Ok(first) => jobs.push(first),
+                Err(_) => return,
+            }
+        }
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(job) => jobs.push(job),
@@ -214,8 +265,13 @@ fn run(pool: Pool, rx: Receiver<Box<dyn Job>>, stats: &BatchStats) {
         // write) alive should the batch's own bookkeeping ever panic. A connection it left open
         // goes back to the pool mid-transaction, which discards it; the jobs it held are
         // dropped unanswered (their callers see the channel closed).
-        match catch_unwind(AssertUnwindSafe(|| run_batch(&pool, jobs, guarded, stats))) {
-            Ok(failures) => guarded = failures,
+        match catch_unwind(AssertUnwindSafe(|| {
+            run_batch(&pool, jobs, guarded, stats, attempts)
+        })) {
+            Ok((failures, conflicted)) => {
+                guarded = failures;
+                again = conflicted;
+            }
             Err(_) => {
                 tracing::error!("a write batch panicked outside its writes");
                 drop(take_open());
@@ -239,27 +295,39 @@ fn rollback(c: &mut DbConnection) {
     let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(c);
 }
 
-/// Runs `jobs` in one transaction (twice when an optimistic run is spoiled) and answers them.
-/// Returns whether any write failed, so that the next batch runs guarded.
-fn run_batch(pool: &Pool, mut jobs: Vec<Box<dyn Job>>, guarded: bool, stats: &BatchStats) -> bool {
+/// Runs `jobs` in one transaction and answers them: again, guarded, when an optimistic run is
+/// spoiled, and again on another connection (up to `attempts` runs) when the connection was
+/// lost or the batch conflicted with a concurrent transaction before its commit. Returns
+/// whether any write failed, so that the next batch runs guarded, and the writes that failed
+/// alone on a conflict and are to run in the next batch (see [`Job::conflicted_again`]).
+fn run_batch(
+    pool: &Pool,
+    mut jobs: Vec<Box<dyn Job>>,
+    guarded: bool,
+    stats: &BatchStats,
+    attempts: u32,
+) -> (bool, Vec<Box<dyn Job>>) {
     let mut guarded = guarded;
+    let mut runs = 0;
     loop {
+        runs += 1;
         let mut conn = match pool.get() {
             Ok(conn) => conn,
             Err(e) => {
                 fail_unrun(jobs, HubError::from(e));
-                return guarded;
+                return (guarded, Vec::new());
             }
         };
         if let Err(e) = begin(&mut conn) {
             fail_unrun(jobs, e);
-            return guarded;
+            return (guarded, Vec::new());
         }
         restore(Open {
             conn,
             effects: Vec::new(),
             guarded,
             failed_writes: 0,
+            lost_connection: false,
         });
         let mut spoiled = false;
         for job in jobs.iter_mut() {
@@ -268,7 +336,11 @@ fn run_batch(pool: &Pool, mut jobs: Vec<Box<dyn Job>>, guarded: bool, stats: &Ba
             }
             // A panic inside a write transaction lost the connection (dropped while unwinding,
             // which discards it and rolls back): the rest cannot run.
-            let stop = OPEN.with(|o| o.borrow().as_ref().map(Open::spoiled));
+            let stop = OPEN.with(|o| {
+                o.borrow()
+                    .as_ref()
+                    .map(|open| open.spoiled() || open.lost_connection)
+            });
             match stop {
                 None => break,
                 Some(true) => {
@@ -280,28 +352,42 @@ fn run_batch(pool: &Pool, mut jobs: Vec<Box<dyn Job>>, guarded: bool, stats: &Ba
         }
         let Some(mut open) = take_open() else {
             // Jobs after the panic did not run; everyone learns the batch was lost.
-            finish_all(
-                jobs,
-                Some("the write batch was aborted by an internal error"),
-            );
-            return true;
+            let why = HubError::Backend("the write batch was aborted by an internal error".into());
+            finish_all(jobs, Some(&why));
+            return (true, Vec::new());
         };
         if spoiled {
-            // An unguarded write failed part-way: undo everything and run every write again,
-            // each in its own savepoint.
+            // An unguarded write failed part-way, or the connection is gone: undo everything
+            // and run every write again, each in its own savepoint (on a new connection: a
+            // lost one fails its rollback, and the pool discards it).
+            let lost = open.lost_connection;
             rollback(&mut open.conn);
             drop(open);
+            if lost && runs >= attempts {
+                let why = HubError::Unavailable("the database connection was lost".into());
+                finish_all(jobs, Some(&why));
+                return (true, Vec::new());
+            }
             stats.rerun.fetch_add(1, Ordering::Relaxed);
             guarded = true;
             continue;
         }
         let failures = open.failed_writes > 0;
         let c: &mut DbConnection = &mut open.conn;
-        let committed = Store::before_batch_commit(c, &open.effects).and_then(|()| {
-            <DbConnection as Connection>::TransactionManager::commit_transaction(c)
-                .map_err(HubError::from)
-        });
-        match committed {
+        if let Err(e) = Store::before_batch_commit(c, &open.effects) {
+            // Not committed: the chain append failed (a lost connection, a deadlock on its
+            // head with another node's writer).
+            rollback(&mut open.conn);
+            drop(open);
+            if super::rerunnable(&e) && runs < attempts {
+                stats.rerun.fetch_add(1, Ordering::Relaxed);
+                guarded = true;
+                continue;
+            }
+            finish_all(jobs, Some(&e));
+            return (true, Vec::new());
+        }
+        match <DbConnection as Connection>::TransactionManager::commit_transaction(c) {
             Ok(()) => {
                 let counter = if guarded {
                     &stats.guarded
@@ -314,23 +400,54 @@ fn run_batch(pool: &Pool, mut jobs: Vec<Box<dyn Job>>, guarded: bool, stats: &Ba
                 for e in effects {
                     e.store.after_commit(e.population, e.changed);
                 }
-                finish_all(jobs, None);
-                return failures;
+                let (again, done): (Vec<_>, Vec<_>) = jobs
+                    .into_iter()
+                    .map(|mut job| (job.conflicted_again(), job))
+                    .partition(|(again, _)| *again);
+                finish_all(done.into_iter().map(|(_, job)| job), None);
+                return (failures, again.into_iter().map(|(_, job)| job).collect());
             }
             Err(e) => {
-                let why = e.to_string();
+                let e = HubError::from(e);
                 rollback(&mut open.conn);
                 drop(open);
+                // PostgreSQL answered COMMIT with an error: nothing committed. No answer (the
+                // connection was lost in flight): nobody knows, and no write is acknowledged.
+                let why = match e {
+                    HubError::Unavailable(m) => {
+                        tracing::error!(error = %m, "connection lost during a batch's COMMIT: its writes may or may not be committed");
+                        HubError::OutcomeUnknown(m)
+                    }
+                    e if super::rerunnable(&e) && runs < attempts => {
+                        stats.rerun.fetch_add(1, Ordering::Relaxed);
+                        guarded = true;
+                        continue;
+                    }
+                    e => e,
+                };
                 finish_all(jobs, Some(&why));
-                return true;
+                return (true, Vec::new());
             }
         }
     }
 }
 
-fn finish_all(jobs: Vec<Box<dyn Job>>, failed: Option<&str>) {
+fn finish_all(jobs: impl IntoIterator<Item = Box<dyn Job>>, failed: Option<&HubError>) {
     for job in jobs {
         job.answer(failed);
+    }
+}
+
+/// The error a write is answered with when its batch failed with `e`: the same kind (so the
+/// same status, `503` for the passing ones), with `e`'s description.
+fn same_failure(e: &HubError) -> HubError {
+    let why = e.to_string();
+    match e {
+        HubError::Unavailable(_) => HubError::Unavailable(why),
+        HubError::TxConflict(_) => HubError::TxConflict(why),
+        HubError::StatementTimeout(_) => HubError::StatementTimeout(why),
+        HubError::OutcomeUnknown(_) => HubError::OutcomeUnknown(why),
+        _ => HubError::Backend(why),
     }
 }
 
@@ -338,18 +455,11 @@ fn finish_all(jobs: Vec<Box<dyn Job>>, failed: Option<&str>) {
 /// itself, the others its description with the same status).
 fn fail_unrun(jobs: Vec<Box<dyn Job>>, error: HubError) {
     tracing::error!(error = %error, "the write batch could not start");
-    let unavailable = matches!(error, HubError::Unavailable(_));
-    let why = error.to_string();
-    let mut first = Some(error);
-    for job in jobs {
-        let e = first.take().unwrap_or_else(|| {
-            if unavailable {
-                HubError::Unavailable(why.clone())
-            } else {
-                HubError::Backend(why.clone())
-            }
-        });
-        job.fail(e);
+    let mut jobs = jobs.into_iter();
+    let first = jobs.next();
+    finish_all(jobs, Some(&error));
+    if let Some(first) = first {
+        first.fail(error);
     }
 }
 

@@ -283,6 +283,9 @@ pub struct StoreOptions {
     /// ([`Store::read_here`]), on PostgreSQL the async workers' point reads
     /// ([`Store::get_loaded_on_worker`]).
     pub worker_readers: bool,
+    /// Single-resource SCIM writes share transactions when they arrive together (group commit,
+    /// see [`batch`]) on a SQLite file or PostgreSQL; `false` runs each in its own.
+    pub group_commit: bool,
 }
 
 impl Default for StoreOptions {
@@ -297,6 +300,7 @@ impl Default for StoreOptions {
             pg: PgSession::default(),
             write_attempts: 4,
             worker_readers: true,
+            group_commit: true,
         }
     }
 }
@@ -353,8 +357,10 @@ struct Inner {
     id_ranks: Option<Arc<ranks::IdRanks>>,
     /// SQLite: other processes' creates and deletes, which drop the two caches above.
     other_writers: Option<Arc<OtherWriters>>,
-    /// The group-commit writer thread (SQLite files only), started by the first
-    /// [`Store::submit_write`].
+    /// Whether single-resource writes go through the group-commit writer
+    /// ([`Store::batches_writes`]).
+    group_commit: bool,
+    /// The group-commit writer thread, started by the first [`Store::submit_write`].
     writer: Arc<std::sync::OnceLock<batch::WriteQueue>>,
     /// The background WAL checkpointer (SQLite files only), started by the first commit.
     checkpointer: Arc<std::sync::OnceLock<checkpoint::Checkpointer>>,
@@ -426,6 +432,8 @@ impl Store {
         let type_counts = url.is_sqlite().then(Arc::default);
         let id_ranks = url.is_sqlite().then(Arc::default);
         let other_writers = url.is_sqlite().then(|| Arc::new(OtherWriters::new()));
+        // In-memory SQLite shares its one connection with readers.
+        let group_commit = options.group_commit && !matches!(url, DbUrl::SqliteMemory);
         let store = Store {
             inner: Arc::new(Inner {
                 read,
@@ -441,6 +449,7 @@ impl Store {
                 type_counts,
                 id_ranks,
                 other_writers,
+                group_commit,
                 writer: Arc::default(),
                 checkpointer: Arc::default(),
                 local_readers,
@@ -476,6 +485,7 @@ impl Store {
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
             other_writers: self.inner.other_writers.clone(),
+            group_commit: self.inner.group_commit,
             writer: self.inner.writer.clone(),
             checkpointer: self.inner.checkpointer.clone(),
             local_readers: self.inner.local_readers,
@@ -631,11 +641,16 @@ impl Store {
     {
         if !self.batches_writes() {
             return Err(HubError::Backend(
-                "writes are batched only on a SQLite file".into(),
+                "writes are not batched on this store".into(),
             ));
         }
         let queue = started(&self.inner.writer, || {
-            batch::WriteQueue::start(self.inner.write.clone())
+            let attempts = if self.is_sqlite() {
+                1
+            } else {
+                self.inner.write_attempts
+            };
+            batch::WriteQueue::start(self.inner.write.clone(), attempts)
         })?;
         let store = self.clone();
         let mut f = f;
@@ -663,14 +678,14 @@ impl Store {
         }
     }
 
-    /// Whether single-resource writes share commits ([`Store::submit_write`]): on a SQLite
-    /// file, whose one writer serialises them anyway. In-memory SQLite shares its one connection
-    /// with readers. Not on PostgreSQL, though its writes are serialised too (each holds the
-    /// audit chain's head row through its commit): on one connection a batch runs every
-    /// statement of every write one round trip after another, and measured side by side (see
-    /// docs/benchmarks.md) that cost more than the commits it shared.
+    /// Whether single-resource writes share commits ([`Store::submit_write`]), unless
+    /// [`StoreOptions::group_commit`] is off: on a SQLite file, whose one writer serialises them
+    /// anyway, and on PostgreSQL, where they are serialised too (each holds the audit chain's
+    /// head row through its commit and WAL flush), so that a batch pays one `BEGIN`, one chain
+    /// append and one `COMMIT` for all its writes. In-memory SQLite shares its one connection
+    /// with readers.
     pub fn batches_writes(&self) -> bool {
-        matches!(self.inner.url, DbUrl::SqliteFile(_))
+        self.inner.group_commit
     }
 
     /// The one write path: a transaction on the writer connection in which `body` does the work
@@ -716,8 +731,13 @@ impl Store {
                 self.write_body_in(&mut open.conn, &mut body, true)
                     .map_err(WriteFailure::NotCommitted)
             };
-            if out.is_err() {
+            if let Err(e) = &out {
                 open.failed_writes += 1;
+                if !self.is_sqlite()
+                    && matches!(e, WriteFailure::NotCommitted(HubError::Unavailable(_)))
+                {
+                    open.lost_connection = true;
+                }
             }
             let out = out.map(|(out, population, changed, audit)| {
                 open.effects.push(batch::Effect {

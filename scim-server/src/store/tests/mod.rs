@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit_chain;
+mod batch;
 mod connections;
 mod drift;
 mod faults;

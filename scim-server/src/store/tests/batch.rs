@@ -1,0 +1,322 @@
+//! Group commit (`store::batch`) on each backend, and on PostgreSQL what only it can do to a
+//! batch: conflict with a concurrent transaction, lose its connection, fail at COMMIT. (The
+//! SQLite-only cases, a panicking write and the guard's bookkeeping, are beside the module.)
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
+
+use diesel::sql_types::BigInt;
+use diesel::RunQueryDsl;
+
+use super::*;
+
+type Answer<T> = tokio::sync::oneshot::Receiver<HubResult<T>>;
+
+/// Submits a write that holds the writer thread until the returned sender is dropped, so that
+/// the writes submitted meanwhile form the next batch together.
+fn hold_writer(store: &Store) -> (mpsc::Sender<()>, Answer<()>) {
+    let (release, wait) = mpsc::channel::<()>();
+    let (started, running) = mpsc::channel::<()>();
+    let held = store
+        .submit_write(move |_| {
+            started.send(()).unwrap();
+            let _ = wait.recv();
+            Ok(())
+        })
+        .unwrap();
+    running.recv().unwrap();
+    (release, held)
+}
+
+fn create(store: &Store, name: &str) -> Answer<String> {
+    let doc = obj(json!({"userName": name}));
+    store
+        .submit_write(move |s| Ok(s.create(ResourceKind::User, doc.clone(), None)?.id))
+        .unwrap()
+}
+
+fn count_users(store: &Store) -> i64 {
+    let mut c = store.read_conn().unwrap();
+    sql::Sql::<BigInt>::new("SELECT COUNT(*) FROM resources WHERE resource_type = 'User'")
+        .get_result(&mut *c)
+        .unwrap()
+}
+
+/// Entries checked by a clean `audit verify`.
+fn chain_entries(store: &Store) -> u64 {
+    let mut c = store.read_conn().unwrap();
+    let report = crate::store::audit_chain::verify(
+        &mut c,
+        &crate::store::audit_chain::VerifyOptions::default(),
+    )
+    .unwrap();
+    assert!(report.ok, "{:?}", report.finding);
+    report.checked
+}
+
+fn stats(store: &Store) -> [u64; 3] {
+    let [(_, optimistic), (_, guarded), (_, rerun)] = store.write_batch_counts().unwrap();
+    [optimistic, guarded, rerun]
+}
+
+/// A real SQLSTATE raised by the server inside the write's transaction.
+fn raise(c: &mut DbConnection, errcode: &str, message: &str) -> HubResult<()> {
+    c.batch_execute(&format!(
+        "DO $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{errcode}'; END $$"
+    ))?;
+    Ok(())
+}
+
+#[test]
+fn batch_waiting_writes_share_one_commit_on_each_backend() {
+    each_backend(|db| {
+        let s = &db.store;
+        assert!(s.batches_writes(), "{}", db.name);
+        let (release, held) = hold_writer(s);
+        // Each write reports whether a reader saw the previous one's user while it ran: inside
+        // one shared transaction it cannot.
+        let answers: Vec<Answer<bool>> = (0..20)
+            .map(|i| {
+                let doc = obj(json!({"userName": format!("u{i}")}));
+                s.submit_write(move |s| {
+                    let previous_visible =
+                        i > 0 && s.find_user_id(&format!("u{}", i - 1))?.is_some();
+                    s.create(ResourceKind::User, doc.clone(), None)?;
+                    Ok(previous_visible)
+                })
+                .unwrap()
+            })
+            .collect();
+        drop(release);
+        held.blocking_recv().unwrap().unwrap();
+        for (i, a) in answers.into_iter().enumerate() {
+            assert!(
+                !a.blocking_recv().unwrap().unwrap(),
+                "{}: write {i}",
+                db.name
+            );
+        }
+        assert_eq!(count_users(s), 20, "{}", db.name);
+        // The holder's batch, then one batch for all twenty.
+        assert_eq!(stats(s), [2, 0, 0], "{}", db.name);
+        assert_eq!(chain_entries(s), 20, "{}", db.name);
+    });
+}
+
+/// On PostgreSQL a failing statement aborts the whole transaction (SQLite's does not): the
+/// batch is rolled back and runs again with a savepoint per write, and only the failing write
+/// is refused.
+#[test]
+fn batch_a_failing_write_rolls_back_alone_on_each_backend() {
+    each_backend(|db| {
+        let s = &db.store;
+        let (release, held) = hold_writer(s);
+        let alice = create(s, "alice");
+        let duplicate = create(s, "ALICE");
+        let group: Answer<StoredResource> = s
+            .submit_write(|s| {
+                let doc = obj(json!({"displayName": "g", "members": [{"value": "nobody"}]}));
+                s.create(ResourceKind::Group, doc, None)
+            })
+            .unwrap();
+        let bob = create(s, "bob");
+        drop(release);
+        held.blocking_recv().unwrap().unwrap();
+        let alice = alice.blocking_recv().unwrap().unwrap();
+        let dup = duplicate.blocking_recv().unwrap();
+        assert!(
+            matches!(dup, Err(HubError::Uniqueness(_))),
+            "{}: {dup:?}",
+            db.name
+        );
+        let group = group.blocking_recv().unwrap();
+        assert!(
+            matches!(group, Err(HubError::UnknownMembers(_))),
+            "{}: {group:?}",
+            db.name
+        );
+        let bob = bob.blocking_recv().unwrap().unwrap();
+        assert!(s.get(ResourceKind::User, &alice, false).is_ok());
+        assert!(s.get(ResourceKind::User, &bob, false).is_ok());
+        assert_eq!(count_users(s), 2, "{}", db.name);
+        assert_eq!(chain_entries(s), 2, "{}", db.name);
+        assert_eq!(stats(s), [1, 1, 1], "{}", db.name);
+    });
+}
+
+/// A write that conflicts with a concurrent transaction (SQLSTATE 40001 or 40P01) in every run
+/// of its batch fails alone there and runs again in the next batch, up to `write_attempts`
+/// batches; the others in its batch commit meanwhile, and nothing of its failed runs is kept.
+#[test]
+fn batch_pg_a_conflicting_write_runs_again_in_the_next_batch() {
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let zed = create(s, "zed").blocking_recv().unwrap().unwrap();
+    let version = |s: &Store| s.get(ResourceKind::User, &zed, false).unwrap().version;
+    let before = version(s);
+    let (release, held) = hold_writer(s);
+    let alice = create(s, "alice");
+    let runs = Arc::new(AtomicU32::new(0));
+    let counted = runs.clone();
+    let target = zed.clone();
+    // Conflicts in its optimistic and its guarded run, then succeeds in the next batch.
+    let conflicted: Answer<()> = s
+        .submit_write(move |s| {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            s.write_tx(|c, _| {
+                crate::store::resources::bump(c, &target, "2026-01-01T00:00:00.000000Z")?;
+                if run < 2 {
+                    raise(c, "40001", "could not serialize access")?;
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+    let bob = create(s, "bob");
+    drop(release);
+    held.blocking_recv().unwrap().unwrap();
+    alice.blocking_recv().unwrap().unwrap();
+    bob.blocking_recv().unwrap().unwrap();
+    conflicted.blocking_recv().unwrap().unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    // Bumped once: its failed runs left nothing.
+    assert_eq!(version(s), before + 1);
+    assert_eq!(count_users(s), 3);
+
+    // One that conflicts every time is answered 503-worthy TxConflict after its attempts.
+    let always = Arc::new(AtomicU32::new(0));
+    let counted = always.clone();
+    let out: HubResult<()> = s
+        .submit_write(move |s| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            s.write_tx(|c, _| raise(c, "40P01", "deadlock detected"))
+        })
+        .unwrap()
+        .blocking_recv()
+        .unwrap();
+    assert!(matches!(out, Err(HubError::TxConflict(_))), "{out:?}");
+    // Optimistic and guarded in its first batch, then guarded once per further attempt.
+    let attempts = StoreOptions::default().write_attempts;
+    assert_eq!(always.load(Ordering::SeqCst), attempts + 1);
+    assert_eq!(version(s), before + 1);
+    assert_eq!(chain_entries(s), 3);
+}
+
+/// The connection dies under a batch (killed from outside, as a failover or an idle timeout
+/// would), in its optimistic run and again in its guarded one: nothing of either committed, so
+/// the batch runs again on a new connection and every write lands once.
+#[test]
+fn batch_pg_a_lost_connection_runs_the_batch_again_on_another() {
+    use diesel::sql_types::Integer;
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let admin_url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").unwrap();
+    let (release, held) = hold_writer(s);
+    let alice = create(s, "alice");
+    let runs = Arc::new(AtomicU32::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (counted, errors) = (runs.clone(), seen.clone());
+    let bob: Answer<String> = s
+        .submit_write(move |s| {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            if run < 2 {
+                let killed: HubResult<String> = s.write_tx(|c, _| {
+                    let pid: i32 = diesel::select(diesel::dsl::sql::<Integer>("pg_backend_pid()"))
+                        .get_result(c)?;
+                    let mut admin = diesel::pg::PgConnection::establish(&admin_url).unwrap();
+                    admin
+                        .batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
+                        .unwrap();
+                    // The next statement finds the connection gone.
+                    diesel::select(diesel::dsl::sql::<Integer>("1")).execute(c)?;
+                    Ok(String::new())
+                });
+                let e = killed.expect_err("the connection was terminated");
+                errors.lock().unwrap().push(e.to_string());
+                return Err(e);
+            }
+            let doc = obj(json!({"userName": "bob"}));
+            Ok(s.create(ResourceKind::User, doc, None)?.id)
+        })
+        .unwrap();
+    let carol = create(s, "carol");
+    drop(release);
+    held.blocking_recv().unwrap().unwrap();
+    let ids = [
+        alice.blocking_recv().unwrap().unwrap(),
+        bob.blocking_recv().unwrap().unwrap(),
+        carol.blocking_recv().unwrap().unwrap(),
+    ];
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|e| e.starts_with("database unavailable")),
+        "{seen:?}"
+    );
+    for id in &ids {
+        assert!(s.get(ResourceKind::User, id, false).is_ok(), "{id}");
+    }
+    assert_eq!(count_users(s), 3);
+    assert_eq!(chain_entries(s), 3);
+}
+
+/// A batch whose COMMIT PostgreSQL refuses (a deferred constraint) fails every write in it and
+/// keeps none of them; the writer goes on with the next batch.
+#[test]
+fn batch_pg_a_refused_commit_fails_every_write_and_keeps_none() {
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    s.read_conn()
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE t_parent (id INT PRIMARY KEY); \
+             CREATE TABLE t_child (parent INT REFERENCES t_parent DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .unwrap();
+    let (release, held) = hold_writer(s);
+    let innocent = create(s, "innocent");
+    let poison: Answer<String> = s
+        .submit_write(|s| {
+            let id = s
+                .create(ResourceKind::User, obj(json!({"userName": "poison"})), None)?
+                .id;
+            s.write_tx(|c, _| {
+                c.batch_execute("INSERT INTO t_child VALUES (1)")?;
+                Ok(())
+            })?;
+            Ok(id)
+        })
+        .unwrap();
+    drop(release);
+    held.blocking_recv().unwrap().unwrap();
+    let a = innocent.blocking_recv().unwrap();
+    let b = poison.blocking_recv().unwrap();
+    assert!(matches!(a, Err(HubError::Backend(_))), "{a:?}");
+    assert!(matches!(b, Err(HubError::Backend(_))), "{b:?}");
+    assert_eq!(count_users(s), 0);
+    assert_eq!(chain_entries(s), 0);
+    create(s, "after").blocking_recv().unwrap().unwrap();
+    assert_eq!(count_users(s), 1);
+    assert_eq!(chain_entries(s), 1);
+}
+
+/// `group_commit = false` runs each write in its own transaction (for comparison).
+#[test]
+fn batch_group_commit_can_be_turned_off() {
+    let path = std::env::temp_dir().join(format!("scimhub-nobatch-{}.db", uuid::Uuid::new_v4()));
+    let db = TestDb {
+        store: Store::open_with(
+            &format!("sqlite://{}", path.display()),
+            StoreOptions {
+                group_commit: false,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap(),
+        name: "sqlite".into(),
+        cleanup: Cleanup::Files(path),
+    };
+    assert!(!db.store.batches_writes());
+    assert!(db.store.submit_write(|_| Ok(())).is_err());
+}
