@@ -8,9 +8,10 @@
 //! append and `COMMIT` round trips and flush, while the others waited on the head's row lock. When
 //! writes arrive faster than they commit, they share one transaction instead.
 //!
-//! Single-resource SCIM writes (`Store::submit_write`) are sent to one writer thread. It takes
-//! every write waiting in its queue, opens one transaction on a writer connection and runs them
-//! one after another. Then one chain append and one commit make them all durable, and only then
+//! Single-resource SCIM writes (`Store::submit_write`) are sent to a writer thread (one on
+//! SQLite; two on PostgreSQL, so that one runs its batch while the other waits for its
+//! commit). It takes every write waiting in the queue, opens one transaction on a writer
+//! connection and runs them one after another. Then one chain append and one commit make them all durable, and only then
 //! are the callers answered: nobody sees a write acknowledged that a failed commit later lost.
 //! If the commit fails, every write in it reports that failure; if PostgreSQL's connection was
 //! lost during the COMMIT, every write in it is answered "outcome unknown" (never a success).
@@ -55,7 +56,7 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use diesel::connection::{Connection, TransactionManager};
 
@@ -192,7 +193,7 @@ impl BatchStats {
     }
 }
 
-/// The queue to the writer thread.
+/// The queue to the writer threads.
 pub(crate) struct WriteQueue {
     jobs: Sender<Box<dyn Job>>,
     pub(crate) stats: Arc<BatchStats>,
@@ -201,19 +202,22 @@ pub(crate) struct WriteQueue {
 }
 
 impl WriteQueue {
-    /// Starts the writer thread over `pool` (SQLite: the one-connection writer pool;
-    /// PostgreSQL: the pool, of which a batch takes one connection). A write or a batch that
-    /// did not commit for a passing reason (a conflict, a lost connection) is tried up to
-    /// `attempts` times in all. The thread ends when the queue is dropped.
-    pub(crate) fn start(pool: Pool, attempts: u32) -> HubResult<WriteQueue> {
+    /// Starts `writers` writer threads over `pool` (SQLite: one, on the one-connection writer
+    /// pool; PostgreSQL: the pool, of which each batch takes one connection). A write or a batch
+    /// that did not commit for a passing reason (a conflict, a lost connection) is tried up to
+    /// `attempts` times in all. The threads end when the queue is dropped.
+    pub(crate) fn start(pool: Pool, attempts: u32, writers: usize) -> HubResult<WriteQueue> {
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
+        let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(BatchStats::default());
-        let thread_stats = stats.clone();
         let attempts = attempts.max(1);
-        std::thread::Builder::new()
-            .name("scimhub-writer".into())
-            .spawn(move || run(pool, rx, &thread_stats, attempts))
-            .map_err(|e| HubError::Backend(format!("cannot start the writer thread: {e}")))?;
+        for _ in 0..writers.max(1) {
+            let (pool, rx, thread_stats) = (pool.clone(), rx.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("scimhub-writer".into())
+                .spawn(move || run(pool, &rx, &thread_stats, attempts))
+                .map_err(|e| HubError::Backend(format!("cannot start the writer thread: {e}")))?;
+        }
         Ok(WriteQueue {
             jobs,
             stats,
@@ -242,24 +246,38 @@ impl WriteQueue {
     }
 }
 
-fn run(pool: Pool, rx: Receiver<Box<dyn Job>>, stats: &BatchStats, attempts: u32) {
+fn run(pool: Pool, rx: &Mutex<Receiver<Box<dyn Job>>>, stats: &BatchStats, attempts: u32) {
     // Start optimistic; after a failure, guarded until a guarded batch has none.
     let mut guarded = false;
     // Writes that conflicted with a concurrent transaction run first in the next batch.
     let mut again: Vec<Box<dyn Job>> = Vec::new();
     loop {
         let mut jobs = std::mem::take(&mut again);
-        if jobs.is_empty() {
-            match rx.recv() {
-                Ok(first) => jobs.push(first),
-                Err(_) => return,
+        // One writer takes the queue at a time: it waits for the first write and takes whatever
+        // else is waiting, then leaves the queue to the next writer. With writes of its own to
+        // run again, a writer does not wait for the queue: another writer waiting there holds
+        // it until a new write arrives.
+        let queue = if jobs.is_empty() {
+            rx.lock().ok()
+        } else {
+            rx.try_lock().ok()
+        };
+        if let Some(rx) = queue {
+            if jobs.is_empty() {
+                match rx.recv() {
+                    Ok(first) => jobs.push(first),
+                    Err(_) => return,
+                }
             }
-        }
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
             }
+        } else if jobs.is_empty() {
+            // Poisoned: a writer panicked while holding the queue, which `catch_unwind` rules out.
+            return;
         }
         // Writes run under their own catch_unwind; this keeps the thread (and every later
         // write) alive should the batch's own bookkeeping ever panic. A connection it left open
