@@ -405,6 +405,7 @@ fn run_batch(
             finish_all(jobs, Some(&e));
             return (true, Vec::new());
         }
+        let postgres = matches!(c, DbConnection::Postgresql(_));
         match <DbConnection as Connection>::TransactionManager::commit_transaction(c) {
             Ok(()) => {
                 let counter = if guarded {
@@ -431,8 +432,9 @@ fn run_batch(
                 drop(open);
                 // PostgreSQL answered COMMIT with an error: nothing committed. No answer (the
                 // connection was lost in flight): nobody knows, and no write is acknowledged.
+                // (A SQLite commit that failed did not commit.)
                 let why = match e {
-                    HubError::Unavailable(m) => {
+                    HubError::Unavailable(m) if postgres => {
                         tracing::error!(error = %m, "connection lost during a batch's COMMIT: its writes may or may not be committed");
                         HubError::OutcomeUnknown(m)
                     }
