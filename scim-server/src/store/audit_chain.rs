@@ -12,8 +12,9 @@
 //! transaction: an entry commits or rolls back with the change it records, and concurrent
 //! writers take turns instead of forking the chain. The row lock is held from a transaction's
 //! first append to its commit, so appends come last in their transactions (the SCIM write's own
-//! entry after the engine's plan; the plan's entries after its outbox rows), and the entries of
-//! one transaction are contiguous in the chain.
+//! entry after the engine's plan; the plan's entries after its outbox rows; in a group-commit
+//! batch every write's entries after the batch's last write, see [`deferring`]), and the
+//! entries of one transaction are contiguous in the chain.
 //!
 //! # Canonical form (version 1)
 //!
@@ -243,9 +244,47 @@ pub struct NewEntry<'a> {
     pub detail: &'a Value,
 }
 
-/// Appends `e` to the chain in the caller's transaction; returns its `seq`.
-pub fn append(c: &mut DbConnection, e: &NewEntry<'_>) -> HubResult<i64> {
-    append_text(c, &EntryText::of(e))
+/// Appends `e` to the chain in the caller's transaction; returns its `seq`. Inside a write of
+/// a group-commit batch ([`deferring`]) the entry waits for the batch's end instead, and the
+/// answer is `None`.
+pub fn append(c: &mut DbConnection, e: &NewEntry<'_>) -> HubResult<Option<i64>> {
+    let deferred = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(entries) => {
+            entries.push(PendingEntry::of(e));
+            true
+        }
+        None => false,
+    });
+    if deferred {
+        return Ok(None);
+    }
+    append_text(c, &EntryText::of(e)).map(Some)
+}
+
+thread_local! {
+    /// Entries of the group-commit write running on this thread, while [`deferring`] runs it.
+    static DEFERRED: RefCell<Option<Vec<PendingEntry>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a write inside a group-commit batch, with its hook) so that every entry it appends
+/// waits for the batch's end, and returns them with its result: the batch appends all its
+/// writes' entries (each write's in order, the writes in order) after its last write. An append
+/// in the middle of a batch would lock the chain head while the batch's later writes still lock
+/// rows, the reverse of every other writer's order (rows, then the head), and two transactions
+/// taking the two in opposite orders deadlock.
+pub(crate) fn deferring<T>(f: impl FnOnce() -> T) -> (T, Vec<PendingEntry>) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DEFERRED.with(|d| *d.borrow_mut() = None);
+        }
+    }
+    DEFERRED.with(|d| *d.borrow_mut() = Some(Vec::new()));
+    let reset = Reset;
+    let out = f();
+    let entries = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+    drop(reset);
+    (out, entries)
 }
 
 /// An entry as it is stored: timestamp and `detail` already in their text forms.
@@ -575,19 +614,33 @@ pub(crate) struct PendingEntry {
     at: DateTime<Utc>,
     actor: String,
     user_id: String,
-    action: &'static str,
+    connector: Option<String>,
+    action: std::borrow::Cow<'static, str>,
+    outcome: std::borrow::Cow<'static, str>,
     detail: String,
 }
 
 impl PendingEntry {
+    fn of(e: &NewEntry<'_>) -> Self {
+        PendingEntry {
+            at: e.at,
+            actor: e.actor.to_string(),
+            user_id: e.user_id.to_string(),
+            connector: e.connector.map(str::to_string),
+            action: e.action.to_string().into(),
+            outcome: e.outcome.to_string().into(),
+            detail: canonical_json(e.detail),
+        }
+    }
+
     fn as_text(&self) -> EntryText<'_> {
         EntryText {
             at: fmt_ts(self.at),
             actor: &self.actor,
             user_id: &self.user_id,
-            connector: None,
-            action: self.action,
-            outcome: "ok",
+            connector: self.connector.as_deref(),
+            action: &self.action,
+            outcome: &self.outcome,
             detail: self.detail.as_str().into(),
         }
     }
@@ -705,7 +758,9 @@ pub(crate) fn scim_write_entry(change: &Change, now: DateTime<Utc>) -> PendingEn
         at: now,
         actor: change.client.as_deref().unwrap_or("hub").to_string(),
         user_id: user_id.to_string(),
-        action,
+        connector: None,
+        action: action.into(),
+        outcome: "ok".into(),
         detail: d,
     }
 }

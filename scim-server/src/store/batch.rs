@@ -111,8 +111,10 @@ where
 
     fn answer(self: Box<Self>, failed: Option<&HubError>) {
         let out = match (self.out, failed) {
-            (Some(Ok(_)), Some(why)) => Err(same_failure(why)),
-            (Some(out), _) => out,
+            // Nothing of the batch committed: whatever this write met in it (a conflict with
+            // another write of the batch, say) is no answer.
+            (Some(_), Some(why)) => Err(same_failure(why)),
+            (Some(out), None) => out,
             // It panicked: its batch says why it ended, or (committed without it) it failed.
             (None, Some(why)) => Err(same_failure(why)),
             (None, None) => Err(HubError::Backend(
@@ -348,10 +350,16 @@ fn run_batch(
             lost_connection: false,
         });
         let mut spoiled = false;
-        for job in jobs.iter_mut() {
+        // Which writes left effects in this run: only one that left none may run again in the
+        // next batch (a body of several `write_tx`s may have committed some before failing).
+        let mut wrote = vec![false; jobs.len()];
+        let effects = || OPEN.with(|o| o.borrow().as_ref().map(|open| open.effects.len()));
+        for (job, wrote) in jobs.iter_mut().zip(wrote.iter_mut()) {
+            let before = effects();
             if catch_unwind(AssertUnwindSafe(|| job.run())).is_err() {
                 tracing::error!("a write panicked; its batch shares its outcome");
             }
+            *wrote = effects() != before;
             // A panic inside a write transaction lost the connection (dropped while unwinding,
             // which discards it and rolls back): the rest cannot run.
             let stop = OPEN.with(|o| {
@@ -421,7 +429,8 @@ fn run_batch(
                 }
                 let (again, done): (Vec<_>, Vec<_>) = jobs
                     .into_iter()
-                    .map(|mut job| (job.conflicted_again(), job))
+                    .zip(wrote)
+                    .map(|(mut job, wrote)| (!wrote && job.conflicted_again(), job))
                     .partition(|(again, _)| *again);
                 finish_all(done.into_iter().map(|(_, job)| job), None);
                 return (failures, again.into_iter().map(|(_, job)| job).collect());
@@ -461,13 +470,13 @@ fn finish_all(jobs: impl IntoIterator<Item = Box<dyn Job>>, failed: Option<&HubE
 /// The error a write is answered with when its batch failed with `e`: the same kind (so the
 /// same status, `503` for the passing ones), with `e`'s description.
 fn same_failure(e: &HubError) -> HubError {
-    let why = e.to_string();
     match e {
-        HubError::Unavailable(_) => HubError::Unavailable(why),
-        HubError::TxConflict(_) => HubError::TxConflict(why),
-        HubError::StatementTimeout(_) => HubError::StatementTimeout(why),
-        HubError::OutcomeUnknown(_) => HubError::OutcomeUnknown(why),
-        _ => HubError::Backend(why),
+        HubError::Unavailable(m) => HubError::Unavailable(m.clone()),
+        HubError::TxConflict(m) => HubError::TxConflict(m.clone()),
+        HubError::StatementTimeout(m) => HubError::StatementTimeout(m.clone()),
+        HubError::OutcomeUnknown(m) => HubError::OutcomeUnknown(m.clone()),
+        HubError::Backend(m) => HubError::Backend(m.clone()),
+        other => HubError::Backend(other.to_string()),
     }
 }
 

@@ -665,7 +665,10 @@ impl Store {
         if self.is_sqlite() {
             1
         } else {
-            2
+            // Leave the pool at least one connection for everything else.
+            (self.inner.write.max_size() as usize)
+                .saturating_sub(1)
+                .clamp(1, 2)
         }
     }
 
@@ -873,15 +876,25 @@ impl Store {
         in_batch: bool,
     ) -> HubResult<WriteOutcome<T>> {
         let mut changes = Vec::new();
-        let out = body(c, &mut changes)?;
-        if let Some(hook) = &self.inner.hook {
-            for change in &changes {
-                hook.on_write(c, change)?;
+        let run = |c: &mut DbConnection, changes: &mut Vec<Change>| -> HubResult<T> {
+            let out = body(c, changes)?;
+            if let Some(hook) = &self.inner.hook {
+                for change in changes.iter() {
+                    hook.on_write(c, change)?;
+                }
             }
-        }
+            Ok(out)
+        };
+        // In a batch, the entries the body and the engine's plan append wait for the batch's
+        // end too (see `audit_chain::deferring`).
+        let (out, mut audit) = if in_batch {
+            audit_chain::deferring(|| run(c, &mut changes))
+        } else {
+            (run(c, &mut changes), Vec::new())
+        };
+        let out = out?;
         // Last, after the engine's plan: an append holds the chain head until commit.
         let now = self.now();
-        let mut audit = Vec::new();
         for change in &changes {
             if in_batch {
                 audit.push(audit_chain::scim_write_entry(change, now));

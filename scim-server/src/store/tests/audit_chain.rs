@@ -109,7 +109,8 @@ fn appended_entries_hash_the_same_on_every_backend() {
                     detail: &detail,
                 },
             )
-            .unwrap();
+            .unwrap()
+            .expect("appended outside a batch");
             assert_eq!(seq, i as i64 + 1, "{}", db.name);
             let e = row(db, seq);
             let prev_hash = e.prev_hash.clone().unwrap();

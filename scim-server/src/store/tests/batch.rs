@@ -338,3 +338,84 @@ fn batch_group_commit_can_be_turned_off() {
     assert!(!db.store.batches_writes());
     assert!(db.store.submit_write(|_| Ok(())).is_err());
 }
+
+/// Appends an entry of its own for every write, as the engine's plan does.
+#[derive(Debug)]
+struct PlanningHook;
+
+impl WriteHook for PlanningHook {
+    fn on_write(&self, conn: &mut DbConnection, change: &Change) -> HubResult<()> {
+        audit::append(
+            conn,
+            &audit::AuditEntry {
+                at: chrono::Utc::now(),
+                actor: "hub",
+                user_id: &change.id,
+                connector: None,
+                action: "test.plan",
+                outcome: "ok",
+                detail: json!({"planned": true}),
+            },
+        )
+    }
+}
+
+/// In a batch, the entries a write's hook appends wait for the batch's end with the write's own:
+/// the chain head is not locked while later writes of the batch lock their rows (the reverse of
+/// every other writer's order, a deadlock), and each write's entries stay together, in order.
+#[test]
+fn batch_hook_entries_wait_for_the_batch_end_in_write_order() {
+    each_backend(|db| {
+        let s = &db.store;
+        let planned = s.clone().with_hook(Arc::new(PlanningHook));
+        let (release, held) = hold_writers(s);
+        let alice = create(&planned, "alice");
+        let postgres = db.name == "postgres";
+        // Runs after alice's write and its plan, in the same transaction: from another
+        // connection, the head must still be free.
+        let bob: Answer<String> = planned
+            .submit_write(move |s| {
+                if postgres {
+                    let mut other = s.read_conn()?;
+                    other.batch_execute(
+                        "BEGIN; SELECT seq FROM engine_audit_head WHERE id = 1 FOR UPDATE NOWAIT; \
+                         ROLLBACK",
+                    )?;
+                }
+                Ok(
+                    s.create(ResourceKind::User, obj(json!({"userName": "bob"})), None)?
+                        .id,
+                )
+            })
+            .unwrap();
+        drop(release);
+        released(held);
+        let alice = alice.blocking_recv().unwrap().unwrap();
+        let bob = bob.blocking_recv().unwrap();
+        let bob = bob.unwrap_or_else(|e| panic!("{}: the head was locked mid-batch: {e}", db.name));
+        let mut c = s.read_conn().unwrap();
+        let rows = crate::store::audit_chain::export_page(
+            &mut c,
+            &crate::store::audit_chain::ExportFilter::default(),
+            10,
+        )
+        .unwrap();
+        drop(c);
+        let order: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.action.as_str(), r.user_id.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("test.plan", alice.as_str()),
+                ("scim.user.create", alice.as_str()),
+                ("test.plan", bob.as_str()),
+                ("scim.user.create", bob.as_str()),
+            ],
+            "{}",
+            db.name
+        );
+        assert_eq!(chain_entries(s), 4, "{}", db.name);
+    });
+}
