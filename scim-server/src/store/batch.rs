@@ -569,44 +569,6 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn waiting_writes_share_one_commit_and_are_answered_after_it() {
-        let t = temp_store();
-        let (release, held) = hold_writer(&t.store);
-        // Each write reports whether a reader connection saw the previous one's user while it
-        // ran: within one shared transaction it cannot (it has not committed yet).
-        let answers: Vec<Answer<bool>> = (0..20)
-            .map(|i| {
-                let doc = user(&format!("u{i}"));
-                t.store
-                    .submit_write(move |s| {
-                        let previous_visible =
-                            i > 0 && s.find_user_id(&format!("u{}", i - 1))?.is_some();
-                        s.create(ResourceKind::User, doc.clone(), None)?;
-                        Ok(previous_visible)
-                    })
-                    .unwrap()
-            })
-            .collect();
-        release.send(()).unwrap();
-        held.blocking_recv().unwrap().unwrap();
-        for (i, a) in answers.into_iter().enumerate() {
-            let previous_visible = a.blocking_recv().unwrap().unwrap();
-            assert!(
-                !previous_visible,
-                "write {i} saw the previous write before the commit"
-            );
-        }
-        // Answered only after the commit: every user is visible to readers now.
-        for i in 0..20 {
-            assert!(
-                t.store.find_user_id(&format!("u{i}")).unwrap().is_some(),
-                "u{i}"
-            );
-        }
-        assert_eq!(count(&t.store, ResourceKind::User), 20);
-    }
-
     /// The batch appends its writes' audit entries after the last write: one that failed in
     /// between leaves none, the others are chained in write order and the head row follows.
     #[test]
@@ -633,33 +595,6 @@ mod tests {
         let users: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
         assert_eq!(users, vec![alice.as_str(), bob.as_str()]);
         assert_eq!(rows[1].hash.as_deref(), Some(head.hash.as_str()));
-    }
-
-    #[test]
-    fn a_failing_write_rolls_back_alone() {
-        let t = temp_store();
-        let (release, held) = hold_writer(&t.store);
-        let first = create(&t.store, "alice");
-        let duplicate = create(&t.store, "ALICE");
-        // Inserts the group row, then fails on its unknown member: the savepoint undoes the row.
-        let group = group_with_unknown_member(&t.store);
-        let last = create(&t.store, "bob");
-        drop(release);
-        held.blocking_recv().unwrap().unwrap();
-        let alice = first.blocking_recv().unwrap().unwrap();
-        assert!(matches!(
-            duplicate.blocking_recv().unwrap(),
-            Err(HubError::Uniqueness(_))
-        ));
-        assert!(matches!(
-            group.blocking_recv().unwrap(),
-            Err(HubError::UnknownMembers(_))
-        ));
-        let bob = last.blocking_recv().unwrap().unwrap();
-        assert!(t.store.get(ResourceKind::User, &alice, false).is_ok());
-        assert!(t.store.get(ResourceKind::User, &bob, false).is_ok());
-        assert_eq!(count(&t.store, ResourceKind::Group), 0);
-        assert_eq!(count(&t.store, ResourceKind::User), 2);
     }
 
     /// Defers foreign keys and breaks one when it sees the user "poison": the commit fails.

@@ -75,14 +75,6 @@ fn stats(store: &Store) -> [u64; 3] {
     [optimistic, guarded, rerun]
 }
 
-/// A real SQLSTATE raised by the server inside the write's transaction.
-fn raise(c: &mut DbConnection, errcode: &str, message: &str) -> HubResult<()> {
-    c.batch_execute(&format!(
-        "DO $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{errcode}'; END $$"
-    ))?;
-    Ok(())
-}
-
 #[test]
 fn batch_waiting_writes_share_one_commit_on_each_backend() {
     each_backend(|db| {

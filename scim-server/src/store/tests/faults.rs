@@ -21,14 +21,6 @@ fn version(s: &Store, id: &str) -> i64 {
     s.get(ResourceKind::User, id, false).unwrap().version
 }
 
-/// A real SQLSTATE raised by the server inside the transaction, after the body wrote.
-fn raise(c: &mut DbConnection, errcode: &str, message: &str) -> HubResult<()> {
-    c.batch_execute(&format!(
-        "DO $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{errcode}'; END $$"
-    ))?;
-    Ok(())
-}
-
 #[test]
 fn faults_serialization_failure_and_deadlock_are_rerun_from_the_start() {
     let Some(db) = postgres_db() else { return };

@@ -108,6 +108,14 @@ fn each_backend(f: impl Fn(&TestDb)) {
     }
 }
 
+/// A real SQLSTATE raised by the PostgreSQL server inside the caller's transaction.
+fn raise(c: &mut DbConnection, errcode: &str, message: &str) -> HubResult<()> {
+    c.batch_execute(&format!(
+        "DO $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{errcode}'; END $$"
+    ))?;
+    Ok(())
+}
+
 fn obj(v: Value) -> Doc {
     match v {
         Value::Object(m) => m,
