@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -26,6 +27,12 @@ pub struct RateLimiter {
     max_tracked: usize,
     clock: Arc<dyn Clock>,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    /// How many buckets `buckets` holds, readable without its lock: while none, every address
+    /// has its tokens, and [`RateLimiter::check`] (on every request) answers without the clock,
+    /// the lock or hashing.
+    tracked: AtomicUsize,
+    /// The minute (since the epoch) of the last pruning of full buckets in [`RateLimiter::check`].
+    pruned_minute: AtomicI64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +50,8 @@ impl RateLimiter {
             max_tracked: max_tracked.max(1),
             clock,
             buckets: Mutex::new(HashMap::new()),
+            tracked: AtomicUsize::new(0),
+            pruned_minute: AtomicI64::new(0),
         }
     }
 
@@ -64,22 +73,28 @@ impl RateLimiter {
 
     /// Whether `ip` has a token left, without spending it: `Err(seconds to wait)` when not.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        if self.per_minute == 0 {
+        if self.per_minute == 0 || self.tracked.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
         let now = self.clock.now();
-        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        match buckets.get(&ip) {
-            Some(b) => {
-                let tokens = self.refilled(b, now);
-                if tokens >= 1.0 {
-                    Ok(())
-                } else {
-                    Err(self.wait_secs(tokens))
-                }
-            }
-            None => Ok(()),
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        // Full buckets carry no state: dropped, so that once failures stop the map empties and
+        // checks take the fast path again. This address's own at once, all at most once a
+        // minute (the time a bucket takes to refill).
+        let minute = now.timestamp() / 60;
+        if self.pruned_minute.swap(minute, Ordering::Relaxed) != minute {
+            buckets.retain(|_, b| self.refilled(b, now) < self.capacity());
         }
+        let answer = match buckets.get(&ip).map(|b| self.refilled(b, now)) {
+            Some(tokens) if tokens >= self.capacity() => {
+                buckets.remove(&ip);
+                Ok(())
+            }
+            Some(tokens) if tokens < 1.0 => Err(self.wait_secs(tokens)),
+            _ => Ok(()),
+        };
+        self.tracked.store(buckets.len(), Ordering::Release);
+        answer
     }
 
     /// Spends one token of `ip`: `Err(seconds to wait)` when there was none (nothing is spent).
@@ -99,13 +114,15 @@ impl RateLimiter {
         let bucket = buckets.entry(ip).or_insert(fresh);
         let tokens = self.refilled(bucket, now);
         bucket.at = now;
-        if tokens >= 1.0 {
+        let spent = if tokens >= 1.0 {
             bucket.tokens = tokens - 1.0;
             Ok(())
         } else {
             bucket.tokens = tokens;
             Err(self.wait_secs(tokens))
-        }
+        };
+        self.tracked.store(buckets.len(), Ordering::Release);
+        spent
     }
 
     /// Makes room for one address: drops full buckets, else the least recently seen one.
@@ -223,5 +240,30 @@ mod tests {
         l.take(ip(5)).ok();
         assert_eq!(l.tracked(), 2);
         assert!(l.check(ip(4)).is_err());
+    }
+
+    /// Checks forget refilled buckets (the address's own at once, the others once a minute),
+    /// so that after failures stop every check takes the fast path again.
+    #[test]
+    fn checks_forget_refilled_buckets() {
+        let (l, clock) = limiter(3, 10);
+        l.take(ip(1)).ok();
+        l.take(ip(2)).ok();
+        l.take(ip(2)).ok();
+        assert_eq!(l.check(ip(1)), Ok(()));
+        assert_eq!(l.tracked(), 2);
+        // 1 has refilled after 20 s, 2 not yet: 1's own check drops it.
+        clock.advance(Duration::seconds(20));
+        assert_eq!(l.check(ip(1)), Ok(()));
+        assert_eq!(l.tracked(), 1);
+        // A minute later a check from anywhere drops 2's full bucket.
+        clock.advance(Duration::seconds(61));
+        assert_eq!(l.check(ip(9)), Ok(()));
+        assert_eq!(l.tracked(), 0);
+        // The limit still holds afterwards.
+        for _ in 0..3 {
+            l.take(ip(1)).ok();
+        }
+        assert_eq!(l.check(ip(1)), Err(20));
     }
 }
