@@ -266,6 +266,10 @@ pub struct Config {
     /// SQLite files: each HTTP worker thread answers bounded reads itself with a reader
     /// connection of its own (`false`: every read through the pool, as before; for comparison).
     pub db_worker_readers: bool,
+    /// SQLite files: how long, in milliseconds, a worker's reader may keep one read snapshot
+    /// across reads while this process writes nothing (what another process writes to the file
+    /// is seen that much later at most); 0: every read takes a fresh one, as before.
+    pub db_reader_snapshot_ms: u64,
     /// SCIM writes that arrive together share one transaction and commit (SQLite files and
     /// PostgreSQL); `false`: each in its own, as before (for comparison).
     pub db_group_commit: bool,
@@ -406,6 +410,7 @@ impl Default for Config {
             db_pool_size: 8,
             database: DatabaseConfig::default(),
             db_worker_readers: true,
+            db_reader_snapshot_ms: 5,
             db_group_commit: true,
             workers: None,
             strict: false,

@@ -620,6 +620,7 @@ fn open_store(config: &Config, min_idle: u32) -> anyhow::Result<Store> {
         write_attempts: db.write_attempts,
         worker_readers: config.db_worker_readers,
         group_commit: config.db_group_commit,
+        reader_snapshot: ms(config.db_reader_snapshot_ms),
         ..Default::default()
     };
     Store::open_with(config.database_url.as_str(), options)

@@ -2,6 +2,7 @@
 //! connection setup and the r2d2 connection manager.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
@@ -169,6 +170,32 @@ impl Instrumentation for Liveness {
     }
 }
 
+/// Statements finished on this process's SQLite file connections that can write: every one but
+/// the threads' own readers ([`establish_reader`]). A thread's reader keeps its read transaction
+/// (its snapshot) between reads only while this count stands still (`local_reader`), so a write
+/// committed here is seen by the next read that starts after it. Counted after each statement
+/// has finished, which for `COMMIT` and for a statement outside a transaction is after its
+/// commit: a write is acknowledged only after its count moved. Reads on those connections count
+/// too; that only ends kept snapshots sooner than needed.
+static SQLITE_STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// The current count of [`SQLITE_STATEMENTS`].
+pub(crate) fn sqlite_statements() -> u64 {
+    SQLITE_STATEMENTS.load(Ordering::Acquire)
+}
+
+/// Counts the statements of a SQLite file connection that can write ([`SQLITE_STATEMENTS`]).
+#[derive(Debug)]
+struct CountStatements;
+
+impl Instrumentation for CountStatements {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::FinishQuery { .. } = event {
+            SQLITE_STATEMENTS.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
 /// The liveness record of a PostgreSQL connection (`None` for SQLite, or a connection opened
 /// without one).
 fn liveness(c: &mut DbConnection) -> Option<&mut Liveness> {
@@ -263,6 +290,7 @@ pub fn establish_with(url: &DbUrl, pg: &PgSession) -> Result<DbConnection, diese
             })?;
             let mut conn = SqliteConnection::establish(path).map_err(E::ConnectionError)?;
             conn.batch_execute(SQLITE_SETUP).map_err(E::QueryError)?;
+            conn.set_instrumentation(CountStatements);
             Ok(DbConnection::Sqlite(conn))
         }
         DbUrl::SqliteMemory => {
@@ -272,6 +300,26 @@ pub fn establish_with(url: &DbUrl, pg: &PgSession) -> Result<DbConnection, diese
             Ok(DbConnection::Sqlite(conn))
         }
     }
+}
+
+/// Opens a thread's own reader of a SQLite file (`local_reader`): read-only (`query_only`), so
+/// that no write can ever run inside the read transaction it keeps between reads, and outside
+/// [`SQLITE_STATEMENTS`], which counts only what can write. Other URLs: as [`establish`].
+pub(crate) fn establish_reader(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {
+    use diesel::r2d2::Error as E;
+    let DbUrl::SqliteFile(path) = url else {
+        return establish(url);
+    };
+    let path = path.to_str().ok_or_else(|| {
+        E::ConnectionError(diesel::ConnectionError::InvalidConnectionUrl(
+            "non-UTF-8 path".into(),
+        ))
+    })?;
+    let mut conn = SqliteConnection::establish(path).map_err(E::ConnectionError)?;
+    conn.batch_execute(SQLITE_SETUP).map_err(E::QueryError)?;
+    conn.batch_execute("PRAGMA query_only = ON;")
+        .map_err(E::QueryError)?;
+    Ok(DbConnection::Sqlite(conn))
 }
 
 /// r2d2 manager choosing the backend from the URL (diesel's own manager hides PostgreSQL errors

@@ -283,6 +283,11 @@ pub struct StoreOptions {
     /// ([`Store::read_here`]), on PostgreSQL the async workers' point reads
     /// ([`Store::get_loaded_on_worker`]).
     pub worker_readers: bool,
+    /// SQLite files: a thread's own reader keeps its read transaction (its snapshot) between
+    /// reads for at most this long while this process commits nothing, which spares SQLite's
+    /// lock and unlock of each read (see `local_reader`). What another process commits on the
+    /// file is seen this much later at most. Zero: every read its own transaction.
+    pub reader_snapshot: Duration,
     /// Single-resource SCIM writes share transactions when they arrive together (group commit,
     /// see [`batch`]) on a SQLite file or PostgreSQL; `false` runs each in its own.
     pub group_commit: bool,
@@ -300,6 +305,7 @@ impl Default for StoreOptions {
             pg: PgSession::default(),
             write_attempts: 4,
             worker_readers: true,
+            reader_snapshot: Duration::from_millis(5),
             group_commit: true,
         }
     }
@@ -364,8 +370,8 @@ struct Inner {
     writer: Arc<std::sync::OnceLock<batch::WriteQueue>>,
     /// The background WAL checkpointer (SQLite files only), started by the first commit.
     checkpointer: Arc<std::sync::OnceLock<checkpoint::Checkpointer>>,
-    /// SQLite files: the id of this store's thread-owned readers ([`Store::read_here`]).
-    local_readers: Option<u64>,
+    /// SQLite files: this store's thread-owned readers ([`Store::read_here`]).
+    local_readers: Option<Arc<local_reader::LocalReaders>>,
     /// PostgreSQL: the async workers' own reader connections ([`pg_reader`]).
     pg_readers: Option<Arc<pg_reader::PgReaders>>,
 }
@@ -415,8 +421,15 @@ impl Store {
                 (build(options.pool_size)?, write)
             }
         };
-        let local_readers = (options.worker_readers && matches!(url, DbUrl::SqliteFile(_)))
-            .then(local_reader::next_store_id);
+        let local_readers =
+            (options.worker_readers && matches!(url, DbUrl::SqliteFile(_))).then(|| {
+                Arc::new(local_reader::LocalReaders::new(
+                    url.clone(),
+                    local_reader::ReaderOptions {
+                        snapshot_for: options.reader_snapshot,
+                    },
+                ))
+            });
         let pg_readers = match &url {
             DbUrl::Postgres(u) if options.worker_readers => {
                 match pg_reader::PgReaders::new(u, &options.pg) {
@@ -488,7 +501,7 @@ impl Store {
             group_commit: self.inner.group_commit,
             writer: self.inner.writer.clone(),
             checkpointer: self.inner.checkpointer.clone(),
-            local_readers: self.inner.local_readers,
+            local_readers: self.inner.local_readers.clone(),
             pg_readers: self.inner.pg_readers.clone(),
         };
         f(&mut inner);
@@ -575,8 +588,7 @@ impl Store {
     }
 
     fn local_conn(&self) -> Option<HubResult<ReadConn>> {
-        let id = self.inner.local_readers?;
-        let lent = local_reader::lend(id, || conn::establish(&self.inner.url))?;
+        let lent = self.inner.local_readers.as_ref()?.lend()?;
         Some(
             lent.map(ReadConn::Local)
                 .map_err(|e| HubError::Unavailable(e.to_string())),

@@ -194,20 +194,147 @@ fn store_sqlite_reads_here_use_the_thread_reader() {
     drop(held);
 }
 
-/// The thread's reader is kept between reads (its prepared statements with it): a temporary
-/// table made on it in one read is there in the next.
+/// The thread's reader is kept between reads (its prepared statements with it): a connection
+/// setting made on it in one read is there in the next.
 #[test]
 fn store_sqlite_thread_reader_is_kept_between_reads() {
     let db = sqlite_db();
     let s = &db.store;
     s.read_here(|s| {
         let mut c = s.read_conn().unwrap();
-        c.batch_execute("CREATE TEMP TABLE this_thread (x INTEGER)")
-            .unwrap();
+        c.batch_execute("PRAGMA cache_size = -1234").unwrap();
     });
     s.read_here(|s| {
         let mut c = s.read_conn().unwrap();
         assert!(matches!(c, ReadConn::Local(_)));
-        c.batch_execute("SELECT x FROM this_thread").unwrap();
+        assert_eq!(
+            scalar(&mut c, "SELECT cache_size FROM pragma_cache_size"),
+            -1234
+        );
     });
+}
+
+/// One integer out of `sql` on `c`.
+fn scalar(c: &mut DbConnection, sql: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT CAST(({sql}) AS BIGINT) AS n"))
+        .get_result::<Row>(c)
+        .unwrap()
+        .n
+}
+
+/// A store on a fresh SQLite file whose threads' readers keep a snapshot for `keep`, and a
+/// connection to the same file that is not the store's, standing in for another process (its
+/// statements are not counted: `conn::sqlite_statements`), with a table `probe` to count rows of.
+fn kept_snapshot_db(keep: std::time::Duration) -> (TestDb, diesel::SqliteConnection) {
+    let path = std::env::temp_dir().join(format!("scimhub-snap-{}.db", uuid::Uuid::new_v4()));
+    let store = Store::open_with(
+        &format!("sqlite://{}", path.display()),
+        StoreOptions {
+            reader_snapshot: keep,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let mut other = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    other
+        .batch_execute("CREATE TABLE probe (x INTEGER); INSERT INTO probe VALUES (1);")
+        .unwrap();
+    let db = TestDb {
+        store,
+        name: "sqlite".into(),
+        cleanup: Cleanup::Files(path),
+    };
+    (db, other)
+}
+
+fn probe_rows(s: &Store) -> i64 {
+    s.read_here(|s| scalar(&mut s.read_conn().unwrap(), "SELECT count(*) FROM probe"))
+}
+
+/// A thread's reader keeps its read transaction between reads (sparing SQLite's lock and unlock
+/// of a WAL read mark per read): what another process commits is not seen while the snapshot
+/// is kept, but a write of this process is seen by the very next read, however young the
+/// snapshot; and the snapshot is not kept longer than `reader_snapshot`.
+#[test]
+fn store_sqlite_thread_reader_keeps_its_snapshot_until_this_process_writes() {
+    let (db, mut other) = kept_snapshot_db(std::time::Duration::from_secs(600));
+    let s = &db.store;
+    assert_eq!(probe_rows(s), 1);
+    other.batch_execute("INSERT INTO probe VALUES (2)").unwrap();
+    assert_eq!(probe_rows(s), 1, "the kept snapshot is read");
+    // A write through the store (any connection of this process that can write) ends it.
+    let u = s
+        .create(ResourceKind::User, obj(json!({"userName": "snap"})), None)
+        .unwrap();
+    assert_eq!(probe_rows(s), 2);
+    let got = s
+        .read_here(|s| s.get(ResourceKind::User, &u.id, false))
+        .unwrap();
+    assert_eq!(got.id, u.id);
+    // A read on the pool (not a thread's reader) counts too: it may have been a write.
+    other.batch_execute("INSERT INTO probe VALUES (3)").unwrap();
+    assert_eq!(probe_rows(s), 2);
+    s.get(ResourceKind::User, &u.id, false).unwrap();
+    assert_eq!(probe_rows(s), 3);
+
+    let (db, mut other) = kept_snapshot_db(std::time::Duration::from_millis(20));
+    let s = &db.store;
+    assert_eq!(probe_rows(s), 1);
+    other.batch_execute("INSERT INTO probe VALUES (2)").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(probe_rows(s), 2, "older than reader_snapshot: a new one");
+
+    let (db, mut other) = kept_snapshot_db(std::time::Duration::ZERO);
+    let s = &db.store;
+    assert_eq!(probe_rows(s), 1);
+    other.batch_execute("INSERT INTO probe VALUES (2)").unwrap();
+    assert_eq!(probe_rows(s), 2, "zero: every read its own transaction");
+}
+
+/// A thread that stops reading does not pin the WAL with its kept snapshot: the sweeper ends
+/// it once it is older than `reader_snapshot`, and a checkpoint can then restart the WAL.
+#[test]
+fn store_sqlite_idle_thread_reader_releases_its_snapshot() {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Checkpoint {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        busy: i32,
+    }
+    let truncate = |c: &mut diesel::SqliteConnection| {
+        diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .get_result::<Checkpoint>(c)
+            .unwrap()
+            .busy
+    };
+    let (db, mut other) = kept_snapshot_db(std::time::Duration::from_secs(2));
+    let s = &db.store;
+    assert_eq!(probe_rows(s), 1);
+    other.batch_execute("INSERT INTO probe VALUES (2)").unwrap();
+    assert_eq!(truncate(&mut other), 1, "the kept snapshot holds the WAL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while truncate(&mut other) != 0 {
+        assert!(std::time::Instant::now() < deadline, "never released");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(probe_rows(s), 2);
+}
+
+/// A thread's reader cannot write: a write would hold SQLite's write lock for as long as the
+/// reader keeps its transaction.
+#[test]
+fn store_sqlite_thread_reader_is_read_only() {
+    let (db, _other) = kept_snapshot_db(std::time::Duration::from_secs(600));
+    db.store.read_here(|s| {
+        let mut c = s.read_conn().unwrap();
+        assert!(matches!(c, ReadConn::Local(_)));
+        assert!(c.batch_execute("INSERT INTO probe VALUES (9)").is_err());
+    });
+    assert_eq!(probe_rows(&db.store), 1);
 }
