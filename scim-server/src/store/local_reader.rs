@@ -56,6 +56,8 @@ struct Readers {
     depth: u32,
     /// Per store (by [`LocalReaders::id`]): its reader's slot.
     slots: Vec<(u64, Arc<Slot>)>,
+    /// The addresses of this thread's lent readers that hold a kept snapshot ([`fresh_read`]).
+    lent_kept: Vec<usize>,
 }
 
 /// A thread's reader for one store. Shared with the store's sweeper.
@@ -67,7 +69,7 @@ enum SlotState {
     /// No connection (not opened yet, or closed after a failure): opened at the next lend.
     #[default]
     Empty,
-    Idle(Reader),
+    Idle(Box<Reader>),
     /// In use by its thread.
     Lent,
 }
@@ -191,10 +193,10 @@ impl LocalReaders {
         let mut reader = match reader {
             Some(r) => r,
             None => match conn::establish_reader(&self.url) {
-                Ok(conn) => Reader {
+                Ok(conn) => Box::new(Reader {
                     conn,
                     snapshot: None,
-                },
+                }),
                 Err(e) => {
                     *slot.lock() = SlotState::Empty;
                     return Some(Err(e));
@@ -206,6 +208,10 @@ impl LocalReaders {
                 *slot.lock() = SlotState::Empty;
                 return Some(Err(e));
             }
+        }
+        if reader.snapshot.is_some() {
+            let addr = std::ptr::from_ref(&reader.conn) as usize;
+            READERS.with(|r| r.borrow_mut().lent_kept.push(addr));
         }
         Some(Ok(LocalConn {
             slot,
@@ -241,10 +247,37 @@ impl LocalReaders {
 
 impl Drop for LocalReaders {
     fn drop(&mut self) {
-        // Stop the sweeper first, then end what it would have ended: the store is gone.
+        // Stop the sweeper (and wait for it), then end every idle snapshot: the store is gone.
         self.sweeper.take();
-        sweep(&self.slots, Duration::ZERO);
+        sweep(&self.slots, Duration::ZERO, true);
     }
+}
+
+/// Makes `c`'s next reads see everything committed before this call, where that can be done
+/// without breaking a transaction its caller opened; says whether they will. For a cache filled
+/// from what `c` reads, after the caller has read the cache's generation or taken its lock
+/// (`TypeCounts`, `IdRanks`, `OtherWriters`): a kept snapshot may predate commits that the
+/// generation already counts. A connection outside any transaction reads fresh with each
+/// statement; this thread's lent reader holding only its kept snapshot gets a new one; any
+/// other transaction is the caller's own and is left alone (`false`).
+pub(crate) fn fresh_read(c: &mut DbConnection) -> bool {
+    let depth = match Tm::transaction_manager_status_mut(c).transaction_depth() {
+        Ok(None) => return true,
+        Ok(Some(d)) => d.get(),
+        Err(_) => return false,
+    };
+    let addr = std::ptr::from_ref::<DbConnection>(c) as usize;
+    let kept = READERS
+        .try_with(|r| r.try_borrow().is_ok_and(|r| r.lent_kept.contains(&addr)))
+        .unwrap_or(false);
+    if !kept || depth != 1 || Tm::rollback_transaction(c).is_err() {
+        return false;
+    }
+    // The reader's record still names the older snapshot: the next lend renews early, which
+    // costs nothing wrong. Without a new transaction its reads are each fresh anyway; the
+    // return to its slot then finds the depth unexpected and closes it.
+    let _ = Tm::begin_transaction(c);
+    true
 }
 
 /// Runs `f` with this thread's readers in use.
@@ -263,7 +296,8 @@ pub(crate) fn opted_in<T>(f: impl FnOnce() -> T) -> T {
 /// A thread's reader, lent out; returned to its slot when dropped.
 pub(crate) struct LocalConn {
     slot: Arc<Slot>,
-    reader: Option<Reader>,
+    /// Boxed: its connection's address identifies it while lent ([`fresh_read`]).
+    reader: Option<Box<Reader>>,
 }
 
 impl std::ops::Deref for LocalConn {
@@ -292,6 +326,23 @@ impl Drop for LocalConn {
         let Some(mut reader) = self.reader.take() else {
             return;
         };
+        let addr = std::ptr::from_ref(&reader.conn) as usize;
+        let _ = READERS.try_with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                r.lent_kept.retain(|a| *a != addr);
+            }
+        });
+        // A snapshot that a commit of this process has made stale would be renewed by the next
+        // lend anyway: ended now, it stops pinning the WAL at once (a busy worker otherwise
+        // always holds a read mark, and SQLite can start the WAL over only when none is held).
+        if reader
+            .snapshot
+            .is_some_and(|s| s.statements != conn::sqlite_statements())
+            && !reader.end_snapshot()
+        {
+            *self.slot.lock() = SlotState::Empty;
+            return;
+        }
         // A connection left inside a transaction other than its kept one (a panic mid-read)
         // would pin an old snapshot for every later read on this thread: closed instead.
         let expected = usize::from(reader.snapshot.is_some());
@@ -307,8 +358,9 @@ impl Drop for LocalConn {
 }
 
 /// Ends the kept snapshots older than `age` of readers that are not lent out, and forgets the
-/// slots of threads that are gone.
-fn sweep(slots: &Mutex<Vec<Weak<Slot>>>, age: Duration) {
+/// slots of threads that are gone. `wait`: for a slot its thread holds right now, wait for it
+/// instead of leaving it to the next sweep.
+fn sweep(slots: &Mutex<Vec<Weak<Slot>>>, age: Duration, wait: bool) {
     let live: Vec<Arc<Slot>> = {
         let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.retain(|s| s.strong_count() > 0);
@@ -316,8 +368,11 @@ fn sweep(slots: &Mutex<Vec<Weak<Slot>>>, age: Duration) {
     };
     for slot in live {
         // A thread taking its reader right now wins; the next sweep comes soon.
-        let Ok(mut guard) = slot.0.try_lock() else {
-            continue;
+        let mut guard = match slot.0.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if wait => slot.lock(),
+            Err(std::sync::TryLockError::WouldBlock) => continue,
         };
         if let SlotState::Idle(reader) = &mut *guard {
             let stale = reader.snapshot.is_some_and(|s| s.began.elapsed() >= age);
@@ -332,6 +387,7 @@ fn sweep(slots: &Mutex<Vec<Weak<Slot>>>, age: Duration) {
 /// dropping the handle ends it.
 struct Sweeper {
     stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sweeper {
@@ -349,12 +405,15 @@ impl Sweeper {
                         .unwrap_or_else(|p| p.into_inner());
                     stopped = guard;
                     if !*stopped {
-                        sweep(&slots, age);
+                        sweep(&slots, age, false);
                     }
                 }
             });
         match started {
-            Ok(_) => Some(Sweeper { stop }),
+            Ok(thread) => Some(Sweeper {
+                stop,
+                thread: Some(thread),
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "no kept read snapshots: cannot start their sweeper");
                 None
@@ -368,5 +427,8 @@ impl Drop for Sweeper {
         let (lock, wake) = &*self.stop;
         *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
         wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

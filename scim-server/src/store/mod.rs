@@ -622,6 +622,9 @@ impl Store {
     /// server) created or deleted resources since the last look; call before using either.
     pub(crate) fn notice_other_writers(&self, c: &mut DbConnection) -> HubResult<()> {
         if let Some(w) = &self.inner.other_writers {
+            // Not from a kept snapshot, which can be older than what another thread has
+            // already noticed (and recorded as seen).
+            local_reader::fresh_read(c);
             if w.changed(c)? {
                 if let Some(counts) = &self.inner.type_counts {
                     counts.invalidate();

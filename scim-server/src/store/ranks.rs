@@ -95,6 +95,12 @@ impl IdRanks {
         }
         let mut state = lock.write().unwrap_or_else(|e| e.into_inner());
         if matches!(&*state, State::NotLoaded) {
+            // Loaded only from a read that begins now, under the lock: every commit whose
+            // `apply` found them not loaded must be in it. A kept snapshot (or the caller's own
+            // transaction) may be older.
+            if !super::local_reader::fresh_read(c) {
+                return Ok(Seek::Unavailable);
+            }
             *state = load(c, kind)?;
         }
         Ok(match &*state {

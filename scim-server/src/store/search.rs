@@ -412,7 +412,7 @@ impl Store {
 
     /// The number of matches: for unfiltered lists from the per-type cache on SQLite and from
     /// the per-type count table on PostgreSQL, otherwise `COUNT(*)`.
-    fn count_of(
+    pub(super) fn count_of(
         &self,
         c: &mut DbConnection,
         kind: ResourceKind,
@@ -430,8 +430,11 @@ impl Store {
             return Ok(n);
         }
         let generation = cache.map(|cache| cache.generation());
+        // The count is cached only from a read that began after the generation was read: a
+        // thread's kept snapshot may be older than a commit the generation already counts.
+        let fresh = cache.is_some() && super::local_reader::fresh_read(c);
         let n = count_sql(base).get_result::<i64>(c)?.max(0) as u64;
-        if let (Some(cache), Some(generation)) = (cache, generation) {
+        if let (Some(cache), Some(generation), true) = (cache, generation, fresh) {
             cache.put(kind, generation, n);
         }
         Ok(n)

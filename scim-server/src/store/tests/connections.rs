@@ -338,3 +338,113 @@ fn store_sqlite_thread_reader_is_read_only() {
     });
     assert_eq!(probe_rows(&db.store), 1);
 }
+
+/// Caches filled from what a thread's reader reads (the unfiltered count, the id ranks) are
+/// not filled from a kept snapshot that predates a commit: a create committed (and answered)
+/// in the middle of another request's reads is in the count and the ranks that request fills,
+/// and so in every later list and deep page.
+#[test]
+fn store_sqlite_caches_are_not_filled_from_an_older_kept_snapshot() {
+    let (db, _other) = kept_snapshot_db(std::time::Duration::from_secs(600));
+    let s = &db.store;
+    for i in 0..3 {
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": format!("u{i}")})),
+            None,
+        )
+        .unwrap();
+    }
+    let schema = user_schema();
+    let count_only = SearchQuery {
+        start_index: 1,
+        count: 0,
+        ..Default::default()
+    };
+    let create_meanwhile = |name: &str| {
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                s.create(ResourceKind::User, obj(json!({"userName": name})), None)
+                    .unwrap()
+            });
+        });
+    };
+    // The count: filled in a request whose first read fixed its snapshot before the create.
+    let in_request = s.read_here(|s| {
+        let mut c = s.read_conn().unwrap();
+        assert!(matches!(c, ReadConn::Local(_)));
+        scalar(&mut c, "SELECT count(*) FROM resources");
+        create_meanwhile("late");
+        let (base, _) = super::super::search::search_base(ResourceKind::User, &count_only, &schema);
+        s.count_of(&mut c, ResourceKind::User, &count_only, &base)
+            .unwrap()
+    });
+    assert_eq!(in_request, 4);
+    let later = s.read_here(|s| {
+        s.search(ResourceKind::User, &count_only, &schema)
+            .unwrap()
+            .total_results
+    });
+    assert_eq!(later, 4, "the cached count");
+
+    // The ranks: loaded for the first time in such a request.
+    s.read_here(|s| {
+        let mut c = s.read_conn().unwrap();
+        scalar(&mut c, "SELECT count(*) FROM resources");
+        create_meanwhile("later");
+        s.id_ranks()
+            .unwrap()
+            .seek(&mut c, ResourceKind::User, 1, false)
+            .unwrap();
+    });
+    let deep = SearchQuery {
+        start_index: 5,
+        count: 10,
+        ..Default::default()
+    };
+    let page = s.read_here(|s| s.search(ResourceKind::User, &deep, &schema).unwrap());
+    assert_eq!(page.total_results, 5);
+    assert_eq!(
+        page.resources.len(),
+        1,
+        "the ranks hold the user created meanwhile"
+    );
+}
+
+/// A kept snapshot that a commit made stale while it was in use is ended when the read returns,
+/// not kept until the next read: a busy worker otherwise always holds a WAL read mark, and SQLite
+/// starts the WAL over only while none is held.
+#[test]
+fn store_sqlite_stale_kept_snapshot_is_ended_when_its_read_returns() {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Checkpoint {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        busy: i32,
+    }
+    let (db, mut other) = kept_snapshot_db(std::time::Duration::from_secs(600));
+    let s = &db.store;
+    let truncate = |c: &mut diesel::SqliteConnection| {
+        diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .get_result::<Checkpoint>(c)
+            .unwrap()
+            .busy
+    };
+    // Kept while nothing is written: it holds the WAL.
+    assert_eq!(probe_rows(s), 1);
+    other.batch_execute("INSERT INTO probe VALUES (2)").unwrap();
+    assert_eq!(truncate(&mut other), 1);
+    // A write of this process during the next read: released as that read returns.
+    s.read_here(|s| {
+        let mut c = s.read_conn().unwrap();
+        scalar(&mut c, "SELECT count(*) FROM probe");
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                s.create(ResourceKind::User, obj(json!({"userName": "w"})), None)
+                    .unwrap()
+            });
+        });
+    });
+    assert_eq!(truncate(&mut other), 0);
+    assert_eq!(probe_rows(s), 2);
+}
