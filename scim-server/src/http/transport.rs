@@ -418,7 +418,7 @@ fn scan_head(input: &[u8], out: &mut Vec<u8>) -> HeadScan {
 }
 
 fn memchr_lf(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', s)
 }
 
 /// The length of the head (through the empty line) when it is complete; `line_end` is the
