@@ -28,23 +28,35 @@ pub async fn count_requests(
     let method = Method::of(req.method());
     // Matched here, before the call: a middleware's refusal (401, 403, 429) is an error that
     // carries no request, and is counted under its route all the same.
-    let route = match super::hot_route_label(req.path()) {
-        Some(label) => label.to_string(),
-        None => req
-            .match_pattern()
-            .map_or_else(|| UNMATCHED.to_string(), |p| super::route_label(&p)),
+    let hot = super::hot_route_label(req.path());
+    let other = match hot {
+        Some(_) => None,
+        None => Some(
+            req.match_pattern()
+                .map_or_else(|| UNMATCHED.to_string(), |p| super::route_label(&p)),
+        ),
     };
     let res = next.call(req).await;
     let status = match &res {
         Ok(r) => r.status(),
         Err(e) => e.as_response_error().status_code(),
-    };
-    let m = metrics::global();
+    }
+    .as_u16();
     let elapsed = started.elapsed().as_secs_f64();
+    match (hot, other) {
+        (Some(route), _) => HotSeries::record(route, method, status, elapsed),
+        (None, route) => record(route.unwrap_or_default(), method, status, elapsed),
+    }
+    res
+}
+
+/// One request into the two families, looked up by label.
+fn record(route: String, method: Method, status: u16, elapsed: f64) {
+    let m = metrics::global();
     let labels = RequestLabels {
         route,
         method,
-        status: status.as_u16(),
+        status,
     };
     m.http_requests.get_or_create(&labels).inc();
     m.http_request_duration
@@ -53,7 +65,73 @@ pub async fn count_requests(
             method,
         })
         .observe(elapsed);
-    res
+}
+
+/// This thread's handles on the series of the hot routes (SCIM reads and writes by id and by
+/// endpoint, `http::hot_route_label`), so that their requests skip the families' lock, the
+/// label's hashing and its allocation. A handle shares its series with the family (series are
+/// never removed), so what is scraped is the same.
+struct HotSeries {
+    route: &'static str,
+    method: Method,
+    status: u16,
+    requests: prometheus_client::metrics::counter::Counter,
+    duration: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// The most handles a thread keeps: two routes times the methods and statuses they answer.
+const HOT_SERIES_PER_THREAD: usize = 64;
+
+thread_local! {
+    static HOT_SERIES: std::cell::RefCell<Vec<HotSeries>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl HotSeries {
+    fn record(route: &'static str, method: Method, status: u16, elapsed: f64) {
+        let recorded = HOT_SERIES.with(|cache| {
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                return false;
+            };
+            let at = cache
+                .iter()
+                .position(|h| h.route == route && h.method == method && h.status == status);
+            let at = match at {
+                Some(at) => at,
+                None if cache.len() < HOT_SERIES_PER_THREAD => {
+                    let m = metrics::global();
+                    let labels = RequestLabels {
+                        route: route.to_string(),
+                        method,
+                        status,
+                    };
+                    let requests = m.http_requests.get_or_create(&labels).clone();
+                    let duration = m
+                        .http_request_duration
+                        .get_or_create(&RouteLabels {
+                            route: labels.route,
+                            method,
+                        })
+                        .clone();
+                    cache.push(HotSeries {
+                        route,
+                        method,
+                        status,
+                        requests,
+                        duration,
+                    });
+                    cache.len() - 1
+                }
+                None => return false,
+            };
+            let h = &cache[at];
+            h.requests.inc();
+            h.duration.observe(elapsed);
+            true
+        });
+        if !recorded {
+            record(route.to_string(), method, status, elapsed);
+        }
+    }
 }
 
 /// Refuses a principal without `metrics:read` (after `identify_only`).
