@@ -14,6 +14,7 @@
 #
 #   bash scripts/bench-instructions.sh target/release/scimhub /path/to/other/scimhub
 #   N1=1000 N2=3000 bash scripts/bench-instructions.sh BIN...
+#   KEEP_CG=/tmp/create bash scripts/bench-instructions.sh BIN   # keeps /tmp/create-N.out for callgrind_annotate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/server.sh
@@ -67,6 +68,7 @@ count() {
   kill "$VPID"
   wait "$VPID" 2>/dev/null || true
   awk '/Collected :/ { print $NF }' "$dir/log" | tr -d ,
+  if [ -n "${KEEP_CG:-}" ]; then cp "$dir/callgrind.out" "$KEEP_CG-$n.out"; fi
 }
 
 printf "%-60s %16s\n" "binary" "instructions/create"
