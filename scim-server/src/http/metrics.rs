@@ -88,7 +88,7 @@ thread_local! {
 
 impl HotSeries {
     fn record(route: &'static str, method: Method, status: u16, elapsed: f64) {
-        let recorded = HOT_SERIES.with(|cache| {
+        let recorded = HOT_SERIES.try_with(|cache| {
             let Ok(mut cache) = cache.try_borrow_mut() else {
                 return false;
             };
@@ -128,7 +128,7 @@ impl HotSeries {
             h.duration.observe(elapsed);
             true
         });
-        if !recorded {
+        if !matches!(recorded, Ok(true)) {
             record(route.to_string(), method, status, elapsed);
         }
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use diesel::sql_types::Integer;
 use diesel::RunQueryDsl;
 
-use super::conn::{establish, DbUrl};
+use super::conn::{establish_uncounted, DbUrl};
 use super::sql::Sql;
 use crate::error::{HubError, HubResult};
 
@@ -40,7 +40,8 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     pub(crate) fn start(url: DbUrl) -> HubResult<Checkpointer> {
-        let mut conn = establish(&url).map_err(|e| HubError::Unavailable(e.to_string()))?;
+        let mut conn =
+            establish_uncounted(&url).map_err(|e| HubError::Unavailable(e.to_string()))?;
         let signal: Arc<(Mutex<Signal>, Condvar)> = Arc::default();
         let theirs = signal.clone();
         std::thread::Builder::new()

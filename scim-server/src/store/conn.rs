@@ -1,8 +1,10 @@
 //! Connections: one diesel `MultiConnection` over SQLite and PostgreSQL, the URL rules, SQLite
 //! connection setup and the r2d2 connection manager.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
@@ -170,28 +172,53 @@ impl Instrumentation for Liveness {
     }
 }
 
-/// Statements finished on this process's SQLite file connections that can write: every one but
-/// the threads' own readers ([`establish_reader`]). A thread's reader keeps its read transaction
-/// (its snapshot) between reads only while this count stands still (`local_reader`), so a write
-/// committed here is seen by the next read that starts after it. Counted after each statement
-/// has finished, which for `COMMIT` and for a statement outside a transaction is after its
-/// commit: a write is acknowledged only after its count moved. Reads on those connections count
-/// too; that only ends kept snapshots sooner than needed.
-static SQLITE_STATEMENTS: AtomicU64 = AtomicU64::new(0);
+/// Statements finished on this process's connections to one SQLite file that can write: every
+/// one but the threads' own readers ([`establish_reader`]). A thread's reader keeps its read
+/// transaction (its snapshot) between reads only while its file's count stands still
+/// (`local_reader`), so a write committed here is seen by the next read that starts after it.
+/// Counted after each statement has finished, which for `COMMIT` and for a statement outside a
+/// transaction is after its commit: a write is acknowledged only after its count moved. Reads
+/// on those connections count too; that only ends kept snapshots sooner than needed.
+#[derive(Debug, Default)]
+pub(crate) struct StatementCount(AtomicU64);
 
-/// The current count of [`SQLITE_STATEMENTS`].
-pub(crate) fn sqlite_statements() -> u64 {
-    SQLITE_STATEMENTS.load(Ordering::Acquire)
+impl StatementCount {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
-/// Counts the statements of a SQLite file connection that can write ([`SQLITE_STATEMENTS`]).
+/// The statement count of the SQLite file at `path`, one per file in this process, kept for the
+/// process's life (a few bytes per file). Keyed by the file's name in its directory's canonical
+/// path: the same before the first connection creates the file as after, and the same for a
+/// relative and an absolute spelling.
+pub(crate) fn statement_count(path: &std::path::Path) -> Arc<StatementCount> {
+    static COUNTS: LazyLock<Mutex<HashMap<PathBuf, Arc<StatementCount>>>> =
+        LazyLock::new(Mutex::default);
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let key = match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    };
+    COUNTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
+/// Counts the statements of a SQLite file connection that can write ([`StatementCount`]).
 #[derive(Debug)]
-struct CountStatements;
+struct CountStatements(Arc<StatementCount>);
 
 impl Instrumentation for CountStatements {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if let InstrumentationEvent::FinishQuery { .. } = event {
-            SQLITE_STATEMENTS.fetch_add(1, Ordering::Release);
+            self.0 .0.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -283,14 +310,8 @@ pub fn establish_with(url: &DbUrl, pg: &PgSession) -> Result<DbConnection, diese
             Ok(DbConnection::Postgresql(conn))
         }
         DbUrl::SqliteFile(path) => {
-            let path = path.to_str().ok_or_else(|| {
-                E::ConnectionError(diesel::ConnectionError::InvalidConnectionUrl(
-                    "non-UTF-8 path".into(),
-                ))
-            })?;
-            let mut conn = SqliteConnection::establish(path).map_err(E::ConnectionError)?;
-            conn.batch_execute(SQLITE_SETUP).map_err(E::QueryError)?;
-            conn.set_instrumentation(CountStatements);
+            let mut conn = open_sqlite_file(path)?;
+            conn.set_instrumentation(CountStatements(statement_count(path)));
             Ok(DbConnection::Sqlite(conn))
         }
         DbUrl::SqliteMemory => {
@@ -304,12 +325,32 @@ pub fn establish_with(url: &DbUrl, pg: &PgSession) -> Result<DbConnection, diese
 
 /// Opens a thread's own reader of a SQLite file (`local_reader`): read-only (`query_only`), so
 /// that no write can ever run inside the read transaction it keeps between reads, and outside
-/// [`SQLITE_STATEMENTS`], which counts only what can write. Other URLs: as [`establish`].
+/// [`StatementCount`], which counts only what can write. Other URLs: as [`establish`].
 pub(crate) fn establish_reader(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {
     use diesel::r2d2::Error as E;
     let DbUrl::SqliteFile(path) = url else {
         return establish(url);
     };
+    let mut conn = open_sqlite_file(path)?;
+    conn.batch_execute("PRAGMA query_only = ON;")
+        .map_err(E::QueryError)?;
+    Ok(DbConnection::Sqlite(conn))
+}
+
+/// Opens a connection for `url` whose statements are not counted in its file's
+/// [`StatementCount`]: for the background WAL checkpointer, whose checkpoints change nothing a
+/// reader sees (counted, they would end kept snapshots for nothing). Nothing that writes data
+/// may use it. Other URLs: as [`establish`].
+pub(crate) fn establish_uncounted(url: &DbUrl) -> Result<DbConnection, diesel::r2d2::Error> {
+    match url {
+        DbUrl::SqliteFile(path) => Ok(DbConnection::Sqlite(open_sqlite_file(path)?)),
+        _ => establish(url),
+    }
+}
+
+/// A connection to the SQLite file at `path`, set up (`SQLITE_SETUP`).
+fn open_sqlite_file(path: &std::path::Path) -> Result<SqliteConnection, diesel::r2d2::Error> {
+    use diesel::r2d2::Error as E;
     let path = path.to_str().ok_or_else(|| {
         E::ConnectionError(diesel::ConnectionError::InvalidConnectionUrl(
             "non-UTF-8 path".into(),
@@ -317,9 +358,7 @@ pub(crate) fn establish_reader(url: &DbUrl) -> Result<DbConnection, diesel::r2d2
     })?;
     let mut conn = SqliteConnection::establish(path).map_err(E::ConnectionError)?;
     conn.batch_execute(SQLITE_SETUP).map_err(E::QueryError)?;
-    conn.batch_execute("PRAGMA query_only = ON;")
-        .map_err(E::QueryError)?;
-    Ok(DbConnection::Sqlite(conn))
+    Ok(conn)
 }
 
 /// r2d2 manager choosing the backend from the URL (diesel's own manager hides PostgreSQL errors

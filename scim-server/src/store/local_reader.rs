@@ -14,15 +14,17 @@
 //! measured at 8 % of the server's CPU on a point read. So a reader keeps its read transaction
 //! open between reads ([`ReaderOptions::snapshot_for`]), while both hold:
 //!
-//! * no statement has finished on any connection of this process that can write
-//!   ([`conn::sqlite_statements`], counted after each commit) since the snapshot began: a write
+//! * no statement has finished on any connection of this process to the file that can write
+//!   ([`conn::StatementCount`], counted after each commit) since the snapshot began: a write
 //!   acknowledged by this process is seen by every read that starts after it;
 //! * the snapshot is younger than `snapshot_for` (a few milliseconds): what another process
 //!   commits on the same file (an import beside the server) is seen that much later at most.
 //!
 //! A kept snapshot pins the WAL: SQLite cannot copy frames past it into the database file nor
 //! start the WAL over. A thread that goes idle would keep it indefinitely, so a sweeper thread
-//! ends the snapshots that are older than `snapshot_for` and not in use ([`Sweeper`]).
+//! ends the snapshots that are older than `snapshot_for` and not in use ([`Sweeper`]); and a
+//! snapshot that a commit made stale while in use is ended when its read returns.
+//! Caches filled from reads begin a fresh snapshot first ([`fresh_read`]).
 //! Reader connections are opened read-only (`conn::establish_reader`): a write can never run
 //! inside a kept transaction and hold the write lock.
 
@@ -84,12 +86,14 @@ impl Slot {
 pub(crate) struct Reader {
     conn: DbConnection,
     snapshot: Option<Snapshot>,
+    /// The statement count of the reader's file.
+    statements: Arc<conn::StatementCount>,
 }
 
 /// A read transaction kept open between reads.
 #[derive(Debug, Clone, Copy)]
 struct Snapshot {
-    /// [`conn::sqlite_statements`] read before it began.
+    /// The file's [`conn::StatementCount`] read before it began.
     statements: u64,
     began: Instant,
 }
@@ -124,6 +128,8 @@ pub(crate) struct LocalReaders {
     id: u64,
     url: DbUrl,
     options: ReaderOptions,
+    /// The statement count of the store's file (`None` for other URLs: no snapshot is kept).
+    statements: Option<Arc<conn::StatementCount>>,
     slots: Arc<Mutex<Vec<Weak<Slot>>>>,
     sweeper: Option<Sweeper>,
 }
@@ -140,7 +146,11 @@ impl std::fmt::Debug for LocalReaders {
 impl LocalReaders {
     pub(crate) fn new(url: DbUrl, options: ReaderOptions) -> LocalReaders {
         let slots: Arc<Mutex<Vec<Weak<Slot>>>> = Arc::default();
-        let sweeper = (!options.snapshot_for.is_zero())
+        let statements = match &url {
+            DbUrl::SqliteFile(path) => Some(conn::statement_count(path)),
+            _ => None,
+        };
+        let sweeper = (!options.snapshot_for.is_zero() && statements.is_some())
             .then(|| Sweeper::start(slots.clone(), options.snapshot_for))
             .flatten();
         // Without a sweeper no snapshot may be kept: an idle thread would pin the WAL.
@@ -153,6 +163,7 @@ impl LocalReaders {
         };
         LocalReaders {
             id: next_store_id(),
+            statements,
             url,
             options,
             slots,
@@ -196,6 +207,7 @@ impl LocalReaders {
                 Ok(conn) => Box::new(Reader {
                     conn,
                     snapshot: None,
+                    statements: self.statements.clone().unwrap_or_default(),
                 }),
                 Err(e) => {
                     *slot.lock() = SlotState::Empty;
@@ -223,7 +235,7 @@ impl LocalReaders {
     /// docs). The count is read before `BEGIN`, and SQLite takes the snapshot at the first read
     /// after it: a commit in between is in the snapshot and also ends it early, never missed.
     fn renew(&self, reader: &mut Reader) -> Result<(), diesel::r2d2::Error> {
-        let statements = conn::sqlite_statements();
+        let statements = reader.statements.get();
         let now = Instant::now();
         if let Some(s) = reader.snapshot {
             if s.statements == statements && now.duration_since(s.began) < self.options.snapshot_for
@@ -276,7 +288,14 @@ pub(crate) fn fresh_read(c: &mut DbConnection) -> bool {
     // The reader's record still names the older snapshot: the next lend renews early, which
     // costs nothing wrong. Without a new transaction its reads are each fresh anyway; the
     // return to its slot then finds the depth unexpected and closes it.
-    let _ = Tm::begin_transaction(c);
+    if Tm::begin_transaction(c).is_err() {
+        // No kept snapshot any more: not to be restarted under a later caller's transaction.
+        let _ = READERS.try_with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                r.lent_kept.retain(|a| *a != addr);
+            }
+        });
+    }
     true
 }
 
@@ -337,7 +356,7 @@ impl Drop for LocalConn {
         // always holds a read mark, and SQLite can start the WAL over only when none is held).
         if reader
             .snapshot
-            .is_some_and(|s| s.statements != conn::sqlite_statements())
+            .is_some_and(|s| s.statements != reader.statements.get())
             && !reader.end_snapshot()
         {
             *self.slot.lock() = SlotState::Empty;
