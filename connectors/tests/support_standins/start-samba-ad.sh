@@ -17,6 +17,10 @@ samba-tool domain provision --configfile="$DIR/empty.conf" \
   || { cat "$DIR/provision.log"; exit 1; }
 D=$DIR/dc
 mkdir -p "$D/run" "$D/winbindd" "$D/ncalrpc"; mkdir -m 0750 -p "$D/ntp_signd"
-sed -i "s#^\tworkgroup = EXAMPLE\$#&\n\tpid directory = $D/run\n\tntp signd socket directory = $D/ntp_signd\n\twinbindd socket directory = $D/winbindd\n\tncalrpc dir = $D/ncalrpc\n\ttls enabled = yes\n\ttls keyfile = $DIR/certs/server.key\n\ttls certfile = $DIR/certs/server.pem\n\ttls cafile = $DIR/certs/ca.pem#" "$D/etc/smb.conf"
+sed -i "s#^\tworkgroup = EXAMPLE\$#&\n\tpid directory = $D/run\n\tntp signd socket directory = $D/ntp_signd\n\twinbindd socket directory = $D/winbindd\n\tncalrpc dir = $D/ncalrpc\n\ttls enabled = yes\n\ttls keyfile = $DIR/certs/server.key\n\ttls certfile = $DIR/certs/server.pem\n\ttls cafile = $DIR/certs/ca.pem\n\trpc server dynamic port range = 61000-65000#" "$D/etc/smb.conf"
+# The RPC endpoints' ports: Samba's default range (49152-65535) overlaps Linux's ephemeral ports
+# (32768-60999), and a client socket holding one of them made the DC exit at start-up
+# (NT_STATUS_ADDRESS_ALREADY_ASSOCIATED).
 grep -q "tls certfile" "$D/etc/smb.conf" || { echo "could not patch smb.conf" >&2; exit 1; }
+grep -q "rpc server dynamic port range" "$D/etc/smb.conf" || { echo "could not patch smb.conf" >&2; exit 1; }
 exec samba -s "$D/etc/smb.conf" -F --no-process-group --debug-stdout -d 1 -M single
