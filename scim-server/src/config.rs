@@ -641,6 +641,9 @@ impl TlsOverrides {
     }
 }
 
+/// Upper bound of `db_reader_snapshot_ms`.
+pub const MAX_READER_SNAPSHOT_MS: u64 = 1_000;
+
 impl Config {
     /// Loads the configuration: defaults, `file` (TOML, when given), `SCIMHUB_*` variables, flags.
     /// Secrets given by reference must be readable, and the bootstrap token and HS256 secrets at
@@ -650,6 +653,7 @@ impl Config {
         let config: Config = Self::figment(file, overrides).extract().map_err(Box::new)?;
         config
             .check_secrets()
+            .and_then(|()| config.check_ranges())
             .map_err(|e| Box::new(figment::Error::from(e)))?;
         Ok(config)
     }
@@ -677,6 +681,21 @@ impl Config {
         }
         if let Some(password) = self.smtp.as_ref().and_then(|s| s.password.as_ref()) {
             password.load().map_err(|e| format!("smtp.password: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Refuses values the types allow but the server cannot honour safely.
+    fn check_ranges(&self) -> Result<(), String> {
+        // An idle worker's snapshot is ended only once it is this old; longer would let idle
+        // workers pin the WAL (it could not restart and would grow) and hide other processes'
+        // writes (a revoked token, an import) for that long.
+        if self.db_reader_snapshot_ms > MAX_READER_SNAPSHOT_MS {
+            return Err(format!(
+                "db_reader_snapshot_ms is {}; at most {MAX_READER_SNAPSHOT_MS} is allowed \
+                 (0 turns kept snapshots off)",
+                self.db_reader_snapshot_ms
+            ));
         }
         Ok(())
     }
@@ -849,6 +868,23 @@ mod tests {
             assert_eq!(
                 smtp.password,
                 Some(connectors::secret::SecretRef::Env("SMTP_PASSWORD".into()))
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn reader_snapshot_longer_than_a_second_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SCIMHUB_DB_READER_SNAPSHOT_MS", "1000");
+            let cfg = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
+            assert_eq!(cfg.db_reader_snapshot_ms, 1000);
+            jail.set_env("SCIMHUB_DB_READER_SNAPSHOT_MS", "60000");
+            let err = Config::load(None, &Overrides::default()).expect_err("60 s is refused");
+            assert!(
+                err.to_string()
+                    .contains("db_reader_snapshot_ms is 60000; at most 1000"),
+                "{err}"
             );
             Ok(())
         });

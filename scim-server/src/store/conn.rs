@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
@@ -188,12 +188,13 @@ impl StatementCount {
     }
 }
 
-/// The statement count of the SQLite file at `path`, one per file in this process, kept for the
-/// process's life (a few bytes per file). Keyed by the file's name in its directory's canonical
-/// path: the same before the first connection creates the file as after, and the same for a
-/// relative and an absolute spelling.
+/// The statement count of the SQLite file at `path`, one per file in this process while any
+/// connection or reader of it holds the count (a test process opens hundreds of files; a new
+/// count starts once nothing holds the old one, and then nothing compares against it). Keyed
+/// by the file's name in its directory's canonical path: the same before the first connection
+/// creates the file as after, and the same for a relative and an absolute spelling.
 pub(crate) fn statement_count(path: &std::path::Path) -> Arc<StatementCount> {
-    static COUNTS: LazyLock<Mutex<HashMap<PathBuf, Arc<StatementCount>>>> =
+    static COUNTS: LazyLock<Mutex<HashMap<PathBuf, Weak<StatementCount>>>> =
         LazyLock::new(Mutex::default);
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -203,12 +204,14 @@ pub(crate) fn statement_count(path: &std::path::Path) -> Arc<StatementCount> {
         (Ok(dir), Some(name)) => dir.join(name),
         _ => path.to_path_buf(),
     };
-    COUNTS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(key)
-        .or_default()
-        .clone()
+    let mut counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(count) = counts.get(&key).and_then(Weak::upgrade) {
+        return count;
+    }
+    counts.retain(|_, count| count.strong_count() > 0);
+    let count = Arc::new(StatementCount::default());
+    counts.insert(key, Arc::downgrade(&count));
+    count
 }
 
 /// Counts the statements of a SQLite file connection that can write ([`StatementCount`]).
@@ -444,5 +447,27 @@ mod tests {
             DbUrl::parse("scimhub.db"),
             Err(HubError::Config(_))
         ));
+    }
+
+    /// One count per file while something holds it, under either spelling of the file; a
+    /// count nothing holds is forgotten.
+    #[test]
+    fn statement_counts_are_per_file_and_forgotten_when_unheld() {
+        // Only names: no file is opened.
+        let dir = std::env::temp_dir();
+        let name = format!("scimhub-count-{}.db", uuid::Uuid::new_v4());
+        let file = dir.join(&name);
+        let dotted = dir.join(".").join(&name);
+        let first = statement_count(&file);
+        first.0.fetch_add(3, Ordering::Release);
+        let again = statement_count(&dotted);
+        assert!(Arc::ptr_eq(&first, &again), "one count per file");
+        assert_eq!(statement_count(&dir.join(format!("other-{name}"))).get(), 0);
+        drop((first, again));
+        assert_eq!(
+            statement_count(&file).get(),
+            0,
+            "a new count once none was held"
+        );
     }
 }

@@ -620,11 +620,14 @@ impl Store {
 
     /// Drops the SQLite count cache and id ranks when another process (an import beside a
     /// server) created or deleted resources since the last look; call before using either.
+    ///
+    /// From `c`'s kept snapshot, if it has one: that is at most `reader_snapshot` old, the
+    /// staleness allowed for other processes' writes anyway, and renewing it here would cost
+    /// every unfiltered list two `fcntl` calls even when the cache answers. A kept snapshot
+    /// older than another thread's look only makes the recorded sum move back and forth, and
+    /// every move drops the caches; they are filled only from fresh reads.
     pub(crate) fn notice_other_writers(&self, c: &mut DbConnection) -> HubResult<()> {
         if let Some(w) = &self.inner.other_writers {
-            // Not from a kept snapshot, which can be older than what another thread has
-            // already noticed (and recorded as seen).
-            local_reader::fresh_read(c);
             if w.changed(c)? {
                 if let Some(counts) = &self.inner.type_counts {
                     counts.invalidate();

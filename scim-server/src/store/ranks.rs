@@ -109,6 +109,19 @@ impl IdRanks {
         })
     }
 
+    /// Whether `kind`'s ranks are loaded and usable, so that a page at any depth seeks without
+    /// reading the table. Not before their first load (a scan of every id, which the first
+    /// deep page does on the blocking pool) nor for a type holding an id of another form
+    /// (`OFFSET` walks).
+    pub(crate) fn ready(&self, kind: ResourceKind) -> bool {
+        matches!(
+            &*self.kinds[slot(kind)]
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+            State::Loaded(_)
+        )
+    }
+
     /// Forgets every type's ranks (another process changed the resources); the next page that
     /// needs them loads them again.
     pub(crate) fn reset(&self) {

@@ -216,8 +216,8 @@ impl Store {
     /// long: SQL answers it exactly (no in-memory evaluation, which reads every candidate), its
     /// filter compares only through index ranges (`eq`, `sw`, `gt`, `ge`, `lt`, `le`, `pr`;
     /// `co`, `ew`, `ne` and `not` visit every row of the type), the page starts at most
-    /// [`BOUNDED_MAX_OFFSET`] rows in (a cursor, or an unfiltered list in id order, which seeks
-    /// by id rank, starts anywhere), and a page of Groups carries no members. Its total may still
+    /// [`BOUNDED_MAX_OFFSET`] rows in (a cursor, or an unfiltered list in id order once the id
+    /// ranks are loaded and usable, which seeks, starts anywhere), and a page of Groups carries no members. Its total may still
     /// count the matches, an index range.
     pub fn search_is_bounded(
         &self,
@@ -233,7 +233,9 @@ impl Store {
             .sort_by
             .as_ref()
             .is_none_or(|p| sort_column(kind, p, schema).is_some());
-        let seeks = q.filter.is_none() && q.sort_by.is_none() && self.id_ranks().is_some();
+        let seeks = q.filter.is_none()
+            && q.sort_by.is_none()
+            && self.id_ranks().is_some_and(|r| r.ready(kind));
         let offset_ok = q.cursor.is_some() || seeks || q.start_index <= BOUNDED_MAX_OFFSET + 1;
         let members_ok = !(kind == ResourceKind::Group && q.with_members);
         filter_ok && sort_ok && offset_ok && members_ok

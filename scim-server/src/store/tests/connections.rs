@@ -454,3 +454,57 @@ fn store_sqlite_stale_kept_snapshot_is_ended_when_its_read_returns() {
     }
     assert_eq!(probe_rows(s), 2);
 }
+
+/// An unfiltered deep page counts as bounded (answered on the worker) only once the id ranks
+/// can seek: not before their first load, which scans every id, and not for a type holding an
+/// id of another form, whose pages walk with `OFFSET`. Either goes to the blocking pool.
+#[test]
+fn store_sqlite_deep_pages_are_bounded_only_while_ranks_seek() {
+    let (db, mut other) = kept_snapshot_db(std::time::Duration::ZERO);
+    let s = &db.store;
+    for i in 0..3 {
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": format!("u{i}")})),
+            None,
+        )
+        .unwrap();
+    }
+    let schema = user_schema();
+    let deep = SearchQuery {
+        start_index: BOUNDED_MAX_OFFSET + 2,
+        count: 10,
+        ..Default::default()
+    };
+    let shallow = SearchQuery {
+        start_index: 2,
+        count: 10,
+        ..Default::default()
+    };
+    assert!(s.search_is_bounded(ResourceKind::User, &shallow, &schema));
+    assert!(
+        !s.search_is_bounded(ResourceKind::User, &deep, &schema),
+        "not before the ranks are loaded"
+    );
+    let page = s.search(ResourceKind::User, &deep, &schema).unwrap();
+    assert_eq!((page.total_results, page.resources.len()), (3, 0));
+    assert!(
+        s.search_is_bounded(ResourceKind::User, &deep, &schema),
+        "the deep page loaded them"
+    );
+
+    // A row written with an id the store never assigns (another tool, an older version).
+    other
+        .batch_execute("UPDATE resources SET id = 'legacy-1' WHERE user_name_folded = 'u1'")
+        .unwrap();
+    s.id_ranks().unwrap().reset();
+    let page = s.search(ResourceKind::User, &shallow, &schema).unwrap();
+    assert_eq!(page.resources.len(), 2);
+    let page = s.search(ResourceKind::User, &deep, &schema).unwrap();
+    assert_eq!((page.total_results, page.resources.len()), (3, 0));
+    assert!(
+        !s.search_is_bounded(ResourceKind::User, &deep, &schema),
+        "an id of another form: OFFSET"
+    );
+    assert!(s.search_is_bounded(ResourceKind::User, &shallow, &schema));
+}
