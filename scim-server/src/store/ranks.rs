@@ -9,10 +9,14 @@
 //!
 //! # Consistency with the database
 //!
-//! A type's ranks load lazily, on the first page that needs them, while holding that type's
-//! write lock. A writer reports its commit by taking the same lock, so a commit either happened
-//! before the load's snapshot (the load sees the row; the report is then a no-op, inserts and
-//! removals being idempotent) or is reported after the load finished.
+//! A type's ranks load lazily, on the first page that needs them. The load marks the type
+//! `Loading` under its lock, then reads every id *without* the lock (a scan of the whole type:
+//! holding the lock through it would stall the writer, whose commit reports take it). Commits
+//! reported meanwhile are kept in the mark and replayed, in order, on what the load read. A
+//! commit either happened before the load's snapshot began (the load sees the row; a replayed
+//! report is then a no-op, inserts and removals being idempotent) or after the mark was set
+//! (its report, made after its commit, lands in the mark or on the loaded ids). A reset during
+//! the load (another process wrote) discards it.
 //!
 //! # Shape
 //!
@@ -22,6 +26,7 @@
 //! [`MAX_BLOCK`]: an insert moves at most one block, and finding the k-th id walks the block
 //! lengths (about 200 blocks at 100,000 ids).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use diesel::sql_types::Text;
@@ -47,12 +52,21 @@ pub(crate) enum Seek {
 #[derive(Debug, Default)]
 pub(crate) struct IdRanks {
     kinds: [RwLock<State>; 2],
+    /// Numbers loads, so that one finishing after a reset knows it is stale.
+    loads: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 enum State {
     #[default]
     NotLoaded,
+    /// Load number `load` is reading the ids; the commits reported meanwhile (`true`: created),
+    /// and whether one of them had an id of another form.
+    Loading {
+        load: u64,
+        reported: Vec<(u128, bool)>,
+        unusable: bool,
+    },
     Unusable,
     Loaded(SortedIds),
 }
@@ -84,29 +98,91 @@ impl IdRanks {
         offset: u64,
         descending: bool,
     ) -> HubResult<Seek> {
-        let lock = &self.kinds[slot(kind)];
         {
-            let state = lock.read().unwrap_or_else(|e| e.into_inner());
+            let state = self.kinds[slot(kind)]
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
             match &*state {
                 State::Loaded(ids) => return Ok(ids.seek(offset, descending)),
-                State::Unusable => return Ok(Seek::Unavailable),
+                // Another request is loading them: this page walks.
+                State::Unusable | State::Loading { .. } => return Ok(Seek::Unavailable),
                 State::NotLoaded => {}
             }
         }
-        let mut state = lock.write().unwrap_or_else(|e| e.into_inner());
-        if matches!(&*state, State::NotLoaded) {
-            // Loaded only from a read that begins now, under the lock: every commit whose
-            // `apply` found them not loaded must be in it. A kept snapshot (or the caller's own
-            // transaction) may be older.
-            if !super::local_reader::fresh_read(c) {
-                return Ok(Seek::Unavailable);
-            }
-            *state = load(c, kind)?;
+        // Read by a snapshot that begins after the mark is set: every commit reported before
+        // the mark is in it. A kept snapshot (or the caller's own transaction) may be older.
+        let Some(load) = self.begin_load(kind, || super::local_reader::fresh_read(c)) else {
+            return Ok(self.seek_settled(kind, offset, descending));
+        };
+        self.finish_load(kind, load, load_ids(c, kind))?;
+        Ok(self.seek_settled(kind, offset, descending))
+    }
+
+    /// Marks `kind` as loading when it is not loaded and `fresh()` (which makes the caller's
+    /// next read begin a new snapshot) says yes; the load's number.
+    fn begin_load(&self, kind: ResourceKind, fresh: impl FnOnce() -> bool) -> Option<u64> {
+        let mut state = self.kinds[slot(kind)]
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if !matches!(&*state, State::NotLoaded) || !fresh() {
+            return None;
         }
-        Ok(match &*state {
+        let load = self.loads.fetch_add(1, Ordering::Relaxed);
+        *state = State::Loading {
+            load,
+            reported: Vec::new(),
+            unusable: false,
+        };
+        Some(load)
+    }
+
+    /// Settles load number `load` with what it `read`, replaying the commits reported while it
+    /// read; a load that a reset overtook settles nothing.
+    fn finish_load(
+        &self,
+        kind: ResourceKind,
+        load: u64,
+        read: HubResult<Option<SortedIds>>,
+    ) -> HubResult<()> {
+        let mut state = self.kinds[slot(kind)]
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match std::mem::take(&mut *state) {
+            State::Loading {
+                load: current,
+                reported,
+                unusable,
+            } if current == load => {
+                *state = match read {
+                    // Left not loaded: the next deep page tries again.
+                    Err(e) => return Err(e),
+                    Ok(Some(mut ids)) if !unusable => {
+                        for (k, created) in reported {
+                            if created {
+                                ids.insert(k);
+                            } else {
+                                ids.remove(k);
+                            }
+                        }
+                        State::Loaded(ids)
+                    }
+                    Ok(_) => State::Unusable,
+                };
+            }
+            other => *state = other,
+        }
+        Ok(())
+    }
+
+    /// The seek once the ranks are settled (or not: then `Unavailable`).
+    fn seek_settled(&self, kind: ResourceKind, offset: u64, descending: bool) -> Seek {
+        match &*self.kinds[slot(kind)]
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+        {
             State::Loaded(ids) => ids.seek(offset, descending),
             _ => Seek::Unavailable,
-        })
+        }
     }
 
     /// Whether `kind`'s ranks are loaded and usable, so that a page at any depth seeks without
@@ -135,20 +211,20 @@ impl IdRanks {
         let mut state = self.kinds[slot(kind)]
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        let State::Loaded(ids) = &mut *state else {
-            return;
-        };
-        match (key(id), created) {
-            (Some(k), true) => ids.insert(k),
-            (Some(k), false) => ids.remove(k),
+        match (&mut *state, key(id), created) {
+            (State::Loaded(ids), Some(k), true) => ids.insert(k),
+            (State::Loaded(ids), Some(k), false) => ids.remove(k),
+            (State::Loading { reported, .. }, Some(k), created) => reported.push((k, created)),
             // An id in another form: ranks can no longer answer for this type.
-            (None, true) => *state = State::Unusable,
-            (None, false) => {}
+            (State::Loaded(_), None, true) => *state = State::Unusable,
+            (State::Loading { unusable, .. }, None, true) => *unusable = true,
+            _ => {}
         }
     }
 }
 
-fn load(c: &mut DbConnection, kind: ResourceKind) -> HubResult<State> {
+/// Every id of `kind`, or `None` when one is not in the form the store writes.
+fn load_ids(c: &mut DbConnection, kind: ResourceKind) -> HubResult<Option<SortedIds>> {
     #[derive(diesel::QueryableByName)]
     struct IdRow {
         #[diesel(sql_type = Text)]
@@ -163,10 +239,10 @@ fn load(c: &mut DbConnection, kind: ResourceKind) -> HubResult<State> {
     for row in rows {
         match key(&row.id) {
             Some(k) => keys.push(k),
-            None => return Ok(State::Unusable),
+            None => return Ok(None),
         }
     }
-    Ok(State::Loaded(SortedIds::from_unsorted(keys)))
+    Ok(Some(SortedIds::from_unsorted(keys)))
 }
 
 /// A sorted set of `u128` in blocks, with the k-th element found by walking block lengths.
@@ -277,6 +353,107 @@ mod tests {
         ids.sort();
         keys.sort();
         assert_eq!(ids, keys.into_iter().map(text).collect::<Vec<_>>());
+    }
+
+    fn ids(keys: &[u128]) -> HubResult<Option<SortedIds>> {
+        Ok(Some(SortedIds::from_unsorted(keys.to_vec())))
+    }
+
+    fn all(ranks: &IdRanks) -> Vec<Seek> {
+        (0..5)
+            .map(|i| ranks.seek_settled(ResourceKind::User, i, false))
+            .collect()
+    }
+
+    /// Commits reported while a load reads (without the lock) are replayed on what it read,
+    /// in order; they are neither lost (created after its snapshot began) nor doubled (before).
+    #[test]
+    fn ranks_replay_commits_reported_during_their_load() {
+        let [a, b, c, d] = [10u128, 20, 30, 40];
+        let ranks = IdRanks::default();
+        let load = ranks
+            .begin_load(ResourceKind::User, || true)
+            .expect("begins");
+        assert!(!ranks.ready(ResourceKind::User));
+        assert_eq!(
+            ranks.begin_load(ResourceKind::User, || true),
+            None,
+            "one load at a time"
+        );
+        ranks.apply(ResourceKind::User, &text(c), true); // after the snapshot began: not read
+        ranks.apply(ResourceKind::User, &text(b), true); // before it: read as well
+        ranks.apply(ResourceKind::User, &text(a), false);
+        ranks.apply(ResourceKind::User, &text(d), true);
+        ranks.apply(ResourceKind::User, &text(d), false);
+        ranks.apply(ResourceKind::Group, &text(d), true); // another type's ranks
+        ranks
+            .finish_load(ResourceKind::User, load, ids(&[a, b]))
+            .expect("settles");
+        assert!(ranks.ready(ResourceKind::User));
+        assert_eq!(
+            all(&ranks),
+            [
+                Seek::From(text(b)),
+                Seek::From(text(c)),
+                Seek::PastEnd,
+                Seek::PastEnd,
+                Seek::PastEnd
+            ]
+        );
+        assert!(!ranks.ready(ResourceKind::Group));
+    }
+
+    /// A load that a reset overtook settles nothing; an id of another form reported during a
+    /// load makes the type unusable; a failed read leaves the type to load again.
+    #[test]
+    fn ranks_loads_overtaken_or_spoiled_settle_accordingly() {
+        let ranks = IdRanks::default();
+        assert_eq!(
+            ranks.begin_load(ResourceKind::User, || false),
+            None,
+            "not fresh"
+        );
+        let load = ranks
+            .begin_load(ResourceKind::User, || true)
+            .expect("begins");
+        ranks.reset();
+        let again = ranks
+            .begin_load(ResourceKind::User, || true)
+            .expect("after the reset");
+        ranks
+            .finish_load(ResourceKind::User, load, ids(&[1]))
+            .expect("settles");
+        assert!(!ranks.ready(ResourceKind::User), "the overtaken load");
+        ranks
+            .finish_load(ResourceKind::User, again, ids(&[1, 2]))
+            .expect("settles");
+        assert_eq!(all(&ranks)[1], Seek::From(text(2)));
+
+        ranks.reset();
+        let load = ranks
+            .begin_load(ResourceKind::User, || true)
+            .expect("begins");
+        ranks.apply(ResourceKind::User, "legacy-1", true);
+        ranks
+            .finish_load(ResourceKind::User, load, ids(&[1]))
+            .expect("settles");
+        assert_eq!(all(&ranks)[0], Seek::Unavailable);
+        assert!(!ranks.ready(ResourceKind::User));
+
+        ranks.reset();
+        let load = ranks
+            .begin_load(ResourceKind::User, || true)
+            .expect("begins");
+        let failed = ranks.finish_load(
+            ResourceKind::User,
+            load,
+            Err(crate::error::HubError::Unavailable("gone".into())),
+        );
+        assert!(failed.is_err());
+        assert!(
+            ranks.begin_load(ResourceKind::User, || true).is_some(),
+            "loads again"
+        );
     }
 
     proptest! {
