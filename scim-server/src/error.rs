@@ -60,6 +60,11 @@ pub enum HubError {
     Config(String),
     #[error("database error: {0}")]
     Backend(String),
+    /// A read running on an HTTP worker (`Store::read_here`) found its work not bounded after
+    /// all (a deep page whose type's id ranks were dropped meanwhile): `AppState::read` runs it
+    /// again on the blocking pool, so this never reaches a client.
+    #[error("a read for the blocking pool, not the worker")]
+    NotHere,
 }
 
 pub type HubResult<T> = Result<T, HubError>;

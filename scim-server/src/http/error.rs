@@ -164,6 +164,9 @@ impl From<HubError> for ApiError {
                 ApiError::Unavailable(format!("commit outcome unknown: {cause}"))
             }
             HubError::Config(cause) | HubError::Backend(cause) => ApiError::Internal(cause),
+            HubError::NotHere => {
+                ApiError::Internal("a read for the blocking pool ran on the worker".into())
+            }
         }
     }
 }

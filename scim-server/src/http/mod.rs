@@ -170,13 +170,19 @@ impl AppState {
     /// connection (`Store::read_here`): no semaphore and no hop to the blocking pool. Otherwise,
     /// and on PostgreSQL, like [`AppState::db`]: a read that may take long does not hold up the
     /// other requests of this worker.
+    ///
+    /// A read that finds on the worker that its work is not bounded after all
+    /// (`HubError::NotHere`) runs again on the blocking pool.
     pub async fn read<T, F>(&self, bounded: bool, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, HubError> + Send + 'static,
+        F: Fn(&Store) -> Result<T, HubError> + Send + 'static,
     {
         if bounded && self.store.reads_in_place() {
-            return Ok(self.store.read_here(f)?);
+            match self.store.read_here(&f) {
+                Err(HubError::NotHere) => {}
+                answer => return Ok(answer?),
+            }
         }
         self.db(f).await
     }
@@ -683,5 +689,42 @@ mod tests {
             route_label("/scim/v2/{kind}/.search"),
             "/scim/v2/{kind}/.search"
         );
+    }
+
+    /// A read that the worker finds unbounded after all (`NotHere`) is answered from the
+    /// blocking pool, never as an error; any other answer is the worker's.
+    #[actix_web::test]
+    async fn reads_sent_back_from_the_worker_run_on_the_pool() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let path = std::env::temp_dir().join(format!("scimhub-here-{}.db", uuid::Uuid::now_v7()));
+        let store = Store::open(&format!("sqlite://{}", path.display())).expect("store");
+        assert!(store.reads_in_place());
+        let state = AppState::new(
+            Config::default(),
+            crate::service::schemas::registry(),
+            store,
+            Authenticator::new(None, None),
+        )
+        .expect("state");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let answer = state
+            .read(true, move |_| {
+                match counted.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err(HubError::NotHere),
+                    n => Ok(n),
+                }
+            })
+            .await;
+        assert_eq!(answer.ok(), Some(1));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let answer = state.read(true, |_| Ok(7)).await;
+        assert_eq!(answer.ok(), Some(7));
+        let failed = state.read(true, |_| Err::<(), _>(HubError::NotFound)).await;
+        assert!(failed.is_err());
+        drop(state);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }

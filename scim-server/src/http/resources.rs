@@ -797,5 +797,6 @@ fn clone_store_error(e: &crate::error::HubError) -> crate::error::HubError {
         S::OutcomeUnknown(m) => S::OutcomeUnknown(m.clone()),
         S::Config(m) => S::Config(m.clone()),
         S::Backend(m) => S::Backend(m.clone()),
+        S::NotHere => S::NotHere,
     }
 }

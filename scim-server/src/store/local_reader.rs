@@ -299,6 +299,13 @@ pub(crate) fn fresh_read(c: &mut DbConnection) -> bool {
     true
 }
 
+/// Whether this thread runs inside [`opted_in`]: an HTTP worker answering a read itself.
+pub(crate) fn in_place() -> bool {
+    READERS
+        .try_with(|r| r.try_borrow().is_ok_and(|r| r.depth > 0))
+        .unwrap_or(false)
+}
+
 /// Runs `f` with this thread's readers in use.
 pub(crate) fn opted_in<T>(f: impl FnOnce() -> T) -> T {
     struct Leave;

@@ -91,12 +91,15 @@ fn text(k: u128) -> String {
 
 impl IdRanks {
     /// The start of the page that skips `offset` rows in id order (descending when asked).
+    /// Loads the ranks first when they are not loaded and `may_load` (not on an HTTP worker:
+    /// the load scans every id of the type).
     pub(crate) fn seek(
         &self,
         c: &mut DbConnection,
         kind: ResourceKind,
         offset: u64,
         descending: bool,
+        may_load: bool,
     ) -> HubResult<Seek> {
         {
             let state = self.kinds[slot(kind)]
@@ -111,10 +114,27 @@ impl IdRanks {
         }
         // Read by a snapshot that begins after the mark is set: every commit reported before
         // the mark is in it. A kept snapshot (or the caller's own transaction) may be older.
+        if !may_load {
+            return Ok(Seek::Unavailable);
+        }
         let Some(load) = self.begin_load(kind, || super::local_reader::fresh_read(c)) else {
             return Ok(self.seek_settled(kind, offset, descending));
         };
-        self.finish_load(kind, load, load_ids(c, kind))?;
+        // A panic while reading would leave the mark behind: deep pages would walk, and
+        // reports pile up in the mark, until the next reset.
+        struct Unmark<'a>(&'a IdRanks, ResourceKind, u64);
+        impl Drop for Unmark<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let gone = crate::error::HubError::Backend("the load panicked".into());
+                    let _ = self.0.finish_load(self.1, self.2, Err(gone));
+                }
+            }
+        }
+        let unmark = Unmark(self, kind, load);
+        let read = load_ids(c, kind);
+        drop(unmark);
+        self.finish_load(kind, load, read)?;
         Ok(self.seek_settled(kind, offset, descending))
     }
 

@@ -345,7 +345,14 @@ impl Store {
             if offset_rows > 0 && q.filter.is_none() {
                 if let Some(ranks) = self.id_ranks() {
                     self.notice_other_writers(c)?;
-                    match ranks.seek(c, kind, offset_rows, !asc)? {
+                    // On an HTTP worker nothing scans the type: without loaded ranks a shallow
+                    // page walks, a deep one goes back to the blocking pool.
+                    let here = super::local_reader::in_place();
+                    let seek = ranks.seek(c, kind, offset_rows, !asc, !here)?;
+                    if here && seek == Seek::Unavailable && offset_rows > BOUNDED_MAX_OFFSET {
+                        return Err(HubError::NotHere);
+                    }
+                    match seek {
                         Seek::From(first) => {
                             page.push(if asc { " AND id >= " } else { " AND id <= " })
                                 .text(&first);

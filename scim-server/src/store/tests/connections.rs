@@ -394,7 +394,7 @@ fn store_sqlite_caches_are_not_filled_from_an_older_kept_snapshot() {
         create_meanwhile("later");
         s.id_ranks()
             .unwrap()
-            .seek(&mut c, ResourceKind::User, 1, false)
+            .seek(&mut c, ResourceKind::User, 1, false, true)
             .unwrap();
     });
     let deep = SearchQuery {
@@ -507,4 +507,47 @@ fn store_sqlite_deep_pages_are_bounded_only_while_ranks_seek() {
         "an id of another form: OFFSET"
     );
     assert!(s.search_is_bounded(ResourceKind::User, &shallow, &schema));
+}
+
+/// On an HTTP worker (`read_here`) a list never scans a type's ids to load its ranks: a
+/// shallow page walks, and a deep page whose ranks were dropped meanwhile (another process
+/// wrote) answers `NotHere`, which sends it back to the blocking pool; there it loads them.
+#[test]
+fn store_sqlite_worker_never_loads_ranks() {
+    let (db, _other) = kept_snapshot_db(std::time::Duration::ZERO);
+    let s = &db.store;
+    for i in 0..3 {
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": format!("w{i}")})),
+            None,
+        )
+        .unwrap();
+    }
+    let schema = user_schema();
+    let page = |start_index: u64| SearchQuery {
+        start_index,
+        count: 10,
+        ..Default::default()
+    };
+    let deep = page(BOUNDED_MAX_OFFSET + 2);
+    let shallow = s.read_here(|s| s.search(ResourceKind::User, &page(2), &schema).unwrap());
+    assert_eq!(shallow.resources.len(), 2);
+    assert!(
+        !s.id_ranks().unwrap().ready(ResourceKind::User),
+        "the shallow page walked"
+    );
+    assert!(matches!(
+        s.read_here(|s| s.search(ResourceKind::User, &deep, &schema)),
+        Err(HubError::NotHere)
+    ));
+    assert!(!s.id_ranks().unwrap().ready(ResourceKind::User));
+    let on_pool = s.search(ResourceKind::User, &deep, &schema).unwrap();
+    assert_eq!((on_pool.total_results, on_pool.resources.len()), (3, 0));
+    assert!(s.id_ranks().unwrap().ready(ResourceKind::User));
+    let here = s.read_here(|s| s.search(ResourceKind::User, &deep, &schema).unwrap());
+    assert_eq!(
+        here.total_results, 3,
+        "loaded: the deep page seeks on the worker"
+    );
 }
