@@ -624,8 +624,8 @@ impl Store {
     /// From `c`'s kept snapshot, if it has one: that is at most `reader_snapshot` old, the
     /// staleness allowed for other processes' writes anyway, and renewing it here would cost
     /// every unfiltered list two `fcntl` calls even when the cache answers. A kept snapshot
-    /// older than another thread's look only makes the recorded sum move back and forth, and
-    /// every move drops the caches; they are filled only from fresh reads.
+    /// older than another thread's look reads a smaller sum, which is ignored (the sum only
+    /// grows); the caches are filled only from fresh reads.
     pub(crate) fn notice_other_writers(&self, c: &mut DbConnection) -> HubResult<()> {
         if let Some(w) = &self.inner.other_writers {
             if w.changed(c)? {

@@ -68,6 +68,25 @@ pub(crate) struct OtherWriters {
     seen: std::sync::Mutex<Option<i64>>,
 }
 
+/// Records the other processes' sum `now` as seen; whether it moved on. The sum only grows
+/// (every process adds its creates and deletes to its own row), so a smaller one was read from
+/// an older snapshot (a worker's kept one, at most `db_reader_snapshot_ms` old) than the last
+/// look's and is neither a change nor recorded: otherwise looks from older and newer snapshots
+/// would flip it back and forth, each flip dropping the caches.
+fn advance(seen: &mut Option<i64>, now: i64) -> bool {
+    match *seen {
+        Some(s) if now <= s => false,
+        Some(_) => {
+            *seen = Some(now);
+            true
+        }
+        None => {
+            *seen = Some(now);
+            false
+        }
+    }
+}
+
 impl OtherWriters {
     pub(crate) fn new() -> OtherWriters {
         OtherWriters {
@@ -107,8 +126,25 @@ impl OtherWriters {
         q.text(self.me.as_str());
         let now = q.get_result::<i64>(c)?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = seen.is_some_and(|s| s != now);
-        *seen = Some(now);
-        Ok(changed)
+        Ok(advance(&mut seen, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advance;
+
+    /// The first look records; a larger sum is a change; a smaller one (an older snapshot)
+    /// is neither a change nor recorded, so the next newer look is not one either.
+    #[test]
+    fn other_writers_sum_only_moves_forward() {
+        let mut seen = None;
+        assert!(!advance(&mut seen, 5));
+        assert!(!advance(&mut seen, 5));
+        assert!(advance(&mut seen, 7));
+        assert!(!advance(&mut seen, 5), "an older snapshot");
+        assert_eq!(seen, Some(7));
+        assert!(!advance(&mut seen, 7), "no flip back");
+        assert!(advance(&mut seen, 8));
     }
 }
