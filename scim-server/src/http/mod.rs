@@ -180,7 +180,10 @@ impl AppState {
     {
         if bounded && self.store.reads_in_place() {
             match self.store.read_here(&f) {
-                Err(HubError::NotHere) => {}
+                Err(HubError::NotHere) => tracing::debug!(
+                    "a read went back to the blocking pool: its id ranks were dropped meanwhile \
+                     (another process wrote)"
+                ),
                 answer => return Ok(answer?),
             }
         }

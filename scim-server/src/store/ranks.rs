@@ -121,18 +121,19 @@ impl IdRanks {
             return Ok(self.seek_settled(kind, offset, descending));
         };
         // A panic while reading would leave the mark behind: deep pages would walk, and
-        // reports pile up in the mark, until the next reset.
-        struct Unmark<'a>(&'a IdRanks, ResourceKind, u64);
+        // reports pile up in the mark, until the next reset. Disarmed once the read returned.
+        struct Unmark<'a>(&'a IdRanks, ResourceKind, u64, bool);
         impl Drop for Unmark<'_> {
             fn drop(&mut self) {
-                if std::thread::panicking() {
+                if self.3 {
                     let gone = crate::error::HubError::Backend("the load panicked".into());
                     let _ = self.0.finish_load(self.1, self.2, Err(gone));
                 }
             }
         }
-        let unmark = Unmark(self, kind, load);
+        let mut unmark = Unmark(self, kind, load, true);
         let read = load_ids(c, kind);
+        unmark.3 = false;
         drop(unmark);
         self.finish_load(kind, load, read)?;
         Ok(self.seek_settled(kind, offset, descending))
