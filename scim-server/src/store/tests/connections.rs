@@ -253,6 +253,18 @@ fn kept_snapshot_db(keep: std::time::Duration) -> (TestDb, diesel::SqliteConnect
     (db, other)
 }
 
+/// Creates Users `{prefix}0` .. `{prefix}{n-1}`.
+fn create_users(s: &Store, prefix: &str, n: usize) {
+    for i in 0..n {
+        s.create(
+            ResourceKind::User,
+            obj(json!({"userName": format!("{prefix}{i}")})),
+            None,
+        )
+        .unwrap();
+    }
+}
+
 fn probe_rows(s: &Store) -> i64 {
     s.read_here(|s| scalar(&mut s.read_conn().unwrap(), "SELECT count(*) FROM probe"))
 }
@@ -347,14 +359,7 @@ fn store_sqlite_thread_reader_is_read_only() {
 fn store_sqlite_caches_are_not_filled_from_an_older_kept_snapshot() {
     let (db, _other) = kept_snapshot_db(std::time::Duration::from_secs(600));
     let s = &db.store;
-    for i in 0..3 {
-        s.create(
-            ResourceKind::User,
-            obj(json!({"userName": format!("u{i}")})),
-            None,
-        )
-        .unwrap();
-    }
+    create_users(s, "u", 3);
     let schema = user_schema();
     let count_only = SearchQuery {
         start_index: 1,
@@ -462,14 +467,7 @@ fn store_sqlite_stale_kept_snapshot_is_ended_when_its_read_returns() {
 fn store_sqlite_deep_pages_are_bounded_only_while_ranks_seek() {
     let (db, mut other) = kept_snapshot_db(std::time::Duration::ZERO);
     let s = &db.store;
-    for i in 0..3 {
-        s.create(
-            ResourceKind::User,
-            obj(json!({"userName": format!("u{i}")})),
-            None,
-        )
-        .unwrap();
-    }
+    create_users(s, "u", 3);
     let schema = user_schema();
     let deep = SearchQuery {
         start_index: BOUNDED_MAX_OFFSET + 2,
@@ -516,14 +514,7 @@ fn store_sqlite_deep_pages_are_bounded_only_while_ranks_seek() {
 fn store_sqlite_worker_never_loads_ranks() {
     let (db, _other) = kept_snapshot_db(std::time::Duration::ZERO);
     let s = &db.store;
-    for i in 0..3 {
-        s.create(
-            ResourceKind::User,
-            obj(json!({"userName": format!("w{i}")})),
-            None,
-        )
-        .unwrap();
-    }
+    create_users(s, "w", 3);
     let schema = user_schema();
     let page = |start_index: u64| SearchQuery {
         start_index,
