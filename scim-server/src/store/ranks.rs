@@ -112,11 +112,11 @@ impl IdRanks {
                 State::NotLoaded => {}
             }
         }
-        // Read by a snapshot that begins after the mark is set: every commit reported before
-        // the mark is in it. A kept snapshot (or the caller's own transaction) may be older.
         if !may_load {
             return Ok(Seek::Unavailable);
         }
+        // Read by a snapshot that begins after the mark is set: every commit reported before
+        // the mark is in it. A kept snapshot (or the caller's own transaction) may be older.
         let Some(load) = self.begin_load(kind, || super::local_reader::fresh_read(c)) else {
             return Ok(self.seek_settled(kind, offset, descending));
         };

@@ -217,8 +217,8 @@ impl Store {
     /// filter compares only through index ranges (`eq`, `sw`, `gt`, `ge`, `lt`, `le`, `pr`;
     /// `co`, `ew`, `ne` and `not` visit every row of the type), the page starts at most
     /// [`BOUNDED_MAX_OFFSET`] rows in (a cursor, or an unfiltered list in id order once the id
-    /// ranks are loaded and usable, which seeks, starts anywhere), and a page of Groups carries no members. Its total may still
-    /// count the matches, an index range.
+    /// ranks are loaded and usable, which seeks, starts anywhere), and a page of Groups carries
+    /// no members. Its total may still count the matches, an index range.
     pub fn search_is_bounded(
         &self,
         kind: ResourceKind,
