@@ -470,4 +470,32 @@ mod tests {
             "a new count once none was held"
         );
     }
+
+    /// The bundled SQLite is built as `.cargo/config.toml` asks: multi-thread mode (no mutex
+    /// per call on a connection) and no allocation statistics (no global mutex per
+    /// allocation). A build without those flags is correct but slower; this says so.
+    #[test]
+    fn bundled_sqlite_is_built_multi_thread_without_memory_statistics() {
+        use diesel::sql_types::Text;
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct CompileOption {
+            #[diesel(sql_type = Text)]
+            compile_options: String,
+        }
+        let mut conn = SqliteConnection::establish(":memory:").expect("in-memory SQLite");
+        let options: Vec<String> =
+            diesel::sql_query("SELECT compile_options FROM pragma_compile_options")
+                .load::<CompileOption>(&mut conn)
+                .expect("compile options")
+                .into_iter()
+                .map(|o| o.compile_options)
+                .collect();
+        for wanted in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"] {
+            assert!(
+                options.iter().any(|o| o == wanted),
+                "{wanted} missing from {options:?}"
+            );
+        }
+    }
 }
