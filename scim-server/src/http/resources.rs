@@ -94,7 +94,7 @@ fn projection(req: &HttpRequest) -> ApiResult<Projection> {
 }
 
 /// Whether an `If-None-Match` header matches the current ETag (weak comparison).
-fn none_match(req: &HttpRequest, etag: &str) -> bool {
+fn none_match(req: &HttpRequest, r: &LoadedResource) -> bool {
     let strip = |t: &str| {
         t.trim()
             .trim_start_matches("W/")
@@ -102,8 +102,8 @@ fn none_match(req: &HttpRequest, etag: &str) -> bool {
             .to_string()
     };
     header_str(req, header::IF_NONE_MATCH).is_some_and(|h| {
-        h.split(',')
-            .any(|t| t.trim() == "*" || strip(t) == strip(etag))
+        let etag = strip(&r.etag());
+        h.split(',').any(|t| t.trim() == "*" || strip(t) == etag)
     })
 }
 
@@ -172,7 +172,7 @@ fn read_response(
     state: &AppState,
     req: &HttpRequest,
 ) -> HttpResponse {
-    if none_match(req, &r.etag()) {
+    if none_match(req, &r) {
         let mut resp = HttpResponse::NotModified().finish();
         if let Ok(v) = header::HeaderValue::from_str(&r.etag()) {
             resp.headers_mut().insert(header::ETAG, v);
@@ -202,7 +202,7 @@ fn loaded_response(
         add_resource_headers(
             &mut resp,
             &r.etag(),
-            &format!("{base}/{}/{}", r.kind.endpoint(), r.id),
+            &super::render::location(&base, r.kind, &r.id),
         );
         return resp;
     }
