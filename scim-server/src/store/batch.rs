@@ -129,7 +129,8 @@ where
     }
 }
 
-/// What a committed write still has to do outside the transaction (see `Store::after_commit`).
+/// What a committed write still has to do outside the transaction (see `Store::report_population`
+/// and `Store::after_commit`).
 pub(crate) struct Effect {
     pub(crate) store: Store,
     pub(crate) population: Vec<(super::ResourceKind, String, bool)>,
@@ -423,9 +424,12 @@ fn run_batch(
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 let effects = std::mem::take(&mut open.effects);
+                for e in &effects {
+                    e.store.report_population(&e.population);
+                }
                 drop(open);
                 for e in effects {
-                    e.store.after_commit(e.population, e.changed);
+                    e.store.after_commit(e.changed);
                 }
                 let (again, done): (Vec<_>, Vec<_>) = jobs
                     .into_iter()

@@ -796,9 +796,12 @@ impl Store {
             let mut conn = self.inner.write.get()?;
             match self.run_write(&mut conn, &mut body, false) {
                 Ok((out, population, changed, _)) => {
-                    // Committed: release the writer first, then tell the hook.
+                    // Committed: the caches hear of it while the writer is still held (so that
+                    // a create and a delete of one id reach them in commit order); the hook is
+                    // told after the writer is released.
+                    self.report_population(&population);
                     drop(conn);
-                    self.after_commit(population, changed);
+                    self.after_commit(changed);
                     return Ok(out);
                 }
                 Err(WriteFailure::NotCommitted(e))
@@ -959,21 +962,28 @@ impl Store {
 
     /// After a commit: ask for a WAL checkpoint, keep the SQLite count cache and id index
     /// current, and tell the hook.
-    fn after_commit(&self, population: Vec<(ResourceKind, String, bool)>, changed: bool) {
+    /// Tells the in-process caches of the resources a committed write created (`true`) or
+    /// deleted. Called before the writer is released: two writes' reports then arrive in the
+    /// order of their commits, which the id ranks need (a delete reported before the create
+    /// of the same id would leave a phantom rank).
+    pub(super) fn report_population(&self, population: &[(ResourceKind, String, bool)]) {
+        if population.is_empty() {
+            return;
+        }
+        if let Some(counts) = &self.inner.type_counts {
+            counts.invalidate();
+        }
+        if let Some(ranks) = &self.inner.id_ranks {
+            for (kind, id, created) in population {
+                ranks.apply(*kind, id, *created);
+            }
+        }
+    }
+
+    /// What a committed write does once the writer is released: the checkpoint and the hook.
+    fn after_commit(&self, changed: bool) {
         if changed {
             self.request_checkpoint();
-        }
-        if !population.is_empty() {
-            if let Some(counts) = &self.inner.type_counts {
-                counts.invalidate();
-            }
-            if let Some(ranks) = &self.inner.id_ranks {
-                for (kind, id, created) in &population {
-                    ranks.apply(*kind, id, *created);
-                }
-            }
-        }
-        if changed {
             if let Some(hook) = &self.inner.hook {
                 hook.after_commit();
             }
