@@ -15,11 +15,13 @@
 #   bash scripts/bench-instructions.sh target/release/scimhub /path/to/other/scimhub
 #   N1=1000 N2=3000 bash scripts/bench-instructions.sh BIN...
 #   KEEP_CG=/tmp/create bash scripts/bench-instructions.sh BIN   # keeps /tmp/create-N.out for callgrind_annotate
+#   WHAT=get bash scripts/bench-instructions.sh BIN...           # instructions per GET of a user by id
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/server.sh
 N1=${N1:-1000}
 N2=${N2:-3000}
+WHAT=${WHAT:-create}   # or get: GETs of one user by id instead of creates
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 [ $# -gt 0 ] || { echo "usage: $0 SCIMHUB_BIN..." >&2; exit 2; }
 WORK=$(mktemp -d)
@@ -50,7 +52,30 @@ if failed: raise SystemExit(f"{len(failed)} creates failed: {failed[:5]}")
 PY
 }
 
-# Total instructions of a server run that makes $2 creates after the warm-up.
+# Makes $2 GETs of one user (the first the server lists) from 16 threads against port $1.
+gets() {
+  python3 - "$1" "$TOKEN" "$2" <<'PY'
+import http.client, json, sys, threading
+port, token, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+H = {"Authorization": f"Bearer {token}"}
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+c.request("GET", "/scim/v2/Users?count=1", headers=H)
+uid = json.loads(c.getresponse().read())["Resources"][0]["id"]
+failed = []
+def work(t):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    for _ in range(t, n, 16):
+        c.request("GET", f"/scim/v2/Users/{uid}", headers=H)
+        r = c.getresponse(); r.read()
+        if r.status != 200: failed.append(r.status)
+threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+if failed: raise SystemExit(f"{len(failed)} GETs failed: {failed[:5]}")
+PY
+}
+
+# Total instructions of a server run that makes $2 creates (or GETs) after the warm-up.
 count() {
   local bin=$1 n=$2 dir=$WORK/run-$RANDOM
   mkdir -p "$dir"
@@ -64,14 +89,19 @@ count() {
     sleep 0.2
   done
   creates "$PORT" 200 warm
-  creates "$PORT" "$n" user
+  if [ "$WHAT" = get ]; then
+    gets "$PORT" 200
+    gets "$PORT" "$n"
+  else
+    creates "$PORT" "$n" user
+  fi
   kill "$VPID"
   wait "$VPID" 2>/dev/null || true
   awk '/Collected :/ { print $NF }' "$dir/log" | tr -d ,
   if [ -n "${KEEP_CG:-}" ]; then cp "$dir/callgrind.out" "$KEEP_CG-$n.out"; fi
 }
 
-printf "%-60s %16s\n" "binary" "instructions/create"
+printf "%-60s %16s\n" "binary" "instructions/$WHAT"
 for bin in "$@"; do
   a=$(count "$bin" "$N1")
   b=$(count "$bin" "$N2")

@@ -960,12 +960,10 @@ impl Store {
         Ok(())
     }
 
-    /// After a commit: ask for a WAL checkpoint, keep the SQLite count cache and id index
-    /// current, and tell the hook.
-    /// Tells the in-process caches of the resources a committed write created (`true`) or
-    /// deleted. Called before the writer is released: two writes' reports then arrive in the
-    /// order of their commits, which the id ranks need (a delete reported before the create
-    /// of the same id would leave a phantom rank).
+    /// After a commit: tells the in-process caches (SQLite's count cache and id ranks) of the
+    /// resources the write created (`true`) or deleted. Called before the writer is released:
+    /// two writes' reports then arrive in the order of their commits, which the id ranks need
+    /// (a delete reported before the create of the same id would leave a phantom rank).
     pub(super) fn report_population(&self, population: &[(ResourceKind, String, bool)]) {
         if population.is_empty() {
             return;
@@ -980,7 +978,8 @@ impl Store {
         }
     }
 
-    /// What a committed write does once the writer is released: the checkpoint and the hook.
+    /// What a committed write does once the writer is released: ask for a WAL checkpoint and
+    /// tell the hook.
     fn after_commit(&self, changed: bool) {
         if changed {
             self.request_checkpoint();
