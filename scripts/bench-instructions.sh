@@ -27,51 +27,38 @@ command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq
 WORK=$(mktemp -d)
 trap 'kill ${VPID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-# Creates $2 users named $3NNNNNNN from 16 threads against the server on port $1.
-creates() {
-  python3 - "$1" "$TOKEN" "$2" "$3" <<'PY'
+# Sends $3 requests from 16 threads to the server on port $1: `create` makes users named
+# $4NNNNNNN, `get` reads the first user the server lists by id.
+load() {
+  python3 - "$1" "$TOKEN" "$2" "$3" "${4:-}" <<'PY'
 import http.client, json, sys, threading
-port, token, n, tag = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+port, token, kind, n, tag = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 H = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+if kind == "get":
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    c.request("GET", "/scim/v2/Users?count=1", headers=H)
+    uid = json.loads(c.getresponse().read())["Resources"][0]["id"]
 failed = []
 def work(t):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     for i in range(t, n, 16):
-        c.request("POST", "/scim/v2/Users", json.dumps({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": f"{tag}{i:07d}@example.com",
-            "name": {"givenName": "Barbara", "familyName": "Jensen"}, "title": "Tour Guide",
-            "emails": [{"value": f"{tag}{i:07d}@example.com", "type": "work", "primary": True}],
-            "active": True}), H)
+        if kind == "get":
+            c.request("GET", f"/scim/v2/Users/{uid}", headers=H)
+            want = 200
+        else:
+            c.request("POST", "/scim/v2/Users", json.dumps({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": f"{tag}{i:07d}@example.com",
+                "name": {"givenName": "Barbara", "familyName": "Jensen"}, "title": "Tour Guide",
+                "emails": [{"value": f"{tag}{i:07d}@example.com", "type": "work", "primary": True}],
+                "active": True}), H)
+            want = 201
         r = c.getresponse(); r.read()
-        if r.status != 201: failed.append(r.status)
+        if r.status != want: failed.append(r.status)
 threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
 for t in threads: t.start()
 for t in threads: t.join()
-if failed: raise SystemExit(f"{len(failed)} creates failed: {failed[:5]}")
-PY
-}
-
-# Makes $2 GETs of one user (the first the server lists) from 16 threads against port $1.
-gets() {
-  python3 - "$1" "$TOKEN" "$2" <<'PY'
-import http.client, json, sys, threading
-port, token, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-H = {"Authorization": f"Bearer {token}"}
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-c.request("GET", "/scim/v2/Users?count=1", headers=H)
-uid = json.loads(c.getresponse().read())["Resources"][0]["id"]
-failed = []
-def work(t):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    for _ in range(t, n, 16):
-        c.request("GET", f"/scim/v2/Users/{uid}", headers=H)
-        r = c.getresponse(); r.read()
-        if r.status != 200: failed.append(r.status)
-threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
-for t in threads: t.start()
-for t in threads: t.join()
-if failed: raise SystemExit(f"{len(failed)} GETs failed: {failed[:5]}")
+if failed: raise SystemExit(f"{len(failed)} {kind} requests failed: {failed[:5]}")
 PY
 }
 
@@ -88,12 +75,12 @@ count() {
     curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
     sleep 0.2
   done
-  creates "$PORT" 200 warm
+  load "$PORT" create 200 warm
   if [ "$WHAT" = get ]; then
-    gets "$PORT" 200
-    gets "$PORT" "$n"
+    load "$PORT" get 200
+    load "$PORT" get "$n"
   else
-    creates "$PORT" "$n" user
+    load "$PORT" create "$n" user
   fi
   kill "$VPID"
   wait "$VPID" 2>/dev/null || true
