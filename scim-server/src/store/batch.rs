@@ -49,8 +49,11 @@
 //! (Bulk, the whole-group PATCH fallback) still runs on the blocking pool with its own
 //! transactions, because a reader cannot see a shared transaction before it commits.
 //!
-//! A panic inside a write discards the writer connection (the open transaction rolls back with
-//! it) and fails every write of that batch; the next batch opens a new connection.
+//! A panic inside a write transaction discards the writer connection (the open transaction
+//! rolls back with it): the write that panicked is answered with an internal error and the
+//! others of its batch run again, guarded, on a new connection, since nothing of theirs
+//! committed. A write that panics after its transaction (outside it) fails alone; the batch
+//! commits without it.
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -340,6 +343,14 @@ fn run_batch(
             }
         };
         if let Err(e) = begin(&mut conn) {
+            // A pooled connection found dead at BEGIN (after a failover, the pool may hold
+            // several): nothing ran, so the batch runs again on another, as a single write
+            // would.
+            drop(conn);
+            if super::rerunnable(&e) && runs < attempts {
+                stats.rerun.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             fail_unrun(jobs, e);
             return (guarded, Vec::new());
         }
@@ -355,10 +366,12 @@ fn run_batch(
         // next batch (a body of several `write_tx`s may have committed some before failing).
         let mut wrote = vec![false; jobs.len()];
         let effects = || OPEN.with(|o| o.borrow().as_ref().map(|open| open.effects.len()));
-        for (job, wrote) in jobs.iter_mut().zip(wrote.iter_mut()) {
+        let mut panicked = None;
+        for (n, (job, wrote)) in jobs.iter_mut().zip(wrote.iter_mut()).enumerate() {
             let before = effects();
             if catch_unwind(AssertUnwindSafe(|| job.run())).is_err() {
-                tracing::error!("a write panicked; its batch shares its outcome");
+                tracing::error!("a write panicked");
+                panicked = Some(n);
             }
             *wrote = effects() != before;
             // A panic inside a write transaction lost the connection (dropped while unwinding,
@@ -378,7 +391,23 @@ fn run_batch(
             }
         }
         let Some(mut open) = take_open() else {
-            // Jobs after the panic did not run; everyone learns the batch was lost.
+            // A panic inside a write transaction dropped the connection, and the batch's
+            // transaction rolled back with it: the write that panicked fails alone, the
+            // others (none of which committed) run again, guarded, on a new connection.
+            if let Some(n) = panicked {
+                finish_all(
+                    [jobs.remove(n)],
+                    Some(&HubError::Backend(
+                        "the write failed with an internal error".into(),
+                    )),
+                );
+                if jobs.is_empty() {
+                    return (true, Vec::new());
+                }
+                stats.rerun.fetch_add(1, Ordering::Relaxed);
+                guarded = true;
+                continue;
+            }
             let why = HubError::Backend("the write batch was aborted by an internal error".into());
             finish_all(jobs, Some(&why));
             return (true, Vec::new());
@@ -640,8 +669,12 @@ mod tests {
         assert_eq!(count(&t.store, ResourceKind::User), 1);
     }
 
+    /// A write that panics inside its transaction loses the batch's connection and
+    /// transaction: it fails alone (500), and the writes around it, none of which committed,
+    /// run again and commit. One that panics after its transaction fails alone too, and the
+    /// batch commits without it.
     #[test]
-    fn a_panicking_write_fails_its_batch_and_the_writer_recovers() {
+    fn a_panicking_write_fails_alone_and_its_batch_runs_again() {
         let t = temp_store();
         let (release, held) = hold_writer(&t.store);
         let before = create(&t.store, "before");
@@ -652,17 +685,35 @@ mod tests {
             })
             .unwrap();
         let after = create(&t.store, "after");
+        let panicking_later: Answer<()> = t
+            .store
+            .submit_write(|_| -> HubResult<()> { panic!("boom outside a transaction") })
+            .unwrap();
+        let last = create(&t.store, "last");
+        let (_, _, reruns_before) = stats(&t.store);
         drop(release);
         held.blocking_recv().unwrap().unwrap();
-        // The one that ran before the panic shared its transaction, which is gone; the
-        // panicking write and the one queued behind it fail with it.
-        assert!(before.blocking_recv().unwrap().is_err());
-        assert!(panicking.blocking_recv().unwrap().is_err());
-        assert!(after.blocking_recv().unwrap().is_err());
-        assert_eq!(count(&t.store, ResourceKind::User), 0);
+        assert!(matches!(
+            panicking.blocking_recv().unwrap(),
+            Err(HubError::Backend(_))
+        ));
+        assert!(matches!(
+            panicking_later.blocking_recv().unwrap(),
+            Err(HubError::Backend(_))
+        ));
+        for (name, answer) in [("before", before), ("after", after), ("last", last)] {
+            assert!(answer.blocking_recv().unwrap().is_ok(), "{name}");
+        }
+        assert_eq!(count(&t.store, ResourceKind::User), 3);
+        let (_, _, reruns_after) = stats(&t.store);
+        assert_eq!(
+            reruns_after,
+            reruns_before + 1,
+            "one rerun, after the first panic"
+        );
         let next = create(&t.store, "next");
         assert!(next.blocking_recv().unwrap().is_ok());
-        assert_eq!(count(&t.store, ResourceKind::User), 1);
+        assert_eq!(count(&t.store, ResourceKind::User), 4);
     }
 
     fn stats(store: &Store) -> (u64, u64, u64) {

@@ -280,17 +280,51 @@ impl PgSession {
         )
     }
 
-    /// `url` with `connect_timeout` added unless it already names one (libpq takes whole
-    /// seconds; at least 2, libpq's own minimum).
-    pub(crate) fn url_with_connect_timeout(&self, url: &str) -> String {
-        if url.contains("connect_timeout=") || self.connect_timeout.is_zero() {
-            return url.to_string();
+    /// `url` with the client-side settings libpq takes from it, each added unless the URL
+    /// already names it: `connect_timeout` (whole seconds; at least 2, libpq's own minimum), and
+    /// TCP keepalives and a TCP user timeout ([`CLIENT_TCP_SETTINGS`]).
+    pub(crate) fn url_with_client_settings(&self, url: &str) -> String {
+        let mut out = url.to_string();
+        let mut add = |key: &str, value: &str| {
+            let named = url
+                .split(['?', '&'])
+                .skip(1)
+                .any(|pair| pair.split('=').next() == Some(key));
+            if !named {
+                out.push(if out.contains('?') { '&' } else { '?' });
+                out.push_str(key);
+                out.push('=');
+                out.push_str(value);
+            }
+        };
+        if !self.connect_timeout.is_zero() {
+            add(
+                "connect_timeout",
+                &self.connect_timeout.as_secs().max(2).to_string(),
+            );
         }
-        let secs = self.connect_timeout.as_secs().max(2);
-        let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}connect_timeout={secs}")
+        for (key, value) in CLIENT_TCP_SETTINGS {
+            add(key, value);
+        }
+        out
     }
 }
+
+/// libpq's client-side TCP settings. A primary that vanishes without closing its sockets (a
+/// cloud failover) would otherwise leave a writer waiting for a statement's or a COMMIT's
+/// answer for as long as the operating system's TCP timeouts: about 15 minutes with data
+/// unacknowledged, 2 hours on an idle wait. With these the wait ends in about a minute (30 s
+/// for unacknowledged data; an idle wait: 30 s, then 3 probes 10 s apart), the connection is
+/// found lost, and the write is answered 503 (outcome unknown if its COMMIT was in flight).
+/// The server's own `tcp_keepalives_*` (docs/postgresql.md) cover the other direction. libpq
+/// ignores these on Unix-domain sockets.
+const CLIENT_TCP_SETTINGS: [(&str, &str); 5] = [
+    ("keepalives", "1"),
+    ("keepalives_idle", "30"),
+    ("keepalives_interval", "10"),
+    ("keepalives_count", "3"),
+    ("tcp_user_timeout", "30000"),
+];
 
 /// Opens one connection for `url`, reporting the backend's own error, with the default
 /// PostgreSQL session settings.
@@ -303,7 +337,7 @@ pub fn establish_with(url: &DbUrl, pg: &PgSession) -> Result<DbConnection, diese
     use diesel::r2d2::Error as E;
     match url {
         DbUrl::Postgres(u) => {
-            let mut conn = PgConnection::establish(&pg.url_with_connect_timeout(u))
+            let mut conn = PgConnection::establish(&pg.url_with_client_settings(u))
                 .map_err(E::ConnectionError)?;
             conn.batch_execute(&pg.setup_sql()).map_err(E::QueryError)?;
             conn.set_instrumentation(Liveness {
@@ -447,6 +481,38 @@ mod tests {
             DbUrl::parse("scimhub.db"),
             Err(HubError::Config(_))
         ));
+    }
+
+    /// The client-side settings are added to a PostgreSQL URL, each only where the operator
+    /// named none, after a `?` or an `&` as the URL needs.
+    #[test]
+    fn postgres_urls_get_client_settings_the_operator_did_not_name() {
+        let pg = PgSession::default();
+        assert_eq!(
+            pg.url_with_client_settings("postgres://u@h/db"),
+            "postgres://u@h/db?connect_timeout=5&keepalives=1&keepalives_idle=30\
+             &keepalives_interval=10&keepalives_count=3&tcp_user_timeout=30000"
+        );
+        assert_eq!(
+            pg.url_with_client_settings(
+                "postgres://u@h/db?sslmode=require&keepalives_idle=120&connect_timeout=9"
+            ),
+            "postgres://u@h/db?sslmode=require&keepalives_idle=120&connect_timeout=9\
+             &keepalives=1&keepalives_interval=10&keepalives_count=3&tcp_user_timeout=30000"
+        );
+        let no_timeout = PgSession {
+            connect_timeout: Duration::ZERO,
+            ..PgSession::default()
+        };
+        assert!(!no_timeout
+            .url_with_client_settings("postgres://u@h/db?tcp_user_timeout=0")
+            .contains("connect_timeout"));
+        assert!(no_timeout
+            .url_with_client_settings("postgres://u@h/db?tcp_user_timeout=0")
+            .ends_with(
+                "?tcp_user_timeout=0&keepalives=1&keepalives_idle=30\
+                        &keepalives_interval=10&keepalives_count=3"
+            ));
     }
 
     /// One count per file while something holds it, under either spelling of the file; a
