@@ -271,6 +271,47 @@ fn batch_pg_a_lost_connection_runs_the_batch_again_on_another() {
     assert_eq!(chain_entries(s), 3);
 }
 
+/// After a failover every pooled connection is dead, and one that answered less than a second
+/// ago is handed out untested: the batch's `BEGIN` finds it dead. Nothing ran, so the batch
+/// runs again on another connection, as a single write would, instead of answering `503`.
+#[test]
+fn batch_pg_a_connection_dead_at_begin_runs_the_batch_again_on_another() {
+    use diesel::sql_types::Bool;
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let admin_url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").unwrap();
+    create(s, "alice").blocking_recv().unwrap().unwrap();
+    // The writer's connection answered just now; every backend of the test database is ended
+    // (the admin connection is on another database) and gone before the next write.
+    let mut admin = diesel::pg::PgConnection::establish(&admin_url).unwrap();
+    let current: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+        "current_database()",
+    ))
+    .get_result(&mut *s.read_conn().unwrap())
+    .unwrap();
+    let gone = |admin: &mut diesel::pg::PgConnection| -> bool {
+        diesel::select(diesel::dsl::sql::<Bool>(&format!(
+            "NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = '{current}')"
+        )))
+        .get_result(admin)
+        .unwrap()
+    };
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{current}'"
+    ))
+    .execute(&mut admin)
+    .unwrap();
+    while !gone(&mut admin) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let [_, _, reruns_before] = stats(s);
+    let bob = create(s, "bob").blocking_recv().unwrap();
+    assert!(bob.is_ok(), "{bob:?}");
+    assert_eq!(count_users(s), 2);
+    let [_, _, reruns_after] = stats(s);
+    assert!(reruns_after > reruns_before, "the batch ran again");
+}
+
 /// A batch whose COMMIT PostgreSQL refuses (a deferred constraint) fails every write in it and
 /// keeps none of them; the writer goes on with the next batch.
 #[test]
