@@ -70,10 +70,6 @@ pub fn render(r: StoredResource, p: &Projection, schemas: &Schemas, base: &str) 
     Value::Object(project(doc, schemas.of(r.kind), &p.attributes, &p.excluded))
 }
 
-fn location(r: &StoredResource, req: &HttpRequest) -> String {
-    format!("{}/{}/{}", super::base_url(req), r.kind.endpoint(), r.id)
-}
-
 /// A resource response with ETag and Location.
 fn resource_response(
     status: StatusCode,
@@ -83,8 +79,9 @@ fn resource_response(
     req: &HttpRequest,
 ) -> HttpResponse {
     let etag = r.etag();
-    let location = location(&r, req);
-    let mut resp = scim_response(status, &render(r, p, &state.schemas, &super::base_url(req)));
+    let base = super::base_url(req);
+    let location = super::render::location(&base, r.kind, &r.id);
+    let mut resp = scim_response(status, &render(r, p, &state.schemas, &base));
     add_resource_headers(&mut resp, &etag, &location);
     resp
 }
