@@ -324,6 +324,21 @@ pub fn render(store: &Store, engine: bool, priority_lane: i64) -> HubResult<Stri
             family,
         );
     }
+    if let Some(counts) = store.pg_deep_page_counts() {
+        let family = Family::<Vec<(&'static str, String)>, Counter>::default();
+        for (path, n) in counts {
+            family
+                .get_or_create(&vec![("path", path.to_string())])
+                .inc_by(n);
+        }
+        scraped.register(
+            "scimhub_pg_deep_pages",
+            "Unfiltered index pages past the first row on PostgreSQL, by how they found their \
+             first row: seek (id ranks whose population marker the page's statement confirmed), \
+             caught_up (the same after the ranks caught up with writes since), walk (OFFSET)",
+            family,
+        );
+    }
     let mut out = String::new();
     let encode = |out: &mut String| -> std::fmt::Result {
         prometheus_client::encoding::text::encode_registry(out, &global().registry)?;

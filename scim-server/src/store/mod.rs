@@ -82,6 +82,7 @@ mod batch;
 mod checkpoint;
 mod conn;
 mod local_reader;
+mod pg_ranks;
 mod pg_reader;
 mod ranks;
 mod schema;
@@ -368,6 +369,8 @@ struct Inner {
     type_counts: Option<Arc<TypeCounts>>,
     /// `None` on PostgreSQL, for the same reason (see [`ranks`]).
     id_ranks: Option<Arc<ranks::IdRanks>>,
+    /// PostgreSQL's id ranks, checked against the database on every use (see [`pg_ranks`]).
+    pg_ranks: Option<Arc<pg_ranks::PgIdRanks>>,
     /// SQLite: other processes' creates and deletes, which drop the two caches above.
     other_writers: Option<Arc<OtherWriters>>,
     /// Whether single-resource writes go through the group-commit writer
@@ -451,6 +454,7 @@ impl Store {
         };
         let type_counts = url.is_sqlite().then(Arc::default);
         let id_ranks = url.is_sqlite().then(Arc::default);
+        let pg_ranks = (!url.is_sqlite()).then(Arc::default);
         let other_writers = url.is_sqlite().then(|| Arc::new(OtherWriters::new()));
         // In-memory SQLite shares its one connection with readers.
         let group_commit = options.group_commit && !matches!(url, DbUrl::SqliteMemory);
@@ -468,6 +472,7 @@ impl Store {
                 pg: options.pg,
                 type_counts,
                 id_ranks,
+                pg_ranks,
                 other_writers,
                 group_commit,
                 writer: Arc::default(),
@@ -504,6 +509,7 @@ impl Store {
             pg: self.inner.pg,
             type_counts: self.inner.type_counts.clone(),
             id_ranks: self.inner.id_ranks.clone(),
+            pg_ranks: self.inner.pg_ranks.clone(),
             other_writers: self.inner.other_writers.clone(),
             group_commit: self.inner.group_commit,
             writer: self.inner.writer.clone(),
@@ -625,6 +631,10 @@ impl Store {
         self.inner.id_ranks.as_deref()
     }
 
+    pub(crate) fn pg_ranks(&self) -> Option<&pg_ranks::PgIdRanks> {
+        self.inner.pg_ranks.as_deref()
+    }
+
     /// Drops the SQLite count cache and id ranks when another process (an import beside a
     /// server) created or deleted resources since the last look; call before using either.
     ///
@@ -695,6 +705,12 @@ impl Store {
                 .saturating_sub(1)
                 .clamp(1, 2)
         }
+    }
+
+    /// How deep index pages found their first row on PostgreSQL (ranks checked in the page's
+    /// statement, after catching up, or `OFFSET`); `None` on SQLite.
+    pub fn pg_deep_page_counts(&self) -> Option<[(&'static str, u64); 3]> {
+        self.pg_ranks().map(pg_ranks::PgIdRanks::counts)
     }
 
     /// How many of the group-commit writer's batches committed `optimistic` (no savepoints)

@@ -71,7 +71,7 @@ enum State {
     Loaded(SortedIds),
 }
 
-fn slot(kind: ResourceKind) -> usize {
+pub(super) fn slot(kind: ResourceKind) -> usize {
     match kind {
         ResourceKind::User => 0,
         ResourceKind::Group => 1,
@@ -79,13 +79,13 @@ fn slot(kind: ResourceKind) -> usize {
 }
 
 /// The `u128` of an id if it is in the exact form the store writes; else `None`.
-fn key(id: &str) -> Option<u128> {
+pub(super) fn key(id: &str) -> Option<u128> {
     let u = uuid::Uuid::parse_str(id).ok()?;
     let mut buf = uuid::Uuid::encode_buffer();
     (u.hyphenated().encode_lower(&mut buf) == id).then(|| u.as_u128())
 }
 
-fn text(k: u128) -> String {
+pub(super) fn text(k: u128) -> String {
     uuid::Uuid::from_u128(k).hyphenated().to_string()
 }
 
@@ -268,13 +268,13 @@ fn load_ids(c: &mut DbConnection, kind: ResourceKind) -> HubResult<Option<Sorted
 
 /// A sorted set of `u128` in blocks, with the k-th element found by walking block lengths.
 #[derive(Debug, Default, Clone)]
-struct SortedIds {
+pub(super) struct SortedIds {
     blocks: Vec<Vec<u128>>,
     len: usize,
 }
 
 impl SortedIds {
-    fn from_unsorted(mut keys: Vec<u128>) -> Self {
+    pub(super) fn from_unsorted(mut keys: Vec<u128>) -> Self {
         keys.sort_unstable();
         keys.dedup();
         let len = keys.len();
@@ -290,7 +290,7 @@ impl SortedIds {
         i.min(self.blocks.len().saturating_sub(1))
     }
 
-    fn insert(&mut self, k: u128) {
+    pub(super) fn insert(&mut self, k: u128) {
         if self.blocks.is_empty() {
             self.blocks.push(vec![k]);
             self.len = 1;
@@ -309,7 +309,7 @@ impl SortedIds {
         }
     }
 
-    fn remove(&mut self, k: u128) {
+    pub(super) fn remove(&mut self, k: u128) {
         if self.blocks.is_empty() {
             return;
         }
@@ -324,6 +324,10 @@ impl SortedIds {
         }
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
     /// The element of rank `n` (0-based, ascending).
     fn nth(&self, mut n: usize) -> Option<u128> {
         for block in &self.blocks {
@@ -335,7 +339,7 @@ impl SortedIds {
         None
     }
 
-    fn seek(&self, offset: u64, descending: bool) -> Seek {
+    pub(super) fn seek(&self, offset: u64, descending: bool) -> Seek {
         let Ok(offset) = usize::try_from(offset) else {
             return Seek::PastEnd;
         };

@@ -28,6 +28,7 @@ use super::assemble::{ResourceRow, ResourceRowSt};
 use super::filter_sql::{self, sort_column};
 use super::in_memory_filter::{self, SortKey};
 use super::members::load_members;
+use super::pg_ranks::{self, DeepPage, PgIdRanks};
 use super::ranks::Seek;
 use super::resources::load_rows;
 use super::sql::Sql;
@@ -313,7 +314,18 @@ impl Store {
         } else {
             0
         };
-        let page = if col == "id" {
+        // PostgreSQL: an index page deep in the default (id) order seeks through id ranks
+        // that its own statement checks (see `pg_ranks`), and knows its total from them.
+        let checked = match self.pg_ranks() {
+            Some(ranks) if col == "id" && offset_rows > 0 && q.filter.is_none() => {
+                deep_page_pg(c, ranks, kind, q, base, asc, offset_rows)?
+            }
+            _ => None,
+        };
+        let known_total = checked.as_ref().map(|(_, total)| *total);
+        let mut rows: Vec<SortRow> = if let Some((rows, _)) = checked {
+            rows
+        } else if col == "id" {
             let mut page = id_page_head(kind, q, base);
             if let Some((_, id)) = after {
                 page.push(if asc { " AND id > " } else { " AND id < " })
@@ -322,10 +334,10 @@ impl Store {
             // An index page deep in the default (id) order seeks to its first id instead of
             // stepping over the rows before it.
             if offset_rows > 0 && q.filter.is_none() && !self.is_sqlite() {
-                // PostgreSQL keeps no id ranks (other nodes write): the rows before the page are
-                // stepped over in the (resource_type, id) index alone, an index-only scan, and
-                // only the page's own rows are read from the table. A cursor (keyset) page
-                // needs neither and costs the same at any depth.
+                // PostgreSQL without usable ranks: the rows before the page are stepped over
+                // in the (resource_type, id) index alone, an index-only scan where the
+                // visibility map allows, and only the page's own rows are read from the
+                // table. A cursor (keyset) page needs neither and costs the same at any depth.
                 page.push(if asc {
                     " AND id >= (SELECT s.id FROM resources s WHERE s.resource_type = "
                 } else {
@@ -366,11 +378,10 @@ impl Store {
                 }
             }
             id_page_tail(&mut page, asc, q.count, offset_rows);
-            page
+            page.load(c)?
         } else {
-            by_column(base, col, after, asc, q.count, offset_rows)
+            by_column(base, col, after, asc, q.count, offset_rows).load(c)?
         };
-        let mut rows: Vec<SortRow> = page.load(c)?;
         let more = rows.len() as u64 > q.count;
         rows.truncate(q.count as usize);
         // An index page that ends before `count` ran out of matches: the total follows from
@@ -383,7 +394,9 @@ impl Store {
         } else {
             0
         };
-        let total = if cursor.is_none() && !more && (!rows.is_empty() || offset == 0) {
+        let total = if let Some(total) = known_total {
+            total
+        } else if cursor.is_none() && !more && (!rows.is_empty() || offset == 0) {
             offset.saturating_add(rows.len() as u64)
         } else {
             self.count_of(c, kind, q, base)?
@@ -656,6 +669,40 @@ impl Store {
     }
 }
 
+/// The rows of an unfiltered index page `offset_rows` deep in id order on PostgreSQL, sought
+/// through `ranks` and checked in the same statement against the population they were read at,
+/// and the type's total then; `None` when the page must walk (`OFFSET`). A check that fails
+/// reads no rows (an exact seek finds at least its first id): the ranks catch up and the page
+/// runs once more.
+fn deep_page_pg(
+    c: &mut DbConnection,
+    ranks: &PgIdRanks,
+    kind: ResourceKind,
+    q: &SearchQuery,
+    base: &Sql,
+    asc: bool,
+    offset_rows: u64,
+) -> HubResult<Option<(Vec<SortRow>, u64)>> {
+    for how in [DeepPage::Seek, DeepPage::CaughtUp] {
+        let Some(seek) = ranks.seek(c, kind, offset_rows, !asc)? else {
+            break;
+        };
+        let mut page = id_page_head(kind, q, base);
+        page.push(if asc { " AND id >= " } else { " AND id <= " })
+            .text(&seek.first)
+            .append(&pg_ranks::check_sql(kind, seek.marker));
+        id_page_tail(&mut page, asc, q.count, 0);
+        let rows: Vec<SortRow> = page.load(c)?;
+        if !rows.is_empty() {
+            ranks.count(how);
+            return Ok(Some((rows, seek.total)));
+        }
+        ranks.catch_up(c, kind, seek.marker)?;
+    }
+    ranks.count(DeepPage::Walk);
+    Ok(None)
+}
+
 /// `FROM resources WHERE` the type and the filter's SQL, and whether that SQL answers the filter
 /// exactly (else the rows it selects are evaluated in memory).
 pub(super) fn search_base(
@@ -737,15 +784,23 @@ fn type_count_pg(c: &mut DbConnection, kind: ResourceKind) -> HubResult<u64> {
     let count = q.get_result::<TypeCount>(c)?;
     if count.deltas > FOLD_AFTER && !in_transaction(c)? {
         // The count above stands whatever this does: a concurrent fold moves the same total.
-        Sql::<()>::new(&format!(
-            "WITH moved AS (DELETE FROM resource_type_count_deltas WHERE resource_type = {lit} \
-             RETURNING delta) \
-             UPDATE resource_type_counts SET n = n + (SELECT COALESCE(SUM(delta), 0) FROM moved) \
-             WHERE resource_type = {lit}"
-        ))
-        .execute(c)?;
+        fold_type_count(c, kind)?;
     }
     Ok(count.n.max(0) as u64)
+}
+
+/// Moves `kind`'s deltas into its base row. The update bumps the row's `folds` (a trigger),
+/// which tells every node's id ranks that deltas they may have counted are gone.
+pub(super) fn fold_type_count(c: &mut DbConnection, kind: ResourceKind) -> HubResult<()> {
+    let lit = kind.sql_literal();
+    Sql::<()>::new(&format!(
+        "WITH moved AS (DELETE FROM resource_type_count_deltas WHERE resource_type = {lit} \
+         RETURNING delta) \
+         UPDATE resource_type_counts SET n = n + (SELECT COALESCE(SUM(delta), 0) FROM moved) \
+         WHERE resource_type = {lit}"
+    ))
+    .execute(c)?;
+    Ok(())
 }
 
 /// Whether `c` is inside a transaction (a fold writes, which a read-only one refuses).

@@ -11,6 +11,7 @@ mod faults;
 mod members;
 mod metrics;
 mod outbox;
+mod pg_ranks;
 mod pg_reader;
 mod postgres_plans;
 mod resources;
