@@ -29,6 +29,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::RunQueryDsl;
 
 use super::ranks::{key, slot, Seek, SortedIds};
+use super::search::{fold_type_count, in_transaction, FOLD_AFTER};
 use super::sql::Sql;
 use super::{DbConnection, ResourceKind};
 use crate::error::HubResult;
@@ -199,6 +200,12 @@ impl PgIdRanks {
         }
         let (now, deltas) = read_deltas(c, kind)?;
         if now.folds != current.folds {
+            return self.load(c, kind);
+        }
+        // Deep pages take their totals from the ranks, so nothing else may be folding: fold
+        // here rather than let the deltas, and each page's check counting them, grow.
+        if deltas.len() as i64 > FOLD_AFTER && !in_transaction(c)? {
+            fold_type_count(c, kind)?;
             return self.load(c, kind);
         }
         let mut state = self.kinds[slot(kind)]

@@ -762,7 +762,7 @@ pub(super) fn count_sql(base: &Sql) -> Sql<BigInt> {
 
 /// A count or offset as an SQL integer (BIGINT), saturating instead of wrapping negative.
 /// Deltas left unfolded before a count folds them into its base (see [`type_count_pg`]).
-const FOLD_AFTER: i64 = 512;
+pub(super) const FOLD_AFTER: i64 = 512;
 
 /// The number of resources of `kind` on PostgreSQL: the folded base in `resource_type_counts`
 /// plus the deltas the `resources` triggers appended since (migration
@@ -804,7 +804,7 @@ pub(super) fn fold_type_count(c: &mut DbConnection, kind: ResourceKind) -> HubRe
 }
 
 /// Whether `c` is inside a transaction (a fold writes, which a read-only one refuses).
-fn in_transaction(c: &mut DbConnection) -> HubResult<bool> {
+pub(super) fn in_transaction(c: &mut DbConnection) -> HubResult<bool> {
     use diesel::connection::{Connection, TransactionManager};
     type Tm = <DbConnection as Connection>::TransactionManager;
     Ok(Tm::transaction_manager_status_mut(c)

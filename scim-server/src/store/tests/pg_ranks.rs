@@ -1,6 +1,8 @@
 //! PostgreSQL's checked id ranks (`store::pg_ranks`): deep index pages seek, and stay exact while
 //! other nodes (a second store on the same database) create, delete and fold.
 
+use diesel::RunQueryDsl;
+
 use super::*;
 
 /// Every id in list order, and the page at `start_index` as the node `s` answers it.
@@ -120,6 +122,26 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
     }
     agrees(a, &other, 11, 5);
     assert_eq!(counts(a), [6, 4, 0]);
+
+    // Deltas piling up past the fold threshold (nothing else folds while deep pages take their
+    // totals from the ranks): the catch-up folds them, then reads every id.
+    {
+        let mut c = other.inner.write.get().unwrap();
+        c.batch_execute(
+            "INSERT INTO resource_type_count_deltas (resource_type, delta, resource_id) \
+             SELECT 'User', v.d, '01000000-0000-7000-8000-' || lpad(i::text, 12, '0') \
+             FROM generate_series(1, 300) AS i, (VALUES (1), (-1)) AS v (d)",
+        )
+        .unwrap();
+    }
+    agrees(a, &other, 11, 5);
+    assert_eq!(counts(a), [7, 5, 0]);
+    let unfolded = crate::store::sql::Sql::<diesel::sql_types::BigInt>::new(
+        "SELECT COUNT(*) FROM resource_type_count_deltas WHERE resource_type = 'User'",
+    )
+    .get_result::<i64>(&mut other.inner.write.get().unwrap())
+    .unwrap();
+    assert_eq!(unfolded, 0);
 
     // Past the end there is no row for a check to find: the page walks, and is empty.
     let past = page(a, 500, 5, false);
