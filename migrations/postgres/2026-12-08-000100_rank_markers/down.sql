@@ -1,3 +1,5 @@
+DROP TRIGGER IF EXISTS resources_count_move ON resources;
+DROP FUNCTION IF EXISTS resource_type_count_moved();
 CREATE OR REPLACE FUNCTION resource_type_count_delta() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN

@@ -28,7 +28,7 @@ use super::assemble::{ResourceRow, ResourceRowSt};
 use super::filter_sql::{self, sort_column};
 use super::in_memory_filter::{self, SortKey};
 use super::members::load_members;
-use super::pg_ranks::{self, DeepPage, PgIdRanks};
+use super::pg_ranks::{self, DeepPage, PgIdRanks, Start};
 use super::ranks::Seek;
 use super::resources::load_rows;
 use super::sql::Sql;
@@ -673,7 +673,8 @@ impl Store {
 /// through `ranks` and checked in the same statement against the population they were read at,
 /// and the type's total then; `None` when the page must walk (`OFFSET`). A check that fails
 /// reads no rows (an exact seek finds at least its first id): the ranks catch up and the page
-/// runs once more.
+/// runs once more. Shallow pages walk: stepping over a few rows costs less than reading every
+/// id once.
 fn deep_page_pg(
     c: &mut DbConnection,
     ranks: &PgIdRanks,
@@ -683,21 +684,37 @@ fn deep_page_pg(
     asc: bool,
     offset_rows: u64,
 ) -> HubResult<Option<(Vec<SortRow>, u64)>> {
+    if offset_rows < pg_ranks::RANKED_FROM_OFFSET {
+        return Ok(None);
+    }
     for how in [DeepPage::Seek, DeepPage::CaughtUp] {
         let Some(seek) = ranks.seek(c, kind, offset_rows, !asc)? else {
             break;
         };
-        let mut page = id_page_head(kind, q, base);
-        page.push(if asc { " AND id >= " } else { " AND id <= " })
-            .text(&seek.first)
-            .append(&pg_ranks::check_sql(kind, seek.marker));
-        id_page_tail(&mut page, asc, q.count, 0);
-        let rows: Vec<SortRow> = page.load(c)?;
-        if !rows.is_empty() {
-            ranks.count(how);
-            return Ok(Some((rows, seek.total)));
+        match &seek.start {
+            Start::From(first) => {
+                let mut page = id_page_head(kind, q, base);
+                page.push(if asc { " AND id >= " } else { " AND id <= " })
+                    .text(first)
+                    .append(&pg_ranks::check_sql(kind, &seek.marker));
+                id_page_tail(&mut page, asc, q.count, 0);
+                let rows: Vec<SortRow> = page.load(c)?;
+                if !rows.is_empty() {
+                    ranks.count(how);
+                    return Ok(Some((rows, seek.total)));
+                }
+            }
+            // No row for a check to find: the marker is read on its own.
+            Start::PastEnd => {
+                if pg_ranks::marker_now(c, kind)? == seek.marker {
+                    ranks.count(how);
+                    return Ok(Some((Vec::new(), seek.total)));
+                }
+            }
         }
-        ranks.catch_up(c, kind, seek.marker)?;
+        if how == DeepPage::Seek {
+            ranks.catch_up(c, kind, &seek.marker)?;
+        }
     }
     ranks.count(DeepPage::Walk);
     Ok(None)

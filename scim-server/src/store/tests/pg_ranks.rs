@@ -51,9 +51,33 @@ fn agrees(node: &Store, truth_from: &Store, start_index: u64, count: u64) {
     }
 }
 
+/// `(seek, caught_up, walk)` deep pages of `s` since `before`.
+fn since(s: &Store, before: [u64; 3]) -> [u64; 3] {
+    let now = counts(s);
+    [0, 1, 2].map(|i| now[i] - before[i])
+}
+
+/// Runs `sql` on `s`'s writer connection.
+fn sql(s: &Store, sql: &str) {
+    s.inner.write.get().unwrap().batch_execute(sql).unwrap();
+}
+
+/// A user row written by a tool, not by scimhub, with an id of the form scimhub assigns.
+fn tool_insert(s: &Store, id: &str, name: &str) {
+    sql(
+        s,
+        &format!(
+            "INSERT INTO resources (id, resource_type, doc, user_name_folded, created, \
+             last_modified, version) VALUES ('{id}', 'User', '{{\"userName\":\"{name}\"}}', \
+             '{name}', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 1)"
+        ),
+    );
+}
+
 #[test]
 fn pg_deep_pages_seek_and_follow_other_nodes() {
     let Some(db) = postgres_db() else {
+        eprintln!("SCIMHUB_TEST_POSTGRES_URL not set: PostgreSQL's deep pages were not tested");
         return;
     };
     let Cleanup::Postgres {
@@ -66,14 +90,18 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
     let (prefix, _) = admin_url.rsplit_once('/').unwrap();
     let other = Store::open(&format!("{prefix}/{name}")).unwrap();
     let a = &db.store;
-    let mut ids: Vec<String> = (0..30)
-        .map(|i| user(a, &format!("rank{i:02}")).id)
+    let mut ids: Vec<String> = (0..130)
+        .map(|i| user(a, &format!("rank{i:03}")).id)
         .collect();
     ids.sort();
 
-    // The first deep page reads the ranks; both orders seek.
-    agrees(a, &other, 11, 5);
-    assert_eq!(counts(a), [2, 0, 0], "seek, caught_up, walk");
+    // Shallow pages walk without reading the ranks; the first deep page reads them, and both
+    // orders seek.
+    let c = counts(a);
+    agrees(a, &other, 5, 5);
+    assert_eq!(since(a, c), [0, 0, 0], "shallow pages step over their rows");
+    agrees(a, &other, 111, 5);
+    assert_eq!(since(a, c), [2, 0, 0], "seek, caught_up, walk");
 
     // Another node deletes two users before the page and creates three: the ranks' marker no
     // longer holds, the page's own check says so, and the ranks catch up from the deltas.
@@ -88,54 +116,102 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
             )
             .unwrap();
     }
-    agrees(a, &other, 11, 5);
+    let c = counts(a);
+    agrees(a, &other, 111, 5);
     assert_eq!(
-        counts(a),
-        [3, 1, 0],
+        since(a, c),
+        [1, 1, 0],
         "caught up once, then the marker holds"
     );
 
     // This node's own writes move the marker like anyone's.
     user(a, "mine");
     a.delete(ResourceKind::User, &ids[20], None).unwrap();
-    agrees(a, &other, 2, 7);
-    assert_eq!(counts(a), [4, 2, 0]);
+    let c = counts(a);
+    agrees(a, &other, 102, 7);
+    assert_eq!(since(a, c), [1, 1, 0]);
 
-    // A fold (another node counting) removes the deltas the ranks counted: read every id again.
-    {
-        let mut c = other.inner.write.get().unwrap();
-        crate::store::search::fold_type_count(&mut c, ResourceKind::User).unwrap();
-    }
+    // A fold (another node counting) removes the deltas the ranks counted: every id again.
+    let fold = || {
+        crate::store::search::fold_type_count(
+            &mut other.inner.write.get().unwrap(),
+            ResourceKind::User,
+        )
+        .unwrap()
+    };
+    fold();
     other.delete(ResourceKind::User, &ids[0], None).unwrap();
-    agrees(a, &other, 11, 5);
-    assert_eq!(counts(a), [5, 3, 0]);
+    let c = counts(a);
+    agrees(a, &other, 111, 5);
+    assert_eq!(since(a, c), [1, 1, 0]);
+
+    // A create and a fold leave as many deltas as before (none): the stamp tells them apart.
+    fold();
+    let c = counts(a);
+    agrees(a, &other, 111, 5);
+    assert_eq!(since(a, c), [1, 1, 0], "reread after the fold");
+    user(&other, "between-folds");
+    fold();
+    let c = counts(a);
+    agrees(a, &other, 111, 5);
+    assert_eq!(since(a, c), [1, 1, 0]);
 
     // Deltas that name no resource (appended before the column existed) cannot be replayed:
     // the ranks are read again rather than trusted.
-    {
-        let mut c = other.inner.write.get().unwrap();
-        c.batch_execute(
-            "INSERT INTO resource_type_count_deltas (resource_type, delta) \
-             VALUES ('User', 1), ('User', -1)",
-        )
-        .unwrap();
-    }
-    agrees(a, &other, 11, 5);
-    assert_eq!(counts(a), [6, 4, 0]);
+    sql(
+        &other,
+        "INSERT INTO resource_type_count_deltas (resource_type, delta) \
+         VALUES ('User', 1), ('User', -1)",
+    );
+    let c = counts(a);
+    agrees(a, &other, 111, 5);
+    assert_eq!(since(a, c), [1, 1, 0]);
 
-    // Deltas piling up past the fold threshold (nothing else folds while deep pages take their
-    // totals from the ranks): the catch-up folds them, then reads every id.
-    {
-        let mut c = other.inner.write.get().unwrap();
-        c.batch_execute(
-            "INSERT INTO resource_type_count_deltas (resource_type, delta, resource_id) \
-             SELECT 'User', v.d, '01000000-0000-7000-8000-' || lpad(i::text, 12, '0') \
-             FROM generate_series(1, 300) AS i, (VALUES (1), (-1)) AS v (d)",
-        )
-        .unwrap();
+    // A tool deletes a user and writes it back under the same id, and moves another to a new
+    // id: the deltas' order does not matter, the table says what holds now.
+    let reused = ids[40].clone();
+    other.delete(ResourceKind::User, &reused, None).unwrap();
+    tool_insert(&other, &reused, "reused");
+    let (from, to) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    tool_insert(&other, &from, "moved");
+    sql(
+        &other,
+        &format!("UPDATE resources SET id = '{to}' WHERE id = '{from}'"),
+    );
+    let c = counts(a);
+    agrees(a, &other, 111, 5);
+    assert_eq!(since(a, c), [1, 1, 0]);
+
+    // Past the end of stale ranks: the marker is checked, the ranks catch up, and the rows
+    // the other node created since are found.
+    let total = ids_of(&page(&other, 1, 10_000, false)).len() as u64;
+    for i in 0..2 {
+        user(&other, &format!("late{i}"));
     }
-    agrees(a, &other, 11, 5);
-    assert_eq!(counts(a), [7, 5, 0]);
+    let c = counts(a);
+    agrees(a, &other, total + 1, 5);
+    assert_eq!(since(a, c), [1, 1, 0]);
+    // Past the end of current ranks: empty, without a walk.
+    let c = counts(a);
+    let past = page(a, 500, 5, false);
+    assert!(past.resources.is_empty());
+    assert_eq!(past.total_results, total + 2);
+    assert_eq!(since(a, c), [1, 0, 0]);
+
+    // Deltas piling up past the fold threshold (deep pages take their totals from the ranks,
+    // so they never count): the catch-up folds them, then reads every id.
+    sql(
+        &other,
+        "INSERT INTO resource_type_count_deltas (resource_type, delta, resource_id) \
+         SELECT 'User', v.d, '01000000-0000-7000-8000-' || lpad(i::text, 12, '0') \
+         FROM generate_series(1, 300) AS i, (VALUES (1), (-1)) AS v (d)",
+    );
+    let c = counts(a);
+    agrees(a, &other, 111, 5);
+    assert_eq!(since(a, c), [1, 1, 0]);
     let unfolded = crate::store::sql::Sql::<diesel::sql_types::BigInt>::new(
         "SELECT COUNT(*) FROM resource_type_count_deltas WHERE resource_type = 'User'",
     )
@@ -143,17 +219,73 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
     .unwrap();
     assert_eq!(unfolded, 0);
 
-    // Past the end there is no row for a check to find: the page walks, and is empty.
-    let past = page(a, 500, 5, false);
-    assert!(past.resources.is_empty());
-    assert_eq!(
-        past.total_results,
-        ids_of(&page(&other, 1, 10_000, false)).len() as u64
-    );
-    assert_eq!(counts(a)[2], 1, "a walk");
     // The other node, which never paged deep, holds no ranks; its first deep page seeks.
-    agrees(&other, a, 3, 4);
-    assert_eq!(counts(&other), [2, 0, 0]);
+    let c = counts(&other);
+    agrees(&other, a, 103, 4);
+    assert_eq!(since(&other, c), [2, 0, 0]);
+}
+
+/// Many threads paging deep while another node writes: every page is exact, and none waits
+/// for another forever (a catch-up that read the ranks' state while reading them again).
+#[test]
+fn pg_deep_pages_stay_exact_under_concurrent_writes() {
+    let Some(db) = postgres_db_with(8) else {
+        return;
+    };
+    let Cleanup::Postgres {
+        admin_url,
+        db: name,
+    } = &db.cleanup
+    else {
+        panic!("a PostgreSQL test database");
+    };
+    let (prefix, _) = admin_url.rsplit_once('/').unwrap();
+    let other = Store::open(&format!("{prefix}/{name}")).unwrap();
+    let a = db.store.clone();
+    for i in 0..150 {
+        user(&a, &format!("conc{i:03}"));
+    }
+    // Deltas naming no resource force every catch-up to read every id.
+    sql(
+        &other,
+        "INSERT INTO resource_type_count_deltas (resource_type, delta) VALUES ('User', 1), ('User', -1)",
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (other, stop) = (other.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 200 {
+                let u = user(&other, &format!("churn{i:03}"));
+                if i % 2 == 1 {
+                    other.delete(ResourceKind::User, &u.id, None).unwrap();
+                }
+                i += 1;
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let page = page(&a, 101, 20, false);
+                    // In one snapshot: the page holds the 101st to 120th ids of its total.
+                    assert_eq!(page.resources.len(), 20);
+                    let ids = ids_of(&page);
+                    let mut sorted = ids.clone();
+                    sorted.sort();
+                    assert_eq!(ids, sorted);
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().expect("a reader");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("the writer");
+    agrees(&a, &other, 101, 20);
 }
 
 /// An id the store did not assign (a bulk load's) makes the ranks unusable: deep pages walk and
@@ -164,8 +296,8 @@ fn pg_deep_pages_walk_when_an_id_is_foreign() {
         return;
     };
     let a = &db.store;
-    for i in 0..6 {
-        user(a, &format!("native{i}"));
+    for i in 0..110 {
+        user(a, &format!("native{i:03}"));
     }
     {
         let mut c = a.inner.write.get().unwrap();
@@ -176,6 +308,6 @@ fn pg_deep_pages_walk_when_an_id_is_foreign() {
         )
         .unwrap();
     }
-    agrees(a, a, 3, 2);
+    agrees(a, a, 103, 2);
     assert_eq!(counts(a), [0, 0, 2], "walks in both orders");
 }
