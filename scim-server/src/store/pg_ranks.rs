@@ -358,13 +358,17 @@ impl PgIdRanks {
     }
 }
 
+/// An id a delta names (`None`: appended before the column existed) and whether a resource of
+/// the type has it now.
+type NamedId = (Option<String>, bool);
+
 /// The marker now and, in the same snapshot, each id the deltas not folded yet name, with
 /// whether a resource of `kind` has that id now (`None`: a delta that names no resource,
 /// appended before the migration that added the column).
 fn read_deltas(
     c: &mut DbConnection,
     kind: ResourceKind,
-) -> HubResult<(Marker, Vec<(Option<String>, bool)>)> {
+) -> HubResult<(Marker, Vec<NamedId>)> {
     let (stamp, deltas) = marker_exprs(kind);
     let lit = kind.sql_literal();
     let q = Sql::<(Text, BigInt, Nullable<Text>, Nullable<Bool>)>::new(&format!(
@@ -394,7 +398,7 @@ fn read_deltas(
 /// Exact whatever order the deltas were appended in, and for ids used more than once, since
 /// it asks the table. `None` when a delta names no resource, or a present id is not of the
 /// form the ranks hold: only reading every id again is exact then.
-fn net_changes(named: &[(Option<String>, bool)]) -> Option<Vec<(u128, bool)>> {
+fn net_changes(named: &[NamedId]) -> Option<Vec<(u128, bool)>> {
     let mut by_id: HashMap<u128, bool> = HashMap::with_capacity(named.len());
     for (id, present) in named {
         match key(id.as_deref()?) {
