@@ -289,6 +289,20 @@ pub const DB_GAUGES: &[DbGauge] = &[
     },
 ];
 
+/// A counter family with one label, from a store's counts per label value.
+fn counter_family<const N: usize>(
+    label: &'static str,
+    counts: [(&'static str, u64); N],
+) -> Family<Vec<(&'static str, String)>, Counter> {
+    let family = Family::<Vec<(&'static str, String)>, Counter>::default();
+    for (value, n) in counts {
+        family
+            .get_or_create(&vec![(label, value.to_string())])
+            .inc_by(n);
+    }
+    family
+}
+
 /// The whole exposition: the process's metrics, then the database gauges (blocking: call on
 /// the blocking pool). `engine` is false when the engine does not run (`serve` without
 /// `--policy`): its tables' gauges are then left out, not reported as zero.
@@ -310,33 +324,22 @@ pub fn render(store: &Store, engine: bool, priority_lane: i64) -> HubResult<Stri
         }
     }
     if let Some(counts) = store.write_batch_counts() {
-        let family = Family::<Vec<(&'static str, String)>, Counter>::default();
-        for (mode, n) in counts {
-            family
-                .get_or_create(&vec![("mode", mode.to_string())])
-                .inc_by(n);
-        }
         scraped.register(
             "scimhub_write_batches",
             "Group-commit batches of SQLite writes committed by this process: optimistic (no \
              savepoints) or guarded (a savepoint per write, after a write failed); rerun: \
              optimistic runs a failing write spoiled, run again guarded",
-            family,
+            counter_family("mode", counts),
         );
     }
     if let Some(counts) = store.pg_deep_page_counts() {
-        let family = Family::<Vec<(&'static str, String)>, Counter>::default();
-        for (path, n) in counts {
-            family
-                .get_or_create(&vec![("path", path.to_string())])
-                .inc_by(n);
-        }
         scraped.register(
             "scimhub_pg_deep_pages",
-            "Unfiltered index pages past the first row on PostgreSQL, by how they found their \
-             first row: seek (id ranks whose population marker the page's statement confirmed), \
-             caught_up (the same after the ranks caught up with writes since), walk (OFFSET)",
-            family,
+            "Unfiltered index pages at least 100 rows deep on PostgreSQL, by how they found \
+             their first row: seek (id ranks whose population marker the page's statement \
+             confirmed), caught_up (the same after the ranks caught up with writes since), walk \
+             (OFFSET)",
+            counter_family("path", counts),
         );
     }
     let mut out = String::new();

@@ -365,10 +365,7 @@ type NamedId = (Option<String>, bool);
 /// The marker now and, in the same snapshot, each id the deltas not folded yet name, with
 /// whether a resource of `kind` has that id now (`None`: a delta that names no resource,
 /// appended before the migration that added the column).
-fn read_deltas(
-    c: &mut DbConnection,
-    kind: ResourceKind,
-) -> HubResult<(Marker, Vec<NamedId>)> {
+fn read_deltas(c: &mut DbConnection, kind: ResourceKind) -> HubResult<(Marker, Vec<NamedId>)> {
     let (stamp, deltas) = marker_exprs(kind);
     let lit = kind.sql_literal();
     let q = Sql::<(Text, BigInt, Nullable<Text>, Nullable<Bool>)>::new(&format!(

@@ -51,6 +51,19 @@ fn agrees(node: &Store, truth_from: &Store, start_index: u64, count: u64) {
     }
 }
 
+/// Another store on `db`'s database: a second node.
+fn second_node(db: &TestDb) -> Store {
+    let Cleanup::Postgres {
+        admin_url,
+        db: name,
+    } = &db.cleanup
+    else {
+        panic!("a PostgreSQL test database");
+    };
+    let (prefix, _) = admin_url.rsplit_once('/').unwrap();
+    Store::open(&format!("{prefix}/{name}")).unwrap()
+}
+
 /// `(seek, caught_up, walk)` deep pages of `s` since `before`.
 fn since(s: &Store, before: [u64; 3]) -> [u64; 3] {
     let now = counts(s);
@@ -80,15 +93,7 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
         eprintln!("SCIMHUB_TEST_POSTGRES_URL not set: PostgreSQL's deep pages were not tested");
         return;
     };
-    let Cleanup::Postgres {
-        admin_url,
-        db: name,
-    } = &db.cleanup
-    else {
-        panic!("a PostgreSQL test database");
-    };
-    let (prefix, _) = admin_url.rsplit_once('/').unwrap();
-    let other = Store::open(&format!("{prefix}/{name}")).unwrap();
+    let other = second_node(&db);
     let a = &db.store;
     let mut ids: Vec<String> = (0..130)
         .map(|i| user(a, &format!("rank{i:03}")).id)
@@ -232,15 +237,7 @@ fn pg_deep_pages_stay_exact_under_concurrent_writes() {
     let Some(db) = postgres_db_with(8) else {
         return;
     };
-    let Cleanup::Postgres {
-        admin_url,
-        db: name,
-    } = &db.cleanup
-    else {
-        panic!("a PostgreSQL test database");
-    };
-    let (prefix, _) = admin_url.rsplit_once('/').unwrap();
-    let other = Store::open(&format!("{prefix}/{name}")).unwrap();
+    let other = second_node(&db);
     let a = db.store.clone();
     for i in 0..150 {
         user(&a, &format!("conc{i:03}"));
