@@ -96,6 +96,8 @@ pub(crate) struct PgIdRanks {
     loading: [AtomicBool; 2],
     /// How deep pages ran (`scimhub_pg_deep_pages` on /metrics): see [`DeepPage`].
     pages: [AtomicU64; 3],
+    /// Reads of every id, all types together (tests tell a catch-up from the deltas from one).
+    full_reads: AtomicU64,
 }
 
 /// How a deep index page on PostgreSQL found its first row.
@@ -168,6 +170,11 @@ impl PgIdRanks {
         self.pages[how as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cfg(test)]
+    pub(crate) fn full_reads(&self) -> u64 {
+        self.full_reads.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn counts(&self) -> [(&'static str, u64); 3] {
         DeepPage::ALL.map(|how| {
             (
@@ -178,9 +185,9 @@ impl PgIdRanks {
     }
 
     /// Where the page that skips `offset` rows in id order (descending when asked) starts,
-    /// from the ranks as they are, reading them first if they never were. `None`: the page
-    /// walks (the type holds an id of another form; another request is reading every id; the
-    /// connection is in a transaction).
+    /// from the ranks as they are, reading them first if they never were (not inside a
+    /// transaction, nor while another request reads them). `None`: the page walks (no ranks, or
+    /// the type holds an id of another form).
     pub(crate) fn seek(
         &self,
         c: &mut DbConnection,
@@ -313,6 +320,7 @@ impl PgIdRanks {
             }
         }
         let _clear = Clear(flag);
+        self.full_reads.fetch_add(1, Ordering::Relaxed);
         let (stamp, deltas) = marker_exprs(kind);
         let q = Sql::<(Text, BigInt, Nullable<Text>)>::new(&format!(
             "SELECT m.stamp, m.deltas, r.id FROM (SELECT {stamp} AS stamp, {deltas} AS deltas) m \

@@ -687,9 +687,21 @@ fn deep_page_pg(
     if offset_rows < pg_ranks::RANKED_FROM_OFFSET {
         return Ok(None);
     }
+    // The ranks are a shortcut: when reading or checking them fails (a statement timeout on a
+    // read of every id, a fold that deadlocked), the page walks instead of failing. Outside a
+    // transaction (they read nothing inside one), so the walk's statement is not spoiled.
+    let shortcut = |what: &str, e: HubError| {
+        tracing::warn!(error = %e, kind = ?kind, "deep page: {what} failed; stepping over the rows instead");
+        ranks.count(DeepPage::Walk);
+    };
     for how in [DeepPage::Seek, DeepPage::CaughtUp] {
-        let Some(seek) = ranks.seek(c, kind, offset_rows, !asc)? else {
-            break;
+        let seek = match ranks.seek(c, kind, offset_rows, !asc) {
+            Ok(Some(seek)) => seek,
+            Ok(None) => break,
+            Err(e) => {
+                shortcut("reading the id ranks", e);
+                return Ok(None);
+            }
         };
         match &seek.start {
             Start::From(first) => {
@@ -706,14 +718,24 @@ fn deep_page_pg(
             }
             // No row for a check to find: the marker is read on its own.
             Start::PastEnd => {
-                if pg_ranks::marker_now(c, kind)? == seek.marker {
+                let now = match pg_ranks::marker_now(c, kind) {
+                    Ok(now) => now,
+                    Err(e) => {
+                        shortcut("reading the population marker", e);
+                        return Ok(None);
+                    }
+                };
+                if now == seek.marker {
                     ranks.count(how);
                     return Ok(Some((Vec::new(), seek.total)));
                 }
             }
         }
         if how == DeepPage::Seek {
-            ranks.catch_up(c, kind, &seek.marker)?;
+            if let Err(e) = ranks.catch_up(c, kind, &seek.marker) {
+                shortcut("catching the id ranks up", e);
+                return Ok(None);
+            }
         }
     }
     ranks.count(DeepPage::Walk);

@@ -121,12 +121,18 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
             )
             .unwrap();
     }
-    let c = counts(a);
-    agrees(a, &other, 111, 5);
-    assert_eq!(
-        since(a, c),
+    // Pages at 111 in both orders, on `a`: how they started, and how many reads of every id.
+    let reads = || a.pg_ranks().unwrap().full_reads();
+    let step = |paths: [u64; 3], full_reads: u64, why: &str| {
+        let (c, r) = (counts(a), reads());
+        agrees(a, &other, 111, 5);
+        assert_eq!(since(a, c), paths, "{why}: seek, caught_up, walk");
+        assert_eq!(reads() - r, full_reads, "{why}: reads of every id");
+    };
+    step(
         [1, 1, 0],
-        "caught up once, then the marker holds"
+        0,
+        "caught up from the deltas, then the marker holds",
     );
 
     // This node's own writes move the marker like anyone's.
@@ -146,31 +152,26 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
     };
     fold();
     other.delete(ResourceKind::User, &ids[0], None).unwrap();
-    let c = counts(a);
-    agrees(a, &other, 111, 5);
-    assert_eq!(since(a, c), [1, 1, 0]);
+    step([1, 1, 0], 1, "after a fold");
 
     // A create and a fold leave as many deltas as before (none): the stamp tells them apart.
     fold();
-    let c = counts(a);
-    agrees(a, &other, 111, 5);
-    assert_eq!(since(a, c), [1, 1, 0], "reread after the fold");
+    step([1, 1, 0], 1, "after a fold alone");
     user(&other, "between-folds");
     fold();
-    let c = counts(a);
-    agrees(a, &other, 111, 5);
-    assert_eq!(since(a, c), [1, 1, 0]);
+    step([1, 1, 0], 1, "a create and a fold");
 
     // Deltas that name no resource (appended before the column existed) cannot be replayed:
-    // the ranks are read again rather than trusted.
+    // the ranks are read again rather than trusted. A fold then clears them.
+    user(&other, "beside-nameless");
     sql(
         &other,
         "INSERT INTO resource_type_count_deltas (resource_type, delta) \
          VALUES ('User', 1), ('User', -1)",
     );
-    let c = counts(a);
-    agrees(a, &other, 111, 5);
-    assert_eq!(since(a, c), [1, 1, 0]);
+    step([1, 1, 0], 1, "nameless deltas");
+    fold();
+    step([1, 1, 0], 1, "the fold after them");
 
     // A tool deletes a user and writes it back under the same id, and moves another to a new
     // id: the deltas' order does not matter, the table says what holds now.
@@ -186,9 +187,7 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
         &other,
         &format!("UPDATE resources SET id = '{to}' WHERE id = '{from}'"),
     );
-    let c = counts(a);
-    agrees(a, &other, 111, 5);
-    assert_eq!(since(a, c), [1, 1, 0]);
+    step([1, 1, 0], 0, "a reused id and a moved one, from the deltas");
 
     // Past the end of stale ranks: the marker is checked, the ranks catch up, and the rows
     // the other node created since are found.
@@ -196,9 +195,10 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
     for i in 0..2 {
         user(&other, &format!("late{i}"));
     }
-    let c = counts(a);
+    let (c, r) = (counts(a), reads());
     agrees(a, &other, total + 1, 5);
     assert_eq!(since(a, c), [1, 1, 0]);
+    assert_eq!(reads(), r, "caught up from the deltas");
     // Past the end of current ranks: empty, without a walk.
     let c = counts(a);
     let past = page(a, 500, 5, false);
@@ -214,9 +214,7 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
          SELECT 'User', v.d, '01000000-0000-7000-8000-' || lpad(i::text, 12, '0') \
          FROM generate_series(1, 300) AS i, (VALUES (1), (-1)) AS v (d)",
     );
-    let c = counts(a);
-    agrees(a, &other, 111, 5);
-    assert_eq!(since(a, c), [1, 1, 0]);
+    step([1, 1, 0], 1, "past the fold threshold");
     let unfolded = crate::store::sql::Sql::<diesel::sql_types::BigInt>::new(
         "SELECT COUNT(*) FROM resource_type_count_deltas WHERE resource_type = 'User'",
     )
@@ -230,8 +228,9 @@ fn pg_deep_pages_seek_and_follow_other_nodes() {
     assert_eq!(since(&other, c), [2, 0, 0]);
 }
 
-/// Many threads paging deep while another node writes: every page is exact, and none waits
-/// for another forever (a catch-up that read the ranks' state while reading them again).
+/// Many threads paging deep while another node writes: every page is the one its own total
+/// implies, and none waits for another forever (a catch-up that held the ranks' state while
+/// reading them again did).
 #[test]
 fn pg_deep_pages_stay_exact_under_concurrent_writes() {
     let Some(db) = postgres_db_with(8) else {
@@ -239,49 +238,67 @@ fn pg_deep_pages_stay_exact_under_concurrent_writes() {
     };
     let other = second_node(&db);
     let a = db.store.clone();
-    for i in 0..150 {
-        user(&a, &format!("conc{i:03}"));
-    }
-    // Deltas naming no resource force every catch-up to read every id.
-    sql(
-        &other,
-        "INSERT INTO resource_type_count_deltas (resource_type, delta) VALUES ('User', 1), ('User', -1)",
-    );
+    let mut stable: Vec<String> = (0..150)
+        .map(|i| user(&a, &format!("conc{i:03}")).id)
+        .collect();
+    stable.sort();
+    stable.reverse();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Creates users (ids later than every stable one: UUIDv7) and deletes every other one
+    // again, so at most 91 of them live at once; now and then it folds.
     let writer = {
         let (other, stop) = (other.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 200 {
+            for i in 0..180 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
                 let u = user(&other, &format!("churn{i:03}"));
                 if i % 2 == 1 {
                     other.delete(ResourceKind::User, &u.id, None).unwrap();
                 }
-                i += 1;
+                if i % 60 == 59 {
+                    crate::store::search::fold_type_count(
+                        &mut other.inner.write.get().unwrap(),
+                        ResourceKind::User,
+                    )
+                    .unwrap();
+                }
             }
         })
     };
     let readers: Vec<_> = (0..4)
         .map(|_| {
-            let a = a.clone();
+            let (a, stable) = (a.clone(), stable.clone());
             std::thread::spawn(move || {
+                let mut checked = 0;
                 for _ in 0..25 {
-                    let page = page(&a, 101, 20, false);
-                    // In one snapshot: the page holds the 101st to 120th ids of its total.
-                    assert_eq!(page.resources.len(), 20);
-                    let ids = ids_of(&page);
-                    let mut sorted = ids.clone();
-                    sorted.sort();
-                    assert_eq!(ids, sorted);
+                    // Newest first: the live churn users come first, then the stable ones.
+                    let walks = counts(&a)[2];
+                    let got = page(&a, 101, 20, true);
+                    let live = got.total_results as usize - stable.len();
+                    assert!(live <= 91, "total {}", got.total_results);
+                    // A walked page takes its total from a statement of its own (another
+                    // snapshot): only pages during which no page walked are held to it.
+                    if counts(&a)[2] == walks {
+                        let want = &stable[100 - live..120 - live];
+                        assert_eq!(ids_of(&got), want, "a page and its total, one snapshot");
+                        checked += 1;
+                    }
                 }
+                checked
             })
         })
         .collect();
-    for r in readers {
-        r.join().expect("a reader");
-    }
+    let checked: usize = readers
+        .into_iter()
+        .map(|r| r.join().expect("a reader"))
+        .sum();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().expect("the writer");
+    eprintln!("{checked} of 100 pages checked; paths {:?}", counts(&a));
+    assert!(checked >= 10, "{checked} pages checked: {:?}", counts(&a));
+    assert!(counts(&a)[1] > 0, "some pages caught up: {:?}", counts(&a));
     agrees(&a, &other, 101, 20);
 }
 
