@@ -799,7 +799,6 @@ pub(super) fn count_sql(base: &Sql) -> Sql<BigInt> {
     count
 }
 
-/// A count or offset as an SQL integer (BIGINT), saturating instead of wrapping negative.
 /// Deltas left unfolded before a count folds them into its base (see [`type_count_pg`]).
 pub(super) const FOLD_AFTER: i64 = 512;
 
@@ -851,6 +850,7 @@ pub(super) fn in_transaction(c: &mut DbConnection) -> HubResult<bool> {
         .is_some())
 }
 
+/// A count or offset as an SQL integer (BIGINT), saturating instead of wrapping negative.
 fn sql_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
