@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::assemble::ts;
 use super::columns::str_of;
-use super::resources::{bump, load_row, CHUNK};
+use super::resources::{bump, load_row, lock_for_write, CHUNK};
 use super::sql::{Bind, Sql};
 use super::{
     check_if_match, fmt_ts, Change, ChangeOp, DbConnection, MemberDeltaOutcome, MemberRemoval,
@@ -109,6 +109,9 @@ impl Store {
                 "SELECT version, last_modified FROM resources WHERE id = ",
             );
             q.text(group_id).push(" AND resource_type = 'Group'");
+            // Locked: the If-Match check and the returned version must see a concurrent
+            // writer's bump, not the version before it.
+            lock_for_write(c, &mut q);
             let GroupMeta {
                 version,
                 last_modified,

@@ -14,9 +14,7 @@ use super::members::{
     add_members, load_members, member_delta_in, parse_members, replace_members, MemberRow,
 };
 use super::sql::{Bind, Sql};
-use super::users::{
-    load_groups, load_user_with_groups, user_with_membership, UserRowWithMembership,
-};
+use super::users::{load_groups, load_user_with_groups, user_for_write};
 use super::{
     check_if_match, fmt_ts, Change, ChangeOp, DbConnection, Doc, LoadedResource, MemberRemoval,
     NewMember, ResourceKind, Store, StoredResource,
@@ -375,14 +373,14 @@ impl Store {
         // need the recursive walk (a round trip of its own on PostgreSQL) only when it is.
         let (row, in_a_group) = match kind {
             ResourceKind::User => {
-                let user = user_with_membership(id)
-                    .get_result::<UserRowWithMembership>(c)
-                    .optional()?
-                    .ok_or(HubError::NotFound)?;
+                let user = user_for_write(c, id)?.ok_or(HubError::NotFound)?;
                 let in_a_group = user.is_member;
                 (user.row, Some(in_a_group))
             }
-            ResourceKind::Group => (load_row(c, kind, id)?.ok_or(HubError::NotFound)?, None),
+            ResourceKind::Group => (
+                load_row_for_write(c, kind, id)?.ok_or(HubError::NotFound)?,
+                None,
+            ),
         };
         check_if_match(if_match, row.version)?;
         let before = parse_doc(&row.doc)?;
@@ -496,7 +494,7 @@ impl Store {
     ) -> HubResult<()> {
         let now = fmt_ts(self.now());
         self.write_tx_retry(|c, changes| {
-            let row = load_row(c, kind, id)?.ok_or(HubError::NotFound)?;
+            let row = load_row_for_write(c, kind, id)?.ok_or(HubError::NotFound)?;
             check_if_match(if_match, row.version)?;
             let mut q =
                 Sql::<()>::new("UPDATE resources SET version = version + 1, last_modified = ");
@@ -550,6 +548,27 @@ pub(crate) fn load_row(
     id: &str,
 ) -> HubResult<Option<ResourceRow>> {
     Ok(row_sql(kind, id).get_result::<ResourceRow>(c).optional()?)
+}
+
+/// The row of the resource of `kind` whose id is `id`, read to be changed in the caller's write
+/// transaction: locked on PostgreSQL until it ends, so that a concurrent writer's change is
+/// seen rather than overwritten (see [`user_for_write`]).
+pub(super) fn load_row_for_write(
+    c: &mut DbConnection,
+    kind: ResourceKind,
+    id: &str,
+) -> HubResult<Option<ResourceRow>> {
+    let mut q = row_sql(kind, id);
+    lock_for_write(c, &mut q);
+    Ok(q.get_result::<ResourceRow>(c).optional()?)
+}
+
+/// Ends a `SELECT` from `resources` with `FOR UPDATE` on PostgreSQL (SQLite has one writer and
+/// no such clause).
+pub(super) fn lock_for_write<ST>(c: &DbConnection, q: &mut Sql<ST>) {
+    if matches!(c, DbConnection::Postgresql(_)) {
+        q.push(" FOR UPDATE");
+    }
 }
 
 /// The row of the resource `id` of `kind`.

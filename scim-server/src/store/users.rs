@@ -100,6 +100,29 @@ pub(super) fn user_with_membership(
     Keyed::new(user_with_membership_sql(id))
 }
 
+/// Names the statement of [`user_for_write`] on PostgreSQL (its text ends in `FOR UPDATE`).
+pub(super) enum UserForWriteQuery {}
+
+/// The User row `id` with whether the user is in any group, read to be changed in the caller's
+/// write transaction. On PostgreSQL the row is locked until that transaction ends: two nodes (or
+/// two write connections of one) patching the same user would otherwise both read version N
+/// and both write N + 1 from it, the later commit silently dropping the earlier's change
+/// (`READ COMMITTED` lets the second `UPDATE` go ahead once the first commits). SQLite has one
+/// writer, so a write transaction's read is already the latest.
+pub(super) fn user_for_write(
+    c: &mut DbConnection,
+    id: &str,
+) -> HubResult<Option<UserRowWithMembership>> {
+    if !matches!(c, DbConnection::Postgresql(_)) {
+        return Ok(user_with_membership(id).get_result(c).optional()?);
+    }
+    let mut q = user_with_membership_sql(id);
+    q.push(" FOR UPDATE OF resources");
+    Ok(Keyed::<UserForWriteQuery, _>::new(q)
+        .get_result(c)
+        .optional()?)
+}
+
 /// The User row `id` with whether the user is in any group ([`UserRowWithMembership`]).
 pub(super) fn user_with_membership_sql(id: &str) -> Sql<(ResourceRowSt, Bool)> {
     let mut q = Sql::new(

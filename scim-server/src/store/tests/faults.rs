@@ -173,3 +173,139 @@ fn faults_an_exhausted_pool_is_unavailable() {
         }
     }
 }
+
+/// Runs `first` in a write transaction that holds its changes (and on PostgreSQL its row locks)
+/// for a moment after it has read, and `second` once `first` has read: the interleaving in
+/// which an unlocked read-modify-write loses `first`'s change or `second`'s.
+fn overlapping_writes<A: Send + 'static>(
+    s: &Store,
+    first: impl FnOnce(Store, Box<dyn FnOnce() + Send>) -> A + Send + 'static,
+    second: impl FnOnce() + Send,
+) -> A {
+    let (read, after_read) = std::sync::mpsc::channel::<()>();
+    let s = s.clone();
+    let t = std::thread::spawn(move || {
+        first(
+            s,
+            Box::new(move || {
+                read.send(()).unwrap();
+                // Long enough for `second` to reach its read while this transaction is open.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }),
+        )
+    });
+    after_read.recv().unwrap();
+    second();
+    t.join().unwrap()
+}
+
+/// Two PATCHes of one user in overlapping transactions (two nodes, or two write connections of
+/// one): both changes are kept and each gets its own version. Before the write path locked the
+/// row it read, the second PATCH read version N while the first was still open, and the first
+/// then wrote N + 1 from its own stale read over the second's committed change.
+#[test]
+fn faults_overlapping_patches_of_one_user_both_land() {
+    each_backend(|db| {
+        let s = &db.store;
+        let u = user(s, "ada");
+        let id = u.id.clone();
+        let set = |name: &'static str, value: &'static str| {
+            move |mut doc: Doc| {
+                doc.insert(name.into(), json!(value));
+                Ok(doc)
+            }
+        };
+        let first_id = id.clone();
+        overlapping_writes(
+            s,
+            move |s, hold| {
+                let hold = std::sync::Mutex::new(Some(hold));
+                s.update_with(ResourceKind::User, &first_id, None, None, move |doc| {
+                    if let Some(hold) = hold.lock().unwrap().take() {
+                        hold();
+                    }
+                    set("title", "first")(doc)
+                })
+                .unwrap()
+            },
+            || {
+                s.update_with(
+                    ResourceKind::User,
+                    &id,
+                    None,
+                    None,
+                    set("nickName", "second"),
+                )
+                .unwrap();
+            },
+        );
+        let now = s.get(ResourceKind::User, &id, false).unwrap();
+        assert_eq!(now.doc.get("title"), Some(&json!("first")), "{}", db.name);
+        assert_eq!(
+            now.doc.get("nickName"),
+            Some(&json!("second")),
+            "{}",
+            db.name
+        );
+        assert_eq!(now.version, u.version + 2, "{}", db.name);
+    });
+}
+
+/// A member delta that overlaps another write of its group sees that write: an If-Match naming
+/// the version before it fails, and the version it returns is the one stored.
+#[test]
+fn faults_a_member_delta_sees_an_overlapping_write_of_its_group() {
+    each_backend(|db| {
+        let s = &db.store;
+        let g = group(s, "eng", &[]);
+        let member = user(s, "ada").id;
+        let gid = g.id.clone();
+        let stale = g.etag();
+        let delta = |if_match: Option<&str>| {
+            s.apply_member_delta(
+                &g.id,
+                vec![NewMember::new(member.clone())],
+                MemberRemoval::None,
+                if_match,
+            )
+        };
+        overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    touch(c, &gid)?;
+                    hold();
+                    Ok(())
+                })
+                .unwrap()
+            },
+            || {
+                let out = delta(Some(&stale));
+                assert!(
+                    matches!(out, Err(HubError::PreconditionFailed { .. })),
+                    "{}: {out:?}",
+                    db.name
+                );
+            },
+        );
+        let gid = g.id.clone();
+        overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    touch(c, &gid)?;
+                    hold();
+                    Ok(())
+                })
+                .unwrap()
+            },
+            || {
+                let out = delta(None).unwrap();
+                assert!(out.changed, "{}", db.name);
+                let stored = s.get(ResourceKind::Group, &g.id, false).unwrap().version;
+                assert_eq!(out.version, stored, "{}", db.name);
+                assert_eq!(stored, g.version + 3, "{}", db.name);
+            },
+        );
+    });
+}
