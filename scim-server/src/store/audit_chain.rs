@@ -333,7 +333,17 @@ const INSERT_ROWS: usize = 64;
 /// the new head. Several rows go in one statement: on SQLite a statement's fixed cost (binding,
 /// the statement cache lookup, a VDBE run) is a good part of a small row's.
 fn insert_entries(c: &mut DbConnection, head: &Head, entries: &[EntryText<'_>]) -> HubResult<Head> {
+    let (inserts, head) = entry_inserts(head, entries);
+    for q in inserts {
+        q.execute(c)?;
+    }
+    Ok(head)
+}
+
+/// The statements of [`insert_entries`], and the head after them.
+fn entry_inserts(head: &Head, entries: &[EntryText<'_>]) -> (Vec<Sql<()>>, Head) {
     let mut head = head.clone();
+    let mut inserts = Vec::with_capacity(entries.len().div_ceil(INSERT_ROWS));
     for chunk in entries.chunks(INSERT_ROWS) {
         let mut q = Sql::<()>::new(
             "INSERT INTO engine_audit (seq, at, actor, user_id, connector, action, outcome, \
@@ -375,9 +385,9 @@ fn insert_entries(c: &mut DbConnection, head: &Head, entries: &[EntryText<'_>]) 
                 .push(")");
             head = Head { seq, hash };
         }
-        q.execute(c)?;
+        inserts.push(q);
     }
-    Ok(head)
+    (inserts, head)
 }
 
 /// Whether PostgreSQL can compute entry hashes itself: its `sha256` sees the text as UTF-8
@@ -672,7 +682,22 @@ pub(crate) fn append_all<'a>(
         return append_text(c, one).map(drop);
     }
     let head = lock_head(c)?;
-    let head = insert_entries(c, &head, &texts)?;
+    let (inserts, head) = entry_inserts(&head, &texts);
+    if let (DbConnection::Postgresql(_), [insert]) = (&*c, inserts.as_slice()) {
+        // The rows and the head's move in one statement: a round trip fewer per batch.
+        let mut q = Sql::<()>::new("WITH ins AS (");
+        q.append(insert)
+            .push(") UPDATE engine_audit_head SET seq = ")
+            .int(head.seq)
+            .push(", hash = ")
+            .text(head.hash.as_str())
+            .push(" WHERE id = 1");
+        q.execute(c)?;
+        return Ok(());
+    }
+    for q in inserts {
+        q.execute(c)?;
+    }
     set_head(c, &head)
 }
 
