@@ -171,6 +171,16 @@ impl Admin {
                 Err(AdminError::Store(e)) => return Err(e),
                 Err(e) => return Ok(Err(e)),
             };
+            // The user's row locked on PostgreSQL for the rest of the decision (read again, as
+            // it was found unlocked): two requests for one grant take turns, and the second
+            // sees the first's open grant below instead of adding a second one.
+            let Some(locked) = crate::store::load_row_for_write(c, ResourceKind::User, &user_id)?
+            else {
+                return Ok(Err(AdminError::NotFound(format!("user {:?}", r.user))));
+            };
+            let doc = serde_json::from_str::<Doc>(&locked.doc)
+                .map_err(|e| HubError::Backend(e.to_string()))
+                .unwrap_or(doc);
             let name = crate::engine::desired::attr_str(&doc, "userName")
                 .unwrap_or(&user_id)
                 .to_string();

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 
 use super::commit::queue;
 use super::decide::{hold_notice, trips};
-use super::{load_user_doc, notices, Cause, Engine};
+use super::{load_user_doc_to_plan, notices, Cause, Engine};
 use crate::error::HubResult;
 use crate::store::holds::{self, HoldStatus};
 use crate::store::{engine_state, events, replans, DbConnection};
@@ -142,7 +142,7 @@ fn plan_one(
     stage: Option<&str>,
     client: Option<&str>,
 ) -> HubResult<()> {
-    let doc = load_user_doc(c, user_id)?;
+    let doc = load_user_doc_to_plan(c, user_id)?;
     if doc.is_some() || engine_state::get_user(c, user_id)?.is_some() {
         engine.plan_user_as(c, user_id, doc.as_ref(), Cause::Write, client, stage)?;
     }
@@ -179,6 +179,10 @@ pub fn finalize(engine: &Engine, c: &mut DbConnection, stage: &str) -> HubResult
     let now = engine.now();
     let policy = engine.policy.current();
     if let Some(b) = &policy.blast_radius {
+        // The same lock as a single leaver's check: two group changes finalized at once (two
+        // nodes, or two write connections) would each count only the losers committed before
+        // either, and together take away more than the guard allows.
+        crate::store::cluster::lock_blast_guard(c)?;
         let since = now - b.window;
         let taken = events::count_losers_behind(c, stage)?;
         if taken > 0 {

@@ -271,10 +271,7 @@ fn record_done(
     id: Option<String>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> HubResult<()> {
-    let accounts = engine_state::accounts(c, &row.user_id)?;
-    let (planned, actual) = accounts
-        .into_iter()
-        .find(|a| a.connector == row.connector)
+    let (planned, actual) = engine_state::account_for_update(c, &row.user_id, &row.connector)?
         .map(|a| (a.planned, a.actual))
         .unwrap_or_else(|| ("{}".into(), None));
     let (planned, actual) = settle(&planned, actual.as_deref(), op, id);

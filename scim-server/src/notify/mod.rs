@@ -301,9 +301,11 @@ impl Notifier {
         let (outcome, error, retry_at) = match attempt {
             Attempt::Sent { note } => {
                 let store = self.store.clone();
-                let id = row.id;
+                let (id, attempts) = (row.id, row.attempts);
                 blocking(move || {
-                    store.write_tx(|c, _| notifications::mark_sent(c, id, now, note.as_deref()))
+                    store.write_tx(|c, _| {
+                        notifications::mark_sent(c, id, attempts, now, note.as_deref())
+                    })
                 })
                 .await?;
                 tracing::info!(notification = row.id, kind = %row.kind, recipients = to.len(), "notification sent");
@@ -329,12 +331,15 @@ impl Notifier {
             }
         }
         let store = self.store.clone();
-        let id = row.id;
+        let (id, attempts) = (row.id, row.attempts);
         let parked = outcome == Delivery::Failed;
         let (kind, user_id) = (row.kind.clone(), row.user_id.clone());
         blocking(move || {
             store.write_tx(|c, _| {
-                notifications::mark_failed(c, id, &error, retry_at)?;
+                if !notifications::mark_failed(c, id, attempts, &error, retry_at)? {
+                    // The claim ran out and someone else has the message now.
+                    return Ok(());
+                }
                 // A parked message is an incident (someone did not hear what they should
                 // have), except an incident's own notice: its incident is already open and
                 // notified on the other channels, and raising one would feed a loop.

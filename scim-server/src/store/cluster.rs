@@ -235,3 +235,15 @@ pub fn lock_blast_guard(c: &mut DbConnection) -> HubResult<()> {
     }
     Ok(())
 }
+
+/// Serializes plans of the user `user_id` for the rest of the transaction where no row can be
+/// locked (the user is deleted): a PostgreSQL transaction-level advisory lock on a hash of the
+/// id, in a key space of its own (the two-key form, class "scimplan"); SQLite has one writer.
+pub fn lock_user_plans(c: &mut DbConnection, user_id: &str) -> HubResult<()> {
+    if let DbConnection::Postgresql(_) = c {
+        let mut q = Sql::<()>::new("SELECT pg_advisory_xact_lock(1935895920, hashtext(");
+        q.text(user_id).push("))");
+        q.execute(c)?;
+    }
+    Ok(())
+}

@@ -107,6 +107,24 @@ pub fn accounts(c: &mut DbConnection, user_id: &str) -> HubResult<Vec<Account>> 
     Ok(q.load::<Account>(c)?)
 }
 
+/// The user's account on `connector`, read to be written back in the caller's transaction:
+/// locked on PostgreSQL until it ends, so that a plan committing a new planned state in between
+/// is seen rather than written over with the one read here.
+pub fn account_for_update(
+    c: &mut DbConnection,
+    user_id: &str,
+    connector: &str,
+) -> HubResult<Option<Account>> {
+    let mut q = Sql::<(Text, Text, Nullable<Text>)>::new(
+        "SELECT connector, planned, actual FROM engine_accounts WHERE user_id = ",
+    );
+    q.text(user_id).push(" AND connector = ").text(connector);
+    if matches!(c, DbConnection::Postgresql(_)) {
+        q.push(" FOR UPDATE");
+    }
+    Ok(q.get_result::<Account>(c).optional()?)
+}
+
 pub fn put_planned(
     c: &mut DbConnection,
     user_id: &str,

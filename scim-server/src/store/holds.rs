@@ -35,9 +35,18 @@ text_enum! {
 
 /// The newest pending hold, if any.
 pub fn open_hold(c: &mut DbConnection) -> HubResult<Option<String>> {
-    let q = Sql::<Text>::new(
+    let mut q = Sql::<Text>::new(
         "SELECT id FROM engine_holds WHERE status = 'pending' ORDER BY created DESC LIMIT 1",
     );
+    // Locked on PostgreSQL until the plan that joins it commits: a confirm or discard of the
+    // hold then waits for the plan, and releases the operations it adds. Unlocked, a decision
+    // committed between this read and the plan's commit left the plan's operations held behind
+    // a decided hold that nothing releases (and every later operation of those users behind
+    // them). Once the decision commits first, the re-checked row no longer matches and the
+    // plan opens a hold of its own.
+    if matches!(c, DbConnection::Postgresql(_)) {
+        q.push(" FOR UPDATE");
+    }
     Ok(q.get_result::<String>(c).optional()?)
 }
 

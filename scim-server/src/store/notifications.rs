@@ -185,10 +185,12 @@ pub fn claim(
     Ok(rows)
 }
 
-/// Marks a message delivered; `note` records recipients that were skipped (no email).
+/// Marks a message delivered, while the claim `attempts` holds (see [`mark_failed`]); `note`
+/// records recipients that were skipped (no email).
 pub fn mark_sent(
     c: &mut DbConnection,
     id: i64,
+    attempts: i64,
     now: DateTime<Utc>,
     note: Option<&str>,
 ) -> HubResult<()> {
@@ -200,17 +202,22 @@ pub fn mark_sent(
         .text(fmt_ts(now))
         .push(" WHERE id = ")
         .int(id);
+    // Only while this sender's claim holds (see `mark_failed`).
+    q.push(" AND status = 'running' AND attempts = ")
+        .int(attempts);
     q.execute(c)?;
     Ok(())
 }
 
-/// Schedules a retry, or parks the message as failed when `retry_at` is `None`.
+/// Schedules a retry, or parks the message as failed when `retry_at` is `None`. False when the
+/// claim `attempts` no longer holds (nothing changed).
 pub fn mark_failed(
     c: &mut DbConnection,
     id: i64,
+    attempts: i64,
     error: &str,
     retry_at: Option<DateTime<Utc>>,
-) -> HubResult<()> {
+) -> HubResult<bool> {
     let mut q = Sql::<()>::new("UPDATE engine_notifications SET lease_until = NULL, last_error = ");
     q.text(error);
     match retry_at {
@@ -220,8 +227,12 @@ pub fn mark_failed(
         None => q.push(", status = 'failed'"),
     };
     q.push(" WHERE id = ").int(id);
-    q.execute(c)?;
-    Ok(())
+    // Only while this sender's claim holds: a sender that outlived its lease may find the
+    // message claimed again (`attempts` moved on) or already sent by another node, and must
+    // not set it back to pending (a second mail) or mark another sender's claim done.
+    q.push(" AND status = 'running' AND attempts = ")
+        .int(attempts);
+    Ok(q.execute(c)? > 0)
 }
 
 pub fn list(c: &mut DbConnection, user_id: Option<&str>) -> HubResult<Vec<Notification>> {

@@ -457,6 +457,20 @@ pub fn list_ops_after(c: &mut DbConnection, after: i64) -> HubResult<Vec<OutboxR
 
 /// Whether an operation planned after `row` for the same user and connector has already run.
 pub fn later_done(c: &mut DbConnection, row: &OutboxRow) -> HubResult<bool> {
+    if let DbConnection::Postgresql(_) = c {
+        // The later operations still pending are locked too, until the caller's transaction
+        // ends: a worker claims with SKIP LOCKED, so none of them starts between this answer
+        // and the retry it allows (which would run the old operation after a newer one).
+        let mut q = Sql::<Text>::new("SELECT status FROM engine_outbox WHERE user_id = ");
+        q.text(row.user_id.as_str())
+            .push(" AND connector = ")
+            .text(row.connector.as_str())
+            .push(" AND id > ")
+            .int(row.id)
+            .push(" AND status IN ('pending', 'done', 'running') FOR UPDATE");
+        let statuses = q.load::<String>(c)?;
+        return Ok(statuses.iter().any(|s| s == "done" || s == "running"));
+    }
     let mut q = Sql::<BigInt>::new("SELECT COUNT(*) FROM engine_outbox WHERE user_id = ");
     q.text(row.user_id.as_str())
         .push(" AND connector = ")

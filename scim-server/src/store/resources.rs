@@ -553,7 +553,7 @@ pub(crate) fn load_row(
 /// The row of the resource of `kind` whose id is `id`, read to be changed in the caller's write
 /// transaction: locked on PostgreSQL until it ends, so that a concurrent writer's change is
 /// seen rather than overwritten (see [`user_for_write`]).
-pub(super) fn load_row_for_write(
+pub(crate) fn load_row_for_write(
     c: &mut DbConnection,
     kind: ResourceKind,
     id: &str,

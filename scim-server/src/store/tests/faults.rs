@@ -309,3 +309,199 @@ fn faults_a_member_delta_sees_an_overlapping_write_of_its_group() {
         );
     });
 }
+
+/// A plan that joins the open hold while security decides it: the operations it adds are
+/// released (or dropped) with the hold's, never left held behind a decided hold that nothing
+/// can release any more.
+#[test]
+fn faults_a_plan_joining_a_hold_decided_meanwhile_leaves_nothing_held() {
+    use crate::store::holds::{self, HeldOps, HoldStatus};
+    use crate::store::outbox::{self, NewOp, OutboxStatus};
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        s.write_tx(|c, _| holds::create(c, "h1", "too many leavers", now))
+            .unwrap();
+        overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    let open = holds::open_hold(c)?;
+                    assert_eq!(open.as_deref(), Some("h1"));
+                    hold();
+                    outbox::enqueue(
+                        c,
+                        &NewOp {
+                            plan_id: "p1",
+                            user_id: "u1",
+                            connector: "app",
+                            event: "leaver",
+                            priority: 0,
+                            op: "\"disable\"".into(),
+                            hold_id: open.as_deref(),
+                        },
+                        now,
+                    )
+                })
+                .unwrap()
+            },
+            || {
+                s.write_tx(|c, _| {
+                    assert!(holds::decide(c, "h1", HoldStatus::Confirmed, "sec", now)?);
+                    holds::release_ops(c, "h1", HeldOps::Release, now)
+                })
+                .unwrap();
+            },
+        );
+        let ops = s.write_tx(|c, _| outbox::list_plan(c, "p1")).unwrap();
+        assert_eq!(ops.len(), 1, "{}", db.name);
+        assert_eq!(ops[0].status, OutboxStatus::Pending, "{}", db.name);
+    });
+}
+
+/// A replan outside a SCIM write (an approval, a timer, an admin action) holds the user as a
+/// SCIM write of them does: a PATCH of the user waits for the replan's commit and plans from
+/// it, instead of planning beside it from the state before.
+#[test]
+fn faults_a_replan_and_a_patch_of_one_user_take_turns() {
+    use std::sync::atomic::AtomicBool;
+    each_backend(|db| {
+        let s = &db.store;
+        let id = user(s, "ada").id;
+        let replan_committed = Arc::new(AtomicBool::new(false));
+        let done = replan_committed.clone();
+        let first_id = id.clone();
+        overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    let doc = crate::engine::load_user_doc_to_plan(c, &first_id)?;
+                    assert!(doc.is_some());
+                    hold();
+                    done.store(true, Ordering::SeqCst);
+                    Ok(())
+                })
+                .unwrap()
+            },
+            || {
+                s.update_with(ResourceKind::User, &id, None, None, |mut doc| {
+                    doc.insert("title".into(), json!("moved"));
+                    Ok(doc)
+                })
+                .unwrap();
+                assert!(
+                    replan_committed.load(Ordering::SeqCst),
+                    "{}: the PATCH ran beside the replan",
+                    db.name
+                );
+            },
+        );
+    });
+}
+
+/// A sender whose claim on a message ran out cannot mark it: not failed (which would set a
+/// message another sender holds back to pending, a second mail), not sent.
+#[test]
+fn faults_a_sender_past_its_claim_leaves_the_message_alone() {
+    use crate::store::notifications;
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        s.write_tx(|c, _| {
+            notifications::enqueue(c, "leaver", None, &["it@example.com".into()], "s", "b", now)
+        })
+        .unwrap();
+        let lease = chrono::Duration::seconds(60);
+        let claim = |at| {
+            s.write_tx(|c, _| notifications::claim(c, at, lease, 10, false))
+                .unwrap()
+        };
+        let first = claim(now).remove(0);
+        // The first sender stalls past its lease; a second claims the message again.
+        let second = claim(now + chrono::Duration::seconds(61)).remove(0);
+        assert_eq!((first.id, first.attempts + 1), (second.id, second.attempts));
+        let stale = s
+            .write_tx(|c, _| {
+                notifications::mark_failed(c, first.id, first.attempts, "smtp", Some(now))
+            })
+            .unwrap();
+        assert!(!stale, "{}", db.name);
+        s.write_tx(|c, _| notifications::mark_sent(c, second.id, second.attempts, now, None))
+            .unwrap();
+        let row = s
+            .write_tx(|c, _| notifications::list(c, None))
+            .unwrap()
+            .remove(0);
+        assert_eq!(row.status, "sent", "{}", db.name);
+        // The stale sender's late "sent" changes nothing either.
+        s.write_tx(|c, _| notifications::mark_sent(c, first.id, first.attempts, now, Some("late")))
+            .unwrap();
+        let row = s
+            .write_tx(|c, _| notifications::list(c, None))
+            .unwrap()
+            .remove(0);
+        assert_eq!(row.last_error, None, "{}", db.name);
+    });
+}
+
+/// An admin's retry of a failed operation while a worker claims: the operation after it (the
+/// same user and connector) is not started between the check that nothing later ran and the
+/// retry, which would run the old operation after the newer one (a grant re-applied after the
+/// leaver's revoke).
+#[test]
+fn faults_a_retry_and_a_claim_never_run_a_pair_out_of_order() {
+    use crate::store::outbox::{self, NewOp};
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        let lease = chrono::Duration::seconds(15);
+        s.write_tx(|c, _| {
+            for op in ["grant", "revoke"] {
+                let op = NewOp {
+                    plan_id: "p1",
+                    user_id: "u1",
+                    connector: "app",
+                    event: "mover",
+                    priority: 0,
+                    op: format!("\"{op}\""),
+                    hold_id: None,
+                };
+                outbox::enqueue(c, &op, now)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let claim = |owner: &str| {
+            s.write_tx(|c, _| outbox::claim(c, owner, now, lease, 0, 16))
+                .unwrap()
+        };
+        let first = claim("w1").remove(0);
+        assert!(s
+            .write_tx(|c, _| outbox::park(c, &first, "boom", now))
+            .unwrap());
+        let failed = s
+            .write_tx(|c, _| outbox::get_op(c, first.id))
+            .unwrap()
+            .unwrap();
+        let later_id = first.id + 1;
+        overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    assert!(!outbox::later_done(c, &failed)?);
+                    hold();
+                    outbox::retry_failed(c, failed.id, now)
+                })
+                .unwrap()
+            },
+            || {
+                let claimed: Vec<i64> = claim("w2").iter().map(|r| r.id).collect();
+                assert!(
+                    !claimed.contains(&later_id),
+                    "{}: the later operation started while the earlier was being retried",
+                    db.name
+                );
+            },
+        );
+    });
+}
