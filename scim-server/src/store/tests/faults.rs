@@ -505,3 +505,42 @@ fn faults_a_retry_and_a_claim_never_run_a_pair_out_of_order() {
         );
     });
 }
+
+/// A worker recording a finished operation (it writes the account's planned and actual state
+/// back) while a plan commits a new planned state: the plan's state is kept.
+#[test]
+fn faults_a_recorded_operation_keeps_a_plan_committed_meanwhile() {
+    use crate::store::engine_state;
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        s.write_tx(|c, _| engine_state::put_account(c, "u1", "app", "{\"old\":1}", "{}", now))
+            .unwrap();
+        overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    let read = engine_state::account_for_update(c, "u1", "app")?.unwrap();
+                    hold();
+                    engine_state::put_account(c, "u1", "app", &read.planned, "{\"done\":1}", now)
+                })
+                .unwrap()
+            },
+            || {
+                s.write_tx(|c, _| engine_state::put_planned(c, "u1", "app", "{\"new\":1}", now))
+                    .unwrap();
+            },
+        );
+        let account = s
+            .write_tx(|c, _| engine_state::account_for_update(c, "u1", "app"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(account.planned, "{\"new\":1}", "{}", db.name);
+        assert_eq!(
+            account.actual.as_deref(),
+            Some("{\"done\":1}"),
+            "{}",
+            db.name
+        );
+    });
+}
