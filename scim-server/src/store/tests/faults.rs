@@ -450,27 +450,12 @@ fn faults_a_sender_past_its_claim_leaves_the_message_alone() {
 /// leaver's revoke).
 #[test]
 fn faults_a_retry_and_a_claim_never_run_a_pair_out_of_order() {
-    use crate::store::outbox::{self, NewOp};
+    use crate::store::outbox;
     each_backend(|db| {
         let s = &db.store;
         let now = chrono::Utc::now();
         let lease = chrono::Duration::seconds(15);
-        s.write_tx(|c, _| {
-            for op in ["grant", "revoke"] {
-                let op = NewOp {
-                    plan_id: "p1",
-                    user_id: "u1",
-                    connector: "app",
-                    event: "mover",
-                    priority: 0,
-                    op: format!("\"{op}\""),
-                    hold_id: None,
-                };
-                outbox::enqueue(c, &op, now)?;
-            }
-            Ok(())
-        })
-        .unwrap();
+        super::outbox::enqueue_pair(db, now);
         let claim = |owner: &str| {
             s.write_tx(|c, _| outbox::claim(c, owner, now, lease, 0, 16))
                 .unwrap()

@@ -6,7 +6,8 @@ use chrono::{Duration, TimeZone, Utc};
 use super::*;
 use crate::store::outbox::{self, NewOp, OutboxRow, OutboxStatus};
 
-fn enqueue_pair(db: &TestDb, now: chrono::DateTime<Utc>) {
+/// A grant and then a revoke for user u1 on app, plan p1: one pair, in order.
+pub(super) fn enqueue_pair(db: &TestDb, now: chrono::DateTime<Utc>) {
     db.store
         .write_tx(|c, _| {
             for op in ["grant", "revoke"] {
