@@ -96,18 +96,13 @@ fn backend(e: impl std::fmt::Display) -> HubError {
 }
 
 /// The user document stored for `id`, read to plan the user outside a SCIM write of them (an
-/// approval, a timer, an admin action, a group change): the user's row stays locked on
-/// PostgreSQL until the caller's transaction ends, the lock a SCIM write of the user holds
-/// while it plans. Without it a replan and a PATCH of one user on two connections each planned
-/// from what the other had not committed yet (an approval's grant planned beside a leaver's
-/// revoke-all, the grant then never revoked). A deleted user has no row: an advisory lock on
-/// the id serializes plans of them instead.
+/// approval, a timer, an admin action, a group change), with the user locked for the plan
+/// ([`crate::store::user_row_to_plan`]). Without it a replan and a PATCH of one user on two
+/// connections each planned from what the other had not committed yet (an approval's grant
+/// planned beside a leaver's revoke-all, the grant then never revoked).
 pub fn load_user_doc_to_plan(c: &mut DbConnection, id: &str) -> HubResult<Option<Doc>> {
-    let row = crate::store::load_row_for_write(c, ResourceKind::User, id)?;
-    if row.is_none() {
-        crate::store::cluster::lock_user_plans(c, id)?;
-    }
-    row.map(|row| serde_json::from_str(&row.doc).map_err(backend))
+    crate::store::user_row_to_plan(c, id)?
+        .map(|row| serde_json::from_str(&row.doc).map_err(backend))
         .transpose()
 }
 

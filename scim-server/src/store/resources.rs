@@ -563,6 +563,19 @@ pub(crate) fn load_row_for_write(
     Ok(q.get_result::<ResourceRow>(c).optional()?)
 }
 
+/// The row of User `id`, read to plan the user outside a SCIM write of them (an approval, a
+/// timer, an admin action, a group change): locked on PostgreSQL until the caller's transaction
+/// ends, the lock a SCIM write of the user holds while it plans, so the two take turns. A
+/// deleted user has no row: an advisory lock on the id serializes plans of them instead
+/// ([`super::cluster::lock_user_plans`]).
+pub(crate) fn user_row_to_plan(c: &mut DbConnection, id: &str) -> HubResult<Option<ResourceRow>> {
+    let row = load_row_for_write(c, ResourceKind::User, id)?;
+    if row.is_none() {
+        super::cluster::lock_user_plans(c, id)?;
+    }
+    Ok(row)
+}
+
 /// Ends a `SELECT` from `resources` with `FOR UPDATE` on PostgreSQL (SQLite has one writer and
 /// no such clause).
 pub(super) fn lock_for_write<ST>(c: &DbConnection, q: &mut Sql<ST>) {

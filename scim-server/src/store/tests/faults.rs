@@ -375,8 +375,8 @@ fn faults_a_replan_and_a_patch_of_one_user_take_turns() {
             s,
             move |s, hold| {
                 s.write_tx(|c, _| {
-                    let doc = crate::engine::load_user_doc_to_plan(c, &first_id)?;
-                    assert!(doc.is_some());
+                    let row = crate::store::user_row_to_plan(c, &first_id)?;
+                    assert!(row.is_some());
                     hold();
                     done.store(true, Ordering::SeqCst);
                     Ok(())
