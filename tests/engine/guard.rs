@@ -20,6 +20,7 @@ backends!(
     group_change_below_the_share_proceeds_and_counts,
     large_group_change_planned_in_batches_resumes_after_a_crash,
     rehire_during_overlap_starts_from_the_new_role,
+    a_group_change_is_judged_under_the_guards_lock,
 );
 
 /// `n` users in Sales, and the group "Badge" (which drives the `badge` profile: erp role:badge)
@@ -272,4 +273,34 @@ fn rehire_during_overlap_starts_from_the_new_role(env: Env) {
     let asked = env.admin.approvals(Some("pending")).unwrap();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].user_id, rita);
+}
+
+/// The guard's decision on a whole group change takes the same lock as a single leaver's: a
+/// second change (or a leaver) judged meanwhile waits until the first is committed and counts
+/// its losers. Without it two changes finalized at once (two nodes, two write connections) each
+/// counted only the losers committed before either, and together took away more than the
+/// guard allows.
+fn a_group_change_is_judged_under_the_guards_lock(env: Env) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let judged = AtomicBool::new(false);
+    let (read, after_read) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            in_tx(&env.store, |c| {
+                // A change with nothing behind its (unknown) stage: counted, then dissolved.
+                replan::finalize(&env.engine, c, "stage-without-plans")?;
+                read.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                judged.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap();
+        });
+        after_read.recv().unwrap();
+        in_tx(&env.store, scim_server::store::cluster::lock_blast_guard).unwrap();
+        assert!(
+            judged.load(Ordering::SeqCst),
+            "the guard's lock was taken while a group change was being judged"
+        );
+    });
 }
