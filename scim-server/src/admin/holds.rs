@@ -73,6 +73,7 @@ impl Admin {
         self.pending_hold(id)?;
         let now = self.now();
         in_tx(&self.store, |c| {
+            holds::lock_held_users(c, id)?;
             if !holds::decide(c, id, holds::HoldStatus::Discarded, by, now)? {
                 return Ok(None);
             }

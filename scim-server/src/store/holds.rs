@@ -212,6 +212,24 @@ pub enum HeldOps {
     Discard,
 }
 
+/// Locks the rows of the stored users whose operations the hold `id` holds, in id order, for
+/// the rest of the caller's transaction (PostgreSQL; SQLite has one writer): the lock a plan of
+/// one of them holds, taken before the hold's own row, in the order a plan takes the two. A
+/// discard that resets those users' planned state then never writes over a plan committed
+/// after it read them.
+pub fn lock_held_users(c: &mut DbConnection, id: &str) -> HubResult<()> {
+    if !matches!(c, DbConnection::Postgresql(_)) {
+        return Ok(());
+    }
+    let mut q = Sql::<Text>::new(
+        "SELECT id FROM resources WHERE resource_type = 'User' AND id IN \
+         (SELECT user_id FROM engine_outbox WHERE status = 'held' AND hold_id = ",
+    );
+    q.text(id).push(") ORDER BY id FOR UPDATE");
+    q.load::<String>(c)?;
+    Ok(())
+}
+
 /// Releases or discards the operations of a hold; returns their users.
 pub fn release_ops(
     c: &mut DbConnection,
