@@ -60,7 +60,46 @@ macro_rules! orphan_fix_backends {
     };
 }
 
-orphan_fix_backends!(orphans_are_disabled_under_fix_and_stay_known);
+orphan_fix_backends!(
+    orphans_are_disabled_under_fix_and_stay_known,
+    disabled_orphans_count_toward_the_next_leavers_guard,
+);
+
+/// Orphans a reconciliation disables are access taken away within the guard's window, as
+/// leavers are: the leavers after them are judged with them. (Before, they counted only in
+/// the reconciliation's own check, so a purge just under the share and then leavers just under
+/// it took away more than the guard allows.)
+fn disabled_orphans_count_toward_the_next_leavers_guard(env: Env) {
+    let ids: Vec<String> = (0..9)
+        .map(|i| env.create_user(user(&format!("p{i}"), "Employee", "Sales", "Rep")))
+        .collect();
+    env.run();
+    let block = rt();
+    for ghost in ["ghost1", "ghost2"] {
+        block
+            .block_on(env.app("erp").create_or_adopt(&AccountSpec {
+                account: AccountRef::new(ghost),
+                attributes: serde_json::Map::new(),
+            }))
+            .unwrap();
+    }
+    // Two of eleven (the nine users and the two orphans): under 30 %, disabled at once.
+    let report = reconcile(&env, "erp", false);
+    assert_eq!(report.fixes.len(), 2, "{report:?}");
+    assert_eq!(report.held, None);
+    env.run();
+    // A first leaver makes three of eleven (27 %): allowed.
+    env.patch_user(&ids[0], |d| {
+        d.insert("active".into(), json!(false));
+    });
+    assert!(env.admin.holds(Some("pending")).unwrap().is_empty());
+    // A second makes four of eleven (36 %): held. Without the orphans it would be two of nine.
+    env.patch_user(&ids[1], |d| {
+        d.insert("active".into(), json!(false));
+    });
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1, "{holds:?}");
+}
 
 fn orphans_are_disabled_under_fix_and_stay_known(env: Env) {
     let _fay = env.create_user(user("fay", "Employee", "Finance", "Accounts Payable"));

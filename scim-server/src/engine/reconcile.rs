@@ -69,6 +69,10 @@ pub fn fix(
             if !orphans.is_empty() {
                 let policy = engine.policy.current();
                 if let Some(b) = &policy.blast_radius {
+                    // Judged under the guard's lock, as a leaver and a group change are: two
+                    // reconciliations (or one and a leaver) at once would each count only the
+                    // losers committed before either.
+                    crate::store::cluster::lock_blast_guard(c)?;
                     let since = now - b.window;
                     let losers = events::count_losers(c, since, None, None)?;
                     let population = events::guard_population(c, since, None)?;
@@ -94,9 +98,28 @@ pub fn fix(
                     }
                 }
                 let plan_id = uuid::Uuid::now_v7().to_string();
+                let guarded = policy.blast_radius.is_some();
                 for f in orphans {
                     let user = orphan_user_id(connector, &f.account);
                     let (op, rec) = orphan_fix(f, on_leave);
+                    if guarded {
+                        // Counted as access taken away within the window, as a leaver is, so
+                        // the next leaver, group change or reconciliation is judged with it.
+                        events::record(
+                            c,
+                            &events::NewEvent {
+                                at: now,
+                                user_id: &user,
+                                event: "drift",
+                                plan_id: &plan_id,
+                                ops: 1,
+                                revokes: 1,
+                                hold_id: hold.as_deref(),
+                                sla_due: None,
+                                unsupported: &[],
+                            },
+                        )?;
+                    }
                     let text = serde_json::to_string(&rec).unwrap_or_default();
                     engine_state::put_planned(c, &user, connector, &text, now)?;
                     outbox::enqueue(
