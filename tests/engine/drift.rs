@@ -298,7 +298,53 @@ drift_backends!(
     an_account_added_by_hand_in_slapd_is_an_orphan,
     a_group_added_by_hand_in_moto_iam_is_removed_through_the_outbox,
     a_second_run_of_a_connector_waits_for_the_first,
+    a_fix_and_a_write_of_the_same_user_take_turns,
 );
+
+/// A reconciliation fixing a user while a SCIM write of that user is planning (it holds the
+/// user's row and then writes the user's accounts): the fix waits for the write instead of
+/// deadlocking with it. It locked the user only when its re-plan read them, after it had
+/// written the user's account record: the reverse of the write's order.
+fn a_fix_and_a_write_of_the_same_user_take_turns(env: Env) {
+    use diesel::RunQueryDsl;
+    use scim_server::store::engine_state;
+    let fay = env.create_user(user("fay", "Employee", "Finance", "Accounts Payable"));
+    env.run();
+    rt().block_on(async {
+        env.app("erp")
+            .grant(
+                &AccountRef::new("fay"),
+                &Entitlement::new("group", "approve"),
+            )
+            .await
+            .unwrap()
+    });
+    let (locked, after_lock) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let write = scope.spawn(|| {
+            in_tx(&env.store, |c| {
+                // What a SCIM write of fay holds while it plans: her row, then her accounts.
+                if matches!(c, scim_server::store::DbConnection::Postgresql(_)) {
+                    diesel::sql_query("SELECT id FROM resources WHERE id = $1 FOR UPDATE")
+                        .bind::<diesel::sql_types::Text, _>(&fay)
+                        .execute(c)?;
+                }
+                locked.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let planned = engine_state::accounts(c, &fay)?
+                    .into_iter()
+                    .find(|a| a.connector == "erp")
+                    .unwrap()
+                    .planned;
+                engine_state::put_planned(c, &fay, "erp", &planned, chrono::Utc::now())
+            })
+        });
+        after_lock.recv().unwrap();
+        let report = reconcile(&env, "erp", false);
+        assert_eq!(report.replanned, 1, "{report:?}");
+        write.join().unwrap().unwrap();
+    });
+}
 
 /// Two runs of one connector must not overlap (the second would close what the first saw):
 /// while a run holds the connector's lease another is refused; a dry run is not; once the

@@ -166,7 +166,7 @@ impl Admin {
         let level = policy.grant_approval(&connector, &entitlement);
         let what = label(&connector, &ent_json);
         self.decision_tx(|c| {
-            let (user_id, doc) = match resolve_user(c, r.user) {
+            let (user_id, _) = match resolve_user(c, r.user) {
                 Ok(u) => u,
                 Err(AdminError::Store(e)) => return Err(e),
                 Err(e) => return Ok(Err(e)),
@@ -179,8 +179,7 @@ impl Admin {
                 return Ok(Err(AdminError::NotFound(format!("user {:?}", r.user))));
             };
             let doc = serde_json::from_str::<Doc>(&locked.doc)
-                .map_err(|e| HubError::Backend(e.to_string()))
-                .unwrap_or(doc);
+                .map_err(|e| HubError::Backend(e.to_string()))?;
             let name = crate::engine::desired::attr_str(&doc, "userName")
                 .unwrap_or(&user_id)
                 .to_string();

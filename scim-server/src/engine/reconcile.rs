@@ -39,6 +39,10 @@ pub fn fix(
                     (None, _) => orphans.push(f),
                 }
             }
+            // The users locked first, in id order, as a SCIM write of one of them locks its row
+            // before its engine rows: locking each only when its re-plan reads it (after this
+            // loop wrote its account) was the reverse order, a deadlock with a PATCH of the user.
+            crate::store::lock_users_to_plan(c, by_user.keys().map(String::as_str))?;
             let mut users = Vec::new();
             for (user, fs) in &by_user {
                 let Some(acc) = engine_state::accounts(c, user)?

@@ -687,7 +687,11 @@ impl Workers {
         let engine = self.engine.clone();
         blocking(move || {
             let now = engine.now();
-            store.write_tx(|c, _| {
+            // Re-run (not failed) when PostgreSQL picks it as a deadlock victim: firing timers
+            // plans several users in one transaction, and a leaver's PATCH of one of them may
+            // hold that user's row while it waits for the guard a timer's plan took. Everything
+            // it does is in the transaction, claims included.
+            store.write_tx_retry(|c, _| {
                 crate::engine::certification::ensure_schedule(c, &engine, now)?;
                 let due = timers::claim_due(c, now, 100)?;
                 for t in &due {
@@ -717,7 +721,8 @@ impl Workers {
             let store = self.store.clone();
             let engine = self.engine.clone();
             let n = blocking(move || {
-                store.write_tx(|c, _| crate::engine::replan::run_batch(&engine, c))
+                // Re-run on a deadlock, as `fire_timers` is: a batch plans several users.
+                store.write_tx_retry(|c, _| crate::engine::replan::run_batch(&engine, c))
             })
             .await?;
             if n == 0 {

@@ -42,8 +42,9 @@ pub fn open_hold(c: &mut DbConnection) -> HubResult<Option<String>> {
     // hold then waits for the plan, and releases the operations it adds. Unlocked, a decision
     // committed between this read and the plan's commit left the plan's operations held behind
     // a decided hold that nothing releases (and every later operation of those users behind
-    // them). Once the decision commits first, the re-checked row no longer matches and the
-    // plan opens a hold of its own.
+    // them). Once the decision commits first, the re-checked row no longer matches: the plan
+    // joins an older pending hold if there is one (LIMIT under FOR UPDATE skips the decided
+    // row), else opens a hold of its own.
     if matches!(c, DbConnection::Postgresql(_)) {
         q.push(" FOR UPDATE");
     }

@@ -137,7 +137,7 @@ pub(crate) use type_counts::{OtherWriters, TypeCounts};
 pub use users::GroupRef;
 pub use write_hook::{Change, ChangeOp, WriteHook};
 
-pub(crate) use resources::{load_row, load_row_for_write, user_row_to_plan};
+pub(crate) use resources::{load_row, load_row_for_write, lock_users_to_plan, user_row_to_plan};
 pub(crate) use users::{find_user_row, find_user_row_by_name, load_groups};
 
 /// Migrations, embedded at build time, one folder per backend.

@@ -494,14 +494,17 @@ impl Store {
     ) -> HubResult<()> {
         let now = fmt_ts(self.now());
         self.write_tx_retry(|c, changes| {
-            let row = load_row_for_write(c, kind, id)?.ok_or(HubError::NotFound)?;
-            check_if_match(if_match, row.version)?;
+            // The groups first, then the resource: the order a group change takes them (its
+            // row, then each member's as it plans them). A failed check below rolls the bump
+            // back with the rest.
             let mut q =
                 Sql::<()>::new("UPDATE resources SET version = version + 1, last_modified = ");
             q.text(now.as_str())
                 .push(" WHERE id IN (SELECT group_id FROM group_members WHERE member_id = ");
             q.text(id).push(")");
             q.execute(c)?;
+            let row = load_row_for_write(c, kind, id)?.ok_or(HubError::NotFound)?;
+            check_if_match(if_match, row.version)?;
             let mut q = Sql::<()>::new("DELETE FROM resources WHERE id = ");
             q.text(id);
             q.execute(c)?;
@@ -574,6 +577,30 @@ pub(crate) fn user_row_to_plan(c: &mut DbConnection, id: &str) -> HubResult<Opti
         super::cluster::lock_user_plans(c, id)?;
     }
     Ok(row)
+}
+
+/// Locks the rows of the stored Users among `ids` for the caller's write transaction, in id
+/// order (PostgreSQL; SQLite has one writer): for a transaction that plans several users, so
+/// that it takes their rows before anything else a plan locks, as a SCIM write does.
+pub(crate) fn lock_users_to_plan<'a>(
+    c: &mut DbConnection,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> HubResult<()> {
+    if !matches!(c, DbConnection::Postgresql(_)) {
+        return Ok(());
+    }
+    let mut ids: Vec<&str> = ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(CHUNK) {
+        let mut q = Sql::<diesel::sql_types::Text>::new(
+            "SELECT id FROM resources WHERE resource_type = 'User' AND id IN (",
+        );
+        q.text_list(chunk.iter().copied())
+            .push(") ORDER BY id FOR UPDATE");
+        q.load::<String>(c)?;
+    }
+    Ok(())
 }
 
 /// Ends a `SELECT` from `resources` with `FOR UPDATE` on PostgreSQL (SQLite has one writer and
