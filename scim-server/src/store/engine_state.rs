@@ -119,9 +119,7 @@ pub fn account_for_update(
         "SELECT connector, planned, actual FROM engine_accounts WHERE user_id = ",
     );
     q.text(user_id).push(" AND connector = ").text(connector);
-    if matches!(c, DbConnection::Postgresql(_)) {
-        q.push(" FOR UPDATE");
-    }
+    super::resources::lock_for_write(c, &mut q);
     Ok(q.get_result::<Account>(c).optional()?)
 }
 

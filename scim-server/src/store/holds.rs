@@ -14,6 +14,7 @@ use diesel::{OptionalExtension, Queryable, RunQueryDsl};
 use serde::Serialize;
 
 use super::outbox::OutboxStatus;
+use super::resources::lock_for_write;
 use super::sql::Sql;
 use super::text_enum::text_enum;
 use super::{fmt_ts, DbConnection};
@@ -45,9 +46,7 @@ pub fn open_hold(c: &mut DbConnection) -> HubResult<Option<String>> {
     // them). Once the decision commits first, the re-checked row no longer matches: the plan
     // joins an older pending hold if there is one (LIMIT under FOR UPDATE skips the decided
     // row), else opens a hold of its own.
-    if matches!(c, DbConnection::Postgresql(_)) {
-        q.push(" FOR UPDATE");
-    }
+    lock_for_write(c, &mut q);
     Ok(q.get_result::<String>(c).optional()?)
 }
 
@@ -110,9 +109,7 @@ pub fn dissolve(c: &mut DbConnection, id: &str, now: DateTime<Utc>) -> HubResult
 pub fn lock_staging(c: &mut DbConnection, id: &str) -> HubResult<bool> {
     let mut q = Sql::<Text>::new("SELECT id FROM engine_holds WHERE status = 'staging' AND id = ");
     q.text(id);
-    if matches!(c, DbConnection::Postgresql(_)) {
-        q.push(" FOR UPDATE");
-    }
+    lock_for_write(c, &mut q);
     Ok(q.get_result::<String>(c).optional()?.is_some())
 }
 

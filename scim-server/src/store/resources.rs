@@ -603,8 +603,8 @@ pub(crate) fn lock_users_to_plan<'a>(
     Ok(())
 }
 
-/// Ends a `SELECT` from `resources` with `FOR UPDATE` on PostgreSQL (SQLite has one writer and
-/// no such clause).
+/// Ends a `SELECT` with `FOR UPDATE` on PostgreSQL, locking the rows it reads for the caller's
+/// write transaction (SQLite has one writer and no such clause).
 pub(super) fn lock_for_write<ST>(c: &DbConnection, q: &mut Sql<ST>) {
     if matches!(c, DbConnection::Postgresql(_)) {
         q.push(" FOR UPDATE");
