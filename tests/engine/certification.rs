@@ -65,6 +65,7 @@ backends!(policy:
     reminders_then_escalation_then_expiry,
     a_later_campaign_reviews_a_revocation_again,
     an_emergency_grant_in_force_is_reviewed_as_a_grant,
+    a_decision_on_a_campaign_cancelled_meanwhile_changes_nothing,
 );
 backends!(review_policy: a_drift_finding_under_review_opens_a_micro_review);
 backends!(schedule_policy: the_schedule_creates_a_period_s_campaign_once);
@@ -328,6 +329,52 @@ fn decisions_through_the_api_and_a_revocation_through_the_outbox(env: Env) {
         Some((true, vec!["role:ap".to_string()]))
     );
     let _ = grace;
+}
+
+/// A reviewer's decision checked against the campaign as read before it was cancelled (the
+/// cancel committed in between, as from another node): nothing is decided, revoked or planned,
+/// and the API says why. Before the decision re-checked the campaign's state under its lock,
+/// the revoke was recorded on the cancelled campaign and the user re-planned without the role.
+fn a_decision_on_a_campaign_cancelled_meanwhile_changes_nothing(env: Env) {
+    use scim_server::engine::certification::{self as cert, Decision, NotDecided};
+    let (_grace, _olivia, _sec, fay, _bob, _dan) = people(&env);
+    let id = create(&env, "AP", "connector=erp");
+    let item = items(&env, &id)
+        .into_iter()
+        .find(|i| i.user_id == fay)
+        .unwrap();
+    assert!(item.decision.is_none());
+    env.admin.cancel_campaign(&id, "tester").unwrap();
+    let out = in_tx(&env.store, |c| {
+        cert::decide(
+            &env.engine,
+            c,
+            &item,
+            &Decision::Revoke,
+            "moved on",
+            "grace (manager)",
+        )
+    })
+    .unwrap();
+    assert_eq!(out.err(), Some(NotDecided::CampaignClosed));
+    assert!(now_undecided(&env, &id, &item.id));
+    let revocations = in_tx(&env.store, |c| store::all_revocations(c, 100)).unwrap();
+    assert!(revocations.is_empty(), "{revocations:?}");
+    env.run();
+    assert_eq!(
+        env.holds("erp", "fay"),
+        Some((true, vec!["role:ap".to_string()]))
+    );
+    // Through the API: 409, and it says the campaign is closed.
+    let srv = super::admin_api::Server::start(&env);
+    let grace_t = srv.token("grace-t", &["approvals"], Some("grace"));
+    let (s, v) = srv.post_as(
+        &grace_t,
+        &format!("/campaigns/{id}/items/{}/decision", item.id),
+        json!({"decision": "revoke", "reason": "moved on"}),
+    );
+    assert_eq!(s, 409, "{v}");
+    assert!(v.to_string().contains("cancelled"), "{v}");
 }
 
 fn delegation_through_the_api_and_certification_through_a_link(env: Env) {

@@ -41,6 +41,7 @@ mod approvals {
         approval_required_grant_gives_nothing_before_approval,
         a_rejected_grant_gives_nothing,
         admin_api_creates_lists_and_revokes,
+        an_approval_meeting_an_expiry_in_flight_is_refused,
     );
 }
 
@@ -366,6 +367,56 @@ fn approval_required_grant_gives_nothing_before_approval(env: Env) {
     env.run();
     assert_eq!(grant_state(&env, id), "expired");
     assert_eq!(env.holds("github", "ada"), Some((false, vec![])));
+}
+
+/// The manager approves while the grant's expiry is being committed (its timer, or another
+/// node): the approval waits for it and is refused, and the request stays pending. Before the
+/// decision locked the grant it checked, it read the grant still pending, recorded the
+/// request as approved, and then found nothing to activate.
+fn an_approval_meeting_an_expiry_in_flight_is_refused(env: Env) {
+    let mia = env.create_user(user("mia", "Employee", "Sales", "Manager"));
+    let mut a = user("ada", "Employee", "Sales", "Rep");
+    a["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
+        json!({"value": mia});
+    env.create_user(a);
+    env.run();
+    let g = ask(&env, "ada", "github:org:acme:admin", 8).unwrap();
+    let req = g.approval.clone().unwrap();
+    let id = g.grant["id"].as_str().unwrap().to_string();
+    let (expiring, in_flight) = std::sync::mpsc::channel();
+    let store = env.store.clone();
+    let now = env.engine.now();
+    let expiry = {
+        let id = id.clone();
+        std::thread::spawn(move || {
+            in_tx(&store, |c| {
+                assert!(grants::expire(c, &id, now)?);
+                expiring.send(()).unwrap();
+                // Open long enough for the approval to reach its check of the grant.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+            .unwrap()
+        })
+    };
+    in_flight.recv().unwrap();
+    let decided = env.admin.approve(&req.id, &env.as_user("mia"));
+    expiry.join().unwrap();
+    assert!(
+        matches!(&decided, Err(AdminError::Conflict(m)) if m.contains("expired")),
+        "{decided:?}"
+    );
+    let row = env
+        .admin
+        .approvals(None)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == req.id)
+        .unwrap();
+    assert_eq!(row.status.as_str(), "pending");
+    assert_eq!(grant_state(&env, &id), "expired");
+    env.run();
+    assert_eq!(env.holds("github", "ada"), None, "nothing was granted");
 }
 
 fn a_rejected_grant_gives_nothing(env: Env) {

@@ -293,9 +293,12 @@ impl Admin {
             }
         };
         match cert::decide(&self.engine, c, item, &decision, &reason, decided_by)? {
-            Some(d) => Ok(Ok(d)),
-            None => Ok(Err(AdminError::Conflict(
+            Ok(d) => Ok(Ok(d)),
+            Err(cert::NotDecided::ItemTaken) => Ok(Err(AdminError::Conflict(
                 "This item was already decided.".into(),
+            ))),
+            Err(cert::NotDecided::CampaignClosed) => Ok(Err(AdminError::Conflict(
+                "This campaign is no longer open: nothing is left to decide.".into(),
             ))),
         }
     }

@@ -72,11 +72,17 @@ impl Admin {
     pub fn discard_hold(&self, id: &str, by: &str) -> AdminResult<usize> {
         self.pending_hold(id)?;
         let now = self.now();
-        in_tx(&self.store, |c| {
+        self.decision_tx(|c| {
             holds::lock_held_users(c, id)?;
             if !holds::decide(c, id, holds::HoldStatus::Discarded, by, now)? {
                 return Ok(None);
             }
+            // A plan that joined the hold between the first lock and the decision (which
+            // waited for it) added users: the decided hold's row, locked now, lets no more
+            // join, so this second pass locks the final set before their state is reset. (Its
+            // order against a plan of one of them is the opposite; PostgreSQL breaks such a
+            // deadlock and the decision runs again.)
+            holds::lock_held_users(c, id)?;
             let users = holds::release_ops(c, id, holds::HeldOps::Discard, now)?;
             for u in &users {
                 for account in engine_state::accounts(c, u)? {

@@ -95,8 +95,13 @@ impl Admin {
 
     /// Runs `f` in a write transaction and, once it has committed, wakes the outbox workers:
     /// what the decision queued runs now, not at the workers' next poll.
-    fn decision_tx<T>(&self, f: impl FnOnce(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {
-        let out = in_tx(&self.store, f)?;
+    ///
+    /// A decision re-plans users (a revoke, an approval, a hold's discard locks several), so on
+    /// PostgreSQL it can be chosen as a deadlock victim against a SCIM write of the same users:
+    /// it then runs again from the start (`f` reads and checks everything again), instead of
+    /// failing a decision nothing was wrong with.
+    fn decision_tx<T>(&self, mut f: impl FnMut(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {
+        let out = self.store.write_tx_retry(|c, _| f(c))?;
         self.engine.wake_workers();
         Ok(out)
     }
@@ -105,9 +110,9 @@ impl Admin {
     /// [`Change`]s go to the store's write hook (the engine) before the transaction commits.
     fn decision_tx_with_changes<T>(
         &self,
-        f: impl FnOnce(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+        f: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<T> {
-        let out = self.store.write_tx(f)?;
+        let out = self.store.write_tx_retry(f)?;
         self.engine.wake_workers();
         Ok(out)
     }

@@ -163,6 +163,10 @@ impl Admin {
                     row.status
                 ))));
             }
+            // The user's row first, as a SCIM write of the user takes it before anything its
+            // plan locks (the grant below, the request's own row): the decision and such a
+            // write then take turns instead of deadlocking.
+            crate::store::lock_users_to_plan(c, [row.user_id.as_str()])?;
             let approver = match self.approver(c, by) {
                 Ok(a) => a,
                 Err(AdminError::Store(e)) => return Err(e),
@@ -195,7 +199,9 @@ impl Admin {
             };
             if row.kind == ApprovalKind::Grant {
                 // A grant past its end (its timer not run yet) or ended is not decided any more.
-                match crate::store::grants::by_approval(c, id)? {
+                // Locked: its expiry or a revoke committed after this check would otherwise
+                // leave the request approved and the grant ended (never activated).
+                match crate::store::grants::by_approval_for_update(c, id)? {
                     Some(g) if g.state.is_open() && g.expires > now => {}
                     Some(g) => {
                         return Ok(Err(AdminError::Conflict(format!(

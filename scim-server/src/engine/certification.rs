@@ -665,9 +665,19 @@ pub struct Decided {
     pub completed: bool,
 }
 
+/// Why [`decide`] changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotDecided {
+    /// The item was decided or re-addressed meanwhile.
+    ItemTaken,
+    /// The campaign was completed or cancelled meanwhile.
+    CampaignClosed,
+}
+
 /// Records `decision` on `item` (undecided, addressed to `item.reviewer` as read in this
 /// transaction) as `decided_by`, with `reason`; the caller checked that `decided_by` may decide
-/// it. `None` when the item was decided or re-addressed meanwhile (nothing changed).
+/// it. Nothing changes when the item was decided or re-addressed, or its campaign closed,
+/// after the caller read them.
 pub fn decide(
     engine: &Engine,
     c: &mut DbConnection,
@@ -675,10 +685,14 @@ pub fn decide(
     decision: &Decision,
     reason: &str,
     decided_by: &str,
-) -> HubResult<Option<Decided>> {
+) -> HubResult<Result<Decided, NotDecided>> {
     let now = engine.now();
     let policy = engine.policy.current();
-    store::lock(c, &item.campaign_id)?;
+    // The caller's check of the campaign's state was a plain read: a cancel or the due timer
+    // may have closed it since. Checked again under the campaign's lock.
+    if !store::lock_open(c, &item.campaign_id)? {
+        return Ok(Err(NotDecided::CampaignClosed));
+    }
     let entitlement: Option<Entitlement> = serde_json::from_str(&item.entitlement).ok();
     let mut out = Decided {
         item: item.id.clone(),
@@ -691,7 +705,7 @@ pub fn decide(
     match decision {
         Decision::Delegate(to) => {
             if !store::readdress(c, &item.id, &item.reviewer, to, "delegate", true)? {
-                return Ok(None);
+                return Ok(Err(NotDecided::ItemTaken));
             }
         }
         Decision::Certify | Decision::Revoke => {
@@ -704,7 +718,7 @@ pub fn decide(
                 decided_by,
                 now,
             )? {
-                return Ok(None);
+                return Ok(Err(NotDecided::ItemTaken));
             }
         }
     }
@@ -823,7 +837,7 @@ pub fn decide(
     } else {
         out.completed = complete_if_done(c, &item.campaign_id, now)?;
     }
-    Ok(Some(out))
+    Ok(Ok(out))
 }
 
 /// Records a manager's answer through a drift review link (`keep`: certify, else revoke) on
@@ -842,7 +856,10 @@ pub fn record_drift_answer(
     if item.decision.is_some() {
         return Ok(());
     }
-    store::lock(c, &item.campaign_id)?;
+    if !store::lock_open(c, &item.campaign_id)? {
+        // Closed meanwhile: the item stays as the campaign left it.
+        return Ok(());
+    }
     let decision = if keep { "certify" } else { "revoke" };
     if store::decide(
         c,
@@ -900,6 +917,12 @@ pub fn fire(
     round: i64,
     now: DateTime<Utc>,
 ) -> HubResult<()> {
+    // Under the campaign's lock, as decisions are: a cancel or a last decision committed after
+    // a plain read of the state would otherwise meet escalations and expiries of a closed
+    // campaign's items.
+    if !store::lock_open(c, campaign_id)? {
+        return Ok(());
+    }
     let Some(camp) = store::get(c, campaign_id)?.filter(|c| c.state == "open") else {
         return Ok(());
     };

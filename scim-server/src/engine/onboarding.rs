@@ -274,6 +274,15 @@ pub fn complete_due(c: &mut DbConnection, policy: &Policy, now: DateTime<Utc>) -
         if (!b.sealed && b.last_at + n.onboarding_window > now) || bursts::in_progress(c, &b.id)? {
             continue;
         }
+        // Judged again under the burst's lock: a joiner that joined since the list was read
+        // moved `last_at` (so it is not due yet), and one joining now waits for this
+        // transaction and, finding the burst closed, starts a new one.
+        let Some(b) = bursts::lock_open(c, &b.id)? else {
+            continue;
+        };
+        if (!b.sealed && b.last_at + n.onboarding_window > now) || bursts::in_progress(c, &b.id)? {
+            continue;
+        }
         let Some(s) = summary(c, policy, &b.id)? else {
             continue;
         };

@@ -259,6 +259,10 @@ impl Workers {
                         Ok(false)
                     }
                     Read::State(state) => {
+                        // The user's row before anything else, the order a SCIM write of the
+                        // user takes (user, then its timers and account records): a mismatch
+                        // below resets the account record and re-plans the user.
+                        crate::store::lock_users_to_plan(c, [row.user_id.as_str()])?;
                         let check = compare(&planned, &ops, state.as_ref());
                         record(c, &check, v.attempt + 1)?;
                         audit_outcome(c, check.outcome, check.detail())?;
@@ -295,7 +299,14 @@ impl Workers {
                             now,
                         )?;
                         // Plan from what the system holds, so the diff queues again what did
-                        // not take effect.
+                        // not take effect. The planned record is read again under the user's
+                        // lock: a plan committed since the comparison's read (a mover's new
+                        // access) is what the reset starts from, not the record it replaced.
+                        let planned = engine_state::accounts(c, &row.user_id)?
+                            .into_iter()
+                            .find(|a| a.connector == v.connector)
+                            .and_then(|a| serde_json::from_str::<AccountRecord>(&a.planned).ok())
+                            .unwrap_or(planned);
                         let held = reconcile(&planned, &ops, state.as_ref());
                         let text = serde_json::to_string(&held).unwrap_or_default();
                         engine_state::put_account(c, &row.user_id, &v.connector, &text, &text, now)?;

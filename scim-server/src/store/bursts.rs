@@ -152,7 +152,9 @@ pub fn join(
     let scope = current_scope();
     let existing = match &scope {
         Some(s) => {
-            let mut q = Sql::<Text>::new("SELECT id FROM engine_bursts WHERE scope_key = ");
+            let mut q = Sql::<Text>::new(
+                "SELECT id FROM engine_bursts WHERE reported IS NULL AND scope_key = ",
+            );
             q.text(s.key.as_str());
             q.get_result::<String>(c).optional()?
         }
@@ -169,13 +171,22 @@ pub fn join(
             q.get_result::<String>(c).optional()?
         }
     };
-    let id = match existing {
+    // Joined only while still open: the burst may have been closed (its confirmation queued)
+    // since it was read, and a plan added to a closed burst would never be reported. The
+    // update takes the burst's row lock, which [`lock_open`] takes before the burst is judged,
+    // so the two take turns.
+    let joined = match existing {
         Some(id) => {
             let mut q = Sql::<()>::new("UPDATE engine_bursts SET last_at = ");
-            q.text(fmt_ts(now)).push(" WHERE id = ").text(id.as_str());
-            q.execute(c)?;
-            id
+            q.text(fmt_ts(now))
+                .push(" WHERE reported IS NULL AND id = ")
+                .text(id.as_str());
+            (q.execute(c)? == 1).then_some(id)
         }
+        None => None,
+    };
+    let id = match joined {
+        Some(id) => id,
         None => {
             let id = uuid::Uuid::now_v7().to_string();
             let source = scope.as_ref().map_or(BurstSource::Window, |s| s.source);
@@ -221,6 +232,19 @@ pub fn open(c: &mut DbConnection) -> HubResult<Vec<Burst>> {
         .into_iter()
         .map(Burst::try_from)
         .collect()
+}
+
+/// The burst `id` while it is open (not closed yet), its row locked until the transaction ends
+/// (PostgreSQL; SQLite has one writer): a joiner's [`join`] waits, so the plans read after it
+/// are all the burst will have if the caller closes it.
+pub fn lock_open(c: &mut DbConnection, id: &str) -> HubResult<Option<Burst>> {
+    let mut q = Sql::<BurstSt>::new(BURST_COLS);
+    q.push("WHERE reported IS NULL AND id = ").text(id);
+    super::resources::lock_for_write(c, &mut q);
+    q.get_result::<BurstRecord>(c)
+        .optional()?
+        .map(Burst::try_from)
+        .transpose()
 }
 
 /// One burst.

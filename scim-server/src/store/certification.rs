@@ -115,14 +115,15 @@ pub fn finish(c: &mut DbConnection, id: &str, state: &str, now: DateTime<Utc>) -
     Ok(q.execute(c)? == 1)
 }
 
-/// Locks a campaign's row until the transaction ends (a no-op update): decisions on one
+/// Locks an open campaign's row until the transaction ends (a no-op update): decisions on one
 /// campaign take turns, so the one that decides its last item sees every other decision and
-/// completes it (PostgreSQL runs them concurrently; SQLite has one writer anyway).
-pub fn lock(c: &mut DbConnection, id: &str) -> HubResult<()> {
+/// completes it (PostgreSQL runs them concurrently; SQLite has one writer anyway). False when
+/// the campaign is not open (any more): its state is read after the lock is taken, so a
+/// campaign completed or cancelled while the caller was checking is seen here.
+pub fn lock_open(c: &mut DbConnection, id: &str) -> HubResult<bool> {
     let mut q = Sql::<()>::new("UPDATE engine_campaigns SET state = state WHERE id = ");
-    q.text(id);
-    q.execute(c)?;
-    Ok(())
+    q.text(id).push(" AND state = 'open'");
+    Ok(q.execute(c)? == 1)
 }
 
 /// Moves an open campaign's due (an escalation gives the next reviewer time).

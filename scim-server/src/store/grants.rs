@@ -212,8 +212,29 @@ pub fn get(c: &mut DbConnection, id: &str) -> HubResult<Option<GrantRow>> {
 
 /// The grant whose approval request is `approval_id`.
 pub fn by_approval(c: &mut DbConnection, approval_id: &str) -> HubResult<Option<GrantRow>> {
+    by_approval_sql(c, approval_id, false)
+}
+
+/// [`by_approval`], its row locked until the transaction ends (PostgreSQL; SQLite has one
+/// writer): the approval decision that checked the grant is still open and not past its end
+/// then activates it before its expiry timer or a revoke can end it in between.
+pub fn by_approval_for_update(
+    c: &mut DbConnection,
+    approval_id: &str,
+) -> HubResult<Option<GrantRow>> {
+    by_approval_sql(c, approval_id, true)
+}
+
+fn by_approval_sql(
+    c: &mut DbConnection,
+    approval_id: &str,
+    for_update: bool,
+) -> HubResult<Option<GrantRow>> {
     let mut q = Sql::<St>::new(COLS);
     q.push("WHERE approval_id = ").text(approval_id);
+    if for_update {
+        super::resources::lock_for_write(c, &mut q);
+    }
     q.get_result::<GrantRecord>(c)
         .optional()?
         .map(GrantRecord::into_row)

@@ -529,3 +529,81 @@ fn faults_a_recorded_operation_keeps_a_plan_committed_meanwhile() {
         );
     });
 }
+
+/// A joiner and the run that closes its window burst (the confirmation queued) overlap: the
+/// joiner starts a burst of its own rather than adding its plan to the closed one, which would
+/// never be reported. Before `join` re-checked the burst under its row lock, the joiner read
+/// the burst open, waited on the closing transaction's lock, then added its plan anyway.
+#[test]
+fn faults_a_joiner_never_joins_a_burst_closed_meanwhile() {
+    use crate::store::bursts;
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        let window = chrono::Duration::minutes(10);
+        let join = move |s: &Store, plan: &str, user: &str| {
+            s.write_tx(|c, _| bursts::join(c, "okta", plan, user, window, now))
+                .unwrap()
+        };
+        let first = join(s, "p1", "u1");
+        let closing = first.clone();
+        let closed = overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    let open = bursts::lock_open(c, &closing)?;
+                    hold();
+                    Ok(open.is_some() && bursts::close(c, &closing, false, now)?)
+                })
+                .unwrap()
+            },
+            || {
+                let second = join(s, "p2", "u2");
+                assert_ne!(second, first, "{}: joined a closed burst", db.name);
+            },
+        );
+        assert!(closed, "{}", db.name);
+        let plans = |id: &str| -> Vec<String> {
+            s.write_tx(|c, _| bursts::plans(c, id))
+                .unwrap()
+                .into_iter()
+                .map(|p| p.plan_id)
+                .collect()
+        };
+        assert_eq!(plans(&first), ["p1"], "{}", db.name);
+        let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
+        assert_eq!(open.len(), 1, "{}", db.name);
+        assert_eq!(plans(&open[0].id), ["p2"], "{}", db.name);
+    });
+}
+
+/// A /Bulk request or import run whose burst was closed before it ended (its plans finished and
+/// no joiner came for the window) starts a second burst for its later joiners, under the same
+/// scope; sealing the scope seals both.
+#[test]
+fn faults_a_scope_whose_burst_closed_early_starts_another() {
+    use crate::store::bursts::{self, BurstSource};
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        let window = chrono::Duration::minutes(10);
+        let _scope = bursts::scope(BurstSource::Import, "run-1");
+        let join = |plan: &str, user: &str| {
+            s.write_tx(|c, _| bursts::join(c, "importer", plan, user, window, now))
+                .unwrap()
+        };
+        let first = join("p1", "u1");
+        assert_eq!(join("p2", "u2"), first, "{}", db.name);
+        assert!(s
+            .write_tx(|c, _| bursts::close(c, &first, true, now))
+            .unwrap());
+        let second = join("p3", "u3");
+        assert_ne!(second, first, "{}", db.name);
+        assert_eq!(join("p4", "u4"), second, "{}", db.name);
+        s.write_tx(|c, _| bursts::seal(c, BurstSource::Import, "run-1"))
+            .unwrap();
+        let b = s.write_tx(|c, _| bursts::get(c, &second)).unwrap().unwrap();
+        assert!(b.sealed && b.reported.is_none(), "{}", db.name);
+        assert_eq!(b.source, BurstSource::Import, "{}", db.name);
+    });
+}
