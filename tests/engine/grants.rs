@@ -8,6 +8,7 @@
 
 use chrono::Duration;
 use connectors::{AccountRef, Connector, Entitlement};
+use diesel::RunQueryDsl;
 use scim_server::admin::grants::{GrantCreated, GrantRequest};
 use scim_server::admin::{in_tx, AdminError};
 use scim_server::store::{audit, grants, notifications, outbox};
@@ -31,6 +32,7 @@ mod plain {
         a_leavers_grants_end_and_a_rehire_does_not_get_them_back,
         revoking_early_takes_the_access_away,
         grants_of_a_period_for_the_report,
+        a_request_overlapping_one_for_the_same_grant_is_refused,
     );
 }
 
@@ -106,6 +108,64 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A request for a grant while another request's transaction for the same user and entitlement
+/// is open (another admin, another node): the second waits for the first and is refused with
+/// 409, so one grant exists. Before the decision locked the user's row, its open-grant check
+/// did not see the first's uncommitted grant and both were made.
+fn a_request_overlapping_one_for_the_same_grant_is_refused(env: Env) {
+    let bo = env.create_user(user("bo", "Employee", "Sales", "Rep"));
+    let cy = env.create_user(user("cy", "Employee", "Sales", "Rep"));
+    env.run();
+    // bo's grant gives the stored form of the entitlement the concurrent request writes.
+    let stored = ask(&env, "bo", "github:team:eng", 4).unwrap();
+    let row = in_tx(&env.store, |c| {
+        grants::get(c, stored.grant["id"].as_str().unwrap())
+    })
+    .unwrap()
+    .unwrap();
+    let (locked, after_lock) = std::sync::mpsc::channel::<()>();
+    let now = env.engine.now();
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            in_tx(&env.store, |c| {
+                // What the first request holds while it decides: cy's row, then its grant.
+                if matches!(c, scim_server::store::DbConnection::Postgresql(_)) {
+                    diesel::sql_query("SELECT id FROM resources WHERE id = $1 FOR UPDATE")
+                        .bind::<diesel::sql_types::Text, _>(&cy)
+                        .execute(c)?;
+                }
+                grants::insert(
+                    c,
+                    &grants::NewGrant {
+                        id: "first-request",
+                        user_id: &cy,
+                        connector: &row.connector,
+                        entitlement: &row.entitlement,
+                        reason: "incident INC-41",
+                        requested_by: "oncall-1",
+                        expires: now + Duration::hours(4),
+                        state: grants::GrantState::Active,
+                        approval_id: None,
+                    },
+                    now,
+                )?;
+                locked.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+        });
+        after_lock.recv().unwrap();
+        let second = ask(&env, "cy", "github:team:eng", 4);
+        first.join().unwrap().unwrap();
+        assert!(
+            matches!(&second, Err(AdminError::Conflict(m)) if m.contains("first-request")),
+            "{second:?}"
+        );
+    });
+    let open = in_tx(&env.store, |c| grants::open_for_user(c, &cy)).unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
 }
 
 fn grant_is_provisioned_and_expires_by_moved_clock(env: Env) {
