@@ -115,7 +115,7 @@ fn rt() -> tokio::runtime::Runtime {
 /// 409, so one grant exists. Before the decision locked the user's row, its open-grant check
 /// did not see the first's uncommitted grant and both were made.
 fn a_request_overlapping_one_for_the_same_grant_is_refused(env: Env) {
-    let bo = env.create_user(user("bo", "Employee", "Sales", "Rep"));
+    env.create_user(user("bo", "Employee", "Sales", "Rep"));
     let cy = env.create_user(user("cy", "Employee", "Sales", "Rep"));
     env.run();
     // bo's grant gives the stored form of the entitlement the concurrent request writes.

@@ -434,6 +434,8 @@ impl Admin {
             let Some(g) = grants::get(c, id)? else {
                 return Ok(Err(AdminError::NotFound(format!("grant {id}"))));
             };
+            // The user's row first, as an approval decision and a SCIM write take it.
+            crate::store::lock_users_to_plan(c, [g.user_id.as_str()])?;
             if !grants::revoke(c, id, by, reason, now)? {
                 return Ok(Err(AdminError::Conflict(format!(
                     "grant {id} is already {}",

@@ -147,11 +147,13 @@ impl Admin {
         by: &Principal,
         reason: Option<&str>,
     ) -> AdminResult<approvals::ApprovalRow> {
-        let now = self.now();
         let policy = self.engine.policy.current();
         let what = kind.unwrap_or("request");
         let approve = status == "approved";
         let decided = self.decision_tx_with_changes(|c, changes| {
+            // Read on each run: a run again after a deadlock checks the grant's end against
+            // the time it decides at.
+            let now = self.now();
             let Some(row) =
                 approvals::get(c, id)?.filter(|r| kind.is_none_or(|k| r.kind.as_str() == k))
             else {

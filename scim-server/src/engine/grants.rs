@@ -155,6 +155,9 @@ pub fn expire(
     let Some(g) = grants::get(c, grant_id)? else {
         return Ok(());
     };
+    // The user's row before the grant's, the order an approval decision and a SCIM write of the
+    // user take them: an expiry meeting either then waits instead of deadlocking.
+    crate::store::lock_users_to_plan(c, [g.user_id.as_str()])?;
     if !grants::expire(c, grant_id, now)? {
         return Ok(());
     }

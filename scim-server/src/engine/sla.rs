@@ -29,7 +29,11 @@ pub fn deadline(c: &mut DbConnection, plan_id: &str, now: DateTime<Utc>) -> HubR
     if event.completed.is_some() || open.is_empty() {
         return Ok(());
     }
-    events::mark_breached(c, plan_id)?;
+    // Conditional, and it waits for a worker recording the plan's last operation: when that
+    // completed the event meanwhile, no breach is raised for a plan that met its SLA.
+    if !events::mark_breached(c, plan_id)? {
+        return Ok(());
+    }
     let user_name = engine_state::get_user(c, &event.user_id)?.and_then(|u| {
         u.facts
             .get("userName")
@@ -87,6 +91,13 @@ pub fn operation_done(
     plan_id: &str,
     now: DateTime<Utc>,
 ) -> HubResult<Option<events::EventSla>> {
+    // The event's row first: two workers recording the plan's last two operations at once
+    // would each see the other's still outstanding, and neither complete the event. Locked,
+    // the second sees the first's committed.
+    match events::by_plan_for_update(c, plan_id)? {
+        Some(e) if e.completed.is_none() => {}
+        _ => return Ok(None),
+    }
     if !outbox::outstanding(c, plan_id)?.is_empty() {
         return Ok(None);
     }

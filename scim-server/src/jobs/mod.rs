@@ -255,10 +255,12 @@ async fn call(
     }
 }
 
-/// What running one claimed operation gave, before it is recorded.
-#[derive(Debug)]
+/// What running one claimed operation gave, before it is recorded. Cloned into each run of
+/// the recording transaction (PostgreSQL runs it again when it is a deadlock victim).
+#[derive(Debug, Clone)]
 pub struct Executed {
-    op: Result<Operation, serde_json::Error>,
+    /// The operation, or why it could not be read.
+    op: Result<Operation, String>,
     result: Result<Option<String>, ConnectorError>,
 }
 
@@ -576,8 +578,11 @@ impl Workers {
         let budget = self.budget(&row.connector);
         let breaker = self.circuit(&row.connector);
         let claim = row.clone();
+        // Run again from the start when PostgreSQL picks it as a deadlock victim (the deadline
+        // timer of the plan's SLA takes the event's row in the other order): failing here
+        // would leave a call that was made unrecorded, to be made again after the lease.
         let (outcome, closed) = blocking(move || {
-            store.write_tx(|c, _| record(c, &cfg, budget, &breaker, &claim, ex, now))
+            store.write_tx_retry(|c, _| record(c, &cfg, budget, &breaker, &claim, ex.clone(), now))
         })
         .await?;
         if closed {
@@ -638,7 +643,10 @@ impl Workers {
                 }
             },
         };
-        Some(Executed { op, result })
+        Some(Executed {
+            op: op.map_err(|e| e.to_string()),
+            result,
+        })
     }
 
     /// Releases every claim that is not this worker set's (see

@@ -150,65 +150,27 @@ pub fn join(
     now: DateTime<Utc>,
 ) -> HubResult<String> {
     let scope = current_scope();
-    let existing = match &scope {
-        Some(s) => {
-            let mut q = Sql::<Text>::new(
-                "SELECT id FROM engine_bursts WHERE reported IS NULL AND scope_key = ",
-            );
-            q.text(s.key.as_str());
-            q.get_result::<String>(c).optional()?
+    // A few turns at most: two writes of one import run join at once on PostgreSQL (its two
+    // group-commit writers), and the second's insert of the scope's burst, meeting the first's
+    // in the unique index, does nothing and joins that burst on its next turn instead of
+    // failing the write with a uniqueness error.
+    let mut found = None;
+    for _ in 0..3 {
+        if let Some(id) = find_open(c, scope.as_ref(), client, window, now)? {
+            if touch_open(c, &id, now)? {
+                found = Some(id);
+                break;
+            }
         }
-        None => {
-            let mut q = Sql::<Text>::new(
-                "SELECT id FROM engine_bursts WHERE reported IS NULL AND source = 'window' \
-                 AND client = ",
-            );
-            q.text(client)
-                .push(" AND last_at >= ")
-                .text(fmt_ts(now - window))
-                .push(" ORDER BY last_at DESC");
-            q.limit(1);
-            q.get_result::<String>(c).optional()?
+        if let Some(id) = insert_burst(c, scope.as_ref(), client, now)? {
+            found = Some(id);
+            break;
         }
-    };
-    // Joined only while still open: the burst may have been closed (its confirmation queued)
-    // since it was read, and a plan added to a closed burst would never be reported. The
-    // update takes the burst's row lock, which [`lock_open`] takes before the burst is judged,
-    // so the two take turns.
-    let joined = match existing {
-        Some(id) => {
-            let mut q = Sql::<()>::new("UPDATE engine_bursts SET last_at = ");
-            q.text(fmt_ts(now))
-                .push(" WHERE reported IS NULL AND id = ")
-                .text(id.as_str());
-            (q.execute(c)? == 1).then_some(id)
-        }
-        None => None,
-    };
-    let id = match joined {
-        Some(id) => id,
-        None => {
-            let id = uuid::Uuid::now_v7().to_string();
-            let source = scope.as_ref().map_or(BurstSource::Window, |s| s.source);
-            let mut q = Sql::<()>::new(
-                "INSERT INTO engine_bursts (id, source, scope_key, client, started, last_at, \
-                 mailed) VALUES (",
-            );
-            q.text(id.as_str())
-                .push(", ")
-                .text(source.as_str())
-                .push(", ");
-            q.bind(Bind::OptText(scope.map(|s| s.key)))
-                .push(", ")
-                .text(client)
-                .push(", ")
-                .text(fmt_ts(now))
-                .push(", ")
-                .text(fmt_ts(now))
-                .push(", 0)");
-            q.execute(c)?;
-            id
-        }
+    }
+    let Some(id) = found else {
+        return Err(HubError::TxConflict(
+            "an onboarding burst was opened and closed meanwhile, three times".into(),
+        ));
     };
     let mut q =
         Sql::<()>::new("INSERT INTO engine_burst_plans (burst_id, plan_id, user_id, at) VALUES (");
@@ -222,6 +184,81 @@ pub fn join(
         .push(")");
     q.execute(c)?;
     Ok(id)
+}
+
+/// The open burst a joiner of `scope` (else of `client`'s window) joins, if any.
+fn find_open(
+    c: &mut DbConnection,
+    scope: Option<&Scope>,
+    client: &str,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> HubResult<Option<String>> {
+    match scope {
+        Some(s) => {
+            let mut q = Sql::<Text>::new(
+                "SELECT id FROM engine_bursts WHERE reported IS NULL AND scope_key = ",
+            );
+            q.text(s.key.as_str());
+            Ok(q.get_result::<String>(c).optional()?)
+        }
+        None => {
+            let mut q = Sql::<Text>::new(
+                "SELECT id FROM engine_bursts WHERE reported IS NULL AND source = 'window' \
+                 AND client = ",
+            );
+            q.text(client)
+                .push(" AND last_at >= ")
+                .text(fmt_ts(now - window))
+                .push(" ORDER BY last_at DESC");
+            q.limit(1);
+            Ok(q.get_result::<String>(c).optional()?)
+        }
+    }
+}
+
+/// Moves an open burst's `last_at`; false when it was closed since it was read (its
+/// confirmation queued), as a plan added to a closed burst would never be reported. The update
+/// takes the burst's row lock, which [`lock_open`] takes before the burst is judged, so a
+/// joiner and the closing run take turns.
+fn touch_open(c: &mut DbConnection, id: &str, now: DateTime<Utc>) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_bursts SET last_at = ");
+    q.text(fmt_ts(now))
+        .push(" WHERE reported IS NULL AND id = ")
+        .text(id);
+    Ok(q.execute(c)? == 1)
+}
+
+/// A new open burst; `None` when `scope` has one already (another write of the request or run
+/// opened it meanwhile).
+fn insert_burst(
+    c: &mut DbConnection,
+    scope: Option<&Scope>,
+    client: &str,
+    now: DateTime<Utc>,
+) -> HubResult<Option<String>> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let source = scope.map_or(BurstSource::Window, |s| s.source);
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_bursts (id, source, scope_key, client, started, last_at, mailed) \
+         VALUES (",
+    );
+    q.text(id.as_str())
+        .push(", ")
+        .text(source.as_str())
+        .push(", ");
+    q.bind(Bind::OptText(scope.map(|s| s.key.clone())))
+        .push(", ")
+        .text(client)
+        .push(", ")
+        .text(fmt_ts(now))
+        .push(", ")
+        .text(fmt_ts(now))
+        .push(", 0)");
+    if scope.is_some() {
+        q.push(" ON CONFLICT (scope_key) WHERE reported IS NULL DO NOTHING");
+    }
+    Ok((q.execute(c)? == 1).then_some(id))
 }
 
 /// Bursts whose confirmation is not queued yet, oldest first.

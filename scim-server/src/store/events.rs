@@ -137,6 +137,16 @@ pub fn by_plan(c: &mut DbConnection, plan_id: &str) -> HubResult<Option<EventSla
     Ok(q.load::<SlaRow>(c)?.into_iter().next().map(EventSla::from))
 }
 
+/// [`by_plan`], the event's row locked until the transaction ends (PostgreSQL; SQLite has one
+/// writer): the workers recording a plan's operations, and its SLA deadline, take turns on
+/// it, so each sees what the one before it committed.
+pub fn by_plan_for_update(c: &mut DbConnection, plan_id: &str) -> HubResult<Option<EventSla>> {
+    let mut q = Sql::<SlaSt>::new(SLA_COLS);
+    q.push("WHERE plan_id = ").text(plan_id).limit(1);
+    super::resources::lock_for_write(c, &mut q);
+    Ok(q.load::<SlaRow>(c)?.into_iter().next().map(EventSla::from))
+}
+
 /// A user's events with their SLA records, oldest first.
 pub fn sla_list(c: &mut DbConnection, user_id: &str) -> HubResult<Vec<EventSla>> {
     let mut q = Sql::<SlaSt>::new(SLA_COLS);
@@ -169,7 +179,9 @@ pub fn complete(
     plan_id: &str,
     now: DateTime<Utc>,
 ) -> HubResult<Option<EventSla>> {
-    let Some(mut e) = by_plan(c, plan_id)? else {
+    // Locked: a deadline that marked the event breached after a plain read would be written
+    // over with `met` here.
+    let Some(mut e) = by_plan_for_update(c, plan_id)? else {
         return Ok(None);
     };
     if e.completed.is_some() {

@@ -607,3 +607,45 @@ fn faults_a_scope_whose_burst_closed_early_starts_another() {
         assert_eq!(b.source, BurstSource::Import, "{}", db.name);
     });
 }
+
+/// Two writes of one import run join its burst at once (PostgreSQL runs two group-commit
+/// writers): the second's insert of the scope's burst meets the first's uncommitted one, waits,
+/// and joins it, rather than failing the write with a uniqueness error (which refused the
+/// roster row when its batch ran guarded).
+#[test]
+fn faults_two_writes_of_one_run_open_its_burst_once() {
+    use crate::store::bursts::{self, BurstSource};
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        let window = chrono::Duration::minutes(10);
+        let first = overlapping_writes(
+            s,
+            move |s, hold| {
+                let _scope = bursts::scope(BurstSource::Import, "run-2");
+                s.write_tx(|c, _| {
+                    let id = bursts::join(c, "importer", "p1", "u1", window, now)?;
+                    hold();
+                    Ok(id)
+                })
+                .unwrap()
+            },
+            || {
+                let _scope = bursts::scope(BurstSource::Import, "run-2");
+                let second = s
+                    .write_tx(|c, _| bursts::join(c, "importer", "p2", "u2", window, now))
+                    .unwrap();
+                let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
+                assert_eq!(open.len(), 1, "{}", db.name);
+                assert_eq!(open[0].id, second, "{}", db.name);
+            },
+        );
+        let plans: Vec<String> = s
+            .write_tx(|c, _| bursts::plans(c, &first))
+            .unwrap()
+            .into_iter()
+            .map(|p| p.plan_id)
+            .collect();
+        assert_eq!(plans, ["p1", "p2"], "{}", db.name);
+    });
+}
