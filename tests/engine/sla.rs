@@ -36,6 +36,7 @@ mod deadline {
     with_policy!(super::sla_policy();
         leaver_past_its_sla_is_an_incident_at_the_deadline,
         leaver_in_time_meets_its_sla,
+        the_last_two_operations_recorded_at_once_complete_the_event,
     );
     use super::*;
 }
@@ -279,4 +280,78 @@ fn leaver_without_session_revocation_required(env: Env) {
 
 fn leaver_without_session_revocation_optional(env: Env) {
     assert!(leaver_on_a_connector_without_sessions(&env).is_empty());
+}
+
+/// Two workers record a plan's last two operations (on two systems) in overlapping
+/// transactions: the event is completed once, with its SLA result. Before the completion
+/// locked the event's row first, each worker saw the other's operation still outstanding and
+/// neither completed the event, which then never recorded its time (and reported no result).
+fn the_last_two_operations_recorded_at_once_complete_the_event(env: Env) {
+    use scim_server::engine::sla;
+    use scim_server::store::outbox;
+    // Slack and the ERP: a leaver's plan has operations on both.
+    let dan = env.create_user(user("dan", "Employee", "Finance", "Accounts Payable"));
+    env.run();
+    leave(&env, &dan);
+    let plan = leaver_event(&env, &dan).plan_id;
+    let lease = Duration::minutes(5);
+    let finish = |c: &mut scim_server::store::DbConnection, row: &outbox::OutboxRow| {
+        assert!(outbox::finish(c, row, env.engine.now())?);
+        sla::operation_done(c, &plan, env.engine.now())
+    };
+    // Record the plan's operations one by one until its last two are claimed at once.
+    let last_two = loop {
+        let (claimed, outstanding) = in_tx(&env.store, |c| {
+            let claimed = outbox::claim(c, "test", env.engine.now(), lease, i64::MIN, 100)?;
+            Ok((claimed, outbox::outstanding(c, &plan)?))
+        })
+        .unwrap();
+        let mut mine: Vec<_> = claimed.into_iter().filter(|r| r.plan_id == plan).collect();
+        assert!(!mine.is_empty(), "{outstanding:?}");
+        if outstanding.len() == 2 && mine.len() == 2 {
+            break mine;
+        }
+        // One of the system with the most left, so that each keeps one to the end.
+        let left = |r: &outbox::OutboxRow| {
+            outstanding
+                .iter()
+                .filter(|o| o.connector == r.connector)
+                .count()
+        };
+        let at = (0..mine.len()).max_by_key(|&i| left(&mine[i])).unwrap();
+        let first = mine.remove(at);
+        in_tx(&env.store, |c| finish(c, &first)).unwrap();
+        // The rest go back to pending: claimed again on the next turn.
+        in_tx(&env.store, |c| {
+            for r in &mine {
+                outbox::retry_later(c, r, env.engine.now(), "test")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    };
+    assert_ne!(last_two[0].connector, last_two[1].connector);
+    let (recorded, after_record) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            in_tx(&env.store, |c| {
+                let done = finish(c, &last_two[0])?;
+                recorded.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(done)
+            })
+            .unwrap()
+        });
+        after_record.recv().unwrap();
+        let second = in_tx(&env.store, |c| finish(c, &last_two[1])).unwrap();
+        let first = first.join().unwrap();
+        assert_eq!(
+            usize::from(first.is_some()) + usize::from(second.is_some()),
+            1,
+            "{first:?} {second:?}"
+        );
+    });
+    let e = leaver_event(&env, &dan);
+    assert!(e.completed.is_some(), "{e:?}");
+    assert_eq!(e.sla_result.as_deref(), Some("met"));
 }
