@@ -89,6 +89,10 @@ impl Admin {
         if engine_state::get_user(c, user_id)?.is_none() {
             return Ok(Err(AdminError::NotFound(format!("user {user_id}"))));
         }
+        // The user's row first: the overlap's end (its timer), an acknowledgement and a
+        // re-plan that drops ended overrides all change them under it, so the count below is
+        // what this decision changes, not what another one just ended.
+        crate::store::lock_users_to_plan(c, [user_id])?;
         let open = approvals::overrides(c, user_id)?
             .into_iter()
             .filter(|o| o.until > now)
@@ -102,7 +106,7 @@ impl Admin {
             None => now,
             Some(d) => now + d,
         };
-        approvals::set_override_until(c, user_id, until)?;
+        approvals::set_override_until(c, user_id, until, now)?;
         if extend.is_some() {
             crate::engine::timers::schedule(
                 c,

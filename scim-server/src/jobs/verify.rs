@@ -213,6 +213,11 @@ impl Workers {
                         },
                     )
                 };
+                // The user's row before anything else, the order a SCIM write of the user
+                // takes (user, then its timers and account records): a mismatch below resets
+                // the account record and re-plans the user, and two verifications of one user
+                // (rearmed together when a circuit closes) take turns on the incident check.
+                crate::store::lock_users_to_plan(c, [row.user_id.as_str()])?;
                 match read {
                     Read::NotSupported => {
                         let check = Check {
@@ -259,10 +264,6 @@ impl Workers {
                         Ok(false)
                     }
                     Read::State(state) => {
-                        // The user's row before anything else, the order a SCIM write of the
-                        // user takes (user, then its timers and account records): a mismatch
-                        // below resets the account record and re-plans the user.
-                        crate::store::lock_users_to_plan(c, [row.user_id.as_str()])?;
                         let check = compare(&planned, &ops, state.as_ref());
                         record(c, &check, v.attempt + 1)?;
                         audit_outcome(c, check.outcome, check.detail())?;

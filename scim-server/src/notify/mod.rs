@@ -258,7 +258,24 @@ impl Notifier {
         })
         .await?;
         let n = rows.len();
-        for row in rows {
+        for (i, row) in rows.into_iter().enumerate() {
+            // The first was just claimed; each later one's lease is renewed as its turn comes,
+            // and skipped when another sender has claimed it since (see `notifications::renew`).
+            if i > 0 {
+                let store = self.store.clone();
+                let (id, attempts, until) = (row.id, row.attempts, self.engine.now() + lease);
+                let held = blocking(move || {
+                    store.write_tx(|c, _| notifications::renew(c, id, attempts, until))
+                })
+                .await?;
+                if !held {
+                    tracing::warn!(
+                        notification = id,
+                        "notification claimed by another sender meanwhile; left to it"
+                    );
+                    continue;
+                }
+            }
             self.deliver(row).await?;
         }
         Ok(n)

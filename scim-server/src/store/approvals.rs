@@ -330,11 +330,15 @@ pub fn set_override_until(
     c: &mut DbConnection,
     user_id: &str,
     until: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> HubResult<usize> {
+    // Only those still open: an ended override (its access being revoked) is not brought back.
     let mut q = Sql::<()>::new("UPDATE engine_overrides SET until = ");
     q.text(fmt_ts(until))
         .push(" WHERE user_id = ")
-        .text(user_id);
+        .text(user_id)
+        .push(" AND until > ")
+        .text(fmt_ts(now));
     Ok(q.execute(c)?)
 }
 

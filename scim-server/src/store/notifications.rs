@@ -185,6 +185,26 @@ pub fn claim(
     Ok(rows)
 }
 
+/// Moves the lease of a claimed message to `until`, while the claim `attempts` holds; false when
+/// it no longer does (its lease ran out and another sender claimed it). A sender renews each
+/// message of its batch just before sending it: the batch's messages go one after another, each
+/// up to the transport's timeout, and without renewal the later ones' leases could run out
+/// while they waited, letting another sender claim and send them too.
+pub fn renew(
+    c: &mut DbConnection,
+    id: i64,
+    attempts: i64,
+    until: DateTime<Utc>,
+) -> HubResult<bool> {
+    let mut q = Sql::<()>::new("UPDATE engine_notifications SET lease_until = ");
+    q.text(fmt_ts(until))
+        .push(" WHERE id = ")
+        .int(id)
+        .push(" AND status = 'running' AND attempts = ")
+        .int(attempts);
+    Ok(q.execute(c)? == 1)
+}
+
 /// Marks a message delivered, while the claim `attempts` holds (see [`mark_failed`]); `note`
 /// records recipients that were skipped (no email).
 pub fn mark_sent(

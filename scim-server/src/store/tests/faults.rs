@@ -649,3 +649,39 @@ fn faults_two_writes_of_one_run_open_its_burst_once() {
         assert_eq!(plans, ["p1", "p2"], "{}", db.name);
     });
 }
+
+/// A sender renews a message's lease as its turn in the batch comes: another sender cannot
+/// claim it meanwhile, and a sender whose claim was taken over cannot renew it (it skips the
+/// message rather than sending it a second time).
+#[test]
+fn faults_a_renewed_lease_keeps_a_message_and_a_lost_claim_cannot_renew() {
+    use crate::store::notifications;
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        let secs = chrono::Duration::seconds;
+        s.write_tx(|c, _| {
+            notifications::enqueue(c, "leaver", None, &["it@example.com".into()], "s", "b", now)
+        })
+        .unwrap();
+        let claim = |at| {
+            s.write_tx(|c, _| notifications::claim(c, at, secs(60), 10, false))
+                .unwrap()
+        };
+        let first = claim(now).remove(0);
+        // Its turn comes 50 s into the batch: renewed, no one else can take it at 61 s.
+        assert!(s
+            .write_tx(|c, _| notifications::renew(c, first.id, first.attempts, now + secs(110)))
+            .unwrap());
+        assert!(claim(now + secs(61)).is_empty(), "{}", db.name);
+        // Past the renewed lease another sender claims it; the first can no longer renew.
+        let second = claim(now + secs(111)).remove(0);
+        assert_eq!(second.id, first.id);
+        assert!(!s
+            .write_tx(|c, _| notifications::renew(c, first.id, first.attempts, now + secs(200)))
+            .unwrap());
+        assert!(s
+            .write_tx(|c, _| notifications::renew(c, second.id, second.attempts, now + secs(200)))
+            .unwrap());
+    });
+}
