@@ -35,6 +35,7 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::Engine;
 use crate::error::{HubError, HubResult};
+use crate::store::audit_chain::appending_last;
 use crate::store::{Change, DbConnection, Store};
 use authority::Refusal;
 
@@ -101,7 +102,9 @@ impl Admin {
     /// it then runs again from the start (`f` reads and checks everything again), instead of
     /// failing a decision nothing was wrong with.
     fn decision_tx<T>(&self, mut f: impl FnMut(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {
-        let out = self.store.write_tx_retry(|c, _| f(c))?;
+        let out = self
+            .store
+            .write_tx_retry(|c, _| appending_last(c, &mut f))?;
         self.engine.wake_workers();
         Ok(out)
     }
@@ -110,9 +113,11 @@ impl Admin {
     /// [`Change`]s go to the store's write hook (the engine) before the transaction commits.
     fn decision_tx_with_changes<T>(
         &self,
-        f: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+        mut f: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<T> {
-        let out = self.store.write_tx_retry(f)?;
+        let out = self
+            .store
+            .write_tx_retry(|c, changes| appending_last(c, |c| f(c, changes)))?;
         self.engine.wake_workers();
         Ok(out)
     }

@@ -104,7 +104,7 @@ pub fn operation_done(
     let Some(event) = events::complete(c, plan_id, now)? else {
         return Ok(None);
     };
-    timers::cancel_key(c, &sla_deadline_key(plan_id))?;
+    timers::cancel_key_unless_firing(c, &sla_deadline_key(plan_id))?;
     if let Some(result) = &event.sla_result {
         crate::metrics::global().sla_result(
             &event.event,

@@ -63,6 +63,7 @@ use serde_json::json;
 use crate::engine::plan::{settle, AccountRecord, Operation};
 use crate::engine::Engine;
 use crate::error::{HubError, HubResult};
+use crate::store::audit_chain::appending_last;
 use crate::store::outbox::OutboxRow;
 use crate::store::{audit, connector_health, engine_state, incidents};
 use crate::store::{outbox, timers, DbConnection, Store};
@@ -582,7 +583,11 @@ impl Workers {
         // timer of the plan's SLA takes the event's row in the other order): failing here
         // would leave a call that was made unrecorded, to be made again after the lease.
         let (outcome, closed) = blocking(move || {
-            store.write_tx_retry(|c, _| record(c, &cfg, budget, &breaker, &claim, ex.clone(), now))
+            store.write_tx_retry(|c, _| {
+                appending_last(c, |c| {
+                    record(c, &cfg, budget, &breaker, &claim, ex.clone(), now)
+                })
+            })
         })
         .await?;
         if closed {
@@ -700,16 +705,18 @@ impl Workers {
             // hold that user's row while it waits for the guard a timer's plan took. Everything
             // it does is in the transaction, claims included.
             store.write_tx_retry(|c, _| {
-                crate::engine::certification::ensure_schedule(c, &engine, now)?;
-                let due = timers::claim_due(c, now, 100)?;
-                for t in &due {
-                    crate::engine::timers::fire(c, &engine, t, now)?;
-                    timers::fired(c, t.id, now)?;
-                }
-                let policy = engine.policy.current();
-                crate::engine::incident_notices::queue_due(c, &policy, now)?;
-                let confirmations = crate::engine::onboarding::complete_due(c, &policy, now)?;
-                Ok(due.len() + confirmations)
+                appending_last(c, |c| {
+                    crate::engine::certification::ensure_schedule(c, &engine, now)?;
+                    let due = timers::claim_due(c, now, 100)?;
+                    for t in &due {
+                        crate::engine::timers::fire(c, &engine, t, now)?;
+                        timers::fired(c, t.id, now)?;
+                    }
+                    let policy = engine.policy.current();
+                    crate::engine::incident_notices::queue_due(c, &policy, now)?;
+                    let confirmations = crate::engine::onboarding::complete_due(c, &policy, now)?;
+                    Ok(due.len() + confirmations)
+                })
             })
         })
         .await
@@ -730,7 +737,9 @@ impl Workers {
             let engine = self.engine.clone();
             let n = blocking(move || {
                 // Re-run on a deadlock, as `fire_timers` is: a batch plans several users.
-                store.write_tx_retry(|c, _| crate::engine::replan::run_batch(&engine, c))
+                store.write_tx_retry(|c, _| {
+                    appending_last(c, |c| crate::engine::replan::run_batch(&engine, c))
+                })
             })
             .await?;
             if n == 0 {

@@ -287,6 +287,27 @@ pub(crate) fn deferring<T>(f: impl FnOnce() -> T) -> (T, Vec<PendingEntry>) {
     (out, entries)
 }
 
+/// Runs `f` in the caller's transaction with its appends held back, then appends them in order:
+/// for transactions that lock rows after something they audit (a worker recording an operation
+/// and then completing its plan's event, timers firing one after another, a decision that
+/// re-plans), so that they take the chain head last, after every row, as the rest of the writers
+/// do (the module's first section). Without it such a transaction held the head while it waited
+/// for a row another writer held while waiting for the head: PostgreSQL broke the deadlock after
+/// `deadlock_timeout`, and every SCIM commit waited for the head meanwhile. Inside a
+/// group-commit batch (already held back) it just runs `f`.
+pub(crate) fn appending_last<T>(
+    c: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> HubResult<T>,
+) -> HubResult<T> {
+    if DEFERRED.with(|d| d.borrow().is_some()) {
+        return f(c);
+    }
+    let (out, entries) = deferring(|| f(c));
+    let out = out?;
+    append_all(c, entries.iter())?;
+    Ok(out)
+}
+
 /// An entry as it is stored: timestamp and `detail` already in their text forms.
 struct EntryText<'a> {
     at: String,

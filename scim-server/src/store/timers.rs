@@ -61,6 +61,22 @@ pub fn cancel(c: &mut DbConnection, user_id: &str, kind: &str) -> HubResult<usiz
     Ok(q.execute(c)?)
 }
 
+/// [`cancel_key`], except that a timer being fired right now (its row locked by the claim of
+/// `fire_timers` on PostgreSQL) is left alone rather than waited for: a worker completing a plan
+/// holds the plan's event row, which that firing (the plan's SLA deadline) waits for, so waiting
+/// here would deadlock. The firing then finds the plan complete and does nothing.
+pub fn cancel_key_unless_firing(c: &mut DbConnection, key: &str) -> HubResult<usize> {
+    if !matches!(c, DbConnection::Postgresql(_)) {
+        return cancel_key(c, key);
+    }
+    let mut q = Sql::<()>::new(
+        "UPDATE engine_timers SET status = 'cancelled' WHERE id IN (SELECT id FROM engine_timers \
+         WHERE status = 'pending' AND timer_key = ",
+    );
+    q.text(key).push(" FOR UPDATE SKIP LOCKED)");
+    Ok(q.execute(c)?)
+}
+
 /// Cancels the pending timer with key `key` (e.g. an SLA deadline whose plan completed).
 pub fn cancel_key(c: &mut DbConnection, key: &str) -> HubResult<usize> {
     let mut q = Sql::<()>::new(
