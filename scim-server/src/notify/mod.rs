@@ -258,10 +258,11 @@ impl Notifier {
         })
         .await?;
         let n = rows.len();
-        for (i, row) in rows.into_iter().enumerate() {
-            // The first was just claimed; each later one's lease is renewed as its turn comes,
-            // and skipped when another sender has claimed it since (see `notifications::renew`).
-            if i > 0 {
+        for row in rows {
+            // Each message's lease is renewed as its turn comes once half of it has gone by (a
+            // batch of slow sends), and the message skipped when another sender has claimed it
+            // since (see `notifications::renew`). A quick batch renews nothing.
+            if self.engine.now() > now + lease / 2 {
                 let store = self.store.clone();
                 let (id, attempts, until) = (row.id, row.attempts, self.engine.now() + lease);
                 let held = blocking(move || {
