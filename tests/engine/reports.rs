@@ -389,6 +389,26 @@ fn contractor_history_is_kept_at_expiry(env: Env) {
         detail["sha256"],
         hex::encode(Sha256::digest(kept.body.as_bytes()))
     );
+    // The kept copy names the chain's head it is consistent with: the last entry of the
+    // transaction that completed the expiry (the plan's SLA or its last operation, for cora),
+    // right before the archive's own entry.
+    let head_seq = body["audit_head"]["seq"].as_i64().unwrap();
+    let around = in_tx(&env.store, |c| {
+        scim_server::store::audit_chain::export_page(
+            c,
+            &scim_server::store::audit_chain::ExportFilter {
+                after_seq: Some(head_seq - 1),
+                to_seq: Some(head_seq + 1),
+                ..Default::default()
+            },
+            2,
+        )
+    })
+    .unwrap();
+    assert_eq!(around.len(), 2, "{around:?}");
+    assert_eq!(around[0].user_id, cora, "{around:?}");
+    assert_ne!(around[0].action, "report_archived", "{around:?}");
+    assert_eq!(around[1].action, "report_archived", "{around:?}");
 
     // Later: verification runs, the contract is extended and access comes back; the kept copy
     // is what the report serves, unchanged, and no second copy is made.

@@ -35,7 +35,6 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::Engine;
 use crate::error::{HubError, HubResult};
-use crate::store::audit_chain::appending_last;
 use crate::store::{Change, DbConnection, Store};
 use authority::Refusal;
 
@@ -102,9 +101,7 @@ impl Admin {
     /// it then runs again from the start (`f` reads and checks everything again), instead of
     /// failing a decision nothing was wrong with.
     fn decision_tx<T>(&self, mut f: impl FnMut(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {
-        let out = self
-            .store
-            .write_tx_retry(|c, _| appending_last(c, &mut f))?;
+        let out = self.store.write_tx_appending_last(|c, _| f(c))?;
         self.engine.wake_workers();
         Ok(out)
     }
@@ -113,11 +110,9 @@ impl Admin {
     /// [`Change`]s go to the store's write hook (the engine) before the transaction commits.
     fn decision_tx_with_changes<T>(
         &self,
-        mut f: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+        f: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
     ) -> HubResult<T> {
-        let out = self
-            .store
-            .write_tx_retry(|c, changes| appending_last(c, |c| f(c, changes)))?;
+        let out = self.store.write_tx_appending_last(f)?;
         self.engine.wake_workers();
         Ok(out)
     }

@@ -312,6 +312,7 @@ fn record_done(
 /// nothing and nothing else is written ([`OpOutcome::Lost`]). The outcome also moves the
 /// connector's circuit ([`circuit`]); the flag is true when that closed it (waiting operations
 /// were made due: the caller wakes the workers).
+#[allow(clippy::too_many_arguments)]
 fn record(
     c: &mut DbConnection,
     cfg: &WorkerConfig,
@@ -320,6 +321,7 @@ fn record(
     row: &OutboxRow,
     ex: Executed,
     now: chrono::DateTime<chrono::Utc>,
+    completed: &mut Option<crate::store::events::EventSla>,
 ) -> HubResult<(OpOutcome, bool)> {
     let answered = match (&ex.result, &ex.op) {
         // Reachable: it did the operation, or answered that it will not (a refusal, a bad
@@ -339,7 +341,7 @@ fn record(
             }
         }
     }
-    record_outcome(c, cfg, max_attempts, row, ex, now).map(|o| (o, closed))
+    record_outcome(c, cfg, max_attempts, row, ex, now, completed).map(|o| (o, closed))
 }
 
 /// [`record`] once the circuit has had its say: done, retry later, or park.
@@ -350,6 +352,7 @@ fn record_outcome(
     row: &OutboxRow,
     ex: Executed,
     now: chrono::DateTime<chrono::Utc>,
+    completed: &mut Option<crate::store::events::EventSla>,
 ) -> HubResult<OpOutcome> {
     match (ex.result, ex.op) {
         (Ok(id), Ok(op)) => {
@@ -357,9 +360,9 @@ fn record_outcome(
                 return Ok(OpOutcome::Lost);
             }
             record_done(c, row, &op, id, now)?;
-            if let Some(done) = crate::engine::sla::operation_done(c, &row.plan_id, now)? {
-                crate::report::contractor::archive(c, &done, now)?;
-            }
+            // The contractor history of a completed contract expiry is kept by the caller,
+            // after this transaction's audit entries (see `run_claimed_inner`).
+            *completed = crate::engine::sla::operation_done(c, &row.plan_id, now)?;
             Ok(OpOutcome::Done)
         }
         (Err(e), _) if e.kind == ErrorKind::Retryable && row.attempts < max_attempts => {
@@ -584,9 +587,25 @@ impl Workers {
         // would leave a call that was made unrecorded, to be made again after the lease.
         let (outcome, closed) = blocking(move || {
             store.write_tx_retry(|c, _| {
-                appending_last(c, |c| {
-                    record(c, &cfg, budget, &breaker, &claim, ex.clone(), now)
-                })
+                let mut completed = None;
+                let out = appending_last(c, |c| {
+                    record(
+                        c,
+                        &cfg,
+                        budget,
+                        &breaker,
+                        &claim,
+                        ex.clone(),
+                        now,
+                        &mut completed,
+                    )
+                })?;
+                // After the appends: a kept report names the chain's head, which is then this
+                // transaction's own last entry, consistent with the completion it records.
+                if let Some(done) = &completed {
+                    crate::report::contractor::archive(c, done, now)?;
+                }
+                Ok(out)
             })
         })
         .await?;
@@ -704,19 +723,17 @@ impl Workers {
             // plans several users in one transaction, and a leaver's PATCH of one of them may
             // hold that user's row while it waits for the guard a timer's plan took. Everything
             // it does is in the transaction, claims included.
-            store.write_tx_retry(|c, _| {
-                appending_last(c, |c| {
-                    crate::engine::certification::ensure_schedule(c, &engine, now)?;
-                    let due = timers::claim_due(c, now, 100)?;
-                    for t in &due {
-                        crate::engine::timers::fire(c, &engine, t, now)?;
-                        timers::fired(c, t.id, now)?;
-                    }
-                    let policy = engine.policy.current();
-                    crate::engine::incident_notices::queue_due(c, &policy, now)?;
-                    let confirmations = crate::engine::onboarding::complete_due(c, &policy, now)?;
-                    Ok(due.len() + confirmations)
-                })
+            store.write_tx_appending_last(|c, _| {
+                crate::engine::certification::ensure_schedule(c, &engine, now)?;
+                let due = timers::claim_due(c, now, 100)?;
+                for t in &due {
+                    crate::engine::timers::fire(c, &engine, t, now)?;
+                    timers::fired(c, t.id, now)?;
+                }
+                let policy = engine.policy.current();
+                crate::engine::incident_notices::queue_due(c, &policy, now)?;
+                let confirmations = crate::engine::onboarding::complete_due(c, &policy, now)?;
+                Ok(due.len() + confirmations)
             })
         })
         .await
@@ -737,9 +754,7 @@ impl Workers {
             let engine = self.engine.clone();
             let n = blocking(move || {
                 // Re-run on a deadlock, as `fire_timers` is: a batch plans several users.
-                store.write_tx_retry(|c, _| {
-                    appending_last(c, |c| crate::engine::replan::run_batch(&engine, c))
-                })
+                store.write_tx_appending_last(|c, _| crate::engine::replan::run_batch(&engine, c))
             })
             .await?;
             if n == 0 {

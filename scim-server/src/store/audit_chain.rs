@@ -273,6 +273,12 @@ thread_local! {
 /// rows, the reverse of every other writer's order (rows, then the head), and two transactions
 /// taking the two in opposite orders deadlock.
 pub(crate) fn deferring<T>(f: impl FnOnce() -> T) -> (T, Vec<PendingEntry>) {
+    // Nested, the inner call would take the outer one's entries and leave later ones appended
+    // in the middle of the transaction.
+    debug_assert!(
+        !is_deferring(),
+        "audit appends deferred twice on one thread"
+    );
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -299,13 +305,41 @@ pub(crate) fn appending_last<T>(
     c: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> HubResult<T>,
 ) -> HubResult<T> {
-    if DEFERRED.with(|d| d.borrow().is_some()) {
+    if is_deferring() {
         return f(c);
     }
     let (out, entries) = deferring(|| f(c));
     let out = out?;
     append_all(c, entries.iter())?;
     Ok(out)
+}
+
+/// Whether appends on this thread are being held back ([`deferring`]).
+pub(crate) fn is_deferring() -> bool {
+    DEFERRED.with(|d| d.borrow().is_some())
+}
+
+thread_local! {
+    /// Set while [`Store::write_tx_appending_last`](super::Store) runs a write on this thread.
+    static APPEND_LAST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with [`appends_last_requested`] true on this thread.
+pub(crate) fn requesting_appends_last<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            APPEND_LAST.with(|a| a.set(self.0));
+        }
+    }
+    let _reset = Reset(APPEND_LAST.with(|a| a.replace(true)));
+    f()
+}
+
+/// Whether the write running on this thread asked for its appends to come after its body and
+/// the engine's hook (see `Store::write_body_in`).
+pub(crate) fn appends_last_requested() -> bool {
+    APPEND_LAST.with(std::cell::Cell::get)
 }
 
 /// An entry as it is stored: timestamp and `detail` already in their text forms.

@@ -773,6 +773,18 @@ impl Store {
         self.write_attempts(self.inner.write_attempts, body)
     }
 
+    /// [`Store::write_tx_retry`] for a body that locks rows after something it audits (firing
+    /// timers, an admin decision that re-plans, a background group-change batch): every audit
+    /// entry its body and the engine's hook append is held back to the end of the transaction,
+    /// so it takes the chain head after every row, as other writers do (see
+    /// `audit_chain::appending_last`).
+    pub(crate) fn write_tx_appending_last<T>(
+        &self,
+        body: impl FnMut(&mut DbConnection, &mut Vec<Change>) -> HubResult<T>,
+    ) -> HubResult<T> {
+        audit_chain::requesting_appends_last(|| self.write_tx_retry(body))
+    }
+
     fn write_attempts<T>(
         &self,
         attempts: u32,
@@ -930,8 +942,11 @@ impl Store {
             Ok(out)
         };
         // In a batch, the entries the body and the engine's plan append wait for the batch's
-        // end too (see `audit_chain::deferring`).
-        let (out, mut audit) = if in_batch {
+        // end too (see `audit_chain::deferring`); so do they, to this write's end, when it asked
+        // for its appends last (`Store::write_tx_appending_last`).
+        let held =
+            !in_batch && audit_chain::appends_last_requested() && !audit_chain::is_deferring();
+        let (out, mut audit) = if in_batch || held {
             audit_chain::deferring(|| run(c, &mut changes))
         } else {
             (run(c, &mut changes), Vec::new())
@@ -940,11 +955,15 @@ impl Store {
         // Last, after the engine's plan: an append holds the chain head until commit.
         let now = self.now();
         for change in &changes {
-            if in_batch {
+            if in_batch || held {
                 audit.push(audit_chain::scim_write_entry(change, now));
             } else {
                 audit_chain::append_scim_write(c, change, now)?;
             }
+        }
+        if held {
+            audit_chain::append_all(c, audit.iter())?;
+            audit.clear();
         }
         let population: Vec<_> = changes
             .iter()

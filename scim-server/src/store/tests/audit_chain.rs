@@ -660,3 +660,59 @@ proptest::proptest! {
         proptest::prop_assert_eq!(audit_chain::canonical_json(&v), reference_canonical(&v));
     }
 }
+
+/// A write that asks for its appends last holds them back to its end: while its body runs the
+/// head has not moved (so the chain head is not locked while the body goes on locking rows),
+/// and at commit its entries are in the chain in the order they were made, the SCIM write's
+/// own entry after its body's, and the chain verifies.
+#[test]
+fn a_write_appending_last_holds_its_entries_to_its_end() {
+    each_backend(|db| {
+        let s = &db.store;
+        let ann = s
+            .create(
+                ResourceKind::User,
+                obj(json!({"userName": "ann"})),
+                Some("okta"),
+            )
+            .unwrap()
+            .id;
+        let before = head(db);
+        let entry = |outcome: &'static str| crate::store::audit::AuditEntry {
+            at: chrono::Utc::now(),
+            actor: "test",
+            user_id: "u",
+            connector: None,
+            action: "appends_last",
+            outcome,
+            detail: json!({}),
+        };
+        s.write_tx_appending_last(|c, changes| {
+            crate::store::audit::append(c, &entry("first"))?;
+            assert_eq!(audit_chain::head(c)?.seq, before.seq, "{}", db.name);
+            s.update_with_in(c, changes, ResourceKind::User, &ann, |mut d| {
+                d.insert("title".into(), json!("late"));
+                Ok(d)
+            })?;
+            crate::store::audit::append(c, &entry("second"))?;
+            assert_eq!(audit_chain::head(c)?.seq, before.seq, "{}", db.name);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(head(db).seq, before.seq + 3, "{}", db.name);
+        let actions: Vec<String> = (before.seq + 1..=before.seq + 3)
+            .map(|seq| {
+                let r = row(db, seq);
+                format!("{}:{}", r.action, r.outcome)
+            })
+            .collect();
+        assert_eq!(
+            actions[..2],
+            ["appends_last:first", "appends_last:second"],
+            "{}",
+            db.name
+        );
+        assert!(actions[2].starts_with("scim."), "{actions:?}");
+        assert!(verify(db).ok, "{}", db.name);
+    });
+}
