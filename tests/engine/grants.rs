@@ -75,6 +75,16 @@ fn ask(env: &Env, user: &str, ent: &str, hours: i64) -> Result<GrantCreated, Adm
     })
 }
 
+/// The approval request `id` as the admin API lists it.
+fn approval_row(env: &Env, id: &str) -> scim_server::store::approvals::ApprovalRow {
+    env.admin
+        .approvals(None)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap()
+}
+
 fn grant_state(env: &Env, id: &str) -> String {
     in_tx(&env.store, |c| grants::get(c, id))
         .unwrap()
@@ -401,13 +411,7 @@ fn approval_required_grant_gives_nothing_before_approval(env: Env) {
         .unwrap();
     let token = approve.rsplit("/links/").next().unwrap();
     env.admin.follow_link(token).unwrap();
-    let row = env
-        .admin
-        .approvals(None)
-        .unwrap()
-        .into_iter()
-        .find(|r| r.id == req.id)
-        .unwrap();
+    let row = approval_row(&env, &req.id);
     assert_eq!(row.status.as_str(), "approved");
     assert_eq!(row.decided_as.as_deref(), Some("manager"));
     let id = g.grant["id"].as_str().unwrap();
@@ -466,13 +470,7 @@ fn an_approval_meeting_an_expiry_in_flight_is_refused(env: Env) {
         matches!(&decided, Err(AdminError::Conflict(m)) if m.contains("expired")),
         "{decided:?}"
     );
-    let row = env
-        .admin
-        .approvals(None)
-        .unwrap()
-        .into_iter()
-        .find(|r| r.id == req.id)
-        .unwrap();
+    let row = approval_row(&env, &req.id);
     assert_eq!(row.status.as_str(), "pending");
     assert_eq!(grant_state(&env, &id), "expired");
     env.run();
