@@ -155,8 +155,9 @@ impl Admin {
     /// Lifts a revocation in force as `actor` (an administrator's decision, audited) and
     /// re-plans the user: access a profile grants comes back through the outbox.
     pub fn lift_revocation(&self, id: &str, actor: &str) -> AdminResult<Value> {
-        let now = self.now();
         self.decision_tx(|c| {
+            // Read on each run (a re-run after a deadlock decides at its own time).
+            let now = self.now();
             let Some(r) = store::all_revocations(c, 1_000_000)?
                 .into_iter()
                 .find(|r| r.id == id)

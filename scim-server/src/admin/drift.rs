@@ -139,9 +139,10 @@ impl Admin {
     /// Follows a drift review link (`POST`), once per finding: keep records the exception
     /// and closes the finding; remove plans the correction (under the blast-radius guard).
     pub(super) fn follow_drift_link(&self, link: VerifiedLink) -> AdminResult<LinkOutcome> {
-        let now = self.now();
         let keep = link.claims.a == "drift-keep";
         let message = self.decision_tx(|c| {
+            // Read on each run (a re-run after a deadlock decides at its own time).
+            let now = self.now();
             let f = match self.check_drift_link(c, &link)? {
                 Ok(f) => f,
                 Err(e) => return Ok(Err(e)),

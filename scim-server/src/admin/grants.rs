@@ -429,8 +429,9 @@ impl Admin {
         if reason.is_empty() {
             return Err(invalid("revoking a grant needs a reason"));
         }
-        let now = self.now();
         self.decision_tx(|c| {
+            // Read on each run (a re-run after a deadlock decides at its own time).
+            let now = self.now();
             let Some(g) = grants::get(c, id)? else {
                 return Ok(Err(AdminError::NotFound(format!("grant {id}"))));
             };

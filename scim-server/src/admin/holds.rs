@@ -42,8 +42,9 @@ impl Admin {
     /// operations were released.
     pub fn confirm_hold(&self, id: &str, by: &str) -> AdminResult<usize> {
         let hold = self.pending_hold(id)?;
-        let now = self.now();
         self.decision_tx(|c| {
+            // Read on each run (a re-run after a deadlock decides at its own time).
+            let now = self.now();
             if !holds::decide(c, id, holds::HoldStatus::Confirmed, by, now)? {
                 return Ok(None);
             }
@@ -71,8 +72,9 @@ impl Admin {
     /// the connectors hold, so the next change plans them afresh. Returns how many users.
     pub fn discard_hold(&self, id: &str, by: &str) -> AdminResult<usize> {
         self.pending_hold(id)?;
-        let now = self.now();
         self.decision_tx(|c| {
+            // Read on each run (a re-run after a deadlock decides at its own time).
+            let now = self.now();
             holds::lock_held_users(c, id)?;
             if !holds::decide(c, id, holds::HoldStatus::Discarded, by, now)? {
                 return Ok(None);

@@ -506,8 +506,9 @@ impl Admin {
                 message: message.into(),
             });
         }
-        let now = self.now();
         self.decision_tx(|c| {
+            // Read on each run (a re-run after a deadlock decides at its own time).
+            let now = self.now();
             if let Err(e) = self.check_link(c, &link)? {
                 return Ok(Err(e));
             }

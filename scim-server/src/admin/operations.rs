@@ -38,8 +38,9 @@ impl Admin {
     /// resolves its incidents. 404 when unknown, 409 when it is not failed or a later operation
     /// on the same user and connector already ran (running the old one now could undo it).
     pub fn retry(&self, id: i64, by: &str) -> AdminResult<outbox::OutboxRow> {
-        let now = self.now();
         self.decision_tx(|c| {
+            // Read on each run (a re-run after a deadlock decides at its own time).
+            let now = self.now();
             let Some(row) = outbox::get_op(c, id)? else {
                 return Ok(Err(AdminError::NotFound(format!("operation {id}"))));
             };
@@ -92,8 +93,9 @@ impl Admin {
         {
             return Err(AdminError::NotFound(format!("connector {connector}")));
         }
-        let now = self.now();
         self.decision_tx(|c| {
+            // Read on each run (a re-run after a deadlock decides at its own time).
+            let now = self.now();
             // The circuit's row first, as the runner locks it before the connector's outbox
             // rows when a call closes the circuit: the same order, so no deadlock.
             let mut out = ConnectorRetry {

@@ -685,3 +685,40 @@ fn faults_a_renewed_lease_keeps_a_message_and_a_lost_claim_cannot_renew() {
             .unwrap());
     });
 }
+
+/// A worker completing a plan cancels its SLA deadline timer while a `fire_timers` transaction
+/// holds that timer claimed (it is firing the deadline, which waits for the plan's event row the
+/// worker holds): on PostgreSQL the cancel leaves the claimed timer alone instead of waiting for
+/// it, which would close a deadlock; with one writer (SQLite) the two run one after the other and
+/// the cancel applies.
+#[test]
+fn faults_a_deadline_being_fired_is_not_waited_for_by_its_cancel() {
+    use crate::store::timers;
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        s.write_tx(|c, _| {
+            timers::schedule(c, "sla:p1", "u1", "sla_deadline", now, &json!({}), now)
+        })
+        .unwrap();
+        let claimed = overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    let due = timers::claim_due(c, now, 10)?;
+                    hold();
+                    Ok(due.len())
+                })
+                .unwrap()
+            },
+            || {
+                let cancelled = s
+                    .write_tx(|c, _| timers::cancel_key_unless_firing(c, "sla:p1"))
+                    .unwrap();
+                let expected = if db.name == "postgres" { 0 } else { 1 };
+                assert_eq!(cancelled, expected, "{}", db.name);
+            },
+        );
+        assert_eq!(claimed, 1, "{}", db.name);
+    });
+}
