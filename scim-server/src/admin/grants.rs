@@ -143,7 +143,6 @@ impl Admin {
     /// Asks for a time-bound emergency grant (see the module documentation for the checks).
     pub fn create_grant(&self, r: &GrantRequest<'_>) -> AdminResult<GrantCreated> {
         let policy = self.engine.policy.current();
-        let now = self.now();
         let reason = r.reason.trim();
         if reason.is_empty() {
             return Err(invalid("a grant needs a reason"));
@@ -160,12 +159,15 @@ impl Admin {
                 fmt_duration(r.duration)
             )));
         }
-        let expires = now + r.duration;
         let ent_json =
             serde_json::to_string(&entitlement).map_err(|e| HubError::Backend(e.to_string()))?;
         let level = policy.grant_approval(&connector, &entitlement);
         let what = label(&connector, &ent_json);
         self.decision_tx(|c| {
+            // Read on each run (a re-run after a deadlock decides, and starts the grant, at its
+            // own time).
+            let now = self.now();
+            let expires = now + r.duration;
             let (user_id, _) = match resolve_user(c, r.user) {
                 Ok(u) => u,
                 Err(AdminError::Store(e)) => return Err(e),
