@@ -132,18 +132,26 @@ const SLA_COLS: &str = "SELECT at, user_id, event, plan_id, sla_due, completed, 
 
 /// The event recorded for plan `plan_id`.
 pub fn by_plan(c: &mut DbConnection, plan_id: &str) -> HubResult<Option<EventSla>> {
-    let mut q = Sql::<SlaSt>::new(SLA_COLS);
-    q.push("WHERE plan_id = ").text(plan_id).limit(1);
-    Ok(q.load::<SlaRow>(c)?.into_iter().next().map(EventSla::from))
+    by_plan_sql(c, plan_id, false)
 }
 
 /// [`by_plan`], the event's row locked until the transaction ends (PostgreSQL; SQLite has one
 /// writer): the workers recording a plan's operations, and its SLA deadline, take turns on
 /// it, so each sees what the one before it committed.
 pub fn by_plan_for_update(c: &mut DbConnection, plan_id: &str) -> HubResult<Option<EventSla>> {
+    by_plan_sql(c, plan_id, true)
+}
+
+fn by_plan_sql(
+    c: &mut DbConnection,
+    plan_id: &str,
+    for_update: bool,
+) -> HubResult<Option<EventSla>> {
     let mut q = Sql::<SlaSt>::new(SLA_COLS);
     q.push("WHERE plan_id = ").text(plan_id).limit(1);
-    super::resources::lock_for_write(c, &mut q);
+    if for_update {
+        super::resources::lock_for_write(c, &mut q);
+    }
     Ok(q.load::<SlaRow>(c)?.into_iter().next().map(EventSla::from))
 }
 

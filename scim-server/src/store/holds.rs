@@ -219,13 +219,15 @@ pub fn lock_held_users(c: &mut DbConnection, id: &str) -> HubResult<()> {
     if !matches!(c, DbConnection::Postgresql(_)) {
         return Ok(());
     }
-    let mut q = Sql::<Text>::new(
-        "SELECT id FROM resources WHERE resource_type = 'User' AND id IN \
-         (SELECT user_id FROM engine_outbox WHERE status = 'held' AND hold_id = ",
-    );
-    q.text(id).push(") ORDER BY id FOR UPDATE");
-    q.load::<String>(c)?;
-    Ok(())
+    let users = held_users(c, id)?;
+    super::resources::lock_users_to_plan(c, users.iter().map(String::as_str))
+}
+
+/// The users whose operations the hold `id` holds, in id order.
+fn held_users(c: &mut DbConnection, id: &str) -> HubResult<Vec<String>> {
+    let mut users = Sql::<Text>::new("SELECT DISTINCT user_id FROM engine_outbox WHERE hold_id = ");
+    users.text(id).push(" AND status = 'held' ORDER BY user_id");
+    Ok(users.load::<String>(c)?)
 }
 
 /// Releases or discards the operations of a hold; returns their users.
@@ -235,9 +237,7 @@ pub fn release_ops(
     what: HeldOps,
     now: DateTime<Utc>,
 ) -> HubResult<Vec<String>> {
-    let mut users = Sql::<Text>::new("SELECT DISTINCT user_id FROM engine_outbox WHERE hold_id = ");
-    users.text(id).push(" AND status = 'held' ORDER BY user_id");
-    let users = users.load::<String>(c)?;
+    let users = held_users(c, id)?;
     let status = match what {
         HeldOps::Release => OutboxStatus::Pending,
         HeldOps::Discard => OutboxStatus::Discarded,
