@@ -21,6 +21,7 @@ backends!(
     large_group_change_planned_in_batches_resumes_after_a_crash,
     rehire_during_overlap_starts_from_the_new_role,
     a_group_change_is_judged_under_the_guards_lock,
+    a_discard_locks_the_users_a_plan_added_while_it_waited,
 );
 
 /// `n` users in Sales, and the group "Badge" (which drives the `badge` profile: erp role:badge)
@@ -303,4 +304,132 @@ fn a_group_change_is_judged_under_the_guards_lock(env: Env) {
             "the guard's lock was taken while a group change was being judged"
         );
     });
+}
+
+/// Waits until a connection of this test's database waits for a row lock in a statement that
+/// contains `statement` (PostgreSQL), so a test can act while it is parked there.
+fn until_waiting_in(pg: &mut diesel::PgConnection, statement: &str) {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    for _ in 0..3000 {
+        let w: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND position($1 in query) > 0",
+        )
+        .bind::<Text, _>(statement)
+        .get_result(pg)
+        .unwrap();
+        if w.n > 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("nothing waited for a lock in `{statement}`");
+}
+
+/// A plan that joins a hold while security discards it (PostgreSQL: several writers): the
+/// discard's first lock pass cannot see the joiner's user (its operations are not committed
+/// yet), and its decision waits for the joiner's lock on the hold. Once the joiner commits, the
+/// discard resets that user's planned state too, so it must hold that user's row by then, or a
+/// plan of the user committed meanwhile is overwritten (and planned from a state about to be
+/// discarded). The discard is parked in its release of the held operations (the test holds one
+/// of them) and the joiner's user must be locked there.
+fn a_discard_locks_the_users_a_plan_added_while_it_waited(env: Env) {
+    use diesel::sql_types::Text;
+    use diesel::RunQueryDsl;
+    use scim_server::store::{holds, outbox};
+    let Some(mut observer) = env.pg_observer() else {
+        return; // One writer on SQLite: nothing can interleave.
+    };
+    let ada = env.create_user(user("ada", "Employee", "Sales", "Rep"));
+    let bea = env.create_user(user("bea", "Employee", "Sales", "Rep"));
+    env.run();
+    let now = env.clock.now();
+    let held_op = |user_id: &str, plan_id: &str| {
+        let (user_id, plan_id) = (user_id.to_string(), plan_id.to_string());
+        move |c: &mut scim_server::store::DbConnection| {
+            outbox::enqueue(
+                c,
+                &outbox::NewOp {
+                    plan_id: &plan_id,
+                    user_id: &user_id,
+                    connector: "slack",
+                    event: "leaver",
+                    priority: 0,
+                    op: "\"disable\"".into(),
+                    hold_id: Some("h1"),
+                },
+                now,
+            )
+        }
+    };
+    in_tx(&env.store, |c| {
+        holds::create(c, "h1", "too many leavers", now)?;
+        held_op(&ada, "plan-ada")(c)
+    })
+    .unwrap();
+    let lock_row = |c: &mut scim_server::store::DbConnection, sql: &str, id: &str| {
+        diesel::sql_query(sql).bind::<Text, _>(id).execute(c)
+    };
+    let (joined, joined_rx) = std::sync::mpsc::channel::<()>();
+    let (commit, commit_rx) = std::sync::mpsc::channel::<()>();
+    let (outbox_held, outbox_held_rx) = std::sync::mpsc::channel::<()>();
+    let (release_outbox, release_outbox_rx) = std::sync::mpsc::channel::<()>();
+    let (env, ada, bea, lock_row, held_op) = (&env, &ada, &bea, &lock_row, &held_op);
+    // `move`: a failed check drops the senders, so the waiting threads end instead of hanging.
+    std::thread::scope(move |scope| {
+        // Holds ada's held operation, where the discard will park.
+        scope.spawn(move || {
+            in_tx(&env.store, |c| {
+                lock_row(
+                    c,
+                    "SELECT id FROM engine_outbox WHERE user_id = $1 FOR UPDATE",
+                    ada,
+                )?;
+                outbox_held.send(()).unwrap();
+                release_outbox_rx.recv().unwrap();
+                Ok(())
+            })
+            .unwrap();
+        });
+        outbox_held_rx.recv().unwrap();
+        // The joiner: bea's row, then the open hold (locked), as a plan takes them.
+        scope.spawn(move || {
+            in_tx(&env.store, |c| {
+                lock_row(c, "SELECT id FROM resources WHERE id = $1 FOR UPDATE", bea)?;
+                assert_eq!(holds::open_hold(c)?.as_deref(), Some("h1"));
+                joined.send(()).unwrap();
+                commit_rx.recv().unwrap();
+                held_op(bea, "plan-bea")(c)
+            })
+            .unwrap();
+        });
+        joined_rx.recv().unwrap();
+        let discard = scope.spawn(|| env.admin.discard_hold("h1", "sec"));
+        until_waiting_in(&mut observer, "UPDATE engine_holds");
+        commit.send(()).unwrap();
+        until_waiting_in(&mut observer, "UPDATE engine_outbox");
+        let plan_of_bea = in_tx(&env.store, |c| {
+            lock_row(
+                c,
+                "SELECT id FROM resources WHERE id = $1 FOR UPDATE NOWAIT",
+                bea,
+            )?;
+            Ok(())
+        });
+        assert!(
+            plan_of_bea.is_err(),
+            "a plan of the joiner's user ran while the discard was resetting that user"
+        );
+        release_outbox.send(()).unwrap();
+        assert_eq!(discard.join().unwrap().unwrap(), 2, "both users discarded");
+    });
+    let bea_ops = in_tx(&env.store, |c| outbox::list_plan(c, "plan-bea")).unwrap();
+    assert_eq!(bea_ops.len(), 1);
+    assert_eq!(bea_ops[0].status, outbox::OutboxStatus::Discarded);
 }

@@ -114,6 +114,14 @@ impl Env {
         })
     }
 
+    /// A connection of its own to this test's PostgreSQL database (`None` on SQLite): to watch
+    /// `pg_stat_activity` while the store's connections wait on each other.
+    pub fn pg_observer(&self) -> Option<PgConnection> {
+        let (admin_url, name) = self.pg.as_ref()?;
+        let base = admin_url.rsplit_once('/').unwrap().0;
+        Some(PgConnection::establish(&format!("{base}/{name}")).unwrap())
+    }
+
     pub fn app(&self, name: &str) -> &MemoryConnector {
         &self.apps.iter().find(|(n, _)| n == name).unwrap().1
     }
