@@ -12,7 +12,7 @@ use scim_server::store::holds::HoldStatus;
 use scim_server::store::{approvals, engine_state, replans, timers, MemberRemoval, ResourceKind};
 use serde_json::json;
 
-use super::{set_dept, user, Env, POLICY};
+use super::{set_dept, until_waiting_in, user, Env, POLICY};
 
 backends!(
     group_delete_is_one_blast,
@@ -304,32 +304,6 @@ fn a_group_change_is_judged_under_the_guards_lock(env: Env) {
             "the guard's lock was taken while a group change was being judged"
         );
     });
-}
-
-/// Waits until a connection of this test's database waits for a row lock in a statement that
-/// contains `statement` (PostgreSQL), so a test can act while it is parked there.
-fn until_waiting_in(pg: &mut diesel::PgConnection, statement: &str) {
-    use diesel::sql_types::{BigInt, Text};
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Waiting {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    for _ in 0..3000 {
-        let w: Waiting = diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND position($1 in query) > 0",
-        )
-        .bind::<Text, _>(statement)
-        .get_result(pg)
-        .unwrap();
-        if w.n > 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("nothing waited for a lock in `{statement}`");
 }
 
 /// A plan that joins a hold while security discards it (PostgreSQL: several writers): the

@@ -216,6 +216,32 @@ pub fn set_dept(d: &mut Doc, dept: &str) {
     );
 }
 
+/// Waits until a connection of this test's database waits for a row lock in a statement that
+/// contains `statement` (PostgreSQL), so a test can act while it is parked there.
+pub fn until_waiting_in(pg: &mut diesel::PgConnection, statement: &str) {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    for _ in 0..3000 {
+        let w: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND position($1 in query) > 0",
+        )
+        .bind::<Text, _>(statement)
+        .get_result(pg)
+        .unwrap();
+        if w.n > 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("nothing waited for a lock in `{statement}`");
+}
+
 /// One test per backend.
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {

@@ -18,7 +18,7 @@ use scim_server::service::{schemas::registry, Schemas};
 use scim_server::store::{events, incidents, timers};
 use serde_json::json;
 
-use super::{user, Env, POLICY};
+use super::{until_waiting_in, user, Env, POLICY};
 
 /// One test per backend, under `policy`.
 macro_rules! with_policy {
@@ -37,6 +37,7 @@ mod deadline {
         leaver_past_its_sla_is_an_incident_at_the_deadline,
         leaver_in_time_meets_its_sla,
         the_last_two_operations_recorded_at_once_complete_the_event,
+        a_worker_waiting_for_its_event_row_does_not_hold_the_chain_head,
     );
     use super::*;
 }
@@ -354,4 +355,61 @@ fn the_last_two_operations_recorded_at_once_complete_the_event(env: Env) {
     let e = leaver_event(&env, &dan);
     assert!(e.completed.is_some(), "{e:?}");
     assert_eq!(e.sla_result.as_deref(), Some("met"));
+}
+
+/// A worker recording a plan's operation while the plan's SLA deadline fires (PostgreSQL:
+/// several writers). The firing holds the event's row and then appends to the audit chain; the
+/// worker locks the event's row to complete the event. Before the worker held its audit entries
+/// to the end of its transaction, it took the chain's head first and then waited for the event
+/// row: a deadlock that PostgreSQL broke only after `deadlock_timeout`, with every SCIM commit
+/// waiting on the head meanwhile. The test holds the event row as the firing does and checks
+/// that the worker parked on it leaves the head free.
+fn a_worker_waiting_for_its_event_row_does_not_hold_the_chain_head(env: Env) {
+    use diesel::sql_types::Text;
+    use diesel::RunQueryDsl;
+    let Some(mut observer) = env.pg_observer() else {
+        return; // One writer on SQLite: the two run one after the other.
+    };
+    let eva = env.create_user(user("eva", "Employee", "Sales", "Rep"));
+    env.run();
+    leave(&env, &eva);
+    let plan = leaver_event(&env, &eva).plan_id;
+    let (held, held_rx) = std::sync::mpsc::channel::<()>();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let (env, plan) = (&env, &plan);
+    // `move`: a failed check drops `release`, so the thread holding the row ends.
+    std::thread::scope(move |scope| {
+        scope.spawn(move || {
+            in_tx(&env.store, |c| {
+                diesel::sql_query(
+                    "SELECT plan_id FROM engine_events WHERE plan_id = $1 FOR UPDATE",
+                )
+                .bind::<Text, _>(plan)
+                .execute(c)?;
+                held.send(()).unwrap();
+                let _ = release_rx.recv();
+                Ok(())
+            })
+            .unwrap();
+        });
+        held_rx.recv().unwrap();
+        let worker = scope.spawn(move || env.run());
+        until_waiting_in(&mut observer, "FROM engine_events");
+        let head = in_tx(&env.store, |c| {
+            diesel::sql_query("SELECT seq FROM engine_audit_head WHERE id = 1 FOR UPDATE NOWAIT")
+                .execute(c)?;
+            Ok(())
+        });
+        assert!(
+            head.is_ok(),
+            "the worker held the chain head while it waited for the event row: {head:?}"
+        );
+        release.send(()).unwrap();
+        assert!(worker.join().unwrap() > 0);
+    });
+    assert_eq!(
+        leaver_event(&env, &eva).sla_result.as_deref(),
+        Some("met"),
+        "the event completed once the row was free"
+    );
 }
