@@ -408,7 +408,7 @@ fn a_worker_waiting_for_its_event_row_does_not_hold_the_chain_head(env: Env) {
         assert!(worker.join().unwrap() > 0);
     });
     assert_eq!(
-        leaver_event(&env, &eva).sla_result.as_deref(),
+        leaver_event(env, &eva).sla_result.as_deref(),
         Some("met"),
         "the event completed once the row was free"
     );
