@@ -150,6 +150,11 @@ pub fn join(
     now: DateTime<Utc>,
 ) -> HubResult<String> {
     let scope = current_scope();
+    if scope.is_none() {
+        // Taken after the plan's own row locks and before the burst's row (as the closing run
+        // takes no lock of a joiner's): joiners of one client find or open its window in turn.
+        super::cluster::lock_client_window(c, client)?;
+    }
     // A few turns at most: two writes of one import run join at once on PostgreSQL (its two
     // group-commit writers), and the second's insert of the scope's burst, meeting the first's
     // in the unique index, does nothing and joins that burst on its next turn instead of

@@ -236,6 +236,22 @@ pub fn lock_blast_guard(c: &mut DbConnection) -> HubResult<()> {
     Ok(())
 }
 
+/// Serializes the opening of `client`'s window burst (onboarding) for the rest of the
+/// transaction: a PostgreSQL transaction-level advisory lock on a hash of the client, in a key
+/// space of its own (the two-key form, class 1935895921); SQLite has one writer. Unlike a
+/// /Bulk's or an import's burst, a window burst has no key a unique index could hold (a client
+/// may have an older one still open beside the current one), so without it two nodes' joiners
+/// of one client, neither seeing the other's uncommitted burst, each opened one, and the
+/// confirmation came as two mails.
+pub fn lock_client_window(c: &mut DbConnection, client: &str) -> HubResult<()> {
+    if let DbConnection::Postgresql(_) = c {
+        let mut q = Sql::<()>::new("SELECT pg_advisory_xact_lock(1935895921, hashtext(");
+        q.text(client).push("))");
+        q.execute(c)?;
+    }
+    Ok(())
+}
+
 /// Serializes plans of the user `user_id` for the rest of the transaction where no row can be
 /// locked (the user is deleted): a PostgreSQL transaction-level advisory lock on a hash of the
 /// id, in a key space of its own (the two-key form, class "scimplan"); SQLite has one writer.

@@ -650,6 +650,46 @@ fn faults_two_writes_of_one_run_open_its_burst_once() {
     });
 }
 
+/// Two joiners of one client without a /Bulk or an import (a *window* burst) on two writers: the
+/// second waits for the first's commit and joins its burst. Without the client's lock neither
+/// saw the other's uncommitted burst, each opened one, and the onboarding confirmation came as
+/// two mails.
+#[test]
+fn faults_two_joiners_of_one_client_open_its_window_burst_once() {
+    use crate::store::bursts;
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        let window = chrono::Duration::minutes(10);
+        let first = overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    let id = bursts::join(c, "okta", "p1", "u1", window, now)?;
+                    hold();
+                    Ok(id)
+                })
+                .unwrap()
+            },
+            || {
+                let second = s
+                    .write_tx(|c, _| bursts::join(c, "okta", "p2", "u2", window, now))
+                    .unwrap();
+                let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
+                assert_eq!(open.len(), 1, "{}: {open:?}", db.name);
+                assert_eq!(open[0].id, second, "{}", db.name);
+            },
+        );
+        let plans: Vec<String> = s
+            .write_tx(|c, _| bursts::plans(c, &first))
+            .unwrap()
+            .into_iter()
+            .map(|p| p.plan_id)
+            .collect();
+        assert_eq!(plans, ["p1", "p2"], "{}", db.name);
+    });
+}
+
 /// A sender renews a message's lease as its turn in the batch comes: another sender cannot
 /// claim it meanwhile, and a sender whose claim was taken over cannot renew it (it skips the
 /// message rather than sending it a second time).
