@@ -150,22 +150,28 @@ pub fn join(
     now: DateTime<Utc>,
 ) -> HubResult<String> {
     let scope = current_scope();
-    if scope.is_none() {
-        // Taken after the plan's own row locks and before the burst's row (as the closing run
-        // takes no lock of a joiner's): joiners of one client find or open its window in turn.
-        super::cluster::lock_client_window(c, client)?;
-    }
     // A few turns at most: two writes of one import run join at once on PostgreSQL (its two
     // group-commit writers), and the second's insert of the scope's burst, meeting the first's
     // in the unique index, does nothing and joins that burst on its next turn instead of
-    // failing the write with a uniqueness error.
+    // failing the write with a uniqueness error. A window burst has no key a unique index could
+    // hold (a client may have an older one still open beside the current one): a joiner that
+    // finds none takes the client's lock and looks again before it opens one, so that joiners
+    // of one client on two writers or nodes, neither seeing the other's uncommitted burst, do
+    // not open two (and send the confirmation as two mails). Joining an open burst takes no
+    // such lock, so a client's joiners wait for each other only when a window opens.
+    let mut window_locked = false;
     let mut found = None;
-    for _ in 0..3 {
+    for _ in 0..4 {
         if let Some(id) = find_open(c, scope.as_ref(), client, window, now)? {
             if touch_open(c, &id, now)? {
                 found = Some(id);
                 break;
             }
+        }
+        if scope.is_none() && !window_locked {
+            super::cluster::lock_client_window(c, client)?;
+            window_locked = true;
+            continue;
         }
         if let Some(id) = insert_burst(c, scope.as_ref(), client, now)? {
             found = Some(id);

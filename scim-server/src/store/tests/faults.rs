@@ -690,6 +690,40 @@ fn faults_two_joiners_of_one_client_open_its_window_burst_once() {
     });
 }
 
+/// A joiner whose client's window burst is open joins it without the client's lock, which only
+/// the opening of a window takes: a client's joiners on several writers do not wait for each
+/// other's commits once the window is open.
+#[test]
+fn faults_a_joiner_of_an_open_window_takes_no_client_lock() {
+    use crate::store::{bursts, cluster};
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let now = chrono::Utc::now();
+    let window = chrono::Duration::minutes(10);
+    let open = s
+        .write_tx(|c, _| bursts::join(c, "okta", "p1", "u1", window, now))
+        .unwrap();
+    overlapping_writes(
+        s,
+        |s, hold| {
+            s.write_tx(|c, _| {
+                cluster::lock_client_window(c, "okta")?;
+                hold();
+                Ok(())
+            })
+            .unwrap()
+        },
+        || {
+            let joined = s.write_tx(|c, _| {
+                // Fails at once rather than waiting for the lock the other transaction holds.
+                c.batch_execute("SET LOCAL lock_timeout = 50")?;
+                bursts::join(c, "okta", "p2", "u2", window, now)
+            });
+            assert_eq!(joined.unwrap(), open);
+        },
+    );
+}
+
 /// A sender renews a message's lease as its turn in the batch comes: another sender cannot
 /// claim it meanwhile, and a sender whose claim was taken over cannot renew it (it skips the
 /// message rather than sending it a second time).
