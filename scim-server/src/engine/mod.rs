@@ -239,9 +239,10 @@ impl Engine {
                 }
             }
         }
-        commit::commit(c, &decision, inputs.now)?;
         // A client's joiner belongs to a bulk onboarding (the confirmation to the HR and IT
-        // leads, see `onboarding`).
+        // leads, see `onboarding`). Before the commit, whose audit appends take the chain head
+        // where this write does not hold them back: joining may wait for the client's window
+        // lock, whose holder (another writer) waits for the head before it commits.
         if let (Some(client), Some(w), plan::EventKind::Joiner) =
             (client, decision.writes.as_ref(), decision.outcome.event)
         {
@@ -256,6 +257,7 @@ impl Engine {
                 )?;
             }
         }
+        commit::commit(c, &decision, inputs.now)?;
         Ok(decision.outcome)
     }
 

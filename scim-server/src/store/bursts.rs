@@ -162,7 +162,12 @@ pub fn join(
     let mut window_locked = false;
     let mut found = None;
     for _ in 0..4 {
-        if let Some(id) = find_open(c, scope.as_ref(), client, window, now)? {
+        let open = if window_locked {
+            find_open_window_locked(c, client, window, now)?
+        } else {
+            find_open(c, scope.as_ref(), client, window, now)?
+        };
+        if let Some(id) = open {
             if touch_open(c, &id, now)? {
                 found = Some(id);
                 break;
@@ -180,7 +185,7 @@ pub fn join(
     }
     let Some(id) = found else {
         return Err(HubError::TxConflict(
-            "an onboarding burst was opened and closed meanwhile, three times".into(),
+            "an onboarding burst was opened and closed meanwhile, again and again".into(),
         ));
     };
     let mut q =
@@ -226,6 +231,30 @@ fn find_open(
             Ok(q.get_result::<String>(c).optional()?)
         }
     }
+}
+
+/// [`find_open`] for a window once the client's lock is held: the client's newest open window
+/// burst, read locked (PostgreSQL), and joined if its last joiner came within `window`. A
+/// joiner that moves its `last_at` takes no client lock; read unlocked, a burst it was just
+/// keeping open looked lapsed, and a second burst was opened beside it. Locked, the read waits
+/// for that joiner's commit and sees its time.
+fn find_open_window_locked(
+    c: &mut DbConnection,
+    client: &str,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> HubResult<Option<String>> {
+    let mut q = Sql::<(Text, Text)>::new(
+        "SELECT id, last_at FROM engine_bursts WHERE reported IS NULL AND source = 'window' \
+         AND client = ",
+    );
+    q.text(client).push(" ORDER BY last_at DESC");
+    q.limit(1);
+    super::resources::lock_for_write(c, &mut q);
+    let newest = q.get_result::<(String, String)>(c).optional()?;
+    // Compared as `find_open` compares in SQL: stored timestamps sort as text.
+    let since = fmt_ts(now - window);
+    Ok(newest.and_then(|(id, last_at)| (last_at >= since).then_some(id)))
 }
 
 /// Moves an open burst's `last_at`; false when it was closed since it was read (its

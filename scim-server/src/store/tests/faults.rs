@@ -690,6 +690,45 @@ fn faults_two_joiners_of_one_client_open_its_window_burst_once() {
     });
 }
 
+/// At a window's edge: one joiner keeps the client's burst open (it moves the burst's last
+/// joiner time, uncommitted) while a second, a little later, would find it lapsed by the time
+/// last committed. The second waits for the first and joins the same burst, as it would have
+/// one after the other; read unlocked after the client's lock, it opened a second burst.
+#[test]
+fn faults_a_joiner_at_the_window_edge_joins_the_burst_kept_open_meanwhile() {
+    use crate::store::bursts;
+    each_backend(|db| {
+        let s = &db.store;
+        let window = chrono::Duration::minutes(10);
+        let opened_at = chrono::Utc::now();
+        let keeper_at = opened_at + window - chrono::Duration::seconds(1);
+        let late_at = opened_at + window + chrono::Duration::seconds(1);
+        let open = s
+            .write_tx(|c, _| bursts::join(c, "okta", "p1", "u1", window, opened_at))
+            .unwrap();
+        let kept = overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    let id = bursts::join(c, "okta", "p2", "u2", window, keeper_at)?;
+                    hold();
+                    Ok(id)
+                })
+                .unwrap()
+            },
+            || {
+                let late = s
+                    .write_tx(|c, _| bursts::join(c, "okta", "p3", "u3", window, late_at))
+                    .unwrap();
+                assert_eq!(late, open, "{}", db.name);
+            },
+        );
+        assert_eq!(kept, open, "{}", db.name);
+        let open_bursts = s.write_tx(|c, _| bursts::open(c)).unwrap();
+        assert_eq!(open_bursts.len(), 1, "{}: {open_bursts:?}", db.name);
+    });
+}
+
 /// A joiner whose client's window burst is open joins it without the client's lock, which only
 /// the opening of a window takes: a client's joiners on several writers do not wait for each
 /// other's commits once the window is open.
