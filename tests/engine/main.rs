@@ -242,6 +242,48 @@ pub fn until_waiting_in(pg: &mut diesel::PgConnection, statement: &str) {
     panic!("nothing waited for a lock in `{statement}`");
 }
 
+/// Runs `waiter` while a transaction of the test holds what `hold` locks (PostgreSQL), and once
+/// `waiter` waits for a lock in a statement containing `statement`, checks that it does not hold
+/// the audit chain's head meanwhile (the head's holder would stall every commit); then lets the
+/// holder commit and returns what `waiter` returned. `what` names the waiter in the failure.
+pub fn parked_without_the_head<T: Send>(
+    env: &Env,
+    hold: impl FnOnce(&mut scim_server::store::DbConnection) -> diesel::QueryResult<usize> + Send,
+    waiter: impl FnOnce() -> T + Send,
+    statement: &str,
+    what: &str,
+) -> T {
+    let mut observer = env.pg_observer().expect("a PostgreSQL test");
+    let (held, held_rx) = std::sync::mpsc::channel::<()>();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    // `move`: a failed check drops `release`, so the thread holding the lock ends.
+    std::thread::scope(move |scope| {
+        scope.spawn(move || {
+            in_tx(&env.store, |c| {
+                hold(c)?;
+                held.send(()).unwrap();
+                let _ = release_rx.recv();
+                Ok(())
+            })
+            .unwrap();
+        });
+        held_rx.recv().unwrap();
+        let waiting = scope.spawn(waiter);
+        until_waiting_in(&mut observer, statement);
+        let head = in_tx(&env.store, |c| {
+            diesel::sql_query("SELECT seq FROM engine_audit_head WHERE id = 1 FOR UPDATE NOWAIT")
+                .execute(c)?;
+            Ok(())
+        });
+        assert!(
+            head.is_ok(),
+            "{what} held the chain head while it waited for a lock: {head:?}"
+        );
+        release.send(()).unwrap();
+        waiting.join().unwrap()
+    })
+}
+
 /// One test per backend.
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {

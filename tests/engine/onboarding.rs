@@ -9,7 +9,7 @@ use scim_server::admin::in_tx;
 use scim_server::store::{notifications, ResourceKind};
 use serde_json::Value;
 
-use super::{until_waiting_in, user, Env, POLICY};
+use super::{parked_without_the_head, user, Env, POLICY};
 
 fn policy() -> String {
     POLICY.replace(
@@ -100,36 +100,15 @@ fn a_joiner_waiting_for_its_clients_window_does_not_hold_the_chain_head() {
     let Some(env) = Env::new(true, &policy()) else {
         return;
     };
-    let mut observer = env.pg_observer().unwrap();
-    let (held, held_rx) = std::sync::mpsc::channel::<()>();
-    let (release, release_rx) = std::sync::mpsc::channel::<()>();
-    let env = &env;
-    // `move`: a failed check drops `release`, so the thread holding the lock ends.
-    std::thread::scope(move |scope| {
-        scope.spawn(move || {
-            in_tx(&env.store, |c| {
-                // The client's window lock (`store::cluster::lock_client_window`).
-                diesel::sql_query("SELECT pg_advisory_xact_lock(1935895921, hashtext('okta'))")
-                    .execute(c)?;
-                held.send(()).unwrap();
-                let _ = release_rx.recv();
-                Ok(())
-            })
-            .unwrap();
-        });
-        held_rx.recv().unwrap();
-        let joining = scope.spawn(move || joiner(env, "wanda", "okta"));
-        until_waiting_in(&mut observer, "pg_advisory_xact_lock");
-        let head = in_tx(&env.store, |c| {
-            diesel::sql_query("SELECT seq FROM engine_audit_head WHERE id = 1 FOR UPDATE NOWAIT")
-                .execute(c)?;
-            Ok(())
-        });
-        assert!(
-            head.is_ok(),
-            "the joiner held the chain head while it waited for its client's window: {head:?}"
-        );
-        release.send(()).unwrap();
-        joining.join().unwrap();
-    });
+    parked_without_the_head(
+        &env,
+        // The client's window lock (`store::cluster::lock_client_window`).
+        |c| {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(1935895921, hashtext('okta'))")
+                .execute(c)
+        },
+        || joiner(&env, "wanda", "okta"),
+        "pg_advisory_xact_lock",
+        "the joiner",
+    );
 }

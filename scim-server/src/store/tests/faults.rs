@@ -614,40 +614,49 @@ fn faults_a_scope_whose_burst_closed_early_starts_another() {
 /// roster row when its batch ran guarded).
 #[test]
 fn faults_two_writes_of_one_run_open_its_burst_once() {
+    each_backend(|db| two_overlapping_joiners_share_one_burst(db, "importer", Some("run-2")));
+}
+
+/// Two joiners of `client` (in the import run `run` when given) in overlapping transactions:
+/// the second joins the burst the first opened, and it is the one open burst, holding both.
+fn two_overlapping_joiners_share_one_burst(
+    db: &TestDb,
+    client: &'static str,
+    run: Option<&'static str>,
+) {
     use crate::store::bursts::{self, BurstSource};
-    each_backend(|db| {
-        let s = &db.store;
-        let now = chrono::Utc::now();
-        let window = chrono::Duration::minutes(10);
-        let first = overlapping_writes(
-            s,
-            move |s, hold| {
-                let _scope = bursts::scope(BurstSource::Import, "run-2");
-                s.write_tx(|c, _| {
-                    let id = bursts::join(c, "importer", "p1", "u1", window, now)?;
-                    hold();
-                    Ok(id)
-                })
-                .unwrap()
-            },
-            || {
-                let _scope = bursts::scope(BurstSource::Import, "run-2");
-                let second = s
-                    .write_tx(|c, _| bursts::join(c, "importer", "p2", "u2", window, now))
-                    .unwrap();
-                let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
-                assert_eq!(open.len(), 1, "{}", db.name);
-                assert_eq!(open[0].id, second, "{}", db.name);
-            },
-        );
-        let plans: Vec<String> = s
-            .write_tx(|c, _| bursts::plans(c, &first))
+    let s = &db.store;
+    let now = chrono::Utc::now();
+    let window = chrono::Duration::minutes(10);
+    let scoped = move || run.map(|r| bursts::scope(BurstSource::Import, r));
+    let first = overlapping_writes(
+        s,
+        move |s, hold| {
+            let _scope = scoped();
+            s.write_tx(|c, _| {
+                let id = bursts::join(c, client, "p1", "u1", window, now)?;
+                hold();
+                Ok(id)
+            })
             .unwrap()
-            .into_iter()
-            .map(|p| p.plan_id)
-            .collect();
-        assert_eq!(plans, ["p1", "p2"], "{}", db.name);
-    });
+        },
+        || {
+            let _scope = scoped();
+            let second = s
+                .write_tx(|c, _| bursts::join(c, client, "p2", "u2", window, now))
+                .unwrap();
+            let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
+            assert_eq!(open.len(), 1, "{}: {open:?}", db.name);
+            assert_eq!(open[0].id, second, "{}", db.name);
+        },
+    );
+    let plans: Vec<String> = s
+        .write_tx(|c, _| bursts::plans(c, &first))
+        .unwrap()
+        .into_iter()
+        .map(|p| p.plan_id)
+        .collect();
+    assert_eq!(plans, ["p1", "p2"], "{}", db.name);
 }
 
 /// Two joiners of one client without a /Bulk or an import (a *window* burst) on two writers: the
@@ -656,38 +665,7 @@ fn faults_two_writes_of_one_run_open_its_burst_once() {
 /// two mails.
 #[test]
 fn faults_two_joiners_of_one_client_open_its_window_burst_once() {
-    use crate::store::bursts;
-    each_backend(|db| {
-        let s = &db.store;
-        let now = chrono::Utc::now();
-        let window = chrono::Duration::minutes(10);
-        let first = overlapping_writes(
-            s,
-            move |s, hold| {
-                s.write_tx(|c, _| {
-                    let id = bursts::join(c, "okta", "p1", "u1", window, now)?;
-                    hold();
-                    Ok(id)
-                })
-                .unwrap()
-            },
-            || {
-                let second = s
-                    .write_tx(|c, _| bursts::join(c, "okta", "p2", "u2", window, now))
-                    .unwrap();
-                let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
-                assert_eq!(open.len(), 1, "{}: {open:?}", db.name);
-                assert_eq!(open[0].id, second, "{}", db.name);
-            },
-        );
-        let plans: Vec<String> = s
-            .write_tx(|c, _| bursts::plans(c, &first))
-            .unwrap()
-            .into_iter()
-            .map(|p| p.plan_id)
-            .collect();
-        assert_eq!(plans, ["p1", "p2"], "{}", db.name);
-    });
+    each_backend(|db| two_overlapping_joiners_share_one_burst(db, "okta", None));
 }
 
 /// At a window's edge: one joiner keeps the client's burst open (it moves the burst's last
