@@ -153,19 +153,15 @@ pub fn join(
     // A few turns at most: two writes of one import run join at once on PostgreSQL (its two
     // group-commit writers), and the second's insert of the scope's burst, meeting the first's
     // in the unique index, does nothing and joins that burst on its next turn instead of
-    // failing the write with a uniqueness error. A window burst has no key a unique index could
-    // hold (a client may have an older one still open beside the current one): a joiner that
-    // finds none takes the client's lock and looks again before it opens one, so that joiners
-    // of one client on two writers or nodes, neither seeing the other's uncommitted burst, do
-    // not open two (and send the confirmation as two mails). Joining an open burst takes no
-    // such lock, so a client's joiners wait for each other only when a window opens.
+    // failing the write with a uniqueness error. A window burst has no such key: a joiner that
+    // finds none takes the client's lock (`cluster::lock_client_window`) and looks again,
+    // locked, before it opens one; joining an open window takes no lock.
     let mut window_locked = false;
     let mut found = None;
     for _ in 0..4 {
-        let open = if window_locked {
-            find_open_window_locked(c, client, window, now)?
-        } else {
-            find_open(c, scope.as_ref(), client, window, now)?
+        let open = match &scope {
+            Some(s) => find_open_scoped(c, s)?,
+            None => find_open_window(c, client, window, now, window_locked)?,
         };
         if let Some(id) = open {
             if touch_open(c, &id, now)? {
@@ -173,7 +169,8 @@ pub fn join(
                 break;
             }
         }
-        if scope.is_none() && !window_locked {
+        // PostgreSQL only: SQLite's one writer already keeps a client's joiners in turn.
+        if scope.is_none() && !window_locked && matches!(c, DbConnection::Postgresql(_)) {
             super::cluster::lock_client_window(c, client)?;
             window_locked = true;
             continue;
@@ -202,47 +199,25 @@ pub fn join(
     Ok(id)
 }
 
-/// The open burst a joiner of `scope` (else of `client`'s window) joins, if any.
-fn find_open(
-    c: &mut DbConnection,
-    scope: Option<&Scope>,
-    client: &str,
-    window: Duration,
-    now: DateTime<Utc>,
-) -> HubResult<Option<String>> {
-    match scope {
-        Some(s) => {
-            let mut q = Sql::<Text>::new(
-                "SELECT id FROM engine_bursts WHERE reported IS NULL AND scope_key = ",
-            );
-            q.text(s.key.as_str());
-            Ok(q.get_result::<String>(c).optional()?)
-        }
-        None => {
-            let mut q = Sql::<Text>::new(
-                "SELECT id FROM engine_bursts WHERE reported IS NULL AND source = 'window' \
-                 AND client = ",
-            );
-            q.text(client)
-                .push(" AND last_at >= ")
-                .text(fmt_ts(now - window))
-                .push(" ORDER BY last_at DESC");
-            q.limit(1);
-            Ok(q.get_result::<String>(c).optional()?)
-        }
-    }
+/// The open burst of `scope` (one /Bulk request or import run), if any.
+fn find_open_scoped(c: &mut DbConnection, scope: &Scope) -> HubResult<Option<String>> {
+    let mut q =
+        Sql::<Text>::new("SELECT id FROM engine_bursts WHERE reported IS NULL AND scope_key = ");
+    q.text(scope.key.as_str());
+    Ok(q.get_result::<String>(c).optional()?)
 }
 
-/// [`find_open`] for a window once the client's lock is held: the client's newest open window
-/// burst, read locked (PostgreSQL), and joined if its last joiner came within `window`. A
-/// joiner that moves its `last_at` takes no client lock; read unlocked, a burst it was just
-/// keeping open looked lapsed, and a second burst was opened beside it. Locked, the read waits
-/// for that joiner's commit and sees its time.
-fn find_open_window_locked(
+/// The client's newest open window burst, if its last joiner came within `window`. `locked`
+/// (once the client's lock is held) reads it `FOR UPDATE` on PostgreSQL: a joiner that moves
+/// its `last_at` takes no client lock, and read unlocked, a burst it was just keeping open
+/// looked lapsed, so a second burst was opened beside it; locked, the read waits for that
+/// joiner's commit and sees its time.
+fn find_open_window(
     c: &mut DbConnection,
     client: &str,
     window: Duration,
     now: DateTime<Utc>,
+    locked: bool,
 ) -> HubResult<Option<String>> {
     let mut q = Sql::<(Text, Text)>::new(
         "SELECT id, last_at FROM engine_bursts WHERE reported IS NULL AND source = 'window' \
@@ -250,9 +225,12 @@ fn find_open_window_locked(
     );
     q.text(client).push(" ORDER BY last_at DESC");
     q.limit(1);
-    super::resources::lock_for_write(c, &mut q);
+    if locked {
+        super::resources::lock_for_write(c, &mut q);
+    }
     let newest = q.get_result::<(String, String)>(c).optional()?;
-    // Compared as `find_open` compares in SQL: stored timestamps sort as text.
+    // Stored timestamps sort as text; an older open window of the client has lapsed if the
+    // newest has.
     let since = fmt_ts(now - window);
     Ok(newest.and_then(|(id, last_at)| (last_at >= since).then_some(id)))
 }

@@ -244,21 +244,23 @@ pub fn lock_blast_guard(c: &mut DbConnection) -> HubResult<()> {
 /// of one client, neither seeing the other's uncommitted burst, each opened one, and the
 /// confirmation came as two mails.
 pub fn lock_client_window(c: &mut DbConnection, client: &str) -> HubResult<()> {
-    if let DbConnection::Postgresql(_) = c {
-        let mut q = Sql::<()>::new("SELECT pg_advisory_xact_lock(1935895921, hashtext(");
-        q.text(client).push("))");
-        q.execute(c)?;
-    }
-    Ok(())
+    advisory_xact_lock_on(c, 1935895921, client)
 }
 
 /// Serializes plans of the user `user_id` for the rest of the transaction where no row can be
 /// locked (the user is deleted): a PostgreSQL transaction-level advisory lock on a hash of the
 /// id, in a key space of its own (the two-key form, class "scimplan"); SQLite has one writer.
 pub fn lock_user_plans(c: &mut DbConnection, user_id: &str) -> HubResult<()> {
+    advisory_xact_lock_on(c, 1935895920, user_id)
+}
+
+/// A PostgreSQL transaction-level advisory lock on `key`'s hash in the key space `class` (the
+/// two-key form); nothing on SQLite, whose one writer already serializes.
+fn advisory_xact_lock_on(c: &mut DbConnection, class: i32, key: &str) -> HubResult<()> {
     if let DbConnection::Postgresql(_) = c {
-        let mut q = Sql::<()>::new("SELECT pg_advisory_xact_lock(1935895920, hashtext(");
-        q.text(user_id).push("))");
+        let mut q = Sql::<()>::new("SELECT pg_advisory_xact_lock(");
+        q.push(&class.to_string()).push(", hashtext(");
+        q.text(key).push("))");
         q.execute(c)?;
     }
     Ok(())
