@@ -20,7 +20,16 @@ WORK=$(mktemp -d)
 . scripts/lib/server.sh
 trap 'kill ${PID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 start_scimhub "$BIN" "$WORK/memory.db" "$WORK/server.log"
-rss() { awk -v what="$1" '/^VmRSS|^VmHWM/ { v[$1]=$2 } END { printf "%-34s RSS %6.1f MiB, peak %6.1f MiB\n", what, v["VmRSS:"]/1024, v["VmHWM:"]/1024 }' "/proc/$PID/status"; }
+# RSS in parts: RssAnon is the process's own memory; RssFile counts the SQLite file's pages the
+# process has mapped (mmap_size, store/conn.rs) once per connection that touched them, and
+# Pss_File each of them once: the kernel's page cache, shared and reclaimable, not memory the
+# process allocated.
+rss() {
+  awk -v what="$1" '/^VmRSS|^VmHWM|^RssAnon|^RssFile|^Pss_File/ { v[$1]=$2 }
+    END { printf "%-34s RSS %6.1f MiB (own %6.1f, mapped file %6.1f, of it distinct %6.1f), peak %6.1f MiB\n",
+          what, v["VmRSS:"]/1024, v["RssAnon:"]/1024, v["RssFile:"]/1024, v["Pss_File:"]/1024, v["VmHWM:"]/1024 }' \
+    "/proc/$PID/status" "/proc/$PID/smaps_rollup"
+}
 rss "started (empty database)"
 taskset -c 1 python3 - "$PORT" "$TOKEN" "$USERS" "$NGROUPS" "$GROUP_SIZE" "$WORK" <<'PY'
 import http.client, json, sys, threading
