@@ -741,6 +741,66 @@ fn faults_a_joiner_of_an_open_window_takes_no_client_lock() {
     );
 }
 
+/// Two writers that deadlock through a client's window lock: one opens the client's window
+/// (holding the client's lock) and then wants a user's lock, the other holds that user's lock
+/// and then wants to join the client's window. PostgreSQL breaks the cycle (SQLSTATE 40P01),
+/// the victim runs again from the start, and both joiners end in the one burst opened. The
+/// user's lock here is the advisory lock a plan of a deleted user takes; a locked row closes
+/// the same cycle.
+#[test]
+fn faults_a_deadlock_through_a_clients_window_lock_runs_the_victim_again() {
+    use crate::store::{bursts, cluster};
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let now = chrono::Utc::now();
+    let window = chrono::Duration::minutes(10);
+    let runs = Arc::new(AtomicU32::new(0));
+    let first_runs = runs.clone();
+    let first = overlapping_writes(
+        s,
+        move |s, hold| {
+            let mut hold = Some(hold);
+            s.write_tx_retry(|c, _| {
+                first_runs.fetch_add(1, Ordering::SeqCst);
+                let id = bursts::join(c, "okta", "p1", "u1", window, now)?;
+                if let Some(hold) = hold.take() {
+                    hold();
+                }
+                cluster::lock_user_plans(c, "u9")?;
+                Ok(id)
+            })
+            .unwrap()
+        },
+        || {
+            let second = s.write_tx_retry(|c, _| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                cluster::lock_user_plans(c, "u9")?;
+                bursts::join(c, "okta", "p2", "u2", window, now)
+            });
+            let second = second.expect("the second joiner, run again if it was the victim");
+            let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
+            assert_eq!(open.len(), 1, "one window burst: {open:?}");
+            assert_eq!(open[0].id, second);
+        },
+    );
+    let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
+    assert_eq!(open.len(), 1, "one window burst: {open:?}");
+    assert_eq!(open[0].id, first, "both joiners in the one burst");
+    let mut plans: Vec<String> = s
+        .write_tx(|c, _| bursts::plans(c, &first))
+        .unwrap()
+        .into_iter()
+        .map(|p| p.plan_id)
+        .collect();
+    plans.sort();
+    assert_eq!(plans, ["p1", "p2"]);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "two transactions and one run again after the deadlock"
+    );
+}
+
 /// A sender renews a message's lease as its turn in the batch comes: another sender cannot
 /// claim it meanwhile, and a sender whose claim was taken over cannot renew it (it skips the
 /// message rather than sending it a second time).
