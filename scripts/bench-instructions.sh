@@ -40,7 +40,8 @@ cleanup() {
 trap cleanup EXIT
 
 # Sends $3 requests from 16 threads to the server on port $1: `create` makes users named
-# $4NNNNNNN, `get` reads the first user the server lists by id.
+# $4NNNNNNN, `get` reads the first user the server lists by id, `patch` flips `active` on the
+# first 160 (each thread its own ten, in turn).
 load() {
   python3 - "$1" "$TOKEN" "$2" "$3" "${4:-}" <<'PY'
 import http.client, json, sys, threading
