@@ -741,6 +741,46 @@ fn faults_a_joiner_of_an_open_window_takes_no_client_lock() {
     );
 }
 
+/// A connection of its own to `db`'s PostgreSQL database, to watch the test's transactions.
+fn pg_observer(db: &TestDb) -> diesel::PgConnection {
+    use diesel::Connection;
+    let Cleanup::Postgres {
+        admin_url,
+        db: name,
+    } = &db.cleanup
+    else {
+        panic!("a PostgreSQL test database");
+    };
+    let (prefix, _) = admin_url.rsplit_once('/').expect("a URL with a database");
+    diesel::PgConnection::establish(&format!("{prefix}/{name}")).expect("an observer connection")
+}
+
+/// Waits until a session of this database waits for an advisory lock (at most 10 s).
+fn until_one_waits_for_an_advisory_lock(observer: &mut diesel::PgConnection) {
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+        )
+        .get_result::<Waiting>(observer)
+        .expect("pg_stat_activity");
+        if waiting.n > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session waited for an advisory lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Two writers that deadlock through a client's window lock: one opens the client's window
 /// (holding the client's lock) and then wants a user's lock, the other holds that user's lock
 /// and then wants to join the client's window. PostgreSQL breaks the cycle (SQLSTATE 40P01),
@@ -756,6 +796,7 @@ fn faults_a_deadlock_through_a_clients_window_lock_runs_the_victim_again() {
     let window = chrono::Duration::minutes(10);
     let runs = Arc::new(AtomicU32::new(0));
     let first_runs = runs.clone();
+    let mut observer = pg_observer(&db);
     let first = overlapping_writes(
         s,
         move |s, hold| {
@@ -765,6 +806,8 @@ fn faults_a_deadlock_through_a_clients_window_lock_runs_the_victim_again() {
                 let id = bursts::join(c, "okta", "p1", "u1", window, now)?;
                 if let Some(hold) = hold.take() {
                     hold();
+                    // The cycle closes only once the other waits for the client's lock.
+                    until_one_waits_for_an_advisory_lock(&mut observer);
                 }
                 cluster::lock_user_plans(c, "u9")?;
                 Ok(id)
