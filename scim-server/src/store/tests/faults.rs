@@ -166,11 +166,7 @@ fn faults_an_exhausted_pool_is_unavailable() {
     check(&format!("sqlite://{}", dir.join("hub.db").display()));
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(db) = postgres_db() {
-        let url = std::env::var("SCIMHUB_TEST_POSTGRES_URL").unwrap();
-        let (prefix, _) = url.rsplit_once('/').unwrap();
-        if let Cleanup::Postgres { db: name, .. } = &db.cleanup {
-            check(&format!("{prefix}/{name}"));
-        }
+        check(&db.postgres_url());
     }
 }
 
@@ -744,15 +740,7 @@ fn faults_a_joiner_of_an_open_window_takes_no_client_lock() {
 /// A connection of its own to `db`'s PostgreSQL database, to watch the test's transactions.
 fn pg_observer(db: &TestDb) -> diesel::PgConnection {
     use diesel::Connection;
-    let Cleanup::Postgres {
-        admin_url,
-        db: name,
-    } = &db.cleanup
-    else {
-        panic!("a PostgreSQL test database");
-    };
-    let (prefix, _) = admin_url.rsplit_once('/').expect("a URL with a database");
-    diesel::PgConnection::establish(&format!("{prefix}/{name}")).expect("an observer connection")
+    diesel::PgConnection::establish(&db.postgres_url()).expect("an observer connection")
 }
 
 /// Waits until a session of this database waits for an advisory lock (at most 10 s).

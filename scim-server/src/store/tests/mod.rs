@@ -40,6 +40,19 @@ enum Cleanup {
     Postgres { admin_url: String, db: String },
 }
 
+impl TestDb {
+    /// The URL of a PostgreSQL test database (its own connections: a second node, an observer).
+    fn postgres_url(&self) -> String {
+        let Cleanup::Postgres { admin_url, db } = &self.cleanup else {
+            panic!("{}: not a PostgreSQL test database", self.name);
+        };
+        let (prefix, _) = admin_url
+            .rsplit_once('/')
+            .expect("database URL with a database name");
+        format!("{prefix}/{db}")
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         match &self.cleanup {

@@ -53,15 +53,7 @@ fn agrees(node: &Store, truth_from: &Store, start_index: u64, count: u64) {
 
 /// Another store on `db`'s database: a second node.
 fn second_node(db: &TestDb) -> Store {
-    let Cleanup::Postgres {
-        admin_url,
-        db: name,
-    } = &db.cleanup
-    else {
-        panic!("a PostgreSQL test database");
-    };
-    let (prefix, _) = admin_url.rsplit_once('/').unwrap();
-    Store::open(&format!("{prefix}/{name}")).unwrap()
+    Store::open(&db.postgres_url()).unwrap()
 }
 
 /// `(seek, caught_up, walk)` deep pages of `s` since `before`.
