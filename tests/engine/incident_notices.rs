@@ -52,6 +52,7 @@ both_backends!(
     incident_notifies_security_then_follows_the_ladder_until_acknowledged,
     resolve_closes_and_twice_is_a_conflict,
     incident_posts_to_slack_teams_and_signed_json_once_per_step,
+    a_slow_batch_renews_each_lease_and_skips_what_another_sender_took,
     incident_mail_reaches_security_and_helpdesk_over_smtp,
     acknowledge_and_resolve_over_http_record_the_caller,
 );
@@ -196,6 +197,12 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
+        Receiver::start_with(|| {})
+    }
+
+    /// [`Receiver::start`] that runs `on_post` after recording each POST and before answering
+    /// it (while the sender waits, as on a slow endpoint).
+    fn start_with(on_post: impl Fn() + Send + 'static) -> Receiver {
         use std::io::{BufRead, BufReader, Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
@@ -232,6 +239,7 @@ impl Receiver {
                     body: serde_json::from_str(&raw).unwrap(),
                     raw,
                 });
+                on_post();
                 let _ = s.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
                 );
@@ -361,6 +369,69 @@ fn incident_posts_to_slack_teams_and_signed_json_once_per_step(pg: bool) {
     env.clock.advance(Duration::days(3));
     env.run();
     assert_eq!(deliver_chat(&env), 0, "acknowledged: nothing more");
+}
+
+/// A batch whose sends are slow (each chat post takes three minutes of the test clock; the lease
+/// is five): the sender renews each message's lease as its turn comes, so another sender polling
+/// after each post cannot take a message that is about to go; one whose lease ran out before its
+/// turn (the third, at minute six) is taken by the other sender, and the first skips it. Every
+/// channel gets the notice exactly once. Without the renewal the other sender took the second
+/// message too while it was being sent, and both senders posted it.
+fn a_slow_batch_renews_each_lease_and_skips_what_another_sender_took(pg: bool) {
+    use scim_server::clock::Clock as _;
+    use std::sync::{Arc, Mutex};
+    let taken: Arc<Mutex<Vec<Vec<i64>>>> = Arc::default();
+    let slot: Arc<Mutex<Option<(scim_server::store::Store, scim_server::clock::TestClock)>>> =
+        Arc::default();
+    let (their_taken, their_slot) = (taken.clone(), slot.clone());
+    let rx = Receiver::start_with(move || {
+        let Some((store, clock)) = their_slot.lock().unwrap().clone() else {
+            return;
+        };
+        clock.advance(Duration::minutes(3));
+        // The other sender polls, as another node's would.
+        let claimed = in_tx(&store, |c| {
+            notifications::claim(c, clock.now(), Duration::minutes(5), 20, true)
+        })
+        .unwrap();
+        their_taken
+            .lock()
+            .unwrap()
+            .push(claimed.iter().map(|n| n.id).collect());
+    });
+    let Some(env) = Env::new(pg, &chat_policy(rx.port)) else {
+        return;
+    };
+    let ada = env.create_user(user("ada", "Employee", "Research", "Analyst"));
+    env.run();
+    assert!(raise(&env, Some(&ada), "mismatch:plan-1"));
+    env.run();
+    let mut chat: Vec<i64> = notices(&env)
+        .into_iter()
+        .filter(|n| n.channel.is_some())
+        .map(|n| n.id)
+        .collect();
+    chat.sort();
+    assert_eq!(chat.len(), 3);
+    *slot.lock().unwrap() = Some((env.store.clone(), env.clock.clone()));
+
+    // Claimed at minute 0, leases to minute 5. Posts at minutes 0, 3 (renewed to 8 first) and
+    // not the third: its lease ran out at 5 and the other sender took it at 6.
+    assert_eq!(deliver_chat(&env), 3, "one batch of three claimed");
+    assert_eq!(rx.got().len(), 2, "{:?}", rx.got());
+    assert_eq!(*taken.lock().unwrap(), vec![vec![], vec![chat[2]]]);
+
+    // The other sender's lease runs out without a send: the third goes once, now.
+    env.clock.advance(Duration::minutes(6));
+    assert_eq!(deliver_chat(&env), 1);
+    let got = rx.got();
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/json", "/slack", "/teams"], "each channel once");
+    assert!(notices(&env)
+        .into_iter()
+        .filter(|n| n.channel.is_some())
+        .all(|n| n.status == "sent"));
 }
 
 fn incident_mail_reaches_security_and_helpdesk_over_smtp(pg: bool) {
