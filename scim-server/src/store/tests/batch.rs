@@ -452,3 +452,77 @@ fn batch_hook_entries_wait_for_the_batch_end_in_write_order() {
         assert_eq!(chain_entries(s), 4, "{}", db.name);
     });
 }
+
+/// Two group-commit batches, one on each PostgreSQL writer, that deadlock through a client's
+/// window lock: one batch's write opens the client's window (holding the client's lock) and
+/// then wants a user's lock; the other's holds that user's lock and then wants to join the
+/// window. PostgreSQL breaks the cycle; the victim's batch, spoiled, is rolled back and runs
+/// again guarded, and both writes are answered with their joiners in the one burst opened. (It
+/// fails when a spoiled batch answers its writes with the error instead.)
+#[test]
+fn batch_pg_batches_deadlocking_through_a_clients_window_lock_both_commit() {
+    use crate::store::{bursts, cluster};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    assert!(s.writers() >= 2, "two writers on PostgreSQL");
+    let now = chrono::Utc::now();
+    let window = chrono::Duration::minutes(10);
+    let joined = Arc::new(AtomicBool::new(false));
+    let observer = Arc::new(Mutex::new(Some(pg_observer(&db))));
+    let runs = Arc::new(AtomicU32::new(0));
+    let (first_joined, first_runs) = (joined.clone(), runs.clone());
+    let first: Answer<String> = s
+        .submit_write(move |s| {
+            first_runs.fetch_add(1, Ordering::SeqCst);
+            s.write_tx(|c, _| {
+                let id = bursts::join(c, "okta", "p1", "u1", window, now)?;
+                // The first run only: close the cycle once the other batch waits for the
+                // client's lock.
+                if let Some(mut observer) = observer.lock().unwrap().take() {
+                    first_joined.store(true, Ordering::SeqCst);
+                    until_one_waits_for_an_advisory_lock(&mut observer);
+                }
+                cluster::lock_user_plans(c, "u9")?;
+                Ok(id)
+            })
+        })
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !joined.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first batch never joined"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let second_runs = runs.clone();
+    let second: Answer<String> = s
+        .submit_write(move |s| {
+            second_runs.fetch_add(1, Ordering::SeqCst);
+            s.write_tx(|c, _| {
+                cluster::lock_user_plans(c, "u9")?;
+                bursts::join(c, "okta", "p2", "u2", window, now)
+            })
+        })
+        .unwrap();
+    let first = first.blocking_recv().unwrap().expect("the first write");
+    let second = second.blocking_recv().unwrap().expect("the second write");
+    assert_eq!(first, second, "one burst");
+    let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let mut plans: Vec<String> = s
+        .write_tx(|c, _| bursts::plans(c, &first))
+        .unwrap()
+        .into_iter()
+        .map(|p| p.plan_id)
+        .collect();
+    plans.sort();
+    assert_eq!(plans, ["p1", "p2"]);
+    assert!(
+        runs.load(Ordering::SeqCst) >= 3,
+        "the victim's write ran again: {} runs",
+        runs.load(Ordering::SeqCst)
+    );
+}

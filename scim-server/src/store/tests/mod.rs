@@ -113,6 +113,39 @@ fn postgres_db_with(pool_size: u32) -> Option<TestDb> {
     })
 }
 
+/// A connection of its own to `db`'s PostgreSQL database, to watch the test's transactions.
+fn pg_observer(db: &TestDb) -> diesel::PgConnection {
+    use diesel::Connection;
+    diesel::PgConnection::establish(&db.postgres_url()).expect("an observer connection")
+}
+
+/// Waits until a session of this database waits for an advisory lock (at most 10 s).
+fn until_one_waits_for_an_advisory_lock(observer: &mut diesel::PgConnection) {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+        )
+        .get_result::<Waiting>(observer)
+        .expect("pg_stat_activity");
+        if waiting.n > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session waited for an advisory lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Runs `f` on every configured backend.
 fn each_backend(f: impl Fn(&TestDb)) {
     let db = sqlite_db();
