@@ -782,17 +782,7 @@ fn faults_a_deadlock_through_a_clients_window_lock_runs_the_victim_again() {
             assert_eq!(open[0].id, second);
         },
     );
-    let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
-    assert_eq!(open.len(), 1, "one window burst: {open:?}");
-    assert_eq!(open[0].id, first, "both joiners in the one burst");
-    let mut plans: Vec<String> = s
-        .write_tx(|c, _| bursts::plans(c, &first))
-        .unwrap()
-        .into_iter()
-        .map(|p| p.plan_id)
-        .collect();
-    plans.sort();
-    assert_eq!(plans, ["p1", "p2"]);
+    assert_one_burst_of_both_joiners(s, &first);
     assert_eq!(
         runs.load(Ordering::SeqCst),
         3,

@@ -146,6 +146,23 @@ fn until_one_waits_for_an_advisory_lock(observer: &mut diesel::PgConnection) {
     }
 }
 
+/// Asserts that `burst` is the only open burst and that it holds the plans `p1` and `p2`: two
+/// joiners that overlapped ended in one burst.
+fn assert_one_burst_of_both_joiners(s: &Store, burst: &str) {
+    use crate::store::bursts;
+    let open = s.write_tx(|c, _| bursts::open(c)).unwrap();
+    assert_eq!(open.len(), 1, "one window burst: {open:?}");
+    assert_eq!(open[0].id, burst, "both joiners in the one burst");
+    let mut plans: Vec<String> = s
+        .write_tx(|c, _| bursts::plans(c, burst))
+        .unwrap()
+        .into_iter()
+        .map(|p| p.plan_id)
+        .collect();
+    plans.sort();
+    assert_eq!(plans, ["p1", "p2"]);
+}
+
 /// Runs `f` on every configured backend.
 fn each_backend(f: impl Fn(&TestDb)) {
     let db = sqlite_db();
