@@ -125,10 +125,10 @@ impl DbUrl {
 ///
 /// `mmap_size`: each connection reads the file through a memory map of up to 16 GiB (about four
 /// million users) instead of a `pread` and a copy of every page its own cache misses
-/// (docs/performance.md, "Reading the file through a memory map"). It is address space, not
-/// memory: the pages are the kernel's page cache, shared by every connection. SQLite's own cap
-/// is 2 GiB; `.cargo/config.toml` raises it (`SQLITE_MAX_MMAP_SIZE`). Past the map, the rest of a
-/// file is read as before.
+/// (docs/performance.md, "Session 22"). It is address space, not memory: the pages are the
+/// kernel's page cache, shared by every connection. SQLite's own cap is 2 GiB;
+/// `.cargo/config.toml` raises it (`SQLITE_MAX_MMAP_SIZE`). Past the map, the rest of a file is
+/// read as before.
 const SQLITE_SETUP: &str = "PRAGMA busy_timeout = 10000;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
