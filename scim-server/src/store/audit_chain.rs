@@ -458,48 +458,68 @@ fn pg_hashes_in_sql(c: &mut DbConnection) -> HubResult<bool> {
     Ok(*UTF8.get_or_init(|| enc.eq_ignore_ascii_case("UTF8")))
 }
 
-/// [`append`] on PostgreSQL in one statement, so one round trip instead of three: lock and read
-/// the head, insert the entry with its hash computed by the server over the canonical form
-/// (netstrings of `octet_length`, the same bytes [`canonical`] hashes; [`verify`] recomputes it
-/// in Rust, so a mismatch could not go unnoticed), and move the head.
+/// [`append`] on PostgreSQL in one statement, so one round trip instead of three.
 fn append_pg(c: &mut DbConnection, e: &EntryText<'_>) -> HubResult<i64> {
-    // Every value is bound once in `v` and referred to by name, so each appears once.
-    let mut q = Sql::<BigInt>::new("WITH v AS (SELECT CAST(");
-    q.text(e.at.as_str())
-        .push(" AS TEXT) AS at, CAST(")
-        .text(e.actor)
-        .push(" AS TEXT) AS actor, CAST(")
-        .text(e.user_id)
-        .push(" AS TEXT) AS user_id, CAST(")
-        .bind(Bind::OptText(e.connector.map(str::to_string)))
-        .push(" AS TEXT) AS connector, CAST(")
-        .text(e.action)
-        .push(" AS TEXT) AS action, CAST(")
-        .text(e.outcome)
-        .push(" AS TEXT) AS outcome, CAST(")
-        .text(&*e.detail)
-        .push(
-            " AS TEXT) AS detail), \
-             h AS (SELECT seq + 1 AS seq, hash AS prev FROM engine_audit_head WHERE id = 1 \
-                   FOR UPDATE), \
-             ins AS (INSERT INTO engine_audit \
-                   (seq, at, actor, user_id, connector, action, outcome, detail, prev_hash, hash) \
-                 SELECT h.seq, v.at, v.actor, v.user_id, v.connector, v.action, v.outcome, \
-                   v.detail, h.prev, encode(sha256(convert_to('scimhub-audit-v1,' \
-                   || octet_length(h.seq::text) || ':' || h.seq::text || ',' \
-                   || octet_length(h.prev) || ':' || h.prev || ',' \
-                   || octet_length(v.at) || ':' || v.at || ',' \
-                   || octet_length(v.actor) || ':' || v.actor || ',' \
-                   || octet_length(v.user_id) || ':' || v.user_id || ',' \
-                   || CASE WHEN v.connector IS NULL THEN '~' \
-                      ELSE octet_length(v.connector) || ':' || v.connector || ',' END \
-                   || octet_length(v.action) || ':' || v.action || ',' \
-                   || octet_length(v.outcome) || ':' || v.outcome || ',' \
-                   || octet_length(v.detail) || ':' || v.detail || ',', 'UTF8')), 'hex') \
-                 FROM h, v RETURNING seq, hash) \
-             UPDATE engine_audit_head SET seq = ins.seq, hash = ins.hash FROM ins \
-             WHERE engine_audit_head.id = 1 RETURNING ins.seq",
-        );
+    append_all_pg(c, std::slice::from_ref(e))
+}
+
+/// Appends `entries` (at least one) on PostgreSQL in one statement, one round trip where
+/// reading the head, inserting and moving the head would take three: it locks and reads the
+/// head, chains the entries after it with their hashes computed by the server over the
+/// canonical form (netstrings of `octet_length`, the same bytes [`canonical`] hashes; [`verify`]
+/// recomputes them in Rust, so a mismatch could not go unnoticed), inserts them and moves the
+/// head to the last. Returns the last entry's `seq`.
+fn append_all_pg(c: &mut DbConnection, entries: &[EntryText<'_>]) -> HubResult<i64> {
+    // Each entry's values are bound once, in row `n` of `v`, and referred to by name.
+    let mut q = Sql::<BigInt>::new(
+        "WITH RECURSIVE v(n, at, actor, user_id, connector, action, outcome, detail) AS (VALUES ",
+    );
+    for (n, e) in entries.iter().enumerate() {
+        q.push(if n == 0 { "(" } else { ", (" })
+            .int(n as i64 + 1)
+            .push(", CAST(")
+            .text(e.at.as_str())
+            .push(" AS TEXT), CAST(")
+            .text(e.actor)
+            .push(" AS TEXT), CAST(")
+            .text(e.user_id)
+            .push(" AS TEXT), CAST(")
+            .bind(Bind::OptText(e.connector.map(str::to_string)))
+            .push(" AS TEXT), CAST(")
+            .text(e.action)
+            .push(" AS TEXT), CAST(")
+            .text(e.outcome)
+            .push(" AS TEXT), CAST(")
+            .text(&*e.detail)
+            .push(" AS TEXT))");
+    }
+    q.push(
+        "), \
+         h AS (SELECT seq, hash FROM engine_audit_head WHERE id = 1 FOR UPDATE), \
+         chain(n, seq, prev, hash) AS (\
+             SELECT CAST(0 AS BIGINT), h.seq, CAST(NULL AS TEXT), h.hash FROM h \
+             UNION ALL \
+             SELECT v.n, chain.seq + 1, chain.hash, encode(sha256(convert_to('scimhub-audit-v1,' \
+               || octet_length((chain.seq + 1)::text) || ':' || (chain.seq + 1)::text || ',' \
+               || octet_length(chain.hash) || ':' || chain.hash || ',' \
+               || octet_length(v.at) || ':' || v.at || ',' \
+               || octet_length(v.actor) || ':' || v.actor || ',' \
+               || octet_length(v.user_id) || ':' || v.user_id || ',' \
+               || CASE WHEN v.connector IS NULL THEN '~' \
+                  ELSE octet_length(v.connector) || ':' || v.connector || ',' END \
+               || octet_length(v.action) || ':' || v.action || ',' \
+               || octet_length(v.outcome) || ':' || v.outcome || ',' \
+               || octet_length(v.detail) || ':' || v.detail || ',', 'UTF8')), 'hex') \
+             FROM chain JOIN v ON v.n = chain.n + 1), \
+         ins AS (INSERT INTO engine_audit \
+               (seq, at, actor, user_id, connector, action, outcome, detail, prev_hash, hash) \
+             SELECT chain.seq, v.at, v.actor, v.user_id, v.connector, v.action, v.outcome, \
+               v.detail, chain.prev, chain.hash \
+             FROM chain JOIN v ON v.n = chain.n) \
+         UPDATE engine_audit_head SET seq = last.seq, hash = last.hash \
+         FROM (SELECT seq, hash FROM chain ORDER BY n DESC LIMIT 1) AS last \
+         WHERE engine_audit_head.id = 1 RETURNING last.seq",
+    );
     let rows = q.load::<i64>(c)?;
     rows.into_iter()
         .next()
@@ -732,14 +752,16 @@ pub(crate) fn append_all<'a>(
     if texts.is_empty() {
         return Ok(());
     }
-    if let (DbConnection::Postgresql(_), [one]) = (&*c, texts.as_slice()) {
-        // One entry: the one-statement append is one round trip instead of three.
-        return append_text(c, one).map(drop);
+    if let DbConnection::Postgresql(_) = c {
+        if texts.len() <= INSERT_ROWS && pg_hashes_in_sql(c)? {
+            // A batch's entries in one statement: one round trip where three were.
+            return append_all_pg(c, &texts).map(drop);
+        }
     }
     let head = lock_head(c)?;
     let (inserts, head) = entry_inserts(&head, &texts);
     if let (DbConnection::Postgresql(_), [insert]) = (&*c, inserts.as_slice()) {
-        // The rows and the head's move in one statement: a round trip fewer per batch.
+        // Hashed here (a database not in UTF8): the rows and the head's move in one statement.
         let mut q = Sql::<()>::new("WITH ins AS (");
         q.append(insert)
             .push(") UPDATE engine_audit_head SET seq = ")
