@@ -114,6 +114,8 @@ run_one() {
   "$HARNESS/wait-quiet" 0.25 "${QUIET_WAIT:-300}" || true
   "$HARNESS/scim-bench" "http://127.0.0.1:$port/scim/v2" --token "$token" \
     -n "$USERS" -c "$CONNECTIONS" -m "$MEMBERS" --client-cpus 1 --server-pid "$pid" --out "$out" "$@"
+  # The server's counters after the run (write batches, among others), beside the results.
+  curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port/metrics" >"$out/metrics.txt" 2>/dev/null || true
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
