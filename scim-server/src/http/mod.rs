@@ -214,10 +214,31 @@ impl AppState {
         T: Send + 'static,
         F: FnMut(&Store) -> Result<T, HubError> + Send + 'static,
     {
+        self.write_to(None, f).await
+    }
+
+    /// [`AppState::write`] for a SCIM PATCH or PUT of User `user_id`, whose first read for
+    /// change is that user's row (`Store::submit_user_write`).
+    pub async fn write_user<T, F>(&self, user_id: &str, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Store) -> Result<T, HubError> + Send + 'static,
+    {
+        self.write_to(Some(user_id), f).await
+    }
+
+    async fn write_to<T, F>(&self, user_id: Option<&str>, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Store) -> Result<T, HubError> + Send + 'static,
+    {
         if !self.store.batches_writes() {
             return self.db(f).await;
         }
-        let answer = self.store.submit_write(f)?;
+        let answer = match user_id {
+            Some(id) => self.store.submit_user_write(id, f)?,
+            None => self.store.submit_write(f)?,
+        };
         answer
             .await
             .map_err(|_| ApiError::internal("the write was dropped by an internal error"))?

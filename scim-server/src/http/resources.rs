@@ -266,19 +266,23 @@ pub async fn replace(
             move || service::prepare_replace(&schemas, kind, &id, body.0, &caller)
         })
         .await?;
-    let r = state
-        .write(move |s| {
-            service::replace_prepared(
-                s,
-                &schemas,
-                kind,
-                &id,
-                &prepared,
-                if_match.as_deref(),
-                &caller,
-            )
-        })
-        .await?;
+    let user_id = id.clone();
+    let replace = move |s: &Store| {
+        service::replace_prepared(
+            s,
+            &schemas,
+            kind,
+            &id,
+            &prepared,
+            if_match.as_deref(),
+            &caller,
+        )
+    };
+    let r = if kind == ResourceKind::User {
+        state.write_user(&user_id, replace).await?
+    } else {
+        state.write(replace).await?
+    };
     Ok(resource_response(StatusCode::OK, r, &p, &state, &req))
 }
 
@@ -338,6 +342,7 @@ pub async fn patch(
             move || service::prepare_patch(&schemas, kind, body.0, &caller)
         })
         .await?;
+    let user_id = id.clone();
     let patch = move |s: &Store| {
         // A representation with members echoes every member: bounded like a read, and
         // checked before the write so that a refused answer changed nothing.
@@ -360,7 +365,7 @@ pub async fn patch(
     // A Group PATCH may fall back to read-then-replace through a reader connection, which a
     // shared (group-commit) transaction would hide from it.
     let out = if kind == ResourceKind::User {
-        state.write(patch).await?
+        state.write_user(&user_id, patch).await?
     } else {
         state.db(patch).await?
     };

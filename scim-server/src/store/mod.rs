@@ -674,6 +674,33 @@ impl Store {
         T: Send + 'static,
         F: FnMut(&Store) -> HubResult<T> + Send + 'static,
     {
+        self.submit_to_writer(None, f)
+    }
+
+    /// [`Store::submit_write`] for a write that changes User `user_id` (a SCIM PATCH or PUT of
+    /// the User) and reads nothing else for change before it: on PostgreSQL its batch may read
+    /// and lock the user's row ahead, with those of the other writes of its kind (see `batch`).
+    pub fn submit_user_write<T, F>(
+        &self,
+        user_id: &str,
+        f: F,
+    ) -> HubResult<tokio::sync::oneshot::Receiver<HubResult<T>>>
+    where
+        T: Send + 'static,
+        F: FnMut(&Store) -> HubResult<T> + Send + 'static,
+    {
+        self.submit_to_writer(Some(user_id.to_string()), f)
+    }
+
+    fn submit_to_writer<T, F>(
+        &self,
+        user: Option<String>,
+        f: F,
+    ) -> HubResult<tokio::sync::oneshot::Receiver<HubResult<T>>>
+    where
+        T: Send + 'static,
+        F: FnMut(&Store) -> HubResult<T> + Send + 'static,
+    {
         if !self.batches_writes() {
             return Err(HubError::Backend(
                 "writes are not batched on this store".into(),
@@ -689,7 +716,7 @@ impl Store {
         })?;
         let store = self.clone();
         let mut f = f;
-        Ok(queue.submit(move || f(&store)))
+        Ok(queue.submit(user, move || f(&store)))
     }
 
     /// Group-commit writer threads. SQLite has one writer. On PostgreSQL a second runs its

@@ -11,7 +11,7 @@ use super::columns::case_fold;
 use super::resources::{load_row, CHUNK};
 use super::sql::{Keyed, Sql};
 use super::{DbConnection, ResourceKind};
-use crate::error::HubResult;
+use crate::error::{HubError, HubResult};
 
 /// A group a user belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,11 +116,39 @@ pub(super) fn user_for_write(
     if !matches!(c, DbConnection::Postgresql(_)) {
         return Ok(user_with_membership(id).get_result(c).optional()?);
     }
+    // A group-commit batch may have read and locked it already (`lock_users_ahead`).
+    if let Some(user) = super::batch::take_user_locked_ahead(id) {
+        return Ok(Some(user));
+    }
     let mut q = user_with_membership_sql(id);
     q.push(" FOR UPDATE OF resources");
     Ok(Keyed::<UserForWriteQuery, _>::new(q)
         .get_result(c)
         .optional()?)
+}
+
+/// Names the statement of [`lock_users_ahead`] on PostgreSQL.
+pub(super) enum UsersAheadQuery {}
+
+/// The rows of the stored Users among `ids`, each with whether the user is in any group, read
+/// and locked as [`user_for_write`] reads and locks one, in id order, in one round trip
+/// (PostgreSQL only): a group-commit batch of User writes takes its users' rows this way
+/// before its writes run (see `batch`). The ids travel as one JSON array, so that every batch
+/// size shares one prepared statement.
+pub(super) fn lock_users_ahead(
+    c: &mut DbConnection,
+    ids: &[&str],
+) -> HubResult<Vec<UserRowWithMembership>> {
+    let ids = serde_json::to_string(ids).map_err(|e| HubError::Backend(e.to_string()))?;
+    let mut q = Sql::<(ResourceRowSt, Bool)>::new(
+        "SELECT id, doc, created, last_modified, version, \
+         EXISTS (SELECT 1 FROM group_members WHERE member_id = resources.id) \
+         FROM resources WHERE resource_type = 'User' AND id = ANY (ARRAY(\
+         SELECT jsonb_array_elements_text(CAST(",
+    );
+    q.text(ids)
+        .push(" AS jsonb)))) ORDER BY id FOR UPDATE OF resources");
+    Ok(Keyed::<UsersAheadQuery, _>::new(q).load(c)?)
 }
 
 /// The User row `id` with whether the user is in any group ([`UserRowWithMembership`]).

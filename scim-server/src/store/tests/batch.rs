@@ -517,3 +517,81 @@ fn batch_pg_batches_deadlocking_through_a_clients_window_lock_both_commit() {
         runs.load(Ordering::SeqCst)
     );
 }
+
+/// A batch of User writes on PostgreSQL reads and locks its users' rows in one statement before
+/// its first write runs (`batch::LockedAhead`): while the first write runs, the row of a user
+/// only a later write changes is already locked. Each write gets the row as it stands: a second
+/// write of the same user in the batch reads the first's change, so neither is lost.
+#[test]
+fn batch_pg_user_writes_lock_their_rows_ahead_and_each_sees_the_last_change() {
+    use diesel::sql_types::Integer;
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let ann = create(s, "ann").blocking_recv().unwrap().unwrap();
+    let bea = create(s, "bea").blocking_recv().unwrap().unwrap();
+    let set = |s: &Store, id: &str, attr: &'static str, value: &'static str| {
+        s.update_with(ResourceKind::User, id, None, None, move |mut d| {
+            d.insert(attr.into(), json!(value));
+            Ok(d)
+        })
+    };
+    let (release, held) = hold_writers(s);
+    // Whether `bea`'s row could be locked from another connection while the batch's first write
+    // (of `ann`) ran.
+    let probe = {
+        let (bea, store) = (bea.clone(), s.clone());
+        move || -> bool {
+            let mut c = store.read_conn().unwrap();
+            let q = format!("SELECT 1 AS x FROM resources WHERE id = '{bea}' FOR UPDATE NOWAIT");
+            #[derive(diesel::QueryableByName)]
+            struct X {
+                #[diesel(sql_type = Integer)]
+                #[allow(dead_code)]
+                x: i32,
+            }
+            diesel::sql_query(q).load::<X>(&mut *c).is_ok()
+        }
+    };
+    let first: Answer<bool> = {
+        let ann = ann.clone();
+        s.submit_user_write(&ann.clone(), move |s| {
+            let free = probe();
+            set(s, &ann, "displayName", "Ann")?;
+            Ok(free)
+        })
+        .unwrap()
+    };
+    let second: Answer<()> = {
+        let bea = bea.clone();
+        s.submit_user_write(&bea.clone(), move |s| {
+            set(s, &bea, "title", "Lead").map(drop)
+        })
+        .unwrap()
+    };
+    let third: Answer<()> = {
+        let ann = ann.clone();
+        s.submit_user_write(&ann.clone(), move |s| {
+            set(s, &ann, "title", "Engineer").map(drop)
+        })
+        .unwrap()
+    };
+    drop(release);
+    released(held);
+    let bea_was_free = first.blocking_recv().unwrap().unwrap();
+    assert!(
+        !bea_was_free,
+        "bea's row was locked before the batch's first write ran"
+    );
+    second.blocking_recv().unwrap().unwrap();
+    third.blocking_recv().unwrap().unwrap();
+    // The holders' batches, then one batch for the three writes.
+    let holders = s.writers() as u64;
+    assert_eq!(stats(s), [2 + holders + 1, 0, 0]);
+    let ann = s.get(ResourceKind::User, &ann, false).unwrap();
+    assert_eq!(ann.doc["displayName"], json!("Ann"), "{:?}", ann.doc);
+    assert_eq!(ann.doc["title"], json!("Engineer"), "{:?}", ann.doc);
+    assert_eq!(ann.version, 3);
+    let bea = s.get(ResourceKind::User, &bea, false).unwrap();
+    assert_eq!((bea.doc["title"].clone(), bea.version), (json!("Lead"), 2));
+    assert_eq!(chain_entries(s), 5);
+}
