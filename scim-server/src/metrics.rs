@@ -326,7 +326,7 @@ pub fn render(store: &Store, engine: bool, priority_lane: i64) -> HubResult<Stri
     if let Some(counts) = store.write_batch_counts() {
         scraped.register(
             "scimhub_write_batches",
-            "Group-commit batches of SQLite writes committed by this process: optimistic (no \
+            "Group-commit batches of writes committed by this process: optimistic (no \
              savepoints) or guarded (a savepoint per write, after a write failed); rerun: \
              optimistic runs a failing write spoiled, run again guarded",
             counter_family("mode", counts),

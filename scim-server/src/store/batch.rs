@@ -32,6 +32,14 @@
 //! until a guarded batch runs without one, so a stream of conflicts (a client re-sending
 //! existing users) costs one extra run, not one per batch.
 //!
+//! # PostgreSQL: round trips
+//!
+//! Every statement is a round trip, whose system calls and wake-ups cost the hub more than the
+//! statement's own work. A batch of User PATCHes and PUTs reads and locks all their rows in one
+//! statement before its first write (see [`LockedAhead`]), and its audit entries go in one
+//! statement at its end; a PATCH then costs its `UPDATE` and a share of the batch's `BEGIN`,
+//! row read, audit append and `COMMIT`.
+//!
 //! # PostgreSQL: conflicts and lost connections
 //!
 //! Where a write in its own transaction would be run again (`Store::write_tx_retry`), a batch
@@ -640,6 +648,68 @@ mod tests {
 
     use super::super::{Change, ResourceKind, Store, WriteHook};
     use super::*;
+
+    /// A queued write that only names the user it changes, for the read-ahead rules.
+    struct Names(Option<&'static str>);
+
+    impl Job for Names {
+        fn run(&mut self) {}
+        fn conflicted_again(&mut self) -> bool {
+            false
+        }
+        fn answer(self: Box<Self>, _: Option<&HubError>) {}
+        fn fail(self: Box<Self>, _: HubError) {}
+        fn user_to_change(&self) -> Option<&str> {
+            self.0
+        }
+    }
+
+    fn read_ahead(ids: &[&str]) {
+        let rows = ids
+            .iter()
+            .map(|id| {
+                let row = super::super::assemble::ResourceRow {
+                    id: id.to_string(),
+                    doc: "{}".into(),
+                    created: String::new(),
+                    last_modified: String::new(),
+                    version: 1,
+                };
+                let user = super::super::users::UserRowWithMembership {
+                    row,
+                    is_member: false,
+                };
+                (id.to_string(), user)
+            })
+            .collect();
+        LOCKED_AHEAD.with(|l| {
+            *l.borrow_mut() = LockedAhead {
+                rows,
+                running_for: None,
+            }
+        });
+    }
+
+    #[test]
+    fn a_row_read_ahead_goes_once_to_the_write_that_named_it_until_another_kind_of_write_runs() {
+        read_ahead(&["ann", "bea", "cy"]);
+        // Outside any write, nothing is handed out.
+        assert!(take_user_locked_ahead("ann").is_none());
+        before_write(&Names(Some("ann")));
+        assert!(take_user_locked_ahead("bea").is_none(), "not ann's write");
+        assert!(take_user_locked_ahead("ann").is_some());
+        assert!(take_user_locked_ahead("ann").is_none(), "once");
+        // A second write of ann reads the row itself (the first changed it).
+        before_write(&Names(Some("ann")));
+        assert!(take_user_locked_ahead("ann").is_none());
+        before_write(&Names(Some("bea")));
+        assert!(take_user_locked_ahead("bea").is_some());
+        // A write that names no user (a Group write could add cy to a group) ends the rest.
+        before_write(&Names(None));
+        before_write(&Names(Some("cy")));
+        assert!(take_user_locked_ahead("cy").is_none());
+        forget_locked_ahead();
+    }
 
     struct TempStore {
         store: Store,
