@@ -439,21 +439,12 @@ fn run_batch(
                 return (guarded, Vec::new());
             }
         };
-        if let Err(e) = begin(&mut conn) {
+        let opened = begin(&mut conn)
+            .and_then(|()| lock_ahead(&mut conn, &jobs).inspect_err(|_| rollback(&mut conn)));
+        if let Err(e) = opened {
             // A pooled connection found dead at BEGIN (after a failover, the pool may hold
-            // several): nothing ran, so the batch runs again on another, as a single write
-            // would.
-            drop(conn);
-            if super::rerunnable(&e) && runs < attempts {
-                stats.rerun.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            fail_unrun(jobs, e);
-            return (guarded, Vec::new());
-        }
-        if let Err(e) = lock_ahead(&mut conn, &jobs) {
-            // Nothing of the batch ran yet: as at BEGIN.
-            rollback(&mut conn);
+            // several), or lost at the read ahead: nothing of the batch ran, so it runs again
+            // on another, as a single write would.
             drop(conn);
             if super::rerunnable(&e) && runs < attempts {
                 stats.rerun.fetch_add(1, Ordering::Relaxed);
