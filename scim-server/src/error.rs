@@ -113,6 +113,9 @@ pub(crate) fn map_diesel(e: DieselError) -> HubError {
         DieselError::DatabaseError(_, info) if is_busy(info.message()) => {
             HubError::Unavailable(info.message().to_string())
         }
+        DieselError::DatabaseError(_, info) if is_unstorable_text(info.message()) => {
+            unstorable_text(info.message())
+        }
         other => HubError::Backend(other.to_string()),
     }
 }
@@ -128,6 +131,23 @@ fn is_deadlock(message: &str) -> bool {
 /// SQLSTATE 57014 raised by `statement_timeout` (recognised like [`is_deadlock`]).
 fn is_statement_timeout(message: &str) -> bool {
     message.contains("statement timeout")
+}
+
+/// PostgreSQL refusing a client's text: U+0000 in `text` (SQLSTATE 22021, "invalid byte
+/// sequence") or as `\u0000` in `jsonb` (22P05, "unsupported Unicode escape sequence"), or a
+/// character the database's encoding lacks (22P05, "has no equivalent"). SQLite stores them.
+/// Recognised like [`is_deadlock`].
+fn is_unstorable_text(message: &str) -> bool {
+    message.starts_with("invalid byte sequence for encoding")
+        || message.starts_with("unsupported Unicode escape sequence")
+        || message.contains("has no equivalent in encoding")
+}
+
+/// The client's error (400 `invalidValue`) for text the database cannot store.
+pub(crate) fn unstorable_text(message: &str) -> HubError {
+    HubError::Scim(scim_schema::Error::InvalidValue(format!(
+        "a value holds a character the database cannot store (such as U+0000): {message}"
+    )))
 }
 
 fn is_busy(message: &str) -> bool {

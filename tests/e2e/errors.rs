@@ -228,3 +228,59 @@ fn routes_keep_their_meaning() {
         "{link:?}"
     );
 }
+
+// U+0000 cannot be stored by PostgreSQL (`text` and `jsonb` refuse it). A body that holds it is
+// refused on every backend before anything is written; an id or a filter value that holds it
+// finds nothing (SQLite) or is refused (PostgreSQL): never a 500.
+backends!(nul_characters_get_a_scim_error, |app| {
+    let user = app.create_user("nul.check");
+    let id = user["id"].as_str().expect("id").to_string();
+    app.post(
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a\u{0}b"}),
+    )
+    .send()
+    .scim_error(400, Some("invalidValue"));
+    app.patch(
+        &format!("/Users/{id}"),
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "title", "value": "x\u{0}"}]}),
+    )
+    .send()
+    .scim_error(400, Some("invalidValue"));
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                       "Operations": [{"op": "replace", "path": "title", "value": "x"}]});
+    let put = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "z"});
+    for (what, resp) in [
+        ("GET", app.get("/Users/a%00b").send()),
+        ("PATCH", app.patch("/Users/a%00b", patch).send()),
+        ("PUT", app.put("/Users/a%00b", put).send()),
+        ("DELETE", app.delete("/Users/a%00b").send()),
+    ] {
+        assert!(
+            matches!(resp.status, 400 | 404),
+            "{what}: {} {}",
+            resp.status,
+            resp.text
+        );
+        // 404 where the id is simply not found, 400 where the database refused it.
+        let (status, scim_type) = (resp.status, (resp.status == 400).then_some("invalidValue"));
+        resp.scim_error(status, scim_type);
+    }
+    let found = app
+        .get("/Users?filter=userName%20eq%20%22a%5Cu0000b%22")
+        .send();
+    match found.status {
+        200 => assert_eq!(found.json()["totalResults"], 0, "{}", found.text),
+        _ => drop(found.scim_error(400, Some("invalidValue"))),
+    }
+    let stored = app.get(&format!("/Users/{id}")).send().status(200).json();
+    assert_eq!(
+        stored["meta"]["version"], user["meta"]["version"],
+        "{stored}"
+    );
+    assert_eq!(
+        app.get("/Users").send().status(200).json()["totalResults"],
+        1
+    );
+});

@@ -61,9 +61,32 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if text.trim().is_empty() {
         return Err(scim_schema::Error::InvalidSyntax("The request body is empty.".into()).into());
     }
-    serde_json::from_str(text).map_err(|e| {
-        scim_schema::Error::InvalidSyntax(format!("The request body is not valid JSON: {e}")).into()
-    })
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        ApiError::from(scim_schema::Error::InvalidSyntax(format!(
+            "The request body is not valid JSON: {e}"
+        )))
+    })?;
+    // JSON spells U+0000 only as the escape `\u0000`, so a body without it has none to look for.
+    if text.contains("u0000") && holds_nul(&value) {
+        return Err(scim_schema::Error::InvalidValue(
+            "A value or attribute name holds U+0000, which cannot be stored.".into(),
+        )
+        .into());
+    }
+    Ok(value)
+}
+
+/// Whether any string or member name in `v` holds U+0000: PostgreSQL stores none in `text` or
+/// `jsonb`, so it is refused on every backend, before anything is written.
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(members) => members
+            .iter()
+            .any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 impl FromRequest for ScimJson {
@@ -121,6 +144,15 @@ mod tests {
         assert_eq!(status(parse_json(b"{")), Some("invalidSyntax"));
         assert_eq!(status(parse_json(b"\xff\xfe")), Some("invalidSyntax"));
         assert_eq!(status(parse_json(b"  ")), Some("invalidSyntax"));
+        for nul in [
+            &br#"{"userName":"a\u0000b"}"#[..],
+            br#"{"emails":[{"value":"\u0000"}]}"#,
+            br#"{"a\u0000":1}"#,
+        ] {
+            assert_eq!(status(parse_json(nul)), Some("invalidValue"));
+        }
+        // An escaped backslash before `u0000` is text, not U+0000.
+        assert!(parse_json(br#"{"userName":"a\\u0000b"}"#).is_ok());
         assert!(parse_json(br#"{"a":1}"#).is_ok());
     }
 

@@ -460,6 +460,12 @@ fn map_error(e: &tokio_postgres::Error) -> HubError {
         Some(c) if c.code().starts_with("08") || c.code().starts_with("57P") => {
             HubError::Unavailable(describe(e))
         }
+        Some(c)
+            if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                || *c == SqlState::UNTRANSLATABLE_CHARACTER =>
+        {
+            crate::error::unstorable_text(&describe(e))
+        }
         _ => HubError::Backend(describe(e)),
     }
 }
