@@ -430,6 +430,8 @@ fn run_batch(
 ) -> (bool, Vec<Box<dyn Job>>) {
     let mut guarded = guarded;
     let mut runs = 0;
+    // Whether this run reads its users' rows ahead (see [`LockedAhead`]).
+    let mut read_ahead = true;
     loop {
         runs += 1;
         let mut conn = match pool.get() {
@@ -439,12 +441,10 @@ fn run_batch(
                 return (guarded, Vec::new());
             }
         };
-        let opened = begin(&mut conn)
-            .and_then(|()| lock_ahead(&mut conn, &jobs).inspect_err(|_| rollback(&mut conn)));
-        if let Err(e) = opened {
+        if let Err(e) = begin(&mut conn) {
             // A pooled connection found dead at BEGIN (after a failover, the pool may hold
-            // several), or lost at the read ahead: nothing of the batch ran, so it runs again
-            // on another, as a single write would.
+            // several): nothing ran, so the batch runs again on another, as a single write
+            // would.
             drop(conn);
             if super::rerunnable(&e) && runs < attempts {
                 stats.rerun.fetch_add(1, Ordering::Relaxed);
@@ -452,6 +452,21 @@ fn run_batch(
             }
             fail_unrun(jobs, e);
             return (guarded, Vec::new());
+        }
+        if read_ahead {
+            if let Err(e) = lock_ahead(&mut conn, &jobs) {
+                // Nothing of the batch ran. The read ahead only saves round trips, and one
+                // write's user (a row another transaction holds past the statement timeout, an
+                // id PostgreSQL cannot take) must not fail the others: the batch runs again
+                // without it, each write reading its own row and failing alone if it must.
+                tracing::info!(error = %e, "a batch's read ahead failed; running it again without");
+                rollback(&mut conn);
+                drop(conn);
+                read_ahead = false;
+                runs -= 1;
+                stats.rerun.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
         }
         restore(Open {
             conn,

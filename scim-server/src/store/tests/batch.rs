@@ -595,3 +595,40 @@ fn batch_pg_user_writes_lock_their_rows_ahead_and_each_sees_the_last_change() {
     assert_eq!((bea.doc["title"].clone(), bea.version), (json!("Lead"), 2));
     assert_eq!(chain_entries(s), 5);
 }
+
+/// A batch whose read ahead fails (here PostgreSQL refuses one write's id: U+0000 cannot be a
+/// `jsonb` string) runs again without it: the write whose user could not be read fails alone,
+/// with the client's error (400 `invalidValue`), and the other writes of the batch commit.
+#[test]
+fn batch_pg_a_failed_read_ahead_fails_only_the_write_it_was_for() {
+    let Some(db) = postgres_db() else { return };
+    let s = &db.store;
+    let ann = create(s, "ann").blocking_recv().unwrap().unwrap();
+    let title = |id: String| {
+        move |s: &Store| {
+            s.update_with(ResourceKind::User, &id, None, None, |mut d| {
+                d.insert("title".into(), json!("Lead"));
+                Ok(d)
+            })
+            .map(drop)
+        }
+    };
+    let (release, held) = hold_writers(s);
+    let bad_id = "a\u{0}b".to_string();
+    let bad: Answer<()> = s.submit_user_write(&bad_id, title(bad_id.clone())).unwrap();
+    let good: Answer<()> = s.submit_user_write(&ann, title(ann.clone())).unwrap();
+    drop(release);
+    released(held);
+    let bad = bad.blocking_recv().unwrap();
+    assert!(
+        matches!(
+            bad,
+            Err(HubError::Scim(scim_schema::Error::InvalidValue(_)))
+        ),
+        "{bad:?}"
+    );
+    good.blocking_recv().unwrap().unwrap();
+    let ann = s.get(ResourceKind::User, &ann, false).unwrap();
+    assert_eq!((ann.doc["title"].clone(), ann.version), (json!("Lead"), 2));
+    assert_eq!(chain_entries(s), 2);
+}
