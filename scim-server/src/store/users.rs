@@ -116,7 +116,8 @@ pub(super) fn user_for_write(
     if !matches!(c, DbConnection::Postgresql(_)) {
         return Ok(user_with_membership(id).get_result(c).optional()?);
     }
-    // A group-commit batch may have read and locked it already (`lock_users_ahead`).
+    // A group-commit batch may have read and locked it already (`lock_users_ahead`), on this
+    // connection: every write transaction on a writer thread runs in its batch.
     if let Some(user) = super::batch::take_user_locked_ahead(id) {
         return Ok(Some(user));
     }
