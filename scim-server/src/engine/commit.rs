@@ -71,10 +71,12 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
     }
     let hold_id = w.hold.as_ref().map(HoldDecision::id);
     let event = outcome.event;
-    for op in &outcome.plan.ops {
-        outbox::enqueue(
-            c,
-            &outbox::NewOp {
+    let ops = outcome
+        .plan
+        .ops
+        .iter()
+        .map(|op| {
+            Ok(outbox::NewOp {
                 plan_id: &w.plan_id,
                 user_id,
                 connector: &op.connector,
@@ -82,14 +84,22 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
                 priority: event.priority(),
                 op: serde_json::to_string(&op.op).map_err(backend)?,
                 hold_id,
-            },
-            now,
-        )?;
-    }
-    for (connector, rec) in &w.planned {
-        let text = serde_json::to_string(rec).map_err(backend)?;
-        engine_state::put_planned(c, user_id, connector, &text, now)?;
-    }
+            })
+        })
+        .collect::<HubResult<Vec<_>>>()?;
+    outbox::enqueue_all(c, &ops, now)?;
+    let planned = w
+        .planned
+        .iter()
+        .map(|(connector, rec)| {
+            Ok((
+                connector.as_str(),
+                serde_json::to_string(rec).map_err(backend)?,
+            ))
+        })
+        .collect::<HubResult<Vec<_>>>()?;
+    let planned: Vec<(&str, &str)> = planned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    engine_state::put_planned_all(c, user_id, &planned, now)?;
     engine_state::put_user(c, &w.user)?;
     // A role change lifts the certification revocations made under the old role.
     let mut profiles = w.user.profiles.clone();

@@ -130,21 +130,40 @@ pub fn put_planned(
     planned: &str,
     now: DateTime<Utc>,
 ) -> HubResult<()> {
-    let mut q = Sql::<()>::new(
-        "INSERT INTO engine_accounts (user_id, connector, planned, actual, updated) VALUES (",
-    );
-    q.text(user_id)
-        .push(", ")
-        .text(connector)
-        .push(", ")
-        .text(planned)
-        .push(", NULL, ")
-        .text(fmt_ts(now))
-        .push(
-            ") ON CONFLICT (user_id, connector) DO UPDATE SET planned = excluded.planned, \
+    put_planned_all(c, user_id, &[(connector, planned)], now)
+}
+
+/// [`put_planned`] for several connectors of one user (each named once) in one statement: a
+/// plan's records were one round trip each on PostgreSQL.
+pub fn put_planned_all(
+    c: &mut DbConnection,
+    user_id: &str,
+    records: &[(&str, &str)],
+    now: DateTime<Utc>,
+) -> HubResult<()> {
+    let now = fmt_ts(now);
+    // Five bound values a row: far below SQLite's limit in any policy's connector count.
+    for chunk in records.chunks(500) {
+        let mut q = Sql::<()>::new(
+            "INSERT INTO engine_accounts (user_id, connector, planned, actual, updated) VALUES ",
+        );
+        for (i, (connector, planned)) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" })
+                .text(user_id)
+                .push(", ")
+                .text(*connector)
+                .push(", ")
+                .text(*planned)
+                .push(", NULL, ")
+                .text(now.as_str())
+                .push(")");
+        }
+        q.push(
+            " ON CONFLICT (user_id, connector) DO UPDATE SET planned = excluded.planned, \
              updated = excluded.updated",
         );
-    q.execute(c)?;
+        q.execute(c)?;
+    }
     Ok(())
 }
 

@@ -69,36 +69,52 @@ pub struct NewOp<'a> {
 }
 
 pub fn enqueue(c: &mut DbConnection, op: &NewOp<'_>, now: DateTime<Utc>) -> HubResult<()> {
-    let status = if op.hold_id.is_some() {
-        OutboxStatus::Held
-    } else {
-        OutboxStatus::Pending
-    };
-    let mut q = Sql::<()>::new(
-        "INSERT INTO engine_outbox (plan_id, user_id, connector, event, priority, op, status, \
-         hold_id, attempts, not_before, created) VALUES (",
-    );
-    q.text(op.plan_id)
-        .push(", ")
-        .text(op.user_id)
-        .push(", ")
-        .text(op.connector)
-        .push(", ")
-        .text(op.event)
-        .push(", ")
-        .int(op.priority)
-        .push(", ")
-        .text(op.op.as_str())
-        .push(", ")
-        .text(status.as_str())
-        .push(", ");
-    q.bind(Bind::OptText(op.hold_id.map(str::to_string)))
-        .push(", 0, ")
-        .text(fmt_ts(now))
-        .push(", ")
-        .text(fmt_ts(now))
-        .push(")");
-    q.execute(c)?;
+    enqueue_all(c, std::slice::from_ref(op), now)
+}
+
+/// Rows per multi-row `INSERT` of [`enqueue_all`] (ten bound values each).
+const ENQUEUE_ROWS: usize = 64;
+
+/// Queues `ops` in the order given (their ids ascend in that order, which the workers keep per
+/// user and connector), several rows per statement: a plan's operations were one round trip
+/// each on PostgreSQL.
+pub fn enqueue_all(c: &mut DbConnection, ops: &[NewOp<'_>], now: DateTime<Utc>) -> HubResult<()> {
+    let now = fmt_ts(now);
+    for chunk in ops.chunks(ENQUEUE_ROWS) {
+        let mut q = Sql::<()>::new(
+            "INSERT INTO engine_outbox (plan_id, user_id, connector, event, priority, op, status, \
+             hold_id, attempts, not_before, created) VALUES ",
+        );
+        for (i, op) in chunk.iter().enumerate() {
+            let status = if op.hold_id.is_some() {
+                OutboxStatus::Held
+            } else {
+                OutboxStatus::Pending
+            };
+            q.push(if i == 0 { "(" } else { ", (" })
+                .text(op.plan_id)
+                .push(", ")
+                .text(op.user_id)
+                .push(", ")
+                .text(op.connector)
+                .push(", ")
+                .text(op.event)
+                .push(", ")
+                .int(op.priority)
+                .push(", ")
+                .text(op.op.as_str())
+                .push(", ")
+                .text(status.as_str())
+                .push(", ");
+            q.bind(Bind::OptText(op.hold_id.map(str::to_string)))
+                .push(", 0, ")
+                .text(now.as_str())
+                .push(", ")
+                .text(now.as_str())
+                .push(")");
+        }
+        q.execute(c)?;
+    }
     Ok(())
 }
 

@@ -153,3 +153,75 @@ fn releasing_foreign_claims_keeps_this_instances_own() {
             .unwrap();
     });
 }
+
+/// A plan's operations go in several rows per statement: their ids ascend in the order given,
+/// across a statement's bound of rows, and each keeps its own fields and status. A plan's
+/// account records go in one statement, new ones inserted and existing ones updated.
+#[test]
+fn a_plans_rows_are_written_together_in_order() {
+    use crate::store::engine_state;
+    each_backend(|db| {
+        let now = Utc.with_ymd_and_hms(2025, 3, 3, 9, 0, 0).unwrap();
+        let texts: Vec<String> = (0..70).map(|i| format!("\"op{i}\"")).collect();
+        let ops: Vec<NewOp> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, op)| NewOp {
+                plan_id: "p1",
+                user_id: "u1",
+                connector: if i % 2 == 0 { "app" } else { "chat" },
+                event: "joiner",
+                priority: i as i64,
+                op: op.clone(),
+                hold_id: (i == 69).then_some("h1"),
+            })
+            .collect();
+        db.store
+            .write_tx(|c, _| {
+                engine_state::put_planned(c, "u1", "chat", "{\"old\":1}", now)?;
+                outbox::enqueue_all(c, &ops, now)?;
+                engine_state::put_planned_all(
+                    c,
+                    "u1",
+                    &[("app", "{\"a\":1}"), ("chat", "{\"c\":2}")],
+                    now,
+                )
+            })
+            .unwrap();
+        let rows = db
+            .store
+            .write_tx(|c, _| outbox::list_plan(c, "p1"))
+            .unwrap();
+        let got: Vec<(&str, &str, i64)> = rows
+            .iter()
+            .map(|r| (r.op.as_str(), r.connector.as_str(), r.priority))
+            .collect();
+        let want: Vec<(&str, &str, i64)> = ops
+            .iter()
+            .map(|o| (o.op.as_str(), o.connector, o.priority))
+            .collect();
+        assert_eq!(got, want, "{}", db.name);
+        assert!(rows.windows(2).all(|w| w[0].id < w[1].id), "{}", db.name);
+        assert_eq!(rows[68].status, OutboxStatus::Pending, "{}", db.name);
+        assert_eq!(
+            (rows[69].status, rows[69].hold_id.as_deref()),
+            (OutboxStatus::Held, Some("h1")),
+            "{}",
+            db.name
+        );
+        let accounts = db
+            .store
+            .write_tx(|c, _| engine_state::accounts(c, "u1"))
+            .unwrap();
+        let planned: Vec<(&str, &str)> = accounts
+            .iter()
+            .map(|a| (a.connector.as_str(), a.planned.as_str()))
+            .collect();
+        assert_eq!(
+            planned,
+            [("app", "{\"a\":1}"), ("chat", "{\"c\":2}")],
+            "{}",
+            db.name
+        );
+    });
+}
