@@ -16,6 +16,7 @@
 //! | 3 | `engine`, `service`, `auth` |
 //! | 4 | `policy`, `config`, `clock` |
 //! | 5 | `store` |
+//! | 6, 7, 8 | `error`, `reflect`, `scheduling`: each uses nothing of the crate |
 //!
 //! An edge to a higher layer fails. An edge inside one layer fails too, unless it is listed in
 //! [`SAME_LAYER`] with the reason it exists; the list is one-directional, so two modules of one
@@ -54,6 +55,9 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     // The keys a Deserialize type accepts (config and policy references); uses nothing.
     &["reflect"],
+    // How the request threads are scheduled (set by `run`, applied by `http`'s workers and
+    // `store`'s writers); uses nothing.
+    &["scheduling"],
 ];
 
 /// The layer of the entry points, whose modules may use each other.

@@ -43,6 +43,7 @@ mod run;
 mod run_audit;
 mod run_import;
 mod run_report;
+pub mod scheduling;
 pub mod service;
 pub mod store;
 

@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use reqwest::blocking::{Client, RequestBuilder};
@@ -307,6 +307,22 @@ impl TestApp {
     /// The server's log so far (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Whether the log holds `needle` within 10 s. The server writes a request's line before
+    /// answering it, but a thread of this process copies the server's stderr into the log file,
+    /// and under a loaded test run the copy can trail the answer.
+    pub fn log_shows(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the server with SIGTERM and returns its exit status success.

@@ -204,5 +204,5 @@ fn failed_authentications_and_link_requests_are_rate_limited_per_address() {
     assert_eq!(r.headers()["retry-after"], "30");
     let body: Value = r.json().unwrap();
     assert_eq!(body["status"], "429");
-    assert!(app.log().contains("rate limited"));
+    assert!(app.log_shows("rate limited"));
 }

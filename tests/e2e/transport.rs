@@ -245,3 +245,70 @@ fn transport_error_corpus() {
 
     insta::assert_json_snapshot!("transport_error_bodies", Value::Object(bodies));
 }
+
+/// The policy and nice value of each of the server's threads called `name`, from `/proc`.
+#[cfg(target_os = "linux")]
+fn thread_scheduling(pid: u32, name: &str) -> Vec<(u32, i32)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        // Fields 41 (policy) and 19 (nice); `fields[0]` is field 3.
+        found.push((fields[38].parse().unwrap(), fields[16].parse().unwrap()));
+    }
+    found
+}
+
+/// The HTTP workers and the group-commit writer run under `SCHED_BATCH` (3) at the process's nice
+/// value, so a worker woken by a finished write does not preempt the writer mid-batch (and the
+/// writer, woken by a write, does not preempt the worker); `workers_batch_scheduling = false`
+/// leaves both at the default policy (0).
+#[cfg(target_os = "linux")]
+#[test]
+fn http_workers_run_under_sched_batch_unless_switched_off() {
+    let app = TestApp::builder(Backend::Sqlite)
+        .env("SCIMHUB_WORKERS", "2")
+        .start()
+        .unwrap();
+    // A write starts the writer threads.
+    app.create_user("sched-batch");
+    let own_nice = {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        fields[16].parse::<i32>().unwrap()
+    };
+    assert_eq!(
+        thread_scheduling(app.pid(), "actix-rt|system"),
+        vec![(3, own_nice), (3, own_nice)]
+    );
+    assert_eq!(
+        thread_scheduling(app.pid(), "scimhub-writer"),
+        vec![(3, own_nice)]
+    );
+
+    let off = TestApp::builder(Backend::Sqlite)
+        .env("SCIMHUB_WORKERS", "2")
+        .env("SCIMHUB_WORKERS_BATCH_SCHEDULING", "false")
+        .start()
+        .unwrap();
+    off.create_user("sched-default");
+    assert_eq!(
+        thread_scheduling(off.pid(), "actix-rt|system"),
+        vec![(0, own_nice), (0, own_nice)]
+    );
+    assert_eq!(
+        thread_scheduling(off.pid(), "scimhub-writer"),
+        vec![(0, own_nice)]
+    );
+}

@@ -509,6 +509,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         let graceful = graceful.clone();
         let acceptor = acceptor.clone();
         builder = builder.listen(format!("scimhub-{addr}"), listener, move || {
+            // actix builds each worker's services on that worker's thread.
+            crate::scheduling::settle_request_thread();
             let app_state = app_state.clone();
             let graceful = graceful.clone();
             let acceptor = acceptor.clone();

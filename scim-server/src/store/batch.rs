@@ -313,7 +313,10 @@ impl WriteQueue {
             let (pool, rx, thread_stats) = (pool.clone(), rx.clone(), stats.clone());
             std::thread::Builder::new()
                 .name("scimhub-writer".into())
-                .spawn(move || run(pool, &rx, &thread_stats, attempts))
+                .spawn(move || {
+                    crate::scheduling::settle_request_thread();
+                    run(pool, &rx, &thread_stats, attempts)
+                })
                 .map_err(|e| HubError::Backend(format!("cannot start the writer thread: {e}")))?;
         }
         Ok(WriteQueue {
