@@ -275,10 +275,11 @@ pub struct Config {
     pub db_group_commit: bool,
     /// actix worker threads (default: number of CPUs).
     pub workers: Option<usize>,
-    /// Linux: the HTTP worker threads run under `SCHED_BATCH`, so a worker woken by a finished
-    /// write or a new request waits for the thread on its core to block instead of preempting
-    /// it (see `http::worker_scheduling`); `false`: the default policy, as before.
-    pub workers_batch_scheduling: bool,
+    /// Linux: the HTTP workers and the group-commit writers run under `SCHED_BATCH`, so a
+    /// thread woken by another (a worker by a finished write, the writer by a new one) waits for
+    /// the running one to block instead of preempting it (see `scheduling`); `false`: the
+    /// default policy, as before.
+    pub sched_batch: bool,
     /// Reject attributes that no schema defines (strict) instead of ignoring them.
     pub strict: bool,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
@@ -417,7 +418,7 @@ impl Default for Config {
             db_reader_snapshot_ms: 5,
             db_group_commit: true,
             workers: None,
-            workers_batch_scheduling: true,
+            sched_batch: true,
             strict: false,
             shutdown_timeout_secs: 30,
             jwt: None,

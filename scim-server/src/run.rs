@@ -655,7 +655,7 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
         config = %common.config.as_ref().map(|c| c.display().to_string()).unwrap_or_else(|| "none".into()),
         "starting scimhub"
     );
-    crate::scheduling::configure(config.workers_batch_scheduling);
+    crate::scheduling::configure(config.sched_batch);
     let has_bootstrap = bootstrap.is_some();
     let auth = Authenticator::new(bootstrap, jwt);
     let (store, admin) = match &common.policy {
