@@ -258,14 +258,21 @@ fn thread_scheduling(pid: u32, name: &str) -> Vec<(u32, i32)> {
         if comm.trim_end() != name {
             continue;
         }
-        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-            .split_whitespace()
-            .collect();
-        // Fields 41 (policy) and 19 (nice); `fields[0]` is field 3.
-        found.push((fields[38].parse().unwrap(), fields[16].parse().unwrap()));
+        found.push(policy_and_nice(&dir.join("stat")));
     }
     found
+}
+
+/// Fields 41 (policy) and 19 (nice) of a `/proc/.../stat` file, counted after the command
+/// name's last `)` (`actix-rt|system` holds no space, but a name may).
+#[cfg(target_os = "linux")]
+fn policy_and_nice(stat: &std::path::Path) -> (u32, i32) {
+    let stat = std::fs::read_to_string(stat).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    // `fields[0]` is field 3.
+    (fields[38].parse().unwrap(), fields[16].parse().unwrap())
 }
 
 /// The HTTP workers and the group-commit writer run under `SCHED_BATCH` (3) at the process's nice
@@ -275,48 +282,30 @@ fn thread_scheduling(pid: u32, name: &str) -> Vec<(u32, i32)> {
 #[cfg(target_os = "linux")]
 #[test]
 fn http_workers_run_under_sched_batch_unless_switched_off() {
-    let app = TestApp::builder(Backend::Sqlite)
-        .env("SCIMHUB_WORKERS", "2")
-        .start()
-        .unwrap();
-    // A write starts the writer threads.
-    app.create_user("sched-batch");
-    let (own_policy, own_nice) = {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-            .split_whitespace()
-            .collect();
-        (
-            fields[38].parse::<u32>().unwrap(),
-            fields[16].parse::<i32>().unwrap(),
-        )
-    };
+    let (own_policy, own_nice) = policy_and_nice(std::path::Path::new("/proc/self/stat"));
     if own_policy != 0 {
         // The server inherits the test runner's policy (`chrt`), which it keeps.
         eprintln!("skipped: the test runs under policy {own_policy}");
         return;
     }
-    assert_eq!(
-        thread_scheduling(app.pid(), "actix-rt|system"),
-        vec![(3, own_nice), (3, own_nice)]
-    );
-    assert_eq!(
-        thread_scheduling(app.pid(), "scimhub-writer"),
-        vec![(3, own_nice)]
-    );
-
-    let off = TestApp::builder(Backend::Sqlite)
-        .env("SCIMHUB_WORKERS", "2")
-        .env("SCIMHUB_SCHED_BATCH", "false")
-        .start()
-        .unwrap();
-    off.create_user("sched-default");
-    assert_eq!(
-        thread_scheduling(off.pid(), "actix-rt|system"),
-        vec![(0, own_nice), (0, own_nice)]
-    );
-    assert_eq!(
-        thread_scheduling(off.pid(), "scimhub-writer"),
-        vec![(0, own_nice)]
-    );
+    // The default, then switched off.
+    for (setting, policy) in [(None, 3), (Some("false"), 0)] {
+        let mut app = TestApp::builder(Backend::Sqlite).env("SCIMHUB_WORKERS", "2");
+        if let Some(value) = setting {
+            app = app.env("SCIMHUB_SCHED_BATCH", value);
+        }
+        let app = app.start().unwrap();
+        // A write starts the writer threads.
+        app.create_user("sched");
+        assert_eq!(
+            thread_scheduling(app.pid(), "actix-rt|system"),
+            vec![(policy, own_nice), (policy, own_nice)],
+            "sched_batch = {setting:?}"
+        );
+        assert_eq!(
+            thread_scheduling(app.pid(), "scimhub-writer"),
+            vec![(policy, own_nice)],
+            "sched_batch = {setting:?}"
+        );
+    }
 }
