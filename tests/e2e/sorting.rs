@@ -153,3 +153,25 @@ backends!(rfc7644_3_4_2_3_absent_sorts_first_descending, |app| {
         check(&app, &people, sort_by, true);
     }
 });
+
+// userName is unique per type, so its pages seek by the value alone (no id tie-break): the
+// order, `startIndex` pages and cursor pages must still match, in both directions.
+backends!(
+    rfc7644_3_4_2_3_user_name_sorts_case_insensitively_in_pages,
+    |app| {
+        let people: Vec<(String, Option<&str>)> =
+            ["Mia", "adam", "Zed", "bob", "Carl", "ümit", "dora"]
+                .into_iter()
+                .map(|user_name| {
+                    let user = json!({
+                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                        "userName": user_name,
+                    });
+                    let created = app.post("/Users", user).send().status(201).json();
+                    (created["id"].as_str().unwrap().to_string(), Some(user_name))
+                })
+                .collect();
+        check(&app, &people, "userName", false);
+        check(&app, &people, "userName", true);
+    }
+);

@@ -909,7 +909,10 @@ fn index_ranges_only(f: &Filter) -> bool {
 /// absent ones, where `NULLS LAST`/`NULLS FIRST` on one query would make SQLite (whose indexes
 /// hold NULLs first) sort every matching row. Each part reads at most `offset + count + 1` rows;
 /// the merge orders that bounded set. `after` is a keyset cursor: the last row's (key, id).
-fn by_column(
+///
+/// `userName` is unique per type (`resources_user_name_uq`), so its present values have no ties:
+/// that part orders and seeks by the column alone and walks the unique index without sorting.
+pub(super) fn by_column(
     base: &Sql,
     col: &str,
     after: Option<(Option<&str>, &str)>,
@@ -925,6 +928,7 @@ fn by_column(
     let each = sql_int(offset)
         .saturating_add(sql_int(count))
         .saturating_add(1);
+    let unique = col == "user_name_folded";
     let part = |present: bool, after_key: Option<(Option<&str>, &str)>| {
         let mut p = Sql::<SortRowSt>::new(
             "SELECT * FROM (SELECT id, doc, created, last_modified, version, ",
@@ -934,6 +938,9 @@ fn by_column(
             .push(col)
             .push(if present { " IS NOT NULL" } else { " IS NULL" });
         match after_key {
+            Some((Some(k), _)) if unique => {
+                p.push(" AND ").push(col).push(cmp).text(k);
+            }
             Some((Some(k), id)) => {
                 p.push(" AND (")
                     .push(col)
@@ -948,7 +955,9 @@ fn by_column(
             }
             None => {}
         }
-        if present {
+        if present && unique {
+            p.push(" ORDER BY ").push(col).push(dir);
+        } else if present {
             p.push(" ORDER BY ")
                 .push(col)
                 .push(dir)

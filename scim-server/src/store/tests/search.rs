@@ -603,3 +603,75 @@ fn index_column(index: &str) -> &'static str {
         _ => "external_id",
     }
 }
+
+/// The `EXPLAIN QUERY PLAN` lines under the sorted page's `present` part (the rows that have
+/// the sort key), for a page `by_column` builds on every User.
+fn sqlite_sorted_page_plan(
+    s: &Store,
+    col: &str,
+    after: Option<(Option<&str>, &str)>,
+    asc: bool,
+    offset: u64,
+) -> Vec<String> {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::RunQueryDsl;
+    let mut base = sql::Sql::<()>::new(" FROM resources WHERE resources.resource_type = ");
+    base.push(ResourceKind::User.sql_literal());
+    let mut q = sql::Sql::<(BigInt, BigInt, BigInt, Text)>::new("EXPLAIN QUERY PLAN ");
+    q.append(&crate::store::search::by_column(
+        &base, col, after, asc, 10, offset,
+    ));
+    let mut c = s.read_conn().unwrap();
+    let rows: Vec<(i64, i64, i64, String)> = q.load(&mut *c).unwrap();
+    let Some(top) = rows.iter().find(|r| r.3.ends_with(" present")) else {
+        panic!("{col}: no present part in {rows:?}")
+    };
+    // Every line below `top`: a parent comes before its children in the listing.
+    let mut under = vec![top.0];
+    let mut lines = Vec::new();
+    for r in &rows {
+        if under.contains(&r.1) {
+            under.push(r.0);
+            lines.push(r.3.clone());
+        }
+    }
+    lines
+}
+
+/// Each sortable column's pages walk an index in the sort order, first pages, cursor
+/// continuations and offsets alike, in both directions, and SQLite sorts nothing: `userName`
+/// walks its unique index (no ties to order by id), the other columns indexes that end in id.
+#[test]
+fn store_sqlite_plans_sorted_pages_on_an_index() {
+    let db = sqlite_db();
+    seed(&db.store);
+    for (col, index) in [
+        ("user_name_folded", "resources_user_name_uq"),
+        ("display_name_folded", "resources_display_name_idx"),
+        ("external_id", "resources_external_id_idx"),
+        ("created", "resources_created_idx"),
+        ("last_modified", "resources_last_modified_idx"),
+    ] {
+        for asc in [true, false] {
+            for (after, offset) in [
+                (None, 0),
+                (None, 5),
+                (
+                    Some((Some("bulk05"), "00000000-0000-0000-0000-000000000000")),
+                    0,
+                ),
+            ] {
+                let plan = sqlite_sorted_page_plan(&db.store, col, after, asc, offset);
+                let shown = plan.join(" | ");
+                assert!(
+                    plan.iter().any(|l| l.contains(&format!("INDEX {index} ("))),
+                    "{col} asc={asc} after={after:?}: not on {index}: {shown}"
+                );
+                assert!(
+                    !plan.iter().any(|l| l.starts_with("USE TEMP B-TREE")),
+                    "{col} asc={asc} after={after:?}: sorts rows: {shown}"
+                );
+            }
+        }
+    }
+}
