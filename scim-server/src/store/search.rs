@@ -380,7 +380,16 @@ impl Store {
             id_page_tail(&mut page, asc, q.count, offset_rows);
             page.load(c)?
         } else {
-            by_column(base, col, after, asc, q.count, offset_rows).load(c)?
+            by_column(
+                base,
+                col,
+                after,
+                asc,
+                q.count,
+                offset_rows,
+                self.is_sqlite(),
+            )
+            .load(c)?
         };
         let more = rows.len() as u64 > q.count;
         rows.truncate(q.count as usize);
@@ -910,8 +919,13 @@ fn index_ranges_only(f: &Filter) -> bool {
 /// hold NULLs first) sort every matching row. Each part reads at most `offset + count + 1` rows;
 /// the merge orders that bounded set. `after` is a keyset cursor: the last row's (key, id).
 ///
+/// The parts and the merge carry only what the index holds (a row key, the sort key and the
+/// tie-break), so the rows a deep `startIndex` steps over are never read from the table nor
+/// sorted with their documents; only the page's own rows are joined back. The row key is
+/// SQLite's rowid (`rowid_key`), which every SQLite index holds, else the id.
+///
 /// `userName` is unique per type (`resources_user_name_uq`), so its present values have no ties:
-/// that part orders and seeks by the column alone and walks the unique index without sorting.
+/// that part orders and seeks by the column alone, and walks the unique index without sorting.
 pub(super) fn by_column(
     base: &Sql,
     col: &str,
@@ -919,6 +933,7 @@ pub(super) fn by_column(
     asc: bool,
     count: u64,
     offset: u64,
+    rowid_key: bool,
 ) -> Sql<SortRowSt> {
     let (cmp, dir) = if asc {
         (" > ", " ASC")
@@ -929,11 +944,22 @@ pub(super) fn by_column(
         .saturating_add(sql_int(count))
         .saturating_add(1);
     let unique = col == "user_name_folded";
+    let key = if rowid_key {
+        "resources.rowid"
+    } else {
+        "resources.id"
+    };
     let part = |present: bool, after_key: Option<(Option<&str>, &str)>| {
-        let mut p = Sql::<SortRowSt>::new(
-            "SELECT * FROM (SELECT id, doc, created, last_modified, version, ",
-        );
-        p.push(col).push(" AS sort_key").append(base);
+        let mut p = Sql::<SortRowSt>::new("SELECT * FROM (SELECT ");
+        p.push(key).push(" AS k, ").push(col).push(" AS sort_key, ");
+        // Present values of a unique column need no tie-break (and reading the id would cost
+        // a table read per row where the unique index does not hold it).
+        p.push(if present && unique {
+            "NULL AS tie"
+        } else {
+            "resources.id AS tie"
+        })
+        .append(base);
         p.push(" AND ")
             .push(col)
             .push(if present { " IS NOT NULL" } else { " IS NULL" });
@@ -979,8 +1005,24 @@ pub(super) fn by_column(
         Some((None, id)) if asc => vec![part(false, Some((None, id)))],
         Some((None, id)) => vec![part(true, None), part(false, Some((None, id)))],
     };
+    // Absent keys last ascending (`sort_key IS NULL` is false, then true), first descending.
+    let order = |q: &mut Sql<SortRowSt>, of: &str| {
+        q.push(" ORDER BY (")
+            .push(of)
+            .push("sort_key IS NULL)")
+            .push(dir)
+            .push(", ")
+            .push(of)
+            .push("sort_key")
+            .push(dir)
+            .push(", ")
+            .push(of)
+            .push("tie")
+            .push(dir);
+    };
     let mut page = Sql::<SortRowSt>::new(
-        "SELECT id, doc, created, last_modified, version, sort_key, NULL FROM (",
+        "SELECT r.id, r.doc, r.created, r.last_modified, r.version, m.sort_key, NULL \
+         FROM (SELECT k, sort_key, tie FROM (",
     );
     for (n, p) in parts.iter().enumerate() {
         if n > 0 {
@@ -988,17 +1030,16 @@ pub(super) fn by_column(
         }
         page.append(p);
     }
-    // Absent keys last ascending (`sort_key IS NULL` is false, then true), first descending.
-    page.push(") merged ORDER BY (sort_key IS NULL)")
-        .push(dir)
-        .push(", sort_key")
-        .push(dir)
-        .push(", id")
-        .push(dir);
+    page.push(") merged");
+    order(&mut page, "");
     page.limit(sql_int(count).saturating_add(1));
     if offset > 0 {
         page.push(" OFFSET ").int(sql_int(offset));
     }
+    page.push(") m JOIN resources r ON r.")
+        .push(if rowid_key { "rowid" } else { "id" })
+        .push(" = m.k");
+    order(&mut page, "m.");
     page
 }
 
