@@ -916,7 +916,8 @@ fn index_ranges_only(f: &Filter) -> bool {
 /// The two parts are read separately and merged: each one follows an index, (type, column, id)
 /// for present values and, since every part is `col IS NULL` there, (type, column, id) again for
 /// absent ones, where `NULLS LAST`/`NULLS FIRST` on one query would make SQLite (whose indexes
-/// hold NULLs first) sort every matching row. Each part reads at most `offset + count + 1` rows;
+/// hold NULLs first) sort every matching row. (userName's absent part on SQLite, below, sorts
+/// the rows without a userName, which Users do not have.) Each part reads at most `offset + count + 1` rows;
 /// the merge orders that bounded set. `after` is a keyset cursor: the last row's (key, id).
 ///
 /// The parts and the merge carry only what the index holds (a row key, the sort key and the
@@ -940,10 +941,23 @@ pub(super) fn by_column(
     } else {
         (" < ", " DESC")
     };
+    // Each part holds only NULLs or none, so where they would go changes nothing but the plan:
+    // PostgreSQL's sort indexes hold them first, and only an ORDER BY that says the same (or,
+    // walked backwards, its reverse) can follow the index instead of sorting every row.
+    // SQLite's own order is the same, so it keeps its plan.
+    let present_dir = if asc {
+        " ASC NULLS FIRST"
+    } else {
+        " DESC NULLS LAST"
+    };
     let each = sql_int(offset)
         .saturating_add(sql_int(count))
         .saturating_add(1);
     let unique = col == "user_name_folded";
+    // On SQLite the unique userName index holds no id: `+id` keeps the planner from walking
+    // the (type, id) index and reading every User row to find the few without a userName; it
+    // looks those up in the userName index and sorts them instead.
+    let absent_id = if unique && rowid_key { "+id" } else { "id" };
     let key = if rowid_key {
         "resources.rowid"
     } else {
@@ -952,8 +966,8 @@ pub(super) fn by_column(
     let part = |present: bool, after_key: Option<(Option<&str>, &str)>| {
         let mut p = Sql::<SortRowSt>::new("SELECT * FROM (SELECT ");
         p.push(key).push(" AS k, ").push(col).push(" AS sort_key, ");
-        // Present values of a unique column need no tie-break (and reading the id would cost
-        // a table read per row where the unique index does not hold it).
+        // Present values of a unique column need no tie-break (and on SQLite, whose unique
+        // index holds the rowid but not the id, reading it would cost a table read per row).
         p.push(if present && unique {
             "NULL AS tie"
         } else {
@@ -977,20 +991,28 @@ pub(super) fn by_column(
                 p.push(", ").text(id).push(")");
             }
             Some((None, id)) => {
-                p.push(" AND id").push(cmp).text(id);
+                p.push(" AND ").push(absent_id).push(cmp).text(id);
             }
             None => {}
         }
         if present && unique {
-            p.push(" ORDER BY ").push(col).push(dir);
+            p.push(" ORDER BY ").push(col).push(present_dir);
         } else if present {
             p.push(" ORDER BY ")
                 .push(col)
-                .push(dir)
+                .push(present_dir)
                 .push(", id")
                 .push(dir);
         } else {
-            p.push(" ORDER BY id").push(dir);
+            // Every row here has no value, so this is id order; naming the column first lets
+            // PostgreSQL walk the column's index (`IS NULL` pins no order there) instead of
+            // sorting every row without a value.
+            p.push(" ORDER BY ")
+                .push(col)
+                .push(present_dir)
+                .push(", ")
+                .push(absent_id)
+                .push(dir);
         }
         p.limit(each)
             .push(if present { ") present" } else { ") absent" });

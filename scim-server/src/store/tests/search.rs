@@ -604,15 +604,22 @@ fn index_column(index: &str) -> &'static str {
     }
 }
 
-/// The `EXPLAIN QUERY PLAN` lines under the sorted page's `present` part (the rows that have
-/// the sort key), for a page `by_column` builds on every User.
+/// A sorted page's `EXPLAIN QUERY PLAN`: the lines under its `present` and `absent` parts
+/// (`None` where the cursor has left a part behind), and all lines.
+struct SortedPlan {
+    present: Option<Vec<String>>,
+    absent: Option<Vec<String>>,
+    all: Vec<String>,
+}
+
+/// The plan of a page `by_column` builds on every User.
 fn sqlite_sorted_page_plan(
     s: &Store,
     col: &str,
     after: Option<(Option<&str>, &str)>,
     asc: bool,
     offset: u64,
-) -> Vec<String> {
+) -> SortedPlan {
     use diesel::sql_types::{BigInt, Text};
     use diesel::RunQueryDsl;
     let mut base = sql::Sql::<()>::new(" FROM resources WHERE resources.resource_type = ");
@@ -623,30 +630,39 @@ fn sqlite_sorted_page_plan(
     ));
     let mut c = s.read_conn().unwrap();
     let rows: Vec<(i64, i64, i64, String)> = q.load(&mut *c).unwrap();
-    let Some(top) = rows.iter().find(|r| r.3.ends_with(" present")) else {
-        panic!("{col}: no present part in {rows:?}")
-    };
-    // Every line below `top`: a parent comes before its children in the listing.
-    let mut under = vec![top.0];
-    let mut lines = Vec::new();
-    for r in &rows {
-        if under.contains(&r.1) {
-            under.push(r.0);
-            lines.push(r.3.clone());
+    // Every line below the part's own: a parent comes before its children in the listing.
+    let under = |part: &str| {
+        let top = rows.iter().find(|r| r.3.ends_with(part))?;
+        let mut ids = vec![top.0];
+        let mut lines = Vec::new();
+        for r in &rows {
+            if ids.contains(&r.1) {
+                ids.push(r.0);
+                lines.push(r.3.clone());
+            }
         }
+        Some(lines)
+    };
+    SortedPlan {
+        present: under(" present"),
+        absent: under(" absent"),
+        all: rows.iter().map(|r| r.3.clone()).collect(),
     }
-    lines
 }
 
 /// Each sortable column's pages walk an index in the sort order, first pages, cursor
-/// continuations and offsets alike, in both directions, and SQLite sorts nothing: `userName`
-/// walks its unique index (no ties to order by id), the other columns indexes that end in id.
-/// The walk reads the index alone (covering): the rows a deep page steps over never reach the
-/// table, and only the page's own rows are joined back.
+/// continuations (after a row with a value and after one without) and offsets alike, in both
+/// directions. The present values' walk reads the index alone (covering) and sorts nothing:
+/// `userName` on its unique index (no ties to order by id), the other columns on indexes that
+/// end in id, so the rows a deep page steps over never reach the table. The absent values are
+/// looked up in the same index (userName's, which holds no id, then sorted: Users have none),
+/// never found by walking every User in id order. Only the page's own rows are joined back, by
+/// rowid.
 #[test]
 fn store_sqlite_plans_sorted_pages_on_an_index() {
     let db = sqlite_db();
     seed(&db.store);
+    let zero = "00000000-0000-0000-0000-000000000000";
     for (col, index) in [
         ("user_name_folded", "resources_user_name_uq"),
         ("display_name_folded", "resources_display_name_idx"),
@@ -658,20 +674,45 @@ fn store_sqlite_plans_sorted_pages_on_an_index() {
             for (after, offset) in [
                 (None, 0),
                 (None, 5),
-                (
-                    Some((Some("bulk05"), "00000000-0000-0000-0000-000000000000")),
-                    0,
-                ),
+                (Some((Some("bulk05"), zero)), 0),
+                (Some((None, zero)), 0),
             ] {
                 let plan = sqlite_sorted_page_plan(&db.store, col, after, asc, offset);
-                let shown = plan.join(" | ");
+                let shown = plan.all.join(" | ");
+                let case = format!("{col} asc={asc} after={after:?} offset={offset}");
                 assert!(
-                    plan.iter().any(|l| l.contains(&format!("COVERING INDEX {index} ("))),
-                    "{col} asc={asc} after={after:?}: not on {index} alone: {shown}"
+                    plan.present.is_some() || plan.absent.is_some(),
+                    "{case}: no part: {shown}"
                 );
+                if let Some(present) = &plan.present {
+                    assert!(
+                        present
+                            .iter()
+                            .any(|l| l.contains(&format!("COVERING INDEX {index} ("))),
+                        "{case}: present values not on {index} alone: {shown}"
+                    );
+                    assert!(
+                        !present.iter().any(|l| l.starts_with("USE TEMP B-TREE")),
+                        "{case}: present values sorted: {shown}"
+                    );
+                }
+                // `created` and `last_modified` are NOT NULL: SQLite knows their absent part
+                // is empty without reading anything.
+                let nullable = !matches!(col, "created" | "last_modified");
+                if let Some(absent) = plan.absent.as_ref().filter(|_| nullable) {
+                    assert!(
+                        absent
+                            .iter()
+                            .any(|l| l
+                                .contains(&format!("INDEX {index} (resource_type=? AND {col}=?"))),
+                        "{case}: absent values not looked up in {index}: {shown}"
+                    );
+                }
                 assert!(
-                    !plan.iter().any(|l| l.starts_with("USE TEMP B-TREE")),
-                    "{col} asc={asc} after={after:?}: sorts rows: {shown}"
+                    plan.all
+                        .iter()
+                        .any(|l| l.starts_with("SEARCH r USING INTEGER PRIMARY KEY")),
+                    "{case}: the page's rows not joined back by rowid: {shown}"
                 );
             }
         }
