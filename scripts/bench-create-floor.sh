@@ -5,7 +5,9 @@
 # chain's sequence): the non-unique indexes that serve only filters and sorts are dropped before
 # the load. The difference is what those indexes cost; the stripped figure is the most a create
 # can reach while it stores the same rows. Variants alternate, ROUNDS times, each on a fresh
-# database with the server on CPU 0 and the harness on CPU 1.
+# database with the server on CPU 0 and the harness on CPU 1. "KB written" is the server's
+# `wchar` (/proc/PID/io) per create: its write()s to the WAL, the checkpoint's copy into the
+# database file, and log lines; the HTTP answers go out by send() and are not counted.
 #
 # With WAL=1 each run also copies the database and its WAL mid-phase (the server paused for the
 # copy) and prints the WAL's frames per commit by B-tree: a commit rewrites each index's right
