@@ -1087,12 +1087,19 @@ fn retry_pause(attempt: u32, e: &HubError) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-/// The value in `cell`, started by `start` on first use. Two first callers may both start one;
-/// the loser's is dropped (a thread behind it ends with it).
+/// The value in `cell`, started by `start` on first use, once: concurrent first callers wait
+/// for the one that starts it.
 fn started<T>(
     cell: &std::sync::OnceLock<T>,
     start: impl FnOnce() -> HubResult<T>,
 ) -> HubResult<&T> {
+    // Starts are serialised: two first writes at once would otherwise each start a writer
+    // (or checkpointer) and drop the loser's, whose thread lingered until it noticed.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let _starting = STARTING.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(v) = cell.get() {
         return Ok(v);
     }

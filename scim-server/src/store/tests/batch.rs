@@ -632,3 +632,27 @@ fn batch_pg_a_failed_read_ahead_fails_only_the_write_it_was_for() {
     assert_eq!((ann.doc["title"].clone(), ann.version), (json!("Lead"), 2));
     assert_eq!(chain_entries(s), 2);
 }
+
+/// Concurrent first writes start one writer, not one each (a second, dropped at once, showed
+/// as an extra `scimhub-writer` thread until it noticed).
+#[test]
+fn store_threads_start_once_under_concurrent_first_use() {
+    let cell = std::sync::OnceLock::new();
+    let starts = AtomicU32::new(0);
+    let barrier = std::sync::Barrier::new(8);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                barrier.wait();
+                let got = started(&cell, || {
+                    starts.fetch_add(1, Ordering::SeqCst);
+                    // Long enough for every other caller to arrive meanwhile.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    Ok(7)
+                });
+                assert_eq!(*got.unwrap(), 7);
+            });
+        }
+    });
+    assert_eq!(starts.load(Ordering::SeqCst), 1);
+}
