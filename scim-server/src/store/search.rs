@@ -917,8 +917,8 @@ fn index_ranges_only(f: &Filter) -> bool {
 /// for present values and, since every part is `col IS NULL` there, (type, column, id) again for
 /// absent ones, where `NULLS LAST`/`NULLS FIRST` on one query would make SQLite (whose indexes
 /// hold NULLs first) sort every matching row. (userName's absent part on SQLite, below, sorts
-/// the rows without a userName, which Users do not have.) Each part reads at most `offset + count + 1` rows;
-/// the merge orders that bounded set. `after` is a keyset cursor: the last row's (key, id).
+/// the rows without a userName, which Users do not have.) Each part reads at most
+/// `offset + count + 1` rows; the merge orders that bounded set. `after` is a keyset cursor: the last row's (key, id).
 ///
 /// The parts and the merge carry only what the index holds (a row key, the sort key and the
 /// tie-break), so the rows a deep `startIndex` steps over are never read from the table nor
@@ -958,14 +958,14 @@ pub(super) fn by_column(
     // the (type, id) index and reading every User row to find the few without a userName; it
     // looks those up in the userName index and sorts them instead.
     let absent_id = if unique && rowid_key { "+id" } else { "id" };
-    let key = if rowid_key {
-        "resources.rowid"
-    } else {
-        "resources.id"
-    };
+    let key = if rowid_key { "rowid" } else { "id" };
     let part = |present: bool, after_key: Option<(Option<&str>, &str)>| {
         let mut p = Sql::<SortRowSt>::new("SELECT * FROM (SELECT ");
-        p.push(key).push(" AS k, ").push(col).push(" AS sort_key, ");
+        p.push("resources.")
+            .push(key)
+            .push(" AS k, ")
+            .push(col)
+            .push(" AS sort_key, ");
         // Present values of a unique column need no tie-break (and on SQLite, whose unique
         // index holds the rowid but not the id, reading it would cost a table read per row).
         p.push(if present && unique {
@@ -995,14 +995,11 @@ pub(super) fn by_column(
             }
             None => {}
         }
-        if present && unique {
+        if present {
             p.push(" ORDER BY ").push(col).push(present_dir);
-        } else if present {
-            p.push(" ORDER BY ")
-                .push(col)
-                .push(present_dir)
-                .push(", id")
-                .push(dir);
+            if !unique {
+                p.push(", id").push(dir);
+            }
         } else {
             // Every row here has no value, so this is id order; naming the column first lets
             // PostgreSQL walk the column's index (`IS NULL` pins no order there) instead of
@@ -1059,7 +1056,7 @@ pub(super) fn by_column(
         page.push(" OFFSET ").int(sql_int(offset));
     }
     page.push(") m JOIN resources r ON r.")
-        .push(if rowid_key { "rowid" } else { "id" })
+        .push(key)
         .push(" = m.k");
     order(&mut page, "m.");
     page
