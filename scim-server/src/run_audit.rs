@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::admin::audit;
 use crate::cli::{AuditCommand, DbArgs};
 use crate::config::Config;
+use crate::store::audit_chain::Finding;
 use crate::store::audit_chain::{Anchor, ExportFilter, VerifyOptions};
 use crate::store::{PgSession, Store, StoreOptions};
 
@@ -93,15 +94,22 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
                         cp.seq,
                         cp.pruned,
                         cp.at,
-                        if r.checkpoint_signature_checked {
-                            "valid"
-                        } else {
-                            "not checked (no [audit] checkpoint_key)"
+                        match (&r.finding, r.checkpoint_signature_checked) {
+                            (Some(Finding::CheckpointForged { .. }), _) => "invalid",
+                            (_, true) => "valid",
+                            (_, false) => "not checked (no [audit] checkpoint_key)",
                         }
                     )?;
                 }
                 if r.anchors_checked > 0 {
                     writeln!(out, "anchors checked: {}", r.anchors_checked)?;
+                }
+                if r.anchors_pruned > 0 {
+                    writeln!(
+                        out,
+                        "anchors of pruned entries (before the checkpoint, not checkable): {}",
+                        r.anchors_pruned
+                    )?;
                 }
             }
             match &r.finding {

@@ -1176,6 +1176,10 @@ pub enum Finding {
     AppendedPastHead { head: i64, last: i64 },
     /// The checkpoint's signature does not match (`checkpoint_key`).
     CheckpointForged { seq: i64 },
+    /// A checkpoint exists but no key was given to check it. Pruning always signs its
+    /// checkpoint, so one that cannot be checked may have been written by hand to start the
+    /// walk past rewritten (or deleted) entries, and past the anchors that name them.
+    CheckpointUnverifiable { seq: i64 },
 }
 
 impl std::fmt::Display for Finding {
@@ -1209,6 +1213,11 @@ impl std::fmt::Display for Finding {
             Finding::CheckpointForged { seq } => {
                 write!(f, "the retention checkpoint at entry {seq} has an invalid signature")
             }
+            Finding::CheckpointUnverifiable { seq } => write!(
+                f,
+                "a retention checkpoint at entry {seq} exists but no [audit] checkpoint_key was \
+                 given to check its signature: configure the key that pruning signs with"
+            ),
         }
     }
 }
@@ -1226,6 +1235,9 @@ pub struct VerifyReport {
     /// Whether the checkpoint's signature was checked (a key was given).
     pub checkpoint_signature_checked: bool,
     pub anchors_checked: usize,
+    /// Anchors of entries at or before a valid checkpoint other than its own entry: pruned,
+    /// so nothing is left to check them against.
+    pub anchors_pruned: usize,
     pub finding: Option<Finding>,
 }
 
@@ -1242,10 +1254,17 @@ pub fn verify(c: &mut DbConnection, o: &VerifyOptions) -> HubResult<VerifyReport
         checkpoint: checkpoint.clone(),
         checkpoint_signature_checked: false,
         anchors_checked: 0,
+        anchors_pruned: 0,
         finding: None,
     };
     let base = checkpoint.as_ref().map_or(0, |cp| cp.seq);
-    if let (Some(cp), Some(key)) = (&checkpoint, &o.checkpoint_key) {
+    // The walk starts at the checkpoint and anchors before it are not checked: only a
+    // checkpoint whose signature holds may decide that.
+    if let Some(cp) = &checkpoint {
+        let Some(key) = &o.checkpoint_key else {
+            report.finding = Some(Finding::CheckpointUnverifiable { seq: cp.seq });
+            return Ok(report);
+        };
         report.checkpoint_signature_checked = true;
         if checkpoint_mac(key, cp.seq, &cp.hash, &cp.at, cp.pruned) != cp.mac {
             report.finding = Some(Finding::CheckpointForged { seq: cp.seq });
@@ -1290,6 +1309,8 @@ pub fn verify(c: &mut DbConnection, o: &VerifyOptions) -> HubResult<VerifyReport
                     return Ok(report);
                 }
             }
+        } else if a.seq < base {
+            report.anchors_pruned += 1;
         } else if a.seq > start && o.to.is_none_or(|t| a.seq <= t) {
             anchors.insert(a.seq, a.hash.clone());
         }

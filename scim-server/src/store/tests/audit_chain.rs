@@ -452,6 +452,28 @@ fn pruning_leaves_a_signed_checkpoint_and_the_rest_still_verifies() {
             verify_with(db, &wrong).finding,
             Some(Finding::CheckpointForged { seq: 4 })
         );
+        // Without the key the checkpoint proves nothing, so the walk may not start there.
+        assert_eq!(
+            verify_with(db, &VerifyOptions::default()).finding,
+            Some(Finding::CheckpointUnverifiable { seq: 4 })
+        );
+        // Anchors of pruned entries are said to be pruned, not counted as checked.
+        let anchored = VerifyOptions {
+            anchors: vec![
+                Anchor {
+                    seq: 2,
+                    hash: "whatever was anchored".into(),
+                },
+                Anchor {
+                    seq: 6,
+                    hash: head(db).hash,
+                },
+            ],
+            ..with_key.clone()
+        };
+        let r = verify_with(db, &anchored);
+        assert!(r.ok, "{}: {:?}", db.name, r.finding);
+        assert_eq!((r.anchors_checked, r.anchors_pruned), (1, 1));
         // Deleting the first remaining entry is still found.
         sql(db, "DELETE FROM engine_audit WHERE seq = 5");
         assert_eq!(
@@ -714,5 +736,57 @@ fn a_write_appending_last_holds_its_entries_to_its_end() {
         );
         assert!(actions[2].starts_with("scim."), "{actions:?}");
         assert!(verify(db).ok, "{}", db.name);
+    });
+}
+
+/// A checkpoint written by hand (nobody pruned) past a deleted history: without the key it is
+/// not trusted, so the anchors of the deleted entries are not skipped over silently.
+#[test]
+fn a_checkpoint_nobody_signed_does_not_hide_a_deleted_history() {
+    each_backend(|db| {
+        written(db, 6);
+        let h = head(db);
+        let second = row(db, 2).hash.expect("chained");
+        sql(
+            db,
+            &format!(
+                "INSERT INTO engine_audit_checkpoints (seq, hash, at, pruned, mac) \
+                 VALUES ({}, '{}', '2026-12-07T04:00:00.000000Z', {}, 'x'); \
+                 DELETE FROM engine_audit WHERE seq < {}",
+                h.seq, h.hash, h.seq, h.seq
+            ),
+        );
+        let anchors = vec![
+            Anchor {
+                seq: 2,
+                hash: second,
+            },
+            Anchor {
+                seq: h.seq,
+                hash: h.hash.clone(),
+            },
+        ];
+        let r = verify_with(
+            db,
+            &VerifyOptions {
+                anchors: anchors.clone(),
+                ..Default::default()
+            },
+        );
+        assert!(!r.ok, "{}", db.name);
+        assert_eq!(
+            r.finding,
+            Some(Finding::CheckpointUnverifiable { seq: h.seq })
+        );
+        // With a key the forged signature is found.
+        let r = verify_with(
+            db,
+            &VerifyOptions {
+                anchors,
+                checkpoint_key: Some(b"the operator's key".to_vec()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(r.finding, Some(Finding::CheckpointForged { seq: h.seq }));
     });
 }
