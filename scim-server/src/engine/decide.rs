@@ -464,17 +464,20 @@ fn approval_requests(
     let mut audit = Vec::new();
     for n in &d.needs_approval {
         let ej = ent_json(&n.entitlement);
-        let exists = i.approval_rows.iter().any(|r| {
-            r.kind == ApprovalKind::Entitlement
-                && r.connector.as_deref() == Some(n.connector.as_str())
-                && r.entitlement.as_deref() == Some(ej.as_str())
-                && r.status != ApprovalStatus::Approved
-                && r.status != ApprovalStatus::Ended
-        });
         // `desired` asks approval only for a level that has one (never `none`).
         let Some(level) = ApprovalLevel::parse(n.level.as_str()) else {
             continue;
         };
+        // A request at another level does not count: a manager's decision on it would not
+        // cover the level asked now.
+        let exists = i.approval_rows.iter().any(|r| {
+            r.kind == ApprovalKind::Entitlement
+                && r.connector.as_deref() == Some(n.connector.as_str())
+                && r.entitlement.as_deref() == Some(ej.as_str())
+                && r.level == level
+                && r.status != ApprovalStatus::Approved
+                && r.status != ApprovalStatus::Ended
+        });
         if !exists {
             approvals.push(ApprovalRequest {
                 id: new_id(),

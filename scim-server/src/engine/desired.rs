@@ -84,11 +84,26 @@ pub struct Matched {
     pub because: String,
 }
 
-/// Approvals that are decided: approved entitlements and approved SoD exceptions.
+/// Approvals that are decided: approved entitlements (with the level each request was asked
+/// at) and approved SoD exceptions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Approvals {
-    pub approved: BTreeSet<(String, Entitlement)>,
+    pub approved: BTreeSet<(String, Entitlement, Approval)>,
     pub sod_approved: BTreeSet<String>,
+}
+
+impl Approvals {
+    /// Whether an approved request lets `connector`'s `e` be granted where the policy asks for
+    /// `level`: one asked at that level, or at `security` (the security approvers may decide
+    /// anything). A manager's approval never stands in for the security approvers': two
+    /// profiles may grant one entitlement at different levels, and a mover may come under the
+    /// stricter one later.
+    pub fn covers(&self, connector: &str, e: &Entitlement, level: Approval) -> bool {
+        [level, Approval::Security].into_iter().any(|l| {
+            self.approved
+                .contains(&(connector.to_string(), e.clone(), l))
+        })
+    }
 }
 
 /// Legacy access kept for a while (mover overlap windows, manager extensions).
@@ -477,6 +492,7 @@ pub fn desired(
         Vec::new()
     };
     let mut want: BTreeMap<String, BTreeSet<Entitlement>> = BTreeMap::new();
+    let mut gated: BTreeMap<(String, Entitlement), (Approval, String)> = BTreeMap::new();
     for m in &out.matched {
         let Some(p) = policy.profile(&m.profile) else {
             continue;
@@ -491,24 +507,36 @@ pub fn desired(
             }
             let set = want.entry(g.connector.clone()).or_default();
             let Some(e) = &g.entitlement else { continue };
-            if g.approval != Approval::None
-                && !approvals
-                    .approved
-                    .contains(&(g.connector.clone(), e.clone()))
-            {
-                let n = NeedsApproval {
-                    connector: g.connector.clone(),
-                    entitlement: e.clone(),
-                    level: g.approval,
-                    profile: p.name.clone(),
-                };
-                if !out.needs_approval.contains(&n) {
-                    out.needs_approval.push(n);
-                }
+            if g.approval == Approval::None {
+                set.insert(e.clone());
                 continue;
             }
-            set.insert(e.clone());
+            // Profiles that grant the same entitlement at different levels: the strictest
+            // decides (the first profile asking it names the request).
+            let slot = gated
+                .entry((g.connector.clone(), e.clone()))
+                .or_insert_with(|| (g.approval, p.name.clone()));
+            if g.approval > slot.0 {
+                *slot = (g.approval, p.name.clone());
+            }
         }
+    }
+    for ((connector, e), (level, profile)) in gated {
+        let set = want.entry(connector.clone()).or_default();
+        // A profile that grants it without approval has granted it already.
+        if set.contains(&e) {
+            continue;
+        }
+        if approvals.covers(&connector, &e, level) {
+            set.insert(e);
+            continue;
+        }
+        out.needs_approval.push(NeedsApproval {
+            connector,
+            entitlement: e,
+            level,
+            profile,
+        });
     }
     for o in overrides {
         if o.until > now && !excluded.contains(&&o.connector) {

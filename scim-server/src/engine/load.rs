@@ -58,7 +58,7 @@ pub fn inputs<'a>(
         match (r.kind, &r.connector, &r.entitlement) {
             (ApprovalKind::Entitlement, Some(conn), Some(e)) => {
                 if let Ok(e) = serde_json::from_str::<Entitlement>(e) {
-                    decided.approved.insert((conn.clone(), e));
+                    decided.approved.insert((conn.clone(), e, r.level.into()));
                 }
             }
             (ApprovalKind::Sod, _, Some(rule)) => {

@@ -706,9 +706,23 @@ impl Policy {
     }
 
     /// Whether an authority attribute (manager, sponsor) may give authority: a `[[source]]`
-    /// owns it, or the policy trusts unowned ones (`trust_unowned_attributes`).
+    /// owns the part of it that names the approver, or the policy trusts unowned ones
+    /// (`trust_unowned_attributes`). That part is the attribute's `value`: a source that owns
+    /// only `manager.displayName` leaves `manager.value`, the approver's id, to every
+    /// `scim:write` client, so it makes nobody trusted.
     fn authority_attribute_trusted(&self, path: Option<&AttrPath>) -> bool {
-        self.approvals.trust_unowned_attributes || path.is_some_and(|p| self.owner_of(p).is_some())
+        self.approvals.trust_unowned_attributes
+            || path.is_some_and(|p| {
+                let named_by = AttrPath {
+                    sub_attr: Some(
+                        p.sub_attr
+                            .clone()
+                            .unwrap_or_else(|| scim_schema::CiString::from("value")),
+                    ),
+                    ..p.clone()
+                };
+                self.owner_of(&named_by).is_some()
+            })
     }
 
     /// Whether a user's manager attribute makes that manager an approver (see

@@ -184,6 +184,16 @@ fn security_groups_are_refused_and_authority_attributes_need_a_source() {
     let owned = format!("{APPROVALS}\n[[source]]\nclient = \"hr\"\nowns = [\"manager\"]\n");
     let p = Policy::parse(&owned, "a.toml").expect("valid");
     assert!(p.manager_trusted());
+    // Owning the approver's id is enough; owning only the manager's display name is not: any
+    // other scim:write client could still set manager.value and appoint the approver.
+    let value_owned = owned.replace("owns = [\"manager\"]", "owns = [\"manager.value\"]");
+    assert!(Policy::parse(&value_owned, "a.toml")
+        .expect("valid")
+        .manager_trusted());
+    let name_owned = owned.replace("owns = [\"manager\"]", "owns = [\"manager.displayName\"]");
+    assert!(!Policy::parse(&name_owned, "a.toml")
+        .expect("valid")
+        .manager_trusted());
     assert!(p.is_authority_attribute(
         &scim_schema::filter::parse_attr_path(
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"

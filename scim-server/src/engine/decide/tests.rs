@@ -5,6 +5,8 @@
 use chrono::TimeZone;
 use serde_json::json;
 
+use crate::policy::Approval;
+
 use super::*;
 
 /// The policy of the engine's integration tests (`tests/engine`), so both test the same rules.
@@ -555,9 +557,11 @@ fn cases() -> Vec<Case> {
             blast: None,
             given: |i| {
                 i.approval_rows.push(admin_request("approved"));
-                i.approvals
-                    .approved
-                    .insert(("github".into(), github_admin()));
+                i.approvals.approved.insert((
+                    "github".into(),
+                    github_admin(),
+                    crate::policy::Approval::Manager,
+                ));
             },
             expect: Summary {
                 event: "joiner".into(),
@@ -691,4 +695,81 @@ fn the_blast_radius_check_is_needed_only_for_deprovisioning_that_does_something(
         Some(planned_from(&engineer())),
     ));
     assert!(mover.needs_links());
+}
+
+/// Two profiles grant the same entitlement, one behind the manager and one behind security:
+/// only an approval at the stricter level (or by security) grants it, to a joiner and to a
+/// mover alike, and a pending request at the weaker level does not stand in for it.
+#[test]
+fn an_approval_counts_only_at_the_level_the_policy_asks() {
+    let text = format!(
+        "{POLICY}\n[[profile]]\nname = \"sre\"\nmatch = 'department eq \"Engineering\" and title co \"Reliability\"'\n\
+         grants = [{{ connector = \"github\", kind = \"org\", id = \"acme\", role = \"admin\", approval = \"security\" }}]\n\
+         \n[approvals]\nsecurity = [\"sam\"]\n"
+    );
+    let strict = Arc::new(Policy::parse(&text, "levels.toml").expect("policy with sre"));
+    let sre = person(
+        "ann",
+        "Employee",
+        "Engineering",
+        "Site Reliability Engineer",
+        json!({}),
+    );
+    let with = |doc: &Doc, level: Option<Approval>, rows: Vec<ApprovalRow>| {
+        let mut i = inputs(Some(doc), None);
+        i.policy = strict.clone();
+        if let Some(l) = level {
+            i.approvals
+                .approved
+                .insert(("github".into(), github_admin(), l));
+        }
+        i.approval_rows = rows;
+        let p = project(&i);
+        let granted = p
+            .desired
+            .accounts
+            .get("github")
+            .is_some_and(|a| a.entitlements.contains(&github_admin()));
+        let asked: Vec<String> = p
+            .desired
+            .needs_approval
+            .iter()
+            .map(|n| format!("{} {}", n.level.as_str(), n.profile))
+            .collect();
+        let d = decide(&i, p, &Contingent::default(), &mut counter());
+        let new: Vec<String> = d
+            .writes
+            .map(|w| {
+                w.approvals
+                    .iter()
+                    .map(|r| r.level.as_str().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (granted, asked, new)
+    };
+    // One request, at the stricter level, named after the profile that asks it.
+    assert_eq!(
+        with(&sre, None, vec![]),
+        (
+            false,
+            vec!["security sre".to_string()],
+            vec!["security".to_string()]
+        )
+    );
+    // The manager's approval does not grant what security must approve...
+    let (granted, asked, _) = with(&sre, Some(Approval::Manager), vec![]);
+    assert!(
+        !granted,
+        "a manager's approval granted a security-level entitlement"
+    );
+    assert_eq!(asked, vec!["security sre".to_string()]);
+    // ...security's does; and security's approval covers the manager's level too.
+    assert!(with(&sre, Some(Approval::Security), vec![]).0);
+    assert!(with(&engineer(), Some(Approval::Security), vec![]).0);
+    assert!(with(&engineer(), Some(Approval::Manager), vec![]).0);
+    // A mover under the stricter profile whose manager-level request is still pending is asked
+    // again, at security.
+    let (_, _, new) = with(&sre, None, vec![admin_request("pending")]);
+    assert_eq!(new, vec!["security".to_string()]);
 }
