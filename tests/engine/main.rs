@@ -300,6 +300,7 @@ backends!(
     contractor_expiry_and_extension,
     sod_violation_blocked,
     blast_radius_hold,
+    blast_radius_hold_despite_users_without_access,
     blast_radius_hold_with_concurrent_writers,
     retries_and_parking,
     refusals_park_at_once,
@@ -651,6 +652,39 @@ fn blast_radius_hold(env: Env) {
         .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
         .count();
     assert_eq!(disabled, 5);
+}
+
+/// Users who hold no access are not the population a burst is a share of: a client that may
+/// create users cannot pad it with users no profile matches and then deactivate everyone who
+/// holds access under the share.
+fn blast_radius_hold_despite_users_without_access(env: Env) {
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(env.create_user(user(&format!("u{i}"), "Employee", "Sales", "Rep")));
+    }
+    for i in 0..30 {
+        env.create_user(user(&format!("pad{i}"), "Padding", "None", "None"));
+    }
+    env.run();
+    assert_eq!(
+        env.holds("slack", "pad0"),
+        None,
+        "padding users get nothing"
+    );
+    for id in &ids {
+        env.patch_user(id, |d| {
+            d.insert("active".into(), json!(false));
+        });
+    }
+    env.run();
+    // As without padding: 3 of the 10 who hold access go through, the rest wait.
+    let disabled = (0..10)
+        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
+        .count();
+    assert_eq!(disabled, 3);
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].users, 7);
 }
 
 fn retries_and_parking(env: Env) {

@@ -248,10 +248,14 @@ pub fn count_losers(
     Ok(q.get_result::<i64>(c)?)
 }
 
-/// The population the guard measures a burst against: users the engine holds as active, and
-/// those who lost access since `since` (or under `stage`) and are no longer active, so a
-/// leaver still counts in the population the burst is a share of and a mover is not counted
-/// twice.
+/// The population the guard measures a burst against: active users who hold access (an
+/// enabled account planned on some connector), and those who lost access since `since` (or
+/// under `stage`), so a leaver still counts in the population the burst is a share of and a
+/// mover is not counted twice.
+///
+/// Users who hold nothing cannot lose anything: counting them let a client that may create
+/// users pad the population with users no profile matches just before it deactivated the
+/// real ones, and stay under the share.
 pub fn guard_population(
     c: &mut DbConnection,
     since: DateTime<Utc>,
@@ -260,8 +264,12 @@ pub fn guard_population(
     // The second count: losers the engine holds no user row for (orphan accounts a
     // reconciliation disabled) are in the population too, as they are among the losers. Kept
     // apart from the first (a scan of the users) so that it touches only the few losers.
+    // `planned` is an `AccountRecord` as serde writes it: `"enabled":true` appears unescaped
+    // only as its own field (inside a string the quotes would be escaped).
     let mut q = Sql::<BigInt>::new(
-        "SELECT (SELECT COUNT(*) FROM engine_users WHERE state = 'active' OR user_id IN (",
+        "SELECT (SELECT COUNT(*) FROM engine_users u WHERE (u.state = 'active' \
+         AND EXISTS (SELECT 1 FROM engine_accounts a WHERE a.user_id = u.user_id \
+         AND a.planned LIKE '%\"enabled\":true%')) OR u.user_id IN (",
     );
     losers(&mut q, since, stage);
     q.push(")) + (SELECT COUNT(*) FROM (");
