@@ -205,4 +205,14 @@ fn failed_authentications_and_link_requests_are_rate_limited_per_address() {
     let body: Value = r.json().unwrap();
     assert_eq!(body["status"], "429");
     assert!(app.log_shows("rate limited"));
+    // The same route spelt with a percent-escape (actix decodes it before routing) spends the
+    // same bucket, and its token stays out of the log.
+    let escaped = format!("{base}/admin/v1/%6Cinks/escaped-link-token");
+    assert_eq!(http().get(&escaped).send().unwrap().status().as_u16(), 429);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.log().matches("rate limited: one-click").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", app.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!app.log().contains("escaped-link-token"), "{}", app.log());
 }

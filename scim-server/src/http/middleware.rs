@@ -149,26 +149,41 @@ fn record_use(state: &AppState, id: String, now: chrono::DateTime<chrono::Utc>) 
 /// is a signed token), and any segment that looks like a bearer token (`shub_…`, a JWT), the
 /// text is replaced by `[redacted]`. The query string is never logged at all.
 pub fn loggable_path(path: &str) -> String {
-    if is_link_path(path) {
+    if is_link_path(&routed(path)) {
         return format!("{API_PREFIX}/links/[redacted]");
     }
     let mut out = Vec::new();
     let mut after_links = false;
     for segment in path.split('/') {
+        // Judged as routed (`%2E` for a JWT's dots is still a JWT), written as received: a
+        // decoded segment could carry a line break into the log.
+        let plain = routed(segment);
         let secret = after_links
-            || segment.starts_with(crate::auth::token::TOKEN_PREFIX)
-            || crate::auth::jwt::JwtVerifier::looks_like_jwt(segment);
+            || plain.starts_with(crate::auth::token::TOKEN_PREFIX)
+            || crate::auth::jwt::JwtVerifier::looks_like_jwt(&plain);
         out.push(if secret && !segment.is_empty() {
             "[redacted]"
         } else {
             segment
         });
-        after_links = after_links || segment.eq_ignore_ascii_case("links");
+        after_links = after_links || plain.eq_ignore_ascii_case("links");
     }
     out.join("/")
 }
 
-/// Whether `path` is under `/admin/v1/links/` (ASCII case ignored), without allocating.
+/// `path` with its percent-escapes decoded, as actix matches routes (`/admin/v1/%6Cinks/…` is
+/// the links route): what decides whether a path is a link's must see the same path. Paths
+/// without a `%` are borrowed as they are.
+fn routed(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.contains('%') {
+        percent_encoding::percent_decode_str(path).decode_utf8_lossy()
+    } else {
+        std::borrow::Cow::Borrowed(path)
+    }
+}
+
+/// Whether `path` (decoded, see [`routed`]) is under `/admin/v1/links/` (ASCII case ignored),
+/// without allocating.
 fn is_link_path(path: &str) -> bool {
     const LINKS: &str = "/links/";
     let n = API_PREFIX.len() + LINKS.len();
@@ -202,7 +217,7 @@ pub async fn limit_rates(
         }
         .into()
     };
-    if is_link_path(path) {
+    if is_link_path(&routed(path)) {
         if let Err(wait) = state.rate_limits.links.take(ip) {
             return Err(too_many(wait, "one-click link requests"));
         }
@@ -311,6 +326,16 @@ mod tests {
             "/scim/v2/[redacted]/x"
         );
         assert_eq!(loggable_path("/scim/v2/Users/42"), "/scim/v2/Users/42");
+        // Percent-escapes are decoded as actix routes: still the links route, still a JWT.
+        assert_eq!(
+            loggable_path("/admin/v1/%6Cinks/secret-link-token"),
+            "/admin/v1/links/[redacted]"
+        );
+        assert_eq!(
+            loggable_path("/scim/v2/eyJ1Ijoi%2Ec2ln%2Ec2lnbmF0dXJl/x"),
+            "/scim/v2/[redacted]/x"
+        );
+        assert_eq!(loggable_path("/scim/v2/a%0Ab"), "/scim/v2/a%0Ab");
         assert_eq!(loggable_path("/admin/v1/links"), "/admin/v1/links");
         assert_eq!(loggable_path("/"), "/");
     }
