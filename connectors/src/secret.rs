@@ -9,11 +9,62 @@ use serde::Deserialize;
 /// `{ env = "GITHUB_TOKEN" }` or `{ file = "/run/secrets/github" }`.
 /// Serialized as written (`scimhub config show` prints it): a variable's or file's name is not
 /// the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretRef {
     Env(String),
     File(PathBuf),
+}
+
+/// Read by hand rather than derived: serde's message for a string where the table belongs
+/// ("unknown variant `…`") quotes the string, and a string there is the secret itself, written
+/// inline. The message may reach a log or a terminal; it says what to write instead.
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, EnumAccess, VariantAccess, Visitor};
+
+        const WHAT: &str = r#"a reference: { env = "NAME" } or { file = "/path" }"#;
+        enum Kind {
+            Env,
+            File,
+        }
+        struct KindVisitor;
+        impl Visitor<'_> for KindVisitor {
+            type Value = Kind;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`env` or `file`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+                match v {
+                    "env" => Ok(Kind::Env),
+                    "file" => Ok(Kind::File),
+                    // Never repeated: it may be the secret itself.
+                    _ => Err(E::custom(format!(
+                        "expected {WHAT}; a secret may not be written inline"
+                    ))),
+                }
+            }
+        }
+        impl<'de> Deserialize<'de> for Kind {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_identifier(KindVisitor)
+            }
+        }
+        struct Reference;
+        impl<'de> Visitor<'de> for Reference {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(WHAT)
+            }
+            fn visit_enum<A: EnumAccess<'de>>(self, a: A) -> Result<SecretRef, A::Error> {
+                match a.variant()? {
+                    (Kind::Env, v) => v.newtype_variant().map(SecretRef::Env),
+                    (Kind::File, v) => v.newtype_variant().map(SecretRef::File),
+                }
+            }
+        }
+        d.deserialize_enum("SecretRef", &["env", "file"], Reference)
+    }
 }
 
 /// Why a secret could not be loaded. Names the variable or file, never a value.
@@ -90,6 +141,29 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn references_read_as_written_and_an_inline_secret_is_not_repeated() {
+        let read = |t: &str| serde_json::from_str::<SecretRef>(t).map_err(|e| e.to_string());
+        assert_eq!(
+            read(r#"{"env": "TOKEN"}"#),
+            Ok(SecretRef::Env("TOKEN".into()))
+        );
+        assert_eq!(
+            read(r#"{"file": "/run/s"}"#),
+            Ok(SecretRef::File("/run/s".into()))
+        );
+        let inline = read(r#""hunter2-inline""#).expect_err("an inline secret");
+        assert!(inline.contains("may not be written inline"), "{inline}");
+        assert!(!inline.contains("hunter2"), "{inline}");
+        assert!(read(r#"{"env": "A", "file": "/b"}"#).is_err());
+        assert!(read(r#"{}"#).is_err());
+        let typo = read(r#"{"envv": "x"}"#).expect_err("an unknown key");
+        assert!(typo.contains("expected a reference"), "{typo}");
+        // Written back as read.
+        let r = SecretRef::Env("TOKEN".into());
+        assert_eq!(read(&serde_json::to_string(&r).expect("json")), Ok(r));
     }
 
     #[test]

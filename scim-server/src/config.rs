@@ -132,13 +132,19 @@ pub fn redact_url(url: &str) -> String {
             };
             format!("{scheme}://{authority}{path}")
         }
+        // Not a URL (a libpq `key=value` string, refused later): its words cannot be told
+        // apart safely, so none is printed when any could be a password.
+        None if url.to_ascii_lowercase().contains("password") => return R.to_string(),
         None => head.to_string(),
     };
     if let Some(q) = query {
         let params: Vec<String> = q
             .split('&')
             .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={R}"),
+                // `password`, and libpq's `sslpassword` (the client key's passphrase).
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => {
+                    format!("{k}={R}")
+                }
                 _ => p.to_string(),
             })
             .collect();
@@ -875,6 +881,16 @@ mod tests {
                 smtp.password,
                 Some(connectors::secret::SecretRef::Env("SMTP_PASSWORD".into()))
             );
+            // A password written inline is refused without repeating it.
+            jail.create_file(
+                "inline.toml",
+                "[smtp]\nhost = \"m\"\nfrom = \"a@b.c\"\npassword = \"smtppass-inline-1\"\n",
+            )?;
+            let e = Config::load(Some(Path::new("inline.toml")), &Overrides::default())
+                .expect_err("an inline password")
+                .to_string();
+            assert!(e.contains("may not be written inline"), "{e}");
+            assert!(!e.contains("smtppass-inline-1"), "{e}");
             Ok(())
         });
     }

@@ -227,5 +227,15 @@ mod tests {
             super::super::redact_url("postgres://u@h/db?sslmode=require"),
             "postgres://u@h/db?sslmode=require"
         );
+        // libpq's other password parameter, in any case, and a key/value string.
+        assert_eq!(
+            super::super::redact_url("postgres://u@h/db?sslmode=require&SSLPassword=hunter4"),
+            "postgres://u@h/db?sslmode=require&SSLPassword=[redacted]"
+        );
+        assert_eq!(
+            super::super::redact_url("host=h user=u password=hunter5 dbname=d"),
+            "[redacted]"
+        );
+        assert_eq!(super::super::redact_url("hub.db"), "hub.db");
     }
 }
