@@ -3,8 +3,13 @@
 //! Clients may spell attribute names in any case (RFC 7643 §2.1); these helpers find a key
 //! regardless of case without allocating. [`primary_email`] lives here so the server (engine,
 //! notifications) and every connector pick the same address from the same resource.
+//! [`from_str_unique`] parses client JSON that names no member twice.
 
-use serde_json::{Map, Value};
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
+use serde_json::{Map, Number, Value};
 
 /// The key actually used in `obj` for `name`, compared case-insensitively.
 pub fn find_key<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a String> {
@@ -60,10 +65,152 @@ fn is_primary(email: &Value) -> bool {
         == Some(true)
 }
 
+/// Parses JSON text into the [`Value`] `serde_json::from_str` would build, but refuses an object
+/// that names a member twice, at any depth: serde_json keeps the last silently, so
+/// `{"userName":"a","userName":"b"}` would become "b" before any check could see the "a".
+pub fn from_str_unique(text: &str) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = UniqueValue.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// serde_json's own `Value` visitor, with the repeat check in `visit_map`. Numbers take the same
+/// path (i64/u64/f64 from the same parser, so `float_roundtrip` applies alike); the workspace
+/// does not enable `arbitrary_precision`. Unlike serde_json's visitor it gives no meaning to
+/// the `raw_value` feature's private marker key: a client's member of that name is a member.
+#[derive(Debug, Clone, Copy)]
+struct UniqueValue;
+
+impl<'de> DeserializeSeed<'de> for UniqueValue {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self)?;
+            match members.entry(key) {
+                Entry::Vacant(e) => {
+                    e.insert(value);
+                }
+                Entry::Occupied(e) => {
+                    return Err(de::Error::custom(format_args!(
+                        "member '{}' is given more than once",
+                        e.key()
+                    )));
+                }
+            }
+        }
+        Ok(Value::Object(members))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn unique_parse_builds_what_serde_json_builds() {
+        for text in [
+            "null",
+            "true",
+            " [1, -1, 0, -0, 1.0, -0.0, 0.1, 1e-7, 1e300, 2.5E+3, 123456789012345678901234567890]",
+            "[18446744073709551615, 18446744073709551616, -9223372036854775808, -9223372036854775809]",
+            "[0.30000000000000004, 5e-324, 1.7976931348623157e308, 3.141592653589793]",
+            r#"{"b": 1, "a": {"z": [], "y": {}}, "A": "case differs", "s": "\u00e9\ud83d\ude00\n"}"#,
+            r#"[[[{"x": [{"y": null}]}]], "", {}]"#,
+        ] {
+            let ours = from_str_unique(text).expect(text);
+            let theirs: Value = serde_json::from_str(text).expect(text);
+            assert_eq!(ours, theirs, "{text}");
+            // Same number representation and member order, not only equal values.
+            assert_eq!(ours.to_string(), theirs.to_string(), "{text}");
+        }
+    }
+
+    #[test]
+    fn unique_parse_refuses_repeated_members_at_any_depth() {
+        for (text, key) in [
+            (r#"{"userName":"a","userName":"b"}"#, "userName"),
+            (r#"{"name":{"givenName":"a","givenName":"b"}}"#, "givenName"),
+            (r#"{"Operations":[],"x":1,"Operations":[]}"#, "Operations"),
+            (r#"[1, {"emails":[{"value":"a","value":"a"}]}]"#, "value"),
+        ] {
+            let e = from_str_unique(text).expect_err(text).to_string();
+            assert!(
+                e.contains(&format!("member '{key}' is given more than once")),
+                "{e}"
+            );
+        }
+        // Names differing in case are different JSON members (the schema check refuses those).
+        assert!(from_str_unique(r#"{"userName":"a","USERNAME":"b"}"#).is_ok());
+    }
+
+    #[test]
+    fn unique_parse_fails_where_serde_json_fails() {
+        for text in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\":1} x",
+            "1e400",
+            "nul",
+            "[1] [2]",
+            "\"\\x\"",
+        ] {
+            assert!(from_str_unique(text).is_err(), "{text}");
+            assert!(serde_json::from_str::<Value>(text).is_err(), "{text}");
+        }
+    }
 
     #[test]
     fn finds_keys_in_any_case() {

@@ -284,3 +284,64 @@ backends!(nul_characters_get_a_scim_error, |app| {
         1
     );
 });
+
+// A member named twice in a body is refused, at any depth and on every write, and nothing is
+// written: the JSON parser used to keep the last silently, so the client's first value vanished.
+backends!(repeated_members_are_refused, |app| {
+    let user = app.create_user("twice");
+    let id = user["id"].as_str().unwrap();
+    let send = |method: reqwest::Method, path: &str, body: &str| {
+        let e = app
+            .request(method, path)
+            .raw_body(SCIM_JSON, body.to_string())
+            .send()
+            .scim_error(400, Some("invalidSyntax"));
+        e["detail"].as_str().unwrap_or_default().to_string()
+    };
+    let d = send(
+        reqwest::Method::PATCH,
+        &format!("/Users/{id}"),
+        r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"first"}],"Operations":[{"op":"replace","path":"title","value":"second"}]}"#,
+    );
+    assert!(
+        d.contains("member 'Operations' is given more than once"),
+        "{d}"
+    );
+    let d = send(
+        reqwest::Method::POST,
+        "/Users",
+        r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"a","userName":"b"}"#,
+    );
+    assert!(
+        d.contains("member 'userName' is given more than once"),
+        "{d}"
+    );
+    let d = send(
+        reqwest::Method::PUT,
+        &format!("/Users/{id}"),
+        r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"twice","name":{"givenName":"a","givenName":"b"}}"#,
+    );
+    assert!(
+        d.contains("member 'givenName' is given more than once"),
+        "{d}"
+    );
+    let d = send(
+        reqwest::Method::POST,
+        "/Bulk",
+        r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[{"method":"POST","path":"/Users","bulkId":"1","data":{"userName":"c","userName":"d"}}]}"#,
+    );
+    assert!(
+        d.contains("member 'userName' is given more than once"),
+        "{d}"
+    );
+    let stored = app.get(&format!("/Users/{id}")).send().status(200).json();
+    assert_eq!(
+        stored["meta"]["version"], user["meta"]["version"],
+        "{stored}"
+    );
+    assert!(stored.get("title").is_none(), "{stored}");
+    assert_eq!(
+        app.get("/Users").send().status(200).json()["totalResults"],
+        1
+    );
+});

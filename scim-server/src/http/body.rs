@@ -61,7 +61,8 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if text.trim().is_empty() {
         return Err(scim_schema::Error::InvalidSyntax("The request body is empty.".into()).into());
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| {
+    // A member named twice is refused, not resolved to the last one (serde_json's way).
+    let value = scim_schema::json::from_str_unique(text).map_err(|e| {
         ApiError::from(scim_schema::Error::InvalidSyntax(format!(
             "The request body is not valid JSON: {e}"
         )))
@@ -154,6 +155,19 @@ mod tests {
         // An escaped backslash before `u0000` is text, not U+0000.
         assert!(parse_json(br#"{"userName":"a\\u0000b"}"#).is_ok());
         assert!(parse_json(br#"{"a":1}"#).is_ok());
+    }
+
+    #[test]
+    fn repeated_members_are_invalid_syntax() {
+        for body in [
+            &br#"{"userName":"a","userName":"b"}"#[..],
+            br#"{"name":{"givenName":"a","givenName":"b"}}"#,
+            br#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[],"Operations":[]}"#,
+        ] {
+            let e = parse_json(body).expect_err("repeated member");
+            assert_eq!(e.scim_type(), Some("invalidSyntax"));
+            assert!(e.to_string().contains("is given more than once"), "{e}");
+        }
     }
 
     #[test]

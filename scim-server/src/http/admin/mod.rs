@@ -207,11 +207,18 @@ fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     } else {
         bytes
     };
-    serde_json::from_slice(text).map_err(|e| {
+    unique_json(text).and_then(T::deserialize).map_err(|e| {
         ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
             "The request body is not valid: {e}"
         )))
     })
+}
+
+/// Client JSON with each member named once (a typed field given twice is refused by serde, but
+/// not a member inside a free-form value such as a simulated SCIM body).
+fn unique_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let text = std::str::from_utf8(bytes).map_err(serde::de::Error::custom)?;
+    scim_schema::json::from_str_unique(text)
 }
 
 fn invalid(msg: impl Into<String>) -> ApiError {
@@ -614,7 +621,12 @@ async fn extend_legacy(
 // ---------------------------------------------------------------------------------------------
 
 async fn simulate(state: web::Data<AppState>, bytes: web::Bytes) -> ApiResult<HttpResponse> {
-    let request: SimulationRequest = serde_json::from_slice(&bytes).map_err(|_| {
+    let value = unique_json(&bytes).map_err(|e| {
+        ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
+            "The request body is not valid JSON: {e}"
+        )))
+    })?;
+    let request = SimulationRequest::deserialize(value).map_err(|_| {
         invalid(
             "expected {\"method\", \"path\", \"body\"} (a SCIM request) or {\"user\", \"set\"} \
              (a user and attribute changes)",
