@@ -160,7 +160,12 @@ pub fn normalize_patch(
     }
     let mut out = Vec::with_capacity(raw.operations.len());
     for (i, op) in raw.operations.into_iter().enumerate() {
+        let from = out.len();
         normalize_op(op, dialect, schema, &mut out).map_err(|e| e.in_operation(i))?;
+        // One request operation may become several (quirk 3): errors must name the one sent.
+        for op in &mut out[from..] {
+            op.request_index = Some(i);
+        }
     }
     Ok(out)
 }

@@ -358,6 +358,48 @@ fn errors_name_the_failing_operation() {
     assert!(e.detail().starts_with("Operations[1]: "), "{e}");
 }
 
+/// An operation split by normalising (Entra's dotted keys) or set aside (Group members) still
+/// counts as one: a later operation's error names its place in the request, not in the result.
+#[test]
+fn errors_name_the_request_operation_after_splits_and_deltas() {
+    let rs_user = rs("User");
+    let req: PatchOpRequest = serde_json::from_value(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            {"op": "replace", "value": {"name.givenName": "x", "name.familyName": "y", "displayName": "z"}},
+            {"op": "replace", "path": "nope", "value": 1}
+        ]
+    }))
+    .unwrap();
+    let o = normalize_patch(req, Dialect::EntraId, &rs_user).unwrap();
+    assert!(o.len() > 2, "the dotted keys are operations of their own");
+    let e = apply_patch(&user(), &o, &rs_user, &Dialect::EntraId.patch_options()).unwrap_err();
+    assert_eq!(e.detail(), "Operations[1]: unknown attribute 'nope'");
+
+    let rs_group = rs("Group");
+    let o = ops(
+        &rs_group,
+        json!([
+            {"op": "add", "path": "members", "value": [{"value": "a"}]},
+            {"op": "replace", "path": "displayName", "value": "New"},
+            {"op": "add", "value": {"members": [{"value": "b"}], "externalId": "e"}},
+            {"op": "replace", "path": "id", "value": "other"}
+        ]),
+    );
+    let d = group_member_delta(&o, &rs_group).unwrap();
+    let at: Vec<_> = d.other_ops.iter().map(|o| o.request_index).collect();
+    assert_eq!(at, [Some(1), Some(2), Some(3)]);
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1", "displayName": "G"});
+    let e = apply_patch(
+        group.as_object().unwrap(),
+        &d.other_ops,
+        &rs_group,
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(e.detail().starts_with("Operations[3]: "), "{e}");
+}
+
 /// RFC 7643 §2.5: a multi-valued value of only nulls is unassigned, like `[]`: `replace` removes
 /// the attribute rather than leaving an empty list (found by the patch_props property test).
 #[test]

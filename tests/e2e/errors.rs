@@ -345,3 +345,44 @@ backends!(repeated_members_are_refused, |app| {
         1
     );
 });
+
+// A PATCH error names the operation as the client numbered it, even where the server split one
+// operation (Entra's dotted keys) or set some aside (Group members).
+backends!(patch_errors_name_the_request_operation, |app| {
+    let user = app.create_user("indexed");
+    let id = user["id"].as_str().unwrap();
+    let op = |ops: serde_json::Value| json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations": ops});
+    let e = app
+        .patch(
+            &format!("/Users/{id}"),
+            op(json!([
+                {"op":"replace","value":{"name.givenName":"x","name.familyName":"y","displayName":"z"}},
+                {"op":"replace","path":"nope","value":1}
+            ])),
+        )
+        .send()
+        .scim_error(400, Some("invalidPath"));
+    assert_eq!(
+        e["detail"], "Operations[1]: unknown attribute 'nope'",
+        "{e}"
+    );
+    let group = app.create_group("Indexed", &[]);
+    let gid = group["id"].as_str().unwrap();
+    let e = app
+        .patch(
+            &format!("/Groups/{gid}"),
+            op(json!([
+                {"op":"add","path":"members","value":[{"value": id}]},
+                {"op":"replace","path":"displayName","value":"Renamed"},
+                {"op":"replace","path":"nope","value":1}
+            ])),
+        )
+        .send()
+        .scim_error(400, Some("invalidPath"));
+    assert_eq!(
+        e["detail"], "Operations[2]: unknown attribute 'nope'",
+        "{e}"
+    );
+    let stored = app.get(&format!("/Groups/{gid}")).send().status(200).json();
+    assert_eq!(stored["displayName"], "Indexed", "{stored}");
+});

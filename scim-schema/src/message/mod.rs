@@ -264,7 +264,7 @@ impl PatchOpKind {
 /// \"work\"].value", "value": …}`), the path printed canonically by [`crate::filter::print`], so
 /// connectors can send the operations they build. There is deliberately no `Deserialize`: what a
 /// client sends goes through [`crate::dialect::normalize_patch`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PatchOperation {
     pub op: PatchOpKind,
     #[serde(
@@ -275,6 +275,18 @@ pub struct PatchOperation {
     /// `None` when the request had no `value` member; `Some(Value::Null)` is sent as `null`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// The request's `Operations[i]` this came from, for error details: normalising may split one
+    /// request operation into several or set some aside (Group members). `None` for operations
+    /// built in code, which are then named by their position.
+    #[serde(skip)]
+    pub request_index: Option<usize>,
+}
+
+/// What an operation does; where it came from ([`PatchOperation::request_index`]) is not compared.
+impl PartialEq for PatchOperation {
+    fn eq(&self, other: &Self) -> bool {
+        self.op == other.op && self.path == other.path && self.value == other.value
+    }
 }
 
 fn serialize_path<S: serde::Serializer>(path: &Option<PatchPath>, s: S) -> Result<S::Ok, S::Error> {
@@ -286,7 +298,12 @@ fn serialize_path<S: serde::Serializer>(path: &Option<PatchPath>, s: S) -> Resul
 
 impl PatchOperation {
     pub fn new(op: PatchOpKind, path: Option<PatchPath>, value: Option<Value>) -> Self {
-        PatchOperation { op, path, value }
+        PatchOperation {
+            op,
+            path,
+            value,
+            request_index: None,
+        }
     }
 }
 

@@ -137,7 +137,10 @@ pub fn group_member_delta(ops: &[PatchOperation], schema: &ResourceSchema) -> Op
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 if !rest.is_empty() {
-                    other_ops.push(PatchOperation::new(op.op, None, Some(Value::Object(rest))));
+                    other_ops.push(PatchOperation {
+                        request_index: op.request_index,
+                        ..PatchOperation::new(op.op, None, Some(Value::Object(rest)))
+                    });
                 }
             }
         }

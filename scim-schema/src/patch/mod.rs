@@ -76,7 +76,8 @@ pub struct PatchOptions {
 }
 
 /// Applies `ops` in order to a copy of `resource` and returns the result. On error `resource` is
-/// untouched (it is never mutated) and the error detail names the failing operation's index.
+/// untouched (it is never mutated) and the error detail names the failing operation's index in
+/// the request ([`PatchOperation::request_index`]), else its position in `ops`.
 pub fn apply_patch(
     resource: &Map<String, Value>,
     ops: &[PatchOperation],
@@ -90,7 +91,8 @@ pub fn apply_patch(
         extensions_touched: false,
     };
     for (i, op) in ops.iter().enumerate() {
-        ctx.apply_op(&mut doc, op).map_err(|e| e.in_operation(i))?;
+        ctx.apply_op(&mut doc, op)
+            .map_err(|e| e.in_operation(op.request_index.unwrap_or(i)))?;
     }
     if ctx.extensions_touched {
         sync_extensions(&mut doc, schema);
