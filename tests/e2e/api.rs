@@ -19,8 +19,10 @@ backends!(health_and_discovery, |app| {
     app.get("/Schemas?filter=id%20eq%20%22x%22")
         .send()
         .scim_error(403, None);
-    app.get("/Schemas/urn:nope").send().scim_error(404, None);
-    app.get("/ResourceTypes/Nope").send().scim_error(404, None);
+    let e = app.get("/Schemas/urn:nope").send().scim_error(404, None);
+    assert_eq!(e["detail"], r#"Schema "urn:nope" not found."#);
+    let e = app.get("/ResourceTypes/Nope").send().scim_error(404, None);
+    assert_eq!(e["detail"], r#"Resource type "Nope" not found."#);
 });
 
 backends!(user_crud_and_etags, |app| {

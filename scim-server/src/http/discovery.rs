@@ -122,6 +122,7 @@ pub async fn get_resource_type(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let base = base_url(&req);
+    let name = name.into_inner();
     let rt = state
         .schemas
         .registry
@@ -153,6 +154,7 @@ pub async fn get_schema(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let base = base_url(&req);
+    let id = id.into_inner();
     let s = state
         .schemas
         .registry
