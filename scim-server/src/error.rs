@@ -4,12 +4,14 @@
 //! place where diesel and r2d2 errors are mapped to it. The HTTP layer maps it to SCIM errors in
 //! one place (`http::error`).
 
+use std::sync::Arc;
+
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// What an operation on the hub's data can fail with. The HTTP layer maps each variant to one SCIM error:
 /// `NotFound` 404, `PreconditionFailed` 412, `Uniqueness` 409 (scimType `uniqueness`),
 /// `UnknownMembers` 400 (`invalidValue`), `Scim` by its scimType, `NotOwner` 400 (`mutability`),
-/// `NotDeleter` 403, `Unavailable`, `TxConflict`, `StatementTimeout` and `OutcomeUnknown` 503
+/// `NotDeleter` 403, `BulkCycle` 409 (no scimType), `Unavailable`, `TxConflict`, `StatementTimeout` and `OutcomeUnknown` 503
 /// (with `Retry-After`),
 /// `Config`/`Backend` 500 (log the message, never send it to the client).
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,11 @@ pub enum HubError {
     /// `crate::service::ownership`). Nothing was written.
     #[error("only the source {owner} (owner of active) may delete users")]
     NotDeleter { owner: String },
+    /// A /Bulk operation on a circular `bulkId` reference (RFC 7644 §3.7.1), which the hub does
+    /// not resolve; `bulk_ids` are the cycle's, shared by all its operations (a cycle may be a
+    /// whole request's). Nothing was written.
+    #[error("circular bulkId references among {}", name_some(.bulk_ids))]
+    BulkCycle { bulk_ids: Arc<[String]> },
     /// No connection within the pool timeout, or the database is down: retry later (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -68,6 +75,19 @@ pub enum HubError {
 }
 
 pub type HubResult<T> = Result<T, HubError>;
+
+/// At most this many of a list's names in a message: a cycle may hold every operation of a
+/// request, and each of its operations' errors names it.
+const NAMED: usize = 10;
+
+/// `ids` joined by commas, the first [`NAMED`] of them and then how many more there are.
+pub(crate) fn name_some(ids: &[String]) -> String {
+    let mut s = ids[..ids.len().min(NAMED)].join(", ");
+    if ids.len() > NAMED {
+        s.push_str(&format!(" and {} more", ids.len() - NAMED));
+    }
+    s
+}
 
 impl From<DieselError> for HubError {
     fn from(e: DieselError) -> Self {
@@ -173,6 +193,17 @@ fn uniqueness_message(hint: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lists_are_named_in_part() {
+        let ids: Vec<String> = (0..12).map(|i| format!("b{i}")).collect();
+        assert_eq!(name_some(&ids[..2]), "b0, b1");
+        assert_eq!(
+            name_some(&ids),
+            "b0, b1, b2, b3, b4, b5, b6, b7, b8, b9 and 2 more"
+        );
+        assert_eq!(name_some(&[]), "");
+    }
 
     #[test]
     fn store_uniqueness_messages_name_the_attribute() {

@@ -1,6 +1,6 @@
 //! Every endpoint, ETags, groups and bulk.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::backends;
 use crate::harness::*;
@@ -283,6 +283,105 @@ backends!(bulk_with_bulk_ids, |app| {
     app.get("/Users?filter=userName%20eq%20%22Carol%22")
         .send()
         .status(200);
+});
+
+// One bad reference fails only its own operation (RFC 7644 §3.7.2): an undeclared bulkId beside
+// a valid forward reference, then a circular reference (§3.7.1, 409) beside one.
+backends!(bulk_bad_references_fail_alone, |app| {
+    let group = |bulk_id: &str, members: &[&str]| {
+        let members: Vec<Value> = members
+            .iter()
+            .map(|m| json!({"value": format!("bulkId:{m}")}))
+            .collect();
+        json!({"method": "POST", "path": "/Groups", "bulkId": bulk_id, "data": {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": format!("group {bulk_id}"), "members": members}})
+    };
+    let user = |bulk_id: &str| {
+        json!({"method": "POST", "path": "/Users", "bulkId": bulk_id, "data": {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("user-{bulk_id}")}})
+    };
+    let statuses = |resp: &Value| -> Vec<String> {
+        resp["Operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let id_of = |op: &Value| {
+        op["location"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+
+    // The group refers forward to the user; another group to a bulkId no operation declares.
+    let resp = app
+        .post(
+            "/Bulk",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+                group("g", &["u"]), user("u"), group("bad", &["nope"])]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(statuses(&resp), vec!["201", "201", "400"], "{resp}");
+    let ops = resp["Operations"].as_array().unwrap();
+    let g = app
+        .get(&format!("/Groups/{}", id_of(&ops[0])))
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(g["members"][0]["value"], id_of(&ops[1]).as_str(), "{g}");
+    let bad = &ops[2]["response"];
+    assert_eq!(bad["scimType"], "invalidValue", "{bad}");
+    assert!(
+        bad["detail"]
+            .as_str()
+            .unwrap()
+            .contains("bulkId nope is not declared"),
+        "{bad}"
+    );
+
+    // Two groups refer to each other: both 409, naming the cycle; the rest runs.
+    let resp = app
+        .post(
+            "/Bulk",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+                group("a", &["b"]), group("g2", &["u2"]), group("b", &["a"]), user("u2")]}),
+        )
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(statuses(&resp), vec!["409", "201", "409", "201"], "{resp}");
+    let ops = resp["Operations"].as_array().unwrap();
+    for i in [0, 2] {
+        let e = &ops[i]["response"];
+        assert_eq!(e["status"], "409", "{e}");
+        assert!(e.get("scimType").is_none(), "{e}");
+        assert!(
+            e["detail"].as_str().unwrap().contains("bulkId a, b "),
+            "{e}"
+        );
+    }
+    let g = app
+        .get(&format!("/Groups/{}", id_of(&ops[1])))
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(g["members"][0]["value"], id_of(&ops[3]).as_str(), "{g}");
+    // Nothing of the cycle was written.
+    let found = app
+        .get("/Groups?filter=displayName%20sw%20%22group%20a%22")
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(found["totalResults"], 0, "{found}");
 });
 
 backends!(me_is_not_implemented, |app| {

@@ -23,7 +23,7 @@ use crate::filter::PatchPath;
 
 pub use bulk::{
     order_bulk_operations, resolve_bulk_ids, BulkMethod, BulkOperation, BulkOperationResponse,
-    BulkOrderError, BulkRequest, BulkResponse, UnresolvedBulkId,
+    BulkOrder, BulkOrderError, BulkRequest, BulkResponse, UnresolvedBulkId,
 };
 
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";

@@ -150,6 +150,14 @@ impl From<HubError> for ApiError {
                 "Users are deleted by their source of truth for active, the client {owner:?}; \
                  this client may not delete them (it would need the scim:delete scope)."
             )),
+            // RFC 7644 §3.7.1 allows 409 for circular references it does not resolve; §3.12's
+            // only 409 scimType is `uniqueness`, which this is not, so none is sent.
+            HubError::BulkCycle { bulk_ids } => ApiError::Conflict(format!(
+                "The operations with bulkId {} refer to one another in a cycle; circular \
+                 references are not resolved. Create the resources first, then PATCH the \
+                 references in.",
+                crate::error::name_some(&bulk_ids)
+            )),
             // Transient: the client retries after `Retry-After`. An unknown commit outcome is
             // never a success; the retry is safe because every SCIM write is idempotent in
             // effect or refused as a duplicate (docs/postgresql.md, "Faults").
@@ -377,6 +385,24 @@ mod tests {
             body["detail"],
             "title is maintained by its source of truth, the client \"workday\"; this client \
              may not change it."
+        );
+    }
+
+    #[test]
+    fn store_bulk_cycle_is_409_without_scim_type_naming_the_cycle() {
+        let body = check(
+            HubError::BulkCycle {
+                bulk_ids: vec!["a".to_owned(), "b".to_owned()].into(),
+            }
+            .into(),
+            409,
+            None,
+        );
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("bulkId a, b ") && d.contains("cycle")),
+            "{body}"
         );
     }
 

@@ -793,6 +793,9 @@ fn clone_store_error(e: &crate::error::HubError) -> crate::error::HubError {
         S::NotDeleter { owner } => S::NotDeleter {
             owner: owner.clone(),
         },
+        S::BulkCycle { bulk_ids } => S::BulkCycle {
+            bulk_ids: bulk_ids.clone(),
+        },
         S::Unavailable(m) => S::Unavailable(m.clone()),
         S::TxConflict(m) => S::TxConflict(m.clone()),
         S::StatementTimeout(m) => S::StatementTimeout(m.clone()),

@@ -2,15 +2,24 @@
 //! [`order_bulk_operations`] gives (each operation after the ones whose `bulkId`s it references;
 //! request order otherwise), `"bulkId:<id>"` references resolved with [`resolve_bulk_ids`]
 //! (including inside member values and in paths), and `failOnErrors` honoured. Responses are
-//! listed in request order.
+//! listed in request order. A `bulkId` declared twice fails the whole request (400
+//! `invalidValue`); every other bad reference fails only its own operation:
 //!
-//! Circular references (§3.7.1) are not resolved: the operations then run in request order and
-//! those naming a resource not yet created fail with `invalidValue`.
+//! * a reference to a `bulkId` no operation declares: 400 `invalidValue` naming it, when the
+//!   operation runs; the other operations are ordered as if it were not there;
+//! * circular references (§3.7.1) are not resolved: each operation on a cycle fails with 409
+//!   ([`HubError::BulkCycle`], naming the cycle's `bulkId`s), without running, after the
+//!   operations that do not wait on a cycle have run;
+//! * a reference to an operation that failed (or was not run, or is on a cycle): 400
+//!   `invalidValue`.
+//!
+//! Each failure counts towards `failOnErrors`, a cycle's operations one each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use scim_schema::message::{
-    order_bulk_operations, resolve_bulk_ids, BulkMethod, BulkOperation, BulkRequest,
+    order_bulk_operations, resolve_bulk_ids, BulkMethod, BulkOperation, BulkOrderError, BulkRequest,
 };
 use scim_schema::Error;
 use serde_json::{json, Value};
@@ -42,11 +51,25 @@ pub fn parse(body: Value) -> Result<BulkRequest, Error> {
         .map_err(|e| Error::InvalidSyntax(format!("The BulkRequest is malformed: {e}")))
 }
 
-fn unresolved(ids: &[String]) -> Error {
-    Error::InvalidValue(format!(
-        "bulkId {} is not defined by an operation that ran before this one.",
-        ids.join(", ")
-    ))
+/// The error of an operation whose references `ids` name no created resource: undeclared
+/// ones (not in `declared`) are told apart from those whose operation failed or did not run.
+fn unresolved(ids: &[String], declared: &HashSet<String>) -> Error {
+    let (known, unknown): (Vec<String>, Vec<String>) =
+        ids.iter().cloned().partition(|id| declared.contains(id));
+    let mut detail = Vec::new();
+    if !unknown.is_empty() {
+        detail.push(format!(
+            "bulkId {} is not declared by any operation of this request.",
+            unknown.join(", ")
+        ));
+    }
+    if !known.is_empty() {
+        detail.push(format!(
+            "bulkId {} is not defined by an operation that ran before this one.",
+            known.join(", ")
+        ));
+    }
+    Error::InvalidValue(detail.join(" "))
 }
 
 /// Runs a bulk request's operations; `base` is the SCIM base URL for `location`s. Its joiners
@@ -78,29 +101,46 @@ fn run_ops(
     base: &str,
 ) -> Result<Vec<OpOutcome>, Error> {
     let _audit = crate::store::audit_chain::request_scope(&caller.request_id);
-    let order = match order_bulk_operations(&request.operations) {
-        Ok(order) => order,
-        Err(scim_schema::message::BulkOrderError::DuplicateBulkId(id)) => {
+    let plan = match order_bulk_operations(&request.operations) {
+        Ok(plan) => plan,
+        Err(BulkOrderError::DuplicateBulkId(id)) => {
             return Err(Error::InvalidValue(format!(
                 "bulkId {id:?} is used by more than one operation."
             )))
         }
-        // Unresolvable or circular references: run as written; the references fail one by one.
-        Err(_) => (0..request.operations.len()).collect(),
     };
+    let declared: HashSet<String> = request
+        .operations
+        .iter()
+        .filter_map(|op| op.bulk_id.clone())
+        .collect();
+    // Shared by the operations of each cycle, so that a long one is not copied per operation.
+    let cycles: Vec<Arc<[String]>> = plan.cycles.iter().map(|c| c.as_slice().into()).collect();
     let fail_on_errors = request.fail_on_errors.filter(|n| *n > 0);
     let mut ops: Vec<Option<BulkOperation>> = request.operations.into_iter().map(Some).collect();
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut out: Vec<(usize, OpOutcome)> = Vec::new();
     let mut errors = 0u32;
-    for i in order {
+    for i in plan.order {
         if fail_on_errors.is_some_and(|max| errors >= max) {
             break;
         }
         let Some(op) = ops.get_mut(i).and_then(Option::take) else {
             continue;
         };
-        let outcome = run_one(store, schemas, op, caller, base, &mut ids);
+        let cycle = plan.cycle_of.get(i).copied().flatten();
+        let outcome = match cycle.and_then(|c| cycles.get(c)) {
+            Some(bulk_ids) => OpOutcome {
+                method: op.method,
+                bulk_id: op.bulk_id,
+                location: None,
+                version: None,
+                result: Err(HubError::BulkCycle {
+                    bulk_ids: bulk_ids.clone(),
+                }),
+            },
+            None => run_one(store, schemas, op, caller, base, &mut ids, &declared),
+        };
         if outcome.result.is_err() {
             errors += 1;
         }
@@ -117,6 +157,7 @@ fn run_one(
     caller: &Caller,
     base: &str,
     ids: &mut HashMap<String, String>,
+    declared: &HashSet<String>,
 ) -> OpOutcome {
     let mut outcome = OpOutcome {
         method: op.method,
@@ -133,7 +174,7 @@ fn run_one(
                 .map(|s| Value::String(s.to_string()))
                 .collect(),
         );
-        resolve_bulk_ids(&mut segments, ids).map_err(|e| unresolved(&e.bulk_ids))?;
+        resolve_bulk_ids(&mut segments, ids).map_err(|e| unresolved(&e.bulk_ids, declared))?;
         let path = segments
             .as_array()
             .map(|a| {
@@ -155,7 +196,7 @@ fn run_one(
         };
         let if_match = op.version.as_deref();
         let mut data = op.data.unwrap_or(Value::Null);
-        resolve_bulk_ids(&mut data, ids).map_err(|e| unresolved(&e.bulk_ids))?;
+        resolve_bulk_ids(&mut data, ids).map_err(|e| unresolved(&e.bulk_ids, declared))?;
         let (status, r) = match (op.method, id) {
             (BulkMethod::Post, None) => {
                 let bulk_id = op
@@ -232,7 +273,119 @@ pub fn response_entry(o: &OpOutcome, error_body: impl Fn(&HubError) -> (u16, Val
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::service::schemas;
+
+    /// A fresh SQLite store, removed (with its journal files) when dropped.
+    struct TempStore(Store, std::path::PathBuf);
+
+    impl TempStore {
+        fn new() -> Self {
+            let path =
+                std::env::temp_dir().join(format!("scimhub-bulk-{}.db", uuid::Uuid::new_v4()));
+            let store = Store::open(&format!("sqlite://{}", path.display())).expect("store");
+            TempStore(store, path)
+        }
+    }
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{ext}", self.1.display()));
+            }
+        }
+    }
+
+    /// Runs a bulk request; each operation's status (as the HTTP edge would give it for the
+    /// errors these tests expect) and error message, in request order.
+    fn run_bulk(store: &Store, body: Value) -> Vec<(u16, String)> {
+        let schemas = Schemas::new(schemas::registry(), false).expect("schemas");
+        let caller = Caller {
+            client: "test".into(),
+            dialect: Default::default(),
+            sources: Default::default(),
+            request_id: String::new(),
+        };
+        let request = parse(body).expect("a BulkRequest");
+        run(store, &schemas, request, &caller, "http://x/scim/v2")
+            .expect("runs")
+            .into_iter()
+            .map(|o| match o.result {
+                Ok(status) => (status, String::new()),
+                Err(HubError::Scim(e)) => (e.status(), e.to_string()),
+                Err(e @ HubError::BulkCycle { .. }) => (409, e.to_string()),
+                Err(e) => panic!("unexpected error {e:?}"),
+            })
+            .collect()
+    }
+
+    fn group(bulk_id: &str, members: &[&str]) -> Value {
+        let members: Vec<Value> = members
+            .iter()
+            .map(|m| json!({"value": format!("bulkId:{m}")}))
+            .collect();
+        json!({"method": "POST", "path": "/Groups", "bulkId": bulk_id,
+               "data": {"displayName": format!("group {bulk_id}"), "members": members}})
+    }
+
+    fn user(bulk_id: &str) -> Value {
+        json!({"method": "POST", "path": "/Users", "bulkId": bulk_id,
+               "data": {"userName": format!("user-{bulk_id}")}})
+    }
+
+    /// The reviewer's request: a reference to an undeclared bulkId fails only its operation,
+    /// naming it, and the forward reference beside it still resolves.
+    #[test]
+    fn an_unknown_reference_fails_alone() {
+        let store = TempStore::new();
+        let out = run_bulk(
+            &store.0,
+            json!({"Operations": [group("g", &["u"]), user("u"), group("bad", &["nope"])]}),
+        );
+        assert_eq!(out[0], (201, String::new()));
+        assert_eq!(out[1], (201, String::new()));
+        assert_eq!(out[2].0, 400);
+        assert_eq!(
+            out[2].1,
+            "bulkId nope is not declared by any operation of this request."
+        );
+    }
+
+    /// Operations on a cycle fail with 409 naming it; an unrelated forward reference resolves;
+    /// an operation referring to one on the cycle fails with `invalidValue`.
+    #[test]
+    fn operations_on_a_cycle_fail_with_409_and_the_others_run() {
+        let store = TempStore::new();
+        let out = run_bulk(
+            &store.0,
+            json!({"Operations": [group("a", &["b"]), group("g", &["u"]), group("b", &["a"]),
+                                  group("after", &["a"]), user("u")]}),
+        );
+        let statuses: Vec<u16> = out.iter().map(|o| o.0).collect();
+        assert_eq!(statuses, vec![409, 201, 409, 400, 201], "{out:?}");
+        assert_eq!(out[0].1, "circular bulkId references among a, b");
+        assert_eq!(out[2].1, out[0].1);
+        assert_eq!(
+            out[3].1,
+            "bulkId a is not defined by an operation that ran before this one."
+        );
+    }
+
+    /// failOnErrors counts each operation of a cycle as one error; the cycle runs after the
+    /// operations that do not wait on it, so those are not cut off by it.
+    #[test]
+    fn fail_on_errors_counts_the_operations_on_a_cycle() {
+        let store = TempStore::new();
+        let out = run_bulk(
+            &store.0,
+            json!({"failOnErrors": 1,
+                   "Operations": [group("a", &["b"]), group("b", &["a"]), user("u")]}),
+        );
+        // u ran first, then a failed and stopped the job: b was not run nor listed.
+        let statuses: Vec<u16> = out.iter().map(|o| o.0).collect();
+        assert_eq!(statuses, vec![409, 201]);
+    }
 
     #[test]
     fn rfc7644_3_7_bulk_requests_parse() {
