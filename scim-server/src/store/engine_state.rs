@@ -50,10 +50,14 @@ pub fn get_user(c: &mut DbConnection, user_id: &str) -> HubResult<Option<EngineU
         }))
 }
 
+/// Writes the user's row, with whether they hold access as their planned accounts say now: a
+/// plan writes its accounts first ([`put_planned_all`]), then this, in the same statement
+/// count as before.
 pub fn put_user(c: &mut DbConnection, u: &EngineUser) -> HubResult<()> {
     let profiles = serde_json::to_string(&u.profiles).unwrap_or_else(|_| "[]".into());
     let mut q = Sql::<()>::new(
-        "INSERT INTO engine_users (user_id, state, profiles, facts, updated) VALUES (",
+        "INSERT INTO engine_users (user_id, state, profiles, facts, updated, holds_access) \
+         VALUES (",
     );
     q.text(u.user_id.as_str())
         .push(", ")
@@ -64,12 +68,28 @@ pub fn put_user(c: &mut DbConnection, u: &EngineUser) -> HubResult<()> {
         .text(u.facts.to_string())
         .push(", ")
         .text(fmt_ts(u.updated))
-        .push(
-            ") ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, \
-             profiles = excluded.profiles, facts = excluded.facts, updated = excluded.updated",
-        );
+        .push(", ");
+    holds_access(&mut q, u.user_id.as_str());
+    q.push(
+        ") ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, \
+         profiles = excluded.profiles, facts = excluded.facts, updated = excluded.updated, \
+         holds_access = excluded.holds_access",
+    );
     q.execute(c)?;
     Ok(())
+}
+
+/// `EXISTS` an enabled planned account of `user_id`: the guard's population counts those who
+/// hold access (see `events::guard_population`). `planned` is an `AccountRecord` as serde
+/// writes it: `"enabled":true` appears unescaped only as its own field (inside a string the
+/// quotes would be escaped).
+fn holds_access<T>(q: &mut Sql<T>, user_id: &str) {
+    q.push(
+        "EXISTS (SELECT 1 FROM engine_accounts a WHERE a.planned LIKE '%\"enabled\":true%' \
+         AND a.user_id = ",
+    )
+    .text(user_id)
+    .push(")");
 }
 
 /// Users the engine holds as active (the blast-radius denominator).
@@ -123,6 +143,8 @@ pub fn account_for_update(
     Ok(q.get_result::<Account>(c).optional()?)
 }
 
+/// One planned account outside a plan (a drift fix): the user's row learns whether they still
+/// hold access, as [`put_user`] tells it after a plan.
 pub fn put_planned(
     c: &mut DbConnection,
     user_id: &str,
@@ -130,7 +152,12 @@ pub fn put_planned(
     planned: &str,
     now: DateTime<Utc>,
 ) -> HubResult<()> {
-    put_planned_all(c, user_id, &[(connector, planned)], now)
+    put_planned_all(c, user_id, &[(connector, planned)], now)?;
+    let mut q = Sql::<()>::new("UPDATE engine_users SET holds_access = ");
+    holds_access(&mut q, user_id);
+    q.push(" WHERE user_id = ").text(user_id);
+    q.execute(c)?;
+    Ok(())
 }
 
 /// [`put_planned`] for several connectors of one user (each named once) in one statement: a

@@ -1,0 +1,1 @@
+ALTER TABLE engine_users DROP COLUMN holds_access;
