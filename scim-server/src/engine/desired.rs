@@ -94,15 +94,14 @@ pub struct Approvals {
 
 impl Approvals {
     /// Whether an approved request lets `connector`'s `e` be granted where the policy asks for
-    /// `level`: one asked at that level, or at `security` (the security approvers may decide
-    /// anything). A manager's approval never stands in for the security approvers': two
-    /// profiles may grant one entitlement at different levels, and a mover may come under the
-    /// stricter one later.
+    /// `level`: one asked at that level or a stricter one (`manager` < `owner` < `security`, the
+    /// order [`desired`] picks the strictest by). A manager's approval never stands in for the
+    /// security approvers': two profiles may grant one entitlement at different levels, and a
+    /// mover may come under the stricter one later.
     pub fn covers(&self, connector: &str, e: &Entitlement, level: Approval) -> bool {
-        [level, Approval::Security].into_iter().any(|l| {
-            self.approved
-                .contains(&(connector.to_string(), e.clone(), l))
-        })
+        self.approved
+            .iter()
+            .any(|(c, x, l)| c == connector && x == e && *l >= level)
     }
 }
 

@@ -12,8 +12,8 @@ use super::desired::{Approvals, EmergencyGrant, Override, Revocation};
 use super::plan::AccountRecord;
 use super::{links, load_user_doc, Cause, Engine};
 use crate::error::{HubError, HubResult};
-use crate::policy::Policy;
-use crate::store::approvals::{ApprovalKind, ApprovalStatus};
+use crate::policy::{Approval, Policy};
+use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalStatus};
 use crate::store::{approvals, load_groups, DbConnection, Doc};
 use crate::store::{engine_state, events, grants, holds};
 use scim_schema::json::primary_email;
@@ -58,7 +58,9 @@ pub fn inputs<'a>(
         match (r.kind, &r.connector, &r.entitlement) {
             (ApprovalKind::Entitlement, Some(conn), Some(e)) => {
                 if let Ok(e) = serde_json::from_str::<Entitlement>(e) {
-                    decided.approved.insert((conn.clone(), e, r.level.into()));
+                    decided
+                        .approved
+                        .insert((conn.clone(), e, policy_level(r.level)));
                 }
             }
             (ApprovalKind::Sod, _, Some(rule)) => {
@@ -184,4 +186,13 @@ pub fn contingent(
         link_key,
         stage: stage.map(str::to_string),
     })
+}
+
+/// The policy's level of a stored request's level.
+fn policy_level(l: ApprovalLevel) -> Approval {
+    match l {
+        ApprovalLevel::Manager => Approval::Manager,
+        ApprovalLevel::Owner => Approval::Owner,
+        ApprovalLevel::Security => Approval::Security,
+    }
 }

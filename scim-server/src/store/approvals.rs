@@ -37,16 +37,6 @@ text_enum! {
     }
 }
 
-impl From<ApprovalLevel> for crate::policy::Approval {
-    fn from(l: ApprovalLevel) -> Self {
-        match l {
-            ApprovalLevel::Manager => crate::policy::Approval::Manager,
-            ApprovalLevel::Owner => crate::policy::Approval::Owner,
-            ApprovalLevel::Security => crate::policy::Approval::Security,
-        }
-    }
-}
-
 text_enum! {
     /// Where a request stands.
     pub enum ApprovalStatus {

@@ -768,6 +768,9 @@ fn an_approval_counts_only_at_the_level_the_policy_asks() {
     assert!(with(&sre, Some(Approval::Security), vec![]).0);
     assert!(with(&engineer(), Some(Approval::Security), vec![]).0);
     assert!(with(&engineer(), Some(Approval::Manager), vec![]).0);
+    // An owner's approval covers the manager's level, not security's.
+    assert!(with(&engineer(), Some(Approval::Owner), vec![]).0);
+    assert!(!with(&sre, Some(Approval::Owner), vec![]).0);
     // A mover under the stricter profile whose manager-level request is still pending is asked
     // again, at security.
     let (_, _, new) = with(&sre, None, vec![admin_request("pending")]);
