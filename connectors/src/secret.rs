@@ -24,6 +24,20 @@ impl<'de> Deserialize<'de> for SecretRef {
         use serde::de::{self, EnumAccess, VariantAccess, Visitor};
 
         const WHAT: &str = r#"a reference: { env = "NAME" } or { file = "/path" }"#;
+        fn inline<E: de::Error>() -> E {
+            E::custom(format!(
+                "expected {WHAT}; a secret may not be written inline"
+            ))
+        }
+        // Any scalar where a reference belongs may be the secret (a numeric PIN, say): serde's
+        // default messages would quote it.
+        macro_rules! refuse_scalars {
+            ($($method:ident: $t:ty),*) => {
+                $(fn $method<E: de::Error>(self, _: $t) -> Result<Self::Value, E> {
+                    Err(inline())
+                })*
+            };
+        }
         enum Kind {
             Env,
             File,
@@ -39,11 +53,11 @@ impl<'de> Deserialize<'de> for SecretRef {
                     "env" => Ok(Kind::Env),
                     "file" => Ok(Kind::File),
                     // Never repeated: it may be the secret itself.
-                    _ => Err(E::custom(format!(
-                        "expected {WHAT}; a secret may not be written inline"
-                    ))),
+                    _ => Err(inline()),
                 }
             }
+            refuse_scalars!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_i128: i128,
+                visit_u128: u128, visit_f64: f64, visit_char: char, visit_bytes: &[u8]);
         }
         impl<'de> Deserialize<'de> for Kind {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -62,6 +76,9 @@ impl<'de> Deserialize<'de> for SecretRef {
                     (Kind::File, v) => v.newtype_variant().map(SecretRef::File),
                 }
             }
+            refuse_scalars!(visit_str: &str, visit_bool: bool, visit_i64: i64, visit_u64: u64,
+                visit_i128: i128, visit_u128: u128, visit_f64: f64, visit_char: char,
+                visit_bytes: &[u8]);
         }
         d.deserialize_enum("SecretRef", &["env", "file"], Reference)
     }
@@ -160,6 +177,8 @@ mod tests {
         assert!(read(r#"{"env": "A", "file": "/b"}"#).is_err());
         assert!(read(r#"{}"#).is_err());
         let typo = read(r#"{"envv": "x"}"#).expect_err("an unknown key");
+        let pin = read("987654321").expect_err("a number");
+        assert!(!pin.contains("987654321"), "{pin}");
         assert!(typo.contains("expected a reference"), "{typo}");
         // Written back as read.
         let r = SecretRef::Env("TOKEN".into());

@@ -117,7 +117,11 @@ pub fn redact_url(url: &str) -> String {
         Some((h, q)) => (h, Some(q)),
         None => (url, None),
     };
-    let mut out = match head.split_once("://") {
+    // A scheme has no `=` or blank: `host=h sslrootcert=file://…` is a key/value string.
+    let url_parts = head
+        .split_once("://")
+        .filter(|(scheme, _)| !scheme.contains(['=', ' ', '\t']));
+    let mut out = match url_parts {
         Some((scheme, rest)) => {
             let (authority, path) = match rest.find('/') {
                 Some(i) => rest.split_at(i),
@@ -141,8 +145,14 @@ pub fn redact_url(url: &str) -> String {
         let params: Vec<String> = q
             .split('&')
             .map(|p| match p.split_once('=') {
-                // `password`, and libpq's `sslpassword` (the client key's passphrase).
-                Some((k, _)) if k.to_ascii_lowercase().contains("password") => {
+                // `password`, and libpq's `sslpassword` (the client key's passphrase); libpq
+                // decodes percent-escapes in keywords too (`pass%77ord`).
+                Some((k, _))
+                    if percent_encoding::percent_decode_str(k)
+                        .decode_utf8_lossy()
+                        .to_ascii_lowercase()
+                        .contains("password") =>
+                {
                     format!("{k}={R}")
                 }
                 _ => p.to_string(),
@@ -891,6 +901,15 @@ mod tests {
                 .to_string();
             assert!(e.contains("may not be written inline"), "{e}");
             assert!(!e.contains("smtppass-inline-1"), "{e}");
+            // A numeric one too (figment reads it as a number).
+            jail.create_file(
+                "pin.toml",
+                "[smtp]\nhost = \"m\"\nfrom = \"a@b.c\"\npassword = 98765432\n",
+            )?;
+            let e = Config::load(Some(Path::new("pin.toml")), &Overrides::default())
+                .expect_err("a numeric password")
+                .to_string();
+            assert!(!e.contains("98765432"), "{e}");
             Ok(())
         });
     }

@@ -298,12 +298,15 @@ fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
         (Some(file), _) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{}: expected {{\"method\", \"path\", \"body\"}} or {{\"user\", \"set\"}}",
-                    file.display()
-                )
-            })?
+            // As the server reads it: a member given twice is refused, not resolved to the last.
+            scim_schema::json::from_str_unique(&text)
+                .and_then(serde_json::from_value)
+                .with_context(|| {
+                    format!(
+                        "{}: expected {{\"method\", \"path\", \"body\"}} or {{\"user\", \"set\"}}",
+                        file.display()
+                    )
+                })?
         }
         (None, Some(user)) => SimulationRequest::User {
             user: user.clone(),

@@ -237,5 +237,13 @@ mod tests {
             "[redacted]"
         );
         assert_eq!(super::super::redact_url("hub.db"), "hub.db");
+        assert_eq!(
+            super::super::redact_url("host=h password=hunter7 sslrootcert=file://ca.pem"),
+            "[redacted]"
+        );
+        assert_eq!(
+            super::super::redact_url("postgres://u@h/db?pass%77ord=hunter6"),
+            "postgres://u@h/db?pass%77ord=[redacted]"
+        );
     }
 }
