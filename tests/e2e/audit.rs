@@ -133,6 +133,25 @@ fn run(app: TestApp) {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("truncated"), "{err}");
+
+    // The history deleted behind a retention checkpoint nobody signed: without the key that
+    // pruning signs with, verify does not start from it (nor pass over the anchors before it).
+    sql(
+        &app,
+        &format!(
+            "INSERT INTO engine_audit_checkpoints (seq, hash, at, pruned, mac) \
+             SELECT seq, hash, '2026-12-07T04:00:00.000000Z', seq, 'forged' \
+             FROM engine_audit WHERE seq = {}; DELETE FROM engine_audit WHERE seq < {}",
+            last - 3,
+            last - 2
+        ),
+    );
+    let out = app.cli(&["audit", "verify", "--anchors-file", &anchors]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("signature not checked"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no [audit] checkpoint_key was given"), "{err}");
 }
 
 #[test]

@@ -609,33 +609,52 @@ fn blast_radius_hold_with_concurrent_writers(env: Env) {
     assert_eq!(holds[0].users, 7);
 }
 
-fn blast_radius_hold(env: Env) {
+/// Users u0…u9 whose Slack account is disabled.
+fn sales_disabled(env: &Env) -> usize {
+    (0..10)
+        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
+        .count()
+}
+
+/// Ten sales employees (and `padding` users no profile matches) are planned, then an HR export
+/// bug terminates the ten: the first 3 (30% of the 10 who hold access) go through, the other 7
+/// wait behind one pending hold. Returns the ten ids.
+fn ten_terminated_with_padding(env: &Env, padding: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..10 {
         ids.push(env.create_user(user(&format!("u{i}"), "Employee", "Sales", "Rep")));
     }
+    for i in 0..padding {
+        env.create_user(user(&format!("pad{i}"), "Padding", "None", "None"));
+    }
     env.run();
-    // An HR export bug terminates everyone: the first 3 (30% of 10) go through, the rest wait.
+    if padding > 0 {
+        assert_eq!(
+            env.holds("slack", "pad0"),
+            None,
+            "padding users get nothing"
+        );
+    }
     for id in &ids {
         env.patch_user(id, |d| {
             d.insert("active".into(), json!(false));
         });
     }
     env.run();
-    let disabled = (0..10)
-        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
-        .count();
-    assert_eq!(disabled, 3);
+    assert_eq!(sales_disabled(env), 3);
     let holds = env.admin.holds(Some("pending")).unwrap();
     assert_eq!(holds.len(), 1);
     assert_eq!(holds[0].users, 7);
+    ids
+}
+
+fn blast_radius_hold(env: Env) {
+    let ids = ten_terminated_with_padding(&env, 0);
     // The admin discards: nothing more happens.
+    let holds = env.admin.holds(Some("pending")).unwrap();
     env.admin.discard_hold(&holds[0].id, "admin").unwrap();
     env.run();
-    let disabled = (0..10)
-        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
-        .count();
-    assert_eq!(disabled, 3);
+    assert_eq!(sales_disabled(&env), 3);
     // A second burst, confirmed this time, runs.
     env.clock.advance(Duration::hours(1));
     for id in &ids[2..5] {
@@ -648,43 +667,14 @@ fn blast_radius_hold(env: Env) {
         env.admin.confirm_hold(&h.id, "admin").unwrap();
     }
     env.run();
-    let disabled = (0..10)
-        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
-        .count();
-    assert_eq!(disabled, 5);
+    assert_eq!(sales_disabled(&env), 5);
 }
 
 /// Users who hold no access are not the population a burst is a share of: a client that may
 /// create users cannot pad it with users no profile matches and then deactivate everyone who
-/// holds access under the share.
+/// holds access under the share (30 padding users would have made 7 of 40 pass).
 fn blast_radius_hold_despite_users_without_access(env: Env) {
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        ids.push(env.create_user(user(&format!("u{i}"), "Employee", "Sales", "Rep")));
-    }
-    for i in 0..30 {
-        env.create_user(user(&format!("pad{i}"), "Padding", "None", "None"));
-    }
-    env.run();
-    assert_eq!(
-        env.holds("slack", "pad0"),
-        None,
-        "padding users get nothing"
-    );
-    for id in &ids {
-        env.patch_user(id, |d| {
-            d.insert("active".into(), json!(false));
-        });
-    }
-    env.run();
-    // As without padding: 3 of the 10 who hold access go through, the rest wait.
-    let disabled = (0..10)
-        .filter(|i| env.holds("slack", &format!("u{i}")).map(|h| h.0) == Some(false))
-        .count();
-    assert_eq!(disabled, 3);
-    let holds = env.admin.holds(Some("pending")).unwrap();
-    assert_eq!(holds.len(), 1);
-    assert_eq!(holds[0].users, 7);
+    ten_terminated_with_padding(&env, 30);
 }
 
 fn retries_and_parking(env: Env) {

@@ -219,31 +219,30 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{cfg:?}").contains("hunter2"));
-        assert_eq!(
-            super::super::redact_url("sqlite://hub.db"),
-            "sqlite://hub.db"
-        );
-        assert_eq!(
-            super::super::redact_url("postgres://u@h/db?sslmode=require"),
-            "postgres://u@h/db?sslmode=require"
-        );
-        // libpq's other password parameter, in any case, and a key/value string.
-        assert_eq!(
-            super::super::redact_url("postgres://u@h/db?sslmode=require&SSLPassword=hunter4"),
-            "postgres://u@h/db?sslmode=require&SSLPassword=[redacted]"
-        );
-        assert_eq!(
-            super::super::redact_url("host=h user=u password=hunter5 dbname=d"),
-            "[redacted]"
-        );
-        assert_eq!(super::super::redact_url("hub.db"), "hub.db");
-        assert_eq!(
-            super::super::redact_url("host=h password=hunter7 sslrootcert=file://ca.pem"),
-            "[redacted]"
-        );
-        assert_eq!(
-            super::super::redact_url("postgres://u@h/db?pass%77ord=hunter6"),
-            "postgres://u@h/db?pass%77ord=[redacted]"
-        );
+        for (url, shown) in [
+            ("sqlite://hub.db", "sqlite://hub.db"),
+            ("hub.db", "hub.db"),
+            (
+                "postgres://u@h/db?sslmode=require",
+                "postgres://u@h/db?sslmode=require",
+            ),
+            // libpq's other password parameter, in any case, and a keyword it decodes.
+            (
+                "postgres://u@h/db?sslmode=require&SSLPassword=hunter4",
+                "postgres://u@h/db?sslmode=require&SSLPassword=[redacted]",
+            ),
+            (
+                "postgres://u@h/db?pass%77ord=hunter6",
+                "postgres://u@h/db?pass%77ord=[redacted]",
+            ),
+            // Key/value strings, one with a URL in a value.
+            ("host=h user=u password=hunter5 dbname=d", "[redacted]"),
+            (
+                "host=h password=hunter7 sslrootcert=file://ca.pem",
+                "[redacted]",
+            ),
+        ] {
+            assert_eq!(super::super::redact_url(url), shown, "{url}");
+        }
     }
 }
