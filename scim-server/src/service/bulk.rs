@@ -277,26 +277,6 @@ mod tests {
     use super::*;
     use crate::service::schemas;
 
-    /// A fresh SQLite store, removed (with its journal files) when dropped.
-    struct TempStore(Store, std::path::PathBuf);
-
-    impl TempStore {
-        fn new() -> Self {
-            let path =
-                std::env::temp_dir().join(format!("scimhub-bulk-{}.db", uuid::Uuid::new_v4()));
-            let store = Store::open(&format!("sqlite://{}", path.display())).expect("store");
-            TempStore(store, path)
-        }
-    }
-
-    impl Drop for TempStore {
-        fn drop(&mut self) {
-            for ext in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{ext}", self.1.display()));
-            }
-        }
-    }
-
     /// Runs a bulk request; each operation's status (as the HTTP edge would give it for the
     /// errors these tests expect) and error message, in request order.
     fn run_bulk(store: &Store, body: Value) -> Vec<(u16, String)> {
@@ -338,9 +318,9 @@ mod tests {
     /// naming it, and the forward reference beside it still resolves.
     #[test]
     fn an_unknown_reference_fails_alone() {
-        let store = TempStore::new();
+        let db = crate::store::tests::sqlite_db();
         let out = run_bulk(
-            &store.0,
+            &db.store,
             json!({"Operations": [group("g", &["u"]), user("u"), group("bad", &["nope"])]}),
         );
         assert_eq!(out[0], (201, String::new()));
@@ -356,9 +336,9 @@ mod tests {
     /// an operation referring to one on the cycle fails with `invalidValue`.
     #[test]
     fn operations_on_a_cycle_fail_with_409_and_the_others_run() {
-        let store = TempStore::new();
+        let db = crate::store::tests::sqlite_db();
         let out = run_bulk(
-            &store.0,
+            &db.store,
             json!({"Operations": [group("a", &["b"]), group("g", &["u"]), group("b", &["a"]),
                                   group("after", &["a"]), user("u")]}),
         );
@@ -376,9 +356,9 @@ mod tests {
     /// operations that do not wait on it, so those are not cut off by it.
     #[test]
     fn fail_on_errors_counts_the_operations_on_a_cycle() {
-        let store = TempStore::new();
+        let db = crate::store::tests::sqlite_db();
         let out = run_bulk(
-            &store.0,
+            &db.store,
             json!({"failOnErrors": 1,
                    "Operations": [group("a", &["b"]), group("b", &["a"]), user("u")]}),
         );

@@ -3,7 +3,7 @@
 //! a connection so that they run inside the caller's transaction (the SCIM write's, for plans).
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{Nullable, Text};
 use diesel::{OptionalExtension, Queryable, RunQueryDsl};
 
 use super::sql::Sql;
@@ -90,12 +90,6 @@ fn holds_access<T>(q: &mut Sql<T>, user_id: &str) {
     )
     .text(user_id)
     .push(")");
-}
-
-/// Users the engine holds as active (the blast-radius denominator).
-pub fn count_active_users(c: &mut DbConnection) -> HubResult<i64> {
-    let q = Sql::<BigInt>::new("SELECT COUNT(*) FROM engine_users WHERE state = 'active'");
-    Ok(q.get_result::<i64>(c)?)
 }
 
 /// All user ids the engine knows.

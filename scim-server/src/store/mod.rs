@@ -116,7 +116,7 @@ pub mod timers;
 pub mod verifications;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -29,8 +29,8 @@ use serde_json::{json, Value};
 
 use super::*;
 
-struct TestDb {
-    store: Store,
+pub(crate) struct TestDb {
+    pub(crate) store: Store,
     name: String,
     cleanup: Cleanup,
 }
@@ -71,7 +71,8 @@ impl Drop for TestDb {
     }
 }
 
-fn sqlite_db() -> TestDb {
+/// A fresh SQLite store in a temporary file, removed (with its WAL files) when dropped.
+pub(crate) fn sqlite_db() -> TestDb {
     let path = std::env::temp_dir().join(format!("scimhub-store-{}.db", uuid::Uuid::new_v4()));
     let store = Store::open(&format!("sqlite://{}", path.display())).expect("open sqlite");
     TestDb {
