@@ -555,6 +555,9 @@ fn policy_command(cmd: PolicyCommand) -> anyhow::Result<()> {
                 p.profiles.len(),
                 p.sod.len()
             )?;
+            for w in p.warnings() {
+                writeln!(out, "warning: {w}")?;
+            }
         }
         PolicyCommand::Docs { policy } => {
             let p = Policy::load(&policy).map_err(|e| anyhow::anyhow!("policy rejected:\n{e}"))?;

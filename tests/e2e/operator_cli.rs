@@ -531,3 +531,42 @@ fn report_commands_write_json_and_html_and_refuse_bad_input() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `policy check` accepts a policy whose manager approvals nobody but security can decide, and
+/// says so; owning the manager's id in a `[[source]]` silences it.
+#[test]
+fn policy_check_warns_of_manager_approvals_nobody_can_decide() {
+    let dir = scratch();
+    let policy = r#"
+[[connector]]
+name = "github"
+type = "memory"
+
+[[profile]]
+name = "engineering"
+match = 'title pr'
+grants = [{ connector = "github", kind = "org", id = "acme", role = "admin", approval = "manager" }]
+
+[[source]]
+client = "hris"
+owns = ["manager.displayName"]
+"#;
+    let file = dir.join("policy.toml");
+    std::fs::write(&file, policy).unwrap();
+    let out = scimhub(&["policy", "check", file.to_str().unwrap()], &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("warning: profile(s) engineering ask the manager's approval")
+            && stdout.contains("owns only part of the enterprise manager"),
+        "{stdout}"
+    );
+    std::fs::write(&file, policy.replace("manager.displayName", "manager")).unwrap();
+    let out = scimhub(&["policy", "check", file.to_str().unwrap()], &[]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && !stdout.contains("warning"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -294,6 +294,7 @@ macro_rules! backends {
 
 backends!(
     joiner_with_and_without_approval,
+    an_approval_ends_with_the_role,
     mover_with_overlap_then_acknowledge,
     mover_without_overlap,
     leaver_cascade_and_rehire,
@@ -358,6 +359,61 @@ fn joiner_with_and_without_approval(env: Env) {
     assert!(audit
         .iter()
         .any(|a| a.action == "grant" && a.outcome == "done"));
+}
+
+/// An approval belongs to the role it was asked for: a mover keeps the approved access only for
+/// the overlap, and a return to the role asks the manager again instead of restoring it unasked.
+fn an_approval_ends_with_the_role(env: Env) {
+    let mia = env.create_user(user("mia", "Employee", "Sales", "Manager"));
+    let mut a = user("ada", "Employee", "Engineering", "Engineer");
+    a["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
+        json!({"value": mia});
+    let ada = env.create_user(a);
+    env.run();
+    let pending = env.admin.approvals(Some("pending")).unwrap();
+    assert_eq!(pending.len(), 1);
+    env.admin
+        .approve(&pending[0].id, &env.as_user("mia"))
+        .unwrap();
+    env.run();
+    assert_eq!(
+        env.holds("github", "ada").unwrap().1,
+        vec!["org:acme".to_string(), "team:eng".into()]
+    );
+    env.patch_user(&ada, |d| set_dept(d, "Sales"));
+    env.run();
+    // The approval ends with the move (recorded, with why); the overlap keeps the access a day.
+    let first = in_tx(&env.store, |c| {
+        scim_server::store::approvals::get(c, &pending[0].id)
+    })
+    .unwrap()
+    .expect("the request");
+    assert_eq!(first.status.as_str(), "ended");
+    assert_eq!(first.decided_by.as_deref(), Some("mia"));
+    let audit = in_tx(&env.store, |c| audit::list(c, Some(&ada))).unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "approval_ended"
+            && e.detail
+                .contains(&format!("\"approval_id\":\"{}\"", pending[0].id))),
+        "no audit entry for the ended approval"
+    );
+    assert_eq!(
+        env.holds("github", "ada").unwrap().1,
+        vec!["org:acme".to_string(), "team:eng".into()]
+    );
+    env.clock.advance(Duration::hours(25));
+    env.run();
+    assert_eq!(env.holds("github", "ada"), Some((false, vec![])));
+    // Back in Engineering: the team at once, the admin role only once the manager approves again.
+    env.patch_user(&ada, |d| set_dept(d, "Engineering"));
+    env.run();
+    assert_eq!(
+        env.holds("github", "ada"),
+        Some((true, vec!["team:eng".into()]))
+    );
+    let again = env.admin.approvals(Some("pending")).unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_ne!(again[0].id, pending[0].id);
 }
 
 fn mover_with_overlap_then_acknowledge(env: Env) {

@@ -27,6 +27,9 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
     if w.end_grants {
         approvals::end_grants(c, user_id, now)?;
     }
+    for r in &w.ended_requests {
+        approvals::end_request(c, &r.id, r.was, r.reason, now)?;
+    }
     for o in &w.overrides {
         approvals::insert_override(
             c,

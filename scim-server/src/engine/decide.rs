@@ -22,13 +22,13 @@ use super::desired::{
 };
 use super::notices;
 use super::outcome::{
-    ApprovalRequest, Audit, Decision, HoldDecision, NewOverride, PlanIncident, QueuedNotice,
-    Recipients, Writes,
+    ApprovalRequest, Audit, Decision, EndedRequest, HoldDecision, NewOverride, PlanIncident,
+    QueuedNotice, Recipients, Writes,
 };
 use super::plan::{classify, diff, AccountRecord, EventKind, Plan};
 use super::timers::{Timer, TimerChange, TimerKind, VerifyTimer};
 use super::{links, manager_id, Cause, PlanOutcome};
-use crate::policy::{BlastRadius, Policy, SodAction};
+use crate::policy::{Approval, BlastRadius, Policy, SodAction};
 use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalRow, ApprovalStatus};
 use crate::store::{engine_state::EngineUser, Doc};
 use scim_schema::json::primary_email;
@@ -264,6 +264,15 @@ pub fn decide(
     let (approvals, mut audit) = approval_requests(i, &d, new_id);
     let (hold, hold_notice) = blast_hold(i, &plan, extra, new_id);
     let plan_id = new_id();
+    // A held or staged plan may yet be discarded (a bogus feed reverted): what the user's role
+    // no longer asks ends only with a plan that goes ahead.
+    let ended_requests = if hold.is_none() && extra.stage.is_none() {
+        ended_requests(i, &d)
+    } else {
+        Vec::new()
+    };
+    audit.extend(ended_requests.iter().map(|(_, a)| a.clone()));
+    let ended_requests = ended_requests.into_iter().map(|(r, _)| r).collect();
 
     let hold_id = hold.as_ref().map(|h| h.id().to_string());
     let record_event = event != EventKind::Update || !plan.ops.is_empty();
@@ -368,6 +377,7 @@ pub fn decide(
             timers,
             notices,
             end_grants: event.deprovisions(),
+            ended_requests,
         }),
     }
 }
@@ -451,6 +461,102 @@ fn overlap_kept(
             kept: o.clone(),
         })
         .collect()
+}
+
+/// The policy's level of a stored request's level.
+pub(super) fn policy_level(l: ApprovalLevel) -> Approval {
+    match l {
+        ApprovalLevel::Manager => Approval::Manager,
+        ApprovalLevel::Owner => Approval::Owner,
+        ApprovalLevel::Security => Approval::Security,
+    }
+}
+
+/// The approved and pending requests of an active user that their role no longer asks, each
+/// with its audit entry:
+/// - an approved entitlement that no matched profile grants, or grants only behind a stricter
+///   level than the one approved (a return to the role, or a later move under the stricter
+///   profile, asks again);
+/// - a pending entitlement request that is not what the role asks now (no longer granted,
+///   granted without approval, covered by an approval, or asked at another level: the planner
+///   asks the right one beside it);
+/// - an approved or pending SoD exception whose two sides the user no longer holds.
+///
+/// A leaver's requests all end through [`Writes::end_grants`] instead; a user not yet started
+/// keeps theirs (nothing is planned for them).
+fn ended_requests(i: &PlanInputs<'_>, d: &Desired) -> Vec<(EndedRequest, Audit)> {
+    if d.lifecycle != Lifecycle::Active {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for r in &i.approval_rows {
+        if !matches!(r.status, ApprovalStatus::Approved | ApprovalStatus::Pending) {
+            continue;
+        }
+        let (why, connector, what) = match r.kind {
+            ApprovalKind::Entitlement => {
+                let (Some(connector), Some(ej)) = (&r.connector, &r.entitlement) else {
+                    continue;
+                };
+                // An entitlement this build cannot read is left alone rather than guessed at.
+                let Ok(e) = serde_json::from_str::<Entitlement>(ej) else {
+                    continue;
+                };
+                let level = policy_level(r.level);
+                let asked = d.grant_levels.get(&(connector.clone(), e.clone())).copied();
+                let why = match (r.status, asked) {
+                    (_, None) => "no profile the user matches grants it",
+                    (ApprovalStatus::Approved, Some(a)) if a <= level => continue,
+                    (ApprovalStatus::Approved, Some(_)) => {
+                        "the user's role now asks a stricter approval for it"
+                    }
+                    (_, Some(Approval::None)) => "the user's role grants it without approval",
+                    _ if d.needs_approval.iter().any(|n| {
+                        &n.connector == connector && n.entitlement == e && n.level == level
+                    }) =>
+                    {
+                        continue
+                    }
+                    _ => "the user's role no longer asks this approval",
+                };
+                (why, Some(connector.clone()), ej.clone())
+            }
+            ApprovalKind::Sod => {
+                let Some(rule) = &r.entitlement else { continue };
+                if d.sod_rules_met.contains(rule) {
+                    continue;
+                }
+                (
+                    "the user no longer holds both sides of the rule",
+                    r.connector.clone(),
+                    rule.clone(),
+                )
+            }
+            ApprovalKind::Extension | ApprovalKind::Grant => continue,
+        };
+        out.push((
+            EndedRequest {
+                id: r.id.clone(),
+                was: r.status,
+                reason: why,
+            },
+            Audit {
+                actor: "engine",
+                connector,
+                action: "approval_ended",
+                outcome: "ended",
+                detail: json!({
+                    "approval_id": r.id,
+                    "kind": r.kind.as_str(),
+                    "entitlement": what,
+                    "level": r.level.as_str(),
+                    "was": r.status.as_str(),
+                    "reason": why,
+                }),
+            },
+        ));
+    }
+    out
 }
 
 /// Requests for the entitlements that wait for approval and for SoD exceptions, each asked once

@@ -180,6 +180,14 @@ pub struct Desired {
     pub granted: Vec<EmergencyGrant>,
     /// Why some grant could not apply (no account key, excluded for contractors…).
     pub notes: Vec<String>,
+    /// Every entitlement the matched profiles grant, with the approval it needs: `none` when
+    /// one of them grants it without, else the strictest level they ask. An approval on record
+    /// that this no longer asks for has ended its use (the planner ends it).
+    #[serde(skip)]
+    pub grant_levels: BTreeMap<(String, Entitlement), Approval>,
+    /// The SoD rules both of whose sides the person would hold, before any is withheld.
+    #[serde(skip)]
+    pub sod_rules_met: BTreeSet<String>,
 }
 
 impl Desired {
@@ -464,6 +472,8 @@ pub fn desired(
         kept: Vec::new(),
         granted: Vec::new(),
         notes: Vec::new(),
+        grant_levels: BTreeMap::new(),
+        sod_rules_met: BTreeSet::new(),
     };
     // Every connector appears: wanted ones enabled, the others "no usable account".
     for (name, c) in &policy.connectors {
@@ -506,6 +516,15 @@ pub fn desired(
             }
             let set = want.entry(g.connector.clone()).or_default();
             let Some(e) = &g.entitlement else { continue };
+            out.grant_levels
+                .entry((g.connector.clone(), e.clone()))
+                .and_modify(|l| {
+                    *l = match (*l, g.approval) {
+                        (Approval::None, _) | (_, Approval::None) => Approval::None,
+                        (a, b) => a.max(b),
+                    }
+                })
+                .or_insert(g.approval);
             if g.approval == Approval::None {
                 set.insert(e.clone());
                 continue;
@@ -552,6 +571,7 @@ pub fn desired(
                 .is_some_and(|s| s.iter().any(|e| r.matches(&r.connector, e)))
         };
         if has(&rule.a) && has(&rule.b) {
+            out.sod_rules_met.insert(rule.name.clone());
             if rule.action == SodAction::Approval && approvals.sod_approved.contains(&rule.name) {
                 continue;
             }

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 use connectors::{AccountRef, Entitlement};
 
-use super::decide::{manager_of, BlastFacts, Contingent, PlanInputs, Projection};
+use super::decide::{manager_of, policy_level, BlastFacts, Contingent, PlanInputs, Projection};
 use super::desired::{Approvals, EmergencyGrant, Override, Revocation};
 use super::plan::AccountRecord;
 use super::{links, load_user_doc, Cause, Engine};
 use crate::error::{HubError, HubResult};
-use crate::policy::{Approval, Policy};
-use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalStatus};
+use crate::policy::Policy;
+use crate::store::approvals::{ApprovalKind, ApprovalStatus};
 use crate::store::{approvals, load_groups, DbConnection, Doc};
 use crate::store::{engine_state, events, grants, holds};
 use scim_schema::json::primary_email;
@@ -186,13 +186,4 @@ pub fn contingent(
         link_key,
         stage: stage.map(str::to_string),
     })
-}
-
-/// The policy's level of a stored request's level.
-fn policy_level(l: ApprovalLevel) -> Approval {
-    match l {
-        ApprovalLevel::Manager => Approval::Manager,
-        ApprovalLevel::Owner => Approval::Owner,
-        ApprovalLevel::Security => Approval::Security,
-    }
 }

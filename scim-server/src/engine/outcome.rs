@@ -10,7 +10,7 @@ use super::notices::Notice;
 use super::plan::AccountRecord;
 use super::timers::TimerChange;
 use super::PlanOutcome;
-use crate::store::approvals::{ApprovalKind, ApprovalLevel};
+use crate::store::approvals::{ApprovalKind, ApprovalLevel, ApprovalStatus};
 use crate::store::engine_state::EngineUser;
 
 /// Who receives a notice. The policy names approvers by userName; they become user ids when the
@@ -59,6 +59,20 @@ pub struct ApprovalRequest {
     pub detail: Value,
     /// Refused by the policy at once (a blocking SoD rule): recorded for audit, not decidable.
     pub blocked: bool,
+}
+
+/// A request on record that the user's role no longer asks: an approved entitlement no matched
+/// profile grants at its level any more, a pending one asked at a level the role no longer
+/// needs, or an SoD exception whose rule the user no longer meets. It ends, so a return to the
+/// role asks again rather than restoring the access unasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedRequest {
+    pub id: String,
+    /// The status it had (`approved` or `pending`).
+    pub was: ApprovalStatus,
+    /// Why it ended (recorded as a pending request's reason; an approved one keeps its
+    /// approver's, and the audit entry says why).
+    pub reason: &'static str,
 }
 
 /// An override to record (legacy access kept for a mover's overlap window).
@@ -127,6 +141,8 @@ pub struct Writes {
     /// The user left (or their contract expired): every override and grant ends, so a rehire
     /// starts from the new role only.
     pub end_grants: bool,
+    /// Requests the user's role no longer asks (a mover's, or after a policy change).
+    pub ended_requests: Vec<EndedRequest>,
 }
 
 /// The outcome of planning a user: what the caller gets back, and what to write (`None`:

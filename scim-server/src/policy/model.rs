@@ -737,6 +737,50 @@ impl Policy {
             && self.authority_attribute_trusted(self.approvals.sponsor_path.as_ref())
     }
 
+    /// What a policy that loads may still get wrong, in words for `policy check` and the start
+    /// and reload logs: manager (or sponsor) approvals that no manager (or sponsor) can decide,
+    /// because the attribute naming them is not owned by a `[[source]]`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let asking: Vec<&str> = self
+            .profiles
+            .iter()
+            .filter(|p| p.grants.iter().any(|g| g.approval == Approval::Manager))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !asking.is_empty() && !self.manager_trusted() {
+            let why = match self
+                .approvals
+                .manager_path
+                .as_ref()
+                .and_then(|p| self.owner_of(p))
+            {
+                Some(client) => format!(
+                    "[[source]] {client:?} owns only part of the enterprise manager, not \
+                     manager.value, the id that names the manager"
+                ),
+                None => "no [[source]] owns the enterprise manager".to_string(),
+            };
+            out.push(format!(
+                "profile(s) {} ask the manager's approval, but {why}: managers decide nothing \
+                 and these requests wait for the security approvers. Let the HRIS own \
+                 \"manager\" (or \"manager.value\"), or set [approvals] \
+                 trust_unowned_attributes = true if every scim:write client is the HRIS",
+                asking.join(", ")
+            ));
+        }
+        if let (Some(attr), Some(_)) = (&self.settings.sponsor_attribute, &self.contractor) {
+            if !self.sponsor_trusted() {
+                out.push(format!(
+                    "contractors' sponsors ({attr}) decide no extension: no [[source]] owns the \
+                     part of it that names the sponsor, so extensions wait for [contractor] \
+                     owners and the security approvers"
+                ));
+            }
+        }
+        out
+    }
+
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)
     }

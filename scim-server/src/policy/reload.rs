@@ -67,6 +67,9 @@ pub(super) fn read_policy(path: &Path) -> Result<(Policy, String), PolicyError> 
         }],
     })?;
     let policy = Policy::parse(text, &source)?;
+    for w in policy.warnings() {
+        tracing::warn!(policy = %source, "{w}");
+    }
     Ok((policy, sha256_hex(&bytes)))
 }
 

@@ -202,6 +202,40 @@ fn security_groups_are_refused_and_authority_attributes_need_a_source() {
     ));
 }
 
+/// `policy check` warns when manager approvals can only wait for security: no source owns the
+/// manager, or one owns only a part that names nobody; trusting unowned attributes or owning
+/// manager.value silences it, and a policy that asks no manager has nothing to warn of.
+#[test]
+fn manager_approvals_nobody_can_decide_are_warned_of() {
+    let asking = APPROVALS.replace(
+        "{ connector = \"github\", kind = \"org\", id = \"acme\", approval = \"owner\" }",
+        "{ connector = \"github\", kind = \"org\", id = \"acme\", approval = \"manager\" }",
+    );
+    assert_ne!(asking, APPROVALS);
+    let warnings = |text: &str| Policy::parse(text, "a.toml").expect("valid").warnings();
+    assert!(warnings(APPROVALS).is_empty());
+    let w = warnings(&asking).join("\n");
+    assert!(
+        w.contains("profile(s) eng ask the manager's approval")
+            && w.contains("no [[source]] owns the enterprise manager"),
+        "{w}"
+    );
+    let owned =
+        |what: &str| format!("{asking}\n[[source]]\nclient = \"hr\"\nowns = [\"{what}\"]\n");
+    let w = warnings(&owned("manager.displayName")).join("\n");
+    assert!(
+        w.contains("[[source]] \"hr\" owns only part of the enterprise manager"),
+        "{w}"
+    );
+    assert!(warnings(&owned("manager.value")).is_empty());
+    assert!(warnings(&owned("manager")).is_empty());
+    let trusting = asking.replace(
+        "[approvals]\n",
+        "[approvals]\ntrust_unowned_attributes = true\n",
+    );
+    assert!(warnings(&trusting).is_empty());
+}
+
 #[test]
 fn approvers_are_declared_and_owners_combine() {
     let p = Policy::parse(APPROVALS, "a.toml").expect("valid");

@@ -398,6 +398,31 @@ pub fn latest_mover_event(c: &mut DbConnection, user_id: &str) -> HubResult<Opti
     Ok(q.get_result::<OneText>(c).optional()?.map(|r| r.value))
 }
 
+/// Ends request `id` if it is still `was` (`approved` or `pending`): a pending one is closed as
+/// decided by the engine with `reason`; an approved one keeps who approved it and why. A
+/// request decided meanwhile is left as it is (the decision's own planning judges it again).
+pub fn end_request(
+    c: &mut DbConnection,
+    id: &str,
+    was: ApprovalStatus,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> HubResult<usize> {
+    let mut q = Sql::<()>::new("UPDATE engine_approvals SET status = ");
+    q.text(ApprovalStatus::Ended.as_str());
+    if was == ApprovalStatus::Pending {
+        q.push(", decided = ")
+            .text(fmt_ts(now))
+            .push(", decided_by = 'engine', reason = ")
+            .text(reason);
+    }
+    q.push(" WHERE id = ")
+        .text(id)
+        .push(" AND status = ")
+        .text(was.as_str());
+    Ok(q.execute(c)?)
+}
+
 /// A leaver's overrides and grants end: every override goes, and every entitlement and SoD
 /// request (and emergency grant request), approved or pending, is [`ApprovalStatus::Ended`] (an approved one keeps who
 /// approved it). A rehire then starts from the new role only, asking again for what needs

@@ -776,3 +776,250 @@ fn an_approval_counts_only_at_the_level_the_policy_asks() {
     let (_, _, new) = with(&sre, None, vec![admin_request("pending")]);
     assert_eq!(new, vec!["security".to_string()]);
 }
+
+/// What a plan of `after` (from `before`, with `rows` on record and `approved` decided) ends,
+/// as `id was: reason` lines, and the new requests' levels; `blast` as the guard counts.
+fn ended_and_asked(
+    policy: Option<Arc<Policy>>,
+    before: &Doc,
+    after: &Doc,
+    rows: Vec<ApprovalRow>,
+    extra: Contingent,
+) -> (Vec<String>, Vec<String>) {
+    let mut prev = inputs(Some(before), None);
+    if let Some(p) = &policy {
+        prev.policy = p.clone();
+    }
+    let first = run(&prev, &Contingent::default());
+    let planned = first.outcome.plan.next.clone();
+    let user = first.writes.expect("writes").user;
+    let mut i = inputs(Some(after), Some((user, planned)));
+    if let Some(p) = policy {
+        i.policy = p;
+    }
+    for r in &rows {
+        if r.status == ApprovalStatus::Approved && r.kind == ApprovalKind::Entitlement {
+            let e: Entitlement = serde_json::from_str(r.entitlement.as_deref().unwrap_or(""))
+                .expect("an entitlement");
+            i.approvals.approved.insert((
+                r.connector.clone().unwrap_or_default(),
+                e,
+                policy_level(r.level),
+            ));
+        }
+        if r.status == ApprovalStatus::Approved && r.kind == ApprovalKind::Sod {
+            i.approvals
+                .sod_approved
+                .insert(r.entitlement.clone().unwrap_or_default());
+        }
+    }
+    i.approval_rows = rows;
+    let w = run(&i, &extra).writes.expect("writes");
+    let audited: Vec<String> = w
+        .audit
+        .iter()
+        .filter(|a| a.action == "approval_ended")
+        .map(|a| format!("{} {}", a.detail["approval_id"], a.detail["reason"]))
+        .collect();
+    let ended: Vec<String> = w
+        .ended_requests
+        .iter()
+        .map(|r| format!("{} {}: {}", r.id, r.was, r.reason))
+        .collect();
+    assert_eq!(
+        audited.len(),
+        ended.len(),
+        "each ended request is audited: {audited:?}"
+    );
+    let asked = w
+        .approvals
+        .iter()
+        .map(|a| format!("{} {}", a.kind, a.level))
+        .collect();
+    (ended, asked)
+}
+
+/// An approval belongs to the role it was asked for: a mover out of it loses it, so a return
+/// asks again rather than restoring the access unasked; staying in the role keeps it.
+#[test]
+fn a_mover_out_of_the_role_ends_its_approvals() {
+    let sales = person("ann", "Employee", "Sales", "Rep", json!({}));
+    let (ended, asked) = ended_and_asked(
+        None,
+        &engineer(),
+        &sales,
+        vec![admin_request("approved"), {
+            let mut other = admin_request("pending");
+            other.id = "a-2".into();
+            other
+        }],
+        Contingent::default(),
+    );
+    assert_eq!(
+        ended,
+        lines(&[
+            "a-1 approved: no profile the user matches grants it",
+            "a-2 pending: no profile the user matches grants it",
+        ])
+    );
+    assert!(asked.is_empty(), "{asked:?}");
+    // A title change inside the role keeps the approval, and asks nothing.
+    let senior = person(
+        "ann",
+        "Employee",
+        "Engineering",
+        "Senior Developer",
+        json!({}),
+    );
+    let (ended, asked) = ended_and_asked(
+        None,
+        &engineer(),
+        &senior,
+        vec![admin_request("approved")],
+        Contingent::default(),
+    );
+    assert!(ended.is_empty() && asked.is_empty(), "{ended:?} {asked:?}");
+    // A rejected request stands (the role still asks it; it is not asked again).
+    let (ended, asked) = ended_and_asked(
+        None,
+        &engineer(),
+        &sales,
+        vec![admin_request("rejected")],
+        Contingent::default(),
+    );
+    assert!(ended.is_empty() && asked.is_empty(), "{ended:?} {asked:?}");
+}
+
+/// A move the blast-radius guard holds, or one staged with a group change, may be a bogus feed
+/// that will be reverted: nothing ends until a plan goes ahead.
+#[test]
+fn a_held_or_staged_move_ends_no_approval() {
+    let sales = person("ann", "Employee", "Sales", "Rep", json!({}));
+    // Without the overlap the move revokes at once, which the guard counts.
+    let text = POLICY.replace("overlap = \"24h\"\n", "");
+    assert_ne!(text, POLICY, "the test policy's overlap changed");
+    let no_overlap = Arc::new(Policy::parse(&text, "no-overlap.toml").expect("policy"));
+    let burst = Contingent {
+        blast: Some(BlastFacts {
+            recent: 3,
+            population: 13,
+            open_hold: None,
+        }),
+        ..Contingent::default()
+    };
+    let quiet = Contingent {
+        blast: Some(BlastFacts {
+            recent: 0,
+            population: 20,
+            open_hold: None,
+        }),
+        ..Contingent::default()
+    };
+    let staged = Contingent {
+        stage: Some("stage-1".into()),
+        ..Contingent::default()
+    };
+    let approved = || vec![admin_request("approved")];
+    let ended = |p: Option<Arc<Policy>>, extra: Contingent| {
+        ended_and_asked(p, &engineer(), &sales, approved(), extra).0
+    };
+    assert!(ended(Some(no_overlap.clone()), burst).is_empty());
+    assert!(ended(None, staged).is_empty());
+    // The same move below the guard's share ends it (so the held case above is the hold's).
+    assert_eq!(ended(Some(no_overlap), quiet).len(), 1);
+}
+
+/// Under a profile that asks security for what the manager approved, the manager's approval and
+/// a pending manager-level request both end, and security is asked.
+#[test]
+fn a_stricter_role_ends_the_weaker_approval_and_asks_again() {
+    let text = format!(
+        "{POLICY}\n[[profile]]\nname = \"sre\"\nmatch = 'department eq \"Engineering\" and title co \"Reliability\"'\n\
+         grants = [{{ connector = \"github\", kind = \"org\", id = \"acme\", role = \"admin\", approval = \"security\" }}]\n\
+         \n[approvals]\nsecurity = [\"sam\"]\n"
+    );
+    let strict = Arc::new(Policy::parse(&text, "levels.toml").expect("policy with sre"));
+    let sre = person(
+        "ann",
+        "Employee",
+        "Engineering",
+        "Site Reliability Engineer",
+        json!({}),
+    );
+    let (ended, asked) = ended_and_asked(
+        Some(strict.clone()),
+        &engineer(),
+        &sre,
+        vec![admin_request("approved")],
+        Contingent::default(),
+    );
+    assert_eq!(
+        ended,
+        lines(&["a-1 approved: the user's role now asks a stricter approval for it"])
+    );
+    assert_eq!(asked, lines(&["entitlement security"]));
+    let (ended, asked) = ended_and_asked(
+        Some(strict.clone()),
+        &engineer(),
+        &sre,
+        vec![admin_request("pending")],
+        Contingent::default(),
+    );
+    assert_eq!(
+        ended,
+        lines(&["a-1 pending: the user's role no longer asks this approval"])
+    );
+    assert_eq!(asked, lines(&["entitlement security"]));
+    // Security's approval covers the engineer's manager level: a move back keeps it.
+    let mut by_security = admin_request("approved");
+    by_security.level = ApprovalLevel::Security;
+    let (ended, asked) = ended_and_asked(
+        Some(strict),
+        &sre,
+        &engineer(),
+        vec![by_security],
+        Contingent::default(),
+    );
+    assert!(ended.is_empty() && asked.is_empty(), "{ended:?} {asked:?}");
+}
+
+/// An SoD exception holds while the user holds both sides; a move to one side ends it.
+#[test]
+fn an_sod_exception_ends_when_the_rule_no_longer_applies() {
+    let text = POLICY.replace(
+        "b = { connector = \"erp\", kind = \"role\", id = \"approve\" }\naction = \"block\"",
+        "b = { connector = \"erp\", kind = \"role\", id = \"approve\" }\naction = \"approval\"",
+    ) + "\n[approvals]\nsecurity = [\"sam\"]\n";
+    assert_ne!(text, POLICY, "the test policy's SoD rule changed");
+    let p = Arc::new(Policy::parse(&text, "sod.toml").expect("policy"));
+    let both = person("fay", "Employee", "Finance", "Payable Approver", json!({}));
+    let clerk = person("fay", "Employee", "Finance", "Payable Clerk", json!({}));
+    let exception = |status: &str| {
+        let mut r = admin_request(status);
+        r.kind = ApprovalKind::Sod;
+        r.connector = Some("erp".into());
+        r.entitlement = Some("pay-and-approve".into());
+        r.level = ApprovalLevel::Security;
+        r
+    };
+    let (ended, _) = ended_and_asked(
+        Some(p.clone()),
+        &both,
+        &both,
+        vec![exception("approved")],
+        Contingent::default(),
+    );
+    assert!(ended.is_empty(), "{ended:?}");
+    let (ended, asked) = ended_and_asked(
+        Some(p),
+        &both,
+        &clerk,
+        vec![exception("approved")],
+        Contingent::default(),
+    );
+    assert_eq!(
+        ended,
+        lines(&["a-1 approved: the user no longer holds both sides of the rule"])
+    );
+    assert!(asked.is_empty(), "{asked:?}");
+}
