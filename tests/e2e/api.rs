@@ -407,3 +407,68 @@ backends!(graceful_shutdown, |app| {
         "the log never contains the token"
     );
 });
+
+// If-None-Match on a write (RFC 9110 §13.1.2): a condition that is false (`*` on an existing
+// resource, or the current ETag) answers 412 and changes nothing; a true one lets the write go
+// ahead; together with If-Match both must hold; a missing resource is still 404.
+backends!(if_none_match_guards_writes, |app| {
+    let created = app
+        .post("/Users", json!({"userName":"inm","title":"t0"}))
+        .send()
+        .status(201);
+    let etag = created.header("etag").unwrap();
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let patch = |title: &str| {
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations":[{"op":"replace","path":"title","value":title}]})
+    };
+    let path = format!("/Users/{id}");
+    for refused in ["*", etag.as_str(), &format!("W/\"0\", {etag}")] {
+        app.patch(&path, patch("never"))
+            .header("if-none-match", refused)
+            .send()
+            .scim_error(412, None);
+        app.put(&path, json!({"userName":"inm","title":"never"}))
+            .header("if-none-match", refused)
+            .send()
+            .scim_error(412, None);
+        app.delete(&path)
+            .header("if-none-match", refused)
+            .send()
+            .scim_error(412, None);
+    }
+    let now = app.get(&path).send().status(200);
+    assert_eq!(
+        now.header("etag").unwrap(),
+        etag,
+        "a refused write changed nothing"
+    );
+    assert_eq!(now.json()["title"], "t0");
+    // Another ETag: the condition holds, the write goes ahead.
+    let patched = app
+        .patch(&path, patch("t1"))
+        .header("if-none-match", "W/\"999\"")
+        .send()
+        .status(200);
+    let etag1 = patched.header("etag").unwrap();
+    assert_eq!(patched.json()["title"], "t1");
+    // With If-Match as well: both must hold.
+    app.patch(&path, patch("never"))
+        .header("if-none-match", "W/\"999\"")
+        .header("if-match", &etag)
+        .send()
+        .scim_error(412, None);
+    app.patch(&path, patch("t2"))
+        .header("if-none-match", &etag)
+        .header("if-match", &etag1)
+        .send()
+        .status(200);
+    app.delete("/Users/no-such-user")
+        .header("if-none-match", "*")
+        .send()
+        .scim_error(404, None);
+    app.delete(&path)
+        .header("if-none-match", "W/\"999\"")
+        .send()
+        .status(204);
+});

@@ -12,6 +12,7 @@ use scim_schema::projection::project;
 use scim_schema::sort::{compare_keys, sort_key, SortKey};
 use serde_json::Value;
 
+use crate::error::HubError;
 use crate::service::{self, Schemas};
 use crate::store::{Doc, LoadedResource, ResourceKind, Store, StoredResource};
 
@@ -102,6 +103,53 @@ fn none_match(req: &HttpRequest, r: &LoadedResource) -> bool {
         let etag = strip(&r.etag());
         h.split(',').any(|t| t.trim() == "*" || strip(t) == etag)
     })
+}
+
+/// The `If-Match` a PUT, PATCH or DELETE goes ahead under. Without `If-None-Match` it is the
+/// client's own. With it (RFC 9110 §13.1.2: a state-changing request whose `If-None-Match` is
+/// false answers 412), the stored version is read: `*` or a listed ETag that matches it (weak
+/// comparison) answers 412, and otherwise the write is made conditional on that version, so a
+/// write landing between the check and this one fails 412 rather than being judged against a
+/// version the check never saw. A resource that does not exist is left to the write (404).
+async fn write_condition(
+    state: &AppState,
+    req: &HttpRequest,
+    kind: ResourceKind,
+    id: &str,
+) -> ApiResult<Option<String>> {
+    let if_match = header_str(req, header::IF_MATCH).map(str::to_string);
+    let Some(none_match) = header_str(req, header::IF_NONE_MATCH).map(str::to_string) else {
+        return Ok(if_match);
+    };
+    let id = id.to_string();
+    let version = match state
+        .read(kind == ResourceKind::User, move |s| {
+            s.get_loaded(kind, &id, false).map(|r| r.version)
+        })
+        .await
+    {
+        Ok(v) => v,
+        Err(ApiError::NotFound(_)) => return Ok(if_match),
+        Err(e) => return Err(e),
+    };
+    let tag = |t: &str| {
+        t.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    let current = version.to_string();
+    if none_match
+        .split(',')
+        .any(|t| t.trim() == "*" || tag(t) == current)
+        || !crate::store::if_match_ok(if_match.as_deref(), version)
+    {
+        return Err(HubError::PreconditionFailed {
+            current_version: version,
+        }
+        .into());
+    }
+    Ok(Some(format!("W/\"{version}\"")))
 }
 
 pub async fn get(
@@ -257,7 +305,7 @@ pub async fn replace(
     let p = projection(&req)?;
     let caller = state.caller(&req)?;
     let schemas = state.schemas.clone();
-    let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
+    let if_match = write_condition(&state, &req, kind, &id).await?;
     let heavy = service::prepare_is_heavy(&body.0);
     let caller = Arc::new(caller);
     let prepared = state
@@ -321,7 +369,7 @@ pub async fn patch(
     let p = projection(&req)?;
     let caller = state.caller(&req)?;
     let schemas = state.schemas.clone();
-    let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
+    let if_match = write_condition(&state, &req, kind, &id).await?;
     let prefer = prefer_return(&req);
     let reply = if prefer == Some("minimal") {
         service::PatchReply::Minimal
@@ -398,8 +446,8 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     let (segment, id) = path.into_inner();
     let kind = kind(&segment, &req)?;
-    let if_match = header_str(&req, header::IF_MATCH).map(str::to_string);
     let caller = state.caller(&req)?;
+    let if_match = write_condition(&state, &req, kind, &id).await?;
     state
         .write(move |s| service::delete(s, kind, &id, if_match.as_deref(), &caller))
         .await?;
