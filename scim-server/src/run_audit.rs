@@ -111,6 +111,13 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
                         r.anchors_pruned
                     )?;
                 }
+                if r.anchors_outside_range > 0 {
+                    writeln!(
+                        out,
+                        "anchors outside --from/--to (not checked): {}",
+                        r.anchors_outside_range
+                    )?;
+                }
             }
             match &r.finding {
                 None => {

@@ -1238,6 +1238,8 @@ pub struct VerifyReport {
     /// Anchors of entries at or before a valid checkpoint other than its own entry: pruned,
     /// so nothing is left to check them against.
     pub anchors_pruned: usize,
+    /// Anchors of entries kept but outside the range walked (`--from`, `--to`): not checked.
+    pub anchors_outside_range: usize,
     pub finding: Option<Finding>,
 }
 
@@ -1255,6 +1257,7 @@ pub fn verify(c: &mut DbConnection, o: &VerifyOptions) -> HubResult<VerifyReport
         checkpoint_signature_checked: false,
         anchors_checked: 0,
         anchors_pruned: 0,
+        anchors_outside_range: 0,
         finding: None,
     };
     let base = checkpoint.as_ref().map_or(0, |cp| cp.seq);
@@ -1311,8 +1314,21 @@ pub fn verify(c: &mut DbConnection, o: &VerifyOptions) -> HubResult<VerifyReport
             }
         } else if a.seq < base {
             report.anchors_pruned += 1;
+        } else if a.seq == start {
+            // The entry the walk starts after: its hash was just read.
+            report.anchors_checked += 1;
+            if a.hash != prev.hash {
+                report.finding = Some(Finding::AnchorMismatch {
+                    seq: a.seq,
+                    anchored: a.hash.clone(),
+                    found: prev.hash.clone(),
+                });
+                return Ok(report);
+            }
         } else if a.seq > start && o.to.is_none_or(|t| a.seq <= t) {
             anchors.insert(a.seq, a.hash.clone());
+        } else {
+            report.anchors_outside_range += 1;
         }
     }
     let mut walk = Walk::new(c, start, o.to);

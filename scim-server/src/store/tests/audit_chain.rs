@@ -411,6 +411,28 @@ fn verify_checks_a_range() {
             verify_with(db, &range(5, 8)).finding,
             Some(Finding::Edited { seq: 7 })
         );
+        // Anchors in a range: the entry the walk starts after is checked against its stored
+        // hash; those outside the range are counted, not silently dropped.
+        let anchor = |seq: i64, hash: String| Anchor { seq, hash };
+        let with_anchors = |anchors| VerifyOptions {
+            anchors,
+            ..range(3, 5)
+        };
+        let r = verify_with(
+            db,
+            &with_anchors(vec![
+                anchor(1, row(db, 1).hash.expect("hash")),
+                anchor(2, row(db, 2).hash.expect("hash")),
+                anchor(4, row(db, 4).hash.expect("hash")),
+                anchor(6, "beyond --to".into()),
+            ]),
+        );
+        assert!(r.ok, "{}: {:?}", db.name, r.finding);
+        assert_eq!((r.anchors_checked, r.anchors_outside_range), (2, 2));
+        assert!(matches!(
+            verify_with(db, &with_anchors(vec![anchor(2, "rewritten".into())])).finding,
+            Some(Finding::AnchorMismatch { seq: 2, .. })
+        ));
     });
 }
 
