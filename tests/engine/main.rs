@@ -36,7 +36,9 @@ use scim_server::engine::Engine;
 use scim_server::jobs::Workers;
 use scim_server::policy::reload::PolicyHandle;
 use scim_server::policy::Policy;
-use scim_server::store::{audit, events, incidents, outbox, timers, Doc, ResourceKind, Store};
+use scim_server::store::{
+    audit, events, incidents, outbox, timers, Doc, MemberRemoval, NewMember, ResourceKind, Store,
+};
 use serde_json::{json, Value};
 
 /// The policy every engine test runs under (also the engine's planner unit tests).
@@ -361,8 +363,9 @@ fn joiner_with_and_without_approval(env: Env) {
         .any(|a| a.action == "grant" && a.outcome == "done"));
 }
 
-/// An approval belongs to the role it was asked for: a mover keeps the approved access only for
-/// the overlap, and a return to the role asks the manager again instead of restoring it unasked.
+/// An approval belongs to the role it was asked for: a mover keeps the approved access (and
+/// its approval) for the overlap, then loses both; a return to the role asks the manager again
+/// instead of restoring the access unasked.
 fn an_approval_ends_with_the_role(env: Env) {
     let mia = env.create_user(user("mia", "Employee", "Sales", "Manager"));
     let mut a = user("ada", "Employee", "Engineering", "Engineer");
@@ -380,23 +383,17 @@ fn an_approval_ends_with_the_role(env: Env) {
         env.holds("github", "ada").unwrap().1,
         vec!["org:acme".to_string(), "team:eng".into()]
     );
+    let status = || {
+        in_tx(&env.store, |c| {
+            scim_server::store::approvals::get(c, &pending[0].id)
+        })
+        .unwrap()
+        .expect("the request")
+    };
     env.patch_user(&ada, |d| set_dept(d, "Sales"));
     env.run();
-    // The approval ends with the move (recorded, with why); the overlap keeps the access a day.
-    let first = in_tx(&env.store, |c| {
-        scim_server::store::approvals::get(c, &pending[0].id)
-    })
-    .unwrap()
-    .expect("the request");
-    assert_eq!(first.status.as_str(), "ended");
-    assert_eq!(first.decided_by.as_deref(), Some("mia"));
-    let audit = in_tx(&env.store, |c| audit::list(c, Some(&ada))).unwrap();
-    assert!(
-        audit.iter().any(|e| e.action == "approval_ended"
-            && e.detail
-                .contains(&format!("\"approval_id\":\"{}\"", pending[0].id))),
-        "no audit entry for the ended approval"
-    );
+    // The overlap keeps the access a day, and the approval with it.
+    assert_eq!(status().status.as_str(), "approved");
     assert_eq!(
         env.holds("github", "ada").unwrap().1,
         vec!["org:acme".to_string(), "team:eng".into()]
@@ -404,6 +401,17 @@ fn an_approval_ends_with_the_role(env: Env) {
     env.clock.advance(Duration::hours(25));
     env.run();
     assert_eq!(env.holds("github", "ada"), Some((false, vec![])));
+    // The access went: the approval ended with it (recorded, with why; who approved stays).
+    let ended = status();
+    assert_eq!(ended.status.as_str(), "ended");
+    assert_eq!(ended.decided_by.as_deref(), Some("mia"));
+    let audit = in_tx(&env.store, |c| audit::list(c, Some(&ada))).unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "approval_ended"
+            && e.detail
+                .contains(&format!("\"approval_id\":\"{}\"", pending[0].id))),
+        "no audit entry for the ended approval"
+    );
     // Back in Engineering: the team at once, the admin role only once the manager approves again.
     env.patch_user(&ada, |d| set_dept(d, "Engineering"));
     env.run();
@@ -414,6 +422,82 @@ fn an_approval_ends_with_the_role(env: Env) {
     let again = env.admin.approvals(Some("pending")).unwrap();
     assert_eq!(again.len(), 1, "{again:?}");
     assert_ne!(again[0].id, pending[0].id);
+}
+
+/// A role reached through a group, left in a change the guard stages: the staged plans end no
+/// approval (the change could still be held and discarded), but once the change runs (below
+/// the guard's share, or `held` and then confirmed) the approvals end, so coming back through
+/// the group asks security again.
+fn group_change_ends_approvals_once_it_runs(env: Env, held: bool) {
+    env.create_user(user("sam", "Employee", "Sales", "Sec"));
+    let ids: Vec<String> = (0..10)
+        .map(|i| env.create_user(user(&format!("u{i:02}"), "Employee", "Sales", "Rep")))
+        .collect();
+    // Six of thirteen users losing access trips the guard (30 %); two do not.
+    let admins = &ids[..if held { 6 } else { 2 }];
+    let Value::Object(doc) = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Admins",
+        "members": admins.iter().map(|i| json!({"value": i})).collect::<Vec<_>>(),
+    }) else {
+        unreachable!("a group is an object")
+    };
+    let group = env.store.create(ResourceKind::Group, doc, None).unwrap().id;
+    env.run();
+    let pending = env.admin.approvals(Some("pending")).unwrap();
+    assert_eq!(pending.len(), admins.len(), "{pending:?}");
+    for p in &pending {
+        env.admin.approve(&p.id, &env.as_user("sam")).unwrap();
+    }
+    env.run();
+    let owner = |k: &str| {
+        env.holds("github", k)
+            .map(|h| h.1.contains(&"org:acme".to_string()))
+    };
+    assert_eq!(owner("u00"), Some(true));
+    let status = |id: &str| {
+        in_tx(&env.store, |c| scim_server::store::approvals::get(c, id))
+            .unwrap()
+            .expect("the request")
+            .status
+    };
+    env.store
+        .apply_member_delta(
+            &group,
+            Vec::new(),
+            MemberRemoval::Ids(admins.to_vec()),
+            None,
+        )
+        .unwrap();
+    env.run();
+    if held {
+        let holds = env.admin.holds(Some("pending")).unwrap();
+        assert_eq!(holds.len(), 1, "the change is held");
+        assert_eq!(owner("u00"), Some(true), "nothing runs while held");
+        assert_eq!(status(&pending[0].id).as_str(), "approved");
+        env.admin.confirm_hold(&holds[0].id, "sam").unwrap();
+        env.run();
+    } else {
+        assert!(env.admin.holds(Some("pending")).unwrap().is_empty());
+    }
+    assert_eq!(owner("u00"), Some(false), "the role was revoked");
+    for p in &pending {
+        assert_eq!(status(&p.id).as_str(), "ended");
+    }
+    let members = admins.iter().map(|i| NewMember::new(i.clone())).collect();
+    env.store
+        .apply_member_delta(&group, members, MemberRemoval::None, None)
+        .unwrap();
+    env.run();
+    assert_eq!(
+        owner("u00"),
+        Some(false),
+        "restored without a fresh approval"
+    );
+    assert_eq!(
+        env.admin.approvals(Some("pending")).unwrap().len(),
+        admins.len()
+    );
 }
 
 fn mover_with_overlap_then_acknowledge(env: Env) {
@@ -820,3 +904,36 @@ mod sla;
 #[path = "../../connectors/tests/support_standins/mod.rs"]
 mod support_standins;
 mod verify;
+
+/// The engine tests' policy with a role reached through the group "Admins", behind security.
+fn admins_policy() -> String {
+    format!(
+        "{POLICY}\n[[profile]]\nname = \"admins\"\nmatch = 'groups.display eq \"Admins\"'\n\
+         grants = [{{ connector = \"github\", kind = \"org\", id = \"acme\", role = \"owner\", approval = \"security\" }}]\n\
+         \n[approvals]\nsecurity = [\"sam\"]\n"
+    )
+}
+
+mod group_change_ends_approvals {
+    fn run(postgres: bool, held: bool) {
+        if let Some(e) = super::Env::new(postgres, &super::admins_policy()) {
+            super::group_change_ends_approvals_once_it_runs(e, held)
+        }
+    }
+    #[test]
+    fn staged_sqlite() {
+        run(false, false)
+    }
+    #[test]
+    fn staged_postgres() {
+        run(true, false)
+    }
+    #[test]
+    fn held_then_confirmed_sqlite() {
+        run(false, true)
+    }
+    #[test]
+    fn held_then_confirmed_postgres() {
+        run(true, true)
+    }
+}

@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use super::{in_tx, Admin, AdminError, AdminResult};
+use crate::engine::Cause;
 use crate::store::{audit, engine_state, holds};
 
 impl Admin {
@@ -45,10 +46,22 @@ impl Admin {
         self.decision_tx(|c| {
             // Read on each run (a re-run after a deadlock decides at its own time).
             let now = self.now();
+            // The users' rows before the hold's, in the order a plan takes them (as a discard
+            // does): the users planned again below are locked already.
+            holds::lock_held_users(c, id)?;
             if !holds::decide(c, id, holds::HoldStatus::Confirmed, by, now)? {
                 return Ok(None);
             }
+            holds::lock_held_users(c, id)?;
+            let to_plan = holds::held_users_with_open_requests(c, id)?;
             let users = holds::release_ops(c, id, holds::HeldOps::Release, now)?;
+            // A held plan ended no approval (the hold might have been discarded); now that its
+            // operations run, planning these users again ends what their new role no longer
+            // asks, before a later move back could find it still approved. Before the audit
+            // appends below, which take the chain head.
+            for u in &to_plan {
+                self.engine.replan(c, u, Cause::Admin)?;
+            }
             for u in &users {
                 audit::append(
                     c,

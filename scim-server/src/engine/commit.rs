@@ -27,8 +27,12 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
     if w.end_grants {
         approvals::end_grants(c, user_id, now)?;
     }
+    // A request decided meanwhile (another node) is left alone and not audited as ended.
+    let mut ended = Vec::new();
     for r in &w.ended_requests {
-        approvals::end_request(c, &r.id, r.was, r.reason, now)?;
+        if approvals::end_request(c, &r.id, r.was, r.reason, now)? > 0 {
+            ended.push(&r.audit);
+        }
     }
     for o in &w.overrides {
         approvals::insert_override(
@@ -150,7 +154,7 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
         queue(c, n, now)?;
     }
     // Last: an audit append holds the chain head until commit (see `store::audit_chain`).
-    for a in &w.audit {
+    for a in w.audit.iter().chain(ended) {
         audit::append(
             c,
             &audit::AuditEntry {

@@ -54,6 +54,10 @@ pub struct PlanInputs<'a> {
     pub approvals: Approvals,
     /// Every approval row of the user (to not ask twice).
     pub approval_rows: Vec<ApprovalRow>,
+    /// Whether operations of the user wait behind a hold (pending or staging): what their role
+    /// no longer asks is not ended until the hold is decided (read only for users with open
+    /// requests).
+    pub held_ops: bool,
     /// Overrides still in force.
     pub overrides: Vec<Override>,
     /// Emergency grants in force (active, not yet expired).
@@ -264,15 +268,14 @@ pub fn decide(
     let (approvals, mut audit) = approval_requests(i, &d, new_id);
     let (hold, hold_notice) = blast_hold(i, &plan, extra, new_id);
     let plan_id = new_id();
-    // A held or staged plan may yet be discarded (a bogus feed reverted): what the user's role
-    // no longer asks ends only with a plan that goes ahead.
-    let ended_requests = if hold.is_none() && extra.stage.is_none() {
+    // A held or staged plan may yet be discarded (a bogus feed reverted), and so may an
+    // earlier one still waiting: what the user's role no longer asks ends only with a plan that
+    // goes ahead (a confirmed hold re-plans its users, see `admin::holds`).
+    let ended_requests = if hold.is_none() && extra.stage.is_none() && !i.held_ops {
         ended_requests(i, &d)
     } else {
         Vec::new()
     };
-    audit.extend(ended_requests.iter().map(|(_, a)| a.clone()));
-    let ended_requests = ended_requests.into_iter().map(|(r, _)| r).collect();
 
     let hold_id = hold.as_ref().map(|h| h.id().to_string());
     let record_event = event != EventKind::Update || !plan.ops.is_empty();
@@ -473,10 +476,10 @@ pub(super) fn policy_level(l: ApprovalLevel) -> Approval {
 }
 
 /// The approved and pending requests of an active user that their role no longer asks, each
-/// with its audit entry:
-/// - an approved entitlement that no matched profile grants, or grants only behind a stricter
-///   level than the one approved (a return to the role, or a later move under the stricter
-///   profile, asks again);
+/// with its audit entry (written only if the request still had that status):
+/// - an approved entitlement that no matched profile grants and no override keeps any more, or
+///   that a profile grants only behind a stricter level than the one approved (a return to the
+///   role, or a later move under the stricter profile, asks again);
 /// - a pending entitlement request that is not what the role asks now (no longer granted,
 ///   granted without approval, covered by an approval, or asked at another level: the planner
 ///   asks the right one beside it);
@@ -484,7 +487,7 @@ pub(super) fn policy_level(l: ApprovalLevel) -> Approval {
 ///
 /// A leaver's requests all end through [`Writes::end_grants`] instead; a user not yet started
 /// keeps theirs (nothing is planned for them).
-fn ended_requests(i: &PlanInputs<'_>, d: &Desired) -> Vec<(EndedRequest, Audit)> {
+fn ended_requests(i: &PlanInputs<'_>, d: &Desired) -> Vec<EndedRequest> {
     if d.lifecycle != Lifecycle::Active {
         return Vec::new();
     }
@@ -504,7 +507,14 @@ fn ended_requests(i: &PlanInputs<'_>, d: &Desired) -> Vec<(EndedRequest, Audit)>
                 };
                 let level = policy_level(r.level);
                 let asked = d.grant_levels.get(&(connector.clone(), e.clone())).copied();
+                // A mover's overlap (or a manager's extension of it) still holds the access
+                // the approval gave: it ends when the access does.
+                let kept = d
+                    .kept
+                    .iter()
+                    .any(|o| &o.connector == connector && o.entitlement == e);
                 let why = match (r.status, asked) {
+                    (ApprovalStatus::Approved, None) if kept => continue,
                     (_, None) => "no profile the user matches grants it",
                     (ApprovalStatus::Approved, Some(a)) if a <= level => continue,
                     (ApprovalStatus::Approved, Some(_)) => {
@@ -534,13 +544,11 @@ fn ended_requests(i: &PlanInputs<'_>, d: &Desired) -> Vec<(EndedRequest, Audit)>
             }
             ApprovalKind::Extension | ApprovalKind::Grant => continue,
         };
-        out.push((
-            EndedRequest {
-                id: r.id.clone(),
-                was: r.status,
-                reason: why,
-            },
-            Audit {
+        out.push(EndedRequest {
+            id: r.id.clone(),
+            was: r.status,
+            reason: why,
+            audit: Audit {
                 actor: "engine",
                 connector,
                 action: "approval_ended",
@@ -554,7 +562,7 @@ fn ended_requests(i: &PlanInputs<'_>, d: &Desired) -> Vec<(EndedRequest, Audit)>
                     "reason": why,
                 }),
             },
-        ));
+        });
     }
     out
 }

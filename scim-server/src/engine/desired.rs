@@ -185,7 +185,8 @@ pub struct Desired {
     /// that this no longer asks for has ended its use (the planner ends it).
     #[serde(skip)]
     pub grant_levels: BTreeMap<(String, Entitlement), Approval>,
-    /// The SoD rules both of whose sides the person would hold, before any is withheld.
+    /// The SoD rules both of whose sides the person would hold, before any rule withholds
+    /// anything (an emergency grant's side included).
     #[serde(skip)]
     pub sod_rules_met: BTreeSet<String>,
 }
@@ -363,15 +364,26 @@ fn emergency_grants(
                         && r.matches(&o.connector, &o.entitlement)
                 })
         };
-        let broken = policy.sod.iter().find(|rule| {
-            let other = if rule.a.matches(&g.connector, &g.entitlement) {
-                &rule.b
+        fn other_side<'r>(
+            rule: &'r crate::policy::SodRule,
+            g: &EmergencyGrant,
+        ) -> Option<&'r crate::policy::EntRef> {
+            if rule.a.matches(&g.connector, &g.entitlement) {
+                Some(&rule.b)
             } else if rule.b.matches(&g.connector, &g.entitlement) {
-                &rule.a
+                Some(&rule.a)
             } else {
-                return false;
-            };
-            holds(other)
+                None
+            }
+        }
+        // Met whether or not its exception is approved: an approved exception stays in use.
+        for rule in &policy.sod {
+            if other_side(rule, g).is_some_and(&holds) {
+                out.sod_rules_met.insert(rule.name.clone());
+            }
+        }
+        let broken = policy.sod.iter().find(|rule| {
+            other_side(rule, g).is_some_and(&holds)
                 && !(rule.action == SodAction::Approval
                     && approvals.sod_approved.contains(&rule.name))
         });
@@ -564,6 +576,17 @@ pub fn desired(
             }
         }
     }
+    // The rules the person meets, judged on what they would hold before any rule withholds
+    // anything: a rule whose `b` side another rule withholds still applies to them.
+    let held = |want: &BTreeMap<String, BTreeSet<Entitlement>>, r: &crate::policy::EntRef| {
+        want.get(&r.connector)
+            .is_some_and(|s| s.iter().any(|e| r.matches(&r.connector, e)))
+    };
+    for rule in &policy.sod {
+        if held(&want, &rule.a) && held(&want, &rule.b) {
+            out.sod_rules_met.insert(rule.name.clone());
+        }
+    }
     // Separation of duties: the `b` side is withheld unless an exception is approved.
     for rule in &policy.sod {
         let has = |r: &crate::policy::EntRef| {
@@ -571,7 +594,6 @@ pub fn desired(
                 .is_some_and(|s| s.iter().any(|e| r.matches(&r.connector, e)))
         };
         if has(&rule.a) && has(&rule.b) {
-            out.sod_rules_met.insert(rule.name.clone());
             if rule.action == SodAction::Approval && approvals.sod_approved.contains(&rule.name) {
                 continue;
             }

@@ -50,6 +50,11 @@ pub fn inputs<'a>(
         planned.insert(account.connector, rec);
     }
     let approval_rows = approvals::for_user(c, user_id)?;
+    // Only a user with open requests has anything a plan could end (see `decide`).
+    let held_ops = approval_rows.iter().any(|r| {
+        matches!(r.status, ApprovalStatus::Approved | ApprovalStatus::Pending)
+            && matches!(r.kind, ApprovalKind::Entitlement | ApprovalKind::Sod)
+    }) && holds::user_has_held_ops(c, user_id)?;
     let mut decided = Approvals::default();
     for r in &approval_rows {
         if r.status != ApprovalStatus::Approved {
@@ -123,6 +128,7 @@ pub fn inputs<'a>(
         planned,
         approvals: decided,
         approval_rows,
+        held_ops,
         overrides,
         grants,
         revocations,

@@ -233,7 +233,8 @@ impl Engine {
             uuid::Uuid::now_v7().to_string()
         });
         if let (Some(client), Some(w)) = (client, decision.writes.as_mut()) {
-            for a in &mut w.audit {
+            let ended = w.ended_requests.iter_mut().map(|r| &mut r.audit);
+            for a in w.audit.iter_mut().chain(ended) {
                 if let serde_json::Value::Object(d) = &mut a.detail {
                     d.insert("client".into(), client.into());
                 }

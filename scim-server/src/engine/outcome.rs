@@ -65,7 +65,7 @@ pub struct ApprovalRequest {
 /// profile grants at its level any more, a pending one asked at a level the role no longer
 /// needs, or an SoD exception whose rule the user no longer meets. It ends, so a return to the
 /// role asks again rather than restoring the access unasked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EndedRequest {
     pub id: String,
     /// The status it had (`approved` or `pending`).
@@ -73,6 +73,8 @@ pub struct EndedRequest {
     /// Why it ended (recorded as a pending request's reason; an approved one keeps its
     /// approver's, and the audit entry says why).
     pub reason: &'static str,
+    /// Appended with the plan's other entries when the request still had status `was`.
+    pub audit: Audit,
 }
 
 /// An override to record (legacy access kept for a mover's overlap window).

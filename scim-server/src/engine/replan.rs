@@ -210,7 +210,14 @@ pub fn finalize(engine: &Engine, c: &mut DbConnection, stage: &str) -> HubResult
             }
         }
     }
+    // A staged plan ended no approval (the change might have been held, then discarded): now
+    // that its operations run, planning these users again ends what their new role no longer
+    // asks, before a later change could bring them back into the role still approved.
+    let to_plan = holds::held_users_with_open_requests(c, stage)?;
     holds::dissolve(c, stage, now)?;
     events::clear_hold(c, stage)?;
+    for u in &to_plan {
+        engine.replan(c, u, Cause::Write)?;
+    }
     Ok(())
 }

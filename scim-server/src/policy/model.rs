@@ -761,11 +761,16 @@ impl Policy {
                 ),
                 None => "no [[source]] owns the enterprise manager".to_string(),
             };
+            let who = if self.approvals.security.is_empty() {
+                "nobody can decide these requests ([approvals] security names no one)"
+            } else {
+                "these requests wait for the security approvers"
+            };
             out.push(format!(
                 "profile(s) {} ask the manager's approval, but {why}: managers decide nothing \
-                 and these requests wait for the security approvers. Let the HRIS own \
-                 \"manager\" (or \"manager.value\"), or set [approvals] \
-                 trust_unowned_attributes = true if every scim:write client is the HRIS",
+                 and {who}. Let the HRIS own \"manager\" (or \"manager.value\"), or set \
+                 [approvals] trust_unowned_attributes = true if every scim:write client is the \
+                 HRIS",
                 asking.join(", ")
             ));
         }

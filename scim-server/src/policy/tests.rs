@@ -217,9 +217,15 @@ fn manager_approvals_nobody_can_decide_are_warned_of() {
     let w = warnings(&asking).join("\n");
     assert!(
         w.contains("profile(s) eng ask the manager's approval")
-            && w.contains("no [[source]] owns the enterprise manager"),
+            && w.contains("no [[source]] owns the enterprise manager")
+            && w.contains("wait for the security approvers"),
         "{w}"
     );
+    let nobody = "[[connector]]\nname = \"github\"\ntype = \"memory\"\n\n[[profile]]\n\
+                  name = \"eng\"\nmatch = 'title pr'\ngrants = [{ connector = \"github\", \
+                  kind = \"org\", id = \"acme\", approval = \"manager\" }]\n";
+    let w = warnings(nobody).join("\n");
+    assert!(w.contains("nobody can decide these requests"), "{w}");
     let owned =
         |what: &str| format!("{asking}\n[[source]]\nclient = \"hr\"\nowns = [\"{what}\"]\n");
     let w = warnings(&owned("manager.displayName")).join("\n");

@@ -230,6 +230,28 @@ fn held_users(c: &mut DbConnection, id: &str) -> HubResult<Vec<String>> {
     Ok(users.load::<String>(c)?)
 }
 
+/// Whether operations of `user_id` wait behind a hold (pending or staging).
+pub fn user_has_held_ops(c: &mut DbConnection, user_id: &str) -> HubResult<bool> {
+    let mut q = Sql::<Text>::new("SELECT user_id FROM engine_outbox WHERE user_id = ");
+    q.text(user_id).push(" AND status = 'held' LIMIT 1");
+    Ok(q.get_result::<String>(c).optional()?.is_some())
+}
+
+/// The users whose operations the hold `id` holds and who have approved or pending
+/// entitlement or SoD requests, in id order: once the hold is decided in favour of its
+/// operations, planning them again ends what their new role no longer asks (a held plan ends
+/// nothing, see `engine::decide`).
+pub fn held_users_with_open_requests(c: &mut DbConnection, id: &str) -> HubResult<Vec<String>> {
+    let mut q =
+        Sql::<Text>::new("SELECT DISTINCT o.user_id FROM engine_outbox o WHERE o.hold_id = ");
+    q.text(id).push(
+        " AND o.status = 'held' AND EXISTS (SELECT 1 FROM engine_approvals a \
+         WHERE a.user_id = o.user_id AND a.status IN ('approved', 'pending') \
+         AND a.kind IN ('entitlement', 'sod')) ORDER BY o.user_id",
+    );
+    Ok(q.load::<String>(c)?)
+}
+
 /// Releases or discards the operations of a hold; returns their users.
 pub fn release_ops(
     c: &mut DbConnection,

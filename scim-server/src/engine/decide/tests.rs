@@ -64,6 +64,7 @@ fn inputs<'a>(
         planned,
         approvals: Approvals::default(),
         approval_rows: Vec::new(),
+        held_ops: false,
         overrides: Vec::new(),
         grants: Vec::new(),
         revocations: Vec::new(),
@@ -786,51 +787,62 @@ fn ended_and_asked(
     rows: Vec<ApprovalRow>,
     extra: Contingent,
 ) -> (Vec<String>, Vec<String>) {
+    ended_and_asked_with(policy, before, after, rows, extra, |_| {})
+}
+
+/// [`ended_and_asked`] with `given` applied to both plans' inputs (grants, held operations).
+/// What `rows` approved was approved before the first plan too, so it is planned (held).
+fn ended_and_asked_with(
+    policy: Option<Arc<Policy>>,
+    before: &Doc,
+    after: &Doc,
+    rows: Vec<ApprovalRow>,
+    extra: Contingent,
+    given: impl Fn(&mut PlanInputs<'_>),
+) -> (Vec<String>, Vec<String>) {
+    let decided = |i: &mut PlanInputs<'_>| {
+        if let Some(p) = &policy {
+            i.policy = p.clone();
+        }
+        for r in &rows {
+            if r.status == ApprovalStatus::Approved && r.kind == ApprovalKind::Entitlement {
+                let e: Entitlement = serde_json::from_str(r.entitlement.as_deref().unwrap_or(""))
+                    .expect("an entitlement");
+                i.approvals.approved.insert((
+                    r.connector.clone().unwrap_or_default(),
+                    e,
+                    policy_level(r.level),
+                ));
+            }
+            if r.status == ApprovalStatus::Approved && r.kind == ApprovalKind::Sod {
+                i.approvals
+                    .sod_approved
+                    .insert(r.entitlement.clone().unwrap_or_default());
+            }
+        }
+        i.approval_rows = rows.clone();
+        given(i);
+    };
     let mut prev = inputs(Some(before), None);
-    if let Some(p) = &policy {
-        prev.policy = p.clone();
-    }
+    decided(&mut prev);
     let first = run(&prev, &Contingent::default());
     let planned = first.outcome.plan.next.clone();
     let user = first.writes.expect("writes").user;
     let mut i = inputs(Some(after), Some((user, planned)));
-    if let Some(p) = policy {
-        i.policy = p;
-    }
-    for r in &rows {
-        if r.status == ApprovalStatus::Approved && r.kind == ApprovalKind::Entitlement {
-            let e: Entitlement = serde_json::from_str(r.entitlement.as_deref().unwrap_or(""))
-                .expect("an entitlement");
-            i.approvals.approved.insert((
-                r.connector.clone().unwrap_or_default(),
-                e,
-                policy_level(r.level),
-            ));
-        }
-        if r.status == ApprovalStatus::Approved && r.kind == ApprovalKind::Sod {
-            i.approvals
-                .sod_approved
-                .insert(r.entitlement.clone().unwrap_or_default());
-        }
-    }
-    i.approval_rows = rows;
+    decided(&mut i);
     let w = run(&i, &extra).writes.expect("writes");
-    let audited: Vec<String> = w
-        .audit
-        .iter()
-        .filter(|a| a.action == "approval_ended")
-        .map(|a| format!("{} {}", a.detail["approval_id"], a.detail["reason"]))
-        .collect();
+    assert!(
+        !w.audit.iter().any(|a| a.action == "approval_ended"),
+        "an ended request is audited only once it ended (commit)"
+    );
+    assert!(w.ended_requests.iter().all(
+        |r| r.audit.action == "approval_ended" && r.audit.detail["approval_id"] == json!(r.id)
+    ));
     let ended: Vec<String> = w
         .ended_requests
         .iter()
         .map(|r| format!("{} {}: {}", r.id, r.was, r.reason))
         .collect();
-    assert_eq!(
-        audited.len(),
-        ended.len(),
-        "each ended request is audited: {audited:?}"
-    );
     let asked = w
         .approvals
         .iter()
@@ -839,20 +851,31 @@ fn ended_and_asked(
     (ended, asked)
 }
 
-/// An approval belongs to the role it was asked for: a mover out of it loses it, so a return
-/// asks again rather than restoring the access unasked; staying in the role keeps it.
+/// The test policy without the engineering profile's overlap: a move revokes at once.
+fn without_overlap() -> Arc<Policy> {
+    let text = POLICY.replace("overlap = \"24h\"\n", "");
+    assert_ne!(text, POLICY, "the test policy's overlap changed");
+    Arc::new(Policy::parse(&text, "no-overlap.toml").expect("policy"))
+}
+
+/// An approval belongs to the role it was asked for: once a mover's access from it goes, the
+/// approval goes too, so a return asks again rather than restoring the access unasked; while
+/// the old profile's overlap keeps the access, the approval stays; staying in the role keeps it.
 #[test]
 fn a_mover_out_of_the_role_ends_its_approvals() {
     let sales = person("ann", "Employee", "Sales", "Rep", json!({}));
-    let (ended, asked) = ended_and_asked(
-        None,
-        &engineer(),
-        &sales,
+    let pending_too = || {
         vec![admin_request("approved"), {
             let mut other = admin_request("pending");
             other.id = "a-2".into();
             other
-        }],
+        }]
+    };
+    let (ended, asked) = ended_and_asked(
+        Some(without_overlap()),
+        &engineer(),
+        &sales,
+        pending_too(),
         Contingent::default(),
     );
     assert_eq!(
@@ -863,6 +886,18 @@ fn a_mover_out_of_the_role_ends_its_approvals() {
         ])
     );
     assert!(asked.is_empty(), "{asked:?}");
+    // Engineering keeps its access for a 24h overlap: the approval stays while it does.
+    let (ended, _) = ended_and_asked(
+        None,
+        &engineer(),
+        &sales,
+        pending_too(),
+        Contingent::default(),
+    );
+    assert_eq!(
+        ended,
+        lines(&["a-2 pending: no profile the user matches grants it"])
+    );
     // A title change inside the role keeps the approval, and asks nothing.
     let senior = person(
         "ann",
@@ -888,6 +923,16 @@ fn a_mover_out_of_the_role_ends_its_approvals() {
         Contingent::default(),
     );
     assert!(ended.is_empty() && asked.is_empty(), "{ended:?} {asked:?}");
+    // While an earlier plan's operations wait behind a hold, nothing ends either.
+    let (ended, _) = ended_and_asked_with(
+        Some(without_overlap()),
+        &engineer(),
+        &sales,
+        vec![admin_request("approved")],
+        Contingent::default(),
+        |i| i.held_ops = true,
+    );
+    assert!(ended.is_empty(), "{ended:?}");
 }
 
 /// A move the blast-radius guard holds, or one staged with a group change, may be a bogus feed
@@ -896,9 +941,7 @@ fn a_mover_out_of_the_role_ends_its_approvals() {
 fn a_held_or_staged_move_ends_no_approval() {
     let sales = person("ann", "Employee", "Sales", "Rep", json!({}));
     // Without the overlap the move revokes at once, which the guard counts.
-    let text = POLICY.replace("overlap = \"24h\"\n", "");
-    assert_ne!(text, POLICY, "the test policy's overlap changed");
-    let no_overlap = Arc::new(Policy::parse(&text, "no-overlap.toml").expect("policy"));
+    let no_overlap = without_overlap();
     let burst = Contingent {
         blast: Some(BlastFacts {
             recent: 3,
@@ -1011,7 +1054,7 @@ fn an_sod_exception_ends_when_the_rule_no_longer_applies() {
     );
     assert!(ended.is_empty(), "{ended:?}");
     let (ended, asked) = ended_and_asked(
-        Some(p),
+        Some(p.clone()),
         &both,
         &clerk,
         vec![exception("approved")],
@@ -1022,4 +1065,54 @@ fn an_sod_exception_ends_when_the_rule_no_longer_applies() {
         lines(&["a-1 approved: the user no longer holds both sides of the rule"])
     );
     assert!(asked.is_empty(), "{asked:?}");
+    // An emergency grant of the other side meets the rule too: its exception, approved or
+    // pending, stays (ending it would withhold the grant again and ask again, in a loop).
+    let grant = |i: &mut PlanInputs<'_>| {
+        i.grants.push(emergency(
+            "erp",
+            "role",
+            "approve",
+            i.now + Duration::hours(4),
+        ))
+    };
+    for status in ["approved", "pending"] {
+        let (ended, asked) = ended_and_asked_with(
+            Some(p.clone()),
+            &clerk,
+            &clerk,
+            vec![exception(status)],
+            Contingent::default(),
+            grant,
+        );
+        assert!(
+            ended.is_empty() && asked.is_empty(),
+            "{status}: {ended:?} {asked:?}"
+        );
+    }
+    // Two rules sharing a side: the first one's pending exception withholds `approve`, and the
+    // second rule (approve with badge), whose exception is approved, still applies.
+    let chained = Arc::new(
+        Policy::parse(
+            &format!(
+                "{text}\n[[sod]]\nname = \"approve-and-badge\"\n\
+                 a = {{ connector = \"erp\", kind = \"role\", id = \"approve\" }}\n\
+                 b = {{ connector = \"erp\", kind = \"role\", id = \"badge\" }}\n\
+                 action = \"approval\"\n"
+            ),
+            "chained.toml",
+        )
+        .expect("policy"),
+    );
+    let mut second = exception("approved");
+    second.id = "a-2".into();
+    second.entitlement = Some("approve-and-badge".into());
+    let (ended, _) = ended_and_asked_with(
+        Some(chained),
+        &both,
+        &both,
+        vec![exception("pending"), second],
+        Contingent::default(),
+        |i| i.groups = vec![("g-badge".into(), Some("Badge".into()))],
+    );
+    assert!(ended.is_empty(), "{ended:?}");
 }
