@@ -40,11 +40,11 @@ name = "engineering"
 match = '{ENTERPRISE}:department eq "Engineering"'
 grants = [{{ connector = "apps", kind = "group", id = "engineering", approval = "manager", description = "Engineering source code" }}]
 
-# The HRIS (this test's bootstrap client) is the source of the manager attribute: a manager it
-# names has the authority to decide.
+# The HRIS (this test's bootstrap client) is the source of the manager attribute (a manager it
+# names has the authority to decide) and of the addresses links are mailed to.
 [[source]]
 client = "bootstrap"
-owns = ["{ENTERPRISE}:manager"]
+owns = ["{ENTERPRISE}:manager", "emails"]
 
 [notify]
 from = "scimhub@example.com"

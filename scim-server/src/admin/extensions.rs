@@ -258,7 +258,7 @@ impl Admin {
                 .cloned()
                 .unwrap_or_default(),
         );
-        let key = links::key(policy);
+        let key = links::person_key(policy);
         let expires = now + policy.notify.link_ttl;
         let mut linked: Vec<(String, notices::Notice)> = Vec::new();
         if let Some(key) = &key {

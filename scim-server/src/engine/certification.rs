@@ -514,7 +514,7 @@ fn mail(
     let policy = engine.policy.current();
     let now = engine.now();
     let due = crate::store::parse_ts(&campaign.due).unwrap_or(now);
-    let key = links::key(&policy);
+    let key = links::person_key(&policy);
     let exp = due.max(now) + Duration::days(1);
     let mut by_reviewer: BTreeMap<&str, Vec<&Item>> = BTreeMap::new();
     for i in items
@@ -1172,7 +1172,7 @@ pub fn open_micro(
     )?;
     schedule_steps(c, &id, now, due, &policy, 0)?;
     let drift_mail = level == "manager"
-        && links::key(&policy).is_some()
+        && links::person_key(&policy).is_some()
         && policy.notify.link_base_url.is_some();
     if !drift_mail {
         if let Some(camp) = store::get(c, &id)? {

@@ -807,7 +807,12 @@ pub fn approval_notices(
             .unwrap_or_default();
         // (recipients, link addressee, role, how the mail names the addressee)
         let mut people: Vec<(Recipients, String, &str, String)> = Vec::new();
-        if let Some(key) = &extra.link_key {
+        // Every link here goes to a person's own address (see `links::person_key`).
+        let person_key = extra
+            .link_key
+            .as_ref()
+            .filter(|_| policy.person_email_trusted());
+        if let Some(key) = person_key {
             if let (Some(email), Some(m), true) = (&i.manager_email, &i.manager, !direct.is_empty())
             {
                 people.push((
@@ -973,7 +978,12 @@ fn mover_summaries(
     recipients
         .into_iter()
         .map(|(address, addressee, role)| {
-            let links = match (&extra.link_key, d.kept.is_empty()) {
+            // The manager's copy goes to their own address (see `links::person_key`).
+            let key = extra
+                .link_key
+                .as_ref()
+                .filter(|_| role != "manager" || policy.person_email_trusted());
+            let links = match (key, d.kept.is_empty()) {
                 (Some(key), false) => {
                     links::links_for(policy, key, &i.user_id, plan_id, &addressee, role, i.now)
                 }

@@ -222,6 +222,13 @@ pub fn key(policy: &Policy) -> Option<Vec<u8>> {
     Some(s.expose().as_bytes().to_vec())
 }
 
+/// The link key for links mailed to a person's own address (a manager, an approver, a sponsor,
+/// a reviewer): only while that address is trusted ([`Policy::person_email_trusted`]); links
+/// to the `[notify]` addresses use [`key`].
+pub fn person_key(policy: &Policy) -> Option<Vec<u8>> {
+    key(policy).filter(|_| policy.person_email_trusted())
+}
+
 /// `(acknowledge, extend by 7 days)` URLs for a user's mover event `event_id`, addressed to `to`
 /// in `role` (`manager`: `to` is the manager's user id; `security`: a security address), signed
 /// with `key` ([`key`]), when the policy has a base URL for them.

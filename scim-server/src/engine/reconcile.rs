@@ -164,7 +164,7 @@ pub fn ask_review(
     super::certification::open_micro(engine, c, connector, finding_id, f)?;
     let doc = load_user_doc(c, user)?;
     let manager = doc.as_ref().and_then(manager_id);
-    let (Some(manager), Some(key)) = (manager, links::key(&policy)) else {
+    let (Some(manager), Some(key)) = (manager, links::person_key(&policy)) else {
         return Ok(false);
     };
     if !policy.manager_trusted() {

@@ -340,7 +340,11 @@ fn remind(
     // The sponsor's own copy carries their link to ask for an extension, when links are
     // configured, the policy trusts the sponsor attribute and it names a directory user.
     let sponsor = facts.get("sponsor").and_then(Value::as_str);
-    let sponsor_row = match (sponsor, policy.sponsor_trusted(), links::key(&policy)) {
+    let sponsor_row = match (
+        sponsor,
+        policy.sponsor_trusted(),
+        links::person_key(&policy),
+    ) {
         (Some(s), true, Some(key)) => {
             let row = match crate::store::load_row(c, crate::store::ResourceKind::User, s)? {
                 Some(r) => Some(r),

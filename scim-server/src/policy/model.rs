@@ -737,6 +737,16 @@ impl Policy {
             && self.authority_attribute_trusted(self.approvals.sponsor_path.as_ref())
     }
 
+    /// Whether a person's own email (their User's primary `emails`) may receive one-click links:
+    /// a `[[source]]` owns the address (`emails` or `emails.value`), or the policy trusts
+    /// unowned attributes. Otherwise any `scim:write` client could set an approver's, manager's,
+    /// sponsor's or reviewer's address to its own and act as them with the links mailed there.
+    pub fn person_email_trusted(&self) -> bool {
+        self.approvals.trust_unowned_attributes
+            || scim_schema::filter::parse_attr_path("emails.value")
+                .is_ok_and(|p| self.owner_of(&p).is_some())
+    }
+
     /// What a policy that loads may still get wrong, in words for `policy check` and the start
     /// and reload logs: manager (or sponsor) approvals that no manager (or sponsor) can decide,
     /// because the attribute naming them is not owned by a `[[source]]`.
@@ -773,6 +783,15 @@ impl Policy {
                  HRIS",
                 asking.join(", ")
             ));
+        }
+        if self.notify.link_secret.is_some() && !self.person_email_trusted() {
+            out.push(
+                "one-click links are not mailed to people (approvers, managers, sponsors, \
+                 certification reviewers), only to the [notify] addresses: no [[source]] owns \
+                 \"emails\", so any scim:write client could redirect a person's links to itself. \
+                 Let the HRIS or IdP own \"emails\" to mail them"
+                    .to_string(),
+            );
         }
         if let (Some(attr), Some(_)) = (&self.settings.sponsor_attribute, &self.contractor) {
             if !self.sponsor_trusted() {

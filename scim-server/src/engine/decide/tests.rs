@@ -1116,3 +1116,35 @@ fn an_sod_exception_ends_when_the_rule_no_longer_applies() {
     );
     assert!(ended.is_empty(), "{ended:?}");
 }
+
+/// One-click links go to a person's own address only while a `[[source]]` owns `emails`:
+/// otherwise any scim:write client could set an approver's address to its own. The request is
+/// still mailed, without links.
+#[test]
+fn approval_links_need_an_owned_email() {
+    let with_links = format!("{POLICY}link_base_url = \"http://hub.test\"\n");
+    let unowned = with_links.replace(", \"emails\"]", "]");
+    assert_ne!(unowned, with_links, "the test policy's source changed");
+    let ann = engineer();
+    let bodies = |text: &str| {
+        let mut i = inputs(Some(&ann), None);
+        i.policy = Arc::new(Policy::parse(text, "links.toml").expect("policy"));
+        let extra = Contingent {
+            link_key: Some(b"link-test-key".to_vec()),
+            ..Contingent::default()
+        };
+        run(&i, &extra)
+            .writes
+            .expect("writes")
+            .notices
+            .iter()
+            .filter(|n| n.notice.kind == "approval_request")
+            .map(|n| n.notice.body.clone())
+            .collect::<Vec<_>>()
+    };
+    let linked = bodies(&with_links);
+    assert!(linked.iter().any(|b| b.contains("/links/")), "{linked:?}");
+    let plain = bodies(&unowned);
+    assert!(!plain.is_empty(), "the request is still mailed");
+    assert!(plain.iter().all(|b| !b.contains("/links/")), "{plain:?}");
+}
