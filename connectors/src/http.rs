@@ -23,6 +23,11 @@ use crate::secret::Secret;
 /// The longest slice of a response body quoted in an error message.
 const MAX_DETAIL: usize = 300;
 
+/// The largest response body any connector reads. Every API we call answers a page or one
+/// resource, far below this; a downstream that streams without end must not exhaust the hub's
+/// memory.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 /// An HTTP client bound to one connector instance: every request gets `timeout`, every error
 /// names the connector and is scrubbed of the registered secrets.
 #[derive(Clone)]
@@ -43,7 +48,8 @@ impl fmt::Debug for HttpClient {
     }
 }
 
-/// A response read in full (the body is read within the same timeout as the request).
+/// A response read in full (the body is read within the same timeout as the request, and is at
+/// most [`MAX_BODY_BYTES`]).
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub method: Method,
@@ -127,26 +133,50 @@ impl HttpClient {
         self.client.request(method, url).timeout(self.timeout)
     }
 
-    /// Sends the request and reads the whole body. Transport failures (connect, timeout, reset)
-    /// are retryable; a request that cannot even be built is permanent. HTTP error statuses are
+    /// Sends the request and reads the whole body, at most [`MAX_BODY_BYTES`] (a larger body is
+    /// a permanent error). Transport failures (connect, timeout, reset) are retryable; a
+    /// request that cannot even be built is permanent. HTTP error statuses are
     /// *not* turned into errors here: callers decide (a 404 on delete is success) and use
     /// [`HttpClient::status_error`] for the rest.
     pub async fn send(&self, builder: RequestBuilder) -> Result<HttpResponse, ConnectorError> {
         let request = builder.build().map_err(|e| self.transport_error(&e))?;
         let method = request.method().clone();
         let path = request.url().path().to_owned();
-        let response = self
+        let mut response = self
             .client
             .execute(request)
             .await
             .map_err(|e| self.transport_error(&e).prefixed(&method, &path))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
+        let too_large = || {
+            self.error(
+                ErrorKind::Permanent,
+                format!(
+                    "{method} {path}: response body exceeds the {} MiB limit",
+                    MAX_BODY_BYTES / (1024 * 1024)
+                ),
+            )
+        };
+        // A declared length over the cap is refused before reading a byte of it.
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
             .map_err(|e| self.transport_error(&e).prefixed(&method, &path))?
-            .to_vec();
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                // dropping the response closes the connection: the rest is never read
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(HttpResponse {
             method,
             path,
@@ -488,6 +518,92 @@ mod tests {
             join_segments(&base, &["Users", "a/b?c"]).as_str(),
             "http://h/scim/v2/Users/a%2Fb%3Fc"
         );
+    }
+
+    /// A one-connection HTTP stub on 127.0.0.1 that answers any request with `head` and then
+    /// lets `body` write what it likes.
+    async fn stub<F, Fut>(head: &'static str, body: F) -> Url
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            stream.write_all(head.as_bytes()).await.expect("head");
+            body(stream).await;
+        });
+        Url::parse(&format!("http://{addr}/Users")).expect("url")
+    }
+
+    /// Writes `total` bytes of `x` as 64 KiB chunks; stops when the client hangs up.
+    async fn write_chunks(mut stream: tokio::net::TcpStream, total: usize) {
+        use tokio::io::AsyncWriteExt;
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            if stream.write_all(&frame).await.is_err() {
+                return;
+            }
+            sent += chunk.len();
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    }
+
+    const CHUNKED: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    #[tokio::test]
+    async fn a_streamed_body_over_the_cap_is_a_permanent_error() {
+        // 8× the cap stands in for "endless" while keeping an unfixed client finite.
+        let url = stub(CHUNKED, |s| write_chunks(s, 8 * MAX_BODY_BYTES)).await;
+        let c = HttpClient::new("x", Duration::from_secs(20)).expect("client");
+        let err = c
+            .send(c.request(Method::GET, url))
+            .await
+            .expect_err("over the cap");
+        assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+        assert!(err.message.contains("8 MiB"), "{err}");
+        assert!(err.message.contains("GET /Users"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_cap_is_refused_before_reading() {
+        // announces 9 MiB and sends none of it: only the header can end this call early
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 9437184\r\n\r\n";
+        let url = stub(head, |s| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        })
+        .await;
+        let c = HttpClient::new("x", Duration::from_secs(3)).expect("client");
+        let err = c
+            .send(c.request(Method::GET, url))
+            .await
+            .expect_err("over the cap");
+        assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+        assert!(err.message.contains("8 MiB"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_under_the_cap_is_read_whole() {
+        let url = stub(CHUNKED, |s| write_chunks(s, 1024 * 1024)).await;
+        let c = HttpClient::new("x", Duration::from_secs(20)).expect("client");
+        let resp = c.send(c.request(Method::GET, url)).await.expect("read");
+        assert_eq!(resp.body.len(), 1024 * 1024);
     }
 
     #[test]
