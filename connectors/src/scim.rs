@@ -6,7 +6,9 @@
 //!   only users matching `managed_filter`; with `adopt = "unowned"`, only users without an
 //!   `externalId` or with the spec's) and brought to the spec with `active=true`. A `409` (or `400
 //!   uniqueness`) on POST means someone created it meanwhile: look it up again and adopt under
-//!   the same rules. New users are POSTed with `active=true`.
+//!   the same rules. New users are POSTed with `active=true`. Every lookup's answer is checked
+//!   against what was asked (`userName` up to case, `externalId` exactly, `id` exactly): a
+//!   provider that ignores the filter gets a refusal, not an adoption.
 //! * **update** — `PATCH` with one `replace` per changed attribute (extension attributes by their
 //!   fully qualified path), or `PUT` of the merged resource, per [`UpdateMethod`]. Nothing is sent
 //!   when nothing changed.
@@ -345,13 +347,28 @@ impl ScimConnector {
         self.http.decode_json(resp)
     }
 
-    /// `GET /Users/{id}`; `None` on 404.
+    /// `GET /Users/{id}`; `None` on 404. A user with another `id` is refused: the hub would
+    /// otherwise modify whoever the provider chose to answer with.
     async fn get_user(&self, id: &str) -> Result<Option<Value>, ConnectorError> {
         let resp = self
             .call(Method::GET, self.url(&["Users", id]), &[], None)
             .await?;
         match resp.status {
-            s if s.is_success() => Ok(Some(self.json(&resp)?)),
+            s if s.is_success() => {
+                let user = self.json(&resp)?;
+                let got = user.get("id").and_then(Value::as_str);
+                if got != Some(id) {
+                    return Err(self.http.error(
+                        ErrorKind::Refused,
+                        format!(
+                            "GET {} answered with the user with id {got:?}, not {id:?}; \
+                             not touching it",
+                            resp.path
+                        ),
+                    ));
+                }
+                Ok(Some(user))
+            }
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self.fail(&resp)),
         }
@@ -394,6 +411,34 @@ impl ScimConnector {
         }
     }
 
+    /// The one user matching `wanted`, checked: a provider that ignores or mis-evaluates
+    /// `filter=` answers with someone else, whom the hub must never adopt nor modify.
+    async fn search_user(
+        &self,
+        key: &str,
+        wanted: UserMatch<'_>,
+    ) -> Result<Option<Value>, ConnectorError> {
+        let filter = wanted.filter();
+        let Some(user) = self.search_one("Users", &filter).await? else {
+            return Ok(None);
+        };
+        if !wanted.holds_for(&user) {
+            let field = |k: &str| user.get(k).and_then(Value::as_str).map(str::to_owned);
+            return Err(self.http.error(
+                ErrorKind::Refused,
+                format!(
+                    "account {key}: the provider answered {filter} with a user whose userName is \
+                     {:?} and externalId {:?} (id {:?}); it does not match, so the hub will not \
+                     adopt nor modify it",
+                    field("userName"),
+                    field("externalId"),
+                    field("id"),
+                ),
+            ));
+        }
+        Ok(Some(user))
+    }
+
     /// Finds an existing user for `account`: by id when known, else by the configured match.
     async fn find_user(
         &self,
@@ -412,21 +457,22 @@ impl ScimConnector {
         let external_id = attributes
             .and_then(|a| a.get("externalId"))
             .and_then(Value::as_str);
-        let by_name = eq("userName", user_name);
+        let key = &account.key;
+        let by_name = UserMatch::UserName(user_name);
         match (self.match_by(), external_id) {
-            (MatchBy::UserName, _) | (_, None) => self.search_one("Users", &by_name).await,
+            (MatchBy::UserName, _) | (_, None) => self.search_user(key, by_name).await,
             (MatchBy::ExternalId, Some(ext)) => {
-                self.search_one("Users", &eq("externalId", ext)).await
+                self.search_user(key, UserMatch::ExternalId(ext)).await
             }
             (MatchBy::UserNameOrExternalId, Some(ext)) => {
-                let by_ext = eq("externalId", ext);
                 if self.settings.profile.compound_filters() {
-                    let either = Filter::Or(Box::new(by_name), Box::new(by_ext));
-                    return self.search_one("Users", &either).await;
+                    return self
+                        .search_user(key, UserMatch::Either(user_name, ext))
+                        .await;
                 }
-                match self.search_one("Users", &by_ext).await? {
+                match self.search_user(key, UserMatch::ExternalId(ext)).await? {
                     Some(user) => Ok(Some(user)),
-                    None => self.search_one("Users", &by_name).await,
+                    None => self.search_user(key, by_name).await,
                 }
             }
         }
@@ -459,11 +505,24 @@ impl ScimConnector {
         }
         match self.settings.groups_by {
             GroupRef::Id => Ok(Some(entitlement.id.clone())),
-            GroupRef::DisplayName => Ok(self
-                .search_one("Groups", &eq("displayName", &entitlement.id))
-                .await?
-                .as_ref()
-                .and_then(resource_id)),
+            GroupRef::DisplayName => {
+                let filter = eq("displayName", &entitlement.id);
+                let Some(group) = self.search_one("Groups", &filter).await? else {
+                    return Ok(None);
+                };
+                // as for users: a provider ignoring the filter would name another group
+                let name = group.get("displayName").and_then(Value::as_str);
+                if !name.is_some_and(|n| eq_ci(n, &entitlement.id)) {
+                    return Err(self.http.error(
+                        ErrorKind::Refused,
+                        format!(
+                            "the provider answered {filter} with the group {name:?}; \
+                             not granting or revoking it"
+                        ),
+                    ));
+                }
+                Ok(resource_id(&group))
+            }
         }
     }
 
@@ -721,6 +780,43 @@ impl ScimConnector {
     }
 }
 
+/// What a user lookup asks the provider for.
+#[derive(Debug, Clone, Copy)]
+enum UserMatch<'a> {
+    UserName(&'a str),
+    ExternalId(&'a str),
+    Either(&'a str, &'a str),
+}
+
+impl UserMatch<'_> {
+    fn filter(self) -> Filter {
+        match self {
+            UserMatch::UserName(n) => eq("userName", n),
+            UserMatch::ExternalId(e) => eq("externalId", e),
+            UserMatch::Either(n, e) => {
+                Filter::Or(Box::new(eq("userName", n)), Box::new(eq("externalId", e)))
+            }
+        }
+    }
+
+    /// Whether `user` is what was asked for: `userName` compared case-insensitively (RFC 7643
+    /// makes it caseExact=false), `externalId` exactly (caseExact=true).
+    fn holds_for(self, user: &Value) -> bool {
+        let name = user.get("userName").and_then(Value::as_str);
+        let ext = user.get("externalId").and_then(Value::as_str);
+        let name_is = |n: &str| name.is_some_and(|u| eq_ci(u, n));
+        match self {
+            UserMatch::UserName(n) => name_is(n),
+            UserMatch::ExternalId(e) => ext == Some(e),
+            UserMatch::Either(n, e) => name_is(n) || ext == Some(e),
+        }
+    }
+}
+
+fn eq_ci(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
+}
+
 fn eq(attr: &str, value: &str) -> Filter {
     Filter::Compare {
         path: AttrPath::simple(attr),
@@ -861,7 +957,9 @@ impl Connector for ScimConnector {
                     .get("userName")
                     .and_then(Value::as_str)
                     .unwrap_or(&spec.account.key);
-                existing = self.search_one("Users", &eq("userName", user_name)).await?;
+                existing = self
+                    .search_user(&spec.account.key, UserMatch::UserName(user_name))
+                    .await?;
             }
             if let Some(existing) = existing {
                 return self.adopt(&existing, spec).await;

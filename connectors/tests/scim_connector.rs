@@ -682,3 +682,150 @@ async fn create_sends_active_and_adopt_enables() {
         "{ops:?}"
     );
 }
+
+/// A provider that ignores `filter=` and answers every search, every `GET /Users/{id}` and every
+/// write with the same resource. Records each request as `METHOD path`.
+async fn filter_ignoring_provider(
+    user: Value,
+) -> (
+    scim_http::TestServer,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = calls.clone();
+    let server = scim_http::serve(move |req: scim_http::Request| {
+        seen.lock()
+            .expect("test set-up")
+            .push(format!("{} {}", req.method, req.raw_path));
+        match req.method.as_str() {
+            "GET" if req.raw_path.ends_with("/Users") || req.raw_path.ends_with("/Groups") => {
+                Response::json(
+                    200,
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                       "totalResults": 1, "Resources": [user.clone()]}),
+                )
+            }
+            _ => Response::json(200, user.clone()),
+        }
+    })
+    .await;
+    (server, calls)
+}
+
+fn writes(calls: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+    calls
+        .lock()
+        .expect("test set-up")
+        .iter()
+        .filter(|c| !c.starts_with("GET "))
+        .cloned()
+        .collect()
+}
+
+/// The red-team case: a provider ignoring `filter=userName eq "jdoe"` answers with the CEO. The
+/// hub refuses instead of adopting (renaming) or disabling that user, and writes nothing.
+#[tokio::test]
+async fn a_lookup_answered_with_another_user_is_refused() {
+    let ceo = json!({"id": "u-ceo", "userName": "ceo", "active": true});
+    let (server, calls) = filter_ignoring_provider(ceo).await;
+    let base = server.url("/scim/v2");
+    for match_by in [
+        MatchBy::UserName,
+        MatchBy::ExternalId,
+        MatchBy::UserNameOrExternalId,
+    ] {
+        for profile in [
+            connectors::scim::ScimProfile::Generic,
+            connectors::scim::ScimProfile::GithubEmu,
+        ] {
+            let c = connector(&base, "t", |s| {
+                s.match_by = Some(match_by);
+                s.profile = profile;
+            });
+            let err = c
+                .create_or_adopt(&spec("jdoe", person("jdoe", "Jane")))
+                .await
+                .expect_err("adopt the CEO");
+            assert_eq!(err.kind, ErrorKind::Refused, "{match_by:?}: {err}");
+            assert!(err.message.contains("\"ceo\""), "{err}");
+            let err = c.update(&spec("jdoe", person("jdoe", "Jane"))).await;
+            assert_eq!(err.expect_err("update").kind, ErrorKind::Refused);
+        }
+    }
+    let c = connector(&base, "t", |_| {});
+    let jdoe = AccountRef::new("jdoe");
+    for r in [c.set_enabled(&jdoe, false).await, c.delete(&jdoe).await] {
+        assert_eq!(r.expect_err("disable the CEO").kind, ErrorKind::Refused);
+    }
+    let group = Entitlement::new("group", "g1");
+    for r in [c.grant(&jdoe, &group).await, c.revoke(&jdoe, &group).await] {
+        assert_eq!(r.expect_err("regroup the CEO").kind, ErrorKind::Refused);
+    }
+    assert_eq!(
+        c.read(&jdoe).await.expect_err("read the CEO").kind,
+        ErrorKind::Refused
+    );
+    assert!(writes(&calls).is_empty(), "{:?}", writes(&calls));
+}
+
+/// `GET /Users/{id}` answered with a user of another id is refused, not modified.
+#[tokio::test]
+async fn a_get_by_id_answered_with_another_user_is_refused() {
+    let ceo = json!({"id": "u-ceo", "userName": "jdoe", "active": true});
+    let (server, calls) = filter_ignoring_provider(ceo).await;
+    let c = connector(&server.url("/scim/v2"), "t", |_| {});
+    let jdoe = AccountRef::new("jdoe").with_id("u-jdoe");
+    let err = c.set_enabled(&jdoe, false).await.expect_err("wrong id");
+    assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+    assert!(err.message.contains("u-ceo"), "{err}");
+    let err = c
+        .update(&AccountSpec {
+            account: jdoe.clone(),
+            attributes: person("jdoe", "Jane").as_object().cloned().expect("object"),
+        })
+        .await
+        .expect_err("wrong id");
+    assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+    assert!(writes(&calls).is_empty(), "{:?}", writes(&calls));
+}
+
+/// `externalId` must match exactly, `userName` only up to case; a group looked up by
+/// `displayName` must carry that name.
+#[tokio::test]
+async fn lookup_answers_compare_user_name_without_case_and_external_id_exactly() {
+    let shouty = json!({"id": "u-1", "userName": "JDoe", "externalId": "HR-JDOE"});
+    let (server, _calls) = filter_ignoring_provider(shouty).await;
+    let base = server.url("/scim/v2");
+    // adopt = "always", so that it is the lookup that refuses and not the owner's mark
+    let by_ext = connector(&base, "t", |s| {
+        s.match_by = Some(MatchBy::ExternalId);
+        s.adopt = Adopt::Always;
+    });
+    let err = by_ext
+        .update(&spec("jdoe", person("jdoe", "Jane")))
+        .await
+        .expect_err("externalId differs in case");
+    assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+    assert!(err.message.contains("does not match"), "{err}");
+    let by_name = connector(&base, "t", |s| s.adopt = Adopt::Always);
+    by_name
+        .update(&spec("jdoe", person("jdoe", "Jane")))
+        .await
+        .expect("userName differs only in case");
+
+    let (groups, _calls) =
+        filter_ignoring_provider(json!({"id": "g-admins", "displayName": "admins"})).await;
+    let c = connector(&groups.url("/scim/v2"), "t", |s| {
+        s.groups_by = GroupRef::DisplayName
+    });
+    let err = c
+        .grant(
+            &AccountRef::new("jdoe").with_id("u-1"),
+            &Entitlement::new("group", "interns"),
+        )
+        .await
+        .expect_err("another group");
+    assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+    assert!(err.message.contains("admins"), "{err}");
+}
