@@ -20,6 +20,10 @@
 //!   membership is adopted under `adopt = "unowned"` (default) or `"always"` (the same here: no
 //!   marks), refused under `"never"`. Team entitlements are limited to the managed teams
 //!   ([`GitHubConfig::teams`]); any other team is refused.
+//! - Names in paths: logins and org names must be valid GitHub logins, team slugs
+//!   `[A-Za-z0-9_-]+`; anything else is refused before a request is built (`..` would otherwise
+//!   climb out of the endpoint, and percent-encoding it does not help: `%2E%2E` is a
+//!   dot-segment to URL parsers too).
 //! - Pending invitations: [`GitHubConnector::pending_invitations`] and
 //!   [`GitHubConnector::cancel_invitation`].
 //! - Limits: 429, or 403 with `retry-after` or `x-ratelimit-remaining: 0` or a "secondary rate
@@ -162,6 +166,22 @@ struct Response {
 impl GitHubConnector {
     pub fn new(cfg: GitHubConfig) -> Result<Self, ConnectorError> {
         let api_base = http::parse_base_url(&cfg.name, "api_base", &cfg.api_base)?;
+        // the settings end up in request paths too: refuse them now rather than per operation
+        if !is_login(&cfg.org) {
+            return Err(ConnectorError::permanent(
+                &cfg.name,
+                format!("org {:?} is not a valid GitHub organisation login", cfg.org),
+            ));
+        }
+        for team in &cfg.teams {
+            let (org, slug) = team.split_once('/').unwrap_or((&cfg.org, team));
+            if !is_login(org) || !is_slug(slug) {
+                return Err(ConnectorError::permanent(
+                    &cfg.name,
+                    format!("teams: {team:?} is not a team slug (or org/slug)"),
+                ));
+            }
+        }
         let http = HttpClient::new(&cfg.name, cfg.timeout)?.redacting(&cfg.token);
         // no built-in names: GitHub's privileged accounts are the org owners, found by role
         let ownership = Ownership::new(
@@ -296,19 +316,54 @@ impl GitHubConnector {
         Err(err)
     }
 
-    fn org_path(&self, org: &str, rest: &str) -> String {
-        format!("/orgs/{}{rest}", seg(org))
+    /// `/orgs/{org}{rest}`; `org` must be a valid login.
+    fn org_path(&self, org: &str, rest: &str) -> Result<String, ConnectorError> {
+        Ok(format!(
+            "/orgs/{}{rest}",
+            self.seg("organisation", org, is_login)?
+        ))
+    }
+
+    fn membership_path(&self, org: &str, user: &str) -> Result<String, ConnectorError> {
+        let user = self.seg("login", user, is_login)?;
+        self.org_path(org, &format!("/memberships/{user}"))
+    }
+
+    fn team_membership_path(
+        &self,
+        org: &str,
+        slug: &str,
+        user: &str,
+    ) -> Result<String, ConnectorError> {
+        let slug = self.seg("team slug", slug, is_slug)?;
+        let user = self.seg("login", user, is_login)?;
+        self.org_path(org, &format!("/teams/{slug}/memberships/{user}"))
+    }
+
+    /// `s` as a path segment when `valid` accepts it. Names come from the policy and the
+    /// identity source; one GitHub would not accept (`..`, `a/b`) could make the request hit
+    /// another endpoint (`PUT /orgs/acme/memberships/..` is `PUT /orgs/acme/`), so it is refused
+    /// rather than encoded: `%2E%2E` is a dot-segment to URL parsers too.
+    fn seg<'a>(
+        &self,
+        what: &str,
+        s: &'a str,
+        valid: fn(&str) -> bool,
+    ) -> Result<&'a str, ConnectorError> {
+        if valid(s) {
+            Ok(s)
+        } else {
+            Err(ConnectorError::refused(
+                &self.cfg.name,
+                format!("{what} {s:?} is not a valid GitHub {what}; no request is built from it"),
+            ))
+        }
     }
 
     /// The org membership of `user`, `None` when there is none.
     async fn membership(&self, org: &str, user: &str) -> Result<Option<Value>, ConnectorError> {
         let r = self
-            .send(
-                Method::GET,
-                &self.org_path(org, &format!("/memberships/{}", seg(user))),
-                None,
-                &[404],
-            )
+            .send(Method::GET, &self.membership_path(org, user)?, None, &[404])
             .await?;
         Ok((r.status != StatusCode::NOT_FOUND).then_some(r.body))
     }
@@ -323,7 +378,7 @@ impl GitHubConnector {
         let r = self
             .send(
                 Method::PUT,
-                &self.org_path(org, &format!("/memberships/{}", seg(user))),
+                &self.membership_path(org, user)?,
                 Some(json!({ "role": role })),
                 &[],
             )
@@ -334,7 +389,7 @@ impl GitHubConnector {
     async fn remove_membership(&self, user: &str) -> Result<(), ConnectorError> {
         self.send(
             Method::DELETE,
-            &self.org_path(&self.cfg.org, &format!("/memberships/{}", seg(user))),
+            &self.membership_path(&self.cfg.org, user)?,
             None,
             &[404],
         )
@@ -356,10 +411,7 @@ impl GitHubConnector {
         let r = self
             .send(
                 Method::GET,
-                &self.org_path(
-                    org,
-                    &format!("/teams/{}/memberships/{}", seg(slug), seg(user)),
-                ),
+                &self.team_membership_path(org, slug, user)?,
                 None,
                 &[404],
             )
@@ -373,7 +425,7 @@ impl GitHubConnector {
         let mut path = self.org_path(
             &self.cfg.org,
             &format!("/invitations?per_page={}", self.cfg.page_size),
-        );
+        )?;
         for _ in 0..1000 {
             let r = self.send(Method::GET, &path, None, &[]).await?;
             for i in r.body.as_array().into_iter().flatten() {
@@ -400,7 +452,7 @@ impl GitHubConnector {
     pub async fn cancel_invitation(&self, id: u64) -> Result<(), ConnectorError> {
         self.send(
             Method::DELETE,
-            &self.org_path(&self.cfg.org, &format!("/invitations/{id}")),
+            &self.org_path(&self.cfg.org, &format!("/invitations/{id}"))?,
             None,
             &[404],
         )
@@ -504,10 +556,7 @@ impl Connector for GitHubConnector {
                 let (org, slug) = self.team_of(&e.id);
                 self.send(
                     Method::PUT,
-                    &self.org_path(
-                        org,
-                        &format!("/teams/{}/memberships/{}", seg(slug), seg(user)),
-                    ),
+                    &self.team_membership_path(org, slug, user)?,
                     Some(json!({ "role": role })),
                     &[],
                 )
@@ -529,7 +578,7 @@ impl Connector for GitHubConnector {
                 self.guard(&e.id, user).await?;
                 self.send(
                     Method::DELETE,
-                    &self.org_path(&e.id, &format!("/memberships/{}", seg(user))),
+                    &self.membership_path(&e.id, user)?,
                     None,
                     &[404],
                 )
@@ -541,10 +590,7 @@ impl Connector for GitHubConnector {
                 let (org, slug) = self.team_of(&e.id);
                 self.send(
                     Method::DELETE,
-                    &self.org_path(
-                        org,
-                        &format!("/teams/{}/memberships/{}", seg(slug), seg(user)),
-                    ),
+                    &self.team_membership_path(org, slug, user)?,
                     None,
                     &[404],
                 )
@@ -613,7 +659,7 @@ impl Connector for GitHubConnector {
             None => self.org_path(
                 &self.cfg.org,
                 &format!("/members?per_page={}", self.cfg.page_size),
-            ),
+            )?,
         };
         let r = self.send(Method::GET, &path, None, &[]).await?;
         let accounts = r
@@ -672,17 +718,19 @@ fn unknown_kind(name: &str, kind: &str) -> ConnectorError {
     )
 }
 
-/// A path segment: logins, org names and slugs are `[A-Za-z0-9-_.]`; anything else is
-/// percent-encoded so it cannot change the path.
-fn seg(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+/// A GitHub user or organisation login: 1 to 39 ASCII letters, digits or hyphens, not starting
+/// with a hyphen (GitHub's rule; some old logins end with or double a hyphen, so those pass).
+fn is_login(s: &str) -> bool {
+    (1..=39).contains(&s.len())
+        && !s.starts_with('-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A team slug: what GitHub derives from a team name, ASCII letters, digits, `-` and `_`.
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The `rel="next"` target of a `Link` header, as path and query (re-based on the configured
@@ -725,8 +773,111 @@ mod tests {
             next_link(r#"<https://x/orgs/a/members?page=1>; rel="prev""#),
             None
         );
-        assert_eq!(seg("a/b c"), "a%2Fb%20c");
         assert_eq!(http::parse_retry_after("30"), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn logins_and_slugs_follow_githubs_rules() {
+        for ok in ["jdoe", "J-Doe", "a", "x1-", "a--b", &"a".repeat(39)] {
+            assert!(is_login(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "-jdoe",
+            "j.doe",
+            "a/b",
+            "a b",
+            "j_doe",
+            &"a".repeat(40),
+        ] {
+            assert!(!is_login(bad), "{bad}");
+        }
+        for ok in ["eng", "on-call", "data_eng", "Eng2"] {
+            assert!(is_slug(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a.b", "a/b", "%2E%2E"] {
+            assert!(!is_slug(bad), "{bad}");
+        }
+    }
+
+    /// No request path is built from `..`, `.` or anything else GitHub would not accept.
+    #[test]
+    fn paths_refuse_dot_segments_and_invalid_names() {
+        let c = GitHubConnector::new(GitHubConfig::new("gh", "acme", Secret::new("t")))
+            .expect("connector");
+        assert_eq!(
+            c.membership_path("acme", "jdoe").expect("valid"),
+            "/orgs/acme/memberships/jdoe"
+        );
+        assert_eq!(
+            c.team_membership_path("acme", "data_eng", "jdoe")
+                .expect("valid"),
+            "/orgs/acme/teams/data_eng/memberships/jdoe"
+        );
+        for (org, slug, user) in [
+            ("acme", "eng", ".."),
+            ("acme", "eng", "."),
+            ("acme", "eng", ""),
+            ("acme", "..", "jdoe"),
+            ("acme", ".", "jdoe"),
+            ("..", "eng", "jdoe"),
+            ("acme", "eng", "a/../b"),
+        ] {
+            let err = c
+                .team_membership_path(org, slug, user)
+                .expect_err("refused");
+            assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+            if slug == "eng" {
+                let err = c.membership_path(org, user).expect_err("refused");
+                assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+            }
+        }
+        for (org, teams) in [("..", vec![]), ("acme", vec!["..".to_owned()])] {
+            let mut cfg = GitHubConfig::new("gh", org, Secret::new("t"));
+            cfg.teams = teams;
+            let err = GitHubConnector::new(cfg).expect_err("bad settings");
+            assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+        }
+    }
+
+    /// The red-team case: a joiner/leaver with login `..` would have PUT/DELETE
+    /// `/orgs/acme/`. Nothing listens on the API URL, so any request would come back as a
+    /// retryable connect error; a refusal proves none was sent.
+    #[tokio::test]
+    async fn operations_on_a_dot_login_are_refused_before_any_request() {
+        let mut cfg = GitHubConfig::new("gh", "acme", Secret::new("t"));
+        cfg.api_base = "http://127.0.0.1:9".into();
+        cfg.timeout = Duration::from_secs(2);
+        cfg.teams = vec!["eng".into()];
+        let c = GitHubConnector::new(cfg).expect("connector");
+        for login in ["..", ".", "-x", "a/b"] {
+            let account = AccountRef::new(login);
+            let spec = AccountSpec {
+                account: account.clone(),
+                attributes: Map::new(),
+            };
+            let team = Entitlement::new("team", "eng");
+            let results = [
+                c.create_or_adopt(&spec).await.map(|_| ()),
+                c.set_enabled(&account, false).await,
+                c.delete(&account).await,
+                c.grant(&account, &Entitlement::new("org", "acme")).await,
+                c.revoke(&account, &team).await,
+                c.read(&account).await.map(|_| ()),
+            ];
+            for r in results {
+                let err = r.expect_err(login);
+                assert_eq!(err.kind, ErrorKind::Refused, "{login}: {err}");
+                assert!(err.message.contains("not a valid GitHub"), "{err}");
+            }
+        }
+        let err = c
+            .grant(&AccountRef::new("jdoe"), &Entitlement::new("org", ".."))
+            .await
+            .expect_err("org ..");
+        assert_eq!(err.kind, ErrorKind::Refused, "{err}");
     }
 
     #[test]
