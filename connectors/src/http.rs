@@ -418,9 +418,19 @@ pub fn auth_header(scheme: &str, secret: &Secret) -> Result<HeaderValue, String>
     Ok(value)
 }
 
+/// A path segment [`join_segments`] will not build: empty, `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} cannot be a path segment (empty, `.` or `..`)")]
+pub struct InvalidSegment(pub String);
+
 /// `base` with `segments` appended as path segments, each percent-encoded (a `/` or `?` inside a
-/// user id or login cannot change the path).
-pub fn join_segments(base: &Url, segments: &[&str]) -> Url {
+/// user id or login cannot change the path). Empty, `.` and `..` segments are refused: the URL
+/// parser drops or resolves them, so an id of `..` would address the collection (`/Users`)
+/// instead of one user, and an empty one the collection too.
+pub fn join_segments(base: &Url, segments: &[&str]) -> Result<Url, InvalidSegment> {
+    if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+        return Err(InvalidSegment((*bad).to_owned()));
+    }
     let mut url = base.clone();
     if let Ok(mut path) = url.path_segments_mut() {
         path.pop_if_empty();
@@ -428,7 +438,7 @@ pub fn join_segments(base: &Url, segments: &[&str]) -> Url {
             path.push(s);
         }
     }
-    url
+    Ok(url)
 }
 
 /// Parses a configured base URL (http or https), naming the setting in the error.
@@ -515,9 +525,25 @@ mod tests {
     fn joins_segments_with_encoding() {
         let base = Url::parse("http://h/scim/v2/").expect("url");
         assert_eq!(
-            join_segments(&base, &["Users", "a/b?c"]).as_str(),
+            join_segments(&base, &["Users", "a/b?c"])
+                .expect("valid")
+                .as_str(),
             "http://h/scim/v2/Users/a%2Fb%3Fc"
         );
+        // an encoded dot-segment is escaped again, so it stays a plain name
+        assert_eq!(
+            join_segments(&base, &["Users", "%2e%2e", "..."])
+                .expect("valid")
+                .as_str(),
+            "http://h/scim/v2/Users/%252e%252e/..."
+        );
+        for bad in ["..", ".", ""] {
+            assert_eq!(
+                join_segments(&base, &["Users", bad]),
+                Err(InvalidSegment(bad.to_owned())),
+                "{bad:?}"
+            );
+        }
     }
 
     /// A one-connection HTTP stub on 127.0.0.1 that answers any request with `head` and then

@@ -304,10 +304,11 @@ impl OktaConnector {
         Self::new(name, settings, token)
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
+    fn url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
         let mut all = vec!["api", "v1"];
         all.extend_from_slice(segments);
         http::join_segments(&self.base, &all)
+            .map_err(|e| self.http.error(ErrorKind::Permanent, e.to_string()))
     }
 
     async fn call(
@@ -345,7 +346,7 @@ impl OktaConnector {
     /// `GET /api/v1/users/{id or login}`; `None` on 404.
     async fn get_user(&self, id_or_login: &str) -> Result<Option<Value>, ConnectorError> {
         let resp = self
-            .call(Method::GET, self.url(&["users", id_or_login]), &[], None)
+            .call(Method::GET, self.url(&["users", id_or_login])?, &[], None)
             .await?;
         match resp.status {
             s if s.is_success() => Ok(Some(self.json(&resp)?)),
@@ -387,7 +388,7 @@ impl OktaConnector {
         }
         let id = id_of(user).unwrap_or_default();
         let resp = self
-            .call(Method::GET, self.url(&["users", &id, "roles"]), &[], None)
+            .call(Method::GET, self.url(&["users", &id, "roles"])?, &[], None)
             .await?;
         if !resp.is_success() {
             // unknown roles: not knowing whether it is an admin is no licence to touch it
@@ -433,7 +434,7 @@ impl OktaConnector {
         let resp = self
             .call(
                 Method::POST,
-                self.url(&["users", id, "lifecycle", op]),
+                self.url(&["users", id, "lifecycle", op])?,
                 &query,
                 None,
             )
@@ -458,7 +459,7 @@ impl OktaConnector {
         let resp = self
             .call(
                 Method::POST,
-                self.url(&["users", &id]),
+                self.url(&["users", &id])?,
                 &[],
                 Some(&json!({ "profile": changed })),
             )
@@ -486,7 +487,7 @@ impl OktaConnector {
         let resp = self
             .call(
                 Method::GET,
-                self.url(&["groups"]),
+                self.url(&["groups"])?,
                 &[("q", entitlement.id.clone()), ("limit", "200".into())],
                 None,
             )
@@ -515,7 +516,7 @@ impl OktaConnector {
             let resp = self
                 .call(
                     Method::GET,
-                    self.url(&["users", uid, "groups"]),
+                    self.url(&["users", uid, "groups"])?,
                     &query,
                     None,
                 )
@@ -586,7 +587,7 @@ impl OktaConnector {
         let resp = self
             .call(
                 Method::DELETE,
-                self.url(&["users", &id, "sessions"]),
+                self.url(&["users", &id, "sessions"])?,
                 &query,
                 None,
             )
@@ -670,7 +671,7 @@ impl Connector for OktaConnector {
         let resp = self
             .call(
                 Method::POST,
-                self.url(&["users"]),
+                self.url(&["users"])?,
                 &[("activate", "true".into())],
                 Some(&body),
             )
@@ -736,7 +737,7 @@ impl Connector for OktaConnector {
         let resp = self
             .call(
                 Method::DELETE,
-                self.url(&["users", &id]),
+                self.url(&["users", &id])?,
                 &[("sendEmail", "false".into())],
                 None,
             )
@@ -765,7 +766,7 @@ impl Connector for OktaConnector {
         let resp = self
             .call(
                 Method::PUT,
-                self.url(&["groups", &gid, "users", &uid]),
+                self.url(&["groups", &gid, "users", &uid])?,
                 &[],
                 None,
             )
@@ -793,7 +794,7 @@ impl Connector for OktaConnector {
         let resp = self
             .call(
                 Method::DELETE,
-                self.url(&["groups", &gid, "users", &uid]),
+                self.url(&["groups", &gid, "users", &uid])?,
                 &[],
                 None,
             )
@@ -828,7 +829,7 @@ impl Connector for OktaConnector {
             query.push(("after", after.to_owned()));
         }
         let resp = self
-            .call(Method::GET, self.url(&["users"]), &query, None)
+            .call(Method::GET, self.url(&["users"])?, &query, None)
             .await?;
         if !resp.is_success() {
             return Err(self.fail(&resp));

@@ -307,8 +307,9 @@ impl ScimConnector {
             .clamp(1, self.settings.profile.max_page_size())
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
+    fn url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
         http::join_segments(&self.base, segments)
+            .map_err(|e| self.http.error(ErrorKind::Permanent, e.to_string()))
     }
 
     async fn call(
@@ -351,7 +352,7 @@ impl ScimConnector {
     /// otherwise modify whoever the provider chose to answer with.
     async fn get_user(&self, id: &str) -> Result<Option<Value>, ConnectorError> {
         let resp = self
-            .call(Method::GET, self.url(&["Users", id]), &[], None)
+            .call(Method::GET, self.url(&["Users", id])?, &[], None)
             .await?;
         match resp.status {
             s if s.is_success() => {
@@ -381,7 +382,7 @@ impl ScimConnector {
             ("count", self.page_size().to_string()),
         ];
         let resp = self
-            .call(Method::GET, self.url(&[resource]), &query, None)
+            .call(Method::GET, self.url(&[resource])?, &query, None)
             .await?;
         if !resp.is_success() {
             return Err(self.fail(&resp));
@@ -486,11 +487,21 @@ impl ScimConnector {
         if let Some(id) = &account.id {
             return Ok(Some(id.clone()));
         }
-        Ok(self
-            .find_user(account, None)
-            .await?
-            .as_ref()
-            .and_then(resource_id))
+        match self.find_user(account, None).await? {
+            Some(user) => self.id_of(&user, "user").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The `id` of a resource the provider answered with. An answer without one is broken, not
+    /// "no such account": taken as gone, a leaver was marked done with nothing disabled.
+    fn id_of(&self, resource: &Value, what: &str) -> Result<String, ConnectorError> {
+        resource_id(resource).ok_or_else(|| {
+            self.http.error(
+                ErrorKind::Permanent,
+                format!("the provider answered with a {what} without a string id"),
+            )
+        })
     }
 
     async fn group_id(&self, entitlement: &Entitlement) -> Result<Option<String>, ConnectorError> {
@@ -521,7 +532,7 @@ impl ScimConnector {
                         ),
                     ));
                 }
-                Ok(resource_id(&group))
+                self.id_of(&group, "group").map(Some)
             }
         }
     }
@@ -589,7 +600,7 @@ impl ScimConnector {
         self.check_not_protected(&account.key, Some(&user))?;
         self.ownership
             .may_manage(&account.key, self.in_scope(&user), &Mark::None)?;
-        Ok(resource_id(&user))
+        self.id_of(&user, "user").map(Some)
     }
 
     /// The User document to POST: the spec's attributes, `schemas` and `userName` filled in.
@@ -659,7 +670,7 @@ impl ScimConnector {
                 let resp = self
                     .call(
                         Method::PUT,
-                        self.url(&["Users", &id]),
+                        self.url(&["Users", &id])?,
                         &[],
                         Some(&Value::Object(merged)),
                     )
@@ -682,7 +693,7 @@ impl ScimConnector {
                 .error(ErrorKind::Permanent, format!("cannot encode PATCH: {e}"))
         })?;
         let resp = self
-            .call(Method::PATCH, self.url(segments), &[], Some(&body))
+            .call(Method::PATCH, self.url(segments)?, &[], Some(&body))
             .await?;
         if resp.is_success() {
             Ok(resp)
@@ -693,7 +704,7 @@ impl ScimConnector {
 
     async fn delete_user(&self, id: &str) -> Result<(), ConnectorError> {
         let resp = self
-            .call(Method::DELETE, self.url(&["Users", id]), &[], None)
+            .call(Method::DELETE, self.url(&["Users", id])?, &[], None)
             .await?;
         if resp.is_success() || resp.status == StatusCode::NOT_FOUND {
             Ok(())
@@ -933,7 +944,7 @@ impl Connector for ScimConnector {
         doc.insert("active".into(), Value::Bool(true));
         let doc = Value::Object(doc);
         let resp = self
-            .call(Method::POST, self.url(&["Users"]), &[], Some(&doc))
+            .call(Method::POST, self.url(&["Users"])?, &[], Some(&doc))
             .await?;
         if resp.is_success() {
             let created = self.json(&resp)?;
@@ -1007,7 +1018,7 @@ impl Connector for ScimConnector {
                 .error(ErrorKind::Permanent, format!("cannot encode PATCH: {e}"))
         })?;
         let resp = self
-            .call(Method::PATCH, self.url(&["Users", &id]), &[], Some(&body))
+            .call(Method::PATCH, self.url(&["Users", &id])?, &[], Some(&body))
             .await?;
         // Deleted between lookup and PATCH: as disabled as it gets.
         if resp.is_success() || (!enabled && resp.status == StatusCode::NOT_FOUND) {
@@ -1075,7 +1086,12 @@ impl Connector for ScimConnector {
                 .error(ErrorKind::Permanent, format!("cannot encode PATCH: {e}"))
         })?;
         let resp = self
-            .call(Method::PATCH, self.url(&["Groups", &gid]), &[], Some(&body))
+            .call(
+                Method::PATCH,
+                self.url(&["Groups", &gid])?,
+                &[],
+                Some(&body),
+            )
             .await?;
         let not_held = resp.status == StatusCode::NOT_FOUND
             || (resp.status == StatusCode::BAD_REQUEST
@@ -1091,7 +1107,7 @@ impl Connector for ScimConnector {
         let Some(user) = self.find_user(account, None).await? else {
             return Ok(None);
         };
-        let id = resource_id(&user).unwrap_or_default();
+        let id = self.id_of(&user, "user")?;
         let entitlements = self.entitlements_of(&user, &id).await?;
         Ok(self.state_of(&user, entitlements))
     }
@@ -1111,7 +1127,7 @@ impl Connector for ScimConnector {
             ("count", self.page_size().to_string()),
         ];
         let resp = self
-            .call(Method::GET, self.url(&["Users"]), &query, None)
+            .call(Method::GET, self.url(&["Users"])?, &query, None)
             .await?;
         if !resp.is_success() {
             return Err(self.fail(&resp));

@@ -145,6 +145,12 @@ impl SlackConnector {
         Self::new(name, settings, load(scim_token)?, load(admin_token)?)
     }
 
+    /// The Web API URL of `method` (`users.info`, `admin.users.session.reset`).
+    fn api_url(&self, method: &str) -> Result<Url, ConnectorError> {
+        http::join_segments(&self.api_base, &[method])
+            .map_err(|e| self.http.error(ErrorKind::Permanent, e.to_string()))
+    }
+
     /// Refuses to touch `account` when Slack says it is a Primary Owner, an Owner or an Admin.
     async fn guard(&self, account: &AccountRef) -> Result<(), ConnectorError> {
         if !self.protect_admins {
@@ -154,7 +160,7 @@ impl SlackConnector {
             return Ok(());
         };
         // users.info reads with GET and query arguments (it takes no JSON body)
-        let mut url = http::join_segments(&self.api_base, &["users.info"]);
+        let mut url = self.api_url("users.info")?;
         url.query_pairs_mut().append_pair("user", &user_id);
         let info = match self
             .web_api_call(Method::GET, "users.info", url, None)
@@ -183,7 +189,7 @@ impl SlackConnector {
 
     /// Calls a Web API method with a JSON body; `Ok(body)` when `ok: true`.
     async fn web_api(&self, method: &str, args: Value) -> Result<Value, ConnectorError> {
-        let url = http::join_segments(&self.api_base, &[method]);
+        let url = self.api_url(method)?;
         self.web_api_call(Method::POST, method, url, Some(args))
             .await
     }

@@ -829,3 +829,48 @@ async fn lookup_answers_compare_user_name_without_case_and_external_id_exactly()
     assert_eq!(err.kind, ErrorKind::Refused, "{err}");
     assert!(err.message.contains("admins"), "{err}");
 }
+
+/// A user found without a string `id` is a broken answer, not a missing account: the leaver is
+/// not reported disabled (nor deleted, nor read as gone) with nothing done.
+#[tokio::test]
+async fn a_user_without_an_id_is_a_permanent_error_not_gone() {
+    let (server, calls) =
+        filter_ignoring_provider(json!({"userName": "jdoe", "active": true})).await;
+    let c = connector(&server.url("/scim/v2"), "t", |_| {});
+    let jdoe = AccountRef::new("jdoe");
+    let group = Entitlement::new("group", "g1");
+    for r in [
+        c.set_enabled(&jdoe, false).await,
+        c.delete(&jdoe).await,
+        c.revoke(&jdoe, &group).await,
+        c.read(&jdoe).await.map(|_| ()),
+    ] {
+        let err = r.expect_err("no id");
+        assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+        assert!(err.message.contains("without a string id"), "{err}");
+    }
+    assert!(writes(&calls).is_empty(), "{:?}", writes(&calls));
+}
+
+/// An id of `..` (or `.`, or empty) would make `PATCH /Users/..` a PATCH of the collection
+/// `/Users`; it is refused before anything is sent.
+#[tokio::test]
+async fn a_user_id_that_is_a_dot_segment_is_refused() {
+    for id in ["..", ".", ""] {
+        let (server, calls) =
+            filter_ignoring_provider(json!({"id": id, "userName": "jdoe", "active": true})).await;
+        let c = connector(&server.url("/scim/v2"), "t", |_| {});
+        let jdoe = AccountRef::new("jdoe");
+        for r in [
+            c.set_enabled(&jdoe, false).await,
+            c.delete(&jdoe).await,
+            c.update(&spec("jdoe", json!({"userName": "jdoe", "title": "x"})))
+                .await,
+        ] {
+            let err = r.expect_err(id);
+            assert_eq!(err.kind, ErrorKind::Permanent, "{id:?}: {err}");
+            assert!(err.message.contains("path segment"), "{err}");
+        }
+        assert!(writes(&calls).is_empty(), "{id:?}: {:?}", writes(&calls));
+    }
+}
