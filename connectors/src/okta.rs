@@ -1,6 +1,7 @@
 //! Okta as a downstream IdP, through its Management API (`/api/v1`) with an `SSWS` API token.
 //!
-//! * **create or adopt** — `GET /api/v1/users/{login}`; when absent,
+//! * **create or adopt** — `GET /api/v1/users/{login}` (the answer must carry that login: Okta
+//!   also resolves ids, short names and `me` there; `me` is refused outright); when absent,
 //!   `POST /api/v1/users?activate=true` with `profile` {login, email, firstName, lastName, …}
 //!   (and `credentials.provider` FEDERATION when `federated`, so the user is ACTIVE at once and
 //!   signs in through the hub's IdP). A duplicate-login `E0000001` means someone created it
@@ -343,7 +344,8 @@ impl OktaConnector {
         self.http.decode_json(resp)
     }
 
-    /// `GET /api/v1/users/{id or login}`; `None` on 404.
+    /// `GET /api/v1/users/{id or login}`; `None` on 404. Unchecked: use
+    /// [`Self::get_user_by_id`] or [`Self::get_user_by_login`].
     async fn get_user(&self, id_or_login: &str) -> Result<Option<Value>, ConnectorError> {
         let resp = self
             .call(Method::GET, self.url(&["users", id_or_login])?, &[], None)
@@ -355,13 +357,56 @@ impl OktaConnector {
         }
     }
 
+    /// The user with id `id`; `None` on 404. One with another id is refused.
+    async fn get_user_by_id(&self, id: &str) -> Result<Option<Value>, ConnectorError> {
+        let Some(user) = self.get_user(id).await? else {
+            return Ok(None);
+        };
+        let got = id_of(&user);
+        if got.as_deref() != Some(id) {
+            return Err(self.http.error(
+                ErrorKind::Refused,
+                format!("Okta answered GET /users/{id} with the user with id {got:?}"),
+            ));
+        }
+        Ok(Some(user))
+    }
+
+    /// The user whose login is `login`; `None` on 404. Okta resolves `/users/{x}` as an id, a
+    /// login, a login's short name, or `me` (the API token's owner), so the answer must carry
+    /// `login` itself (case-insensitively, as Okta compares logins): a userName of `me` or of
+    /// another user's short name would otherwise adopt, then disable, that user.
+    async fn get_user_by_login(&self, login: &str) -> Result<Option<Value>, ConnectorError> {
+        if login.eq_ignore_ascii_case("me") {
+            return Err(self.http.error(
+                ErrorKind::Refused,
+                "login \"me\" names the API token's owner in Okta, never an account to manage",
+            ));
+        }
+        let Some(user) = self.get_user(login).await? else {
+            return Ok(None);
+        };
+        let got = user.pointer("/profile/login").and_then(Value::as_str);
+        if !got.is_some_and(|g| g.eq_ignore_ascii_case(login)) {
+            return Err(self.http.error(
+                ErrorKind::Refused,
+                format!(
+                    "account {login:?}: Okta answered with the user whose login is {got:?} (id \
+                     {:?}); not the same login, so the hub will not adopt nor modify it",
+                    id_of(&user)
+                ),
+            ));
+        }
+        Ok(Some(user))
+    }
+
     async fn find_user(&self, account: &AccountRef) -> Result<Option<Value>, ConnectorError> {
         if let Some(id) = &account.id {
-            if let Some(u) = self.get_user(id).await? {
+            if let Some(u) = self.get_user_by_id(id).await? {
                 return Ok(Some(u));
             }
         }
-        self.get_user(&account.key).await
+        self.get_user_by_login(&account.key).await
     }
 
     async fn require_user(&self, account: &AccountRef) -> Result<Value, ConnectorError> {
@@ -690,7 +735,7 @@ impl Connector for OktaConnector {
         if resp.status == StatusCode::BAD_REQUEST
             && okta_error_detail(&resp).contains("already exists")
         {
-            if let Some(user) = self.get_user(&login).await? {
+            if let Some(user) = self.get_user_by_login(&login).await? {
                 return self.adopt(spec, &user).await;
             }
         }

@@ -359,3 +359,53 @@ async fn okta_admins_and_protected_logins_are_never_touched() {
         .await
         .expect("create");
 }
+
+/// Okta resolves `/users/{x}` as an id, a login, a login's short name or `me` (the API token's
+/// owner). A userName of `me`, or of another user's short name, used to adopt that user (the red
+/// team's run renamed the token's service account) and could then suspend it; now the answer
+/// must carry the login asked for, `me` is refused outright, and an id lookup must return that
+/// id. Nothing is changed in Okta.
+#[tokio::test]
+async fn okta_lookups_that_resolve_to_another_user_are_refused() {
+    let fake = okta_fake::start().await;
+    let svc = fake.add_active_user("svc-scimhub@example.com", "Service");
+    fake.set_token_owner(&svc);
+    let ceo = fake.add_active_user("ceo@example.com", "Chief");
+    let c = connector(&fake, |_| {});
+    let before: Vec<_> = [&svc, &ceo]
+        .iter()
+        .map(|id| fake.user(id).expect("user"))
+        .map(|u| (u.status, u.profile, u.sessions))
+        .collect();
+    for login in ["me", "ME", "ceo", "svc-scimhub"] {
+        let acct = AccountRef::new(login);
+        for e in [
+            c.create_or_adopt(&spec(login, "Mallory")).await.map(|_| ()),
+            c.update(&spec(login, "Mallory")).await,
+            c.set_enabled(&acct, false).await,
+            c.delete(&acct).await,
+            c.revoke_sessions(&acct).await,
+            c.read(&acct).await.map(|_| ()),
+        ] {
+            let e = e.expect_err(login);
+            assert_eq!(e.kind, ErrorKind::Refused, "{login}: {e}");
+        }
+    }
+    // an id lookup answered with another id (`me` as a stored id) is refused too
+    let e = c
+        .set_enabled(&AccountRef::new("x@example.com").with_id("me"), false)
+        .await
+        .expect_err("id me");
+    assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    let after: Vec<_> = [&svc, &ceo]
+        .iter()
+        .map(|id| fake.user(id).expect("user"))
+        .map(|u| (u.status, u.profile, u.sessions))
+        .collect();
+    assert_eq!(after, before);
+    // the full login, in any case, is still found and managed
+    c.set_enabled(&AccountRef::new("CEO@example.com"), false)
+        .await
+        .expect("same login");
+    assert_eq!(fake.user(&ceo).expect("user").status, "SUSPENDED");
+}

@@ -12,7 +12,9 @@
 //!   STAGED/DEPROVISIONED (ACTIVE → 403 `E0000016`); `deactivate` from anything but
 //!   DEPROVISIONED. Deactivation ends sessions and removes group memberships.
 //! * `DELETE /users/{id}` deactivates a user that is not DEPROVISIONED, deletes one that is.
-//! * `GET /users/{id or login}`; unknown → 404 `E0000007 Not found: Resource not found: … (User)`.
+//! * `GET /users/{id or login}`, also a login's short name (the part before `@`, when one user
+//!   has it) and `me` (the API token's owner, see [`OktaFake::set_token_owner`]); unknown → 404
+//!   `E0000007 Not found: Resource not found: … (User)`.
 //! * `GET /users?limit&after` with `Link` headers (`rel="self"`, `rel="next"`).
 //! * groups: `GET /groups?q=` (name prefix), `PUT`/`DELETE /groups/{gid}/users/{uid}` (204),
 //!   `GET /users/{id}/groups`.
@@ -46,6 +48,8 @@ pub struct OktaState {
     pub groups: BTreeMap<String, String>,     // id → name
     pub members: BTreeSet<(String, String)>,  // (gid, uid)
     pub roles: BTreeMap<String, Vec<String>>, // uid → admin role types
+    /// The user `me` names: the API token's owner.
+    pub token_owner: Option<String>,
     pub next_id: u64,
     /// Answer the next N calls with 429 E0000047.
     pub rate_limited: u32,
@@ -98,6 +102,11 @@ impl OktaFake {
             .entry(uid.to_owned())
             .or_default()
             .push(role_type.to_owned());
+    }
+
+    /// Makes `uid` the owner of the API token (what `GET /users/me` returns).
+    pub fn set_token_owner(&self, uid: &str) {
+        self.state.lock().expect("lock").token_owner = Some(uid.to_owned());
     }
 
     pub fn user(&self, id: &str) -> Option<User> {
@@ -158,15 +167,45 @@ fn find_user_id(st: &OktaState, id_or_login: &str) -> Option<String> {
     if st.users.contains_key(id_or_login) {
         return Some(id_or_login.to_owned());
     }
-    st.users
+    if id_or_login == "me" {
+        // (a deleted owner's token would be revoked with it)
+        return st
+            .token_owner
+            .clone()
+            .filter(|id| st.users.contains_key(id));
+    }
+    let login_of = |u: &User| {
+        u.profile
+            .get("login")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if let Some(u) = st
+        .users
         .values()
-        .find(|u| {
-            u.profile
-                .get("login")
-                .and_then(Value::as_str)
-                .is_some_and(|l| l.eq_ignore_ascii_case(id_or_login))
+        .find(|u| login_of(u).eq_ignore_ascii_case(id_or_login))
+    {
+        return Some(u.id.clone());
+    }
+    // Okta also takes a login's short name when it names one user
+    if id_or_login.contains('@') {
+        return None;
+    }
+    let short: Vec<&User> = st
+        .users
+        .values()
+        .filter(|u| {
+            login_of(u)
+                .split('@')
+                .next()
+                .is_some_and(|s| s.eq_ignore_ascii_case(id_or_login))
         })
-        .map(|u| u.id.clone())
+        .collect();
+    match short.as_slice() {
+        [one] => Some(one.id.clone()),
+        _ => None,
+    }
 }
 
 fn deactivate(st: &mut OktaState, uid: &str) {
