@@ -481,6 +481,28 @@ fn report_routes_answer_json_and_html(env: Env) {
     let (s, ct, html) = raw("/reports/termination/ann?format=html", None);
     assert_eq!((s, ct.as_str()), (200, "text/html; charset=utf-8"));
     assert!(html.contains("slack") && html.contains("<svg"));
+    // A report page loads nothing and cannot be framed; a copy saved to disk says the same.
+    let r = srv
+        .http
+        .get(srv.url("/reports/termination/ann?format=html"))
+        .bearer_auth("t")
+        .send()
+        .unwrap();
+    let header = |n: &str| {
+        r.headers()
+            .get(n)
+            .map(|h| h.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        header("content-security-policy").contains("default-src 'none'")
+            && header("content-security-policy").contains("frame-ancestors 'none'"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(html.contains("http-equiv=\"Content-Security-Policy\""));
     let (s, ct, _) = raw(
         "/reports/termination/ann",
         Some("text/html,application/xhtml+xml,*/*;q=0.8"),

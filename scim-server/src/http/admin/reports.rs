@@ -53,15 +53,27 @@ fn wants_html(req: &HttpRequest, q: &ReportQuery) -> ApiResult<bool> {
     })
 }
 
+/// What a report page may load: nothing but its own inline style (charts are inline SVG).
+/// The same policy is in the page's `<meta>` for copies saved to disk (`report/templates`).
+pub(crate) const REPORT_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; \
+     form-action 'none'";
+
 fn respond(html: bool, body: String) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(if html {
-            "text/html; charset=utf-8"
-        } else {
-            "application/json"
-        })
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body)
+    let mut resp = HttpResponse::Ok();
+    resp.content_type(if html {
+        "text/html; charset=utf-8"
+    } else {
+        "application/json"
+    })
+    .insert_header((header::CACHE_CONTROL, "no-store"))
+    .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+    .insert_header((header::REFERRER_POLICY, "no-referrer"));
+    if html {
+        resp.insert_header((header::CONTENT_SECURITY_POLICY, REPORT_CSP))
+            .insert_header((header::X_FRAME_OPTIONS, "DENY"));
+    }
+    resp.body(body)
 }
 
 /// Runs report work on the blocking pool under a database permit, like every admin action.
