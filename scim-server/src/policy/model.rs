@@ -784,6 +784,16 @@ impl Policy {
                 asking.join(", ")
             ));
         }
+        // Anyone holding one link can test guesses of the key offline against its signature.
+        if let Some(Ok(secret)) = self.notify.link_secret.as_ref().map(|s| s.load()) {
+            let len = secret.expose().len();
+            if len < 32 {
+                out.push(format!(
+                    "[notify] link_secret is {len} bytes: anyone holding one link can guess a short \
+                     key offline and sign any link; use 32 random bytes or more"
+                ));
+            }
+        }
         if self.notify.link_secret.is_some() && !self.person_email_trusted() {
             out.push(
                 "one-click links are not mailed to people (approvers, managers, sponsors, \

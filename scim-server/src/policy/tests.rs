@@ -240,6 +240,32 @@ fn manager_approvals_nobody_can_decide_are_warned_of() {
         "[approvals]\ntrust_unowned_attributes = true\n",
     );
     assert!(warnings(&trusting).is_empty());
+    // Links and the addresses they go to: mailed to people only when a source owns emails;
+    // a short link key is said to be guessable.
+    let key_file = |key: &str| {
+        let f = std::env::temp_dir().join(format!("scimhub-link-key-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&f, key).expect("a temporary key file");
+        f.display().to_string()
+    };
+    let (short, long) = (key_file("k"), key_file("0123456789abcdef0123456789abcdef"));
+    let linked = format!("{APPROVALS}\n[notify]\nlink_secret = {{ file = {short:?} }}\n");
+    let p = Policy::parse(&linked, "a.toml").expect("valid");
+    assert!(!p.person_email_trusted());
+    let w = p.warnings().join("\n");
+    assert!(
+        w.contains("one-click links are not mailed to people")
+            && w.contains("link_secret is 1 bytes"),
+        "{w}"
+    );
+    let linked = linked.replace(&short, &long);
+    let owned = format!("{linked}\n[[source]]\nclient = \"hr\"\nowns = [\"emails\"]\n");
+    let p = Policy::parse(&owned, "a.toml").expect("valid");
+    assert!(
+        p.person_email_trusted() && p.warnings().is_empty(),
+        "{:?}",
+        p.warnings()
+    );
+    let _ = (std::fs::remove_file(short), std::fs::remove_file(long));
 }
 
 #[test]
