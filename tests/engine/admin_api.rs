@@ -845,6 +845,14 @@ fn forged_links_never_wait_for_the_writer(env: Env) {
 fn unowned_manager_gives_no_authority(env: Env, trusted: bool) {
     let srv = Server::start(&env);
     let (_, ada, _) = team(&env);
+    // Nor is an untrusted manager mailed the request (to an address a client may have chosen).
+    let mailed_to_mia = in_tx(&env.store, |c| {
+        scim_server::store::notifications::list(c, Some(&ada))
+    })
+    .unwrap()
+    .iter()
+    .any(|n| n.recipients.iter().any(|r| r.contains("mia")));
+    assert_eq!(mailed_to_mia, trusted);
     let mia = srv.token("mia-approvals", &["approvals"], Some("mia"));
     let path = format!("/approvals/{}/approve", pending_for(&env, &ada));
     let got = srv.post_as(&mia, &path, json!({}));

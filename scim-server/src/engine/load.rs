@@ -107,8 +107,11 @@ pub fn inputs<'a>(
         })
         .collect();
     let manager = manager_of(doc, prev.as_ref());
-    let manager_accounts = manager_accounts(c, manager.as_deref())?;
-    let manager_email = match &manager {
+    // A manager attribute no source owns names whoever a scim:write client chose: such a
+    // "manager" is neither mailed the user's requests and moves nor handed their accounts.
+    let trusted_manager = manager.as_deref().filter(|_| policy.manager_trusted());
+    let manager_accounts = manager_accounts(c, trusted_manager)?;
+    let manager_email = match trusted_manager {
         Some(m) => load_user_doc(c, m)?
             .as_ref()
             .and_then(primary_email)
