@@ -600,7 +600,20 @@ impl ScimConnector {
         self.check_not_protected(&account.key, Some(&user))?;
         self.ownership
             .may_manage(&account.key, self.in_scope(&user), &Mark::None)?;
-        self.id_of(&user, "user").map(Some)
+        let id = self.id_of(&user, "user")?;
+        // The account the hub created or adopted is gone and another now carries its name:
+        // someone else's account, which disabling, deleting or regranting would hit.
+        if let Some(stored) = account.id.as_deref().filter(|s| *s != id) {
+            return Err(self.http.error(
+                ErrorKind::Refused,
+                format!(
+                    "account {}: the user the hub manages (id {stored:?}) is gone and the user \
+                     with id {id:?} now carries its name; not touching it",
+                    account.key
+                ),
+            ));
+        }
+        Ok(Some(id))
     }
 
     /// The User document to POST: the spec's attributes, `schemas` and `userName` filled in.

@@ -874,3 +874,46 @@ async fn a_user_id_that_is_a_dot_segment_is_refused() {
         assert!(writes(&calls).is_empty(), "{id:?}: {:?}", writes(&calls));
     }
 }
+
+/// The account the hub manages was deleted downstream and another account (another owner's)
+/// now carries its userName: disabling, deleting or regranting it by name would hit someone
+/// else's account, so the hub refuses and writes nothing.
+#[tokio::test]
+async fn a_vanished_account_whose_name_another_holds_is_refused() {
+    use std::sync::{Arc, Mutex};
+    let other =
+        json!({"id": "x-9", "userName": "dave", "externalId": "other-idp-777", "active": true});
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = calls.clone();
+    let server = scim_http::serve(move |req: scim_http::Request| {
+        seen.lock()
+            .expect("test set-up")
+            .push(format!("{} {}", req.method, req.raw_path));
+        if req.method == "GET" && req.raw_path.contains("/Users/u-1") {
+            return Response::json(404, json!({"status": "404"}));
+        }
+        if req.method == "GET" && req.raw_path.ends_with("/Users") {
+            return Response::json(
+                200,
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                       "totalResults": 1, "Resources": [other.clone()]}),
+            );
+        }
+        Response::json(200, other.clone())
+    })
+    .await;
+    let c = connector(&server.url("/scim/v2"), "t", |_| {});
+    let dave = AccountRef::new("dave").with_id("u-1");
+    let group = Entitlement::new("group", "g1");
+    for r in [
+        c.set_enabled(&dave, false).await,
+        c.delete(&dave).await,
+        c.grant(&dave, &group).await,
+        c.revoke(&dave, &group).await,
+    ] {
+        let err = r.expect_err("act on another owner's account");
+        assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+        assert!(err.message.contains("x-9"), "{err}");
+    }
+    assert!(writes(&calls).is_empty(), "{:?}", writes(&calls));
+}
