@@ -253,6 +253,7 @@ pub fn decide(
                 },
                 hold_id: None,
                 new_approvals: Vec::new(),
+                ended_approvals: Vec::new(),
             },
             writes: None,
         };
@@ -352,6 +353,10 @@ pub fn decide(
         .map(|(c, r)| (c.clone(), r.clone()))
         .collect();
     let user = engine_user(i, &d);
+    let ended_approvals = ended_requests
+        .iter()
+        .map(|r: &EndedRequest| r.id.clone())
+        .collect();
     let new_approvals = approvals
         .iter()
         .filter(|a| !a.blocked)
@@ -365,6 +370,7 @@ pub fn decide(
             plan,
             hold_id,
             new_approvals,
+            ended_approvals,
         },
         writes: Some(Writes {
             overrides,

@@ -80,6 +80,9 @@ pub struct PlanOutcome {
     pub plan: Plan,
     pub hold_id: Option<String>,
     pub new_approvals: Vec<String>,
+    /// The approval requests the plan ends: the user's role no longer asks them (what
+    /// `scimhub simulate` shows before a move).
+    pub ended_approvals: Vec<String>,
 }
 
 /// Why a user is being planned.
@@ -185,6 +188,7 @@ impl Engine {
             plan: p.plan,
             hold_id: None,
             new_approvals: Vec::new(),
+            ended_approvals: Vec::new(),
         })
     }
 

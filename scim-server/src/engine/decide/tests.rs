@@ -830,7 +830,16 @@ fn ended_and_asked_with(
     let user = first.writes.expect("writes").user;
     let mut i = inputs(Some(after), Some((user, planned)));
     decided(&mut i);
-    let w = run(&i, &extra).writes.expect("writes");
+    let decision = run(&i, &extra);
+    let w = decision.writes.expect("writes");
+    assert_eq!(
+        decision.outcome.ended_approvals,
+        w.ended_requests
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>(),
+        "the outcome (what simulate shows) names what ends"
+    );
     assert!(
         !w.audit.iter().any(|a| a.action == "approval_ended"),
         "an ended request is audited only once it ended (commit)"
