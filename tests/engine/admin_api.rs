@@ -233,6 +233,7 @@ admin_backends!(
     extension_approval_and_end_date_commit_together,
     extension_mail_quotes_free_text,
     links_act_once_on_their_own_event,
+    a_deactivated_managers_mover_links_no_longer_act,
     forged_links_never_wait_for_the_writer,
     engine_audit_names_the_scim_client,
     hold_decided_by_its_mailed_link,
@@ -797,6 +798,44 @@ fn links_act_once_on_their_own_event(env: Env) {
         "{statuses:?}"
     );
     assert_eq!(link_uses(&env, &bob), 1);
+}
+
+/// The signature only proves who a link was mailed to: once the manager it was mailed to is
+/// deactivated, their acknowledge and extend links are refused (403) whatever the method, and
+/// the legacy access stays as it was.
+fn a_deactivated_managers_mover_links_no_longer_act(env: Env) {
+    use reqwest::Method;
+    let srv = Server::start(&env);
+    let grace = env.create_user(user("grace", "Employee", "Sales", "Manager"));
+    let mut b = user("bob", "Employee", "Engineering", "Engineer");
+    b[ENTERPRISE]["manager"] = json!({"value": grace});
+    let bob = env.create_user(b);
+    env.run();
+    env.patch_user(&bob, |d| d[ENTERPRISE]["department"] = json!("Sales"));
+    env.run();
+    let (ack, ext) = mover_links(&env, &bob, "grace@example.com");
+    env.patch_user(&grace, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    for link in [&ack, &ext] {
+        for m in [Method::GET, Method::POST] {
+            let (s, v, _) = follow(&srv, m, link, true);
+            assert_eq!(s, 403, "{v}");
+            assert!(
+                v["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no longer an active"),
+                "{v}"
+            );
+        }
+    }
+    assert_eq!(link_uses(&env, &bob), 0);
+    env.run();
+    assert_eq!(
+        env.holds("github", "bob"),
+        Some((true, vec!["team:eng".into()]))
+    );
 }
 
 /// A link with a bad signature is refused before any transaction: with the writer busy for

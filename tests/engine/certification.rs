@@ -66,6 +66,7 @@ backends!(policy:
     a_later_campaign_reviews_a_revocation_again,
     an_emergency_grant_in_force_is_reviewed_as_a_grant,
     a_decision_on_a_campaign_cancelled_meanwhile_changes_nothing,
+    links_of_a_reviewer_who_lost_their_standing_no_longer_act,
 );
 backends!(review_policy: a_drift_finding_under_review_opens_a_micro_review);
 backends!(schedule_policy: the_schedule_creates_a_period_s_campaign_once);
@@ -473,6 +474,77 @@ fn delegation_through_the_api_and_certification_through_a_link(env: Env) {
     // The report counts the delegations.
     let r = env.admin.campaign_report(&id).unwrap();
     assert_eq!(r["counts"]["delegated"], 2, "{r}");
+}
+
+/// A reviewer's link checks, when followed, that they may still decide, as the admin API
+/// does: a manager deactivated since, and a security reviewer the policy no longer lists, are
+/// refused (403, opened or followed) and the item stays undecided; listed again, the same
+/// security link acts.
+fn links_of_a_reviewer_who_lost_their_standing_no_longer_act(env: Env) {
+    use scim_server::admin::AdminError;
+    let (grace, _olivia, sec, fay, _bob, dan) = people(&env);
+    let refused = |token: &str, why: &str| {
+        match env.admin.preview_link(token) {
+            Err(AdminError::Forbidden(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let link = env.admin.verify_link(token).unwrap();
+        match env
+            .admin
+            .follow_verified_form(link, Some("still needed".into()), None, None)
+        {
+            Err(AdminError::Forbidden(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    };
+    // Fay's role goes to grace, her manager, who is then deactivated.
+    let apps = create(&env, "Apps", "connector=erp");
+    let fay_ap = items(&env, &apps)
+        .into_iter()
+        .find(|i| i.user_id == fay)
+        .unwrap();
+    assert_eq!(
+        (fay_ap.reviewer.as_str(), fay_ap.reviewer_level.as_str()),
+        (grace.as_str(), "manager")
+    );
+    let [certify, revoke, _] = review_links(&env, &grace, "fay", "role:ap on erp");
+    env.patch_user(&grace, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    refused(&certify, "no longer an active");
+    refused(&revoke, "no longer an active");
+    assert!(now_undecided(&env, &apps, &fay_ap.id));
+    // Dan's channel goes to sec as a security approver; the policy then drops sec.
+    let sales = create(&env, "Sales", "department=Sales");
+    let dan_sales = items(&env, &sales)
+        .into_iter()
+        .find(|i| i.user_id == dan)
+        .unwrap();
+    assert_eq!(
+        (
+            dan_sales.reviewer.as_str(),
+            dan_sales.reviewer_level.as_str()
+        ),
+        (sec.as_str(), "security")
+    );
+    let [certify, _, _] = review_links(
+        &env,
+        &sec,
+        "dan",
+        &format!("{} on slack", label(&dan_sales)),
+    );
+    let before = env.engine.policy.current();
+    let mut dropped = (*before).clone();
+    dropped.approvals.security.clear();
+    env.engine.policy.set(dropped);
+    refused(&certify, "no longer are");
+    assert!(now_undecided(&env, &sales, &dan_sales.id));
+    env.engine.policy.set((*before).clone());
+    let link = env.admin.verify_link(&certify).unwrap();
+    env.admin
+        .follow_verified_form(link, Some("still needed".into()), None, None)
+        .unwrap();
+    assert!(!now_undecided(&env, &sales, &dan_sales.id));
 }
 
 fn label(i: &store::Item) -> String {

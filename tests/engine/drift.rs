@@ -140,6 +140,7 @@ fn orphans_are_disabled_under_fix_and_stay_known(env: Env) {
 
 review_backends!(
     the_manager_keeps_one_grant_and_removes_another,
+    a_deactivated_managers_review_links_no_longer_act,
     admin_api_runs_reconciliation_and_lists_findings,
 );
 
@@ -282,6 +283,42 @@ fn the_manager_keeps_one_grant_and_removes_another(env: Env) {
         vec![k("entitlement_outside", "fay", "group:break-glass")],
         "{later:?}"
     );
+}
+
+/// A review link mailed to a manager who is deactivated since is refused (403) whether kept
+/// or removed, opened or followed: the finding stays open and the grant stays.
+fn a_deactivated_managers_review_links_no_longer_act(env: Env) {
+    use scim_server::admin::AdminError;
+    let grace = env.create_user(user("grace", "Employee", "Sales", "Manager"));
+    let mut f = user("fay", "Employee", "Finance", "Accounts Payable");
+    f[ENTERPRISE]["manager"] = json!({"value": grace});
+    env.create_user(f);
+    env.run();
+    rt().block_on(env.app("erp").grant(
+        &AccountRef::new("fay"),
+        &Entitlement::new("group", "break-glass"),
+    ))
+    .unwrap();
+    assert_eq!(reconcile(&env, "erp", false).reviews, 1);
+    let (keep, remove) = review_links(&env, &grace);
+    env.patch_user(&grace, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    for link in [&keep, &remove] {
+        let refused = |r: Result<_, AdminError>| match r {
+            Err(AdminError::Forbidden(m)) => assert!(m.contains("no longer an active"), "{m}"),
+            other => panic!("{other:?}"),
+        };
+        refused(env.admin.preview_link(link).map(|_| ()));
+        refused(env.admin.follow_link(link).map(|_| ()));
+    }
+    assert_eq!(
+        keys(&findings(&env, "erp", Some("open"))),
+        vec![k("entitlement_outside", "fay", "group:break-glass")]
+    );
+    env.run();
+    let held = env.holds("erp", "fay").unwrap().1;
+    assert!(held.contains(&"group:break-glass".to_string()), "{held:?}");
 }
 
 macro_rules! drift_backends {

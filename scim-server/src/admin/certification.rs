@@ -12,8 +12,8 @@
 use chrono::Duration;
 use serde_json::{json, Value};
 
-use super::authority::Refusal;
-use super::legacy_access::{LinkOutcome, LinkPreview, VerifiedLink};
+use super::authority::{Approver, Refusal};
+use super::legacy_access::{inactive_addressee, LinkOutcome, LinkPreview, VerifiedLink};
 use super::{in_tx, Admin, AdminError, AdminResult};
 use crate::auth::Principal;
 use crate::engine::certification::{self as cert, Decided, Decision};
@@ -332,7 +332,9 @@ impl Admin {
     }
 
     /// The checks of a certification link against the current state: the item is undecided in
-    /// an open campaign, about the link's user, and still addressed to the link's addressee.
+    /// an open campaign, about the link's user, and still addressed to the link's addressee,
+    /// who is still an active user (and, for an item at the security level, still in
+    /// `[approvals] security`) and not the item's subject.
     fn check_cert_link(
         &self,
         c: &mut DbConnection,
@@ -358,6 +360,29 @@ impl Admin {
                 "This item was delegated or escalated to another reviewer since this link was \
                  sent."
                     .into(),
+            )));
+        }
+        // The signature proves who the link was mailed to, not that they may still decide: as
+        // the admin API, refuse someone deactivated since, and a security reviewer the policy
+        // no longer lists.
+        if let Some(e) = inactive_addressee(c, claims)? {
+            return Ok(Err(e));
+        }
+        if item.reviewer_level == "security" {
+            let policy = self.engine.policy.current();
+            let listed = crate::engine::load_user_doc(c, &item.reviewer)?
+                .map(|d| Approver::from_doc(&item.reviewer, &d, "").is_security(&policy))
+                .unwrap_or(false);
+            if !listed {
+                return Ok(Err(AdminError::Forbidden(format!(
+                    "This link was sent to {} as a security approver, which they no longer are.",
+                    claims.to
+                ))));
+            }
+        }
+        if item.user_id == item.reviewer {
+            return Ok(Err(AdminError::Forbidden(
+                "Nobody decides an item about their own access.".into(),
             )));
         }
         Ok(Ok(item))

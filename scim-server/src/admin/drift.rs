@@ -3,12 +3,12 @@
 //! exception until `[drift] review_expiry` from now, which later runs honour; `drift-remove`:
 //! the correction is planned as under `fix`). The links are checked like the mover links
 //! (`legacy_access`): signature and expiry before any transaction, then that the addressee is
-//! still the user's manager, that the finding is still open, and one use per finding.
+//! still the user's manager and active, that the finding is still open, and one use per finding.
 //! Runs themselves are `jobs::reconcile::run` (they call connectors outside any transaction).
 
 use serde_json::{json, Value};
 
-use super::legacy_access::{LinkOutcome, LinkPreview, VerifiedLink};
+use super::legacy_access::{inactive_addressee, LinkOutcome, LinkPreview, VerifiedLink};
 use super::{in_tx, Admin, AdminError, AdminResult};
 use crate::engine::desired::attr_str;
 use crate::engine::drift::Kind;
@@ -57,7 +57,8 @@ impl Admin {
 
 impl Admin {
     /// The checks of a drift review link against the current state: the addressee is still
-    /// the user's manager (and the policy trusts the manager attribute), the finding is still
+    /// the user's manager (and the policy trusts the manager attribute) and an active user, the
+    /// finding is still
     /// open and about that user, and neither link of the finding was used.
     fn check_drift_link(
         &self,
@@ -77,6 +78,9 @@ impl Admin {
                 "This link was sent to {} as the user's manager, which they no longer are.",
                 claims.to
             ))));
+        }
+        if let Some(e) = inactive_addressee(c, claims)? {
+            return Ok(Err(e));
         }
         if approvals::link_used(c, &claims.ev)? {
             return Ok(Err(AdminError::Conflict(

@@ -59,6 +59,22 @@ pub struct VerifiedLink {
 /// The longest a manager may extend a mover's legacy access in one step, in days.
 pub const MAX_LEGACY_EXTENSION_DAYS: i64 = 90;
 
+/// The refusal (403) of a link whose addressee, a directory user (`claims.to` is their id), is
+/// no longer active, or no longer in the directory: the signature only proves who the link was
+/// mailed to, and someone deactivated since decides nothing, as the admin API refuses them.
+pub(super) fn inactive_addressee(
+    c: &mut DbConnection,
+    claims: &links::LinkClaims,
+) -> HubResult<Option<AdminError>> {
+    if crate::engine::certification::active_doc(c, &claims.to)?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(AdminError::Forbidden(format!(
+        "This link was sent to {}, who is no longer an active user; it no longer acts.",
+        claims.to
+    ))))
+}
+
 impl Admin {
     /// Acknowledges (ends now) or extends a mover's legacy access as `actor` (the authenticated
     /// caller), then re-plans. 404 for an unknown user, 409 when no legacy access is open.
@@ -309,8 +325,8 @@ impl Admin {
 
     /// Checks a verified link against the current state, without acting: that its addressee
     /// still holds the role it was sent to them for (403: a manager who is no longer the user's
-    /// manager, or whose manager attribute the policy does not trust; an address no longer on
-    /// the security list), that its event is still the user's latest move (409), that no link
+    /// manager, or whose manager attribute the policy does not trust, or who is no longer an
+    /// active user; an address no longer on the security list), that its event is still the user's latest move (409), that no link
     /// of the event was used (409) and that legacy access is still open (409).
     fn check_link(&self, c: &mut DbConnection, link: &VerifiedLink) -> HubResult<AdminResult<()>> {
         let policy = self.engine.policy.current();
@@ -335,6 +351,12 @@ impl Admin {
                 "This link was sent to {} as the user's {}, which they no longer are.",
                 claims.to, claims.r
             ))));
+        }
+        // A security link is addressed to a mail address, not a directory user.
+        if claims.r == "manager" {
+            if let Some(e) = inactive_addressee(c, claims)? {
+                return Ok(Err(e));
+            }
         }
         if approvals::latest_mover_event(c, &claims.u)?.as_deref() != Some(claims.ev.as_str()) {
             return Ok(Err(AdminError::Conflict(
