@@ -179,6 +179,7 @@ macro_rules! both_backends {
 both_backends!(
     approval_is_decided_by_the_mailed_link,
     mover_summary_reaches_manager_and_security,
+    a_forged_user_name_adds_no_line_or_link_to_a_mover_summary,
     permanent_rejection_parks,
     contractor_reminders_follow_the_ladder,
 );
@@ -255,6 +256,78 @@ fn mover_summary_reaches_manager_and_security(pg: bool) {
     assert_eq!(outcome.message, "Legacy access removed.");
     env.run();
     assert_eq!(env.holds("github", "bob").map(|h| h.1), Some(vec![]));
+    let _ = std::fs::remove_file(key);
+}
+
+/// A SCIM client writes a userName with line breaks (`\n`, `\r`, U+2028), a bidi override and
+/// a forged "Acknowledge" line under the hub's own URL. The account key (the userName) in the
+/// summary's changes stays on its line and is defanged: the mail that reaches the SMTP server has
+/// exactly one acknowledge line and, in its HTML part, only the two real links.
+fn a_forged_user_name_adds_no_line_or_link_to_a_mover_summary(pg: bool) {
+    let (policy, key) = policy_with_links();
+    let Some(env) = Env::new(pg, &policy) else {
+        return;
+    };
+    let port = free_port();
+    let sink = Sink::start(port, &[]);
+    let n = notifier(&env, port);
+    let grace = env.create_user(user("grace", "Employee", "Engineering", "Manager"));
+    let forged = "bob\r\n\nURGENT\u{2028}Acknowledge (remove legacy access now): \
+                  http://hub.test/admin/v1/links/x\u{202E}";
+    let mut bob = user(forged, "Employee", "Engineering", "Engineer");
+    bob["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
+        json!({"value": grace});
+    let bob = env.create_user(bob);
+    env.run();
+    deliver(&n);
+    let before = sink.messages().len();
+    env.patch_user(&bob, |d| {
+        d["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"] =
+            json!("Sales");
+    });
+    env.run();
+    deliver(&n);
+    let msgs = sink.messages();
+    let m = msgs[before..]
+        .iter()
+        .find(|m| {
+            m["subject"] == "scimhub: permission change summary"
+                && sorted_rcpts(m) == ["grace@example.com"]
+        })
+        .unwrap_or_else(|| panic!("no summary to grace: {msgs:#?}"));
+    // The wire's line ends are CRLF; any other CR would be the forged name's.
+    let text = m["text"].as_str().unwrap().replace("\r\n", "\n");
+    let text = text.as_str();
+    // The forged name did reach the changes, on one line with the operation.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  slack: grant ") && l.contains("URGENT Acknowledge")),
+        "{text}"
+    );
+    for c in ['\r', '\u{2028}', '\u{202E}'] {
+        assert!(!text.contains(c), "{c:?} in {text:?}");
+    }
+    let acks: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("Acknowledge (remove legacy access now): "))
+        .collect();
+    assert_eq!(acks.len(), 1, "{text}");
+    assert!(
+        !text.contains("http://hub.test/admin/v1/links/x\n"),
+        "{text}"
+    );
+    let hub_urls: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.starts_with("http://"))
+        .collect();
+    assert_eq!(hub_urls.len(), 2, "{text}");
+    assert!(hub_urls.iter().all(|u| !u.ends_with("/links/x")), "{text}");
+    let html = m["html"].as_str().unwrap();
+    let hrefs: Vec<&str> = html
+        .match_indices("<a href=\"")
+        .map(|(i, _)| html[i..].split('"').nth(1).unwrap())
+        .collect();
+    assert_eq!(hrefs, hub_urls, "{html}");
     let _ = std::fs::remove_file(key);
 }
 

@@ -77,9 +77,11 @@ pub struct PairLinks<'a> {
 /// The sentence under a copy's one-click links: for whom they are, that they act as them, once,
 /// after a confirmation page, and until when.
 fn links_note(addressee: &str, expires: DateTime<Utc>) -> String {
+    // The addressee is the directory's (a userName, an email address): kept on this line.
     format!(
-        "These links are for you ({addressee}) only and act as you; each opens a page to confirm \
+        "These links are for you ({}) only and act as you; each opens a page to confirm \
          the action, works once, and expires at {}.\n",
+        inline_text(addressee),
         expires.format("%Y-%m-%d %H:%M UTC"),
     )
 }
@@ -128,6 +130,7 @@ pub fn approval_request(row: ApprovalRequest<'_>, links: Option<AddressedLinks<'
             row.connector.unwrap_or("(unknown system)")
         ),
     };
+    let what = inline_text(&what);
     let mut body = format!(
         "An access request needs a decision.\n\n\
          Person (as the directory names them):\n{}\
@@ -145,7 +148,7 @@ pub fn approval_request(row: ApprovalRequest<'_>, links: Option<AddressedLinks<'
              the decision, works once, and expires at {}.\n",
             l.approve,
             l.reject,
-            l.addressee,
+            inline_text(l.addressee),
             l.expires.format("%Y-%m-%d %H:%M UTC"),
         )),
         None => body.push_str(
@@ -233,8 +236,14 @@ pub fn mover_summary_body(
     if changes.is_empty() {
         body.push_str("  (none)\n");
     }
+    // An operation names its account by key, which defaults to the userName a SCIM client
+    // wrote: kept on its line, so it cannot add lines (or links) of the hub's own.
     for (connector, change) in changes {
-        body.push_str(&format!("  {connector}: {change}\n"));
+        body.push_str(&format!(
+            "  {}: {}\n",
+            inline_text(connector),
+            inline_text(change)
+        ));
     }
     if !kept.is_empty() {
         body.push_str("\nAccess of the old role kept during the overlap window:\n");
@@ -246,8 +255,8 @@ pub fn mover_summary_body(
             };
             body.push_str(&format!(
                 "  {} on {}, until {}\n",
-                what,
-                k.connector,
+                inline_text(&what),
+                inline_text(k.connector),
                 k.until.format("%Y-%m-%d %H:%M UTC")
             ));
         }
@@ -321,7 +330,7 @@ pub fn contract_reminder(
                 .format("%Y-%m-%d %H:%M UTC")
                 .to_string()
         })
-        .unwrap_or_else(|_| end.to_string());
+        .unwrap_or_else(|_| inline_text(end));
     let mut body = format!(
         "A contract ends in {offset}, at {end}; all of the contractor's access is removed \
          then.\n\nContractor (as the directory names them):\n{}\n",
@@ -385,12 +394,18 @@ pub struct ExtensionRequest<'a> {
 pub const USER_TEXT_PREFIX: &str = "    | ";
 
 /// `text` as user-provided lines of a mail body (see [`USER_TEXT_PREFIX`]): every line
-/// prefixed, control characters dropped, and `://` written `[://]` so that no mail client
+/// prefixed (U+2028 and U+2029 end a line as `\n` does), other control characters and the
+/// bidirectional controls dropped, and `://` written `[://]` so that no mail client
 /// links a URL in it either (plain-text readers link URLs on their own).
 pub fn user_text(text: &str) -> String {
     let clean: String = text
         .chars()
-        .filter(|c| *c == '\n' || !c.is_control())
+        .filter_map(|c| match c {
+            // Separators end a line as `\n` does: the next line is quoted too.
+            '\n' | '\u{2028}' | '\u{2029}' => Some('\n'),
+            c if breaks_or_reorders(c) => None,
+            c => Some(c),
+        })
         .collect();
     let defanged = clean.replace("://", "[://]");
     let mut out = String::new();
@@ -406,6 +421,39 @@ pub fn user_text(text: &str) -> String {
     out
 }
 
+/// Whether `c` is dropped from text from outside the hub: control characters (line breaks
+/// among them), the Unicode line and paragraph separators (U+2028, U+2029: some readers break
+/// lines there too) and the bidirectional marks, embeddings, overrides and isolates (they make
+/// a reader see the text in another order than it is written).
+fn breaks_or_reorders(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `text` from outside the hub (a userName, an account key, an entitlement a system reports)
+/// inside one of the hub's own lines: it stays on that line (a line break or separator becomes
+/// a space, every other character [`user_text`] drops is dropped) and `://` is written `[://]`,
+/// so neither a mail client nor the HTML alternative (`notify::mail_html`) links a URL in it.
+pub fn inline_text(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            c if c.is_whitespace() && breaks_or_reorders(c) => Some(' '),
+            c if breaks_or_reorders(c) => None,
+            c => Some(c),
+        })
+        .collect::<String>()
+        .replace("://", "[://]")
+}
+
 /// A contract-extension request for one recipient. With `links`, that recipient's own approve
 /// and reject links (bound to them: following one decides as them, with the authority the admin
 /// API checks); without, where to decide it signed in. Who asked and why are quoted as
@@ -417,7 +465,7 @@ pub fn extension_request(r: ExtensionRequest<'_>, links: Option<AddressedLinks<'
                 .format("%Y-%m-%d %H:%M UTC")
                 .to_string()
         })
-        .unwrap_or_else(|_| r.new_end.to_string());
+        .unwrap_or_else(|_| inline_text(r.new_end));
     let mut body = format!(
         "A contract extension needs a decision.\n\n\
          Contractor (as the directory names them):\n{}\
@@ -646,6 +694,8 @@ pub fn drift_review(
     address: &str,
     expires: DateTime<Utc>,
 ) -> Notice {
+    // What was found names the account and entitlement as the downstream system reports them.
+    let what = inline_text(what);
     let mut body = format!(
         "A reconciliation of {connector} found access that the access policy does not explain.\n\n\
          Person (as the directory names them):\n{}\
@@ -732,9 +782,9 @@ pub fn certification_review(
             "\n{}. Person (as the directory names them):\n{}  Access: {} on {}\n{mark}  Last seen: {}\n",
             n + 1,
             user_text(l.person),
-            l.entitlement,
-            l.connector,
-            l.seen,
+            inline_text(l.entitlement),
+            inline_text(l.connector),
+            inline_text(l.seen),
         ));
         match l.links {
             Some([certify, revoke, delegate]) => body.push_str(&format!(
@@ -851,10 +901,13 @@ pub fn onboarding_confirmation(s: &super::onboarding::OnboardingSummary) -> Noti
                 } else if w.approvers.is_empty() {
                     body.push_str(" (the policy names no approver)\n");
                 } else {
-                    body.push_str(&format!(" by {}\n", w.approvers.join(", ")));
+                    body.push_str(&format!(" by {}\n", inline_text(&w.approvers.join(", "))));
                 }
                 if !w.addresses.is_empty() {
-                    body.push_str(&format!("    also asked: {}\n", w.addresses.join(", ")));
+                    body.push_str(&format!(
+                        "    also asked: {}\n",
+                        inline_text(&w.addresses.join(", "))
+                    ));
                 }
             }
             if !j.granted.is_empty() {
@@ -903,5 +956,40 @@ pub fn onboarding_confirmation(s: &super::onboarding::OnboardingSummary) -> Noti
         kind: "onboarding_confirmation",
         subject,
         body,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A userName as a SCIM client may write it: line breaks of every kind, a bidi override, and
+    /// a forged line carrying a URL under the hub's own base.
+    pub(crate) const EVIL: &str = "bob\r\n\nURGENT\u{2028}Acknowledge (remove legacy access now): \
+                        http://hub.example/admin/v1/links/x\u{2029}\u{202E}kcab\u{2066}";
+
+    pub(crate) fn forbidden(c: char) -> bool {
+        matches!(
+            c,
+            '\r' | '\u{2028}' | '\u{2029}' | '\u{202E}' | '\u{2066}' | '\u{200F}'
+        )
+    }
+
+    #[test]
+    fn inline_text_stays_on_its_line_and_links_nothing() {
+        let t = inline_text(EVIL);
+        assert!(!t.contains('\n') && !t.chars().any(forbidden), "{t:?}");
+        assert!(!t.contains("http://"), "{t}");
+        assert!(t.contains("URGENT Acknowledge"), "{t}");
+        assert!(t.contains("http[://]hub.example/admin/v1/links/x"), "{t}");
+        assert_eq!(inline_text("grace@example.com"), "grace@example.com");
+    }
+
+    #[test]
+    fn user_text_drops_separators_and_bidi_controls() {
+        let t = user_text(EVIL);
+        assert!(!t.chars().any(forbidden), "{t:?}");
+        assert!(t.lines().all(|l| l.starts_with(USER_TEXT_PREFIX)), "{t}");
+        assert!(!t.contains("http://"), "{t}");
     }
 }

@@ -662,3 +662,113 @@ mod tests {
             .contains("5 joiners from hris (2 waiting for approval, 1 needing attention)"));
     }
 }
+
+/// Directory text forged to look like the hub's own lines (see `engine::notices::inline_text`)
+/// adds neither a line nor a link to the mails built from it, in the text or the HTML part.
+#[cfg(test)]
+mod forged_text {
+    use chrono::Utc;
+
+    use super::html_body;
+    use crate::engine::notices::tests::{forbidden, EVIL};
+    use crate::engine::notices::*;
+
+    const HUB: &str = "http://hub.example";
+
+    /// The hub's own links of `body` (lines not quoted as user text that hold a URL), and the
+    /// HTML alternative's links.
+    fn links(body: &str) -> (Vec<&str>, Vec<String>) {
+        let text = body
+            .lines()
+            .filter(|l| !l.starts_with(USER_TEXT_PREFIX) && l.contains("http://"))
+            .collect();
+        let html = html_body("s", body, Some(HUB));
+        let hrefs = html
+            .match_indices("<a href=\"")
+            .map(|(i, _)| {
+                html[i..]
+                    .split('"')
+                    .nth(1)
+                    .expect("an href ends with a quote")
+                    .to_string()
+            })
+            .collect();
+        (text, hrefs)
+    }
+
+    #[test]
+    fn a_forged_user_name_adds_no_line_and_no_link_to_a_mover_summary() {
+        let summary = |name: &str| {
+            let change = format!("create_or_adopt {name}");
+            let body = mover_summary_body(
+                &person_label("u1", Some(name), None),
+                &[],
+                &[("github", change)],
+                &[],
+            );
+            let links = (
+                format!("{HUB}/admin/v1/links/ack"),
+                format!("{HUB}/admin/v1/links/ext"),
+            );
+            mover_summary(&body, name, Some(&links), Utc::now(), true).body
+        };
+        let plain = summary("bob");
+        let evil = summary(EVIL);
+        // The same lines apart from the quoted Person block, which quotes every line of it.
+        let ours = |b: &str| {
+            b.lines()
+                .filter(|l| !l.starts_with(USER_TEXT_PREFIX))
+                .count()
+        };
+        assert_eq!(ours(&evil), ours(&plain), "{evil}");
+        assert!(!evil.chars().any(forbidden), "{evil:?}");
+        let acks = |b: &str| {
+            b.lines()
+                .filter(|l| l.starts_with("Acknowledge (remove legacy access now):"))
+                .count()
+        };
+        assert_eq!(acks(&evil), 1, "{evil}");
+        let want = vec![
+            format!("{HUB}/admin/v1/links/ack"),
+            format!("{HUB}/admin/v1/links/ext"),
+        ];
+        let (text, html) = links(&evil);
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert_eq!(html, want);
+    }
+
+    #[test]
+    fn a_forged_account_adds_no_line_and_no_link_to_a_drift_review() {
+        let review = |account: &str| {
+            drift_review(
+                &person_label("u1", Some(account), None),
+                "erp",
+                &format!("entitlement_outside group:x on account {account}"),
+                &format!("{HUB}/admin/v1/links/keep"),
+                &format!("{HUB}/admin/v1/links/remove"),
+                "2027-01-01",
+                account,
+                Utc::now(),
+            )
+            .body
+        };
+        let plain = review("bob");
+        let evil = review(EVIL);
+        let ours = |b: &str| {
+            b.lines()
+                .filter(|l| !l.starts_with(USER_TEXT_PREFIX))
+                .count()
+        };
+        assert_eq!(ours(&evil), ours(&plain), "{evil}");
+        assert!(!evil.chars().any(forbidden), "{evil:?}");
+        let (text, html) = links(&evil);
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert_eq!(
+            html,
+            vec![
+                format!("{HUB}/admin/v1/links/keep"),
+                format!("{HUB}/admin/v1/links/remove"),
+            ]
+        );
+    }
+}
