@@ -520,6 +520,27 @@ fn report_routes_answer_json_and_html(env: Env) {
     assert_eq!(s, 400);
     let (s, _) = srv.get("/reports/period?from=2025-03-04&to=2025-03-01");
     assert_eq!(s, 400);
+    // A period to the end of 9999 counts what a shorter one does (as text, a bound in year
+    // 10000 sorted before every stored time and the report counted nothing); year 0000 is
+    // refused.
+    let events = |v: &Value| {
+        v["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "events")
+            .unwrap()["data"]["total"]
+            .as_i64()
+            .unwrap()
+    };
+    let (s, v) = srv.get("/reports/period?from=2025-03-03&to=2025-03-04");
+    assert_eq!(s, 200, "{v}");
+    let (s, all) = srv.get("/reports/period?from=2025-03-03&to=9999-12-31");
+    assert_eq!(s, 200, "{all}");
+    assert!(events(&v) > 0, "{v}");
+    assert_eq!(events(&all), events(&v), "{all}");
+    let (s, _) = srv.get("/reports/period?from=0000-01-01&to=9999-12-31");
+    assert_eq!(s, 400);
     let (s, v) = srv.get("/reports/contractor/ann");
     assert_eq!(s, 200, "{v}");
     validate("report-contractor.schema.json", &v);

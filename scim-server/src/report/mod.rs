@@ -23,7 +23,7 @@ pub mod html;
 pub mod period;
 pub mod termination;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -126,26 +126,50 @@ fn snapshot<T>(
     out.unwrap_or_else(|| Err(ReportError::Render("no result".into())))
 }
 
-/// A period bound: `YYYY-MM-DD` (a UTC day: `from` its start, `to` the end of it, so both days
-/// are in the period) or an RFC 3339 time (taken as given; `to` exclusive).
-pub fn parse_bound(s: &str, end: bool, name: &str) -> ReportResult<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-        ReportError::Invalid(format!(
-            "{name}: {s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"
-        ))
-    })?;
-    let d = if end {
-        d.succ_opt()
-            .ok_or_else(|| ReportError::Invalid(format!("{name}: {s:?} is out of range")))?
-    } else {
-        d
-    };
-    Ok(d.and_hms_opt(0, 0, 0)
+/// The latest time the store can hold (RFC 3339 text with a four-digit year).
+fn last_stored_time() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 999_999))
         .map(|t| t.and_utc())
-        .unwrap_or_default())
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A period bound: `YYYY-MM-DD` (a UTC day: `from` its start, `to` the end of it, so both days
+/// are in the period) or an RFC 3339 time (taken as given; `to` exclusive). Years 0001 to 9999
+/// only (400 otherwise): the store compares times as text, where `+10000-01-01` sorts before
+/// `2026-…`, so a period ending in year 10000 counted nothing. The end of the day `9999-12-31`
+/// is therefore the last time the store can hold.
+pub fn parse_bound(s: &str, end: bool, name: &str) -> ReportResult<DateTime<Utc>> {
+    let out_of_range = || {
+        ReportError::Invalid(format!(
+            "{name}: {s:?} is out of range (years 0001 to 9999)"
+        ))
+    };
+    let t = match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => {
+            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+                ReportError::Invalid(format!(
+                    "{name}: {s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"
+                ))
+            })?;
+            if !(1..=9999).contains(&d.year()) {
+                return Err(out_of_range());
+            }
+            let d = match d.succ_opt() {
+                Some(next) if end && next.year() <= 9999 => next,
+                _ if end => return Ok(last_stored_time()),
+                _ => d,
+            };
+            d.and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc())
+                .unwrap_or_default()
+        }
+    };
+    if !(1..=9999).contains(&t.year()) {
+        return Err(out_of_range());
+    }
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -166,5 +190,34 @@ mod tests {
             parse_bound("30/11/2026", false, "from"),
             Err(ReportError::Invalid(_))
         ));
+    }
+
+    /// Bounds outside years 0001 to 9999 are refused: as text, `+10000-01-01` sorted before
+    /// every stored time and a period up to it counted nothing. The end of 9999-12-31 is the
+    /// last time the store can hold.
+    #[test]
+    fn years_outside_0001_to_9999_are_refused() {
+        let last = parse_bound("9999-12-31", true, "to").unwrap();
+        assert!(
+            last.to_rfc3339().starts_with("9999-12-31T23:59:59"),
+            "{last}"
+        );
+        assert!(last > Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap());
+        for (s, end) in [
+            ("0000-01-01", false),
+            ("0000-12-31", true),
+            ("10000-01-01", false),
+            ("0000-06-01T00:00:00Z", false),
+            ("9999-12-31T23:00:00-05:00", true),
+        ] {
+            assert!(
+                matches!(parse_bound(s, end, "b"), Err(ReportError::Invalid(_))),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            parse_bound("0001-01-01", false, "from").unwrap(),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap()
+        );
     }
 }
