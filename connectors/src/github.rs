@@ -325,7 +325,7 @@ impl GitHubConnector {
     }
 
     fn membership_path(&self, org: &str, user: &str) -> Result<String, ConnectorError> {
-        let user = self.seg("login", user, is_login)?;
+        let user = self.seg("login", user, is_user_login)?;
         self.org_path(org, &format!("/memberships/{user}"))
     }
 
@@ -336,7 +336,7 @@ impl GitHubConnector {
         user: &str,
     ) -> Result<String, ConnectorError> {
         let slug = self.seg("team slug", slug, is_slug)?;
-        let user = self.seg("login", user, is_login)?;
+        let user = self.seg("login", user, is_user_login)?;
         self.org_path(org, &format!("/teams/{slug}/memberships/{user}"))
     }
 
@@ -726,6 +726,17 @@ fn is_login(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// A user's login: an organisation-style login, or an Enterprise Managed User's
+/// `handle_shortcode` (the enterprise's short code after an underscore): ASCII letters, digits,
+/// `-` and `_`, not starting with either; never `.`, `/` or `%`, which would move the request
+/// path.
+fn is_user_login(s: &str) -> bool {
+    (1..=100).contains(&s.len())
+        && !s.starts_with(['-', '_'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A team slug: what GitHub derives from a team name, ASCII letters, digits, `-` and `_`.
 fn is_slug(s: &str) -> bool {
     !s.is_empty()
@@ -793,6 +804,23 @@ mod tests {
             &"a".repeat(40),
         ] {
             assert!(!is_login(bad), "{bad}");
+        }
+        // Users of an Enterprise Managed Users org log in as `handle_shortcode`.
+        for ok in ["jdoe", "j_doe", "jdoe_acme", "J-Doe_acme", &"a".repeat(100)] {
+            assert!(is_user_login(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "_jdoe",
+            "-jdoe",
+            "j.doe",
+            "a/b",
+            "a%2F",
+            &"a".repeat(101),
+        ] {
+            assert!(!is_user_login(bad), "{bad}");
         }
         for ok in ["eng", "on-call", "data_eng", "Eng2"] {
             assert!(is_slug(ok), "{ok}");

@@ -2074,6 +2074,15 @@ fn extension_asked_from_the_sponsors_reminder_link(env: Env) {
         );
     });
     env.run();
+    // The sponsor deactivated meanwhile: refused, and nothing spent.
+    env.patch_user(&sponsor, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    assert_error(post(&ask, "end=2025-05-31&reason=more+work"), 403);
+    env.patch_user(&sponsor, |d| {
+        d.insert("active".into(), json!(true));
+    });
+    env.run();
     let (s, done) = post(&ask, "end=2025-05-31&reason=more+work");
     assert_eq!(s, 200, "{done}");
     let (_, pending) = srv.get("/approvals?status=pending");

@@ -401,3 +401,60 @@ fn deleting_a_user_is_for_the_owner_of_active_or_scim_delete(env: Env) {
         );
     }
 }
+
+/// With one-click links configured, `emails` is where a person's links are mailed: like the
+/// manager, an owned address cannot be filled by another client even while it is empty (else
+/// a scim:write client could give an approver created without one its own address). Without
+/// links it is an ordinary owned attribute, which another client may fill while empty.
+fn an_owned_email_is_not_filled_by_another_client_when_links_are_mailed(links: bool, pg: bool) {
+    let key = std::env::temp_dir().join(super::unique("scimhub-sources-link-key"));
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef").unwrap();
+    let mut text = policy();
+    if links {
+        text = text.replace(
+            "[notify]\n",
+            &format!(
+                "[notify]\nlink_secret = {{ file = {:?} }}\n",
+                key.display().to_string()
+            ),
+        );
+    }
+    let Some(env) = Env::new(pg, &text) else {
+        return;
+    };
+    let srv = Server::start(&env);
+    let c = clients(&srv);
+    let (s, created) = srv.scim_as(&c.okta, Method::POST, "/Users", ada());
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (s, v) = srv.scim_as(
+        &c.okta,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "add", "path": "emails",
+                      "value": [{"value": "okta@evil.example", "primary": true}]}])),
+    );
+    assert_eq!(s, 200, "{v}");
+    let stored = get(&srv, &id);
+    assert_eq!(stored.get("emails").is_some(), !links, "{stored}");
+    let _ = std::fs::remove_file(key);
+}
+
+mod owned_email {
+    #[test]
+    fn sqlite() {
+        for links in [true, false] {
+            super::an_owned_email_is_not_filled_by_another_client_when_links_are_mailed(
+                links, false,
+            );
+        }
+    }
+    #[test]
+    fn postgres() {
+        for links in [true, false] {
+            super::an_owned_email_is_not_filled_by_another_client_when_links_are_mailed(
+                links, true,
+            );
+        }
+    }
+}

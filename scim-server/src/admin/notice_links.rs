@@ -190,7 +190,7 @@ struct AskCheck {
 
 impl Admin {
     /// Checks an extension-ask link against the current state: the policy still trusts the
-    /// sponsor attribute and it still names the addressee (403), the user is still a contractor
+    /// sponsor attribute and it still names the addressee, an active user (403), the user is still a contractor
     /// whose contract ends when the link says (409: an extension moved it), and no link of that
     /// contract end was used (409).
     fn check_extension_ask(&self, link: &VerifiedLink) -> AdminResult<AskCheck> {
@@ -200,7 +200,8 @@ impl Admin {
             Ok((
                 load_user_doc(cx, &c.u)?,
                 crate::store::engine_state::get_user(cx, &c.u)?.map(|u| u.facts),
-                load_user_doc(cx, &c.to)?,
+                // A sponsor deactivated since decides nothing (as every link's addressee).
+                crate::engine::certification::active_doc(cx, &c.to)?,
                 crate::store::approvals::link_used(cx, &c.ev)?,
             ))
         })?;

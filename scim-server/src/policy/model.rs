@@ -697,12 +697,23 @@ impl Policy {
             .map(|s| s.client.as_str())
     }
 
-    /// Whether `path` (an owned attribute) covers the manager or sponsor attribute.
+    /// Whether `path` (an owned attribute) covers the manager or sponsor attribute, or, with
+    /// one-click links configured, `emails`: the address a person's links are mailed to, which
+    /// another client filling it while empty could point at itself.
     pub fn is_authority_attribute(&self, path: &AttrPath) -> bool {
-        [&self.approvals.manager_path, &self.approvals.sponsor_path]
+        let emails = self
+            .notify
+            .link_secret
+            .as_ref()
+            .and_then(|_| scim_schema::filter::parse_attr_path("emails").ok());
+        let covers = [&self.approvals.manager_path, &self.approvals.sponsor_path]
             .into_iter()
             .flatten()
-            .any(|p| super::attrs::owned_paths_overlap(p, path))
+            .any(|p| super::attrs::owned_paths_overlap(p, path));
+        covers
+            || emails
+                .as_ref()
+                .is_some_and(|p| super::attrs::owned_paths_overlap(p, path))
     }
 
     /// Whether an authority attribute (manager, sponsor) may give authority: a `[[source]]`
@@ -738,7 +749,7 @@ impl Policy {
     }
 
     /// Whether a person's own email (their User's primary `emails`) may receive one-click links:
-    /// a `[[source]]` owns the address (`emails` or `emails.value`), or the policy trusts
+    /// a `[[source]]` owns the address (`emails`), or the policy trusts
     /// unowned attributes. Otherwise any `scim:write` client could set an approver's, manager's,
     /// sponsor's or reviewer's address to its own and act as them with the links mailed there.
     pub fn person_email_trusted(&self) -> bool {
