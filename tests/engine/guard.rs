@@ -210,10 +210,7 @@ fn large_group_change_planned_in_batches_resumes_after_a_crash(env: Env) {
 
 fn rehire_during_overlap_starts_from_the_new_role(env: Env) {
     let mia = env.create_user(user("mia", "Employee", "Sales", "Manager"));
-    let mut r = user("rita", "Employee", "Engineering", "Engineer");
-    r["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
-        json!({"value": mia});
-    let rita = env.create_user(r);
+    let rita = env.create_report(user("rita", "Employee", "Engineering", "Engineer"), &mia);
     let pending = env.admin.approvals(Some("pending")).unwrap();
     assert_eq!(pending.len(), 1);
     env.admin

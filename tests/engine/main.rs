@@ -156,6 +156,13 @@ impl Env {
         self.store.create(ResourceKind::User, doc, None).unwrap().id
     }
 
+    /// Creates `doc` as reporting to the user `manager` (the enterprise `manager.value`).
+    pub fn create_report(&self, mut doc: Value, manager: &str) -> String {
+        doc["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
+            json!({"value": manager});
+        self.create_user(doc)
+    }
+
     pub fn patch_user(&self, id: &str, f: impl Fn(&mut Doc)) {
         self.store
             .update_with(ResourceKind::User, id, None, None, |mut d| {
@@ -312,10 +319,7 @@ backends!(
 
 fn joiner_with_and_without_approval(env: Env) {
     let mia = env.create_user(user("mia", "Employee", "Sales", "Manager"));
-    let mut a = user("ada", "Employee", "Engineering", "Engineer");
-    a["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
-        json!({"value": mia});
-    let ada = env.create_user(a);
+    let ada = env.create_report(user("ada", "Employee", "Engineering", "Engineer"), &mia);
     assert_eq!(env.events(&ada), vec!["joiner"]);
     env.run();
     assert_eq!(
@@ -368,10 +372,7 @@ fn joiner_with_and_without_approval(env: Env) {
 /// instead of restoring the access unasked.
 fn an_approval_ends_with_the_role(env: Env) {
     let mia = env.create_user(user("mia", "Employee", "Sales", "Manager"));
-    let mut a = user("ada", "Employee", "Engineering", "Engineer");
-    a["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] =
-        json!({"value": mia});
-    let ada = env.create_user(a);
+    let ada = env.create_report(user("ada", "Employee", "Engineering", "Engineer"), &mia);
     env.run();
     let pending = env.admin.approvals(Some("pending")).unwrap();
     assert_eq!(pending.len(), 1);

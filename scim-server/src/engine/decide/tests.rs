@@ -698,24 +698,34 @@ fn the_blast_radius_check_is_needed_only_for_deprovisioning_that_does_something(
     assert!(mover.needs_links());
 }
 
-/// Two profiles grant the same entitlement, one behind the manager and one behind security:
-/// only an approval at the stricter level (or by security) grants it, to a joiner and to a
-/// mover alike, and a pending request at the weaker level does not stand in for it.
-#[test]
-fn an_approval_counts_only_at_the_level_the_policy_asks() {
+/// The test policy with an `sre` profile granting the org admin role behind security (the
+/// engineering profile grants it behind the manager).
+fn sre_policy() -> Arc<Policy> {
     let text = format!(
         "{POLICY}\n[[profile]]\nname = \"sre\"\nmatch = 'department eq \"Engineering\" and title co \"Reliability\"'\n\
          grants = [{{ connector = \"github\", kind = \"org\", id = \"acme\", role = \"admin\", approval = \"security\" }}]\n\
          \n[approvals]\nsecurity = [\"sam\"]\n"
     );
-    let strict = Arc::new(Policy::parse(&text, "levels.toml").expect("policy with sre"));
-    let sre = person(
+    Arc::new(Policy::parse(&text, "levels.toml").expect("policy with sre"))
+}
+
+/// An engineer the `sre` profile matches.
+fn sre() -> Doc {
+    person(
         "ann",
         "Employee",
         "Engineering",
         "Site Reliability Engineer",
         json!({}),
-    );
+    )
+}
+
+/// Two profiles grant the same entitlement, one behind the manager and one behind security:
+/// only an approval at the stricter level (or by security) grants it, to a joiner and to a
+/// mover alike, and a pending request at the weaker level does not stand in for it.
+#[test]
+fn an_approval_counts_only_at_the_level_the_policy_asks() {
+    let (strict, sre) = (sre_policy(), sre());
     let with = |doc: &Doc, level: Option<Approval>, rows: Vec<ApprovalRow>| {
         let mut i = inputs(Some(doc), None);
         i.policy = strict.clone();
@@ -985,19 +995,7 @@ fn a_held_or_staged_move_ends_no_approval() {
 /// a pending manager-level request both end, and security is asked.
 #[test]
 fn a_stricter_role_ends_the_weaker_approval_and_asks_again() {
-    let text = format!(
-        "{POLICY}\n[[profile]]\nname = \"sre\"\nmatch = 'department eq \"Engineering\" and title co \"Reliability\"'\n\
-         grants = [{{ connector = \"github\", kind = \"org\", id = \"acme\", role = \"admin\", approval = \"security\" }}]\n\
-         \n[approvals]\nsecurity = [\"sam\"]\n"
-    );
-    let strict = Arc::new(Policy::parse(&text, "levels.toml").expect("policy with sre"));
-    let sre = person(
-        "ann",
-        "Employee",
-        "Engineering",
-        "Site Reliability Engineer",
-        json!({}),
-    );
+    let (strict, sre) = (sre_policy(), sre());
     let (ended, asked) = ended_and_asked(
         Some(strict.clone()),
         &engineer(),
