@@ -578,12 +578,17 @@ pub fn incident(i: IncidentNotice<'_>, links: Option<PairLinks<'_>>) -> Notice {
     }
 }
 
-/// Text from outside the hub (a reason, a userName) as it goes into a chat message: control
-/// characters dropped and `://` written `[://]` (as in [`user_text`]), so no chat client turns
-/// it into a link.
+/// Text from outside the hub (a reason, a userName) as it goes into a chat message: line
+/// breaks kept as `\n` (a Unicode line or paragraph separator becomes one), other control and
+/// bidi characters dropped, and `://` written `[://]` (as in [`user_text`]), so no chat client
+/// turns it into a link or shows it reordered.
 fn chat_text(text: &str) -> String {
     text.chars()
-        .filter(|c| *c == '\n' || !c.is_control())
+        .filter_map(|c| match c {
+            '\n' | '\u{2028}' | '\u{2029}' => Some('\n'),
+            c if breaks_or_reorders(c) => None,
+            c => Some(c),
+        })
         .collect::<String>()
         .replace("://", "[://]")
 }
@@ -983,6 +988,14 @@ pub(crate) mod tests {
         assert!(t.contains("URGENT Acknowledge"), "{t}");
         assert!(t.contains("http[://]hub.example/admin/v1/links/x"), "{t}");
         assert_eq!(inline_text("grace@example.com"), "grace@example.com");
+    }
+
+    #[test]
+    fn chat_text_keeps_lines_and_drops_bidi_controls() {
+        assert_eq!(
+            chat_text("a\u{2028}b\r\n\u{202E}c\u{2066}d http://x"),
+            "a\nb\ncd http[://]x"
+        );
     }
 
     #[test]
