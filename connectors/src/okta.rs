@@ -252,6 +252,10 @@ fn id_of(v: &Value) -> Option<String> {
 }
 
 /// The `after` cursor of the `rel="next"` link in Okta's `Link` headers.
+/// The most groups of one user the connector reads (Okta's own limits are far below it): past
+/// it the listing is refused rather than read on without end.
+const MAX_GROUPS_OF_USER: usize = 100_000;
+
 fn next_cursor(resp: &HttpResponse) -> Option<String> {
     for value in resp.headers.get_all("link") {
         let Ok(value) = value.to_str() else { continue };
@@ -590,6 +594,23 @@ impl OktaConnector {
                 }
             }
             match next_cursor(&resp) {
+                // A cursor that does not move (a broken proxy, a hostile endpoint) would hold
+                // this worker and grow the list forever: an error instead.
+                Some(a) if after.as_deref() == Some(a.as_str()) => {
+                    return Err(self.http.error(
+                        ErrorKind::Permanent,
+                        format!("GET /users/{uid}/groups: the next page repeats cursor {a:?}"),
+                    ));
+                }
+                Some(_) if out.len() > MAX_GROUPS_OF_USER => {
+                    return Err(self.http.error(
+                        ErrorKind::Permanent,
+                        format!(
+                            "GET /users/{uid}/groups: more than {MAX_GROUPS_OF_USER} groups; \
+                             not reading further"
+                        ),
+                    ));
+                }
                 Some(a) => after = Some(a),
                 None => break,
             }

@@ -409,3 +409,35 @@ async fn okta_lookups_that_resolve_to_another_user_are_refused() {
         .expect("same login");
     assert_eq!(fake.user(&ceo).expect("user").status, "SUSPENDED");
 }
+
+/// An endpoint whose group listing answers every page with the same `next` cursor does not
+/// hold the worker forever: the read fails (permanently) once the cursor repeats.
+#[tokio::test]
+async fn a_group_listing_whose_cursor_never_moves_is_an_error() {
+    let server = scim_http::serve(|req: scim_http::Request| {
+        if req.raw_path.ends_with("/groups") {
+            return scim_http::Response::json(200, json!([])).with_header(
+                "Link",
+                "<http://127.0.0.1/api/v1/users/00u1/groups?after=same&limit=200>; rel=\"next\"",
+            );
+        }
+        scim_http::Response::json(
+            200,
+            json!({"id": "00u1", "status": "ACTIVE",
+                   "profile": {"login": "jdoe@example.com", "email": "jdoe@example.com"}}),
+        )
+    })
+    .await;
+    let mut settings = OktaSettings::new(server.url(""));
+    settings.timeout_ms = 5_000;
+    let c = OktaConnector::new("okta", settings, Secret::new(okta_fake::TOKEN)).expect("c");
+    let err = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.read(&AccountRef::new("jdoe@example.com")),
+    )
+    .await
+    .expect("the listing ends")
+    .expect_err("a cursor that never moves");
+    assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+    assert!(err.message.contains("repeats cursor"), "{err}");
+}
