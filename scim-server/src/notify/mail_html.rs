@@ -714,6 +714,10 @@ mod forged_text {
         };
         let plain = summary("bob");
         let evil = summary(EVIL);
+        super::tests::artifact(
+            "mover_summary_forged_name",
+            &html_body("Mover summary", &evil, Some(HUB)),
+        );
         // The same lines apart from the quoted Person block, which quotes every line of it.
         let ours = |b: &str| {
             b.lines()
