@@ -1109,8 +1109,29 @@ impl LdapConnector {
             b"userAccountControl".to_vec(),
             set([uac.to_string().into_bytes()]),
         ));
-        self.add_entry(&dn, attrs).await?;
-        Ok(dn)
+        // Two people may share a display name, but a CN is unique in its container (result 68,
+        // entryAlreadyExists): the second is named `<display> (<sAMAccountName>)`, which the
+        // domain-unique sAMAccountName keeps unique. (The caller found no entry of this
+        // sAMAccountName, so the one holding the CN is someone else's.)
+        let d = dn.clone();
+        let first_try = attrs.clone();
+        let (rc, text) = self
+            .write_rc("add", |mut l| async move { l.add(&d, first_try).await })
+            .await?;
+        match rc {
+            0 => Ok(dn),
+            68 if display != key.as_str() => {
+                let dn = format!(
+                    "CN={} ({}),{}",
+                    dn_escape(display),
+                    dn_escape(key),
+                    self.cfg.users_dn
+                );
+                self.add_entry(&dn, attrs).await?;
+                Ok(dn)
+            }
+            _ => Err(self.rc_err("add", rc, &text)),
+        }
     }
 
     /// This hub's owner mark, for a new entry.

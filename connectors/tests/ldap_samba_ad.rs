@@ -128,6 +128,25 @@ async fn ad_lifecycle_against_samba_dc() {
         0,
         "the user can sign in"
     );
+    // A second Jane Doe: the CN is taken, so she is named after her sAMAccountName too.
+    let jdoe3 = c
+        .create_or_adopt(&spec("jdoe3", "Jane", "Doe"))
+        .await
+        .expect("a second person with the same display name");
+    assert_eq!(
+        jdoe3.id.as_deref(),
+        Some("CN=Jane Doe (jdoe3),OU=People,DC=example,DC=com")
+    );
+    let st2 = c.read(&jdoe3).await.unwrap().expect("exists");
+    assert!(st2.enabled);
+    assert_eq!(st2.attributes["userPrincipalName"], "jdoe3@example.com");
+    assert_eq!(
+        c.create_or_adopt(&spec("jdoe3", "Jane", "Doe"))
+            .await
+            .unwrap(),
+        jdoe3,
+        "found again by sAMAccountName"
+    );
 
     // adopt: again, and an account made outside scimhub, disabled and unowned, inside OU=People
     // (converged, marked and enabled: the hub records adopted accounts as enabled)
