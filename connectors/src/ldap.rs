@@ -978,6 +978,29 @@ impl LdapConnector {
                 l.modifydn(&dn, &r2, true, Some(&p)).await
             })
             .await?;
+        // Another leaver with the same CN is there already (result 68): this one moves in
+        // under `<cn> (<account name>)`, as a second account with a taken CN is created.
+        let unique = first(entry, "sAMAccountName").or_else(|| first(entry, "uid"));
+        let named_by_cn = rdn
+            .split_once('=')
+            .is_some_and(|(a, _)| a.trim().eq_ignore_ascii_case("cn"));
+        if let (68, Some(unique), true) = (rc, unique, named_by_cn) {
+            let rdn = format!(
+                "CN={} ({})",
+                dn_escape(rdn_value(&entry.dn)),
+                dn_escape(&unique)
+            );
+            let (dn, p, r2) = (entry.dn.clone(), parent.to_owned(), rdn.clone());
+            let (rc, text) = self
+                .write_rc("move", |mut l| async move {
+                    l.modifydn(&dn, &r2, true, Some(&p)).await
+                })
+                .await?;
+            if rc != 0 {
+                return Err(self.rc_err("move", rc, &text));
+            }
+            return Ok(format!("{rdn},{parent}"));
+        }
         if rc != 0 {
             return Err(self.rc_err("move", rc, &text));
         }

@@ -260,6 +260,23 @@ async fn ad_lifecycle_against_samba_dc() {
         Some("CN=Jane Doe,OU=Leavers,DC=example,DC=com")
     );
     c.delete(&jdoe).await.expect("leave again");
+    // Another Jane Doe (the name is free in OU=People again) leaves too: the leavers OU has a
+    // CN=Jane Doe already, so she moves in under her sAMAccountName.
+    let jdoe4 = c
+        .create_or_adopt(&spec("jdoe4", "Jane", "Doe"))
+        .await
+        .expect("create");
+    assert_eq!(
+        jdoe4.id.as_deref(),
+        Some("CN=Jane Doe,OU=People,DC=example,DC=com")
+    );
+    c.delete(&jdoe4).await.expect("leave into a taken CN");
+    let st4 = c.read(&jdoe4).await.unwrap().expect("kept in leavers");
+    assert!(!st4.enabled);
+    assert_eq!(
+        st4.account.id.as_deref(),
+        Some("CN=Jane Doe (jdoe4),OU=Leavers,DC=example,DC=com")
+    );
 
     // delete mode removes the object; again is success
     let del = LdapConnector::new(config(&ca, LdapTls::Ldaps, AdLeave::Delete)).unwrap();
