@@ -971,13 +971,7 @@ impl LdapConnector {
             ));
         };
         let rdn = rdn.to_owned();
-        let (dn, p) = (entry.dn.clone(), parent.to_owned());
-        let r2 = rdn.clone();
-        let (rc, text) = self
-            .write_rc("move", |mut l| async move {
-                l.modifydn(&dn, &r2, true, Some(&p)).await
-            })
-            .await?;
+        let (rc, text) = self.move_rc(&entry.dn, &rdn, parent).await?;
         // Another leaver with the same CN is there already (result 68): this one moves in
         // under `<cn> (<account name>)`, as a second account with a taken CN is created.
         let unique = first(entry, "sAMAccountName").or_else(|| first(entry, "uid"));
@@ -990,12 +984,7 @@ impl LdapConnector {
                 dn_escape(rdn_value(&entry.dn)),
                 dn_escape(&unique)
             );
-            let (dn, p, r2) = (entry.dn.clone(), parent.to_owned(), rdn.clone());
-            let (rc, text) = self
-                .write_rc("move", |mut l| async move {
-                    l.modifydn(&dn, &r2, true, Some(&p)).await
-                })
-                .await?;
+            let (rc, text) = self.move_rc(&entry.dn, &rdn, parent).await?;
             if rc != 0 {
                 return Err(self.rc_err("move", rc, &text));
             }
@@ -1136,11 +1125,7 @@ impl LdapConnector {
         // entryAlreadyExists): the second is named `<display> (<sAMAccountName>)`, which the
         // domain-unique sAMAccountName keeps unique. (The caller found no entry of this
         // sAMAccountName, so the one holding the CN is someone else's.)
-        let d = dn.clone();
-        let first_try = attrs.clone();
-        let (rc, text) = self
-            .write_rc("add", |mut l| async move { l.add(&d, first_try).await })
-            .await?;
+        let (rc, text) = self.add_rc(&dn, attrs.clone()).await?;
         match rc {
             0 => Ok(dn),
             68 if display != key.as_str() => {
@@ -1170,14 +1155,35 @@ impl LdapConnector {
         dn: &str,
         attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)>,
     ) -> Result<(), ConnectorError> {
-        let d = dn.to_owned();
-        let (rc, text) = self
-            .write_rc("add", |mut l| async move { l.add(&d, attrs).await })
-            .await?;
-        if rc != 0 {
-            return Err(self.rc_err("add", rc, &text));
+        match self.add_rc(dn, attrs).await? {
+            (0, _) => Ok(()),
+            (rc, text) => Err(self.rc_err("add", rc, &text)),
         }
-        Ok(())
+    }
+
+    /// Adds `dn`; the LDAP result code and text, for a caller that handles some itself.
+    async fn add_rc(
+        &self,
+        dn: &str,
+        attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)>,
+    ) -> Result<(u32, String), ConnectorError> {
+        let d = dn.to_owned();
+        self.write_rc("add", |mut l| async move { l.add(&d, attrs).await })
+            .await
+    }
+
+    /// Moves `dn` under `parent` as `rdn`; the LDAP result code and text.
+    async fn move_rc(
+        &self,
+        dn: &str,
+        rdn: &str,
+        parent: &str,
+    ) -> Result<(u32, String), ConnectorError> {
+        let (dn, rdn, parent) = (dn.to_owned(), rdn.to_owned(), parent.to_owned());
+        self.write_rc("move", |mut l| async move {
+            l.modifydn(&dn, &rdn, true, Some(&parent)).await
+        })
+        .await
     }
 
     async fn set_uac(&self, entry: &SearchEntry, enabled: bool) -> Result<(), ConnectorError> {
