@@ -996,30 +996,26 @@ fn a_held_or_staged_move_ends_no_approval() {
 #[test]
 fn a_stricter_role_ends_the_weaker_approval_and_asks_again() {
     let (strict, sre) = (sre_policy(), sre());
-    let (ended, asked) = ended_and_asked(
-        Some(strict.clone()),
-        &engineer(),
-        &sre,
-        vec![admin_request("approved")],
-        Contingent::default(),
-    );
-    assert_eq!(
-        ended,
-        lines(&["a-1 approved: the user's role now asks a stricter approval for it"])
-    );
-    assert_eq!(asked, lines(&["entitlement security"]));
-    let (ended, asked) = ended_and_asked(
-        Some(strict.clone()),
-        &engineer(),
-        &sre,
-        vec![admin_request("pending")],
-        Contingent::default(),
-    );
-    assert_eq!(
-        ended,
-        lines(&["a-1 pending: the user's role no longer asks this approval"])
-    );
-    assert_eq!(asked, lines(&["entitlement security"]));
+    for (status, why) in [
+        (
+            "approved",
+            "a-1 approved: the user's role now asks a stricter approval for it",
+        ),
+        (
+            "pending",
+            "a-1 pending: the user's role no longer asks this approval",
+        ),
+    ] {
+        let (ended, asked) = ended_and_asked(
+            Some(strict.clone()),
+            &engineer(),
+            &sre,
+            vec![admin_request(status)],
+            Contingent::default(),
+        );
+        assert_eq!(ended, lines(&[why]));
+        assert_eq!(asked, lines(&["entitlement security"]));
+    }
     // Security's approval covers the engineer's manager level: a move back keeps it.
     let mut by_security = admin_request("approved");
     by_security.level = ApprovalLevel::Security;
