@@ -306,6 +306,7 @@ backends!(
     an_approval_ends_with_the_role,
     mover_with_overlap_then_acknowledge,
     mover_without_overlap,
+    legacy_access_extensions_stop_at_their_limit,
     leaver_cascade_and_rehire,
     contractor_expiry_and_extension,
     sod_violation_blocked,
@@ -544,6 +545,51 @@ fn mover_with_overlap_then_acknowledge(env: Env) {
     env.admin.legacy_access(&bob, None, "test").unwrap();
     env.run();
     assert_eq!(env.holds("github", "bob"), Some((false, vec![])));
+}
+
+/// However often a mover's legacy access is extended, it ends at most
+/// `MAX_LEGACY_ACCESS_DAYS` after the move; then extending is refused.
+fn legacy_access_extensions_stop_at_their_limit(env: Env) {
+    use scim_server::admin::{AdminError, MAX_LEGACY_ACCESS_DAYS};
+    use scim_server::clock::Clock;
+    let bob = env.create_user(user("bob", "Employee", "Engineering", "Engineer"));
+    env.run();
+    env.patch_user(&bob, |d| set_dept(d, "Sales"));
+    env.run();
+    let moved = env.clock.now();
+    let limit = moved + Duration::days(MAX_LEGACY_ACCESS_DAYS);
+    let (_, until) = env
+        .admin
+        .legacy_access(&bob, Some(Duration::days(90)), "test")
+        .unwrap();
+    assert_eq!(until, moved + Duration::days(90));
+    env.clock.advance(Duration::days(60));
+    env.run();
+    let (_, until) = env
+        .admin
+        .legacy_access(&bob, Some(Duration::days(90)), "test")
+        .unwrap();
+    assert_eq!(
+        until, limit,
+        "capped at the limit, not 150 days after the move"
+    );
+    env.clock.set(limit - Duration::hours(1));
+    env.run();
+    assert_eq!(
+        env.holds("github", "bob").unwrap().1,
+        vec!["team:eng".to_string()]
+    );
+    // At the limit the access ends (the timer), and nothing is left to extend.
+    env.clock.set(limit + Duration::minutes(1));
+    env.run();
+    assert_eq!(env.holds("github", "bob"), Some((false, vec![])));
+    match env
+        .admin
+        .legacy_access(&bob, Some(Duration::days(7)), "test")
+    {
+        Err(AdminError::Conflict(_)) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
 }
 
 fn mover_without_overlap(env: Env) {
@@ -913,6 +959,83 @@ fn admins_policy() -> String {
          grants = [{{ connector = \"github\", kind = \"org\", id = \"acme\", role = \"owner\", approval = \"security\" }}]\n\
          \n[approvals]\nsecurity = [\"sam\"]\n"
     )
+}
+
+/// A leaver's records go only to a manager a source owns: otherwise (any scim:write client may
+/// have named itself the manager) an account the connector deletes is kept disabled instead,
+/// with a `records_kept` incident, until someone the HRIS names can take them.
+fn leaver_records_go_only_to_a_trusted_manager(postgres: bool, manager_owned: bool) {
+    let github = "name = \"github\"\ntype = \"memory\"\n";
+    assert!(POLICY.contains(github));
+    let mut policy = POLICY.replace(github, &format!("{github}on_leave = \"delete\"\n"));
+    if !manager_owned {
+        let owned =
+            "owns = [\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager\",";
+        assert!(policy.contains(owned));
+        policy = policy.replace(owned, "owns = [");
+    }
+    let Some(env) = Env::new(postgres, &policy) else {
+        return;
+    };
+    let boss = env.create_user(user("boss", "Employee", "Engineering", "Manager"));
+    let dan = env.create_report(user("dan", "Employee", "Engineering", "Engineer"), &boss);
+    env.run();
+    env.app("github").simulate_usage("dan");
+    env.patch_user(&dan, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    env.run();
+    let kept = |c: &mut _| {
+        Ok(incidents::list_open(c)?
+            .into_iter()
+            .filter(|i| i.kind == "records_kept")
+            .collect::<Vec<_>>())
+    };
+    let incidents = in_tx(&env.store, kept).unwrap();
+    if manager_owned {
+        assert!(env.app("github").account("dan").is_none(), "deleted");
+        assert_eq!(env.app("github").account("boss").unwrap().owned.len(), 1);
+        assert!(incidents.is_empty());
+        return;
+    }
+    // Nobody took the records: the account is disabled and kept, and a person is told.
+    let gh = env.app("github").account("dan").expect("kept");
+    assert!(!gh.enabled);
+    assert_eq!(gh.owned.len(), 1);
+    assert!(env.app("github").account("boss").unwrap().owned.is_empty());
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0].connector.as_deref(), Some("github"));
+    assert!(
+        incidents[0].reason.contains("dan"),
+        "{}",
+        incidents[0].reason
+    );
+    // A later plan of the leaver (a re-sent record) neither deletes it nor raises again.
+    env.patch_user(&dan, |d| {
+        d.insert("title".into(), json!("Former engineer"));
+    });
+    env.run();
+    assert!(env.app("github").account("dan").is_some());
+    assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1);
+}
+
+mod leaver_records {
+    #[test]
+    fn to_the_owned_manager_sqlite() {
+        super::leaver_records_go_only_to_a_trusted_manager(false, true)
+    }
+    #[test]
+    fn to_the_owned_manager_postgres() {
+        super::leaver_records_go_only_to_a_trusted_manager(true, true)
+    }
+    #[test]
+    fn kept_without_one_sqlite() {
+        super::leaver_records_go_only_to_a_trusted_manager(false, false)
+    }
+    #[test]
+    fn kept_without_one_postgres() {
+        super::leaver_records_go_only_to_a_trusted_manager(true, false)
+    }
 }
 
 mod group_change_ends_approvals {

@@ -5,7 +5,7 @@
 //! followed. It acts only on its own mover event, and the links of one event share a single use
 //! (a row keyed by the event id, written in the transaction that acts).
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
 use super::{in_tx, Admin, AdminError, AdminResult};
@@ -59,6 +59,11 @@ pub struct VerifiedLink {
 /// The longest a manager may extend a mover's legacy access in one step, in days.
 pub const MAX_LEGACY_EXTENSION_DAYS: i64 = 90;
 
+/// The longest legacy access lasts after the move that kept it, however often it is extended,
+/// in days: past it the access (and the approval it was granted under) must be asked for again
+/// through the new role.
+pub const MAX_LEGACY_ACCESS_DAYS: i64 = 120;
+
 /// The refusal (403) of a link whose addressee, a directory user (`claims.to` is their id), is
 /// no longer active, or no longer in the directory: the signature only proves who the link was
 /// mailed to, and someone deactivated since decides nothing, as the admin API refuses them.
@@ -77,13 +82,14 @@ pub(super) fn inactive_addressee(
 
 impl Admin {
     /// Acknowledges (ends now) or extends a mover's legacy access as `actor` (the authenticated
-    /// caller), then re-plans. 404 for an unknown user, 409 when no legacy access is open.
+    /// caller), then re-plans, and says until when it lasts now. 404 for an unknown user, 409
+    /// when no legacy access is open, or none can be extended (see [`MAX_LEGACY_ACCESS_DAYS`]).
     pub fn legacy_access(
         &self,
         user_id: &str,
         extend: Option<Duration>,
         actor: &str,
-    ) -> AdminResult<PlanOutcome> {
+    ) -> AdminResult<(PlanOutcome, DateTime<Utc>)> {
         self.decision_tx(|c| self.legacy_access_in(c, user_id, extend, actor))?
     }
 
@@ -93,7 +99,7 @@ impl Admin {
         user_id: &str,
         extend: Option<Duration>,
         actor: &str,
-    ) -> HubResult<AdminResult<PlanOutcome>> {
+    ) -> HubResult<AdminResult<(PlanOutcome, DateTime<Utc>)>> {
         let now = self.now();
         if let Some(d) = extend {
             if d <= Duration::zero() || d > Duration::days(MAX_LEGACY_EXTENSION_DAYS) {
@@ -119,10 +125,31 @@ impl Admin {
             ))));
         }
         let until = match extend {
-            None => now,
-            Some(d) => now + d,
+            None => {
+                approvals::set_override_until(c, user_id, now, now)?;
+                now
+            }
+            Some(d) => {
+                // Each override ends at most MAX_LEGACY_ACCESS_DAYS after the move that kept it.
+                let cap = Duration::days(MAX_LEGACY_ACCESS_DAYS);
+                let mut latest: Option<DateTime<Utc>> = None;
+                for (id, started) in approvals::open_override_starts(c, user_id, now)? {
+                    let until = (now + d).min(started + cap);
+                    if until > now {
+                        approvals::set_one_override_until(c, &id, until, now)?;
+                        latest = latest.max(Some(until));
+                    }
+                }
+                let Some(latest) = latest else {
+                    return Ok(Err(AdminError::Conflict(format!(
+                        "user {user_id}'s legacy access has reached its limit of \
+                         {MAX_LEGACY_ACCESS_DAYS} days after the move and cannot be extended; \
+                         ask for the access through the user's new role"
+                    ))));
+                };
+                latest
+            }
         };
-        approvals::set_override_until(c, user_id, until, now)?;
         if extend.is_some() {
             crate::engine::timers::schedule(
                 c,
@@ -150,7 +177,7 @@ impl Admin {
                 detail: json!({"until": until, "overrides": open}),
             },
         )?;
-        Ok(Ok(self.engine.replan(c, user_id, Cause::Admin)?))
+        Ok(Ok((self.engine.replan(c, user_id, Cause::Admin)?, until)))
     }
 
     /// Verifies a one-click link's signature (403 when tampered or unsigned by this hub) and
@@ -433,7 +460,11 @@ impl Admin {
         let who = name.clone().unwrap_or_else(|| link.claims.u.clone());
         let message = match link.extend {
             None => format!("Remove {who}'s legacy access now."),
-            Some(d) => format!("Extend {who}'s legacy access by {} days.", d.num_days()),
+            Some(d) => format!(
+                "Extend {who}'s legacy access by {} days (at most {MAX_LEGACY_ACCESS_DAYS} days \
+                 after the move).",
+                d.num_days()
+            ),
         };
         Ok(LinkPreview {
             action: link.claims.a,
@@ -528,7 +559,7 @@ impl Admin {
                 message: message.into(),
             });
         }
-        self.decision_tx(|c| {
+        let until = self.decision_tx(|c| {
             // Read on each run (a re-run after a deadlock decides at its own time).
             let now = self.now();
             if let Err(e) = self.check_link(c, &link)? {
@@ -542,9 +573,10 @@ impl Admin {
                     "This link has already been used.".into(),
                 )));
             }
-            if let Err(e) = self.legacy_access_in(c, &link.claims.u, link.extend, &actor)? {
-                return Ok(Err(e));
-            }
+            let until = match self.legacy_access_in(c, &link.claims.u, link.extend, &actor)? {
+                Ok((_, until)) => until,
+                Err(e) => return Ok(Err(e)),
+            };
             audit::append(
                 c,
                 &audit::AuditEntry {
@@ -557,11 +589,14 @@ impl Admin {
                     detail: json!({"event": link.claims.ev, "to": link.claims.to, "as": link.claims.r}),
                 },
             )?;
-            Ok(Ok(()))
+            Ok(Ok(until))
         })??;
         let message = match link.extend {
             None => "Legacy access removed.".to_string(),
-            Some(d) => format!("Legacy access extended by {} days.", d.num_days()),
+            Some(_) => format!(
+                "Legacy access extended until {} (UTC).",
+                until.format("%Y-%m-%d %H:%M")
+            ),
         };
         Ok(LinkOutcome {
             action: link.claims.a,

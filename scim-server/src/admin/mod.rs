@@ -38,7 +38,9 @@ use crate::error::{HubError, HubResult};
 use crate::store::{Change, DbConnection, Store};
 use authority::Refusal;
 
-pub use legacy_access::{LinkOutcome, LinkPreview, VerifiedLink, MAX_LEGACY_EXTENSION_DAYS};
+pub use legacy_access::{
+    LinkOutcome, LinkPreview, VerifiedLink, MAX_LEGACY_ACCESS_DAYS, MAX_LEGACY_EXTENSION_DAYS,
+};
 
 /// Runs `f` in a write transaction on the store's writer (admin actions and tests).
 pub fn in_tx<T>(store: &Store, f: impl FnOnce(&mut DbConnection) -> HubResult<T>) -> HubResult<T> {

@@ -267,6 +267,15 @@ fn render(method: &str, path: &str, cap: Captured, policy: &Policy) -> Value {
         u.insert("sod".into(), json!(o.desired.sod));
         u.insert("kept".into(), json!(o.desired.kept));
         u.insert("skipped".into(), json!(o.plan.skipped));
+        u.insert(
+            "kept_for_records".into(),
+            json!(o
+                .plan
+                .kept_for_records
+                .iter()
+                .map(|(connector, account)| json!({"connector": connector, "account": account}))
+                .collect::<Vec<_>>()),
+        );
         // Steps a connector cannot do, as the event records them ("not supported by CONNECTOR:
         // STEP"), and whether the policy requires them (`[leaver] required`: an incident).
         u.insert(

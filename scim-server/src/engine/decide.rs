@@ -250,6 +250,7 @@ pub fn decide(
                     next: BTreeMap::new(),
                     skipped: Vec::new(),
                     unsupported: Vec::new(),
+                    kept_for_records: Vec::new(),
                 },
                 hold_id: None,
                 new_approvals: Vec::new(),
@@ -336,7 +337,8 @@ pub fn decide(
             due,
         }));
     }
-    let incidents = required_but_unsupported(policy, event, &plan, user_id, &plan_id);
+    let mut incidents = required_but_unsupported(policy, event, &plan, user_id, &plan_id);
+    incidents.extend(records_kept(&plan, user_id, &plan_id));
 
     // Notices: the hold to security, approvals to those who may decide them, the mover summary
     // to the manager and to security.
@@ -448,6 +450,25 @@ fn required_but_unsupported(
                 u.note()
             ),
             dedupe_key: format!("unsupported_step:{plan_id}:{}:{}", u.connector, u.step),
+        })
+        .collect()
+}
+
+/// A `records_kept` incident for each leaver's account kept disabled because nobody could take
+/// its records: a person hands them over (or deletes the account) by hand.
+fn records_kept(plan: &Plan, user_id: &str, plan_id: &str) -> Vec<PlanIncident> {
+    plan.kept_for_records
+        .iter()
+        .map(|(connector, key)| PlanIncident {
+            kind: "records_kept",
+            connector: Some(connector.clone()),
+            reason: format!(
+                "plan {plan_id} of user {user_id}: account {key} on {connector} was disabled, \
+                 not deleted: the connector hands a leaver's records to the manager, and no \
+                 manager a [[source]] vouches for has an enabled account there. Hand its \
+                 records over, then delete it."
+            ),
+            dedupe_key: format!("records_kept:{plan_id}:{connector}"),
         })
         .collect()
 }

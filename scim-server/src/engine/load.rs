@@ -108,10 +108,10 @@ pub fn inputs<'a>(
         .collect();
     let manager = manager_of(doc, prev.as_ref());
     // A manager attribute no source owns names whoever a scim:write client chose: such a
-    // "manager" is not mailed the user's requests and moves. (A leaver's accounts still go to
-    // them, as before: refusing the transfer would lose the data of a deleted account.)
+    // "manager" is not mailed the user's requests and moves, nor handed a leaver's records (the
+    // plan keeps an account it would delete, disabled, for a person to hand over).
     let trusted_manager = manager.as_deref().filter(|_| policy.manager_trusted());
-    let manager_accounts = manager_accounts(c, manager.as_deref())?;
+    let manager_accounts = manager_accounts(c, trusted_manager)?;
     let manager_email = match trusted_manager {
         Some(m) => load_user_doc(c, m)?
             .as_ref()

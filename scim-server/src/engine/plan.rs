@@ -287,6 +287,10 @@ pub struct Plan {
     /// Of those, the ones the connector lacks the capability for, as steps: what the event
     /// records and what a `[leaver] required` step raises an incident about.
     pub unsupported: Vec<UnsupportedStep>,
+    /// Leavers' accounts kept disabled instead of deleted, as `(connector, account key)`: the
+    /// connector hands a leaver's records to the manager, and no trusted manager has an
+    /// account there to take them.
+    pub kept_for_records: Vec<(String, String)>,
 }
 
 /// An operation the plan needed that its connector cannot do.
@@ -336,6 +340,7 @@ pub fn diff(
         next: planned.clone(),
         skipped: Vec::new(),
         unsupported: Vec::new(),
+        kept_for_records: Vec::new(),
     };
     let names: BTreeSet<&String> = desired.accounts.keys().chain(planned.keys()).collect();
     let leaving = matches!(
@@ -425,21 +430,30 @@ pub fn diff(
                         entitlement: e.clone(),
                     });
                 }
-                let transfer = leaving
-                    && current.enabled
+                let transfers = leaving
                     && policy
                         .connectors
                         .get(name)
                         .is_some_and(|c| c.transfer_ownership);
-                if transfer {
-                    if let Some(to) = manager.get(name) {
-                        ops.push(Operation::TransferOwnership {
-                            account: account.clone(),
-                            to: to.clone(),
-                        });
-                    }
+                // A disabled account still here while the connector deletes leavers' accounts
+                // was kept for want of someone to take its records: they move before it goes.
+                let to = manager
+                    .get(name)
+                    .filter(|_| transfers && (current.enabled || delete));
+                if let Some(to) = to {
+                    ops.push(Operation::TransferOwnership {
+                        account: account.clone(),
+                        to: to.clone(),
+                    });
                 }
-                if delete {
+                // Deleting would lose the records nobody (no trusted manager with an account
+                // here) took: the account stays, disabled, for a person to hand over.
+                let kept = delete && transfers && to.is_none();
+                if kept && current.enabled {
+                    plan.kept_for_records
+                        .push((name.clone(), account.key.clone()));
+                }
+                if delete && !kept {
                     ops.push(Operation::Delete { account });
                 } else {
                     for e in rest {

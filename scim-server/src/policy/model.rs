@@ -795,6 +795,23 @@ impl Policy {
                 asking.join(", ")
             ));
         }
+        if !self.manager_trusted() {
+            let deleting: Vec<&str> = self
+                .connectors
+                .iter()
+                .filter(|(_, c)| c.transfer_ownership && c.on_leave == OnLeave::Delete)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !deleting.is_empty() {
+                out.push(format!(
+                    "connector(s) {} hand a leaver's records to the manager before deleting the \
+                     account, but no [[source]] owns the manager's id: the hub hands them to \
+                     nobody, keeps such accounts disabled and raises records_kept. Let the HRIS \
+                     own \"manager\" (or \"manager.value\")",
+                    deleting.join(", ")
+                ));
+            }
+        }
         // Anyone holding one link can test guesses of the key offline against its signature.
         if let Some(Ok(secret)) = self.notify.link_secret.as_ref().map(|s| s.load()) {
             let len = secret.expose().len();

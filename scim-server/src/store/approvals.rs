@@ -325,6 +325,40 @@ pub fn insert_override(c: &mut DbConnection, o: &OverrideRow, now: DateTime<Utc>
     Ok(())
 }
 
+/// A user's overrides still open at `now`, as `(id, created)`: when each began (the move).
+pub fn open_override_starts(
+    c: &mut DbConnection,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> HubResult<Vec<(String, DateTime<Utc>)>> {
+    let mut q =
+        Sql::<(Text, Text)>::new("SELECT id, created FROM engine_overrides WHERE user_id = ");
+    q.text(user_id)
+        .push(" AND until > ")
+        .text(fmt_ts(now))
+        .push(" ORDER BY id");
+    Ok(q.load::<(String, String)>(c)?
+        .into_iter()
+        .map(|(id, created)| (id, parse_ts(&created).unwrap_or(now)))
+        .collect())
+}
+
+/// Moves the end of one override, if still open at `now`, to `until`.
+pub fn set_one_override_until(
+    c: &mut DbConnection,
+    id: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> HubResult<usize> {
+    let mut q = Sql::<()>::new("UPDATE engine_overrides SET until = ");
+    q.text(fmt_ts(until))
+        .push(" WHERE id = ")
+        .text(id)
+        .push(" AND until > ")
+        .text(fmt_ts(now));
+    Ok(q.execute(c)?)
+}
+
 /// Moves the end of a user's overrides of `reason` to `until` (acknowledge: now; extend: later).
 pub fn set_override_until(
     c: &mut DbConnection,

@@ -1151,3 +1151,90 @@ fn approval_links_need_an_owned_email() {
     assert!(!plain.is_empty(), "the request is still mailed");
     assert!(plain.iter().all(|b| !b.contains("/links/")), "{plain:?}");
 }
+
+/// With `on_leave = "delete"`, a leaver's records go to the manager's account before the
+/// delete. Without one (no manager a source vouches for, or none with an account there) the
+/// account is kept disabled and a person is told; a later plan that finds the manager's
+/// account hands the records over, then deletes.
+#[test]
+fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
+    let github = "name = \"github\"\ntype = \"memory\"\n";
+    assert!(POLICY.contains(github));
+    let text = POLICY.replace(github, &format!("{github}on_leave = \"delete\"\n"));
+    let deleting = Arc::new(Policy::parse(&text, "decide-tests.toml").expect("policy"));
+    let mut left = engineer();
+    left.insert("active".into(), json!(false));
+    let github_ops = |d: &Decision| -> Vec<String> {
+        summary(d)
+            .ops
+            .into_iter()
+            .filter(|o| o.starts_with("github"))
+            .collect()
+    };
+    let records_kept = |d: &Decision| -> Vec<String> {
+        let w = d.writes.as_ref().expect("writes");
+        w.incidents
+            .iter()
+            .filter(|i| i.kind == "records_kept")
+            .map(|i| i.dedupe_key.clone())
+            .collect()
+    };
+
+    let mut kept = inputs(Some(&left), Some(planned_from(&engineer())));
+    kept.policy = deleting.clone();
+    let d = run(&kept, &Contingent::default());
+    assert_eq!(
+        github_ops(&d),
+        lines(&[
+            "github set_enabled",
+            "github revoke_sessions",
+            "github revoke_credentials",
+            "github revoke",
+        ])
+    );
+    assert_eq!(
+        d.outcome.plan.kept_for_records,
+        vec![("github".to_string(), "ann".to_string())]
+    );
+    assert_eq!(records_kept(&d).len(), 1);
+
+    // The next plan: still nobody, nothing more (no second incident); then the manager's
+    // account is known, and the records move before the delete.
+    let after = (d.writes.expect("writes").user, d.outcome.plan.next);
+    let mut again = inputs(Some(&left), Some(after.clone()));
+    again.policy = deleting.clone();
+    let d = run(&again, &Contingent::default());
+    assert!(github_ops(&d).is_empty(), "{:?}", github_ops(&d));
+    assert!(d.outcome.plan.kept_for_records.is_empty());
+    let mut found = inputs(Some(&left), Some(after));
+    found.policy = deleting.clone();
+    found
+        .manager_accounts
+        .insert("github".into(), AccountRef::new("mgr"));
+    let d = run(&found, &Contingent::default());
+    assert_eq!(
+        github_ops(&d),
+        lines(&["github transfer_ownership", "github delete"])
+    );
+    assert!(records_kept(&d).is_empty());
+
+    // With the manager's account from the start: disable, hand over, delete (which takes the
+    // team with it).
+    let mut direct = inputs(Some(&left), Some(planned_from(&engineer())));
+    direct.policy = deleting;
+    direct
+        .manager_accounts
+        .insert("github".into(), AccountRef::new("mgr"));
+    let d = run(&direct, &Contingent::default());
+    assert_eq!(
+        github_ops(&d),
+        lines(&[
+            "github set_enabled",
+            "github revoke_sessions",
+            "github revoke_credentials",
+            "github transfer_ownership",
+            "github delete",
+        ])
+    );
+    assert!(records_kept(&d).is_empty());
+}

@@ -582,7 +582,7 @@ async fn acknowledge_legacy(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let (user, by) = (path.into_inner(), actor(&req));
-    let out = run(&state, move |a| a.legacy_access(&user, None, &by)).await?;
+    let (out, _) = run(&state, move |a| a.legacy_access(&user, None, &by)).await?;
     Ok(ok(StatusCode::OK, plan_summary(&out)))
 }
 
@@ -607,12 +607,13 @@ async fn extend_legacy(
         )));
     }
     let (user, by) = (path.into_inner(), actor(&req));
-    let out = run(&state, move |a| {
+    let (out, until) = run(&state, move |a| {
         a.legacy_access(&user, Some(Duration::days(days)), &by)
     })
     .await?;
     let mut v = plan_summary(&out);
     v["extended_days"] = json!(days);
+    v["until"] = json!(until);
     Ok(ok(StatusCode::OK, v))
 }
 
