@@ -214,7 +214,7 @@ impl AppState {
         T: Send + 'static,
         F: FnMut(&Store) -> Result<T, HubError> + Send + 'static,
     {
-        self.write_to(None, f).await
+        self.write_to(Written::Other, f).await
     }
 
     /// [`AppState::write`] for a SCIM PATCH or PUT of User `user_id`, whose first read for
@@ -224,10 +224,20 @@ impl AppState {
         T: Send + 'static,
         F: FnMut(&Store) -> Result<T, HubError> + Send + 'static,
     {
-        self.write_to(Some(user_id), f).await
+        self.write_to(Written::User(user_id), f).await
     }
 
-    async fn write_to<T, F>(&self, user_id: Option<&str>, f: F) -> ApiResult<T>
+    /// [`AppState::write`] for a SCIM create, which reads nothing before it inserts
+    /// (`Store::submit_create`).
+    pub async fn write_create<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Store) -> Result<T, HubError> + Send + 'static,
+    {
+        self.write_to(Written::Create, f).await
+    }
+
+    async fn write_to<T, F>(&self, what: Written<'_>, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
         F: FnMut(&Store) -> Result<T, HubError> + Send + 'static,
@@ -235,15 +245,24 @@ impl AppState {
         if !self.store.batches_writes() {
             return self.db(f).await;
         }
-        let answer = match user_id {
-            Some(id) => self.store.submit_user_write(id, f)?,
-            None => self.store.submit_write(f)?,
+        let answer = match what {
+            Written::User(id) => self.store.submit_user_write(id, f)?,
+            Written::Create => self.store.submit_create(f)?,
+            Written::Other => self.store.submit_write(f)?,
         };
         answer
             .await
             .map_err(|_| ApiError::internal("the write was dropped by an internal error"))?
             .map_err(Into::into)
     }
+}
+
+/// What a single-resource write is, for the store's group commit.
+enum Written<'a> {
+    /// A PATCH or PUT of this User.
+    User(&'a str),
+    Create,
+    Other,
 }
 
 /// `scheme://host/scim/v2` as the client addressed us (for `Location` and `meta.location`):

@@ -289,7 +289,7 @@ pub async fn create(
         })
         .await?;
     let r = state
-        .write(move |s| service::create_prepared_loaded(s, kind, doc.clone(), &caller))
+        .write_create(move |s| service::create_prepared_loaded(s, kind, doc.clone(), &caller))
         .await?;
     Ok(loaded_response(StatusCode::CREATED, r, &p, &state, &req))
 }

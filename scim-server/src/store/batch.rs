@@ -38,7 +38,8 @@
 //! statement's own work. A batch of User PATCHes and PUTs reads and locks all their rows in one
 //! statement before its first write (see [`LockedAhead`]), and its audit entries go in one
 //! statement at its end; a PATCH then costs its `UPDATE` and a share of the batch's `BEGIN`,
-//! row read, audit append and `COMMIT`.
+//! row read, audit append and `COMMIT`. Consecutive SCIM creates on a store without a hook
+//! insert their rows together, in one statement (see [`Deferred`]).
 //!
 //! # PostgreSQL: conflicts and lost connections
 //!
@@ -94,6 +95,20 @@ trait Job: Send {
     /// The User whose row it reads to change first (a SCIM PATCH or PUT of a User), which the
     /// batch may read and lock for it ahead (see [`LockedAhead`]).
     fn user_to_change(&self) -> Option<&str>;
+    /// Whether it only creates a resource, so that its rows may wait to be inserted with the
+    /// next creates' (see [`Deferred`]).
+    fn only_creates(&self) -> bool;
+}
+
+/// What a queued write does, as far as its batch may act ahead of it.
+#[derive(Debug, Clone)]
+pub(crate) enum Submitted {
+    /// Anything: it runs as it is.
+    Write,
+    /// A SCIM PATCH or PUT of this User, whose first read for change is the user's row.
+    ChangesUser(String),
+    /// A SCIM create, which reads nothing before it inserts its rows.
+    Creates,
 }
 
 struct Pending<T, F> {
@@ -103,8 +118,8 @@ struct Pending<T, F> {
     /// Batches it may run in for conflicts of its own (`write_attempts` on PostgreSQL, 1 on
     /// SQLite, whose one writer has no concurrent transactions to conflict with).
     tries_left: u32,
-    /// See [`Job::user_to_change`].
-    user: Option<String>,
+    /// See [`Job::user_to_change`] and [`Job::only_creates`].
+    what: Submitted,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -145,7 +160,14 @@ where
     }
 
     fn user_to_change(&self) -> Option<&str> {
-        self.user.as_deref()
+        match &self.what {
+            Submitted::ChangesUser(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn only_creates(&self) -> bool {
+        matches!(self.what, Submitted::Creates)
     }
 }
 
@@ -183,8 +205,73 @@ impl Open {
 thread_local! {
     /// Set only on the writer thread, while a batch runs.
     static OPEN: RefCell<Option<Open>> = const { RefCell::new(None) };
+    /// Set only on the writer thread, while an optimistic batch runs on PostgreSQL.
+    static DEFERRED: RefCell<Deferred> = RefCell::new(Deferred::default());
     /// Set only on the writer thread, while a batch runs on PostgreSQL.
     static LOCKED_AHEAD: RefCell<LockedAhead> = RefCell::new(LockedAhead::default());
+}
+
+/// Rows of creates waiting to be inserted together (PostgreSQL, optimistic batches).
+///
+/// Each create's rows were one statement: a round trip, and an executor start-up in a
+/// PostgreSQL backend. Creates that follow each other in an optimistic batch, on a store
+/// without a hook (nothing reads the directory in their transaction), leave their rows here
+/// instead, and they are inserted in one statement before the next write that is not such a
+/// create runs, and before the batch's audit append and commit. A constraint that statement
+/// breaks (a userName taken, by another create of the batch or by a write committed meanwhile)
+/// fails it as a whole, like an unguarded write that fails: the batch rolls back and runs
+/// again guarded, where each create inserts its own rows in its savepoint and fails alone.
+#[derive(Default)]
+struct Deferred {
+    /// Whether the write running now may leave its rows here.
+    open: bool,
+    rows: Vec<super::resources::NewRows>,
+}
+
+/// Leaves a create's rows for its batch to insert, or hands them back (`Some`) when the
+/// running write cannot leave them (outside an optimistic PostgreSQL batch, or not a create).
+pub(super) fn defer_rows(rows: super::resources::NewRows) -> Option<super::resources::NewRows> {
+    DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        if !d.open {
+            return Some(rows);
+        }
+        d.rows.push(rows);
+        None
+    })
+}
+
+fn deferring(open: bool) {
+    DEFERRED.with(|d| d.borrow_mut().open = open);
+}
+
+fn forget_deferred() {
+    DEFERRED.with(|d| *d.borrow_mut() = Deferred::default());
+}
+
+/// Inserts the rows waiting in [`Deferred`] on the open batch's connection. `false` when that
+/// failed: the batch is spoiled (its connection marked lost if it was).
+fn insert_deferred() -> bool {
+    let rows = DEFERRED.with(|d| std::mem::take(&mut d.borrow_mut().rows));
+    if rows.is_empty() {
+        return true;
+    }
+    let Some(mut open) = take_open() else {
+        // The connection went with a panic: the batch's transaction is gone, rows and all,
+        // and the batch ends or runs again without them.
+        return true;
+    };
+    let out = super::resources::insert_rows(&mut open.conn, &rows);
+    let ok = match out {
+        Ok(()) => true,
+        Err(e) => {
+            open.failed_writes += 1;
+            open.lost_connection |= matches!(e, HubError::Unavailable(_));
+            false
+        }
+    };
+    restore(open);
+    ok
 }
 
 /// User rows a PostgreSQL batch read and locked before its writes ran.
@@ -330,7 +417,7 @@ impl WriteQueue {
     /// `f` may run more than once (see the module docs).
     pub(crate) fn submit<T, F>(
         &self,
-        user: Option<String>,
+        what: Submitted,
         f: F,
     ) -> tokio::sync::oneshot::Receiver<HubResult<T>>
     where
@@ -343,7 +430,7 @@ impl WriteQueue {
             out: None,
             answer,
             tries_left: self.attempts,
-            user,
+            what,
         });
         // A send fails only once the thread is gone; dropping the job drops its sender, and
         // the caller sees the channel closed.
@@ -471,6 +558,9 @@ fn run_batch(
                 continue;
             }
         }
+        // Creates may leave their rows to be inserted together (see [`Deferred`]).
+        let may_defer = !guarded && matches!(&*conn, DbConnection::Postgresql(_));
+        forget_deferred();
         restore(Open {
             conn,
             effects: Vec::new(),
@@ -485,12 +575,19 @@ fn run_batch(
         let effects = || OPEN.with(|o| o.borrow().as_ref().map(|open| open.effects.len()));
         let mut panicked = None;
         for (n, (job, wrote)) in jobs.iter_mut().zip(wrote.iter_mut()).enumerate() {
+            let defers = may_defer && job.only_creates();
+            if !defers && !insert_deferred() {
+                spoiled = true;
+                break;
+            }
             let before = effects();
             before_write(job.as_ref());
+            deferring(defers);
             if catch_unwind(AssertUnwindSafe(|| job.run())).is_err() {
                 tracing::error!("a write panicked");
                 panicked = Some(n);
             }
+            deferring(false);
             *wrote = effects() != before;
             // A panic inside a write transaction lost the connection (dropped while unwinding,
             // which discards it and rolls back): the rest cannot run.
@@ -508,6 +605,10 @@ fn run_batch(
                 Some(false) => {}
             }
         }
+        if !spoiled && !insert_deferred() {
+            spoiled = true;
+        }
+        forget_deferred();
         forget_locked_ahead();
         let Some(mut open) = take_open() else {
             // A panic inside a write transaction dropped the connection, and the batch's
@@ -668,6 +769,9 @@ mod tests {
         }
         fn answer(self: Box<Self>, _: Option<&HubError>) {}
         fn fail(self: Box<Self>, _: HubError) {}
+        fn only_creates(&self) -> bool {
+            false
+        }
         fn user_to_change(&self) -> Option<&str> {
             self.0
         }

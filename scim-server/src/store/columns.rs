@@ -80,12 +80,22 @@ pub(super) fn insert_values(c: &mut DbConnection, id: &str, x: &Extracted) -> Hu
 
 /// The `INSERT` of [`insert_values`], `None` when there is nothing to insert.
 pub(super) fn values_insert_sql(id: &str, x: &Extracted) -> Option<Sql<()>> {
+    let rows = values_rows(id, x)?;
+    let mut q = Sql::<()>::new(VALUES_INSERT);
+    q.append(&rows);
+    Some(q)
+}
+
+/// The head of an `INSERT` of `resource_values` rows, which [`values_rows`] follow.
+pub(super) const VALUES_INSERT: &str =
+    "INSERT INTO resource_values (resource_id, attr, type_folded, value_folded) VALUES ";
+
+/// A resource's `resource_values` rows as `(…), (…)`, `None` when it has none.
+pub(super) fn values_rows(id: &str, x: &Extracted) -> Option<Sql<()>> {
     if x.emails.is_empty() {
         return None;
     }
-    let mut q = Sql::<()>::new(
-        "INSERT INTO resource_values (resource_id, attr, type_folded, value_folded) VALUES ",
-    );
+    let mut q = Sql::<()>::default();
     for (i, (t, v)) in x.emails.iter().enumerate() {
         if i > 0 {
             q.push(", ");

@@ -674,7 +674,21 @@ impl Store {
         T: Send + 'static,
         F: FnMut(&Store) -> HubResult<T> + Send + 'static,
     {
-        self.submit_to_writer(None, f)
+        self.submit_to_writer(batch::Submitted::Write, f)
+    }
+
+    /// [`Store::submit_write`] for a SCIM create, which reads nothing before it inserts its
+    /// rows: on PostgreSQL its batch may insert them with the other creates' in one statement
+    /// (see `batch`).
+    pub fn submit_create<T, F>(
+        &self,
+        f: F,
+    ) -> HubResult<tokio::sync::oneshot::Receiver<HubResult<T>>>
+    where
+        T: Send + 'static,
+        F: FnMut(&Store) -> HubResult<T> + Send + 'static,
+    {
+        self.submit_to_writer(batch::Submitted::Creates, f)
     }
 
     /// [`Store::submit_write`] for a write that changes User `user_id` (a SCIM PATCH or PUT of
@@ -689,12 +703,12 @@ impl Store {
         T: Send + 'static,
         F: FnMut(&Store) -> HubResult<T> + Send + 'static,
     {
-        self.submit_to_writer(Some(user_id.to_string()), f)
+        self.submit_to_writer(batch::Submitted::ChangesUser(user_id.to_string()), f)
     }
 
     fn submit_to_writer<T, F>(
         &self,
-        user: Option<String>,
+        what: batch::Submitted,
         f: F,
     ) -> HubResult<tokio::sync::oneshot::Receiver<HubResult<T>>>
     where
@@ -716,7 +730,7 @@ impl Store {
         })?;
         let store = self.clone();
         let mut f = f;
-        Ok(queue.submit(user, move || f(&store)))
+        Ok(queue.submit(what, move || f(&store)))
     }
 
     /// Group-commit writer threads. SQLite has one writer. On PostgreSQL a second runs its

@@ -9,11 +9,12 @@ use scim_schema::json::remove_ci;
 use serde_json::Value;
 
 use super::assemble::{parse_doc, ResourceRow, ResourceRowSt};
-use super::columns::{extract, insert_values, values_insert_sql, Extracted};
+use super::batch;
+use super::columns::{self, extract, insert_values, Extracted};
 use super::members::{
     add_members, load_members, member_delta_in, parse_members, replace_members, MemberRow,
 };
-use super::sql::{Bind, Sql};
+use super::sql::{Bind, Sql, Uncached};
 use super::users::{load_groups, load_user_with_groups, user_for_write};
 use super::{
     check_if_match, fmt_ts, Change, ChangeOp, DbConnection, Doc, LoadedResource, MemberRemoval,
@@ -105,22 +106,18 @@ impl Store {
         let kept = keep_doc.then(|| doc.clone());
         let mut first_attempt = Some(doc);
         let members = self.write_tx_retry(|c, changes| {
-            let row = resource_insert_sql(kind, &id, &text, &x, &client, &now);
-            match values_insert_sql(&id, &x) {
-                // PostgreSQL: both rows in one statement (a data-modifying WITH), one round
-                // trip instead of two. The foreign key is checked at the statement's end, when
-                // the resource row is there. SQLite has no data-modifying WITH.
-                Some(values) if !self.is_sqlite() => {
-                    let mut q = Sql::<()>::new("WITH r AS (");
-                    q.append(&row).push(") ").append(&values);
-                    q.execute(c)?;
-                }
-                values => {
-                    row.execute(c)?;
-                    if let Some(values) = values {
-                        values.execute(c)?;
-                    }
-                }
+            let rows = NewRows::new(kind, &id, &text, &x, &client, &now);
+            // Without a hook nothing reads the rows before the batch's end (the hook plans the
+            // change, which reads the directory): they may wait to be inserted with the next
+            // creates' (see `batch`).
+            let no_members = members.as_ref().is_none_or(|m| m.is_empty());
+            let waiting = if self.inner.hook.is_none() && no_members {
+                batch::defer_rows(rows)
+            } else {
+                Some(rows)
+            };
+            if let Some(rows) = waiting {
+                insert_rows(c, std::slice::from_ref(&rows))?;
             }
             let member_rows = match &members {
                 Some(m) if !m.is_empty() => add_members(c, &id, m)?,
@@ -643,7 +640,80 @@ pub(crate) fn load_rows(
 }
 
 /// The `INSERT` of a new resource row.
-fn resource_insert_sql(
+/// A new resource's rows: its `resources` row as `(…)` and its `resource_values` rows as
+/// `(…), (…)` (see [`insert_rows`]).
+pub(super) struct NewRows {
+    resource: Sql<()>,
+    values: Option<Sql<()>>,
+}
+
+impl NewRows {
+    fn new(
+        kind: ResourceKind,
+        id: &str,
+        doc: &str,
+        x: &Extracted,
+        client: &str,
+        now: &str,
+    ) -> Self {
+        NewRows {
+            resource: resource_row(kind, id, doc, x, client, now),
+            values: columns::values_rows(id, x),
+        }
+    }
+}
+
+/// Inserts new resources' rows. On PostgreSQL in one statement, the `resource_values` rows in
+/// a data-modifying `WITH` (the foreign key is checked at the statement's end, when the
+/// resource rows are there); SQLite has no data-modifying `WITH`, and one create is inserted at
+/// a time there.
+pub(super) fn insert_rows(c: &mut DbConnection, rows: &[NewRows]) -> HubResult<()> {
+    let values: Vec<&Sql<()>> = rows.iter().filter_map(|r| r.values.as_ref()).collect();
+    let mut resources = Sql::<()>::new(RESOURCE_INSERT);
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            resources.push(", ");
+        }
+        resources.append(&r.resource);
+    }
+    let postgres = matches!(c, DbConnection::Postgresql(_));
+    if values.is_empty() || !postgres {
+        resources.execute(c)?;
+        if !values.is_empty() {
+            let mut q = Sql::<()>::new(columns::VALUES_INSERT);
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.append(v);
+            }
+            q.execute(c)?;
+        }
+        return Ok(());
+    }
+    let mut q = Sql::<()>::new("WITH r AS (");
+    q.append(&resources).push(") ").push(columns::VALUES_INSERT);
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.append(v);
+    }
+    if rows.len() == 1 {
+        q.execute(c)?;
+    } else {
+        // One text per number of rows and of values: not kept as a prepared statement, or
+        // each connection would keep thousands of them.
+        Uncached(q).execute(c)?;
+    }
+    Ok(())
+}
+
+const RESOURCE_INSERT: &str = "INSERT INTO resources (id, resource_type, doc, user_name_folded, \
+     display_name, display_name_folded, external_id, external_id_client, active, \
+     employee_number_folded, manager_value_folded, created, last_modified, version) VALUES ";
+
+fn resource_row(
     kind: ResourceKind,
     id: &str,
     doc: &str,
@@ -651,11 +721,7 @@ fn resource_insert_sql(
     client: &str,
     now: &str,
 ) -> Sql<()> {
-    let mut q = Sql::<()>::new(
-        "INSERT INTO resources (id, resource_type, doc, user_name_folded, display_name, display_name_folded, \
-         external_id, external_id_client, active, employee_number_folded, manager_value_folded, created, \
-         last_modified, version) VALUES (",
-    );
+    let mut q = Sql::<()>::new("(");
     q.text(id).push(", ").push(kind.sql_literal()).push(", ");
     q.text(doc).push(", ");
     q.bind(Bind::OptText(x.user_name_folded.clone())).push(", ");

@@ -206,6 +206,31 @@ impl<K, ST> QueryFragment<MultiBackend> for Keyed<K, ST> {
 
 impl<K, ST, Conn> diesel::RunQueryDsl<Conn> for Keyed<K, ST> {}
 
+/// A [`Sql`] statement whose text varies too much to keep prepared (rows of a batch, say):
+/// diesel prepares it anew, unnamed, for each execution instead of caching one per text.
+pub(crate) struct Uncached<ST = ()>(pub Sql<ST>);
+
+impl<ST> QueryId for Uncached<ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<ST: 'static> Query for Uncached<ST>
+where
+    ST: diesel::sql_types::SqlType,
+{
+    type SqlType = ST;
+}
+
+impl<ST> QueryFragment<MultiBackend> for Uncached<ST> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        self.0.walk_ast(out)
+    }
+}
+
+impl<ST, Conn> diesel::RunQueryDsl<Conn> for Uncached<ST> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
