@@ -573,6 +573,15 @@ fn legacy_access_extensions_stop_at_their_limit(env: Env) {
         until, limit,
         "capped at the limit, not 150 days after the move"
     );
+    // At the limit already: an extension would change nothing (and shortens nothing).
+    env.clock.advance(Duration::days(1));
+    match env
+        .admin
+        .legacy_access(&bob, Some(Duration::days(7)), "test")
+    {
+        Err(AdminError::Conflict(m)) => assert!(m.contains("at most"), "{m}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
     env.clock.set(limit - Duration::hours(1));
     env.run();
     assert_eq!(

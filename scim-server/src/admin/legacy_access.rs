@@ -80,6 +80,38 @@ pub(super) fn inactive_addressee(
     ))))
 }
 
+/// Where an extension by `d` at `now` would end an open override: `d` from now, but at most
+/// [`MAX_LEGACY_ACCESS_DAYS`] after the move that kept it.
+fn extended_until(o: &approvals::OpenOverride, now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    (now + d).min(o.created + Duration::days(MAX_LEGACY_ACCESS_DAYS))
+}
+
+/// Why acknowledging (`extend` = `None`) or extending `user_id`'s legacy access now would change
+/// nothing (409), if it would not: none is open, or every open part is at its limit.
+fn unchanged_by(
+    c: &mut DbConnection,
+    user_id: &str,
+    extend: Option<Duration>,
+    now: DateTime<Utc>,
+) -> HubResult<Option<AdminError>> {
+    let open = approvals::open_overrides(c, user_id, now)?;
+    if open.is_empty() {
+        return Ok(Some(AdminError::Conflict(format!(
+            "user {user_id} has no legacy access left to acknowledge or extend"
+        ))));
+    }
+    if let Some(d) = extend {
+        if !open.iter().any(|o| extended_until(o, now, d) > o.until) {
+            return Ok(Some(AdminError::Conflict(format!(
+                "user {user_id}'s legacy access cannot be extended: it lasts at most \
+                 {MAX_LEGACY_ACCESS_DAYS} days after the move; ask for the access through the \
+                 user's new role"
+            ))));
+        }
+    }
+    Ok(None)
+}
+
 impl Admin {
     /// Acknowledges (ends now) or extends a mover's legacy access as `actor` (the authenticated
     /// caller), then re-plans, and says until when it lasts now. 404 for an unknown user, 409
@@ -115,52 +147,44 @@ impl Admin {
         // re-plan that drops ended overrides all change them under it, so the count below is
         // what this decision changes, not what another one just ended.
         crate::store::lock_users_to_plan(c, [user_id])?;
-        let open = approvals::overrides(c, user_id)?
-            .into_iter()
-            .filter(|o| o.until > now)
-            .count();
-        if open == 0 {
-            return Ok(Err(AdminError::Conflict(format!(
-                "user {user_id} has no legacy access left to acknowledge or extend"
-            ))));
+        if let Some(refusal) = unchanged_by(c, user_id, extend, now)? {
+            return Ok(Err(refusal));
         }
+        let open = approvals::open_overrides(c, user_id, now)?;
         let until = match extend {
             None => {
                 approvals::set_override_until(c, user_id, now, now)?;
                 now
             }
             Some(d) => {
-                // Each override ends at most MAX_LEGACY_ACCESS_DAYS after the move that kept it.
-                let cap = Duration::days(MAX_LEGACY_ACCESS_DAYS);
-                let mut latest: Option<DateTime<Utc>> = None;
-                for (id, started) in approvals::open_override_starts(c, user_id, now)? {
-                    let until = (now + d).min(started + cap);
-                    if until > now {
-                        approvals::set_one_override_until(c, &id, until, now)?;
-                        latest = latest.max(Some(until));
+                // Never shortened, and never past MAX_LEGACY_ACCESS_DAYS after the move that
+                // kept it; each new end gets its timer, so that the access goes at each.
+                let mut ends = std::collections::BTreeSet::new();
+                for o in &open {
+                    let until = extended_until(o, now, d);
+                    if until > o.until {
+                        approvals::set_one_override_until(c, &o.id, until, now)?;
+                        ends.insert(until);
                     }
                 }
-                let Some(latest) = latest else {
-                    return Ok(Err(AdminError::Conflict(format!(
-                        "user {user_id}'s legacy access has reached its limit of \
-                         {MAX_LEGACY_ACCESS_DAYS} days after the move and cannot be extended; \
-                         ask for the access through the user's new role"
-                    ))));
-                };
-                latest
+                for due in &ends {
+                    crate::engine::timers::schedule(
+                        c,
+                        &crate::engine::timers::Timer {
+                            user_id: user_id.into(),
+                            kind: crate::engine::timers::TimerKind::OverlapEnd,
+                            due: *due,
+                        },
+                        now,
+                    )?;
+                }
+                open.iter()
+                    .map(|o| extended_until(o, now, d).max(o.until))
+                    .max()
+                    .unwrap_or(now)
             }
         };
-        if extend.is_some() {
-            crate::engine::timers::schedule(
-                c,
-                &crate::engine::timers::Timer {
-                    user_id: user_id.into(),
-                    kind: crate::engine::timers::TimerKind::OverlapEnd,
-                    due: until,
-                },
-                now,
-            )?;
-        }
+        let open = open.len();
         audit::append(
             c,
             &audit::AuditEntry {
@@ -566,6 +590,10 @@ impl Admin {
                 return Ok(Err(e));
             }
             let actor = format!("one-click link to {} ({})", link.claims.to, link.claims.r);
+            // A link that would change nothing is not used up by trying (the refusal commits).
+            if let Some(refusal) = unchanged_by(c, &link.claims.u, link.extend, now)? {
+                return Ok(Err(refusal));
+            }
             // The event's one use, claimed before acting: a concurrent click waits on the key,
             // then finds it taken and acts not at all.
             if !approvals::use_link(c, &link.claims.ev, &link.claims.u, &actor, now)? {

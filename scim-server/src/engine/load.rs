@@ -110,7 +110,10 @@ pub fn inputs<'a>(
     // A manager attribute no source owns names whoever a scim:write client chose: such a
     // "manager" is not mailed the user's requests and moves, nor handed a leaver's records (the
     // plan keeps an account it would delete, disabled, for a person to hand over).
-    let trusted_manager = manager.as_deref().filter(|_| policy.manager_trusted());
+    // (Someone the HRIS names as their own manager, a CEO say, takes nothing of their own.)
+    let trusted_manager = manager
+        .as_deref()
+        .filter(|m| policy.manager_trusted() && *m != user_id);
     let manager_accounts = manager_accounts(c, trusted_manager)?;
     let manager_email = match trusted_manager {
         Some(m) => load_user_doc(c, m)?

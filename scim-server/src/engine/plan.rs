@@ -406,8 +406,23 @@ pub fn diff(
                         .connectors
                         .get(name)
                         .is_some_and(|c| c.on_leave == OnLeave::Delete);
+                let transfers = leaving
+                    && policy
+                        .connectors
+                        .get(name)
+                        .is_some_and(|c| c.transfer_ownership);
+                // A disabled account still here while the connector deletes leavers' accounts
+                // was kept for want of someone to take its records: they move before it goes.
+                let to = manager
+                    .get(name)
+                    .filter(|_| transfers && (current.enabled || delete));
+                // Deleting would lose the records nobody (no trusted manager with an account
+                // here) took: the account stays, disabled, for a person to hand over. (Where
+                // the connector cannot hand records over at all, there is nothing to keep.)
+                let kept =
+                    delete && transfers && to.is_none() && supports(Capability::TransferOwnership);
                 if current.enabled {
-                    if supports(Capability::EnableDisable) || !delete {
+                    if supports(Capability::EnableDisable) || !delete || kept {
                         ops.push(Operation::SetEnabled {
                             account: account.clone(),
                             enabled: false,
@@ -430,25 +445,12 @@ pub fn diff(
                         entitlement: e.clone(),
                     });
                 }
-                let transfers = leaving
-                    && policy
-                        .connectors
-                        .get(name)
-                        .is_some_and(|c| c.transfer_ownership);
-                // A disabled account still here while the connector deletes leavers' accounts
-                // was kept for want of someone to take its records: they move before it goes.
-                let to = manager
-                    .get(name)
-                    .filter(|_| transfers && (current.enabled || delete));
                 if let Some(to) = to {
                     ops.push(Operation::TransferOwnership {
                         account: account.clone(),
                         to: to.clone(),
                     });
                 }
-                // Deleting would lose the records nobody (no trusted manager with an account
-                // here) took: the account stays, disabled, for a person to hand over.
-                let kept = delete && transfers && to.is_none();
                 if kept && current.enabled {
                     plan.kept_for_records
                         .push((name.clone(), account.key.clone()));

@@ -806,8 +806,9 @@ impl Policy {
                 out.push(format!(
                     "connector(s) {} hand a leaver's records to the manager before deleting the \
                      account, but no [[source]] owns the manager's id: the hub hands them to \
-                     nobody, keeps such accounts disabled and raises records_kept. Let the HRIS \
-                     own \"manager\" (or \"manager.value\")",
+                     nobody and, where the connector can hand records over (a webhook), keeps \
+                     such accounts disabled and raises records_kept. Let the HRIS own \
+                     \"manager\" (or \"manager.value\")",
                     deleting.join(", ")
                 ));
             }

@@ -325,21 +325,34 @@ pub fn insert_override(c: &mut DbConnection, o: &OverrideRow, now: DateTime<Utc>
     Ok(())
 }
 
-/// A user's overrides still open at `now`, as `(id, created)`: when each began (the move).
-pub fn open_override_starts(
+/// An override still open: when it began (the move that kept the access) and ends.
+#[derive(Debug, Clone)]
+pub struct OpenOverride {
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// A user's overrides still open at `now`.
+pub fn open_overrides(
     c: &mut DbConnection,
     user_id: &str,
     now: DateTime<Utc>,
-) -> HubResult<Vec<(String, DateTime<Utc>)>> {
-    let mut q =
-        Sql::<(Text, Text)>::new("SELECT id, created FROM engine_overrides WHERE user_id = ");
+) -> HubResult<Vec<OpenOverride>> {
+    let mut q = Sql::<(Text, Text, Text)>::new(
+        "SELECT id, created, until FROM engine_overrides WHERE user_id = ",
+    );
     q.text(user_id)
         .push(" AND until > ")
         .text(fmt_ts(now))
         .push(" ORDER BY id");
-    Ok(q.load::<(String, String)>(c)?
+    Ok(q.load::<(String, String, String)>(c)?
         .into_iter()
-        .map(|(id, created)| (id, parse_ts(&created).unwrap_or(now)))
+        .map(|(id, created, until)| OpenOverride {
+            id,
+            created: parse_ts(&created).unwrap_or(now),
+            until: parse_ts(&until).unwrap_or(now),
+        })
         .collect())
 }
 

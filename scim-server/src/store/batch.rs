@@ -226,6 +226,8 @@ struct Deferred {
     /// Whether the write running now may leave its rows here.
     open: bool,
     rows: Vec<super::resources::NewRows>,
+    /// The bind parameters `rows` take.
+    binds: usize,
 }
 
 /// Leaves a create's rows for its batch to insert, or hands them back (`Some`) when the
@@ -233,13 +235,20 @@ struct Deferred {
 pub(super) fn defer_rows(rows: super::resources::NewRows) -> Option<super::resources::NewRows> {
     DEFERRED.with(|d| {
         let mut d = d.borrow_mut();
-        if !d.open {
+        // PostgreSQL takes at most 65,535 bind parameters in a statement (a create with
+        // thousands of emails could fill it): beyond a safe share, a create inserts alone.
+        let binds = rows.binds();
+        if !d.open || d.binds + binds > MAX_DEFERRED_BINDS {
             return Some(rows);
         }
+        d.binds += binds;
         d.rows.push(rows);
         None
     })
 }
+
+/// The most bind parameters the rows waiting in [`Deferred`] may take together.
+const MAX_DEFERRED_BINDS: usize = 30_000;
 
 fn deferring(open: bool) {
     DEFERRED.with(|d| d.borrow_mut().open = open);
@@ -252,7 +261,11 @@ fn forget_deferred() {
 /// Inserts the rows waiting in [`Deferred`] on the open batch's connection. `false` when that
 /// failed: the batch is spoiled (its connection marked lost if it was).
 fn insert_deferred() -> bool {
-    let rows = DEFERRED.with(|d| std::mem::take(&mut d.borrow_mut().rows));
+    let rows = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        d.binds = 0;
+        std::mem::take(&mut d.rows)
+    });
     if rows.is_empty() {
         return true;
     }

@@ -648,6 +648,11 @@ pub(super) struct NewRows {
 }
 
 impl NewRows {
+    /// How many bind parameters its rows take.
+    pub(super) fn binds(&self) -> usize {
+        self.resource.binds() + self.values.as_ref().map_or(0, Sql::binds)
+    }
+
     fn new(
         kind: ResourceKind,
         id: &str,
@@ -678,7 +683,12 @@ pub(super) fn insert_rows(c: &mut DbConnection, rows: &[NewRows]) -> HubResult<(
     }
     let postgres = matches!(c, DbConnection::Postgresql(_));
     if values.is_empty() || !postgres {
-        resources.execute(c)?;
+        if rows.len() > 1 {
+            // One text per number of rows: not kept as a prepared statement (see below).
+            Uncached(resources).execute(c)?;
+        } else {
+            resources.execute(c)?;
+        }
         if !values.is_empty() {
             let mut q = Sql::<()>::new(columns::VALUES_INSERT);
             for (i, v) in values.iter().enumerate() {

@@ -100,6 +100,14 @@ impl<ST> Sql<ST> {
         self
     }
 
+    /// How many bind parameters it carries.
+    pub fn binds(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| matches!(p, Part::Bind(_)))
+            .count()
+    }
+
     /// `?, ?, ?` for a list of texts.
     pub fn text_list<'a>(&mut self, items: impl IntoIterator<Item = &'a str>) -> &mut Self {
         for (i, item) in items.into_iter().enumerate() {

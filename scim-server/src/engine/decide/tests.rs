@@ -1221,7 +1221,7 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
     // With the manager's account from the start: disable, hand over, delete (which takes the
     // team with it).
     let mut direct = inputs(Some(&left), Some(planned_from(&engineer())));
-    direct.policy = deleting;
+    direct.policy = deleting.clone();
     direct
         .manager_accounts
         .insert("github".into(), AccountRef::new("mgr"));
@@ -1236,5 +1236,38 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
             "github delete",
         ])
     );
+    assert!(records_kept(&d).is_empty());
+
+    // A connector that cannot hand records over at all has none to keep: its account goes.
+    use connectors::{Capabilities, Capability as C};
+    let mut unable = inputs(Some(&left), Some(planned_from(&engineer())));
+    unable.policy = deleting;
+    unable.capabilities.insert(
+        "github".into(),
+        Capabilities {
+            operations: vec![
+                C::CreateAccount,
+                C::UpdateAccount,
+                C::EnableDisable,
+                C::DeleteAccount,
+                C::Grant,
+                C::Revoke,
+                C::RevokeSessions,
+                C::RevokeCredentials,
+            ],
+            entitlement_kinds: Vec::new(),
+        },
+    );
+    let d = run(&unable, &Contingent::default());
+    assert_eq!(
+        github_ops(&d),
+        lines(&[
+            "github set_enabled",
+            "github revoke_sessions",
+            "github revoke_credentials",
+            "github delete",
+        ])
+    );
+    assert!(d.outcome.plan.kept_for_records.is_empty());
     assert!(records_kept(&d).is_empty());
 }
