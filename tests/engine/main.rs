@@ -579,7 +579,7 @@ fn legacy_access_extensions_stop_at_their_limit(env: Env) {
         .admin
         .legacy_access(&bob, Some(Duration::days(7)), "test")
     {
-        Err(AdminError::Conflict(m)) => assert!(m.contains("at most"), "{m}"),
+        Err(AdminError::Conflict(m)) => assert!(m.contains("never keeps it past"), "{m}"),
         other => panic!("expected a conflict, got {other:?}"),
     }
     env.clock.set(limit - Duration::hours(1));
@@ -1028,7 +1028,76 @@ fn leaver_records_go_only_to_a_trusted_manager(postgres: bool, manager_owned: bo
     assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1);
 }
 
+/// An extension never shortens legacy access that a profile keeps longer than the cap.
+fn a_longer_overlap_is_not_shortened_by_an_extension(postgres: bool) {
+    use scim_server::admin::AdminError;
+    let overlap = "overlap = \"24h\"";
+    assert!(POLICY.contains(overlap));
+    let Some(env) = Env::new(postgres, &POLICY.replacen(overlap, "overlap = \"180d\"", 1)) else {
+        return;
+    };
+    let bob = env.create_user(user("bob", "Employee", "Engineering", "Engineer"));
+    env.run();
+    env.patch_user(&bob, |d| set_dept(d, "Sales"));
+    env.run();
+    match env
+        .admin
+        .legacy_access(&bob, Some(Duration::days(7)), "test")
+    {
+        Err(AdminError::Conflict(m)) => assert!(m.contains("never keeps it past"), "{m}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Still kept well past the week an extension would have ended it at.
+    env.clock.advance(Duration::days(30));
+    env.run();
+    assert_eq!(
+        env.holds("github", "bob").unwrap().1,
+        vec!["team:eng".to_string()]
+    );
+}
+
+/// Someone the HRIS names as their own manager (a CEO) takes nothing of their own records.
+fn a_leaver_who_is_their_own_manager_keeps_the_records_for_a_person(postgres: bool) {
+    let github = "name = \"github\"\ntype = \"memory\"\n";
+    let policy = POLICY.replace(github, &format!("{github}on_leave = \"delete\"\n"));
+    let Some(env) = Env::new(postgres, &policy) else {
+        return;
+    };
+    let ceo = env.create_user(user("ceo", "Employee", "Engineering", "Chief"));
+    env.patch_user(&ceo, |d| {
+        d.insert(
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User".into(),
+            json!({"department": "Engineering", "manager": {"value": ceo}}),
+        );
+    });
+    env.run();
+    env.app("github").simulate_usage("ceo");
+    env.patch_user(&ceo, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    env.run();
+    let gh = env.app("github").account("ceo").expect("kept, not deleted");
+    assert!(!gh.enabled);
+    assert_eq!(gh.owned.len(), 1, "nothing transferred to themselves");
+}
+
 mod leaver_records {
+    #[test]
+    fn self_manager_sqlite() {
+        super::a_leaver_who_is_their_own_manager_keeps_the_records_for_a_person(false)
+    }
+    #[test]
+    fn self_manager_postgres() {
+        super::a_leaver_who_is_their_own_manager_keeps_the_records_for_a_person(true)
+    }
+    #[test]
+    fn longer_overlap_sqlite() {
+        super::a_longer_overlap_is_not_shortened_by_an_extension(false)
+    }
+    #[test]
+    fn longer_overlap_postgres() {
+        super::a_longer_overlap_is_not_shortened_by_an_extension(true)
+    }
     #[test]
     fn to_the_owned_manager_sqlite() {
         super::leaver_records_go_only_to_a_trusted_manager(false, true)

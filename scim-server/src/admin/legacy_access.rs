@@ -103,9 +103,9 @@ fn unchanged_by(
     if let Some(d) = extend {
         if !open.iter().any(|o| extended_until(o, now, d) > o.until) {
             return Ok(Some(AdminError::Conflict(format!(
-                "user {user_id}'s legacy access cannot be extended: it lasts at most \
-                 {MAX_LEGACY_ACCESS_DAYS} days after the move; ask for the access through the \
-                 user's new role"
+                "user {user_id}'s legacy access cannot be extended further: an extension never \
+                 keeps it past {MAX_LEGACY_ACCESS_DAYS} days after the move; ask for the access \
+                 through the user's new role"
             ))));
         }
     }
@@ -407,6 +407,13 @@ impl Admin {
         if claims.r == "manager" {
             if let Some(e) = inactive_addressee(c, claims)? {
                 return Ok(Err(e));
+            }
+            // Someone the HRIS named as their own manager was mailed links to their own move
+            // (before such a manager stopped being trusted): they decide nothing of their own.
+            if claims.to == claims.u {
+                return Ok(Err(AdminError::Forbidden(
+                    "Nobody decides on their own legacy access.".into(),
+                )));
             }
         }
         if approvals::latest_mover_event(c, &claims.u)?.as_deref() != Some(claims.ev.as_str()) {

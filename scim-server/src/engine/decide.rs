@@ -338,7 +338,7 @@ pub fn decide(
         }));
     }
     let mut incidents = required_but_unsupported(policy, event, &plan, user_id, &plan_id);
-    incidents.extend(records_kept(&plan, user_id, &plan_id));
+    incidents.extend(records_kept(&plan, &plan_id));
 
     // Notices: the hold to security, approvals to those who may decide them, the mover summary
     // to the manager and to security.
@@ -456,14 +456,15 @@ fn required_but_unsupported(
 
 /// A `records_kept` incident for each leaver's account kept disabled because nobody could take
 /// its records: a person hands them over (or deletes the account) by hand.
-fn records_kept(plan: &Plan, user_id: &str, plan_id: &str) -> Vec<PlanIncident> {
+fn records_kept(plan: &Plan, plan_id: &str) -> Vec<PlanIncident> {
+    // (The incident names the user; its notices name them as the directory does.)
     plan.kept_for_records
         .iter()
         .map(|(connector, key)| PlanIncident {
             kind: "records_kept",
             connector: Some(connector.clone()),
             reason: format!(
-                "plan {plan_id} of user {user_id}: account {key} on {connector} was disabled, \
+                "plan {plan_id}: account {key} on {connector} was disabled, \
                  not deleted: the connector hands a leaver's records to the manager, and no \
                  manager a [[source]] vouches for has an enabled account there. Hand its \
                  records over, then delete it."

@@ -418,11 +418,15 @@ pub fn diff(
                     .filter(|_| transfers && (current.enabled || delete));
                 // Deleting would lose the records nobody (no trusted manager with an account
                 // here) took: the account stays, disabled, for a person to hand over. (Where
-                // the connector cannot hand records over at all, there is nothing to keep.)
-                let kept =
-                    delete && transfers && to.is_none() && supports(Capability::TransferOwnership);
+                // the connector cannot hand records over at all, there is nothing to keep; where
+                // it cannot disable, keeping would keep the access: the delete stands.)
+                let kept = delete
+                    && transfers
+                    && to.is_none()
+                    && supports(Capability::TransferOwnership)
+                    && supports(Capability::EnableDisable);
                 if current.enabled {
-                    if supports(Capability::EnableDisable) || !delete || kept {
+                    if supports(Capability::EnableDisable) || !delete {
                         ops.push(Operation::SetEnabled {
                             account: account.clone(),
                             enabled: false,

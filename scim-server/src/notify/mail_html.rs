@@ -365,6 +365,17 @@ mod tests {
             opened: "2026-12-05T08:00:00Z",
             notice: 2,
         };
+        let records_kept = IncidentNotice {
+            id: 43,
+            kind: "records_kept",
+            connector: Some("webhook-drive"),
+            reason: "plan 0190aa7e-5c1e-7d3a-9f00-0000000e0e02: account bob on webhook-drive was \
+                     disabled, not deleted: the connector hands a leaver's records to the \
+                     manager, and no manager a [[source]] vouches for has an enabled account \
+                     there. Hand its records over, then delete it.",
+            notice: 1,
+            ..incident_row
+        };
         let carl = person_label(ext.user_id, ext.user_name, ext.display_name);
         let mover_links = (l1.clone(), l2.clone());
         let notices = [
@@ -417,6 +428,7 @@ mod tests {
             ("extension_request_shared", extension_request(ext, None)),
             ("incident_linked", incident(incident_row, Some(pair))),
             ("incident_shared", incident(incident_row, None)),
+            ("incident_records_kept", incident(records_kept, Some(pair))),
             (
                 "drift_review",
                 drift_review(

@@ -1255,4 +1255,27 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
     assert_eq!(github_ops(&d), lines(&deleted));
     assert!(d.outcome.plan.kept_for_records.is_empty());
     assert_eq!(records_kept(&d), 0);
+
+    // One that can hand records over but not disable: keeping the account would keep the
+    // access, so the delete stands (its disable is left to it).
+    let no_disable = vec![
+        C::CreateAccount,
+        C::UpdateAccount,
+        C::DeleteAccount,
+        C::Grant,
+        C::Revoke,
+        C::RevokeSessions,
+        C::RevokeCredentials,
+        C::TransferOwnership,
+    ];
+    let d = plan(planned_from(&engineer()), false, Some(no_disable));
+    assert_eq!(
+        github_ops(&d),
+        lines(&[
+            "github revoke_sessions",
+            "github revoke_credentials",
+            "github delete"
+        ])
+    );
+    assert!(d.outcome.plan.kept_for_records.is_empty());
 }
