@@ -268,6 +268,27 @@ fn manager_approvals_nobody_can_decide_are_warned_of() {
     let _ = (std::fs::remove_file(short), std::fs::remove_file(long));
 }
 
+/// `policy check` warns when a connector deletes leavers' accounts after handing their records
+/// to the manager but no source owns the manager's id (the records go to nobody); owning it,
+/// or disabling instead of deleting, silences it.
+#[test]
+fn records_handed_to_an_unowned_manager_are_warned_of() {
+    let warnings = |text: &str| Policy::parse(text, "a.toml").expect("valid").warnings();
+    let deleting = "[[connector]]\nname = \"drive\"\ntype = \"memory\"\non_leave = \"delete\"\n";
+    let w = warnings(deleting).join("\n");
+    assert!(
+        w.contains("connector(s) drive hand a leaver's records to the manager")
+            && w.contains("records_kept"),
+        "{w}"
+    );
+    let owned = format!("{deleting}\n[[source]]\nclient = \"hr\"\nowns = [\"manager\"]\n");
+    assert!(warnings(&owned).is_empty(), "{:?}", warnings(&owned));
+    let no_transfer = format!("{deleting}transfer_ownership = false\n");
+    assert!(warnings(&no_transfer).is_empty());
+    let disabling = deleting.replace("on_leave = \"delete\"\n", "");
+    assert!(warnings(&disabling).is_empty());
+}
+
 #[test]
 fn approvers_are_declared_and_owners_combine() {
     let p = Policy::parse(APPROVALS, "a.toml").expect("valid");

@@ -653,6 +653,7 @@ impl NewRows {
         self.resource.binds() + self.values.as_ref().map_or(0, Sql::binds)
     }
 
+    /// The `resources` row as `(…)` (the columns of `RESOURCE_INSERT`) and the values rows.
     fn new(
         kind: ResourceKind,
         id: &str,
@@ -661,8 +662,24 @@ impl NewRows {
         client: &str,
         now: &str,
     ) -> Self {
+        let mut q = Sql::<()>::new("(");
+        q.text(id).push(", ").push(kind.sql_literal()).push(", ");
+        q.text(doc).push(", ");
+        q.bind(Bind::OptText(x.user_name_folded.clone())).push(", ");
+        q.bind(Bind::OptText(x.display_name.clone())).push(", ");
+        q.bind(Bind::OptText(x.display_name_folded.clone()))
+            .push(", ");
+        q.bind(Bind::OptText(x.external_id.clone())).push(", ");
+        q.text(client).push(", ");
+        q.bind(Bind::OptBool(x.active)).push(", ");
+        q.bind(Bind::OptText(x.employee_number_folded.clone()))
+            .push(", ");
+        q.bind(Bind::OptText(x.manager_value_folded.clone()))
+            .push(", ");
+        q.text(now).push(", ");
+        q.text(now).push(", 1)");
         NewRows {
-            resource: resource_row(kind, id, doc, x, client, now),
+            resource: q,
             values: columns::values_rows(id, x),
         }
     }
@@ -722,33 +739,6 @@ pub(super) fn insert_rows(c: &mut DbConnection, rows: &[NewRows]) -> HubResult<(
 const RESOURCE_INSERT: &str = "INSERT INTO resources (id, resource_type, doc, user_name_folded, \
      display_name, display_name_folded, external_id, external_id_client, active, \
      employee_number_folded, manager_value_folded, created, last_modified, version) VALUES ";
-
-fn resource_row(
-    kind: ResourceKind,
-    id: &str,
-    doc: &str,
-    x: &Extracted,
-    client: &str,
-    now: &str,
-) -> Sql<()> {
-    let mut q = Sql::<()>::new("(");
-    q.text(id).push(", ").push(kind.sql_literal()).push(", ");
-    q.text(doc).push(", ");
-    q.bind(Bind::OptText(x.user_name_folded.clone())).push(", ");
-    q.bind(Bind::OptText(x.display_name.clone())).push(", ");
-    q.bind(Bind::OptText(x.display_name_folded.clone()))
-        .push(", ");
-    q.bind(Bind::OptText(x.external_id.clone())).push(", ");
-    q.text(client).push(", ");
-    q.bind(Bind::OptBool(x.active)).push(", ");
-    q.bind(Bind::OptText(x.employee_number_folded.clone()))
-        .push(", ");
-    q.bind(Bind::OptText(x.manager_value_folded.clone()))
-        .push(", ");
-    q.text(now).push(", ");
-    q.text(now).push(", 1)");
-    q
-}
 
 /// Writes a changed document. Only the extracted columns whose values changed are in the SET
 /// list: SQLite rewrites the entries of every index over a column it sets, and `resources` has
