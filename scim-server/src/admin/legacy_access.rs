@@ -86,30 +86,29 @@ fn extended_until(o: &approvals::OpenOverride, now: DateTime<Utc>, d: Duration) 
     (now + d).min(o.created + Duration::days(MAX_LEGACY_ACCESS_DAYS))
 }
 
-/// Why acknowledging (`extend` = `None`) or extending `user_id`'s legacy access now would change
-/// nothing (409), if it would not: none is open, or every open part is at its limit.
+/// Why acknowledging (`extend` = `None`) or extending `user_id`'s legacy access, whose open
+/// overrides are `open`, would change nothing now (409), if it would not: none is open, or
+/// every open part is at its limit.
 fn unchanged_by(
-    c: &mut DbConnection,
+    open: &[approvals::OpenOverride],
     user_id: &str,
     extend: Option<Duration>,
     now: DateTime<Utc>,
-) -> HubResult<Option<AdminError>> {
-    let open = approvals::open_overrides(c, user_id, now)?;
+) -> Option<AdminError> {
     if open.is_empty() {
-        return Ok(Some(AdminError::Conflict(format!(
+        return Some(AdminError::Conflict(format!(
             "user {user_id} has no legacy access left to acknowledge or extend"
-        ))));
+        )));
     }
-    if let Some(d) = extend {
-        if !open.iter().any(|o| extended_until(o, now, d) > o.until) {
-            return Ok(Some(AdminError::Conflict(format!(
-                "user {user_id}'s legacy access cannot be extended further: an extension never \
-                 keeps it past {MAX_LEGACY_ACCESS_DAYS} days after the move; ask for the access \
-                 through the user's new role"
-            ))));
-        }
+    let d = extend?;
+    if open.iter().any(|o| extended_until(o, now, d) > o.until) {
+        return None;
     }
-    Ok(None)
+    Some(AdminError::Conflict(format!(
+        "user {user_id}'s legacy access cannot be extended further: an extension never keeps it \
+         past {MAX_LEGACY_ACCESS_DAYS} days after the move; ask for the access through the \
+         user's new role"
+    )))
 }
 
 impl Admin {
@@ -147,10 +146,10 @@ impl Admin {
         // re-plan that drops ended overrides all change them under it, so the count below is
         // what this decision changes, not what another one just ended.
         crate::store::lock_users_to_plan(c, [user_id])?;
-        if let Some(refusal) = unchanged_by(c, user_id, extend, now)? {
+        let open = approvals::open_overrides(c, user_id, now)?;
+        if let Some(refusal) = unchanged_by(&open, user_id, extend, now) {
             return Ok(Err(refusal));
         }
-        let open = approvals::open_overrides(c, user_id, now)?;
         let until = match extend {
             None => {
                 approvals::set_override_until(c, user_id, now, now)?;
@@ -598,7 +597,8 @@ impl Admin {
             }
             let actor = format!("one-click link to {} ({})", link.claims.to, link.claims.r);
             // A link that would change nothing is not used up by trying (the refusal commits).
-            if let Some(refusal) = unchanged_by(c, &link.claims.u, link.extend, now)? {
+            let open = approvals::open_overrides(c, &link.claims.u, now)?;
+            if let Some(refusal) = unchanged_by(&open, &link.claims.u, link.extend, now) {
                 return Ok(Err(refusal));
             }
             // The event's one use, claimed before acting: a concurrent click waits on the key,

@@ -687,6 +687,13 @@ mod forged_text {
 
     const HUB: &str = "http://hub.example";
 
+    /// How many lines of `body` are the template's own (not quoted user text).
+    fn own_lines(body: &str) -> usize {
+        body.lines()
+            .filter(|l| !l.starts_with(USER_TEXT_PREFIX))
+            .count()
+    }
+
     /// The hub's own links of `body` (lines not quoted as user text that hold a URL), and the
     /// HTML alternative's links.
     fn links(body: &str) -> (Vec<&str>, Vec<String>) {
@@ -731,12 +738,7 @@ mod forged_text {
             &html_body("Mover summary", &evil, Some(HUB)),
         );
         // The same lines apart from the quoted Person block, which quotes every line of it.
-        let ours = |b: &str| {
-            b.lines()
-                .filter(|l| !l.starts_with(USER_TEXT_PREFIX))
-                .count()
-        };
-        assert_eq!(ours(&evil), ours(&plain), "{evil}");
+        assert_eq!(own_lines(&evil), own_lines(&plain), "{evil}");
         assert!(!evil.chars().any(forbidden), "{evil:?}");
         let acks = |b: &str| {
             b.lines()
@@ -770,12 +772,7 @@ mod forged_text {
         };
         let plain = review("bob");
         let evil = review(EVIL);
-        let ours = |b: &str| {
-            b.lines()
-                .filter(|l| !l.starts_with(USER_TEXT_PREFIX))
-                .count()
-        };
-        assert_eq!(ours(&evil), ours(&plain), "{evil}");
+        assert_eq!(own_lines(&evil), own_lines(&plain), "{evil}");
         assert!(!evil.chars().any(forbidden), "{evil:?}");
         let (text, html) = links(&evil);
         assert_eq!(text.len(), 2, "{text:?}");
