@@ -32,7 +32,7 @@ use scim_server::auth::{Principal, Scope, UserRef};
 use scim_server::clock::TestClock;
 use scim_server::engine::connector_set::{default_builder, ConnectorSet};
 use scim_server::engine::hook::install;
-use scim_server::engine::Engine;
+use scim_server::engine::{Cause, Engine};
 use scim_server::jobs::Workers;
 use scim_server::policy::reload::PolicyHandle;
 use scim_server::policy::Policy;
@@ -1028,6 +1028,57 @@ fn leaver_records_go_only_to_a_trusted_manager(postgres: bool, manager_owned: bo
     assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1);
 }
 
+/// A leaver's account disabled under `on_leave = "disable"`; then the policy comes to delete
+/// leavers' accounts. Without a trusted manager to take the records, the next plan keeps the
+/// account (already disabled) and says so, once.
+fn a_disabled_leavers_account_kept_after_a_policy_change_is_reported(postgres: bool) {
+    let owned = "owns = [\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager\",";
+    assert!(POLICY.contains(owned));
+    let disabling = POLICY.replace(owned, "owns = [");
+    let Some(env) = Env::new(postgres, &disabling) else {
+        return;
+    };
+    let boss = env.create_user(user("boss", "Employee", "Engineering", "Manager"));
+    let dan = env.create_report(user("dan", "Employee", "Engineering", "Engineer"), &boss);
+    env.run();
+    env.app("github").simulate_usage("dan");
+    env.patch_user(&dan, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    env.run();
+    let kept = |c: &mut _| {
+        Ok(incidents::list_open(c)?
+            .into_iter()
+            .filter(|i| i.kind == "records_kept")
+            .collect::<Vec<_>>())
+    };
+    assert!(!env.app("github").account("dan").expect("disabled").enabled);
+    assert!(
+        in_tx(&env.store, kept).unwrap().is_empty(),
+        "nothing kept yet"
+    );
+    let github = "name = \"github\"\ntype = \"memory\"\n";
+    assert!(disabling.contains(github));
+    let deleting = disabling.replace(github, &format!("{github}on_leave = \"delete\"\n"));
+    env.engine
+        .policy
+        .set(Policy::parse(&deleting, "test.toml").unwrap());
+    let replan = || {
+        in_tx(&env.store, |c| env.engine.replan(c, &dan, Cause::Admin)).unwrap();
+        env.run();
+    };
+    replan();
+    let gh = env.app("github").account("dan").expect("kept, not deleted");
+    assert!(!gh.enabled);
+    assert_eq!(gh.owned.len(), 1);
+    let incidents = in_tx(&env.store, kept).unwrap();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0].connector.as_deref(), Some("github"));
+    // The next plan raises nothing more.
+    replan();
+    assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1);
+}
+
 /// An extension never shortens legacy access that a profile keeps longer than the cap.
 fn a_longer_overlap_is_not_shortened_by_an_extension(postgres: bool) {
     use scim_server::admin::AdminError;
@@ -1113,6 +1164,14 @@ mod leaver_records {
     #[test]
     fn kept_without_one_postgres() {
         super::leaver_records_go_only_to_a_trusted_manager(true, false)
+    }
+    #[test]
+    fn disabled_then_policy_deletes_sqlite() {
+        super::a_disabled_leavers_account_kept_after_a_policy_change_is_reported(false)
+    }
+    #[test]
+    fn disabled_then_policy_deletes_postgres() {
+        super::a_disabled_leavers_account_kept_after_a_policy_change_is_reported(true)
     }
 }
 

@@ -84,6 +84,9 @@ pub struct Contingent {
     /// it, and the guard decides on the whole change once all of it is planned
     /// ([`super::replan`]), not user by user.
     pub stage: Option<String>,
+    /// The connectors for which a `records_kept` incident was ever raised about the user, when
+    /// [`Projection::keeps_a_disabled_account`].
+    pub records_kept_raised: BTreeSet<String>,
 }
 
 /// What the blast-radius guard counts.
@@ -112,6 +115,16 @@ impl Projection {
     /// (whatever the event), under a policy that has the guard.
     pub fn needs_blast_check(&self, policy: &Policy) -> bool {
         policy.blast_radius.is_some() && self.plan.revocations() > 0
+    }
+
+    /// Whether the plan keeps for its records an account that is disabled already (kept by an
+    /// earlier plan, or disabled before the connector came to delete leavers' accounts): its
+    /// incident is raised only if none ever was for that connector ([`records_kept`]).
+    pub fn keeps_a_disabled_account(&self, planned: &BTreeMap<String, AccountRecord>) -> bool {
+        self.plan
+            .kept_for_records
+            .iter()
+            .any(|(connector, _)| planned.get(connector).is_some_and(|r| !r.enabled))
     }
 
     /// Whether notices may carry one-click links: a mover who keeps legacy access, or a user
@@ -338,7 +351,12 @@ pub fn decide(
         }));
     }
     let mut incidents = required_but_unsupported(policy, event, &plan, user_id, &plan_id);
-    incidents.extend(records_kept(&plan, &plan_id));
+    incidents.extend(records_kept(
+        &plan,
+        &plan_id,
+        &i.planned,
+        &extra.records_kept_raised,
+    ));
 
     // Notices: the hold to security, approvals to those who may decide them, the mover summary
     // to the manager and to security.
@@ -456,10 +474,24 @@ fn required_but_unsupported(
 
 /// A `records_kept` incident for each leaver's account kept disabled because nobody could take
 /// its records: a person hands them over (or deletes the account) by hand.
-fn records_kept(plan: &Plan, plan_id: &str) -> Vec<PlanIncident> {
+///
+/// An account this plan disables is a new keeping and always raises one. One kept disabled
+/// already raises one only if no `records_kept` incident was ever raised about the user for
+/// that connector (`raised`): an account disabled before its connector came to delete leavers'
+/// accounts (its `on_leave` changed, or the user left while suspended) is then reported once,
+/// and one an earlier plan kept is not reported again on each later plan.
+fn records_kept(
+    plan: &Plan,
+    plan_id: &str,
+    planned: &BTreeMap<String, AccountRecord>,
+    raised: &BTreeSet<String>,
+) -> Vec<PlanIncident> {
     // (The incident names the user; its notices name them as the directory does.)
     plan.kept_for_records
         .iter()
+        .filter(|(connector, _)| {
+            planned.get(connector).is_some_and(|r| r.enabled) || !raised.contains(connector)
+        })
         .map(|(connector, key)| PlanIncident {
             kind: "records_kept",
             connector: Some(connector.clone()),

@@ -14,7 +14,7 @@ use super::{links, load_user_doc, Cause, Engine};
 use crate::error::{HubError, HubResult};
 use crate::policy::Policy;
 use crate::store::approvals::{ApprovalKind, ApprovalStatus};
-use crate::store::{approvals, load_groups, DbConnection, Doc};
+use crate::store::{approvals, incidents, load_groups, DbConnection, Doc};
 use crate::store::{engine_state, events, grants, holds};
 use scim_schema::json::primary_email;
 
@@ -194,9 +194,15 @@ pub fn contingent(
     } else {
         None
     };
+    let records_kept_raised = if projection.keeps_a_disabled_account(&inputs.planned) {
+        incidents::connectors_raised_for(c, "records_kept", &inputs.user_id)?
+    } else {
+        Default::default()
+    };
     Ok(Contingent {
         blast,
         link_key,
         stage: stage.map(str::to_string),
+        records_kept_raised,
     })
 }

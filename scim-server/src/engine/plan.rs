@@ -455,7 +455,7 @@ pub fn diff(
                         to: to.clone(),
                     });
                 }
-                if kept && current.enabled {
+                if kept {
                     plan.kept_for_records
                         .push((name.clone(), account.key.clone()));
                 }

@@ -362,6 +362,18 @@ pub fn for_plan(c: &mut DbConnection, plan_id: &str) -> HubResult<Vec<IncidentDe
     Ok(q.load::<IncidentDetail>(c)?)
 }
 
+/// The connectors for which an incident of `kind` was ever raised about `user_id`, open or not.
+pub fn connectors_raised_for(
+    c: &mut DbConnection,
+    kind: &str,
+    user_id: &str,
+) -> HubResult<std::collections::BTreeSet<String>> {
+    let mut q =
+        Sql::<Nullable<Text>>::new("SELECT DISTINCT connector FROM engine_incidents WHERE kind = ");
+    q.text(kind).push(" AND user_id = ").text(user_id);
+    Ok(q.load::<Option<String>>(c)?.into_iter().flatten().collect())
+}
+
 /// `s` with LIKE's wildcards and the escape character escaped (by `\`).
 fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -668,8 +668,7 @@ fn planning_decides_each_lifecycle_case() {
         (case.given)(&mut i);
         let extra = Contingent {
             blast: case.blast.clone(),
-            link_key: None,
-            stage: None,
+            ..Default::default()
         };
         let got = summary(&run(&i, &extra));
         if got != case.expect {
@@ -1166,10 +1165,12 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
     let mut left = engineer();
     left.insert("active".into(), json!(false));
     // The leaver planned from `prev`, the manager's github account known or not, and github
-    // able to do `caps` (everything when `None`).
-    let plan = |prev: (EngineUser, BTreeMap<String, AccountRecord>),
-                manager: bool,
-                caps: Option<Vec<C>>|
+    // able to do `caps` (everything when `None`); `raised`: the connectors a `records_kept`
+    // incident was raised for before.
+    let plan_after = |prev: (EngineUser, BTreeMap<String, AccountRecord>),
+                      manager: bool,
+                      caps: Option<Vec<C>>,
+                      raised: &[&str]|
      -> Decision {
         let mut i = inputs(Some(&left), Some(prev));
         i.policy = deleting.clone();
@@ -1185,8 +1186,19 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
             };
             i.capabilities.insert("github".into(), caps);
         }
-        run(&i, &Contingent::default())
+        let extra = Contingent {
+            records_kept_raised: raised.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        };
+        let projection = project(&i);
+        assert_eq!(
+            projection.keeps_a_disabled_account(&i.planned),
+            i.planned.get("github").is_some_and(|r| !r.enabled)
+                && !projection.plan.kept_for_records.is_empty()
+        );
+        run(&i, &extra)
     };
+    let plan = |prev, manager, caps| plan_after(prev, manager, caps, &[]);
     let github_ops = |d: &Decision| -> Vec<String> {
         summary(d)
             .ops
@@ -1217,12 +1229,22 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
     );
     assert_eq!(records_kept(&d), 1);
 
-    // The next plan: still nobody, nothing more (no second incident); then the manager's
-    // account is known, and the records move before the delete.
+    // The next plan: still nobody, nothing more (no second incident, one was raised); then
+    // the manager's account is known, and the records move before the delete.
     let after = (d.writes.expect("writes").user, d.outcome.plan.next);
-    let d = plan(after.clone(), false, None);
+    let d = plan_after(after.clone(), false, None, &["github"]);
     assert!(github_ops(&d).is_empty(), "{:?}", github_ops(&d));
-    assert!(d.outcome.plan.kept_for_records.is_empty());
+    assert_eq!(
+        d.outcome.plan.kept_for_records,
+        vec![("github".to_string(), "ann".to_string())]
+    );
+    assert_eq!(records_kept(&d), 0);
+    // An account disabled before the connector came to delete leavers' accounts (no incident
+    // was ever raised for it) is kept and reported, once: another connector's incident does
+    // not count.
+    let d = plan_after(after.clone(), false, None, &["slack"]);
+    assert!(github_ops(&d).is_empty(), "{:?}", github_ops(&d));
+    assert_eq!(records_kept(&d), 1);
     let d = plan(after, true, None);
     assert_eq!(
         github_ops(&d),

@@ -66,6 +66,82 @@ fn renumber(db: &TestDb, from: i64, by: i64) {
     );
 }
 
+/// On PostgreSQL a group-commit batch sends its chain append and its COMMIT in one message,
+/// the append's values written into its text (as hex): texts with quotes, backslashes, dollar
+/// quotes and non-ASCII are stored as given, the transaction ends committed and the chain
+/// verifies. An append that fails commits nothing and leaves the transaction to roll back.
+#[test]
+fn an_append_sent_with_its_commit_keeps_every_text_and_commits_only_whole() {
+    use crate::store::audit_chain::{NewEntry, PendingEntry};
+    use diesel::connection::TransactionManager;
+    type Tm = <DbConnection as diesel::Connection>::TransactionManager;
+    let Some(db) = postgres_db() else { return };
+    let texts = [
+        "o'k\\ta",
+        "$$'); COMMIT; --",
+        "é 😀 \"x\" \u{7f}",
+        "\\x41 E'\\''",
+    ];
+    let detail = json!({ "note": texts.concat() });
+    let entries = |texts: &[&str]| -> Vec<PendingEntry> {
+        texts
+            .iter()
+            .map(|t| {
+                PendingEntry::of(&NewEntry {
+                    at: chrono::Utc::now(),
+                    actor: t,
+                    user_id: t,
+                    connector: Some(t),
+                    action: "test.append",
+                    outcome: t,
+                    detail: &detail,
+                })
+            })
+            .collect()
+    };
+    let depth = |c: &mut DbConnection| {
+        Tm::transaction_manager_status_mut(c)
+            .transaction_depth()
+            .unwrap()
+    };
+    let mut c = db.store.inner.write.get().unwrap();
+    Tm::begin_transaction(&mut c).unwrap();
+    let done = audit_chain::append_all_and_commit(&mut c, &entries(&texts));
+    assert!(matches!(done, Some(Ok(()))), "{done:?}");
+    assert_eq!(depth(&mut c), None, "committed");
+    drop(c);
+    assert!(verify(&db).ok);
+    assert_eq!(verify(&db).checked, 4);
+    for (i, t) in texts.iter().enumerate() {
+        let r = row(&db, i as i64 + 1);
+        assert_eq!(
+            (&*r.actor, &*r.user_id, r.connector.as_deref(), &*r.outcome),
+            (*t, *t, Some(*t), *t)
+        );
+        let stored: Value = serde_json::from_str(&r.detail).unwrap();
+        assert_eq!(stored, detail);
+    }
+    // The head row gone, the append fails: the write before it in the same transaction is not
+    // committed either.
+    let mut c = db.store.inner.write.get().unwrap();
+    Tm::begin_transaction(&mut c).unwrap();
+    c.batch_execute("DELETE FROM engine_audit_head").unwrap();
+    let done = audit_chain::append_all_and_commit(&mut c, &entries(&["later"]));
+    assert!(matches!(done, Some(Err(_))), "{done:?}");
+    assert!(depth(&mut c).is_some(), "still open");
+    Tm::rollback_transaction(&mut c).unwrap();
+    drop(c);
+    assert_eq!(head(&db).seq, 4, "the head row is back");
+    assert_eq!(verify(&db).checked, 4);
+    // Not for SQLite, nor for more entries than one statement takes.
+    let sqlite = sqlite_db();
+    let mut c = sqlite.store.inner.write.get().unwrap();
+    assert!(audit_chain::append_all_and_commit(&mut c, &entries(&texts)).is_none());
+    let mut c = db.store.inner.write.get().unwrap();
+    let many: Vec<&str> = std::iter::repeat_n("x", 65).collect();
+    assert!(audit_chain::append_all_and_commit(&mut c, &entries(&many)).is_none());
+}
+
 #[test]
 fn scim_writes_are_chained_with_client_request_and_changed_names() {
     each_backend(|db| {

@@ -1,0 +1,1 @@
+DROP FUNCTION scimhub_audit_append(TEXT);
