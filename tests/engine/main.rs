@@ -542,9 +542,23 @@ fn mover_with_overlap_then_acknowledge(env: Env) {
         env.holds("github", "bob").unwrap().1,
         vec!["team:eng".to_string()]
     );
+    // Extended first (a second overlap timer, at the new end), then ended at once: neither
+    // timer is left to fire.
+    env.admin
+        .legacy_access(&bob, Some(Duration::days(3)), "test")
+        .unwrap();
+    let overlap_timers = || {
+        in_tx(&env.store, |c| timers::list(c, Some(&bob)))
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.kind == "overlap_end" && t.status == "pending")
+            .count()
+    };
+    assert_eq!(overlap_timers(), 2);
     env.admin.legacy_access(&bob, None, "test").unwrap();
     env.run();
     assert_eq!(env.holds("github", "bob"), Some((false, vec![])));
+    assert_eq!(overlap_timers(), 0);
 }
 
 /// However often a mover's legacy access is extended, it ends at most

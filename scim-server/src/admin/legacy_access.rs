@@ -153,6 +153,14 @@ impl Admin {
         let until = match extend {
             None => {
                 approvals::set_override_until(c, user_id, now, now)?;
+                // Every override ends now, so the timers at their old ends (one per extension)
+                // have nothing left to end; a plan below that keeps new access schedules its own.
+                crate::engine::timers::apply(
+                    c,
+                    user_id,
+                    &crate::engine::timers::TimerChange::CancelOverlap,
+                    now,
+                )?;
                 now
             }
             Some(d) => {
