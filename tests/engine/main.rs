@@ -1088,6 +1088,11 @@ fn a_disabled_leavers_account_kept_after_a_policy_change_is_reported(postgres: b
     let incidents = in_tx(&env.store, kept).unwrap();
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert_eq!(incidents[0].connector.as_deref(), Some("github"));
+    assert!(
+        incidents[0].reason.contains("disabled already"),
+        "{}",
+        incidents[0].reason
+    );
     // The next plan raises nothing more.
     replan();
     assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1);

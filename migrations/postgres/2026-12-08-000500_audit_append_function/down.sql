@@ -1,1 +1,1 @@
-DROP FUNCTION scimhub_audit_append(TEXT);
+DROP FUNCTION scimhub_audit_append_v1(TEXT);

@@ -11,8 +11,9 @@
 -- encoding is UTF8 (`sha256` then sees the text's UTF-8 bytes).
 --
 -- Expand only: a node of the previous release keeps its own statement, which computes the same
--- hashes.
-CREATE FUNCTION scimhub_audit_append(entries TEXT) RETURNS BIGINT
+-- hashes. Nodes of this release call the function by name: a later change of what it takes or
+-- does is a new function (`_v2`) beside this one, never a `CREATE OR REPLACE` of it.
+CREATE FUNCTION scimhub_audit_append_v1(entries TEXT) RETURNS BIGINT
 LANGUAGE plpgsql AS $$
 DECLARE
     last_seq BIGINT;

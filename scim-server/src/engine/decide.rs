@@ -495,12 +495,21 @@ fn records_kept(
         .map(|(connector, key)| PlanIncident {
             kind: "records_kept",
             connector: Some(connector.clone()),
-            reason: format!(
-                "plan {plan_id}: account {key} on {connector} was disabled, \
-                 not deleted: the connector hands a leaver's records to the manager, and no \
-                 manager a [[source]] vouches for has an enabled account there. Hand its \
-                 records over, then delete it."
-            ),
+            reason: if planned.get(connector).is_some_and(|r| r.enabled) {
+                format!(
+                    "plan {plan_id}: account {key} on {connector} was disabled, \
+                     not deleted: the connector hands a leaver's records to the manager, and \
+                     no manager a [[source]] vouches for has an enabled account there. Hand \
+                     its records over, then delete it."
+                )
+            } else {
+                format!(
+                    "account {key} on {connector}, disabled already, is kept, not deleted: \
+                     the connector hands a leaver's records to the manager, and no manager a \
+                     [[source]] vouches for has an enabled account there. Hand its records \
+                     over, then delete it."
+                )
+            },
             dedupe_key: format!("records_kept:{plan_id}:{connector}"),
         })
         .collect()

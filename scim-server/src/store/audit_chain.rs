@@ -465,7 +465,7 @@ fn append_pg(c: &mut DbConnection, e: &EntryText<'_>) -> HubResult<i64> {
 
 /// Appends `entries` (at least one) on PostgreSQL, one statement per [`INSERT_ROWS`] entries,
 /// one round trip where reading the head, inserting and moving the head would take three: the
-/// server's `scimhub_audit_append` (its migration, `2026-12-08-000500_audit_append_function`)
+/// server's `scimhub_audit_append_v1` (its migration, `2026-12-08-000500_audit_append_function`)
 /// locks and reads the head, chains the entries after it with their hashes computed by the
 /// server over the canonical form (netstrings of `octet_length`, the same bytes [`canonical`]
 /// hashes; [`verify`] recomputes them in Rust, so a mismatch could not go unnoticed), inserts
@@ -506,10 +506,10 @@ pub(crate) fn append_all_and_commit<'a>(
     if texts.is_empty() || texts.len() > INSERT_ROWS {
         return None;
     }
-    match pg_hashes_in_sql(c) {
-        Ok(true) => {}
-        Ok(false) => return None,
-        Err(e) => return Some(Err(e)),
+    // (A failure to ask sent nothing: the separate path asks again and fails before any
+    // commit, so the batch can run again.)
+    if !pg_hashes_in_sql(c).unwrap_or(false) {
+        return None;
     }
     let statement = match append_pg_sql(&texts) {
         Ok(q) => q,
@@ -533,7 +533,7 @@ pub(crate) fn append_all_and_commit<'a>(
     )
 }
 
-/// The call of `scimhub_audit_append` for `entries`: one fixed statement (kept prepared), the
+/// The call of `scimhub_audit_append_v1` for `entries`: one fixed statement (kept prepared), the
 /// entries in one JSON text, each as `[at, actor, user_id, connector, action, outcome, detail]`.
 fn append_pg_sql(entries: &[EntryText<'_>]) -> HubResult<Sql<BigInt>> {
     let rows: Vec<_> = entries
@@ -551,7 +551,7 @@ fn append_pg_sql(entries: &[EntryText<'_>]) -> HubResult<Sql<BigInt>> {
         })
         .collect();
     let json = serde_json::to_string(&rows).map_err(|e| HubError::Backend(e.to_string()))?;
-    let mut q = Sql::<BigInt>::new("SELECT scimhub_audit_append(CAST(");
+    let mut q = Sql::<BigInt>::new("SELECT scimhub_audit_append_v1(CAST(");
     q.text(json).push(" AS TEXT))");
     Ok(q)
 }

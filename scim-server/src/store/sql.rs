@@ -145,8 +145,8 @@ impl<ST> Sql<ST> {
     /// The statement as PostgreSQL text with each value written in place, for a simple-query
     /// message that carries more than one statement (which cannot take binds): texts as
     /// `convert_from(decode('<hex>', 'hex'), 'UTF8')`, whose literal holds hex digits only, so no
-    /// value can end it whatever it contains; numbers as `CAST(n AS BIGINT)`, booleans and
-    /// `NULL` as keywords. Only for statements whose server decodes UTF-8 (a text with a NUL,
+    /// value can end it whatever it contains; numbers as `CAST(n AS BIGINT)`, booleans as
+    /// keywords and `NULL` cast to the bind's type. Only for statements whose server decodes UTF-8 (a text with a NUL,
     /// which PostgreSQL refuses as a bind too, fails the statement there).
     pub(crate) fn to_postgres_literals(&self) -> String {
         use std::fmt::Write as _;
@@ -164,9 +164,8 @@ impl<ST> Sql<ST> {
                     }
                     text.push_str("', 'hex'), 'UTF8')");
                 }
-                Part::Bind(Bind::OptText(None)) | Part::Bind(Bind::OptBool(None)) => {
-                    text.push_str("NULL")
-                }
+                Part::Bind(Bind::OptText(None)) => text.push_str("CAST(NULL AS TEXT)"),
+                Part::Bind(Bind::OptBool(None)) => text.push_str("CAST(NULL AS BOOLEAN)"),
                 Part::Bind(Bind::Int(i)) => {
                     let _ = write!(text, "CAST({i} AS BIGINT)");
                 }
@@ -323,7 +322,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "SELECT convert_from(decode('{hex}', 'hex'), 'UTF8'), NULL, \
+                "SELECT convert_from(decode('{hex}', 'hex'), 'UTF8'), CAST(NULL AS TEXT), \
                  CAST(-7 AS BIGINT), FALSE, TRUE"
             )
         );
