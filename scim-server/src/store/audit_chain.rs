@@ -463,97 +463,67 @@ fn append_pg(c: &mut DbConnection, e: &EntryText<'_>) -> HubResult<i64> {
     append_all_pg(c, std::slice::from_ref(e))
 }
 
-/// Appends `entries` (at least one) on PostgreSQL, one statement per [`INSERT_ROWS`] entries,
-/// one round trip where reading the head, inserting and moving the head would take three: the
-/// server's `scimhub_audit_append_v1` (its migration, `2026-12-08-000500_audit_append_function`)
-/// locks and reads the head, chains the entries after it with their hashes computed by the
-/// server over the canonical form (netstrings of `octet_length`, the same bytes [`canonical`]
-/// hashes; [`verify`] recomputes them in Rust, so a mismatch could not go unnoticed), inserts
-/// them and moves the head to the last. Returns the last entry's `seq`.
+/// Appends `entries` (at least one) on PostgreSQL in one statement, one round trip where
+/// reading the head, inserting and moving the head would take three: it locks and reads the
+/// head, chains the entries after it with their hashes computed by the server over the
+/// canonical form (netstrings of `octet_length`, the same bytes [`canonical`] hashes; [`verify`]
+/// recomputes them in Rust, so a mismatch could not go unnoticed), inserts them and moves the
+/// head to the last. Returns the last entry's `seq`.
 fn append_all_pg(c: &mut DbConnection, entries: &[EntryText<'_>]) -> HubResult<i64> {
-    let mut last = None;
-    for chunk in entries.chunks(INSERT_ROWS) {
-        last = append_pg_sql(chunk)?.load::<i64>(c)?.into_iter().next();
+    // Each entry's values are bound once, in row `n` of `v`, and referred to by name.
+    let mut q = Sql::<BigInt>::new(
+        "WITH RECURSIVE v(n, at, actor, user_id, connector, action, outcome, detail) AS (VALUES ",
+    );
+    for (n, e) in entries.iter().enumerate() {
+        q.push(if n == 0 { "(" } else { ", (" })
+            .int(n as i64 + 1)
+            .push(", CAST(")
+            .text(e.at.as_str())
+            .push(" AS TEXT), CAST(")
+            .text(e.actor)
+            .push(" AS TEXT), CAST(")
+            .text(e.user_id)
+            .push(" AS TEXT), CAST(")
+            .bind(Bind::OptText(e.connector.map(str::to_string)))
+            .push(" AS TEXT), CAST(")
+            .text(e.action)
+            .push(" AS TEXT), CAST(")
+            .text(e.outcome)
+            .push(" AS TEXT), CAST(")
+            .text(&*e.detail)
+            .push(" AS TEXT))");
     }
-    last.ok_or_else(|| HubError::Backend("the audit chain head row is missing".into()))
-}
-
-/// Appends `entries` as [`append_all`] does and commits the caller's transaction, on
-/// PostgreSQL in one round trip: the append (its one value written in place, see
-/// [`Sql::to_postgres_literals`]) and `COMMIT` in one simple-query message. The chain's head is
-/// locked from the append to the commit's WAL flush, and every SCIM write waits for it; sent
-/// apart, the head also waited for the append's answer to reach the hub and the hub's
-/// `COMMIT` to come back (from a thread that may wait for its core on a busy node).
-///
-/// `None` where it does not apply (SQLite, no entry, more than [`INSERT_ROWS`], a database
-/// that does not hash in SQL): the caller appends and commits apart. An error means nothing
-/// committed, except [`HubError::Unavailable`] (the connection was lost in flight: the commit
-/// may or may not have happened). After an error the transaction is still open, to be rolled
-/// back.
-pub(crate) fn append_all_and_commit<'a>(
-    c: &mut DbConnection,
-    entries: impl IntoIterator<Item = &'a PendingEntry>,
-) -> Option<HubResult<()>> {
-    use diesel::connection::{
-        Connection, SimpleConnection, TransactionDepthChange, TransactionManager,
-        TransactionManagerStatus,
-    };
-    type Tm = <DbConnection as Connection>::TransactionManager;
-    if !matches!(c, DbConnection::Postgresql(_)) {
-        return None;
-    }
-    let texts: Vec<EntryText<'_>> = entries.into_iter().map(PendingEntry::as_text).collect();
-    if texts.is_empty() || texts.len() > INSERT_ROWS {
-        return None;
-    }
-    // (A failure to ask sent nothing: the separate path asks again and fails before any
-    // commit, so the batch can run again.)
-    if !pg_hashes_in_sql(c).unwrap_or(false) {
-        return None;
-    }
-    let statement = match append_pg_sql(&texts) {
-        Ok(q) => q,
-        Err(e) => return Some(Err(e)),
-    };
-    let mut sql = statement.to_postgres_literals();
-    sql.push_str("; COMMIT");
-    Some(
-        c.batch_execute(&sql)
-            .map_err(HubError::from)
-            .and_then(|()| {
-                // diesel reads the connection's transaction status after each message and found it
-                // idle; should it not have, the transaction it tracks ended here all the same.
-                if let TransactionManagerStatus::Valid(v) = Tm::transaction_manager_status_mut(c) {
-                    if v.transaction_depth().is_some() {
-                        v.change_transaction_depth(TransactionDepthChange::DecreaseDepth)?;
-                    }
-                }
-                Ok(())
-            }),
-    )
-}
-
-/// The call of `scimhub_audit_append_v1` for `entries`: one fixed statement (kept prepared), the
-/// entries in one JSON text, each as `[at, actor, user_id, connector, action, outcome, detail]`.
-fn append_pg_sql(entries: &[EntryText<'_>]) -> HubResult<Sql<BigInt>> {
-    let rows: Vec<_> = entries
-        .iter()
-        .map(|e| {
-            (
-                e.at.as_str(),
-                e.actor,
-                e.user_id,
-                e.connector,
-                e.action,
-                e.outcome,
-                &*e.detail,
-            )
-        })
-        .collect();
-    let json = serde_json::to_string(&rows).map_err(|e| HubError::Backend(e.to_string()))?;
-    let mut q = Sql::<BigInt>::new("SELECT scimhub_audit_append_v1(CAST(");
-    q.text(json).push(" AS TEXT))");
-    Ok(q)
+    q.push(
+        "), \
+         h AS (SELECT seq, hash FROM engine_audit_head WHERE id = 1 FOR UPDATE), \
+         chain(n, seq, prev, hash) AS (\
+             SELECT CAST(0 AS BIGINT), h.seq, CAST(NULL AS TEXT), h.hash FROM h \
+             UNION ALL \
+             SELECT v.n, chain.seq + 1, chain.hash, encode(sha256(convert_to('scimhub-audit-v1,' \
+               || octet_length((chain.seq + 1)::text) || ':' || (chain.seq + 1)::text || ',' \
+               || octet_length(chain.hash) || ':' || chain.hash || ',' \
+               || octet_length(v.at) || ':' || v.at || ',' \
+               || octet_length(v.actor) || ':' || v.actor || ',' \
+               || octet_length(v.user_id) || ':' || v.user_id || ',' \
+               || CASE WHEN v.connector IS NULL THEN '~' \
+                  ELSE octet_length(v.connector) || ':' || v.connector || ',' END \
+               || octet_length(v.action) || ':' || v.action || ',' \
+               || octet_length(v.outcome) || ':' || v.outcome || ',' \
+               || octet_length(v.detail) || ':' || v.detail || ',', 'UTF8')), 'hex') \
+             FROM chain JOIN v ON v.n = chain.n + 1), \
+         ins AS (INSERT INTO engine_audit \
+               (seq, at, actor, user_id, connector, action, outcome, detail, prev_hash, hash) \
+             SELECT chain.seq, v.at, v.actor, v.user_id, v.connector, v.action, v.outcome, \
+               v.detail, chain.prev, chain.hash \
+             FROM chain JOIN v ON v.n = chain.n) \
+         UPDATE engine_audit_head SET seq = last.seq, hash = last.hash \
+         FROM (SELECT seq, hash FROM chain ORDER BY n DESC LIMIT 1) AS last \
+         WHERE engine_audit_head.id = 1 RETURNING last.seq",
+    );
+    let rows = q.load::<i64>(c)?;
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| HubError::Backend("the audit chain head row is missing".into()))
 }
 
 /// Chains rows written before the chain existed (`seq` NULL), in id order, once: only while
@@ -736,7 +706,7 @@ pub(crate) struct PendingEntry {
 }
 
 impl PendingEntry {
-    pub(crate) fn of(e: &NewEntry<'_>) -> Self {
+    fn of(e: &NewEntry<'_>) -> Self {
         PendingEntry {
             at: e.at,
             actor: e.actor.to_string(),
@@ -783,8 +753,8 @@ pub(crate) fn append_all<'a>(
         return Ok(());
     }
     if let DbConnection::Postgresql(_) = c {
-        if pg_hashes_in_sql(c)? {
-            // A batch's entries in one statement (per 64): one round trip where three were.
+        if texts.len() <= INSERT_ROWS && pg_hashes_in_sql(c)? {
+            // A batch's entries in one statement: one round trip where three were.
             return append_all_pg(c, &texts).map(drop);
         }
     }

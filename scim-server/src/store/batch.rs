@@ -663,30 +663,21 @@ fn run_batch(
         }
         let failures = open.failed_writes > 0;
         let c: &mut DbConnection = &mut open.conn;
-        let postgres = matches!(c, DbConnection::Postgresql(_));
-        // The chain append and the commit: in one round trip where the backend allows,
-        // else apart.
-        let committed = match Store::append_and_commit_batch(c, &open.effects) {
-            Some(done) => done,
-            None => {
-                if let Err(e) = Store::before_batch_commit(c, &open.effects) {
-                    // Not committed: the chain append failed (a lost connection, a deadlock
-                    // on its head with another node's writer).
-                    rollback(&mut open.conn);
-                    drop(open);
-                    if super::rerunnable(&e) && runs < attempts {
-                        stats.rerun.fetch_add(1, Ordering::Relaxed);
-                        guarded = true;
-                        continue;
-                    }
-                    finish_all(jobs, Some(&e));
-                    return (true, Vec::new());
-                }
-                <DbConnection as Connection>::TransactionManager::commit_transaction(c)
-                    .map_err(HubError::from)
+        if let Err(e) = Store::before_batch_commit(c, &open.effects) {
+            // Not committed: the chain append failed (a lost connection, a deadlock on its
+            // head with another node's writer).
+            rollback(&mut open.conn);
+            drop(open);
+            if super::rerunnable(&e) && runs < attempts {
+                stats.rerun.fetch_add(1, Ordering::Relaxed);
+                guarded = true;
+                continue;
             }
-        };
-        match committed {
+            finish_all(jobs, Some(&e));
+            return (true, Vec::new());
+        }
+        let postgres = matches!(c, DbConnection::Postgresql(_));
+        match <DbConnection as Connection>::TransactionManager::commit_transaction(c) {
             Ok(()) => {
                 let counter = if guarded {
                     &stats.guarded
@@ -711,12 +702,12 @@ fn run_batch(
                 return (failures, again.into_iter().map(|(_, job)| job).collect());
             }
             Err(e) => {
+                let e = HubError::from(e);
                 rollback(&mut open.conn);
                 drop(open);
-                // PostgreSQL answered COMMIT (or the append sent with it) with an error:
-                // nothing committed. No answer (the connection was lost in flight): nobody
-                // knows, and no write is acknowledged. (A SQLite commit that failed did not
-                // commit.)
+                // PostgreSQL answered COMMIT with an error: nothing committed. No answer (the
+                // connection was lost in flight): nobody knows, and no write is acknowledged.
+                // (A SQLite commit that failed did not commit.)
                 let why = match e {
                     HubError::Unavailable(m) if postgres => {
                         tracing::error!(error = %m, "connection lost during a batch's COMMIT: its writes may or may not be committed");

@@ -1036,23 +1036,6 @@ impl Store {
         Ok(())
     }
 
-    /// [`Store::before_batch_commit`] and the commit in one round trip where that applies (see
-    /// [`audit_chain::append_all_and_commit`]); `None` where the caller does both apart.
-    pub(crate) fn append_and_commit_batch(
-        c: &mut DbConnection,
-        effects: &[batch::Effect],
-    ) -> Option<HubResult<()>> {
-        // A store counting other processes' writers (SQLite) records the batch's before its
-        // commit, in a statement of its own.
-        if effects
-            .iter()
-            .any(|e| e.store.inner.other_writers.is_some())
-        {
-            return None;
-        }
-        audit_chain::append_all_and_commit(c, effects.iter().flat_map(|e| e.audit.iter()))
-    }
-
     /// After a commit: tells the in-process caches (SQLite's count cache and id ranks) of the
     /// resources the write created (`true`) or deleted. Called before the writer is released:
     /// two writes' reports then arrive in the order of their commits, which the id ranks need

@@ -3,9 +3,7 @@
 //! [`Sql`] is a diesel query: the text is built from fixed fragments written in this module tree
 //! (never from request data) and every value is a bind parameter, so the backend's placeholder
 //! style (`?` or `$n`) is produced by diesel. The statement is safe to cache: diesel keeps one
-//! prepared statement per distinct SQL text on each connection. The one exception,
-//! [`Sql::to_postgres_literals`], writes the values into the text for a PostgreSQL message that
-//! carries more than one statement, as hex digits only.
+//! prepared statement per distinct SQL text on each connection.
 
 use std::marker::PhantomData;
 
@@ -141,41 +139,6 @@ impl<ST> Sql<ST> {
         }
         (text, binds)
     }
-
-    /// The statement as PostgreSQL text with each value written in place, for a simple-query
-    /// message that carries more than one statement (which cannot take binds): texts as
-    /// `convert_from(decode('<hex>', 'hex'), 'UTF8')`, whose literal holds hex digits only, so no
-    /// value can end it whatever it contains; numbers as `CAST(n AS BIGINT)`, booleans as
-    /// keywords and `NULL` cast to the bind's type. Only for statements whose server decodes UTF-8 (a text with a NUL,
-    /// which PostgreSQL refuses as a bind too, fails the statement there).
-    pub(crate) fn to_postgres_literals(&self) -> String {
-        use std::fmt::Write as _;
-        let mut text = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Sql(s) => text.push_str(s),
-                Part::Bind(Bind::Text(s)) | Part::Bind(Bind::OptText(Some(s))) => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    text.push_str("convert_from(decode('");
-                    text.reserve(s.len() * 2 + 24);
-                    for b in s.bytes() {
-                        text.push(HEX[usize::from(b >> 4)] as char);
-                        text.push(HEX[usize::from(b & 15)] as char);
-                    }
-                    text.push_str("', 'hex'), 'UTF8')");
-                }
-                Part::Bind(Bind::OptText(None)) => text.push_str("CAST(NULL AS TEXT)"),
-                Part::Bind(Bind::OptBool(None)) => text.push_str("CAST(NULL AS BOOLEAN)"),
-                Part::Bind(Bind::Int(i)) => {
-                    let _ = write!(text, "CAST({i} AS BIGINT)");
-                }
-                Part::Bind(Bind::Bool(b)) | Part::Bind(Bind::OptBool(Some(b))) => {
-                    text.push_str(if *b { "TRUE" } else { "FALSE" })
-                }
-            }
-        }
-        text
-    }
 }
 
 impl<ST> QueryId for Sql<ST> {
@@ -300,34 +263,5 @@ mod tests {
                 &Bind::Int(5)
             ]
         );
-    }
-
-    #[test]
-    fn postgres_literals_write_texts_as_hex_digits_only() {
-        let mut q = Sql::<()>::new("SELECT ");
-        q.text("a'); DROP TABLE x; --\\é")
-            .push(", ")
-            .bind(Bind::OptText(None))
-            .push(", ")
-            .int(-7)
-            .push(", ")
-            .bind(Bind::OptBool(Some(false)))
-            .push(", ")
-            .bind(Bind::Bool(true));
-        let text = q.to_postgres_literals();
-        let hex: String = "a'); DROP TABLE x; --\\é"
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            text,
-            format!(
-                "SELECT convert_from(decode('{hex}', 'hex'), 'UTF8'), CAST(NULL AS TEXT), \
-                 CAST(-7 AS BIGINT), FALSE, TRUE"
-            )
-        );
-        // Between the statement's own quotes only hex digits.
-        let inner = text.split('\'').nth(1).unwrap_or_default();
-        assert!(inner.bytes().all(|b| b.is_ascii_hexdigit()), "{inner}");
     }
 }

@@ -1,1 +1,0 @@
-DROP FUNCTION scimhub_audit_append_v1(TEXT);
