@@ -406,10 +406,7 @@ pub fn diff(
                         .connectors
                         .get(name)
                         .is_some_and(|c| c.on_leave == OnLeave::Delete);
-                // A disabled account may hold a leaver's records kept for want of someone to
-                // take them: a rehire whose start is still ahead, or whose role has no account
-                // here, must not delete them unseen either.
-                let transfers = (leaving || !current.enabled)
+                let transfers = leaving
                     && policy
                         .connectors
                         .get(name)

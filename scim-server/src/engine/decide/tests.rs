@@ -1245,37 +1245,6 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
     let d = plan_after(after.clone(), false, None, &["slack"]);
     assert!(github_ops(&d).is_empty(), "{:?}", github_ops(&d));
     assert_eq!(records_kept(&d), 1);
-    // Rehired with a start date still ahead (no account wanted yet): the kept records are
-    // not deleted with the account, they stay until a manager can take them.
-    let rehired = person(
-        "ann",
-        "Employee",
-        "Engineering",
-        "Developer",
-        json!({"urn:example:acme:2.0:User": {"startDate": "2025-03-10"}}),
-    );
-    let back = |prev: (EngineUser, BTreeMap<String, AccountRecord>), manager: bool| {
-        let mut i = inputs(Some(&rehired), Some(prev));
-        i.policy = deleting.clone();
-        if manager {
-            i.manager_accounts
-                .insert("github".into(), AccountRef::new("mgr"));
-        }
-        let extra = Contingent {
-            records_kept_raised: ["github".to_string()].into(),
-            ..Default::default()
-        };
-        run(&i, &extra)
-    };
-    let d = back(after.clone(), false);
-    assert_eq!(d.outcome.desired.lifecycle.state_name(), "not_started");
-    assert!(github_ops(&d).is_empty(), "{:?}", github_ops(&d));
-    assert_eq!(records_kept(&d), 0);
-    let d = back(after.clone(), true);
-    assert_eq!(
-        github_ops(&d),
-        lines(&["github transfer_ownership", "github delete"])
-    );
     let d = plan(after, true, None);
     assert_eq!(
         github_ops(&d),
