@@ -347,6 +347,10 @@ pub fn diff(
         desired.lifecycle,
         Lifecycle::Left { .. } | Lifecycle::Expired { .. }
     );
+    // Someone whose start date is still ahead has no access yet, but nothing of theirs is
+    // destroyed before they start: a rehire's account kept for its records, or the accounts of
+    // someone whose start date moved later, are disabled, not deleted, until the start decides.
+    let not_started = matches!(desired.lifecycle, Lifecycle::NotStarted { .. });
     for name in names {
         let current = planned.get(name).cloned().unwrap_or_default();
         let want = desired.accounts.get(name);
@@ -401,11 +405,12 @@ pub fn diff(
                     continue;
                 }
                 let account = current.account_ref();
-                let delete = want.is_none_or(|d| !d.exists)
-                    || policy
-                        .connectors
-                        .get(name)
-                        .is_some_and(|c| c.on_leave == OnLeave::Delete);
+                let delete = !not_started
+                    && (want.is_none_or(|d| !d.exists)
+                        || policy
+                            .connectors
+                            .get(name)
+                            .is_some_and(|c| c.on_leave == OnLeave::Delete));
                 let transfers = leaving
                     && policy
                         .connectors

@@ -52,12 +52,22 @@ pub fn schedule(
     Ok(q.execute(c)? > 0)
 }
 
-/// Cancels a user's pending timers of `kind` (e.g. when a contract end date moves).
+/// Cancels a user's pending timers of `kind` (e.g. when a contract end date moves). A timer
+/// being fired right now (its row locked by the claim of `fire_timers` on PostgreSQL) is left
+/// alone rather than waited for: the caller holds the user's row, which that firing's re-plan
+/// waits for, so waiting here would deadlock until `deadlock_timeout` broke it. The firing
+/// then re-plans after the caller's commit and finds what the caller decided.
 pub fn cancel(c: &mut DbConnection, user_id: &str, kind: &str) -> HubResult<usize> {
+    let postgres = matches!(c, DbConnection::Postgresql(_));
     let mut q = Sql::<()>::new(
-        "UPDATE engine_timers SET status = 'cancelled' WHERE status = 'pending' AND user_id = ",
+        "UPDATE engine_timers SET status = 'cancelled' WHERE id IN (SELECT id FROM engine_timers \
+         WHERE status = 'pending' AND user_id = ",
     );
     q.text(user_id).push(" AND kind = ").text(kind);
+    if postgres {
+        q.push(" FOR UPDATE SKIP LOCKED");
+    }
+    q.push(")");
     Ok(q.execute(c)?)
 }
 

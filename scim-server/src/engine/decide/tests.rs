@@ -1245,6 +1245,36 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
     let d = plan_after(after.clone(), false, None, &["slack"]);
     assert!(github_ops(&d).is_empty(), "{:?}", github_ops(&d));
     assert_eq!(records_kept(&d), 1);
+    // Rehired with a start date still ahead: the kept account is neither deleted nor handed
+    // over before the start decides (with a manager or without).
+    let rehired = person(
+        "ann",
+        "Employee",
+        "Engineering",
+        "Developer",
+        json!({"urn:example:acme:2.0:User": {"startDate": "2025-03-10"}}),
+    );
+    let back = |prev: (EngineUser, BTreeMap<String, AccountRecord>), manager: bool| {
+        let mut i = inputs(Some(&rehired), Some(prev));
+        i.policy = deleting.clone();
+        if manager {
+            i.manager_accounts
+                .insert("github".into(), AccountRef::new("mgr"));
+        }
+        run(&i, &Contingent::default())
+    };
+    for manager in [false, true] {
+        let d = back(after.clone(), manager);
+        assert_eq!(d.outcome.desired.lifecycle.state_name(), "not_started");
+        assert!(github_ops(&d).is_empty(), "{:?}", github_ops(&d));
+        assert_eq!(records_kept(&d), 0);
+    }
+    // Someone active whose start date moves ahead loses access until then, but not the
+    // account.
+    let d = back(planned_from(&engineer()), false);
+    let mut stripped = disabled.to_vec();
+    stripped.push("github revoke");
+    assert_eq!(github_ops(&d), lines(&stripped));
     let d = plan(after, true, None);
     assert_eq!(
         github_ops(&d),

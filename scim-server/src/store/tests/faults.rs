@@ -826,6 +826,52 @@ fn faults_a_renewed_lease_keeps_a_message_and_a_lost_claim_cannot_renew() {
     });
 }
 
+/// An overlap end or contract end being fired is not waited for by a plan that cancels the
+/// user's timers of its kind (an acknowledged legacy access, a moved contract end): that plan
+/// holds the user's row, which the firing's re-plan waits for.
+#[test]
+fn faults_a_users_timer_being_fired_is_not_waited_for_by_its_cancel() {
+    use crate::store::timers;
+    each_backend(|db| {
+        let s = &db.store;
+        let now = chrono::Utc::now();
+        s.write_tx(|c, _| {
+            timers::schedule(c, "overlap:u1:1", "u1", "overlap_end", now, &json!({}), now)?;
+            timers::schedule(
+                c,
+                "overlap:u1:2",
+                "u1",
+                "overlap_end",
+                now + chrono::Duration::days(3),
+                &json!({}),
+                now,
+            )
+        })
+        .unwrap();
+        let claimed = overlapping_writes(
+            s,
+            move |s, hold| {
+                s.write_tx(|c, _| {
+                    let due = timers::claim_due(c, now, 10)?;
+                    hold();
+                    Ok(due.len())
+                })
+                .unwrap()
+            },
+            || {
+                let cancelled = s
+                    .write_tx(|c, _| timers::cancel(c, "u1", "overlap_end"))
+                    .unwrap();
+                // PostgreSQL: the later one only (the due one is being fired); SQLite has one
+                // writer, so the claim committed first.
+                let expected = if db.name == "postgres" { 1 } else { 2 };
+                assert_eq!(cancelled, expected, "{}", db.name);
+            },
+        );
+        assert_eq!(claimed, 1, "{}", db.name);
+    });
+}
+
 /// A worker completing a plan cancels its SLA deadline timer while a `fire_timers` transaction
 /// holds that timer claimed (it is firing the deadline, which waits for the plan's event row the
 /// worker holds): on PostgreSQL the cancel leaves the claimed timer alone instead of waiting for
