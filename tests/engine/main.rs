@@ -984,6 +984,29 @@ fn admins_policy() -> String {
     )
 }
 
+/// Dan, boss's report with records on github, leaves (`active = false`); returns his id.
+fn a_report_who_left(env: &Env) -> String {
+    let boss = env.create_user(user("boss", "Employee", "Engineering", "Manager"));
+    let dan = env.create_report(user("dan", "Employee", "Engineering", "Engineer"), &boss);
+    env.run();
+    env.app("github").simulate_usage("dan");
+    env.patch_user(&dan, |d| {
+        d.insert("active".into(), json!(false));
+    });
+    env.run();
+    dan
+}
+
+/// The open `records_kept` incidents.
+fn records_kept_open(
+    c: &mut scim_server::store::DbConnection,
+) -> scim_server::error::HubResult<Vec<incidents::Incident>> {
+    Ok(incidents::list_open(c)?
+        .into_iter()
+        .filter(|i| i.kind == "records_kept")
+        .collect())
+}
+
 /// A leaver's records go only to a manager a source owns: otherwise (any scim:write client may
 /// have named itself the manager) an account the connector deletes is kept disabled instead,
 /// with a `records_kept` incident, until someone the HRIS names can take them.
@@ -1000,20 +1023,8 @@ fn leaver_records_go_only_to_a_trusted_manager(postgres: bool, manager_owned: bo
     let Some(env) = Env::new(postgres, &policy) else {
         return;
     };
-    let boss = env.create_user(user("boss", "Employee", "Engineering", "Manager"));
-    let dan = env.create_report(user("dan", "Employee", "Engineering", "Engineer"), &boss);
-    env.run();
-    env.app("github").simulate_usage("dan");
-    env.patch_user(&dan, |d| {
-        d.insert("active".into(), json!(false));
-    });
-    env.run();
-    let kept = |c: &mut _| {
-        Ok(incidents::list_open(c)?
-            .into_iter()
-            .filter(|i| i.kind == "records_kept")
-            .collect::<Vec<_>>())
-    };
+    let dan = a_report_who_left(&env);
+    let kept = records_kept_open;
     let incidents = in_tx(&env.store, kept).unwrap();
     if manager_owned {
         assert!(env.app("github").account("dan").is_none(), "deleted");
@@ -1052,20 +1063,8 @@ fn a_disabled_leavers_account_kept_after_a_policy_change_is_reported(postgres: b
     let Some(env) = Env::new(postgres, &disabling) else {
         return;
     };
-    let boss = env.create_user(user("boss", "Employee", "Engineering", "Manager"));
-    let dan = env.create_report(user("dan", "Employee", "Engineering", "Engineer"), &boss);
-    env.run();
-    env.app("github").simulate_usage("dan");
-    env.patch_user(&dan, |d| {
-        d.insert("active".into(), json!(false));
-    });
-    env.run();
-    let kept = |c: &mut _| {
-        Ok(incidents::list_open(c)?
-            .into_iter()
-            .filter(|i| i.kind == "records_kept")
-            .collect::<Vec<_>>())
-    };
+    let dan = a_report_who_left(&env);
+    let kept = records_kept_open;
     assert!(!env.app("github").account("dan").expect("disabled").enabled);
     assert!(
         in_tx(&env.store, kept).unwrap().is_empty(),
