@@ -1051,6 +1051,15 @@ fn leaver_records_go_only_to_a_trusted_manager(postgres: bool, manager_owned: bo
     env.run();
     assert!(env.app("github").account("dan").is_some());
     assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1);
+    // Rehired: the account, records and all, is his again, and the incident is over.
+    env.patch_user(&dan, |d| {
+        d.insert("active".into(), json!(true));
+    });
+    env.run();
+    let gh = env.app("github").account("dan").expect("kept");
+    assert!(gh.enabled);
+    assert_eq!(gh.owned.len(), 1);
+    assert!(in_tx(&env.store, kept).unwrap().is_empty());
 }
 
 /// A leaver's account disabled under `on_leave = "disable"`; then the policy comes to delete

@@ -134,6 +134,28 @@ pub fn commit(c: &mut DbConnection, decision: &Decision, now: DateTime<Utc>) -> 
             },
         )?;
     }
+    // An account kept for its records is dealt with once a plan hands them over, deletes it or
+    // gives it back to its user (a rehire): its `records_kept` incident is over.
+    for op in &outcome.plan.ops {
+        use super::plan::Operation as Op;
+        let done = match &op.op {
+            Op::TransferOwnership { .. } => Some("the records go to the manager's account"),
+            Op::Delete { .. } => Some("the account is deleted"),
+            Op::SetEnabled { enabled: true, .. } => Some("the account is enabled again"),
+            _ => None,
+        };
+        if let Some(why) = done {
+            incidents::resolve_open_for(
+                c,
+                "records_kept",
+                user_id,
+                &op.connector,
+                "scimhub",
+                &format!("plan {}: {why}", w.plan_id),
+                now,
+            )?;
+        }
+    }
     for i in &w.incidents {
         incidents::raise_once(
             c,
