@@ -489,13 +489,15 @@ fn records_kept(
     // (The incident names the user; its notices name them as the directory does.)
     plan.kept_for_records
         .iter()
-        .filter(|(connector, _)| {
-            planned.get(connector).is_some_and(|r| r.enabled) || !raised.contains(connector)
+        .map(|(connector, key)| {
+            let disabled_now = planned.get(connector).is_some_and(|r| r.enabled);
+            (connector, key, disabled_now)
         })
-        .map(|(connector, key)| PlanIncident {
+        .filter(|(connector, _, disabled_now)| *disabled_now || !raised.contains(*connector))
+        .map(|(connector, key, disabled_now)| PlanIncident {
             kind: "records_kept",
             connector: Some(connector.clone()),
-            reason: if planned.get(connector).is_some_and(|r| r.enabled) {
+            reason: if disabled_now {
                 format!(
                     "plan {plan_id}: account {key} on {connector} was disabled, \
                      not deleted: the connector hands a leaver's records to the manager, and \

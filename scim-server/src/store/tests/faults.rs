@@ -826,6 +826,30 @@ fn faults_a_renewed_lease_keeps_a_message_and_a_lost_claim_cannot_renew() {
     });
 }
 
+/// Runs `cancel` while a `fire_timers` transaction holds the timers due at `now` claimed:
+/// returns how many it claimed and how many `cancel` cancelled.
+fn cancelled_while_claimed(
+    s: &Store,
+    now: chrono::DateTime<chrono::Utc>,
+    cancel: impl Fn(&mut DbConnection) -> HubResult<usize> + Send + Sync,
+) -> (usize, usize) {
+    use crate::store::timers;
+    let mut cancelled = 0;
+    let claimed = overlapping_writes(
+        s,
+        move |s, hold| {
+            s.write_tx(|c, _| {
+                let due = timers::claim_due(c, now, 10)?;
+                hold();
+                Ok(due.len())
+            })
+            .unwrap()
+        },
+        || cancelled = s.write_tx(|c, _| cancel(c)).unwrap(),
+    );
+    (claimed, cancelled)
+}
+
 /// An overlap end or contract end being fired is not waited for by a plan that cancels the
 /// user's timers of its kind (an acknowledged legacy access, a moved contract end): that plan
 /// holds the user's row, which the firing's re-plan waits for.
@@ -848,26 +872,12 @@ fn faults_a_users_timer_being_fired_is_not_waited_for_by_its_cancel() {
             )
         })
         .unwrap();
-        let claimed = overlapping_writes(
-            s,
-            move |s, hold| {
-                s.write_tx(|c, _| {
-                    let due = timers::claim_due(c, now, 10)?;
-                    hold();
-                    Ok(due.len())
-                })
-                .unwrap()
-            },
-            || {
-                let cancelled = s
-                    .write_tx(|c, _| timers::cancel(c, "u1", "overlap_end"))
-                    .unwrap();
-                // PostgreSQL: the later one only (the due one is being fired); SQLite has one
-                // writer, so the claim committed first.
-                let expected = if db.name == "postgres" { 1 } else { 2 };
-                assert_eq!(cancelled, expected, "{}", db.name);
-            },
-        );
+        let (claimed, cancelled) =
+            cancelled_while_claimed(s, now, |c| timers::cancel(c, "u1", "overlap_end"));
+        // PostgreSQL: the later one only (the due one is being fired); SQLite has one writer,
+        // so the claim committed first.
+        let expected = if db.name == "postgres" { 1 } else { 2 };
+        assert_eq!(cancelled, expected, "{}", db.name);
         assert_eq!(claimed, 1, "{}", db.name);
     });
 }
@@ -887,24 +897,10 @@ fn faults_a_deadline_being_fired_is_not_waited_for_by_its_cancel() {
             timers::schedule(c, "sla:p1", "u1", "sla_deadline", now, &json!({}), now)
         })
         .unwrap();
-        let claimed = overlapping_writes(
-            s,
-            move |s, hold| {
-                s.write_tx(|c, _| {
-                    let due = timers::claim_due(c, now, 10)?;
-                    hold();
-                    Ok(due.len())
-                })
-                .unwrap()
-            },
-            || {
-                let cancelled = s
-                    .write_tx(|c, _| timers::cancel_key_unless_firing(c, "sla:p1"))
-                    .unwrap();
-                let expected = if db.name == "postgres" { 0 } else { 1 };
-                assert_eq!(cancelled, expected, "{}", db.name);
-            },
-        );
+        let (claimed, cancelled) =
+            cancelled_while_claimed(s, now, |c| timers::cancel_key_unless_firing(c, "sla:p1"));
+        let expected = if db.name == "postgres" { 0 } else { 1 };
+        assert_eq!(cancelled, expected, "{}", db.name);
         assert_eq!(claimed, 1, "{}", db.name);
     });
 }
