@@ -845,6 +845,7 @@ fn bench_reconcile_100k_accounts() {
                 id: None,
                 attributes_hash: String::new(),
                 entitlements: [Entitlement::new("group", "ap")].into(),
+                kept_for_records: false,
             };
             engine_state::put_planned(
                 c,

@@ -1106,6 +1106,44 @@ fn a_disabled_leavers_account_kept_after_a_policy_change_is_reported(postgres: b
     assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1);
 }
 
+/// A leaver's account kept for its records, then the leaver is rehired into a role with no
+/// account on that connector: the account still holds records nobody took, so it stays (the
+/// incident stays open) until a trusted manager can take them; then they move and it goes.
+fn a_rehire_into_a_role_without_the_account_keeps_its_records(postgres: bool) {
+    let github = "name = \"github\"\ntype = \"memory\"\n";
+    let owned = "owns = [\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager\",";
+    assert!(POLICY.contains(github) && POLICY.contains(owned));
+    let trusted = POLICY.replace(github, &format!("{github}on_leave = \"delete\"\n"));
+    let Some(env) = Env::new(postgres, &trusted.replace(owned, "owns = [")) else {
+        return;
+    };
+    let dan = a_report_who_left(&env);
+    let kept = records_kept_open;
+    assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1);
+    env.patch_user(&dan, |d| {
+        d.insert("active".into(), json!(true));
+        let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        // Only the department: the manager stays.
+        d[enterprise]["department"] = json!("Sales");
+    });
+    env.run();
+    assert_eq!(env.events(&dan).last().map(String::as_str), Some("rehire"));
+    assert!(env.holds("slack", "dan").is_some(), "the new role's access");
+    let gh = env.app("github").account("dan").expect("kept, not deleted");
+    assert!(!gh.enabled);
+    assert_eq!(gh.owned.len(), 1);
+    assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1, "still open");
+    // The HRIS comes to own the manager: the next plan hands the records to boss, then deletes.
+    env.engine
+        .policy
+        .set(Policy::parse(&trusted, "test.toml").unwrap());
+    in_tx(&env.store, |c| env.engine.replan(c, &dan, Cause::Admin)).unwrap();
+    env.run();
+    assert!(env.app("github").account("dan").is_none(), "deleted");
+    assert_eq!(env.app("github").account("boss").unwrap().owned.len(), 1);
+    assert!(in_tx(&env.store, kept).unwrap().is_empty());
+}
+
 /// An extension never shortens legacy access that a profile keeps longer than the cap.
 fn a_longer_overlap_is_not_shortened_by_an_extension(postgres: bool) {
     use scim_server::admin::AdminError;
@@ -1191,6 +1229,14 @@ mod leaver_records {
     #[test]
     fn kept_without_one_postgres() {
         super::leaver_records_go_only_to_a_trusted_manager(true, false)
+    }
+    #[test]
+    fn rehired_elsewhere_sqlite() {
+        super::a_rehire_into_a_role_without_the_account_keeps_its_records(false)
+    }
+    #[test]
+    fn rehired_elsewhere_postgres() {
+        super::a_rehire_into_a_role_without_the_account_keeps_its_records(true)
     }
     #[test]
     fn disabled_then_policy_deletes_sqlite() {

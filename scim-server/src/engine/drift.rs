@@ -529,6 +529,7 @@ mod tests {
                 id: None,
                 attributes_hash: "h".into(),
                 entitlements: ents.iter().map(|e| ent(e)).collect(),
+                kept_for_records: false,
             },
             user_state: Some(state.into()),
             in_flight: false,

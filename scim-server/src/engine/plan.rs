@@ -24,6 +24,10 @@ pub struct AccountRecord {
     pub attributes_hash: String,
     #[serde(default)]
     pub entitlements: BTreeSet<Entitlement>,
+    /// Disabled and kept because deleting it would lose records nobody took: it stays until
+    /// they are handed over (or its user gets it back), whatever later plans want of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept_for_records: bool,
 }
 
 impl AccountRecord {
@@ -411,7 +415,9 @@ pub fn diff(
                             .connectors
                             .get(name)
                             .is_some_and(|c| c.on_leave == OnLeave::Delete));
-                let transfers = leaving
+                // A kept account still holds records to hand over, whoever its user is now (a
+                // rehire whose new role has no account here).
+                let transfers = (leaving || current.kept_for_records)
                     && policy
                         .connectors
                         .get(name)
@@ -464,6 +470,9 @@ pub fn diff(
                     plan.kept_for_records
                         .push((name.clone(), account.key.clone()));
                 }
+                // Before a start date nothing is deleted, so a kept account stays marked as such
+                // until the start decides.
+                rec.kept_for_records = kept || (current.kept_for_records && to.is_none());
                 if delete && !kept {
                     ops.push(Operation::Delete { account });
                 } else {

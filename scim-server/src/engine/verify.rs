@@ -183,6 +183,7 @@ pub fn reconcile(
         id: r.account.id.clone().or_else(|| planned.id.clone()),
         attributes_hash: planned.attributes_hash.clone(),
         entitlements,
+        kept_for_records: planned.kept_for_records,
     }
 }
 

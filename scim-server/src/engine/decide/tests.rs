@@ -1254,15 +1254,21 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
         "Developer",
         json!({"urn:example:acme:2.0:User": {"startDate": "2025-03-10"}}),
     );
-    let back = |prev: (EngineUser, BTreeMap<String, AccountRecord>), manager: bool| {
-        let mut i = inputs(Some(&rehired), Some(prev));
-        i.policy = deleting.clone();
-        if manager {
-            i.manager_accounts
-                .insert("github".into(), AccountRef::new("mgr"));
-        }
-        run(&i, &Contingent::default())
-    };
+    let back_as =
+        |doc: &Doc, prev: (EngineUser, BTreeMap<String, AccountRecord>), manager: bool| {
+            let mut i = inputs(Some(doc), Some(prev));
+            i.policy = deleting.clone();
+            if manager {
+                i.manager_accounts
+                    .insert("github".into(), AccountRef::new("mgr"));
+            }
+            let extra = Contingent {
+                records_kept_raised: ["github".to_string()].into(),
+                ..Default::default()
+            };
+            run(&i, &extra)
+        };
+    let back = |prev, manager| back_as(&rehired, prev, manager);
     for manager in [false, true] {
         let d = back(after.clone(), manager);
         assert_eq!(d.outcome.desired.lifecycle.state_name(), "not_started");
@@ -1275,6 +1281,39 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
     let mut stripped = disabled.to_vec();
     stripped.push("github revoke");
     assert_eq!(github_ops(&d), lines(&stripped));
+    // Rehired, started, into a role with no github account: the kept account still holds
+    // records nobody took, so it stays (no second incident) until a manager's account can take
+    // them; then they move before the delete.
+    let in_sales = person("ann", "Employee", "Sales", "Account executive", json!({}));
+    let waited = back(after.clone(), false);
+    let waited = (
+        waited.writes.expect("writes").user,
+        waited.outcome.plan.next,
+    );
+    let mut still = None;
+    // Straight back, or after waiting for a start date (which kept the account as it was).
+    for (prev, event) in [
+        (after.clone(), EventKind::Rehire),
+        (waited, EventKind::Joiner),
+    ] {
+        let d = back_as(&in_sales, prev, false);
+        assert_eq!(d.outcome.event, event);
+        assert!(github_ops(&d).is_empty(), "{:?}", github_ops(&d));
+        assert_eq!(
+            d.outcome.plan.kept_for_records,
+            vec![("github".to_string(), "ann".to_string())]
+        );
+        assert!(d.outcome.plan.next["github"].kept_for_records);
+        assert_eq!(records_kept(&d), 0);
+        still = Some((d.writes.expect("writes").user, d.outcome.plan.next));
+    }
+    let still = still.expect("planned");
+    let d = back_as(&in_sales, still, true);
+    assert_eq!(
+        github_ops(&d),
+        lines(&["github transfer_ownership", "github delete"])
+    );
+    assert!(!d.outcome.plan.next["github"].kept_for_records);
     let d = plan(after, true, None);
     assert_eq!(
         github_ops(&d),

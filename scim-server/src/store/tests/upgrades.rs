@@ -115,3 +115,104 @@ fn upgrades_lint_refuses_what_breaks_older_nodes() {
         Vec::<String>::new()
     );
 }
+
+/// Reverts `h`'s migrations down to the last one before `version` (`YYYY-MM-DD-NNNNNN`).
+fn revert_to_before<DB: diesel::backend::Backend>(
+    h: &mut impl diesel_migrations::MigrationHarness<DB>,
+    migrations: impl Fn() -> diesel_migrations::EmbeddedMigrations,
+    version: &str,
+) {
+    let version = version.replace('-', "");
+    while h
+        .applied_migrations()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string().replace('-', ""))
+        .max()
+        .is_some_and(|last| last >= version)
+    {
+        h.revert_last_migration(migrations()).unwrap();
+    }
+}
+
+/// Accounts kept for their records before the planned record could say so get the mark from
+/// the upgrade (the disabled ones with an open `records_kept` incident), so a later plan hands
+/// their records over instead of deleting them; other accounts stay as they were.
+#[test]
+fn upgrades_accounts_kept_for_records_before_the_mark_get_it() {
+    use crate::engine::plan::AccountRecord;
+    use crate::store::{engine_state, incidents};
+    use diesel::Connection;
+    let now = chrono::Utc::now();
+    super::each_backend(|db| {
+        let version = "2026-12-08-000700";
+        match &db.cleanup {
+            super::Cleanup::Files(path) => {
+                let url = path.display().to_string();
+                let mut c = diesel::SqliteConnection::establish(&url).unwrap();
+                revert_to_before(&mut c, || crate::store::SQLITE_MIGRATIONS, version);
+            }
+            super::Cleanup::Postgres { .. } => {
+                let mut c = diesel::PgConnection::establish(&db.postgres_url()).unwrap();
+                revert_to_before(&mut c, || crate::store::POSTGRES_MIGRATIONS, version);
+            }
+        }
+        let kept = r#"{"exists":true,"enabled":false,"key":"dan","attributes_hash":"h"}"#;
+        let enabled = r#"{"exists":true,"enabled":true,"key":"eve","attributes_hash":"h"}"#;
+        db.store
+            .write_tx(|c, _| {
+                for (user, planned) in [("dan", kept), ("eve", enabled), ("fay", kept)] {
+                    engine_state::put_account(c, user, "github", planned, planned, now)?;
+                }
+                for user in ["dan", "eve"] {
+                    incidents::raise(
+                        c,
+                        "records_kept",
+                        Some(user),
+                        Some("github"),
+                        None,
+                        "r",
+                        now,
+                    )?;
+                }
+                // Another connector's incident marks nothing on github.
+                incidents::raise(
+                    c,
+                    "records_kept",
+                    Some("fay"),
+                    Some("slack"),
+                    None,
+                    "r",
+                    now,
+                )
+            })
+            .unwrap();
+        let applied = db.store.migrate().unwrap();
+        assert!(
+            applied
+                .iter()
+                .any(|v| v.replace('-', "") == version.replace('-', "")),
+            "{}: {applied:?}",
+            db.name
+        );
+        let marked = |user: &str| -> AccountRecord {
+            let accounts = db
+                .store
+                .write_tx(|c, _| engine_state::accounts(c, user))
+                .unwrap();
+            serde_json::from_str(&accounts[0].planned).unwrap()
+        };
+        let dan = marked("dan");
+        assert!(dan.kept_for_records, "{}", db.name);
+        assert_eq!(
+            (dan.exists, dan.enabled, dan.key.as_str()),
+            (true, false, "dan")
+        );
+        assert!(!marked("eve").kept_for_records, "{}: enabled", db.name);
+        assert!(
+            !marked("fay").kept_for_records,
+            "{}: no incident here",
+            db.name
+        );
+    });
+}
