@@ -148,6 +148,43 @@ impl PgCluster {
     }
 }
 
+impl PgCluster {
+    /// Takes TCP connections with TLS only (`hostssl`, a self-signed certificate), as a server
+    /// behind a tunnel on this machine may: restarts the cluster so.
+    fn require_tls(&self) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let data = self.dir.join("data");
+        std::fs::write(data.join("server.crt"), cert.pem()).unwrap();
+        std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).unwrap();
+        for f in ["server.crt", "server.key", "pg_hba.conf", "postgresql.conf"] {
+            let path = data.join(f);
+            if self.as_postgres {
+                let ok = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&path)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "chown of {}", path.display());
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        self.stop("fast");
+        self.pg_ctl_start();
+    }
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
         let exe = self.bin.join("pg_ctl");
@@ -551,4 +588,60 @@ fn postgres_exhausted_pool_and_statement_timeout_answer_503() {
     app.get(&format!("/Users/{id}")).send().status(200);
     app.get("/Users?count=1").send().status(200);
     assert_eq!(app.get("/readyz").token("").send().status, 200);
+}
+
+/// A PostgreSQL on this machine that takes only TLS connections (a `hostssl` rule, as behind a
+/// tunnel): the hub tries loopback without TLS first, so its pool (libpq `sslmode=allow`) and
+/// its worker readers (which have no `allow` and turn TLS on after the refusal) fall back to
+/// TLS, and every request is served.
+#[test]
+fn postgres_on_this_machine_that_demands_tls_is_still_reached() {
+    use diesel::{Connection, RunQueryDsl};
+    if std::env::var("SCIMHUB_TEST_POSTGRES_URL").is_err() {
+        return;
+    }
+    let pg = PgCluster::start();
+    pg.require_tls();
+    let app = TestApp::builder(Backend::Postgres)
+        .database_url(&pg.url())
+        .policy(POLICY)
+        .start()
+        .unwrap();
+    let user = app.create_user("tls-only");
+    let id = user["id"].as_str().unwrap();
+    for _ in 0..20 {
+        app.get(&format!("/Users/{id}")).send().status(200);
+    }
+    app.get("/Users?filter=userName%20eq%20%22tls-only%22")
+        .send()
+        .status(200);
+    assert!(
+        app.log_shows("the readers use TLS"),
+        "the readers fell back to TLS:\n{}",
+        app.log()
+    );
+    assert!(
+        !app.log_shows("refused a worker reader's connection"),
+        "the readers stayed on:\n{}",
+        app.log()
+    );
+    #[derive(diesel::QueryableByName)]
+    struct Sessions {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        plain: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        tls: i64,
+    }
+    let mut observer =
+        diesel::PgConnection::establish(&format!("{}?sslmode=require", pg.url())).unwrap();
+    let sessions = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE NOT s.ssl) AS plain, count(*) FILTER (WHERE s.ssl) AS tls \
+         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()",
+    )
+    .get_result::<Sessions>(&mut observer)
+    .unwrap();
+    assert_eq!(sessions.plain, 0);
+    // The pool's connections and at least one worker reader.
+    assert!(sessions.tls >= 2, "{} sessions with TLS", sessions.tls);
 }

@@ -65,7 +65,8 @@ impl Store {
         let DbUrl::Postgres(url) = &self.inner.url else {
             return Ok(None);
         };
-        let mut conn = PgConnection::establish(url)
+        // The pool's client settings: a connect timeout, keepalives, no TLS on loopback.
+        let mut conn = PgConnection::establish(&self.inner.pg.url_with_client_settings(url))
             .map_err(|e| HubError::Backend(format!("listener connection: {e}")))?;
         let listen: String = CHANNELS.iter().map(|c| format!("LISTEN {c};")).collect();
         conn.batch_execute(&listen)?;

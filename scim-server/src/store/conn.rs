@@ -314,8 +314,76 @@ impl PgSession {
         for (key, value) in CLIENT_TCP_SETTINGS {
             add(key, value);
         }
+        if plain_first(url, std::env::var_os("PGSSLMODE").is_some()) {
+            add("sslmode", "allow");
+        }
         out
     }
+}
+
+/// Whether a connection to `url` should try without TLS first (libpq `sslmode=allow`): when
+/// it reaches only this machine (loopback addresses, `localhost`, a Unix-domain socket) and
+/// the operator set nothing about TLS (no `ssl…` parameter in the URL, no `PGSSLMODE`).
+/// libpq's own default, `prefer`, negotiates TLS there too, which verifies no certificate and
+/// guards no traffic an unprivileged local user could read, yet cost the hub about a fifth of
+/// its CPU per PATCH (docs/benchmarks.md, session 30). `allow` still falls back to TLS where
+/// the server demands it (`hostssl` only, or a tunnel to a server that does).
+pub(crate) fn plain_first(url: &str, sslmode_in_env: bool) -> bool {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return false;
+    };
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let params: Vec<(&str, &str)> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .collect();
+    if sslmode_in_env
+        || params
+            .iter()
+            .any(|(k, _)| k.starts_with("ssl") || *k == "requiressl")
+    {
+        return false;
+    }
+    let authority = before_query.split('/').next().unwrap_or("");
+    let hosts_in_authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    // `host=` and `hostaddr=` in the query take the place of the URL's hosts.
+    let named: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| *k == "host" || *k == "hostaddr")
+        .flat_map(|(_, v)| v.split(','))
+        .collect();
+    let hosts: Vec<&str> = if named.is_empty() {
+        hosts_in_authority.split(',').map(strip_port).collect()
+    } else {
+        named
+    };
+    // No host at all: libpq's default socket, unless PGHOST points elsewhere.
+    if hosts.iter().all(|h| h.is_empty()) {
+        return std::env::var_os("PGHOST").is_none();
+    }
+    hosts.iter().all(|h| on_this_machine(h))
+}
+
+/// `host[:port]` or `[v6][:port]` without the port.
+fn strip_port(h: &str) -> &str {
+    match h.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => h.split(':').next().unwrap_or(""),
+    }
+}
+
+fn on_this_machine(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.starts_with('/') || host.starts_with("%2F") || host.starts_with("%2f") {
+        return true;
+    }
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// libpq's client-side TCP settings. A primary that vanishes without closing its sockets (a
@@ -521,6 +589,43 @@ mod tests {
                 "?tcp_user_timeout=0&keepalives=1&keepalives_idle=30\
                         &keepalives_interval=10&keepalives_count=3"
             ));
+    }
+
+    /// A database on this machine is tried without TLS first unless the operator said
+    /// anything about TLS; any other host keeps libpq's default.
+    #[test]
+    fn only_a_database_on_this_machine_is_tried_without_tls_first() {
+        for url in [
+            "postgres://u@127.0.0.1:5432/db",
+            "postgresql://u:p@localhost/db?application_name=x",
+            "postgres://u@[::1]:5433/db",
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db",
+            "postgres://u@127.0.0.2,localhost:5433/db",
+            "postgres://u@db.example.com/db?host=/var/run/postgresql",
+        ] {
+            assert!(plain_first(url, false), "{url}");
+            assert!(!plain_first(url, true), "{url}: PGSSLMODE decides");
+        }
+        for url in [
+            "postgres://u@db.example.com/db",
+            "postgres://u@10.0.0.5:5432/db",
+            "postgres://u@127.0.0.1,db.example.com/db",
+            "postgres://u@localhost/db?sslmode=require",
+            "postgres://u@localhost/db?sslrootcert=/ca.pem",
+            "postgres://u@localhost/db?hostaddr=10.0.0.5",
+            "mysql://u@localhost/db",
+        ] {
+            assert!(!plain_first(url, false), "{url}");
+        }
+        let pg = PgSession::default();
+        assert!(
+            pg.url_with_client_settings("postgres://u@127.0.0.1/db")
+                .ends_with("&sslmode=allow")
+                == std::env::var_os("PGSSLMODE").is_none()
+        );
+        assert!(!pg
+            .url_with_client_settings("postgres://u@h/db")
+            .contains("sslmode"));
     }
 
     /// One count per file while something holds it, under either spelling of the file; a

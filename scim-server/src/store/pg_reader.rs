@@ -106,6 +106,12 @@ pub(crate) struct PgReaders {
     /// only a connection that stopped answering (a vanished primary) reaches it.
     read_timeout: Duration,
     tls: MakeRustls,
+    /// `config` without TLS, tried first while `plain_first` holds: a database on this machine
+    /// that the URL says nothing about TLS for, as the pool connects with `sslmode=allow`
+    /// ([`super::conn::plain_first`]). tokio-postgres has no `allow`: where the plain
+    /// connection is refused, the same attempt goes on with `config`, and so do all later ones.
+    plain: Option<tokio_postgres::Config>,
+    plain_first: AtomicBool,
     /// Longest opening a connection (TCP, TLS, authentication, session settings) may take.
     connect_budget: Duration,
     /// After a connection could not be opened, no other is tried before this (milliseconds
@@ -222,7 +228,14 @@ impl PgReaders {
             .unwrap_or(Duration::from_secs(10))
             .max(Duration::from_secs(1));
         let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(u32::MAX);
+        let plain = super::conn::plain_first(url, env("PGSSLMODE").is_some()).then(|| {
+            let mut plain = config.clone();
+            plain.ssl_mode(SslMode::Disable);
+            plain
+        });
         Ok(PgReaders {
+            plain_first: AtomicBool::new(plain.is_some()),
+            plain,
             id: super::local_reader::next_store_id(),
             connect_budget: per_host.saturating_mul(hosts) + Duration::from_secs(1),
             connect_after_ms: AtomicU64::new(0),
@@ -278,8 +291,24 @@ impl PgReaders {
         if self.now_ms() < self.connect_after_ms.load(Ordering::Relaxed) {
             return Err(ConnectFailure::Backoff);
         }
+        let plain = self
+            .plain
+            .as_ref()
+            .filter(|_| self.plain_first.load(Ordering::Relaxed));
         let opened = tokio::time::timeout(self.connect_budget, async {
-            let (client, connection) = self.config.connect(self.tls.clone()).await?;
+            let (client, connection) = match plain {
+                Some(plain) => match plain.connect(self.tls.clone()).await {
+                    // `hostssl` only (or a tunnel to a server that is): TLS from now on.
+                    Err(e) if refuses_plain(&e) => {
+                        self.plain_first.store(false, Ordering::Relaxed);
+                        let tls = self.config.connect(self.tls.clone()).await?;
+                        tracing::info!(error = %describe(&e), "PostgreSQL refused a worker reader without TLS; the readers use TLS");
+                        tls
+                    }
+                    other => other?,
+                },
+                None => self.config.connect(self.tls.clone()).await?,
+            };
             // The connection's I/O runs as a task of this worker's runtime; it ends when the
             // client is dropped or the server goes away.
             tokio::spawn(async move {
@@ -655,6 +684,13 @@ impl FromPgRow for search::SortRow {
             is_member,
         })
     }
+}
+
+/// Whether PostgreSQL refused a connection for want of TLS: `pg_hba.conf` has no entry for an
+/// unencrypted one (SQLSTATE 28000, "… no encryption").
+fn refuses_plain(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c == &tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
 }
 
 /// TLS for the readers' connections: rustls (the build's TLS stack) with the server's

@@ -542,3 +542,42 @@ fn store_sqlite_worker_never_loads_ranks() {
         "loaded: the deep page seeks on the worker"
     );
 }
+
+/// A PostgreSQL on this machine is reached without TLS when the URL says nothing about it
+/// (libpq's `prefer` would negotiate TLS over loopback), and with TLS when the URL asks.
+#[test]
+fn store_pg_on_this_machine_is_reached_without_tls_unless_asked() {
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Tls {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        server: bool,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        this_session: bool,
+    }
+    const SQL: &str = "SELECT current_setting('ssl') = 'on' AS server, \
+        coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) AS this_session";
+    let Some(db) = postgres_db() else {
+        return;
+    };
+    let url = db.postgres_url();
+    if std::env::var_os("PGSSLMODE").is_some() || !url.contains("@127.0.0.1") {
+        eprintln!("skipped: PGSSLMODE set, or the test database is not on 127.0.0.1");
+        return;
+    }
+    let tls = db
+        .store
+        .write_tx(|c, _| Ok(diesel::sql_query(SQL).get_result::<Tls>(c)?))
+        .unwrap();
+    if !tls.server {
+        eprintln!("skipped: the server has ssl = off, every session is plain");
+        return;
+    }
+    assert!(!tls.this_session, "the pool's session negotiated TLS");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let mut asked = diesel::PgConnection::establish(&format!("{url}{sep}sslmode=require")).unwrap();
+    let tls = diesel::sql_query(SQL)
+        .get_result::<Tls>(&mut asked)
+        .unwrap();
+    assert!(tls.this_session, "sslmode=require in the URL is honoured");
+}
