@@ -1144,6 +1144,73 @@ fn a_rehire_into_a_role_without_the_account_keeps_its_records(postgres: bool) {
     assert!(in_tx(&env.store, kept).unwrap().is_empty());
 }
 
+/// Two moves keep legacy access from two roles; one extension caps each part at its own
+/// move's limit, so the parts end on different days: each end has its timer, and each part
+/// goes at its own end, not at the first or the last.
+fn two_moves_capped_on_different_days_end_at_each(postgres: bool) {
+    use scim_server::admin::MAX_LEGACY_ACCESS_DAYS;
+    use scim_server::clock::Clock;
+    let sales = "name = \"sales\"\nmatch = 'department eq \"Sales\"'\n";
+    assert!(POLICY.contains(sales));
+    let policy = POLICY.replace(sales, &format!("{sales}overlap = \"24h\"\n"));
+    let Some(env) = Env::new(postgres, &policy) else {
+        return;
+    };
+    let bob = env.create_user(user("bob", "Employee", "Engineering", "Engineer"));
+    env.run();
+    env.patch_user(&bob, |d| set_dept(d, "Sales"));
+    env.run();
+    let first_move = env.clock.now();
+    env.admin
+        .legacy_access(&bob, Some(Duration::days(90)), "test")
+        .unwrap();
+    env.clock.advance(Duration::days(60));
+    env.run();
+    env.patch_user(&bob, |d| set_dept(d, "Finance"));
+    env.run();
+    let second_move = env.clock.now();
+    let (_, until) = env
+        .admin
+        .legacy_access(&bob, Some(Duration::days(90)), "test")
+        .unwrap();
+    // github's part is capped by the first move's limit, slack's runs the full 90 days.
+    let github_end = first_move + Duration::days(MAX_LEGACY_ACCESS_DAYS);
+    let slack_end = second_move + Duration::days(90);
+    assert!(github_end < slack_end);
+    assert_eq!(until, slack_end);
+    let pending: Vec<_> = in_tx(&env.store, |c| timers::list(c, Some(&bob)))
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.kind == "overlap_end" && t.status == "pending")
+        .map(|t| t.due)
+        .collect();
+    for end in [github_end, slack_end] {
+        assert!(
+            pending.iter().any(|due| *due == end),
+            "a timer at {end}: {pending:?}"
+        );
+    }
+    let sales_channel = |env: &Env| {
+        env.holds("slack", "bob")
+            .unwrap()
+            .1
+            .contains(&"channel:sales".to_string())
+    };
+    env.clock.set(github_end - Duration::minutes(1));
+    env.run();
+    assert_eq!(
+        env.holds("github", "bob").unwrap().1,
+        vec!["team:eng".to_string()]
+    );
+    env.clock.set(github_end + Duration::minutes(1));
+    env.run();
+    assert_eq!(env.holds("github", "bob"), Some((false, vec![])));
+    assert!(sales_channel(&env), "slack's part runs to its own end");
+    env.clock.set(slack_end + Duration::minutes(1));
+    env.run();
+    assert!(!sales_channel(&env));
+}
+
 /// An extension never shortens legacy access that a profile keeps longer than the cap.
 fn a_longer_overlap_is_not_shortened_by_an_extension(postgres: bool) {
     use scim_server::admin::AdminError;
@@ -1197,6 +1264,25 @@ fn a_leaver_who_is_their_own_manager_keeps_the_records_for_a_person(postgres: bo
     assert_eq!(gh.owned.len(), 1, "nothing transferred to themselves");
 }
 
+mod legacy_access_limits {
+    #[test]
+    fn longer_overlap_sqlite() {
+        super::a_longer_overlap_is_not_shortened_by_an_extension(false)
+    }
+    #[test]
+    fn longer_overlap_postgres() {
+        super::a_longer_overlap_is_not_shortened_by_an_extension(true)
+    }
+    #[test]
+    fn two_moves_capped_on_different_days_sqlite() {
+        super::two_moves_capped_on_different_days_end_at_each(false)
+    }
+    #[test]
+    fn two_moves_capped_on_different_days_postgres() {
+        super::two_moves_capped_on_different_days_end_at_each(true)
+    }
+}
+
 mod leaver_records {
     #[test]
     fn self_manager_sqlite() {
@@ -1205,14 +1291,6 @@ mod leaver_records {
     #[test]
     fn self_manager_postgres() {
         super::a_leaver_who_is_their_own_manager_keeps_the_records_for_a_person(true)
-    }
-    #[test]
-    fn longer_overlap_sqlite() {
-        super::a_longer_overlap_is_not_shortened_by_an_extension(false)
-    }
-    #[test]
-    fn longer_overlap_postgres() {
-        super::a_longer_overlap_is_not_shortened_by_an_extension(true)
     }
     #[test]
     fn to_the_owned_manager_sqlite() {
