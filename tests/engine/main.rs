@@ -1185,10 +1185,7 @@ fn two_moves_capped_on_different_days_end_at_each(postgres: bool) {
         .map(|t| t.due)
         .collect();
     for end in [github_end, slack_end] {
-        assert!(
-            pending.iter().any(|due| *due == end),
-            "a timer at {end}: {pending:?}"
-        );
+        assert!(pending.contains(&end), "a timer at {end}: {pending:?}");
     }
     let sales_channel = |env: &Env| {
         env.holds("slack", "bob")
