@@ -743,6 +743,12 @@ pub(crate) fn start_engine(
         .thread_name("scimhub-engine")
         .build()
         .context("cannot start the engine runtime")?;
+    let workers = crate::jobs::Workers::new(store.clone(), engine.clone());
+    // Before any write is planned: on a new database, the policy everyone will be planned
+    // under from now on (a reload before the workers' first round must still re-plan).
+    workers
+        .record_first_policy()
+        .context("cannot record the policy in force")?;
     std::thread::Builder::new()
         .name("scimhub-engine".into())
         .spawn(move || {
@@ -751,7 +757,7 @@ pub(crate) fn start_engine(
                     .policy
                     .spawn_watcher(std::time::Duration::from_secs(3));
                 crate::notify::spawn(&store, &engine, smtp.as_ref());
-                crate::jobs::Workers::new(store, engine).spawn();
+                workers.spawn();
                 std::future::pending::<()>().await
             })
         })

@@ -83,6 +83,17 @@ fn run(backend: Backend) {
     assert_eq!(st["file_sha256"], sha256(&bad), "{st}");
     assert_eq!(st["file_differs"], true, "{st}");
 
+    // A writer stored before the edit that gives writers a wiki space.
+    let wendy = app.create_user("wendy");
+    let wendy = wendy["id"].as_str().unwrap().to_owned();
+    app.patch(
+        &format!("/Users/{wendy}"),
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "title", "value": "Writer"}]}),
+    )
+    .send()
+    .status(200);
+
     // A valid edit: in force at once (the file watcher may have loaded it a moment before; the
     // request then reloads the same bytes).
     let v2 = format!("{POLICY}{WIKI}");
@@ -105,6 +116,30 @@ fn run(backend: Backend) {
     assert_eq!(st["file_differs"], false, "{st}");
     assert_eq!(names(&st["connectors"]), ["chat", "wiki"]);
     assert_eq!(names(&st["profiles"]), ["everyone", "writers"]);
+
+    // Everyone is re-planned under the new policy, without a write of their own: the writer
+    // gets the wiki space.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let done = app
+            .get("/admin/v1/outbox?status=done&limit=1000")
+            .send()
+            .status(200)
+            .json();
+        let wiki = done["Resources"].as_array().unwrap().iter().any(|op| {
+            op["user_id"] == wendy.as_str()
+                && op["connector"] == "wiki"
+                && op["operation"]["op"] == "grant"
+        });
+        if wiki {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer was not re-planned under the new policy: {done}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // Both requests are in the chain, by the caller, with their outcome.
     let audit = app

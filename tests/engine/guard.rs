@@ -22,6 +22,7 @@ backends!(
     rehire_during_overlap_starts_from_the_new_role,
     a_group_change_is_judged_under_the_guards_lock,
     a_discard_locks_the_users_a_plan_added_while_it_waited,
+    a_policy_change_re_plans_everyone_as_one_blast,
 );
 
 /// `n` users in Sales, and the group "Badge" (which drives the `badge` profile: erp role:badge)
@@ -407,4 +408,66 @@ fn a_discard_locks_the_users_a_plan_added_while_it_waited(env: Env) {
     let bea_ops = in_tx(&env.store, |c| outbox::list_plan(c, "plan-bea")).unwrap();
     assert_eq!(bea_ops.len(), 1);
     assert_eq!(bea_ops[0].status, outbox::OutboxStatus::Discarded);
+}
+
+/// A new policy re-plans everyone once, as one change for the guard: a profile that stops
+/// granting the badge role takes it from all ten at once, so the change is held before anything
+/// is sent. The first policy seen is only recorded; one applied already changes nothing; a node
+/// starting with another policy than a live node runs (an old file) re-plans nobody, and judges
+/// only once the other nodes' heartbeats are in.
+fn a_policy_change_re_plans_everyone_as_one_blast(env: Env) {
+    use replan::{AtStart, PolicyChange};
+    use scim_server::policy::Policy;
+    badge_setup(&env, 10, 10);
+    assert_eq!(badged(&env, 10), 10);
+    let change = |sha: &str, at_start: Option<AtStart>| {
+        in_tx(&env.store, |c| {
+            replan::policy_change(&env.engine, c, sha, "node-a", at_start)
+        })
+        .unwrap()
+    };
+    assert_eq!(change("v1", None), PolicyChange::Recorded);
+    assert_eq!(change("v1", None), PolicyChange::Unchanged);
+    let badge = "grants = [{ connector = \"erp\", kind = \"role\", id = \"badge\" }]";
+    assert!(POLICY.contains(badge));
+    let without = POLICY.replace(badge, "grants = []");
+    env.engine
+        .policy
+        .set(Policy::parse(&without, "test.toml").unwrap());
+    // Another node, alive, still runs v1: a node starting with v2 has an old file.
+    let now = env.clock.now();
+    in_tx(&env.store, |c| {
+        scim_server::store::cluster::announce_node(c, "node-b", now, Some("v1"), true, now)
+    })
+    .unwrap();
+    let started = AtStart {
+        started: now - Duration::seconds(30),
+        heard_others: true,
+    };
+    let early = AtStart {
+        heard_others: false,
+        ..started
+    };
+    assert_eq!(change("v2", Some(early)), PolicyChange::NotYet);
+    assert_eq!(change("v2", Some(started)), PolicyChange::Stale);
+    env.run();
+    assert!(env.admin.holds(Some("pending")).unwrap().is_empty());
+    // A reload on a running node: everyone re-planned, held as one blast.
+    assert_eq!(change("v2", None), PolicyChange::Replanned);
+    env.run();
+    assert_eq!(erp_removals(&env), 0, "nothing sent while held");
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0].users, 10);
+    assert!(
+        holds[0]
+            .reason
+            .contains("policy change (sha256 v2…): re-planning 10 users"),
+        "{}",
+        holds[0].reason
+    );
+    assert_eq!(change("v2", None), PolicyChange::Unchanged);
+    env.admin.confirm_hold(&holds[0].id, "admin").unwrap();
+    env.run();
+    assert_eq!(badged(&env, 10), 0);
 }

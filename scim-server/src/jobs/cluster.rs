@@ -28,7 +28,7 @@ use crate::store::Store;
 
 /// How often a node refreshes its `cluster_nodes` row (a node not seen for
 /// [`cluster::ALIVE_SECS`] is no longer listed).
-const HEARTBEAT: StdDuration = StdDuration::from_secs(5);
+pub(crate) const HEARTBEAT: StdDuration = StdDuration::from_secs(5);
 /// How often the listener reads what arrived on its socket (a local read, no round trip).
 const CHECK_EVERY: StdDuration = StdDuration::from_millis(10);
 

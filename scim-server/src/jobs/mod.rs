@@ -175,6 +175,11 @@ pub struct Workers {
     pub config: WorkerConfig,
     /// Fault injection (tests); `None` in production.
     pub pause: Option<PausePoint>,
+    /// The policy (SHA-256) this process last checked against the one applied
+    /// ([`Workers::apply_policy_change`]); `None` until its first check.
+    policy_seen: Arc<std::sync::Mutex<Option<String>>>,
+    /// When this worker set was made (the first check waits for other nodes' heartbeats).
+    started: (DateTime<Utc>, std::time::Instant),
 }
 
 /// An operation this worker claimed, and when its claim ends unless renewed.
@@ -437,7 +442,69 @@ impl Workers {
             engine,
             config: WorkerConfig::default(),
             pause: None,
+            policy_seen: Arc::default(),
+            started: (Utc::now(), std::time::Instant::now()),
         }
+    }
+
+    /// Records the policy in force as applied when none is yet (a new database, or the first
+    /// start of a release that records it): everyone is planned under it from now on.
+    pub fn record_first_policy(&self) -> HubResult<()> {
+        let Some(sha) = self.engine.policy.status().sha256 else {
+            return Ok(());
+        };
+        let now = self.engine.now();
+        self.store.write_tx(|c, _| {
+            if crate::store::policy_applied::current_for_update(c)?.is_none() {
+                crate::store::policy_applied::record(c, &sha, &self.config.owner, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Re-plans everyone when the policy in force here is new ([`replan::policy_change`]):
+    /// checked once per policy this process runs. On PostgreSQL a policy other than the one
+    /// applied is judged only two heartbeats after the start, once every live node has
+    /// announced its own.
+    /// Returns whether everyone was re-planned.
+    pub async fn apply_policy_change(&self) -> HubResult<bool> {
+        use crate::engine::replan::{self, PolicyChange};
+        let Some(sha) = self.engine.policy.status().sha256 else {
+            return Ok(false);
+        };
+        let seen = self
+            .policy_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if seen.as_deref() == Some(sha.as_str()) {
+            return Ok(false);
+        }
+        let at_start = seen.is_none().then(|| replan::AtStart {
+            started: self.started.0,
+            heard_others: self.store.is_sqlite()
+                || self.started.1.elapsed() >= 2 * cluster::HEARTBEAT,
+        });
+        let (store, engine, node) = (
+            self.store.clone(),
+            self.engine.clone(),
+            self.config.owner.clone(),
+        );
+        let checked = sha.clone();
+        let done = blocking(move || {
+            store.write_tx_appending_last(|c, _| {
+                replan::policy_change(&engine, c, &checked, &node, at_start)
+            })
+        })
+        .await?;
+        if done == PolicyChange::NotYet {
+            return Ok(false);
+        }
+        *self.policy_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(sha);
+        if done == PolicyChange::Replanned {
+            self.engine.wake_workers();
+        }
+        Ok(done == PolicyChange::Replanned)
     }
 
     /// The retry budget of `connector`'s operations: its policy's `max_attempts`, else the
@@ -769,6 +836,7 @@ impl Workers {
     pub async fn run_until_idle(&self) -> HubResult<usize> {
         let mut total = 0;
         loop {
+            self.apply_policy_change().await?;
             let t = self.fire_timers().await?
                 + self.run_replans().await?
                 + self.run_verifications().await?
@@ -870,6 +938,9 @@ impl Workers {
                 notified.as_mut().enable();
                 if let Err(e) = me.fire_timers().await {
                     tracing::warn!(error = %e, "timer error");
+                }
+                if let Err(e) = me.apply_policy_change().await {
+                    tracing::warn!(error = %e, "policy change re-plan error");
                 }
                 if let Err(e) = me.run_replans().await {
                     tracing::warn!(error = %e, "group re-plan error");

@@ -109,6 +109,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod notifications;
 pub mod outbox;
+pub mod policy_applied;
 pub mod replans;
 pub mod report_archives;
 pub mod roster;
