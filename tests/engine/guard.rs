@@ -76,7 +76,7 @@ fn group_delete_is_one_blast(env: Env) {
     assert_eq!(holds[0].users, 10);
     assert_eq!(
         holds[0].reason,
-        "more than 30% of 10 users would lose access within 10m (10 by one group change): \
+        "more than 30% of 10 users would lose access within 10m (10 by this one change): \
          group Badge deleted: re-planning 10 users"
     );
     // Security was told.

@@ -196,7 +196,7 @@ pub fn finalize(engine: &Engine, c: &mut DbConnection, stage: &str) -> HubResult
             );
             if trips(b, losers, population) {
                 let reason = format!(
-                    "{} ({taken} by one group change)",
+                    "{} ({taken} by this one change)",
                     notices::hold_reason(b.max_share, population, b.window)
                 );
                 if holds::promote(c, stage, &reason)? {

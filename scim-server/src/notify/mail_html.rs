@@ -382,6 +382,18 @@ mod tests {
             ("hold_linked", hold(&reason, hold_id, Some(pair))),
             ("hold_shared", hold(&reason, hold_id, None)),
             (
+                "hold_policy_change",
+                hold(
+                    &format!(
+                        "{} (240 by this one change): policy change (sha256 1a2b3c4d5e6f…): \
+                         re-planning 250 users",
+                        hold_reason(0.3, 250, chrono::Duration::minutes(10))
+                    ),
+                    hold_id,
+                    Some(pair),
+                ),
+            ),
+            (
                 "mover_summary_linked",
                 mover_summary(
                     &mover,
