@@ -102,7 +102,8 @@ impl Admin {
             for u in &users {
                 for account in engine_state::accounts(c, u)? {
                     let actual = account.actual.unwrap_or_else(|| "{}".into());
-                    engine_state::put_account(c, u, &account.connector, &actual, &actual, now)?;
+                    let planned = keep_records_mark(&account.planned, &actual);
+                    engine_state::put_account(c, u, &account.connector, &planned, &actual, now)?;
                 }
                 if let Some(mut eu) = engine_state::get_user(c, u)? {
                     eu.state = "active".into();
@@ -125,5 +126,43 @@ impl Admin {
             Ok(Some(users.len()))
         })?
         .ok_or_else(|| AdminError::Conflict(format!("hold {id} was decided concurrently")))
+    }
+}
+
+/// The planned record a discard resets to: what the system holds (`actual`), still marked as
+/// kept for its records when the planned one was, so that no later plan deletes that account
+/// before its records are handed over (the mark is the engine's, the system never reports it).
+fn keep_records_mark(planned: &str, actual: &str) -> String {
+    use crate::engine::plan::AccountRecord;
+    let kept = serde_json::from_str::<AccountRecord>(planned).is_ok_and(|p| p.kept_for_records);
+    match serde_json::from_str::<AccountRecord>(actual) {
+        Ok(mut a) if kept && a.exists => {
+            a.kept_for_records = true;
+            serde_json::to_string(&a).unwrap_or_else(|_| actual.to_string())
+        }
+        _ => actual.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::keep_records_mark;
+
+    /// A discard resets the planned record to what the system holds, keeping the engine's
+    /// mark of an account kept for its records (and only for an account that exists).
+    #[test]
+    fn a_discard_keeps_the_records_mark() {
+        let kept = r#"{"exists":true,"enabled":false,"key":"dan","kept_for_records":true}"#;
+        let actual = r#"{"exists":true,"enabled":false,"key":"dan","attributes_hash":"h"}"#;
+        let reset: serde_json::Value =
+            serde_json::from_str(&keep_records_mark(kept, actual)).unwrap();
+        assert_eq!(reset["kept_for_records"], true);
+        assert_eq!(reset["attributes_hash"], "h");
+        let plain = r#"{"exists":true,"enabled":false,"key":"dan"}"#;
+        assert_eq!(keep_records_mark(plain, actual), actual);
+        let gone = r#"{"exists":false,"enabled":false,"key":"dan"}"#;
+        assert_eq!(keep_records_mark(kept, gone), gone);
+        assert_eq!(keep_records_mark(kept, "{}"), "{}");
     }
 }

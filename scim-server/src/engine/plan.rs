@@ -386,6 +386,8 @@ pub fn diff(
                         });
                     }
                 }
+                // Its user has it again, records and all: nothing is kept for anyone now.
+                rec.kept_for_records = false;
                 let account = if current.exists {
                     current.account_ref()
                 } else {

@@ -314,7 +314,12 @@ impl PgSession {
         for (key, value) in CLIENT_TCP_SETTINGS {
             add(key, value);
         }
-        if plain_first(url, std::env::var_os("PGSSLMODE").is_some()) {
+        // Anything in the environment that could move the connection elsewhere or decide its
+        // TLS leaves libpq's default alone.
+        let env_decides = ["PGSSLMODE", "PGHOSTADDR", "PGSERVICE", "PGSSLNEGOTIATION"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some());
+        if plain_first(url, env_decides) {
             add("sslmode", "allow");
         }
         out
@@ -325,7 +330,7 @@ impl PgSession {
 /// it reaches only this machine (loopback addresses, `localhost`, a Unix-domain socket) and
 /// the operator set nothing about TLS (no `ssl…` parameter in the URL, no `PGSSLMODE`).
 /// libpq's own default, `prefer`, negotiates TLS there too, which verifies no certificate and
-/// guards no traffic an unprivileged local user could read, yet cost the hub about a fifth of
+/// guards no traffic an unprivileged local user could read, yet cost the hub about 13 % of
 /// its CPU per PATCH (docs/benchmarks.md, session 30). `allow` still falls back to TLS where
 /// the server demands it (`hostssl` only, or a tunnel to a server that does).
 pub(crate) fn plain_first(url: &str, sslmode_in_env: bool) -> bool {
@@ -335,15 +340,21 @@ pub(crate) fn plain_first(url: &str, sslmode_in_env: bool) -> bool {
     else {
         return false;
     };
+    // libpq reads the authority up to the first `/`: a `?` or `#` before it (in a password)
+    // would make this split differ from libpq's, so such a URL is left alone.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    if rest[..authority_end].contains(['?', '#']) && rest[..authority_end].contains('@') {
+        return false;
+    }
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
     let params: Vec<(&str, &str)> = query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .collect();
     if sslmode_in_env
-        || params
-            .iter()
-            .any(|(k, _)| k.starts_with("ssl") || *k == "requiressl")
+        || params.iter().any(|(k, _)| {
+            k.starts_with("ssl") || matches!(*k, "requiressl" | "service" | "gssencmode")
+        })
     {
         return false;
     }
@@ -604,7 +615,7 @@ mod tests {
             "postgres://u@db.example.com/db?host=/var/run/postgresql",
         ] {
             assert!(plain_first(url, false), "{url}");
-            assert!(!plain_first(url, true), "{url}: PGSSLMODE decides");
+            assert!(!plain_first(url, true), "{url}: the environment decides");
         }
         for url in [
             "postgres://u@db.example.com/db",
@@ -613,6 +624,9 @@ mod tests {
             "postgres://u@localhost/db?sslmode=require",
             "postgres://u@localhost/db?sslrootcert=/ca.pem",
             "postgres://u@localhost/db?hostaddr=10.0.0.5",
+            "postgres:///db?service=prod",
+            "postgres://localhost:pw?x@db.example.com/db?application_name=a",
+            "postgres://localhost:pw#x@db.example.com/db",
             "mysql://u@localhost/db",
         ] {
             assert!(!plain_first(url, false), "{url}");

@@ -228,7 +228,10 @@ impl PgReaders {
             .unwrap_or(Duration::from_secs(10))
             .max(Duration::from_secs(1));
         let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(u32::MAX);
-        let plain = super::conn::plain_first(url, env("PGSSLMODE").is_some()).then(|| {
+        let env_decides = ["PGSSLMODE", "PGHOSTADDR", "PGSERVICE", "PGSSLNEGOTIATION"]
+            .iter()
+            .any(|v| env(v).is_some());
+        let plain = super::conn::plain_first(url, env_decides).then(|| {
             let mut plain = config.clone();
             plain.ssl_mode(SslMode::Disable);
             plain
@@ -686,11 +689,14 @@ impl FromPgRow for search::SortRow {
     }
 }
 
-/// Whether PostgreSQL refused a connection for want of TLS: `pg_hba.conf` has no entry for an
-/// unencrypted one (SQLSTATE 28000, "… no encryption").
+/// Whether the server may have refused a connection for want of TLS: PostgreSQL's
+/// `pg_hba.conf` has no entry for an unencrypted one (SQLSTATE 28000, "… no encryption"), or
+/// PgBouncer's `client_tls_sslmode = require` ("SSL required", 08P01).
 fn refuses_plain(e: &tokio_postgres::Error) -> bool {
-    e.code()
-        .is_some_and(|c| c == &tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        c == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION || c == &SqlState::PROTOCOL_VIOLATION
+    })
 }
 
 /// TLS for the readers' connections: rustls (the build's TLS stack) with the server's

@@ -1308,6 +1308,11 @@ fn a_leavers_records_go_to_the_manager_or_the_account_stays() {
         still = Some((d.writes.expect("writes").user, d.outcome.plan.next));
     }
     let still = still.expect("planned");
+    // Rehired into a role with a github account: it is theirs again and no longer kept (a
+    // later move out of that role treats it like anyone's, with no hand-over).
+    let d = back_as(&engineer(), after.clone(), false);
+    assert!(d.outcome.plan.next["github"].enabled);
+    assert!(!d.outcome.plan.next["github"].kept_for_records);
     let d = back_as(&in_sales, still, true);
     assert_eq!(
         github_ops(&d),
