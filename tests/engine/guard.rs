@@ -412,48 +412,52 @@ fn a_discard_locks_the_users_a_plan_added_while_it_waited(env: Env) {
 
 /// A new policy re-plans everyone once, as one change for the guard: a profile that stops
 /// granting the badge role takes it from all ten at once, so the change is held before anything
-/// is sent. The first policy seen is only recorded; one applied already changes nothing; a node
-/// starting with another policy than a live node runs (an old file) re-plans nobody, and judges
-/// only once the other nodes' heartbeats are in.
+/// is sent. The first policy seen is only recorded; one applied already changes nothing; while a
+/// live node still runs another policy nothing happens yet; a node that starts with a policy
+/// applied before and replaced since (an old file) re-plans nobody, while a reload back to it
+/// re-plans everyone again.
 fn a_policy_change_re_plans_everyone_as_one_blast(env: Env) {
-    use replan::{AtStart, PolicyChange};
+    use replan::PolicyChange;
     use scim_server::policy::Policy;
     badge_setup(&env, 10, 10);
     assert_eq!(badged(&env, 10), 10);
-    let change = |sha: &str, at_start: Option<AtStart>| {
+    let now = env.clock.now();
+    let change_on = |node: &str, sha: &str, as_started: bool| {
         in_tx(&env.store, |c| {
-            replan::policy_change(&env.engine, c, sha, "node-a", at_start)
+            replan::policy_change(
+                &env.engine,
+                c,
+                sha,
+                node,
+                as_started,
+                now - Duration::seconds(15),
+            )
         })
         .unwrap()
     };
-    assert_eq!(change("v1", None), PolicyChange::Recorded);
-    assert_eq!(change("v1", None), PolicyChange::Unchanged);
+    let change = |sha: &str, as_started: bool| change_on("node-a", sha, as_started);
+    let node_b_runs = |sha: &str| {
+        in_tx(&env.store, |c| {
+            scim_server::store::cluster::announce_node(c, "node-b", now, Some(sha), true, now)
+        })
+        .unwrap()
+    };
+    assert_eq!(change("v1", true), PolicyChange::Recorded);
+    assert_eq!(change("v1", false), PolicyChange::Unchanged);
     let badge = "grants = [{ connector = \"erp\", kind = \"role\", id = \"badge\" }]";
-    assert!(POLICY.contains(badge));
+    assert_eq!(POLICY.matches(badge).count(), 1);
     let without = POLICY.replace(badge, "grants = []");
     env.engine
         .policy
         .set(Policy::parse(&without, "test.toml").unwrap());
-    // Another node, alive, still runs v1: a node starting with v2 has an old file.
-    let now = env.clock.now();
-    in_tx(&env.store, |c| {
-        scim_server::store::cluster::announce_node(c, "node-b", now, Some("v1"), true, now)
-    })
-    .unwrap();
-    let started = AtStart {
-        started: now - Duration::seconds(30),
-        heard_others: true,
-    };
-    let early = AtStart {
-        heard_others: false,
-        ..started
-    };
-    assert_eq!(change("v2", Some(early)), PolicyChange::NotYet);
-    assert_eq!(change("v2", Some(started)), PolicyChange::Stale);
+    // Another node, alive, still runs v1: nobody is re-planned yet.
+    node_b_runs("v1");
+    assert_eq!(change("v2", false), PolicyChange::NotYet);
     env.run();
     assert!(env.admin.holds(Some("pending")).unwrap().is_empty());
-    // A reload on a running node: everyone re-planned, held as one blast.
-    assert_eq!(change("v2", None), PolicyChange::Replanned);
+    // Both run v2: everyone re-planned, held as one blast.
+    node_b_runs("v2");
+    assert_eq!(change("v2", false), PolicyChange::Replanned);
     env.run();
     assert_eq!(erp_removals(&env), 0, "nothing sent while held");
     let holds = env.admin.holds(Some("pending")).unwrap();
@@ -462,12 +466,25 @@ fn a_policy_change_re_plans_everyone_as_one_blast(env: Env) {
     assert!(
         holds[0]
             .reason
-            .contains("policy change (sha256 v2…): re-planning 10 users"),
+            .contains("(10 by this one change): policy change (sha256 v2…): re-planning 10 users"),
         "{}",
         holds[0].reason
     );
-    assert_eq!(change("v2", None), PolicyChange::Unchanged);
+    assert_eq!(change("v2", false), PolicyChange::Unchanged);
     env.admin.confirm_hold(&holds[0].id, "admin").unwrap();
     env.run();
     assert_eq!(badged(&env, 10), 0);
+    // node-b restarts with an old file (v1), the only node alive (node-a, which never
+    // announced itself here, counts as gone): it re-plans nobody.
+    env.engine
+        .policy
+        .set(Policy::parse(POLICY, "test.toml").unwrap());
+    node_b_runs("v1");
+    assert_eq!(change_on("node-b", "v1", true), PolicyChange::Stale);
+    env.run();
+    assert_eq!(badged(&env, 10), 0);
+    // Reloaded back to v1 on purpose: everyone re-planned under it (grants are not held).
+    assert_eq!(change_on("node-b", "v1", false), PolicyChange::Replanned);
+    env.run();
+    assert_eq!(badged(&env, 10), 10);
 }

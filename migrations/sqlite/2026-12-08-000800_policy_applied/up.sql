@@ -1,10 +1,11 @@
--- The policy whose rules every user was last re-planned under (one row): a node that comes to
--- run another policy (a reload, or a start with an edited file) re-plans everyone once, as one
--- change for the blast-radius guard; the other nodes, following the same policy, find it
--- applied already.
+-- The policies every user was re-planned under, in order (the last row is the one in force):
+-- once every live node runs a policy other than the last, one of them re-plans everyone, as
+-- one change for the blast-radius guard. A node that starts with a policy applied before and
+-- since replaced (an old file) re-plans nobody.
 CREATE TABLE engine_policy_applied (
-    id         INTEGER PRIMARY KEY,
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     sha256     TEXT NOT NULL,
     applied_at TEXT NOT NULL,
     node       TEXT NOT NULL
 );
+CREATE INDEX engine_policy_applied_sha_idx ON engine_policy_applied (sha256);

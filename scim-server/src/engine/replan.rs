@@ -230,68 +230,49 @@ pub enum PolicyChange {
     Recorded,
     /// Applied already (another node got there first, or nothing changed).
     Unchanged,
-    /// This node starts with a policy other than the one a live node runs and applied: its
-    /// file is out of date, so it re-plans nobody.
+    /// Not yet: some live node still runs another policy. Asked again until every live node
+    /// runs this one (a rolling deploy re-plans once its last old node is gone).
+    NotYet,
+    /// This node started with a policy that was applied before and has been replaced since
+    /// (an old file): it re-plans nobody. Reloading it on purpose applies it.
     Stale,
     /// Everyone re-planned under it, as one change for the guard.
     Replanned,
-    /// Not decided yet: this node has just started and the other nodes' heartbeats are not
-    /// in yet, so whether its policy is out of date cannot be told.
-    NotYet,
 }
 
-/// When a node that has just started may judge its policy (see [`policy_change`]).
-#[derive(Debug, Clone, Copy)]
-pub struct AtStart {
-    /// When the node started: a node seen since is alive.
-    pub started: DateTime<Utc>,
-    /// Whether every live node has announced its policy since (two heartbeats have passed; a
-    /// single node on SQLite has no others).
-    pub heard_others: bool,
-}
-
-/// A policy newly in force on this node (`sha256` of its bytes): unless it is the one every
-/// user was last re-planned under, everyone is re-planned now, as one change for the
-/// blast-radius guard ([`group_change`]), so a grant added reaches everyone the profile
-/// matches and one removed leaves them, without waiting for each person's next HR change.
-/// `at_start`: the first policy this node checks since it started; it re-plans nobody if
-/// another node seen since it started (alive) runs the policy applied, since then it is this
-/// node's file that is old (a rolling deploy re-plans when its last node runs the new file).
+/// A policy in force on this node (`sha256` of its bytes): unless it is the one every user was
+/// last re-planned under, and once every node seen since `alive_since` runs it too, everyone is
+/// re-planned now, as one change for the blast-radius guard ([`group_change`]), so a grant
+/// added reaches everyone the profile matches and one removed leaves them, without waiting for
+/// each person's next HR change. `as_started`: the policy this node loaded at its start (not
+/// by a reload); such a policy that was applied before and replaced since is an old file and
+/// re-plans nobody.
 pub fn policy_change(
     engine: &Engine,
     c: &mut DbConnection,
     sha256: &str,
     node: &str,
-    at_start: Option<AtStart>,
+    as_started: bool,
+    alive_since: DateTime<Utc>,
 ) -> HubResult<PolicyChange> {
     use crate::store::{cluster, policy_applied};
     let now = engine.now();
-    let Some(applied) = policy_applied::current_for_update(c)? else {
+    policy_applied::lock(c)?;
+    let Some(applied) = policy_applied::current(c)? else {
         policy_applied::record(c, sha256, node, now)?;
         return Ok(PolicyChange::Recorded);
     };
     if applied == sha256 {
         return Ok(PolicyChange::Unchanged);
     }
-    if let Some(AtStart {
-        started,
-        heard_others,
-    }) = at_start
-    {
-        if !heard_others {
-            return Ok(PolicyChange::NotYet);
-        }
-        let live_on_applied = cluster::nodes(c, started)?
-            .into_iter()
-            .any(|n| n.node_id != node && n.policy_sha256.as_deref() == Some(applied.as_str()));
-        if live_on_applied {
-            tracing::warn!(
-                policy_sha256 = sha256,
-                cluster_policy_sha256 = %applied,
-                "this node started with a policy other than the one the cluster runs; nobody is re-planned under it"
-            );
-            return Ok(PolicyChange::Stale);
-        }
+    let converged = cluster::nodes(c, alive_since)?
+        .iter()
+        .all(|n| n.node_id == node || n.policy_sha256.as_deref() == Some(sha256));
+    if !converged {
+        return Ok(PolicyChange::NotYet);
+    }
+    if as_started && policy_applied::applied_before(c, sha256)? {
+        return Ok(PolicyChange::Stale);
     }
     policy_applied::record(c, sha256, node, now)?;
     let short = sha256.get(..12).unwrap_or(sha256);

@@ -175,11 +175,9 @@ pub struct Workers {
     pub config: WorkerConfig,
     /// Fault injection (tests); `None` in production.
     pub pause: Option<PausePoint>,
-    /// The policy (SHA-256) this process last checked against the one applied
-    /// ([`Workers::apply_policy_change`]); `None` until its first check.
-    policy_seen: Arc<std::sync::Mutex<Option<String>>>,
-    /// When this worker set was made (the first check waits for other nodes' heartbeats).
-    started: (DateTime<Utc>, std::time::Instant),
+    /// The generation of the policy this process last settled against the one applied
+    /// ([`Workers::apply_policy_change`]); `None` until then.
+    policy_settled: Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 /// An operation this worker claimed, and when its claim ends unless renewed.
@@ -442,8 +440,7 @@ impl Workers {
             engine,
             config: WorkerConfig::default(),
             pause: None,
-            policy_seen: Arc::default(),
-            started: (Utc::now(), std::time::Instant::now()),
+            policy_settled: Arc::default(),
         }
     }
 
@@ -455,7 +452,8 @@ impl Workers {
         };
         let now = self.engine.now();
         self.store.write_tx(|c, _| {
-            if crate::store::policy_applied::current_for_update(c)?.is_none() {
+            crate::store::policy_applied::lock(c)?;
+            if crate::store::policy_applied::current(c)?.is_none() {
                 crate::store::policy_applied::record(c, &sha, &self.config.owner, now)?;
             }
             Ok(())
@@ -463,44 +461,49 @@ impl Workers {
     }
 
     /// Re-plans everyone when the policy in force here is new ([`replan::policy_change`]):
-    /// checked once per policy this process runs. On PostgreSQL a policy other than the one
-    /// applied is judged only two heartbeats after the start, once every live node has
-    /// announced its own.
-    /// Returns whether everyone was re-planned.
+    /// asked again for each new generation of the policy this process runs, and each round
+    /// while some live node (seen within three heartbeats) still runs another. Returns whether
+    /// everyone was re-planned.
     pub async fn apply_policy_change(&self) -> HubResult<bool> {
         use crate::engine::replan::{self, PolicyChange};
-        let Some(sha) = self.engine.policy.status().sha256 else {
+        let status = self.engine.policy.status();
+        let Some(sha) = status.sha256 else {
             return Ok(false);
         };
-        let seen = self
-            .policy_seen
+        let settled = *self
+            .policy_settled
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if seen.as_deref() == Some(sha.as_str()) {
+            .unwrap_or_else(|p| p.into_inner());
+        if settled == Some(status.generation) {
             return Ok(false);
         }
-        let at_start = seen.is_none().then(|| replan::AtStart {
-            started: self.started.0,
-            heard_others: self.store.is_sqlite()
-                || self.started.1.elapsed() >= 2 * cluster::HEARTBEAT,
-        });
         let (store, engine, node) = (
             self.store.clone(),
             self.engine.clone(),
             self.config.owner.clone(),
         );
+        let as_started = status.generation <= 1;
+        let alive_since =
+            Utc::now() - Duration::from_std(3 * cluster::HEARTBEAT).unwrap_or_default();
         let checked = sha.clone();
         let done = blocking(move || {
             store.write_tx_appending_last(|c, _| {
-                replan::policy_change(&engine, c, &checked, &node, at_start)
+                replan::policy_change(&engine, c, &checked, &node, as_started, alive_since)
             })
         })
         .await?;
-        if done == PolicyChange::NotYet {
-            return Ok(false);
+        match done {
+            PolicyChange::NotYet => return Ok(false),
+            PolicyChange::Stale => tracing::warn!(
+                policy_sha256 = %sha,
+                "this node started with a policy that was applied before and replaced since (an old file?); nobody is re-planned under it, reload it to apply it"
+            ),
+            _ => {}
         }
-        *self.policy_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(sha);
+        *self
+            .policy_settled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(status.generation);
         if done == PolicyChange::Replanned {
             self.engine.wake_workers();
         }

@@ -1,38 +1,48 @@
-//! The policy every user was last re-planned under (`engine_policy_applied`, one row): see
-//! [`crate::engine::replan::policy_change`].
+//! The policies every user was re-planned under (`engine_policy_applied`, the last row in
+//! force): see [`crate::engine::replan::policy_change`].
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::Text;
+use diesel::sql_types::{BigInt, Text};
 use diesel::{OptionalExtension, RunQueryDsl};
 
 use super::sql::Sql;
 use super::{fmt_ts, DbConnection};
 use crate::error::HubResult;
 
-/// The SHA-256 of the policy applied, locked until the caller's transaction ends (PostgreSQL;
-/// SQLite's one writer serialises anyway); `None` before any was recorded.
-pub fn current_for_update(c: &mut DbConnection) -> HubResult<Option<String>> {
-    let mut q = Sql::<Text>::new("SELECT sha256 FROM engine_policy_applied WHERE id = 1");
+/// Serialises the nodes deciding on a policy until the caller's transaction ends
+/// (PostgreSQL; SQLite's one writer serialises anyway).
+pub fn lock(c: &mut DbConnection) -> HubResult<()> {
     if matches!(c, DbConnection::Postgresql(_)) {
-        q.push(" FOR UPDATE");
+        Sql::<()>::new("LOCK TABLE engine_policy_applied IN SHARE ROW EXCLUSIVE MODE")
+            .execute(c)?;
     }
+    Ok(())
+}
+
+/// The SHA-256 of the policy applied last; `None` before any was recorded.
+pub fn current(c: &mut DbConnection) -> HubResult<Option<String>> {
+    let mut q = Sql::<Text>::new("SELECT sha256 FROM engine_policy_applied ORDER BY id DESC");
+    q.limit(1);
     Ok(q.get_result::<String>(c).optional()?)
 }
 
-/// Records `sha256` as applied by `node`.
+/// Whether `sha256` was ever applied.
+pub fn applied_before(c: &mut DbConnection, sha256: &str) -> HubResult<bool> {
+    let mut q = Sql::<BigInt>::new("SELECT COUNT(*) FROM engine_policy_applied WHERE sha256 = ");
+    q.text(sha256);
+    Ok(q.get_result::<i64>(c)? > 0)
+}
+
+/// Records `sha256` as applied now by `node`.
 pub fn record(c: &mut DbConnection, sha256: &str, node: &str, now: DateTime<Utc>) -> HubResult<()> {
-    let mut q = Sql::<()>::new(
-        "INSERT INTO engine_policy_applied (id, sha256, applied_at, node) VALUES (1, ",
-    );
+    let mut q =
+        Sql::<()>::new("INSERT INTO engine_policy_applied (sha256, applied_at, node) VALUES (");
     q.text(sha256)
         .push(", ")
         .text(fmt_ts(now))
         .push(", ")
         .text(node)
-        .push(
-            ") ON CONFLICT (id) DO UPDATE SET sha256 = excluded.sha256, \
-             applied_at = excluded.applied_at, node = excluded.node",
-        );
+        .push(")");
     q.execute(c)?;
     Ok(())
 }
