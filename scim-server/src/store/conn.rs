@@ -314,16 +314,19 @@ impl PgSession {
         for (key, value) in CLIENT_TCP_SETTINGS {
             add(key, value);
         }
-        // Anything in the environment that could move the connection elsewhere or decide its
-        // TLS leaves libpq's default alone.
-        let env_decides = ["PGSSLMODE", "PGHOSTADDR", "PGSERVICE", "PGSSLNEGOTIATION"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some());
-        if plain_first(url, env_decides) {
+        if plain_first(url, environment_decides_tls()) {
             add("sslmode", "allow");
         }
         out
     }
+}
+
+/// Whether the environment sets a libpq variable that could move a connection elsewhere or
+/// decide its TLS: then libpq's default is left alone.
+pub(crate) fn environment_decides_tls() -> bool {
+    ["PGSSLMODE", "PGHOSTADDR", "PGSERVICE", "PGSSLNEGOTIATION"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
 }
 
 /// Whether a connection to `url` should try without TLS first (libpq `sslmode=allow`): when

@@ -228,14 +228,12 @@ impl PgReaders {
             .unwrap_or(Duration::from_secs(10))
             .max(Duration::from_secs(1));
         let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(u32::MAX);
-        let env_decides = ["PGSSLMODE", "PGHOSTADDR", "PGSERVICE", "PGSSLNEGOTIATION"]
-            .iter()
-            .any(|v| env(v).is_some());
-        let plain = super::conn::plain_first(url, env_decides).then(|| {
-            let mut plain = config.clone();
-            plain.ssl_mode(SslMode::Disable);
-            plain
-        });
+        let plain =
+            super::conn::plain_first(url, super::conn::environment_decides_tls()).then(|| {
+                let mut plain = config.clone();
+                plain.ssl_mode(SslMode::Disable);
+                plain
+            });
         Ok(PgReaders {
             plain_first: AtomicBool::new(plain.is_some()),
             plain,
