@@ -37,7 +37,8 @@ use scim_server::jobs::Workers;
 use scim_server::policy::reload::PolicyHandle;
 use scim_server::policy::Policy;
 use scim_server::store::{
-    audit, events, incidents, outbox, timers, Doc, MemberRemoval, NewMember, ResourceKind, Store,
+    audit, engine_state, events, incidents, outbox, timers, Doc, MemberRemoval, NewMember,
+    ResourceKind, Store,
 };
 use serde_json::{json, Value};
 
@@ -1109,7 +1110,13 @@ fn a_disabled_leavers_account_kept_after_a_policy_change_is_reported(postgres: b
 /// A leaver's account kept for its records, then the leaver is rehired into a role with no
 /// account on that connector: the account still holds records nobody took, so it stays (the
 /// incident stays open) until a trusted manager can take them; then they move and it goes.
-fn a_rehire_into_a_role_without_the_account_keeps_its_records(postgres: bool) {
+/// `older_node_dropped_the_mark`: before the rehire, a node of a release before the
+/// `kept_for_records` mark (a rolling upgrade) rewrote the planned record without it; the open
+/// `records_kept` incident still keeps the account.
+fn a_rehire_into_a_role_without_the_account_keeps_its_records(
+    postgres: bool,
+    older_node_dropped_the_mark: bool,
+) {
     let github = "name = \"github\"\ntype = \"memory\"\n";
     let owned = "owns = [\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager\",";
     assert!(POLICY.contains(github) && POLICY.contains(owned));
@@ -1120,6 +1127,19 @@ fn a_rehire_into_a_role_without_the_account_keeps_its_records(postgres: bool) {
     let dan = a_report_who_left(&env);
     let kept = records_kept_open;
     assert_eq!(in_tx(&env.store, kept).unwrap().len(), 1);
+    if older_node_dropped_the_mark {
+        in_tx(&env.store, |c| {
+            let account = engine_state::accounts(c, &dan)?
+                .into_iter()
+                .find(|a| a.connector == "github")
+                .expect("dan's github account");
+            let mut planned: Value = serde_json::from_str(&account.planned).unwrap();
+            assert_eq!(planned["kept_for_records"], true, "{planned}");
+            planned.as_object_mut().unwrap().remove("kept_for_records");
+            engine_state::put_planned(c, &dan, "github", &planned.to_string(), Utc::now())
+        })
+        .unwrap();
+    }
     env.patch_user(&dan, |d| {
         d.insert("active".into(), json!(true));
         let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -1307,11 +1327,19 @@ mod leaver_records {
     }
     #[test]
     fn rehired_elsewhere_sqlite() {
-        super::a_rehire_into_a_role_without_the_account_keeps_its_records(false)
+        super::a_rehire_into_a_role_without_the_account_keeps_its_records(false, false)
     }
     #[test]
     fn rehired_elsewhere_postgres() {
-        super::a_rehire_into_a_role_without_the_account_keeps_its_records(true)
+        super::a_rehire_into_a_role_without_the_account_keeps_its_records(true, false)
+    }
+    #[test]
+    fn rehired_elsewhere_after_an_older_node_sqlite() {
+        super::a_rehire_into_a_role_without_the_account_keeps_its_records(false, true)
+    }
+    #[test]
+    fn rehired_elsewhere_after_an_older_node_postgres() {
+        super::a_rehire_into_a_role_without_the_account_keeps_its_records(true, true)
     }
     #[test]
     fn disabled_then_policy_deletes_sqlite() {

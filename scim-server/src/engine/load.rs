@@ -49,6 +49,7 @@ pub fn inputs<'a>(
         let rec: AccountRecord = serde_json::from_str(&account.planned).map_err(backend)?;
         planned.insert(account.connector, rec);
     }
+    mark_kept_for_records(c, user_id, &mut planned)?;
     let approval_rows = approvals::for_user(c, user_id)?;
     // Only a user with open requests has anything a plan could end (see `decide`).
     let held_ops = approval_rows.iter().any(|r| {
@@ -143,6 +144,29 @@ pub fn inputs<'a>(
         manager_accounts,
         manager_email,
     })
+}
+
+/// Marks `kept_for_records` on each disabled account of the user that has an open
+/// `records_kept` incident, whether or not its planned record says so: a node of a release
+/// before the mark rewrites the record without it (during a rolling upgrade), and the next plan
+/// must still hand the records over or keep the account, never delete it. The rule of migration
+/// `2026-12-08-000700`; one query, only for a user with such an account unmarked.
+fn mark_kept_for_records(
+    c: &mut DbConnection,
+    user_id: &str,
+    planned: &mut BTreeMap<String, AccountRecord>,
+) -> HubResult<()> {
+    let unmarked = |r: &AccountRecord| r.exists && !r.enabled && !r.kept_for_records;
+    if !planned.values().any(unmarked) {
+        return Ok(());
+    }
+    let open = incidents::connectors_open_for(c, "records_kept", user_id)?;
+    for (connector, rec) in planned.iter_mut() {
+        if unmarked(rec) && open.contains(connector) {
+            rec.kept_for_records = true;
+        }
+    }
+    Ok(())
 }
 
 /// The manager's enabled account per connector (for ownership transfer).

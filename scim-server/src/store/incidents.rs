@@ -374,6 +374,19 @@ pub fn connectors_raised_for(
     Ok(q.load::<Option<String>>(c)?.into_iter().flatten().collect())
 }
 
+/// The connectors of the user's open incidents of `kind`.
+pub fn connectors_open_for(
+    c: &mut DbConnection,
+    kind: &str,
+    user_id: &str,
+) -> HubResult<std::collections::BTreeSet<String>> {
+    let mut q = Sql::<Nullable<Text>>::new(
+        "SELECT DISTINCT connector FROM engine_incidents WHERE status = 'open' AND kind = ",
+    );
+    q.text(kind).push(" AND user_id = ").text(user_id);
+    Ok(q.load::<Option<String>>(c)?.into_iter().flatten().collect())
+}
+
 /// `s` with LIKE's wildcards and the escape character escaped (by `\`).
 fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
