@@ -368,10 +368,7 @@ pub fn connectors_raised_for(
     kind: &str,
     user_id: &str,
 ) -> HubResult<std::collections::BTreeSet<String>> {
-    let mut q =
-        Sql::<Nullable<Text>>::new("SELECT DISTINCT connector FROM engine_incidents WHERE kind = ");
-    q.text(kind).push(" AND user_id = ").text(user_id);
-    Ok(q.load::<Option<String>>(c)?.into_iter().flatten().collect())
+    connectors_with_incidents(c, kind, user_id, false)
 }
 
 /// The connectors of the user's open incidents of `kind`.
@@ -380,10 +377,21 @@ pub fn connectors_open_for(
     kind: &str,
     user_id: &str,
 ) -> HubResult<std::collections::BTreeSet<String>> {
-    let mut q = Sql::<Nullable<Text>>::new(
-        "SELECT DISTINCT connector FROM engine_incidents WHERE status = 'open' AND kind = ",
-    );
+    connectors_with_incidents(c, kind, user_id, true)
+}
+
+fn connectors_with_incidents(
+    c: &mut DbConnection,
+    kind: &str,
+    user_id: &str,
+    open_only: bool,
+) -> HubResult<std::collections::BTreeSet<String>> {
+    let mut q =
+        Sql::<Nullable<Text>>::new("SELECT DISTINCT connector FROM engine_incidents WHERE kind = ");
     q.text(kind).push(" AND user_id = ").text(user_id);
+    if open_only {
+        q.push(" AND status = 'open'");
+    }
     Ok(q.load::<Option<String>>(c)?.into_iter().flatten().collect())
 }
 
