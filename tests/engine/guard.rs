@@ -23,6 +23,8 @@ backends!(
     a_group_change_is_judged_under_the_guards_lock,
     a_discard_locks_the_users_a_plan_added_while_it_waited,
     a_policy_change_re_plans_everyone_as_one_blast,
+    a_policy_change_that_drops_the_guard_is_judged_by_the_one_before,
+    a_large_policy_change_that_loosens_the_guard_is_judged_by_the_one_before,
 );
 
 /// `n` users in Sales, and the group "Badge" (which drives the `badge` profile: erp role:badge)
@@ -427,6 +429,7 @@ fn a_policy_change_re_plans_everyone_as_one_blast(env: Env) {
             replan::policy_change(
                 &env.engine,
                 c,
+                &env.engine.policy.current(),
                 sha,
                 node,
                 as_started,
@@ -487,4 +490,107 @@ fn a_policy_change_re_plans_everyone_as_one_blast(env: Env) {
     assert_eq!(change_on("node-b", "v1", false), PolicyChange::Replanned);
     env.run();
     assert_eq!(badged(&env, 10), 10);
+}
+
+/// Applies `policy` as the change `sha` on the only node, the way a reload does.
+fn apply_policy(env: &Env, policy: &str, sha: &str) -> replan::PolicyChange {
+    use scim_server::policy::Policy;
+    env.engine
+        .policy
+        .set(Policy::parse(policy, "test.toml").unwrap());
+    let now = env.clock.now();
+    in_tx(&env.store, |c| {
+        replan::policy_change(
+            &env.engine,
+            c,
+            &env.engine.policy.current(),
+            sha,
+            "node-a",
+            false,
+            now - Duration::seconds(15),
+        )
+    })
+    .unwrap()
+}
+
+/// The test policy without the `badge` profile's grant; `guard` replaces its `[blast_radius]`
+/// table (empty: none).
+fn without_badge(guard: &str) -> String {
+    let badge = "grants = [{ connector = \"erp\", kind = \"role\", id = \"badge\" }]";
+    let table = "[blast_radius]\nmax_share = 0.3\nwindow = \"10m\"\nmin_population = 5\n";
+    assert_eq!(POLICY.matches(badge).count(), 1);
+    assert_eq!(POLICY.matches(table).count(), 1);
+    POLICY.replace(badge, "grants = []").replace(table, guard)
+}
+
+/// An edit that removes `[blast_radius]` and strips everyone's badge in one step is still held:
+/// the guard of the policy applied before it judges the re-plan it brings. Once that change is
+/// decided, the next edit is judged by the guard then in force (none): the badge given back is
+/// not held either way, and removing it again goes through.
+fn a_policy_change_that_drops_the_guard_is_judged_by_the_one_before(env: Env) {
+    use replan::PolicyChange;
+    badge_setup(&env, 10, 10);
+    assert_eq!(apply_policy(&env, POLICY, "v1"), PolicyChange::Recorded);
+    assert_eq!(
+        apply_policy(&env, &without_badge(""), "v2"),
+        PolicyChange::Replanned
+    );
+    env.run();
+    assert_eq!(erp_removals(&env), 0, "nothing sent while held");
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0].users, 10);
+    assert_eq!(
+        holds[0].reason,
+        "more than 30% of 10 users would lose access within 10m (10 by this one change): \
+         policy change (sha256 v2…): re-planning 10 users"
+    );
+    env.admin.confirm_hold(&holds[0].id, "admin").unwrap();
+    env.run();
+    assert_eq!(badged(&env, 10), 0);
+    // Given back under no guard, then taken again: both judged by no guard.
+    let no_guard = POLICY.replace(
+        "[blast_radius]\nmax_share = 0.3\nwindow = \"10m\"\nmin_population = 5\n",
+        "",
+    );
+    assert_eq!(apply_policy(&env, &no_guard, "v3"), PolicyChange::Replanned);
+    env.run();
+    assert_eq!(badged(&env, 10), 10);
+    assert_eq!(
+        apply_policy(&env, &without_badge(""), "v4"),
+        PolicyChange::Replanned
+    );
+    env.run();
+    assert!(env.admin.holds(Some("pending")).unwrap().is_empty());
+    assert_eq!(badged(&env, 10), 0);
+}
+
+/// The same in the background (more users than are planned in the write): the guard is fixed
+/// when the change begins and read back when its last batch is planned, so raising `max_share`
+/// to 1 and `min_population` above the directory's size in the edit that strips the badge does
+/// not let it through. Discarded, the badge stays.
+fn a_large_policy_change_that_loosens_the_guard_is_judged_by_the_one_before(env: Env) {
+    use replan::PolicyChange;
+    env.engine.replan.set(5, 4);
+    badge_setup(&env, 12, 12);
+    assert_eq!(apply_policy(&env, POLICY, "v1"), PolicyChange::Recorded);
+    let loose = "[blast_radius]\nmax_share = 1.0\nwindow = \"1m\"\nmin_population = 1000\n";
+    assert_eq!(
+        apply_policy(&env, &without_badge(loose), "v2"),
+        PolicyChange::Replanned
+    );
+    assert_eq!(env.admin.holds(Some("staging")).unwrap().len(), 1);
+    env.run();
+    assert_eq!(erp_removals(&env), 0, "nothing sent while held");
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0].users, 12);
+    assert_eq!(
+        holds[0].reason,
+        "more than 30% of 12 users would lose access within 10m (12 by this one change): \
+         policy change (sha256 v2…): re-planning 12 users"
+    );
+    env.admin.discard_hold(&holds[0].id, "admin").unwrap();
+    env.run();
+    assert_eq!(badged(&env, 12), 12, "discarded: the badge stays");
 }

@@ -27,6 +27,7 @@ use super::commit::queue;
 use super::decide::{hold_notice, trips};
 use super::{load_user_doc_to_plan, notices, Cause, Engine};
 use crate::error::HubResult;
+use crate::policy::{BlastRadius, Policy};
 use crate::store::holds::{self, HoldStatus};
 use crate::store::{engine_state, events, replans, DbConnection};
 
@@ -85,6 +86,26 @@ pub fn group_change(
     what: &str,
     client: Option<&str>,
 ) -> HubResult<()> {
+    change_judged(engine, c, affected, what, client, Judge::InForce)
+}
+
+/// The guard a change that re-plans many users is judged by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Judge {
+    /// The policy in force when the change is decided (a group change).
+    InForce,
+    /// This one, fixed when the change began (`None`: no guard); a policy change's.
+    Fixed(Option<BlastRadius>),
+}
+
+fn change_judged(
+    engine: &Engine,
+    c: &mut DbConnection,
+    affected: Affected,
+    what: &str,
+    client: Option<&str>,
+    judge: Judge,
+) -> HubResult<()> {
     let count = match &affected {
         Affected::Users(ids) => ids.len(),
         Affected::Everyone => replans::known_users(c)? as usize,
@@ -93,7 +114,10 @@ pub fn group_change(
         return Ok(());
     }
     let now = engine.now();
-    let guarded = engine.policy.current().blast_radius.is_some();
+    let guarded = match judge {
+        Judge::InForce => engine.policy.current().blast_radius.is_some(),
+        Judge::Fixed(guard) => guard.is_some(),
+    };
     if count <= engine.replan.sync_max() {
         let ids = match affected {
             Affected::Users(ids) => ids,
@@ -105,13 +129,13 @@ pub fn group_change(
             }
             return Ok(());
         }
-        let stage = open_stage(c, what, count, now)?;
+        let stage = open_stage(c, what, count, judge, now)?;
         for id in &ids {
             plan_one(engine, c, id, Some(&stage), client)?;
         }
         return finalize(engine, c, &stage);
     }
-    let stage = open_stage(c, what, count, now)?;
+    let stage = open_stage(c, what, count, judge, now)?;
     match affected {
         Affected::Users(ids) => replans::enqueue(c, &stage, &ids)?,
         Affected::Everyone => {
@@ -126,12 +150,58 @@ fn open_stage(
     c: &mut DbConnection,
     what: &str,
     users: usize,
+    judge: Judge,
     now: DateTime<Utc>,
 ) -> HubResult<String> {
     let id = uuid::Uuid::now_v7().to_string();
     let reason = format!("{what}: re-planning {users} users");
-    holds::create_as(c, &id, &reason, HoldStatus::Staging, now)?;
+    let guard = match judge {
+        Judge::InForce => None,
+        Judge::Fixed(guard) => Some(guard_text(guard.as_ref())),
+    };
+    holds::create_judged(c, &id, &reason, HoldStatus::Staging, guard.as_deref(), now)?;
     Ok(id)
+}
+
+/// The guard a policy change is judged by: the stricter of the one before it (`before`, as
+/// recorded) and its own (`new`), so an edit that drops or loosens the guard and strips access
+/// at once is held by the old one. Not recorded (applied by a release that did not record
+/// guards) or unreadable: the new policy's alone.
+fn policy_change_guard(before: Option<&str>, new: Option<BlastRadius>) -> Option<BlastRadius> {
+    match before.and_then(guard_from_text) {
+        Some(Some(old)) => Some(new.map_or(old, |new| new.stricter(&old))),
+        Some(None) | None => new,
+    }
+}
+
+/// A guard as the database records it: `off` without one, else its settings as JSON.
+pub fn guard_text(guard: Option<&BlastRadius>) -> String {
+    match guard {
+        None => "off".into(),
+        Some(b) => serde_json::json!({
+            "max_share": b.max_share,
+            "window_seconds": b.window.num_seconds(),
+            "min_population": b.min_population,
+        })
+        .to_string(),
+    }
+}
+
+/// The guard [`guard_text`] recorded: `Some(None)` for `off`, `None` when the text is not one
+/// (written by hand, or by another release), which the caller treats as not recorded.
+fn guard_from_text(text: &str) -> Option<Option<BlastRadius>> {
+    if text == "off" {
+        return Some(None);
+    }
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let max_share = v.get("max_share")?.as_f64()?;
+    let window = chrono::Duration::try_seconds(v.get("window_seconds")?.as_i64()?)?;
+    let min_population = v.get("min_population")?.as_u64()?;
+    (max_share.is_finite() && (0.0..=1.0).contains(&max_share)).then_some(Some(BlastRadius {
+        max_share,
+        window,
+        min_population,
+    }))
 }
 
 /// Plans `user_id` if they are stored or the engine knows them (a deleted user it planned).
@@ -178,7 +248,16 @@ pub fn run_batch(engine: &Engine, c: &mut DbConnection) -> HubResult<usize> {
 pub fn finalize(engine: &Engine, c: &mut DbConnection, stage: &str) -> HubResult<()> {
     let now = engine.now();
     let policy = engine.policy.current();
-    if let Some(b) = &policy.blast_radius {
+    // A policy change is judged by the guard fixed when it began, whatever is in force now.
+    let fixed = holds::guard(c, stage)?.and_then(|t| {
+        let guard = guard_from_text(&t);
+        if guard.is_none() {
+            tracing::warn!(hold = %stage, guard = %t, "a staged change's guard is unreadable: judged by the policy in force");
+        }
+        guard
+    });
+    let guard = fixed.unwrap_or(policy.blast_radius);
+    if let Some(b) = &guard {
         // The same lock as a single leaver's check: two group changes finalized at once (two
         // nodes, or two write connections) would each count only the losers committed before
         // either, and together take away more than the guard allows.
@@ -250,6 +329,7 @@ pub enum PolicyChange {
 pub fn policy_change(
     engine: &Engine,
     c: &mut DbConnection,
+    policy: &Policy,
     sha256: &str,
     node: &str,
     as_started: bool,
@@ -257,12 +337,13 @@ pub fn policy_change(
 ) -> HubResult<PolicyChange> {
     use crate::store::{cluster, policy_applied};
     let now = engine.now();
+    let guard = policy.blast_radius;
     policy_applied::lock(c)?;
     let Some(applied) = policy_applied::current(c)? else {
-        policy_applied::record(c, sha256, node, now)?;
+        policy_applied::record(c, sha256, &guard_text(guard.as_ref()), node, now)?;
         return Ok(PolicyChange::Recorded);
     };
-    if applied == sha256 {
+    if applied.sha256 == sha256 {
         return Ok(PolicyChange::Unchanged);
     }
     let converged = cluster::nodes(c, alive_since)?
@@ -274,18 +355,81 @@ pub fn policy_change(
     if as_started && policy_applied::applied_before(c, sha256)? {
         return Ok(PolicyChange::Stale);
     }
-    policy_applied::record(c, sha256, node, now)?;
+    policy_applied::record(c, sha256, &guard_text(guard.as_ref()), node, now)?;
+    let judged = policy_change_guard(applied.guard.as_deref(), guard);
     let short = sha256.get(..12).unwrap_or(sha256);
     tracing::info!(
         policy_sha256 = sha256,
         "a new policy: re-planning every user"
     );
-    group_change(
+    change_judged(
         engine,
         c,
         Affected::Everyone,
         &format!("policy change (sha256 {short}…)"),
         None,
+        Judge::Fixed(judged),
     )?;
     Ok(PolicyChange::Replanned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn guard(max_share: f64, minutes: i64, min_population: u64) -> BlastRadius {
+        BlastRadius {
+            max_share,
+            window: Duration::minutes(minutes),
+            min_population,
+        }
+    }
+
+    #[test]
+    fn a_guard_reads_back_as_recorded() {
+        let g = guard(0.25, 90, 7);
+        assert_eq!(guard_from_text(&guard_text(Some(&g))), Some(Some(g)));
+        assert_eq!(guard_text(None), "off");
+        assert_eq!(guard_from_text("off"), Some(None));
+    }
+
+    #[test]
+    fn an_unreadable_guard_is_not_taken_for_one() {
+        for text in [
+            "",
+            "on",
+            "{}",
+            r#"{"max_share": 0.1, "window_seconds": 60}"#,
+            r#"{"max_share": "0.1", "window_seconds": 60, "min_population": 5}"#,
+            r#"{"max_share": 1.5, "window_seconds": 60, "min_population": 5}"#,
+            r#"{"max_share": -0.1, "window_seconds": 60, "min_population": 5}"#,
+            r#"{"max_share": 0.1, "window_seconds": 60, "min_population": -5}"#,
+        ] {
+            assert_eq!(guard_from_text(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_policy_change_is_judged_by_the_stricter_of_the_guards_before_and_after() {
+        let old = guard(0.1, 60, 20);
+        let loose = guard(0.5, 10, 100);
+        let before = guard_text(Some(&old));
+        // Loosened or removed: the old guard still holds for this change.
+        assert_eq!(
+            policy_change_guard(Some(&before), Some(loose)),
+            Some(guard(0.1, 60, 20))
+        );
+        assert_eq!(policy_change_guard(Some(&before), None), Some(old));
+        // Each setting the stricter of the two.
+        assert_eq!(
+            policy_change_guard(Some(&before), Some(guard(0.05, 30, 50))),
+            Some(guard(0.05, 60, 20))
+        );
+        // No guard before, or none recorded: the new policy's.
+        assert_eq!(policy_change_guard(Some("off"), Some(loose)), Some(loose));
+        assert_eq!(policy_change_guard(Some("off"), None), None);
+        assert_eq!(policy_change_guard(None, Some(loose)), Some(loose));
+        assert_eq!(policy_change_guard(Some("garbled"), None), None);
+    }
 }

@@ -61,7 +61,7 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use crate::engine::plan::{settle, AccountRecord, Operation};
-use crate::engine::Engine;
+use crate::engine::{replan, Engine};
 use crate::error::{HubError, HubResult};
 use crate::store::audit_chain::appending_last;
 use crate::store::outbox::OutboxRow;
@@ -447,14 +447,16 @@ impl Workers {
     /// Records the policy in force as applied when none is yet (a new database, or the first
     /// start of a release that records it): everyone is planned under it from now on.
     pub fn record_first_policy(&self) -> HubResult<()> {
-        let Some(sha) = self.engine.policy.status().sha256 else {
+        let (policy, status) = self.engine.policy.snapshot();
+        let Some(sha) = status.sha256 else {
             return Ok(());
         };
+        let guard = replan::guard_text(policy.blast_radius.as_ref());
         let now = self.engine.now();
         self.store.write_tx(|c, _| {
             crate::store::policy_applied::lock(c)?;
             if crate::store::policy_applied::current(c)?.is_none() {
-                crate::store::policy_applied::record(c, &sha, &self.config.owner, now)?;
+                crate::store::policy_applied::record(c, &sha, &guard, &self.config.owner, now)?;
             }
             Ok(())
         })
@@ -465,8 +467,8 @@ impl Workers {
     /// while some live node (seen within three heartbeats) still runs another. Returns whether
     /// everyone was re-planned.
     pub async fn apply_policy_change(&self) -> HubResult<bool> {
-        use crate::engine::replan::{self, PolicyChange};
-        let status = self.engine.policy.status();
+        use replan::PolicyChange;
+        let (policy, status) = self.engine.policy.snapshot();
         let Some(sha) = status.sha256 else {
             return Ok(false);
         };
@@ -488,7 +490,15 @@ impl Workers {
         let checked = sha.clone();
         let done = blocking(move || {
             store.write_tx_appending_last(|c, _| {
-                replan::policy_change(&engine, c, &checked, &node, as_started, alive_since)
+                replan::policy_change(
+                    &engine,
+                    c,
+                    &policy,
+                    &checked,
+                    &node,
+                    as_started,
+                    alive_since,
+                )
             })
         })
         .await?;

@@ -612,6 +612,19 @@ pub struct BlastRadius {
     pub min_population: u64,
 }
 
+impl BlastRadius {
+    /// The guard that holds at least what either holds: the smaller share, the longer window
+    /// and the smaller population floor. A policy change is judged by the stricter of the guard
+    /// before it and its own, so an edit cannot loosen the guard and strip access in one step.
+    pub fn stricter(&self, other: &BlastRadius) -> BlastRadius {
+        BlastRadius {
+            max_share: self.max_share.min(other.max_share),
+            window: self.window.max(other.window),
+            min_population: self.min_population.min(other.min_population),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnConflict {

@@ -120,14 +120,22 @@ impl PolicyHandle {
             .clone()
     }
 
+    /// The policy in force with its status, read together (the hash is that policy's).
+    pub fn snapshot(&self) -> (Arc<Policy>, PolicyStatus) {
+        let s = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        (
+            s.policy.clone(),
+            PolicyStatus {
+                path: s.path.clone(),
+                sha256: s.sha256.clone(),
+                generation: s.generation,
+            },
+        )
+    }
+
     /// The file, the hash of what runs, and the generation, read together.
     pub fn status(&self) -> PolicyStatus {
-        let s = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        PolicyStatus {
-            path: s.path.clone(),
-            sha256: s.sha256.clone(),
-            generation: s.generation,
-        }
+        self.snapshot().1
     }
 
     /// The SHA-256 of the policy file as it is on disk now, which may differ from the one in

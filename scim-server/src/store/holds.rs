@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::outbox::OutboxStatus;
 use super::resources::lock_for_write;
-use super::sql::Sql;
+use super::sql::{Bind, Sql};
 use super::text_enum::text_enum;
 use super::{fmt_ts, DbConnection};
 use crate::error::HubResult;
@@ -62,7 +62,21 @@ pub fn create_as(
     status: HoldStatus,
     now: DateTime<Utc>,
 ) -> HubResult<()> {
-    let mut q = Sql::<()>::new("INSERT INTO engine_holds (id, created, reason, status) VALUES (");
+    create_judged(c, id, reason, status, None, now)
+}
+
+/// Creates a hold in `status` whose change is judged by `guard` (the engine's text form of a
+/// blast-radius guard) rather than by the policy in force when it is decided.
+pub fn create_judged(
+    c: &mut DbConnection,
+    id: &str,
+    reason: &str,
+    status: HoldStatus,
+    guard: Option<&str>,
+    now: DateTime<Utc>,
+) -> HubResult<()> {
+    let mut q =
+        Sql::<()>::new("INSERT INTO engine_holds (id, created, reason, status, guard) VALUES (");
     q.text(id)
         .push(", ")
         .text(fmt_ts(now))
@@ -70,9 +84,19 @@ pub fn create_as(
         .text(reason)
         .push(", ")
         .text(status.as_str())
+        .push(", ")
+        .bind(Bind::OptText(guard.map(str::to_string)))
         .push(")");
     q.execute(c)?;
     Ok(())
+}
+
+/// The guard hold `id` was created to be judged by ([`create_judged`]); `None` when it is
+/// judged by the policy in force.
+pub fn guard(c: &mut DbConnection, id: &str) -> HubResult<Option<String>> {
+    let mut q = Sql::<Nullable<Text>>::new("SELECT guard FROM engine_holds WHERE id = ");
+    q.text(id);
+    Ok(q.get_result::<Option<String>>(c).optional()?.flatten())
 }
 
 /// The staging hold `id` becomes pending, `reason` (why the guard tripped) put before what the

@@ -2,7 +2,7 @@
 //! force): see [`crate::engine::replan::policy_change`].
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{OptionalExtension, RunQueryDsl};
 
 use super::sql::Sql;
@@ -19,11 +19,24 @@ pub fn lock(c: &mut DbConnection) -> HubResult<()> {
     Ok(())
 }
 
-/// The SHA-256 of the policy applied last; `None` before any was recorded.
-pub fn current(c: &mut DbConnection) -> HubResult<Option<String>> {
-    let mut q = Sql::<Text>::new("SELECT sha256 FROM engine_policy_applied ORDER BY id DESC");
+/// The policy applied last: its SHA-256 and its guard as recorded ([`record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub sha256: String,
+    /// The policy's blast-radius guard in the engine's text form; `None` when a release that
+    /// did not record guards applied it.
+    pub guard: Option<String>,
+}
+
+/// The policy applied last; `None` before any was recorded.
+pub fn current(c: &mut DbConnection) -> HubResult<Option<Applied>> {
+    let mut q = Sql::<(Text, Nullable<Text>)>::new(
+        "SELECT sha256, guard FROM engine_policy_applied ORDER BY id DESC",
+    );
     q.limit(1);
-    Ok(q.get_result::<String>(c).optional()?)
+    Ok(q.get_result::<(String, Option<String>)>(c)
+        .optional()?
+        .map(|(sha256, guard)| Applied { sha256, guard }))
 }
 
 /// Whether `sha256` was ever applied.
@@ -33,11 +46,21 @@ pub fn applied_before(c: &mut DbConnection, sha256: &str) -> HubResult<bool> {
     Ok(q.get_result::<i64>(c)? > 0)
 }
 
-/// Records `sha256` as applied now by `node`.
-pub fn record(c: &mut DbConnection, sha256: &str, node: &str, now: DateTime<Utc>) -> HubResult<()> {
-    let mut q =
-        Sql::<()>::new("INSERT INTO engine_policy_applied (sha256, applied_at, node) VALUES (");
+/// Records `sha256`, whose blast-radius guard is `guard` (the engine's text form), as applied
+/// now by `node`.
+pub fn record(
+    c: &mut DbConnection,
+    sha256: &str,
+    guard: &str,
+    node: &str,
+    now: DateTime<Utc>,
+) -> HubResult<()> {
+    let mut q = Sql::<()>::new(
+        "INSERT INTO engine_policy_applied (sha256, guard, applied_at, node) VALUES (",
+    );
     q.text(sha256)
+        .push(", ")
+        .text(guard)
         .push(", ")
         .text(fmt_ts(now))
         .push(", ")
