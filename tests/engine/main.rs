@@ -503,6 +503,83 @@ fn group_change_ends_approvals_once_it_runs(env: Env, held: bool) {
     );
 }
 
+/// A role reached through a group and left in a change the guard stages, before security
+/// decided: nothing was granted, so those users' plans change nothing downstream and leave the
+/// guard nothing to hold. Their pending requests end at once, as a single user's would, rather
+/// than stay open to be approved for a role they no longer have; coming back asks again.
+fn group_change_ends_the_requests_of_plans_that_change_nothing(env: Env) {
+    env.create_user(user("sam", "Employee", "Sales", "Sec"));
+    // Engineers: their github account (team:eng) exists already, so asking for the org role
+    // and leaving it change nothing there until security approves.
+    let ids: Vec<String> = (0..10)
+        .map(|i| {
+            env.create_user(user(
+                &format!("u{i:02}"),
+                "Employee",
+                "Engineering",
+                "Engineer",
+            ))
+        })
+        .collect();
+    let admins = &ids[..3];
+    let Value::Object(doc) = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Admins",
+        "members": admins.iter().map(|i| json!({"value": i})).collect::<Vec<_>>(),
+    }) else {
+        unreachable!("a group is an object")
+    };
+    let group = env.store.create(ResourceKind::Group, doc, None).unwrap().id;
+    env.run();
+    // The org owner role the Admins profile asks security for (the engineers also wait for
+    // their manager's approval of the engineering profile's admin role, which stays).
+    let asked = || {
+        let mut rows = env.admin.approvals(Some("pending")).unwrap();
+        rows.retain(|a| a.detail["profile"] == "admins");
+        rows
+    };
+    let pending = asked();
+    assert_eq!(pending.len(), admins.len(), "{pending:?}");
+    env.store
+        .apply_member_delta(
+            &group,
+            Vec::new(),
+            MemberRemoval::Ids(admins.to_vec()),
+            None,
+        )
+        .unwrap();
+    let effects = env.app("github").effects().len();
+    env.run();
+    assert_eq!(
+        env.app("github").effects().len(),
+        effects,
+        "nothing to change"
+    );
+    assert!(env.admin.holds(None).unwrap().is_empty());
+    for p in &pending {
+        let request = in_tx(&env.store, |c| scim_server::store::approvals::get(c, &p.id))
+            .unwrap()
+            .expect("the request");
+        assert_eq!(request.status.as_str(), "ended", "{}", p.id);
+    }
+    assert!(env
+        .admin
+        .approve(&pending[0].id, &env.as_user("sam"))
+        .is_err());
+    let members = admins.iter().map(|i| NewMember::new(i.clone())).collect();
+    env.store
+        .apply_member_delta(&group, members, MemberRemoval::None, None)
+        .unwrap();
+    env.run();
+    let again = asked();
+    assert_eq!(again.len(), admins.len(), "{again:?}");
+    assert!(again.iter().all(|a| pending.iter().all(|p| p.id != a.id)));
+    assert_eq!(
+        env.holds("github", "u00"),
+        Some((true, vec!["team:eng".to_string()]))
+    );
+}
+
 fn mover_with_overlap_then_acknowledge(env: Env) {
     let bob = env.create_user(user("bob", "Employee", "Engineering", "Engineer"));
     env.run();
@@ -1372,5 +1449,18 @@ mod group_change_ends_approvals {
     #[test]
     fn held_then_confirmed_postgres() {
         run(true, true)
+    }
+    fn run_unchanged(postgres: bool) {
+        if let Some(e) = super::Env::new(postgres, &super::admins_policy()) {
+            super::group_change_ends_the_requests_of_plans_that_change_nothing(e)
+        }
+    }
+    #[test]
+    fn nothing_granted_yet_sqlite() {
+        run_unchanged(false)
+    }
+    #[test]
+    fn nothing_granted_yet_postgres() {
+        run_unchanged(true)
     }
 }

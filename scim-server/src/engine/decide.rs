@@ -285,8 +285,11 @@ pub fn decide(
     let plan_id = new_id();
     // A held or staged plan may yet be discarded (a bogus feed reverted), and so may an
     // earlier one still waiting: what the user's role no longer asks ends only with a plan that
-    // goes ahead (a confirmed hold re-plans its users, see `admin::holds`).
-    let ended_requests = if hold.is_none() && extra.stage.is_none() && !i.held_ops {
+    // goes ahead (a confirmed hold re-plans its users, see `admin::holds`, and so does a staged
+    // change that runs, `replan::finalize`). A staged plan without operations joins no hold: it
+    // has nothing to discard, and the change's decision re-plans only users with operations, so
+    // it ends what it ends now, as a single user's plan would.
+    let ended_requests = if hold.is_none() && !i.held_ops {
         ended_requests(i, &d)
     } else {
         Vec::new()
