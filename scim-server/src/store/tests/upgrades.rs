@@ -145,7 +145,7 @@ fn upgrades_accounts_kept_for_records_before_the_mark_get_it() {
     let now = chrono::Utc::now();
     super::each_backend(|db| {
         let version = "2026-12-08-000700";
-        match &db.cleanup {
+        let revert = || match &db.cleanup {
             super::Cleanup::Files(path) => {
                 let url = path.display().to_string();
                 let mut c = diesel::SqliteConnection::establish(&url).unwrap();
@@ -155,15 +155,23 @@ fn upgrades_accounts_kept_for_records_before_the_mark_get_it() {
                 let mut c = diesel::PgConnection::establish(&db.postgres_url()).unwrap();
                 revert_to_before(&mut c, || crate::store::POSTGRES_MIGRATIONS, version);
             }
-        }
+        };
+        revert();
         let kept = r#"{"exists":true,"enabled":false,"key":"dan","attributes_hash":"h"}"#;
         let enabled = r#"{"exists":true,"enabled":true,"key":"eve","attributes_hash":"h"}"#;
+        // Not JSON (written by hand): left as it is, and the upgrade still runs.
+        let garbled = r#"{"exists":true,"enabled":false,"#;
         db.store
             .write_tx(|c, _| {
-                for (user, planned) in [("dan", kept), ("eve", enabled), ("fay", kept)] {
+                for (user, planned) in [
+                    ("dan", kept),
+                    ("eve", enabled),
+                    ("fay", kept),
+                    ("gus", garbled),
+                ] {
                     engine_state::put_account(c, user, "github", planned, planned, now)?;
                 }
-                for user in ["dan", "eve"] {
+                for user in ["dan", "eve", "gus"] {
                     incidents::raise(
                         c,
                         "records_kept",
@@ -222,5 +230,22 @@ fn upgrades_accounts_kept_for_records_before_the_mark_get_it() {
             "{}: no incident here",
             db.name
         );
+        let gus = db
+            .store
+            .write_tx(|c, _| engine_state::accounts(c, "gus"))
+            .unwrap();
+        assert_eq!(gus[0].planned, garbled, "{}", db.name);
+        // Reverted: the mark goes, and the record that is not JSON stays as it is.
+        revert();
+        assert!(
+            planned("dan").get("kept_for_records").is_none(),
+            "{}: reverted",
+            db.name
+        );
+        let gus = db
+            .store
+            .write_tx(|c, _| engine_state::accounts(c, "gus"))
+            .unwrap();
+        assert_eq!(gus[0].planned, garbled, "{}: reverted", db.name);
     });
 }
