@@ -676,15 +676,16 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
                     "policy loaded; lifecycle engine on"
                 );
             }
-            start_engine(store.clone(), engine.clone(), config.smtp.clone())?;
+            let membership = start_engine(store.clone(), engine.clone(), config.smtp.clone())?;
             let admin = crate::admin::Admin::new(store.clone(), engine);
-            (store, Some(admin))
+            (store, Some((admin, membership)))
         }
         None => {
             tracing::info!("no policy (--policy): SCIM directory only, no lifecycle engine");
             (open_store(&config, 1)?, None)
         }
     };
+    let (admin, membership) = admin.unzip();
     warn_without_tokens(&store, has_bootstrap, config.jwt.is_some());
     let registry = crate::service::schemas::configured_registry(&config.schema_extensions)
         .map_err(anyhow::Error::msg)?;
@@ -700,7 +701,12 @@ fn serve(config: Config, common: &Common) -> anyhow::Result<()> {
     if let Some(admin) = admin {
         state = state.with_admin(admin);
     }
-    actix_web::rt::System::new().block_on(crate::http::serve(state))
+    let served = actix_web::rt::System::new().block_on(crate::http::serve(state));
+    // Stopped (SIGTERM, SIGINT): out of the cluster's live nodes at once.
+    if let Some(m) = membership {
+        m.leave();
+    }
+    served
 }
 
 /// A first start has no way in: say so loudly, and how to make one.
@@ -736,7 +742,7 @@ pub(crate) fn start_engine(
     store: Store,
     engine: std::sync::Arc<crate::engine::Engine>,
     smtp: Option<crate::config::SmtpConfig>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<crate::jobs::cluster::Membership> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -749,6 +755,7 @@ pub(crate) fn start_engine(
     workers
         .record_first_policy()
         .context("cannot record the policy in force")?;
+    let membership = workers.membership();
     std::thread::Builder::new()
         .name("scimhub-engine".into())
         .spawn(move || {
@@ -763,7 +770,7 @@ pub(crate) fn start_engine(
         })
         .context("cannot start the engine thread")?;
     tracing::info!("lifecycle engine started");
-    Ok(())
+    Ok(membership)
 }
 
 /// `scimhub campaign create | list | report`: certification campaigns as JSON.

@@ -841,6 +841,37 @@ async fn a_policy_reload_reaches_every_node_and_a_divergent_node_is_reported() {
         c_log.contains("this node's policy file differs from the one the cluster loaded last"),
         "c reports its divergence:\n{c_log}"
     );
+
+    // c stopped on purpose (SIGTERM): it leaves the live nodes as it exits, instead of being
+    // counted for another 15 s (a policy change waits for every live node).
+    let mut c = c;
+    let term = Command::new("kill")
+        .args(["-s", "TERM", &c.proc.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let exited = Instant::now();
+    let status = loop {
+        if let Some(status) = c.proc.child.try_wait().expect("c's status") {
+            break status;
+        }
+        assert!(exited.elapsed() < Duration::from_secs(30), "c did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "c exits 0 on SIGTERM: {status:?}");
+    let v = cluster_view(&a.base).await;
+    let seen = exited.elapsed();
+    let nodes = v["nodes"].as_array().expect("nodes");
+    assert!(
+        seen < Duration::from_secs(scim_server::store::cluster::ALIVE_SECS as u64),
+        "read {seen:?} after the stop, too late to tell leaving from ageing out"
+    );
+    assert_eq!(nodes.len(), 2, "c is gone at once: {v}");
+    let v2 = sha256_of(&pa);
+    assert!(nodes.iter().all(|n| n["policy_sha256"] == json!(v2)), "{v}");
+    assert_eq!(v["divergent"], json!(0), "{v}");
+    let c_log = std::fs::read_to_string(&c.proc.log).unwrap_or_default();
+    assert!(c_log.contains("left the cluster"), "{c_log}");
 }
 
 /// A token revoked with `scimhub token revoke` (another process) is refused by every node, each

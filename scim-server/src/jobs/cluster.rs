@@ -35,17 +35,58 @@ const CHECK_EVERY: StdDuration = StdDuration::from_millis(10);
 /// The hash this node's policy runs with, shared by the heartbeat and the listener.
 type Running = Arc<Mutex<Option<String>>>;
 
+/// Whether a process left the cluster: set by [`Membership::leave`]; the heartbeat writes under
+/// this lock and stops once it is set, so no beat in flight puts the row back after it went.
+pub type Left = Arc<Mutex<bool>>;
+
+/// This process's row in `cluster_nodes`: written by the heartbeat until [`Membership::leave`].
+#[derive(Clone)]
+pub struct Membership {
+    store: Store,
+    node_id: String,
+    left: Left,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Membership {
+    pub fn new(store: Store, node_id: String, left: Left) -> Self {
+        Membership {
+            store,
+            node_id,
+            left,
+        }
+    }
+
+    /// The node stops (a graceful shutdown): its row goes at once, so a node started in its
+    /// place with an edited policy file need not wait for this one to age out before the cluster
+    /// re-plans under the new file. A node that dies unannounced still ages out after
+    /// [`cluster::ALIVE_SECS`].
+    pub fn leave(&self) {
+        let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+        *left = true;
+        match self.store.write_tx(|c, _| cluster::leave(c, &self.node_id)) {
+            Ok(_) => tracing::info!(node = %self.node_id, "left the cluster"),
+            Err(e) => {
+                tracing::warn!(node = %self.node_id, error = %e, "cannot remove this node from cluster_nodes; it ages out")
+            }
+        }
+    }
+}
+
 /// Starts the heartbeat (on the current runtime) and, on PostgreSQL, the listener thread.
-pub fn spawn(store: Store, engine: Arc<Engine>, node_id: String) {
+pub fn spawn(engine: Arc<Engine>, membership: Membership) {
     let running: Running = Arc::default();
+    let store = membership.store.clone();
     {
-        let (store, engine, node_id, running) = (
-            store.clone(),
-            engine.clone(),
-            node_id.clone(),
-            running.clone(),
-        );
-        tokio::spawn(heartbeat(store, engine, node_id, running));
+        let (engine, running) = (engine.clone(), running.clone());
+        tokio::spawn(heartbeat(engine, membership, running));
     }
     if store.is_sqlite() {
         return;
@@ -59,7 +100,8 @@ pub fn spawn(store: Store, engine: Arc<Engine>, node_id: String) {
 }
 
 /// Keeps this node's row current and announces each new policy hash.
-async fn heartbeat(store: Store, engine: Arc<Engine>, node_id: String, running: Running) {
+async fn heartbeat(engine: Arc<Engine>, membership: Membership, running: Running) {
+    let node_id = membership.node_id.clone();
     let started = Utc::now();
     let mut generation = 0u64;
     let mut last_beat: Option<tokio::time::Instant> = None;
@@ -85,16 +127,23 @@ async fn heartbeat(store: Store, engine: Arc<Engine>, node_id: String, running: 
             *r = sha.clone();
             changed
         };
-        let (s, id) = (store.clone(), node_id.clone());
+        let member = membership.clone();
         let sha_for_tx = sha.clone();
         let written = tokio::task::spawn_blocking(move || {
-            s.write_tx(|c, _| {
-                cluster::announce_node(c, &id, started, sha_for_tx.as_deref(), announce, Utc::now())
-            })
+            let left = member.left.lock().unwrap_or_else(|p| p.into_inner());
+            if *left {
+                return None;
+            }
+            Some(member.store.write_tx(|c, _| {
+                let now = Utc::now();
+                let sha = sha_for_tx.as_deref();
+                cluster::announce_node(c, &member.node_id, started, sha, announce, now)
+            }))
         })
         .await;
         match written {
-            Ok(Ok(())) => {
+            Ok(None) => return,
+            Ok(Some(Ok(()))) => {
                 generation = g;
                 last_beat = Some(tokio::time::Instant::now());
                 if announce {
@@ -102,7 +151,7 @@ async fn heartbeat(store: Store, engine: Arc<Engine>, node_id: String, running: 
                         "policy announced to the cluster");
                 }
             }
-            Ok(Err(e)) => {
+            Ok(Some(Err(e))) => {
                 // announced again at the next round (running is cleared so it counts as new)
                 *running.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::warn!(error = %e, "cannot record this node in cluster_nodes");

@@ -178,6 +178,8 @@ pub struct Workers {
     /// The generation of the policy this process last settled against the one applied
     /// ([`Workers::apply_policy_change`]); `None` until then.
     policy_settled: Arc<std::sync::Mutex<Option<u64>>>,
+    /// Whether this process left the cluster ([`Workers::membership`]).
+    left: cluster::Left,
 }
 
 /// An operation this worker claimed, and when its claim ends unless renewed.
@@ -441,7 +443,18 @@ impl Workers {
             config: WorkerConfig::default(),
             pause: None,
             policy_settled: Arc::default(),
+            left: Arc::default(),
         }
+    }
+
+    /// This process's row in `cluster_nodes`, as [`WorkerConfig::owner`]: the heartbeat
+    /// [`Workers::spawn`] starts writes it until [`cluster::Membership::leave`].
+    pub fn membership(&self) -> cluster::Membership {
+        cluster::Membership::new(
+            self.store.clone(),
+            self.config.owner.clone(),
+            self.left.clone(),
+        )
     }
 
     /// Records the policy in force as applied when none is yet (a new database, or the first
@@ -936,11 +949,7 @@ impl Workers {
                 tokio::spawn(async move { me.run_lane(lane).await });
             }
         });
-        cluster::spawn(
-            self.store.clone(),
-            self.engine.clone(),
-            self.config.owner.clone(),
-        );
+        cluster::spawn(self.engine.clone(), self.membership());
         let me = self.clone();
         tokio::spawn(async move {
             loop {

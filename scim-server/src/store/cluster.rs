@@ -170,6 +170,14 @@ pub fn announce_node(
     Ok(())
 }
 
+/// Node `node_id` stops: its row goes, so the others stop counting it as alive at once (a policy
+/// change waits for every live node to run the new file) rather than after [`ALIVE_SECS`].
+pub fn leave(c: &mut DbConnection, node_id: &str) -> HubResult<usize> {
+    let mut q = Sql::<()>::new("DELETE FROM cluster_nodes WHERE node_id = ");
+    q.text(node_id);
+    Ok(q.execute(c)?)
+}
+
 /// Every registered node, newest policy load first; nodes not seen since `alive_since` are left
 /// out (and their rows deleted once a day old).
 pub fn nodes(c: &mut DbConnection, alive_since: DateTime<Utc>) -> HubResult<Vec<Node>> {
