@@ -513,14 +513,37 @@ fn apply_policy(env: &Env, policy: &str, sha: &str) -> replan::PolicyChange {
     .unwrap()
 }
 
-/// The test policy without the `badge` profile's grant; `guard` replaces its `[blast_radius]`
-/// table (empty: none).
-fn without_badge(guard: &str) -> String {
-    let badge = "grants = [{ connector = \"erp\", kind = \"role\", id = \"badge\" }]";
-    let table = "[blast_radius]\nmax_share = 0.3\nwindow = \"10m\"\nmin_population = 5\n";
-    assert_eq!(POLICY.matches(badge).count(), 1);
-    assert_eq!(POLICY.matches(table).count(), 1);
-    POLICY.replace(badge, "grants = []").replace(table, guard)
+/// The test policy's `[blast_radius]` table.
+const GUARD: &str = "[blast_radius]\nmax_share = 0.3\nwindow = \"10m\"\nmin_population = 5\n";
+
+/// The test policy with `guard` in place of its `[blast_radius]` table (empty: none), and with
+/// or without the `badge` profile's grant.
+fn policy_with(guard: &str, badge: bool) -> String {
+    let grant = "grants = [{ connector = \"erp\", kind = \"role\", id = \"badge\" }]";
+    assert_eq!(POLICY.matches(grant).count(), 1);
+    assert_eq!(POLICY.matches(GUARD).count(), 1);
+    let policy = POLICY.replace(GUARD, guard);
+    match badge {
+        true => policy,
+        false => policy.replace(grant, "grants = []"),
+    }
+}
+
+/// The one pending hold a policy change `v2` of `users` users left, judged by the test
+/// policy's guard; returns its id.
+fn held_by_the_old_guard(env: &Env, users: i64) -> String {
+    assert_eq!(erp_removals(env), 0, "nothing sent while held");
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0].users, users);
+    assert_eq!(
+        holds[0].reason,
+        format!(
+            "more than 30% of {users} users would lose access within 10m ({users} by this one \
+             change): policy change (sha256 v2…): re-planning {users} users"
+        )
+    );
+    holds[0].id.clone()
 }
 
 /// An edit that removes `[blast_radius]` and strips everyone's badge in one step is still held:
@@ -532,32 +555,23 @@ fn a_policy_change_that_drops_the_guard_is_judged_by_the_one_before(env: Env) {
     badge_setup(&env, 10, 10);
     assert_eq!(apply_policy(&env, POLICY, "v1"), PolicyChange::Recorded);
     assert_eq!(
-        apply_policy(&env, &without_badge(""), "v2"),
+        apply_policy(&env, &policy_with("", false), "v2"),
         PolicyChange::Replanned
     );
     env.run();
-    assert_eq!(erp_removals(&env), 0, "nothing sent while held");
-    let holds = env.admin.holds(Some("pending")).unwrap();
-    assert_eq!(holds.len(), 1, "{holds:?}");
-    assert_eq!(holds[0].users, 10);
-    assert_eq!(
-        holds[0].reason,
-        "more than 30% of 10 users would lose access within 10m (10 by this one change): \
-         policy change (sha256 v2…): re-planning 10 users"
-    );
-    env.admin.confirm_hold(&holds[0].id, "admin").unwrap();
+    let hold = held_by_the_old_guard(&env, 10);
+    env.admin.confirm_hold(&hold, "admin").unwrap();
     env.run();
     assert_eq!(badged(&env, 10), 0);
     // Given back under no guard, then taken again: both judged by no guard.
-    let no_guard = POLICY.replace(
-        "[blast_radius]\nmax_share = 0.3\nwindow = \"10m\"\nmin_population = 5\n",
-        "",
+    assert_eq!(
+        apply_policy(&env, &policy_with("", true), "v3"),
+        PolicyChange::Replanned
     );
-    assert_eq!(apply_policy(&env, &no_guard, "v3"), PolicyChange::Replanned);
     env.run();
     assert_eq!(badged(&env, 10), 10);
     assert_eq!(
-        apply_policy(&env, &without_badge(""), "v4"),
+        apply_policy(&env, &policy_with("", false), "v4"),
         PolicyChange::Replanned
     );
     env.run();
@@ -576,21 +590,13 @@ fn a_large_policy_change_that_loosens_the_guard_is_judged_by_the_one_before(env:
     assert_eq!(apply_policy(&env, POLICY, "v1"), PolicyChange::Recorded);
     let loose = "[blast_radius]\nmax_share = 1.0\nwindow = \"1m\"\nmin_population = 1000\n";
     assert_eq!(
-        apply_policy(&env, &without_badge(loose), "v2"),
+        apply_policy(&env, &policy_with(loose, false), "v2"),
         PolicyChange::Replanned
     );
     assert_eq!(env.admin.holds(Some("staging")).unwrap().len(), 1);
     env.run();
-    assert_eq!(erp_removals(&env), 0, "nothing sent while held");
-    let holds = env.admin.holds(Some("pending")).unwrap();
-    assert_eq!(holds.len(), 1, "{holds:?}");
-    assert_eq!(holds[0].users, 12);
-    assert_eq!(
-        holds[0].reason,
-        "more than 30% of 12 users would lose access within 10m (12 by this one change): \
-         policy change (sha256 v2…): re-planning 12 users"
-    );
-    env.admin.discard_hold(&holds[0].id, "admin").unwrap();
+    let hold = held_by_the_old_guard(&env, 12);
+    env.admin.discard_hold(&hold, "admin").unwrap();
     env.run();
     assert_eq!(badged(&env, 12), 12, "discarded: the badge stays");
 }

@@ -427,6 +427,18 @@ fn an_approval_ends_with_the_role(env: Env) {
     assert_ne!(again[0].id, pending[0].id);
 }
 
+/// The group "Admins" (which drives the `admins` profile) with `members`; returns its id.
+fn admins_group(env: &Env, members: &[String]) -> String {
+    let Value::Object(doc) = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Admins",
+        "members": members.iter().map(|i| json!({"value": i})).collect::<Vec<_>>(),
+    }) else {
+        unreachable!("a group is an object")
+    };
+    env.store.create(ResourceKind::Group, doc, None).unwrap().id
+}
+
 /// A role reached through a group, left in a change the guard stages: the staged plans end no
 /// approval (the change could still be held and discarded), but once the change runs (below
 /// the guard's share, or `held` and then confirmed) the approvals end, so coming back through
@@ -438,14 +450,7 @@ fn group_change_ends_approvals_once_it_runs(env: Env, held: bool) {
         .collect();
     // Six of thirteen users losing access trips the guard (30 %); two do not.
     let admins = &ids[..if held { 6 } else { 2 }];
-    let Value::Object(doc) = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-        "displayName": "Admins",
-        "members": admins.iter().map(|i| json!({"value": i})).collect::<Vec<_>>(),
-    }) else {
-        unreachable!("a group is an object")
-    };
-    let group = env.store.create(ResourceKind::Group, doc, None).unwrap().id;
+    let group = admins_group(&env, admins);
     env.run();
     let pending = env.admin.approvals(Some("pending")).unwrap();
     assert_eq!(pending.len(), admins.len(), "{pending:?}");
@@ -522,14 +527,7 @@ fn group_change_ends_the_requests_of_plans_that_change_nothing(env: Env) {
         })
         .collect();
     let admins = &ids[..3];
-    let Value::Object(doc) = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-        "displayName": "Admins",
-        "members": admins.iter().map(|i| json!({"value": i})).collect::<Vec<_>>(),
-    }) else {
-        unreachable!("a group is an object")
-    };
-    let group = env.store.create(ResourceKind::Group, doc, None).unwrap().id;
+    let group = admins_group(&env, admins);
     env.run();
     // The org owner role the Admins profile asks security for (the engineers also wait for
     // their manager's approval of the engineering profile's admin role, which stays).

@@ -202,14 +202,16 @@ fn upgrades_accounts_kept_for_records_before_the_mark_get_it() {
             "{}: {applied:?}",
             db.name
         );
-        // The engine's planned record, as JSON (the store sits below the engine).
-        let planned = |user: &str| -> serde_json::Value {
+        // The engine's planned record as stored, and as JSON (the store sits below the engine).
+        let stored = |user: &str| -> String {
             let accounts = db
                 .store
                 .write_tx(|c, _| engine_state::accounts(c, user))
                 .unwrap();
-            serde_json::from_str(&accounts[0].planned).unwrap()
+            accounts[0].planned.clone()
         };
+        let planned =
+            |user: &str| -> serde_json::Value { serde_json::from_str(&stored(user)).unwrap() };
         let dan = planned("dan");
         assert_eq!(dan["kept_for_records"], true, "{}", db.name);
         for (field, value) in [
@@ -230,11 +232,7 @@ fn upgrades_accounts_kept_for_records_before_the_mark_get_it() {
             "{}: no incident here",
             db.name
         );
-        let gus = db
-            .store
-            .write_tx(|c, _| engine_state::accounts(c, "gus"))
-            .unwrap();
-        assert_eq!(gus[0].planned, garbled, "{}", db.name);
+        assert_eq!(stored("gus"), garbled, "{}", db.name);
         // Reverted: the mark goes, and the record that is not JSON stays as it is.
         revert();
         assert!(
@@ -242,10 +240,6 @@ fn upgrades_accounts_kept_for_records_before_the_mark_get_it() {
             "{}: reverted",
             db.name
         );
-        let gus = db
-            .store
-            .write_tx(|c, _| engine_state::accounts(c, "gus"))
-            .unwrap();
-        assert_eq!(gus[0].planned, garbled, "{}: reverted", db.name);
+        assert_eq!(stored("gus"), garbled, "{}: reverted", db.name);
     });
 }
