@@ -513,6 +513,16 @@ fn apply_policy(env: &Env, policy: &str, sha: &str) -> replan::PolicyChange {
     .unwrap()
 }
 
+/// The `policy_applied` entries of the audit chain, oldest first: outcome and detail.
+fn policies_applied(env: &Env) -> Vec<(String, serde_json::Value)> {
+    in_tx(&env.store, |c| scim_server::store::audit::list(c, Some("")))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "policy_applied")
+        .map(|e| (e.outcome, serde_json::from_str(&e.detail).unwrap()))
+        .collect()
+}
+
 /// The test policy's `[blast_radius]` table.
 const GUARD: &str = "[blast_radius]\nmax_share = 0.3\nwindow = \"10m\"\nmin_population = 5\n";
 
@@ -567,6 +577,28 @@ fn a_policy_change_that_drops_the_guard_is_judged_by_the_one_before(env: Env) {
     assert_eq!(
         apply_policy(&env, &policy_with("", true), "v3"),
         PolicyChange::Replanned
+    );
+    // Each policy applied is in the audit chain with its guard; the loosening says so.
+    let guard = json!({"max_share": 0.3, "window_seconds": 600, "min_population": 5});
+    let applied = policies_applied(&env);
+    assert_eq!(
+        applied,
+        vec![
+            (
+                "recorded".to_string(),
+                json!({"sha256": "v1", "node": "node-a", "guard": guard})
+            ),
+            (
+                "guard_loosened".to_string(),
+                json!({"sha256": "v2", "node": "node-a", "guard": "off",
+                       "previous_sha256": "v1", "previous_guard": guard, "judged_by": guard})
+            ),
+            (
+                "ok".to_string(),
+                json!({"sha256": "v3", "node": "node-a", "guard": "off",
+                       "previous_sha256": "v2", "previous_guard": "off", "judged_by": "off"})
+            ),
+        ]
     );
     env.run();
     assert_eq!(badged(&env, 10), 10);

@@ -178,13 +178,66 @@ fn policy_change_guard(before: Option<&str>, new: Option<BlastRadius>) -> Option
 pub fn guard_text(guard: Option<&BlastRadius>) -> String {
     match guard {
         None => "off".into(),
+        Some(_) => guard_value(guard).to_string(),
+    }
+}
+
+/// A guard as the audit chain shows it: its settings, or `"off"`.
+fn guard_value(guard: Option<&BlastRadius>) -> serde_json::Value {
+    match guard {
+        None => "off".into(),
         Some(b) => serde_json::json!({
             "max_share": b.max_share,
             "window_seconds": b.window.num_seconds(),
             "min_population": b.min_population,
-        })
-        .to_string(),
+        }),
     }
+}
+
+/// The audit chain's entry for a policy applied (`policy_applied`): whatever loaded it (a
+/// reload by file watcher, SIGHUP or the API, or a start with an edited file), the hash, the
+/// guard and, for a change, the guard before it and the one its re-plan is judged by. Outcome
+/// `guard_loosened` when the new guard is looser than the one before in any setting.
+fn audit_policy_applied(
+    c: &mut DbConnection,
+    now: DateTime<Utc>,
+    node: &str,
+    sha256: &str,
+    guard: Option<&BlastRadius>,
+    before: Option<(&str, Option<&str>)>,
+    judged: Option<&BlastRadius>,
+) -> HubResult<()> {
+    let mut detail = serde_json::json!({
+        "sha256": sha256,
+        "node": node,
+        "guard": guard_value(guard),
+    });
+    let mut outcome = "recorded";
+    if let Some((previous_sha256, previous_guard)) = before {
+        let previous = previous_guard.and_then(guard_from_text);
+        detail["previous_sha256"] = previous_sha256.into();
+        detail["previous_guard"] =
+            previous.map_or(serde_json::Value::Null, |g| guard_value(g.as_ref()));
+        detail["judged_by"] = guard_value(judged);
+        outcome = if judged != guard {
+            "guard_loosened"
+        } else {
+            "ok"
+        };
+    }
+    crate::store::audit_chain::append(
+        c,
+        &crate::store::audit_chain::NewEntry {
+            at: now,
+            actor: "policy",
+            user_id: "",
+            connector: None,
+            action: "policy_applied",
+            outcome,
+            detail: &detail,
+        },
+    )?;
+    Ok(())
 }
 
 /// The guard [`guard_text`] recorded: `Some(None)` for `off`, `None` when the text is not one
@@ -301,6 +354,38 @@ pub fn finalize(engine: &Engine, c: &mut DbConnection, stage: &str) -> HubResult
     Ok(())
 }
 
+/// Records `policy` (`sha256`) as applied when none is yet (a new database, or the first start
+/// of a release that records policies): everyone is planned under it from now on, nobody
+/// re-planned. Returns whether it recorded it.
+pub fn record_first_policy(
+    c: &mut DbConnection,
+    policy: &Policy,
+    sha256: &str,
+    node: &str,
+    now: DateTime<Utc>,
+) -> HubResult<bool> {
+    use crate::store::policy_applied;
+    policy_applied::lock(c)?;
+    if policy_applied::current(c)?.is_some() {
+        return Ok(false);
+    }
+    record_first(c, policy, sha256, node, now)?;
+    Ok(true)
+}
+
+/// Records the first policy applied, and audits it; the caller holds the lock.
+fn record_first(
+    c: &mut DbConnection,
+    policy: &Policy,
+    sha256: &str,
+    node: &str,
+    now: DateTime<Utc>,
+) -> HubResult<()> {
+    let guard = policy.blast_radius;
+    crate::store::policy_applied::record(c, sha256, &guard_text(guard.as_ref()), node, now)?;
+    audit_policy_applied(c, now, node, sha256, guard.as_ref(), None, None)
+}
+
 /// What [`policy_change`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyChange {
@@ -340,7 +425,7 @@ pub fn policy_change(
     let guard = policy.blast_radius;
     policy_applied::lock(c)?;
     let Some(applied) = policy_applied::current(c)? else {
-        policy_applied::record(c, sha256, &guard_text(guard.as_ref()), node, now)?;
+        record_first(c, policy, sha256, node, now)?;
         return Ok(PolicyChange::Recorded);
     };
     if applied.sha256 == sha256 {
@@ -357,6 +442,21 @@ pub fn policy_change(
     }
     policy_applied::record(c, sha256, &guard_text(guard.as_ref()), node, now)?;
     let judged = policy_change_guard(applied.guard.as_deref(), guard);
+    if judged != guard {
+        tracing::warn!(
+            policy_sha256 = sha256,
+            "the new policy loosens the blast-radius guard: its re-plan is judged by the guard before it"
+        );
+    }
+    audit_policy_applied(
+        c,
+        now,
+        node,
+        sha256,
+        guard.as_ref(),
+        Some((&applied.sha256, applied.guard.as_deref())),
+        judged.as_ref(),
+    )?;
     let short = sha256.get(..12).unwrap_or(sha256);
     tracing::info!(
         policy_sha256 = sha256,

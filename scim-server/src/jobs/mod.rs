@@ -464,14 +464,9 @@ impl Workers {
         let Some(sha) = status.sha256 else {
             return Ok(());
         };
-        let guard = replan::guard_text(policy.blast_radius.as_ref());
         let now = self.engine.now();
-        self.store.write_tx(|c, _| {
-            crate::store::policy_applied::lock(c)?;
-            if crate::store::policy_applied::current(c)?.is_none() {
-                crate::store::policy_applied::record(c, &sha, &guard, &self.config.owner, now)?;
-            }
-            Ok(())
+        self.store.write_tx_appending_last(|c, _| {
+            replan::record_first_policy(c, &policy, &sha, &self.config.owner, now).map(|_| ())
         })
     }
 
