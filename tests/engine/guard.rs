@@ -539,8 +539,8 @@ fn policy_with(guard: &str, badge: bool) -> String {
     }
 }
 
-/// The one pending hold a policy change `v2` of `users` users left, judged by the test
-/// policy's guard; returns its id.
+/// The one pending hold a policy change `v2` that loosens the guard left for `users` users,
+/// judged by the test policy's guard, its reason saying so; returns its id.
 fn held_by_the_old_guard(env: &Env, users: i64) -> String {
     assert_eq!(erp_removals(env), 0, "nothing sent while held");
     let holds = env.admin.holds(Some("pending")).unwrap();
@@ -550,7 +550,8 @@ fn held_by_the_old_guard(env: &Env, users: i64) -> String {
         holds[0].reason,
         format!(
             "more than 30% of {users} users would lose access within 10m ({users} by this one \
-             change): policy change (sha256 v2…): re-planning {users} users"
+             change): policy change (sha256 v2…, which loosens the guard: judged by the \
+             stricter of it and the guard before it): re-planning {users} users"
         )
     );
     holds[0].id.clone()

@@ -458,6 +458,11 @@ pub fn policy_change(
         judged.as_ref(),
     )?;
     let short = sha256.get(..12).unwrap_or(sha256);
+    // Security deciding a hold should see why it holds when the new file's guard would not.
+    let what = match judged != guard {
+        true => format!("policy change (sha256 {short}…, which loosens the guard: judged by the stricter of it and the guard before it)"),
+        false => format!("policy change (sha256 {short}…)"),
+    };
     tracing::info!(
         policy_sha256 = sha256,
         "a new policy: re-planning every user"
@@ -466,7 +471,7 @@ pub fn policy_change(
         engine,
         c,
         Affected::Everyone,
-        &format!("policy change (sha256 {short}…)"),
+        &what,
         None,
         Judge::Fixed(judged),
     )?;
