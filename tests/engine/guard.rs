@@ -523,6 +523,17 @@ fn policies_applied(env: &Env) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
+/// The mails that told security a policy change loosened the guard, oldest first.
+fn guard_loosened_mails(env: &Env) -> Vec<scim_server::store::notifications::Notification> {
+    let mut mails = in_tx(&env.store, |c| {
+        scim_server::store::notifications::list(c, None)
+    })
+    .unwrap();
+    mails.retain(|n| n.kind == "guard_loosened");
+    mails.sort_by_key(|n| n.id);
+    mails
+}
+
 /// The test policy's `[blast_radius]` table.
 const GUARD: &str = "[blast_radius]\nmax_share = 0.3\nwindow = \"10m\"\nmin_population = 5\n";
 
@@ -582,6 +593,25 @@ fn a_policy_change_that_drops_the_guard_is_judged_by_the_one_before(env: Env) {
     // Each policy applied is in the audit chain with its guard; the loosening says so.
     let guard = json!({"max_share": 0.3, "window_seconds": 600, "min_population": 5});
     let applied = policies_applied(&env);
+    // Security heard of the loosening (v2), and of nothing else (v3 loosened nothing).
+    let told = guard_loosened_mails(&env);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].recipients, ["security@example.com"]);
+    assert_eq!(
+        told[0].body.lines().take(9).collect::<Vec<_>>(),
+        [
+            "A policy change loosened the blast-radius guard.",
+            "",
+            "Policy now in force: sha256 v2",
+            "Policy before it: sha256 v1",
+            "Applied by node: node-a",
+            "",
+            "What changed in the guard:",
+            "  the guard is removed ([blast_radius] is no longer in the policy)",
+            "",
+        ]
+    );
+    assert!(told[0].body.contains("Guard now: off (nothing is held"));
     assert_eq!(
         applied,
         vec![
@@ -622,10 +652,26 @@ fn a_large_policy_change_that_loosens_the_guard_is_judged_by_the_one_before(env:
     badge_setup(&env, 12, 12);
     assert_eq!(apply_policy(&env, POLICY, "v1"), PolicyChange::Recorded);
     let loose = "[blast_radius]\nmax_share = 1.0\nwindow = \"1m\"\nmin_population = 1000\n";
+    // The same edit names another security address: the one before still hears of it.
+    let security = "security = [\"security@example.com\"]";
+    let moved = policy_with(loose, false).replace(security, "security = [\"new-sec@example.com\"]");
+    assert_ne!(moved, policy_with(loose, false));
+    assert_eq!(apply_policy(&env, &moved, "v2"), PolicyChange::Replanned);
+    let told = guard_loosened_mails(&env);
+    assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(
-        apply_policy(&env, &policy_with(loose, false), "v2"),
-        PolicyChange::Replanned
+        told[0].recipients,
+        ["security@example.com", "new-sec@example.com"]
     );
+    for change in [
+        "  max_share 30% -> 100%: ",
+        "  window 10m -> 1m: ",
+        "  min_population 5 -> 1000: ",
+        "Guard now: removals are held when more than 100% of the users would lose access \
+         within 1m, in a directory of 1000 users or more.",
+    ] {
+        assert!(told[0].body.contains(change), "{change}: {}", told[0].body);
+    }
     assert_eq!(env.admin.holds(Some("staging")).unwrap().len(), 1);
     env.run();
     let hold = held_by_the_old_guard(&env, 12);

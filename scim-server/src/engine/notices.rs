@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::policy::Policy;
+use crate::policy::{BlastRadius, Policy};
 
 /// Where the admin API is mounted.
 pub const API_PREFIX: &str = "/admin/v1";
@@ -198,6 +198,94 @@ pub fn hold(reason: &str, id: &str, links: Option<PairLinks<'_>>) -> Notice {
     Notice {
         kind: "blast_radius_hold",
         subject: "scimhub: access removal held for confirmation".into(),
+        body,
+    }
+}
+
+/// A share of users as people read it: `30%`, `2.5%`.
+fn percent(share: f64) -> String {
+    format!("{}%", (share * 1000.0).round() / 10.0)
+}
+
+/// What a blast-radius guard holds, in a sentence.
+pub fn guard_rule(guard: Option<&BlastRadius>) -> String {
+    match guard {
+        None => "off (nothing is held, however many users lose access)".into(),
+        Some(b) => format!(
+            "removals are held when more than {} of the users would lose access within {}, \
+             in a directory of {} users or more",
+            percent(b.max_share),
+            crate::policy::fmt_duration(b.window),
+            b.min_population
+        ),
+    }
+}
+
+/// A policy change that loosened the blast-radius guard, for security: which policy, what it
+/// loosened, and what that means for the changes after it. The same edit may have emptied
+/// `[notify] security`, so the caller mails the addresses of the policy before it too.
+pub fn guard_loosened(
+    sha256: &str,
+    previous_sha256: &str,
+    node: &str,
+    before: &BlastRadius,
+    now: Option<&BlastRadius>,
+) -> Notice {
+    let mut changes = Vec::new();
+    match now {
+        None => changes
+            .push("the guard is removed ([blast_radius] is no longer in the policy)".to_string()),
+        Some(after) => {
+            if after.max_share > before.max_share {
+                changes.push(format!(
+                    "max_share {} -> {}: a larger share of users may lose access before anything is held",
+                    percent(before.max_share),
+                    percent(after.max_share)
+                ));
+            }
+            if after.window < before.window {
+                changes.push(format!(
+                    "window {} -> {}: removals spread over a longer time are no longer counted together",
+                    crate::policy::fmt_duration(before.window),
+                    crate::policy::fmt_duration(after.window)
+                ));
+            }
+            if after.min_population > before.min_population {
+                changes.push(format!(
+                    "min_population {} -> {}: directories under {} users are not guarded",
+                    before.min_population, after.min_population, after.min_population
+                ));
+            }
+        }
+    }
+    let mut body = format!(
+        "A policy change loosened the blast-radius guard.\n\n\
+         Policy now in force: sha256 {}\n\
+         Policy before it: sha256 {}\n\
+         Applied by node: {}\n\n\
+         What changed in the guard:\n",
+        inline_text(sha256),
+        inline_text(previous_sha256),
+        inline_text(node),
+    );
+    for change in &changes {
+        body.push_str(&format!("  {change}\n"));
+    }
+    body.push_str(&format!(
+        "\nGuard before: {}.\nGuard now: {}.\n\n\
+         The re-plan this change brought was judged by the stricter of the two guards, so it \
+         could not take away what the guard before would have held. Every change after it \
+         (SCIM writes, group changes, drift clean-ups and the next policy change) is judged by \
+         the new guard alone.\n\n\
+         If nobody meant to loosen the guard, restore [blast_radius] in the policy file and \
+         reload it. The hub's audit chain records this change as policy_applied with the \
+         outcome guard_loosened.\n",
+        guard_rule(Some(before)),
+        guard_rule(now),
+    ));
+    Notice {
+        kind: "guard_loosened",
+        subject: "scimhub: a policy change loosened the blast-radius guard".into(),
         body,
     }
 }

@@ -382,8 +382,55 @@ fn record_first(
     now: DateTime<Utc>,
 ) -> HubResult<()> {
     let guard = policy.blast_radius;
-    crate::store::policy_applied::record(c, sha256, &guard_text(guard.as_ref()), node, now)?;
+    crate::store::policy_applied::record(
+        c,
+        sha256,
+        &guard_text(guard.as_ref()),
+        &policy.notify.security,
+        node,
+        now,
+    )?;
     audit_policy_applied(c, now, node, sha256, guard.as_ref(), None, None)
+}
+
+/// Mails security that `policy` (`sha256`) loosened the guard of the policy `before` it: its own
+/// `[notify] security` addresses and those recorded for the policy before, since the edit that
+/// loosened the guard may also have removed the addresses that would hear of it. The later
+/// changes this guard judges have no stricter one behind them, so this mail is what tells
+/// security that a step towards an unguarded mass removal was taken.
+fn tell_security_guard_loosened(
+    c: &mut DbConnection,
+    policy: &Policy,
+    sha256: &str,
+    before: &crate::store::policy_applied::Applied,
+    node: &str,
+    now: DateTime<Utc>,
+) -> HubResult<()> {
+    let Some(Some(old)) = before.guard.as_deref().and_then(guard_from_text) else {
+        return Ok(());
+    };
+    let mut to: Vec<String> = Vec::new();
+    for address in before.security.iter().chain(&policy.notify.security) {
+        if !to.contains(address) {
+            to.push(address.clone());
+        }
+    }
+    let notice = notices::guard_loosened(
+        sha256,
+        &before.sha256,
+        node,
+        &old,
+        policy.blast_radius.as_ref(),
+    );
+    queue(
+        c,
+        &super::outcome::QueuedNotice {
+            user_id: None,
+            to: super::outcome::Recipients::to(to),
+            notice,
+        },
+        now,
+    )
 }
 
 /// What [`policy_change`] did.
@@ -440,13 +487,22 @@ pub fn policy_change(
     if as_started && policy_applied::applied_before(c, sha256)? {
         return Ok(PolicyChange::Stale);
     }
-    policy_applied::record(c, sha256, &guard_text(guard.as_ref()), node, now)?;
+    policy_applied::record(
+        c,
+        sha256,
+        &guard_text(guard.as_ref()),
+        &policy.notify.security,
+        node,
+        now,
+    )?;
     let judged = policy_change_guard(applied.guard.as_deref(), guard);
-    if judged != guard {
+    let loosened = judged != guard;
+    if loosened {
         tracing::warn!(
             policy_sha256 = sha256,
             "the new policy loosens the blast-radius guard: its re-plan is judged by the guard before it"
         );
+        tell_security_guard_loosened(c, policy, sha256, &applied, node, now)?;
     }
     audit_policy_applied(
         c,
@@ -459,7 +515,7 @@ pub fn policy_change(
     )?;
     let short = sha256.get(..12).unwrap_or(sha256);
     // Security deciding a hold should see why it holds when the new file's guard would not.
-    let what = match judged != guard {
+    let what = match loosened {
         true => format!("policy change (sha256 {short}…, which loosens the guard: judged by the stricter of it and the guard before it)"),
         false => format!("policy change (sha256 {short}…)"),
     };

@@ -69,8 +69,10 @@ impl Membership {
     /// re-plans under the new file. A node that dies unannounced still ages out after
     /// [`cluster::ALIVE_SECS`].
     pub fn leave(&self) {
-        let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
-        *left = true;
+        // Set under the lock the heartbeat writes under, so a beat in flight has finished and
+        // none starts; released before the delete, so a database that does not answer holds
+        // up this exit by its own pool timeout only, with no beat queued behind it.
+        *self.left.lock().unwrap_or_else(|p| p.into_inner()) = true;
         match self.store.write_tx(|c, _| cluster::leave(c, &self.node_id)) {
             Ok(_) => tracing::info!(node = %self.node_id, "left the cluster"),
             Err(e) => {

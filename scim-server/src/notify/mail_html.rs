@@ -378,7 +378,29 @@ mod tests {
         };
         let carl = person_label(ext.user_id, ext.user_name, ext.display_name);
         let mover_links = (l1.clone(), l2.clone());
+        let before = crate::policy::BlastRadius {
+            max_share: 0.1,
+            window: chrono::Duration::hours(1),
+            min_population: 20,
+        };
+        let looser = crate::policy::BlastRadius {
+            max_share: 0.5,
+            window: chrono::Duration::minutes(10),
+            min_population: 20,
+        };
+        let (sha_now, sha_before) = (
+            "9f2c1e0b7a5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a2918f7e6d5c4b3a",
+            "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809",
+        );
         let notices = [
+            (
+                "guard_removed",
+                guard_loosened(sha_now, sha_before, "hub-1", &before, None),
+            ),
+            (
+                "guard_loosened",
+                guard_loosened(sha_now, sha_before, "hub-1", &before, Some(&looser)),
+            ),
             ("hold_linked", hold(&reason, hold_id, Some(pair))),
             ("hold_shared", hold(&reason, hold_id, None)),
             (
@@ -388,6 +410,19 @@ mod tests {
                         "{} (240 by this one change): policy change (sha256 1a2b3c4d5e6f…): \
                          re-planning 250 users",
                         hold_reason(0.3, 250, chrono::Duration::minutes(10))
+                    ),
+                    hold_id,
+                    Some(pair),
+                ),
+            ),
+            (
+                "hold_policy_loosened",
+                hold(
+                    &format!(
+                        "{} (240 by this one change): policy change (sha256 9f2c1e0b7a5d…, which \
+                         loosens the guard: judged by the stricter of it and the guard before \
+                         it): re-planning 250 users",
+                        hold_reason(0.1, 250, chrono::Duration::hours(1))
                     ),
                     hold_id,
                     Some(pair),

@@ -1,0 +1,1 @@
+ALTER TABLE engine_policy_applied DROP COLUMN security;
