@@ -303,12 +303,53 @@ fn counter_family<const N: usize>(
     family
 }
 
+/// The blast-radius guard of the policy this process runs: whether there is one and, when there
+/// is, each of its settings. An alert on these catches a guard removed or loosened by an edit
+/// that took nothing away, which no hold and no later change would show.
+fn register_guard(registry: &mut Registry, guard: Option<&crate::policy::BlastRadius>) {
+    let gauge = |value: f64| {
+        let g = Gauge::<f64, AtomicU64>::default();
+        g.set(value);
+        g
+    };
+    registry.register(
+        "scimhub_blast_radius_guard_enabled",
+        "Whether the policy this process runs has a blast-radius guard ([blast_radius]): 1 yes, \
+         0 no (mass removals of access are never held)",
+        gauge(if guard.is_some() { 1.0 } else { 0.0 }),
+    );
+    if let Some(b) = guard {
+        registry.register(
+            "scimhub_blast_radius_guard_max_share",
+            "The guard's max_share: the largest share of users (0..1) that may lose access within \
+             its window without a hold",
+            gauge(b.max_share),
+        );
+        registry.register(
+            "scimhub_blast_radius_guard_window_seconds",
+            "The guard's window: removals within it are counted together",
+            gauge(b.window.num_seconds() as f64),
+        );
+        registry.register(
+            "scimhub_blast_radius_guard_min_population",
+            "The guard's min_population: directories with fewer users are not guarded",
+            gauge(b.min_population as f64),
+        );
+    }
+}
+
 /// The whole exposition: the process's metrics, then the database gauges (blocking: call on
-/// the blocking pool). `engine` is false when the engine does not run (`serve` without
-/// `--policy`): its tables' gauges are then left out, not reported as zero.
-pub fn render(store: &Store, engine: bool, priority_lane: i64) -> HubResult<String> {
+/// the blocking pool). `policy` is the policy the engine runs, `None` when the engine does not
+/// run (`serve` without `--policy`): its tables' gauges and the guard's are then left out, not
+/// reported as zero.
+pub fn render(
+    store: &Store,
+    policy: Option<&crate::policy::Policy>,
+    priority_lane: i64,
+) -> HubResult<String> {
     let mut scraped = Registry::default();
-    if engine {
+    if let Some(policy) = policy {
+        register_guard(&mut scraped, policy.blast_radius.as_ref());
         let ctx = queries::ScrapeContext {
             now: store.now(),
             priority_lane,

@@ -10,11 +10,13 @@
 //! `nodes.rs` holds the several-nodes proof of issue 17 (three nodes on PostgreSQL, one
 //! killed and restarted), on free ports and a database of its own.
 //! `approval_link.rs` holds the proof of issue 16 (an approval decided by following the mailed
-//! link from aiosmtpd with no bearer token), on free ports as well.
+//! link from aiosmtpd with no bearer token), on free ports as well. `guard_loosened.rs` holds
+//! the mail and the metrics of a policy edit that loosens the blast-radius guard.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, dead_code)]
 
 mod approval_link;
+mod guard_loosened;
 mod nodes;
 mod outage;
 #[path = "../../connectors/tests/support_standins/mod.rs"]

@@ -151,9 +151,9 @@ pub async fn require_metrics_scope(
 
 /// The exposition: counters of this process and gauges read from the database now.
 pub async fn scrape(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let engine = state.admin.is_some();
+    let policy = state.admin.as_ref().map(|a| a.engine.policy.current());
     let text = state
-        .db(move |s| metrics::render(s, engine, crate::jobs::PRIORITY_LANE))
+        .db(move |s| metrics::render(s, policy.as_deref(), crate::jobs::PRIORITY_LANE))
         .await?;
     Ok(HttpResponse::Ok()
         .content_type(metrics::CONTENT_TYPE)
