@@ -25,6 +25,8 @@ backends!(
     a_policy_change_re_plans_everyone_as_one_blast,
     a_policy_change_that_drops_the_guard_is_judged_by_the_one_before,
     a_large_policy_change_that_loosens_the_guard_is_judged_by_the_one_before,
+    writes_after_a_reload_that_drops_the_guard_are_judged_by_the_applied_one,
+    a_group_change_keeps_the_guard_it_began_with_through_a_reload,
 );
 
 /// `n` users in Sales, and the group "Badge" (which drives the `badge` profile: erp role:badge)
@@ -678,4 +680,63 @@ fn a_large_policy_change_that_loosens_the_guard_is_judged_by_the_one_before(env:
     env.admin.discard_hold(&hold, "admin").unwrap();
     env.run();
     assert_eq!(badged(&env, 12), 12, "discarded: the badge stays");
+}
+
+/// A reload that drops `[blast_radius]` and the badge grant, before its policy change is
+/// applied: each write re-plans its user under the new file, and those plans are judged by the
+/// guard of the policy applied last (v1's), not by the file's none. Three of ten lose the badge
+/// (30 %, the share the guard allows), the fourth trips it and the rest wait in one hold.
+fn writes_after_a_reload_that_drops_the_guard_are_judged_by_the_applied_one(env: Env) {
+    use scim_server::policy::Policy;
+    let (ids, _) = badge_setup(&env, 10, 10);
+    assert_eq!(
+        apply_policy(&env, POLICY, "v1"),
+        replan::PolicyChange::Recorded
+    );
+    env.engine
+        .policy
+        .set(Policy::parse(&policy_with("", false), "test.toml").unwrap());
+    for id in &ids {
+        env.patch_user(id, |d| {
+            d.insert("nickName".into(), json!("x"));
+        });
+    }
+    env.run();
+    assert_eq!(badged(&env, 10), 7);
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0].users, 7);
+    assert_eq!(
+        holds[0].reason,
+        "more than 30% of 10 users would lose access within 10m"
+    );
+}
+
+/// A group change planned in the background records the guard in force when it begins: an
+/// edit that drops the guard, reloaded and even applied before its last batch, does not let it
+/// through.
+fn a_group_change_keeps_the_guard_it_began_with_through_a_reload(env: Env) {
+    env.engine.replan.set(5, 4);
+    let (_, group) = badge_setup(&env, 12, 12);
+    assert_eq!(
+        apply_policy(&env, POLICY, "v1"),
+        replan::PolicyChange::Recorded
+    );
+    env.store.delete(ResourceKind::Group, &group, None).unwrap();
+    assert_eq!(env.admin.holds(Some("staging")).unwrap().len(), 1);
+    assert_eq!(
+        apply_policy(&env, &policy_with("", true), "v2"),
+        replan::PolicyChange::Replanned
+    );
+    env.run();
+    assert_eq!(erp_removals(&env), 0, "nothing sent while held");
+    assert_eq!(badged(&env, 12), 12);
+    let holds = env.admin.holds(Some("pending")).unwrap();
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0].users, 12);
+    assert_eq!(
+        holds[0].reason,
+        "more than 30% of 12 users would lose access within 10m (12 by this one change): \
+         group Badge deleted: re-planning 12 users"
+    );
 }

@@ -74,9 +74,9 @@ pub struct PlanInputs<'a> {
 
 /// Inputs only some plans need, read once [`project`] shows they are needed: counting every
 /// user for the blast-radius guard on each write would make every write cost O(users).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Contingent {
-    /// Present when [`Projection::needs_blast_check`].
+    /// Present when [`Projection::needs_blast_check`] and a guard is in force.
     pub blast: Option<BlastFacts>,
     /// The one-click link key, when [`Projection::needs_links`] and links are configured.
     pub link_key: Option<Vec<u8>>,
@@ -89,9 +89,12 @@ pub struct Contingent {
     pub records_kept_raised: BTreeSet<String>,
 }
 
-/// What the blast-radius guard counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the blast-radius guard counts, and the guard that judges it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct BlastFacts {
+    /// The guard in force (`replan::guard_in_force`): the stricter of the node's policy's and
+    /// the one applied last.
+    pub guard: BlastRadius,
     /// Other users who lost access within the window (a plan of theirs disabled, deleted or
     /// revoked anything, whatever the event).
     pub recent: i64,
@@ -111,10 +114,10 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// Whether the blast-radius guard must count users: a plan that takes access away
-    /// (whatever the event), under a policy that has the guard.
-    pub fn needs_blast_check(&self, policy: &Policy) -> bool {
-        policy.blast_radius.is_some() && self.plan.revocations() > 0
+    /// Whether the blast-radius guard must count users, when one is in force: a plan that
+    /// takes access away (whatever the event).
+    pub fn needs_blast_check(&self) -> bool {
+        self.plan.revocations() > 0
     }
 
     /// Whether the plan keeps for its records an account that is disabled already (kept by an
@@ -730,10 +733,10 @@ fn blast_hold(
         };
     }
     let policy = &*i.policy;
-    let (Some(b), Some(facts), true) = (&policy.blast_radius, &extra.blast, plan.revocations() > 0)
-    else {
+    let (Some(facts), true) = (&extra.blast, plan.revocations() > 0) else {
         return (None, Vec::new());
     };
+    let b = &facts.guard;
     if !trips(b, facts.recent + 1, facts.population) {
         return (None, Vec::new());
     }

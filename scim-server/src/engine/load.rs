@@ -196,8 +196,14 @@ pub fn contingent(
     stage: Option<&str>,
 ) -> HubResult<Contingent> {
     let policy: &Policy = &inputs.policy;
-    let blast = match &policy.blast_radius {
-        Some(b) if stage.is_none() && projection.needs_blast_check(policy) => {
+    // Read only for a plan that takes access away: the guard in force may be the one of the
+    // policy applied before a reload, not this node's file's.
+    let guard = match stage.is_none() && projection.needs_blast_check() {
+        true => super::replan::guard_in_force(c, policy)?,
+        false => None,
+    };
+    let blast = match guard {
+        Some(b) => {
             // one count at a time across nodes, so each sees the losers the last one committed
             crate::store::cluster::lock_blast_guard(c)?;
             let since = inputs.now - b.window;
@@ -205,12 +211,13 @@ pub fn contingent(
             let population = events::guard_population(c, since, None)?;
             tracing::debug!(recent, population, "blast-radius check");
             Some(BlastFacts {
+                guard: b,
                 recent,
                 population,
                 open_hold: holds::open_hold(c)?,
             })
         }
-        _ => None,
+        None => None,
     };
     // A plan the guard may hold needs the key too: the hold's mail carries links for security.
     let link_key = if projection.needs_links() || blast.is_some() {

@@ -72,7 +72,8 @@ pub fn fix(
             let mut hold = None;
             if !orphans.is_empty() {
                 let policy = engine.policy.current();
-                if let Some(b) = &policy.blast_radius {
+                let guard = replan::guard_in_force(c, &policy)?;
+                if let Some(b) = &guard {
                     // Judged under the guard's lock, as a leaver and a group change are: two
                     // reconciliations (or one and a leaver) at once would each count only the
                     // losers committed before either.
@@ -102,7 +103,7 @@ pub fn fix(
                     }
                 }
                 let plan_id = uuid::Uuid::now_v7().to_string();
-                let guarded = policy.blast_radius.is_some();
+                let guarded = guard.is_some();
                 for f in orphans {
                     let user = orphan_user_id(connector, &f.account);
                     let (op, rec) = orphan_fix(f, on_leave);

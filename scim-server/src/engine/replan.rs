@@ -89,12 +89,14 @@ pub fn group_change(
     change_judged(engine, c, affected, what, client, Judge::InForce)
 }
 
-/// The guard a change that re-plans many users is judged by.
+/// The guard a change that re-plans many users is judged by. Either is recorded on the change's
+/// staging hold when it begins, and [`finalize`] judges by the stricter of it and the guard in
+/// force then: a reload while the change is planned cannot loosen it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Judge {
-    /// The policy in force when the change is decided (a group change).
+    /// The guard in force ([`guard_in_force`]) when the change begins (a group change).
     InForce,
-    /// This one, fixed when the change began (`None`: no guard); a policy change's.
+    /// This one (`None`: no guard); a policy change's.
     Fixed(Option<BlastRadius>),
 }
 
@@ -114,10 +116,11 @@ fn change_judged(
         return Ok(());
     }
     let now = engine.now();
-    let guarded = match judge {
-        Judge::InForce => engine.policy.current().blast_radius.is_some(),
-        Judge::Fixed(guard) => guard.is_some(),
+    let guard = match judge {
+        Judge::InForce => guard_in_force(c, &engine.policy.current())?,
+        Judge::Fixed(guard) => guard,
     };
+    let guarded = guard.is_some();
     if count <= engine.replan.sync_max() {
         let ids = match affected {
             Affected::Users(ids) => ids,
@@ -129,13 +132,13 @@ fn change_judged(
             }
             return Ok(());
         }
-        let stage = open_stage(c, what, count, judge, now)?;
+        let stage = open_stage(c, what, count, guard, now)?;
         for id in &ids {
             plan_one(engine, c, id, Some(&stage), client)?;
         }
         return finalize(engine, c, &stage);
     }
-    let stage = open_stage(c, what, count, judge, now)?;
+    let stage = open_stage(c, what, count, guard, now)?;
     match affected {
         Affected::Users(ids) => replans::enqueue(c, &stage, &ids)?,
         Affected::Everyone => {
@@ -150,28 +153,47 @@ fn open_stage(
     c: &mut DbConnection,
     what: &str,
     users: usize,
-    judge: Judge,
+    guard: Option<BlastRadius>,
     now: DateTime<Utc>,
 ) -> HubResult<String> {
     let id = uuid::Uuid::now_v7().to_string();
     let reason = format!("{what}: re-planning {users} users");
-    let guard = match judge {
-        Judge::InForce => None,
-        Judge::Fixed(guard) => Some(guard_text(guard.as_ref())),
-    };
-    holds::create_judged(c, &id, &reason, HoldStatus::Staging, guard.as_deref(), now)?;
+    let guard = guard_text(guard.as_ref());
+    holds::create_judged(c, &id, &reason, HoldStatus::Staging, Some(&guard), now)?;
     Ok(id)
 }
 
-/// The guard a policy change is judged by: the stricter of the one before it (`before`, as
-/// recorded) and its own (`new`), so an edit that drops or loosens the guard and strips access
-/// at once is held by the old one. Not recorded (applied by a release that did not record
-/// guards) or unreadable: the new policy's alone.
+/// The stricter of two guards, setting by setting; one alone where the other is off.
+fn strictest(a: Option<BlastRadius>, b: Option<BlastRadius>) -> Option<BlastRadius> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.stricter(&b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The guard judged by when a guard `before` (as recorded) gives way to `new`: the stricter of
+/// the two, so an edit that drops or loosens the guard cannot strip access under its own guard
+/// before it is applied. Not recorded (applied by a release that did not record guards) or
+/// unreadable: `new` alone.
 fn policy_change_guard(before: Option<&str>, new: Option<BlastRadius>) -> Option<BlastRadius> {
     match before.and_then(guard_from_text) {
-        Some(Some(old)) => Some(new.map_or(old, |new| new.stricter(&old))),
-        Some(None) | None => new,
+        Some(old) => strictest(old, new),
+        None => new,
     }
+}
+
+/// The guard every plan, group change and clean-up is judged by: the stricter of the guard of
+/// `policy` (the one this node runs) and that of the policy applied last. A reload that drops
+/// or loosens `[blast_radius]` therefore loosens nothing until its policy change is applied
+/// ([`policy_change`]), which waits for every live node to run the file and is itself judged by
+/// the stricter of the two; a node left on an older file keeps the stricter too. Once the new
+/// policy is applied, its guard is the one in force (and security was mailed about it).
+pub fn guard_in_force(c: &mut DbConnection, policy: &Policy) -> HubResult<Option<BlastRadius>> {
+    let applied = crate::store::policy_applied::current(c)?;
+    Ok(policy_change_guard(
+        applied.as_ref().and_then(|a| a.guard.as_deref()),
+        policy.blast_radius,
+    ))
 }
 
 /// A guard as the database records it: `off` without one, else its settings as JSON.
@@ -301,15 +323,20 @@ pub fn run_batch(engine: &Engine, c: &mut DbConnection) -> HubResult<usize> {
 pub fn finalize(engine: &Engine, c: &mut DbConnection, stage: &str) -> HubResult<()> {
     let now = engine.now();
     let policy = engine.policy.current();
-    // A policy change is judged by the guard fixed when it began, whatever is in force now.
+    // Judged by the guard recorded when the change began, or the one in force now when that is
+    // stricter: a reload meanwhile cannot loosen it.
     let fixed = holds::guard(c, stage)?.and_then(|t| {
         let guard = guard_from_text(&t);
         if guard.is_none() {
-            tracing::warn!(hold = %stage, guard = %t, "a staged change's guard is unreadable: judged by the policy in force");
+            tracing::warn!(hold = %stage, guard = %t, "a staged change's guard is unreadable: judged by the guard in force");
         }
         guard
     });
-    let guard = fixed.unwrap_or(policy.blast_radius);
+    let in_force = guard_in_force(c, &policy)?;
+    let guard = match fixed {
+        Some(fixed) => strictest(fixed, in_force),
+        None => in_force,
+    };
     if let Some(b) = &guard {
         // The same lock as a single leaver's check: two group changes finalized at once (two
         // nodes, or two write connections) would each count only the losers committed before

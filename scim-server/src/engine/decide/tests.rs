@@ -20,6 +20,11 @@ fn policy() -> Arc<Policy> {
     Arc::new(Policy::parse(POLICY, "decide-tests.toml").expect("test policy"))
 }
 
+/// The guard the tests' counts are judged by: the test policy's own.
+fn test_guard() -> crate::policy::BlastRadius {
+    policy().blast_radius.expect("the test policy has a guard")
+}
+
 /// A person as the HRIS sends them; `extra` is merged in.
 fn person(name: &str, user_type: &str, dept: &str, title: &str, extra: Value) -> Doc {
     let mut doc = json!({
@@ -281,11 +286,13 @@ fn cases() -> Vec<Case> {
         json!({"urn:example:acme:2.0:User": {"startDate": "2025-03-10"}}),
     );
     let quiet = BlastFacts {
+        guard: test_guard(),
         recent: 0,
         population: 20,
         open_hold: None,
     };
     let burst = BlastFacts {
+        guard: test_guard(),
         recent: 3,
         population: 13,
         open_hold: None,
@@ -378,6 +385,7 @@ fn cases() -> Vec<Case> {
             before: Some(engineer()),
             after: Some(left.clone()),
             blast: Some(BlastFacts {
+        guard: test_guard(),
                 open_hold: Some("h-1".into()),
                 ..burst
             }),
@@ -685,11 +693,11 @@ fn planning_decides_each_lifecycle_case() {
 fn the_blast_radius_check_is_needed_only_for_deprovisioning_that_does_something() {
     let p = policy();
     let joiner = project(&inputs(Some(&engineer()), None));
-    assert!(!joiner.needs_blast_check(&p));
+    assert!(!joiner.needs_blast_check());
     let mut left = engineer();
     left.insert("active".into(), json!(false));
     let leaver = project(&inputs(Some(&left), Some(planned_from(&engineer()))));
-    assert!(leaver.needs_blast_check(&p));
+    assert!(leaver.needs_blast_check());
     let mover = project(&inputs(
         Some(&person("ann", "Employee", "Sales", "Rep", json!({}))),
         Some(planned_from(&engineer())),
@@ -962,6 +970,7 @@ fn a_held_or_staged_move_ends_no_approval() {
     let no_overlap = without_overlap();
     let burst = Contingent {
         blast: Some(BlastFacts {
+            guard: test_guard(),
             recent: 3,
             population: 13,
             open_hold: None,
@@ -970,6 +979,7 @@ fn a_held_or_staged_move_ends_no_approval() {
     };
     let quiet = Contingent {
         blast: Some(BlastFacts {
+            guard: test_guard(),
             recent: 0,
             population: 20,
             open_hold: None,
