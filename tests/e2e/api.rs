@@ -156,6 +156,10 @@ backends!(groups_members_and_user_groups, |app| {
         resp.header("x-scimhub-unknown-members").as_deref(),
         Some("does-not-exist")
     );
+    assert_eq!(
+        resp.header("x-scimhub-unknown-members-count").as_deref(),
+        Some("1")
+    );
     assert!(resp.header("etag").is_some());
     let g = app
         .get(&format!("/Groups/{inner_id}"))

@@ -60,6 +60,35 @@ pub struct ListParams {
     pub projection: Projection,
 }
 
+/// The single-valued list parameters seen so far. One given twice (`filter=…&filter=…`, or
+/// `filter` and `Filter` in a search body) is refused: taking either would answer a question
+/// the client may not have asked (a second, empty `filter` would list the whole directory).
+#[derive(Default)]
+struct Seen(Vec<String>);
+
+impl Seen {
+    fn once(&mut self, key: &str, as_given: &str) -> Result<(), Error> {
+        const SINGLE: [&str; 6] = [
+            "filter",
+            "sortby",
+            "sortorder",
+            "startindex",
+            "count",
+            "cursor",
+        ];
+        if !SINGLE.contains(&key) {
+            return Ok(());
+        }
+        if self.0.iter().any(|k| k == key) {
+            return Err(Error::InvalidValue(format!(
+                "The parameter {as_given} is given more than once."
+            )));
+        }
+        self.0.push(key.to_string());
+        Ok(())
+    }
+}
+
 fn parse_int(name: &str, raw: &str) -> Result<i64, Error> {
     raw.trim()
         .parse::<i64>()
@@ -84,16 +113,20 @@ impl ListParams {
             start_index: 1,
             ..Default::default()
         };
+        let mut seen = Seen::default();
         for (k, v) in pairs {
-            match k.to_ascii_lowercase().as_str() {
+            let key = k.to_ascii_lowercase();
+            seen.once(&key, &k)?;
+            match key.as_str() {
                 "filter" => p.filter = Some(v),
                 "sortby" => p.sort_by = Some(v).filter(|s| !s.is_empty()),
                 "sortorder" => p.sort_order = parse_order(&v)?,
                 "startindex" => p.start_index = parse_int("startIndex", &v)?.max(1) as u64,
                 "count" => p.count = Some(clamp_count(parse_int("count", &v)?, max_results)),
                 "cursor" => p.cursor = Some(v),
-                "attributes" => p.projection.attributes = parse_attribute_list(&v)?,
-                "excludedattributes" => p.projection.excluded = parse_attribute_list(&v)?,
+                // Repeated, each adds to the list (a client may send one name per parameter).
+                "attributes" => p.projection.attributes.extend(parse_attribute_list(&v)?),
+                "excludedattributes" => p.projection.excluded.extend(parse_attribute_list(&v)?),
                 _ => {}
             }
         }
@@ -139,11 +172,14 @@ impl ListParams {
                 _ => Err(Error::InvalidValue(format!("{name} must be an integer."))),
             }
         };
+        let mut seen = Seen::default();
         for (k, v) in obj {
             if v.is_null() {
                 continue;
             }
-            match k.to_ascii_lowercase().as_str() {
+            let key = k.to_ascii_lowercase();
+            seen.once(&key, k)?;
+            match key.as_str() {
                 "filter" => p.filter = Some(string("filter", v)?),
                 "sortby" => p.sort_by = Some(string("sortBy", v)?).filter(|s| !s.is_empty()),
                 "sortorder" => p.sort_order = parse_order(&string("sortOrder", v)?)?,
@@ -229,6 +265,29 @@ mod tests {
         // A cursor page ignores startIndex.
         let p = ListParams::from_query("startIndex=5000000&cursor=", 200).expect("parse");
         assert!(p.check_start_index(1_000_000).is_ok());
+    }
+
+    #[test]
+    fn a_single_valued_parameter_given_twice_is_refused() {
+        for query in [
+            "filter=userName%20eq%20%22a%22&filter=",
+            "count=1&COUNT=2",
+            "startIndex=1&startindex=1",
+            "sortBy=userName&sortBy=id",
+            "cursor=&cursor=abc",
+        ] {
+            let e = ListParams::from_query(query, 200).expect_err(query);
+            assert!(matches!(e, Error::InvalidValue(_)), "{query}: {e:?}");
+        }
+        let body = serde_json::json!({"filter": "userName eq \"a\"", "Filter": "id pr"});
+        assert!(matches!(
+            ListParams::from_search_body(&body, 200),
+            Err(Error::InvalidValue(_))
+        ));
+        // Attribute lists add up.
+        let p =
+            ListParams::from_query("attributes=userName&attributes=emails", 200).expect("parse");
+        assert_eq!(p.projection.attributes.len(), 2);
     }
 
     #[test]

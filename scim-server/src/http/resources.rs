@@ -429,14 +429,42 @@ pub async fn patch(
     };
     if !out.unknown_members.is_empty() {
         tracing::warn!(group = %group_id, count = out.unknown_members.len(), "PATCH skipped unknown members");
-        if let Ok(v) = header::HeaderValue::from_str(&out.unknown_members.join(",")) {
-            resp.headers_mut().insert(
+        let (listed, count) = unknown_members_headers(&out.unknown_members);
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::HeaderName::from_static("x-scimhub-unknown-members-count"),
+            header::HeaderValue::from(count),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&listed) {
+            headers.insert(
                 header::HeaderName::from_static("x-scimhub-unknown-members"),
                 v,
             );
         }
     }
     Ok(resp)
+}
+
+/// At most this many skipped member ids are listed in a response header.
+const UNKNOWN_MEMBERS_LISTED: usize = 20;
+
+/// The skipped member ids a PATCH answer lists (`X-Scimhub-Unknown-Members`: the first
+/// [`UNKNOWN_MEMBERS_LISTED`] that are header-safe, printable ASCII without commas of at most
+/// 128 bytes), and how many there were in all (`X-Scimhub-Unknown-Members-Count`). Bounded:
+/// thousands of ids in one header would break clients and proxies after the write committed,
+/// and an id that cannot stand in a header would have dropped the whole list.
+fn unknown_members_headers(ids: &[String]) -> (String, usize) {
+    let listed: Vec<&str> = ids
+        .iter()
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+        })
+        .take(UNKNOWN_MEMBERS_LISTED)
+        .map(String::as_str)
+        .collect();
+    (listed.join(","), ids.len())
 }
 
 pub async fn delete(
@@ -851,5 +879,28 @@ fn clone_store_error(e: &crate::error::HubError) -> crate::error::HubError {
         S::Config(m) => S::Config(m.clone()),
         S::Backend(m) => S::Backend(m.clone()),
         S::NotHere => S::NotHere,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_members_are_listed_in_bounded_header_safe_form() {
+        let ids: Vec<String> = (0..4000)
+            .map(|i| format!("{}{i}", "x".repeat(200)))
+            .collect();
+        // None is short enough to list, all are counted.
+        assert_eq!(unknown_members_headers(&ids), (String::new(), 4000));
+        let mut ids: Vec<String> = (0..30).map(|i| format!("id-{i}")).collect();
+        ids.insert(0, "bad\r\nid".into());
+        ids.insert(1, "a,b".into());
+        let (listed, count) = unknown_members_headers(&ids);
+        assert_eq!(count, 32);
+        let listed: Vec<&str> = listed.split(',').collect();
+        assert_eq!(listed.len(), UNKNOWN_MEMBERS_LISTED);
+        assert_eq!(listed[0], "id-0");
+        assert!(header::HeaderValue::from_str(&listed.join(",")).is_ok());
     }
 }
