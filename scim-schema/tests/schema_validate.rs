@@ -441,8 +441,30 @@ fn required_attributes_are_enforced_on_create_and_replace() {
         Default::default(),
     );
     assert!(invalid_value(r).contains("userName"));
-    // Empty string is a value; null is not.
+    // Null is no value; a blank required name is refused too (blank is no name).
     assert!(create(json!({"schemas": [USER], "userName": null})).is_err());
+    for blank in ["", "   ", "\t"] {
+        let m = invalid_value(create(json!({"schemas": [USER], "userName": blank})));
+        assert!(m.contains("'userName' is empty"), "{m}");
+    }
+    let r = validate(
+        &obj(json!({"schemas": [USER], "userName": " "})),
+        &user(),
+        ValidationContext::Patch {
+            existing: &existing,
+        },
+        Default::default(),
+    );
+    assert!(invalid_value(r).contains("userName"));
+    let m = invalid_value(validate(
+        &obj(json!({"schemas": [GROUP], "displayName": ""})),
+        &group(),
+        ValidationContext::Create,
+        Default::default(),
+    ));
+    assert!(m.contains("'displayName' is empty"), "{m}");
+    // An optional string may be empty.
+    assert!(create(json!({"schemas": [USER], "userName": "a", "nickName": ""})).is_ok());
     // Not enforced when returning.
     assert!(validate(
         &obj(json!({"id": "1"})),

@@ -1,7 +1,10 @@
 //! Checks a parsed filter against the attributes it names, for what the grammar alone cannot
 //! reject: RFC 7644 §3.4.2.2 says `gt`, `ge`, `lt` and `le` on a Boolean or Binary attribute
 //! "SHALL cause a failed response (HTTP status code 400) with a scimType of invalidFilter".
-//! Attributes the schema does not know are left alone (they match nothing, §3.4.2.2).
+//! Attributes the schema does not know are left alone (they match nothing, §3.4.2.2). An
+//! ordering comparison of a dateTime attribute needs a literal that is a date-time (or a
+//! date): §3.4.2.2 orders dateTimes chronologically, and comparing `"2020-13-45T00:00:00Z"`
+//! or `"zzz"` as text would match everything or nothing without telling the client.
 
 use super::ast::{AttrPath, CompValue, CompareOp, Filter};
 use super::fold::{fold, FilterFold};
@@ -35,7 +38,7 @@ impl FilterFold for OrderingCheck<'_> {
         scope: Option<&AttrPath>,
         path: &AttrPath,
         op: CompareOp,
-        _: &CompValue,
+        value: &CompValue,
     ) -> Self::Output {
         let ordering = matches!(
             op,
@@ -53,6 +56,18 @@ impl FilterFold for OrderingCheck<'_> {
                     } else {
                         "binary"
                     },
+                    op_name(op)
+                )))
+            }
+            Some(def)
+                if ordering
+                    && def.attr_type == AttrType::DateTime
+                    && !is_datetime_literal(value) =>
+            {
+                Err(Error::InvalidFilter(format!(
+                    "'{}' is a dateTime; {} needs a date-time such as \"2024-05-13T04:42:34Z\" \
+                     (RFC 7644 §3.4.2.2)",
+                    path,
                     op_name(op)
                 )))
             }
@@ -78,6 +93,17 @@ impl FilterFold for OrderingCheck<'_> {
 
     fn value_path(&mut self, _: &AttrPath, inner: Self::Output) -> Self::Output {
         inner
+    }
+}
+
+/// An RFC 3339 date-time, or a full date (`2024-05-13`, compared as text as before).
+fn is_datetime_literal(value: &CompValue) -> bool {
+    match value {
+        CompValue::Str(s) => {
+            super::eval::datetime(s).is_some()
+                || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+        }
+        _ => false,
     }
 }
 
@@ -121,6 +147,27 @@ mod tests {
             check(r#"x509Certificates.value gt "AA==""#),
             Err("invalidFilter".into())
         );
+    }
+
+    #[test]
+    fn ordering_a_datetime_needs_a_datetime_literal() {
+        for f in [
+            r#"meta.lastModified gt "2020-13-45T00:00:00Z""#,
+            r#"meta.lastModified lt "zzz""#,
+            r#"meta.lastModified ge "yesterday""#,
+            r#"meta.created le 5"#,
+            r#"meta.created gt true"#,
+        ] {
+            assert_eq!(check(f), Err("invalidFilter".into()), "{f}");
+        }
+        for f in [
+            r#"meta.lastModified gt "2011-05-13T04:42:34+02:00""#,
+            r#"meta.lastModified lt "2011-05-13""#,
+            r#"meta.lastModified eq "zzz""#,
+            r#"meta.lastModified sw "2011""#,
+        ] {
+            assert_eq!(check(f), Ok(()), "{f}");
+        }
     }
 
     #[test]

@@ -415,7 +415,7 @@ fn compare_str(s: &str, op: CompareOp, lit: &str, def: Option<&AttributeDef>) ->
 }
 
 /// An RFC 3339 date-time, if `s` looks like one (cheap check first, then chrono).
-fn datetime(s: &str) -> Option<DateTime<FixedOffset>> {
+pub(crate) fn datetime(s: &str) -> Option<DateTime<FixedOffset>> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;

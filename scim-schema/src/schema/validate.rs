@@ -444,7 +444,20 @@ impl<'a> Validator<'a> {
             return Ok(());
         }
         for def in defs.iter().flat_map(|g| g.iter()) {
-            if out.contains_key(def.name.as_str()) {
+            if let Some(v) = out.get(def.name.as_str()) {
+                // A resource's required name (userName, a Group's displayName) is how people
+                // and clients find it: blank is no name.
+                let blank = matches!(v, Value::String(text) if text.trim().is_empty());
+                if blank
+                    && def.required
+                    && def.attr_type == AttrType::String
+                    && matches!(prefix, Path::Root)
+                {
+                    return Err(Error::InvalidValue(format!(
+                        "required attribute '{}' is empty",
+                        def.name
+                    )));
+                }
                 continue;
             }
             if !in_multi && self.ctx.existing().is_some() {
