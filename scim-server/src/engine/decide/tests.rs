@@ -691,7 +691,6 @@ fn planning_decides_each_lifecycle_case() {
 
 #[test]
 fn the_blast_radius_check_is_needed_only_for_deprovisioning_that_does_something() {
-    let p = policy();
     let joiner = project(&inputs(Some(&engineer()), None));
     assert!(!joiner.needs_blast_check());
     let mut left = engineer();
