@@ -90,6 +90,14 @@ fn holds_nul(v: &Value) -> bool {
     }
 }
 
+/// How long a SCIM request body may take to arrive once its handler reads it: 30 s, time for a
+/// 1 MiB body at 35 KB/s.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Another deadline than [`BODY_DEADLINE`] (app data; tests).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub std::time::Duration);
+
 impl FromRequest for ScimJson {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
@@ -111,21 +119,35 @@ impl FromRequest for ScimJson {
             }
         });
         let mut payload = payload.take();
+        let deadline = req
+            .app_data::<BodyDeadline>()
+            .map_or(BODY_DEADLINE, |d| d.0);
         Box::pin(async move {
             checked?;
-            let mut buf = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| match e {
-                    actix_web::error::PayloadError::Overflow => too_large(limit),
-                    other => ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
-                        "Could not read the request body: {other}"
-                    ))),
-                })?;
-                if buf.len() + chunk.len() > limit {
-                    return Err(too_large(limit));
+            let read = async {
+                let mut buf = web::BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(|e| match e {
+                        actix_web::error::PayloadError::Overflow => too_large(limit),
+                        other => ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
+                            "Could not read the request body: {other}"
+                        ))),
+                    })?;
+                    if buf.len() + chunk.len() > limit {
+                        return Err(too_large(limit));
+                    }
+                    buf.extend_from_slice(&chunk);
                 }
-                buf.extend_from_slice(&chunk);
-            }
+                Ok(buf)
+            };
+            // A body that trickles in (or stops short of its Content-Length) would hold the
+            // connection and its buffer for as long as the client likes.
+            let buf = tokio::time::timeout(deadline, read).await.map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "The request body did not arrive within {} s.",
+                    deadline.as_secs()
+                ))
+            })??;
             parse_json(&buf).map(ScimJson)
         })
     }
@@ -186,6 +208,30 @@ mod tests {
         assert!(!ok("text/plain"));
         assert!(!ok("application/x-www-form-urlencoded"));
         assert!(check_content_type(&TestRequest::default().to_http_request()).is_ok());
+    }
+
+    /// A body that stops short of its end (a slow or stalled client) is answered 408 with a
+    /// SCIM error once the deadline passes, and the connection is not kept.
+    #[actix_web::test]
+    async fn a_body_that_stops_arriving_is_408() {
+        let (req, _) = TestRequest::post()
+            .insert_header(("content-type", "application/json"))
+            .app_data(BodyDeadline(std::time::Duration::from_millis(50)))
+            .to_http_parts();
+        let stalled = futures_util::stream::once(async {
+            Ok::<_, actix_web::error::PayloadError>(web::Bytes::from_static(b"{\"userName\":"))
+        })
+        .chain(futures_util::stream::pending());
+        let stream: actix_http::BoxedPayloadStream = Box::pin(stalled);
+        let mut pl = Payload::from(stream);
+        let err = ScimJson::from_request(&req, &mut pl)
+            .await
+            .expect_err("no body");
+        assert!(matches!(err, ApiError::RequestTimeout(_)), "{err:?}");
+        let resp = actix_web::ResponseError::error_response(&err);
+        assert_eq!(resp.status().as_u16(), 408);
+        assert!(!resp.head().keep_alive());
+        assert_eq!(err.body()["status"], "408");
     }
 
     #[actix_web::test]

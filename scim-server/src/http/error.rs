@@ -65,6 +65,10 @@ pub enum ApiError {
     /// 431: a request head too large or with too many fields (`http::transport`); no scimType.
     #[error("{0}")]
     HeaderFieldsTooLarge(String),
+    /// 408: the request body did not arrive within its deadline (`http::body`); the connection
+    /// is closed after the answer, since the rest of the body may still come.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 503: the database cannot be reached right now; the client may retry.
     #[error("service unavailable")]
     Unavailable(String),
@@ -107,6 +111,7 @@ impl ApiError {
             | ApiError::PayloadTooLarge(d)
             | ApiError::NotImplemented(d)
             | ApiError::UriTooLong(d)
+            | ApiError::RequestTimeout(d)
             | ApiError::HeaderFieldsTooLarge(d) => d.clone(),
             ApiError::TooManyRequests { detail, .. } => detail.clone(),
         }
@@ -248,6 +253,7 @@ impl ResponseError for ApiError {
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeaderFieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -270,6 +276,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::Unavailable(_) = self {
             resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        if let ApiError::RequestTimeout(_) = self {
+            resp.force_close();
         }
         if let ApiError::TooManyRequests {
             retry_after_secs, ..
