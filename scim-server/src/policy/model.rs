@@ -729,6 +729,24 @@ impl Policy {
                 .is_some_and(|p| super::attrs::owned_paths_overlap(p, path))
     }
 
+    /// Whether `path` is one of the attributes that end or hold back a person's access by their
+    /// value alone (`[settings]` `status_attribute`, `end_date_attribute`,
+    /// `start_date_attribute`): a value filled in by a client that does not own it would make
+    /// the person a leaver, an expired contractor or not yet started, a departure that only the
+    /// owner of `active` may otherwise cause.
+    pub fn is_lifecycle_attribute(&self, path: &AttrPath) -> bool {
+        let s = &self.settings;
+        [
+            &s.status_attribute,
+            &s.end_date_attribute,
+            &s.start_date_attribute,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|a| scim_schema::filter::parse_attr_path(a).ok())
+        .any(|p| super::attrs::owned_paths_overlap(&p, path))
+    }
+
     /// Whether an authority attribute (manager, sponsor) may give authority: a `[[source]]`
     /// owns the part of it that names the approver, or the policy trusts unowned ones
     /// (`trust_unowned_attributes`). That part is the attribute's `value`: a source that owns
@@ -844,6 +862,34 @@ impl Policy {
                  Let the HRIS or IdP own \"emails\" to mail them"
                     .to_string(),
             );
+        }
+        // Whoever owns `active` decides departures; a lifecycle attribute nobody owns lets any
+        // scim:write client cause one anyway.
+        let active = scim_schema::filter::parse_attr_path("active").ok();
+        if let Some(owner) = active.as_ref().and_then(|p| self.owner_of(p)) {
+            let s = &self.settings;
+            let unowned: Vec<&str> = [
+                &s.status_attribute,
+                &s.end_date_attribute,
+                &s.start_date_attribute,
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|a| {
+                scim_schema::filter::parse_attr_path(a)
+                    .ok()
+                    .is_some_and(|p| self.owner_of(&p).is_none())
+            })
+            .map(String::as_str)
+            .collect();
+            if !unowned.is_empty() {
+                out.push(format!(
+                    "[[source]] {owner:?} owns \"active\", but nobody owns {}: any scim:write \
+                     client can make a person a leaver, an expired contractor or not yet \
+                     started through them. Let the same source own them",
+                    unowned.join(", ")
+                ));
+            }
         }
         if let (Some(attr), Some(_)) = (&self.settings.sponsor_attribute, &self.contractor) {
             if !self.sponsor_trusted() {

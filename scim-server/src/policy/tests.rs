@@ -289,6 +289,31 @@ fn records_handed_to_an_unowned_manager_are_warned_of() {
     assert!(warnings(&disabling).is_empty());
 }
 
+/// `policy check` warns when a source owns `active` but not the status or date attributes that
+/// cause a departure as well; owning them silences it.
+#[test]
+fn unowned_lifecycle_attributes_beside_an_owned_active_are_warned_of() {
+    let warnings = |text: &str| Policy::parse(text, "a.toml").expect("valid").warnings();
+    let settings = "[settings]\nextensions = [\"urn:example:acme:2.0:User\"]\n\
+                    status_attribute = \"urn:example:acme:2.0:User:status\"\n\
+                    end_date_attribute = \"urn:example:acme:2.0:User:contractEnd\"\n";
+    let w = warnings(&format!(
+        "{settings}\n[[source]]\nclient = \"workday\"\nowns = [\"active\"]\n"
+    ))
+    .join("\n");
+    assert!(
+        w.contains("\"workday\" owns \"active\", but nobody owns urn:example:acme:2.0:User:status, urn:example:acme:2.0:User:contractEnd"),
+        "{w}"
+    );
+    let owned = format!(
+        "{settings}\n[[source]]\nclient = \"workday\"\nowns = [\"active\", \
+         \"urn:example:acme:2.0:User:status\", \"urn:example:acme:2.0:User:contractEnd\"]\n"
+    );
+    assert!(warnings(&owned).is_empty(), "{:?}", warnings(&owned));
+    // Nobody owns active: no source decides departures, nothing to warn of.
+    assert!(warnings(settings).is_empty());
+}
+
 #[test]
 fn approvers_are_declared_and_owners_combine() {
     let p = Policy::parse(APPROVALS, "a.toml").expect("valid");

@@ -42,8 +42,10 @@ pub struct ForeignAttribute {
     /// The owning client.
     pub owner: String,
     pub on_conflict: OnConflict,
-    /// An attribute that makes someone an approver (the manager, the sponsor): only its owner
-    /// may fill it, even while it has no value, so another client cannot appoint an approver.
+    /// An attribute that makes someone an approver (the manager, the sponsor), or one whose
+    /// value alone ends or holds back access (the status, end-date and start-date attributes):
+    /// only its owner may fill it, even while it has no value, so another client can neither
+    /// appoint an approver nor cause a departure.
     pub authority: bool,
 }
 
@@ -86,7 +88,8 @@ impl SourceRules {
                     written: a.written.clone(),
                     owner: rule.client.clone(),
                     on_conflict: rule.on_conflict,
-                    authority: policy.is_authority_attribute(&a.path),
+                    authority: policy.is_authority_attribute(&a.path)
+                        || policy.is_lifecycle_attribute(&a.path),
                 })
             })
             .collect::<Vec<ForeignAttribute>>();
@@ -491,6 +494,55 @@ owns = ["userName"]
                 .enforce(WriteKind::Patch, Some(&without_title), &mut w)
                 .expect("owner");
             assert_eq!(w[ENT]["manager"]["value"], "u-eve");
+        }
+    }
+
+    /// The attributes whose value alone makes someone a leaver, an expired contractor or not
+    /// yet started are no more free to fill than the manager: a client that does not own them
+    /// cannot end a person by writing a status or an end date the HRIS has not sent yet.
+    #[test]
+    fn only_the_owner_fills_a_lifecycle_attribute() {
+        let acme = "urn:example:acme:2.0:User";
+        for attribute in ["status", "contractEnd", "startDate"] {
+            let p = Policy::parse(
+                &format!(
+                    "[settings]\nextensions = [\"{acme}\"]\n\
+                     status_attribute = \"{acme}:status\"\n\
+                     end_date_attribute = \"{acme}:contractEnd\"\n\
+                     start_date_attribute = \"{acme}:startDate\"\n\
+                     terminated_values = [\"terminated\"]\n\n\
+                     [[source]]\nclient = \"workday\"\nowns = [\"active\", \"{acme}:{attribute}\", \"title\"]\n\
+                     on_conflict = \"reject\"\n"
+                ),
+                "t.toml",
+            )
+            .expect("policy");
+            let mut without = stored();
+            without.remove("title");
+            let mut w = without.clone();
+            w.insert(acme.into(), json!({ attribute: "terminated" }));
+            match SourceRules::for_client(&p, "okta").enforce(
+                WriteKind::Patch,
+                Some(&without),
+                &mut w,
+            ) {
+                Err(HubError::NotOwner {
+                    attribute: a,
+                    owner,
+                }) => {
+                    assert_eq!(
+                        (a.as_str(), owner.as_str()),
+                        (format!("{acme}:{attribute}").as_str(), "workday")
+                    )
+                }
+                other => panic!("{attribute}: {other:?}"),
+            }
+            // An ordinary owned attribute stays free to fill while it has no value.
+            let mut w = without.clone();
+            w.insert("title".into(), json!("Engineer"));
+            SourceRules::for_client(&p, "okta")
+                .enforce(WriteKind::Patch, Some(&without), &mut w)
+                .expect("title may be filled");
         }
     }
 
