@@ -353,7 +353,7 @@ fn parse_sets(sets: &[String]) -> anyhow::Result<serde_json::Map<String, serde_j
 fn outbox_command(cmd: OutboxCommand) -> anyhow::Result<()> {
     let OutboxCommand::Retry { connector, engine } = cmd;
     let config = load_engine(&engine)?;
-    let (store, engine) = open_engine(&config, &engine.policy, 0)?;
+    let (store, engine) = open_engine_applied(&config, &engine.policy)?;
     let admin = crate::admin::Admin::new(store, engine);
     // The running server's workers pick the queued operations up at their next poll.
     let out = admin
@@ -413,7 +413,7 @@ fn events_command(cmd: EventsCommand) -> anyhow::Result<()> {
 /// `scimhub reconcile`: drift reconciliation run from the command line.
 fn reconcile_command(args: crate::cli::ReconcileArgs) -> anyhow::Result<()> {
     let config = load_engine(&args.engine)?;
-    let (store, engine) = open_engine(&config, &args.engine.policy, 0)?;
+    let (store, engine) = open_engine_applied(&config, &args.engine.policy)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -474,7 +474,7 @@ fn grant_command(args: crate::cli::GrantArgs) -> anyhow::Result<()> {
         }
     };
     let config = load_engine(&engine_args)?;
-    let (store, engine) = open_engine(&config, &engine_args.policy, 0)?;
+    let (store, engine) = open_engine_applied(&config, &engine_args.policy)?;
     let admin = crate::admin::Admin::new(store, engine);
     let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
     let out = match command {
@@ -590,6 +590,36 @@ pub(crate) fn open_engine(
         connector_set::ConnectorSet::new(connector_set::default_builder()),
     ));
     let store = crate::engine::hook::install(open_store(config, min_idle)?, engine.clone());
+    Ok((store, engine))
+}
+
+/// [`open_engine`] for a command that plans or decides (`import`, `grant`, `reconcile`,
+/// `campaign create`, `outbox retry`): refused when the hub applied another policy last, since
+/// the command would plan under rules the hub does not run (another file's approval levels,
+/// drift actions or profiles) and skip what applying a policy does (its guard judged, security
+/// told of a loosened one). A database the hub never ran a policy on takes any file.
+pub(crate) fn open_engine_applied(
+    config: &Config,
+    path: &std::path::Path,
+) -> anyhow::Result<(Store, std::sync::Arc<crate::engine::Engine>)> {
+    let (store, engine) = open_engine(config, path, 0)?;
+    let applied = {
+        let mut c = store.read_conn()?;
+        crate::store::policy_applied::current(&mut c)?
+    };
+    let file = engine.policy.status().sha256;
+    if let (Some(applied), Some(file)) = (applied, file) {
+        if applied.sha256 != file {
+            anyhow::bail!(
+                "{} (sha256 {file}) is not the policy the hub applied last (sha256 {}): this \
+                 command would plan or decide under rules the hub does not run. Pass the \
+                 hub's policy file, or reload the hub with this one (POST \
+                 /admin/v1/policy/reload) and let it apply it first",
+                path.display(),
+                applied.sha256
+            );
+        }
+    }
     Ok((store, engine))
 }
 
@@ -782,7 +812,10 @@ fn campaign_command(cmd: crate::cli::CampaignCommand) -> anyhow::Result<()> {
         | CampaignCommand::Report { engine, .. } => engine.clone(),
     };
     let config = load_engine(&engine_args)?;
-    let (store, engine) = open_engine(&config, &engine_args.policy, 0)?;
+    let (store, engine) = match cmd {
+        CampaignCommand::Create { .. } => open_engine_applied(&config, &engine_args.policy)?,
+        _ => open_engine(&config, &engine_args.policy, 0)?,
+    };
     let admin = crate::admin::Admin::new(store, engine);
     let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
     let out = match cmd {

@@ -30,7 +30,7 @@ pub(crate) fn import_command(args: ImportArgs) -> anyhow::Result<()> {
     };
     // Counting first gives the bar its length; a file that fails here fails before any write.
     let total = open()?.records().count() as u64;
-    let (store, engine) = crate::run::open_engine(&config, &args.engine.policy, 0)?;
+    let (store, engine) = crate::run::open_engine_applied(&config, &args.engine.policy)?;
     let opts = Options {
         client: args.client.clone(),
         mapping,

@@ -70,6 +70,29 @@ fn run(backend: Backend) {
     };
     let ada = app.create_user("ada");
     let ada_id = ada["id"].as_str().unwrap().to_string();
+    // Another file than the one the hub applied (one that would allow 72 h): refused, both
+    // hashes named, nothing written.
+    let other = format!("{policy}.other.toml");
+    std::fs::write(&other, POLICY.replace("\"8h\"", "\"72h\"")).unwrap();
+    let refused = app.cli(&[
+        "grant",
+        "ada",
+        "chat:channel:incidents",
+        "--for",
+        "48h",
+        "--reason",
+        "INC-0",
+        "--policy",
+        &other,
+    ]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("is not the policy the hub applied last"),
+        "{err}"
+    );
+    let none = app.get("/admin/v1/grants").send().status(200).json();
+    assert_eq!(none["totalResults"], 0, "{none}");
     // Too long: refused, the policy's limit named, nothing written.
     let long = app.cli(&[
         "grant",
