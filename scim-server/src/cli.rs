@@ -161,6 +161,10 @@ pub struct GrantArgs {
     /// Why (recorded on the grant, its approval request and the audit trail).
     #[arg(long, required = true)]
     pub reason: Option<String>,
+    /// Who asks (a userName or id): needed for a grant that waits for approval, which the
+    /// asker may not approve themselves.
+    #[arg(long = "as", value_name = "USER")]
+    pub asker: Option<String>,
     #[command(flatten)]
     pub engine: GrantEngineArgs,
 }

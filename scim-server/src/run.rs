@@ -493,14 +493,23 @@ fn grant_command(args: crate::cli::GrantArgs) -> anyhow::Result<()> {
             let duration = crate::policy::parse_duration(&duration)
                 .map_err(|e| anyhow::anyhow!("--for {duration:?}: {e}"))?;
             let actor = actor_of_cli();
+            // An id when it names one, else a userName (as a JWT's user claim is read).
+            let asker = args.asker.map(|a| match uuid::Uuid::parse_str(&a) {
+                Ok(_) => crate::auth::UserRef::Id(a),
+                Err(_) => crate::auth::UserRef::UserName(a),
+            });
+            let requested_by = match &asker {
+                Some(a) => format!("{actor} as {}", a.as_str()),
+                None => actor,
+            };
             let created = admin
                 .create_grant(&crate::admin::grants::GrantRequest {
                     user: &user,
                     entitlement: &entitlement,
                     duration,
                     reason: &reason,
-                    requested_by: &actor,
-                    requester: None,
+                    requested_by: &requested_by,
+                    requester: asker.as_ref(),
                 })
                 .map_err(err)?;
             // One line for people, then the record; the running server's workers pick the

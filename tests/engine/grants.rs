@@ -11,6 +11,7 @@ use connectors::{AccountRef, Connector, Entitlement};
 use diesel::RunQueryDsl;
 use scim_server::admin::grants::{GrantCreated, GrantRequest};
 use scim_server::admin::{in_tx, AdminError};
+use scim_server::auth::UserRef;
 use scim_server::store::{audit, grants, notifications, outbox};
 use serde_json::{json, Value};
 
@@ -44,6 +45,7 @@ mod approvals {
         a_rejected_grant_gives_nothing,
         admin_api_creates_lists_and_revokes,
         an_approval_meeting_an_expiry_in_flight_is_refused,
+        a_grant_that_waits_for_approval_is_refused_to_an_asker_who_is_nobody,
     );
 }
 
@@ -64,15 +66,50 @@ mod drift {
     );
 }
 
+/// `user` asks for a grant of `ent` for themselves (a directory user asks, as a grant that
+/// waits for approval requires).
 fn ask(env: &Env, user: &str, ent: &str, hours: i64) -> Result<GrantCreated, AdminError> {
+    ask_as(env, user, ent, hours, Some(user))
+}
+
+fn ask_as(
+    env: &Env,
+    user: &str,
+    ent: &str,
+    hours: i64,
+    asker: Option<&str>,
+) -> Result<GrantCreated, AdminError> {
+    let asker = asker.map(|a| UserRef::UserName(a.to_string()));
     env.admin.create_grant(&GrantRequest {
         user,
         entitlement: ent,
         duration: Duration::hours(hours),
         reason: "incident INC-42",
         requested_by: "oncall",
-        requester: None,
+        requester: asker.as_ref(),
     })
+}
+
+/// A grant that waits for approval needs to know who asked, who may not approve it: asked by a
+/// credential that acts as nobody (or names nobody in the directory) it is refused and nothing
+/// is written. One that needs no approval may still be asked so.
+fn a_grant_that_waits_for_approval_is_refused_to_an_asker_who_is_nobody(env: Env) {
+    env.create_user(user("cy", "Employee", "Sales", "Rep"));
+    env.run();
+    for asker in [None, Some("no-such-user")] {
+        match ask_as(&env, "cy", "github:team:secret", 2, asker) {
+            Err(AdminError::Invalid(m)) => {
+                assert!(m.contains("the asker must be a directory user"), "{m}")
+            }
+            other => panic!("{asker:?}: {other:?}"),
+        }
+    }
+    assert!(env.admin.grants(None, false).unwrap().is_empty());
+    assert!(
+        ask(&env, "cy", "github:team:secret", 2)
+            .unwrap()
+            .waits_for_approval
+    );
 }
 
 /// The approval request `id` as the admin API lists it.

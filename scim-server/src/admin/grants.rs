@@ -271,6 +271,18 @@ impl Admin {
                 }
                 None => None,
             };
+            // Whoever asked may not approve: that needs to know who asked. A credential that
+            // acts as nobody (the bootstrap token, a token issued without --user) could ask and
+            // then approve with its holder's own token.
+            if ApprovalLevel::parse(level.as_str()).is_some() && requester_id.is_none() {
+                return Ok(Err(invalid(format!(
+                    "a grant of {what} needs {} approval, and whoever asks for it may not \
+                     approve it, so the asker must be a directory user: ask with a token issued \
+                     with --user (this credential acts as nobody), or with `scimhub grant --as \
+                     USERNAME`",
+                    level.as_str()
+                ))));
+            }
             let approval = match ApprovalLevel::parse(level.as_str()) {
                 Some(l) => {
                     let mut detail = json!({
