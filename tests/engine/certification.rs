@@ -44,6 +44,14 @@ fn review_policy() -> String {
     ) + "\n[drift]\nentitlement_outside = \"review\"\n"
 }
 
+/// [`review_policy`] with erp's `prod-admin` role granted only to SREs, behind security's
+/// approval.
+fn gated_review_policy() -> String {
+    review_policy()
+        + "\n[[profile]]\nname = \"sre\"\nmatch = 'title eq \"SRE\"'\n\
+           grants = [{ connector = \"erp\", kind = \"role\", id = \"prod-admin\", approval = \"security\" }]\n"
+}
+
 /// [`policy`] with one scheduled campaign scope.
 fn schedule_policy() -> String {
     policy() + "\n[certification]\nschedule = \"quarterly\"\nscopes = [\"connector=erp\"]\n"
@@ -69,6 +77,7 @@ backends!(policy:
     links_of_a_reviewer_who_lost_their_standing_no_longer_act,
 );
 backends!(review_policy: a_drift_finding_under_review_opens_a_micro_review);
+backends!(gated_review_policy: access_gated_at_security_is_reviewed_by_security_not_the_manager);
 backends!(schedule_policy: the_schedule_creates_a_period_s_campaign_once);
 
 fn people(env: &Env) -> (String, String, String, String, String, String) {
@@ -1056,4 +1065,78 @@ fn an_emergency_grant_in_force_is_reviewed_as_a_grant(env: Env) {
         "{:?}",
         items(&env, &later)
     );
+}
+
+/// Someone put in a role by hand that the policy grants only behind security's approval: the
+/// manager is not mailed a keep link for it, and its review (the drift finding's micro-review,
+/// and its item in a campaign) starts with security, so keeping it is never decided below the
+/// approval granting it needs. An entitlement no profile grants is still the manager's call.
+fn access_gated_at_security_is_reviewed_by_security_not_the_manager(env: Env) {
+    let (_grace, _olivia, sec, fay, _bob, _dan) = people(&env);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let grant = |id: &str| {
+        rt.block_on(
+            env.app("erp")
+                .grant(&AccountRef::new("fay"), &Entitlement::new("role", id)),
+        )
+        .unwrap()
+    };
+    let reconcile = || {
+        rt.block_on(scim_server::jobs::reconcile::run(
+            &env.store,
+            &env.engine,
+            "erp",
+            false,
+        ))
+        .unwrap()
+    };
+    grant("prod-admin");
+    let report = reconcile();
+    assert_eq!(report.reviews, 0, "no manager is asked: {report:?}");
+    let mailed = super::admin_api::notes(&env, None)
+        .into_iter()
+        .filter(|n| n.kind == "drift_review")
+        .count();
+    assert_eq!(mailed, 0);
+    let micro: Vec<store::Campaign> = in_tx(&env.store, |c| store::list(c, None, 10))
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.kind == "micro")
+        .collect();
+    assert_eq!(micro.len(), 1);
+    let its = items(&env, &micro[0].id);
+    assert_eq!(
+        (
+            its[0].user_id.as_str(),
+            its[0].reviewer.as_str(),
+            its[0].reviewer_level.as_str()
+        ),
+        (fay.as_str(), sec.as_str(), "security")
+    );
+    let id = create(&env, "erp", "connector=erp");
+    let outside: Vec<store::Item> = items(&env, &id)
+        .into_iter()
+        .filter(|i| i.source == "outside-profile")
+        .collect();
+    assert_eq!(outside.len(), 1, "{outside:?}");
+    assert_eq!(
+        (
+            outside[0].reviewer.as_str(),
+            outside[0].reviewer_level.as_str()
+        ),
+        (sec.as_str(), "security")
+    );
+    // A role no profile grants: the manager reviews it, as before.
+    grant("break-glass");
+    let report = reconcile();
+    assert_eq!(report.reviews, 1, "{report:?}");
+    let asked = super::admin_api::notes(&env, None)
+        .into_iter()
+        .filter(|n| n.kind == "drift_review")
+        .count();
+    assert_eq!(asked, 1);
 }

@@ -116,6 +116,19 @@ pub fn reviewer_from(
     Ok((String::new(), "unassigned".into()))
 }
 
+/// Where the review of access no profile explains (`outside-profile` items, drift reviews)
+/// starts on the [`LADDER`]: at the level the policy asks before granting that entitlement
+/// where a profile grants it behind `owner` or `security` approval, so that keeping it is never
+/// decided below the approval granting it would need. Access no profile grants at all, or
+/// grants with at most the manager's approval, starts with the manager.
+pub fn outside_ladder_start(policy: &Policy, connector: &str, entitlement: &Entitlement) -> usize {
+    match policy.entitlement_approval(connector, entitlement) {
+        Some(crate::policy::Approval::Owner) => 1,
+        Some(crate::policy::Approval::Security) => 2,
+        _ => 0,
+    }
+}
+
 /// What [`create`] made.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Created {
@@ -400,6 +413,10 @@ pub fn create(
     let mut reviewers = std::collections::BTreeSet::new();
     for cand in &found {
         let doc = cache.get(&cand.user).and_then(|s| s.doc.as_ref());
+        let from = match cand.source {
+            SOURCE_OUTSIDE => outside_ladder_start(&policy, &cand.connector, &cand.entitlement),
+            _ => 0,
+        };
         let (reviewer, level) = reviewer_from(
             c,
             &policy,
@@ -407,7 +424,7 @@ pub fn create(
             doc,
             &cand.connector,
             Some(&cand.entitlement),
-            0,
+            from,
         )?;
         reviewers.insert(reviewer.clone());
         let ent = serde_json::to_string(&cand.entitlement).unwrap_or_default();
@@ -1150,7 +1167,9 @@ pub fn open_micro(
     let profiles = engine_state::get_user(c, user)?
         .map(|u| u.profiles)
         .unwrap_or_default();
-    let (reviewer, level) = reviewer_from(c, &policy, user, doc.as_ref(), connector, Some(e), 0)?;
+    let from = outside_ladder_start(&policy, connector, e);
+    let (reviewer, level) =
+        reviewer_from(c, &policy, user, doc.as_ref(), connector, Some(e), from)?;
     store::add_item(
         c,
         &store::NewItem {

@@ -149,7 +149,10 @@ pub fn fix(
 
 /// Asks the manager of the user a new `review` finding (`finding_id`) is about to keep or
 /// remove it: a mail with two signed one-click links. False (the finding stays reported) when
-/// the user has no manager the policy trusts, or one-click links are not configured.
+/// the user has no manager the policy trusts, or one-click links are not configured; also for
+/// a departed user's enabled account (keeping it would undo the leaver's plan on a manager's
+/// word) and for an entitlement the policy grants only behind owner or security approval (its
+/// review, a one-item certification, starts at that level instead).
 pub fn ask_review(
     engine: &Engine,
     c: &mut DbConnection,
@@ -163,6 +166,13 @@ pub fn ask_review(
     };
     // Tracked as a one-item certification campaign (a micro-review), reported like the others.
     super::certification::open_micro(engine, c, connector, finding_id, f)?;
+    let above_manager = f
+        .entitlement
+        .as_ref()
+        .is_some_and(|e| super::certification::outside_ladder_start(&policy, connector, e) > 0);
+    if f.kind == super::drift::Kind::Departed || above_manager {
+        return Ok(false);
+    }
     let doc = load_user_doc(c, user)?;
     let manager = doc.as_ref().and_then(manager_id);
     let (Some(manager), Some(key)) = (manager, links::person_key(&policy)) else {

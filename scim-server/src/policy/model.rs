@@ -388,13 +388,23 @@ impl Policy {
         if self.grants.approval == GrantApproval::Security {
             return Approval::Security;
         }
+        self.entitlement_approval(connector, entitlement)
+            .unwrap_or(Approval::Security)
+    }
+
+    /// The strictest `approval` of the profile grants of `entitlement` on `connector`; `None`
+    /// when no profile grants it.
+    pub fn entitlement_approval(
+        &self,
+        connector: &str,
+        entitlement: &Entitlement,
+    ) -> Option<Approval> {
         self.profiles
             .iter()
             .flat_map(|p| &p.grants)
             .filter(|g| g.connector == connector && g.entitlement.as_ref() == Some(entitlement))
             .map(|g| g.approval)
             .max()
-            .unwrap_or(Approval::Security)
     }
 }
 
