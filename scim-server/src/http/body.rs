@@ -23,8 +23,21 @@ pub struct BodyLimit(pub usize);
 pub struct ScimJson(pub Value);
 
 /// Accepts `application/scim+json` and `application/json` (any parameters, e.g. charset=utf-8),
-/// and a missing Content-Type (some clients omit it); anything else is 415.
+/// and a missing Content-Type (some clients omit it); anything else is 415. So is a body in a
+/// content coding other than `identity` (RFC 9110 §8.4.1): the hub decodes none, and reading
+/// compressed bytes as JSON could store a body that happens to parse.
 pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    for coding in req.headers().get_all(header::CONTENT_ENCODING) {
+        let coding = coding.to_str().unwrap_or("?");
+        if coding
+            .split(',')
+            .any(|c| !c.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding {coding:?} is not supported; send the body uncompressed."
+            )));
+        }
+    }
     let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -208,6 +221,21 @@ mod tests {
         assert!(!ok("text/plain"));
         assert!(!ok("application/x-www-form-urlencoded"));
         assert!(check_content_type(&TestRequest::default().to_http_request()).is_ok());
+        use actix_web::ResponseError;
+        let encoded = |ce: &str| {
+            check_content_type(
+                &TestRequest::default()
+                    .insert_header(("content-type", "application/scim+json"))
+                    .insert_header(("content-encoding", ce))
+                    .to_http_request(),
+            )
+            .err()
+            .map(|e| e.status_code().as_u16())
+        };
+        assert_eq!(encoded("gzip"), Some(415));
+        assert_eq!(encoded("br"), Some(415));
+        assert_eq!(encoded("identity, gzip"), Some(415));
+        assert_eq!(encoded("identity"), None);
     }
 
     /// A body that stops short of its end (a slow or stalled client) is answered 408 with a
