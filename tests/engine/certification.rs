@@ -670,29 +670,50 @@ fn the_schedule_creates_a_period_s_campaign_once(env: Env) {
     assert_eq!(keys.len(), 2);
 }
 
+/// Changes made on erp by hand, outside the hub, and erp's reconciliation that finds them.
+struct ByHand<'a> {
+    env: &'a Env,
+    rt: tokio::runtime::Runtime,
+}
+
+impl<'a> ByHand<'a> {
+    fn new(env: &'a Env) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        ByHand { env, rt }
+    }
+
+    /// Gives fay the erp role `id`.
+    fn grant_fay(&self, id: &str) {
+        self.rt
+            .block_on(
+                self.env
+                    .app("erp")
+                    .grant(&AccountRef::new("fay"), &Entitlement::new("role", id)),
+            )
+            .unwrap()
+    }
+
+    fn reconcile(&self) -> scim_server::jobs::reconcile::RunReport {
+        self.rt
+            .block_on(scim_server::jobs::reconcile::run(
+                &self.env.store,
+                &self.env.engine,
+                "erp",
+                false,
+            ))
+            .unwrap()
+    }
+}
+
 fn a_drift_finding_under_review_opens_a_micro_review(env: Env) {
     let (grace, _olivia, _sec, fay, _bob, _dan) = people(&env);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let grant = |id: &str| {
-        rt.block_on(
-            env.app("erp")
-                .grant(&AccountRef::new("fay"), &Entitlement::new("role", id)),
-        )
-        .unwrap()
-    };
-    let reconcile = || {
-        rt.block_on(scim_server::jobs::reconcile::run(
-            &env.store,
-            &env.engine,
-            "erp",
-            false,
-        ))
-        .unwrap()
-    };
+    let by_hand = ByHand::new(&env);
+    let grant = |id: &str| by_hand.grant_fay(id);
+    let reconcile = || by_hand.reconcile();
     grant("break-glass");
     let report = reconcile();
     assert_eq!(report.reviews, 1, "{report:?}");
@@ -1073,27 +1094,9 @@ fn an_emergency_grant_in_force_is_reviewed_as_a_grant(env: Env) {
 /// approval granting it needs. An entitlement no profile grants is still the manager's call.
 fn access_gated_at_security_is_reviewed_by_security_not_the_manager(env: Env) {
     let (_grace, _olivia, sec, fay, _bob, _dan) = people(&env);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let grant = |id: &str| {
-        rt.block_on(
-            env.app("erp")
-                .grant(&AccountRef::new("fay"), &Entitlement::new("role", id)),
-        )
-        .unwrap()
-    };
-    let reconcile = || {
-        rt.block_on(scim_server::jobs::reconcile::run(
-            &env.store,
-            &env.engine,
-            "erp",
-            false,
-        ))
-        .unwrap()
-    };
+    let by_hand = ByHand::new(&env);
+    let grant = |id: &str| by_hand.grant_fay(id);
+    let reconcile = || by_hand.reconcile();
     grant("prod-admin");
     let report = reconcile();
     assert_eq!(report.reviews, 0, "no manager is asked: {report:?}");

@@ -408,16 +408,35 @@ fn record_first(
     node: &str,
     now: DateTime<Utc>,
 ) -> HubResult<()> {
-    let guard = policy.blast_radius;
+    record_applied(c, policy, sha256, node, now)?;
+    audit_policy_applied(
+        c,
+        now,
+        node,
+        sha256,
+        policy.blast_radius.as_ref(),
+        None,
+        None,
+    )
+}
+
+/// Records `policy` (`sha256`) as applied now by `node`, with its guard and its security
+/// addresses.
+fn record_applied(
+    c: &mut DbConnection,
+    policy: &Policy,
+    sha256: &str,
+    node: &str,
+    now: DateTime<Utc>,
+) -> HubResult<()> {
     crate::store::policy_applied::record(
         c,
         sha256,
-        &guard_text(guard.as_ref()),
+        &guard_text(policy.blast_radius.as_ref()),
         &policy.notify.security,
         node,
         now,
-    )?;
-    audit_policy_applied(c, now, node, sha256, guard.as_ref(), None, None)
+    )
 }
 
 /// Mails security that `policy` (`sha256`) loosened the guard of the policy `before` it: its own
@@ -514,14 +533,7 @@ pub fn policy_change(
     if as_started && policy_applied::applied_before(c, sha256)? {
         return Ok(PolicyChange::Stale);
     }
-    policy_applied::record(
-        c,
-        sha256,
-        &guard_text(guard.as_ref()),
-        &policy.notify.security,
-        node,
-        now,
-    )?;
+    record_applied(c, policy, sha256, node, now)?;
     let judged = policy_change_guard(applied.guard.as_deref(), guard);
     let loosened = judged != guard;
     if loosened {
