@@ -303,10 +303,19 @@ fn counter_family<const N: usize>(
     family
 }
 
+/// The settings of a blast-radius guard, as the gauges report them (the HTTP handler reads
+/// them off the policy in force: metrics sits beside policy, not above it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardGauge {
+    pub max_share: f64,
+    pub window_seconds: i64,
+    pub min_population: u64,
+}
+
 /// The blast-radius guard of the policy this process runs: whether there is one and, when there
 /// is, each of its settings. An alert on these catches a guard removed or loosened by an edit
 /// that took nothing away, which no hold and no later change would show.
-fn register_guard(registry: &mut Registry, guard: Option<&crate::policy::BlastRadius>) {
+fn register_guard(registry: &mut Registry, guard: Option<GuardGauge>) {
     let gauge = |value: f64| {
         let g = Gauge::<f64, AtomicU64>::default();
         g.set(value);
@@ -328,7 +337,7 @@ fn register_guard(registry: &mut Registry, guard: Option<&crate::policy::BlastRa
         registry.register(
             "scimhub_blast_radius_guard_window_seconds",
             "The guard's window: removals within it are counted together",
-            gauge(b.window.num_seconds() as f64),
+            gauge(b.window_seconds as f64),
         );
         registry.register(
             "scimhub_blast_radius_guard_min_population",
@@ -338,18 +347,21 @@ fn register_guard(registry: &mut Registry, guard: Option<&crate::policy::BlastRa
     }
 }
 
+/// What the engine's part of the exposition shows: nothing when the engine does not run
+/// (`serve` without `--policy`: its tables' gauges and the guard's are left out, not reported
+/// as zero), else the guard of the policy it runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EngineGauges {
+    Off,
+    On { guard: Option<GuardGauge> },
+}
+
 /// The whole exposition: the process's metrics, then the database gauges (blocking: call on
-/// the blocking pool). `policy` is the policy the engine runs, `None` when the engine does not
-/// run (`serve` without `--policy`): its tables' gauges and the guard's are then left out, not
-/// reported as zero.
-pub fn render(
-    store: &Store,
-    policy: Option<&crate::policy::Policy>,
-    priority_lane: i64,
-) -> HubResult<String> {
+/// the blocking pool).
+pub fn render(store: &Store, engine: EngineGauges, priority_lane: i64) -> HubResult<String> {
     let mut scraped = Registry::default();
-    if let Some(policy) = policy {
-        register_guard(&mut scraped, policy.blast_radius.as_ref());
+    if let EngineGauges::On { guard } = engine {
+        register_guard(&mut scraped, guard);
         let ctx = queries::ScrapeContext {
             now: store.now(),
             priority_lane,

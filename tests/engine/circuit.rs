@@ -84,8 +84,12 @@ fn slack_ops(env: &Env) -> Vec<(i64, String, i64)> {
 }
 
 fn gauge(env: &Env) -> String {
-    let text =
-        scim_server::metrics::render(&env.store, Some(&env.engine.policy.current()), 100).unwrap();
+    let text = scim_server::metrics::render(
+        &env.store,
+        scim_server::metrics::EngineGauges::On { guard: None },
+        100,
+    )
+    .unwrap();
     text.lines()
         .find(|l| l.starts_with("scimhub_connector_circuit_state{connector=\"slack\"}"))
         .unwrap_or("")

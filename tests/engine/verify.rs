@@ -140,8 +140,12 @@ fn applied_leaver_is_verified_per_system(env: Env) {
             ("slack".to_string(), "verified".to_string())
         ]
     );
-    let text =
-        scim_server::metrics::render(&env.store, Some(&env.engine.policy.current()), 100).unwrap();
+    let text = scim_server::metrics::render(
+        &env.store,
+        scim_server::metrics::EngineGauges::On { guard: None },
+        100,
+    )
+    .unwrap();
     assert!(
         text.contains(
             "scimhub_verification_outcomes_total{connector=\"slack\",outcome=\"verified\"}"

@@ -151,9 +151,23 @@ pub async fn require_metrics_scope(
 
 /// The exposition: counters of this process and gauges read from the database now.
 pub async fn scrape(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let policy = state.admin.as_ref().map(|a| a.engine.policy.current());
+    let engine = match &state.admin {
+        None => metrics::EngineGauges::Off,
+        Some(a) => metrics::EngineGauges::On {
+            guard: a
+                .engine
+                .policy
+                .current()
+                .blast_radius
+                .map(|b| metrics::GuardGauge {
+                    max_share: b.max_share,
+                    window_seconds: b.window.num_seconds(),
+                    min_population: b.min_population,
+                }),
+        },
+    };
     let text = state
-        .db(move |s| metrics::render(s, policy.as_deref(), crate::jobs::PRIORITY_LANE))
+        .db(move |s| metrics::render(s, engine, crate::jobs::PRIORITY_LANE))
         .await?;
     Ok(HttpResponse::Ok()
         .content_type(metrics::CONTENT_TYPE)
