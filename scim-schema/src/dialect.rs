@@ -208,12 +208,15 @@ fn normalize_op(
             // Quirk 3: split keys that are paths into operations of their own.
             let mut plain = Map::new();
             let mut with_path = Vec::new();
+            let mut named = Named::default();
             for (k, v) in value {
                 if is_plain_key(schema, &k) {
+                    named.plain(schema, &k, &v)?;
                     let v = coerce_top_level(schema, &k, v);
                     plain.insert(k, v);
                 } else {
                     let p = parse_patch_path(&k)?;
+                    named.path(schema, &k, &p)?;
                     with_path.push((p, v));
                 }
             }
@@ -226,6 +229,70 @@ fn normalize_op(
             Ok(())
         }
         Some(p) => push_with_path(kind, p, raw.value, dialect, schema, out),
+    }
+}
+
+/// The attributes a path-less value names, by definition: one named twice (in another case,
+/// by its URN-qualified name or a dotted path beside its object, inside and outside its
+/// extension object) is refused as POST refuses it, instead of one key silently winning once
+/// the keys are split into operations of their own.
+#[derive(Default)]
+struct Named<'s>(Vec<&'s AttributeDef>);
+
+impl<'s> Named<'s> {
+    fn once(&mut self, def: &'s AttributeDef, key: &str) -> Result<(), Error> {
+        if self.0.iter().any(|d| std::ptr::eq(*d, def)) {
+            return Err(Error::InvalidSyntax(format!(
+                "attribute '{key}' is given more than once"
+            )));
+        }
+        self.0.push(def);
+        Ok(())
+    }
+
+    /// A plain key: an attribute (with the sub-attributes its object value names), or an
+    /// extension object (with the attributes inside it).
+    fn plain(&mut self, schema: &'s ResourceSchema, key: &str, v: &Value) -> Result<(), Error> {
+        if let Some(ext) = schema.extension(key) {
+            if let Value::Object(inner) = v {
+                for k2 in inner.keys() {
+                    if let Some(d) = ext.attribute(k2) {
+                        self.once(d, k2)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let Some((_, def)) = schema.top_level(None, key) else {
+            return Ok(());
+        };
+        self.once(def, key)?;
+        if let (false, Value::Object(inner)) = (def.multi_valued, v) {
+            for k2 in inner.keys() {
+                if let Some(d) = def.sub_attribute(k2) {
+                    self.once(d, &format!("{key}.{k2}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A key that is a path without a filter (one with a filter names some values only).
+    fn path(&mut self, schema: &'s ResourceSchema, key: &str, p: &PatchPath) -> Result<(), Error> {
+        if p.value_filter.is_some() {
+            return Ok(());
+        }
+        let urn = p.attr.urn.as_ref().map(|u| u.as_str());
+        let Some((_, def)) = schema.top_level(urn, p.attr.name.as_str()) else {
+            return Ok(());
+        };
+        match &p.attr.sub_attr {
+            None => self.once(def, key),
+            Some(sub) => match def.sub_attribute(sub.as_str()) {
+                Some(d) => self.once(d, key),
+                None => Ok(()),
+            },
+        }
     }
 }
 

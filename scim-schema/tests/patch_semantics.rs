@@ -409,3 +409,45 @@ fn rfc7643_2_5_replace_with_only_nulls_unassigns() {
     let out = patch(json!([{"op": "add", "path": "emails", "value": [null, null]}])).unwrap();
     assert_eq!(out.get("emails"), user().get("emails"));
 }
+
+/// A path-less value that names one attribute twice (in another case, by its URN-qualified
+/// name, or inside and outside its extension object) is refused as POST refuses it, in every
+/// dialect, instead of the later key winning silently.
+#[test]
+fn a_path_less_value_naming_one_attribute_twice_is_invalid_syntax() {
+    let rs = rs("User");
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let mut twice_in_ext = Map::new();
+    twice_in_ext.insert(ent.into(), json!({"department": "x"}));
+    twice_in_ext.insert(format!("{ent}:department"), json!("y"));
+    for dialect in [Dialect::Strict, Dialect::Standard, Dialect::EntraId] {
+        let mut values = vec![json!({"title": "a", "Title": "b"})];
+        // Strict reads no URN-qualified key in a path-less value (invalidValue already).
+        if dialect != Dialect::Strict {
+            values.push(
+                json!({"title": "a", "urn:ietf:params:scim:schemas:core:2.0:User:title": "b"}),
+            );
+            values.push(Value::Object(twice_in_ext.clone()));
+        }
+        for value in values {
+            let req: PatchOpRequest = serde_json::from_value(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "add", "value": value.clone()}],
+            }))
+            .unwrap();
+            let got = normalize_patch(req, dialect, &rs)
+                .and_then(|ops| apply_patch(&user(), &ops, &rs, &Default::default()));
+            assert_eq!(
+                got.map(|_| ()).map_err(|e| e.scim_type()),
+                Err(ScimType::InvalidSyntax),
+                "{dialect:?} {value}"
+            );
+        }
+    }
+    // Each attribute once: applied.
+    let done = patch(json!([{"op": "add", "value": {"title": "a", "nickName": "b"}}])).unwrap();
+    assert_eq!(
+        (done["title"].as_str(), done["nickName"].as_str()),
+        (Some("a"), Some("b"))
+    );
+}

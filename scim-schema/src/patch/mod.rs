@@ -273,6 +273,19 @@ impl<'a> Ctx<'a> {
         kind: PatchOpKind,
         value: &Map<String, Value>,
     ) -> Result<(), Error> {
+        // The attributes set so far: one named twice (`title` and `Title`, or a core attribute
+        // by its URN-qualified name too, or an extension attribute inside and outside its
+        // object) is refused, as POST refuses it, instead of the later key winning silently.
+        let mut seen: Vec<&AttributeDef> = Vec::new();
+        let mut once = |def: &'a AttributeDef, key: &str| -> Result<(), Error> {
+            if seen.iter().any(|d| std::ptr::eq(*d, def)) {
+                return Err(Error::InvalidSyntax(format!(
+                    "attribute '{key}' is given more than once"
+                )));
+            }
+            seen.push(def);
+            Ok(())
+        };
         for (k, v) in value {
             if eq_ci(k, "schemas") {
                 self.check_schemas_value(v)?;
@@ -295,6 +308,7 @@ impl<'a> Ctx<'a> {
                             "unknown attribute '{k2}' in extension '{ext_id}'"
                         ))
                     })?;
+                    once(def, k2)?;
                     // Borrow of `ext` is tied to the schema, not to `self`.
                     let target = Target {
                         ext: Some(ext_id),
@@ -307,6 +321,7 @@ impl<'a> Ctx<'a> {
             let target = self
                 .resolve(None, k)
                 .ok_or_else(|| Error::InvalidValue(format!("unknown attribute '{k}'")))?;
+            once(target.def, k)?;
             self.set_attr(doc, kind, target, v)?;
         }
         Ok(())
