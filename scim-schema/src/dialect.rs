@@ -32,7 +32,7 @@
 //! | 13 | path-less values naming `schemas`, `id`, `meta` with unchanged values | several clients echo the resource back | [`PatchOptions::ignore_read_only`] | Lenient only | `mutability` when changed |
 //! | 14 | a schema URI scimhub does not serve in `schemas`, with no attributes under it: `http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group` | Entra ID (tutorial, Create Group) | dropped from `schemas` (never stored) | accepted: it carries no data | `invalidValue` from validation |
 //! | 15 | a comparison on a value path's sub-attribute in a filter: `emails[type eq "work"].value eq "x"` | Entra ID (SCIM Validator, provisioning of users matched by email) | `emails[type eq "work" and value eq "x"]` ([`crate::filter::FilterSyntax::ValuePathSubAttr`]) | accepted: not RFC grammar | `invalidFilter` |
-//! | 16 | a PATCH body without `schemas` | hand-written clients | accepted as a PatchOp | Lenient only: RFC 7643 §3 makes `schemas` REQUIRED | `invalidSyntax` |
+//! | 16 | a PATCH, SearchRequest or BulkRequest body without its message `schemas`, or (Search, Bulk) with members the message does not define | hand-written clients | accepted as that message, unknown members ignored | Lenient only: RFC 7643 §3 makes `schemas` REQUIRED, and an ignored misspelt member changes the request's meaning | `invalidSyntax` ([`check_request_message`]) |
 
 use serde_json::{Map, Value};
 
@@ -485,6 +485,56 @@ fn coerce_single(def: &AttributeDef, v: Value) -> Value {
         }
         (_, v) => v,
     }
+}
+
+/// Checks the envelope of a SearchRequest or BulkRequest body (RFC 7644 §3.4.3, §3.7): its
+/// `schemas` must list `urn`, and every member must be one of `known` (matched
+/// case-insensitively, RFC 7643 §2.1). An unknown member is refused because the message would
+/// otherwise mean something else than the client wrote: a misspelt `filter` lists the whole
+/// directory, a misspelt `failOnErrors` or `version` drops a limit or a precondition. Lenient
+/// only accepts both (quirk 16). Returns `invalidSyntax` naming what is wrong.
+pub fn check_request_message(
+    body: &Map<String, Value>,
+    what: &str,
+    urn: &str,
+    known: &[&str],
+    dialect: Dialect,
+) -> Result<(), Error> {
+    if dialect == Dialect::Lenient {
+        return Ok(());
+    }
+    let schemas = body
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
+        .map(|(_, v)| v);
+    let lists_urn = matches!(schemas, Some(Value::Array(items))
+        if items.iter().any(|i| i.as_str().is_some_and(|u| u.eq_ignore_ascii_case(urn))));
+    if !lists_urn {
+        return Err(Error::InvalidSyntax(format!(
+            "a {what} must have \"schemas\": [\"{urn}\"]"
+        )));
+    }
+    check_members(body, what, known)
+}
+
+/// Refuses a member of `object` that is not `schemas` or one of `known` (case-insensitively).
+pub fn check_members(object: &Map<String, Value>, what: &str, known: &[&str]) -> Result<(), Error> {
+    let unknown: Vec<&str> = object
+        .keys()
+        .filter(|k| {
+            !k.eq_ignore_ascii_case("schemas") && !known.iter().any(|n| k.eq_ignore_ascii_case(n))
+        })
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = unknown.iter().take(5).map(|k| format!("{k:?}")).collect();
+    Err(Error::InvalidSyntax(format!(
+        "a {what} has no member {}; it takes {}",
+        shown.join(", "),
+        known.join(", ")
+    )))
 }
 
 /// Normalises a POST/PUT body (quirks 2, 4, 12, 14). `Strict` returns it unchanged: validation

@@ -100,7 +100,8 @@ backends!(user_crud_and_etags, |app| {
     let search = app
         .post(
             "/Users/.search",
-            json!({"filter":"userName eq \"bjensen\"","attributes":["userName"]}),
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter":"userName eq \"bjensen\"","attributes":["userName"]}),
         )
         .send()
         .status(200)
@@ -275,7 +276,7 @@ backends!(bulk_with_bulk_ids, |app| {
     let resp = app
         .post(
             "/Bulk",
-            json!({"failOnErrors":1,"Operations":[
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"failOnErrors":1,"Operations":[
             {"method":"POST","path":"/Users","bulkId":"a","data":{"userName":"Alice"}},
             {"method":"POST","path":"/Users","bulkId":"b","data":{"userName":"Carol"}}]}),
         )

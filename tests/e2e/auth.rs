@@ -89,10 +89,14 @@ fn jwt_login_and_scopes(app: TestApp) {
         .token(&ro)
         .send()
         .scim_error(403, None);
-    app.post("/.search", json!({"filter":"userName eq \"jwt.user\""}))
-        .token(&ro)
-        .send()
-        .status(200);
+    app.post(
+        "/.search",
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter":"userName eq \"jwt.user\""}),
+    )
+    .token(&ro)
+    .send()
+    .status(200);
     // No scope at all: 403 even for reads.
     let none = hs256(claims("", "nobody"));
     app.get("/Users").token(&none).send().scim_error(403, None);

@@ -194,6 +194,29 @@ fn routes_keep_their_meaning() {
         assert_eq!(found["totalResults"], 1, "{path}");
     }
     app.get("/Users/.search").send().scim_error(405, None);
+    // A misspelt member would list everyone, and a Bulk without its schema may be another
+    // message: both are refused before anything is read or written.
+    app.post(
+        "/Users/.search",
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+               "filtr":"userName eq \"route.check\""}),
+    )
+    .send()
+    .scim_error(400, Some("invalidSyntax"));
+    app.post(
+        "/Bulk",
+        json!({"Operations":[{"method":"POST","path":"/Users","bulkId":"x",
+               "data":{"userName":"bulk.unchecked"}}]}),
+    )
+    .send()
+    .scim_error(400, Some("invalidSyntax"));
+    assert_eq!(
+        app.get("/Users?filter=userName%20eq%20%22bulk.unchecked%22")
+            .send()
+            .status(200)
+            .json()["totalResults"],
+        0
+    );
     assert_eq!(
         app.get("/%55sers").send().status(200).json()["totalResults"],
         1
@@ -385,4 +408,91 @@ backends!(patch_errors_name_the_request_operation, |app| {
     );
     let stored = app.get(&format!("/Groups/{gid}")).send().status(200).json();
     assert_eq!(stored["displayName"], "Indexed", "{stored}");
+});
+
+// HEAD answers what GET would, without a body (RFC 9110 §9.3.2: a server MUST support it
+// wherever it serves GET); a method a route does not serve is 405 with its `Allow`
+// (§15.5.6); a GET whose `If-Match` names another version is 412 (§13.1.1), as a write is.
+backends!(head_allow_and_if_match_on_reads, |app| {
+    use reqwest::Method;
+    let u = app.create_user("head.check");
+    let id = u["id"].as_str().unwrap().to_string();
+    let version = u["meta"]["version"].as_str().unwrap().to_string();
+    for path in [
+        format!("/Users/{id}"),
+        format!("/users/{id}"),
+        "/Users".to_string(),
+        "/Users?filter=userName%20eq%20%22head.check%22".to_string(),
+        "/ServiceProviderConfig".to_string(),
+        "/Schemas".to_string(),
+        "/ResourceTypes/User".to_string(),
+    ] {
+        let get = app.get(&path).send().status(200);
+        let head = app.request(Method::HEAD, &path).send().status(200);
+        assert!(head.text.is_empty(), "{path}: {}", head.text);
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+        assert_eq!(head.header("etag"), get.header("etag"), "{path}");
+        assert_eq!(
+            head.header("content-length"),
+            Some(get.text.len().to_string()),
+            "{path}"
+        );
+    }
+    // HEAD needs a token like GET does, and honours If-None-Match.
+    app.request(Method::HEAD, &format!("/Users/{id}"))
+        .token("")
+        .send()
+        .status(401);
+    let head = app
+        .request(Method::HEAD, &format!("/Users/{id}"))
+        .header("If-None-Match", &version)
+        .send()
+        .status(304);
+    assert_eq!(head.header("etag").as_deref(), Some(version.as_str()));
+
+    for (method, path, allow) in [
+        (
+            Method::POST,
+            format!("/Users/{id}"),
+            "GET, HEAD, PUT, PATCH, DELETE",
+        ),
+        (Method::DELETE, "/Users".to_string(), "GET, HEAD, POST"),
+        (
+            Method::PUT,
+            "/ServiceProviderConfig".to_string(),
+            "GET, HEAD",
+        ),
+        (Method::GET, "/Bulk".to_string(), "POST"),
+        (Method::GET, "/.search".to_string(), "POST"),
+    ] {
+        let resp = app.request(method.clone(), &path).send();
+        assert_eq!(
+            resp.header("allow").as_deref(),
+            Some(allow),
+            "{method} {path}"
+        );
+        resp.scim_error(405, None);
+    }
+
+    // If-Match on a read: the current version (or `*`) reads, another is 412.
+    app.get(&format!("/Users/{id}"))
+        .header("If-Match", &version)
+        .send()
+        .status(200);
+    app.get(&format!("/Users/{id}"))
+        .header("If-Match", "*")
+        .send()
+        .status(200);
+    app.get(&format!("/Users/{id}"))
+        .header("If-Match", "W/\"999999\"")
+        .send()
+        .scim_error(412, None);
+    app.request(Method::HEAD, &format!("/Users/{id}"))
+        .header("If-Match", "W/\"999999\"")
+        .send()
+        .status(412);
 });

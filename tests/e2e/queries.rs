@@ -106,7 +106,11 @@ backends!(rfc7644_3_4_3_search_across_types_pages, |app| {
                 .to_string(),
         );
     }
-    let search = |body: Value| app.post("/.search", body).send().status(200).json();
+    let search = |body: Value| {
+        let mut body = body;
+        body["schemas"] = json!(["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]);
+        app.post("/.search", body).send().status(200).json()
+    };
     let all = search(json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}));
     assert_eq!(all["totalResults"], 8);
     let all_ids = ids(&all);
@@ -149,9 +153,12 @@ backends!(rfc7644_3_4_3_search_across_types_pages, |app| {
         );
     }
     // Cursor paging across types is refused with a SCIM error, not ignored.
-    app.post("/.search", json!({"cursor": ""}))
-        .send()
-        .scim_error(400, Some("invalidValue"));
+    app.post(
+        "/.search",
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "cursor": ""}),
+    )
+    .send()
+    .scim_error(400, Some("invalidValue"));
 });
 
 backends!(patch_is_atomic_and_paths_are_checked, |app| {
@@ -304,3 +311,42 @@ backends!(rfc9865_2_2_unknown_cursor_is_invalid_cursor, |app| {
             .scim_error(400, Some("invalidCursor"));
     }
 });
+
+// `meta.location` and `$ref` are written from the request's address, never stored: a filter on
+// them is refused with the attribute to use instead, rather than matching nothing.
+backends!(filters_on_built_attributes_are_invalid_filter, |app| {
+    let u = app.create_user("located");
+    let location = u["meta"]["location"].as_str().unwrap().to_string();
+    for filter in [
+        format!("meta.location eq \"{location}\""),
+        "meta.location pr".to_string(),
+        "groups.$ref pr".to_string(),
+    ] {
+        let path = format!("/Users?filter={}", urlencoding(&filter));
+        let e = app.get(&path).send().scim_error(400, Some("invalidFilter"));
+        assert!(e["detail"].as_str().unwrap().contains("filter on"), "{e}");
+    }
+    app.get("/Groups?filter=members%5B%24ref%20pr%5D")
+        .send()
+        .scim_error(400, Some("invalidFilter"));
+    let by_id = app
+        .get(&format!(
+            "/Users?filter=id%20eq%20%22{}%22",
+            u["id"].as_str().unwrap()
+        ))
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(by_id["totalResults"], 1);
+});
+
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -5,6 +5,10 @@
 //! ordering comparison of a dateTime attribute needs a literal that is a date-time (or a
 //! date): §3.4.2.2 orders dateTimes chronologically, and comparing `"2020-13-45T00:00:00Z"`
 //! or `"zzz"` as text would match everything or nothing without telling the client.
+//! `meta.location` and the `$ref` of `members` and `groups` are built from the request's own
+//! address when a response is written, never stored, so a filter on them would match nothing
+//! (or, behind a proxy, depend on the address the client used): it is `invalidFilter`, naming
+//! the attribute to filter on instead.
 
 use super::ast::{AttrPath, CompValue, CompareOp, Filter};
 use super::fold::{fold, FilterFold};
@@ -21,6 +25,40 @@ struct OrderingCheck<'a> {
 }
 
 impl OrderingCheck<'_> {
+    /// Refuses `path` (inside `scope`) when it names an attribute built at response time.
+    fn stored(&self, scope: Option<&AttrPath>, path: &AttrPath) -> Result<(), Error> {
+        let core = |p: &AttrPath| {
+            p.urn
+                .as_ref()
+                .is_none_or(|u| self.schema.main.id.eq_str(u.as_str()))
+        };
+        let is = |p: &AttrPath, name: &str| core(p) && p.name.eq_str(name);
+        let (outer, sub) = match scope {
+            Some(outer) => (outer, Some(&path.name)),
+            None => (path, path.sub_attr.as_ref()),
+        };
+        let sub_is = |name: &str| sub.is_some_and(|s| s.eq_str(name));
+        let instead = if is(outer, "meta") && sub_is("location") {
+            "id"
+        } else if (is(outer, "members") || is(outer, "groups")) && sub_is("$ref") {
+            if outer.name.eq_str("members") {
+                "members.value"
+            } else {
+                "groups.value"
+            }
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidFilter(format!(
+            "'{}' is built from the request's address when a response is written and cannot \
+             be filtered on; filter on {instead}",
+            match scope {
+                Some(outer) => format!("{outer}[{path}]"),
+                None => path.to_string(),
+            }
+        )))
+    }
+
     /// The definition of `path`, inside the value path `scope` when there is one.
     fn def(&self, scope: Option<&AttrPath>, path: &AttrPath) -> Option<&AttributeDef> {
         match scope {
@@ -40,6 +78,7 @@ impl FilterFold for OrderingCheck<'_> {
         op: CompareOp,
         value: &CompValue,
     ) -> Self::Output {
+        self.stored(scope, path)?;
         let ordering = matches!(
             op,
             CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
@@ -75,8 +114,8 @@ impl FilterFold for OrderingCheck<'_> {
         }
     }
 
-    fn present(&mut self, _: Option<&AttrPath>, _: &AttrPath) -> Self::Output {
-        Ok(())
+    fn present(&mut self, scope: Option<&AttrPath>, path: &AttrPath) -> Self::Output {
+        self.stored(scope, path)
     }
 
     fn and(&mut self, left: Self::Output, right: Self::Output) -> Self::Output {
@@ -165,6 +204,34 @@ mod tests {
             r#"meta.lastModified lt "2011-05-13""#,
             r#"meta.lastModified eq "zzz""#,
             r#"meta.lastModified sw "2011""#,
+        ] {
+            assert_eq!(check(f), Ok(()), "{f}");
+        }
+    }
+
+    #[test]
+    fn attributes_built_at_response_time_are_invalid_filter() {
+        for f in [
+            r#"meta.location eq "http://x/scim/v2/Users/1""#,
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:meta.location sw "http""#,
+            "meta.location pr",
+            r#"META.LOCATION co "Users""#,
+            r#"groups.$ref eq "http://x/scim/v2/Groups/1""#,
+            r#"groups[$ref eq "http://x/scim/v2/Groups/1"]"#,
+            r#"userName pr and not (groups.$ref pr)"#,
+        ] {
+            assert_eq!(check(f), Err("invalidFilter".into()), "{f}");
+        }
+        let group = SchemaRegistry::core().resource_schema("Group").unwrap();
+        let f = parse_filter(r#"members[type eq "User" and $ref co "x"]"#).unwrap();
+        let e = check_filter(&f, &group).unwrap_err();
+        assert!(e.to_string().contains("members.value"), "{e}");
+        // What is stored filters as before.
+        for f in [
+            r#"meta.lastModified pr"#,
+            r#"groups.value eq "1""#,
+            r#"groups[value eq "1"]"#,
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.$ref pr"#,
         ] {
             assert_eq!(check(f), Ok(()), "{f}");
         }

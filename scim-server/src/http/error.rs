@@ -42,8 +42,12 @@ pub enum ApiError {
     /// 403: valid credentials whose scopes do not cover the request.
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    /// 405, with the `Allow` header RFC 9110 §15.5.6 requires when the route's methods are known.
+    #[error("{detail}")]
+    MethodNotAllowed {
+        detail: String,
+        allow: Option<&'static str>,
+    },
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// 413: a body over the configured limit, or a bulk request over maxOperations/maxPayloadSize.
@@ -106,7 +110,7 @@ impl ApiError {
             | ApiError::PreconditionFailed(d)
             | ApiError::Unauthorized(d)
             | ApiError::Forbidden(d)
-            | ApiError::MethodNotAllowed(d)
+            | ApiError::MethodNotAllowed { detail: d, .. }
             | ApiError::UnsupportedMediaType(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::NotImplemented(d)
@@ -247,7 +251,7 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -279,6 +283,12 @@ impl ResponseError for ApiError {
         }
         if let ApiError::RequestTimeout(_) = self {
             resp.force_close();
+        }
+        if let ApiError::MethodNotAllowed {
+            allow: Some(allow), ..
+        } = self
+        {
+            resp.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         if let ApiError::TooManyRequests {
             retry_after_secs, ..
@@ -575,7 +585,15 @@ mod tests {
     #[test]
     fn http_level_errors() {
         check(ApiError::Forbidden("scope".into()), 403, None);
-        check(ApiError::MethodNotAllowed("m".into()), 405, None);
+        let (_, _, resp) = render(ApiError::MethodNotAllowed {
+            detail: "m".into(),
+            allow: Some("GET, HEAD"),
+        });
+        assert_eq!(resp.status().as_u16(), 405);
+        assert_eq!(
+            resp.headers().get(header::ALLOW).expect("Allow"),
+            "GET, HEAD"
+        );
         check(ApiError::UnsupportedMediaType("ct".into()), 415, None);
         check(
             ApiError::PayloadTooLarge("big".into()),

@@ -307,11 +307,14 @@ pub(crate) async fn not_found(req: HttpRequest) -> ApiResult<HttpResponse> {
 
 /// 405 as a SCIM error for a method a route does not serve.
 pub(crate) async fn method_not_allowed(req: HttpRequest) -> ApiResult<HttpResponse> {
-    Err(ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}.",
-        req.method(),
-        req.path()
-    )))
+    Err(not_allowed(&req, None))
+}
+
+fn not_allowed(req: &HttpRequest, allow: Option<&'static str>) -> ApiError {
+    ApiError::MethodNotAllowed {
+        detail: format!("{} is not allowed on {}.", req.method(), req.path()),
+        allow,
+    }
 }
 
 async fn healthz() -> HttpResponse {
@@ -334,6 +337,20 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub(crate) fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
+
+/// A SCIM resource serving `allow` (as the `Allow` header spells them): other methods answer
+/// 405 with a SCIM error and that header (RFC 9110 §15.5.6).
+fn scim_resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        Err::<HttpResponse, _>(not_allowed(&req, Some(allow)))
+    }))
+}
+
+/// The methods of a SCIM resource by id, of an endpoint, and of a read-only or POST-only one.
+const BY_ID_METHODS: &str = "GET, HEAD, PUT, PATCH, DELETE";
+const ENDPOINT_METHODS: &str = "GET, HEAD, POST";
+const READ_METHODS: &str = "GET, HEAD";
+const POST_METHODS: &str = "POST";
 
 /// The hot routes of the SCIM scope, tried before all others: a User or Group by id, and the
 /// two endpoints. The constraints keep them off every path a later route serves (`.search`,
@@ -405,8 +422,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let state_metrics_on_main = state.config.metrics.enabled && state.config.metrics.bind.is_none();
     cfg.app_data(state)
         .app_data(limit)
-        .service(web::resource("/healthz").route(web::get().to(healthz)))
-        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(healthz))
+                .route(web::head().to(healthz)),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(readyz))
+                .route(web::head().to(readyz)),
+        )
         .configure(|cfg| {
             // On the main listener only when no separate metrics listener is configured.
             if state_metrics_on_main {
@@ -430,50 +455,72 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 // a resource by id (an id starting with `.` is `.search` or left to the
                 // general route below), then the endpoints themselves.
                 .service(
-                    resource(RESOURCE_BY_ID)
+                    scim_resource(RESOURCE_BY_ID, BY_ID_METHODS)
                         .route(web::get().to(resources::get))
                         .route(web::put().to(resources::replace))
                         .route(web::patch().to(resources::patch))
-                        .route(web::delete().to(resources::delete)),
+                        .route(web::delete().to(resources::delete))
+                        .route(web::head().to(resources::get)),
                 )
                 .service(
-                    resource(RESOURCE_ENDPOINT)
+                    scim_resource(RESOURCE_ENDPOINT, ENDPOINT_METHODS)
                         .route(web::get().to(resources::list))
-                        .route(web::post().to(resources::create)),
+                        .route(web::post().to(resources::create))
+                        .route(web::head().to(resources::list)),
                 )
                 .service(
-                    resource("/ServiceProviderConfig")
-                        .route(web::get().to(discovery::get_service_provider_config)),
+                    scim_resource("/ServiceProviderConfig", READ_METHODS)
+                        .route(web::get().to(discovery::get_service_provider_config))
+                        .route(web::head().to(discovery::get_service_provider_config)),
                 )
                 .service(
-                    resource("/ResourceTypes").route(web::get().to(discovery::list_resource_types)),
+                    scim_resource("/ResourceTypes", READ_METHODS)
+                        .route(web::get().to(discovery::list_resource_types))
+                        .route(web::head().to(discovery::list_resource_types)),
                 )
                 .service(
-                    resource("/ResourceTypes/{name}")
-                        .route(web::get().to(discovery::get_resource_type)),
+                    scim_resource("/ResourceTypes/{name}", READ_METHODS)
+                        .route(web::get().to(discovery::get_resource_type))
+                        .route(web::head().to(discovery::get_resource_type)),
                 )
-                .service(resource("/Schemas").route(web::get().to(discovery::list_schemas)))
-                .service(resource("/Schemas/{id}").route(web::get().to(discovery::get_schema)))
-                .service(resource("/.search").route(web::post().to(resources::search_all)))
                 .service(
-                    resource("/Bulk")
+                    scim_resource("/Schemas", READ_METHODS)
+                        .route(web::get().to(discovery::list_schemas))
+                        .route(web::head().to(discovery::list_schemas)),
+                )
+                .service(
+                    scim_resource("/Schemas/{id}", READ_METHODS)
+                        .route(web::get().to(discovery::get_schema))
+                        .route(web::head().to(discovery::get_schema)),
+                )
+                .service(
+                    scim_resource("/.search", POST_METHODS)
+                        .route(web::post().to(resources::search_all)),
+                )
+                .service(
+                    scim_resource("/Bulk", POST_METHODS)
                         .app_data(bulk_limit)
                         .route(web::post().to(resources::bulk)),
                 )
                 .service(resource("/Me").to(resources::me))
                 .service(resource("/Me/{rest:.*}").to(resources::me))
-                .service(resource("/{kind}/.search").route(web::post().to(resources::search)))
                 .service(
-                    resource("/{kind}")
-                        .route(web::get().to(resources::list))
-                        .route(web::post().to(resources::create)),
+                    scim_resource("/{kind}/.search", POST_METHODS)
+                        .route(web::post().to(resources::search)),
                 )
                 .service(
-                    resource("/{kind}/{id}")
+                    scim_resource("/{kind}", ENDPOINT_METHODS)
+                        .route(web::get().to(resources::list))
+                        .route(web::post().to(resources::create))
+                        .route(web::head().to(resources::list)),
+                )
+                .service(
+                    scim_resource("/{kind}/{id}", BY_ID_METHODS)
                         .route(web::get().to(resources::get))
                         .route(web::put().to(resources::replace))
                         .route(web::patch().to(resources::patch))
-                        .route(web::delete().to(resources::delete)),
+                        .route(web::delete().to(resources::delete))
+                        .route(web::head().to(resources::get)),
                 )
                 .default_service(web::to(not_found)),
         )

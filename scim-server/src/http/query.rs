@@ -5,9 +5,23 @@
 
 use serde_json::Value;
 
+use scim_schema::dialect::{check_request_message, Dialect};
 use scim_schema::filter::AttrPath;
+use scim_schema::message::SEARCH_REQUEST;
 use scim_schema::projection::parse_attribute_list;
 use scim_schema::Error;
+
+/// The members of a SearchRequest (RFC 7644 §3.4.3; `cursor` from RFC 9865 §2).
+const SEARCH_MEMBERS: &[&str] = &[
+    "attributes",
+    "excludedAttributes",
+    "filter",
+    "sortBy",
+    "sortOrder",
+    "startIndex",
+    "count",
+    "cursor",
+];
 
 /// `sortOrder`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,11 +147,24 @@ impl ListParams {
         Ok(p)
     }
 
-    /// From a `SearchRequest` body (RFC 7644 §3.4.3).
-    pub fn from_search_body(body: &Value, max_results: u64) -> Result<Self, Error> {
+    /// From a `SearchRequest` body (RFC 7644 §3.4.3, with RFC 9865's `cursor`). Outside the
+    /// Lenient dialect it must list the SearchRequest schema and hold no other member: a
+    /// misspelt `filter` would otherwise list the whole directory.
+    pub fn from_search_body(
+        body: &Value,
+        max_results: u64,
+        dialect: Dialect,
+    ) -> Result<Self, Error> {
         let obj = body
             .as_object()
             .ok_or_else(|| Error::InvalidSyntax("A SearchRequest must be a JSON object.".into()))?;
+        check_request_message(
+            obj,
+            "SearchRequest",
+            SEARCH_REQUEST,
+            SEARCH_MEMBERS,
+            dialect,
+        )?;
         let mut p = ListParams {
             start_index: 1,
             ..Default::default()
@@ -257,8 +284,9 @@ mod tests {
             huge.check_start_index(1_000_000),
             Err(Error::InvalidValue(_))
         ));
-        let body = json!({"startIndex": 1_000_001, "sortBy": "userName"});
-        let p = ListParams::from_search_body(&body, 200).expect("parse");
+        let body =
+            json!({"schemas": [SEARCH_REQUEST], "startIndex": 1_000_001, "sortBy": "userName"});
+        let p = ListParams::from_search_body(&body, 200, Dialect::Strict).expect("parse");
         assert!(p.check_start_index(1_000_000).is_err());
         let p = ListParams::from_query("startIndex=1000000", 200).expect("parse");
         assert!(p.check_start_index(1_000_000).is_ok());
@@ -279,9 +307,9 @@ mod tests {
             let e = ListParams::from_query(query, 200).expect_err(query);
             assert!(matches!(e, Error::InvalidValue(_)), "{query}: {e:?}");
         }
-        let body = serde_json::json!({"filter": "userName eq \"a\"", "Filter": "id pr"});
+        let body = serde_json::json!({"schemas": [SEARCH_REQUEST], "filter": "userName eq \"a\"", "Filter": "id pr"});
         assert!(matches!(
-            ListParams::from_search_body(&body, 200),
+            ListParams::from_search_body(&body, 200, Dialect::Standard),
             Err(Error::InvalidValue(_))
         ));
         // Attribute lists add up.
@@ -326,17 +354,58 @@ mod tests {
     fn search_body_matches_query() {
         let b = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
             "filter":"active eq true","startIndex":0,"count":5,"attributes":["userName"],"excludedAttributes":null});
-        let p = ListParams::from_search_body(&b, 200).expect("parse");
+        let p = ListParams::from_search_body(&b, 200, Dialect::Strict).expect("parse");
         assert_eq!((p.start_index, p.count), (1, Some(5)));
         assert_eq!(p.projection.attributes, vec![AttrPath::simple("userName")]);
         assert!(matches!(
-            ListParams::from_search_body(&json!({"count":"x"}), 200),
+            ListParams::from_search_body(
+                &json!({"schemas": [SEARCH_REQUEST], "count":"x"}),
+                200,
+                Dialect::Standard
+            ),
             Err(Error::InvalidValue(_))
         ));
         assert!(matches!(
-            ListParams::from_search_body(&json!([1]), 200),
+            ListParams::from_search_body(&json!([1]), 200, Dialect::Standard),
             Err(Error::InvalidSyntax(_))
         ));
+    }
+
+    /// A SearchRequest without its schema, or with a member RFC 7644 §3.4.3 does not define
+    /// (`filtr` would list everyone), is `invalidSyntax` but in the Lenient dialect, which
+    /// ignores both.
+    #[test]
+    fn search_body_envelope_is_checked_outside_lenient() {
+        let refused = [
+            json!({"filter": "userName eq \"a\""}),
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "filter": "id pr"}),
+            json!({"schemas": [SEARCH_REQUEST], "filtr": "userName eq \"a\""}),
+            json!({"schemas": [SEARCH_REQUEST], "filter": "id pr", "itemsPerPage": 5}),
+        ];
+        for body in refused {
+            for dialect in [
+                Dialect::Strict,
+                Dialect::Standard,
+                Dialect::EntraId,
+                Dialect::Okta,
+            ] {
+                let e = ListParams::from_search_body(&body, 200, dialect).expect_err("refused");
+                assert!(
+                    matches!(e, Error::InvalidSyntax(_)),
+                    "{body} {dialect:?}: {e:?}"
+                );
+            }
+            assert!(
+                ListParams::from_search_body(&body, 200, Dialect::Lenient).is_ok(),
+                "{body}"
+            );
+        }
+        // Members and the schema in any case, and RFC 9865's cursor, are taken.
+        let body = json!({"SCHEMAS": [SEARCH_REQUEST.to_ascii_uppercase()], "Filter": "id pr",
+            "SortBy": "userName", "CURSOR": "", "Count": 2});
+        let p = ListParams::from_search_body(&body, 200, Dialect::Strict).expect("parse");
+        assert_eq!((p.filter.as_deref(), p.count), (Some("id pr"), Some(2)));
+        assert_eq!(p.cursor.as_deref(), Some(""));
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub async fn get(
         .get_loaded_on_worker(kind, &id, with_members)
         .await
     {
-        return Ok(read_response(r?, &p, &state, &req));
+        return read_response(r?, &p, &state, &req);
     }
     let in_place = state.store.reads_in_place();
     // Elsewhere than on a SQLite file (see `AppState::read`): a User, or a Group without its
@@ -207,11 +207,23 @@ pub async fn get(
                 .await?
         }
     };
-    Ok(read_response(r, &p, &state, &req))
+    read_response(r, &p, &state, &req)
 }
 
-/// A GET's answer: `304` when the client's `If-None-Match` holds the version, else the resource.
+/// A GET's (or HEAD's) answer: `412` when the client's `If-Match` names another version
+/// (RFC 9110 §13.1.1, compared as writes compare it), `304` when its `If-None-Match` holds the
+/// version, else the resource.
 fn read_response(
+    r: LoadedResource,
+    p: &Projection,
+    state: &AppState,
+    req: &HttpRequest,
+) -> ApiResult<HttpResponse> {
+    crate::store::check_if_match(header_str(req, header::IF_MATCH), r.version)?;
+    Ok(read_response_unconditional(r, p, state, req))
+}
+
+fn read_response_unconditional(
     r: LoadedResource,
     p: &Projection,
     state: &AppState,
@@ -802,7 +814,11 @@ pub async fn search(
     body: ScimJson,
 ) -> ApiResult<HttpResponse> {
     let kind = kind(&path, &req)?;
-    let params = ListParams::from_search_body(&body.0, state.config.max_results as u64)?;
+    let params = ListParams::from_search_body(
+        &body.0,
+        state.config.max_results as u64,
+        state.request_dialect(&req),
+    )?;
     run_search(&state, &req, kind, params).await
 }
 
@@ -811,7 +827,11 @@ pub async fn search_all(
     req: HttpRequest,
     body: ScimJson,
 ) -> ApiResult<HttpResponse> {
-    let params = ListParams::from_search_body(&body.0, state.config.max_results as u64)?;
+    let params = ListParams::from_search_body(
+        &body.0,
+        state.config.max_results as u64,
+        state.request_dialect(&req),
+    )?;
     search_both(&state, &req, params).await
 }
 
@@ -820,7 +840,7 @@ pub async fn bulk(
     req: HttpRequest,
     body: ScimJson,
 ) -> ApiResult<HttpResponse> {
-    let request = service::bulk::parse(body.0)?;
+    let request = service::bulk::parse(body.0, state.request_dialect(&req))?;
     let n = request.operations.len();
     let max = state.config.bulk_max_operations;
     if n > max {

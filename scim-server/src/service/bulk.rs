@@ -18,8 +18,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use scim_schema::dialect::{check_members, check_request_message, Dialect};
 use scim_schema::message::{
-    order_bulk_operations, resolve_bulk_ids, BulkMethod, BulkOperation, BulkOrderError, BulkRequest,
+    order_bulk_operations, resolve_bulk_ids, BulkMethod, BulkOperation, BulkOrderError,
+    BulkRequest, BULK_REQUEST,
 };
 use scim_schema::Error;
 use serde_json::{json, Value};
@@ -40,15 +42,61 @@ pub struct OpOutcome {
     pub result: Result<u16, HubError>,
 }
 
-/// Parses a BulkRequest body (`invalidSyntax` when it is not one).
-pub fn parse(body: Value) -> Result<BulkRequest, Error> {
-    if !body.is_object() {
+/// The members a BulkRequest and each of its operations take (RFC 7644 §3.7), as serde names them.
+const REQUEST_MEMBERS: &[&str] = &["Operations", "failOnErrors"];
+const OPERATION_MEMBERS: &[&str] = &["method", "bulkId", "version", "path", "data"];
+
+/// Parses a BulkRequest body (`invalidSyntax` when it is not one). Members are matched
+/// case-insensitively (RFC 7643 §2.1); outside the Lenient dialect the body must list the
+/// BulkRequest schema and carry no member §3.7 does not define, in the request or in an
+/// operation ([`check_request_message`]).
+pub fn parse(body: Value, dialect: Dialect) -> Result<BulkRequest, Error> {
+    let Value::Object(mut request) = body else {
         return Err(Error::InvalidSyntax(
             "A BulkRequest must be a JSON object.".into(),
         ));
+    };
+    check_request_message(
+        &request,
+        "BulkRequest",
+        BULK_REQUEST,
+        REQUEST_MEMBERS,
+        dialect,
+    )?;
+    canonical_names(&mut request, REQUEST_MEMBERS);
+    if let Some(Value::Array(ops)) = request.get_mut("Operations") {
+        for (i, op) in ops.iter_mut().enumerate() {
+            if let Value::Object(op) = op {
+                if dialect != Dialect::Lenient {
+                    check_members(
+                        op,
+                        &format!("bulk operation (Operations[{i}])"),
+                        OPERATION_MEMBERS,
+                    )?;
+                }
+                canonical_names(op, OPERATION_MEMBERS);
+            }
+        }
     }
-    serde_json::from_value(body)
+    serde_json::from_value(Value::Object(request))
         .map_err(|e| Error::InvalidSyntax(format!("The BulkRequest is malformed: {e}")))
+}
+
+/// Renames members spelt in another case to the names serde reads (`bulkid` to `bulkId`).
+fn canonical_names(object: &mut serde_json::Map<String, Value>, names: &[&str]) {
+    for name in names {
+        let other = object
+            .keys()
+            .find(|k| k.as_str() != *name && k.eq_ignore_ascii_case(name))
+            .cloned();
+        if let Some(other) = other {
+            if !object.contains_key(*name) {
+                if let Some(v) = object.remove(&other) {
+                    object.insert((*name).to_string(), v);
+                }
+            }
+        }
+    }
 }
 
 /// The error of an operation whose references `ids` name no created resource: undeclared
@@ -287,7 +335,11 @@ mod tests {
             sources: Default::default(),
             request_id: String::new(),
         };
-        let request = parse(body).expect("a BulkRequest");
+        let mut body = body;
+        if body.get("schemas").is_none() {
+            body["schemas"] = json!([BULK_REQUEST]);
+        }
+        let request = parse(body, Dialect::Standard).expect("a BulkRequest");
         run(store, &schemas, request, &caller, "http://x/scim/v2")
             .expect("runs")
             .into_iter()
@@ -369,15 +421,85 @@ mod tests {
 
     #[test]
     fn rfc7644_3_7_bulk_requests_parse() {
+        let std = Dialect::Standard;
         let r = parse(json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
-            "failOnErrors":1,"Operations":[{"method":"post","path":"/Users","bulkId":"q","data":{}}]}))
+            "failOnErrors":1,"Operations":[{"method":"post","path":"/Users","bulkId":"q","data":{}}]}), std)
         .expect("parse");
         assert_eq!(r.operations[0].method, BulkMethod::Post);
         assert_eq!(r.fail_on_errors, Some(1));
-        assert!(matches!(parse(json!([1])), Err(Error::InvalidSyntax(_))));
         assert!(matches!(
-            parse(json!({"Operations":[{"method":"MOVE","path":"/Users"}]})),
+            parse(json!([1]), std),
             Err(Error::InvalidSyntax(_))
         ));
+        assert!(matches!(
+            parse(
+                json!({"schemas":[BULK_REQUEST],"Operations":[{"method":"MOVE","path":"/Users"}]}),
+                std
+            ),
+            Err(Error::InvalidSyntax(_))
+        ));
+    }
+
+    /// Members are read in any case (RFC 7643 §2.1): `FailOnErrors` and `BulkId` are not lost.
+    #[test]
+    fn bulk_members_are_read_in_any_case() {
+        let r = parse(
+            json!({"SCHEMAS":[BULK_REQUEST.to_ascii_lowercase()],"FailOnErrors":2,"operations":[
+                {"Method":"POST","Path":"/Users","BulkId":"q","Version":"W/\"3\"","Data":{}}]}),
+            Dialect::Strict,
+        )
+        .expect("parse");
+        assert_eq!(r.fail_on_errors, Some(2));
+        let op = &r.operations[0];
+        assert_eq!(op.bulk_id.as_deref(), Some("q"));
+        assert_eq!(op.version.as_deref(), Some("W/\"3\""));
+        assert_eq!(op.path, "/Users");
+        assert!(op.data.is_some());
+    }
+
+    /// Without the BulkRequest schema, or with a member §3.7 does not define (a misspelt
+    /// `failOnErrors` would run every operation; a misspelt `version` would drop the
+    /// precondition), the request is `invalidSyntax` outside the Lenient dialect.
+    #[test]
+    fn bulk_envelope_is_checked_outside_lenient() {
+        let op = json!({"method":"DELETE","path":"/Users/1","version":"W/\"1\""});
+        let bodies = [
+            json!({"Operations":[op.clone()]}),
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[op.clone()]}),
+            json!({"schemas":BULK_REQUEST,"Operations":[op.clone()]}),
+            json!({"schemas":[BULK_REQUEST],"failOnError":1,"Operations":[op.clone()]}),
+            json!({"schemas":[BULK_REQUEST],"Operations":[
+                {"method":"DELETE","path":"/Users/1","versoin":"W/\"1\""}]}),
+        ];
+        for body in bodies {
+            for dialect in [
+                Dialect::Strict,
+                Dialect::Standard,
+                Dialect::EntraId,
+                Dialect::Okta,
+            ] {
+                let e = parse(body.clone(), dialect).expect_err("refused");
+                assert!(
+                    matches!(e, Error::InvalidSyntax(_)),
+                    "{body} {dialect:?}: {e:?}"
+                );
+            }
+            // Lenient takes a missing or other schema and ignores unknown members (a `schemas`
+            // that is not a list is still malformed).
+            if body.get("schemas").is_none_or(Value::is_array) {
+                let lenient = parse(body.clone(), Dialect::Lenient);
+                assert!(lenient.is_ok(), "{body}: {lenient:?}");
+            }
+        }
+        let e = parse(
+            json!({"schemas":[BULK_REQUEST],"Operations":[op.clone()],"failOnError":1}),
+            Dialect::Standard,
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            e.contains("\"failOnError\"") && e.contains("failOnErrors"),
+            "{e}"
+        );
     }
 }
