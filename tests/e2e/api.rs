@@ -477,3 +477,93 @@ backends!(if_none_match_guards_writes, |app| {
         .send()
         .status(204);
 });
+
+// A User's version counts changes to the User; its groups change through Groups. The ETag
+// carries a digest of the groups returned, so revalidation sees a membership change or a
+// group's rename, while preconditions on writes still compare the version (groups are
+// read-only: a write cannot undo a membership change).
+backends!(user_etag_follows_its_groups, |app| {
+    let user = app.create_user("etag.member");
+    let id = user["id"].as_str().unwrap().to_string();
+    let alone = app.get(&format!("/Users/{id}")).send().status(200);
+    let alone_tag = alone.header("etag").unwrap();
+    assert_eq!(alone.json()["meta"]["version"], alone_tag.as_str());
+
+    let group = app.create_group("ETag Readers", &[&id]);
+    let gid = group["id"].as_str().unwrap().to_string();
+    let member = app
+        .get(&format!("/Users/{id}"))
+        .header("if-none-match", &alone_tag)
+        .send()
+        .status(200);
+    let member_tag = member.header("etag").unwrap();
+    assert_ne!(member_tag, alone_tag);
+    assert_eq!(member.json()["meta"]["version"], member_tag.as_str());
+    assert_eq!(member.json()["groups"][0]["value"], gid.as_str());
+    // Unchanged: 304 with the same tag; the same tag in a list and from HEAD.
+    app.get(&format!("/Users/{id}"))
+        .header("if-none-match", &member_tag)
+        .send()
+        .status(304);
+    let listed = app
+        .get("/Users?filter=userName%20eq%20%22etag.member%22")
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(
+        listed["Resources"][0]["meta"]["version"],
+        member_tag.as_str()
+    );
+
+    // The group's rename changes the user's representation, so its tag.
+    app.patch(
+        &format!("/Groups/{gid}"),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations":[{"op":"replace","path":"displayName","value":"ETag Writers"}]}),
+    )
+    .send()
+    .status(200);
+    let renamed = app
+        .get(&format!("/Users/{id}"))
+        .header("if-none-match", &member_tag)
+        .send()
+        .status(200);
+    let renamed_tag = renamed.header("etag").unwrap();
+    assert_ne!(renamed_tag, member_tag);
+    assert_eq!(renamed.json()["groups"][0]["display"], "ETag Writers");
+
+    // Writes compare the version: the tag from before the membership is still current for them.
+    let patched = app
+        .patch(
+            &format!("/Users/{id}"),
+            json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations":[{"op":"replace","path":"title","value":"Reader"}]}),
+        )
+        .header("if-match", &alone_tag)
+        .send()
+        .status(200);
+    let after = patched.header("etag").unwrap();
+    assert_eq!(patched.json()["meta"]["version"], after.as_str());
+    app.patch(
+        &format!("/Users/{id}"),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations":[{"op":"replace","path":"title","value":"Late"}]}),
+    )
+    .header("if-match", &renamed_tag)
+    .send()
+    .scim_error(412, None);
+
+    // Leaving the group: back to a tag without a digest, different from every earlier one.
+    app.patch(
+        &format!("/Groups/{gid}"),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations":[{"op":"remove","path":format!("members[value eq \"{id}\"]")}]}),
+    )
+    .send()
+    .status(204);
+    let gone = app.get(&format!("/Users/{id}")).send().status(200);
+    let gone_tag = gone.header("etag").unwrap();
+    assert!(gone.json().get("groups").is_none());
+    assert!(![alone_tag, member_tag, renamed_tag].contains(&gone_tag));
+    assert_eq!(gone.json()["meta"]["version"], gone_tag.as_str());
+});

@@ -109,10 +109,13 @@ fn push_joined(out: &mut Vec<u8>, parts: &[&str]) {
     out.push(b'"');
 }
 
-/// `meta.version`: the weak ETag `W/"<version>"` as a JSON string.
-fn push_version(out: &mut Vec<u8>, version: i64) {
+/// `meta.version`: the weak ETag ([`crate::store::resource_etag`]) as a JSON string.
+fn push_version(out: &mut Vec<u8>, version: i64, groups_digest: Option<u64>) {
     out.extend_from_slice(br#""W/\""#);
     out.extend_from_slice(itoa::Buffer::new().format(version).as_bytes());
+    if let Some(d) = groups_digest {
+        out.extend_from_slice(format!(".{d:016x}").as_bytes());
+    }
     out.extend_from_slice(br#"\"""#);
 }
 
@@ -303,7 +306,7 @@ fn write_inner(
         push_key(out, &mut f, "lastModified");
         push_str(out, &r.last_modified);
         push_key(out, &mut f, "version");
-        push_version(out, r.version);
+        push_version(out, r.version, r.groups_digest());
         push_key(out, &mut f, "location");
         push_joined(out, &[base, "/", r.kind.endpoint(), "/", &r.id]);
         out.push(b'}');
@@ -399,12 +402,15 @@ mod tests {
         }
         assert_eq!(crate::store::etag(12), "W/\"12\"");
         for version in [0, 7, 1_234_567_890_123, i64::MAX, -1] {
-            let mut out = Vec::new();
-            push_version(&mut out, version);
-            assert_eq!(
-                out,
-                serde_json::to_vec(&crate::store::etag(version)).expect("json")
-            );
+            for digest in [None, Some(0), Some(0x0123_4567_89ab_cdef), Some(u64::MAX)] {
+                let mut out = Vec::new();
+                push_version(&mut out, version, digest);
+                assert_eq!(
+                    out,
+                    serde_json::to_vec(&crate::store::resource_etag(version, digest))
+                        .expect("json")
+                );
+            }
         }
     }
 

@@ -132,16 +132,10 @@ async fn write_condition(
         Err(ApiError::NotFound(_)) => return Ok(if_match),
         Err(e) => return Err(e),
     };
-    let tag = |t: &str| {
-        t.trim()
-            .trim_start_matches("W/")
-            .trim_matches('"')
-            .to_string()
-    };
-    let current = version.to_string();
+    // The version part: a User's groups digest says nothing about what a write changes.
     if none_match
         .split(',')
-        .any(|t| t.trim() == "*" || tag(t) == current)
+        .any(|t| t.trim() == "*" || crate::store::etag_version(t) == Some(version))
         || !crate::store::if_match_ok(if_match.as_deref(), version)
     {
         return Err(HubError::PreconditionFailed {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::members::MemberRow;
 use super::users::GroupRef;
-use super::{etag, fmt_ts, parse_ts, Doc, ResourceKind, Store, StoredResource};
+use super::{fmt_ts, parse_ts, Doc, ResourceKind, Store, StoredResource};
 use crate::error::{HubError, HubResult};
 
 /// The SQL types of [`ResourceRow`].
@@ -71,9 +71,14 @@ impl LoadedResource {
         }
     }
 
-    /// The weak ETag of this version.
+    /// The weak ETag of this representation ([`super::resource_etag`]).
     pub fn etag(&self) -> String {
-        etag(self.version)
+        super::resource_etag(self.version, self.groups_digest())
+    }
+
+    /// [`super::groups_digest`] of the User groups loaded with it.
+    pub fn groups_digest(&self) -> Option<u64> {
+        super::groups_digest(self.groups.as_deref())
     }
 }
 
@@ -196,7 +201,11 @@ impl Store {
         if let Some(loc) = self.location(kind, &id) {
             meta.insert("location".into(), json!(loc));
         }
-        meta.insert("version".into(), json!(etag(version)));
+        let digest = super::groups_digest(groups);
+        meta.insert(
+            "version".into(),
+            json!(super::resource_etag(version, digest)),
+        );
         doc.insert("meta".into(), Value::Object(meta));
         StoredResource {
             kind,
@@ -205,6 +214,7 @@ impl Store {
             created: parse_ts(created).unwrap_or_default(),
             last_modified: parse_ts(last_modified).unwrap_or_default(),
             doc,
+            groups_digest: digest,
         }
     }
 

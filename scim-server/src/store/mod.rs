@@ -209,12 +209,47 @@ pub struct StoredResource {
     pub created: DateTime<Utc>,
     pub last_modified: DateTime<Utc>,
     pub doc: Doc,
+    /// [`groups_digest`] of the User `groups` the document carries, if any.
+    pub groups_digest: Option<u64>,
 }
 
 impl StoredResource {
-    /// The weak ETag of this version, `W/"<version>"`.
+    /// The weak ETag of this representation ([`resource_etag`]).
     pub fn etag(&self) -> String {
-        etag(self.version)
+        resource_etag(self.version, self.groups_digest)
+    }
+}
+
+/// A digest of a User's `groups` as returned (id, display name, direct or not, in order), or
+/// `None` when there are none. A User's version counts changes to the User itself; its groups
+/// change with other resources (a Group's members, a rename, a nested group), so the ETag
+/// carries this digest beside the version: a client revalidating with `If-None-Match` then sees
+/// a membership change. FNV-1a, so the tag is the same on every node and release.
+pub fn groups_digest(groups: Option<&[GroupRef]>) -> Option<u64> {
+    let groups = groups.filter(|g| !g.is_empty())?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for g in groups {
+        eat(g.group_id.as_bytes());
+        eat(&[0, u8::from(g.direct), u8::from(g.display.is_some())]);
+        eat(g.display.as_deref().unwrap_or("").as_bytes());
+        eat(&[0]);
+    }
+    Some(h)
+}
+
+/// The weak ETag of a representation: `W/"<version>"`, or `W/"<version>.<digest>"` for a User
+/// returned with groups ([`groups_digest`]). Preconditions on writes compare the version part
+/// only ([`if_match_ok`]): `groups` is read-only, so a write cannot undo a membership change.
+pub fn resource_etag(version: i64, groups_digest: Option<u64>) -> String {
+    match groups_digest {
+        None => etag(version),
+        Some(d) => format!("W/\"{version}.{d:016x}\""),
     }
 }
 
@@ -1151,10 +1186,16 @@ pub fn if_match_ok(if_match: Option<&str>, version: i64) -> bool {
         if tag == "*" {
             return true;
         }
-        let tag = tag.strip_prefix("W/").unwrap_or(tag);
-        let tag = tag.trim_matches('"');
-        tag.parse::<i64>().map(|v| v == version).unwrap_or(false)
+        etag_version(tag) == Some(version)
     })
+}
+
+/// The version an ETag names: `W/"5"` and `W/"5.<groups digest>"` ([`resource_etag`]) both name 5.
+pub fn etag_version(tag: &str) -> Option<i64> {
+    let tag = tag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
+    let version = tag.split_once('.').map_or(tag, |(v, _)| v);
+    version.parse::<i64>().ok()
 }
 
 pub(crate) fn check_if_match(if_match: Option<&str>, version: i64) -> HubResult<()> {
