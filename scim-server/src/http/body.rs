@@ -111,15 +111,90 @@ pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30
 #[derive(Debug, Clone, Copy)]
 pub struct BodyDeadline(pub std::time::Duration);
 
+fn limit_of(req: &HttpRequest) -> usize {
+    req.app_data::<BodyLimit>()
+        .map(|l| l.0)
+        .unwrap_or(1024 * 1024)
+}
+
+fn deadline_of(req: &HttpRequest) -> std::time::Duration {
+    req.app_data::<BodyDeadline>()
+        .map_or(BODY_DEADLINE, |d| d.0)
+}
+
+/// Reads a whole body of at most `limit` bytes (413 above) that arrives within `deadline`
+/// (408 after: a body that trickles in, or stops short of its Content-Length, would hold the
+/// connection and its buffer for as long as the client likes).
+async fn read_within(
+    payload: &mut Payload,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<web::BytesMut, ApiError> {
+    let read = async {
+        let mut buf = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| match e {
+                actix_web::error::PayloadError::Overflow => too_large(limit),
+                other => ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
+                    "Could not read the request body: {other}"
+                ))),
+            })?;
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf)
+    };
+    tokio::time::timeout(deadline, read).await.map_err(|_| {
+        ApiError::RequestTimeout(format!(
+            "The request body did not arrive within {} s.",
+            deadline.as_secs()
+        ))
+    })?
+}
+
+/// A request body read whole, under the same size limit and deadline as a SCIM body, but of
+/// any content type: the admin API's JSON and the one-click links' forms. (actix's `Bytes`
+/// extractor waits for a stalled body for ever.)
+#[derive(Debug)]
+pub struct BoundedBody(pub web::Bytes);
+
+impl std::ops::Deref for BoundedBody {
+    type Target = web::Bytes;
+    fn deref(&self) -> &web::Bytes {
+        &self.0
+    }
+}
+
+impl FromRequest for BoundedBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let (limit, deadline) = (limit_of(req), deadline_of(req));
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|len| len > limit) {
+                return Err(too_large(limit));
+            }
+            let buf = read_within(&mut payload, limit, deadline).await?;
+            Ok(BoundedBody(buf.freeze()))
+        })
+    }
+}
+
 impl FromRequest for ScimJson {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<BodyLimit>()
-            .map(|l| l.0)
-            .unwrap_or(1024 * 1024);
+        let limit = limit_of(req);
         let checked = check_content_type(req).and_then(|()| {
             match req
                 .headers()
@@ -132,35 +207,10 @@ impl FromRequest for ScimJson {
             }
         });
         let mut payload = payload.take();
-        let deadline = req
-            .app_data::<BodyDeadline>()
-            .map_or(BODY_DEADLINE, |d| d.0);
+        let deadline = deadline_of(req);
         Box::pin(async move {
             checked?;
-            let read = async {
-                let mut buf = web::BytesMut::new();
-                while let Some(chunk) = payload.next().await {
-                    let chunk = chunk.map_err(|e| match e {
-                        actix_web::error::PayloadError::Overflow => too_large(limit),
-                        other => ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
-                            "Could not read the request body: {other}"
-                        ))),
-                    })?;
-                    if buf.len() + chunk.len() > limit {
-                        return Err(too_large(limit));
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-                Ok(buf)
-            };
-            // A body that trickles in (or stops short of its Content-Length) would hold the
-            // connection and its buffer for as long as the client likes.
-            let buf = tokio::time::timeout(deadline, read).await.map_err(|_| {
-                ApiError::RequestTimeout(format!(
-                    "The request body did not arrive within {} s.",
-                    deadline.as_secs()
-                ))
-            })??;
+            let buf = read_within(&mut payload, limit, deadline).await?;
             parse_json(&buf).map(ScimJson)
         })
     }
@@ -260,6 +310,42 @@ mod tests {
         assert_eq!(resp.status().as_u16(), 408);
         assert!(!resp.head().keep_alive());
         assert_eq!(err.body()["status"], "408");
+    }
+
+    /// The admin API's and the links' bodies (any content type) are bounded the same way.
+    #[actix_web::test]
+    async fn a_bounded_body_is_read_whole_or_refused() {
+        let (req, _) = TestRequest::post()
+            .app_data(BodyDeadline(std::time::Duration::from_millis(50)))
+            .to_http_parts();
+        let stalled = futures_util::stream::once(async {
+            Ok::<_, actix_web::error::PayloadError>(web::Bytes::from_static(b"reason=slo"))
+        })
+        .chain(futures_util::stream::pending());
+        let stream: actix_http::BoxedPayloadStream = Box::pin(stalled);
+        let err = BoundedBody::from_request(&req, &mut Payload::from(stream))
+            .await
+            .expect_err("stalled");
+        assert!(matches!(err, ApiError::RequestTimeout(_)), "{err:?}");
+
+        let (req, mut pl) = TestRequest::post()
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .app_data(BodyLimit(8))
+            .set_payload("reason=too long for the limit")
+            .to_http_parts();
+        let err = BoundedBody::from_request(&req, &mut pl)
+            .await
+            .expect_err("too large");
+        assert_eq!(err.body()["status"], "413");
+
+        let (req, mut pl) = TestRequest::post()
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .set_payload("reason=ok")
+            .to_http_parts();
+        let body = BoundedBody::from_request(&req, &mut pl)
+            .await
+            .expect("read");
+        assert_eq!(&body[..], b"reason=ok");
     }
 
     #[actix_web::test]

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{admin_of, ok, run};
 use crate::admin::{LinkPreview, VerifiedLink};
+use crate::http::body::BoundedBody;
 use crate::http::error::{html_page, ApiResult};
 use crate::http::AppState;
 
@@ -206,7 +207,7 @@ pub(super) async fn follow_link(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: BoundedBody,
 ) -> HttpResponse {
     let token = path.into_inner();
     let json = wants_json(&req);

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::BoundedBody;
 use super::error::{ApiError, ApiResult};
 use super::{method_not_allowed, middleware, not_found, resource as res, AppState};
 use crate::admin::simulate::SimulationRequest;
@@ -317,7 +318,7 @@ async fn decide(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: String,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
     kind: Option<&'static str>,
     approve: bool,
 ) -> ApiResult<HttpResponse> {
@@ -342,7 +343,7 @@ async fn approve(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     decide(state, req, path.into_inner(), bytes, None, true).await
 }
@@ -351,7 +352,7 @@ async fn reject(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     decide(state, req, path.into_inner(), bytes, None, false).await
 }
@@ -360,7 +361,7 @@ async fn approve_extension(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     decide(
         state,
@@ -377,7 +378,7 @@ async fn reject_extension(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     decide(
         state,
@@ -404,7 +405,7 @@ async fn request_extension(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     let r: ExtensionRequest = body(&bytes)?;
     let end = r
@@ -447,7 +448,7 @@ async fn create_grant(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     let b: GrantBody = body(&bytes)?;
     let entitlement = b
@@ -513,7 +514,7 @@ async fn revoke_grant(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     let d: Decision = body(&bytes)?;
     let reason = d.reason.unwrap_or_default();
@@ -596,7 +597,7 @@ async fn extend_legacy(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     let e: Extend = body(&bytes)?;
     let days = e.days.unwrap_or(7);
@@ -621,7 +622,7 @@ async fn extend_legacy(
 // Simulation, explanation, outbox, incidents
 // ---------------------------------------------------------------------------------------------
 
-async fn simulate(state: web::Data<AppState>, bytes: web::Bytes) -> ApiResult<HttpResponse> {
+async fn simulate(state: web::Data<AppState>, bytes: BoundedBody) -> ApiResult<HttpResponse> {
     let value = unique_json(&bytes).map_err(|e| {
         ApiError::Scim(scim_schema::Error::InvalidSyntax(format!(
             "The request body is not valid JSON: {e}"
@@ -852,7 +853,7 @@ async fn close_incident(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
     resolve: bool,
 ) -> ApiResult<HttpResponse> {
     let id = incident_id(&path)?;
@@ -877,7 +878,7 @@ async fn acknowledge_incident(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     close_incident(state, req, path, bytes, false).await
 }
@@ -886,7 +887,7 @@ async fn resolve_incident(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     close_incident(state, req, path, bytes, true).await
 }
@@ -966,7 +967,7 @@ struct NewCampaign {
 async fn create_campaign(
     state: web::Data<AppState>,
     req: HttpRequest,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     let b: NewCampaign = body(&bytes)?;
     let who = actor(&req);
@@ -1013,7 +1014,7 @@ async fn decide_campaign_item(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    bytes: web::Bytes,
+    bytes: BoundedBody,
 ) -> ApiResult<HttpResponse> {
     let (id, item) = path.into_inner();
     let b: crate::admin::certification::DecisionRequest = body(&bytes)?;
