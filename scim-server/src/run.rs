@@ -474,7 +474,12 @@ fn grant_command(args: crate::cli::GrantArgs) -> anyhow::Result<()> {
         }
     };
     let config = load_engine(&engine_args)?;
-    let (store, engine) = open_engine_applied(&config, &engine_args.policy)?;
+    // Listing plans nothing, so any policy file will do (the grants are read as stored).
+    let (store, engine) = if matches!(command, Some(GrantCommand::List { .. })) {
+        open_engine(&config, &engine_args.policy, 0)?
+    } else {
+        open_engine_applied(&config, &engine_args.policy)?
+    };
     let admin = crate::admin::Admin::new(store, engine);
     let err = |e: crate::admin::AdminError| anyhow::anyhow!("{e}");
     let out = match command {

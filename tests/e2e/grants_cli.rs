@@ -157,6 +157,10 @@ fn run(backend: Backend) {
     wait_done(&app, &ada_id, "revoke");
     let listed = json_out(&app.cli(&["grant", "list", "--active", "--policy", &policy]));
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    // Listing decides nothing: another file than the applied one lists the same grants.
+    let all = json_out(&app.cli(&["grant", "list", "--user", "ada", "--policy", &other]));
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    assert_eq!(all[0]["state"], "revoked", "{all}");
 }
 
 #[test]
