@@ -567,3 +567,92 @@ backends!(user_etag_follows_its_groups, |app| {
     assert!(![alone_tag, member_tag, renamed_tag].contains(&gone_tag));
     assert_eq!(gone.json()["meta"]["version"], gone_tag.as_str());
 });
+
+// A member's `display` is its own name, kept current: a rename shows in every group it is in,
+// and each such group gets a new version (its representation changed). The client's `display`
+// names only a member without a name of its own.
+backends!(member_display_follows_the_members_name, |app| {
+    let named = app
+        .post(
+            "/Users",
+            json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+                   "userName":"named.member","displayName":"Named Member"}),
+        )
+        .send()
+        .status(201)
+        .json();
+    let nameless = app.create_user("nameless.member");
+    let (nid, lid) = (
+        named["id"].as_str().unwrap().to_string(),
+        nameless["id"].as_str().unwrap().to_string(),
+    );
+    let group = app
+        .post(
+            "/Groups",
+            json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                   "displayName":"Display Followers",
+                   "members":[{"value": nid, "display": "what the client called her"},
+                              {"value": lid, "display": "nameless.member@example.com"}]}),
+        )
+        .send()
+        .status(201)
+        .json();
+    let gid = group["id"].as_str().unwrap().to_string();
+    let display_of = |g: &serde_json::Value, id: &str| {
+        g["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["value"] == id)
+            .map(|m| m["display"].clone())
+            .unwrap()
+    };
+    assert_eq!(display_of(&group, &nid), "Named Member");
+    assert_eq!(display_of(&group, &lid), "nameless.member@example.com");
+    let before = app.get(&format!("/Groups/{gid}")).send().status(200);
+    let tag = before.header("etag").unwrap();
+
+    app.patch(
+        &format!("/Users/{nid}"),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations":[{"op":"replace","path":"displayName","value":"Renamed Member"}]}),
+    )
+    .send()
+    .status(200);
+    let after = app
+        .get(&format!("/Groups/{gid}"))
+        .header("if-none-match", &tag)
+        .send()
+        .status(200);
+    assert_ne!(after.header("etag").unwrap(), tag);
+    let after = after.json();
+    assert_eq!(display_of(&after, &nid), "Renamed Member");
+    assert_eq!(display_of(&after, &lid), "nameless.member@example.com");
+    // A PATCH that leaves the name alone changes no group.
+    app.patch(
+        &format!("/Users/{nid}"),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations":[{"op":"replace","path":"title","value":"Unrelated"}]}),
+    )
+    .send()
+    .status(200);
+    let same = app.get(&format!("/Groups/{gid}")).send().status(200);
+    assert_eq!(same.json()["meta"]["version"], after["meta"]["version"]);
+    // The name removed: the member shows none rather than the old one.
+    app.patch(
+        &format!("/Users/{nid}"),
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations":[{"op":"remove","path":"displayName"}]}),
+    )
+    .send()
+    .status(200);
+    let gone = app.get(&format!("/Groups/{gid}")).send().status(200).json();
+    let member = gone["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["value"] == nid.as_str())
+        .cloned()
+        .unwrap();
+    assert!(member.get("display").is_none(), "{member}");
+});

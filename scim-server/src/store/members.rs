@@ -240,7 +240,10 @@ pub(super) fn add_members(
             MemberRow {
                 member_id: m.value.clone(),
                 member_type: target.resource_type.clone(),
-                display: m.display.clone().or_else(|| target.display_name.clone()),
+                // The member's own name, kept current when it is renamed
+                // (`resources::renamed_member`); the client's `display` only for a member
+                // without one.
+                display: target.display_name.clone().or_else(|| m.display.clone()),
             }
         })
         .collect();

@@ -796,6 +796,33 @@ fn update_resource(
     }
     q.push(" WHERE id = ").text(id);
     q.execute(c)?;
+    if x.display_name != was.display_name {
+        renamed_member(c, id, x.display_name.as_deref(), now)?;
+    }
+    Ok(())
+}
+
+/// A resource `id` whose `displayName` became `display`: every group it is a direct member of
+/// shows the new name as the member's `display`, and gets a new version and lastModified, so
+/// that its representation and ETag change with it. Taken after the member's own row (the
+/// reverse of a group change's order): on PostgreSQL a rename racing a change of one of its
+/// groups can deadlock, which the write's retry settles; renames are rare.
+fn renamed_member(
+    c: &mut DbConnection,
+    id: &str,
+    display: Option<&str>,
+    now: &str,
+) -> HubResult<()> {
+    let mut q = Sql::<()>::new("UPDATE resources SET version = version + 1, last_modified = ");
+    q.text(now)
+        .push(" WHERE id IN (SELECT group_id FROM group_members WHERE member_id = ");
+    q.text(id).push(")");
+    q.execute(c)?;
+    let mut q = Sql::<()>::new("UPDATE group_members SET display = ");
+    q.bind(Bind::OptText(display.map(str::to_string)))
+        .push(" WHERE member_id = ");
+    q.text(id);
+    q.execute(c)?;
     Ok(())
 }
 
