@@ -350,3 +350,54 @@ fn urlencoding(s: &str) -> String {
         })
         .collect()
 }
+
+// `password` is never returned (RFC 7643 §4.1.1): a filter or a sort on it would tell the
+// stored hash, a character at a time, and who has one. Both are refused, on GET and .search.
+backends!(password_is_neither_filtered_nor_sorted, |app| {
+    app.post(
+        "/Users",
+        json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+               "userName":"has.password","password":"t1meMach1ne"}),
+    )
+    .send()
+    .status(201);
+    for filter in [
+        r#"password sw "$argon2""#,
+        r#"password pr"#,
+        r#"password eq "t1meMach1ne""#,
+        r#"userName pr and password gt "$""#,
+    ] {
+        let e = app
+            .get(&format!("/Users?filter={}", urlencoding(filter)))
+            .send()
+            .scim_error(400, Some("invalidFilter"));
+        assert!(
+            e["detail"].as_str().unwrap().contains("never returned"),
+            "{e}"
+        );
+    }
+    app.post(
+        "/.search",
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+               "filter":"password pr"}),
+    )
+    .send()
+    .scim_error(400, Some("invalidFilter"));
+    app.get("/Users?sortBy=password")
+        .send()
+        .scim_error(400, Some("invalidValue"));
+    app.post(
+        "/Users/.search",
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+               "sortBy":"meta.location"}),
+    )
+    .send()
+    .scim_error(400, Some("invalidValue"));
+    // What may be filtered still is.
+    let found = app
+        .get("/Users?filter=userName%20eq%20%22has.password%22&sortBy=userName")
+        .send()
+        .status(200)
+        .json();
+    assert_eq!(found["totalResults"], 1);
+});

@@ -13,11 +13,29 @@
 use super::ast::{AttrPath, CompValue, CompareOp, Filter};
 use super::fold::{fold, FilterFold};
 use crate::error::Error;
-use crate::schema::{AttrType, AttributeDef, ResourceSchema};
+use crate::schema::{AttrType, AttributeDef, ResourceSchema, Returned};
 
 /// `Ok` when every comparison in `filter` is allowed on the attribute it names.
 pub fn check_filter(filter: &Filter, schema: &ResourceSchema) -> Result<(), Error> {
     fold(&mut OrderingCheck { schema }, filter)
+}
+
+/// `Ok` when `sortBy` may order by `path`: not an attribute that is never returned (ordering by
+/// the stored password hash would tell it, and who has one) nor one built when a response is
+/// written (it would order by nothing). Refused with `invalidValue`.
+pub fn check_sort_by(path: &AttrPath, schema: &ResourceSchema) -> Result<(), Error> {
+    let check = OrderingCheck { schema };
+    check
+        .stored(None, path)
+        .and_then(|()| check.returned(None, path))
+        .map_err(|e| match e {
+            Error::InvalidFilter(d) => Error::InvalidValue(format!(
+                "sortBy: {}",
+                d.replace("filtered on", "sorted by")
+                    .replace("filter on", "sort by")
+            )),
+            other => other,
+        })
 }
 
 struct OrderingCheck<'a> {
@@ -59,6 +77,26 @@ impl OrderingCheck<'_> {
         )))
     }
 
+    /// Refuses `path` when its schema says it is never returned (`password`, RFC 7643 §4.1.1):
+    /// a filter on it would answer, one comparison at a time, what reading it may not.
+    fn returned(&self, scope: Option<&AttrPath>, path: &AttrPath) -> Result<(), Error> {
+        let never = |d: Option<&AttributeDef>| d.is_some_and(|d| d.returned == Returned::Never);
+        // The attribute itself, or the complex attribute a sub-attribute path is under.
+        let outer = match scope {
+            Some(outer) => self.schema.lookup(outer),
+            None => self.schema.lookup(&AttrPath {
+                sub_attr: None,
+                ..path.clone()
+            }),
+        };
+        if never(self.def(scope, path)) || never(outer) {
+            return Err(Error::InvalidFilter(format!(
+                "'{path}' is never returned, so it cannot be filtered on (RFC 7643 §7)"
+            )));
+        }
+        Ok(())
+    }
+
     /// The definition of `path`, inside the value path `scope` when there is one.
     fn def(&self, scope: Option<&AttrPath>, path: &AttrPath) -> Option<&AttributeDef> {
         match scope {
@@ -79,6 +117,7 @@ impl FilterFold for OrderingCheck<'_> {
         value: &CompValue,
     ) -> Self::Output {
         self.stored(scope, path)?;
+        self.returned(scope, path)?;
         let ordering = matches!(
             op,
             CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
@@ -115,7 +154,8 @@ impl FilterFold for OrderingCheck<'_> {
     }
 
     fn present(&mut self, scope: Option<&AttrPath>, path: &AttrPath) -> Self::Output {
-        self.stored(scope, path)
+        self.stored(scope, path)?;
+        self.returned(scope, path)
     }
 
     fn and(&mut self, left: Self::Output, right: Self::Output) -> Self::Output {
@@ -234,6 +274,42 @@ mod tests {
             r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.$ref pr"#,
         ] {
             assert_eq!(check(f), Ok(()), "{f}");
+        }
+    }
+
+    /// `password` is never returned (RFC 7643 §4.1.1): a filter on it would leak the stored
+    /// hash one character at a time (`password sw "$a"`, `"$ar"`, ...).
+    #[test]
+    fn attributes_never_returned_are_invalid_filter() {
+        for f in [
+            r#"password sw "$argon2""#,
+            r#"password eq "secret""#,
+            "password pr",
+            r#"PASSWORD gt "a""#,
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:password co "a""#,
+            r#"userName pr and not (password pr)"#,
+        ] {
+            assert_eq!(check(f), Err("invalidFilter".into()), "{f}");
+        }
+    }
+
+    #[test]
+    fn sort_by_refuses_what_filters_refuse_as_invalid_value() {
+        let rs = SchemaRegistry::core().resource_schema("User").unwrap();
+        for p in ["password", "meta.location", "groups.$ref"] {
+            let path = crate::filter::parse::parse_attr_path(p).unwrap();
+            let e = check_sort_by(&path, &rs).unwrap_err();
+            assert_eq!(e.scim_type().as_str(), "invalidValue", "{p}");
+            assert!(e.to_string().contains("sorted by"), "{p}: {e}");
+        }
+        for p in [
+            "userName",
+            "meta.lastModified",
+            "name.familyName",
+            "unknownAttribute",
+        ] {
+            let path = crate::filter::parse::parse_attr_path(p).unwrap();
+            assert!(check_sort_by(&path, &rs).is_ok(), "{p}");
         }
     }
 

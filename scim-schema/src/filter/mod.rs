@@ -16,7 +16,7 @@ pub mod parse;
 pub mod print;
 
 pub use ast::{AttrPath, CompValue, CompareOp, Filter, PatchPath};
-pub use check::check_filter;
+pub use check::{check_filter, check_sort_by};
 pub use eval::{matches, matches_value};
 pub use fold::{fold, FilterFold};
 pub use parse::{

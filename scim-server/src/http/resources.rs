@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use scim_schema::filter::{check_filter, parse_attr_path, parse_filter_as, FilterSyntax};
+use scim_schema::filter::{
+    check_filter, check_sort_by, parse_attr_path, parse_filter_as, FilterSyntax,
+};
 use scim_schema::json::get_ci;
 use scim_schema::message::ListResponse;
 use scim_schema::projection::project;
@@ -521,7 +523,15 @@ fn search_query(
                 Ok::<_, scim_schema::Error>(filter)
             })
             .transpose()?,
-        sort_by: params.sort_by.as_deref().map(parse_attr_path).transpose()?,
+        sort_by: params
+            .sort_by
+            .as_deref()
+            .map(|s| {
+                let path = parse_attr_path(s)?;
+                check_sort_by(&path, schema)?;
+                Ok::<_, scim_schema::Error>(path)
+            })
+            .transpose()?,
         descending: params.sort_order == SortOrder::Descending,
         start_index: params.start_index,
         count: params.page_size(max),
