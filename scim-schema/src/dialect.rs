@@ -500,6 +500,15 @@ pub fn check_request_message(
     known: &[&str],
     dialect: Dialect,
 ) -> Result<(), Error> {
+    let schemas_keys = body
+        .keys()
+        .filter(|k| k.eq_ignore_ascii_case("schemas"))
+        .count();
+    if schemas_keys > 1 {
+        return Err(Error::InvalidSyntax(format!(
+            "a {what} names \"schemas\" more than once (in different cases)"
+        )));
+    }
     if dialect == Dialect::Lenient {
         return Ok(());
     }
@@ -517,6 +526,24 @@ pub fn check_request_message(
     check_members(body, what, known)
 }
 
+/// Refuses an object naming one member twice in different cases (`method` and `METHOD`): read
+/// case-insensitively (RFC 7643 §2.1) they are one member given two values, and taking either
+/// would silently drop the other.
+pub fn check_case_duplicates(object: &Map<String, Value>, what: &str) -> Result<(), Error> {
+    let keys: Vec<&String> = object.keys().collect();
+    for (i, a) in keys.iter().enumerate() {
+        if let Some(b) = keys[i + 1..].iter().find(|b| b.eq_ignore_ascii_case(a)) {
+            let cut = |k: &str| k.chars().take(64).collect::<String>();
+            return Err(Error::InvalidSyntax(format!(
+                "a {what} names one member twice: {:?} and {:?}",
+                cut(a),
+                cut(b)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a member of `object` that is not `schemas` or one of `known` (case-insensitively).
 pub fn check_members(object: &Map<String, Value>, what: &str, known: &[&str]) -> Result<(), Error> {
     let unknown: Vec<&str> = object
@@ -529,7 +556,12 @@ pub fn check_members(object: &Map<String, Value>, what: &str, known: &[&str]) ->
     if unknown.is_empty() {
         return Ok(());
     }
-    let shown: Vec<String> = unknown.iter().take(5).map(|k| format!("{k:?}")).collect();
+    // A few names, each cut short: the detail must not echo a megabyte of member names.
+    let shown: Vec<String> = unknown
+        .iter()
+        .take(5)
+        .map(|k| format!("{:?}", k.chars().take(64).collect::<String>()))
+        .collect();
     Err(Error::InvalidSyntax(format!(
         "a {what} has no member {}; it takes {}",
         shown.join(", "),

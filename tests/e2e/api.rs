@@ -501,6 +501,11 @@ backends!(user_etag_follows_its_groups, |app| {
     assert_eq!(member.json()["meta"]["version"], member_tag.as_str());
     assert_eq!(member.json()["groups"][0]["value"], gid.as_str());
     // Unchanged: 304 with the same tag; the same tag in a list and from HEAD.
+    let head = app
+        .request(reqwest::Method::HEAD, &format!("/Users/{id}"))
+        .send()
+        .status(200);
+    assert_eq!(head.header("etag").as_deref(), Some(member_tag.as_str()));
     app.get(&format!("/Users/{id}"))
         .header("if-none-match", &member_tag)
         .send()

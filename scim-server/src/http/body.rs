@@ -27,6 +27,13 @@ pub struct ScimJson(pub Value);
 /// content coding other than `identity` (RFC 9110 §8.4.1): the hub decodes none, and reading
 /// compressed bytes as JSON could store a body that happens to parse.
 pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    check_content_encoding(req)?;
+    check_media_type(req)
+}
+
+/// 415 for a body in a content coding other than `identity`: the hub decodes none (a gzipped
+/// form read as plain bytes would parse as an empty one).
+fn check_content_encoding(req: &HttpRequest) -> Result<(), ApiError> {
     for coding in req.headers().get_all(header::CONTENT_ENCODING) {
         let coding = coding.to_str().unwrap_or("?");
         if coding
@@ -38,6 +45,10 @@ pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
             )));
         }
     }
+    Ok(())
+}
+
+fn check_media_type(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -178,8 +189,10 @@ impl FromRequest for BoundedBody {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
+        let encoding = check_content_encoding(req);
         let mut payload = payload.take();
         Box::pin(async move {
+            encoding?;
             if declared.is_some_and(|len| len > limit) {
                 return Err(too_large(limit));
             }
@@ -337,6 +350,27 @@ mod tests {
             .await
             .expect_err("too large");
         assert_eq!(err.body()["status"], "413");
+
+        // No Content-Length: the stream is cut at the limit.
+        let (req, _) = TestRequest::post().app_data(BodyLimit(8)).to_http_parts();
+        let chunks = futures_util::stream::iter(["reason=", "too long"].map(|c| {
+            Ok::<_, actix_web::error::PayloadError>(web::Bytes::from_static(c.as_bytes()))
+        }));
+        let stream: actix_http::BoxedPayloadStream = Box::pin(chunks);
+        let err = BoundedBody::from_request(&req, &mut Payload::from(stream))
+            .await
+            .expect_err("too large");
+        assert_eq!(err.body()["status"], "413");
+
+        // A compressed body is not read as plain bytes (a gzipped form would parse as empty).
+        let (req, mut pl) = TestRequest::post()
+            .insert_header(("content-encoding", "gzip"))
+            .set_payload(&b"\x1f\x8b"[..])
+            .to_http_parts();
+        let err = BoundedBody::from_request(&req, &mut pl)
+            .await
+            .expect_err("gzip");
+        assert_eq!(err.body()["status"], "415");
 
         let (req, mut pl) = TestRequest::post()
             .insert_header(("content-type", "application/x-www-form-urlencoded"))

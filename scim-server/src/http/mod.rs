@@ -587,6 +587,9 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                 .wrap(actix_web::middleware::from_fn(middleware::limit_h2_heads))
                 .wrap(actix_web::middleware::from_fn(middleware::log_requests))
                 .wrap(actix_web::middleware::from_fn(metrics::count_requests))
+                .wrap(actix_web::middleware::from_fn(
+                    middleware::head_without_body,
+                ))
                 .configure(|cfg| configure(cfg, app_state));
             let http = actix_http::HttpService::build()
                 .graceful_shutdown_signal(move || {

@@ -400,6 +400,19 @@ mod tests {
                 "{body}"
             );
         }
+        // `schemas` twice in different cases: refused whichever comes first, in every dialect.
+        for body in [
+            json!({"schemas": [SEARCH_REQUEST], "SCHEMAS": ["bogus"], "filter": "id pr"}),
+            json!({"SCHEMAS": ["bogus"], "schemas": [SEARCH_REQUEST], "filter": "id pr"}),
+        ] {
+            for dialect in [Dialect::Strict, Dialect::Standard, Dialect::Lenient] {
+                let e = ListParams::from_search_body(&body, 200, dialect).expect_err("refused");
+                assert!(
+                    matches!(e, Error::InvalidSyntax(_)),
+                    "{body} {dialect:?}: {e:?}"
+                );
+            }
+        }
         // Members and the schema in any case, and RFC 9865's cursor, are taken.
         let body = json!({"SCHEMAS": [SEARCH_REQUEST.to_ascii_uppercase()], "Filter": "id pr",
             "SortBy": "userName", "CURSOR": "", "Count": 2});

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use scim_schema::dialect::{check_members, check_request_message, Dialect};
+use scim_schema::dialect::{check_case_duplicates, check_members, check_request_message, Dialect};
 use scim_schema::message::{
     order_bulk_operations, resolve_bulk_ids, BulkMethod, BulkOperation, BulkOrderError,
     BulkRequest, BULK_REQUEST,
@@ -44,7 +44,11 @@ pub struct OpOutcome {
 
 /// The members a BulkRequest and each of its operations take (RFC 7644 §3.7), as serde names them.
 const REQUEST_MEMBERS: &[&str] = &["Operations", "failOnErrors"];
-const OPERATION_MEMBERS: &[&str] = &["method", "bulkId", "version", "path", "data"];
+/// `location`, `response` and `status` are §3.7's response members: a client echoing an
+/// operation back may send them, and they are ignored.
+const OPERATION_MEMBERS: &[&str] = &[
+    "method", "bulkId", "version", "path", "data", "location", "response", "status",
+];
 
 /// Parses a BulkRequest body (`invalidSyntax` when it is not one). Members are matched
 /// case-insensitively (RFC 7643 §2.1); outside the Lenient dialect the body must list the
@@ -56,6 +60,7 @@ pub fn parse(body: Value, dialect: Dialect) -> Result<BulkRequest, Error> {
             "A BulkRequest must be a JSON object.".into(),
         ));
     };
+    check_case_duplicates(&request, "BulkRequest")?;
     check_request_message(
         &request,
         "BulkRequest",
@@ -67,6 +72,7 @@ pub fn parse(body: Value, dialect: Dialect) -> Result<BulkRequest, Error> {
     if let Some(Value::Array(ops)) = request.get_mut("Operations") {
         for (i, op) in ops.iter_mut().enumerate() {
             if let Value::Object(op) = op {
+                check_case_duplicates(op, &format!("bulk operation (Operations[{i}])"))?;
                 if dialect != Dialect::Lenient {
                     check_members(
                         op,
@@ -455,6 +461,34 @@ mod tests {
         assert_eq!(op.version.as_deref(), Some("W/\"3\""));
         assert_eq!(op.path, "/Users");
         assert!(op.data.is_some());
+    }
+
+    /// One member named twice in different cases is refused in every dialect: read
+    /// case-insensitively it has two values, and either would drop the other silently.
+    #[test]
+    fn bulk_members_named_twice_in_different_cases_are_refused() {
+        let op = json!({"method":"DELETE","path":"/Users/1"});
+        let bodies = [
+            json!({"schemas":[BULK_REQUEST],"SCHEMAS":["x"],"Operations":[op.clone()]}),
+            json!({"schemas":[BULK_REQUEST],"failOnErrors":1,"FailOnErrors":9,"Operations":[op.clone()]}),
+            json!({"schemas":[BULK_REQUEST],"Operations":[
+                {"method":"DELETE","METHOD":"PATCH","path":"/Users/1"}]}),
+            json!({"schemas":[BULK_REQUEST],"Operations":[
+                {"method":"DELETE","path":"/Users/1","version":"W/\"1\"","VERSION":"*"}]}),
+        ];
+        for body in bodies {
+            for dialect in [Dialect::Strict, Dialect::Standard, Dialect::Lenient] {
+                let e = parse(body.clone(), dialect).expect_err("refused");
+                assert!(
+                    matches!(e, Error::InvalidSyntax(_)),
+                    "{body} {dialect:?}: {e:?}"
+                );
+            }
+        }
+        // §3.7's response members echoed in a request are ignored.
+        let echoed = json!({"schemas":[BULK_REQUEST],"Operations":[{"method":"DELETE",
+            "path":"/Users/1","location":"x","status":"200","response":{}}]});
+        assert!(parse(echoed, Dialect::Strict).is_ok());
     }
 
     /// Without the BulkRequest schema, or with a member §3.7 does not define (a misspelt
