@@ -429,10 +429,16 @@ backends!(if_none_match_guards_writes, |app| {
     };
     let path = format!("/Users/{id}");
     for refused in ["*", etag.as_str(), &format!("W/\"0\", {etag}")] {
-        app.patch(&path, patch("never"))
+        let e = app
+            .patch(&path, patch("never"))
             .header("if-none-match", refused)
             .send()
             .scim_error(412, None);
+        // The detail names the header that failed.
+        assert!(
+            e["detail"].as_str().unwrap().contains("If-None-Match"),
+            "{e}"
+        );
         app.put(&path, json!({"userName":"inm","title":"never"}))
             .header("if-none-match", refused)
             .send()

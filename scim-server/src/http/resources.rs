@@ -138,8 +138,12 @@ async fn write_condition(
     if none_match
         .split(',')
         .any(|t| t.trim() == "*" || crate::store::etag_version(t) == Some(version))
-        || !crate::store::if_match_ok(if_match.as_deref(), version)
     {
+        return Err(ApiError::PreconditionFailed(
+            "The resource exists in a version If-None-Match names; nothing was changed.".into(),
+        ));
+    }
+    if !crate::store::if_match_ok(if_match.as_deref(), version) {
         return Err(HubError::PreconditionFailed {
             current_version: version,
         }
