@@ -113,6 +113,17 @@ crate::backends!(
 
         let text = app.get("/metrics").token(&monitor).send().status(200).text;
         let after = parse(&text);
+        // HEAD as GET; another method is 405 naming both.
+        app.request(reqwest::Method::HEAD, "/metrics")
+            .token(&monitor)
+            .send()
+            .status(200);
+        let post = app
+            .request(reqwest::Method::POST, "/metrics")
+            .token(&monitor)
+            .send();
+        assert_eq!(post.header("allow").as_deref(), Some("GET, HEAD"));
+        post.scim_error(405, None);
         assert_eq!(
             value(&after, REQUESTS, &list),
             Some(listed_before + 3.0),

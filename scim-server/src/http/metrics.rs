@@ -177,6 +177,10 @@ pub async fn scrape(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 /// `/metrics` alone, for the separate metrics listener (`[metrics] bind`): no authentication.
 pub fn configure_alone(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
-        .service(super::resource("/metrics").route(web::get().to(scrape)))
+        .service(
+            super::scim_resource("/metrics", super::READ_METHODS)
+                .route(web::get().to(scrape))
+                .route(web::head().to(scrape)),
+        )
         .default_service(web::to(super::not_found));
 }

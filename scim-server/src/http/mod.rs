@@ -340,16 +340,34 @@ pub(crate) fn resource(path: &str) -> actix_web::Resource {
 
 /// A SCIM resource serving `allow` (as the `Allow` header spells them): other methods answer
 /// 405 with a SCIM error and that header (RFC 9110 §15.5.6).
-fn scim_resource(path: &str, allow: &'static str) -> actix_web::Resource {
+pub(crate) fn scim_resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
         Err::<HttpResponse, _>(not_allowed(&req, Some(allow)))
     }))
 }
 
+/// A User or Group by id at `path` (the hot route and the general one alike).
+fn resource_by_id(path: &str) -> actix_web::Resource {
+    scim_resource(path, BY_ID_METHODS)
+        .route(web::get().to(resources::get))
+        .route(web::put().to(resources::replace))
+        .route(web::patch().to(resources::patch))
+        .route(web::delete().to(resources::delete))
+        .route(web::head().to(resources::get))
+}
+
+/// The Users or Groups endpoint at `path` (the hot route and the general one alike).
+fn resource_endpoint(path: &str) -> actix_web::Resource {
+    scim_resource(path, ENDPOINT_METHODS)
+        .route(web::get().to(resources::list))
+        .route(web::post().to(resources::create))
+        .route(web::head().to(resources::list))
+}
+
 /// The methods of a SCIM resource by id, of an endpoint, and of a read-only or POST-only one.
 const BY_ID_METHODS: &str = "GET, HEAD, PUT, PATCH, DELETE";
 const ENDPOINT_METHODS: &str = "GET, HEAD, POST";
-const READ_METHODS: &str = "GET, HEAD";
+pub(crate) const READ_METHODS: &str = "GET, HEAD";
 const POST_METHODS: &str = "POST";
 
 /// The hot routes of the SCIM scope, tried before all others: a User or Group by id, and the
@@ -436,12 +454,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             // On the main listener only when no separate metrics listener is configured.
             if state_metrics_on_main {
                 cfg.service(
-                    resource("/metrics")
+                    scim_resource("/metrics", READ_METHODS)
                         .wrap(actix_web::middleware::from_fn(
                             metrics::require_metrics_scope,
                         ))
                         .wrap(actix_web::middleware::from_fn(middleware::identify_only))
-                        .route(web::get().to(metrics::scrape)),
+                        .route(web::get().to(metrics::scrape))
+                        .route(web::head().to(metrics::scrape)),
                 );
             }
         })
@@ -454,20 +473,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 // The hot routes first, constrained so they claim nothing a later route serves:
                 // a resource by id (an id starting with `.` is `.search` or left to the
                 // general route below), then the endpoints themselves.
-                .service(
-                    scim_resource(RESOURCE_BY_ID, BY_ID_METHODS)
-                        .route(web::get().to(resources::get))
-                        .route(web::put().to(resources::replace))
-                        .route(web::patch().to(resources::patch))
-                        .route(web::delete().to(resources::delete))
-                        .route(web::head().to(resources::get)),
-                )
-                .service(
-                    scim_resource(RESOURCE_ENDPOINT, ENDPOINT_METHODS)
-                        .route(web::get().to(resources::list))
-                        .route(web::post().to(resources::create))
-                        .route(web::head().to(resources::list)),
-                )
+                .service(resource_by_id(RESOURCE_BY_ID))
+                .service(resource_endpoint(RESOURCE_ENDPOINT))
                 .service(
                     scim_resource("/ServiceProviderConfig", READ_METHODS)
                         .route(web::get().to(discovery::get_service_provider_config))
@@ -508,20 +515,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     scim_resource("/{kind}/.search", POST_METHODS)
                         .route(web::post().to(resources::search)),
                 )
-                .service(
-                    scim_resource("/{kind}", ENDPOINT_METHODS)
-                        .route(web::get().to(resources::list))
-                        .route(web::post().to(resources::create))
-                        .route(web::head().to(resources::list)),
-                )
-                .service(
-                    scim_resource("/{kind}/{id}", BY_ID_METHODS)
-                        .route(web::get().to(resources::get))
-                        .route(web::put().to(resources::replace))
-                        .route(web::patch().to(resources::patch))
-                        .route(web::delete().to(resources::delete))
-                        .route(web::head().to(resources::get)),
-                )
+                .service(resource_endpoint("/{kind}"))
+                .service(resource_by_id("/{kind}/{id}"))
                 .default_service(web::to(not_found)),
         )
         .configure(admin::configure)
