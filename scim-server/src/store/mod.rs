@@ -1190,12 +1190,22 @@ pub fn if_match_ok(if_match: Option<&str>, version: i64) -> bool {
     })
 }
 
-/// The version an ETag names: `W/"5"` and `W/"5.<groups digest>"` ([`resource_etag`]) both name 5.
+/// The version an ETag names: `W/"5"` and `W/"5.<groups digest>"` ([`resource_etag`]) both name
+/// 5, and so does the strong `"5"`. Only the digits this server writes: `W/"06"`, `W/"+6"` or
+/// a tag missing a quote name none. (A bare `5` is taken, as clients that drop the quotes send.)
 pub fn etag_version(tag: &str) -> Option<i64> {
     let tag = tag.trim();
-    let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    let tag = match tag.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"')?,
+        None if tag.ends_with('"') => return None,
+        None => tag,
+    };
     let version = tag.split_once('.').map_or(tag, |(v, _)| v);
-    version.parse::<i64>().ok()
+    let canonical = !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit())
+        && (version == "0" || !version.starts_with('0'));
+    canonical.then(|| version.parse::<i64>().ok()).flatten()
 }
 
 pub(crate) fn check_if_match(if_match: Option<&str>, version: i64) -> HubResult<()> {

@@ -208,3 +208,24 @@ fn create_loaded_is_what_a_read_loads() {
         assert_eq!(g.members.as_ref().map(Vec::len), Some(1));
     });
 }
+
+/// The ETags a precondition takes: the ones this server writes (with or without a User's
+/// groups digest), strong or weak, `*` and lists; not a version spelt otherwise.
+#[test]
+fn etag_preconditions_take_only_the_versions_written() {
+    use crate::store::{etag_version, if_match_ok, resource_etag};
+    assert_eq!(etag_version(&resource_etag(7, None)), Some(7));
+    assert_eq!(etag_version(&resource_etag(7, Some(0xabc))), Some(7));
+    for (tag, version) in [("\"7\"", Some(7)), ("7", Some(7)), ("W/\"0\"", Some(0))] {
+        assert_eq!(etag_version(tag), version, "{tag}");
+    }
+    for tag in [
+        "W/\"07\"", "W/\"+7\"", "W/\"-7\"", "W/\"7", "W/7\"", "W/\"\"", "W/\"x\"", "",
+    ] {
+        assert_eq!(etag_version(tag), None, "{tag}");
+    }
+    assert!(if_match_ok(Some("W/\"1\", W/\"7.00ff\""), 7));
+    assert!(if_match_ok(Some("*"), 7));
+    assert!(!if_match_ok(Some("W/\"07\""), 7));
+    assert!(if_match_ok(None, 7));
+}
