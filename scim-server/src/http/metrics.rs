@@ -150,6 +150,11 @@ pub async fn require_metrics_scope(
 }
 
 /// The exposition: counters of this process and gauges read from the database now.
+/// HEAD of `/metrics` ([`super::resources::without_body`]).
+pub async fn head(state: web::Data<AppState>) -> HttpResponse {
+    super::resources::without_body(scrape(state).await)
+}
+
 pub async fn scrape(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let engine = match &state.admin {
         None => metrics::EngineGauges::Off,
@@ -180,7 +185,7 @@ pub fn configure_alone(cfg: &mut web::ServiceConfig, state: web::Data<AppState>)
         .service(
             super::scim_resource("/metrics", super::READ_METHODS)
                 .route(web::get().to(scrape))
-                .route(web::head().to(scrape)),
+                .route(web::head().to(head)),
         )
         .default_service(web::to(super::not_found));
 }

@@ -268,31 +268,6 @@ pub async fn limit_h2_heads(
     next.call(req).await
 }
 
-/// A HEAD answer leaves without a body, whatever the handler (the GET one) built: actix-http
-/// drops the body of a HEAD response only while its codec still remembers the request was a
-/// HEAD, and a pipelined request decoded while an awaiting handler runs replaces that memory
-/// (seen on PostgreSQL: the body went out and the connection's framing broke). So the body is
-/// dropped here; the answer then carries no `Content-Length` (optional for HEAD, RFC 9110
-/// §9.3.2), which actix omits for a response without a body. (A middleware's refusal, a 401
-/// or 429, passes as an error and keeps its body: the request cannot be kept here to answer it,
-/// actix needs it unshared while routing.)
-pub async fn head_without_body(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    use actix_web::body::EitherBody;
-    let head = req.method() == Method::HEAD;
-    let res = next.call(req).await?;
-    Ok(res.map_body(|response, body| {
-        if head {
-            response.headers.remove(header::CONTENT_LENGTH);
-            EitherBody::right(actix_web::body::None::new())
-        } else {
-            EitherBody::left(body)
-        }
-    }))
-}
-
 /// One log line per request.
 pub async fn log_requests(
     req: ServiceRequest,

@@ -353,7 +353,7 @@ fn resource_by_id(path: &str) -> actix_web::Resource {
         .route(web::put().to(resources::replace))
         .route(web::patch().to(resources::patch))
         .route(web::delete().to(resources::delete))
-        .route(web::head().to(resources::get))
+        .route(web::head().to(resources::head))
 }
 
 /// The Users or Groups endpoint at `path` (the hot route and the general one alike).
@@ -361,7 +361,7 @@ fn resource_endpoint(path: &str) -> actix_web::Resource {
     scim_resource(path, ENDPOINT_METHODS)
         .route(web::get().to(resources::list))
         .route(web::post().to(resources::create))
-        .route(web::head().to(resources::list))
+        .route(web::head().to(resources::head_list))
 }
 
 /// The methods of a SCIM resource by id, of an endpoint, and of a read-only or POST-only one.
@@ -460,7 +460,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                         ))
                         .wrap(actix_web::middleware::from_fn(middleware::identify_only))
                         .route(web::get().to(metrics::scrape))
-                        .route(web::head().to(metrics::scrape)),
+                        .route(web::head().to(metrics::head)),
                 );
             }
         })
@@ -582,9 +582,6 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                 .wrap(actix_web::middleware::from_fn(middleware::limit_h2_heads))
                 .wrap(actix_web::middleware::from_fn(middleware::log_requests))
                 .wrap(actix_web::middleware::from_fn(metrics::count_requests))
-                .wrap(actix_web::middleware::from_fn(
-                    middleware::head_without_body,
-                ))
                 .configure(|cfg| configure(cfg, app_state));
             let http = actix_http::HttpService::build()
                 .graceful_shutdown_signal(move || {

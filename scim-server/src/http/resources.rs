@@ -152,6 +152,36 @@ async fn write_condition(
     Ok(Some(format!("W/\"{version}\"")))
 }
 
+/// A HEAD answer: the GET one (or its error) without a body and without `Content-Length`
+/// (optional for HEAD, RFC 9110 §9.3.2). actix-http drops a HEAD answer's body only while its
+/// codec still remembers the request was a HEAD, and a request pipelined behind it, decoded
+/// while this handler awaited the database, made it forget (seen on PostgreSQL: the body went
+/// out and broke the connection's framing). A middleware's refusal (401, 429) is left to actix.
+pub(super) fn without_body(answer: ApiResult<HttpResponse>) -> HttpResponse {
+    let resp = answer.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+    let (mut head, _) = resp.into_parts();
+    head.headers_mut().remove(header::CONTENT_LENGTH);
+    head.set_body(actix_web::body::BoxBody::new(actix_web::body::None::new()))
+}
+
+/// HEAD of a resource by id.
+pub async fn head(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    without_body(get(state, req, path).await)
+}
+
+/// HEAD of an endpoint (a list).
+pub async fn head_list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    without_body(list(state, req, path).await)
+}
+
 pub async fn get(
     state: web::Data<AppState>,
     req: HttpRequest,
