@@ -709,6 +709,15 @@ impl<'a> ByHand<'a> {
     }
 }
 
+/// The micro-review campaigns (one per drift finding under review), newest first.
+fn micro_campaigns(env: &Env) -> Vec<store::Campaign> {
+    in_tx(&env.store, |c| store::list(c, None, 10))
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.kind == "micro")
+        .collect()
+}
+
 fn a_drift_finding_under_review_opens_a_micro_review(env: Env) {
     let (grace, _olivia, _sec, fay, _bob, _dan) = people(&env);
     let by_hand = ByHand::new(&env);
@@ -718,11 +727,7 @@ fn a_drift_finding_under_review_opens_a_micro_review(env: Env) {
     let report = reconcile();
     assert_eq!(report.reviews, 1, "{report:?}");
     // A one-item campaign for the manager; the manager's mail is the drift review mail.
-    let micro: Vec<store::Campaign> = in_tx(&env.store, |c| store::list(c, None, 10))
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.kind == "micro")
-        .collect();
+    let micro = micro_campaigns(&env);
     assert_eq!(micro.len(), 1);
     let its = items(&env, &micro[0].id);
     assert_eq!(its.len(), 1);
@@ -777,10 +782,9 @@ fn a_drift_finding_under_review_opens_a_micro_review(env: Env) {
     grant("audit-read");
     let report = reconcile();
     assert_eq!(report.reviews, 1, "{report:?}");
-    let micro2 = in_tx(&env.store, |c| store::list(c, None, 10))
-        .unwrap()
+    let micro2 = micro_campaigns(&env)
         .into_iter()
-        .find(|c| c.kind == "micro" && c.state == "open")
+        .find(|c| c.state == "open")
         .unwrap();
     let item = items(&env, &micro2.id).pop().unwrap();
     env.admin
@@ -1105,11 +1109,7 @@ fn access_gated_at_security_is_reviewed_by_security_not_the_manager(env: Env) {
         .filter(|n| n.kind == "drift_review")
         .count();
     assert_eq!(mailed, 0);
-    let micro: Vec<store::Campaign> = in_tx(&env.store, |c| store::list(c, None, 10))
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.kind == "micro")
-        .collect();
+    let micro = micro_campaigns(&env);
     assert_eq!(micro.len(), 1);
     let its = items(&env, &micro[0].id);
     assert_eq!(
